@@ -1,0 +1,36 @@
+# Two set-up commands, each self-contained on a fresh Debian machine:
+#   make run    installs ackd in .venv and serves config.example.yaml on the embedded SQLite store
+#   make test   installs everything the tests need (Alertmanager too, when root) and runs them all
+VENV ?= .venv
+PY := $(VENV)/bin/python
+AM_BIN := /usr/bin/prometheus-alertmanager
+
+.PHONY: run test lint bench system-deps clean
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,dev]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(VENV)/bin/ackd serve --config config.example.yaml
+
+# The end-to-end tests drive the real Alertmanager; install it when we can (root with apt).
+system-deps:
+	@if [ ! -x $(AM_BIN) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; \
+	fi
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check receiver tests bench
+	$(VENV)/bin/mypy receiver
+
+test: $(VENV)/.installed system-deps lint
+	$(VENV)/bin/pytest
+
+bench: $(VENV)/.installed
+	$(PY) bench/run.py
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

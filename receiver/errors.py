@@ -1,0 +1,63 @@
+"""Every exception ackd raises on purpose, in one place.
+
+    AckdError
+    ├── ConfigError          a configuration file is wrong; carries every problem found
+    ├── PayloadError         a request body breaks its format; names the offending field
+    ├── NotFound             an incident (or other record) does not exist
+    ├── InvalidTransition    an incident cannot go from its state to the one asked for
+    ├── LinkError            a signed link is forged, tampered with or expired
+    └── StoreUnavailable     the store cannot take writes right now; callers answer 503
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AckdError(Exception):
+    """Base of every error ackd raises deliberately."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    """One thing wrong with a configuration file, located precisely enough to fix it."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.key}: {self.message}"
+
+
+class ConfigError(AckdError):
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class PayloadError(AckdError):
+    """A request body that can never succeed; `field` is a dotted path such as alerts[3].labels."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class NotFound(AckdError):
+    pass
+
+
+class InvalidTransition(AckdError):
+    pass
+
+
+class LinkError(AckdError):
+    pass
+
+
+class StoreUnavailable(AckdError):
+    """Transient: the write did not happen and may be retried (Alertmanager retries on 5xx)."""

@@ -1,0 +1,108 @@
+"""The nouns of the domain: alerts, incidents and what happens to them.
+
+Plain dataclasses and string enums, so they serialise to JSON and SQLite without ceremony.
+Times are timezone-aware UTC datetimes everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class AlertStatus(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert as Alertmanager reports it. (fingerprint, starts_at) names one episode."""
+
+    fingerprint: str
+    status: AlertStatus
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    starts_at: datetime
+    ends_at: datetime | None  # None while firing (Alertmanager sends the zero time)
+    generator_url: str = ""
+
+    @property
+    def episode(self) -> tuple[str, datetime]:
+        return (self.fingerprint, self.starts_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Severity:
+    """A severity level from config; rank 0 is the most severe (SEV1)."""
+
+    name: str
+    rank: int
+    description: str = ""
+    # "high" pages at any hour; "low" waits for the owning team's working hours.
+    urgency: str = "high"
+
+
+class IncidentState(StrEnum):
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+
+
+class EventKind(StrEnum):
+    OPENED = "opened"
+    ALERT_ADDED = "alert_added"
+    ALERT_RESOLVED = "alert_resolved"
+    ALERT_REFIRED = "alert_refired"
+    ALERTS_TRUNCATED = "alerts_truncated"
+    RESOLVED = "resolved"
+    ACKNOWLEDGED = "acknowledged"
+    UNACKNOWLEDGED = "unacknowledged"
+    SNOOZED = "snoozed"
+    SNOOZE_ENDED = "snooze_ended"
+    STEP_FIRED = "step_fired"
+    ESCALATION_EXHAUSTED = "escalation_exhausted"
+    ESCALATION_DEFERRED = "escalation_deferred"  # low urgency outside working hours
+    RE_ESCALATED = "re_escalated"  # acknowledged but left alone too long
+    NOTIFICATION_SENT = "notification_sent"
+    NOTIFICATION_FAILED = "notification_failed"
+    NOTIFICATION_SUPPRESSED = "notification_suppressed"  # rate limited or bundled
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    at: datetime
+    kind: EventKind
+    actor: str = "ackd"
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Incident:
+    """A group of alerts that share a route and its group_by label values, and its response."""
+
+    id: int
+    group_key: str
+    route_id: str
+    team: str
+    severity: str
+    policy: str
+    group_labels: dict[str, str]
+    state: IncidentState
+    opened_at: datetime
+    updated_at: datetime
+    acknowledged_at: datetime | None = None
+    acknowledged_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    previous_id: int | None = None
+    truncated_alerts: int = 0
+    external_url: str = ""
+    summary: str = ""
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not IncidentState.RESOLVED

@@ -70,11 +70,27 @@ class FakeClock:
         self.set(self._now + seconds)
 
     async def jump(self, delta: timedelta | float) -> None:
-        """Advance, then let every task that woke run until it blocks again."""
-        self.advance(delta)
-        for _ in range(20):
-            await asyncio.sleep(0)
+        """Move time forward, stopping at every sleeper's wake-up time on the way and letting
+        the woken tasks run, so each one observes exactly the time it asked for."""
+        seconds = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
+        target = self._now + seconds
+        while (wake := self._next_wake()) is not None and wake <= target:
+            self.set(max(wake, self._now))
+            await _settle()
+        self.set(target)
+        await _settle()
+
+    def _next_wake(self) -> datetime | None:
+        while self._sleepers and self._sleepers[0][2].done():
+            heapq.heappop(self._sleepers)  # cancelled sleepers
+        return self._sleepers[0][0] if self._sleepers else None
 
     @property
     def sleepers(self) -> int:
         return sum(1 for _, _, f in self._sleepers if not f.done())
+
+
+async def _settle() -> None:
+    # Enough loop turns for woken tasks to run through a few awaits of their own.
+    for _ in range(20):
+        await asyncio.sleep(0)

@@ -1,0 +1,165 @@
+"""The daemon's lifecycle: build from config, start, reload on SIGHUP, stop gracefully.
+
+Shaped after uvicorn's server: signals only set events; the main coroutine starts everything,
+waits, and shuts down in order (stop accepting, let in-flight webhooks finish, stop the timer
+loop, drain the store's queue, close). A second SIGINT forces exit. A reload builds the new
+config whole and swaps it in; a bad file keeps the old one running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from receiver import config as config_module
+from receiver.clock import Clock, SystemClock
+from receiver.config import Config
+from receiver.errors import ConfigError
+from receiver.http.api import get_incident, list_incidents
+from receiver.http.health import healthy, metrics, ready
+from receiver.http.services import SERVICES, Services
+from receiver.http.webhook import receive_alerts
+from receiver.incidents import Incidents
+from receiver.metrics import Metrics
+from receiver.store import SqliteStore
+
+log = logging.getLogger(__name__)
+SHUTDOWN_TIMEOUT = 10.0
+
+
+def build_web_app(services: Services) -> web.Application:
+    app = web.Application(client_max_size=services.config.max_body_bytes + 1)
+    app[SERVICES] = services
+    app.router.add_post("/api/v1/alerts", receive_alerts)
+    app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    if services.responder is not None:
+        services.responder.add_routes(app)
+    return app
+
+
+def link_secret(config: Config) -> bytes:
+    """The configured link secret, else one kept in the data dir so links survive restarts."""
+    if config.link_secret:
+        return config.link_secret
+    path = config.data_dir / "link-secret"
+    if not path.exists():
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip().encode()
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        metrics_: Metrics | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = metrics_ or Metrics()
+        self.store = SqliteStore(config.db_path, synchronous=config.synchronous)
+        self.store.stats.on_commit.append(self.metrics.observe_commit)
+        self.incidents = Incidents(self.store, self.clock, self.metrics, lambda: self.config)
+        self.services = Services(
+            config=config,
+            store=self.store,
+            incidents=self.incidents,
+            metrics=self.metrics,
+            clock=self.clock,
+        )
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        app = build_web_app(self.services)
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False
+        )
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
+        await site.start()
+        self.port = _bound_port(self._runner)
+        self.services.ready = True
+        log.info(
+            "ackd listening on %s:%s, store %s",
+            self.config.listen_host, self.port, self.config.db_path,
+        )
+
+    async def stop(self) -> None:
+        self.services.draining = True
+        if self._runner is not None:
+            # Stops accepting, then waits up to SHUTDOWN_TIMEOUT for in-flight requests.
+            await self._runner.cleanup()
+        await self.store.close()
+        log.info("ackd stopped")
+
+    def reload(self, path: str | Path) -> bool:
+        try:
+            fresh = config_module.load(path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
+            return False
+        kept = replace(
+            fresh,
+            listen_host=self.config.listen_host,
+            listen_port=self.config.listen_port,
+            data_dir=self.config.data_dir,
+            db_file=self.config.db_file,
+        )
+        self.config = kept
+        self.services.config = kept
+        log.info("configuration reloaded from %s", path)
+        return True
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    return None
+
+
+async def serve(config: Config, config_path: str | Path) -> int:
+    daemon = Daemon(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_interrupt() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            log.warning("second interrupt: exiting now")
+            os._exit(1)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.reload(config_path))
+    await daemon.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await daemon.stop()
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    return 0

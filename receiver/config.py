@@ -1,0 +1,165 @@
+"""Configuration: YAML in, frozen runtime objects out, or every problem with file, line and key.
+
+Loading is strict (unknown keys, wrong types and dangling references are errors) and complete
+(all problems are reported at once, so `ackd check-config` in GitOps CI shows the whole list).
+Secrets come inline, from `${ENV}` / `${ENV:-default}`, or from a `*_file` key, and are kept
+out of every repr so they never reach a log.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from receiver import configbuild
+from receiver.configschema import ConfigSpec
+from receiver.errors import ConfigError, ConfigProblem
+from receiver.escalation import Channel, Policy, User
+from receiver.model import Severity
+from receiver.routing import Route
+from receiver.schedules import Schedule, WorkingHours
+from receiver.yamlsource import Located
+from receiver.yamlsource import Path as KeyPath
+from receiver.yamlsource import load as load_yaml
+
+DEFAULT_SEVERITIES = (
+    Severity("SEV1", 0, "Critical: customers are affected now", "high"),
+    Severity("SEV2", 1, "Major: a significant function is degraded", "high"),
+    Severity("SEV3", 2, "Minor: limited impact, a workaround exists", "low"),
+    Severity("SEV4", 3, "Low: no user impact yet", "low"),
+)
+
+
+@dataclass(frozen=True)
+class WebhookAuth:
+    bearer_token: str | None = field(default=None, repr=False)
+    basic_username: str | None = None
+    basic_password: str | None = field(default=None, repr=False)
+
+    @property
+    def required(self) -> bool:
+        return self.bearer_token is not None or self.basic_username is not None
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    workers: int = 8
+    timeout: timedelta = timedelta(seconds=10)
+    retry_attempts: int = 3
+    retry_backoff: timedelta = timedelta(seconds=2)
+    retry_max_backoff: timedelta = timedelta(minutes=1)
+    bundle_window: timedelta = timedelta(seconds=30)
+    rate_limit: int = 10
+    rate_window: timedelta = timedelta(minutes=10)
+    templates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Team:
+    name: str
+    schedule: str | None = None
+    lead: str | None = None
+    working_hours: WorkingHours | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    source: str
+    listen_host: str
+    listen_port: int
+    external_url: str
+    data_dir: Path
+    db_file: str
+    synchronous: str
+    webhook_auth: WebhookAuth
+    max_body_bytes: int
+    api_tokens: Mapping[str, str] = field(repr=False)  # token -> name
+    link_secret: bytes = field(repr=False)
+    link_ttl: timedelta
+    notifications: NotificationSettings
+    severities: tuple[Severity, ...]
+    stakeholders: Mapping[str, tuple[str, ...]]  # severity -> channel names
+    users: Mapping[str, User] = field(repr=False)
+    channels: Mapping[str, Channel] = field(repr=False)
+    schedules: Mapping[str, Schedule]
+    teams: Mapping[str, Team]
+    policies: Mapping[str, Policy]
+    route: Route
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / self.db_file
+
+    def severity(self, name: str) -> Severity:
+        for severity in self.severities:
+            if severity.name == name:
+                return severity
+        return self.severities[-1]
+
+    def policy_for(self, name: str, team: str) -> Policy:
+        """The policy with the team's own on-call schedule and lead filled in."""
+        return configbuild.bind_policy(self.policies[name], self.teams[team])
+
+    def with_overrides(self, **changes: Any) -> Config:
+        return replace(self, **changes)
+
+
+def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    file = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([ConfigProblem(file, None, "(file)", f"cannot read: {exc}")]) from exc
+    return parse(file, text, environ)
+
+
+def parse(file: str, text: str, environ: Mapping[str, str] | None = None) -> Config:
+    located = load_yaml(file, text, environ)
+    try:
+        spec = ConfigSpec.model_validate(located.data)
+    except ValidationError as exc:
+        raise ConfigError(_schema_problems(located, exc)) from exc
+    builder = configbuild.Builder(located, spec, Path(file).parent)
+    config = builder.build()
+    if builder.problems:
+        raise ConfigError(builder.problems)
+    assert config is not None
+    return config
+
+
+def _schema_problems(located: Located, exc: ValidationError) -> list[ConfigProblem]:
+    problems = []
+    for error in exc.errors():
+        path = _data_path(located.data, error["loc"])
+        message = error["msg"]
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        elif error["type"] == "missing":
+            message = "required key is missing"
+        problems.append(located.problem(path, message))
+    return problems
+
+
+def _data_path(data: Any, loc: tuple[int | str, ...]) -> KeyPath:
+    """Drop pydantic's type tags from `loc`, keeping the keys and indexes that exist."""
+    path: list[str | int] = []
+    node = data
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        elif isinstance(part, str) and isinstance(node, dict) and "[" not in part:
+            path.append(part)  # a missing key: name it, there is nothing below to walk
+            break
+        else:
+            continue
+        path.append(part)
+    return tuple(path)
+
+

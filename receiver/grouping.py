@@ -1,0 +1,152 @@
+"""Deduplication and grouping: what one webhook's alerts do to one incident group.
+
+Alertmanager resends the whole group every group_interval/repeat_interval, and each replica of
+an HA pair sends it too. An alert episode is (fingerprint, startsAt): seeing an episode again in
+the state we already hold is a duplicate and changes nothing. The decision is pure; the store
+loads what it needs (the group's open incident, the episodes it already knows) and applies the
+returned GroupChange in one transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from receiver.model import Alert, AlertStatus, EventKind, TimelineEvent
+from receiver.routing import Match, Route, route
+
+
+@dataclass(frozen=True, slots=True)
+class KnownAlert:
+    """The current episode of one fingerprint inside an open incident."""
+
+    starts_at: datetime
+    status: AlertStatus
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGroup:
+    incident_id: int
+    alerts: Mapping[str, KnownAlert]  # by fingerprint
+
+
+class AlertOutcome(StrEnum):
+    ADDED = "added"
+    REFIRED = "refired"
+    RESOLVED = "resolved"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"  # resolved or stale, and never seen firing: nothing to act on
+
+
+@dataclass(slots=True)
+class GroupChange:
+    """What the store must write. `opens` means a new incident begins with these alerts."""
+
+    opens: bool = False
+    resolves: bool = False
+    writes: list[Alert] = field(default_factory=list)
+    events: list[TimelineEvent] = field(default_factory=list)
+    outcomes: dict[AlertOutcome, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.writes)
+
+    def count(self, outcome: AlertOutcome) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+def apply(
+    alerts: Sequence[Alert],
+    open_group: OpenGroup | None,
+    known_episodes: Mapping[tuple[str, datetime], AlertStatus],
+    now: datetime,
+) -> GroupChange:
+    """Decide what `alerts` (all routed to one group) change.
+
+    `known_episodes` holds the status of every episode of these fingerprints that the store
+    already has in any incident of this group (open or resolved): a late resend from a lagging
+    replica must not reopen anything. It is scoped to the group because a `continue` route puts
+    the same episode into several groups, each with its own incident.
+    """
+    change = GroupChange()
+    current = dict(open_group.alerts) if open_group else {}
+    for alert in alerts:
+        outcome = _classify(alert, current.get(alert.fingerprint), known_episodes)
+        change.count(outcome)
+        if outcome in (AlertOutcome.DUPLICATE, AlertOutcome.IGNORED):
+            continue
+        if open_group is None and not change.opens:
+            change.opens = True
+            change.events.append(_event(now, EventKind.OPENED, alert))
+        current[alert.fingerprint] = KnownAlert(alert.starts_at, alert.status)
+        change.writes.append(alert)
+        change.events.append(_event(now, _EVENT_OF[outcome], alert))
+    has_incident = open_group is not None or change.opens
+    if has_incident and change.changed and _all_resolved(current):
+        change.resolves = True
+        change.events.append(TimelineEvent(now, EventKind.RESOLVED, "alertmanager"))
+    return change
+
+
+_EVENT_OF = {
+    AlertOutcome.ADDED: EventKind.ALERT_ADDED,
+    AlertOutcome.REFIRED: EventKind.ALERT_REFIRED,
+    AlertOutcome.RESOLVED: EventKind.ALERT_RESOLVED,
+}
+
+
+def _classify(
+    alert: Alert,
+    current: KnownAlert | None,
+    known: Mapping[tuple[str, datetime], AlertStatus],
+) -> AlertOutcome:
+    seen = known.get(alert.episode)
+    if current is not None and current.starts_at == alert.starts_at:
+        seen = current.status
+    if current is not None and alert.starts_at < current.starts_at:
+        # An older episode than the one we track: a lagging replica's view of the past.
+        return AlertOutcome.DUPLICATE if seen is not None else AlertOutcome.IGNORED
+    if alert.status is AlertStatus.FIRING:
+        if seen is not None:
+            # A firing resend of an episode we hold as resolved is a lagging replica, not news.
+            return AlertOutcome.DUPLICATE
+        return AlertOutcome.REFIRED if current is not None else AlertOutcome.ADDED
+    if seen is AlertStatus.FIRING and current is not None and current.starts_at == alert.starts_at:
+        return AlertOutcome.RESOLVED
+    return AlertOutcome.DUPLICATE if seen is not None else AlertOutcome.IGNORED
+
+
+def _all_resolved(alerts: Mapping[str, KnownAlert]) -> bool:
+    return all(a.status is AlertStatus.RESOLVED for a in alerts.values())
+
+
+def _event(now: datetime, kind: EventKind, alert: Alert) -> TimelineEvent:
+    detail = {
+        "fingerprint": alert.fingerprint,
+        "alertname": alert.labels.get("alertname", ""),
+        "starts_at": alert.starts_at.isoformat(),
+    }
+    return TimelineEvent(now, kind, "alertmanager", detail)
+
+
+@dataclass(slots=True)
+class RoutedGroup:
+    """The alerts of one webhook that fall into one group, each with its route match."""
+
+    match: Match
+    alerts: list[Alert] = field(default_factory=list)
+    severities: list[str] = field(default_factory=list)
+
+
+def partition(root: Route, alerts: Sequence[Alert]) -> dict[str, RoutedGroup]:
+    """Route every alert and collect them by group key; `continue` routes add more groups."""
+    groups: dict[str, RoutedGroup] = {}
+    for alert in alerts:
+        for match in route(root, alert.labels):
+            group = groups.setdefault(match.group_key, RoutedGroup(match))
+            group.alerts.append(alert)
+            group.severities.append(match.severity)
+    return groups

@@ -1,0 +1,127 @@
+"""The incidents API: read incidents and their timelines; act on them (ack, resolve, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from receiver.errors import InvalidTransition, NotFound, PayloadError, StoreUnavailable
+from receiver.http.auth import api_actor
+from receiver.http.responses import alert_json, error, event_json, incident_json, ok
+from receiver.http.services import Services, services
+from receiver.model import IncidentState
+from receiver.store import IncidentFilter
+
+MAX_LIMIT = 1000
+
+
+def _authorised(request: web.Request, s: Services) -> str | web.Response:
+    """The acting token's name, or the refusal to send. With no tokens configured, reads are
+    open on the listen address, but nobody can act without a token."""
+    tokens = s.config.api_tokens
+    if not tokens and request.method == "GET":
+        return "anonymous"
+    client = request.remote or "unknown"
+    if s.throttle.blocked(client):
+        return error(429, "too many failed authentication attempts", "Authorization")
+    actor = api_actor(request, tokens)
+    if actor is None:
+        s.throttle.record(client)
+        s.metrics.auth_failures.labels("api").inc()
+        return web.json_response(
+            {"error": "missing or wrong API token", "field": "Authorization"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="ackd"'},
+        )
+    return actor
+
+
+def _filter(request: web.Request) -> IncidentFilter:
+    q = request.query
+    state: IncidentState | None = None
+    open_only = False
+    if "state" in q:
+        if q["state"] == "open":
+            open_only = True
+        else:
+            try:
+                state = IncidentState(q["state"])
+            except ValueError:
+                allowed = ", ".join(["open", *(s.value for s in IncidentState)])
+                raise PayloadError("state", f"must be one of {allowed}") from None
+    return IncidentFilter(
+        state=state,
+        open_only=open_only,
+        team=q.get("team"),
+        severity=q.get("severity"),
+        limit=_int_param(q.get("limit"), "limit", 100, 1, MAX_LIMIT),
+        before_id=_int_param(q.get("before"), "before", None, 1, None),
+    )
+
+
+def _int_param(
+    raw: str | None, name: str, default: int | None, low: int, high: int | None
+) -> Any:
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
+        bound = f" and {high}" if high is not None else ""
+        raise PayloadError(name, f"must be a whole number between {low}{bound}")
+    return int(raw)
+
+
+def incident_id(request: web.Request) -> int:
+    raw = request.match_info["id"]
+    if not raw.isdigit():
+        raise PayloadError("id", "incident ids are whole numbers")
+    return int(raw)
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    s = services(request)
+    actor = _authorised(request, s)
+    if isinstance(actor, web.Response):
+        return actor
+    try:
+        found = await s.store.incidents(_filter(request))
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    except StoreUnavailable as exc:
+        return error(503, str(exc))
+    return ok({"incidents": [incident_json(i) for i in found]})
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    s = services(request)
+    actor = _authorised(request, s)
+    if isinstance(actor, web.Response):
+        return actor
+    try:
+        number = incident_id(request)
+        incident = await s.store.incident(number)
+        alerts = await s.store.alerts(number)
+        timeline = await s.store.timeline(number)
+    except PayloadError as exc:
+        return error(400, exc.message, exc.field)
+    except NotFound as exc:
+        return error(404, str(exc), "id")
+    except StoreUnavailable as exc:
+        return error(503, str(exc))
+    body = incident_json(incident)
+    body["alerts"] = [alert_json(a) for a in alerts]
+    body["timeline"] = [event_json(e) for e in timeline]
+    return ok(body)
+
+
+def act_errors(exc: Exception) -> web.Response:
+    """The response for an action that could not be carried out."""
+    if isinstance(exc, PayloadError):
+        return error(400, exc.message, exc.field)
+    if isinstance(exc, NotFound):
+        return error(404, str(exc), "id")
+    if isinstance(exc, InvalidTransition):
+        return error(409, str(exc), "state")
+    if isinstance(exc, StoreUnavailable):
+        return error(503, str(exc))
+    raise exc

@@ -1,0 +1,34 @@
+"""Liveness, readiness and the Prometheus endpoint."""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from receiver.errors import StoreUnavailable
+from receiver.http.services import services
+
+
+async def healthy(request: web.Request) -> web.Response:
+    return web.Response(text="ackd is healthy\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    s = services(request)
+    if not s.ready or s.draining:
+        return web.Response(status=503, text="not ready\n")
+    try:
+        await s.store.ping()
+    except StoreUnavailable:
+        return web.Response(status=503, text="store unavailable\n")
+    return web.Response(text="ackd is ready\n")
+
+
+async def metrics(request: web.Request) -> web.Response:
+    s = services(request)
+    try:
+        s.metrics.set_open(await s.store.count_open())
+    except StoreUnavailable:
+        pass  # serve the last known gauge values rather than nothing
+    body = generate_latest(s.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,0 +1,60 @@
+"""JSON error bodies that name what was wrong, and JSON renderings of domain objects."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from aiohttp import web
+
+from receiver.model import Alert, Incident, TimelineEvent
+
+
+def error(status: int, message: str, field: str | None = None, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return web.json_response(body, status=status, dumps=dumps)
+
+
+def ok(body: Mapping[str, Any], status: int = 200) -> web.Response:
+    return web.json_response(dict(body), status=status, dumps=dumps)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, default=_default, separators=(",", ":"))
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    return asdict(incident)
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "status": alert.status,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at,
+        "generatorURL": alert.generator_url,
+    }
+
+
+def event_json(event: TimelineEvent) -> dict[str, Any]:
+    return {"at": event.at, "kind": event.kind, "actor": event.actor, "detail": dict(event.detail)}

@@ -1,0 +1,38 @@
+"""What the handlers reach: built by app.py, stored on the aiohttp application."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from receiver.clock import Clock
+from receiver.config import Config
+from receiver.http.auth import FailureThrottle
+from receiver.incidents import Incidents
+from receiver.metrics import Metrics
+from receiver.store import SqliteStore
+
+if TYPE_CHECKING:
+    from receiver.responder import Responder
+
+
+@dataclass
+class Services:
+    config: Config
+    store: SqliteStore
+    incidents: Incidents
+    metrics: Metrics
+    clock: Clock
+    responder: Responder | None = None
+    throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    ready: bool = False
+    draining: bool = False
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

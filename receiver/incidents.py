@@ -1,0 +1,219 @@
+"""The incident use cases: alerts in, people acting on incidents.
+
+A thin orchestration layer: it asks the pure modules (grouping, routing, escalation) what to
+do and has the store write it in one transaction. Metrics are observed only after the commit,
+so a failed write never counts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from receiver import grouping
+from receiver.alertmanager import WebhookMessage
+from receiver.clock import Clock
+from receiver.config import Config
+from receiver.grouping import AlertOutcome, GroupChange, RoutedGroup
+from receiver.metrics import Metrics
+from receiver.model import Alert, EventKind, Incident, IncidentState, TimelineEvent
+from receiver.store import NewIncident, SqliteStore, Transaction
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle(Protocol):
+    """What escalation does when an incident opens, changes or resolves (same transaction)."""
+
+    async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None: ...
+
+    async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None: ...
+
+    async def resolved(
+        self, tx: Transaction, incident: Incident, actor: str, now: datetime
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class IngestResult:
+    alerts: int = 0
+    opened: list[Incident] = field(default_factory=list)
+    resolved: list[Incident] = field(default_factory=list)
+    outcomes: Counter[AlertOutcome] = field(default_factory=Counter)
+    groups: dict[str, int] = field(default_factory=dict)  # group key -> incident id
+
+
+class Incidents:
+    def __init__(
+        self,
+        store: SqliteStore,
+        clock: Clock,
+        metrics: Metrics,
+        config: Callable[[], Config],
+        lifecycle: Lifecycle | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._config = config
+        self.lifecycle = lifecycle
+
+    async def ingest(self, message: WebhookMessage) -> IngestResult:
+        config = self._config()
+        groups = grouping.partition(config.route, message.alerts)
+        now = self._clock.now()
+
+        async def job(tx: Transaction) -> IngestResult:
+            result = IngestResult(alerts=len(message.alerts))
+            for key, group in groups.items():
+                await self._ingest_group(tx, config, key, group, message, now, result)
+            return result
+
+        result = await self._store.write(job)
+        self._observe(message, result, config)
+        return result
+
+    async def _ingest_group(
+        self,
+        tx: Transaction,
+        config: Config,
+        key: str,
+        group: RoutedGroup,
+        message: WebhookMessage,
+        now: datetime,
+        result: IngestResult,
+    ) -> None:
+        open_group = await tx.open_group(key)
+        known = await tx.known_episodes(key, (a.fingerprint for a in group.alerts))
+        change = grouping.apply(group.alerts, open_group, known, now)
+        result.outcomes.update(change.outcomes)
+        if open_group is None and not change.opens:
+            return
+        if change.opens:
+            incident_id = await self._open(tx, config, key, group, change, message, now)
+            result.opened.append(await tx.incident(incident_id))
+        else:
+            assert open_group is not None
+            incident_id = open_group.incident_id
+        result.groups[key] = incident_id
+        await self._record(tx, incident_id, change, message, now)
+        if not change.changed:
+            return
+        incident = await tx.incident(incident_id)
+        if change.resolves:
+            await self._resolve(tx, incident, "alertmanager", now, change.events[-1:])
+            result.resolved.append(await tx.incident(incident_id))
+        elif not change.opens and self.lifecycle is not None:
+            await self.lifecycle.updated(tx, incident, now)
+        if change.opens and self.lifecycle is not None and not change.resolves:
+            await self.lifecycle.opened(tx, incident, now)
+
+    async def _open(
+        self,
+        tx: Transaction,
+        config: Config,
+        key: str,
+        group: RoutedGroup,
+        change: GroupChange,
+        message: WebhookMessage,
+        now: datetime,
+    ) -> int:
+        opening = {a.fingerprint for a in change.writes}
+        severities = [
+            config.severity(s)
+            for a, s in zip(group.alerts, group.severities, strict=True)
+            if a.fingerprint in opening
+        ]
+        severity = min(severities, key=lambda s: s.rank)
+        first = change.writes[0]
+        match = group.match
+        new = NewIncident(
+            group_key=key,
+            route_id=match.route.id,
+            team=match.team,
+            severity=severity.name,
+            policy=match.policy,
+            group_labels=dict(match.group_labels),
+            opened_at=now,
+            external_url=message.external_url,
+            summary=_summary(first),
+        )
+        previous = await tx.last_incident_id(key)
+        return await tx.insert_incident(new, previous)
+
+    async def _record(
+        self,
+        tx: Transaction,
+        incident_id: int,
+        change: GroupChange,
+        message: WebhookMessage,
+        now: datetime,
+    ) -> None:
+        events = [e for e in change.events if e.kind is not EventKind.RESOLVED]
+        if change.changed:
+            await tx.write_alerts(incident_id, change.writes, now)
+            await tx.update_incident(incident_id, now)
+        if message.truncated_alerts:
+            # Alertmanager left alerts out of this webhook (max_alerts): say so on the incident.
+            await tx.update_incident(incident_id, now, truncated_alerts=message.truncated_alerts)
+            events.append(
+                TimelineEvent(
+                    now, EventKind.ALERTS_TRUNCATED, "alertmanager",
+                    {"truncated_alerts": message.truncated_alerts},
+                )
+            )
+        await tx.append(incident_id, events)
+
+    async def _resolve(
+        self,
+        tx: Transaction,
+        incident: Incident,
+        actor: str,
+        now: datetime,
+        events: list[TimelineEvent],
+    ) -> None:
+        await tx.update_incident(
+            incident.id, now, state=IncidentState.RESOLVED, resolved_at=now, resolved_by=actor
+        )
+        await tx.append(incident.id, events)
+        if self.lifecycle is not None:
+            await self.lifecycle.resolved(tx, incident, actor, now)
+
+    def _observe(self, message: WebhookMessage, result: IngestResult, config: Config) -> None:
+        m = self._metrics
+        for alert in message.alerts:
+            m.alerts_received.labels(alert.status.value).inc()
+        for outcome, count in result.outcomes.items():
+            m.alerts_processed.labels(outcome.value).inc(count)
+        m.duplicates.inc(result.outcomes.get(AlertOutcome.DUPLICATE, 0))
+        m.truncated.inc(message.truncated_alerts)
+        for incident in result.opened:
+            m.incidents_opened.labels(incident.team, incident.severity).inc()
+            log.info("incident #%d opened: %s %s %s", incident.id, incident.severity,
+                     incident.team, incident.summary)
+        for incident in result.resolved:
+            observe_resolution(m, incident)
+
+
+def observe_resolution(m: Metrics, incident: Incident) -> None:
+    assert incident.resolved_at is not None
+    labels = (incident.team, incident.severity)
+    m.incidents_resolved.labels(*labels).inc()
+    m.time_to_resolve.labels(*labels).observe(
+        (incident.resolved_at - incident.opened_at).total_seconds()
+    )
+    if incident.acknowledged_at is None:
+        m.resolved_unacknowledged.labels(*labels).inc()
+
+
+def _summary(alert: Alert) -> str:
+    text = (
+        alert.annotations.get("summary")
+        or alert.annotations.get("description")
+        or alert.labels.get("alertname", "")
+    )
+    return text[:500]

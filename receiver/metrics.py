@@ -1,0 +1,115 @@
+"""Prometheus collectors, on a registry we own (tests get a fresh one each, no global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# From half a minute to a day: MTTA lives in the first decades, MTTR in the later ones.
+RESPONSE_BUCKETS = (
+    30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 14400, 28800, 86400, float("inf"),
+)
+FAST_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    float("inf"),
+)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.webhooks = Counter(
+            "ackd_webhooks", "Webhook requests by result", ["result"], registry=r
+        )
+        self.alerts_received = Counter(
+            "ackd_alerts_received", "Alerts received in webhooks", ["status"], registry=r
+        )
+        self.alerts_processed = Counter(
+            "ackd_alerts_processed",
+            "Alerts by what they did: added, refired, resolved, duplicate, ignored",
+            ["outcome"],
+            registry=r,
+        )
+        self.duplicates = Counter(
+            "ackd_alerts_duplicate", "Alert episodes seen again (resends, HA replicas)", registry=r
+        )
+        self.truncated = Counter(
+            "ackd_alerts_truncated", "Alerts Alertmanager left out (truncatedAlerts)", registry=r
+        )
+        self.incidents_opened = Counter(
+            "ackd_incidents_opened", "Incidents opened", ["team", "severity"], registry=r
+        )
+        self.incidents_resolved = Counter(
+            "ackd_incidents_resolved", "Incidents resolved", ["team", "severity"], registry=r
+        )
+        self.resolved_unacknowledged = Counter(
+            "ackd_incidents_resolved_unacknowledged",
+            "Incidents that resolved before anyone acknowledged them (kept out of MTTA)",
+            ["team", "severity"],
+            registry=r,
+        )
+        self.time_to_acknowledge = Histogram(
+            "ackd_time_to_acknowledge_seconds",
+            "From incident open to first acknowledgement",
+            ["team", "severity"],
+            buckets=RESPONSE_BUCKETS,
+            registry=r,
+        )
+        self.time_to_resolve = Histogram(
+            "ackd_time_to_resolve_seconds",
+            "From incident open to resolution",
+            ["team", "severity"],
+            buckets=RESPONSE_BUCKETS,
+            registry=r,
+        )
+        self.escalation_steps = Counter(
+            "ackd_escalation_steps", "Escalation steps fired", ["team", "policy", "step"],
+            registry=r,
+        )
+        self.open_incidents = Gauge(
+            "ackd_open_incidents", "Open incidents", ["team", "severity", "state"], registry=r
+        )
+        self.store_commit = Histogram(
+            "ackd_store_commit_seconds", "Store group-commit latency", buckets=FAST_BUCKETS,
+            registry=r,
+        )
+        self.store_batch = Histogram(
+            "ackd_store_commit_jobs", "Jobs per group commit",
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, float("inf")), registry=r,
+        )
+        self.store_errors = Counter(
+            "ackd_store_errors", "Group commits that failed (answered 503)", registry=r
+        )
+        self.auth_failures = Counter(
+            "ackd_auth_failures", "Requests refused for bad credentials", ["endpoint"], registry=r
+        )
+        self.deadline_lateness = Histogram(
+            "ackd_deadline_lateness_seconds", "How late escalation deadlines fired",
+            buckets=FAST_BUCKETS, registry=r,
+        )
+        self.notifications = Counter(
+            "ackd_notifications", "Notification attempts by channel type and result",
+            ["scheme", "result"], registry=r,
+        )
+        self.notification_latency = Histogram(
+            "ackd_notification_duration_seconds", "Delivery latency per attempt", ["scheme"],
+            buckets=FAST_BUCKETS, registry=r,
+        )
+        self.notification_retries = Counter(
+            "ackd_notification_retries", "Delivery attempts that were retries", ["scheme"],
+            registry=r,
+        )
+        self.notifications_suppressed = Counter(
+            "ackd_notifications_suppressed", "Notifications held back", ["reason"], registry=r
+        )
+
+    def observe_commit(self, seconds: float, jobs: int) -> None:
+        self.store_commit.observe(seconds)
+        self.store_batch.observe(jobs)
+
+    def set_open(self, counts: Iterable[tuple[str, str, str, int]]) -> None:
+        self.open_incidents.clear()
+        for team, severity, state, count in counts:
+            self.open_incidents.labels(team, severity, state).set(count)

@@ -1,0 +1,79 @@
+"""Row <-> domain conversions shared by the store's reader and writer."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from receiver.model import Alert, AlertStatus, EventKind, Incident, IncidentState, TimelineEvent
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_US = timedelta(microseconds=1)
+
+INCIDENT_COLUMNS = (
+    "id, group_key, route_id, team, severity, policy, group_labels, state, opened_at,"
+    " updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, previous_id,"
+    " truncated_alerts, external_url, summary"
+)
+ALERT_COLUMNS = (
+    "fingerprint, status, labels, annotations, starts_at, ends_at, generator_url"
+)
+
+
+def to_us(when: datetime) -> int:
+    return (when - EPOCH) // _US
+
+
+def from_us(us: int) -> datetime:
+    return EPOCH + us * _US
+
+
+def opt_from_us(us: int | None) -> datetime | None:
+    return None if us is None else from_us(us)
+
+
+def dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def incident_from_row(row: tuple[Any, ...]) -> Incident:
+    return Incident(
+        id=row[0],
+        group_key=row[1],
+        route_id=row[2],
+        team=row[3],
+        severity=row[4],
+        policy=row[5],
+        group_labels=json.loads(row[6]),
+        state=IncidentState(row[7]),
+        opened_at=from_us(row[8]),
+        updated_at=from_us(row[9]),
+        acknowledged_at=opt_from_us(row[10]),
+        acknowledged_by=row[11],
+        resolved_at=opt_from_us(row[12]),
+        resolved_by=row[13],
+        previous_id=row[14],
+        truncated_alerts=row[15],
+        external_url=row[16],
+        summary=row[17],
+    )
+
+
+def alert_from_row(row: tuple[Any, ...]) -> Alert:
+    return Alert(
+        fingerprint=row[0],
+        status=AlertStatus(row[1]),
+        labels=json.loads(row[2]),
+        annotations=json.loads(row[3]),
+        starts_at=from_us(row[4]),
+        ends_at=opt_from_us(row[5]),
+        generator_url=row[6],
+    )
+
+
+def event_from_row(row: tuple[Any, ...]) -> TimelineEvent:
+    return TimelineEvent(
+        at=from_us(row[0]), kind=EventKind(row[1]), actor=row[2], detail=json.loads(row[3])
+    )

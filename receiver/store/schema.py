@@ -1,0 +1,86 @@
+"""Versioned schema migrations, applied in order at start; PRAGMA user_version records the last.
+
+Times are integer microseconds since the Unix epoch (UTC): exact, sortable, cheap to compare.
+Never edit a released migration; append a new one.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: incidents, their alerts and timeline, durable deadlines, the notification outbox.
+    """
+    CREATE TABLE incidents (
+        id               INTEGER PRIMARY KEY,
+        group_key        TEXT    NOT NULL,
+        route_id         TEXT    NOT NULL,
+        team             TEXT    NOT NULL,
+        severity         TEXT    NOT NULL,
+        policy           TEXT    NOT NULL,
+        group_labels     TEXT    NOT NULL,
+        state            TEXT    NOT NULL,
+        opened_at        INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        acknowledged_at  INTEGER,
+        acknowledged_by  TEXT,
+        resolved_at      INTEGER,
+        resolved_by      TEXT,
+        previous_id      INTEGER REFERENCES incidents(id),
+        truncated_alerts INTEGER NOT NULL DEFAULT 0,
+        external_url     TEXT    NOT NULL DEFAULT '',
+        summary          TEXT    NOT NULL DEFAULT '',
+        escalation       TEXT
+    );
+    -- At most one open incident per group: the invariant grouping relies on.
+    CREATE UNIQUE INDEX incidents_open_group ON incidents(group_key) WHERE state != 'resolved';
+    CREATE INDEX incidents_by_group ON incidents(group_key, id);
+    CREATE INDEX incidents_by_state ON incidents(state, team, severity);
+
+    CREATE TABLE alerts (
+        incident_id   INTEGER NOT NULL REFERENCES incidents(id),
+        fingerprint   TEXT    NOT NULL,
+        starts_at     INTEGER NOT NULL,
+        ends_at       INTEGER,
+        status        TEXT    NOT NULL,
+        labels        TEXT    NOT NULL,
+        annotations   TEXT    NOT NULL,
+        generator_url TEXT    NOT NULL,
+        updated_at    INTEGER NOT NULL,
+        PRIMARY KEY (incident_id, fingerprint, starts_at)
+    ) WITHOUT ROWID;
+
+    CREATE TABLE timeline (
+        id          INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        at          INTEGER NOT NULL,
+        kind        TEXT    NOT NULL,
+        actor       TEXT    NOT NULL,
+        detail      TEXT    NOT NULL
+    );
+    CREATE INDEX timeline_by_incident ON timeline(incident_id, id);
+
+    CREATE TABLE deadlines (
+        id          INTEGER PRIMARY KEY,
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        due         INTEGER NOT NULL,
+        kind        TEXT    NOT NULL,
+        key         TEXT    NOT NULL,
+        UNIQUE (incident_id, kind, key)
+    );
+
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        incident_id     INTEGER NOT NULL REFERENCES incidents(id),
+        created_at      INTEGER NOT NULL,
+        payload         TEXT    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL
+    );
+
+    CREATE TABLE round_robin (
+        policy TEXT    NOT NULL,
+        step   INTEGER NOT NULL,
+        cursor INTEGER NOT NULL,
+        PRIMARY KEY (policy, step)
+    );
+    """,
+)

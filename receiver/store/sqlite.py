@@ -1,0 +1,264 @@
+"""The embedded SQLite store: WAL mode, one writer task, group commit.
+
+One aiosqlite connection shared by concurrent tasks that each run their own transaction fails
+under load, so every write goes through a single writer task: callers submit a job (an async
+function of a Transaction) and await its result; the writer runs all queued jobs in one
+transaction, each inside its own savepoint so one failing job cannot spoil the others, and
+commits once. A job's future resolves only after that commit: a 200 to Alertmanager means the
+alerts are on disk. Reads use a second connection, which WAL lets run beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import aiosqlite
+
+from receiver.errors import NotFound, StoreUnavailable
+from receiver.model import Alert, Incident, IncidentState, TimelineEvent
+from receiver.store.codec import (
+    ALERT_COLUMNS,
+    INCIDENT_COLUMNS,
+    alert_from_row,
+    event_from_row,
+    incident_from_row,
+    to_us,
+)
+from receiver.store.schema import MIGRATIONS
+from receiver.store.transaction import Transaction
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    run: Callable[[Transaction], Awaitable[T]]
+    future: asyncio.Future[T]
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentFilter:
+    state: IncidentState | None = None
+    open_only: bool = False
+    team: str | None = None
+    severity: str | None = None
+    limit: int = 100
+    before_id: int | None = None
+
+
+@dataclass(slots=True)
+class StoreStats:
+    commits: int = 0
+    failures: int = 0
+    last_error: str = ""
+    on_commit: list[Callable[[float, int], None]] = field(default_factory=list)
+
+
+class SqliteStore:
+    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 2000):
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.stats = StoreStats()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = await self._connect()
+        await self._migrate(self._writer)
+        self._reader = await self._connect()
+        self._task = asyncio.create_task(self._write_loop(), name="ackd-store-writer")
+
+    async def _connect(self) -> aiosqlite.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, one per batch.
+        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        await conn.execute(f"PRAGMA busy_timeout={self._busy_timeout_ms}")
+        await conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    async def _migrate(self, conn: aiosqlite.Connection) -> None:
+        async with conn.execute("PRAGMA user_version") as cur:
+            row = await cur.fetchone()
+        version = int(row[0]) if row else 0
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            log.info("applying schema migration %d", number)
+            await conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+
+    async def close(self) -> None:
+        """Finish every queued write, then close. Nothing accepted is dropped."""
+        if self._task is not None:
+            await self._queue.join()
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for conn in (self._writer, self._reader):
+            if conn is not None:
+                await conn.close()
+        self._writer = self._reader = None
+
+    async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run `run` inside the next group commit; return once it is durable."""
+        if self._task is None or self._task.done():
+            raise StoreUnavailable("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put(_Job(run, future))
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch: list[_Job[Any]] = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._run_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _run_batch(self, batch: Sequence[_Job[Any]]) -> None:
+        conn = self._writer
+        assert conn is not None
+        started = time.perf_counter()
+        tx = Transaction(conn)
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        try:
+            await conn.execute("BEGIN IMMEDIATE")
+            for job in batch:
+                outcomes.append(await self._run_job(conn, tx, job))
+            await conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            await self._fail_batch(conn, batch, exc)
+            return
+        self.stats.commits += 1
+        for observe in self.stats.on_commit:
+            observe(time.perf_counter() - started, len(batch))
+        for job, result, error in outcomes:
+            if job.future.done():
+                continue
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        tx.run_after_commit()
+
+    @staticmethod
+    async def _run_job(
+        conn: aiosqlite.Connection, tx: Transaction, job: _Job[Any]
+    ) -> tuple[_Job[Any], Any, BaseException | None]:
+        await conn.execute("SAVEPOINT job")
+        mark = tx.mark()
+        try:
+            result = await job.run(tx)
+        except sqlite3.Error:
+            raise  # the connection itself is in trouble: fail the whole batch
+        except Exception as exc:  # a job's own error must not spoil the others in its batch
+            await conn.execute("ROLLBACK TO job")
+            await conn.execute("RELEASE job")
+            tx.rewind(mark)
+            return job, None, exc
+        await conn.execute("RELEASE job")
+        return job, result, None
+
+    async def _fail_batch(
+        self, conn: aiosqlite.Connection, batch: Sequence[_Job[Any]], exc: sqlite3.Error
+    ) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = str(exc)
+        log.error("store write failed, %d job(s) answered 503: %s", len(batch), exc)
+        if conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                await conn.execute("ROLLBACK")
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(StoreUnavailable(str(exc)))
+
+    # -- reads ---------------------------------------------------------------------------
+
+    async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        if self._reader is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            async with self._reader.execute(sql, params) as cur:
+                return [tuple(r) for r in await cur.fetchall()]
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+    async def ping(self) -> None:
+        await self._fetchall("SELECT 1")
+
+    async def incident(self, incident_id: int) -> Incident:
+        rows = await self._fetchall(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        )
+        if not rows:
+            raise NotFound(f"incident {incident_id} does not exist")
+        return incident_from_row(rows[0])
+
+    async def incidents(self, where: IncidentFilter) -> list[Incident]:
+        clauses, params = _filter_sql(where)
+        sql = f"SELECT {INCIDENT_COLUMNS} FROM incidents"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id DESC LIMIT ?"
+        rows = await self._fetchall(sql, [*params, where.limit])
+        return [incident_from_row(r) for r in rows]
+
+    async def alerts(self, incident_id: int) -> list[Alert]:
+        rows = await self._fetchall(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE incident_id = ?"
+            " ORDER BY status = 'resolved', starts_at",
+            (incident_id,),
+        )
+        return [alert_from_row(r) for r in rows]
+
+    async def timeline(self, incident_id: int) -> list[TimelineEvent]:
+        rows = await self._fetchall(
+            "SELECT at, kind, actor, detail FROM timeline WHERE incident_id = ? ORDER BY id",
+            (incident_id,),
+        )
+        return [event_from_row(r) for r in rows]
+
+    async def count_open(self) -> list[tuple[str, str, str, int]]:
+        """(team, severity, state, count) of every open incident, for the gauge."""
+        rows = await self._fetchall(
+            "SELECT team, severity, state, count(*) FROM incidents"
+            " WHERE state != 'resolved' GROUP BY team, severity, state"
+        )
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if where.state is not None:
+        clauses.append("state = ?")
+        params.append(where.state.value)
+    elif where.open_only:
+        clauses.append("state != 'resolved'")
+    for column, value in (("team", where.team), ("severity", where.severity)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            params.append(value)
+    if where.before_id is not None:
+        clauses.append("id < ?")
+        params.append(where.before_id)
+    return clauses, params
+
+
+__all__ = ["IncidentFilter", "SqliteStore", "Transaction", "to_us"]

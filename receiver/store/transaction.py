@@ -1,0 +1,263 @@
+"""Domain-level reads and writes inside one writer batch (see sqlite.py for the batching)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import aiosqlite
+
+from receiver.errors import NotFound
+from receiver.grouping import KnownAlert, OpenGroup
+from receiver.model import Alert, AlertStatus, Incident, IncidentState, TimelineEvent
+from receiver.store.codec import INCIDENT_COLUMNS, dumps, from_us, incident_from_row, to_us
+
+
+@dataclass(frozen=True, slots=True)
+class NewIncident:
+    group_key: str
+    route_id: str
+    team: str
+    severity: str
+    policy: str
+    group_labels: dict[str, str]
+    opened_at: datetime
+    external_url: str
+    summary: str
+    truncated_alerts: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ArmedDeadline:
+    id: int
+    incident_id: int
+    due: datetime
+    kind: str
+    key: str
+
+
+class Transaction:
+    def __init__(self, conn: aiosqlite.Connection) -> None:
+        self._conn = conn
+        self._after_commit: list[Callable[[], None]] = []
+
+    # -- bookkeeping for the writer -------------------------------------------------------
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the batch is durable (e.g. arm an in-memory timer)."""
+        self._after_commit.append(callback)
+
+    def mark(self) -> int:
+        return len(self._after_commit)
+
+    def rewind(self, mark: int) -> None:
+        del self._after_commit[mark:]
+
+    def run_after_commit(self) -> None:
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            callback()
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    # -- incidents and alerts -------------------------------------------------------------
+
+    async def open_group(self, group_key: str) -> OpenGroup | None:
+        rows = await self._all(
+            "SELECT i.id, a.fingerprint, a.starts_at, a.status FROM incidents i"
+            " LEFT JOIN alerts a ON a.incident_id = i.id"
+            " WHERE i.group_key = ? AND i.state != 'resolved'",
+            (group_key,),
+        )
+        if not rows:
+            return None
+        current: dict[str, KnownAlert] = {}
+        for _, fingerprint, starts_at, status in rows:
+            if fingerprint is None:
+                continue
+            known = current.get(fingerprint)
+            if known is None or to_us(known.starts_at) < starts_at:
+                current[fingerprint] = KnownAlert(from_us(starts_at), AlertStatus(status))
+        return OpenGroup(int(rows[0][0]), current)
+
+    async def known_episodes(
+        self, group_key: str, fingerprints: Iterable[str]
+    ) -> dict[tuple[str, datetime], AlertStatus]:
+        wanted = sorted(set(fingerprints))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = await self._all(
+            "SELECT a.fingerprint, a.starts_at, a.status FROM alerts a"
+            " JOIN incidents i ON i.id = a.incident_id"
+            f" WHERE i.group_key = ? AND a.fingerprint IN ({marks})",
+            (group_key, *wanted),
+        )
+        return {(fp, from_us(start)): AlertStatus(status) for fp, start, status in rows}
+
+    async def last_incident_id(self, group_key: str) -> int | None:
+        rows = await self._all(
+            "SELECT max(id) FROM incidents WHERE group_key = ?", (group_key,)
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def insert_incident(self, new: NewIncident, previous_id: int | None) -> int:
+        at = to_us(new.opened_at)
+        cur = await self._conn.execute(
+            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+            " state, opened_at, updated_at, previous_id, truncated_alerts, external_url, summary)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.group_key, new.route_id, new.team, new.severity, new.policy,
+                dumps(new.group_labels), IncidentState.TRIGGERED.value, at, at, previous_id,
+                new.truncated_alerts, new.external_url, new.summary,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid)
+
+    async def incident(self, incident_id: int) -> Incident:
+        rows = await self._all(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        )
+        if not rows:
+            raise NotFound(f"incident {incident_id} does not exist")
+        return incident_from_row(tuple(rows[0]))
+
+    async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
+        await self._conn.executemany(
+            "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
+            " annotations, generator_url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
+            " ends_at = excluded.ends_at, status = excluded.status,"
+            " annotations = excluded.annotations, updated_at = excluded.updated_at",
+            [
+                (
+                    incident_id, a.fingerprint, to_us(a.starts_at),
+                    None if a.ends_at is None else to_us(a.ends_at), a.status.value,
+                    dumps(a.labels), dumps(a.annotations), a.generator_url, to_us(now),
+                )
+                for a in alerts
+            ],
+        )
+
+    async def update_incident(self, incident_id: int, now: datetime, **fields: Any) -> None:
+        """Set columns (datetimes converted) and bump updated_at."""
+        values = {k: _column_value(v) for k, v in fields.items()}
+        values["updated_at"] = to_us(now)
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        await self._conn.execute(
+            f"UPDATE incidents SET {assignments} WHERE id = ?", (*values.values(), incident_id)
+        )
+
+    async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
+        await self._conn.executemany(
+            "INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
+            [
+                (incident_id, to_us(e.at), e.kind.value, e.actor, dumps(e.detail))
+                for e in events
+            ],
+        )
+
+    # -- escalation state, deadlines, round robin -----------------------------------------
+
+    async def escalation(self, incident_id: int) -> dict[str, Any] | None:
+        rows = await self._all("SELECT escalation FROM incidents WHERE id = ?", (incident_id,))
+        if not rows or rows[0][0] is None:
+            return None
+        state: dict[str, Any] = json.loads(rows[0][0])
+        return state
+
+    async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
+        await self._conn.execute(
+            "UPDATE incidents SET escalation = ? WHERE id = ?", (dumps(state), incident_id)
+        )
+
+    async def arm(
+        self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]
+    ) -> list[ArmedDeadline]:
+        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent)."""
+        armed: list[ArmedDeadline] = []
+        for due, kind, key in deadlines:
+            rows = await self._all(
+                "INSERT INTO deadlines (incident_id, due, kind, key) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
+                " RETURNING id",
+                (incident_id, to_us(due), kind, key),
+            )
+            armed.append(ArmedDeadline(int(rows[0][0]), incident_id, due, kind, key))
+        return armed
+
+    async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
+        wanted = list(kinds)
+        if wanted:
+            marks = ",".join("?" * len(wanted))
+            await self._conn.execute(
+                f"DELETE FROM deadlines WHERE incident_id = ? AND kind IN ({marks})",
+                (incident_id, *wanted),
+            )
+
+    async def take_deadline(self, deadline_id: int) -> ArmedDeadline | None:
+        """Remove and return a deadline; None if it was cancelled or already fired."""
+        rows = await self._all(
+            "DELETE FROM deadlines WHERE id = ? RETURNING id, incident_id, due, kind, key",
+            (deadline_id,),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ArmedDeadline(int(row[0]), int(row[1]), from_us(row[2]), row[3], row[4])
+
+    async def round_robin(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        cursors: dict[tuple[str, int], int] = {}
+        for policy, step in keys:
+            rows = await self._all(
+                "SELECT cursor FROM round_robin WHERE policy = ? AND step = ?", (policy, step)
+            )
+            cursors[(policy, step)] = int(rows[0][0]) if rows else 0
+        return cursors
+
+    async def advance_round_robin(self, keys: Iterable[tuple[str, int]]) -> None:
+        await self._conn.executemany(
+            "INSERT INTO round_robin (policy, step, cursor) VALUES (?, ?, 1)"
+            " ON CONFLICT (policy, step) DO UPDATE SET cursor = cursor + 1",
+            list(keys),
+        )
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    async def enqueue(
+        self, incident_id: int, payloads: Iterable[dict[str, Any]], now: datetime
+    ) -> list[int]:
+        ids: list[int] = []
+        for payload in payloads:
+            cur = await self._conn.execute(
+                "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+                " VALUES (?, ?, ?, ?)",
+                (incident_id, to_us(now), dumps(payload), to_us(now)),
+            )
+            assert cur.lastrowid is not None
+            ids.append(int(cur.lastrowid))
+        return ids
+
+    async def finish_outbox(self, outbox_id: int) -> None:
+        await self._conn.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
+
+    async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
+        await self._conn.execute(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
+            (attempts, to_us(next_at), outbox_id),
+        )
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_us(value)
+    if isinstance(value, IncidentState):
+        return value.value
+    return value

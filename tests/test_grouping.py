@@ -1,0 +1,125 @@
+"""Dedup and grouping decisions, table-driven: what each webhook does to one group."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from receiver.grouping import AlertOutcome, KnownAlert, OpenGroup, apply
+from receiver.model import Alert, AlertStatus, EventKind
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+T0 = NOW - timedelta(minutes=10)
+T1 = NOW - timedelta(minutes=2)
+F, R = AlertStatus.FIRING, AlertStatus.RESOLVED
+
+
+def alert(fp: str, status: AlertStatus, starts: datetime = T0) -> Alert:
+    ends = None if status is F else NOW
+    return Alert(fp, status, {"alertname": f"A{fp}"}, {}, starts, ends)
+
+
+def group(*alerts: tuple[str, AlertStatus, datetime]) -> OpenGroup:
+    return OpenGroup(7, {fp: KnownAlert(starts, status) for fp, status, starts in alerts})
+
+
+CASES = [
+    # (name, incoming, open group, known episodes, opens, resolves, outcomes, event kinds)
+    (
+        "first firing alert opens an incident",
+        [alert("a", F)], None, {}, True, False,
+        {AlertOutcome.ADDED: 1}, [EventKind.OPENED, EventKind.ALERT_ADDED],
+    ),
+    (
+        "resend of the same episode changes nothing",
+        [alert("a", F)], group(("a", F, T0)), {("a", T0): F}, False, False,
+        {AlertOutcome.DUPLICATE: 1}, [],
+    ),
+    (
+        "a new alert joins the open incident",
+        [alert("a", F), alert("b", F)], group(("a", F, T0)), {("a", T0): F}, False, False,
+        {AlertOutcome.DUPLICATE: 1, AlertOutcome.ADDED: 1}, [EventKind.ALERT_ADDED],
+    ),
+    (
+        "one of two resolves: incident stays open",
+        [alert("a", R), alert("b", F)], group(("a", F, T0), ("b", F, T0)), {}, False, False,
+        {AlertOutcome.RESOLVED: 1, AlertOutcome.DUPLICATE: 1}, [EventKind.ALERT_RESOLVED],
+    ),
+    (
+        "the last alert resolves: incident resolves",
+        [alert("a", R), alert("b", R)], group(("a", R, T0), ("b", F, T0)), {}, False, True,
+        {AlertOutcome.DUPLICATE: 1, AlertOutcome.RESOLVED: 1},
+        [EventKind.ALERT_RESOLVED, EventKind.RESOLVED],
+    ),
+    (
+        "a lagging replica's firing resend after resolve is a duplicate",
+        [alert("a", F)], group(("a", R, T0), ("b", F, T0)), {}, False, False,
+        {AlertOutcome.DUPLICATE: 1}, [],
+    ),
+    (
+        "a late firing resend of a resolved incident's episode does not reopen it",
+        [alert("a", F)], None, {("a", T0): R}, False, False,
+        {AlertOutcome.DUPLICATE: 1}, [],
+    ),
+    (
+        "a resend of a resolved incident's resolution is a duplicate",
+        [alert("a", R)], None, {("a", T0): R}, False, False,
+        {AlertOutcome.DUPLICATE: 1}, [],
+    ),
+    (
+        "a resolved alert never seen firing is ignored and opens nothing",
+        [alert("a", R)], None, {}, False, False,
+        {AlertOutcome.IGNORED: 1}, [],
+    ),
+    (
+        "a new episode after the incident resolved opens a new incident",
+        [alert("a", F, T1)], None, {("a", T0): R}, True, False,
+        {AlertOutcome.ADDED: 1}, [EventKind.OPENED, EventKind.ALERT_ADDED],
+    ),
+    (
+        "a new episode of a resolved alert inside an open incident refires it",
+        [alert("a", F, T1)], group(("a", R, T0), ("b", F, T0)), {("a", T0): R}, False, False,
+        {AlertOutcome.REFIRED: 1}, [EventKind.ALERT_REFIRED],
+    ),
+    (
+        "an older episode than the current one is stale",
+        [alert("a", F, T0)], group(("a", F, T1)), {}, False, False,
+        {AlertOutcome.IGNORED: 1}, [],
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("incoming", "open_group", "known", "opens", "resolves", "outcomes", "kinds"),
+    [case[1:] for case in CASES],
+    ids=[case[0] for case in CASES],
+)
+def test_apply(
+    incoming: list[Alert],
+    open_group: OpenGroup | None,
+    known: dict[tuple[str, datetime], AlertStatus],
+    opens: bool,
+    resolves: bool,
+    outcomes: dict[AlertOutcome, int],
+    kinds: list[EventKind],
+) -> None:
+    change = apply(incoming, open_group, known, NOW)
+    assert change.opens is opens
+    assert change.resolves is resolves
+    assert change.outcomes == outcomes
+    assert [e.kind for e in change.events] == kinds
+    assert all(e.at == NOW for e in change.events)
+
+
+def test_duplicates_write_nothing() -> None:
+    change = apply([alert("a", F)], group(("a", F, T0)), {}, NOW)
+    assert change.writes == []
+    assert not change.changed
+
+
+def test_events_name_the_alert() -> None:
+    change = apply([alert("a", F)], None, {}, NOW)
+    assert change.events[1].detail == {
+        "fingerprint": "a", "alertname": "Aa", "starts_at": T0.isoformat(),
+    }

@@ -1,0 +1,91 @@
+"""The timer loop on a fake clock: exact virtual times, no sleeping."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from receiver.clock import FakeClock
+from receiver.errors import StoreUnavailable
+from receiver.scheduler import Scheduler
+
+
+async def settle() -> None:
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_fires_in_order_at_virtual_times(fake_clock: FakeClock) -> None:
+    fired: list[tuple[list[int], float]] = []
+    start = fake_clock.now()
+
+    async def fire(ids: list[int]) -> None:
+        fired.append((ids, (fake_clock.now() - start).total_seconds()))
+
+    scheduler = Scheduler(fake_clock, fire)
+    scheduler.start()
+    scheduler.arm(2, start + timedelta(minutes=5))
+    scheduler.arm(1, start + timedelta(seconds=30))
+    scheduler.arm(3, start + timedelta(minutes=5))
+    await settle()
+    assert fired == []
+    await fake_clock.jump(29)
+    assert fired == []
+    await fake_clock.jump(1)
+    assert fired == [([1], 30.0)]
+    await fake_clock.jump(timedelta(minutes=30))
+    assert fired == [([1], 30.0), ([2, 3], 300.0)]
+    await scheduler.stop()
+
+
+async def test_an_earlier_arm_replans_the_sleep(fake_clock: FakeClock) -> None:
+    fired: list[int] = []
+
+    async def fire(ids: list[int]) -> None:
+        fired.extend(ids)
+
+    scheduler = Scheduler(fake_clock, fire)
+    scheduler.start()
+    scheduler.arm(1, fake_clock.now() + timedelta(hours=1))
+    await settle()
+    scheduler.arm(2, fake_clock.now() + timedelta(seconds=1))
+    await settle()
+    await fake_clock.jump(1)
+    assert fired == [2]
+    await scheduler.stop()
+
+
+async def test_passed_deadlines_fire_at_once_after_load(fake_clock: FakeClock) -> None:
+    lateness: list[float] = []
+    fired: list[int] = []
+
+    async def fire(ids: list[int]) -> None:
+        fired.extend(ids)
+
+    scheduler = Scheduler(fake_clock, fire, lateness.append)
+    scheduler.load([(7, fake_clock.now() - timedelta(minutes=3)), (8, fake_clock.now())])
+    scheduler.start()
+    await settle()
+    assert fired == [7, 8]
+    assert lateness == [180.0, 0.0]
+    await scheduler.stop()
+
+
+async def test_store_trouble_retries_instead_of_losing(fake_clock: FakeClock) -> None:
+    attempts: list[list[int]] = []
+
+    async def fire(ids: list[int]) -> None:
+        attempts.append(ids)
+        if len(attempts) == 1:
+            raise StoreUnavailable("database is locked")
+
+    scheduler = Scheduler(fake_clock, fire)
+    scheduler.arm(1, fake_clock.now())
+    scheduler.start()
+    await settle()
+    assert attempts == [[1]]
+    assert len(scheduler) == 1
+    await fake_clock.jump(1)
+    assert attempts == [[1], [1]]
+    assert len(scheduler) == 0
+    await scheduler.stop()

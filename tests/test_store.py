@@ -1,0 +1,122 @@
+"""The SQLite store on a real file: group commit, per-job isolation, migrations, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from receiver.errors import StoreUnavailable
+from receiver.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
+from receiver.store import IncidentFilter, NewIncident, SqliteStore, Transaction
+
+NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def new_incident(key: str = "{}:{alertname=\"X\"}") -> NewIncident:
+    return NewIncident(
+        group_key=key, route_id="{}", team="payments", severity="SEV1", policy="standard",
+        group_labels={"alertname": "X"}, opened_at=NOW, external_url="http://am", summary="s",
+    )
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> SqliteStore:
+    s = SqliteStore(tmp_path / "data" / "ackd.db")
+    await s.open()
+    yield s  # type: ignore[misc]
+    await s.close()
+
+
+async def test_write_then_read_back(store: SqliteStore) -> None:
+    alert = Alert("0123456789abcdef", AlertStatus.FIRING, {"alertname": "X"}, {"summary": "s"},
+                  NOW - timedelta(minutes=1), None, "http://prom/graph")
+
+    async def job(tx: Transaction) -> int:
+        incident_id = await tx.insert_incident(new_incident(), None)
+        await tx.write_alerts(incident_id, [alert], NOW)
+        await tx.append(incident_id, [TimelineEvent(NOW, EventKind.OPENED, "alertmanager")])
+        return incident_id
+
+    incident_id = await store.write(job)
+    incident = await store.incident(incident_id)
+    assert incident.state is IncidentState.TRIGGERED
+    assert incident.opened_at == NOW  # microseconds survive
+    assert await store.alerts(incident_id) == [alert]
+    assert [e.kind for e in await store.timeline(incident_id)] == [EventKind.OPENED]
+    assert [i.id for i in await store.incidents(IncidentFilter(open_only=True))] == [incident_id]
+    assert await store.incidents(IncidentFilter(state=IncidentState.RESOLVED)) == []
+
+
+async def test_concurrent_jobs_share_commits_and_fail_alone(store: SqliteStore) -> None:
+    async def good(tx: Transaction) -> int:
+        return await tx.insert_incident(new_incident(f"k{id(tx)}{os.urandom(4).hex()}"), None)
+
+    async def bad(tx: Transaction) -> int:
+        await tx.insert_incident(new_incident("poison"), None)
+        raise RuntimeError("this job fails after writing")
+
+    jobs = [store.write(good) for _ in range(50)] + [store.write(bad)]
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    assert isinstance(results[-1], RuntimeError)
+    assert all(isinstance(r, int) for r in results[:-1])
+    assert store.stats.commits < 51  # group commit: many jobs per transaction
+    found = await store.incidents(IncidentFilter(limit=1000))
+    assert len(found) == 50
+    assert all(i.group_key != "poison" for i in found)  # the failed job left nothing behind
+
+
+async def test_one_open_incident_per_group_is_enforced(store: SqliteStore) -> None:
+    await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
+
+
+async def test_reopen_keeps_data_and_migrations_run_once(tmp_path: Path) -> None:
+    path = tmp_path / "ackd.db"
+    first = SqliteStore(path)
+    await first.open()
+    incident_id = await first.write(lambda tx: tx.insert_incident(new_incident(), None))
+    await first.close()
+    second = SqliteStore(path)
+    await second.open()
+    assert (await second.incident(incident_id)).id == incident_id
+    await second.close()
+
+
+async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> None:
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    due = NOW + timedelta(minutes=5)
+    armed = await store.write(lambda tx: tx.arm(incident_id, [(NOW, "step", "0:0")]))
+    again = await store.write(lambda tx: tx.arm(incident_id, [(due, "step", "0:0")]))
+    assert armed[0].id == again[0].id  # the same logical deadline, moved
+    taken = await store.write(lambda tx: tx.take_deadline(armed[0].id))
+    assert taken is not None and taken.due == due
+    assert await store.write(lambda tx: tx.take_deadline(armed[0].id)) is None
+
+
+async def test_unwritable_store_answers_unavailable_then_recovers(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ackd.db", busy_timeout_ms=50)
+    await store.open()
+    blocker = sqlite3.connect(tmp_path / "ackd.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock: "database is locked"
+    with pytest.raises(StoreUnavailable, match="locked"):
+        await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    assert (await store.incident(incident_id)).id == incident_id
+    assert store.stats.failures == 1
+    await store.close()
+
+
+async def test_write_after_close_is_refused(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ackd.db")
+    await store.open()
+    await store.close()
+    with pytest.raises(StoreUnavailable):
+        await store.write(lambda tx: tx.insert_incident(new_incident(), None))

@@ -229,6 +229,19 @@ class Transaction:
             list(keys),
         )
 
+    async def paged_recipients(self, incident_id: int) -> list[str]:
+        """Users paged for this incident so far, in the order they were first paged."""
+        rows = await self._all(
+            "SELECT json_extract(detail, '$.recipient') AS who, min(id) FROM timeline"
+            " WHERE incident_id = ? AND kind = 'notification_sent'"
+            " AND json_extract(detail, '$.recipient_kind') = 'user'"
+            " AND json_extract(detail, '$.reason') IN"
+            " ('triggered', 'escalated', 'reminder', 're_escalated')"
+            " GROUP BY who ORDER BY min(id)",
+            (incident_id,),
+        )
+        return [str(r[0]) for r in rows if r[0] is not None]
+
     # -- outbox ---------------------------------------------------------------------------
 
     async def enqueue(

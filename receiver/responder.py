@@ -1,0 +1,349 @@
+"""Escalation at the edge: applies the pure engine's Plans to the store, in one transaction.
+
+Three doors lead here: the incident lifecycle (an incident opened, changed or resolved, inside
+the ingest transaction), the timer loop (deadlines came due), and people (ack, resolve, snooze,
+unack through the API, a signed link or the CLI). Each asks `escalation` for a Plan and writes
+all of it together: the new escalation state, the deadlines armed and cancelled, the incident's
+state, the timeline, and the pages into the durable outbox. Because the fired deadline is
+deleted in that same transaction, a step fires exactly once however ackd is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from receiver import escalation
+from receiver.clock import Clock
+from receiver.config import Config
+from receiver.errors import InvalidTransition
+from receiver.escalation import Channel, Deadline, DeadlineKind, Plan, User
+from receiver.incidents import observe_resolution
+from receiver.metrics import Metrics
+from receiver.model import EventKind, Incident, IncidentState, TimelineEvent
+from receiver.scheduler import Scheduler
+from receiver.schedules import next_start, on_call, within
+from receiver.store import SqliteStore, Transaction
+
+log = logging.getLogger(__name__)
+
+ACTIONS = ("ack", "resolve", "snooze", "unack")
+PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
+
+
+class Directory:
+    """The engine's view of people and schedules, over the current config."""
+
+    def __init__(self, config: Config) -> None:
+        self._config = config
+
+    def user(self, name: str) -> User | None:
+        return self._config.users.get(name)
+
+    def channel(self, name: str) -> Channel | None:
+        return self._config.channels.get(name)
+
+    def on_call(self, schedule: str, layer: str, at: datetime) -> str | None:
+        found = self._config.schedules.get(schedule)
+        if found is None or layer not in {lay.name for lay in found.layers}:
+            return None
+        return on_call(found, layer, at)
+
+    def working_hours(self, team: str) -> _Hours | None:
+        found = self._config.teams.get(team)
+        if found is None or found.working_hours is None:
+            return None
+        return _Hours(found.working_hours)
+
+
+@dataclass(frozen=True)
+class _Hours:
+    hours: Any
+
+    def within(self, at: datetime) -> bool:
+        return within(self.hours, at)
+
+    def next_start(self, at: datetime) -> datetime:
+        return next_start(self.hours, at)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What to tell the metrics once the transaction committed."""
+
+    incident: Incident
+    steps: tuple[int, ...]
+    acknowledged: bool
+    resolved: bool
+
+
+class Responder:
+    def __init__(
+        self,
+        store: SqliteStore,
+        clock: Clock,
+        metrics: Metrics,
+        config: Callable[[], Config],
+        scheduler_factory: Callable[[Responder], Scheduler] | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._config = config
+        self.scheduler = (scheduler_factory or _default_scheduler)(self)
+        self.outbox_listeners: list[Callable[[], None]] = []
+
+    # -- the incident lifecycle (called inside the ingest transaction) --------------------
+
+    async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None:
+        config = self._config()
+        policy = config.policy_for(incident.policy, incident.team)
+        plan = escalation.start(
+            policy, incident, config.severity(incident.severity), Directory(config), now
+        )
+        await self._apply(tx, incident, plan, now)
+        await self._stakeholders(tx, incident, "stakeholder_declared", now)
+
+    async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None:
+        state = await self._state(tx, incident)
+        if state is not None:
+            await self._apply(tx, incident, escalation.on_update(state, incident, now), now)
+
+    async def resolved(
+        self, tx: Transaction, incident: Incident, actor: str, now: datetime
+    ) -> None:
+        """Alertmanager resolved it: the ingest path already set the state and the event."""
+        state = await self._state(tx, incident)
+        if state is None:
+            return
+        plan = escalation.resolve(state, incident, actor, now)
+        recorded = [e for e in plan.events if e.kind is not EventKind.RESOLVED]
+        await self._apply(tx, incident, _without_transition(plan, recorded), now)
+        await self._notify_resolution(tx, incident, actor, now)
+
+    # -- deadlines ------------------------------------------------------------------------
+
+    async def fire(self, deadline_ids: list[int]) -> None:
+        """Fire due deadlines: each is taken out of the store with its effects, or not at all."""
+        observed: list[Observed] = []
+
+        async def job(tx: Transaction) -> None:
+            for deadline_id in deadline_ids:
+                result = await self._fire_one(tx, deadline_id)
+                if result is not None:
+                    observed.append(result)
+
+        await self._store.write(job)
+        for item in observed:
+            self._observe(item)
+
+    async def _fire_one(self, tx: Transaction, deadline_id: int) -> Observed | None:
+        row = await tx.take_deadline(deadline_id)
+        if row is None:
+            return None  # cancelled (acknowledged, resolved) or fired already
+        incident = await tx.incident(row.incident_id)
+        state = await self._state(tx, incident)
+        if state is None:
+            return None
+        config = self._config()
+        deadline = Deadline(row.due, DeadlineKind(row.kind), row.key)
+        keys = [(state.policy.name, i) for i in range(len(state.policy.steps))]
+        cursors = await tx.round_robin(keys)
+        plan = escalation.on_deadline(
+            state, incident, config.severity(incident.severity), deadline,
+            Directory(config), cursors, self._clock.now(),
+        )
+        return await self._apply(tx, incident, plan, self._clock.now())
+
+    # -- people ---------------------------------------------------------------------------
+
+    async def act(
+        self,
+        incident_id: int,
+        action: str,
+        actor: str,
+        until: datetime | None = None,
+    ) -> Incident:
+        """Acknowledge, resolve, snooze or un-acknowledge; raises InvalidTransition."""
+        if action not in ACTIONS:
+            raise InvalidTransition(f"unknown action {action!r}")
+        observed: list[Observed] = []
+
+        async def job(tx: Transaction) -> Incident:
+            incident = await tx.incident(incident_id)
+            now = self._clock.now()
+            state = await self._state(tx, incident)
+            if state is None:
+                raise InvalidTransition(f"incident {incident_id} has no escalation to act on")
+            plan = self._decide(action, state, incident, actor, until, now)
+            observed.append(await self._apply(tx, incident, plan, now))
+            if action == "resolve":
+                await self._notify_resolution(tx, incident, actor, now)
+            elif action == "ack":
+                await self._notify_paged(tx, incident, "acknowledged", actor, now)
+            return await tx.incident(incident_id)
+
+        incident = await self._store.write(job)
+        for item in observed:
+            self._observe(item)
+        return incident
+
+    @staticmethod
+    def _decide(
+        action: str,
+        state: escalation.EscalationState,
+        incident: Incident,
+        actor: str,
+        until: datetime | None,
+        now: datetime,
+    ) -> Plan:
+        if action == "ack":
+            return escalation.acknowledge(state, incident, actor, now)
+        if action == "resolve":
+            return escalation.resolve(state, incident, actor, now)
+        if action == "unack":
+            return escalation.unacknowledge(state, incident, actor, now)
+        if until is None or until <= now:
+            raise InvalidTransition("snooze needs a time in the future")
+        return escalation.snooze(state, incident, actor, until, now)
+
+    # -- applying a plan ------------------------------------------------------------------
+
+    async def _state(
+        self, tx: Transaction, incident: Incident
+    ) -> escalation.EscalationState | None:
+        raw = await tx.escalation(incident.id)
+        return None if raw is None else escalation.state_from_dict(raw)
+
+    async def _apply(
+        self, tx: Transaction, incident: Incident, plan: Plan, now: datetime
+    ) -> Observed:
+        await tx.set_escalation(incident.id, escalation.state_to_dict(plan.state))
+        if plan.cancel:
+            await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
+        armed = await tx.arm(incident.id, [(d.due, d.kind.value, d.key) for d in plan.arm])
+        if armed:
+            tx.after_commit(lambda: [self.scheduler.arm(a.id, a.due) for a in armed] and None)
+        acknowledged = resolved = False
+        if plan.incident_state is not None and plan.incident_state is not incident.state:
+            acknowledged, resolved = await self._transition(tx, incident, plan, now)
+        await tx.append(incident.id, plan.events)
+        if plan.pages:
+            await self._enqueue(tx, incident, [_page_payload(p) for p in plan.pages], now)
+        if plan.rr_advance:
+            await tx.advance_round_robin(plan.rr_advance)
+        steps = tuple(
+            int(e.detail.get("step", 0)) for e in plan.events if e.kind is EventKind.STEP_FIRED
+        )
+        fresh = await tx.incident(incident.id)
+        return Observed(fresh, steps, acknowledged, resolved)
+
+    async def _transition(
+        self, tx: Transaction, incident: Incident, plan: Plan, now: datetime
+    ) -> tuple[bool, bool]:
+        target = plan.incident_state
+        assert target is not None
+        actor = _actor(plan.events)
+        fields: dict[str, Any] = {"state": target}
+        first_ack = target is IncidentState.ACKNOWLEDGED and incident.acknowledged_at is None
+        if target is IncidentState.ACKNOWLEDGED:
+            fields["acknowledged_by"] = actor
+            if first_ack:
+                fields["acknowledged_at"] = now  # MTTA counts the first acknowledgement
+        if target is IncidentState.RESOLVED:
+            fields.update(resolved_at=now, resolved_by=actor)
+        await tx.update_incident(incident.id, now, **fields)
+        return first_ack, target is IncidentState.RESOLVED
+
+    async def _enqueue(
+        self, tx: Transaction, incident: Incident, payloads: list[dict[str, Any]], now: datetime
+    ) -> None:
+        await tx.enqueue(incident.id, payloads, now)
+        for listener in self.outbox_listeners:
+            tx.after_commit(listener)
+
+    async def _stakeholders(
+        self, tx: Transaction, incident: Incident, reason: str, now: datetime
+    ) -> None:
+        config = self._config()
+        payloads = [
+            {"recipient": name, "recipient_kind": "channel", "url": url, "short": False,
+             "reason": reason, "step": None}
+            for name in config.stakeholders.get(incident.severity, ())
+            if (channel := config.channels.get(name)) is not None
+            for url in channel.urls
+        ]
+        if payloads:
+            await self._enqueue(tx, incident, payloads, now)
+
+    async def _notify_paged(
+        self, tx: Transaction, incident: Incident, reason: str, actor: str, now: datetime
+    ) -> None:
+        """Tell everyone who was paged for this incident (first contact each) what happened."""
+        config = self._config()
+        paged = await tx.paged_recipients(incident.id)
+        payloads = []
+        for name in paged:
+            user = config.users.get(name)
+            if user is not None and user.contacts:
+                first = user.contacts[0]
+                payloads.append(
+                    {"recipient": name, "recipient_kind": "user", "url": first.url,
+                     "short": first.short, "reason": reason, "step": None, "actor": actor}
+                )
+        if payloads:
+            await self._enqueue(tx, incident, payloads, now)
+
+    async def _notify_resolution(
+        self, tx: Transaction, incident: Incident, actor: str, now: datetime
+    ) -> None:
+        await self._notify_paged(tx, incident, "resolved", actor, now)
+        await self._stakeholders(tx, incident, "stakeholder_resolved", now)
+
+    # -- metrics, after commit ------------------------------------------------------------
+
+    def _observe(self, item: Observed) -> None:
+        incident = item.incident
+        m = self._metrics
+        for step in item.steps:
+            m.escalation_steps.labels(incident.team, incident.policy, str(step)).inc()
+        if item.acknowledged and incident.acknowledged_at is not None:
+            m.time_to_acknowledge.labels(incident.team, incident.severity).observe(
+                (incident.acknowledged_at - incident.opened_at).total_seconds()
+            )
+        if item.resolved:
+            observe_resolution(m, incident)
+
+
+def _default_scheduler(responder: Responder) -> Scheduler:
+    return Scheduler(
+        responder._clock, responder.fire, responder._metrics.deadline_lateness.observe
+    )
+
+
+def _without_transition(plan: Plan, events: Iterable[TimelineEvent]) -> Plan:
+    return replace(plan, incident_state=None, events=tuple(events))
+
+
+def _actor(events: Iterable[TimelineEvent]) -> str:
+    for event in events:
+        if event.kind in (EventKind.ACKNOWLEDGED, EventKind.RESOLVED, EventKind.SNOOZED,
+                          EventKind.UNACKNOWLEDGED):
+            return event.actor
+    return "ackd"
+
+
+def _page_payload(page: escalation.Page) -> dict[str, Any]:
+    return {
+        "recipient": page.recipient,
+        "recipient_kind": str(page.recipient_kind),
+        "url": page.url,
+        "short": page.short,
+        "reason": page.reason,
+        "step": page.step,
+        "cycle": page.cycle,
+    }
+

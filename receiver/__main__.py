@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from receiver import config as config_module
+from receiver.client import ApiError, Client
 from receiver.config import Config
 from receiver.configbuild import parse_listen
 from receiver.errors import ConfigError
 from receiver.routing import describe, route
+from receiver.schedules import next_change, on_call
 
 log = logging.getLogger("ackd")
 
@@ -37,7 +42,43 @@ def _parser() -> argparse.ArgumentParser:
     test = routes_sub.add_parser("test", help="show where a label set is routed")
     test.add_argument("--config", required=True)
     test.add_argument("labels", nargs="+", metavar="name=value")
+
+    oncall = sub.add_parser("oncall", help="who is on call for a team, per layer")
+    oncall.add_argument("team")
+    oncall.add_argument("--config", required=True)
+    oncall.add_argument("--at", help="ISO time (default: now); without a zone, UTC")
+
+    for name, text in ACTIONS.items():
+        action = sub.add_parser(name, help=text)
+        action.add_argument("incident", type=int)
+        _api_flags(action)
+        if name == "snooze":
+            action.add_argument("--for", dest="length", required=True, help="e.g. 30m, 2h")
+    listing = sub.add_parser("incidents", help="list incidents (newest first)")
+    listing.add_argument("--state", help="open, triggered, acknowledged or resolved")
+    listing.add_argument("--team")
+    listing.add_argument("--severity")
+    _api_flags(listing)
     return parser
+
+
+ACTIONS = {
+    "ack": "acknowledge an incident",
+    "resolve": "resolve an incident",
+    "snooze": "snooze an incident",
+    "unack": "take back an acknowledgement (escalation starts again)",
+}
+
+
+def _api_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=os.environ.get("ACKD_URL", "http://127.0.0.1:9095"),
+        help="ackd's address (env ACKD_URL)",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("ACKD_API_TOKEN", ""),
+        help="an API token from the config (env ACKD_API_TOKEN); its name is the actor",
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,7 +87,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    command = {"serve": _serve, "check-config": _check_config, "routes": _routes_test}
+    command = {
+        "serve": _serve, "check-config": _check_config, "routes": _routes_test,
+        "oncall": _oncall, "incidents": _incidents,
+        **{name: _act for name in ACTIONS},
+    }
     return command[args.command](args)
 
 
@@ -102,6 +147,60 @@ def _routes_test(args: argparse.Namespace) -> int:
             return 2
         labels[name] = value.strip('"')
     print(describe(route(config.route, labels)))
+    return 0
+
+
+def _oncall(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    team = config.teams.get(args.team)
+    if team is None:
+        print(f"unknown team {args.team!r}; teams: {', '.join(config.teams)}", file=sys.stderr)
+        return 2
+    if team.schedule is None:
+        print(f"team {team.name!r} has no on-call schedule", file=sys.stderr)
+        return 1
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        print(f"--at: not an ISO time: {args.at!r}", file=sys.stderr)
+        return 2
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    schedule = config.schedules[team.schedule]
+    print(f"{team.name} (schedule {schedule.name}, {schedule.tz.key}) at {at.isoformat()}:")
+    for layer in schedule.layers:
+        who = on_call(schedule, layer.name, at) or "nobody"
+        until = next_change(schedule, layer.name, at)
+        when = until.astimezone(schedule.tz).isoformat() if until else "no change ahead"
+        print(f"  {layer.name:<10} {who:<12} until {when}")
+    return 0
+
+
+def _act(args: argparse.Namespace) -> int:
+    body = {"for": args.length} if args.command == "snooze" else None
+    client = Client(args.url, args.token)
+    try:
+        incident = asyncio.run(client.act(args.incident, args.command, body))
+    except ApiError as exc:
+        print(f"{args.command} #{args.incident}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"#{incident['id']} {incident['state']}")
+    return 0
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    query = {k: v for k in ("state", "team", "severity") if (v := getattr(args, k))}
+    try:
+        found = asyncio.run(Client(args.url, args.token).incidents(**query))
+    except (ApiError, OSError) as exc:
+        print(f"incidents: {exc}", file=sys.stderr)
+        return 1
+    for i in found["incidents"]:
+        print(json.dumps({k: i[k] for k in ("id", "state", "severity", "team", "summary")}))
     return 0
 
 

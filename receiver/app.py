@@ -22,13 +22,18 @@ from aiohttp import web
 from receiver import config as config_module
 from receiver.clock import Clock, SystemClock
 from receiver.config import Config
+from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError
+from receiver.http.actions import act, link_action, link_page
 from receiver.http.api import get_incident, list_incidents
 from receiver.http.health import healthy, metrics, ready
 from receiver.http.services import SERVICES, Services
 from receiver.http.webhook import receive_alerts
 from receiver.incidents import Incidents
+from receiver.links import Links
 from receiver.metrics import Metrics
+from receiver.notify import AppriseNotifier, Notifier
+from receiver.responder import Responder
 from receiver.store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -41,18 +46,24 @@ def build_web_app(services: Services) -> web.Application:
     app.router.add_post("/api/v1/alerts", receive_alerts)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    app.router.add_post("/api/v1/incidents/{id}/{action}", act)
+    app.router.add_get("/l/{token}", link_page)
+    app.router.add_post("/l/{token}", link_action)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
-    if services.responder is not None:
-        services.responder.add_routes(app)
     return app
 
 
-def link_secret(config: Config) -> bytes:
-    """The configured link secret, else one kept in the data dir so links survive restarts."""
+def with_link_secret(config: Config) -> Config:
+    """The config with its link secret: the configured one, else one kept in the data dir so
+    links survive restarts."""
     if config.link_secret:
-        return config.link_secret
+        return config
+    return replace(config, link_secret=_stored_secret(config))
+
+
+def _stored_secret(config: Config) -> bytes:
     path = config.data_dir / "link-secret"
     if not path.exists():
         config.data_dir.mkdir(parents=True, exist_ok=True)
@@ -69,25 +80,42 @@ class Daemon:
         *,
         clock: Clock | None = None,
         metrics_: Metrics | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
-        self.config = config
+        self.config = config = with_link_secret(config)
         self.clock = clock or SystemClock()
         self.metrics = metrics_ or Metrics()
         self.store = SqliteStore(config.db_path, synchronous=config.synchronous)
         self.store.stats.on_commit.append(self.metrics.observe_commit)
-        self.incidents = Incidents(self.store, self.clock, self.metrics, lambda: self.config)
+        self.responder = Responder(self.store, self.clock, self.metrics, lambda: self.config)
+        self.incidents = Incidents(
+            self.store, self.clock, self.metrics, lambda: self.config, self.responder
+        )
+        settings = config.notifications
+        self.notifier = notifier or AppriseNotifier(settings.workers, settings.timeout)
+        self.dispatcher = Dispatcher(
+            self.store, self.notifier, self.clock, self.metrics, lambda: self.config,
+            self.responder.delivery_failed,
+        )
+        self.responder.outbox_listeners.append(self.dispatcher.wake)
         self.services = Services(
             config=config,
             store=self.store,
             incidents=self.incidents,
             metrics=self.metrics,
             clock=self.clock,
+            responder=self.responder,
+            links=_links(config),
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
 
     async def start(self) -> None:
         await self.store.open()
+        # Deadlines that passed while ackd was down are due at once: they fire first.
+        self.responder.scheduler.load(await self.store.deadlines())
+        self.responder.scheduler.start()
+        self.dispatcher.start()
         app = build_web_app(self.services)
         self._runner = web.AppRunner(
             app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False
@@ -107,6 +135,9 @@ class Daemon:
         if self._runner is not None:
             # Stops accepting, then waits up to SHUTDOWN_TIMEOUT for in-flight requests.
             await self._runner.cleanup()
+        await self.responder.scheduler.stop()
+        await self.dispatcher.stop()
+        await self.notifier.close()
         await self.store.close()
         log.info("ackd stopped")
 
@@ -116,17 +147,24 @@ class Daemon:
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
             return False
-        kept = replace(
-            fresh,
-            listen_host=self.config.listen_host,
-            listen_port=self.config.listen_port,
-            data_dir=self.config.data_dir,
-            db_file=self.config.db_file,
+        kept = with_link_secret(
+            replace(
+                fresh,
+                listen_host=self.config.listen_host,
+                listen_port=self.config.listen_port,
+                data_dir=self.config.data_dir,
+                db_file=self.config.db_file,
+            )
         )
         self.config = kept
         self.services.config = kept
+        self.services.links = _links(kept)
         log.info("configuration reloaded from %s", path)
         return True
+
+
+def _links(config: Config) -> Links:
+    return Links(config.link_secret, config.external_url, config.link_ttl)
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

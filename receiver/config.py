@@ -21,6 +21,7 @@ from receiver.configschema import ConfigSpec
 from receiver.errors import ConfigError, ConfigProblem
 from receiver.escalation import Channel, Policy, User
 from receiver.model import Severity
+from receiver.notify import NotificationSettings
 from receiver.routing import Route
 from receiver.schedules import Schedule, WorkingHours
 from receiver.yamlsource import Located
@@ -44,19 +45,6 @@ class WebhookAuth:
     @property
     def required(self) -> bool:
         return self.bearer_token is not None or self.basic_username is not None
-
-
-@dataclass(frozen=True)
-class NotificationSettings:
-    workers: int = 8
-    timeout: timedelta = timedelta(seconds=10)
-    retry_attempts: int = 3
-    retry_backoff: timedelta = timedelta(seconds=2)
-    retry_max_backoff: timedelta = timedelta(minutes=1)
-    bundle_window: timedelta = timedelta(seconds=30)
-    rate_limit: int = 10
-    rate_window: timedelta = timedelta(minutes=10)
-    templates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -150,9 +138,8 @@ def _data_path(data: Any, loc: tuple[int | str, ...]) -> KeyPath:
     path: list[str | int] = []
     node = data
     for part in loc:
-        if isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        inside_dict = isinstance(node, dict) and part in node
+        if inside_dict or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
             node = node[part]
         elif isinstance(part, str) and isinstance(node, dict) and "[" not in part:
             path.append(part)  # a missing key: name it, there is nothing below to walk

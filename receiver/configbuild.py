@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,15 +21,17 @@ from receiver.configschema import (
     ConfigSpec,
     ContactSpec,
     PolicySpec,
+    RestrictionSpec,
     RouteSpecModel,
     ScheduleSpec,
     TargetSpec,
+    WorkingHoursSpec,
 )
 from receiver.errors import ConfigProblem
 from receiver.escalation import Channel, Contact, Policy, Step, StepMode, Target, TargetKind, User
-from receiver.matchers import MatcherError, parse_matcher
+from receiver.matchers import parse_matcher
 from receiver.model import Severity
-from receiver.notify import validate_url
+from receiver.notify import NotificationSettings, validate_url
 from receiver.routing import Route, RouteSpec, SeverityRule, build
 from receiver.yamlsource import Located
 from receiver.yamlsource import Path as KeyPath
@@ -69,14 +72,17 @@ class Builder:
     def attempt(self, path: KeyPath, make: Callable[[], T]) -> T | None:
         try:
             return make()
-        except (ValueError, KeyError, OSError) as exc:
-            self.fail(path, str(exc).strip("'\""))
+        except KeyError as exc:
+            self.fail(path, str(exc.args[0]) if exc.args else "missing key")
+            return None
+        except (ValueError, OSError) as exc:
+            self.fail(path, str(exc))
             return None
 
     # -- the whole file -------------------------------------------------------------------
 
     def build(self) -> Config | None:
-        from receiver.config import Config, NotificationSettings, WebhookAuth
+        from receiver.config import Config, WebhookAuth
 
         spec = self.spec
         listen = self.attempt(("listen",), lambda: parse_listen(spec.listen))
@@ -240,7 +246,7 @@ class Builder:
                 restrictions = [
                     self.attempt(
                         (*rpath, "restrictions", k, "days"),
-                        lambda r=r: sched.Restriction(sched.parse_weekdays(r.days), r.start, r.end),
+                        partial(_restriction, r),
                     )
                     for k, r in enumerate(rot.restrictions)
                 ]
@@ -278,18 +284,17 @@ class Builder:
         self._unique(("teams",), [t.name for t in self.spec.teams])
         teams = {}
         for i, t in enumerate(self.spec.teams):
-            if t.schedule is not None and t.schedule not in schedules:
+            # Compare with every schedule defined, built or not: a schedule that failed to
+            # build has its own error already, and a second one here would mislead.
+            if t.schedule is not None and t.schedule not in {s.name for s in self.spec.schedules}:
                 self.fail(("teams", i, "schedule"), f"unknown schedule {t.schedule!r}")
             if t.lead is not None:
                 self._known_users(("teams", i, "lead"), [t.lead], users)
             hours = None
             if t.working_hours is not None:
-                wh = t.working_hours
                 hours = self.attempt(
                     ("teams", i, "working_hours"),
-                    lambda wh=wh: sched.WorkingHours(
-                        zone(wh.timezone), sched.parse_weekdays(wh.days), wh.start, wh.end
-                    ),
+                    partial(_working_hours, t.working_hours),
                 )
             teams[t.name] = Team(t.name, t.schedule, t.lead, hours)
         return teams
@@ -409,7 +414,7 @@ class Builder:
         severities: set[str],
     ) -> RouteSpec:
         matchers = [
-            self.attempt((*at, "matchers", i), lambda text=text: parse_matcher(text))
+            self.attempt((*at, "matchers", i), partial(parse_matcher, text))
             for i, text in enumerate(r.matchers)
         ]
         if r.team is not None and r.team not in teams:
@@ -493,6 +498,15 @@ def _team_path(spec: ConfigSpec, name: str) -> KeyPath:
         if team.name == name:
             return ("teams", i)
     return ("teams",)
+
+
+def _restriction(spec: RestrictionSpec) -> sched.Restriction:
+    return sched.Restriction(sched.parse_weekdays(spec.days), spec.start, spec.end)
+
+
+def _working_hours(spec: WorkingHoursSpec) -> sched.WorkingHours:
+    return sched.WorkingHours(zone(spec.timezone), sched.parse_weekdays(spec.days), spec.start,
+                              spec.end)
 
 
 def _read_secret(path: Path) -> str:

@@ -211,6 +211,12 @@ class PolicySpec(Strict):
     repeat_after: Duration = timedelta(minutes=15)
     reack_after: Duration | None = None
 
+    @model_validator(mode="after")
+    def _positive_reack(self) -> PolicySpec:
+        if self.reack_after is not None and self.reack_after <= timedelta(0):
+            raise ValueError("reack_after must be longer than 0s (leave it out: no re-escalation)")
+        return self
+
 
 class SeverityFromSpec(Strict):
     label: str = "severity"

@@ -26,7 +26,7 @@ from receiver.metrics import Metrics
 from receiver.model import EventKind, Incident, IncidentState, TimelineEvent
 from receiver.scheduler import Scheduler
 from receiver.schedules import next_start, on_call, within
-from receiver.store import SqliteStore, Transaction
+from receiver.store import ArmedDeadline, SqliteStore, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,29 @@ class Responder:
         )
         return await self._apply(tx, incident, plan, self._clock.now())
 
+    async def delivery_failed(self, incident_id: int, payload: dict[str, Any]) -> None:
+        """A page finally failed. If nothing of that step reached the person (every channel
+        failed, none is still queued), escalate now rather than wait for a deadline nobody
+        can meet."""
+        step, cycle = payload.get("step"), payload.get("cycle", 0)
+        if payload.get("recipient_kind") != "user" or not isinstance(step, int):
+            return
+        recipient = str(payload.get("recipient"))
+
+        async def job(tx: Transaction) -> None:
+            # The failed row is finished in its own commit just before this one runs.
+            if await tx.reached(incident_id, recipient, step, cycle):
+                return
+            incident = await tx.incident(incident_id)
+            state = await self._state(tx, incident)
+            if state is None or not incident.is_open:
+                return
+            now = self._clock.now()
+            plan = escalation.delivery_failed(state, incident, step, cycle, state.run, now)
+            await self._apply(tx, incident, plan, now)
+
+        await self._store.write(job)
+
     # -- people ---------------------------------------------------------------------------
 
     async def act(
@@ -226,7 +249,7 @@ class Responder:
             await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
         armed = await tx.arm(incident.id, [(d.due, d.kind.value, d.key) for d in plan.arm])
         if armed:
-            tx.after_commit(lambda: [self.scheduler.arm(a.id, a.due) for a in armed] and None)
+            tx.after_commit(lambda: self._arm_all(armed))
         acknowledged = resolved = False
         if plan.incident_state is not None and plan.incident_state is not incident.state:
             acknowledged, resolved = await self._transition(tx, incident, plan, now)
@@ -240,6 +263,10 @@ class Responder:
         )
         fresh = await tx.incident(incident.id)
         return Observed(fresh, steps, acknowledged, resolved)
+
+    def _arm_all(self, armed: Iterable[ArmedDeadline]) -> None:
+        for deadline in armed:
+            self.scheduler.arm(deadline.id, deadline.due)
 
     async def _transition(
         self, tx: Transaction, incident: Incident, plan: Plan, now: datetime

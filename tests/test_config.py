@@ -32,7 +32,8 @@ def _cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("path", [*GOOD, ROOT / "config.example.yaml"], ids=lambda p: p.name)
 def test_good_configs_load(path: Path) -> None:
     loaded = config.load(path.relative_to(ROOT))
-    assert loaded.teams and loaded.policies
+    assert loaded.teams
+    assert loaded.policies
 
 
 @pytest.mark.parametrize("path", BAD, ids=lambda p: p.name)

@@ -95,7 +95,8 @@ async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> No
     again = await store.write(lambda tx: tx.arm(incident_id, [(due, "step", "0:0")]))
     assert armed[0].id == again[0].id  # the same logical deadline, moved
     taken = await store.write(lambda tx: tx.take_deadline(armed[0].id))
-    assert taken is not None and taken.due == due
+    assert taken is not None
+    assert taken.due == due
     assert await store.write(lambda tx: tx.take_deadline(armed[0].id)) is None
 
 

@@ -16,7 +16,7 @@ from receiver.store import IncidentFilter
 MAX_LIMIT = 1000
 
 
-def _authorised(request: web.Request, s: Services) -> str | web.Response:
+def authorised(request: web.Request, s: Services) -> str | web.Response:
     """The acting token's name, or the refusal to send. With no tokens configured, reads are
     open on the listen address, but nobody can act without a token."""
     tokens = s.config.api_tokens
@@ -80,7 +80,7 @@ def incident_id(request: web.Request) -> int:
 
 async def list_incidents(request: web.Request) -> web.Response:
     s = services(request)
-    actor = _authorised(request, s)
+    actor = authorised(request, s)
     if isinstance(actor, web.Response):
         return actor
     try:
@@ -94,7 +94,7 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 async def get_incident(request: web.Request) -> web.Response:
     s = services(request)
-    actor = _authorised(request, s)
+    actor = authorised(request, s)
     if isinstance(actor, web.Response):
         return actor
     try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -26,9 +28,8 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     s = services(request)
-    try:
+    # On store trouble, serve the last known gauge values rather than nothing.
+    with contextlib.suppress(StoreUnavailable):
         s.metrics.set_open(await s.store.count_open())
-    except StoreUnavailable:
-        pass  # serve the last known gauge values rather than nothing
     body = generate_latest(s.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

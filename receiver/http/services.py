@@ -11,6 +11,7 @@ from receiver.clock import Clock
 from receiver.config import Config
 from receiver.http.auth import FailureThrottle
 from receiver.incidents import Incidents
+from receiver.links import Links
 from receiver.metrics import Metrics
 from receiver.store import SqliteStore
 
@@ -26,6 +27,7 @@ class Services:
     metrics: Metrics
     clock: Clock
     responder: Responder | None = None
+    links: Links | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ready: bool = False
     draining: bool = False

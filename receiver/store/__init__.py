@@ -1,6 +1,8 @@
 """Durable state behind a narrow interface: the SQLite implementation is the default."""
 
 from receiver.store.sqlite import IncidentFilter, SqliteStore
-from receiver.store.transaction import ArmedDeadline, NewIncident, Transaction
+from receiver.store.transaction import ArmedDeadline, NewIncident, OutboxRow, Transaction
 
-__all__ = ["ArmedDeadline", "IncidentFilter", "NewIncident", "SqliteStore", "Transaction"]
+__all__ = [
+    "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxRow", "SqliteStore", "Transaction",
+]

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -29,11 +31,12 @@ from receiver.store.codec import (
     INCIDENT_COLUMNS,
     alert_from_row,
     event_from_row,
+    from_us,
     incident_from_row,
     to_us,
 )
 from receiver.store.schema import MIGRATIONS
-from receiver.store.transaction import Transaction
+from receiver.store.transaction import OutboxRow, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -165,15 +168,21 @@ class SqliteStore:
         mark = tx.mark()
         try:
             result = await job.run(tx)
+        except sqlite3.IntegrityError as exc:
+            # A constraint this job broke (e.g. a second open incident for one group): its own
+            # fault, so it fails alone, like any other error a job raises.
+            error: BaseException = exc
         except sqlite3.Error:
             raise  # the connection itself is in trouble: fail the whole batch
         except Exception as exc:  # a job's own error must not spoil the others in its batch
-            await conn.execute("ROLLBACK TO job")
+            error = exc
+        else:
             await conn.execute("RELEASE job")
-            tx.rewind(mark)
-            return job, None, exc
+            return job, result, None
+        await conn.execute("ROLLBACK TO job")
         await conn.execute("RELEASE job")
-        return job, result, None
+        tx.rewind(mark)
+        return job, None, error
 
     async def _fail_batch(
         self, conn: aiosqlite.Connection, batch: Sequence[_Job[Any]], exc: sqlite3.Error
@@ -233,6 +242,29 @@ class SqliteStore:
             (incident_id,),
         )
         return [event_from_row(r) for r in rows]
+
+    async def deadlines(self) -> list[tuple[int, datetime]]:
+        """Every armed deadline (id, due), for the timer loop to index at start."""
+        rows = await self._fetchall("SELECT id, due FROM deadlines")
+        return [(int(r[0]), from_us(r[1])) for r in rows]
+
+    async def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
+        """Notifications due for a (first or further) attempt, oldest first."""
+        rows = await self._fetchall(
+            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at FROM outbox"
+            " WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (to_us(now), limit),
+        )
+        return [
+            OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), json.loads(r[3]), int(r[4]),
+                      from_us(r[5]))
+            for r in rows
+        ]
+
+    async def next_outbox_at(self) -> datetime | None:
+        """When the earliest pending notification is due, or None if the outbox is empty."""
+        rows = await self._fetchall("SELECT min(next_attempt_at) FROM outbox")
+        return None if not rows or rows[0][0] is None else from_us(rows[0][0])
 
     async def count_open(self) -> list[tuple[str, str, str, int]]:
         """(team, severity, state, count) of every open incident, for the gauge."""

@@ -39,6 +39,18 @@ class ArmedDeadline:
     key: str
 
 
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One notification waiting to go out (or to be retried)."""
+
+    id: int
+    incident_id: int
+    created_at: datetime
+    payload: dict[str, Any]
+    attempts: int
+    next_attempt_at: datetime
+
+
 class Transaction:
     def __init__(self, conn: aiosqlite.Connection) -> None:
         self._conn = conn
@@ -241,6 +253,24 @@ class Transaction:
             (incident_id,),
         )
         return [str(r[0]) for r in rows if r[0] is not None]
+
+    async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
+        """Whether a page of this step reached `recipient`, or one is still waiting to go."""
+        sent = await self._all(
+            "SELECT 1 FROM timeline WHERE incident_id = ? AND kind = 'notification_sent'"
+            " AND json_extract(detail, '$.recipient') = ? AND json_extract(detail, '$.step') = ?"
+            " AND json_extract(detail, '$.cycle') = ? LIMIT 1",
+            (incident_id, recipient, step, cycle),
+        )
+        if sent:
+            return True
+        pending = await self._all(
+            "SELECT 1 FROM outbox WHERE incident_id = ?"
+            " AND json_extract(payload, '$.recipient') = ? AND json_extract(payload, '$.step') = ?"
+            " AND json_extract(payload, '$.cycle') = ? LIMIT 1",
+            (incident_id, recipient, step, cycle),
+        )
+        return bool(pending)
 
     # -- outbox ---------------------------------------------------------------------------
 

@@ -1,0 +1,200 @@
+"""Alertmanager's webhook format (version 4), in and out, and its fingerprints.
+
+Parsing is strict about what we rely on and lenient about the rest: every field we read is
+checked and a bad one is named (`alerts[3].labels.severity`), while keys we do not know are
+ignored, because newer Alertmanagers add keys (`notification_reason`, `routeLabels`) and a 4xx
+makes Alertmanager drop the notification for good.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from receiver.errors import PayloadError
+from receiver.model import Alert, AlertStatus
+
+SUPPORTED_VERSION = "4"
+# Firing alerts carry Go's zero time as endsAt; so may a resolved one from an odd sender.
+_ZERO_YEAR = 1
+_FNV_OFFSET = 14695981039346656037
+_FNV_PRIME = 1099511628211
+_SEPARATOR = 0xFF
+MAX_DEPTH = 32
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookMessage:
+    alerts: tuple[Alert, ...]
+    receiver: str = ""
+    status: str = ""
+    group_key: str = ""
+    group_labels: Mapping[str, str] = field(default_factory=dict)
+    external_url: str = ""
+    truncated_alerts: int = 0
+
+
+def parse_webhook(body: bytes) -> WebhookMessage:
+    """Bytes of a webhook request -> a message, or PayloadError naming the offending field."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PayloadError("body", f"not valid UTF-8 at byte {exc.start}") from None
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise PayloadError("body", "JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise PayloadError("body", f"invalid JSON: {exc.msg} at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise PayloadError("body", "must be a JSON object")
+    return _message(data)
+
+
+def _message(data: dict[str, Any]) -> WebhookMessage:
+    version = data.get("version", SUPPORTED_VERSION)
+    if version != SUPPORTED_VERSION:
+        raise PayloadError("version", f"unsupported webhook version {version!r}, expected '4'")
+    raw_alerts = data.get("alerts")
+    if not isinstance(raw_alerts, list):
+        raise PayloadError("alerts", "required, must be a list")
+    truncated = data.get("truncatedAlerts", 0)
+    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
+        raise PayloadError("truncatedAlerts", "must be a whole number >= 0")
+    return WebhookMessage(
+        alerts=tuple(_alert(raw, f"alerts[{i}]") for i, raw in enumerate(raw_alerts)),
+        receiver=_optional_str(data, "receiver", "receiver"),
+        status=_optional_str(data, "status", "status"),
+        group_key=_optional_str(data, "groupKey", "groupKey"),
+        group_labels=_labels(data.get("groupLabels", {}), "groupLabels"),
+        external_url=_optional_str(data, "externalURL", "externalURL"),
+        truncated_alerts=truncated,
+    )
+
+
+def _alert(raw: Any, at: str) -> Alert:
+    if not isinstance(raw, dict):
+        raise PayloadError(at, "must be an object")
+    try:
+        status = AlertStatus(str(raw.get("status")))
+    except ValueError:
+        raise PayloadError(f"{at}.status", "must be 'firing' or 'resolved'") from None
+    labels = _labels(raw.get("labels"), f"{at}.labels")
+    if not labels:
+        raise PayloadError(f"{at}.labels", "an alert needs at least one label")
+    starts_at = _time(raw.get("startsAt"), f"{at}.startsAt")
+    if starts_at is None:
+        raise PayloadError(f"{at}.startsAt", "required for every alert")
+    ends_at = _time(raw.get("endsAt"), f"{at}.endsAt")
+    fingerprint = raw.get("fingerprint") or fingerprint_of(labels)
+    if not isinstance(fingerprint, str) or len(fingerprint) > 64:
+        raise PayloadError(f"{at}.fingerprint", "must be a string of at most 64 characters")
+    return Alert(
+        fingerprint=fingerprint,
+        status=status,
+        labels=labels,
+        annotations=_labels(raw.get("annotations", {}), f"{at}.annotations"),
+        starts_at=starts_at,
+        ends_at=ends_at if status is AlertStatus.RESOLVED else None,
+        generator_url=_optional_str(raw, "generatorURL", f"{at}.generatorURL"),
+    )
+
+
+def _labels(raw: Any, at: str) -> dict[str, str]:
+    if raw is None:
+        raise PayloadError(at, "required, must be an object of strings")
+    if not isinstance(raw, dict):
+        raise PayloadError(at, "must be an object of strings")
+    for name, value in raw.items():
+        if not isinstance(value, str):
+            raise PayloadError(f"{at}.{name}", "must be a string")
+    return dict(raw)
+
+
+def _optional_str(raw: Mapping[str, Any], key: str, at: str) -> str:
+    value = raw.get(key, "")
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise PayloadError(at, "must be a string")
+    return value
+
+
+def _time(raw: Any, at: str) -> datetime | None:
+    """RFC 3339 with up to nine fractional digits; Go's zero time (and absence) is None."""
+    if raw is None or raw == "":
+        return None
+    if not isinstance(raw, str) or "T" not in raw:
+        raise PayloadError(at, "must be an RFC 3339 timestamp")
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise PayloadError(at, f"not an RFC 3339 timestamp: {raw[:40]!r}") from None
+    if value.tzinfo is None:
+        raise PayloadError(at, "needs a time zone (Z or an offset)")
+    if value.year == _ZERO_YEAR:
+        return None
+    return value.astimezone(UTC)
+
+
+def fingerprint_of(labels: Mapping[str, str]) -> str:
+    """Alertmanager's fingerprint: FNV-1a 64 over sorted names and values, 0xff-separated."""
+    digest = _FNV_OFFSET
+    for name in sorted(labels):
+        for part in (name, labels[name]):
+            for byte in (*part.encode(), _SEPARATOR):
+                digest = ((digest ^ byte) * _FNV_PRIME) & 0xFFFFFFFFFFFFFFFF
+    return f"{digest:016x}"
+
+
+def silence_url(external_url: str, labels: Mapping[str, str]) -> str:
+    """A link to Alertmanager's "new silence" form, pre-filled with matchers for `labels`."""
+    if not external_url:
+        return ""
+    matchers = ", ".join(f"{k}={json.dumps(v)}" for k, v in sorted(labels.items()))
+    return f"{external_url.rstrip('/')}/#/silences/new?filter={quote('{' + matchers + '}')}"
+
+
+def format_time(value: datetime | None) -> str:
+    if value is None:
+        return "0001-01-01T00:00:00Z"
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def build_webhook(
+    alerts: Sequence[Alert],
+    *,
+    receiver: str = "ackd",
+    group_labels: Mapping[str, str] | None = None,
+    external_url: str = "",
+    truncated_alerts: int = 0,
+) -> dict[str, Any]:
+    """A webhook body as Alertmanager would send it: for tests, the benchmark and replays."""
+    firing = any(a.status is AlertStatus.FIRING for a in alerts)
+    return {
+        "version": SUPPORTED_VERSION,
+        "groupKey": "{}:" + json.dumps(dict(group_labels or {}), sort_keys=True),
+        "truncatedAlerts": truncated_alerts,
+        "status": "firing" if firing else "resolved",
+        "receiver": receiver,
+        "groupLabels": dict(group_labels or {}),
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": external_url,
+        "alerts": [
+            {
+                "status": a.status.value,
+                "labels": dict(a.labels),
+                "annotations": dict(a.annotations),
+                "startsAt": format_time(a.starts_at),
+                "endsAt": format_time(a.ends_at),
+                "generatorURL": a.generator_url,
+                "fingerprint": a.fingerprint,
+            }
+            for a in alerts
+        ],
+    }

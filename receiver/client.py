@@ -1,0 +1,54 @@
+"""A small client of ackd's own API, for the command line (`ackd ack 42`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+
+@dataclass(frozen=True)
+class ApiError(Exception):
+    status: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Client:
+    base_url: str
+    token: str
+    timeout: float = 10.0
+
+    async def act(self, incident_id: int, action: str, body: dict[str, Any] | None = None
+                  ) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/incidents/{incident_id}/{action}", body or {})
+
+    async def incidents(self, **query: str) -> dict[str, Any]:
+        return await self._call("GET", "/api/v1/incidents", None, query)
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
+            method, self.base_url.rstrip("/") + path, json=body, params=query, headers=headers
+        ) as response:
+            text = await response.text()
+            try:
+                data = json.loads(text) if text else {}
+            except json.JSONDecodeError:
+                data = {"error": text[:200]}
+            if response.status >= 400:
+                raise ApiError(response.status, str(data.get("error", data)))
+            result: dict[str, Any] = data
+            return result

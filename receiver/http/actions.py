@@ -1,0 +1,132 @@
+"""People acting on incidents: the API (ack, resolve, snooze, unack) and signed one-click links.
+
+A link's GET only shows a confirmation page with a button; only the POST acts. Chat tools and
+mail scanners fetch links to preview them, and a preview must never acknowledge an incident.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from receiver.durations import parse_duration
+from receiver.errors import LinkError, PayloadError
+from receiver.http.api import act_errors, authorised, incident_id
+from receiver.http.responses import error, incident_json, ok
+from receiver.http.services import Services, services
+from receiver.links import LinkClaim
+
+ACTIONS = ("ack", "resolve", "snooze", "unack")
+LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
+
+
+async def act(request: web.Request) -> web.Response:
+    """POST /api/v1/incidents/{id}/{action}; snooze takes {"until": ISO} or {"for": "30m"}."""
+    s = services(request)
+    actor = authorised(request, s)
+    if isinstance(actor, web.Response):
+        return actor
+    action = request.match_info["action"]
+    if action not in ACTIONS or s.responder is None:
+        return error(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}", "action")
+    try:
+        number = incident_id(request)
+        until = await _snooze_until(request, s) if action == "snooze" else None
+        incident = await s.responder.act(number, action, actor, until)
+    except Exception as exc:  # noqa: BLE001 - act_errors maps ours and re-raises the rest
+        return act_errors(exc)
+    return ok(incident_json(incident))
+
+
+async def _snooze_until(request: web.Request, s: Services) -> datetime:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PayloadError("body", "invalid JSON") from None
+    if not isinstance(body, dict):
+        raise PayloadError("body", "must be a JSON object")
+    now = s.clock.now()
+    if "for" in body:
+        try:
+            length = parse_duration(str(body["for"]))
+        except ValueError as exc:
+            raise PayloadError("for", str(exc)) from None
+        if length <= timedelta(0):
+            raise PayloadError("for", "must be longer than 0s")
+        return now + length
+    if "until" in body:
+        try:
+            until = datetime.fromisoformat(str(body["until"]))
+        except ValueError:
+            raise PayloadError("until", "must be an ISO 8601 time with a zone") from None
+        if until.tzinfo is None:
+            raise PayloadError("until", "must carry a time zone (Z or an offset)")
+        return until
+    raise PayloadError("for", "give `for` (a duration such as 30m) or `until` (an ISO time)")
+
+
+# -- signed links ---------------------------------------------------------------------------
+
+
+def _claim(request: web.Request, s: Services) -> LinkClaim | web.Response:
+    if s.links is None or s.responder is None:
+        return error(404, "links are not enabled", "token")
+    try:
+        return s.links.verify(request.match_info["token"], s.clock.now())
+    except LinkError as exc:
+        return _page(403, "Link not accepted", str(exc))
+
+
+async def link_page(request: web.Request) -> web.Response:
+    """GET /l/{token}: say what the link will do and offer the button that does it."""
+    s = services(request)
+    claim = _claim(request, s)
+    if isinstance(claim, web.Response):
+        return claim
+    try:
+        incident = await s.store.incident(claim.incident_id)
+    except Exception as exc:  # noqa: BLE001 - act_errors maps ours and re-raises the rest
+        return act_errors(exc)
+    verb = LINK_ACTIONS.get(claim.action, claim.action)
+    text = (
+        f"{html.escape(incident.severity)} #{incident.id} {html.escape(incident.team)}: "
+        f"{html.escape(incident.summary)}<br>State: {html.escape(incident.state.value)}"
+    )
+    form = (
+        f'<form method="post"><button type="submit" style="font-size:1.5em">{verb} '
+        f"incident #{incident.id}</button></form>"
+    )
+    return _page(200, f"{verb} incident #{incident.id}?", text + form, raw=True)
+
+
+async def link_action(request: web.Request) -> web.Response:
+    """POST /l/{token}: act as the person the link was sent to."""
+    s = services(request)
+    claim = _claim(request, s)
+    if isinstance(claim, web.Response):
+        return claim
+    assert s.responder is not None
+    try:
+        incident = await s.responder.act(
+            claim.incident_id, claim.action, f"{claim.recipient} (link)", None
+        )
+    except Exception as exc:  # noqa: BLE001 - act_errors maps ours and re-raises the rest
+        response = act_errors(exc)
+        detail = json.loads(response.text or "{}").get("error", "")
+        return _page(response.status, "Nothing changed", html.escape(detail), raw=True)
+    done = "acknowledged" if claim.action == "ack" else "resolved"
+    return _page(200, f"Incident #{incident.id} {done}", f"Thank you, {claim.recipient}.")
+
+
+def _page(status: int, title: str, text: str, *, raw: bool = False) -> web.Response:
+    body = text if raw else html.escape(text)
+    document = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body style=\"font-family:sans-serif\">"
+        f"<h1>{html.escape(title)}</h1><p>{body}</p></body></html>"
+    )
+    return web.Response(status=status, text=document, content_type="text/html")

@@ -1,0 +1,327 @@
+"""Outgoing notifications: the Notifier interface, and its Apprise adapter.
+
+Everything above this module speaks `Notifier`: send one Message to one Apprise URL and get a
+Delivery back, never an exception. The Apprise adapter runs Apprise's blocking code on a
+bounded worker pool of our own with a per-delivery timeout, so a hung endpoint never holds up
+the event loop, the webhook endpoint, the timer loop or other deliveries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+from apprise import (
+    Apprise,
+    AppriseAsset,
+    AppriseResult,
+    AppriseResultStatus,
+    NotificationManager,
+    NotifyFormat,
+    NotifyLogEntry,
+)
+from apprise import NotifyType as AppriseNotifyType
+from apprise.plugins import url_to_dict
+
+log = logging.getLogger(__name__)
+
+# Apprise ships py.typed but leaves these two untyped; pin the signatures we rely on.
+_url_to_dict: Callable[..., dict[str, Any] | None] = url_to_dict
+_plugins: Callable[[], Any] = NotificationManager
+
+# Apprise imports its plugins on first use, from whichever thread gets there first. Do it once
+# here instead, on import, where changing the warning filters is safe: the e-mail plugin pulls
+# in the stdlib's deprecated imghdr, whose DeprecationWarning says nothing about our code.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    _plugins().load_modules()
+
+
+@dataclass(frozen=True)
+class NotificationSettings:
+    workers: int = 8
+    timeout: timedelta = timedelta(seconds=10)
+    retry_attempts: int = 3
+    retry_backoff: timedelta = timedelta(seconds=2)
+    retry_max_backoff: timedelta = timedelta(minutes=1)
+    bundle_window: timedelta = timedelta(seconds=30)
+    rate_limit: int = 10
+    rate_window: timedelta = timedelta(minutes=10)
+    templates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+
+
+class NotifyType(StrEnum):
+    """Apprise's notify types: how a message is coloured and iconised where the service can."""
+
+    INFO = "info"
+    SUCCESS = "success"
+    WARNING = "warning"
+    FAILURE = "failure"
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    title: str
+    body: str
+    notify_type: NotifyType = NotifyType.INFO
+
+
+class DeliveryStatus(StrEnum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The outcome of one attempt to deliver one message to one URL."""
+
+    status: DeliveryStatus
+    seconds: float
+    error: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is DeliveryStatus.SUCCESS
+
+
+class Notifier(Protocol):
+    async def send(self, url: str, message: Message) -> Delivery:
+        """Deliver `message` to `url`. Never raises for a failed delivery: it reports it."""
+        ...
+
+    async def close(self) -> None:
+        """Stop taking deliveries and release the worker pool."""
+        ...
+
+
+# -- Apprise URLs: validation, masking ------------------------------------------------------
+
+_SCHEME = re.compile(r"\s*([a-z0-9]{1,32})://", re.IGNORECASE)
+# Apprise's privacy form hides passwords and tokens but prints custom headers (+Name=value)
+# and extra GET parameters (-name=value) as given, and those often carry credentials.
+_VERBATIM_PARAMS = re.compile(r"([?&](?:%2B|\+|-)[^=&#]*=)[^&#]*")
+# Pieces of a URL that Apprise chose to hide are scrubbed from its error text by this split.
+_URL_PIECES = re.compile(r"[:/@?&=#,;+\s]+")
+_MIN_SECRET_CHARS = 3
+
+
+def scheme(url: str) -> str:
+    """The URL's scheme in lower case (a bounded metric label), or "unknown"."""
+    match = _SCHEME.match(url)
+    return match.group(1).lower() if match else "unknown"
+
+
+def validate_url(url: str) -> str | None:
+    """None if Apprise can send to `url`, else a short reason that never quotes the URL."""
+    if _instantiate(url, AppriseAsset()) is not None:
+        return None
+    match = _SCHEME.match(url)
+    if match is None:
+        return "Apprise cannot use this URL: it has no scheme (expected scheme://...)"
+    name = match.group(1).lower()
+    plugins = _plugins()
+    if name not in plugins:
+        return f"Apprise cannot use this URL: unknown scheme {name!r}"
+    service = plugins[name].service_name
+    return f"Apprise cannot use this URL: {service} rejected its host, path or parameters"
+
+
+def mask(url: str) -> str:
+    """`url` with its credentials hidden, safe for logs, API output and the timeline."""
+    plugin = _instantiate(url, AppriseAsset())
+    if plugin is None:
+        return f"{scheme(url)}://***"
+    return _masked(plugin)
+
+
+def _masked(plugin: Any) -> str:
+    return _VERBATIM_PARAMS.sub(r"\1***", str(plugin.url(privacy=True)))
+
+
+def _instantiate(url: str, asset: AppriseAsset, socket_timeout: float | None = None) -> Any:
+    """Apprise's plugin for `url`, or None. `socket_timeout` fills in cto/rto the URL omits."""
+    try:
+        results = _url_to_dict(url, secure_logging=True)
+        if results is None:
+            return None
+        if socket_timeout is not None:
+            for key in ("cto", "rto"):
+                results.setdefault(key, str(socket_timeout))
+        return Apprise.instantiate(results, asset=asset)
+    except Exception:  # a plugin that crashes on this URL cannot use it
+        return None
+
+
+def _scrub(text: str, url: str, masked: str) -> str:
+    """`text` without any piece of `url` that Apprise's privacy form hides."""
+    shown = unquote(masked)
+    pieces = {p for p in _URL_PIECES.split(unquote(url)) if len(p) >= _MIN_SECRET_CHARS}
+    for piece in sorted(pieces - {p for p in pieces if p in shown}, key=len, reverse=True):
+        text = text.replace(piece, "***")
+    return text
+
+
+# -- the Apprise adapter ---------------------------------------------------------------------
+
+# Apprise's own socket timeouts sit a little beyond ours, so our deadline reports TIMEOUT
+# first and the stuck worker is released soon after instead of after Apprise's defaults.
+_SOCKET_TIMEOUT_FACTOR = 1.25
+
+
+class AppriseNotifier:
+    """Delivers through Apprise on a bounded thread pool of our own, one URL per call.
+
+    Apprise's `notify()` blocks, and `async_notify()` borrows a process-wide pool that hung
+    endpoints can fill. Here each delivery runs Apprise inline (no Apprise service timeout,
+    no Apprise pool) on one of our `workers` threads, bounded by `timeout`. A timed-out
+    worker may stay blocked in a socket call; the cto/rto we add to URLs that do not set
+    them release it shortly after, so hung endpoints cannot starve the pool for long.
+    """
+
+    def __init__(self, workers: int, timeout: timedelta) -> None:
+        if workers < 1:
+            raise ValueError(f"notification workers must be at least 1, got {workers}")
+        if timeout <= timedelta(0):
+            raise ValueError(f"notification timeout must be positive, got {timeout}")
+        self._timeout = timeout.total_seconds()
+        self._socket_timeout = round(self._timeout * _SOCKET_TIMEOUT_FACTOR, 3)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ackd-notify")
+        self._asset = AppriseAsset(service_timeout=0, async_mode=False)
+        self._closed = False
+
+    async def send(self, url: str, message: Message) -> Delivery:
+        started = time.monotonic()
+        if self._closed:
+            return Delivery(DeliveryStatus.FAILURE, 0.0, "the notifier is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            future = loop.run_in_executor(self._pool, self._deliver, url, message)
+            status, error = await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            # The worker's late result, if one ever comes, is dropped with the future.
+            status, error = DeliveryStatus.TIMEOUT, f"no answer within {self._timeout:g}s"
+        except RuntimeError:
+            # The pool was shut down between the check above and the submit.
+            status, error = DeliveryStatus.FAILURE, "the notifier is closed"
+        seconds = time.monotonic() - started
+        if status is not DeliveryStatus.SUCCESS:
+            log.warning("delivery to %s: %s after %.2fs: %s", mask(url), status, seconds, error)
+        return Delivery(status, seconds, error)
+
+    async def close(self) -> None:
+        """Stop taking deliveries; queued ones are cancelled, hung workers are not awaited."""
+        self._closed = True
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _deliver(self, url: str, message: Message) -> tuple[DeliveryStatus, str]:
+        """One blocking Apprise delivery, on a worker thread."""
+        plugin = _instantiate(url, self._asset, self._socket_timeout)
+        if plugin is None:
+            return DeliveryStatus.FAILURE, f"Apprise cannot use this URL ({scheme(url)}://)"
+        try:
+            apprise = Apprise(asset=self._asset)
+            apprise.add(plugin)
+            with apprise.notify(
+                body=message.body,
+                title=message.title,
+                notify_type=AppriseNotifyType(message.notify_type.value),
+                body_format=NotifyFormat.TEXT,
+            ) as result:
+                status, error = _outcome(result)
+        except Exception as exc:  # a crashing plugin is a failed delivery
+            status, error = DeliveryStatus.FAILURE, f"{type(exc).__name__}: {exc}"
+        return status, _scrub(error, url, _masked(plugin))
+
+
+def _outcome(result: AppriseResult) -> tuple[DeliveryStatus, str]:
+    """Our status for the one URL in `result`, with Apprise's reason when it failed."""
+    services = list(result)
+    if not services:
+        reason = _last_problem(result.call_logs()) or f"status {result.status.name}"
+        return DeliveryStatus.FAILURE, f"Apprise did not send: {reason}"
+    service = services[0]
+    if service.status == AppriseResultStatus.SUCCESS:
+        return DeliveryStatus.SUCCESS, ""
+    if service.status == AppriseResultStatus.TIMEOUT:
+        return DeliveryStatus.TIMEOUT, f"{service.name}: Apprise stopped waiting"
+    reason = _last_problem(service.logs()) or "reported failure"
+    return DeliveryStatus.FAILURE, f"{service.name}: {reason}"
+
+
+def _last_problem(entries: Iterable[NotifyLogEntry]) -> str:
+    problems = [e.message for e in entries if e.level in ("WARNING", "ERROR", "CRITICAL")]
+    return problems[-1] if problems else ""
+
+
+# -- the in-memory twin ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How RecordingNotifier answers one attempt: after `delay`, with `status`."""
+
+    status: DeliveryStatus = DeliveryStatus.SUCCESS
+    delay: timedelta = timedelta(0)
+    error: str = ""
+
+
+class RecordingNotifier:
+    """A Notifier that delivers nothing and remembers everything, for tests of callers.
+
+    Every attempt is recorded in `sent` as (url, message), whatever its outcome. Outcomes are
+    set per URL: one Outcome for every attempt, or a sequence taken in order whose last entry
+    repeats (e.g. [failure, success] to exercise a retry). Unlisted URLs get `default`.
+    """
+
+    def __init__(
+        self,
+        outcomes: Mapping[str, Outcome | Sequence[Outcome]] | None = None,
+        default: Outcome = Outcome(),
+    ) -> None:
+        self.sent: list[tuple[str, Message]] = []
+        self.closed = False
+        self._default = default
+        self._outcomes: dict[str, list[Outcome]] = {}
+        for url, outcome in (outcomes or {}).items():
+            self.set_outcome(url, outcome)
+
+    def set_outcome(self, url: str, outcome: Outcome | Sequence[Outcome]) -> None:
+        planned = [outcome] if isinstance(outcome, Outcome) else list(outcome)
+        if not planned:
+            raise ValueError(f"no outcomes given for {mask(url)}")
+        self._outcomes[url] = planned
+
+    def messages(self, url: str) -> list[Message]:
+        """Every message sent (attempted) to `url`, in order."""
+        return [m for u, m in self.sent if u == url]
+
+    async def send(self, url: str, message: Message) -> Delivery:
+        if self.closed:
+            return Delivery(DeliveryStatus.FAILURE, 0.0, "the notifier is closed")
+        self.sent.append((url, message))
+        outcome = self._next(url)
+        if outcome.delay > timedelta(0):
+            await asyncio.sleep(outcome.delay.total_seconds())
+        error = outcome.error or ("" if outcome.status is DeliveryStatus.SUCCESS
+                                  else f"simulated {outcome.status.value}")
+        return Delivery(outcome.status, outcome.delay.total_seconds(), error)
+
+    async def close(self) -> None:
+        self.closed = True
+
+    def _next(self, url: str) -> Outcome:
+        planned = self._outcomes.get(url)
+        if not planned:
+            return self._default
+        return planned.pop(0) if len(planned) > 1 else planned[0]

@@ -1,0 +1,370 @@
+"""On-call schedules and working hours: who is on call, and when a team is at work.
+
+A schedule has layers; a layer has rotations laid over one another (the last active one
+wins, which is how follow-the-sun is written); overrides replace the answer for a while.
+Everything is pure and DST-correct: handoffs and windows are local wall-clock times in the
+schedule's IANA zone, so a rotation that hands off Monday 09:00 in Amsterdam does so at
+09:00 in winter and in summer, whatever the UTC instant.
+
+Two rules make wall-clock times name exactly one instant, so answers never flip back:
+an ambiguous local time (the repeated hour when clocks go back) names its first occurrence,
+and a local time that does not exist (skipped when clocks go forward) names the first instant
+after the gap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from enum import StrEnum
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+__all__ = [
+    "Layer",
+    "Override",
+    "Restriction",
+    "Rotation",
+    "Schedule",
+    "ShiftUnit",
+    "WorkingHours",
+    "next_change",
+    "next_start",
+    "on_call",
+    "parse_weekdays",
+    "within",
+]
+
+_DAY = timedelta(days=1)
+_WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WEEKDAYS_FORM = (
+    "three-letter day names (mon..sun), ranges like mon-fri or fri-mon, joined by commas"
+)
+
+
+class ShiftUnit(StrEnum):
+    HOURS = "h"
+    DAYS = "d"
+    WEEKS = "w"
+
+
+_UNIT_LENGTH = {
+    ShiftUnit.HOURS: timedelta(hours=1),
+    ShiftUnit.DAYS: timedelta(days=1),
+    ShiftUnit.WEEKS: timedelta(weeks=1),
+}
+
+
+@dataclass(frozen=True)
+class Restriction:
+    """A weekly local window; `end <= start` runs past midnight, `start == end` is 24h."""
+
+    weekdays: frozenset[int]
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        _check_window(self.weekdays, self.start, self.end)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """Users taking turns; `start` is naive local wall-clock time in the schedule's zone."""
+
+    users: tuple[str, ...]
+    shift_length: int
+    shift_unit: ShiftUnit
+    start: datetime
+    restrictions: tuple[Restriction, ...] = ()
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.users:
+            raise ValueError("a rotation needs at least one user")
+        if self.shift_length < 1:
+            raise ValueError(f"a shift must be at least 1{self.shift_unit}")
+        if self.start.tzinfo is not None:
+            raise ValueError("a rotation starts at a naive local time in the schedule's zone")
+
+    @property
+    def shift(self) -> timedelta:
+        return self.shift_length * _UNIT_LENGTH[self.shift_unit]
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str
+    rotations: tuple[Rotation, ...]
+
+
+@dataclass(frozen=True)
+class Override:
+    """`user` is on call for start <= at < end, for one layer or all, replacing one user or any."""
+
+    start: datetime
+    end: datetime
+    user: str
+    layer: str | None = None
+    replaces: str | None = None
+
+    def __post_init__(self) -> None:
+        # end <= start is left to the config checks, which report it with a line number;
+        # such an override simply never applies.
+        _require_aware(self.start, "an override's start")
+        _require_aware(self.end, "an override's end")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    tz: ZoneInfo
+    layers: tuple[Layer, ...]
+    overrides: tuple[Override, ...] = ()
+
+
+@dataclass(frozen=True)
+class WorkingHours:
+    """A team's working week: same window rules as Restriction, in its own zone."""
+
+    tz: ZoneInfo
+    weekdays: frozenset[int]
+    start: time
+    end: time
+
+    def __post_init__(self) -> None:
+        _check_window(self.weekdays, self.start, self.end)
+
+
+# -- who is on call -----------------------------------------------------------------------
+
+
+def on_call(schedule: Schedule, layer: str, at: datetime) -> str | None:
+    """Who is on call in `layer` at the aware instant `at`; None when nobody is."""
+    _require_aware(at, "`at`")
+    computed = _layer_user(_find_layer(schedule, layer), schedule.tz, at)
+    chosen = computed
+    for override in schedule.overrides:
+        if _override_applies(override, layer, computed, at):
+            chosen = override.user
+    return chosen
+
+
+def next_change(
+    schedule: Schedule, layer: str, at: datetime, horizon: timedelta = timedelta(days=35)
+) -> datetime | None:
+    """The first instant after `at` when `on_call` gives another answer, in UTC.
+
+    Candidates are the instants where an answer can change (rotation starts and handoffs,
+    restriction edges, override edges); edges that leave the answer as it was, like a
+    one-person rotation handing off to itself, are skipped. None if nothing changes within
+    `horizon`.
+    """
+    current = on_call(schedule, layer, at)
+    until = at + horizon
+    edges = _layer_edges(_find_layer(schedule, layer), schedule.tz, at, until)
+    overrides = (o for o in schedule.overrides if o.layer in (None, layer))
+    edges.update(e.astimezone(UTC) for o in overrides for e in (o.start, o.end))
+    for edge in sorted(e for e in edges if at < e <= until):
+        if on_call(schedule, layer, edge) != current:
+            return edge
+    return None
+
+
+def _find_layer(schedule: Schedule, name: str) -> Layer:
+    for layer in schedule.layers:
+        if layer.name == name:
+            return layer
+    known = ", ".join(layer.name for layer in schedule.layers)
+    raise ValueError(f"schedule {schedule.name!r} has no layer {name!r} (it has: {known})")
+
+
+def _layer_user(layer: Layer, tz: ZoneInfo, at: datetime) -> str | None:
+    # Later rotations are laid over earlier ones, as PagerDuty's layers are.
+    for rotation in reversed(layer.rotations):
+        user = _rotation_user(rotation, tz, at)
+        if user is not None:
+            return user
+    return None
+
+
+def _rotation_user(rotation: Rotation, tz: ZoneInfo, at: datetime) -> str | None:
+    index = _shift_index(rotation, tz, at)
+    if index is None:
+        return None
+    if rotation.restrictions and not any(_inside(r, tz, at) for r in rotation.restrictions):
+        return None
+    return rotation.users[index % len(rotation.users)]
+
+
+def _override_applies(override: Override, layer: str, computed: str | None, at: datetime) -> bool:
+    return (
+        override.start <= at < override.end
+        and override.layer in (None, layer)
+        and override.replaces in (None, computed)
+    )
+
+
+def _shift_index(rotation: Rotation, tz: ZoneInfo, at: datetime) -> int | None:
+    """The number of handoffs since the rotation started, None before it starts."""
+    if at < _handoff(rotation, 0, tz):
+        return None
+    index = max(0, (_local(at, tz) - rotation.start) // rotation.shift)
+    # Local arithmetic never counts a handoff too many (a handoff's instant is the first
+    # moment the wall clock reaches it), but in the repeated hour the clock reads earlier
+    # than a handoff that already happened at the first occurrence: count it.
+    while _handoff(rotation, index + 1, tz) <= at:
+        index += 1
+    return index
+
+
+def _handoff(rotation: Rotation, index: int, tz: ZoneInfo) -> datetime:
+    return _instant(rotation.start + index * rotation.shift, tz)
+
+
+def _layer_edges(layer: Layer, tz: ZoneInfo, at: datetime, until: datetime) -> set[datetime]:
+    edges: set[datetime] = set()
+    first, last = _local(at, tz).date() - _DAY, _local(until, tz).date() + _DAY
+    for rotation in layer.rotations:
+        edges.update(_handoffs(rotation, tz, at, until))
+        for restriction in rotation.restrictions:
+            for opens, closes in _occurrences(restriction, tz, first, last):
+                edges.update((opens, closes))
+    return edges
+
+
+def _handoffs(
+    rotation: Rotation, tz: ZoneInfo, at: datetime, until: datetime
+) -> Iterator[datetime]:
+    """Handoff instants after `at` up to `until`, the rotation's start included."""
+    current = _shift_index(rotation, tz, at)
+    index = 0 if current is None else current + 1
+    while (edge := _handoff(rotation, index, tz)) <= until:
+        yield edge
+        index += 1
+
+
+# -- working hours ------------------------------------------------------------------------
+
+
+def within(hours: WorkingHours, at: datetime) -> bool:
+    """Whether the aware instant `at` falls in the team's working hours."""
+    _require_aware(at, "`at`")
+    return _inside(hours, hours.tz, at)
+
+
+def next_start(hours: WorkingHours, at: datetime) -> datetime:
+    """`at` (in UTC) when within working hours, else the next instant they begin."""
+    if not hours.weekdays:
+        raise ValueError("working hours with no weekdays never start")
+    if within(hours, at):
+        return at.astimezone(UTC)
+    today = _local(at, hours.tz).date()
+    # A week and a day ahead always holds one of the weekdays' openings.
+    opening = (opens for opens, _ in _occurrences(hours, hours.tz, today, today + 8 * _DAY))
+    return min(opens for opens in opening if opens > at)
+
+
+# -- weekday/time windows, shared by restrictions and working hours -----------------------
+
+
+class _Window(Protocol):
+    @property
+    def weekdays(self) -> frozenset[int]: ...
+
+    @property
+    def start(self) -> time: ...
+
+    @property
+    def end(self) -> time: ...
+
+
+def _inside(window: _Window, tz: ZoneInfo, at: datetime) -> bool:
+    """Whether `at` falls in one of the window's openings in `tz`."""
+    today = _local(at, tz).date()
+    # A window lasts at most a day, so yesterday's opening may still be running.
+    return any(
+        opens <= at < closes
+        for opens, closes in _occurrences(window, tz, today - _DAY, today + _DAY)
+    )
+
+
+def _occurrences(
+    window: _Window, tz: ZoneInfo, first: date, last: date
+) -> Iterator[tuple[datetime, datetime]]:
+    """(opens, closes) as UTC instants for each opening that starts on a day in first..last."""
+    length = _window_length(window.start, window.end)
+    day = first
+    while day <= last:
+        if day.weekday() in window.weekdays:
+            opens = datetime.combine(day, window.start)
+            # Wall-clock length: 22:00-06:00 ends at 06:00 even on a 7- or 9-hour night.
+            yield _instant(opens, tz), _instant(opens + length, tz)
+        day += _DAY
+
+
+def _window_length(start: time, end: time) -> timedelta:
+    length = datetime.combine(date.min, end) - datetime.combine(date.min, start)
+    return length if length > timedelta(0) else length + _DAY
+
+
+def _check_window(weekdays: Iterable[int], start: time, end: time) -> None:
+    bad = sorted(d for d in weekdays if d not in range(7))
+    if bad:
+        raise ValueError(f"weekdays must be 0 (Monday) to 6 (Sunday), got {bad}")
+    if start.tzinfo is not None or end.tzinfo is not None:
+        raise ValueError("window times are local wall-clock times: give them without a zone")
+
+
+# -- weekdays -----------------------------------------------------------------------------
+
+
+def parse_weekdays(text: str) -> frozenset[int]:
+    """Parse "mon-fri", "sat,sun", "fri-mon" (wraps), "mon"; case-insensitive."""
+    days: set[int] = set()
+    for part in text.split(","):
+        days.update(_weekday_part(part.strip().lower(), text))
+    return frozenset(days)
+
+
+def _weekday_part(part: str, text: str) -> Iterator[int]:
+    first, dash, last = part.partition("-")
+    if first not in _WEEKDAY_NAMES or (dash and last not in _WEEKDAY_NAMES):
+        raise ValueError(f"bad weekday {part!r} in {text!r}: use {_WEEKDAYS_FORM}")
+    start = _WEEKDAY_NAMES.index(first)
+    count = (_WEEKDAY_NAMES.index(last) - start) % 7 + 1 if dash else 1
+    return ((start + i) % 7 for i in range(count))
+
+
+# -- local wall-clock time and instants ---------------------------------------------------
+
+
+def _require_aware(value: datetime, what: str) -> None:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise ValueError(f"{what} must be a timezone-aware datetime, got naive {value}")
+
+
+def _local(at: datetime, tz: ZoneInfo) -> datetime:
+    return at.astimezone(tz).replace(tzinfo=None)
+
+
+def _instant(local: datetime, tz: ZoneInfo) -> datetime:
+    """The UTC instant a naive local time names: the first occurrence, or the gap's end."""
+    first = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    if _local(first, tz) == local:
+        return first
+    return _gap_end(local, tz)
+
+
+def _gap_end(local: datetime, tz: ZoneInfo) -> datetime:
+    """The first instant whose wall-clock time is past `local`, which the clocks skipped."""
+    # Read with the offsets after and before the jump, `local` brackets the transition.
+    low = int(local.replace(tzinfo=tz, fold=1).timestamp())
+    high = int(local.replace(tzinfo=tz, fold=0).timestamp()) + 1
+    while low < high:
+        middle = (low + high) // 2
+        if _local(datetime.fromtimestamp(middle, UTC), tz) >= local:
+            high = middle
+        else:
+            low = middle + 1
+    return datetime.fromtimestamp(low, UTC)

@@ -1,0 +1,239 @@
+"""Real processes for end-to-end tests: ackd itself and the real Alertmanager binary.
+
+Everything listens on 127.0.0.1 on free ports. ackd runs as `python -m receiver serve`, so a
+test can SIGKILL it and start it again on the same store. Alertmanager is Debian's
+prometheus-alertmanager; without it these tests skip locally and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "e2e-webhook-token"
+API_TOKEN = "e2e-api-token"
+AM_CANDIDATES = ("/usr/bin/prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def alertmanager_binary() -> str:
+    """The Alertmanager binary; a missing one skips locally and fails under CI=true."""
+    for candidate in AM_CANDIDATES:
+        found = shutil.which(candidate)
+        if found:
+            return found
+    message = "the Alertmanager binary is missing (apt-get install prometheus-alertmanager)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[bool]], within: float, what: str, interval: float = 0.05
+) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {within}s waiting for {what}")
+
+
+async def http_ok(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+            url, timeout=aiohttp.ClientTimeout(total=1)
+        ) as response:
+            return response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+class Process:
+    """A child process with its output in a log file (shown when a test fails)."""
+
+    def __init__(self, name: str, argv: Sequence[str], log: Path, env: Mapping[str, str]):
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log
+        self.env = dict(env)
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        out = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=self.env, cwd=ROOT,
+        )
+        out.close()
+
+    def signal(self, sig: signal.Signals) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=20)
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.signal(signal.SIGTERM)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+class Ackd(Process):
+    def __init__(self, workdir: Path, config: Path, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        argv = [
+            sys.executable, "-m", "receiver", "--log-level", "DEBUG", "serve",
+            "--config", str(config), "--listen", f"127.0.0.1:{self.port}",
+            "--data-dir", str(workdir / "data"),
+        ]
+        super().__init__("ackd", argv, workdir / "ackd.log", os.environ)
+
+    async def start_ready(self) -> None:
+        self.start()
+        await wait_until(lambda: http_ok(f"{self.url}/-/ready"), 20, "ackd to be ready")
+
+    async def incidents(self, **query: str) -> list[dict[str, Any]]:
+        body = await self.get("/api/v1/incidents", **query)
+        result: list[dict[str, Any]] = body["incidents"]
+        return result
+
+    async def incident(self, number: int) -> dict[str, Any]:
+        return await self.get(f"/api/v1/incidents/{number}")
+
+    async def get(self, path: str, **query: str) -> Any:
+        headers = {"Authorization": f"Bearer {API_TOKEN}"}
+        async with aiohttp.ClientSession() as session, session.get(
+            self.url + path, params=query, headers=headers
+        ) as response:
+            assert response.status == 200, await response.text()
+            return await response.json()
+
+    async def metrics(self) -> str:
+        async with aiohttp.ClientSession() as session, session.get(
+            self.url + "/metrics"
+        ) as response:
+            return await response.text()
+
+
+class Alertmanager(Process):
+    """The real Alertmanager, clustering off, configured from deploy/alertmanager.yml."""
+
+    def __init__(self, workdir: Path, ackd_url: str, *, name: str = "am",
+                 group_wait: str = "1s", group_interval: str = "1s",
+                 repeat_interval: str = "2s"):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        home = workdir / name
+        home.mkdir(parents=True, exist_ok=True)
+        config = yaml.safe_load((ROOT / "deploy/alertmanager.yml").read_text())
+        config["route"].update(
+            group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval
+        )
+        hook = config["receivers"][0]["webhook_configs"][0]
+        hook["url"] = f"{ackd_url}/api/v1/alerts"
+        hook["http_config"]["authorization"]["credentials"] = TOKEN
+        (home / "alertmanager.yml").write_text(yaml.safe_dump(config))
+        argv = [
+            alertmanager_binary(), f"--config.file={home / 'alertmanager.yml'}",
+            f"--storage.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
+            "--cluster.listen-address=", f"--web.external-url={self.url}", "--log.level=debug",
+        ]
+        super().__init__(name, argv, home / "alertmanager.log", os.environ)
+
+    async def start_ready(self) -> None:
+        self.start()
+        await wait_until(lambda: http_ok(f"{self.url}/-/ready"), 20, f"{self.name} to be ready")
+
+    async def post_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{self.url}/api/v2/alerts", json=list(alerts)
+        ) as response:
+            assert response.status == 200, await response.text()
+
+
+def am_alert(
+    labels: Mapping[str, str],
+    starts_at: datetime,
+    *,
+    resolved_at: datetime | None = None,
+    annotations: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """An alert as Prometheus posts it to Alertmanager's API (v2)."""
+    alert: dict[str, Any] = {
+        "labels": dict(labels),
+        "annotations": dict(annotations or {"summary": labels.get("alertname", "")}),
+        "startsAt": starts_at.isoformat(),
+        "generatorURL": "http://prometheus.invalid/graph",
+    }
+    # Prometheus re-sends firing alerts with endsAt a few minutes ahead; resolution sets it now.
+    alert["endsAt"] = (resolved_at or datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    return alert
+
+
+def write_config(path: Path, sink: str, *, step_delay: str = "2s", extra: str = "") -> Path:
+    """An ackd config for end-to-end tests: tokens known to the tests, steps seconds apart,
+    every contact a json:// URL on the test's local sink."""
+    path.write_text(f"""
+webhook: {{bearer_token: {TOKEN}}}
+api: {{tokens: [{{name: e2e, token: {API_TOKEN}}}]}}
+links: {{secret: e2e-link-secret, ttl: 1h}}
+notifications: {{timeout: 2s, retry: {{attempts: 2, backoff: 200ms, max_backoff: 1s}},
+                bundle_window: 0s}}
+users:
+  - {{name: ana, contacts: [{{url: "json://{sink}/ana"}}]}}
+  - {{name: bo, contacts: [{{url: "json://{sink}/bo"}}]}}
+  - {{name: cy, contacts: [{{url: "json://{sink}/cy"}}]}}
+schedules:
+  - name: payments
+    timezone: Europe/Amsterdam
+    layers:
+      - {{name: primary, rotations: [{{users: [ana], shift: 1w, start: 2020-01-06T09:00:00}}]}}
+      - {{name: secondary, rotations: [{{users: [bo], shift: 1w, start: 2020-01-06T09:00:00}}]}}
+teams:
+  - {{name: payments, schedule: payments, lead: cy}}
+  - {{name: platform, schedule: payments, lead: cy}}
+policies:
+  - name: standard
+    steps:
+      - {{after: 0s, notify: [{{oncall: primary}}]}}
+      - {{delay: {step_delay}, notify: [{{oncall: secondary}}]}}
+      - {{delay: {step_delay}, notify: [{{lead: true}}]}}
+route:
+  team: platform
+  policy: standard
+  group_by: [alertname, cluster]
+  severity_from: {{label: severity, map: {{critical: SEV1, warning: SEV3}}, default: SEV2}}
+  routes:
+    - matchers: ['team="payments"']
+      team: payments
+{extra}""")
+    return path

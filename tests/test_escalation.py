@@ -1,0 +1,718 @@
+"""The escalation engine on a fake clock: each deadline is fired at its due time by hand.
+
+`Sim` plays the store and the timer loop: it applies each Plan (cancel, then arm; one deadline
+per kind and key), keeps the round-robin cursors, and fires the earliest deadline next. So a
+30-minute policy with a repeat runs in milliseconds and every page has an exact virtual time.
+"""
+
+from __future__ import annotations
+
+import json
+import time as wallclock
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from receiver.errors import InvalidTransition
+from receiver.escalation import (
+    Channel,
+    Contact,
+    Deadline,
+    DeadlineKind,
+    EscalationState,
+    EscalationStatus,
+    Page,
+    Plan,
+    Policy,
+    Step,
+    StepMode,
+    Target,
+    TargetKind,
+    User,
+    acknowledge,
+    delivery_failed,
+    on_deadline,
+    on_update,
+    resolve,
+    snooze,
+    start,
+    state_from_dict,
+    state_to_dict,
+    unacknowledge,
+)
+from receiver.model import EventKind, Incident, IncidentState, Severity
+
+T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday, inside working hours
+MIN = timedelta(minutes=1)
+
+SEV1 = Severity("SEV1", 0, urgency="high")
+SEV2 = Severity("SEV2", 1, urgency="high")
+SEV3 = Severity("SEV3", 2, urgency="low")
+SEVERITIES = {s.name: s for s in (SEV1, SEV2, SEV3)}
+
+
+def sched(layer: str) -> Target:
+    return Target(TargetKind.SCHEDULE, "payments", layer)
+
+
+def user(name: str) -> Target:
+    return Target(TargetKind.USER, name)
+
+
+# The example's `standard` policy, as bind_policy leaves it for the payments team (lead dee).
+STANDARD = Policy(
+    name="standard",
+    steps=(
+        Step(timedelta(0), (sched("primary"),)),
+        Step(5 * MIN, (sched("secondary"),)),
+        Step(15 * MIN, (user("dee"),)),
+        Step(30 * MIN, (user("erin"), Target(TargetKind.CHANNEL, "exec-status")),
+             severities=frozenset({"SEV1"})),
+    ),
+    repeat=1,
+    repeat_after=15 * MIN,
+    reack_after=timedelta(hours=4),
+)
+
+
+@dataclass(frozen=True)
+class Hours:
+    """Working hours 09:00-18:00 UTC, Monday to Friday."""
+
+    def within(self, at: datetime) -> bool:
+        return at.weekday() < 5 and 9 <= at.hour < 18
+
+    def next_start(self, at: datetime) -> datetime:
+        day = at.replace(hour=9, minute=0, second=0, microsecond=0)
+        if at >= day:
+            day += timedelta(days=1)
+        while day.weekday() >= 5:
+            day += timedelta(days=1)
+        return at if self.within(at) else day
+
+
+@dataclass
+class FakeDirectory:
+    """A test double of the Directory protocol: dicts instead of the config and schedules."""
+
+    users: dict[str, User] = field(default_factory=dict)
+    channels: dict[str, Channel] = field(default_factory=dict)
+    on_call_table: dict[tuple[str, str], str] = field(default_factory=dict)
+    hours: dict[str, Hours] = field(default_factory=dict)
+
+    def user(self, name: str) -> User | None:
+        return self.users.get(name)
+
+    def channel(self, name: str) -> Channel | None:
+        return self.channels.get(name)
+
+    def on_call(self, schedule: str, layer: str, at: datetime) -> str | None:
+        return self.on_call_table.get((schedule, layer))
+
+    def working_hours(self, team: str) -> Hours | None:
+        return self.hours.get(team)
+
+
+def push(name: str) -> Contact:
+    return Contact(f"json://pager/{name}")
+
+
+def directory(**changes: Any) -> FakeDirectory:
+    d = FakeDirectory(
+        users={
+            "ana": User("ana", (push("ana"), Contact("json://pager/ana-sms", 2 * MIN, True))),
+            "bo": User("bo", (push("bo"),)),
+            "cy": User("cy", (push("cy"),)),
+            "dee": User("dee", (push("dee"),)),
+            "erin": User("erin", (push("erin"),)),
+        },
+        channels={"exec-status": Channel("exec-status", ("json://chat/exec",))},
+        on_call_table={("payments", "primary"): "ana", ("payments", "secondary"): "bo"},
+        hours={"payments": Hours()},
+    )
+    return replace(d, **changes)
+
+
+def incident(severity: str = "SEV1", state: IncidentState = IncidentState.TRIGGERED) -> Incident:
+    return Incident(
+        id=7, group_key="g", route_id="0.0", team="payments", severity=severity,
+        policy="standard", group_labels={}, state=state, opened_at=T0, updated_at=T0,
+    )
+
+
+@dataclass
+class Sim:
+    """The store and timer loop in miniature; records every page as (minute, recipient, reason)."""
+
+    directory: FakeDirectory
+    incident: Incident
+    state: EscalationState
+    deadlines: dict[tuple[DeadlineKind, str], Deadline] = field(default_factory=dict)
+    cursors: dict[tuple[str, int], int] = field(default_factory=dict)
+    pages: list[tuple[float, str, str]] = field(default_factory=list)
+    events: list[tuple[float, EventKind, dict[str, Any]]] = field(default_factory=list)
+
+    @classmethod
+    def open(
+        cls, severity: str = "SEV1", policy: Policy = STANDARD, at: datetime = T0, **dir_: Any
+    ) -> Sim:
+        found, opened = directory(**dir_), incident(severity)
+        plan = start(policy, opened, SEVERITIES[severity], found, at)
+        sim = cls(found, opened, plan.state)
+        sim.apply(plan, at)
+        return sim
+
+    def apply(self, plan: Plan, now: datetime) -> Plan:
+        self.state = plan.state
+        for kind in plan.cancel:
+            self.deadlines = {k: d for k, d in self.deadlines.items() if k[0] is not kind}
+        for d in plan.arm:
+            self.deadlines[(d.kind, d.key)] = d
+        if plan.incident_state is not None:
+            self.incident = replace(self.incident, state=plan.incident_state)
+        minute = (now - T0) / MIN
+        self.pages += [(minute, p.recipient, p.reason) for p in plan.pages]
+        self.events += [(minute, e.kind, dict(e.detail)) for e in plan.events]
+        for key in plan.rr_advance:
+            self.cursors[key] = self.cursors.get(key, 0) + 1
+        return plan
+
+    def fire_next(self) -> Plan:
+        deadline = min(self.deadlines.values(), key=lambda d: d.due)
+        del self.deadlines[(deadline.kind, deadline.key)]
+        severity = SEVERITIES[self.incident.severity]
+        plan = on_deadline(self.state, self.incident, severity, deadline, self.directory,
+                           self.cursors, deadline.due)
+        return self.apply(plan, deadline.due)
+
+    def run(self, until: datetime | None = None) -> None:
+        while self.deadlines and (until is None or self.next_due() <= until):
+            self.fire_next()
+
+    def next_due(self) -> datetime:
+        return min(d.due for d in self.deadlines.values())
+
+    def act(self, action: str, minute: float, until: datetime | None = None) -> Plan:
+        now = T0 + minute * MIN
+        return self.apply(self.decide(action, now, until), now)
+
+    def decide(self, action: str, now: datetime, until: datetime | None) -> Plan:
+        if action == "update":
+            return on_update(self.state, self.incident, now)
+        if action == "snooze":
+            assert until is not None
+            return snooze(self.state, self.incident, "ana", until, now)
+        acts = {"ack": acknowledge, "unack": unacknowledge, "resolve": resolve}
+        return acts[action](self.state, self.incident, "ana", now)
+
+    def kinds(self) -> list[EventKind]:
+        return [kind for _, kind, _ in self.events]
+
+
+# -- the whole policy, left unacknowledged ----------------------------------------------------
+
+SEV1_RUN = [
+    (0, "ana", "triggered"), (2, "ana", "triggered"), (5, "bo", "escalated"),
+    (15, "dee", "escalated"), (30, "erin", "escalated"), (30, "exec-status", "escalated"),
+    # cycle 1 starts 15m after the last step of cycle 0 fired
+    (45, "ana", "reminder"), (47, "ana", "reminder"), (50, "bo", "reminder"),
+    (60, "dee", "reminder"), (75, "erin", "reminder"), (75, "exec-status", "reminder"),
+]
+SEV2_RUN = [  # the SEV1-only step is skipped, so cycle 1 starts at 15m + 15m
+    (0, "ana", "triggered"), (2, "ana", "triggered"), (5, "bo", "escalated"),
+    (15, "dee", "escalated"),
+    (30, "ana", "reminder"), (32, "ana", "reminder"), (35, "bo", "reminder"),
+    (45, "dee", "reminder"),
+]
+
+
+@pytest.mark.parametrize(
+    ("severity", "expected", "exhausted_at"),
+    [("SEV1", SEV1_RUN, 75), ("SEV2", SEV2_RUN, 45)],
+    ids=["sev1-all-steps", "sev2-skips-sev1-only-step"],
+)
+def test_unacknowledged_policy_pages_in_order(
+    severity: str, expected: list[tuple[float, str, str]], exhausted_at: float
+) -> None:
+    began = wallclock.perf_counter()
+    sim = Sim.open(severity)
+    assert sim.pages == []  # start never pages by itself
+    sim.run()
+    assert wallclock.perf_counter() - began < 0.5
+    assert sim.pages == expected
+    assert sim.state.status is EscalationStatus.EXHAUSTED
+    assert sim.events[-1][:2] == (exhausted_at, EventKind.ESCALATION_EXHAUSTED)
+    assert sim.deadlines == {}
+
+
+def test_step_fired_event_describes_the_step() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    [(minute, kind, detail)] = sim.events
+    assert (minute, kind) == (0, EventKind.STEP_FIRED)
+    assert detail == {"step": 0, "number": 1, "cycle": 0, "run": 0, "reason": "triggered",
+                      "recipients": ["ana"], "unresolved": []}
+
+
+def test_start_arms_the_first_step_even_at_zero_delay() -> None:
+    sim = Sim.open()
+    assert list(sim.deadlines.values()) == [Deadline(T0, DeadlineKind.STEP, "0:0:0")]
+    assert sim.state.policy is STANDARD
+
+
+def test_no_applicable_step_exhausts_at_once() -> None:
+    only_sev1 = Policy("p", (Step(timedelta(0), (user("bo"),), severities=frozenset({"SEV1"})),))
+    sim = Sim.open("SEV2", policy=only_sev1)
+    assert sim.deadlines == {}
+    assert sim.kinds() == [EventKind.ESCALATION_EXHAUSTED]
+
+
+def test_first_applicable_step_is_triggered_not_escalated() -> None:
+    policy = Policy("p", (Step(timedelta(0), (user("bo"),), severities=frozenset({"SEV1"})),
+                          Step(3 * MIN, (user("cy"),))))
+    sim = Sim.open("SEV2", policy=policy)
+    sim.run()
+    assert sim.pages == [(3, "cy", "triggered")]
+
+
+def test_relative_delay_counts_from_the_previous_step() -> None:
+    policy = Policy("p", (Step(timedelta(0), (user("bo"),)),
+                          Step(10 * MIN, (user("cy"),)),
+                          Step(4 * MIN, (user("dee"),), relative_to_previous=True)))
+    sim = Sim.open(policy=policy)
+    sim.run()
+    assert sim.pages == [(0, "bo", "triggered"), (10, "cy", "escalated"), (14, "dee", "escalated")]
+
+
+# -- round robin ------------------------------------------------------------------------------
+
+RR = Policy("rr", (Step(timedelta(0), (user("ana"), user("bo"), user("cy")),
+                        mode=StepMode.ROUND_ROBIN),))
+
+
+@pytest.mark.parametrize(
+    ("cursor", "expected"),
+    [(0, "ana"), (1, "bo"), (2, "cy"), (3, "ana"), (7, "bo")],
+    ids=["first", "second", "third", "wraps", "wraps-twice"],
+)
+def test_round_robin_picks_by_cursor(cursor: int, expected: str) -> None:
+    sim = Sim.open(policy=RR)
+    sim.cursors[("rr", 0)] = cursor
+    plan = sim.fire_next()
+    assert [p.recipient for p in plan.pages] == [expected]
+    assert plan.rr_advance == (("rr", 0),)
+
+
+def test_round_robin_rotates_across_incidents() -> None:
+    cursors: dict[tuple[str, int], int] = {}
+    paged = []
+    for _ in range(4):
+        sim = Sim.open(policy=RR)
+        sim.cursors = cursors
+        sim.fire_next()
+        paged.append(sim.pages[0][1])
+    assert paged == ["ana", "bo", "cy", "ana"]
+
+
+# -- delayed contacts -------------------------------------------------------------------------
+
+
+def test_delayed_contact_is_armed_not_paged() -> None:
+    sim = Sim.open()
+    plan = sim.fire_next()
+    assert [(p.url, p.short) for p in plan.pages] == [("json://pager/ana", False)]
+    assert Deadline(T0 + 2 * MIN, DeadlineKind.CONTACT, "0:0:0:ana:1") in plan.arm
+    sim.run(until=T0 + 2 * MIN)
+    assert sim.pages[-1] == (2, "ana", "triggered")
+
+
+def test_acknowledging_cancels_the_delayed_contact() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    contact = sim.deadlines[(DeadlineKind.CONTACT, "0:0:0:ana:1")]
+    plan = sim.act("ack", 1)
+    assert set(plan.cancel) >= {DeadlineKind.STEP, DeadlineKind.CONTACT, DeadlineKind.WAKE}
+    assert [k for k, _ in sim.deadlines] == [DeadlineKind.REACK]
+    # Even if the store still held it, the stale contact must not page.
+    late = on_deadline(sim.state, sim.incident, SEV1, contact, sim.directory, {}, contact.due)
+    assert late == Plan(sim.state)
+
+
+def test_delayed_contact_still_pages_once_exhausted() -> None:
+    one_step = Policy("p", (Step(timedelta(0), (sched("primary"),)),))
+    sim = Sim.open(policy=one_step)
+    sim.fire_next()
+    assert sim.state.status is EscalationStatus.EXHAUSTED
+    sim.run()
+    assert sim.pages == [(0, "ana", "triggered"), (2, "ana", "triggered")]
+
+
+def test_contact_gone_after_reload_records_a_failure() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.directory.users["ana"] = User("ana", (push("ana"),))
+    sim.run(until=T0 + 2 * MIN)
+    assert sim.pages == [(0, "ana", "triggered")]
+    assert sim.events[-1][1] is EventKind.NOTIFICATION_FAILED
+
+
+# -- stale deadlines --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "deadline",
+    [
+        Deadline(T0, DeadlineKind.STEP, "0:0:1"),
+        Deadline(T0, DeadlineKind.WAKE),
+        Deadline(T0, DeadlineKind.SNOOZE),
+    ],
+    ids=["next-step", "wake", "snooze-end"],
+)
+def test_stale_deadlines_after_ack_do_nothing(deadline: Deadline) -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("ack", 1)
+    plan = on_deadline(sim.state, sim.incident, SEV1, deadline, sim.directory, {}, T0 + 5 * MIN)
+    assert plan == Plan(sim.state)
+
+
+@pytest.mark.parametrize(
+    "key", ["0:0:0", "0:0:2", "0:1:1", "1:0:1"], ids=["fired", "ahead", "other-cycle", "other-run"]
+)
+def test_step_deadline_of_another_position_is_stale(key: str) -> None:
+    sim = Sim.open()
+    sim.fire_next()  # step 0 fired; 0:0:1 is pending
+    deadline = Deadline(T0 + 5 * MIN, DeadlineKind.STEP, key)
+    plan = on_deadline(sim.state, sim.incident, SEV1, deadline, sim.directory, {}, deadline.due)
+    assert plan == Plan(sim.state)
+
+
+# -- low urgency ------------------------------------------------------------------------------
+
+
+def test_low_urgency_waits_for_working_hours_then_escalates() -> None:
+    friday_night = datetime(2026, 1, 9, 22, 0, tzinfo=UTC)
+    monday_nine = datetime(2026, 1, 12, 9, 0, tzinfo=UTC)
+    sim = Sim.open("SEV3", at=friday_night)
+    assert sim.state.status is EscalationStatus.DEFERRED
+    assert list(sim.deadlines.values()) == [Deadline(monday_nine, DeadlineKind.WAKE)]
+    assert sim.events[0][1:] == (EventKind.ESCALATION_DEFERRED,
+                                 {"until": monday_nine.isoformat(), "severity": "SEV3"})
+    sim.fire_next()
+    assert list(sim.deadlines.values()) == [Deadline(monday_nine, DeadlineKind.STEP, "0:0:0")]
+    sim.fire_next()
+    assert [(p[1], p[2]) for p in sim.pages] == [("ana", "triggered")]
+    assert sim.kinds() == [EventKind.ESCALATION_DEFERRED, EventKind.STEP_FIRED]
+
+
+@pytest.mark.parametrize(
+    ("severity", "at", "hours"),
+    [
+        ("SEV3", T0, {"payments": Hours()}),
+        ("SEV1", T0.replace(hour=23), {"payments": Hours()}),
+        ("SEV3", T0.replace(hour=23), {}),
+    ],
+    ids=["low-within-hours", "high-urgency-at-night", "team-without-working-hours"],
+)
+def test_what_does_not_defer(severity: str, at: datetime, hours: dict[str, Hours]) -> None:
+    sim = Sim.open(severity, at=at, hours=hours)
+    assert sim.state.status is EscalationStatus.ACTIVE
+    assert list(sim.deadlines.values()) == [Deadline(at, DeadlineKind.STEP, "0:0:0")]
+
+
+# -- people -----------------------------------------------------------------------------------
+
+
+def test_snooze_then_snooze_end_re_escalates_in_a_new_run() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    plan = sim.act("snooze", 3, until=T0 + 63 * MIN)
+    assert plan.incident_state is IncidentState.ACKNOWLEDGED
+    assert set(plan.cancel) == {DeadlineKind.STEP, DeadlineKind.CONTACT, DeadlineKind.WAKE,
+                                DeadlineKind.REACK}
+    assert list(sim.deadlines.values()) == [Deadline(T0 + 63 * MIN, DeadlineKind.SNOOZE)]
+    sim.fire_next()
+    assert sim.incident.state is IncidentState.TRIGGERED
+    assert sim.state.run == 1
+    sim.run(until=T0 + 70 * MIN)
+    assert sim.pages == [(0, "ana", "triggered"), (63, "ana", "re_escalated"),
+                         (65, "ana", "re_escalated"), (68, "bo", "re_escalated")]
+    assert sim.kinds()[1:4] == [EventKind.SNOOZED, EventKind.SNOOZE_ENDED, EventKind.STEP_FIRED]
+
+
+def test_acknowledged_and_left_alone_re_escalates_after_reack() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("ack", 1)
+    assert list(sim.deadlines.values()) == [Deadline(T0 + 241 * MIN, DeadlineKind.REACK)]
+    plan = sim.fire_next()
+    assert plan.incident_state is IncidentState.TRIGGERED
+    assert sim.events[-1][1:] == (EventKind.RE_ESCALATED, {"after": 14400.0})
+    sim.fire_next()
+    assert sim.pages[-1] == (241, "ana", "re_escalated")
+
+
+def test_no_reack_without_reack_after() -> None:
+    sim = Sim.open(policy=replace(STANDARD, reack_after=None))
+    sim.fire_next()
+    sim.act("ack", 1)
+    assert sim.deadlines == {}
+    assert sim.act("update", 30).arm == ()
+
+
+@pytest.mark.parametrize(
+    ("before", "expected_reack"),
+    [("ack", T0 + 360 * MIN), (None, None), ("snooze", None)],
+    ids=["acknowledged-pushes-reack", "triggered-unchanged", "snoozed-unchanged"],
+)
+def test_update_pushes_reack(before: str | None, expected_reack: datetime | None) -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    if before == "snooze":
+        sim.act("snooze", 1, until=T0 + 600 * MIN)
+    elif before == "ack":
+        sim.act("ack", 1)
+    state = sim.state
+    plan = sim.act("update", 120)
+    assert plan.state == state
+    assert (plan.events, plan.pages, plan.cancel) == ((), (), ())
+    reack = sim.deadlines.get((DeadlineKind.REACK, ""))
+    assert (reack.due if reack else None) == expected_reack
+
+
+def test_unacknowledge_starts_a_new_run_now() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("ack", 1)
+    plan = sim.act("unack", 10)
+    assert plan.incident_state is IncidentState.TRIGGERED
+    assert set(plan.cancel) == {DeadlineKind.REACK, DeadlineKind.SNOOZE}
+    assert list(sim.deadlines.values()) == [Deadline(T0 + 10 * MIN, DeadlineKind.STEP, "1:0:0")]
+    assert (plan.events[0].kind, plan.events[0].actor) == (EventKind.UNACKNOWLEDGED, "ana")
+    sim.fire_next()
+    assert sim.pages[-1] == (10, "ana", "re_escalated")
+
+
+def _in_state(name: str) -> Sim:
+    if name == "deferred":
+        return Sim.open("SEV3", at=T0.replace(hour=23))
+    sim = Sim.open("SEV2", policy=replace(STANDARD, repeat=0))
+    if name == "exhausted":
+        sim.run()
+    elif name == "acknowledged":
+        sim.act("ack", 1)
+    elif name == "snoozed":
+        sim.act("snooze", 1, until=T0 + 60 * MIN)
+    return sim
+
+
+@pytest.mark.parametrize(
+    "name", ["active", "deferred", "acknowledged", "snoozed", "exhausted"]
+)
+def test_resolve_from_every_open_state(name: str) -> None:
+    sim = _in_state(name)
+    assert sim.state.status == name
+    plan = sim.act("resolve", 50)
+    assert plan.incident_state is IncidentState.RESOLVED
+    assert plan.state.status is EscalationStatus.RESOLVED
+    assert set(plan.cancel) == set(DeadlineKind)
+    assert [(e.kind, e.actor) for e in plan.events] == [(EventKind.RESOLVED, "ana")]
+    assert sim.deadlines == {}
+
+
+@pytest.mark.parametrize(
+    ("name", "action", "kw", "message"),
+    [
+        ("acknowledged", "ack", {}, "already acknowledged \\(by ana\\)"),
+        ("resolved", "ack", {}, "already resolved \\(by ana\\)"),
+        ("active", "unack", {}, "triggered and not acknowledged"),
+        ("resolved", "unack", {}, "already resolved"),
+        ("resolved", "snooze", {"until": T0 + 90 * MIN}, "already resolved"),
+        ("active", "snooze", {"until": T0 + 50 * MIN}, "not after now"),
+        ("active", "snooze", {"until": T0}, "not after now"),
+        ("resolved", "resolve", {}, "already resolved"),
+    ],
+    ids=["ack-twice", "ack-resolved", "unack-triggered", "unack-resolved", "snooze-resolved",
+         "snooze-until-now", "snooze-into-past", "resolve-twice"],
+)
+def test_invalid_transitions_raise(
+    name: str, action: str, kw: dict[str, Any], message: str
+) -> None:
+    sim = _in_state("active")
+    if name == "acknowledged":
+        sim.act("ack", 1)
+        sim.incident = replace(sim.incident, acknowledged_by="ana")
+    elif name == "resolved":
+        sim.act("resolve", 1)
+        sim.incident = replace(sim.incident, resolved_by="ana")
+    with pytest.raises(InvalidTransition, match=message):
+        sim.act(action, 50, **kw)
+
+
+def test_people_actions_carry_the_actor() -> None:
+    sim = Sim.open()
+    for action, kw, kind in [("snooze", {"until": T0 + 9 * MIN}, EventKind.SNOOZED),
+                             ("unack", {}, EventKind.UNACKNOWLEDGED),
+                             ("ack", {}, EventKind.ACKNOWLEDGED)]:
+        plan = sim.act(action, 1, **kw)
+        assert (plan.events[0].kind, plan.events[0].actor) == (kind, "ana")
+
+
+# -- nobody to page, failed delivery ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "unresolved"),
+    [
+        ({"on_call_table": {("payments", "primary"): "ana"}},
+         "schedule payments layer secondary: nobody on call"),
+        ({"on_call_table": {("payments", "primary"): "ana", ("payments", "secondary"): "zed"}},
+         "unknown user zed"),
+    ],
+    ids=["nobody-on-call", "unknown-user"],
+)
+def test_step_that_reaches_nobody_escalates_at_once(
+    changes: dict[str, Any], unresolved: str
+) -> None:
+    sim = Sim.open("SEV2", **changes)
+    for _ in range(3):  # step 0, ana's delayed SMS, step 1
+        sim.fire_next()
+    fired = [d for _, k, d in sim.events if k is EventKind.STEP_FIRED][-1]
+    assert (fired["step"], fired["recipients"], fired["unresolved"]) == (1, [], [unresolved])
+    assert sim.deadlines[(DeadlineKind.STEP, "0:0:2")].due == T0 + 5 * MIN  # not at 15m
+    sim.fire_next()
+    assert sim.pages[-1] == (5, "dee", "escalated")
+
+
+def test_last_step_that_reaches_nobody_starts_the_next_cycle_at_once() -> None:
+    policy = Policy("p", (Step(timedelta(0), (user("bo"),)), Step(5 * MIN, (sched("tertiary"),))),
+                    repeat=1, repeat_after=15 * MIN)
+    sim = Sim.open(policy=policy)
+    sim.run()
+    assert sim.pages == [(0, "bo", "triggered"), (5, "bo", "reminder")]
+    assert sim.events[-1][:2] == (10, EventKind.ESCALATION_EXHAUSTED)
+
+
+def test_the_same_person_twice_in_a_step_is_paged_once() -> None:
+    policy = Policy("p", (Step(timedelta(0), (sched("primary"), user("ana"))),))
+    sim = Sim.open(policy=policy)
+    plan = sim.fire_next()
+    assert [p.url for p in plan.pages] == ["json://pager/ana"]
+
+
+def test_delivery_failed_moves_the_next_step_to_now() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    plan = sim.apply(delivery_failed(sim.state, sim.incident, 0, 0, 0, T0 + MIN), T0 + MIN)
+    assert plan.arm == (Deadline(T0 + MIN, DeadlineKind.STEP, "0:0:1"),)
+    assert plan.events[0].kind is EventKind.NOTIFICATION_FAILED
+    assert plan.events[0].detail["escalating_early"] is True
+    sim.run(until=T0 + MIN)
+    assert sim.pages[-1] == (1, "bo", "escalated")
+
+
+@pytest.mark.parametrize(
+    ("step", "cycle", "run"),
+    [(1, 0, 0), (0, 1, 0), (0, 0, 1)],
+    ids=["step-not-fired", "other-cycle", "other-run"],
+)
+def test_delivery_failed_for_another_step_changes_nothing(step: int, cycle: int, run: int) -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    assert delivery_failed(sim.state, sim.incident, step, cycle, run, T0 + MIN) == Plan(sim.state)
+
+
+def test_delivery_failed_after_the_last_step_starts_the_next_cycle_now() -> None:
+    sim = Sim.open("SEV2")
+    sim.run(until=T0 + 15 * MIN)  # the last SEV2 step; cycle 1 would start at 30m
+    plan = sim.apply(delivery_failed(sim.state, sim.incident, 2, 0, 0, T0 + 16 * MIN),
+                     T0 + 16 * MIN)
+    assert plan.arm == (Deadline(T0 + 16 * MIN, DeadlineKind.STEP, "0:1:0"),)
+    sim.run(until=T0 + 21 * MIN)
+    assert sim.pages[-2:] == [(18, "ana", "reminder"), (21, "bo", "reminder")]
+
+
+def test_delivery_failed_once_acknowledged_changes_nothing() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("ack", 1)
+    assert delivery_failed(sim.state, sim.incident, 0, 0, 0, T0 + MIN) == Plan(sim.state)
+
+
+# -- persistence and secrets ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "name", ["active", "deferred", "acknowledged", "snoozed", "exhausted"]
+)
+def test_state_round_trips_through_json(name: str) -> None:
+    sim = _in_state(name)
+    sim.run(until=T0 + 5 * MIN)
+    state = sim.state
+    restored = state_from_dict(json.loads(json.dumps(state_to_dict(state))))
+    assert restored == state
+
+
+def test_state_round_trip_keeps_every_policy_field() -> None:
+    policy = Policy(
+        "p",
+        (Step(90 * timedelta(seconds=1), (sched("secondary"), user("bo")), StepMode.ROUND_ROBIN,
+              relative_to_previous=True, severities=frozenset({"SEV1", "SEV2"})),),
+        repeat=3, repeat_after=timedelta(0), reack_after=timedelta(0),
+    )
+    state = EscalationState(policy, EscalationStatus.SNOOZED, run=2, cycle=1, next_step=0,
+                            cycle_started_at=T0, last_fired_at=T0 + MIN, last_fired_step=0,
+                            last_fired_cycle=1, snoozed_until=T0 + 9 * MIN)
+    assert state_from_dict(json.loads(json.dumps(state_to_dict(state)))) == state
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.pop("policy"), "lacks the key 'policy'"),
+        (lambda d: d.update(status="sleeping"), "malformed"),
+        (lambda d: d.update(version=99), "unsupported version 99"),
+        (lambda d: d.update(cycle_started_at="2026-01-05T10:00:00"), "no UTC offset"),
+        (lambda d: d["policy"].update(steps=[]), "needs at least one step"),
+    ],
+    ids=["missing-key", "bad-status", "future-version", "naive-time", "no-steps"],
+)
+def test_damaged_state_raises_value_error(mutate: Any, message: str) -> None:
+    data = state_to_dict(Sim.open().state)
+    mutate(data)
+    with pytest.raises(ValueError, match=message):
+        state_from_dict(data)
+
+
+def test_urls_stay_out_of_reprs() -> None:
+    secret = "slack://token-a/token-b"
+    things = [
+        Contact(secret),
+        Channel("c", (secret,)),
+        User("u", (Contact(secret),)),
+        Page("u", TargetKind.USER, secret, False, "triggered", 0, 0),
+    ]
+    assert all("token" not in repr(thing) for thing in things)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: Contact("x", -MIN), "delay cannot be negative"),
+        (lambda: Step(-MIN, (user("a"),)), "delay cannot be negative"),
+        (lambda: Step(MIN, ()), "at least one target"),
+        (lambda: Policy("p", ()), "needs at least one step"),
+        (lambda: Policy("p", (Step(MIN, (user("a"),)),), repeat=-1), "repeat cannot be negative"),
+    ],
+    ids=["contact-delay", "step-delay", "step-targets", "policy-steps", "policy-repeat"],
+)
+def test_impossible_policies_are_rejected(make: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_naive_now_is_rejected() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        start(STANDARD, incident(), SEV1, directory(), T0.replace(tzinfo=None))

@@ -1,0 +1,408 @@
+"""What pages say: default titles and bodies, short SMS bodies, overrides, bundles."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from receiver.messages import (
+    PAGE_REASONS,
+    REASONS,
+    SHORT_LIMIT,
+    MessageContext,
+    Templates,
+    format_duration,
+    render_bundle,
+    render_held_back,
+)
+from receiver.model import Alert, AlertStatus, Incident, IncidentState, Severity
+from receiver.notify import NotifyType
+
+AT = datetime(2024, 3, 10, 3, 0, tzinfo=UTC)
+SEV1 = Severity("SEV1", 0, "customer-facing outage")
+SEV2 = Severity("SEV2", 1, "degraded service")
+SEV3 = Severity("SEV3", 2, "")
+ACK = "https://ackd.example.com/l/AQABZf3-bx_AAAAAAAAAKmFuYQ8xXv2Ab3kLmN0pQrStUv"
+RESOLVE = "https://ackd.example.com/l/AQEBZf3-bx_AAAAAAAAAKmFuYQ3Yz-_Ab3kLmN0pQrStUv"
+INCIDENT_URL = "https://ackd.example.com/incidents/42"
+SILENCE = "https://am.example.com/#/silences/new?filter=%7Balertname%3D%22HighErrorRate%22%7D"
+
+
+def alert(n: int, status: AlertStatus = AlertStatus.FIRING, **annotations: str) -> Alert:
+    return Alert(
+        fingerprint=f"{n:016x}",
+        status=status,
+        labels={"alertname": "HighErrorRate", "instance": f"api-{n}", "job": "api"},
+        annotations=annotations,
+        starts_at=AT,
+        ends_at=None if status is AlertStatus.FIRING else AT + timedelta(minutes=5),
+        generator_url=f"https://prometheus.example.com/graph?g0.expr=errors{n}",
+    )
+
+
+ALERTS = (
+    alert(1, runbook_url="https://runbooks.example.com/api", dashboard="https://grafana/d/api"),
+    alert(2, runbook_url="https://runbooks.example.com/api"),
+    alert(3, AlertStatus.RESOLVED),
+)
+
+
+def incident(**changes: Any) -> Incident:
+    base = Incident(
+        id=42, group_key="k", route_id="0", team="payments", severity="SEV1", policy="default",
+        group_labels={"alertname": "HighErrorRate"}, state=IncidentState.TRIGGERED,
+        opened_at=AT, updated_at=AT, summary="Payment API down",
+    )
+    return replace(base, **changes)
+
+
+def ctx(reason: str = "triggered", **changes: Any) -> MessageContext:
+    base = MessageContext(
+        reason=reason, incident=incident(), severity=SEV1, alerts=ALERTS, ack_url=ACK,
+        resolve_url=RESOLVE, incident_url=INCIDENT_URL, silence_url=SILENCE, actor="ana",
+        recipient="ana", step=1, cycle=0,
+    )
+    return replace(base, **changes)
+
+
+TEMPLATES = Templates()
+
+
+# -- titles and types --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("context", "title"),
+    [
+        pytest.param(ctx("triggered"), "[SEV1] #42 payments: Payment API down (3 alerts)",
+                     id="triggered"),
+        pytest.param(ctx("triggered", alerts=ALERTS[:1]),
+                     "[SEV1] #42 payments: Payment API down (1 alert)", id="one-alert"),
+        pytest.param(ctx("escalated"), "[SEV1] ESCALATED #42 payments: Payment API down (3 alerts)",
+                     id="escalated"),
+        pytest.param(ctx("reminder"), "[SEV1] REMINDER #42 payments: Payment API down (3 alerts)",
+                     id="reminder"),
+        pytest.param(ctx("re_escalated"),
+                     "[SEV1] RE-ESCALATED #42 payments: Payment API down (3 alerts)",
+                     id="re-escalated"),
+        pytest.param(ctx("acknowledged"), "#42 acknowledged by ana", id="acknowledged"),
+        pytest.param(ctx("resolved"), "#42 resolved", id="resolved"),
+        pytest.param(ctx("stakeholder_declared"),
+                     "[SEV1] Incident #42 declared: payments: Payment API down",
+                     id="stakeholder-declared"),
+        pytest.param(ctx("stakeholder_resolved"),
+                     "Incident #42 resolved: payments: Payment API down",
+                     id="stakeholder-resolved"),
+        pytest.param(ctx(incident=incident(summary="")),
+                     "[SEV1] #42 payments: HighErrorRate (3 alerts)", id="summary-from-alert"),
+        pytest.param(ctx(incident=incident(summary="line one\n  line two")),
+                     "[SEV1] #42 payments: line one line two (3 alerts)", id="one-line"),
+    ],
+)
+def test_titles(context: MessageContext, title: str) -> None:
+    assert TEMPLATES.render(context).title == title
+
+
+@pytest.mark.parametrize(
+    ("reason", "severity", "kind"),
+    [
+        pytest.param("triggered", SEV1, NotifyType.FAILURE, id="sev1"),
+        pytest.param("escalated", SEV2, NotifyType.FAILURE, id="sev2"),
+        pytest.param("triggered", SEV3, NotifyType.WARNING, id="sev3"),
+        pytest.param("stakeholder_declared", SEV3, NotifyType.WARNING, id="stakeholder-sev3"),
+        pytest.param("acknowledged", SEV1, NotifyType.INFO, id="acknowledged"),
+        pytest.param("resolved", SEV1, NotifyType.SUCCESS, id="resolved"),
+        pytest.param("stakeholder_resolved", SEV2, NotifyType.SUCCESS, id="stakeholder-resolved"),
+    ],
+)
+@pytest.mark.parametrize("short", [False, True], ids=["long", "short"])
+def test_notify_types(reason: str, severity: Severity, kind: NotifyType, short: bool) -> None:
+    assert TEMPLATES.render(ctx(reason, severity=severity), short=short).notify_type is kind
+
+
+# -- bodies ------------------------------------------------------------------------------
+
+PAGE_BODY_HAS = [
+    "SEV1 - customer-facing outage",
+    "Team: payments",
+    "Payment API down",
+    "3 alerts (2 firing, 1 resolved):",
+    "- HighErrorRate (instance=api-1, job=api)",
+    "- HighErrorRate (instance=api-3, job=api) [resolved]",
+    "Runbook: https://runbooks.example.com/api",
+    "Dashboard: https://grafana/d/api",
+    "Source: https://prometheus.example.com/graph?g0.expr=errors2",
+    f"Silence: {SILENCE}",
+    f"Acknowledge: {ACK}",
+    f"Resolve: {RESOLVE}",
+    f"Incident: {INCIDENT_URL}",
+]
+
+
+@pytest.mark.parametrize("line", PAGE_BODY_HAS)
+@pytest.mark.parametrize("reason", PAGE_REASONS)
+def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> None:
+    assert line in TEMPLATES.render(ctx(reason)).body.splitlines()
+
+
+@pytest.mark.parametrize(
+    ("context", "line"),
+    [
+        pytest.param(ctx("escalated"), "ESCALATED: nobody has acknowledged yet (step 2).",
+                     id="escalated-step"),
+        pytest.param(ctx("reminder", cycle=2, step=0),
+                     "REMINDER: still not acknowledged (step 1, round 3).", id="reminder-round"),
+        pytest.param(ctx("acknowledged"), "Acknowledged by ana; escalation has stopped.",
+                     id="acknowledged"),
+        pytest.param(ctx("resolved", incident=incident(
+            state=IncidentState.RESOLVED, resolved_at=AT + timedelta(hours=1, minutes=12))),
+            "Resolved by ana after 1h12m.", id="resolved"),
+        pytest.param(ctx("triggered", alerts=ALERTS[:2]), "2 alerts:", id="all-firing"),
+        pytest.param(ctx("triggered", incident=incident(truncated_alerts=40)),
+                     "(Alertmanager left out 40 more)", id="truncated"),
+    ],
+)
+def test_body_lines(context: MessageContext, line: str) -> None:
+    assert line in TEMPLATES.render(context).body.splitlines()
+
+
+def test_long_alert_lists_show_the_first_five() -> None:
+    body = TEMPLATES.render(ctx(alerts=tuple(alert(n) for n in range(1, 13)))).body
+
+    shown = [line for line in body.splitlines() if line.startswith("- ")]
+    assert shown == [f"- HighErrorRate (instance=api-{n}, job=api)" for n in range(1, 6)]
+    assert "and 7 more" in body.splitlines()
+
+
+def test_empty_sections_leave_no_gaps() -> None:
+    bare = ctx(alerts=(replace(alert(1), generator_url=""),), silence_url="",
+               severity=SEV3)
+    body = TEMPLATES.render(bare).body
+
+    assert "\n\n\n" not in body
+    assert "Runbook" not in body
+    assert body.splitlines()[0] == "SEV3"
+
+
+# -- short bodies ------------------------------------------------------------------------
+
+LONG_SUMMARY = "Payment API returns 5xx for 40% of requests in eu-west-1 " * 5
+
+
+@pytest.mark.parametrize(
+    "context",
+    [
+        pytest.param(ctx(), id="plain"),
+        pytest.param(ctx(incident=incident(summary=LONG_SUMMARY)), id="long-summary"),
+        pytest.param(ctx(incident=incident(summary=LONG_SUMMARY, team="t" * 120)),
+                     id="long-team"),
+        pytest.param(ctx("escalated", incident=incident(summary=LONG_SUMMARY)), id="escalated"),
+        pytest.param(ctx("reminder", incident=incident(summary=LONG_SUMMARY)), id="reminder"),
+        pytest.param(ctx("re_escalated", incident=incident(summary=LONG_SUMMARY)),
+                     id="re-escalated"),
+    ],
+)
+def test_short_pages_fit_an_sms_and_keep_the_ack_link(context: MessageContext) -> None:
+    message = TEMPLATES.render(context, short=True)
+
+    assert len(message.body) <= SHORT_LIMIT
+    assert message.body.endswith(f"Ack: {ACK}")
+    assert f"#{context.incident.id}" in message.body
+    assert message.title == ""  # SMS plugins prepend the title to the body
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_every_short_body_fits(reason: str) -> None:
+    context = ctx(reason, incident=incident(summary=LONG_SUMMARY))
+
+    body = TEMPLATES.render(context, short=True).body
+
+    assert len(body) <= SHORT_LIMIT
+    assert "#42" in body
+    assert body.endswith("…") or RESOLVE in body or ACK in body
+
+
+def test_a_short_summary_is_kept_whole() -> None:
+    body = TEMPLATES.render(ctx(), short=True).body
+
+    assert body == f"[SEV1] #42 payments: Payment API down Ack: {ACK}"
+
+
+# -- overrides ---------------------------------------------------------------------------
+
+
+def test_overrides_replace_only_what_they_name() -> None:
+    templates = Templates({"triggered": {"title": "PAGE {{ incident.id }} for {{ recipient }}"}})
+
+    message = templates.render(ctx())
+
+    assert message.title == "PAGE 42 for ana"
+    assert message.body == TEMPLATES.render(ctx()).body
+    assert templates.render(ctx("escalated")).title == TEMPLATES.render(ctx("escalated")).title
+
+
+def test_overrides_see_the_documented_variables() -> None:
+    source = ("{{ alert_count }}/{{ firing_count }}/{{ resolved_count }} {{ summary }} "
+              "{{ shown_alerts[0] | describe }} {{ incident.group_labels | labels }} "
+              "{{ runbooks | join(',') }} {{ more_alerts }} {{ ack_url }}")
+    templates = Templates({"triggered": {"body": source}})
+
+    assert templates.render(ctx()).body == (
+        "3/2/1 Payment API down HighErrorRate (instance=api-1, job=api) "
+        f"alertname=HighErrorRate https://runbooks.example.com/api 0 {ACK}"
+    )
+
+
+def test_a_template_that_fails_at_render_falls_back_to_the_default(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Fine on the sample incident (step 0) that check() tries; breaks when step is None.
+    templates = Templates({"triggered": {"title": "step {{ step + 1 }}"}})
+
+    with caplog.at_level(logging.WARNING, logger="receiver.messages"):
+        message = templates.render(ctx(step=None))
+
+    assert message.title == "[SEV1] #42 payments: Payment API down (3 alerts)"
+    assert "template triggered.title failed, using the default" in caplog.text
+    assert templates.render(ctx(step=2)).title == "step 3"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "keys"),
+    [
+        pytest.param({"triggered": {"title": "{{ incident.id }}"}}, [], id="fine"),
+        pytest.param({"triggred": {"title": "x"}}, ["triggred"], id="unknown-reason"),
+        pytest.param({"triggered": {"subject": "x"}}, ["triggered.subject"], id="unknown-part"),
+        pytest.param({"resolved": {"body": "{% if %}"}}, ["resolved.body"], id="syntax"),
+        pytest.param({"resolved": {"body": "{{ incident.idd }}"}}, ["resolved.body"],
+                     id="misspelt-attribute"),
+        pytest.param({"resolved": {"body": "{{ incidnet.id }}"}}, ["resolved.body"],
+                     id="misspelt-variable"),
+        pytest.param({"resolved": {"title": "{{ incident.__class__.__mro__ }}"}},
+                     ["resolved.title"], id="sandboxed"),
+        pytest.param({"escalated": {"title": "{{ x }}", "body": "{{ y }}"},
+                      "reminder": {"body": "{{ summary }}"}},
+                     ["escalated.title", "escalated.body"], id="several"),
+    ],
+)
+def test_check_names_each_broken_template(
+    overrides: dict[str, dict[str, str]], keys: list[str]
+) -> None:
+    assert [key for key, _ in Templates.check(overrides)] == keys
+
+
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        pytest.param("{% if %}", "line 1: Expected an expression", id="syntax"),
+        pytest.param("{{ incident.idd }}", "has no attribute 'idd'", id="undefined"),
+        pytest.param("{{ incident.__class__ }}", "unsafe", id="sandbox"),
+    ],
+)
+def test_check_says_what_is_wrong(source: str, error: str) -> None:
+    [(_, message)] = Templates.check({"triggered": {"body": source}})
+
+    assert error in message
+
+
+def test_broken_overrides_are_refused_when_building() -> None:
+    with pytest.raises(ValueError, match=r"templates\.triggered\.body: line 1"):
+        Templates({"triggered": {"body": "{{ oops"}})
+
+
+def test_unknown_reasons_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown message reason 'paged'"):
+        ctx("paged")
+
+
+# -- bundles and held-back summaries -----------------------------------------------------
+
+
+def bundle(count: int, severity: Severity = SEV1) -> list[MessageContext]:
+    return [
+        ctx(incident=incident(id=41 + n, summary=f"Problem {n}"), severity=severity,
+            ack_url=f"{ACK}{n}")
+        for n in range(count)
+    ]
+
+
+def test_a_bundle_lists_each_incident_with_its_ack_link() -> None:
+    message = render_bundle(bundle(3), short=False)
+
+    assert message.title == "3 incidents need you: #41, #42, #43"
+    for n in range(3):
+        assert f"[SEV1] #{41 + n} payments: Problem {n} (3 alerts)" in message.body
+        assert f"  Acknowledge: {ACK}{n}" in message.body.splitlines()
+    assert message.notify_type is NotifyType.FAILURE
+
+
+def test_a_long_bundle_is_capped() -> None:
+    message = render_bundle(bundle(8), short=False)
+
+    assert message.title == "8 incidents need you: #41, #42, #43, #44, #45 and 3 more"
+    assert message.body.splitlines()[-1] == "and 3 more"
+    assert "#46" not in message.body
+
+
+@pytest.mark.parametrize("count", [2, 3, 6, 40])
+def test_a_short_bundle_fits_an_sms(count: int) -> None:
+    message = render_bundle(bundle(count), short=True)
+
+    assert len(message.body) <= SHORT_LIMIT
+    assert message.body.startswith(f"{count} incidents need you: #41 Ack: {ACK}0")
+    assert message.body.endswith(f"and {count - 1} more")
+    assert message.title == ""
+
+
+def test_a_bundle_takes_the_most_urgent_type() -> None:
+    mixed = bundle(2, SEV3) + [ctx("escalated", severity=SEV2)]
+
+    assert render_bundle(mixed, short=False).notify_type is NotifyType.FAILURE
+    assert render_bundle(bundle(2, SEV3), short=False).notify_type is NotifyType.WARNING
+
+
+def test_an_empty_bundle_is_refused() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        render_bundle([], short=False)
+
+
+@pytest.mark.parametrize(
+    ("count", "window", "ids", "title", "body"),
+    [
+        pytest.param(12, timedelta(minutes=10), [41, 42, 42, 43],
+                     "12 notifications were held back",
+                     "12 notifications were held back in the last 10m: incidents #41, #42, #43.",
+                     id="several"),
+        pytest.param(1, timedelta(hours=1, minutes=30), [7], "1 notification was held back",
+                     "1 notification was held back in the last 1h30m: incident #7.", id="one"),
+        pytest.param(30, timedelta(minutes=5), list(range(1, 13)),
+                     "30 notifications were held back",
+                     "30 notifications were held back in the last 5m: incidents #1, #2, #3, #4, "
+                     "#5, #6, #7, #8, #9, #10 and 2 more.", id="capped"),
+    ],
+)
+def test_held_back_summary(
+    count: int, window: timedelta, ids: list[int], title: str, body: str
+) -> None:
+    message = render_held_back(count, window, ids)
+
+    assert (message.title, message.body) == (title, body)
+    assert message.notify_type is NotifyType.WARNING
+
+
+@pytest.mark.parametrize(
+    ("span", "text"),
+    [
+        pytest.param(timedelta(0), "0s", id="zero"),
+        pytest.param(timedelta(seconds=45), "45s", id="seconds"),
+        pytest.param(timedelta(minutes=10), "10m", id="minutes"),
+        pytest.param(timedelta(hours=1, minutes=12, seconds=5), "1h12m", id="two-largest"),
+        pytest.param(timedelta(days=2, seconds=5), "2d5s", id="gap"),
+    ],
+)
+def test_format_duration(span: timedelta, text: str) -> None:
+    assert format_duration(span) == text

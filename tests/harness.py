@@ -199,10 +199,13 @@ def am_alert(
     return alert
 
 
-def write_config(path: Path, sink: str, *, step_delay: str = "2s", extra: str = "") -> Path:
+def write_config(
+    path: Path, sink: str, *, step_delay: str = "2s", external_url: str = "", extra: str = ""
+) -> Path:
     """An ackd config for end-to-end tests: tokens known to the tests, steps seconds apart,
     every contact a json:// URL on the test's local sink."""
-    path.write_text(f"""
+    base = f"external_url: {external_url}" if external_url else ""
+    path.write_text(f"""{base}
 webhook: {{bearer_token: {TOKEN}}}
 api: {{tokens: [{{name: e2e, token: {API_TOKEN}}}]}}
 links: {{secret: e2e-link-secret, ttl: 1h}}

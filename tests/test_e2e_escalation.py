@@ -1,0 +1,174 @@
+"""End to end, with second-scale delays: a page nobody answers escalates, a signed link stops
+it, a crash between steps neither loses nor repeats a step."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from receiver.alertmanager import build_webhook, fingerprint_of
+from receiver.model import Alert, AlertStatus
+from tests.harness import (
+    TOKEN,
+    Ackd,
+    Alertmanager,
+    alertmanager_binary,
+    am_alert,
+    free_port,
+    wait_until,
+    write_config,
+)
+from tests.sinks import HttpSink, SinkRequest
+
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+PAYMENTS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
+            "severity": "critical"}
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[HttpSink]:
+    async with HttpSink() as started:
+        yield started
+
+
+def ackd_for(tmp_path: Path, sink: HttpSink, step_delay: str) -> Ackd:
+    port = free_port()
+    config = write_config(
+        tmp_path / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay=step_delay,
+        external_url=f"http://127.0.0.1:{port}",
+    )
+    return Ackd(tmp_path, config, port)
+
+
+def pages_to(sink: HttpSink, who: str) -> list[SinkRequest]:
+    return [r for r in sink.requests if r.path == f"/{who}"]
+
+
+def histogram_count(metrics: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_count{{") and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no {name}_count{{{want}}} in /metrics")
+
+
+@pytest.mark.alertmanager
+async def test_unanswered_page_escalates_until_acknowledged_by_link(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    alertmanager_binary()
+    ackd = ackd_for(tmp_path, sink, step_delay="2s")
+    await ackd.start_ready()
+    am = Alertmanager(tmp_path, ackd.url)
+    try:
+        await am.start_ready()
+        await am.post_alerts([am_alert(PAYMENTS, START)])
+
+        # Step 1: the primary on call (ana). Nobody acknowledges.
+        first = (await sink.wait_for(1, within=15))[0]
+        assert first.path == "/ana"
+        assert "[SEV1]" in first.json["title"]
+        paged_at = time.monotonic()
+
+        # Step 2, two seconds later: the secondary (bo).
+        second = (await sink.wait_for(2, within=10))[1]
+        assert second.path == "/bo"
+        assert 1.5 <= time.monotonic() - paged_at <= 4.0
+        assert "ESCALATED" in second.json["title"]
+
+        link = _ack_link(second.json["message"], ackd.url)
+        number = (await ackd.incidents())[0]["id"]
+        async with aiohttp.ClientSession() as session:
+            # A chat tool's link preview is a GET: it must not acknowledge anything.
+            async with session.get(link) as preview:
+                assert preview.status == 200
+                assert "Acknowledge" in await preview.text()
+            assert (await ackd.incident(number))["state"] == "triggered"
+            async with session.post(link) as pressed:
+                assert pressed.status == 200, await pressed.text()
+
+        incident = await ackd.incident(number)
+        assert incident["state"] == "acknowledged"
+        assert incident["acknowledged_by"] == "bo (link)"
+
+        # Step 3 (the lead, cy) would be due two seconds after step 2: it never comes.
+        await asyncio.sleep(4)
+        assert pages_to(sink, "cy") == []
+        later = [r for r in sink.requests[2:] if "acknowledged" not in r.json["title"]]
+        assert later == [], [r.json["title"] for r in later]
+
+        metrics = await ackd.metrics()
+        assert histogram_count(
+            metrics, "ackd_time_to_acknowledge_seconds", team="payments", severity="SEV1"
+        ) == 1
+    finally:
+        am.stop()
+        ackd.stop()
+
+
+def _ack_link(message: str, base: str) -> str:
+    found = re.search(re.escape(base) + r"/l/[A-Za-z0-9_\-]+", message)
+    assert found, f"no acknowledge link in: {message}"
+    return found.group(0)
+
+
+async def _post_alert(url: str) -> None:
+    labels = {**PAYMENTS, "alertname": "LedgerLag"}
+    alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{url}/api/v1/alerts", data=json.dumps(build_webhook([alert])), headers=headers
+    ) as response:
+        assert response.status == 200
+
+
+def _fired(incident: dict[str, Any], step: int) -> int:
+    return sum(
+        1 for e in incident["timeline"]
+        if e["kind"] == "step_fired" and e["detail"]["step"] == step
+    )
+
+
+async def test_step_due_while_down_fires_once_promptly_after_restart(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    ackd = ackd_for(tmp_path, sink, step_delay="3s")
+    try:
+        await _crash_between_steps(ackd, sink)
+    finally:
+        ackd.stop()
+
+
+async def _crash_between_steps(ackd: Ackd, sink: HttpSink) -> None:
+    await ackd.start_ready()
+    await _post_alert(ackd.url)
+    await sink.wait_for(1, within=10)  # step 1 paged ana; step 2 is due in 3 s
+    ackd.kill()
+
+    await asyncio.sleep(4)  # step 2's deadline passes while ackd is down
+    assert pages_to(sink, "bo") == []
+    await ackd.start_ready()
+    restarted = time.monotonic()
+    await wait_until(lambda: _arrived(sink, "bo"), 5, "step 2 after the restart")
+    assert time.monotonic() - restarted < 1.5  # promptly, not at some later poll
+
+    await asyncio.sleep(1.5)
+    assert len(pages_to(sink, "bo")) == 1
+    incident = await ackd.incident((await ackd.incidents())[0]["id"])
+    assert _fired(incident, 0) == 1
+    assert _fired(incident, 1) == 1
+
+
+async def _arrived(sink: HttpSink, who: str) -> bool:
+    return bool(pages_to(sink, who))

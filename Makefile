@@ -23,7 +23,7 @@ system-deps:
 	fi
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check receiver tests bench
+	$(VENV)/bin/ruff check receiver tests $(wildcard bench)
 	$(VENV)/bin/mypy receiver
 
 test: $(VENV)/.installed system-deps lint

@@ -30,6 +30,7 @@ from receiver.configschema import (
 from receiver.errors import ConfigProblem
 from receiver.escalation import Channel, Contact, Policy, Step, StepMode, Target, TargetKind, User
 from receiver.matchers import parse_matcher
+from receiver.messages import Templates
 from receiver.model import Severity
 from receiver.notify import NotificationSettings, validate_url
 from receiver.routing import Route, RouteSpec, SeverityRule, build
@@ -104,6 +105,7 @@ class Builder:
         tokens = self._api_tokens()
         link = self._secret(("links",), "secret", spec.links.secret, spec.links.secret_file)
         self._stakeholders(severities, channels)
+        templates = self._templates()
         if self.problems or listen is None or route is None:
             return None
         n = spec.notifications
@@ -122,9 +124,7 @@ class Builder:
             link_ttl=spec.links.ttl,
             notifications=NotificationSettings(
                 n.workers, n.timeout, n.retry.attempts, n.retry.backoff, n.retry.max_backoff,
-                n.bundle_window, n.rate_limit.max, n.rate_limit.window,
-                {k: {f: v for f, v in t.model_dump().items() if v is not None}
-                 for k, t in n.templates.items()},
+                n.bundle_window, n.rate_limit.max, n.rate_limit.window, templates,
             ),
             severities=severities,
             stakeholders={s.name: tuple(s.stakeholders) for s in spec.severities or ()},
@@ -169,6 +169,17 @@ class Builder:
             else:
                 tokens[value] = token.name
         return tokens
+
+    def _templates(self) -> dict[str, dict[str, str]]:
+        """Message template overrides, compiled and tried on a sample incident now, so a typo
+        fails `ackd check-config` instead of a page at 3 AM."""
+        overrides = {
+            reason: {part: text for part, text in t.model_dump().items() if text is not None}
+            for reason, t in self.spec.notifications.templates.items()
+        }
+        for key, message in Templates.check(overrides):
+            self.fail(("notifications", "templates", *key.split(".")), message)
+        return overrides
 
     # -- people and channels --------------------------------------------------------------
 

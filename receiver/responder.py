@@ -141,7 +141,7 @@ class Responder:
             self._observe(item)
 
     async def _fire_one(self, tx: Transaction, deadline_id: int) -> Observed | None:
-        row = await tx.take_deadline(deadline_id)
+        row = await tx.take_deadline(deadline_id, self._clock.now())
         if row is None:
             return None  # cancelled (acknowledged, resolved) or fired already
         incident = await tx.incident(row.incident_id)

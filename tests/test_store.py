@@ -94,10 +94,12 @@ async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> No
     armed = await store.write(lambda tx: tx.arm(incident_id, [(NOW, "step", "0:0")]))
     again = await store.write(lambda tx: tx.arm(incident_id, [(due, "step", "0:0")]))
     assert armed[0].id == again[0].id  # the same logical deadline, moved
-    taken = await store.write(lambda tx: tx.take_deadline(armed[0].id))
+    # The timer heap still holds the old entry (due NOW): it must not fire the moved deadline.
+    assert await store.write(lambda tx: tx.take_deadline(armed[0].id, NOW)) is None
+    taken = await store.write(lambda tx: tx.take_deadline(armed[0].id, due))
     assert taken is not None
     assert taken.due == due
-    assert await store.write(lambda tx: tx.take_deadline(armed[0].id)) is None
+    assert await store.write(lambda tx: tx.take_deadline(armed[0].id, due)) is None
 
 
 async def test_unwritable_store_answers_unavailable_then_recovers(tmp_path: Path) -> None:

@@ -214,11 +214,15 @@ class Transaction:
                 (incident_id, *wanted),
             )
 
-    async def take_deadline(self, deadline_id: int) -> ArmedDeadline | None:
-        """Remove and return a deadline; None if it was cancelled or already fired."""
+    async def take_deadline(self, deadline_id: int, now: datetime) -> ArmedDeadline | None:
+        """Remove and return a deadline that is due; None if it was cancelled, fired already,
+        or moved later. The timer heap may hold a stale entry for this id: SQLite reuses the
+        ids of deleted rows and `arm` moves a deadline in place, so only the row's own due
+        time says whether it may fire."""
         rows = await self._all(
-            "DELETE FROM deadlines WHERE id = ? RETURNING id, incident_id, due, kind, key",
-            (deadline_id,),
+            "DELETE FROM deadlines WHERE id = ? AND due <= ?"
+            " RETURNING id, incident_id, due, kind, key",
+            (deadline_id, to_us(now)),
         )
         if not rows:
             return None

@@ -1,0 +1,251 @@
+"""The daemon in-process on a fake clock: HTTP errors name the field, actions move the state
+machine, and a whole escalation policy runs through the real store and timer loop in
+milliseconds. Notifications go to the recording twin of the Apprise adapter."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from receiver import config as config_module
+from receiver.alertmanager import build_webhook, fingerprint_of
+from receiver.app import Daemon
+from receiver.clock import FakeClock
+from receiver.model import Alert, AlertStatus
+from receiver.notify import RecordingNotifier
+from tests.harness import API_TOKEN, ROOT, TOKEN, write_config
+
+LABELS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
+          "severity": "critical"}
+
+
+class Api:
+    def __init__(self, daemon: Daemon, notifier: RecordingNotifier, clock: FakeClock) -> None:
+        self.daemon = daemon
+        self.notifier = notifier
+        self.clock = clock
+        self.url = f"http://127.0.0.1:{daemon.port}"
+
+    async def call(
+        self, method: str, path: str, body: Any = None, token: str | None = API_TOKEN,
+        raw: bytes | None = None,
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data: Any = io.BytesIO(raw) if raw is not None else (
+            json.dumps(body) if body is not None else None
+        )
+        async with aiohttp.ClientSession() as session, session.request(
+            method, self.url + path, data=data, headers=headers
+        ) as response:
+            text = await response.text()
+            return response.status, json.loads(text) if text.startswith("{") else text
+
+    async def fire(self, labels: dict[str, str] = LABELS) -> int:
+        starts = self.clock.now() - timedelta(seconds=30)
+        alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, starts, None)
+        status, body = await self.call(
+            "POST", "/api/v1/alerts", build_webhook([alert]), token=TOKEN
+        )
+        assert status == 200, body
+        number: int = body["incidents"][0]
+        return number
+
+    async def settle(self) -> None:
+        """Let the timer loop, the writer and the dispatcher finish what is due now."""
+        for _ in range(5):
+            await self.clock.jump(0)
+            await asyncio.sleep(0.02)
+
+    def paged(self) -> list[str]:
+        return [url.rsplit("/", 1)[1] for url, _ in self.notifier.sent]
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+    loaded = config_module.load(path)
+    loaded = replace(loaded, listen_port=0, data_dir=tmp_path / "data")
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(loaded, clock=clock, notifier=notifier)
+    await daemon.start()
+    yield Api(daemon, notifier, clock)
+    await daemon.stop()
+
+
+WEBHOOK_ERRORS = [
+    ("no credentials", None, b"{}", 401, "Authorization"),
+    ("wrong token", "nope", b"{}", 401, "Authorization"),
+    ("invalid json", TOKEN, b"{", 400, "body"),
+    ("bad field", TOKEN, b'{"alerts": [{"status": "x"}]}', 400, "alerts[0].status"),
+    ("too large", TOKEN, b"x" * (1024 * 1024 + 1), 413, "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("token", "raw", "status", "field"), [c[1:] for c in WEBHOOK_ERRORS],
+    ids=[c[0] for c in WEBHOOK_ERRORS],
+)
+async def test_webhook_errors_name_the_field(
+    api: Api, token: str | None, raw: bytes, status: int, field: str
+) -> None:
+    got, body = await api.call("POST", "/api/v1/alerts", raw=raw, token=token)
+    assert (got, body["field"]) == (status, field)
+    assert (await api.call("GET", "/api/v1/incidents"))[1]["incidents"] == []
+
+
+ACTION_ERRORS = [
+    ("unknown incident", "POST", "/api/v1/incidents/999/ack", None, 404, "id"),
+    ("id not a number", "POST", "/api/v1/incidents/x/ack", None, 400, "id"),
+    ("unknown action", "POST", "/api/v1/incidents/{id}/shrug", None, 404, "action"),
+    ("snooze without time", "POST", "/api/v1/incidents/{id}/snooze", {}, 400, "for"),
+    ("snooze bad duration", "POST", "/api/v1/incidents/{id}/snooze", {"for": "soon"}, 400, "for"),
+    ("snooze naive until", "POST", "/api/v1/incidents/{id}/snooze",
+     {"until": "2030-01-01T00:00:00"}, 400, "until"),
+    ("unack when triggered", "POST", "/api/v1/incidents/{id}/unack", None, 409, "state"),
+    ("bad state filter", "GET", "/api/v1/incidents?state=sleeping", None, 400, "state"),
+    ("bad limit", "GET", "/api/v1/incidents?limit=0", None, 400, "limit"),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"), [c[1:] for c in ACTION_ERRORS],
+    ids=[c[0] for c in ACTION_ERRORS],
+)
+async def test_api_errors_name_the_field(
+    api: Api, method: str, path: str, body: Any, status: int, field: str
+) -> None:
+    number = await api.fire()
+    got, answer = await api.call(method, path.format(id=number), body)
+    assert (got, answer["field"]) == (status, field), answer
+    assert (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["state"] == "triggered"
+
+
+async def test_actions_need_a_token(api: Api) -> None:
+    number = await api.fire()
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack", token="wrong")
+    assert (status, body["field"]) == (401, "Authorization")
+
+
+async def test_policy_runs_on_the_fake_clock_until_acknowledged(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    assert api.paged() == ["ana"]  # step 1 at once: the primary
+    await api.clock.jump(timedelta(minutes=5))
+    await api.settle()
+    assert api.paged() == ["ana", "bo"]  # step 2 five minutes later: the secondary
+
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack")
+    assert (status, body["state"], body["acknowledged_by"]) == (200, "acknowledged", "e2e")
+    await api.settle()
+    notices = api.paged()[2:]
+    assert sorted(notices) == ["ana", "bo"]  # both paged people hear of the ack
+    await api.clock.jump(timedelta(hours=1))
+    await api.settle()
+    assert api.paged()[4:] == []  # the lead (step 3) is never paged
+
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack")
+    assert (status, body["field"]) == (409, "state")
+
+
+async def test_snooze_ends_and_escalation_starts_again(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    status, body = await api.call(
+        "POST", f"/api/v1/incidents/{number}/snooze", {"for": "30m"}
+    )
+    assert (status, body["state"]) == (200, "acknowledged")
+    await api.clock.jump(timedelta(minutes=29))
+    await api.settle()
+    assert api.paged() == ["ana"]
+    await api.clock.jump(timedelta(minutes=1))
+    await api.settle()
+    state = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]
+    assert state["state"] == "triggered"
+    assert api.paged() == ["ana", "ana"]  # re-escalated from step 1
+    kinds = [e["kind"] for e in state["timeline"]]
+    assert "snoozed" in kinds
+    assert "snooze_ended" in kinds
+
+
+async def test_unack_then_resolve_by_hand(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/ack"))[0] == 200
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/unack")
+    assert (status, body["state"]) == (200, "triggered")
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/resolve")
+    assert (status, body["state"], body["resolved_by"]) == (200, "resolved", "e2e")
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/resolve")
+    assert (status, body["field"]) == (409, "state")
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    assert 'ackd_time_to_resolve_seconds_count{severity="SEV1",team="payments"} 1.0' in metrics
+    assert 'ackd_time_to_acknowledge_seconds_count{severity="SEV1",team="payments"} 1.0' in metrics
+
+
+async def test_tampered_link_is_refused(api: Api) -> None:
+    status, text = await api.call("POST", "/l/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", token=None)
+    assert status == 403
+    assert "Link not accepted" in text
+
+
+async def run_cli(*argv: str) -> tuple[int, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver", *argv, cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode()
+
+
+async def test_cli_acknowledges_and_lists(api: Api) -> None:
+    number = await api.fire()
+    flags = ("--url", api.url, "--token", API_TOKEN)
+    code, out = await run_cli("ack", str(number), *flags)
+    assert (code, out.strip()) == (0, f"#{number} acknowledged")
+    code, out = await run_cli("ack", str(number), *flags)
+    assert code == 1
+    assert "HTTP 409" in out
+    code, out = await run_cli("incidents", "--state", "acknowledged", *flags)
+    assert json.loads(out.splitlines()[0])["id"] == number
+    code, out = await run_cli("ack", str(number), "--url", api.url, "--token", "bad")
+    assert code == 1
+    assert "HTTP 401" in out
+
+
+ONCALL = [
+    # The example's platform schedule: cy covers 08:00-20:00 Amsterdam, dee the rest.
+    ("2026-03-02T10:00:00+01:00", "cy"),
+    ("2026-03-02T21:00:00+01:00", "dee"),
+    ("2026-07-06T07:30:00+02:00", "dee"),
+    ("2026-07-06T08:00:00+02:00", "cy"),
+]
+
+
+@pytest.mark.parametrize(("at", "who"), ONCALL)
+async def test_oncall_cli(at: str, who: str) -> None:
+    code, out = await run_cli("oncall", "platform", "--config", "config.example.yaml", "--at", at)
+    assert code == 0, out
+    primary = next(line for line in out.splitlines() if line.strip().startswith("primary"))
+    assert primary.split()[1] == who
+    assert "until" in primary
+
+
+async def test_routes_test_cli() -> None:
+    code, out = await run_cli(
+        "routes", "test", "--config", "config.example.yaml",
+        "team=payments", "alertname=PaymentApiDown", "env=prod", "severity=warning",
+    )
+    assert code == 0, out
+    assert "team=payments" in out
+    assert "severity=SEV1" in out  # the explicit child severity beats the label map
+    assert "policy=standard" in out

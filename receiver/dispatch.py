@@ -3,7 +3,8 @@
 One loop sleeps on the clock until the earliest outbox row is due (or a commit that enqueued
 wakes it), then makes one pass: it reads the due rows, decides what each becomes (sent,
 bundled, deferred, suppressed, held back by the rate limit) and writes the bookkeeping in one
-job, and only then starts the sends, at most `workers` at a time. Each send's result is
+job, and only then starts the sends, at most `workers` at a time and one per URL (so a hung
+endpoint holds one worker, never all of them). Each send's result is
 written in one job of its own: the timeline event and the outbox row's fate (finished, or
 retried with backoff) commit together.
 
@@ -22,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -101,9 +102,11 @@ def plan_pass(
         if incident is None:
             plan.suppressed.append((row, None, "incident not found"))
         elif not is_page(reason):
-            # Acknowledged, resolved and stakeholder messages always go; they use the budget.
+            # Acknowledged, resolved and stakeholder messages always go; they use the budget
+            # (once: a retry is the same message).
             plan.sends.append(Outgoing(url, ((row, incident),)))
-            plan.histories[url] = gate.record_sent(_history(plan, url), now)
+            if not row.attempts:
+                plan.histories[url] = gate.record_sent(_history(plan, url), now)
         elif incident.state is not IncidentState.TRIGGERED:
             plan.suppressed.append((row, incident, f"incident {incident.state.value}"))
         else:
@@ -235,6 +238,9 @@ class Dispatcher:
         self._sends: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
+        # One delivery in flight per URL: a hung endpoint queues its own messages behind it
+        # instead of taking every worker and starving the endpoints that work.
+        self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}
         self._task: asyncio.Task[None] | None = None
         self._templates: tuple[Mapping[str, Mapping[str, str]], Templates] | None = None
 
@@ -248,7 +254,8 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        return len(self._in_flight)
+        """Deliveries started and not yet recorded (a bundle or a summary counts once)."""
+        return len(self._sends)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking rows; let sends in flight finish and be recorded, for up to `grace` s."""
@@ -272,10 +279,11 @@ class Dispatcher:
     async def _run(self) -> None:
         while True:
             try:
-                if await self._pass():
+                now = self._clock.now()
+                if await self._pass(now):
                     await asyncio.sleep(0)
                     continue  # the batch was full: more rows are due
-                wake_at = await self._next_wake()
+                wake_at = await self._next_wake(now)
             except StoreUnavailable as exc:
                 log.error("outbox unavailable, trying again in %s: %s", STORE_RETRY, exc)
                 wake_at = self._clock.now() + STORE_RETRY
@@ -295,9 +303,9 @@ class Dispatcher:
             for task in tasks:
                 task.cancel()
 
-    async def _next_wake(self) -> datetime | None:
-        """The next time a pass has something to do; None: only a wake() or a send's end."""
-        now = self._clock.now()
+    async def _next_wake(self, now: datetime) -> datetime | None:
+        """The next time a pass has something to do; None: only a wake() or a send's end.
+        `now` is the time the last pass looked at: what was due by then, it saw."""
         gate = self._gate()
         times = [t for h in self._histories.values() if (t := gate.summary_at(h, now))]
         times.extend(self._not_before.values())
@@ -311,11 +319,10 @@ class Dispatcher:
         s = self._config().notifications
         return NoiseGate(s.bundle_window, s.rate_limit, s.rate_window)
 
-    async def _pass(self) -> bool:
-        """Decide about every due row, record the bookkeeping, start the sends.
+    async def _pass(self, now: datetime) -> bool:
+        """Decide about every row due at `now`, record the bookkeeping, start the sends.
         True if the batch was full (more rows may be due)."""
         self._wake.clear()
-        now = self._clock.now()
         self._not_before = {i: t for i, t in self._not_before.items() if t > now}
         limit = BATCH + len(self._in_flight) + len(self._not_before)
         rows = await self._store.due_outbox(now, limit)
@@ -388,9 +395,23 @@ class Dispatcher:
             log.error("cannot render for %s, trying again later: %s", mask(outgoing.url), exc)
             self._cool([row for row, _ in outgoing.items])
             return
-        async with self._slots:
+        async with self._lane(outgoing.url), self._slots:
             delivery = await self._deliver(outgoing.url, message)
         await self._record(outgoing, delivery)
+
+    @contextlib.asynccontextmanager
+    async def _lane(self, url: str) -> AsyncIterator[None]:
+        lock, users = self._lanes.get(url, (asyncio.Lock(), 0))
+        self._lanes[url] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._lanes[url]
+            if users == 1:
+                del self._lanes[url]  # idle: keep memory bounded by the URLs in use
+            else:
+                self._lanes[url] = (lock, users - 1)
 
     async def _deliver(self, url: str, message: Message | None) -> Delivery:
         if message is None:

@@ -142,3 +142,11 @@ def test_silence_url() -> None:
         "%7Balertname%3D%22X%22%2C%20cluster%3D%22eu%201%22%7D"
     )
     assert silence_url("", {"a": "b"}) == ""
+
+
+def test_readme_fixture_parses() -> None:
+    """The README's quick start posts this file: keep it a valid webhook."""
+    from tests.harness import ROOT
+
+    message = parse_webhook((ROOT / "tests/fixtures/webhook/firing.json").read_bytes())
+    assert message.alerts[0].labels["team"] == "payments"

@@ -1,0 +1,518 @@
+"""The outbox dispatcher on a real SQLite store and a fake clock.
+
+Where only the dispatcher's decisions matter, RecordingNotifier stands in for Apprise; where
+delivery itself matters (hung and refusing endpoints), real Apprise posts to local sinks.
+Virtual time moves only by FakeClock.jump; `eventually` waits for the store's I/O threads,
+never for a span of time the code under test is meant to wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.clock import FakeClock
+from receiver.config import Config, parse
+from receiver.dispatch import Dispatcher, backoff
+from receiver.metrics import Metrics
+from receiver.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
+from receiver.notify import (
+    AppriseNotifier,
+    Delivery,
+    DeliveryStatus,
+    Message,
+    Notifier,
+    Outcome,
+    RecordingNotifier,
+    mask,
+)
+from receiver.store import NewIncident, OutboxRow, SqliteStore, Transaction
+from tests.sinks import HttpSink, SinkMode
+
+CONFIG = """\
+external_url: http://ackd.example
+links:
+  secret: dispatch-test-secret
+notifications:
+  workers: 4
+  retry: {attempts: 3, backoff: 2s, max_backoff: 3s}
+  bundle_window: 30s
+  rate_limit: {max: 10, window: 10m}
+users:
+  - name: ana
+    contacts:
+      - url: json://127.0.0.1:9/ana
+teams:
+  - name: ops
+policies:
+  - name: page-ana
+    steps:
+      - notify: [{user: ana}]
+route:
+  team: ops
+  policy: page-ana
+  severity: SEV2
+"""
+ANA = "json://ana:hunter2@127.0.0.1:9/ana"  # a password, to show it never leaves masked
+SMS = "json://127.0.0.1:9/ana-sms"
+CHAT = "json://127.0.0.1:9/ana-chat"
+FAR_FUTURE = timedelta(days=365)
+WAIT = 15.0  # seconds of real time for I/O to settle; never reached when things work
+
+
+def make_config(**notifications: Any) -> Config:
+    config = parse("dispatch-test.yaml", CONFIG, {})
+    return config.with_overrides(notifications=replace(config.notifications, **notifications))
+
+
+def payload(url: str, reason: str = "triggered", recipient: str = "ana",
+            kind: str = "user", step: int | None = 0) -> dict[str, Any]:
+    return {"recipient": recipient, "recipient_kind": kind, "url": url, "short": False,
+            "reason": reason, "step": step, "cycle": 0}
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
+    """Wait (in real time, for the store's threads) until `check` holds."""
+    try:
+        async with asyncio.timeout(WAIT):
+            # Polling: the state lives in SQLite, written on aiosqlite's threads; no event
+            # says "this query would now answer differently".
+            while not await check():  # noqa: ASYNC110
+                await asyncio.sleep(0.002)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
+
+
+@dataclass
+class Rig:
+    store: SqliteStore
+    clock: FakeClock
+    notifier: Notifier
+    metrics: Metrics
+    config: Config
+    dispatcher: Dispatcher
+    failed: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    _keys: int = 0
+
+    async def incidents(self, count: int, pages: Sequence[dict[str, Any]] = ()) -> list[int]:
+        """`count` new incidents, each with one alert and `pages` in the outbox, one commit."""
+        now = self.clock.now()
+        first = self._keys
+        self._keys += count
+
+        async def job(tx: Transaction) -> list[int]:
+            ids = []
+            for n in range(first, first + count):
+                incident_id = await tx.insert_incident(new_incident(n, now), None)
+                await tx.write_alerts(incident_id, [alert(n, now)], now)
+                await tx.enqueue(incident_id, list(pages), now)
+                ids.append(incident_id)
+            return ids
+
+        ids = await self.store.write(job)
+        self.dispatcher.wake()  # what responder.outbox_listeners does after such a commit
+        return ids
+
+    async def enqueue(self, incident_id: int, *pages: dict[str, Any]) -> None:
+        now = self.clock.now()
+        await self.store.write(lambda tx: tx.enqueue(incident_id, list(pages), now))
+        self.dispatcher.wake()
+
+    async def set_state(self, incident_id: int, state: IncidentState) -> None:
+        now = self.clock.now()
+        await self.store.write(lambda tx: tx.update_incident(incident_id, now, state=state))
+
+    async def events(self, incident_id: int, *kinds: EventKind) -> list[TimelineEvent]:
+        return [e for e in await self.store.timeline(incident_id) if e.kind in kinds]
+
+    async def outbox(self) -> list[OutboxRow]:
+        return await self.store.due_outbox(self.clock.now() + FAR_FUTURE, 100_000)
+
+    async def settled(self) -> bool:
+        """Nothing due now: every due row was sent and recorded, deferred, or suppressed."""
+        due = await self.store.due_outbox(self.clock.now())
+        return not due and self.dispatcher.in_flight == 0
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def sent_to(self, url: str) -> list[Message]:
+        assert isinstance(self.notifier, RecordingNotifier)
+        return self.notifier.messages(url)
+
+
+def new_incident(n: int, now: datetime) -> NewIncident:
+    return NewIncident(
+        group_key=f'{{}}:{{alertname="Down{n}"}}', route_id="{}", team="ops", severity="SEV2",
+        policy="page-ana", group_labels={"alertname": f"Down{n}"}, opened_at=now,
+        external_url="http://alertmanager.example", summary=f"Down{n}",
+    )
+
+
+def alert(n: int, now: datetime) -> Alert:
+    return Alert(f"{n:016x}", AlertStatus.FIRING, {"alertname": f"Down{n}", "team": "ops"},
+                 {"summary": f"service {n} is down"}, now - timedelta(minutes=1), None)
+
+
+RigFactory = Callable[..., Awaitable[Rig]]
+
+
+@pytest.fixture
+async def make_rig(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[RigFactory]:
+    rigs: list[Rig] = []
+
+    async def build(notifier: Notifier | None = None, **settings: Any) -> Rig:
+        store = SqliteStore(tmp_path / f"ackd{len(rigs)}.db")
+        await store.open()
+        config = make_config(**settings)
+        metrics = Metrics()
+        failed: list[tuple[int, dict[str, Any]]] = []
+
+        async def on_failed(incident_id: int, page: dict[str, Any]) -> None:
+            failed.append((incident_id, page))
+
+        chosen = notifier or RecordingNotifier()
+        dispatcher = Dispatcher(store, chosen, fake_clock, metrics, lambda: config, on_failed)
+        dispatcher.start()
+        rig = Rig(store, fake_clock, chosen, metrics, config, dispatcher, failed)
+        rigs.append(rig)
+        return rig
+
+    yield build
+    for rig in rigs:
+        await rig.dispatcher.stop(grace=WAIT)
+        await rig.notifier.close()
+        await rig.store.close()
+
+
+# -- success, retries, final failure ---------------------------------------------------------
+
+
+async def test_success_is_recorded_and_empties_the_outbox(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="receiver")
+    rig = await make_rig()
+    [incident_id] = await rig.incidents(1, [payload(ANA)])
+    await eventually(rig.settled, "the page to be sent")
+
+    [message] = rig.sent_to(ANA)
+    assert "#1" in message.title
+    assert "http://ackd.example/l/" in message.body  # the signed ack link
+    assert await rig.outbox() == []
+    [event] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+    assert event.detail == {
+        "recipient": "ana", "recipient_kind": "user", "reason": "triggered", "step": 0,
+        "cycle": 0, "url": mask(ANA), "scheme": "json", "attempt": 1, "result": "success",
+        "error": "", "seconds": 0.0,
+    }
+    timeline = str(await rig.store.timeline(incident_id))
+    assert "hunter2" not in timeline
+    assert "hunter2" not in caplog.text
+    assert rig.metric("ackd_notifications_total", scheme="json", result="success") == 1
+    assert rig.metric("ackd_notification_duration_seconds_count", scheme="json") == 1
+    assert rig.metric("ackd_notification_retries_total", scheme="json") == 0
+    assert rig.failed == []
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "attempt_offsets", "kinds", "final_failure"),
+    [
+        pytest.param(
+            [Outcome(DeliveryStatus.FAILURE)], [0, 2, 5],
+            [EventKind.NOTIFICATION_FAILED] * 3, True,
+            id="fails-3-times-backoff-2s-then-capped-3s",
+        ),
+        pytest.param(
+            [Outcome(DeliveryStatus.TIMEOUT), Outcome(DeliveryStatus.SUCCESS)], [0, 2],
+            [EventKind.NOTIFICATION_FAILED, EventKind.NOTIFICATION_SENT], False,
+            id="timeout-then-success",
+        ),
+    ],
+)
+async def test_failures_retry_with_backoff_on_the_clock(
+    make_rig: RigFactory,
+    outcomes: list[Outcome],
+    attempt_offsets: list[int],
+    kinds: list[EventKind],
+    final_failure: bool,
+) -> None:
+    rig = await make_rig(RecordingNotifier({ANA: outcomes}))
+    start = rig.clock.now()
+    [incident_id] = await rig.incidents(1, [payload(ANA)])
+    delivery_kinds = (EventKind.NOTIFICATION_SENT, EventKind.NOTIFICATION_FAILED)
+
+    for count, offset in enumerate(attempt_offsets, start=1):
+        await rig.clock.jump(start + timedelta(seconds=offset) - rig.clock.now())
+
+        async def attempted(count: int = count) -> bool:
+            return len(await rig.events(incident_id, *delivery_kinds)) == count
+
+        await eventually(attempted, f"attempt {count}")
+    await eventually(rig.settled, "the last attempt to be recorded")
+    await rig.clock.jump(timedelta(minutes=5))  # nothing more happens, however long we wait
+    await eventually(rig.settled, "quiet")
+
+    events = await rig.events(incident_id, *delivery_kinds)
+    assert [e.kind for e in events] == kinds
+    assert [(e.at - start).total_seconds() for e in events] == attempt_offsets
+    assert [e.detail["attempt"] for e in events] == list(range(1, len(kinds) + 1))
+    assert len(rig.sent_to(ANA)) == len(kinds)
+    assert await rig.outbox() == []
+    assert rig.failed == ([(incident_id, payload(ANA))] if final_failure else [])
+    results = [str(e.detail["result"]) for e in events]
+    for result in ("success", "failure", "timeout"):
+        assert rig.metric("ackd_notifications_total", scheme="json", result=result) == \
+            results.count(result)
+    assert rig.metric("ackd_notification_retries_total", scheme="json") == len(kinds) - 1
+
+
+@pytest.mark.parametrize(
+    ("attempts_before", "expected"),
+    [
+        pytest.param(1, timedelta(seconds=2), id="first-retry-waits-backoff"),
+        pytest.param(2, timedelta(seconds=4), id="doubles"),
+        pytest.param(3, timedelta(seconds=8), id="doubles-again"),
+        pytest.param(7, timedelta(seconds=60), id="capped"),
+    ],
+)
+def test_backoff(attempts_before: int, expected: timedelta) -> None:
+    assert backoff(timedelta(seconds=2), timedelta(minutes=1), attempts_before) == expected
+
+
+async def test_a_message_that_cannot_be_rendered_fails_and_is_not_sent(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(retry_attempts=1)
+    [incident_id] = await rig.incidents(1, [payload(ANA, reason="no_such_reason")])
+    await eventually(rig.settled, "the failure to be recorded")
+
+    assert rig.sent_to(ANA) == []
+    [event] = await rig.events(incident_id, EventKind.NOTIFICATION_FAILED)
+    assert event.detail["error"] == "the message could not be rendered"
+    assert await rig.outbox() == []
+    assert rig.metric("ackd_notifications_total", scheme="json", result="failure") == 1
+
+
+# -- pages that must not go ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "first_attempt_fails", "why"),
+    [
+        pytest.param(IncidentState.ACKNOWLEDGED, False, "incident acknowledged", id="acked"),
+        pytest.param(IncidentState.RESOLVED, False, "incident resolved", id="resolved"),
+        pytest.param(IncidentState.ACKNOWLEDGED, True, "incident acknowledged",
+                     id="retry-queued-then-acked"),
+    ],
+)
+async def test_pages_of_a_handled_incident_are_suppressed(
+    make_rig: RigFactory, state: IncidentState, first_attempt_fails: bool, why: str
+) -> None:
+    outcomes = [Outcome(DeliveryStatus.FAILURE), Outcome()] if first_attempt_fails else []
+    rig = await make_rig(RecordingNotifier({ANA: outcomes} if outcomes else None))
+    [incident_id] = await rig.incidents(1)
+    if first_attempt_fails:
+        await rig.enqueue(incident_id, payload(ANA))
+        await eventually(rig.settled, "the first, failed, attempt")
+        assert [r.attempts for r in await rig.outbox()] == [1]  # a retry is queued
+    await rig.set_state(incident_id, state)
+    if not first_attempt_fails:
+        await rig.enqueue(incident_id, payload(ANA))
+    # What ends the noise still goes out, to another of ana's contacts.
+    await rig.enqueue(incident_id, payload(CHAT, reason=state.value, step=None))
+    await rig.clock.jump(timedelta(seconds=2))
+    await eventually(rig.settled, "the pending page to be handled")
+
+    assert len(rig.sent_to(ANA)) == (1 if first_attempt_fails else 0)
+    assert len(rig.sent_to(CHAT)) == 1
+    assert await rig.outbox() == []
+    [event] = await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
+    assert (event.detail["reason"], event.detail["message_reason"]) == (why, "triggered")
+    assert event.detail["url"] == mask(ANA)
+    assert rig.metric("ackd_notifications_suppressed_total", reason=why) == 1
+    assert rig.failed == []
+
+
+# -- noise control ---------------------------------------------------------------------------
+
+
+async def test_a_burst_to_one_url_goes_as_one_message_then_one_bundle(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(bundle_window=timedelta(seconds=30))
+    start = rig.clock.now()
+    ids = await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the first page")
+    assert len(rig.sent_to(SMS)) == 1  # the first one goes at once
+    for _ in range(4):
+        await rig.clock.jump(timedelta(seconds=1))
+        ids += await rig.incidents(1, [payload(SMS)])
+        await eventually(rig.settled, "the page to be deferred")
+    assert len(rig.sent_to(SMS)) == 1
+    assert {r.next_attempt_at - start for r in await rig.outbox()} == {timedelta(seconds=30)}
+    assert {r.attempts for r in await rig.outbox()} == {0}  # waiting is not an attempt
+
+    await rig.clock.jump(start + timedelta(seconds=30) - rig.clock.now())
+    await eventually(rig.settled, "the bundle")
+
+    first, bundle = rig.sent_to(SMS)
+    assert bundle.title.startswith("4 incidents need you")
+    for n, incident_id in enumerate(ids):
+        [event] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert event.detail.get("bundled") == (None if n == 0 else 4)
+        assert event.at - start == timedelta(seconds=0 if n == 0 else 30)
+    assert rig.metric("ackd_notifications_total", scheme="json", result="success") == 2
+    assert rig.metric("ackd_notifications_suppressed_total", reason="bundled") == 3
+
+
+async def test_storm_of_500_incidents_is_bounded_per_url_and_fully_recorded(
+    make_rig: RigFactory,
+) -> None:
+    bundle_window, rate_limit, rate_window = timedelta(seconds=1), 3, timedelta(minutes=10)
+    rig = await make_rig(
+        bundle_window=bundle_window, rate_limit=rate_limit, rate_window=rate_window
+    )
+    start = rig.clock.now()
+    ids: list[int] = []
+    for _ in range(25):  # 500 incidents in 5 seconds, each paging ana's two contacts
+        ids += await rig.incidents(20, [payload(SMS), payload(CHAT)])
+        await eventually(rig.settled, "the storm's batch to be handled")
+        await rig.clock.jump(timedelta(seconds=0.2))
+    await rig.clock.jump(start + rate_window + timedelta(seconds=10) - rig.clock.now())
+
+    async def summaries_sent() -> bool:
+        return all(rig.sent_to(url)[-1].title.endswith("held back") for url in (SMS, CHAT))
+
+    await eventually(summaries_sent, "the held-back summaries")
+    await eventually(rig.settled, "the summaries to be recorded")
+
+    # The bound: at most rate_limit messages per URL in any rate_window (held-back summaries
+    # included, they use the budget too). Everything happened within 2 windows.
+    elapsed = rig.clock.now() - start
+    windows = -(-elapsed // rate_window)
+    bound = rate_limit * windows
+    assert bound == 6
+    for url in (SMS, CHAT):
+        messages = rig.sent_to(url)
+        assert 2 <= len(messages) <= bound
+
+    # Nothing lost: every incident's page to every URL is on its timeline, sent or held back.
+    suppressed = 0
+    for incident_id in ids:
+        pages = await rig.events(
+            incident_id, EventKind.NOTIFICATION_SENT, EventKind.NOTIFICATION_SUPPRESSED
+        )
+        outcomes = {(e.detail["url"], e.kind) for e in pages
+                    if e.detail["reason"] != "held_back_summary"}
+        assert {url for url, _ in outcomes} == {mask(SMS), mask(CHAT)}, incident_id
+        held = [e for e in pages if e.kind is EventKind.NOTIFICATION_SUPPRESSED]
+        summaries = [e for e in pages if e.detail["reason"] == "held_back_summary"]
+        assert len(summaries) == len(held)  # each held page was told about in a summary
+        suppressed += len(held)
+    assert suppressed > 0
+    assert rig.metric("ackd_notifications_suppressed_total", reason="rate limited") == suppressed
+    assert await rig.outbox() == []
+
+
+# -- real Apprise: one endpoint's trouble does not hold up the others ------------------------
+
+
+async def test_hung_and_refusing_sinks_do_not_delay_a_good_one(make_rig: RigFactory) -> None:
+    timeout = timedelta(seconds=2)
+    async with (
+        HttpSink() as good, HttpSink(SinkMode.HUNG) as hung, HttpSink(SinkMode.REFUSING) as bad
+    ):
+        urls = {"good": good.url("json", "/ana"), "hung": hung.url("json", "/bob"),
+                "bad": bad.url("json", "/cy")}
+        notifier = AppriseNotifier(4, timeout)
+        rig = await make_rig(notifier, timeout=timeout, retry_attempts=1)
+        [hung_id] = await rig.incidents(1, [payload(urls["hung"], recipient="bob")])
+        await hung.wait_for(1)  # the hung endpoint holds a worker from now on
+        [bad_id, good_id] = [
+            (await rig.incidents(1, [payload(urls[name], recipient=name)]))[0]
+            for name in ("bad", "good")
+        ]
+
+        [request] = await good.wait_for(1)
+        assert request.json["title"].startswith("[SEV2]")
+        assert rig.dispatcher.in_flight >= 1  # the hung delivery is still waiting
+        await eventually(rig.settled, "the hung delivery to time out")
+
+    [sent] = await rig.events(good_id, EventKind.NOTIFICATION_SENT)
+    assert sent.detail["seconds"] < timeout.total_seconds()
+    [timed_out] = await rig.events(hung_id, EventKind.NOTIFICATION_FAILED)
+    [refused] = await rig.events(bad_id, EventKind.NOTIFICATION_FAILED)
+    assert (timed_out.detail["result"], refused.detail["result"]) == ("timeout", "failure")
+    assert refused.detail["error"]
+    assert [i for i, _ in rig.failed] == [hung_id, bad_id] or \
+        [i for i, _ in rig.failed] == [bad_id, hung_id]
+    for result in ("success", "timeout", "failure"):
+        assert rig.metric("ackd_notifications_total", scheme="json", result=result) == 1
+    assert await rig.outbox() == []
+
+
+# -- the store refusing the result -----------------------------------------------------------
+
+
+class StoreCrashingNotifier:
+    """Delivers, then the store goes away before the result can be recorded (a crash)."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.sent: list[str] = []
+
+    async def send(self, url: str, message: Message) -> Delivery:
+        self.sent.append(url)
+        await self.store.close()
+        return Delivery(DeliveryStatus.SUCCESS, 0.01)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_result_the_store_refuses_is_sent_again_not_lost(
+    tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "ackd.db"
+    store = SqliteStore(path)
+    await store.open()
+    notifier = StoreCrashingNotifier(store)
+    dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), make_config)
+    rig = Rig(store, fake_clock, notifier, Metrics(), make_config(), dispatcher)
+    [incident_id] = await rig.incidents(1, [payload(ANA)])
+    dispatcher.start()
+
+    async def logged() -> bool:
+        return "could not record" in caplog.text
+
+    await eventually(logged, "the lost commit to be logged")
+    await dispatcher.stop(grace=WAIT)
+    assert notifier.sent == [ANA]
+    assert mask(ANA) in caplog.text
+    assert "hunter2" not in caplog.text
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        [row] = await reopened.due_outbox(fake_clock.now() + FAR_FUTURE)
+        assert (row.incident_id, row.attempts) == (incident_id, 0)
+        assert await reopened.timeline(incident_id) == []
+
+        again = RecordingNotifier()
+        second = Dispatcher(reopened, again, fake_clock, Metrics(), make_config)
+        second.start()
+        retry = Rig(reopened, fake_clock, again, Metrics(), make_config(), second)
+        await eventually(retry.settled, "the row to be sent again")
+        await second.stop(grace=WAIT)
+        assert len(again.messages(ANA)) == 1  # at-least-once: delivered a second time
+        assert len(await reopened.timeline(incident_id)) == 1
+    finally:
+        await reopened.close()

@@ -21,8 +21,9 @@ from receiver import config as config_module
 from receiver.alertmanager import build_webhook, fingerprint_of
 from receiver.app import Daemon
 from receiver.clock import FakeClock
+from receiver.config import WebhookAuth
 from receiver.model import Alert, AlertStatus
-from receiver.notify import RecordingNotifier
+from receiver.notify import DeliveryStatus, Outcome, RecordingNotifier
 from tests.harness import API_TOKEN, ROOT, TOKEN, write_config
 
 LABELS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
@@ -249,3 +250,42 @@ async def test_routes_test_cli() -> None:
     assert "team=payments" in out
     assert "severity=SEV1" in out  # the explicit child severity beats the label map
     assert "policy=standard" in out
+
+
+async def test_every_channel_failing_escalates_at_once(api: Api) -> None:
+    """ana's only contact fails on every attempt: bo (step 2, due in 5 min) is paged now."""
+    ana = next(url for url in (c.url for c in api.daemon.config.users["ana"].contacts))
+    api.notifier.set_outcome(ana, Outcome(DeliveryStatus.FAILURE, error="gateway down"))
+    number = await api.fire()
+    for _ in range(4):  # two attempts with backoff 200 ms, on the fake clock
+        await api.clock.jump(timedelta(milliseconds=300))
+        await api.settle()
+    assert api.paged() == ["ana", "ana", "bo"]
+    events = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]
+    failed = [e["detail"] for e in events if e["kind"] == "notification_failed"]
+    assert [d["error"] for d in failed if d.get("recipient") == "ana"][-1] == "gateway down"
+    assert any(d.get("escalating_early") for d in failed)
+
+
+async def test_stakeholders_hear_of_a_sev1_declared_and_resolved(tmp_path: Path) -> None:
+    loaded = replace(config_module.load(ROOT / "config.example.yaml", environ={}),
+                     listen_port=0, data_dir=tmp_path / "data",
+                     webhook_auth=WebhookAuth(bearer_token=TOKEN))
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(loaded, clock=clock, notifier=notifier)
+    await daemon.start()
+    try:
+        api = Api(daemon, notifier, clock)
+        labels = {"alertname": "PaymentGatewayDown", "team": "payments", "env": "prod"}
+        number = await api.fire(labels)  # the payments child route makes it SEV1
+        await api.settle()
+        assert "exec-status" in api.paged()
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/resolve",
+                                      token="change-me-too")
+        assert (status, body["state"]) == (200, "resolved")
+        await api.settle()
+        room = [m.title for url, m in notifier.sent if url.endswith("/exec-status")]
+        assert len(room) == 2
+        assert "resolved" in room[1]
+    finally:
+        await daemon.stop()

@@ -289,3 +289,29 @@ async def test_stakeholders_hear_of_a_sev1_declared_and_resolved(tmp_path: Path)
         assert "resolved" in room[1]
     finally:
         await daemon.stop()
+
+
+async def test_reload_refuses_a_bad_file_and_swaps_a_good_one(api: Api, tmp_path: Path) -> None:
+    number = await api.fire()
+    await api.settle()
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("teams: [{name: ops}]\nroute: {team: nobody}\n")
+    assert api.daemon.reload(broken) is False
+    assert "bo" in api.daemon.config.users  # the running config is untouched
+
+    fresh = write_config(tmp_path / "fresh.yaml", "127.0.0.1:9", step_delay="1m")
+    fresh.write_text(fresh.read_text().replace("name: bo,", "name: bob,").replace(
+        "users: [bo]", "users: [bob]"))
+    assert api.daemon.reload(fresh) is True
+    assert "bob" in api.daemon.config.users
+    assert api.daemon.config.listen_port == 0  # where ackd listens is not reloaded
+    # The open incident keeps the policy it started with: step 2 still comes at 5 minutes.
+    await api.clock.jump(timedelta(minutes=1))
+    await api.settle()
+    assert api.paged() == ["ana"]
+    await api.clock.jump(timedelta(minutes=4))
+    await api.settle()
+    assert len(api.paged()) == 2
+    events = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]
+    fired = [e["detail"]["recipients"] for e in events if e["kind"] == "step_fired"]
+    assert fired == [["ana"], ["bob"]]  # ...to whoever the schedule names now

@@ -24,7 +24,8 @@ _ZERO_YEAR = 1
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
 _SEPARATOR = 0xFF
-MAX_DEPTH = 32
+# SQLite keeps integers in 64 signed bits.
+_MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +64,12 @@ def _message(data: dict[str, Any]) -> WebhookMessage:
     if not isinstance(raw_alerts, list):
         raise PayloadError("alerts", "required, must be a list")
     truncated = data.get("truncatedAlerts", 0)
-    if not isinstance(truncated, int) or isinstance(truncated, bool) or truncated < 0:
-        raise PayloadError("truncatedAlerts", "must be a whole number >= 0")
+    if (
+        not isinstance(truncated, int)
+        or isinstance(truncated, bool)
+        or not 0 <= truncated <= _MAX_INTEGER
+    ):
+        raise PayloadError("truncatedAlerts", "must be a whole number from 0 to 2^63-1")
     return WebhookMessage(
         alerts=tuple(_alert(raw, f"alerts[{i}]") for i, raw in enumerate(raw_alerts)),
         receiver=_optional_str(data, "receiver", "receiver"),
@@ -93,6 +98,7 @@ def _alert(raw: Any, at: str) -> Alert:
     fingerprint = raw.get("fingerprint") or fingerprint_of(labels)
     if not isinstance(fingerprint, str) or len(fingerprint) > 64:
         raise PayloadError(f"{at}.fingerprint", "must be a string of at most 64 characters")
+    _unicode(fingerprint, f"{at}.fingerprint")
     return Alert(
         fingerprint=fingerprint,
         status=status,
@@ -112,7 +118,19 @@ def _labels(raw: Any, at: str) -> dict[str, str]:
     for name, value in raw.items():
         if not isinstance(value, str):
             raise PayloadError(f"{at}.{name}", "must be a string")
+        _unicode(name, at, "a name ")
+        _unicode(value, f"{at}.{name}")
     return dict(raw)
+
+
+def _unicode(text: str, at: str, what: str = "") -> str:
+    """`text`, if UTF-8 can hold it. JSON can spell an unpaired surrogate (\\ud800); UTF-8,
+    and so SQLite, cannot, and the write would fail after the request was taken."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise PayloadError(at, f"{what}contains an unpaired surrogate (\\ud800-\\udfff)") from None
+    return text
 
 
 def _optional_str(raw: Mapping[str, Any], key: str, at: str) -> str:
@@ -121,7 +139,7 @@ def _optional_str(raw: Mapping[str, Any], key: str, at: str) -> str:
         return ""
     if not isinstance(value, str):
         raise PayloadError(at, "must be a string")
-    return value
+    return _unicode(value, at)
 
 
 def _time(raw: Any, at: str) -> datetime | None:
@@ -138,7 +156,10 @@ def _time(raw: Any, at: str) -> datetime | None:
         raise PayloadError(at, "needs a time zone (Z or an offset)")
     if value.year == _ZERO_YEAR:
         return None
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-14:00 is in the year 10000 in UTC
+        raise PayloadError(at, "outside the years 1 to 9999 once in UTC") from None
 
 
 def fingerprint_of(labels: Mapping[str, str]) -> str:

@@ -26,9 +26,10 @@ from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError
 from receiver.http.actions import act, link_action, link_page
 from receiver.http.api import get_incident, list_incidents
+from receiver.http.auth import FailureThrottle
 from receiver.http.health import healthy, metrics, ready
 from receiver.http.services import SERVICES, Services
-from receiver.http.webhook import receive_alerts
+from receiver.http.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, receive_alerts
 from receiver.incidents import Incidents
 from receiver.links import Links
 from receiver.metrics import Metrics
@@ -38,11 +39,19 @@ from receiver.store import SqliteStore
 
 log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT = 10.0
+# aiohttp's AppRunner keeps a connection that has not sent a whole request for an hour by
+# default; this is web.run_app's default instead. It is also what bounds a client that sends
+# its headers a byte at a time (aiohttp has no separate header timeout).
+KEEPALIVE_TIMEOUT = 75.0
 
 
-def build_web_app(services: Services) -> web.Application:
+def build_web_app(
+    services: Services, *, body_timeout: float = DEFAULT_BODY_TIMEOUT
+) -> web.Application:
     app = web.Application(client_max_size=services.config.max_body_bytes + 1)
     app[SERVICES] = services
+    app[BODY_TIMEOUT] = body_timeout
+    app[THROTTLE] = FailureThrottle()
     app.router.add_post("/api/v1/alerts", receive_alerts)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
@@ -81,8 +90,12 @@ class Daemon:
         clock: Clock | None = None,
         metrics_: Metrics | None = None,
         notifier: Notifier | None = None,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
         self.config = config = with_link_secret(config)
+        self._keepalive_timeout = keepalive_timeout
+        self._body_timeout = body_timeout
         self.clock = clock or SystemClock()
         self.metrics = metrics_ or Metrics()
         self.store = SqliteStore(config.db_path, synchronous=config.synchronous)
@@ -116,9 +129,10 @@ class Daemon:
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
         self.dispatcher.start()
-        app = build_web_app(self.services)
+        app = build_web_app(self.services, body_timeout=self._body_timeout)
         self._runner = web.AppRunner(
-            app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False
+            app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False,
+            keepalive_timeout=self._keepalive_timeout,
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)

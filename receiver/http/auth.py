@@ -15,7 +15,13 @@ from receiver.config import WebhookAuth
 
 
 def _equal(given: str, expected: str) -> bool:
-    return hmac.compare_digest(given.encode(), expected.encode())
+    # Header values arrive decoded with surrogateescape: bytes that are not UTF-8 become lone
+    # surrogates, which a plain encode() refuses. Turn them back into the bytes that were sent.
+    return hmac.compare_digest(_raw(given), _raw(expected))
+
+
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogateescape")
 
 
 def bearer(request: web.Request) -> str | None:
@@ -28,9 +34,10 @@ def _basic(request: web.Request) -> tuple[str, str] | None:
     if scheme.lower() != "basic":
         return None
     try:
-        user, sep, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        decoded = base64.b64decode(_raw(value.strip()), validate=True)
+        user, sep, password = decoded.decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return None
+        return None  # not base64, or not UTF-8 inside: wrong credentials, not a crash
     return (user, password) if sep else None
 
 
@@ -72,18 +79,27 @@ class FailureThrottle:
         self._failures: dict[str, deque[float]] = {}
 
     def blocked(self, client: str, now: float | None = None) -> bool:
+        return self.retry_after(client, now) > 0
+
+    def retry_after(self, client: str, now: float | None = None) -> float:
+        """Seconds until `client` may try again; 0 if it is not blocked."""
         failures = self._failures.get(client)
         if failures is None:
-            return False
-        self._prune(failures, time.monotonic() if now is None else now)
-        return len(failures) >= self.limit
+            return 0.0
+        at = time.monotonic() if now is None else now
+        self._prune(failures, at)
+        if len(failures) < self.limit:
+            return 0.0
+        # Unblocked once enough of the oldest failures have left the window.
+        return failures[len(failures) - self.limit] + self.window - at
 
     def record(self, client: str, now: float | None = None) -> None:
         if len(self._failures) >= self.max_clients and client not in self._failures:
             self._failures.pop(next(iter(self._failures)))  # bounded memory under a spray
+        at = time.monotonic() if now is None else now
         failures = self._failures.setdefault(client, deque())
-        self._prune(failures, time.monotonic() if now is None else now)
-        failures.append(time.monotonic() if now is None else now)
+        self._prune(failures, at)
+        failures.append(at)
 
     def _prune(self, failures: deque[float], now: float) -> None:
         while failures and failures[0] <= now - self.window:

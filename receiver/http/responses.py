@@ -14,12 +14,19 @@ from aiohttp import web
 from receiver.model import Alert, Incident, TimelineEvent
 
 
-def error(status: int, message: str, field: str | None = None, **extra: Any) -> web.Response:
+def error(
+    status: int,
+    message: str,
+    field: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
     body: dict[str, Any] = {"error": message}
     if field is not None:
         body["field"] = field
     body.update(extra)
-    return web.json_response(body, status=status, dumps=dumps)
+    return web.json_response(body, status=status, dumps=dumps, headers=headers)
 
 
 def ok(body: Mapping[str, Any], status: int = 200) -> web.Response:

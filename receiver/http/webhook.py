@@ -2,22 +2,36 @@
 
 Alertmanager retries only on 5xx and transport errors; any 4xx drops the notification for
 good. So: 4xx only for requests that can never succeed (bad auth, bad body), 503 for anything
-transient (not ready, store trouble), and 200 only once the alerts are committed.
+transient (not ready, store trouble, a throttled address, a body that arrives too slowly), and
+200 only once the alerts are committed.
+
+Failed credentials are counted per client address in a throttle of the webhook's own: API
+clients with a stale token must not lock Alertmanager out. A throttled address is answered 503,
+not 429, because behind a reverse proxy Alertmanager shares its address with whoever is
+guessing, and a 429 would make it drop real alerts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 
 from aiohttp import web
 
 from receiver.alertmanager import parse_webhook
 from receiver.errors import PayloadError, StoreUnavailable
-from receiver.http.auth import webhook_allowed
+from receiver.http.auth import FailureThrottle, webhook_allowed
 from receiver.http.responses import error, ok
 from receiver.http.services import Services, services
 
 log = logging.getLogger(__name__)
+
+# A client gets this long to send the whole body once its headers are in; slower ones would
+# hold a connection and a handler for as long as they like.
+DEFAULT_BODY_TIMEOUT = 30.0
+BODY_TIMEOUT = web.AppKey("webhook_body_timeout", float)
+THROTTLE = web.AppKey("webhook_throttle", FailureThrottle)
 
 
 async def receive_alerts(request: web.Request) -> web.Response:
@@ -25,7 +39,15 @@ async def receive_alerts(request: web.Request) -> web.Response:
     refusal = _refuse_early(request, s)
     if refusal is not None:
         return refusal
-    body = await _read_body(request, s.config.max_body_bytes)
+    timeout = request.app[BODY_TIMEOUT]
+    try:
+        async with asyncio.timeout(timeout):
+            body = await _read_body(request, s.config.max_body_bytes)
+    except TimeoutError:
+        s.metrics.webhooks.labels("slow_body").inc()
+        slow = error(503, f"the body did not arrive within {timeout:g}s, retry", "body")
+        slow.force_close()  # the rest of a body this slow is not worth waiting for
+        return slow
     if body is None:
         s.metrics.webhooks.labels("too_large").inc()
         return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
@@ -55,19 +77,10 @@ async def receive_alerts(request: web.Request) -> web.Response:
 
 
 def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
-    client = request.remote or "unknown"
-    if s.throttle.blocked(client):
-        s.metrics.auth_failures.labels("webhook").inc()
-        return error(429, "too many failed authentication attempts", "Authorization")
-    if not webhook_allowed(request, s.config.webhook_auth):
-        s.throttle.record(client)
-        s.metrics.auth_failures.labels("webhook").inc()
-        s.metrics.webhooks.labels("unauthorized").inc()
-        return web.json_response(
-            {"error": "missing or wrong credentials", "field": "Authorization"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="ackd"'},
-        )
+    if s.config.webhook_auth.required:
+        refusal = _authenticate(request, s)
+        if refusal is not None:
+            return refusal
     if not s.ready or s.draining:
         s.metrics.webhooks.labels("unavailable").inc()
         return error(503, "not ready")
@@ -77,8 +90,36 @@ def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
     return None
 
 
+def _authenticate(request: web.Request, s: Services) -> web.Response | None:
+    throttle = request.app[THROTTLE]
+    client = request.remote or "unknown"
+    # A blocked address is refused before its credentials are looked at: the answer must not
+    # tell a guesser whether the guess was right.
+    wait = throttle.retry_after(client)
+    if wait > 0:
+        s.metrics.webhooks.labels("throttled").inc()
+        return error(
+            503,
+            "too many failed authentication attempts from this address, retry later",
+            "Authorization",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    if not webhook_allowed(request, s.config.webhook_auth):
+        throttle.record(client)
+        s.metrics.auth_failures.labels("webhook").inc()
+        s.metrics.webhooks.labels("unauthorized").inc()
+        return error(
+            401,
+            "missing or wrong credentials",
+            "Authorization",
+            headers={"WWW-Authenticate": 'Bearer realm="ackd"'},
+        )
+    return None
+
+
 async def _read_body(request: web.Request, limit: int) -> bytes | None:
-    """Read at most `limit` bytes; None if the body is longer (chunked bodies have no length)."""
+    """Read at most `limit` bytes; None if the body is longer (chunked bodies have no length,
+    and a compressed body is counted as it is inflated, so a small bomb cannot grow large)."""
     chunks: list[bytes] = []
     size = 0
     while True:

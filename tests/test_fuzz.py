@@ -1,0 +1,570 @@
+"""Hostile and broken input at the webhook: never a 500, never a dead daemon, nothing lost.
+
+A real ackd process takes Hypothesis-generated and mutated webhooks over loopback HTTP: each
+answer is 200 (and the firing alerts are then in the store) or a 4xx whose JSON body names the
+offending field. Named cases cover what a fuzzer rarely builds on its own: oversized, chunked
+and compressed bodies, deep nesting, huge label counts, text that is not Unicode, credentials
+that are not UTF-8. In-process daemons (short timeouts, fresh throttles) show that slow clients
+are cut off without holding anyone else up, and that failed authentication is counted and
+throttled without ever making Alertmanager drop an alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import http.client
+import json
+import re
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from receiver import config as config_module
+from receiver.alertmanager import build_webhook, fingerprint_of, parse_webhook
+from receiver.app import Daemon
+from receiver.http.auth import FailureThrottle
+from receiver.model import Alert, AlertStatus
+from receiver.notify import RecordingNotifier
+from receiver.store import IncidentFilter
+from tests.harness import API_TOKEN, TOKEN, Ackd, free_port, write_config
+
+HOST = "127.0.0.1"
+MAX_BODY = 1024 * 1024  # the configured default
+START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
+# Where a 4xx may point: the top-level keys ackd reads, and paths below them.
+FIELD = re.compile(
+    r"(body|version|truncatedAlerts|receiver|status|groupKey|externalURL|Authorization"
+    r"|groupLabels(\..*)?|alerts(\[\d+\](\..*)?)?)",
+    re.DOTALL,
+)
+
+
+# -- a real ackd process, and plain blocking HTTP to it -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ackd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ackd]:
+    workdir = tmp_path_factory.mktemp("fuzz")
+    # Pages go to a port nobody listens on; the first step is an hour after the page.
+    config = write_config(workdir / "ackd.yaml", f"{HOST}:{free_port()}", step_delay="1h")
+    daemon = Ackd(workdir, config)
+    asyncio.run(daemon.start_ready())
+    yield daemon
+    daemon.stop()
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: Mapping[str, str]
+    raw: bytes
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.raw)
+
+
+def post(
+    port: int,
+    body: bytes | Iterator[bytes],
+    headers: Mapping[str, str | bytes] | None = None,
+    *,
+    chunked: bool = False,
+    source: str = HOST,
+) -> Answer:
+    """POST to the webhook with the right token unless `headers` says otherwise."""
+    sent: dict[str, str | bytes] = {"Authorization": f"Bearer {TOKEN}",
+                                    "Content-Type": "application/json"}
+    sent.update(headers or {})
+    conn = http.client.HTTPConnection(HOST, port, timeout=30, source_address=(source, 0))
+    try:
+        conn.request("POST", "/api/v1/alerts", body=body, headers=sent, encode_chunked=chunked)
+        response = conn.getresponse()
+        return Answer(response.status, dict(response.getheaders()), response.read())
+    finally:
+        conn.close()
+
+
+def get(port: int, path: str) -> Any:
+    conn = http.client.HTTPConnection(HOST, port, timeout=30)
+    try:
+        conn.request("GET", path, headers={"Authorization": f"Bearer {API_TOKEN}"})
+        response = conn.getresponse()
+        raw = response.read()
+        assert response.status == 200, raw
+        return json.loads(raw) if raw.startswith(b"{") else raw.decode()
+    finally:
+        conn.close()
+
+
+def stored_fingerprints(port: int) -> set[str]:
+    found: set[str] = set()
+    for incident in get(port, "/api/v1/incidents?limit=1000")["incidents"]:
+        detail = get(port, f"/api/v1/incidents/{incident['id']}")
+        found.update(a["fingerprint"] for a in detail["alerts"])
+    return found
+
+
+def assert_alive(daemon: Ackd) -> None:
+    assert daemon.proc is not None
+    assert daemon.proc.poll() is None, daemon.log()[-3000:]
+    assert get(daemon.port, "/-/healthy") == "ackd is healthy\n"
+
+
+def assert_clear_refusal(answer: Answer, status: int, field: str) -> None:
+    """A 4xx whose JSON body says what is wrong and names where."""
+    assert answer.status == status, answer.raw[:300]
+    body = answer.json
+    assert body["field"] == field, body
+    assert isinstance(body["error"], str)
+    assert body["error"]
+
+
+# -- generated and mutated payloads ---------------------------------------------------------------
+
+TEXT = st.text(max_size=12)
+# JSON can spell an unpaired surrogate (\ud800); UTF-8, and so SQLite, cannot hold one.
+SURROGATES = st.text(st.characters(categories=["Cs"]), min_size=1, max_size=2)
+SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | TEXT | SURROGATES
+ANY_JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=10,
+)
+OFFSETS = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+# Years 1 to 9999 in any offset: some of them fall outside what a datetime holds in UTC.
+TIMESTAMPS = st.one_of(
+    st.datetimes(timezones=OFFSETS).map(lambda t: t.isoformat()),
+    st.datetimes(timezones=st.just(UTC)).map(lambda t: t.isoformat().replace("+00:00", "Z")),
+    st.sampled_from(["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00",
+                     "0001-01-01T00:00:00.123456789+14:00", "2026-01-01T00:00:00.999999999Z"]),
+    st.from_regex(r"\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]1[0-4]:00)",
+                  fullmatch=True),
+)
+LABEL_NAMES = st.sampled_from(["alertname", "cluster", "team", "severity", "instance"]) | TEXT
+LABELS = st.dictionaries(LABEL_NAMES, TEXT | st.sampled_from(["critical", "payments"]),
+                         min_size=1, max_size=6)
+# Well-typed webhooks with extreme values; the strategies below break them.
+ALERTS = st.fixed_dictionaries(
+    {"status": st.sampled_from(["firing", "resolved"]),
+     "labels": LABELS,
+     "startsAt": TIMESTAMPS},
+    optional={
+        "annotations": st.dictionaries(TEXT, TEXT | SURROGATES, max_size=3),
+        "endsAt": TIMESTAMPS,
+        "generatorURL": TEXT,
+        "fingerprint": st.text(st.sampled_from("0123456789abcdef"), max_size=70),
+        "notification_reason": ANY_JSON,  # newer Alertmanagers add keys: never a reason to 4xx
+    },
+)
+WEBHOOKS = st.fixed_dictionaries(
+    {"version": st.just("4"), "alerts": st.lists(ALERTS, max_size=4)},
+    optional={
+        "status": TEXT,
+        "receiver": TEXT,
+        "groupKey": TEXT,
+        "groupLabels": st.dictionaries(TEXT, TEXT, max_size=3),
+        "commonLabels": LABELS,
+        "externalURL": TEXT,
+        "truncatedAlerts": st.integers(min_value=0) | st.sampled_from([2**63 - 1, 2**63, 2**64]),
+        "routeLabels": ANY_JSON,
+    },
+)
+SPLICES = st.sampled_from(
+    [b"\xff", b"\xc3(", b"\xed\xa0\x80", b"\x00", b"\\ud800", b'"', b"{", b"]", b",", b"\\"]
+) | st.binary(max_size=4)
+
+
+def encode(document: Any) -> bytes:
+    return json.dumps(document).encode()
+
+
+@st.composite
+def replaced_somewhere(draw: st.DrawFn) -> bytes:
+    """A generated webhook with one value, anywhere in it, swapped for any JSON at all."""
+    document = draw(WEBHOOKS)
+    node: Any = document
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:
+            break
+        key = draw(st.sampled_from(keys))
+        if isinstance(node[key], dict | list) and draw(st.booleans()):
+            node = node[key]
+            continue
+        node[key] = draw(ANY_JSON)
+        break
+    return encode(document)
+
+
+@st.composite
+def mangled_bytes(draw: st.DrawFn) -> bytes:
+    """A generated webhook's bytes, cut, spliced with bytes that break UTF-8 or JSON."""
+    data = bytearray(encode(draw(WEBHOOKS)))
+    for _ in range(draw(st.integers(min_value=1, max_value=3))):
+        at = draw(st.integers(min_value=0, max_value=len(data)))
+        action = draw(st.sampled_from(["splice", "cut", "delete"]))
+        if action == "splice":
+            data[at:at] = draw(SPLICES)
+        elif action == "cut":
+            del data[at:]
+        else:
+            del data[at:at + draw(st.integers(min_value=1, max_value=8))]
+    return bytes(data)
+
+
+PAYLOADS = st.one_of(
+    WEBHOOKS.map(encode),
+    replaced_somewhere(),
+    mangled_bytes(),
+    ANY_JSON.map(encode),
+    st.binary(max_size=64),
+)
+
+
+def firing_fingerprints(body: bytes) -> set[str]:
+    return {a.fingerprint for a in parse_webhook(body).alerts if a.status is AlertStatus.FIRING}
+
+
+def test_generated_payloads_get_200_or_a_named_4xx_and_accepted_alerts_stay(
+    ackd: Ackd,
+) -> None:
+    accepted: set[str] = set()
+    seen: set[int] = set()
+
+    @settings(
+        max_examples=200, deadline=None, database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(body=PAYLOADS)
+    def throw(body: bytes) -> None:
+        answer = post(ackd.port, body)
+        seen.add(answer.status)
+        assert answer.status in (200, 400, 413), (answer.status, answer.raw[:300])
+        if answer.status == 200:
+            accepted.update(firing_fingerprints(body))
+            return
+        refusal = answer.json
+        assert FIELD.fullmatch(refusal["field"]), refusal
+        assert isinstance(refusal["error"], str)
+        assert refusal["error"]
+
+    throw()
+    assert {200, 400} <= seen  # the generator reached both sides of the parser
+    assert accepted  # and firing alerts got in, so the last check means something
+    assert_alive(ackd)
+    assert accepted <= stored_fingerprints(ackd.port)
+
+
+# -- named hostile cases --------------------------------------------------------------------------
+
+
+def hook(*alerts: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    return {"version": "4", "status": "firing", "alerts": list(alerts), **envelope}
+
+
+def alert(labels: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"status": "firing", "labels": labels, "annotations": {},
+            "startsAt": START.isoformat(), "endsAt": "0001-01-01T00:00:00Z", **fields}
+
+
+def lone_surrogate(document: dict[str, Any], marker: str) -> bytes:
+    """`document` as JSON with `marker` spelt as an unpaired surrogate escape."""
+    return encode(document).replace(marker.encode(), b"\\ud800")
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"]" * depth
+
+
+MANY_LABELS = {f"label_{n}": str(n) for n in range(20_000)} | {"alertname": "ManyLabels"}
+
+REFUSED = [
+    ("empty body", b"", 400, "body"),
+    ("invalid UTF-8", encode(hook()).replace(b'"firing"', b'"fir\xffing"'), 400, "body"),
+    ("UTF-8 byte order mark", b"\xef\xbb\xbf" + encode(hook()), 400, "body"),
+    ("truncated JSON", encode(hook(alert({"alertname": "Cut"})))[:-7], 400, "body"),
+    ("JSON array", b"[]", 400, "body"),
+    ("nested 100k deep", nested(100_000), 400, "body"),
+    ("nested 100k deep in a label",
+     encode(hook(alert({"alertname": "Deep", "x": "@"}))).replace(b'"@"', nested(100_000)),
+     400, "body"),
+    ("version 3", encode(hook(version="3")), 400, "version"),
+    ("alerts not a list", encode(hook() | {"alerts": {}}), 400, "alerts"),
+    ("label value not a string", encode(hook(alert({"alertname": ["x"]}))), 400,
+     "alerts[0].labels.alertname"),
+    ("no labels", encode(hook(alert({}))), 400, "alerts[0].labels"),
+    ("unpaired surrogate in a label value",
+     lone_surrogate(hook(alert({"alertname": "Sur@gate"})), "@"), 400,
+     "alerts[0].labels.alertname"),
+    ("unpaired surrogate in a label name",
+     lone_surrogate(hook(alert({"alertname": "S", "na@me": "v"})), "@"), 400,
+     "alerts[0].labels"),
+    ("unpaired surrogate in an annotation",
+     lone_surrogate(hook(alert({"alertname": "S"}, annotations={"summary": "@"})), "@"), 400,
+     "alerts[0].annotations.summary"),
+    ("unpaired surrogate in the external URL",
+     lone_surrogate(hook(alert({"alertname": "S"}), externalURL="http://@"), "@"), 400,
+     "externalURL"),
+    ("truncatedAlerts beyond 64 bits",
+     encode(hook(alert({"alertname": "Trunc"}), truncatedAlerts=2**64)), 400,
+     "truncatedAlerts"),
+    ("startsAt after year 9999 in UTC",
+     encode(hook(alert({"alertname": "Late"}, startsAt="9999-12-31T23:00:00-14:00"))), 400,
+     "alerts[0].startsAt"),
+    ("endsAt after year 9999 in UTC",
+     encode(hook(alert({"alertname": "Late"}, status="resolved",
+                       endsAt="9999-12-31T23:00:00-14:00"))), 400, "alerts[0].endsAt"),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "field"), [c[1:] for c in REFUSED], ids=[c[0] for c in REFUSED]
+)
+def test_broken_body_is_refused_by_name(ackd: Ackd, body: bytes, status: int, field: str) -> None:
+    assert_clear_refusal(post(ackd.port, body), status, field)
+    assert_alive(ackd)
+
+
+def _oversized(port: int) -> Answer:
+    return post(port, b" " * (MAX_BODY + 1))
+
+
+def _oversized_chunked(port: int) -> Answer:
+    return post(port, iter([b" " * 65536] * (MAX_BODY // 65536 + 1)), chunked=True)
+
+
+def _gzip_bomb(port: int) -> Answer:
+    # 48 kB on the wire, 50 MB once inflated: the limit counts what is inflated.
+    return post(port, gzip.compress(b" " * 50_000_000), {"Content-Encoding": "gzip"})
+
+
+def _bearer_not_utf8(port: int) -> Answer:
+    return post(port, encode(hook()), {"Authorization": b"Bearer \xff\xfe"})
+
+
+def _basic_not_ascii(port: int) -> Answer:
+    return post(port, encode(hook()), {"Authorization": b"Basic \xc3\xa9\xc3\xa9"})
+
+
+OVERSIZED: list[tuple[str, Callable[[int], Answer], int, str]] = [
+    ("Content-Length over the limit", _oversized, 413, "body"),
+    ("chunked body over the limit", _oversized_chunked, 413, "body"),
+    ("gzip bomb", _gzip_bomb, 413, "body"),
+    ("bearer token not UTF-8", _bearer_not_utf8, 401, "Authorization"),
+    ("basic credentials not ASCII", _basic_not_ascii, 401, "Authorization"),
+]
+
+
+@pytest.mark.parametrize(
+    ("send", "status", "field"), [c[1:] for c in OVERSIZED], ids=[c[0] for c in OVERSIZED]
+)
+def test_hostile_request_is_refused_by_name(
+    ackd: Ackd, send: Callable[[int], Answer], status: int, field: str
+) -> None:
+    assert_clear_refusal(send(ackd.port), status, field)
+    assert_alive(ackd)
+
+
+# Header bytes aiohttp's parser lets through (it answers control characters itself, in text).
+HEADER_BYTES = st.binary(max_size=120).filter(
+    lambda value: re.search(rb"[\x00-\x08\x0a-\x1f\x7f]", value) is None
+)
+CREDENTIALS = st.one_of(
+    HEADER_BYTES,
+    st.tuples(st.sampled_from([b"Bearer ", b"bearer ", b"Basic ", b"BASIC "]),
+              HEADER_BYTES | st.binary(max_size=60).map(base64.b64encode)).map(b"".join),
+)
+
+
+def test_generated_credentials_get_a_named_401_and_never_a_crash(tmp_path: Path) -> None:
+    daemon = Ackd(tmp_path, write_config(tmp_path / "ackd.yaml", f"{HOST}:9", step_delay="1h"))
+    asyncio.run(daemon.start_ready())
+    guesses = iter(range(1, 1 << 24))
+
+    @settings(max_examples=150, deadline=None, database=None)
+    @given(credentials=CREDENTIALS)
+    def guess(credentials: bytes) -> None:
+        # Each guess from its own loopback address (all of 127/8 is local), so the throttle,
+        # tested on its own below, never stands between the fuzzer and the credential checks.
+        n = next(guesses)
+        source = f"127.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255 or 1}"
+        answer = post(daemon.port, encode(hook()), {"Authorization": credentials},
+                      source=source)
+        assert answer.status == 401, (answer.status, answer.raw[:300])
+        assert answer.json["field"] == "Authorization"
+
+    try:
+        guess()
+        assert_alive(daemon)
+    finally:
+        daemon.stop()
+
+
+ACCEPTED = [
+    ("20000 labels", hook(alert(MANY_LABELS))),
+    ("a 500 kB label value", hook(alert({"alertname": "Long", "text": "x" * 500_000}))),
+    ("a NUL in a label value", hook(alert({"alertname": "Nul\x00Byte"}))),
+    ("an empty label name", hook(alert({"alertname": "EmptyName", "": "v"}))),
+    ("keys ackd does not know", hook(alert({"alertname": "Newer"}, notification_reason="x"),
+                                     routeLabels={"a": "b"}, future={"x": [1, 2]})),
+]
+
+
+@pytest.mark.parametrize("document", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
+def test_odd_but_valid_webhook_is_stored_whole(ackd: Ackd, document: dict[str, Any]) -> None:
+    answer = post(ackd.port, encode(document))
+    assert answer.status == 200, answer.raw[:300]
+    [incident] = answer.json["incidents"]
+    [stored] = get(ackd.port, f"/api/v1/incidents/{incident}")["alerts"]
+    assert stored["labels"] == document["alerts"][0]["labels"]
+    assert_alive(ackd)
+
+
+# -- in-process daemons: slow clients, throttled credentials ---------------------------------------
+
+SHORT = 0.5  # seconds: the keep-alive and body timeouts of the slow-client daemon
+
+
+@pytest.fixture
+async def start_daemon(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
+    started: list[Daemon] = []
+
+    async def start(**options: Any) -> Daemon:
+        path = write_config(tmp_path / "ackd.yaml", f"{HOST}:9", step_delay="1h")
+        loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+        daemon = Daemon(loaded, notifier=RecordingNotifier(), **options)
+        await daemon.start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        await daemon.stop()
+
+
+async def send(url: str, body: Any, token: str = TOKEN) -> tuple[int, Any, Mapping[str, str]]:
+    async with aiohttp.ClientSession() as session, session.post(
+        url, data=json.dumps(body), headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        return response.status, await response.json(), dict(response.headers)
+
+
+def firing(name: str) -> dict[str, Any]:
+    labels = {"alertname": name, "cluster": "eu1"}
+    return build_webhook([Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START,
+                                None)])
+
+
+async def test_slow_headers_are_cut_off_and_hold_nobody_up(
+    start_daemon: Callable[..., Any],
+) -> None:
+    daemon: Daemon = await start_daemon(keepalive_timeout=SHORT, body_timeout=SHORT)
+    slow = [await asyncio.open_connection(HOST, daemon.port) for _ in range(50)]
+    for _, writer in slow:
+        writer.write(b"POST /api/v1/alerts HTTP/1.1\r\nHost: ackd\r\nAuthori")  # and no more
+        await writer.drain()
+
+    began = time.monotonic()
+    status, _, _ = await send(f"http://{HOST}:{daemon.port}/api/v1/alerts", firing("Fast"))
+    assert status == 200
+    assert time.monotonic() - began < SHORT  # answered while all 50 are still hanging on
+
+    async with asyncio.timeout(10 * SHORT):
+        for reader, writer in slow:
+            assert await reader.read() == b""  # the server hung up without a word
+            writer.close()
+
+
+async def test_slow_body_gets_503_naming_the_body(start_daemon: Callable[..., Any]) -> None:
+    daemon: Daemon = await start_daemon(keepalive_timeout=60.0, body_timeout=SHORT)
+    reader, writer = await asyncio.open_connection(HOST, daemon.port)
+    try:
+        writer.write(
+            b"POST /api/v1/alerts HTTP/1.1\r\nHost: ackd\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n".encode()
+            + b'{"version": "4", '  # then nothing for as long as the client likes
+        )
+        await writer.drain()
+        async with asyncio.timeout(10 * SHORT):
+            head = (await reader.readuntil(b"\r\n\r\n")).decode()
+            length = int(re.search(r"Content-Length: (\d+)", head)[1])  # type: ignore[index]
+            body = json.loads(await reader.readexactly(length))
+    finally:
+        writer.close()
+    assert head.startswith("HTTP/1.1 503"), head  # transient: Alertmanager would retry
+    assert "Connection: close" in head
+    assert body["field"] == "body"
+
+
+LIMIT = FailureThrottle().limit
+
+
+async def test_failed_authentication_is_counted_then_throttled_with_503(
+    start_daemon: Callable[..., Any],
+) -> None:
+    daemon: Daemon = await start_daemon()
+    url = f"http://{HOST}:{daemon.port}/api/v1/alerts"
+    for _ in range(LIMIT):
+        status, body, headers = await send(url, firing("Guess"), token="guess")
+        assert (status, body["field"]) == (401, "Authorization")
+        assert headers["WWW-Authenticate"].startswith("Bearer")
+    registry = daemon.metrics.registry
+    assert registry.get_sample_value("ackd_auth_failures_total", {"endpoint": "webhook"}) == LIMIT
+
+    # Blocked now, even with the right token: the answer must not reveal a right guess. It is
+    # a 503, so an Alertmanager behind the same proxy retries instead of dropping the alert.
+    status, body, headers = await send(url, firing("Real"))
+    assert (status, body["field"]) == (503, "Authorization")
+    assert 0 < int(headers["Retry-After"]) <= FailureThrottle().window
+    assert registry.get_sample_value("ackd_webhooks_total", {"result": "throttled"}) == 1
+    assert registry.get_sample_value("ackd_auth_failures_total", {"endpoint": "webhook"}) == LIMIT
+    assert await daemon.store.incidents(IncidentFilter()) == []  # nothing got in
+
+
+async def test_api_token_failures_do_not_lock_out_alertmanager(
+    start_daemon: Callable[..., Any],
+) -> None:
+    daemon: Daemon = await start_daemon()
+    base = f"http://{HOST}:{daemon.port}"
+    async with aiohttp.ClientSession() as session:
+        for _ in range(LIMIT + 5):  # a script with a stale API token, polling
+            async with session.get(f"{base}/api/v1/incidents",
+                                   headers={"Authorization": "Bearer stale"}) as response:
+                assert response.status in (401, 429)
+    status, body, _ = await send(f"{base}/api/v1/alerts", firing("StillHeard"))
+    assert status == 200, body
+
+
+THROTTLE_CASES = [
+    ("under the limit", [0.0] * (LIMIT - 1), 1.0, 0.0),
+    ("at the limit", [0.0] * LIMIT, 1.0, 59.0),
+    ("oldest leaves the window", [0.0] + [30.0] * (LIMIT - 1), 61.0, 0.0),
+    ("blocked until enough have left", [0.0, 10.0] + [30.0] * (LIMIT - 1), 50.0, 20.0),
+    ("window over", [0.0] * LIMIT, 60.0, 0.0),
+]
+
+
+@pytest.mark.parametrize(
+    ("failures", "now", "wait"), [c[1:] for c in THROTTLE_CASES],
+    ids=[c[0] for c in THROTTLE_CASES],
+)
+def test_throttle_retry_after(failures: list[float], now: float, wait: float) -> None:
+    throttle = FailureThrottle()
+    for at in failures:
+        throttle.record("10.0.0.1", now=at)
+    assert throttle.retry_after("10.0.0.1", now=now) == pytest.approx(wait)
+    assert throttle.blocked("10.0.0.1", now=now) is (wait > 0)
+    assert throttle.retry_after("10.0.0.2", now=now) == 0.0

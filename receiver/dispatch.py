@@ -309,9 +309,10 @@ class Dispatcher:
         gate = self._gate()
         times = [t for h in self._histories.values() if (t := gate.summary_at(h, now))]
         times.extend(self._not_before.values())
-        due = await self._store.next_outbox_at()
-        # A row due already is in flight (its end wakes us) or cooling (in _not_before).
-        if due is not None and due > now:
+        # A row due by `now` is in flight (its end wakes us) or cooling (in _not_before); the
+        # earliest of the rest must not hide behind it, or the loop sleeps past it.
+        due = await self._store.next_outbox_at(now)
+        if due is not None:
             times.append(due)
         return min(times, default=None)
 

@@ -91,6 +91,20 @@ def apply(
     return change
 
 
+def unsettled_episodes(alerts: Sequence[Alert], open_group: OpenGroup | None) -> list[str]:
+    """Fingerprints for which `apply` needs `known_episodes`: those the open incident does not
+    hold in the same episode. An alert whose episode the open incident holds is decided by
+    that incident's record alone, and that is every alert of a resend, Alertmanager's most
+    frequent webhook, so a resend needs no look-up through the group's history."""
+    current = open_group.alerts if open_group is not None else {}
+    unsettled = []
+    for alert in alerts:
+        held = current.get(alert.fingerprint)
+        if held is None or held.starts_at != alert.starts_at:
+            unsettled.append(alert.fingerprint)
+    return unsettled
+
+
 _EVENT_OF = {
     AlertOutcome.ADDED: EventKind.ALERT_ADDED,
     AlertOutcome.REFIRED: EventKind.ALERT_REFIRED,

@@ -88,14 +88,14 @@ class Incidents:
         result: IngestResult,
     ) -> None:
         open_group = await tx.open_group(key)
-        known = await tx.known_episodes(key, (a.fingerprint for a in group.alerts))
+        unsettled = grouping.unsettled_episodes(group.alerts, open_group)
+        known = await tx.known_episodes(key, unsettled)
         change = grouping.apply(group.alerts, open_group, known, now)
         result.outcomes.update(change.outcomes)
         if open_group is None and not change.opens:
             return
         if change.opens:
             incident_id = await self._open(tx, config, key, group, change, message, now)
-            result.opened.append(await tx.incident(incident_id))
         else:
             assert open_group is not None
             incident_id = open_group.incident_id
@@ -104,6 +104,8 @@ class Incidents:
         if not change.changed:
             return
         incident = await tx.incident(incident_id)
+        if change.opens:
+            result.opened.append(incident)
         if change.resolves:
             await self._resolve(tx, incident, "alertmanager", now, change.events[-1:])
             result.resolved.append(await tx.incident(incident_id))
@@ -154,19 +156,23 @@ class Incidents:
         now: datetime,
     ) -> None:
         events = [e for e in change.events if e.kind is not EventKind.RESOLVED]
-        if change.changed:
-            await tx.write_alerts(incident_id, change.writes, now)
-            await tx.update_incident(incident_id, now)
+        fields: dict[str, int] = {}
         if message.truncated_alerts:
             # Alertmanager left alerts out of this webhook (max_alerts): say so on the incident.
-            await tx.update_incident(incident_id, now, truncated_alerts=message.truncated_alerts)
+            fields["truncated_alerts"] = message.truncated_alerts
             events.append(
                 TimelineEvent(
                     now, EventKind.ALERTS_TRUNCATED, "alertmanager",
                     {"truncated_alerts": message.truncated_alerts},
                 )
             )
-        await tx.append(incident_id, events)
+        if change.changed:
+            await tx.write_alerts(incident_id, change.writes, now)
+        # A new incident was inserted with updated_at = now; any other change bumps it.
+        if fields or (change.changed and not change.opens):
+            await tx.update_incident(incident_id, now, **fields)
+        if events:
+            await tx.append(incident_id, events)
 
     async def _resolve(
         self,
@@ -185,8 +191,9 @@ class Incidents:
 
     def _observe(self, message: WebhookMessage, result: IngestResult, config: Config) -> None:
         m = self._metrics
-        for alert in message.alerts:
-            m.alerts_received.labels(alert.status.value).inc()
+        # One increment per status, not per alert: label lookups are the expensive part.
+        for status, count in Counter(a.status.value for a in message.alerts).items():
+            m.alerts_received.labels(status).inc(count)
         for outcome, count in result.outcomes.items():
             m.alerts_processed.labels(outcome.value).inc(count)
         m.duplicates.inc(result.outcomes.get(AlertOutcome.DUPLICATE, 0))

@@ -96,8 +96,19 @@ async def test_hung_and_refusing_sinks_do_not_hold_up_anything(setup: Setup) -> 
         # While it hangs (and the refusing one fails and retries), webhooks stay fast.
         latencies = [await post_alert(session, setup.url, f"Next{n}") for n in range(10)]
         assert max(latencies) < 0.1, latencies
-        # Every incident's good delivery arrives despite its two broken neighbours.
-        await setup.good.wait_for(11, within=10)
+        # Every incident's good delivery arrives despite its two broken neighbours (pages to
+        # one person that are due together may arrive as one bundle).
+        async def all_good_delivered() -> bool:
+            for number in range(1, 12):
+                events = await timeline(session, setup.url, number)
+                if not any(e["kind"] == "notification_sent" and e["detail"]["recipient"] == "good"
+                           for e in events):
+                    return False
+            return True
+
+        await wait_until(all_good_delivered, 10, "every incident's good delivery")
+        arrived = " ".join(r.json["title"] + r.json["message"] for r in setup.good.requests)
+        assert all(f"#{n}" in arrived for n in range(1, 12))
 
         async def failures_recorded() -> bool:
             events = await timeline(session, setup.url, 1)
@@ -118,7 +129,7 @@ async def test_hung_and_refusing_sinks_do_not_hold_up_anything(setup: Setup) -> 
             metrics = await response.text()
         assert 'ackd_notifications_total{result="timeout",scheme="json"}' in metrics
         assert 'ackd_notifications_total{result="failure",scheme="json"}' in metrics
-        assert 'ackd_notifications_total{result="success",scheme="json"} 11.0' in metrics
+        assert 'ackd_notifications_total{result="success",scheme="json"}' in metrics
 
 
 STORM = """

@@ -34,8 +34,13 @@ def opt_from_us(us: int | None) -> datetime | None:
     return None if us is None else from_us(us)
 
 
+# One encoder for every row: json.dumps builds a new JSONEncoder on each call that passes
+# options, and the store encodes a dozen small objects per webhook.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True)
+
+
 def dumps(value: Mapping[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return _ENCODER.encode(value)
 
 
 def incident_from_row(row: tuple[Any, ...]) -> Incident:

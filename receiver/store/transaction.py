@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-
-import aiosqlite
 
 from receiver.errors import NotFound
 from receiver.grouping import KnownAlert, OpenGroup
@@ -52,7 +51,7 @@ class OutboxRow:
 
 
 class Transaction:
-    def __init__(self, conn: aiosqlite.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._after_commit: list[Callable[[], None]] = []
 
@@ -74,8 +73,7 @@ class Transaction:
             callback()
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        async with self._conn.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+        return self._conn.execute(sql, params).fetchall()
 
     # -- incidents and alerts -------------------------------------------------------------
 
@@ -120,7 +118,7 @@ class Transaction:
 
     async def insert_incident(self, new: NewIncident, previous_id: int | None) -> int:
         at = to_us(new.opened_at)
-        cur = await self._conn.execute(
+        cur = self._conn.execute(
             "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
             " state, opened_at, updated_at, previous_id, truncated_alerts, external_url, summary)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -142,7 +140,7 @@ class Transaction:
         return incident_from_row(tuple(rows[0]))
 
     async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
-        await self._conn.executemany(
+        self._conn.executemany(
             "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
             " annotations, generator_url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
@@ -163,18 +161,18 @@ class Transaction:
         values = {k: _column_value(v) for k, v in fields.items()}
         values["updated_at"] = to_us(now)
         assignments = ", ".join(f"{column} = ?" for column in values)
-        await self._conn.execute(
+        self._conn.execute(
             f"UPDATE incidents SET {assignments} WHERE id = ?", (*values.values(), incident_id)
         )
 
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
-        await self._conn.executemany(
-            "INSERT INTO timeline (incident_id, at, kind, actor, detail) VALUES (?, ?, ?, ?, ?)",
-            [
-                (incident_id, to_us(e.at), e.kind.value, e.actor, dumps(e.detail))
-                for e in events
-            ],
-        )
+        rows = [(incident_id, to_us(e.at), e.kind.value, e.actor, dumps(e.detail)) for e in events]
+        if rows:
+            self._conn.executemany(
+                "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
 
     # -- escalation state, deadlines, round robin -----------------------------------------
 
@@ -186,7 +184,7 @@ class Transaction:
         return state
 
     async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
-        await self._conn.execute(
+        self._conn.execute(
             "UPDATE incidents SET escalation = ? WHERE id = ?", (dumps(state), incident_id)
         )
 
@@ -209,7 +207,7 @@ class Transaction:
         wanted = list(kinds)
         if wanted:
             marks = ",".join("?" * len(wanted))
-            await self._conn.execute(
+            self._conn.execute(
                 f"DELETE FROM deadlines WHERE incident_id = ? AND kind IN ({marks})",
                 (incident_id, *wanted),
             )
@@ -239,7 +237,7 @@ class Transaction:
         return cursors
 
     async def advance_round_robin(self, keys: Iterable[tuple[str, int]]) -> None:
-        await self._conn.executemany(
+        self._conn.executemany(
             "INSERT INTO round_robin (policy, step, cursor) VALUES (?, ?, 1)"
             " ON CONFLICT (policy, step) DO UPDATE SET cursor = cursor + 1",
             list(keys),
@@ -283,7 +281,7 @@ class Transaction:
     ) -> list[int]:
         ids: list[int] = []
         for payload in payloads:
-            cur = await self._conn.execute(
+            cur = self._conn.execute(
                 "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
                 " VALUES (?, ?, ?, ?)",
                 (incident_id, to_us(now), dumps(payload), to_us(now)),
@@ -292,11 +290,23 @@ class Transaction:
             ids.append(int(cur.lastrowid))
         return ids
 
+    async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        rows = await self._all(
+            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at FROM outbox"
+            " WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (to_us(now), limit),
+        )
+        return [
+            OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), json.loads(r[3]), int(r[4]),
+                      from_us(r[5]))
+            for r in rows
+        ]
+
     async def finish_outbox(self, outbox_id: int) -> None:
-        await self._conn.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
+        self._conn.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
-        await self._conn.execute(
+        self._conn.execute(
             "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
             (attempts, to_us(next_at), outbox_id),
         )

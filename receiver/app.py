@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import secrets
@@ -139,6 +140,9 @@ class Daemon:
         await site.start()
         self.port = _bound_port(self._runner)
         self.services.ready = True
+        # Everything built at start lives as long as the daemon: keep it out of the garbage
+        # collector's full passes, which otherwise stall every connection at once (~40 ms).
+        gc.freeze()
         log.info(
             "ackd listening on %s:%s, store %s",
             self.config.listen_host, self.port, self.config.db_path,

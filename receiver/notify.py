@@ -9,6 +9,7 @@ the event loop, the webhook endpoint, the timer loop or other deliveries.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
@@ -137,8 +138,11 @@ def validate_url(url: str) -> str | None:
     return f"Apprise cannot use this URL: {service} rejected its host, path or parameters"
 
 
+@functools.lru_cache(maxsize=4096)
 def mask(url: str) -> str:
-    """`url` with its credentials hidden, safe for logs, API output and the timeline."""
+    """`url` with its credentials hidden, safe for logs, API output and the timeline.
+    Cached: masking builds an Apprise plugin (about 0.5 ms), and the same few URLs are masked
+    for every delivery; the URLs come from config, so the cache stays small."""
     plugin = _instantiate(url, AppriseAsset())
     if plugin is None:
         return f"{scheme(url)}://***"

@@ -1,0 +1,347 @@
+"""ackd's benchmark: `make bench` (or `.venv/bin/python bench/run.py`).
+
+Starts ackd as deployed (`python -m receiver serve`, its own process) on 127.0.0.1 with a
+temporary store, drives it from this process, and prints a Markdown table of what it measured
+against the project's targets (for its 2-core machine):
+
+- webhook ingest: 32 keep-alive connections posting 10-alert Alertmanager payloads (new
+  groups, unchanged resends, half resolutions, whole resolutions); requests/s, alerts/s, p50
+  and p99 latency; afterwards the store is checked: every 200 must be committed;
+- the same load against a bare aiohttp handler that only parses the JSON, and the ratio;
+- timer precision: with 10,000 and 100,000 armed escalation deadlines, a sample comes due at
+  a steady rate and fires through the real path (scheduler -> Responder.fire -> store);
+  lateness = the step's timeline time - the deadline's due time;
+- restart: process start to /-/ready with 100,000 open incidents, and RSS per open incident.
+
+Notifications go to json:// contacts on a local sink (the bare server), never off the
+machine. The targets live here, not in timed unit tests; this does not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import procs
+import seed
+from load import Expected, LoadPlan, LoadResult, percentile, run_load
+
+from receiver import config as config_module
+
+WEBHOOK_TOKEN = "bench-webhook-token"
+# Targets (the issue's): ratio to the bare parse, p99 latency, timer lateness, restart, memory.
+MIN_RATIO = 0.50
+MAX_P99_LATENCY = 0.050
+MAX_P99_LATENESS = 0.250
+MAX_READY_SECONDS = 3.0
+MAX_BYTES_PER_INCIDENT = 2048
+RESTARTS = 3
+FAR_FUTURE = timedelta(hours=1)
+
+CONFIG = """\
+webhook: {{bearer_token: {token}}}
+api: {{tokens: [{{name: bench, token: bench-api-token}}]}}
+links: {{secret: bench-link-secret, ttl: 1h}}
+storage: {{synchronous: {synchronous}}}
+notifications: {{workers: 8, timeout: 2s}}
+users:
+  - {{name: ana, contacts: [{{url: "json://{sink}/ana"}}]}}
+  - {{name: bo, contacts: [{{url: "json://{sink}/bo"}}]}}
+  - {{name: cy, contacts: [{{url: "json://{sink}/cy"}}]}}
+schedules:
+  - name: platform
+    timezone: Europe/Amsterdam
+    layers:
+      - {{name: primary, rotations: [{{users: [ana], shift: 1w, start: 2020-01-06T09:00:00}}]}}
+      - {{name: secondary, rotations: [{{users: [bo], shift: 1w, start: 2020-01-06T09:00:00}}]}}
+teams:
+  - {{name: platform, schedule: platform, lead: cy}}
+policies:
+  - name: standard
+    steps:
+      - {{after: 0s, notify: [{{oncall: primary}}]}}
+      - {{delay: 10m, notify: [{{oncall: secondary}}]}}
+route:
+  team: platform
+  policy: standard
+  group_by: [alertname, cluster]
+  severity_from: {{label: severity, map: {{critical: SEV1, warning: SEV3}}, default: SEV2}}
+"""
+
+
+@dataclass
+class Row:
+    measure: str
+    value: str
+    target: str = ""
+    passed: bool | None = None
+
+
+@dataclass
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, measure: str, value: str, target: str = "", passed: bool | None = None) -> None:
+        self.rows.append(Row(measure, value, target, passed))
+
+    def markdown(self) -> str:
+        lines = ["| measure | value | target | pass |", "| --- | --- | --- | --- |"]
+        for r in self.rows:
+            verdict = "" if r.passed is None else ("yes" if r.passed else "**NO**")
+            lines.append(f"| {r.measure} | {r.value} | {r.target or '-'} | {verdict or '-'} |")
+        return "\n".join([*lines, "", *self.notes])
+
+
+# -- webhook ingest ------------------------------------------------------------------------
+
+
+async def ingest(work: Path, config: Path, args: argparse.Namespace, report: Report) -> None:
+    """Alternate rounds against ackd and the bare server (both up all along), so a drift in
+    the machine's speed during the run touches both sides alike."""
+    data = work / "ingest"
+    ackd = procs.ackd(work, config, data)
+    bare = procs.bare(work, "bare")
+    ours: list[tuple[LoadResult, float]] = []
+    theirs: list[tuple[LoadResult, float]] = []
+    try:
+        await ackd.start_ready()
+        await bare.start_ready()
+        for round_ in range(args.rounds):
+            # Each ackd round plays new groups (its own seed); the bare server, the same bytes.
+            ours.append(await _measure(ackd, args, args.seed + round_))
+            theirs.append(await _measure(bare, args, args.seed + round_))
+    finally:
+        ackd.stop()
+        bare.stop()
+    _ingest_rows(report, _combined(ours), _combined(theirs))
+    _commit_rows(report, data / "ackd.db", _combined(ours))
+
+
+async def _measure(
+    child: procs.Child, args: argparse.Namespace, seed: int
+) -> tuple[LoadResult, float]:
+    """The load result and the server's CPU use over the run (1.0 = one core)."""
+    plan = LoadPlan(url=f"{child.url}/api/v1/alerts", token=WEBHOOK_TOKEN,
+                    connections=args.connections, duration=args.duration, seed=seed)
+    cpu_before, wall_before = child.cpu_seconds(), time.perf_counter()
+    result = await run_load(plan)
+    cpu = (child.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
+    return result, cpu
+
+
+def _combined(runs: Sequence[tuple[LoadResult, float]]) -> tuple[LoadResult, float]:
+    total = LoadResult(seconds=sum(r.seconds for r, _ in runs))
+    for result, _ in runs:
+        total.latencies.extend(result.latencies)
+        total.statuses.update(result.statuses)
+        total.kinds.update(result.kinds)
+        total.unconfirmed += result.unconfirmed
+        total.expected.opened += result.expected.opened
+        total.expected.resolved += result.expected.resolved
+        total.expected.alerts += result.expected.alerts
+    cpu = sum(c * r.seconds for r, c in runs) / total.seconds if total.seconds else 0.0
+    return total, cpu
+
+
+def _ingest_rows(
+    report: Report, ours: tuple[LoadResult, float], theirs: tuple[LoadResult, float]
+) -> None:
+    (a, a_cpu), (b, b_cpu) = ours, theirs
+    report.add(f"webhook ingest, ackd ({a.requests:,} requests, server CPU {a_cpu:.0%})",
+               f"{a.rps:,.0f} req/s, {a.alerts_per_s:,.0f} alerts/s")
+    report.add(f"webhook ingest, bare aiohttp JSON parse (server CPU {b_cpu:.0%})",
+               f"{b.rps:,.0f} req/s, {b.alerts_per_s:,.0f} alerts/s")
+    ratio = a.rps / b.rps if b.rps else 0.0
+    report.add("ingest rate, ackd / bare parse", f"{ratio:.2f}", f">= {MIN_RATIO:.2f}",
+               ratio >= MIN_RATIO)
+    if a.rps and b.rps:
+        # The cost per request, whoever limits the rate (the bare server is client-bound).
+        report.add("server CPU per request, ackd / bare parse",
+                   f"{a_cpu / a.rps * 1e6:,.0f} µs / {b_cpu / b.rps * 1e6:,.0f} µs")
+    p99 = a.percentile(99)
+    report.add("webhook latency p50 / p99, ackd",
+               f"{a.percentile(50) * 1e3:.1f} ms / {p99 * 1e3:.1f} ms",
+               f"p99 < {MAX_P99_LATENCY * 1e3:.0f} ms", p99 < MAX_P99_LATENCY)
+    report.add("bare parse latency p50 / p99",
+               f"{b.percentile(50) * 1e3:.1f} ms / {b.percentile(99) * 1e3:.1f} ms")
+    mix = ", ".join(f"{k} {v}" for k, v in sorted(a.kinds.items()))
+    statuses = ", ".join(f"{code or 'error'}: {v}" for code, v in sorted(a.statuses.items()))
+    report.notes.append(f"Request mix (ackd run, measured window): {mix}; statuses: {statuses}.")
+
+
+def _commit_rows(report: Report, db: Path, ours: tuple[LoadResult, float]) -> None:
+    """Every request answered 200 must be in the store (ackd was stopped gracefully)."""
+    result = ours[0]
+    found = _stored(db)
+    expected = result.expected
+    exact = result.unconfirmed == 0
+    held = (
+        found == expected if exact
+        else found.opened >= expected.opened and found.resolved >= expected.resolved
+    )
+    value = (f"{expected.opened} opened, {expected.resolved} resolved, {expected.alerts} alerts"
+             f" answered 200; store holds {found.opened} / {found.resolved} / {found.alerts}")
+    if not exact:
+        value += f"; {result.unconfirmed} requests not answered 200"
+    report.add("every 200 committed", value, "all", held)
+
+
+def _stored(db: Path) -> Expected:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        opened = conn.execute("SELECT count(*) FROM incidents").fetchone()[0]
+        resolved = conn.execute(
+            "SELECT count(*) FROM incidents WHERE state = 'resolved'").fetchone()[0]
+        alerts = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
+    finally:
+        conn.close()
+    return Expected(int(opened), int(resolved), int(alerts))
+
+
+# -- timers, restart, memory ---------------------------------------------------------------
+
+
+async def timers(
+    work: Path, config_path: Path, armed: int, args: argparse.Namespace, report: Report,
+    restart: bool,
+) -> None:
+    config = config_module.load(config_path)
+    data = work / f"armed-{armed}"
+    data.mkdir()
+    db = data / "ackd.db"
+    now = datetime.now(UTC)
+    began = time.perf_counter()
+    await seed.seed(db, config, armed, now - timedelta(minutes=5), now + FAR_FUTURE)
+    report.notes.append(f"Seeded {armed:,} open incidents in {time.perf_counter() - began:.1f} s.")
+    if restart:
+        await _restart(work, config_path, data, armed, report)
+    due = min(armed, args.due_count)
+    lead = args.lead
+    dues = seed.spread(1, due, datetime.now(UTC) + timedelta(seconds=lead), args.due_rate)
+    seed.reschedule(db, dues)
+    ackd = procs.ackd(work, config_path, data)
+    await ackd.start_ready()
+    try:
+        await seed.wait_fired(db, dues, lead + due / args.due_rate + args.fire_grace)
+    finally:
+        ackd.stop()
+    left = seed.armed(db, dues)
+    late = seed.lateness(db, dues)
+    p99 = percentile(late, 99)
+    report.add(
+        f"timers: {armed:,} armed, {due:,} due at {args.due_rate:,.0f}/s: lateness"
+        " p50 / p99 / max",
+        f"{percentile(late, 50) * 1e3:.0f} / {p99 * 1e3:.0f} / {max(late, default=0) * 1e3:.0f}"
+        f" ms ({len(late):,} fired" + (f", {left:,} not fired)" if left else ")"),
+        f"p99 < {MAX_P99_LATENESS * 1e3:.0f} ms",
+        p99 < MAX_P99_LATENESS and not left and len(late) == due,
+    )
+
+
+async def _restart(
+    work: Path, config_path: Path, data: Path, armed: int, report: Report
+) -> None:
+    empty = await _start_measure(work, config_path, work / "empty")
+    runs = [await _start_measure(work, config_path, data) for _ in range(RESTARTS)]
+    ready = statistics.median(r[0] for r in runs)
+    report.add(
+        f"restart: start to ready, {armed:,} open incidents (median of {RESTARTS})",
+        f"{ready:.2f} s (max {max(r[0] for r in runs):.2f} s; empty store {empty[0]:.2f} s)",
+        f"< {MAX_READY_SECONDS:.0f} s", ready < MAX_READY_SECONDS,
+    )
+    rss = statistics.median(r[1] for r in runs)
+    per = (rss - empty[1]) * 1024 / armed
+    report.add(
+        "RSS per open incident",
+        f"{per:,.0f} B ({rss / 1024:,.0f} MiB with {armed:,}, {empty[1] / 1024:,.0f} MiB empty)",
+        f"< {MAX_BYTES_PER_INCIDENT // 1024} KiB", per < MAX_BYTES_PER_INCIDENT,
+    )
+
+
+async def _start_measure(work: Path, config_path: Path, data: Path) -> tuple[float, int]:
+    """(seconds from spawn to ready, RSS in KiB once settled) of one ackd start."""
+    ackd = procs.ackd(work, config_path, data)
+    try:
+        ready = await ackd.start_ready()
+        await asyncio.sleep(1.0)  # let start-up garbage settle before reading RSS
+        return ready, ackd.rss_kib()
+    finally:
+        ackd.stop()
+
+
+# -- main ----------------------------------------------------------------------------------
+
+
+def write_config(path: Path, sink: str, synchronous: str) -> Path:
+    host = sink.removeprefix("http://")
+    path.write_text(CONFIG.format(token=WEBHOOK_TOKEN, sink=host, synchronous=synchronous))
+    return path
+
+
+async def bench(args: argparse.Namespace) -> Report:
+    report = Report()
+    with tempfile.TemporaryDirectory(prefix="ackd-bench-") as tmp:
+        work = Path(tmp)
+        sink = procs.bare(work, "sink")
+        await sink.start_ready()
+        try:
+            config = write_config(work / "ackd.yaml", sink.url, args.synchronous)
+            if "ingest" in args.only:
+                await ingest(work, config, args, report)
+            if "timers" in args.only:
+                await timers(work, config, 10_000, args, report, restart=False)
+                await timers(work, config, 100_000, args, report, restart=True)
+        finally:
+            sink.stop()
+    return report
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds of measured load per server and round (after a 2 s warm-up)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="alternating rounds of load against ackd and the bare server")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--synchronous", choices=("full", "normal"), default="full",
+                        help="ackd's storage.synchronous (the default and the target: full)")
+    parser.add_argument("--due-count", type=int, default=100_000,
+                        help="at most this many armed deadlines come due in each timer run"
+                        " (the rest stay armed, due an hour later)")
+    parser.add_argument("--due-rate", type=float, default=2000.0,
+                        help="deadlines coming due per second in the timer runs")
+    parser.add_argument("--lead", type=float, default=6.0,
+                        help="seconds between rescheduling and the first due deadline")
+    parser.add_argument("--fire-grace", type=float, default=60.0,
+                        help="seconds to wait past the last due time before giving up")
+    parser.add_argument("--only", nargs="+", choices=("ingest", "timers"),
+                        default=["ingest", "timers"])
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str]) -> int:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    report = asyncio.run(bench(args))
+    print(f"ackd benchmark: {os.cpu_count()} CPUs, Python {platform.python_version()},"
+          f" SQLite {sqlite3.sqlite_version}, synchronous={args.synchronous},"
+          f" {time.perf_counter() - began:.0f} s\n")
+    print(report.markdown())
+    return 0 if all(r.passed is not False for r in report.rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

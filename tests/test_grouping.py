@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from receiver.grouping import AlertOutcome, KnownAlert, OpenGroup, apply
+from receiver.grouping import AlertOutcome, KnownAlert, OpenGroup, apply, unsettled_episodes
 from receiver.model import Alert, AlertStatus, EventKind
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -123,3 +125,37 @@ def test_events_name_the_alert() -> None:
     assert change.events[1].detail == {
         "fingerprint": "a", "alertname": "Aa", "starts_at": T0.isoformat(),
     }
+
+
+_STARTS = [T0, T1]
+_alerts = st.lists(
+    st.tuples(st.sampled_from("abc"), st.sampled_from([F, R]), st.sampled_from(_STARTS)),
+    min_size=1, max_size=6,
+)
+
+
+@given(
+    incoming=_alerts,
+    held=st.dictionaries(st.sampled_from("abc"),
+                         st.tuples(st.sampled_from([F, R]), st.sampled_from(_STARTS))),
+    history=st.dictionaries(st.tuples(st.sampled_from("abc"), st.sampled_from(_STARTS)),
+                            st.sampled_from([F, R])),
+)
+def test_only_unsettled_episodes_need_the_history(
+    incoming: list[tuple[str, AlertStatus, datetime]],
+    held: dict[str, tuple[AlertStatus, datetime]],
+    history: dict[tuple[str, datetime], AlertStatus],
+) -> None:
+    """The ingest path looks up history only for unsettled fingerprints: `apply` must decide
+    exactly as it would with the group's whole history."""
+    alerts = [alert(fp, status, starts) for fp, status, starts in incoming]
+    open_group = group(*((fp, s, t) for fp, (s, t) in held.items())) if held else None
+    if open_group is not None:  # what the open incident holds is part of the history too
+        history = {**history, **{(fp, t): s for fp, (s, t) in held.items()}}
+    wanted = set(unsettled_episodes(alerts, open_group))
+    narrowed = {key: s for key, s in history.items() if key[0] in wanted}
+    full = apply(alerts, open_group, history, NOW)
+    narrow = apply(alerts, open_group, narrowed, NOW)
+    assert (narrow.opens, narrow.resolves, narrow.outcomes, narrow.writes, narrow.events) == (
+        full.opens, full.resolves, full.outcomes, full.writes, full.events,
+    )

@@ -48,15 +48,15 @@ class PayloadError(AckdError):
 
 
 class NotFound(AckdError):
-    pass
+    """An incident (or other record) asked for does not exist: answered 404."""
 
 
 class InvalidTransition(AckdError):
-    pass
+    """The incident's state does not allow the action (acknowledging a resolved one): 409."""
 
 
 class LinkError(AckdError):
-    pass
+    """A signed link is forged, tampered with or expired: answered 403, nothing changes."""
 
 
 class StoreUnavailable(AckdError):

@@ -240,3 +240,14 @@ route:
       team: payments
 {extra}""")
     return path
+
+
+def ackd_for(tmp_path: Path, sink_port: int, step_delay: str) -> Ackd:
+    """An ackd process whose pages go to the sink and whose links point at itself."""
+    port = free_port()
+    config = write_config(
+        tmp_path / "ackd.yaml", f"127.0.0.1:{sink_port}", step_delay=step_delay,
+        external_url=f"http://127.0.0.1:{port}",
+    )
+    return Ackd(tmp_path, config, port)
+

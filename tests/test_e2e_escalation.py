@@ -7,7 +7,6 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,32 +20,16 @@ from tests.harness import (
     TOKEN,
     Ackd,
     Alertmanager,
+    ackd_for,
     alertmanager_binary,
     am_alert,
-    free_port,
     wait_until,
-    write_config,
 )
 from tests.sinks import HttpSink, SinkRequest
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 PAYMENTS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
             "severity": "critical"}
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[HttpSink]:
-    async with HttpSink() as started:
-        yield started
-
-
-def ackd_for(tmp_path: Path, sink: HttpSink, step_delay: str) -> Ackd:
-    port = free_port()
-    config = write_config(
-        tmp_path / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay=step_delay,
-        external_url=f"http://127.0.0.1:{port}",
-    )
-    return Ackd(tmp_path, config, port)
 
 
 def pages_to(sink: HttpSink, who: str) -> list[SinkRequest]:
@@ -68,7 +51,7 @@ async def test_unanswered_page_escalates_until_acknowledged_by_link(
     tmp_path: Path, sink: HttpSink
 ) -> None:
     alertmanager_binary()
-    ackd = ackd_for(tmp_path, sink, step_delay="2s")
+    ackd = ackd_for(tmp_path, sink.port, step_delay="2s")
     await ackd.start_ready()
     am = Alertmanager(tmp_path, ackd.url)
     try:
@@ -143,7 +126,7 @@ def _fired(incident: dict[str, Any], step: int) -> int:
 async def test_step_due_while_down_fires_once_promptly_after_restart(
     tmp_path: Path, sink: HttpSink
 ) -> None:
-    ackd = ackd_for(tmp_path, sink, step_delay="3s")
+    ackd = ackd_for(tmp_path, sink.port, step_delay="3s")
     try:
         await _crash_between_steps(ackd, sink)
     finally:

@@ -43,7 +43,7 @@ from receiver.app import Daemon
 from receiver.clock import FakeClock
 from receiver.model import Alert, AlertStatus, EventKind, TimelineEvent
 from receiver.store import IncidentFilter
-from tests.harness import TOKEN, Ackd, free_port, http_ok, wait_until, write_config
+from tests.harness import TOKEN, Ackd, ackd_for, http_ok, wait_until
 from tests.sinks import HttpSink, SinkMode, SinkRequest
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -71,21 +71,6 @@ async def post_one(url: str, body: dict[str, Any]) -> tuple[int, Any]:
     ) as response:
         text = await response.text()
         return response.status, json.loads(text) if text.startswith("{") else text
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[HttpSink]:
-    async with HttpSink() as started:
-        yield started
-
-
-def ackd_for(tmp_path: Path, sink: HttpSink, step_delay: str) -> Ackd:
-    port = free_port()
-    config = write_config(
-        tmp_path / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay=step_delay,
-        external_url=f"http://127.0.0.1:{port}",
-    )
-    return Ackd(tmp_path, config, port)
 
 
 async def everything(ackd: Ackd) -> list[dict[str, Any]]:
@@ -172,7 +157,7 @@ async def test_sigkill_during_webhook_load_keeps_every_200_and_no_half_webhook(
 ) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    ackd = ackd_for(tmp_path, sink, step_delay="1h")
+    ackd = ackd_for(tmp_path, sink.port, step_delay="1h")
     outcomes: dict[str, str] = {}
     try:
         for round_number in range(LOAD_ROUNDS):
@@ -227,7 +212,7 @@ async def test_sigkill_at_random_moments_of_escalation_loses_and_repeats_no_step
 ) -> None:
     seed = random.randrange(2**32)
     rng = random.Random(seed)
-    ackd = ackd_for(tmp_path, sink, step_delay="1s")
+    ackd = ackd_for(tmp_path, sink.port, step_delay="1s")
     restarts: list[int] = []  # how many pages had arrived when each life began
     try:
         for life in range(LIVES):
@@ -398,7 +383,7 @@ async def test_unwritable_store_answers_503_and_ackd_recovers_by_itself(
     data = tmp_path / "data"
     data.mkdir()
     with fault.prepared(data):
-        ackd = ackd_for(tmp_path, sink, step_delay=f"{STEP_DELAY.seconds}s")
+        ackd = ackd_for(tmp_path, sink.port, step_delay=f"{STEP_DELAY.seconds}s")
         await ackd.start_ready()
         try:
             await _outage_and_recovery(ackd, sink, fault, data / "ackd.db")

@@ -162,6 +162,7 @@ class Page:
     reason: str  # triggered | escalated | reminder | re_escalated
     step: int
     cycle: int
+    run: int = 0  # so a late failure of an older run's page cannot move the current run
 
 
 class EscalationStatus(StrEnum):
@@ -355,7 +356,7 @@ def _fire_contact(
                                                  detail=detail),))
     contact = user.contacts[contact_index]
     reason = _reason(state.policy, severity, run, cycle, index)
-    page = Page(name, TargetKind.USER, contact.url, contact.short, reason, index, cycle)
+    page = Page(name, TargetKind.USER, contact.url, contact.short, reason, index, cycle, run)
     return Plan(state, pages=(page,))
 
 
@@ -443,7 +444,8 @@ def _page(
     for who in recipients:
         if isinstance(who, Channel):
             pages.extend(
-                Page(who.name, TargetKind.CHANNEL, url, False, reason, index, state.cycle)
+                Page(who.name, TargetKind.CHANNEL, url, False, reason, index, state.cycle,
+                     state.run)
                 for url in who.urls
             )
             continue
@@ -453,7 +455,7 @@ def _page(
                 later.append(Deadline(now + contact.delay, DeadlineKind.CONTACT, key))
             else:
                 pages.append(Page(who.name, TargetKind.USER, contact.url, contact.short,
-                                  reason, index, state.cycle))
+                                  reason, index, state.cycle, state.run))
     return tuple(pages), tuple(later)
 
 

@@ -141,7 +141,8 @@ class Responder:
             self._observe(item)
 
     async def _fire_one(self, tx: Transaction, deadline_id: int) -> Observed | None:
-        row = await tx.take_deadline(deadline_id, self._clock.now())
+        now = self._clock.now()  # one instant: the deadline is taken, decided and applied at it
+        row = await tx.take_deadline(deadline_id, now)
         if row is None:
             return None  # cancelled (acknowledged, resolved) or fired already
         incident = await tx.incident(row.incident_id)
@@ -154,16 +155,17 @@ class Responder:
         cursors = await tx.round_robin(keys)
         plan = escalation.on_deadline(
             state, incident, config.severity(incident.severity), deadline,
-            Directory(config), cursors, self._clock.now(),
+            Directory(config), cursors, now,
         )
-        return await self._apply(tx, incident, plan, self._clock.now())
+        return await self._apply(tx, incident, plan, now)
 
     async def delivery_failed(self, incident_id: int, payload: dict[str, Any]) -> None:
         """A page finally failed. If nothing of that step reached the person (every channel
         failed, none is still queued), escalate now rather than wait for a deadline nobody
         can meet."""
-        step, cycle = payload.get("step"), payload.get("cycle", 0)
-        if payload.get("recipient_kind") != "user" or not isinstance(step, int):
+        step, cycle, run = payload.get("step"), payload.get("cycle", 0), payload.get("run")
+        if payload.get("recipient_kind") != "user" or not isinstance(step, int) \
+                or not isinstance(run, int):
             return
         recipient = str(payload.get("recipient"))
 
@@ -176,7 +178,7 @@ class Responder:
             if state is None or not incident.is_open:
                 return
             now = self._clock.now()
-            plan = escalation.delivery_failed(state, incident, step, cycle, state.run, now)
+            plan = escalation.delivery_failed(state, incident, step, cycle, run, now)
             await self._apply(tx, incident, plan, now)
 
         await self._store.write(job)
@@ -372,5 +374,6 @@ def _page_payload(page: escalation.Page) -> dict[str, Any]:
         "reason": page.reason,
         "step": page.step,
         "cycle": page.cycle,
+        "run": page.run,
     }
 

@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from aiohttp import web
 
 from receiver.durations import parse_duration
-from receiver.errors import LinkError, PayloadError
-from receiver.http.api import act_errors, authorised, incident_id
+from receiver.errors import AckdError, LinkError, PayloadError
+from receiver.http.api import authorised, error_response, incident_id
 from receiver.http.responses import error, incident_json, ok
 from receiver.http.services import Services, services
 from receiver.links import LinkClaim
@@ -36,8 +36,8 @@ async def act(request: web.Request) -> web.Response:
         number = incident_id(request)
         until = await _snooze_until(request, s) if action == "snooze" else None
         incident = await s.responder.act(number, action, actor, until)
-    except Exception as exc:  # noqa: BLE001 - act_errors maps ours and re-raises the rest
-        return act_errors(exc)
+    except AckdError as exc:
+        return error_response(exc)
     return ok(incident_json(incident))
 
 
@@ -88,8 +88,8 @@ async def link_page(request: web.Request) -> web.Response:
         return claim
     try:
         incident = await s.store.incident(claim.incident_id)
-    except Exception as exc:  # noqa: BLE001 - act_errors maps ours and re-raises the rest
-        return act_errors(exc)
+    except AckdError as exc:
+        return error_response(exc)
     verb = LINK_ACTIONS.get(claim.action, claim.action)
     text = (
         f"{html.escape(incident.severity)} #{incident.id} {html.escape(incident.team)}: "
@@ -113,8 +113,8 @@ async def link_action(request: web.Request) -> web.Response:
         incident = await s.responder.act(
             claim.incident_id, claim.action, f"{claim.recipient} (link)", None
         )
-    except Exception as exc:  # noqa: BLE001 - act_errors maps ours and re-raises the rest
-        response = act_errors(exc)
+    except AckdError as exc:
+        response = error_response(exc)
         detail = json.loads(response.text or "{}").get("error", "")
         return _page(response.status, "Nothing changed", html.escape(detail), raw=True)
     done = "acknowledged" if claim.action == "ack" else "resolved"

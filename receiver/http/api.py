@@ -6,9 +6,16 @@ from typing import Any
 
 from aiohttp import web
 
-from receiver.errors import InvalidTransition, NotFound, PayloadError, StoreUnavailable
+from receiver.errors import AckdError, InvalidTransition, NotFound, PayloadError, StoreUnavailable
 from receiver.http.auth import api_actor
-from receiver.http.responses import alert_json, error, event_json, incident_json, ok
+from receiver.http.responses import (
+    alert_json,
+    error,
+    event_json,
+    incident_json,
+    ok,
+    unauthorized,
+)
 from receiver.http.services import Services, services
 from receiver.model import IncidentState
 from receiver.store import IncidentFilter
@@ -29,11 +36,7 @@ def authorised(request: web.Request, s: Services) -> str | web.Response:
     if actor is None:
         s.throttle.record(client)
         s.metrics.auth_failures.labels("api").inc()
-        return web.json_response(
-            {"error": "missing or wrong API token", "field": "Authorization"},
-            status=401,
-            headers={"WWW-Authenticate": 'Bearer realm="ackd"'},
-        )
+        return unauthorized("missing or wrong API token")
     return actor
 
 
@@ -85,10 +88,8 @@ async def list_incidents(request: web.Request) -> web.Response:
         return actor
     try:
         found = await s.store.incidents(_filter(request))
-    except PayloadError as exc:
-        return error(400, exc.message, exc.field)
-    except StoreUnavailable as exc:
-        return error(503, str(exc))
+    except AckdError as exc:
+        return error_response(exc)
     return ok({"incidents": [incident_json(i) for i in found]})
 
 
@@ -102,20 +103,17 @@ async def get_incident(request: web.Request) -> web.Response:
         incident = await s.store.incident(number)
         alerts = await s.store.alerts(number)
         timeline = await s.store.timeline(number)
-    except PayloadError as exc:
-        return error(400, exc.message, exc.field)
-    except NotFound as exc:
-        return error(404, str(exc), "id")
-    except StoreUnavailable as exc:
-        return error(503, str(exc))
+    except AckdError as exc:
+        return error_response(exc)
     body = incident_json(incident)
     body["alerts"] = [alert_json(a) for a in alerts]
     body["timeline"] = [event_json(e) for e in timeline]
     return ok(body)
 
 
-def act_errors(exc: Exception) -> web.Response:
-    """The response for an action that could not be carried out."""
+def error_response(exc: AckdError) -> web.Response:
+    """The response for a request that one of our errors stopped; any other one is a bug and
+    propagates (aiohttp answers 500 and logs it)."""
     if isinstance(exc, PayloadError):
         return error(400, exc.message, exc.field)
     if isinstance(exc, NotFound):

@@ -29,6 +29,11 @@ def error(
     return web.json_response(body, status=status, dumps=dumps, headers=headers)
 
 
+def unauthorized(message: str) -> web.Response:
+    """401 with the challenge a client needs to know how to authenticate."""
+    return error(401, message, "Authorization", headers={"WWW-Authenticate": 'Bearer realm="ackd"'})
+
+
 def ok(body: Mapping[str, Any], status: int = 200) -> web.Response:
     return web.json_response(dict(body), status=status, dumps=dumps)
 

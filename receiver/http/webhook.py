@@ -22,7 +22,7 @@ from aiohttp import web
 from receiver.alertmanager import parse_webhook
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.http.auth import FailureThrottle, webhook_allowed
-from receiver.http.responses import error, ok
+from receiver.http.responses import error, ok, unauthorized
 from receiver.http.services import Services, services
 
 log = logging.getLogger(__name__)
@@ -108,12 +108,7 @@ def _authenticate(request: web.Request, s: Services) -> web.Response | None:
         throttle.record(client)
         s.metrics.auth_failures.labels("webhook").inc()
         s.metrics.webhooks.labels("unauthorized").inc()
-        return error(
-            401,
-            "missing or wrong credentials",
-            "Authorization",
-            headers={"WWW-Authenticate": 'Bearer realm="ackd"'},
-        )
+        return unauthorized("missing or wrong credentials")
     return None
 
 

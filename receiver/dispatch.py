@@ -389,15 +389,13 @@ class Dispatcher:
     # -- one message --------------------------------------------------------------------------
 
     async def _send(self, outgoing: Outgoing) -> None:
-        assert self._slots is not None
         try:
             message = await self._render(outgoing)
         except StoreUnavailable as exc:
             log.error("cannot render for %s, trying again later: %s", mask(outgoing.url), exc)
             self._cool([row for row, _ in outgoing.items])
             return
-        async with self._lane(outgoing.url), self._slots:
-            delivery = await self._deliver(outgoing.url, message)
+        delivery = await self._deliver(outgoing.url, message)
         await self._record(outgoing, delivery)
 
     @contextlib.asynccontextmanager
@@ -415,9 +413,12 @@ class Dispatcher:
                 self._lanes[url] = (lock, users - 1)
 
     async def _deliver(self, url: str, message: Message | None) -> Delivery:
+        """Every send goes through here: at most one in flight per URL, `workers` in all."""
         if message is None:
             return Delivery(DeliveryStatus.FAILURE, 0.0, "the message could not be rendered")
-        delivery = await self._notifier.send(url, message)
+        assert self._slots is not None
+        async with self._lane(url), self._slots:
+            delivery = await self._notifier.send(url, message)
         if url in delivery.error:  # belt and braces: an error text must not leak the URL
             delivery = Delivery(delivery.status, delivery.seconds,
                                 delivery.error.replace(url, mask(url)))
@@ -538,11 +539,9 @@ class Dispatcher:
     # -- the held-back summary -----------------------------------------------------------------
 
     async def _send_summary(self, summary: Summary) -> None:
-        assert self._slots is not None
         window = self._config().notifications.rate_window
         message = render_held_back(summary.count, window, summary.incident_ids)
-        async with self._slots:
-            delivery = await self._deliver(summary.url, message)
+        delivery = await self._deliver(summary.url, message)
         now = self._clock.now()
         event = summary_event(summary, delivery, now)
 

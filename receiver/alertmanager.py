@@ -15,6 +15,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import orjson
+
 from receiver.errors import PayloadError
 from receiver.model import Alert, AlertStatus
 
@@ -42,18 +44,27 @@ class WebhookMessage:
 def parse_webhook(body: bytes) -> WebhookMessage:
     """Bytes of a webhook request -> a message, or PayloadError naming the offending field."""
     try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson is the fast path; the standard parser gives the error people can act on,
+        # and takes what orjson refuses but we can name a field for (an unpaired surrogate).
+        data = _parse_slowly(body)
+    if not isinstance(data, dict):
+        raise PayloadError("body", "must be a JSON object")
+    return _message(data)
+
+
+def _parse_slowly(body: bytes) -> Any:
+    try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError("body", f"not valid UTF-8 at byte {exc.start}") from None
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except RecursionError:
         raise PayloadError("body", "JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise PayloadError("body", f"invalid JSON: {exc.msg} at line {exc.lineno}") from None
-    if not isinstance(data, dict):
-        raise PayloadError("body", "must be a JSON object")
-    return _message(data)
 
 
 def _message(data: dict[str, Any]) -> WebhookMessage:

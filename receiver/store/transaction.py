@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -12,7 +11,14 @@ from typing import Any
 from receiver.errors import NotFound
 from receiver.grouping import KnownAlert, OpenGroup
 from receiver.model import Alert, AlertStatus, Incident, IncidentState, TimelineEvent
-from receiver.store.codec import INCIDENT_COLUMNS, dumps, from_us, incident_from_row, to_us
+from receiver.store.codec import (
+    INCIDENT_COLUMNS,
+    dumps,
+    from_us,
+    incident_from_row,
+    loads,
+    to_us,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,7 +186,7 @@ class Transaction:
         rows = await self._all("SELECT escalation FROM incidents WHERE id = ?", (incident_id,))
         if not rows or rows[0][0] is None:
             return None
-        state: dict[str, Any] = json.loads(rows[0][0])
+        state: dict[str, Any] = loads(rows[0][0])
         return state
 
     async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
@@ -297,7 +303,7 @@ class Transaction:
             (to_us(now), limit),
         )
         return [
-            OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), json.loads(r[3]), int(r[4]),
+            OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), loads(r[3]), int(r[4]),
                       from_us(r[5]))
             for r in rows
         ]

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from receiver.model import Alert, AlertStatus, EventKind, TimelineEvent
-from receiver.routing import Match, Route, route
+from receiver.routing import Match, Route, route_all
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,8 +158,9 @@ class RoutedGroup:
 def partition(root: Route, alerts: Sequence[Alert]) -> dict[str, RoutedGroup]:
     """Route every alert and collect them by group key; `continue` routes add more groups."""
     groups: dict[str, RoutedGroup] = {}
-    for alert in alerts:
-        for match in route(root, alert.labels):
+    routed = route_all(root, [alert.labels for alert in alerts])
+    for alert, matches in zip(alerts, routed, strict=True):
+        for match in matches:
             group = groups.setdefault(match.group_key, RoutedGroup(match))
             group.alerts.append(alert)
             group.severities.append(match.severity)

@@ -64,6 +64,9 @@ class Route:
     group_by_all: bool
     continue_: bool
     routes: tuple[Route, ...] = ()
+    # The labels that decide where an alert lands at or below this route and what it gets
+    # there; None when some route groups by every label ('...').
+    decides_on: tuple[str, ...] | None = ()
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -123,6 +126,23 @@ def route(root: Route, labels: Mapping[str, str]) -> list[Match]:
     return [_match(r, labels) for r in _dispatch(root, labels)]
 
 
+def route_all(root: Route, label_sets: Sequence[Mapping[str, str]]) -> list[list[Match]]:
+    """`route` for each label set. The alerts of one webhook mostly differ only in labels the
+    tree never looks at (instance, pod), so those that agree on the rest share one answer."""
+    if root.decides_on is None:
+        return [route(root, labels) for labels in label_sets]
+    names = root.decides_on
+    seen: dict[tuple[str | None, ...], list[Match]] = {}
+    found = []
+    for labels in label_sets:
+        key = tuple([labels.get(name) for name in names])
+        matches = seen.get(key)
+        if matches is None:
+            matches = seen[key] = route(root, labels)
+        found.append(matches)
+    return found
+
+
 def describe(matches: Sequence[Match]) -> str:
     """One line per match, like `amtool config routes test`."""
     return "\n".join(_describe(m) for m in matches)
@@ -151,7 +171,21 @@ def _resolve(spec: RouteSpec, parent: _Settings, route_id: str) -> Route:
         group_by_all=own.group_by_all,
         continue_=spec.continue_,
         routes=children,
+        decides_on=_decides_on(spec.matchers, own, children),
     )
+
+
+def _decides_on(
+    matchers: Sequence[Matcher], own: _Settings, children: Sequence[Route]
+) -> tuple[str, ...] | None:
+    if own.group_by_all or any(child.decides_on is None for child in children):
+        return None
+    names = {m.name for m in matchers} | set(own.group_by)
+    if own.severity_rule is not None:
+        names.add(own.severity_rule.label)
+    for child in children:
+        names.update(child.decides_on or ())
+    return tuple(sorted(names))
 
 
 def _inherit(spec: RouteSpec, parent: _Settings, route_id: str) -> _Settings:

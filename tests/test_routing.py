@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from receiver.matchers import Matcher, parse_matcher
-from receiver.routing import Match, Route, RouteSpec, SeverityRule, build, describe, route
+from receiver.routing import (
+    Match,
+    Route,
+    RouteSpec,
+    SeverityRule,
+    build,
+    describe,
+    route,
+    route_all,
+)
 
 
 def _m(*texts: str) -> tuple[Matcher, ...]:
@@ -295,3 +307,40 @@ def test_describe_group_by_all(tree: Route) -> None:
         f"route {PAY_STAGING}: team=payments severity=SEV4 policy=quiet group_by=[...]"
         ' group={env="staging",team="payments"}'
     )
+
+
+# TREE without its group_by: ['...'] route, so that route_all may share answers.
+NAMED_TREE = replace(
+    TREE, routes=(replace(TREE.routes[0], routes=TREE.routes[0].routes[:1]), *TREE.routes[1:])
+)
+LABEL_NAMES = ["team", "alertname", "env", "namespace", "db", "cluster", "severity",
+               "priority", "instance", "pod"]
+LABEL_VALUES = ["", "payments", "PaymentApiDown", "Watchdog", "prod", "staging", "kube-system",
+                "monitoring", "orders", "critical", "warning", "p1", "eu1", "a"]
+label_sets = st.lists(
+    st.dictionaries(st.sampled_from(LABEL_NAMES), st.sampled_from(LABEL_VALUES), max_size=6),
+    max_size=12,
+)
+
+
+def test_decides_on_names_every_label_the_tree_reads() -> None:
+    assert build(TREE).decides_on is None  # a group_by ['...'] route reads every label
+    assert build(NAMED_TREE).decides_on == (
+        "alertname", "cluster", "db", "env", "namespace", "priority", "severity", "team"
+    )
+
+
+@given(label_sets)
+def test_route_all_answers_as_route_does(sets: list[dict[str, str]]) -> None:
+    for spec in (TREE, NAMED_TREE):
+        root = build(spec)
+        assert route_all(root, sets) == [route(root, labels) for labels in sets]
+
+
+def test_route_all_shares_one_answer_across_labels_the_tree_ignores() -> None:
+    root = build(NAMED_TREE)
+    pods = [{"alertname": "X", "cluster": "eu1", "pod": str(i)} for i in range(3)]
+    first, *rest = route_all(root, [*pods, {"alertname": "X", "cluster": "eu2"}])
+    assert rest[0] is first
+    assert rest[1] is first
+    assert rest[2] != first

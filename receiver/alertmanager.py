@@ -12,6 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -45,13 +46,15 @@ def parse_webhook(body: bytes) -> WebhookMessage:
     """Bytes of a webhook request -> a message, or PayloadError naming the offending field."""
     try:
         data = orjson.loads(body)
+        checked = True  # orjson refuses invalid UTF-8 and unpaired surrogates
     except orjson.JSONDecodeError:
         # orjson is the fast path; the standard parser gives the error people can act on,
         # and takes what orjson refuses but we can name a field for (an unpaired surrogate).
         data = _parse_slowly(body)
+        checked = False
     if not isinstance(data, dict):
         raise PayloadError("body", "must be a JSON object")
-    return _message(data)
+    return _Reader(strings_checked=checked).message(data)
 
 
 def _parse_slowly(body: bytes) -> Any:
@@ -67,90 +70,108 @@ def _parse_slowly(body: bytes) -> Any:
         raise PayloadError("body", f"invalid JSON: {exc.msg} at line {exc.lineno}") from None
 
 
-def _message(data: dict[str, Any]) -> WebhookMessage:
-    version = data.get("version", SUPPORTED_VERSION)
-    if version != SUPPORTED_VERSION:
-        raise PayloadError("version", f"unsupported webhook version {version!r}, expected '4'")
-    raw_alerts = data.get("alerts")
-    if not isinstance(raw_alerts, list):
-        raise PayloadError("alerts", "required, must be a list")
-    truncated = data.get("truncatedAlerts", 0)
-    if (
-        not isinstance(truncated, int)
-        or isinstance(truncated, bool)
-        or not 0 <= truncated <= _MAX_INTEGER
-    ):
-        raise PayloadError("truncatedAlerts", "must be a whole number from 0 to 2^63-1")
-    return WebhookMessage(
-        alerts=tuple(_alert(raw, f"alerts[{i}]") for i, raw in enumerate(raw_alerts)),
-        receiver=_optional_str(data, "receiver", "receiver"),
-        status=_optional_str(data, "status", "status"),
-        group_key=_optional_str(data, "groupKey", "groupKey"),
-        group_labels=_labels(data.get("groupLabels", {}), "groupLabels"),
-        external_url=_optional_str(data, "externalURL", "externalURL"),
-        truncated_alerts=truncated,
-    )
+_STATUSES = {status.value: status for status in AlertStatus}
 
 
-def _alert(raw: Any, at: str) -> Alert:
-    if not isinstance(raw, dict):
-        raise PayloadError(at, "must be an object")
-    try:
-        status = AlertStatus(str(raw.get("status")))
-    except ValueError:
-        raise PayloadError(f"{at}.status", "must be 'firing' or 'resolved'") from None
-    labels = _labels(raw.get("labels"), f"{at}.labels")
-    if not labels:
-        raise PayloadError(f"{at}.labels", "an alert needs at least one label")
-    starts_at = _time(raw.get("startsAt"), f"{at}.startsAt")
-    if starts_at is None:
-        raise PayloadError(f"{at}.startsAt", "required for every alert")
-    ends_at = _time(raw.get("endsAt"), f"{at}.endsAt")
-    fingerprint = raw.get("fingerprint") or fingerprint_of(labels)
-    if not isinstance(fingerprint, str) or len(fingerprint) > 64:
-        raise PayloadError(f"{at}.fingerprint", "must be a string of at most 64 characters")
-    _unicode(fingerprint, f"{at}.fingerprint")
-    return Alert(
-        fingerprint=fingerprint,
-        status=status,
-        labels=labels,
-        annotations=_labels(raw.get("annotations", {}), f"{at}.annotations"),
-        starts_at=starts_at,
-        ends_at=ends_at if status is AlertStatus.RESOLVED else None,
-        generator_url=_optional_str(raw, "generatorURL", f"{at}.generatorURL"),
-    )
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    """Reads a parsed document into a message. `strings_checked`: the parser already refused
+    any string UTF-8 cannot hold, so the per-string check can be skipped."""
 
+    strings_checked: bool
 
-def _labels(raw: Any, at: str) -> dict[str, str]:
-    if raw is None:
-        raise PayloadError(at, "required, must be an object of strings")
-    if not isinstance(raw, dict):
-        raise PayloadError(at, "must be an object of strings")
-    for name, value in raw.items():
+    def message(self, data: dict[str, Any]) -> WebhookMessage:
+        version = data.get("version", SUPPORTED_VERSION)
+        if version != SUPPORTED_VERSION:
+            raise PayloadError(
+                "version", f"unsupported webhook version {version!r}, expected '4'"
+            )
+        raw_alerts = data.get("alerts")
+        if not isinstance(raw_alerts, list):
+            raise PayloadError("alerts", "required, must be a list")
+        truncated = data.get("truncatedAlerts", 0)
+        if (
+            not isinstance(truncated, int)
+            or isinstance(truncated, bool)
+            or not 0 <= truncated <= _MAX_INTEGER
+        ):
+            raise PayloadError("truncatedAlerts", "must be a whole number from 0 to 2^63-1")
+        return WebhookMessage(
+            alerts=tuple([self.alert(raw, i) for i, raw in enumerate(raw_alerts)]),
+            receiver=self.optional_str(data, "receiver", "receiver"),
+            status=self.optional_str(data, "status", "status"),
+            group_key=self.optional_str(data, "groupKey", "groupKey"),
+            group_labels=self.labels(data.get("groupLabels", {}), "groupLabels"),
+            external_url=self.optional_str(data, "externalURL", "externalURL"),
+            truncated_alerts=truncated,
+        )
+
+    def alert(self, raw: Any, index: int) -> Alert:
+        at = f"alerts[{index}]"
+        if not isinstance(raw, dict):
+            raise PayloadError(at, "must be an object")
+        status_text = raw.get("status")
+        status = _STATUSES.get(status_text) if isinstance(status_text, str) else None
+        if status is None:
+            raise PayloadError(f"{at}.status", "must be 'firing' or 'resolved'")
+        labels = self.labels(raw.get("labels"), f"{at}.labels")
+        if not labels:
+            raise PayloadError(f"{at}.labels", "an alert needs at least one label")
+        starts_at = _time(raw.get("startsAt"), f"{at}.startsAt")
+        if starts_at is None:
+            raise PayloadError(f"{at}.startsAt", "required for every alert")
+        ends_at = _time(raw.get("endsAt"), f"{at}.endsAt")
+        fingerprint = raw.get("fingerprint") or fingerprint_of(labels)
+        if not isinstance(fingerprint, str) or len(fingerprint) > 64:
+            raise PayloadError(f"{at}.fingerprint", "must be a string of at most 64 characters")
+        self.unicode(fingerprint, f"{at}.fingerprint")
+        return Alert(
+            fingerprint=fingerprint,
+            status=status,
+            labels=labels,
+            annotations=self.labels(raw.get("annotations", {}), f"{at}.annotations"),
+            starts_at=starts_at,
+            ends_at=ends_at if status is AlertStatus.RESOLVED else None,
+            generator_url=self.optional_str(raw, "generatorURL", f"{at}.generatorURL"),
+        )
+
+    def labels(self, raw: Any, at: str) -> dict[str, str]:
+        if raw is None:
+            raise PayloadError(at, "required, must be an object of strings")
+        if not isinstance(raw, dict):
+            raise PayloadError(at, "must be an object of strings")
+        # One pass in C over the value types; the walk that names a culprit only when needed.
+        if not self.strings_checked or not _STRINGS_ONLY.issuperset(map(type, raw.values())):
+            for name, value in raw.items():
+                if not isinstance(value, str):
+                    raise PayloadError(f"{at}.{name}", "must be a string")
+                self.unicode(name, at, "a name ")
+                self.unicode(value, f"{at}.{name}")
+        return raw  # the parser's own fresh dict: nobody else holds it
+
+    def unicode(self, text: str, at: str, what: str = "") -> str:
+        """`text`, if UTF-8 can hold it. JSON can spell an unpaired surrogate (\\ud800); UTF-8,
+        and so SQLite, cannot, and the write would fail after the request was taken."""
+        if self.strings_checked:
+            return text
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PayloadError(
+                at, f"{what}contains an unpaired surrogate (\\ud800-\\udfff)"
+            ) from None
+        return text
+
+    def optional_str(self, raw: Mapping[str, Any], key: str, at: str) -> str:
+        value = raw.get(key, "")
+        if value is None:
+            return ""
         if not isinstance(value, str):
-            raise PayloadError(f"{at}.{name}", "must be a string")
-        _unicode(name, at, "a name ")
-        _unicode(value, f"{at}.{name}")
-    return dict(raw)
+            raise PayloadError(at, "must be a string")
+        return self.unicode(value, at)
 
 
-def _unicode(text: str, at: str, what: str = "") -> str:
-    """`text`, if UTF-8 can hold it. JSON can spell an unpaired surrogate (\\ud800); UTF-8,
-    and so SQLite, cannot, and the write would fail after the request was taken."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise PayloadError(at, f"{what}contains an unpaired surrogate (\\ud800-\\udfff)") from None
-    return text
-
-
-def _optional_str(raw: Mapping[str, Any], key: str, at: str) -> str:
-    value = raw.get(key, "")
-    if value is None:
-        return ""
-    if not isinstance(value, str):
-        raise PayloadError(at, "must be a string")
-    return _unicode(value, at)
+_STRINGS_ONLY = frozenset({str})
 
 
 def _time(raw: Any, at: str) -> datetime | None:
@@ -160,17 +181,30 @@ def _time(raw: Any, at: str) -> datetime | None:
     if not isinstance(raw, str) or "T" not in raw:
         raise PayloadError(at, "must be an RFC 3339 timestamp")
     try:
-        value = datetime.fromisoformat(raw)
+        return _instant(raw)
+    except _BadTime as exc:
+        raise PayloadError(at, str(exc)) from None
+
+
+class _BadTime(ValueError):
+    pass
+
+
+@lru_cache(maxsize=4096)
+def _instant(text: str) -> datetime | None:
+    """Cached: Alertmanager resends the same startsAt with every group_interval."""
+    try:
+        value = datetime.fromisoformat(text)
     except ValueError:
-        raise PayloadError(at, f"not an RFC 3339 timestamp: {raw[:40]!r}") from None
+        raise _BadTime(f"not an RFC 3339 timestamp: {text[:40]!r}") from None
     if value.tzinfo is None:
-        raise PayloadError(at, "needs a time zone (Z or an offset)")
+        raise _BadTime("needs a time zone (Z or an offset)")
     if value.year == _ZERO_YEAR:
         return None
     try:
         return value.astimezone(UTC)
     except OverflowError:  # 9999-12-31T23:00:00-14:00 is in the year 10000 in UTC
-        raise PayloadError(at, "outside the years 1 to 9999 once in UTC") from None
+        raise _BadTime("outside the years 1 to 9999 once in UTC") from None
 
 
 def fingerprint_of(labels: Mapping[str, str]) -> str:

@@ -80,7 +80,7 @@ class TimelineEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Incident:
     """A group of alerts that share a route and its group_by label values, and its response."""
 

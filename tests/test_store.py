@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -123,3 +124,38 @@ async def test_write_after_close_is_refused(tmp_path: Path) -> None:
     await store.close()
     with pytest.raises(StoreUnavailable):
         await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+
+
+async def test_incidents_a_batch_remembers_are_what_the_store_holds(store: SqliteStore) -> None:
+    """Transaction.incident answers from what this batch wrote; it must equal a fresh read."""
+    later = NOW + timedelta(minutes=3)
+
+    async def job(tx: Transaction) -> tuple[object, object, object]:
+        incident_id = await tx.insert_incident(new_incident(), None)
+        inserted = await tx.incident(incident_id)
+        await tx.update_incident(incident_id, later, state=IncidentState.ACKNOWLEDGED,
+                                 acknowledged_at=later, acknowledged_by="ana",
+                                 truncated_alerts=4)
+        return incident_id, inserted, await tx.incident(incident_id)
+
+    incident_id, inserted, updated = await store.write(job)
+    assert updated == await store.incident(incident_id)
+    assert inserted == replace(updated, state=IncidentState.TRIGGERED, updated_at=NOW,
+                               acknowledged_at=None, acknowledged_by=None, truncated_alerts=0)
+
+
+async def test_a_failed_job_leaves_no_remembered_incident(store: SqliteStore) -> None:
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+
+    async def failing(tx: Transaction) -> None:
+        await tx.incident(incident_id)
+        await tx.update_incident(incident_id, NOW, state=IncidentState.RESOLVED)
+        raise RuntimeError("the job fails after its update")
+
+    async def reader(tx: Transaction) -> IncidentState:
+        return (await tx.incident(incident_id)).state
+
+    results = await asyncio.gather(store.write(failing), store.write(reader),
+                                   return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] is IncidentState.TRIGGERED

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -60,6 +60,9 @@ class Transaction:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._after_commit: list[Callable[[], None]] = []
+        # Incidents as this batch last wrote or read them: a webhook reads its incident again
+        # after each step of its change, and only this connection writes.
+        self._incidents: dict[int, Incident] = {}
 
     # -- bookkeeping for the writer -------------------------------------------------------
 
@@ -71,7 +74,9 @@ class Transaction:
         return len(self._after_commit)
 
     def rewind(self, mark: int) -> None:
+        """A job failed and its writes were rolled back: forget what it did."""
         del self._after_commit[mark:]
+        self._incidents.clear()
 
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []
@@ -135,15 +140,27 @@ class Transaction:
             ),
         )
         assert cur.lastrowid is not None
-        return int(cur.lastrowid)
+        incident_id = int(cur.lastrowid)
+        self._incidents[incident_id] = Incident(
+            id=incident_id, group_key=new.group_key, route_id=new.route_id, team=new.team,
+            severity=new.severity, policy=new.policy, group_labels=dict(new.group_labels),
+            state=IncidentState.TRIGGERED, opened_at=new.opened_at, updated_at=new.opened_at,
+            previous_id=previous_id, truncated_alerts=new.truncated_alerts,
+            external_url=new.external_url, summary=new.summary,
+        )
+        return incident_id
 
     async def incident(self, incident_id: int) -> Incident:
+        known = self._incidents.get(incident_id)
+        if known is not None:
+            return known
         rows = await self._all(
             f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
         )
         if not rows:
             raise NotFound(f"incident {incident_id} does not exist")
-        return incident_from_row(tuple(rows[0]))
+        found = self._incidents[incident_id] = incident_from_row(tuple(rows[0]))
+        return found
 
     async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
         self._conn.executemany(
@@ -170,6 +187,9 @@ class Transaction:
         self._conn.execute(
             f"UPDATE incidents SET {assignments} WHERE id = ?", (*values.values(), incident_id)
         )
+        known = self._incidents.get(incident_id)
+        if known is not None:
+            self._incidents[incident_id] = replace(known, updated_at=now, **fields)
 
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
         rows = [(incident_id, to_us(e.at), e.kind.value, e.actor, dumps(e.detail)) for e in events]

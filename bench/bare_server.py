@@ -1,5 +1,5 @@
 """The benchmark's yardstick: an aiohttp handler that only parses the JSON body and answers 200.
-It parses with orjson, as ackd does, so the ratio counts only what ackd adds.
+It parses with msgspec, as ackd does, so the ratio counts only what ackd adds.
 
 Run as its own process (like ackd) so the load generator never shares its event loop. The same
 script serves as the local sink of ackd's json:// contacts during the benchmark, so no
@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import sys
 
-import orjson
+import msgspec
 from aiohttp import web
 
 
 async def parse_only(request: web.Request) -> web.Response:
     body = await request.read()
-    data = orjson.loads(body)
+    data = msgspec.json.decode(body)
     alerts = len(data.get("alerts", ())) if isinstance(data, dict) else 0
     return web.json_response({"status": "accepted", "alerts": alerts})
 

@@ -21,7 +21,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any, Protocol
 
-import orjson
+import msgspec
 
 from receiver.errors import InvalidTransition
 from receiver.model import EventKind, Incident, IncidentState, Severity, TimelineEvent
@@ -685,12 +685,12 @@ def _policy_to_dict(policy: Policy) -> dict[str, Any]:
 def _policy_from_dict(data: Mapping[str, Any]) -> Policy:
     # Every incident carries its policy snapshot, and every fire or change decodes it: the
     # same few policies over and over, so they are built once per distinct text.
-    return _policy_from_text(orjson.dumps(data, option=orjson.OPT_SORT_KEYS))
+    return _policy_from_text(msgspec.json.encode(data, order="sorted"))
 
 
 @lru_cache(maxsize=256)
 def _policy_from_text(text: bytes) -> Policy:
-    data = orjson.loads(text)
+    data = msgspec.json.decode(text)
     reack = data["reack_after"]
     return Policy(
         name=str(data["name"]),

@@ -30,8 +30,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver import config as config_module
-from receiver.alertmanager import build_webhook, fingerprint_of, parse_webhook
+from receiver.alertmanager import (
+    _DECODER,
+    _message_of,
+    _parse_carefully,
+    build_webhook,
+    fingerprint_of,
+    parse_webhook,
+)
 from receiver.app import Daemon
+from receiver.errors import PayloadError
 from receiver.http.auth import FailureThrottle
 from receiver.model import Alert, AlertStatus
 from receiver.notify import RecordingNotifier
@@ -266,6 +274,30 @@ def test_generated_payloads_get_200_or_a_named_4xx_and_accepted_alerts_stay(
     assert accepted  # and firing alerts got in, so the last check means something
     assert_alive(ackd)
     assert accepted <= stored_fingerprints(ackd.port)
+
+
+def outcome(parse: Callable[[bytes], Any], body: bytes) -> Any:
+    try:
+        return parse(body)
+    except PayloadError as exc:
+        return ("refused", exc.field, exc.message)
+
+
+@settings(max_examples=1000, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=PAYLOADS)
+def test_the_fast_parse_decides_as_the_careful_one(body: bytes) -> None:
+    """parse_webhook takes msgspec's typed decoder first; whatever it accepts must come out
+    exactly as the careful parser reads it, and whatever it refuses, the careful one decides."""
+    assert outcome(parse_webhook, body) == outcome(_parse_carefully, body)
+
+
+def test_a_webhook_as_alertmanager_sends_it_takes_the_fast_path() -> None:
+    labels = {"alertname": "X", "instance": "a:9100"}
+    body = build_webhook([Alert(fingerprint_of(labels), AlertStatus.FIRING, labels,
+                                {"summary": "s"}, START, None, "http://prom")])
+    message = _message_of(_DECODER.decode(encode(body)))
+    assert message == _parse_carefully(encode(body))
 
 
 # -- named hostile cases --------------------------------------------------------------------------

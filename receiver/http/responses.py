@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-import orjson
+import msgspec
 from aiohttp import web
 
 from receiver.model import Alert, Incident, TimelineEvent
@@ -44,14 +44,17 @@ def _json(body: Any, status: int, headers: Mapping[str, str] | None = None) -> w
 
 
 def dumps(value: Any) -> bytes:
-    """orjson writes datetimes (as ...Z), enums and dataclasses itself."""
-    return orjson.dumps(value, default=_default, option=orjson.OPT_UTC_Z)
+    """msgspec writes datetimes (UTC as ...Z), enums and dataclasses itself."""
+    return _ENCODER.encode(value)
 
 
 def _default(value: Any) -> Any:
     if isinstance(value, Mapping):
         return dict(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_default)
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
+import msgspec
 
 from receiver.model import Alert, AlertStatus, EventKind, Incident, IncidentState, TimelineEvent
 
@@ -36,19 +36,22 @@ def opt_from_us(us: int | None) -> datetime | None:
 
 
 def dumps(value: Mapping[str, Any]) -> str:
-    """JSON text for a column. orjson, because the store encodes a dozen small objects per
-    webhook; sorted keys, so equal values are equal text."""
-    return orjson.dumps(value, default=_plain, option=orjson.OPT_SORT_KEYS).decode()
+    """JSON text for a column, with sorted keys so equal values are equal text."""
+    return _ENCODER.encode(value).decode()
 
 
 def loads(text: str | bytes) -> Any:
-    return orjson.loads(text)
+    return msgspec.json.decode(text)
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):  # e.g. a read-only MappingProxyType
         return dict(value)
     raise TypeError(f"cannot store {type(value).__name__} as JSON")
+
+
+# msgspec, because the store encodes a dozen small objects per webhook.
+_ENCODER = msgspec.json.Encoder(order="sorted", enc_hook=_plain)
 
 
 def incident_from_row(row: tuple[Any, ...]) -> Incident:

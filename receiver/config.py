@@ -78,6 +78,10 @@ class Config:
     teams: Mapping[str, Team]
     policies: Mapping[str, Policy]
     route: Route
+    # Policies bound to a team, made on first use: every new incident asks for one.
+    _bound: dict[tuple[str, str], Policy] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def db_path(self) -> Path:
@@ -91,7 +95,11 @@ class Config:
 
     def policy_for(self, name: str, team: str) -> Policy:
         """The policy with the team's own on-call schedule and lead filled in."""
-        return configbuild.bind_policy(self.policies[name], self.teams[team])
+        bound = self._bound.get((name, team))
+        if bound is None:
+            bound = configbuild.bind_policy(self.policies[name], self.teams[team])
+            self._bound[(name, team)] = bound
+        return bound
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)

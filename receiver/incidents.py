@@ -20,7 +20,7 @@ from receiver.clock import Clock
 from receiver.config import Config
 from receiver.grouping import AlertOutcome, GroupChange, RoutedGroup
 from receiver.metrics import Metrics
-from receiver.model import Alert, EventKind, Incident, IncidentState, TimelineEvent
+from receiver.model import Alert, AlertStatus, EventKind, Incident, IncidentState, TimelineEvent
 from receiver.store import NewIncident, SqliteStore, Transaction
 
 log = logging.getLogger(__name__)
@@ -192,8 +192,11 @@ class Incidents:
     def _observe(self, message: WebhookMessage, result: IngestResult, config: Config) -> None:
         m = self._metrics
         # One increment per status, not per alert: label lookups are the expensive part.
-        for status, count in Counter(a.status.value for a in message.alerts).items():
-            m.alerts_received.labels(status).inc(count)
+        firing = sum(1 for a in message.alerts if a.status is AlertStatus.FIRING)
+        for status, count in ((AlertStatus.FIRING, firing),
+                              (AlertStatus.RESOLVED, len(message.alerts) - firing)):
+            if count:
+                m.alerts_received.labels(status.value).inc(count)
         for outcome, count in result.outcomes.items():
             m.alerts_processed.labels(outcome.value).inc(count)
         m.duplicates.inc(result.outcomes.get(AlertOutcome.DUPLICATE, 0))

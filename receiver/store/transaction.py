@@ -254,12 +254,14 @@ class Transaction:
         return ArmedDeadline(int(row[0]), int(row[1]), from_us(row[2]), row[3], row[4])
 
     async def round_robin(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
-        cursors: dict[tuple[str, int], int] = {}
-        for policy, step in keys:
+        cursors = dict.fromkeys(keys, 0)
+        for policy in {policy for policy, _ in cursors}:
             rows = await self._all(
-                "SELECT cursor FROM round_robin WHERE policy = ? AND step = ?", (policy, step)
+                "SELECT step, cursor FROM round_robin WHERE policy = ?", (policy,)
             )
-            cursors[(policy, step)] = int(rows[0][0]) if rows else 0
+            for step, cursor in rows:
+                if (policy, step) in cursors:
+                    cursors[(policy, step)] = int(cursor)
         return cursors
 
     async def advance_round_robin(self, keys: Iterable[tuple[str, int]]) -> None:

@@ -103,7 +103,7 @@ class Transaction:
                 continue
             known = current.get(fingerprint)
             if known is None or to_us(known.starts_at) < starts_at:
-                current[fingerprint] = KnownAlert(from_us(starts_at), AlertStatus(status))
+                current[fingerprint] = KnownAlert(from_us(starts_at), _STATUSES[status])
         return OpenGroup(int(rows[0][0]), current)
 
     async def known_episodes(
@@ -338,6 +338,9 @@ class Transaction:
             "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
             (attempts, to_us(next_at), outbox_id),
         )
+
+
+_STATUSES = {status.value: status for status in AlertStatus}
 
 
 def _column_value(value: Any) -> Any:

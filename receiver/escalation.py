@@ -217,8 +217,8 @@ def start(
 ) -> Plan:
     """A new incident: arm its first step, or wait for working hours if it is low urgency.
 
-    Start never pages by itself: even a step due at once is armed, so the page leaves through
-    the timer loop after the incident's own transaction committed.
+    Start never pages by itself: even a step due at once is armed. The responder fires such a
+    step inside the incident's own transaction, the timer loop any other.
     """
     _check_now(now)
     state = EscalationState(policy, EscalationStatus.ACTIVE)

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from receiver import escalation
@@ -31,6 +32,9 @@ from receiver.store import ArmedDeadline, SqliteStore, Transaction
 log = logging.getLogger(__name__)
 
 ACTIONS = ("ack", "resolve", "snooze", "unack")
+# Steps due at once that fire inside one transaction before the timer loop takes over: enough
+# for any real policy, and a bound on one transaction when nobody can be reached.
+AT_ONCE_LIMIT = 32
 PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
 
 
@@ -128,36 +132,43 @@ class Responder:
 
     async def fire(self, deadline_ids: list[int]) -> None:
         """Fire due deadlines: each is taken out of the store with its effects, or not at all."""
-        observed: list[Observed] = []
 
         async def job(tx: Transaction) -> None:
             for deadline_id in deadline_ids:
-                result = await self._fire_one(tx, deadline_id)
-                if result is not None:
-                    observed.append(result)
+                await self._fire_one(tx, deadline_id)
 
         await self._store.write(job)
-        for item in observed:
-            self._observe(item)
 
-    async def _fire_one(self, tx: Transaction, deadline_id: int) -> Observed | None:
+    async def _fire_one(self, tx: Transaction, deadline_id: int) -> None:
         now = self._clock.now()  # one instant: the deadline is taken, decided and applied at it
         row = await tx.take_deadline(deadline_id, now)
         if row is None:
-            return None  # cancelled (acknowledged, resolved) or fired already
+            return  # cancelled (acknowledged, resolved) or fired already
         incident = await tx.incident(row.incident_id)
         state = await self._state(tx, incident)
-        if state is None:
-            return None
+        if state is not None:
+            deadline = Deadline(row.due, DeadlineKind(row.kind), row.key)
+            plan = await self._plan_deadline(tx, incident, state, deadline, now)
+            await self._apply(tx, incident, plan, now)
+
+    async def _plan_deadline(
+        self,
+        tx: Transaction,
+        incident: Incident,
+        state: escalation.EscalationState,
+        deadline: Deadline,
+        now: datetime,
+    ) -> Plan:
         config = self._config()
-        deadline = Deadline(row.due, DeadlineKind(row.kind), row.key)
-        keys = [(state.policy.name, i) for i in range(len(state.policy.steps))]
-        cursors = await tx.round_robin(keys)
-        plan = escalation.on_deadline(
+        policy = state.policy
+        # Only round-robin steps read their cursor.
+        keys = [(policy.name, i) for i, step in enumerate(policy.steps)
+                if step.mode is escalation.StepMode.ROUND_ROBIN]
+        cursors = await tx.round_robin(keys) if keys else {}
+        return escalation.on_deadline(
             state, incident, config.severity(incident.severity), deadline,
             Directory(config), cursors, now,
         )
-        return await self._apply(tx, incident, plan, now)
 
     async def delivery_failed(self, incident_id: int, payload: dict[str, Any]) -> None:
         """A page finally failed. If nothing of that step reached the person (every channel
@@ -195,8 +206,6 @@ class Responder:
         """Acknowledge, resolve, snooze or un-acknowledge; raises InvalidTransition."""
         if action not in ACTIONS:
             raise InvalidTransition(f"unknown action {action!r}")
-        observed: list[Observed] = []
-
         async def job(tx: Transaction) -> Incident:
             incident = await tx.incident(incident_id)
             now = self._clock.now()
@@ -204,17 +213,14 @@ class Responder:
             if state is None:
                 raise InvalidTransition(f"incident {incident_id} has no escalation to act on")
             plan = self._decide(action, state, incident, actor, until, now)
-            observed.append(await self._apply(tx, incident, plan, now))
+            await self._apply(tx, incident, plan, now)
             if action == "resolve":
                 await self._notify_resolution(tx, incident, actor, now)
             elif action == "ack":
                 await self._notify_paged(tx, incident, "acknowledged", actor, now)
             return await tx.incident(incident_id)
 
-        incident = await self._store.write(job)
-        for item in observed:
-            self._observe(item)
-        return incident
+        return await self._store.write(job)
 
     @staticmethod
     def _decide(
@@ -243,13 +249,33 @@ class Responder:
         raw = await tx.escalation(incident.id)
         return None if raw is None else escalation.state_from_dict(raw)
 
-    async def _apply(
-        self, tx: Transaction, incident: Incident, plan: Plan, now: datetime
-    ) -> Observed:
-        await tx.set_escalation(incident.id, escalation.state_to_dict(plan.state))
+    async def _apply(self, tx: Transaction, incident: Incident, plan: Plan, now: datetime) -> None:
+        """Write the plan; its metrics are observed once the transaction commits.
+
+        A step due at once (the first step of a new incident, the next one after a step that
+        reached nobody) fires right here, in this transaction: what the timer loop would do a
+        moment later, without a durable deadline to write and take. A chain of such steps is
+        cut after AT_ONCE_LIMIT, and the timer loop takes over from there."""
+        for _ in range(AT_ONCE_LIMIT):
+            at_once = _step_due(plan, now)
+            incident = await self._write(tx, incident, plan, now, at_once)
+            if at_once is None:
+                return
+            plan = await self._plan_deadline(tx, incident, plan.state, at_once, now)
+        await self._write(tx, incident, plan, now, None)
+
+    async def _write(
+        self, tx: Transaction, incident: Incident, plan: Plan, now: datetime,
+        at_once: Deadline | None,
+    ) -> Incident:
+        """Write the plan, except the deadline `at_once` and the state it leaves behind (the
+        plan of that deadline comes next and writes its own). The incident as it is now."""
+        if at_once is None:
+            await tx.set_escalation(incident.id, escalation.state_to_dict(plan.state))
         if plan.cancel:
             await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
-        armed = await tx.arm(incident.id, [(d.due, d.kind.value, d.key) for d in plan.arm])
+        later = [(d.due, d.kind.value, d.key) for d in plan.arm if d is not at_once]
+        armed = await tx.arm(incident.id, later)
         if armed:
             tx.after_commit(lambda: self._arm_all(armed))
         acknowledged = resolved = False
@@ -264,7 +290,8 @@ class Responder:
             int(e.detail.get("step", 0)) for e in plan.events if e.kind is EventKind.STEP_FIRED
         )
         fresh = await tx.incident(incident.id)
-        return Observed(fresh, steps, acknowledged, resolved)
+        tx.after_commit(partial(self._observe, Observed(fresh, steps, acknowledged, resolved)))
+        return fresh
 
     def _arm_all(self, armed: Iterable[ArmedDeadline]) -> None:
         for deadline in armed:
@@ -351,6 +378,10 @@ def _default_scheduler(responder: Responder) -> Scheduler:
     return Scheduler(
         responder._clock, responder.fire, responder._metrics.deadline_lateness.observe
     )
+
+
+def _step_due(plan: Plan, now: datetime) -> Deadline | None:
+    return next((d for d in plan.arm if d.kind is DeadlineKind.STEP and d.due <= now), None)
 
 
 def _without_transition(plan: Plan, events: Iterable[TimelineEvent]) -> Plan:

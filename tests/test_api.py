@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import sqlite3
 import sys
 from collections.abc import AsyncIterator
+from contextlib import closing
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -22,8 +24,10 @@ from receiver.alertmanager import build_webhook, fingerprint_of
 from receiver.app import Daemon
 from receiver.clock import FakeClock
 from receiver.config import WebhookAuth
+from receiver.escalation import Policy, Step, Target, TargetKind
 from receiver.model import Alert, AlertStatus
 from receiver.notify import DeliveryStatus, Outcome, RecordingNotifier
+from receiver.responder import AT_ONCE_LIMIT
 from tests.harness import API_TOKEN, ROOT, TOKEN, write_config
 
 LABELS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
@@ -250,6 +254,40 @@ async def test_routes_test_cli() -> None:
     assert "team=payments" in out
     assert "severity=SEV1" in out  # the explicit child severity beats the label map
     assert "policy=standard" in out
+
+
+async def test_the_first_step_pages_in_the_webhook_transaction(api: Api) -> None:
+    """A step due at once fires with the incident's own commit: when the webhook is answered
+    the step is on the timeline, its page in the outbox and its metric counted, and only the
+    next step waits as a durable deadline. Nothing else ran: the fake clock has not moved."""
+    number = await api.fire()
+    timeline = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]
+    fired = [e["detail"] for e in timeline if e["kind"] == "step_fired"]
+    assert [(d["step"], d["recipients"]) for d in fired] == [(0, ["ana"])]
+    with closing(sqlite3.connect(api.daemon.config.db_path)) as db:
+        assert db.execute("SELECT kind, key FROM deadlines").fetchall() == [("step", "0:0:1")]
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    assert 'ackd_escalation_steps_total{policy="standard",step="0",team="payments"} 1.0' in metrics
+    await api.settle()
+    assert api.paged() == ["ana"]
+
+
+async def test_steps_that_reach_nobody_run_on_through_the_timer(api: Api) -> None:
+    """Every step names nobody, 101 cycles at once: one transaction fires AT_ONCE_LIMIT of
+    them, then the timer loop takes over, and the policy still runs to its end exactly."""
+    ghost = Step(timedelta(0), (Target(TargetKind.USER, "ghost"),))
+    policy = Policy("standard", (ghost,), repeat=100, repeat_after=timedelta(minutes=1))
+    api.daemon.config = replace(api.daemon.config, policies={"standard": policy})
+    number = await api.fire()
+    await api.settle()
+    timeline = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]
+    kinds = [e["kind"] for e in timeline]
+    assert kinds.count("step_fired") == 101
+    assert kinds.count("escalation_exhausted") == 1
+    # The chain was cut: the timer loop fired the deadlines left for it, 101 // 33 of them.
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    assert f"ackd_deadline_lateness_seconds_count {101 // (AT_ONCE_LIMIT + 1)}.0" in metrics
+    assert api.paged() == []
 
 
 async def test_every_channel_failing_escalates_at_once(api: Api) -> None:

@@ -7,10 +7,13 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 
 from receiver import config as config_module
@@ -118,7 +121,27 @@ def _serve(args: argparse.Namespace) -> int:
         config = replace(config, listen_host=host, listen_port=port)
     if args.data_dir:
         config = replace(config, data_dir=Path(args.data_dir))
-    return asyncio.run(serve(config, args.config))
+    with _logging_off_the_loop():
+        return asyncio.run(serve(config, args.config))
+
+
+@contextmanager
+def _logging_off_the_loop() -> Iterator[None]:
+    """The daemon's log lines are written by a thread of their own: a slow stderr (a pipe to a
+    busy journald) must not stall the event loop, and with it every webhook."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = QueueListener(records, *handlers, respect_handler_level=True)
+    for handler in handlers:
+        root.removeHandler(handler)
+    root.addHandler(QueueHandler(records))
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()  # writes what is still queued
+        root.handlers[:] = handlers
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -31,7 +31,7 @@ from typing import Any
 from receiver.alertmanager import silence_url
 from receiver.clock import Clock
 from receiver.config import Config
-from receiver.errors import NotFound, StoreUnavailable
+from receiver.errors import StoreUnavailable
 from receiver.links import Links
 from receiver.messages import MessageContext, Templates, render_bundle, render_held_back
 from receiver.metrics import Metrics
@@ -326,13 +326,9 @@ class Dispatcher:
         self._wake.clear()
         self._not_before = {i: t for i, t in self._not_before.items() if t > now}
         limit = BATCH + len(self._in_flight) + len(self._not_before)
-        rows = await self._store.due_outbox(now, limit)
-        ready = [r for r in rows if r.id not in self._in_flight and r.id not in self._not_before]
-        incidents: dict[int, Incident | None] = {}
-        for row in ready:
-            if row.incident_id not in incidents:
-                incidents[row.incident_id] = await self._incident(row.incident_id)
-        due = [(row, incidents[row.incident_id]) for row in ready]
+        rows = await self._store.due_notifications(now, limit)
+        due = [(row, incident) for row, incident in rows
+               if row.id not in self._in_flight and row.id not in self._not_before]
         plan = plan_pass(self._gate(), self._histories, self._holders, due, now)
         if plan.bookkeeping:
             await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
@@ -343,12 +339,6 @@ class Dispatcher:
         for outgoing in plan.sends:
             self._spawn(self._send(outgoing), [row for row, _ in outgoing.items])
         return len(rows) >= limit
-
-    async def _incident(self, incident_id: int) -> Incident | None:
-        try:
-            return await self._store.incident(incident_id)
-        except NotFound:
-            return None
 
     @staticmethod
     async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:

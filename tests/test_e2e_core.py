@@ -119,6 +119,11 @@ async def test_alertmanager_groups_dedups_and_resolves(tmp_path: Path, ackd: Ack
         assert metric(await ackd.metrics(), "ackd_incidents_resolved_total") == 1
     finally:
         am.stop()
+    # Log lines leave through a thread of their own; a graceful stop writes every one.
+    ackd.stop()
+    log = ackd.log()
+    assert "ackd listening on" in log
+    assert f"incident #{payments['id']} opened: SEV1 payments" in log
 
 
 async def _duplicates_at_least(ackd: Ackd, count: int) -> bool:

@@ -304,6 +304,22 @@ class SqliteStore:
         """
         return await self.write(lambda tx: tx.due_outbox(now, limit))
 
+    async def due_notifications(
+        self, now: datetime, limit: int = 100
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """`due_outbox`, each row with its incident (None if it is gone), read in the same
+        writer job: one queue slot and no reader round trip per incident."""
+
+        async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
+            rows = await tx.due_outbox(now, limit)
+            incidents: dict[int, Incident | None] = {}
+            for row in rows:
+                if row.incident_id not in incidents:
+                    incidents[row.incident_id] = await tx.find_incident(row.incident_id)
+            return [(row, incidents[row.incident_id]) for row in rows]
+
+        return await self.write(job)
+
     async def next_outbox_at(self, after: datetime) -> datetime | None:
         """When the earliest notification due later than `after` is due, or None. Rows due by
         `after` are left out: the caller has them in hand (in flight) already."""

@@ -151,6 +151,12 @@ class Transaction:
         return incident_id
 
     async def incident(self, incident_id: int) -> Incident:
+        found = await self.find_incident(incident_id)
+        if found is None:
+            raise NotFound(f"incident {incident_id} does not exist")
+        return found
+
+    async def find_incident(self, incident_id: int) -> Incident | None:
         known = self._incidents.get(incident_id)
         if known is not None:
             return known
@@ -158,7 +164,7 @@ class Transaction:
             f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
         )
         if not rows:
-            raise NotFound(f"incident {incident_id} does not exist")
+            return None
         found = self._incidents[incident_id] = incident_from_row(tuple(rows[0]))
         return found
 

@@ -39,6 +39,8 @@ from receiver.responder import Responder
 from receiver.store import SqliteStore
 
 log = logging.getLogger(__name__)
+
+GC_YOUNG_THRESHOLD = 20_000
 SHUTDOWN_TIMEOUT = 10.0
 # aiohttp's AppRunner keeps a connection that has not sent a whole request for an hour by
 # default; this is web.run_app's default instead. It is also what bounds a client that sends
@@ -143,6 +145,10 @@ class Daemon:
         # Everything built at start lives as long as the daemon: keep it out of the garbage
         # collector's full passes, which otherwise stall every connection at once (~40 ms).
         gc.freeze()
+        # A webhook makes thousands of short-lived objects. Collecting the young generation
+        # every 700 survivors (the default) took 3.7% of the loop's time under the benchmark's
+        # load, re-scanning objects about to be freed anyway; every 20,000, too little to see.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         log.info(
             "ackd listening on %s:%s, store %s",
             self.config.listen_host, self.port, self.config.db_path,

@@ -196,13 +196,13 @@ class Incidents:
         for status, count in ((AlertStatus.FIRING, firing),
                               (AlertStatus.RESOLVED, len(message.alerts) - firing)):
             if count:
-                m.alerts_received.labels(status.value).inc(count)
+                m.child(m.alerts_received, status.value).inc(count)
         for outcome, count in result.outcomes.items():
-            m.alerts_processed.labels(outcome.value).inc(count)
+            m.child(m.alerts_processed, outcome.value).inc(count)
         m.duplicates.inc(result.outcomes.get(AlertOutcome.DUPLICATE, 0))
         m.truncated.inc(message.truncated_alerts)
         for incident in result.opened:
-            m.incidents_opened.labels(incident.team, incident.severity).inc()
+            m.child(m.incidents_opened, incident.team, incident.severity).inc()
             log.info("incident #%d opened: %s %s %s", incident.id, incident.severity,
                      incident.team, incident.summary)
         for incident in result.resolved:
@@ -212,12 +212,12 @@ class Incidents:
 def observe_resolution(m: Metrics, incident: Incident) -> None:
     assert incident.resolved_at is not None
     labels = (incident.team, incident.severity)
-    m.incidents_resolved.labels(*labels).inc()
-    m.time_to_resolve.labels(*labels).observe(
+    m.child(m.incidents_resolved, *labels).inc()
+    m.child(m.time_to_resolve, *labels).observe(
         (incident.resolved_at - incident.opened_at).total_seconds()
     )
     if incident.acknowledged_at is None:
-        m.resolved_unacknowledged.labels(*labels).inc()
+        m.child(m.resolved_unacknowledged, *labels).inc()
 
 
 def _summary(alert: Alert) -> str:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+M = TypeVar("M", bound=MetricWrapperBase)
 
 # From half a minute to a day: MTTA lives in the first decades, MTTR in the later ones.
 RESPONSE_BUCKETS = (
@@ -19,6 +23,7 @@ FAST_BUCKETS = (
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
         self.webhooks = Counter(
             "ackd_webhooks", "Webhook requests by result", ["result"], registry=r
@@ -104,6 +109,15 @@ class Metrics:
         self.notifications_suppressed = Counter(
             "ackd_notifications_suppressed", "Notifications held back", ["reason"], registry=r
         )
+
+    def child(self, metric: M, *values: str) -> M:
+        """`metric.labels(*values)`, looked up once: labels() takes a lock and checks every
+        value on each call, and the webhook path counts several per request."""
+        key = (id(metric), values)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*values)
+        return found  # type: ignore[return-value]
 
     def observe_commit(self, seconds: float, jobs: int) -> None:
         self.store_commit.observe(seconds)

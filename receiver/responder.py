@@ -365,7 +365,7 @@ class Responder:
         incident = item.incident
         m = self._metrics
         for step in item.steps:
-            m.escalation_steps.labels(incident.team, incident.policy, str(step)).inc()
+            m.child(m.escalation_steps, incident.team, incident.policy, str(step)).inc()
         if item.acknowledged and incident.acknowledged_at is not None:
             m.time_to_acknowledge.labels(incident.team, incident.severity).observe(
                 (incident.acknowledged_at - incident.opened_at).total_seconds()

@@ -63,7 +63,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
         s.metrics.webhooks.labels("unavailable").inc()
         s.metrics.store_errors.inc()
         return error(503, f"store unavailable, retry: {exc}")
-    s.metrics.webhooks.labels("accepted").inc()
+    s.metrics.child(s.metrics.webhooks, "accepted").inc()
     return ok(
         {
             "status": "accepted",

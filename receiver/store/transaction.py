@@ -169,6 +169,7 @@ class Transaction:
         return found
 
     async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
+        at = to_us(now)
         self._conn.executemany(
             "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
             " annotations, generator_url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -179,7 +180,7 @@ class Transaction:
                 (
                     incident_id, a.fingerprint, to_us(a.starts_at),
                     None if a.ends_at is None else to_us(a.ends_at), a.status.value,
-                    dumps(a.labels), dumps(a.annotations), a.generator_url, to_us(now),
+                    dumps(a.labels), dumps(a.annotations), a.generator_url, at,
                 )
                 for a in alerts
             ],

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 
+import uvloop
+
 from receiver import config as config_module
 from receiver.client import ApiError, Client
 from receiver.config import Config
@@ -121,8 +123,9 @@ def _serve(args: argparse.Namespace) -> int:
         config = replace(config, listen_host=host, listen_port=port)
     if args.data_dir:
         config = replace(config, data_dir=Path(args.data_dir))
-    with _logging_off_the_loop():
-        return asyncio.run(serve(config, args.config))
+    with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        # uvloop: libuv's event loop and transports in C, the same asyncio API.
+        return runner.run(serve(config, args.config))
 
 
 @contextmanager

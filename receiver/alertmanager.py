@@ -184,8 +184,9 @@ def _message(data: dict[str, Any]) -> WebhookMessage:
 def _alert(raw: Any, at: str) -> Alert:
     if not isinstance(raw, dict):
         raise PayloadError(at, "must be an object")
-    status = raw.get("status")
-    if not isinstance(status, str) or status not in _STATUSES:
+    text = raw.get("status")
+    status = _STATUSES.get(text) if isinstance(text, str) else None
+    if status is None:
         raise PayloadError(f"{at}.status", "must be 'firing' or 'resolved'")
     labels = _labels(raw.get("labels"), f"{at}.labels")
     if not labels:
@@ -200,11 +201,11 @@ def _alert(raw: Any, at: str) -> Alert:
     _unicode(fingerprint, f"{at}.fingerprint")
     return Alert(
         fingerprint=fingerprint,
-        status=_STATUSES[status],
+        status=status,
         labels=labels,
         annotations=_labels(raw.get("annotations", {}), f"{at}.annotations"),
         starts_at=starts_at,
-        ends_at=ends_at if status == AlertStatus.RESOLVED else None,
+        ends_at=ends_at if status is AlertStatus.RESOLVED else None,
         generator_url=_optional_str(raw, "generatorURL", f"{at}.generatorURL"),
     )
 

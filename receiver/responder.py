@@ -206,6 +206,7 @@ class Responder:
         """Acknowledge, resolve, snooze or un-acknowledge; raises InvalidTransition."""
         if action not in ACTIONS:
             raise InvalidTransition(f"unknown action {action!r}")
+
         async def job(tx: Transaction) -> Incident:
             incident = await tx.incident(incident_id)
             now = self._clock.now()

@@ -126,6 +126,7 @@ async def ingest(work: Path, config: Path, args: argparse.Namespace, report: Rep
         ackd.stop()
         bare.stop()
     _ingest_rows(report, _combined(ours), _combined(theirs))
+    _round_ratios(report, ours, theirs)
     _commit_rows(report, data / "ackd.db", _combined(ours))
 
 
@@ -179,6 +180,19 @@ def _ingest_rows(
     mix = ", ".join(f"{k} {v}" for k, v in sorted(a.kinds.items()))
     statuses = ", ".join(f"{code or 'error'}: {v}" for code, v in sorted(a.statuses.items()))
     report.notes.append(f"Request mix (ackd run, measured window): {mix}; statuses: {statuses}.")
+
+
+def _round_ratios(
+    report: Report,
+    ours: Sequence[tuple[LoadResult, float]],
+    theirs: Sequence[tuple[LoadResult, float]],
+) -> None:
+    """Each ackd round against the bare round right after it: how far the machine's drift
+    moves the ratio (it is seen to move by several hundredths between runs)."""
+    ratios = sorted(a.rps / b.rps for (a, _), (b, _) in zip(ours, theirs, strict=True) if b.rps)
+    if ratios:
+        report.add(f"ingest rate ratio per round ({len(ratios)} rounds): min / median / max",
+                   f"{ratios[0]:.2f} / {statistics.median(ratios):.2f} / {ratios[-1]:.2f}")
 
 
 def _commit_rows(report: Report, db: Path, ours: tuple[LoadResult, float]) -> None:
@@ -310,9 +324,9 @@ async def bench(args: argparse.Namespace) -> Report:
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=10.0,
+    parser.add_argument("--duration", type=float, default=8.0,
                         help="seconds of measured load per server and round (after a 2 s warm-up)")
-    parser.add_argument("--rounds", type=int, default=2,
+    parser.add_argument("--rounds", type=int, default=6,
                         help="alternating rounds of load against ackd and the bare server")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--seed", type=int, default=1)

@@ -19,7 +19,7 @@ from urllib.parse import quote
 import msgspec
 
 from receiver.errors import PayloadError
-from receiver.model import Alert, AlertStatus
+from receiver.model import ALERT_STATUSES, Alert, AlertStatus
 
 SUPPORTED_VERSION = "4"
 # Firing alerts carry Go's zero time as endsAt; so may a resolved one from an odd sender.
@@ -122,7 +122,7 @@ def _alert_of(raw: _AlertDoc) -> Alert | None:
     fingerprint = raw.fingerprint or fingerprint_of(raw.labels)
     if len(fingerprint) > _MAX_FINGERPRINT:
         return None
-    status = _STATUSES[raw.status]
+    status = ALERT_STATUSES[raw.status]
     return Alert(
         fingerprint=fingerprint,
         status=status,
@@ -151,9 +151,6 @@ def _parse_carefully(body: bytes) -> WebhookMessage:
     if not isinstance(data, dict):
         raise PayloadError("body", "must be a JSON object")
     return _message(data)
-
-
-_STATUSES = {status.value: status for status in AlertStatus}
 
 
 def _message(data: dict[str, Any]) -> WebhookMessage:
@@ -185,7 +182,7 @@ def _alert(raw: Any, at: str) -> Alert:
     if not isinstance(raw, dict):
         raise PayloadError(at, "must be an object")
     text = raw.get("status")
-    status = _STATUSES.get(text) if isinstance(text, str) else None
+    status = ALERT_STATUSES.get(text) if isinstance(text, str) else None
     if status is None:
         raise PayloadError(f"{at}.status", "must be 'firing' or 'resolved'")
     labels = _labels(raw.get("labels"), f"{at}.labels")

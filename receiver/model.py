@@ -18,6 +18,10 @@ class AlertStatus(StrEnum):
     RESOLVED = "resolved"
 
 
+# A dict lookup: calling AlertStatus(text) costs a microsecond, on every alert of every webhook.
+ALERT_STATUSES: Mapping[str, AlertStatus] = {status.value: status for status in AlertStatus}
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
     """One alert as Alertmanager reports it. (fingerprint, starts_at) names one episode."""

@@ -10,7 +10,14 @@ from typing import Any
 
 from receiver.errors import NotFound
 from receiver.grouping import KnownAlert, OpenGroup
-from receiver.model import Alert, AlertStatus, Incident, IncidentState, TimelineEvent
+from receiver.model import (
+    ALERT_STATUSES,
+    Alert,
+    AlertStatus,
+    Incident,
+    IncidentState,
+    TimelineEvent,
+)
 from receiver.store.codec import (
     INCIDENT_COLUMNS,
     dumps,
@@ -103,7 +110,7 @@ class Transaction:
                 continue
             known = current.get(fingerprint)
             if known is None or to_us(known.starts_at) < starts_at:
-                current[fingerprint] = KnownAlert(from_us(starts_at), _STATUSES[status])
+                current[fingerprint] = KnownAlert(from_us(starts_at), ALERT_STATUSES[status])
         return OpenGroup(int(rows[0][0]), current)
 
     async def known_episodes(
@@ -119,7 +126,7 @@ class Transaction:
             f" WHERE i.group_key = ? AND a.fingerprint IN ({marks})",
             (group_key, *wanted),
         )
-        return {(fp, from_us(start)): AlertStatus(status) for fp, start, status in rows}
+        return {(fp, from_us(start)): ALERT_STATUSES[status] for fp, start, status in rows}
 
     async def last_incident_id(self, group_key: str) -> int | None:
         rows = await self._all(
@@ -345,9 +352,6 @@ class Transaction:
             "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
             (attempts, to_us(next_at), outbox_id),
         )
-
-
-_STATUSES = {status.value: status for status in AlertStatus}
 
 
 def _column_value(value: Any) -> Any:

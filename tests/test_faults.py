@@ -25,6 +25,7 @@ import random
 import re
 import resource
 import shutil
+import signal
 import sqlite3
 import subprocess
 from collections import Counter
@@ -43,7 +44,7 @@ from receiver.app import Daemon
 from receiver.clock import FakeClock
 from receiver.model import Alert, AlertStatus, EventKind, TimelineEvent
 from receiver.store import IncidentFilter
-from tests.harness import TOKEN, Ackd, ackd_for, http_ok, wait_until
+from tests.harness import TOKEN, Ackd, ackd_for, free_port, http_ok, wait_until
 from tests.sinks import HttpSink, SinkMode, SinkRequest
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
@@ -628,3 +629,39 @@ async def test_a_burst_of_pages_sends_each_once_without_any_crash(
     sent = Counter(r.path for r in sink.requests if r.path.startswith("/c"))
     assert sent == Counter({f"/c{n}": 1 for n in range(CONTACTS)})
     assert len([e for e in events if e.kind is EventKind.NOTIFICATION_SENT]) == CONTACTS
+
+
+# -- configuration reloads on the served daemon -----------------------------------------------
+
+
+async def test_sighup_keeps_the_running_config_on_a_broken_file_and_swaps_a_good_one(
+    tmp_path: Path,
+) -> None:
+    """`ackd serve` as deployed (uvloop, log lines through their own thread): a broken file on
+    SIGHUP changes nothing, a good one takes effect at once, SIGTERM still stops it cleanly."""
+    daemon = ackd_for(tmp_path, free_port(), step_delay="1h")
+    await daemon.start_ready()
+    config = tmp_path / "ackd.yaml"
+    good = config.read_text()
+    body = webhook({"alertname": "Reloaded", "cluster": "eu1"})
+    try:
+        config.write_text(good + "bogus_key: 1\n")
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGHUP)
+        await wait_until(_logged(daemon, "reload refused"), 10, "the refusal in the log")
+        assert (await post_one(daemon.url, body))[0] == 200  # the old token still works
+
+        config.write_text(good.replace(TOKEN, "a-fresh-token"))
+        daemon.proc.send_signal(signal.SIGHUP)
+        await wait_until(_logged(daemon, "configuration reloaded"), 10, "the reload in the log")
+        assert (await post_one(daemon.url, body))[0] == 401
+    finally:
+        daemon.stop()
+    assert "bogus_key" in daemon.log()  # the refusal names the key
+
+
+def _logged(daemon: Ackd, text: str) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return text in daemon.log()
+
+    return check

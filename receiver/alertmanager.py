@@ -252,7 +252,7 @@ def _time(raw: Any, at: str) -> datetime | None:
 
 
 class _BadTime(ValueError):
-    pass
+    """A timestamp that cannot be read; the caller knows which field it came from."""
 
 
 @lru_cache(maxsize=4096)

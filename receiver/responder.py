@@ -368,7 +368,7 @@ class Responder:
         for step in item.steps:
             m.child(m.escalation_steps, incident.team, incident.policy, str(step)).inc()
         if item.acknowledged and incident.acknowledged_at is not None:
-            m.time_to_acknowledge.labels(incident.team, incident.severity).observe(
+            m.child(m.time_to_acknowledge, incident.team, incident.severity).observe(
                 (incident.acknowledged_at - incident.opened_at).total_seconds()
             )
         if item.resolved:

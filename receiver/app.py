@@ -114,6 +114,7 @@ class Daemon:
             self.responder.delivery_failed,
         )
         self.responder.outbox_listeners.append(self.dispatcher.wake)
+        self.responder.resolution_listeners.append(self.incidents.held.forget)
         self.services = Services(
             config=config,
             store=self.store,

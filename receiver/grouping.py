@@ -9,7 +9,8 @@ returned GroupChange in one transaction.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -49,6 +50,7 @@ class GroupChange:
     writes: list[Alert] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
     outcomes: dict[AlertOutcome, int] = field(default_factory=dict)
+    held: dict[str, KnownAlert] = field(default_factory=dict)  # by fingerprint, once written
 
     @property
     def changed(self) -> bool:
@@ -88,6 +90,7 @@ def apply(
     if has_incident and change.changed and _all_resolved(current):
         change.resolves = True
         change.events.append(TimelineEvent(now, EventKind.RESOLVED, "alertmanager"))
+    change.held = current
     return change
 
 
@@ -144,6 +147,61 @@ def _event(now: datetime, kind: EventKind, alert: Alert) -> TimelineEvent:
         "starts_at": alert.starts_at.isoformat(),
     }
     return TimelineEvent(now, kind, "alertmanager", detail)
+
+
+def held_digest(held: Mapping[str, KnownAlert]) -> bytes:
+    """The digest of what an open incident holds (see HeldGroups)."""
+    return _digest((fp, known.starts_at, known.status) for fp, known in held.items())
+
+
+def webhook_digest(alerts: Sequence[Alert]) -> bytes:
+    """The digest of one group's alerts in a webhook: equal to its incident's held_digest
+    exactly when the webhook repeats that incident's alerts, each in the episode and status
+    held, so that every alert of it is a duplicate."""
+    return _digest((a.fingerprint, a.starts_at, a.status) for a in alerts)
+
+
+def _digest(episodes: Iterable[tuple[str, datetime, AlertStatus]]) -> bytes:
+    # 128 bits: a collision would pass a real change off as a resend.
+    text = "\x1e".join(f"{fp}\x1f{starts.isoformat()}\x1f{status.value}"
+                       for fp, starts, status in sorted(episodes))
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+class HeldGroups:
+    """For the groups webhooks reached lately: the open incident and the digest of the alerts it
+    holds, as committed.
+
+    Alertmanager sends every group again each group_interval, and each replica of an HA pair
+    does, so most webhooks repeat what is already stored. A group whose webhook digest matches
+    is known to change nothing (see `apply`: an episode held in the same status is a duplicate),
+    and a webhook whose every group matches needs no transaction at all. Entries are only ever
+    set after their transaction committed and dropped when the incident resolves; the oldest
+    go first beyond `limit`, and a missing one only costs the ordinary path.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._groups: dict[str, tuple[int, bytes]] = {}
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def hold(self, group_key: str, incident_id: int, digest: bytes) -> None:
+        self._groups.pop(group_key, None)  # re-entered last, so evicted last
+        self._groups[group_key] = (incident_id, digest)
+        if len(self._groups) > self._limit:
+            del self._groups[next(iter(self._groups))]
+
+    def forget(self, group_key: str) -> None:
+        self._groups.pop(group_key, None)
+
+    def repeated(self, group_key: str, alerts: Sequence[Alert]) -> int | None:
+        """The open incident's id if `alerts` repeat exactly what it holds, else None."""
+        entry = self._groups.get(group_key)
+        if entry is None or entry[1] != webhook_digest(alerts):
+            return None
+        return entry[0]
 
 
 @dataclass(slots=True)

@@ -12,13 +12,14 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Protocol
 
 from receiver import grouping
 from receiver.alertmanager import WebhookMessage
 from receiver.clock import Clock
 from receiver.config import Config
-from receiver.grouping import AlertOutcome, GroupChange, RoutedGroup
+from receiver.grouping import AlertOutcome, GroupChange, HeldGroups, RoutedGroup
 from receiver.metrics import Metrics
 from receiver.model import Alert, AlertStatus, EventKind, Incident, IncidentState, TimelineEvent
 from receiver.store import NewIncident, SqliteStore, Transaction
@@ -61,10 +62,15 @@ class Incidents:
         self._metrics = metrics
         self._config = config
         self.lifecycle = lifecycle
+        self.held = HeldGroups()
 
     async def ingest(self, message: WebhookMessage) -> IngestResult:
         config = self._config()
         groups = grouping.partition(config.route, message.alerts)
+        repeated = self._repeated(message, groups)
+        if repeated is not None:
+            self._observe(message, repeated, config)
+            return repeated
         now = self._clock.now()
 
         async def job(tx: Transaction) -> IngestResult:
@@ -75,6 +81,24 @@ class Incidents:
 
         result = await self._store.write(job)
         self._observe(message, result, config)
+        return result
+
+    def _repeated(
+        self, message: WebhookMessage, groups: dict[str, RoutedGroup]
+    ) -> IngestResult | None:
+        """The result of a webhook that repeats, group by group, what the open incidents hold
+        as committed: every alert a duplicate and nothing to write, so no transaction. None
+        when any group may change (or the webhook says Alertmanager left alerts out, which the
+        incident records)."""
+        if message.truncated_alerts or not groups:
+            return None
+        result = IngestResult(alerts=len(message.alerts))
+        for key, group in groups.items():
+            incident_id = self.held.repeated(key, group.alerts)
+            if incident_id is None:
+                return None
+            result.groups[key] = incident_id
+            result.outcomes[AlertOutcome.DUPLICATE] += len(group.alerts)
         return result
 
     async def _ingest_group(
@@ -100,6 +124,11 @@ class Incidents:
             assert open_group is not None
             incident_id = open_group.incident_id
         result.groups[key] = incident_id
+        if change.resolves:
+            tx.after_commit(partial(self.held.forget, key))
+        else:
+            digest = grouping.held_digest(change.held)
+            tx.after_commit(partial(self.held.hold, key, incident_id, digest))
         await self._record(tx, incident_id, change, message, now)
         if not change.changed:
             return

@@ -99,6 +99,8 @@ class Responder:
         self._config = config
         self.scheduler = (scheduler_factory or _default_scheduler)(self)
         self.outbox_listeners: list[Callable[[], None]] = []
+        # Told the group key of each incident a person (or a policy) resolved, once committed.
+        self.resolution_listeners: list[Callable[[str], None]] = []
 
     # -- the incident lifecycle (called inside the ingest transaction) --------------------
 
@@ -312,6 +314,8 @@ class Responder:
                 fields["acknowledged_at"] = now  # MTTA counts the first acknowledgement
         if target is IncidentState.RESOLVED:
             fields.update(resolved_at=now, resolved_by=actor)
+            for listener in self.resolution_listeners:
+                tx.after_commit(partial(listener, incident.group_key))
         await tx.update_incident(incident.id, now, **fields)
         return first_ack, target is IncidentState.RESOLVED
 

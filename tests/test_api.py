@@ -25,6 +25,7 @@ from receiver.app import Daemon
 from receiver.clock import FakeClock
 from receiver.config import WebhookAuth
 from receiver.escalation import Policy, Step, Target, TargetKind
+from receiver.grouping import HeldGroups
 from receiver.model import Alert, AlertStatus
 from receiver.notify import DeliveryStatus, Outcome, RecordingNotifier
 from receiver.responder import AT_ONCE_LIMIT
@@ -75,16 +76,26 @@ class Api:
         return [url.rsplit("/", 1)[1] for url, _ in self.notifier.sent]
 
 
+def _daemon(directory: Path) -> tuple[Daemon, RecordingNotifier, FakeClock]:
+    directory.mkdir(exist_ok=True)
+    path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+    loaded = config_module.load(path)
+    loaded = replace(loaded, listen_port=0, data_dir=directory / "data")
+    clock, notifier = FakeClock(), RecordingNotifier()
+    return Daemon(loaded, clock=clock, notifier=notifier), notifier, clock
+
+
+async def start_api(directory: Path) -> Api:
+    daemon, notifier, clock = _daemon(directory)
+    await daemon.start()
+    return Api(daemon, notifier, clock)
+
+
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
-    loaded = config_module.load(path)
-    loaded = replace(loaded, listen_port=0, data_dir=tmp_path / "data")
-    clock, notifier = FakeClock(), RecordingNotifier()
-    daemon = Daemon(loaded, clock=clock, notifier=notifier)
-    await daemon.start()
-    yield Api(daemon, notifier, clock)
-    await daemon.stop()
+    started = await start_api(tmp_path)
+    yield started
+    await started.daemon.stop()
 
 
 WEBHOOK_ERRORS = [
@@ -353,3 +364,59 @@ async def test_reload_refuses_a_bad_file_and_swaps_a_good_one(api: Api, tmp_path
     events = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]
     fired = [e["detail"]["recipients"] for e in events if e["kind"] == "step_fired"]
     assert fired == [["ana"], ["bob"]]  # ...to whoever the schedule names now
+
+
+async def _group_traffic(api: Api) -> tuple[list[Any], list[int]]:
+    """One group's webhooks as Alertmanager sends them, resends and a lagging replica's stale
+    view among them, with a person resolving the incident in between: each answer, and how
+    many commits each made."""
+    labels = [{**LABELS, "instance": name} for name in ("a", "b")]
+    starts = api.clock.now() - timedelta(seconds=30)
+
+    def webhook(*statuses: AlertStatus) -> Any:
+        alerts = [Alert(fingerprint_of(ls), s, ls, {}, starts, None if s is AlertStatus.FIRING
+                        else api.clock.now()) for ls, s in zip(labels, statuses, strict=True)]
+        return build_webhook(alerts)
+
+    f, r = AlertStatus.FIRING, AlertStatus.RESOLVED
+    steps: list[Any] = [webhook(f, f), webhook(f, f), webhook(r, f), webhook(f, f),
+                        webhook(r, f), "resolve", webhook(r, f), webhook(f, f), webhook(r, r)]
+    answers, commits = [], []
+    for step in steps:
+        await api.settle()  # the pages of the step before are delivered and recorded
+        before = api.daemon.store.stats.commits
+        if step == "resolve":
+            answers.append((await api.call("POST", "/api/v1/incidents/1/resolve"))[1]["state"])
+        else:
+            answers.append((await api.call("POST", "/api/v1/alerts", step, token=TOKEN))[1])
+        commits.append(api.daemon.store.stats.commits - before)
+    return answers, commits
+
+
+def _stored(api: Api) -> list[Any]:
+    with closing(sqlite3.connect(api.daemon.config.db_path)) as db:
+        return [
+            db.execute("SELECT id, state FROM incidents ORDER BY id").fetchall(),
+            db.execute("SELECT incident_id, fingerprint, status FROM alerts"
+                       " ORDER BY incident_id, fingerprint").fetchall(),
+            db.execute("SELECT incident_id, kind FROM timeline ORDER BY id").fetchall(),
+        ]
+
+
+async def test_resends_are_answered_without_a_transaction_as_one_would(tmp_path: Path) -> None:
+    """A webhook repeating what the open incident holds is answered from memory: the same
+    answer and the same store as with every webhook written through, and no commit."""
+    shortcut, through = await start_api(tmp_path / "a"), await start_api(tmp_path / "b")
+    try:
+        through.daemon.incidents.held = HeldGroups(limit=0)  # never holds: every webhook writes
+        answers, commits = await _group_traffic(shortcut)
+        assert (answers, _stored(shortcut)) == (
+            (await _group_traffic(through))[0], _stored(through)
+        )
+    finally:
+        await shortcut.daemon.stop()
+        await through.daemon.stop()
+    assert answers[1]["outcomes"] == {"duplicate": 2}
+    assert answers[6]["incidents"] == []  # resolved by hand: no open incident holds them
+    # Only the resend (1) and the resend of the half-resolved state (4) committed nothing.
+    assert [i for i, n in enumerate(commits) if n == 0] == [1, 4]

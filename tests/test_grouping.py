@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.grouping import AlertOutcome, KnownAlert, OpenGroup, apply, unsettled_episodes
+from receiver.grouping import (
+    AlertOutcome,
+    HeldGroups,
+    KnownAlert,
+    OpenGroup,
+    apply,
+    held_digest,
+    unsettled_episodes,
+    webhook_digest,
+)
 from receiver.model import Alert, AlertStatus, EventKind
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -159,3 +168,62 @@ def test_only_unsettled_episodes_need_the_history(
     assert (narrow.opens, narrow.resolves, narrow.outcomes, narrow.writes, narrow.events) == (
         full.opens, full.resolves, full.outcomes, full.writes, full.events,
     )
+
+
+@given(
+    incoming=_alerts,
+    held=st.dictionaries(st.sampled_from("abc"),
+                         st.tuples(st.sampled_from([F, R]), st.sampled_from(_STARTS)),
+                         min_size=1),
+)
+def test_a_webhook_matching_the_held_digest_changes_nothing(
+    incoming: list[tuple[str, AlertStatus, datetime]],
+    held: dict[str, tuple[AlertStatus, datetime]],
+) -> None:
+    """The resend shortcut skips `apply` when the digests match: `apply` must then find every
+    alert a duplicate; and a webhook that repeats the held alerts, in any order, must match."""
+    alerts = [alert(fp, status, starts) for fp, status, starts in incoming]
+    open_group = group(*((fp, s, t) for fp, (s, t) in held.items()))
+    history = {(fp, t): s for fp, (s, t) in held.items()}
+    if webhook_digest(alerts) == held_digest(open_group.alerts):
+        change = apply(alerts, open_group, history, NOW)
+        assert (change.writes, change.events) == ([], [])
+        assert change.outcomes == {AlertOutcome.DUPLICATE: len(alerts)}
+    repeat = [alert(fp, s, t) for fp, (s, t) in reversed(held.items())]
+    assert webhook_digest(repeat) == held_digest(open_group.alerts)
+
+
+def test_the_digest_tells_apart_what_a_resend_may_not_change() -> None:
+    held = held_digest(group(("a", F, T0), ("b", F, T0)).alerts)
+    assert webhook_digest([alert("b", F), alert("a", F)]) == held
+    for differs in (
+        [alert("a", F)],  # a subset: the ordinary path decides
+        [alert("a", F), alert("b", R)],  # a resolution
+        [alert("a", F), alert("b", F, T1)],  # a new episode
+        [alert("a", F), alert("b", F), alert("c", F)],  # one more alert
+        [alert("a", F), alert("b", F), alert("b", F)],  # an alert twice
+    ):
+        assert webhook_digest(differs) != held
+
+
+def test_held_groups_answer_only_exact_repeats_and_forget() -> None:
+    held = HeldGroups(limit=2)
+    state = group(("a", F, T0)).alerts
+    held.hold("g1", 1, held_digest(state))
+    assert held.repeated("g1", [alert("a", F)]) == 1
+    assert held.repeated("g1", [alert("a", R)]) is None
+    assert held.repeated("g2", [alert("a", F)]) is None
+    held.forget("g1")
+    assert held.repeated("g1", [alert("a", F)]) is None
+
+
+def test_held_groups_drop_the_least_recently_held_beyond_the_limit() -> None:
+    held = HeldGroups(limit=2)
+    digest = held_digest(group(("a", F, T0)).alerts)
+    held.hold("g1", 1, digest)
+    held.hold("g2", 2, digest)
+    held.hold("g1", 1, digest)  # held again: now the newest
+    held.hold("g3", 3, digest)
+    assert len(held) == 2
+    assert held.repeated("g2", [alert("a", F)]) is None
+    assert [held.repeated(k, [alert("a", F)]) for k in ("g1", "g3")] == [1, 3]

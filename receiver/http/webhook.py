@@ -3,7 +3,8 @@
 Alertmanager retries only on 5xx and transport errors; any 4xx drops the notification for
 good. So: 4xx only for requests that can never succeed (bad auth, bad body), 503 for anything
 transient (not ready, store trouble, a throttled address, a body that arrives too slowly), and
-200 only once the alerts are committed.
+200 only once the alerts are committed. A resend of what is committed already is answered at
+once (grouping.HeldGroups), so it gets its 200 even while the store cannot take writes.
 
 Failed credentials are counted per client address in a throttle of the webhook's own: API
 clients with a stale token must not lock Alertmanager out. A throttled address is answered 503,

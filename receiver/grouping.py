@@ -218,7 +218,9 @@ def partition(root: Route, alerts: Sequence[Alert]) -> dict[str, RoutedGroup]:
     routed = route_all(root, [alert.labels for alert in alerts])
     for alert, matches in zip(alerts, routed, strict=True):
         for match in matches:
-            group = groups.setdefault(match.group_key, RoutedGroup(match))
+            group = groups.get(match.group_key)
+            if group is None:
+                group = groups[match.group_key] = RoutedGroup(match)
             group.alerts.append(alert)
             group.severities.append(match.severity)
     return groups

@@ -225,11 +225,13 @@ class Incidents:
         for status, count in ((AlertStatus.FIRING, firing),
                               (AlertStatus.RESOLVED, len(message.alerts) - firing)):
             if count:
-                m.child(m.alerts_received, status.value).inc(count)
+                m.child(m.alerts_received, status).inc(count)
         for outcome, count in result.outcomes.items():
-            m.child(m.alerts_processed, outcome.value).inc(count)
-        m.duplicates.inc(result.outcomes.get(AlertOutcome.DUPLICATE, 0))
-        m.truncated.inc(message.truncated_alerts)
+            m.child(m.alerts_processed, outcome).inc(count)
+        if duplicates := result.outcomes.get(AlertOutcome.DUPLICATE, 0):
+            m.duplicates.inc(duplicates)
+        if message.truncated_alerts:
+            m.truncated.inc(message.truncated_alerts)
         for incident in result.opened:
             m.child(m.incidents_opened, incident.team, incident.severity).inc()
             log.info("incident #%d opened: %s %s %s", incident.id, incident.severity,

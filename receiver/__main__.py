@@ -128,6 +128,15 @@ def _serve(args: argparse.Namespace) -> int:
         return runner.run(serve(config, args.config))
 
 
+class _Handoff(QueueHandler):
+    """Queues the record as it is, to be formatted once, on the log thread. The stdlib's
+    handler formats and copies it first, on the loop, so that arguments changed after the call
+    cannot change the line; ours are numbers, strings and exceptions, which do not change."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
 @contextmanager
 def _logging_off_the_loop() -> Iterator[None]:
     """The daemon's log lines are written by a thread of their own: a slow stderr (a pipe to a
@@ -138,7 +147,7 @@ def _logging_off_the_loop() -> Iterator[None]:
     listener = QueueListener(records, *handlers, respect_handler_level=True)
     for handler in handlers:
         root.removeHandler(handler)
-    root.addHandler(QueueHandler(records))
+    root.addHandler(_Handoff(records))
     listener.start()
     try:
         yield

@@ -197,8 +197,9 @@ class Incidents:
             )
         if change.changed:
             await tx.write_alerts(incident_id, change.writes, now)
-        # A new incident was inserted with updated_at = now; any other change bumps it.
-        if fields or (change.changed and not change.opens):
+        # A new incident was inserted with updated_at = now, and resolving it sets updated_at in
+        # its own update; any other change bumps it here.
+        if fields or (change.changed and not change.opens and not change.resolves):
             await tx.update_incident(incident_id, now, **fields)
         if events:
             await tx.append(incident_id, events)

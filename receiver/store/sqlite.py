@@ -165,7 +165,7 @@ class SqliteStore:
         if self._task is None or self._task.done():
             raise StoreUnavailable("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Job(run, future))
+        self._queue.put_nowait(_Job(run, future))  # unbounded: never waits
         return await future
 
     async def _write_loop(self) -> None:

@@ -114,9 +114,10 @@ def _authenticate(request: web.Request, s: Services) -> web.Response | None:
 
 async def _body_in_time(request: web.Request, limit: int, seconds: float) -> bytes | None:
     if request.content.is_eof():
-        # The whole body came in with the headers, as a webhook's usually does: reading it
-        # cannot wait, and a timer would cost more than the read.
-        return await _read_body(request, limit)
+        # The whole body came in with the headers, as a webhook's usually does: it is all in
+        # the buffer, and a timer would cost more than taking it.
+        body = request.content.read_nowait()
+        return body if len(body) <= limit else None
     async with asyncio.timeout(seconds):
         return await _read_body(request, limit)
 

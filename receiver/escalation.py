@@ -545,6 +545,13 @@ def resolve(state: EscalationState, incident: Incident, actor: str, now: datetim
     )
 
 
+def moves_on_update(incident: Incident) -> bool:
+    """Whether `on_update` can change anything for this incident: only an acknowledged one has
+    a reack to push (its escalation is then acknowledged or snoozed). The caller skips reading
+    the escalation state of every other incident that alerts join, the storm's usual case."""
+    return incident.state is IncidentState.ACKNOWLEDGED
+
+
 def on_update(state: EscalationState, incident: Incident, now: datetime) -> Plan:
     """New alerts joined: an acknowledged incident is not "left alone", so push its reack."""
     _check_now(now)

@@ -114,6 +114,8 @@ class Responder:
         await self._stakeholders(tx, incident, "stakeholder_declared", now)
 
     async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None:
+        if not escalation.moves_on_update(incident):
+            return
         state = await self._state(tx, incident)
         if state is not None:
             await self._apply(tx, incident, escalation.on_update(state, incident, now), now)

@@ -33,6 +33,7 @@ from receiver.escalation import (
     User,
     acknowledge,
     delivery_failed,
+    moves_on_update,
     on_deadline,
     on_update,
     resolve,
@@ -480,6 +481,18 @@ def test_update_pushes_reack(before: str | None, expected_reack: datetime | None
     assert (plan.events, plan.pages, plan.cancel) == ((), (), ())
     reack = sim.deadlines.get((DeadlineKind.REACK, ""))
     assert (reack.due if reack else None) == expected_reack
+
+
+@pytest.mark.parametrize(
+    ("name", "moves"),
+    [("active", False), ("deferred", False), ("acknowledged", True), ("snoozed", True),
+     ("exhausted", False)],
+)
+def test_only_incidents_that_move_on_update_need_their_state_read(name: str, moves: bool) -> None:
+    sim = _in_state(name)
+    assert moves_on_update(sim.incident) is moves
+    if not moves:
+        assert on_update(sim.state, sim.incident, T0 + 50 * MIN) == Plan(sim.state)
 
 
 def test_unacknowledge_starts_a_new_run_now() -> None:

@@ -8,7 +8,6 @@ so a failed write never counts.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,7 +43,7 @@ class IngestResult:
     alerts: int = 0
     opened: list[Incident] = field(default_factory=list)
     resolved: list[Incident] = field(default_factory=list)
-    outcomes: Counter[AlertOutcome] = field(default_factory=Counter)
+    outcomes: dict[AlertOutcome, int] = field(default_factory=dict)
     groups: dict[str, int] = field(default_factory=dict)  # group key -> incident id
 
 
@@ -98,7 +97,8 @@ class Incidents:
             if incident_id is None:
                 return None
             result.groups[key] = incident_id
-            result.outcomes[AlertOutcome.DUPLICATE] += len(group.alerts)
+            duplicates = result.outcomes.get(AlertOutcome.DUPLICATE, 0)
+            result.outcomes[AlertOutcome.DUPLICATE] = duplicates + len(group.alerts)
         return result
 
     async def _ingest_group(
@@ -115,7 +115,8 @@ class Incidents:
         unsettled = grouping.unsettled_episodes(group.alerts, open_group)
         known = await tx.known_episodes(key, unsettled)
         change = grouping.apply(group.alerts, open_group, known, now)
-        result.outcomes.update(change.outcomes)
+        for outcome, count in change.outcomes.items():
+            result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
         if open_group is None and not change.opens:
             return
         if change.opens:
@@ -136,7 +137,7 @@ class Incidents:
         if change.opens:
             result.opened.append(incident)
         if change.resolves:
-            await self._resolve(tx, incident, "alertmanager", now, change.events[-1:])
+            await self._resolve(tx, incident, "alertmanager", now)
             result.resolved.append(await tx.incident(incident_id))
         elif not change.opens and self.lifecycle is not None:
             await self.lifecycle.updated(tx, incident, now)
@@ -184,7 +185,9 @@ class Incidents:
         message: WebhookMessage,
         now: datetime,
     ) -> None:
+        # The incident's own RESOLVED event, when there is one, goes last, after the truncation.
         events = [e for e in change.events if e.kind is not EventKind.RESOLVED]
+        resolved = [e for e in change.events if e.kind is EventKind.RESOLVED]
         fields: dict[str, int] = {}
         if message.truncated_alerts:
             # Alertmanager left alerts out of this webhook (max_alerts): say so on the incident.
@@ -201,8 +204,8 @@ class Incidents:
         # its own update; any other change bumps it here.
         if fields or (change.changed and not change.opens and not change.resolves):
             await tx.update_incident(incident_id, now, **fields)
-        if events:
-            await tx.append(incident_id, events)
+        if events or resolved:
+            await tx.append(incident_id, [*events, *resolved])
 
     async def _resolve(
         self,
@@ -210,12 +213,10 @@ class Incidents:
         incident: Incident,
         actor: str,
         now: datetime,
-        events: list[TimelineEvent],
     ) -> None:
         await tx.update_incident(
             incident.id, now, state=IncidentState.RESOLVED, resolved_at=now, resolved_by=actor
         )
-        await tx.append(incident.id, events)
         if self.lifecycle is not None:
             await self.lifecycle.resolved(tx, incident, actor, now)
 

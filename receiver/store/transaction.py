@@ -209,8 +209,12 @@ class Transaction:
             self._incidents[incident_id] = replace(known, updated_at=now, **fields)
 
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
-        rows = [(incident_id, to_us(e.at), e.kind._value_, e.actor, dumps(e.detail))
-                for e in events]
+        rows = []
+        at, us = None, 0
+        for e in events:
+            if e.at is not at:  # a change's events share one instant: convert it once
+                at, us = e.at, to_us(e.at)
+            rows.append((incident_id, us, e.kind._value_, e.actor, dumps(e.detail)))
         if rows:
             self._conn.executemany(
                 "INSERT INTO timeline (incident_id, at, kind, actor, detail)"

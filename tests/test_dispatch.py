@@ -133,11 +133,12 @@ class Rig:
         return [e for e in await self.store.timeline(incident_id) if e.kind in kinds]
 
     async def outbox(self) -> list[OutboxRow]:
-        return await self.store.due_outbox(self.clock.now() + FAR_FUTURE, 100_000)
+        due = await self.store.due_notifications(self.clock.now() + FAR_FUTURE, 100_000)
+        return [row for row, _ in due]
 
     async def settled(self) -> bool:
         """Nothing due now: every due row was sent and recorded, deferred, or suppressed."""
-        due = await self.store.due_outbox(self.clock.now())
+        due = await self.store.due_notifications(self.clock.now())
         return not due and self.dispatcher.in_flight == 0
 
     def metric(self, name: str, **labels: str) -> float:
@@ -502,7 +503,7 @@ async def test_a_result_the_store_refuses_is_sent_again_not_lost(
     reopened = SqliteStore(path)
     await reopened.open()
     try:
-        [row] = await reopened.due_outbox(fake_clock.now() + FAR_FUTURE)
+        [(row, _)] = await reopened.due_notifications(fake_clock.now() + FAR_FUTURE)
         assert (row.incident_id, row.attempts) == (incident_id, 0)
         assert await reopened.timeline(incident_id) == []
 

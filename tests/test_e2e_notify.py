@@ -192,4 +192,4 @@ async def _storm(daemon: Daemon, sink: HttpSink, clock: FakeClock) -> None:
 
 async def _outbox_empty(daemon: Daemon) -> bool:
     far = daemon.clock.now() + timedelta(days=1)
-    return not await daemon.store.due_outbox(far, 1) and daemon.dispatcher.in_flight == 0
+    return not await daemon.store.due_notifications(far, 1) and daemon.dispatcher.in_flight == 0

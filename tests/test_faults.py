@@ -489,7 +489,7 @@ class Rig:
         return (
             self.daemon.dispatcher.in_flight == 0
             and all(due > now for _, due in await store.deadlines())
-            and not await store.due_outbox(now)
+            and not await store.due_notifications(now)
             and self.daemon.dispatcher.in_flight == 0
         )
 

@@ -293,8 +293,11 @@ class SqliteStore:
         rows = await self._fetchall("SELECT id, due FROM deadlines")
         return [(int(r[0]), from_us(r[1])) for r in rows]
 
-    async def due_outbox(self, now: datetime, limit: int = 100) -> list[OutboxRow]:
-        """Notifications due for a (first or further) attempt, oldest first.
+    async def due_notifications(
+        self, now: datetime, limit: int = 100
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """Notifications due for a (first or further) attempt, oldest first, each with its
+        incident (None if it is gone), read in one writer job.
 
         Read through the writer, in commit order: a job that finishes a row either committed
         before this read (the row is absent) or commits after its answer was delivered. A read
@@ -302,13 +305,6 @@ class SqliteStore:
         commit and answer only after it, and a caller that tracks rows in flight until their
         commit would take that row for a new one and send it twice.
         """
-        return await self.write(lambda tx: tx.due_outbox(now, limit))
-
-    async def due_notifications(
-        self, now: datetime, limit: int = 100
-    ) -> list[tuple[OutboxRow, Incident | None]]:
-        """`due_outbox`, each row with its incident (None if it is gone), read in the same
-        writer job: one queue slot and no reader round trip per incident."""
 
         async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
             rows = await tx.due_outbox(now, limit)

@@ -322,14 +322,16 @@ def _begin_cycle(
     state: EscalationState, severity: str, run: int, cycle: int, start_at: datetime, now: datetime
 ) -> Plan:
     """Arm the first step that applies to this severity; delays count from `start_at`."""
-    begun = replace(state, status=EscalationStatus.ACTIVE, run=run, cycle=cycle,
-                    cycle_started_at=start_at)
     first = _next_applicable(state.policy, severity, after=-1)
+    # One replace: each copies the whole state, on every incident a storm opens.
+    next_step = state.next_step if first is None else first
+    begun = replace(state, status=EscalationStatus.ACTIVE, run=run, cycle=cycle,
+                    cycle_started_at=start_at, next_step=next_step)
     if first is None:
         return _exhausted(begun, now, f"no step applies to severity {severity}")
     due = max(start_at + state.policy.steps[first].delay, now)
     armed = Deadline(due, DeadlineKind.STEP, _step_key(run, cycle, first))
-    return Plan(replace(begun, next_step=first), arm=(armed,))
+    return Plan(begun, arm=(armed,))
 
 
 def _exhausted(state: EscalationState, now: datetime, why: str) -> Plan:

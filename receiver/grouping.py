@@ -9,6 +9,8 @@ returned GroupChange in one transaction.
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -209,10 +211,69 @@ class HeldGroups:
 
     def repeated(self, group_key: str, alerts: Sequence[Alert]) -> int | None:
         """The open incident's id if `alerts` repeat exactly what it holds, else None."""
+        return self.holding(group_key, webhook_digest(alerts))
+
+    def holding(self, group_key: str, digest: int) -> int | None:
+        """`repeated`, for alerts whose webhook digest is known already."""
         entry = self._groups.get(group_key)
-        if entry is None or entry[1] != webhook_digest(alerts):
+        if entry is None or entry[1] != digest:
             return None
         return entry[0]
+
+
+@dataclass(frozen=True, slots=True)
+class RoutedBody:
+    """A webhook body parsed and routed: each group's key, webhook digest and alert count, and
+    the webhook's own alert counts. What a resend needs to be answered (see RoutedBodies)."""
+
+    groups: tuple[tuple[str, int, int], ...]
+    alerts: int
+    firing: int
+
+
+class RoutedBodies:
+    """Webhook bodies parsed and routed before, under the current config, by their name.
+
+    An Alertmanager sends an unchanged group as the same bytes each time, so a resend need not
+    be parsed and routed again: routing is a function of the labels and the config, and the
+    memo is emptied when the config changes. Whether the groups still repeat what is committed
+    is HeldGroups' to say, at each use. A body is named by a 128-bit BLAKE2b keyed with random
+    bytes drawn at start: no one can make two bodies share a name without the key, which never
+    leaves the process, and by chance it never happens. The oldest go first beyond `limit`.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self._limit = limit
+        self._key = os.urandom(16)
+        self._bodies: dict[bytes, RoutedBody] = {}
+        self._config: object = None
+
+    def __len__(self) -> int:
+        return len(self._bodies)
+
+    def name(self, body: bytes) -> bytes:
+        return hashlib.blake2b(body, digest_size=16, key=self._key).digest()
+
+    def get(self, name: bytes, config: object) -> RoutedBody | None:
+        return self._bodies.get(name) if config is self._config else None
+
+    def put(self, name: bytes, config: object, routed: RoutedBody) -> None:
+        if config is not self._config:
+            self._bodies.clear()
+            self._config = config
+        self._bodies.pop(name, None)  # re-entered last, so evicted last
+        self._bodies[name] = routed
+        if len(self._bodies) > self._limit:
+            del self._bodies[next(iter(self._bodies))]
+
+
+def routed_body(alerts: Sequence[Alert], groups: Mapping[str, RoutedGroup]) -> RoutedBody:
+    firing = sum(1 for a in alerts if a.status is _FIRING)
+    return RoutedBody(
+        tuple((key, webhook_digest(g.alerts), len(g.alerts)) for key, g in groups.items()),
+        len(alerts),
+        firing,
+    )
 
 
 @dataclass(slots=True)

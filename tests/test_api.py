@@ -403,6 +403,32 @@ def _stored(api: Api) -> list[Any]:
         ]
 
 
+async def test_a_body_seen_before_is_routed_again_once_the_config_changes(
+    api: Api, tmp_path: Path
+) -> None:
+    """The same bytes are answered from memory while they repeat what is committed, and only
+    under the config that routed them: after a reload that groups otherwise, they open the
+    group they fall into now, though the group they fell into before is still open."""
+    webhook = build_webhook([Alert(fingerprint_of(LABELS), AlertStatus.FIRING, LABELS, {},
+                                   api.clock.now() - timedelta(seconds=30), None)])
+    first = (await api.call("POST", "/api/v1/alerts", webhook, token=TOKEN))[1]
+    await api.settle()  # the page is delivered and recorded
+    before = api.daemon.store.stats.commits
+    again = (await api.call("POST", "/api/v1/alerts", webhook, token=TOKEN))[1]
+    assert (again["incidents"], again["outcomes"]) == (first["incidents"], {"duplicate": 1})
+    assert api.daemon.store.stats.commits == before
+    assert len(api.daemon.incidents.bodies) == 1
+
+    fresh = write_config(tmp_path / "fresh.yaml", "127.0.0.1:9", step_delay="5m")
+    fresh.write_text(fresh.read_text().replace("group_by: [alertname, cluster]",
+                                               "group_by: [alertname]"))
+    assert api.daemon.reload(fresh) is True
+    regrouped = (await api.call("POST", "/api/v1/alerts", webhook, token=TOKEN))[1]
+    assert regrouped["outcomes"] == {"added": 1}
+    assert len(regrouped["opened"]) == 1
+    assert regrouped["opened"] != first["opened"]
+
+
 async def test_resends_are_answered_without_a_transaction_as_one_would(tmp_path: Path) -> None:
     """A webhook repeating what the open incident holds is answered from memory: the same
     answer and the same store as with every webhook written through, and no commit."""

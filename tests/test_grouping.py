@@ -13,6 +13,8 @@ from receiver.grouping import (
     HeldGroups,
     KnownAlert,
     OpenGroup,
+    RoutedBodies,
+    RoutedBody,
     apply,
     held_digest,
     unsettled_episodes,
@@ -227,3 +229,32 @@ def test_held_groups_drop_the_least_recently_held_beyond_the_limit() -> None:
     assert len(held) == 2
     assert held.repeated("g2", [alert("a", F)]) is None
     assert [held.repeated(k, [alert("a", F)]) for k in ("g1", "g3")] == [1, 3]
+
+
+def test_routed_bodies_are_named_by_content_under_a_key_of_their_own() -> None:
+    bodies, other = RoutedBodies(), RoutedBodies()
+    body = b'{"alerts": []}'
+    assert bodies.name(body) == bodies.name(bytes(bytearray(body)))
+    assert bodies.name(body) != bodies.name(body + b" ")
+    assert len(bodies.name(body)) == 16  # 128 bits: no chance collision in any lifetime
+    assert bodies.name(body) != other.name(body)  # keyed: a name says nothing outside
+
+
+def test_routed_bodies_hold_only_under_the_config_they_were_routed_by() -> None:
+    bodies = RoutedBodies(limit=2)
+    first, second = object(), object()
+    routed = [RoutedBody((("g", 1, 1),), 1, 1), RoutedBody((("g", 2, 1),), 1, 0)]
+    bodies.put(b"one", first, routed[0])
+    assert bodies.get(b"one", first) == routed[0]
+    assert bodies.get(b"one", second) is None  # reloaded: routing may differ now
+    bodies.put(b"two", second, routed[1])
+    assert (len(bodies), bodies.get(b"two", second)) == (1, routed[1])
+    assert bodies.get(b"one", first) is None  # the old config's bodies went with it
+
+
+def test_routed_bodies_drop_the_least_recently_put_beyond_the_limit() -> None:
+    bodies, config = RoutedBodies(limit=2), object()
+    routed = RoutedBody((), 0, 0)
+    for name in (b"a", b"b", b"a", b"c"):
+        bodies.put(name, config, routed)
+    assert [bodies.get(n, config) is not None for n in (b"a", b"b", b"c")] == [True, False, True]

@@ -4,7 +4,8 @@ Alertmanager retries only on 5xx and transport errors; any 4xx drops the notific
 good. So: 4xx only for requests that can never succeed (bad auth, bad body), 503 for anything
 transient (not ready, store trouble, a throttled address, a body that arrives too slowly), and
 200 only once the alerts are committed. A resend of what is committed already is answered at
-once (grouping.HeldGroups), so it gets its 200 even while the store cannot take writes.
+once (grouping.HeldGroups; a body seen before is not even parsed again, grouping.RoutedBodies),
+so it gets its 200 even while the store cannot take writes.
 
 Failed credentials are counted per client address in a throttle of the webhook's own: API
 clients with a stale token must not lock Alertmanager out. A throttled address is answered 503,
@@ -20,7 +21,6 @@ import math
 
 from aiohttp import web
 
-from receiver.alertmanager import parse_webhook
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.http.auth import FailureThrottle, webhook_allowed
 from receiver.http.responses import error, ok, unauthorized
@@ -52,13 +52,11 @@ async def receive_alerts(request: web.Request) -> web.Response:
         s.metrics.webhooks.labels("too_large").inc()
         return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
     try:
-        message = parse_webhook(body)
+        result = await s.incidents.ingest_body(body)
     except PayloadError as exc:
         s.metrics.webhooks.labels("bad_request").inc()
         log.warning("webhook rejected: %s", exc)
         return error(400, exc.message, exc.field)
-    try:
-        result = await s.incidents.ingest(message)
     except StoreUnavailable as exc:
         s.metrics.webhooks.labels("unavailable").inc()
         s.metrics.store_errors.inc()

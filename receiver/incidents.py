@@ -92,7 +92,7 @@ class Incidents:
         groups = grouping.partition(config.route, message.alerts)
         routed = grouping.routed_body(message.alerts, groups)
         # A webhook that says Alertmanager left alerts out is recorded on the incident.
-        repeatable = groups and not message.truncated_alerts
+        repeatable = bool(groups) and not message.truncated_alerts
         result = self._repeated(routed) if repeatable else None
         if result is None:
             result = await self._write(config, groups, message)

@@ -16,9 +16,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
+from typing import TypeVar
 
 from receiver.model import Alert, AlertStatus, EventKind, TimelineEvent
 from receiver.routing import Match, Route, route_all
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,20 +205,14 @@ class HeldGroups:
         return len(self._groups)
 
     def hold(self, group_key: str, incident_id: int, digest: int) -> None:
-        self._groups.pop(group_key, None)  # re-entered last, so evicted last
-        self._groups[group_key] = (incident_id, digest)
-        if len(self._groups) > self._limit:
-            del self._groups[next(iter(self._groups))]
+        _put_newest(self._groups, group_key, (incident_id, digest), self._limit)
 
     def forget(self, group_key: str) -> None:
         self._groups.pop(group_key, None)
 
-    def repeated(self, group_key: str, alerts: Sequence[Alert]) -> int | None:
-        """The open incident's id if `alerts` repeat exactly what it holds, else None."""
-        return self.holding(group_key, webhook_digest(alerts))
-
-    def holding(self, group_key: str, digest: int) -> int | None:
-        """`repeated`, for alerts whose webhook digest is known already."""
+    def repeated(self, group_key: str, digest: int) -> int | None:
+        """The open incident's id if the alerts whose webhook_digest is `digest` repeat exactly
+        what it holds, else None."""
         entry = self._groups.get(group_key)
         if entry is None or entry[1] != digest:
             return None
@@ -261,10 +259,15 @@ class RoutedBodies:
         if config is not self._config:
             self._bodies.clear()
             self._config = config
-        self._bodies.pop(name, None)  # re-entered last, so evicted last
-        self._bodies[name] = routed
-        if len(self._bodies) > self._limit:
-            del self._bodies[next(iter(self._bodies))]
+        _put_newest(self._bodies, name, routed, self._limit)
+
+
+def _put_newest(entries: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Set `key` as the newest entry; beyond `limit`, the oldest goes."""
+    entries.pop(key, None)  # re-entered last, so evicted last
+    entries[key] = value
+    if len(entries) > limit:
+        del entries[next(iter(entries))]
 
 
 def routed_body(alerts: Sequence[Alert], groups: Mapping[str, RoutedGroup]) -> RoutedBody:

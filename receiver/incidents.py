@@ -120,7 +120,7 @@ class Incidents:
         when any group may change."""
         result = IngestResult(alerts=routed.alerts)
         for key, digest, alerts in routed.groups:
-            incident_id = self.held.holding(key, digest)
+            incident_id = self.held.repeated(key, digest)
             if incident_id is None:
                 return None
             result.groups[key] = incident_id

@@ -212,11 +212,11 @@ def test_held_groups_answer_only_exact_repeats_and_forget() -> None:
     held = HeldGroups(limit=2)
     state = group(("a", F, T0)).alerts
     held.hold("g1", 1, held_digest(state))
-    assert held.repeated("g1", [alert("a", F)]) == 1
-    assert held.repeated("g1", [alert("a", R)]) is None
-    assert held.repeated("g2", [alert("a", F)]) is None
+    assert held.repeated("g1", webhook_digest([alert("a", F)])) == 1
+    assert held.repeated("g1", webhook_digest([alert("a", R)])) is None
+    assert held.repeated("g2", webhook_digest([alert("a", F)])) is None
     held.forget("g1")
-    assert held.repeated("g1", [alert("a", F)]) is None
+    assert held.repeated("g1", webhook_digest([alert("a", F)])) is None
 
 
 def test_held_groups_drop_the_least_recently_held_beyond_the_limit() -> None:
@@ -227,8 +227,8 @@ def test_held_groups_drop_the_least_recently_held_beyond_the_limit() -> None:
     held.hold("g1", 1, digest)  # held again: now the newest
     held.hold("g3", 3, digest)
     assert len(held) == 2
-    assert held.repeated("g2", [alert("a", F)]) is None
-    assert [held.repeated(k, [alert("a", F)]) for k in ("g1", "g3")] == [1, 3]
+    assert held.repeated("g2", webhook_digest([alert("a", F)])) is None
+    assert [held.repeated(k, webhook_digest([alert("a", F)])) for k in ("g1", "g3")] == [1, 3]
 
 
 def test_routed_bodies_are_named_by_content_under_a_key_of_their_own() -> None:

@@ -26,7 +26,7 @@ from receiver.incidents import observe_resolution
 from receiver.metrics import Metrics
 from receiver.model import EventKind, Incident, IncidentState, TimelineEvent
 from receiver.scheduler import Scheduler
-from receiver.schedules import next_start, on_call, within
+from receiver.schedules import OnCallMemo, next_start, within
 from receiver.store import ArmedDeadline, SqliteStore, Transaction
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,9 @@ PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
 class Directory:
     """The engine's view of people and schedules, over the current config."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, on_call: OnCallMemo) -> None:
         self._config = config
+        self._on_call = on_call
 
     def user(self, name: str) -> User | None:
         return self._config.users.get(name)
@@ -54,7 +55,7 @@ class Directory:
         found = self._config.schedules.get(schedule)
         if found is None or layer not in {lay.name for lay in found.layers}:
             return None
-        return on_call(found, layer, at)
+        return self._on_call.on_call(found, layer, at)
 
     def working_hours(self, team: str) -> _Hours | None:
         found = self._config.teams.get(team)
@@ -97,6 +98,7 @@ class Responder:
         self._clock = clock
         self._metrics = metrics
         self._config = config
+        self._on_call = OnCallMemo()
         self.scheduler = (scheduler_factory or _default_scheduler)(self)
         self.outbox_listeners: list[Callable[[], None]] = []
         # Told the group key of each incident a person (or a policy) resolved, once committed.
@@ -107,8 +109,9 @@ class Responder:
     async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None:
         config = self._config()
         policy = config.policy_for(incident.policy, incident.team)
+        directory = Directory(config, self._on_call)
         plan = escalation.start(
-            policy, incident, config.severity(incident.severity), Directory(config), now
+            policy, incident, config.severity(incident.severity), directory, now
         )
         await self._apply(tx, incident, plan, now)
         await self._stakeholders(tx, incident, "stakeholder_declared", now)
@@ -171,7 +174,7 @@ class Responder:
         cursors = await tx.round_robin(keys) if keys else {}
         return escalation.on_deadline(
             state, incident, config.severity(incident.severity), deadline,
-            Directory(config), cursors, now,
+            Directory(config, self._on_call), cursors, now,
         )
 
     async def delivery_failed(self, incident_id: int, payload: dict[str, Any]) -> None:

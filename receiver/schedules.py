@@ -32,11 +32,13 @@ __all__ = [
     "next_change",
     "next_start",
     "on_call",
+    "OnCallMemo",
     "parse_weekdays",
     "within",
 ]
 
 _DAY = timedelta(days=1)
+_HORIZON = timedelta(days=35)
 _WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WEEKDAYS_FORM = (
     "three-letter day names (mon..sun), ranges like mon-fri or fri-mon, joined by commas"
@@ -151,7 +153,7 @@ def on_call(schedule: Schedule, layer: str, at: datetime) -> str | None:
 
 
 def next_change(
-    schedule: Schedule, layer: str, at: datetime, horizon: timedelta = timedelta(days=35)
+    schedule: Schedule, layer: str, at: datetime, horizon: timedelta = _HORIZON
 ) -> datetime | None:
     """The first instant after `at` when `on_call` gives another answer, in UTC.
 
@@ -169,6 +171,36 @@ def next_change(
         if on_call(schedule, layer, edge) != current:
             return edge
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Span:
+    schedule: Schedule
+    since: datetime
+    until: datetime
+    user: str | None
+
+
+class OnCallMemo:
+    """`on_call`, answered from memory while the answer cannot change.
+
+    A schedule's answer for a layer holds from the instant it was computed until its
+    `next_change`; every new incident asks it, and working it out (zone conversions, handoff
+    arithmetic) costs more than the rest of the first page. One span is kept per schedule name
+    and layer, for the schedule object it was computed on: a reloaded config brings new
+    objects, so nothing outlives the config it came from."""
+
+    def __init__(self) -> None:
+        self._spans: dict[tuple[str, str], _Span] = {}
+
+    def on_call(self, schedule: Schedule, layer: str, at: datetime) -> str | None:
+        span = self._spans.get((schedule.name, layer))
+        if span is not None and span.schedule is schedule and span.since <= at < span.until:
+            return span.user
+        user = on_call(schedule, layer, at)
+        until = next_change(schedule, layer, at) or at + _HORIZON
+        self._spans[(schedule.name, layer)] = _Span(schedule, at, until, user)
+        return user
 
 
 def _find_layer(schedule: Schedule, name: str) -> Layer:

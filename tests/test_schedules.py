@@ -15,6 +15,7 @@ import pytest
 
 from receiver.schedules import (
     Layer,
+    OnCallMemo,
     Override,
     Restriction,
     Rotation,
@@ -341,6 +342,52 @@ def test_next_change_none(schedule: Schedule, at: datetime, horizon: timedelta) 
 def test_next_change_horizon_end_is_included() -> None:
     at = utc(2026, 3, 30, 6, 0)
     assert next_change(WEEKLY_AMS, "primary", at, timedelta(hours=1)) == utc(2026, 3, 30, 7, 0)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "layer"),
+    [
+        pytest.param(WEEKLY_AMS, "primary", id="weekly-across-dst"),
+        pytest.param(HALF_DAY_AMS, "primary", id="half-days"),
+        pytest.param(GAP_AMS, "primary", id="handoff-in-the-skipped-hour"),
+        pytest.param(REPEAT_AMS, "primary", id="handoff-in-the-repeated-hour"),
+        pytest.param(PLATFORM, "primary", id="restricted-rotation-over-another"),
+        pytest.param(NIGHTS, "primary", id="night-windows"),
+        pytest.param(payments(COVER_SATURDAY, DEE_AT_NOON), "primary", id="overrides"),
+        pytest.param(payments(COVER_SECONDARY_SATURDAY), "secondary", id="layer-override"),
+        pytest.param(single(AMS, rotation(("dee",), "1w", MONDAY_0900)), "primary", id="one-user"),
+    ],
+)
+def test_the_memo_answers_as_on_call_does_at_every_instant(schedule: Schedule, layer: str) -> None:
+    """Walked forward in 41-minute steps through 2026 (both DST changes), then asked at each
+    edge, a second either side of it: the memo never keeps an answer past a change."""
+    memo = OnCallMemo()
+    instants = [utc(2026, 1, 1) + timedelta(minutes=41 * i) for i in range(12_900)]
+    edges = []
+    at = utc(2026, 1, 1)
+    while (edge := next_change(schedule, layer, at)) is not None and edge < utc(2027, 1, 1):
+        edges.append(edge)
+        at = edge
+    for edge in edges:
+        instants += [edge - timedelta(seconds=1), edge, edge + timedelta(seconds=1)]
+    for at in sorted(instants):
+        assert memo.on_call(schedule, layer, at) == on_call(schedule, layer, at), at
+
+
+def test_the_memo_answers_afresh_for_a_reloaded_schedule_and_for_an_earlier_instant() -> None:
+    memo = OnCallMemo()
+    at = ams(2026, 2, 14, 12, 30)
+    assert memo.on_call(payments(), "primary", at) == "bo"
+    # A reload gives the schedule another object under the same name: its answer, not the old.
+    assert memo.on_call(payments(DEE_AT_NOON), "primary", at) == "dee"
+    reloaded = payments()
+    assert memo.on_call(reloaded, "primary", at) == "bo"
+    # A clock set back asks before the span began: bo's week started on Monday 09:00.
+    assert memo.on_call(reloaded, "primary", ams(2026, 2, 9, 8, 59)) == "ana"
+    assert memo.on_call(reloaded, "primary", at) == "bo"
+    # Layers of one schedule are remembered apart.
+    assert memo.on_call(reloaded, "secondary", at) == "ana"
+    assert memo.on_call(reloaded, "primary", at) == "bo"
 
 
 def test_unknown_layer_is_refused() -> None:

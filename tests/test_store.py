@@ -89,6 +89,38 @@ async def test_reopen_keeps_data_and_migrations_run_once(tmp_path: Path) -> None
     await second.close()
 
 
+async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ackd.db"
+    first = SqliteStore(path)
+    await first.open()
+    incident_id = await first.write(lambda tx: tx.insert_incident(new_incident(), None))
+    await first.write(lambda tx: tx.enqueue(incident_id, [{"recipient": "ana"}], NOW))
+    await first.close()
+    # Take the file back to schema 1, as an ackd of that release left it.
+    old = sqlite3.connect(path, isolation_level=None)
+    old.execute("DROP INDEX outbox_due")
+    old.execute("DROP INDEX outbox_by_incident")
+    old.execute("PRAGMA user_version=1")
+    old.close()
+    second = SqliteStore(path)
+    await second.open()
+    [(row, incident)] = await second.due_notifications(NOW)
+    assert row.payload == {"recipient": "ana"}
+    assert incident is not None
+    assert incident.id == incident_id
+    await second.close()
+    check = sqlite3.connect(path)
+    assert check.execute("PRAGMA user_version").fetchone() == (2,)
+    plan = check.execute(
+        "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE next_attempt_at <= 0"
+        " ORDER BY next_attempt_at, id LIMIT 1"
+    ).fetchall()
+    check.close()
+    assert "INDEX outbox_due" in str(plan), plan
+
+
 async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> None:
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     due = NOW + timedelta(minutes=5)

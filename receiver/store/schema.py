@@ -83,4 +83,12 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (policy, step)
     );
     """,
+    # 2: the outbox by due time and by incident. The dispatcher asks for the rows due, and when
+    # the next one is, on every pass, up to one a commit; a storm leaves thousands of rows
+    # waiting (held back by the rate limit, or retried), and without the index each pass read
+    # every one of them: 0.3 ms and 0.5 ms at 8,000 rows, growing with the storm.
+    """
+    CREATE INDEX outbox_due ON outbox(next_attempt_at, id);
+    CREATE INDEX outbox_by_incident ON outbox(incident_id);
+    """,
 )

@@ -332,11 +332,12 @@ class Transaction:
         self, incident_id: int, payloads: Iterable[dict[str, Any]], now: datetime
     ) -> list[int]:
         ids: list[int] = []
+        at = to_us(now)  # created now, and due at once
         for payload in payloads:
             cur = self._cur.execute(
                 "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
                 " VALUES (?, ?, ?, ?)",
-                (incident_id, to_us(now), dumps(payload), to_us(now)),
+                (incident_id, at, dumps(payload), at),
             )
             assert cur.lastrowid is not None
             ids.append(int(cur.lastrowid))

@@ -556,14 +556,40 @@ async def test_failed_authentication_is_counted_then_throttled_with_503(
     registry = daemon.metrics.registry
     assert registry.get_sample_value("ackd_auth_failures_total", {"endpoint": "webhook"}) == LIMIT
 
-    # Blocked now, even with the right token: the answer must not reveal a right guess. It is
-    # a 503, so an Alertmanager behind the same proxy retries instead of dropping the alert.
-    status, body, headers = await send(url, firing("Real"))
+    # Blocked now: further guesses get a 503 with Retry-After, and nothing gets in.
+    status, body, headers = await send(url, firing("Guess"), token="guess")
     assert (status, body["field"]) == (503, "Authorization")
     assert 0 < int(headers["Retry-After"]) <= FailureThrottle().window
     assert registry.get_sample_value("ackd_webhooks_total", {"result": "throttled"}) == 1
-    assert registry.get_sample_value("ackd_auth_failures_total", {"endpoint": "webhook"}) == LIMIT
-    assert await daemon.store.incidents(IncidentFilter()) == []  # nothing got in
+    assert await daemon.store.incidents(IncidentFilter()) == []
+
+
+async def test_valid_credentials_are_never_throttled(start_daemon: Callable[..., Any]) -> None:
+    # A guesser behind the same proxy as Alertmanager: the address is blocked for failures,
+    # and every real post still gets in, interleaved with the guesses.
+    daemon: Daemon = await start_daemon()
+    base = f"http://{HOST}:{daemon.port}"
+    url = f"{base}/api/v1/alerts"
+    for _ in range(LIMIT):
+        await send(url, firing("Guess"), token="guess")
+    for n in range(5):
+        status, body, _ = await send(url, firing(f"Real{n}"))
+        assert status == 200, body
+        status, _, _ = await send(url, firing("Guess"), token="guess")
+        assert status == 503
+    assert len(await daemon.store.incidents(IncidentFilter())) == 5
+
+    async with aiohttp.ClientSession() as session:
+        for _ in range(LIMIT):
+            async with session.get(f"{base}/api/v1/incidents",
+                                   headers={"Authorization": "Bearer stale"}) as response:
+                assert response.status == 401
+        async with session.get(f"{base}/api/v1/incidents",
+                               headers={"Authorization": "Bearer stale"}) as response:
+            assert response.status == 429
+        async with session.get(f"{base}/api/v1/incidents",
+                               headers={"Authorization": f"Bearer {API_TOKEN}"}) as response:
+            assert response.status == 200
 
 
 async def test_api_token_failures_do_not_lock_out_alertmanager(

@@ -29,15 +29,16 @@ def authorised(request: web.Request, s: Services) -> str | web.Response:
     tokens = s.config.api_tokens
     if not tokens and request.method == "GET":
         return "anonymous"
-    client = request.remote or "unknown"
-    if s.throttle.blocked(client):
-        return error(429, "too many failed authentication attempts", "Authorization")
     actor = api_actor(request, tokens)
-    if actor is None:
-        s.throttle.record(client)
-        s.metrics.auth_failures.labels("api").inc()
-        return unauthorized("missing or wrong API token")
-    return actor
+    if actor is not None:
+        return actor  # a valid token is never throttled, whoever shares the address
+    client = request.remote or "unknown"
+    blocked = s.throttle.blocked(client)
+    s.throttle.record(client)
+    s.metrics.auth_failures.labels("api").inc()
+    if blocked:
+        return error(429, "too many failed authentication attempts", "Authorization")
+    return unauthorized("missing or wrong API token")
 
 
 def _filter(request: web.Request) -> IncidentFilter:

@@ -70,7 +70,9 @@ def api_actor(request: web.Request, tokens: Mapping[str, str]) -> str | None:
 
 
 class FailureThrottle:
-    """After `limit` failed attempts from one address within `window` seconds, refuse early."""
+    """After `limit` failed attempts from one address within `window` seconds, its further
+    failures are answered as throttled. Only failures: a request with valid credentials always
+    goes through, since behind a proxy a guesser shares its address with real clients."""
 
     def __init__(self, limit: int = 20, window: float = 60.0, max_clients: int = 10_000) -> None:
         self.limit = limit
@@ -97,7 +99,8 @@ class FailureThrottle:
         if len(self._failures) >= self.max_clients and client not in self._failures:
             self._failures.pop(next(iter(self._failures)))  # bounded memory under a spray
         at = time.monotonic() if now is None else now
-        failures = self._failures.setdefault(client, deque())
+        # Only the newest `limit` failures decide when the address is free again.
+        failures = self._failures.setdefault(client, deque(maxlen=self.limit))
         self._prune(failures, at)
         failures.append(at)
 

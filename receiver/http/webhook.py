@@ -8,9 +8,10 @@ once (grouping.HeldGroups; a body seen before is not even parsed again, grouping
 so it gets its 200 even while the store cannot take writes.
 
 Failed credentials are counted per client address in a throttle of the webhook's own: API
-clients with a stale token must not lock Alertmanager out. A throttled address is answered 503,
-not 429, because behind a reverse proxy Alertmanager shares its address with whoever is
-guessing, and a 429 would make it drop real alerts.
+clients with a stale token must not lock Alertmanager out. Only failing requests are throttled
+(503 with Retry-After); a request with valid credentials always goes through, because behind a
+reverse proxy Alertmanager shares its address with whoever is guessing. The throttle cannot
+stop a guesser who ignores Retry-After: the defence against guessing is a long random token.
 """
 
 from __future__ import annotations
@@ -89,11 +90,13 @@ def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
 
 
 def _authenticate(request: web.Request, s: Services) -> web.Response | None:
+    if webhook_allowed(request, s.config.webhook_auth):
+        return None  # valid credentials are never throttled, whoever shares the address
     throttle = request.app[THROTTLE]
     client = request.remote or "unknown"
-    # A blocked address is refused before its credentials are looked at: the answer must not
-    # tell a guesser whether the guess was right.
     wait = throttle.retry_after(client)
+    throttle.record(client)
+    s.metrics.auth_failures.labels("webhook").inc()
     if wait > 0:
         s.metrics.webhooks.labels("throttled").inc()
         return error(
@@ -102,12 +105,8 @@ def _authenticate(request: web.Request, s: Services) -> web.Response | None:
             "Authorization",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    if not webhook_allowed(request, s.config.webhook_auth):
-        throttle.record(client)
-        s.metrics.auth_failures.labels("webhook").inc()
-        s.metrics.webhooks.labels("unauthorized").inc()
-        return unauthorized("missing or wrong credentials")
-    return None
+    s.metrics.webhooks.labels("unauthorized").inc()
+    return unauthorized("missing or wrong credentials")
 
 
 async def _body_in_time(request: web.Request, limit: int, seconds: float) -> bytes | None:

@@ -19,6 +19,7 @@ from urllib.parse import quote
 import msgspec
 
 from receiver.errors import PayloadError
+from receiver.inputs import MAX_INTEGER, parse_json
 from receiver.model import ALERT_STATUSES, Alert, AlertStatus
 
 SUPPORTED_VERSION = "4"
@@ -27,8 +28,6 @@ _ZERO_YEAR = 1
 _FNV_OFFSET = 14695981039346656037
 _FNV_PRIME = 1099511628211
 _SEPARATOR = 0xFF
-# SQLite keeps integers in 64 signed bits.
-_MAX_INTEGER = 2**63 - 1
 _MAX_FINGERPRINT = 64
 
 
@@ -52,7 +51,8 @@ def parse_webhook(body: bytes) -> WebhookMessage:
     try:
         body.decode("utf-8")  # msgspec does not look inside the keys it skips
         doc = _DECODER.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
+        # RecursionError: msgspec's own, for nesting too deep even under a key it skips.
         return _parse_carefully(body)
     message = _message_of(doc)
     return message if message is not None else _parse_carefully(body)
@@ -82,7 +82,7 @@ class _WebhookDoc(msgspec.Struct, rename={"group_key": "groupKey", "group_labels
     group_key: str | None = ""
     group_labels: dict[str, str] = {}
     external_url: str | None = ""
-    truncated_alerts: Annotated[int, msgspec.Meta(ge=0, le=_MAX_INTEGER)] = 0
+    truncated_alerts: Annotated[int, msgspec.Meta(ge=0, le=MAX_INTEGER)] = 0
 
 
 _DECODER = msgspec.json.Decoder(_WebhookDoc)
@@ -139,12 +139,7 @@ def _parse_carefully(body: bytes) -> WebhookMessage:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise PayloadError("body", f"not valid UTF-8 at byte {exc.start}") from None
-    try:
-        data = json.loads(text)
-    except RecursionError:
-        raise PayloadError("body", "JSON nested too deeply") from None
-    except json.JSONDecodeError as exc:
-        raise PayloadError("body", f"invalid JSON: {exc.msg} at line {exc.lineno}") from None
+    data = parse_json(text)
     if not isinstance(data, dict):
         raise PayloadError("body", "must be a JSON object")
     return _message(data)
@@ -161,7 +156,7 @@ def _message(data: dict[str, Any]) -> WebhookMessage:
     if (
         not isinstance(truncated, int)
         or isinstance(truncated, bool)
-        or not 0 <= truncated <= _MAX_INTEGER
+        or not 0 <= truncated <= MAX_INTEGER
     ):
         raise PayloadError("truncatedAlerts", "must be a whole number from 0 to 2^63-1")
     return WebhookMessage(

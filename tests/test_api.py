@@ -130,6 +130,24 @@ ACTION_ERRORS = [
     ("unack when triggered", "POST", "/api/v1/incidents/{id}/unack", None, 409, "state"),
     ("bad state filter", "GET", "/api/v1/incidents?state=sleeping", None, 400, "state"),
     ("bad limit", "GET", "/api/v1/incidents?limit=0", None, 400, "limit"),
+    # Digits Python reads but a URL should not carry: superscripts, other scripts' digits.
+    ("id a superscript digit", "GET", "/api/v1/incidents/\u00b2", None, 400, "id"),
+    ("id in Arabic-Indic digits", "POST", "/api/v1/incidents/\u0661/ack", None, 400, "id"),
+    ("id past 64 bits", "GET", "/api/v1/incidents/18446744073709551616", None, 400, "id"),
+    ("id past 5,000 digits", "GET", "/api/v1/incidents/" + "9" * 5000, None, 400, "id"),
+    ("limit a superscript digit", "GET", "/api/v1/incidents?limit=\u00b2", None, 400, "limit"),
+    ("before past 64 bits", "GET", "/api/v1/incidents?before=9223372036854775808", None, 400,
+     "before"),
+    ("snooze for longer than a timedelta", "POST", "/api/v1/incidents/{id}/snooze",
+     {"for": "99999999999w"}, 400, "for"),
+    ("snooze past the year 9999", "POST", "/api/v1/incidents/{id}/snooze",
+     {"for": "520000w"}, 400, "for"),
+    ("snooze until past the year 9999 in UTC", "POST", "/api/v1/incidents/{id}/snooze",
+     {"until": "9999-12-31T23:00:00-14:00"}, 400, "until"),
+    ("snooze body nested too deeply", "POST", "/api/v1/incidents/{id}/snooze",
+     b'{"for": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "body"),
+    ("snooze body with a 5,000-digit number", "POST", "/api/v1/incidents/{id}/snooze",
+     b'{"for": ' + b"9" * 5000 + b"}", 400, "for"),
 ]
 
 
@@ -141,7 +159,8 @@ async def test_api_errors_name_the_field(
     api: Api, method: str, path: str, body: Any, status: int, field: str
 ) -> None:
     number = await api.fire()
-    got, answer = await api.call(method, path.format(id=number), body)
+    raw = body if isinstance(body, bytes) else None
+    got, answer = await api.call(method, path.format(id=number), None if raw else body, raw=raw)
     assert (got, answer["field"]) == (status, field), answer
     assert (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["state"] == "triggered"
 

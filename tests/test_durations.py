@@ -28,3 +28,20 @@ def test_parse_and_format_round_trip(text: str, expected: timedelta) -> None:
 def test_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="not a duration"):
         parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["\u0661m", "\u00b2s", "\uff15m"])
+def test_rejects_digits_outside_ascii(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize("text", ["99999999999w", "1000000000d", "9" * 5000 + "s",
+                                  "142857143w"])
+def test_rejects_what_a_timedelta_cannot_hold_by_a_value_error(text: str) -> None:
+    with pytest.raises(ValueError, match="too long"):
+        parse_duration(text)
+
+
+def test_the_longest_duration_is_read() -> None:
+    assert parse_duration(f"{timedelta.max.days}d") == timedelta(days=timedelta.max.days)

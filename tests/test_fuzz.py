@@ -333,6 +333,22 @@ REFUSED = [
     ("nested 100k deep in a label",
      encode(hook(alert({"alertname": "Deep", "x": "@"}))).replace(b'"@"', nested(100_000)),
      400, "body"),
+    ("nested 100k deep under a key ackd does not read",
+     encode(hook(alert({"alertname": "Deep"}), future="@")).replace(b'"@"', nested(100_000)),
+     400, "body"),
+    ("nested 100k deep under an alert's unknown key",
+     encode(hook(alert({"alertname": "Deep"}, future="@"))).replace(b'"@"', nested(100_000)),
+     400, "body"),
+    ("a 5,000-digit truncatedAlerts",
+     encode(hook(alert({"alertname": "Trunc"}), truncatedAlerts=0)).replace(
+         b'"truncatedAlerts": 0', b'"truncatedAlerts": ' + b"9" * 5000), 400,
+     "truncatedAlerts"),
+    ("a 5,000-digit label value",
+     encode(hook(alert({"alertname": "@"}))).replace(b'"@"', b"9" * 5000), 400,
+     "alerts[0].labels.alertname"),
+    ("a 5,000-digit number beside a bad version",
+     encode(hook(alert({"alertname": "V"}), version="3", future="@")).replace(
+         b'"@"', b"-" + b"9" * 5000), 400, "version"),
     ("version 3", encode(hook(version="3")), 400, "version"),
     ("alerts not a list", encode(hook() | {"alerts": {}}), 400, "alerts"),
     ("label value not a string", encode(hook(alert({"alertname": ["x"]}))), 400,
@@ -453,6 +469,15 @@ ACCEPTED = [
     ("keys ackd does not know", hook(alert({"alertname": "Newer"}, notification_reason="x"),
                                      routeLabels={"a": "b"}, future={"x": [1, 2]})),
 ]
+# Bodies json.dumps cannot write: the placeholder "@" is replaced by the raw JSON.
+ACCEPTED_RAW = [
+    ("a 5,000-digit number under a key ackd does not read",
+     encode(hook(alert({"alertname": "HugeUnknown"}), future="@")), b"9" * 5000),
+    ("a 5,000-digit number under an alert's unknown key",
+     encode(hook(alert({"alertname": "HugeAlertUnknown"}, future="@"))), b"-" + b"9" * 5000),
+    ("nested 100 deep under a key ackd does not read",
+     encode(hook(alert({"alertname": "DeepUnknown"}), future="@")), nested(100)),
+]
 
 
 @pytest.mark.parametrize("document", [c[1] for c in ACCEPTED], ids=[c[0] for c in ACCEPTED])
@@ -462,6 +487,15 @@ def test_odd_but_valid_webhook_is_stored_whole(ackd: Ackd, document: dict[str, A
     [incident] = answer.json["incidents"]
     [stored] = get(ackd.port, f"/api/v1/incidents/{incident}")["alerts"]
     assert stored["labels"] == document["alerts"][0]["labels"]
+    assert_alive(ackd)
+
+
+@pytest.mark.parametrize(("template", "raw"), [c[1:] for c in ACCEPTED_RAW],
+                         ids=[c[0] for c in ACCEPTED_RAW])
+def test_odd_json_under_unknown_keys_is_ignored(ackd: Ackd, template: bytes, raw: bytes) -> None:
+    answer = post(ackd.port, template.replace(b'"@"', raw))
+    assert answer.status == 200, answer.raw[:300]
+    assert answer.json["incidents"]
     assert_alive(ackd)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
@@ -17,6 +17,7 @@ from receiver.errors import AckdError, LinkError, PayloadError
 from receiver.http.api import authorised, error_response, incident_id
 from receiver.http.responses import error, incident_json, ok
 from receiver.http.services import Services, services
+from receiver.inputs import parse_json
 from receiver.links import LinkClaim
 
 ACTIONS = ("ack", "resolve", "snooze", "unack")
@@ -43,29 +44,42 @@ async def act(request: web.Request) -> web.Response:
 
 async def _snooze_until(request: web.Request, s: Services) -> datetime:
     try:
-        body = json.loads(await request.read() or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PayloadError("body", "invalid JSON") from None
+        body = parse_json((await request.read() or b"{}").decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PayloadError("body", "not valid UTF-8") from None
     if not isinstance(body, dict):
         raise PayloadError("body", "must be a JSON object")
-    now = s.clock.now()
     if "for" in body:
-        try:
-            length = parse_duration(str(body["for"]))
-        except ValueError as exc:
-            raise PayloadError("for", str(exc)) from None
-        if length <= timedelta(0):
-            raise PayloadError("for", "must be longer than 0s")
-        return now + length
+        return _snooze_for(str(body["for"]), s.clock.now())
     if "until" in body:
-        try:
-            until = datetime.fromisoformat(str(body["until"]))
-        except ValueError:
-            raise PayloadError("until", "must be an ISO 8601 time with a zone") from None
-        if until.tzinfo is None:
-            raise PayloadError("until", "must carry a time zone (Z or an offset)")
-        return until
+        return _snooze_to(str(body["until"]))
     raise PayloadError("for", "give `for` (a duration such as 30m) or `until` (an ISO time)")
+
+
+def _snooze_for(text: str, now: datetime) -> datetime:
+    try:
+        length = parse_duration(text)
+    except ValueError as exc:
+        raise PayloadError("for", str(exc)) from None
+    if length <= timedelta(0):
+        raise PayloadError("for", "must be longer than 0s")
+    try:
+        return now + length
+    except OverflowError:
+        raise PayloadError("for", "ends after the year 9999") from None
+
+
+def _snooze_to(text: str) -> datetime:
+    try:
+        until = datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError("until", "must be an ISO 8601 time with a zone") from None
+    if until.tzinfo is None:
+        raise PayloadError("until", "must carry a time zone (Z or an offset)")
+    try:
+        return until.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-14:00 is in the year 10000 in UTC
+        raise PayloadError("until", "is after the year 9999 once in UTC") from None
 
 
 # -- signed links ---------------------------------------------------------------------------

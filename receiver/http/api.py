@@ -17,6 +17,7 @@ from receiver.http.responses import (
     unauthorized,
 )
 from receiver.http.services import Services, services
+from receiver.inputs import MAX_INTEGER, whole_number
 from receiver.model import IncidentState
 from receiver.store import IncidentFilter
 
@@ -69,17 +70,11 @@ def _int_param(
 ) -> Any:
     if raw is None:
         return default
-    if not raw.isdigit() or int(raw) < low or (high is not None and int(raw) > high):
-        bound = f" and {high}" if high is not None else ""
-        raise PayloadError(name, f"must be a whole number between {low}{bound}")
-    return int(raw)
+    return whole_number(raw, name, low, MAX_INTEGER if high is None else high)
 
 
 def incident_id(request: web.Request) -> int:
-    raw = request.match_info["id"]
-    if not raw.isdigit():
-        raise PayloadError("id", "incident ids are whole numbers")
-    return int(raw)
+    return whole_number(request.match_info["id"], "id")
 
 
 async def list_incidents(request: web.Request) -> web.Response:

@@ -23,6 +23,7 @@ from receiver.client import ApiError, Client
 from receiver.config import Config
 from receiver.configbuild import parse_listen
 from receiver.errors import ConfigError
+from receiver.oneline import EscapeArgs
 from receiver.routing import describe, route
 from receiver.schedules import next_change, on_call
 
@@ -92,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(EscapeArgs())  # outside text cannot start a log line of its own
     command = {
         "serve": _serve, "check-config": _check_config, "routes": _routes_test,
         "oncall": _oncall, "incidents": _incidents,

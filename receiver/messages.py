@@ -16,6 +16,10 @@ Variables a template sees:
     open_for                             how long the incident was open, once resolved
 Filters: `alert | describe` (name, labels, state) and `mapping | labels` ("k=v, k=v").
 
+Every value a template prints is shown on one line, its control characters escaped
+(`oneline.one_line`, applied by the environment's `finalize`, so overrides get it too): an
+alert's label or annotation cannot add lines of its own, such as a forged `Acknowledge:` link.
+
 Short messages (a per-contact `short: true`, for SMS gateways) are built here, not templated:
 one body of at most 160 characters that always keeps its link, and no title, because SMS
 plugins prepend the title to the body.
@@ -35,6 +39,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from receiver.model import Alert, AlertStatus, Incident, IncidentState, Severity
 from receiver.notify import Message, NotifyType
+from receiver.oneline import one_line, one_line_value
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +251,8 @@ def _severity_type(severity: Severity) -> NotifyType:
 
 def _environment() -> SandboxedEnvironment:
     env = SandboxedEnvironment(
-        autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True
+        autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        finalize=one_line_value,
     )
     env.filters["describe"] = describe
     env.filters["labels"] = format_labels
@@ -314,14 +320,14 @@ def summary(incident: Incident, alerts: Sequence[Alert]) -> str:
 
 def describe(alert: Alert) -> str:
     """`HighErrorRate (instance=api-1, job=api)`, with `[resolved]` once it stopped firing."""
-    name = alert.labels.get("alertname", "alert")
+    name = one_line(alert.labels.get("alertname", "alert"))
     labels = format_labels({k: v for k, v in alert.labels.items() if k != "alertname"})
     text = f"{name} ({labels})" if labels else name
     return f"{text} [resolved]" if alert.status is AlertStatus.RESOLVED else text
 
 
 def format_labels(labels: Mapping[str, str]) -> str:
-    return ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
+    return ", ".join(f"{one_line(k)}={one_line(v)}" for k, v in sorted(labels.items()))
 
 
 def _annotation(alert: Alert, keys: Sequence[str]) -> str:
@@ -351,7 +357,8 @@ def format_duration(span: timedelta) -> str:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())
+    """Prose (a summary, a title) on one line: whitespace runs folded, other controls escaped."""
+    return one_line(" ".join(text.split()))
 
 
 def _tidy(body: str) -> str:
@@ -371,7 +378,7 @@ def short_body(ctx: MessageContext) -> str:
     what = summary(ctx.incident, ctx.alerts)
     i = ctx.incident
     if ctx.reason == "acknowledged":
-        return _fit(f"#{i.id} ack'd by {ctx.actor or 'someone'}: ", what,
+        return _fit(f"#{i.id} ack'd by {one_line(ctx.actor) or 'someone'}: ", what,
                     f" Resolve: {ctx.resolve_url}")
     if ctx.reason == "resolved":
         return _fit(f"#{i.id} resolved: ", what, "")

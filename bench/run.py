@@ -11,7 +11,8 @@ against the project's targets (for its 2-core machine):
 - timer precision: with 10,000 and 100,000 armed escalation deadlines, a sample comes due at
   a steady rate and fires through the real path (scheduler -> Responder.fire -> store);
   lateness = the step's timeline time - the deadline's due time;
-- restart: process start to /-/ready with 100,000 open incidents, and RSS per open incident.
+- restart: process start to /-/ready with 100,000 open incidents, and RSS per open incident;
+- memory: RSS after 8,000 webhooks of 1,000 groups each, every body different (bench/memory.py).
 
 Notifications go to json:// contacts on a local sink (the bare server), never off the
 machine. The targets live here, not in timed unit tests; this does not run in CI.
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import memory
 import procs
 import seed
 from load import Expected, LoadPlan, LoadResult, percentile, run_load
@@ -295,6 +297,19 @@ async def _start_measure(work: Path, config_path: Path, data: Path) -> tuple[flo
         ackd.stop()
 
 
+async def memo_sequence(
+    work: Path, config: Path, args: argparse.Namespace, report: Report
+) -> None:
+    data = work / "memory"
+    ackd = procs.ackd(work, config, data)
+    await ackd.start_ready()
+    try:
+        row = await memory.sequence(ackd, WEBHOOK_TOKEN, args.bodies)
+    finally:
+        ackd.stop()
+    report.add(*row)
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -317,6 +332,8 @@ async def bench(args: argparse.Namespace) -> Report:
             if "timers" in args.only:
                 await timers(work, config, 10_000, args, report, restart=False)
                 await timers(work, config, 100_000, args, report, restart=True)
+            if "memory" in args.only:
+                await memo_sequence(work, config, args, report)
         finally:
             sink.stop()
     return report
@@ -341,8 +358,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="seconds between rescheduling and the first due deadline")
     parser.add_argument("--fire-grace", type=float, default=60.0,
                         help="seconds to wait past the last due time before giving up")
-    parser.add_argument("--only", nargs="+", choices=("ingest", "timers"),
-                        default=["ingest", "timers"])
+    parser.add_argument("--bodies", type=int, default=memory.BODIES,
+                        help="webhooks of 1,000 groups in the memory run")
+    parser.add_argument("--only", nargs="+", choices=("ingest", "timers", "memory"),
+                        default=["ingest", "timers", "memory"])
     return parser.parse_args(argv)
 
 

@@ -185,6 +185,7 @@ class Daemon:
         )
         self.config = kept
         self.services.config = kept
+        self.incidents.resize_memos(kept.memo_bytes)
         self.services.links = _links(kept)
         log.info("configuration reloaded from %s", path)
         return True

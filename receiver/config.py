@@ -66,6 +66,7 @@ class Config:
     synchronous: str
     webhook_auth: WebhookAuth
     max_body_bytes: int
+    memo_bytes: int
     api_tokens: Mapping[str, str] = field(repr=False)  # token -> name
     link_secret: bytes = field(repr=False)
     link_ttl: timedelta

@@ -119,6 +119,7 @@ class Builder:
             synchronous=spec.storage.synchronous.upper(),
             webhook_auth=auth,
             max_body_bytes=spec.webhook.max_body_bytes,
+            memo_bytes=spec.webhook.memo_bytes,
             api_tokens=tokens,
             link_secret=(link or "").encode(),
             link_ttl=spec.links.ttl,

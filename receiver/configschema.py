@@ -51,6 +51,8 @@ class WebhookSpec(Strict):
     bearer_token_file: str | None = None
     basic_auth: BasicAuthSpec | None = None
     max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
+    # The memory that remembering webhooks seen before may take (grouping.MemoBytes).
+    memo_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
 
 
 class ApiTokenSpec(Strict):

@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 from receiver.model import Alert, AlertStatus, EventKind, TimelineEvent
 from receiver.routing import Match, Route, route_all
 
 K = TypeVar("K")
 V = TypeVar("V")
+
+# What the two memos below may take together, by their estimate: 32 MiB each.
+DEFAULT_MEMO_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,21 +198,25 @@ class HeldGroups:
     is known to change nothing (see `apply`: an episode held in the same status is a duplicate),
     and a webhook whose every group matches needs no transaction at all. Entries are only ever
     set after their transaction committed and dropped when the incident resolves; the oldest
-    go first beyond `limit`, and a missing one only costs the ordinary path.
+    go first beyond `budget` bytes (an estimate, see MemoBytes), and a missing one only costs
+    the ordinary path.
     """
 
-    def __init__(self, limit: int = 100_000) -> None:
-        self._limit = limit
-        self._groups: dict[str, tuple[int, int]] = {}
+    def __init__(self, budget: int = DEFAULT_MEMO_BYTES // 2) -> None:
+        self._groups: MemoBytes[str, tuple[int, int]] = MemoBytes(budget, _held_bytes)
 
     def __len__(self) -> int:
         return len(self._groups)
 
+    @property
+    def memo(self) -> MemoBytes[str, tuple[int, int]]:
+        return self._groups
+
     def hold(self, group_key: str, incident_id: int, digest: int) -> None:
-        _put_newest(self._groups, group_key, (incident_id, digest), self._limit)
+        self._groups.put(group_key, (incident_id, digest))
 
     def forget(self, group_key: str) -> None:
-        self._groups.pop(group_key, None)
+        self._groups.pop(group_key)
 
     def repeated(self, group_key: str, digest: int) -> int | None:
         """The open incident's id if the alerts whose webhook_digest is `digest` repeat exactly
@@ -237,17 +245,22 @@ class RoutedBodies:
     memo is emptied when the config changes. Whether the groups still repeat what is committed
     is HeldGroups' to say, at each use. A body is named by a 128-bit BLAKE2b keyed with random
     bytes drawn at start: no one can make two bodies share a name without the key, which never
-    leaves the process, and by chance it never happens. The oldest go first beyond `limit`.
+    leaves the process, and by chance it never happens. The oldest go first beyond `budget`
+    bytes; a body routed to so many groups that it alone would take a large share is not
+    remembered (see MemoBytes).
     """
 
-    def __init__(self, limit: int = 100_000) -> None:
-        self._limit = limit
+    def __init__(self, budget: int = DEFAULT_MEMO_BYTES // 2) -> None:
         self._key = os.urandom(16)
-        self._bodies: dict[bytes, RoutedBody] = {}
+        self._bodies: MemoBytes[bytes, RoutedBody] = MemoBytes(budget, _routed_bytes)
         self._config: object = None
 
     def __len__(self) -> int:
         return len(self._bodies)
+
+    @property
+    def memo(self) -> MemoBytes[bytes, RoutedBody]:
+        return self._bodies
 
     def name(self, body: bytes) -> bytes:
         return hashlib.blake2b(body, digest_size=16, key=self._key).digest()
@@ -259,15 +272,77 @@ class RoutedBodies:
         if config is not self._config:
             self._bodies.clear()
             self._config = config
-        _put_newest(self._bodies, name, routed, self._limit)
+        self._bodies.put(name, routed)
 
 
-def _put_newest(entries: dict[K, V], key: K, value: V, limit: int) -> None:
-    """Set `key` as the newest entry; beyond `limit`, the oldest goes."""
-    entries.pop(key, None)  # re-entered last, so evicted last
-    entries[key] = value
-    if len(entries) > limit:
-        del entries[next(iter(entries))]
+# The memos' size estimates, in bytes, from what CPython 3.11 allocates on 64 bits (pymalloc
+# rounds every object up to 16 bytes). A dict slot costs its entry and index, and a dict grows
+# by doubling. tests/test_grouping.py holds each estimate above what tracemalloc measures.
+_SLOT = 64
+_HELD_ENTRY = _SLOT + 64 + 32 + 48  # (incident id, digest) tuple, id, 64-bit digest
+_BODY_ENTRY = _SLOT + 64 + 80 + 48 + 2 * 32  # name, RoutedBody, groups tuple, counts
+_BODY_GROUP = 8 + 64 + 48 + 32  # slot in groups, (key, digest, count) tuple, digest, count
+
+
+def _str_bytes(text: str) -> int:
+    return -(-sys.getsizeof(text) // 16) * 16
+
+
+def _held_bytes(group_key: str, _: tuple[int, int]) -> int:
+    return _HELD_ENTRY + _str_bytes(group_key)
+
+
+def _routed_bytes(_: bytes, routed: RoutedBody) -> int:
+    return _BODY_ENTRY + sum(_BODY_GROUP + _str_bytes(key) for key, _, _ in routed.groups)
+
+
+class MemoBytes(Generic[K, V]):
+    """Entries newest last, bounded by an estimate of the bytes they take: beyond `budget` the
+    oldest go. An entry estimated at more than 1/MAX_SHARE of the budget is not kept at all:
+    it would push out many others to save the work of one request, and an attacker could
+    flush the memo with a few of them."""
+
+    MAX_SHARE = 64
+
+    def __init__(self, budget: int, size_of: Callable[[K, V], int]) -> None:
+        self.budget = budget
+        self.bytes = 0
+        self._size_of = size_of
+        self._entries: dict[K, V] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: K) -> V | None:
+        return self._entries.get(key)
+
+    def put(self, key: K, value: V) -> None:
+        """Set `key` as the newest entry, unless it is too large to keep (then it is gone)."""
+        self.pop(key)  # re-entered last, so evicted last; and never left stale
+        size = self._size_of(key, value)
+        if size > self.budget // self.MAX_SHARE:
+            return
+        self._entries[key] = value
+        self.bytes += size
+        self._shrink()
+
+    def pop(self, key: K) -> None:
+        value = self._entries.pop(key, None)
+        if value is not None:
+            self.bytes -= self._size_of(key, value)
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.bytes = 0
+
+    def resize(self, budget: int) -> None:
+        self.budget = budget
+        self._shrink()
+
+    def _shrink(self) -> None:
+        entries = self._entries
+        while self.bytes > self.budget and entries:
+            self.pop(next(iter(entries)))
 
 
 def routed_body(alerts: Sequence[Alert], groups: Mapping[str, RoutedGroup]) -> RoutedBody:

@@ -69,8 +69,14 @@ class Incidents:
         self._metrics = metrics
         self._config = config
         self.lifecycle = lifecycle
-        self.held = HeldGroups()
-        self.bodies = RoutedBodies()
+        budget = config().memo_bytes
+        self.held = HeldGroups(budget // 2)
+        self.bodies = RoutedBodies(budget - budget // 2)
+
+    def resize_memos(self, budget: int) -> None:
+        """Share `budget` bytes between the memos (config webhook.memo_bytes), half each."""
+        self.held.memo.resize(budget // 2)
+        self.bodies.memo.resize(budget - budget // 2)
 
     async def ingest_body(self, body: bytes) -> IngestResult:
         """A webhook's body: a resend of a body parsed and routed before is answered from

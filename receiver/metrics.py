@@ -109,6 +109,13 @@ class Metrics:
         self.notifications_suppressed = Counter(
             "ackd_notifications_suppressed", "Notifications held back", ["reason"], registry=r
         )
+        self.memo_bytes = Gauge(
+            "ackd_memo_bytes", "Estimated bytes of the webhook memos (config webhook.memo_bytes)",
+            ["memo"], registry=r,
+        )
+        self.memo_entries = Gauge(
+            "ackd_memo_entries", "Entries in the webhook memos", ["memo"], registry=r
+        )
 
     def child(self, metric: M, *values: str) -> M:
         """`metric.labels(*values)`, looked up once: labels() takes a lock and checks every

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import re
 import sqlite3
 import sys
 from collections.abc import AsyncIterator
@@ -453,7 +454,7 @@ async def test_resends_are_answered_without_a_transaction_as_one_would(tmp_path:
     answer and the same store as with every webhook written through, and no commit."""
     shortcut, through = await start_api(tmp_path / "a"), await start_api(tmp_path / "b")
     try:
-        through.daemon.incidents.held = HeldGroups(limit=0)  # never holds: every webhook writes
+        through.daemon.incidents.held = HeldGroups(0)  # never holds: every webhook writes
         answers, commits = await _group_traffic(shortcut)
         assert (answers, _stored(shortcut)) == (
             (await _group_traffic(through))[0], _stored(through)
@@ -465,3 +466,33 @@ async def test_resends_are_answered_without_a_transaction_as_one_would(tmp_path:
     assert answers[6]["incidents"] == []  # resolved by hand: no open incident holds them
     # Only the resend (1) and the resend of the half-resolved state (4) committed nothing.
     assert [i for i, n in enumerate(commits) if n == 0] == [1, 4]
+
+
+def _memo_gauges(metrics: str) -> dict[str, float]:
+    return {
+        f"{m[1]} {m[2]}": float(m[3])
+        for m in re.finditer(r'^ackd_memo_(bytes|entries)\{memo="(\w+)"\} (\S+)$', metrics, re.M)
+    }
+
+
+async def test_the_memos_show_their_size_on_metrics_and_take_their_budget_on_reload(
+    api: Api, tmp_path: Path
+) -> None:
+    webhook = build_webhook([Alert(fingerprint_of(LABELS), AlertStatus.FIRING, LABELS, {},
+                                   api.clock.now() - timedelta(seconds=30), None)])
+    for _ in range(2):
+        assert (await api.call("POST", "/api/v1/alerts", webhook, token=TOKEN))[0] == 200
+    gauges = _memo_gauges((await api.call("GET", "/metrics", token=None))[1])
+    assert gauges["entries bodies"] == gauges["entries groups"] == 1
+    assert gauges["bytes bodies"] == api.daemon.incidents.bodies.memo.bytes > 0
+    assert gauges["bytes groups"] == api.daemon.incidents.held.memo.bytes > 0
+
+    fresh = write_config(tmp_path / "fresh.yaml", "127.0.0.1:9", step_delay="5m")
+    fresh.write_text(fresh.read_text().replace(
+        f"webhook: {{bearer_token: {TOKEN}}}", f"webhook: {{bearer_token: {TOKEN}, memo_bytes: 0}}"
+    ))
+    assert api.daemon.reload(fresh) is True
+    gauges = _memo_gauges((await api.call("GET", "/metrics", token=None))[1])
+    assert set(gauges.values()) == {0.0}
+    assert (await api.call("POST", "/api/v1/alerts", webhook, token=TOKEN))[0] == 200
+    assert (len(api.daemon.incidents.bodies), len(api.daemon.incidents.held)) == (0, 0)

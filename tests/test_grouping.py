@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,15 +16,19 @@ from receiver.grouping import (
     AlertOutcome,
     HeldGroups,
     KnownAlert,
+    MemoBytes,
     OpenGroup,
     RoutedBodies,
     RoutedBody,
+    _held_bytes,
+    _routed_bytes,
     apply,
     held_digest,
     unsettled_episodes,
     webhook_digest,
 )
 from receiver.model import Alert, AlertStatus, EventKind
+from receiver.routing import group_key
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 T0 = NOW - timedelta(minutes=10)
@@ -209,7 +217,7 @@ def test_the_digest_tells_apart_what_a_resend_may_not_change() -> None:
 
 
 def test_held_groups_answer_only_exact_repeats_and_forget() -> None:
-    held = HeldGroups(limit=2)
+    held = HeldGroups()
     state = group(("a", F, T0)).alerts
     held.hold("g1", 1, held_digest(state))
     assert held.repeated("g1", webhook_digest([alert("a", F)])) == 1
@@ -219,16 +227,18 @@ def test_held_groups_answer_only_exact_repeats_and_forget() -> None:
     assert held.repeated("g1", webhook_digest([alert("a", F)])) is None
 
 
-def test_held_groups_drop_the_least_recently_held_beyond_the_limit() -> None:
-    held = HeldGroups(limit=2)
+def test_held_groups_drop_the_least_recently_held_beyond_the_budget() -> None:
     digest = held_digest(group(("a", F, T0)).alerts)
-    held.hold("g1", 1, digest)
-    held.hold("g2", 2, digest)
-    held.hold("g1", 1, digest)  # held again: now the newest
-    held.hold("g3", 3, digest)
-    assert len(held) == 2
-    assert held.repeated("g2", webhook_digest([alert("a", F)])) is None
-    assert [held.repeated(k, webhook_digest([alert("a", F)])) for k in ("g1", "g3")] == [1, 3]
+    one = _held_bytes("g000", (1, digest))
+    held = HeldGroups(100 * one)  # room for a hundred keys of this length
+    for n in range(100):
+        held.hold(f"g{n:03}", n, digest)
+    held.hold("g000", 0, digest)  # held again: now the newest
+    held.hold("g100", 100, digest)
+    assert (len(held), held.memo.bytes) == (100, 100 * one)
+    resend = webhook_digest([alert("a", F)])
+    assert held.repeated("g001", resend) is None
+    assert [held.repeated(k, resend) for k in ("g000", "g002", "g100")] == [0, 2, 100]
 
 
 def test_routed_bodies_are_named_by_content_under_a_key_of_their_own() -> None:
@@ -241,7 +251,7 @@ def test_routed_bodies_are_named_by_content_under_a_key_of_their_own() -> None:
 
 
 def test_routed_bodies_hold_only_under_the_config_they_were_routed_by() -> None:
-    bodies = RoutedBodies(limit=2)
+    bodies = RoutedBodies()
     first, second = object(), object()
     routed = [RoutedBody((("g", 1, 1),), 1, 1), RoutedBody((("g", 2, 1),), 1, 0)]
     bodies.put(b"one", first, routed[0])
@@ -252,9 +262,100 @@ def test_routed_bodies_hold_only_under_the_config_they_were_routed_by() -> None:
     assert bodies.get(b"one", first) is None  # the old config's bodies went with it
 
 
-def test_routed_bodies_drop_the_least_recently_put_beyond_the_limit() -> None:
-    bodies, config = RoutedBodies(limit=2), object()
-    routed = RoutedBody((), 0, 0)
-    for name in (b"a", b"b", b"a", b"c"):
-        bodies.put(name, config, routed)
-    assert [bodies.get(n, config) is not None for n in (b"a", b"b", b"c")] == [True, False, True]
+def test_routed_bodies_drop_the_least_recently_put_beyond_the_budget() -> None:
+    routed = RoutedBody((("g", 1, 1),), 1, 1)
+    bodies, config = RoutedBodies(2 * MemoBytes.MAX_SHARE * _routed_bytes(b"", routed)), object()
+    for n in range(2 * MemoBytes.MAX_SHARE):
+        bodies.put(bytes([n]), config, routed)
+    bodies.put(b"\x00", config, routed)  # put again: now the newest
+    bodies.put(b"new", config, routed)
+    assert [bodies.get(n, config) is not None for n in (b"\x00", b"\x01", b"new")] == [
+        True, False, True
+    ]
+    assert bodies.memo.bytes <= bodies.memo.budget
+
+
+# -- the memos are bounded by bytes, and their estimate is not below the truth ------------------
+
+MIB = 1024 * 1024
+
+
+def _routed(groups: int, tag: str) -> RoutedBody:
+    """A body routed to `groups` groups, with keys as routing makes them."""
+    keys = [group_key("0/{}/0", {"alertname": f"Disk{n}", "instance": f"node-{n}.{tag}:9100"})
+            for n in range(groups)]
+    return RoutedBody(tuple((k, hash((k, tag)), 1) for k in keys), groups, groups)
+
+
+@contextmanager
+def traced() -> Iterator[Callable[[], int]]:
+    """Bytes allocated and still held since entering, as tracemalloc counts them."""
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    try:
+        yield lambda: tracemalloc.get_traced_memory()[0] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_routed_bodies_stay_within_their_budget_whatever_comes() -> None:
+    # Bodies of 1,000 groups each, every one different (the `receiver` varied): kept by count,
+    # 200 of them took 40 MiB; by bytes, the memo stays within its budget (the default's).
+    budget = 32 * MIB
+    bodies, config = RoutedBodies(budget), object()
+    with traced() as grown:
+        for n in range(200):
+            bodies.put(bodies.name(str(n).encode()), config, _routed(1000, str(n)))
+        held = grown()
+    assert 0 < len(bodies) < 200
+    assert bodies.memo.bytes <= budget
+    assert held <= budget + MIB
+
+
+def test_held_groups_stay_within_their_budget_whatever_comes() -> None:
+    budget = 2 * MIB
+    held = HeldGroups(budget)
+    with traced() as grown:
+        for n in range(30_000):
+            held.hold(f"0:{{alertname=\"Disk\",instance=\"node-{n:06}.example:9100\"}}", n, hash(n))
+        kept = grown()
+    assert 0 < len(held) < 30_000
+    assert held.memo.bytes <= budget
+    assert kept <= budget + MIB // 4
+
+
+@pytest.mark.parametrize("groups", [0, 1, 10, 1000])
+def test_the_routed_body_estimate_is_not_below_the_truth(groups: int) -> None:
+    bodies, config = RoutedBodies(1024 * MIB), object()
+    with traced() as grown:
+        for n in range(50):
+            bodies.put(bodies.name(str(n).encode()), config, _routed(groups, str(n)))
+        measured = grown()
+    assert measured <= bodies.memo.bytes
+
+
+@pytest.mark.parametrize("length", [1, 100, 2000])
+def test_the_held_group_estimate_is_not_below_the_truth(length: int) -> None:
+    held = HeldGroups(1024 * MIB)
+    with traced() as grown:
+        for n in range(5000):
+            held.hold(f"{n:06}" + "x" * length, n + 1000, hash(n))
+        measured = grown()
+    assert measured <= held.memo.bytes
+
+
+def test_an_entry_too_large_to_be_worth_it_is_not_kept_and_leaves_nothing_stale() -> None:
+    bodies, config = RoutedBodies(MIB), object()
+    huge = _routed(1000, "huge")  # about 240 KiB, more than a 64th of the budget
+    bodies.put(b"huge", config, huge)
+    assert (bodies.get(b"huge", config), bodies.memo.bytes) == (None, 0)
+
+    held = HeldGroups(MIB)
+    held.hold("g", 1, 11)
+    held.hold("g" * (MIB // MemoBytes.MAX_SHARE), 2, 22)
+    assert len(held) == 1
+    held.hold("g", 1, 12)  # the new digest is kept; the old one never answers again
+    assert (held.repeated("g", 11), held.repeated("g", 12)) == (None, 1)
+    held.memo.resize(0)
+    assert (len(held), held.memo.bytes) == (0, 0)

@@ -31,5 +31,9 @@ async def metrics(request: web.Request) -> web.Response:
     # On store trouble, serve the last known gauge values rather than nothing.
     with contextlib.suppress(StoreUnavailable):
         s.metrics.set_open(await s.store.count_open())
+    memos = (("bodies", s.incidents.bodies.memo), ("groups", s.incidents.held.memo))
+    for name, memo in memos:
+        s.metrics.memo_bytes.labels(name).set(memo.bytes)
+        s.metrics.memo_entries.labels(name).set(len(memo))
     body = generate_latest(s.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -1,4 +1,9 @@
-"""Alertmanager's webhook format (version 4), in and out, and its fingerprints.
+"""Alertmanager's webhook format (version 4), in and out, and its fingerprints; Grafana's.
+
+Grafana's webhook contact point sends the same shape as version 1, with more in it: per alert
+the links to silence it and to its dashboard and panel, a screenshot, and the query values
+that fired it (GrafanaDetails), and starts with an offset (`+02:00`). Both come to the same
+endpoint; everything else (routing, grouping, fingerprints) is the same for both.
 
 Parsing is strict about what we rely on and lenient about the rest: every field we read is
 checked and a bad one is named (`alerts[3].labels.severity`), while keys we do not know are
@@ -9,6 +14,7 @@ makes Alertmanager drop the notification for good.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,9 +26,11 @@ import msgspec
 
 from receiver.errors import PayloadError
 from receiver.inputs import MAX_INTEGER, parse_json
-from receiver.model import ALERT_STATUSES, Alert, AlertStatus
+from receiver.model import ALERT_STATUSES, Alert, AlertStatus, GrafanaDetails
 
 SUPPORTED_VERSION = "4"
+GRAFANA_VERSION = "1"
+_VERSIONS = (SUPPORTED_VERSION, GRAFANA_VERSION)
 # Firing alerts carry Go's zero time as endsAt; so may a resolved one from an odd sender.
 _ZERO_YEAR = 1
 _FNV_OFFSET = 14695981039346656037
@@ -62,7 +70,11 @@ def parse_webhook(body: bytes) -> WebhookMessage:
 
 
 class _AlertDoc(msgspec.Struct, rename={"starts_at": "startsAt", "ends_at": "endsAt",
-                                        "generator_url": "generatorURL"}):
+                                        "generator_url": "generatorURL",
+                                        "silence_url": "silenceURL",
+                                        "dashboard_url": "dashboardURL",
+                                        "panel_url": "panelURL", "image_url": "imageURL",
+                                        "value_string": "valueString"}):
     status: Literal["firing", "resolved"]
     labels: dict[str, str]
     starts_at: str  # times are parsed by _instant on both paths, so both agree to the µs
@@ -70,6 +82,13 @@ class _AlertDoc(msgspec.Struct, rename={"starts_at": "startsAt", "ends_at": "end
     ends_at: str | None = None
     generator_url: str | None = ""
     fingerprint: str | None = None
+    # Grafana's (version 1); in any other version they are unknown keys, and ignored.
+    silence_url: str | None = ""
+    dashboard_url: str | None = ""
+    panel_url: str | None = ""
+    image_url: str | None = ""
+    values: dict[str, float | None] | None = None
+    value_string: str | None = ""
 
 
 class _WebhookDoc(msgspec.Struct, rename={"group_key": "groupKey", "group_labels": "groupLabels",
@@ -91,11 +110,12 @@ _RESOLVED = AlertStatus.RESOLVED  # a global: through the class, 70 ns on every 
 
 def _message_of(doc: _WebhookDoc) -> WebhookMessage | None:
     """The message, or None if a check fails (the careful path then says which)."""
-    if doc.version != SUPPORTED_VERSION:
+    if doc.version not in _VERSIONS:
         return None
+    grafana = doc.version == GRAFANA_VERSION
     alerts = []
     for raw in doc.alerts:
-        alert = _alert_of(raw)
+        alert = _alert_of(raw, grafana)
         if alert is None:
             return None
         alerts.append(alert)
@@ -110,7 +130,7 @@ def _message_of(doc: _WebhookDoc) -> WebhookMessage | None:
     )
 
 
-def _alert_of(raw: _AlertDoc) -> Alert | None:
+def _alert_of(raw: _AlertDoc, grafana: bool) -> Alert | None:
     if not raw.labels:
         return None
     try:
@@ -128,6 +148,18 @@ def _alert_of(raw: _AlertDoc) -> Alert | None:
     return Alert(
         fingerprint, status, raw.labels, raw.annotations, starts_at,
         ends_at if status is _RESOLVED else None, raw.generator_url or "",
+        _grafana_of(raw) if grafana else None,
+    )
+
+
+def _grafana_of(raw: _AlertDoc) -> GrafanaDetails:
+    return GrafanaDetails(
+        silence_url=raw.silence_url or "",
+        dashboard_url=raw.dashboard_url or "",
+        panel_url=raw.panel_url or "",
+        image_url=raw.image_url or "",
+        values=raw.values or {},
+        value_string=raw.value_string or "",
     )
 
 
@@ -147,8 +179,13 @@ def _parse_carefully(body: bytes) -> WebhookMessage:
 
 def _message(data: dict[str, Any]) -> WebhookMessage:
     version = data.get("version", SUPPORTED_VERSION)
-    if version != SUPPORTED_VERSION:
-        raise PayloadError("version", f"unsupported webhook version {version!r}, expected '4'")
+    if version not in _VERSIONS:
+        raise PayloadError(
+            "version",
+            f"unsupported webhook version {version!r}: expected '4' (Alertmanager) "
+            "or '1' (Grafana)",
+        )
+    grafana = version == GRAFANA_VERSION
     raw_alerts = data.get("alerts")
     if not isinstance(raw_alerts, list):
         raise PayloadError("alerts", "required, must be a list")
@@ -160,7 +197,7 @@ def _message(data: dict[str, Any]) -> WebhookMessage:
     ):
         raise PayloadError("truncatedAlerts", "must be a whole number from 0 to 2^63-1")
     return WebhookMessage(
-        alerts=tuple(_alert(raw, f"alerts[{i}]") for i, raw in enumerate(raw_alerts)),
+        alerts=tuple(_alert(raw, f"alerts[{i}]", grafana) for i, raw in enumerate(raw_alerts)),
         receiver=_optional_str(data, "receiver", "receiver"),
         status=_optional_str(data, "status", "status"),
         group_key=_optional_str(data, "groupKey", "groupKey"),
@@ -170,7 +207,7 @@ def _message(data: dict[str, Any]) -> WebhookMessage:
     )
 
 
-def _alert(raw: Any, at: str) -> Alert:
+def _alert(raw: Any, at: str, grafana: bool) -> Alert:
     if not isinstance(raw, dict):
         raise PayloadError(at, "must be an object")
     text = raw.get("status")
@@ -196,7 +233,44 @@ def _alert(raw: Any, at: str) -> Alert:
         starts_at=starts_at,
         ends_at=ends_at if status is AlertStatus.RESOLVED else None,
         generator_url=_optional_str(raw, "generatorURL", f"{at}.generatorURL"),
+        grafana=_grafana(raw, at) if grafana else None,
     )
+
+
+def _grafana(raw: dict[str, Any], at: str) -> GrafanaDetails:
+    return GrafanaDetails(
+        silence_url=_optional_str(raw, "silenceURL", f"{at}.silenceURL"),
+        dashboard_url=_optional_str(raw, "dashboardURL", f"{at}.dashboardURL"),
+        panel_url=_optional_str(raw, "panelURL", f"{at}.panelURL"),
+        image_url=_optional_str(raw, "imageURL", f"{at}.imageURL"),
+        values=_values(raw.get("values"), f"{at}.values"),
+        value_string=_optional_str(raw, "valueString", f"{at}.valueString"),
+    )
+
+
+def _values(raw: Any, at: str) -> dict[str, float | None]:
+    """Grafana's query values by reference (`{"B": 44.2, "C": 1}`): numbers a float holds."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PayloadError(at, "must be an object of numbers")
+    values: dict[str, float | None] = {}
+    for name, value in raw.items():
+        _unicode(name, at, "a name ")
+        values[name] = None if value is None else _number(value, f"{at}.{name}")
+    return values
+
+
+def _number(value: Any, at: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if math.isfinite(number):
+            return number
+        raise PayloadError(at, "must be a number a 64-bit float holds")
+    raise PayloadError(at, "must be a number")
 
 
 def _labels(raw: Any, at: str) -> dict[str, str]:

@@ -12,7 +12,10 @@ Variables a template sees:
     summary                              one line saying what is wrong
     alert_count, firing_count, resolved_count, truncated   (truncated: left out by Alertmanager)
     shown_alerts, more_alerts            the first few alerts, and how many are not shown
-    runbooks, dashboards, sources        distinct annotation links and generatorURLs
+    runbooks, dashboards, sources        distinct annotation links and generatorURLs (and
+                                         Grafana's dashboardURLs among the dashboards)
+    panels, images, silences             Grafana's panelURLs, imageURLs and silenceURLs; where
+                                         no alert has its own, silences is [silence_url]
     open_for                             how long the incident was open, once resolved
 Filters: `alert | describe` (name, labels, state) and `mapping | labels` ("k=v, k=v").
 
@@ -37,7 +40,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
-from receiver.model import Alert, AlertStatus, Incident, IncidentState, Severity
+from receiver.model import Alert, AlertStatus, GrafanaDetails, Incident, IncidentState, Severity
 from receiver.notify import Message, NotifyType
 from receiver.oneline import one_line, one_line_value
 
@@ -117,12 +120,15 @@ Runbook: {{ url }}
 {% for url in dashboards %}
 Dashboard: {{ url }}
 {% endfor %}
+{% for url in panels %}
+Panel: {{ url }}
+{% endfor %}
 {% for url in sources %}
 Source: {{ url }}
 {% endfor %}
-{% if silence_url %}
-Silence: {{ silence_url }}
-{% endif %}
+{% for url in silences %}
+Silence: {{ url }}
+{% endfor %}
 """
 
 _ACT = """\
@@ -277,6 +283,10 @@ def _trial(env: SandboxedEnvironment, source: str, sample: Mapping[str, Any]) ->
 def _variables(ctx: MessageContext) -> dict[str, Any]:
     alerts = list(ctx.alerts)
     resolved = sum(1 for a in alerts if a.status is AlertStatus.RESOLVED)
+    # Grafana links each alert to its own silence form; Alertmanager's is built from labels.
+    silences = _distinct(a.grafana.silence_url for a in alerts if a.grafana) or (
+        [ctx.silence_url] if ctx.silence_url else []
+    )
     return {
         "reason": ctx.reason,
         "incident": ctx.incident,
@@ -285,7 +295,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "ack_url": ctx.ack_url,
         "resolve_url": ctx.resolve_url,
         "incident_url": ctx.incident_url,
-        "silence_url": ctx.silence_url,
+        "silence_url": silences[0] if silences else "",
         "actor": ctx.actor,
         "recipient": ctx.recipient,
         "step": ctx.step,
@@ -298,7 +308,13 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "shown_alerts": alerts[:ALERTS_SHOWN],
         "more_alerts": max(0, len(alerts) - ALERTS_SHOWN),
         "runbooks": _distinct(_annotation(a, _RUNBOOK_KEYS) for a in alerts),
-        "dashboards": _distinct(_annotation(a, _DASHBOARD_KEYS) for a in alerts),
+        "dashboards": _distinct(
+            [_annotation(a, _DASHBOARD_KEYS) for a in alerts]
+            + [a.grafana.dashboard_url for a in alerts if a.grafana]
+        ),
+        "panels": _distinct(a.grafana.panel_url for a in alerts if a.grafana),
+        "images": _distinct(a.grafana.image_url for a in alerts if a.grafana),
+        "silences": silences,
         "sources": _distinct(a.generator_url for a in alerts),
         "open_for": _open_for(ctx.incident),
     }
@@ -319,11 +335,21 @@ def summary(incident: Incident, alerts: Sequence[Alert]) -> str:
 
 
 def describe(alert: Alert) -> str:
-    """`HighErrorRate (instance=api-1, job=api)`, with `[resolved]` once it stopped firing."""
+    """`HighErrorRate (instance=api-1, job=api)`, with `[resolved]` once it stopped firing,
+    and the values Grafana says fired it (`values: B=44.24, C=1`)."""
     name = one_line(alert.labels.get("alertname", "alert"))
     labels = format_labels({k: v for k, v in alert.labels.items() if k != "alertname"})
     text = f"{name} ({labels})" if labels else name
+    if alert.grafana is not None and (values := _values(alert.grafana)):
+        text = f"{text} values: {values}"
     return f"{text} [resolved]" if alert.status is AlertStatus.RESOLVED else text
+
+
+def _values(details: GrafanaDetails) -> str:
+    if details.values:
+        return ", ".join(f"{one_line(k)}={'none' if v is None else f'{v:.6g}'}"
+                         for k, v in sorted(details.values.items()))
+    return one_line(details.value_string)
 
 
 def format_labels(labels: Mapping[str, str]) -> str:

@@ -23,6 +23,20 @@ ALERT_STATUSES: Mapping[str, AlertStatus] = {status.value: status for status in 
 
 
 @dataclass(frozen=True, slots=True)
+class GrafanaDetails:
+    """What Grafana's webhook adds to an alert: where to silence it, the dashboard and panel
+    (and a screenshot of it) it comes from, and the query values that made it fire. Kept with
+    the alert so pages and the API can show them; routing and grouping never read them."""
+
+    silence_url: str = ""
+    dashboard_url: str = ""
+    panel_url: str = ""
+    image_url: str = ""
+    values: Mapping[str, float | None] = field(default_factory=dict)  # by query ref: B, C
+    value_string: str = ""  # the older form: "[ metric='' labels={} value=14151.3 ]"
+
+
+@dataclass(frozen=True, slots=True)
 class Alert:
     """One alert as Alertmanager reports it. (fingerprint, starts_at) names one episode."""
 
@@ -33,6 +47,7 @@ class Alert:
     starts_at: datetime
     ends_at: datetime | None  # None while firing (Alertmanager sends the zero time)
     generator_url: str = ""
+    grafana: GrafanaDetails | None = None  # only in Grafana's webhooks
 
     @property
     def episode(self) -> tuple[str, datetime]:

@@ -161,6 +161,8 @@ TIMESTAMPS = st.one_of(
     st.from_regex(r"\d{4}-[01]\d-[0-3]\dT[0-2]\d:[0-5]\d:[0-5]\d(\.\d{1,9})?(Z|[+-]1[0-4]:00)",
                   fullmatch=True),
 )
+# What Grafana's values may hold, and what a 64-bit float cannot (1e309 as an integer).
+NUMBERS = st.none() | st.floats(allow_nan=False) | st.integers() | st.just(10**309)
 LABEL_NAMES = st.sampled_from(["alertname", "cluster", "team", "severity", "instance"]) | TEXT
 LABELS = st.dictionaries(LABEL_NAMES, TEXT | st.sampled_from(["critical", "payments"]),
                          min_size=1, max_size=6)
@@ -175,11 +177,22 @@ ALERTS = st.fixed_dictionaries(
         "generatorURL": TEXT,
         "fingerprint": st.text(st.sampled_from("0123456789abcdef"), max_size=70),
         "notification_reason": ANY_JSON,  # newer Alertmanagers add keys: never a reason to 4xx
+        # Grafana's (version 1); keys ackd does not read in version 4.
+        "silenceURL": TEXT,
+        "dashboardURL": TEXT,
+        "panelURL": TEXT,
+        "imageURL": TEXT,
+        "values": st.dictionaries(TEXT, NUMBERS, max_size=3),
+        "valueString": TEXT,
     },
 )
 WEBHOOKS = st.fixed_dictionaries(
-    {"version": st.just("4"), "alerts": st.lists(ALERTS, max_size=4)},
+    {"version": st.sampled_from(["4", "1"]), "alerts": st.lists(ALERTS, max_size=4)},
     optional={
+        "orgId": st.integers(),  # Grafana's, with its title, state and message
+        "title": TEXT,
+        "state": TEXT,
+        "message": TEXT,
         "status": TEXT,
         "receiver": TEXT,
         "groupKey": TEXT,

@@ -12,8 +12,16 @@ from pathlib import Path
 import pytest
 
 from receiver.errors import StoreUnavailable
-from receiver.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
+from receiver.model import (
+    Alert,
+    AlertStatus,
+    EventKind,
+    GrafanaDetails,
+    IncidentState,
+    TimelineEvent,
+)
 from receiver.store import IncidentFilter, NewIncident, SqliteStore, Transaction
+from receiver.store.schema import MIGRATIONS
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -51,6 +59,30 @@ async def test_write_then_read_back(store: SqliteStore) -> None:
     assert [e.kind for e in await store.timeline(incident_id)] == [EventKind.OPENED]
     assert [i.id for i in await store.incidents(IncidentFilter(open_only=True))] == [incident_id]
     assert await store.incidents(IncidentFilter(state=IncidentState.RESOLVED)) == []
+
+
+async def test_grafana_details_are_kept_with_their_alert(store: SqliteStore) -> None:
+    details = GrafanaDetails(silence_url="https://g/silence", dashboard_url="https://g/d",
+                             panel_url="https://g/d?viewPanel=2", image_url="https://g/i.png",
+                             values={"B": 44.239, "C": None}, value_string="[ value=44.239 ]")
+    start = NOW - timedelta(minutes=1)
+    grafana = Alert("00000000000000aa", AlertStatus.FIRING, {"alertname": "G"}, {}, start, None,
+                    "https://g/rule", details)
+    plain = Alert("00000000000000bb", AlertStatus.FIRING, {"alertname": "P"}, {}, start, None)
+    resolved = replace(grafana, status=AlertStatus.RESOLVED, ends_at=NOW,
+                       grafana=replace(details, values={"B": 1.5}))
+
+    async def job(tx: Transaction) -> int:
+        incident_id = await tx.insert_incident(new_incident(), None)
+        await tx.write_alerts(incident_id, [grafana, plain], NOW)
+        return incident_id
+
+    incident_id = await store.write(job)
+    assert await store.alerts(incident_id) == [grafana, plain]
+    # A later report of the same episode brings its own values (Grafana's, as resolved).
+    await store.write(lambda tx: tx.write_alerts(incident_id, [resolved], NOW))
+    assert sorted(await store.alerts(incident_id), key=lambda a: a.fingerprint) == [
+        resolved, plain]
 
 
 async def test_concurrent_jobs_share_commits_and_fail_alone(store: SqliteStore) -> None:
@@ -102,6 +134,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old = sqlite3.connect(path, isolation_level=None)
     old.execute("DROP INDEX outbox_due")
     old.execute("DROP INDEX outbox_by_incident")
+    old.execute("ALTER TABLE alerts DROP COLUMN grafana")
     old.execute("PRAGMA user_version=1")
     old.close()
     second = SqliteStore(path)
@@ -112,7 +145,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     assert incident.id == incident_id
     await second.close()
     check = sqlite3.connect(path)
-    assert check.execute("PRAGMA user_version").fetchone() == (2,)
+    assert check.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
     # The dispatcher's reads, and the check for a page still waiting, go through the indexes.
     due = check.execute(
         "EXPLAIN QUERY PLAN SELECT id FROM outbox WHERE next_attempt_at <= 0"

@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from receiver.model import Alert, Incident, TimelineEvent
+from receiver.model import Alert, GrafanaDetails, Incident, TimelineEvent
 
 
 def error(
@@ -70,6 +70,19 @@ def alert_json(alert: Alert) -> dict[str, Any]:
         "startsAt": alert.starts_at,
         "endsAt": alert.ends_at,
         "generatorURL": alert.generator_url,
+        **(_grafana_json(alert.grafana) if alert.grafana is not None else {}),
+    }
+
+
+def _grafana_json(details: GrafanaDetails) -> dict[str, Any]:
+    """Under Grafana's own names, as its webhook sent them."""
+    return {
+        "silenceURL": details.silence_url,
+        "dashboardURL": details.dashboard_url,
+        "panelURL": details.panel_url,
+        "imageURL": details.image_url,
+        "values": dict(details.values),
+        "valueString": details.value_string,
     }
 
 

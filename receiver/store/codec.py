@@ -8,7 +8,15 @@ from typing import Any
 
 import msgspec
 
-from receiver.model import Alert, AlertStatus, EventKind, Incident, IncidentState, TimelineEvent
+from receiver.model import (
+    Alert,
+    AlertStatus,
+    EventKind,
+    GrafanaDetails,
+    Incident,
+    IncidentState,
+    TimelineEvent,
+)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -19,7 +27,7 @@ INCIDENT_COLUMNS = (
     " truncated_alerts, external_url, summary"
 )
 ALERT_COLUMNS = (
-    "fingerprint, status, labels, annotations, starts_at, ends_at, generator_url"
+    "fingerprint, status, labels, annotations, starts_at, ends_at, generator_url, grafana"
 )
 
 
@@ -86,7 +94,12 @@ def alert_from_row(row: tuple[Any, ...]) -> Alert:
         starts_at=from_us(row[4]),
         ends_at=opt_from_us(row[5]),
         generator_url=row[6],
+        grafana=None if row[7] is None else msgspec.json.decode(row[7], type=GrafanaDetails),
     )
+
+
+def grafana_column(details: GrafanaDetails | None) -> str | None:
+    return None if details is None else _ENCODER.encode(details).decode()
 
 
 def event_from_row(row: tuple[Any, ...]) -> TimelineEvent:

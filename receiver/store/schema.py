@@ -91,4 +91,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox(next_attempt_at, id);
     CREATE INDEX outbox_by_incident ON outbox(incident_id);
     """,
+    # 3: what Grafana adds to an alert (model.GrafanaDetails, as JSON); null for Alertmanager's.
+    """
+    ALTER TABLE alerts ADD COLUMN grafana TEXT;
+    """,
 )

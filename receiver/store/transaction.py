@@ -22,6 +22,7 @@ from receiver.store.codec import (
     INCIDENT_COLUMNS,
     dumps,
     from_us,
+    grafana_column,
     incident_from_row,
     loads,
     to_us,
@@ -184,15 +185,18 @@ class Transaction:
         # subclass itself slower still).
         self._cur.executemany(
             "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
-            " annotations, generator_url, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " annotations, generator_url, updated_at, grafana)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
             " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
             " ends_at = excluded.ends_at, status = excluded.status,"
-            " annotations = excluded.annotations, updated_at = excluded.updated_at",
+            " annotations = excluded.annotations, updated_at = excluded.updated_at,"
+            " grafana = excluded.grafana",
             [
                 (
                     incident_id, a.fingerprint, to_us(a.starts_at),
                     None if a.ends_at is None else to_us(a.ends_at), a.status._value_,
                     dumps(a.labels), dumps(a.annotations), a.generator_url, at,
+                    grafana_column(a.grafana),
                 )
                 for a in alerts
             ],

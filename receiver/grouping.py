@@ -1,10 +1,17 @@
 """Deduplication and grouping: what one webhook's alerts do to one incident group.
 
 Alertmanager resends the whole group every group_interval/repeat_interval, and each replica of
-an HA pair sends it too. An alert episode is (fingerprint, startsAt): seeing an episode again in
-the state we already hold is a duplicate and changes nothing. The decision is pure; the store
-loads what it needs (the group's open incident, the episodes it already knows) and applies the
-returned GroupChange in one transaction.
+an HA pair sends it too. An alert episode is a fingerprint over a time range, not a fixed
+(fingerprint, startsAt): Alertmanager merges an alert posted again while active into the one
+it holds and keeps the earliest start (`types.Alert.Merge`), Prometheus HA replicas post their
+own starts, and the replicas of a clustered pair may each report theirs. So a report whose
+range overlaps the episode we hold is that episode: a firing one with an earlier start moves
+the start back, a resolved one that ended at or after the held start ends it, whatever start
+it carries, and only a resolution that ended before the held episode began is an older one.
+Seeing an episode again in the state we already hold is a duplicate and changes nothing. The
+decision is pure; the store loads what it needs (the group's open incident, the past episodes
+of the fingerprints the open incident cannot decide alone) and applies the returned
+GroupChange in one transaction.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from functools import lru_cache
@@ -35,6 +43,12 @@ class KnownAlert:
 
     starts_at: datetime
     status: AlertStatus
+    ends_at: datetime | None = None  # when a resolved episode ended, as Alertmanager said
+
+    @property
+    def end(self) -> datetime:
+        """The end of a resolved episode: never before its start (an odd sender may omit it)."""
+        return _end(self.starts_at, self.ends_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,21 +57,31 @@ class OpenGroup:
     alerts: Mapping[str, KnownAlert]  # by fingerprint
 
 
+# The episodes of one fingerprint that are over, in any incident of the group, as
+# (start, end): resolved by Alertmanager, or still firing in an incident a person resolved
+# (over for us when they resolved it).
+PastEpisodes = Sequence[tuple[datetime, datetime]]
+
+
 class AlertOutcome(StrEnum):
     ADDED = "added"
     REFIRED = "refired"
     RESOLVED = "resolved"
+    MERGED = "merged"  # the held episode reported with an earlier start: the start moves back
     DUPLICATE = "duplicate"
     IGNORED = "ignored"  # resolved or stale, and never seen firing: nothing to act on
 
 
 @dataclass(slots=True)
 class GroupChange:
-    """What the store must write. `opens` means a new incident begins with these alerts."""
+    """What the store must write. `opens` means a new incident begins with these alerts;
+    `moves` re-keys held alerts whose episode start moved back (fingerprint, from, to) before
+    `writes` are stored under the episode's start."""
 
     opens: bool = False
     resolves: bool = False
     writes: list[Alert] = field(default_factory=list)
+    moves: list[tuple[str, datetime, datetime]] = field(default_factory=list)
     events: list[TimelineEvent] = field(default_factory=list)
     outcomes: dict[AlertOutcome, int] = field(default_factory=dict)
     held: dict[str, KnownAlert] = field(default_factory=dict)  # by fingerprint, once written
@@ -70,30 +94,52 @@ class GroupChange:
 def apply(
     alerts: Sequence[Alert],
     open_group: OpenGroup | None,
-    known_episodes: Mapping[tuple[str, datetime], AlertStatus],
+    past: Mapping[str, PastEpisodes],
     now: datetime,
 ) -> GroupChange:
     """Decide what `alerts` (all routed to one group) change.
 
-    `known_episodes` holds the status of every episode of these fingerprints that the store
-    already has in any incident of this group (open or resolved): a late resend from a lagging
-    replica must not reopen anything. It is scoped to the group because a `continue` route puts
-    the same episode into several groups, each with its own incident.
+    `past` holds, by fingerprint, the episodes of these fingerprints that are over in any
+    incident of this group (open or resolved): a late resend from a lagging replica must not
+    reopen anything. It is scoped to the group because a `continue` route puts the same
+    episode into several groups, each with its own incident. Only the fingerprints
+    `unsettled_episodes` names need it.
     """
     change = GroupChange()
     current = dict(open_group.alerts) if open_group else {}
     outcomes = change.outcomes
     for alert in alerts:
-        outcome = _classify(alert, current.get(alert.fingerprint), known_episodes)
+        fp = alert.fingerprint
+        held = current.get(fp)
+        outcome = _by_held(alert, held)
+        if outcome is None:
+            outcome = _by_history(alert, held, past.get(fp, ()))
         outcomes[outcome] = outcomes.get(outcome, 0) + 1
         if outcome is _DUPLICATE or outcome is _IGNORED:
             continue
         if open_group is None and not change.opens:
             change.opens = True
             change.events.append(_event(now, EventKind.OPENED, alert))
-        current[alert.fingerprint] = KnownAlert(alert.starts_at, alert.status)
-        change.writes.append(alert)
-        change.events.append(_event(now, _EVENT_OF[outcome], alert))
+        written = alert
+        if outcome is _MERGED:
+            assert held is not None
+            change.moves.append((fp, held.starts_at, alert.starts_at))
+            event = _event(now, EventKind.ALERT_MERGED, alert,
+                           previous_starts_at=_isoformat(held.starts_at))
+        elif outcome is _RESOLVED:
+            assert held is not None
+            # Stored under the episode's start, whatever start this report carries.
+            if alert.starts_at != held.starts_at:
+                written = replace(alert, starts_at=held.starts_at)
+                event = _event(now, EventKind.ALERT_RESOLVED, written,
+                               reported_starts_at=_isoformat(alert.starts_at))
+            else:
+                event = _event(now, EventKind.ALERT_RESOLVED, alert)
+        else:
+            event = _event(now, _EVENT_OF[outcome], alert)
+        current[fp] = KnownAlert(written.starts_at, written.status, written.ends_at)
+        change.writes.append(written)
+        change.events.append(event)
     has_incident = open_group is not None or change.opens
     if has_incident and change.changed and _all_resolved(current):
         change.resolves = True
@@ -103,23 +149,26 @@ def apply(
 
 
 def unsettled_episodes(alerts: Sequence[Alert], open_group: OpenGroup | None) -> list[str]:
-    """Fingerprints for which `apply` needs `known_episodes`: those the open incident does not
-    hold in the same episode. An alert whose episode the open incident holds is decided by
-    that incident's record alone, and that is every alert of a resend, Alertmanager's most
-    frequent webhook, so a resend needs no look-up through the group's history."""
+    """Fingerprints for which `apply` needs the past episodes: those whose report the open
+    incident's own record cannot decide. The episode the open incident holds decides every
+    report that overlaps it, and that is every alert of a resend, Alertmanager's most
+    frequent webhook, so a resend needs no look-up through the group's history. A
+    fingerprint reported twice in one webhook is looked up too: its first report may change
+    what the second is measured against."""
     current = open_group.alerts if open_group is not None else {}
     unsettled = []
+    seen = Counter(alert.fingerprint for alert in alerts)
     for alert in alerts:
-        held = current.get(alert.fingerprint)
-        if held is None or held.starts_at != alert.starts_at:
-            unsettled.append(alert.fingerprint)
+        fp = alert.fingerprint
+        if seen[fp] > 1 or _by_held(alert, current.get(fp)) is None:
+            unsettled.append(fp)
     return unsettled
 
 
 # Reading an enum member through its class costs 70 ns in Python 3.11, a module global 5:
 # the loop over a webhook's alerts reads them from here.
 _ADDED, _REFIRED, _RESOLVED = AlertOutcome.ADDED, AlertOutcome.REFIRED, AlertOutcome.RESOLVED
-_DUPLICATE, _IGNORED = AlertOutcome.DUPLICATE, AlertOutcome.IGNORED
+_DUPLICATE, _IGNORED, _MERGED = AlertOutcome.DUPLICATE, AlertOutcome.IGNORED, AlertOutcome.MERGED
 _FIRING = AlertStatus.FIRING
 
 _EVENT_OF = {
@@ -129,26 +178,46 @@ _EVENT_OF = {
 }
 
 
-def _classify(
-    alert: Alert,
-    current: KnownAlert | None,
-    known: Mapping[tuple[str, datetime], AlertStatus],
-) -> AlertOutcome:
-    starts_at = alert.starts_at
-    seen = known.get((alert.fingerprint, starts_at)) if known else None
-    if current is not None and current.starts_at == starts_at:
-        seen = current.status
-    if current is not None and starts_at < current.starts_at:
-        # An older episode than the one we track: a lagging replica's view of the past.
-        return _DUPLICATE if seen is not None else _IGNORED
+def _by_held(alert: Alert, held: KnownAlert | None) -> AlertOutcome | None:
+    """The outcome the held episode alone decides, or None when the past must be read: a
+    firing report that starts before the held firing episode may belong to an episode that
+    is over (a lagging replica), and a report of a fingerprint not held, or a resolution that
+    ended before the held episode began, is the past's to judge."""
+    if held is None:
+        return None
+    start = alert.starts_at
+    if held.status is _FIRING:
+        if alert.status is _FIRING:
+            # Both ranges run on: they overlap. A later start is the same episode as held.
+            return _DUPLICATE if start >= held.starts_at else None
+        # A resolution ending at or after the held start ends the held episode.
+        return _RESOLVED if _end(start, alert.ends_at) >= held.starts_at else None
+    end = held.end
     if alert.status is _FIRING:
-        if seen is not None:
-            # A firing resend of an episode we hold as resolved is a lagging replica, not news.
-            return _DUPLICATE
-        return _REFIRED if current is not None else _ADDED
-    if seen is _FIRING and current is not None and current.starts_at == starts_at:
-        return _RESOLVED
-    return _DUPLICATE if seen is not None else _IGNORED
+        # Firing again after the held episode ended is a new episode; before, a lagging view.
+        return _REFIRED if start > end else _DUPLICATE
+    if start > end:
+        return _IGNORED  # the resolution of an episode never seen firing
+    return _DUPLICATE if _end(start, alert.ends_at) >= held.starts_at else None
+
+
+def _by_history(alert: Alert, held: KnownAlert | None, past: PastEpisodes) -> AlertOutcome:
+    """The outcome of a report the held episode could not decide, read against the past."""
+    start = alert.starts_at
+    if alert.status is _FIRING:
+        if any(start <= end for _, end in past):
+            return _DUPLICATE  # an episode that is over, seen firing by a lagging replica
+        if held is None:
+            return _ADDED
+        # Only a firing held episode leaves a firing report undecided: it starts earlier.
+        return _MERGED
+    end = _end(start, alert.ends_at)
+    seen = any(start <= e and end >= s for s, e in past)
+    return _DUPLICATE if seen else _IGNORED
+
+
+def _end(starts_at: datetime, ends_at: datetime | None) -> datetime:
+    return starts_at if ends_at is None or ends_at < starts_at else ends_at
 
 
 def _all_resolved(alerts: Mapping[str, KnownAlert]) -> bool:
@@ -156,11 +225,12 @@ def _all_resolved(alerts: Mapping[str, KnownAlert]) -> bool:
     return all(a.status is resolved for a in alerts.values())
 
 
-def _event(now: datetime, kind: EventKind, alert: Alert) -> TimelineEvent:
+def _event(now: datetime, kind: EventKind, alert: Alert, **more: str) -> TimelineEvent:
     detail = {
         "fingerprint": alert.fingerprint,
         "alertname": alert.labels.get("alertname", ""),
         "starts_at": _isoformat(alert.starts_at),
+        **more,
     }
     return TimelineEvent(now, kind, "alertmanager", detail)
 

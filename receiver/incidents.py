@@ -229,6 +229,8 @@ class Incidents:
                     {"truncated_alerts": message.truncated_alerts},
                 )
             )
+        if change.moves:
+            await tx.move_alert_starts(incident_id, change.moves)
         if change.changed:
             await tx.write_alerts(incident_id, change.writes, now)
         # A new incident was inserted with updated_at = now, and resolving it sets updated_at in
@@ -280,12 +282,12 @@ async def _change(
     previous: int | None,
     now: datetime,
 ) -> GroupChange:
-    known: dict[tuple[str, datetime], AlertStatus] = {}
+    past: dict[str, list[tuple[datetime, datetime]]] = {}
     # A group that never had an incident has no episodes to look up.
     if open_group is not None or previous is not None:
         unsettled = grouping.unsettled_episodes(alerts, open_group)
-        known = await tx.known_episodes(key, unsettled)
-    return grouping.apply(alerts, open_group, known, now)
+        past = await tx.past_episodes(key, unsettled)
+    return grouping.apply(alerts, open_group, past, now)
 
 
 def observe_resolution(m: Metrics, incident: Incident) -> None:

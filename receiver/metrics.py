@@ -33,7 +33,7 @@ class Metrics:
         )
         self.alerts_processed = Counter(
             "ackd_alerts_processed",
-            "Alerts by what they did: added, refired, resolved, duplicate, ignored",
+            "Alerts by what they did: added, refired, resolved, merged, duplicate, ignored",
             ["outcome"],
             registry=r,
         )

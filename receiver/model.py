@@ -38,7 +38,8 @@ class GrafanaDetails:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One alert as Alertmanager reports it. (fingerprint, starts_at) names one episode."""
+    """One alert as Alertmanager reports it. Its episode is the fingerprint over the range
+    from starts_at to ends_at (open while firing); see grouping for when two reports are one."""
 
     fingerprint: str
     status: AlertStatus
@@ -76,6 +77,7 @@ class EventKind(StrEnum):
     ALERT_ADDED = "alert_added"
     ALERT_RESOLVED = "alert_resolved"
     ALERT_REFIRED = "alert_refired"
+    ALERT_MERGED = "alert_merged"  # the held episode was reported with an earlier start
     ALERTS_TRUNCATED = "alerts_truncated"
     RESOLVED = "resolved"
     ACKNOWLEDGED = "acknowledged"

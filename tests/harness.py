@@ -145,11 +145,13 @@ class Ackd(Process):
 
 
 class Alertmanager(Process):
-    """The real Alertmanager, clustering off, configured from deploy/alertmanager.yml."""
+    """The real Alertmanager, configured from deploy/alertmanager.yml; clustering off unless
+    `cluster_port` is given (then it gossips on 127.0.0.1 with `peers`)."""
 
     def __init__(self, workdir: Path, ackd_url: str, *, name: str = "am",
                  group_wait: str = "1s", group_interval: str = "1s",
-                 repeat_interval: str = "2s"):
+                 repeat_interval: str = "2s", cluster_port: int | None = None,
+                 peers: Sequence[int] = (), peer_timeout: str = "500ms"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         home = workdir / name
@@ -165,8 +167,17 @@ class Alertmanager(Process):
         argv = [
             alertmanager_binary(), f"--config.file={home / 'alertmanager.yml'}",
             f"--storage.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{self.port}",
-            "--cluster.listen-address=", f"--web.external-url={self.url}", "--log.level=debug",
+            f"--web.external-url={self.url}", "--log.level=debug",
         ]
+        if cluster_port is None:
+            argv.append("--cluster.listen-address=")
+        else:
+            argv += [
+                f"--cluster.listen-address=127.0.0.1:{cluster_port}",
+                f"--cluster.advertise-address=127.0.0.1:{cluster_port}",
+                f"--cluster.peer-timeout={peer_timeout}",
+                *(f"--cluster.peer=127.0.0.1:{peer}" for peer in peers),
+            ]
         super().__init__(name, argv, home / "alertmanager.log", os.environ)
 
     async def start_ready(self) -> None:

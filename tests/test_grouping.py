@@ -18,6 +18,7 @@ from receiver.grouping import (
     KnownAlert,
     MemoBytes,
     OpenGroup,
+    PastEpisodes,
     RoutedBodies,
     RoutedBody,
     _held_bytes,
@@ -31,106 +32,203 @@ from receiver.model import Alert, AlertStatus, EventKind
 from receiver.routing import group_key
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TA = NOW - timedelta(minutes=30)
 T0 = NOW - timedelta(minutes=10)
 T1 = NOW - timedelta(minutes=2)
+T2 = NOW - timedelta(minutes=1)
 F, R = AlertStatus.FIRING, AlertStatus.RESOLVED
+ADDED, REFIRED, RESOLVED = AlertOutcome.ADDED, AlertOutcome.REFIRED, AlertOutcome.RESOLVED
+MERGED, DUP, IGN = AlertOutcome.MERGED, AlertOutcome.DUPLICATE, AlertOutcome.IGNORED
 
 
-def alert(fp: str, status: AlertStatus, starts: datetime = T0) -> Alert:
-    ends = None if status is F else NOW
-    return Alert(fp, status, {"alertname": f"A{fp}"}, {}, starts, ends)
+def alert(fp: str, status: AlertStatus, starts: datetime = T0, ends: datetime = NOW) -> Alert:
+    return Alert(fp, status, {"alertname": f"A{fp}"}, {}, starts, None if status is F else ends)
 
 
 def group(*alerts: tuple[str, AlertStatus, datetime]) -> OpenGroup:
-    return OpenGroup(7, {fp: KnownAlert(starts, status) for fp, status, starts in alerts})
+    return OpenGroup(7, {fp: KnownAlert(starts, status, None if status is F else NOW)
+                         for fp, status, starts in alerts})
+
+
+def held(fp: str, status: AlertStatus, starts: datetime, ends: datetime | None = None,
+         ) -> OpenGroup:
+    return OpenGroup(7, {fp: KnownAlert(starts, status, ends)})
 
 
 CASES = [
-    # (name, incoming, open group, known episodes, opens, resolves, outcomes, event kinds)
+    # (name, incoming, open group, past episodes, opens, resolves, outcomes, event kinds)
     (
         "first firing alert opens an incident",
         [alert("a", F)], None, {}, True, False,
-        {AlertOutcome.ADDED: 1}, [EventKind.OPENED, EventKind.ALERT_ADDED],
+        {ADDED: 1}, [EventKind.OPENED, EventKind.ALERT_ADDED],
     ),
     (
         "resend of the same episode changes nothing",
-        [alert("a", F)], group(("a", F, T0)), {("a", T0): F}, False, False,
-        {AlertOutcome.DUPLICATE: 1}, [],
+        [alert("a", F)], group(("a", F, T0)), {}, False, False, {DUP: 1}, [],
     ),
     (
         "a new alert joins the open incident",
-        [alert("a", F), alert("b", F)], group(("a", F, T0)), {("a", T0): F}, False, False,
-        {AlertOutcome.DUPLICATE: 1, AlertOutcome.ADDED: 1}, [EventKind.ALERT_ADDED],
+        [alert("a", F), alert("b", F)], group(("a", F, T0)), {}, False, False,
+        {DUP: 1, ADDED: 1}, [EventKind.ALERT_ADDED],
     ),
     (
         "one of two resolves: incident stays open",
         [alert("a", R), alert("b", F)], group(("a", F, T0), ("b", F, T0)), {}, False, False,
-        {AlertOutcome.RESOLVED: 1, AlertOutcome.DUPLICATE: 1}, [EventKind.ALERT_RESOLVED],
+        {RESOLVED: 1, DUP: 1}, [EventKind.ALERT_RESOLVED],
     ),
     (
         "the last alert resolves: incident resolves",
         [alert("a", R), alert("b", R)], group(("a", R, T0), ("b", F, T0)), {}, False, True,
-        {AlertOutcome.DUPLICATE: 1, AlertOutcome.RESOLVED: 1},
-        [EventKind.ALERT_RESOLVED, EventKind.RESOLVED],
+        {DUP: 1, RESOLVED: 1}, [EventKind.ALERT_RESOLVED, EventKind.RESOLVED],
     ),
     (
         "a lagging replica's firing resend after resolve is a duplicate",
-        [alert("a", F)], group(("a", R, T0), ("b", F, T0)), {}, False, False,
-        {AlertOutcome.DUPLICATE: 1}, [],
+        [alert("a", F)], group(("a", R, T0), ("b", F, T0)), {}, False, False, {DUP: 1}, [],
     ),
     (
         "a late firing resend of a resolved incident's episode does not reopen it",
-        [alert("a", F)], None, {("a", T0): R}, False, False,
-        {AlertOutcome.DUPLICATE: 1}, [],
+        [alert("a", F)], None, {"a": [(T0, NOW)]}, False, False, {DUP: 1}, [],
     ),
     (
         "a resend of a resolved incident's resolution is a duplicate",
-        [alert("a", R)], None, {("a", T0): R}, False, False,
-        {AlertOutcome.DUPLICATE: 1}, [],
+        [alert("a", R)], None, {"a": [(T0, NOW)]}, False, False, {DUP: 1}, [],
     ),
     (
         "a resolved alert never seen firing is ignored and opens nothing",
-        [alert("a", R)], None, {}, False, False,
-        {AlertOutcome.IGNORED: 1}, [],
+        [alert("a", R)], None, {}, False, False, {IGN: 1}, [],
     ),
     (
         "a new episode after the incident resolved opens a new incident",
-        [alert("a", F, T1)], None, {("a", T0): R}, True, False,
-        {AlertOutcome.ADDED: 1}, [EventKind.OPENED, EventKind.ALERT_ADDED],
+        [alert("a", F, T1)], None, {"a": [(TA, T0)]}, True, False,
+        {ADDED: 1}, [EventKind.OPENED, EventKind.ALERT_ADDED],
     ),
     (
         "a new episode of a resolved alert inside an open incident refires it",
-        [alert("a", F, T1)], group(("a", R, T0), ("b", F, T0)), {("a", T0): R}, False, False,
-        {AlertOutcome.REFIRED: 1}, [EventKind.ALERT_REFIRED],
+        [alert("a", F, T1)], OpenGroup(7, {"a": KnownAlert(TA, R, T0), "b": KnownAlert(T0, F)}),
+        {"a": [(TA, T0)]}, False, False, {REFIRED: 1}, [EventKind.ALERT_REFIRED],
     ),
-    (
-        "an older episode than the current one is stale",
-        [alert("a", F, T0)], group(("a", F, T1)), {}, False, False,
-        {AlertOutcome.IGNORED: 1}, [],
-    ),
+]
+
+# Every way a report can stand to the episode held for its fingerprint (point 1 of issue 12):
+# held firing since T1, held resolved over [T1, T2], and held nowhere, each against firing and
+# resolved reports that start before, at, inside and after the held range, with and without a
+# past episode they fall into.
+OVERLAP_CASES = [
+    # held firing since T1: a firing report always overlaps it
+    ("firing held, firing at the held start", held("a", F, T1), {}, alert("a", F, T1), DUP),
+    ("firing held, firing later (a replica's start)", held("a", F, T1), {},
+     alert("a", F, T2), DUP),
+    ("firing held, firing earlier (Alertmanager's merge)", held("a", F, T1), {},
+     alert("a", F, T0), MERGED),
+    ("firing held, firing earlier but inside an episode that is over", held("a", F, T1),
+     {"a": [(TA, T0)]}, alert("a", F, T0), DUP),
+    ("firing held, firing earlier, after every past episode", held("a", F, T1),
+     {"a": [(TA, TA + timedelta(minutes=1))]}, alert("a", F, T0), MERGED),
+    # held firing since T1: a resolution ending at or after T1 ends it, whatever its start
+    ("firing held, resolved with the held start", held("a", F, T1), {}, alert("a", R, T1),
+     RESOLVED),
+    ("firing held, resolved with an earlier start", held("a", F, T1), {},
+     alert("a", R, T0), RESOLVED),
+    ("firing held, resolved with a later start", held("a", F, T1), {}, alert("a", R, T2),
+     RESOLVED),
+    ("firing held, resolved ending exactly at the held start", held("a", F, T1), {},
+     alert("a", R, T0, ends=T1), RESOLVED),
+    ("firing held, resolution that ended before it began: old, never seen",
+     held("a", F, T1), {}, alert("a", R, TA, ends=T0), IGN),
+    ("firing held, resolution that ended before it began: old, seen",
+     held("a", F, T1), {"a": [(TA, T0)]}, alert("a", R, TA, ends=T0), DUP),
+    # held resolved over [T1, T2]
+    ("resolved held, firing at its start (lagging replica)", held("a", R, T1, T2), {},
+     alert("a", F, T1), DUP),
+    ("resolved held, firing inside its range (lagging replica's start)",
+     held("a", R, T1, T2), {}, alert("a", F, T1 + timedelta(seconds=20)), DUP),
+    ("resolved held, firing before its start", held("a", R, T1, T2), {}, alert("a", F, T0),
+     DUP),
+    ("resolved held, firing after it ended: a new episode", held("a", R, T1, T2), {},
+     alert("a", F, T2 + timedelta(seconds=1)), REFIRED),
+    ("resolved held, its resolution again with another start", held("a", R, T1, T2), {},
+     alert("a", R, T0, ends=NOW), DUP),
+    ("resolved held, a resolution starting after it ended", held("a", R, T1, T2), {},
+     alert("a", R, T2 + timedelta(seconds=1)), IGN),
+    ("resolved held, a resolution that ended before it began", held("a", R, T1, T2), {},
+     alert("a", R, TA, ends=T0), IGN),
+    # held nowhere: the past decides
+    ("not held, firing, no past", None, {}, alert("a", F, T1), ADDED),
+    ("not held, firing inside a past episode", None, {"a": [(T0, T2)]}, alert("a", F, T1),
+     DUP),
+    ("not held, firing after every past episode", None, {"a": [(TA, T0)]},
+     alert("a", F, T1), ADDED),
+    ("not held, resolved, no past", None, {}, alert("a", R, T1), IGN),
+    ("not held, resolved after every past episode", None, {"a": [(T0, T1)]},
+     alert("a", R, T1 + timedelta(seconds=30)), IGN),
+    ("not held, resolved overlapping a past episode's end", None, {"a": [(T0, T1)]},
+     alert("a", R, T0 + timedelta(minutes=1)), DUP),
 ]
 
 
 @pytest.mark.parametrize(
-    ("incoming", "open_group", "known", "opens", "resolves", "outcomes", "kinds"),
+    ("incoming", "open_group", "past", "opens", "resolves", "outcomes", "kinds"),
     [case[1:] for case in CASES],
     ids=[case[0] for case in CASES],
 )
 def test_apply(
     incoming: list[Alert],
     open_group: OpenGroup | None,
-    known: dict[tuple[str, datetime], AlertStatus],
+    past: dict[str, PastEpisodes],
     opens: bool,
     resolves: bool,
     outcomes: dict[AlertOutcome, int],
     kinds: list[EventKind],
 ) -> None:
-    change = apply(incoming, open_group, known, NOW)
+    change = apply(incoming, open_group, past, NOW)
     assert change.opens is opens
     assert change.resolves is resolves
     assert change.outcomes == outcomes
     assert [e.kind for e in change.events] == kinds
     assert all(e.at == NOW for e in change.events)
+
+
+@pytest.mark.parametrize(
+    ("open_group", "past", "incoming", "outcome"),
+    [case[1:] for case in OVERLAP_CASES],
+    ids=[case[0] for case in OVERLAP_CASES],
+)
+def test_overlap(
+    open_group: OpenGroup | None,
+    past: dict[str, PastEpisodes],
+    incoming: Alert,
+    outcome: AlertOutcome,
+) -> None:
+    change = apply([incoming], open_group, past, NOW)
+    assert change.outcomes == {outcome: 1}
+    # Nothing but a new episode (opened or refired) can page: no merge or resolution opens.
+    assert change.opens is (outcome is ADDED)
+    assert bool(change.writes) is (outcome in (ADDED, REFIRED, RESOLVED, MERGED))
+
+
+def test_an_earlier_start_moves_the_held_episode_back_and_pages_nobody() -> None:
+    change = apply([alert("a", F, T0)], held("a", F, T1), {}, NOW)
+    assert (change.opens, change.resolves) == (False, False)
+    assert change.moves == [("a", T1, T0)]
+    assert [a.starts_at for a in change.writes] == [T0]
+    assert change.held["a"] == KnownAlert(T0, F)
+    [event] = change.events
+    assert event.kind is EventKind.ALERT_MERGED
+    assert event.detail["starts_at"] == T0.isoformat()
+    assert event.detail["previous_starts_at"] == T1.isoformat()
+    # The held digest follows the new start: the merged report is now the resend it matches.
+    assert held_digest(change.held) == webhook_digest([alert("a", F, T0)])
+    assert held_digest(change.held) != webhook_digest([alert("a", F, T1)])
+
+
+def test_a_resolution_with_another_start_is_stored_under_the_held_one() -> None:
+    change = apply([alert("a", R, T0)], held("a", F, T1), {}, NOW)
+    assert change.resolves
+    assert change.moves == []
+    [written] = change.writes
+    assert (written.starts_at, written.status, written.ends_at) == (T1, R, NOW)
+    assert change.events[0].detail["reported_starts_at"] == T0.isoformat()
+    assert change.held["a"] == KnownAlert(T1, R, NOW)
 
 
 def test_duplicates_write_nothing() -> None:
@@ -146,61 +244,88 @@ def test_events_name_the_alert() -> None:
     }
 
 
-_STARTS = [T0, T1]
+_TIMES = [TA, T0, T1, T2, NOW]
 _alerts = st.lists(
-    st.tuples(st.sampled_from("abc"), st.sampled_from([F, R]), st.sampled_from(_STARTS)),
+    st.tuples(st.sampled_from("abc"), st.sampled_from([F, R]), st.sampled_from(_TIMES[:4]),
+              st.sampled_from(_TIMES)),
     min_size=1, max_size=6,
 )
-
-
-@given(
-    incoming=_alerts,
-    held=st.dictionaries(st.sampled_from("abc"),
-                         st.tuples(st.sampled_from([F, R]), st.sampled_from(_STARTS))),
-    history=st.dictionaries(st.tuples(st.sampled_from("abc"), st.sampled_from(_STARTS)),
-                            st.sampled_from([F, R])),
+_held = st.dictionaries(
+    st.sampled_from("abc"),
+    st.tuples(st.sampled_from([F, R]), st.sampled_from(_TIMES[:4]), st.sampled_from(_TIMES)),
 )
+_past = st.dictionaries(
+    st.sampled_from("abc"),
+    st.lists(st.tuples(st.sampled_from(_TIMES), st.sampled_from(_TIMES)).map(sorted)
+             .map(tuple), max_size=3),
+)
+
+
+def _open_group(held: dict[str, tuple[AlertStatus, datetime, datetime]]) -> OpenGroup | None:
+    if not held:
+        return None
+    return OpenGroup(7, {fp: KnownAlert(s, st_, None if st_ is F else max(s, e))
+                         for fp, (st_, s, e) in held.items()})
+
+
+@given(incoming=_alerts, held=_held, history=_past)
 def test_only_unsettled_episodes_need_the_history(
-    incoming: list[tuple[str, AlertStatus, datetime]],
-    held: dict[str, tuple[AlertStatus, datetime]],
-    history: dict[tuple[str, datetime], AlertStatus],
+    incoming: list[tuple[str, AlertStatus, datetime, datetime]],
+    held: dict[str, tuple[AlertStatus, datetime, datetime]],
+    history: dict[str, list[tuple[datetime, datetime]]],
 ) -> None:
-    """The ingest path looks up history only for unsettled fingerprints: `apply` must decide
+    """The ingest path looks up the past only for unsettled fingerprints: `apply` must decide
     exactly as it would with the group's whole history."""
-    alerts = [alert(fp, status, starts) for fp, status, starts in incoming]
-    open_group = group(*((fp, s, t) for fp, (s, t) in held.items())) if held else None
-    if open_group is not None:  # what the open incident holds is part of the history too
-        history = {**history, **{(fp, t): s for fp, (s, t) in held.items()}}
+    alerts = [alert(fp, status, starts, ends) for fp, status, starts, ends in incoming]
+    open_group = _open_group(held)
     wanted = set(unsettled_episodes(alerts, open_group))
-    narrowed = {key: s for key, s in history.items() if key[0] in wanted}
+    narrowed = {fp: episodes for fp, episodes in history.items() if fp in wanted}
     full = apply(alerts, open_group, history, NOW)
     narrow = apply(alerts, open_group, narrowed, NOW)
-    assert (narrow.opens, narrow.resolves, narrow.outcomes, narrow.writes, narrow.events) == (
-        full.opens, full.resolves, full.outcomes, full.writes, full.events,
+    assert (narrow.opens, narrow.resolves, narrow.outcomes, narrow.writes, narrow.moves,
+            narrow.events) == (
+        full.opens, full.resolves, full.outcomes, full.writes, full.moves, full.events,
     )
 
 
-@given(
-    incoming=_alerts,
-    held=st.dictionaries(st.sampled_from("abc"),
-                         st.tuples(st.sampled_from([F, R]), st.sampled_from(_STARTS)),
-                         min_size=1),
-)
+@given(incoming=_alerts, held=_held.filter(bool))
 def test_a_webhook_matching_the_held_digest_changes_nothing(
-    incoming: list[tuple[str, AlertStatus, datetime]],
-    held: dict[str, tuple[AlertStatus, datetime]],
+    incoming: list[tuple[str, AlertStatus, datetime, datetime]],
+    held: dict[str, tuple[AlertStatus, datetime, datetime]],
 ) -> None:
     """The resend shortcut skips `apply` when the digests match: `apply` must then find every
     alert a duplicate; and a webhook that repeats the held alerts, in any order, must match."""
-    alerts = [alert(fp, status, starts) for fp, status, starts in incoming]
-    open_group = group(*((fp, s, t) for fp, (s, t) in held.items()))
-    history = {(fp, t): s for fp, (s, t) in held.items()}
+    alerts = [alert(fp, status, starts, ends) for fp, status, starts, ends in incoming]
+    open_group = _open_group(held)
+    assert open_group is not None
     if webhook_digest(alerts) == held_digest(open_group.alerts):
-        change = apply(alerts, open_group, history, NOW)
-        assert (change.writes, change.events) == ([], [])
-        assert change.outcomes == {AlertOutcome.DUPLICATE: len(alerts)}
-    repeat = [alert(fp, s, t) for fp, (s, t) in reversed(held.items())]
+        change = apply(alerts, open_group, {}, NOW)
+        assert (change.writes, change.moves, change.events) == ([], [], [])
+        assert change.outcomes == {DUP: len(alerts)}
+    repeat = [alert(fp, s, t, e) for fp, (s, t, e) in reversed(held.items())]
     assert webhook_digest(repeat) == held_digest(open_group.alerts)
+
+
+@given(incoming=_alerts, held=_held)
+def test_a_changed_start_is_never_taken_for_a_resend_or_a_new_episode(
+    incoming: list[tuple[str, AlertStatus, datetime, datetime]],
+    held: dict[str, tuple[AlertStatus, datetime, datetime]],
+) -> None:
+    """A firing report of a fingerprint held firing never opens or refires anything, and
+    when its start is earlier than the held one it is written (never a duplicate)."""
+    alerts = [alert(fp, status, starts, ends) for fp, status, starts, ends in incoming]
+    open_group = _open_group(held)
+    change = apply(alerts, open_group, {}, NOW)
+    held_firing = {fp for fp, (s, _, _) in held.items() if s is F}
+    reported = {a.fingerprint for a in alerts}
+    if reported <= held_firing:
+        assert AlertOutcome.REFIRED not in change.outcomes
+        assert AlertOutcome.ADDED not in change.outcomes
+    for fp in held_firing & reported:
+        firing = [a for a in alerts if a.fingerprint == fp and a.status is F]
+        if firing and len([a for a in alerts if a.fingerprint == fp]) == 1:
+            merged = firing[0].starts_at < held[fp][1]
+            assert ((fp, held[fp][1], firing[0].starts_at) in change.moves) is merged
 
 
 def test_the_digest_tells_apart_what_a_resend_may_not_change() -> None:

@@ -229,3 +229,39 @@ async def test_a_failed_job_leaves_no_remembered_incident(store: SqliteStore) ->
                                    return_exceptions=True)
     assert isinstance(results[0], RuntimeError)
     assert results[1] is IncidentState.TRIGGERED
+
+
+async def test_a_moved_start_keeps_one_row_and_the_past_knows_every_closed_episode(
+    store: SqliteStore,
+) -> None:
+    """An episode whose start moved back stays one row under its earliest start; the past of a
+    group holds what Alertmanager resolved, and what was still firing when a person resolved
+    its incident (over at that moment), but never what is still firing in the open one."""
+    fp, labels = "0123456789abcdef", {"alertname": "X"}
+    t1, t0 = NOW - timedelta(minutes=1), NOW - timedelta(minutes=3)
+    firing = Alert(fp, AlertStatus.FIRING, labels, {}, t1, None)
+
+    async def first(tx: Transaction) -> int:
+        closed = await tx.insert_incident(new_incident("g"), None)
+        await tx.write_alerts(closed, [replace(firing, fingerprint="fedcba9876543210")], NOW)
+        await tx.update_incident(closed, NOW, state=IncidentState.RESOLVED, resolved_at=NOW)
+        incident_id = await tx.insert_incident(new_incident("g"), closed)
+        await tx.write_alerts(incident_id, [firing], NOW)
+        await tx.move_alert_starts(incident_id, [(fp, t1, t0)])
+        await tx.write_alerts(incident_id, [replace(firing, starts_at=t0)], NOW)
+        return incident_id
+
+    incident_id = await store.write(first)
+    assert [a.starts_at for a in await store.alerts(incident_id)] == [t0]
+
+    async def read(tx: Transaction) -> object:
+        return (await tx.open_group("g"),
+                await tx.past_episodes("g", [fp, "fedcba9876543210"]))
+
+    open_group, past = await store.write(read)
+    assert open_group.alerts[fp].starts_at == t0  # type: ignore[attr-defined]
+    assert past == {"fedcba9876543210": [(t1, NOW)]}
+    resolved = replace(firing, starts_at=t0, status=AlertStatus.RESOLVED, ends_at=NOW)
+    await store.write(lambda tx: tx.write_alerts(incident_id, [resolved], NOW))
+    _, past = await store.write(read)
+    assert past == {"fedcba9876543210": [(t1, NOW)], fp: [(t0, NOW)]}

@@ -13,7 +13,6 @@ from receiver.grouping import KnownAlert, OpenGroup
 from receiver.model import (
     ALERT_STATUSES,
     Alert,
-    AlertStatus,
     Incident,
     IncidentState,
     TimelineEvent,
@@ -25,6 +24,7 @@ from receiver.store.codec import (
     grafana_column,
     incident_from_row,
     loads,
+    opt_from_us,
     to_us,
 )
 
@@ -100,7 +100,7 @@ class Transaction:
 
     async def open_group(self, group_key: str) -> OpenGroup | None:
         rows = await self._all(
-            "SELECT i.id, a.fingerprint, a.starts_at, a.status FROM incidents i"
+            "SELECT i.id, a.fingerprint, a.starts_at, a.status, a.ends_at FROM incidents i"
             " LEFT JOIN alerts a ON a.incident_id = i.id"
             " WHERE i.group_key = ? AND i.state != 'resolved'",
             (group_key,),
@@ -108,28 +108,39 @@ class Transaction:
         if not rows:
             return None
         current: dict[str, KnownAlert] = {}
-        for _, fingerprint, starts_at, status in rows:
+        for _, fingerprint, starts_at, status, ends_at in rows:
             if fingerprint is None:
                 continue
             known = current.get(fingerprint)
             if known is None or to_us(known.starts_at) < starts_at:
-                current[fingerprint] = KnownAlert(from_us(starts_at), ALERT_STATUSES[status])
+                current[fingerprint] = KnownAlert(
+                    from_us(starts_at), ALERT_STATUSES[status], opt_from_us(ends_at)
+                )
         return OpenGroup(int(rows[0][0]), current)
 
-    async def known_episodes(
+    async def past_episodes(
         self, group_key: str, fingerprints: Iterable[str]
-    ) -> dict[tuple[str, datetime], AlertStatus]:
+    ) -> dict[str, list[tuple[datetime, datetime]]]:
+        """The episodes of these fingerprints that are over, in any incident of the group,
+        as (start, end) by fingerprint (see grouping.PastEpisodes): those Alertmanager
+        resolved, and those still firing in an incident a person resolved, which ended for
+        us when they resolved it."""
         wanted = sorted(set(fingerprints))
         if not wanted:
             return {}
         marks = ",".join("?" * len(wanted))
         rows = await self._all(
-            "SELECT a.fingerprint, a.starts_at, a.status FROM alerts a"
-            " JOIN incidents i ON i.id = a.incident_id"
-            f" WHERE i.group_key = ? AND a.fingerprint IN ({marks})",
+            "SELECT a.fingerprint, a.starts_at, CASE WHEN a.status = 'resolved'"
+            " THEN coalesce(a.ends_at, a.starts_at) ELSE i.resolved_at END"
+            " FROM alerts a JOIN incidents i ON i.id = a.incident_id"
+            f" WHERE i.group_key = ? AND a.fingerprint IN ({marks})"
+            " AND (a.status = 'resolved' OR i.state = 'resolved')",
             (group_key, *wanted),
         )
-        return {(fp, from_us(start)): ALERT_STATUSES[status] for fp, start, status in rows}
+        past: dict[str, list[tuple[datetime, datetime]]] = {}
+        for fp, start, end in rows:
+            past.setdefault(fp, []).append((from_us(start), from_us(max(start, end))))
+        return past
 
     async def last_incident_id(self, group_key: str) -> int | None:
         rows = await self._all(
@@ -200,6 +211,19 @@ class Transaction:
                 )
                 for a in alerts
             ],
+        )
+
+    async def move_alert_starts(
+        self, incident_id: int, moves: Sequence[tuple[str, datetime, datetime]]
+    ) -> None:
+        """Re-key alerts whose episode start moved back (fingerprint, from, to): the row
+        stays one episode, under its earliest start. OR REPLACE: only a row that an older
+        ackd left firing beside a later one of the same fingerprint can hold that key, and
+        it is the same episode."""
+        self._cur.executemany(
+            "UPDATE OR REPLACE alerts SET starts_at = ? WHERE incident_id = ? AND fingerprint = ?"
+            " AND starts_at = ?",
+            [(to_us(to), incident_id, fp, to_us(was)) for fp, was, to in moves],
         )
 
     async def update_incident(self, incident_id: int, now: datetime, **fields: Any) -> None:

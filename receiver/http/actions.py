@@ -6,8 +6,10 @@ mail scanners fetch links to preview them, and a preview must never acknowledge 
 
 from __future__ import annotations
 
+import functools
 import html
 import json
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -22,6 +24,11 @@ from receiver.links import LinkClaim
 
 ACTIONS = ("ack", "resolve", "snooze", "unack")
 LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
+# A link's token is a credential in its path: no cache may keep the page, and no page it
+# leads to may learn the URL from a Referer header.
+LINK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
 
 
 async def act(request: web.Request) -> web.Response:
@@ -85,6 +92,18 @@ def _snooze_to(text: str) -> datetime:
 # -- signed links ---------------------------------------------------------------------------
 
 
+def _private(handler: Handler) -> Handler:
+    """Every answer under /l/, error pages included, carries LINK_HEADERS."""
+
+    @functools.wraps(handler)
+    async def wrapped(request: web.Request) -> web.Response:
+        response = await handler(request)
+        response.headers.update(LINK_HEADERS)
+        return response
+
+    return wrapped
+
+
 def _claim(request: web.Request, s: Services) -> LinkClaim | web.Response:
     if s.links is None or s.responder is None:
         return error(404, "links are not enabled", "token")
@@ -94,6 +113,7 @@ def _claim(request: web.Request, s: Services) -> LinkClaim | web.Response:
         return _page(403, "Link not accepted", str(exc))
 
 
+@_private
 async def link_page(request: web.Request) -> web.Response:
     """GET /l/{token}: say what the link will do and offer the button that does it."""
     s = services(request)
@@ -116,6 +136,7 @@ async def link_page(request: web.Request) -> web.Response:
     return _page(200, f"{verb} incident #{incident.id}?", text + form, raw=True)
 
 
+@_private
 async def link_action(request: web.Request) -> web.Response:
     """POST /l/{token}: act as the person the link was sent to."""
     s = services(request)

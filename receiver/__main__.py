@@ -22,7 +22,7 @@ from receiver import config as config_module
 from receiver.client import ApiError, Client
 from receiver.config import Config
 from receiver.configbuild import parse_listen
-from receiver.errors import ConfigError
+from receiver.errors import ConfigError, StartupError
 from receiver.oneline import EscapeArgs
 from receiver.routing import describe, route
 from receiver.schedules import next_change, on_call
@@ -126,9 +126,13 @@ def _serve(args: argparse.Namespace) -> int:
         config = replace(config, listen_host=host, listen_port=port)
     if args.data_dir:
         config = replace(config, data_dir=Path(args.data_dir))
-    with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        # uvloop: libuv's event loop and transports in C, the same asyncio API.
-        return runner.run(serve(config, args.config))
+    try:
+        with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            # uvloop: libuv's event loop and transports in C, the same asyncio API.
+            return runner.run(serve(config, args.config))
+    except StartupError as exc:
+        print(f"ackd: {exc}", file=sys.stderr)
+        return 1
 
 
 class _Handoff(QueueHandler):

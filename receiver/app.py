@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import gc
 import logging
 import os
 import secrets
 import signal
+import sqlite3
+import tempfile
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,9 +25,9 @@ from aiohttp import web
 
 from receiver import config as config_module
 from receiver.clock import Clock, SystemClock
-from receiver.config import Config
+from receiver.config import Config, example_secrets_in_use
 from receiver.dispatch import Dispatcher
-from receiver.errors import ConfigError
+from receiver.errors import ConfigError, StartupError
 from receiver.http.actions import act, link_action, link_page
 from receiver.http.api import get_incident, list_incidents
 from receiver.http.auth import FailureThrottle
@@ -67,6 +70,19 @@ def build_web_app(
     return app
 
 
+def prepare_data_dir(path: Path) -> None:
+    """Create the data directory and prove it takes writes before anything else uses it, so a
+    failure names the directory instead of surfacing later as an SQLite error."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise StartupError(
+            f"data directory {path.absolute()} is not writable: {exc.strerror or exc}"
+        ) from exc
+
+
 def with_link_secret(config: Config) -> Config:
     """The config with its link secret: the configured one, else one kept in the data dir so
     links survive restarts."""
@@ -96,6 +112,7 @@ class Daemon:
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
     ) -> None:
+        prepare_data_dir(config.data_dir)
         self.config = config = with_link_secret(config)
         self._keepalive_timeout = keepalive_timeout
         self._body_timeout = body_timeout
@@ -128,7 +145,23 @@ class Daemon:
         self.port: int | None = None
 
     async def start(self) -> None:
-        await self.store.open()
+        """Start everything or nothing. On failure whatever did start is stopped again (its
+        threads too: a live worker thread would keep the process from exiting) and the error
+        propagates; a cause we can name is a StartupError of one line."""
+        try:
+            await self._start()
+        except BaseException:
+            try:
+                await self.stop()
+            except Exception:
+                log.debug("stopping after a failed start failed too", exc_info=True)
+            raise
+
+    async def _start(self) -> None:
+        try:
+            await self.store.open()
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the store {self.config.db_path}: {exc}") from exc
         # Deadlines that passed while ackd was down are due at once: they fire first.
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
@@ -139,8 +172,11 @@ class Daemon:
             keepalive_timeout=self._keepalive_timeout,
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.listen_host, self.config.listen_port)
-        await site.start()
+        host, port = self.config.listen_host, self.config.listen_port
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {_bind_failure(exc)}") from exc
         self.port = _bound_port(self._runner)
         self.services.ready = True
         # Everything built at start lives as long as the daemon: keep it out of the garbage
@@ -183,6 +219,10 @@ class Daemon:
                 db_file=self.config.db_file,
             )
         )
+        refused = example_secrets_in_use(kept)
+        if refused is not None:
+            log.error("reload refused, keeping the running config: %s", refused)
+            return False
         self.config = kept
         self.services.config = kept
         self.incidents.resize_memos(kept.memo_bytes)
@@ -195,6 +235,16 @@ def _links(config: Config) -> Links:
     return Links(config.link_secret, config.external_url, config.link_ttl)
 
 
+def _bind_failure(exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is already in use (another ackd? choose a free port with --listen)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return exc.strerror or str(exc)
+
+
 def _bound_port(runner: web.AppRunner) -> int | None:
     for address in runner.addresses:
         if isinstance(address, tuple):
@@ -203,6 +253,11 @@ def _bound_port(runner: web.AppRunner) -> int | None:
 
 
 async def serve(config: Config, config_path: str | Path) -> int:
+    """Run until SIGTERM or SIGINT. A start that fails raises (StartupError for the causes we
+    can name) after stopping whatever had started."""
+    refused = example_secrets_in_use(config)
+    if refused is not None:
+        raise StartupError(refused)
     daemon = Daemon(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -219,12 +274,14 @@ async def serve(config: Config, config_path: str | Path) -> int:
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: daemon.reload(config_path))
-    await daemon.start()
     try:
-        await stop.wait()
+        await daemon.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            await daemon.stop()
     finally:
-        log.info("shutting down")
-        await daemon.stop()
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)

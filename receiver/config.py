@@ -8,6 +8,7 @@ out of every repr so they never reach a log.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -34,6 +35,11 @@ DEFAULT_SEVERITIES = (
     Severity("SEV3", 2, "Minor: limited impact, a workaround exists", "low"),
     Severity("SEV4", 3, "Low: no user impact yet", "low"),
 )
+
+# The secrets config.example.yaml falls back to, so known to anyone who read it. They are good
+# enough on a loopback address (the quick start) and nowhere else.
+EXAMPLE_SECRETS = frozenset({"change-me", "change-me-too"})
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
 @dataclass(frozen=True)
@@ -104,6 +110,39 @@ class Config:
 
     def with_overrides(self, **changes: Any) -> Config:
         return replace(self, **changes)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # any other name may resolve to an address others can reach
+
+
+def example_secrets_in_use(config: Config) -> str | None:
+    """One line saying what to set, when the config listens beyond loopback with a secret
+    that config.example.yaml publishes; None when it is safe to listen."""
+    if is_loopback(config.listen_host):
+        return None
+    keys = [
+        key
+        for key, value in (
+            ("webhook.bearer_token", config.webhook_auth.bearer_token),
+            ("webhook.basic_auth.password", config.webhook_auth.basic_password),
+            *((f"api token {name!r}", token) for token, name in config.api_tokens.items()),
+            ("links.secret", config.link_secret.decode(errors="replace")),
+        )
+        if value in EXAMPLE_SECRETS
+    ]
+    if not keys:
+        return None
+    return (
+        f"refusing to listen on {config.listen_host}:{config.listen_port} with the example's "
+        f"published secrets in {', '.join(keys)}: set ACKD_WEBHOOK_TOKEN and ACKD_API_TOKEN "
+        "(or give your own tokens in the config), or listen on 127.0.0.1"
+    )
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:

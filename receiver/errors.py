@@ -6,7 +6,8 @@
     ├── NotFound             an incident (or other record) does not exist
     ├── InvalidTransition    an incident cannot go from its state to the one asked for
     ├── LinkError            a signed link is forged, tampered with or expired
-    └── StoreUnavailable     the store cannot take writes right now; callers answer 503
+    ├── StoreUnavailable     the store cannot take writes right now; callers answer 503
+    └── StartupError         the daemon cannot start; the message is one line naming the cause
 """
 
 from __future__ import annotations
@@ -61,3 +62,9 @@ class LinkError(AckdError):
 
 class StoreUnavailable(AckdError):
     """Transient: the write did not happen and may be retried (Alertmanager retries on 5xx)."""
+
+
+class StartupError(AckdError):
+    """The daemon cannot start (port in use, data directory unwritable, example secrets on an
+    open address). Whatever had started is stopped again; `ackd serve` prints the message, one
+    line naming the cause, and exits 1."""

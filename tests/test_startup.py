@@ -1,0 +1,111 @@
+"""Start-up: every failure ends `ackd serve` within seconds, exit code 1, with one line naming
+the cause; the example's published secrets are refused beyond loopback."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from receiver import config as config_module
+from receiver.config import EXAMPLE_SECRETS, example_secrets_in_use
+from tests.harness import ROOT, free_port
+
+EXAMPLE = ROOT / "config.example.yaml"
+
+
+def serve(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`ackd serve`, which must end by itself within seconds (a hang fails the test)."""
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", "serve", *argv], cwd=ROOT, capture_output=True,
+        text=True, timeout=20, check=False, env=env,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def cause(result: subprocess.CompletedProcess[str]) -> str:
+    """The one line that names the cause: the last on stderr, and no traceback before it."""
+    assert "Traceback" not in result.stderr, result.stderr
+    return result.stderr.strip().splitlines()[-1]
+
+
+def test_a_busy_port_ends_the_process(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = serve("--config", str(EXAMPLE), "--listen", f"127.0.0.1:{port}",
+                       "--data-dir", str(tmp_path / "data"))
+    assert result.returncode == 1
+    assert cause(result) == (
+        f"ackd: cannot listen on 127.0.0.1:{port}: the address is already in use"
+        " (another ackd? choose a free port with --listen)"
+    )
+
+
+def test_an_unwritable_data_dir_is_named(tmp_path: Path) -> None:
+    # Root may write anywhere its permission bits forbid; below a plain file nobody can.
+    (tmp_path / "file").write_text("")
+    data = tmp_path / "file" / "data"
+    result = serve("--config", str(EXAMPLE), "--listen", f"127.0.0.1:{free_port()}",
+                   "--data-dir", str(data))
+    assert result.returncode == 1
+    assert cause(result) == f"ackd: data directory {data} is not writable: Not a directory"
+
+
+def test_an_unreadable_config_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    result = serve("--config", str(missing))
+    assert result.returncode == 1
+    assert cause(result).startswith(f"{missing}: (file): cannot read: ")
+
+
+def test_example_secrets_are_refused_beyond_loopback(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACKD_")}
+    # 0.0.0.0 is refused before anything binds, so nothing is opened to the network.
+    result = serve("--config", str(EXAMPLE), "--listen", f"0.0.0.0:{free_port()}",
+                   "--data-dir", str(tmp_path / "data"), env=env)
+    assert result.returncode == 1
+    line = cause(result)
+    assert line.startswith("ackd: refusing to listen on 0.0.0.0:")
+    assert "webhook.bearer_token" in line
+    assert "set ACKD_WEBHOOK_TOKEN and ACKD_API_TOKEN" in line
+
+
+@pytest.mark.parametrize(
+    ("host", "environ", "refused"),
+    [
+        ("127.0.0.1", {}, False),
+        ("127.0.0.53", {}, False),
+        ("::1", {}, False),
+        ("localhost", {}, False),
+        ("0.0.0.0", {}, True),
+        ("::", {}, True),
+        ("10.1.2.3", {}, True),
+        ("ackd.example.com", {}, True),
+        ("0.0.0.0", {"ACKD_WEBHOOK_TOKEN": "w-9f2c"}, True),  # the API token is still known
+        ("0.0.0.0", {"ACKD_WEBHOOK_TOKEN": "w-9f2c", "ACKD_API_TOKEN": "a-77e1"}, False),
+    ],
+)
+def test_which_listeners_are_refused(host: str, environ: dict[str, str], refused: bool) -> None:
+    loaded = replace(config_module.load(EXAMPLE, environ=environ), listen_host=host)
+    assert (example_secrets_in_use(loaded) is not None) == refused
+
+
+def test_the_example_publishes_no_link_secret() -> None:
+    """Without ACKD_LINK_SECRET the links are signed with the random secret kept in data_dir,
+    never with one anybody can read in the example."""
+    assert config_module.load(EXAMPLE, environ={}).link_secret == b""
+
+
+def test_every_secret_default_in_the_example_is_known() -> None:
+    defaults = re.findall(r"\$\{ACKD_\w*(?:TOKEN|SECRET|PASSWORD)\w*:-([^}]*)\}",
+                          EXAMPLE.read_text())
+    assert defaults
+    assert set(defaults) <= EXAMPLE_SECRETS

@@ -122,7 +122,8 @@ class Daemon:
         self.store.stats.on_commit.append(self.metrics.observe_commit)
         self.responder = Responder(self.store, self.clock, self.metrics, lambda: self.config)
         self.incidents = Incidents(
-            self.store, self.clock, self.metrics, lambda: self.config, self.responder
+            self.store, self.clock, self.metrics, lambda: self.config, self.responder,
+            self.responder.reports,
         )
         settings = config.notifications
         self.notifier = notifier or AppriseNotifier(settings.workers, settings.timeout)
@@ -132,6 +133,7 @@ class Daemon:
         )
         self.responder.outbox_listeners.append(self.dispatcher.wake)
         self.responder.resolution_listeners.append(self.incidents.held.forget)
+        self.responder.stale_listeners.append(self.incidents.held.forget)
         self.services = Services(
             config=config,
             store=self.store,

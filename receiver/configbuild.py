@@ -34,6 +34,7 @@ from receiver.messages import Templates
 from receiver.model import Severity
 from receiver.notify import NotificationSettings, validate_url
 from receiver.routing import Route, RouteSpec, SeverityRule, build
+from receiver.staleness import StaleAction
 from receiver.yamlsource import Located
 from receiver.yamlsource import Path as KeyPath
 
@@ -413,6 +414,7 @@ class Builder:
             self.fail(("route",), "the root route must set severity or severity_from")
         known = {s.name for s in severities}
         spec = self._route_spec(("route",), root, teams, policies, known)
+        self._check_stale(("route",), root, inherited=False)
         if self.problems:
             return None
         return self.attempt(("route",), lambda: build(spec))
@@ -451,7 +453,18 @@ class Builder:
                 self._route_spec((*at, "routes", i), child, teams, policies, severities)
                 for i, child in enumerate(r.routes)
             ),
+            stale_after=r.stale_after,
+            stale_action=StaleAction(r.stale_action) if r.stale_action is not None else None,
         )
+
+    def _check_stale(self, at: KeyPath, r: RouteSpecModel, inherited: bool) -> None:
+        """A stale_action needs a stale_after on its route or above: alone it does nothing."""
+        has_after = inherited or r.stale_after is not None
+        if r.stale_action is not None and not has_after:
+            self.fail((*at, "stale_action"),
+                      "stale_action needs stale_after on this route or a parent")
+        for i, child in enumerate(r.routes):
+            self._check_stale((*at, "routes", i), child, has_after)
 
     def _severity_rule(
         self, at: KeyPath, r: RouteSpecModel, severities: set[str]

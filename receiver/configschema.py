@@ -10,7 +10,14 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from receiver.durations import parse_duration
 
@@ -236,8 +243,17 @@ class RouteSpecModel(Strict):
     group_by: list[str] | None = None
     continue_: bool = Field(default=False, alias="continue")
     routes: list[RouteSpecModel] = []
+    stale_after: Duration | None = None
+    stale_action: Literal["notify", "resolve"] | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=False)
+
+    @field_validator("stale_after")
+    @classmethod
+    def _positive_stale_after(cls, value: timedelta | None) -> timedelta | None:
+        if value is not None and value <= timedelta(0):
+            raise ValueError("stale_after must be longer than 0s (leave it out: never stale)")
+        return value
 
 
 class ConfigSpec(Strict):

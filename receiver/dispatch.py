@@ -457,6 +457,7 @@ class Dispatcher:
             recipient=recipient,
             step=p.get("step"),
             cycle=int(p.get("cycle") or 0),
+            stale_after=timedelta(seconds=float(p["stale_after"])) if "stale_after" in p else None,
         )
 
     async def _record(self, outgoing: Outgoing, delivery: Delivery) -> None:

@@ -143,6 +143,7 @@ class DeadlineKind(StrEnum):
     WAKE = "wake"  # a deferred low-urgency incident's working hours began
     SNOOZE = "snooze"  # a snooze ended
     REACK = "reack"  # an acknowledged incident was left alone too long
+    STALE = "stale"  # Alertmanager may have stopped reporting the alerts (see staleness.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,6 +258,8 @@ def on_deadline(
         return _begin_cycle(state, severity.name, run=state.run, cycle=0, start_at=now, now=now)
     if kind is DeadlineKind.SNOOZE:
         return _snooze_ended(state, severity.name, now)
+    if kind is DeadlineKind.STALE:
+        return Plan(state)  # not escalation's to decide: the responder asks staleness
     return _reack(state, incident, severity.name, now)
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from functools import partial
 from typing import Protocol
 
-from receiver import grouping
+from receiver import grouping, staleness
 from receiver.alertmanager import WebhookMessage, parse_webhook
 from receiver.clock import Clock
 from receiver.config import Config
@@ -29,6 +29,7 @@ from receiver.grouping import (
 )
 from receiver.metrics import Metrics
 from receiver.model import Alert, AlertStatus, EventKind, Incident, IncidentState, TimelineEvent
+from receiver.staleness import Reports, StaleRule
 from receiver.store import NewIncident, SqliteStore, Transaction
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,10 @@ class Lifecycle(Protocol):
 
     async def resolved(
         self, tx: Transaction, incident: Incident, actor: str, now: datetime
+    ) -> None: ...
+
+    async def reported(
+        self, tx: Transaction, incident_id: int, rule: StaleRule | None, now: datetime
     ) -> None: ...
 
 
@@ -63,12 +68,15 @@ class Incidents:
         metrics: Metrics,
         config: Callable[[], Config],
         lifecycle: Lifecycle | None = None,
+        reports: Reports | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._metrics = metrics
         self._config = config
         self.lifecycle = lifecycle
+        # When a webhook last reached each open incident: what stale_after is measured by.
+        self.reports = reports if reports is not None else Reports(clock.now())
         budget = config().memo_bytes
         self.held = HeldGroups(budget // 2)
         self.bodies = RoutedBodies(budget - budget // 2)
@@ -87,6 +95,7 @@ class Incidents:
         if routed is not None:
             result = self._repeated(routed)
             if result is not None:
+                self._note_reports(result)
                 self._observe(routed.alerts, routed.firing, 0, result)
                 return result
         return await self.ingest(parse_webhook(body), name)
@@ -104,6 +113,7 @@ class Incidents:
             result = await self._write(config, groups, message)
         if repeatable and name is not None and not result.resolved:
             self.bodies.put(name, config, routed)
+        self._note_reports(result)
         self._observe(routed.alerts, routed.firing, message.truncated_alerts, result)
         return result
 
@@ -119,6 +129,14 @@ class Incidents:
             return result
 
         return await self._store.write(job)
+
+    def _note_reports(self, result: IngestResult) -> None:
+        """Alertmanager reported these incidents' alerts now (see staleness)."""
+        now = self._clock.now()
+        for incident_id in result.groups.values():
+            self.reports.seen(incident_id, now)
+        for incident in result.resolved:
+            self.reports.forget(incident.id)
 
     def _repeated(self, routed: RoutedBody) -> IngestResult | None:
         """The result of a webhook that repeats, group by group, what the open incidents hold
@@ -159,11 +177,7 @@ class Incidents:
             assert open_group is not None
             incident_id = open_group.incident_id
         result.groups[key] = incident_id
-        if change.resolves:
-            tx.after_commit(partial(self.held.forget, key))
-        else:
-            digest = grouping.held_digest(change.held)
-            tx.after_commit(partial(self.held.hold, key, incident_id, digest))
+        await self._remember(tx, key, incident_id, change, group, now)
         await self._record(tx, incident_id, change, message, now)
         if not change.changed:
             return
@@ -177,6 +191,25 @@ class Incidents:
             await self.lifecycle.updated(tx, incident, now)
         if change.opens and self.lifecycle is not None and not change.resolves:
             await self.lifecycle.opened(tx, incident, now)
+
+    async def _remember(
+        self,
+        tx: Transaction,
+        key: str,
+        incident_id: int,
+        change: GroupChange,
+        group: RoutedGroup,
+        now: datetime,
+    ) -> None:
+        """What the group's incident holds, for resends (HeldGroups), once committed; and for
+        an incident still open, that Alertmanager reported it (its stale deadline)."""
+        if change.resolves:
+            tx.after_commit(partial(self.held.forget, key))
+            return
+        digest = grouping.held_digest(change.held)
+        tx.after_commit(partial(self.held.hold, key, incident_id, digest))
+        if self.lifecycle is not None:
+            await self.lifecycle.reported(tx, incident_id, group.match.route.stale, now)
 
     @staticmethod
     def _new_incident(
@@ -299,6 +332,8 @@ def observe_resolution(m: Metrics, incident: Incident) -> None:
     )
     if incident.acknowledged_at is None:
         m.child(m.resolved_unacknowledged, *labels).inc()
+    if incident.resolved_by == staleness.RESOLVED_BY:
+        m.child(m.resolved_stale, *labels).inc()
 
 
 def _summary(alert: Alert) -> str:

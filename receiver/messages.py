@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 PAGE_REASONS = ("triggered", "escalated", "reminder", "re_escalated")
 REASONS = (*PAGE_REASONS, "acknowledged", "resolved", "stakeholder_declared",
-           "stakeholder_resolved")
+           "stakeholder_resolved", "stale")
 PARTS = ("title", "body")
 
 SHORT_LIMIT = 160
@@ -78,6 +78,7 @@ class MessageContext:
     recipient: str = ""
     step: int | None = None
     cycle: int = 0
+    stale_after: timedelta | None = None  # a stale message: how long Alertmanager was silent
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -182,6 +183,18 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "body": "Incident #{{ incident.id }} ({{ severity.name }}, {{ incident.team }}) is "
                 "resolved{% if open_for %} after {{ open_for }}{% endif %}.\n{{ summary }}\n"
                 "\nIncident: {{ incident_url }}\n",
+    },
+    # Whoever holds an incident whose alerts Alertmanager stopped reporting (staleness.py).
+    "stale": {
+        "title": "#{{ incident.id }} not reported for {{ stale_after }}"
+                 "{% if incident.resolved_by == 'stale' %}: resolved as stale"
+                 "{% else %}: still firing?{% endif %}",
+        "body": "#{{ incident.id }} {{ incident.team }}: {{ summary }}\n"
+                "Alertmanager has not reported these alerts for {{ stale_after }}; "
+                "{% if incident.resolved_by == 'stale' %}ackd resolved the incident as stale."
+                "{% else %}still firing?{% endif %}\n"
+                + _ALERTS + "{% if incident.resolved_by != 'stale' %}" + _ACT + "{% else %}"
+                "\nIncident: {{ incident_url }}\n{% endif %}",
     },
 }
 
@@ -317,6 +330,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "silences": silences,
         "sources": _distinct(a.generator_url for a in alerts),
         "open_for": _open_for(ctx.incident),
+        "stale_after": format_duration(ctx.stale_after) if ctx.stale_after else "",
     }
 
 
@@ -412,10 +426,21 @@ def short_body(ctx: MessageContext) -> str:
         return _fit(f"[{ctx.severity.name}] New incident #{i.id} {i.team}: ", what, "")
     if ctx.reason == "stakeholder_resolved":
         return _fit(f"Incident #{i.id} resolved: {i.team}: ", what, "")
+    if ctx.reason == "stale":
+        return _short_stale(ctx, what)
     head = f"[{ctx.severity.name}] {_SHORT_TAGS[ctx.reason]}#{i.id} {i.team}: "
     if len(head) + len(f" Ack: {ctx.ack_url}") > SHORT_LIMIT - 1:
         head = f"#{i.id} "
     return _fit(head, what, f" Ack: {ctx.ack_url}")
+
+
+def _short_stale(ctx: MessageContext, what: str) -> str:
+    silent = format_duration(ctx.stale_after) if ctx.stale_after else "long"
+    i = ctx.incident
+    if i.resolved_by == "stale":
+        return _fit(f"#{i.id} not reported for {silent}, resolved as stale: ", what, "")
+    return _fit(f"#{i.id} not reported for {silent}, still firing? ", what,
+                f" Resolve: {ctx.resolve_url}")
 
 
 def _fit(head: str, middle: str, tail: str) -> str:

@@ -55,6 +55,18 @@ class Metrics:
             ["team", "severity"],
             registry=r,
         )
+        self.incidents_stale = Counter(
+            "ackd_incidents_stale",
+            "Open incidents whose alerts Alertmanager stopped reporting for stale_after",
+            ["team", "severity", "action"],
+            registry=r,
+        )
+        self.resolved_stale = Counter(
+            "ackd_incidents_resolved_stale",
+            "Incidents resolved as stale (stale_action: resolve), not by Alertmanager or a person",
+            ["team", "severity"],
+            registry=r,
+        )
         self.time_to_acknowledge = Histogram(
             "ackd_time_to_acknowledge_seconds",
             "From incident open to first acknowledgement",

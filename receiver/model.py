@@ -80,6 +80,7 @@ class EventKind(StrEnum):
     ALERT_MERGED = "alert_merged"  # the held episode was reported with an earlier start
     ALERTS_TRUNCATED = "alerts_truncated"
     RESOLVED = "resolved"
+    STALE = "stale"  # Alertmanager has not reported the incident's alerts for stale_after
     ACKNOWLEDGED = "acknowledged"
     UNACKNOWLEDGED = "unacknowledged"
     SNOOZED = "snoozed"

@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from receiver import escalation
+from receiver import escalation, staleness
 from receiver.clock import Clock
 from receiver.config import Config
 from receiver.errors import InvalidTransition
@@ -27,6 +27,7 @@ from receiver.metrics import Metrics
 from receiver.model import EventKind, Incident, IncidentState, TimelineEvent
 from receiver.scheduler import Scheduler
 from receiver.schedules import OnCallMemo, next_start, within
+from receiver.staleness import Reports, StaleAction, StaleRule
 from receiver.store import ArmedDeadline, SqliteStore, Transaction
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,11 @@ class Responder:
         self.outbox_listeners: list[Callable[[], None]] = []
         # Told the group key of each incident a person (or a policy) resolved, once committed.
         self.resolution_listeners: list[Callable[[str], None]] = []
+        # When a webhook last reached each open incident (the ingest path notes it).
+        self.reports = Reports(clock.now())
+        # Told the group key of each incident found stale, once committed: its next report
+        # must take the full ingest path, which arms the stale deadline again.
+        self.stale_listeners: list[Callable[[str], None]] = []
 
     # -- the incident lifecycle (called inside the ingest transaction) --------------------
 
@@ -135,6 +141,18 @@ class Responder:
         await self._apply(tx, incident, _without_transition(plan, recorded), now)
         await self._notify_resolution(tx, incident, actor, now)
 
+    async def reported(
+        self, tx: Transaction, incident_id: int, rule: StaleRule | None, now: datetime
+    ) -> None:
+        """A webhook reached this open incident through a transaction: make sure a stale
+        deadline waits for it (armed once; later reports only move the note in `reports`)."""
+        if rule is None:
+            return
+        kind = DeadlineKind.STALE.value
+        armed = await tx.arm_once(incident_id, now + rule.after, kind, rule.key)
+        if armed is not None:
+            tx.after_commit(lambda: self._arm_all((armed,)))
+
     # -- deadlines ------------------------------------------------------------------------
 
     async def fire(self, deadline_ids: list[int]) -> None:
@@ -152,6 +170,9 @@ class Responder:
         if row is None:
             return  # cancelled (acknowledged, resolved) or fired already
         incident = await tx.incident(row.incident_id)
+        if row.kind == DeadlineKind.STALE.value:
+            await self._fire_stale(tx, incident, row, now)
+            return
         state = await self._state(tx, incident)
         if state is not None:
             deadline = Deadline(row.due, DeadlineKind(row.kind), row.key)
@@ -176,6 +197,52 @@ class Responder:
             state, incident, config.severity(incident.severity), deadline,
             Directory(config, self._on_call), cursors, now,
         )
+
+    async def _fire_stale(
+        self, tx: Transaction, incident: Incident, row: ArmedDeadline, now: datetime
+    ) -> None:
+        """The stale deadline came due: reported since, it waits again from the last report;
+        not, the incident is stale: the timeline says so, whoever holds it is told once, and
+        a route that says so has it resolved."""
+        if not incident.is_open:
+            return
+        rule = StaleRule.from_key(row.key)
+        last = self.reports.last(incident.id)
+        again = staleness.check(last, rule, now)
+        if again is not None:
+            armed = await tx.arm(incident.id, [(again, row.kind, row.key)])
+            tx.after_commit(lambda: self._arm_all(armed))
+            return
+        detail = {"after": rule.after.total_seconds(), "action": rule.action.value,
+                  "last_reported": last.isoformat()}
+        await tx.append(incident.id, [TimelineEvent(now, EventKind.STALE, "ackd", detail)])
+        holders = await self._holders(tx, incident)
+        extra = {"stale_after": rule.after.total_seconds()}
+        await self._notify_users(tx, incident, holders, "stale", staleness.RESOLVED_BY, now,
+                                 extra)
+        tx.after_commit(partial(self._observe_stale, incident, rule.action))
+        if rule.action is StaleAction.RESOLVE:
+            state = await self._state(tx, incident)
+            if state is not None:
+                plan = escalation.resolve(state, incident, staleness.RESOLVED_BY, now)
+                await self._apply(tx, incident, plan, now)
+                await self._stakeholders(tx, incident, "stakeholder_resolved", now)
+            return
+        for listener in self.stale_listeners:
+            tx.after_commit(partial(listener, incident.group_key))
+
+    async def _holders(self, tx: Transaction, incident: Incident) -> list[str]:
+        """Who holds the incident: whoever acknowledged it (if a person we know), else
+        everyone paged for it so far."""
+        config = self._config()
+        by = incident.acknowledged_by
+        if incident.state is IncidentState.ACKNOWLEDGED and by is not None and by in config.users:
+            return [by]
+        return await tx.paged_recipients(incident.id)
+
+    def _observe_stale(self, incident: Incident, action: StaleAction) -> None:
+        m = self._metrics
+        m.child(m.incidents_stale, incident.team, incident.severity, action.value).inc()
 
     async def delivery_failed(self, incident_id: int, payload: dict[str, Any]) -> None:
         """A page finally failed. If nothing of that step reached the person (every channel
@@ -321,6 +388,7 @@ class Responder:
             fields.update(resolved_at=now, resolved_by=actor)
             for listener in self.resolution_listeners:
                 tx.after_commit(partial(listener, incident.group_key))
+            tx.after_commit(partial(self.reports.forget, incident.id))
         await tx.update_incident(incident.id, now, **fields)
         return first_ack, target is IncidentState.RESOLVED
 
@@ -349,16 +417,24 @@ class Responder:
         self, tx: Transaction, incident: Incident, reason: str, actor: str, now: datetime
     ) -> None:
         """Tell everyone who was paged for this incident (first contact each) what happened."""
-        config = self._config()
         paged = await tx.paged_recipients(incident.id)
+        await self._notify_users(tx, incident, paged, reason, actor, now)
+
+    async def _notify_users(
+        self, tx: Transaction, incident: Incident, names: Iterable[str], reason: str,
+        actor: str, now: datetime, extra: dict[str, Any] | None = None,
+    ) -> None:
+        """One message to each of these people, on their first contact."""
+        config = self._config()
         payloads = []
-        for name in paged:
+        for name in names:
             user = config.users.get(name)
             if user is not None and user.contacts:
                 first = user.contacts[0]
                 payloads.append(
                     {"recipient": name, "recipient_kind": "user", "url": first.url,
-                     "short": first.short, "reason": reason, "step": None, "actor": actor}
+                     "short": first.short, "reason": reason, "step": None, "actor": actor,
+                     **(extra or {})}
                 )
         if payloads:
             await self._enqueue(tx, incident, payloads, now)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from types import MappingProxyType
 
 from receiver.matchers import Matcher, quote
+from receiver.staleness import StaleAction, StaleRule
 
 # Alertmanager's special `group_by` value: one group per distinct label set.
 GROUP_BY_ALL = "..."
@@ -47,6 +49,8 @@ class RouteSpec:
     group_by: tuple[str, ...] | None = None
     continue_: bool = False
     routes: tuple[RouteSpec, ...] = ()
+    stale_after: timedelta | None = None
+    stale_action: StaleAction | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class Route:
     # The labels that decide where an alert lands at or below this route and what it gets
     # there; None when some route groups by every label ('...').
     decides_on: tuple[str, ...] | None = ()
+    stale: StaleRule | None = None  # when its open incidents count as forgotten
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(m.matches(labels) for m in self.matchers)
@@ -106,6 +111,8 @@ class _Settings:
     severity_rule: SeverityRule | None
     group_by: tuple[str, ...]
     group_by_all: bool
+    stale_after: timedelta | None = None
+    stale_action: StaleAction = StaleAction.NOTIFY
 
 
 def build(spec: RouteSpec) -> Route:
@@ -172,6 +179,7 @@ def _resolve(spec: RouteSpec, parent: _Settings, route_id: str) -> Route:
         continue_=spec.continue_,
         routes=children,
         decides_on=_decides_on(spec.matchers, own, children),
+        stale=StaleRule(own.stale_after, own.stale_action) if own.stale_after else None,
     )
 
 
@@ -206,6 +214,8 @@ def _inherit(spec: RouteSpec, parent: _Settings, route_id: str) -> _Settings:
         severity_rule=rule,
         group_by=group_by,
         group_by_all=group_by_all,
+        stale_after=spec.stale_after if spec.stale_after is not None else parent.stale_after,
+        stale_action=spec.stale_action or parent.stale_action,
     )
 
 

@@ -406,3 +406,27 @@ def test_held_back_summary(
 )
 def test_format_duration(span: timedelta, text: str) -> None:
     assert format_duration(span) == text
+
+
+# -- stale incidents ---------------------------------------------------------------------
+
+
+def test_a_stale_message_asks_whether_it_still_fires() -> None:
+    message = TEMPLATES.render(ctx("stale", stale_after=timedelta(hours=3)))
+    assert message.title == "#42 not reported for 3h: still firing?"
+    assert "Alertmanager has not reported these alerts for 3h; still firing?" in message.body
+    assert f"Resolve: {RESOLVE}" in message.body  # whoever holds it can close it at once
+    short = TEMPLATES.render(ctx("stale", stale_after=timedelta(hours=3)), short=True).body
+    assert short == f"#42 not reported for 3h, still firing? Payment API down Resolve: {RESOLVE}"
+
+
+def test_a_stale_message_says_when_ackd_resolved_it() -> None:
+    resolved = incident(state=IncidentState.RESOLVED, resolved_by="stale", resolved_at=AT)
+    context = ctx("stale", incident=resolved, stale_after=timedelta(minutes=90))
+    message = TEMPLATES.render(context)
+    assert message.title == "#42 not reported for 1h30m: resolved as stale"
+    assert "for 1h30m; ackd resolved the incident as stale." in message.body
+    assert RESOLVE not in message.body
+    assert TEMPLATES.render(context, short=True).body == (
+        "#42 not reported for 1h30m, resolved as stale: Payment API down"
+    )

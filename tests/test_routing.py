@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 from hypothesis import given
@@ -21,6 +22,7 @@ from receiver.routing import (
     route,
     route_all,
 )
+from receiver.staleness import StaleAction, StaleRule
 
 
 def _m(*texts: str) -> tuple[Matcher, ...]:
@@ -344,3 +346,16 @@ def test_route_all_shares_one_answer_across_labels_the_tree_ignores() -> None:
     assert rest[0] is first
     assert rest[1] is first
     assert rest[2] != first
+
+
+def test_stale_after_and_its_action_are_inherited_like_alertmanager_timers() -> None:
+    resolving = RouteSpec(matchers=_m("a=b"), stale_action=StaleAction.RESOLVE,
+                          routes=(RouteSpec(matchers=_m("c=d")),))
+    shorter = RouteSpec(matchers=_m("x=y"), stale_after=timedelta(minutes=30))
+    root = build(RouteSpec(team="t", policy="p", severity="S",
+                           stale_after=timedelta(hours=3), routes=(resolving, shorter)))
+    assert root.stale == StaleRule(timedelta(hours=3), StaleAction.NOTIFY)
+    assert root.routes[0].stale == StaleRule(timedelta(hours=3), StaleAction.RESOLVE)
+    assert root.routes[0].routes[0].stale == StaleRule(timedelta(hours=3), StaleAction.RESOLVE)
+    assert root.routes[1].stale == StaleRule(timedelta(minutes=30), StaleAction.NOTIFY)
+    assert build(RouteSpec(team="t", policy="p", severity="S")).stale is None  # off by default

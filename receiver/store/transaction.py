@@ -281,6 +281,21 @@ class Transaction:
             armed.append(ArmedDeadline(int(rows[0][0]), incident_id, due, kind, key))
         return armed
 
+    async def arm_once(
+        self, incident_id: int, due: datetime, kind: str, key: str
+    ) -> ArmedDeadline | None:
+        """Arm a deadline of this kind unless the incident has one already, whatever its key:
+        the armed deadline, or None when one was there."""
+        rows = await self._all(
+            "INSERT INTO deadlines (incident_id, due, kind, key) SELECT ?, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM deadlines WHERE incident_id = ? AND kind = ?)"
+            " RETURNING id",
+            (incident_id, to_us(due), kind, key, incident_id, kind),
+        )
+        if not rows:
+            return None
+        return ArmedDeadline(int(rows[0][0]), incident_id, due, kind, key)
+
     async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
         wanted = list(kinds)
         if wanted:

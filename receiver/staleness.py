@@ -1,0 +1,84 @@
+"""Incidents that Alertmanager stopped talking about.
+
+Alertmanager sends every firing group again each `repeat_interval`. If it restarts and loses
+its notification log, or a route is edited away, the `resolved` never comes and the incident
+would stay open forever. A route's `stale_after` (inherited like Alertmanager's timers, and
+longer than its repeat_interval) bounds that: an open incident none of whose alerts was in any
+webhook for that long is stale. ackd then tells whoever holds it and, where the route says
+`stale_action: resolve`, resolves it as `stale`.
+
+Whether an incident was reported lately is known at two speeds. Each webhook that reaches an
+incident's group notes the instant in memory (`Reports`), including the resends answered
+without a transaction. A durable deadline (kind `stale`, its key the rule) waits in the store,
+armed when the incident is first seen by a transaction; when it comes due, `check` reads the
+memory: reported since, it is moved to the last report plus `stale_after`; not, the incident is
+stale. After a restart the memory is empty and counts from the start, so a restart can only
+delay the verdict, never bring it early.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+
+class StaleAction(StrEnum):
+    NOTIFY = "notify"  # a timeline event and one message to whoever holds the incident
+    RESOLVE = "resolve"  # that, and the incident is resolved by `stale`
+
+
+RESOLVED_BY = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class StaleRule:
+    """A route's staleness setting, carried in its deadline's key: the incident keeps the rule
+    it was armed with, as it keeps its policy."""
+
+    after: timedelta
+    action: StaleAction = StaleAction.NOTIFY
+
+    def __post_init__(self) -> None:
+        if self.after <= timedelta(0):
+            raise ValueError(f"stale_after must be longer than 0s, got {self.after}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.after // timedelta(microseconds=1)}:{self.action.value}"
+
+    @classmethod
+    def from_key(cls, key: str) -> StaleRule:
+        try:
+            micros, action = key.split(":")
+            return cls(timedelta(microseconds=int(micros)), StaleAction(action))
+        except ValueError as exc:
+            raise ValueError(f"stale deadline key {key!r} is not MICROSECONDS:ACTION") from exc
+
+
+def check(last_reported: datetime, rule: StaleRule, now: datetime) -> datetime | None:
+    """When to look again, or None if the incident is stale at `now`."""
+    due = last_reported + rule.after
+    return due if due > now else None
+
+
+class Reports:
+    """When a webhook last reached each open incident, since `started_at` (in memory)."""
+
+    def __init__(self, started_at: datetime) -> None:
+        self.started_at = started_at
+        self._last: dict[int, datetime] = {}
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    def seen(self, incident_id: int, at: datetime) -> None:
+        self._last[incident_id] = at
+
+    def last(self, incident_id: int) -> datetime:
+        """The last report, or the start when none came since: after a restart, what came
+        before it is not known."""
+        return max(self._last.get(incident_id, self.started_at), self.started_at)
+
+    def forget(self, incident_id: int) -> None:
+        self._last.pop(incident_id, None)

@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
 
@@ -29,18 +30,44 @@ from receiver.schedules import next_change, on_call
 
 log = logging.getLogger("ackd")
 
+# What `ackd --help` says: written for the person at the terminal, not for developers.
+USAGE = """\
+ackd receives Prometheus Alertmanager's webhooks, pages the owning team's on-call person,
+escalates until somebody acknowledges, and measures how long that took.
+
+Start the daemon with `ackd serve --config FILE`; `ackd COMMAND --help` explains each command.
+"""
+EPILOG = """\
+The commands that act on incidents (ack, resolve, snooze, unack, incidents) talk to a running
+ackd: they read its address from ACKD_URL (default http://127.0.0.1:9095) and an API token
+from ACKD_API_TOKEN (one of the config's api.tokens; with config.example.yaml, change-me-too),
+or take --url and --token.
+"""
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ackd", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="ackd", description=USAGE, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ackd {_version()}")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the daemon")
+    serve = sub.add_parser(
+        "serve", help="run the daemon",
+        description="Run the daemon: take Alertmanager's webhooks, escalate, deliver pages. "
+        "SIGHUP reloads the config; SIGTERM or Ctrl-C stops it gracefully.",
+    )
     serve.add_argument("--config", required=True, help="YAML configuration file")
     serve.add_argument("--listen", help="HOST:PORT, overrides the file's `listen`")
     serve.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
 
-    check = sub.add_parser("check-config", help="validate configuration files (exit 1 on errors)")
+    check = sub.add_parser(
+        "check-config", help="validate configuration files (exit 1 on errors)",
+        description="Validate configuration files: every problem, with file, line and key. "
+        "Exit 1 if any file has one; run it in CI before a config is merged.",
+    )
     check.add_argument("files", nargs="+")
 
     routes = sub.add_parser("routes", help="route tree tools")
@@ -55,11 +82,19 @@ def _parser() -> argparse.ArgumentParser:
     oncall.add_argument("--at", help="ISO time (default: now); without a zone, UTC")
 
     for name, text in ACTIONS.items():
-        action = sub.add_parser(name, help=text)
-        action.add_argument("incident", type=int)
+        action = sub.add_parser(name, help=text, description=f"{text.capitalize()}.",
+                                epilog=EPILOG)
+        action.add_argument("incident", type=int, help="its number, as `ackd incidents` shows")
         _api_flags(action)
         if name == "snooze":
             action.add_argument("--for", dest="length", required=True, help="e.g. 30m, 2h")
+    sink = sub.add_parser(
+        "sink", help="print the pages sent to 127.0.0.1:9099 (the example's contacts)",
+        description="Listen on a local address and print every page posted to it. "
+        "config.example.yaml pages people at json://127.0.0.1:9099/NAME: run this beside "
+        "`make run` to watch the pages arrive. Ctrl-C stops it.",
+    )
+    sink.add_argument("--listen", default="127.0.0.1:9099", help="HOST:PORT (127.0.0.1:9099)")
     listing = sub.add_parser("incidents", help="list incidents (newest first)")
     listing.add_argument("--state", help="open, triggered, acknowledged or resolved")
     listing.add_argument("--team")
@@ -87,6 +122,13 @@ def _api_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _version() -> str:
+    try:
+        return version("ackd")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -97,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.addFilter(EscapeArgs())  # outside text cannot start a log line of its own
     command = {
         "serve": _serve, "check-config": _check_config, "routes": _routes_test,
-        "oncall": _oncall, "incidents": _incidents,
+        "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         **{name: _act for name in ACTIONS},
     }
     return command[args.command](args)
@@ -219,7 +261,34 @@ def _oncall(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sink(args: argparse.Namespace) -> int:
+    from receiver import sink
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        print(f"--listen: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(sink.run(host, port))
+    except OSError as exc:
+        print(f"ackd sink: cannot listen on {host}:{port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _no_token(args: argparse.Namespace) -> bool:
+    if args.token:
+        return False
+    print(f"{args.command}: no API token: set ACKD_API_TOKEN to one of the config's api.tokens "
+          "(config.example.yaml: change-me-too), or pass --token", file=sys.stderr)
+    return True
+
+
 def _act(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 1
     body = {"for": args.length} if args.command == "snooze" else None
     client = Client(args.url, args.token)
     try:
@@ -235,6 +304,8 @@ def _act(args: argparse.Namespace) -> int:
 
 
 def _incidents(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 1
     query = {k: v for k in ("state", "team", "severity") if (v := getattr(args, k))}
     try:
         found = asyncio.run(Client(args.url, args.token).incidents(**query))

@@ -480,6 +480,7 @@ class Dispatcher:
 
         committed = await self._write_result(outgoing.url, rows, job, delivery)
         self._observe(outgoing.url, delivery, retry=any(r.attempts for r in rows))
+        _log_delivery(outgoing.url, rows, delivery, retried=len(finals) < len(rows))
         if committed and not delivery.ok:
             for row in finals:
                 await self._final_failure(row)
@@ -545,3 +546,21 @@ class Dispatcher:
         except Exception as exc:
             log.error("could not record the held-back summary to %s: %s", mask(summary.url), exc)
         self._observe(summary.url, delivery, retry=False)
+
+
+def _log_delivery(
+    url: str, rows: list[OutboxRow], delivery: Delivery, *, retried: bool
+) -> None:
+    """One line per delivery: which incidents, to whom, through which (masked) URL, and how it
+    went, so an operator can follow every page in the log."""
+    incidents = ", ".join(f"#{n}" for n in sorted({r.incident_id for r in rows}))
+    reasons = "/".join(sorted({str(r.payload.get("reason") or "page") for r in rows}))
+    recipient = str(rows[0].payload.get("recipient") or "?")
+    where = mask(url).partition("?")[0]  # Apprise's privacy form lists every default option
+    what = f"incident {incidents} {reasons} to {recipient} via {where}"
+    if delivery.ok:
+        log.info("%s: delivered in %.2fs", what, delivery.seconds)
+    else:
+        then = "will retry" if retried else "gave up"
+        log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
+                    then, delivery.error)

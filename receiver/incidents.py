@@ -305,6 +305,7 @@ class Incidents:
                      incident.team, incident.summary)
         for incident in result.resolved:
             observe_resolution(m, incident)
+            log.info("incident #%d resolved by %s", incident.id, incident.resolved_by)
 
 
 async def _change(

@@ -31,6 +31,8 @@ from receiver.staleness import Reports, StaleAction, StaleRule
 from receiver.store import ArmedDeadline, SqliteStore, Transaction
 
 log = logging.getLogger(__name__)
+DONE = {"ack": "acknowledged", "resolve": "resolved", "snooze": "snoozed",
+        "unack": "unacknowledged"}
 
 ACTIONS = ("ack", "resolve", "snooze", "unack")
 # Steps due at once that fire inside one transaction before the timer loop takes over: enough
@@ -295,7 +297,9 @@ class Responder:
                 await self._notify_paged(tx, incident, "acknowledged", actor, now)
             return await tx.incident(incident_id)
 
-        return await self._store.write(job)
+        incident = await self._store.write(job)
+        log.info("incident #%d %s by %s", incident_id, DONE[action], actor)
+        return incident
 
     @staticmethod
     def _decide(

@@ -1,0 +1,103 @@
+"""The command line as a new user meets it: help written for them, a version, a clear word
+when the API token is missing, and `ackd sink`, which prints the pages it receives."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+from datetime import datetime
+from importlib.metadata import version
+
+import aiohttp
+import pytest
+
+from receiver import sink
+from tests.harness import ROOT, free_port
+
+COMMANDS = ["serve", "check-config", "routes", "oncall", "ack", "resolve", "snooze", "unack",
+            "incidents", "sink"]
+
+
+def ackd(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *argv], cwd=ROOT, capture_output=True, text=True,
+        timeout=30, check=False, env=env,
+    )
+
+
+def test_version() -> None:
+    result = ackd("--version")
+    assert (result.returncode, result.stdout.strip()) == (0, f"ackd {version('ackd')}")
+
+
+def test_help_is_written_for_users() -> None:
+    result = ackd("--help")
+    assert result.returncode == 0
+    text = result.stdout
+    assert "It only builds a Config" not in text
+    description = text.split("\n\n")[1]
+    assert description.startswith("ackd receives Prometheus Alertmanager's webhooks")
+    assert "ACKD_API_TOKEN" in text
+    for command in COMMANDS:
+        assert command in text
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_explains_itself(command: str) -> None:
+    result = ackd(command, "--help")
+    assert result.returncode == 0
+    assert result.stdout.split("\n\n")[1].strip()  # a description, not just the usage line
+
+
+@pytest.mark.parametrize("argv", [("ack", "1"), ("incidents",)])
+def test_a_missing_api_token_is_named(argv: tuple[str, ...]) -> None:
+    env = {"PATH": "/usr/bin:/bin"}
+    result = ackd(*argv, "--url", f"http://127.0.0.1:{free_port()}", env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"{argv[0]}: no API token: set ACKD_API_TOKEN to one of the config's api.tokens "
+        "(config.example.yaml: change-me-too), or pass --token"
+    )
+
+
+def test_sink_prints_a_json_page() -> None:
+    body = b'{"version": "1.0", "title": "[SEV1] #4 db down", "message": "line 1\\nline 2"}'
+    at = datetime(2026, 3, 2, 10, 4, 5)
+    assert sink.describe("/ana", body, at) == (
+        "--- 10:04:05 page to /ana\n[SEV1] #4 db down\n    line 1\n    line 2\n"
+    )
+
+
+def test_sink_escapes_control_characters() -> None:
+    body = b'{"title": "x\\u001b[2Jy", "message": "a\\tb"}'
+    printed = sink.describe("/ana", body, datetime(2026, 1, 1))
+    assert "\x1b" not in printed
+    assert "x\\x1b[2Jy" in printed
+    assert "a\tb" in printed
+
+
+def test_sink_prints_other_bodies_as_they_came() -> None:
+    printed = sink.describe("/form", b"title=a&message=b", datetime(2026, 1, 1))
+    assert printed.endswith("page to /form\ntitle=a&message=b\n")
+
+
+async def test_sink_answers_200_and_prints_each_delivery() -> None:
+    out = io.StringIO()
+    port = free_port()
+    stop = asyncio.Event()
+    server = asyncio.create_task(sink.run("127.0.0.1", port, out, stop))
+    try:
+        for _ in range(100):
+            if "ackd sink:" in out.getvalue():
+                break
+            await asyncio.sleep(0.02)
+        async with aiohttp.ClientSession() as session, session.post(
+            f"http://127.0.0.1:{port}/bo", json={"title": "t", "message": "m"}
+        ) as response:
+            assert response.status == 200
+    finally:
+        stop.set()
+        await server
+    assert "page to /bo\nt\n    m\n" in out.getvalue()

@@ -127,6 +127,7 @@ class Builder:
             notifications=NotificationSettings(
                 n.workers, n.timeout, n.retry.attempts, n.retry.backoff, n.retry.max_backoff,
                 n.bundle_window, n.rate_limit.max, n.rate_limit.window, templates,
+                max_hold=n.max_hold,
             ),
             severities=severities,
             stakeholders={s.name: tuple(s.stakeholders) for s in spec.severities or ()},

@@ -104,6 +104,7 @@ class NotificationsSpec(Strict):
     timeout: Duration = timedelta(seconds=10)
     retry: RetrySpec = RetrySpec()
     bundle_window: Duration = timedelta(seconds=30)
+    max_hold: Duration = timedelta(seconds=5)
     rate_limit: RateLimitSpec = RateLimitSpec()
     templates: dict[str, TemplateSpec] = {}
 

@@ -13,7 +13,9 @@ result. If ackd stops, or the store refuses that commit, after the message went 
 is still there and the message goes again later. A delivery is never reported as sent when
 it was not: NOTIFICATION_SENT is written only for a Delivery that said SUCCESS.
 
-The noise gate's histories (what each URL received lately, what is held for its summary)
+Every message passes the noise gate (noise.py), pages and notes apart; a bundle of pages and
+one of notes are rendered differently (render_bundle, render_notes). The gate's histories
+(what each URL received lately, what waits and what is held for its summary)
 live in memory: after a restart the bundle and rate windows start afresh, and a summary of
 pages held before the restart is not sent (the pages' suppression is on their timelines).
 """
@@ -33,10 +35,16 @@ from receiver.clock import Clock
 from receiver.config import Config
 from receiver.errors import StoreUnavailable
 from receiver.links import Links
-from receiver.messages import MessageContext, Templates, render_bundle, render_held_back
+from receiver.messages import (
+    MessageContext,
+    Templates,
+    render_bundle,
+    render_held_back,
+    render_notes,
+)
 from receiver.metrics import Metrics
 from receiver.model import EventKind, Incident, IncidentState, TimelineEvent
-from receiver.noise import ChannelHistory, NoiseGate, Verdict, is_page
+from receiver.noise import ChannelHistory, Kind, NoiseGate, Verdict, is_page, kind_of
 from receiver.notify import Delivery, DeliveryStatus, Message, Notifier, mask, scheme
 from receiver.store import OutboxRow, SqliteStore, Transaction
 
@@ -68,7 +76,8 @@ class Summary:
     url: str
     count: int
     incident_ids: tuple[int, ...]
-    holder: Mapping[str, Any]  # recipient, recipient_kind, short of the held pages
+    holder: Mapping[str, Any]  # recipient, recipient_kind, short of the held messages
+    reasons: tuple[tuple[str, int], ...] = ()  # how many of each message reason were held
 
 
 @dataclass(slots=True)
@@ -77,7 +86,7 @@ class PassPlan:
     holders: dict[str, Mapping[str, Any]]
     sends: list[Outgoing] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
-    deferred: list[tuple[OutboxRow, datetime]] = field(default_factory=list)
+    deferred: list[tuple[int, datetime]] = field(default_factory=list)  # first attempts' ids
     suppressed: list[tuple[OutboxRow, Incident | None, str]] = field(default_factory=list)
 
     @property
@@ -91,30 +100,28 @@ def plan_pass(
     holders: Mapping[str, Mapping[str, Any]],
     due: Iterable[tuple[OutboxRow, Incident | None]],
     now: datetime,
+    urgent: Callable[[Incident], bool] = lambda incident: False,
 ) -> PassPlan:
-    """What to do with the due rows at `now`, and the URL histories that follow from it."""
+    """What to do with the due rows at `now`, and the URL histories that follow from it.
+    `urgent` says whether an incident's pages are high urgency (they wait at most max_hold)."""
     plan = PassPlan(dict(histories), dict(holders))
     _plan_summaries(gate, plan, now)  # a freed slot goes first to what waited longest
-    fresh: dict[str, list[tuple[OutboxRow, Incident]]] = {}
-    retries: dict[str, list[tuple[OutboxRow, Incident]]] = {}
+    # Pages and notes to one URL are gated, and bundled, apart: a note never delays a page.
+    fresh: dict[tuple[str, Kind], list[tuple[OutboxRow, Incident]]] = {}
+    retries: dict[tuple[str, Kind], list[tuple[OutboxRow, Incident]]] = {}
     for row, incident in due:
-        url, reason = str(row.payload.get("url", "")), str(row.payload.get("reason", ""))
+        url, kind = str(row.payload.get("url", "")), kind_of(str(row.payload.get("reason", "")))
         if incident is None:
             plan.suppressed.append((row, None, "incident not found"))
-        elif not is_page(reason):
-            # Acknowledged, resolved and stakeholder messages always go; they use the budget
-            # (once: a retry is the same message).
-            plan.sends.append(Outgoing(url, ((row, incident),)))
-            if not row.attempts:
-                plan.histories[url] = gate.record_sent(_history(plan, url), now)
-        elif incident.state is not IncidentState.TRIGGERED:
+        elif kind is Kind.PAGE and incident.state is not IncidentState.TRIGGERED:
             plan.suppressed.append((row, incident, f"incident {incident.state.value}"))
         else:
             # A retry was let through the gate on its first attempt: it is not counted again.
-            (retries if row.attempts else fresh).setdefault(url, []).append((row, incident))
-    plan.sends.extend(Outgoing(url, tuple(items)) for url, items in retries.items())
-    for url, items in fresh.items():
-        _gate_pages(gate, plan, url, items, now)
+            (retries if row.attempts else fresh).setdefault((url, kind), []).append(
+                (row, incident))
+    plan.sends.extend(Outgoing(url, tuple(items)) for (url, _), items in retries.items())
+    for (url, kind), items in fresh.items():
+        _gate(gate, plan, url, kind, items, now, urgent)
     plan.histories = {u: h for u, h in plan.histories.items() if not gate.idle(h, now)}
     plan.holders = {u: h for u, h in plan.holders.items() if u in plan.histories}
     return plan
@@ -128,30 +135,39 @@ def _plan_summaries(gate: NoiseGate, plan: PassPlan, now: datetime) -> None:
     for url, history in list(plan.histories.items()):
         if gate.summary_due(history, now):
             holder = plan.holders.get(url, {})
-            plan.summaries.append(Summary(url, history.held, history.held_incidents, holder))
+            plan.summaries.append(Summary(url, history.held, history.held_incidents, holder,
+                                          history.held_reasons))
             plan.histories[url] = gate.record_summary(history, now)
 
 
-def _gate_pages(
+def _gate(
     gate: NoiseGate,
     plan: PassPlan,
     url: str,
+    kind: Kind,
     items: list[tuple[OutboxRow, Incident]],
     now: datetime,
+    urgent: Callable[[Incident], bool],
 ) -> None:
-    """First attempts of pages to one URL: one message, a deferral, or a hold, for all."""
+    """First attempts of one kind to one URL: one message, a deferral, or a hold, for all."""
     history = _history(plan, url)
-    decision = gate.decide(history, now)
+    hurry = kind is Kind.PAGE and any(urgent(incident) for _, incident in items)
+    decision = gate.decide(history, kind, now, urgent=hurry)
     if decision.verdict is Verdict.SEND:
         plan.sends.append(Outgoing(url, tuple(items)))
-        plan.histories[url] = gate.record_sent(history, now)
+        plan.histories[url] = gate.record_sent(history, kind, now)
     elif decision.verdict is Verdict.DEFER:
-        assert decision.until is not None
-        plan.deferred.extend((row, decision.until) for row, _ in items)
+        until = decision.until
+        assert until is not None
+        plan.deferred.extend((row_id, until) for row_id in decision.reschedule)
+        plan.deferred.extend((row.id, until) for row, _ in items)
+        rows = tuple(row.id for row, _ in items)
+        plan.histories[url] = gate.record_deferred(history, kind, until, rows, urgent=hurry)
     else:
         plan.suppressed.extend((row, incident, "rate limited") for row, incident in items)
         ids = tuple(incident.id for _, incident in items)
-        plan.histories[url] = gate.record_held(history, now, ids, len(items))
+        reasons = tuple(str(row.payload.get("reason", "")) for row, _ in items)
+        plan.histories[url] = gate.record_held(history, kind, now, ids, reasons)
         payload = items[0][0].payload
         plan.holders[url] = {k: payload.get(k) for k in ("recipient", "recipient_kind", "short")}
 
@@ -318,7 +334,7 @@ class Dispatcher:
 
     def _gate(self) -> NoiseGate:
         s = self._config().notifications
-        return NoiseGate(s.bundle_window, s.rate_limit, s.rate_window)
+        return NoiseGate(s.bundle_window, s.rate_limit, s.rate_window, s.max_hold)
 
     async def _pass(self, now: datetime) -> bool:
         """Decide about every row due at `now`, record the bookkeeping, start the sends.
@@ -329,7 +345,12 @@ class Dispatcher:
         rows = await self._store.due_notifications(now, limit)
         due = [(row, incident) for row, incident in rows
                if row.id not in self._in_flight and row.id not in self._not_before]
-        plan = plan_pass(self._gate(), self._histories, self._holders, due, now)
+        config = self._config()
+
+        def urgent(incident: Incident) -> bool:
+            return config.severity(incident.severity).urgency == "high"
+
+        plan = plan_pass(self._gate(), self._histories, self._holders, due, now, urgent)
         if plan.bookkeeping:
             await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
         self._histories, self._holders = plan.histories, plan.holders
@@ -342,8 +363,8 @@ class Dispatcher:
 
     @staticmethod
     async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:
-        for row, until in plan.deferred:
-            await tx.retry_outbox(row.id, row.attempts, until)  # waiting is not an attempt
+        for row_id, until in plan.deferred:
+            await tx.retry_outbox(row_id, 0, until)  # waiting is not an attempt
         for row, incident, why in plan.suppressed:
             if incident is not None:
                 await tx.append(row.incident_id, [suppressed_event(row, why, now)])
@@ -425,7 +446,9 @@ class Dispatcher:
                         for row, incident in outgoing.items]
             if len(contexts) == 1:
                 return self._templates_for(config).render(contexts[0], short)
-            return render_bundle(contexts, short)
+            if is_page(contexts[0].reason):
+                return render_bundle(contexts, short)
+            return render_notes(contexts, short)
         except StoreUnavailable:
             raise
         except Exception:
@@ -532,7 +555,7 @@ class Dispatcher:
 
     async def _send_summary(self, summary: Summary) -> None:
         window = self._config().notifications.rate_window
-        message = render_held_back(summary.count, window, summary.incident_ids)
+        message = render_held_back(summary.count, window, summary.incident_ids, summary.reasons)
         delivery = await self._deliver(summary.url, message)
         now = self._clock.now()
         event = summary_event(summary, delivery, now)

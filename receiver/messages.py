@@ -55,6 +55,7 @@ SHORT_LIMIT = 160
 ALERTS_SHOWN = 5
 LINKS_SHOWN = 3
 BUNDLE_SHOWN = 5
+NOTES_SHOWN = 10
 HELD_BACK_SHOWN = 10
 
 _RUNBOOK_KEYS = ("runbook_url", "runbook")
@@ -497,19 +498,84 @@ def _short_bundle(contexts: Sequence[MessageContext]) -> str:
     return body
 
 
-def render_held_back(count: int, window: timedelta, incident_ids: Sequence[int]) -> Message:
-    """The one summary sent when a rate-limit window ends with notifications held back."""
+# What a note did to its incident, as a bundle or a held-back summary names it.
+_NOTE_VERBS = {"acknowledged": "acknowledged", "resolved": "resolved",
+               "stakeholder_declared": "declared", "stakeholder_resolved": "resolved"}
+
+
+def _verb(reason: str) -> str:
+    return _NOTE_VERBS.get(reason, reason)
+
+
+def render_notes(contexts: Sequence[MessageContext], short: bool) -> Message:
+    """One message for several notes to one URL within the bundle window:
+    `31 incidents resolved: #12, #13, ...`."""
+    if not contexts:
+        raise ValueError("a bundle needs at least one message")
+    kind = min((notify_type(c) for c in contexts), key=_urgency)
+    verbs = dict.fromkeys(_verb(c.reason) for c in contexts)
+    if len(verbs) == 1:
+        head = f"{len(contexts)} incidents {next(iter(verbs))}"
+    else:
+        counts = {v: sum(1 for c in contexts if _verb(c.reason) == v) for v in verbs}
+        parts = ", ".join(f"{n} {verb}" for verb, n in counts.items())
+        head = f"{len(contexts)} incident updates ({parts})"
+    ids = [f"#{c.incident.id}" for c in contexts]
+    if short:
+        return Message("", _fit(f"{head}: ", _listed(ids, len(ids)), ""), kind)
+    lines = []
+    for c in contexts[:NOTES_SHOWN]:
+        lines += [f"{_note_line(c)}", f"  Incident: {c.incident_url}"]
+    if len(contexts) > NOTES_SHOWN:
+        lines.append(f"and {len(contexts) - NOTES_SHOWN} more")
+    return Message(f"{head}: {_listed(ids, NOTES_SHOWN)}", _tidy("\n".join(lines)), kind)
+
+
+def _listed(ids: Sequence[str], shown: int) -> str:
+    more = len(ids) - shown
+    return ", ".join(ids[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _note_line(c: MessageContext) -> str:
+    """`#12 payments: Payment API down: resolved by ana after 12m`."""
+    i = c.incident
+    what = f"#{i.id} {i.team}: {summary(i, c.alerts)}: {_verb(c.reason)}"
+    if c.reason.startswith("stakeholder_"):
+        what = f"[{c.severity.name}] {what}"
+    if c.actor and c.reason in ("acknowledged", "resolved"):
+        what += f" by {one_line(c.actor)}"
+    if c.reason.endswith("resolved") and (open_for := _open_for(i)):
+        what += f" after {open_for}"
+    return what
+
+
+def render_held_back(
+    count: int, window: timedelta, incident_ids: Sequence[int],
+    reasons: Sequence[tuple[str, int]] = (),
+) -> Message:
+    """The one summary sent when a rate-limit window ends with notifications held back;
+    `reasons`: how many of each message reason (pages, resolutions...) were held."""
     if count < 1:
         raise ValueError(f"held-back count must be at least 1, got {count}")
     ids = list(dict.fromkeys(incident_ids))
-    listed = ", ".join(f"#{i}" for i in ids[:HELD_BACK_SHOWN])
-    if len(ids) > HELD_BACK_SHOWN:
-        listed += f" and {len(ids) - HELD_BACK_SHOWN} more"
+    listed = _listed([f"#{i}" for i in ids], HELD_BACK_SHOWN)
     noun = "notification was" if count == 1 else "notifications were"
     title = f"{count} {noun} held back"
     about = f": incident{'' if len(ids) == 1 else 's'} {listed}" if ids else ""
-    body = f"{count} {noun} held back in the last {format_duration(window)}{about}."
+    body = f"{count} {noun} held back in the last {format_duration(window)}" \
+           f"{_held_kinds(reasons)}{about}."
     return Message(title, body, NotifyType.WARNING)
+
+
+def _held_kinds(reasons: Sequence[tuple[str, int]]) -> str:
+    """` (3 pages, 28 resolved)`; nothing when no reasons are known."""
+    counts: dict[str, int] = {}
+    for reason, n in reasons:
+        label = "page" if reason in PAGE_REASONS else _verb(reason)
+        counts[label] = counts.get(label, 0) + n
+    parts = [f"{n} page{'' if n == 1 else 's'}" if label == "page" else f"{n} {label}"
+             for label, n in counts.items()]
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 # -- the sample a template is tried on at config load --------------------------------------

@@ -1,20 +1,33 @@
-"""Noise control: what to do with the next page to one channel URL, given what it got lately.
+"""Noise control: what to do with the next messages to one channel URL, given what it got lately.
 
-A storm of incidents must not become a storm of messages on one phone. Two rules, per URL:
+A storm of incidents must not become a storm of messages on one phone or in one channel, and
+a page must never wait for a message that only informs. Two kinds of message:
 
-- Bundling: once a page went to a URL, further pages to it within `bundle_window` wait
-  (DEFER) until the window closes and then go out together as one message.
-- Rate limiting: at most `rate_limit` messages per sliding `rate_window`. Pages beyond that
-  are held back (HOLD): they are counted, and once the window frees a slot one summary of
-  what was held goes out. Summaries use a slot of the budget like any message, so the bound
-  "at most rate_limit messages per URL in any rate_window" holds with them included.
+- pages (triggered, escalated, reminder, re_escalated) ask someone to act;
+- notes (acknowledged, resolved, stakeholder_declared, stakeholder_resolved) tell what happened.
 
-Only pages (triggered, escalated, reminder, re_escalated) pass through the gate: the
-acknowledged / resolved / stakeholder messages are few and end the noise, so they always go,
-though they are recorded as sends and so count against the budget.
+Every message passes the gate, per URL, by these rules:
+
+1. Budget: at most `rate_limit` messages per sliding `rate_window`, whatever their kind (a
+   bundle or a held-back summary is one message). Beyond it, messages are held back (HOLD):
+   they are suppressed on their timelines, counted, and once the window has room one summary
+   of what was held goes out, using a slot like any message. Notes, and summaries, leave the
+   last slot of the window to a page (NOTE_RESERVE): a storm of resolutions must not spend
+   what the next page needs. HOLD is checked first.
+2. Bundling, each kind apart: a page goes at once (SEND) unless a page went to the URL within
+   `bundle_window`; then it waits (DEFER) for the window to close and goes out together with
+   every page that arrived meanwhile, as one message. Notes the same, after the last note. A
+   note never delays a page, nor a page a note.
+3. A high-urgency page waits at most `max_hold`: the pending bundle it joins goes out by then,
+   the pages already in it too (their rows are moved to the earlier time: `reschedule`).
+4. A wait that is over is over: once a pending bundle's time has come, its messages go (budget
+   allowing), whatever was sent meanwhile.
+
+Retries are not gated: a message passed the gate once and counts once.
 
 Pure: histories are frozen values, every function takes `now` and returns a new value. The
-dispatcher keeps one ChannelHistory per URL in memory.
+dispatcher keeps one ChannelHistory per URL in memory. A history keeps only what the rules
+read: the last `rate_limit` send times, the last page and note, the pending bundles.
 """
 
 from __future__ import annotations
@@ -24,11 +37,21 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
+NOTE_RESERVE = 1  # slots of each rate window that notes leave to pages
+
+
+class Kind(StrEnum):
+    PAGE = "page"
+    NOTE = "note"
 
 
 def is_page(reason: str) -> bool:
-    """Whether a message with this reason is a page (bundled and rate limited)."""
+    """Whether a message with this reason is a page (asks someone to act)."""
     return reason in PAGE_REASONS
+
+
+def kind_of(reason: str) -> Kind:
+    return Kind.PAGE if is_page(reason) else Kind.NOTE
 
 
 class Verdict(StrEnum):
@@ -40,18 +63,49 @@ class Verdict(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Decision:
     verdict: Verdict
-    until: datetime | None = None  # when a DEFERred page goes out with the others
+    until: datetime | None = None  # when a DEFERred message goes out with the others
+    reschedule: tuple[int, ...] = ()  # rows already waiting that now go at `until` too
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Messages of one kind deferred to one URL, to go out together at `release`."""
+
+    release: datetime
+    urgent: bool = False  # holds a high-urgency page: `release` is capped and moves no more
+    rows: tuple[int, ...] = ()  # outbox rows waiting; kept only while `release` may move
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelHistory:
-    """What one URL received lately and what is being held back from it."""
+    """What one URL received lately and what is waiting or held back from it."""
 
-    sent: tuple[datetime, ...] = ()  # send times, oldest first, trimmed to the rate window
-    last_send: datetime | None = None
+    sent: tuple[datetime, ...] = ()  # the last rate_limit send times in the window, oldest first
+    last_page: datetime | None = None
+    last_note: datetime | None = None
+    pending_page: Pending | None = None
+    pending_note: Pending | None = None
     held: int = 0
+    held_reasons: tuple[tuple[str, int], ...] = ()  # (message reason, count) in first-held order
     held_incidents: tuple[int, ...] = ()  # distinct ids, in the order they were first held
     held_since: datetime | None = None
+
+    def last(self, kind: Kind) -> datetime | None:
+        return self.last_page if kind is Kind.PAGE else self.last_note
+
+    def pending(self, kind: Kind) -> Pending | None:
+        return self.pending_page if kind is Kind.PAGE else self.pending_note
+
+    def with_pending(self, kind: Kind, pending: Pending | None) -> ChannelHistory:
+        if kind is Kind.PAGE:
+            return replace(self, pending_page=pending)
+        return replace(self, pending_note=pending)
+
+    def with_sent(self, kind: Kind, at: datetime) -> ChannelHistory:
+        """A message of `kind` went at `at`: it is the last, and nothing of its kind waits."""
+        if kind is Kind.PAGE:
+            return replace(self, last_page=at, pending_page=None)
+        return replace(self, last_note=at, pending_note=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +113,7 @@ class NoiseGate:
     bundle_window: timedelta
     rate_limit: int
     rate_window: timedelta
+    max_hold: timedelta = timedelta(seconds=5)
 
     def __post_init__(self) -> None:
         if self.bundle_window < timedelta(0):
@@ -67,50 +122,100 @@ class NoiseGate:
             raise ValueError(f"rate_limit must be at least 1 message, got {self.rate_limit}")
         if self.rate_window <= timedelta(0):
             raise ValueError(f"rate_window must be positive, got {self.rate_window}")
+        if self.max_hold < timedelta(0):
+            raise ValueError(f"max_hold must not be negative, got {self.max_hold}")
+
+    def budget(self, kind: Kind) -> int:
+        """How many messages of the window may be spent before one of this kind is held."""
+        if kind is Kind.NOTE and self.rate_limit > NOTE_RESERVE:
+            return self.rate_limit - NOTE_RESERVE
+        return self.rate_limit
 
     def recent(self, history: ChannelHistory, now: datetime) -> tuple[datetime, ...]:
         """Send times still inside the sliding rate window ending at `now`."""
         start = now - self.rate_window
         return tuple(t for t in history.sent if t > start)
 
-    def decide(self, history: ChannelHistory, now: datetime) -> Decision:
-        """SEND now, DEFER to bundle with what follows, or HOLD for the summary."""
-        if len(self.recent(history, now)) >= self.rate_limit:
+    def decide(
+        self, history: ChannelHistory, kind: Kind, now: datetime, *, urgent: bool = False
+    ) -> Decision:
+        """SEND now, DEFER to bundle with what follows, or HOLD for the summary: for messages
+        of `kind` due at `now` (`urgent`: at least one is a high-urgency page)."""
+        if len(self.recent(history, now)) >= self.budget(kind):
             return Decision(Verdict.HOLD)
-        if history.last_send is not None:
-            opens = history.last_send + self.bundle_window
-            if now < opens:
-                return Decision(Verdict.DEFER, opens)
-        return Decision(Verdict.SEND)
+        pending, last = history.pending(kind), history.last(kind)
+        if pending is not None:
+            if now >= pending.release:
+                return Decision(Verdict.SEND)
+            release = pending.release
+        elif last is None or now >= last + self.bundle_window:
+            return Decision(Verdict.SEND)
+        else:
+            release = last + self.bundle_window
+        if urgent and kind is Kind.PAGE:
+            release = min(release, now + self.max_hold)
+        moved = pending.rows if pending is not None and release < pending.release else ()
+        return Decision(Verdict.DEFER, release, moved)
 
-    def record_sent(self, history: ChannelHistory, now: datetime) -> ChannelHistory:
-        """One message (single, bundle or summary) went to the URL at `now`."""
-        return replace(history, sent=(*self.recent(history, now), now), last_send=now)
+    def record_deferred(
+        self, history: ChannelHistory, kind: Kind, until: datetime, rows: tuple[int, ...],
+        *, urgent: bool = False,
+    ) -> ChannelHistory:
+        """`rows` of `kind` wait until `until` (a DEFER decision's), with those already waiting."""
+        before = history.pending(kind)
+        urgent = (urgent and kind is Kind.PAGE) or (before is not None and before.urgent)
+        # Only a bundle without a high-urgency page can be moved earlier; once capped, its
+        # rows need not be remembered (and a storm's thousands of them are not copied).
+        waiting = () if urgent else (before.rows if before is not None else ()) + rows
+        return history.with_pending(kind, Pending(until, urgent, waiting))
+
+    def record_sent(self, history: ChannelHistory, kind: Kind, now: datetime) -> ChannelHistory:
+        """One message of `kind` (single or bundle) went to the URL at `now`."""
+        return self._spend(history, now).with_sent(kind, now)
+
+    def _spend(self, history: ChannelHistory, now: datetime) -> ChannelHistory:
+        # The rules read at most the last rate_limit sends: keep no more, so one record costs
+        # at most the budget, however many messages a storm offers.
+        recent = self.recent(history, now)
+        if len(recent) >= self.rate_limit:
+            recent = recent[len(recent) - self.rate_limit + 1:]
+        return replace(history, sent=(*recent, now))
 
     def record_held(
-        self, history: ChannelHistory, now: datetime, incident_ids: tuple[int, ...], count: int
+        self, history: ChannelHistory, kind: Kind, now: datetime,
+        incident_ids: tuple[int, ...], reasons: tuple[str, ...],
     ) -> ChannelHistory:
-        """`count` pages about `incident_ids` were held back at `now`."""
-        if count < 1:
-            raise ValueError(f"a hold covers at least one page, got count={count}")
+        """Messages of `kind` with these `reasons` (one each) about `incident_ids` were held
+        back at `now`."""
+        if not reasons:
+            raise ValueError("a hold covers at least one message")
         known = set(history.held_incidents)
         fresh = tuple(dict.fromkeys(i for i in incident_ids if i not in known))
-        return replace(
+        counts = dict(history.held_reasons)
+        for reason in reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+        held = replace(
             history,
-            held=history.held + count,
+            held=history.held + len(reasons),
+            held_reasons=tuple(counts.items()),
             held_incidents=history.held_incidents + fresh,
             held_since=history.held_since or now,
         )
+        pending = held.pending(kind)
+        if pending is not None and now >= pending.release:
+            held = held.with_pending(kind, None)  # the bundle's time came, and it was held
+        return held
 
     def summary_at(self, history: ChannelHistory, now: datetime) -> datetime | None:
-        """When the summary of held pages can go: once the window has room for a message."""
+        """When the summary of held messages can go: once the window has room for a note (a
+        summary only informs, so it too leaves the last slot to a page)."""
         if not history.held:
             return None
-        recent = self.recent(history, now)
-        if len(recent) < self.rate_limit:
+        recent, budget = self.recent(history, now), self.budget(Kind.NOTE)
+        if len(recent) < budget:
             return now
-        # The slot frees when the oldest send that keeps the window full slides out of it.
-        return recent[len(recent) - self.rate_limit] + self.rate_window
+        # The slot frees when the oldest send that keeps the budget spent slides out of it.
+        return recent[len(recent) - budget] + self.rate_window
 
     def summary_due(self, history: ChannelHistory, now: datetime) -> bool:
         due = self.summary_at(history, now)
@@ -118,13 +223,14 @@ class NoiseGate:
 
     def record_summary(self, history: ChannelHistory, now: datetime) -> ChannelHistory:
         """The summary went out: nothing is held any more, and it used a slot."""
-        cleared = replace(history, held=0, held_incidents=(), held_since=None)
-        return self.record_sent(cleared, now)
+        cleared = replace(history, held=0, held_reasons=(), held_incidents=(), held_since=None)
+        return self._spend(cleared, now)
 
     def idle(self, history: ChannelHistory, now: datetime) -> bool:
-        """Nothing held and nothing recent enough to matter: the history can be forgotten."""
-        if history.held:
+        """Nothing held, waiting or recent enough to matter: the history can be forgotten."""
+        if history.held or history.pending_page or history.pending_note:
             return False
         if self.recent(history, now):
             return False
-        return history.last_send is None or now >= history.last_send + self.bundle_window
+        return all(last is None or now >= last + self.bundle_window
+                   for last in (history.last_page, history.last_note))

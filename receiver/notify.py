@@ -59,6 +59,7 @@ class NotificationSettings:
     rate_limit: int = 10
     rate_window: timedelta = timedelta(minutes=10)
     templates: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    max_hold: timedelta = timedelta(seconds=5)  # the longest a high-urgency page waits to bundle
 
 
 class NotifyType(StrEnum):

@@ -101,7 +101,9 @@ class Rig:
     failed: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     _keys: int = 0
 
-    async def incidents(self, count: int, pages: Sequence[dict[str, Any]] = ()) -> list[int]:
+    async def incidents(
+        self, count: int, pages: Sequence[dict[str, Any]] = (), severity: str = "SEV2"
+    ) -> list[int]:
         """`count` new incidents, each with one alert and `pages` in the outbox, one commit."""
         now = self.clock.now()
         first = self._keys
@@ -110,7 +112,7 @@ class Rig:
         async def job(tx: Transaction) -> list[int]:
             ids = []
             for n in range(first, first + count):
-                incident_id = await tx.insert_incident(new_incident(n, now), None)
+                incident_id = await tx.insert_incident(new_incident(n, now, severity), None)
                 await tx.write_alerts(incident_id, [alert(n, now)], now)
                 await tx.enqueue(incident_id, list(pages), now)
                 ids.append(incident_id)
@@ -149,9 +151,9 @@ class Rig:
         return self.notifier.messages(url)
 
 
-def new_incident(n: int, now: datetime) -> NewIncident:
+def new_incident(n: int, now: datetime, severity: str = "SEV2") -> NewIncident:
     return NewIncident(
-        group_key=f'{{}}:{{alertname="Down{n}"}}', route_id="{}", team="ops", severity="SEV2",
+        group_key=f'{{}}:{{alertname="Down{n}"}}', route_id="{}", team="ops", severity=severity,
         policy="page-ana", group_labels={"alertname": f"Down{n}"}, opened_at=now,
         external_url="http://alertmanager.example", summary=f"Down{n}",
     )
@@ -348,7 +350,8 @@ async def test_pages_of_a_handled_incident_are_suppressed(
 async def test_a_burst_to_one_url_goes_as_one_message_then_one_bundle(
     make_rig: RigFactory,
 ) -> None:
-    rig = await make_rig(bundle_window=timedelta(seconds=30))
+    # max_hold past the window: these pages wait the whole window (see the max_hold test).
+    rig = await make_rig(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
     start = rig.clock.now()
     ids = await rig.incidents(1, [payload(SMS)])
     await eventually(rig.settled, "the first page")
@@ -372,6 +375,110 @@ async def test_a_burst_to_one_url_goes_as_one_message_then_one_bundle(
         assert event.at - start == timedelta(seconds=0 if n == 0 else 30)
     assert rig.metric("ackd_notifications_total", scheme="json", result="success") == 2
     assert rig.metric("ackd_notifications_suppressed_total", reason="bundled") == 3
+
+
+async def test_a_burst_of_resolutions_goes_as_one_note_then_one_bundle(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(bundle_window=timedelta(seconds=30))
+    start = rig.clock.now()
+    note = payload(CHAT, reason="resolved", step=None)
+    ids = await rig.incidents(1, [note])
+    await eventually(rig.settled, "the first note")
+    await rig.clock.jump(timedelta(seconds=1))
+    ids += await rig.incidents(30, [note])
+    await eventually(rig.settled, "the burst to be deferred")
+    assert len(rig.sent_to(CHAT)) == 1
+    await rig.clock.jump(timedelta(seconds=29))
+    await eventually(rig.settled, "the bundle")
+
+    first, bundle = rig.sent_to(CHAT)
+    assert first.title == f"#{ids[0]} resolved"
+    listed = ", ".join(f"#{i}" for i in ids[1:11])
+    assert bundle.title == f"30 incidents resolved: {listed} and 20 more"
+    for n, incident_id in enumerate(ids):
+        [event] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert event.detail.get("bundled") == (None if n == 0 else 30)
+        assert event.at - start == timedelta(seconds=0 if n == 0 else 30)
+    assert rig.metric("ackd_notifications_suppressed_total", reason="bundled") == 29
+
+
+async def test_a_note_does_not_delay_the_next_page(make_rig: RigFactory) -> None:
+    rig = await make_rig(bundle_window=timedelta(seconds=30))
+    [resolved] = await rig.incidents(1, [payload(SMS, reason="resolved", step=None)])
+    await eventually(rig.settled, "the note")
+    await rig.clock.jump(timedelta(seconds=1))
+    [paging] = await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the page")
+
+    note, page = rig.sent_to(SMS)
+    assert note.title == f"#{resolved} resolved"
+    assert page.title.startswith(f"[SEV2] #{paging} ")
+    assert await rig.outbox() == []
+
+
+@pytest.mark.parametrize(
+    ("severities", "waited"),
+    [
+        pytest.param(("SEV2",), [5], id="high-urgency-waits-max-hold"),
+        pytest.param(("SEV3",), [29], id="low-urgency-waits-the-window"),
+        pytest.param(("SEV3", "SEV2"), [6, 5], id="high-pulls-the-waiting-low-one-along"),
+    ],
+)
+async def test_a_high_urgency_page_waits_at_most_max_hold(
+    make_rig: RigFactory, severities: tuple[str, ...], waited: list[int]
+) -> None:
+    rig = await make_rig(bundle_window=timedelta(seconds=30), max_hold=timedelta(seconds=5))
+    start = rig.clock.now()
+    await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the first page")
+    ids, due = [], []
+    for severity in severities:  # one second apart, each to the same phone
+        await rig.clock.jump(timedelta(seconds=1))
+        ids += await rig.incidents(1, [payload(SMS)], severity=severity)
+        due.append(rig.clock.now())
+        await eventually(rig.settled, "the page to be deferred")
+    assert len(rig.sent_to(SMS)) == 1
+    while rig.clock.now() < start + timedelta(seconds=30):  # each second's pass in its turn
+        await rig.clock.jump(timedelta(seconds=1))
+        await eventually(rig.settled, "that second's work")
+
+    assert len(rig.sent_to(SMS)) == 2  # the first page, then one bundle (or single page)
+    for incident_id, became_due, wait in zip(ids, due, waited, strict=True):
+        [event] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert event.at - became_due == timedelta(seconds=wait)
+
+
+async def test_notes_share_the_budget_leave_a_slot_to_pages_and_are_summarised(
+    make_rig: RigFactory,
+) -> None:
+    window = timedelta(minutes=10)
+    rig = await make_rig(bundle_window=timedelta(0), rate_limit=3, rate_window=window)
+    start = rig.clock.now()
+    notes = []
+    for _ in range(5):
+        notes += await rig.incidents(1, [payload(CHAT, reason="resolved", step=None)])
+        await eventually(rig.settled, "the note")
+        await rig.clock.jump(timedelta(seconds=1))
+    assert len(rig.sent_to(CHAT)) == 2  # the third slot is left to a page
+    [paging] = await rig.incidents(1, [payload(CHAT)])
+    await eventually(rig.settled, "the page")
+    assert rig.sent_to(CHAT)[-1].title.startswith(f"[SEV2] #{paging} ")
+
+    for incident_id in notes[2:]:
+        [held] = await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
+        assert (held.detail["reason"], held.detail["message_reason"]) == \
+            ("rate limited", "resolved")
+    await rig.clock.jump(start + window + timedelta(seconds=1) - rig.clock.now())
+    await eventually(rig.settled, "the summary")
+    summary = rig.sent_to(CHAT)[-1]
+    listed = ", ".join(f"#{i}" for i in notes[2:])
+    assert summary.body == \
+        f"3 notifications were held back in the last 10m (3 resolved): incidents {listed}."
+    assert len(rig.sent_to(CHAT)) == 4
+    for incident_id in notes[2:]:
+        [told] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert (told.detail["reason"], told.detail["held"]) == ("held_back_summary", 3)
 
 
 async def test_storm_of_500_incidents_is_bounded_per_url_and_fully_recorded(

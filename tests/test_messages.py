@@ -18,6 +18,7 @@ from receiver.messages import (
     format_duration,
     render_bundle,
     render_held_back,
+    render_notes,
 )
 from receiver.model import Alert, AlertStatus, Incident, IncidentState, Severity
 from receiver.notify import NotifyType
@@ -368,6 +369,46 @@ def test_a_bundle_takes_the_most_urgent_type() -> None:
 def test_an_empty_bundle_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         render_bundle([], short=False)
+    with pytest.raises(ValueError, match="at least one"):
+        render_notes([], short=False)
+
+
+def notes(reasons: list[str]) -> list[MessageContext]:
+    done = incident(state=IncidentState.RESOLVED, resolved_at=AT + timedelta(minutes=12))
+    return [ctx(reason, incident=replace(done, id=12 + n, summary=f"Problem {n}"))
+            for n, reason in enumerate(reasons)]
+
+
+def test_a_burst_of_resolutions_is_one_note() -> None:
+    message = render_notes(notes(["resolved"] * 31), short=False)
+
+    assert message.title == ("31 incidents resolved: #12, #13, #14, #15, #16, #17, #18, #19, "
+                             "#20, #21 and 21 more")
+    lines = message.body.splitlines()
+    assert lines[:2] == ["#12 payments: Problem 0: resolved by ana after 12m",
+                         f"  Incident: {INCIDENT_URL}"]
+    assert lines[-1] == "and 21 more"
+    assert message.notify_type is NotifyType.SUCCESS
+
+
+def test_mixed_notes_say_what_happened_to_each() -> None:
+    message = render_notes(
+        notes(["resolved", "acknowledged", "resolved", "stakeholder_declared"]), short=False)
+
+    assert message.title == "4 incident updates (2 resolved, 1 acknowledged, 1 declared): " \
+                            "#12, #13, #14, #15"
+    assert "#13 payments: Problem 1: acknowledged by ana" in message.body.splitlines()
+    assert "[SEV1] #15 payments: Problem 3: declared" in message.body.splitlines()
+    assert message.notify_type is NotifyType.FAILURE  # a declared SEV1 is in it
+
+
+@pytest.mark.parametrize("count", [2, 31, 200])
+def test_a_short_note_bundle_fits_an_sms(count: int) -> None:
+    message = render_notes(notes(["stakeholder_resolved"] * count), short=True)
+
+    assert message.title == ""
+    assert len(message.body) <= SHORT_LIMIT
+    assert message.body.startswith(f"{count} incidents resolved: #12, #13")
 
 
 @pytest.mark.parametrize(
@@ -392,6 +433,15 @@ def test_held_back_summary(
 
     assert (message.title, message.body) == (title, body)
     assert message.notify_type is NotifyType.WARNING
+
+
+def test_held_back_summary_says_what_was_held() -> None:
+    reasons = [("triggered", 2), ("resolved", 5), ("escalated", 1), ("stakeholder_resolved", 1),
+               ("acknowledged", 1)]
+    message = render_held_back(10, timedelta(minutes=10), [1, 2], reasons)
+
+    assert message.body == ("10 notifications were held back in the last 10m (3 pages, "
+                            "6 resolved, 1 acknowledged): incidents #1, #2.")
 
 
 @pytest.mark.parametrize(

@@ -6,45 +6,111 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.noise import ChannelHistory, Decision, NoiseGate, Verdict, is_page
+from receiver.noise import (
+    ChannelHistory,
+    Decision,
+    Kind,
+    NoiseGate,
+    Pending,
+    Verdict,
+    is_page,
+    kind_of,
+)
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GATE = NoiseGate(
-    bundle_window=timedelta(seconds=30), rate_limit=3, rate_window=timedelta(minutes=10)
+    bundle_window=timedelta(seconds=30), rate_limit=3, rate_window=timedelta(minutes=10),
+    max_hold=timedelta(seconds=5),
 )
+PAGE, NOTE = Kind.PAGE, Kind.NOTE
 
 
 def at(seconds: float) -> datetime:
     return T0 + timedelta(seconds=seconds)
 
 
-def sent(*seconds: float) -> ChannelHistory:
-    """A history whose sends happened at these offsets from T0 (the last is the last send)."""
-    times = tuple(at(s) for s in seconds)
-    return ChannelHistory(sent=times, last_send=times[-1] if times else None)
+def sent(*seconds: float, note: float | None = None) -> ChannelHistory:
+    """Pages sent at these offsets from T0 (the last is the last page), and maybe a note."""
+    times = tuple(sorted(at(s) for s in (*seconds, *(() if note is None else (note,)))))
+    return ChannelHistory(
+        sent=times, last_page=at(seconds[-1]) if seconds else None,
+        last_note=None if note is None else at(note),
+    )
+
+
+def waiting(history: ChannelHistory, kind: Kind, release: float, urgent: bool = False,
+            rows: tuple[int, ...] = ()) -> ChannelHistory:
+    return history.with_pending(kind, Pending(at(release), urgent, rows))
+
+
+SEND, HOLD = Decision(Verdict.SEND), Decision(Verdict.HOLD)
+
+
+def defer(until: float, *moved: int) -> Decision:
+    return Decision(Verdict.DEFER, at(until), moved)
 
 
 @pytest.mark.parametrize(
-    ("history", "now", "expected"),
+    ("history", "kind", "now", "urgent", "expected"),
     [
-        pytest.param(ChannelHistory(), 0, Decision(Verdict.SEND), id="first-message-goes"),
-        pytest.param(sent(0), 10, Decision(Verdict.DEFER, at(30)), id="inside-bundle-window"),
-        pytest.param(sent(0), 29.999, Decision(Verdict.DEFER, at(30)), id="just-before-close"),
-        pytest.param(sent(0), 30, Decision(Verdict.SEND), id="window-closed-exactly"),
-        pytest.param(sent(0), 45, Decision(Verdict.SEND), id="after-window"),
-        pytest.param(sent(0, 40), 50, Decision(Verdict.DEFER, at(70)), id="window-from-last"),
-        pytest.param(sent(0, 40, 80), 120, Decision(Verdict.HOLD), id="rate-limit-reached"),
-        pytest.param(sent(0, 40, 80), 85, Decision(Verdict.HOLD), id="hold-beats-defer"),
-        pytest.param(sent(0, 40, 80), 600, Decision(Verdict.SEND), id="oldest-slid-out"),
-        pytest.param(sent(0, 40, 80), 599, Decision(Verdict.HOLD), id="oldest-still-in"),
+        # pages: bundled after the last page
+        pytest.param(ChannelHistory(), PAGE, 0, False, SEND, id="first-page-goes"),
+        pytest.param(sent(0), PAGE, 10, False, defer(30), id="page-inside-window"),
+        pytest.param(sent(0), PAGE, 29.999, False, defer(30), id="page-just-before-close"),
+        pytest.param(sent(0), PAGE, 30, False, SEND, id="page-window-closed-exactly"),
+        pytest.param(sent(0, 40), PAGE, 50, False, defer(70), id="window-from-last-page"),
+        # a note never delays a page, nor a page a note
+        pytest.param(sent(note=0), PAGE, 1, False, SEND, id="page-after-a-note-goes"),
+        pytest.param(sent(note=0), PAGE, 1, True, SEND, id="urgent-page-after-a-note-goes"),
+        pytest.param(sent(0), NOTE, 1, False, SEND, id="note-after-a-page-goes"),
+        # notes: bundled after the last note
+        pytest.param(sent(note=0), NOTE, 10, False, defer(30), id="note-inside-window"),
+        pytest.param(sent(note=0), NOTE, 10, True, defer(30), id="urgency-is-for-pages"),
+        pytest.param(sent(note=0), NOTE, 31, False, SEND, id="note-after-window"),
+        # a high-urgency page waits at most max_hold
+        pytest.param(sent(0), PAGE, 10, True, defer(15), id="urgent-page-capped"),
+        pytest.param(sent(0), PAGE, 27, True, defer(30), id="window-closes-before-cap"),
+        pytest.param(waiting(sent(0), PAGE, 15, urgent=True), PAGE, 12, True, defer(15),
+                     id="urgent-joins-urgent-bundle"),
+        pytest.param(waiting(sent(0), PAGE, 15, urgent=True), PAGE, 12, False, defer(15),
+                     id="low-joins-urgent-bundle"),
+        pytest.param(waiting(sent(0), PAGE, 30, rows=(7, 8)), PAGE, 12, False, defer(30),
+                     id="low-joins-low-bundle"),
+        pytest.param(waiting(sent(0), PAGE, 30, rows=(7, 8)), PAGE, 12, True, defer(17, 7, 8),
+                     id="urgent-pulls-low-bundle-earlier"),
+        pytest.param(waiting(sent(0), PAGE, 30, rows=(7,)), PAGE, 26, True, defer(30),
+                     id="urgent-needs-no-move"),
+        # a wait that is over is over
+        pytest.param(waiting(sent(0, 14), PAGE, 15, urgent=True), PAGE, 15, False, SEND,
+                     id="bundle-time-came"),
+        pytest.param(waiting(sent(note=0), NOTE, 30), NOTE, 30, False, SEND,
+                     id="note-bundle-time-came"),
+        # the budget: every kind counts; notes leave the last slot to a page
+        pytest.param(sent(0, 40, 80), PAGE, 120, False, HOLD, id="rate-limit-reached"),
+        pytest.param(sent(0, 40, 80), PAGE, 85, True, HOLD, id="hold-beats-defer"),
+        pytest.param(sent(0, 40, 80), PAGE, 600, False, SEND, id="oldest-slid-out"),
+        pytest.param(sent(0, 40, 80), PAGE, 599, False, HOLD, id="oldest-still-in"),
+        pytest.param(sent(0, note=40), PAGE, 120, False, SEND, id="page-takes-the-last-slot"),
+        pytest.param(sent(0, note=40), NOTE, 120, False, HOLD, id="note-leaves-the-last-slot"),
+        pytest.param(sent(note=40), NOTE, 120, False, SEND, id="note-within-its-budget"),
+        pytest.param(waiting(sent(0, 10, 20), PAGE, 30), PAGE, 30, False, HOLD,
+                     id="due-bundle-over-budget-is-held"),
         pytest.param(
-            ChannelHistory(sent=(at(0), at(1), at(2), at(3)), last_send=at(3)), 700,
-            Decision(Verdict.SEND), id="all-slid-out",
+            ChannelHistory(sent=(at(0), at(1), at(2)), last_page=at(2)), PAGE, 700, False,
+            SEND, id="all-slid-out",
         ),
     ],
 )
-def test_decide(history: ChannelHistory, now: float, expected: Decision) -> None:
-    assert GATE.decide(history, at(now)) == expected
+def test_decide(
+    history: ChannelHistory, kind: Kind, now: float, urgent: bool, expected: Decision
+) -> None:
+    assert GATE.decide(history, kind, at(now), urgent=urgent) == expected
+
+
+def test_a_one_message_budget_has_no_reserve() -> None:
+    gate = NoiseGate(timedelta(0), 1, timedelta(minutes=1))
+    assert gate.decide(ChannelHistory(), NOTE, at(0)) == SEND
+    assert gate.budget(NOTE) == gate.budget(PAGE) == 1
 
 
 @pytest.mark.parametrize(
@@ -58,7 +124,81 @@ def test_bundle_window_setting(
     window: timedelta, history: ChannelHistory, now: float, expected: Verdict
 ) -> None:
     gate = NoiseGate(window, 3, timedelta(minutes=10))
-    assert gate.decide(history, at(now)).verdict is expected
+    assert gate.decide(history, PAGE, at(now)).verdict is expected
+
+
+# -- what each record keeps ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "kind", "until", "rows", "urgent", "pending"),
+    [
+        pytest.param(sent(0), PAGE, 30, (1,), False, Pending(at(30), False, (1,)),
+                     id="low-bundle-remembers-its-rows"),
+        pytest.param(waiting(sent(0), PAGE, 30, rows=(1,)), PAGE, 30, (2, 3), False,
+                     Pending(at(30), False, (1, 2, 3)), id="rows-join"),
+        pytest.param(waiting(sent(0), PAGE, 30, rows=(1,)), PAGE, 15, (2,), True,
+                     Pending(at(15), True, ()), id="capped-bundle-forgets-rows"),
+        pytest.param(waiting(sent(0), PAGE, 15, urgent=True), PAGE, 15, (4,), False,
+                     Pending(at(15), True, ()), id="stays-urgent"),
+        pytest.param(sent(note=0), NOTE, 30, (5,), True, Pending(at(30), False, (5,)),
+                     id="a-note-is-never-urgent"),
+    ],
+)
+def test_record_deferred(
+    before: ChannelHistory, kind: Kind, until: float, rows: tuple[int, ...], urgent: bool,
+    pending: Pending,
+) -> None:
+    after = GATE.record_deferred(before, kind, at(until), rows, urgent=urgent)
+    assert after.pending(kind) == pending
+    assert after.sent == before.sent
+
+
+def test_record_sent_clears_its_kind_only() -> None:
+    history = waiting(waiting(sent(0), PAGE, 30), NOTE, 40)
+    after = GATE.record_sent(history, PAGE, at(30))
+    assert (after.last_page, after.pending_page) == (at(30), None)
+    assert after.pending_note == Pending(at(40))
+    assert after.sent == (at(0), at(30))
+
+
+def test_record_sent_keeps_only_what_the_rate_limit_reads() -> None:
+    history = ChannelHistory()
+    for second in range(100):
+        history = GATE.record_sent(history, NOTE, at(second))
+    assert history.sent == (at(97), at(98), at(99))
+    assert GATE.record_sent(sent(0, 40), PAGE, at(620)).sent == (at(40), at(620))
+
+
+def test_a_summary_is_due_once_the_window_that_held_frees_a_slot() -> None:
+    history = sent(0, 40, 80)
+    history = GATE.record_held(history, PAGE, at(100), (7,), ("triggered",))
+    history = GATE.record_held(history, NOTE, at(200), (8, 7), ("resolved", "resolved"))
+    assert (history.held, history.held_incidents, history.held_since) == (3, (7, 8), at(100))
+    assert history.held_reasons == (("triggered", 1), ("resolved", 2))
+    # A summary is a note: it waits until two slots are free, and leaves one to a page.
+    assert not GATE.summary_due(history, at(639))
+    assert GATE.summary_due(history, at(640))
+    after = GATE.record_summary(history, at(640))
+    assert (after.held, after.held_reasons, after.held_incidents) == (0, (), ())
+    assert after.sent == (at(80), at(640))  # the summary used a slot
+    assert GATE.decide(after, NOTE, at(641)).verdict is Verdict.HOLD
+    assert GATE.decide(after, PAGE, at(641)).verdict is Verdict.SEND
+
+
+@pytest.mark.parametrize(
+    ("release", "now", "still_pending"),
+    [
+        pytest.param(30, 30, False, id="held-at-its-time-the-bundle-is-gone"),
+        pytest.param(30, 20, True, id="held-before-its-time-the-bundle-still-waits"),
+    ],
+)
+def test_a_hold_ends_a_bundle_whose_time_came(
+    release: float, now: float, still_pending: bool
+) -> None:
+    history = waiting(sent(0, 10, 20), PAGE, release)
+    after = GATE.record_held(history, PAGE, at(now), (1,), ("triggered",))
+    assert (after.pending_page is not None) is still_pending
 
 
 @pytest.mark.parametrize(
@@ -67,17 +207,12 @@ def test_bundle_window_setting(
         pytest.param(ChannelHistory(), 0, None, id="nothing-held"),
         pytest.param(sent(0, 40, 80), 100, None, id="held-count-zero"),
         pytest.param(
-            ChannelHistory(sent=(at(0), at(40), at(80)), last_send=at(80), held=2,
+            ChannelHistory(sent=(at(0), at(40), at(80)), last_page=at(80), held=2,
                            held_incidents=(7, 8), held_since=at(90)),
-            100, at(600), id="full-window-frees-at-oldest-plus-window",
+            100, at(640), id="summary-waits-for-a-note-slot",
         ),
         pytest.param(
-            ChannelHistory(sent=(at(0), at(40), at(80), at(85)), last_send=at(85), held=1,
-                           held_incidents=(7,), held_since=at(90)),
-            100, at(640), id="over-full-window-waits-for-two-to-leave",
-        ),
-        pytest.param(
-            ChannelHistory(sent=(at(40), at(80)), last_send=at(80), held=1,
+            ChannelHistory(sent=(at(40), at(80)), last_page=at(80), held=1,
                            held_incidents=(7,), held_since=at(90)),
             700, at(700), id="room-now",
         ),
@@ -88,31 +223,15 @@ def test_summary_at(history: ChannelHistory, now: float, due_at: datetime | None
     assert GATE.summary_due(history, at(now)) is (due_at is not None and due_at <= at(now))
 
 
-def test_summary_is_due_once_the_window_that_held_frees_a_slot() -> None:
-    history = sent(0, 40, 80)
-    history = GATE.record_held(history, at(100), (7,), 1)
-    history = GATE.record_held(history, at(200), (8, 7), 2)
-    assert (history.held, history.held_incidents, history.held_since) == (3, (7, 8), at(100))
-    assert not GATE.summary_due(history, at(599))
-    assert GATE.summary_due(history, at(600))
-    after = GATE.record_summary(history, at(600))
-    assert (after.held, after.held_incidents, after.held_since) == (0, (), None)
-    assert after.sent == (at(40), at(80), at(600))  # the summary used a slot
-    assert GATE.decide(after, at(601)).verdict is Verdict.HOLD
-
-
-def test_record_sent_trims_to_the_window() -> None:
-    history = GATE.record_sent(sent(0, 40), at(620))
-    assert history.sent == (at(40), at(620))
-    assert history.last_send == at(620)
-
-
 @pytest.mark.parametrize(
     ("history", "now", "idle"),
     [
         pytest.param(ChannelHistory(), 0, True, id="empty"),
         pytest.param(sent(0), 10, False, id="recent-send"),
         pytest.param(sent(0), 600, True, id="send-slid-out"),
+        pytest.param(ChannelHistory(last_note=at(590)), 600, False, id="note-window-open"),
+        pytest.param(waiting(ChannelHistory(), NOTE, 10_000), 9_000, False, id="note-waiting"),
+        pytest.param(waiting(ChannelHistory(), PAGE, 10_000), 9_000, False, id="page-waiting"),
         pytest.param(
             ChannelHistory(held=1, held_incidents=(1,), held_since=at(0)), 10_000, False,
             id="summary-pending",
@@ -124,36 +243,43 @@ def test_idle(history: ChannelHistory, now: float, idle: bool) -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "page"),
+    ("reason", "kind"),
     [
-        pytest.param("triggered", True, id="triggered"),
-        pytest.param("escalated", True, id="escalated"),
-        pytest.param("reminder", True, id="reminder"),
-        pytest.param("re_escalated", True, id="re_escalated"),
-        pytest.param("acknowledged", False, id="acknowledged"),
-        pytest.param("resolved", False, id="resolved"),
-        pytest.param("stakeholder_declared", False, id="stakeholder"),
+        pytest.param("triggered", PAGE, id="triggered"),
+        pytest.param("escalated", PAGE, id="escalated"),
+        pytest.param("reminder", PAGE, id="reminder"),
+        pytest.param("re_escalated", PAGE, id="re_escalated"),
+        pytest.param("acknowledged", NOTE, id="acknowledged"),
+        pytest.param("resolved", NOTE, id="resolved"),
+        pytest.param("stakeholder_declared", NOTE, id="stakeholder-declared"),
+        pytest.param("stakeholder_resolved", NOTE, id="stakeholder-resolved"),
     ],
 )
-def test_only_pages_are_gated(reason: str, page: bool) -> None:
-    assert is_page(reason) is page
+def test_kinds(reason: str, kind: Kind) -> None:
+    assert kind_of(reason) is kind
+    assert is_page(reason) is (kind is PAGE)
 
 
 @pytest.mark.parametrize(
-    ("bundle", "limit", "window", "message"),
+    ("bundle", "limit", "window", "hold", "message"),
     [
-        pytest.param(timedelta(seconds=-1), 3, timedelta(minutes=1), "bundle_window", id="neg"),
-        pytest.param(timedelta(0), 0, timedelta(minutes=1), "rate_limit", id="zero-limit"),
-        pytest.param(timedelta(0), 3, timedelta(0), "rate_window", id="zero-window"),
+        pytest.param(timedelta(seconds=-1), 3, timedelta(minutes=1), timedelta(0),
+                     "bundle_window", id="neg"),
+        pytest.param(timedelta(0), 0, timedelta(minutes=1), timedelta(0), "rate_limit",
+                     id="zero-limit"),
+        pytest.param(timedelta(0), 3, timedelta(0), timedelta(0), "rate_window",
+                     id="zero-window"),
+        pytest.param(timedelta(0), 3, timedelta(minutes=1), timedelta(seconds=-1), "max_hold",
+                     id="neg-hold"),
     ],
 )
 def test_bad_settings_are_refused(
-    bundle: timedelta, limit: int, window: timedelta, message: str
+    bundle: timedelta, limit: int, window: timedelta, hold: timedelta, message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):
-        NoiseGate(bundle, limit, window)
+        NoiseGate(bundle, limit, window, hold)
 
 
-def test_a_hold_covers_at_least_one_page() -> None:
+def test_a_hold_covers_at_least_one_message() -> None:
     with pytest.raises(ValueError, match="at least one"):
-        GATE.record_held(ChannelHistory(), at(0), (1,), 0)
+        GATE.record_held(ChannelHistory(), PAGE, at(0), (1,), ())

@@ -352,6 +352,10 @@ async def test_stakeholders_hear_of_a_sev1_declared_and_resolved(tmp_path: Path)
         status, body = await api.call("POST", f"/api/v1/incidents/{number}/resolve",
                                       token="change-me-too")
         assert (status, body["state"]) == (200, "resolved")
+        # The room heard of this incident a moment ago: the resolution bundles with any other
+        # notes of the next bundle_window (30s), then goes.
+        await api.settle()
+        await api.clock.jump(timedelta(seconds=30))
         await api.settle()
         room = [m.title for url, m in notifier.sent if url.endswith("/exec-status")]
         assert len(room) == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -55,6 +56,8 @@ def test_example_config_is_what_the_readme_says() -> None:
     assert loaded.webhook_auth.bearer_token == "change-me"
     assert [s.name for s in loaded.severities] == ["SEV1", "SEV2", "SEV3", "SEV4"]
     assert loaded.stakeholders["SEV1"] == ("exec-status",)
+    assert (loaded.notifications.bundle_window, loaded.notifications.max_hold) == \
+        (timedelta(seconds=30), timedelta(seconds=5))
 
 
 def test_environment_overrides_the_default() -> None:

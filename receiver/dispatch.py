@@ -121,7 +121,7 @@ def plan_pass(
                 (row, incident))
     plan.sends.extend(Outgoing(url, tuple(items)) for (url, _), items in retries.items())
     for (url, kind), items in fresh.items():
-        _gate(gate, plan, url, kind, items, now, urgent)
+        _gate_rows(gate, plan, url, kind, items, now, urgent)
     plan.histories = {u: h for u, h in plan.histories.items() if not gate.idle(h, now)}
     plan.holders = {u: h for u, h in plan.holders.items() if u in plan.histories}
     return plan
@@ -140,7 +140,7 @@ def _plan_summaries(gate: NoiseGate, plan: PassPlan, now: datetime) -> None:
             plan.histories[url] = gate.record_summary(history, now)
 
 
-def _gate(
+def _gate_rows(
     gate: NoiseGate,
     plan: PassPlan,
     url: str,

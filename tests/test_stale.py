@@ -154,6 +154,14 @@ async def test_stale_action_resolve_resolves_it_as_stale(start: Start) -> None:
     # Counted apart: neither Alertmanager nor a person resolved it.
     assert await metric(api, "ackd_incidents_resolved_unacknowledged_total{") == 0
 
+    # Nobody judged it over: Alertmanager reporting the alerts firing again is news, and pages.
+    paged = len(api.paged())
+    again = await post(api, body)
+    await api.settle()
+    assert again != number
+    assert (await incident(api, again))["previous_id"] == number
+    assert api.paged()[paged:] == ["ana"]
+
 
 async def test_the_stale_deadline_survives_a_restart(tmp_path: Path, start: Start) -> None:
     api = await start("notify")

@@ -17,6 +17,7 @@ from receiver.model import (
     IncidentState,
     TimelineEvent,
 )
+from receiver.staleness import RESOLVED_BY
 from receiver.store.codec import (
     INCIDENT_COLUMNS,
     dumps,
@@ -124,7 +125,8 @@ class Transaction:
         """The episodes of these fingerprints that are over, in any incident of the group,
         as (start, end) by fingerprint (see grouping.PastEpisodes): those Alertmanager
         resolved, and those still firing in an incident a person resolved, which ended for
-        us when they resolved it."""
+        us when they resolved it. An incident resolved as stale was judged by nobody: its
+        alerts reported firing again are news, not the past."""
         wanted = sorted(set(fingerprints))
         if not wanted:
             return {}
@@ -134,8 +136,8 @@ class Transaction:
             " THEN coalesce(a.ends_at, a.starts_at) ELSE i.resolved_at END"
             " FROM alerts a JOIN incidents i ON i.id = a.incident_id"
             f" WHERE i.group_key = ? AND a.fingerprint IN ({marks})"
-            " AND (a.status = 'resolved' OR i.state = 'resolved')",
-            (group_key, *wanted),
+            " AND (a.status = 'resolved' OR (i.state = 'resolved' AND i.resolved_by IS NOT ?))",
+            (group_key, *wanted, RESOLVED_BY),
         )
         past: dict[str, list[tuple[datetime, datetime]]] = {}
         for fp, start, end in rows:

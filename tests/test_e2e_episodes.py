@@ -55,7 +55,8 @@ async def test_an_earlier_start_then_the_resolution_resolves_and_pages_nobody_af
     tmp_path: Path, sink: HttpSink
 ) -> None:
     alertmanager_binary()
-    ackd = ackd_for(tmp_path, sink.port, step_delay="3s")
+    # Step 2 comes 8s after the first page: well after the resolution, and within the wait.
+    ackd = ackd_for(tmp_path, sink.port, step_delay="8s")
     await ackd.start_ready()
     am = Alertmanager(tmp_path, ackd.url)
     try:
@@ -80,8 +81,8 @@ async def test_an_earlier_start_then_the_resolution_resolves_and_pages_nobody_af
 
         await wait_until(resolved, 15, "the incident to resolve")
         seen = len(sink.requests)
-        # Two more steps would have fired by now had the escalation gone on.
-        await asyncio.sleep(7)
+        # The next step would have fired by now had the escalation gone on.
+        await asyncio.sleep(10)
         final = await ackd.incident(incident["id"])
         assert final["resolved_by"] == "alertmanager"
         kinds = [e["kind"] for e in final["timeline"]]

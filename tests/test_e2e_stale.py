@@ -46,16 +46,17 @@ async def test_alertmanager_restarted_without_its_data_leaves_the_incident_stale
         found = await ackd.incident(incident["id"])
         assert [e for e in found["timeline"] if e["kind"] == "stale"] == []
 
+        killed_at = asyncio.get_running_loop().time()
         am.kill()
         await fresh.start_ready()  # up again, without its data: it knows no alert
-        killed_at = asyncio.get_running_loop().time()
 
         async def stale() -> bool:
             timeline = (await ackd.incident(incident["id"]))["timeline"]
             return any(e["kind"] == "stale" for e in timeline)
 
         await wait_until(stale, STALE_AFTER + 15, "the incident to be flagged stale")
-        assert asyncio.get_running_loop().time() - killed_at >= STALE_AFTER - 3
+        # Flagged stale_after past the last resend, which came at most ~3s before the kill.
+        assert asyncio.get_running_loop().time() - killed_at >= STALE_AFTER - 4
         found = await ackd.incident(incident["id"])
         assert found["state"] == "triggered"  # stale_action notify: told, not resolved
 

@@ -26,6 +26,7 @@ from aiohttp import web
 from receiver import config as config_module
 from receiver.clock import Clock, SystemClock
 from receiver.config import Config, example_secrets_in_use
+from receiver.contacts import index_of
 from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError, StartupError
 from receiver.http.actions import act, link_action, link_page
@@ -39,7 +40,7 @@ from receiver.links import Links
 from receiver.metrics import Metrics
 from receiver.notify import AppriseNotifier, Notifier
 from receiver.responder import Responder
-from receiver.store import SqliteStore
+from receiver.store import SqliteStore, private_dir
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def prepare_data_dir(path: Path) -> None:
     """Create the data directory and prove it takes writes before anything else uses it, so a
     failure names the directory instead of surfacing later as an SQLite error."""
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as exc:
@@ -94,7 +95,7 @@ def with_link_secret(config: Config) -> Config:
 def _stored_secret(config: Config) -> bytes:
     path = config.data_dir / "link-secret"
     if not path.exists():
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(config.data_dir)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             out.write(secrets.token_urlsafe(32))
@@ -118,7 +119,11 @@ class Daemon:
         self._body_timeout = body_timeout
         self.clock = clock or SystemClock()
         self.metrics = metrics_ or Metrics()
-        self.store = SqliteStore(config.db_path, synchronous=config.synchronous)
+        self.store = SqliteStore(
+            config.db_path, synchronous=config.synchronous,
+            contact_index=lambda name, kind, url: index_of(
+                url, name, kind, self.config.users, self.config.channels),
+        )
         self.store.stats.on_commit.append(self.metrics.observe_commit)
         self.responder = Responder(self.store, self.clock, self.metrics, lambda: self.config)
         self.incidents = Incidents(

@@ -26,13 +26,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.alertmanager import silence_url
 from receiver.clock import Clock
 from receiver.config import Config
+from receiver.contacts import Destination, resolve
 from receiver.errors import StoreUnavailable
 from receiver.links import Links
 from receiver.messages import (
@@ -190,7 +191,7 @@ def _channel_detail(payload: Mapping[str, Any]) -> dict[str, Any]:
         "reason": payload.get("reason"),
         "step": payload.get("step"),
         "cycle": payload.get("cycle", 0),
-        "url": mask(url),
+        "url": mask(url) if url else None,  # none: the contact could not be resolved
         "scheme": scheme(url),
     }
 
@@ -345,6 +346,7 @@ class Dispatcher:
         rows = await self._store.due_notifications(now, limit)
         due = [(row, incident) for row, incident in rows
                if row.id not in self._in_flight and row.id not in self._not_before]
+        due = await self._addressed(due, now)
         config = self._config()
 
         def urgent(incident: Incident) -> bool:
@@ -360,6 +362,44 @@ class Dispatcher:
         for outgoing in plan.sends:
             self._spawn(self._send(outgoing), [row for row, _ in outgoing.items])
         return len(rows) >= limit
+
+    async def _addressed(
+        self, due: list[tuple[OutboxRow, Incident | None]], now: datetime
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """The rows with the URL their reference names in the running config, put into the
+        payload in memory only (nothing writes a payload back). A row whose contact a reload
+        removed fails now, on its timeline, in the log and in the metrics."""
+        config = self._config()
+        addressed: list[tuple[OutboxRow, Incident | None]] = []
+        lost: list[tuple[OutboxRow, Incident | None, str]] = []
+        for row, incident in due:
+            found = resolve(row.payload, config.users, config.channels)
+            if isinstance(found, Destination):
+                payload = {**row.payload, "url": found.url, "short": found.short}
+                addressed.append((replace(row, payload=payload), incident))
+            else:
+                lost.append((row, incident, found))
+        if lost:
+            await self._fail_lost(lost, now)
+        return addressed
+
+    async def _fail_lost(self, lost: list[tuple[OutboxRow, Incident | None, str]],
+                         now: datetime) -> None:
+        failures = [(row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, why))
+                    for row, incident, why in lost]
+
+        async def job(tx: Transaction) -> None:
+            for row, incident, delivery in failures:
+                if incident is not None:
+                    await tx.append(row.incident_id, [delivery_event(row, delivery, 1, now)])
+                await tx.finish_outbox(row.id)
+
+        await self._store.write(job)
+        for row, _, delivery in failures:
+            log.error("notification %d of incident %d cannot be sent: %s",
+                      row.id, row.incident_id, delivery.error)
+            self._observe("", delivery, retry=False)
+            await self._final_failure(row)
 
     @staticmethod
     async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:

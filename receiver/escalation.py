@@ -167,6 +167,7 @@ class Page:
     step: int
     cycle: int
     run: int = 0  # so a late failure of an older run's page cannot move the current run
+    contact: int = 0  # the index of `url` in the user's contacts or the channel's urls
 
 
 class EscalationStatus(StrEnum):
@@ -364,7 +365,8 @@ def _fire_contact(
                                                  detail=detail),))
     contact = user.contacts[contact_index]
     reason = _reason(state.policy, severity, run, cycle, index)
-    page = Page(name, TargetKind.USER, contact.url, contact.short, reason, index, cycle, run)
+    page = Page(name, TargetKind.USER, contact.url, contact.short, reason, index, cycle, run,
+                contact_index)
     return Plan(state, pages=(page,))
 
 
@@ -453,8 +455,8 @@ def _page(
         if isinstance(who, Channel):
             pages.extend(
                 Page(who.name, TargetKind.CHANNEL, url, False, reason, index, state.cycle,
-                     state.run)
-                for url in who.urls
+                     state.run, i)
+                for i, url in enumerate(who.urls)
             )
             continue
         for i, contact in enumerate(who.contacts):
@@ -463,7 +465,7 @@ def _page(
                 later.append(Deadline(now + contact.delay, DeadlineKind.CONTACT, key))
             else:
                 pages.append(Page(who.name, TargetKind.USER, contact.url, contact.short,
-                                  reason, index, state.cycle, state.run))
+                                  reason, index, state.cycle, state.run, i))
     return tuple(pages), tuple(later)
 
 

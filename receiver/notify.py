@@ -9,18 +9,20 @@ the event loop, the webhook endpoint, the timer loop or other deliveries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import re
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from apprise import (
     Apprise,
@@ -126,6 +128,7 @@ def scheme(url: str) -> str:
 
 def validate_url(url: str) -> str | None:
     """None if Apprise can send to `url`, else a short reason that never quotes the URL."""
+    learn_secrets(url)
     if _instantiate(url, AppriseAsset()) is not None:
         return None
     match = _SCHEME.match(url)
@@ -144,6 +147,7 @@ def mask(url: str) -> str:
     """`url` with its credentials hidden, safe for logs, API output and the timeline.
     Cached: masking builds an Apprise plugin (about 0.5 ms), and the same few URLs are masked
     for every delivery; the URLs come from config, so the cache stays small."""
+    learn_secrets(url)
     plugin = _instantiate(url, AppriseAsset())
     if plugin is None:
         return f"{scheme(url)}://***"
@@ -170,11 +174,91 @@ def _instantiate(url: str, asset: AppriseAsset, socket_timeout: float | None = N
 
 def _scrub(text: str, url: str, masked: str) -> str:
     """`text` without any piece of `url` that Apprise's privacy form hides."""
-    shown = unquote(masked)
-    pieces = {p for p in _URL_PIECES.split(unquote(url)) if len(p) >= _MIN_SECRET_CHARS}
-    for piece in sorted(pieces - {p for p in pieces if p in shown}, key=len, reverse=True):
+    for piece in _hidden_pieces(url, masked):
         text = text.replace(piece, "***")
     return text
+
+
+def _hidden_pieces(url: str, masked: str) -> list[str]:
+    """The pieces of `url` its masked form hides, longest first."""
+    shown = unquote(masked)
+    pieces = {p for p in _URL_PIECES.split(unquote(url)) if len(p) >= _MIN_SECRET_CHARS}
+    return sorted(pieces - {p for p in pieces if p in shown}, key=len, reverse=True)
+
+
+# -- what Apprise and the HTTP library below it log ---------------------------------------
+
+class _SecretsFilter(logging.Filter):
+    """Masks the secret pieces of every Apprise URL ackd has seen in the log records of
+    Apprise and urllib3. At DEBUG, Apprise prints the URL it posts to (a Slack webhook's
+    tokens are its path), the URL it loaded with `+header` and `-param` values as given, and
+    urllib3 prints each request's path and query. A filter on those loggers runs in the
+    thread that logs, before any handler (ours, or Apprise's own capture of a send's logs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self._held: list[frozenset[str]] = []
+        self._pieces: tuple[str, ...] = ()  # what filter() masks: known and held, longest first
+
+    def learn(self, pieces: Iterable[str]) -> None:
+        with self._lock:
+            self._known.update(_with_quoted(pieces))
+            self._publish()
+
+    @contextlib.contextmanager
+    def holding(self, pieces: Iterable[str]) -> Iterator[None]:
+        """Mask `pieces` too while the block runs (Apprise logs while it parses a URL, before
+        we know which of its pieces are secret)."""
+        held = frozenset(_with_quoted(pieces))
+        with self._lock:
+            self._held.append(held)
+            self._publish()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held.remove(held)
+                self._publish()
+
+    def _publish(self) -> None:
+        every = self._known.union(*self._held)
+        # Longest first, so a secret is masked whole before any shorter piece inside it.
+        self._pieces = tuple(sorted(every, key=len, reverse=True))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        pieces = self._pieces
+        if not pieces:
+            return True
+        text = masked = record.getMessage()
+        for piece in pieces:
+            if piece in masked:
+                masked = masked.replace(piece, "***")
+        if masked is not text:
+            record.msg, record.args = masked, ()
+        return True
+
+
+def _with_quoted(pieces: Iterable[str]) -> set[str]:
+    return {form for piece in pieces for form in (piece, quote(piece, safe=""))}
+
+
+_SECRETS = _SecretsFilter()
+# Apprise logs through one logger; urllib3 through one per module, none through its parent.
+for _name in ("apprise", *(n for n in list(logging.root.manager.loggerDict)
+                           if n == "urllib3" or n.startswith("urllib3."))):
+    logging.getLogger(_name).addFilter(_SECRETS)
+
+
+@functools.lru_cache(maxsize=4096)
+def learn_secrets(url: str) -> None:
+    """From now on, the pieces of `url` that its masked form hides never reach a log line.
+    Every URL ackd validates, masks or sends to passes here first. Cached: once is enough."""
+    with _SECRETS.holding(_hidden_pieces(url, f"{scheme(url)}://")):
+        plugin = _instantiate(url, AppriseAsset())
+        masked = _masked(plugin) if plugin is not None else f"{scheme(url)}://***"
+        _SECRETS.learn(_hidden_pieces(url, masked))
 
 
 # -- the Apprise adapter ---------------------------------------------------------------------
@@ -231,6 +315,7 @@ class AppriseNotifier:
 
     def _deliver(self, url: str, message: Message) -> tuple[DeliveryStatus, str]:
         """One blocking Apprise delivery, on a worker thread."""
+        learn_secrets(url)
         plugin = _instantiate(url, self._asset, self._socket_timeout)
         if plugin is None:
             return DeliveryStatus.FAILURE, f"Apprise cannot use this URL ({scheme(url)}://)"

@@ -20,6 +20,7 @@ from typing import Any
 from receiver import escalation, staleness
 from receiver.clock import Clock
 from receiver.config import Config
+from receiver.contacts import reference
 from receiver.errors import InvalidTransition
 from receiver.escalation import Channel, Deadline, DeadlineKind, Plan, User
 from receiver.incidents import observe_resolution
@@ -408,11 +409,10 @@ class Responder:
     ) -> None:
         config = self._config()
         payloads = [
-            {"recipient": name, "recipient_kind": "channel", "url": url, "short": False,
-             "reason": reason, "step": None}
+            {**reference(name, "channel", index), "short": False, "reason": reason, "step": None}
             for name in config.stakeholders.get(incident.severity, ())
             if (channel := config.channels.get(name)) is not None
-            for url in channel.urls
+            for index in range(len(channel.urls))
         ]
         if payloads:
             await self._enqueue(tx, incident, payloads, now)
@@ -436,9 +436,8 @@ class Responder:
             if user is not None and user.contacts:
                 first = user.contacts[0]
                 payloads.append(
-                    {"recipient": name, "recipient_kind": "user", "url": first.url,
-                     "short": first.short, "reason": reason, "step": None, "actor": actor,
-                     **(extra or {})}
+                    {**reference(name, "user", 0), "short": first.short, "reason": reason,
+                     "step": None, "actor": actor, **(extra or {})}
                 )
         if payloads:
             await self._enqueue(tx, incident, payloads, now)
@@ -488,9 +487,7 @@ def _actor(events: Iterable[TimelineEvent]) -> str:
 
 def _page_payload(page: escalation.Page) -> dict[str, Any]:
     return {
-        "recipient": page.recipient,
-        "recipient_kind": str(page.recipient_kind),
-        "url": page.url,
+        **reference(page.recipient, str(page.recipient_kind), page.contact),
         "short": page.short,
         "reason": page.reason,
         "step": page.step,

@@ -9,6 +9,7 @@ never for a span of time the code under test is meant to wait.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ import pytest
 
 from receiver.clock import FakeClock
 from receiver.config import Config, parse
+from receiver.contacts import reference
 from receiver.dispatch import Dispatcher, backoff
 from receiver.metrics import Metrics
 from receiver.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
@@ -45,10 +47,7 @@ notifications:
   retry: {attempts: 3, backoff: 2s, max_backoff: 3s}
   bundle_window: 30s
   rate_limit: {max: 10, window: 10m}
-users:
-  - name: ana
-    contacts:
-      - url: json://127.0.0.1:9/ana
+users: {users}
 teams:
   - name: ops
 policies:
@@ -63,19 +62,26 @@ route:
 ANA = "json://ana:hunter2@127.0.0.1:9/ana"  # a password, to show it never leaves masked
 SMS = "json://127.0.0.1:9/ana-sms"
 CHAT = "json://127.0.0.1:9/ana-chat"
+# Outbox rows name a contact by its index; these are ana's, in order.
+USERS: dict[str, list[str]] = {"ana": [ANA, SMS, CHAT]}
 FAR_FUTURE = timedelta(days=365)
 WAIT = 15.0  # seconds of real time for I/O to settle; never reached when things work
 
 
-def make_config(**notifications: Any) -> Config:
-    config = parse("dispatch-test.yaml", CONFIG, {})
+def make_config(users: dict[str, list[str]] | None = None, **notifications: Any) -> Config:
+    listed = [{"name": name, "contacts": [{"url": url} for url in urls]}
+              for name, urls in (users or USERS).items()]
+    config = parse("dispatch-test.yaml", CONFIG.replace("{users}", json.dumps(listed)), {})
     return config.with_overrides(notifications=replace(config.notifications, **notifications))
 
 
 def payload(url: str, reason: str = "triggered", recipient: str = "ana",
-            kind: str = "user", step: int | None = 0) -> dict[str, Any]:
-    return {"recipient": recipient, "recipient_kind": kind, "url": url, "short": False,
-            "reason": reason, "step": step, "cycle": 0}
+            kind: str = "user", step: int | None = 0,
+            users: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """A row naming `recipient`'s contact whose URL is `url` (the URL itself is not stored)."""
+    index = (users or USERS)[recipient].index(url)
+    return {**reference(recipient, kind, index), "short": False, "reason": reason,
+            "step": step, "cycle": 0}
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -171,10 +177,11 @@ RigFactory = Callable[..., Awaitable[Rig]]
 async def make_rig(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[RigFactory]:
     rigs: list[Rig] = []
 
-    async def build(notifier: Notifier | None = None, **settings: Any) -> Rig:
+    async def build(notifier: Notifier | None = None,
+                    users: dict[str, list[str]] | None = None, **settings: Any) -> Rig:
         store = SqliteStore(tmp_path / f"ackd{len(rigs)}.db")
         await store.open()
-        config = make_config(**settings)
+        config = make_config(users, **settings)
         metrics = Metrics()
         failed: list[tuple[int, dict[str, Any]]] = []
 
@@ -269,7 +276,8 @@ async def test_failures_retry_with_backoff_on_the_clock(
     assert [e.detail["attempt"] for e in events] == list(range(1, len(kinds) + 1))
     assert len(rig.sent_to(ANA)) == len(kinds)
     assert await rig.outbox() == []
-    assert rig.failed == ([(incident_id, payload(ANA))] if final_failure else [])
+    failed = [(incident_id, {**payload(ANA), "url": ANA})] if final_failure else []
+    assert rig.failed == failed
     results = [str(e.detail["result"]) for e in events]
     for result in ("success", "failure", "timeout"):
         assert rig.metric("ackd_notifications_total", scheme="json", result=result) == \
@@ -540,12 +548,14 @@ async def test_hung_and_refusing_sinks_do_not_delay_a_good_one(make_rig: RigFact
     ):
         urls = {"good": good.url("json", "/ana"), "hung": hung.url("json", "/bob"),
                 "bad": bad.url("json", "/cy")}
+        users = {**USERS, **{name: [url] for name, url in urls.items()}}
         notifier = AppriseNotifier(4, timeout)
-        rig = await make_rig(notifier, timeout=timeout, retry_attempts=1)
-        [hung_id] = await rig.incidents(1, [payload(urls["hung"], recipient="bob")])
+        rig = await make_rig(notifier, users=users, timeout=timeout, retry_attempts=1)
+        [hung_id] = await rig.incidents(1, [payload(urls["hung"], "triggered", "hung",
+                                                    users=users)])
         await hung.wait_for(1)  # the hung endpoint holds a worker from now on
         [bad_id, good_id] = [
-            (await rig.incidents(1, [payload(urls[name], recipient=name)]))[0]
+            (await rig.incidents(1, [payload(urls[name], recipient=name, users=users)]))[0]
             for name in ("bad", "good")
         ]
 
@@ -624,3 +634,36 @@ async def test_a_result_the_store_refuses_is_sent_again_not_lost(
         assert len(await reopened.timeline(incident_id)) == 1
     finally:
         await reopened.close()
+
+
+# -- a contact a reload removed ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference_", "error"),
+    [
+        pytest.param(("ana", "user", 3), "user ana no longer has contact 4", id="contact-gone"),
+        pytest.param(("bo", "user", 0), "user bo is no longer configured", id="user-gone"),
+        pytest.param(("ops", "channel", 0), "channel ops is no longer configured",
+                     id="channel-gone"),
+    ],
+)
+async def test_a_row_whose_contact_is_gone_fails_visibly(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture, reference_: tuple[str, str, int],
+    error: str,
+) -> None:
+    rig = await make_rig()
+    name, kind, index = reference_
+    page = {**reference(name, kind, index), "short": False, "reason": "triggered", "step": 0,
+            "cycle": 0}
+    [incident_id] = await rig.incidents(1, [page])
+    await eventually(rig.settled, "the row to fail")
+
+    assert rig.notifier.sent == []  # type: ignore[attr-defined]
+    [event] = await rig.events(incident_id, EventKind.NOTIFICATION_FAILED)
+    assert (event.detail["error"], event.detail["result"]) == (error, "failure")
+    assert await rig.outbox() == []
+    assert error in caplog.text
+    assert rig.metric("ackd_notifications_total", scheme="unknown", result="failure") == 1
+    # A user's page that cannot go moves the escalation on, like one that failed to send.
+    assert [i for i, _ in rig.failed] == ([incident_id] if kind == "user" else [])

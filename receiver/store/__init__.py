@@ -1,8 +1,9 @@
 """Durable state behind a narrow interface: the SQLite implementation is the default."""
 
-from receiver.store.sqlite import IncidentFilter, SqliteStore
+from receiver.store.sqlite import IncidentFilter, SqliteStore, private_dir
 from receiver.store.transaction import ArmedDeadline, NewIncident, OutboxRow, Transaction
 
 __all__ = [
     "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxRow", "SqliteStore", "Transaction",
+    "private_dir",
 ]

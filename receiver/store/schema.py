@@ -95,4 +95,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE alerts ADD COLUMN grafana TEXT;
     """,
+    # 4: outbox rows name their contact instead of holding its Apprise URL (credentials). A
+    # row written before keeps its place and its fate: its URL becomes the index of that URL
+    # among the recipient's contacts in the config ackd starts with (null if it has no such
+    # contact any more: the row then fails visibly when it is due). The store registers
+    # ackd_contact_index() for this; after it, the store VACUUMs once so that the URLs do not
+    # linger in free pages, and truncates the WAL.
+    """
+    UPDATE outbox SET payload = json_set(json_remove(payload, '$.url'), '$.contact',
+        ackd_contact_index(json_extract(payload, '$.recipient'),
+                           json_extract(payload, '$.recipient_kind'),
+                           json_extract(payload, '$.url')))
+    WHERE json_type(payload, '$.url') IS NOT NULL;
+    """,
 )

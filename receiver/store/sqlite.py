@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -52,6 +53,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 256
+# For migration 4: the index of a URL among a recipient's contacts, None if it has none.
+ContactIndex = Callable[[str, str, str], int | None]
+# The store's files hold who was paged about what: readable by ackd's own user only.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+_SIDE_FILES = ("", "-wal", "-shm")
 
 
 @dataclass(slots=True)
@@ -79,8 +86,16 @@ class StoreStats:
 
 
 class SqliteStore:
-    def __init__(self, path: Path, *, synchronous: str = "FULL", busy_timeout_ms: int = 2000):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 2000,
+        contact_index: ContactIndex | None = None,
+    ):
         self.path = path
+        self._contact_index = contact_index or _no_contact
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: sqlite3.Connection | None = None
@@ -91,7 +106,8 @@ class SqliteStore:
         self.stats = StoreStats()
 
     async def open(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
+        _private_files(self.path)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-store-writer")
         self._writer = await self._off_loop(self._open_writer)
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
@@ -119,7 +135,7 @@ class SqliteStore:
         try:
             for pragma in self._pragmas():
                 conn.execute(pragma)
-            _migrate(conn)
+            _migrate(conn, self._contact_index)
             # On the loop the writer never waits for a lock: see _begin.
             conn.execute("PRAGMA busy_timeout=0")
         except BaseException:
@@ -341,12 +357,51 @@ def _begin_waiting(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
         conn.execute("PRAGMA busy_timeout=0")
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _migrate(conn: sqlite3.Connection, contact_index: ContactIndex) -> None:
     row = conn.execute("PRAGMA user_version").fetchone()
     version = int(row[0]) if row else 0
+    conn.create_function("ackd_contact_index", 3, contact_index, deterministic=True)
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("applying schema migration %d", number)
         conn.executescript(f"BEGIN;\n{script}\nPRAGMA user_version={number};\nCOMMIT;")
+    if 0 < version < URLS_REMOVED:
+        # The outbox held Apprise URLs (credentials) before migration 4: the rows no longer
+        # do, but deleted rows' bytes stay in free pages and old WAL frames. Rebuild the file
+        # once and empty the WAL.
+        log.info("rewriting the store without the notification URLs it held")
+        conn.execute("VACUUM")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+URLS_REMOVED = 4  # the migration after which the outbox holds no URL
+
+
+def _no_contact(recipient: str, kind: str, url: str) -> int | None:
+    return None
+
+
+def private_dir(path: Path) -> None:
+    """Create `path` (and its parents) readable by this user only. A directory that exists
+    is left as it is, with a warning if others can read it: it may be shared on purpose."""
+    if path.is_dir():
+        if path.stat().st_mode & 0o077:
+            log.warning("data directory %s is accessible to other users (mode %o); ackd"
+                        " creates it %o", path, path.stat().st_mode & 0o777, DIR_MODE)
+        return
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)  # parents: the usual mode
+    os.chmod(path, DIR_MODE)  # mkdir's mode is filtered by the umask; make it exact
+
+
+def _private_files(db: Path) -> None:
+    """The database file exists with mode 0600 before SQLite opens it: SQLite creates the
+    WAL and shared-memory files with the database's own mode. Files of an older ackd are
+    narrowed to that mode too."""
+    fd = os.open(db, os.O_RDWR | os.O_CREAT, FILE_MODE)
+    os.close(fd)
+    for suffix in _SIDE_FILES:
+        side = db.with_name(db.name + suffix)
+        if side.exists() and side.stat().st_mode & 0o777 != FILE_MODE:
+            os.chmod(side, FILE_MODE)
 
 
 def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
@@ -367,4 +422,4 @@ def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-__all__ = ["IncidentFilter", "SqliteStore", "Transaction", "to_us"]
+__all__ = ["IncidentFilter", "SqliteStore", "Transaction", "private_dir", "to_us"]

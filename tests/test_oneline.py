@@ -129,3 +129,31 @@ async def test_a_label_name_cannot_forge_a_line_in_the_daemon_log(tmp_path: Path
     assert "webhook rejected: " in log
     assert not any(line.startswith(forged) for line in log.splitlines()), log
     assert f"env\\n{forged}" in log
+
+
+def test_a_logged_traceback_keeps_its_lines_but_not_a_forged_one() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(EscapeArgs())
+    logger = logging.getLogger("test_oneline.traceback")
+    logger.addHandler(handler)
+    logger.propagate = False
+    forged = "2026-01-01 00:00:00,000 CRITICAL receiver.app: forged"
+    try:
+        try:
+            raise KeyError("first")
+        except KeyError as first:
+            error = ValueError(f"label x\n{forged}")
+            error.add_note(f"note\n{forged}")
+            raise error from first
+    except ValueError:
+        logger.exception("rendering failed")
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().splitlines()
+    assert not [line for line in lines if line.startswith(forged)], lines
+    assert lines[0] == "rendering failed"
+    assert lines.count("Traceback (most recent call last):") == 2  # the cause's and its own
+    assert f"ValueError: label x\\n{forged}" in lines
+    assert f"note\\n{forged}" in lines
+    assert "KeyError: 'first'" in lines

@@ -12,7 +12,8 @@ against the project's targets (for its 2-core machine):
   a steady rate and fires through the real path (scheduler -> Responder.fire -> store);
   lateness = the step's timeline time - the deadline's due time;
 - restart: process start to /-/ready with 100,000 open incidents, and RSS per open incident;
-- memory: RSS after 8,000 webhooks of 1,000 groups each, every body different (bench/memory.py).
+- memory: RSS after 8,000 webhooks of 1,000 groups each, every body different (bench/memory.py);
+- abuse: an ordinary webhook's p99 while one client posts abusive bodies (bench/abuse.py).
 
 Notifications go to json:// contacts on a local sink (the bare server), never off the
 machine. The targets live here, not in timed unit tests; this does not run in CI.
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import abuse
 import memory
 import procs
 import seed
@@ -310,6 +312,21 @@ async def memo_sequence(
     report.add(*row)
 
 
+async def abusive_requests(
+    work: Path, config: Path, args: argparse.Namespace, report: Report
+) -> None:
+    """One ackd per kind, so the store one kind filled does not weigh on the next."""
+    for number, kind in enumerate(abuse.KINDS):
+        ackd = procs.ackd(work, config, work / f"abuse-{number}")
+        await ackd.start_ready()
+        try:
+            run = await abuse.measure(ackd, WEBHOOK_TOKEN, kind, args.abuse_seconds)
+        finally:
+            ackd.stop()
+        for row in abuse.rows(kind, run):
+            report.add(*row)
+
+
 # -- main ----------------------------------------------------------------------------------
 
 
@@ -334,6 +351,8 @@ async def bench(args: argparse.Namespace) -> Report:
                 await timers(work, config, 100_000, args, report, restart=True)
             if "memory" in args.only:
                 await memo_sequence(work, config, args, report)
+            if "abuse" in args.only:
+                await abusive_requests(work, config, args, report)
         finally:
             sink.stop()
     return report
@@ -360,8 +379,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="seconds to wait past the last due time before giving up")
     parser.add_argument("--bodies", type=int, default=memory.BODIES,
                         help="webhooks of 1,000 groups in the memory run")
-    parser.add_argument("--only", nargs="+", choices=("ingest", "timers", "memory"),
-                        default=["ingest", "timers", "memory"])
+    parser.add_argument("--abuse-seconds", type=float, default=abuse.SECONDS,
+                        help="seconds of abusive requests per kind in the abuse run")
+    parser.add_argument("--only", nargs="+", choices=("ingest", "timers", "memory", "abuse"),
+                        default=["ingest", "timers", "memory", "abuse"])
     return parser.parse_args(argv)
 
 

@@ -205,6 +205,7 @@ class Daemon:
         if self._runner is not None:
             # Stops accepting, then waits up to SHUTDOWN_TIMEOUT for in-flight requests.
             await self._runner.cleanup()
+        self.incidents.close()
         await self.responder.scheduler.stop()
         await self.dispatcher.stop()
         await self.notifier.close()

@@ -21,6 +21,7 @@ from receiver import configbuild
 from receiver.configschema import ConfigSpec
 from receiver.errors import ConfigError, ConfigProblem
 from receiver.escalation import Channel, Policy, User
+from receiver.limits import WebhookLimits
 from receiver.model import Severity
 from receiver.notify import NotificationSettings
 from receiver.routing import Route
@@ -73,6 +74,7 @@ class Config:
     webhook_auth: WebhookAuth
     max_body_bytes: int
     memo_bytes: int
+    limits: WebhookLimits
     api_tokens: Mapping[str, str] = field(repr=False)  # token -> name
     link_secret: bytes = field(repr=False)
     link_ttl: timedelta

@@ -29,6 +29,7 @@ from receiver.configschema import (
 )
 from receiver.errors import ConfigProblem
 from receiver.escalation import Channel, Contact, Policy, Step, StepMode, Target, TargetKind, User
+from receiver.limits import WebhookLimits
 from receiver.matchers import parse_matcher
 from receiver.messages import Templates
 from receiver.model import Severity
@@ -121,6 +122,9 @@ class Builder:
             webhook_auth=auth,
             max_body_bytes=spec.webhook.max_body_bytes,
             memo_bytes=spec.webhook.memo_bytes,
+            limits=WebhookLimits(
+                spec.webhook.max_alerts, spec.webhook.max_labels, spec.webhook.max_groups
+            ),
             api_tokens=tokens,
             link_secret=(link or "").encode(),
             link_ttl=spec.links.ttl,

@@ -20,6 +20,7 @@ from pydantic import (
 )
 
 from receiver.durations import parse_duration
+from receiver.limits import DEFAULT_MAX_ALERTS, DEFAULT_MAX_GROUPS, DEFAULT_MAX_LABELS
 
 
 def _duration(value: object) -> object:
@@ -60,6 +61,10 @@ class WebhookSpec(Strict):
     max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     # The memory that remembering webhooks seen before may take (grouping.MemoBytes).
     memo_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
+    # What one webhook may ask of the event loop (receiver/limits.py); past them, a 400.
+    max_alerts: Annotated[int, Field(gt=0)] = DEFAULT_MAX_ALERTS
+    max_labels: Annotated[int, Field(gt=0)] = DEFAULT_MAX_LABELS
+    max_groups: Annotated[int, Field(gt=0)] = DEFAULT_MAX_GROUPS
 
 
 class ApiTokenSpec(Strict):

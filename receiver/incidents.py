@@ -7,8 +7,10 @@ so a failed write never counts.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import partial
@@ -80,6 +82,12 @@ class Incidents:
         budget = config().memo_bytes
         self.held = HeldGroups(budget // 2)
         self.bodies = RoutedBodies(budget - budget // 2)
+        # One thread: a large body's parsing and routing wait for it rather than add threads
+        # that would each take the GIL from the loop.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-webhook")
+
+    def close(self) -> None:
+        self._reader.shutdown(wait=True)
 
     def resize_memos(self, budget: int) -> None:
         """Share `budget` bytes between the memos (config webhook.memo_bytes), half each."""
@@ -98,13 +106,33 @@ class Incidents:
                 self._note_reports(result)
                 self._observe(routed.alerts, routed.firing, 0, result)
                 return result
-        return await self.ingest(parse_webhook(body), name)
-
-    async def ingest(self, message: WebhookMessage, name: bytes | None = None) -> IngestResult:
-        """Ingest a parsed webhook; `name` (RoutedBodies.name of its body) lets a resend of the
-        same bytes skip the parsing and routing."""
         config = self._config()
+        if len(body) <= ON_LOOP_BYTES:
+            message, groups = _read(body, config)
+        else:
+            # Beside the loop: the loop takes the GIL back every switch interval (5 ms), so
+            # other requests go on while a megabyte of alerts is parsed and routed.
+            loop = asyncio.get_running_loop()
+            message, groups = await loop.run_in_executor(self._reader, _read, body, config)
+        return await self._ingest(config, message, groups, name)
+
+    async def ingest(self, message: WebhookMessage) -> IngestResult:
+        """Ingest a parsed webhook, within the config's webhook limits."""
+        config = self._config()
+        config.limits.check_alerts(len(message.alerts), [len(a.labels) for a in message.alerts])
         groups = grouping.partition(config.route, message.alerts)
+        config.limits.check_groups(groups)
+        return await self._ingest(config, message, groups, None)
+
+    async def _ingest(
+        self,
+        config: Config,
+        message: WebhookMessage,
+        groups: dict[str, RoutedGroup],
+        name: bytes | None,
+    ) -> IngestResult:
+        """`name` (RoutedBodies.name of the body) lets a resend of the same bytes skip the
+        parsing and routing."""
         routed = grouping.routed_body(message.alerts, groups)
         # A webhook that says Alertmanager left alerts out is recorded on the incident.
         repeatable = bool(groups) and not message.truncated_alerts
@@ -120,15 +148,19 @@ class Incidents:
     async def _write(
         self, config: Config, groups: dict[str, RoutedGroup], message: WebhookMessage
     ) -> IngestResult:
+        """One store job per slice of groups (see _slices), each committed before the next is
+        queued: other webhooks' writes come between them. A failure part-way answers 503 and
+        Alertmanager's retry finds the slices before it committed, and changes nothing there."""
         now = self._clock.now()
+        result = IngestResult(alerts=len(message.alerts))
 
-        async def job(tx: Transaction) -> IngestResult:
-            result = IngestResult(alerts=len(message.alerts))
-            for key, group in groups.items():
+        async def job(tx: Transaction, part: list[tuple[str, RoutedGroup]]) -> None:
+            for key, group in part:
                 await self._ingest_group(tx, config, key, group, message, now, result)
-            return result
 
-        return await self._store.write(job)
+        for part in _slices(groups):
+            await self._store.write(partial(job, part=part))
+        return result
 
     def _note_reports(self, result: IngestResult) -> None:
         """Alertmanager reported these incidents' alerts now (see staleness)."""
@@ -306,6 +338,40 @@ class Incidents:
         for incident in result.resolved:
             observe_resolution(m, incident)
             log.info("incident #%d resolved by %s", incident.id, incident.resolved_by)
+
+
+# A body larger than this is parsed and routed beside the loop; a usual webhook (tens of
+# alerts, a few KiB) is done on it, where it costs less than the hop to a thread.
+ON_LOOP_BYTES = 64 * 1024
+# Groups, and alerts, in one store job: about 5 ms of the loop at most.
+SLICE_GROUPS = 16
+SLICE_ALERTS = 256
+
+
+def _read(body: bytes, config: Config) -> tuple[WebhookMessage, dict[str, RoutedGroup]]:
+    """Parse and route a body, within the config's webhook limits: pure, so it may run on
+    any thread."""
+    message = parse_webhook(body, config.limits)
+    groups = grouping.partition(config.route, message.alerts)
+    config.limits.check_groups(groups)
+    return message, groups
+
+
+def _slices(groups: dict[str, RoutedGroup]) -> list[list[tuple[str, RoutedGroup]]]:
+    """The groups in runs of at most SLICE_GROUPS groups and SLICE_ALERTS alerts (a group
+    with more alerts is a run of its own: webhook.max_alerts bounds it)."""
+    slices: list[list[tuple[str, RoutedGroup]]] = [[]]
+    alerts = 0
+    for key, group in groups.items():
+        current = slices[-1]
+        if current and (len(current) >= SLICE_GROUPS
+                        or alerts + len(group.alerts) > SLICE_ALERTS):
+            current = []
+            slices.append(current)
+            alerts = 0
+        current.append((key, group))
+        alerts += len(group.alerts)
+    return slices
 
 
 async def _change(

@@ -53,6 +53,7 @@ PARTS = ("title", "body")
 
 SHORT_LIMIT = 160
 ALERTS_SHOWN = 5
+LABELS_SHOWN = 30
 LINKS_SHOWN = 3
 BUNDLE_SHOWN = 5
 NOTES_SHOWN = 10
@@ -353,7 +354,12 @@ def describe(alert: Alert) -> str:
     """`HighErrorRate (instance=api-1, job=api)`, with `[resolved]` once it stopped firing,
     and the values Grafana says fired it (`values: B=44.24, C=1`)."""
     name = one_line(alert.labels.get("alertname", "alert"))
-    labels = format_labels({k: v for k, v in alert.labels.items() if k != "alertname"})
+    others = sorted((k, v) for k, v in alert.labels.items() if k != "alertname")
+    # A page is read by a person: thousands of labels would bury the links, and rendering
+    # them held the loop (31,000 labels: tens of ms).
+    labels = format_labels(dict(others[:LABELS_SHOWN]))
+    if len(others) > LABELS_SHOWN:
+        labels += f" and {len(others) - LABELS_SHOWN} more labels"
     text = f"{name} ({labels})" if labels else name
     if alert.grafana is not None and (values := _values(alert.grafana)):
         text = f"{text} values: {values}"

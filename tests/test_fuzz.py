@@ -29,6 +29,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from receiver import alertmanager
 from receiver import config as config_module
 from receiver.alertmanager import (
     _DECODER,
@@ -41,6 +42,7 @@ from receiver.alertmanager import (
 from receiver.app import Daemon
 from receiver.errors import PayloadError
 from receiver.http.auth import FailureThrottle
+from receiver.limits import WebhookLimits
 from receiver.model import Alert, AlertStatus
 from receiver.notify import RecordingNotifier
 from receiver.store import IncidentFilter
@@ -163,8 +165,13 @@ TIMESTAMPS = st.one_of(
 )
 # What Grafana's values may hold, and what a 64-bit float cannot (1e309 as an integer).
 NUMBERS = st.none() | st.floats(allow_nan=False) | st.integers() | st.just(10**309)
-LABEL_NAMES = st.sampled_from(["alertname", "cluster", "team", "severity", "instance"]) | TEXT
-LABELS = st.dictionaries(LABEL_NAMES, TEXT | st.sampled_from(["critical", "payments"]),
+# Control characters, line and paragraph separators, bidirectional overrides, alone or inside
+# ordinary text: in label names and values and annotations they must be stored or named, and
+# never break a page or a log line.
+CONTROLS = st.text(st.characters(categories=["Cc", "Cf", "Zl", "Zp"]), min_size=1, max_size=4)
+ODD_TEXT = TEXT | CONTROLS | st.tuples(TEXT, CONTROLS, TEXT).map("".join)
+LABEL_NAMES = st.sampled_from(["alertname", "cluster", "team", "severity", "instance"]) | ODD_TEXT
+LABELS = st.dictionaries(LABEL_NAMES, ODD_TEXT | st.sampled_from(["critical", "payments"]),
                          min_size=1, max_size=6)
 # Well-typed webhooks with extreme values; the strategies below break them.
 ALERTS = st.fixed_dictionaries(
@@ -172,7 +179,7 @@ ALERTS = st.fixed_dictionaries(
      "labels": LABELS,
      "startsAt": TIMESTAMPS},
     optional={
-        "annotations": st.dictionaries(TEXT, TEXT | SURROGATES, max_size=3),
+        "annotations": st.dictionaries(ODD_TEXT, ODD_TEXT | SURROGATES, max_size=3),
         "endsAt": TIMESTAMPS,
         "generatorURL": TEXT,
         "fingerprint": st.text(st.sampled_from("0123456789abcdef"), max_size=70),
@@ -209,7 +216,7 @@ SPLICES = st.sampled_from(
 
 
 def encode(document: Any) -> bytes:
-    return json.dumps(document).encode()
+    return json.dumps(document, sort_keys=True).encode()
 
 
 @st.composite
@@ -228,6 +235,44 @@ def replaced_somewhere(draw: st.DrawFn) -> bytes:
         node[key] = draw(ANY_JSON)
         break
     return encode(document)
+
+
+# JSON text json.dumps will not write: integers past Python's 4,300-digit limit (and just
+# past 64 bits), and nesting far past any recursion limit. Depths stay clear of the edge
+# where the interpreter's own recursion limit falls (about 1,000 levels less the stack in
+# use), where the two parsers may disagree on which depth is too deep; both refuse past it.
+HUGE_INTEGERS = st.integers(min_value=19, max_value=6_000).flatmap(
+    lambda digits: st.sampled_from([b"9" * digits, b"-" + b"1" * digits, b"1" + b"0" * digits])
+)
+DEPTHS = st.integers(min_value=1, max_value=300) | st.integers(min_value=3_000,
+                                                               max_value=150_000)
+DEEP = DEPTHS.flatmap(lambda depth: st.sampled_from([
+    nested(depth), b'{"a":' * depth + b"1" + b"}" * depth]))
+RAW_JSON = HUGE_INTEGERS | DEEP
+PLACEHOLDER = "\u0000raw"
+
+
+@st.composite
+def raw_somewhere(draw: st.DrawFn) -> bytes:
+    """A generated webhook with one value, anywhere in it, swapped for raw JSON text: a huge
+    integer or deep nesting."""
+    document = draw(WEBHOOKS)
+    node: Any = document
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        if not keys:  # an empty object or list: the value goes in as a new member
+            if isinstance(node, dict):
+                node["future"] = PLACEHOLDER
+            else:
+                node.append(PLACEHOLDER)
+            break
+        key = draw(st.sampled_from(keys))
+        if isinstance(node[key], dict | list) and node[key] and draw(st.booleans()):
+            node = node[key]
+            continue
+        node[key] = PLACEHOLDER
+        break
+    return encode(document).replace(encode(PLACEHOLDER), draw(RAW_JSON), 1)
 
 
 @st.composite
@@ -249,6 +294,7 @@ def mangled_bytes(draw: st.DrawFn) -> bytes:
 PAYLOADS = st.one_of(
     WEBHOOKS.map(encode),
     replaced_somewhere(),
+    raw_somewhere(),
     mangled_bytes(),
     ANY_JSON.map(encode),
     st.binary(max_size=64),
@@ -305,6 +351,46 @@ def test_the_fast_parse_decides_as_the_careful_one(body: bytes) -> None:
     assert outcome(parse_webhook, body) == outcome(_parse_carefully, body)
 
 
+SMALL = WebhookLimits(max_alerts=2, max_labels=5, max_groups=1)
+
+
+@settings(max_examples=500, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(body=PAYLOADS)
+def test_both_parsers_apply_the_limits_alike(body: bytes) -> None:
+    """With limits small enough to matter, and alerts counted before they are read whatever
+    the body's size, the fast path still decides as the careful one."""
+    counted_from = alertmanager.COUNT_FIRST_FROM
+    alertmanager.COUNT_FIRST_FROM = 0
+    try:
+        fast = outcome(lambda b: parse_webhook(b, SMALL), body)
+    finally:
+        alertmanager.COUNT_FIRST_FROM = counted_from
+    assert fast == outcome(lambda b: _parse_carefully(b, SMALL), body)
+
+
+def test_generated_payloads_reach_the_hostile_cases() -> None:
+    """The strategies do build what they are meant to: without this, a strategy that never
+    produced a deep body or a huge integer would pass every test above."""
+    seen: set[str] = set()
+
+    @settings(max_examples=400, deadline=None, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(body=PAYLOADS)
+    def look(body: bytes) -> None:
+        if b"[[[[[[[[[[" in body or b'{"a":{"a":' in body:
+            seen.add("deep")
+        if re.search(rb"[0-9]{19}", body):
+            seen.add("huge integer")
+        if re.search(rb"\\u00[01][0-9a-f]|\\u2028|\\u202e", body):
+            seen.add("control character")
+        if b'"version": "1"' in body:
+            seen.add("grafana")
+
+    look()
+    assert seen == {"deep", "huge integer", "control character", "grafana"}
+
+
 def test_a_webhook_as_alertmanager_sends_it_takes_the_fast_path() -> None:
     labels = {"alertname": "X", "instance": "a:9100"}
     body = build_webhook([Alert(fingerprint_of(labels), AlertStatus.FIRING, labels,
@@ -334,7 +420,9 @@ def nested(depth: int) -> bytes:
     return b"[" * depth + b"]" * depth
 
 
-MANY_LABELS = {f"label_{n}": str(n) for n in range(20_000)} | {"alertname": "ManyLabels"}
+# The default webhook limits (receiver/limits.py), at them and past them.
+MOST_LABELS = {f"label_{n}": str(n) for n in range(9_999)} | {"alertname": "ManyLabels"}
+TOO_MANY_LABELS = {f"label_{n}": str(n) for n in range(31_000)} | {"alertname": "TooMany"}
 
 REFUSED = [
     ("empty body", b"", 400, "body"),
@@ -362,6 +450,17 @@ REFUSED = [
     ("a 5,000-digit number beside a bad version",
      encode(hook(alert({"alertname": "V"}), version="3", future="@")).replace(
          b'"@"', b"-" + b"9" * 5000), 400, "version"),
+    ("31,000 labels in one alert", encode(hook(alert(TOO_MANY_LABELS))), 400,
+     "alerts[0].labels"),
+    ("10,001 labels over two alerts",
+     encode(hook(alert(MOST_LABELS), alert({"alertname": "One", "x": "y"}))), 400,
+     "alerts[1].labels"),
+    ("501 alerts", encode(hook(*[alert({"alertname": f"A{n}"}) for n in range(501)])), 400,
+     "alerts"),
+    ("10,919 alerts in 1 MiB, counted before they are read",
+     encode(hook(*[{"status": "firing", "labels": {"alertname": f"G{n}"},
+                    "startsAt": "2026-01-01T00:00:00Z"} for n in range(10_919)])), 400,
+     "alerts"),
     ("version 3", encode(hook(version="3")), 400, "version"),
     ("alerts not a list", encode(hook() | {"alerts": {}}), 400, "alerts"),
     ("label value not a string", encode(hook(alert({"alertname": ["x"]}))), 400,
@@ -475,7 +574,8 @@ def test_generated_credentials_get_a_named_401_and_never_a_crash(tmp_path: Path)
 
 
 ACCEPTED = [
-    ("20000 labels", hook(alert(MANY_LABELS))),
+    ("10,000 labels", hook(alert(MOST_LABELS))),
+    ("500 alerts", hook(*[alert({"alertname": "Many", "n": str(n)}) for n in range(500)])),
     ("a 500 kB label value", hook(alert({"alertname": "Long", "text": "x" * 500_000}))),
     ("a NUL in a label value", hook(alert({"alertname": "Nul\x00Byte"}))),
     ("an empty label name", hook(alert({"alertname": "EmptyName", "": "v"}))),
@@ -498,8 +598,9 @@ def test_odd_but_valid_webhook_is_stored_whole(ackd: Ackd, document: dict[str, A
     answer = post(ackd.port, encode(document))
     assert answer.status == 200, answer.raw[:300]
     [incident] = answer.json["incidents"]
-    [stored] = get(ackd.port, f"/api/v1/incidents/{incident}")["alerts"]
-    assert stored["labels"] == document["alerts"][0]["labels"]
+    stored = get(ackd.port, f"/api/v1/incidents/{incident}")["alerts"]
+    assert sorted(encode(a["labels"]) for a in stored) == sorted(
+        encode(a["labels"]) for a in document["alerts"])
     assert_alive(ackd)
 
 

@@ -552,6 +552,10 @@ def _note_line(c: MessageContext) -> str:
         what += f" by {one_line(c.actor)}"
     if c.reason.endswith("resolved") and (open_for := _open_for(i)):
         what += f" after {open_for}"
+    if c.reason == "stale":
+        silent = format_duration(c.stale_after) if c.stale_after else "long"
+        verdict = "resolved as stale" if i.resolved_by == "stale" else "still firing?"
+        what += f" (not reported for {silent}), {verdict}"
     return what
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
 
+from receiver.durations import format_duration
 from receiver.matchers import Matcher, quote
 from receiver.staleness import StaleAction, StaleRule
 
@@ -258,9 +259,14 @@ def _describe(match: Match) -> str:
     node = match.route
     name = f" ({node.name})" if node.name else ""
     group_by = GROUP_BY_ALL if node.group_by_all else ",".join(node.group_by)
+    stale = ""
+    if node.stale is not None:
+        after = format_duration(node.stale.after)
+        stale = f" stale_after={after} stale_action={node.stale.action.value}"
     return (
         f"route {node.id}{name}: team={match.team} severity={match.severity}"
-        f" policy={match.policy} group_by=[{group_by}] group={_label_set(match.group_labels)}"
+        f" policy={match.policy} group_by=[{group_by}]{stale}"
+        f" group={_label_set(match.group_labels)}"
     )
 
 

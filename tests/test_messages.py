@@ -480,3 +480,13 @@ def test_a_stale_message_says_when_ackd_resolved_it() -> None:
     assert TEMPLATES.render(context, short=True).body == (
         "#42 not reported for 1h30m, resolved as stale: Payment API down"
     )
+
+
+def test_stale_notes_bundle_with_how_long_alertmanager_was_silent() -> None:
+    three = timedelta(hours=3)
+    message = render_notes(
+        [ctx("stale", stale_after=three), ctx("resolved", incident=incident(id=43))], False
+    )
+    assert message.title == "2 incident updates (1 stale, 1 resolved): #42, #43"
+    assert "#42 payments: Payment API down: stale (not reported for 3h), still firing?" \
+        in message.body

@@ -359,3 +359,14 @@ def test_stale_after_and_its_action_are_inherited_like_alertmanager_timers() -> 
     assert root.routes[0].routes[0].stale == StaleRule(timedelta(hours=3), StaleAction.RESOLVE)
     assert root.routes[1].stale == StaleRule(timedelta(minutes=30), StaleAction.NOTIFY)
     assert build(RouteSpec(team="t", policy="p", severity="S")).stale is None  # off by default
+
+
+def test_describe_shows_a_stale_rule() -> None:
+    leaf = RouteSpec(matchers=_m("a=b"), stale_after=timedelta(minutes=90),
+                     stale_action=StaleAction.RESOLVE)
+    root = build(RouteSpec(team="t", policy="p", severity="S", group_by=("a",), routes=(leaf,)))
+    assert describe(route(root, {"a": "b"})) == (
+        'route {}/{a="b"}/0: team=t severity=S policy=p group_by=[a]'
+        ' stale_after=1h30m stale_action=resolve group={a="b"}'
+    )
+    assert "stale" not in describe(route(root, {"a": "c"}))

@@ -15,10 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from pydantic import ValidationError
-
-from receiver import configbuild
-from receiver.configschema import ConfigSpec
+from receiver import configbuild, configproblems
 from receiver.errors import ConfigError, ConfigProblem
 from receiver.escalation import Channel, Policy, User
 from receiver.limits import WebhookLimits
@@ -26,8 +23,6 @@ from receiver.model import Severity
 from receiver.notify import NotificationSettings
 from receiver.routing import Route
 from receiver.schedules import Schedule, WorkingHours
-from receiver.yamlsource import Located
-from receiver.yamlsource import Path as KeyPath
 from receiver.yamlsource import load as load_yaml
 
 DEFAULT_SEVERITIES = (
@@ -157,46 +152,20 @@ def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
 
 
 def parse(file: str, text: str, environ: Mapping[str, str] | None = None) -> Config:
-    located = load_yaml(file, text, environ)
-    try:
-        spec = ConfigSpec.model_validate(located.data)
-    except ValidationError as exc:
-        raise ConfigError(_schema_problems(located, exc)) from exc
-    builder = configbuild.Builder(located, spec, Path(file).parent)
-    config = builder.build()
-    if builder.problems:
-        raise ConfigError(builder.problems)
+    """The Config, or ConfigError with every problem of the file: unset variables, the
+    schema's, and the cross-reference checks on what the schema let through."""
+    unset: list[ConfigProblem] = []
+    located = load_yaml(file, text, environ, collect=unset)
+    spec, problems, pruned = configproblems.validate(located)
+    config = None
+    if spec is not None:
+        builder = configbuild.Builder(located, spec, Path(file).parent, pruned.original)
+        config = builder.build()
+        problems += [p for p in builder.problems if not pruned.cascade(p.message)]
+    # An unset variable reads as "": what that empty value breaks is the same problem.
+    said = {p.key for p in unset}
+    problems = [*unset, *(p for p in problems if p.key not in said)]
+    if problems:
+        raise ConfigError(list(dict.fromkeys(problems)))
     assert config is not None
     return config
-
-
-def _schema_problems(located: Located, exc: ValidationError) -> list[ConfigProblem]:
-    problems = []
-    for error in exc.errors():
-        path = _data_path(located.data, error["loc"])
-        message = error["msg"]
-        if error["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif error["type"] == "missing":
-            message = "required key is missing"
-        problems.append(located.problem(path, message))
-    return problems
-
-
-def _data_path(data: Any, loc: tuple[int | str, ...]) -> KeyPath:
-    """Drop pydantic's type tags from `loc`, keeping the keys and indexes that exist."""
-    path: list[str | int] = []
-    node = data
-    for part in loc:
-        inside_dict = isinstance(node, dict) and part in node
-        if inside_dict or (isinstance(node, list) and isinstance(part, int) and part < len(node)):
-            node = node[part]
-        elif isinstance(part, str) and isinstance(node, dict) and "[" not in part:
-            path.append(part)  # a missing key: name it, there is nothing below to walk
-            break
-        else:
-            continue
-        path.append(part)
-    return tuple(path)
-
-

@@ -36,7 +36,7 @@ from receiver.model import Severity
 from receiver.notify import NotificationSettings, validate_url
 from receiver.routing import Route, RouteSpec, SeverityRule, build
 from receiver.staleness import StaleAction
-from receiver.yamlsource import Located
+from receiver.yamlsource import Located, render_path
 from receiver.yamlsource import Path as KeyPath
 
 if TYPE_CHECKING:
@@ -63,14 +63,23 @@ def bind_policy(policy: Policy, team: Team) -> Policy:
 
 
 class Builder:
-    def __init__(self, located: Located, spec: ConfigSpec, base_dir: Path) -> None:
+    def __init__(
+        self,
+        located: Located,
+        spec: ConfigSpec,
+        base_dir: Path,
+        origin: Callable[[KeyPath], KeyPath] | None = None,
+    ) -> None:
         self.located = located
         self.spec = spec
         self.base_dir = base_dir
+        # The spec may be built from the file less the parts that broke the schema
+        # (configproblems.Pruned): `origin` turns its paths back into the file's.
+        self.origin = origin or (lambda path: path)
         self.problems: list[ConfigProblem] = []
 
     def fail(self, path: KeyPath, message: str) -> None:
-        self.problems.append(self.located.problem(path, message))
+        self.problems.append(self.located.problem(self.origin(path), message))
 
     def attempt(self, path: KeyPath, make: Callable[[], T]) -> T | None:
         try:
@@ -95,9 +104,8 @@ class Builder:
         schedules = self._schedules(users)
         teams = self._teams(schedules, users)
         policies = self._policies(users, channels, schedules, severities)
+        self._check_bindings(teams, schedules)
         route = self._route(teams, policies, severities)
-        if route is not None:
-            self._check_bindings(route, teams, policies)
         auth = WebhookAuth(
             self._secret(("webhook",), "bearer_token", spec.webhook.bearer_token,
                          spec.webhook.bearer_token_file),
@@ -484,22 +492,28 @@ class Builder:
         return SeverityRule(rule.label, dict(rule.map), rule.default)
 
     def _check_bindings(
-        self, root: Route, teams: Mapping[str, Team], policies: Mapping[str, Policy]
+        self, teams: Mapping[str, Team], schedules: Mapping[str, sched.Schedule]
     ) -> None:
-        """A shared policy's `oncall`/`lead` targets need every team routed to it to have one."""
-        for route in _walk(root):
-            policy, team = policies[route.policy], teams[route.team]
-            for target in (t for step in policy.steps for t in step.targets):
-                missing = (target.name == TEAM_SCHEDULE and team.schedule is None) or (
-                    target.name == TEAM_LEAD and team.lead is None
-                )
-                if missing:
-                    what = "schedule" if target.name == TEAM_SCHEDULE else "lead"
-                    self.fail(
-                        _team_path(self.spec, team.name),
-                        f"team {team.name!r} has no {what}, but route {route.id} gives it"
-                        f" policy {policy.name!r}, which pages the team's {what}",
-                    )
+        """A shared policy's `oncall`/`lead` targets need every team routed to it to have a
+        lead, a schedule, and in it the layer named: else the step pages nobody. Checked on the
+        file's route tree (children inherit team and policy), so it runs whatever else is
+        wrong in the file."""
+        reported: set[tuple[KeyPath | None, str]] = set()
+        for where, team_name, policy_name in _bindings(self.spec.route, ("route",)):
+            team = teams.get(team_name)
+            for at, spec in self._policy_specs(policy_name):
+                if team is None:
+                    continue
+                for path, message in _binding_problems(at, spec, team, schedules, where):
+                    if (path, message) not in reported:
+                        reported.add((path, message))
+                        self.fail(_team_path(self.spec, team.name) if path is None else path,
+                                  message)
+
+    def _policy_specs(self, name: str) -> Iterator[tuple[KeyPath, PolicySpec]]:
+        for i, policy in enumerate(self.spec.policies):
+            if policy.name == name:
+                yield ("policies", i), policy
 
     # -- small checks ---------------------------------------------------------------------
 
@@ -517,10 +531,44 @@ class Builder:
                           f"unknown user {name!r}")
 
 
-def _walk(route: Route) -> Iterator[Route]:
-    yield route
-    for child in route.routes:
-        yield from _walk(child)
+def _bindings(
+    r: RouteSpecModel, at: KeyPath, team: str | None = None, policy: str | None = None
+) -> Iterator[tuple[KeyPath, str, str]]:
+    """(route path, team, policy) for every route of the tree, with what it inherits."""
+    team, policy = r.team or team, r.policy or policy
+    if team is not None and policy is not None:
+        yield at, team, policy
+    for i, child in enumerate(r.routes):
+        yield from _bindings(child, (*at, "routes", i), team, policy)
+
+
+def _binding_problems(
+    at: KeyPath,
+    policy: PolicySpec,
+    team: Team,
+    schedules: Mapping[str, sched.Schedule],
+    route: KeyPath,
+) -> Iterator[tuple[KeyPath | None, str]]:
+    """What `team` lacks for `policy`: (None, ...) for the team's own key, else the target."""
+    given = f"but {render_path(route)} gives it policy {policy.name!r}"
+    for k, step in enumerate(policy.steps):
+        for j, target in enumerate(step.notify):
+            if target.lead and team.lead is None:
+                yield None, f"team {team.name!r} has no lead, {given}, which pages the team's lead"
+            if target.oncall is None:
+                continue
+            if team.schedule is None:
+                yield None, (f"team {team.name!r} has no schedule, {given}, which pages the "
+                             "team's schedule")
+                continue
+            schedule = schedules.get(team.schedule)
+            if schedule is not None and target.oncall not in {x.name for x in schedule.layers}:
+                yield (
+                    (*at, "steps", k, "notify", j, "oncall"),
+                    f"team {team.name!r} is on schedule {team.schedule!r}, which has no layer"
+                    f" {target.oncall!r}: the step would page nobody"
+                    f" ({given.removeprefix('but ')})",
+                )
 
 
 def _team_path(spec: ConfigSpec, name: str) -> KeyPath:

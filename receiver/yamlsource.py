@@ -19,6 +19,10 @@ import yaml
 from receiver.errors import ConfigError, ConfigProblem
 
 Path = tuple[str | int, ...]
+# An alias can make a document contain itself (`a: &x [*x]`) or expand exponentially: bound
+# the depth and the number of values walked, far beyond any real configuration.
+MAX_DEPTH = 64
+MAX_VALUES = 200_000
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
@@ -27,6 +31,8 @@ class Located:
     file: str
     data: Any
     lines: dict[Path, int] = field(default_factory=dict)
+    walked: int = 0
+    inside: set[int] = field(default_factory=set)  # the collections being walked, by id
 
     def line(self, path: Path) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -47,10 +53,20 @@ def render_path(path: Path) -> str:
     return out or "(top level)"
 
 
-def load(file: str, text: str, environ: Mapping[str, str] | None = None) -> Located:
+def load(
+    file: str,
+    text: str,
+    environ: Mapping[str, str] | None = None,
+    collect: list[ConfigProblem] | None = None,
+) -> Located:
+    """The document with its lines. A syntax error raises ConfigError; so do unset variables,
+    unless `collect` is given: then they are added to it and read as empty strings."""
     env = os.environ if environ is None else environ
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError as exc:
+        too_deep = ConfigProblem(file, None, "(syntax)", f"nested deeper than {MAX_DEPTH} levels")
+        raise ConfigError([too_deep]) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -59,7 +75,9 @@ def load(file: str, text: str, environ: Mapping[str, str] | None = None) -> Loca
     located = Located(file, None)
     problems: list[ConfigProblem] = []
     located.data = {} if node is None else _walk(node, (), located, env, problems)
-    if problems:
+    if collect is not None:
+        collect.extend(problems)
+    elif problems:
         raise ConfigError(problems)
     return located
 
@@ -68,10 +86,25 @@ def _walk(
     node: yaml.Node, path: Path, out: Located, env: Mapping[str, str], problems: list[ConfigProblem]
 ) -> Any:
     out.lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        return _walk_mapping(node, path, out, env, problems)
-    if isinstance(node, yaml.SequenceNode):
-        return [_walk(child, (*path, i), out, env, problems) for i, child in enumerate(node.value)]
+    out.walked += 1
+    if len(path) > MAX_DEPTH or out.walked > MAX_VALUES:
+        if out.walked <= MAX_VALUES + 1:  # one problem, not one per value past the limit
+            problems.append(out.problem(path, f"nested deeper than {MAX_DEPTH} levels or more "
+                                        f"than {MAX_VALUES} values"))
+            out.walked = MAX_VALUES + 2
+        return None
+    if isinstance(node, yaml.CollectionNode):
+        if id(node) in out.inside:
+            problems.append(out.problem(path, "an alias to a value that contains it"))
+            return None
+        out.inside.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return _walk_mapping(node, path, out, env, problems)
+            return [_walk(child, (*path, i), out, env, problems)
+                    for i, child in enumerate(node.value)]
+        finally:
+            out.inside.discard(id(node))
     value = yaml.SafeLoader("").construct_object(node)
     if isinstance(value, str):
         return _expand(value, path, out, env, problems)

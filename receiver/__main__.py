@@ -23,7 +23,7 @@ from receiver import config as config_module
 from receiver.client import ApiError, Client
 from receiver.config import Config
 from receiver.configbuild import parse_listen
-from receiver.errors import ConfigError, StartupError
+from receiver.errors import ConfigError, StartupError, StoreUnavailable
 from receiver.oneline import EscapeArgs
 from receiver.routing import describe, route
 from receiver.schedules import next_change, on_call
@@ -62,6 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", required=True, help="YAML configuration file")
     serve.add_argument("--listen", help="HOST:PORT, overrides the file's `listen`")
     serve.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
+
+    backup = sub.add_parser(
+        "backup", help="copy the store to PATH, consistently, while ackd runs or not",
+        description="Copy the store to PATH with SQLite's online backup API: the database as "
+        "of one commit, taken beside a running ackd without holding it up. Restoring is in "
+        "the README (Backup and restore).",
+    )
+    backup.add_argument("path", help="the file to write (replaced whole once complete)")
+    backup.add_argument("--config", required=True, help="the config whose store to copy")
+    backup.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
 
     check = sub.add_parser(
         "check-config", help="validate configuration files (exit 1 on errors)",
@@ -138,8 +148,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.addFilter(EscapeArgs())  # outside text cannot start a log line of its own
     command = {
-        "serve": _serve, "check-config": _check_config, "routes": _routes_test,
-        "oncall": _oncall, "incidents": _incidents, "sink": _sink,
+        "serve": _serve, "backup": _backup, "check-config": _check_config,
+        "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         **{name: _act for name in ACTIONS},
     }
     return command[args.command](args)
@@ -175,6 +185,30 @@ def _serve(args: argparse.Namespace) -> int:
     except StartupError as exc:
         print(f"ackd: {exc}", file=sys.stderr)
         return 1
+    except StoreUnavailable as exc:
+        # The store could not be closed safely (SqliteStore.close): leave without closing it,
+        # as the interpreter's exit would; what was committed is in the WAL.
+        print(f"ackd: stopped without closing the store: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from receiver.store.backup import BackupError, backup
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.data_dir:
+        config = replace(config, data_dir=Path(args.data_dir))
+    try:
+        done = backup(config.db_path, Path(args.path))
+    except BackupError as exc:
+        print(f"ackd backup: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {config.db_path} to {done.path}: {done.incidents} incidents,"
+          f" {done.size / 1024:,.0f} KiB")
+    return 0
 
 
 class _Handoff(QueueHandler):

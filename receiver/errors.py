@@ -8,6 +8,7 @@
     ├── LinkError            a signed link is forged, tampered with or expired
     ├── StoreUnavailable     the store cannot take writes right now; callers answer 503
     └── StartupError         the daemon cannot start; the message is one line naming the cause
+        └── StoreCorrupt     the database file is damaged: restore it from a backup
 """
 
 from __future__ import annotations
@@ -68,3 +69,7 @@ class StartupError(AckdError):
     """The daemon cannot start (port in use, data directory unwritable, example secrets on an
     open address). Whatever had started is stopped again; `ackd serve` prints the message, one
     line naming the cause, and exits 1."""
+
+
+class StoreCorrupt(StartupError):
+    """The database file fails SQLite's check: restore it from a backup. Not transient."""

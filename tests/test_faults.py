@@ -28,6 +28,8 @@ import shutil
 import signal
 import sqlite3
 import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -44,8 +46,18 @@ from receiver.app import Daemon
 from receiver.clock import FakeClock
 from receiver.model import Alert, AlertStatus, EventKind, TimelineEvent
 from receiver.store import IncidentFilter
-from tests.harness import TOKEN, Ackd, ackd_for, free_port, http_ok, wait_until
+from tests.harness import (
+    ROOT,
+    TOKEN,
+    Ackd,
+    ackd_for,
+    free_port,
+    http_ok,
+    wait_until,
+    write_config,
+)
 from tests.sinks import HttpSink, SinkMode, SinkRequest
+from tests.test_store import corrupt_page, filled
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 
@@ -295,7 +307,20 @@ def database_locked(ackd: Ackd, db: Path) -> Iterator[None]:
 def read_only_file(ackd: Ackd, db: Path) -> Iterator[None]:
     """The database and its WAL made immutable (chattr +i): root cannot write them either, not
     even through descriptors opened before. (chmod would not stop root.)"""
-    files = [str(db), f"{db}-wal"]
+    with immutable([str(db), f"{db}-wal"]):
+        yield
+
+
+@contextlib.contextmanager
+def wal_index_immutable(ackd: Ackd, db: Path) -> Iterator[None]:
+    """The WAL index (-shm), which SQLite maps into memory and writes on every transaction,
+    made immutable: a store to the mapping raised SIGBUS, and ackd died without a word."""
+    with immutable([f"{db}-shm"]):
+        yield
+
+
+@contextlib.contextmanager
+def immutable(files: list[str]) -> Iterator[None]:
     if shutil.which("chattr") is None:
         pytest.skip("chattr is not installed")
     made = subprocess.run(["chattr", "+i", *files], capture_output=True, text=True)
@@ -361,6 +386,7 @@ FAULTS = [
     StoreFault("file read-only", read_only_file),
     StoreFault("disk full", disk_full, small_tmpfs),
     StoreFault("file size limit", file_size_limit),
+    StoreFault("WAL index immutable", wal_index_immutable),
 ]
 STEP_DELAY = timedelta(seconds=1)  # the second step of "Before" falls due in the outage
 OUTAGE_AFTER = timedelta(seconds=0.5)  # how long the store stays unwritable after that
@@ -411,11 +437,15 @@ async def _outage_and_recovery(ackd: Ackd, sink: HttpSink, fault: StoreFault, db
                 assert "store unavailable" in body["error"]
                 break
         assert refused, "the store never refused a write"
+        # Reads still work, but a store that cannot write is not ready.
+        assert not await http_ok(f"{ackd.url}/-/ready")
         # The outage lasts past the due time of the second step of "Before".
         await asyncio.sleep((second_step + OUTAGE_AFTER - datetime.now(UTC)).total_seconds())
         assert await http_ok(f"{ackd.url}/-/healthy")
     assert ackd.proc is not None
     assert ackd.proc.poll() is None  # alive throughout
+    # Healed: ready again by itself, without waiting for a write to come and succeed.
+    await wait_until(lambda: http_ok(f"{ackd.url}/-/ready"), 10, "ready again")
 
     # Healed, and no restart: Alertmanager's retry of what was refused now gets in.
     for name in refused:
@@ -665,3 +695,110 @@ def _logged(daemon: Ackd, text: str) -> Callable[[], Awaitable[bool]]:
         return text in daemon.log()
 
     return check
+
+
+# -- a damaged store, and backups taken while ackd serves ----------------------------------------
+
+
+def run_ackd(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", *args], capture_output=True, text=True,
+        timeout=timeout, cwd=ROOT,
+    )
+
+
+async def test_a_damaged_store_is_refused_at_start_with_one_line(tmp_path: Path) -> None:
+    """A page of the file overwritten (a torn write, a bad sector): ackd used to start on it,
+    say it was ready, and answer 503 forever to every webhook touching that page."""
+    db = tmp_path / "data" / "ackd.db"
+    db.parent.mkdir()
+    await filled(db, 200)
+    corrupt_page(db)
+    config = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9")
+    began = time.monotonic()
+    done = run_ackd("serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}",
+                    "--data-dir", str(db.parent))
+    assert time.monotonic() - began < 30
+    assert done.returncode == 1, done.stderr
+    assert done.stdout == ""
+    [line] = done.stderr.splitlines()
+    assert line.startswith(f"ackd: the store {db} is damaged: "), line
+    assert line.endswith("restore it from a backup (README: Backup and restore)")
+
+
+async def test_backup_while_serving_holds_every_commit_before_it_and_restores(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    ackd = ackd_for(tmp_path, sink.port, step_delay="1h")
+    config = tmp_path / "ackd.yaml"
+    await ackd.start_ready()
+    copies = [tmp_path / f"backup-{n}.db" for n in range(3)]
+    stop = asyncio.Event()
+    answered: list[str] = []
+
+    async def keep_posting() -> None:
+        async with aiohttp.ClientSession() as session:
+            n = 0
+            while not stop.is_set():
+                assert await post(session, ackd.url, named(f"Load{n}")) == 200
+                answered.append(f"Load{n}")
+                n += 1
+
+    try:
+        load = asyncio.create_task(keep_posting())
+        await wait_until(lambda: _true(len(answered) > 20), 20, "webhooks answered")
+        for copy in copies:
+            before = set(answered)  # answered 200, so committed before the backup began
+            done = await asyncio.to_thread(
+                run_ackd, "backup", str(copy), "--config", str(config),
+                "--data-dir", str(tmp_path / "data"),
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith(f"backed up {tmp_path / 'data' / 'ackd.db'} to {copy}")
+            assert before <= _summaries(copy)
+            assert_sound_file(copy)
+            assert oct(copy.stat().st_mode & 0o777) == oct(0o600)
+        stop.set()
+        await load
+    finally:
+        stop.set()
+        ackd.stop()
+    assert not _partial_files(tmp_path)
+    assert _summaries(copies[-1]) <= set(answered)
+
+    # Restore, as the README says: ackd stopped, the copy put in place of the store, the old
+    # WAL and its index removed, ackd started again.
+    data = tmp_path / "data"
+    for leftover in ("ackd.db-wal", "ackd.db-shm"):
+        (data / leftover).unlink(missing_ok=True)
+    shutil.copyfile(copies[-1], data / "ackd.db")
+    ackd.start()
+    try:
+        await wait_until(lambda: http_ok(f"{ackd.url}/-/ready"), 20, "the restored ackd")
+        restored = {i["summary"] for i in await ackd.incidents(limit="1000")}
+        assert restored == _summaries(copies[-1])
+    finally:
+        ackd.stop()
+
+
+async def test_backup_says_in_one_line_what_is_wrong(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9")
+    done = run_ackd("backup", str(tmp_path / "copy.db"), "--config", str(config),
+                    "--data-dir", str(tmp_path / "nowhere"))
+    assert done.returncode == 1
+    assert done.stderr == f"ackd backup: no store at {tmp_path / 'nowhere' / 'ackd.db'}" \
+        " (check data_dir and storage.path in the config)\n"
+    assert not (tmp_path / "copy.db").exists()
+
+
+def _partial_files(directory: Path) -> list[Path]:
+    return [p for p in directory.iterdir() if p.name.endswith(".partial")]
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+def _summaries(db: Path) -> set[str]:
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        return {row[0] for row in conn.execute("SELECT summary FROM incidents")}

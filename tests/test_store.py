@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from dataclasses import replace
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.errors import StoreUnavailable
+from receiver.errors import StoreCorrupt, StoreUnavailable
 from receiver.model import (
     Alert,
     AlertStatus,
@@ -265,3 +266,92 @@ async def test_a_moved_start_keeps_one_row_and_the_past_knows_every_closed_episo
     await store.write(lambda tx: tx.write_alerts(incident_id, [resolved], NOW))
     _, past = await store.write(read)
     assert past == {"fedcba9876543210": [(t1, NOW)], fp: [(t0, NOW)]}
+# -- a damaged file: refused at start, and a damaged page found later fails only its job -------
+
+
+async def filled(db: Path, count: int) -> None:
+    """A closed store holding `count` incidents, long enough to fill many pages."""
+    store = SqliteStore(db)
+    await store.open()
+
+    async def job(tx: Transaction) -> None:
+        for n in range(count):
+            await tx.insert_incident(replace(new_incident(f"k{n}"), summary="s" * 500), None)
+
+    await store.write(job)
+    await store.close()  # the last connection: the WAL is checkpointed into the file
+
+
+def corrupt_page(db: Path, table: str = "incidents") -> int:
+    """Overwrite the header of a leaf page of `table` in the middle of the file, as a torn write
+    or a bad sector would leave it; the page's number."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = [p for (p,) in conn.execute(
+            "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf' ORDER BY pageno",
+            (table,),
+        )]
+    assert len(pages) > 4
+    page = pages[len(pages) // 2]
+    with db.open("r+b") as file:
+        file.seek((page - 1) * size)
+        file.write(b"\xff" * 64)
+    return page
+
+
+async def test_a_damaged_file_is_refused_at_start_naming_it(tmp_path: Path) -> None:
+    db = tmp_path / "ackd.db"
+    await filled(db, 200)
+    corrupt_page(db)
+    store = SqliteStore(db)
+    with pytest.raises(StoreCorrupt, match=f"store {db} is damaged: .*restore it from a backup"):
+        await store.open()
+    await store.close()
+
+
+async def test_a_file_that_is_no_database_is_refused_at_start(tmp_path: Path) -> None:
+    db = tmp_path / "ackd.db"
+    db.write_bytes(b"not a database, but a file someone copied here by mistake" * 100)
+    with pytest.raises(StoreCorrupt, match="is damaged: file is not a database"):
+        await SqliteStore(db).open()
+
+
+async def test_a_damaged_page_found_while_serving_is_known_until_restart(tmp_path: Path) -> None:
+    db = tmp_path / "ackd.db"
+    await filled(db, 200)
+    corrupt_page(db)
+    store = SqliteStore(db, check_integrity=False)  # damage that appears while ackd runs
+    await store.open()
+    try:
+        async def read_every_incident(tx: Transaction) -> None:
+            for number in range(1, 201):
+                await tx.find_incident(number)
+
+        await store.writable()  # nothing known yet
+        with pytest.raises(StoreUnavailable, match="malformed"):
+            await store.write(read_every_incident)
+        # Writes that miss the damaged page still commit, but the store no longer says it is
+        # fine: the file needs restoring, and /-/ready says so until then.
+        opened = await store.write(lambda tx: tx.insert_incident(new_incident("new"), None))
+        assert (await store.incident(opened)).group_key == "new"
+        with pytest.raises(StoreUnavailable, match="damaged.*restore it from a backup"):
+            await store.writable()
+    finally:
+        await store.close()
+
+
+async def test_writable_tells_while_writes_fail_and_recovers(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "ackd.db", busy_timeout_ms=50)
+    await store.open()
+    blocker = sqlite3.connect(tmp_path / "ackd.db", isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreUnavailable):
+        await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    await store.ping()  # reads still work
+    with pytest.raises(StoreUnavailable, match="locked"):
+        await store.writable()  # a write of nothing fails too
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    await store.writable()  # healed: no other write needed to say so
+    assert store.stats.failing == ""
+    await store.close()

@@ -21,8 +21,10 @@ async def ready(request: web.Request) -> web.Response:
         return web.Response(status=503, text="not ready\n")
     try:
         await s.store.ping()
-    except StoreUnavailable:
-        return web.Response(status=503, text="store unavailable\n")
+        # Reads may work while writes fail (a full disk, a damaged page): not ready then.
+        await s.store.writable()
+    except StoreUnavailable as exc:
+        return web.Response(status=503, text=f"store unavailable: {exc}\n")
     return web.Response(text="ackd is ready\n")
 
 

@@ -15,6 +15,12 @@ bottleneck of ingest. What can block goes to the writer's own thread: BEGIN IMME
 waits up to busy_timeout for another process's write lock) and COMMIT (the fsync, and the WAL
 checkpoint that follows it). The connection is only ever used by one thread at a time: the
 writer awaits each of those calls before it touches the connection again.
+
+The store says when it is in trouble. Opening runs SQLite's quick_check and refuses a damaged
+file (StoreCorrupt) before anything is written to it. While writes fail, `writable()` says so
+(for /-/ready); a damaged page found later is remembered until restart. Before each
+transaction the WAL index file is checked (shm.ShmGuard): SQLite dies of SIGBUS when that file
+cannot take writes.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
-from receiver.errors import NotFound, StoreUnavailable
+from receiver.errors import NotFound, StoreCorrupt, StoreUnavailable
 from receiver.model import Alert, Incident, IncidentState, TimelineEvent
 from receiver.store.codec import (
     ALERT_COLUMNS,
@@ -47,6 +53,7 @@ from receiver.store.codec import (
     to_us,
 )
 from receiver.store.schema import MIGRATIONS
+from receiver.store.shm import ShmGuard
 from receiver.store.transaction import OutboxRow, Transaction
 
 log = logging.getLogger(__name__)
@@ -82,6 +89,8 @@ class StoreStats:
     commits: int = 0
     failures: int = 0
     last_error: str = ""
+    failing: str = ""  # the error of the last batch, while no batch has committed since
+    corrupt: str = ""  # the first damage found in the file; stays until restart
     on_commit: list[Callable[[float, int], None]] = field(default_factory=list)
 
 
@@ -93,9 +102,12 @@ class SqliteStore:
         synchronous: str = "FULL",
         busy_timeout_ms: int = 2000,
         contact_index: ContactIndex | None = None,
-    ):
+        check_integrity: bool = True,
+    ) -> None:
         self.path = path
         self._contact_index = contact_index or _no_contact
+        self._check_integrity = check_integrity
+        self._shm = ShmGuard(path)
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: sqlite3.Connection | None = None
@@ -110,6 +122,7 @@ class SqliteStore:
         _private_files(self.path)
         self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-store-writer")
         self._writer = await self._off_loop(self._open_writer)
+        self._shm.open()
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in self._pragmas():
             await self._reader.execute(pragma)
@@ -133,6 +146,8 @@ class SqliteStore:
         # check_same_thread=False: statements run on the loop, COMMIT on self._io.
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
+            if self._check_integrity:
+                _check_integrity(conn, self.path)
             for pragma in self._pragmas():
                 conn.execute(pragma)
             _migrate(conn, self._contact_index)
@@ -162,12 +177,19 @@ class SqliteStore:
         )
 
     async def close(self) -> None:
-        """Finish every queued write, then close. Nothing accepted is dropped."""
+        """Finish every queued write, then close. Nothing accepted is dropped.
+
+        Raises StoreUnavailable, and leaves the connections open, when the WAL index cannot
+        take writes: closing checkpoints, which writes it, and SIGBUS would end the process.
+        Everything committed is in the WAL; the caller should exit without closing them."""
         if self._task is not None:
             await self._queue.join()
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        self._shm.check()
+        self._shm.close()
         if self._writer is not None:
             await self._off_loop(self._writer.close)
         if self._reader is not None:
@@ -202,14 +224,16 @@ class SqliteStore:
         tx = Transaction(conn)
         outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         try:
+            self._shm.check()
             await self._begin(conn)
             for job in batch:
                 outcomes.append(await self._run_job(conn, tx, job))
             await self._off_loop(conn.execute, "COMMIT")
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, StoreUnavailable) as exc:
             await self._fail_batch(conn, batch, exc)
             return
         self.stats.commits += 1
+        self.stats.failing = ""
         for observe in self.stats.on_commit:
             observe(time.perf_counter() - started, len(batch))
         for job, result, error in outcomes:
@@ -234,7 +258,9 @@ class SqliteStore:
             # fault, so it fails alone, like any other error a job raises.
             error: BaseException = exc
         except sqlite3.Error:
-            raise  # the connection itself is in trouble: fail the whole batch
+            # The connection itself is in trouble: fail the whole batch. A damaged page too:
+            # after SQLite found one, the rest of the transaction fails as well.
+            raise
         except Exception as exc:  # a job's own error must not spoil the others in its batch
             error = exc
         else:
@@ -246,10 +272,12 @@ class SqliteStore:
         return job, None, error
 
     async def _fail_batch(
-        self, conn: sqlite3.Connection, batch: Sequence[_Job[Any]], exc: sqlite3.Error
+        self, conn: sqlite3.Connection, batch: Sequence[_Job[Any]], exc: Exception
     ) -> None:
         self.stats.failures += 1
-        self.stats.last_error = str(exc)
+        self.stats.last_error = self.stats.failing = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and _is_damage(exc):
+            self._found_damage(exc)
         log.error("store write failed, %d job(s) answered 503: %s", len(batch), exc)
         if conn.in_transaction:
             with contextlib.suppress(sqlite3.Error):
@@ -258,11 +286,36 @@ class SqliteStore:
             if not job.future.done():
                 job.future.set_exception(StoreUnavailable(str(exc)))
 
+    def _found_damage(self, exc: sqlite3.DatabaseError) -> None:
+        if not self.stats.corrupt:
+            self.stats.corrupt = str(exc)
+            log.error("the store %s is damaged (%s): restore it from a backup", self.path, exc)
+
+    async def writable(self) -> None:
+        """Raise StoreUnavailable if writes fail now: the file is damaged, the WAL index cannot
+        take writes, or the last batch failed and a write of nothing still fails."""
+        if self.stats.corrupt:
+            raise StoreUnavailable(
+                f"the store is damaged ({self.stats.corrupt}): restore it from a backup"
+            )
+        self._shm.check()
+        if self.stats.failing:
+            await self.write(self._rewrite_header)
+
+    async def _rewrite_header(self, tx: Transaction) -> None:
+        """A write that changes nothing yet goes to the disk: the user_version in the file's
+        header page, set to what it is."""
+        conn = self._writer
+        assert conn is not None
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        conn.execute(f"PRAGMA user_version={version}")
+
     # -- reads ---------------------------------------------------------------------------
 
     async def _fetchall(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if self._reader is None:
             raise StoreUnavailable("the store is not open")
+        self._shm.check()
         try:
             async with self._reader.execute(sql, params) as cur:
                 return [tuple(r) for r in await cur.fetchall()]
@@ -347,6 +400,31 @@ class SqliteStore:
             " WHERE state != 'resolved' GROUP BY team, severity, state"
         )
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    """Refuse a damaged file at start: a bad page otherwise fails, forever, every write that
+    touches it. quick_check reads every page of the file once (see the README for its cost)."""
+    try:
+        problems = [str(row[0]) for row in conn.execute("PRAGMA quick_check")]
+    except sqlite3.DatabaseError as exc:
+        if not _is_damage(exc):
+            raise
+        problems = [str(exc)]
+    if problems != ["ok"]:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise StoreCorrupt(
+            f"the store {path} is damaged: {problems[0]}{more}; restore it from a backup"
+            " (README: Backup and restore)"
+        )
+
+
+_DAMAGE = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DAMAGE
 
 
 def _begin_waiting(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import sqlite3
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -355,3 +357,31 @@ async def test_writable_tells_while_writes_fail_and_recovers(tmp_path: Path) -> 
     await store.writable()  # healed: no other write needed to say so
     assert store.stats.failing == ""
     await store.close()
+
+
+async def test_a_batch_of_reads_alone_does_not_say_that_writes_work(tmp_path: Path) -> None:
+    db = tmp_path / "ackd.db"
+    store = SqliteStore(db)
+    await store.open()
+    first = await store.write(lambda tx: tx.insert_incident(new_incident("first"), None))
+    files = [str(db), f"{db}-wal"]
+    if not _chattr("+i", files):
+        await store.close()
+        pytest.skip("cannot make the files immutable here (needs chattr and root)")
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.write(lambda tx: tx.insert_incident(new_incident("second"), None))
+        # The dispatcher's reads go through the writer and commit fine meanwhile.
+        assert (await store.write(lambda tx: tx.find_incident(first))) is not None
+        with pytest.raises(StoreUnavailable):
+            await store.writable()
+    finally:
+        assert _chattr("-i", files)
+    await store.writable()
+    await store.close()
+
+
+def _chattr(flag: str, files: list[str]) -> bool:
+    if shutil.which("chattr") is None:
+        return False
+    return subprocess.run(["chattr", flag, *files], capture_output=True).returncode == 0

@@ -222,6 +222,7 @@ class SqliteStore:
         assert conn is not None
         started = time.perf_counter()
         tx = Transaction(conn)
+        changes = conn.total_changes
         outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         try:
             self._shm.check()
@@ -233,7 +234,8 @@ class SqliteStore:
             await self._fail_batch(conn, batch, exc)
             return
         self.stats.commits += 1
-        self.stats.failing = ""
+        if conn.total_changes != changes or any(j.run == self._rewrite_header for j in batch):
+            self.stats.failing = ""  # a batch of reads alone says nothing of writes
         for observe in self.stats.on_commit:
             observe(time.perf_counter() - started, len(batch))
         for job, result, error in outcomes:

@@ -123,7 +123,8 @@ def plan_pass(
     plan.sends.extend(Outgoing(url, tuple(items)) for (url, _), items in retries.items())
     for (url, kind), items in fresh.items():
         _gate_rows(gate, plan, url, kind, items, now, urgent)
-    plan.histories = {u: h for u, h in plan.histories.items() if not gate.idle(h, now)}
+    expired = {u: gate.expire(h, now) for u, h in plan.histories.items()}
+    plan.histories = {u: h for u, h in expired.items() if not gate.idle(h, now)}
     plan.holders = {u: h for u, h in plan.holders.items() if u in plan.histories}
     return plan
 

@@ -226,6 +226,16 @@ class NoiseGate:
         cleared = replace(history, held=0, held_reasons=(), held_incidents=(), held_since=None)
         return self._spend(cleared, now)
 
+    def expire(self, history: ChannelHistory, now: datetime) -> ChannelHistory:
+        """After a pass at `now`: a pending bundle whose time has come is over. Its rows were
+        due and handled (sent, held, or suppressed with their incident before reaching the
+        gate); left in place, it would let the next message skip the bundle window."""
+        for kind in Kind:
+            pending = history.pending(kind)
+            if pending is not None and now >= pending.release:
+                history = history.with_pending(kind, None)
+        return history
+
     def idle(self, history: ChannelHistory, now: datetime) -> bool:
         """Nothing held, waiting or recent enough to matter: the history can be forgotten."""
         if history.held or history.pending_page or history.pending_note:

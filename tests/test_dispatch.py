@@ -672,3 +672,26 @@ async def test_a_row_whose_contact_is_gone_fails_visibly(
     assert rig.metric("ackd_notifications_total", scheme="unknown", result="failure") == 1
     # A user's page that cannot go moves the escalation on, like one that failed to send.
     assert [i for i, _ in rig.failed] == ([incident_id] if kind == "user" else [])
+
+
+async def test_a_bundle_of_handled_incidents_leaves_no_shortcut_behind(
+    make_rig: RigFactory,
+) -> None:
+    rig = await make_rig(bundle_window=timedelta(seconds=30), max_hold=timedelta(seconds=5))
+    start = rig.clock.now()
+    await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the first page")
+    await rig.clock.jump(timedelta(seconds=1))
+    [acked] = await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the page to wait until 6s")
+    await rig.set_state(acked, IncidentState.ACKNOWLEDGED)
+    await rig.clock.jump(timedelta(seconds=5))
+    await eventually(rig.settled, "the waiting page to be suppressed")
+    assert len(await rig.events(acked, EventKind.NOTIFICATION_SUPPRESSED)) == 1
+    await rig.clock.jump(timedelta(seconds=4))
+    [later] = await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the next page to wait")
+
+    assert len(rig.sent_to(SMS)) == 1  # it waits for its bundle, up to max_hold
+    [row] = await rig.outbox()
+    assert (row.incident_id, row.next_attempt_at - start) == (later, timedelta(seconds=15))

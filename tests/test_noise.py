@@ -283,3 +283,29 @@ def test_bad_settings_are_refused(
 def test_a_hold_covers_at_least_one_message() -> None:
     with pytest.raises(ValueError, match="at least one"):
         GATE.record_held(ChannelHistory(), PAGE, at(0), (1,), ())
+
+
+@pytest.mark.parametrize(
+    ("history", "now", "pending_page", "pending_note"),
+    [
+        pytest.param(waiting(sent(0), PAGE, 6, urgent=True), 6, None, None, id="time-came"),
+        pytest.param(waiting(sent(0), PAGE, 6, urgent=True), 5, Pending(at(6), True), None,
+                     id="still-waiting"),
+        pytest.param(waiting(waiting(sent(0), PAGE, 6), NOTE, 30), 10, None, Pending(at(30)),
+                     id="each-kind-apart"),
+    ],
+)
+def test_expire(
+    history: ChannelHistory, now: float, pending_page: Pending | None,
+    pending_note: Pending | None,
+) -> None:
+    after = GATE.expire(history, at(now))
+    assert (after.pending_page, after.pending_note) == (pending_page, pending_note)
+
+
+def test_a_bundle_whose_rows_were_all_suppressed_lets_no_page_skip_the_window() -> None:
+    # A page at 0; an urgent one at 1 waits to 6; its incident is acknowledged, so at 6 its
+    # row is suppressed before the gate. The next urgent page, at 10, still bundles.
+    history = GATE.record_deferred(sent(0), PAGE, at(6), (1,), urgent=True)
+    history = GATE.expire(history, at(6))
+    assert GATE.decide(history, PAGE, at(10), urgent=True) == defer(15)

@@ -11,15 +11,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
+from receiver import config as config_module
 from receiver.alertmanager import _parse_carefully, fingerprint_of, parse_webhook
+from receiver.app import Daemon
 from receiver.model import AlertStatus, GrafanaDetails
-from tests.harness import ROOT, TOKEN
+from tests.harness import API_TOKEN, ROOT, TOKEN
+from tests.sinks import HttpSink
 from tests.test_api import Api, start_api
 
 FIXTURES = ROOT / "tests/fixtures/grafana"
@@ -203,3 +208,58 @@ async def test_the_older_value_string_reaches_the_page(api: Api) -> None:
     [(_, page)] = api.notifier.sent
     assert "values: [ var='B' labels={instance=db-3} value=93.2 ]" in page.body
     assert "Silence: https://grafana.example.com/alerting/silence/new" in page.body
+
+
+# -- end to end: real Apprise to a local sink ----------------------------------------------------
+
+E2E_CONFIG = """
+webhook: {{bearer_token: {token}}}
+api: {{tokens: [{{name: t, token: {api}}}]}}
+notifications: {{timeout: 2s, bundle_window: 0s}}
+users:
+  - {{name: ana, contacts: [{{url: "{sink}"}}]}}
+teams: [{{name: payments}}, {{name: platform}}]
+policies:
+  - name: page-ana
+    steps: [{{notify: [{{user: ana}}]}}]
+route:
+  team: platform
+  policy: page-ana
+  group_by: [alertname, cluster]
+  severity_from: {{label: severity, map: {{critical: SEV1, warning: SEV3}}, default: SEV2}}
+  routes:
+    - matchers: ['grafana_folder="Payments"']
+      team: payments
+"""
+
+
+async def test_grafana_alerts_page_through_apprise_with_their_links_and_resolve(
+    tmp_path: Path,
+) -> None:
+    async with HttpSink() as sink, aiohttp.ClientSession() as session:
+        text = E2E_CONFIG.format(token=TOKEN, api=API_TOKEN, sink=sink.url(path="/ana"))
+        loaded = replace(config_module.parse(str(tmp_path / "c.yaml"), text), listen_port=0,
+                         data_dir=tmp_path / "data")
+        daemon = Daemon(loaded)
+        await daemon.start()
+        url = f"http://127.0.0.1:{daemon.port}"
+        try:
+            async with session.post(f"{url}/api/v1/alerts", json=fixture("firing"),
+                                    headers={"Authorization": f"Bearer {TOKEN}"}) as answer:
+                assert answer.status == 200
+                [number] = (await answer.json())["incidents"]
+            [page] = await sink.wait_for(1, within=10)
+            text = page.json["title"] + "\n" + page.json["message"]
+            assert f"Panel: {PANEL}" in text
+            assert f"Silence: {SILENCE}" in text
+            assert "values: B=2.4137, C=1" in text
+            async with session.get(f"{url}/api/v1/incidents/{number}",
+                                   headers={"Authorization": f"Bearer {API_TOKEN}"}) as got:
+                assert (await got.json())["team"] == "payments"  # routed on a Grafana label
+            async with session.post(f"{url}/api/v1/alerts", json=fixture("resolved"),
+                                    headers={"Authorization": f"Bearer {TOKEN}"}) as answer:
+                assert (await answer.json())["resolved"] == [number]
+            [_, note] = await sink.wait_for(2, within=10)
+            assert "resolved" in note.json["title"]
+        finally:
+            await daemon.stop()

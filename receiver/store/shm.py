@@ -41,6 +41,9 @@ class ShmGuard:
             self._size = os.fstat(self._fd).st_size
 
     def close(self) -> None:
+        """Call only once SQLite's connections to the database are closed: closing any
+        descriptor of a file drops every POSIX lock the process holds on it, SQLite's own
+        locks on the WAL index included, and another process could then take it over."""
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None

@@ -189,11 +189,11 @@ class SqliteStore:
                 await self._task
             self._task = None
         self._shm.check()
-        self._shm.close()
         if self._writer is not None:
             await self._off_loop(self._writer.close)
         if self._reader is not None:
             await self._reader.close()
+        self._shm.close()  # only now: see ShmGuard.close
         if self._io is not None:
             self._io.shutdown(wait=True)
         self._writer = self._reader = self._io = None

@@ -16,10 +16,13 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(VENV)/bin/ackd serve --config config.example.yaml
 
-# The end-to-end tests drive the real Alertmanager; install it when we can (root with apt).
+# The end-to-end tests drive the real Alertmanager, and the quick start test runs the README's
+# curl: install them when we can (root with apt).
 system-deps:
-	@if [ ! -x $(AM_BIN) ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus-alertmanager; \
+	@missing=""; [ -x $(AM_BIN) ] || missing="prometheus-alertmanager"; \
+	command -v curl >/dev/null || missing="$$missing curl"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
 lint: $(VENV)/.installed

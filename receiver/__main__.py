@@ -80,13 +80,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("files", nargs="+")
 
-    routes = sub.add_parser("routes", help="route tree tools")
+    routes = sub.add_parser(
+        "routes", help="route tree tools",
+        description="Try the config's route tree: `ackd routes test` shows where labels go.",
+    )
     routes_sub = routes.add_subparsers(dest="routes_command", required=True)
-    test = routes_sub.add_parser("test", help="show where a label set is routed")
+    test = routes_sub.add_parser(
+        "test", help="show where a label set is routed",
+        description="Show the route, team, severity and policy an alert with these labels "
+        "gets, as the running daemon would route it.",
+    )
     test.add_argument("--config", required=True)
     test.add_argument("labels", nargs="+", metavar="name=value")
 
-    oncall = sub.add_parser("oncall", help="who is on call for a team, per layer")
+    oncall = sub.add_parser(
+        "oncall", help="who is on call for a team, per layer",
+        description="Who is on call for a team in each layer of its schedule, and until when.",
+    )
     oncall.add_argument("team")
     oncall.add_argument("--config", required=True)
     oncall.add_argument("--at", help="ISO time (default: now); without a zone, UTC")
@@ -105,7 +115,10 @@ def _parser() -> argparse.ArgumentParser:
         "`make run` to watch the pages arrive. Ctrl-C stops it.",
     )
     sink.add_argument("--listen", default="127.0.0.1:9099", help="HOST:PORT (127.0.0.1:9099)")
-    listing = sub.add_parser("incidents", help="list incidents (newest first)")
+    listing = sub.add_parser(
+        "incidents", help="list incidents (newest first)",
+        description="List incidents, newest first, one JSON object a line.", epilog=EPILOG,
+    )
     listing.add_argument("--state", help="open, triggered, acknowledged or resolved")
     listing.add_argument("--team")
     listing.add_argument("--severity")

@@ -32,9 +32,10 @@ DEFAULT_SEVERITIES = (
     Severity("SEV4", 3, "Low: no user impact yet", "low"),
 )
 
-# The secrets config.example.yaml falls back to, so known to anyone who read it. They are good
-# enough on a loopback address (the quick start) and nowhere else.
-EXAMPLE_SECRETS = frozenset({"change-me", "change-me-too"})
+# The secrets config.example.yaml falls back to (change-me-link-secret: in copies of earlier
+# examples), so known to anyone who read it. Good enough on a loopback address (the quick
+# start), nowhere else.
+EXAMPLE_SECRETS = frozenset({"change-me", "change-me-too", "change-me-link-secret"})
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 

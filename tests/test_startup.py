@@ -109,3 +109,13 @@ def test_every_secret_default_in_the_example_is_known() -> None:
                           EXAMPLE.read_text())
     assert defaults
     assert set(defaults) <= EXAMPLE_SECRETS
+
+
+def test_the_earlier_examples_link_secret_is_refused_too() -> None:
+    """Copies of earlier examples carry ${ACKD_LINK_SECRET:-change-me-link-secret}."""
+    tokens = {"ACKD_WEBHOOK_TOKEN": "w-9f2c", "ACKD_API_TOKEN": "a-77e1"}
+    loaded = replace(config_module.load(EXAMPLE, environ=tokens), listen_host="0.0.0.0",
+                     link_secret=b"change-me-link-secret")
+    refused = example_secrets_in_use(loaded)
+    assert refused is not None
+    assert "links.secret" in refused

@@ -124,22 +124,24 @@ def example_secrets_in_use(config: Config) -> str | None:
     that config.example.yaml publishes; None when it is safe to listen."""
     if is_loopback(config.listen_host):
         return None
-    keys = [
-        key
-        for key, value in (
-            ("webhook.bearer_token", config.webhook_auth.bearer_token),
-            ("webhook.basic_auth.password", config.webhook_auth.basic_password),
-            *((f"api token {name!r}", token) for token, name in config.api_tokens.items()),
-            ("links.secret", config.link_secret.decode(errors="replace")),
-        )
-        if value in EXAMPLE_SECRETS
+    # (key, value, what to do about it): the variables are the ones the example reads.
+    secrets = [
+        ("webhook.bearer_token", config.webhook_auth.bearer_token, "set ACKD_WEBHOOK_TOKEN"),
+        ("webhook.basic_auth.password", config.webhook_auth.basic_password,
+         "change webhook.basic_auth.password"),
+        *((f"api token {name!r}", token, "set ACKD_API_TOKEN")
+          for token, name in config.api_tokens.items()),
+        ("links.secret", config.link_secret.decode(errors="replace"),
+         "remove links.secret (ackd keeps a random one in data_dir)"),
     ]
-    if not keys:
+    known = [(key, fix) for key, value, fix in secrets if value in EXAMPLE_SECRETS]
+    if not known:
         return None
+    keys = ", ".join(key for key, _ in known)
+    fixes = " and ".join(dict.fromkeys(fix for _, fix in known))
     return (
-        f"refusing to listen on {config.listen_host}:{config.listen_port} with the example's "
-        f"published secrets in {', '.join(keys)}: set ACKD_WEBHOOK_TOKEN and ACKD_API_TOKEN "
-        "(or give your own tokens in the config), or listen on 127.0.0.1"
+        f"refusing to listen on {config.listen_host}:{config.listen_port} with secrets "
+        f"published in config.example.yaml ({keys}): {fixes}, or listen on 127.0.0.1"
     )
 
 

@@ -75,7 +75,7 @@ def test_example_secrets_are_refused_beyond_loopback(tmp_path: Path) -> None:
     line = cause(result)
     assert line.startswith("ackd: refusing to listen on 0.0.0.0:")
     assert "webhook.bearer_token" in line
-    assert "set ACKD_WEBHOOK_TOKEN and ACKD_API_TOKEN" in line
+    assert "set ACKD_WEBHOOK_TOKEN and set ACKD_API_TOKEN" in line
 
 
 @pytest.mark.parametrize(

@@ -812,3 +812,36 @@ async def _true(value: bool) -> bool:
 def _summaries(db: Path) -> set[str]:
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         return {row[0] for row in conn.execute("SELECT summary FROM incidents")}
+
+
+async def test_stopped_while_the_wal_index_is_immutable_exits_1_and_loses_nothing(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    """Closing the store checkpoints, which writes the WAL index: with that file immutable the
+    close died of SIGBUS. ackd says why in one line and exits 1 without closing it; every
+    webhook answered 200 is in the store when it starts again."""
+    ackd = ackd_for(tmp_path, sink.port, step_delay="1h")
+    db = tmp_path / "data" / "ackd.db"
+    await ackd.start_ready()
+    kept = [f"Kept{n}" for n in range(5)]
+    try:
+        for name in kept:
+            assert (await post_one(ackd.url, named(name)))[0] == 200
+        with wal_index_immutable(ackd, db):
+            status, body = await post_one(ackd.url, named("Refused"))
+            assert status == 503, body
+            assert "-shm is immutable" in body["error"]
+            code = await asyncio.to_thread(ackd.signal, signal.SIGTERM)
+    finally:
+        ackd.stop()
+    assert code == 1  # not -SIGBUS
+    last = ackd.log().strip().splitlines()[-1]
+    assert last.startswith("ackd: stopped without closing the store: "), last
+    assert "-shm is immutable" in last
+
+    await ackd.start_ready()
+    try:
+        assert await _every_summary(ackd) == set(kept)
+    finally:
+        ackd.stop()
+    assert_sound_file(db)

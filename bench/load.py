@@ -47,8 +47,9 @@ class Expected:
 class Script:
     """One connection's Alertmanager: its open groups and the next payload to send."""
 
-    def __init__(self, connection: int, seed: int, now: datetime) -> None:
+    def __init__(self, connection: int, seed: int, now: datetime, mix: str = "mixed") -> None:
         self._connection = connection
+        self._mix = mix
         self._seed = seed
         self._rng = random.Random(seed * 1000 + connection)
         self._now = now
@@ -57,6 +58,13 @@ class Script:
 
     def next(self) -> tuple[str, bytes, Callable[[Expected], None]]:
         """(kind, body, what a 200 for it adds to the expected store content)."""
+        if self._mix == "new":
+            return self._new(keep=False)
+        if self._mix == "resend":
+            # Open this connection's groups (in the warm-up), then only resend them.
+            if len(self._open) < MAX_OPEN_PER_CONNECTION:
+                return self._new()
+            return "resend", self._body(self._rng.choice(self._open)), _nothing
         roll = self._rng.random()
         if not self._open or (roll < NEW and len(self._open) < MAX_OPEN_PER_CONNECTION):
             return self._new()
@@ -66,7 +74,7 @@ class Script:
             return self._partial(self._rng.choice(self._open))
         return self._resolve(self._open[0])
 
-    def _new(self) -> tuple[str, bytes, Callable[[Expected], None]]:
+    def _new(self, keep: bool = True) -> tuple[str, bytes, Callable[[Expected], None]]:
         self._made += 1
         labels = {
             "alertname": f"Bench{self._seed}c{self._connection}n{self._made}",
@@ -79,7 +87,8 @@ class Script:
             for i in range(ALERTS_PER_PAYLOAD)
         ]
         group = Group(labels, alerts)
-        self._open.append(group)
+        if keep:
+            self._open.append(group)
 
         def opened(expected: Expected) -> None:
             expected.opened += 1
@@ -171,12 +180,15 @@ class LoadPlan:
     duration: float = 15.0
     max_requests: int = 200_000
     seed: int = 1
+    # mixed: new groups, resends, partial and whole resolutions; new: every request opens a
+    # new group (a storm); resend: each connection opens its groups, then only resends them.
+    mix: str = "mixed"
 
 
 async def run_load(plan: LoadPlan) -> LoadResult:
     """Drive `plan.connections` keep-alive connections; measure after the warm-up only."""
     now = datetime.now(UTC)
-    scripts = [Script(c, plan.seed, now) for c in range(plan.connections)]
+    scripts = [Script(c, plan.seed, now, plan.mix) for c in range(plan.connections)]
     connector = aiohttp.TCPConnector(limit=plan.connections, force_close=False)
     headers = {"Authorization": f"Bearer {plan.token}", "Content-Type": "application/json"}
     timeout = aiohttp.ClientTimeout(total=30)

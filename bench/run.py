@@ -13,7 +13,9 @@ against the project's targets (for its 2-core machine):
   lateness = the step's timeline time - the deadline's due time;
 - restart: process start to /-/ready with 100,000 open incidents, and RSS per open incident;
 - memory: RSS after 8,000 webhooks of 1,000 groups each, every body different (bench/memory.py);
-- abuse: an ordinary webhook's p99 while one client posts abusive bodies (bench/abuse.py).
+- abuse: an ordinary webhook's p99 while one client posts abusive bodies (bench/abuse.py);
+- storm: every webhook opens an incident, then resends while that storm's deliveries are
+  pending, against resends on a quiet ackd (bench/storm.py).
 
 Notifications go to json:// contacts on a local sink (the bare server), never off the
 machine. The targets live here, not in timed unit tests; this does not run in CI.
@@ -39,6 +41,7 @@ import abuse
 import memory
 import procs
 import seed
+import storm
 from load import Expected, LoadPlan, LoadResult, percentile, run_load
 
 from receiver import config as config_module
@@ -365,6 +368,11 @@ async def bench(args: argparse.Namespace) -> Report:
                 await memo_sequence(work, config, args, report)
             if "abuse" in args.only:
                 await abusive_requests(work, config, args, report)
+            if "storm" in args.only:
+                for row in await storm.legs(work, config, sink.url, WEBHOOK_TOKEN,
+                                            args.storm_rounds, args.duration,
+                                            args.connections, args.seed):
+                    report.add(*row)
         finally:
             sink.stop()
     return report
@@ -393,8 +401,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="webhooks of 1,000 groups in the memory run")
     parser.add_argument("--abuse-seconds", type=float, default=abuse.SECONDS,
                         help="seconds of abusive requests per kind in the abuse run")
-    parser.add_argument("--only", nargs="+", choices=("ingest", "timers", "memory", "abuse"),
-                        default=["ingest", "timers", "memory", "abuse"])
+    parser.add_argument("--storm-rounds", type=int, default=3,
+                        help="rounds of the storm and backlog legs (each: storm, resends"
+                        " during its backlog, resends on a quiet ackd)")
+    parser.add_argument("--only", nargs="+",
+                        choices=("ingest", "timers", "memory", "abuse", "storm"),
+                        default=["ingest", "timers", "memory", "abuse", "storm"])
     return parser.parse_args(argv)
 
 

@@ -251,8 +251,10 @@ class Dispatcher:
         self._on_failed = on_failed
         self._histories: dict[str, ChannelHistory] = {}
         self._holders: dict[str, Mapping[str, Any]] = {}
-        self._in_flight: set[int] = set()
-        self._not_before: dict[int, datetime] = {}  # rows whose result the store refused
+        # Leased rows to give back (a send whose result the store refused, a pass that failed
+        # after it leased its rows), each due again at its time.
+        self._unreleased: dict[int, datetime] = {}
+        self._deciding = 0  # rows the running pass leased and has not handed to sends yet
         self._sends: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._slots: asyncio.Semaphore | None = None
@@ -272,8 +274,9 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        """Deliveries started and not yet recorded (a bundle or a summary counts once)."""
-        return len(self._sends)
+        """Deliveries started and not yet recorded (a bundle or a summary counts once), and
+        the rows a pass leased while it decides about them."""
+        return len(self._sends) + self._deciding
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking rows; let sends in flight finish and be recorded, for up to `grace` s."""
@@ -326,9 +329,9 @@ class Dispatcher:
         `now` is the time the last pass looked at: what was due by then, it saw."""
         gate = self._gate()
         times = [t for h in self._histories.values() if (t := gate.summary_at(h, now))]
-        times.extend(self._not_before.values())
-        # A row due by `now` is in flight (its end wakes us) or cooling (in _not_before); the
-        # earliest of the rest must not hide behind it, or the loop sleeps past it.
+        times.extend(self._unreleased.values())
+        # Rows in flight are leased (their end wakes us); a row due by `now` that is not was
+        # seen by this pass, so only later ones count.
         due = await self._store.next_outbox_at(now)
         if due is not None:
             times.append(due)
@@ -342,27 +345,47 @@ class Dispatcher:
         """Decide about every row due at `now`, record the bookkeeping, start the sends.
         True if the batch was full (more rows may be due)."""
         self._wake.clear()
-        self._not_before = {i: t for i, t in self._not_before.items() if t > now}
-        limit = BATCH + len(self._in_flight) + len(self._not_before)
-        rows = await self._store.due_notifications(now, limit)
-        due = [(row, incident) for row, incident in rows
-               if row.id not in self._in_flight and row.id not in self._not_before]
-        due = await self._addressed(due, now)
+        await self._release()
+        # Leased: rows in flight are not read again by the passes that run until they end.
+        rows = await self._store.lease_due_notifications(now, BATCH)
         config = self._config()
 
         def urgent(incident: Incident) -> bool:
             return config.severity(incident.severity).urgency == "high"
 
-        plan = plan_pass(self._gate(), self._histories, self._holders, due, now, urgent)
-        if plan.bookkeeping:
-            await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
+        self._deciding = len(rows)
+        try:
+            due = await self._addressed(rows, now)
+            plan = plan_pass(self._gate(), self._histories, self._holders, due, now, urgent)
+            if plan.bookkeeping:
+                await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
+        except BaseException:
+            self._cool(row for row, _ in rows)  # whatever this pass did not settle goes back
+            self._deciding = 0
+            raise
         self._histories, self._holders = plan.histories, plan.holders
         self._observe_suppressed(plan)
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
         for outgoing in plan.sends:
             self._spawn(self._send(outgoing), [row for row, _ in outgoing.items])
-        return len(rows) >= limit
+        self._deciding = 0
+        return len(rows) >= BATCH
+
+    async def _release(self) -> None:
+        """Give back the leases of rows whose send ended without a recorded result."""
+        if not self._unreleased:
+            return
+        releasing = dict(self._unreleased)
+
+        async def job(tx: Transaction) -> None:
+            for row_id, due in releasing.items():
+                await tx.release_outbox(row_id, due)
+
+        await self._store.write(job)
+        for row_id, due in releasing.items():
+            if self._unreleased.get(row_id) == due:
+                del self._unreleased[row_id]
 
     async def _addressed(
         self, due: list[tuple[OutboxRow, Incident | None]], now: datetime
@@ -421,8 +444,6 @@ class Dispatcher:
 
     def _spawn(self, work: Awaitable[None], rows: Iterable[OutboxRow]) -> None:
         held = list(rows)
-        ids = {row.id for row in held}
-        self._in_flight |= ids
 
         async def run() -> None:
             try:
@@ -431,7 +452,6 @@ class Dispatcher:
                 log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
                 self._cool(held)
             finally:
-                self._in_flight -= ids
                 self._wake.set()  # its rows are finished or rescheduled: re-plan the sleep
 
         task = asyncio.create_task(run(), name="ackd-delivery")
@@ -569,9 +589,11 @@ class Dispatcher:
         return True
 
     def _cool(self, rows: Iterable[OutboxRow]) -> None:
+        """These leased rows go back to the outbox, due again in STORE_RETRY (the next pass
+        writes that; if the store refuses, the lease ends when ackd starts again)."""
         until = self._clock.now() + STORE_RETRY
         for row in rows:
-            self._not_before[row.id] = until
+            self._unreleased[row.id] = until
 
     async def _final_failure(self, row: OutboxRow) -> None:
         p = row.payload

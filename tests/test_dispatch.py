@@ -695,3 +695,73 @@ async def test_a_bundle_of_handled_incidents_leaves_no_shortcut_behind(
     assert len(rig.sent_to(SMS)) == 1  # it waits for its bundle, up to max_hold
     [row] = await rig.outbox()
     assert (row.incident_id, row.next_attempt_at - start) == (later, timedelta(seconds=15))
+
+
+# -- leases: a pass reads each row once, and a crash hides nothing --------------------------
+
+
+class CountingStore(SqliteStore):
+    """Counts the outbox rows the dispatcher reads, by whichever method it reads them."""
+
+    read = 0
+
+    async def due_notifications(self, now: datetime, limit: int = 100) -> list[Any]:
+        rows = await super().due_notifications(now, limit)
+        self.read += len(rows)
+        return rows
+
+    async def lease_due_notifications(self, now: datetime, limit: int) -> list[Any]:
+        rows = await super().lease_due_notifications(now, limit)
+        self.read += len(rows)
+        return rows
+
+
+async def test_rows_in_flight_are_not_read_again_by_later_passes(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    # 200 incidents, each paging a person of its own (so nothing is bundled or deferred), whose
+    # endpoint takes a while: early pages are in flight while later commits wake more passes.
+    users = {f"u{n}": [f"json://127.0.0.1:9/u{n}"] for n in range(200)}
+    config = make_config({**USERS, **users}, workers=4)
+    notifier = RecordingNotifier(default=Outcome(delay=timedelta(milliseconds=20)))
+    store = CountingStore(tmp_path / "ackd.db")
+    await store.open()
+    dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
+    dispatcher.start()
+    rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher)
+    try:
+        for name, [url] in users.items():
+            await rig.incidents(1, [payload(url, recipient=name, users=users)])
+
+        async def delivered() -> bool:  # not rig.settled: its reads would count
+            return len(notifier.sent) == len(users) and dispatcher.in_flight == 0
+
+        await eventually(delivered, "every page to be sent")
+    finally:
+        await dispatcher.stop(grace=WAIT)
+        await store.close()
+    assert sorted(url for url, _ in notifier.sent) == sorted(url for [url] in users.values())
+    assert store.read == len(users)  # each row read once, however many passes ran
+
+
+async def test_a_lease_left_by_a_crash_ends_when_the_store_opens(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    path = tmp_path / "ackd.db"
+    store = SqliteStore(path)
+    await store.open()
+    now = fake_clock.now()
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(0, now), None))
+    await store.write(lambda tx: tx.enqueue(incident_id, [payload(ANA)], now))
+    [(leased, _)] = await store.lease_due_notifications(now, 10)
+    assert await store.lease_due_notifications(now + FAR_FUTURE, 10) == []  # in flight
+    assert await store.next_outbox_at(now) is None
+    await store.close()  # ackd dies here: the send's result never committed
+
+    reopened = SqliteStore(path)
+    await reopened.open()
+    try:
+        [(row, _)] = await reopened.lease_due_notifications(now, 10)
+    finally:
+        await reopened.close()
+    assert (row.id, row.next_attempt_at, row.attempts) == (leased.id, now, 0)

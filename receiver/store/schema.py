@@ -108,4 +108,12 @@ MIGRATIONS: tuple[str, ...] = (
                            json_extract(payload, '$.url')))
     WHERE json_type(payload, '$.url') IS NOT NULL;
     """,
+    # 5: leases. A row handed to a send is leased: its due time moves to LEASED (far beyond any
+    # real time) and the time it had is kept in leased_from, so no later pass reads it again
+    # while it is in flight (in a storm every pass re-read, decoded and threw away thousands of
+    # rows in flight). Its result ends the lease (the row is deleted or rescheduled); a lease
+    # left by a crash is undone when the store opens.
+    """
+    ALTER TABLE outbox ADD COLUMN leased_from INTEGER;
+    """,
 )

@@ -54,7 +54,7 @@ from receiver.store.codec import (
 )
 from receiver.store.schema import MIGRATIONS
 from receiver.store.shm import ShmGuard
-from receiver.store.transaction import OutboxRow, Transaction
+from receiver.store.transaction import LEASED, OutboxRow, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ class SqliteStore:
             for pragma in self._pragmas():
                 conn.execute(pragma)
             _migrate(conn, self._contact_index)
+            _end_leases(conn)
             # On the loop the writer never waits for a lock: see _begin.
             conn.execute("PRAGMA busy_timeout=0")
         except BaseException:
@@ -387,11 +388,28 @@ class SqliteStore:
 
         return await self.write(job)
 
+    async def lease_due_notifications(
+        self, now: datetime, limit: int
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """Like due_notifications, but each row returned is leased to the caller: no later
+        call returns it until its result is written or it is released."""
+
+        async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
+            rows = await tx.lease_due_outbox(now, limit)
+            incidents: dict[int, Incident | None] = {}
+            for row in rows:
+                if row.incident_id not in incidents:
+                    incidents[row.incident_id] = await tx.find_incident(row.incident_id)
+            return [(row, incidents[row.incident_id]) for row in rows]
+
+        return await self.write(job)
+
     async def next_outbox_at(self, after: datetime) -> datetime | None:
         """When the earliest notification due later than `after` is due, or None. Rows due by
-        `after` are left out: the caller has them in hand (in flight) already."""
+        `after` are left out (the caller has them in hand already), and so are leased ones."""
         rows = await self._fetchall(
-            "SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?", (to_us(after),)
+            "SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > ?"
+            " AND next_attempt_at < ?", (to_us(after), LEASED),
         )
         return None if not rows or rows[0][0] is None else from_us(rows[0][0])
 
@@ -454,6 +472,17 @@ def _migrate(conn: sqlite3.Connection, contact_index: ContactIndex) -> None:
 
 
 URLS_REMOVED = 4  # the migration after which the outbox holds no URL
+
+
+def _end_leases(conn: sqlite3.Connection) -> None:
+    """Rows leased by a process that stopped before their result was written are due again
+    at the time they had: a lease must not hide a page after a crash."""
+    ended = conn.execute(
+        "UPDATE outbox SET next_attempt_at = leased_from, leased_from = NULL"
+        " WHERE leased_from IS NOT NULL"
+    ).rowcount
+    if ended:
+        log.warning("%d notification(s) were in flight when ackd stopped: due again", ended)
 
 
 def _no_contact(recipient: str, kind: str, url: str) -> int | None:

@@ -53,6 +53,10 @@ class ArmedDeadline:
     key: str
 
 
+# The due time of a leased outbox row (see migration 5): later than any time a row is due.
+LEASED = (1 << 62)
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     """One notification waiting to go out (or to be retried)."""
@@ -389,25 +393,49 @@ class Transaction:
         return ids
 
     async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """Rows due by `now`, oldest first, leases left as they are (rows in flight are not
+        due: they are not here)."""
         rows = await self._all(
             "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at FROM outbox"
             " WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
             (to_us(now), limit),
         )
-        return [
-            OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), loads(r[3]), int(r[4]),
-                      from_us(r[5]))
-            for r in rows
-        ]
+        return [_outbox_row(r) for r in rows]
+
+    async def lease_due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """Take the rows due by `now`, oldest first, and lease them: until their result is
+        written (finish_outbox, retry_outbox) or release_outbox, no one reads them again."""
+        rows = await self._all(
+            "UPDATE outbox SET leased_from = next_attempt_at, next_attempt_at = ?"
+            " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?)"
+            " RETURNING id, incident_id, created_at, payload, attempts, leased_from",
+            (LEASED, to_us(now), limit),
+        )
+        rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
+        return [_outbox_row(r) for r in rows]
+
+    async def release_outbox(self, outbox_id: int, due: datetime) -> None:
+        """End a lease without a result: the row is due again at `due`."""
+        self._cur.execute(
+            "UPDATE outbox SET next_attempt_at = ?, leased_from = NULL"
+            " WHERE id = ? AND leased_from IS NOT NULL",
+            (to_us(due), outbox_id),
+        )
 
     async def finish_outbox(self, outbox_id: int) -> None:
         self._cur.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
         self._cur.execute(
-            "UPDATE outbox SET attempts = ?, next_attempt_at = ? WHERE id = ?",
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, leased_from = NULL"
+            " WHERE id = ?",
             (attempts, to_us(next_at), outbox_id),
         )
+
+
+def _outbox_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), loads(r[3]), int(r[4]), from_us(r[5]))
 
 
 def _column_value(value: Any) -> Any:

@@ -316,11 +316,12 @@ def _sink(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--listen: {exc}", file=sys.stderr)
         return 2
+    from receiver.app import bind_failure
+
     try:
         asyncio.run(sink.run(host, port))
     except OSError as exc:
-        print(f"ackd sink: cannot listen on {host}:{port}: {exc.strerror or exc}",
-              file=sys.stderr)
+        print(f"ackd sink: cannot listen on {host}:{port}: {bind_failure(exc)}", file=sys.stderr)
         return 1
     return 0
 

@@ -183,7 +183,7 @@ class Daemon:
         try:
             await web.TCPSite(self._runner, host, port).start()
         except OSError as exc:
-            raise StartupError(f"cannot listen on {host}:{port}: {_bind_failure(exc)}") from exc
+            raise StartupError(f"cannot listen on {host}:{port}: {bind_failure(exc)}") from exc
         self.port = _bound_port(self._runner)
         self.services.ready = True
         # Everything built at start lives as long as the daemon: keep it out of the garbage
@@ -243,7 +243,8 @@ def _links(config: Config) -> Links:
     return Links(config.link_secret, config.external_url, config.link_ttl)
 
 
-def _bind_failure(exc: OSError) -> str:
+def bind_failure(exc: OSError) -> str:
+    """Why a listening socket could not be opened, in words that say what to do."""
     if exc.errno == errno.EADDRINUSE:
         return "the address is already in use (another ackd? choose a free port with --listen)"
     if exc.errno == errno.EADDRNOTAVAIL:

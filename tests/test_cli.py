@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 import subprocess
 import sys
 from datetime import datetime
@@ -101,3 +102,16 @@ async def test_sink_answers_200_and_prints_each_delivery() -> None:
         stop.set()
         await server
     assert "page to /bo\nt\n    m\n" in out.getvalue()
+
+
+def test_sink_on_a_busy_port_says_so() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = ackd("sink", "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"ackd sink: cannot listen on 127.0.0.1:{port}: the address is already in use"
+        " (another ackd? choose a free port with --listen)"
+    )

@@ -115,6 +115,10 @@ def test_the_readme_quick_start_pages_and_acknowledges(tmp_path: Path) -> None:
     _needs("the .venv that `make run` installs", (ROOT / ".venv/bin/ackd").exists())
     tree = tmp_path / "clone"
     _copy_tree(tree)
+    # An out-of-date .venv would make `make run` reinstall into the shared .venv, from the
+    # copy, with no network in the namespace: refuse instead.
+    stale = subprocess.run(["make", "-q", ".venv/.installed"], cwd=tree, check=False)
+    _needs("an up-to-date .venv (run `make .venv/.installed`)", stale.returncode == 0)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACKD_")}
     with (tmp_path / "steps.log").open("wb") as out:
         shell = subprocess.Popen(

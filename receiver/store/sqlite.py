@@ -18,7 +18,8 @@ writer awaits each of those calls before it touches the connection again.
 
 The store says when it is in trouble. Opening runs SQLite's quick_check and refuses a damaged
 file (StoreCorrupt) before anything is written to it. While writes fail, `writable()` says so
-(for /-/ready); a damaged page found later is remembered until restart. Before each
+(for /-/ready); a damaged page found later is remembered until restart, and the jobs of its
+batch that had not started yet run in a transaction of their own. Before each
 transaction the WAL index file is checked (shm.ShmGuard): SQLite dies of SIGBUS when that file
 cannot take writes.
 """
@@ -225,14 +226,24 @@ class SqliteStore:
         tx = Transaction(conn)
         changes = conn.total_changes
         outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        in_jobs = False
         try:
             self._shm.check()
             await self._begin(conn)
+            in_jobs = True
             for job in batch:
                 outcomes.append(await self._run_job(conn, tx, job))
+            in_jobs = False
             await self._off_loop(conn.execute, "COMMIT")
         except (sqlite3.Error, StoreUnavailable) as exc:
-            await self._fail_batch(conn, batch, exc)
+            # After a damaged page, SQLite fails the rest of the transaction too. The jobs that
+            # had not started yet never ran: they get a transaction of their own. (Those that
+            # ran are rolled back with it and fail: a job may not be safe to run twice.)
+            damaged = in_jobs and isinstance(exc, sqlite3.DatabaseError) and _is_damage(exc)
+            unstarted = batch[len(outcomes) + 1:] if damaged else []
+            await self._fail_batch(conn, batch[:len(batch) - len(unstarted)], exc)
+            if unstarted:
+                await self._run_batch(unstarted)
             return
         self.stats.commits += 1
         if conn.total_changes != changes or any(j.run == self._rewrite_header for j in batch):

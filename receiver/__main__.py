@@ -24,6 +24,7 @@ from receiver.client import ApiError, Client
 from receiver.config import Config
 from receiver.configbuild import parse_listen
 from receiver.errors import ConfigError, StartupError, StoreUnavailable
+from receiver.logformat import FORMATS, formatter
 from receiver.oneline import EscapeArgs
 from receiver.routing import describe, route
 from receiver.schedules import next_change, on_call
@@ -57,11 +58,17 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="run the daemon",
         description="Run the daemon: take Alertmanager's webhooks, escalate, deliver pages. "
-        "SIGHUP reloads the config; SIGTERM or Ctrl-C stops it gracefully.",
+        "SIGHUP or POST /-/reload (with an API token) reloads the config; SIGTERM or Ctrl-C "
+        "stops it gracefully.",
     )
     serve.add_argument("--config", required=True, help="YAML configuration file")
     serve.add_argument("--listen", help="HOST:PORT, overrides the file's `listen`")
     serve.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
+    serve.add_argument(
+        "--log-format", choices=FORMATS, default="text",
+        help="text (for people, the default) or json (one object a line: time, level, "
+        "logger, message, and event, incident and team where the line is about one)",
+    )
 
     backup = sub.add_parser(
         "backup", help="copy the store to PATH, consistently, while ackd runs or not",
@@ -154,11 +161,9 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logging.basicConfig(level=args.log_level.upper())
     for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter(getattr(args, "log_format", "text")))
         handler.addFilter(EscapeArgs())  # outside text cannot start a log line of its own
     command = {
         "serve": _serve, "backup": _backup, "check-config": _check_config,

@@ -1,4 +1,4 @@
-"""The daemon's lifecycle: build from config, start, reload on SIGHUP, stop gracefully.
+"""The daemon's lifecycle: build from config, start, reload (SIGHUP, POST /-/reload), stop.
 
 Shaped after uvicorn's server: signals only set events; the main coroutine starts everything,
 waits, and shuts down in order (stop accepting, let in-flight webhooks finish, stop the timer
@@ -28,11 +28,11 @@ from receiver.clock import Clock, SystemClock
 from receiver.config import Config, example_secrets_in_use
 from receiver.contacts import index_of
 from receiver.dispatch import Dispatcher
-from receiver.errors import ConfigError, StartupError
+from receiver.errors import ConfigError, ConfigProblem, StartupError
 from receiver.http.actions import act, link_action, link_page
 from receiver.http.api import get_incident, list_incidents
 from receiver.http.auth import FailureThrottle
-from receiver.http.health import healthy, metrics, ready
+from receiver.http.health import healthy, metrics, ready, reload
 from receiver.http.services import SERVICES, Services
 from receiver.http.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, receive_alerts
 from receiver.incidents import Incidents
@@ -68,6 +68,7 @@ def build_web_app(
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
+    app.router.add_post("/-/reload", reload)
     return app
 
 
@@ -112,13 +113,16 @@ class Daemon:
         notifier: Notifier | None = None,
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        config_path: str | Path | None = None,
     ) -> None:
         prepare_data_dir(config.data_dir)
+        self.config_path = config_path
         self.config = config = with_link_secret(config)
         self._keepalive_timeout = keepalive_timeout
         self._body_timeout = body_timeout
         self.clock = clock or SystemClock()
         self.metrics = metrics_ or Metrics()
+        self.metrics.config_loaded(True, self.clock.now().timestamp())
         self.store = SqliteStore(
             config.db_path, synchronous=config.synchronous,
             contact_index=lambda name, kind, url: index_of(
@@ -147,6 +151,7 @@ class Daemon:
             clock=self.clock,
             responder=self.responder,
             links=_links(config),
+            reload=self.try_reload,
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -212,12 +217,31 @@ class Daemon:
         await self.store.close()
         log.info("ackd stopped")
 
-    def reload(self, path: str | Path) -> bool:
+    def reload(self, path: str | Path | None = None) -> bool:
+        """SIGHUP's reload: True if the file was swapped in."""
+        return self.try_reload(path) is None
+
+    def try_reload(self, path: str | Path | None = None) -> ConfigError | None:
+        """Load `path` (default: the file ackd started with) and swap it in whole; a refused
+        file keeps the running config and is returned as the ConfigError naming each problem
+        (file, line, key), for the log and for POST /-/reload's answer."""
+        path = path if path is not None else self.config_path
+        refused: ConfigError | None
+        if path is None:
+            refused = ConfigError(
+                [ConfigProblem("(none)", None, "(file)", "ackd was started without a file")])
+        else:
+            refused = self._swap(path)
+        self.metrics.config_loaded(refused is None, self.clock.now().timestamp())
+        if refused is not None:
+            log.error("reload refused, keeping the running config:\n%s", refused)
+        return refused
+
+    def _swap(self, path: str | Path) -> ConfigError | None:
         try:
             fresh = config_module.load(path)
         except ConfigError as exc:
-            log.error("reload refused, keeping the running config:\n%s", exc)
-            return False
+            return exc
         kept = with_link_secret(
             replace(
                 fresh,
@@ -229,14 +253,13 @@ class Daemon:
         )
         refused = example_secrets_in_use(kept)
         if refused is not None:
-            log.error("reload refused, keeping the running config: %s", refused)
-            return False
+            return ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])
         self.config = kept
         self.services.config = kept
         self.incidents.resize_memos(kept.memo_bytes)
         self.services.links = _links(kept)
         log.info("configuration reloaded from %s", path)
-        return True
+        return None
 
 
 def _links(config: Config) -> Links:
@@ -267,7 +290,7 @@ async def serve(config: Config, config_path: str | Path) -> int:
     refused = example_secrets_in_use(config)
     if refused is not None:
         raise StartupError(refused)
-    daemon = Daemon(config)
+    daemon = Daemon(config, config_path=config_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     interrupts = 0
@@ -282,7 +305,7 @@ async def serve(config: Config, config_path: str | Path) -> int:
 
     loop.add_signal_handler(signal.SIGINT, on_interrupt)
     loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: daemon.reload(config_path))
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     try:
         await daemon.start()
         try:

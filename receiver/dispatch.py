@@ -36,6 +36,7 @@ from receiver.config import Config
 from receiver.contacts import Destination, resolve
 from receiver.errors import StoreUnavailable
 from receiver.links import Links
+from receiver.logformat import fields
 from receiver.messages import (
     MessageContext,
     Templates,
@@ -644,9 +645,11 @@ def _log_delivery(
     recipient = str(rows[0].payload.get("recipient") or "?")
     where = mask(url).partition("?")[0]  # Apprise's privacy form lists every default option
     what = f"incident {incidents} {reasons} to {recipient} via {where}"
+    numbers = {r.incident_id for r in rows}
+    extra = fields("delivery", numbers.pop() if len(numbers) == 1 else None)
     if delivery.ok:
-        log.info("%s: delivered in %.2fs", what, delivery.seconds)
+        log.info("%s: delivered in %.2fs", what, delivery.seconds, extra=extra)
     else:
         then = "will retry" if retried else "gave up"
         log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
-                    then, delivery.error)
+                    then, delivery.error, extra=extra)

@@ -29,6 +29,7 @@ from receiver.grouping import (
     RoutedBody,
     RoutedGroup,
 )
+from receiver.logformat import fields
 from receiver.metrics import Metrics
 from receiver.model import Alert, AlertStatus, EventKind, Incident, IncidentState, TimelineEvent
 from receiver.staleness import Reports, StaleRule
@@ -334,10 +335,12 @@ class Incidents:
         for incident in result.opened:
             m.child(m.incidents_opened, incident.team, incident.severity).inc()
             log.info("incident #%d opened: %s %s %s", incident.id, incident.severity,
-                     incident.team, incident.summary)
+                     incident.team, incident.summary,
+                     extra=fields("incident_opened", incident.id, incident.team))
         for incident in result.resolved:
             observe_resolution(m, incident)
-            log.info("incident #%d resolved by %s", incident.id, incident.resolved_by)
+            log.info("incident #%d resolved by %s", incident.id, incident.resolved_by,
+                     extra=fields("incident_resolved", incident.id, incident.team))
 
 
 # A body larger than this is parsed and routed beside the loop; a usual webhook (tens of

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Iterable
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+
+from receiver import __version__
 
 M = TypeVar("M", bound=MetricWrapperBase)
 
@@ -28,6 +31,26 @@ class Metrics:
         self.webhooks = Counter(
             "ackd_webhooks", "Webhook requests by result", ["result"], registry=r
         )
+        self.webhook_duration = Histogram(
+            "ackd_webhook_duration_seconds",
+            "Webhook request latency, from the handler's start to its answer, by result",
+            ["result"], buckets=FAST_BUCKETS, registry=r,
+        )
+        # Alertmanager's names, so the same alert rules and panels read both.
+        self.reload_successful = Gauge(
+            "ackd_config_last_reload_successful",
+            "Whether the last configuration reload attempt succeeded (1) or was refused (0)",
+            registry=r,
+        )
+        self.reload_timestamp = Gauge(
+            "ackd_config_last_reload_success_timestamp_seconds",
+            "When the running configuration was loaded (Unix time)", registry=r,
+        )
+        self.build_info = Gauge(
+            "ackd_build_info", "Always 1; the labels say which ackd and Python run",
+            ["version", "python"], registry=r,
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
         self.alerts_received = Counter(
             "ackd_alerts_received", "Alerts received in webhooks", ["status"], registry=r
         )
@@ -141,6 +164,13 @@ class Metrics:
     def observe_commit(self, seconds: float, jobs: int) -> None:
         self.store_commit.observe(seconds)
         self.store_batch.observe(jobs)
+
+    def config_loaded(self, ok: bool, at: float) -> None:
+        """A load or reload attempt at Unix time `at`: a refused one keeps the old timestamp,
+        since the old configuration is what runs."""
+        self.reload_successful.set(1 if ok else 0)
+        if ok:
+            self.reload_timestamp.set(at)
 
     def set_open(self, counts: Iterable[tuple[str, str, str, int]]) -> None:
         self.open_incidents.clear()

@@ -24,6 +24,7 @@ from receiver.contacts import reference
 from receiver.errors import InvalidTransition
 from receiver.escalation import Channel, Deadline, DeadlineKind, Plan, User
 from receiver.incidents import observe_resolution
+from receiver.logformat import fields
 from receiver.metrics import Metrics
 from receiver.model import EventKind, Incident, IncidentState, TimelineEvent
 from receiver.scheduler import Scheduler
@@ -299,7 +300,8 @@ class Responder:
             return await tx.incident(incident_id)
 
         incident = await self._store.write(job)
-        log.info("incident #%d %s by %s", incident_id, DONE[action], actor)
+        log.info("incident #%d %s by %s", incident_id, DONE[action], actor,
+                 extra=fields(f"incident_{DONE[action]}", incident_id, incident.team))
         return incident
 
     @staticmethod

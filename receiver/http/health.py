@@ -1,4 +1,4 @@
-"""Liveness, readiness and the Prometheus endpoint."""
+"""Liveness, readiness, the Prometheus endpoint and POST /-/reload."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from receiver.errors import StoreUnavailable
+from receiver.http.api import authorised
+from receiver.http.responses import error, ok
 from receiver.http.services import services
 
 
@@ -39,3 +41,25 @@ async def metrics(request: web.Request) -> web.Response:
         s.metrics.memo_entries.labels(name).set(len(memo))
     body = generate_latest(s.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def reload(request: web.Request) -> web.Response:
+    """Alertmanager's reload endpoint, behind an API token: unlike Alertmanager's, ackd's
+    listen address often faces the network (the webhook), and a reload can change who gets
+    paged. A refused file keeps the running config; the answer lists every problem with its
+    file, line and key, as `ackd check-config` does. 422: the request was fine, the file
+    was not, and sending the same request again changes nothing until it is fixed."""
+    s = services(request)
+    actor = authorised(request, s)
+    if isinstance(actor, web.Response):
+        return actor
+    if s.reload is None:
+        return error(409, "this ackd was started without a config file to reload")
+    refused = s.reload()
+    if refused is None:
+        return ok({"status": "reloaded"})
+    problems = [
+        {"file": p.file, "line": p.line, "key": p.key, "message": p.message}
+        for p in refused.problems
+    ]
+    return error(422, "reload refused, the running config is kept", problems=problems)

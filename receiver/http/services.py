@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from receiver.clock import Clock
 from receiver.config import Config
+from receiver.errors import ConfigError
 from receiver.http.auth import FailureThrottle
 from receiver.incidents import Incidents
 from receiver.links import Links
@@ -28,6 +30,8 @@ class Services:
     clock: Clock
     responder: Responder | None = None
     links: Links | None = None
+    # Reloads the config file ackd started with: None, or the ConfigError that refused it.
+    reload: Callable[[], ConfigError | None] | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ready: bool = False
     draining: bool = False

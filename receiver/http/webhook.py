@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import time
 
 from aiohttp import web
 
@@ -34,9 +35,27 @@ log = logging.getLogger(__name__)
 DEFAULT_BODY_TIMEOUT = 30.0
 BODY_TIMEOUT = web.AppKey("webhook_body_timeout", float)
 THROTTLE = web.AppKey("webhook_throttle", FailureThrottle)
+# The result the handler counted, for the latency histogram's label.
+_RESULT = web.RequestKey("webhook_result", str)
 
 
 async def receive_alerts(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    try:
+        return await _receive(request)
+    finally:
+        s = services(request)
+        result = request.get(_RESULT, "error")
+        s.metrics.child(s.metrics.webhook_duration, result).observe(
+            time.perf_counter() - started)
+
+
+def _count(request: web.Request, s: Services, result: str) -> None:
+    request[_RESULT] = result
+    s.metrics.child(s.metrics.webhooks, result).inc()
+
+
+async def _receive(request: web.Request) -> web.Response:
     s = services(request)
     refusal = _refuse_early(request, s)
     if refusal is not None:
@@ -45,24 +64,24 @@ async def receive_alerts(request: web.Request) -> web.Response:
     try:
         body = await _body_in_time(request, s.config.max_body_bytes, timeout)
     except TimeoutError:
-        s.metrics.webhooks.labels("slow_body").inc()
+        _count(request, s, "slow_body")
         slow = error(503, f"the body did not arrive within {timeout:g}s, retry", "body")
         slow.force_close()  # the rest of a body this slow is not worth waiting for
         return slow
     if body is None:
-        s.metrics.webhooks.labels("too_large").inc()
+        _count(request, s, "too_large")
         return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
     try:
         result = await s.incidents.ingest_body(body)
     except PayloadError as exc:
-        s.metrics.webhooks.labels("bad_request").inc()
+        _count(request, s, "bad_request")
         log.warning("webhook rejected: %s", exc)
         return error(400, exc.message, exc.field)
     except StoreUnavailable as exc:
-        s.metrics.webhooks.labels("unavailable").inc()
+        _count(request, s, "unavailable")
         s.metrics.store_errors.inc()
         return error(503, f"store unavailable, retry: {exc}")
-    s.metrics.child(s.metrics.webhooks, "accepted").inc()
+    _count(request, s, "accepted")
     return ok(
         {
             "status": "accepted",
@@ -81,10 +100,10 @@ def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
         if refusal is not None:
             return refusal
     if not s.ready or s.draining:
-        s.metrics.webhooks.labels("unavailable").inc()
+        _count(request, s, "unavailable")
         return error(503, "not ready")
     if request.content_length is not None and request.content_length > s.config.max_body_bytes:
-        s.metrics.webhooks.labels("too_large").inc()
+        _count(request, s, "too_large")
         return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
     return None
 
@@ -98,14 +117,14 @@ def _authenticate(request: web.Request, s: Services) -> web.Response | None:
     throttle.record(client)
     s.metrics.auth_failures.labels("webhook").inc()
     if wait > 0:
-        s.metrics.webhooks.labels("throttled").inc()
+        _count(request, s, "throttled")
         return error(
             503,
             "too many failed authentication attempts from this address, retry later",
             "Authorization",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    s.metrics.webhooks.labels("unauthorized").inc()
+    _count(request, s, "unauthorized")
     return unauthorized("missing or wrong credentials")
 
 

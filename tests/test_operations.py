@@ -1,0 +1,221 @@
+"""What an operator watches and does: the metrics beyond the incident ones (webhook latency,
+reload state, build info), POST /-/reload and its answers, and `--log-format json`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from receiver import __version__
+from receiver import config as config_module
+from receiver.alertmanager import build_webhook, fingerprint_of
+from receiver.app import Daemon
+from receiver.clock import FakeClock
+from receiver.logformat import JsonFormatter, fields
+from receiver.model import Alert, AlertStatus
+from receiver.notify import RecordingNotifier
+from receiver.oneline import EscapeArgs
+from tests.harness import TOKEN, Process, free_port, http_ok, wait_until, write_config
+from tests.test_api import Api
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(loaded, clock=clock, notifier=notifier, config_path=path)
+    await daemon.start()
+    yield Api(daemon, notifier, clock)
+    await daemon.stop()
+
+
+def sample(metrics: str, name: str, **labels: str) -> float | None:
+    """The value of one sample in the exposition text, None when it is absent."""
+    for line in metrics.splitlines():
+        found = re.fullmatch(rf"{name}(?:\{{(.*)\}})? (\S+)", line)
+        if found and dict(re.findall(r'(\w+)="([^"]*)"', found.group(1) or "")) == labels:
+            return float(found.group(2))
+    return None
+
+
+async def scrape(api: Api) -> str:
+    status, text = await api.call("GET", "/metrics", token=None)
+    assert status == 200
+    return str(text)
+
+
+async def test_webhook_latency_is_observed_by_result(api: Api) -> None:
+    await api.fire()
+    assert (await api.call("POST", "/api/v1/alerts", raw=b"{}", token="nope"))[0] == 401
+    assert (await api.call("POST", "/api/v1/alerts", raw=b"{", token=TOKEN))[0] == 400
+    metrics = await scrape(api)
+    for result in ("accepted", "unauthorized", "bad_request"):
+        assert sample(metrics, "ackd_webhook_duration_seconds_count", result=result) == 1.0
+        assert sample(metrics, "ackd_webhooks_total", result=result) == 1.0
+    assert sample(metrics, "ackd_webhook_duration_seconds_count", result="error") is None
+
+
+async def test_build_info_names_the_version(api: Api) -> None:
+    metrics = await scrape(api)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}.{sys.version_info.micro}"
+    assert sample(metrics, "ackd_build_info", version=__version__, python=python) == 1.0
+
+
+async def test_open_incidents_are_read_from_the_store_at_each_scrape(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    metrics = await scrape(api)
+    labels = {"team": "payments", "severity": "SEV1"}
+    assert sample(metrics, "ackd_open_incidents", state="triggered", **labels) == 1.0
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/ack"))[0] == 200
+    metrics = await scrape(api)
+    assert sample(metrics, "ackd_open_incidents", state="acknowledged", **labels) == 1.0
+    assert sample(metrics, "ackd_open_incidents", state="triggered", **labels) is None
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/resolve"))[0] == 200
+    assert sample(await scrape(api), "ackd_open_incidents", state="acknowledged",
+                  **labels) is None
+
+
+async def test_reload_needs_an_api_token(api: Api) -> None:
+    status, body = await api.call("POST", "/-/reload", token=None)
+    assert (status, body["field"]) == (401, "Authorization")
+    assert (await api.call("POST", "/-/reload", token=TOKEN))[0] == 401  # the webhook's
+
+
+async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
+    api: Api,
+) -> None:
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    loaded_at = sample(await scrape(api), "ackd_config_last_reload_success_timestamp_seconds")
+    assert loaded_at == api.clock.now().timestamp()
+    good = path.read_text()
+    path.write_text(good.replace("policy: standard\n  group_by", "policy: nonesuch\n  group_by"))
+
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 422, body
+    assert body["error"] == "reload refused, the running config is kept"
+    [problem] = body["problems"]
+    line = 1 + good[: good.index("policy: standard\n  group_by")].count("\n")
+    assert (problem["file"], problem["line"], problem["key"]) == (str(path), line, "route.policy")
+    assert "nonesuch" in problem["message"]
+    metrics = await scrape(api)
+    assert sample(metrics, "ackd_config_last_reload_successful") == 0.0
+    assert sample(metrics, "ackd_config_last_reload_success_timestamp_seconds") == loaded_at
+    await api.fire()  # the running config still routes and pages
+    await api.settle()
+    assert api.paged() == ["ana"]
+
+    await api.clock.jump(timedelta(minutes=1))
+    path.write_text(good.replace("name: ana,", "name: anna,").replace("[ana]", "[anna]"))
+    assert await api.call("POST", "/-/reload") == (200, {"status": "reloaded"})
+    assert "anna" in api.daemon.config.users
+    metrics = await scrape(api)
+    assert sample(metrics, "ackd_config_last_reload_successful") == 1.0
+    assert sample(metrics, "ackd_config_last_reload_success_timestamp_seconds") == \
+        api.clock.now().timestamp()
+
+
+async def test_an_unreadable_file_is_a_refusal_too(api: Api) -> None:
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    path.unlink()
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 422
+    assert body["problems"][0]["file"] == str(path)
+    assert body["problems"][0]["key"] == "(file)"
+
+
+# -- JSON logs ---------------------------------------------------------------------------------
+
+
+def _record(message: str, *args: object, **extra: object) -> logging.LogRecord:
+    record = logging.LogRecord("receiver.x", logging.WARNING, __file__, 1, message, args, None)
+    record.__dict__.update(extra)
+    return record
+
+
+def test_a_json_line_carries_the_record_fields_and_stays_one_line() -> None:
+    record = _record("incident #%d opened: %s", 7, "evil\n2026 INFO forged\u2028",
+                     **fields("incident_opened", 7, "payments"))
+    EscapeArgs().filter(record)
+    line = JsonFormatter().format(record)
+    assert "\n" not in line
+    assert "\u2028" not in line
+    parsed = json.loads(line)
+    assert parsed["level"] == "warning"
+    assert parsed["logger"] == "receiver.x"
+    assert parsed["message"] == "incident #7 opened: evil\\n2026 INFO forged\\u2028"
+    assert (parsed["event"], parsed["incident"], parsed["team"]) == \
+        ("incident_opened", 7, "payments")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", parsed["time"])
+
+
+def test_a_json_line_without_fields_has_none() -> None:
+    parsed = json.loads(JsonFormatter().format(_record("ackd stopped")))
+    assert set(parsed) == {"time", "level", "logger", "message"}
+
+
+def test_an_exception_is_one_escaped_field() -> None:
+    try:
+        raise ValueError("bad\nvalue")
+    except ValueError:
+        record = _record("failed")
+        record.exc_info = sys.exc_info()
+    EscapeArgs().filter(record)
+    parsed = json.loads(JsonFormatter().format(record))
+    assert parsed["exception"].endswith("ValueError: bad\\nvalue")
+
+
+async def test_serve_logs_json_lines_about_incidents_without_secrets(tmp_path: Path) -> None:
+    """The real command: every line it writes is a JSON object; the incident's lines name it
+    and its team; the contact's secret never appears (the delivery fails: nothing listens)."""
+    secret = "s3cr3t-hook-path-xyz"
+    dead = free_port()
+    config = write_config(tmp_path / "ackd.yaml", f"127.0.0.1:{dead}")
+    config.write_text(config.read_text().replace(
+        f'json://127.0.0.1:{dead}/ana', f'json://user:{secret}@127.0.0.1:{dead}/ana'))
+    port = free_port()
+    argv = [sys.executable, "-m", "receiver", "serve", "--config", str(config), "--listen",
+            f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "data"), "--log-format", "json"]
+    ackd = Process("ackd", argv, tmp_path / "ackd.log", os.environ)
+    ackd.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_until(lambda: http_ok(f"{url}/-/ready"), 20, "ackd to be ready")
+        await _post_alert(url, {"alertname": "Down\nforged", "team": "payments"})
+        await wait_until(lambda: _logged(ackd, "delivery"), 20, "the failed delivery's line")
+    finally:
+        ackd.stop()
+    lines = [json.loads(line) for line in ackd.log().splitlines()]
+    assert secret not in ackd.log()
+    opened = [x for x in lines if x.get("event") == "incident_opened"]
+    assert [(x["incident"], x["team"]) for x in opened] == [(1, "payments")]
+    assert "Down\\nforged" in opened[0]["message"]
+    delivery = next(x for x in lines if x.get("event") == "delivery")
+    assert (delivery["incident"], delivery["level"]) == (1, "warning")
+
+
+async def _logged(process: Process, event: str) -> bool:
+    return f'"event": "{event}"' in process.log()
+
+
+async def _post_alert(url: str, labels: dict[str, str]) -> None:
+    starts = datetime.now(UTC) - timedelta(seconds=30)
+    alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, starts, None)
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{url}/api/v1/alerts", json=build_webhook([alert]),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as response:
+        assert response.status == 200, await response.text()

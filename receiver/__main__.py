@@ -308,8 +308,8 @@ def _oncall(args: argparse.Namespace) -> int:
     for layer in schedule.layers:
         who = on_call(schedule, layer.name, at) or "nobody"
         until = next_change(schedule, layer.name, at)
-        when = until.astimezone(schedule.tz).isoformat() if until else "no change ahead"
-        print(f"  {layer.name:<10} {who:<12} until {when}")
+        when = f"until {until.astimezone(schedule.tz).isoformat()}" if until else "for good"
+        print(f"  {layer.name:<10} {who:<12} {when}")
     return 0
 
 

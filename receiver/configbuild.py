@@ -606,7 +606,8 @@ def _local(value: datetime, tz: ZoneInfo) -> datetime:
 
 
 def _aware(value: datetime, tz: ZoneInfo) -> datetime:
-    return value.replace(tzinfo=tz) if value.tzinfo is None else value
+    """An override's naive time is placed by the schedule's one rule, as a handoff is."""
+    return sched.instant(value, tz) if value.tzinfo is None else value
 
 
 def parse_listen(text: str) -> tuple[str, int]:

@@ -6,14 +6,19 @@ Everything is pure and DST-correct: handoffs and windows are local wall-clock ti
 schedule's IANA zone, so a rotation that hands off Monday 09:00 in Amsterdam does so at
 09:00 in winter and in summer, whatever the UTC instant.
 
-Two rules make wall-clock times name exactly one instant, so answers never flip back:
-an ambiguous local time (the repeated hour when clocks go back) names its first occurrence,
-and a local time that does not exist (skipped when clocks go forward) names the first instant
-after the gap.
+One rule, `instant`, turns every naive local time of a schedule into an instant (rotation
+starts and handoffs, restriction and working-hours windows, and the config's overrides), so
+an override and a handoff written at the same local time happen at the same instant. The rule
+makes a wall-clock time name exactly one instant, so answers never flip back: an ambiguous
+local time (the repeated hour when clocks go back) names its first occurrence, and a local
+time that does not exist (skipped when clocks go forward) names the first instant after the
+gap. Instants asked about are compared in UTC, so the zone they carry never changes an answer.
 """
 
 from __future__ import annotations
 
+import heapq
+import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -29,6 +34,7 @@ __all__ = [
     "Schedule",
     "ShiftUnit",
     "WorkingHours",
+    "instant",
     "next_change",
     "next_start",
     "on_call",
@@ -38,7 +44,9 @@ __all__ = [
 ]
 
 _DAY = timedelta(days=1)
-_HORIZON = timedelta(days=35)
+_WEEK = timedelta(weeks=1)
+_YEAR = timedelta(days=366)
+_FOREVER = datetime.max.replace(tzinfo=UTC)
 _WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WEEKDAYS_FORM = (
     "three-letter day names (mon..sun), ranges like mon-fri or fri-mon, joined by commas"
@@ -72,7 +80,8 @@ class Restriction:
 
 @dataclass(frozen=True)
 class Rotation:
-    """Users taking turns; `start` is naive local wall-clock time in the schedule's zone."""
+    """Users taking turns; `start` and the restrictions are naive local wall-clock times in
+    `tz`, the rotation's own zone, or the schedule's when it has none."""
 
     users: tuple[str, ...]
     shift_length: int
@@ -80,6 +89,7 @@ class Rotation:
     start: datetime
     restrictions: tuple[Restriction, ...] = ()
     name: str = ""
+    tz: ZoneInfo | None = None
 
     def __post_init__(self) -> None:
         if not self.users:
@@ -112,9 +122,10 @@ class Override:
 
     def __post_init__(self) -> None:
         # end <= start is left to the config checks, which report it with a line number;
-        # such an override simply never applies.
-        _require_aware(self.start, "an override's start")
-        _require_aware(self.end, "an override's end")
+        # such an override simply never applies. Kept in UTC: two datetimes that share a
+        # tzinfo compare by wall clock, ignoring fold, which misplaces the repeated hour.
+        object.__setattr__(self, "start", _utc(self.start, "an override's start"))
+        object.__setattr__(self, "end", _utc(self.end, "an override's end"))
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,7 @@ class WorkingHours:
 
 def on_call(schedule: Schedule, layer: str, at: datetime) -> str | None:
     """Who is on call in `layer` at the aware instant `at`; None when nobody is."""
-    _require_aware(at, "`at`")
+    at = _utc(at, "`at`")
     computed = _layer_user(_find_layer(schedule, layer), schedule.tz, at)
     chosen = computed
     for override in schedule.overrides:
@@ -153,24 +164,62 @@ def on_call(schedule: Schedule, layer: str, at: datetime) -> str | None:
 
 
 def next_change(
-    schedule: Schedule, layer: str, at: datetime, horizon: timedelta = _HORIZON
+    schedule: Schedule, layer: str, at: datetime, horizon: timedelta | None = None
 ) -> datetime | None:
     """The first instant after `at` when `on_call` gives another answer, in UTC.
 
     Candidates are the instants where an answer can change (rotation starts and handoffs,
-    restriction edges, override edges); edges that leave the answer as it was, like a
-    one-person rotation handing off to itself, are skipped. None if nothing changes within
-    `horizon`.
+    restriction edges, override edges), walked in order as far as needed; edges that leave
+    the answer as it was, like a one-person rotation handing off to itself, are skipped.
+    None if the answer never changes again (or not within `horizon`, when one is given).
     """
+    at = _utc(at, "`at`")
+    found = _find_layer(schedule, layer)
     current = on_call(schedule, layer, at)
-    until = at + horizon
-    edges = _layer_edges(_find_layer(schedule, layer), schedule.tz, at, until)
-    overrides = (o for o in schedule.overrides if o.layer in (None, layer))
-    edges.update(e.astimezone(UTC) for o in overrides for e in (o.start, o.end))
-    for edge in sorted(e for e in edges if at < e <= until):
+    until = at + horizon if horizon is not None else _settled(schedule, found, at)
+    for edge in _edges(schedule, found, at):
+        if edge > until:
+            return None
         if on_call(schedule, layer, edge) != current:
             return edge
     return None
+
+
+def _edges(schedule: Schedule, layer: Layer, at: datetime) -> Iterator[datetime]:
+    """Every instant after `at` where the layer's answer may change, in order, without end."""
+    streams: list[Iterable[datetime]] = [
+        sorted(e for o in schedule.overrides if o.layer in (None, layer.name)
+               for e in (o.start, o.end))
+    ]
+    for rotation in layer.rotations:
+        tz = rotation.tz or schedule.tz
+        streams.append(_handoffs(rotation, tz, at))
+        first = _local(at, tz).date() - _DAY
+        streams += (_window_edges(r, tz, first) for r in rotation.restrictions)
+    last = at
+    for edge in heapq.merge(*streams):
+        if edge > last:
+            last = edge
+            yield edge
+
+
+def _settled(schedule: Schedule, layer: Layer, at: datetime) -> datetime:
+    """An instant by which the answer has changed, if it ever changes again after `at`.
+
+    Once every rotation has started and every override has ended, the layer repeats itself
+    with the period of its cycles (each rotation's users times its shift, and a week for
+    restrictions); an answer that holds through one whole period holds for good. A year more
+    lets rotations counted in elapsed hours drift through both DST changes against those on
+    the wall clock, the only way a combination can first appear later."""
+    seconds = [int(len(r.users) * r.shift.total_seconds()) for r in layer.rotations]
+    if any(r.restrictions for r in layer.rotations):
+        seconds.append(int(_WEEK.total_seconds()))
+    latest = max(
+        [at]
+        + [_handoff(r, 0, r.tz or schedule.tz) for r in layer.rotations]
+        + [o.end for o in schedule.overrides if o.layer in (None, layer.name)]
+    )
+    return latest + timedelta(seconds=math.lcm(*seconds)) + _YEAR
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,8 +246,9 @@ class OnCallMemo:
         span = self._spans.get((schedule.name, layer))
         if span is not None and span.schedule is schedule and span.since <= at < span.until:
             return span.user
+        at = _utc(at, "`at`")
         user = on_call(schedule, layer, at)
-        until = next_change(schedule, layer, at) or at + _HORIZON
+        until = next_change(schedule, layer, at) or _FOREVER
         self._spans[(schedule.name, layer)] = _Span(schedule, at, until, user)
         return user
 
@@ -214,7 +264,7 @@ def _find_layer(schedule: Schedule, name: str) -> Layer:
 def _layer_user(layer: Layer, tz: ZoneInfo, at: datetime) -> str | None:
     # Later rotations are laid over earlier ones, as PagerDuty's layers are.
     for rotation in reversed(layer.rotations):
-        user = _rotation_user(rotation, tz, at)
+        user = _rotation_user(rotation, rotation.tz or tz, at)
         if user is not None:
             return user
     return None
@@ -251,29 +301,27 @@ def _shift_index(rotation: Rotation, tz: ZoneInfo, at: datetime) -> int | None:
 
 
 def _handoff(rotation: Rotation, index: int, tz: ZoneInfo) -> datetime:
-    return _instant(rotation.start + index * rotation.shift, tz)
+    return instant(rotation.start + index * rotation.shift, tz)
 
 
-def _layer_edges(layer: Layer, tz: ZoneInfo, at: datetime, until: datetime) -> set[datetime]:
-    edges: set[datetime] = set()
-    first, last = _local(at, tz).date() - _DAY, _local(until, tz).date() + _DAY
-    for rotation in layer.rotations:
-        edges.update(_handoffs(rotation, tz, at, until))
-        for restriction in rotation.restrictions:
-            for opens, closes in _occurrences(restriction, tz, first, last):
-                edges.update((opens, closes))
-    return edges
-
-
-def _handoffs(
-    rotation: Rotation, tz: ZoneInfo, at: datetime, until: datetime
-) -> Iterator[datetime]:
-    """Handoff instants after `at` up to `until`, the rotation's start included."""
+def _handoffs(rotation: Rotation, tz: ZoneInfo, at: datetime) -> Iterator[datetime]:
+    """Handoff instants after `at`, the rotation's start included, without end."""
     current = _shift_index(rotation, tz, at)
     index = 0 if current is None else current + 1
-    while (edge := _handoff(rotation, index, tz)) <= until:
-        yield edge
+    while True:
+        yield _handoff(rotation, index, tz)
         index += 1
+
+
+def _window_edges(window: _Window, tz: ZoneInfo, first: date) -> Iterator[datetime]:
+    """Each opening's edges from the day `first` on, in order (a window lasts a day at most,
+    so one closes before or as the next opens)."""
+    day = first
+    while True:
+        for opens, closes in _occurrences(window, tz, day, day):
+            yield opens
+            yield closes
+        day += _DAY
 
 
 # -- working hours ------------------------------------------------------------------------
@@ -281,8 +329,7 @@ def _handoffs(
 
 def within(hours: WorkingHours, at: datetime) -> bool:
     """Whether the aware instant `at` falls in the team's working hours."""
-    _require_aware(at, "`at`")
-    return _inside(hours, hours.tz, at)
+    return _inside(hours, hours.tz, _utc(at, "`at`"))
 
 
 def next_start(hours: WorkingHours, at: datetime) -> datetime:
@@ -331,7 +378,7 @@ def _occurrences(
         if day.weekday() in window.weekdays:
             opens = datetime.combine(day, window.start)
             # Wall-clock length: 22:00-06:00 ends at 06:00 even on a 7- or 9-hour night.
-            yield _instant(opens, tz), _instant(opens + length, tz)
+            yield instant(opens, tz), instant(opens + length, tz)
         day += _DAY
 
 
@@ -376,12 +423,21 @@ def _require_aware(value: datetime, what: str) -> None:
         raise ValueError(f"{what} must be a timezone-aware datetime, got naive {value}")
 
 
+def _utc(value: datetime, what: str) -> datetime:
+    _require_aware(value, what)
+    return value.astimezone(UTC)
+
+
 def _local(at: datetime, tz: ZoneInfo) -> datetime:
     return at.astimezone(tz).replace(tzinfo=None)
 
 
-def _instant(local: datetime, tz: ZoneInfo) -> datetime:
-    """The UTC instant a naive local time names: the first occurrence, or the gap's end."""
+def instant(local: datetime, tz: ZoneInfo) -> datetime:
+    """The UTC instant the naive local time `local` names in `tz`: the one rule for every
+    wall-clock time of a schedule. In the repeated hour it is the first occurrence; in the
+    skipped hour, the first instant after the gap (the moment the clocks jump)."""
+    if local.tzinfo is not None:
+        raise ValueError(f"a local wall-clock time is naive, got {local}")
     first = local.replace(tzinfo=tz, fold=0).astimezone(UTC)
     if _local(first, tz) == local:
         return first

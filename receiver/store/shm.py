@@ -7,8 +7,9 @@ SIGBUS and the process dies on the spot, with no word said. SQLite cannot see it
 can: a few system calls on a descriptor of our own, before each transaction, find each of
 those states, and the store refuses the transaction (503, retried by Alertmanager) instead of
 letting SQLite touch the mapping. What was committed before is in the WAL, which the next
-opening of the database reads again. The check and the write are not atomic: a change in the
-microseconds between them still ends in SIGBUS.
+opening of the database reads again. The check and the writes are not atomic: the file
+turning unwritable while a transaction is under way (milliseconds, most of them the commit's
+fsync; the writer checks before BEGIN and again before COMMIT) still ends in SIGBUS.
 """
 
 from __future__ import annotations

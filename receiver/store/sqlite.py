@@ -234,6 +234,7 @@ class SqliteStore:
             for job in batch:
                 outcomes.append(await self._run_job(conn, tx, job))
             in_jobs = False
+            self._shm.check()  # again: the commit is what writes the WAL index most
             await self._off_loop(conn.execute, "COMMIT")
         except (sqlite3.Error, StoreUnavailable) as exc:
             # After a damaged page, SQLite fails the rest of the transaction too. The jobs that

@@ -269,6 +269,10 @@ class Builder:
             for ri, rot in enumerate(layer.rotations):
                 rpath = (*at, "layers", li, "rotations", ri)
                 self._known_users((*rpath, "users"), rot.users, users)
+                # Follow the sun: a rotation may keep its own clock, not the schedule's.
+                own = None
+                if rot.timezone is not None:
+                    own = self.attempt((*rpath, "timezone"), partial(zone, rot.timezone))
                 restrictions = [
                     self.attempt(
                         (*rpath, "restrictions", k, "days"),
@@ -281,9 +285,10 @@ class Builder:
                         users=tuple(rot.users),
                         shift_length=int(rot.shift[:-1]),
                         shift_unit=_SHIFT_UNITS[rot.shift[-1]],
-                        start=_local(rot.start, tz),
+                        start=_local(rot.start, own or tz),
                         restrictions=tuple(r for r in restrictions if r is not None),
                         name=rot.name,
+                        tz=own,
                     )
                 )
             layers.append(sched.Layer(layer.name, tuple(rotations)))
@@ -599,7 +604,7 @@ def zone(name: str) -> ZoneInfo:
 
 
 def _local(value: datetime, tz: ZoneInfo) -> datetime:
-    """A rotation starts at a local wall-clock time: keep it naive, in the schedule's zone."""
+    """A rotation starts at a local wall-clock time: keep it naive, in the rotation's zone."""
     if value.tzinfo is not None:
         return value.astimezone(tz).replace(tzinfo=None)
     return value

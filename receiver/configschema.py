@@ -151,6 +151,7 @@ class RotationSpec(Strict):
     shift: Annotated[str, Field(pattern=r"^[1-9][0-9]*(h|d|w)$")]
     start: datetime
     restrictions: list[RestrictionSpec] = []
+    timezone: str | None = None  # the rotation's own zone, for its start and restrictions
 
 
 class LayerSpec(Strict):

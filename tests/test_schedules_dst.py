@@ -281,3 +281,78 @@ def test_oncall_cli_names_a_handoff_six_weeks_ahead_and_the_start_before_it(
 
 def lines(out: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split()[1:] for line in out.splitlines()[1:]}
+
+
+# -- a rotation in its own zone -----------------------------------------------------------
+
+
+def follow_the_sun_yaml(schedule_zone: str, rotation_zone: str) -> str:
+    """ana all week on the schedule's clock; bo 09:00-17:00 every day on `rotation_zone`'s."""
+    return textwrap.dedent(f"""\
+        users:
+          - {{name: ana, contacts: [{{url: "json://127.0.0.1:9099/ana"}}]}}
+          - {{name: bo, contacts: [{{url: "json://127.0.0.1:9099/bo"}}]}}
+        schedules:
+          - name: s
+            timezone: {schedule_zone}
+            layers:
+              - name: primary
+                rotations:
+                  - users: [ana]
+                    shift: 1w
+                    start: 2026-01-05T09:00:00
+                  - users: [bo]
+                    shift: 1w
+                    start: 2026-01-01T00:00:00
+                    timezone: {rotation_zone}
+                    restrictions:
+                      - {{days: mon-sun, start: "09:00", end: "17:00"}}
+        teams:
+          - {{name: ops, schedule: s}}
+        policies:
+          - name: p
+            steps:
+              - notify: [{{oncall: primary}}]
+        route: {{team: ops, policy: p, severity: SEV2}}
+        """)
+
+
+PAIRS = [
+    ("Europe/Amsterdam", "Australia/Sydney"),
+    ("Europe/Amsterdam", "Australia/Lord_Howe"),
+    ("America/New_York", "Europe/Amsterdam"),
+    ("Australia/Sydney", "America/New_York"),
+]
+
+
+@pytest.mark.parametrize(("schedule_zone", "rotation_zone"), PAIRS)
+def test_a_rotation_keeps_its_own_clock(
+    schedule_zone: str, rotation_zone: str, tmp_path: Path
+) -> None:
+    """bo's window opens at 09:00 and closes at 17:00 on the rotation zone's clock on every
+    day around both zones' DST changes, wherever the schedule's own zone has moved."""
+    schedule = load(follow_the_sun_yaml(schedule_zone, rotation_zone), tmp_path)
+    own, other = BY_NAME[rotation_zone], BY_NAME[schedule_zone]
+    days = {
+        (change - DAY * k).date()
+        for change in (own.spring, own.fall, other.spring, other.fall)
+        for k in range(-2, 3)
+    }
+    for day in sorted(days):
+        opens = own.to_utc(datetime.combine(day, datetime.min.time()).replace(hour=9))
+        closes = own.to_utc(datetime.combine(day, datetime.min.time()).replace(hour=17))
+        assert on_call(schedule, "primary", opens - SECOND) == "ana", day
+        assert on_call(schedule, "primary", opens) == "bo", day
+        assert next_change(schedule, "primary", opens) == closes, day
+        assert on_call(schedule, "primary", closes) == "ana", day
+
+
+def test_a_rotation_zone_is_checked_with_file_line_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "ackd.yaml"
+    path.write_text(follow_the_sun_yaml("Europe/Amsterdam", "Australia/Sydnee"))
+    with pytest.raises(config_module.ConfigError) as caught:
+        config_module.load(path)
+    assert [str(p) for p in caught.value.problems] == [
+        f"{path}:16: schedules[0].layers[0].rotations[1].timezone: "
+        "unknown IANA time zone 'Australia/Sydnee'"
+    ]

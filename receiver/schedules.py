@@ -2,9 +2,10 @@
 
 A schedule has layers; a layer has rotations laid over one another (the last active one
 wins, which is how follow-the-sun is written); overrides replace the answer for a while.
-Everything is pure and DST-correct: handoffs and windows are local wall-clock times in the
-schedule's IANA zone, so a rotation that hands off Monday 09:00 in Amsterdam does so at
-09:00 in winter and in summer, whatever the UTC instant.
+Everything is pure and DST-correct: daily and weekly handoffs and windows are local
+wall-clock times in the rotation's (or the schedule's) IANA zone, so a rotation that hands
+off Monday 09:00 in Amsterdam does so at 09:00 in winter and in summer, whatever the UTC
+instant. Shifts counted in hours are real elapsed time from the start (see Rotation.elapsed).
 
 One rule, `instant`, turns every naive local time of a schedule into an instant (rotation
 starts and handoffs, restriction and working-hours windows, and the config's overrides), so
@@ -102,6 +103,14 @@ class Rotation:
     @property
     def shift(self) -> timedelta:
         return self.shift_length * _UNIT_LENGTH[self.shift_unit]
+
+    @property
+    def elapsed(self) -> bool:
+        """Shifts in hours count real time from the start: on the wall clock, a 1-hour shift
+        would last no time on the night clocks skip an hour and two hours on the night they
+        repeat one. Days and weeks keep the start's wall-clock time instead, so a 1d or 1w
+        rotation hands off at 09:00 in summer and winter alike."""
+        return self.shift_unit is ShiftUnit.HOURS
 
 
 @dataclass(frozen=True)
@@ -289,8 +298,11 @@ def _override_applies(override: Override, layer: str, computed: str | None, at: 
 
 def _shift_index(rotation: Rotation, tz: ZoneInfo, at: datetime) -> int | None:
     """The number of handoffs since the rotation started, None before it starts."""
-    if at < _handoff(rotation, 0, tz):
+    first = _handoff(rotation, 0, tz)
+    if at < first:
         return None
+    if rotation.elapsed:
+        return (at - first) // rotation.shift
     index = max(0, (_local(at, tz) - rotation.start) // rotation.shift)
     # Local arithmetic never counts a handoff too many (a handoff's instant is the first
     # moment the wall clock reaches it), but in the repeated hour the clock reads earlier
@@ -301,6 +313,8 @@ def _shift_index(rotation: Rotation, tz: ZoneInfo, at: datetime) -> int | None:
 
 
 def _handoff(rotation: Rotation, index: int, tz: ZoneInfo) -> datetime:
+    if rotation.elapsed:
+        return instant(rotation.start, tz) + index * rotation.shift
     return instant(rotation.start + index * rotation.shift, tz)
 
 

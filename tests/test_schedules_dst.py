@@ -356,3 +356,31 @@ def test_a_rotation_zone_is_checked_with_file_line_and_key(tmp_path: Path) -> No
         f"{path}:16: schedules[0].layers[0].rotations[1].timezone: "
         "unknown IANA time zone 'Australia/Sydnee'"
     ]
+
+
+# -- shifts in hours are real time ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("change", ["spring", "fall"])
+@pytest.mark.parametrize("hours", [1, 3, 12])
+def test_a_shift_in_hours_lasts_that_long_across_a_change(
+    name: str, change: str, hours: int
+) -> None:
+    """From midnight local the day before a change, every handoff of a 1-, 3- or 12-hour
+    rotation comes exactly that many real hours after the previous one: no zero-minute
+    shift when the clocks skip an hour, no two-hour shift when they repeat one (30 minutes
+    at Lord Howe)."""
+    zone = BY_NAME[name]
+    start = getattr(zone, change).replace(hour=0, minute=0) - DAY
+    users = ("a", "b", "c")
+    rotation = Rotation(users, hours, ShiftUnit.HOURS, start)
+    schedule = Schedule("s", ZoneInfo(name), (Layer("l", (rotation,)),))
+    first = zone.to_utc(start)
+    at = first
+    for k in range(1, 72 // hours + 1):
+        handoff = first + k * hours * H
+        assert next_change(schedule, "l", at) == handoff, k
+        assert on_call(schedule, "l", handoff - SECOND) == users[(k - 1) % 3]
+        assert on_call(schedule, "l", handoff) == users[k % 3]
+        at = handoff

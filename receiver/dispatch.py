@@ -47,7 +47,15 @@ from receiver.messages import (
 from receiver.metrics import Metrics
 from receiver.model import EventKind, Incident, IncidentState, TimelineEvent
 from receiver.noise import ChannelHistory, Kind, NoiseGate, Verdict, is_page, kind_of
-from receiver.notify import Delivery, DeliveryStatus, Message, Notifier, mask, scheme
+from receiver.notify import (
+    Delivery,
+    DeliveryStatus,
+    Message,
+    Notifier,
+    channel_kind,
+    mask,
+    scheme,
+)
 from receiver.store import OutboxRow, SqliteStore, Transaction
 
 log = logging.getLogger(__name__)
@@ -609,7 +617,7 @@ class Dispatcher:
 
     def _observe(self, url: str, delivery: Delivery, *, retry: bool) -> None:
         m = self._metrics
-        kind = scheme(url)
+        kind = channel_kind(url)
         m.notifications.labels(kind, delivery.status.value).inc()
         m.notification_latency.labels(kind).observe(delivery.seconds)
         if retry:

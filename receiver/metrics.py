@@ -172,7 +172,15 @@ class Metrics:
         if ok:
             self.reload_timestamp.set(at)
 
-    def set_open(self, counts: Iterable[tuple[str, str, str, int]]) -> None:
+    def set_open(
+        self, counts: Iterable[tuple[str, str, str, int]],
+        known: Iterable[tuple[str, str, str]] = (),
+    ) -> None:
+        """The open incidents as the store counts them now. Every `known` (team, severity,
+        state) is 0 when none is open, so a panel shows 0 rather than no data, while label
+        sets the config no longer has disappear."""
         self.open_incidents.clear()
+        for team, severity, state in known:
+            self.open_incidents.labels(team, severity, state).set(0)
         for team, severity, state, count in counts:
             self.open_incidents.labels(team, severity, state).set(count)

@@ -126,6 +126,22 @@ def scheme(url: str) -> str:
     return match.group(1).lower() if match else "unknown"
 
 
+@functools.lru_cache(maxsize=4096)
+def channel_kind(url: str) -> str:
+    """The channel kind for metric labels: the URL's scheme (slack, mailtos, json...), except
+    for a service's own https:// webhook URL (Slack's, a Teams workflow's), which Apprise
+    takes as it is: then the service's scheme, so `https` does not lump them together. Cached
+    like `mask`: the URLs come from config."""
+    kind = scheme(url)
+    if kind not in ("http", "https"):
+        return kind
+    plugin = _instantiate(url, AppriseAsset())
+    names = plugin and (plugin.secure_protocol or plugin.protocol)
+    if isinstance(names, tuple | list):
+        names = names[0] if names else None
+    return str(names).lower() if names else kind
+
+
 def validate_url(url: str) -> str | None:
     """None if Apprise can send to `url`, else a short reason that never quotes the URL."""
     learn_secrets(url)

@@ -81,10 +81,16 @@ async def test_open_incidents_are_read_from_the_store_at_each_scrape(api: Api) -
     assert (await api.call("POST", f"/api/v1/incidents/{number}/ack"))[0] == 200
     metrics = await scrape(api)
     assert sample(metrics, "ackd_open_incidents", state="acknowledged", **labels) == 1.0
-    assert sample(metrics, "ackd_open_incidents", state="triggered", **labels) is None
+    assert sample(metrics, "ackd_open_incidents", state="triggered", **labels) == 0.0
     assert (await api.call("POST", f"/api/v1/incidents/{number}/resolve"))[0] == 200
-    assert sample(await scrape(api), "ackd_open_incidents", state="acknowledged",
-                  **labels) is None
+    metrics = await scrape(api)
+    # Every configured team, severity and open state is there, at 0 when none is open.
+    for team in ("payments", "platform"):
+        for severity in ("SEV1", "SEV2", "SEV3", "SEV4"):
+            for state in ("triggered", "acknowledged"):
+                assert sample(metrics, "ackd_open_incidents", team=team, severity=severity,
+                              state=state) == 0.0
+    assert "resolved" not in re.findall(r'ackd_open_incidents\{.*state="(\w+)"', metrics)
 
 
 async def test_reload_needs_an_api_token(api: Api) -> None:

@@ -7,10 +7,12 @@ import contextlib
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from receiver.config import Config
 from receiver.errors import StoreUnavailable
 from receiver.http.api import authorised
 from receiver.http.responses import error, ok
 from receiver.http.services import services
+from receiver.model import IncidentState
 
 
 async def healthy(request: web.Request) -> web.Response:
@@ -34,13 +36,19 @@ async def metrics(request: web.Request) -> web.Response:
     s = services(request)
     # On store trouble, serve the last known gauge values rather than nothing.
     with contextlib.suppress(StoreUnavailable):
-        s.metrics.set_open(await s.store.count_open())
+        s.metrics.set_open(await s.store.count_open(), _open_label_sets(s.config))
     memos = (("bodies", s.incidents.bodies.memo), ("groups", s.incidents.held.memo))
     for name, memo in memos:
         s.metrics.memo_bytes.labels(name).set(memo.bytes)
         s.metrics.memo_entries.labels(name).set(len(memo))
     body = generate_latest(s.metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _open_label_sets(config: Config) -> list[tuple[str, str, str]]:
+    states = (IncidentState.TRIGGERED, IncidentState.ACKNOWLEDGED)
+    return [(team, severity.name, state.value) for team in config.teams
+            for severity in config.severities for state in states]
 
 
 async def reload(request: web.Request) -> web.Response:

@@ -1,0 +1,357 @@
+"""deploy/ says what the daemon really does: the alert rules pass promtool's checks and their
+unit tests, the systemd unit passes `systemd-analyze verify`, and the Dockerfile, the compose
+file and the Kubernetes manifests parse and name the ports, paths, probes and arguments ackd
+really uses (its own argument parser reads their command lines, its own config loader reads
+the ConfigMap, its own web app lists the routes they probe). No Docker engine is needed."""
+
+from __future__ import annotations
+
+import argparse
+import configparser
+import json
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from receiver import config as config_module
+from receiver.__main__ import _parser
+from receiver.app import Daemon, build_web_app
+from receiver.configbuild import parse_listen
+from receiver.notify import channel_kind, validate_url
+from tests.harness import ROOT, write_config
+from tests.systemtools import binary
+
+DEPLOY = ROOT / "deploy"
+
+
+def run(*argv: str, cwd: Path = DEPLOY) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60,
+                          check=False)
+
+
+@pytest.fixture(scope="module")
+def routes(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    """The paths ackd's web app serves, from the app itself."""
+    home = tmp_path_factory.mktemp("routes")
+    loaded = config_module.load(write_config(home / "ackd.yaml", "127.0.0.1:9"))
+    daemon = Daemon(replace(loaded, data_dir=home / "data"))
+    app = build_web_app(daemon.services)
+    return {r.canonical for r in app.router.resources()}
+
+
+def serve_args(argv: list[str]) -> argparse.Namespace:
+    """A command line as `ackd` reads it; it must be `serve` with a config and a data dir."""
+    args = _parser().parse_args(argv)
+    assert args.command == "serve"
+    assert args.data_dir, f"{argv} leaves the store in the working directory"
+    return args
+
+
+def port_of(args: argparse.Namespace, default: int = 9095) -> int:
+    return parse_listen(args.listen)[1] if args.listen else default
+
+
+# -- Prometheus rules ----------------------------------------------------------------------------
+
+
+def test_the_rules_pass_promtool_check() -> None:
+    done = run(binary("promtool", "prometheus"), "check", "rules", "prometheus/ackd-rules.yml")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS: 5 rules found" in done.stdout
+
+
+def test_the_rules_pass_their_unit_tests() -> None:
+    done = run(binary("promtool", "prometheus"), "test", "rules",
+               "ackd-rules.test.yml", cwd=DEPLOY / "prometheus")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_promtool_fails_a_broken_rule_test(tmp_path: Path) -> None:
+    """The unit tests can fail: the same file expecting a different summary is refused."""
+    text = (DEPLOY / "prometheus/ackd-rules.test.yml").read_text()
+    (tmp_path / "ackd-rules.yml").write_text((DEPLOY / "prometheus/ackd-rules.yml").read_text())
+    (tmp_path / "t.yml").write_text(text.replace("ackd fails 75%", "ackd fails 70%"))
+    done = run(binary("promtool", "prometheus"), "test", "rules", "t.yml", cwd=tmp_path)
+    assert done.returncode != 0
+
+
+def test_the_compose_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    """Checked with the rules file where the compose file mounts it."""
+    prometheus = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    compose = _compose()
+    mounts = _binds(compose["services"]["prometheus"])
+    assert mounts["/etc/prometheus/ackd-rules.yml"] == DEPLOY / "prometheus/ackd-rules.yml"
+    assert prometheus["rule_files"] == ["/etc/prometheus/ackd-rules.yml"]
+    prometheus["rule_files"] = [str(DEPLOY / "prometheus/ackd-rules.yml")]
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
+    done = run(binary("promtool", "prometheus"), "check", "config",
+               str(tmp_path / "prometheus.yml"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("path", ["alertmanager.yml", "compose/alertmanager.yml"])
+def test_the_alertmanager_configs_pass_amtool(path: str) -> None:
+    done = run(binary("amtool", "prometheus-alertmanager"), "check-config", path)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- systemd -------------------------------------------------------------------------------------
+
+
+def _unit() -> configparser.ConfigParser:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(DEPLOY / "systemd/ackd.service")
+    return unit
+
+
+def test_the_systemd_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    """verify checks that ExecStart's binary exists: the copy points at the ackd installed here,
+    everything else as shipped. A warning (an unknown key, a bad value) fails it too."""
+    ackd = Path(sys.executable).parent / "ackd"
+    assert ackd.exists()
+    text = (DEPLOY / "systemd/ackd.service").read_text()
+    assert "ExecStart=/opt/ackd/bin/ackd " in text
+    (tmp_path / "ackd.service").write_text(text.replace("/opt/ackd/bin/ackd", str(ackd)))
+    done = run(binary("systemd-analyze", "systemd"), "verify", str(tmp_path / "ackd.service"))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == "", done.stderr
+
+
+def test_systemd_analyze_verify_reports_a_bad_value(tmp_path: Path) -> None:
+    ackd = Path(sys.executable).parent / "ackd"
+    text = (DEPLOY / "systemd/ackd.service").read_text().replace("/opt/ackd/bin/ackd", str(ackd))
+    (tmp_path / "ackd.service").write_text(text.replace("NoNewPrivileges=yes",
+                                                        "NoNewPrivileges=maybe"))
+    done = run(binary("systemd-analyze", "systemd"), "verify", str(tmp_path / "ackd.service"))
+    assert "NoNewPrivileges" in done.stderr or "boolean" in done.stderr
+
+
+def test_the_systemd_unit_is_hardened_and_runs_what_ackd_takes() -> None:
+    service = _unit()["Service"]
+    args = serve_args(shlex.split(service["ExecStart"])[1:])
+    assert args.data_dir == f"/var/lib/{service['StateDirectory']}"
+    assert args.config.startswith(f"/etc/{service['ConfigurationDirectory']}/")
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    hardened = {"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
+                "ProtectHome": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": ""}
+    for key, value in hardened.items():
+        assert service[key] == value, key
+
+
+# -- Docker --------------------------------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(instruction, arguments) of deploy/Dockerfile, continuation lines joined."""
+    text = re.sub(r"\\\n", " ", (DEPLOY / "Dockerfile").read_text())
+    known = {"FROM", "RUN", "CMD", "LABEL", "EXPOSE", "ENV", "ADD", "COPY", "ENTRYPOINT",
+             "VOLUME", "USER", "WORKDIR", "ARG", "ONBUILD", "STOPSIGNAL", "HEALTHCHECK", "SHELL"}
+    found = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        instruction, _, rest = line.partition(" ")
+        assert instruction in known, f"not a Dockerfile instruction: {line}"
+        found.append((instruction, rest.strip()))
+    return found
+
+
+def _one(instructions: list[tuple[str, str]], name: str) -> str:
+    [value] = [rest for instruction, rest in instructions if instruction == name]
+    return value
+
+
+def test_the_dockerfile_runs_ackd_as_it_is_built(routes: set[str]) -> None:
+    d = dockerfile()
+    assert d[0][0] == "FROM"
+    assert "slim" in d[0][1]
+    user = _one(d, "USER")
+    assert user.split(":")[0] not in ("root", "0")
+    entry, cmd = json.loads(_one(d, "ENTRYPOINT")), json.loads(_one(d, "CMD"))
+    assert entry == ["ackd"]
+    args = serve_args(cmd)
+    port = port_of(args)
+    assert json.loads(_one(d, "VOLUME")) == [args.data_dir]
+    assert _one(d, "EXPOSE") == str(port)
+    health = _one(d, "HEALTHCHECK")
+    assert f"http://127.0.0.1:{port}/-/healthy" in health
+    assert "/-/healthy" in routes
+    copies = [rest.split() for instruction, rest in d if instruction == "COPY"]
+    for *sources, _ in copies:
+        for source in sources:
+            assert (ROOT / source).exists(), source
+    assert ["config.example.yaml", args.config] in copies
+    assert args.log_format == "json"
+
+
+def test_the_dockerfile_user_is_the_kubernetes_user() -> None:
+    run_lines = " ".join(rest for instruction, rest in dockerfile() if instruction == "RUN")
+    uid = re.search(r"--uid (\d+)", run_lines)
+    assert uid is not None
+    pod = _kubernetes()["StatefulSet"]["spec"]["template"]["spec"]["securityContext"]
+    assert pod["runAsUser"] == int(uid.group(1))
+
+
+# -- compose -------------------------------------------------------------------------------------
+
+
+def _compose() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    return loaded
+
+
+def _binds(service: dict[str, Any]) -> dict[str, Path]:
+    """Container path -> host path of a service's bind mounts (relative to deploy/)."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        if source.startswith("."):
+            found[target] = (DEPLOY / source).resolve()
+    return found
+
+
+def test_compose_wires_ackd_prometheus_alertmanager_and_grafana(routes: set[str]) -> None:
+    compose = _compose()
+    services = compose["services"]
+    assert set(services) == {"ackd", "prometheus", "alertmanager", "grafana"}
+    for service in services.values():
+        for host_path in _binds(service).values():
+            assert host_path.exists(), host_path
+    ackd = services["ackd"]
+    args = serve_args(ackd["command"])
+    port = port_of(args)
+    assert f"127.0.0.1:{port}:{port}" in ackd["ports"]
+    assert f"ackd-data:{args.data_dir}" in ackd["volumes"]
+    assert _binds(ackd)[args.config] == ROOT / "config.example.yaml"
+    assert f"http://127.0.0.1:{port}/-/ready" in " ".join(ackd["healthcheck"]["test"])
+    assert {"/-/ready", "/api/v1/alerts", "/metrics"} <= routes
+    assert set(ackd["environment"]) == {"ACKD_WEBHOOK_TOKEN", "ACKD_API_TOKEN"}
+
+    am_config = yaml.safe_load((DEPLOY / "compose/alertmanager.yml").read_text())
+    hook = am_config["receivers"][0]["webhook_configs"][0]
+    assert hook["url"] == f"http://ackd:{port}/api/v1/alerts"
+    secret = hook["http_config"]["authorization"]["credentials_file"]
+    assert secret == f"/run/secrets/{services['alertmanager']['secrets'][0]}"
+    assert compose["secrets"]["ackd_webhook_token"]["environment"] == "ACKD_WEBHOOK_TOKEN"
+
+    prometheus = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    [job] = [j for j in prometheus["scrape_configs"] if j["job_name"] == "ackd"]
+    assert job["static_configs"][0]["targets"] == [f"ackd:{port}"]
+    assert job.get("metrics_path", "/metrics") in routes
+    assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == \
+        ["alertmanager:9093"]
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_prometheus() -> None:
+    grafana = _binds(_compose()["services"]["grafana"])
+    provisioning = grafana["/etc/grafana/provisioning/dashboards"]
+    provider = yaml.safe_load((provisioning / "ackd.yml").read_text())["providers"][0]
+    assert grafana[provider["options"]["path"]] == DEPLOY / "grafana/dashboards"
+    datasources = grafana["/etc/grafana/provisioning/datasources"]
+    [source] = yaml.safe_load((datasources / "prometheus.yml").read_text())["datasources"]
+    assert source["type"] == "prometheus"
+    assert source["url"] == "http://prometheus:9090"
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/ackd.json").read_text())
+    [variable] = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+    assert variable["query"] == "prometheus"
+
+
+# -- Kubernetes ----------------------------------------------------------------------------------
+
+
+def _kubernetes() -> dict[str, dict[str, Any]]:
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes/ackd.yaml").read_text()))
+    by_kind = {doc["kind"]: doc for doc in docs}
+    assert len(by_kind) == len(docs)
+    return by_kind
+
+
+def test_the_kubernetes_manifests_run_ackd_as_it_is_built(
+    routes: set[str], tmp_path: Path
+) -> None:
+    k = _kubernetes()
+    assert set(k) == {"Secret", "ConfigMap", "Service", "StatefulSet", "ServiceMonitor"}
+    sts = k["StatefulSet"]["spec"]
+    assert sts["replicas"] == 1  # one store, one writer
+    pod = sts["template"]["spec"]
+    [container] = pod["containers"]
+    args = serve_args(container["args"])
+    port = port_of(args)
+    [http] = container["ports"]
+    assert http["containerPort"] == port
+    for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready"),
+                        ("startupProbe", "/-/healthy")):
+        assert container[probe]["httpGet"] == {"path": path, "port": http["name"]}
+        assert path in routes
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert mounts[args.data_dir] == sts["volumeClaimTemplates"][0]["metadata"]["name"]
+    config_dir, _, key = args.config.rpartition("/")
+    [config_volume] = [v for v in pod["volumes"] if v["name"] == mounts[config_dir]]
+    assert config_volume["configMap"]["name"] == k["ConfigMap"]["metadata"]["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert sts["template"]["metadata"]["labels"] == sts["selector"]["matchLabels"]
+
+    # The ConfigMap is a configuration ackd loads, with the Secret's variables set.
+    secret = k["Secret"]
+    assert container["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+    (tmp_path / key).write_text(k["ConfigMap"]["data"][key])
+    loaded = config_module.load(tmp_path / key, environ=secret["stringData"])
+    assert loaded.webhook_auth.bearer_token == secret["stringData"]["ACKD_WEBHOOK_TOKEN"]
+    with pytest.raises(config_module.ConfigError, match="ACKD_WEBHOOK_TOKEN"):
+        config_module.load(tmp_path / key, environ={})
+
+    service = k["Service"]["spec"]
+    [service_port] = service["ports"]
+    assert service_port["targetPort"] == http["name"]
+    assert service["selector"] == sts["selector"]["matchLabels"]
+    monitor = k["ServiceMonitor"]["spec"]
+    assert monitor["selector"]["matchLabels"].items() <= k["Service"]["metadata"]["labels"].items()
+    [endpoint] = monitor["endpoints"]
+    assert endpoint["port"] == service_port["name"]
+    assert endpoint["path"] == "/metrics"
+    assert "/metrics" in routes
+
+
+# -- the README's channel URLs -------------------------------------------------------------------
+
+
+def _channel_urls() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Wiring real channels", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "://" in line]
+    return [url for row in rows for url in re.findall(r"`([a-z]+://[^`]+)`", row)]
+
+
+def test_the_readme_shows_every_channel() -> None:
+    urls = _channel_urls()
+    schemes = {url.split("://")[0] for url in urls}
+    assert {"slack", "workflow", "tgram", "mailtos", "ntfys", "https"} <= schemes
+
+
+@pytest.mark.parametrize("url", _channel_urls())
+def test_every_channel_url_in_the_readme_is_one_apprise_takes(url: str) -> None:
+    assert validate_url(url) is None
+
+
+@pytest.mark.parametrize(("url", "kind"), [
+    ("https://hooks.slack.com/services/T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ", "slack"),
+    ("slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ", "slack"),
+    ("https://prod-01.westeurope.logic.azure.com:443/workflows/abc123/triggers/manual/paths/"
+     "invoke?api-version=2016-06-01&sig=sig", "workflow"),
+    ("json://127.0.0.1:9/ana", "json"),
+    ("mailtos://a:b@example.com", "mailtos"),
+    ("not a url", "unknown"),
+])
+def test_the_channel_kind_is_the_services_scheme_never_https(url: str, kind: str) -> None:
+    assert channel_kind(url) == kind

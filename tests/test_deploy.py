@@ -355,3 +355,9 @@ def test_every_channel_url_in_the_readme_is_one_apprise_takes(url: str) -> None:
 ])
 def test_the_channel_kind_is_the_services_scheme_never_https(url: str, kind: str) -> None:
     assert channel_kind(url) == kind
+
+
+def test_the_prometheus_rule_resource_holds_the_tested_rules() -> None:
+    resource = yaml.safe_load((DEPLOY / "kubernetes/ackd-rules.yaml").read_text())
+    assert resource["kind"] == "PrometheusRule"
+    assert resource["spec"] == yaml.safe_load((DEPLOY / "prometheus/ackd-rules.yml").read_text())

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -25,7 +26,7 @@ from receiver.logformat import JsonFormatter, fields
 from receiver.model import Alert, AlertStatus
 from receiver.notify import RecordingNotifier
 from receiver.oneline import EscapeArgs
-from tests.harness import TOKEN, Process, free_port, http_ok, wait_until, write_config
+from tests.harness import TOKEN, Ackd, Process, free_port, http_ok, wait_until, write_config
 from tests.test_api import Api
 
 
@@ -225,3 +226,28 @@ async def _post_alert(url: str, labels: dict[str, str]) -> None:
         headers={"Authorization": f"Bearer {TOKEN}"},
     ) as response:
         assert response.status == 200, await response.text()
+
+
+async def test_sighup_reloads_the_file_ackd_started_with(tmp_path: Path) -> None:
+    """The signal path of a real `ackd serve`: a refused file is logged with its problem and
+    shows on /metrics as 0; once fixed, the next SIGHUP takes it."""
+    config = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9")
+    good = config.read_text()
+    ackd = Ackd(tmp_path, config)
+    await ackd.start_ready()
+    try:
+        config.write_text(good.replace("policy: standard\n  group_by", "policy: gone\n  group_by"))
+        assert ackd.proc is not None
+        ackd.proc.send_signal(signal.SIGHUP)
+
+        async def reloaded(value: float) -> bool:
+            return sample(await ackd.metrics(), "ackd_config_last_reload_successful") == value
+
+        await wait_until(lambda: reloaded(0.0), 10, "the refused reload on /metrics")
+        assert "route.policy" in ackd.log()
+        config.write_text(good)
+        ackd.proc.send_signal(signal.SIGHUP)
+        await wait_until(lambda: reloaded(1.0), 10, "the reload on /metrics")
+        assert await http_ok(f"{ackd.url}/-/ready")
+    finally:
+        ackd.stop()

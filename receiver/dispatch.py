@@ -1,12 +1,13 @@
 """The outbox dispatcher: takes due notifications out of the durable outbox and delivers them.
 
 One loop sleeps on the clock until the earliest outbox row is due (or a commit that enqueued
-wakes it), then makes one pass: it reads the due rows, decides what each becomes (sent,
-bundled, deferred, suppressed, held back by the rate limit) and writes the bookkeeping in one
-job, and only then starts the sends, at most `workers` at a time and one per URL (so a hung
-endpoint holds one worker, never all of them). Each send's result is
-written in one job of its own: the timeline event and the outbox row's fate (finished, or
-retried with backoff) commit together.
+wakes it), then makes one pass: it leases the due rows (no later pass reads a row again until
+its lease ends, see Transaction.lease_due_outbox), decides what each becomes (sent, bundled,
+deferred, suppressed, held back by the rate limit) and writes the bookkeeping in one job, and
+only then starts the sends, at most `workers` at a time and one per URL (so a hung endpoint
+holds one worker, never all of them). Each send's result is written in one job of its own:
+the timeline event and the outbox row's fate (finished, or retried with backoff) commit
+together, and that ends the row's lease.
 
 Delivery is at-least-once: a row leaves the outbox only in the commit that records its
 result. If ackd stops, or the store refuses that commit, after the message went out, the row

@@ -240,7 +240,7 @@ async def timers(
 ) -> None:
     config = config_module.load(config_path)
     data = work / f"armed-{armed}"
-    data.mkdir()
+    data.mkdir(mode=0o700)  # as ackd makes its data directory
     db = data / "ackd.db"
     now = datetime.now(UTC)
     began = time.perf_counter()

@@ -22,7 +22,7 @@ import uvloop
 from receiver import config as config_module
 from receiver.client import ApiError, Client
 from receiver.config import Config
-from receiver.configbuild import parse_listen
+from receiver.configbuild import coverage_gaps, parse_listen
 from receiver.errors import ConfigError, StartupError, StoreUnavailable
 from receiver.logformat import FORMATS, formatter
 from receiver.oneline import EscapeArgs
@@ -83,9 +83,14 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-config", help="validate configuration files (exit 1 on errors)",
         description="Validate configuration files: every problem, with file, line and key. "
-        "Exit 1 if any file has one; run it in CI before a config is merged.",
+        "Exit 1 if any file has one; run it in CI before a config is merged. A schedule "
+        "layer with nobody on call for part of the next 4 weeks is a warning (exit 0).",
     )
     check.add_argument("files", nargs="+")
+    check.add_argument(
+        "--since", type=_iso_instant, metavar="ISO",
+        help="look for on-call gaps from this time (default: now); without a zone, UTC",
+    )
 
     routes = sub.add_parser(
         "routes", help="route tree tools",
@@ -257,17 +262,29 @@ def _logging_off_the_loop() -> Iterator[None]:
         root.handlers[:] = handlers
 
 
+def _iso_instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 def _check_config(args: argparse.Namespace) -> int:
     failed = 0
     for file in args.files:
         try:
-            config_module.load(file)
+            config = config_module.load(file)
         except ConfigError as exc:
             failed += 1
             print(exc, file=sys.stderr)
             print(f"{file}: {len(exc.problems)} problem(s)", file=sys.stderr)
         else:
-            print(f"{file}: OK")
+            # Holes in the coming weeks' on-call are worth a look, not a failed deploy.
+            gaps = coverage_gaps(config, args.since or datetime.now(UTC))
+            for gap in gaps:
+                print(gap, file=sys.stderr)
+            print(f"{file}: OK" + (f", {len(gaps)} warning(s)" if gaps else ""))
     return 1 if failed else 0
 
 

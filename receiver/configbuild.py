@@ -38,6 +38,7 @@ from receiver.routing import Route, RouteSpec, SeverityRule, build
 from receiver.staleness import StaleAction
 from receiver.yamlsource import Located, render_path
 from receiver.yamlsource import Path as KeyPath
+from receiver.yamlsource import load as load_yaml
 
 if TYPE_CHECKING:
     from receiver.config import Config, Team
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 TEAM_SCHEDULE = "@team"
 TEAM_LEAD = "@lead"
+GAP_LOOKAHEAD = timedelta(weeks=4)
 _SHIFT_UNITS = {"h": sched.ShiftUnit.HOURS, "d": sched.ShiftUnit.DAYS, "w": sched.ShiftUnit.WEEKS}
 
 
@@ -581,6 +583,37 @@ def _team_path(spec: ConfigSpec, name: str) -> KeyPath:
         if team.name == name:
             return ("teams", i)
     return ("teams",)
+
+
+def coverage_gaps(
+    config: Config, since: datetime, within: timedelta = GAP_LOOKAHEAD
+) -> list[ConfigProblem]:
+    """A warning for each schedule layer with nobody on call for part of `within` from
+    `since`, naming the layer's file and line and its first uncovered span. Not an error: a
+    hole may be meant (office hours only), but it is rarely meant silently."""
+    text = Path(config.source).read_text(encoding="utf-8")
+    data = load_yaml(config.source, text, collect=[])
+    warnings = []
+    for si, spec in enumerate(data.data.get("schedules") or []):
+        schedule = config.schedules[spec["name"]]
+        for li, layer in enumerate(spec["layers"]):
+            gap = sched.first_gap(schedule, layer["name"], since, since + within)
+            if gap is not None:
+                warnings.append(data.problem(
+                    ("schedules", si, "layers", li),
+                    _gap_message(schedule, layer["name"], gap, within),
+                ))
+    return warnings
+
+
+def _gap_message(
+    schedule: sched.Schedule, layer: str, gap: tuple[datetime, datetime | None],
+    within: timedelta,
+) -> str:
+    start, end = (t.astimezone(schedule.tz).isoformat() if t else None for t in gap)
+    span = f"from {start} to {end}" if end else f"from {start} on"
+    return (f"warning: nobody is on call in layer {layer!r} of schedule {schedule.name!r} "
+            f"{span} (the first uncovered span in the next {within.days} days)")
 
 
 def _restriction(spec: RestrictionSpec) -> sched.Restriction:

@@ -35,6 +35,7 @@ __all__ = [
     "Schedule",
     "ShiftUnit",
     "WorkingHours",
+    "first_gap",
     "instant",
     "next_change",
     "next_start",
@@ -231,6 +232,24 @@ def _settled(schedule: Schedule, layer: Layer, at: datetime) -> datetime:
     return latest + timedelta(seconds=math.lcm(*seconds)) + _YEAR
 
 
+def first_gap(
+    schedule: Schedule, layer: str, since: datetime, until: datetime
+) -> tuple[datetime, datetime | None] | None:
+    """The first span from `since` on, starting before `until`, when nobody is on call in
+    `layer`: (start, end) in UTC, end None when nobody ever is again; None if there is none.
+    Restrictions that leave a hole, a rotation not started yet, and rotations in different
+    zones drifting apart across DST changes all show here."""
+    at, until = _utc(since, "`since`"), _utc(until, "`until`")
+    while at < until:
+        change = next_change(schedule, layer, at)
+        if on_call(schedule, layer, at) is None:
+            return at, change
+        if change is None:
+            return None
+        at = change
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class _Span:
     schedule: Schedule
@@ -331,7 +350,8 @@ def _window_edges(window: _Window, tz: ZoneInfo, first: date) -> Iterator[dateti
     """Each opening's edges from the day `first` on, in order (a window lasts a day at most,
     so one closes before or as the next opens)."""
     day = first
-    while True:
+    # A window of no weekdays never opens: no edges, rather than an endless search.
+    while window.weekdays:
         for opens, closes in _occurrences(window, tz, day, day):
             yield opens
             yield closes

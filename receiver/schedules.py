@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
+from functools import partial
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -49,6 +50,7 @@ _DAY = timedelta(days=1)
 _WEEK = timedelta(weeks=1)
 _YEAR = timedelta(days=366)
 _FOREVER = datetime.max.replace(tzinfo=UTC)
+_TICK = timedelta(microseconds=1)
 _WEEKDAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _WEEKDAYS_FORM = (
     "three-letter day names (mon..sun), ranges like mon-fri or fri-mon, joined by commas"
@@ -186,31 +188,66 @@ def next_change(
     at = _utc(at, "`at`")
     found = _find_layer(schedule, layer)
     current = on_call(schedule, layer, at)
-    until = at + horizon if horizon is not None else _settled(schedule, found, at)
-    for edge in _edges(schedule, found, at):
-        if edge > until:
-            return None
-        if on_call(schedule, layer, edge) != current:
-            return edge
+    try:
+        until = at + horizon if horizon is not None else _settled(schedule, found, at)
+    except OverflowError:
+        until = _FOREVER
+    try:
+        for edge in _edges(schedule, found, at):
+            if edge > until:
+                return None
+            if on_call(schedule, layer, edge) != current:
+                return edge
+    except OverflowError:
+        pass  # the calendar ends (year 9999) before the answer changes
     return None
 
 
 def _edges(schedule: Schedule, layer: Layer, at: datetime) -> Iterator[datetime]:
     """Every instant after `at` where the layer's answer may change, in order, without end."""
-    streams: list[Iterable[datetime]] = [
-        sorted(e for o in schedule.overrides if o.layer in (None, layer.name)
-               for e in (o.start, o.end))
-    ]
+    overrides = [o for o in schedule.overrides if o.layer in (None, layer.name)]
+    streams: list[Iterable[datetime]] = [sorted(e for o in overrides for e in (o.start, o.end))]
+    covered = _blankets(overrides)
     for rotation in layer.rotations:
         tz = rotation.tz or schedule.tz
-        streams.append(_handoffs(rotation, tz, at))
-        first = _local(at, tz).date() - _DAY
-        streams += (_window_edges(r, tz, first) for r in rotation.restrictions)
+        streams.append(_outside(covered, at, partial(_handoffs, rotation, tz)))
+        streams += (
+            _outside(covered, at, partial(_window_edges_after, r, tz))
+            for r in rotation.restrictions
+        )
     last = at
     for edge in heapq.merge(*streams):
         if edge > last:
             last = edge
             yield edge
+
+
+def _blankets(overrides: list[Override]) -> list[tuple[datetime, datetime]]:
+    """Spans where an override decides the answer whoever the rotations put on call: no
+    handoff or restriction edge inside one can change it. An override that replaces one
+    person depends on the rotations, so it keeps the spans it overlaps out."""
+    choosy = [o for o in overrides if o.replaces is not None]
+    return [
+        (o.start, o.end)
+        for o in overrides
+        if o.replaces is None and not any(c.start < o.end and o.start < c.end for c in choosy)
+    ]
+
+
+def _outside(
+    covered: list[tuple[datetime, datetime]],
+    at: datetime,
+    stream: Callable[[datetime], Iterator[datetime]],
+) -> Iterator[datetime]:
+    """`stream(at)`'s edges, jumping over the covered spans: a year's override on an hourly
+    rotation is one step, not 8,760 (and one to 9999 is not endless)."""
+    edges = stream(at)
+    while (edge := next(edges, None)) is not None:
+        ends = [end for start, end in covered if start < edge < end]
+        if not ends:
+            yield edge
+        else:
+            edges = stream(max(ends) - _TICK)
 
 
 def _settled(schedule: Schedule, layer: Layer, at: datetime) -> datetime:
@@ -338,12 +375,22 @@ def _handoff(rotation: Rotation, index: int, tz: ZoneInfo) -> datetime:
 
 
 def _handoffs(rotation: Rotation, tz: ZoneInfo, at: datetime) -> Iterator[datetime]:
-    """Handoff instants after `at`, the rotation's start included, without end."""
+    """Handoff instants after `at`, the rotation's start included, without end (after the
+    start, only where the person changes)."""
     current = _shift_index(rotation, tz, at)
-    index = 0 if current is None else current + 1
+    if current is None:
+        yield _handoff(rotation, 0, tz)
+    if len(rotation.users) == 1:
+        return
+    index = 1 if current is None else current + 1
     while True:
         yield _handoff(rotation, index, tz)
         index += 1
+
+
+def _window_edges_after(window: _Window, tz: ZoneInfo, at: datetime) -> Iterator[datetime]:
+    # From the day before: an opening that began yesterday may close after `at`.
+    return _window_edges(window, tz, _local(at, tz).date() - _DAY)
 
 
 def _window_edges(window: _Window, tz: ZoneInfo, first: date) -> Iterator[datetime]:

@@ -384,3 +384,38 @@ def test_a_shift_in_hours_lasts_that_long_across_a_change(
         assert on_call(schedule, "l", handoff - SECOND) == users[(k - 1) % 3]
         assert on_call(schedule, "l", handoff) == users[k % 3]
         at = handoff
+
+
+# -- overrides that outlast many handoffs ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "end", [utc(2028, 2, 1), utc(9999, 12, 31)], ids=["two-years", "to-the-calendar's-end"]
+)
+def test_a_long_override_ends_the_answer_at_its_end(end: datetime) -> None:
+    """cy covers an hourly rotation for years: the next change is the override's end, found
+    without walking every hourly handoff under it (to year 9999 that walk would not end)."""
+    rotation = Rotation(("ana", "bo"), 1, ShiftUnit.HOURS, datetime(2026, 1, 1))
+    cover = Override(utc(2026, 2, 1), end, user="cy")
+    schedule = Schedule("s", ZoneInfo("Australia/Lord_Howe"), (Layer("l", (rotation,)),), (cover,))
+    assert next_change(schedule, "l", utc(2026, 3, 1)) == end
+    assert OnCallMemo().on_call(schedule, "l", utc(2026, 3, 1)) == "cy"
+
+
+def test_an_override_for_one_person_inside_a_long_one_still_sees_the_handoffs() -> None:
+    """cy covers for years, but dee replaces ana alone for a day inside it (listed later, so
+    it wins where it applies): the rotation's handoffs matter again for that day."""
+    start = datetime(2026, 1, 1)
+    rotation = Rotation(("ana", "bo"), 1, ShiftUnit.HOURS, start)
+    cover = Override(utc(2026, 2, 1), utc(2028, 2, 1), user="cy")
+    only_ana = Override(utc(2026, 3, 1), utc(2026, 3, 2), user="dee", replaces="ana")
+    schedule = Schedule(
+        "s", ZoneInfo("America/New_York"), (Layer("l", (rotation,)),), (cover, only_ana)
+    )
+    # NYC is at -5 hours on 2026-01-01: the rotation started at 05:00Z, ana's hours are odd.
+    first = BY_NAME["America/New_York"].to_utc(start)
+    assert first == utc(2026, 1, 1, 5)
+    assert next_change(schedule, "l", utc(2026, 2, 15)) == utc(2026, 3, 1, 1)
+    assert on_call(schedule, "l", utc(2026, 3, 1, 1)) == "dee"
+    assert next_change(schedule, "l", utc(2026, 3, 1, 1)) == utc(2026, 3, 1, 2)
+    assert on_call(schedule, "l", utc(2026, 3, 1, 2)) == "cy"

@@ -41,6 +41,7 @@ from receiver.metrics import Metrics
 from receiver.notify import AppriseNotifier, Notifier
 from receiver.responder import Responder
 from receiver.store import SqliteStore, private_dir
+from receiver.store.owner import StoreOwner
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +129,7 @@ class Daemon:
             contact_index=lambda name, kind, url: index_of(
                 url, name, kind, self.config.users, self.config.channels),
         )
+        self.owner = StoreOwner(config.db_path)
         self.store.stats.on_commit.append(self.metrics.observe_commit)
         self.responder = Responder(self.store, self.clock, self.metrics, lambda: self.config)
         self.incidents = Incidents(
@@ -170,6 +172,8 @@ class Daemon:
             raise
 
     async def _start(self) -> None:
+        # Before the store opens: a second daemon must not touch the first's leases.
+        self.owner.acquire()
         try:
             await self.store.open()
         except (OSError, sqlite3.Error) as exc:
@@ -214,7 +218,10 @@ class Daemon:
         await self.responder.scheduler.stop()
         await self.dispatcher.stop()
         await self.notifier.close()
-        await self.store.close()
+        try:
+            await self.store.close()
+        finally:
+            self.owner.release()
         log.info("ackd stopped")
 
     def reload(self, path: str | Path | None = None) -> bool:

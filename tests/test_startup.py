@@ -8,6 +8,8 @@ import re
 import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
@@ -47,6 +49,57 @@ def test_a_busy_port_ends_the_process(tmp_path: Path) -> None:
         f"ackd: cannot listen on 127.0.0.1:{port}: the address is already in use"
         " (another ackd? choose a free port with --listen)"
     )
+
+
+def test_a_second_ackd_on_the_same_store_ends_and_leaves_the_first_alone(tmp_path: Path) -> None:
+    # Two daemons on one store both send its outbox: the second's start ended the leases of
+    # the first's sends in flight and sent them again (the same page twice), even when its own
+    # port turned out busy, since the store opened first.
+    data = tmp_path / "data"
+    port = free_port()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "serve", "--config", str(EXAMPLE),
+         "--listen", f"127.0.0.1:{port}", "--data-dir", str(data)],
+        cwd=ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_ready(port, first)
+        for listen in (f"127.0.0.1:{free_port()}", f"127.0.0.1:{port}"):  # free, then busy
+            result = serve("--config", str(EXAMPLE), "--listen", listen, "--data-dir", str(data))
+            assert result.returncode == 1
+            assert cause(result) == (
+                f"ackd: the store {data / 'ackd.db'} is in use by another ackd (pid {first.pid}):"
+                " stop it, or give this one a data directory of its own (--data-dir)"
+            )
+            assert "in flight" not in result.stderr  # it never opened the store
+    finally:
+        first.terminate()
+        _, errors = first.communicate(timeout=20)
+    assert first.returncode == 0, errors
+    # Stopped, the first leaves the store to whoever starts next: this one gets as far as
+    # its (busy) port.
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = serve("--config", str(EXAMPLE), "--listen", f"127.0.0.1:{taken}",
+                       "--data-dir", str(data))
+    assert cause(result).startswith(f"ackd: cannot listen on 127.0.0.1:{taken}: ")
+
+
+def _wait_ready(port: int, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()[1]
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("ackd did not become ready within 20s")
 
 
 def test_an_unwritable_data_dir_is_named(tmp_path: Path) -> None:

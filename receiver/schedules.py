@@ -241,13 +241,16 @@ def _outside(
 ) -> Iterator[datetime]:
     """`stream(at)`'s edges, jumping over the covered spans: a year's override on an hourly
     rotation is one step, not 8,760 (and one to 9999 is not endless)."""
-    edges = stream(at)
+    edges, since = stream(at), at
     while (edge := next(edges, None)) is not None:
+        if edge <= since:
+            continue  # a window's stream starts the day before: not past the jump yet
         ends = [end for start, end in covered if start < edge < end]
         if not ends:
             yield edge
         else:
-            edges = stream(max(ends) - _TICK)
+            since = max(ends) - _TICK
+            edges = stream(since)
 
 
 def _settled(schedule: Schedule, layer: Layer, at: datetime) -> datetime:

@@ -10,9 +10,10 @@ skipped one the instant the clocks jump.
 
 from __future__ import annotations
 
+import random
 import textwrap
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -23,6 +24,7 @@ from receiver.schedules import (
     Layer,
     OnCallMemo,
     Override,
+    Restriction,
     Rotation,
     Schedule,
     ShiftUnit,
@@ -419,3 +421,70 @@ def test_an_override_for_one_person_inside_a_long_one_still_sees_the_handoffs() 
     assert on_call(schedule, "l", utc(2026, 3, 1, 1)) == "dee"
     assert next_change(schedule, "l", utc(2026, 3, 1, 1)) == utc(2026, 3, 1, 2)
     assert on_call(schedule, "l", utc(2026, 3, 1, 2)) == "cy"
+
+
+def test_a_restriction_under_a_long_override_is_jumped_over_once() -> None:
+    """The walk jumps a restriction's stream to an override's end and restarts it a day
+    early (an opening may have begun the day before): those early edges, still under the
+    override, must not send it back to the same jump for ever."""
+    tz = ZoneInfo("Europe/Amsterdam")
+    nights = Rotation(
+        ("ana",), 1, ShiftUnit.DAYS, datetime(2026, 3, 28, 10),
+        (Restriction(frozenset(range(7)), time(18, 30), time(0, 0)),),
+    )
+    cover = Override(utc(2026, 3, 29, 4, 30), utc(2026, 4, 2, 18, 30), user="cy")
+    schedule = Schedule("s", tz, (Layer("l", (nights,)),), (cover,))
+    # Amsterdam is at +2 from 2026-03-29 01:00Z: the nights open at 16:30Z, close at 22:00Z.
+    assert next_change(schedule, "l", utc(2026, 3, 30)) == utc(2026, 4, 2, 18, 30)
+    # The override ends inside an opening: ana is on until it closes at 22:00Z.
+    assert on_call(schedule, "l", utc(2026, 4, 2, 18, 30)) == "ana"
+    assert next_change(schedule, "l", utc(2026, 4, 2, 18, 30)) == utc(2026, 4, 2, 22)
+
+
+def random_schedule(rnd: random.Random) -> Schedule:
+    """1-3 rotations in hours or days, in any of the four zones, maybe restricted, under 0-3
+    overrides (some replacing one person), all starting around Amsterdam's spring change."""
+    zones = [ZoneInfo(name) for name in NAMES]
+    rotations = []
+    for _ in range(rnd.randint(1, 3)):
+        restrictions = ()
+        if rnd.random() < 0.5:
+            days = frozenset(rnd.sample(range(7), rnd.randint(1, 7)))
+            opens, closes = time(rnd.randint(0, 23), rnd.choice([0, 30])), time(rnd.randint(0, 23))
+            restrictions = (Restriction(days, opens, closes),)
+        rotations.append(Rotation(
+            tuple(rnd.sample("abc", rnd.randint(1, 2))), rnd.randint(1, 5),
+            rnd.choice([ShiftUnit.HOURS, ShiftUnit.DAYS]),
+            datetime(2026, 3, 25) + timedelta(minutes=15 * rnd.randint(0, 480)),
+            restrictions, tz=rnd.choice([*zones, None]),
+        ))
+    overrides = []
+    for _ in range(rnd.randint(0, 3)):
+        start = utc(2026, 3, 25) + timedelta(minutes=30 * rnd.randint(0, 480))
+        overrides.append(Override(
+            start, start + timedelta(hours=rnd.randint(1, 120)), rnd.choice("cde"),
+            replaces=rnd.choice([None, None, "a", "b"]),
+        ))
+    return Schedule("s", rnd.choice(zones), (Layer("l", tuple(rotations)),), tuple(overrides))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_next_change_agrees_with_on_call_between_changes(seed: int) -> None:
+    """For random schedules, walked change by change over 16 days around the spring DST
+    changes: `on_call` keeps its answer at every 17th minute up to the reported change and
+    gives another one at it (a change missed, or one that changes nothing, fails)."""
+    rnd = random.Random(seed)
+    for _ in range(5):
+        schedule = random_schedule(rnd)
+        at, end = utc(2026, 3, 25), utc(2026, 4, 10)
+        while at < end:
+            change = next_change(schedule, "l", at)
+            current = on_call(schedule, "l", at)
+            probe = at
+            while probe < min(change or end, end):
+                assert on_call(schedule, "l", probe) == current, (schedule, at, probe)
+                probe += timedelta(minutes=17)
+            if change is None:
+                break
+            assert on_call(schedule, "l", change) != current, (schedule, change)
+            at = change

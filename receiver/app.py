@@ -186,6 +186,8 @@ class Daemon:
         self._runner = web.AppRunner(
             app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False,
             keepalive_timeout=self._keepalive_timeout,
+            # The webhook inflates a compressed body itself, with a bound (http/encoding.py).
+            auto_decompress=False,
         )
         await self._runner.setup()
         host, port = self.config.listen_host, self.config.listen_port

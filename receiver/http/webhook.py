@@ -25,6 +25,8 @@ from aiohttp import web
 
 from receiver.errors import PayloadError, StoreUnavailable
 from receiver.http.auth import FailureThrottle, webhook_allowed
+from receiver.http.encoding import FIELD as ENCODING
+from receiver.http.encoding import encoding_of, inflate, supported
 from receiver.http.responses import error, ok, unauthorized
 from receiver.http.services import Services, services
 
@@ -68,15 +70,17 @@ async def _receive(request: web.Request) -> web.Response:
         slow = error(503, f"the body did not arrive within {timeout:g}s, retry", "body")
         slow.force_close()  # the rest of a body this slow is not worth waiting for
         return slow
+    try:
+        body = body and inflate(body, encoding_of(request), s.config.max_body_bytes)
+    except PayloadError as exc:
+        return _rejected(request, s, exc)
     if body is None:
         _count(request, s, "too_large")
         return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
     try:
         result = await s.incidents.ingest_body(body)
     except PayloadError as exc:
-        _count(request, s, "bad_request")
-        log.warning("webhook rejected: %s", exc)
-        return error(400, exc.message, exc.field)
+        return _rejected(request, s, exc)
     except StoreUnavailable as exc:
         _count(request, s, "unavailable")
         s.metrics.store_errors.inc()
@@ -94,6 +98,12 @@ async def _receive(request: web.Request) -> web.Response:
     )
 
 
+def _rejected(request: web.Request, s: Services, exc: PayloadError) -> web.Response:
+    _count(request, s, "bad_request")
+    log.warning("webhook rejected: %s", exc)
+    return error(400, exc.message, exc.field)
+
+
 def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
     if s.config.webhook_auth.required:
         refusal = _authenticate(request, s)
@@ -105,6 +115,12 @@ def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
     if request.content_length is not None and request.content_length > s.config.max_body_bytes:
         _count(request, s, "too_large")
         return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
+    if not supported(encoding := encoding_of(request)):
+        _count(request, s, "bad_request")
+        refused = error(415, f"cannot read a body encoded {encoding!r}: send it as it is, or"
+                        " gzip or deflate it", ENCODING)
+        refused.force_close()  # none of it will be read
+        return refused
     return None
 
 

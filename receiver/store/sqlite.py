@@ -332,8 +332,12 @@ class SqliteStore:
             raise StoreUnavailable("the store is not open")
         self._shm.check()
         try:
-            async with self._reader.execute(sql, params) as cur:
-                return [tuple(r) for r in await cur.fetchall()]
+            # One call on the reader's thread, from the statement's start to its end. As two
+            # calls (execute, then fetchall) the statement stayed open between them, and with
+            # it the connection's read snapshot: another read that ran in between saw the
+            # store as it was before commits its caller had already been answered for.
+            rows = await self._reader.execute_fetchall(sql, params)
+            return [tuple(r) for r in rows]
         except sqlite3.Error as exc:
             raise StoreUnavailable(str(exc)) from exc
 

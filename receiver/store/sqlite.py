@@ -395,12 +395,7 @@ class SqliteStore:
         """
 
         async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
-            rows = await tx.due_outbox(now, limit)
-            incidents: dict[int, Incident | None] = {}
-            for row in rows:
-                if row.incident_id not in incidents:
-                    incidents[row.incident_id] = await tx.find_incident(row.incident_id)
-            return [(row, incidents[row.incident_id]) for row in rows]
+            return await _with_incidents(tx, await tx.due_outbox(now, limit))
 
         return await self.write(job)
 
@@ -411,12 +406,7 @@ class SqliteStore:
         call returns it until its result is written or it is released."""
 
         async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
-            rows = await tx.lease_due_outbox(now, limit)
-            incidents: dict[int, Incident | None] = {}
-            for row in rows:
-                if row.incident_id not in incidents:
-                    incidents[row.incident_id] = await tx.find_incident(row.incident_id)
-            return [(row, incidents[row.incident_id]) for row in rows]
+            return await _with_incidents(tx, await tx.lease_due_outbox(now, limit))
 
         return await self.write(job)
 
@@ -548,3 +538,14 @@ def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
 
 
 __all__ = ["IncidentFilter", "SqliteStore", "Transaction", "private_dir", "to_us"]
+
+
+async def _with_incidents(
+    tx: Transaction, rows: list[OutboxRow]
+) -> list[tuple[OutboxRow, Incident | None]]:
+    """Each outbox row with its incident (None if it is gone), each incident read once."""
+    incidents: dict[int, Incident | None] = {}
+    for row in rows:
+        if row.incident_id not in incidents:
+            incidents[row.incident_id] = await tx.find_incident(row.incident_id)
+    return [(row, incidents[row.incident_id]) for row in rows]

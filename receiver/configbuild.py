@@ -261,9 +261,10 @@ class Builder:
     def _schedule(
         self, at: KeyPath, spec: ScheduleSpec, users: Mapping[str, User]
     ) -> sched.Schedule | None:
-        tz = self.attempt((*at, "timezone"), lambda: zone(spec.timezone))
-        if tz is None:
-            return None
+        found = self.attempt((*at, "timezone"), lambda: zone(spec.timezone))
+        # Without its zone the schedule is not built, but the rest of it is still checked
+        # (on UTC as a stand-in), so its other problems show in this run, not the next.
+        tz = found or ZoneInfo("UTC")
         self._unique((*at, "layers"), [layer.name for layer in spec.layers])
         layers = []
         for li, layer in enumerate(spec.layers):
@@ -307,6 +308,8 @@ class Builder:
             if end <= start:
                 self.fail((*opath, "end"), "an override must end after it starts")
             overrides.append(sched.Override(start, end, o.user, o.layer, o.replaces))
+        if found is None:
+            return None
         return sched.Schedule(spec.name, tz, tuple(layers), tuple(overrides))
 
     def _teams(

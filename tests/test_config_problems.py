@@ -174,3 +174,16 @@ def test_pathological_yaml_is_a_problem_not_a_crash(text: str, expected: str) ->
     found = _problems_of(text)
     assert found is not None
     assert str(found[0]) == expected
+
+
+def test_a_bad_schedule_zone_does_not_hide_the_rest_of_the_schedule(tmp_path: Path) -> None:
+    data = yaml.safe_load((ROOT / "config.example.yaml").read_text())
+    schedule = data["schedules"][0]
+    schedule["timezone"] = "Mars/Olympus_Mons"
+    schedule["layers"][0]["rotations"][0]["users"].append("zed")
+    path = tmp_path / "ackd.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    found = problems(path, environ={"ACKD_WEBHOOK_TOKEN": "t", "ACKD_API_TOKEN": "t"})
+    assert any("schedules[0].timezone: unknown IANA time zone" in p for p in found), found
+    assert any("schedules[0].layers[0].rotations[0].users[" in p and "unknown user 'zed'" in p
+               for p in found), found

@@ -29,7 +29,7 @@ from receiver.config import Config, example_secrets_in_use
 from receiver.contacts import index_of
 from receiver.dispatch import Dispatcher
 from receiver.errors import ConfigError, ConfigProblem, StartupError
-from receiver.http.actions import act, link_action, link_page
+from receiver.http.actions import act, link_action, link_page, private_links
 from receiver.http.api import get_incident, list_incidents
 from receiver.http.auth import FailureThrottle
 from receiver.http.health import healthy, metrics, ready, reload
@@ -56,7 +56,9 @@ KEEPALIVE_TIMEOUT = 75.0
 def build_web_app(
     services: Services, *, body_timeout: float = DEFAULT_BODY_TIMEOUT
 ) -> web.Application:
-    app = web.Application(client_max_size=services.config.max_body_bytes + 1)
+    app = web.Application(
+        client_max_size=services.config.max_body_bytes + 1, middlewares=[private_links]
+    )
     app[SERVICES] = services
     app[BODY_TIMEOUT] = body_timeout
     app[THROTTLE] = FailureThrottle()

@@ -41,6 +41,11 @@ async def test_every_link_answer_is_private(api: Api) -> None:
         ("GET", f"/l/{for_nothing}", 404),
         ("GET", "/l/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 403),
         ("POST", "/l/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", 403),
+        # Paths no link route matches: the router's own answers carry the token too.
+        ("GET", f"/l/{valid}/x", 404),
+        ("GET", "/l", 404),
+        ("GET", "/l/", 404),
+        ("PUT", f"/l/{valid}", 405),
     ]
     for method, path, expected in answers:
         status, headers = await _headers(api, method, path)

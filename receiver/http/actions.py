@@ -6,7 +6,6 @@ mail scanners fetch links to preview them, and a preview must never acknowledge 
 
 from __future__ import annotations
 
-import functools
 import html
 import json
 from collections.abc import Awaitable, Callable
@@ -28,7 +27,7 @@ LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
 # leads to may learn the URL from a Referer header.
 LINK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 async def act(request: web.Request) -> web.Response:
@@ -92,16 +91,19 @@ def _snooze_to(text: str) -> datetime:
 # -- signed links ---------------------------------------------------------------------------
 
 
-def _private(handler: Handler) -> Handler:
-    """Every answer under /l/, error pages included, carries LINK_HEADERS."""
-
-    @functools.wraps(handler)
-    async def wrapped(request: web.Request) -> web.Response:
+@web.middleware
+async def private_links(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer under /l/ carries LINK_HEADERS: the pages, their errors, and the router's
+    own 404 and 405 for a path no link route matches (its URL holds the token too)."""
+    if request.path != "/l" and not request.path.startswith("/l/"):
+        return await handler(request)
+    try:
         response = await handler(request)
-        response.headers.update(LINK_HEADERS)
-        return response
-
-    return wrapped
+    except web.HTTPException as exc:
+        exc.headers.update(LINK_HEADERS)
+        raise
+    response.headers.update(LINK_HEADERS)
+    return response
 
 
 def _claim(request: web.Request, s: Services) -> LinkClaim | web.Response:
@@ -113,7 +115,6 @@ def _claim(request: web.Request, s: Services) -> LinkClaim | web.Response:
         return _page(403, "Link not accepted", str(exc))
 
 
-@_private
 async def link_page(request: web.Request) -> web.Response:
     """GET /l/{token}: say what the link will do and offer the button that does it."""
     s = services(request)
@@ -136,7 +137,6 @@ async def link_page(request: web.Request) -> web.Response:
     return _page(200, f"{verb} incident #{incident.id}?", text + form, raw=True)
 
 
-@_private
 async def link_action(request: web.Request) -> web.Response:
     """POST /l/{token}: act as the person the link was sent to."""
     s = services(request)

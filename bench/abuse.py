@@ -25,9 +25,9 @@ import aiohttp
 import procs
 from load import percentile
 
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.limits import DEFAULT_MAX_ALERTS, DEFAULT_MAX_GROUPS, DEFAULT_MAX_LABELS
-from receiver.model import Alert, AlertStatus
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.limits import DEFAULT_MAX_ALERTS, DEFAULT_MAX_GROUPS, DEFAULT_MAX_LABELS
+from receiver.core.model import Alert, AlertStatus
 
 MAX_P99 = 0.050
 SECONDS = 6.0

@@ -20,8 +20,8 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.model import Alert, AlertStatus
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.model import Alert, AlertStatus
 
 ALERTS_PER_PAYLOAD = 10
 MAX_OPEN_PER_CONNECTION = 12

@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import procs
 
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.model import Alert, AlertStatus
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.model import Alert, AlertStatus
 
 BODIES = 8_000
 GROUPS = 1_000

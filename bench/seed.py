@@ -16,10 +16,10 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from receiver.alertmanager import fingerprint_of
-from receiver.config import Config
-from receiver.escalation import EscalationState, EscalationStatus, state_to_dict
-from receiver.routing import group_key
+from receiver.alertmanager.webhook import fingerprint_of
+from receiver.config.model import Config
+from receiver.escalation.engine import EscalationState, EscalationStatus, state_to_dict
+from receiver.routing.tree import group_key
 from receiver.store import SqliteStore
 from receiver.store.codec import dumps, to_us
 

@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from receiver.clock import FakeClock
+from receiver.core.clock import FakeClock
 from tests.sinks import HttpSink
 
 

@@ -8,14 +8,14 @@ from typing import Any
 
 import pytest
 
-from receiver.alertmanager import (
+from receiver.alertmanager.webhook import (
     build_webhook,
     fingerprint_of,
     parse_webhook,
     silence_url,
 )
-from receiver.errors import PayloadError
-from receiver.model import AlertStatus
+from receiver.core.errors import PayloadError
+from receiver.core.model import AlertStatus
 
 # As Alertmanager 0.25+ sends it, with keys newer versions add.
 REAL = {

@@ -20,16 +20,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from receiver import config as config_module
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.app import Daemon
-from receiver.clock import FakeClock
-from receiver.config import WebhookAuth
-from receiver.escalation import Policy, Step, Target, TargetKind
-from receiver.grouping import HeldGroups
-from receiver.model import Alert, AlertStatus
-from receiver.notify import DeliveryStatus, Outcome, RecordingNotifier
-from receiver.responder import AT_ONCE_LIMIT
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.config.model import WebhookAuth
+from receiver.core.clock import FakeClock
+from receiver.core.model import Alert, AlertStatus
+from receiver.escalation.engine import Policy, Step, Target, TargetKind
+from receiver.escalation.responder import AT_ONCE_LIMIT
+from receiver.ingest.grouping import HeldGroups
+from receiver.notify.notifier import DeliveryStatus, Outcome, RecordingNotifier
 from tests.harness import API_TOKEN, ROOT, TOKEN, write_config
 
 LABELS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",

@@ -21,18 +21,18 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from receiver import config as config_module
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.app import Daemon
-from receiver.clock import FakeClock
-from receiver.config import Config
-from receiver.contacts import index_of
-from receiver.dispatch import Dispatcher
-from receiver.metrics import Metrics
-from receiver.model import Alert, AlertStatus, EventKind
-from receiver.notify import AppriseNotifier, Message, RecordingNotifier, mask
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.config.model import Config
+from receiver.core.clock import FakeClock
+from receiver.core.model import Alert, AlertStatus, EventKind
+from receiver.delivery.dispatch import Dispatcher
+from receiver.notify.contacts import index_of
+from receiver.notify.notifier import AppriseNotifier, Message, RecordingNotifier, mask
 from receiver.store import SqliteStore
 from receiver.store.schema import MIGRATIONS
+from receiver.telemetry.metrics import Metrics
 from tests.harness import API_TOKEN, TOKEN, wait_until
 from tests.sinks import HttpSink
 

@@ -14,7 +14,7 @@ from importlib.metadata import version
 import aiohttp
 import pytest
 
-from receiver import sink
+from receiver.cli import sink
 from tests.harness import ROOT, free_port
 
 COMMANDS = ["serve", "check-config", "routes", "oncall", "ack", "resolve", "snooze", "unack",

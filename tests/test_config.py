@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver import config
-from receiver.errors import ConfigError
+from receiver.config import model as config
+from receiver.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = sorted((ROOT / "tests/config/good").glob("*.yaml"))

@@ -16,9 +16,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver import config
-from receiver.configproblems import keys_at
-from receiver.errors import ConfigError, ConfigProblem
+from receiver.config import model as config
+from receiver.config.problems import keys_at
+from receiver.core.errors import ConfigError, ConfigProblem
 from tests.harness import ROOT
 
 MANY = "tests/config/many_mistakes.yaml"

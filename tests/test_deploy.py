@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 import yaml
 
-from receiver import config as config_module
-from receiver.__main__ import _parser
-from receiver.app import Daemon, build_web_app
-from receiver.configbuild import parse_listen
-from receiver.notify import channel_kind, validate_url
+from receiver.app.daemon import Daemon, build_web_app
+from receiver.cli.main import _parser
+from receiver.config import model as config_module
+from receiver.config.build import parse_listen
+from receiver.notify.notifier import channel_kind, validate_url
 from tests.harness import ROOT, write_config
 from tests.systemtools import binary
 

@@ -19,13 +19,12 @@ from typing import Any
 
 import pytest
 
-from receiver.clock import FakeClock
-from receiver.config import Config, parse
-from receiver.contacts import reference
-from receiver.dispatch import Dispatcher, backoff
-from receiver.metrics import Metrics
-from receiver.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
-from receiver.notify import (
+from receiver.config.model import Config, parse
+from receiver.core.clock import FakeClock
+from receiver.core.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
+from receiver.delivery.dispatch import Dispatcher, backoff
+from receiver.notify.contacts import reference
+from receiver.notify.notifier import (
     AppriseNotifier,
     Delivery,
     DeliveryStatus,
@@ -36,6 +35,7 @@ from receiver.notify import (
     mask,
 )
 from receiver.store import NewIncident, OutboxRow, SqliteStore, Transaction
+from receiver.telemetry.metrics import Metrics
 from tests.sinks import HttpSink, SinkMode
 
 CONFIG = """\

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from receiver.durations import format_duration, parse_duration
+from receiver.core.durations import format_duration, parse_duration
 
 
 @pytest.mark.parametrize(

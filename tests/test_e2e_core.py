@@ -13,8 +13,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.model import Alert, AlertStatus
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.model import Alert, AlertStatus
 from tests.harness import (
     TOKEN,
     Ackd,

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from receiver.alertmanager import fingerprint_of
+from receiver.alertmanager.webhook import fingerprint_of
 from tests.harness import (
     Ackd,
     Alertmanager,

@@ -16,11 +16,11 @@ from typing import Any
 import aiohttp
 import pytest
 
-from receiver import config as config_module
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.app import Daemon
-from receiver.clock import FakeClock
-from receiver.model import Alert, AlertStatus
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.core.clock import FakeClock
+from receiver.core.model import Alert, AlertStatus
 from tests.harness import API_TOKEN, TOKEN, wait_until
 from tests.sinks import HttpSink, SinkMode
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import pytest
 
-from receiver.errors import InvalidTransition
-from receiver.escalation import (
+from receiver.core.errors import InvalidTransition
+from receiver.core.model import EventKind, Incident, IncidentState, Severity
+from receiver.escalation.engine import (
     Channel,
     Contact,
     Deadline,
@@ -43,7 +44,6 @@ from receiver.escalation import (
     state_to_dict,
     unacknowledge,
 )
-from receiver.model import EventKind, Incident, IncidentState, Severity
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday, inside working hours
 MIN = timedelta(minutes=1)

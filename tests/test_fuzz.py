@@ -30,9 +30,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver import alertmanager
-from receiver import config as config_module
-from receiver.alertmanager import (
+from receiver.alertmanager import webhook as alertmanager
+from receiver.alertmanager.webhook import (
     _DECODER,
     _message_of,
     _parse_carefully,
@@ -40,14 +39,15 @@ from receiver.alertmanager import (
     fingerprint_of,
     parse_webhook,
 )
-from receiver.app import Daemon
-from receiver.errors import PayloadError
-from receiver.http.auth import FailureThrottle
-from receiver.http.encoding import inflate
-from receiver.limits import WebhookLimits
-from receiver.model import Alert, AlertStatus
-from receiver.notify import RecordingNotifier
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.core.errors import PayloadError
+from receiver.core.limits import WebhookLimits
+from receiver.core.model import Alert, AlertStatus
+from receiver.notify.notifier import RecordingNotifier
 from receiver.store import IncidentFilter
+from receiver.web.auth import FailureThrottle
+from receiver.web.encoding import inflate
 from tests.harness import API_TOKEN, TOKEN, Ackd, free_port, write_config
 
 HOST = "127.0.0.1"

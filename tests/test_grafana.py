@@ -19,10 +19,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from receiver import config as config_module
-from receiver.alertmanager import _parse_carefully, fingerprint_of, parse_webhook
-from receiver.app import Daemon
-from receiver.model import AlertStatus, GrafanaDetails
+from receiver.alertmanager.webhook import _parse_carefully, fingerprint_of, parse_webhook
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.core.model import AlertStatus, GrafanaDetails
 from tests.harness import API_TOKEN, ROOT, TOKEN
 from tests.sinks import HttpSink
 from tests.test_api import Api, start_api

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from receiver.grouping import (
+from receiver.core.model import Alert, AlertStatus, EventKind
+from receiver.ingest.grouping import (
     AlertOutcome,
     HeldGroups,
     KnownAlert,
@@ -28,8 +29,7 @@ from receiver.grouping import (
     unsettled_episodes,
     webhook_digest,
 )
-from receiver.model import Alert, AlertStatus, EventKind
-from receiver.routing import group_key
+from receiver.routing.tree import group_key
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 TA = NOW - timedelta(minutes=30)

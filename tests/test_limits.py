@@ -16,18 +16,18 @@ from typing import Any
 
 import pytest
 
-from receiver import config as config_module
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.app import Daemon
-from receiver.clock import FakeClock
-from receiver.errors import PayloadError
-from receiver.grouping import RoutedGroup
-from receiver.incidents import ON_LOOP_BYTES, SLICE_ALERTS, SLICE_GROUPS, _slices
-from receiver.limits import WebhookLimits
-from receiver.messages import LABELS_SHOWN, describe
-from receiver.model import Alert, AlertStatus
-from receiver.notify import RecordingNotifier
-from receiver.routing import Match
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.core.clock import FakeClock
+from receiver.core.errors import PayloadError
+from receiver.core.limits import WebhookLimits
+from receiver.core.model import Alert, AlertStatus
+from receiver.incidents.service import ON_LOOP_BYTES, SLICE_ALERTS, SLICE_GROUPS, _slices
+from receiver.ingest.grouping import RoutedGroup
+from receiver.notify.messages import LABELS_SHOWN, describe
+from receiver.notify.notifier import RecordingNotifier
+from receiver.routing.tree import Match
 from tests.harness import ROOT, TOKEN, write_config
 from tests.test_api import Api
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.errors import LinkError
-from receiver.links import LinkClaim, Links
+from receiver.core.errors import LinkError
+from receiver.notify.links import LinkClaim, Links
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 BASE = "https://ackd.example.com"

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.notify import DeliveryStatus, Outcome
+from receiver.notify.notifier import DeliveryStatus, Outcome
 from tests.test_api import Api, start_api
 
 
@@ -35,9 +35,9 @@ async def test_deliveries_and_actions_are_logged(
     assert (await api.call("POST", f"/api/v1/incidents/{number}/ack"))[0] == 200
     assert (await api.call("POST", f"/api/v1/incidents/{number}/resolve"))[0] == 200
     await api.settle()
-    deliveries = lines(caplog, "receiver.dispatch")
+    deliveries = lines(caplog, "receiver.delivery.dispatch")
     assert f"incident #{number} triggered to ana via json://127.0.0.1:9/ana: failure after " \
            "0.00s, will retry: connection refused" in deliveries
-    actions = lines(caplog, "receiver.responder")
+    actions = lines(caplog, "receiver.escalation.responder")
     assert f"incident #{number} acknowledged by e2e" in actions
     assert f"incident #{number} resolved by e2e" in actions

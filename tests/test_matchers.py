@@ -6,7 +6,13 @@ from collections.abc import Callable
 
 import pytest
 
-from receiver.matchers import Matcher, MatcherError, MatchType, parse_matcher, parse_matchers
+from receiver.alertmanager.matchers import (
+    Matcher,
+    MatcherError,
+    MatchType,
+    parse_matcher,
+    parse_matchers,
+)
 
 EQ, NE, RE, NRE = MatchType.EQUAL, MatchType.NOT_EQUAL, MatchType.REGEX, MatchType.NOT_REGEX
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from receiver.messages import (
+from receiver.core.model import Alert, AlertStatus, Incident, IncidentState, Severity
+from receiver.notify.messages import (
     PAGE_REASONS,
     REASONS,
     SHORT_LIMIT,
@@ -20,8 +21,7 @@ from receiver.messages import (
     render_held_back,
     render_notes,
 )
-from receiver.model import Alert, AlertStatus, Incident, IncidentState, Severity
-from receiver.notify import NotifyType
+from receiver.notify.notifier import NotifyType
 
 AT = datetime(2024, 3, 10, 3, 0, tzinfo=UTC)
 SEV1 = Severity("SEV1", 0, "customer-facing outage")
@@ -264,7 +264,7 @@ def test_a_template_that_fails_at_render_falls_back_to_the_default(
     # Fine on the sample incident (step 0) that check() tries; breaks when step is None.
     templates = Templates({"triggered": {"title": "step {{ step + 1 }}"}})
 
-    with caplog.at_level(logging.WARNING, logger="receiver.messages"):
+    with caplog.at_level(logging.WARNING, logger="receiver.notify.messages"):
         message = templates.render(ctx(step=None))
 
     assert message.title == "[SEV1] #42 payments: Payment API down (3 alerts)"

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.noise import (
+from receiver.delivery.noise import (
     ChannelHistory,
     Decision,
     Kind,

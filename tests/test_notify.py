@@ -14,7 +14,7 @@ from datetime import timedelta
 
 import pytest
 
-from receiver.notify import (
+from receiver.notify.notifier import (
     AppriseNotifier,
     Delivery,
     DeliveryStatus,

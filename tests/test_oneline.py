@@ -12,9 +12,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from receiver.messages import PAGE_REASONS, REASONS, Templates, render_bundle, short_body
-from receiver.model import Alert
-from receiver.oneline import EscapeArgs, one_line
+from receiver.core.model import Alert
+from receiver.core.oneline import EscapeArgs, one_line
+from receiver.notify.messages import PAGE_REASONS, REASONS, Templates, render_bundle, short_body
 from tests.harness import TOKEN, Ackd, free_port, write_config
 from tests.test_messages import ACK, ALERTS, ctx, incident
 
@@ -109,7 +109,7 @@ async def test_a_label_name_cannot_forge_a_line_in_the_daemon_log(tmp_path: Path
     daemon = Ackd(tmp_path, config)
     await daemon.start_ready()
     try:
-        forged = "2026-01-01 00:00:00,000 CRITICAL receiver.app: forged by a label name"
+        forged = "2026-01-01 00:00:00,000 CRITICAL receiver.app.daemon: forged by a label name"
         body = json.dumps({
             "version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "ackd",
             "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
@@ -138,7 +138,7 @@ def test_a_logged_traceback_keeps_its_lines_but_not_a_forged_one() -> None:
     logger = logging.getLogger("test_oneline.traceback")
     logger.addHandler(handler)
     logger.propagate = False
-    forged = "2026-01-01 00:00:00,000 CRITICAL receiver.app: forged"
+    forged = "2026-01-01 00:00:00,000 CRITICAL receiver.app.daemon: forged"
     try:
         try:
             raise KeyError("first")

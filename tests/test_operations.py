@@ -18,14 +18,14 @@ import aiohttp
 import pytest
 
 from receiver import __version__
-from receiver import config as config_module
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.app import Daemon
-from receiver.clock import FakeClock
-from receiver.logformat import JsonFormatter, fields
-from receiver.model import Alert, AlertStatus
-from receiver.notify import RecordingNotifier
-from receiver.oneline import EscapeArgs
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.core.clock import FakeClock
+from receiver.core.model import Alert, AlertStatus
+from receiver.core.oneline import EscapeArgs
+from receiver.notify.notifier import RecordingNotifier
+from receiver.telemetry.logformat import JsonFormatter, fields
 from tests.harness import TOKEN, Ackd, Process, free_port, http_ok, wait_until, write_config
 from tests.test_api import Api
 

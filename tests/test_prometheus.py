@@ -23,8 +23,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.model import Alert, AlertStatus
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.model import Alert, AlertStatus
 from tests.harness import (
     API_TOKEN,
     ROOT,

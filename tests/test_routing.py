@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from receiver.matchers import Matcher, parse_matcher
-from receiver.routing import (
+from receiver.alertmanager.matchers import Matcher, parse_matcher
+from receiver.escalation.staleness import StaleAction, StaleRule
+from receiver.routing.tree import (
     Match,
     Route,
     RouteSpec,
@@ -22,7 +23,6 @@ from receiver.routing import (
     route,
     route_all,
 )
-from receiver.staleness import StaleAction, StaleRule
 
 
 def _m(*texts: str) -> tuple[Matcher, ...]:

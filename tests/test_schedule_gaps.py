@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from receiver.schedules import Layer, Restriction, Rotation, Schedule, ShiftUnit, first_gap
+from receiver.oncall.schedules import Layer, Restriction, Rotation, Schedule, ShiftUnit, first_gap
 from tests.test_cli import ackd
 from tests.test_schedules_dst import BY_NAME, DAY, RefZone
 

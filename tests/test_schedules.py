@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from receiver.schedules import (
+from receiver.oncall.schedules import (
     Layer,
     OnCallMemo,
     Override,

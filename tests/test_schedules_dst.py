@@ -1,7 +1,7 @@
 """Schedules checked against an independent reference at the 2026 DST changes of Amsterdam,
 New York, Sydney and Lord Howe (whose clocks move by 30 minutes).
 
-The reference below knows nothing of zoneinfo or of receiver.schedules: each zone is its
+The reference below knows nothing of zoneinfo or of receiver.oncall.schedules: each zone is its
 standard offset and its two 2026 changes as UTC instants with the offset after them, written
 from the published rules, and local times are turned into instants by plain arithmetic. Its
 rule is the one the schedule documents: a repeated local time names its first occurrence, a
@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from receiver import config as config_module
-from receiver.schedules import (
+from receiver.config import model as config_module
+from receiver.oncall.schedules import (
     Layer,
     OnCallMemo,
     Override,

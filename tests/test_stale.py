@@ -12,13 +12,13 @@ from typing import Any
 
 import pytest
 
-from receiver import config as config_module
-from receiver.alertmanager import build_webhook, fingerprint_of
-from receiver.app import Daemon
-from receiver.clock import FakeClock
-from receiver.model import Alert, AlertStatus
-from receiver.notify import RecordingNotifier
-from receiver.staleness import Reports, StaleAction, StaleRule, check
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.core.clock import FakeClock
+from receiver.core.model import Alert, AlertStatus
+from receiver.escalation.staleness import Reports, StaleAction, StaleRule, check
+from receiver.notify.notifier import RecordingNotifier
 from tests.harness import TOKEN, write_config
 from tests.test_api import LABELS, Api
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver import config as config_module
-from receiver.config import EXAMPLE_SECRETS, example_secrets_in_use
+from receiver.config import model as config_module
+from receiver.config.model import EXAMPLE_SECRETS, example_secrets_in_use
 from tests.harness import ROOT, free_port
 
 EXAMPLE = ROOT / "config.example.yaml"

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.errors import StoreCorrupt, StoreUnavailable
-from receiver.model import (
+from receiver.core.errors import StoreCorrupt, StoreUnavailable
+from receiver.core.model import (
     Alert,
     AlertStatus,
     EventKind,

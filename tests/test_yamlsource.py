@@ -4,8 +4,8 @@ import datetime as dt
 
 import pytest
 
-from receiver.errors import ConfigError
-from receiver.yamlsource import load, render_path
+from receiver.config.yamlsource import load, render_path
+from receiver.core.errors import ConfigError
 
 DOC = """\
 listen: 127.0.0.1:9095

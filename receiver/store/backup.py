@@ -17,7 +17,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from receiver.errors import AckdError
+from receiver.core.errors import AckdError
 
 BUSY_TIMEOUT_S = 10.0
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from receiver.model import (
+from receiver.core.model import (
     Alert,
     AlertStatus,
     EventKind,

@@ -16,7 +16,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from receiver.errors import StartupError
+from receiver.core.errors import StartupError
 
 FILE_MODE = 0o600
 

@@ -21,7 +21,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from receiver.errors import StoreUnavailable
+from receiver.core.errors import StoreUnavailable
 
 FS_IOC_GETFLAGS = 0x80086601  # linux/fs.h, on 64-bit Linux
 FS_IMMUTABLE_FL = 0x00000010

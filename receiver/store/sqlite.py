@@ -42,8 +42,8 @@ from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
-from receiver.errors import NotFound, StoreCorrupt, StoreUnavailable
-from receiver.model import Alert, Incident, IncidentState, TimelineEvent
+from receiver.core.errors import NotFound, StoreCorrupt, StoreUnavailable
+from receiver.core.model import Alert, Incident, IncidentState, TimelineEvent
 from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,

@@ -8,16 +8,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from receiver.errors import NotFound
-from receiver.grouping import KnownAlert, OpenGroup
-from receiver.model import (
+from receiver.core.errors import NotFound
+from receiver.core.model import (
     ALERT_STATUSES,
     Alert,
     Incident,
     IncidentState,
     TimelineEvent,
 )
-from receiver.staleness import RESOLVED_BY
+from receiver.escalation.staleness import RESOLVED_BY
+from receiver.ingest.grouping import KnownAlert, OpenGroup
 from receiver.store.codec import (
     INCIDENT_COLUMNS,
     dumps,

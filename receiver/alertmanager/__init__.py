@@ -1,0 +1,2 @@
+"""Alertmanager's (and Grafana's) webhook formats, fingerprints and label matchers.
+"""

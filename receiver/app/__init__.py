@@ -1,0 +1,2 @@
+"""The daemon: built from config, started, reloaded and stopped.
+"""

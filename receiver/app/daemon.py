@@ -1,0 +1,331 @@
+"""The daemon's lifecycle: build from config, start, reload (SIGHUP, POST /-/reload), stop.
+
+Shaped after uvicorn's server: signals only set events; the main coroutine starts everything,
+waits, and shuts down in order (stop accepting, let in-flight webhooks finish, stop the timer
+loop, drain the store's queue, close). A second SIGINT forces exit. A reload builds the new
+config whole and swaps it in; a bad file keeps the old one running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import gc
+import logging
+import os
+import secrets
+import signal
+import sqlite3
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from aiohttp import web
+
+from receiver.config import model as config_module
+from receiver.config.model import Config, example_secrets_in_use
+from receiver.core.clock import Clock, SystemClock
+from receiver.core.errors import ConfigError, ConfigProblem, StartupError
+from receiver.delivery.dispatch import Dispatcher
+from receiver.escalation.responder import Responder
+from receiver.incidents.service import Incidents
+from receiver.notify.contacts import index_of
+from receiver.notify.links import Links
+from receiver.notify.notifier import AppriseNotifier, Notifier
+from receiver.store import SqliteStore, private_dir
+from receiver.store.owner import StoreOwner
+from receiver.telemetry.metrics import Metrics
+from receiver.web.actions import act, link_action, link_page, private_links
+from receiver.web.api import get_incident, list_incidents
+from receiver.web.auth import FailureThrottle
+from receiver.web.health import healthy, metrics, ready, reload
+from receiver.web.services import SERVICES, Services
+from receiver.web.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, receive_alerts
+
+log = logging.getLogger(__name__)
+
+GC_YOUNG_THRESHOLD = 100_000
+SHUTDOWN_TIMEOUT = 10.0
+# aiohttp's AppRunner keeps a connection that has not sent a whole request for an hour by
+# default; this is web.run_app's default instead. It is also what bounds a client that sends
+# its headers a byte at a time (aiohttp has no separate header timeout).
+KEEPALIVE_TIMEOUT = 75.0
+
+
+def build_web_app(
+    services: Services, *, body_timeout: float = DEFAULT_BODY_TIMEOUT
+) -> web.Application:
+    app = web.Application(
+        client_max_size=services.config.max_body_bytes + 1, middlewares=[private_links]
+    )
+    app[SERVICES] = services
+    app[BODY_TIMEOUT] = body_timeout
+    app[THROTTLE] = FailureThrottle()
+    app.router.add_post("/api/v1/alerts", receive_alerts)
+    app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    app.router.add_post("/api/v1/incidents/{id}/{action}", act)
+    app.router.add_get("/l/{token}", link_page)
+    app.router.add_post("/l/{token}", link_action)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_post("/-/reload", reload)
+    return app
+
+
+def prepare_data_dir(path: Path) -> None:
+    """Create the data directory and prove it takes writes before anything else uses it, so a
+    failure names the directory instead of surfacing later as an SQLite error."""
+    try:
+        private_dir(path)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise StartupError(
+            f"data directory {path.absolute()} is not writable: {exc.strerror or exc}"
+        ) from exc
+
+
+def with_link_secret(config: Config) -> Config:
+    """The config with its link secret: the configured one, else one kept in the data dir so
+    links survive restarts."""
+    if config.link_secret:
+        return config
+    return replace(config, link_secret=_stored_secret(config))
+
+
+def _stored_secret(config: Config) -> bytes:
+    path = config.data_dir / "link-secret"
+    if not path.exists():
+        private_dir(config.data_dir)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secrets.token_urlsafe(32))
+    return path.read_text().strip().encode()
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Clock | None = None,
+        metrics_: Metrics | None = None,
+        notifier: Notifier | None = None,
+        keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+        body_timeout: float = DEFAULT_BODY_TIMEOUT,
+        config_path: str | Path | None = None,
+    ) -> None:
+        prepare_data_dir(config.data_dir)
+        self.config_path = config_path
+        self.config = config = with_link_secret(config)
+        self._keepalive_timeout = keepalive_timeout
+        self._body_timeout = body_timeout
+        self.clock = clock or SystemClock()
+        self.metrics = metrics_ or Metrics()
+        self.metrics.config_loaded(True, self.clock.now().timestamp())
+        self.store = SqliteStore(
+            config.db_path, synchronous=config.synchronous,
+            contact_index=lambda name, kind, url: index_of(
+                url, name, kind, self.config.users, self.config.channels),
+        )
+        self.owner = StoreOwner(config.db_path)
+        self.store.stats.on_commit.append(self.metrics.observe_commit)
+        self.responder = Responder(self.store, self.clock, self.metrics, lambda: self.config)
+        self.incidents = Incidents(
+            self.store, self.clock, self.metrics, lambda: self.config, self.responder,
+            self.responder.reports,
+        )
+        settings = config.notifications
+        self.notifier = notifier or AppriseNotifier(settings.workers, settings.timeout)
+        self.dispatcher = Dispatcher(
+            self.store, self.notifier, self.clock, self.metrics, lambda: self.config,
+            self.responder.delivery_failed,
+        )
+        self.responder.outbox_listeners.append(self.dispatcher.wake)
+        self.responder.resolution_listeners.append(self.incidents.held.forget)
+        self.responder.stale_listeners.append(self.incidents.held.forget)
+        self.services = Services(
+            config=config,
+            store=self.store,
+            incidents=self.incidents,
+            metrics=self.metrics,
+            clock=self.clock,
+            responder=self.responder,
+            links=_links(config),
+            reload=self.try_reload,
+        )
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        """Start everything or nothing. On failure whatever did start is stopped again (its
+        threads too: a live worker thread would keep the process from exiting) and the error
+        propagates; a cause we can name is a StartupError of one line."""
+        try:
+            await self._start()
+        except BaseException:
+            try:
+                await self.stop()
+            except Exception:
+                log.debug("stopping after a failed start failed too", exc_info=True)
+            raise
+
+    async def _start(self) -> None:
+        # Before the store opens: a second daemon must not touch the first's leases.
+        self.owner.acquire()
+        try:
+            await self.store.open()
+        except (OSError, sqlite3.Error) as exc:
+            raise StartupError(f"cannot open the store {self.config.db_path}: {exc}") from exc
+        # Deadlines that passed while ackd was down are due at once: they fire first.
+        self.responder.scheduler.load(await self.store.deadlines())
+        self.responder.scheduler.start()
+        self.dispatcher.start()
+        app = build_web_app(self.services, body_timeout=self._body_timeout)
+        self._runner = web.AppRunner(
+            app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False,
+            keepalive_timeout=self._keepalive_timeout,
+            # The webhook inflates a compressed body itself, with a bound (http/encoding.py).
+            auto_decompress=False,
+        )
+        await self._runner.setup()
+        host, port = self.config.listen_host, self.config.listen_port
+        try:
+            await web.TCPSite(self._runner, host, port).start()
+        except OSError as exc:
+            raise StartupError(f"cannot listen on {host}:{port}: {bind_failure(exc)}") from exc
+        self.port = _bound_port(self._runner)
+        self.services.ready = True
+        # Everything built at start lives as long as the daemon: keep it out of the garbage
+        # collector's full passes, which otherwise stall every connection at once (~40 ms).
+        gc.freeze()
+        # A webhook makes thousands of short-lived objects. Collecting the young generation
+        # every 700 net allocations (the default) took 3.7% of the loop's time under the
+        # benchmark's load, re-scanning objects about to be freed anyway; every 20,000, 1.6% of
+        # ingest's instructions; every 100,000, too little to measure (and at most a few MiB
+        # of young objects wait for it).
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        log.info(
+            "ackd listening on %s:%s, store %s",
+            self.config.listen_host, self.port, self.config.db_path,
+        )
+
+    async def stop(self) -> None:
+        self.services.draining = True
+        if self._runner is not None:
+            # Stops accepting, then waits up to SHUTDOWN_TIMEOUT for in-flight requests.
+            await self._runner.cleanup()
+        self.incidents.close()
+        await self.responder.scheduler.stop()
+        await self.dispatcher.stop()
+        await self.notifier.close()
+        try:
+            await self.store.close()
+        finally:
+            self.owner.release()
+        log.info("ackd stopped")
+
+    def reload(self, path: str | Path | None = None) -> bool:
+        """SIGHUP's reload: True if the file was swapped in."""
+        return self.try_reload(path) is None
+
+    def try_reload(self, path: str | Path | None = None) -> ConfigError | None:
+        """Load `path` (default: the file ackd started with) and swap it in whole; a refused
+        file keeps the running config and is returned as the ConfigError naming each problem
+        (file, line, key), for the log and for POST /-/reload's answer."""
+        path = path if path is not None else self.config_path
+        refused: ConfigError | None
+        if path is None:
+            refused = ConfigError(
+                [ConfigProblem("(none)", None, "(file)", "ackd was started without a file")])
+        else:
+            refused = self._swap(path)
+        self.metrics.config_loaded(refused is None, self.clock.now().timestamp())
+        if refused is not None:
+            log.error("reload refused, keeping the running config:\n%s", refused)
+        return refused
+
+    def _swap(self, path: str | Path) -> ConfigError | None:
+        try:
+            fresh = config_module.load(path)
+        except ConfigError as exc:
+            return exc
+        kept = with_link_secret(
+            replace(
+                fresh,
+                listen_host=self.config.listen_host,
+                listen_port=self.config.listen_port,
+                data_dir=self.config.data_dir,
+                db_file=self.config.db_file,
+            )
+        )
+        refused = example_secrets_in_use(kept)
+        if refused is not None:
+            return ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])
+        self.config = kept
+        self.services.config = kept
+        self.incidents.resize_memos(kept.memo_bytes)
+        self.services.links = _links(kept)
+        log.info("configuration reloaded from %s", path)
+        return None
+
+
+def _links(config: Config) -> Links:
+    return Links(config.link_secret, config.external_url, config.link_ttl)
+
+
+def bind_failure(exc: OSError) -> str:
+    """Why a listening socket could not be opened, in words that say what to do."""
+    if exc.errno == errno.EADDRINUSE:
+        return "the address is already in use (another ackd? choose a free port with --listen)"
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "this machine has no such address"
+    if exc.errno == errno.EACCES:
+        return "permission denied (ports below 1024 need privileges)"
+    return exc.strerror or str(exc)
+
+
+def _bound_port(runner: web.AppRunner) -> int | None:
+    for address in runner.addresses:
+        if isinstance(address, tuple):
+            return int(address[1])
+    return None
+
+
+async def serve(config: Config, config_path: str | Path) -> int:
+    """Run until SIGTERM or SIGINT. A start that fails raises (StartupError for the causes we
+    can name) after stopping whatever had started."""
+    refused = example_secrets_in_use(config)
+    if refused is not None:
+        raise StartupError(refused)
+    daemon = Daemon(config, config_path=config_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_interrupt() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts > 1:
+            log.warning("second interrupt: exiting now")
+            os._exit(1)
+        stop.set()
+
+    loop.add_signal_handler(signal.SIGINT, on_interrupt)
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, daemon.reload)
+    try:
+        await daemon.start()
+        try:
+            await stop.wait()
+        finally:
+            log.info("shutting down")
+            await daemon.stop()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)
+    return 0

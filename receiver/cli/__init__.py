@@ -1,0 +1,2 @@
+"""The `ackd` command line, its API client and the local sink.
+"""

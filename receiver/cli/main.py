@@ -1,0 +1,391 @@
+"""The `ackd` command line. It only builds a Config and calls into the daemon or the API."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import queue
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+from logging.handlers import QueueHandler, QueueListener
+from pathlib import Path
+
+import uvloop
+
+from receiver.cli.client import ApiError, Client
+from receiver.config import model as config_module
+from receiver.config.build import coverage_gaps, parse_listen
+from receiver.config.model import Config
+from receiver.core.errors import ConfigError, StartupError, StoreUnavailable
+from receiver.core.oneline import EscapeArgs
+from receiver.oncall.schedules import next_change, on_call
+from receiver.routing.tree import describe, route
+from receiver.telemetry.logformat import FORMATS, formatter
+
+log = logging.getLogger("ackd")
+
+# What `ackd --help` says: written for the person at the terminal, not for developers.
+USAGE = """\
+ackd receives Prometheus Alertmanager's webhooks, pages the owning team's on-call person,
+escalates until somebody acknowledges, and measures how long that took.
+
+Start the daemon with `ackd serve --config FILE`; `ackd COMMAND --help` explains each command.
+"""
+EPILOG = """\
+The commands that act on incidents (ack, resolve, snooze, unack, incidents) talk to a running
+ackd: they read its address from ACKD_URL (default http://127.0.0.1:9095) and an API token
+from ACKD_API_TOKEN (one of the config's api.tokens; with config.example.yaml, change-me-too),
+or take --url and --token.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ackd", description=USAGE, epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"ackd {_version()}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="run the daemon",
+        description="Run the daemon: take Alertmanager's webhooks, escalate, deliver pages. "
+        "SIGHUP or POST /-/reload (with an API token) reloads the config; SIGTERM or Ctrl-C "
+        "stops it gracefully.",
+    )
+    serve.add_argument("--config", required=True, help="YAML configuration file")
+    serve.add_argument("--listen", help="HOST:PORT, overrides the file's `listen`")
+    serve.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
+    serve.add_argument(
+        "--log-format", choices=FORMATS, default="text",
+        help="text (for people, the default) or json (one object a line: time, level, "
+        "logger, message, and event, incident and team where the line is about one)",
+    )
+
+    backup = sub.add_parser(
+        "backup", help="copy the store to PATH, consistently, while ackd runs or not",
+        description="Copy the store to PATH with SQLite's online backup API: the database as "
+        "of one commit, taken beside a running ackd without holding it up. Restoring is in "
+        "the README (Backup and restore).",
+    )
+    backup.add_argument("path", help="the file to write (replaced whole once complete)")
+    backup.add_argument("--config", required=True, help="the config whose store to copy")
+    backup.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
+
+    check = sub.add_parser(
+        "check-config", help="validate configuration files (exit 1 on errors)",
+        description="Validate configuration files: every problem, with file, line and key. "
+        "Exit 1 if any file has one; run it in CI before a config is merged. A schedule "
+        "layer with nobody on call for part of the next 4 weeks is a warning (exit 0).",
+    )
+    check.add_argument("files", nargs="+")
+    check.add_argument(
+        "--since", type=_iso_instant, metavar="ISO",
+        help="look for on-call gaps from this time (default: now); without a zone, UTC",
+    )
+
+    routes = sub.add_parser(
+        "routes", help="route tree tools",
+        description="Try the config's route tree: `ackd routes test` shows where labels go.",
+    )
+    routes_sub = routes.add_subparsers(dest="routes_command", required=True)
+    test = routes_sub.add_parser(
+        "test", help="show where a label set is routed",
+        description="Show the route, team, severity and policy an alert with these labels "
+        "gets, as the running daemon would route it.",
+    )
+    test.add_argument("--config", required=True)
+    test.add_argument("labels", nargs="+", metavar="name=value")
+
+    oncall = sub.add_parser(
+        "oncall", help="who is on call for a team, per layer",
+        description="Who is on call for a team in each layer of its schedule, and until when.",
+    )
+    oncall.add_argument("team")
+    oncall.add_argument("--config", required=True)
+    oncall.add_argument("--at", help="ISO time (default: now); without a zone, UTC")
+
+    for name, text in ACTIONS.items():
+        action = sub.add_parser(name, help=text, description=f"{text.capitalize()}.",
+                                epilog=EPILOG)
+        action.add_argument("incident", type=int, help="its number, as `ackd incidents` shows")
+        _api_flags(action)
+        if name == "snooze":
+            action.add_argument("--for", dest="length", required=True, help="e.g. 30m, 2h")
+    sink = sub.add_parser(
+        "sink", help="print the pages sent to 127.0.0.1:9099 (the example's contacts)",
+        description="Listen on a local address and print every page posted to it. "
+        "config.example.yaml pages people at json://127.0.0.1:9099/NAME: run this beside "
+        "`make run` to watch the pages arrive. Ctrl-C stops it.",
+    )
+    sink.add_argument("--listen", default="127.0.0.1:9099", help="HOST:PORT (127.0.0.1:9099)")
+    listing = sub.add_parser(
+        "incidents", help="list incidents (newest first)",
+        description="List incidents, newest first, one JSON object a line.", epilog=EPILOG,
+    )
+    listing.add_argument("--state", help="open, triggered, acknowledged or resolved")
+    listing.add_argument("--team")
+    listing.add_argument("--severity")
+    _api_flags(listing)
+    return parser
+
+
+ACTIONS = {
+    "ack": "acknowledge an incident",
+    "resolve": "resolve an incident",
+    "snooze": "snooze an incident",
+    "unack": "take back an acknowledgement (escalation starts again)",
+}
+
+
+def _api_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--url", default=os.environ.get("ACKD_URL", "http://127.0.0.1:9095"),
+        help="ackd's address (env ACKD_URL)",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("ACKD_API_TOKEN", ""),
+        help="an API token from the config (env ACKD_API_TOKEN); its name is the actor",
+    )
+
+
+def _version() -> str:
+    try:
+        return version("ackd")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper())
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(formatter(getattr(args, "log_format", "text")))
+        handler.addFilter(EscapeArgs())  # outside text cannot start a log line of its own
+    command = {
+        "serve": _serve, "backup": _backup, "check-config": _check_config,
+        "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
+        **{name: _act for name in ACTIONS},
+    }
+    return command[args.command](args)
+
+
+def _load(path: str) -> Config | None:
+    try:
+        return config_module.load(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from receiver.app.daemon import serve
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.listen:
+        try:
+            host, port = parse_listen(args.listen)
+        except ValueError as exc:
+            print(f"--listen: {exc}", file=sys.stderr)
+            return 2
+        config = replace(config, listen_host=host, listen_port=port)
+    if args.data_dir:
+        config = replace(config, data_dir=Path(args.data_dir))
+    try:
+        with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            # uvloop: libuv's event loop and transports in C, the same asyncio API.
+            return runner.run(serve(config, args.config))
+    except StartupError as exc:
+        print(f"ackd: {exc}", file=sys.stderr)
+        return 1
+    except StoreUnavailable as exc:
+        # The store could not be closed safely (SqliteStore.close): leave without closing it,
+        # as the interpreter's exit would; what was committed is in the WAL.
+        print(f"ackd: stopped without closing the store: {exc}", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(1)
+
+
+def _backup(args: argparse.Namespace) -> int:
+    from receiver.store.backup import BackupError, backup
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.data_dir:
+        config = replace(config, data_dir=Path(args.data_dir))
+    try:
+        done = backup(config.db_path, Path(args.path))
+    except BackupError as exc:
+        print(f"ackd backup: {exc}", file=sys.stderr)
+        return 1
+    print(f"backed up {config.db_path} to {done.path}: {done.incidents} incidents,"
+          f" {done.size / 1024:,.0f} KiB")
+    return 0
+
+
+class _Handoff(QueueHandler):
+    """Queues the record as it is, to be formatted once, on the log thread. The stdlib's
+    handler formats and copies it first, on the loop, so that arguments changed after the call
+    cannot change the line; ours are numbers, strings and exceptions, which do not change."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        return record
+
+
+@contextmanager
+def _logging_off_the_loop() -> Iterator[None]:
+    """The daemon's log lines are written by a thread of their own: a slow stderr (a pipe to a
+    busy journald) must not stall the event loop, and with it every webhook."""
+    root = logging.getLogger()
+    handlers = root.handlers[:]
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    listener = QueueListener(records, *handlers, respect_handler_level=True)
+    for handler in handlers:
+        root.removeHandler(handler)
+    root.addHandler(_Handoff(records))
+    listener.start()
+    try:
+        yield
+    finally:
+        listener.stop()  # writes what is still queued
+        root.handlers[:] = handlers
+
+
+def _iso_instant(text: str) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    failed = 0
+    for file in args.files:
+        try:
+            config = config_module.load(file)
+        except ConfigError as exc:
+            failed += 1
+            print(exc, file=sys.stderr)
+            print(f"{file}: {len(exc.problems)} problem(s)", file=sys.stderr)
+        else:
+            # Holes in the coming weeks' on-call are worth a look, not a failed deploy.
+            gaps = coverage_gaps(config, args.since or datetime.now(UTC))
+            for gap in gaps:
+                print(gap, file=sys.stderr)
+            print(f"{file}: OK" + (f", {len(gaps)} warning(s)" if gaps else ""))
+    return 1 if failed else 0
+
+
+def _routes_test(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    labels: dict[str, str] = {}
+    for pair in args.labels:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            print(f"not a label: {pair!r} (use name=value)", file=sys.stderr)
+            return 2
+        labels[name] = value.strip('"')
+    print(describe(route(config.route, labels)))
+    return 0
+
+
+def _oncall(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return 1
+    team = config.teams.get(args.team)
+    if team is None:
+        print(f"unknown team {args.team!r}; teams: {', '.join(config.teams)}", file=sys.stderr)
+        return 2
+    if team.schedule is None:
+        print(f"team {team.name!r} has no on-call schedule", file=sys.stderr)
+        return 1
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        print(f"--at: not an ISO time: {args.at!r}", file=sys.stderr)
+        return 2
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    schedule = config.schedules[team.schedule]
+    print(f"{team.name} (schedule {schedule.name}, {schedule.tz.key}) at {at.isoformat()}:")
+    for layer in schedule.layers:
+        who = on_call(schedule, layer.name, at) or "nobody"
+        until = next_change(schedule, layer.name, at)
+        when = f"until {until.astimezone(schedule.tz).isoformat()}" if until else "for good"
+        print(f"  {layer.name:<10} {who:<12} {when}")
+    return 0
+
+
+def _sink(args: argparse.Namespace) -> int:
+    from receiver.cli import sink
+
+    try:
+        host, port = parse_listen(args.listen)
+    except ValueError as exc:
+        print(f"--listen: {exc}", file=sys.stderr)
+        return 2
+    from receiver.app.daemon import bind_failure
+
+    try:
+        asyncio.run(sink.run(host, port))
+    except OSError as exc:
+        print(f"ackd sink: cannot listen on {host}:{port}: {bind_failure(exc)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _no_token(args: argparse.Namespace) -> bool:
+    if args.token:
+        return False
+    print(f"{args.command}: no API token: set ACKD_API_TOKEN to one of the config's api.tokens "
+          "(config.example.yaml: change-me-too), or pass --token", file=sys.stderr)
+    return True
+
+
+def _act(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 1
+    body = {"for": args.length} if args.command == "snooze" else None
+    client = Client(args.url, args.token)
+    try:
+        incident = asyncio.run(client.act(args.incident, args.command, body))
+    except ApiError as exc:
+        print(f"{args.command} #{args.incident}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"#{incident['id']} {incident['state']}")
+    return 0
+
+
+def _incidents(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 1
+    query = {k: v for k in ("state", "team", "severity") if (v := getattr(args, k))}
+    try:
+        found = asyncio.run(Client(args.url, args.token).incidents(**query))
+    except (ApiError, OSError) as exc:
+        print(f"incidents: {exc}", file=sys.stderr)
+        return 1
+    for i in found["incidents"]:
+        print(json.dumps({k: i[k] for k in ("id", "state", "severity", "team", "summary")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,664 @@
+"""The outbox dispatcher: takes due notifications out of the durable outbox and delivers them.
+
+One loop sleeps on the clock until the earliest outbox row is due (or a commit that enqueued
+wakes it), then makes one pass: it leases the due rows (no later pass reads a row again until
+its lease ends, see Transaction.lease_due_outbox), decides what each becomes (sent, bundled,
+deferred, suppressed, held back by the rate limit) and writes the bookkeeping in one job, and
+only then starts the sends, at most `workers` at a time and one per URL (so a hung endpoint
+holds one worker, never all of them). Each send's result is written in one job of its own:
+the timeline event and the outbox row's fate (finished, or retried with backoff) commit
+together, and that ends the row's lease.
+
+Delivery is at-least-once: a row leaves the outbox only in the commit that records its
+result. If ackd stops, or the store refuses that commit, after the message went out, the row
+is still there and the message goes again later. A delivery is never reported as sent when
+it was not: NOTIFICATION_SENT is written only for a Delivery that said SUCCESS.
+
+Every message passes the noise gate (noise.py), pages and notes apart; a bundle of pages and
+one of notes are rendered differently (render_bundle, render_notes). The gate's histories
+(what each URL received lately, what waits and what is held for its summary)
+live in memory: after a restart the bundle and rate windows start afresh, and a summary of
+pages held before the restart is not sent (the pages' suppression is on their timelines).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.alertmanager.webhook import silence_url
+from receiver.config.model import Config
+from receiver.core.clock import Clock
+from receiver.core.errors import StoreUnavailable
+from receiver.core.model import EventKind, Incident, IncidentState, TimelineEvent
+from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, is_page, kind_of
+from receiver.notify.contacts import Destination, resolve
+from receiver.notify.links import Links
+from receiver.notify.messages import (
+    MessageContext,
+    Templates,
+    render_bundle,
+    render_held_back,
+    render_notes,
+)
+from receiver.notify.notifier import (
+    Delivery,
+    DeliveryStatus,
+    Message,
+    Notifier,
+    channel_kind,
+    mask,
+    scheme,
+)
+from receiver.store import OutboxRow, SqliteStore, Transaction
+from receiver.telemetry.logformat import fields
+from receiver.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+OnFailed = Callable[[int, dict[str, Any]], Awaitable[None]]
+
+BATCH = 256
+# After the store refused a write, the rows involved wait this long before another try.
+STORE_RETRY = timedelta(seconds=5)
+HELD_BACK_SUMMARY = "held_back_summary"
+
+
+# -- one pass over the due rows, decided purely --------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to one URL and the outbox rows it delivers (several when bundled)."""
+
+    url: str
+    items: tuple[tuple[OutboxRow, Incident], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """The one message that tells a URL what the rate limit held back from it."""
+
+    url: str
+    count: int
+    incident_ids: tuple[int, ...]
+    holder: Mapping[str, Any]  # recipient, recipient_kind, short of the held messages
+    reasons: tuple[tuple[str, int], ...] = ()  # how many of each message reason were held
+
+
+@dataclass(slots=True)
+class PassPlan:
+    histories: dict[str, ChannelHistory]
+    holders: dict[str, Mapping[str, Any]]
+    sends: list[Outgoing] = field(default_factory=list)
+    summaries: list[Summary] = field(default_factory=list)
+    deferred: list[tuple[int, datetime]] = field(default_factory=list)  # first attempts' ids
+    suppressed: list[tuple[OutboxRow, Incident | None, str]] = field(default_factory=list)
+
+    @property
+    def bookkeeping(self) -> bool:
+        return bool(self.deferred or self.suppressed)
+
+
+def plan_pass(
+    gate: NoiseGate,
+    histories: Mapping[str, ChannelHistory],
+    holders: Mapping[str, Mapping[str, Any]],
+    due: Iterable[tuple[OutboxRow, Incident | None]],
+    now: datetime,
+    urgent: Callable[[Incident], bool] = lambda incident: False,
+) -> PassPlan:
+    """What to do with the due rows at `now`, and the URL histories that follow from it.
+    `urgent` says whether an incident's pages are high urgency (they wait at most max_hold)."""
+    plan = PassPlan(dict(histories), dict(holders))
+    _plan_summaries(gate, plan, now)  # a freed slot goes first to what waited longest
+    # Pages and notes to one URL are gated, and bundled, apart: a note never delays a page.
+    fresh: dict[tuple[str, Kind], list[tuple[OutboxRow, Incident]]] = {}
+    retries: dict[tuple[str, Kind], list[tuple[OutboxRow, Incident]]] = {}
+    for row, incident in due:
+        url, kind = str(row.payload.get("url", "")), kind_of(str(row.payload.get("reason", "")))
+        if incident is None:
+            plan.suppressed.append((row, None, "incident not found"))
+        elif kind is Kind.PAGE and incident.state is not IncidentState.TRIGGERED:
+            plan.suppressed.append((row, incident, f"incident {incident.state.value}"))
+        else:
+            # A retry was let through the gate on its first attempt: it is not counted again.
+            (retries if row.attempts else fresh).setdefault((url, kind), []).append(
+                (row, incident))
+    plan.sends.extend(Outgoing(url, tuple(items)) for (url, _), items in retries.items())
+    for (url, kind), items in fresh.items():
+        _gate_rows(gate, plan, url, kind, items, now, urgent)
+    expired = {u: gate.expire(h, now) for u, h in plan.histories.items()}
+    plan.histories = {u: h for u, h in expired.items() if not gate.idle(h, now)}
+    plan.holders = {u: h for u, h in plan.holders.items() if u in plan.histories}
+    return plan
+
+
+def _history(plan: PassPlan, url: str) -> ChannelHistory:
+    return plan.histories.get(url) or ChannelHistory()
+
+
+def _plan_summaries(gate: NoiseGate, plan: PassPlan, now: datetime) -> None:
+    for url, history in list(plan.histories.items()):
+        if gate.summary_due(history, now):
+            holder = plan.holders.get(url, {})
+            plan.summaries.append(Summary(url, history.held, history.held_incidents, holder,
+                                          history.held_reasons))
+            plan.histories[url] = gate.record_summary(history, now)
+
+
+def _gate_rows(
+    gate: NoiseGate,
+    plan: PassPlan,
+    url: str,
+    kind: Kind,
+    items: list[tuple[OutboxRow, Incident]],
+    now: datetime,
+    urgent: Callable[[Incident], bool],
+) -> None:
+    """First attempts of one kind to one URL: one message, a deferral, or a hold, for all."""
+    history = _history(plan, url)
+    hurry = kind is Kind.PAGE and any(urgent(incident) for _, incident in items)
+    decision = gate.decide(history, kind, now, urgent=hurry)
+    if decision.verdict is Verdict.SEND:
+        plan.sends.append(Outgoing(url, tuple(items)))
+        plan.histories[url] = gate.record_sent(history, kind, now)
+    elif decision.verdict is Verdict.DEFER:
+        until = decision.until
+        assert until is not None
+        plan.deferred.extend((row_id, until) for row_id in decision.reschedule)
+        plan.deferred.extend((row.id, until) for row, _ in items)
+        rows = tuple(row.id for row, _ in items)
+        plan.histories[url] = gate.record_deferred(history, kind, until, rows, urgent=hurry)
+    else:
+        plan.suppressed.extend((row, incident, "rate limited") for row, incident in items)
+        ids = tuple(incident.id for _, incident in items)
+        reasons = tuple(str(row.payload.get("reason", "")) for row, _ in items)
+        plan.histories[url] = gate.record_held(history, kind, now, ids, reasons)
+        payload = items[0][0].payload
+        plan.holders[url] = {k: payload.get(k) for k in ("recipient", "recipient_kind", "short")}
+
+
+def backoff(base: timedelta, cap: timedelta, attempts: int) -> timedelta:
+    """The wait before the next attempt after `attempts` failed ones (doubling, capped)."""
+    doublings = min(max(attempts - 1, 0), 32)  # beyond this the cap has long won
+    return min(base * (1 << doublings), cap)
+
+
+# -- timeline events -------------------------------------------------------------------------
+
+
+def _channel_detail(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The payload's facts, with the URL masked: the raw URL never reaches an event."""
+    url = str(payload.get("url", ""))
+    return {
+        "recipient": payload.get("recipient"),
+        "recipient_kind": payload.get("recipient_kind"),
+        "reason": payload.get("reason"),
+        "step": payload.get("step"),
+        "cycle": payload.get("cycle", 0),
+        "url": mask(url) if url else None,  # none: the contact could not be resolved
+        "scheme": scheme(url),
+    }
+
+
+def delivery_event(
+    row: OutboxRow, delivery: Delivery, bundled: int, now: datetime
+) -> TimelineEvent:
+    detail = _channel_detail(row.payload)
+    detail.update(
+        attempt=row.attempts + 1,
+        result=delivery.status.value,
+        error=delivery.error,
+        seconds=round(delivery.seconds, 3),
+    )
+    if bundled > 1:
+        detail["bundled"] = bundled
+    kind = EventKind.NOTIFICATION_SENT if delivery.ok else EventKind.NOTIFICATION_FAILED
+    return TimelineEvent(now, kind, "ackd", detail)
+
+
+def suppressed_event(row: OutboxRow, why: str, now: datetime) -> TimelineEvent:
+    detail = _channel_detail(row.payload)
+    # "reason" says why it was not sent; the page's own reason is kept beside it.
+    detail.update(reason=why, message_reason=row.payload.get("reason"))
+    return TimelineEvent(now, EventKind.NOTIFICATION_SUPPRESSED, "ackd", detail)
+
+
+def summary_event(summary: Summary, delivery: Delivery, now: datetime) -> TimelineEvent:
+    detail = _channel_detail({**summary.holder, "url": summary.url})
+    detail.update(
+        reason=HELD_BACK_SUMMARY, step=None, held=summary.count, attempt=1,
+        result=delivery.status.value, error=delivery.error, seconds=round(delivery.seconds, 3),
+    )
+    kind = EventKind.NOTIFICATION_SENT if delivery.ok else EventKind.NOTIFICATION_FAILED
+    return TimelineEvent(now, kind, "ackd", detail)
+
+
+# -- the loop ---------------------------------------------------------------------------------
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: SqliteStore,
+        notifier: Notifier,
+        clock: Clock,
+        metrics: Metrics,
+        config: Callable[[], Config],
+        on_failed: OnFailed | None = None,
+    ) -> None:
+        self._store = store
+        self._notifier = notifier
+        self._clock = clock
+        self._metrics = metrics
+        self._config = config
+        self._on_failed = on_failed
+        self._histories: dict[str, ChannelHistory] = {}
+        self._holders: dict[str, Mapping[str, Any]] = {}
+        # Leased rows to give back (a send whose result the store refused, a pass that failed
+        # after it leased its rows), each due again at its time.
+        self._unreleased: dict[int, datetime] = {}
+        self._deciding = 0  # rows the running pass leased and has not handed to sends yet
+        self._sends: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._slots: asyncio.Semaphore | None = None
+        # One delivery in flight per URL: a hung endpoint queues its own messages behind it
+        # instead of taking every worker and starving the endpoints that work.
+        self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._templates: tuple[Mapping[str, Mapping[str, str]], Templates] | None = None
+
+    def start(self) -> None:
+        self._slots = asyncio.Semaphore(self._config().notifications.workers)
+        self._task = asyncio.create_task(self._run(), name="ackd-dispatcher")
+
+    def wake(self) -> None:
+        """Look at the outbox now: a commit just enqueued notifications."""
+        self._wake.set()
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries started and not yet recorded (a bundle or a summary counts once), and
+        the rows a pass leased while it decides about them."""
+        return len(self._sends) + self._deciding
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop taking rows; let sends in flight finish and be recorded, for up to `grace` s."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if grace is None:
+            # One delivery's timeout is as long as a send in flight can take.
+            grace = self._config().notifications.timeout.total_seconds() + 1.0
+        pending = set(self._sends)
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=grace)
+            for task in late:
+                task.cancel()  # their rows stay in the outbox and go again after restart
+            if late:
+                log.warning("stopped with %d delivery(ies) unfinished", len(late))
+                await asyncio.wait(late)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                now = self._clock.now()
+                if await self._pass(now):
+                    await asyncio.sleep(0)
+                    continue  # the batch was full: more rows are due
+                wake_at = await self._next_wake(now)
+            except StoreUnavailable as exc:
+                log.error("outbox unavailable, trying again in %s: %s", STORE_RETRY, exc)
+                wake_at = self._clock.now() + STORE_RETRY
+            except Exception:
+                log.exception("outbox pass failed, trying again in %s", STORE_RETRY)
+                wake_at = self._clock.now() + STORE_RETRY
+            await self._sleep(wake_at)
+
+    async def _sleep(self, until: datetime | None) -> None:
+        waiter = asyncio.create_task(self._wake.wait())
+        tasks: set[asyncio.Task[Any]] = {waiter}
+        if until is not None:
+            tasks.add(asyncio.create_task(self._clock.sleep_until(until)))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _next_wake(self, now: datetime) -> datetime | None:
+        """The next time a pass has something to do; None: only a wake() or a send's end.
+        `now` is the time the last pass looked at: what was due by then, it saw."""
+        gate = self._gate()
+        times = [t for h in self._histories.values() if (t := gate.summary_at(h, now))]
+        times.extend(self._unreleased.values())
+        # Rows in flight are leased (their end wakes us); a row due by `now` that is not was
+        # seen by this pass, so only later ones count.
+        due = await self._store.next_outbox_at(now)
+        if due is not None:
+            times.append(due)
+        return min(times, default=None)
+
+    def _gate(self) -> NoiseGate:
+        s = self._config().notifications
+        return NoiseGate(s.bundle_window, s.rate_limit, s.rate_window, s.max_hold)
+
+    async def _pass(self, now: datetime) -> bool:
+        """Decide about every row due at `now`, record the bookkeeping, start the sends.
+        True if the batch was full (more rows may be due)."""
+        self._wake.clear()
+        await self._release()
+        # Leased: rows in flight are not read again by the passes that run until they end.
+        rows = await self._store.lease_due_notifications(now, BATCH)
+        config = self._config()
+
+        def urgent(incident: Incident) -> bool:
+            return config.severity(incident.severity).urgency == "high"
+
+        self._deciding = len(rows)
+        try:
+            due = await self._addressed(rows, now)
+            plan = plan_pass(self._gate(), self._histories, self._holders, due, now, urgent)
+            if plan.bookkeeping:
+                await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
+        except BaseException:
+            self._cool(row for row, _ in rows)  # whatever this pass did not settle goes back
+            self._deciding = 0
+            raise
+        self._histories, self._holders = plan.histories, plan.holders
+        self._observe_suppressed(plan)
+        for summary in plan.summaries:
+            self._spawn(self._send_summary(summary), ())
+        for outgoing in plan.sends:
+            self._spawn(self._send(outgoing), [row for row, _ in outgoing.items])
+        self._deciding = 0
+        return len(rows) >= BATCH
+
+    async def _release(self) -> None:
+        """Give back the leases of rows whose send ended without a recorded result."""
+        if not self._unreleased:
+            return
+        releasing = dict(self._unreleased)
+
+        async def job(tx: Transaction) -> None:
+            for row_id, due in releasing.items():
+                await tx.release_outbox(row_id, due)
+
+        await self._store.write(job)
+        for row_id, due in releasing.items():
+            if self._unreleased.get(row_id) == due:
+                del self._unreleased[row_id]
+
+    async def _addressed(
+        self, due: list[tuple[OutboxRow, Incident | None]], now: datetime
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """The rows with the URL their reference names in the running config, put into the
+        payload in memory only (nothing writes a payload back). A row whose contact a reload
+        removed fails now, on its timeline, in the log and in the metrics."""
+        config = self._config()
+        addressed: list[tuple[OutboxRow, Incident | None]] = []
+        lost: list[tuple[OutboxRow, Incident | None, str]] = []
+        for row, incident in due:
+            found = resolve(row.payload, config.users, config.channels)
+            if isinstance(found, Destination):
+                payload = {**row.payload, "url": found.url, "short": found.short}
+                addressed.append((replace(row, payload=payload), incident))
+            else:
+                lost.append((row, incident, found))
+        if lost:
+            await self._fail_lost(lost, now)
+        return addressed
+
+    async def _fail_lost(self, lost: list[tuple[OutboxRow, Incident | None, str]],
+                         now: datetime) -> None:
+        failures = [(row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, why))
+                    for row, incident, why in lost]
+
+        async def job(tx: Transaction) -> None:
+            for row, incident, delivery in failures:
+                if incident is not None:
+                    await tx.append(row.incident_id, [delivery_event(row, delivery, 1, now)])
+                await tx.finish_outbox(row.id)
+
+        await self._store.write(job)
+        for row, _, delivery in failures:
+            log.error("notification %d of incident %d cannot be sent: %s",
+                      row.id, row.incident_id, delivery.error)
+            self._observe("", delivery, retry=False)
+            await self._final_failure(row)
+
+    @staticmethod
+    async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:
+        for row_id, until in plan.deferred:
+            await tx.retry_outbox(row_id, 0, until)  # waiting is not an attempt
+        for row, incident, why in plan.suppressed:
+            if incident is not None:
+                await tx.append(row.incident_id, [suppressed_event(row, why, now)])
+            await tx.finish_outbox(row.id)
+
+    def _observe_suppressed(self, plan: PassPlan) -> None:
+        m = self._metrics.notifications_suppressed
+        for _, _, why in plan.suppressed:
+            m.labels(why).inc()
+        for outgoing in plan.sends:
+            if len(outgoing.items) > 1:
+                m.labels("bundled").inc(len(outgoing.items) - 1)
+
+    def _spawn(self, work: Awaitable[None], rows: Iterable[OutboxRow]) -> None:
+        held = list(rows)
+
+        async def run() -> None:
+            try:
+                await work
+            except Exception:
+                log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
+                self._cool(held)
+            finally:
+                self._wake.set()  # its rows are finished or rescheduled: re-plan the sleep
+
+        task = asyncio.create_task(run(), name="ackd-delivery")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    # -- one message --------------------------------------------------------------------------
+
+    async def _send(self, outgoing: Outgoing) -> None:
+        try:
+            message = await self._render(outgoing)
+        except StoreUnavailable as exc:
+            log.error("cannot render for %s, trying again later: %s", mask(outgoing.url), exc)
+            self._cool([row for row, _ in outgoing.items])
+            return
+        delivery = await self._deliver(outgoing.url, message)
+        await self._record(outgoing, delivery)
+
+    @contextlib.asynccontextmanager
+    async def _lane(self, url: str) -> AsyncIterator[None]:
+        lock, users = self._lanes.get(url, (asyncio.Lock(), 0))
+        self._lanes[url] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._lanes[url]
+            if users == 1:
+                del self._lanes[url]  # idle: keep memory bounded by the URLs in use
+            else:
+                self._lanes[url] = (lock, users - 1)
+
+    async def _deliver(self, url: str, message: Message | None) -> Delivery:
+        """Every send goes through here: at most one in flight per URL, `workers` in all."""
+        if message is None:
+            return Delivery(DeliveryStatus.FAILURE, 0.0, "the message could not be rendered")
+        assert self._slots is not None
+        async with self._lane(url), self._slots:
+            delivery = await self._notifier.send(url, message)
+        if url in delivery.error:  # belt and braces: an error text must not leak the URL
+            delivery = Delivery(delivery.status, delivery.seconds,
+                                delivery.error.replace(url, mask(url)))
+        return delivery
+
+    async def _render(self, outgoing: Outgoing) -> Message | None:
+        """The message for `outgoing`, or None if it cannot be built (a failed delivery, so
+        it is retried and, in the end, escalates). Store trouble raises: nothing was tried."""
+        config = self._config()
+        now = self._clock.now()
+        short = bool(outgoing.items[0][0].payload.get("short", False))
+        try:
+            contexts = [await self._context(row, incident, config, now)
+                        for row, incident in outgoing.items]
+            if len(contexts) == 1:
+                return self._templates_for(config).render(contexts[0], short)
+            if is_page(contexts[0].reason):
+                return render_bundle(contexts, short)
+            return render_notes(contexts, short)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("rendering a message for %s failed", mask(outgoing.url))
+            return None
+
+    def _templates_for(self, config: Config) -> Templates:
+        wanted = config.notifications.templates
+        if self._templates is None or self._templates[0] is not wanted:
+            self._templates = (wanted, Templates(wanted))
+        return self._templates[1]
+
+    async def _context(
+        self, row: OutboxRow, incident: Incident, config: Config, now: datetime
+    ) -> MessageContext:
+        p = row.payload
+        recipient = str(p.get("recipient") or "")
+        links = Links(config.link_secret, config.external_url, config.link_ttl)
+        return MessageContext(
+            reason=str(p.get("reason", "")),
+            incident=incident,
+            severity=config.severity(incident.severity),
+            alerts=await self._store.alerts(incident.id),
+            ack_url=links.url(incident.id, "ack", recipient, now),
+            resolve_url=links.url(incident.id, "resolve", recipient, now),
+            incident_url=f"{config.external_url}/incidents/{incident.id}",
+            silence_url=silence_url(incident.external_url, incident.group_labels),
+            actor=str(p.get("actor") or ""),
+            recipient=recipient,
+            step=p.get("step"),
+            cycle=int(p.get("cycle") or 0),
+            stale_after=timedelta(seconds=float(p["stale_after"])) if "stale_after" in p else None,
+        )
+
+    async def _record(self, outgoing: Outgoing, delivery: Delivery) -> None:
+        """The result and each row's fate in one job; metrics and on_failed after it."""
+        settings = self._config().notifications
+        now = self._clock.now()
+        rows = [row for row, _ in outgoing.items]
+        finals = [r for r in rows if delivery.ok or r.attempts + 1 >= settings.retry_attempts]
+        final_ids = {r.id for r in finals}
+
+        async def job(tx: Transaction) -> None:
+            for row in rows:
+                await tx.append(row.incident_id, [delivery_event(row, delivery, len(rows), now)])
+                if row.id in final_ids:
+                    await tx.finish_outbox(row.id)
+                else:
+                    wait = backoff(settings.retry_backoff, settings.retry_max_backoff,
+                                   row.attempts + 1)
+                    await tx.retry_outbox(row.id, row.attempts + 1, now + wait)
+
+        committed = await self._write_result(outgoing.url, rows, job, delivery)
+        self._observe(outgoing.url, delivery, retry=any(r.attempts for r in rows))
+        _log_delivery(outgoing.url, rows, delivery, retried=len(finals) < len(rows))
+        if committed and not delivery.ok:
+            for row in finals:
+                await self._final_failure(row)
+
+    async def _write_result(
+        self,
+        url: str,
+        rows: list[OutboxRow],
+        job: Callable[[Transaction], Awaitable[None]],
+        delivery: Delivery,
+    ) -> bool:
+        try:
+            await self._store.write(job)
+        except Exception as exc:
+            # The rows stay in the outbox: the message goes again (at-least-once).
+            log.error(
+                "could not record a %s delivery to %s for outbox row(s) %s, it will be sent"
+                " again: %s", delivery.status.value, mask(url), [r.id for r in rows], exc,
+            )
+            self._cool(rows)
+            return False
+        return True
+
+    def _cool(self, rows: Iterable[OutboxRow]) -> None:
+        """These leased rows go back to the outbox, due again in STORE_RETRY (the next pass
+        writes that; if the store refuses, the lease ends when ackd starts again)."""
+        until = self._clock.now() + STORE_RETRY
+        for row in rows:
+            self._unreleased[row.id] = until
+
+    async def _final_failure(self, row: OutboxRow) -> None:
+        p = row.payload
+        if self._on_failed is None or p.get("recipient_kind") != "user":
+            return
+        if not is_page(str(p.get("reason", ""))):
+            return
+        try:
+            await self._on_failed(row.incident_id, dict(p))
+        except Exception:
+            log.exception("handling the failed page of incident %d failed", row.incident_id)
+
+    def _observe(self, url: str, delivery: Delivery, *, retry: bool) -> None:
+        m = self._metrics
+        kind = channel_kind(url)
+        m.notifications.labels(kind, delivery.status.value).inc()
+        m.notification_latency.labels(kind).observe(delivery.seconds)
+        if retry:
+            m.notification_retries.labels(kind).inc()
+
+    # -- the held-back summary -----------------------------------------------------------------
+
+    async def _send_summary(self, summary: Summary) -> None:
+        window = self._config().notifications.rate_window
+        message = render_held_back(summary.count, window, summary.incident_ids, summary.reasons)
+        delivery = await self._deliver(summary.url, message)
+        now = self._clock.now()
+        event = summary_event(summary, delivery, now)
+
+        async def job(tx: Transaction) -> None:
+            for incident_id in summary.incident_ids:
+                await tx.append(incident_id, [event])
+
+        try:
+            await self._store.write(job)
+        except Exception as exc:
+            log.error("could not record the held-back summary to %s: %s", mask(summary.url), exc)
+        self._observe(summary.url, delivery, retry=False)
+
+
+def _log_delivery(
+    url: str, rows: list[OutboxRow], delivery: Delivery, *, retried: bool
+) -> None:
+    """One line per delivery: which incidents, to whom, through which (masked) URL, and how it
+    went, so an operator can follow every page in the log."""
+    incidents = ", ".join(f"#{n}" for n in sorted({r.incident_id for r in rows}))
+    reasons = "/".join(sorted({str(r.payload.get("reason") or "page") for r in rows}))
+    recipient = str(rows[0].payload.get("recipient") or "?")
+    where = mask(url).partition("?")[0]  # Apprise's privacy form lists every default option
+    what = f"incident {incidents} {reasons} to {recipient} via {where}"
+    numbers = {r.incident_id for r in rows}
+    extra = fields("delivery", numbers.pop() if len(numbers) == 1 else None)
+    if delivery.ok:
+        log.info("%s: delivered in %.2fs", what, delivery.seconds, extra=extra)
+    else:
+        then = "will retry" if retried else "gave up"
+        log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
+                    then, delivery.error, extra=extra)

@@ -1,0 +1,500 @@
+"""Escalation at the edge: applies the pure engine's Plans to the store, in one transaction.
+
+Three doors lead here: the incident lifecycle (an incident opened, changed or resolved, inside
+the ingest transaction), the timer loop (deadlines came due), and people (ack, resolve, snooze,
+unack through the API, a signed link or the CLI). Each asks `escalation` for a Plan and writes
+all of it together: the new escalation state, the deadlines armed and cancelled, the incident's
+state, the timeline, and the pages into the durable outbox. Because the fired deadline is
+deleted in that same transaction, a step fires exactly once however ackd is stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from receiver.config.model import Config
+from receiver.core.clock import Clock
+from receiver.core.errors import InvalidTransition
+from receiver.core.model import EventKind, Incident, IncidentState, TimelineEvent
+from receiver.escalation import engine as escalation
+from receiver.escalation import staleness
+from receiver.escalation.engine import Channel, Deadline, DeadlineKind, Plan, User
+from receiver.escalation.staleness import Reports, StaleAction, StaleRule
+from receiver.escalation.timer import Scheduler
+from receiver.incidents.service import observe_resolution
+from receiver.notify.contacts import reference
+from receiver.oncall.schedules import OnCallMemo, next_start, within
+from receiver.store import ArmedDeadline, SqliteStore, Transaction
+from receiver.telemetry.logformat import fields
+from receiver.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+DONE = {"ack": "acknowledged", "resolve": "resolved", "snooze": "snoozed",
+        "unack": "unacknowledged"}
+
+ACTIONS = ("ack", "resolve", "snooze", "unack")
+# Steps due at once that fire inside one transaction before the timer loop takes over: enough
+# for any real policy, and a bound on one transaction when nobody can be reached.
+AT_ONCE_LIMIT = 32
+PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
+
+
+class Directory:
+    """The engine's view of people and schedules, over the current config."""
+
+    def __init__(self, config: Config, on_call: OnCallMemo) -> None:
+        self._config = config
+        self._on_call = on_call
+
+    def user(self, name: str) -> User | None:
+        return self._config.users.get(name)
+
+    def channel(self, name: str) -> Channel | None:
+        return self._config.channels.get(name)
+
+    def on_call(self, schedule: str, layer: str, at: datetime) -> str | None:
+        found = self._config.schedules.get(schedule)
+        if found is None or layer not in {lay.name for lay in found.layers}:
+            return None
+        return self._on_call.on_call(found, layer, at)
+
+    def working_hours(self, team: str) -> _Hours | None:
+        found = self._config.teams.get(team)
+        if found is None or found.working_hours is None:
+            return None
+        return _Hours(found.working_hours)
+
+
+@dataclass(frozen=True)
+class _Hours:
+    hours: Any
+
+    def within(self, at: datetime) -> bool:
+        return within(self.hours, at)
+
+    def next_start(self, at: datetime) -> datetime:
+        return next_start(self.hours, at)
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What to tell the metrics once the transaction committed."""
+
+    incident: Incident
+    steps: tuple[int, ...]
+    acknowledged: bool
+    resolved: bool
+
+
+class Responder:
+    def __init__(
+        self,
+        store: SqliteStore,
+        clock: Clock,
+        metrics: Metrics,
+        config: Callable[[], Config],
+        scheduler_factory: Callable[[Responder], Scheduler] | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._config = config
+        self._on_call = OnCallMemo()
+        self.scheduler = (scheduler_factory or _default_scheduler)(self)
+        self.outbox_listeners: list[Callable[[], None]] = []
+        # Told the group key of each incident a person (or a policy) resolved, once committed.
+        self.resolution_listeners: list[Callable[[str], None]] = []
+        # When a webhook last reached each open incident (the ingest path notes it).
+        self.reports = Reports(clock.now())
+        # Told the group key of each incident found stale, once committed: its next report
+        # must take the full ingest path, which arms the stale deadline again.
+        self.stale_listeners: list[Callable[[str], None]] = []
+
+    # -- the incident lifecycle (called inside the ingest transaction) --------------------
+
+    async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None:
+        config = self._config()
+        policy = config.policy_for(incident.policy, incident.team)
+        directory = Directory(config, self._on_call)
+        plan = escalation.start(
+            policy, incident, config.severity(incident.severity), directory, now
+        )
+        await self._apply(tx, incident, plan, now)
+        await self._stakeholders(tx, incident, "stakeholder_declared", now)
+
+    async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None:
+        if not escalation.moves_on_update(incident):
+            return
+        state = await self._state(tx, incident)
+        if state is not None:
+            await self._apply(tx, incident, escalation.on_update(state, incident, now), now)
+
+    async def resolved(
+        self, tx: Transaction, incident: Incident, actor: str, now: datetime
+    ) -> None:
+        """Alertmanager resolved it: the ingest path already set the state and the event."""
+        state = await self._state(tx, incident)
+        if state is None:
+            return
+        plan = escalation.resolve(state, incident, actor, now)
+        recorded = [e for e in plan.events if e.kind is not EventKind.RESOLVED]
+        await self._apply(tx, incident, _without_transition(plan, recorded), now)
+        await self._notify_resolution(tx, incident, actor, now)
+
+    async def reported(
+        self, tx: Transaction, incident_id: int, rule: StaleRule | None, now: datetime
+    ) -> None:
+        """A webhook reached this open incident through a transaction: make sure a stale
+        deadline waits for it (armed once; later reports only move the note in `reports`)."""
+        if rule is None:
+            return
+        kind = DeadlineKind.STALE.value
+        armed = await tx.arm_once(incident_id, now + rule.after, kind, rule.key)
+        if armed is not None:
+            tx.after_commit(lambda: self._arm_all((armed,)))
+
+    # -- deadlines ------------------------------------------------------------------------
+
+    async def fire(self, deadline_ids: list[int]) -> None:
+        """Fire due deadlines: each is taken out of the store with its effects, or not at all."""
+
+        async def job(tx: Transaction) -> None:
+            for deadline_id in deadline_ids:
+                await self._fire_one(tx, deadline_id)
+
+        await self._store.write(job)
+
+    async def _fire_one(self, tx: Transaction, deadline_id: int) -> None:
+        now = self._clock.now()  # one instant: the deadline is taken, decided and applied at it
+        row = await tx.take_deadline(deadline_id, now)
+        if row is None:
+            return  # cancelled (acknowledged, resolved) or fired already
+        incident = await tx.incident(row.incident_id)
+        if row.kind == DeadlineKind.STALE.value:
+            await self._fire_stale(tx, incident, row, now)
+            return
+        state = await self._state(tx, incident)
+        if state is not None:
+            deadline = Deadline(row.due, DeadlineKind(row.kind), row.key)
+            plan = await self._plan_deadline(tx, incident, state, deadline, now)
+            await self._apply(tx, incident, plan, now)
+
+    async def _plan_deadline(
+        self,
+        tx: Transaction,
+        incident: Incident,
+        state: escalation.EscalationState,
+        deadline: Deadline,
+        now: datetime,
+    ) -> Plan:
+        config = self._config()
+        policy = state.policy
+        # Only round-robin steps read their cursor.
+        keys = [(policy.name, i) for i, step in enumerate(policy.steps)
+                if step.mode is escalation.StepMode.ROUND_ROBIN]
+        cursors = await tx.round_robin(keys) if keys else {}
+        return escalation.on_deadline(
+            state, incident, config.severity(incident.severity), deadline,
+            Directory(config, self._on_call), cursors, now,
+        )
+
+    async def _fire_stale(
+        self, tx: Transaction, incident: Incident, row: ArmedDeadline, now: datetime
+    ) -> None:
+        """The stale deadline came due: reported since, it waits again from the last report;
+        not, the incident is stale: the timeline says so, whoever holds it is told once, and
+        a route that says so has it resolved."""
+        if not incident.is_open:
+            return
+        rule = StaleRule.from_key(row.key)
+        last = self.reports.last(incident.id)
+        again = staleness.check(last, rule, now)
+        if again is not None:
+            armed = await tx.arm(incident.id, [(again, row.kind, row.key)])
+            tx.after_commit(lambda: self._arm_all(armed))
+            return
+        detail = {"after": rule.after.total_seconds(), "action": rule.action.value,
+                  "last_reported": last.isoformat()}
+        await tx.append(incident.id, [TimelineEvent(now, EventKind.STALE, "ackd", detail)])
+        holders = await self._holders(tx, incident)
+        extra = {"stale_after": rule.after.total_seconds()}
+        await self._notify_users(tx, incident, holders, "stale", staleness.RESOLVED_BY, now,
+                                 extra)
+        tx.after_commit(partial(self._observe_stale, incident, rule.action))
+        if rule.action is StaleAction.RESOLVE:
+            state = await self._state(tx, incident)
+            if state is not None:
+                plan = escalation.resolve(state, incident, staleness.RESOLVED_BY, now)
+                await self._apply(tx, incident, plan, now)
+                await self._stakeholders(tx, incident, "stakeholder_resolved", now)
+            return
+        for listener in self.stale_listeners:
+            tx.after_commit(partial(listener, incident.group_key))
+
+    async def _holders(self, tx: Transaction, incident: Incident) -> list[str]:
+        """Who holds the incident: whoever acknowledged it (if a person we know), else
+        everyone paged for it so far."""
+        config = self._config()
+        by = incident.acknowledged_by
+        if incident.state is IncidentState.ACKNOWLEDGED and by is not None and by in config.users:
+            return [by]
+        return await tx.paged_recipients(incident.id)
+
+    def _observe_stale(self, incident: Incident, action: StaleAction) -> None:
+        m = self._metrics
+        m.child(m.incidents_stale, incident.team, incident.severity, action.value).inc()
+
+    async def delivery_failed(self, incident_id: int, payload: dict[str, Any]) -> None:
+        """A page finally failed. If nothing of that step reached the person (every channel
+        failed, none is still queued), escalate now rather than wait for a deadline nobody
+        can meet."""
+        step, cycle, run = payload.get("step"), payload.get("cycle", 0), payload.get("run")
+        if payload.get("recipient_kind") != "user" or not isinstance(step, int) \
+                or not isinstance(run, int):
+            return
+        recipient = str(payload.get("recipient"))
+
+        async def job(tx: Transaction) -> None:
+            # The failed row is finished in its own commit just before this one runs.
+            if await tx.reached(incident_id, recipient, step, cycle):
+                return
+            incident = await tx.incident(incident_id)
+            state = await self._state(tx, incident)
+            if state is None or not incident.is_open:
+                return
+            now = self._clock.now()
+            plan = escalation.delivery_failed(state, incident, step, cycle, run, now)
+            await self._apply(tx, incident, plan, now)
+
+        await self._store.write(job)
+
+    # -- people ---------------------------------------------------------------------------
+
+    async def act(
+        self,
+        incident_id: int,
+        action: str,
+        actor: str,
+        until: datetime | None = None,
+    ) -> Incident:
+        """Acknowledge, resolve, snooze or un-acknowledge; raises InvalidTransition."""
+        if action not in ACTIONS:
+            raise InvalidTransition(f"unknown action {action!r}")
+
+        async def job(tx: Transaction) -> Incident:
+            incident = await tx.incident(incident_id)
+            now = self._clock.now()
+            state = await self._state(tx, incident)
+            if state is None:
+                raise InvalidTransition(f"incident {incident_id} has no escalation to act on")
+            plan = self._decide(action, state, incident, actor, until, now)
+            await self._apply(tx, incident, plan, now)
+            if action == "resolve":
+                await self._notify_resolution(tx, incident, actor, now)
+            elif action == "ack":
+                await self._notify_paged(tx, incident, "acknowledged", actor, now)
+            return await tx.incident(incident_id)
+
+        incident = await self._store.write(job)
+        log.info("incident #%d %s by %s", incident_id, DONE[action], actor,
+                 extra=fields(f"incident_{DONE[action]}", incident_id, incident.team))
+        return incident
+
+    @staticmethod
+    def _decide(
+        action: str,
+        state: escalation.EscalationState,
+        incident: Incident,
+        actor: str,
+        until: datetime | None,
+        now: datetime,
+    ) -> Plan:
+        if action == "ack":
+            return escalation.acknowledge(state, incident, actor, now)
+        if action == "resolve":
+            return escalation.resolve(state, incident, actor, now)
+        if action == "unack":
+            return escalation.unacknowledge(state, incident, actor, now)
+        if until is None or until <= now:
+            raise InvalidTransition("snooze needs a time in the future")
+        return escalation.snooze(state, incident, actor, until, now)
+
+    # -- applying a plan ------------------------------------------------------------------
+
+    async def _state(
+        self, tx: Transaction, incident: Incident
+    ) -> escalation.EscalationState | None:
+        raw = await tx.escalation(incident.id)
+        return None if raw is None else escalation.state_from_dict(raw)
+
+    async def _apply(self, tx: Transaction, incident: Incident, plan: Plan, now: datetime) -> None:
+        """Write the plan; its metrics are observed once the transaction commits.
+
+        A step due at once (the first step of a new incident, the next one after a step that
+        reached nobody) fires right here, in this transaction: what the timer loop would do a
+        moment later, without a durable deadline to write and take. A chain of such steps is
+        cut after AT_ONCE_LIMIT, and the timer loop takes over from there."""
+        for _ in range(AT_ONCE_LIMIT):
+            at_once = _step_due(plan, now)
+            incident = await self._write(tx, incident, plan, now, at_once)
+            if at_once is None:
+                return
+            plan = await self._plan_deadline(tx, incident, plan.state, at_once, now)
+        await self._write(tx, incident, plan, now, None)
+
+    async def _write(
+        self, tx: Transaction, incident: Incident, plan: Plan, now: datetime,
+        at_once: Deadline | None,
+    ) -> Incident:
+        """Write the plan, except the deadline `at_once` and the state it leaves behind (the
+        plan of that deadline comes next and writes its own). The incident as it is now."""
+        if at_once is None:
+            await tx.set_escalation(incident.id, escalation.state_to_dict(plan.state))
+        if plan.cancel:
+            await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
+        later = [(d.due, d.kind.value, d.key) for d in plan.arm if d is not at_once]
+        armed = await tx.arm(incident.id, later)
+        if armed:
+            tx.after_commit(lambda: self._arm_all(armed))
+        acknowledged = resolved = False
+        if plan.incident_state is not None and plan.incident_state is not incident.state:
+            acknowledged, resolved = await self._transition(tx, incident, plan, now)
+        await tx.append(incident.id, plan.events)
+        if plan.pages:
+            await self._enqueue(tx, incident, [_page_payload(p) for p in plan.pages], now)
+        if plan.rr_advance:
+            await tx.advance_round_robin(plan.rr_advance)
+        steps = tuple(
+            int(e.detail.get("step", 0)) for e in plan.events if e.kind is EventKind.STEP_FIRED
+        )
+        fresh = await tx.incident(incident.id)
+        tx.after_commit(partial(self._observe, Observed(fresh, steps, acknowledged, resolved)))
+        return fresh
+
+    def _arm_all(self, armed: Iterable[ArmedDeadline]) -> None:
+        for deadline in armed:
+            self.scheduler.arm(deadline.id, deadline.due)
+
+    async def _transition(
+        self, tx: Transaction, incident: Incident, plan: Plan, now: datetime
+    ) -> tuple[bool, bool]:
+        target = plan.incident_state
+        assert target is not None
+        actor = _actor(plan.events)
+        fields: dict[str, Any] = {"state": target}
+        first_ack = target is IncidentState.ACKNOWLEDGED and incident.acknowledged_at is None
+        if target is IncidentState.ACKNOWLEDGED:
+            fields["acknowledged_by"] = actor
+            if first_ack:
+                fields["acknowledged_at"] = now  # MTTA counts the first acknowledgement
+        if target is IncidentState.RESOLVED:
+            fields.update(resolved_at=now, resolved_by=actor)
+            for listener in self.resolution_listeners:
+                tx.after_commit(partial(listener, incident.group_key))
+            tx.after_commit(partial(self.reports.forget, incident.id))
+        await tx.update_incident(incident.id, now, **fields)
+        return first_ack, target is IncidentState.RESOLVED
+
+    async def _enqueue(
+        self, tx: Transaction, incident: Incident, payloads: list[dict[str, Any]], now: datetime
+    ) -> None:
+        await tx.enqueue(incident.id, payloads, now)
+        for listener in self.outbox_listeners:
+            tx.after_commit(listener)
+
+    async def _stakeholders(
+        self, tx: Transaction, incident: Incident, reason: str, now: datetime
+    ) -> None:
+        config = self._config()
+        payloads = [
+            {**reference(name, "channel", index), "short": False, "reason": reason, "step": None}
+            for name in config.stakeholders.get(incident.severity, ())
+            if (channel := config.channels.get(name)) is not None
+            for index in range(len(channel.urls))
+        ]
+        if payloads:
+            await self._enqueue(tx, incident, payloads, now)
+
+    async def _notify_paged(
+        self, tx: Transaction, incident: Incident, reason: str, actor: str, now: datetime
+    ) -> None:
+        """Tell everyone who was paged for this incident (first contact each) what happened."""
+        paged = await tx.paged_recipients(incident.id)
+        await self._notify_users(tx, incident, paged, reason, actor, now)
+
+    async def _notify_users(
+        self, tx: Transaction, incident: Incident, names: Iterable[str], reason: str,
+        actor: str, now: datetime, extra: dict[str, Any] | None = None,
+    ) -> None:
+        """One message to each of these people, on their first contact."""
+        config = self._config()
+        payloads = []
+        for name in names:
+            user = config.users.get(name)
+            if user is not None and user.contacts:
+                first = user.contacts[0]
+                payloads.append(
+                    {**reference(name, "user", 0), "short": first.short, "reason": reason,
+                     "step": None, "actor": actor, **(extra or {})}
+                )
+        if payloads:
+            await self._enqueue(tx, incident, payloads, now)
+
+    async def _notify_resolution(
+        self, tx: Transaction, incident: Incident, actor: str, now: datetime
+    ) -> None:
+        await self._notify_paged(tx, incident, "resolved", actor, now)
+        await self._stakeholders(tx, incident, "stakeholder_resolved", now)
+
+    # -- metrics, after commit ------------------------------------------------------------
+
+    def _observe(self, item: Observed) -> None:
+        incident = item.incident
+        m = self._metrics
+        for step in item.steps:
+            m.child(m.escalation_steps, incident.team, incident.policy, str(step)).inc()
+        if item.acknowledged and incident.acknowledged_at is not None:
+            m.child(m.time_to_acknowledge, incident.team, incident.severity).observe(
+                (incident.acknowledged_at - incident.opened_at).total_seconds()
+            )
+        if item.resolved:
+            observe_resolution(m, incident)
+
+
+def _default_scheduler(responder: Responder) -> Scheduler:
+    return Scheduler(
+        responder._clock, responder.fire, responder._metrics.deadline_lateness.observe
+    )
+
+
+def _step_due(plan: Plan, now: datetime) -> Deadline | None:
+    return next((d for d in plan.arm if d.kind is DeadlineKind.STEP and d.due <= now), None)
+
+
+def _without_transition(plan: Plan, events: Iterable[TimelineEvent]) -> Plan:
+    return replace(plan, incident_state=None, events=tuple(events))
+
+
+def _actor(events: Iterable[TimelineEvent]) -> str:
+    for event in events:
+        if event.kind in (EventKind.ACKNOWLEDGED, EventKind.RESOLVED, EventKind.SNOOZED,
+                          EventKind.UNACKNOWLEDGED):
+            return event.actor
+    return "ackd"
+
+
+def _page_payload(page: escalation.Page) -> dict[str, Any]:
+    return {
+        **reference(page.recipient, str(page.recipient_kind), page.contact),
+        "short": page.short,
+        "reason": page.reason,
+        "step": page.step,
+        "cycle": page.cycle,
+        "run": page.run,
+    }
+

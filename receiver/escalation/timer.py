@@ -1,0 +1,111 @@
+"""The one timer loop: durable deadlines in the store, an in-memory heap, an injected clock.
+
+The store is the truth; the heap is an index of it. A deadline is armed in the heap only after
+the transaction that created it committed, and firing hands a batch of due ids to `fire`, which
+takes each row out of the store in the same transaction as its effects: a cancelled deadline
+is simply gone from the store and fires nothing (lazy deletion), and one that fired is never
+there to fire again. After a restart, `load` re-arms every stored deadline; those that passed
+while ackd was down are due at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from datetime import datetime, timedelta
+
+from receiver.core.clock import Clock
+from receiver.core.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+Fire = Callable[[list[int]], Awaitable[None]]
+MAX_BATCH = 512
+RETRY_AFTER = timedelta(seconds=1)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        clock: Clock,
+        fire: Fire,
+        on_lateness: Callable[[float], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._fire = fire
+        self._on_lateness = on_lateness
+        self._heap: list[tuple[datetime, int]] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def arm(self, deadline_id: int, due: datetime) -> None:
+        heapq.heappush(self._heap, (due, deadline_id))
+        if self._heap[0][1] == deadline_id:
+            self._wake.set()  # the earliest deadline changed: re-plan the sleep
+
+    def load(self, deadlines: Iterable[tuple[int, datetime]]) -> None:
+        self._heap.extend((due, deadline_id) for deadline_id, due in deadlines)
+        heapq.heapify(self._heap)
+        self._wake.set()
+
+    def next_due(self) -> datetime | None:
+        return self._heap[0][0] if self._heap else None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="ackd-scheduler")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            batch = self._pop_due()
+            if batch:
+                await self._fire_batch(batch)
+                continue
+            await self._sleep()
+
+    def _pop_due(self) -> list[tuple[datetime, int]]:
+        now = self._clock.now()
+        batch: list[tuple[datetime, int]] = []
+        while self._heap and self._heap[0][0] <= now and len(batch) < MAX_BATCH:
+            batch.append(heapq.heappop(self._heap))
+        if self._on_lateness is not None:
+            for due, _ in batch:
+                self._on_lateness((now - due).total_seconds())
+        return batch
+
+    async def _fire_batch(self, batch: list[tuple[datetime, int]]) -> None:
+        try:
+            await self._fire([deadline_id for _, deadline_id in batch])
+        except StoreUnavailable as exc:
+            # Not lost: the rows are still in the store; try again shortly.
+            log.error("firing %d deadline(s) failed, retrying: %s", len(batch), exc)
+            retry_at = self._clock.now() + RETRY_AFTER
+            for _, deadline_id in batch:
+                heapq.heappush(self._heap, (retry_at, deadline_id))
+        except Exception:
+            log.exception("firing deadlines %s failed", [d for _, d in batch])
+
+    async def _sleep(self) -> None:
+        self._wake.clear()
+        due = self.next_due()
+        waiter = asyncio.create_task(self._wake.wait())
+        tasks: set[asyncio.Task[object]] = {waiter}
+        if due is not None:
+            tasks.add(asyncio.create_task(self._clock.sleep_until(due)))
+        try:
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in tasks:
+                task.cancel()

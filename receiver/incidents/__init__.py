@@ -1,0 +1,2 @@
+"""The incident use cases: alerts in, people acting on incidents.
+"""

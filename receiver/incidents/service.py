@@ -1,0 +1,423 @@
+"""The incident use cases: alerts in, people acting on incidents.
+
+A thin orchestration layer: it asks the pure modules (grouping, routing, escalation) what to
+do and has the store write it in one transaction. Metrics are observed only after the commit,
+so a failed write never counts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Protocol
+
+from receiver.alertmanager.webhook import WebhookMessage, parse_webhook
+from receiver.config.model import Config
+from receiver.core.clock import Clock
+from receiver.core.model import (
+    Alert,
+    AlertStatus,
+    EventKind,
+    Incident,
+    IncidentState,
+    TimelineEvent,
+)
+from receiver.escalation import staleness
+from receiver.escalation.staleness import Reports, StaleRule
+from receiver.ingest import grouping
+from receiver.ingest.grouping import (
+    AlertOutcome,
+    GroupChange,
+    HeldGroups,
+    OpenGroup,
+    RoutedBodies,
+    RoutedBody,
+    RoutedGroup,
+)
+from receiver.store import NewIncident, SqliteStore, Transaction
+from receiver.telemetry.logformat import fields
+from receiver.telemetry.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Lifecycle(Protocol):
+    """What escalation does when an incident opens, changes or resolves (same transaction)."""
+
+    async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None: ...
+
+    async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None: ...
+
+    async def resolved(
+        self, tx: Transaction, incident: Incident, actor: str, now: datetime
+    ) -> None: ...
+
+    async def reported(
+        self, tx: Transaction, incident_id: int, rule: StaleRule | None, now: datetime
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class IngestResult:
+    alerts: int = 0
+    opened: list[Incident] = field(default_factory=list)
+    resolved: list[Incident] = field(default_factory=list)
+    outcomes: dict[AlertOutcome, int] = field(default_factory=dict)
+    groups: dict[str, int] = field(default_factory=dict)  # group key -> incident id
+
+
+class Incidents:
+    def __init__(
+        self,
+        store: SqliteStore,
+        clock: Clock,
+        metrics: Metrics,
+        config: Callable[[], Config],
+        lifecycle: Lifecycle | None = None,
+        reports: Reports | None = None,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._metrics = metrics
+        self._config = config
+        self.lifecycle = lifecycle
+        # When a webhook last reached each open incident: what stale_after is measured by.
+        self.reports = reports if reports is not None else Reports(clock.now())
+        budget = config().memo_bytes
+        self.held = HeldGroups(budget // 2)
+        self.bodies = RoutedBodies(budget - budget // 2)
+        # One thread: a large body's parsing and routing wait for it rather than add threads
+        # that would each take the GIL from the loop.
+        self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-webhook")
+
+    def close(self) -> None:
+        self._reader.shutdown(wait=True)
+
+    def resize_memos(self, budget: int) -> None:
+        """Share `budget` bytes between the memos (config webhook.memo_bytes), half each."""
+        self.held.memo.resize(budget // 2)
+        self.bodies.memo.resize(budget - budget // 2)
+
+    async def ingest_body(self, body: bytes) -> IngestResult:
+        """A webhook's body: a resend of a body parsed and routed before is answered from
+        memory when it repeats what is committed; any other body is parsed and ingested.
+        Raises PayloadError for a body that is not a webhook."""
+        name = self.bodies.name(body)
+        routed = self.bodies.get(name, self._config())
+        if routed is not None:
+            result = self._repeated(routed)
+            if result is not None:
+                self._note_reports(result)
+                self._observe(routed.alerts, routed.firing, 0, result)
+                return result
+        config = self._config()
+        if len(body) <= ON_LOOP_BYTES:
+            message, groups = _read(body, config)
+        else:
+            # Beside the loop: the loop takes the GIL back every switch interval (5 ms), so
+            # other requests go on while a megabyte of alerts is parsed and routed.
+            loop = asyncio.get_running_loop()
+            message, groups = await loop.run_in_executor(self._reader, _read, body, config)
+        return await self._ingest(config, message, groups, name)
+
+    async def ingest(self, message: WebhookMessage) -> IngestResult:
+        """Ingest a parsed webhook, within the config's webhook limits."""
+        config = self._config()
+        config.limits.check_alerts(len(message.alerts), [len(a.labels) for a in message.alerts])
+        groups = grouping.partition(config.route, message.alerts)
+        config.limits.check_groups(groups)
+        return await self._ingest(config, message, groups, None)
+
+    async def _ingest(
+        self,
+        config: Config,
+        message: WebhookMessage,
+        groups: dict[str, RoutedGroup],
+        name: bytes | None,
+    ) -> IngestResult:
+        """`name` (RoutedBodies.name of the body) lets a resend of the same bytes skip the
+        parsing and routing."""
+        routed = grouping.routed_body(message.alerts, groups)
+        # A webhook that says Alertmanager left alerts out is recorded on the incident.
+        repeatable = bool(groups) and not message.truncated_alerts
+        result = self._repeated(routed) if repeatable else None
+        if result is None:
+            result = await self._write(config, groups, message)
+        if repeatable and name is not None and not result.resolved:
+            self.bodies.put(name, config, routed)
+        self._note_reports(result)
+        self._observe(routed.alerts, routed.firing, message.truncated_alerts, result)
+        return result
+
+    async def _write(
+        self, config: Config, groups: dict[str, RoutedGroup], message: WebhookMessage
+    ) -> IngestResult:
+        """One store job per slice of groups (see _slices), each committed before the next is
+        queued: other webhooks' writes come between them. A failure part-way answers 503 and
+        Alertmanager's retry finds the slices before it committed, and changes nothing there."""
+        now = self._clock.now()
+        result = IngestResult(alerts=len(message.alerts))
+
+        async def job(tx: Transaction, part: list[tuple[str, RoutedGroup]]) -> None:
+            for key, group in part:
+                await self._ingest_group(tx, config, key, group, message, now, result)
+
+        for part in _slices(groups):
+            await self._store.write(partial(job, part=part))
+        return result
+
+    def _note_reports(self, result: IngestResult) -> None:
+        """Alertmanager reported these incidents' alerts now (see staleness)."""
+        now = self._clock.now()
+        for incident_id in result.groups.values():
+            self.reports.seen(incident_id, now)
+        for incident in result.resolved:
+            self.reports.forget(incident.id)
+
+    def _repeated(self, routed: RoutedBody) -> IngestResult | None:
+        """The result of a webhook that repeats, group by group, what the open incidents hold
+        as committed: every alert a duplicate and nothing to write, so no transaction. None
+        when any group may change."""
+        result = IngestResult(alerts=routed.alerts)
+        for key, digest, alerts in routed.groups:
+            incident_id = self.held.repeated(key, digest)
+            if incident_id is None:
+                return None
+            result.groups[key] = incident_id
+            duplicates = result.outcomes.get(AlertOutcome.DUPLICATE, 0)
+            result.outcomes[AlertOutcome.DUPLICATE] = duplicates + alerts
+        return result
+
+    async def _ingest_group(
+        self,
+        tx: Transaction,
+        config: Config,
+        key: str,
+        group: RoutedGroup,
+        message: WebhookMessage,
+        now: datetime,
+        result: IngestResult,
+    ) -> None:
+        open_group = await tx.open_group(key)
+        # The group's last incident, when none is open: a new one links to it.
+        previous = None if open_group is not None else await tx.last_incident_id(key)
+        change = await _change(tx, key, group.alerts, open_group, previous, now)
+        for outcome, count in change.outcomes.items():
+            result.outcomes[outcome] = result.outcomes.get(outcome, 0) + count
+        if open_group is None and not change.opens:
+            return
+        if change.opens:
+            new = self._new_incident(config, key, group, change, message, now)
+            incident_id = await tx.insert_incident(new, previous)
+        else:
+            assert open_group is not None
+            incident_id = open_group.incident_id
+        result.groups[key] = incident_id
+        await self._remember(tx, key, incident_id, change, group, now)
+        await self._record(tx, incident_id, change, message, now)
+        if not change.changed:
+            return
+        incident = await tx.incident(incident_id)
+        if change.opens:
+            result.opened.append(incident)
+        if change.resolves:
+            await self._resolve(tx, incident, "alertmanager", now)
+            result.resolved.append(await tx.incident(incident_id))
+        elif not change.opens and self.lifecycle is not None:
+            await self.lifecycle.updated(tx, incident, now)
+        if change.opens and self.lifecycle is not None and not change.resolves:
+            await self.lifecycle.opened(tx, incident, now)
+
+    async def _remember(
+        self,
+        tx: Transaction,
+        key: str,
+        incident_id: int,
+        change: GroupChange,
+        group: RoutedGroup,
+        now: datetime,
+    ) -> None:
+        """What the group's incident holds, for resends (HeldGroups), once committed; and for
+        an incident still open, that Alertmanager reported it (its stale deadline)."""
+        if change.resolves:
+            tx.after_commit(partial(self.held.forget, key))
+            return
+        digest = grouping.held_digest(change.held)
+        tx.after_commit(partial(self.held.hold, key, incident_id, digest))
+        if self.lifecycle is not None:
+            await self.lifecycle.reported(tx, incident_id, group.match.route.stale, now)
+
+    @staticmethod
+    def _new_incident(
+        config: Config,
+        key: str,
+        group: RoutedGroup,
+        change: GroupChange,
+        message: WebhookMessage,
+        now: datetime,
+    ) -> NewIncident:
+        opening = {a.fingerprint for a in change.writes}
+        severities = [
+            config.severity(s)
+            for a, s in zip(group.alerts, group.severities, strict=True)
+            if a.fingerprint in opening
+        ]
+        severity = min(severities, key=lambda s: s.rank)
+        first = change.writes[0]
+        match = group.match
+        return NewIncident(
+            group_key=key,
+            route_id=match.route.id,
+            team=match.team,
+            severity=severity.name,
+            policy=match.policy,
+            group_labels=dict(match.group_labels),
+            opened_at=now,
+            external_url=message.external_url,
+            summary=_summary(first),
+        )
+
+    async def _record(
+        self,
+        tx: Transaction,
+        incident_id: int,
+        change: GroupChange,
+        message: WebhookMessage,
+        now: datetime,
+    ) -> None:
+        # The incident's own RESOLVED event, when there is one, goes last, after the truncation.
+        events = [e for e in change.events if e.kind is not EventKind.RESOLVED]
+        resolved = [e for e in change.events if e.kind is EventKind.RESOLVED]
+        fields: dict[str, int] = {}
+        if message.truncated_alerts:
+            # Alertmanager left alerts out of this webhook (max_alerts): say so on the incident.
+            fields["truncated_alerts"] = message.truncated_alerts
+            events.append(
+                TimelineEvent(
+                    now, EventKind.ALERTS_TRUNCATED, "alertmanager",
+                    {"truncated_alerts": message.truncated_alerts},
+                )
+            )
+        if change.moves:
+            await tx.move_alert_starts(incident_id, change.moves)
+        if change.changed:
+            await tx.write_alerts(incident_id, change.writes, now)
+        # A new incident was inserted with updated_at = now, and resolving it sets updated_at in
+        # its own update; any other change bumps it here.
+        if fields or (change.changed and not change.opens and not change.resolves):
+            await tx.update_incident(incident_id, now, **fields)
+        if events or resolved:
+            await tx.append(incident_id, [*events, *resolved])
+
+    async def _resolve(
+        self,
+        tx: Transaction,
+        incident: Incident,
+        actor: str,
+        now: datetime,
+    ) -> None:
+        await tx.update_incident(
+            incident.id, now, state=IncidentState.RESOLVED, resolved_at=now, resolved_by=actor
+        )
+        if self.lifecycle is not None:
+            await self.lifecycle.resolved(tx, incident, actor, now)
+
+    def _observe(self, alerts: int, firing: int, truncated: int, result: IngestResult) -> None:
+        m = self._metrics
+        # One increment per status, not per alert: label lookups are the expensive part.
+        resolved = alerts - firing
+        for status, count in ((AlertStatus.FIRING, firing), (AlertStatus.RESOLVED, resolved)):
+            if count:
+                m.child(m.alerts_received, status).inc(count)
+        for outcome, count in result.outcomes.items():
+            m.child(m.alerts_processed, outcome).inc(count)
+        if duplicates := result.outcomes.get(AlertOutcome.DUPLICATE, 0):
+            m.duplicates.inc(duplicates)
+        if truncated:
+            m.truncated.inc(truncated)
+        for incident in result.opened:
+            m.child(m.incidents_opened, incident.team, incident.severity).inc()
+            log.info("incident #%d opened: %s %s %s", incident.id, incident.severity,
+                     incident.team, incident.summary,
+                     extra=fields("incident_opened", incident.id, incident.team))
+        for incident in result.resolved:
+            observe_resolution(m, incident)
+            log.info("incident #%d resolved by %s", incident.id, incident.resolved_by,
+                     extra=fields("incident_resolved", incident.id, incident.team))
+
+
+# A body larger than this is parsed and routed beside the loop; a usual webhook (tens of
+# alerts, a few KiB) is done on it, where it costs less than the hop to a thread.
+ON_LOOP_BYTES = 64 * 1024
+# Groups, and alerts, in one store job: about 5 ms of the loop at most.
+SLICE_GROUPS = 16
+SLICE_ALERTS = 256
+
+
+def _read(body: bytes, config: Config) -> tuple[WebhookMessage, dict[str, RoutedGroup]]:
+    """Parse and route a body, within the config's webhook limits: pure, so it may run on
+    any thread."""
+    message = parse_webhook(body, config.limits)
+    groups = grouping.partition(config.route, message.alerts)
+    config.limits.check_groups(groups)
+    return message, groups
+
+
+def _slices(groups: dict[str, RoutedGroup]) -> list[list[tuple[str, RoutedGroup]]]:
+    """The groups in runs of at most SLICE_GROUPS groups and SLICE_ALERTS alerts (a group
+    with more alerts is a run of its own: webhook.max_alerts bounds it)."""
+    slices: list[list[tuple[str, RoutedGroup]]] = [[]]
+    alerts = 0
+    for key, group in groups.items():
+        current = slices[-1]
+        if current and (len(current) >= SLICE_GROUPS
+                        or alerts + len(group.alerts) > SLICE_ALERTS):
+            current = []
+            slices.append(current)
+            alerts = 0
+        current.append((key, group))
+        alerts += len(group.alerts)
+    return slices
+
+
+async def _change(
+    tx: Transaction,
+    key: str,
+    alerts: list[Alert],
+    open_group: OpenGroup | None,
+    previous: int | None,
+    now: datetime,
+) -> GroupChange:
+    past: dict[str, list[tuple[datetime, datetime]]] = {}
+    # A group that never had an incident has no episodes to look up.
+    if open_group is not None or previous is not None:
+        unsettled = grouping.unsettled_episodes(alerts, open_group)
+        past = await tx.past_episodes(key, unsettled)
+    return grouping.apply(alerts, open_group, past, now)
+
+
+def observe_resolution(m: Metrics, incident: Incident) -> None:
+    assert incident.resolved_at is not None
+    labels = (incident.team, incident.severity)
+    m.child(m.incidents_resolved, *labels).inc()
+    m.child(m.time_to_resolve, *labels).observe(
+        (incident.resolved_at - incident.opened_at).total_seconds()
+    )
+    if incident.acknowledged_at is None:
+        m.child(m.resolved_unacknowledged, *labels).inc()
+    if incident.resolved_by == staleness.RESOLVED_BY:
+        m.child(m.resolved_stale, *labels).inc()
+
+
+def _summary(alert: Alert) -> str:
+    text = (
+        alert.annotations.get("summary")
+        or alert.annotations.get("description")
+        or alert.labels.get("alertname", "")
+    )
+    return text[:500]

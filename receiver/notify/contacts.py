@@ -1,0 +1,75 @@
+"""Where a notification goes: outbox rows name a contact, never its Apprise URL.
+
+An Apprise URL carries credentials (a mail password, a Slack webhook token, a `+header`
+value). Written into an outbox row, it would stay on disk long after the row was deleted:
+in SQLite's free pages and in the WAL. So a row holds a reference, the recipient, its kind
+and the contact's index (a user's `contacts`, a channel's `urls`), and the dispatcher looks
+the URL up in the config it runs with when the row is sent. A reload that removed the
+contact makes the reference dangle: that row fails, with the reason on its timeline, never
+silently and never to somebody else's address.
+
+Pure: functions of the config's users and channels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from receiver.escalation.engine import Channel, User
+
+CONTACT = "contact"  # the payload key of the reference's index
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A reference resolved against the running config: where to send, and how."""
+
+    url: str
+    short: bool
+
+
+def reference(recipient: str, kind: str, index: int) -> dict[str, Any]:
+    """The payload keys that name contact `index` of `recipient` (a user or a channel)."""
+    return {"recipient": recipient, "recipient_kind": kind, CONTACT: index}
+
+
+def resolve(
+    payload: Mapping[str, Any], users: Mapping[str, User], channels: Mapping[str, Channel]
+) -> Destination | str:
+    """The destination `payload` names, or why it names none (safe to show: no URL)."""
+    name, kind, index = payload.get("recipient"), payload.get("recipient_kind"), \
+        payload.get(CONTACT)
+    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+        return f"the notification names no contact of {kind} {name}"
+    if kind == "channel":
+        channel = channels.get(str(name))
+        if channel is None:
+            return f"channel {name} is no longer configured"
+        if index >= len(channel.urls):
+            return f"channel {name} no longer has url {index + 1}"
+        return Destination(channel.urls[index], False)
+    if kind == "user":
+        user = users.get(str(name))
+        if user is None:
+            return f"user {name} is no longer configured"
+        if index >= len(user.contacts):
+            return f"user {name} no longer has contact {index + 1}"
+        contact = user.contacts[index]
+        return Destination(contact.url, contact.short)
+    return f"unknown recipient kind {kind!r}"
+
+
+def index_of(
+    url: str, name: str, kind: str, users: Mapping[str, User], channels: Mapping[str, Channel]
+) -> int | None:
+    """The index of `url` among the contacts of `name`, for rows written before references
+    (schema migration 4); None if the config no longer has it."""
+    if kind == "channel":
+        channel = channels.get(name)
+        urls = channel.urls if channel is not None else ()
+    else:
+        user = users.get(name)
+        urls = tuple(c.url for c in user.contacts) if user is not None else ()
+    return urls.index(url) if url in urls else None

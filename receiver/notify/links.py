@@ -1,0 +1,132 @@
+"""Signed one-click links: acknowledge or resolve an incident from a page without logging in.
+
+A link is `{base_url}/l/{token}`. The token carries everything needed to act (incident id,
+action, who it was sent to, when it expires) plus an HMAC-SHA256 over those bytes, so the
+server keeps no state per link and a forged or edited token is refused. Tokens are short on
+purpose: they travel in SMS bodies of 160 characters.
+
+Token layout (before unpadded urlsafe base64):
+
+    version (1) | action (1) | expires, unix seconds (4) | incident id (8) | recipient (utf-8)
+    | HMAC-SHA256 of everything before it, truncated to 16 bytes
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from receiver.core.errors import LinkError
+
+ACTIONS = ("ack", "resolve")
+
+_VERSION = 1
+_HEADER = struct.Struct(">BBIQ")
+_MAC_BYTES = 16
+_MAX_RECIPIENT_BYTES = 200
+_TOKEN_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+_INVALID = "this link is invalid"
+_EXPIRED = "this link has expired"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClaim:
+    """What a verified token allows: `recipient` may take `action` on the incident."""
+
+    incident_id: int
+    action: str
+    recipient: str
+    expires: datetime
+
+
+class Links:
+    """Creates and verifies signed links with one secret; `ttl` is how long a link is good."""
+
+    def __init__(self, secret: bytes, base_url: str, ttl: timedelta) -> None:
+        if not secret:
+            raise ValueError("the link secret is empty: set links.secret or links.secret_file")
+        if ttl <= timedelta(0):
+            raise ValueError(f"the link ttl must be positive, got {ttl}")
+        self._secret = secret
+        self._base_url = base_url.rstrip("/")
+        self._ttl = ttl
+
+    def url(self, incident_id: int, action: str, recipient: str, now: datetime) -> str:
+        """The link that lets `recipient` take `action` on the incident until now + ttl."""
+        return f"{self._base_url}/l/{self.token(incident_id, action, recipient, now)}"
+
+    def token(self, incident_id: int, action: str, recipient: str, now: datetime) -> str:
+        payload = _pack(incident_id, action, recipient, _unix(now + self._ttl))
+        return _b64encode(payload + self._mac(payload))
+
+    def verify(self, token: str, now: datetime) -> LinkClaim:
+        """The claim a token makes, or LinkError if it is forged, tampered with or expired."""
+        raw = _b64decode(token)
+        if len(raw) < _HEADER.size + _MAC_BYTES:
+            raise LinkError(_INVALID)
+        payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        # Check the signature before reading any field: unsigned bytes mean nothing.
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            raise LinkError(_INVALID)
+        claim = _unpack(payload)
+        if now >= claim.expires:
+            raise LinkError(_EXPIRED)
+        return claim
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _pack(incident_id: int, action: str, recipient: str, expires: int) -> bytes:
+    if action not in ACTIONS:
+        raise ValueError(f"unknown link action {action!r}: expected one of {', '.join(ACTIONS)}")
+    if not 0 <= incident_id < 2**64:
+        raise ValueError(f"incident id out of range: {incident_id}")
+    if not 0 <= expires < 2**32:
+        raise ValueError(f"link expiry out of range: {expires} (unix seconds)")
+    name = recipient.encode()
+    if len(name) > _MAX_RECIPIENT_BYTES:
+        raise ValueError(f"recipient name longer than {_MAX_RECIPIENT_BYTES} bytes")
+    return _HEADER.pack(_VERSION, ACTIONS.index(action), expires, incident_id) + name
+
+
+def _unpack(payload: bytes) -> LinkClaim:
+    version, action, expires, incident_id = _HEADER.unpack_from(payload)
+    # A valid signature over an unknown layout means a newer or older format: refuse it.
+    if version != _VERSION or action >= len(ACTIONS):
+        raise LinkError(_INVALID)
+    try:
+        recipient = payload[_HEADER.size:].decode()
+    except UnicodeDecodeError:
+        raise LinkError(_INVALID) from None
+    return LinkClaim(incident_id, ACTIONS[action], recipient, datetime.fromtimestamp(expires, UTC))
+
+
+def _unix(at: datetime) -> int:
+    if at.tzinfo is None:
+        raise ValueError("link times must be timezone-aware")
+    return int(at.timestamp())
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(token: str) -> bytes:
+    # Strict alphabet: b64decode would otherwise skip stray characters and accept a variant.
+    if not _TOKEN_CHARS.fullmatch(token) or len(token) % 4 == 1:
+        raise LinkError(_INVALID)
+    try:
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (binascii.Error, ValueError):
+        raise LinkError(_INVALID) from None
+    # Unused low bits in the last character would let several spellings decode alike.
+    if _b64encode(raw) != token:
+        raise LinkError(_INVALID)
+    return raw

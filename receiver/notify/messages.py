@@ -1,0 +1,623 @@
+"""What a page says: titles and bodies for every notification ackd sends.
+
+The defaults are written for someone woken at 3 AM: the severity and the incident up front,
+then what is firing, where to look (runbook, dashboard, source), and the one-click links to
+acknowledge and resolve. Config may override any title or body per reason with a Jinja2
+template; templates run in a sandbox, and an override that fails at render time falls back to
+the default with a logged warning, because a broken template must never lose a page.
+
+Variables a template sees:
+    reason, incident, severity, alerts, ack_url, resolve_url, incident_url, silence_url,
+    actor, recipient, step, cycle        the MessageContext's fields
+    summary                              one line saying what is wrong
+    alert_count, firing_count, resolved_count, truncated   (truncated: left out by Alertmanager)
+    shown_alerts, more_alerts            the first few alerts, and how many are not shown
+    runbooks, dashboards, sources        distinct annotation links and generatorURLs (and
+                                         Grafana's dashboardURLs among the dashboards)
+    panels, images, silences             Grafana's panelURLs, imageURLs and silenceURLs; where
+                                         no alert has its own, silences is [silence_url]
+    open_for                             how long the incident was open, once resolved
+Filters: `alert | describe` (name, labels, state) and `mapping | labels` ("k=v, k=v").
+
+Every value a template prints is shown on one line, its control characters escaped
+(`oneline.one_line`, applied by the environment's `finalize`, so overrides get it too): an
+alert's label or annotation cannot add lines of its own, such as a forged `Acknowledge:` link.
+
+Short messages (a per-contact `short: true`, for SMS gateways) are built here, not templated:
+one body of at most 160 characters that always keeps its link, and no title, because SMS
+plugins prepend the title to the body.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from receiver.core.model import (
+    Alert,
+    AlertStatus,
+    GrafanaDetails,
+    Incident,
+    IncidentState,
+    Severity,
+)
+from receiver.core.oneline import one_line, one_line_value
+from receiver.notify.notifier import Message, NotifyType
+
+log = logging.getLogger(__name__)
+
+PAGE_REASONS = ("triggered", "escalated", "reminder", "re_escalated")
+REASONS = (*PAGE_REASONS, "acknowledged", "resolved", "stakeholder_declared",
+           "stakeholder_resolved", "stale")
+PARTS = ("title", "body")
+
+SHORT_LIMIT = 160
+ALERTS_SHOWN = 5
+LABELS_SHOWN = 30
+LINKS_SHOWN = 3
+BUNDLE_SHOWN = 5
+NOTES_SHOWN = 10
+HELD_BACK_SHOWN = 10
+
+_RUNBOOK_KEYS = ("runbook_url", "runbook")
+_DASHBOARD_KEYS = ("dashboard", "dashboard_url", "grafana_url")
+_ELLIPSIS = "…"
+
+
+@dataclass(frozen=True)
+class MessageContext:
+    """Everything one message is about: the incident, why it is sent, and its links."""
+
+    reason: str
+    incident: Incident
+    severity: Severity
+    alerts: Sequence[Alert]
+    ack_url: str
+    resolve_url: str
+    incident_url: str
+    silence_url: str
+    actor: str = ""
+    recipient: str = ""
+    step: int | None = None
+    cycle: int = 0
+    stale_after: timedelta | None = None  # a stale message: how long Alertmanager was silent
+
+    def __post_init__(self) -> None:
+        if self.reason not in REASONS:
+            raise ValueError(f"unknown message reason {self.reason!r}: "
+                             f"expected one of {', '.join(REASONS)}")
+
+
+# -- default templates -------------------------------------------------------------------
+
+_SEV = "[{{ severity.name }}] "
+_HEADLINE = ("#{{ incident.id }} {{ incident.team }}: {{ summary }} "
+             "({{ alert_count }} alert{{ '' if alert_count == 1 else 's' }})")
+
+_ABOUT = """\
+{{ severity.name }}{% if severity.description %} - {{ severity.description }}{% endif +%}
+Team: {{ incident.team }}
+{{ summary }}
+"""
+
+_ALERTS = """\
+
+{{ alert_count }} alert{{ '' if alert_count == 1 else 's' }}\
+{% if resolved_count %} ({{ firing_count }} firing, {{ resolved_count }} resolved){% endif %}:
+{% for a in shown_alerts %}
+- {{ a | describe }}
+{% endfor %}
+{% if more_alerts %}
+and {{ more_alerts }} more
+{% endif %}
+{% if truncated %}
+(Alertmanager left out {{ truncated }} more)
+{% endif %}
+"""
+
+_WHERE = """\
+
+{% for url in runbooks %}
+Runbook: {{ url }}
+{% endfor %}
+{% for url in dashboards %}
+Dashboard: {{ url }}
+{% endfor %}
+{% for url in panels %}
+Panel: {{ url }}
+{% endfor %}
+{% for url in sources %}
+Source: {{ url }}
+{% endfor %}
+{% for url in silences %}
+Silence: {{ url }}
+{% endfor %}
+"""
+
+_ACT = """\
+
+Acknowledge: {{ ack_url }}
+Resolve: {{ resolve_url }}
+Incident: {{ incident_url }}
+"""
+
+_STEP = "{% if step is not none %} (step {{ step + 1 }}{% if cycle %}, round {{ cycle + 1 }}" \
+        "{% endif %}){% endif %}"
+
+_LEADS = {
+    "triggered": "",
+    "escalated": "ESCALATED: nobody has acknowledged yet" + _STEP + ".\n",
+    "reminder": "REMINDER: still not acknowledged" + _STEP + ".\n",
+    "re_escalated": "RE-ESCALATED: acknowledged earlier but still not resolved" + _STEP + ".\n",
+}
+
+_TITLE_TAGS = {"triggered": "", "escalated": "ESCALATED ", "reminder": "REMINDER ",
+               "re_escalated": "RE-ESCALATED "}
+
+DEFAULTS: dict[str, dict[str, str]] = {
+    **{
+        reason: {
+            "title": _SEV + tag + _HEADLINE,
+            "body": _LEADS[reason] + _ABOUT + _ALERTS + _WHERE + _ACT,
+        }
+        for reason, tag in _TITLE_TAGS.items()
+    },
+    "acknowledged": {
+        "title": "#{{ incident.id }} acknowledged by {{ actor or 'someone' }}",
+        "body": "#{{ incident.id }} {{ incident.team }}: {{ summary }}\n"
+                "Acknowledged by {{ actor or 'someone' }}; escalation has stopped.\n"
+                "\nResolve: {{ resolve_url }}\nIncident: {{ incident_url }}\n",
+    },
+    "resolved": {
+        "title": "#{{ incident.id }} resolved",
+        "body": "#{{ incident.id }} {{ incident.team }}: {{ summary }}\n"
+                "Resolved{% if actor %} by {{ actor }}{% endif %}"
+                "{% if open_for %} after {{ open_for }}{% endif %}.\n"
+                "\nIncident: {{ incident_url }}\n",
+    },
+    "stakeholder_declared": {
+        "title": _SEV + "Incident #{{ incident.id }} declared: {{ incident.team }}: {{ summary }}",
+        "body": "Incident #{{ incident.id }} is open and the team is being paged.\n"
+                + _ABOUT + _ALERTS + "\nIncident: {{ incident_url }}\n",
+    },
+    "stakeholder_resolved": {
+        "title": "Incident #{{ incident.id }} resolved: {{ incident.team }}: {{ summary }}",
+        "body": "Incident #{{ incident.id }} ({{ severity.name }}, {{ incident.team }}) is "
+                "resolved{% if open_for %} after {{ open_for }}{% endif %}.\n{{ summary }}\n"
+                "\nIncident: {{ incident_url }}\n",
+    },
+    # Whoever holds an incident whose alerts Alertmanager stopped reporting (staleness.py).
+    "stale": {
+        "title": "#{{ incident.id }} not reported for {{ stale_after }}"
+                 "{% if incident.resolved_by == 'stale' %}: resolved as stale"
+                 "{% else %}: still firing?{% endif %}",
+        "body": "#{{ incident.id }} {{ incident.team }}: {{ summary }}\n"
+                "Alertmanager has not reported these alerts for {{ stale_after }}; "
+                "{% if incident.resolved_by == 'stale' %}ackd resolved the incident as stale."
+                "{% else %}still firing?{% endif %}\n"
+                + _ALERTS + "{% if incident.resolved_by != 'stale' %}" + _ACT + "{% else %}"
+                "\nIncident: {{ incident_url }}\n{% endif %}",
+    },
+}
+
+
+# -- the template set --------------------------------------------------------------------
+
+
+class Templates:
+    """The compiled templates: config overrides over the defaults, compiled once."""
+
+    def __init__(self, overrides: Mapping[str, Mapping[str, str]] | None = None) -> None:
+        problems = self.check(overrides or {})
+        if problems:
+            raise ValueError("; ".join(f"templates.{key}: {error}" for key, error in problems))
+        env = _environment()
+        self._defaults = {(r, p): env.from_string(src)
+                          for r, parts in DEFAULTS.items() for p, src in parts.items()}
+        self._custom = {(r, p): env.from_string(src)
+                        for r, parts in (overrides or {}).items() for p, src in parts.items()}
+
+    @staticmethod
+    def check(overrides: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str]]:
+        """(key, error) for each override that names an unknown reason or part, does not
+        compile, or fails on a sample incident (a misspelt variable, an unsafe attribute)."""
+        env = _environment()
+        sample = _variables(_sample_context())
+        problems: list[tuple[str, str]] = []
+        for reason, parts in overrides.items():
+            if reason not in REASONS:
+                problems.append((reason, f"unknown reason; expected one of {', '.join(REASONS)}"))
+                continue
+            for part, source in parts.items():
+                key = f"{reason}.{part}"
+                if part not in PARTS:
+                    problems.append((key, "unknown part; expected title or body"))
+                    continue
+                error = _trial(env, source, sample)
+                if error:
+                    problems.append((key, error))
+        return problems
+
+    def render(self, ctx: MessageContext, short: bool = False) -> Message:
+        kind = notify_type(ctx)
+        if short:
+            return Message("", short_body(ctx), kind)
+        variables = _variables(ctx)
+        title = _one_line(self._part(ctx.reason, "title", variables))
+        body = _tidy(self._part(ctx.reason, "body", variables))
+        return Message(title, body, kind)
+
+    def _part(self, reason: str, part: str, variables: Mapping[str, Any]) -> str:
+        custom = self._custom.get((reason, part))
+        if custom is not None:
+            try:
+                return custom.render(variables)
+            except Exception as exc:  # any failure of a user's template: the default speaks
+                log.warning("template %s.%s failed, using the default: %s", reason, part, exc)
+        return self._defaults[(reason, part)].render(variables)
+
+
+def notify_type(ctx: MessageContext) -> NotifyType:
+    """Apprise's colour for the message: failure for SEV1/SEV2 pages, warning below them."""
+    if ctx.reason == "acknowledged":
+        return NotifyType.INFO
+    if ctx.reason in ("resolved", "stakeholder_resolved"):
+        return NotifyType.SUCCESS
+    return _severity_type(ctx.severity)
+
+
+def _severity_type(severity: Severity) -> NotifyType:
+    return NotifyType.FAILURE if severity.rank <= 1 else NotifyType.WARNING
+
+
+def _environment() -> SandboxedEnvironment:
+    env = SandboxedEnvironment(
+        autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+        finalize=one_line_value,
+    )
+    env.filters["describe"] = describe
+    env.filters["labels"] = format_labels
+    return env
+
+
+def _trial(env: SandboxedEnvironment, source: str, sample: Mapping[str, Any]) -> str:
+    try:
+        template: Template = env.from_string(source)
+    except TemplateSyntaxError as exc:
+        return f"line {exc.lineno}: {exc.message}"
+    try:
+        template.render(sample)
+    except Exception as exc:  # whatever a template can raise, report it at config load
+        return f"fails on a sample incident: {exc}"
+    return ""
+
+
+# -- template variables ------------------------------------------------------------------
+
+
+def _variables(ctx: MessageContext) -> dict[str, Any]:
+    alerts = list(ctx.alerts)
+    resolved = sum(1 for a in alerts if a.status is AlertStatus.RESOLVED)
+    # Grafana links each alert to its own silence form; Alertmanager's is built from labels.
+    silences = _distinct(a.grafana.silence_url for a in alerts if a.grafana) or (
+        [ctx.silence_url] if ctx.silence_url else []
+    )
+    return {
+        "reason": ctx.reason,
+        "incident": ctx.incident,
+        "severity": ctx.severity,
+        "alerts": alerts,
+        "ack_url": ctx.ack_url,
+        "resolve_url": ctx.resolve_url,
+        "incident_url": ctx.incident_url,
+        "silence_url": silences[0] if silences else "",
+        "actor": ctx.actor,
+        "recipient": ctx.recipient,
+        "step": ctx.step,
+        "cycle": ctx.cycle,
+        "summary": summary(ctx.incident, alerts),
+        "alert_count": len(alerts),
+        "firing_count": len(alerts) - resolved,
+        "resolved_count": resolved,
+        "truncated": ctx.incident.truncated_alerts,
+        "shown_alerts": alerts[:ALERTS_SHOWN],
+        "more_alerts": max(0, len(alerts) - ALERTS_SHOWN),
+        "runbooks": _distinct(_annotation(a, _RUNBOOK_KEYS) for a in alerts),
+        "dashboards": _distinct(
+            [_annotation(a, _DASHBOARD_KEYS) for a in alerts]
+            + [a.grafana.dashboard_url for a in alerts if a.grafana]
+        ),
+        "panels": _distinct(a.grafana.panel_url for a in alerts if a.grafana),
+        "images": _distinct(a.grafana.image_url for a in alerts if a.grafana),
+        "silences": silences,
+        "sources": _distinct(a.generator_url for a in alerts),
+        "open_for": _open_for(ctx.incident),
+        "stale_after": format_duration(ctx.stale_after) if ctx.stale_after else "",
+    }
+
+
+def summary(incident: Incident, alerts: Sequence[Alert]) -> str:
+    """One line saying what is wrong: the incident's summary, else the first alert's."""
+    if incident.summary:
+        return _one_line(incident.summary)
+    for alert in alerts:
+        text = (alert.annotations.get("summary") or alert.annotations.get("description")
+                or alert.labels.get("alertname", ""))
+        if text:
+            return _one_line(text)
+    if incident.group_labels:
+        return format_labels(incident.group_labels)
+    return f"incident #{incident.id}"
+
+
+def describe(alert: Alert) -> str:
+    """`HighErrorRate (instance=api-1, job=api)`, with `[resolved]` once it stopped firing,
+    and the values Grafana says fired it (`values: B=44.24, C=1`)."""
+    name = one_line(alert.labels.get("alertname", "alert"))
+    others = sorted((k, v) for k, v in alert.labels.items() if k != "alertname")
+    # A page is read by a person: thousands of labels would bury the links, and rendering
+    # them held the loop (31,000 labels: tens of ms).
+    labels = format_labels(dict(others[:LABELS_SHOWN]))
+    if len(others) > LABELS_SHOWN:
+        labels += f" and {len(others) - LABELS_SHOWN} more labels"
+    text = f"{name} ({labels})" if labels else name
+    if alert.grafana is not None and (values := _values(alert.grafana)):
+        text = f"{text} values: {values}"
+    return f"{text} [resolved]" if alert.status is AlertStatus.RESOLVED else text
+
+
+def _values(details: GrafanaDetails) -> str:
+    if details.values:
+        return ", ".join(f"{one_line(k)}={'none' if v is None else f'{v:.6g}'}"
+                         for k, v in sorted(details.values.items()))
+    return one_line(details.value_string)
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    return ", ".join(f"{one_line(k)}={one_line(v)}" for k, v in sorted(labels.items()))
+
+
+def _annotation(alert: Alert, keys: Sequence[str]) -> str:
+    return next((alert.annotations[k] for k in keys if alert.annotations.get(k)), "")
+
+
+def _distinct(values: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(v for v in values if v))[:LINKS_SHOWN]
+
+
+def _open_for(incident: Incident) -> str:
+    if incident.state is not IncidentState.RESOLVED or incident.resolved_at is None:
+        return ""
+    return format_duration(incident.resolved_at - incident.opened_at)
+
+
+def format_duration(span: timedelta) -> str:
+    """`1h12m`, `10m`, `45s`: whole units, the two largest that are not zero."""
+    seconds = max(0, int(span.total_seconds()))
+    units = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+    parts = []
+    for name, size in units:
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{name}")
+    return "".join(parts[:2]) or "0s"
+
+
+def _one_line(text: str) -> str:
+    """Prose (a summary, a title) on one line: whitespace runs folded, other controls escaped."""
+    return one_line(" ".join(text.split()))
+
+
+def _tidy(body: str) -> str:
+    """Trailing spaces gone and runs of blank lines (left by empty sections) folded to one."""
+    lines = [line.rstrip() for line in body.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+# -- short bodies ------------------------------------------------------------------------
+
+_SHORT_TAGS = {"triggered": "", "escalated": "ESC ", "reminder": "REMINDER ",
+               "re_escalated": "RE-ESC "}
+
+
+def short_body(ctx: MessageContext) -> str:
+    """At most SHORT_LIMIT characters; the summary gives way, the link never does."""
+    what = summary(ctx.incident, ctx.alerts)
+    i = ctx.incident
+    if ctx.reason == "acknowledged":
+        return _fit(f"#{i.id} ack'd by {one_line(ctx.actor) or 'someone'}: ", what,
+                    f" Resolve: {ctx.resolve_url}")
+    if ctx.reason == "resolved":
+        return _fit(f"#{i.id} resolved: ", what, "")
+    if ctx.reason == "stakeholder_declared":
+        return _fit(f"[{ctx.severity.name}] New incident #{i.id} {i.team}: ", what, "")
+    if ctx.reason == "stakeholder_resolved":
+        return _fit(f"Incident #{i.id} resolved: {i.team}: ", what, "")
+    if ctx.reason == "stale":
+        return _short_stale(ctx, what)
+    head = f"[{ctx.severity.name}] {_SHORT_TAGS[ctx.reason]}#{i.id} {i.team}: "
+    if len(head) + len(f" Ack: {ctx.ack_url}") > SHORT_LIMIT - 1:
+        head = f"#{i.id} "
+    return _fit(head, what, f" Ack: {ctx.ack_url}")
+
+
+def _short_stale(ctx: MessageContext, what: str) -> str:
+    silent = format_duration(ctx.stale_after) if ctx.stale_after else "long"
+    i = ctx.incident
+    if i.resolved_by == "stale":
+        return _fit(f"#{i.id} not reported for {silent}, resolved as stale: ", what, "")
+    return _fit(f"#{i.id} not reported for {silent}, still firing? ", what,
+                f" Resolve: {ctx.resolve_url}")
+
+
+def _fit(head: str, middle: str, tail: str) -> str:
+    """head + middle + tail in SHORT_LIMIT characters, shortening middle (then head) only."""
+    room = SHORT_LIMIT - len(head) - len(tail)
+    if room >= len(middle):
+        return head + middle + tail
+    if room > len(_ELLIPSIS):
+        return head + middle[: room - len(_ELLIPSIS)].rstrip() + _ELLIPSIS + tail
+    # The link alone fills the limit: send what fits of the head, and the whole link.
+    return (head[: max(0, SHORT_LIMIT - len(tail))].rstrip() + tail).strip()
+
+
+# -- bundles and summaries ---------------------------------------------------------------
+
+
+def render_bundle(contexts: Sequence[MessageContext], short: bool) -> Message:
+    """One message for several pages to one person within the bundle window."""
+    if not contexts:
+        raise ValueError("a bundle needs at least one message")
+    kind = min((notify_type(c) for c in contexts), key=_urgency)
+    if short:
+        return Message("", _short_bundle(contexts), kind)
+    ids = ", ".join(f"#{c.incident.id}" for c in contexts[:BUNDLE_SHOWN])
+    more = len(contexts) - BUNDLE_SHOWN
+    title = f"{len(contexts)} incidents need you: {ids}" + (f" and {more} more" if more > 0
+                                                            else "")
+    lines = []
+    for c in contexts[:BUNDLE_SHOWN]:
+        what = summary(c.incident, c.alerts)
+        lines += [f"[{c.severity.name}] #{c.incident.id} {c.incident.team}: {what} "
+                  f"({len(c.alerts)} alert{'' if len(c.alerts) == 1 else 's'})",
+                  f"  Acknowledge: {c.ack_url}", f"  Incident: {c.incident_url}", ""]
+    if more > 0:
+        lines.append(f"and {more} more")
+    return Message(title, _tidy("\n".join(lines)), kind)
+
+
+def _urgency(kind: NotifyType) -> int:
+    order = (NotifyType.FAILURE, NotifyType.WARNING, NotifyType.INFO, NotifyType.SUCCESS)
+    return order.index(kind)
+
+
+def _short_bundle(contexts: Sequence[MessageContext]) -> str:
+    body = f"{len(contexts)} incidents need you:"
+    for shown, c in enumerate(contexts):
+        entry = f" #{c.incident.id} Ack: {c.ack_url}"
+        left = len(contexts) - shown - 1
+        tail = f" and {left} more" if left else ""
+        # The first entry goes in regardless: a bundle without one ack link is useless.
+        if shown and len(body) + len(entry) + len(tail) > SHORT_LIMIT:
+            return body + f" and {len(contexts) - shown} more"
+        body += entry
+    return body
+
+
+# What a note did to its incident, as a bundle or a held-back summary names it.
+_NOTE_VERBS = {"acknowledged": "acknowledged", "resolved": "resolved",
+               "stakeholder_declared": "declared", "stakeholder_resolved": "resolved"}
+
+
+def _verb(reason: str) -> str:
+    return _NOTE_VERBS.get(reason, reason)
+
+
+def render_notes(contexts: Sequence[MessageContext], short: bool) -> Message:
+    """One message for several notes to one URL within the bundle window:
+    `31 incidents resolved: #12, #13, ...`."""
+    if not contexts:
+        raise ValueError("a bundle needs at least one message")
+    kind = min((notify_type(c) for c in contexts), key=_urgency)
+    verbs = dict.fromkeys(_verb(c.reason) for c in contexts)
+    if len(verbs) == 1:
+        head = f"{len(contexts)} incidents {next(iter(verbs))}"
+    else:
+        counts = {v: sum(1 for c in contexts if _verb(c.reason) == v) for v in verbs}
+        parts = ", ".join(f"{n} {verb}" for verb, n in counts.items())
+        head = f"{len(contexts)} incident updates ({parts})"
+    ids = [f"#{c.incident.id}" for c in contexts]
+    if short:
+        return Message("", _fit(f"{head}: ", _listed(ids, len(ids)), ""), kind)
+    lines = []
+    for c in contexts[:NOTES_SHOWN]:
+        lines += [f"{_note_line(c)}", f"  Incident: {c.incident_url}"]
+    if len(contexts) > NOTES_SHOWN:
+        lines.append(f"and {len(contexts) - NOTES_SHOWN} more")
+    return Message(f"{head}: {_listed(ids, NOTES_SHOWN)}", _tidy("\n".join(lines)), kind)
+
+
+def _listed(ids: Sequence[str], shown: int) -> str:
+    more = len(ids) - shown
+    return ", ".join(ids[:shown]) + (f" and {more} more" if more > 0 else "")
+
+
+def _note_line(c: MessageContext) -> str:
+    """`#12 payments: Payment API down: resolved by ana after 12m`."""
+    i = c.incident
+    what = f"#{i.id} {i.team}: {summary(i, c.alerts)}: {_verb(c.reason)}"
+    if c.reason.startswith("stakeholder_"):
+        what = f"[{c.severity.name}] {what}"
+    if c.actor and c.reason in ("acknowledged", "resolved"):
+        what += f" by {one_line(c.actor)}"
+    if c.reason.endswith("resolved") and (open_for := _open_for(i)):
+        what += f" after {open_for}"
+    if c.reason == "stale":
+        silent = format_duration(c.stale_after) if c.stale_after else "long"
+        verdict = "resolved as stale" if i.resolved_by == "stale" else "still firing?"
+        what += f" (not reported for {silent}), {verdict}"
+    return what
+
+
+def render_held_back(
+    count: int, window: timedelta, incident_ids: Sequence[int],
+    reasons: Sequence[tuple[str, int]] = (),
+) -> Message:
+    """The one summary sent when a rate-limit window ends with notifications held back;
+    `reasons`: how many of each message reason (pages, resolutions...) were held."""
+    if count < 1:
+        raise ValueError(f"held-back count must be at least 1, got {count}")
+    ids = list(dict.fromkeys(incident_ids))
+    listed = _listed([f"#{i}" for i in ids], HELD_BACK_SHOWN)
+    noun = "notification was" if count == 1 else "notifications were"
+    title = f"{count} {noun} held back"
+    about = f": incident{'' if len(ids) == 1 else 's'} {listed}" if ids else ""
+    body = f"{count} {noun} held back in the last {format_duration(window)}" \
+           f"{_held_kinds(reasons)}{about}."
+    return Message(title, body, NotifyType.WARNING)
+
+
+def _held_kinds(reasons: Sequence[tuple[str, int]]) -> str:
+    """` (3 pages, 28 resolved)`; nothing when no reasons are known."""
+    counts: dict[str, int] = {}
+    for reason, n in reasons:
+        label = "page" if reason in PAGE_REASONS else _verb(reason)
+        counts[label] = counts.get(label, 0) + n
+    parts = [f"{n} page{'' if n == 1 else 's'}" if label == "page" else f"{n} {label}"
+             for label, n in counts.items()]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+# -- the sample a template is tried on at config load --------------------------------------
+
+
+def _sample_context() -> MessageContext:
+    at = datetime(2024, 1, 1, 3, 0, tzinfo=UTC)
+    alert = Alert(
+        fingerprint="0123456789abcdef",
+        status=AlertStatus.FIRING,
+        labels={"alertname": "HighErrorRate", "instance": "api-1", "job": "api"},
+        annotations={"summary": "Payment API down", "runbook_url": "https://runbooks/api",
+                     "dashboard": "https://grafana/d/api"},
+        starts_at=at,
+        ends_at=None,
+        generator_url="https://prometheus/graph",
+    )
+    incident = Incident(
+        id=42, group_key="{}:{alertname=\"HighErrorRate\"}", route_id="0", team="payments",
+        severity="SEV1", policy="default", group_labels={"alertname": "HighErrorRate"},
+        state=IncidentState.TRIGGERED, opened_at=at, updated_at=at, summary="Payment API down",
+    )
+    return MessageContext(
+        reason="triggered", incident=incident, severity=Severity("SEV1", 0, "Critical"),
+        alerts=(alert,), ack_url="https://ackd/l/ack", resolve_url="https://ackd/l/resolve",
+        incident_url="https://ackd/incidents/42", silence_url="https://am/#/silences/new",
+        actor="ana", recipient="ana", step=0, cycle=0,
+    )

@@ -1,0 +1,2 @@
+"""What ackd tells its operators about itself: Prometheus metrics and log formats.
+"""

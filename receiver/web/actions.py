@@ -1,0 +1,167 @@
+"""People acting on incidents: the API (ack, resolve, snooze, unack) and signed one-click links.
+
+A link's GET only shows a confirmation page with a button; only the POST acts. Chat tools and
+mail scanners fetch links to preview them, and a preview must never acknowledge an incident.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from receiver.core.durations import parse_duration
+from receiver.core.errors import AckdError, LinkError, PayloadError
+from receiver.core.inputs import parse_json
+from receiver.notify.links import LinkClaim
+from receiver.web.api import authorised, error_response, incident_id
+from receiver.web.responses import error, incident_json, ok
+from receiver.web.services import Services, services
+
+ACTIONS = ("ack", "resolve", "snooze", "unack")
+LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
+# A link's token is a credential in its path: no cache may keep the page, and no page it
+# leads to may learn the URL from a Referer header.
+LINK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+async def act(request: web.Request) -> web.Response:
+    """POST /api/v1/incidents/{id}/{action}; snooze takes {"until": ISO} or {"for": "30m"}."""
+    s = services(request)
+    actor = authorised(request, s)
+    if isinstance(actor, web.Response):
+        return actor
+    action = request.match_info["action"]
+    if action not in ACTIONS or s.responder is None:
+        return error(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}", "action")
+    try:
+        number = incident_id(request)
+        until = await _snooze_until(request, s) if action == "snooze" else None
+        incident = await s.responder.act(number, action, actor, until)
+    except AckdError as exc:
+        return error_response(exc)
+    return ok(incident_json(incident))
+
+
+async def _snooze_until(request: web.Request, s: Services) -> datetime:
+    try:
+        body = parse_json((await request.read() or b"{}").decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PayloadError("body", "not valid UTF-8") from None
+    if not isinstance(body, dict):
+        raise PayloadError("body", "must be a JSON object")
+    if "for" in body:
+        return _snooze_for(str(body["for"]), s.clock.now())
+    if "until" in body:
+        return _snooze_to(str(body["until"]))
+    raise PayloadError("for", "give `for` (a duration such as 30m) or `until` (an ISO time)")
+
+
+def _snooze_for(text: str, now: datetime) -> datetime:
+    try:
+        length = parse_duration(text)
+    except ValueError as exc:
+        raise PayloadError("for", str(exc)) from None
+    if length <= timedelta(0):
+        raise PayloadError("for", "must be longer than 0s")
+    try:
+        return now + length
+    except OverflowError:
+        raise PayloadError("for", "ends after the year 9999") from None
+
+
+def _snooze_to(text: str) -> datetime:
+    try:
+        until = datetime.fromisoformat(text)
+    except ValueError:
+        raise PayloadError("until", "must be an ISO 8601 time with a zone") from None
+    if until.tzinfo is None:
+        raise PayloadError("until", "must carry a time zone (Z or an offset)")
+    try:
+        return until.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-14:00 is in the year 10000 in UTC
+        raise PayloadError("until", "is after the year 9999 once in UTC") from None
+
+
+# -- signed links ---------------------------------------------------------------------------
+
+
+@web.middleware
+async def private_links(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every answer under /l/ carries LINK_HEADERS: the pages, their errors, and the router's
+    own 404 and 405 for a path no link route matches (its URL holds the token too)."""
+    if request.path != "/l" and not request.path.startswith("/l/"):
+        return await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(LINK_HEADERS)
+        raise
+    response.headers.update(LINK_HEADERS)
+    return response
+
+
+def _claim(request: web.Request, s: Services) -> LinkClaim | web.Response:
+    if s.links is None or s.responder is None:
+        return error(404, "links are not enabled", "token")
+    try:
+        return s.links.verify(request.match_info["token"], s.clock.now())
+    except LinkError as exc:
+        return _page(403, "Link not accepted", str(exc))
+
+
+async def link_page(request: web.Request) -> web.Response:
+    """GET /l/{token}: say what the link will do and offer the button that does it."""
+    s = services(request)
+    claim = _claim(request, s)
+    if isinstance(claim, web.Response):
+        return claim
+    try:
+        incident = await s.store.incident(claim.incident_id)
+    except AckdError as exc:
+        return error_response(exc)
+    verb = LINK_ACTIONS.get(claim.action, claim.action)
+    text = (
+        f"{html.escape(incident.severity)} #{incident.id} {html.escape(incident.team)}: "
+        f"{html.escape(incident.summary)}<br>State: {html.escape(incident.state.value)}"
+    )
+    form = (
+        f'<form method="post"><button type="submit" style="font-size:1.5em">{verb} '
+        f"incident #{incident.id}</button></form>"
+    )
+    return _page(200, f"{verb} incident #{incident.id}?", text + form, raw=True)
+
+
+async def link_action(request: web.Request) -> web.Response:
+    """POST /l/{token}: act as the person the link was sent to."""
+    s = services(request)
+    claim = _claim(request, s)
+    if isinstance(claim, web.Response):
+        return claim
+    assert s.responder is not None
+    try:
+        incident = await s.responder.act(
+            claim.incident_id, claim.action, f"{claim.recipient} (link)", None
+        )
+    except AckdError as exc:
+        response = error_response(exc)
+        detail = json.loads(response.text or "{}").get("error", "")
+        return _page(response.status, "Nothing changed", html.escape(detail), raw=True)
+    done = "acknowledged" if claim.action == "ack" else "resolved"
+    return _page(200, f"Incident #{incident.id} {done}", f"Thank you, {claim.recipient}.")
+
+
+def _page(status: int, title: str, text: str, *, raw: bool = False) -> web.Response:
+    body = text if raw else html.escape(text)
+    document = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head><body style=\"font-family:sans-serif\">"
+        f"<h1>{html.escape(title)}</h1><p>{body}</p></body></html>"
+    )
+    return web.Response(status=status, text=document, content_type="text/html")

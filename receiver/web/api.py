@@ -1,0 +1,127 @@
+"""The incidents API: read incidents and their timelines; act on them (ack, resolve, ...)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from receiver.core.errors import (
+    AckdError,
+    InvalidTransition,
+    NotFound,
+    PayloadError,
+    StoreUnavailable,
+)
+from receiver.core.inputs import MAX_INTEGER, whole_number
+from receiver.core.model import IncidentState
+from receiver.store import IncidentFilter
+from receiver.web.auth import api_actor
+from receiver.web.responses import (
+    alert_json,
+    error,
+    event_json,
+    incident_json,
+    ok,
+    unauthorized,
+)
+from receiver.web.services import Services, services
+
+MAX_LIMIT = 1000
+
+
+def authorised(request: web.Request, s: Services) -> str | web.Response:
+    """The acting token's name, or the refusal to send. With no tokens configured, reads are
+    open on the listen address, but nobody can act without a token."""
+    tokens = s.config.api_tokens
+    if not tokens and request.method == "GET":
+        return "anonymous"
+    actor = api_actor(request, tokens)
+    if actor is not None:
+        return actor  # a valid token is never throttled, whoever shares the address
+    client = request.remote or "unknown"
+    blocked = s.throttle.blocked(client)
+    s.throttle.record(client)
+    s.metrics.auth_failures.labels("api").inc()
+    if blocked:
+        return error(429, "too many failed authentication attempts", "Authorization")
+    return unauthorized("missing or wrong API token")
+
+
+def _filter(request: web.Request) -> IncidentFilter:
+    q = request.query
+    state: IncidentState | None = None
+    open_only = False
+    if "state" in q:
+        if q["state"] == "open":
+            open_only = True
+        else:
+            try:
+                state = IncidentState(q["state"])
+            except ValueError:
+                allowed = ", ".join(["open", *(s.value for s in IncidentState)])
+                raise PayloadError("state", f"must be one of {allowed}") from None
+    return IncidentFilter(
+        state=state,
+        open_only=open_only,
+        team=q.get("team"),
+        severity=q.get("severity"),
+        limit=_int_param(q.get("limit"), "limit", 100, 1, MAX_LIMIT),
+        before_id=_int_param(q.get("before"), "before", None, 1, None),
+    )
+
+
+def _int_param(
+    raw: str | None, name: str, default: int | None, low: int, high: int | None
+) -> Any:
+    if raw is None:
+        return default
+    return whole_number(raw, name, low, MAX_INTEGER if high is None else high)
+
+
+def incident_id(request: web.Request) -> int:
+    return whole_number(request.match_info["id"], "id")
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    s = services(request)
+    actor = authorised(request, s)
+    if isinstance(actor, web.Response):
+        return actor
+    try:
+        found = await s.store.incidents(_filter(request))
+    except AckdError as exc:
+        return error_response(exc)
+    return ok({"incidents": [incident_json(i) for i in found]})
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    s = services(request)
+    actor = authorised(request, s)
+    if isinstance(actor, web.Response):
+        return actor
+    try:
+        number = incident_id(request)
+        incident = await s.store.incident(number)
+        alerts = await s.store.alerts(number)
+        timeline = await s.store.timeline(number)
+    except AckdError as exc:
+        return error_response(exc)
+    body = incident_json(incident)
+    body["alerts"] = [alert_json(a) for a in alerts]
+    body["timeline"] = [event_json(e) for e in timeline]
+    return ok(body)
+
+
+def error_response(exc: AckdError) -> web.Response:
+    """The response for a request that one of our errors stopped; any other one is a bug and
+    propagates (aiohttp answers 500 and logs it)."""
+    if isinstance(exc, PayloadError):
+        return error(400, exc.message, exc.field)
+    if isinstance(exc, NotFound):
+        return error(404, str(exc), "id")
+    if isinstance(exc, InvalidTransition):
+        return error(409, str(exc), "state")
+    if isinstance(exc, StoreUnavailable):
+        return error(503, str(exc))
+    raise exc

@@ -1,0 +1,90 @@
+"""JSON error bodies that name what was wrong, and JSON renderings of domain objects."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from receiver.core.model import Alert, GrafanaDetails, Incident, TimelineEvent
+
+
+def error(
+    status: int,
+    message: str,
+    field: str | None = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    body.update(extra)
+    return _json(body, status, headers)
+
+
+def unauthorized(message: str) -> web.Response:
+    """401 with the challenge a client needs to know how to authenticate."""
+    return error(401, message, "Authorization", headers={"WWW-Authenticate": 'Bearer realm="ackd"'})
+
+
+def ok(body: Mapping[str, Any], status: int = 200) -> web.Response:
+    return _json(body, status)
+
+
+def _json(body: Any, status: int, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.Response(
+        body=dumps(body), status=status, headers=headers, content_type="application/json",
+        charset="utf-8",
+    )
+
+
+def dumps(value: Any) -> bytes:
+    """msgspec writes datetimes (UTC as ...Z), enums and dataclasses itself."""
+    return _ENCODER.encode(value)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_default)
+
+
+def incident_json(incident: Incident) -> dict[str, Any]:
+    return asdict(incident)
+
+
+def alert_json(alert: Alert) -> dict[str, Any]:
+    return {
+        "fingerprint": alert.fingerprint,
+        "status": alert.status,
+        "labels": dict(alert.labels),
+        "annotations": dict(alert.annotations),
+        "startsAt": alert.starts_at,
+        "endsAt": alert.ends_at,
+        "generatorURL": alert.generator_url,
+        **(_grafana_json(alert.grafana) if alert.grafana is not None else {}),
+    }
+
+
+def _grafana_json(details: GrafanaDetails) -> dict[str, Any]:
+    """Under Grafana's own names, as its webhook sent them."""
+    return {
+        "silenceURL": details.silence_url,
+        "dashboardURL": details.dashboard_url,
+        "panelURL": details.panel_url,
+        "imageURL": details.image_url,
+        "values": dict(details.values),
+        "valueString": details.value_string,
+    }
+
+
+def event_json(event: TimelineEvent) -> dict[str, Any]:
+    return {"at": event.at, "kind": event.kind, "actor": event.actor, "detail": dict(event.detail)}

@@ -1,0 +1,44 @@
+"""What the handlers reach: built by app.py, stored on the aiohttp application."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from receiver.config.model import Config
+from receiver.core.clock import Clock
+from receiver.core.errors import ConfigError
+from receiver.incidents.service import Incidents
+from receiver.notify.links import Links
+from receiver.store import SqliteStore
+from receiver.telemetry.metrics import Metrics
+from receiver.web.auth import FailureThrottle
+
+if TYPE_CHECKING:
+    from receiver.escalation.responder import Responder
+
+
+@dataclass
+class Services:
+    config: Config
+    store: SqliteStore
+    incidents: Incidents
+    metrics: Metrics
+    clock: Clock
+    responder: Responder | None = None
+    links: Links | None = None
+    # Reloads the config file ackd started with: None, or the ConfigError that refused it.
+    reload: Callable[[], ConfigError | None] | None = None
+    throttle: FailureThrottle = field(default_factory=FailureThrottle)
+    ready: bool = False
+    draining: bool = False
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]

@@ -1,0 +1,169 @@
+"""POST /api/v1/alerts: Alertmanager's webhook.
+
+Alertmanager retries only on 5xx and transport errors; any 4xx drops the notification for
+good. So: 4xx only for requests that can never succeed (bad auth, bad body), 503 for anything
+transient (not ready, store trouble, a throttled address, a body that arrives too slowly), and
+200 only once the alerts are committed. A resend of what is committed already is answered at
+once (grouping.HeldGroups; a body seen before is not even parsed again, grouping.RoutedBodies),
+so it gets its 200 even while the store cannot take writes.
+
+Failed credentials are counted per client address in a throttle of the webhook's own: API
+clients with a stale token must not lock Alertmanager out. Only failing requests are throttled
+(503 with Retry-After); a request with valid credentials always goes through, because behind a
+reverse proxy Alertmanager shares its address with whoever is guessing. The throttle cannot
+stop a guesser who ignores Retry-After: the defence against guessing is a long random token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+
+from aiohttp import web
+
+from receiver.core.errors import PayloadError, StoreUnavailable
+from receiver.web.auth import FailureThrottle, webhook_allowed
+from receiver.web.encoding import FIELD as ENCODING
+from receiver.web.encoding import encoding_of, inflate, supported
+from receiver.web.responses import error, ok, unauthorized
+from receiver.web.services import Services, services
+
+log = logging.getLogger(__name__)
+
+# A client gets this long to send the whole body once its headers are in; slower ones would
+# hold a connection and a handler for as long as they like.
+DEFAULT_BODY_TIMEOUT = 30.0
+BODY_TIMEOUT = web.AppKey("webhook_body_timeout", float)
+THROTTLE = web.AppKey("webhook_throttle", FailureThrottle)
+# The result the handler counted, for the latency histogram's label.
+_RESULT = web.RequestKey("webhook_result", str)
+
+
+async def receive_alerts(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    try:
+        return await _receive(request)
+    finally:
+        s = services(request)
+        result = request.get(_RESULT, "error")
+        s.metrics.child(s.metrics.webhook_duration, result).observe(
+            time.perf_counter() - started)
+
+
+def _count(request: web.Request, s: Services, result: str) -> None:
+    request[_RESULT] = result
+    s.metrics.child(s.metrics.webhooks, result).inc()
+
+
+async def _receive(request: web.Request) -> web.Response:
+    s = services(request)
+    refusal = _refuse_early(request, s)
+    if refusal is not None:
+        return refusal
+    timeout = request.app[BODY_TIMEOUT]
+    try:
+        body = await _body_in_time(request, s.config.max_body_bytes, timeout)
+    except TimeoutError:
+        _count(request, s, "slow_body")
+        slow = error(503, f"the body did not arrive within {timeout:g}s, retry", "body")
+        slow.force_close()  # the rest of a body this slow is not worth waiting for
+        return slow
+    try:
+        body = body and inflate(body, encoding_of(request), s.config.max_body_bytes)
+    except PayloadError as exc:
+        return _rejected(request, s, exc)
+    if body is None:
+        _count(request, s, "too_large")
+        return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
+    try:
+        result = await s.incidents.ingest_body(body)
+    except PayloadError as exc:
+        return _rejected(request, s, exc)
+    except StoreUnavailable as exc:
+        _count(request, s, "unavailable")
+        s.metrics.store_errors.inc()
+        return error(503, f"store unavailable, retry: {exc}")
+    _count(request, s, "accepted")
+    return ok(
+        {
+            "status": "accepted",
+            "alerts": result.alerts,
+            "incidents": sorted(set(result.groups.values())),
+            "opened": [i.id for i in result.opened],
+            "resolved": [i.id for i in result.resolved],
+            "outcomes": {k.value: v for k, v in result.outcomes.items()},
+        }
+    )
+
+
+def _rejected(request: web.Request, s: Services, exc: PayloadError) -> web.Response:
+    _count(request, s, "bad_request")
+    log.warning("webhook rejected: %s", exc)
+    return error(400, exc.message, exc.field)
+
+
+def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
+    if s.config.webhook_auth.required:
+        refusal = _authenticate(request, s)
+        if refusal is not None:
+            return refusal
+    if not s.ready or s.draining:
+        _count(request, s, "unavailable")
+        return error(503, "not ready")
+    if request.content_length is not None and request.content_length > s.config.max_body_bytes:
+        _count(request, s, "too_large")
+        return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
+    if not supported(encoding := encoding_of(request)):
+        _count(request, s, "bad_request")
+        refused = error(415, f"cannot read a body encoded {encoding!r}: send it as it is, or"
+                        " gzip or deflate it", ENCODING)
+        refused.force_close()  # none of it will be read
+        return refused
+    return None
+
+
+def _authenticate(request: web.Request, s: Services) -> web.Response | None:
+    if webhook_allowed(request, s.config.webhook_auth):
+        return None  # valid credentials are never throttled, whoever shares the address
+    throttle = request.app[THROTTLE]
+    client = request.remote or "unknown"
+    wait = throttle.retry_after(client)
+    throttle.record(client)
+    s.metrics.auth_failures.labels("webhook").inc()
+    if wait > 0:
+        _count(request, s, "throttled")
+        return error(
+            503,
+            "too many failed authentication attempts from this address, retry later",
+            "Authorization",
+            headers={"Retry-After": str(math.ceil(wait))},
+        )
+    _count(request, s, "unauthorized")
+    return unauthorized("missing or wrong credentials")
+
+
+async def _body_in_time(request: web.Request, limit: int, seconds: float) -> bytes | None:
+    if request.content.is_eof():
+        # The whole body came in with the headers, as a webhook's usually does: it is all in
+        # the buffer, and a timer would cost more than taking it.
+        body = request.content.read_nowait()
+        return body if len(body) <= limit else None
+    async with asyncio.timeout(seconds):
+        return await _read_body(request, limit)
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes | None:
+    """Read at most `limit` bytes; None if the body is longer (chunked bodies have no length,
+    and a compressed body is counted as it is inflated, so a small bomb cannot grow large)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        chunk = await request.content.read(64 * 1024)
+        if not chunk:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)

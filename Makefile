@@ -17,13 +17,14 @@ run: $(VENV)/.installed
 	$(VENV)/bin/ackd serve --config config.example.yaml
 
 # The end-to-end tests drive the real Alertmanager, and the quick start test runs the README's
-# curl; the deployment tests run Prometheus, promtool and systemd-analyze: install them when we
-# can (root with apt).
+# curl; the deployment tests run Prometheus, promtool and systemd-analyze, the web page's tests
+# chromium: install them when we can (root with apt).
 system-deps:
 	@missing=""; [ -x $(AM_BIN) ] || missing="prometheus-alertmanager"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi

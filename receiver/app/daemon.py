@@ -41,6 +41,7 @@ from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
 from receiver.web.services import SERVICES, Services
+from receiver.web.ui.pages import add_routes as add_ui_routes
 from receiver.web.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, receive_alerts
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,7 @@ def build_web_app(
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/-/reload", reload)
+    add_ui_routes(app.router)
     return app
 
 

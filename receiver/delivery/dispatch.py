@@ -545,7 +545,7 @@ class Dispatcher:
             alerts=await self._store.alerts(incident.id),
             ack_url=links.url(incident.id, "ack", recipient, now),
             resolve_url=links.url(incident.id, "resolve", recipient, now),
-            incident_url=f"{config.external_url}/incidents/{incident.id}",
+            incident_url=_incident_url(links, config, incident.id, p, now),
             silence_url=silence_url(incident.external_url, incident.group_labels),
             actor=str(p.get("actor") or ""),
             recipient=recipient,
@@ -662,3 +662,15 @@ def _log_delivery(
         then = "will retry" if retried else "gave up"
         log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
                     then, delivery.error, extra=extra)
+
+
+def _incident_url(
+    links: Links, config: Config, incident_id: int, payload: Mapping[str, Any], now: datetime
+) -> str:
+    """A page to a user links to the incident page signed for them (it opens with a short
+    session, so the phone that was paged can act at once); a channel's message, read by many,
+    links to the plain page, which asks for a token."""
+    recipient = str(payload.get("recipient") or "")
+    if payload.get("recipient_kind") == "user" and recipient in config.users:
+        return links.url(incident_id, "open", recipient, now)
+    return f"{config.external_url}/incidents/{incident_id}"

@@ -24,7 +24,8 @@ from datetime import UTC, datetime, timedelta
 
 from receiver.core.errors import LinkError
 
-ACTIONS = ("ack", "resolve")
+# "open" opens the incident page with a short session for the recipient (the web page).
+ACTIONS = ("ack", "resolve", "open")
 
 _VERSION = 1
 _HEADER = struct.Struct(">BBIQ")

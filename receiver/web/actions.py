@@ -20,6 +20,7 @@ from receiver.notify.links import LinkClaim
 from receiver.web.api import authorised, error_response, incident_id
 from receiver.web.responses import error, incident_json, ok
 from receiver.web.services import Services, services
+from receiver.web.ui.pages import open_link
 
 ACTIONS = ("ack", "resolve", "snooze", "unack")
 LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
@@ -121,6 +122,8 @@ async def link_page(request: web.Request) -> web.Response:
     claim = _claim(request, s)
     if isinstance(claim, web.Response):
         return claim
+    if claim.action == "open":
+        return open_link(request, claim)
     try:
         incident = await s.store.incident(claim.incident_id)
     except AckdError as exc:
@@ -144,6 +147,8 @@ async def link_action(request: web.Request) -> web.Response:
     if isinstance(claim, web.Response):
         return claim
     assert s.responder is not None
+    if claim.action == "open":  # opening the page acts on nothing: show the page instead
+        raise web.HTTPSeeOther(request.path)
     try:
         incident = await s.responder.act(
             claim.incident_id, claim.action, f"{claim.recipient} (link)", None

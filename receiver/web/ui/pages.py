@@ -1,0 +1,285 @@
+"""The web page: server-rendered HTML over the same services the API uses.
+
+Reads need a session (or nothing, when no API token is configured, as for the API); every
+form posts with the session's CSRF token. Whatever came from alerts reaches the HTML only
+through Jinja2's autoescaping, and the Content-Security-Policy forbids every script, so a
+label that slipped past escaping would still run nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import jinja2
+from aiohttp import web
+
+from receiver.core.errors import AckdError, InvalidTransition, NotFound, PayloadError
+from receiver.core.inputs import whole_number
+from receiver.notify.links import LinkClaim
+from receiver.store import IncidentFilter
+from receiver.web.services import Services, services
+from receiver.web.ui import views
+from receiver.web.ui.session import COOKIE, LINK_SESSION, TOKEN_SESSION, Session, Sessions
+
+LOGIN_COOKIE = "ackd_login"
+WEB_ACTIONS = ("ack", "resolve")
+OPEN_LIMIT = 200
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",  # pages carry CSRF tokens and incident data
+}
+
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+_ENV.globals.update(age=views.age, stamp=views.stamp, detail=views.event_detail)
+
+
+class Visitor:
+    """Who is looking: a session, or nobody (allowed to read only when no token is set)."""
+
+    def __init__(self, s: Services, session: Session | None, cookie: str) -> None:
+        self.session = session
+        self.csrf = _sessions(s).csrf(cookie) if session else ""
+
+    @property
+    def can_act(self) -> bool:
+        return self.session is not None and self.session.scope in ("respond", "admin")
+
+
+def _sessions(s: Services) -> Sessions:
+    return Sessions(s.config.link_secret)
+
+
+def _visitor(request: web.Request, s: Services) -> Visitor | None:
+    """The visitor, or None when the page must ask for a token first."""
+    cookie = request.cookies.get(COOKIE, "")
+    session = _sessions(s).verify(cookie, s.clock.now()) if cookie else None
+    if session is not None and not _still_known(session, s):
+        session = None
+    if session is None and s.config.api_tokens:
+        return None
+    return Visitor(s, session, cookie)
+
+
+def _still_known(session: Session, s: Services) -> bool:
+    """A reload may have removed the token or the user a session was opened for."""
+    if session.via == "link":
+        return session.name in s.config.users
+    return session.name in s.config.api_tokens.values()
+
+
+def render(template: str, status: int = 200, **context: Any) -> web.Response:
+    text = _ENV.get_template(template).render(**context)
+    return web.Response(status=status, text=text, content_type="text/html", headers=HEADERS)
+
+
+def _to_login(request: web.Request) -> NoReturn:
+    raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}", headers=HEADERS)
+
+
+async def index(request: web.Request) -> web.Response:
+    """GET /: open incidents, with acknowledge and resolve, and who is on call now."""
+    s = services(request)
+    visitor = _visitor(request, s)
+    if visitor is None:
+        return _to_login(request)
+    now = s.clock.now()
+    try:
+        incidents = await s.store.incidents(IncidentFilter(open_only=True, limit=OPEN_LIMIT))
+    except AckdError as exc:
+        return _problem(exc, visitor)
+    return render("index.html", visitor=visitor, incidents=incidents, now=now,
+                  oncall=views.on_call_now(s.config, now), limit=OPEN_LIMIT)
+
+
+async def incident_page(request: web.Request) -> web.Response:
+    """GET /incidents/{id}: the incident, its alerts, its timeline and a form for each action."""
+    s = services(request)
+    visitor = _visitor(request, s)
+    if visitor is None:
+        return _to_login(request)
+    return await _incident(request, s, visitor)
+
+
+async def _incident(
+    request: web.Request, s: Services, visitor: Visitor, status: int = 200, message: str = ""
+) -> web.Response:
+    try:
+        number = whole_number(request.match_info["id"], "id")
+        incident = await s.store.incident(number)
+        alerts = await s.store.alerts(number)
+        timeline = await s.store.timeline(number)
+    except AckdError as exc:
+        return _problem(exc, visitor)
+    return render("incident.html", status, visitor=visitor, incident=incident, alerts=alerts,
+                  timeline=timeline, now=s.clock.now(), message=message)
+
+
+async def incident_action(request: web.Request) -> web.Response:
+    """POST /incidents/{id}/{action} from a form: act, then show the incident again."""
+    s = services(request)
+    visitor = _visitor(request, s)
+    if visitor is None:
+        return _to_login(request)
+    form = await request.post()
+    refused = _refuse_form(request, s, visitor, str(form.get("csrf", "")))
+    if refused is not None:
+        return refused
+    assert visitor.session is not None
+    assert s.responder is not None
+    action = request.match_info["action"]
+    if action not in WEB_ACTIONS:
+        return render("problem.html", 404, visitor=visitor, title="No such action",
+                      text=f"unknown action {action!r}; one of {', '.join(WEB_ACTIONS)}")
+    try:
+        number = whole_number(request.match_info["id"], "id")
+        await s.responder.act(number, action, visitor.session.actor, None)
+    except InvalidTransition as exc:
+        return await _incident(request, s, visitor, 409, str(exc))
+    except AckdError as exc:
+        return _problem(exc, visitor)
+    back = str(form.get("back", ""))
+    raise web.HTTPSeeOther(back if _local(back) else f"/incidents/{number}", headers=HEADERS)
+
+
+def _refuse_form(
+    request: web.Request, s: Services, visitor: Visitor, csrf: str
+) -> web.Response | None:
+    if visitor.session is None:
+        return render("problem.html", 403, visitor=visitor, title="Sign in to act",
+                      text="acting on incidents needs an API token; sign in first")
+    if not _sessions(s).csrf_ok(request.cookies.get(COOKIE, ""), csrf):
+        return render("problem.html", 403, visitor=visitor, title="Form expired",
+                      text="this form's CSRF token does not match your session; "
+                           "reload the page and try again")
+    if not visitor.can_act:
+        return render("problem.html", 403, visitor=visitor, title="Not allowed",
+                      text=f"acting needs the respond scope; {visitor.session.name} has "
+                           f"{visitor.session.scope}")
+    return None
+
+
+def _problem(exc: AckdError, visitor: Visitor) -> web.Response:
+    if isinstance(exc, NotFound):
+        return render("problem.html", 404, visitor=visitor, title="Not found", text=str(exc))
+    if isinstance(exc, PayloadError):
+        return render("problem.html", 400, visitor=visitor, title="Bad request",
+                      text=f"{exc.field}: {exc.message}")
+    return render("problem.html", 503, visitor=visitor, title="Try again", text=str(exc))
+
+
+def _local(path: str) -> bool:
+    """Only a path on this site is a place to go back to after a form."""
+    return path.startswith("/") and not path.startswith("//") and "\\" not in path
+
+
+# -- signing in ------------------------------------------------------------------------------
+
+
+async def login_form(request: web.Request) -> web.Response:
+    """GET /login: ask for an API token, once; the form's CSRF token is a cookie's twin."""
+    nonce = secrets.token_urlsafe(24)
+    response = render("login.html", visitor=None, nonce=nonce, message="",
+                      next=_next(request.query.get("next", "/")))
+    _set_cookie(request, response, LOGIN_COOKIE, nonce, max_age=3600)
+    return response
+
+
+async def login(request: web.Request) -> web.Response:
+    """POST /login: a valid token opens a session for the token's name."""
+    s = services(request)
+    form = await request.post()
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    target = _next(str(form.get("next", "/")))
+    if not nonce or not _same(str(form.get("csrf", "")), nonce):
+        return render("login.html", 403, visitor=None, nonce=nonce, next=target,
+                      message="the form expired; try again")
+    client = request.remote or "unknown"
+    name = _token_name(s, str(form.get("token", "")).strip())
+    if name is None:
+        blocked = s.throttle.blocked(client)
+        s.throttle.record(client)
+        s.metrics.auth_failures.labels("api").inc()
+        message = "too many failed attempts; wait a minute" if blocked else "unknown token"
+        return render("login.html", 429 if blocked else 401, visitor=None, nonce=nonce,
+                      next=target, message=message)
+    cookie = _sessions(s).issue(name, "respond", "token", s.clock.now(), TOKEN_SESSION)
+    response = web.HTTPSeeOther(target, headers=HEADERS)
+    _set_cookie(request, response, COOKIE, cookie, max_age=int(TOKEN_SESSION.total_seconds()))
+    response.del_cookie(LOGIN_COOKIE, path="/")
+    raise response
+
+
+def _token_name(s: Services, given: str) -> str | None:
+    found = None
+    for expected, name in s.config.api_tokens.items():
+        if given and _same(given, expected):
+            found = name
+    return found
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode("utf-8", "replace"), expected.encode())
+
+
+def _next(path: str) -> str:
+    return path if _local(path) else "/"
+
+
+async def logout(request: web.Request) -> web.Response:
+    """POST /logout: forget the session in this browser."""
+    s = services(request)
+    form = await request.post()
+    cookie = request.cookies.get(COOKIE, "")
+    if cookie and not _sessions(s).csrf_ok(cookie, str(form.get("csrf", ""))):
+        return render("problem.html", 403, visitor=None, title="Form expired",
+                      text="this form's CSRF token does not match your session")
+    response = web.HTTPSeeOther("/login", headers=HEADERS)
+    response.del_cookie(COOKIE, path="/")
+    raise response
+
+
+def _set_cookie(
+    request: web.Request, response: web.StreamResponse, name: str, value: str, max_age: int
+) -> None:
+    secure = services(request).config.external_url.startswith("https://") or request.secure
+    response.set_cookie(name, value, max_age=max_age, path="/", httponly=True,
+                        samesite="Strict", secure=secure)
+
+
+def open_link(request: web.Request, claim: LinkClaim) -> web.Response:
+    """GET /l/{token} of an incident link: a short session for the person it was sent to, then
+    the incident page. The page moves on by itself from this origin (a meta refresh), since a
+    redirect answering a navigation from a chat app counts as cross-site, and a browser would
+    not send the SameSite=Strict cookie with it."""
+    s = services(request)
+    if claim.recipient not in s.config.users:
+        return render("problem.html", 403, visitor=None, title="Link not accepted",
+                      text="this link was sent to someone who is no longer a user here")
+    cookie = _sessions(s).issue(claim.recipient, "respond", "link", s.clock.now(), LINK_SESSION)
+    target = f"/incidents/{claim.incident_id}"
+    response = render("opening.html", visitor=None, target=target, name=claim.recipient)
+    _set_cookie(request, response, COOKIE, cookie, max_age=int(LINK_SESSION.total_seconds()))
+    return response
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/", index)
+    router.add_get("/incidents/{id}", incident_page)
+    router.add_post("/incidents/{id}/{action}", incident_action)
+    router.add_get("/login", login_form)
+    router.add_post("/login", login)
+    router.add_post("/logout", logout)

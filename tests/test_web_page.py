@@ -1,0 +1,254 @@
+"""The web page over HTTP, in-process on a fake clock: sign in once with a token, read open
+incidents and on-call, act through forms that carry a CSRF token, open an incident from the
+signed link a page carries, and never let alert data become markup."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from receiver.web.ui.session import COOKIE, LINK_SESSION, Sessions
+from tests.harness import API_TOKEN
+from tests.test_api import LABELS, Api, start_api
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    started = await start_api(tmp_path)
+    yield started
+    await started.daemon.stop()
+
+
+class Browser:
+    """An HTTP client that keeps cookies like a browser (IP hosts included)."""
+
+    def __init__(self, api: Api) -> None:
+        self.api = api
+        self.session = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+    async def get(self, path: str) -> tuple[int, str]:
+        async with self.session.get(self.api.url + path, allow_redirects=False) as r:
+            return r.status, await r.text()
+
+    async def post(self, path: str, form: dict[str, str]) -> tuple[int, str, str]:
+        async with self.session.post(self.api.url + path, data=form,
+                                     allow_redirects=False) as r:
+            return r.status, r.headers.get("Location", ""), await r.text()
+
+    async def sign_in(self, token: str = API_TOKEN) -> tuple[int, str, str]:
+        _, page = await self.get("/login")
+        return await self.post("/login", {"csrf": _csrf(page), "token": token, "next": "/"})
+
+    def cookie(self, name: str) -> str:
+        for morsel in self.session.cookie_jar:
+            if morsel.key == name:
+                return morsel.value
+        return ""
+
+
+def _csrf(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+@pytest.fixture
+async def browser(api: Api) -> AsyncIterator[Browser]:
+    b = Browser(api)
+    yield b
+    await b.session.close()
+
+
+async def test_pages_ask_for_a_token_once(api: Api, browser: Browser) -> None:
+    status, page = await browser.get("/")
+    assert status == 303
+    assert (await browser.sign_in("wrong"))[0] == 401
+    status, where, _ = await browser.sign_in()
+    assert (status, where) == (303, "/")
+    async with browser.session.get(api.url + "/") as r:
+        set_cookie = r.headers.getall("Set-Cookie", [])
+        assert r.status == 200
+    assert set_cookie == []  # the session is set once, at sign-in
+    status, page = await browser.get("/")
+    assert status == 200
+    assert "No open incidents" in page
+
+
+async def test_session_cookie_is_httponly_strict(api: Api) -> None:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as s:
+        async with s.get(api.url + "/login") as r:
+            page = await r.text()
+        async with s.post(api.url + "/login", allow_redirects=False,
+                          data={"csrf": _csrf(page), "token": API_TOKEN}) as r:
+            header = [h for h in r.headers.getall("Set-Cookie") if h.startswith(COOKIE)][0]
+    assert "HttpOnly" in header
+    assert "SameSite=Strict" in header
+    assert "Path=/" in header
+
+
+async def test_login_form_needs_its_csrf_twin(api: Api, browser: Browser) -> None:
+    await browser.get("/login")
+    status, _, page = await browser.post("/login", {"csrf": "forged", "token": API_TOKEN})
+    assert status == 403
+    assert browser.cookie(COOKIE) == ""
+
+
+async def test_open_incidents_and_on_call(api: Api, browser: Browser) -> None:
+    number = await api.fire()
+    await browser.sign_in()
+    status, page = await browser.get("/")
+    assert status == 200
+    row = re.search(rf'<tr id="incident-{number}">(.*?)</tr>', page, re.S)
+    assert row, page
+    assert "SEV1" in row.group(1)
+    assert "payments" in row.group(1)
+    assert "triggered" in row.group(1)
+    assert "30s" not in row.group(1)  # age counts from the incident's opening, not the alert
+    table = re.search(r'<table id="on-call">(.*?)</table>', page, re.S)
+    assert table
+    cells = re.findall(r"<td>(.*?)</td>", table.group(1))
+    assert cells[:3] == ["payments", "primary", "ana"]
+    assert cells[4:7] == ["payments", "secondary", "bo"]
+
+
+async def test_acknowledge_and_resolve_through_forms(api: Api, browser: Browser) -> None:
+    number = await api.fire()
+    await browser.sign_in()
+    _, page = await browser.get(f"/incidents/{number}")
+    csrf = _csrf(page)
+    status, where, _ = await browser.post(f"/incidents/{number}/ack", {"csrf": csrf})
+    assert (status, where) == (303, f"/incidents/{number}")
+    status, where, _ = await browser.post(f"/incidents/{number}/resolve",
+                                          {"csrf": csrf, "back": "/"})
+    assert (status, where) == (303, "/")
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["state"] == "resolved"
+    assert body["acknowledged_by"] == "e2e"
+    assert [e["actor"] for e in body["timeline"] if e["kind"] == "resolved"] == ["e2e"]
+    status, _, page = await browser.post(f"/incidents/{number}/resolve", {"csrf": csrf})
+    assert status == 409
+    message = re.search(r'id="message">(.*?)<', page, re.S)
+    assert message, page
+    assert message.group(1) == f"cannot resolve: incident #{number} is already resolved (by e2e)"
+
+
+async def test_a_form_without_its_csrf_token_changes_nothing(
+    api: Api, browser: Browser
+) -> None:
+    number = await api.fire()
+    await browser.sign_in()
+    for form in ({}, {"csrf": "x" * 43}):
+        status, _, page = await browser.post(f"/incidents/{number}/ack", form)
+        assert status == 403
+        assert "CSRF" in page
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["state"] == "triggered"
+
+
+async def test_another_sessions_csrf_token_is_refused(api: Api, browser: Browser) -> None:
+    number = await api.fire()
+    await browser.sign_in()
+    other = Browser(api)
+    try:
+        await other.sign_in()
+        _, page = await other.get(f"/incidents/{number}")
+        theirs = _csrf(page)
+    finally:
+        await other.session.close()
+    _, page = await browser.get(f"/incidents/{number}")
+    assert _csrf(page) != theirs
+    status, _, _ = await browser.post(f"/incidents/{number}/ack", {"csrf": theirs})
+    assert status == 403
+
+
+async def test_unknown_and_malformed_incidents(api: Api, browser: Browser) -> None:
+    await browser.sign_in()
+    status, page = await browser.get("/incidents/999")
+    assert status == 404
+    status, page = await browser.get("/incidents/x1")
+    assert status == 400
+    assert "id" in page
+    _, index = await browser.get("/")
+    status, _, _ = await browser.post("/incidents/999/ack", {"csrf": _csrf(index)})
+    assert status == 404
+    status, _, _ = await browser.post("/incidents/1/explode", {"csrf": _csrf(index)})
+    assert status == 404
+
+
+async def test_alert_data_is_escaped(api: Api, browser: Browser) -> None:
+    labels = {**LABELS, "alertname": HOSTILE, "cluster": '"><b>bold</b>'}
+    number = await api.fire(labels)
+    await browser.sign_in()
+    for path in ("/", f"/incidents/{number}"):
+        status, page = await browser.get(path)
+        assert status == 200
+        assert "<script>" not in page
+        assert "<img" not in page
+        assert "<b>bold" not in page
+        assert "&lt;script&gt;" in page
+
+
+async def test_pages_forbid_every_script(api: Api, browser: Browser) -> None:
+    await browser.sign_in()
+    async with browser.session.get(api.url + "/") as r:
+        policy = r.headers["Content-Security-Policy"]
+        assert r.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in policy
+    assert "script-src" not in policy
+
+
+async def test_incident_link_opens_a_short_session_for_its_recipient(
+    api: Api, browser: Browser
+) -> None:
+    number = await api.fire()
+    links = api.daemon.services.links
+    assert links is not None
+    token = links.token(number, "open", "ana", api.clock.now())
+    status, page = await browser.get(f"/l/{token}")
+    assert status == 200
+    assert f'url=/incidents/{number}"' in page
+    cookie = browser.cookie(COOKIE)
+    session = Sessions(api.daemon.config.link_secret).verify(cookie, api.clock.now())
+    assert session is not None
+    assert (session.name, session.via) == ("ana", "link")
+    assert session.expires - api.clock.now() <= LINK_SESSION
+    status, page = await browser.get(f"/incidents/{number}")
+    assert status == 200
+    status, _, _ = await browser.post(f"/incidents/{number}/ack", {"csrf": _csrf(page)})
+    assert status == 303
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["acknowledged_by"] == "ana (link)"
+    await api.clock.jump(LINK_SESSION.total_seconds() + 1)
+    assert (await browser.get(f"/incidents/{number}"))[0] == 303  # over: sign in again
+
+
+async def test_a_tampered_session_is_no_session(api: Api, browser: Browser) -> None:
+    await browser.sign_in()
+    cookie = browser.cookie(COOKIE)
+    body, _, mac = cookie.partition(".")
+    forged = Sessions(b"another secret").issue("e2e", "admin", "token", api.clock.now(),
+                                                 timedelta(hours=1))
+    for value in (body + "." + mac[::-1], forged, "x", body):
+        browser.session.cookie_jar.update_cookies({COOKIE: value}, aiohttp.client.URL(api.url))
+        assert (await browser.get("/"))[0] == 303, value
+
+
+async def test_pages_link_each_incident_to_its_page(api: Api) -> None:
+    """The pages sent to users carry a signed incident link; it opens that incident's page."""
+    number = await api.fire()
+    await api.settle()
+    [(url, message)] = [(u, m) for u, m in api.notifier.sent if u.endswith("/ana")][:1]
+    link = re.search(r"Incident: (\S+)", message.body)
+    assert link, message.body
+    assert "/l/" in link.group(1)
+    links = api.daemon.services.links
+    assert links is not None
+    claim = links.verify(link.group(1).rsplit("/", 1)[1], api.clock.now())
+    assert (claim.incident_id, claim.action, claim.recipient) == (number, "open", "ana")

@@ -33,13 +33,23 @@ from receiver.incidents.service import Incidents
 from receiver.notify.contacts import index_of
 from receiver.notify.links import Links
 from receiver.notify.notifier import AppriseNotifier, Notifier
+from receiver.oncall.service import OnCallService
 from receiver.store import SqliteStore, private_dir
+from receiver.store.oncall import current_overrides
 from receiver.store.owner import StoreOwner
 from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, link_action, link_page, private_links
 from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
+from receiver.web.schedules import (
+    create_override,
+    delete_override,
+    list_overrides,
+    schedule_calendar,
+    user_calendar,
+    who_is_on_call,
+)
 from receiver.web.services import SERVICES, Services
 from receiver.web.ui.pages import add_routes as add_ui_routes
 from receiver.web.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, receive_alerts
@@ -67,6 +77,12 @@ def build_web_app(
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
     app.router.add_post("/api/v1/incidents/{id}/{action}", act)
+    app.router.add_get("/api/v1/schedules/{name}.ics", schedule_calendar)
+    app.router.add_get("/api/v1/schedules/{name}/overrides", list_overrides)
+    app.router.add_post("/api/v1/schedules/{name}/overrides", create_override)
+    app.router.add_delete("/api/v1/schedules/{name}/overrides/{id}", delete_override)
+    app.router.add_get("/api/v1/schedules/{name}/oncall", who_is_on_call)
+    app.router.add_get("/api/v1/users/{name}.ics", user_calendar)
     app.router.add_get("/l/{token}", link_page)
     app.router.add_post("/l/{token}", link_action)
     app.router.add_get("/-/healthy", healthy)
@@ -158,6 +174,8 @@ class Daemon:
             responder=self.responder,
             links=_links(config),
             reload=self.try_reload,
+            oncall=OnCallService(
+                self.store, self.clock, self.responder.roster, lambda: self.config),
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -182,6 +200,10 @@ class Daemon:
             await self.store.open()
         except (OSError, sqlite3.Error) as exc:
             raise StartupError(f"cannot open the store {self.config.db_path}: {exc}") from exc
+        # Run-time on-call changes before anything escalates: a page goes to whoever they
+        # put on call.
+        self.responder.roster.load(await self.store.write(
+            lambda tx: current_overrides(tx, self.clock.now())))
         # Deadlines that passed while ackd was down are due at once: they fire first.
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -30,6 +31,20 @@ class Client:
 
     async def incidents(self, **query: str) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/incidents", None, query)
+
+    async def overrides(self, schedule: str) -> dict[str, Any]:
+        return await self._call("GET", f"/api/v1/schedules/{quote(schedule)}/overrides", None)
+
+    async def add_override(self, schedule: str, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/schedules/{quote(schedule)}/overrides", body)
+
+    async def delete_override(self, schedule: str, override_id: int) -> dict[str, Any]:
+        return await self._call(
+            "DELETE", f"/api/v1/schedules/{quote(schedule)}/overrides/{override_id}", None)
+
+    async def oncall(self, schedule: str, at: str) -> dict[str, Any]:
+        return await self._call(
+            "GET", f"/api/v1/schedules/{quote(schedule)}/oncall", None, {"at": at})
 
     async def _call(
         self,

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from logging.handlers import QueueHandler, QueueListener
 from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import uvloop
 
@@ -112,6 +114,55 @@ def _parser() -> argparse.ArgumentParser:
     oncall.add_argument("team")
     oncall.add_argument("--config", required=True)
     oncall.add_argument("--at", help="ISO time (default: now); without a zone, UTC")
+    oncall.add_argument(
+        "--url", default=os.environ.get("ACKD_URL"),
+        help="a running ackd (env ACKD_URL): its answer includes run-time overrides and "
+        "swaps; without it, the config file's plan alone",
+    )
+    oncall.add_argument("--token", default=os.environ.get("ACKD_API_TOKEN", ""),
+                        help="an API token (env ACKD_API_TOKEN)")
+
+    override = sub.add_parser(
+        "override", help="change who is on call at run time: overrides and swaps",
+        description="Change who is on call without editing the config: a person covers a "
+        "time range (`add`), two people swap shifts (`swap`); `list` and `delete` them. "
+        "Kept by the running ackd across restarts and reloads; times are ISO 8601, local to "
+        "the schedule's zone when they carry no offset.", epilog=EPILOG,
+    )
+    override_sub = override.add_subparsers(dest="override_command", required=True)
+    listed = override_sub.add_parser("list", help="the run-time overrides not yet ended",
+                                     description="List a schedule's run-time overrides.")
+    listed.add_argument("schedule")
+    add = override_sub.add_parser(
+        "add", help="USER is on call from --from to --to",
+        description="USER is on call from --from to --to: in --layer (default: every layer), "
+        "in place of --replaces (default: whoever is on call). 'Take my shift' is "
+        "--replaces ME.",
+    )
+    add.add_argument("schedule")
+    add.add_argument("user")
+    add.add_argument("--from", dest="start", required=True, help="ISO time")
+    add.add_argument("--to", dest="end", required=True, help="ISO time")
+    add.add_argument("--layer")
+    add.add_argument("--replaces", help="only in place of this person")
+    add.add_argument("--note", default="")
+    swap = override_sub.add_parser(
+        "swap", help="two people swap shifts",
+        description="USER1's shift FROM1..TO1 goes to USER2, and USER2's FROM2..TO2 to USER1.",
+    )
+    swap.add_argument("schedule")
+    for n in ("1", "2"):
+        swap.add_argument(f"user{n}", metavar=f"USER{n}")
+        swap.add_argument(f"from{n}", metavar=f"FROM{n}")
+        swap.add_argument(f"to{n}", metavar=f"TO{n}")
+    swap.add_argument("--layer")
+    swap.add_argument("--note", default="")
+    delete = override_sub.add_parser("delete", help="delete one (a swap's leg: the swap)",
+                                     description="Delete a run-time override by its number.")
+    delete.add_argument("schedule")
+    delete.add_argument("id", type=int)
+    for each in (listed, add, swap, delete):
+        _api_flags(each)
 
     for name, text in ACTIONS.items():
         action = sub.add_parser(name, help=text, description=f"{text.capitalize()}.",
@@ -173,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {
         "serve": _serve, "backup": _backup, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
+        "override": _override,
         **{name: _act for name in ACTIONS},
     }
     return command[args.command](args)
@@ -322,12 +374,95 @@ def _oncall(args: argparse.Namespace) -> int:
     at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
     schedule = config.schedules[team.schedule]
     print(f"{team.name} (schedule {schedule.name}, {schedule.tz.key}) at {at.isoformat()}:")
+    if args.url:
+        try:
+            answer = asyncio.run(Client(args.url, args.token).oncall(schedule.name, at.isoformat()))
+        except (ApiError, OSError) as exc:
+            print(f"oncall: asking ackd at {args.url}: {exc}", file=sys.stderr)
+            return 1
+        for line in oncall_lines(answer["layers"], schedule.tz):
+            print(line)
+        return 0
     for layer in schedule.layers:
         who = on_call(schedule, layer.name, at) or "nobody"
         until = next_change(schedule, layer.name, at)
         when = f"until {until.astimezone(schedule.tz).isoformat()}" if until else "for good"
         print(f"  {layer.name:<10} {who:<12} {when}")
+    print("(the config's plan: give --url or ACKD_URL to include run-time overrides)",
+          file=sys.stderr)
     return 0
+
+
+def oncall_lines(layers: list[dict[str, Any]], tz: ZoneInfo) -> list[str]:
+    """ackd's answer per layer, saying what decided it: a run-time override names itself and
+    the config override it overrules (run time wins)."""
+    lines = []
+    for layer in layers:
+        until = layer["until"]
+        when = (f"until {datetime.fromisoformat(until).astimezone(tz).isoformat()}"
+                if until else "for good")
+        line = f"  {layer['layer']:<10} {layer['user'] or 'nobody':<12} {when}"
+        if layer["by"]:
+            line += f"  ({layer['by']}"
+            line += "".join(f"; overrules the config's {o['user']}" for o in layer["overrules"])
+            line += ")"
+        lines.append(line)
+    return lines
+
+
+def _override(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 1
+    client = Client(args.url, args.token)
+    command = args.override_command
+    try:
+        if command == "list":
+            found = asyncio.run(client.overrides(args.schedule))["overrides"]
+        elif command == "delete":
+            gone = asyncio.run(client.delete_override(args.schedule, args.id))["deleted"]
+            print("deleted " + ", ".join(f"#{i}" for i in gone))
+            return 0
+        else:
+            found = asyncio.run(client.add_override(args.schedule, _override_body(args)))[
+                "overrides"]
+    except ApiError as exc:
+        print(f"override {command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    for o in found:
+        print(_override_line(o))
+    return 0
+
+
+def _override_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.override_command == "swap":
+        shifts = [{"user": getattr(args, f"user{n}"), "start": getattr(args, f"from{n}"),
+                   "end": getattr(args, f"to{n}")} for n in ("1", "2")]
+        body: dict[str, Any] = {"swap": shifts}
+    else:
+        body = {"user": args.user, "start": args.start, "end": args.end}
+        if args.replaces:
+            body["replaces"] = args.replaces
+    if args.layer:
+        body["layer"] = args.layer
+    if args.note:
+        body["note"] = args.note
+    return body
+
+
+def _override_line(o: dict[str, Any]) -> str:
+    line = (f"#{o['id']} {o['user']} on call {o['start']} to {o['end']}"
+            f" in {o['layer'] or 'every layer'}")
+    if o["replaces"]:
+        line += f" in place of {o['replaces']}"
+    if o["swap_with"]:
+        line += f" (swap with #{o['swap_with']})"
+    line += f", by {o['created_by']}"
+    line += "".join(f"; overrules the config's {c['user']} {c['start']} to {c['end']}"
+                    for c in o["overrules"])
+    return line
 
 
 def _sink(args: argparse.Namespace) -> int:

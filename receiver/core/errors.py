@@ -4,6 +4,7 @@
     ├── ConfigError          a configuration file is wrong; carries every problem found
     ├── PayloadError         a request body breaks its format; names the offending field
     ├── NotFound             an incident (or other record) does not exist
+    ├── Forbidden            the credential lacks the scope the request needs; names it
     ├── InvalidTransition    an incident cannot go from its state to the one asked for
     ├── LinkError            a signed link is forged, tampered with or expired
     ├── StoreUnavailable     the store cannot take writes right now; callers answer 503
@@ -51,6 +52,15 @@ class PayloadError(AckdError):
 
 class NotFound(AckdError):
     """An incident (or other record) asked for does not exist: answered 404."""
+
+
+class Forbidden(AckdError):
+    """The credential is valid but lacks `scope` for this request: answered 403 naming it."""
+
+    def __init__(self, scope: str, message: str) -> None:
+        self.scope = scope
+        self.message = message
+        super().__init__(message)
 
 
 class InvalidTransition(AckdError):

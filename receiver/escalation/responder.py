@@ -28,6 +28,7 @@ from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.incidents.service import observe_resolution
 from receiver.notify.contacts import reference
+from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import OnCallMemo, next_start, within
 from receiver.store import ArmedDeadline, SqliteStore, Transaction
 from receiver.telemetry.logformat import fields
@@ -47,9 +48,10 @@ PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
 class Directory:
     """The engine's view of people and schedules, over the current config."""
 
-    def __init__(self, config: Config, on_call: OnCallMemo) -> None:
+    def __init__(self, config: Config, on_call: OnCallMemo, roster: Roster | None = None) -> None:
         self._config = config
         self._on_call = on_call
+        self._roster = roster
 
     def user(self, name: str) -> User | None:
         return self._config.users.get(name)
@@ -61,6 +63,8 @@ class Directory:
         found = self._config.schedules.get(schedule)
         if found is None or layer not in {lay.name for lay in found.layers}:
             return None
+        if self._roster is not None:
+            found = self._roster.schedule(found)  # run-time overrides and swaps laid over
         return self._on_call.on_call(found, layer, at)
 
     def working_hours(self, team: str) -> _Hours | None:
@@ -105,6 +109,8 @@ class Responder:
         self._metrics = metrics
         self._config = config
         self._on_call = OnCallMemo()
+        # Run-time overrides and swaps, laid over the config's schedules for every answer.
+        self.roster = Roster()
         self.scheduler = (scheduler_factory or _default_scheduler)(self)
         self.outbox_listeners: list[Callable[[], None]] = []
         # Told the group key of each incident a person (or a policy) resolved, once committed.
@@ -120,7 +126,7 @@ class Responder:
     async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None:
         config = self._config()
         policy = config.policy_for(incident.policy, incident.team)
-        directory = Directory(config, self._on_call)
+        directory = Directory(config, self._on_call, self.roster)
         plan = escalation.start(
             policy, incident, config.severity(incident.severity), directory, now
         )
@@ -200,7 +206,7 @@ class Responder:
         cursors = await tx.round_robin(keys) if keys else {}
         return escalation.on_deadline(
             state, incident, config.severity(incident.severity), deadline,
-            Directory(config, self._on_call), cursors, now,
+            Directory(config, self._on_call, self.roster), cursors, now,
         )
 
     async def _fire_stale(

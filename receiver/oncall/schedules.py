@@ -36,6 +36,7 @@ __all__ = [
     "Schedule",
     "ShiftUnit",
     "WorkingHours",
+    "applying",
     "first_gap",
     "instant",
     "next_change",
@@ -124,13 +125,19 @@ class Layer:
 
 @dataclass(frozen=True)
 class Override:
-    """`user` is on call for start <= at < end, for one layer or all, replacing one user or any."""
+    """`user` is on call for start <= at < end, for one layer or all, replacing one user or any.
+
+    A config override's `replaces` names the person the rotations put on call. A run-time
+    one (`origin` set: made through the API, laid over the config's) names whoever is on call
+    by then, config overrides included, since a person giving away a shift gives away the
+    shift they see."""
 
     start: datetime
     end: datetime
     user: str
     layer: str | None = None
     replaces: str | None = None
+    origin: str | None = None  # a run-time override: who made it, where (for people to read)
 
     def __post_init__(self) -> None:
         # end <= start is left to the config checks, which report it with a line number;
@@ -166,13 +173,23 @@ class WorkingHours:
 
 def on_call(schedule: Schedule, layer: str, at: datetime) -> str | None:
     """Who is on call in `layer` at the aware instant `at`; None when nobody is."""
+    deciding = applying(schedule, layer, at)
+    if deciding:
+        return deciding[-1].user
+    return _layer_user(_find_layer(schedule, layer), schedule.tz, _utc(at, "`at`"))
+
+
+def applying(schedule: Schedule, layer: str, at: datetime) -> list[Override]:
+    """The overrides that apply in `layer` at `at`, in order: the last one decides who is on
+    call, and any before it were overruled (a run-time override over the config's)."""
     at = _utc(at, "`at`")
     computed = _layer_user(_find_layer(schedule, layer), schedule.tz, at)
-    chosen = computed
+    chosen, found = computed, []
     for override in schedule.overrides:
-        if _override_applies(override, layer, computed, at):
+        if _override_applies(override, layer, chosen if override.origin else computed, at):
             chosen = override.user
-    return chosen
+            found.append(override)
+    return found
 
 
 def next_change(

@@ -116,4 +116,36 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE outbox ADD COLUMN leased_from INTEGER;
     """,
+    # 6: on-call changes made at run time (receiver/oncall/overrides.py), laid over the
+    # config's schedules: one row a leg, the two legs of a swap naming each other. AUTOINCREMENT:
+    # a deleted override's id is never given to another, so a listing or a log line that names
+    # #7 always means the same change. And the handoff notices planned and sent: one row per
+    # (schedule, layer, handoff instant), `sent_at` set in the transaction that sends it, so a
+    # restart never sends one twice.
+    """
+    CREATE TABLE schedule_overrides (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        schedule   TEXT    NOT NULL,
+        layer      TEXT,
+        user       TEXT    NOT NULL,
+        replaces   TEXT,
+        start_at   INTEGER NOT NULL,
+        end_at     INTEGER NOT NULL,
+        swap_with  INTEGER,
+        created_by TEXT    NOT NULL,
+        created_at INTEGER NOT NULL,
+        note       TEXT    NOT NULL DEFAULT ''
+    );
+    CREATE INDEX schedule_overrides_by_end ON schedule_overrides(end_at);
+
+    CREATE TABLE handoff_notices (
+        id       INTEGER PRIMARY KEY,
+        schedule TEXT    NOT NULL,
+        layer    TEXT    NOT NULL,
+        at       INTEGER NOT NULL,
+        user     TEXT    NOT NULL,
+        sent_at  INTEGER,
+        UNIQUE (schedule, layer, at)
+    );
+    """,
 )

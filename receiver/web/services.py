@@ -19,6 +19,7 @@ from receiver.web.auth import FailureThrottle
 
 if TYPE_CHECKING:
     from receiver.escalation.responder import Responder
+    from receiver.oncall.service import OnCallService
 
 
 @dataclass
@@ -30,6 +31,7 @@ class Services:
     clock: Clock
     responder: Responder | None = None
     links: Links | None = None
+    oncall: OnCallService | None = None
     # Reloads the config file ackd started with: None, or the ConfigError that refused it.
     reload: Callable[[], ConfigError | None] | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)

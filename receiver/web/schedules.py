@@ -1,0 +1,171 @@
+"""The on-call API: run-time overrides and swaps, who is on call, calendars.
+
+    GET    /api/v1/schedules/{name}/overrides        the run-time overrides not yet ended
+    POST   /api/v1/schedules/{name}/overrides        an override, a shift taken, or a swap
+    DELETE /api/v1/schedules/{name}/overrides/{id}   (a swap's leg deletes the swap)
+    GET    /api/v1/schedules/{name}/oncall?at=ISO    each layer: who, until when, decided by
+    GET    /api/v1/schedules/{name}.ics?weeks=N      the shifts of the next N weeks (4)
+    GET    /api/v1/users/{name}.ics?weeks=N          one person's shifts in every schedule
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from aiohttp import web
+
+from receiver.core.errors import AckdError, Forbidden, NotFound, PayloadError
+from receiver.core.inputs import parse_json, whole_number
+from receiver.oncall.calendar import Shift, ics, shifts
+from receiver.oncall.overrides import ADMIN, Actor, Scope, overruled
+from receiver.oncall.service import OnCallService, override_json
+from receiver.web.api import authorised, error_response
+from receiver.web.responses import error, ok
+from receiver.web.services import Services, services
+
+MAX_WEEKS = 52
+CALENDAR = "text/calendar"
+
+
+def actor(request: web.Request, s: Services) -> Actor | web.Response:
+    """Who is asking and what they may do: the one place on-call requests are authorised.
+    An API token of the config acts for its operator with every scope; without tokens
+    configured, anyone on the listen address may read."""
+    name = authorised(request, s)
+    if isinstance(name, web.Response):
+        return name
+    if not s.config.api_tokens:
+        return Actor(name, frozenset({Scope.READ}))
+    return Actor(name, ADMIN)
+
+
+def _oncall(s: Services) -> OnCallService:
+    if s.oncall is None:
+        raise NotFound("on-call changes are not served here")
+    return s.oncall
+
+
+def _answer(exc: AckdError, missing: str = "schedule") -> web.Response:
+    if isinstance(exc, Forbidden):
+        return error(403, exc.message, "Authorization", scope=exc.scope)
+    if isinstance(exc, NotFound):
+        return error(404, str(exc), missing)
+    return error_response(exc)
+
+
+async def list_overrides(request: web.Request) -> web.Response:
+    s = services(request)
+    who = actor(request, s)
+    if isinstance(who, web.Response):
+        return who
+    name = request.match_info["name"]
+    try:
+        return ok({"schedule": name, "overrides": _oncall(s).listing(name)})
+    except AckdError as exc:
+        return _answer(exc)
+
+
+async def create_override(request: web.Request) -> web.Response:
+    s = services(request)
+    who = actor(request, s)
+    if isinstance(who, web.Response):
+        return who
+    name = request.match_info["name"]
+    try:
+        oncall = _oncall(s)
+        planned = oncall.planned(name)  # an unknown schedule is a 404 before the body is read
+        made = await oncall.create(name, await _body(request), who)
+    except AckdError as exc:
+        return _answer(exc)
+    return ok({"overrides": [override_json(o, overruled(planned, o.leg)) for o in made]}, 201)
+
+
+async def delete_override(request: web.Request) -> web.Response:
+    s = services(request)
+    who = actor(request, s)
+    if isinstance(who, web.Response):
+        return who
+    name = request.match_info["name"]
+    try:
+        override_id = whole_number(request.match_info["id"], "id", 1)
+        gone = await _oncall(s).delete(name, override_id, who)
+    except NotFound as exc:
+        return _answer(exc, "id" if "override" in str(exc) else "schedule")
+    except AckdError as exc:
+        return _answer(exc)
+    return ok({"deleted": [o.id for o in gone]})
+
+
+async def who_is_on_call(request: web.Request) -> web.Response:
+    s = services(request)
+    who = actor(request, s)
+    if isinstance(who, web.Response):
+        return who
+    name = request.match_info["name"]
+    try:
+        at = _at(request.query.get("at"), s.clock.now())
+        layers = _oncall(s).who(name, at)
+    except AckdError as exc:
+        return _answer(exc)
+    return ok({"schedule": name, "at": at, "layers": layers})
+
+
+async def schedule_calendar(request: web.Request) -> web.Response:
+    s = services(request)
+    who = actor(request, s)
+    if isinstance(who, web.Response):
+        return who
+    name = request.match_info["name"]
+    try:
+        since, until = _window(request, s)
+        found = shifts(_oncall(s).laid(name), since, until)
+    except AckdError as exc:
+        return _answer(exc)
+    return _calendar(f"on call: {name}", found, s)
+
+
+async def user_calendar(request: web.Request) -> web.Response:
+    s = services(request)
+    who = actor(request, s)
+    if isinstance(who, web.Response):
+        return who
+    name = request.match_info["name"]
+    if name not in s.config.users:
+        return error(404, f"unknown user {name!r}", "user")
+    try:
+        since, until = _window(request, s)
+        oncall = _oncall(s)
+        found = [shift for schedule in s.config.schedules
+                 for shift in shifts(oncall.laid(schedule), since, until) if shift.user == name]
+    except AckdError as exc:
+        return _answer(exc)
+    return _calendar(f"on call: {name}", sorted(found, key=lambda x: x.start), s)
+
+
+def _calendar(title: str, found: list[Shift], s: Services) -> web.Response:
+    return web.Response(body=ics(title, found, s.clock.now()), content_type=CALENDAR,
+                        charset="utf-8")
+
+
+def _window(request: web.Request, s: Services) -> tuple[datetime, datetime]:
+    raw = request.query.get("weeks")
+    weeks = 4 if raw is None else whole_number(raw, "weeks", 1, MAX_WEEKS)
+    now = s.clock.now()
+    return now, now + timedelta(weeks=weeks)
+
+
+def _at(raw: str | None, now: datetime) -> datetime:
+    if raw is None:
+        return now
+    try:
+        at = datetime.fromisoformat(raw)
+    except ValueError:
+        raise PayloadError("at", f"not an ISO 8601 time: {raw[:64]!r}") from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+async def _body(request: web.Request) -> object:
+    try:
+        return parse_json((await request.read() or b"{}").decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PayloadError("body", "not valid UTF-8") from None

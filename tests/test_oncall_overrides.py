@@ -1,0 +1,229 @@
+"""Run-time overrides and swaps through the API, in-process on a fake clock: stored, listed,
+deleted, kept across a restart and a config reload, winning over the config's overrides
+visibly, and used by escalation. Errors name the field (400), the schedule (404), the scope
+(403)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import icalendar
+import pytest
+
+from receiver.oncall.overrides import Actor, Change, Leg, Scope, refusal
+from tests.harness import write_config
+from tests.test_api import Api, start_api
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the fake clock's start: ana is primary
+
+
+def iso(delta: timedelta) -> str:
+    return (T0 + delta).isoformat()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    started = await start_api(tmp_path)
+    yield started
+    await started.daemon.stop()
+
+
+async def override(api: Api, body: dict[str, Any], schedule: str = "payments") -> Any:
+    status, answer = await api.call("POST", f"/api/v1/schedules/{schedule}/overrides", body)
+    assert status == 201, answer
+    return answer["overrides"]
+
+
+async def who(api: Api, at: timedelta = timedelta(0)) -> dict[str, Any]:
+    status, answer = await api.call(
+        "GET", f"/api/v1/schedules/payments/oncall?at={iso(at).replace('+', '%2B')}")
+    assert status == 200, answer
+    return {layer["layer"]: layer for layer in answer["layers"]}
+
+
+async def test_an_override_is_listed_answered_and_deleted(api: Api) -> None:
+    [made] = await override(api, {"user": "cy", "start": iso(timedelta(hours=1)),
+                                  "end": iso(timedelta(hours=3)), "layer": "primary",
+                                  "note": "ana at the dentist"})
+    assert (made["user"], made["layer"], made["created_by"]) == ("cy", "primary", "e2e")
+    status, listing = await api.call("GET", "/api/v1/schedules/payments/overrides")
+    assert status == 200
+    assert [o["id"] for o in listing["overrides"]] == [made["id"]]
+    assert (await who(api))["primary"]["user"] == "ana"
+    inside = await who(api, timedelta(hours=2))
+    assert inside["primary"]["user"] == "cy"
+    assert inside["primary"]["by"] == f"run-time override #{made['id']} by e2e"
+    assert inside["primary"]["until"] == "2026-01-05T12:00:00Z"
+    assert inside["secondary"]["user"] == "bo"
+
+    status, gone = await api.call("DELETE", f"/api/v1/schedules/payments/overrides/{made['id']}")
+    assert (status, gone["deleted"]) == (200, [made["id"]])
+    assert (await who(api, timedelta(hours=2)))["primary"]["user"] == "ana"
+    status, listing = await api.call("GET", "/api/v1/schedules/payments/overrides")
+    assert listing["overrides"] == []
+
+
+async def test_a_swap_gives_each_the_others_shift_and_is_deleted_whole(api: Api) -> None:
+    # ana's primary hour and bo's (ana is primary, bo secondary: a swap within the layer
+    # names each person's own shift, and each covers the other's).
+    legs = await override(api, {"layer": "primary", "swap": [
+        {"user": "ana", "start": iso(timedelta(hours=1)), "end": iso(timedelta(hours=2))},
+        {"user": "cy", "start": iso(timedelta(hours=5)), "end": iso(timedelta(hours=6))},
+    ]})
+    assert [(leg["user"], leg["replaces"]) for leg in legs] == [("cy", "ana"), ("ana", "cy")]
+    assert legs[0]["swap_with"] == legs[1]["id"]
+    assert legs[1]["swap_with"] == legs[0]["id"]
+    assert (await who(api, timedelta(hours=1, minutes=30)))["primary"]["user"] == "cy"
+    # cy is not on call then, so the leg giving cy's hour to ana replaces nobody.
+    assert (await who(api, timedelta(hours=5, minutes=30)))["primary"]["user"] == "ana"
+    status, gone = await api.call(
+        "DELETE", f"/api/v1/schedules/payments/overrides/{legs[1]['id']}")
+    assert (status, sorted(gone["deleted"])) == (200, sorted(leg["id"] for leg in legs))
+
+
+async def test_escalation_pages_whoever_the_override_put_on_call(api: Api) -> None:
+    await override(api, {"user": "cy", "start": iso(timedelta(0)),
+                         "end": iso(timedelta(hours=1)), "replaces": "ana"})
+    await api.fire()
+    await api.settle()
+    assert api.paged() == ["cy"]
+
+
+async def test_overrides_survive_a_restart_and_a_reload(tmp_path: Path) -> None:
+    first = await start_api(tmp_path)
+    try:
+        [made] = await override(first, {"user": "bo", "start": iso(timedelta(0)),
+                                        "end": iso(timedelta(days=1)), "layer": "primary"})
+    finally:
+        await first.daemon.stop()
+    again = await start_api(tmp_path)
+    try:
+        status, listing = await again.call("GET", "/api/v1/schedules/payments/overrides")
+        assert [o["id"] for o in listing["overrides"]] == [made["id"]]
+        # A reload brings new schedule objects: the run-time overrides are laid over them.
+        write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+        assert again.daemon.reload(tmp_path / "ackd.yaml")
+        assert (await who(again))["primary"]["user"] == "bo"
+        await again.fire()
+        await again.settle()
+        assert again.paged() == ["bo"]
+    finally:
+        await again.daemon.stop()
+
+
+async def test_run_time_wins_over_a_config_override_and_says_so(tmp_path: Path) -> None:
+    path = write_config(tmp_path / "planned.yaml", "127.0.0.1:9", step_delay="5m")
+    # The config's own override: cy on primary all day.
+    path.write_text(path.read_text().replace(
+        "teams:",
+        "    overrides:\n      - {user: cy, layer: primary, start: 2026-01-05T00:00:00,"
+        " end: 2026-01-06T00:00:00}\nteams:", 1))
+    api = await start_api(tmp_path)
+    try:
+        assert api.daemon.reload(path)
+        assert (await who(api))["primary"]["user"] == "cy"
+        [made] = await override(api, {"user": "bo", "start": iso(timedelta(0)),
+                                      "end": iso(timedelta(hours=2)), "layer": "primary"})
+        assert [(c["source"], c["user"]) for c in made["overrules"]] == [("config", "cy")]
+        answer = (await who(api))["primary"]
+        assert answer["user"] == "bo"
+        assert [c["user"] for c in answer["overrules"]] == ["cy"]
+        assert (await who(api, timedelta(hours=3)))["primary"]["user"] == "cy"
+    finally:
+        await api.daemon.stop()
+
+
+BAD = [
+    ("unknown schedule", "nope", {"user": "cy", "start": "2026-01-05T10:00:00Z",
+                                  "end": "2026-01-05T11:00:00Z"}, 404, "schedule"),
+    ("end before start", "payments", {"user": "cy", "start": "2026-01-05T10:00:00Z",
+                                      "end": "2026-01-05T09:00:00Z"}, 400, "end"),
+    ("start not a time", "payments", {"user": "cy", "start": "tomorrow",
+                                      "end": "2026-01-05T09:00:00Z"}, 400, "start"),
+    ("end missing", "payments", {"user": "cy", "start": "2026-01-05T10:00:00Z"}, 400, "end"),
+    ("unknown user", "payments", {"user": "zed", "start": "2026-01-05T10:00:00Z",
+                                  "end": "2026-01-05T11:00:00Z"}, 400, "user"),
+    ("unknown layer", "payments", {"user": "cy", "layer": "tertiary",
+                                   "start": "2026-01-05T10:00:00Z",
+                                   "end": "2026-01-05T11:00:00Z"}, 400, "layer"),
+    ("swap end before start", "payments", {"swap": [
+        {"user": "ana", "start": "2026-01-05T10:00:00Z", "end": "2026-01-05T11:00:00Z"},
+        {"user": "bo", "start": "2026-01-05T10:00:00Z", "end": "2026-01-05T10:00:00Z"}]},
+     400, "swap[1].end"),
+    ("swap of one", "payments", {"swap": [
+        {"user": "ana", "start": "2026-01-05T10:00:00Z", "end": "2026-01-05T11:00:00Z"}]},
+     400, "swap"),
+    ("past the year 9999", "payments", {"user": "cy", "start": "2026-01-05T10:00:00Z",
+                                        "end": "9999-12-31T23:00:00-14:00"}, 400, "end"),
+    ("not an object", "payments", ["cy"], 400, "body"),
+]
+
+
+@pytest.mark.parametrize(("schedule", "body", "status", "field"), [b[1:] for b in BAD],
+                         ids=[b[0] for b in BAD])
+async def test_bad_requests_name_the_field(
+    api: Api, schedule: str, body: Any, status: int, field: str
+) -> None:
+    got, answer = await api.call("POST", f"/api/v1/schedules/{schedule}/overrides", body)
+    assert (got, answer["field"]) == (status, field), answer
+    _, listing = await api.call("GET", "/api/v1/schedules/payments/overrides")
+    assert listing["overrides"] == []
+
+
+async def test_unknown_override_and_schedule_are_404s(api: Api) -> None:
+    status, answer = await api.call("DELETE", "/api/v1/schedules/payments/overrides/42")
+    assert (status, answer["field"]) == (404, "id")
+    status, answer = await api.call("GET", "/api/v1/schedules/nope/overrides")
+    assert (status, answer["field"]) == (404, "schedule")
+    status, answer = await api.call("GET", "/api/v1/schedules/nope.ics")
+    assert (status, answer["field"]) == (404, "schedule")
+
+
+async def test_changes_need_a_token(api: Api) -> None:
+    status, answer = await api.call(
+        "POST", "/api/v1/schedules/payments/overrides", {"user": "cy"}, token="wrong")
+    assert (status, answer["field"]) == (401, "Authorization")
+
+
+LEG = Leg("bo", T0, T0 + timedelta(hours=1), "primary", "ana")
+SCOPES = [
+    # (actor, scopes, change, the scope missing)
+    ("ana", {Scope.RESPOND}, Change((LEG,)), None),  # gives her own shift away
+    ("bo", {Scope.RESPOND}, Change((LEG,)), None),  # takes it
+    ("cy", {Scope.RESPOND}, Change((LEG,)), Scope.ADMIN),  # somebody else's shifts
+    ("cy", {Scope.ADMIN}, Change((LEG,)), None),
+    ("ana", {Scope.READ}, Change((LEG,)), Scope.RESPOND),
+    ("ana", set(), Change((LEG,)), Scope.RESPOND),
+]
+
+
+@pytest.mark.parametrize(("name", "scopes", "change", "missing"), SCOPES)
+def test_people_change_their_own_shifts_and_admins_any(
+    name: str, scopes: set[Scope], change: Change, missing: Scope | None
+) -> None:
+    assert refusal(Actor(name, frozenset(scopes)), change) is missing
+
+
+async def test_the_calendar_holds_the_shifts_with_the_overrides(api: Api) -> None:
+    await override(api, {"user": "cy", "start": iso(timedelta(days=1)),
+                         "end": iso(timedelta(days=1, hours=8)), "layer": "primary"})
+    status, text = await api.call("GET", "/api/v1/schedules/payments.ics?weeks=1")
+    assert status == 200
+    calendar = icalendar.Calendar.from_ical(text)
+    events = [(str(e["summary"]), e.decoded("dtstart"), e.decoded("dtend"))
+              for e in calendar.walk("VEVENT")]
+    day = T0 + timedelta(days=1)
+    assert ("On call: cy (payments primary)", day, day + timedelta(hours=8)) in events
+    primary = sorted((s, e) for summary, s, e in events if "ana" in summary)
+    # ana's week is cut by cy's eight hours: before and after them, to the week's end.
+    assert primary == [(T0, day), (day + timedelta(hours=8), T0 + timedelta(weeks=1))]
+    status, text = await api.call("GET", "/api/v1/users/cy.ics?weeks=1")
+    [event] = icalendar.Calendar.from_ical(text).walk("VEVENT")
+    assert "run-time override" in str(event["description"])
+    status, answer = await api.call("GET", "/api/v1/users/zed.ics")
+    assert (status, answer["field"]) == (404, "user")
+    status, answer = await api.call("GET", "/api/v1/schedules/payments.ics?weeks=99")
+    assert (status, answer["field"]) == (400, "weeks")

@@ -64,6 +64,9 @@ class Client:
             except json.JSONDecodeError:
                 data = {"error": text[:200]}
             if response.status >= 400:
-                raise ApiError(response.status, str(data.get("error", data)))
+                message = str(data.get("error", data))
+                # The field (or the scope) the answer names, as the API gives it.
+                named = data.get("scope") or data.get("field")
+                raise ApiError(response.status, f"{named}: {message}" if named else message)
             result: dict[str, Any] = data
             return result

@@ -252,3 +252,17 @@ async def test_pages_link_each_incident_to_its_page(api: Api) -> None:
     assert links is not None
     claim = links.verify(link.group(1).rsplit("/", 1)[1], api.clock.now())
     assert (claim.incident_id, claim.action, claim.recipient) == (number, "open", "ana")
+
+
+async def test_the_on_call_table_shows_run_time_overrides(api: Api, browser: Browser) -> None:
+    now = api.clock.now()
+    status, body = await api.call("POST", "/api/v1/schedules/payments/overrides", {
+        "user": "cy", "layer": "primary", "start": now.isoformat(),
+        "end": (now + timedelta(hours=1)).isoformat()})
+    assert status == 201, body
+    await browser.sign_in()
+    _, page = await browser.get("/")
+    table = re.search(r'<table id="on-call">(.*?)</table>', page, re.S)
+    assert table
+    cells = re.findall(r"<td>(.*?)</td>", table.group(1))
+    assert cells[:3] == ["payments", "primary", "cy"]  # as escalation pages, not the plan

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -102,7 +103,7 @@ async def index(request: web.Request) -> web.Response:
     except AckdError as exc:
         return _problem(exc, visitor)
     return render("index.html", visitor=visitor, incidents=incidents, now=now,
-                  oncall=views.on_call_now(s.config, now), limit=OPEN_LIMIT)
+                  oncall=_on_call_now(s, now), limit=OPEN_LIMIT)
 
 
 async def incident_page(request: web.Request) -> web.Response:
@@ -283,3 +284,10 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/login", login_form)
     router.add_post("/login", login)
     router.add_post("/logout", logout)
+
+
+def _on_call_now(s: Services, now: datetime) -> list[views.OnCallRow]:
+    """As escalation sees it: with the run-time overrides and swaps."""
+    if s.oncall is None:
+        return views.on_call_now(s.config, now)
+    return views.on_call_now(s.config, now, s.oncall.roster.schedule)

@@ -3,14 +3,14 @@ templates only lay out values and the tests read them without a browser."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.config.model import Config
 from receiver.core.model import TimelineEvent
-from receiver.oncall.schedules import next_change, on_call
+from receiver.oncall.schedules import Schedule, next_change, on_call
 
 
 def age(since: datetime, now: datetime) -> str:
@@ -42,13 +42,16 @@ class OnCallRow:
     until: datetime | None  # None: it does not change
 
 
-def on_call_now(config: Config, now: datetime) -> list[OnCallRow]:
-    """Who is on call now, for every team with a schedule, per layer, and until when."""
+def on_call_now(
+    config: Config, now: datetime, laid: Callable[[Schedule], Schedule] = lambda s: s
+) -> list[OnCallRow]:
+    """Who is on call now, for every team with a schedule, per layer, and until when;
+    `laid` lays the run-time overrides and swaps over a schedule (the roster's)."""
     rows = []
     for team in config.teams.values():
         if team.schedule is None:
             continue
-        schedule = config.schedules[team.schedule]
+        schedule = laid(config.schedules[team.schedule])
         for layer in schedule.layers:
             rows.append(OnCallRow(
                 team.name, schedule.name, layer.name, on_call(schedule, layer.name, now) or "",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -82,6 +83,7 @@ class SinkRequest:
     body: bytes
     json: Any = None
     form: Mapping[str, str] | None = None
+    received_at: float = field(default_factory=time.time)  # wall clock, when it arrived
 
 
 class HttpSink:

@@ -33,6 +33,7 @@ from receiver.incidents.service import Incidents
 from receiver.notify.contacts import index_of
 from receiver.notify.links import Links
 from receiver.notify.notifier import AppriseNotifier, Notifier
+from receiver.oncall.handoffs import HandoffNotices
 from receiver.oncall.service import OnCallService
 from receiver.store import SqliteStore, private_dir
 from receiver.store.oncall import current_overrides
@@ -163,6 +164,8 @@ class Daemon:
             self.responder.delivery_failed,
         )
         self.responder.outbox_listeners.append(self.dispatcher.wake)
+        self.handoffs = HandoffNotices(
+            self.store, self.clock, self.notifier, self.responder.roster, lambda: self.config)
         self.responder.resolution_listeners.append(self.incidents.held.forget)
         self.responder.stale_listeners.append(self.incidents.held.forget)
         self.services = Services(
@@ -208,6 +211,7 @@ class Daemon:
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
         self.dispatcher.start()
+        await self.handoffs.start()
         app = build_web_app(self.services, body_timeout=self._body_timeout)
         self._runner = web.AppRunner(
             app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False,
@@ -244,6 +248,7 @@ class Daemon:
             await self._runner.cleanup()
         self.incidents.close()
         await self.responder.scheduler.stop()
+        await self.handoffs.stop()
         await self.dispatcher.stop()
         await self.notifier.close()
         try:
@@ -293,6 +298,7 @@ class Daemon:
         self.services.config = kept
         self.incidents.resize_memos(kept.memo_bytes)
         self.services.links = _links(kept)
+        self.handoffs.replan()  # another config: other handoffs, or none
         log.info("configuration reloaded from %s", path)
         return None
 

@@ -56,7 +56,7 @@ T = TypeVar("T")
 TEAM_SCHEDULE = "@team"
 TEAM_LEAD = "@lead"
 GAP_LOOKAHEAD = timedelta(weeks=4)
-_SHIFT_UNITS = {"h": sched.ShiftUnit.HOURS, "d": sched.ShiftUnit.DAYS, "w": sched.ShiftUnit.WEEKS}
+_SHIFT_UNITS = {s.value: s for s in sched.ShiftUnit}
 
 
 def bind_policy(policy: Policy, team: Team) -> Policy:
@@ -319,7 +319,8 @@ class Builder:
             overrides.append(sched.Override(start, end, o.user, o.layer, o.replaces))
         if found is None:
             return None
-        return sched.Schedule(spec.name, tz, tuple(layers), tuple(overrides))
+        return sched.Schedule(
+            spec.name, tz, tuple(layers), tuple(overrides), spec.handoff_notices)
 
     def _teams(
         self, schedules: Mapping[str, sched.Schedule], users: Mapping[str, User]

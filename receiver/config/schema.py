@@ -148,7 +148,7 @@ class RestrictionSpec(Strict):
 class RotationSpec(Strict):
     name: str = ""
     users: Annotated[list[str], Field(min_length=1)]
-    shift: Annotated[str, Field(pattern=r"^[1-9][0-9]*(h|d|w)$")]
+    shift: Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
     start: datetime
     restrictions: list[RestrictionSpec] = []
     timezone: str | None = None  # the rotation's own zone, for its start and restrictions
@@ -172,6 +172,7 @@ class ScheduleSpec(Strict):
     timezone: str
     layers: Annotated[list[LayerSpec], Field(min_length=1)]
     overrides: list[OverrideSpec] = []
+    handoff_notices: bool = False
 
 
 class WorkingHoursSpec(Strict):

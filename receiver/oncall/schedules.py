@@ -59,12 +59,16 @@ _WEEKDAYS_FORM = (
 
 
 class ShiftUnit(StrEnum):
+    SECONDS = "s"  # for trying handoffs out and for tests: a shift of seconds
+    MINUTES = "m"
     HOURS = "h"
     DAYS = "d"
     WEEKS = "w"
 
 
 _UNIT_LENGTH = {
+    ShiftUnit.SECONDS: timedelta(seconds=1),
+    ShiftUnit.MINUTES: timedelta(minutes=1),
     ShiftUnit.HOURS: timedelta(hours=1),
     ShiftUnit.DAYS: timedelta(days=1),
     ShiftUnit.WEEKS: timedelta(weeks=1),
@@ -114,7 +118,7 @@ class Rotation:
         would last no time on the night clocks skip an hour and two hours on the night they
         repeat one. Days and weeks keep the start's wall-clock time instead, so a 1d or 1w
         rotation hands off at 09:00 in summer and winter alike."""
-        return self.shift_unit is ShiftUnit.HOURS
+        return self.shift_unit in (ShiftUnit.SECONDS, ShiftUnit.MINUTES, ShiftUnit.HOURS)
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,7 @@ class Schedule:
     tz: ZoneInfo
     layers: tuple[Layer, ...]
     overrides: tuple[Override, ...] = ()
+    handoff_notices: bool = False  # tell each incoming person (oncall/handoffs.py)
 
 
 @dataclass(frozen=True)

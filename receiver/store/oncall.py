@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.core.errors import NotFound
@@ -12,6 +12,7 @@ from receiver.oncall.overrides import Change, Leg, RuntimeOverride
 from receiver.store.codec import from_us, opt_from_us, to_us
 from receiver.store.transaction import Transaction
 
+SENT_KEPT = timedelta(weeks=1)
 _COLUMNS = (
     "id, schedule, layer, user, replaces, start_at, end_at, swap_with, created_by, created_at,"
     " note"
@@ -140,3 +141,18 @@ async def unsent_notices(tx: Transaction) -> list[PlannedNotice]:
         " WHERE sent_at IS NULL ORDER BY at"
     )
     return [_notice(r) for r in rows]
+
+
+async def unplan_others(
+    tx: Transaction, keep: Sequence[tuple[str, str]], now: datetime
+) -> None:
+    """Unsent notices of layers no longer notifying (a reload turned them off) go; sent ones
+    older than a week go too (the record of what went out is kept that long)."""
+    await tx.query("DELETE FROM handoff_notices WHERE sent_at < ?",
+                   (to_us(now - SENT_KEPT),))
+    rows = await tx.query(
+        "SELECT id, schedule, layer FROM handoff_notices WHERE sent_at IS NULL")
+    wanted = set(keep)
+    for row in rows:
+        if (row[1], row[2]) not in wanted:
+            await drop_notice(tx, int(row[0]))

@@ -1,0 +1,140 @@
+"""Handoff notices on a fake clock: the incoming person hears at the handoff, with the open
+incidents of the teams on the schedule; once only, across a restart; a run-time override
+moves the notice with the handoff."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from receiver.app.daemon import Daemon
+from receiver.config import model as config_module
+from receiver.core.clock import FakeClock
+from receiver.notify.notifier import RecordingNotifier
+from receiver.oncall.handoffs import OpenIncident, next_handoff, notice_message
+from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit, on_call
+from receiver.store.oncall import PlannedNotice
+from tests.harness import write_config
+from tests.test_api import Api
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the fake clock's start
+AMS = ZoneInfo("Europe/Amsterdam")
+HOURLY = """\
+      - {name: primary, rotations: [{users: [ana, bo], shift: 1h, start: 2026-01-05T00:00:00}]}"""
+
+
+def start(directory: Path, clock: FakeClock, notifier: RecordingNotifier) -> Daemon:
+    directory.mkdir(exist_ok=True)
+    path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+    text = path.read_text()
+    weekly = next(line for line in text.splitlines() if "{name: primary," in line)
+    path.write_text(text.replace(weekly, HOURLY).replace(
+        "    timezone: Europe/Amsterdam\n", "    timezone: Europe/Amsterdam\n"
+        "    handoff_notices: true\n", 1))
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=directory / "data")
+    return Daemon(loaded, clock=clock, notifier=notifier)
+
+
+def notices(notifier: RecordingNotifier) -> list[tuple[str, str]]:
+    return [(url.rsplit("/", 1)[1], m.body) for url, m in notifier.sent
+            if m.title.startswith("On call now")]
+
+
+async def test_the_incoming_person_hears_once_with_the_open_incidents(tmp_path: Path) -> None:
+    clock, notifier = FakeClock(T0), RecordingNotifier()
+    daemon = start(tmp_path, clock, notifier)
+    await daemon.start()
+    api = Api(daemon, notifier, clock)
+    try:
+        number = await api.fire()  # ana is on call (10:00 in Amsterdam, the 11th hour)
+        await api.settle()
+        assert notices(notifier) == []
+        await clock.jump(timedelta(minutes=59, seconds=59))
+        await api.settle()
+        assert notices(notifier) == []
+        await clock.jump(timedelta(seconds=1))  # 11:00 in Amsterdam: bo's hour
+        await api.settle()
+        [(who, body)] = notices(notifier)
+        assert who == "bo"
+        assert body.startswith("You are on call now for payments primary, until Mon 05 Jan"
+                               " 12:00 CET.")
+        assert f"#{number} [SEV1] triggered: " in body
+    finally:
+        await daemon.stop()
+
+    # Restarted within bo's hour: the notice went out, it does not go again.
+    clock.set(T0 + timedelta(hours=1, minutes=30))
+    notifier = RecordingNotifier()
+    again = start(tmp_path, clock, notifier)
+    await again.start()
+    try:
+        await Api(again, notifier, clock).settle()
+        assert notices(notifier) == []
+        await clock.jump(timedelta(minutes=30))  # ana's hour
+        await Api(again, notifier, clock).settle()
+        assert [who for who, _ in notices(notifier)] == ["ana"]
+    finally:
+        await again.stop()
+
+
+async def test_a_run_time_override_moves_the_notice(tmp_path: Path) -> None:
+    clock, notifier = FakeClock(T0), RecordingNotifier()
+    daemon = start(tmp_path, clock, notifier)
+    await daemon.start()
+    api = Api(daemon, notifier, clock)
+    try:
+        # cy covers from 09:30 to 10:30 UTC: cy at 09:30, then bo at 10:30, not at 10:00.
+        status, body = await api.call("POST", "/api/v1/schedules/payments/overrides", {
+            "user": "cy", "layer": "primary", "start": "2026-01-05T09:30:00Z",
+            "end": "2026-01-05T10:30:00Z"})
+        assert status == 201, body
+        await api.settle()
+        await clock.jump(timedelta(minutes=30))
+        await api.settle()
+        assert [who for who, _ in notices(notifier)] == ["cy"]
+        await clock.jump(timedelta(minutes=30))
+        await api.settle()
+        assert [who for who, _ in notices(notifier)] == ["cy"]  # 10:00: cy still, no notice
+        await clock.jump(timedelta(minutes=30))
+        await api.settle()
+        assert [who for who, _ in notices(notifier)] == ["cy", "bo"]
+    finally:
+        await daemon.stop()
+
+
+def test_next_handoff_skips_a_span_with_nobody() -> None:
+    restricted = Rotation(("ana", "bo"), 1, ShiftUnit.DAYS, datetime(2026, 1, 5, 9))
+    schedule = Schedule("s", AMS, (Layer("primary", (restricted,)),))
+    assert next_handoff(schedule, "primary", T0) == (datetime(2026, 1, 6, 8, tzinfo=UTC), "bo")
+    lonely = Schedule("s", AMS, (Layer("primary", (replace(restricted, users=("ana",)),)),))
+    assert next_handoff(lonely, "primary", T0) is None
+
+
+def test_the_notice_lists_incidents_on_one_line_each() -> None:
+    schedule = Schedule("payments", AMS, ())
+    notice = PlannedNotice(1, "payments", "primary", T0, "bo")
+    message = notice_message(schedule, notice, None,
+                             [OpenIncident(7, "SEV2", "acknowledged", "db\ndown")])
+    assert message.body.splitlines() == [
+        "You are on call now for payments primary, with no handoff ahead.",
+        "1 open incident(s) on your teams:",
+        "#7 [SEV2] acknowledged: db\\ndown",
+    ]
+    quiet = notice_message(schedule, notice, T0, [])
+    assert quiet.body.splitlines()[1] == "No open incidents on your teams."
+
+
+def test_shifts_in_seconds_and_minutes_count_elapsed_time() -> None:
+    # 30-second shifts from 02:59:30 on the night Amsterdam's clocks go back (03:00 -> 02:00):
+    # the handoffs go on every 30 s of real time through the repeated hour.
+    start = datetime(2026, 10, 25, 2, 59, 30)
+    seconds = Rotation(("ana", "bo"), 30, ShiftUnit.SECONDS, start)
+    schedule = Schedule("s", AMS, (Layer("primary", (seconds,)),))
+    first = datetime(2026, 10, 25, 0, 59, 30, tzinfo=UTC)  # 02:59:30 CEST
+    assert [on_call(schedule, "primary", first + timedelta(seconds=s)) for s in (0, 30, 60)] == [
+        "ana", "bo", "ana"]
+    assert next_handoff(schedule, "primary", first) == (first + timedelta(seconds=30), "bo")
+    minutes = replace(seconds, shift_length=2, shift_unit=ShiftUnit.MINUTES)
+    assert minutes.shift == timedelta(minutes=2)

@@ -18,13 +18,16 @@ run: $(VENV)/.installed
 
 # The end-to-end tests drive the real Alertmanager, and the quick start test runs the README's
 # curl; the deployment tests run Prometheus, promtool and systemd-analyze, the web page's tests
-# chromium: install them when we can (root with apt).
+# chromium, the PostgreSQL store's tests initdb and pg_ctl: install them when we can (root with
+# apt).
 system-deps:
 	@missing=""; [ -x $(AM_BIN) ] || missing="prometheus-alertmanager"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	[ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ] || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 \
+		|| missing="$$missing postgresql"; \
 	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi

@@ -7,6 +7,9 @@ import pytest
 from receiver.core.clock import FakeClock
 from tests.sinks import HttpSink
 
+# pg_cluster and pg_dsn: a throwaway PostgreSQL cluster (tests/pgcluster.py).
+pytest_plugins = ["tests.pgcluster"]
+
 
 @pytest.fixture
 def fake_clock() -> FakeClock:

@@ -23,7 +23,7 @@ def test_nothing_is_killed_by_name(path: str) -> None:
 
 @pytest.mark.parametrize(
     "package", ["make", "curl", "python3-venv", "prometheus-alertmanager", "prometheus", "systemd",
-                "chromium"]
+                "chromium", "postgresql"]
 )
 def test_ci_installs_what_the_suite_needs(package: str) -> None:
     assert re.search(rf"missing\+=\({re.escape(package)}\)", (ROOT / ".ci/run").read_text())

@@ -17,8 +17,8 @@ import pytest
 from receiver.cli import sink
 from tests.harness import ROOT, free_port
 
-COMMANDS = ["serve", "check-config", "routes", "oncall", "ack", "resolve", "snooze", "unack",
-            "incidents", "sink"]
+COMMANDS = ["serve", "migrate", "check-config", "routes", "oncall", "ack", "resolve", "snooze",
+            "unack", "incidents", "sink"]
 
 
 def ackd(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -136,6 +136,7 @@ class Daemon:
         keepalive_timeout: float = KEEPALIVE_TIMEOUT,
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         config_path: str | Path | None = None,
+        migrate: bool = True,
     ) -> None:
         prepare_data_dir(config.data_dir)
         self.config_path = config_path
@@ -146,7 +147,7 @@ class Daemon:
         self.metrics = metrics_ or Metrics()
         self.metrics.config_loaded(True, self.clock.now().timestamp())
         self.store = SqliteStore(
-            config.db_path, synchronous=config.synchronous,
+            config.db_path, synchronous=config.synchronous, migrate=migrate,
             contact_index=lambda name, kind, url: index_of(
                 url, name, kind, self.config.users, self.config.channels),
         )
@@ -325,13 +326,20 @@ def _bound_port(runner: web.AppRunner) -> int | None:
     return None
 
 
-async def serve(config: Config, config_path: str | Path) -> int:
+async def serve(config: Config, config_path: str | Path, *, migrate: bool = True) -> int:
     """Run until SIGTERM or SIGINT. A start that fails raises (StartupError for the causes we
     can name) after stopping whatever had started."""
     refused = example_secrets_in_use(config)
     if refused is not None:
         raise StartupError(refused)
-    daemon = Daemon(config, config_path=config_path)
+    if config.postgres is not None:
+        # The PostgreSQL store is being built in layers (issue 16): its schema and `ackd
+        # migrate` first. Until it can serve, say so rather than serve from SQLite instead.
+        raise StartupError(
+            f"{config.source}: storage.postgres: ackd serve cannot run on PostgreSQL yet"
+            " (`ackd migrate` prepares the database); remove storage.postgres to use SQLite"
+        )
+    daemon = Daemon(config, config_path=config_path, migrate=migrate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     interrupts = 0

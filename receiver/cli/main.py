@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import queue
+import sqlite3
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -67,6 +68,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--listen", help="HOST:PORT, overrides the file's `listen`")
     serve.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
     serve.add_argument(
+        "--no-migrate", dest="migrate", action="store_false",
+        help="do not migrate the store's schema at start: refuse to start on a store that "
+        "`ackd migrate` has not brought up to this version",
+    )
+    serve.add_argument(
         "--log-format", choices=FORMATS, default="text",
         help="text (for people, the default) or json (one object a line: time, level, "
         "logger, message, and event, incident and team where the line is about one)",
@@ -81,6 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("path", help="the file to write (replaced whole once complete)")
     backup.add_argument("--config", required=True, help="the config whose store to copy")
     backup.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
+
+    migrate = sub.add_parser(
+        "migrate", help="bring the store's schema up to this version, then exit",
+        description="Apply the schema migrations this version of ackd needs to the config's "
+        "store (the SQLite file in data_dir, or the PostgreSQL database of storage.postgres), "
+        "then exit: for a deploy pipeline, before the new version starts. `ackd serve` does "
+        "the same at start unless given --no-migrate. Safe beside running replicas: each "
+        "migration is applied once, and migrations only add.",
+    )
+    migrate.add_argument("--config", required=True, help="the config whose store to migrate")
+    migrate.add_argument("--data-dir", help="directory of the store, overrides `data_dir`")
 
     check = sub.add_parser(
         "check-config", help="validate configuration files (exit 1 on errors)",
@@ -222,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.setFormatter(formatter(getattr(args, "log_format", "text")))
         handler.addFilter(EscapeArgs())  # outside text cannot start a log line of its own
     command = {
-        "serve": _serve, "backup": _backup, "check-config": _check_config,
+        "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         "override": _override,
         **{name: _act for name in ACTIONS},
@@ -256,7 +273,7 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             # uvloop: libuv's event loop and transports in C, the same asyncio API.
-            return runner.run(serve(config, args.config))
+            return runner.run(serve(config, args.config, migrate=args.migrate))
     except StartupError as exc:
         print(f"ackd: {exc}", file=sys.stderr)
         return 1
@@ -266,6 +283,32 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"ackd: stopped without closing the store: {exc}", file=sys.stderr)
         sys.stderr.flush()
         os._exit(1)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from receiver.app.stores import migrate
+    from receiver.notify.contacts import index_of
+
+    config = _load(args.config)
+    if config is None:
+        return 1
+    if args.data_dir:
+        config = replace(config, data_dir=Path(args.data_dir))
+    found = config  # the contacts that migration 4 matches older outbox rows against
+
+    def contact_index(name: str, kind: str, url: str) -> int | None:
+        return index_of(url, name, kind, found.users, found.channels)
+
+    try:
+        store, before, after = asyncio.run(migrate(config, contact_index))
+    except (StartupError, OSError, sqlite3.Error) as exc:
+        print(f"ackd migrate: {exc}", file=sys.stderr)
+        return 1
+    if before == after:
+        print(f"{store}: at schema migration {after}, nothing to do")
+    else:
+        print(f"{store}: migrated from schema migration {before} to {after}")
+    return 0
 
 
 def _backup(args: argparse.Namespace) -> int:

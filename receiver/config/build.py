@@ -27,6 +27,7 @@ from receiver.config.schema import (
     TargetSpec,
     WorkingHoursSpec,
 )
+from receiver.config.storage import PostgresSettings, dsn_problem
 from receiver.config.yamlsource import Located, render_path
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.config.yamlsource import load as load_yaml
@@ -127,6 +128,7 @@ class Builder:
         link = self._secret(("links",), "secret", spec.links.secret, spec.links.secret_file)
         self._stakeholders(severities, channels)
         templates = self._templates()
+        postgres = self._postgres(link)
         if self.problems or listen is None or route is None:
             return None
         n = spec.notifications
@@ -160,6 +162,7 @@ class Builder:
             teams=teams,
             policies=policies,
             route=route,
+            postgres=postgres,
         )
 
     # -- secrets --------------------------------------------------------------------------
@@ -172,6 +175,27 @@ class Builder:
             return inline
         path = (self.base_dir / file) if not Path(file).is_absolute() else Path(file)
         return self.attempt((*at, f"{key}_file"), lambda: _read_secret(path))
+
+    def _postgres(self, link_secret: str | None) -> PostgresSettings | None:
+        spec = self.spec.storage.postgres
+        if spec is None:
+            return None
+        at: KeyPath = ("storage", "postgres")
+        dsn = self._secret(at, "dsn", spec.dsn, spec.dsn_file)
+        if dsn is None:
+            if spec.dsn is None and spec.dsn_file is None:
+                self.fail(at, "needs dsn or dsn_file")
+            return None
+        problem = dsn_problem(dsn)
+        if problem is not None:
+            self.fail((*at, "dsn" if spec.dsn_file is None else "dsn_file"), problem)
+            return None
+        if link_secret is None:
+            # Without one, each replica would sign links with a random secret of its own,
+            # and a link signed by one would be refused by the others.
+            self.fail(at, "needs links.secret or links.secret_file beside it: every replica"
+                      " must sign and check links with the same secret")
+        return PostgresSettings(dsn, spec.pool_size)
 
     def _basic_password(self) -> str | None:
         basic = self.spec.webhook.basic_auth

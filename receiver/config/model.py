@@ -17,6 +17,7 @@ from typing import Any
 
 from receiver.config import build as configbuild
 from receiver.config import problems as configproblems
+from receiver.config.storage import PostgresSettings
 from receiver.config.yamlsource import load as load_yaml
 from receiver.core.errors import ConfigError, ConfigProblem
 from receiver.core.limits import WebhookLimits
@@ -84,6 +85,8 @@ class Config:
     teams: Mapping[str, Team]
     policies: Mapping[str, Policy]
     route: Route
+    # storage.postgres: None keeps the SQLite store in data_dir.
+    postgres: PostgresSettings | None = None
     # Policies bound to a team, made on first use: every new incident asks for one.
     _bound: dict[tuple[str, str], Policy] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -92,6 +95,11 @@ class Config:
     @property
     def db_path(self) -> Path:
         return self.data_dir / self.db_file
+
+    @property
+    def store_kind(self) -> str:
+        """The name of the store in app.stores.STORES."""
+        return "sqlite" if self.postgres is None else "postgres"
 
     def severity(self, name: str) -> Severity:
         for severity in self.severities:

@@ -83,9 +83,18 @@ class LinksSpec(Strict):
     ttl: Duration = timedelta(hours=24)
 
 
+class PostgresSpec(Strict):
+    dsn: str | None = None
+    dsn_file: str | None = None
+    # Connections each replica holds to the database.
+    pool_size: Annotated[int, Field(ge=2, le=200)] = 10
+
+
 class StorageSpec(Strict):
     path: str = "ackd.db"
     synchronous: Literal["full", "normal"] = "full"
+    # A PostgreSQL database instead of the SQLite file: for several replicas of ackd.
+    postgres: PostgresSpec | None = None
 
 
 class RetrySpec(Strict):

@@ -9,7 +9,8 @@
     ├── LinkError            a signed link is forged, tampered with or expired
     ├── StoreUnavailable     the store cannot take writes right now; callers answer 503
     └── StartupError         the daemon cannot start; the message is one line naming the cause
-        └── StoreCorrupt     the database file is damaged: restore it from a backup
+        ├── StoreCorrupt     the database file is damaged: restore it from a backup
+        └── SchemaBehind     started with --no-migrate on a store `ackd migrate` has not run on
 """
 
 from __future__ import annotations
@@ -83,3 +84,13 @@ class StartupError(AckdError):
 
 class StoreCorrupt(StartupError):
     """The database file fails SQLite's check: restore it from a backup. Not transient."""
+
+
+class SchemaBehind(StartupError):
+    """The store's schema is older than this ackd and ackd was told not to migrate it."""
+
+    def __init__(self, store: str, version: int, needed: int) -> None:
+        super().__init__(
+            f"the store {store} is at schema migration {version}, this ackd needs {needed}:"
+            " run `ackd migrate` first (or start without --no-migrate)"
+        )

@@ -42,7 +42,7 @@ from typing import Any, Generic, TypeVar
 
 import aiosqlite
 
-from receiver.core.errors import NotFound, StoreCorrupt, StoreUnavailable
+from receiver.core.errors import NotFound, SchemaBehind, StoreCorrupt, StoreUnavailable
 from receiver.core.model import Alert, Incident, IncidentState, TimelineEvent
 from receiver.store.codec import (
     ALERT_COLUMNS,
@@ -104,8 +104,10 @@ class SqliteStore:
         busy_timeout_ms: int = 2000,
         contact_index: ContactIndex | None = None,
         check_integrity: bool = True,
+        migrate: bool = True,
     ) -> None:
         self.path = path
+        self._migrate = migrate
         self._contact_index = contact_index or _no_contact
         self._check_integrity = check_integrity
         self._shm = ShmGuard(path)
@@ -151,7 +153,10 @@ class SqliteStore:
                 _check_integrity(conn, self.path)
             for pragma in self._pragmas():
                 conn.execute(pragma)
-            _migrate(conn, self._contact_index)
+            if self._migrate:
+                migrate(conn, self._contact_index)
+            else:
+                _require_current(conn, self.path)
             _end_leases(conn)
             # On the loop the writer never waits for a lock: see _begin.
             conn.execute("PRAGMA busy_timeout=0")
@@ -461,9 +466,34 @@ def _begin_waiting(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
         conn.execute("PRAGMA busy_timeout=0")
 
 
-def _migrate(conn: sqlite3.Connection, contact_index: ContactIndex) -> None:
+def schema_version(conn: sqlite3.Connection) -> int:
     row = conn.execute("PRAGMA user_version").fetchone()
-    version = int(row[0]) if row else 0
+    return int(row[0]) if row else 0
+
+
+def _require_current(conn: sqlite3.Connection, path: Path) -> None:
+    version = schema_version(conn)
+    if version < len(MIGRATIONS):
+        raise SchemaBehind(str(path), version, len(MIGRATIONS))
+
+
+def migrate_file(path: Path, contact_index: ContactIndex | None = None) -> tuple[int, int]:
+    """`ackd migrate`: apply the pending migrations to the file (created if missing, 0600, in
+    a 0700 directory); (before, after). SQLite's own locks keep it apart from a running ackd."""
+    private_dir(path.parent)
+    _private_files(path)
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA busy_timeout=10000")
+        return migrate(conn, contact_index or _no_contact)
+    finally:
+        conn.close()
+
+
+def migrate(conn: sqlite3.Connection, contact_index: ContactIndex) -> tuple[int, int]:
+    """Apply every migration not applied yet, each in its own transaction; (before, after)."""
+    version = schema_version(conn)
     conn.create_function("ackd_contact_index", 3, contact_index, deterministic=True)
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         log.info("applying schema migration %d", number)
@@ -475,6 +505,7 @@ def _migrate(conn: sqlite3.Connection, contact_index: ContactIndex) -> None:
         log.info("rewriting the store without the notification URLs it held")
         conn.execute("VACUUM")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return version, max(version, len(MIGRATIONS))
 
 
 URLS_REMOVED = 4  # the migration after which the outbox holds no URL

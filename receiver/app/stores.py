@@ -1,0 +1,69 @@
+"""The stores a config may ask for, by name (as uvicorn names its event loops in a table):
+`sqlite`, the file in data_dir, unless `storage.postgres` names a database (`postgres`).
+Each entry says what to call the store in a message (a PostgreSQL DSN with its password
+masked) and migrates it, for `ackd migrate` in a deploy pipeline."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import asyncpg
+
+from receiver.config.model import Config
+from receiver.core.errors import StartupError
+from receiver.store.postgres.migrate import migrate as migrate_postgres
+from receiver.store.sqlite import ContactIndex, migrate_file
+
+# How long `ackd migrate` waits for PostgreSQL to answer before it gives up.
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class StoreKind:
+    describe: Callable[[Config], str]
+    migrate: Callable[[Config, ContactIndex], Awaitable[tuple[int, int]]]
+
+
+async def _migrate_sqlite(config: Config, contact_index: ContactIndex) -> tuple[int, int]:
+    return migrate_file(config.db_path, contact_index)
+
+
+async def _migrate_postgres(config: Config, contact_index: ContactIndex) -> tuple[int, int]:
+    settings = config.postgres
+    assert settings is not None
+    try:
+        conn = await asyncpg.connect(settings.dsn, timeout=CONNECT_TIMEOUT)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StartupError(
+            f"cannot reach PostgreSQL at {settings.masked}: {_without(settings.dsn, exc)}"
+        ) from exc
+    try:
+        return await migrate_postgres(conn)
+    finally:
+        await conn.close()
+
+
+def _without(dsn: str, exc: BaseException) -> str:
+    """The error's text, with the DSN's password masked should a driver ever repeat it."""
+    text = str(exc) or type(exc).__name__
+    password = urlsplit(dsn).password
+    for secret in {password, unquote(password)} if password else set():
+        text = text.replace(secret, "***")
+    return text
+
+
+STORES: dict[str, StoreKind] = {
+    "sqlite": StoreKind(lambda config: str(config.db_path), _migrate_sqlite),
+    "postgres": StoreKind(
+        lambda config: config.postgres.masked if config.postgres else "", _migrate_postgres
+    ),
+}
+
+
+async def migrate(config: Config, contact_index: ContactIndex) -> tuple[str, int, int]:
+    """Migrate the config's store: (what it is, migration before, migration after)."""
+    kind = STORES[config.store_kind]
+    before, after = await kind.migrate(config, contact_index)
+    return kind.describe(config), before, after

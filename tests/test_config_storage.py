@@ -1,0 +1,92 @@
+"""storage.postgres: the DSN from the file, a file or the environment, checked with file, line
+and key, and its password never in a repr, an error or a log line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from receiver.config import model as config
+from receiver.config.storage import dsn_problem, masked_dsn
+from receiver.core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY = """\
+links: {secret: a-long-shared-link-secret}
+teams: [{name: ops}]
+users: [{name: ana, contacts: [{url: "json://127.0.0.1:9/ana"}]}]
+policies: [{name: p, steps: [{notify: [{user: ana}]}]}]
+route: {team: ops, policy: p, severity: SEV1}
+"""
+
+
+def write(tmp_path: Path, storage: str) -> Path:
+    path = tmp_path / "ackd.yaml"
+    path.write_text(storage + BODY)
+    return path
+
+
+def test_no_postgres_keeps_sqlite() -> None:
+    loaded = config.load(ROOT / "config.example.yaml", environ={})
+    assert loaded.postgres is None
+    assert loaded.store_kind == "sqlite"
+
+
+def test_a_dsn_from_a_file_is_read_and_kept_out_of_the_repr() -> None:
+    loaded = config.load(ROOT / "tests/config/good/postgres.yaml")
+    assert loaded.store_kind == "postgres"
+    assert loaded.postgres is not None
+    assert loaded.postgres.dsn == "postgresql://ackd:s3cret-pg@db.example:5432/ackd"
+    assert loaded.postgres.pool_size == 4
+    assert "s3cret-pg" not in repr(loaded)
+    assert loaded.postgres.masked == "postgresql://ackd:***@db.example:5432/ackd"
+
+
+def test_a_dsn_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "storage: {postgres: {dsn: '${ACKD_DSN}'}}\n")
+    loaded = config.load(path, environ={"ACKD_DSN": "postgres://u:pw@127.0.0.1/ackd"})
+    assert loaded.postgres is not None
+    assert loaded.postgres.dsn == "postgres://u:pw@127.0.0.1/ackd"
+
+
+@pytest.mark.parametrize(
+    ("dsn", "wanted"),
+    [
+        ("mysql://ackd:hunter2@db/ackd", "must be a URL of the form"),
+        ("postgresql://ackd:hunter2@db:99999/ackd", "is not a DSN of the form"),
+        ("postgresql://ackd:hunter2@:5432/ackd", "names no host"),
+        ("host=db password=hunter2", "must be a URL of the form"),
+    ],
+)
+def test_a_bad_dsn_is_named_by_key_and_line_never_shown(
+    tmp_path: Path, dsn: str, wanted: str
+) -> None:
+    path = write(tmp_path, f"storage:\n  postgres:\n    dsn: '{dsn}'\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    text = str(caught.value)
+    assert f"{path}:3: storage.postgres.dsn: {wanted}" in text
+    assert "hunter2" not in text
+
+
+def test_both_dsn_and_dsn_file_is_a_problem(tmp_path: Path) -> None:
+    (tmp_path / "dsn").write_text("postgresql://u@db/ackd")
+    path = write(tmp_path, "storage: {postgres: {dsn: 'postgresql://u@db/a', dsn_file: dsn}}\n")
+    with pytest.raises(ConfigError, match="storage.postgres.dsn_file: give dsn or dsn_file"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "masked"),
+    [
+        ("postgresql://ackd:pw@db:5432/ackd", "postgresql://ackd:***@db:5432/ackd"),
+        ("postgresql://ackd@db/ackd", "postgresql://ackd@db/ackd"),
+        ("postgresql://ackd:p%40ss@db/ackd?sslmode=require&password=x",
+         "postgresql://ackd:***@db/ackd?sslmode=require&password=***"),
+        ("postgresql://a:b:c@[::1]:5432/ackd", "postgresql://a:***@[::1]:5432/ackd"),
+    ],
+)
+def test_the_masked_dsn_hides_every_password(dsn: str, masked: str) -> None:
+    assert dsn_problem(dsn) is None
+    assert masked_dsn(dsn) == masked

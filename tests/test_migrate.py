@@ -1,0 +1,106 @@
+"""`ackd migrate` brings the store's schema up to this version, for a deploy pipeline, on
+SQLite and on PostgreSQL alike; `ackd serve --no-migrate` refuses a store it has not run on.
+A PostgreSQL DSN's password shows in no output."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import asyncpg
+
+from receiver.store.postgres.migrate import schema_version
+from receiver.store.schema import MIGRATIONS
+from tests.harness import free_port
+from tests.test_cli import ackd
+
+LATEST = len(MIGRATIONS)
+BODY = """\
+links: {secret: a-long-shared-link-secret}
+teams: [{name: ops}]
+users: [{name: ana, contacts: [{url: "json://127.0.0.1:9/ana"}]}]
+policies: [{name: p, steps: [{notify: [{user: ana}]}]}]
+route: {team: ops, policy: p, severity: SEV1}
+"""
+
+
+def sqlite_config(tmp_path: Path) -> Path:
+    path = tmp_path / "ackd.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'data'}\n" + BODY)
+    return path
+
+
+def postgres_config(tmp_path: Path) -> Path:
+    path = tmp_path / "ackd.yaml"
+    path.write_text("storage: {postgres: {dsn: '${ACKD_DSN}'}}\n" + BODY)
+    return path
+
+
+def test_migrate_creates_a_sqlite_store_at_the_latest_schema_once(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path)
+    first = ackd("migrate", "--config", str(config))
+    again = ackd("migrate", "--config", str(config))
+    db = tmp_path / "data" / "ackd.db"
+    assert first.returncode == 0
+    assert f"applying schema migration {LATEST}" in first.stderr
+    assert first.stdout == f"{db}: migrated from schema migration 0 to {LATEST}\n"
+    assert again.stdout == f"{db}: at schema migration {LATEST}, nothing to do\n"
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == LATEST
+    assert db.stat().st_mode & 0o777 == 0o600
+
+
+def test_serve_with_no_migrate_refuses_a_store_migrate_has_not_run_on(tmp_path: Path) -> None:
+    config = sqlite_config(tmp_path)
+    listen = f"127.0.0.1:{free_port()}"
+    refused = ackd("serve", "--no-migrate", "--config", str(config), "--listen", listen)
+    assert refused.returncode == 1
+    assert refused.stderr.strip().endswith(
+        f"the store {tmp_path / 'data' / 'ackd.db'} is at schema migration 0, this ackd needs"
+        f" {LATEST}: run `ackd migrate` first (or start without --no-migrate)"
+    )
+
+
+async def test_migrate_on_postgresql_names_the_database_without_its_password(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    config = postgres_config(tmp_path)
+    env = {**os.environ, "ACKD_DSN": pg_dsn}
+    password = pg_dsn.split(":")[2].split("@")[0]
+    masked = pg_dsn.replace(password, "***")
+    first = ackd("migrate", "--config", str(config), env=env)
+    again = ackd("migrate", "--config", str(config), env=env)
+    assert first.returncode == 0
+    assert f"applying schema migration {LATEST}" in first.stderr
+    assert first.stdout == f"{masked}: migrated from schema migration 0 to {LATEST}\n"
+    assert again.stdout == f"{masked}: at schema migration {LATEST}, nothing to do\n"
+    assert password not in first.stdout + first.stderr + again.stdout + again.stderr
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        assert await schema_version(conn) == LATEST
+    finally:
+        await conn.close()
+
+
+def test_an_unreachable_postgresql_is_one_line_without_the_password(tmp_path: Path) -> None:
+    config = postgres_config(tmp_path)
+    port = free_port()
+    env = {**os.environ, "ACKD_DSN": f"postgresql://ackd:pw-hunter2@127.0.0.1:{port}/ackd"}
+    result = ackd("migrate", "--config", str(config), env=env)
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        f"ackd migrate: cannot reach PostgreSQL at postgresql://ackd:***@127.0.0.1:{port}/ackd: "
+    )
+    assert result.stderr.count("\n") == 1
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_serve_says_it_cannot_run_on_postgresql_yet(tmp_path: Path) -> None:
+    config = postgres_config(tmp_path)
+    env = {**os.environ, "ACKD_DSN": "postgresql://ackd:pw-hunter2@127.0.0.1:1/ackd"}
+    result = ackd("serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}",
+                  env=env)
+    assert result.returncode == 1
+    assert "storage.postgres: ackd serve cannot run on PostgreSQL yet" in result.stderr
+    assert "hunter2" not in result.stderr

@@ -27,6 +27,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "e2e-webhook-token"
 API_TOKEN = "e2e-api-token"
+# People's own tokens in write_config: ana responds, bo only reads, cy administers.
+ANA_TOKEN = "e2e-ana-token"
+BO_TOKEN = "e2e-bo-token"
+CY_TOKEN = "e2e-cy-token"
 AM_CANDIDATES = ("/usr/bin/prometheus-alertmanager", "prometheus-alertmanager", "alertmanager")
 
 
@@ -223,9 +227,9 @@ links: {{secret: e2e-link-secret, ttl: 1h}}
 notifications: {{timeout: 2s, retry: {{attempts: 2, backoff: 200ms, max_backoff: 1s}},
                 bundle_window: 0s}}
 users:
-  - {{name: ana, contacts: [{{url: "json://{sink}/ana"}}]}}
-  - {{name: bo, contacts: [{{url: "json://{sink}/bo"}}]}}
-  - {{name: cy, contacts: [{{url: "json://{sink}/cy"}}]}}
+  - {{name: ana, token: {ANA_TOKEN}, contacts: [{{url: "json://{sink}/ana"}}]}}
+  - {{name: bo, token: {BO_TOKEN}, scope: read, contacts: [{{url: "json://{sink}/bo"}}]}}
+  - {{name: cy, token: {CY_TOKEN}, scope: admin, contacts: [{{url: "json://{sink}/cy"}}]}}
 schedules:
   - name: payments
     timezone: Europe/Amsterdam

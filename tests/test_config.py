@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from receiver.config import model as config
+from receiver.core.access import Principal, PrincipalKind, Scope
 from receiver.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,7 +70,7 @@ def test_secrets_come_from_files_and_stay_out_of_repr() -> None:
     loaded = config.load("tests/config/good/secrets_from_files.yaml")
     assert loaded.webhook_auth.bearer_token == "tok3n"
     assert loaded.webhook_auth.basic_password == "pw"
-    assert loaded.api_tokens == {"api": "cli"}
+    assert loaded.api_tokens == {"api": Principal("cli", Scope.ADMIN, PrincipalKind.TOKEN)}
     assert loaded.link_secret == b"link"
     assert loaded.users["ana"].contacts[0].url == "json://127.0.0.1:9099/from-file"
     text = repr(loaded)

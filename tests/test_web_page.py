@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 
 from receiver.web.ui.session import COOKIE, LINK_SESSION, Sessions
-from tests.harness import API_TOKEN
+from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN
 from tests.test_api import LABELS, Api, start_api
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -137,6 +137,26 @@ async def test_acknowledge_and_resolve_through_forms(api: Api, browser: Browser)
     message = re.search(r'id="message">(.*?)<', page, re.S)
     assert message, page
     assert message.group(1) == f"cannot resolve: incident #{number} is already resolved (by e2e)"
+
+
+async def test_a_session_carries_its_tokens_scope_and_name(api: Api, browser: Browser) -> None:
+    number = await api.fire()
+    await browser.sign_in(BO_TOKEN)  # bo's own token reads only
+    _, page = await browser.get(f"/incidents/{number}")
+    status, _, page = await browser.post(f"/incidents/{number}/ack", {"csrf": _csrf(page)})
+    assert status == 403
+    assert "acting needs the respond scope; bo has read" in page
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["state"] == "triggered"
+    other = Browser(api)
+    try:
+        await other.sign_in(ANA_TOKEN)
+        _, page = await other.get(f"/incidents/{number}")
+        await other.post(f"/incidents/{number}/ack", {"csrf": _csrf(page)})
+    finally:
+        await other.session.close()
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["acknowledged_by"] == "ana"
 
 
 async def test_a_form_without_its_csrf_token_changes_nothing(

@@ -31,6 +31,7 @@ from receiver.config.storage import PostgresSettings, dsn_problem
 from receiver.config.yamlsource import Located, render_path
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.config.yamlsource import load as load_yaml
+from receiver.core.access import Principal, PrincipalKind, Scope
 from receiver.core.errors import ConfigProblem
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Severity
@@ -208,17 +209,38 @@ class Builder:
             self.fail(("webhook", "basic_auth"), "needs password or password_file")
         return password
 
-    def _api_tokens(self) -> dict[str, str]:
-        tokens: dict[str, str] = {}
+    def _api_tokens(self) -> dict[str, Principal]:
+        """Every API token -> who it acts as: the users' own, then the scripts' named ones."""
+        tokens: dict[str, Principal] = {}
+        users = {u.name for u in self.spec.users}
+        for i, user in enumerate(self.spec.users):
+            value = self._secret(("users", i), "token", user.token, user.token_file)
+            if value is not None:
+                self._add_token(tokens, ("users", i), value,
+                                Principal(user.name, Scope(user.scope), PrincipalKind.USER))
         for i, token in enumerate(self.spec.api.tokens):
             value = self._secret(("api", "tokens", i), "token", token.token, token.token_file)
             if value is None:
                 self.fail(("api", "tokens", i), "needs token or token_file")
-            elif value in tokens:
-                self.fail(("api", "tokens", i), "the same token is given twice")
-            else:
-                tokens[value] = token.name
+                continue
+            if token.name in users:
+                # The timeline names the actor: a script must not pass for a person.
+                self.fail(("api", "tokens", i, "name"),
+                          f"{token.name!r} is a user's name; give the script its own")
+                continue
+            self._add_token(tokens, ("api", "tokens", i), value,
+                            Principal(token.name, Scope(token.scope), PrincipalKind.TOKEN))
         return tokens
+
+    def _add_token(
+        self, tokens: dict[str, Principal], at: KeyPath, value: str, principal: Principal
+    ) -> None:
+        if not value:
+            self.fail((*at, "token"), "is empty")
+        elif value in tokens:
+            self.fail(at, f"the same token is given twice (also {tokens[value].describe()})")
+        else:
+            tokens[value] = principal
 
     def _templates(self) -> dict[str, dict[str, str]]:
         """Message template overrides, compiled and tried on a sample incident now, so a typo

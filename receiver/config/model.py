@@ -19,6 +19,7 @@ from receiver.config import build as configbuild
 from receiver.config import problems as configproblems
 from receiver.config.storage import PostgresSettings
 from receiver.config.yamlsource import load as load_yaml
+from receiver.core.access import Principal
 from receiver.core.errors import ConfigError, ConfigProblem
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Severity
@@ -73,7 +74,7 @@ class Config:
     max_body_bytes: int
     memo_bytes: int
     limits: WebhookLimits
-    api_tokens: Mapping[str, str] = field(repr=False)  # token -> name
+    api_tokens: Mapping[str, Principal] = field(repr=False)  # token -> who it acts as
     link_secret: bytes = field(repr=False)
     link_ttl: timedelta
     notifications: NotificationSettings
@@ -138,8 +139,8 @@ def example_secrets_in_use(config: Config) -> str | None:
         ("webhook.bearer_token", config.webhook_auth.bearer_token, "set ACKD_WEBHOOK_TOKEN"),
         ("webhook.basic_auth.password", config.webhook_auth.basic_password,
          "change webhook.basic_auth.password"),
-        *((f"api token {name!r}", token, "set ACKD_API_TOKEN")
-          for token, name in config.api_tokens.items()),
+        *((f"api token of {who.describe()}", token, _token_fix(who))
+          for token, who in config.api_tokens.items()),
         ("links.secret", config.link_secret.decode(errors="replace"),
          "remove links.secret (ackd keeps a random one in data_dir)"),
     ]
@@ -152,6 +153,12 @@ def example_secrets_in_use(config: Config) -> str | None:
         f"refusing to listen on {config.listen_host}:{config.listen_port} with secrets "
         f"published in config.example.yaml ({keys}): {fixes}, or listen on 127.0.0.1"
     )
+
+
+def _token_fix(who: Principal) -> str:
+    if who.is_user:
+        return f"change the token of user {who.name!r}"
+    return "set ACKD_API_TOKEN"
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:

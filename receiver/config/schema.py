@@ -67,10 +67,15 @@ class WebhookSpec(Strict):
     max_groups: Annotated[int, Field(gt=0)] = DEFAULT_MAX_GROUPS
 
 
+ScopeName = Literal["read", "respond", "admin"]
+
+
 class ApiTokenSpec(Strict):
     name: Name
     token: str | None = None
     token_file: str | None = None
+    # admin by default: before scopes, every named token could do everything.
+    scope: ScopeName = "admin"
 
 
 class ApiSpec(Strict):
@@ -141,6 +146,10 @@ class UserSpec(Strict):
     name: Name
     full_name: str = ""
     contacts: Annotated[list[ContactSpec], Field(min_length=1)]
+    # The person's own API token: what they do through the API is recorded as them.
+    token: str | None = None
+    token_file: str | None = None
+    scope: ScopeName = "respond"
 
 
 class ChannelSpec(Strict):

@@ -17,9 +17,9 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
+from receiver.core.access import Scope
 from receiver.core.errors import PayloadError
 from receiver.oncall.schedules import Override, Schedule, instant
 
@@ -35,14 +35,6 @@ __all__ = [
     "refusal",
     "with_runtime",
 ]
-
-
-class Scope(StrEnum):
-    """What a credential may do (the responders' model names the same three)."""
-
-    READ = "read"
-    RESPOND = "respond"
-    ADMIN = "admin"
 
 
 ADMIN = frozenset({Scope.READ, Scope.RESPOND, Scope.ADMIN})

@@ -13,11 +13,13 @@ from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
 
+from receiver.core.access import Scope
 from receiver.core.durations import parse_duration
 from receiver.core.errors import AckdError, LinkError, PayloadError
 from receiver.core.inputs import parse_json
 from receiver.notify.links import LinkClaim
-from receiver.web.api import authorised, error_response, incident_id
+from receiver.web.access import authorise
+from receiver.web.api import error_response, incident_id
 from receiver.web.responses import error, incident_json, ok
 from receiver.web.services import Services, services
 from receiver.web.ui.pages import open_link
@@ -34,16 +36,14 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def act(request: web.Request) -> web.Response:
     """POST /api/v1/incidents/{id}/{action}; snooze takes {"until": ISO} or {"for": "30m"}."""
     s = services(request)
-    actor = authorised(request, s)
-    if isinstance(actor, web.Response):
-        return actor
+    actor = authorise(request, Scope.RESPOND)
     action = request.match_info["action"]
     if action not in ACTIONS or s.responder is None:
         return error(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}", "action")
     try:
         number = incident_id(request)
         until = await _snooze_until(request, s) if action == "snooze" else None
-        incident = await s.responder.act(number, action, actor, until)
+        incident = await s.responder.act(number, action, actor.name, until)
     except AckdError as exc:
         return error_response(exc)
     return ok(incident_json(incident))

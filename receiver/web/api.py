@@ -6,8 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
+from receiver.core.access import Scope
 from receiver.core.errors import (
     AckdError,
+    Forbidden,
     InvalidTransition,
     NotFound,
     PayloadError,
@@ -16,36 +18,17 @@ from receiver.core.errors import (
 from receiver.core.inputs import MAX_INTEGER, whole_number
 from receiver.core.model import IncidentState
 from receiver.store import IncidentFilter
-from receiver.web.auth import api_actor
+from receiver.web.access import authorise
 from receiver.web.responses import (
     alert_json,
     error,
     event_json,
     incident_json,
     ok,
-    unauthorized,
 )
-from receiver.web.services import Services, services
+from receiver.web.services import services
 
 MAX_LIMIT = 1000
-
-
-def authorised(request: web.Request, s: Services) -> str | web.Response:
-    """The acting token's name, or the refusal to send. With no tokens configured, reads are
-    open on the listen address, but nobody can act without a token."""
-    tokens = s.config.api_tokens
-    if not tokens and request.method == "GET":
-        return "anonymous"
-    actor = api_actor(request, tokens)
-    if actor is not None:
-        return actor  # a valid token is never throttled, whoever shares the address
-    client = request.remote or "unknown"
-    blocked = s.throttle.blocked(client)
-    s.throttle.record(client)
-    s.metrics.auth_failures.labels("api").inc()
-    if blocked:
-        return error(429, "too many failed authentication attempts", "Authorization")
-    return unauthorized("missing or wrong API token")
 
 
 def _filter(request: web.Request) -> IncidentFilter:
@@ -85,9 +68,7 @@ def incident_id(request: web.Request) -> int:
 
 async def list_incidents(request: web.Request) -> web.Response:
     s = services(request)
-    actor = authorised(request, s)
-    if isinstance(actor, web.Response):
-        return actor
+    authorise(request, Scope.READ)
     try:
         found = await s.store.incidents(_filter(request))
     except AckdError as exc:
@@ -97,9 +78,7 @@ async def list_incidents(request: web.Request) -> web.Response:
 
 async def get_incident(request: web.Request) -> web.Response:
     s = services(request)
-    actor = authorised(request, s)
-    if isinstance(actor, web.Response):
-        return actor
+    authorise(request, Scope.READ)
     try:
         number = incident_id(request)
         incident = await s.store.incident(number)
@@ -118,6 +97,8 @@ def error_response(exc: AckdError) -> web.Response:
     propagates (aiohttp answers 500 and logs it)."""
     if isinstance(exc, PayloadError):
         return error(400, exc.message, exc.field)
+    if isinstance(exc, Forbidden):
+        return error(403, exc.message, "Authorization", scope=exc.scope)
     if isinstance(exc, NotFound):
         return error(404, str(exc), "id")
     if isinstance(exc, InvalidTransition):

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from receiver.config.model import WebhookAuth
+from receiver.core.access import Principal
 
 
 def _equal(given: str, expected: str) -> bool:
@@ -57,15 +58,15 @@ def webhook_allowed(request: web.Request, auth: WebhookAuth) -> bool:
     return False
 
 
-def api_actor(request: web.Request, tokens: Mapping[str, str]) -> str | None:
-    """The name of the API token presented, or None. Checks every token in constant time."""
+def api_principal(request: web.Request, tokens: Mapping[str, Principal]) -> Principal | None:
+    """Who the API token presented acts as, or None. Checks every token in constant time."""
     token = bearer(request)
     if token is None:
         return None
     found = None
-    for expected, name in tokens.items():
+    for expected, principal in tokens.items():
         if _equal(token, expected):
-            found = name
+            found = principal
     return found
 
 

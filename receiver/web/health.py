@@ -8,9 +8,10 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from receiver.config.model import Config
+from receiver.core.access import Scope
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import IncidentState
-from receiver.web.api import authorised
+from receiver.web.access import authorise
 from receiver.web.responses import error, ok
 from receiver.web.services import services
 
@@ -58,9 +59,7 @@ async def reload(request: web.Request) -> web.Response:
     file, line and key, as `ackd check-config` does. 422: the request was fine, the file
     was not, and sending the same request again changes nothing until it is fixed."""
     s = services(request)
-    actor = authorised(request, s)
-    if isinstance(actor, web.Response):
-        return actor
+    authorise(request, Scope.ADMIN)
     if s.reload is None:
         return error(409, "this ackd was started without a config file to reload")
     refused = s.reload()

@@ -17,9 +17,10 @@ from aiohttp import web
 from receiver.core.errors import AckdError, Forbidden, NotFound, PayloadError
 from receiver.core.inputs import parse_json, whole_number
 from receiver.oncall.calendar import Shift, ics, shifts
-from receiver.oncall.overrides import ADMIN, Actor, Scope, overruled
+from receiver.oncall.overrides import Actor, Scope, overruled
 from receiver.oncall.service import OnCallService, override_json
-from receiver.web.api import authorised, error_response
+from receiver.web.access import authorise
+from receiver.web.api import error_response
 from receiver.web.responses import error, ok
 from receiver.web.services import Services, services
 
@@ -27,16 +28,12 @@ MAX_WEEKS = 52
 CALENDAR = "text/calendar"
 
 
-def actor(request: web.Request, s: Services) -> Actor | web.Response:
-    """Who is asking and what they may do: the one place on-call requests are authorised.
-    An API token of the config acts for its operator with every scope; without tokens
-    configured, anyone on the listen address may read."""
-    name = authorised(request, s)
-    if isinstance(name, web.Response):
-        return name
-    if not s.config.api_tokens:
-        return Actor(name, frozenset({Scope.READ}))
-    return Actor(name, ADMIN)
+def actor(request: web.Request, s: Services) -> Actor:
+    """Who is asking and every scope their token grants (reading needs `read`; what a change
+    needs is decided by `overrides.refusal`). Without tokens configured, anyone on the listen
+    address may read."""
+    principal = authorise(request, Scope.READ)
+    return Actor(principal.name, frozenset(x for x in Scope if principal.scope.grants(x)))
 
 
 def _oncall(s: Services) -> OnCallService:
@@ -55,9 +52,7 @@ def _answer(exc: AckdError, missing: str = "schedule") -> web.Response:
 
 async def list_overrides(request: web.Request) -> web.Response:
     s = services(request)
-    who = actor(request, s)
-    if isinstance(who, web.Response):
-        return who
+    actor(request, s)  # reading needs the read scope
     name = request.match_info["name"]
     try:
         return ok({"schedule": name, "overrides": _oncall(s).listing(name)})
@@ -68,8 +63,6 @@ async def list_overrides(request: web.Request) -> web.Response:
 async def create_override(request: web.Request) -> web.Response:
     s = services(request)
     who = actor(request, s)
-    if isinstance(who, web.Response):
-        return who
     name = request.match_info["name"]
     try:
         oncall = _oncall(s)
@@ -83,8 +76,6 @@ async def create_override(request: web.Request) -> web.Response:
 async def delete_override(request: web.Request) -> web.Response:
     s = services(request)
     who = actor(request, s)
-    if isinstance(who, web.Response):
-        return who
     name = request.match_info["name"]
     try:
         override_id = whole_number(request.match_info["id"], "id", 1)
@@ -98,9 +89,7 @@ async def delete_override(request: web.Request) -> web.Response:
 
 async def who_is_on_call(request: web.Request) -> web.Response:
     s = services(request)
-    who = actor(request, s)
-    if isinstance(who, web.Response):
-        return who
+    actor(request, s)  # reading needs the read scope
     name = request.match_info["name"]
     try:
         at = _at(request.query.get("at"), s.clock.now())
@@ -112,9 +101,7 @@ async def who_is_on_call(request: web.Request) -> web.Response:
 
 async def schedule_calendar(request: web.Request) -> web.Response:
     s = services(request)
-    who = actor(request, s)
-    if isinstance(who, web.Response):
-        return who
+    actor(request, s)  # reading needs the read scope
     name = request.match_info["name"]
     try:
         since, until = _window(request, s)
@@ -126,9 +113,7 @@ async def schedule_calendar(request: web.Request) -> web.Response:
 
 async def user_calendar(request: web.Request) -> web.Response:
     s = services(request)
-    who = actor(request, s)
-    if isinstance(who, web.Response):
-        return who
+    actor(request, s)  # reading needs the read scope
     name = request.match_info["name"]
     if name not in s.config.users:
         return error(404, f"unknown user {name!r}", "user")

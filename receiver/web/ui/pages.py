@@ -18,6 +18,7 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from receiver.core.access import Principal
 from receiver.core.errors import AckdError, InvalidTransition, NotFound, PayloadError
 from receiver.core.inputs import whole_number
 from receiver.notify.links import LinkClaim
@@ -79,7 +80,7 @@ def _still_known(session: Session, s: Services) -> bool:
     """A reload may have removed the token or the user a session was opened for."""
     if session.via == "link":
         return session.name in s.config.users
-    return session.name in s.config.api_tokens.values()
+    return any(p.name == session.name for p in s.config.api_tokens.values())
 
 
 def render(template: str, status: int = 200, **context: Any) -> web.Response:
@@ -209,26 +210,28 @@ async def login(request: web.Request) -> web.Response:
         return render("login.html", 403, visitor=None, nonce=nonce, next=target,
                       message="the form expired; try again")
     client = request.remote or "unknown"
-    name = _token_name(s, str(form.get("token", "")).strip())
-    if name is None:
+    principal = _token_principal(s, str(form.get("token", "")).strip())
+    if principal is None:
         blocked = s.throttle.blocked(client)
         s.throttle.record(client)
         s.metrics.auth_failures.labels("api").inc()
         message = "too many failed attempts; wait a minute" if blocked else "unknown token"
         return render("login.html", 429 if blocked else 401, visitor=None, nonce=nonce,
                       next=target, message=message)
-    cookie = _sessions(s).issue(name, "respond", "token", s.clock.now(), TOKEN_SESSION)
+    # The session carries the token's own scope: a read token signs in to look, not to act.
+    cookie = _sessions(s).issue(principal.name, principal.scope.value, "token", s.clock.now(),
+                                TOKEN_SESSION)
     response = web.HTTPSeeOther(target, headers=HEADERS)
     _set_cookie(request, response, COOKIE, cookie, max_age=int(TOKEN_SESSION.total_seconds()))
     response.del_cookie(LOGIN_COOKIE, path="/")
     raise response
 
 
-def _token_name(s: Services, given: str) -> str | None:
+def _token_principal(s: Services, given: str) -> Principal | None:
     found = None
-    for expected, name in s.config.api_tokens.items():
+    for expected, principal in s.config.api_tokens.items():
         if given and _same(given, expected):
-            found = name
+            found = principal
     return found
 
 

@@ -227,3 +227,14 @@ async def test_the_calendar_holds_the_shifts_with_the_overrides(api: Api) -> Non
     assert (status, answer["field"]) == (404, "user")
     status, answer = await api.call("GET", "/api/v1/schedules/payments.ics?weeks=99")
     assert (status, answer["field"]) == (400, "weeks")
+
+
+async def test_ended_overrides_leave_the_roster_and_the_listing(api: Api) -> None:
+    [made] = await override(api, {"user": "cy", "start": iso(timedelta(0)),
+                                  "end": iso(timedelta(hours=1))})
+    await api.clock.jump(timedelta(hours=2))
+    await override(api, {"user": "bo", "start": iso(timedelta(hours=3)),
+                         "end": iso(timedelta(hours=4))})
+    assert made["id"] not in {o.id for o in api.daemon.responder.roster.of("payments")}
+    _, listing = await api.call("GET", "/api/v1/schedules/payments/overrides")
+    assert [o["user"] for o in listing["overrides"]] == ["bo"]

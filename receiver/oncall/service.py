@@ -59,10 +59,16 @@ class OnCallService:
 
         async def job(tx: Transaction) -> list[RuntimeOverride]:
             made = await add_overrides(tx, name, change, actor.name, now)
-            tx.after_commit(lambda: self.roster.added(made))
+            tx.after_commit(lambda: self._added(made, now))
             return made
 
         return await self._store.write(job)
+
+    def _added(self, made: list[RuntimeOverride], now: datetime) -> None:
+        # Those that ended decide nothing any more: the roster keeps only what may still
+        # apply (the store keeps every one, for the record).
+        self.roster.forget_ended(now)
+        self.roster.added(made)
 
     async def delete(self, name: str, override_id: int, actor: Actor) -> list[RuntimeOverride]:
         self.planned(name)

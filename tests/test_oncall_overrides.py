@@ -9,11 +9,14 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
 
+from receiver.oncall.calendar import MAX_EVENTS, calendar
 from receiver.oncall.overrides import Actor, Change, Leg, Scope, refusal
+from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit
 from tests.harness import write_config
 from tests.test_api import Api, start_api
 
@@ -238,3 +241,12 @@ async def test_ended_overrides_leave_the_roster_and_the_listing(api: Api) -> Non
     assert made["id"] not in {o.id for o in api.daemon.responder.roster.of("payments")}
     _, listing = await api.call("GET", "/api/v1/schedules/payments/overrides")
     assert [o["user"] for o in listing["overrides"]] == ["bo"]
+
+
+def test_a_calendar_holds_at_most_max_events() -> None:
+    rotation = Rotation(("ana", "bo"), 1, ShiftUnit.HOURS, datetime(2026, 1, 1))
+    schedule = Schedule("s", ZoneInfo("Europe/Amsterdam"), (Layer("primary", (rotation,)),))
+    text = calendar("s", [schedule], T0, T0 + timedelta(weeks=52), T0)
+    events = icalendar.Calendar.from_ical(text).walk("VEVENT")
+    assert len(events) == MAX_EVENTS
+    assert events[-1].decoded("dtend") == T0 + timedelta(hours=MAX_EVENTS)

@@ -10,14 +10,18 @@
 
 from __future__ import annotations
 
+import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from aiohttp import web
 
 from receiver.core.errors import AckdError, Forbidden, NotFound, PayloadError
 from receiver.core.inputs import parse_json, whole_number
-from receiver.oncall.calendar import Shift, ics, shifts
+from receiver.oncall.calendar import calendar
 from receiver.oncall.overrides import Actor, Scope, overruled
+from receiver.oncall.schedules import Schedule
 from receiver.oncall.service import OnCallService, override_json
 from receiver.web.access import authorise
 from receiver.web.api import error_response
@@ -26,6 +30,7 @@ from receiver.web.services import Services, services
 
 MAX_WEEKS = 52
 CALENDAR = "text/calendar"
+_CALENDARS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-calendar")
 
 
 def actor(request: web.Request, s: Services) -> Actor:
@@ -105,10 +110,10 @@ async def schedule_calendar(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     try:
         since, until = _window(request, s)
-        found = shifts(_oncall(s).laid(name), since, until)
+        laid = _oncall(s).laid(name)
     except AckdError as exc:
         return _answer(exc)
-    return _calendar(f"on call: {name}", found, s)
+    return await _calendar(f"on call: {name}", [laid], since, until, s)
 
 
 async def user_calendar(request: web.Request) -> web.Response:
@@ -120,16 +125,21 @@ async def user_calendar(request: web.Request) -> web.Response:
     try:
         since, until = _window(request, s)
         oncall = _oncall(s)
-        found = [shift for schedule in s.config.schedules
-                 for shift in shifts(oncall.laid(schedule), since, until) if shift.user == name]
+        laid = [oncall.laid(schedule) for schedule in s.config.schedules]
     except AckdError as exc:
         return _answer(exc)
-    return _calendar(f"on call: {name}", sorted(found, key=lambda x: x.start), s)
+    return await _calendar(f"on call: {name}", laid, since, until, s, name)
 
 
-def _calendar(title: str, found: list[Shift], s: Services) -> web.Response:
-    return web.Response(body=ics(title, found, s.clock.now()), content_type=CALENDAR,
-                        charset="utf-8")
+async def _calendar(
+    title: str, laid: list[Schedule], since: datetime, until: datetime, s: Services,
+    user: str | None = None,
+) -> web.Response:
+    # Hundreds of milliseconds to seconds of work: on a thread of its own, one calendar at a
+    # time, so webhooks keep their turns on the loop and calendars queue.
+    body = await asyncio.get_running_loop().run_in_executor(
+        _CALENDARS, partial(calendar, title, laid, since, until, s.clock.now(), user))
+    return web.Response(body=body, content_type=CALENDAR, charset="utf-8")
 
 
 def _window(request: web.Request, s: Services) -> tuple[datetime, datetime]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import API_TOKEN, ROOT, Ackd, Alertmanager, ackd_for, am_alert
+from tests.harness import ANA_TOKEN, API_TOKEN, ROOT, Ackd, Alertmanager, ackd_for, am_alert
 from tests.sinks import HttpSink
 
 PAYMENTS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
@@ -96,6 +96,11 @@ async def test_override_cli_errors_name_the_field_and_the_schedule(
         assert code == 1
         assert err.strip() == (
             "override add: HTTP 400: end: must be after start (2026-01-05T09:00:00+00:00)")
+        code, _, err = await cli(ackd, "override", "add", "payments", "cy", "--replaces", "bo",
+                                 "--from", "2026-01-05T10:00", "--to", "2026-01-05T11:00",
+                                 "--token", ANA_TOKEN)
+        assert code == 1
+        assert err.startswith("override add: HTTP 403: admin: changing this needs scope 'admin'")
         code, _, err = await cli(ackd, "override", "list", "nope")
         assert (code, err.strip()) == (
             1, "override list: HTTP 404: schedule: unknown schedule 'nope'; schedules: payments")

@@ -17,7 +17,7 @@ import pytest
 from receiver.oncall.calendar import MAX_EVENTS, calendar
 from receiver.oncall.overrides import Actor, Change, Leg, Scope, refusal
 from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit
-from tests.harness import write_config
+from tests.harness import ANA_TOKEN, BO_TOKEN, CY_TOKEN, write_config
 from tests.test_api import Api, start_api
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the fake clock's start: ana is primary
@@ -250,3 +250,40 @@ def test_a_calendar_holds_at_most_max_events() -> None:
     events = icalendar.Calendar.from_ical(text).walk("VEVENT")
     assert len(events) == MAX_EVENTS
     assert events[-1].decoded("dtend") == T0 + timedelta(hours=MAX_EVENTS)
+
+
+SCOPED = [
+    # (token, body, status, scope named): ana responds, bo only reads, cy administers.
+    ("ana", {"user": "cy", "replaces": "ana"}, 201, None),  # gives her own shift away
+    ("ana", {"user": "ana", "layer": "secondary"}, 201, None),  # takes one
+    ("ana", {"user": "cy", "replaces": "bo"}, 403, "admin"),  # somebody else's
+    ("bo", {"user": "bo"}, 403, "respond"),  # read only, even for his own
+    ("cy", {"user": "bo", "replaces": "ana"}, 201, None),  # an admin changes anyone's
+]
+
+
+@pytest.mark.parametrize(("who", "body", "status", "scope"), SCOPED)
+async def test_people_change_their_own_shifts_through_the_api(
+    api: Api, who: str, body: dict[str, str], status: int, scope: str | None
+) -> None:
+    token = {"ana": ANA_TOKEN, "bo": BO_TOKEN, "cy": CY_TOKEN}[who]
+    got, answer = await api.call("POST", "/api/v1/schedules/payments/overrides", {
+        **body, "start": iso(timedelta(hours=1)), "end": iso(timedelta(hours=2))}, token=token)
+    assert got == status, answer
+    if scope is None:
+        assert answer["overrides"][0]["created_by"] == who
+    else:
+        assert (answer["field"], answer["scope"]) == ("Authorization", scope)
+        assert scope in answer["error"]
+        _, listing = await api.call("GET", "/api/v1/schedules/payments/overrides")
+        assert listing["overrides"] == []
+
+
+async def test_only_a_party_or_an_admin_deletes_an_override(api: Api) -> None:
+    [made] = await override(api, {"user": "cy", "replaces": "bo", "start": iso(timedelta(0)),
+                                  "end": iso(timedelta(hours=1))})
+    path = f"/api/v1/schedules/payments/overrides/{made['id']}"
+    status, answer = await api.call("DELETE", path, token=ANA_TOKEN)
+    assert (status, answer["scope"]) == (403, "admin")
+    status, answer = await api.call("DELETE", path, token=CY_TOKEN)  # a party, and an admin
+    assert (status, answer["deleted"]) == (200, [made["id"]])

@@ -31,7 +31,7 @@ from receiver.delivery.dispatch import Dispatcher
 from receiver.notify.contacts import index_of
 from receiver.notify.notifier import AppriseNotifier, Message, RecordingNotifier, mask
 from receiver.store import SqliteStore
-from receiver.store.schema import MIGRATIONS
+from receiver.store.sqlite.schema import MIGRATIONS
 from receiver.telemetry.metrics import Metrics
 from tests.harness import API_TOKEN, TOKEN, wait_until
 from tests.sinks import HttpSink

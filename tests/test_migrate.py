@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from receiver.store.postgres.migrate import schema_version
-from receiver.store.schema import MIGRATIONS
+from receiver.store.sqlite.schema import MIGRATIONS
 from tests.harness import free_port
 from tests.test_cli import ackd
 

@@ -24,7 +24,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.store import IncidentFilter, NewIncident, SqliteStore, Transaction
-from receiver.store.schema import MIGRATIONS
+from receiver.store.sqlite.schema import MIGRATIONS
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ import pytest
 
 from receiver.store.postgres import schema as pg_schema
 from receiver.store.postgres.migrate import VERSION_TABLE, migrate, schema_version
-from receiver.store.schema import MIGRATIONS as SQLITE_MIGRATIONS
+from receiver.store.sqlite.schema import MIGRATIONS as SQLITE_MIGRATIONS
 
 # table -> {column: nullable}
 Columns = dict[str, dict[str, bool]]

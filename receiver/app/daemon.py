@@ -37,7 +37,7 @@ from receiver.oncall.handoffs import HandoffNotices
 from receiver.oncall.service import OnCallService
 from receiver.store import SqliteStore, private_dir
 from receiver.store.oncall import current_overrides
-from receiver.store.owner import StoreOwner
+from receiver.store.sqlite.owner import StoreOwner
 from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, link_action, link_page, private_links
 from receiver.web.api import get_incident, list_incidents

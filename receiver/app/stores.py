@@ -14,7 +14,7 @@ import asyncpg
 from receiver.config.model import Config
 from receiver.core.errors import StartupError
 from receiver.store.postgres.migrate import migrate as migrate_postgres
-from receiver.store.sqlite import ContactIndex, migrate_file
+from receiver.store.sqlite.store import ContactIndex, migrate_file
 
 # How long `ackd migrate` waits for PostgreSQL to answer before it gives up.
 CONNECT_TIMEOUT = 10.0

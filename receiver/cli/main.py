@@ -312,7 +312,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _backup(args: argparse.Namespace) -> int:
-    from receiver.store.backup import BackupError, backup
+    from receiver.store.sqlite.backup import BackupError, backup
 
     config = _load(args.config)
     if config is None:

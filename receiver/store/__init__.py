@@ -1,7 +1,7 @@
 """Durable state behind a narrow interface: the SQLite implementation is the default."""
 
-from receiver.store.sqlite import IncidentFilter, SqliteStore, private_dir
-from receiver.store.transaction import ArmedDeadline, NewIncident, OutboxRow, Transaction
+from receiver.store.sqlite.store import IncidentFilter, SqliteStore, private_dir
+from receiver.store.sqlite.transaction import ArmedDeadline, NewIncident, OutboxRow, Transaction
 
 __all__ = [
     "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxRow", "SqliteStore", "Transaction",

@@ -10,7 +10,7 @@ from typing import Any
 from receiver.core.errors import NotFound
 from receiver.oncall.overrides import Change, Leg, RuntimeOverride
 from receiver.store.codec import from_us, opt_from_us, to_us
-from receiver.store.transaction import Transaction
+from receiver.store.sqlite.transaction import Transaction
 
 SENT_KEPT = timedelta(weeks=1)
 _COLUMNS = (

@@ -53,9 +53,9 @@ from receiver.store.codec import (
     incident_from_row,
     to_us,
 )
-from receiver.store.schema import MIGRATIONS
-from receiver.store.shm import ShmGuard
-from receiver.store.transaction import LEASED, OutboxRow, Transaction
+from receiver.store.sqlite.schema import MIGRATIONS
+from receiver.store.sqlite.shm import ShmGuard
+from receiver.store.sqlite.transaction import LEASED, OutboxRow, Transaction
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,8 @@
 """Durable state behind a narrow interface: the SQLite implementation is the default."""
 
-from receiver.store.sqlite.store import IncidentFilter, SqliteStore, private_dir
-from receiver.store.sqlite.transaction import ArmedDeadline, NewIncident, OutboxRow, Transaction
+from receiver.store.records import ArmedDeadline, IncidentFilter, NewIncident, OutboxRow
+from receiver.store.sqlite.store import SqliteStore, private_dir
+from receiver.store.sqlite.transaction import Transaction
 
 __all__ = [
     "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxRow", "SqliteStore", "Transaction",

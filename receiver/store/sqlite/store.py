@@ -35,7 +35,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -43,7 +43,7 @@ from typing import Any, Generic, TypeVar
 import aiosqlite
 
 from receiver.core.errors import NotFound, SchemaBehind, StoreCorrupt, StoreUnavailable
-from receiver.core.model import Alert, Incident, IncidentState, TimelineEvent
+from receiver.core.model import Alert, Incident, TimelineEvent
 from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
@@ -53,9 +53,11 @@ from receiver.store.codec import (
     incident_from_row,
     to_us,
 )
+from receiver.store.records import IncidentFilter, OutboxRow, StoreStats
+from receiver.store.sqlite.outbox import LEASED
 from receiver.store.sqlite.schema import MIGRATIONS
 from receiver.store.sqlite.shm import ShmGuard
-from receiver.store.sqlite.transaction import LEASED, OutboxRow, Transaction
+from receiver.store.sqlite.transaction import Transaction
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +75,6 @@ _SIDE_FILES = ("", "-wal", "-shm")
 class _Job(Generic[T]):
     run: Callable[[Transaction], Awaitable[T]]
     future: asyncio.Future[T]
-
-
-@dataclass(frozen=True, slots=True)
-class IncidentFilter:
-    state: IncidentState | None = None
-    open_only: bool = False
-    team: str | None = None
-    severity: str | None = None
-    limit: int = 100
-    before_id: int | None = None
-
-
-@dataclass(slots=True)
-class StoreStats:
-    commits: int = 0
-    failures: int = 0
-    last_error: str = ""
-    failing: str = ""  # the error of the last batch, while no batch has committed since
-    corrupt: str = ""  # the first damage found in the file; stays until restart
-    on_commit: list[Callable[[float, int], None]] = field(default_factory=list)
 
 
 class SqliteStore:

@@ -1,0 +1,98 @@
+"""An incident's escalation state, its durable deadlines and the round-robin cursors, inside
+one writer batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from receiver.store.codec import dumps, from_us, loads, to_us
+from receiver.store.records import ArmedDeadline
+from receiver.store.sqlite.statements import Statements
+
+
+class DeadlineStatements(Statements):
+    async def escalation(self, incident_id: int) -> dict[str, Any] | None:
+        rows = await self._all("SELECT escalation FROM incidents WHERE id = ?", (incident_id,))
+        if not rows or rows[0][0] is None:
+            return None
+        state: dict[str, Any] = loads(rows[0][0])
+        return state
+
+    async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
+        self._cur.execute(
+            "UPDATE incidents SET escalation = ? WHERE id = ?", (dumps(state), incident_id)
+        )
+
+    async def arm(
+        self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]
+    ) -> list[ArmedDeadline]:
+        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent)."""
+        armed: list[ArmedDeadline] = []
+        for due, kind, key in deadlines:
+            rows = await self._all(
+                "INSERT INTO deadlines (incident_id, due, kind, key) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
+                " RETURNING id",
+                (incident_id, to_us(due), kind, key),
+            )
+            armed.append(ArmedDeadline(int(rows[0][0]), incident_id, due, kind, key))
+        return armed
+
+    async def arm_once(
+        self, incident_id: int, due: datetime, kind: str, key: str
+    ) -> ArmedDeadline | None:
+        """Arm a deadline of this kind unless the incident has one already, whatever its key:
+        the armed deadline, or None when one was there."""
+        rows = await self._all(
+            "INSERT INTO deadlines (incident_id, due, kind, key) SELECT ?, ?, ?, ?"
+            " WHERE NOT EXISTS (SELECT 1 FROM deadlines WHERE incident_id = ? AND kind = ?)"
+            " RETURNING id",
+            (incident_id, to_us(due), kind, key, incident_id, kind),
+        )
+        if not rows:
+            return None
+        return ArmedDeadline(int(rows[0][0]), incident_id, due, kind, key)
+
+    async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
+        wanted = list(kinds)
+        if wanted:
+            marks = ",".join("?" * len(wanted))
+            self._cur.execute(
+                f"DELETE FROM deadlines WHERE incident_id = ? AND kind IN ({marks})",
+                (incident_id, *wanted),
+            )
+
+    async def take_deadline(self, deadline_id: int, now: datetime) -> ArmedDeadline | None:
+        """Remove and return a deadline that is due; None if it was cancelled, fired already,
+        or moved later. The timer heap may hold a stale entry for this id: SQLite reuses the
+        ids of deleted rows and `arm` moves a deadline in place, so only the row's own due
+        time says whether it may fire."""
+        rows = await self._all(
+            "DELETE FROM deadlines WHERE id = ? AND due <= ?"
+            " RETURNING id, incident_id, due, kind, key",
+            (deadline_id, to_us(now)),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ArmedDeadline(int(row[0]), int(row[1]), from_us(row[2]), row[3], row[4])
+
+    async def round_robin(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        cursors = dict.fromkeys(keys, 0)
+        for policy in {policy for policy, _ in cursors}:
+            rows = await self._all(
+                "SELECT step, cursor FROM round_robin WHERE policy = ?", (policy,)
+            )
+            for step, cursor in rows:
+                if (policy, step) in cursors:
+                    cursors[(policy, step)] = int(cursor)
+        return cursors
+
+    async def advance_round_robin(self, keys: Iterable[tuple[str, int]]) -> None:
+        self._cur.executemany(
+            "INSERT INTO round_robin (policy, step, cursor) VALUES (?, ?, 1)"
+            " ON CONFLICT (policy, step) DO UPDATE SET cursor = cursor + 1",
+            list(keys),
+        )

@@ -1,0 +1,175 @@
+"""Incidents and their alerts, inside one writer batch: the SQL the ingest path needs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from receiver.core.errors import NotFound
+from receiver.core.model import ALERT_STATUSES, Alert, Incident, IncidentState
+from receiver.escalation.staleness import RESOLVED_BY
+from receiver.ingest.grouping import KnownAlert, OpenGroup
+from receiver.store.codec import (
+    INCIDENT_COLUMNS,
+    dumps,
+    from_us,
+    grafana_column,
+    incident_from_row,
+    opt_from_us,
+    to_us,
+)
+from receiver.store.records import NewIncident
+from receiver.store.sqlite.statements import Statements
+
+
+class IncidentStatements(Statements):
+    async def open_group(self, group_key: str) -> OpenGroup | None:
+        rows = await self._all(
+            "SELECT i.id, a.fingerprint, a.starts_at, a.status, a.ends_at FROM incidents i"
+            " LEFT JOIN alerts a ON a.incident_id = i.id"
+            " WHERE i.group_key = ? AND i.state != 'resolved'",
+            (group_key,),
+        )
+        if not rows:
+            return None
+        current: dict[str, KnownAlert] = {}
+        for _, fingerprint, starts_at, status, ends_at in rows:
+            if fingerprint is None:
+                continue
+            known = current.get(fingerprint)
+            if known is None or to_us(known.starts_at) < starts_at:
+                current[fingerprint] = KnownAlert(
+                    from_us(starts_at), ALERT_STATUSES[status], opt_from_us(ends_at)
+                )
+        return OpenGroup(int(rows[0][0]), current)
+
+    async def past_episodes(
+        self, group_key: str, fingerprints: Iterable[str]
+    ) -> dict[str, list[tuple[datetime, datetime]]]:
+        """The episodes of these fingerprints that are over, in any incident of the group,
+        as (start, end) by fingerprint (see grouping.PastEpisodes): those Alertmanager
+        resolved, and those still firing in an incident a person resolved, which ended for
+        us when they resolved it. An incident resolved as stale was judged by nobody: its
+        alerts reported firing again are news, not the past."""
+        wanted = sorted(set(fingerprints))
+        if not wanted:
+            return {}
+        marks = ",".join("?" * len(wanted))
+        rows = await self._all(
+            "SELECT a.fingerprint, a.starts_at, CASE WHEN a.status = 'resolved'"
+            " THEN coalesce(a.ends_at, a.starts_at) ELSE i.resolved_at END"
+            " FROM alerts a JOIN incidents i ON i.id = a.incident_id"
+            f" WHERE i.group_key = ? AND a.fingerprint IN ({marks})"
+            " AND (a.status = 'resolved' OR (i.state = 'resolved' AND i.resolved_by IS NOT ?))",
+            (group_key, *wanted, RESOLVED_BY),
+        )
+        past: dict[str, list[tuple[datetime, datetime]]] = {}
+        for fp, start, end in rows:
+            past.setdefault(fp, []).append((from_us(start), from_us(max(start, end))))
+        return past
+
+    async def last_incident_id(self, group_key: str) -> int | None:
+        rows = await self._all(
+            "SELECT max(id) FROM incidents WHERE group_key = ?", (group_key,)
+        )
+        return int(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def insert_incident(self, new: NewIncident, previous_id: int | None) -> int:
+        at = to_us(new.opened_at)
+        cur = self._cur.execute(
+            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+            " state, opened_at, updated_at, previous_id, truncated_alerts, external_url, summary)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                new.group_key, new.route_id, new.team, new.severity, new.policy,
+                dumps(new.group_labels), IncidentState.TRIGGERED.value, at, at, previous_id,
+                new.truncated_alerts, new.external_url, new.summary,
+            ),
+        )
+        assert cur.lastrowid is not None
+        incident_id = int(cur.lastrowid)
+        self._incidents[incident_id] = Incident(
+            id=incident_id, group_key=new.group_key, route_id=new.route_id, team=new.team,
+            severity=new.severity, policy=new.policy, group_labels=dict(new.group_labels),
+            state=IncidentState.TRIGGERED, opened_at=new.opened_at, updated_at=new.opened_at,
+            previous_id=previous_id, truncated_alerts=new.truncated_alerts,
+            external_url=new.external_url, summary=new.summary,
+        )
+        return incident_id
+
+    async def incident(self, incident_id: int) -> Incident:
+        found = await self.find_incident(incident_id)
+        if found is None:
+            raise NotFound(f"incident {incident_id} does not exist")
+        return found
+
+    async def find_incident(self, incident_id: int) -> Incident | None:
+        known = self._incidents.get(incident_id)
+        if known is not None:
+            return known
+        rows = await self._all(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+        )
+        if not rows:
+            return None
+        found = self._incidents[incident_id] = incident_from_row(tuple(rows[0]))
+        return found
+
+    async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
+        at = to_us(now)
+        # `_value_`, not `.value`, here and in `append`: the enum's property costs ten times the
+        # plain attribute, on every alert and event of a storm (and SQLite binds the str
+        # subclass itself slower still).
+        self._cur.executemany(
+            "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
+            " annotations, generator_url, updated_at, grafana)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
+            " ends_at = excluded.ends_at, status = excluded.status,"
+            " annotations = excluded.annotations, updated_at = excluded.updated_at,"
+            " grafana = excluded.grafana",
+            [
+                (
+                    incident_id, a.fingerprint, to_us(a.starts_at),
+                    None if a.ends_at is None else to_us(a.ends_at), a.status._value_,
+                    dumps(a.labels), dumps(a.annotations), a.generator_url, at,
+                    grafana_column(a.grafana),
+                )
+                for a in alerts
+            ],
+        )
+
+    async def move_alert_starts(
+        self, incident_id: int, moves: Sequence[tuple[str, datetime, datetime]]
+    ) -> None:
+        """Re-key alerts whose episode start moved back (fingerprint, from, to): the row
+        stays one episode, under its earliest start. OR REPLACE: only a row that an older
+        ackd left firing beside a later one of the same fingerprint can hold that key, and
+        it is the same episode."""
+        self._cur.executemany(
+            "UPDATE OR REPLACE alerts SET starts_at = ? WHERE incident_id = ? AND fingerprint = ?"
+            " AND starts_at = ?",
+            [(to_us(to), incident_id, fp, to_us(was)) for fp, was, to in moves],
+        )
+
+    async def update_incident(self, incident_id: int, now: datetime, **fields: Any) -> None:
+        """Set columns (datetimes converted) and bump updated_at."""
+        values = {k: _column_value(v) for k, v in fields.items()}
+        values["updated_at"] = to_us(now)
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        self._cur.execute(
+            f"UPDATE incidents SET {assignments} WHERE id = ?", (*values.values(), incident_id)
+        )
+        known = self._incidents.get(incident_id)
+        if known is not None:
+            self._incidents[incident_id] = replace(known, updated_at=now, **fields)
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_us(value)
+    if isinstance(value, IncidentState):
+        return value.value
+    return value

@@ -1,0 +1,76 @@
+"""The notification outbox inside one writer batch: enqueue, lease, and each row's fate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from receiver.store.codec import dumps, from_us, loads, to_us
+from receiver.store.records import OutboxRow
+from receiver.store.sqlite.statements import Statements
+
+# The due time of a leased outbox row (see migration 5): later than any time a row is due.
+LEASED = (1 << 62)
+
+
+class OutboxStatements(Statements):
+    async def enqueue(
+        self, incident_id: int, payloads: Iterable[dict[str, Any]], now: datetime
+    ) -> list[int]:
+        ids: list[int] = []
+        at = to_us(now)  # created now, and due at once
+        for payload in payloads:
+            cur = self._cur.execute(
+                "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+                " VALUES (?, ?, ?, ?)",
+                (incident_id, at, dumps(payload), at),
+            )
+            assert cur.lastrowid is not None
+            ids.append(int(cur.lastrowid))
+        return ids
+
+    async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """Rows due by `now`, oldest first, leases left as they are (rows in flight are not
+        due: they are not here)."""
+        rows = await self._all(
+            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at FROM outbox"
+            " WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
+            (to_us(now), limit),
+        )
+        return [_outbox_row(r) for r in rows]
+
+    async def lease_due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """Take the rows due by `now`, oldest first, and lease them: until their result is
+        written (finish_outbox, retry_outbox) or release_outbox, no one reads them again."""
+        rows = await self._all(
+            "UPDATE outbox SET leased_from = next_attempt_at, next_attempt_at = ?"
+            " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= ?"
+            " ORDER BY next_attempt_at, id LIMIT ?)"
+            " RETURNING id, incident_id, created_at, payload, attempts, leased_from",
+            (LEASED, to_us(now), limit),
+        )
+        rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
+        return [_outbox_row(r) for r in rows]
+
+    async def release_outbox(self, outbox_id: int, due: datetime) -> None:
+        """End a lease without a result: the row is due again at `due`."""
+        self._cur.execute(
+            "UPDATE outbox SET next_attempt_at = ?, leased_from = NULL"
+            " WHERE id = ? AND leased_from IS NOT NULL",
+            (to_us(due), outbox_id),
+        )
+
+    async def finish_outbox(self, outbox_id: int) -> None:
+        self._cur.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
+
+    async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
+        self._cur.execute(
+            "UPDATE outbox SET attempts = ?, next_attempt_at = ?, leased_from = NULL"
+            " WHERE id = ?",
+            (attempts, to_us(next_at), outbox_id),
+        )
+
+
+def _outbox_row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), loads(r[3]), int(r[4]), from_us(r[5]))

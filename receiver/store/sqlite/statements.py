@@ -1,0 +1,29 @@
+"""What every seam of a SQLite transaction shares: one cursor, and the incidents the batch
+has read or written."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from receiver.core.model import Incident
+
+
+class Statements:
+    """The base of the transaction's seams (incidents, timeline, deadlines, outbox)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        # One cursor for every statement of the batch: a cursor per statement (what
+        # Connection.execute makes) costs a third of a cheap statement's time.
+        self._cur = conn.cursor()
+        # Incidents as this batch last wrote or read them: a webhook reads its incident again
+        # after each step of its change, and only this connection writes.
+        self._incidents: dict[int, Incident] = {}
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._cur.execute(sql, params).fetchall()
+
+    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        """One statement's rows, for the store modules of other concepts (store/oncall.py)."""
+        return await self._all(sql, params)

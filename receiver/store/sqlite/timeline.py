@@ -1,0 +1,56 @@
+"""The timeline inside one writer batch: events appended, and what they say was paged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from receiver.core.model import TimelineEvent
+from receiver.store.codec import dumps, to_us
+from receiver.store.sqlite.statements import Statements
+
+
+class TimelineStatements(Statements):
+    async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
+        rows = []
+        at, us = None, 0
+        for e in events:
+            if e.at is not at:  # a change's events share one instant: convert it once
+                at, us = e.at, to_us(e.at)
+            rows.append((incident_id, us, e.kind._value_, e.actor, dumps(e.detail)))
+        if rows:
+            self._cur.executemany(
+                "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    async def paged_recipients(self, incident_id: int) -> list[str]:
+        """Users paged for this incident so far, in the order they were first paged."""
+        rows = await self._all(
+            "SELECT json_extract(detail, '$.recipient') AS who, min(id) FROM timeline"
+            " WHERE incident_id = ? AND kind = 'notification_sent'"
+            " AND json_extract(detail, '$.recipient_kind') = 'user'"
+            " AND json_extract(detail, '$.reason') IN"
+            " ('triggered', 'escalated', 'reminder', 're_escalated')"
+            " GROUP BY who ORDER BY min(id)",
+            (incident_id,),
+        )
+        return [str(r[0]) for r in rows if r[0] is not None]
+
+    async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
+        """Whether a page of this step reached `recipient`, or one is still waiting to go."""
+        sent = await self._all(
+            "SELECT 1 FROM timeline WHERE incident_id = ? AND kind = 'notification_sent'"
+            " AND json_extract(detail, '$.recipient') = ? AND json_extract(detail, '$.step') = ?"
+            " AND json_extract(detail, '$.cycle') = ? LIMIT 1",
+            (incident_id, recipient, step, cycle),
+        )
+        if sent:
+            return True
+        pending = await self._all(
+            "SELECT 1 FROM outbox WHERE incident_id = ?"
+            " AND json_extract(payload, '$.recipient') = ? AND json_extract(payload, '$.step') = ?"
+            " AND json_extract(payload, '$.cycle') = ? LIMIT 1",
+            (incident_id, recipient, step, cycle),
+        )
+        return bool(pending)

@@ -12,14 +12,11 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from receiver.core.model import Alert, AlertStatus, EventKind
+from receiver.core.model import Alert, AlertStatus, EventKind, KnownAlert, OpenGroup, PastEpisodes
 from receiver.ingest.grouping import (
     AlertOutcome,
     HeldGroups,
-    KnownAlert,
     MemoBytes,
-    OpenGroup,
-    PastEpisodes,
     RoutedBodies,
     RoutedBody,
     _held_bytes,

@@ -6,7 +6,7 @@ Times are timezone-aware UTC datetimes everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -128,3 +128,37 @@ class Incident:
     @property
     def is_open(self) -> bool:
         return self.state is not IncidentState.RESOLVED
+
+
+# The actor of a resolution nobody made: Alertmanager stopped reporting the incident's alerts
+# (see escalation's staleness), so nobody judged its episodes over.
+STALE_ACTOR = "stale"
+
+
+@dataclass(frozen=True, slots=True)
+class KnownAlert:
+    """The current episode of one fingerprint inside an open incident."""
+
+    starts_at: datetime
+    status: AlertStatus
+    ends_at: datetime | None = None  # when a resolved episode ended, as Alertmanager said
+
+    @property
+    def end(self) -> datetime:
+        """The end of a resolved episode: never before its start (an odd sender may omit it)."""
+        ends_at = self.ends_at
+        return self.starts_at if ends_at is None or ends_at < self.starts_at else ends_at
+
+
+@dataclass(frozen=True, slots=True)
+class OpenGroup:
+    """A group's open incident and the episodes it holds, as the store read them."""
+
+    incident_id: int
+    alerts: Mapping[str, KnownAlert]  # by fingerprint
+
+
+# The episodes of one fingerprint that are over, in any incident of the group, as
+# (start, end): resolved by Alertmanager, or still firing in an incident a person resolved
+# (over for us when they resolved it).
+PastEpisodes = Sequence[tuple[datetime, datetime]]

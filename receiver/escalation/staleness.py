@@ -22,13 +22,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from receiver.core.model import STALE_ACTOR
+
 
 class StaleAction(StrEnum):
     NOTIFY = "notify"  # a timeline event and one message to whoever holds the incident
     RESOLVE = "resolve"  # that, and the incident is resolved by `stale`
 
 
-RESOLVED_BY = "stale"
+RESOLVED_BY = STALE_ACTOR
 
 
 @dataclass(frozen=True, slots=True)

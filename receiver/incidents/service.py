@@ -25,6 +25,7 @@ from receiver.core.model import (
     EventKind,
     Incident,
     IncidentState,
+    OpenGroup,
     TimelineEvent,
 )
 from receiver.escalation import staleness
@@ -34,7 +35,6 @@ from receiver.ingest.grouping import (
     AlertOutcome,
     GroupChange,
     HeldGroups,
-    OpenGroup,
     RoutedBodies,
     RoutedBody,
     RoutedGroup,

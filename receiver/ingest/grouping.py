@@ -27,7 +27,15 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Generic, TypeVar
 
-from receiver.core.model import Alert, AlertStatus, EventKind, TimelineEvent
+from receiver.core.model import (
+    Alert,
+    AlertStatus,
+    EventKind,
+    KnownAlert,
+    OpenGroup,
+    PastEpisodes,
+    TimelineEvent,
+)
 from receiver.routing.tree import Match, Route, route_all
 
 K = TypeVar("K")
@@ -35,32 +43,6 @@ V = TypeVar("V")
 
 # What the two memos below may take together, by their estimate: 32 MiB each.
 DEFAULT_MEMO_BYTES = 64 * 1024 * 1024
-
-
-@dataclass(frozen=True, slots=True)
-class KnownAlert:
-    """The current episode of one fingerprint inside an open incident."""
-
-    starts_at: datetime
-    status: AlertStatus
-    ends_at: datetime | None = None  # when a resolved episode ended, as Alertmanager said
-
-    @property
-    def end(self) -> datetime:
-        """The end of a resolved episode: never before its start (an odd sender may omit it)."""
-        return _end(self.starts_at, self.ends_at)
-
-
-@dataclass(frozen=True, slots=True)
-class OpenGroup:
-    incident_id: int
-    alerts: Mapping[str, KnownAlert]  # by fingerprint
-
-
-# The episodes of one fingerprint that are over, in any incident of the group, as
-# (start, end): resolved by Alertmanager, or still firing in an incident a person resolved
-# (over for us when they resolved it).
-PastEpisodes = Sequence[tuple[datetime, datetime]]
 
 
 class AlertOutcome(StrEnum):

@@ -8,9 +8,15 @@ from datetime import datetime
 from typing import Any
 
 from receiver.core.errors import NotFound
-from receiver.core.model import ALERT_STATUSES, Alert, Incident, IncidentState
-from receiver.escalation.staleness import RESOLVED_BY
-from receiver.ingest.grouping import KnownAlert, OpenGroup
+from receiver.core.model import (
+    ALERT_STATUSES,
+    STALE_ACTOR,
+    Alert,
+    Incident,
+    IncidentState,
+    KnownAlert,
+    OpenGroup,
+)
 from receiver.store.codec import (
     INCIDENT_COLUMNS,
     dumps,
@@ -49,7 +55,7 @@ class IncidentStatements(Statements):
         self, group_key: str, fingerprints: Iterable[str]
     ) -> dict[str, list[tuple[datetime, datetime]]]:
         """The episodes of these fingerprints that are over, in any incident of the group,
-        as (start, end) by fingerprint (see grouping.PastEpisodes): those Alertmanager
+        as (start, end) by fingerprint (see model.PastEpisodes): those Alertmanager
         resolved, and those still firing in an incident a person resolved, which ended for
         us when they resolved it. An incident resolved as stale was judged by nobody: its
         alerts reported firing again are news, not the past."""
@@ -63,7 +69,7 @@ class IncidentStatements(Statements):
             " FROM alerts a JOIN incidents i ON i.id = a.incident_id"
             f" WHERE i.group_key = ? AND a.fingerprint IN ({marks})"
             " AND (a.status = 'resolved' OR (i.state = 'resolved' AND i.resolved_by IS NOT ?))",
-            (group_key, *wanted, RESOLVED_BY),
+            (group_key, *wanted, STALE_ACTOR),
         )
         past: dict[str, list[tuple[datetime, datetime]]] = {}
         for fp, start, end in rows:

@@ -55,7 +55,7 @@ from receiver.notify.notifier import (
     mask,
     scheme,
 )
-from receiver.store import OutboxRow, SqliteStore, Transaction
+from receiver.store import OutboxRow, Store, Transaction
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
@@ -246,7 +246,7 @@ def summary_event(summary: Summary, delivery: Delivery, now: datetime) -> Timeli
 class Dispatcher:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         notifier: Notifier,
         clock: Clock,
         metrics: Metrics,

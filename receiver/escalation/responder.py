@@ -30,7 +30,7 @@ from receiver.incidents.service import observe_resolution
 from receiver.notify.contacts import reference
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import OnCallMemo, next_start, within
-from receiver.store import ArmedDeadline, SqliteStore, Transaction
+from receiver.store import ArmedDeadline, Store, Transaction
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
@@ -98,7 +98,7 @@ class Observed:
 class Responder:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         clock: Clock,
         metrics: Metrics,
         config: Callable[[], Config],

@@ -39,7 +39,7 @@ from receiver.ingest.grouping import (
     RoutedBody,
     RoutedGroup,
 )
-from receiver.store import NewIncident, SqliteStore, Transaction
+from receiver.store import NewIncident, Store, Transaction
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
@@ -74,7 +74,7 @@ class IngestResult:
 class Incidents:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         clock: Clock,
         metrics: Metrics,
         config: Callable[[], Config],

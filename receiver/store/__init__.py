@@ -1,10 +1,12 @@
-"""Durable state behind a narrow interface: the SQLite implementation is the default."""
+"""Durable state behind a narrow interface (base.py: the `Store` and `Transaction` protocols);
+the SQLite implementation (sqlite/) is the default."""
 
+from receiver.store.base import Store, Transaction
 from receiver.store.records import ArmedDeadline, IncidentFilter, NewIncident, OutboxRow
 from receiver.store.sqlite.store import SqliteStore, private_dir
-from receiver.store.sqlite.transaction import Transaction
+from receiver.store.sqlite.transaction import SqliteTransaction
 
 __all__ = [
-    "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxRow", "SqliteStore", "Transaction",
-    "private_dir",
+    "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxRow", "SqliteStore",
+    "SqliteTransaction", "Store", "Transaction", "private_dir",
 ]

@@ -13,7 +13,7 @@ from receiver.core.clock import Clock
 from receiver.core.errors import ConfigError
 from receiver.incidents.service import Incidents
 from receiver.notify.links import Links
-from receiver.store import SqliteStore
+from receiver.store import Store
 from receiver.telemetry.metrics import Metrics
 from receiver.web.auth import FailureThrottle
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 @dataclass
 class Services:
     config: Config
-    store: SqliteStore
+    store: Store
     incidents: Incidents
     metrics: Metrics
     clock: Clock

@@ -38,12 +38,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import aiosqlite
 
 from receiver.core.errors import NotFound, SchemaBehind, StoreCorrupt, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
+from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
@@ -57,7 +58,7 @@ from receiver.store.records import IncidentFilter, OutboxRow, StoreStats
 from receiver.store.sqlite.outbox import LEASED
 from receiver.store.sqlite.schema import MIGRATIONS
 from receiver.store.sqlite.shm import ShmGuard
-from receiver.store.sqlite.transaction import Transaction
+from receiver.store.sqlite.transaction import SqliteTransaction
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +211,7 @@ class SqliteStore:
         conn = self._writer
         assert conn is not None
         started = time.perf_counter()
-        tx = Transaction(conn)
+        tx = SqliteTransaction(conn)
         changes = conn.total_changes
         outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         in_jobs = False
@@ -249,7 +250,7 @@ class SqliteStore:
 
     @staticmethod
     async def _run_job(
-        conn: sqlite3.Connection, tx: Transaction, job: _Job[Any]
+        conn: sqlite3.Connection, tx: SqliteTransaction, job: _Job[Any]
     ) -> tuple[_Job[Any], Any, BaseException | None]:
         conn.execute("SAVEPOINT job")
         mark = tx.mark()
@@ -550,7 +551,7 @@ def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
     return clauses, params
 
 
-__all__ = ["IncidentFilter", "SqliteStore", "Transaction", "private_dir", "to_us"]
+__all__ = ["SqliteStore", "private_dir"]
 
 
 async def _with_incidents(
@@ -562,3 +563,9 @@ async def _with_incidents(
         if row.incident_id not in incidents:
             incidents[row.incident_id] = await tx.find_incident(row.incident_id)
     return [(row, incidents[row.incident_id]) for row in rows]
+
+
+
+if TYPE_CHECKING:  # mypy checks here that the SQLite store implements the interface
+    _store: type[Store] = SqliteStore
+    _transaction: type[Transaction] = SqliteTransaction

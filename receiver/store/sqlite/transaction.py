@@ -16,7 +16,11 @@ from receiver.store.sqlite.outbox import OutboxStatements
 from receiver.store.sqlite.timeline import TimelineStatements
 
 
-class Transaction(IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements):
+class SqliteTransaction(
+    IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements
+):
+    """One writer batch's statements: `store.Transaction` on SQLite."""
+
     def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self._after_commit: list[Callable[[], None]] = []

@@ -1,0 +1,203 @@
+"""The store's interface: what the rest of ackd may ask of durable state, whatever holds it.
+
+Two protocols. `Store` is the store as a whole: open and close, `write` (run a job inside the
+next commit and return once it is durable), and the reads that need no transaction.
+`Transaction` is what a job gets: the reads and writes of one transaction, grouped by the
+concept each serves, one protocol per seam. An implementation keeps the same seams (the
+SQLite one has a module per seam under store/sqlite/), so the SQL of a concept stays in one
+place in each dialect.
+
+Every method is async, so an implementation whose statements wait on the network (asyncpg)
+fits as well as one whose statements run on the loop (sqlite3). Data in and out is plain
+(store/records.py and the nouns of core/model.py); times are timezone-aware UTC.
+
+What every implementation promises:
+- A job's writes commit together or not at all; a job that raises is rolled back alone and
+  its error goes to its caller; trouble with the store itself fails every job of the batch
+  with StoreUnavailable. `write` returns only after the commit is durable.
+- `Transaction.after_commit` callbacks run once the commit is durable, never before, and not
+  at all for a job that failed.
+- A deadline is taken (`take_deadline`) in the transaction of its effects, and only when its
+  own stored due time has come: exactly once across crashes.
+- An outbox row is leased by one caller at a time and leaves the outbox only in the commit
+  that records its result; leases a stopped process left are undone when the store opens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypeVar
+
+from receiver.core.model import Alert, Incident, OpenGroup, TimelineEvent
+from receiver.store.records import (
+    ArmedDeadline,
+    IncidentFilter,
+    NewIncident,
+    OutboxRow,
+    StoreStats,
+)
+
+T = TypeVar("T")
+
+
+class IncidentRecords(Protocol):
+    """Incidents and their alerts: what ingest reads and writes."""
+
+    async def open_group(self, group_key: str) -> OpenGroup | None:
+        """The group's open incident with the current episode of each fingerprint it holds."""
+        ...
+
+    async def past_episodes(
+        self, group_key: str, fingerprints: Iterable[str]
+    ) -> dict[str, list[tuple[datetime, datetime]]]:
+        """The episodes of these fingerprints that are over, in any incident of the group."""
+        ...
+
+    async def last_incident_id(self, group_key: str) -> int | None: ...
+
+    async def insert_incident(self, new: NewIncident, previous_id: int | None) -> int: ...
+
+    async def incident(self, incident_id: int) -> Incident:
+        """The incident; NotFound if there is none."""
+        ...
+
+    async def find_incident(self, incident_id: int) -> Incident | None: ...
+
+    async def write_alerts(
+        self, incident_id: int, alerts: Sequence[Alert], now: datetime
+    ) -> None: ...
+
+    async def move_alert_starts(
+        self, incident_id: int, moves: Sequence[tuple[str, datetime, datetime]]
+    ) -> None: ...
+
+    async def update_incident(self, incident_id: int, now: datetime, **fields: Any) -> None: ...
+
+
+class TimelineRecords(Protocol):
+    """The timeline, and what it says was paged."""
+
+    async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None: ...
+
+    async def paged_recipients(self, incident_id: int) -> list[str]:
+        """Users paged for this incident so far, in the order they were first paged."""
+        ...
+
+    async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
+        """Whether a page of this step reached `recipient`, or one is still waiting to go."""
+        ...
+
+
+class DeadlineRecords(Protocol):
+    """An incident's escalation state, its durable deadlines, the round-robin cursors."""
+
+    async def escalation(self, incident_id: int) -> dict[str, Any] | None: ...
+
+    async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None: ...
+
+    async def arm(
+        self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]
+    ) -> list[ArmedDeadline]:
+        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent)."""
+        ...
+
+    async def arm_once(
+        self, incident_id: int, due: datetime, kind: str, key: str
+    ) -> ArmedDeadline | None:
+        """Arm a deadline of this kind unless the incident has one already, whatever its key."""
+        ...
+
+    async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None: ...
+
+    async def take_deadline(self, deadline_id: int, now: datetime) -> ArmedDeadline | None:
+        """Remove and return the deadline if its stored due time has come, else None."""
+        ...
+
+    async def round_robin(
+        self, keys: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], int]: ...
+
+    async def advance_round_robin(self, keys: Iterable[tuple[str, int]]) -> None: ...
+
+
+class OutboxRecords(Protocol):
+    """The notification outbox: rows enqueued, leased, and their fate."""
+
+    async def enqueue(
+        self, incident_id: int, payloads: Iterable[dict[str, Any]], now: datetime
+    ) -> list[int]: ...
+
+    async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]: ...
+
+    async def lease_due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """Take the rows due by `now`, oldest first, leased until their result is written."""
+        ...
+
+    async def release_outbox(self, outbox_id: int, due: datetime) -> None: ...
+
+    async def finish_outbox(self, outbox_id: int) -> None: ...
+
+    async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None: ...
+
+
+class Transaction(IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, Protocol):
+    """What one job of `Store.write` may do."""
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the batch is durable (e.g. arm an in-memory timer)."""
+        ...
+
+
+class Store(Protocol):
+    """Durable state: incidents, alerts, timelines, deadlines and the outbox."""
+
+    @property
+    def stats(self) -> StoreStats: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None:
+        """Finish every queued write, then close. Nothing accepted is dropped."""
+        ...
+
+    async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run `run` inside the next commit; return its result once that is durable."""
+        ...
+
+    async def writable(self) -> None:
+        """Raise StoreUnavailable if writes fail now."""
+        ...
+
+    async def ping(self) -> None: ...
+
+    async def incident(self, incident_id: int) -> Incident: ...
+
+    async def incidents(self, where: IncidentFilter) -> list[Incident]: ...
+
+    async def alerts(self, incident_id: int) -> list[Alert]: ...
+
+    async def timeline(self, incident_id: int) -> list[TimelineEvent]: ...
+
+    async def deadlines(self) -> list[tuple[int, datetime]]:
+        """Every armed deadline (id, due), for the timer loop to index at start."""
+        ...
+
+    async def due_notifications(
+        self, now: datetime, limit: int = 100
+    ) -> list[tuple[OutboxRow, Incident | None]]: ...
+
+    async def lease_due_notifications(
+        self, now: datetime, limit: int
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """The rows due by `now`, each with its incident (None if gone), leased to the
+        caller: no later call returns them until their result is written or released."""
+        ...
+
+    async def next_outbox_at(self, after: datetime) -> datetime | None:
+        """When the earliest row due later than `after` is due (leased rows left out)."""
+        ...
+
+    async def count_open(self) -> list[tuple[str, str, str, int]]:
+        """(team, severity, state, count) of every open incident."""
+        ...

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,9 +22,15 @@ import pytest
 
 from receiver.config.model import Config, parse
 from receiver.core.clock import FakeClock
-from receiver.core.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
+from receiver.core.model import (
+    Alert,
+    AlertStatus,
+    EventKind,
+    IncidentState,
+    MessageReason,
+    TimelineEvent,
+)
 from receiver.delivery.dispatch import Dispatcher, backoff
-from receiver.notify.contacts import reference
 from receiver.notify.notifier import (
     AppriseNotifier,
     Delivery,
@@ -34,7 +41,7 @@ from receiver.notify.notifier import (
     RecordingNotifier,
     mask,
 )
-from receiver.store import NewIncident, OutboxRow, SqliteStore, Transaction
+from receiver.store import NewIncident, OutboxMessage, OutboxRow, SqliteStore, Transaction
 from receiver.telemetry.metrics import Metrics
 from tests.sinks import HttpSink, SinkMode
 
@@ -77,11 +84,17 @@ def make_config(users: dict[str, list[str]] | None = None, **notifications: Any)
 
 def payload(url: str, reason: str = "triggered", recipient: str = "ana",
             kind: str = "user", step: int | None = 0,
-            users: dict[str, list[str]] | None = None) -> dict[str, Any]:
+            users: dict[str, list[str]] | None = None) -> OutboxMessage:
     """A row naming `recipient`'s contact whose URL is `url` (the URL itself is not stored)."""
     index = (users or USERS)[recipient].index(url)
-    return {**reference(recipient, kind, index), "short": False, "reason": reason,
-            "step": step, "cycle": 0}
+    return message(recipient, kind, index, reason, step)
+
+
+def message(recipient: str, kind: str, index: int, reason: str = "triggered",
+            step: int | None = 0) -> OutboxMessage:
+    assert kind in ("user", "channel")
+    return OutboxMessage(recipient=recipient, recipient_kind="user" if kind == "user" else
+                         "channel", contact=index, reason=MessageReason(reason), step=step)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -104,11 +117,11 @@ class Rig:
     metrics: Metrics
     config: Config
     dispatcher: Dispatcher
-    failed: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    failed: list[tuple[int, OutboxMessage]] = field(default_factory=list)
     _keys: int = 0
 
     async def incidents(
-        self, count: int, pages: Sequence[dict[str, Any]] = (), severity: str = "SEV2"
+        self, count: int, pages: Sequence[OutboxMessage] = (), severity: str = "SEV2"
     ) -> list[int]:
         """`count` new incidents, each with one alert and `pages` in the outbox, one commit."""
         now = self.clock.now()
@@ -128,7 +141,7 @@ class Rig:
         self.dispatcher.wake()  # what responder.outbox_listeners does after such a commit
         return ids
 
-    async def enqueue(self, incident_id: int, *pages: dict[str, Any]) -> None:
+    async def enqueue(self, incident_id: int, *pages: OutboxMessage) -> None:
         now = self.clock.now()
         await self.store.write(lambda tx: tx.enqueue(incident_id, list(pages), now))
         self.dispatcher.wake()
@@ -183,9 +196,9 @@ async def make_rig(tmp_path: Path, fake_clock: FakeClock) -> AsyncIterator[RigFa
         await store.open()
         config = make_config(users, **settings)
         metrics = Metrics()
-        failed: list[tuple[int, dict[str, Any]]] = []
+        failed: list[tuple[int, OutboxMessage]] = []
 
-        async def on_failed(incident_id: int, page: dict[str, Any]) -> None:
+        async def on_failed(incident_id: int, page: OutboxMessage) -> None:
             failed.append((incident_id, page))
 
         chosen = notifier or RecordingNotifier()
@@ -276,7 +289,7 @@ async def test_failures_retry_with_backoff_on_the_clock(
     assert [e.detail["attempt"] for e in events] == list(range(1, len(kinds) + 1))
     assert len(rig.sent_to(ANA)) == len(kinds)
     assert await rig.outbox() == []
-    failed = [(incident_id, {**payload(ANA), "url": ANA})] if final_failure else []
+    failed = [(incident_id, payload(ANA))] if final_failure else []
     assert rig.failed == failed
     results = [str(e.detail["result"]) for e in events]
     for result in ("success", "failure", "timeout"):
@@ -301,11 +314,14 @@ def test_backoff(attempts_before: int, expected: timedelta) -> None:
 async def test_a_message_that_cannot_be_rendered_fails_and_is_not_sent(
     make_rig: RigFactory,
 ) -> None:
-    rig = await make_rig(retry_attempts=1)
-    [incident_id] = await rig.incidents(1, [payload(ANA, reason="no_such_reason")])
+    # A name too long for a signed link: the message's ack link cannot be made.
+    long_name = "a" * 201
+    users = {**USERS, long_name: [SMS]}
+    rig = await make_rig(retry_attempts=1, users=users)
+    [incident_id] = await rig.incidents(1, [payload(SMS, recipient=long_name, users=users)])
     await eventually(rig.settled, "the failure to be recorded")
 
-    assert rig.sent_to(ANA) == []
+    assert rig.sent_to(SMS) == []
     [event] = await rig.events(incident_id, EventKind.NOTIFICATION_FAILED)
     assert event.detail["error"] == "the message could not be rendered"
     assert await rig.outbox() == []
@@ -659,9 +675,7 @@ async def test_a_row_whose_contact_is_gone_fails_visibly(
 ) -> None:
     rig = await make_rig()
     name, kind, index = reference_
-    page = {**reference(name, kind, index), "short": False, "reason": "triggered", "step": 0,
-            "cycle": 0}
-    [incident_id] = await rig.incidents(1, [page])
+    [incident_id] = await rig.incidents(1, [message(name, kind, index)])
     await eventually(rig.settled, "the row to fail")
 
     assert rig.notifier.sent == []  # type: ignore[attr-defined]
@@ -672,6 +686,31 @@ async def test_a_row_whose_contact_is_gone_fails_visibly(
     assert rig.metric("ackd_notifications_total", scheme="unknown", result="failure") == 1
     # A user's page that cannot go moves the escalation on, like one that failed to send.
     assert [i for i, _ in rig.failed] == ([incident_id] if kind == "user" else [])
+
+
+async def test_a_row_whose_payload_cannot_be_read_fails_visibly(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig = await make_rig()
+    [incident_id] = await rig.incidents(1)
+    with sqlite3.connect(rig.store.path) as conn:
+        conn.execute(
+            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+            " VALUES (?, 0, ?, 0)",
+            (incident_id, '{"recipient": "ana", "recipient_kind": "user", "reason": "nope"}'),
+        )
+    rig.dispatcher.wake()
+    await eventually(rig.settled, "the row to fail")
+
+    assert rig.notifier.sent == []  # type: ignore[attr-defined]
+    [event] = await rig.events(incident_id, EventKind.NOTIFICATION_FAILED)
+    assert event.detail["error"].startswith(
+        "the notification cannot be sent: its stored payload cannot be read: ")
+    assert "$.reason" in event.detail["error"]
+    assert await rig.outbox() == []
+    assert "cannot be read" in caplog.text
+    assert rig.metric("ackd_notifications_total", scheme="unknown", result="failure") == 1
+    assert rig.failed == []
 
 
 async def test_a_bundle_of_handled_incidents_leaves_no_shortcut_behind(

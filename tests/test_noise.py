@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from receiver.core.model import MessageReason
 from receiver.delivery.noise import (
     ChannelHistory,
     Decision,
@@ -13,7 +14,6 @@ from receiver.delivery.noise import (
     NoiseGate,
     Pending,
     Verdict,
-    is_page,
     kind_of,
 )
 
@@ -253,11 +253,16 @@ def test_idle(history: ChannelHistory, now: float, idle: bool) -> None:
         pytest.param("resolved", NOTE, id="resolved"),
         pytest.param("stakeholder_declared", NOTE, id="stakeholder-declared"),
         pytest.param("stakeholder_resolved", NOTE, id="stakeholder-resolved"),
+        pytest.param("stale", NOTE, id="stale"),
     ],
 )
 def test_kinds(reason: str, kind: Kind) -> None:
-    assert kind_of(reason) is kind
-    assert is_page(reason) is (kind is PAGE)
+    assert kind_of(MessageReason(reason)) is kind
+    assert MessageReason(reason).is_page is (kind is PAGE)
+
+
+def test_every_reason_has_a_kind() -> None:
+    assert {kind_of(reason) for reason in MessageReason} == {PAGE, NOTE}
 
 
 @pytest.mark.parametrize(

@@ -21,9 +21,16 @@ from receiver.core.model import (
     EventKind,
     GrafanaDetails,
     IncidentState,
+    MessageReason,
     TimelineEvent,
 )
-from receiver.store import IncidentFilter, NewIncident, SqliteStore, Transaction
+from receiver.store import (
+    IncidentFilter,
+    NewIncident,
+    OutboxMessage,
+    SqliteStore,
+    Transaction,
+)
 from receiver.store.sqlite.schema import MIGRATIONS
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -131,7 +138,9 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     first = SqliteStore(path)
     await first.open()
     incident_id = await first.write(lambda tx: tx.insert_incident(new_incident(), None))
-    await first.write(lambda tx: tx.enqueue(incident_id, [{"recipient": "ana"}], NOW))
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.TRIGGERED, step=0)
+    await first.write(lambda tx: tx.enqueue(incident_id, [page], NOW))
     await first.close()
     # Take the file back to schema 1, as an ackd of that release left it.
     old = sqlite3.connect(path, isolation_level=None)
@@ -146,7 +155,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     second = SqliteStore(path)
     await second.open()
     [(row, incident)] = await second.due_notifications(NOW)
-    assert row.payload == {"recipient": "ana"}
+    assert row.message == page
     assert incident is not None
     assert incident.id == incident_id
     await second.close()
@@ -163,6 +172,86 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     check.close()
     assert "INDEX outbox_due" in str(due), due
     assert "INDEX outbox_by_incident" in str(waiting), waiting
+
+
+# Payloads as earlier releases wrote them (after migration 4 replaced URLs by contacts).
+OLD_PAYLOADS = [
+    # a page, before pages carried their run
+    ('{"recipient": "ana", "recipient_kind": "user", "short": false, "reason": "triggered",'
+     ' "step": 0, "cycle": 0, "contact": 1}',
+     OutboxMessage(recipient="ana", recipient_kind="user", contact=1,
+                   reason=MessageReason.TRIGGERED, step=0)),
+    # a reminder page of a later run
+    ('{"contact": 0, "cycle": 2, "reason": "re_escalated", "recipient": "ana",'
+     ' "recipient_kind": "user", "run": 3, "short": true, "step": 1}',
+     OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                   reason=MessageReason.RE_ESCALATED, short=True, step=1, cycle=2, run=3)),
+    # a note to a paged person
+    ('{"actor": "bo", "contact": 0, "reason": "resolved", "recipient": "ana",'
+     ' "recipient_kind": "user", "short": true, "step": null}',
+     OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                   reason=MessageReason.RESOLVED, short=True, actor="bo")),
+    # a stakeholder channel
+    ('{"contact": 2, "reason": "stakeholder_declared", "recipient": "exec",'
+     ' "recipient_kind": "channel", "short": false, "step": null}',
+     OutboxMessage(recipient="exec", recipient_kind="channel", contact=2,
+                   reason=MessageReason.STAKEHOLDER_DECLARED)),
+    # a stale note
+    ('{"actor": "stale", "contact": 0, "reason": "stale", "recipient": "ana",'
+     ' "recipient_kind": "user", "short": false, "stale_after": 10800.0, "step": null}',
+     OutboxMessage(recipient="ana", recipient_kind="user", contact=0, reason=MessageReason.STALE,
+                   actor="stale", stale_after=10800.0)),
+    # migration 4 found no contact for its URL
+    ('{"recipient": "ana", "recipient_kind": "user", "short": false, "reason": "triggered",'
+     ' "step": 0, "cycle": 0, "run": 0, "contact": null}',
+     OutboxMessage(recipient="ana", recipient_kind="user", contact=None,
+                   reason=MessageReason.TRIGGERED, step=0, run=0)),
+]
+
+
+async def test_outbox_rows_of_earlier_releases_decode(store: SqliteStore) -> None:
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    with sqlite3.connect(store.path) as conn:
+        conn.executemany(
+            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+            " VALUES (?, 0, ?, 0)", [(incident_id, text) for text, _ in OLD_PAYLOADS],
+        )
+    rows = [row for row, _ in await store.due_notifications(NOW)]
+    assert [row.message for row in rows] == [message for _, message in OLD_PAYLOADS]
+    assert all(row.unreadable == "" for row in rows)
+
+
+async def test_an_outbox_row_that_cannot_be_read_says_why(store: SqliteStore) -> None:
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    broken = ['{"recipient": "ana", "recipient_kind": "user", "reason": "no_such_reason"}',
+              '{"recipient": "ana", "reason": "triggered"}', "{not json"]
+    with sqlite3.connect(store.path) as conn:
+        conn.executemany(
+            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+            " VALUES (?, 0, ?, 0)", [(incident_id, text) for text in broken],
+        )
+    rows = [row for row, _ in await store.due_notifications(NOW)]
+    assert [row.message for row in rows] == [None, None, None]
+    assert "`$.reason`" in rows[0].unreadable
+    assert "recipient_kind" in rows[1].unreadable
+    assert rows[2].unreadable.startswith("its stored payload cannot be read: ")
+
+
+async def test_an_outbox_row_keeps_the_keys_its_queries_read(store: SqliteStore) -> None:
+    """`reached` reads recipient, step and cycle of a waiting row with json_extract."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.TRIGGERED, step=0)
+    note = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.RESOLVED)
+    await store.write(lambda tx: tx.enqueue(incident_id, [page, note], NOW))
+
+    async def reached(step: int, cycle: int) -> bool:
+        return await store.write(lambda tx: tx.reached(incident_id, "ana", step, cycle))
+
+    assert await reached(0, 0)
+    assert not await reached(0, 1)
+    assert not await reached(1, 0)
 
 
 async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> None:

@@ -27,6 +27,7 @@ from receiver.config import model as config_module
 from receiver.config.build import coverage_gaps, parse_listen
 from receiver.config.model import Config
 from receiver.core.errors import ConfigError, StartupError, StoreUnavailable
+from receiver.core.model import Action
 from receiver.core.oneline import EscapeArgs
 from receiver.oncall.schedules import next_change, on_call
 from receiver.routing.tree import describe, route
@@ -207,10 +208,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 ACTIONS = {
-    "ack": "acknowledge an incident",
-    "resolve": "resolve an incident",
-    "snooze": "snooze an incident",
-    "unack": "take back an acknowledgement (escalation starts again)",
+    Action.ACK: "acknowledge an incident",
+    Action.RESOLVE: "resolve an incident",
+    Action.SNOOZE: "snooze an incident",
+    Action.UNACK: "take back an acknowledgement (escalation starts again)",
 }
 
 
@@ -242,7 +243,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         "override": _override,
-        **{name: _act for name in ACTIONS},
+        **{action.value: _act for action in ACTIONS},
     }
     return command[args.command](args)
 

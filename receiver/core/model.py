@@ -94,6 +94,48 @@ class EventKind(StrEnum):
     NOTIFICATION_SUPPRESSED = "notification_suppressed"  # rate limited or bundled
 
 
+class MessageReason(StrEnum):
+    """Why a message goes out. A page asks someone to act; a note tells what happened."""
+
+    TRIGGERED = "triggered"  # the first step this incident's severity reaches
+    ESCALATED = "escalated"  # a later step
+    REMINDER = "reminder"  # the steps again, in a repeat cycle
+    RE_ESCALATED = "re_escalated"  # a new run: unacknowledged, snooze over, left alone
+    ACKNOWLEDGED = "acknowledged"
+    RESOLVED = "resolved"
+    STAKEHOLDER_DECLARED = "stakeholder_declared"
+    STAKEHOLDER_RESOLVED = "stakeholder_resolved"
+    STALE = "stale"  # Alertmanager stopped reporting the incident's alerts
+
+    @property
+    def is_page(self) -> bool:
+        return self in PAGE_REASONS
+
+
+PAGE_REASONS = frozenset({
+    MessageReason.TRIGGERED, MessageReason.ESCALATED, MessageReason.REMINDER,
+    MessageReason.RE_ESCALATED,
+})
+
+
+class Action(StrEnum):
+    """What a person does to an incident, through the API, a signed link or the CLI."""
+
+    ACK = "ack"
+    RESOLVE = "resolve"
+    SNOOZE = "snooze"
+    UNACK = "unack"
+
+    @property
+    def done(self) -> str:
+        """The action in the past tense, for the log."""
+        return _DONE[self]
+
+
+_DONE = {Action.ACK: "acknowledged", Action.RESOLVE: "resolved", Action.SNOOZE: "snoozed",
+         Action.UNACK: "unacknowledged"}
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineEvent:
     at: datetime

@@ -27,16 +27,18 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
+
+import msgspec
 
 from receiver.alertmanager.webhook import silence_url
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
-from receiver.core.model import EventKind, Incident, IncidentState, TimelineEvent
-from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, is_page, kind_of
+from receiver.core.model import Action, EventKind, Incident, IncidentState, TimelineEvent
+from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, kind_of
 from receiver.notify.contacts import Destination, resolve
 from receiver.notify.links import Links
 from receiver.notify.messages import (
@@ -55,13 +57,13 @@ from receiver.notify.notifier import (
     mask,
     scheme,
 )
-from receiver.store import OutboxRow, Store, Transaction
+from receiver.store import OutboxMessage, OutboxRow, Store, Transaction
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
-OnFailed = Callable[[int, dict[str, Any]], Awaitable[None]]
+OnFailed = Callable[[int, OutboxMessage], Awaitable[None]]
 
 BATCH = 256
 # After the store refused a write, the rows involved wait this long before another try.
@@ -73,11 +75,33 @@ HELD_BACK_SUMMARY = "held_back_summary"
 
 
 @dataclass(frozen=True, slots=True)
+class Addressed:
+    """A due outbox row with the URL its contact has in the running config, and the message
+    with that contact's `short` (in memory only: nothing writes them back to the row)."""
+
+    row: OutboxRow
+    message: OutboxMessage
+    url: str
+
+    @property
+    def id(self) -> int:
+        return self.row.id
+
+    @property
+    def incident_id(self) -> int:
+        return self.row.incident_id
+
+    @property
+    def attempts(self) -> int:
+        return self.row.attempts
+
+
+@dataclass(frozen=True, slots=True)
 class Outgoing:
     """One message to one URL and the outbox rows it delivers (several when bundled)."""
 
     url: str
-    items: tuple[tuple[OutboxRow, Incident], ...]
+    items: tuple[tuple[Addressed, Incident], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,18 +111,18 @@ class Summary:
     url: str
     count: int
     incident_ids: tuple[int, ...]
-    holder: Mapping[str, Any]  # recipient, recipient_kind, short of the held messages
+    holder: OutboxMessage | None  # one of the held messages: to whom they were
     reasons: tuple[tuple[str, int], ...] = ()  # how many of each message reason were held
 
 
 @dataclass(slots=True)
 class PassPlan:
     histories: dict[str, ChannelHistory]
-    holders: dict[str, Mapping[str, Any]]
+    holders: dict[str, OutboxMessage]
     sends: list[Outgoing] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
     deferred: list[tuple[int, datetime]] = field(default_factory=list)  # first attempts' ids
-    suppressed: list[tuple[OutboxRow, Incident | None, str]] = field(default_factory=list)
+    suppressed: list[tuple[Addressed, Incident | None, str]] = field(default_factory=list)
 
     @property
     def bookkeeping(self) -> bool:
@@ -108,8 +132,8 @@ class PassPlan:
 def plan_pass(
     gate: NoiseGate,
     histories: Mapping[str, ChannelHistory],
-    holders: Mapping[str, Mapping[str, Any]],
-    due: Iterable[tuple[OutboxRow, Incident | None]],
+    holders: Mapping[str, OutboxMessage],
+    due: Iterable[tuple[Addressed, Incident | None]],
     now: datetime,
     urgent: Callable[[Incident], bool] = lambda incident: False,
 ) -> PassPlan:
@@ -118,10 +142,10 @@ def plan_pass(
     plan = PassPlan(dict(histories), dict(holders))
     _plan_summaries(gate, plan, now)  # a freed slot goes first to what waited longest
     # Pages and notes to one URL are gated, and bundled, apart: a note never delays a page.
-    fresh: dict[tuple[str, Kind], list[tuple[OutboxRow, Incident]]] = {}
-    retries: dict[tuple[str, Kind], list[tuple[OutboxRow, Incident]]] = {}
+    fresh: dict[tuple[str, Kind], list[tuple[Addressed, Incident]]] = {}
+    retries: dict[tuple[str, Kind], list[tuple[Addressed, Incident]]] = {}
     for row, incident in due:
-        url, kind = str(row.payload.get("url", "")), kind_of(str(row.payload.get("reason", "")))
+        url, kind = row.url, kind_of(row.message.reason)
         if incident is None:
             plan.suppressed.append((row, None, "incident not found"))
         elif kind is Kind.PAGE and incident.state is not IncidentState.TRIGGERED:
@@ -146,7 +170,7 @@ def _history(plan: PassPlan, url: str) -> ChannelHistory:
 def _plan_summaries(gate: NoiseGate, plan: PassPlan, now: datetime) -> None:
     for url, history in list(plan.histories.items()):
         if gate.summary_due(history, now):
-            holder = plan.holders.get(url, {})
+            holder = plan.holders.get(url)
             plan.summaries.append(Summary(url, history.held, history.held_incidents, holder,
                                           history.held_reasons))
             plan.histories[url] = gate.record_summary(history, now)
@@ -157,7 +181,7 @@ def _gate_rows(
     plan: PassPlan,
     url: str,
     kind: Kind,
-    items: list[tuple[OutboxRow, Incident]],
+    items: list[tuple[Addressed, Incident]],
     now: datetime,
     urgent: Callable[[Incident], bool],
 ) -> None:
@@ -178,10 +202,9 @@ def _gate_rows(
     else:
         plan.suppressed.extend((row, incident, "rate limited") for row, incident in items)
         ids = tuple(incident.id for _, incident in items)
-        reasons = tuple(str(row.payload.get("reason", "")) for row, _ in items)
+        reasons = tuple(row.message.reason.value for row, _ in items)
         plan.histories[url] = gate.record_held(history, kind, now, ids, reasons)
-        payload = items[0][0].payload
-        plan.holders[url] = {k: payload.get(k) for k in ("recipient", "recipient_kind", "short")}
+        plan.holders[url] = items[0][0].message
 
 
 def backoff(base: timedelta, cap: timedelta, attempts: int) -> timedelta:
@@ -193,26 +216,27 @@ def backoff(base: timedelta, cap: timedelta, attempts: int) -> timedelta:
 # -- timeline events -------------------------------------------------------------------------
 
 
-def _channel_detail(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The payload's facts, with the URL masked: the raw URL never reaches an event."""
-    url = str(payload.get("url", ""))
+def _channel_detail(message: OutboxMessage | None, url: str) -> dict[str, Any]:
+    """The message's facts, with the URL masked: the raw URL never reaches an event."""
     return {
-        "recipient": payload.get("recipient"),
-        "recipient_kind": payload.get("recipient_kind"),
-        "reason": payload.get("reason"),
-        "step": payload.get("step"),
-        "cycle": payload.get("cycle", 0),
+        "recipient": message.recipient if message else None,
+        "recipient_kind": message.recipient_kind if message else None,
+        "reason": message.reason.value if message else None,
+        "step": message.step if message else None,
+        "cycle": message.cycle if message else 0,
         "url": mask(url) if url else None,  # none: the contact could not be resolved
         "scheme": scheme(url),
     }
 
 
 def delivery_event(
-    row: OutboxRow, delivery: Delivery, bundled: int, now: datetime
+    message: OutboxMessage | None, url: str, attempts: int, delivery: Delivery, bundled: int,
+    now: datetime,
 ) -> TimelineEvent:
-    detail = _channel_detail(row.payload)
+    """The result of attempt number `attempts + 1` of a message to `url`."""
+    detail = _channel_detail(message, url)
     detail.update(
-        attempt=row.attempts + 1,
+        attempt=attempts + 1,
         result=delivery.status.value,
         error=delivery.error,
         seconds=round(delivery.seconds, 3),
@@ -223,17 +247,17 @@ def delivery_event(
     return TimelineEvent(now, kind, "ackd", detail)
 
 
-def suppressed_event(row: OutboxRow, why: str, now: datetime) -> TimelineEvent:
-    detail = _channel_detail(row.payload)
+def suppressed_event(row: Addressed, why: str, now: datetime) -> TimelineEvent:
+    detail = _channel_detail(row.message, row.url)
     # "reason" says why it was not sent; the page's own reason is kept beside it.
-    detail.update(reason=why, message_reason=row.payload.get("reason"))
+    detail.update(reason=why, message_reason=row.message.reason.value)
     return TimelineEvent(now, EventKind.NOTIFICATION_SUPPRESSED, "ackd", detail)
 
 
 def summary_event(summary: Summary, delivery: Delivery, now: datetime) -> TimelineEvent:
-    detail = _channel_detail({**summary.holder, "url": summary.url})
+    detail = _channel_detail(summary.holder, summary.url)
     detail.update(
-        reason=HELD_BACK_SUMMARY, step=None, held=summary.count, attempt=1,
+        reason=HELD_BACK_SUMMARY, step=None, cycle=0, held=summary.count, attempt=1,
         result=delivery.status.value, error=delivery.error, seconds=round(delivery.seconds, 3),
     )
     kind = EventKind.NOTIFICATION_SENT if delivery.ok else EventKind.NOTIFICATION_FAILED
@@ -260,7 +284,7 @@ class Dispatcher:
         self._config = config
         self._on_failed = on_failed
         self._histories: dict[str, ChannelHistory] = {}
-        self._holders: dict[str, Mapping[str, Any]] = {}
+        self._holders: dict[str, OutboxMessage] = {}
         # Leased rows to give back (a send whose result the store refused, a pass that failed
         # after it leased its rows), each due again at its time.
         self._unreleased: dict[int, datetime] = {}
@@ -370,7 +394,7 @@ class Dispatcher:
             if plan.bookkeeping:
                 await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
         except BaseException:
-            self._cool(row for row, _ in rows)  # whatever this pass did not settle goes back
+            self._cool(row.id for row, _ in rows)  # whatever this pass did not settle goes back
             self._deciding = 0
             raise
         self._histories, self._holders = plan.histories, plan.holders
@@ -378,7 +402,7 @@ class Dispatcher:
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
         for outgoing in plan.sends:
-            self._spawn(self._send(outgoing), [row for row, _ in outgoing.items])
+            self._spawn(self._send(outgoing), [row.id for row, _ in outgoing.items])
         self._deciding = 0
         return len(rows) >= BATCH
 
@@ -399,18 +423,23 @@ class Dispatcher:
 
     async def _addressed(
         self, due: list[tuple[OutboxRow, Incident | None]], now: datetime
-    ) -> list[tuple[OutboxRow, Incident | None]]:
-        """The rows with the URL their reference names in the running config, put into the
-        payload in memory only (nothing writes a payload back). A row whose contact a reload
-        removed fails now, on its timeline, in the log and in the metrics."""
+    ) -> list[tuple[Addressed, Incident | None]]:
+        """The rows with the URL their contact has in the running config. A row whose
+        contact a reload removed, or whose payload cannot be read, fails now, on its
+        timeline, in the log and in the metrics."""
         config = self._config()
-        addressed: list[tuple[OutboxRow, Incident | None]] = []
+        addressed: list[tuple[Addressed, Incident | None]] = []
         lost: list[tuple[OutboxRow, Incident | None, str]] = []
         for row, incident in due:
-            found = resolve(row.payload, config.users, config.channels)
+            message = row.message
+            if message is None:
+                lost.append((row, incident, f"the notification cannot be sent: {row.unreadable}"))
+                continue
+            found = resolve(message.recipient, message.recipient_kind, message.contact,
+                            config.users, config.channels)
             if isinstance(found, Destination):
-                payload = {**row.payload, "url": found.url, "short": found.short}
-                addressed.append((replace(row, payload=payload), incident))
+                message = msgspec.structs.replace(message, short=found.short)
+                addressed.append((Addressed(row, message, found.url), incident))
             else:
                 lost.append((row, incident, found))
         if lost:
@@ -425,7 +454,8 @@ class Dispatcher:
         async def job(tx: Transaction) -> None:
             for row, incident, delivery in failures:
                 if incident is not None:
-                    await tx.append(row.incident_id, [delivery_event(row, delivery, 1, now)])
+                    event = delivery_event(row.message, "", row.attempts, delivery, 1, now)
+                    await tx.append(row.incident_id, [event])
                 await tx.finish_outbox(row.id)
 
         await self._store.write(job)
@@ -433,7 +463,8 @@ class Dispatcher:
             log.error("notification %d of incident %d cannot be sent: %s",
                       row.id, row.incident_id, delivery.error)
             self._observe("", delivery, retry=False)
-            await self._final_failure(row)
+            if row.message is not None:
+                await self._final_failure(row.incident_id, row.message)
 
     @staticmethod
     async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:
@@ -452,7 +483,7 @@ class Dispatcher:
             if len(outgoing.items) > 1:
                 m.labels("bundled").inc(len(outgoing.items) - 1)
 
-    def _spawn(self, work: Awaitable[None], rows: Iterable[OutboxRow]) -> None:
+    def _spawn(self, work: Awaitable[None], rows: Iterable[int]) -> None:
         held = list(rows)
 
         async def run() -> None:
@@ -475,7 +506,7 @@ class Dispatcher:
             message = await self._render(outgoing)
         except StoreUnavailable as exc:
             log.error("cannot render for %s, trying again later: %s", mask(outgoing.url), exc)
-            self._cool([row for row, _ in outgoing.items])
+            self._cool([row.id for row, _ in outgoing.items])
             return
         delivery = await self._deliver(outgoing.url, message)
         await self._record(outgoing, delivery)
@@ -511,13 +542,13 @@ class Dispatcher:
         it is retried and, in the end, escalates). Store trouble raises: nothing was tried."""
         config = self._config()
         now = self._clock.now()
-        short = bool(outgoing.items[0][0].payload.get("short", False))
+        short = outgoing.items[0][0].message.short
         try:
             contexts = [await self._context(row, incident, config, now)
                         for row, incident in outgoing.items]
             if len(contexts) == 1:
                 return self._templates_for(config).render(contexts[0], short)
-            if is_page(contexts[0].reason):
+            if contexts[0].reason.is_page:
                 return render_bundle(contexts, short)
             return render_notes(contexts, short)
         except StoreUnavailable:
@@ -533,25 +564,25 @@ class Dispatcher:
         return self._templates[1]
 
     async def _context(
-        self, row: OutboxRow, incident: Incident, config: Config, now: datetime
+        self, row: Addressed, incident: Incident, config: Config, now: datetime
     ) -> MessageContext:
-        p = row.payload
-        recipient = str(p.get("recipient") or "")
+        m = row.message
+        recipient = m.recipient
         links = Links(config.link_secret, config.external_url, config.link_ttl)
         return MessageContext(
-            reason=str(p.get("reason", "")),
+            reason=m.reason,
             incident=incident,
             severity=config.severity(incident.severity),
             alerts=await self._store.alerts(incident.id),
-            ack_url=links.url(incident.id, "ack", recipient, now),
-            resolve_url=links.url(incident.id, "resolve", recipient, now),
-            incident_url=_incident_url(links, config, incident.id, p, now),
+            ack_url=links.url(incident.id, Action.ACK, recipient, now),
+            resolve_url=links.url(incident.id, Action.RESOLVE, recipient, now),
+            incident_url=_incident_url(links, config, incident.id, m, now),
             silence_url=silence_url(incident.external_url, incident.group_labels),
-            actor=str(p.get("actor") or ""),
+            actor=m.actor,
             recipient=recipient,
-            step=p.get("step"),
-            cycle=int(p.get("cycle") or 0),
-            stale_after=timedelta(seconds=float(p["stale_after"])) if "stale_after" in p else None,
+            step=m.step,
+            cycle=m.cycle,
+            stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
         )
 
     async def _record(self, outgoing: Outgoing, delivery: Delivery) -> None:
@@ -564,7 +595,9 @@ class Dispatcher:
 
         async def job(tx: Transaction) -> None:
             for row in rows:
-                await tx.append(row.incident_id, [delivery_event(row, delivery, len(rows), now)])
+                event = delivery_event(row.message, row.url, row.attempts, delivery, len(rows),
+                                       now)
+                await tx.append(row.incident_id, [event])
                 if row.id in final_ids:
                     await tx.finish_outbox(row.id)
                 else:
@@ -577,12 +610,12 @@ class Dispatcher:
         _log_delivery(outgoing.url, rows, delivery, retried=len(finals) < len(rows))
         if committed and not delivery.ok:
             for row in finals:
-                await self._final_failure(row)
+                await self._final_failure(row.incident_id, row.message)
 
     async def _write_result(
         self,
         url: str,
-        rows: list[OutboxRow],
+        rows: list[Addressed],
         job: Callable[[Transaction], Awaitable[None]],
         delivery: Delivery,
     ) -> bool:
@@ -594,27 +627,26 @@ class Dispatcher:
                 "could not record a %s delivery to %s for outbox row(s) %s, it will be sent"
                 " again: %s", delivery.status.value, mask(url), [r.id for r in rows], exc,
             )
-            self._cool(rows)
+            self._cool(r.id for r in rows)
             return False
         return True
 
-    def _cool(self, rows: Iterable[OutboxRow]) -> None:
+    def _cool(self, row_ids: Iterable[int]) -> None:
         """These leased rows go back to the outbox, due again in STORE_RETRY (the next pass
         writes that; if the store refuses, the lease ends when ackd starts again)."""
         until = self._clock.now() + STORE_RETRY
-        for row in rows:
-            self._unreleased[row.id] = until
+        for row_id in row_ids:
+            self._unreleased[row_id] = until
 
-    async def _final_failure(self, row: OutboxRow) -> None:
-        p = row.payload
-        if self._on_failed is None or p.get("recipient_kind") != "user":
+    async def _final_failure(self, incident_id: int, message: OutboxMessage) -> None:
+        if self._on_failed is None or message.recipient_kind != "user":
             return
-        if not is_page(str(p.get("reason", ""))):
+        if not message.reason.is_page:
             return
         try:
-            await self._on_failed(row.incident_id, dict(p))
+            await self._on_failed(incident_id, message)
         except Exception:
-            log.exception("handling the failed page of incident %d failed", row.incident_id)
+            log.exception("handling the failed page of incident %d failed", incident_id)
 
     def _observe(self, url: str, delivery: Delivery, *, retry: bool) -> None:
         m = self._metrics
@@ -645,13 +677,13 @@ class Dispatcher:
 
 
 def _log_delivery(
-    url: str, rows: list[OutboxRow], delivery: Delivery, *, retried: bool
+    url: str, rows: list[Addressed], delivery: Delivery, *, retried: bool
 ) -> None:
     """One line per delivery: which incidents, to whom, through which (masked) URL, and how it
     went, so an operator can follow every page in the log."""
     incidents = ", ".join(f"#{n}" for n in sorted({r.incident_id for r in rows}))
-    reasons = "/".join(sorted({str(r.payload.get("reason") or "page") for r in rows}))
-    recipient = str(rows[0].payload.get("recipient") or "?")
+    reasons = "/".join(sorted({r.message.reason.value for r in rows}))
+    recipient = rows[0].message.recipient or "?"
     where = mask(url).partition("?")[0]  # Apprise's privacy form lists every default option
     what = f"incident {incidents} {reasons} to {recipient} via {where}"
     numbers = {r.incident_id for r in rows}
@@ -665,12 +697,12 @@ def _log_delivery(
 
 
 def _incident_url(
-    links: Links, config: Config, incident_id: int, payload: Mapping[str, Any], now: datetime
+    links: Links, config: Config, incident_id: int, message: OutboxMessage, now: datetime
 ) -> str:
     """A page to a user links to the incident page signed for them (it opens with a short
     session, so the phone that was paged can act at once); a channel's message, read by many,
     links to the plain page, which asks for a token."""
-    recipient = str(payload.get("recipient") or "")
-    if payload.get("recipient_kind") == "user" and recipient in config.users:
+    recipient = message.recipient
+    if message.recipient_kind == "user" and recipient in config.users:
         return links.url(incident_id, "open", recipient, now)
     return f"{config.external_url}/incidents/{incident_id}"

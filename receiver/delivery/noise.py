@@ -4,7 +4,8 @@ A storm of incidents must not become a storm of messages on one phone or in one 
 a page must never wait for a message that only informs. Two kinds of message:
 
 - pages (triggered, escalated, reminder, re_escalated) ask someone to act;
-- notes (acknowledged, resolved, stakeholder_declared, stakeholder_resolved) tell what happened.
+- notes (acknowledged, resolved, stakeholder_declared, stakeholder_resolved, stale) tell what
+  happened (model.MessageReason says which is which).
 
 Every message passes the gate, per URL, by these rules:
 
@@ -36,7 +37,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
+from receiver.core.model import MessageReason
+
 NOTE_RESERVE = 1  # slots of each rate window that notes leave to pages
 
 
@@ -45,13 +47,8 @@ class Kind(StrEnum):
     NOTE = "note"
 
 
-def is_page(reason: str) -> bool:
-    """Whether a message with this reason is a page (asks someone to act)."""
-    return reason in PAGE_REASONS
-
-
-def kind_of(reason: str) -> Kind:
-    return Kind.PAGE if is_page(reason) else Kind.NOTE
+def kind_of(reason: MessageReason) -> Kind:
+    return Kind.PAGE if reason.is_page else Kind.NOTE
 
 
 class Verdict(StrEnum):

@@ -24,7 +24,14 @@ from typing import Any, Protocol
 import msgspec
 
 from receiver.core.errors import InvalidTransition
-from receiver.core.model import EventKind, Incident, IncidentState, Severity, TimelineEvent
+from receiver.core.model import (
+    EventKind,
+    Incident,
+    IncidentState,
+    MessageReason,
+    Severity,
+    TimelineEvent,
+)
 
 # -- policies and the people they reach -------------------------------------------------------
 
@@ -163,7 +170,7 @@ class Page:
     recipient_kind: TargetKind
     url: str = field(repr=False)
     short: bool
-    reason: str  # triggered | escalated | reminder | re_escalated
+    reason: MessageReason  # a page's: triggered, escalated, reminder or re_escalated
     step: int
     cycle: int
     run: int = 0  # so a late failure of an older run's page cannot move the current run
@@ -445,7 +452,7 @@ def _page(
     recipients: Sequence[User | Channel],
     state: EscalationState,
     index: int,
-    reason: str,
+    reason: MessageReason,
     now: datetime,
 ) -> tuple[tuple[Page, ...], tuple[Deadline, ...]]:
     """Pages for now, and CONTACT deadlines for each person's delayed contacts."""
@@ -469,13 +476,15 @@ def _page(
     return tuple(pages), tuple(later)
 
 
-def _reason(policy: Policy, severity: str, run: int, cycle: int, index: int) -> str:
+def _reason(policy: Policy, severity: str, run: int, cycle: int, index: int) -> MessageReason:
     if run > 0:
-        return "re_escalated"
+        return MessageReason.RE_ESCALATED
     if cycle > 0:
-        return "reminder"
+        return MessageReason.REMINDER
     # The first step this incident's severity reaches is its first page, even if it is not 0.
-    return "triggered" if index == _next_applicable(policy, severity, after=-1) else "escalated"
+    if index == _next_applicable(policy, severity, after=-1):
+        return MessageReason.TRIGGERED
+    return MessageReason.ESCALATED
 
 
 def _next_applicable(policy: Policy, severity: str, after: int) -> int | None:

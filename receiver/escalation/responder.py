@@ -15,34 +15,35 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import InvalidTransition
-from receiver.core.model import EventKind, Incident, IncidentState, TimelineEvent
+from receiver.core.model import (
+    Action,
+    EventKind,
+    Incident,
+    IncidentState,
+    MessageReason,
+    TimelineEvent,
+)
 from receiver.escalation import engine as escalation
 from receiver.escalation import staleness
-from receiver.escalation.engine import Channel, Deadline, DeadlineKind, Plan, User
+from receiver.escalation.engine import Channel, Deadline, DeadlineKind, Plan, TargetKind, User
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.incidents.service import observe_resolution
-from receiver.notify.contacts import reference
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import OnCallMemo, next_start, within
-from receiver.store import ArmedDeadline, Store, Transaction
+from receiver.store import ArmedDeadline, OutboxMessage, Store, Transaction
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
-DONE = {"ack": "acknowledged", "resolve": "resolved", "snooze": "snoozed",
-        "unack": "unacknowledged"}
-
-ACTIONS = ("ack", "resolve", "snooze", "unack")
 # Steps due at once that fire inside one transaction before the timer loop takes over: enough
 # for any real policy, and a bound on one transaction when nobody can be reached.
 AT_ONCE_LIMIT = 32
-PAGE_REASONS = frozenset({"triggered", "escalated", "reminder", "re_escalated"})
 
 
 class Directory:
@@ -131,7 +132,7 @@ class Responder:
             policy, incident, config.severity(incident.severity), directory, now
         )
         await self._apply(tx, incident, plan, now)
-        await self._stakeholders(tx, incident, "stakeholder_declared", now)
+        await self._stakeholders(tx, incident, MessageReason.STAKEHOLDER_DECLARED, now)
 
     async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None:
         if not escalation.moves_on_update(incident):
@@ -228,16 +229,16 @@ class Responder:
                   "last_reported": last.isoformat()}
         await tx.append(incident.id, [TimelineEvent(now, EventKind.STALE, "ackd", detail)])
         holders = await self._holders(tx, incident)
-        extra = {"stale_after": rule.after.total_seconds()}
-        await self._notify_users(tx, incident, holders, "stale", staleness.RESOLVED_BY, now,
-                                 extra)
+        await self._notify_users(tx, incident, holders, MessageReason.STALE,
+                                 staleness.RESOLVED_BY, now,
+                                 stale_after=rule.after.total_seconds())
         tx.after_commit(partial(self._observe_stale, incident, rule.action))
         if rule.action is StaleAction.RESOLVE:
             state = await self._state(tx, incident)
             if state is not None:
                 plan = escalation.resolve(state, incident, staleness.RESOLVED_BY, now)
                 await self._apply(tx, incident, plan, now)
-                await self._stakeholders(tx, incident, "stakeholder_resolved", now)
+                await self._stakeholders(tx, incident, MessageReason.STAKEHOLDER_RESOLVED, now)
             return
         for listener in self.stale_listeners:
             tx.after_commit(partial(listener, incident.group_key))
@@ -255,15 +256,14 @@ class Responder:
         m = self._metrics
         m.child(m.incidents_stale, incident.team, incident.severity, action.value).inc()
 
-    async def delivery_failed(self, incident_id: int, payload: dict[str, Any]) -> None:
+    async def delivery_failed(self, incident_id: int, message: OutboxMessage) -> None:
         """A page finally failed. If nothing of that step reached the person (every channel
         failed, none is still queued), escalate now rather than wait for a deadline nobody
         can meet."""
-        step, cycle, run = payload.get("step"), payload.get("cycle", 0), payload.get("run")
-        if payload.get("recipient_kind") != "user" or not isinstance(step, int) \
-                or not isinstance(run, int):
+        step, cycle, run = message.step, message.cycle, message.run
+        if message.recipient_kind != "user" or step is None or run is None:
             return
-        recipient = str(payload.get("recipient"))
+        recipient = message.recipient
 
         async def job(tx: Transaction) -> None:
             # The failed row is finished in its own commit just before this one runs.
@@ -284,13 +284,11 @@ class Responder:
     async def act(
         self,
         incident_id: int,
-        action: str,
+        action: Action,
         actor: str,
         until: datetime | None = None,
     ) -> Incident:
         """Acknowledge, resolve, snooze or un-acknowledge; raises InvalidTransition."""
-        if action not in ACTIONS:
-            raise InvalidTransition(f"unknown action {action!r}")
 
         async def job(tx: Transaction) -> Incident:
             incident = await tx.incident(incident_id)
@@ -300,31 +298,31 @@ class Responder:
                 raise InvalidTransition(f"incident {incident_id} has no escalation to act on")
             plan = self._decide(action, state, incident, actor, until, now)
             await self._apply(tx, incident, plan, now)
-            if action == "resolve":
+            if action is Action.RESOLVE:
                 await self._notify_resolution(tx, incident, actor, now)
-            elif action == "ack":
-                await self._notify_paged(tx, incident, "acknowledged", actor, now)
+            elif action is Action.ACK:
+                await self._notify_paged(tx, incident, MessageReason.ACKNOWLEDGED, actor, now)
             return await tx.incident(incident_id)
 
         incident = await self._store.write(job)
-        log.info("incident #%d %s by %s", incident_id, DONE[action], actor,
-                 extra=fields(f"incident_{DONE[action]}", incident_id, incident.team))
+        log.info("incident #%d %s by %s", incident_id, action.done, actor,
+                 extra=fields(f"incident_{action.done}", incident_id, incident.team))
         return incident
 
     @staticmethod
     def _decide(
-        action: str,
+        action: Action,
         state: escalation.EscalationState,
         incident: Incident,
         actor: str,
         until: datetime | None,
         now: datetime,
     ) -> Plan:
-        if action == "ack":
+        if action is Action.ACK:
             return escalation.acknowledge(state, incident, actor, now)
-        if action == "resolve":
+        if action is Action.RESOLVE:
             return escalation.resolve(state, incident, actor, now)
-        if action == "unack":
+        if action is Action.UNACK:
             return escalation.unacknowledge(state, incident, actor, now)
         if until is None or until <= now:
             raise InvalidTransition("snooze needs a time in the future")
@@ -372,7 +370,7 @@ class Responder:
             acknowledged, resolved = await self._transition(tx, incident, plan, now)
         await tx.append(incident.id, plan.events)
         if plan.pages:
-            await self._enqueue(tx, incident, [_page_payload(p) for p in plan.pages], now)
+            await self._enqueue(tx, incident, [_page_message(p) for p in plan.pages], now)
         if plan.rr_advance:
             await tx.advance_round_robin(plan.rr_advance)
         steps = tuple(
@@ -407,55 +405,55 @@ class Responder:
         return first_ack, target is IncidentState.RESOLVED
 
     async def _enqueue(
-        self, tx: Transaction, incident: Incident, payloads: list[dict[str, Any]], now: datetime
+        self, tx: Transaction, incident: Incident, messages: list[OutboxMessage], now: datetime
     ) -> None:
-        await tx.enqueue(incident.id, payloads, now)
+        await tx.enqueue(incident.id, messages, now)
         for listener in self.outbox_listeners:
             tx.after_commit(listener)
 
     async def _stakeholders(
-        self, tx: Transaction, incident: Incident, reason: str, now: datetime
+        self, tx: Transaction, incident: Incident, reason: MessageReason, now: datetime
     ) -> None:
         config = self._config()
-        payloads = [
-            {**reference(name, "channel", index), "short": False, "reason": reason, "step": None}
+        messages = [
+            OutboxMessage(recipient=name, recipient_kind="channel", contact=index, reason=reason)
             for name in config.stakeholders.get(incident.severity, ())
             if (channel := config.channels.get(name)) is not None
             for index in range(len(channel.urls))
         ]
-        if payloads:
-            await self._enqueue(tx, incident, payloads, now)
+        if messages:
+            await self._enqueue(tx, incident, messages, now)
 
     async def _notify_paged(
-        self, tx: Transaction, incident: Incident, reason: str, actor: str, now: datetime
+        self, tx: Transaction, incident: Incident, reason: MessageReason, actor: str,
+        now: datetime,
     ) -> None:
         """Tell everyone who was paged for this incident (first contact each) what happened."""
         paged = await tx.paged_recipients(incident.id)
         await self._notify_users(tx, incident, paged, reason, actor, now)
 
     async def _notify_users(
-        self, tx: Transaction, incident: Incident, names: Iterable[str], reason: str,
-        actor: str, now: datetime, extra: dict[str, Any] | None = None,
+        self, tx: Transaction, incident: Incident, names: Iterable[str], reason: MessageReason,
+        actor: str, now: datetime, stale_after: float | None = None,
     ) -> None:
         """One message to each of these people, on their first contact."""
         config = self._config()
-        payloads = []
+        messages = []
         for name in names:
             user = config.users.get(name)
             if user is not None and user.contacts:
-                first = user.contacts[0]
-                payloads.append(
-                    {**reference(name, "user", 0), "short": first.short, "reason": reason,
-                     "step": None, "actor": actor, **(extra or {})}
-                )
-        if payloads:
-            await self._enqueue(tx, incident, payloads, now)
+                messages.append(OutboxMessage(
+                    recipient=name, recipient_kind="user", contact=0, reason=reason,
+                    short=user.contacts[0].short, actor=actor, stale_after=stale_after,
+                ))
+        if messages:
+            await self._enqueue(tx, incident, messages, now)
 
     async def _notify_resolution(
         self, tx: Transaction, incident: Incident, actor: str, now: datetime
     ) -> None:
-        await self._notify_paged(tx, incident, "resolved", actor, now)
-        await self._stakeholders(tx, incident, "stakeholder_resolved", now)
+        await self._notify_paged(tx, incident, MessageReason.RESOLVED, actor, now)
+        await self._stakeholders(tx, incident, MessageReason.STAKEHOLDER_RESOLVED, now)
 
     # -- metrics, after commit ------------------------------------------------------------
 
@@ -494,13 +492,11 @@ def _actor(events: Iterable[TimelineEvent]) -> str:
     return "ackd"
 
 
-def _page_payload(page: escalation.Page) -> dict[str, Any]:
-    return {
-        **reference(page.recipient, str(page.recipient_kind), page.contact),
-        "short": page.short,
-        "reason": page.reason,
-        "step": page.step,
-        "cycle": page.cycle,
-        "run": page.run,
-    }
+def _page_message(page: escalation.Page) -> OutboxMessage:
+    kind: Literal["user", "channel"] = "channel" if page.recipient_kind is TargetKind.CHANNEL \
+        else "user"
+    return OutboxMessage(
+        recipient=page.recipient, recipient_kind=kind, contact=page.contact, reason=page.reason,
+        short=page.short, step=page.step, cycle=page.cycle, run=page.run,
+    )
 

@@ -15,11 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from receiver.escalation.engine import Channel, User
-
-CONTACT = "contact"  # the payload key of the reference's index
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,28 +27,26 @@ class Destination:
     short: bool
 
 
-def reference(recipient: str, kind: str, index: int) -> dict[str, Any]:
-    """The payload keys that name contact `index` of `recipient` (a user or a channel)."""
-    return {"recipient": recipient, "recipient_kind": kind, CONTACT: index}
-
-
 def resolve(
-    payload: Mapping[str, Any], users: Mapping[str, User], channels: Mapping[str, Channel]
+    name: str,
+    kind: str,
+    index: int | None,
+    users: Mapping[str, User],
+    channels: Mapping[str, Channel],
 ) -> Destination | str:
-    """The destination `payload` names, or why it names none (safe to show: no URL)."""
-    name, kind, index = payload.get("recipient"), payload.get("recipient_kind"), \
-        payload.get(CONTACT)
-    if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+    """Where contact `index` of `name` (a user or a channel) goes, or why it names none (safe
+    to show: no URL)."""
+    if index is None or index < 0:
         return f"the notification names no contact of {kind} {name}"
     if kind == "channel":
-        channel = channels.get(str(name))
+        channel = channels.get(name)
         if channel is None:
             return f"channel {name} is no longer configured"
         if index >= len(channel.urls):
             return f"channel {name} no longer has url {index + 1}"
         return Destination(channel.urls[index], False)
     if kind == "user":
-        user = users.get(str(name))
+        user = users.get(name)
         if user is None:
             return f"user {name} is no longer configured"
         if index >= len(user.contacts):

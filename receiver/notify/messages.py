@@ -46,6 +46,7 @@ from receiver.core.model import (
     GrafanaDetails,
     Incident,
     IncidentState,
+    MessageReason,
     Severity,
 )
 from receiver.core.oneline import one_line, one_line_value
@@ -53,9 +54,8 @@ from receiver.notify.notifier import Message, NotifyType
 
 log = logging.getLogger(__name__)
 
-PAGE_REASONS = ("triggered", "escalated", "reminder", "re_escalated")
-REASONS = (*PAGE_REASONS, "acknowledged", "resolved", "stakeholder_declared",
-           "stakeholder_resolved", "stale")
+REASONS = tuple(MessageReason)
+PAGE_REASONS = tuple(reason for reason in REASONS if reason.is_page)
 PARTS = ("title", "body")
 
 SHORT_LIMIT = 160
@@ -75,7 +75,7 @@ _ELLIPSIS = "…"
 class MessageContext:
     """Everything one message is about: the incident, why it is sent, and its links."""
 
-    reason: str
+    reason: MessageReason
     incident: Incident
     severity: Severity
     alerts: Sequence[Alert]
@@ -616,7 +616,7 @@ def _sample_context() -> MessageContext:
         state=IncidentState.TRIGGERED, opened_at=at, updated_at=at, summary="Payment API down",
     )
     return MessageContext(
-        reason="triggered", incident=incident, severity=Severity("SEV1", 0, "Critical"),
+        reason=MessageReason.TRIGGERED, incident=incident, severity=Severity("SEV1", 0, "Critical"),
         alerts=(alert,), ack_url="https://ackd/l/ack", resolve_url="https://ackd/l/resolve",
         incident_url="https://ackd/incidents/42", silence_url="https://am/#/silences/new",
         actor="ana", recipient="ana", step=0, cycle=0,

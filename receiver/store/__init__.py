@@ -2,11 +2,17 @@
 the SQLite implementation (sqlite/) is the default."""
 
 from receiver.store.base import Store, Transaction
-from receiver.store.records import ArmedDeadline, IncidentFilter, NewIncident, OutboxRow
+from receiver.store.records import (
+    ArmedDeadline,
+    IncidentFilter,
+    NewIncident,
+    OutboxMessage,
+    OutboxRow,
+)
 from receiver.store.sqlite.store import SqliteStore, private_dir
 from receiver.store.sqlite.transaction import SqliteTransaction
 
 __all__ = [
-    "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxRow", "SqliteStore",
+    "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxMessage", "OutboxRow", "SqliteStore",
     "SqliteTransaction", "Store", "Transaction", "private_dir",
 ]

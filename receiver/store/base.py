@@ -34,6 +34,7 @@ from receiver.store.records import (
     ArmedDeadline,
     IncidentFilter,
     NewIncident,
+    OutboxMessage,
     OutboxRow,
     StoreStats,
 )
@@ -125,7 +126,7 @@ class OutboxRecords(Protocol):
     """The notification outbox: rows enqueued, leased, and their fate."""
 
     async def enqueue(
-        self, incident_id: int, payloads: Iterable[dict[str, Any]], now: datetime
+        self, incident_id: int, messages: Iterable[OutboxMessage], now: datetime
     ) -> list[int]: ...
 
     async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]: ...

@@ -17,6 +17,7 @@ from receiver.core.model import (
     IncidentState,
     TimelineEvent,
 )
+from receiver.store.records import OutboxMessage
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -106,3 +107,19 @@ def event_from_row(row: tuple[Any, ...]) -> TimelineEvent:
     return TimelineEvent(
         at=from_us(row[0]), kind=EventKind(row[1]), actor=row[2], detail=loads(row[3])
     )
+
+
+def encode_message(message: OutboxMessage) -> str:
+    """An outbox row's payload column."""
+    return _ENCODER.encode(message).decode()
+
+
+_MESSAGE = msgspec.json.Decoder(OutboxMessage)
+
+
+def decode_message(text: str | bytes) -> OutboxMessage | str:
+    """The message an outbox row's payload holds, or why it cannot be read."""
+    try:
+        return _MESSAGE.decode(text)
+    except msgspec.DecodeError as exc:  # ValidationError included: it names the field
+        return f"its stored payload cannot be read: {exc}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Literal
 
-from receiver.core.model import IncidentState
+import msgspec
+
+from receiver.core.model import IncidentState, MessageReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +35,40 @@ class ArmedDeadline:
     key: str
 
 
+class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """What an outbox row asks for: one message to one contact of one recipient.
+
+    Written by the responder, read by the dispatcher; store/codec.py is the one place that
+    encodes and decodes it. It names the contact (the index in the user's `contacts` or the
+    channel's `urls`), never its URL: a URL carries credentials (see notify's contacts). The
+    keys are those of the JSON ackd has always written: rows of every earlier release decode,
+    a key they lack takes its default, a key no longer used is ignored.
+    """
+
+    recipient: str
+    recipient_kind: Literal["user", "channel"]
+    contact: int | None = None  # None: a row from before contacts whose URL was not found
+    reason: MessageReason
+    short: bool = False
+    step: int | None = None  # pages only: the index of the policy step that sent it
+    cycle: int = 0
+    run: int | None = None  # pages only, so a late failure of an older run moves nothing
+    actor: str = ""  # notes: who acknowledged or resolved
+    stale_after: float | None = None  # stale notes: seconds Alertmanager was silent
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
-    """One notification waiting to go out (or to be retried)."""
+    """One notification waiting to go out (or to be retried). `message` is None when the
+    stored payload cannot be read; `unreadable` then says why."""
 
     id: int
     incident_id: int
     created_at: datetime
-    payload: dict[str, Any]
+    message: OutboxMessage | None
     attempts: int
     next_attempt_at: datetime
+    unreadable: str = ""
 
 
 @dataclass(frozen=True, slots=True)

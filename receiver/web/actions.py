@@ -17,6 +17,7 @@ from receiver.core.access import Scope
 from receiver.core.durations import parse_duration
 from receiver.core.errors import AckdError, LinkError, PayloadError
 from receiver.core.inputs import parse_json
+from receiver.core.model import Action
 from receiver.notify.links import LinkClaim
 from receiver.web.access import authorise
 from receiver.web.api import error_response, incident_id
@@ -24,7 +25,6 @@ from receiver.web.responses import error, incident_json, ok
 from receiver.web.services import Services, services
 from receiver.web.ui.pages import open_link
 
-ACTIONS = ("ack", "resolve", "snooze", "unack")
 LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
 # A link's token is a credential in its path: no cache may keep the page, and no page it
 # leads to may learn the URL from a Referer header.
@@ -37,12 +37,13 @@ async def act(request: web.Request) -> web.Response:
     """POST /api/v1/incidents/{id}/{action}; snooze takes {"until": ISO} or {"for": "30m"}."""
     s = services(request)
     actor = authorise(request, Scope.RESPOND)
-    action = request.match_info["action"]
-    if action not in ACTIONS or s.responder is None:
-        return error(404, f"unknown action {action!r}; one of {', '.join(ACTIONS)}", "action")
+    name = request.match_info["action"]
+    if name not in Action.__members__.values() or s.responder is None:
+        return error(404, f"unknown action {name!r}; one of {', '.join(Action)}", "action")
+    action = Action(name)
     try:
         number = incident_id(request)
-        until = await _snooze_until(request, s) if action == "snooze" else None
+        until = await _snooze_until(request, s) if action is Action.SNOOZE else None
         incident = await s.responder.act(number, action, actor.name, until)
     except AckdError as exc:
         return error_response(exc)
@@ -149,15 +150,16 @@ async def link_action(request: web.Request) -> web.Response:
     assert s.responder is not None
     if claim.action == "open":  # opening the page acts on nothing: show the page instead
         raise web.HTTPSeeOther(request.path)
+    action = Action(claim.action)
     try:
         incident = await s.responder.act(
-            claim.incident_id, claim.action, f"{claim.recipient} (link)", None
+            claim.incident_id, action, f"{claim.recipient} (link)", None
         )
     except AckdError as exc:
         response = error_response(exc)
         detail = json.loads(response.text or "{}").get("error", "")
         return _page(response.status, "Nothing changed", html.escape(detail), raw=True)
-    done = "acknowledged" if claim.action == "ack" else "resolved"
+    done = action.done
     return _page(200, f"Incident #{incident.id} {done}", f"Thank you, {claim.recipient}.")
 
 

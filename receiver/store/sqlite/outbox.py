@@ -6,8 +6,8 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from receiver.store.codec import dumps, from_us, loads, to_us
-from receiver.store.records import OutboxRow
+from receiver.store.codec import decode_message, encode_message, from_us, to_us
+from receiver.store.records import OutboxMessage, OutboxRow
 from receiver.store.sqlite.statements import Statements
 
 # The due time of a leased outbox row (see migration 5): later than any time a row is due.
@@ -16,15 +16,15 @@ LEASED = (1 << 62)
 
 class OutboxStatements(Statements):
     async def enqueue(
-        self, incident_id: int, payloads: Iterable[dict[str, Any]], now: datetime
+        self, incident_id: int, messages: Iterable[OutboxMessage], now: datetime
     ) -> list[int]:
         ids: list[int] = []
         at = to_us(now)  # created now, and due at once
-        for payload in payloads:
+        for message in messages:
             cur = self._cur.execute(
                 "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
                 " VALUES (?, ?, ?, ?)",
-                (incident_id, at, dumps(payload), at),
+                (incident_id, at, encode_message(message), at),
             )
             assert cur.lastrowid is not None
             ids.append(int(cur.lastrowid))
@@ -73,4 +73,8 @@ class OutboxStatements(Statements):
 
 
 def _outbox_row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), loads(r[3]), int(r[4]), from_us(r[5]))
+    message = decode_message(r[3])
+    if isinstance(message, str):
+        return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), None, int(r[4]), from_us(r[5]),
+                         unreadable=message)
+    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), message, int(r[4]), from_us(r[5]))

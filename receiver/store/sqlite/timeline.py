@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from receiver.core.model import TimelineEvent
+from receiver.core.model import PAGE_REASONS, TimelineEvent
 from receiver.store.codec import dumps, to_us
 from receiver.store.sqlite.statements import Statements
+
+_PAGES = sorted(reason.value for reason in PAGE_REASONS)
+_PAGE_MARKS = ", ".join("?" * len(_PAGES))
 
 
 class TimelineStatements(Statements):
@@ -30,10 +33,9 @@ class TimelineStatements(Statements):
             "SELECT json_extract(detail, '$.recipient') AS who, min(id) FROM timeline"
             " WHERE incident_id = ? AND kind = 'notification_sent'"
             " AND json_extract(detail, '$.recipient_kind') = 'user'"
-            " AND json_extract(detail, '$.reason') IN"
-            " ('triggered', 'escalated', 'reminder', 're_escalated')"
+            f" AND json_extract(detail, '$.reason') IN ({_PAGE_MARKS})"
             " GROUP BY who ORDER BY min(id)",
-            (incident_id,),
+            (incident_id, *_PAGES),
         )
         return [str(r[0]) for r in rows if r[0] is not None]
 
@@ -47,6 +49,7 @@ class TimelineStatements(Statements):
         )
         if sent:
             return True
+        # The keys of store.OutboxMessage, as store/codec.py writes them.
         pending = await self._all(
             "SELECT 1 FROM outbox WHERE incident_id = ?"
             " AND json_extract(payload, '$.recipient') = ? AND json_extract(payload, '$.step') = ?"

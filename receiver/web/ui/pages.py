@@ -21,6 +21,7 @@ from aiohttp import web
 from receiver.core.access import Principal
 from receiver.core.errors import AckdError, InvalidTransition, NotFound, PayloadError
 from receiver.core.inputs import whole_number
+from receiver.core.model import Action
 from receiver.notify.links import LinkClaim
 from receiver.store import IncidentFilter
 from receiver.web.services import Services, services
@@ -28,7 +29,7 @@ from receiver.web.ui import views
 from receiver.web.ui.session import COOKIE, LINK_SESSION, TOKEN_SESSION, Session, Sessions
 
 LOGIN_COOKIE = "ackd_login"
-WEB_ACTIONS = ("ack", "resolve")
+WEB_ACTIONS = (Action.ACK, Action.RESOLVE)
 OPEN_LIMIT = 200
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
@@ -148,7 +149,7 @@ async def incident_action(request: web.Request) -> web.Response:
                       text=f"unknown action {action!r}; one of {', '.join(WEB_ACTIONS)}")
     try:
         number = whole_number(request.match_info["id"], "id")
-        await s.responder.act(number, action, visitor.session.actor, None)
+        await s.responder.act(number, Action(action), visitor.session.actor, None)
     except InvalidTransition as exc:
         return await _incident(request, s, visitor, 409, str(exc))
     except AckdError as exc:

@@ -15,7 +15,7 @@ from receiver.core.clock import FakeClock
 from receiver.notify.notifier import RecordingNotifier
 from receiver.oncall.handoffs import OpenIncident, next_handoff, notice_message
 from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit, on_call
-from receiver.store.oncall import PlannedNotice
+from receiver.store import PlannedNotice
 from tests.harness import write_config
 from tests.test_api import Api
 

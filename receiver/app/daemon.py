@@ -36,7 +36,6 @@ from receiver.notify.notifier import AppriseNotifier, Notifier
 from receiver.oncall.handoffs import HandoffNotices
 from receiver.oncall.service import OnCallService
 from receiver.store import SqliteStore, private_dir
-from receiver.store.oncall import current_overrides
 from receiver.store.sqlite.owner import StoreOwner
 from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, link_action, link_page, private_links
@@ -207,7 +206,7 @@ class Daemon:
         # Run-time on-call changes before anything escalates: a page goes to whoever they
         # put on call.
         self.responder.roster.load(await self.store.write(
-            lambda tx: current_overrides(tx, self.clock.now())))
+            lambda tx: tx.current_overrides(self.clock.now())))
         # Deadlines that passed while ackd was down are due at once: they fire first.
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()

@@ -3,7 +3,7 @@ the incoming person is told, through their contacts, that they are on call now, 
 and which of their teams' incidents are open.
 
 Each layer has at most one notice planned: its next handoff to somebody (a row in the store,
-`store/oncall.py`), armed on a timer loop of its own (`escalation.timer.Scheduler`, the same
+`store/sqlite/oncall.py`), armed on a timer loop of its own (`escalation.timer.Scheduler`, the same
 loop escalation uses, over these rows' ids). Plans follow what changes who is on call: a
 start, a reload, a run-time override made or deleted. When a notice comes due it is marked
 sent in the transaction that reads the open incidents, and sent only after that commit: a
@@ -30,14 +30,7 @@ from receiver.escalation.timer import Scheduler
 from receiver.notify.notifier import Message, Notifier, NotifyType
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import Schedule, next_change, on_call
-from receiver.store import SqliteStore, Transaction
-from receiver.store.oncall import (
-    PlannedNotice,
-    plan_notice,
-    take_notice,
-    unplan_others,
-    unsent_notices,
-)
+from receiver.store import PlannedNotice, Store, Transaction
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +86,7 @@ def notice_message(
 class HandoffNotices:
     def __init__(
         self,
-        store: SqliteStore,
+        store: Store,
         clock: Clock,
         notifier: Notifier,
         roster: Roster,
@@ -111,7 +104,8 @@ class HandoffNotices:
 
     async def start(self) -> None:
         await self.plan()
-        self.timer.load((n.id, n.at) for n in await self._store.write(unsent_notices))
+        unsent = await self._store.write(lambda tx: tx.unsent_notices())
+        self.timer.load((n.id, n.at) for n in unsent)
         self.timer.start()
 
     async def stop(self) -> None:
@@ -149,8 +143,8 @@ class HandoffNotices:
                 wanted.append((schedule.name, layer.name, at, user))
 
         async def job(tx: Transaction) -> list[PlannedNotice]:
-            await unplan_others(tx, [(s, lay) for s, lay, _, _ in wanted], now)
-            planned = [await plan_notice(tx, *w) for w in wanted]
+            await tx.unplan_others([(s, lay) for s, lay, _, _ in wanted], now)
+            planned = [await tx.plan_notice(*w) for w in wanted]
             return [p for p in planned if p is not None]
 
         for notice in await self._store.write(job):
@@ -176,7 +170,7 @@ class HandoffNotices:
     async def _take(
         self, tx: Transaction, config: Config, notice_id: int, now: datetime
     ) -> tuple[PlannedNotice, Message] | None:
-        notice = await take_notice(tx, notice_id, now)
+        notice = await tx.take_notice(notice_id, now)
         if notice is None:
             return None
         planned = config.schedules.get(notice.schedule)
@@ -209,9 +203,5 @@ class HandoffNotices:
 async def open_incidents(tx: Transaction, teams: Sequence[str]) -> list[OpenIncident]:
     if not teams:
         return []
-    marks = ",".join("?" * len(teams))
-    rows = await tx.query(
-        f"SELECT id, severity, state, summary FROM incidents WHERE state != 'resolved'"
-        f" AND team IN ({marks}) ORDER BY id", list(teams),
-    )
-    return [OpenIncident(int(r[0]), r[1], r[2], r[3]) for r in rows]
+    return [OpenIncident(i.id, i.severity, i.state.value, i.summary)
+            for i in await tx.open_incidents_of(teams)]

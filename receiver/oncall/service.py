@@ -27,13 +27,12 @@ from receiver.oncall.overrides import (
 )
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import Override, Schedule, applying, next_change, on_call
-from receiver.store import SqliteStore, Transaction
-from receiver.store.oncall import add_overrides, delete_overrides, override_with_pair
+from receiver.store import Store, Transaction
 
 
 class OnCallService:
     def __init__(
-        self, store: SqliteStore, clock: Clock, roster: Roster, config: Callable[[], Config]
+        self, store: Store, clock: Clock, roster: Roster, config: Callable[[], Config]
     ) -> None:
         self._store = store
         self._clock = clock
@@ -58,7 +57,7 @@ class OnCallService:
         now = self._clock.now()
 
         async def job(tx: Transaction) -> list[RuntimeOverride]:
-            made = await add_overrides(tx, name, change, actor.name, now)
+            made = await tx.add_overrides(name, change, actor.name, now)
             tx.after_commit(lambda: self._added(made, now))
             return made
 
@@ -74,10 +73,10 @@ class OnCallService:
         self.planned(name)
 
         async def job(tx: Transaction) -> list[RuntimeOverride]:
-            found = await override_with_pair(tx, name, override_id)
+            found = await tx.override_with_pair(name, override_id)
             _allow(actor, Change(tuple(o.leg for o in found), len(found) > 1))
             ids = [o.id for o in found]
-            await delete_overrides(tx, ids)
+            await tx.delete_overrides(ids)
             tx.after_commit(lambda: self.roster.removed(ids))
             return found
 

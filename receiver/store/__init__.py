@@ -8,11 +8,12 @@ from receiver.store.records import (
     NewIncident,
     OutboxMessage,
     OutboxRow,
+    PlannedNotice,
 )
 from receiver.store.sqlite.store import SqliteStore, private_dir
 from receiver.store.sqlite.transaction import SqliteTransaction
 
 __all__ = [
-    "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxMessage", "OutboxRow", "SqliteStore",
-    "SqliteTransaction", "Store", "Transaction", "private_dir",
+    "ArmedDeadline", "IncidentFilter", "NewIncident", "OutboxMessage", "OutboxRow",
+    "PlannedNotice", "SqliteStore", "SqliteTransaction", "Store", "Transaction", "private_dir",
 ]

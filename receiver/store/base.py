@@ -3,7 +3,8 @@
 Two protocols. `Store` is the store as a whole: open and close, `write` (run a job inside the
 next commit and return once it is durable), and the reads that need no transaction.
 `Transaction` is what a job gets: the reads and writes of one transaction, grouped by the
-concept each serves, one protocol per seam. An implementation keeps the same seams (the
+concept each serves, one protocol per seam (incidents, timeline, deadlines, outbox, on-call).
+An implementation keeps the same seams (the
 SQLite one has a module per seam under store/sqlite/), so the SQL of a concept stays in one
 place in each dialect.
 
@@ -30,12 +31,14 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from receiver.core.model import Alert, Incident, OpenGroup, TimelineEvent
+from receiver.oncall.overrides import Change, RuntimeOverride
 from receiver.store.records import (
     ArmedDeadline,
     IncidentFilter,
     NewIncident,
     OutboxMessage,
     OutboxRow,
+    PlannedNotice,
     StoreStats,
 )
 
@@ -142,7 +145,51 @@ class OutboxRecords(Protocol):
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None: ...
 
 
-class Transaction(IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, Protocol):
+class OnCallRecords(Protocol):
+    """Run-time schedule overrides and planned handoff notices."""
+
+    async def add_overrides(
+        self, schedule: str, change: Change, actor: str, now: datetime
+    ) -> list[RuntimeOverride]: ...
+
+    async def override_with_pair(
+        self, schedule: str, override_id: int
+    ) -> list[RuntimeOverride]:
+        """The override and, for a swap, its other leg; NotFound if there is none."""
+        ...
+
+    async def delete_overrides(self, ids: Sequence[int]) -> None: ...
+
+    async def current_overrides(self, now: datetime) -> list[RuntimeOverride]:
+        """Every override that has not ended."""
+        ...
+
+    async def plan_notice(
+        self, schedule: str, layer: str, at: datetime | None, user: str | None
+    ) -> PlannedNotice | None:
+        """Make (schedule, layer)'s one unsent notice the handoff to `user` at `at`."""
+        ...
+
+    async def take_notice(self, notice_id: int, now: datetime) -> PlannedNotice | None:
+        """Mark a due, unsent notice sent and return it, else None."""
+        ...
+
+    async def drop_notice(self, notice_id: int) -> None: ...
+
+    async def unsent_notices(self) -> list[PlannedNotice]: ...
+
+    async def unplan_others(self, keep: Sequence[tuple[str, str]], now: datetime) -> None:
+        """Drop unsent notices of layers not in `keep`, and sent ones older than a week."""
+        ...
+
+    async def open_incidents_of(self, teams: Sequence[str]) -> list[Incident]:
+        """The open incidents of these teams, oldest first."""
+        ...
+
+
+class Transaction(
+    IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords, Protocol
+):
     """What one job of `Store.write` may do."""
 
     def after_commit(self, callback: Callable[[], None]) -> None:

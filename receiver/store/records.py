@@ -89,3 +89,15 @@ class StoreStats:
     failing: str = ""  # the error of the last batch, while no batch has committed since
     corrupt: str = ""  # the first damage found in the file; stays until restart
     on_commit: list[Callable[[float, int], None]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlannedNotice:
+    """A handoff notice: who hears at `at` that they come on call in (schedule, layer)."""
+
+    id: int
+    schedule: str
+    layer: str
+    at: datetime
+    user: str
+    sent_at: datetime | None = None

@@ -23,7 +23,3 @@ class Statements:
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._cur.execute(sql, params).fetchall()
-
-    async def query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        """One statement's rows, for the store modules of other concepts (store/oncall.py)."""
-        return await self._all(sql, params)

@@ -1,8 +1,8 @@
 """Domain-level reads and writes inside one writer batch (see store.py for the batching).
 
 The statements live by what they serve, each seam a module: incidents and alerts, the
-timeline, escalation state and deadlines, the outbox. A second store (PostgreSQL) follows the
-same seams.
+timeline, escalation state and deadlines, the outbox, on-call overrides and notices. A second
+store (PostgreSQL) follows the same seams.
 """
 
 from __future__ import annotations
@@ -12,12 +12,14 @@ from collections.abc import Callable
 
 from receiver.store.sqlite.deadlines import DeadlineStatements
 from receiver.store.sqlite.incidents import IncidentStatements
+from receiver.store.sqlite.oncall import OnCallStatements
 from receiver.store.sqlite.outbox import OutboxStatements
 from receiver.store.sqlite.timeline import TimelineStatements
 
 
 class SqliteTransaction(
-    IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements
+    IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
+    OnCallStatements,
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 

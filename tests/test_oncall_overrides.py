@@ -162,6 +162,8 @@ BAD = [
     ("past the year 9999", "payments", {"user": "cy", "start": "2026-01-05T10:00:00Z",
                                         "end": "9999-12-31T23:00:00-14:00"}, 400, "end"),
     ("not an object", "payments", ["cy"], 400, "body"),
+    ("ended already", "payments", {"user": "cy", "start": "2026-01-05T07:00:00Z",
+                                   "end": "2026-01-05T09:00:00Z"}, 400, "end"),
 ]
 
 

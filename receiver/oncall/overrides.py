@@ -124,14 +124,15 @@ def refusal(actor: Actor, change: Change) -> Scope | None:
 
 
 def parse_change(
-    body: Any, schedule: Schedule, users: Collection[str]
+    body: Any, schedule: Schedule, users: Collection[str], now: datetime | None = None
 ) -> Change:
     """A request body -> Change, or a PayloadError naming the field.
 
     {"user", "start", "end", "layer"?, "replaces"?, "note"?} is one leg; {"swap": [{"user",
     "start", "end"}, {"user", "start", "end"}], "layer"?, "note"?} swaps the first person's
     shift for the second's. Times are ISO 8601; without an offset they are local times in
-    the schedule's zone, placed by the schedule's one rule (`schedules.instant`)."""
+    the schedule's zone, placed by the schedule's one rule (`schedules.instant`). A range
+    that ended by `now` would change nothing: it is refused, naming its end."""
     if not isinstance(body, Mapping):
         raise PayloadError("body", "must be a JSON object")
     known = {"user", "start", "end", "layer", "replaces", "note", "swap"}
@@ -144,19 +145,20 @@ def parse_change(
         for key in ("user", "start", "end", "replaces"):
             if key in body:
                 raise PayloadError(key, "a swap names its people and times in swap[0], swap[1]")
-        return Change(_swap_legs(body["swap"], layer, schedule, users), True, note)
+        return Change(_swap_legs(body["swap"], layer, schedule, users, now), True, note)
     user = _user(body.get("user"), "user", users)
     replaces = body.get("replaces")
     if replaces is not None:
         replaces = _user(replaces, "replaces", users)
         if replaces == user:
             raise PayloadError("replaces", f"{user!r} cannot take over from themselves")
-    start, end = _range(body, "", schedule)
+    start, end = _range(body, "", schedule, now)
     return Change((Leg(user, start, end, layer, replaces),), False, note)
 
 
 def _swap_legs(
-    raw: Any, layer: str | None, schedule: Schedule, users: Collection[str]
+    raw: Any, layer: str | None, schedule: Schedule, users: Collection[str],
+    now: datetime | None,
 ) -> tuple[Leg, Leg]:
     if not isinstance(raw, list) or len(raw) != 2:
         raise PayloadError("swap", "must be a list of two shifts: [{user, start, end}, ...]")
@@ -170,7 +172,7 @@ def _swap_legs(
             raise PayloadError(f"{where}.{sorted(extra)[0]}",
                                "unknown field; known: end, start, user")
         user = _user(shift.get("user"), f"{where}.user", users)
-        shifts.append((user, *_range(shift, f"{where}.", schedule)))
+        shifts.append((user, *_range(shift, f"{where}.", schedule, now)))
     (first, s1, e1), (second, s2, e2) = shifts
     if first == second:
         raise PayloadError("swap[1].user", "a swap is between two different people")
@@ -206,11 +208,16 @@ def _text(raw: Any, field: str, *, required: bool) -> str:
     return raw
 
 
-def _range(raw: Mapping[str, Any], prefix: str, schedule: Schedule) -> tuple[datetime, datetime]:
+def _range(
+    raw: Mapping[str, Any], prefix: str, schedule: Schedule, now: datetime | None
+) -> tuple[datetime, datetime]:
     start = _time(raw.get("start"), prefix + "start", schedule)
     end = _time(raw.get("end"), prefix + "end", schedule)
     if end <= start:
         raise PayloadError(prefix + "end", f"must be after {prefix}start ({start.isoformat()})")
+    if now is not None and end <= now:
+        raise PayloadError(prefix + "end", f"is past (now is {now.isoformat()}): it would "
+                           "change nothing")
     return start, end
 
 

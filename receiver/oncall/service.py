@@ -52,9 +52,9 @@ class OnCallService:
 
     async def create(self, name: str, body: Any, actor: Actor) -> list[RuntimeOverride]:
         planned = self.planned(name)
-        change = parse_change(body, planned, self._config().users)
-        _allow(actor, change)
         now = self._clock.now()
+        change = parse_change(body, planned, self._config().users, now)
+        _allow(actor, change)
 
         async def job(tx: Transaction) -> list[RuntimeOverride]:
             made = await tx.add_overrides(name, change, actor.name, now)

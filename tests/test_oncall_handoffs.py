@@ -138,3 +138,35 @@ def test_shifts_in_seconds_and_minutes_count_elapsed_time() -> None:
     assert next_handoff(schedule, "primary", first) == (first + timedelta(seconds=30), "bo")
     minutes = replace(seconds, shift_length=2, shift_unit=ShiftUnit.MINUTES)
     assert minutes.shift == timedelta(minutes=2)
+
+
+async def test_a_notice_due_while_down_goes_at_start_if_its_person_is_still_on(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(T0 + timedelta(minutes=59))  # the 10:00 UTC handoff to bo is planned
+    first = start(tmp_path, clock, RecordingNotifier())
+    await first.start()
+    await first.stop()
+    clock.set(T0 + timedelta(hours=1, minutes=20))  # ackd was down at the handoff
+    notifier = RecordingNotifier()
+    again = start(tmp_path, clock, notifier)
+    await again.start()
+    try:
+        await Api(again, notifier, clock).settle()
+        assert [who for who, _ in notices(notifier)] == ["bo"]
+    finally:
+        await again.stop()
+    # Down across a whole shift: ana's 11:00 UTC notice is stale (bo is on since 12:00): dropped.
+    clock.set(T0 + timedelta(hours=1, minutes=59))
+    planned = start(tmp_path, clock, RecordingNotifier())
+    await planned.start()
+    await planned.stop()
+    clock.set(T0 + timedelta(hours=3, minutes=20))
+    notifier = RecordingNotifier()
+    late = start(tmp_path, clock, notifier)
+    await late.start()
+    try:
+        await Api(late, notifier, clock).settle()
+        assert notices(notifier) == []
+    finally:
+        await late.stop()

@@ -144,7 +144,7 @@ class HandoffNotices:
 
         async def job(tx: Transaction) -> list[PlannedNotice]:
             await tx.unplan_others([(s, lay) for s, lay, _, _ in wanted], now)
-            planned = [await tx.plan_notice(*w) for w in wanted]
+            planned = [await tx.plan_notice(*w, now) for w in wanted]
             return [p for p in planned if p is not None]
 
         for notice in await self._store.write(job):

@@ -165,7 +165,7 @@ class OnCallRecords(Protocol):
         ...
 
     async def plan_notice(
-        self, schedule: str, layer: str, at: datetime | None, user: str | None
+        self, schedule: str, layer: str, at: datetime | None, user: str | None, now: datetime
     ) -> PlannedNotice | None:
         """Make (schedule, layer)'s one unsent notice the handoff to `user` at `at`."""
         ...

@@ -86,15 +86,16 @@ class OnCallStatements(Statements):
         return [_override(r) for r in rows]
 
     async def plan_notice(
-        self, schedule: str, layer: str, at: datetime | None, user: str | None
+        self, schedule: str, layer: str, at: datetime | None, user: str | None, now: datetime
     ) -> PlannedNotice | None:
-        """Make (schedule, layer)'s one unsent notice the handoff to `user` at `at` (None: none
+        """Make (schedule, layer)'s next unsent notice the handoff to `user` at `at` (None: none
         planned). A plan that changed (an override moved the handoff) replaces the unsent one; a
-        handoff whose notice went out stays sent."""
+        handoff whose notice went out stays sent, and one already due is left to the timer
+        (it came due while ackd was down: it goes if its person is still on call)."""
         await self._all(
             "DELETE FROM handoff_notices WHERE schedule = ? AND layer = ? AND sent_at IS NULL"
-            " AND (at IS NOT ? OR user IS NOT ?)",
-            (schedule, layer, None if at is None else to_us(at), user),
+            " AND at > ? AND (at IS NOT ? OR user IS NOT ?)",
+            (schedule, layer, to_us(now), None if at is None else to_us(at), user),
         )
         if at is None or user is None:
             return None

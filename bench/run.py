@@ -44,7 +44,7 @@ import seed
 import storm
 from load import Expected, LoadPlan, LoadResult, percentile, run_load
 
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 
 WEBHOOK_TOKEN = "bench-webhook-token"
 # Targets (the issue's): ratio to the bare parse, p99 latency, timer lateness, restart, memory.

@@ -22,7 +22,7 @@ import pytest
 
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.config.model import WebhookAuth
 from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus
@@ -321,7 +321,10 @@ async def test_steps_that_reach_nobody_run_on_through_the_timer(api: Api) -> Non
     them, then the timer loop takes over, and the policy still runs to its end exactly."""
     ghost = Step(timedelta(0), (Target(TargetKind.USER, "ghost"),))
     policy = Policy("standard", (ghost,), repeat=100, repeat_after=timedelta(minutes=1))
-    api.daemon.config = replace(api.daemon.config, policies={"standard": policy})
+    # Swapped in as a reload would; the routed pairs were bound to the old policy.
+    api.daemon.coordinator.swap(
+        replace(api.daemon.config, policies={"standard": policy}, team_policies={})
+    )
     number = await api.fire()
     await api.settle()
     timeline = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.config import model as config
+from receiver.config import build as config
 from receiver.core.access import Principal, PrincipalKind, Scope
 from receiver.core.errors import ConfigError
 

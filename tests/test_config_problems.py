@@ -16,7 +16,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receiver.config import model as config
+from receiver.config import build as config
 from receiver.config.problems import keys_at
 from receiver.core.errors import ConfigError, ConfigProblem
 from tests.harness import ROOT

@@ -22,8 +22,8 @@ import yaml
 
 from receiver.app.daemon import Daemon, build_web_app
 from receiver.cli.main import _parser
-from receiver.config import model as config_module
-from receiver.config.build import parse_listen
+from receiver.config import build as config_module
+from receiver.config.build.server import parse_listen
 from receiver.notify.notifier import channel_kind, validate_url
 from tests.harness import ROOT, write_config
 from tests.systemtools import binary

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from receiver.config.model import Config, parse
+from receiver.config.build import parse
+from receiver.config.model import Config
 from receiver.core.clock import FakeClock
 from receiver.core.model import (
     Alert,

@@ -18,7 +18,7 @@ import pytest
 
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus
 from tests.harness import API_TOKEN, TOKEN, wait_until

@@ -40,7 +40,7 @@ from receiver.alertmanager.webhook import (
     parse_webhook,
 )
 from receiver.app.daemon import Daemon
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.core.errors import PayloadError
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Alert, AlertStatus

@@ -21,7 +21,7 @@ import pytest
 
 from receiver.alertmanager.webhook import _parse_carefully, fingerprint_of, parse_webhook
 from receiver.app.daemon import Daemon
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.core.model import AlertStatus, GrafanaDetails
 from tests.harness import API_TOKEN, ROOT, TOKEN
 from tests.sinks import HttpSink

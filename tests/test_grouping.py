@@ -376,26 +376,26 @@ def test_routed_bodies_are_named_by_content_under_a_key_of_their_own() -> None:
     assert bodies.name(body) != other.name(body)  # keyed: a name says nothing outside
 
 
-def test_routed_bodies_hold_only_under_the_config_they_were_routed_by() -> None:
+def test_routed_bodies_are_forgotten_together_when_the_config_changes() -> None:
+    """Incidents.use_config clears them: a reload may route the same bytes otherwise."""
     bodies = RoutedBodies()
-    first, second = object(), object()
     routed = [RoutedBody((("g", 1, 1),), 1, 1), RoutedBody((("g", 2, 1),), 1, 0)]
-    bodies.put(b"one", first, routed[0])
-    assert bodies.get(b"one", first) == routed[0]
-    assert bodies.get(b"one", second) is None  # reloaded: routing may differ now
-    bodies.put(b"two", second, routed[1])
-    assert (len(bodies), bodies.get(b"two", second)) == (1, routed[1])
-    assert bodies.get(b"one", first) is None  # the old config's bodies went with it
+    bodies.put(b"one", routed[0])
+    bodies.put(b"two", routed[1])
+    assert (len(bodies), bodies.get(b"one")) == (2, routed[0])
+    bodies.clear()
+    assert (len(bodies), bodies.get(b"one"), bodies.get(b"two")) == (0, None, None)
+    assert bodies.memo.bytes == 0
 
 
 def test_routed_bodies_drop_the_least_recently_put_beyond_the_budget() -> None:
     routed = RoutedBody((("g", 1, 1),), 1, 1)
-    bodies, config = RoutedBodies(2 * MemoBytes.MAX_SHARE * _routed_bytes(b"", routed)), object()
+    bodies = RoutedBodies(2 * MemoBytes.MAX_SHARE * _routed_bytes(b"", routed))
     for n in range(2 * MemoBytes.MAX_SHARE):
-        bodies.put(bytes([n]), config, routed)
-    bodies.put(b"\x00", config, routed)  # put again: now the newest
-    bodies.put(b"new", config, routed)
-    assert [bodies.get(n, config) is not None for n in (b"\x00", b"\x01", b"new")] == [
+        bodies.put(bytes([n]), routed)
+    bodies.put(b"\x00", routed)  # put again: now the newest
+    bodies.put(b"new", routed)
+    assert [bodies.get(n) is not None for n in (b"\x00", b"\x01", b"new")] == [
         True, False, True
     ]
     assert bodies.memo.bytes <= bodies.memo.budget
@@ -429,10 +429,10 @@ def test_routed_bodies_stay_within_their_budget_whatever_comes() -> None:
     # Bodies of 1,000 groups each, every one different (the `receiver` varied): kept by count,
     # 200 of them took 40 MiB; by bytes, the memo stays within its budget (the default's).
     budget = 32 * MIB
-    bodies, config = RoutedBodies(budget), object()
+    bodies = RoutedBodies(budget)
     with traced() as grown:
         for n in range(200):
-            bodies.put(bodies.name(str(n).encode()), config, _routed(1000, str(n)))
+            bodies.put(bodies.name(str(n).encode()), _routed(1000, str(n)))
         held = grown()
     assert 0 < len(bodies) < 200
     assert bodies.memo.bytes <= budget
@@ -453,10 +453,10 @@ def test_held_groups_stay_within_their_budget_whatever_comes() -> None:
 
 @pytest.mark.parametrize("groups", [0, 1, 10, 1000])
 def test_the_routed_body_estimate_is_not_below_the_truth(groups: int) -> None:
-    bodies, config = RoutedBodies(1024 * MIB), object()
+    bodies = RoutedBodies(1024 * MIB)
     with traced() as grown:
         for n in range(50):
-            bodies.put(bodies.name(str(n).encode()), config, _routed(groups, str(n)))
+            bodies.put(bodies.name(str(n).encode()), _routed(groups, str(n)))
         measured = grown()
     assert measured <= bodies.memo.bytes
 
@@ -472,10 +472,10 @@ def test_the_held_group_estimate_is_not_below_the_truth(length: int) -> None:
 
 
 def test_an_entry_too_large_to_be_worth_it_is_not_kept_and_leaves_nothing_stale() -> None:
-    bodies, config = RoutedBodies(MIB), object()
+    bodies = RoutedBodies(MIB)
     huge = _routed(1000, "huge")  # about 240 KiB, more than a 64th of the budget
-    bodies.put(b"huge", config, huge)
-    assert (bodies.get(b"huge", config), bodies.memo.bytes) == (None, 0)
+    bodies.put(b"huge", huge)
+    assert (bodies.get(b"huge"), bodies.memo.bytes) == (None, 0)
 
     held = HeldGroups(MIB)
     held.hold("g", 1, 11)

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.oncall.schedules import (
     Layer,
     OnCallMemo,

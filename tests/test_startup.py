@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.config.model import EXAMPLE_SECRETS, example_secrets_in_use
 from tests.harness import ROOT, free_port
 

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from receiver.config import model as config_module
+from receiver.config import build
+from receiver.config.coordinator import Coordinator
 from receiver.config.model import Config, example_secrets_in_use
 from receiver.core.clock import Clock, SystemClock
 from receiver.core.errors import ConfigError, ConfigProblem, StartupError
@@ -31,7 +32,6 @@ from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.responder import Responder
 from receiver.incidents.service import Incidents
 from receiver.notify.contacts import index_of
-from receiver.notify.links import Links
 from receiver.notify.notifier import AppriseNotifier, Notifier
 from receiver.oncall.handoffs import HandoffNotices
 from receiver.oncall.service import OnCallService
@@ -50,7 +50,7 @@ from receiver.web.schedules import (
     user_calendar,
     who_is_on_call,
 )
-from receiver.web.services import SERVICES, Services
+from receiver.web.services import SERVICES, Services, links_for
 from receiver.web.ui.pages import add_routes as add_ui_routes
 from receiver.web.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, receive_alerts
 
@@ -139,7 +139,9 @@ class Daemon:
     ) -> None:
         prepare_data_dir(config.data_dir)
         self.config_path = config_path
-        self.config = config = with_link_secret(config)
+        config = with_link_secret(config)
+        # Every reload goes through it; the components below hear of each new config.
+        self.coordinator = Coordinator(config, self._load)
         self._keepalive_timeout = keepalive_timeout
         self._body_timeout = body_timeout
         self.clock = clock or SystemClock()
@@ -152,20 +154,20 @@ class Daemon:
         )
         self.owner = StoreOwner(config.db_path)
         self.store.stats.on_commit.append(self.metrics.observe_commit)
-        self.responder = Responder(self.store, self.clock, self.metrics, lambda: self.config)
+        current = self.coordinator.current
+        self.responder = Responder(self.store, self.clock, self.metrics, current)
         self.incidents = Incidents(
-            self.store, self.clock, self.metrics, lambda: self.config, self.responder,
-            self.responder.reports,
+            self.store, self.clock, self.metrics, config, self.responder, self.responder.reports,
         )
         settings = config.notifications
         self.notifier = notifier or AppriseNotifier(settings.workers, settings.timeout)
         self.dispatcher = Dispatcher(
-            self.store, self.notifier, self.clock, self.metrics, lambda: self.config,
+            self.store, self.notifier, self.clock, self.metrics, current,
             self.responder.delivery_failed,
         )
         self.responder.outbox_listeners.append(self.dispatcher.wake)
         self.handoffs = HandoffNotices(
-            self.store, self.clock, self.notifier, self.responder.roster, lambda: self.config)
+            self.store, self.clock, self.notifier, self.responder.roster, current)
         self.responder.resolution_listeners.append(self.incidents.held.forget)
         self.responder.stale_listeners.append(self.incidents.held.forget)
         self.services = Services(
@@ -175,13 +177,23 @@ class Daemon:
             metrics=self.metrics,
             clock=self.clock,
             responder=self.responder,
-            links=_links(config),
+            links=links_for(config),
             reload=self.try_reload,
             oncall=OnCallService(
-                self.store, self.clock, self.responder.roster, lambda: self.config),
+                self.store, self.clock, self.responder.roster, current),
+        )
+        self.coordinator.subscribe(
+            self.incidents.use_config,
+            self.services.use_config,
+            lambda _: self.handoffs.replan(),  # another config: other handoffs, or none
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
+
+    @property
+    def config(self) -> Config:
+        """The running config (the coordinator's)."""
+        return self.coordinator.current()
 
     async def start(self) -> None:
         """Start everything or nothing. On failure whatever did start is stopped again (its
@@ -271,40 +283,32 @@ class Daemon:
             refused = ConfigError(
                 [ConfigProblem("(none)", None, "(file)", "ackd was started without a file")])
         else:
-            refused = self._swap(path)
+            refused = self.coordinator.reload(path)
         self.metrics.config_loaded(refused is None, self.clock.now().timestamp())
         if refused is not None:
             log.error("reload refused, keeping the running config:\n%s", refused)
+        else:
+            log.info("configuration reloaded from %s", path)
         return refused
 
-    def _swap(self, path: str | Path) -> ConfigError | None:
-        try:
-            fresh = config_module.load(path)
-        except ConfigError as exc:
-            return exc
+    def _load(self, path: str | Path) -> Config:
+        """A reload's file, built whole: where ackd listens and keeps its data stay as they
+        are (they need a restart); secrets that config.example.yaml publishes are refused."""
+        fresh = build.load(path)
+        running = self.config
         kept = with_link_secret(
             replace(
                 fresh,
-                listen_host=self.config.listen_host,
-                listen_port=self.config.listen_port,
-                data_dir=self.config.data_dir,
-                db_file=self.config.db_file,
+                listen_host=running.listen_host,
+                listen_port=running.listen_port,
+                data_dir=running.data_dir,
+                db_file=running.db_file,
             )
         )
         refused = example_secrets_in_use(kept)
         if refused is not None:
-            return ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])
-        self.config = kept
-        self.services.config = kept
-        self.incidents.resize_memos(kept.memo_bytes)
-        self.services.links = _links(kept)
-        self.handoffs.replan()  # another config: other handoffs, or none
-        log.info("configuration reloaded from %s", path)
-        return None
-
-
-def _links(config: Config) -> Links:
-    return Links(config.link_secret, config.external_url, config.link_ttl)
+            raise ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])
+        return kept
 
 
 def bind_failure(exc: OSError) -> str:

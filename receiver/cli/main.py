@@ -23,8 +23,9 @@ from zoneinfo import ZoneInfo
 import uvloop
 
 from receiver.cli.client import ApiError, Client
-from receiver.config import model as config_module
-from receiver.config.build import coverage_gaps, parse_listen
+from receiver.config import build as config_module
+from receiver.config.build.schedules import coverage_gaps
+from receiver.config.build.server import parse_listen
 from receiver.config.model import Config
 from receiver.core.errors import ConfigError, StartupError, StoreUnavailable
 from receiver.core.model import Action

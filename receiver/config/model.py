@@ -1,8 +1,10 @@
-"""Configuration: YAML in, frozen runtime objects out, or every problem with file, line and key.
+"""The validated config: frozen values, every one checked against the whole file.
 
-Loading is strict (unknown keys, wrong types and dangling references are errors) and complete
-(all problems are reported at once, so `ackd check-config` in GitOps CI shows the whole list).
-Secrets come inline, from `${ENV}` / `${ENV:-default}`, or from a `*_file` key, and are kept
+receiver.config.build makes a Config from a file (or reports every problem with file, line and
+key); nothing here reads a file or builds. The values are the domain's own nouns (policies,
+schedules, the route tree, the compiled message templates), so this module sits above the
+packages that define them and no domain package imports it: they take values as arguments.
+The running Config reaches the services through receiver.config.coordinator. Secrets are kept
 out of every repr so they never reach a log.
 """
 
@@ -15,18 +17,19 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from receiver.config import build as configbuild
-from receiver.config import problems as configproblems
 from receiver.config.storage import PostgresSettings
-from receiver.config.yamlsource import load as load_yaml
 from receiver.core.access import Principal
-from receiver.core.errors import ConfigError, ConfigProblem
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Severity
-from receiver.escalation.engine import Channel, Policy, User
+from receiver.escalation.engine import Channel, Policy, Target, User
+from receiver.notify.messages import Templates
 from receiver.notify.notifier import NotificationSettings
 from receiver.oncall.schedules import Schedule, WorkingHours
 from receiver.routing.tree import Route
+
+# A shared policy's targets that each team fills in: its own schedule, its own lead.
+TEAM_SCHEDULE = "@team"
+TEAM_LEAD = "@lead"
 
 DEFAULT_SEVERITIES = (
     Severity("SEV1", 0, "Critical: customers are affected now", "high"),
@@ -86,12 +89,13 @@ class Config:
     teams: Mapping[str, Team]
     policies: Mapping[str, Policy]
     route: Route
+    # Each (policy, team) pair the route tree gives, bound (bind_policy) when the file was
+    # built: every new incident asks for one.
+    team_policies: Mapping[tuple[str, str], Policy] = field(repr=False)
+    # notifications.templates compiled, once per file.
+    templates: Templates = field(repr=False, compare=False)
     # storage.postgres: None keeps the SQLite store in data_dir.
     postgres: PostgresSettings | None = None
-    # Policies bound to a team, made on first use: every new incident asks for one.
-    _bound: dict[tuple[str, str], Policy] = field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
 
     @property
     def db_path(self) -> Path:
@@ -110,10 +114,10 @@ class Config:
 
     def policy_for(self, name: str, team: str) -> Policy:
         """The policy with the team's own on-call schedule and lead filled in."""
-        bound = self._bound.get((name, team))
+        bound = self.team_policies.get((name, team))
         if bound is None:
-            bound = configbuild.bind_policy(self.policies[name], self.teams[team])
-            self._bound[(name, team)] = bound
+            # A pair no route gives now (an incident routed by an earlier file): bound anew.
+            bound = bind_policy(self.policies[name], self.teams[team])
         return bound
 
     def with_overrides(self, **changes: Any) -> Config:
@@ -161,30 +165,15 @@ def _token_fix(who: Principal) -> str:
     return "set ACKD_API_TOKEN"
 
 
-def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    file = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(file, None, "(file)", f"cannot read: {exc}")]) from exc
-    return parse(file, text, environ)
+def bind_policy(policy: Policy, team: Team) -> Policy:
+    """Fill a shared policy's `oncall`/`lead` targets with this team's schedule and lead."""
 
+    def bind(target: Target) -> Target:
+        if target.name == TEAM_SCHEDULE and team.schedule is not None:
+            return replace(target, name=team.schedule)
+        if target.name == TEAM_LEAD and team.lead is not None:
+            return replace(target, name=team.lead)
+        return target
 
-def parse(file: str, text: str, environ: Mapping[str, str] | None = None) -> Config:
-    """The Config, or ConfigError with every problem of the file: unset variables, the
-    schema's, and the cross-reference checks on what the schema let through."""
-    unset: list[ConfigProblem] = []
-    located = load_yaml(file, text, environ, collect=unset)
-    spec, problems, pruned = configproblems.validate(located)
-    config = None
-    if spec is not None:
-        builder = configbuild.Builder(located, spec, Path(file).parent, pruned.original)
-        config = builder.build()
-        problems += [p for p in builder.problems if not pruned.cascade(p.message)]
-    # An unset variable reads as "": what that empty value breaks is the same problem.
-    said = {p.key for p in unset}
-    problems = [*unset, *(p for p in problems if p.key not in said)]
-    if problems:
-        raise ConfigError(list(dict.fromkeys(problems)))
-    assert config is not None
-    return config
+    steps = tuple(replace(s, targets=tuple(bind(t) for t in s.targets)) for s in policy.steps)
+    return replace(policy, steps=steps)

@@ -43,7 +43,6 @@ from receiver.notify.contacts import Destination, resolve
 from receiver.notify.links import Links
 from receiver.notify.messages import (
     MessageContext,
-    Templates,
     render_bundle,
     render_held_back,
     render_notes,
@@ -296,7 +295,6 @@ class Dispatcher:
         # instead of taking every worker and starving the endpoints that work.
         self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}
         self._task: asyncio.Task[None] | None = None
-        self._templates: tuple[Mapping[str, Mapping[str, str]], Templates] | None = None
 
     def start(self) -> None:
         self._slots = asyncio.Semaphore(self._config().notifications.workers)
@@ -547,7 +545,7 @@ class Dispatcher:
             contexts = [await self._context(row, incident, config, now)
                         for row, incident in outgoing.items]
             if len(contexts) == 1:
-                return self._templates_for(config).render(contexts[0], short)
+                return config.templates.render(contexts[0], short)
             if contexts[0].reason.is_page:
                 return render_bundle(contexts, short)
             return render_notes(contexts, short)
@@ -556,12 +554,6 @@ class Dispatcher:
         except Exception:
             log.exception("rendering a message for %s failed", mask(outgoing.url))
             return None
-
-    def _templates_for(self, config: Config) -> Templates:
-        wanted = config.notifications.templates
-        if self._templates is None or self._templates[0] is not wanted:
-            self._templates = (wanted, Templates(wanted))
-        return self._templates[1]
 
     async def _context(
         self, row: Addressed, incident: Incident, config: Config, now: datetime

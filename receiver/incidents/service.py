@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -77,7 +76,7 @@ class Incidents:
         store: Store,
         clock: Clock,
         metrics: Metrics,
-        config: Callable[[], Config],
+        config: Config,
         lifecycle: Lifecycle | None = None,
         reports: Reports | None = None,
     ) -> None:
@@ -88,7 +87,7 @@ class Incidents:
         self.lifecycle = lifecycle
         # When a webhook last reached each open incident: what stale_after is measured by.
         self.reports = reports if reports is not None else Reports(clock.now())
-        budget = config().memo_bytes
+        budget = config.memo_bytes
         self.held = HeldGroups(budget // 2)
         self.bodies = RoutedBodies(budget - budget // 2)
         # One thread: a large body's parsing and routing wait for it rather than add threads
@@ -98,8 +97,12 @@ class Incidents:
     def close(self) -> None:
         self._reader.shutdown(wait=True)
 
-    def resize_memos(self, budget: int) -> None:
-        """Share `budget` bytes between the memos (config webhook.memo_bytes), half each."""
+    def use_config(self, config: Config) -> None:
+        """A new config (a reload): bodies routed by the old route tree are forgotten, and
+        the memos share the new webhook.memo_bytes, half each."""
+        self._config = config
+        self.bodies.clear()
+        budget = config.memo_bytes
         self.held.memo.resize(budget // 2)
         self.bodies.memo.resize(budget - budget // 2)
 
@@ -108,14 +111,14 @@ class Incidents:
         memory when it repeats what is committed; any other body is parsed and ingested.
         Raises PayloadError for a body that is not a webhook."""
         name = self.bodies.name(body)
-        routed = self.bodies.get(name, self._config())
+        routed = self.bodies.get(name)
         if routed is not None:
             result = self._repeated(routed)
             if result is not None:
                 self._note_reports(result)
                 self._observe(routed.alerts, routed.firing, 0, result)
                 return result
-        config = self._config()
+        config = self._config
         if len(body) <= ON_LOOP_BYTES:
             message, groups = _read(body, config)
         else:
@@ -127,7 +130,7 @@ class Incidents:
 
     async def ingest(self, message: WebhookMessage) -> IngestResult:
         """Ingest a parsed webhook, within the config's webhook limits."""
-        config = self._config()
+        config = self._config
         config.limits.check_alerts(len(message.alerts), [len(a.labels) for a in message.alerts])
         groups = grouping.partition(config.route, message.alerts)
         config.limits.check_groups(groups)
@@ -148,8 +151,9 @@ class Incidents:
         result = self._repeated(routed) if repeatable else None
         if result is None:
             result = await self._write(config, groups, message)
-        if repeatable and name is not None and not result.resolved:
-            self.bodies.put(name, config, routed)
+        # Routed by a config a reload replaced meanwhile: not worth remembering.
+        if repeatable and name is not None and not result.resolved and config is self._config:
+            self.bodies.put(name, routed)
         self._note_reports(result)
         self._observe(routed.alerts, routed.firing, message.truncated_alerts, result)
         return result

@@ -305,7 +305,6 @@ class RoutedBodies:
     def __init__(self, budget: int = DEFAULT_MEMO_BYTES // 2) -> None:
         self._key = os.urandom(16)
         self._bodies: MemoBytes[bytes, RoutedBody] = MemoBytes(budget, _routed_bytes)
-        self._config: object = None
 
     def __len__(self) -> int:
         return len(self._bodies)
@@ -317,14 +316,15 @@ class RoutedBodies:
     def name(self, body: bytes) -> bytes:
         return hashlib.blake2b(body, digest_size=16, key=self._key).digest()
 
-    def get(self, name: bytes, config: object) -> RoutedBody | None:
-        return self._bodies.get(name) if config is self._config else None
+    def get(self, name: bytes) -> RoutedBody | None:
+        return self._bodies.get(name)
 
-    def put(self, name: bytes, config: object, routed: RoutedBody) -> None:
-        if config is not self._config:
-            self._bodies.clear()
-            self._config = config
+    def put(self, name: bytes, routed: RoutedBody) -> None:
         self._bodies.put(name, routed)
+
+    def clear(self) -> None:
+        """Forget every body: they were routed by a route tree a reload replaced."""
+        self._bodies.clear()
 
 
 # The memos' size estimates, in bytes, from what CPython 3.11 allocates on 64 bits (pymalloc

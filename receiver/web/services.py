@@ -1,4 +1,5 @@
-"""What the handlers reach: built by app.py, stored on the aiohttp application."""
+"""What the handlers reach: built by the daemon, stored on the aiohttp application, told of
+each new config by the coordinator."""
 
 from __future__ import annotations
 
@@ -37,6 +38,15 @@ class Services:
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ready: bool = False
     draining: bool = False
+
+    def use_config(self, config: Config) -> None:
+        """A new config (a reload): handlers see it, and links are signed with its secret."""
+        self.config = config
+        self.links = links_for(config)
+
+
+def links_for(config: Config) -> Links:
+    return Links(config.link_secret, config.external_url, config.link_ttl)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -93,7 +93,7 @@ async def test_with_no_token_configured_reads_are_open_and_acting_is_not(tmp_pat
 
 
 def test_config_tokens_name_who_they_act_as() -> None:
-    from receiver.config import model as config
+    from receiver.config import build as config
 
     loaded = config.load(Path("config.example.yaml"), environ={})
     principals = set(loaded.api_tokens.values())

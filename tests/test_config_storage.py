@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from receiver.config import model as config
+from receiver.config import build as config
 from receiver.config.storage import dsn_problem, masked_dsn
 from receiver.core.errors import ConfigError
 

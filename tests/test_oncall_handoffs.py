@@ -10,7 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from receiver.app.daemon import Daemon
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.core.clock import FakeClock
 from receiver.notify.notifier import RecordingNotifier
 from receiver.oncall.handoffs import OpenIncident, next_handoff, notice_message

@@ -7,8 +7,8 @@ Secrets come inline, from `${ENV}` / `${ENV:-default}`, or from a `*_file` key.
 The schema (receiver.config.schema) checks each key alone; each section's module here checks
 what spans the file and builds that section's runtime values, appending every problem to the
 one Builder: server (listen, auth, tokens, links, limits), people (severities, users,
-channels), schedules (schedules, teams), policies, routes, notifications, storage. Only the daemon and
-the CLI import this package: everything else is handed a built Config.
+channels), schedules (schedules, teams), policies, routes, notifications, storage. Only the
+daemon and the CLI import this package: everything else is handed a built Config.
 """
 
 from __future__ import annotations

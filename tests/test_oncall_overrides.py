@@ -70,21 +70,39 @@ async def test_an_override_is_listed_answered_and_deleted(api: Api) -> None:
 
 
 async def test_a_swap_gives_each_the_others_shift_and_is_deleted_whole(api: Api) -> None:
-    # ana's primary hour and bo's (ana is primary, bo secondary: a swap within the layer
-    # names each person's own shift, and each covers the other's).
-    legs = await override(api, {"layer": "primary", "swap": [
+    # ana is primary and bo secondary all week: in every layer, ana's hour goes to bo and
+    # bo's later hour to ana.
+    legs = await override(api, {"swap": [
         {"user": "ana", "start": iso(timedelta(hours=1)), "end": iso(timedelta(hours=2))},
-        {"user": "cy", "start": iso(timedelta(hours=5)), "end": iso(timedelta(hours=6))},
+        {"user": "bo", "start": iso(timedelta(hours=5)), "end": iso(timedelta(hours=6))},
     ]})
-    assert [(leg["user"], leg["replaces"]) for leg in legs] == [("cy", "ana"), ("ana", "cy")]
+    assert [(leg["user"], leg["replaces"]) for leg in legs] == [("bo", "ana"), ("ana", "bo")]
     assert legs[0]["swap_with"] == legs[1]["id"]
     assert legs[1]["swap_with"] == legs[0]["id"]
-    assert (await who(api, timedelta(hours=1, minutes=30)))["primary"]["user"] == "cy"
-    # cy is not on call then, so the leg giving cy's hour to ana replaces nobody.
-    assert (await who(api, timedelta(hours=5, minutes=30)))["primary"]["user"] == "ana"
+    first = await who(api, timedelta(hours=1, minutes=30))
+    assert (first["primary"]["user"], first["secondary"]["user"]) == ("bo", "bo")
+    second = await who(api, timedelta(hours=5, minutes=30))
+    assert (second["primary"]["user"], second["secondary"]["user"]) == ("ana", "ana")
+    assert (await who(api, timedelta(hours=3)))["primary"]["user"] == "ana"
     status, gone = await api.call(
         "DELETE", f"/api/v1/schedules/payments/overrides/{legs[1]['id']}")
     assert (status, sorted(gone["deleted"])) == (200, sorted(leg["id"] for leg in legs))
+
+
+async def test_a_leg_that_would_change_nothing_is_refused(api: Api) -> None:
+    # cy is on call nowhere: a swap naming a shift of cy's is a mistake, said with its leg.
+    status, answer = await api.call("POST", "/api/v1/schedules/payments/overrides", {
+        "layer": "primary", "swap": [
+            {"user": "ana", "start": iso(timedelta(hours=1)), "end": iso(timedelta(hours=2))},
+            {"user": "cy", "start": iso(timedelta(hours=5)), "end": iso(timedelta(hours=6))}]})
+    assert (status, answer["field"]) == (400, "swap[1]"), answer
+    assert "'cy' is not on call in layer 'primary'" in answer["error"]
+    status, answer = await api.call("POST", "/api/v1/schedules/payments/overrides", {
+        "user": "cy", "replaces": "bo", "layer": "primary",
+        "start": iso(timedelta(hours=1)), "end": iso(timedelta(hours=2))})
+    assert (status, answer["field"]) == (400, "replaces"), answer
+    _, listing = await api.call("GET", "/api/v1/schedules/payments/overrides")
+    assert listing["overrides"] == []
 
 
 async def test_escalation_pages_whoever_the_override_put_on_call(api: Api) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 
 from receiver.core.access import Scope
 from receiver.core.errors import PayloadError
-from receiver.oncall.schedules import Override, Schedule, instant
+from receiver.oncall.schedules import Override, Schedule, instant, next_change, on_call
 
 __all__ = [
     "ADMIN",
@@ -31,6 +31,7 @@ __all__ = [
     "RuntimeOverride",
     "Scope",
     "overruled",
+    "idle_leg",
     "parse_change",
     "refusal",
     "with_runtime",
@@ -103,6 +104,40 @@ def overruled(schedule: Schedule, leg: Leg) -> list[Override]:
         if o.origin is None and o.start < leg.end and leg.start < o.end
         and (o.layer is None or leg.layer is None or o.layer == leg.layer)
     ]
+
+
+def idle_leg(schedule: Schedule, change: Change) -> PayloadError | None:
+    """The error for the first leg that would change nothing: the person it replaces is never
+    on call in its range (a swap naming a shift its person does not have, a typo in a time).
+    `schedule` is as people see it now, run-time overrides included."""
+    for i, leg in enumerate(change.legs):
+        if leg.replaces is None or _ever_on_call(schedule, leg):
+            continue
+        field = f"swap[{i}]" if change.swap else "replaces"
+        where = f"layer {leg.layer!r}" if leg.layer else "any layer"
+        return PayloadError(field, f"{leg.replaces!r} is not on call in {where} from "
+                                   f"{leg.start.isoformat()} to {leg.end.isoformat()}: "
+                                   "nothing would change")
+    return None
+
+
+# A leg's range is walked this many changes at most; a longer one is taken as it is.
+_MAX_WALK = 1000
+
+
+def _ever_on_call(schedule: Schedule, leg: Leg) -> bool:
+    for layer in [leg.layer] if leg.layer else [lay.name for lay in schedule.layers]:
+        at = leg.start
+        for _ in range(_MAX_WALK):
+            if on_call(schedule, layer, at) == leg.replaces:
+                return True
+            change = next_change(schedule, layer, at)
+            if change is None or change >= leg.end:
+                break
+            at = change
+        else:
+            return True
+    return False
 
 
 # -- who may change what ------------------------------------------------------------------

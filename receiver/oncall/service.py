@@ -21,6 +21,7 @@ from receiver.oncall.overrides import (
     Change,
     RuntimeOverride,
     Scope,
+    idle_leg,
     overruled,
     parse_change,
     refusal,
@@ -55,6 +56,9 @@ class OnCallService:
         now = self._clock.now()
         change = parse_change(body, planned, self._config().users, now)
         _allow(actor, change)
+        idle = idle_leg(self.roster.schedule(planned), change)
+        if idle is not None:
+            raise idle
 
         async def job(tx: Transaction) -> list[RuntimeOverride]:
             made = await tx.add_overrides(name, change, actor.name, now)

@@ -42,6 +42,7 @@ from receiver.web.actions import act, link_action, link_page, private_links
 from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
+from receiver.web.learning import get_drill, get_postmortem, get_report, post_drill
 from receiver.web.schedules import (
     create_override,
     delete_override,
@@ -89,6 +90,10 @@ def build_web_app(
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/-/reload", reload)
+    app.router.add_get("/api/v1/incidents/{id}/postmortem", get_postmortem)
+    app.router.add_get("/api/v1/reports", get_report)
+    app.router.add_post("/api/v1/drills", post_drill)
+    app.router.add_get("/api/v1/drills/{id}", get_drill)
     add_ui_routes(app.router)
     return app
 

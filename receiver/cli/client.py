@@ -45,6 +45,33 @@ class Client:
     async def oncall(self, schedule: str, at: str) -> dict[str, Any]:
         return await self._call(
             "GET", f"/api/v1/schedules/{quote(schedule)}/oncall", None, {"at": at})
+    async def postmortem(self, incident_id: int) -> str:
+        return await self._text(f"/api/v1/incidents/{incident_id}/postmortem")
+
+    async def report(self, since: str) -> dict[str, Any]:
+        return await self._call("GET", "/api/v1/reports", None, {"since": since})
+
+    async def drill(self, team: str, severity: str | None) -> dict[str, Any]:
+        body = {"team": team, **({"severity": severity} if severity else {})}
+        return await self._call("POST", "/api/v1/drills", body)
+
+    async def drill_report(self, incident_id: int) -> dict[str, Any]:
+        return await self._call("GET", f"/api/v1/drills/{incident_id}", None)
+
+    async def _text(self, path: str) -> str:
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        timeout = aiohttp.ClientTimeout(total=self.timeout)
+        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
+            self.base_url.rstrip("/") + path, headers=headers
+        ) as response:
+            text = await response.text()
+            if response.status >= 400:
+                try:
+                    message = str(json.loads(text).get("error", text))
+                except (json.JSONDecodeError, AttributeError):
+                    message = text[:200]
+                raise ApiError(response.status, message)
+            return text
 
     async def _call(
         self,

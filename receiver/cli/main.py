@@ -10,7 +10,7 @@ import os
 import queue
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import uvloop
 
+from receiver.cli import learning
 from receiver.cli.client import ApiError, Client
 from receiver.config import build as config_module
 from receiver.config.build.schedules import coverage_gaps
@@ -205,6 +206,7 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--team")
     listing.add_argument("--severity")
     _api_flags(listing)
+    learning.add_commands(sub, _api_flags, EPILOG)
     return parser
 
 
@@ -245,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         "override": _override,
         **{action.value: _act for action in ACTIONS},
+        "postmortem": _with_token(learning.run_postmortem),
+        "report": _with_token(learning.run_report),
+        "drill": _with_token(learning.run_drill),
     }
     return command[args.command](args)
 
@@ -534,6 +539,10 @@ def _no_token(args: argparse.Namespace) -> bool:
     print(f"{args.command}: no API token: set ACKD_API_TOKEN to one of the config's api.tokens "
           "(config.example.yaml: change-me-too), or pass --token", file=sys.stderr)
     return True
+
+
+def _with_token(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    return lambda args: 1 if _no_token(args) else run(args)
 
 
 def _act(args: argparse.Namespace) -> int:

@@ -144,6 +144,11 @@ class TimelineEvent:
     detail: Mapping[str, Any] = field(default_factory=dict)
 
 
+# A drill's incident is opened under a group key of its own (see incidents.drills): no alert
+# can join it, and the response-time metrics and reports leave it out.
+DRILL_KEY_PREFIX = "drill:"
+
+
 @dataclass(frozen=True, slots=True)
 class Incident:
     """A group of alerts that share a route and its group_by label values, and its response."""
@@ -170,6 +175,10 @@ class Incident:
     @property
     def is_open(self) -> bool:
         return self.state is not IncidentState.RESOLVED
+
+    @property
+    def is_drill(self) -> bool:
+        return self.group_key.startswith(DRILL_KEY_PREFIX)
 
 
 # The actor of a resolution nobody made: Alertmanager stopped reporting the incident's alerts

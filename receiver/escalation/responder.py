@@ -459,6 +459,8 @@ class Responder:
 
     def _observe(self, item: Observed) -> None:
         incident = item.incident
+        if incident.is_drill:
+            return  # a drill's response is reported on its own, never in the real figures
         m = self._metrics
         for step in item.steps:
             m.child(m.escalation_steps, incident.team, incident.policy, str(step)).inc()

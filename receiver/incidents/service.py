@@ -407,6 +407,8 @@ async def _change(
 
 def observe_resolution(m: Metrics, incident: Incident) -> None:
     assert incident.resolved_at is not None
+    if incident.is_drill:
+        return  # drills are kept out of the real figures
     labels = (incident.team, incident.severity)
     m.child(m.incidents_resolved, *labels).inc()
     m.child(m.time_to_resolve, *labels).observe(

@@ -247,5 +247,16 @@ class Store(Protocol):
         ...
 
     async def count_open(self) -> list[tuple[str, str, str, int]]:
-        """(team, severity, state, count) of every open incident."""
+        """(team, severity, state, count) of every open incident (drills left out)."""
+        ...
+
+    async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
+        """Incidents before this one that held any of its alerts, newest first."""
+        ...
+
+    async def history(
+        self, since: datetime
+    ) -> list[tuple[Incident, list[Alert], list[TimelineEvent]]]:
+        """Every incident opened since `since` with its alerts and its timeline less the
+        delivery events, oldest first (what reports read)."""
         ...

@@ -407,11 +407,46 @@ class SqliteStore:
         )
         return None if not rows or rows[0][0] is None else from_us(rows[0][0])
 
+    async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
+        """Incidents before this one that held any of its alerts (a fingerprint), newest
+        first: what a post-mortem lists as recurrence."""
+        rows = await self._fetchall(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN ("
+            " SELECT e.incident_id FROM alerts a JOIN alerts e ON e.fingerprint = a.fingerprint"
+            " WHERE a.incident_id = ? AND e.incident_id < ?) ORDER BY id DESC LIMIT ?",
+            (incident_id, incident_id, limit),
+        )
+        return [incident_from_row(r) for r in rows]
+
+    async def history(
+        self, since: datetime
+    ) -> list[tuple[Incident, list[Alert], list[TimelineEvent]]]:
+        """Every incident opened since `since`, with its alerts and its timeline less the
+        delivery events (reports read steps, acknowledgements and resolutions, not deliveries),
+        oldest first."""
+        start = to_us(since)
+        incidents = [incident_from_row(r) for r in await self._fetchall(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE opened_at >= ? ORDER BY id",
+            (start,))]
+        alerts: dict[int, list[Alert]] = {i.id: [] for i in incidents}
+        for row in await self._fetchall(
+            f"SELECT incident_id, {ALERT_COLUMNS} FROM alerts WHERE incident_id IN"
+            " (SELECT id FROM incidents WHERE opened_at >= ?)", (start,)):
+            alerts.setdefault(int(row[0]), []).append(alert_from_row(row[1:]))
+        events: dict[int, list[TimelineEvent]] = {i.id: [] for i in incidents}
+        for row in await self._fetchall(
+            "SELECT incident_id, at, kind, actor, detail FROM timeline WHERE incident_id IN"
+            " (SELECT id FROM incidents WHERE opened_at >= ?)"
+            " AND kind NOT LIKE 'notification%' ORDER BY id", (start,)):
+            events.setdefault(int(row[0]), []).append(event_from_row(row[1:]))
+        return [(i, alerts[i.id], events[i.id]) for i in incidents]
+
     async def count_open(self) -> list[tuple[str, str, str, int]]:
         """(team, severity, state, count) of every open incident, for the gauge."""
         rows = await self._fetchall(
             "SELECT team, severity, state, count(*) FROM incidents"
-            " WHERE state != 'resolved' GROUP BY team, severity, state"
+            " WHERE state != 'resolved' AND group_key NOT LIKE 'drill:%'"
+            " GROUP BY team, severity, state"
         )
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 

@@ -24,6 +24,7 @@ from receiver.core.inputs import whole_number
 from receiver.core.model import Action
 from receiver.notify.links import LinkClaim
 from receiver.store import IncidentFilter
+from receiver.web import learning
 from receiver.web.services import Services, services
 from receiver.web.ui import views
 from receiver.web.ui.session import COOKIE, LINK_SESSION, TOKEN_SESSION, Session, Sessions
@@ -47,7 +48,8 @@ _ENV = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-_ENV.globals.update(age=views.age, stamp=views.stamp, detail=views.event_detail)
+_ENV.globals.update(age=views.age, stamp=views.stamp, detail=views.event_detail,
+                    seconds=views.seconds, share=views.share)
 
 
 class Visitor:
@@ -189,6 +191,27 @@ def _local(path: str) -> bool:
     return path.startswith("/") and not path.startswith("//") and "\\" not in path
 
 
+async def reports_page(request: web.Request) -> web.Response:
+    """GET /reports?since=30d: the API's report as plain tables."""
+    s = services(request)
+    visitor = _visitor(request, s)
+    if visitor is None:
+        _to_login(request)
+    since = request.query.get("since", learning.DEFAULT_SINCE)
+    try:
+        report = await learning.build_report(s, learning.since_param(since))
+    except PayloadError as exc:
+        return render("reports.html", 400, visitor=visitor, since=since, report=None,
+                      message=f"{exc.field}: {exc.message}", week_severities=[])
+    except AckdError as exc:
+        return _problem(exc, visitor)
+    weeks = sorted({sev for counts in report.per_week.values() for sev in counts},
+                   key=lambda sev: (report.severities.index(sev)
+                                    if sev in report.severities else len(report.severities)))
+    return render("reports.html", visitor=visitor, since=since, report=report, message="",
+                  week_severities=weeks)
+
+
 # -- signing in ------------------------------------------------------------------------------
 
 
@@ -284,6 +307,7 @@ def open_link(request: web.Request, claim: LinkClaim) -> web.Response:
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", index)
     router.add_get("/incidents/{id}", incident_page)
+    router.add_get("/reports", reports_page)
     router.add_post("/incidents/{id}/{action}", incident_action)
     router.add_get("/login", login_form)
     router.add_post("/login", login)

@@ -10,6 +10,7 @@ from typing import Any
 
 from receiver.config.model import Config
 from receiver.core.model import TimelineEvent
+from receiver.incidents.reports import Share
 from receiver.oncall.schedules import Schedule, next_change, on_call
 
 
@@ -73,8 +74,14 @@ def _value(value: Any) -> str:
     return str(value)
 
 
-def duration(length: timedelta | None) -> str:
-    """A duration for reports and summaries; empty when there is none."""
-    if length is None:
-        return ""
-    return age(datetime.min, datetime.min + length)
+def seconds(value: float | None) -> str:
+    """A report's figure in seconds, as people read it; "-" when there is none."""
+    if value is None:
+        return "-"
+    return age(datetime.min, datetime.min + timedelta(seconds=round(value)))
+
+
+def share(part: Share) -> str:
+    if part.rate is None:
+        return "-"
+    return f"{part.part} of {part.whole} ({part.rate * 100:.1f}%)"

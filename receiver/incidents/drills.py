@@ -1,0 +1,157 @@
+"""Drills: a clearly marked test incident sent through a team's real escalation path, to learn
+who is reached, through which channel and how fast they acknowledge, before an outage does.
+
+A drill's incident is opened under a group key of its own (`drill:TEAM:N`), so no alert can
+join it; its summary says DRILL, so every page it sends says so in its headline. It escalates
+like any incident, through the policy the team's first route in the tree gives it, and is
+kept out of the real figures: reports count drills apart (incidents.facts.is_drill), and the
+response-time metrics do not observe them (Incident.is_drill).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.config.model import Config
+from receiver.core.errors import NotFound, PayloadError
+from receiver.core.model import DRILL_KEY_PREFIX, EventKind, Incident, TimelineEvent
+from receiver.escalation.responder import Responder
+from receiver.routing.tree import Route
+from receiver.store import NewIncident, Store, Transaction
+
+
+@dataclass(frozen=True, slots=True)
+class Reached:
+    """One page of the drill that a channel took (or refused)."""
+
+    after: timedelta  # from the drill's start
+    step: int | None  # 1 for the first step; None for a message outside the steps
+    recipient: str
+    channel: str  # the Apprise scheme: json, mailto, slack, ...
+    reason: str  # triggered, escalated, ... for pages; acknowledged, resolved for notes
+    ok: bool
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class DrillReport:
+    incident: Incident
+    steps: tuple[tuple[timedelta, int, tuple[str, ...]], ...]  # after, number, paged
+    reached: tuple[Reached, ...]
+    acknowledged_by: str | None
+    acknowledged_after: timedelta | None
+
+
+def route_for(config: Config, team: str) -> Route:
+    """The team's first route, depth first, as the tree is read: its policy is the team's
+    real escalation path."""
+    if team not in config.teams:
+        raise PayloadError("team", f"unknown team {team!r}; teams: {', '.join(config.teams)}")
+    found = next((r for r in _walk(config.route) if r.team == team), None)
+    if found is None:
+        raise PayloadError("team", f"no route leads to team {team!r}, so it has no path")
+    return found
+
+
+def _walk(route: Route) -> Iterator[Route]:
+    yield route
+    for child in route.routes:
+        yield from _walk(child)
+
+
+def severity_for(config: Config, given: str | None) -> str:
+    """The drill's severity: the one asked for, else the most severe, which pages at any
+    hour (a low-urgency drill would wait for working hours)."""
+    names = [s.name for s in sorted(config.severities, key=lambda s: s.rank)]
+    if given is None:
+        return names[0]
+    if given not in names:
+        raise PayloadError("severity", f"unknown severity {given!r}; one of {', '.join(names)}")
+    return given
+
+
+async def start(
+    store: Store,
+    responder: Responder,
+    config: Config,
+    team: str,
+    severity: str | None,
+    actor: str,
+    now: datetime,
+) -> Incident:
+    """Open the drill's incident and start its escalation, in one transaction."""
+    route = route_for(config, team)
+    level = severity_for(config, severity)
+
+    async def job(tx: Transaction) -> Incident:
+        key = f"{DRILL_KEY_PREFIX}{team}:{int(now.timestamp() * 1_000_000)}"
+        number = await tx.insert_incident(NewIncident(
+            group_key=key, route_id=route.id, team=team, severity=level, policy=route.policy,
+            group_labels={"drill": team}, opened_at=now, external_url="",
+            summary=f"DRILL: a test of {team}'s escalation path; acknowledge it as you would "
+                    "a real page",
+        ), None)
+        await tx.append(number, [TimelineEvent(now, EventKind.OPENED, actor,
+                                               {"drill": True, "severity": level})])
+        incident = await tx.incident(number)
+        await responder.opened(tx, incident, now)
+        return incident
+
+    return await store.write(job)
+
+
+def report(incident: Incident, timeline: Sequence[TimelineEvent]) -> DrillReport:
+    """Who was reached, through which channel, and how fast the drill was acknowledged."""
+    if not incident.is_drill:
+        raise NotFound(f"incident {incident.id} is not a drill")
+    since: Callable[[datetime], timedelta] = lambda at: at - incident.opened_at  # noqa: E731
+    acks = [e for e in timeline if e.kind is EventKind.ACKNOWLEDGED]
+    return DrillReport(
+        incident=incident,
+        steps=tuple(
+            (since(e.at), int(e.detail.get("number", 0)),
+             tuple(str(r) for r in e.detail.get("recipients", ())))
+            for e in timeline if e.kind is EventKind.STEP_FIRED
+        ),
+        reached=tuple(_reached(e, since(e.at)) for e in timeline if e.kind in (
+            EventKind.NOTIFICATION_SENT, EventKind.NOTIFICATION_FAILED)),
+        acknowledged_by=acks[0].actor if acks else None,
+        acknowledged_after=since(acks[0].at) if acks else None,
+    )
+
+
+def _reached(event: TimelineEvent, after: timedelta) -> Reached:
+    d = event.detail
+    step = d.get("step")
+    return Reached(
+        after=after,
+        step=int(step) + 1 if isinstance(step, int) else None,
+        recipient=str(d.get("recipient") or ""),
+        channel=str(d.get("scheme") or "unknown"),
+        reason=str(d.get("reason") or ""),
+        ok=event.kind is EventKind.NOTIFICATION_SENT,
+        error=str(d.get("error") or ""),
+    )
+
+
+def to_json(r: DrillReport) -> dict[str, Any]:
+    return {
+        "incident": r.incident.id,
+        "team": r.incident.team,
+        "severity": r.incident.severity,
+        "policy": r.incident.policy,
+        "state": r.incident.state,
+        "started_at": r.incident.opened_at,
+        "steps": [{"after_seconds": a.total_seconds(), "step": n, "paged": list(p)}
+                  for a, n, p in r.steps],
+        "reached": [{"after_seconds": x.after.total_seconds(), "step": x.step,
+                     "recipient": x.recipient, "channel": x.channel, "reason": x.reason,
+                     "delivered": x.ok,
+                     **({"error": x.error} if x.error else {})} for x in r.reached],
+        "acknowledged_by": r.acknowledged_by,
+        "acknowledged_after_seconds": (r.acknowledged_after.total_seconds()
+                                       if r.acknowledged_after is not None else None),
+    }

@@ -1,0 +1,114 @@
+"""What an incident's record says happened, read once for post-mortems and reports alike.
+
+A pure reading of an incident, its alerts and its timeline: when its alerts began, when it
+opened, was first acknowledged and resolved, which escalation steps fired and whom they paged,
+who responded, whether it was declared by hand and whether it was a drill. Both the draft
+post-mortem and the reports take their figures from here, so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
+
+# Events these record are the machine's (alerts, pages, deliveries, stale checks); any other
+# actor is a person or a person's script, and what it did is a response.
+SYSTEM_ACTORS = frozenset({"ackd", "alertmanager", "stale"})
+
+
+@dataclass(frozen=True, slots=True)
+class StepFired:
+    at: datetime
+    number: int  # 1 for the policy's first step
+    cycle: int  # 0 the first time through the policy, 1 after it repeated, ...
+    reason: str
+    recipients: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    incident: Incident
+    detected_at: datetime | None  # the earliest start of its alerts; None without alerts
+    acknowledged_at: datetime | None  # the first acknowledgement
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    steps: tuple[StepFired, ...]
+    ack_step: int | None  # the step whose page was last out when it was first acknowledged
+    responders: tuple[str, ...]  # people who acted on it, in the order they first did
+    fingerprints: frozenset[str]
+
+    @property
+    def time_to_detect(self) -> timedelta | None:
+        if self.detected_at is None:
+            return None
+        return max(timedelta(0), self.incident.opened_at - self.detected_at)
+
+    @property
+    def time_to_acknowledge(self) -> timedelta | None:
+        if self.acknowledged_at is None:
+            return None
+        return self.acknowledged_at - self.incident.opened_at
+
+    @property
+    def time_to_resolve(self) -> timedelta | None:
+        if self.resolved_at is None:
+            return None
+        return self.resolved_at - self.incident.opened_at
+
+    @property
+    def escalated(self) -> bool:
+        """It needed more than the first step: step 2 or later fired, or the policy repeated."""
+        return any(s.number >= 2 or s.cycle > 0 for s in self.steps)
+
+
+def is_drill(f: Facts) -> bool:
+    """Drills (see incidents.drills) are kept out of the real figures."""
+    return f.incident.is_drill
+
+
+def is_reported(f: Facts) -> bool:
+    """Declared by a person (customer-reported or observed) rather than raised by an alert:
+    it never held an alert."""
+    return not f.fingerprints and not is_drill(f)
+
+
+def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[TimelineEvent]) -> Facts:
+    acks = [e for e in timeline if e.kind is EventKind.ACKNOWLEDGED]
+    first_ack = acks[0] if acks else None
+    steps = tuple(_step(e) for e in timeline if e.kind is EventKind.STEP_FIRED)
+    resolved = [e.at for e in timeline if e.kind is EventKind.RESOLVED]
+    return Facts(
+        incident=incident,
+        detected_at=min((a.starts_at for a in alerts), default=None),
+        acknowledged_at=first_ack.at if first_ack else None,
+        acknowledged_by=first_ack.actor if first_ack else None,
+        resolved_at=resolved[-1] if resolved else incident.resolved_at,
+        steps=steps,
+        ack_step=_ack_step(steps, first_ack.at) if first_ack else None,
+        responders=_responders(timeline),
+        fingerprints=frozenset(a.fingerprint for a in alerts),
+    )
+
+
+def _step(event: TimelineEvent) -> StepFired:
+    d = event.detail
+    return StepFired(
+        event.at, int(d.get("number", int(d.get("step", 0)) + 1)), int(d.get("cycle", 0)),
+        str(d.get("reason", "")), tuple(str(r) for r in d.get("recipients", ())),
+    )
+
+
+def _ack_step(steps: Sequence[StepFired], at: datetime) -> int | None:
+    before = [s for s in steps if s.at <= at]
+    return before[-1].number if before else None
+
+
+def _responders(timeline: Sequence[TimelineEvent]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for event in timeline:
+        if event.actor not in SYSTEM_ACTORS:
+            seen.setdefault(event.actor)
+    return tuple(seen)

@@ -1,0 +1,130 @@
+"""Drills: a marked test incident through a team's real escalation path, end to end with a
+real ackd process, real Apprise and a local sink, steps two seconds apart; and the API's
+answers to bad requests."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, ROOT, ackd_for
+from tests.sinks import HttpSink
+from tests.test_api import Api, start_api
+
+
+def _link(message: str, label: str) -> str:
+    found = re.search(rf"{label}: (\S+)", message)
+    assert found, message
+    return found.group(1)
+
+
+async def test_a_drill_end_to_end(tmp_path: Path, sink: HttpSink) -> None:
+    ackd = ackd_for(tmp_path, sink.port, step_delay="2s")
+    await ackd.start_ready()
+    try:
+        drill = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "receiver", "drill", "payments", "--wait", "30s",
+            "--url", ackd.url, "--token", API_TOKEN, cwd=ROOT,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        # The team's real path: the primary (ana) at once, the secondary (bo) 2 s later.
+        first = (await sink.wait_for(1, within=15))[0]
+        assert first.path == "/ana"
+        assert "DRILL" in first.json["title"]
+        second = (await sink.wait_for(2, within=10))[1]
+        assert second.path == "/bo"
+        assert "DRILL" in second.json["title"]
+        async with aiohttp.ClientSession() as session, session.post(
+            _link(second.json["message"], "Acknowledge")
+        ) as pressed:
+            assert pressed.status == 200
+        out, err = await asyncio.wait_for(drill.communicate(), 30)
+        assert drill.returncode == 0, err.decode()
+        lines = out.decode().splitlines()
+        assert lines[0].startswith("drill #1 started for payments (SEV1, policy standard)")
+        assert lines[1] == "Drill #1 of team payments (SEV1, policy standard):"
+        assert re.fullmatch(r"  \+0\.0s step 1 paged ana", lines[2])
+        assert re.fullmatch(r"  \+(1\.9|2\.\d)s step 2 paged bo", lines[3])
+        assert re.fullmatch(r"  \+0\.\ds reached: ana via json \(step 1 triggered\)", lines[4])
+        assert re.fullmatch(r"  \+2\.\ds reached: bo via json \(step 2 escalated\)", lines[5])
+        acked = re.fullmatch(r"Acknowledged by bo \(link\) after (\d+\.\d)s\.", lines[-1])
+        assert acked, lines
+        assert 2.0 <= float(acked.group(1)) < 15
+
+        # Kept out of the real figures: reports count it apart, metrics never observed it.
+        report = await ackd.get("/api/v1/reports", since="1d")
+        assert (report["incidents"], report["drills"]) == (0, 1)
+        assert report["by_team_severity"] == []
+        metrics = await ackd.metrics()
+        assert "ackd_time_to_acknowledge_seconds_count{" not in metrics
+        assert "ackd_time_to_resolve_seconds_count{" not in metrics
+        assert (await ackd.incident(1))["state"] == "resolved"
+    finally:
+        ackd.stop()
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    started = await start_api(tmp_path)
+    yield started
+    await started.daemon.stop()
+
+
+async def test_drill_api_errors(api: Api) -> None:
+    cases = [
+        ({"team": "nobody"}, "team"),
+        ({}, "team"),
+        ({"team": 3}, "team"),
+        ({"team": "payments", "severity": "SEV9"}, "severity"),
+        ([], "body"),
+    ]
+    for body, field in cases:
+        status, answer = await api.call("POST", "/api/v1/drills", body)
+        assert (status, answer["field"]) == (400, field), body
+    status, _ = await api.call("POST", "/api/v1/drills", {"team": "payments"}, token="no")
+    assert status == 401
+    for token in (BO_TOKEN, ANA_TOKEN):  # read, respond: drills need admin
+        status, answer = await api.call("POST", "/api/v1/drills", {"team": "payments"},
+                                        token=token)
+        assert (status, answer["scope"]) == (403, "admin")
+    status, answer = await api.call("POST", "/api/v1/drills", {"team": "payments"},
+                                    token=CY_TOKEN)
+    assert status == 201
+    status, answer = await api.call("GET", f"/api/v1/drills/{answer['incident']}",
+                                    token=BO_TOKEN)
+    assert status == 200  # reading a drill's report needs only read
+    number = await api.fire()
+    assert (await api.call("GET", f"/api/v1/incidents/{number}/postmortem", token=BO_TOKEN)
+            )[0] == 200
+    status, answer = await api.call("GET", f"/api/v1/drills/{number}")
+    assert status == 404
+    assert "not a drill" in answer["error"]
+    assert (await api.call("GET", "/api/v1/drills/99"))[0] == 404
+
+
+async def test_a_drill_pages_like_an_incident_and_reports_itself(api: Api) -> None:
+    status, started = await api.call("POST", "/api/v1/drills", {"team": "payments"})
+    assert status == 201, started
+    assert (started["team"], started["severity"], started["policy"]) == (
+        "payments", "SEV1", "standard")
+    assert started["steps"] == [{"after_seconds": 0.0, "step": 1, "paged": ["ana"]}]
+    await api.settle()
+    assert api.paged() == ["ana"]
+    [(_, message)] = api.notifier.sent
+    assert message.title.startswith("[SEV1]")
+    assert "DRILL" in message.title
+    await api.clock.jump(90)
+    status, _ = await api.call("POST", f"/api/v1/incidents/{started['incident']}/ack")
+    assert status == 200
+    await api.settle()  # the acknowledgement's note to ana delivered too
+    status, report = await api.call("GET", f"/api/v1/drills/{started['incident']}")
+    assert (report["acknowledged_by"], report["acknowledged_after_seconds"]) == ("e2e", 90.0)
+    assert [(r["recipient"], r["channel"], r["step"], r["reason"], r["delivered"])
+            for r in report["reached"]] == [
+        ("ana", "json", 1, "triggered", True), ("ana", "json", None, "acknowledged", True)]

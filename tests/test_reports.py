@@ -1,0 +1,191 @@
+"""Reports on a seeded store, checked against figures worked out by hand, and against what
+/metrics says of the same incidents. The daemon runs in-process on a fake clock; incidents
+are raised by webhooks and answered through the API, as in life."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.cli.learning import report_lines
+from receiver.core.model import Alert, AlertStatus
+from tests.harness import TOKEN
+from tests.test_api import Api, start_api
+
+PAY_A = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
+         "severity": "critical"}
+PAY_B = {"alertname": "PaymentLatency", "cluster": "eu1", "team": "payments",
+         "severity": "critical"}
+DISK = {"alertname": "DiskFull", "cluster": "eu1", "severity": "warning"}
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    started = await start_api(tmp_path)
+    yield started
+    await started.daemon.stop()
+
+
+async def _open(api: Api, labels: dict[str, str], started_before: float) -> int:
+    starts = api.clock.now() - timedelta(seconds=started_before)
+    alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, starts, None)
+    status, body = await api.call("POST", "/api/v1/alerts", build_webhook([alert]), token=TOKEN)
+    assert status == 200, body
+    await api.settle()
+    number: int = body["incidents"][0]
+    return number
+
+
+async def _after(api: Api, seconds: float, action: str, number: int) -> None:
+    await api.clock.jump(seconds)
+    await api.settle()
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/{action}")
+    assert status == 200, body
+
+
+async def _seed(api: Api) -> None:
+    """Four incidents, one after the other (the policy pages step 2 at +5m, step 3 at +10m):
+    A payments SEV1: alert began 60s before; acknowledged at +2m (step 1); resolved at +20m.
+    B payments SEV1: began 120s before; step 2 at +5m; acknowledged at +7m; resolved at +30m.
+    C platform SEV3: began 30s before; steps 2 and 3; nobody acknowledged; resolved at +15m.
+    D payments SEV1, a week after A, of A's very alert: began 10s before; acknowledged at
+      +1m; resolved at +4m."""
+    a = await _open(api, PAY_A, 60)
+    await _after(api, 120, "ack", a)
+    await _after(api, 1080, "resolve", a)
+    b = await _open(api, PAY_B, 120)
+    await api.clock.jump(300)
+    await _after(api, 120, "ack", b)
+    await _after(api, 1380, "resolve", b)
+    c = await _open(api, DISK, 30)
+    await api.clock.jump(300)
+    await api.settle()
+    await api.clock.jump(300)
+    await api.settle()
+    await _after(api, 300, "resolve", c)
+    await api.clock.jump(timedelta(days=7).total_seconds())
+    d = await _open(api, PAY_A, 10)
+    await _after(api, 60, "ack", d)
+    await _after(api, 180, "resolve", d)
+
+
+async def _report(api: Api, since: str = "30d") -> dict[str, Any]:
+    status, body = await api.call("GET", f"/api/v1/reports?since={since}")
+    assert status == 200, body
+    result: dict[str, Any] = body
+    return result
+
+
+def _stats(count: int, mean: float | None, p50: float | None, p90: float | None
+           ) -> dict[str, Any]:
+    return {"count": count, "mean": mean, "p50": p50, "p90": p90}
+
+
+async def test_report_figures_match_the_hand_computed_ones(api: Api) -> None:
+    await _seed(api)
+    report = await _report(api)
+    assert report["incidents"] == 4
+    assert report["drills"] == 0
+    [payments, platform] = report["by_team_severity"]
+    assert (payments["team"], payments["severity"], payments["incidents"]) == (
+        "payments", "SEV1", 3)
+    # detect: 60, 120, 10 s; acknowledge: 120, 420, 60 s; resolve: 1200, 1800, 240 s.
+    assert payments["mttd"] == _stats(3, pytest.approx(190 / 3), 60.0, 120.0)
+    assert payments["mtta"] == _stats(3, 200.0, 120.0, 420.0)
+    assert payments["mttr"] == _stats(3, 1080.0, 1200.0, 1800.0)
+    assert (platform["team"], platform["severity"], platform["incidents"]) == (
+        "platform", "SEV3", 1)
+    assert platform["mttd"] == _stats(1, 30.0, 30.0, 30.0)
+    assert platform["mtta"] == _stats(0, None, None, None)
+    assert platform["mttr"] == _stats(1, 900.0, 900.0, 900.0)
+    # The fake clock starts on Monday 2026-01-05 (ISO week 2); D came a week later.
+    assert report["per_week"] == {"2026-W02": {"SEV1": 2, "SEV3": 1}, "2026-W03": {"SEV1": 1}}
+    assert report["repeat_rate"] == {"count": 1, "incidents": 4, "rate": 0.25}  # D repeats A
+    assert report["escalation_rate"] == {"count": 2, "incidents": 4, "rate": 0.5}  # B and C
+    assert report["acknowledged_by_step"] == {"1": 2, "2": 1}  # A and D at 1, B at 2
+    assert (report["detected"], report["reported"]) == (4, 0)
+
+
+async def test_a_short_window_still_sees_repeats_from_before_it(api: Api) -> None:
+    await _seed(api)
+    report = await _report(api, "3d")
+    assert report["incidents"] == 1  # only D
+    assert report["repeat_rate"] == {"count": 1, "incidents": 1, "rate": 1.0}
+    assert [r["mtta"] for r in report["by_team_severity"]] == [_stats(1, 60.0, 60.0, 60.0)]
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    """A sample's value; a labelled series never observed is not exposed, and counts 0."""
+    for line in text.splitlines():
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line
+                                               for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def test_report_and_metrics_agree(api: Api) -> None:
+    await _seed(api)
+    report = await _report(api)
+    status, metrics = await api.call("GET", "/metrics")
+    assert status == 200
+    assert _metric(metrics, "ackd_time_to_acknowledge_seconds_count") == 3
+    for row in report["by_team_severity"]:
+        labels = {"team": row["team"], "severity": row["severity"]}
+        for figure, name in (("mtta", "ackd_time_to_acknowledge_seconds"),
+                             ("mttr", "ackd_time_to_resolve_seconds")):
+            count = _metric(metrics, f"{name}_count", **labels)
+            total = _metric(metrics, f"{name}_sum", **labels)
+            assert count == row[figure]["count"], (figure, labels)
+            assert total == pytest.approx((row[figure]["mean"] or 0) * count), (figure, labels)
+        assert _metric(metrics, "ackd_incidents_opened_total", **labels) == row["incidents"]
+
+
+async def test_report_errors_name_the_field(api: Api) -> None:
+    for since in ("soon", "-1d", "0s", "99999999999999d"):
+        status, body = await api.call("GET", f"/api/v1/reports?since={since}")
+        assert status == 400, since
+        assert body["field"] == "since"
+    status, body = await api.call("GET", "/api/v1/reports", token="wrong")
+    assert status == 401
+
+
+async def test_report_as_text(api: Api) -> None:
+    await _seed(api)
+    lines = report_lines(await _report(api))
+    text = "\n".join(lines)
+    assert re.search(r"^payments\s+SEV1\s+3\s+1m03s\s+1m00s\s+2m00s\s+3m20s\s+2m00s\s+7m00s"
+                     r"\s+18m00s\s+20m00s\s+30m00s$", text, re.M), text
+    assert "Repeat incidents (alerts seen within 30 days): 1 of 4 (25.0%)" in lines
+    assert "Escalated (needed step 2 or later): 2 of 4 (50.0%)" in lines
+    assert "Acknowledged at step: 1: 2, 2: 1" in lines
+
+
+async def test_the_web_page_shows_the_same_report_as_tables(api: Api) -> None:
+    from tests.test_web_page import Browser
+
+    await _seed(api)
+    browser = Browser(api)
+    try:
+        await browser.sign_in()
+        status, page = await browser.get("/reports?since=30d")
+        assert status == 200
+        table = re.search(r'<table id="response-times">(.*?)</table>', page, re.S)
+        assert table
+        rows = re.findall(r"<tr><td>(.*?)</tr>", table.group(1), re.S)
+        cells = [re.findall(r"(?:^|<td>)([^<]*)</td>", row) for row in rows]
+        assert cells[0] == ["payments", "SEV1", "3", "1m", "1m", "2m", "3m", "2m", "7m",
+                            "18m", "20m", "30m"]
+        assert cells[1] == ["platform", "SEV3", "1", "30s", "30s", "30s", "-", "-", "-",
+                            "15m", "15m", "15m"]
+        assert "1 of 4 (25.0%)" in page
+        status, page = await browser.get("/reports?since=soon")
+        assert status == 400
+        assert "since: not a duration" in page
+    finally:
+        await browser.session.close()

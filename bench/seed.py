@@ -18,7 +18,8 @@ from pathlib import Path
 
 from receiver.alertmanager.webhook import fingerprint_of
 from receiver.config.model import Config
-from receiver.escalation.engine import EscalationState, EscalationStatus, state_to_dict
+from receiver.escalation.codec import state_to_dict
+from receiver.escalation.plan import EscalationState, EscalationStatus
 from receiver.routing.tree import group_key
 from receiver.store import SqliteStore
 from receiver.store.codec import dumps, to_us

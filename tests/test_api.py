@@ -26,7 +26,7 @@ from receiver.config import build as config_module
 from receiver.config.model import WebhookAuth
 from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus
-from receiver.escalation.engine import Policy, Step, Target, TargetKind
+from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.escalation.responder import AT_ONCE_LIMIT
 from receiver.ingest.grouping import HeldGroups
 from receiver.notify.notifier import DeliveryStatus, Outcome, RecordingNotifier

@@ -17,21 +17,8 @@ import pytest
 
 from receiver.core.errors import InvalidTransition
 from receiver.core.model import EventKind, Incident, IncidentState, Severity
+from receiver.escalation.codec import state_from_dict, state_to_dict
 from receiver.escalation.engine import (
-    Channel,
-    Contact,
-    Deadline,
-    DeadlineKind,
-    EscalationState,
-    EscalationStatus,
-    Page,
-    Plan,
-    Policy,
-    Step,
-    StepMode,
-    Target,
-    TargetKind,
-    User,
     acknowledge,
     delivery_failed,
     moves_on_update,
@@ -40,9 +27,25 @@ from receiver.escalation.engine import (
     resolve,
     snooze,
     start,
-    state_from_dict,
-    state_to_dict,
     unacknowledge,
+)
+from receiver.escalation.plan import (
+    Deadline,
+    DeadlineKind,
+    EscalationState,
+    EscalationStatus,
+    Page,
+    Plan,
+)
+from receiver.escalation.policy import (
+    Channel,
+    Contact,
+    Policy,
+    Step,
+    StepMode,
+    Target,
+    TargetKind,
+    User,
 )
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday, inside working hours

@@ -21,7 +21,7 @@ from receiver.config.storage import PostgresSettings
 from receiver.core.access import Principal
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Severity
-from receiver.escalation.engine import Channel, Policy, Target, User
+from receiver.escalation.policy import Channel, Policy, Target, User
 from receiver.notify.messages import Templates
 from receiver.notify.notifier import NotificationSettings
 from receiver.oncall.schedules import Schedule, WorkingHours

@@ -14,205 +14,35 @@ an acknowledgement, a snooze or a re-escalation) is recognised as stale and does
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from enum import StrEnum
-from functools import lru_cache
-from typing import Any, Protocol
-
-import msgspec
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import datetime
 
 from receiver.core.errors import InvalidTransition
 from receiver.core.model import (
     EventKind,
     Incident,
     IncidentState,
-    MessageReason,
     Severity,
     TimelineEvent,
 )
-
-# -- policies and the people they reach -------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Contact:
-    """One way to reach a person; `delay` counts from the page, so SMS can follow a push."""
-
-    url: str = field(repr=False)  # an Apprise URL carries credentials
-    delay: timedelta = timedelta(0)
-    short: bool = False
-
-    def __post_init__(self) -> None:
-        if self.delay < timedelta(0):
-            raise ValueError(f"a contact's delay cannot be negative, got {self.delay}")
-
-
-@dataclass(frozen=True, slots=True)
-class User:
-    name: str
-    contacts: tuple[Contact, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Channel:
-    """A broadcast destination that is not a person: every URL gets every page."""
-
-    name: str
-    urls: tuple[str, ...] = field(repr=False)
-
-
-class TargetKind(StrEnum):
-    SCHEDULE = "schedule"
-    USER = "user"
-    CHANNEL = "channel"
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    kind: TargetKind
-    name: str
-    layer: str = "primary"  # only for schedules
-
-
-class StepMode(StrEnum):
-    ALL = "all"
-    ROUND_ROBIN = "round_robin"
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """Page `targets` `delay` after the cycle starts (or after the previous step fired)."""
-
-    delay: timedelta
-    targets: tuple[Target, ...]
-    mode: StepMode = StepMode.ALL
-    relative_to_previous: bool = False
-    severities: frozenset[str] | None = None  # None: every severity
-
-    def __post_init__(self) -> None:
-        if self.delay < timedelta(0):
-            raise ValueError(f"a step's delay cannot be negative, got {self.delay}")
-        if not self.targets:
-            raise ValueError("a step needs at least one target to notify")
-
-    def applies_to(self, severity: str) -> bool:
-        return self.severities is None or severity in self.severities
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    name: str
-    steps: tuple[Step, ...]
-    repeat: int = 0  # run the steps this many more times while nobody acknowledges
-    repeat_after: timedelta = timedelta(minutes=15)
-    reack_after: timedelta | None = None  # an acknowledged incident left alone this long
-
-    def __post_init__(self) -> None:
-        if not self.steps:
-            raise ValueError(f"policy {self.name!r} needs at least one step")
-        if self.repeat < 0:
-            raise ValueError(f"policy {self.name!r}: repeat cannot be negative")
-        if self.repeat_after < timedelta(0):
-            raise ValueError(f"policy {self.name!r}: repeat_after cannot be negative")
-        if self.reack_after is not None and self.reack_after < timedelta(0):
-            raise ValueError(f"policy {self.name!r}: reack_after cannot be negative")
-
-
-# -- what the engine asks of the world --------------------------------------------------------
-
-
-class WorkingHoursView(Protocol):
-    def within(self, at: datetime) -> bool: ...
-
-    def next_start(self, at: datetime) -> datetime: ...
-
-
-class Directory(Protocol):
-    """People, channels and schedules as the current config has them."""
-
-    def user(self, name: str) -> User | None: ...
-
-    def channel(self, name: str) -> Channel | None: ...
-
-    def on_call(self, schedule: str, layer: str, at: datetime) -> str | None: ...
-
-    def working_hours(self, team: str) -> WorkingHoursView | None: ...
-
+from receiver.escalation.keys import _parse_contact_key, _step_key
+from receiver.escalation.plan import (
+    Deadline,
+    DeadlineKind,
+    EscalationState,
+    EscalationStatus,
+    Page,
+    Plan,
+)
+from receiver.escalation.policy import (
+    Directory,
+    Policy,
+    TargetKind,
+)
+from receiver.escalation.targets import _chosen_targets, _next_applicable, _page, _reach, _reason
 
 # -- what the engine decides ------------------------------------------------------------------
-
-
-class DeadlineKind(StrEnum):
-    STEP = "step"  # the next escalation step is due
-    CONTACT = "contact"  # a delayed contact (SMS after push) of a paged person is due
-    WAKE = "wake"  # a deferred low-urgency incident's working hours began
-    SNOOZE = "snooze"  # a snooze ended
-    REACK = "reack"  # an acknowledged incident was left alone too long
-    STALE = "stale"  # Alertmanager may have stopped reporting the alerts (see staleness.py)
-
-
-@dataclass(frozen=True, slots=True)
-class Deadline:
-    """The store keeps one deadline per (incident, kind, key): arming it again moves it."""
-
-    due: datetime
-    kind: DeadlineKind
-    key: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One message to one Apprise URL."""
-
-    recipient: str
-    recipient_kind: TargetKind
-    url: str = field(repr=False)
-    short: bool
-    reason: MessageReason  # a page's: triggered, escalated, reminder or re_escalated
-    step: int
-    cycle: int
-    run: int = 0  # so a late failure of an older run's page cannot move the current run
-    contact: int = 0  # the index of `url` in the user's contacts or the channel's urls
-
-
-class EscalationStatus(StrEnum):
-    DEFERRED = "deferred"  # low urgency, waiting for working hours
-    ACTIVE = "active"  # a STEP deadline is armed
-    ACKNOWLEDGED = "acknowledged"
-    SNOOZED = "snoozed"
-    EXHAUSTED = "exhausted"  # every step of every cycle fired and nobody acknowledged
-    RESOLVED = "resolved"
-
-
-@dataclass(frozen=True, slots=True)
-class EscalationState:
-    """Where an incident's escalation stands; the pending STEP is (run, cycle, next_step)."""
-
-    policy: Policy
-    status: EscalationStatus
-    run: int = 0  # a re-escalation (unack, snooze end, reack) starts a new run
-    cycle: int = 0  # 0 is the first pass through the steps, then one per repeat
-    next_step: int = 0
-    cycle_started_at: datetime | None = None
-    last_fired_at: datetime | None = None
-    last_fired_step: int | None = None
-    last_fired_cycle: int | None = None
-    snoozed_until: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Everything one decision changes; the store applies `cancel` before `arm`."""
-
-    state: EscalationState
-    arm: tuple[Deadline, ...] = ()
-    cancel: tuple[DeadlineKind, ...] = ()
-    incident_state: IncidentState | None = None
-    events: tuple[TimelineEvent, ...] = ()
-    pages: tuple[Page, ...] = ()
-    rr_advance: tuple[tuple[str, int], ...] = ()
 
 
 _PERSON_WAITS = (DeadlineKind.STEP, DeadlineKind.CONTACT, DeadlineKind.WAKE)
@@ -402,98 +232,6 @@ def _re_escalate(
     return replace(plan, incident_state=IncidentState.TRIGGERED, events=(event, *plan.events))
 
 
-# -- resolving targets to pages ---------------------------------------------------------------
-
-
-def _chosen_targets(
-    policy: Policy, index: int, cursors: Mapping[tuple[str, int], int]
-) -> tuple[tuple[Target, ...], tuple[tuple[str, int], ...]]:
-    step = policy.steps[index]
-    if step.mode is not StepMode.ROUND_ROBIN:
-        return step.targets, ()
-    key = (policy.name, index)
-    return (step.targets[cursors.get(key, 0) % len(step.targets)],), (key,)
-
-
-def _reach(
-    targets: Sequence[Target], directory: Directory, now: datetime
-) -> tuple[list[User | Channel], list[str]]:
-    """Who the targets name right now, each once, and a description of every dead end."""
-    recipients: dict[tuple[bool, str], User | Channel] = {}
-    unresolved: list[str] = []
-    for target in targets:
-        found = _reach_one(target, directory, now)
-        if isinstance(found, str):
-            unresolved.append(found)
-        else:
-            recipients.setdefault((isinstance(found, Channel), found.name), found)
-    return list(recipients.values()), unresolved
-
-
-def _reach_one(target: Target, directory: Directory, now: datetime) -> User | Channel | str:
-    if target.kind == TargetKind.CHANNEL:
-        channel = directory.channel(target.name)
-        if channel is None:
-            return f"unknown channel {target.name}"
-        return channel if channel.urls else f"channel {target.name} has no urls"
-    name = target.name
-    if target.kind == TargetKind.SCHEDULE:
-        on_call = directory.on_call(target.name, target.layer, now)
-        if on_call is None:
-            return f"schedule {target.name} layer {target.layer}: nobody on call"
-        name = on_call
-    user = directory.user(name)
-    if user is None:
-        return f"unknown user {name}"
-    return user if user.contacts else f"user {name} has no contacts"
-
-
-def _page(
-    recipients: Sequence[User | Channel],
-    state: EscalationState,
-    index: int,
-    reason: MessageReason,
-    now: datetime,
-) -> tuple[tuple[Page, ...], tuple[Deadline, ...]]:
-    """Pages for now, and CONTACT deadlines for each person's delayed contacts."""
-    pages: list[Page] = []
-    later: list[Deadline] = []
-    for who in recipients:
-        if isinstance(who, Channel):
-            pages.extend(
-                Page(who.name, TargetKind.CHANNEL, url, False, reason, index, state.cycle,
-                     state.run, i)
-                for i, url in enumerate(who.urls)
-            )
-            continue
-        for i, contact in enumerate(who.contacts):
-            if contact.delay > timedelta(0):
-                key = _contact_key(state.run, state.cycle, index, who.name, i)
-                later.append(Deadline(now + contact.delay, DeadlineKind.CONTACT, key))
-            else:
-                pages.append(Page(who.name, TargetKind.USER, contact.url, contact.short,
-                                  reason, index, state.cycle, state.run, i))
-    return tuple(pages), tuple(later)
-
-
-def _reason(policy: Policy, severity: str, run: int, cycle: int, index: int) -> MessageReason:
-    if run > 0:
-        return MessageReason.RE_ESCALATED
-    if cycle > 0:
-        return MessageReason.REMINDER
-    # The first step this incident's severity reaches is its first page, even if it is not 0.
-    if index == _next_applicable(policy, severity, after=-1):
-        return MessageReason.TRIGGERED
-    return MessageReason.ESCALATED
-
-
-def _next_applicable(policy: Policy, severity: str, after: int) -> int | None:
-    for index in range(after + 1, len(policy.steps)):
-        if policy.steps[index].applies_to(severity):
-            return index
-    return None
-
-
 # -- people act -------------------------------------------------------------------------------
 
 
@@ -616,144 +354,3 @@ def _where(incident: Incident) -> str:
 def _check_now(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"now must be a timezone-aware datetime, got naive {now.isoformat()}")
-
-
-# -- deadline keys ----------------------------------------------------------------------------
-
-
-def _step_key(run: int, cycle: int, index: int) -> str:
-    return f"{run}:{cycle}:{index}"
-
-
-def _contact_key(run: int, cycle: int, index: int, user: str, contact_index: int) -> str:
-    return f"{run}:{cycle}:{index}:{user}:{contact_index}"
-
-
-def _parse_contact_key(key: str) -> tuple[int, int, int, str, int]:
-    try:
-        run, cycle, index, rest = key.split(":", 3)
-        user, contact_index = rest.rsplit(":", 1)
-        return int(run), int(cycle), int(index), user, int(contact_index)
-    except ValueError as exc:
-        raise ValueError(
-            f"contact deadline key {key!r} is not RUN:CYCLE:STEP:USER:CONTACT"
-        ) from exc
-
-
-# -- persistence ------------------------------------------------------------------------------
-
-_STATE_VERSION = 1
-
-
-def state_to_dict(state: EscalationState) -> dict[str, Any]:
-    """A JSON-ready form: timedeltas as seconds, datetimes as ISO 8601, the policy inside."""
-    return {
-        "version": _STATE_VERSION,
-        "policy": _policy_to_dict(state.policy),
-        "status": state.status.value,
-        "run": state.run,
-        "cycle": state.cycle,
-        "next_step": state.next_step,
-        "cycle_started_at": _iso(state.cycle_started_at),
-        "last_fired_at": _iso(state.last_fired_at),
-        "last_fired_step": state.last_fired_step,
-        "last_fired_cycle": state.last_fired_cycle,
-        "snoozed_until": _iso(state.snoozed_until),
-    }
-
-
-def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
-    """Inverse of state_to_dict; a damaged record raises ValueError saying what is wrong."""
-    try:
-        if data["version"] != _STATE_VERSION:
-            raise ValueError(f"unsupported version {data['version']!r}")
-        return EscalationState(
-            policy=_policy_from_dict(data["policy"]),
-            status=EscalationStatus(data["status"]),
-            run=int(data["run"]),
-            cycle=int(data["cycle"]),
-            next_step=int(data["next_step"]),
-            cycle_started_at=_from_iso(data["cycle_started_at"]),
-            last_fired_at=_from_iso(data["last_fired_at"]),
-            last_fired_step=_optional_int(data["last_fired_step"]),
-            last_fired_cycle=_optional_int(data["last_fired_cycle"]),
-            snoozed_until=_from_iso(data["snoozed_until"]),
-        )
-    except KeyError as exc:
-        raise ValueError(f"stored escalation state lacks the key {exc}") from exc
-    except (TypeError, ValueError, AttributeError) as exc:
-        raise ValueError(f"stored escalation state is malformed: {exc}") from exc
-
-
-def _policy_to_dict(policy: Policy) -> dict[str, Any]:
-    return {
-        "name": policy.name,
-        "steps": [
-            {
-                "delay": s.delay.total_seconds(),
-                "targets": [{"kind": t.kind.value, "name": t.name, "layer": t.layer}
-                            for t in s.targets],
-                "mode": s.mode.value,
-                "relative_to_previous": s.relative_to_previous,
-                "severities": sorted(s.severities) if s.severities is not None else None,
-            }
-            for s in policy.steps
-        ],
-        "repeat": policy.repeat,
-        "repeat_after": policy.repeat_after.total_seconds(),
-        "reack_after": _seconds(policy.reack_after),
-    }
-
-
-def _policy_from_dict(data: Mapping[str, Any]) -> Policy:
-    # Every incident carries its policy snapshot, and every fire or change decodes it: the
-    # same few policies over and over, so they are built once per distinct text.
-    return _policy_from_text(msgspec.json.encode(data, order="sorted"))
-
-
-@lru_cache(maxsize=256)
-def _policy_from_text(text: bytes) -> Policy:
-    data = msgspec.json.decode(text)
-    reack = data["reack_after"]
-    return Policy(
-        name=str(data["name"]),
-        steps=tuple(_step_from_dict(s) for s in data["steps"]),
-        repeat=int(data["repeat"]),
-        repeat_after=timedelta(seconds=data["repeat_after"]),
-        reack_after=timedelta(seconds=reack) if reack is not None else None,
-    )
-
-
-def _step_from_dict(data: Mapping[str, Any]) -> Step:
-    severities = data["severities"]
-    return Step(
-        delay=timedelta(seconds=data["delay"]),
-        targets=tuple(
-            Target(TargetKind(t["kind"]), str(t["name"]), str(t["layer"]))
-            for t in data["targets"]
-        ),
-        mode=StepMode(data["mode"]),
-        relative_to_previous=bool(data["relative_to_previous"]),
-        severities=frozenset(severities) if severities is not None else None,
-    )
-
-
-def _seconds(value: timedelta | None) -> float | None:
-    return value.total_seconds() if value is not None else None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
-def _from_iso(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        raise ValueError(f"time {value!r} has no UTC offset")
-    return parsed
-
-
-def _optional_int(value: Any) -> int | None:
-    return int(value) if value is not None else None

@@ -30,7 +30,9 @@ from receiver.core.model import (
 )
 from receiver.escalation import engine as escalation
 from receiver.escalation import staleness
-from receiver.escalation.engine import Channel, Deadline, DeadlineKind, Plan, TargetKind, User
+from receiver.escalation.codec import state_from_dict, state_to_dict
+from receiver.escalation.plan import Deadline, DeadlineKind, EscalationState, Page, Plan
+from receiver.escalation.policy import Channel, StepMode, TargetKind, User
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.incidents.service import observe_resolution
@@ -195,7 +197,7 @@ class Responder:
         self,
         tx: Transaction,
         incident: Incident,
-        state: escalation.EscalationState,
+        state: EscalationState,
         deadline: Deadline,
         now: datetime,
     ) -> Plan:
@@ -203,7 +205,7 @@ class Responder:
         policy = state.policy
         # Only round-robin steps read their cursor.
         keys = [(policy.name, i) for i, step in enumerate(policy.steps)
-                if step.mode is escalation.StepMode.ROUND_ROBIN]
+                if step.mode is StepMode.ROUND_ROBIN]
         cursors = await tx.round_robin(keys) if keys else {}
         return escalation.on_deadline(
             state, incident, config.severity(incident.severity), deadline,
@@ -312,7 +314,7 @@ class Responder:
     @staticmethod
     def _decide(
         action: Action,
-        state: escalation.EscalationState,
+        state: EscalationState,
         incident: Incident,
         actor: str,
         until: datetime | None,
@@ -332,9 +334,9 @@ class Responder:
 
     async def _state(
         self, tx: Transaction, incident: Incident
-    ) -> escalation.EscalationState | None:
+    ) -> EscalationState | None:
         raw = await tx.escalation(incident.id)
-        return None if raw is None else escalation.state_from_dict(raw)
+        return None if raw is None else state_from_dict(raw)
 
     async def _apply(self, tx: Transaction, incident: Incident, plan: Plan, now: datetime) -> None:
         """Write the plan; its metrics are observed once the transaction commits.
@@ -358,7 +360,7 @@ class Responder:
         """Write the plan, except the deadline `at_once` and the state it leaves behind (the
         plan of that deadline comes next and writes its own). The incident as it is now."""
         if at_once is None:
-            await tx.set_escalation(incident.id, escalation.state_to_dict(plan.state))
+            await tx.set_escalation(incident.id, state_to_dict(plan.state))
         if plan.cancel:
             await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
         later = [(d.due, d.kind.value, d.key) for d in plan.arm if d is not at_once]
@@ -494,7 +496,7 @@ def _actor(events: Iterable[TimelineEvent]) -> str:
     return "ackd"
 
 
-def _page_message(page: escalation.Page) -> OutboxMessage:
+def _page_message(page: Page) -> OutboxMessage:
     kind: Literal["user", "channel"] = "channel" if page.recipient_kind is TargetKind.CHANNEL \
         else "user"
     return OutboxMessage(

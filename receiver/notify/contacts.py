@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from receiver.escalation.engine import Channel, User
+from receiver.escalation.policy import Channel, User
 
 
 @dataclass(frozen=True, slots=True)

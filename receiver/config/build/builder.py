@@ -14,7 +14,7 @@ from receiver.config.schema import ConfigSpec
 from receiver.config.yamlsource import Located
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.core.errors import ConfigProblem
-from receiver.escalation.engine import User
+from receiver.escalation.policy import User
 
 T = TypeVar("T")
 

@@ -11,7 +11,7 @@ from receiver.config.model import DEFAULT_SEVERITIES
 from receiver.config.schema import ContactSpec
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.core.model import Severity
-from receiver.escalation.engine import Channel, Contact, User
+from receiver.escalation.policy import Channel, Contact, User
 from receiver.notify.notifier import validate_url
 
 

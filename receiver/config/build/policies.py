@@ -13,7 +13,7 @@ from receiver.config.schema import ConfigSpec, PolicySpec, RouteSpecModel, Targe
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.config.yamlsource import render_path
 from receiver.core.model import Severity
-from receiver.escalation.engine import Channel, Policy, Step, StepMode, Target, TargetKind, User
+from receiver.escalation.policy import Channel, Policy, Step, StepMode, Target, TargetKind, User
 from receiver.oncall.schedules import Schedule
 
 

@@ -13,7 +13,7 @@ from receiver.config.model import Team
 from receiver.config.schema import RouteSpecModel
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.core.model import Severity
-from receiver.escalation.engine import Policy
+from receiver.escalation.policy import Policy
 from receiver.escalation.staleness import StaleAction
 from receiver.routing.tree import Route, RouteSpec, SeverityRule, build
 

@@ -15,7 +15,7 @@ from receiver.config.schema import RestrictionSpec, ScheduleSpec, WorkingHoursSp
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.config.yamlsource import load as load_yaml
 from receiver.core.errors import ConfigProblem
-from receiver.escalation.engine import User
+from receiver.escalation.policy import User
 from receiver.oncall import schedules as sched
 
 GAP_LOOKAHEAD = timedelta(weeks=4)

@@ -1,0 +1,140 @@
+"""An incident's escalation state as JSON for the store: timedeltas as seconds, datetimes as
+ISO 8601, the policy snapshot inside. A damaged record raises ValueError saying what is wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+import msgspec
+
+from receiver.escalation.plan import (
+    EscalationState,
+    EscalationStatus,
+)
+from receiver.escalation.policy import (
+    Policy,
+    Step,
+    StepMode,
+    Target,
+    TargetKind,
+)
+
+_STATE_VERSION = 1
+
+
+def state_to_dict(state: EscalationState) -> dict[str, Any]:
+    """A JSON-ready form: timedeltas as seconds, datetimes as ISO 8601, the policy inside."""
+    return {
+        "version": _STATE_VERSION,
+        "policy": _policy_to_dict(state.policy),
+        "status": state.status.value,
+        "run": state.run,
+        "cycle": state.cycle,
+        "next_step": state.next_step,
+        "cycle_started_at": _iso(state.cycle_started_at),
+        "last_fired_at": _iso(state.last_fired_at),
+        "last_fired_step": state.last_fired_step,
+        "last_fired_cycle": state.last_fired_cycle,
+        "snoozed_until": _iso(state.snoozed_until),
+    }
+
+
+def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
+    """Inverse of state_to_dict; a damaged record raises ValueError saying what is wrong."""
+    try:
+        if data["version"] != _STATE_VERSION:
+            raise ValueError(f"unsupported version {data['version']!r}")
+        return EscalationState(
+            policy=_policy_from_dict(data["policy"]),
+            status=EscalationStatus(data["status"]),
+            run=int(data["run"]),
+            cycle=int(data["cycle"]),
+            next_step=int(data["next_step"]),
+            cycle_started_at=_from_iso(data["cycle_started_at"]),
+            last_fired_at=_from_iso(data["last_fired_at"]),
+            last_fired_step=_optional_int(data["last_fired_step"]),
+            last_fired_cycle=_optional_int(data["last_fired_cycle"]),
+            snoozed_until=_from_iso(data["snoozed_until"]),
+        )
+    except KeyError as exc:
+        raise ValueError(f"stored escalation state lacks the key {exc}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"stored escalation state is malformed: {exc}") from exc
+
+
+def _policy_to_dict(policy: Policy) -> dict[str, Any]:
+    return {
+        "name": policy.name,
+        "steps": [
+            {
+                "delay": s.delay.total_seconds(),
+                "targets": [{"kind": t.kind.value, "name": t.name, "layer": t.layer}
+                            for t in s.targets],
+                "mode": s.mode.value,
+                "relative_to_previous": s.relative_to_previous,
+                "severities": sorted(s.severities) if s.severities is not None else None,
+            }
+            for s in policy.steps
+        ],
+        "repeat": policy.repeat,
+        "repeat_after": policy.repeat_after.total_seconds(),
+        "reack_after": _seconds(policy.reack_after),
+    }
+
+
+def _policy_from_dict(data: Mapping[str, Any]) -> Policy:
+    # Every incident carries its policy snapshot, and every fire or change decodes it: the
+    # same few policies over and over, so they are built once per distinct text.
+    return _policy_from_text(msgspec.json.encode(data, order="sorted"))
+
+
+@lru_cache(maxsize=256)
+def _policy_from_text(text: bytes) -> Policy:
+    data = msgspec.json.decode(text)
+    reack = data["reack_after"]
+    return Policy(
+        name=str(data["name"]),
+        steps=tuple(_step_from_dict(s) for s in data["steps"]),
+        repeat=int(data["repeat"]),
+        repeat_after=timedelta(seconds=data["repeat_after"]),
+        reack_after=timedelta(seconds=reack) if reack is not None else None,
+    )
+
+
+def _step_from_dict(data: Mapping[str, Any]) -> Step:
+    severities = data["severities"]
+    return Step(
+        delay=timedelta(seconds=data["delay"]),
+        targets=tuple(
+            Target(TargetKind(t["kind"]), str(t["name"]), str(t["layer"]))
+            for t in data["targets"]
+        ),
+        mode=StepMode(data["mode"]),
+        relative_to_previous=bool(data["relative_to_previous"]),
+        severities=frozenset(severities) if severities is not None else None,
+    )
+
+
+def _seconds(value: timedelta | None) -> float | None:
+    return value.total_seconds() if value is not None else None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _from_iso(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError(f"time {value!r} has no UTC offset")
+    return parsed
+
+
+def _optional_int(value: Any) -> int | None:
+    return int(value) if value is not None else None

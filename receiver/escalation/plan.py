@@ -1,0 +1,90 @@
+"""What the escalation engine decides: an incident's escalation state, the deadlines it arms,
+the pages it sends, and the Plan that carries all of one decision to the responder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from receiver.core.model import (
+    IncidentState,
+    MessageReason,
+    TimelineEvent,
+)
+from receiver.escalation.policy import (
+    Policy,
+    TargetKind,
+)
+
+
+class DeadlineKind(StrEnum):
+    STEP = "step"  # the next escalation step is due
+    CONTACT = "contact"  # a delayed contact (SMS after push) of a paged person is due
+    WAKE = "wake"  # a deferred low-urgency incident's working hours began
+    SNOOZE = "snooze"  # a snooze ended
+    REACK = "reack"  # an acknowledged incident was left alone too long
+    STALE = "stale"  # Alertmanager may have stopped reporting the alerts (see staleness.py)
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """The store keeps one deadline per (incident, kind, key): arming it again moves it."""
+
+    due: datetime
+    kind: DeadlineKind
+    key: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One message to one Apprise URL."""
+
+    recipient: str
+    recipient_kind: TargetKind
+    url: str = field(repr=False)
+    short: bool
+    reason: MessageReason  # a page's: triggered, escalated, reminder or re_escalated
+    step: int
+    cycle: int
+    run: int = 0  # so a late failure of an older run's page cannot move the current run
+    contact: int = 0  # the index of `url` in the user's contacts or the channel's urls
+
+
+class EscalationStatus(StrEnum):
+    DEFERRED = "deferred"  # low urgency, waiting for working hours
+    ACTIVE = "active"  # a STEP deadline is armed
+    ACKNOWLEDGED = "acknowledged"
+    SNOOZED = "snoozed"
+    EXHAUSTED = "exhausted"  # every step of every cycle fired and nobody acknowledged
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class EscalationState:
+    """Where an incident's escalation stands; the pending STEP is (run, cycle, next_step)."""
+
+    policy: Policy
+    status: EscalationStatus
+    run: int = 0  # a re-escalation (unack, snooze end, reack) starts a new run
+    cycle: int = 0  # 0 is the first pass through the steps, then one per repeat
+    next_step: int = 0
+    cycle_started_at: datetime | None = None
+    last_fired_at: datetime | None = None
+    last_fired_step: int | None = None
+    last_fired_cycle: int | None = None
+    snoozed_until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Everything one decision changes; the store applies `cancel` before `arm`."""
+
+    state: EscalationState
+    arm: tuple[Deadline, ...] = ()
+    cancel: tuple[DeadlineKind, ...] = ()
+    incident_state: IncidentState | None = None
+    events: tuple[TimelineEvent, ...] = ()
+    pages: tuple[Page, ...] = ()
+    rr_advance: tuple[tuple[str, int], ...] = ()

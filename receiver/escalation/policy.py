@@ -1,0 +1,113 @@
+"""Escalation policies and the people they reach: what the config describes, and the
+`Directory` protocol through which the engine sees people, channels and schedules at the
+moment a step fires.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One way to reach a person; `delay` counts from the page, so SMS can follow a push."""
+
+    url: str = field(repr=False)  # an Apprise URL carries credentials
+    delay: timedelta = timedelta(0)
+    short: bool = False
+
+    def __post_init__(self) -> None:
+        if self.delay < timedelta(0):
+            raise ValueError(f"a contact's delay cannot be negative, got {self.delay}")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    contacts: tuple[Contact, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    """A broadcast destination that is not a person: every URL gets every page."""
+
+    name: str
+    urls: tuple[str, ...] = field(repr=False)
+
+
+class TargetKind(StrEnum):
+    SCHEDULE = "schedule"
+    USER = "user"
+    CHANNEL = "channel"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    kind: TargetKind
+    name: str
+    layer: str = "primary"  # only for schedules
+
+
+class StepMode(StrEnum):
+    ALL = "all"
+    ROUND_ROBIN = "round_robin"
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """Page `targets` `delay` after the cycle starts (or after the previous step fired)."""
+
+    delay: timedelta
+    targets: tuple[Target, ...]
+    mode: StepMode = StepMode.ALL
+    relative_to_previous: bool = False
+    severities: frozenset[str] | None = None  # None: every severity
+
+    def __post_init__(self) -> None:
+        if self.delay < timedelta(0):
+            raise ValueError(f"a step's delay cannot be negative, got {self.delay}")
+        if not self.targets:
+            raise ValueError("a step needs at least one target to notify")
+
+    def applies_to(self, severity: str) -> bool:
+        return self.severities is None or severity in self.severities
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    name: str
+    steps: tuple[Step, ...]
+    repeat: int = 0  # run the steps this many more times while nobody acknowledges
+    repeat_after: timedelta = timedelta(minutes=15)
+    reack_after: timedelta | None = None  # an acknowledged incident left alone this long
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise ValueError(f"policy {self.name!r} needs at least one step")
+        if self.repeat < 0:
+            raise ValueError(f"policy {self.name!r}: repeat cannot be negative")
+        if self.repeat_after < timedelta(0):
+            raise ValueError(f"policy {self.name!r}: repeat_after cannot be negative")
+        if self.reack_after is not None and self.reack_after < timedelta(0):
+            raise ValueError(f"policy {self.name!r}: reack_after cannot be negative")
+
+
+class WorkingHoursView(Protocol):
+    def within(self, at: datetime) -> bool: ...
+
+    def next_start(self, at: datetime) -> datetime: ...
+
+
+class Directory(Protocol):
+    """People, channels and schedules as the current config has them."""
+
+    def user(self, name: str) -> User | None: ...
+
+    def channel(self, name: str) -> Channel | None: ...
+
+    def on_call(self, schedule: str, layer: str, at: datetime) -> str | None: ...
+
+    def working_hours(self, team: str) -> WorkingHoursView | None: ...

@@ -1,0 +1,116 @@
+"""Who a step reaches: its targets (one of them, for round robin), resolved through the
+`Directory` to users and channels at the moment it fires, and the pages and delayed-contact
+deadlines for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+
+from receiver.core.model import MessageReason
+from receiver.escalation.keys import _contact_key
+from receiver.escalation.plan import (
+    Deadline,
+    DeadlineKind,
+    EscalationState,
+    Page,
+)
+from receiver.escalation.policy import (
+    Channel,
+    Directory,
+    Policy,
+    StepMode,
+    Target,
+    TargetKind,
+    User,
+)
+
+
+def _chosen_targets(
+    policy: Policy, index: int, cursors: Mapping[tuple[str, int], int]
+) -> tuple[tuple[Target, ...], tuple[tuple[str, int], ...]]:
+    step = policy.steps[index]
+    if step.mode is not StepMode.ROUND_ROBIN:
+        return step.targets, ()
+    key = (policy.name, index)
+    return (step.targets[cursors.get(key, 0) % len(step.targets)],), (key,)
+
+
+def _reach(
+    targets: Sequence[Target], directory: Directory, now: datetime
+) -> tuple[list[User | Channel], list[str]]:
+    """Who the targets name right now, each once, and a description of every dead end."""
+    recipients: dict[tuple[bool, str], User | Channel] = {}
+    unresolved: list[str] = []
+    for target in targets:
+        found = _reach_one(target, directory, now)
+        if isinstance(found, str):
+            unresolved.append(found)
+        else:
+            recipients.setdefault((isinstance(found, Channel), found.name), found)
+    return list(recipients.values()), unresolved
+
+
+def _reach_one(target: Target, directory: Directory, now: datetime) -> User | Channel | str:
+    if target.kind == TargetKind.CHANNEL:
+        channel = directory.channel(target.name)
+        if channel is None:
+            return f"unknown channel {target.name}"
+        return channel if channel.urls else f"channel {target.name} has no urls"
+    name = target.name
+    if target.kind == TargetKind.SCHEDULE:
+        on_call = directory.on_call(target.name, target.layer, now)
+        if on_call is None:
+            return f"schedule {target.name} layer {target.layer}: nobody on call"
+        name = on_call
+    user = directory.user(name)
+    if user is None:
+        return f"unknown user {name}"
+    return user if user.contacts else f"user {name} has no contacts"
+
+
+def _page(
+    recipients: Sequence[User | Channel],
+    state: EscalationState,
+    index: int,
+    reason: MessageReason,
+    now: datetime,
+) -> tuple[tuple[Page, ...], tuple[Deadline, ...]]:
+    """Pages for now, and CONTACT deadlines for each person's delayed contacts."""
+    pages: list[Page] = []
+    later: list[Deadline] = []
+    for who in recipients:
+        if isinstance(who, Channel):
+            pages.extend(
+                Page(who.name, TargetKind.CHANNEL, url, False, reason, index, state.cycle,
+                     state.run, i)
+                for i, url in enumerate(who.urls)
+            )
+            continue
+        for i, contact in enumerate(who.contacts):
+            if contact.delay > timedelta(0):
+                key = _contact_key(state.run, state.cycle, index, who.name, i)
+                later.append(Deadline(now + contact.delay, DeadlineKind.CONTACT, key))
+            else:
+                pages.append(Page(who.name, TargetKind.USER, contact.url, contact.short,
+                                  reason, index, state.cycle, state.run, i))
+    return tuple(pages), tuple(later)
+
+
+def _reason(policy: Policy, severity: str, run: int, cycle: int, index: int) -> MessageReason:
+    if run > 0:
+        return MessageReason.RE_ESCALATED
+    if cycle > 0:
+        return MessageReason.REMINDER
+    # The first step this incident's severity reaches is its first page, even if it is not 0.
+    if index == _next_applicable(policy, severity, after=-1):
+        return MessageReason.TRIGGERED
+    return MessageReason.ESCALATED
+
+
+def _next_applicable(policy: Policy, severity: str, after: int) -> int | None:
+    for index in range(after + 1, len(policy.steps)):
+        if policy.steps[index].applies_to(severity):
+            return index
+    return None

@@ -31,7 +31,8 @@ from receiver.core.model import (
     MessageReason,
     TimelineEvent,
 )
-from receiver.delivery.dispatch import Dispatcher, backoff
+from receiver.delivery.dispatch import Dispatcher
+from receiver.delivery.plan import backoff
 from receiver.notify.notifier import (
     AppriseNotifier,
     Delivery,

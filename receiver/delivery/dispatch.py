@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,8 +36,14 @@ from receiver.alertmanager.webhook import silence_url
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
-from receiver.core.model import Action, EventKind, Incident, IncidentState, TimelineEvent
-from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, kind_of
+from receiver.core.model import Action, Incident
+from receiver.delivery.events import (
+    delivery_event,
+    summary_event,
+    suppressed_event,
+)
+from receiver.delivery.noise import ChannelHistory, NoiseGate
+from receiver.delivery.plan import Addressed, Outgoing, PassPlan, Summary, backoff, plan_pass
 from receiver.notify.contacts import Destination, resolve
 from receiver.notify.links import Links
 from receiver.notify.messages import (
@@ -54,7 +59,6 @@ from receiver.notify.notifier import (
     Notifier,
     channel_kind,
     mask,
-    scheme,
 )
 from receiver.store import OutboxMessage, OutboxRow, Store, Transaction
 from receiver.telemetry.logformat import fields
@@ -67,200 +71,6 @@ OnFailed = Callable[[int, OutboxMessage], Awaitable[None]]
 BATCH = 256
 # After the store refused a write, the rows involved wait this long before another try.
 STORE_RETRY = timedelta(seconds=5)
-HELD_BACK_SUMMARY = "held_back_summary"
-
-
-# -- one pass over the due rows, decided purely --------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Addressed:
-    """A due outbox row with the URL its contact has in the running config, and the message
-    with that contact's `short` (in memory only: nothing writes them back to the row)."""
-
-    row: OutboxRow
-    message: OutboxMessage
-    url: str
-
-    @property
-    def id(self) -> int:
-        return self.row.id
-
-    @property
-    def incident_id(self) -> int:
-        return self.row.incident_id
-
-    @property
-    def attempts(self) -> int:
-        return self.row.attempts
-
-
-@dataclass(frozen=True, slots=True)
-class Outgoing:
-    """One message to one URL and the outbox rows it delivers (several when bundled)."""
-
-    url: str
-    items: tuple[tuple[Addressed, Incident], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """The one message that tells a URL what the rate limit held back from it."""
-
-    url: str
-    count: int
-    incident_ids: tuple[int, ...]
-    holder: OutboxMessage | None  # one of the held messages: to whom they were
-    reasons: tuple[tuple[str, int], ...] = ()  # how many of each message reason were held
-
-
-@dataclass(slots=True)
-class PassPlan:
-    histories: dict[str, ChannelHistory]
-    holders: dict[str, OutboxMessage]
-    sends: list[Outgoing] = field(default_factory=list)
-    summaries: list[Summary] = field(default_factory=list)
-    deferred: list[tuple[int, datetime]] = field(default_factory=list)  # first attempts' ids
-    suppressed: list[tuple[Addressed, Incident | None, str]] = field(default_factory=list)
-
-    @property
-    def bookkeeping(self) -> bool:
-        return bool(self.deferred or self.suppressed)
-
-
-def plan_pass(
-    gate: NoiseGate,
-    histories: Mapping[str, ChannelHistory],
-    holders: Mapping[str, OutboxMessage],
-    due: Iterable[tuple[Addressed, Incident | None]],
-    now: datetime,
-    urgent: Callable[[Incident], bool] = lambda incident: False,
-) -> PassPlan:
-    """What to do with the due rows at `now`, and the URL histories that follow from it.
-    `urgent` says whether an incident's pages are high urgency (they wait at most max_hold)."""
-    plan = PassPlan(dict(histories), dict(holders))
-    _plan_summaries(gate, plan, now)  # a freed slot goes first to what waited longest
-    # Pages and notes to one URL are gated, and bundled, apart: a note never delays a page.
-    fresh: dict[tuple[str, Kind], list[tuple[Addressed, Incident]]] = {}
-    retries: dict[tuple[str, Kind], list[tuple[Addressed, Incident]]] = {}
-    for row, incident in due:
-        url, kind = row.url, kind_of(row.message.reason)
-        if incident is None:
-            plan.suppressed.append((row, None, "incident not found"))
-        elif kind is Kind.PAGE and incident.state is not IncidentState.TRIGGERED:
-            plan.suppressed.append((row, incident, f"incident {incident.state.value}"))
-        else:
-            # A retry was let through the gate on its first attempt: it is not counted again.
-            (retries if row.attempts else fresh).setdefault((url, kind), []).append(
-                (row, incident))
-    plan.sends.extend(Outgoing(url, tuple(items)) for (url, _), items in retries.items())
-    for (url, kind), items in fresh.items():
-        _gate_rows(gate, plan, url, kind, items, now, urgent)
-    expired = {u: gate.expire(h, now) for u, h in plan.histories.items()}
-    plan.histories = {u: h for u, h in expired.items() if not gate.idle(h, now)}
-    plan.holders = {u: h for u, h in plan.holders.items() if u in plan.histories}
-    return plan
-
-
-def _history(plan: PassPlan, url: str) -> ChannelHistory:
-    return plan.histories.get(url) or ChannelHistory()
-
-
-def _plan_summaries(gate: NoiseGate, plan: PassPlan, now: datetime) -> None:
-    for url, history in list(plan.histories.items()):
-        if gate.summary_due(history, now):
-            holder = plan.holders.get(url)
-            plan.summaries.append(Summary(url, history.held, history.held_incidents, holder,
-                                          history.held_reasons))
-            plan.histories[url] = gate.record_summary(history, now)
-
-
-def _gate_rows(
-    gate: NoiseGate,
-    plan: PassPlan,
-    url: str,
-    kind: Kind,
-    items: list[tuple[Addressed, Incident]],
-    now: datetime,
-    urgent: Callable[[Incident], bool],
-) -> None:
-    """First attempts of one kind to one URL: one message, a deferral, or a hold, for all."""
-    history = _history(plan, url)
-    hurry = kind is Kind.PAGE and any(urgent(incident) for _, incident in items)
-    decision = gate.decide(history, kind, now, urgent=hurry)
-    if decision.verdict is Verdict.SEND:
-        plan.sends.append(Outgoing(url, tuple(items)))
-        plan.histories[url] = gate.record_sent(history, kind, now)
-    elif decision.verdict is Verdict.DEFER:
-        until = decision.until
-        assert until is not None
-        plan.deferred.extend((row_id, until) for row_id in decision.reschedule)
-        plan.deferred.extend((row.id, until) for row, _ in items)
-        rows = tuple(row.id for row, _ in items)
-        plan.histories[url] = gate.record_deferred(history, kind, until, rows, urgent=hurry)
-    else:
-        plan.suppressed.extend((row, incident, "rate limited") for row, incident in items)
-        ids = tuple(incident.id for _, incident in items)
-        reasons = tuple(row.message.reason.value for row, _ in items)
-        plan.histories[url] = gate.record_held(history, kind, now, ids, reasons)
-        plan.holders[url] = items[0][0].message
-
-
-def backoff(base: timedelta, cap: timedelta, attempts: int) -> timedelta:
-    """The wait before the next attempt after `attempts` failed ones (doubling, capped)."""
-    doublings = min(max(attempts - 1, 0), 32)  # beyond this the cap has long won
-    return min(base * (1 << doublings), cap)
-
-
-# -- timeline events -------------------------------------------------------------------------
-
-
-def _channel_detail(message: OutboxMessage | None, url: str) -> dict[str, Any]:
-    """The message's facts, with the URL masked: the raw URL never reaches an event."""
-    return {
-        "recipient": message.recipient if message else None,
-        "recipient_kind": message.recipient_kind if message else None,
-        "reason": message.reason.value if message else None,
-        "step": message.step if message else None,
-        "cycle": message.cycle if message else 0,
-        "url": mask(url) if url else None,  # none: the contact could not be resolved
-        "scheme": scheme(url),
-    }
-
-
-def delivery_event(
-    message: OutboxMessage | None, url: str, attempts: int, delivery: Delivery, bundled: int,
-    now: datetime,
-) -> TimelineEvent:
-    """The result of attempt number `attempts + 1` of a message to `url`."""
-    detail = _channel_detail(message, url)
-    detail.update(
-        attempt=attempts + 1,
-        result=delivery.status.value,
-        error=delivery.error,
-        seconds=round(delivery.seconds, 3),
-    )
-    if bundled > 1:
-        detail["bundled"] = bundled
-    kind = EventKind.NOTIFICATION_SENT if delivery.ok else EventKind.NOTIFICATION_FAILED
-    return TimelineEvent(now, kind, "ackd", detail)
-
-
-def suppressed_event(row: Addressed, why: str, now: datetime) -> TimelineEvent:
-    detail = _channel_detail(row.message, row.url)
-    # "reason" says why it was not sent; the page's own reason is kept beside it.
-    detail.update(reason=why, message_reason=row.message.reason.value)
-    return TimelineEvent(now, EventKind.NOTIFICATION_SUPPRESSED, "ackd", detail)
-
-
-def summary_event(summary: Summary, delivery: Delivery, now: datetime) -> TimelineEvent:
-    detail = _channel_detail(summary.holder, summary.url)
-    detail.update(
-        reason=HELD_BACK_SUMMARY, step=None, cycle=0, held=summary.count, attempt=1,
-        result=delivery.status.value, error=delivery.error, seconds=round(delivery.seconds, 3),
-    )
-    kind = EventKind.NOTIFICATION_SENT if delivery.ok else EventKind.NOTIFICATION_FAILED
-    return TimelineEvent(now, kind, "ackd", detail)
 
 
 # -- the loop ---------------------------------------------------------------------------------

@@ -15,9 +15,10 @@ is still there and the message goes again later. A delivery is never reported as
 it was not: NOTIFICATION_SENT is written only for a Delivery that said SUCCESS.
 
 Every message passes the noise gate (noise.py), pages and notes apart; a bundle of pages and
-one of notes are rendered differently (render_bundle, render_notes). The gate's histories
-(what each URL received lately, what waits and what is held for its summary)
-live in memory: after a restart the bundle and rate windows start afresh, and a summary of
+one of notes are rendered differently (render.py). A pass is decided purely (plan.py); sends
+wait for their URL's lane (lanes.py); each result's timeline event comes from events.py.
+The gate's histories (what each URL received lately, what waits and what is held for its
+summary) live in memory: after a restart the bundle and rate windows start afresh, and a summary of
 pages held before the restart is not sent (the pages' suppression is on their timelines).
 """
 
@@ -26,31 +27,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
 
-from receiver.alertmanager.webhook import silence_url
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
-from receiver.core.model import Action, Incident
+from receiver.core.model import Incident
 from receiver.delivery.events import (
     delivery_event,
     summary_event,
     suppressed_event,
 )
+from receiver.delivery.lanes import Lanes
 from receiver.delivery.noise import ChannelHistory, NoiseGate
 from receiver.delivery.plan import Addressed, Outgoing, PassPlan, Summary, backoff, plan_pass
+from receiver.delivery.render import Renderer
 from receiver.notify.contacts import Destination, resolve
-from receiver.notify.links import Links
 from receiver.notify.messages import (
-    MessageContext,
-    render_bundle,
     render_held_back,
-    render_notes,
 )
 from receiver.notify.notifier import (
     Delivery,
@@ -100,14 +98,12 @@ class Dispatcher:
         self._deciding = 0  # rows the running pass leased and has not handed to sends yet
         self._sends: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
-        self._slots: asyncio.Semaphore | None = None
-        # One delivery in flight per URL: a hung endpoint queues its own messages behind it
-        # instead of taking every worker and starving the endpoints that work.
-        self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._lanes: Lanes | None = None
+        self._renderer = Renderer(store, clock, config)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
-        self._slots = asyncio.Semaphore(self._config().notifications.workers)
+        self._lanes = Lanes(self._config().notifications.workers)
         self._task = asyncio.create_task(self._run(), name="ackd-dispatcher")
 
     def wake(self) -> None:
@@ -311,7 +307,7 @@ class Dispatcher:
 
     async def _send(self, outgoing: Outgoing) -> None:
         try:
-            message = await self._render(outgoing)
+            message = await self._renderer.render(outgoing)
         except StoreUnavailable as exc:
             log.error("cannot render for %s, trying again later: %s", mask(outgoing.url), exc)
             self._cool([row.id for row, _ in outgoing.items])
@@ -319,73 +315,17 @@ class Dispatcher:
         delivery = await self._deliver(outgoing.url, message)
         await self._record(outgoing, delivery)
 
-    @contextlib.asynccontextmanager
-    async def _lane(self, url: str) -> AsyncIterator[None]:
-        lock, users = self._lanes.get(url, (asyncio.Lock(), 0))
-        self._lanes[url] = (lock, users + 1)
-        try:
-            async with lock:
-                yield
-        finally:
-            lock, users = self._lanes[url]
-            if users == 1:
-                del self._lanes[url]  # idle: keep memory bounded by the URLs in use
-            else:
-                self._lanes[url] = (lock, users - 1)
-
     async def _deliver(self, url: str, message: Message | None) -> Delivery:
         """Every send goes through here: at most one in flight per URL, `workers` in all."""
         if message is None:
             return Delivery(DeliveryStatus.FAILURE, 0.0, "the message could not be rendered")
-        assert self._slots is not None
-        async with self._lane(url), self._slots:
+        assert self._lanes is not None
+        async with self._lanes.hold(url):
             delivery = await self._notifier.send(url, message)
         if url in delivery.error:  # belt and braces: an error text must not leak the URL
             delivery = Delivery(delivery.status, delivery.seconds,
                                 delivery.error.replace(url, mask(url)))
         return delivery
-
-    async def _render(self, outgoing: Outgoing) -> Message | None:
-        """The message for `outgoing`, or None if it cannot be built (a failed delivery, so
-        it is retried and, in the end, escalates). Store trouble raises: nothing was tried."""
-        config = self._config()
-        now = self._clock.now()
-        short = outgoing.items[0][0].message.short
-        try:
-            contexts = [await self._context(row, incident, config, now)
-                        for row, incident in outgoing.items]
-            if len(contexts) == 1:
-                return config.templates.render(contexts[0], short)
-            if contexts[0].reason.is_page:
-                return render_bundle(contexts, short)
-            return render_notes(contexts, short)
-        except StoreUnavailable:
-            raise
-        except Exception:
-            log.exception("rendering a message for %s failed", mask(outgoing.url))
-            return None
-
-    async def _context(
-        self, row: Addressed, incident: Incident, config: Config, now: datetime
-    ) -> MessageContext:
-        m = row.message
-        recipient = m.recipient
-        links = Links(config.link_secret, config.external_url, config.link_ttl)
-        return MessageContext(
-            reason=m.reason,
-            incident=incident,
-            severity=config.severity(incident.severity),
-            alerts=await self._store.alerts(incident.id),
-            ack_url=links.url(incident.id, Action.ACK, recipient, now),
-            resolve_url=links.url(incident.id, Action.RESOLVE, recipient, now),
-            incident_url=_incident_url(links, config, incident.id, m, now),
-            silence_url=silence_url(incident.external_url, incident.group_labels),
-            actor=m.actor,
-            recipient=recipient,
-            step=m.step,
-            cycle=m.cycle,
-            stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
-        )
 
     async def _record(self, outgoing: Outgoing, delivery: Delivery) -> None:
         """The result and each row's fate in one job; metrics and on_failed after it."""
@@ -496,15 +436,3 @@ def _log_delivery(
         then = "will retry" if retried else "gave up"
         log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
                     then, delivery.error, extra=extra)
-
-
-def _incident_url(
-    links: Links, config: Config, incident_id: int, message: OutboxMessage, now: datetime
-) -> str:
-    """A page to a user links to the incident page signed for them (it opens with a short
-    session, so the phone that was paged can act at once); a channel's message, read by many,
-    links to the plain page, which asks for a token."""
-    recipient = message.recipient
-    if message.recipient_kind == "user" and recipient in config.users:
-        return links.url(incident_id, "open", recipient, now)
-    return f"{config.external_url}/incidents/{incident_id}"

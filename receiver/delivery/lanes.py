@@ -1,0 +1,35 @@
+"""Per-URL lanes: at most one delivery in flight per URL, and `workers` in all. A hung
+endpoint holds one worker and queues only its own messages, instead of taking every worker
+and starving the endpoints that work."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+
+class Lanes:
+    def __init__(self, workers: int) -> None:
+        self._slots = asyncio.Semaphore(workers)
+        self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def hold(self, url: str) -> AsyncIterator[None]:
+        """Wait for the URL's lane, then for a worker; both are held until the block ends."""
+        async with self._lane(url), self._slots:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def _lane(self, url: str) -> AsyncIterator[None]:
+        lock, users = self._lanes.get(url, (asyncio.Lock(), 0))
+        self._lanes[url] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._lanes[url]
+            if users == 1:
+                del self._lanes[url]  # idle: keep memory bounded by the URLs in use
+            else:
+                self._lanes[url] = (lock, users - 1)

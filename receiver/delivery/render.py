@@ -1,0 +1,84 @@
+"""Rendering: the message one delivery carries, built from its rows, their incidents and alerts,
+and the running config's templates and link secret (a bundle of pages, or of notes, when it
+carries several rows)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from receiver.alertmanager.webhook import silence_url
+from receiver.config.model import Config
+from receiver.core.clock import Clock
+from receiver.core.errors import StoreUnavailable
+from receiver.core.model import Action, Incident
+from receiver.delivery.plan import Addressed, Outgoing
+from receiver.notify.links import Links
+from receiver.notify.messages import MessageContext, render_bundle, render_notes
+from receiver.notify.notifier import Message, mask
+from receiver.store import OutboxMessage, Store
+
+log = logging.getLogger(__name__)
+
+
+class Renderer:
+    def __init__(self, store: Store, clock: Clock, config: Callable[[], Config]) -> None:
+        self._store = store
+        self._clock = clock
+        self._config = config
+
+    async def render(self, outgoing: Outgoing) -> Message | None:
+        """The message for `outgoing`, or None if it cannot be built (a failed delivery, so
+        it is retried and, in the end, escalates). Store trouble raises: nothing was tried."""
+        config = self._config()
+        now = self._clock.now()
+        short = outgoing.items[0][0].message.short
+        try:
+            contexts = [await self._context(row, incident, config, now)
+                        for row, incident in outgoing.items]
+            if len(contexts) == 1:
+                return config.templates.render(contexts[0], short)
+            if contexts[0].reason.is_page:
+                return render_bundle(contexts, short)
+            return render_notes(contexts, short)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("rendering a message for %s failed", mask(outgoing.url))
+            return None
+
+    async def _context(
+        self, row: Addressed, incident: Incident, config: Config, now: datetime
+    ) -> MessageContext:
+        m = row.message
+        recipient = m.recipient
+        links = Links(config.link_secret, config.external_url, config.link_ttl)
+        return MessageContext(
+            reason=m.reason,
+            incident=incident,
+            severity=config.severity(incident.severity),
+            alerts=await self._store.alerts(incident.id),
+            ack_url=links.url(incident.id, Action.ACK, recipient, now),
+            resolve_url=links.url(incident.id, Action.RESOLVE, recipient, now),
+            incident_url=_incident_url(links, config, incident.id, m, now),
+            silence_url=silence_url(incident.external_url, incident.group_labels),
+            actor=m.actor,
+            recipient=recipient,
+            step=m.step,
+            cycle=m.cycle,
+            stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
+        )
+
+
+
+def _incident_url(
+    links: Links, config: Config, incident_id: int, message: OutboxMessage, now: datetime
+) -> str:
+    """A page to a user links to the incident page signed for them (it opens with a short
+    session, so the phone that was paged can act at once); a channel's message, read by many,
+    links to the plain page, which asks for a token."""
+    recipient = message.recipient
+    if message.recipient_kind == "user" and recipient in config.users:
+        return links.url(incident_id, "open", recipient, now)
+    return f"{config.external_url}/incidents/{incident_id}"

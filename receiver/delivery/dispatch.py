@@ -29,7 +29,6 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any
 
 import msgspec
 
@@ -37,6 +36,7 @@ from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Incident
+from receiver.core.wakeup import Wakeup
 from receiver.delivery.events import (
     delivery_event,
     summary_event,
@@ -97,7 +97,7 @@ class Dispatcher:
         self._unreleased: dict[int, datetime] = {}
         self._deciding = 0  # rows the running pass leased and has not handed to sends yet
         self._sends: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(clock)
         self._lanes: Lanes | None = None
         self._renderer = Renderer(store, clock, config)
         self._task: asyncio.Task[None] | None = None
@@ -108,7 +108,7 @@ class Dispatcher:
 
     def wake(self) -> None:
         """Look at the outbox now: a commit just enqueued notifications."""
-        self._wake.set()
+        self._wakeup.wake()
 
     @property
     def in_flight(self) -> int:
@@ -149,18 +149,7 @@ class Dispatcher:
             except Exception:
                 log.exception("outbox pass failed, trying again in %s", STORE_RETRY)
                 wake_at = self._clock.now() + STORE_RETRY
-            await self._sleep(wake_at)
-
-    async def _sleep(self, until: datetime | None) -> None:
-        waiter = asyncio.create_task(self._wake.wait())
-        tasks: set[asyncio.Task[Any]] = {waiter}
-        if until is not None:
-            tasks.add(asyncio.create_task(self._clock.sleep_until(until)))
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
+            await self._wakeup.sleep(wake_at)
 
     async def _next_wake(self, now: datetime) -> datetime | None:
         """The next time a pass has something to do; None: only a wake() or a send's end.
@@ -182,7 +171,7 @@ class Dispatcher:
     async def _pass(self, now: datetime) -> bool:
         """Decide about every row due at `now`, record the bookkeeping, start the sends.
         True if the batch was full (more rows may be due)."""
-        self._wake.clear()
+        self._wakeup.clear()
         await self._release()
         # Leased: rows in flight are not read again by the passes that run until they end.
         rows = await self._store.lease_due_notifications(now, BATCH)
@@ -297,7 +286,7 @@ class Dispatcher:
                 log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
                 self._cool(held)
             finally:
-                self._wake.set()  # its rows are finished or rescheduled: re-plan the sleep
+                self._wakeup.wake()  # its rows are finished or rescheduled: re-plan the sleep
 
         task = asyncio.create_task(run(), name="ackd-delivery")
         self._sends.add(task)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
+from receiver.core.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ class Scheduler:
         self._fire = fire
         self._on_lateness = on_lateness
         self._heap: list[tuple[datetime, int]] = []
-        self._wake = asyncio.Event()
+        self._wakeup = Wakeup(clock)
         self._task: asyncio.Task[None] | None = None
 
     def __len__(self) -> int:
@@ -47,12 +48,12 @@ class Scheduler:
     def arm(self, deadline_id: int, due: datetime) -> None:
         heapq.heappush(self._heap, (due, deadline_id))
         if self._heap[0][1] == deadline_id:
-            self._wake.set()  # the earliest deadline changed: re-plan the sleep
+            self._wakeup.wake()  # the earliest deadline changed: re-plan the sleep
 
     def load(self, deadlines: Iterable[tuple[int, datetime]]) -> None:
         self._heap.extend((due, deadline_id) for deadline_id, due in deadlines)
         heapq.heapify(self._heap)
-        self._wake.set()
+        self._wakeup.wake()
 
     def next_due(self) -> datetime | None:
         return self._heap[0][0] if self._heap else None
@@ -98,14 +99,5 @@ class Scheduler:
             log.exception("firing deadlines %s failed", [d for _, d in batch])
 
     async def _sleep(self) -> None:
-        self._wake.clear()
-        due = self.next_due()
-        waiter = asyncio.create_task(self._wake.wait())
-        tasks: set[asyncio.Task[object]] = {waiter}
-        if due is not None:
-            tasks.add(asyncio.create_task(self._clock.sleep_until(due)))
-        try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in tasks:
-                task.cancel()
+        self._wakeup.clear()
+        await self._wakeup.sleep(self.next_due())

@@ -179,7 +179,7 @@ class Sim:
         minute = (now - T0) / MIN
         self.pages += [(minute, p.recipient, p.reason) for p in plan.pages]
         self.events += [(minute, e.kind, dict(e.detail)) for e in plan.events]
-        for key in plan.rr_advance:
+        for key in plan.round_robin_turns:
             self.cursors[key] = self.cursors.get(key, 0) + 1
         return plan
 
@@ -306,7 +306,7 @@ def test_round_robin_picks_by_cursor(cursor: int, expected: str) -> None:
     sim.cursors[("rr", 0)] = cursor
     plan = sim.fire_next()
     assert [p.recipient for p in plan.pages] == [expected]
-    assert plan.rr_advance == (("rr", 0),)
+    assert plan.round_robin_turns == (("rr", 0),)
 
 
 def test_round_robin_rotates_across_incidents() -> None:

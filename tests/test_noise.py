@@ -172,15 +172,16 @@ def test_record_sent_keeps_only_what_the_rate_limit_reads() -> None:
 
 def test_a_summary_is_due_once_the_window_that_held_frees_a_slot() -> None:
     history = sent(0, 40, 80)
-    history = GATE.record_held(history, PAGE, at(100), (7,), ("triggered",))
-    history = GATE.record_held(history, NOTE, at(200), (8, 7), ("resolved", "resolved"))
-    assert (history.held, history.held_incidents, history.held_since) == (3, (7, 8), at(100))
-    assert history.held_reasons == (("triggered", 1), ("resolved", 2))
+    history = GATE.record_held_back(history, PAGE, at(100), (7,), ("triggered",))
+    history = GATE.record_held_back(history, NOTE, at(200), (8, 7), ("resolved", "resolved"))
+    assert (history.held_back, history.held_back_incidents, history.held_back_since) == \
+        (3, (7, 8), at(100))
+    assert history.held_back_reasons == (("triggered", 1), ("resolved", 2))
     # A summary is a note: it waits until two slots are free, and leaves one to a page.
     assert not GATE.summary_due(history, at(639))
     assert GATE.summary_due(history, at(640))
     after = GATE.record_summary(history, at(640))
-    assert (after.held, after.held_reasons, after.held_incidents) == (0, (), ())
+    assert (after.held_back, after.held_back_reasons, after.held_back_incidents) == (0, (), ())
     assert after.sent == (at(80), at(640))  # the summary used a slot
     assert GATE.decide(after, NOTE, at(641)).verdict is Verdict.HOLD
     assert GATE.decide(after, PAGE, at(641)).verdict is Verdict.SEND
@@ -197,7 +198,7 @@ def test_a_hold_ends_a_bundle_whose_time_came(
     release: float, now: float, still_pending: bool
 ) -> None:
     history = waiting(sent(0, 10, 20), PAGE, release)
-    after = GATE.record_held(history, PAGE, at(now), (1,), ("triggered",))
+    after = GATE.record_held_back(history, PAGE, at(now), (1,), ("triggered",))
     assert (after.pending_page is not None) is still_pending
 
 
@@ -207,13 +208,13 @@ def test_a_hold_ends_a_bundle_whose_time_came(
         pytest.param(ChannelHistory(), 0, None, id="nothing-held"),
         pytest.param(sent(0, 40, 80), 100, None, id="held-count-zero"),
         pytest.param(
-            ChannelHistory(sent=(at(0), at(40), at(80)), last_page=at(80), held=2,
-                           held_incidents=(7, 8), held_since=at(90)),
+            ChannelHistory(sent=(at(0), at(40), at(80)), last_page=at(80), held_back=2,
+                           held_back_incidents=(7, 8), held_back_since=at(90)),
             100, at(640), id="summary-waits-for-a-note-slot",
         ),
         pytest.param(
-            ChannelHistory(sent=(at(40), at(80)), last_page=at(80), held=1,
-                           held_incidents=(7,), held_since=at(90)),
+            ChannelHistory(sent=(at(40), at(80)), last_page=at(80), held_back=1,
+                           held_back_incidents=(7,), held_back_since=at(90)),
             700, at(700), id="room-now",
         ),
     ],
@@ -233,7 +234,8 @@ def test_summary_at(history: ChannelHistory, now: float, due_at: datetime | None
         pytest.param(waiting(ChannelHistory(), NOTE, 10_000), 9_000, False, id="note-waiting"),
         pytest.param(waiting(ChannelHistory(), PAGE, 10_000), 9_000, False, id="page-waiting"),
         pytest.param(
-            ChannelHistory(held=1, held_incidents=(1,), held_since=at(0)), 10_000, False,
+            ChannelHistory(held_back=1, held_back_incidents=(1,), held_back_since=at(0)), 10_000,
+            False,
             id="summary-pending",
         ),
     ],
@@ -287,7 +289,7 @@ def test_bad_settings_are_refused(
 
 def test_a_hold_covers_at_least_one_message() -> None:
     with pytest.raises(ValueError, match="at least one"):
-        GATE.record_held(ChannelHistory(), PAGE, at(0), (1,), ())
+        GATE.record_held_back(ChannelHistory(), PAGE, at(0), (1,), ())
 
 
 @pytest.mark.parametrize(

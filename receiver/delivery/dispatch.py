@@ -91,7 +91,7 @@ class Dispatcher:
         self._config = config
         self._on_failed = on_failed
         self._histories: dict[str, ChannelHistory] = {}
-        self._holders: dict[str, OutboxMessage] = {}
+        self._addressees: dict[str, OutboxMessage] = {}
         # Leased rows to give back (a send whose result the store refused, a pass that failed
         # after it leased its rows), each due again at its time.
         self._unreleased: dict[int, datetime] = {}
@@ -183,14 +183,14 @@ class Dispatcher:
         self._deciding = len(rows)
         try:
             due = await self._addressed(rows, now)
-            plan = plan_pass(self._gate(), self._histories, self._holders, due, now, urgent)
+            plan = plan_pass(self._gate(), self._histories, self._addressees, due, now, urgent)
             if plan.bookkeeping:
                 await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
         except BaseException:
             self._cool(row.id for row, _ in rows)  # whatever this pass did not settle goes back
             self._deciding = 0
             raise
-        self._histories, self._holders = plan.histories, plan.holders
+        self._histories, self._addressees = plan.histories, plan.addressees
         self._observe_suppressed(plan)
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())

@@ -58,7 +58,7 @@ def suppressed_event(row: Addressed, why: str, now: datetime) -> TimelineEvent:
 
 
 def summary_event(summary: Summary, delivery: Delivery, now: datetime) -> TimelineEvent:
-    detail = _channel_detail(summary.holder, summary.url)
+    detail = _channel_detail(summary.addressee, summary.url)
     detail.update(
         reason=HELD_BACK_SUMMARY, step=None, cycle=0, held=summary.count, attempt=1,
         result=delivery.status.value, error=delivery.error, seconds=round(delivery.seconds, 3),

@@ -82,10 +82,10 @@ class ChannelHistory:
     last_note: datetime | None = None
     pending_page: Pending | None = None
     pending_note: Pending | None = None
-    held: int = 0
-    held_reasons: tuple[tuple[str, int], ...] = ()  # (message reason, count) in first-held order
-    held_incidents: tuple[int, ...] = ()  # distinct ids, in the order they were first held
-    held_since: datetime | None = None
+    held_back: int = 0
+    held_back_reasons: tuple[tuple[str, int], ...] = ()  # (reason, count), first held first
+    held_back_incidents: tuple[int, ...] = ()  # distinct ids, in the order they were first held
+    held_back_since: datetime | None = None
 
     def last(self, kind: Kind) -> datetime | None:
         return self.last_page if kind is Kind.PAGE else self.last_note
@@ -178,7 +178,7 @@ class NoiseGate:
             recent = recent[len(recent) - self.rate_limit + 1:]
         return replace(history, sent=(*recent, now))
 
-    def record_held(
+    def record_held_back(
         self, history: ChannelHistory, kind: Kind, now: datetime,
         incident_ids: tuple[int, ...], reasons: tuple[str, ...],
     ) -> ChannelHistory:
@@ -186,17 +186,17 @@ class NoiseGate:
         back at `now`."""
         if not reasons:
             raise ValueError("a hold covers at least one message")
-        known = set(history.held_incidents)
+        known = set(history.held_back_incidents)
         fresh = tuple(dict.fromkeys(i for i in incident_ids if i not in known))
-        counts = dict(history.held_reasons)
+        counts = dict(history.held_back_reasons)
         for reason in reasons:
             counts[reason] = counts.get(reason, 0) + 1
         held = replace(
             history,
-            held=history.held + len(reasons),
-            held_reasons=tuple(counts.items()),
-            held_incidents=history.held_incidents + fresh,
-            held_since=history.held_since or now,
+            held_back=history.held_back + len(reasons),
+            held_back_reasons=tuple(counts.items()),
+            held_back_incidents=history.held_back_incidents + fresh,
+            held_back_since=history.held_back_since or now,
         )
         pending = held.pending(kind)
         if pending is not None and now >= pending.release:
@@ -206,7 +206,7 @@ class NoiseGate:
     def summary_at(self, history: ChannelHistory, now: datetime) -> datetime | None:
         """When the summary of held messages can go: once the window has room for a note (a
         summary only informs, so it too leaves the last slot to a page)."""
-        if not history.held:
+        if not history.held_back:
             return None
         recent, budget = self.recent(history, now), self.budget(Kind.NOTE)
         if len(recent) < budget:
@@ -220,7 +220,8 @@ class NoiseGate:
 
     def record_summary(self, history: ChannelHistory, now: datetime) -> ChannelHistory:
         """The summary went out: nothing is held any more, and it used a slot."""
-        cleared = replace(history, held=0, held_reasons=(), held_incidents=(), held_since=None)
+        cleared = replace(history, held_back=0, held_back_reasons=(), held_back_incidents=(),
+                          held_back_since=None)
         return self._spend(cleared, now)
 
     def expire(self, history: ChannelHistory, now: datetime) -> ChannelHistory:
@@ -235,7 +236,7 @@ class NoiseGate:
 
     def idle(self, history: ChannelHistory, now: datetime) -> bool:
         """Nothing held, waiting or recent enough to matter: the history can be forgotten."""
-        if history.held or history.pending_page or history.pending_note:
+        if history.held_back or history.pending_page or history.pending_note:
             return False
         if self.recent(history, now):
             return False

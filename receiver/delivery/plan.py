@@ -51,14 +51,14 @@ class Summary:
     url: str
     count: int
     incident_ids: tuple[int, ...]
-    holder: OutboxMessage | None  # one of the held messages: to whom they were
+    addressee: OutboxMessage | None  # one of the held messages: to whom they were
     reasons: tuple[tuple[str, int], ...] = ()  # how many of each message reason were held
 
 
 @dataclass(slots=True)
 class PassPlan:
     histories: dict[str, ChannelHistory]
-    holders: dict[str, OutboxMessage]
+    addressees: dict[str, OutboxMessage]
     sends: list[Outgoing] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
     deferred: list[tuple[int, datetime]] = field(default_factory=list)  # first attempts' ids
@@ -72,14 +72,14 @@ class PassPlan:
 def plan_pass(
     gate: NoiseGate,
     histories: Mapping[str, ChannelHistory],
-    holders: Mapping[str, OutboxMessage],
+    addressees: Mapping[str, OutboxMessage],
     due: Iterable[tuple[Addressed, Incident | None]],
     now: datetime,
     urgent: Callable[[Incident], bool] = lambda incident: False,
 ) -> PassPlan:
     """What to do with the due rows at `now`, and the URL histories that follow from it.
     `urgent` says whether an incident's pages are high urgency (they wait at most max_hold)."""
-    plan = PassPlan(dict(histories), dict(holders))
+    plan = PassPlan(dict(histories), dict(addressees))
     _plan_summaries(gate, plan, now)  # a freed slot goes first to what waited longest
     # Pages and notes to one URL are gated, and bundled, apart: a note never delays a page.
     fresh: dict[tuple[str, Kind], list[tuple[Addressed, Incident]]] = {}
@@ -99,7 +99,7 @@ def plan_pass(
         _gate_rows(gate, plan, url, kind, items, now, urgent)
     expired = {u: gate.expire(h, now) for u, h in plan.histories.items()}
     plan.histories = {u: h for u, h in expired.items() if not gate.idle(h, now)}
-    plan.holders = {u: h for u, h in plan.holders.items() if u in plan.histories}
+    plan.addressees = {u: h for u, h in plan.addressees.items() if u in plan.histories}
     return plan
 
 
@@ -110,9 +110,9 @@ def _history(plan: PassPlan, url: str) -> ChannelHistory:
 def _plan_summaries(gate: NoiseGate, plan: PassPlan, now: datetime) -> None:
     for url, history in list(plan.histories.items()):
         if gate.summary_due(history, now):
-            holder = plan.holders.get(url)
-            plan.summaries.append(Summary(url, history.held, history.held_incidents, holder,
-                                          history.held_reasons))
+            addressee = plan.addressees.get(url)
+            plan.summaries.append(Summary(url, history.held_back, history.held_back_incidents,
+                                          addressee, history.held_back_reasons))
             plan.histories[url] = gate.record_summary(history, now)
 
 
@@ -143,8 +143,8 @@ def _gate_rows(
         plan.suppressed.extend((row, incident, "rate limited") for row, incident in items)
         ids = tuple(incident.id for _, incident in items)
         reasons = tuple(row.message.reason.value for row, _ in items)
-        plan.histories[url] = gate.record_held(history, kind, now, ids, reasons)
-        plan.holders[url] = items[0][0].message
+        plan.histories[url] = gate.record_held_back(history, kind, now, ids, reasons)
+        plan.addressees[url] = items[0][0].message
 
 
 def backoff(base: timedelta, cap: timedelta, attempts: int) -> timedelta:

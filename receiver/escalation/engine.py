@@ -26,7 +26,7 @@ from receiver.core.model import (
     Severity,
     TimelineEvent,
 )
-from receiver.escalation.keys import _parse_contact_key, _step_key
+from receiver.escalation.keys import parse_contact_key, step_key
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
@@ -40,7 +40,13 @@ from receiver.escalation.policy import (
     Policy,
     TargetKind,
 )
-from receiver.escalation.targets import _chosen_targets, _next_applicable, _page, _reach, _reason
+from receiver.escalation.targets import (
+    chosen_targets,
+    next_applicable,
+    page_reason,
+    pages_for,
+    reach,
+)
 
 # -- what the engine decides ------------------------------------------------------------------
 
@@ -109,14 +115,14 @@ def _fire_step(
     cursors: Mapping[tuple[str, int], int],
     now: datetime,
 ) -> Plan:
-    current = _step_key(state.run, state.cycle, state.next_step)
+    current = step_key(state.run, state.cycle, state.next_step)
     if state.status is not EscalationStatus.ACTIVE or key != current:
         return Plan(state)
     index = state.next_step
-    targets, rr_advance = _chosen_targets(state.policy, index, cursors)
-    recipients, unresolved = _reach(targets, directory, now)
-    reason = _reason(state.policy, severity, state.run, state.cycle, index)
-    pages, contacts = _page(recipients, state, index, reason, now)
+    targets, round_robin_turns = chosen_targets(state.policy, index, cursors)
+    recipients, unresolved = reach(targets, directory, now)
+    reason = page_reason(state.policy, severity, state.run, state.cycle, index)
+    pages, contacts = pages_for(recipients, state, index, reason, now)
     fired = TimelineEvent(
         now,
         EventKind.STEP_FIRED,
@@ -138,19 +144,19 @@ def _fire_step(
         arm=contacts + then.arm,
         events=(fired, *then.events),
         pages=pages,
-        rr_advance=rr_advance,
+        round_robin_turns=round_robin_turns,
     )
 
 
 def _advance(state: EscalationState, severity: str, at_once: bool, now: datetime) -> Plan:
     """Arm whatever follows the step that just fired: the next step, a new cycle, or nothing."""
     policy = state.policy
-    following = _next_applicable(policy, severity, after=state.next_step)
+    following = next_applicable(policy, severity, after=state.next_step)
     if following is not None:
         step = policy.steps[following]
         base = now if step.relative_to_previous else (state.cycle_started_at or now)
         due = now if at_once else max(base + step.delay, now)
-        key = _step_key(state.run, state.cycle, following)
+        key = step_key(state.run, state.cycle, following)
         armed = Deadline(due, DeadlineKind.STEP, key)
         return Plan(replace(state, next_step=following), arm=(armed,))
     if state.cycle < policy.repeat:
@@ -163,7 +169,7 @@ def _begin_cycle(
     state: EscalationState, severity: str, run: int, cycle: int, start_at: datetime, now: datetime
 ) -> Plan:
     """Arm the first step that applies to this severity; delays count from `start_at`."""
-    first = _next_applicable(state.policy, severity, after=-1)
+    first = next_applicable(state.policy, severity, after=-1)
     # One replace: each copies the whole state, on every incident a storm opens.
     next_step = state.next_step if first is None else first
     begun = replace(state, status=EscalationStatus.ACTIVE, run=run, cycle=cycle,
@@ -171,7 +177,7 @@ def _begin_cycle(
     if first is None:
         return _exhausted(begun, now, f"no step applies to severity {severity}")
     due = max(start_at + state.policy.steps[first].delay, now)
-    armed = Deadline(due, DeadlineKind.STEP, _step_key(run, cycle, first))
+    armed = Deadline(due, DeadlineKind.STEP, step_key(run, cycle, first))
     return Plan(begun, arm=(armed,))
 
 
@@ -189,7 +195,7 @@ def _fire_contact(
     directory: Directory,
     now: datetime,
 ) -> Plan:
-    run, cycle, index, name, contact_index = _parse_contact_key(key)
+    run, cycle, index, name, contact_index = parse_contact_key(key)
     waiting = state.status in (EscalationStatus.ACTIVE, EscalationStatus.EXHAUSTED)
     if run != state.run or not waiting or incident.state is not IncidentState.TRIGGERED:
         return Plan(state)
@@ -201,7 +207,7 @@ def _fire_contact(
         return Plan(state, events=(TimelineEvent(now, EventKind.NOTIFICATION_FAILED,
                                                  detail=detail),))
     contact = user.contacts[contact_index]
-    reason = _reason(state.policy, severity, run, cycle, index)
+    reason = page_reason(state.policy, severity, run, cycle, index)
     page = Page(name, TargetKind.USER, contact.url, contact.short, reason, index, cycle, run,
                 contact_index)
     return Plan(state, pages=(page,))
@@ -327,7 +333,7 @@ def delivery_failed(
     if state.cycle != state.last_fired_cycle:
         # The pending step opens the next cycle: its later steps count from when it really starts.
         moved = replace(state, cycle_started_at=now)
-    key = _step_key(state.run, state.cycle, state.next_step)
+    key = step_key(state.run, state.cycle, state.next_step)
     detail = {"escalating_early": True, "step": step, "cycle": cycle, "run": run,
               "next_step": state.next_step}
     return Plan(

@@ -5,15 +5,15 @@ so a deadline left over from an earlier run is recognised as stale and does noth
 from __future__ import annotations
 
 
-def _step_key(run: int, cycle: int, index: int) -> str:
+def step_key(run: int, cycle: int, index: int) -> str:
     return f"{run}:{cycle}:{index}"
 
 
-def _contact_key(run: int, cycle: int, index: int, user: str, contact_index: int) -> str:
+def contact_key(run: int, cycle: int, index: int, user: str, contact_index: int) -> str:
     return f"{run}:{cycle}:{index}:{user}:{contact_index}"
 
 
-def _parse_contact_key(key: str) -> tuple[int, int, int, str, int]:
+def parse_contact_key(key: str) -> tuple[int, int, int, str, int]:
     try:
         run, cycle, index, rest = key.split(":", 3)
         user, contact_index = rest.rsplit(":", 1)

@@ -87,4 +87,5 @@ class Plan:
     incident_state: IncidentState | None = None
     events: tuple[TimelineEvent, ...] = ()
     pages: tuple[Page, ...] = ()
-    rr_advance: tuple[tuple[str, int], ...] = ()
+    # The round-robin steps that took their turn, as (policy, step): each cursor moves on by one.
+    round_robin_turns: tuple[tuple[str, int], ...] = ()

@@ -48,8 +48,8 @@ log = logging.getLogger(__name__)
 AT_ONCE_LIMIT = 32
 
 
-class Directory:
-    """The engine's view of people and schedules, over the current config."""
+class ConfigDirectory:
+    """The engine's `Directory` of people, channels and schedules, over the running config."""
 
     def __init__(self, config: Config, on_call: OnCallMemo, roster: Roster | None = None) -> None:
         self._config = config
@@ -89,8 +89,9 @@ class _Hours:
 
 
 @dataclass(frozen=True)
-class Observed:
-    """What to tell the metrics once the transaction committed."""
+class PlanMetrics:
+    """What a written Plan tells the metrics once its transaction committed: the steps it
+    fired, and whether it acknowledged (MTTA) or resolved (MTTR) the incident."""
 
     incident: Incident
     steps: tuple[int, ...]
@@ -129,7 +130,7 @@ class Responder:
     async def opened(self, tx: Transaction, incident: Incident, now: datetime) -> None:
         config = self._config()
         policy = config.policy_for(incident.policy, incident.team)
-        directory = Directory(config, self._on_call, self.roster)
+        directory = ConfigDirectory(config, self._on_call, self.roster)
         plan = escalation.start(
             policy, incident, config.severity(incident.severity), directory, now
         )
@@ -209,7 +210,7 @@ class Responder:
         cursors = await tx.round_robin(keys) if keys else {}
         return escalation.on_deadline(
             state, incident, config.severity(incident.severity), deadline,
-            Directory(config, self._on_call, self.roster), cursors, now,
+            ConfigDirectory(config, self._on_call, self.roster), cursors, now,
         )
 
     async def _fire_stale(
@@ -373,13 +374,13 @@ class Responder:
         await tx.append(incident.id, plan.events)
         if plan.pages:
             await self._enqueue(tx, incident, [_page_message(p) for p in plan.pages], now)
-        if plan.rr_advance:
-            await tx.advance_round_robin(plan.rr_advance)
+        if plan.round_robin_turns:
+            await tx.advance_round_robin(plan.round_robin_turns)
         steps = tuple(
             int(e.detail.get("step", 0)) for e in plan.events if e.kind is EventKind.STEP_FIRED
         )
         fresh = await tx.incident(incident.id)
-        tx.after_commit(partial(self._observe, Observed(fresh, steps, acknowledged, resolved)))
+        tx.after_commit(partial(self._observe, PlanMetrics(fresh, steps, acknowledged, resolved)))
         return fresh
 
     def _arm_all(self, armed: Iterable[ArmedDeadline]) -> None:
@@ -459,7 +460,7 @@ class Responder:
 
     # -- metrics, after commit ------------------------------------------------------------
 
-    def _observe(self, item: Observed) -> None:
+    def _observe(self, item: PlanMetrics) -> None:
         incident = item.incident
         if incident.is_drill:
             return  # a drill's response is reported on its own, never in the real figures

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
 from receiver.core.model import MessageReason
-from receiver.escalation.keys import _contact_key
+from receiver.escalation.keys import contact_key
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
@@ -27,7 +27,7 @@ from receiver.escalation.policy import (
 )
 
 
-def _chosen_targets(
+def chosen_targets(
     policy: Policy, index: int, cursors: Mapping[tuple[str, int], int]
 ) -> tuple[tuple[Target, ...], tuple[tuple[str, int], ...]]:
     step = policy.steps[index]
@@ -37,7 +37,7 @@ def _chosen_targets(
     return (step.targets[cursors.get(key, 0) % len(step.targets)],), (key,)
 
 
-def _reach(
+def reach(
     targets: Sequence[Target], directory: Directory, now: datetime
 ) -> tuple[list[User | Channel], list[str]]:
     """Who the targets name right now, each once, and a description of every dead end."""
@@ -70,7 +70,7 @@ def _reach_one(target: Target, directory: Directory, now: datetime) -> User | Ch
     return user if user.contacts else f"user {name} has no contacts"
 
 
-def _page(
+def pages_for(
     recipients: Sequence[User | Channel],
     state: EscalationState,
     index: int,
@@ -90,7 +90,7 @@ def _page(
             continue
         for i, contact in enumerate(who.contacts):
             if contact.delay > timedelta(0):
-                key = _contact_key(state.run, state.cycle, index, who.name, i)
+                key = contact_key(state.run, state.cycle, index, who.name, i)
                 later.append(Deadline(now + contact.delay, DeadlineKind.CONTACT, key))
             else:
                 pages.append(Page(who.name, TargetKind.USER, contact.url, contact.short,
@@ -98,18 +98,18 @@ def _page(
     return tuple(pages), tuple(later)
 
 
-def _reason(policy: Policy, severity: str, run: int, cycle: int, index: int) -> MessageReason:
+def page_reason(policy: Policy, severity: str, run: int, cycle: int, index: int) -> MessageReason:
     if run > 0:
         return MessageReason.RE_ESCALATED
     if cycle > 0:
         return MessageReason.REMINDER
     # The first step this incident's severity reaches is its first page, even if it is not 0.
-    if index == _next_applicable(policy, severity, after=-1):
+    if index == next_applicable(policy, severity, after=-1):
         return MessageReason.TRIGGERED
     return MessageReason.ESCALATED
 
 
-def _next_applicable(policy: Policy, severity: str, after: int) -> int | None:
+def next_applicable(policy: Policy, severity: str, after: int) -> int | None:
     for index in range(after + 1, len(policy.steps)):
         if policy.steps[index].applies_to(severity):
             return index

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from receiver.core.errors import InvalidTransition
-from receiver.core.model import EventKind, Incident, IncidentState, Severity
+from receiver.core.model import EventKind, Incident, IncidentState, MessageReason, Severity
 from receiver.escalation.codec import state_from_dict, state_to_dict
 from receiver.escalation.engine import (
     acknowledge,
@@ -708,7 +708,8 @@ def test_urls_stay_out_of_reprs() -> None:
         Contact(secret),
         Channel("c", (secret,)),
         User("u", (Contact(secret),)),
-        Page("u", TargetKind.USER, secret, False, "triggered", 0, 0),
+        Page(recipient="u", recipient_kind=TargetKind.USER, url=secret, short=False,
+             reason=MessageReason.TRIGGERED, step=0, cycle=0),
     ]
     assert all("token" not in repr(thing) for thing in things)
 

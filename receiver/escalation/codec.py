@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
-from functools import lru_cache
 from typing import Any
-
-import msgspec
 
 from receiver.escalation.plan import (
     EscalationState,
@@ -87,14 +84,6 @@ def _policy_to_dict(policy: Policy) -> dict[str, Any]:
 
 
 def _policy_from_dict(data: Mapping[str, Any]) -> Policy:
-    # Every incident carries its policy snapshot, and every fire or change decodes it: the
-    # same few policies over and over, so they are built once per distinct text.
-    return _policy_from_text(msgspec.json.encode(data, order="sorted"))
-
-
-@lru_cache(maxsize=256)
-def _policy_from_text(text: bytes) -> Policy:
-    data = msgspec.json.decode(text)
     reack = data["reack_after"]
     return Policy(
         name=str(data["name"]),

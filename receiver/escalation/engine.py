@@ -208,8 +208,9 @@ def _fire_contact(
                                                  detail=detail),))
     contact = user.contacts[contact_index]
     reason = page_reason(state.policy, severity, run, cycle, index)
-    page = Page(name, TargetKind.USER, contact.url, contact.short, reason, index, cycle, run,
-                contact_index)
+    page = Page(recipient=name, recipient_kind=TargetKind.USER, url=contact.url,
+                short=contact.short, reason=reason, step=index, cycle=cycle, run=run,
+                contact=contact_index)
     return Plan(state, pages=(page,))
 
 

@@ -37,7 +37,7 @@ class Deadline:
     key: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Page:
     """One message to one Apprise URL."""
 

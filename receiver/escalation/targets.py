@@ -83,8 +83,8 @@ def pages_for(
     for who in recipients:
         if isinstance(who, Channel):
             pages.extend(
-                Page(who.name, TargetKind.CHANNEL, url, False, reason, index, state.cycle,
-                     state.run, i)
+                Page(recipient=who.name, recipient_kind=TargetKind.CHANNEL, url=url, short=False,
+                     reason=reason, step=index, cycle=state.cycle, run=state.run, contact=i)
                 for i, url in enumerate(who.urls)
             )
             continue
@@ -93,8 +93,11 @@ def pages_for(
                 key = contact_key(state.run, state.cycle, index, who.name, i)
                 later.append(Deadline(now + contact.delay, DeadlineKind.CONTACT, key))
             else:
-                pages.append(Page(who.name, TargetKind.USER, contact.url, contact.short,
-                                  reason, index, state.cycle, state.run, i))
+                pages.append(Page(
+                    recipient=who.name, recipient_kind=TargetKind.USER, url=contact.url,
+                    short=contact.short, reason=reason, step=index, cycle=state.cycle,
+                    run=state.run, contact=i,
+                ))
     return tuple(pages), tuple(later)
 
 

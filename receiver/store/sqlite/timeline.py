@@ -19,7 +19,7 @@ class TimelineStatements(Statements):
         for e in events:
             if e.at is not at:  # a change's events share one instant: convert it once
                 at, us = e.at, to_us(e.at)
-            rows.append((incident_id, us, e.kind._value_, e.actor, dumps(e.detail)))
+            rows.append((incident_id, us, e.kind.value, e.actor, dumps(e.detail)))
         if rows:
             self._cur.executemany(
                 "INSERT INTO timeline (incident_id, at, kind, actor, detail)"

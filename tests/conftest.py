@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from receiver.core.clock import FakeClock
+from receiver.testing import FakeClock
 from tests.sinks import HttpSink
 
 # pg_cluster and pg_dsn: a throwaway PostgreSQL cluster (tests/pgcluster.py).

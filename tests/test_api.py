@@ -24,12 +24,12 @@ from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.config.model import WebhookAuth
-from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus
 from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.escalation.responder import AT_ONCE_LIMIT
 from receiver.ingest.grouping import HeldGroups
-from receiver.notify.notifier import DeliveryStatus, Outcome, RecordingNotifier
+from receiver.notify.notifier import DeliveryStatus
+from receiver.testing import FakeClock, Outcome, RecordingNotifier
 from tests.harness import API_TOKEN, ROOT, TOKEN, write_config
 
 LABELS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",

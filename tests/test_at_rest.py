@@ -25,14 +25,14 @@ from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.config.model import Config
-from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus, EventKind
 from receiver.delivery.dispatch import Dispatcher
 from receiver.notify.contacts import index_of
-from receiver.notify.notifier import AppriseNotifier, Message, RecordingNotifier, mask
+from receiver.notify.notifier import AppriseNotifier, Message, mask
 from receiver.store import SqliteStore
 from receiver.store.sqlite.schema import MIGRATIONS
 from receiver.telemetry.metrics import Metrics
+from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import API_TOKEN, TOKEN, wait_until
 from tests.sinks import HttpSink
 

@@ -22,7 +22,6 @@ import pytest
 
 from receiver.config.build import parse
 from receiver.config.model import Config
-from receiver.core.clock import FakeClock
 from receiver.core.model import (
     Alert,
     AlertStatus,
@@ -39,12 +38,11 @@ from receiver.notify.notifier import (
     DeliveryStatus,
     Message,
     Notifier,
-    Outcome,
-    RecordingNotifier,
     mask,
 )
 from receiver.store import NewIncident, OutboxMessage, OutboxRow, SqliteStore, Transaction
 from receiver.telemetry.metrics import Metrics
+from receiver.testing import FakeClock, Outcome, RecordingNotifier
 from tests.sinks import HttpSink, SinkMode
 
 CONFIG = """\

@@ -19,8 +19,8 @@ import pytest
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus
+from receiver.testing import FakeClock
 from tests.harness import API_TOKEN, TOKEN, wait_until
 from tests.sinks import HttpSink, SinkMode
 

@@ -43,9 +43,9 @@ import pytest
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus, EventKind, TimelineEvent
 from receiver.store import IncidentFilter
+from receiver.testing import FakeClock
 from tests.harness import (
     ROOT,
     TOKEN,

@@ -44,8 +44,8 @@ from receiver.config import build as config_module
 from receiver.core.errors import PayloadError
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Alert, AlertStatus
-from receiver.notify.notifier import RecordingNotifier
 from receiver.store import IncidentFilter
+from receiver.testing import RecordingNotifier
 from receiver.web.auth import FailureThrottle
 from receiver.web.encoding import inflate
 from tests.harness import API_TOKEN, TOKEN, Ackd, free_port, write_config

@@ -19,15 +19,14 @@ import pytest
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.clock import FakeClock
 from receiver.core.errors import PayloadError
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Alert, AlertStatus
 from receiver.incidents.service import ON_LOOP_BYTES, SLICE_ALERTS, SLICE_GROUPS, _slices
 from receiver.ingest.grouping import RoutedGroup
 from receiver.notify.messages import LABELS_SHOWN, describe
-from receiver.notify.notifier import RecordingNotifier
 from receiver.routing.tree import Match
+from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import ROOT, TOKEN, write_config
 from tests.test_api import Api
 

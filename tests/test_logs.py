@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from receiver.notify.notifier import DeliveryStatus, Outcome
+from receiver.notify.notifier import DeliveryStatus
+from receiver.testing import Outcome
 from tests.test_api import Api, start_api
 
 

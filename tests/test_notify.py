@@ -20,12 +20,11 @@ from receiver.notify.notifier import (
     DeliveryStatus,
     Message,
     NotifyType,
-    Outcome,
-    RecordingNotifier,
     mask,
     scheme,
     validate_url,
 )
+from receiver.testing import Outcome, RecordingNotifier
 from tests.sinks import HttpSink, SinkMode, SinkRequest, SmtpMessage, SmtpSink
 
 ACK = "https://ackd.example.com/l/AQABZf3-bx_AAAAAAAAAKmFuYQ8xXv2"

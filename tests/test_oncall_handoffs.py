@@ -11,11 +11,10 @@ from zoneinfo import ZoneInfo
 
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.clock import FakeClock
-from receiver.notify.notifier import RecordingNotifier
 from receiver.oncall.handoffs import OpenIncident, next_handoff, notice_message
 from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit, on_call
 from receiver.store import PlannedNotice
+from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import write_config
 from tests.test_api import Api
 

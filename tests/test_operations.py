@@ -21,11 +21,10 @@ from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
-from receiver.notify.notifier import RecordingNotifier
 from receiver.telemetry.logformat import JsonFormatter, fields
+from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import TOKEN, Ackd, Process, free_port, http_ok, wait_until, write_config
 from tests.test_api import Api
 

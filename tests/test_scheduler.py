@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from receiver.core.clock import FakeClock
 from receiver.core.errors import StoreUnavailable
 from receiver.escalation.timer import Scheduler
+from receiver.testing import FakeClock
 
 
 async def settle() -> None:

@@ -15,10 +15,9 @@ import pytest
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.clock import FakeClock
 from receiver.core.model import Alert, AlertStatus
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule, check
-from receiver.notify.notifier import RecordingNotifier
+from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import TOKEN, write_config
 from tests.test_api import LABELS, Api
 

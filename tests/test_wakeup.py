@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
-from receiver.core.clock import FakeClock
 from receiver.core.wakeup import Wakeup
+from receiver.testing import FakeClock
 
 
 async def test_a_sleep_ends_at_its_time(fake_clock: FakeClock) -> None:

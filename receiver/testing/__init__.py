@@ -3,7 +3,7 @@ RecordingNotifier (a Notifier that remembers). Production code never imports thi
 tests/test_layers.py fails if it does.
 """
 
-from receiver.testing.clock import FakeClock
+from receiver.testing.clock import FakeClock, wait_all_tasks_blocked
 from receiver.testing.notifier import Outcome, RecordingNotifier
 
-__all__ = ["FakeClock", "Outcome", "RecordingNotifier"]
+__all__ = ["FakeClock", "Outcome", "RecordingNotifier", "wait_all_tasks_blocked"]

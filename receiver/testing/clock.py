@@ -1,11 +1,25 @@
-"""A clock for tests: virtual time that moves only when told to."""
+"""A clock for tests: virtual time that moves only when told to, and only once every task is
+blocked.
+
+`FakeClock.jump` stops at each sleeper's wake-up time and lets what woke run until every task
+of the loop waits again (`wait_all_tasks_blocked`, after trio.testing's): however many awaits a
+woken task passes through before it sleeps again, it sleeps from the time it asked for, so a
+fake-clock test cannot pass or fail by how long the tasks happen to take. "Blocked" means
+waiting on a future, a timer, a socket or a thread; a task waiting on a thread (the store's)
+counts as blocked, as in trio, so tests wait for the store's results by polling it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import heapq
 import itertools
+from collections import deque
 from datetime import UTC, datetime, timedelta
+from typing import Any
+
+# Loop turns wait_all_tasks_blocked allows before it calls a task that never waits a bug.
+MAX_TURNS = 100_000
 
 
 class FakeClock:
@@ -42,14 +56,17 @@ class FakeClock:
 
     async def jump(self, delta: timedelta | float) -> None:
         """Move time forward, stopping at every sleeper's wake-up time on the way and letting
-        the woken tasks run, so each one observes exactly the time it asked for."""
+        the woken tasks run until all are blocked again, so each one observes exactly the time
+        it asked for."""
         seconds = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
         target = self._now + seconds
+        # A task about to sleep arms its wake-up before time moves past it.
+        await wait_all_tasks_blocked()
         while (wake := self._next_wake()) is not None and wake <= target:
             self.set(max(wake, self._now))
-            await _settle()
+            await wait_all_tasks_blocked()
         self.set(target)
-        await _settle()
+        await wait_all_tasks_blocked()
 
     def _next_wake(self) -> datetime | None:
         while self._sleepers and self._sleepers[0][2].done():
@@ -61,7 +78,25 @@ class FakeClock:
         return sum(1 for _, _, f in self._sleepers if not f.done())
 
 
-async def _settle() -> None:
-    # Enough loop turns for woken tasks to run through a few awaits of their own.
-    for _ in range(20):
+async def wait_all_tasks_blocked(max_turns: int = MAX_TURNS) -> None:
+    """Return once every other task of the running loop is blocked: the loop's ready queue
+    (callbacks due to run, woken tasks among them) stayed empty across two whole turns, the
+    second of which polled for I/O. Raises RuntimeError after `max_turns` turns with work
+    still ready: a task that never waits would keep virtual time still for ever."""
+    ready = _ready_queue(asyncio.get_running_loop())
+    quiet = 0
+    for _ in range(max_turns):
         await asyncio.sleep(0)
+        # Our own wake-up was taken off the queue to run us: anything there is someone else's.
+        quiet = quiet + 1 if not ready else 0
+        if quiet == 2:
+            return
+    raise RuntimeError(f"tasks were still running after {max_turns} loop turns")
+
+
+def _ready_queue(loop: asyncio.AbstractEventLoop) -> deque[Any]:
+    ready = getattr(loop, "_ready", None)
+    if not isinstance(ready, deque):
+        # uvloop keeps its queue in C: there is no asking it whether everything waits.
+        raise TypeError(f"FakeClock needs asyncio's own event loop, not {type(loop).__name__}")
+    return ready

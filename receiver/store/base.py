@@ -68,6 +68,11 @@ class IncidentRecords(Protocol):
 
     async def find_incident(self, incident_id: int) -> Incident | None: ...
 
+    async def find_incidents(self, incident_ids: Sequence[int]) -> dict[int, Incident]:
+        """The incidents of these ids that exist, by id, read at once (a dispatcher pass
+        needs those of hundreds of outbox rows)."""
+        ...
+
     async def write_alerts(
         self, incident_id: int, alerts: Sequence[Alert], now: datetime
     ) -> None: ...

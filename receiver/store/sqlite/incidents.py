@@ -123,6 +123,24 @@ class IncidentStatements(Statements):
         found = self._incidents[incident_id] = incident_from_row(tuple(rows[0]))
         return found
 
+    async def find_incidents(self, incident_ids: Sequence[int]) -> dict[int, Incident]:
+        """The incidents of these ids that exist, read in one statement (a dispatcher pass
+        needs the incidents of hundreds of rows: one statement each cost a lease a quarter of
+        its time). The ids go in as one JSON array, so the statement's text, and SQLite's
+        prepared statement for it, is the same whatever their number."""
+        found = {i: known for i in incident_ids if (known := self._incidents.get(i))}
+        wanted = sorted({i for i in incident_ids if i not in found})
+        if not wanted:
+            return found
+        rows = await self._all(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (f"[{','.join(map(str, wanted))}]",),
+        )
+        for row in rows:
+            found[row[0]] = self._incidents[row[0]] = incident_from_row(tuple(row))
+        return found
+
     async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
         at = to_us(now)
         self._cur.executemany(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,6 +42,7 @@ class Leg:
     backlog: LoadResult
     quiet: LoadResult
     pending: tuple[int, int]  # deliveries in the outbox when the backlog window opened, closed
+    storm_cpu: float = 0.0  # ackd's CPU over the storm run (1.0 = one core)
 
 
 def storm_config(base: Path, sink: str) -> Path:
@@ -69,7 +71,9 @@ async def one_round(work: Path, config: Path, token: str, duration: float, conne
     ackd = procs.ackd(work, config, data)
     await ackd.start_ready()
     try:
+        cpu_before, wall_before = ackd.cpu_seconds(), time.perf_counter()
         storm = await run_load(plan(ackd.url, "new", seed))
+        storm_cpu = (ackd.cpu_seconds() - cpu_before) / (time.perf_counter() - wall_before)
         before = pending(data / "ackd.db")
         backlog = await run_load(plan(ackd.url, "resend", seed + 1000))
         after = pending(data / "ackd.db")
@@ -82,7 +86,7 @@ async def one_round(work: Path, config: Path, token: str, duration: float, conne
         quiet = await run_load(plan(quiet_ackd.url, "resend", seed + 1000))
     finally:
         quiet_ackd.stop()
-    return Leg(storm, backlog, quiet, (before, after))
+    return Leg(storm, backlog, quiet, (before, after), storm_cpu)
 
 
 async def legs(work: Path, base_config: Path, sink: str, token: str, rounds: int,
@@ -99,6 +103,12 @@ async def legs(work: Path, base_config: Path, sink: str, token: str, rounds: int
         f"{storm.rps:,.0f} req/s; p50 / p99 {storm.percentile(50) * 1e3:.1f} /"
         f" {p99 * 1e3:.1f} ms (p99 per round {_per_round(runs, 'storm')})",
         f"p99 < {MAX_P99 * 1e3:.0f} ms", p99 < MAX_P99,
+    ))
+    # CPU per request moves far less than latency when other work shares the machine.
+    per_request = [r.storm_cpu / r.storm.rps * 1e6 for r in runs if r.storm.rps]
+    rows.append((
+        "storm: server CPU per request",
+        ", ".join(f"{us:,.0f}" for us in per_request) + " µs (per round)", "", None,
     ))
     backlog, quiet = _merged([r.backlog for r in runs]), _merged([r.quiet for r in runs])
     b99 = backlog.percentile(99)

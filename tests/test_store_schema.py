@@ -68,8 +68,12 @@ async def describe_postgres(conn: asyncpg.Connection) -> tuple[Columns, Indexes,
     return columns, indexes, named
 
 
+TWIN = ("each SQLite migration (receiver/store/schema.py) needs its twin, in PostgreSQL's"
+        " dialect, at the same index of receiver/store/postgres/schema.py")
+
+
 def test_both_dialects_have_a_migration_for_each_number() -> None:
-    assert len(pg_schema.MIGRATIONS) == len(SQLITE_MIGRATIONS)
+    assert len(pg_schema.MIGRATIONS) == len(SQLITE_MIGRATIONS), TWIN
 
 
 async def test_both_dialects_hold_the_same_tables_after_each_migration(
@@ -82,7 +86,8 @@ async def test_both_dialects_hold_the_same_tables_after_each_migration(
         for number, script in enumerate(SQLITE_MIGRATIONS, start=1):
             lite.executescript(f"BEGIN;\n{script}\nCOMMIT;")
             await migrate(pg, upto=number)
-            assert describe_sqlite(lite) == await describe_postgres(pg), f"migration {number}"
+            assert describe_sqlite(lite) == await describe_postgres(pg), \
+                f"after migration {number}: {TWIN}"
     finally:
         lite.close()
         await pg.close()

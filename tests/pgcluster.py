@@ -13,6 +13,7 @@ PostgreSQL skips locally and fails under CI=true, where .ci/run installs Debian'
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import itertools
 import os
@@ -152,19 +153,28 @@ def pg_cluster() -> Iterator[Cluster]:
 _databases = itertools.count(1)
 
 
-@pytest.fixture
-async def pg_dsn(pg_cluster: Cluster) -> AsyncIterator[str]:
-    """A DSN of a new, empty database of the session's cluster, dropped after the test."""
+@contextlib.asynccontextmanager
+async def fresh_database(cluster: Cluster) -> AsyncIterator[str]:
+    """A new, empty database of the cluster, as a DSN; dropped afterwards."""
     name = f"ackd_test_{os.getpid()}_{next(_databases)}"
-    admin = await asyncpg.connect(pg_cluster.dsn())
+    admin = await asyncpg.connect(cluster.dsn())
     try:
         await admin.execute(f"CREATE DATABASE {name}")
     finally:
         await admin.close()
-    yield pg_cluster.dsn(name)
-    admin = await asyncpg.connect(pg_cluster.dsn())
     try:
-        # WITH (FORCE): a connection the test left open must not keep the database.
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        yield cluster.dsn(name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(cluster.dsn())
+        try:
+            # WITH (FORCE): a connection the test left open must not keep the database.
+            await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def pg_dsn(pg_cluster: Cluster) -> AsyncIterator[str]:
+    """A DSN of a new, empty database of the session's cluster, dropped after the test."""
+    async with fresh_database(pg_cluster) as dsn:
+        yield dsn

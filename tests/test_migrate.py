@@ -96,11 +96,30 @@ def test_an_unreachable_postgresql_is_one_line_without_the_password(tmp_path: Pa
     assert "hunter2" not in result.stderr + result.stdout
 
 
-def test_serve_says_it_cannot_run_on_postgresql_yet(tmp_path: Path) -> None:
+def test_serve_on_an_unreachable_postgresql_is_one_line_without_the_password(
+    tmp_path: Path,
+) -> None:
     config = postgres_config(tmp_path)
-    env = {**os.environ, "ACKD_DSN": "postgresql://ackd:pw-hunter2@127.0.0.1:1/ackd"}
+    port = free_port()
+    env = {**os.environ, "ACKD_DSN": f"postgresql://ackd:pw-hunter2@127.0.0.1:{port}/ackd"}
     result = ackd("serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}",
-                  env=env)
+                  "--data-dir", str(tmp_path / "data"), env=env)
     assert result.returncode == 1
-    assert "storage.postgres: ackd serve cannot run on PostgreSQL yet" in result.stderr
+    assert (f"ackd: cannot open the store postgresql://ackd:***@127.0.0.1:{port}/ackd: "
+            in result.stderr)
     assert "hunter2" not in result.stderr
+
+
+def test_serve_with_no_migrate_refuses_a_postgresql_database_never_migrated(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    config = postgres_config(tmp_path)
+    env = {**os.environ, "ACKD_DSN": pg_dsn}
+    password = pg_dsn.split(":")[2].split("@")[0]
+    result = ackd("serve", "--no-migrate", "--config", str(config), "--listen",
+                  f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "data"), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        f"the store {pg_dsn.replace(password, '***')} is at schema migration 0, this ackd"
+        f" needs {LATEST}: run `ackd migrate` first (or start without --no-migrate)"
+    )

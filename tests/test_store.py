@@ -8,10 +8,12 @@ import os
 import shutil
 import sqlite3
 import subprocess
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from receiver.core.errors import StoreCorrupt, StoreUnavailable
@@ -24,6 +26,7 @@ from receiver.core.model import (
     MessageReason,
     TimelineEvent,
 )
+from receiver.oncall.overrides import Change, Leg
 from receiver.store import (
     IncidentFilter,
     NewIncident,
@@ -31,7 +34,10 @@ from receiver.store import (
     SqliteStore,
     Transaction,
 )
+from receiver.store.base import Store
+from receiver.store.postgres.store import PostgresStore
 from receiver.store.sqlite.schema import MIGRATIONS
+from tests.pgcluster import fresh_database
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -43,12 +49,41 @@ def new_incident(key: str = "{}:{alertname=\"X\"}") -> NewIncident:
     )
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> SqliteStore:
-    s = SqliteStore(tmp_path / "data" / "ackd.db")
-    await s.open()
-    yield s  # type: ignore[misc]
-    await s.close()
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """Each test of the store's interface runs on both stores: the SQLite file, and a fresh
+    database of the session's PostgreSQL cluster."""
+    if request.param == "sqlite":
+        s: Store = SqliteStore(tmp_path / "data" / "ackd.db")
+        await s.open()
+        yield s
+        await s.close()
+        return
+    async with fresh_database(request.getfixturevalue("pg_cluster")) as dsn:
+        s = PostgresStore(dsn)
+        await s.open()
+        yield s
+        await s.close()
+
+
+async def insert_outbox_payloads(store: Store, incident_id: int, payloads: list[str]) -> None:
+    """Outbox rows as earlier releases (or damage) left them, written past the store."""
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as conn:
+            conn.executemany(
+                "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+                " VALUES (?, 0, ?, 0)", [(incident_id, text) for text in payloads],
+            )
+        return
+    assert isinstance(store, PostgresStore)
+    conn = await asyncpg.connect(store._dsn)
+    try:
+        await conn.executemany(
+            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+            " VALUES ($1, 0, $2, 0)", [(incident_id, text) for text in payloads],
+        )
+    finally:
+        await conn.close()
 
 
 async def test_write_then_read_back(store: SqliteStore) -> None:
@@ -115,7 +150,7 @@ async def test_concurrent_jobs_share_commits_and_fail_alone(store: SqliteStore) 
 
 async def test_one_open_incident_per_group_is_enforced(store: SqliteStore) -> None:
     await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):
         await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
 
 
@@ -211,11 +246,7 @@ OLD_PAYLOADS = [
 
 async def test_outbox_rows_of_earlier_releases_decode(store: SqliteStore) -> None:
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
-    with sqlite3.connect(store.path) as conn:
-        conn.executemany(
-            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
-            " VALUES (?, 0, ?, 0)", [(incident_id, text) for text, _ in OLD_PAYLOADS],
-        )
+    await insert_outbox_payloads(store, incident_id, [text for text, _ in OLD_PAYLOADS])
     rows = [row for row, _ in await store.due_notifications(NOW)]
     assert [row.message for row in rows] == [message for _, message in OLD_PAYLOADS]
     assert all(row.unreadable == "" for row in rows)
@@ -225,11 +256,7 @@ async def test_an_outbox_row_that_cannot_be_read_says_why(store: SqliteStore) ->
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     broken = ['{"recipient": "ana", "recipient_kind": "user", "reason": "no_such_reason"}',
               '{"recipient": "ana", "reason": "triggered"}', "{not json"]
-    with sqlite3.connect(store.path) as conn:
-        conn.executemany(
-            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
-            " VALUES (?, 0, ?, 0)", [(incident_id, text) for text in broken],
-        )
+    await insert_outbox_payloads(store, incident_id, broken)
     rows = [row for row, _ in await store.due_notifications(NOW)]
     assert [row.message for row in rows] == [None, None, None]
     assert "`$.reason`" in rows[0].unreadable
@@ -512,3 +539,35 @@ def _chattr(flag: str, files: list[str]) -> bool:
     if shutil.which("chattr") is None:
         return False
     return subprocess.run(["chattr", flag, *files], capture_output=True).returncode == 0
+
+
+async def test_run_time_overrides_and_handoff_notices_round_trip(store: Store) -> None:
+    later = NOW + timedelta(hours=8)
+    swap = Change((Leg("bob", NOW, later, "day", "ana"),
+                   Leg("ana", later, later + timedelta(hours=8), "day", "bob")),
+                  swap=True, note="dentist")
+    made = await store.write(lambda tx: tx.add_overrides("ops", swap, "ana", NOW))
+    assert [m.swap_with for m in made] == [made[1].id, made[0].id]
+    assert [m.leg for m in made] == list(swap.legs)
+    pair = await store.write(lambda tx: tx.override_with_pair("ops", made[1].id))
+    assert pair == made
+    assert await store.write(lambda tx: tx.current_overrides(later + timedelta(hours=1))) \
+        == made[1:]
+    await store.write(lambda tx: tx.delete_overrides([m.id for m in made]))
+    assert await store.write(lambda tx: tx.current_overrides(NOW)) == []
+
+    planned = await store.write(lambda tx: tx.plan_notice("ops", "day", later, "bob", NOW))
+    assert planned is not None
+    again = await store.write(lambda tx: tx.plan_notice("ops", "day", later, "carl", NOW))
+    assert again is not None
+    assert await store.write(lambda tx: tx.unsent_notices()) == [again]  # replaced, one
+    assert again.user == "carl"
+    assert await store.write(lambda tx: tx.take_notice(again.id, NOW)) is None  # not due
+    taken = await store.write(lambda tx: tx.take_notice(again.id, later))
+    assert taken is not None
+    assert taken.sent_at == later
+    assert await store.write(lambda tx: tx.take_notice(again.id, later)) is None
+    assert await store.write(lambda tx: tx.unsent_notices()) == []
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    found = await store.write(lambda tx: tx.open_incidents_of(["payments", "web"]))
+    assert [i.id for i in found] == [incident_id]

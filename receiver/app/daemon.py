@@ -16,13 +16,13 @@ import logging
 import os
 import secrets
 import signal
-import sqlite3
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
+from receiver.app.stores import OPEN_ERRORS, STORES
 from receiver.config import build
 from receiver.config.coordinator import Coordinator
 from receiver.config.model import Config, example_secrets_in_use
@@ -35,7 +35,8 @@ from receiver.notify.contacts import index_of
 from receiver.notify.notifier import AppriseNotifier, Notifier
 from receiver.oncall.handoffs import HandoffNotices
 from receiver.oncall.service import OnCallService
-from receiver.store import SqliteStore, private_dir
+from receiver.store import private_dir
+from receiver.store.postgres.store import PostgresStore
 from receiver.store.sqlite.owner import StoreOwner
 from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, link_action, link_page, private_links
@@ -129,6 +130,15 @@ def _stored_secret(config: Config) -> bytes:
     return path.read_text().strip().encode()
 
 
+def _for_store(config: Config) -> Config:
+    """On a store that other replicas write too, the webhook memos are off (memo_bytes 0):
+    HeldGroups answers a resend from what this replica saw committed, and another replica's
+    commit (an incident resolved as stale, say) can make that answer wrong."""
+    if config.postgres is None or config.memo_bytes == 0:
+        return config
+    return replace(config, memo_bytes=0)
+
+
 class Daemon:
     def __init__(
         self,
@@ -144,7 +154,7 @@ class Daemon:
     ) -> None:
         prepare_data_dir(config.data_dir)
         self.config_path = config_path
-        config = with_link_secret(config)
+        config = _for_store(with_link_secret(config))
         # Every reload goes through it; the components below hear of each new config.
         self.coordinator = Coordinator(config, self._load)
         self._keepalive_timeout = keepalive_timeout
@@ -152,12 +162,13 @@ class Daemon:
         self.clock = clock or SystemClock()
         self.metrics = metrics_ or Metrics()
         self.metrics.config_loaded(True, self.clock.now().timestamp())
-        self.store = SqliteStore(
-            config.db_path, synchronous=config.synchronous, migrate=migrate,
-            contact_index=lambda name, kind, url: index_of(
+        self._store_kind = kind = STORES[config.store_kind]
+        self.store = kind.make(
+            config, migrate, lambda name, kind, url: index_of(
                 url, name, kind, self.config.users, self.config.channels),
         )
-        self.owner = StoreOwner(config.db_path)
+        # One daemon per SQLite file; replicas share a PostgreSQL database.
+        self.owner = None if kind.shared else StoreOwner(config.db_path)
         self.store.stats.on_commit.append(self.metrics.observe_commit)
         current = self.coordinator.current
         self.responder = Responder(self.store, self.clock, self.metrics, current)
@@ -171,6 +182,11 @@ class Daemon:
             self.responder.delivery_failed,
         )
         self.responder.outbox_listeners.append(self.dispatcher.wake)
+        if isinstance(self.store, PostgresStore):
+            # What other replicas commit: a deadline armed earlier than this timer knows, a
+            # page enqueued that this dispatcher may send.
+            self.store.deadline_listeners.append(self.responder.scheduler.arm)
+            self.store.outbox_listeners.append(self.dispatcher.wake)
         self.handoffs = HandoffNotices(
             self.store, self.clock, self.notifier, self.responder.roster, current)
         self.responder.resolution_listeners.append(self.incidents.held.forget)
@@ -215,11 +231,14 @@ class Daemon:
 
     async def _start(self) -> None:
         # Before the store opens: a second daemon must not touch the first's leases.
-        self.owner.acquire()
+        if self.owner is not None:
+            self.owner.acquire()
         try:
             await self.store.open()
-        except (OSError, sqlite3.Error) as exc:
-            raise StartupError(f"cannot open the store {self.config.db_path}: {exc}") from exc
+        except OPEN_ERRORS as exc:
+            raise StartupError(
+                f"cannot open the store {self._store_kind.describe(self.config)}: {exc}"
+            ) from exc
         # Run-time on-call changes before anything escalates: a page goes to whoever they
         # put on call.
         self.responder.roster.load(await self.store.write(
@@ -255,7 +274,7 @@ class Daemon:
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         log.info(
             "ackd listening on %s:%s, store %s",
-            self.config.listen_host, self.port, self.config.db_path,
+            self.config.listen_host, self.port, self._store_kind.describe(self.config),
         )
 
     async def stop(self) -> None:
@@ -271,7 +290,8 @@ class Daemon:
         try:
             await self.store.close()
         finally:
-            self.owner.release()
+            if self.owner is not None:
+                self.owner.release()
         log.info("ackd stopped")
 
     def reload(self, path: str | Path | None = None) -> bool:
@@ -301,15 +321,16 @@ class Daemon:
         are (they need a restart); secrets that config.example.yaml publishes are refused."""
         fresh = build.load(path)
         running = self.config
-        kept = with_link_secret(
+        kept = _for_store(with_link_secret(
             replace(
                 fresh,
                 listen_host=running.listen_host,
                 listen_port=running.listen_port,
                 data_dir=running.data_dir,
                 db_file=running.db_file,
+                postgres=running.postgres,  # the store a daemon opened is the one it keeps
             )
-        )
+        ))
         refused = example_secrets_in_use(kept)
         if refused is not None:
             raise ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])
@@ -340,13 +361,6 @@ async def serve(config: Config, config_path: str | Path, *, migrate: bool = True
     refused = example_secrets_in_use(config)
     if refused is not None:
         raise StartupError(refused)
-    if config.postgres is not None:
-        # The PostgreSQL store is being built in layers (issue 16): its schema and `ackd
-        # migrate` first. Until it can serve, say so rather than serve from SQLite instead.
-        raise StartupError(
-            f"{config.source}: storage.postgres: ackd serve cannot run on PostgreSQL yet"
-            " (`ackd migrate` prepares the database); remove storage.postgres to use SQLite"
-        )
     daemon = Daemon(config, config_path=config_path, migrate=migrate)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

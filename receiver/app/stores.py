@@ -1,10 +1,11 @@
 """The stores a config may ask for, by name (as uvicorn names its event loops in a table):
 `sqlite`, the file in data_dir, unless `storage.postgres` names a database (`postgres`).
-Each entry says what to call the store in a message (a PostgreSQL DSN with its password
-masked) and migrates it, for `ackd migrate` in a deploy pipeline."""
+Each entry makes the store for the daemon, says what to call it in a message (a PostgreSQL
+DSN with its password masked), and migrates it, for `ackd migrate` in a deploy pipeline."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -13,8 +14,10 @@ import asyncpg
 
 from receiver.config.model import Config
 from receiver.core.errors import StartupError
+from receiver.store.base import Store
 from receiver.store.postgres.migrate import migrate as migrate_postgres
-from receiver.store.sqlite.store import ContactIndex, migrate_file
+from receiver.store.postgres.store import PostgresStore
+from receiver.store.sqlite.store import ContactIndex, SqliteStore, migrate_file
 
 # How long `ackd migrate` waits for PostgreSQL to answer before it gives up.
 CONNECT_TIMEOUT = 10.0
@@ -22,8 +25,24 @@ CONNECT_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class StoreKind:
+    make: Callable[[Config, bool, ContactIndex], Store]  # (config, migrate at open, ...)
     describe: Callable[[Config], str]
     migrate: Callable[[Config, ContactIndex], Awaitable[tuple[int, int]]]
+    # Several daemons may share it (PostgreSQL), or one owns it (SQLite: StoreOwner).
+    shared: bool
+
+
+def _make_sqlite(config: Config, migrate: bool, contact_index: ContactIndex) -> Store:
+    return SqliteStore(config.db_path, synchronous=config.synchronous, migrate=migrate,
+                       contact_index=contact_index)
+
+
+def _make_postgres(config: Config, migrate: bool, contact_index: ContactIndex) -> Store:
+    settings = config.postgres
+    assert settings is not None
+    # No contact index: migration 4 rewrote URLs of SQLite rows; no PostgreSQL row had one.
+    return PostgresStore(settings.dsn, pool_size=settings.pool_size, migrate=migrate,
+                         name=settings.masked)
 
 
 async def _migrate_sqlite(config: Config, contact_index: ContactIndex) -> tuple[int, int]:
@@ -55,11 +74,16 @@ def _without(dsn: str, exc: BaseException) -> str:
 
 
 STORES: dict[str, StoreKind] = {
-    "sqlite": StoreKind(lambda config: str(config.db_path), _migrate_sqlite),
+    "sqlite": StoreKind(_make_sqlite, lambda config: str(config.db_path), _migrate_sqlite,
+                        shared=False),
     "postgres": StoreKind(
-        lambda config: config.postgres.masked if config.postgres else "", _migrate_postgres
+        _make_postgres, lambda config: config.postgres.masked if config.postgres else "",
+        _migrate_postgres, shared=True,
     ),
 }
+# What opening a store may raise that names a cause worth one line (StartupError).
+OPEN_ERRORS = (OSError, TimeoutError, sqlite3.Error, asyncpg.PostgresError,
+               asyncpg.InterfaceError)
 
 
 async def migrate(config: Config, contact_index: ContactIndex) -> tuple[str, int, int]:

@@ -13,9 +13,8 @@ from __future__ import annotations
 import logging
 import time
 
-import asyncpg
-
 from receiver.store.postgres.schema import MIGRATIONS
+from receiver.store.postgres.statements import Connection
 
 log = logging.getLogger(__name__)
 
@@ -24,7 +23,7 @@ MIGRATION_LOCK = 0x61636B64
 VERSION_TABLE = "ackd_schema"
 
 
-async def schema_version(conn: asyncpg.Connection) -> int:
+async def schema_version(conn: Connection) -> int:
     """The last migration applied to this database, 0 for a database ackd never migrated."""
     exists = await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", VERSION_TABLE)
     if not exists:
@@ -33,7 +32,7 @@ async def schema_version(conn: asyncpg.Connection) -> int:
     return int(version or 0)
 
 
-async def migrate(conn: asyncpg.Connection, upto: int | None = None) -> tuple[int, int]:
+async def migrate(conn: Connection, upto: int | None = None) -> tuple[int, int]:
     """Apply every migration not applied yet (or those up to `upto`); (before, after)."""
     target = len(MIGRATIONS) if upto is None else upto
     async with conn.transaction():

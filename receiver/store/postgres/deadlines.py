@@ -1,0 +1,117 @@
+"""An incident's escalation state, its durable deadlines and the round-robin cursors, inside
+one batch on PostgreSQL.
+
+Every replica keeps every deadline in its timer heap (armed by NOTIFY when another replica
+arms one), so each due deadline is asked for by all of them: the one whose DELETE locks the
+row first takes it, and the others skip the locked row (SKIP LOCKED) and find nothing, at
+once, instead of waiting for the winner's commit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from receiver.store.codec import dumps, from_us, loads, to_us
+from receiver.store.postgres.statements import Statements
+from receiver.store.records import ArmedDeadline
+
+# The channel on which a commit that armed deadlines tells the other replicas: "id:due_us".
+DEADLINES_CHANNEL = "ackd_deadlines"
+
+
+class DeadlineStatements(Statements):
+    async def escalation(self, incident_id: int) -> dict[str, Any] | None:
+        # FOR NO KEY UPDATE: the state is read to be changed; another replica waits for it.
+        text = await self._conn.fetchval(
+            "SELECT escalation FROM incidents WHERE id = $1 FOR NO KEY UPDATE", incident_id
+        )
+        if text is None:
+            return None
+        state: dict[str, Any] = loads(text)
+        return state
+
+    async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
+        await self._run(
+            "UPDATE incidents SET escalation = $1 WHERE id = $2", dumps(state), incident_id
+        )
+
+    async def arm(
+        self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]
+    ) -> list[ArmedDeadline]:
+        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent)."""
+        armed: list[ArmedDeadline] = []
+        for due, kind, key in deadlines:
+            deadline_id = int(await self._conn.fetchval(
+                "INSERT INTO deadlines (incident_id, due, kind, key) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
+                " RETURNING id",
+                incident_id, to_us(due), kind, key,
+            ))
+            armed.append(ArmedDeadline(deadline_id, incident_id, due, kind, key))
+        await self._announce(armed)
+        return armed
+
+    async def arm_once(
+        self, incident_id: int, due: datetime, kind: str, key: str
+    ) -> ArmedDeadline | None:
+        """Arm a deadline of this kind unless the incident has one already, whatever its key:
+        the armed deadline, or None when one was there."""
+        found = await self._conn.fetchval(
+            "INSERT INTO deadlines (incident_id, due, kind, key) SELECT $1, $2, $3, $4"
+            " WHERE NOT EXISTS (SELECT 1 FROM deadlines WHERE incident_id = $1 AND kind = $3)"
+            " RETURNING id",
+            incident_id, to_us(due), kind, key,
+        )
+        if found is None:
+            return None
+        armed = ArmedDeadline(int(found), incident_id, due, kind, key)
+        await self._announce([armed])
+        return armed
+
+    async def _announce(self, armed: list[ArmedDeadline]) -> None:
+        """Tell the other replicas' timers, at commit (a rolled-back NOTIFY is never sent)."""
+        for deadline in armed:
+            await self._run("SELECT pg_notify($1, $2)", DEADLINES_CHANNEL,
+                            f"{deadline.id}:{to_us(deadline.due)}")
+
+    async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
+        wanted = list(kinds)
+        if wanted:
+            await self._run(
+                "DELETE FROM deadlines WHERE incident_id = $1 AND kind = ANY($2::text[])",
+                incident_id, wanted,
+            )
+
+    async def take_deadline(self, deadline_id: int, now: datetime) -> ArmedDeadline | None:
+        """Remove and return a deadline that is due; None if it was cancelled, fired already,
+        moved later, or another replica is taking it now (its row is locked: skipped)."""
+        rows = await self._all(
+            "DELETE FROM deadlines WHERE id = (SELECT id FROM deadlines"
+            " WHERE id = $1 AND due <= $2 FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, incident_id, due, kind, key",
+            deadline_id, to_us(now),
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return ArmedDeadline(int(row[0]), int(row[1]), from_us(row[2]), row[3], row[4])
+
+    async def round_robin(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        cursors = dict.fromkeys(keys, 0)
+        policies = sorted({policy for policy, _ in cursors})
+        if policies:
+            for policy, step, cursor in await self._all(
+                "SELECT policy, step, cursor FROM round_robin WHERE policy = ANY($1::text[])",
+                policies,
+            ):
+                if (policy, step) in cursors:
+                    cursors[(policy, step)] = int(cursor)
+        return cursors
+
+    async def advance_round_robin(self, keys: Iterable[tuple[str, int]]) -> None:
+        await self._conn.executemany(
+            "INSERT INTO round_robin (policy, step, cursor) VALUES ($1, $2, 1)"
+            " ON CONFLICT (policy, step) DO UPDATE SET cursor = round_robin.cursor + 1",
+            list(keys),
+        )

@@ -1,0 +1,184 @@
+"""Incidents and their alerts, inside one batch on PostgreSQL: the SQL the ingest path needs.
+
+Two replicas may take the same group at the same moment. The open group's incident row is
+read FOR NO KEY UPDATE, so the second waits for the first's commit and then sees what it
+wrote; two that both find no open incident both insert, and the unique index
+incidents_open_group refuses the second, whose job the store runs again (it then finds the
+first's incident)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from receiver.core.errors import NotFound
+from receiver.core.model import (
+    ALERT_STATUSES,
+    STALE_ACTOR,
+    Alert,
+    Incident,
+    IncidentState,
+    KnownAlert,
+    OpenGroup,
+)
+from receiver.store.codec import (
+    INCIDENT_COLUMNS,
+    dumps,
+    from_us,
+    grafana_column,
+    incident_from_row,
+    opt_from_us,
+    to_us,
+)
+from receiver.store.postgres.statements import Statements
+from receiver.store.records import NewIncident
+
+
+class IncidentStatements(Statements):
+    async def open_group(self, group_key: str) -> OpenGroup | None:
+        locked = await self._all(
+            "SELECT id FROM incidents WHERE group_key = $1 AND state != 'resolved'"
+            " FOR NO KEY UPDATE", group_key,
+        )
+        if not locked:
+            return None
+        incident_id = int(locked[0][0])
+        rows = await self._all(
+            "SELECT fingerprint, starts_at, status, ends_at FROM alerts WHERE incident_id = $1",
+            incident_id,
+        )
+        current: dict[str, KnownAlert] = {}
+        for fingerprint, starts_at, status, ends_at in rows:
+            known = current.get(fingerprint)
+            if known is None or to_us(known.starts_at) < starts_at:
+                current[fingerprint] = KnownAlert(
+                    from_us(starts_at), ALERT_STATUSES[status], opt_from_us(ends_at)
+                )
+        return OpenGroup(incident_id, current)
+
+    async def past_episodes(
+        self, group_key: str, fingerprints: Iterable[str]
+    ) -> dict[str, list[tuple[datetime, datetime]]]:
+        """As the SQLite store's (see there): the episodes of these fingerprints that are
+        over, in any incident of the group, by fingerprint."""
+        wanted = sorted(set(fingerprints))
+        if not wanted:
+            return {}
+        rows = await self._all(
+            "SELECT a.fingerprint, a.starts_at, CASE WHEN a.status = 'resolved'"
+            " THEN coalesce(a.ends_at, a.starts_at) ELSE i.resolved_at END"
+            " FROM alerts a JOIN incidents i ON i.id = a.incident_id"
+            " WHERE i.group_key = $1 AND a.fingerprint = ANY($2::text[])"
+            " AND (a.status = 'resolved'"
+            "  OR (i.state = 'resolved' AND i.resolved_by IS DISTINCT FROM $3))",
+            group_key, wanted, STALE_ACTOR,
+        )
+        past: dict[str, list[tuple[datetime, datetime]]] = {}
+        for fp, start, end in rows:
+            past.setdefault(fp, []).append((from_us(start), from_us(max(start, end))))
+        return past
+
+    async def last_incident_id(self, group_key: str) -> int | None:
+        found = await self._conn.fetchval(
+            "SELECT max(id) FROM incidents WHERE group_key = $1", group_key
+        )
+        return None if found is None else int(found)
+
+    async def insert_incident(self, new: NewIncident, previous_id: int | None) -> int:
+        at = to_us(new.opened_at)
+        incident_id = int(await self._conn.fetchval(
+            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+            " state, opened_at, updated_at, previous_id, truncated_alerts, external_url, summary)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            new.group_key, new.route_id, new.team, new.severity, new.policy,
+            dumps(new.group_labels), IncidentState.TRIGGERED.value, at, at, previous_id,
+            new.truncated_alerts, new.external_url, new.summary,
+        ))
+        self._incidents[incident_id] = Incident(
+            id=incident_id, group_key=new.group_key, route_id=new.route_id, team=new.team,
+            severity=new.severity, policy=new.policy, group_labels=dict(new.group_labels),
+            state=IncidentState.TRIGGERED, opened_at=new.opened_at, updated_at=new.opened_at,
+            previous_id=previous_id, truncated_alerts=new.truncated_alerts,
+            external_url=new.external_url, summary=new.summary,
+        )
+        return incident_id
+
+    async def incident(self, incident_id: int) -> Incident:
+        found = await self.find_incident(incident_id)
+        if found is None:
+            raise NotFound(f"incident {incident_id} does not exist")
+        return found
+
+    async def find_incident(self, incident_id: int) -> Incident | None:
+        known = self._incidents.get(incident_id)
+        if known is not None:
+            return known
+        rows = await self._all(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1 FOR NO KEY UPDATE",
+            incident_id,
+        )
+        if not rows:
+            return None
+        found = self._incidents[incident_id] = incident_from_row(tuple(rows[0]))
+        return found
+
+    async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
+        at = to_us(now)
+        await self._conn.executemany(
+            "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
+            " annotations, generator_url, updated_at, grafana)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+            " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
+            " ends_at = excluded.ends_at, status = excluded.status,"
+            " annotations = excluded.annotations, updated_at = excluded.updated_at,"
+            " grafana = excluded.grafana",
+            [
+                (
+                    incident_id, a.fingerprint, to_us(a.starts_at),
+                    None if a.ends_at is None else to_us(a.ends_at), a.status.value,
+                    dumps(a.labels), dumps(a.annotations), a.generator_url, at,
+                    grafana_column(a.grafana),
+                )
+                for a in alerts
+            ],
+        )
+
+    async def move_alert_starts(
+        self, incident_id: int, moves: Sequence[tuple[str, datetime, datetime]]
+    ) -> None:
+        """Re-key alerts whose episode start moved back (fingerprint, from, to): the row
+        stays one episode, under its earliest start. A row already under the new key (only
+        an older ackd left one firing beside a later one of the same fingerprint) is the same
+        episode and gives way, as SQLite's UPDATE OR REPLACE does."""
+        keys = [(incident_id, fp, to_us(was), to_us(to)) for fp, was, to in moves]
+        await self._conn.executemany(
+            "DELETE FROM alerts WHERE incident_id = $1 AND fingerprint = $2 AND starts_at = $4"
+            " AND $3::bigint <> $4::bigint", keys,
+        )
+        await self._conn.executemany(
+            "UPDATE alerts SET starts_at = $4 WHERE incident_id = $1 AND fingerprint = $2"
+            " AND starts_at = $3", keys,
+        )
+
+    async def update_incident(self, incident_id: int, now: datetime, **fields: Any) -> None:
+        """Set columns (datetimes converted) and bump updated_at."""
+        values = {k: _column_value(v) for k, v in fields.items()}
+        values["updated_at"] = to_us(now)
+        assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(values, start=1))
+        await self._run(
+            f"UPDATE incidents SET {assignments} WHERE id = ${len(values) + 1}",
+            *values.values(), incident_id,
+        )
+        known = self._incidents.get(incident_id)
+        if known is not None:
+            self._incidents[incident_id] = replace(known, updated_at=now, **fields)
+
+
+def _column_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return to_us(value)
+    if isinstance(value, IncidentState):
+        return value.value
+    return value

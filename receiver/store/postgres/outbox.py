@@ -1,0 +1,94 @@
+"""The notification outbox inside one batch on PostgreSQL: enqueue, lease, and each row's fate.
+
+Several replicas read the outbox at once. A lease takes the due rows FOR UPDATE SKIP LOCKED,
+so two replicas never take the same row, and neither waits for the other. Unlike the SQLite
+store's (LEASED, far beyond any time, undone when the one ackd opens the store again), a lease
+here ends by itself: the row falls due again LEASE after it was taken, so when the replica
+that took it dies, another sends it then (at least once, as after any crash). A replica that
+starts does not undo the leases of the others, which are alive. LEASE is well beyond a
+delivery's timeout: a live replica's send ends, and writes its result, long before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import asyncpg
+
+from receiver.store.codec import decode_message, encode_message, from_us, to_us
+from receiver.store.postgres.statements import Statements
+from receiver.store.records import OutboxMessage, OutboxRow
+
+LEASE = timedelta(seconds=60)
+# The channel on which a commit that enqueued tells the other replicas' dispatchers.
+OUTBOX_CHANNEL = "ackd_outbox"
+
+
+class OutboxStatements(Statements):
+    async def enqueue(
+        self, incident_id: int, messages: Iterable[OutboxMessage], now: datetime
+    ) -> list[int]:
+        payloads = [encode_message(message) for message in messages]
+        if not payloads:
+            return []
+        at = to_us(now)  # created now, and due at once
+        rows = await self._all(
+            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+            " SELECT $1, $2, p, $2 FROM unnest($3::text[]) WITH ORDINALITY AS m(p, n)"
+            " ORDER BY n RETURNING id",
+            incident_id, at, payloads,
+        )
+        # Other replicas' dispatchers wake at commit (one notification per transaction).
+        await self._run("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+        return sorted(int(r[0]) for r in rows)  # identities rise in the order inserted
+
+    async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """Rows due by `now`, oldest first, leases left as they are (rows in flight are not
+        due until their lease ends)."""
+        rows = await self._all(
+            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at FROM outbox"
+            " WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
+            to_us(now), limit,
+        )
+        return [_outbox_row(r) for r in rows]
+
+    async def lease_due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
+        """Take the rows due by `now`, oldest first, that no other replica is taking, and
+        lease them until their result is written, release_outbox, or LEASE has passed."""
+        rows = await self._all(
+            "UPDATE outbox SET leased_from = coalesce(leased_from, next_attempt_at),"
+            " next_attempt_at = $1"
+            " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= $2"
+            " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " RETURNING id, incident_id, created_at, payload, attempts, leased_from",
+            to_us(now + LEASE), to_us(now), limit,
+        )
+        rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
+        return [_outbox_row(r) for r in rows]
+
+    async def release_outbox(self, outbox_id: int, due: datetime) -> None:
+        """End a lease without a result: the row is due again at `due`."""
+        await self._run(
+            "UPDATE outbox SET next_attempt_at = $1, leased_from = NULL"
+            " WHERE id = $2 AND leased_from IS NOT NULL",
+            to_us(due), outbox_id,
+        )
+
+    async def finish_outbox(self, outbox_id: int) -> None:
+        await self._run("DELETE FROM outbox WHERE id = $1", outbox_id)
+
+    async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
+        await self._run(
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, leased_from = NULL"
+            " WHERE id = $3",
+            attempts, to_us(next_at), outbox_id,
+        )
+
+
+def _outbox_row(r: asyncpg.Record) -> OutboxRow:
+    message = decode_message(r[3])
+    if isinstance(message, str):
+        return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), None, int(r[4]), from_us(r[5]),
+                         unreadable=message)
+    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), message, int(r[4]), from_us(r[5]))

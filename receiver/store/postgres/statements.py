@@ -1,0 +1,32 @@
+"""What every seam of a PostgreSQL transaction shares: the batch's connection, and the
+incidents the batch has read or written (locked, so no other replica changes them before the
+batch commits)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from asyncpg.pool import PoolConnectionProxy
+
+from receiver.core.model import Incident
+
+# A connection of its own or one lent by the pool: the statements do not care which.
+Connection = asyncpg.Connection | PoolConnectionProxy
+
+
+class Statements:
+    """The base of the transaction's seams (incidents, timeline, deadlines, outbox)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        # Incidents as this batch last wrote or read them. Unlike SQLite's single writer,
+        # other replicas write too: every incident read here is read FOR NO KEY UPDATE, so
+        # what is remembered stays true until the batch commits.
+        self._incidents: dict[int, Incident] = {}
+
+    async def _all(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        return list(await self._conn.fetch(sql, *params))
+
+    async def _run(self, sql: str, *params: Any) -> None:
+        await self._conn.execute(sql, *params)

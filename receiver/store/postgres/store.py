@@ -1,0 +1,407 @@
+"""The PostgreSQL store: one database shared by several replicas of ackd.
+
+Writes go as in the SQLite store: callers submit a job (an async function of a Transaction)
+and await its result, which comes only after the commit; queued jobs run in batches, one
+transaction each, every job inside its own savepoint so one failing job cannot spoil the
+others. Unlike SQLite, PostgreSQL lets several transactions write at once: WRITERS tasks
+take batches from the one queue, each on a connection of the pool, and PostgreSQL's own
+group commit shares the WAL flushes among them. Batches are small (MAX_BATCH): a batch holds
+the row locks of all its jobs until it commits, and another replica may be waiting for them.
+
+Replicas meet in the database. A job that loses a race to another replica (the unique index
+on a group's open incident, a deadlock, a serialization failure) is rolled back to its
+savepoint and run again, up to RETRIES times: it then sees what the winner committed. Trouble
+with the connection itself fails the whole batch with StoreUnavailable (503), and the next
+batch takes a fresh connection.
+
+LISTEN/NOTIFY carries what other replicas need to know at once: a deadline armed
+(`deadline_listeners`, for the timer heap) and an outbox row enqueued (`outbox_listeners`,
+for the dispatcher). Each notification is sent at commit, never for a rolled-back job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import asyncpg
+
+from receiver.core.errors import NotFound, SchemaBehind, StoreUnavailable
+from receiver.core.model import Alert, Incident, TimelineEvent
+from receiver.store.base import Store, Transaction
+from receiver.store.codec import (
+    ALERT_COLUMNS,
+    INCIDENT_COLUMNS,
+    alert_from_row,
+    event_from_row,
+    from_us,
+    incident_from_row,
+    to_us,
+)
+from receiver.store.postgres.deadlines import DEADLINES_CHANNEL
+from receiver.store.postgres.migrate import migrate, schema_version
+from receiver.store.postgres.outbox import OUTBOX_CHANNEL
+from receiver.store.postgres.schema import MIGRATIONS
+from receiver.store.postgres.statements import Connection
+from receiver.store.postgres.transaction import PostgresTransaction
+from receiver.store.records import IncidentFilter, OutboxRow, StoreStats
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+MAX_BATCH = 32
+RETRIES = 4
+# Errors of a job that lost a race with another transaction: run it again.
+RETRYABLE = (
+    asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+)
+# Errors of the connection or the server, not of a job: the whole batch fails.
+BROKEN = (
+    OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError,
+    asyncpg.InternalServerError, TimeoutError,
+)
+COMMAND_TIMEOUT = 30.0
+
+
+@dataclass(slots=True)
+class _Job(Generic[T]):
+    run: Callable[[Transaction], Awaitable[T]]
+    future: asyncio.Future[T]
+
+
+class PostgresStore:
+    def __init__(self, dsn: str, *, pool_size: int = 10, migrate: bool = True,
+                 name: str = "PostgreSQL") -> None:
+        self._dsn = dsn
+        self.name = name  # what messages call it: the DSN with its password masked
+        self._pool_size = max(2, pool_size)
+        self._migrate = migrate
+        self._pool: asyncpg.Pool | None = None
+        self._listener: asyncpg.Connection | None = None
+        self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
+        self._writers: list[asyncio.Task[None]] = []
+        self.stats = StoreStats()
+        self.deadline_listeners: list[Callable[[int, datetime], None]] = []
+        self.outbox_listeners: list[Callable[[], None]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        try:
+            self._pool = await asyncpg.create_pool(
+                self._dsn, min_size=1, max_size=self._pool_size,
+                command_timeout=COMMAND_TIMEOUT,
+            )
+            async with self._pool.acquire() as conn:
+                await self._prepare_schema(conn)
+            self._listener = await asyncpg.connect(self._dsn)
+            await self._listener.add_listener(DEADLINES_CHANNEL, self._on_deadline)
+            await self._listener.add_listener(OUTBOX_CHANNEL, self._on_outbox)
+        except BaseException:
+            await self._close_connections()
+            raise
+        # Half the pool writes; the rest serves reads (the API, /metrics, the timer's load).
+        writers = max(1, self._pool_size // 2)
+        self._writers = [asyncio.create_task(self._write_loop(), name=f"ackd-pg-writer-{n}")
+                         for n in range(writers)]
+
+    async def _prepare_schema(self, conn: Connection) -> None:
+        if self._migrate:
+            await migrate(conn)
+            return
+        version = await schema_version(conn)
+        if version < len(MIGRATIONS):
+            raise SchemaBehind(self.name, version, len(MIGRATIONS))
+
+    async def close(self) -> None:
+        """Finish every queued write, then close. Nothing accepted is dropped."""
+        if self._writers:
+            await self._queue.join()
+            for task in self._writers:
+                task.cancel()
+            for task in self._writers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._writers = []
+        await self._close_connections()
+
+    async def _close_connections(self) -> None:
+        if self._listener is not None:
+            with contextlib.suppress(*BROKEN):
+                await self._listener.close(timeout=5)
+            self._listener = None
+        if self._pool is not None:
+            with contextlib.suppress(*BROKEN):
+                await asyncio.wait_for(self._pool.close(), 10)
+            self._pool = None
+
+    def _on_deadline(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        deadline_id, _, due = str(payload).partition(":")
+        try:
+            armed = (int(deadline_id), from_us(int(due)))
+        except ValueError:
+            log.warning("ignored a deadline notification that is not id:due (%r)", payload)
+            return
+        for listener in self.deadline_listeners:
+            listener(*armed)
+
+    def _on_outbox(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        for listener in self.outbox_listeners:
+            listener()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run `run` inside the next batch's transaction; return once it committed."""
+        if not self._writers or all(task.done() for task in self._writers):
+            raise StoreUnavailable("the store is not open")
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Job(run, future))  # unbounded: never waits
+        return await future
+
+    async def _write_loop(self) -> None:
+        while True:
+            batch: list[_Job[Any]] = [await self._queue.get()]
+            while len(batch) < MAX_BATCH and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            try:
+                await self._run_batch(batch)
+            finally:
+                for _ in batch:
+                    self._queue.task_done()
+
+    async def _run_batch(self, batch: Sequence[_Job[Any]]) -> None:
+        pool = self._pool
+        assert pool is not None
+        started = time.perf_counter()
+        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+        try:
+            async with pool.acquire() as conn:
+                tx = PostgresTransaction(conn)
+                async with conn.transaction():
+                    for job in batch:
+                        outcomes.append(await _run_job(conn, tx, job))
+        except (*BROKEN, asyncpg.PostgresError) as exc:
+            # The connection, the server, or the COMMIT itself failed: nothing of the batch
+            # is in the database.
+            self._fail_batch(batch, exc)
+            return
+        self.stats.commits += 1
+        self.stats.failing = ""
+        for observe in self.stats.on_commit:
+            observe(time.perf_counter() - started, len(batch))
+        for job, result, error in outcomes:
+            if job.future.done():
+                continue
+            if error is None:
+                job.future.set_result(result)
+            else:
+                job.future.set_exception(error)
+        tx.run_after_commit()
+
+    def _fail_batch(self, batch: Sequence[_Job[Any]], exc: BaseException) -> None:
+        self.stats.failures += 1
+        self.stats.last_error = self.stats.failing = str(exc) or type(exc).__name__
+        log.error("store write failed, %d job(s) answered 503: %s", len(batch),
+                  self.stats.failing)
+        for job in batch:
+            if not job.future.done():
+                job.future.set_exception(StoreUnavailable(self.stats.failing))
+
+    async def writable(self) -> None:
+        """Raise StoreUnavailable if writes fail now: the last batch failed and an empty
+        transaction still fails."""
+        if self.stats.failing:
+            await self.write(_nothing)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        if self._pool is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            return list(await self._pool.fetch(sql, *params))
+        except (*BROKEN, asyncpg.PostgresError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
+
+    async def incident(self, incident_id: int) -> Incident:
+        rows = await self._fetch(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id = $1", incident_id
+        )
+        if not rows:
+            raise NotFound(f"incident {incident_id} does not exist")
+        return incident_from_row(tuple(rows[0]))
+
+    async def incidents(self, where: IncidentFilter) -> list[Incident]:
+        clauses, params = _filter_sql(where)
+        sql = f"SELECT {INCIDENT_COLUMNS} FROM incidents"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += f" ORDER BY id DESC LIMIT ${len(params) + 1}"
+        rows = await self._fetch(sql, *params, where.limit)
+        return [incident_from_row(tuple(r)) for r in rows]
+
+    async def alerts(self, incident_id: int) -> list[Alert]:
+        rows = await self._fetch(
+            f"SELECT {ALERT_COLUMNS} FROM alerts WHERE incident_id = $1"
+            " ORDER BY status = 'resolved', starts_at", incident_id,
+        )
+        return [alert_from_row(tuple(r)) for r in rows]
+
+    async def timeline(self, incident_id: int) -> list[TimelineEvent]:
+        rows = await self._fetch(
+            "SELECT at, kind, actor, detail FROM timeline WHERE incident_id = $1 ORDER BY id",
+            incident_id,
+        )
+        return [event_from_row(tuple(r)) for r in rows]
+
+    async def deadlines(self) -> list[tuple[int, datetime]]:
+        """Every armed deadline (id, due), every replica's: each timer indexes them all."""
+        rows = await self._fetch("SELECT id, due FROM deadlines")
+        return [(int(r[0]), from_us(r[1])) for r in rows]
+
+    async def due_notifications(
+        self, now: datetime, limit: int = 100
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """Notifications due, each with its incident, read in a writer job (see SQLite's)."""
+
+        async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
+            return await _with_incidents(tx, await tx.due_outbox(now, limit))
+
+        return await self.write(job)
+
+    async def lease_due_notifications(
+        self, now: datetime, limit: int
+    ) -> list[tuple[OutboxRow, Incident | None]]:
+        """Like due_notifications, but each row returned is leased to this replica."""
+
+        async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
+            return await _with_incidents(tx, await tx.lease_due_outbox(now, limit))
+
+        return await self.write(job)
+
+    async def next_outbox_at(self, after: datetime) -> datetime | None:
+        """When the earliest row due later than `after` is due; a row in flight is due when
+        its lease ends (another replica sends it then, should the one sending it be gone)."""
+        rows = await self._fetch(
+            "SELECT min(next_attempt_at) FROM outbox WHERE next_attempt_at > $1", to_us(after)
+        )
+        return None if not rows or rows[0][0] is None else from_us(rows[0][0])
+
+    async def count_open(self) -> list[tuple[str, str, str, int]]:
+        """(team, severity, state, count) of every open incident, for the gauge."""
+        rows = await self._fetch(
+            "SELECT team, severity, state, count(*) FROM incidents"
+            " WHERE state != 'resolved' AND group_key NOT LIKE 'drill:%'"
+            " GROUP BY team, severity, state"
+        )
+        return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
+        """Incidents before this one that held any of its alerts (a fingerprint), newest
+        first: what a post-mortem lists as recurrence."""
+        rows = await self._fetch(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE id IN ("
+            " SELECT e.incident_id FROM alerts a JOIN alerts e ON e.fingerprint = a.fingerprint"
+            " WHERE a.incident_id = $1 AND e.incident_id < $1) ORDER BY id DESC LIMIT $2",
+            incident_id, limit,
+        )
+        return [incident_from_row(tuple(r)) for r in rows]
+
+    async def history(
+        self, since: datetime
+    ) -> list[tuple[Incident, list[Alert], list[TimelineEvent]]]:
+        """Every incident opened since `since`, with its alerts and its timeline less the
+        delivery events, oldest first (what reports read)."""
+        start = to_us(since)
+        incidents = [incident_from_row(tuple(r)) for r in await self._fetch(
+            f"SELECT {INCIDENT_COLUMNS} FROM incidents WHERE opened_at >= $1 ORDER BY id",
+            start)]
+        alerts: dict[int, list[Alert]] = {i.id: [] for i in incidents}
+        for row in await self._fetch(
+            f"SELECT incident_id, {ALERT_COLUMNS} FROM alerts WHERE incident_id IN"
+            " (SELECT id FROM incidents WHERE opened_at >= $1)", start):
+            alerts.setdefault(int(row[0]), []).append(alert_from_row(tuple(row)[1:]))
+        events: dict[int, list[TimelineEvent]] = {i.id: [] for i in incidents}
+        for row in await self._fetch(
+            "SELECT incident_id, at, kind, actor, detail FROM timeline WHERE incident_id IN"
+            " (SELECT id FROM incidents WHERE opened_at >= $1)"
+            " AND kind NOT LIKE 'notification%' ORDER BY id", start):
+            events.setdefault(int(row[0]), []).append(event_from_row(tuple(row)[1:]))
+        return [(i, alerts[i.id], events[i.id]) for i in incidents]
+
+
+async def _run_job(
+    conn: Connection, tx: PostgresTransaction, job: _Job[Any]
+) -> tuple[_Job[Any], Any, BaseException | None]:
+    """Run a job in a savepoint: released when it succeeds, rolled back when it raises (and
+    run again when it lost a race with another transaction). Errors of the connection
+    propagate and fail the batch."""
+    error: BaseException | None = None
+    for _ in range(RETRIES):
+        await conn.execute("SAVEPOINT job")
+        mark = tx.mark()
+        try:
+            result = await job.run(tx)
+        except BROKEN:
+            raise
+        except Exception as exc:  # a job's own error must not spoil the others in its batch
+            await conn.execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+            tx.rewind(mark)
+            error = exc
+            if not isinstance(exc, RETRYABLE):
+                break
+            continue
+        await conn.execute("RELEASE SAVEPOINT job")
+        return job, result, None
+    return job, None, error
+
+
+async def _nothing(tx: Transaction) -> None:
+    """A job that writes nothing: its batch's commit proves that writes work again."""
+
+
+def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def param(value: Any) -> str:
+        params.append(value)
+        return f"${len(params)}"
+
+    if where.state is not None:
+        clauses.append(f"state = {param(where.state.value)}")
+    elif where.open_only:
+        clauses.append("state != 'resolved'")
+    for column, value in (("team", where.team), ("severity", where.severity)):
+        if value is not None:
+            clauses.append(f"{column} = {param(value)}")
+    if where.before_id is not None:
+        clauses.append(f"id < {param(where.before_id)}")
+    return clauses, params
+
+
+async def _with_incidents(
+    tx: Transaction, rows: list[OutboxRow]
+) -> list[tuple[OutboxRow, Incident | None]]:
+    """Each outbox row with its incident (None if it is gone), each incident read once."""
+    incidents: dict[int, Incident | None] = {}
+    for row in rows:
+        if row.incident_id not in incidents:
+            incidents[row.incident_id] = await tx.find_incident(row.incident_id)
+    return [(row, incidents[row.incident_id]) for row in rows]
+
+
+if TYPE_CHECKING:  # mypy checks here that the PostgreSQL store implements the interface
+    _store: type[Store] = PostgresStore
+    _transaction: type[Transaction] = PostgresTransaction

@@ -1,0 +1,57 @@
+"""The timeline inside one batch on PostgreSQL: events appended, and what they say was paged.
+The JSON columns are text, as in SQLite; the queries that look inside read them as jsonb."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from receiver.core.model import PAGE_REASONS, TimelineEvent
+from receiver.store.codec import dumps, to_us
+from receiver.store.postgres.statements import Statements
+
+_PAGES = sorted(reason.value for reason in PAGE_REASONS)
+
+
+class TimelineStatements(Statements):
+    async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
+        rows = [(incident_id, to_us(e.at), e.kind.value, e.actor, dumps(e.detail))
+                for e in events]
+        if rows:
+            await self._conn.executemany(
+                "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
+                " VALUES ($1, $2, $3, $4, $5)",
+                rows,
+            )
+
+    async def paged_recipients(self, incident_id: int) -> list[str]:
+        """Users paged for this incident so far, in the order they were first paged."""
+        rows = await self._all(
+            "SELECT detail::jsonb ->> 'recipient' AS who, min(id) FROM timeline"
+            " WHERE incident_id = $1 AND kind = 'notification_sent'"
+            " AND detail::jsonb ->> 'recipient_kind' = 'user'"
+            " AND detail::jsonb ->> 'reason' = ANY($2::text[])"
+            " GROUP BY who ORDER BY min(id)",
+            incident_id, _PAGES,
+        )
+        return [str(r[0]) for r in rows if r[0] is not None]
+
+    async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
+        """Whether a page of this step reached `recipient`, or one is still waiting to go."""
+        sent = await self._conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM timeline WHERE incident_id = $1"
+            " AND kind = 'notification_sent' AND detail::jsonb ->> 'recipient' = $2"
+            " AND detail::jsonb -> 'step' = to_jsonb($3::bigint)"
+            " AND detail::jsonb -> 'cycle' = to_jsonb($4::bigint))",
+            incident_id, recipient, step, cycle,
+        )
+        if sent:
+            return True
+        # The keys of store.OutboxMessage, as store/codec.py writes them.
+        pending = await self._conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM outbox WHERE incident_id = $1"
+            " AND payload::jsonb ->> 'recipient' = $2"
+            " AND payload::jsonb -> 'step' = to_jsonb($3::bigint)"
+            " AND payload::jsonb -> 'cycle' = to_jsonb($4::bigint))",
+            incident_id, recipient, step, cycle,
+        )
+        return bool(pending)

@@ -1,0 +1,143 @@
+"""Several replicas on one PostgreSQL database, each a PostgresStore of its own: a group taken
+by two at the same moment opens one incident (the unique index decides), a due deadline and
+an outbox row go to exactly one, and what one commits reaches the others by NOTIFY."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from receiver.core.model import MessageReason
+from receiver.store.base import Transaction
+from receiver.store.postgres.outbox import LEASE
+from receiver.store.postgres.store import PostgresStore
+from receiver.store.records import IncidentFilter, NewIncident, OutboxMessage
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PAGE = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                     reason=MessageReason.TRIGGERED, step=0)
+
+
+def new_incident(key: str) -> NewIncident:
+    return NewIncident(
+        group_key=key, route_id="{}", team="payments", severity="SEV1", policy="standard",
+        group_labels={"alertname": "X"}, opened_at=NOW, external_url="", summary="s",
+    )
+
+
+@pytest.fixture
+async def replicas(pg_dsn: str) -> AsyncIterator[list[PostgresStore]]:
+    stores = [PostgresStore(pg_dsn, pool_size=4) for _ in range(3)]
+    for store in stores:
+        await store.open()
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+async def test_the_same_group_at_the_same_moment_opens_one_incident(
+    replicas: list[PostgresStore],
+) -> None:
+    """Every replica reads the group before any inserts: each finds no open incident. The
+    unique index lets one insert; the others' jobs run again and find its incident."""
+    read = asyncio.Barrier(len(replicas))
+    runs = [0] * len(replicas)
+
+    def ingest(n: int):  # type: ignore[no-untyped-def]
+        async def job(tx: Transaction) -> int:
+            runs[n] += 1
+            found = await tx.open_group("g")
+            if runs[n] == 1:
+                await read.wait()
+            if found is not None:
+                return found.incident_id
+            return await tx.insert_incident(new_incident("g"), None)
+        return job
+
+    ids = await asyncio.gather(*(s.write(ingest(n)) for n, s in enumerate(replicas)))
+    assert len(set(ids)) == 1
+    assert sorted(runs) == [1, 2, 2]  # the winner once, each loser once more
+    found = await replicas[2].incidents(IncidentFilter(open_only=True))
+    assert [incident.id for incident in found] == ids[:1]
+
+
+async def test_a_due_deadline_is_taken_by_exactly_one_replica(
+    replicas: list[PostgresStore],
+) -> None:
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    armed = await replicas[0].write(
+        lambda tx: tx.arm(incident_id, [(NOW + timedelta(seconds=n), "step", str(n))
+                                        for n in range(50)]))
+    later = NOW + timedelta(minutes=1)
+
+    async def take_all(store: PostgresStore) -> list[int]:
+        taken = []
+        for deadline in armed:
+            got = await store.write(lambda tx, d=deadline: tx.take_deadline(d.id, later))
+            if got is not None:
+                taken.append(got.id)
+        return taken
+
+    results = await asyncio.gather(*(take_all(s) for s in replicas))
+    everything = [i for taken in results for i in taken]
+    assert sorted(everything) == sorted(d.id for d in armed)  # each once, none lost
+
+
+async def test_replicas_lease_disjoint_outbox_rows_and_a_lapsed_lease_falls_due(
+    replicas: list[PostgresStore],
+) -> None:
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 60, NOW))
+
+    async def lease(store: PostgresStore, at: datetime) -> list[int]:
+        return [row.id for row, _ in await store.lease_due_notifications(at, 10)]
+
+    leases = await asyncio.gather(*(lease(s, NOW) for s in replicas for _ in range(2)))
+    leased = [i for batch in leases for i in batch]
+    assert sorted(leased) == sorted(ids)  # every row once: no replica took another's
+    assert await lease(replicas[1], NOW + LEASE - timedelta(seconds=1)) == []
+    # The replica holding these rows died: once the lease has run out, another sends them.
+    lapsed = await lease(replicas[2], NOW + LEASE + timedelta(seconds=1))
+    assert sorted(lapsed) == sorted(ids)[:10]
+
+
+async def test_a_commit_tells_the_other_replicas_of_deadlines_and_outbox_rows(
+    replicas: list[PostgresStore],
+) -> None:
+    heard: list[tuple[int, datetime]] = []
+    woken = asyncio.Event()
+    replicas[1].deadline_listeners.append(lambda i, due: heard.append((i, due)))
+    replicas[1].outbox_listeners.append(woken.set)
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+
+    async def rolled_back(tx: Transaction) -> None:
+        await tx.arm(incident_id, [(NOW, "step", "never")])
+        raise RuntimeError("this job fails after arming")
+
+    with pytest.raises(RuntimeError):
+        await replicas[0].write(rolled_back)
+    armed = await replicas[0].write(
+        lambda tx: tx.arm(incident_id, [(NOW + timedelta(seconds=5), "step", "0:0")]))
+    await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], NOW))
+    async with asyncio.timeout(5):
+        await woken.wait()  # the enqueue committed last: the arm's notice came before it
+    assert heard == [(armed[0].id, NOW + timedelta(seconds=5))]  # not the rolled-back one
+
+
+def test_the_webhook_memos_are_off_on_a_shared_store() -> None:
+    """HeldGroups answers resends from what this replica saw committed; another replica's
+    commit can make that wrong, so on PostgreSQL every webhook takes the full path."""
+    from pathlib import Path
+
+    from receiver.app.daemon import _for_store
+    from receiver.config import build as config
+
+    root = Path(__file__).resolve().parent.parent
+    shared = config.load(root / "tests/config/good/postgres.yaml")
+    alone = config.load(root / "config.example.yaml", environ={})
+    assert shared.memo_bytes > 0
+    assert _for_store(shared).memo_bytes == 0
+    assert _for_store(alone).memo_bytes == alone.memo_bytes

@@ -70,6 +70,7 @@ class Cluster:
     home: Path
     port: int
     password: str
+    _options: str = ""
 
     @property
     def data(self) -> Path:
@@ -99,8 +100,16 @@ class Cluster:
                    " -c max_connections=200")
         if not durable:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.log_path),
-                  "-w", "-t", "60", "start")
+        self._options = options
+        self.resume()
+
+    def halt(self) -> None:
+        """Stop the server (fast: its clients are cut off), keeping its data for resume()."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        self._run("pg_ctl", "-D", str(self.data), "-o", self._options, "-l",
+                  str(self.log_path), "-w", "-t", "60", "start")
 
     def stop(self) -> None:
         """Stop this cluster (its own data directory names it) and remove its directory."""

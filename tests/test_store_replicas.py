@@ -10,11 +10,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from receiver.core.errors import StoreUnavailable
 from receiver.core.model import MessageReason
 from receiver.store.base import Transaction
 from receiver.store.postgres.outbox import LEASE
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.records import IncidentFilter, NewIncident, OutboxMessage
+from tests.pgcluster import start_cluster
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PAGE = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
@@ -141,3 +143,42 @@ def test_the_webhook_memos_are_off_on_a_shared_store() -> None:
     assert shared.memo_bytes > 0
     assert _for_store(shared).memo_bytes == 0
     assert _for_store(alone).memo_bytes == alone.memo_bytes
+
+
+async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_again() -> None:
+    """While PostgreSQL is down, reads and writes raise StoreUnavailable (503, /-/ready too);
+    once it is back, writes work again, and the connection that listens for the other
+    replicas is opened again and catches up on the deadlines armed meanwhile."""
+    cluster = start_cluster()
+    stores = [PostgresStore(cluster.dsn(), pool_size=2) for _ in range(2)]
+    try:
+        for store in stores:
+            await store.open()
+        heard: dict[int, asyncio.Event] = {}
+        stores[1].deadline_listeners.append(
+            lambda i, due: heard.setdefault(i, asyncio.Event()).set())
+        incident_id = await stores[0].write(
+            lambda tx: tx.insert_incident(new_incident("g"), None))
+        cluster.halt()
+        with pytest.raises(StoreUnavailable):
+            await stores[0].ping()
+        with pytest.raises(StoreUnavailable):
+            await stores[0].write(lambda tx: tx.arm(incident_id, [(NOW, "step", "0:0")]))
+        with pytest.raises(StoreUnavailable):
+            await stores[0].writable()
+        cluster.resume()
+        async with asyncio.timeout(20):
+            while True:  # the pool replaces the connections it lost, one failure each
+                try:
+                    await stores[0].writable()
+                    armed = await stores[0].write(
+                        lambda tx: tx.arm(incident_id, [(NOW, "step", "0:1")]))
+                    break
+                except StoreUnavailable:
+                    await asyncio.sleep(0.2)
+            await heard.setdefault(armed[0].id, asyncio.Event()).wait()
+        await stores[0].ping()
+    finally:
+        for store in stores:
+            await store.close()
+        cluster.stop()

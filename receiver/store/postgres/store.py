@@ -16,7 +16,10 @@ batch takes a fresh connection.
 
 LISTEN/NOTIFY carries what other replicas need to know at once: a deadline armed
 (`deadline_listeners`, for the timer heap) and an outbox row enqueued (`outbox_listeners`,
-for the dispatcher). Each notification is sent at commit, never for a rolled-back job.
+for the dispatcher). Each notification is sent at commit, never for a rolled-back job. The
+listening connection is watched: when it is lost (the database restarted, a network cut) it
+is opened again, and since notifications sent meanwhile are lost, every armed deadline is
+handed to the listeners once more and the dispatcher woken.
 """
 
 from __future__ import annotations
@@ -68,6 +71,7 @@ BROKEN = (
     asyncpg.InternalServerError, TimeoutError,
 )
 COMMAND_TIMEOUT = 30.0
+RELISTEN = 0.5  # seconds between attempts to listen again
 
 
 @dataclass(slots=True)
@@ -85,6 +89,7 @@ class PostgresStore:
         self._migrate = migrate
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
+        self._relisten: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
@@ -101,9 +106,7 @@ class PostgresStore:
             )
             async with self._pool.acquire() as conn:
                 await self._prepare_schema(conn)
-            self._listener = await asyncpg.connect(self._dsn)
-            await self._listener.add_listener(DEADLINES_CHANNEL, self._on_deadline)
-            await self._listener.add_listener(OUTBOX_CHANNEL, self._on_outbox)
+            await self._listen()
         except BaseException:
             await self._close_connections()
             raise
@@ -111,6 +114,43 @@ class PostgresStore:
         writers = max(1, self._pool_size // 2)
         self._writers = [asyncio.create_task(self._write_loop(), name=f"ackd-pg-writer-{n}")
                          for n in range(writers)]
+
+    async def _listen(self) -> None:
+        listener = await asyncpg.connect(self._dsn)
+        try:
+            await listener.add_listener(DEADLINES_CHANNEL, self._on_deadline)
+            await listener.add_listener(OUTBOX_CHANNEL, self._on_outbox)
+        except BaseException:
+            await listener.close()
+            raise
+        listener.add_termination_listener(self._on_listener_lost)
+        self._listener = listener
+
+    def _on_listener_lost(self, conn: object) -> None:
+        if self._listener is conn and self._relisten is None:
+            self._listener = None
+            self._relisten = asyncio.create_task(self._listen_again(), name="ackd-pg-listen")
+
+    async def _listen_again(self) -> None:
+        """Listen again, retrying every RELISTEN seconds, then catch up on what was missed."""
+        try:
+            while self._pool is not None:
+                try:
+                    await self._listen()
+                    break
+                except (*BROKEN, asyncpg.PostgresError) as exc:
+                    log.warning("cannot listen for other replicas' notifications: %s", exc)
+                    await asyncio.sleep(RELISTEN)
+            log.info("listening again for other replicas' deadlines and pages")
+            for deadline_id, due in await self.deadlines():
+                for on_deadline in self.deadline_listeners:
+                    on_deadline(deadline_id, due)
+            for on_outbox in self.outbox_listeners:
+                on_outbox()
+        except StoreUnavailable as exc:
+            log.warning("cannot read the deadlines missed while not listening: %s", exc)
+        finally:
+            self._relisten = None
 
     async def _prepare_schema(self, conn: Connection) -> None:
         if self._migrate:
@@ -133,10 +173,15 @@ class PostgresStore:
         await self._close_connections()
 
     async def _close_connections(self) -> None:
+        if self._relisten is not None:
+            self._relisten.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relisten
+            self._relisten = None
         if self._listener is not None:
+            listener, self._listener = self._listener, None  # closed on purpose: not lost
             with contextlib.suppress(*BROKEN):
-                await self._listener.close(timeout=5)
-            self._listener = None
+                await listener.close(timeout=5)
         if self._pool is not None:
             with contextlib.suppress(*BROKEN):
                 await asyncio.wait_for(self._pool.close(), 10)

@@ -323,6 +323,34 @@ def test_the_kubernetes_manifests_run_ackd_as_it_is_built(
     assert "/metrics" in routes
 
 
+def test_the_kubernetes_replicas_share_postgresql_and_a_link_secret(
+    routes: set[str], tmp_path: Path
+) -> None:
+    docs = list(yaml.safe_load_all((DEPLOY / "kubernetes/ackd-replicas.yaml").read_text()))
+    k = {doc["kind"]: doc for doc in docs}
+    assert set(k) == {"Secret", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget",
+                      "ServiceMonitor"}
+    deployment = k["Deployment"]["spec"]
+    assert deployment["replicas"] == 3
+    assert k["PodDisruptionBudget"]["spec"]["minAvailable"] < deployment["replicas"]
+    pod = deployment["template"]["spec"]
+    [container] = pod["containers"]
+    args = serve_args(container["args"])
+    for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):
+        assert container[probe]["httpGet"]["path"] == path
+        assert path in routes
+    secret = k["Secret"]
+    assert container["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
+    config_dir, _, key = args.config.rpartition("/")
+    (tmp_path / key).write_text(k["ConfigMap"]["data"][key])
+    loaded = config_module.load(tmp_path / key, environ=secret["stringData"])
+    assert loaded.store_kind == "postgres"
+    assert loaded.postgres is not None
+    assert loaded.postgres.dsn == secret["stringData"]["ACKD_PG_DSN"]
+    assert loaded.link_secret == secret["stringData"]["ACKD_LINK_SECRET"].encode()
+    assert k["Service"]["spec"]["selector"] == deployment["selector"]["matchLabels"]
+
+
 # -- the README's channel URLs -------------------------------------------------------------------
 
 

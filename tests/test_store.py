@@ -488,10 +488,20 @@ async def test_writable_tells_while_writes_fail_and_recovers(tmp_path: Path) -> 
 
 
 async def test_a_lease_reads_the_incidents_of_its_rows_in_one_statement(
-    store: SqliteStore,
+    tmp_path: Path,
 ) -> None:
     """A dispatcher pass leases hundreds of rows: one incident read each was a third of its
-    time. Each row still comes with its own incident."""
+    time. Each row still comes with its own incident. (SQLite's statements are traced here;
+    PostgreSQL's find_incidents is one statement as written.)"""
+    store = SqliteStore(tmp_path / "data" / "ackd.db")
+    await store.open()
+    try:
+        await _lease_reads_incidents_at_once(store)
+    finally:
+        await store.close()
+
+
+async def _lease_reads_incidents_at_once(store: SqliteStore) -> None:
     payload = {"recipient": "ana", "recipient_kind": "user", "contact": 0, "reason": "triggered"}
 
     async def fill(tx: Transaction) -> list[int]:

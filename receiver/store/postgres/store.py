@@ -439,12 +439,9 @@ def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
 async def _with_incidents(
     tx: Transaction, rows: list[OutboxRow]
 ) -> list[tuple[OutboxRow, Incident | None]]:
-    """Each outbox row with its incident (None if it is gone), each incident read once."""
-    incidents: dict[int, Incident | None] = {}
-    for row in rows:
-        if row.incident_id not in incidents:
-            incidents[row.incident_id] = await tx.find_incident(row.incident_id)
-    return [(row, incidents[row.incident_id]) for row in rows]
+    """Each outbox row with its incident (None if it is gone), the incidents read at once."""
+    incidents = await tx.find_incidents([row.incident_id for row in rows])
+    return [(row, incidents.get(row.incident_id)) for row in rows]
 
 
 if TYPE_CHECKING:  # mypy checks here that the PostgreSQL store implements the interface

@@ -55,17 +55,17 @@ async def test_the_paged_phone_follows_the_link_and_works_the_incident(
 
             await page.get_by_role("button", name="Acknowledge").click()
             await page.wait_for_selector("#state.state-acknowledged")
-            assert await _timeline(page, "acknowledged") == "ana (link)"
+            assert await _timeline(page, "acknowledged") == "ana"
 
             await page.get_by_role("button", name="Resolve").click()
             await page.wait_for_selector("#state.state-resolved")
-            assert await _timeline(page, "resolved") == "ana (link)"
+            assert await _timeline(page, "resolved") == "ana"
             assert await page.query_selector("#actions") is None
             await context.close()
 
         incident = await ackd.incident(number)
         assert incident["state"] == "resolved"
-        assert incident["acknowledged_by"] == "ana (link)"
+        assert incident["acknowledged_by"] == "ana"
     finally:
         am.stop()
         ackd.stop()

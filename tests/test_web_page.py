@@ -244,7 +244,7 @@ async def test_incident_link_opens_a_short_session_for_its_recipient(
     status, _, _ = await browser.post(f"/incidents/{number}/ack", {"csrf": _csrf(page)})
     assert status == 303
     _, body = await api.call("GET", f"/api/v1/incidents/{number}")
-    assert body["acknowledged_by"] == "ana (link)"
+    assert body["acknowledged_by"] == "ana"
     await api.clock.jump(LINK_SESSION.total_seconds() + 1)
     assert (await browser.get(f"/incidents/{number}"))[0] == 303  # over: sign in again
 
@@ -286,3 +286,27 @@ async def test_the_on_call_table_shows_run_time_overrides(api: Api, browser: Bro
     assert table
     cells = re.findall(r"<td>(.*?)</td>", table.group(1))
     assert cells[:3] == ["payments", "primary", "cy"]  # as escalation pages, not the plan
+
+
+async def test_a_session_survives_a_restart(tmp_path: Path) -> None:
+    """Sessions are signed with the link secret (the config's here; without one, ackd keeps
+    one in its data directory), not held in memory: the same cookie opens the page after a
+    restart."""
+    first = await start_api(tmp_path)
+    browser = Browser(first)
+    try:
+        await browser.sign_in()
+        cookie = browser.cookie(COOKIE)
+        assert cookie
+    finally:
+        await browser.session.close()
+        await first.daemon.stop()
+    second = await start_api(tmp_path)
+    try:
+        async with aiohttp.ClientSession() as session, session.get(
+            second.url + "/", headers={"Cookie": f"{COOKIE}={cookie}"}, allow_redirects=False
+        ) as response:
+            assert response.status == 200
+            assert 'id="signed-in">e2e<' in await response.text()
+    finally:
+        await second.daemon.stop()

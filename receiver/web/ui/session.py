@@ -43,7 +43,9 @@ class Session:
 
     @property
     def actor(self) -> str:
-        return self.name if self.via == "token" else f"{self.name} (link)"
+        """Who the timeline names: the person (or the script's token) themselves, however the
+        session was opened, so a note from the communications lead counts as theirs."""
+        return self.name
 
 
 class Sessions:

@@ -1,2 +1,3 @@
-"""The `ackd` command line, its API client and the local sink.
+"""The `ackd` command line (`main`), its client of ackd's own API (`client`) and the local sink
+that prints the pages posted to it (`sink`).
 """

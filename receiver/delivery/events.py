@@ -14,7 +14,7 @@ from receiver.notify.notifier import (
     mask,
     scheme,
 )
-from receiver.store import OutboxMessage
+from receiver.store.records import OutboxMessage
 
 HELD_BACK_SUMMARY = "held_back_summary"
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from receiver.core.model import Incident, IncidentState
 from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, kind_of
-from receiver.store import OutboxMessage, OutboxRow
+from receiver.store.records import OutboxMessage, OutboxRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,2 +1,3 @@
-"""What one webhook's alerts do to incident groups: deduplication, grouping and the resend shortcut.
+"""What one webhook's alerts do to incident groups (`grouping`): deduplication by episode,
+grouping, the digests of what open incidents hold and the memo of bodies already routed.
 """

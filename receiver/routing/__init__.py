@@ -1,2 +1,3 @@
-"""The route tree: which team, policy and severity an alert gets, and which group it joins.
+"""The route tree (`tree`): which team, policy and severity an alert gets, and which group it
+joins; built from the config's routes by config.build.routes.
 """

@@ -1,2 +1,3 @@
-"""What ackd tells its operators about itself: Prometheus metrics and log formats.
+"""What ackd tells its operators about itself: Prometheus metrics (`metrics`) and the JSON log
+format (`logformat`).
 """

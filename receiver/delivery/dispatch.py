@@ -17,9 +17,10 @@ it was not: NOTIFICATION_SENT is written only for a Delivery that said SUCCESS.
 Every message passes the noise gate (noise.py), pages and notes apart; a bundle of pages and
 one of notes are rendered differently (render.py). A pass is decided purely (plan.py); sends
 wait for their URL's lane (lanes.py); each result's timeline event comes from events.py.
-The gate's histories (what each URL received lately, what waits and what is held for its
-summary) live in memory: after a restart the bundle and rate windows start afresh, and a summary of
-pages held before the restart is not sent (the pages' suppression is on their timelines).
+The gate's histories (what each URL received lately, what waits and what is held back for
+its summary) live in memory: after a restart the bundle and rate windows start afresh, and a
+summary of pages held back before the restart is not sent (their suppression is on their
+timelines).
 """
 
 from __future__ import annotations
@@ -277,14 +278,14 @@ class Dispatcher:
                 m.labels("bundled").inc(len(outgoing.items) - 1)
 
     def _spawn(self, work: Awaitable[None], rows: Iterable[int]) -> None:
-        held = list(rows)
+        leased = list(rows)
 
         async def run() -> None:
             try:
                 await work
             except Exception:
                 log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
-                self._cool(held)
+                self._cool(leased)
             finally:
                 self._wakeup.wake()  # its rows are finished or rescheduled: re-plan the sleep
 
@@ -309,7 +310,7 @@ class Dispatcher:
         if message is None:
             return Delivery(DeliveryStatus.FAILURE, 0.0, "the message could not be rendered")
         assert self._lanes is not None
-        async with self._lanes.hold(url):
+        async with self._lanes.turn(url):
             delivery = await self._notifier.send(url, message)
         if url in delivery.error:  # belt and braces: an error text must not leak the URL
             delivery = Delivery(delivery.status, delivery.seconds,

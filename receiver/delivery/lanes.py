@@ -15,8 +15,8 @@ class Lanes:
         self._lanes: dict[str, tuple[asyncio.Lock, int]] = {}
 
     @contextlib.asynccontextmanager
-    async def hold(self, url: str) -> AsyncIterator[None]:
-        """Wait for the URL's lane, then for a worker; both are held until the block ends."""
+    async def turn(self, url: str) -> AsyncIterator[None]:
+        """Wait for the URL's lane, then for a worker; both are kept until the block ends."""
         async with self._lane(url), self._slots:
             yield
 

@@ -123,7 +123,7 @@ class NoiseGate:
             raise ValueError(f"max_hold must not be negative, got {self.max_hold}")
 
     def budget(self, kind: Kind) -> int:
-        """How many messages of the window may be spent before one of this kind is held."""
+        """How many messages of the window may be spent before one of this kind is held back."""
         if kind is Kind.NOTE and self.rate_limit > NOTE_RESERVE:
             return self.rate_limit - NOTE_RESERVE
         return self.rate_limit
@@ -191,20 +191,20 @@ class NoiseGate:
         counts = dict(history.held_back_reasons)
         for reason in reasons:
             counts[reason] = counts.get(reason, 0) + 1
-        held = replace(
+        after = replace(
             history,
             held_back=history.held_back + len(reasons),
             held_back_reasons=tuple(counts.items()),
             held_back_incidents=history.held_back_incidents + fresh,
             held_back_since=history.held_back_since or now,
         )
-        pending = held.pending(kind)
+        pending = after.pending(kind)
         if pending is not None and now >= pending.release:
-            held = held.with_pending(kind, None)  # the bundle's time came, and it was held
-        return held
+            after = after.with_pending(kind, None)  # the bundle's time came, and it was held back
+        return after
 
     def summary_at(self, history: ChannelHistory, now: datetime) -> datetime | None:
-        """When the summary of held messages can go: once the window has room for a note (a
+        """When the summary of held-back messages can go: once the window has room for a note (a
         summary only informs, so it too leaves the last slot to a page)."""
         if not history.held_back:
             return None
@@ -219,7 +219,7 @@ class NoiseGate:
         return due is not None and due <= now
 
     def record_summary(self, history: ChannelHistory, now: datetime) -> ChannelHistory:
-        """The summary went out: nothing is held any more, and it used a slot."""
+        """The summary went out: nothing is held back any more, and it used a slot."""
         cleared = replace(history, held_back=0, held_back_reasons=(), held_back_incidents=(),
                           held_back_since=None)
         return self._spend(cleared, now)
@@ -235,7 +235,7 @@ class NoiseGate:
         return history
 
     def idle(self, history: ChannelHistory, now: datetime) -> bool:
-        """Nothing held, waiting or recent enough to matter: the history can be forgotten."""
+        """Nothing held back, waiting or recent enough to matter: the history can be forgotten."""
         if history.held_back or history.pending_page or history.pending_note:
             return False
         if self.recent(history, now):

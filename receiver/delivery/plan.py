@@ -51,8 +51,8 @@ class Summary:
     url: str
     count: int
     incident_ids: tuple[int, ...]
-    addressee: OutboxMessage | None  # one of the held messages: to whom they were
-    reasons: tuple[tuple[str, int], ...] = ()  # how many of each message reason were held
+    addressee: OutboxMessage | None  # one of the held-back messages: to whom they were
+    reasons: tuple[tuple[str, int], ...] = ()  # how many of each reason were held back
 
 
 @dataclass(slots=True)
@@ -125,7 +125,7 @@ def _gate_rows(
     now: datetime,
     urgent: Callable[[Incident], bool],
 ) -> None:
-    """First attempts of one kind to one URL: one message, a deferral, or a hold, for all."""
+    """First attempts of one kind to one URL: one message, a deferral, or held back, for all."""
     history = _history(plan, url)
     hurry = kind is Kind.PAGE and any(urgent(incident) for _, incident in items)
     decision = gate.decide(history, kind, now, urgent=hurry)

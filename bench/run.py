@@ -15,7 +15,9 @@ against the project's targets (for its 2-core machine):
 - memory: RSS after 8,000 webhooks of 1,000 groups each, every body different (bench/memory.py);
 - abuse: an ordinary webhook's p99 while one client posts abusive bodies (bench/abuse.py);
 - storm: every webhook opens an incident, then resends while that storm's deliveries are
-  pending, against resends on a quiet ackd (bench/storm.py).
+  pending, against resends on a quiet ackd (bench/storm.py);
+- replicas: the ingest mix spread over three replicas on one PostgreSQL database, against the
+  single SQLite instance, and timer lateness with 10,000 armed across them (bench/replicas.py).
 
 Notifications go to json:// contacts on a local sink (the bare server), never off the
 machine. The targets live here, not in timed unit tests; this does not run in CI.
@@ -40,6 +42,7 @@ from pathlib import Path
 import abuse
 import memory
 import procs
+import replicas
 import seed
 import storm
 from load import Expected, LoadPlan, LoadResult, percentile, run_load
@@ -373,6 +376,13 @@ async def bench(args: argparse.Namespace) -> Report:
                                             args.storm_rounds, args.duration,
                                             args.connections, args.seed):
                     report.add(*row)
+            if "replicas" in args.only:
+                for row in await replicas.legs(
+                    work, config, WEBHOOK_TOKEN, args.replica_rounds, args.duration,
+                    args.connections, args.seed, 10_000, min(args.due_count, 10_000),
+                    args.due_rate,
+                ):
+                    report.add(*row)
         finally:
             sink.stop()
     return report
@@ -404,9 +414,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--storm-rounds", type=int, default=3,
                         help="rounds of the storm and backlog legs (each: storm, resends"
                         " during its backlog, resends on a quiet ackd)")
+    parser.add_argument("--replica-rounds", type=int, default=3,
+                        help="alternating rounds of the PostgreSQL leg (the single SQLite"
+                        " instance, then three replicas)")
     parser.add_argument("--only", nargs="+",
-                        choices=("ingest", "timers", "memory", "abuse", "storm"),
-                        default=["ingest", "timers", "memory", "abuse", "storm"])
+                        choices=("ingest", "timers", "memory", "abuse", "storm", "replicas"),
+                        default=["ingest", "timers", "memory", "abuse", "storm", "replicas"])
     return parser.parse_args(argv)
 
 

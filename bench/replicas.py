@@ -1,0 +1,228 @@
+"""The PostgreSQL leg (`bench/run.py --only replicas`): the ingest mix spread over three ackd
+replicas sharing one PostgreSQL database, against the single SQLite instance, in alternating
+rounds of the same run.
+
+The cluster is the tests' throwaway one (tests/pgcluster.py) but durable (fsync on, as
+SQLite's synchronous=full), on 127.0.0.1 beside ackd: the same machine, so the replicas, the
+database and the load generator share its two cores, as the single instance shares them with
+the load generator alone. The 32 connections are split among the replicas (11, 11, 10), each
+replica's connections playing their own groups, as Alertmanager behind a load balancer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import asyncpg
+import procs
+import seed
+from load import LoadPlan, LoadResult, percentile, run_load
+
+from receiver.config import build as config_module
+from receiver.store.postgres.migrate import migrate
+
+if TYPE_CHECKING:
+    from tests.pgcluster import Cluster
+
+REPLICAS = 3
+DATABASE = "ackd_bench"
+
+
+async def legs(work: Path, config: Path, token: str, rounds: int, duration: float,
+               connections: int, seed: int, armed: int, due_count: int,
+               due_rate: float) -> list[tuple[str, str]]:
+    # The tests' cluster helper, from the source tree (bench/ runs with only its own folder
+    # and the installed package on the path).
+    sys.path.append(str(procs.ROOT))
+    from tests.pgcluster import start_cluster
+
+    cluster = start_cluster(durable=True)
+    try:
+        rows = await _ingest(cluster, work, config, token, rounds, duration, connections, seed)
+        rows.append(await _timers(cluster, work, config, armed, due_count, due_rate))
+    finally:
+        cluster.stop()
+    return rows
+
+
+async def _database(cluster: Cluster, name: str) -> str:
+    admin = await asyncpg.connect(cluster.dsn())
+    try:
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    return cluster.dsn(name)
+
+
+async def _ingest(cluster: Cluster, work: Path, config: Path, token: str, rounds: int,
+                  duration: float, connections: int, seed: int) -> list[tuple[str, str]]:
+    dsn = await _database(cluster, DATABASE)
+    shared = _postgres_config(config, work / "replicas.yaml", dsn)
+    single = procs.ackd(work / "single", config, work / "single" / "data")
+    (work / "single").mkdir(exist_ok=True)
+    replicas = []
+    for n in range(REPLICAS):
+        home = work / f"replica{n}"
+        home.mkdir(exist_ok=True)
+        replicas.append(procs.ackd(home, shared, home / "data"))
+    ours: list[LoadResult] = []
+    theirs: list[LoadResult] = []
+    try:
+        await single.start_ready()
+        for replica in replicas:
+            await replica.start_ready()
+        for round_ in range(rounds):
+            plan = LoadPlan(url="", token=token, connections=connections,
+                            duration=duration, seed=seed + round_)
+            theirs.append(await run_load(_at(plan, single.url, connections)))
+            ours.append(await _spread(plan, [r.url for r in replicas]))
+    finally:
+        single.stop()
+        for replica in replicas:
+            replica.stop()
+    return _rows(_merge(ours), _merge(theirs), connections)
+
+
+async def _timers(cluster: Cluster, work: Path, config_path: Path, armed: int, due_count: int,
+                  due_rate: float) -> tuple[str, str]:
+    """`armed` open incidents with a step deadline each (seeded as bench/seed.py does, then
+    copied into PostgreSQL), `due_count` of them due at `due_rate` per second, fired by
+    whichever of three replicas takes each: lateness = the step's timeline time - due."""
+    config = config_module.load(config_path)
+    lite = work / "timers-seed" / "ackd.db"
+    lite.parent.mkdir(mode=0o700)
+    now = datetime.now(UTC)
+    await seed.seed(lite, config, armed, now - timedelta(minutes=5), now + timedelta(hours=1))
+    dsn = await _database(cluster, "ackd_timers")
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        await _copy(lite, conn)
+        due = min(armed, due_count)
+        dues = seed.spread(1, due, datetime.now(UTC) + timedelta(seconds=8), due_rate)
+        await conn.executemany(
+            "UPDATE deadlines SET due = $1 WHERE incident_id = $2 AND key = $3",
+            [(at, n, seed.STEP_KEY) for n, at in dues.items()])
+        shared = _postgres_config(config_path, work / "timers.yaml", dsn)
+        replicas = []
+        for n in range(REPLICAS):
+            home = work / f"timers{n}"
+            home.mkdir()
+            replicas.append(procs.ackd(home, shared, home / "data"))
+        try:
+            for replica in replicas:
+                await replica.start_ready()
+            await _wait_fired(conn, dues, 8 + due / due_rate + 60)
+        finally:
+            for replica in replicas:
+                replica.stop()
+        late, left, twice = await _lateness(conn, dues)
+    finally:
+        await conn.close()
+    return (
+        f"timers, {REPLICAS} replicas on PostgreSQL: {armed:,} armed, {due:,} due at"
+        f" {due_rate:,.0f}/s: lateness p50 / p99 / max",
+        f"{percentile(late, 50) * 1e3:.0f} / {percentile(late, 99) * 1e3:.0f} /"
+        f" {max(late, default=0) * 1e3:.0f} ms ({len(late):,} fired, {left:,} not fired,"
+        f" {twice:,} fired twice)",
+    )
+
+
+async def _copy(lite: Path, conn: asyncpg.Connection) -> None:
+    """The seeded rows, table by table, into the migrated PostgreSQL database."""
+    source = sqlite3.connect(lite)
+    try:
+        for table in ("incidents", "alerts", "timeline", "deadlines"):
+            cursor = source.execute(f"SELECT * FROM {table}")
+            columns = [d[0] for d in cursor.description]
+            await conn.copy_records_to_table(table, records=cursor.fetchall(), columns=columns)
+            if table != "alerts":
+                await conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                                   f" (SELECT max(id) FROM {table}))")
+    finally:
+        source.close()
+
+
+async def _wait_fired(conn: asyncpg.Connection, dues: Mapping[int, int], within: float) -> None:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        left = await conn.fetchval(
+            "SELECT count(*) FROM deadlines WHERE key = $1 AND due <= $2",
+            seed.STEP_KEY, max(dues.values()))
+        if left == 0:
+            return
+        await asyncio.sleep(0.5)
+
+
+async def _lateness(conn: asyncpg.Connection,
+                    dues: Mapping[int, int]) -> tuple[list[float], int, int]:
+    rows = await conn.fetch(
+        "SELECT incident_id, at FROM timeline WHERE kind = 'step_fired'"
+        " AND (detail::jsonb ->> 'step') = '1'")
+    fired = [(int(r[0]), int(r[1])) for r in rows if int(r[0]) in dues]
+    counts: dict[int, int] = {}
+    for n, _ in fired:
+        counts[n] = counts.get(n, 0) + 1
+    left = await conn.fetchval(
+        "SELECT count(*) FROM deadlines WHERE key = $1 AND due <= $2",
+        seed.STEP_KEY, max(dues.values()))
+    late = [(at - dues[n]) / 1e6 for n, at in fired]
+    return late, int(left), sum(1 for c in counts.values() if c > 1)
+
+
+def _postgres_config(config: Path, path: Path, dsn: str) -> Path:
+    text = config.read_text().replace(
+        "storage: {synchronous: full}", f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 8}}}}"
+    )
+    assert "postgres" in text, "bench/run.py's CONFIG no longer has the storage line"
+    path.write_text(text)
+    return path
+
+
+def _at(plan: LoadPlan, url: str, connections: int, seed_offset: int = 0) -> LoadPlan:
+    return LoadPlan(url=f"{url}/api/v1/alerts", token=plan.token, connections=connections,
+                    warmup=plan.warmup, duration=plan.duration,
+                    seed=plan.seed * 100 + seed_offset, mix=plan.mix)
+
+
+async def _spread(plan: LoadPlan, urls: Sequence[str]) -> LoadResult:
+    """The connections split among the replicas; each replica's share plays its own groups."""
+    shares = [plan.connections // len(urls) + (n < plan.connections % len(urls))
+              for n in range(len(urls))]
+    results = await asyncio.gather(*(
+        run_load(_at(plan, url, share, seed_offset=n + 1))
+        for n, (url, share) in enumerate(zip(urls, shares, strict=True))
+    ))
+    return _merge(list(results), seconds=plan.duration)
+
+
+def _merge(results: list[LoadResult], seconds: float | None = None) -> LoadResult:
+    total = LoadResult(seconds=seconds if seconds is not None
+                       else sum(r.seconds for r in results))
+    for result in results:
+        total.latencies.extend(result.latencies)
+        total.statuses.update(result.statuses)
+        total.unconfirmed += result.unconfirmed
+    return total
+
+
+def _rows(ours: LoadResult, theirs: LoadResult, connections: int) -> list[tuple[str, str]]:
+    def figures(r: LoadResult) -> str:
+        failed = sum(v for code, v in r.statuses.items() if code != 200)
+        return (f"{r.rps:,.0f} req/s, p50 {r.percentile(50) * 1e3:.1f} ms,"
+                f" p99 {r.percentile(99) * 1e3:.1f} ms, {failed} not 200")
+
+    return [
+        (f"ingest, {REPLICAS} replicas on PostgreSQL ({connections} connections spread)",
+         figures(ours)),
+        (f"ingest, one ackd on SQLite ({connections} connections, same run)", figures(theirs)),
+        ("ingest rate, replicas on PostgreSQL / one on SQLite",
+         f"{ours.rps / theirs.rps:.2f}" if theirs.rps else "-"),
+    ]

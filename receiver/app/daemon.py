@@ -30,6 +30,7 @@ from receiver.core.clock import Clock, SystemClock
 from receiver.core.errors import ConfigError, ConfigProblem, StartupError
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.responder import Responder
+from receiver.heartbeats.service import Heartbeats
 from receiver.incidents.service import Incidents
 from receiver.notify.contacts import index_of
 from receiver.notify.notifier import AppriseNotifier, Notifier
@@ -43,6 +44,7 @@ from receiver.web.actions import act, link_action, link_page, private_links
 from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
+from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
 from receiver.web.learning import get_drill, get_postmortem, get_report, post_drill
 from receiver.web.schedules import (
     create_override,
@@ -85,6 +87,8 @@ def build_web_app(
     app.router.add_delete("/api/v1/schedules/{name}/overrides/{id}", delete_override)
     app.router.add_get("/api/v1/schedules/{name}/oncall", who_is_on_call)
     app.router.add_get("/api/v1/users/{name}.ics", user_calendar)
+    app.router.add_get("/api/v1/heartbeats", list_heartbeats)
+    app.router.add_post("/api/v1/heartbeats/{name}", heartbeat_arrived)
     app.router.add_get("/l/{token}", link_page)
     app.router.add_post("/l/{token}", link_action)
     app.router.add_get("/-/healthy", healthy)
@@ -181,6 +185,9 @@ class Daemon:
             self.store, self.notifier, self.clock, self.metrics, current,
             self.responder.delivery_failed,
         )
+        self.heartbeats = Heartbeats(
+            self.store, self.clock, self.metrics, lambda: self.config, self.incidents)
+        self.incidents.heartbeats = self.heartbeats.arrived
         self.responder.outbox_listeners.append(self.dispatcher.wake)
         if isinstance(self.store, PostgresStore):
             # What other replicas commit: a deadline armed earlier than this timer knows, a
@@ -202,11 +209,13 @@ class Daemon:
             reload=self.try_reload,
             oncall=OnCallService(
                 self.store, self.clock, self.responder.roster, current),
+            heartbeats=self.heartbeats,
         )
         self.coordinator.subscribe(
             self.incidents.use_config,
             self.services.use_config,
             lambda _: self.handoffs.replan(),  # another config: other handoffs, or none
+            lambda _: self.heartbeats.rearm(),  # another `every`, other heartbeats
         )
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -246,6 +255,8 @@ class Daemon:
         # Deadlines that passed while ackd was down are due at once: they fire first.
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
+        await self.heartbeats.load()
+        self.heartbeats.timer.start()
         self.dispatcher.start()
         await self.handoffs.start()
         app = build_web_app(self.services, body_timeout=self._body_timeout)
@@ -285,6 +296,7 @@ class Daemon:
         self.incidents.close()
         await self.responder.scheduler.stop()
         await self.handoffs.stop()
+        await self.heartbeats.timer.stop()
         await self.dispatcher.stop()
         await self.notifier.close()
         try:

@@ -73,6 +73,9 @@ class Client:
                 raise ApiError(response.status, message)
             return text
 
+    async def heartbeats(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/v1/heartbeats", None)
+
     async def _call(
         self,
         method: str,

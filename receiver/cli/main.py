@@ -207,6 +207,12 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--severity")
     _api_flags(listing)
     learning.add_commands(sub, _api_flags, EPILOG)
+    beats = sub.add_parser(
+        "heartbeats", help="list heartbeats (dead man's switches) and when each last arrived",
+        description="List the configured heartbeats: state (ok, waiting, late), last arrival, "
+        "when it is late without one, and the incident open for it.", epilog=EPILOG,
+    )
+    _api_flags(beats)
     return parser
 
 
@@ -246,6 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         "override": _override,
+        "heartbeats": _heartbeats,
         **{action.value: _act for action in ACTIONS},
         "postmortem": _with_token(learning.run_postmortem),
         "report": _with_token(learning.run_report),
@@ -573,6 +580,24 @@ def _incidents(args: argparse.Namespace) -> int:
         return 1
     for i in found["incidents"]:
         print(json.dumps({k: i[k] for k in ("id", "state", "severity", "team", "summary")}))
+    return 0
+
+
+def _heartbeats(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 1
+    try:
+        found = asyncio.run(Client(args.url, args.token).heartbeats())
+    except (ApiError, OSError) as exc:
+        print(f"heartbeats: {exc}", file=sys.stderr)
+        return 1
+    rows = [("NAME", "STATE", "LAST ARRIVAL", "LATE AT", "INCIDENT")]
+    rows += [(h["name"], h["state"], h["last_arrival"] or "never", h["due"],
+              f"#{h['incident']}" if h["incident"] else "-") for h in found["heartbeats"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
     return 0
 
 

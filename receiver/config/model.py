@@ -22,6 +22,7 @@ from receiver.core.access import Principal
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Severity
 from receiver.escalation.policy import Channel, Policy, Target, User
+from receiver.heartbeats.domain import Heartbeat
 from receiver.notify.messages import Templates
 from receiver.notify.notifier import NotificationSettings
 from receiver.oncall.schedules import Schedule, WorkingHours
@@ -96,6 +97,7 @@ class Config:
     templates: Templates = field(repr=False, compare=False)
     # storage.postgres: None keeps the SQLite store in data_dir.
     postgres: PostgresSettings | None = None
+    heartbeats: tuple[Heartbeat, ...] = ()
 
     @property
     def db_path(self) -> Path:

@@ -68,6 +68,8 @@ class WebhookSpec(Strict):
 
 
 ScopeName = Literal["read", "respond", "admin"]
+# A named token may also be a heartbeat token (receiver/heartbeats/): it only posts heartbeats.
+TokenScopeName = Literal["read", "respond", "admin", "heartbeat"]
 
 
 class ApiTokenSpec(Strict):
@@ -75,7 +77,7 @@ class ApiTokenSpec(Strict):
     token: str | None = None
     token_file: str | None = None
     # admin by default: before scopes, every named token could do everything.
-    scope: ScopeName = "admin"
+    scope: TokenScopeName = "admin"
 
 
 class ApiSpec(Strict):
@@ -282,6 +284,25 @@ class RouteSpecModel(Strict):
         return value
 
 
+class HeartbeatSpec(Strict):
+    """A dead man's switch (receiver/heartbeats/): late after `every` without an arrival."""
+
+    name: Name
+    every: Duration
+    team: str
+    severity: str
+    policy: str | None = None  # the root route's when left out
+    matchers: list[str] = []  # alerts that are its arrivals; none: only its API endpoint
+    summary: str = ""
+
+    @field_validator("every")
+    @classmethod
+    def _positive_every(cls, value: timedelta) -> timedelta:
+        if value <= timedelta(0):
+            raise ValueError("every must be longer than 0s")
+        return value
+
+
 class ConfigSpec(Strict):
     listen: str = "127.0.0.1:9095"
     external_url: str = "http://127.0.0.1:9095"
@@ -298,3 +319,4 @@ class ConfigSpec(Strict):
     teams: Annotated[list[TeamSpec], Field(min_length=1)]
     policies: Annotated[list[PolicySpec], Field(min_length=1)]
     route: RouteSpecModel
+    heartbeats: list[HeartbeatSpec] = []

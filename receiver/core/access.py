@@ -16,12 +16,17 @@ class Scope(enum.StrEnum):
     READ = "read"
     RESPOND = "respond"
     ADMIN = "admin"
+    # Outside the ranking: a named token that may only post heartbeats (a cron job's, so
+    # that a leaked one can read nothing and page nobody); admin may post them too.
+    HEARTBEAT = "heartbeat"
 
     @property
     def rank(self) -> int:
         return list(Scope).index(self)
 
     def grants(self, needed: Scope) -> bool:
+        if Scope.HEARTBEAT in (self, needed):
+            return self is needed or self is Scope.ADMIN
         return self.rank >= needed.rank
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -29,6 +30,7 @@ from receiver.core.model import (
 )
 from receiver.escalation import staleness
 from receiver.escalation.staleness import Reports, StaleRule
+from receiver.heartbeats import domain as heartbeats
 from receiver.ingest import grouping
 from receiver.ingest.grouping import (
     AlertOutcome,
@@ -90,6 +92,8 @@ class Incidents:
         budget = config.memo_bytes
         self.held = HeldGroups(budget // 2)
         self.bodies = RoutedBodies(budget - budget // 2)
+        # Told the heartbeats that arrived in a webhook, before it is answered (heartbeats/).
+        self.heartbeats: Callable[[frozenset[str]], Awaitable[object]] | None = None
         # One thread: a large body's parsing and routing wait for it rather than add threads
         # that would each take the GIL from the loop.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-webhook")
@@ -120,21 +124,29 @@ class Incidents:
                 return result
         config = self._config
         if len(body) <= ON_LOOP_BYTES:
-            message, groups = _read(body, config)
+            message, beats, groups = _read(body, config)
         else:
             # Beside the loop: the loop takes the GIL back every switch interval (5 ms), so
             # other requests go on while a megabyte of alerts is parsed and routed.
             loop = asyncio.get_running_loop()
-            message, groups = await loop.run_in_executor(self._reader, _read, body, config)
-        return await self._ingest(config, message, groups, name)
+            message, beats, groups = await loop.run_in_executor(
+                self._reader, _read, body, config)
+        return await self._ingest(config, message, groups, name, beats)
 
     async def ingest(self, message: WebhookMessage) -> IngestResult:
         """Ingest a parsed webhook, within the config's webhook limits."""
         config = self._config
         config.limits.check_alerts(len(message.alerts), [len(a.labels) for a in message.alerts])
-        groups = grouping.partition(config.route, message.alerts)
+        beats = heartbeats.split(config.heartbeats, message.alerts)
+        groups = grouping.partition(config.route, beats.rest)
         config.limits.check_groups(groups)
-        return await self._ingest(config, message, groups, None)
+        return await self._ingest(config, message, groups, None, beats)
+
+    async def ingest_routed(
+        self, message: WebhookMessage, groups: dict[str, RoutedGroup]
+    ) -> IngestResult:
+        """Ingest alerts ackd made itself (a late heartbeat's) with their route decided."""
+        return await self._ingest(self._config, message, groups, None, None)
 
     async def _ingest(
         self,
@@ -142,15 +154,20 @@ class Incidents:
         message: WebhookMessage,
         groups: dict[str, RoutedGroup],
         name: bytes | None,
+        beats: heartbeats.Split | None,
     ) -> IngestResult:
         """`name` (RoutedBodies.name of the body) lets a resend of the same bytes skip the
-        parsing and routing."""
+        parsing and routing. `beats`: the heartbeats among the alerts, taken out of `groups`."""
         routed = grouping.routed_body(message.alerts, groups)
-        # A webhook that says Alertmanager left alerts out is recorded on the incident.
-        repeatable = bool(groups) and not message.truncated_alerts
+        # A webhook that says Alertmanager left alerts out is recorded on the incident; one
+        # carrying a heartbeat must reach it each time, so neither is answered from memory.
+        taken = beats is not None and beats.taken > 0
+        repeatable = bool(groups) and not message.truncated_alerts and not taken
         result = self._repeated(routed) if repeatable else None
         if result is None:
             result = await self._write(config, groups, message)
+        if beats is not None and beats.arrived and self.heartbeats is not None:
+            await self.heartbeats(beats.arrived)
         # Routed by a config a reload replaced meanwhile: not worth remembering.
         if repeatable and name is not None and not result.resolved and config is self._config:
             self.bodies.put(name, routed)
@@ -363,13 +380,16 @@ SLICE_GROUPS = 16
 SLICE_ALERTS = 256
 
 
-def _read(body: bytes, config: Config) -> tuple[WebhookMessage, dict[str, RoutedGroup]]:
-    """Parse and route a body, within the config's webhook limits: pure, so it may run on
-    any thread."""
+def _read(
+    body: bytes, config: Config
+) -> tuple[WebhookMessage, heartbeats.Split, dict[str, RoutedGroup]]:
+    """Parse and route a body, within the config's webhook limits, the heartbeats' alerts
+    taken out first: pure, so it may run on any thread."""
     message = parse_webhook(body, config.limits)
-    groups = grouping.partition(config.route, message.alerts)
+    beats = heartbeats.split(config.heartbeats, message.alerts)
+    groups = grouping.partition(config.route, beats.rest)
     config.limits.check_groups(groups)
-    return message, groups
+    return message, beats, groups
 
 
 def _slices(groups: dict[str, RoutedGroup]) -> list[list[tuple[str, RoutedGroup]]]:

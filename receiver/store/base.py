@@ -192,8 +192,21 @@ class OnCallRecords(Protocol):
         ...
 
 
+class HeartbeatRecords(Protocol):
+    """When each heartbeat last arrived (receiver/heartbeats/)."""
+
+    async def heartbeats_arrived(self, names: Iterable[str], at: datetime) -> None:
+        """Record an arrival at `at` (a later one already recorded stays)."""
+        ...
+
+    async def open_incident_ids(self, group_keys: Iterable[str]) -> dict[str, int]:
+        """The open incident of each of these groups that has one."""
+        ...
+
+
 class Transaction(
-    IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords, Protocol
+    IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords,
+    HeartbeatRecords, Protocol,
 ):
     """What one job of `Store.write` may do."""
 
@@ -264,4 +277,12 @@ class Store(Protocol):
     ) -> list[tuple[Incident, list[Alert], list[TimelineEvent]]]:
         """Every incident opened since `since` with its alerts and its timeline less the
         delivery events, oldest first (what reports read)."""
+        ...
+
+    async def heartbeat_arrivals(self) -> dict[str, datetime]:
+        """When each heartbeat last arrived."""
+        ...
+
+    async def open_incidents_by_group(self, group_keys: Sequence[str]) -> dict[str, int]:
+        """The open incident of each of these groups that has one."""
         ...

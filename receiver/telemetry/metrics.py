@@ -152,6 +152,17 @@ class Metrics:
             "ackd_memo_entries", "Entries in the webhook memos", ["memo"], registry=r
         )
 
+        self.heartbeat_age = Gauge(
+            "ackd_heartbeat_age_seconds",
+            "Seconds since each configured heartbeat last arrived (since ackd started, if never)",
+            ["heartbeat"], registry=r,
+        )
+        self.heartbeat_interval = Gauge(
+            "ackd_heartbeat_interval_seconds",
+            "Each configured heartbeat's `every`: it is late once its age passes this",
+            ["heartbeat"], registry=r,
+        )
+
     def child(self, metric: M, *values: str) -> M:
         """`metric.labels(*values)`, looked up once: labels() takes a lock and checks every
         value on each call, and the webhook path counts several per request."""
@@ -171,6 +182,14 @@ class Metrics:
         self.reload_successful.set(1 if ok else 0)
         if ok:
             self.reload_timestamp.set(at)
+
+    def set_heartbeats(self, rows: Iterable[tuple[str, float, float]]) -> None:
+        """(name, age, every) of each configured heartbeat now; names a reload removed go."""
+        self.heartbeat_age.clear()
+        self.heartbeat_interval.clear()
+        for name, age, every in rows:
+            self.heartbeat_age.labels(name).set(age)
+            self.heartbeat_interval.labels(name).set(every)
 
     def set_open(
         self, counts: Iterable[tuple[str, str, str, int]],

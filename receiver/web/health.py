@@ -38,6 +38,8 @@ async def metrics(request: web.Request) -> web.Response:
     # On store trouble, serve the last known gauge values rather than nothing.
     with contextlib.suppress(StoreUnavailable):
         s.metrics.set_open(await s.store.count_open(), _open_label_sets(s.config))
+    if s.heartbeats is not None:
+        s.heartbeats.observe()
     memos = (("bodies", s.incidents.bodies.memo), ("groups", s.incidents.held.memo))
     for name, memo in memos:
         s.metrics.memo_bytes.labels(name).set(memo.bytes)

@@ -20,6 +20,7 @@ from receiver.web.auth import FailureThrottle
 
 if TYPE_CHECKING:
     from receiver.escalation.responder import Responder
+    from receiver.heartbeats.service import Heartbeats
     from receiver.oncall.service import OnCallService
 
 
@@ -35,6 +36,7 @@ class Services:
     oncall: OnCallService | None = None
     # Reloads the config file ackd started with: None, or the ConfigError that refused it.
     reload: Callable[[], ConfigError | None] | None = None
+    heartbeats: Heartbeats | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ready: bool = False
     draining: bool = False

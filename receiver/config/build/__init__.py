@@ -18,6 +18,7 @@ from pathlib import Path
 
 from receiver.config import problems as schema_problems
 from receiver.config.build import (
+    heartbeats,
     notifications,
     people,
     policies,
@@ -74,6 +75,7 @@ def build(b: Builder) -> Config | None:
     built_policies = policies.policies(b, users, channels, built_schedules, severities)
     policies.check_bindings(b, teams, built_schedules)
     route = routes.route(b, teams, built_policies, severities)
+    beats = heartbeats.heartbeats(b, teams, built_policies, severities)
     auth = server.webhook_auth(b)
     tokens = server.api_tokens(b)
     link = server.link_secret(b)
@@ -110,4 +112,5 @@ def build(b: Builder) -> Config | None:
         team_policies=policies.team_policies(b, teams, built_policies),
         templates=Templates(overrides),
         postgres=postgres,
+        heartbeats=beats,
     )

@@ -148,4 +148,12 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (schedule, layer, at)
     );
     """,
+    # 7: heartbeats (receiver/heartbeats/): when each last arrived, so a restart keeps it. A
+    # row is kept for a name the config no longer has (it may come back with a reload).
+    """
+    CREATE TABLE heartbeats (
+        name         TEXT    PRIMARY KEY,
+        last_arrival INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )

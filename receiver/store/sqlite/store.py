@@ -369,6 +369,21 @@ class SqliteStore:
         rows = await self._fetchall("SELECT id, due FROM deadlines")
         return [(int(r[0]), from_us(r[1])) for r in rows]
 
+    async def heartbeat_arrivals(self) -> dict[str, datetime]:
+        """When each heartbeat last arrived (receiver/heartbeats/)."""
+        rows = await self._fetchall("SELECT name, last_arrival FROM heartbeats")
+        return {str(r[0]): from_us(r[1]) for r in rows}
+
+    async def open_incidents_by_group(self, group_keys: Sequence[str]) -> dict[str, int]:
+        """The open incident of each of these groups that has one."""
+        if not group_keys:
+            return {}
+        marks = ",".join("?" * len(group_keys))
+        rows = await self._fetchall(
+            f"SELECT group_key, id FROM incidents WHERE state != 'resolved'"
+            f" AND group_key IN ({marks})", list(group_keys))
+        return {str(r[0]): int(r[1]) for r in rows}
+
     async def due_notifications(
         self, now: datetime, limit: int = 100
     ) -> list[tuple[OutboxRow, Incident | None]]:

@@ -1,7 +1,8 @@
 """Domain-level reads and writes inside one writer batch (see store.py for the batching).
 
 The statements live by what they serve, each seam a module: incidents and alerts, the
-timeline, escalation state and deadlines, the outbox, on-call overrides and notices. A second
+timeline, escalation state and deadlines, the outbox, on-call overrides and notices,
+heartbeats. A second
 store (PostgreSQL) follows the same seams.
 """
 
@@ -11,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from receiver.store.sqlite.deadlines import DeadlineStatements
+from receiver.store.sqlite.heartbeats import HeartbeatStatements
 from receiver.store.sqlite.incidents import IncidentStatements
 from receiver.store.sqlite.oncall import OnCallStatements
 from receiver.store.sqlite.outbox import OutboxStatements
@@ -19,7 +21,7 @@ from receiver.store.sqlite.timeline import TimelineStatements
 
 class SqliteTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
-    OnCallStatements,
+    OnCallStatements, HeartbeatStatements,
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 

@@ -1,0 +1,1 @@
+"""Heartbeats, a dead man's switch: signals that must keep arriving (see domain.py)."""

@@ -161,9 +161,11 @@ class Alertmanager(Process):
         home = workdir / name
         home.mkdir(parents=True, exist_ok=True)
         config = yaml.safe_load((ROOT / "deploy/alertmanager.yml").read_text())
-        config["route"].update(
-            group_wait=group_wait, group_interval=group_interval, repeat_interval=repeat_interval
-        )
+        timings = dict(group_wait=group_wait, group_interval=group_interval,
+                       repeat_interval=repeat_interval)
+        # The Watchdog's own route too: every route runs on the test's second-scale timings.
+        for route in [config["route"], *config["route"].get("routes", [])]:
+            route.update(timings)
         hook = config["receivers"][0]["webhook_configs"][0]
         hook["url"] = f"{ackd_url}/api/v1/alerts"
         hook["http_config"]["authorization"]["credentials"] = TOKEN

@@ -43,6 +43,7 @@ DASHBOARDS = sorted((ROOT / "deploy/grafana/dashboards").glob("*.json"))
 # What Grafana puts in for the variables: every team and severity, and a window that covers
 # the few seconds this test runs (Prometheus extrapolates rate() to the window).
 VARIABLES = {"$team": ".*", "$severity": ".*", "$window": "1m", "$__rate_interval": "1m"}
+HEARTBEAT = "heartbeats: [{name: nightly-job, every: 1h, team: payments, severity: SEV3}]\n"
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
             "and", "or", "unless", "inf", "nan"}
 
@@ -143,7 +144,7 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(
     dead = free_port()  # nothing listens: every page to ana fails
     port = free_port()
     config = write_config(tmp_path / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay="1s",
-                          external_url=f"http://127.0.0.1:{port}")
+                          external_url=f"http://127.0.0.1:{port}", extra=HEARTBEAT)
     config.write_text(config.read_text().replace(
         f"json://127.0.0.1:{sink.port}/ana", f"json://127.0.0.1:{dead}/ana"))
     ackd = Ackd(tmp_path, config, port)
@@ -177,7 +178,7 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(
         rules = await prometheus.api("rules")
         loaded = [r for group in rules["groups"] for r in group["rules"]]
         assert {r["health"] for r in loaded} == {"ok"}, loaded
-        assert len(loaded) == 5
+        assert len(loaded) == 6
     finally:
         prometheus.stop()
         ackd.stop()
@@ -220,6 +221,7 @@ async def _round(ackd: Ackd, n: int) -> None:
     second = (await _webhook(ackd, [_alert(ignored, started)]))["opened"][0]
     await _post(ackd, "/api/v1/alerts", b"{", TOKEN, expect=400)
     await _post(ackd, f"/api/v1/incidents/{first}/ack", None, API_TOKEN)
+    await _post(ackd, "/api/v1/heartbeats/nightly-job", None, API_TOKEN)
     await _post(ackd, "/-/reload", None, API_TOKEN)
 
     async def escalated() -> bool:

@@ -16,6 +16,7 @@ from receiver.alertmanager.matchers import parse_matcher
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import model as config_module
+from receiver.core.access import Scope
 from receiver.core.clock import FakeClock
 from receiver.core.errors import ConfigError
 from receiver.core.model import Alert, AlertStatus
@@ -205,7 +206,7 @@ async def test_a_cron_job_posts_with_its_own_scope(start: Start) -> None:
     # The cron token can do nothing else.
     code, body = await api.call("GET", "/api/v1/incidents", token="cron-token")
     assert (code, body["field"]) == (403, "Authorization")
-    assert "needs admin" in body["error"]
+    assert body["scope"] == "read"
     code, body = await api.call("POST", "/api/v1/heartbeats/nightly-backup", token="wrong")
     assert code == 401
     code, _ = await api.call("POST", "/api/v1/heartbeats/nightly-backup", token=API_TOKEN)
@@ -330,3 +331,13 @@ async def test_cli_lists_heartbeats_with_last_arrival_and_state(start: Start) ->
     code, out = await run_cli("heartbeats", "--url", api.url, "--token", "cron-token")
     assert code == 1
     assert "HTTP 403" in out
+
+
+def test_the_heartbeat_scope_stands_apart_from_the_ranked_ones() -> None:
+    assert Scope.ADMIN.grants(Scope.HEARTBEAT)
+    assert Scope.HEARTBEAT.grants(Scope.HEARTBEAT)
+    assert not any(Scope.HEARTBEAT.grants(s) for s in (Scope.READ, Scope.RESPOND, Scope.ADMIN))
+    assert not Scope.RESPOND.grants(Scope.HEARTBEAT)
+    assert not Scope.READ.grants(Scope.HEARTBEAT)
+    assert Scope.ADMIN.grants(Scope.RESPOND)
+    assert Scope.RESPOND.grants(Scope.READ)

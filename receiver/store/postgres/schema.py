@@ -133,4 +133,11 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (schedule, layer, at)
     );
     """,
+    # 7: when each heartbeat last arrived (see store/schema.py).
+    """
+    CREATE TABLE heartbeats (
+        name         TEXT    PRIMARY KEY,
+        last_arrival BIGINT  NOT NULL
+    );
+    """,
 )

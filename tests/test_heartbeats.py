@@ -15,7 +15,7 @@ import pytest
 from receiver.alertmanager.matchers import parse_matcher
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.core.access import Scope
 from receiver.core.clock import FakeClock
 from receiver.core.errors import ConfigError

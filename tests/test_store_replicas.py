@@ -182,3 +182,22 @@ async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_a
         for store in stores:
             await store.close()
         cluster.stop()
+
+
+async def test_heartbeat_arrivals_from_replicas_keep_the_latest(
+    replicas: list[PostgresStore],
+) -> None:
+    """Two replicas record one heartbeat's arrival: the later instant stays, whichever
+    commits last; and the open incident of a heartbeat's group is found by its key."""
+    later, earlier = NOW + timedelta(seconds=5), NOW
+
+    async def arrived(at: datetime) -> None:
+        await replicas[0 if at == later else 1].write(
+            lambda tx: tx.heartbeats_arrived(["watchdog"], at))
+
+    await arrived(later)
+    await arrived(earlier)
+    assert await replicas[2].heartbeat_arrivals() == {"watchdog": later}
+    number = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("hb"), None))
+    assert await replicas[1].open_incidents_by_group(["hb", "other"]) == {"hb": number}
+    assert await replicas[2].write(lambda tx: tx.open_incident_ids(["hb"])) == {"hb": number}

@@ -11,7 +11,7 @@ from receiver.config.build.builder import Builder
 from receiver.config.model import Team
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.core.model import Severity
-from receiver.escalation.engine import Policy
+from receiver.escalation.policy import Policy
 from receiver.heartbeats.domain import Heartbeat
 
 

@@ -352,6 +352,20 @@ class PostgresStore:
         )
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
 
+    async def heartbeat_arrivals(self) -> dict[str, datetime]:
+        """When each heartbeat last arrived (receiver/heartbeats/)."""
+        rows = await self._fetch("SELECT name, last_arrival FROM heartbeats")
+        return {str(r[0]): from_us(r[1]) for r in rows}
+
+    async def open_incidents_by_group(self, group_keys: Sequence[str]) -> dict[str, int]:
+        """The open incident of each of these groups that has one."""
+        if not group_keys:
+            return {}
+        rows = await self._fetch(
+            "SELECT group_key, id FROM incidents WHERE state != 'resolved'"
+            " AND group_key = ANY($1::text[])", list(group_keys))
+        return {str(r[0]): int(r[1]) for r in rows}
+
     async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
         """Incidents before this one that held any of its alerts (a fingerprint), newest
         first: what a post-mortem lists as recurrence."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from receiver.store.postgres.deadlines import DeadlineStatements
+from receiver.store.postgres.heartbeats import HeartbeatStatements
 from receiver.store.postgres.incidents import IncidentStatements
 from receiver.store.postgres.oncall import OnCallStatements
 from receiver.store.postgres.outbox import OutboxStatements
@@ -15,7 +16,7 @@ from receiver.store.postgres.timeline import TimelineStatements
 
 class PostgresTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
-    OnCallStatements,
+    OnCallStatements, HeartbeatStatements,
 ):
     """One batch's statements: `store.Transaction` on PostgreSQL."""
 

@@ -39,7 +39,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("store",),
     # Services: the domain applied to the store, on the clock.
     ("incidents.service", "incidents.drills", "escalation.responder", "escalation.timer",
-     "delivery.dispatch", "delivery.render", "oncall.service", "oncall.handoffs"),
+     "delivery.dispatch", "delivery.render", "oncall.service", "oncall.handoffs",
+     "heartbeats.service", "maintenance.service"),
     ("web",),
     # The builder turns a file into a Config: only the daemon and the CLI load one.
     ("app", "config.build"),

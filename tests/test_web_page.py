@@ -310,3 +310,22 @@ async def test_a_session_survives_a_restart(tmp_path: Path) -> None:
             assert 'id="signed-in">e2e<' in await response.text()
     finally:
         await second.daemon.stop()
+
+
+async def test_a_reload_that_lowers_a_tokens_scope_applies_to_its_sessions(
+    api: Api, browser: Browser, tmp_path: Path
+) -> None:
+    number = await api.fire()
+    await browser.sign_in(ANA_TOKEN)
+    _, page = await browser.get(f"/incidents/{number}")
+    csrf = _csrf(page)
+    config = tmp_path / "ackd.yaml"
+    text = config.read_text()
+    assert f"token: {ANA_TOKEN}," in text
+    config.write_text(text.replace(f"token: {ANA_TOKEN},", f"token: {ANA_TOKEN}, scope: read,"))
+    assert api.daemon.try_reload(config) is None
+    status, _, page = await browser.post(f"/incidents/{number}/ack", {"csrf": csrf})
+    assert status == 403
+    assert "needs the respond scope; ana has read" in page
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["state"] == "triggered"

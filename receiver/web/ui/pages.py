@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn
@@ -72,18 +73,21 @@ def _visitor(request: web.Request, s: Services) -> Visitor | None:
     """The visitor, or None when the page must ask for a token first."""
     cookie = request.cookies.get(COOKIE, "")
     session = _sessions(s).verify(cookie, s.clock.now()) if cookie else None
-    if session is not None and not _still_known(session, s):
-        session = None
+    if session is not None:
+        session = _as_configured(session, s)
     if session is None and s.config.api_tokens:
         return None
     return Visitor(s, session, cookie)
 
 
-def _still_known(session: Session, s: Services) -> bool:
-    """A reload may have removed the token or the user a session was opened for."""
+def _as_configured(session: Session, s: Services) -> Session | None:
+    """The session as the running config has it now: a reload may have removed the token or
+    the user it was opened for (no session), or changed the token's scope (the session's
+    follows: the cookie's scope is what it was at sign-in)."""
     if session.via == "link":
-        return session.name in s.config.users
-    return any(p.name == session.name for p in s.config.api_tokens.values())
+        return session if session.name in s.config.users else None
+    scopes = [p.scope.value for p in s.config.api_tokens.values() if p.name == session.name]
+    return replace(session, scope=scopes[0]) if scopes else None
 
 
 def render(template: str, status: int = 200, **context: Any) -> web.Response:

@@ -186,6 +186,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old.execute("DROP TABLE schedule_overrides")
     old.execute("DROP TABLE handoff_notices")
     old.execute("DROP TABLE heartbeats")
+    old.execute("DROP TABLE maintenance")
     old.execute("PRAGMA user_version=1")
     old.close()
     second = SqliteStore(path)

@@ -17,8 +17,10 @@ import os
 import secrets
 import signal
 import tempfile
+from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -32,6 +34,7 @@ from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.responder import Responder
 from receiver.heartbeats.service import Heartbeats
 from receiver.incidents.service import Incidents
+from receiver.maintenance.service import Maintenance
 from receiver.notify.contacts import index_of
 from receiver.notify.notifier import AppriseNotifier, Notifier
 from receiver.oncall.handoffs import HandoffNotices
@@ -46,6 +49,7 @@ from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
 from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
 from receiver.web.learning import get_drill, get_postmortem, get_report, post_drill
+from receiver.web.maintenance import add_window, delete_window, list_windows
 from receiver.web.schedules import (
     create_override,
     delete_override,
@@ -89,6 +93,9 @@ def build_web_app(
     app.router.add_get("/api/v1/users/{name}.ics", user_calendar)
     app.router.add_get("/api/v1/heartbeats", list_heartbeats)
     app.router.add_post("/api/v1/heartbeats/{name}", heartbeat_arrived)
+    app.router.add_get("/api/v1/maintenance", list_windows)
+    app.router.add_post("/api/v1/maintenance", add_window)
+    app.router.add_delete("/api/v1/maintenance/{id}", delete_window)
     app.router.add_get("/l/{token}", link_page)
     app.router.add_post("/l/{token}", link_action)
     app.router.add_get("/-/healthy", healthy)
@@ -188,6 +195,9 @@ class Daemon:
         self.heartbeats = Heartbeats(
             self.store, self.clock, self.metrics, lambda: self.config, self.incidents)
         self.incidents.heartbeats = self.heartbeats.arrived
+        self.maintenance = Maintenance(self.store, self.clock, lambda: self.config,
+                                       self.responder.maintenance_changed)
+        self.responder.windows = self.maintenance.windows
         self.responder.outbox_listeners.append(self.dispatcher.wake)
         if isinstance(self.store, PostgresStore):
             # What other replicas commit: a deadline armed earlier than this timer knows, a
@@ -210,14 +220,18 @@ class Daemon:
             oncall=OnCallService(
                 self.store, self.clock, self.responder.roster, current),
             heartbeats=self.heartbeats,
+            maintenance=self.maintenance,
         )
         self.coordinator.subscribe(
             self.incidents.use_config,
             self.services.use_config,
             lambda _: self.handoffs.replan(),  # another config: other handoffs, or none
             lambda _: self.heartbeats.rearm(),  # another `every`, other heartbeats
+            self._maintenance_config,
         )
         self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._windows = config.maintenance
         self.port: int | None = None
 
     @property
@@ -256,6 +270,7 @@ class Daemon:
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
         await self.heartbeats.load()
+        await self.maintenance.load()
         self.heartbeats.timer.start()
         self.dispatcher.start()
         await self.handoffs.start()
@@ -287,6 +302,18 @@ class Daemon:
             "ackd listening on %s:%s, store %s",
             self.config.listen_host, self.port, self._store_kind.describe(self.config),
         )
+
+    def _maintenance_config(self, config: Config) -> None:
+        """Held incidents look again when the file's windows changed: a window it shortened
+        or dropped lets go of what it held."""
+        if config.maintenance != self._windows:
+            self._windows = config.maintenance
+            self._background(self.responder.maintenance_changed())
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)  # held until done: the loop keeps only a weak reference
+        task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
         self.services.draining = True

@@ -76,6 +76,15 @@ class Client:
     async def heartbeats(self) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/heartbeats", None)
 
+    async def maintenance(self) -> dict[str, Any]:
+        return await self._call("GET", "/api/v1/maintenance", None)
+
+    async def add_maintenance(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/api/v1/maintenance", body)
+
+    async def delete_maintenance(self, window_id: int) -> dict[str, Any]:
+        return await self._call("DELETE", f"/api/v1/maintenance/{window_id}", None)
+
     async def _call(
         self,
         method: str,

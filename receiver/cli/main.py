@@ -213,7 +213,36 @@ def _parser() -> argparse.ArgumentParser:
         "when it is late without one, and the incident open for it.", epilog=EPILOG,
     )
     _api_flags(beats)
+    _maintenance_parser(sub)
     return parser
+
+
+def _maintenance_parser(sub: Any) -> None:
+    windows = sub.add_parser(
+        "maintenance", help="maintenance windows: add, list, delete",
+        description="Maintenance windows: while one covers an incident (its team, or every "
+        "firing alert matching its matchers), alerts are recorded and grouped but nobody is "
+        "paged; each held page is on the incident's timeline. When it ends, what still fires "
+        "escalates from its first step.", epilog=EPILOG,
+    )
+    commands = windows.add_subparsers(dest="maintenance_command", required=True)
+    add = commands.add_parser("add", help="open a window (now, or from --start)",
+                              epilog=EPILOG)
+    add.add_argument("--team", help="the team whose incidents it holds")
+    add.add_argument("--matcher", action="append", default=[], dest="matchers",
+                     metavar="MATCHER", help="e.g. 'cluster=\"eu1\"' (repeat: all must match)")
+    add.add_argument("--start", help="ISO time with a zone (default: now)")
+    length = add.add_mutually_exclusive_group(required=True)
+    length.add_argument("--end", help="ISO time with a zone")
+    length.add_argument("--for", dest="length", help="a duration, e.g. 2h")
+    add.add_argument("--comment", default="")
+    _api_flags(add)
+    listing = commands.add_parser("list", help="windows active or to come", epilog=EPILOG)
+    _api_flags(listing)
+    delete = commands.add_parser("delete", help="end a window made through the API now",
+                                 epilog=EPILOG)
+    delete.add_argument("id", type=int)
+    _api_flags(delete)
 
 
 ACTIONS = {
@@ -252,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         "override": _override,
-        "heartbeats": _heartbeats,
+        "heartbeats": _heartbeats, "maintenance": _maintenance,
         **{action.value: _act for action in ACTIONS},
         "postmortem": _with_token(learning.run_postmortem),
         "report": _with_token(learning.run_report),
@@ -598,6 +627,30 @@ def _heartbeats(args: argparse.Namespace) -> int:
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
               .rstrip())
+    return 0
+
+
+def _maintenance(args: argparse.Namespace) -> int:
+    if _no_token(args):
+        return 1
+    client = Client(args.url, args.token)
+    try:
+        if args.maintenance_command == "add":
+            body = {k: v for k, v in (("team", args.team), ("start", args.start),
+                                      ("end", args.end), ("for", args.length)) if v}
+            body.update(matchers=args.matchers, comment=args.comment)
+            window = asyncio.run(client.add_maintenance(body))
+            print(f"maintenance window #{window['id']} from {window['start']} to {window['end']}")
+        elif args.maintenance_command == "delete":
+            asyncio.run(client.delete_maintenance(args.id))
+            print(f"maintenance window #{args.id} deleted")
+        else:
+            for w in asyncio.run(client.maintenance())["windows"]:
+                print(json.dumps({k: w[k] for k in ("id", "name", "team", "matchers", "start",
+                                                     "end", "active", "comment")}))
+    except (ApiError, OSError) as exc:
+        print(f"maintenance: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

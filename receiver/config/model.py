@@ -23,6 +23,7 @@ from receiver.core.limits import WebhookLimits
 from receiver.core.model import Severity
 from receiver.escalation.policy import Channel, Policy, Target, User
 from receiver.heartbeats.domain import Heartbeat
+from receiver.maintenance.domain import Window
 from receiver.notify.messages import Templates
 from receiver.notify.notifier import NotificationSettings
 from receiver.oncall.schedules import Schedule, WorkingHours
@@ -98,6 +99,7 @@ class Config:
     # storage.postgres: None keeps the SQLite store in data_dir.
     postgres: PostgresSettings | None = None
     heartbeats: tuple[Heartbeat, ...] = ()
+    maintenance: tuple[Window, ...] = ()
 
     @property
     def db_path(self) -> Path:

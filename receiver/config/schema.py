@@ -303,6 +303,17 @@ class HeartbeatSpec(Strict):
         return value
 
 
+class MaintenanceSpec(Strict):
+    """A maintenance window (receiver/maintenance/): pages held from start to end."""
+
+    name: Name
+    team: str | None = None
+    matchers: list[str] = []
+    start: datetime
+    end: datetime
+    comment: str = ""
+
+
 class ConfigSpec(Strict):
     listen: str = "127.0.0.1:9095"
     external_url: str = "http://127.0.0.1:9095"
@@ -320,3 +331,4 @@ class ConfigSpec(Strict):
     policies: Annotated[list[PolicySpec], Field(min_length=1)]
     route: RouteSpecModel
     heartbeats: list[HeartbeatSpec] = []
+    maintenance: list[MaintenanceSpec] = []

@@ -92,6 +92,8 @@ class EventKind(StrEnum):
     NOTIFICATION_SENT = "notification_sent"
     NOTIFICATION_FAILED = "notification_failed"
     NOTIFICATION_SUPPRESSED = "notification_suppressed"  # rate limited or bundled
+    PAGE_SUPPRESSED = "page_suppressed"  # held back by a maintenance window
+    MAINTENANCE_ENDED = "maintenance_ended"  # no window holds it: escalation from the start
 
 
 class MessageReason(StrEnum):

@@ -306,6 +306,16 @@ def resolve(state: EscalationState, incident: Incident, actor: str, now: datetim
     )
 
 
+def resume(state: EscalationState, severity: str, window: str, now: datetime) -> Plan:
+    """The maintenance window that held the incident's pages ended while it still fires and
+    nobody took it: escalate from the first step, as if it had just opened. The same run: the
+    window's hold cancelled every step and contact deadline left."""
+    _check_now(now)
+    plan = _begin_cycle(state, severity, state.run, 0, now, now)
+    event = TimelineEvent(now, EventKind.MAINTENANCE_ENDED, detail={"window": window})
+    return replace(plan, events=(event, *plan.events))
+
+
 def moves_on_update(incident: Incident) -> bool:
     """Whether `on_update` can change anything for this incident: only an acknowledged one has
     a reack to push (its escalation is then acknowledged or snoozed). The caller skips reading

@@ -26,6 +26,7 @@ class DeadlineKind(StrEnum):
     SNOOZE = "snooze"  # a snooze ended
     REACK = "reack"  # an acknowledged incident was left alone too long
     STALE = "stale"  # Alertmanager may have stopped reporting the alerts (see staleness.py)
+    MAINTENANCE = "maintenance"  # a maintenance window that held the pages ends
 
 
 @dataclass(frozen=True, slots=True)

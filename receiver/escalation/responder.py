@@ -31,11 +31,20 @@ from receiver.core.model import (
 from receiver.escalation import engine as escalation
 from receiver.escalation import staleness
 from receiver.escalation.codec import state_from_dict, state_to_dict
-from receiver.escalation.plan import Deadline, DeadlineKind, EscalationState, Page, Plan
+from receiver.escalation.plan import (
+    Deadline,
+    DeadlineKind,
+    EscalationState,
+    EscalationStatus,
+    Page,
+    Plan,
+)
 from receiver.escalation.policy import Channel, StepMode, TargetKind, User
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.incidents.service import observe_resolution
+from receiver.maintenance import domain as maintenance
+from receiver.maintenance.domain import Window
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import OnCallMemo, next_start, within
 from receiver.store import ArmedDeadline, OutboxMessage, Store, Transaction
@@ -124,6 +133,9 @@ class Responder:
         # Told the group key of each incident found stale, once committed: its next report
         # must take the full ingest path, which arms the stale deadline again.
         self.stale_listeners: list[Callable[[str], None]] = []
+        # The maintenance windows (maintenance/service.py): while one covers an incident, its
+        # pages are recorded, not sent, and its escalation waits for the window's end.
+        self.windows: Callable[[], list[Window]] = list
 
     # -- the incident lifecycle (called inside the ingest transaction) --------------------
 
@@ -188,6 +200,9 @@ class Responder:
         if row.kind == DeadlineKind.STALE.value:
             await self._fire_stale(tx, incident, row, now)
             return
+        if row.kind == DeadlineKind.MAINTENANCE.value:
+            await self._fire_maintenance(tx, incident, row, now)
+            return
         state = await self._state(tx, incident)
         if state is not None:
             deadline = Deadline(row.due, DeadlineKind(row.kind), row.key)
@@ -245,6 +260,73 @@ class Responder:
             return
         for listener in self.stale_listeners:
             tx.after_commit(partial(listener, incident.group_key))
+
+    async def _fire_maintenance(
+        self, tx: Transaction, incident: Incident, row: ArmedDeadline, now: datetime
+    ) -> None:
+        """The window that held the incident's pages ended (or was deleted): still triggered
+        and held by no other window, it escalates from its first step."""
+        if incident.state is not IncidentState.TRIGGERED:
+            return  # resolved, or somebody took it meanwhile: nobody to page
+        window = await self._covering(tx, incident, now)
+        if window is not None:  # another window (or a longer one) holds it still
+            armed = await tx.arm(incident.id, [(window.ends_at, row.kind, row.key)])
+            tx.after_commit(lambda: self._arm_all(armed))
+            return
+        state = await self._state(tx, incident)
+        if state is None or state.status not in (EscalationStatus.ACTIVE,
+                                                 EscalationStatus.EXHAUSTED):
+            return  # snoozed or deferred: its own deadline starts it again
+        plan = escalation.resume(state, incident.severity, row.key, now)
+        await self._apply(tx, incident, plan, now)
+
+    async def _covering(self, tx: Transaction, incident: Incident, now: datetime) -> Window | None:
+        windows = self.windows()
+        if not maintenance.needs_alerts(windows, incident.team, now):
+            return None  # no window is active for this team: no read
+        firing = await tx.firing_labels(incident.id)
+        return maintenance.covering(windows, incident.team, firing, now)
+
+    async def _held(self, tx: Transaction, incident: Incident, plan: Plan, now: datetime) -> Plan:
+        """A plan that pages, while a maintenance window covers the incident: each page is on
+        the timeline as suppressed instead of in the outbox, the steps and delayed contacts
+        wait no more, and one deadline waits for the window's end (see _fire_maintenance)."""
+        if not plan.pages:
+            return plan
+        window = await self._covering(tx, incident, now)
+        if window is None:
+            return plan
+        held = (DeadlineKind.STEP, DeadlineKind.CONTACT)
+        await tx.cancel(incident.id, [kind.value for kind in held])
+        armed = await tx.arm(incident.id,
+                             [(window.ends_at, DeadlineKind.MAINTENANCE.value, window.label)])
+        tx.after_commit(lambda: self._arm_all(armed))
+        suppressed = tuple(
+            TimelineEvent(now, EventKind.PAGE_SUPPRESSED, "maintenance", {
+                "recipient": page.recipient, "recipient_kind": str(page.recipient_kind),
+                "contact": page.contact, "reason": page.reason, "step": page.step,
+                "window": window.label, "until": window.ends_at.isoformat()})
+            for page in plan.pages
+        )
+        tx.after_commit(partial(self._observe_held, incident, len(plan.pages)))
+        return replace(plan, pages=(), arm=tuple(d for d in plan.arm if d.kind not in held),
+                       events=(*plan.events, *suppressed))
+
+    def _observe_held(self, incident: Incident, pages: int) -> None:
+        self._metrics.child(self._metrics.notifications_suppressed, "maintenance").inc(pages)
+        log.info("incident #%d: %d page(s) held by a maintenance window", incident.id, pages,
+                 extra=fields("pages_suppressed", incident.id, incident.team))
+
+    async def maintenance_changed(self) -> None:
+        """A window was deleted or the config changed: every incident a window holds looks
+        again now, and escalates if none holds it any more."""
+        now = self._clock.now()
+
+        async def job(tx: Transaction) -> list[ArmedDeadline]:
+            return await tx.bring_forward(DeadlineKind.MAINTENANCE.value, now)
+
+        armed = await self._store.write(job)
+        self._arm_all(armed)
 
     async def _holders(self, tx: Transaction, incident: Incident) -> list[str]:
         """Who holds the incident: whoever acknowledged it (if a person we know), else
@@ -347,12 +429,13 @@ class Responder:
         moment later, without a durable deadline to write and take. A chain of such steps is
         cut after AT_ONCE_LIMIT, and the timer loop takes over from there."""
         for _ in range(AT_ONCE_LIMIT):
+            plan = await self._held(tx, incident, plan, now)
             at_once = _step_due(plan, now)
             incident = await self._write(tx, incident, plan, now, at_once)
             if at_once is None:
                 return
             plan = await self._plan_deadline(tx, incident, plan.state, at_once, now)
-        await self._write(tx, incident, plan, now, None)
+        await self._write(tx, incident, await self._held(tx, incident, plan, now), now, None)
 
     async def _write(
         self, tx: Transaction, incident: Incident, plan: Plan, now: datetime,

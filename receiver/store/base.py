@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from receiver.core.model import Alert, Incident, OpenGroup, TimelineEvent
+from receiver.maintenance.domain import Window
 from receiver.oncall.overrides import Change, RuntimeOverride
 from receiver.store.records import (
     ArmedDeadline,
@@ -204,9 +205,27 @@ class HeartbeatRecords(Protocol):
         ...
 
 
+class MaintenanceRecords(Protocol):
+    """Maintenance windows made through the API, and what a window's hold reads and moves."""
+
+    async def firing_labels(self, incident_id: int) -> list[dict[str, str]]:
+        """The labels of the incident's firing alerts (a window's matchers are tried on them)."""
+        ...
+
+    async def add_window(self, window: Window) -> int:
+        """Store the window; its number."""
+        ...
+
+    async def delete_window(self, window_id: int) -> bool: ...
+
+    async def bring_forward(self, kind: str, now: datetime) -> list[ArmedDeadline]:
+        """Every deadline of `kind` due later than `now` is due now; those moved."""
+        ...
+
+
 class Transaction(
     IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords,
-    HeartbeatRecords, Protocol,
+    HeartbeatRecords, MaintenanceRecords, Protocol,
 ):
     """What one job of `Store.write` may do."""
 
@@ -277,6 +296,10 @@ class Store(Protocol):
     ) -> list[tuple[Incident, list[Alert], list[TimelineEvent]]]:
         """Every incident opened since `since` with its alerts and its timeline less the
         delivery events, oldest first (what reports read)."""
+        ...
+
+    async def maintenance_windows(self) -> list[Window]:
+        """The maintenance windows made through the API, oldest first."""
         ...
 
     async def heartbeat_arrivals(self) -> dict[str, datetime]:

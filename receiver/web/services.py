@@ -21,6 +21,7 @@ from receiver.web.auth import FailureThrottle
 if TYPE_CHECKING:
     from receiver.escalation.responder import Responder
     from receiver.heartbeats.service import Heartbeats
+    from receiver.maintenance.service import Maintenance
     from receiver.oncall.service import OnCallService
 
 
@@ -37,6 +38,7 @@ class Services:
     # Reloads the config file ackd started with: None, or the ConfigError that refused it.
     reload: Callable[[], ConfigError | None] | None = None
     heartbeats: Heartbeats | None = None
+    maintenance: Maintenance | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)
     ready: bool = False
     draining: bool = False

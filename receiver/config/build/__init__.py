@@ -19,6 +19,7 @@ from pathlib import Path
 from receiver.config import problems as schema_problems
 from receiver.config.build import (
     heartbeats,
+    maintenance,
     notifications,
     people,
     policies,
@@ -76,6 +77,7 @@ def build(b: Builder) -> Config | None:
     policies.check_bindings(b, teams, built_schedules)
     route = routes.route(b, teams, built_policies, severities)
     beats = heartbeats.heartbeats(b, teams, built_policies, severities)
+    windows = maintenance.windows(b, teams)
     auth = server.webhook_auth(b)
     tokens = server.api_tokens(b)
     link = server.link_secret(b)
@@ -113,4 +115,5 @@ def build(b: Builder) -> Config | None:
         templates=Templates(overrides),
         postgres=postgres,
         heartbeats=beats,
+        maintenance=windows,
     )

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -35,8 +36,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
 
+from receiver.alertmanager.matchers import parse_matcher
 from receiver.core.errors import NotFound, SchemaBehind, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
+from receiver.maintenance.domain import Window
 from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
     ALERT_COLUMNS,
@@ -351,6 +354,18 @@ class PostgresStore:
             " GROUP BY team, severity, state"
         )
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def maintenance_windows(self) -> list[Window]:
+        """The maintenance windows made through the API, oldest first."""
+        rows = await self._fetch(
+            "SELECT id, team, matchers, starts_at, ends_at, comment, created_by, created_at"
+            " FROM maintenance ORDER BY id")
+        return [
+            Window(from_us(r[3]), from_us(r[4]), r[1],
+                   tuple(parse_matcher(m) for m in json.loads(r[2])), r[5], r[6], int(r[0]),
+                   created_at=from_us(r[7]))
+            for r in rows
+        ]
 
     async def heartbeat_arrivals(self) -> dict[str, datetime]:
         """When each heartbeat last arrived (receiver/heartbeats/)."""

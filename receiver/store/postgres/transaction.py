@@ -8,6 +8,7 @@ from collections.abc import Callable
 from receiver.store.postgres.deadlines import DeadlineStatements
 from receiver.store.postgres.heartbeats import HeartbeatStatements
 from receiver.store.postgres.incidents import IncidentStatements
+from receiver.store.postgres.maintenance import MaintenanceStatements
 from receiver.store.postgres.oncall import OnCallStatements
 from receiver.store.postgres.outbox import OutboxStatements
 from receiver.store.postgres.statements import Connection
@@ -16,7 +17,7 @@ from receiver.store.postgres.timeline import TimelineStatements
 
 class PostgresTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
-    OnCallStatements, HeartbeatStatements,
+    OnCallStatements, HeartbeatStatements, MaintenanceStatements,
 ):
     """One batch's statements: `store.Transaction` on PostgreSQL."""
 

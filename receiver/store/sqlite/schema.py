@@ -156,4 +156,18 @@ MIGRATIONS: tuple[str, ...] = (
         last_arrival INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: maintenance windows made through the API (receiver/maintenance/); the config's live in
+    # the config. An ended window stays, for the record; a deleted one goes.
+    """
+    CREATE TABLE maintenance (
+        id         INTEGER PRIMARY KEY,
+        team       TEXT,
+        matchers   TEXT    NOT NULL,
+        starts_at  INTEGER NOT NULL,
+        ends_at    INTEGER NOT NULL,
+        comment    TEXT    NOT NULL,
+        created_by TEXT    NOT NULL,
+        created_at INTEGER NOT NULL
+    );
+    """,
 )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import os
 import sqlite3
@@ -42,8 +43,10 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import aiosqlite
 
+from receiver.alertmanager.matchers import Matcher, parse_matcher
 from receiver.core.errors import NotFound, SchemaBehind, StoreCorrupt, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
+from receiver.maintenance.domain import Window
 from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
     ALERT_COLUMNS,
@@ -374,6 +377,17 @@ class SqliteStore:
         rows = await self._fetchall("SELECT name, last_arrival FROM heartbeats")
         return {str(r[0]): from_us(r[1]) for r in rows}
 
+    async def maintenance_windows(self) -> list[Window]:
+        """The maintenance windows made through the API, oldest first."""
+        rows = await self._fetchall(
+            "SELECT id, team, matchers, starts_at, ends_at, comment, created_by, created_at"
+            " FROM maintenance ORDER BY id")
+        return [
+            Window(from_us(r[3]), from_us(r[4]), r[1], _matchers(r[2]),
+                   r[5], r[6], int(r[0]), created_at=from_us(r[7]))
+            for r in rows
+        ]
+
     async def open_incidents_by_group(self, group_keys: Sequence[str]) -> dict[str, int]:
         """The open incident of each of these groups that has one."""
         if not group_keys:
@@ -615,3 +629,6 @@ async def _with_incidents(
 if TYPE_CHECKING:  # mypy checks here that the SQLite store implements the interface
     _store: type[Store] = SqliteStore
     _transaction: type[Transaction] = SqliteTransaction
+
+def _matchers(text: str) -> tuple[Matcher, ...]:
+    return tuple(parse_matcher(m) for m in json.loads(text))

@@ -2,7 +2,7 @@
 
 The statements live by what they serve, each seam a module: incidents and alerts, the
 timeline, escalation state and deadlines, the outbox, on-call overrides and notices,
-heartbeats. A second
+heartbeats, maintenance windows. A second
 store (PostgreSQL) follows the same seams.
 """
 
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from receiver.store.sqlite.deadlines import DeadlineStatements
 from receiver.store.sqlite.heartbeats import HeartbeatStatements
 from receiver.store.sqlite.incidents import IncidentStatements
+from receiver.store.sqlite.maintenance import MaintenanceStatements
 from receiver.store.sqlite.oncall import OnCallStatements
 from receiver.store.sqlite.outbox import OutboxStatements
 from receiver.store.sqlite.timeline import TimelineStatements
@@ -21,7 +22,7 @@ from receiver.store.sqlite.timeline import TimelineStatements
 
 class SqliteTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
-    OnCallStatements, HeartbeatStatements,
+    OnCallStatements, HeartbeatStatements, MaintenanceStatements,
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 

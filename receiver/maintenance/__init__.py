@@ -1,0 +1,1 @@
+"""Maintenance windows: spans in which alerts are recorded and grouped but nobody is paged."""

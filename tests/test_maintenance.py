@@ -281,3 +281,21 @@ async def test_cli_adds_lists_and_deletes_windows(start: Start) -> None:
     code, out = await run_cli("maintenance", "delete", "1", *flags)
     assert code == 1
     assert "HTTP 404" in out
+
+
+async def test_two_windows_over_one_incident_resume_it_once_after_the_later(
+    start: Start,
+) -> None:
+    api = await start()
+    await add(api, team="payments", **{"for": "10m"})
+    number = await api.fire()
+    await api.settle()
+    await add(api, matchers=['cluster="eu1"'], **{"for": "30m"})
+    await api.clock.jump(15 * MINUTE)  # the first ended: the second holds it still
+    await api.settle()
+    assert api.paged() == []
+    await api.clock.jump(30 * MINUTE)
+    await api.settle()
+    assert api.paged().count("ana") == 1  # one resumption, after the later window
+    events = await timeline(api, number)
+    assert [e["detail"]["window"] for e in kinds(events, "maintenance_ended")] == ["#2"]

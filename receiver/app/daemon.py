@@ -311,7 +311,12 @@ class Daemon:
             self._background(self.responder.maintenance_changed())
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # reloaded outside the daemon's loop (a test): nothing is held
+            work.close()
+            return
+        task = loop.create_task(work)
         self._tasks.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(self._tasks.discard)
 

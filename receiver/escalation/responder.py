@@ -270,13 +270,14 @@ class Responder:
             return  # resolved, or somebody took it meanwhile: nobody to page
         window = await self._covering(tx, incident, now)
         if window is not None:  # another window (or a longer one) holds it still
-            armed = await tx.arm(incident.id, [(window.ends_at, row.kind, row.key)])
+            armed = await tx.arm(incident.id, [(window.ends_at, row.kind, window.label)])
             tx.after_commit(lambda: self._arm_all(armed))
             return
         state = await self._state(tx, incident)
         if state is None or state.status not in (EscalationStatus.ACTIVE,
                                                  EscalationStatus.EXHAUSTED):
             return  # snoozed or deferred: its own deadline starts it again
+        await tx.cancel(incident.id, [DeadlineKind.MAINTENANCE.value])
         plan = escalation.resume(state, incident.severity, row.key, now)
         await self._apply(tx, incident, plan, now)
 
@@ -297,7 +298,8 @@ class Responder:
         if window is None:
             return plan
         held = (DeadlineKind.STEP, DeadlineKind.CONTACT)
-        await tx.cancel(incident.id, [kind.value for kind in held])
+        # One wait per incident, for the window that ends last: a second would resume it twice.
+        await tx.cancel(incident.id, [kind.value for kind in (*held, DeadlineKind.MAINTENANCE)])
         armed = await tx.arm(incident.id,
                              [(window.ends_at, DeadlineKind.MAINTENANCE.value, window.label)])
         tx.after_commit(lambda: self._arm_all(armed))

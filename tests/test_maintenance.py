@@ -21,6 +21,7 @@ from receiver.core.model import Alert, AlertStatus
 from receiver.notify.notifier import RecordingNotifier
 from tests.harness import API_TOKEN, TOKEN, write_config
 from tests.test_api import LABELS, Api, run_cli
+from tests.test_web_page import HOSTILE, Browser
 
 MINUTE = timedelta(minutes=1)
 START = FakeClock().now()  # where every test's clock starts
@@ -299,3 +300,26 @@ async def test_two_windows_over_one_incident_resume_it_once_after_the_later(
     assert api.paged().count("ana") == 1  # one resumption, after the later window
     events = await timeline(api, number)
     assert [e["detail"]["window"] for e in kinds(events, "maintenance_ended")] == ["#2"]
+
+
+async def test_the_web_page_shows_windows_and_heartbeats(start: Start) -> None:
+    api = await start(extra="heartbeats: [{name: nightly-job, every: 1h, team: payments, "
+                            "severity: SEV3}]\n")
+    await add(api, team="payments", matchers=['cluster="eu1"'], **{"for": "1h"},
+              comment=HOSTILE)
+    code, _ = await api.call("POST", "/api/v1/heartbeats/nightly-job")
+    assert code == 200
+    browser = Browser(api)
+    try:
+        await browser.sign_in()
+        code, page = await browser.get("/")
+    finally:
+        await browser.session.close()
+    assert code == 200
+    maintenance = page[page.index('<table id="maintenance">'):]
+    assert "#1 (now)" in maintenance
+    assert "cluster=&#34;eu1&#34;" in maintenance
+    assert HOSTILE not in page  # the comment is escaped
+    beats = page[page.index('<table id="heartbeats">'):page.index('<table id="maintenance">')]
+    assert "nightly-job" in beats
+    assert '<td class="heartbeat-ok">ok</td>' in beats

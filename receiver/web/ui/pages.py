@@ -23,6 +23,7 @@ from receiver.core.access import Principal
 from receiver.core.errors import AckdError, InvalidTransition, NotFound, PayloadError
 from receiver.core.inputs import whole_number
 from receiver.core.model import Action
+from receiver.maintenance import domain as maintenance
 from receiver.notify.links import LinkClaim
 from receiver.store import IncidentFilter
 from receiver.web import learning
@@ -108,10 +109,13 @@ async def index(request: web.Request) -> web.Response:
     now = s.clock.now()
     try:
         incidents = await s.store.incidents(IncidentFilter(open_only=True, limit=OPEN_LIMIT))
+        heartbeats = await s.heartbeats.statuses() if s.heartbeats is not None else []
     except AckdError as exc:
         return _problem(exc, visitor)
+    windows = maintenance.current(s.maintenance.windows(), now) if s.maintenance else []
     return render("index.html", visitor=visitor, incidents=incidents, now=now,
-                  oncall=_on_call_now(s, now), limit=OPEN_LIMIT)
+                  oncall=_on_call_now(s, now), limit=OPEN_LIMIT,
+                  heartbeats=heartbeats, windows=windows)
 
 
 async def incident_page(request: web.Request) -> web.Response:

@@ -61,15 +61,17 @@ def port_of(args: argparse.Namespace, default: int = 9095) -> int:
 # -- Prometheus rules ----------------------------------------------------------------------------
 
 
-def test_the_rules_pass_promtool_check() -> None:
-    done = run(binary("promtool", "prometheus"), "check", "rules", "prometheus/ackd-rules.yml")
+@pytest.mark.parametrize(("rules", "count"), [("ackd-rules.yml", 6), ("watchdog-rules.yml", 1)])
+def test_the_rules_pass_promtool_check(rules: str, count: int) -> None:
+    done = run(binary("promtool", "prometheus"), "check", "rules", f"prometheus/{rules}")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "SUCCESS: 6 rules found" in done.stdout
+    assert f"SUCCESS: {count} rules found" in done.stdout
 
 
-def test_the_rules_pass_their_unit_tests() -> None:
+@pytest.mark.parametrize("tests", ["ackd-rules.test.yml", "watchdog-rules.test.yml"])
+def test_the_rules_pass_their_unit_tests(tests: str) -> None:
     done = run(binary("promtool", "prometheus"), "test", "rules",
-               "ackd-rules.test.yml", cwd=DEPLOY / "prometheus")
+               tests, cwd=DEPLOY / "prometheus")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SUCCESS" in done.stdout
 
@@ -88,9 +90,11 @@ def test_the_compose_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     prometheus = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     compose = _compose()
     mounts = _binds(compose["services"]["prometheus"])
-    assert mounts["/etc/prometheus/ackd-rules.yml"] == DEPLOY / "prometheus/ackd-rules.yml"
-    assert prometheus["rule_files"] == ["/etc/prometheus/ackd-rules.yml"]
-    prometheus["rule_files"] = [str(DEPLOY / "prometheus/ackd-rules.yml")]
+    rules = ("ackd-rules.yml", "watchdog-rules.yml")
+    for name in rules:
+        assert mounts[f"/etc/prometheus/{name}"] == DEPLOY / "prometheus" / name
+    assert prometheus["rule_files"] == [f"/etc/prometheus/{name}" for name in rules]
+    prometheus["rule_files"] = [str(DEPLOY / "prometheus" / name) for name in rules]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus))
     done = run(binary("promtool", "prometheus"), "check", "config",
                str(tmp_path / "prometheus.yml"))

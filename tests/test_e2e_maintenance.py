@@ -73,7 +73,14 @@ async def test_a_window_holds_real_pages_until_it_ends(tmp_path: Path, sink: Htt
         assert loop.time() >= end - 0.5  # not before the window's end
         [page] = sink.requests
         assert page.json["title"].startswith(f"[SEV1] #{by_name['PaymentApiDown']['id']}")
-        still = await ackd.incident(by_name["PaymentApiDown"]["id"])
+        number = by_name["PaymentApiDown"]["id"]
+
+        async def recorded() -> bool:  # the sink may hear it before ackd records the send
+            timeline = (await ackd.incident(number))["timeline"]
+            return any(e["kind"] == "notification_sent" for e in timeline)
+
+        await wait_until(recorded, 10, "the send on the timeline")
+        still = await ackd.incident(number)
         events = [e["kind"] for e in still["timeline"]]
         assert events.index("page_suppressed") < events.index("maintenance_ended") \
             < events.index("notification_sent")

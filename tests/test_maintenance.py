@@ -14,7 +14,7 @@ import pytest
 
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
-from receiver.config import model as config_module
+from receiver.config import build as config_module
 from receiver.core.clock import FakeClock
 from receiver.core.errors import ConfigError
 from receiver.core.model import Alert, AlertStatus
@@ -323,3 +323,20 @@ async def test_the_web_page_shows_windows_and_heartbeats(start: Start) -> None:
     beats = page[page.index('<table id="heartbeats">'):page.index('<table id="maintenance">')]
     assert "nightly-job" in beats
     assert '<td class="heartbeat-ok">ok</td>' in beats
+
+
+async def test_a_reload_that_drops_a_window_lets_what_it_held_escalate(
+    start: Start, tmp_path: Path
+) -> None:
+    window = (f"maintenance: [{{name: all-day, team: payments, start: {START.isoformat()}, "
+              f"end: {(START + 24 * 60 * MINUTE).isoformat()}}}]\n")
+    api = await start(extra=window)
+    number = await api.fire()
+    await api.settle()
+    assert api.paged() == []
+    maintenance_config(tmp_path)  # the same file without the window
+    assert api.daemon.reload()
+    await api.settle()
+    assert api.paged() == ["ana"]
+    [ended] = kinds(await timeline(api, number), "maintenance_ended")
+    assert ended["detail"]["window"] == "all-day"

@@ -15,10 +15,10 @@ import pytest
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.clock import FakeClock
 from receiver.core.errors import ConfigError
 from receiver.core.model import Alert, AlertStatus
-from receiver.notify.notifier import RecordingNotifier
+from receiver.testing.clock import FakeClock
+from receiver.testing.notifier import RecordingNotifier
 from tests.harness import API_TOKEN, TOKEN, write_config
 from tests.test_api import LABELS, Api, run_cli
 from tests.test_web_page import HOSTILE, Browser

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from receiver.alertmanager.matchers import parse_matcher
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import MessageReason
+from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
 from receiver.store.postgres.outbox import LEASE
 from receiver.store.postgres.store import PostgresStore
@@ -201,3 +204,16 @@ async def test_heartbeat_arrivals_from_replicas_keep_the_latest(
     number = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("hb"), None))
     assert await replicas[1].open_incidents_by_group(["hb", "other"]) == {"hb": number}
     assert await replicas[2].write(lambda tx: tx.open_incident_ids(["hb"])) == {"hb": number}
+
+
+async def test_maintenance_windows_on_postgres(replicas: list[PostgresStore]) -> None:
+    """A window one replica stores, another reads back whole; deleting it is once."""
+    window = Window(NOW, NOW + timedelta(hours=1), "payments",
+                    (parse_matcher('cluster="eu1"'),), "upgrade", "ana", created_at=NOW)
+    number = await replicas[0].write(lambda tx: tx.add_window(window))
+    [found] = await replicas[1].maintenance_windows()
+    assert found == replace(window, id=number)
+    assert [str(m) for m in found.matchers] == ['cluster="eu1"']
+    assert await replicas[2].write(lambda tx: tx.delete_window(number))
+    assert not await replicas[0].write(lambda tx: tx.delete_window(number))
+    assert await replicas[1].maintenance_windows() == []

@@ -18,7 +18,7 @@ from receiver.cli import sink
 from tests.harness import ROOT, free_port
 
 COMMANDS = ["serve", "migrate", "check-config", "routes", "oncall", "ack", "resolve", "snooze",
-            "unack", "incidents", "sink", "postmortem", "report", "drill"]
+            "unack", "incidents", "sink", "postmortem", "report", "drill", "role", "note"]
 
 
 def ackd(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -187,6 +187,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old.execute("DROP TABLE handoff_notices")
     old.execute("DROP TABLE heartbeats")
     old.execute("DROP TABLE maintenance")
+    old.execute("DROP TABLE incident_roles")
     old.execute("PRAGMA user_version=1")
     old.close()
     second = SqliteStore(path)
@@ -583,3 +584,19 @@ async def test_run_time_overrides_and_handoff_notices_round_trip(store: Store) -
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     found = await store.write(lambda tx: tx.open_incidents_of(["payments", "web"]))
     assert [i.id for i in found] == [incident_id]
+
+
+async def test_incident_roles_are_set_handed_over_and_cleared(store: Store) -> None:
+    from receiver.incidents.roles import Role, RoleHolder
+
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    ana = RoleHolder(Role.COMMANDER, "ana", NOW, "cy")
+    bo = RoleHolder(Role.COMMANDER, "bo", NOW + timedelta(minutes=1), "ana")
+    scribe = RoleHolder(Role.SCRIBE, "cy", NOW, "cy")
+    await store.write(lambda tx: tx.set_role(incident_id, ana))
+    await store.write(lambda tx: tx.set_role(incident_id, scribe))
+    await store.write(lambda tx: tx.set_role(incident_id, bo))  # a hand-over: one row
+    held = await store.write(lambda tx: tx.roles(incident_id))
+    assert held == {Role.COMMANDER: bo, Role.SCRIBE: scribe}
+    await store.write(lambda tx: tx.clear_role(incident_id, Role.SCRIBE))
+    assert await store.write(lambda tx: tx.roles(incident_id)) == {Role.COMMANDER: bo}

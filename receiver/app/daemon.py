@@ -33,6 +33,7 @@ from receiver.core.errors import ConfigError, ConfigProblem, StartupError
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.responder import Responder
 from receiver.heartbeats.service import Heartbeats
+from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.service import Incidents
 from receiver.maintenance.service import Maintenance
 from receiver.notify.contacts import index_of
@@ -48,6 +49,7 @@ from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
 from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
+from receiver.web.incidents import assign_role, clear_role, post_note
 from receiver.web.learning import get_drill, get_postmortem, get_report, post_drill
 from receiver.web.maintenance import add_window, delete_window, list_windows
 from receiver.web.schedules import (
@@ -84,6 +86,10 @@ def build_web_app(
     app.router.add_post("/api/v1/alerts", receive_alerts)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    # The incident layer's routes first: `{action}` below would take /notes too.
+    app.router.add_post("/api/v1/incidents/{id}/notes", post_note)
+    app.router.add_put("/api/v1/incidents/{id}/roles/{role}", assign_role)
+    app.router.add_delete("/api/v1/incidents/{id}/roles/{role}", clear_role)
     app.router.add_post("/api/v1/incidents/{id}/{action}", act)
     app.router.add_get("/api/v1/schedules/{name}.ics", schedule_calendar)
     app.router.add_get("/api/v1/schedules/{name}/overrides", list_overrides)
@@ -221,6 +227,7 @@ class Daemon:
                 self.store, self.clock, self.responder.roster, current),
             heartbeats=self.heartbeats,
             maintenance=self.maintenance,
+            desk=IncidentDesk(self.store, self.clock, current),
         )
         self.coordinator.subscribe(
             self.incidents.use_config,

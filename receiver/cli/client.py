@@ -29,6 +29,17 @@ class Client:
                   ) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/incidents/{incident_id}/{action}", body or {})
 
+    async def assign_role(self, incident_id: int, role: str, user: str) -> dict[str, Any]:
+        return await self._call("PUT", f"/api/v1/incidents/{incident_id}/roles/{quote(role)}",
+                                {"user": user})
+
+    async def clear_role(self, incident_id: int, role: str) -> dict[str, Any]:
+        return await self._call(
+            "DELETE", f"/api/v1/incidents/{incident_id}/roles/{quote(role)}", None)
+
+    async def note(self, incident_id: int, text: str) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/incidents/{incident_id}/notes", {"text": text})
+
     async def incidents(self, **query: str) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/incidents", None, query)
 

@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 import uvloop
 
-from receiver.cli import learning
+from receiver.cli import learning, respond
 from receiver.cli.client import ApiError, Client
 from receiver.config import build as config_module
 from receiver.config.build.schedules import coverage_gaps
@@ -214,6 +214,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _api_flags(beats)
     _maintenance_parser(sub)
+    respond.add_parsers(sub, _api_flags, EPILOG)  # each sets its own `run`
     return parser
 
 
@@ -287,7 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _with_token(learning.run_report),
         "drill": _with_token(learning.run_drill),
     }
-    return command[args.command](args)
+    run = command.get(args.command) or args.run
+    result: int = run(args)
+    return result
 
 
 def _load(path: str) -> Config | None:

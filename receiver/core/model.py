@@ -94,6 +94,11 @@ class EventKind(StrEnum):
     NOTIFICATION_SUPPRESSED = "notification_suppressed"  # rate limited or bundled
     PAGE_SUPPRESSED = "page_suppressed"  # held back by a maintenance window
     MAINTENANCE_ENDED = "maintenance_ended"  # no window holds it: escalation from the start
+    # The incident layer (receiver/incidents/): people working the incident.
+    ROLE_ASSIGNED = "role_assigned"  # detail: role, user, previous (a hand-over if not null)
+    ROLE_CLEARED = "role_cleared"
+    NOTE = "note"
+    STATUS_UPDATE = "status_update"  # a note from whoever speaks for the incident
 
 
 class MessageReason(StrEnum):

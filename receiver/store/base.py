@@ -3,7 +3,8 @@
 Two protocols. `Store` is the store as a whole: open and close, `write` (run a job inside the
 next commit and return once it is durable), and the reads that need no transaction.
 `Transaction` is what a job gets: the reads and writes of one transaction, grouped by the
-concept each serves, one protocol per seam (incidents, timeline, deadlines, outbox, on-call).
+concept each serves, one protocol per seam (incidents, timeline, deadlines, outbox, on-call,
+incident roles).
 An implementation keeps the same seams (the
 SQLite one has a module per seam under store/sqlite/), so the SQL of a concept stays in one
 place in each dialect.
@@ -31,6 +32,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from receiver.core.model import Alert, Incident, OpenGroup, TimelineEvent
+from receiver.incidents.roles import Role, RoleHolder
 from receiver.maintenance.domain import Window
 from receiver.oncall.overrides import Change, RuntimeOverride
 from receiver.store.records import (
@@ -223,9 +225,19 @@ class MaintenanceRecords(Protocol):
         ...
 
 
+class RoleRecords(Protocol):
+    """Who holds each role of an incident now (the timeline keeps every change)."""
+
+    async def roles(self, incident_id: int) -> dict[Role, RoleHolder]: ...
+
+    async def set_role(self, incident_id: int, holder: RoleHolder) -> None: ...
+
+    async def clear_role(self, incident_id: int, role: Role) -> None: ...
+
+
 class Transaction(
     IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords,
-    HeartbeatRecords, MaintenanceRecords, Protocol,
+    HeartbeatRecords, MaintenanceRecords, RoleRecords, Protocol,
 ):
     """What one job of `Store.write` may do."""
 

@@ -25,6 +25,7 @@ from receiver.web.responses import (
     event_json,
     incident_json,
     ok,
+    roles_json,
 )
 from receiver.web.services import services
 
@@ -84,9 +85,11 @@ async def get_incident(request: web.Request) -> web.Response:
         incident = await s.store.incident(number)
         alerts = await s.store.alerts(number)
         timeline = await s.store.timeline(number)
+        held = await s.desk.roles(number) if s.desk is not None else {}
     except AckdError as exc:
         return error_response(exc)
     body = incident_json(incident)
+    body["roles"] = roles_json(held)
     body["alerts"] = [alert_json(a) for a in alerts]
     body["timeline"] = [event_json(e) for e in timeline]
     return ok(body)

@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from receiver.core.model import Alert, GrafanaDetails, Incident, TimelineEvent
+from receiver.incidents.roles import Role, RoleHolder
 
 
 def error(
@@ -88,3 +89,11 @@ def _grafana_json(details: GrafanaDetails) -> dict[str, Any]:
 
 def event_json(event: TimelineEvent) -> dict[str, Any]:
     return {"at": event.at, "kind": event.kind, "actor": event.actor, "detail": dict(event.detail)}
+
+
+def roles_json(held: Mapping[Role, RoleHolder]) -> dict[str, Any]:
+    """The roles held now, by role name: {"commander": {"user", "since", "by"}, ...}."""
+    return {
+        role.value: {"user": h.user, "since": h.since, "by": h.by}
+        for role in Role if (h := held.get(role)) is not None
+    }

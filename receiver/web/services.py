@@ -21,6 +21,7 @@ from receiver.web.auth import FailureThrottle
 if TYPE_CHECKING:
     from receiver.escalation.responder import Responder
     from receiver.heartbeats.service import Heartbeats
+    from receiver.incidents.desk import IncidentDesk
     from receiver.maintenance.service import Maintenance
     from receiver.oncall.service import OnCallService
 
@@ -35,6 +36,7 @@ class Services:
     responder: Responder | None = None
     links: Links | None = None
     oncall: OnCallService | None = None
+    desk: IncidentDesk | None = None  # roles, notes (the incident layer)
     # Reloads the config file ackd started with: None, or the ConfigError that refused it.
     reload: Callable[[], ConfigError | None] | None = None
     heartbeats: Heartbeats | None = None

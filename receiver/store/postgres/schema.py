@@ -153,4 +153,15 @@ MIGRATIONS: tuple[str, ...] = (
         created_at BIGINT  NOT NULL
     );
     """,
+    # 9: who holds each role of an incident now.
+    """
+    CREATE TABLE incident_roles (
+        incident_id BIGINT  NOT NULL REFERENCES incidents(id),
+        role        TEXT    NOT NULL,
+        "user"      TEXT    NOT NULL,
+        since       BIGINT  NOT NULL,
+        assigned_by TEXT    NOT NULL,
+        PRIMARY KEY (incident_id, role)
+    );
+    """,
 )

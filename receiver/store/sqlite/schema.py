@@ -170,4 +170,16 @@ MIGRATIONS: tuple[str, ...] = (
         created_at INTEGER NOT NULL
     );
     """,
+    # 9: who holds each role of an incident now (receiver/incidents/roles.py): one row a held
+    # role. The timeline keeps every assignment and hand-over; this is the current state.
+    """
+    CREATE TABLE incident_roles (
+        incident_id INTEGER NOT NULL REFERENCES incidents(id),
+        role        TEXT    NOT NULL,
+        user        TEXT    NOT NULL,
+        since       INTEGER NOT NULL,
+        assigned_by TEXT    NOT NULL,
+        PRIMARY KEY (incident_id, role)
+    ) WITHOUT ROWID;
+    """,
 )

@@ -2,7 +2,7 @@
 
 The statements live by what they serve, each seam a module: incidents and alerts, the
 timeline, escalation state and deadlines, the outbox, on-call overrides and notices,
-heartbeats, maintenance windows. A second
+heartbeats, maintenance windows, incident roles. A second
 store (PostgreSQL) follows the same seams.
 """
 
@@ -17,12 +17,13 @@ from receiver.store.sqlite.incidents import IncidentStatements
 from receiver.store.sqlite.maintenance import MaintenanceStatements
 from receiver.store.sqlite.oncall import OnCallStatements
 from receiver.store.sqlite.outbox import OutboxStatements
+from receiver.store.sqlite.roles import RoleStatements
 from receiver.store.sqlite.timeline import TimelineStatements
 
 
 class SqliteTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
-    OnCallStatements, HeartbeatStatements, MaintenanceStatements,
+    OnCallStatements, HeartbeatStatements, MaintenanceStatements, RoleStatements,
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 

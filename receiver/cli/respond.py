@@ -1,0 +1,84 @@
+"""The incident layer's commands: `ackd role` and `ackd note` (more as the layer grows).
+
+Each talks to a running ackd through the API, as `ackd ack` does, and prints one line saying
+what is now true; an API error prints the status, the field or scope it names, and exits 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from receiver.cli.client import ApiError, Client
+from receiver.incidents.roles import Role
+
+ApiFlags = Callable[[argparse.ArgumentParser], None]
+
+
+def add_parsers(sub: Any, api_flags: ApiFlags, epilog: str) -> None:
+    """Add the commands to `sub` (argparse's subparsers), each with its handler as `run`."""
+    role = sub.add_parser(
+        "role", help="assign or hand over an incident role", epilog=epilog,
+        description="Make USER the incident's ROLE (handing it over from whoever held it), "
+        "or --clear it. Roles: " + ", ".join(r.value for r in Role) + ".",
+    )
+    role.add_argument("incident", type=int)
+    role.add_argument("role", choices=[r.value for r in Role])
+    who = role.add_mutually_exclusive_group(required=True)
+    who.add_argument("user", nargs="?", help="a user of the config")
+    who.add_argument("--clear", action="store_true", help="nobody holds the role any more")
+    note = sub.add_parser(
+        "note", help="post a note (a status update from the communications lead)",
+        epilog=epilog,
+        description="Add a note to the incident's timeline. A note from the communications "
+        "lead (or the commander while there is none) is a status update.",
+    )
+    note.add_argument("incident", type=int)
+    note.add_argument("text", help="the note; quote it")
+    for parser, run in ((role, _role), (note, _note)):
+        api_flags(parser)
+        parser.set_defaults(run=run)
+
+
+def _role(args: argparse.Namespace) -> int:
+    client = Client(args.url, args.token)
+    if args.clear:
+        call = client.clear_role(args.incident, args.role)
+    else:
+        call = client.assign_role(args.incident, args.role, args.user)
+    answer = _run(args, call)
+    if answer is None:
+        return 1
+    held = answer["roles"].get(args.role)
+    print(f"#{args.incident} {args.role}: {held['user'] if held else 'nobody'}")
+    return 0
+
+
+def _note(args: argparse.Namespace) -> int:
+    answer = _run(args, Client(args.url, args.token).note(args.incident, args.text))
+    if answer is None:
+        return 1
+    kind = "status update" if answer["kind"] == "status_update" else "note"
+    print(f"#{args.incident} {kind} by {answer['actor']}")
+    return 0
+
+
+def _run(args: argparse.Namespace, call: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
+    if not args.token:
+        print(f"{args.command}: no API token: set ACKD_API_TOKEN or pass --token",
+              file=sys.stderr)
+        return None
+    try:
+        return asyncio.run(_await(call))
+    except ApiError as exc:
+        print(f"{args.command} #{args.incident}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+    return None
+
+
+async def _await(call: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    return await call

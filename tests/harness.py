@@ -141,6 +141,16 @@ class Ackd(Process):
             assert response.status == 200, await response.text()
             return await response.json()
 
+    async def call(self, method: str, path: str, body: Any = None, *,
+                   token: str = API_TOKEN) -> Any:
+        """A JSON API call that must succeed (2xx); its answer."""
+        headers = {"Authorization": f"Bearer {token}"}
+        async with aiohttp.ClientSession() as session, session.request(
+            method, self.url + path, json=body, headers=headers
+        ) as response:
+            assert response.status < 300, await response.text()
+            return await response.json()
+
     async def metrics(self) -> str:
         async with aiohttp.ClientSession() as session, session.get(
             self.url + "/metrics"

@@ -227,7 +227,7 @@ class Daemon:
                 self.store, self.clock, self.responder.roster, current),
             heartbeats=self.heartbeats,
             maintenance=self.maintenance,
-            desk=IncidentDesk(self.store, self.clock, current),
+            desk=IncidentDesk(self.store, self.clock, current, self.responder),
         )
         self.coordinator.subscribe(
             self.incidents.use_config,

@@ -135,6 +135,8 @@ class SeveritySpec(Strict):
     description: str = ""
     urgency: Literal["high", "low"] = "high"
     stakeholders: list[str] = []
+    # How often an open incident of this severity needs a status update (incidents/cadence.py).
+    status_every: Duration | None = None
 
 
 class ContactSpec(Strict):

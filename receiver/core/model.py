@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -64,6 +64,8 @@ class Severity:
     description: str = ""
     # "high" pages at any hour; "low" waits for the owning team's working hours.
     urgency: str = "high"
+    # An open incident needs a status update this often; None: no cadence.
+    status_every: timedelta | None = None
 
 
 class IncidentState(StrEnum):
@@ -99,6 +101,7 @@ class EventKind(StrEnum):
     ROLE_CLEARED = "role_cleared"
     NOTE = "note"
     STATUS_UPDATE = "status_update"  # a note from whoever speaks for the incident
+    STATUS_DUE = "status_due"  # no status update for the cadence: who was reminded
 
 
 class MessageReason(StrEnum):
@@ -113,6 +116,7 @@ class MessageReason(StrEnum):
     STAKEHOLDER_DECLARED = "stakeholder_declared"
     STAKEHOLDER_RESOLVED = "stakeholder_resolved"
     STALE = "stale"  # Alertmanager stopped reporting the incident's alerts
+    STATUS_DUE = "status_due"  # no status update for the severity's cadence (incidents/)
 
     @property
     def is_page(self) -> bool:

@@ -68,6 +68,7 @@ class Renderer:
             step=m.step,
             cycle=m.cycle,
             stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
+            status_every=None if m.status_every is None else timedelta(seconds=m.status_every),
         )
 
 

@@ -27,6 +27,7 @@ class DeadlineKind(StrEnum):
     REACK = "reack"  # an acknowledged incident was left alone too long
     STALE = "stale"  # Alertmanager may have stopped reporting the alerts (see staleness.py)
     MAINTENANCE = "maintenance"  # a maintenance window that held the pages ends
+    CADENCE = "cadence"  # a status update is due (incidents/cadence.py)
 
 
 @dataclass(frozen=True, slots=True)

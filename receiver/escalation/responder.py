@@ -11,7 +11,7 @@ deleted in that same transaction, a step fires exactly once however ackd is stop
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import partial
@@ -52,6 +52,8 @@ from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+OpenedHook = Callable[[Transaction, Incident, datetime], Awaitable[None]]
+DeadlineHandler = Callable[[Transaction, Incident, ArmedDeadline, datetime], Awaitable[None]]
 # Steps due at once that fire inside one transaction before the timer loop takes over: enough
 # for any real policy, and a bound on one transaction when nobody can be reached.
 AT_ONCE_LIMIT = 32
@@ -136,6 +138,10 @@ class Responder:
         # The maintenance windows (maintenance/service.py): while one covers an incident, its
         # pages are recorded, not sent, and its escalation waits for the window's end.
         self.windows: Callable[[], list[Window]] = list
+        # The layers above escalation (the incident layer's status cadence): run inside the
+        # transaction that opens an incident, and for the deadlines of the kinds they own.
+        self.opened_hooks: list[OpenedHook] = []
+        self.deadline_handlers: dict[str, DeadlineHandler] = {}
 
     # -- the incident lifecycle (called inside the ingest transaction) --------------------
 
@@ -148,6 +154,8 @@ class Responder:
         )
         await self._apply(tx, incident, plan, now)
         await self._stakeholders(tx, incident, MessageReason.STAKEHOLDER_DECLARED, now)
+        for hook in self.opened_hooks:
+            await hook(tx, incident, now)
 
     async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None:
         if not escalation.moves_on_update(incident):
@@ -202,6 +210,10 @@ class Responder:
             return
         if row.kind == DeadlineKind.MAINTENANCE.value:
             await self._fire_maintenance(tx, incident, row, now)
+            return
+        handler = self.deadline_handlers.get(row.kind)
+        if handler is not None:
+            await handler(tx, incident, row, now)
             return
         state = await self._state(tx, incident)
         if state is not None:
@@ -467,6 +479,18 @@ class Responder:
         fresh = await tx.incident(incident.id)
         tx.after_commit(partial(self._observe, PlanMetrics(fresh, steps, acknowledged, resolved)))
         return fresh
+
+    def arm_after_commit(self, tx: Transaction, armed: list[ArmedDeadline]) -> None:
+        """Put deadlines written in `tx` on the timer once it commits."""
+        if armed:
+            tx.after_commit(lambda: self._arm_all(armed))
+
+    async def enqueue(
+        self, tx: Transaction, incident: Incident, messages: list[OutboxMessage], now: datetime
+    ) -> None:
+        """Messages into the outbox in `tx`; the dispatcher wakes once it commits."""
+        if messages:
+            await self._enqueue(tx, incident, messages, now)
 
     def _arm_all(self, armed: Iterable[ArmedDeadline]) -> None:
         for deadline in armed:

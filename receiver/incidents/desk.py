@@ -1,30 +1,44 @@
-"""The incident desk: people working an incident (roles, notes), one writer job each.
+"""The incident desk: people working an incident (roles, notes, the status cadence), one
+writer job each.
 
-Each use case reads the incident and its roles, asks the pure modules (roles.py, notes.py)
-what to write, and writes it together with its timeline event, so a change and its record
-commit or fail as one. The actor is the principal's name (see core/access.py).
+Each use case reads the incident and its roles, asks the pure modules (roles.py, notes.py,
+cadence.py) what to write, and writes it together with its timeline event, so a change and
+its record commit or fail as one. The actor is the principal's name (see core/access.py).
+
+The status cadence is a durable deadline (kind `cadence`) on the escalation timer: armed in
+the transaction that opens an incident (the responder's opened hook), moved by each status
+update, fired by the responder's timer loop into `_remind` here, and cancelled with the
+escalation's other deadlines when the incident is resolved.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
-from receiver.core.model import Incident, TimelineEvent
-from receiver.incidents import notes, roles
+from receiver.core.model import EventKind, Incident, MessageReason, TimelineEvent
+from receiver.escalation.plan import DeadlineKind
+from receiver.escalation.responder import Responder
+from receiver.incidents import cadence, notes, roles
 from receiver.incidents.roles import Role, RoleChange, RoleHolder
-from receiver.store import Store, Transaction
+from receiver.store import ArmedDeadline, OutboxMessage, Store, Transaction
 from receiver.telemetry.logformat import fields
 
 log = logging.getLogger(__name__)
 
 class IncidentDesk:
-    def __init__(self, store: Store, clock: Clock, config: Callable[[], Config]) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, config: Callable[[], Config], responder: Responder
+    ) -> None:
         self._store = store
         self._clock = clock
         self._config = config
+        self._responder = responder
+        responder.opened_hooks.append(self._start_cadence)
+        responder.deadline_handlers[DeadlineKind.CADENCE.value] = self._remind
 
     async def roles(self, incident_id: int) -> dict[Role, RoleHolder]:
         """The roles held now; NotFound for an unknown incident."""
@@ -66,11 +80,61 @@ class IncidentDesk:
         async def job(tx: Transaction) -> TimelineEvent:
             incident = await tx.incident(incident_id)
             held = await tx.roles(incident_id)
-            event = notes.note(incident, held, text, actor, self._clock.now())
+            now = self._clock.now()
+            event = notes.note(incident, held, text, actor, now)
             await tx.append(incident_id, [event])
+            if event.kind is EventKind.STATUS_UPDATE:
+                await self._arm_cadence(tx, incident, now)  # the clock starts again
             return event
 
         return await self._store.write(job)
+
+    # -- the status cadence ---------------------------------------------------------------
+
+    async def _start_cadence(self, tx: Transaction, incident: Incident, now: datetime) -> None:
+        await self._arm_cadence(tx, incident, now)
+
+    async def _arm_cadence(self, tx: Transaction, incident: Incident, since: datetime) -> None:
+        when = cadence.due(self._config().severity(incident.severity), since)
+        if when is None:
+            await tx.cancel(incident.id, [DeadlineKind.CADENCE.value])
+            return
+        armed = await tx.arm(incident.id, [(when, DeadlineKind.CADENCE.value, cadence.KEY)])
+        self._responder.arm_after_commit(tx, armed)
+
+    async def _remind(
+        self, tx: Transaction, incident: Incident, row: ArmedDeadline, now: datetime
+    ) -> None:
+        """The cadence ran out: remind whoever is accountable, say so, start again."""
+        config = self._config()
+        held = await tx.roles(incident.id)
+        reminder = cadence.remind(incident, held, config.severity(incident.severity), row.due,
+                                  frozenset(config.users), now)
+        if reminder is None:
+            return
+        await tx.append(incident.id, [reminder.event])
+        if reminder.recipient is not None:
+            await self._responder.enqueue(
+                tx, incident, self._reminders(reminder.recipient, reminder.event), now)
+        armed = await tx.arm(
+            incident.id, [(reminder.next_due, DeadlineKind.CADENCE.value, cadence.KEY)])
+        self._responder.arm_after_commit(tx, armed)
+        log.info("incident #%d: status update overdue, reminded %s", incident.id,
+                 reminder.recipient or "nobody", extra=fields("status_due", incident.id,
+                                                               incident.team))
+
+    def _reminders(self, name: str, event: TimelineEvent) -> list[OutboxMessage]:
+        """One message on each of the person's immediate contacts (a delayed one, such as
+        SMS after push, is for pages that wait unanswered; a reminder does not)."""
+        user = self._config().users[name]
+        every = float(event.detail["every"])
+        indexes = [i for i, c in enumerate(user.contacts) if not c.delay] or [0]
+        return [
+            OutboxMessage(recipient=name, recipient_kind="user", contact=i,
+                          reason=MessageReason.STATUS_DUE, short=user.contacts[i].short,
+                          status_every=every)
+            for i in indexes
+        ]
 
     async def _write(
         self, tx: Transaction, incident: Incident, held: dict[Role, RoleHolder],

@@ -89,6 +89,7 @@ class MessageContext:
     step: int | None = None
     cycle: int = 0
     stale_after: timedelta | None = None  # a stale message: how long Alertmanager was silent
+    status_every: timedelta | None = None  # a status_due message: the severity's cadence
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -193,6 +194,13 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "body": "Incident #{{ incident.id }} ({{ severity.name }}, {{ incident.team }}) is "
                 "resolved{% if open_for %} after {{ open_for }}{% endif %}.\n{{ summary }}\n"
                 "\nIncident: {{ incident_url }}\n",
+    },
+    # Whoever is accountable for an open incident's status updates, when one is overdue.
+    "status_due": {
+        "title": "#{{ incident.id }}: a status update is due",
+        "body": "#{{ incident.id }} {{ incident.team }}: {{ summary }}\n"
+                "No status update for {{ status_every }}. Post one on the incident page or "
+                "with `ackd note {{ incident.id }} \"...\"`.\n\nIncident: {{ incident_url }}\n",
     },
     # Whoever holds an incident whose alerts Alertmanager stopped reporting (staleness.py).
     "stale": {
@@ -349,6 +357,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "sources": _distinct(a.generator_url for a in alerts),
         "open_for": _open_for(ctx.incident),
         "stale_after": format_duration(ctx.stale_after) if ctx.stale_after else "",
+        "status_every": format_duration(ctx.status_every) if ctx.status_every else "",
     }
 
 
@@ -451,6 +460,9 @@ def short_body(ctx: MessageContext) -> str:
         return _fit(f"Incident #{i.id} resolved: {i.team}: ", what, "")
     if ctx.reason == "stale":
         return _short_stale(ctx, what)
+    if ctx.reason == "status_due":
+        every = format_duration(ctx.status_every) if ctx.status_every else "a while"
+        return _fit(f"#{i.id} no status update for {every}: ", what, f" {ctx.incident_url}")
     head = f"[{ctx.severity.name}] {_SHORT_TAGS[ctx.reason]}#{i.id} {i.team}: "
     if len(head) + len(f" Ack: {ctx.ack_url}") > SHORT_LIMIT - 1:
         head = f"#{i.id} "
@@ -522,6 +534,7 @@ def _short_bundle(contexts: Sequence[MessageContext]) -> str:
 
 # What a note did to its incident, as a bundle or a held-back summary names it.
 _NOTE_VERBS = {"acknowledged": "acknowledged", "resolved": "resolved",
+               "status_due": "due a status update",
                "stakeholder_declared": "declared", "stakeholder_resolved": "resolved"}
 
 

@@ -55,6 +55,7 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
     run: int | None = None  # pages only, so a late failure of an older run moves nothing
     actor: str = ""  # notes: who acknowledged or resolved
     stale_after: float | None = None  # stale notes: seconds Alertmanager was silent
+    status_every: float | None = None  # status_due notes: the cadence, in seconds
 
 
 @dataclass(frozen=True, slots=True)

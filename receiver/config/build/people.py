@@ -4,6 +4,7 @@ Apprise URL that Apprise cannot load is a problem here, not a failed page later.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from receiver.config.build.builder import Builder
@@ -23,7 +24,11 @@ def severities(b: Builder) -> tuple[Severity, ...]:
     if not specs:
         b.fail(("severities",), "define at least one severity")
         return DEFAULT_SEVERITIES
-    return tuple(Severity(s.name, i, s.description, s.urgency) for i, s in enumerate(specs))
+    for i, s in enumerate(specs):
+        if s.status_every is not None and s.status_every <= timedelta(0):
+            b.fail(("severities", i, "status_every"), "must be longer than 0s")
+    return tuple(Severity(s.name, i, s.description, s.urgency, s.status_every)
+                 for i, s in enumerate(specs))
 
 
 def check_stakeholders(b: Builder, channels: Mapping[str, Any]) -> None:

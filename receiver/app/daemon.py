@@ -52,6 +52,7 @@ from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
 from receiver.web.incidents import assign_role, clear_role, post_note
 from receiver.web.learning import get_drill, get_postmortem, get_report, post_drill
 from receiver.web.maintenance import add_window, delete_window, list_windows
+from receiver.web.openapi import openapi
 from receiver.web.schedules import (
     create_override,
     delete_override,
@@ -83,6 +84,8 @@ def build_web_app(
     app[SERVICES] = services
     app[BODY_TIMEOUT] = body_timeout
     app[THROTTLE] = FailureThrottle()
+    # Every route here is described in web/openapi.py (tests/test_openapi.py checks).
+    app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/alerts", receive_alerts)
     app.router.add_get("/api/v1/incidents", list_incidents)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)

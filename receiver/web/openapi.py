@@ -1,0 +1,326 @@
+"""The OpenAPI 3.1 document of every route ackd serves, as data, at /api/v1/openapi.json.
+
+Written by hand, beside the handlers it describes: tests/test_openapi.py holds it equal to the
+routes registered on the application (a route added without its entry here fails there, and
+the other way round) and checks it against the OpenAPI schema.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from receiver.web.responses import ok
+
+JSON = "application/json"
+Schema = dict[str, Any]
+
+
+def _ref(name: str) -> Schema:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _answer(description: str, schema: Schema | None = None, media: str = JSON) -> Schema:
+    body: Schema = {"description": description}
+    if schema is not None:
+        body["content"] = {media: {"schema": schema}}
+    return body
+
+
+def _error(description: str) -> Schema:
+    return _answer(description, _ref("Error"))
+
+
+def _path(name: str, description: str, schema: Schema | None = None) -> Schema:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _query(name: str, description: str, schema: Schema | None = None) -> Schema:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema or {"type": "string"}}
+
+
+def _body(schema: Schema, required: bool = True) -> Schema:
+    return {"required": required, "content": {JSON: {"schema": schema}}}
+
+
+def _op(summary: str, responses: dict[str, Schema], *, tag: str, scope: str | None = None,
+        parameters: list[Schema] | None = None, body: Schema | None = None) -> Schema:
+    operation: Schema = {"summary": summary, "tags": [tag], "responses": responses}
+    if scope is not None:
+        operation["description"] = f"Needs an API token of scope `{scope}` (or wider)."
+        operation["security"] = [{"bearer": []}]
+        operation["responses"] = {
+            **responses, "401": _error("no or a wrong token"),
+            "403": _error("the token lacks the scope; `scope` names the one needed"),
+        }
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = body
+    return operation
+
+
+ID = _path("id", "the incident's number", {"type": "integer", "minimum": 0})
+NOT_FOUND = _error("no such incident (`field: id`)")
+BAD = _error("a malformed request; `field` names what is wrong")
+CONFLICT = _error("the incident's state does not allow it (`field: state`)")
+HTML = _answer("an HTML page", {"type": "string"}, "text/html")
+SEE_OTHER = _answer("redirect to the page to show next")
+ROLE = _path("role", "commander, tech_lead, comms_lead or scribe",
+             {"type": "string", "enum": ["commander", "tech_lead", "comms_lead", "scribe"]})
+SCHEDULE = _path("name", "a schedule of the config")
+WEEKS = _query("weeks", "how many weeks of shifts (1-52, default 4)",
+               {"type": "integer", "minimum": 1, "maximum": 52})
+ICS = _answer("an iCalendar file", {"type": "string"}, "text/calendar")
+
+SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object", "required": ["error"],
+        "properties": {
+            "error": {"type": "string"},
+            "field": {"type": "string", "description": "the field, header or parameter at fault"},
+            "scope": {"type": "string", "description": "403: the scope the request needs"},
+        },
+    },
+    "Incident": {
+        "type": "object", "additionalProperties": True,
+        "required": ["id", "team", "severity", "state", "opened_at"],
+        "properties": {
+            "id": {"type": "integer"}, "team": {"type": "string"},
+            "severity": {"type": "string"},
+            "state": {"type": "string", "enum": ["triggered", "acknowledged", "resolved"]},
+            "summary": {"type": "string"}, "opened_at": {"type": "string"},
+            "acknowledged_by": {"type": ["string", "null"]},
+            "resolved_by": {"type": ["string", "null"]},
+        },
+    },
+    "IncidentDetail": {
+        "allOf": [_ref("Incident"), {
+            "type": "object",
+            "properties": {
+                "alerts": {"type": "array", "items": {"type": "object"}},
+                "roles": _ref("Roles"),
+                "timeline": {"type": "array", "items": _ref("Event")},
+            },
+        }],
+    },
+    "Roles": {
+        "type": "object",
+        "description": "the roles held now, by role",
+        "additionalProperties": {
+            "type": "object",
+            "properties": {"user": {"type": "string"}, "since": {"type": "string"},
+                           "by": {"type": "string"}},
+        },
+    },
+    "Event": {
+        "type": "object", "required": ["at", "kind", "actor", "detail"],
+        "properties": {"at": {"type": "string"}, "kind": {"type": "string"},
+                       "actor": {"type": "string"}, "detail": {"type": "object"}},
+    },
+    "Override": {"type": "object", "additionalProperties": True},
+}
+
+ROUTES: dict[str, dict[str, Schema]] = {
+    "/api/v1/openapi.json": {
+        "get": _op("this document", {"200": _answer("the OpenAPI document", {"type": "object"})},
+                   tag="meta"),
+    },
+    "/api/v1/alerts": {
+        "post": {
+            **_op("Alertmanager's webhook (v4) or Grafana's (v1)", {
+                "200": _answer("committed", {"type": "object"}),
+                "400": BAD, "401": _error("bad credentials"),
+                "413": _error("the body is too large"),
+                "415": _error("an unknown Content-Encoding"),
+                "503": _error("not ready or the store is in trouble: retry"),
+            }, tag="alerts", body=_body({"type": "object"})),
+            "description": "Bearer token and/or basic auth, as `webhook:` configures.",
+        },
+    },
+    "/api/v1/incidents": {
+        "get": _op("incidents, newest first", {
+            "200": _answer("incidents", {"type": "object", "properties": {
+                "incidents": {"type": "array", "items": _ref("Incident")}}}),
+            "400": BAD,
+        }, tag="incidents", scope="read", parameters=[
+            _query("state", "open, triggered, acknowledged or resolved"),
+            _query("team", "a team"), _query("severity", "a severity"),
+            _query("limit", "at most this many (1-1000, default 100)", {"type": "integer"}),
+            _query("before", "only incidents numbered below this", {"type": "integer"}),
+        ]),
+    },
+    "/api/v1/incidents/{id}": {
+        "get": _op("one incident with its alerts, roles and timeline", {
+            "200": _answer("the incident", _ref("IncidentDetail")), "400": BAD,
+            "404": NOT_FOUND,
+        }, tag="incidents", scope="read", parameters=[ID]),
+    },
+    "/api/v1/incidents/{id}/{action}": {
+        "post": _op("acknowledge, resolve, snooze or un-acknowledge", {
+            "200": _answer("the incident as it is now", _ref("Incident")), "400": BAD,
+            "404": _error("no such incident or action"), "409": CONFLICT,
+        }, tag="incidents", scope="respond", parameters=[
+            ID, _path("action", "ack, resolve, snooze or unack",
+                      {"type": "string", "enum": ["ack", "resolve", "snooze", "unack"]}),
+        ], body=_body({"type": "object", "description": 'snooze: {"for": "30m"} or '
+                       '{"until": ISO 8601 time with a zone}',
+                       "properties": {"for": {"type": "string"},
+                                      "until": {"type": "string"}}}, required=False)),
+    },
+    "/api/v1/incidents/{id}/roles/{role}": {
+        "put": _op("assign a role, or hand it over from whoever held it", {
+            "200": _answer("every role held now", {"type": "object", "properties": {
+                "id": {"type": "integer"}, "roles": _ref("Roles")}}),
+            "400": BAD, "404": _error("no such incident (`field: id`) or role (`field: role`)"),
+            "409": CONFLICT,
+        }, tag="roles", scope="respond", parameters=[ID, ROLE], body=_body({
+            "type": "object", "required": ["user"], "additionalProperties": False,
+            "properties": {"user": {"type": "string", "description": "a user of the config"}},
+        })),
+        "delete": _op("nobody holds the role any more", {
+            "200": _answer("every role held now", {"type": "object", "properties": {
+                "id": {"type": "integer"}, "roles": _ref("Roles")}}),
+            "400": BAD, "404": _error("no such incident (`field: id`) or role (`field: role`)"),
+            "409": CONFLICT,
+        }, tag="roles", scope="respond", parameters=[ID, ROLE]),
+    },
+    "/api/v1/incidents/{id}/notes": {
+        "post": _op("a note on the timeline; from the communications lead, a status update", {
+            "201": _answer("the event written (`kind`: note or status_update)", _ref("Event")),
+            "400": BAD, "404": NOT_FOUND,
+        }, tag="roles", scope="respond", parameters=[ID], body=_body({
+            "type": "object", "required": ["text"], "additionalProperties": False,
+            "properties": {"text": {"type": "string", "minLength": 1, "maxLength": 4000}},
+        })),
+    },
+    "/api/v1/incidents/{id}/postmortem": {
+        "get": _op("the post-mortem draft, as Markdown", {
+            "200": _answer("Markdown", {"type": "string"}, "text/markdown"), "400": BAD,
+            "404": NOT_FOUND,
+        }, tag="learning", scope="read", parameters=[ID]),
+    },
+    "/api/v1/reports": {
+        "get": _op("MTTD, MTTA, MTTR and the other figures of the incidents opened since", {
+            "200": _answer("the report", {"type": "object"}), "400": BAD,
+        }, tag="learning", scope="read", parameters=[
+            _query("since", "a duration such as 30d (the default)")]),
+    },
+    "/api/v1/drills": {
+        "post": _op("start a drill: a marked test incident through the team's escalation", {
+            "201": _answer("the drill's report", {"type": "object"}), "400": BAD,
+        }, tag="learning", scope="admin", body=_body({
+            "type": "object", "required": ["team"],
+            "properties": {"team": {"type": "string"}, "severity": {"type": "string"}},
+        })),
+    },
+    "/api/v1/drills/{id}": {
+        "get": _op("who a drill reached, how, and how fast it was acknowledged", {
+            "200": _answer("the drill's report", {"type": "object"}), "400": BAD,
+            "404": _error("no such drill"),
+        }, tag="learning", scope="read", parameters=[ID]),
+    },
+    "/api/v1/schedules/{name}/overrides": {
+        "get": _op("the run-time overrides not yet ended", {
+            "200": _answer("overrides", {"type": "object"}), "404": _error("no such schedule"),
+        }, tag="on-call", scope="read", parameters=[SCHEDULE]),
+        "post": _op("an override, a shift taken, or a swap", {
+            "201": _answer("what was stored", {"type": "object", "properties": {
+                "overrides": {"type": "array", "items": _ref("Override")}}}),
+            "400": BAD, "404": _error("no such schedule"),
+        }, tag="on-call", scope="respond", parameters=[SCHEDULE],
+            body=_body({"type": "object"})),
+    },
+    "/api/v1/schedules/{name}/overrides/{id}": {
+        "delete": _op("delete an override (a swap's leg deletes the swap)", {
+            "200": _answer("the ids deleted", {"type": "object"}), "400": BAD,
+            "404": _error("no such schedule or override"),
+        }, tag="on-call", scope="respond", parameters=[
+            SCHEDULE, _path("id", "the override's number", {"type": "integer"})]),
+    },
+    "/api/v1/schedules/{name}/oncall": {
+        "get": _op("who is on call in each layer, until when, decided by what", {
+            "200": _answer("the layers", {"type": "object"}), "400": BAD,
+            "404": _error("no such schedule"),
+        }, tag="on-call", scope="read", parameters=[SCHEDULE, _query("at", "an ISO time")]),
+    },
+    "/api/v1/schedules/{name}.ics": {
+        "get": _op("the schedule's shifts as a calendar", {
+            "200": ICS, "400": BAD, "404": _error("no such schedule"),
+        }, tag="on-call", scope="read", parameters=[SCHEDULE, WEEKS]),
+    },
+    "/api/v1/users/{name}.ics": {
+        "get": _op("one person's shifts in every schedule as a calendar", {
+            "200": ICS, "400": BAD, "404": _error("no such user"),
+        }, tag="on-call", scope="read", parameters=[_path("name", "a user"), WEEKS]),
+    },
+    "/l/{token}": {
+        "get": _op("a signed link's confirmation page (never acts)", {
+            "200": HTML, "403": _answer("a forged, tampered or expired link")}, tag="links",
+            parameters=[_path("token", "the signed token")]),
+        "post": _op("a signed link's action, as its recipient", {
+            "200": HTML, "403": _answer("a forged, tampered or expired link"),
+            "409": _answer("nothing changed")}, tag="links",
+            parameters=[_path("token", "the signed token")]),
+    },
+    "/-/healthy": {"get": _op("liveness", {"200": _answer("alive")}, tag="operations")},
+    "/-/ready": {
+        "get": _op("readiness", {"200": _answer("ready"),
+                                 "503": _answer("not ready; the body says why")},
+                   tag="operations"),
+    },
+    "/metrics": {
+        "get": _op("Prometheus metrics", {
+            "200": _answer("the text format", {"type": "string"}, "text/plain")},
+            tag="operations"),
+    },
+    "/-/reload": {
+        "post": _op("reload the config file, as SIGHUP does", {
+            "200": _answer("reloaded", {"type": "object"}),
+            "409": _error("started without a config file"),
+            "422": _error("the file was refused; `problems` lists file, line and key"),
+        }, tag="operations", scope="admin"),
+    },
+    "/": {"get": _op("the web page: open incidents and who is on call", {
+        "200": HTML, "303": SEE_OTHER}, tag="web page")},
+    "/incidents/{id}": {
+        "get": _op("an incident's page", {"200": HTML, "303": SEE_OTHER, "404": HTML},
+                   tag="web page", parameters=[ID]),
+    },
+    "/incidents/{id}/{action}": {
+        "post": _op("a form's action on an incident (CSRF token required)", {
+            "303": SEE_OTHER, "403": HTML, "409": HTML}, tag="web page",
+            parameters=[ID, _path("action", "what the form does")]),
+    },
+    "/reports": {"get": _op("the reports as plain tables", {"200": HTML, "303": SEE_OTHER},
+                            tag="web page", parameters=[_query("since", "e.g. 30d")])},
+    "/login": {
+        "get": _op("sign in with an API token", {"200": HTML}, tag="web page"),
+        "post": _op("open a session", {"303": SEE_OTHER, "401": HTML, "403": HTML},
+                    tag="web page"),
+    },
+    "/logout": {"post": _op("end the session", {"303": SEE_OTHER}, tag="web page")},
+}
+
+DOCUMENT: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "ackd",
+        "version": "1",
+        "description": "On-call escalation for Prometheus Alertmanager: incidents, their "
+                       "roles, notes and status cadence, on-call changes.",
+    },
+    "paths": ROUTES,
+    "components": {
+        "schemas": SCHEMAS,
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+    },
+}
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json: open to all, as it holds no data."""
+    return ok(DOCUMENT)

@@ -18,7 +18,8 @@ from receiver.cli import sink
 from tests.harness import ROOT, free_port
 
 COMMANDS = ["serve", "migrate", "check-config", "routes", "oncall", "ack", "resolve", "snooze",
-            "unack", "incidents", "sink", "postmortem", "report", "drill", "role", "note"]
+            "unack", "incidents", "sink", "postmortem", "report", "drill", "role", "note",
+            "declare"]
 
 
 def ackd(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

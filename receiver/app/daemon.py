@@ -49,7 +49,7 @@ from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
 from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
-from receiver.web.incidents import assign_role, clear_role, post_note
+from receiver.web.incidents import assign_role, clear_role, declare_incident, post_note
 from receiver.web.learning import get_drill, get_postmortem, get_report, post_drill
 from receiver.web.maintenance import add_window, delete_window, list_windows
 from receiver.web.openapi import openapi
@@ -88,6 +88,7 @@ def build_web_app(
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_post("/api/v1/alerts", receive_alerts)
     app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_post("/api/v1/incidents", declare_incident)
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
     # The incident layer's routes first: `{action}` below would take /notes too.
     app.router.add_post("/api/v1/incidents/{id}/notes", post_note)
@@ -230,7 +231,7 @@ class Daemon:
                 self.store, self.clock, self.responder.roster, current),
             heartbeats=self.heartbeats,
             maintenance=self.maintenance,
-            desk=IncidentDesk(self.store, self.clock, current, self.responder),
+            desk=IncidentDesk(self.store, self.clock, current, self.responder, self.metrics),
         )
         self.coordinator.subscribe(
             self.incidents.use_config,

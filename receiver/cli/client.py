@@ -29,6 +29,9 @@ class Client:
                   ) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/incidents/{incident_id}/{action}", body or {})
 
+    async def declare(self, body: dict[str, Any]) -> dict[str, Any]:
+        return await self._call("POST", "/api/v1/incidents", body)
+
     async def assign_role(self, incident_id: int, role: str, user: str) -> dict[str, Any]:
         return await self._call("PUT", f"/api/v1/incidents/{incident_id}/roles/{quote(role)}",
                                 {"user": user})

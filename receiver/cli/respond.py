@@ -1,4 +1,4 @@
-"""The incident layer's commands: `ackd role` and `ackd note` (more as the layer grows).
+"""The incident layer's commands: `ackd declare`, `ackd role` and `ackd note`.
 
 Each talks to a running ackd through the API, as `ackd ack` does, and prints one line saying
 what is now true; an API error prints the status, the field or scope it names, and exits 1.
@@ -38,7 +38,18 @@ def add_parsers(sub: Any, api_flags: ApiFlags, epilog: str) -> None:
     )
     note.add_argument("incident", type=int)
     note.add_argument("text", help="the note; quote it")
-    for parser, run in ((role, _role), (note, _note)):
+    declare = sub.add_parser(
+        "declare", help="declare an incident no alert raised", epilog=epilog,
+        description="Open an incident by hand (a customer reported it, or you saw it): it "
+        "pages the team's on-call through its escalation policy like any other and counts "
+        "as reported, not detected.",
+    )
+    declare.add_argument("team")
+    declare.add_argument("severity", help="e.g. SEV1")
+    declare.add_argument("summary", help="what is wrong, in one line; quote it")
+    declare.add_argument("--source", choices=["customer", "observed"], default="observed",
+                         help="who noticed: a customer, or one of us (default)")
+    for parser, run in ((role, _role), (note, _note), (declare, _declare)):
         api_flags(parser)
         parser.set_defaults(run=run)
 
@@ -66,6 +77,17 @@ def _note(args: argparse.Namespace) -> int:
     return 0
 
 
+def _declare(args: argparse.Namespace) -> int:
+    body = {"team": args.team, "severity": args.severity, "summary": args.summary,
+            "source": args.source}
+    answer = _run(args, Client(args.url, args.token).declare(body))
+    if answer is None:
+        return 1
+    print(f"#{answer['id']} declared: {answer['severity']} {answer['team']}: "
+          f"{answer['summary']}")
+    return 0
+
+
 def _run(args: argparse.Namespace, call: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
     if not args.token:
         print(f"{args.command}: no API token: set ACKD_API_TOKEN or pass --token",
@@ -74,7 +96,8 @@ def _run(args: argparse.Namespace, call: Awaitable[dict[str, Any]]) -> dict[str,
     try:
         return asyncio.run(_await(call))
     except ApiError as exc:
-        print(f"{args.command} #{args.incident}: {exc}", file=sys.stderr)
+        what = f" #{args.incident}" if hasattr(args, "incident") else ""
+        print(f"{args.command}{what}: {exc}", file=sys.stderr)
     except OSError as exc:
         print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
     return None

@@ -158,6 +158,9 @@ class TimelineEvent:
 # A drill's incident is opened under a group key of its own (see incidents.drills): no alert
 # can join it, and the response-time metrics and reports leave it out.
 DRILL_KEY_PREFIX = "drill:"
+# An incident declared by hand (customer-reported or observed; see incidents.declare) is
+# opened under a group key of its own too: no alert joins it, and it counts as reported.
+DECLARED_KEY_PREFIX = "declared:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +193,18 @@ class Incident:
     @property
     def is_drill(self) -> bool:
         return self.group_key.startswith(DRILL_KEY_PREFIX)
+
+    @property
+    def is_declared(self) -> bool:
+        return self.group_key.startswith(DECLARED_KEY_PREFIX)
+
+    @property
+    def detection(self) -> str:
+        """How it came to be: `detected` (an alert raised it), `reported` (declared by a
+        person) or `drill`."""
+        if self.is_drill:
+            return "drill"
+        return "reported" if self.is_declared else "detected"
 
 
 # The actor of a resolution nobody made: Alertmanager stopped reporting the incident's alerts

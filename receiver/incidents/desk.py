@@ -22,23 +22,48 @@ from receiver.core.clock import Clock
 from receiver.core.model import EventKind, Incident, MessageReason, TimelineEvent
 from receiver.escalation.plan import DeadlineKind
 from receiver.escalation.responder import Responder
-from receiver.incidents import cadence, notes, roles
+from receiver.incidents import cadence, declare, notes, roles
+from receiver.incidents.declare import Declaration
 from receiver.incidents.roles import Role, RoleChange, RoleHolder
 from receiver.store import ArmedDeadline, OutboxMessage, Store, Transaction
 from receiver.telemetry.logformat import fields
+from receiver.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 class IncidentDesk:
     def __init__(
-        self, store: Store, clock: Clock, config: Callable[[], Config], responder: Responder
+        self, store: Store, clock: Clock, config: Callable[[], Config], responder: Responder,
+        metrics: Metrics,
     ) -> None:
         self._store = store
         self._clock = clock
         self._config = config
         self._responder = responder
+        self._metrics = metrics
         responder.opened_hooks.append(self._start_cadence)
         responder.deadline_handlers[DeadlineKind.CADENCE.value] = self._remind
+
+    async def declare(self, declaration: Declaration, actor: str) -> Incident:
+        """Open an incident no alert raised; it escalates like any other, in the same job."""
+        config = self._config()
+
+        async def job(tx: Transaction) -> Incident:
+            now = self._clock.now()
+            number = await tx.insert_incident(declare.new_incident(config, declaration, now),
+                                              None)
+            await tx.append(number, [declare.opened_event(declaration, actor, now)])
+            incident = await tx.incident(number)
+            await self._responder.opened(tx, incident, now)
+            tx.after_commit(lambda: self._metrics.child(
+                self._metrics.incidents_opened, incident.team, incident.severity).inc())
+            return incident
+
+        incident = await self._store.write(job)
+        log.info("incident #%d declared by %s: %s %s %s", incident.id, actor,
+                 incident.severity, incident.team, incident.summary,
+                 extra=fields("incident_declared", incident.id, incident.team))
+        return incident
 
     async def roles(self, incident_id: int) -> dict[Role, RoleHolder]:
         """The roles held now; NotFound for an unknown incident."""

@@ -1,5 +1,6 @@
-"""The incident layer's API: roles and notes.
+"""The incident layer's API: declaring incidents, roles and notes.
 
+    POST   /api/v1/incidents                     {"team", "severity", "summary", "source"?}
     PUT    /api/v1/incidents/{id}/roles/{role}   {"user": "ana"}: assign or hand over
     DELETE /api/v1/incidents/{id}/roles/{role}   nobody holds the role any more
     POST   /api/v1/incidents/{id}/notes          {"text": "..."}: a note or status update
@@ -17,12 +18,12 @@ from aiohttp import web
 from receiver.core.access import Scope
 from receiver.core.errors import AckdError, PayloadError
 from receiver.core.inputs import parse_json
-from receiver.incidents import notes
+from receiver.incidents import declare, notes
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.roles import UnknownRole, parse_role
 from receiver.web.access import authorise
 from receiver.web.api import error_response, incident_id
-from receiver.web.responses import error, event_json, ok, roles_json
+from receiver.web.responses import error, event_json, incident_json, ok, roles_json
 from receiver.web.services import Services, services
 
 
@@ -50,6 +51,18 @@ def _user(body: Any) -> str:
     if not isinstance(user, str) or not user:
         raise PayloadError("user", "must be a user's name")
     return user
+
+
+async def declare_incident(request: web.Request) -> web.Response:
+    """POST /api/v1/incidents: 201 with the incident, paging as any other does."""
+    s = services(request)
+    actor = authorise(request, Scope.RESPOND)
+    try:
+        declaration = declare.parse(await json_body(request), s.config)
+        incident = await _desk(s).declare(declaration, actor.name)
+    except AckdError as exc:
+        return _refused(exc)
+    return ok(incident_json(incident), 201)
 
 
 async def assign_role(request: web.Request) -> web.Response:

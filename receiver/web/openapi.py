@@ -93,6 +93,7 @@ SCHEMAS: dict[str, Schema] = {
             "severity": {"type": "string"},
             "state": {"type": "string", "enum": ["triggered", "acknowledged", "resolved"]},
             "summary": {"type": "string"}, "opened_at": {"type": "string"},
+            "detection": {"type": "string", "enum": ["detected", "reported", "drill"]},
             "acknowledged_by": {"type": ["string", "null"]},
             "resolved_by": {"type": ["string", "null"]},
         },
@@ -142,6 +143,20 @@ ROUTES: dict[str, dict[str, Schema]] = {
         },
     },
     "/api/v1/incidents": {
+        "post": _op("declare an incident no alert raised (customer-reported or observed)", {
+            "201": _answer("the incident, escalating like any other; `detection`: reported",
+                           _ref("Incident")),
+            "400": BAD,
+        }, tag="incidents", scope="respond", body=_body({
+            "type": "object", "required": ["team", "severity", "summary"],
+            "additionalProperties": False,
+            "properties": {
+                "team": {"type": "string"}, "severity": {"type": "string"},
+                "summary": {"type": "string", "minLength": 1, "maxLength": 300},
+                "source": {"type": "string", "enum": ["customer", "observed"],
+                           "default": "observed"},
+            },
+        })),
         "get": _op("incidents, newest first", {
             "200": _answer("incidents", {"type": "object", "properties": {
                 "incidents": {"type": "array", "items": _ref("Incident")}}}),

@@ -59,7 +59,8 @@ _ENCODER = msgspec.json.Encoder(enc_hook=_default)
 
 
 def incident_json(incident: Incident) -> dict[str, Any]:
-    return asdict(incident)
+    # detected (an alert raised it), reported (declared by a person) or drill
+    return {**asdict(incident), "detection": incident.detection}
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:

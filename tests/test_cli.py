@@ -19,7 +19,7 @@ from tests.harness import ROOT, free_port
 
 COMMANDS = ["serve", "migrate", "check-config", "routes", "oncall", "ack", "resolve", "snooze",
             "unack", "incidents", "sink", "postmortem", "report", "drill", "role", "note",
-            "declare"]
+            "declare", "reassign", "responder", "severity"]
 
 
 def ackd(*argv: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -49,7 +49,15 @@ from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.health import healthy, metrics, ready, reload
 from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
-from receiver.web.incidents import assign_role, clear_role, declare_incident, post_note
+from receiver.web.incidents import (
+    add_responder,
+    assign_role,
+    change_severity,
+    clear_role,
+    declare_incident,
+    post_note,
+    reassign,
+)
 from receiver.web.learning import get_drill, get_postmortem, get_report, post_drill
 from receiver.web.maintenance import add_window, delete_window, list_windows
 from receiver.web.openapi import openapi
@@ -92,6 +100,9 @@ def build_web_app(
     app.router.add_get("/api/v1/incidents/{id}", get_incident)
     # The incident layer's routes first: `{action}` below would take /notes too.
     app.router.add_post("/api/v1/incidents/{id}/notes", post_note)
+    app.router.add_post("/api/v1/incidents/{id}/reassign", reassign)
+    app.router.add_post("/api/v1/incidents/{id}/responders", add_responder)
+    app.router.add_put("/api/v1/incidents/{id}/severity", change_severity)
     app.router.add_put("/api/v1/incidents/{id}/roles/{role}", assign_role)
     app.router.add_delete("/api/v1/incidents/{id}/roles/{role}", clear_role)
     app.router.add_post("/api/v1/incidents/{id}/{action}", act)

@@ -29,6 +29,17 @@ class Client:
                   ) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/incidents/{incident_id}/{action}", body or {})
 
+    async def reassign(self, incident_id: int, body: dict[str, str]) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/incidents/{incident_id}/reassign", body)
+
+    async def add_responder(self, incident_id: int, user: str) -> dict[str, Any]:
+        return await self._call("POST", f"/api/v1/incidents/{incident_id}/responders",
+                                {"user": user})
+
+    async def set_severity(self, incident_id: int, severity: str) -> dict[str, Any]:
+        return await self._call("PUT", f"/api/v1/incidents/{incident_id}/severity",
+                                {"severity": severity})
+
     async def declare(self, body: dict[str, Any]) -> dict[str, Any]:
         return await self._call("POST", "/api/v1/incidents", body)
 

@@ -1,4 +1,5 @@
-"""The incident layer's commands: `ackd declare`, `ackd role` and `ackd note`.
+"""The incident layer's commands: `ackd declare`, `role`, `note`, `reassign`, `responder`
+and `severity`.
 
 Each talks to a running ackd through the API, as `ackd ack` does, and prints one line saying
 what is now true; an API error prints the status, the field or scope it names, and exits 1.
@@ -49,7 +50,31 @@ def add_parsers(sub: Any, api_flags: ApiFlags, epilog: str) -> None:
     declare.add_argument("summary", help="what is wrong, in one line; quote it")
     declare.add_argument("--source", choices=["customer", "observed"], default="observed",
                          help="who noticed: a customer, or one of us (default)")
-    for parser, run in ((role, _role), (note, _note), (declare, _declare)):
+    reassign = sub.add_parser(
+        "reassign", help="reassign an incident to a team or a person", epilog=epilog,
+        description="Reassign to a team (its escalation policy takes over) or a person (paged "
+        "alone); escalation starts over either way.",
+    )
+    reassign.add_argument("incident", type=int)
+    to = reassign.add_mutually_exclusive_group(required=True)
+    to.add_argument("--team")
+    to.add_argument("--user")
+    responder = sub.add_parser(
+        "responder", help="page someone into an incident", epilog=epilog,
+        description="Page USER into the incident at once; who owns it does not change.",
+    )
+    responder.add_argument("incident", type=int)
+    responder.add_argument("user")
+    severity = sub.add_parser(
+        "severity", help="change an incident's severity", epilog=epilog,
+        description="Raising the severity starts escalation over under the new severity's "
+        "steps; lowering it pages nobody.",
+    )
+    severity.add_argument("incident", type=int)
+    severity.add_argument("severity", help="e.g. SEV1")
+    for parser, run in ((role, _role), (note, _note), (declare, _declare),
+                        (reassign, _reassign), (responder, _responder),
+                        (severity, _severity)):
         api_flags(parser)
         parser.set_defaults(run=run)
 
@@ -85,6 +110,28 @@ def _declare(args: argparse.Namespace) -> int:
         return 1
     print(f"#{answer['id']} declared: {answer['severity']} {answer['team']}: "
           f"{answer['summary']}")
+    return 0
+
+
+def _reassign(args: argparse.Namespace) -> int:
+    body = {"team": args.team} if args.team else {"user": args.user}
+    return _show(args, Client(args.url, args.token).reassign(args.incident, body))
+
+
+def _responder(args: argparse.Namespace) -> int:
+    return _show(args, Client(args.url, args.token).add_responder(args.incident, args.user))
+
+
+def _severity(args: argparse.Namespace) -> int:
+    return _show(args, Client(args.url, args.token).set_severity(args.incident, args.severity))
+
+
+def _show(args: argparse.Namespace, call: Awaitable[dict[str, Any]]) -> int:
+    """One line: the incident as it is now."""
+    answer = _run(args, call)
+    if answer is None:
+        return 1
+    print(f"#{answer['id']} {answer['state']} {answer['severity']} {answer['team']}")
     return 0
 
 

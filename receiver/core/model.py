@@ -102,6 +102,9 @@ class EventKind(StrEnum):
     NOTE = "note"
     STATUS_UPDATE = "status_update"  # a note from whoever speaks for the incident
     STATUS_DUE = "status_due"  # no status update for the cadence: who was reminded
+    REASSIGNED = "reassigned"  # to a team (its policy) or a person; escalation starts over
+    RESPONDER_ADDED = "responder_added"  # paged into the incident; the owner is unchanged
+    SEVERITY_CHANGED = "severity_changed"  # raised: escalation starts over; lowered: no page
 
 
 class MessageReason(StrEnum):
@@ -117,6 +120,7 @@ class MessageReason(StrEnum):
     STAKEHOLDER_RESOLVED = "stakeholder_resolved"
     STALE = "stale"  # Alertmanager stopped reporting the incident's alerts
     STATUS_DUE = "status_due"  # no status update for the severity's cadence (incidents/)
+    RESPONDER_ADDED = "responder_added"  # a person paged into an open incident by another
 
     @property
     def is_page(self) -> bool:
@@ -125,7 +129,7 @@ class MessageReason(StrEnum):
 
 PAGE_REASONS = frozenset({
     MessageReason.TRIGGERED, MessageReason.ESCALATED, MessageReason.REMINDER,
-    MessageReason.RE_ESCALATED,
+    MessageReason.RE_ESCALATED, MessageReason.RESPONDER_ADDED,
 })
 
 

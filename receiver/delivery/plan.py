@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from receiver.core.model import Incident, IncidentState
+from receiver.core.model import Incident, IncidentState, MessageReason
 from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, kind_of
 from receiver.store.records import OutboxMessage, OutboxRow
 
@@ -88,7 +88,7 @@ def plan_pass(
         url, kind = row.url, kind_of(row.message.reason)
         if incident is None:
             plan.suppressed.append((row, None, "incident not found"))
-        elif kind is Kind.PAGE and incident.state is not IncidentState.TRIGGERED:
+        elif kind is Kind.PAGE and not _page_wanted(row.message.reason, incident.state):
             plan.suppressed.append((row, incident, f"incident {incident.state.value}"))
         else:
             # A retry was let through the gate on its first attempt: it is not counted again.
@@ -145,6 +145,14 @@ def _gate_rows(
         reasons = tuple(row.message.reason.value for row, _ in items)
         plan.histories[url] = gate.record_held_back(history, kind, now, ids, reasons)
         plan.addressees[url] = items[0][0].message
+
+
+def _page_wanted(reason: MessageReason, state: IncidentState) -> bool:
+    """A page asks for an acknowledgement, so it goes only while none came; a person paged
+    into an incident that others already work is wanted until it is resolved."""
+    if reason is MessageReason.RESPONDER_ADDED:
+        return state is not IncidentState.RESOLVED
+    return state is IncidentState.TRIGGERED
 
 
 def backoff(base: timedelta, cap: timedelta, attempts: int) -> timedelta:

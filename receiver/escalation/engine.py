@@ -273,6 +273,22 @@ def unacknowledge(
     return replace(plan, cancel=(DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 
+def restart(
+    state: EscalationState, incident: Incident, severity: str, event: TimelineEvent,
+    now: datetime, policy: Policy | None = None,
+) -> Plan:
+    """Escalation starts over in a new run, from the first step that applies to `severity`,
+    under `policy` if given (a reassignment) or the one it had (a raised severity). The
+    incident is TRIGGERED again: whoever acknowledged it before answered another question."""
+    _check_now(now)
+    if not incident.is_open or _is_resolved(state):
+        raise InvalidTransition(f"cannot restart escalation: {_where(incident)}")
+    fresh = replace(state, policy=policy or state.policy, snoozed_until=None,
+                    last_fired_step=None, last_fired_cycle=None)
+    plan = _re_escalate(fresh, severity, event, now)
+    return replace(plan, cancel=(*_PERSON_WAITS, DeadlineKind.REACK, DeadlineKind.SNOOZE))
+
+
 def snooze(
     state: EscalationState, incident: Incident, actor: str, until: datetime, now: datetime
 ) -> Plan:

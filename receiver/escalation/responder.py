@@ -39,7 +39,7 @@ from receiver.escalation.plan import (
     Page,
     Plan,
 )
-from receiver.escalation.policy import Channel, StepMode, TargetKind, User
+from receiver.escalation.policy import Channel, Policy, StepMode, TargetKind, User
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.incidents.service import observe_resolution
@@ -479,6 +479,18 @@ class Responder:
         fresh = await tx.incident(incident.id)
         tx.after_commit(partial(self._observe, PlanMetrics(fresh, steps, acknowledged, resolved)))
         return fresh
+
+    async def restart(
+        self, tx: Transaction, incident: Incident, event: TimelineEvent, now: datetime,
+        policy: Policy | None = None,
+    ) -> None:
+        """Escalation starts over (a reassignment, a raised severity), in `tx`: the first
+        step that applies pages at once, in this transaction."""
+        state = await self._state(tx, incident)
+        if state is None:
+            raise InvalidTransition(f"incident {incident.id} has no escalation to restart")
+        plan = escalation.restart(state, incident, incident.severity, event, now, policy)
+        await self._apply(tx, incident, plan, now)
 
     def arm_after_commit(self, tx: Transaction, armed: list[ArmedDeadline]) -> None:
         """Put deadlines written in `tx` on the timer once it commits."""

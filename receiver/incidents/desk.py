@@ -19,11 +19,13 @@ from datetime import datetime
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
-from receiver.core.model import EventKind, Incident, MessageReason, TimelineEvent
+from receiver.core.model import EventKind, Incident, MessageReason, Severity, TimelineEvent
 from receiver.escalation.plan import DeadlineKind
 from receiver.escalation.responder import Responder
-from receiver.incidents import cadence, declare, notes, roles
+from receiver.incidents import assignment, cadence, declare, notes, roles
+from receiver.incidents.assignment import Reassignment
 from receiver.incidents.declare import Declaration
+from receiver.incidents.drills import route_for
 from receiver.incidents.roles import Role, RoleChange, RoleHolder
 from receiver.store import ArmedDeadline, OutboxMessage, Store, Transaction
 from receiver.telemetry.logformat import fields
@@ -64,6 +66,68 @@ class IncidentDesk:
                  incident.severity, incident.team, incident.summary,
                  extra=fields("incident_declared", incident.id, incident.team))
         return incident
+
+    async def reassign(self, incident_id: int, to: Reassignment, actor: str) -> Incident:
+        """To a team (its policy) or a person (paged alone); escalation starts over."""
+        config = self._config()
+
+        async def job(tx: Transaction) -> Incident:
+            incident = await tx.incident(incident_id)
+            assignment.check_open(incident, "reassign")
+            now = self._clock.now()
+            event = assignment.reassigned(incident, to, actor, now)
+            if to.team is not None:
+                route = route_for(config, to.team)
+                await tx.update_incident(incident_id, now, team=to.team, policy=route.policy)
+                incident = await tx.incident(incident_id)
+                policy = config.policy_for(route.policy, to.team)
+            else:
+                assert to.user is not None
+                policy = assignment.person_policy(
+                    config.policy_for(incident.policy, incident.team), to.user)
+            await self._responder.restart(tx, incident, event, now, policy)
+            return await tx.incident(incident_id)
+
+        return await self._store.write(job)
+
+    async def add_responder(self, incident_id: int, user: str, actor: str) -> Incident:
+        """Page `user` into the incident now; who owns it does not change."""
+
+        async def job(tx: Transaction) -> Incident:
+            incident = await tx.incident(incident_id)
+            assignment.check_open(incident, "add a responder")
+            now = self._clock.now()
+            await tx.append(incident_id, [assignment.responder_added(user, actor, now)])
+            pages = self._messages(user, MessageReason.RESPONDER_ADDED, None, actor)
+            await self._responder.enqueue(tx, incident, pages, now)
+            return incident
+
+        return await self._store.write(job)
+
+    async def change_severity(self, incident_id: int, severity: Severity, actor: str
+                              ) -> Incident:
+        """Raised: escalation starts over under the new severity's steps. Lowered: no page.
+        The status cadence follows the new severity from now."""
+        config = self._config()
+
+        async def job(tx: Transaction) -> Incident:
+            incident = await tx.incident(incident_id)
+            assignment.check_open(incident, "change the severity")
+            now = self._clock.now()
+            change = assignment.severity_change(
+                incident, config.severity(incident.severity), severity, actor, now)
+            if change is None:
+                return incident
+            await tx.update_incident(incident_id, now, severity=severity.name)
+            incident = await tx.incident(incident_id)
+            if change.raised:
+                await self._responder.restart(tx, incident, change.event, now)
+            else:
+                await tx.append(incident_id, [change.event])
+            await self._arm_cadence(tx, incident, now)
+            return await tx.incident(incident_id)
+
+        return await self._store.write(job)
 
     async def roles(self, incident_id: int) -> dict[Role, RoleHolder]:
         """The roles held now; NotFound for an unknown incident."""
@@ -149,15 +213,17 @@ class IncidentDesk:
                                                                incident.team))
 
     def _reminders(self, name: str, event: TimelineEvent) -> list[OutboxMessage]:
+        return self._messages(name, MessageReason.STATUS_DUE, float(event.detail["every"]))
+
+    def _messages(self, name: str, reason: MessageReason, every: float | None,
+                  actor: str = "") -> list[OutboxMessage]:
         """One message on each of the person's immediate contacts (a delayed one, such as
-        SMS after push, is for pages that wait unanswered; a reminder does not)."""
+        SMS after push, is for a policy's pages left unanswered)."""
         user = self._config().users[name]
-        every = float(event.detail["every"])
         indexes = [i for i, c in enumerate(user.contacts) if not c.delay] or [0]
         return [
-            OutboxMessage(recipient=name, recipient_kind="user", contact=i,
-                          reason=MessageReason.STATUS_DUE, short=user.contacts[i].short,
-                          status_every=every)
+            OutboxMessage(recipient=name, recipient_kind="user", contact=i, reason=reason,
+                          short=user.contacts[i].short, status_every=every, actor=actor)
             for i in indexes
         ]
 

@@ -158,10 +158,11 @@ _LEADS = {
     "escalated": "ESCALATED: nobody has acknowledged yet" + _STEP + ".\n",
     "reminder": "REMINDER: still not acknowledged" + _STEP + ".\n",
     "re_escalated": "RE-ESCALATED: acknowledged earlier but still not resolved" + _STEP + ".\n",
+    "responder_added": "{{ actor or 'Someone' }} asks you to join this incident.\n",
 }
 
 _TITLE_TAGS = {"triggered": "", "escalated": "ESCALATED ", "reminder": "REMINDER ",
-               "re_escalated": "RE-ESCALATED "}
+               "re_escalated": "RE-ESCALATED ", "responder_added": "JOIN "}
 
 DEFAULTS: dict[str, dict[str, str]] = {
     **{
@@ -442,7 +443,7 @@ def _tidy(body: str) -> str:
 # -- short bodies ------------------------------------------------------------------------
 
 _SHORT_TAGS = {"triggered": "", "escalated": "ESC ", "reminder": "REMINDER ",
-               "re_escalated": "RE-ESC "}
+               "re_escalated": "RE-ESC ", "responder_added": "JOIN "}
 
 
 def short_body(ctx: MessageContext) -> str:

@@ -4,6 +4,9 @@
     PUT    /api/v1/incidents/{id}/roles/{role}   {"user": "ana"}: assign or hand over
     DELETE /api/v1/incidents/{id}/roles/{role}   nobody holds the role any more
     POST   /api/v1/incidents/{id}/notes          {"text": "..."}: a note or status update
+    POST   /api/v1/incidents/{id}/reassign       {"team": T} or {"user": U}
+    POST   /api/v1/incidents/{id}/responders     {"user": U}: page them in
+    PUT    /api/v1/incidents/{id}/severity       {"severity": S}
 
 Roles: commander, tech_lead, comms_lead, scribe. Every change needs the `respond` scope and
 is recorded on the timeline as the principal acting.
@@ -18,7 +21,7 @@ from aiohttp import web
 from receiver.core.access import Scope
 from receiver.core.errors import AckdError, PayloadError
 from receiver.core.inputs import parse_json
-from receiver.incidents import declare, notes
+from receiver.incidents import assignment, declare, notes
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.roles import UnknownRole, parse_role
 from receiver.web.access import authorise
@@ -103,6 +106,45 @@ async def post_note(request: web.Request) -> web.Response:
     except AckdError as exc:
         return _refused(exc)
     return ok(event_json(event), 201)
+
+
+async def reassign(request: web.Request) -> web.Response:
+    """POST /api/v1/incidents/{id}/reassign: 200 with the incident, escalating anew."""
+    s = services(request)
+    actor = authorise(request, Scope.RESPOND)
+    try:
+        number = incident_id(request)
+        to = assignment.parse_reassignment(await json_body(request), s.config)
+        incident = await _desk(s).reassign(number, to, actor.name)
+    except AckdError as exc:
+        return _refused(exc)
+    return ok(incident_json(incident))
+
+
+async def add_responder(request: web.Request) -> web.Response:
+    """POST /api/v1/incidents/{id}/responders: 200 with the incident (its owner unchanged)."""
+    s = services(request)
+    actor = authorise(request, Scope.RESPOND)
+    try:
+        number = incident_id(request)
+        user = assignment.parse_responder(await json_body(request), s.config)
+        incident = await _desk(s).add_responder(number, user, actor.name)
+    except AckdError as exc:
+        return _refused(exc)
+    return ok(incident_json(incident))
+
+
+async def change_severity(request: web.Request) -> web.Response:
+    """PUT /api/v1/incidents/{id}/severity: 200 with the incident."""
+    s = services(request)
+    actor = authorise(request, Scope.RESPOND)
+    try:
+        number = incident_id(request)
+        severity = assignment.parse_severity(await json_body(request), s.config)
+        incident = await _desk(s).change_severity(number, severity, actor.name)
+    except AckdError as exc:
+        return _refused(exc)
+    return ok(incident_json(incident))
 
 
 def _refused(exc: AckdError) -> web.Response:

@@ -203,6 +203,35 @@ ROUTES: dict[str, dict[str, Schema]] = {
             "409": CONFLICT,
         }, tag="roles", scope="respond", parameters=[ID, ROLE]),
     },
+    "/api/v1/incidents/{id}/reassign": {
+        "post": _op("reassign to a team (its policy) or a person (paged alone); escalation "
+                    "starts over", {
+                        "200": _answer("the incident", _ref("Incident")), "400": BAD,
+                        "404": NOT_FOUND, "409": CONFLICT,
+                    }, tag="incidents", scope="respond", parameters=[ID], body=_body({
+                        "type": "object", "additionalProperties": False,
+                        "description": "exactly one of team and user",
+                        "properties": {"team": {"type": "string"}, "user": {"type": "string"}},
+                    })),
+    },
+    "/api/v1/incidents/{id}/responders": {
+        "post": _op("page someone into the incident; its owner does not change", {
+            "200": _answer("the incident", _ref("Incident")), "400": BAD, "404": NOT_FOUND,
+            "409": CONFLICT,
+        }, tag="incidents", scope="respond", parameters=[ID], body=_body({
+            "type": "object", "required": ["user"], "additionalProperties": False,
+            "properties": {"user": {"type": "string"}},
+        })),
+    },
+    "/api/v1/incidents/{id}/severity": {
+        "put": _op("raise (escalation starts over) or lower (no page) the severity", {
+            "200": _answer("the incident", _ref("Incident")), "400": BAD, "404": NOT_FOUND,
+            "409": CONFLICT,
+        }, tag="incidents", scope="respond", parameters=[ID], body=_body({
+            "type": "object", "required": ["severity"], "additionalProperties": False,
+            "properties": {"severity": {"type": "string"}},
+        })),
+    },
     "/api/v1/incidents/{id}/notes": {
         "post": _op("a note on the timeline; from the communications lead, a status update", {
             "201": _answer("the event written (`kind`: note or status_update)", _ref("Event")),

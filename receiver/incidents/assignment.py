@@ -1,0 +1,117 @@
+"""Who owns an incident and how severe it is, changed by people: reassigning it to a team or
+a person, paging more responders in, raising or lowering its severity. Pure decisions; the
+desk writes them and asks the responder to restart escalation where one is due.
+
+- Reassigning to a team makes that team's policy (its first route's) the incident's, and
+  escalation starts over under it. Reassigning to a person makes them the only one paged:
+  one step, at once, repeated as the policy repeats; reassign to a team to put a policy back.
+- Adding a responder pages them at once (their immediate contacts) and changes nothing else.
+- Raising the severity starts escalation over under the steps of the new severity; lowering
+  it pages nobody (later steps follow the new severity).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from receiver.config.model import Config
+from receiver.core.errors import InvalidTransition, PayloadError
+from receiver.core.model import EventKind, Incident, Severity, TimelineEvent
+from receiver.escalation.policy import Policy, Step, Target, TargetKind
+from receiver.incidents.drills import route_for
+
+
+@dataclass(frozen=True, slots=True)
+class Reassignment:
+    team: str | None = None  # exactly one of team and user
+    user: str | None = None
+
+
+def _object(body: Any, known: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise PayloadError("body", f"must be a JSON object with {' or '.join(known)}")
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        raise PayloadError(unknown[0], f"unknown field; known: {', '.join(known)}")
+    return body
+
+
+def _name(body: dict[str, Any], field: str) -> str:
+    value = body.get(field)
+    if not isinstance(value, str) or not value:
+        raise PayloadError(field, "must be a non-empty string")
+    return value
+
+
+def _user(body: dict[str, Any], config: Config) -> str:
+    user = _name(body, "user")
+    if user not in config.users:
+        raise PayloadError("user", f"unknown user {user!r}")
+    return user
+
+
+def parse_reassignment(body: Any, config: Config) -> Reassignment:
+    given = _object(body, ("team", "user"))
+    if ("team" in given) == ("user" in given):
+        raise PayloadError("team", "give a team or a user to reassign to, not both")
+    if "team" in given:
+        team = _name(given, "team")
+        route_for(config, team)  # an unknown team, or one no route leads to
+        return Reassignment(team=team)
+    return Reassignment(user=_user(given, config))
+
+
+def parse_responder(body: Any, config: Config) -> str:
+    return _user(_object(body, ("user",)), config)
+
+
+def parse_severity(body: Any, config: Config) -> Severity:
+    name = _name(_object(body, ("severity",)), "severity")
+    for severity in config.severities:
+        if severity.name == name:
+            return severity
+    known = ", ".join(s.name for s in config.severities)
+    raise PayloadError("severity", f"unknown severity {name!r}; one of {known}")
+
+
+def check_open(incident: Incident, what: str) -> None:
+    if not incident.is_open:
+        raise InvalidTransition(
+            f"cannot {what}: incident #{incident.id} is already resolved "
+            f"(by {incident.resolved_by or 'unknown'})"
+        )
+
+
+def reassigned(incident: Incident, to: Reassignment, actor: str, now: datetime
+               ) -> TimelineEvent:
+    detail = {"team": to.team, "user": to.user, "previous_team": incident.team}
+    return TimelineEvent(now, EventKind.REASSIGNED, actor, detail)
+
+
+def person_policy(policy: Policy, user: str) -> Policy:
+    """The incident's policy, paging only `user`: one step, at once, repeated as it repeats."""
+    step = Step(timedelta(0), (Target(TargetKind.USER, user),))
+    return Policy(policy.name, (step,), policy.repeat, policy.repeat_after, policy.reack_after)
+
+
+def responder_added(user: str, actor: str, now: datetime) -> TimelineEvent:
+    return TimelineEvent(now, EventKind.RESPONDER_ADDED, actor, {"user": user})
+
+
+@dataclass(frozen=True, slots=True)
+class SeverityChange:
+    raised: bool
+    event: TimelineEvent
+
+
+def severity_change(
+    incident: Incident, old: Severity, new: Severity, actor: str, now: datetime
+) -> SeverityChange | None:
+    """None when it is the severity the incident has. Rank 0 is the most severe."""
+    if old.name == new.name:
+        return None
+    raised = new.rank < old.rank
+    detail = {"from": old.name, "to": new.name, "raised": raised}
+    return SeverityChange(raised, TimelineEvent(now, EventKind.SEVERITY_CHANGED, actor, detail))

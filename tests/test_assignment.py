@@ -1,0 +1,188 @@
+"""Reassigning an incident, paging more responders in, changing its severity: through the
+API (every error a named 4xx) and the CLI, on the fake clock, each on the timeline."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN
+from tests.test_api import Api, run_cli, start_api
+
+OTHER = {"alertname": "Disk", "cluster": "eu1", "team": "payments", "severity": "x"}  # SEV2
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    started = await start_api(tmp_path)
+    yield started
+    await started.daemon.stop()
+
+
+async def _later(api: Api, minutes: float) -> None:
+    await api.clock.jump(timedelta(minutes=minutes))
+    await api.settle()
+
+
+async def _events(api: Api, number: int, kind: str) -> list[tuple[str, dict[str, Any]]]:
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    return [(e["actor"], e["detail"]) for e in body["timeline"] if e["kind"] == kind]
+
+
+async def test_reassigning_to_a_team_starts_its_policy_over(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                  {"team": "platform"}, token=ANA_TOKEN)
+    assert (status, body["team"], body["state"]) == (200, "platform", "triggered")
+    await api.settle()
+    assert api.paged()[-1] == "ana"  # platform's first step: its primary on call
+    await _later(api, 5)
+    assert api.paged()[-1] == "bo"  # and on, as its policy says
+    assert await _events(api, number, "reassigned") == [
+        ("ana", {"team": "platform", "user": None, "previous_team": "payments"})]
+
+
+async def test_reassigning_to_a_person_pages_them_alone(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    assert api.paged() == ["ana"]
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                  {"user": "cy"}, token=ANA_TOKEN)
+    assert (status, body["team"]) == (200, "payments")
+    await api.settle()
+    await _later(api, 30)
+    assert api.paged() == ["ana", "cy"]  # at once, and nobody else after
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack", token=API_TOKEN)
+    assert (status, body["state"]) == (200, "acknowledged")
+
+
+async def test_a_responder_is_paged_in_and_the_owner_stays(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+    await api.settle()
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/responders",
+                                  {"user": "bo"}, token=ANA_TOKEN)
+    assert (status, body["state"], body["acknowledged_by"]) == (200, "acknowledged", "ana")
+    await api.settle()
+    assert api.paged()[-1] == "bo"
+    page = api.notifier.sent[-1][1]
+    assert "JOIN" in page.title
+    assert "ana asks you to join this incident" in page.body
+    assert await _events(api, number, "responder_added") == [("ana", {"user": "bo"})]
+    sent = len(api.paged())
+    await api.call("POST", f"/api/v1/incidents/{number}/resolve", token=ANA_TOKEN)
+    await api.settle()
+    assert sorted(api.paged()[sent:]) == ["ana", "bo"]  # both hear it is resolved
+
+
+async def test_raising_the_severity_restarts_escalation_and_lowering_pages_nobody(
+    api: Api,
+) -> None:
+    number = await api.fire(OTHER)
+    await api.settle()
+    await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+    await api.settle()
+    sent = len(api.paged())
+    status, body = await api.call("PUT", f"/api/v1/incidents/{number}/severity",
+                                  {"severity": "SEV1"}, token=ANA_TOKEN)
+    assert (status, body["severity"], body["state"]) == (200, "SEV1", "triggered")
+    await api.settle()
+    assert api.paged()[sent:] == ["ana"]  # the first step of SEV1, at once
+    await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+    await api.settle()
+    sent = len(api.paged())
+    status, body = await api.call("PUT", f"/api/v1/incidents/{number}/severity",
+                                  {"severity": "SEV3"}, token=ANA_TOKEN)
+    assert (status, body["severity"], body["state"]) == (200, "SEV3", "acknowledged")
+    await _later(api, 30)
+    assert api.paged()[sent:] == []
+    status, body = await api.call("PUT", f"/api/v1/incidents/{number}/severity",
+                                  {"severity": "SEV3"}, token=ANA_TOKEN)
+    assert status == 200  # the severity it has: nothing changes
+    assert [d for _, d in await _events(api, number, "severity_changed")] == [
+        {"from": "SEV2", "to": "SEV1", "raised": True},
+        {"from": "SEV1", "to": "SEV3", "raised": False},
+    ]
+
+
+CHANGES = [
+    ("POST", "/api/v1/incidents/{id}/reassign", {"team": "platform"}),
+    ("POST", "/api/v1/incidents/{id}/responders", {"user": "bo"}),
+    ("PUT", "/api/v1/incidents/{id}/severity", {"severity": "SEV1"}),
+]
+ERRORS = [
+    *[(f"{p.rsplit('/', 1)[1]}: unknown incident", m, p.replace("{id}", "999"), b, API_TOKEN,
+       404, "id") for m, p, b in CHANGES],
+    *[(f"{p.rsplit('/', 1)[1]}: read token", m, p, b, BO_TOKEN, 403, "Authorization")
+      for m, p, b in CHANGES],
+    *[(f"{p.rsplit('/', 1)[1]}: body a list", m, p, [b], API_TOKEN, 400, "body")
+      for m, p, b in CHANGES],
+    *[(f"{p.rsplit('/', 1)[1]}: unknown field", m, p, {**b, "why": 1}, API_TOKEN, 400, "why")
+      for m, p, b in CHANGES],
+    ("reassign: both", "POST", "/api/v1/incidents/{id}/reassign",
+     {"team": "platform", "user": "bo"}, API_TOKEN, 400, "team"),
+    ("reassign: neither", "POST", "/api/v1/incidents/{id}/reassign", {}, API_TOKEN, 400,
+     "team"),
+    ("reassign: unknown team", "POST", "/api/v1/incidents/{id}/reassign", {"team": "zed"},
+     API_TOKEN, 400, "team"),
+    ("reassign: unknown user", "POST", "/api/v1/incidents/{id}/reassign", {"user": "zed"},
+     API_TOKEN, 400, "user"),
+    ("responder: unknown user", "POST", "/api/v1/incidents/{id}/responders", {"user": "zed"},
+     API_TOKEN, 400, "user"),
+    ("responder: user a number", "POST", "/api/v1/incidents/{id}/responders", {"user": 3},
+     API_TOKEN, 400, "user"),
+    ("severity: unknown", "PUT", "/api/v1/incidents/{id}/severity", {"severity": "SEV9"},
+     API_TOKEN, 400, "severity"),
+    ("severity: missing", "PUT", "/api/v1/incidents/{id}/severity", {}, API_TOKEN, 400,
+     "severity"),
+    ("severity: not JSON", "PUT", "/api/v1/incidents/{id}/severity", b"SEV1", API_TOKEN, 400,
+     "body"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "token", "status", "field"),
+                         [c[1:] for c in ERRORS], ids=[c[0] for c in ERRORS])
+async def test_errors_name_the_field(
+    api: Api, method: str, path: str, body: Any, token: str, status: int, field: str
+) -> None:
+    number = await api.fire()
+    raw = body if isinstance(body, bytes) else None
+    got, answer = await api.call(method, path.format(id=number), None if raw else body,
+                                 token=token, raw=raw)
+    assert (got, answer["field"]) == (status, field), answer
+    _, incident = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert (incident["team"], incident["severity"]) == ("payments", "SEV1")
+    kinds = {e["kind"] for e in incident["timeline"]}
+    assert not kinds & {"reassigned", "responder_added", "severity_changed"}
+
+
+@pytest.mark.parametrize(("method", "path", "body"), CHANGES)
+async def test_a_resolved_incident_is_a_clear_409(
+    api: Api, method: str, path: str, body: Any
+) -> None:
+    number = await api.fire()
+    await api.call("POST", f"/api/v1/incidents/{number}/resolve", token=ANA_TOKEN)
+    status, answer = await api.call(method, path.format(id=number), body)
+    assert (status, answer["field"]) == (409, "state")
+    assert f"incident #{number} is already resolved (by ana)" in answer["error"]
+
+
+async def test_the_cli_reassigns_pages_in_and_changes_severity(api: Api) -> None:
+    number = await api.fire(OTHER)
+    flags = ("--url", api.url, "--token", ANA_TOKEN)
+    code, out = await run_cli("severity", str(number), "SEV1", *flags)
+    assert (code, out.strip()) == (0, f"#{number} triggered SEV1 payments")
+    code, out = await run_cli("responder", str(number), "bo", *flags)
+    assert (code, out.strip()) == (0, f"#{number} triggered SEV1 payments")
+    code, out = await run_cli("reassign", str(number), "--team", "platform", *flags)
+    assert (code, out.strip()) == (0, f"#{number} triggered SEV1 platform")
+    code, out = await run_cli("reassign", str(number), "--user", "zed", *flags)
+    assert code == 1
+    assert "HTTP 400: user: unknown user 'zed'" in out

@@ -38,7 +38,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config",),
     ("store",),
     # Services: the domain applied to the store, on the clock.
-    ("incidents.service", "incidents.drills", "escalation.responder", "escalation.timer",
+    # incidents.declare and .assignment read requests against the Config, as drills do.
+    ("incidents.service", "incidents.drills", "incidents.declare", "incidents.assignment",
+     "incidents.desk", "escalation.responder", "escalation.timer",
      "delivery.dispatch", "delivery.render", "oncall.service", "oncall.handoffs",
      "heartbeats.service", "maintenance.service"),
     ("web",),

@@ -17,7 +17,7 @@ from receiver.config.model import Config
 from receiver.core.errors import PayloadError
 from receiver.core.model import DECLARED_KEY_PREFIX, EventKind, TimelineEvent
 from receiver.incidents.drills import route_for
-from receiver.store import NewIncident
+from receiver.store.records import NewIncident
 
 MAX_SUMMARY_CHARS = 300
 SOURCES = ("customer", "observed")

@@ -301,6 +301,20 @@ ROUTES: dict[str, dict[str, Schema]] = {
             "200": ICS, "400": BAD, "404": _error("no such user"),
         }, tag="on-call", scope="read", parameters=[_path("name", "a user"), WEEKS]),
     },
+    "/api/v1/heartbeats": {
+        "get": _op("the heartbeats (dead man's switches) and when each last arrived", {
+            "200": _answer("heartbeats", {"type": "object"}),
+            "503": _error("the store is in trouble"),
+        }, tag="heartbeats", scope="read"),
+    },
+    "/api/v1/heartbeats/{name}": {
+        "post": _op("a heartbeat arrived (a job's `curl -X POST`; the body is not read)", {
+            "200": _answer("recorded", {"type": "object"}),
+            "404": _error("no such heartbeat (`field: name`)"),
+            "503": _error("the store is in trouble"),
+        }, tag="heartbeats", scope="heartbeat",
+            parameters=[_path("name", "a heartbeat of the config")]),
+    },
     "/l/{token}": {
         "get": _op("a signed link's confirmation page (never acts)", {
             "200": HTML, "403": _answer("a forged, tampered or expired link")}, tag="links",

@@ -315,6 +315,21 @@ ROUTES: dict[str, dict[str, Schema]] = {
         }, tag="heartbeats", scope="heartbeat",
             parameters=[_path("name", "a heartbeat of the config")]),
     },
+    "/api/v1/maintenance": {
+        "get": _op("the maintenance windows (the config's and the API's)", {
+            "200": _answer("windows", {"type": "object"}),
+        }, tag="maintenance", scope="read"),
+        "post": _op("a maintenance window: its incidents' pages are held while it lasts", {
+            "201": _answer("the window", {"type": "object"}), "400": BAD,
+        }, tag="maintenance", scope="respond", body=_body({"type": "object"})),
+    },
+    "/api/v1/maintenance/{id}": {
+        "delete": _op("delete a window made through the API", {
+            "200": _answer("deleted", {"type": "object"}), "400": BAD,
+            "404": _error("no such window"),
+        }, tag="maintenance", scope="respond",
+            parameters=[_path("id", "the window's number", {"type": "integer"})]),
+    },
     "/l/{token}": {
         "get": _op("a signed link's confirmation page (never acts)", {
             "200": HTML, "403": _answer("a forged, tampered or expired link")}, tag="links",

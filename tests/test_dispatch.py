@@ -368,6 +368,64 @@ async def test_pages_of_a_handled_incident_are_suppressed(
     assert rig.failed == []
 
 
+class HeldNotifier(RecordingNotifier):
+    """Every send reaches its endpoint at once but reports back only once `release` is set:
+    the person has the page, and ackd has not recorded it yet."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def send(self, url: str, message: Message) -> Delivery:
+        delivery = await super().send(url, message)
+        await self.release.wait()
+        return delivery
+
+
+async def test_a_page_in_flight_when_the_incident_resolves_counts_as_paged(
+    make_rig: RigFactory,
+) -> None:
+    # The race Alertmanager's resolution ran into: ana's endpoint has the page, its
+    # notification_sent is not written yet, and the resolution commits in between. Those
+    # the responder tells of it are paged_recipients, read in the resolving batch.
+    notifier = HeldNotifier()
+    rig = await make_rig(notifier)
+    [incident_id] = await rig.incidents(1, [payload(ANA)])
+
+    async def in_flight() -> bool:
+        return len(notifier.sent) == 1
+
+    await eventually(in_flight, "the page to reach ana's endpoint")
+    now = rig.clock.now()
+
+    async def resolve(tx: Transaction) -> list[str]:
+        await tx.update_incident(incident_id, now, state=IncidentState.RESOLVED)
+        return await tx.paged_recipients(incident_id)
+
+    assert await rig.store.write(resolve) == ["ana"]
+    notifier.release.set()
+    await eventually(rig.settled, "the page to be recorded")
+    assert len(await rig.events(incident_id, EventKind.NOTIFICATION_SENT)) == 1
+    # Recorded now: still ana, once, and no page went after the resolution.
+    assert await rig.store.write(lambda tx: tx.paged_recipients(incident_id)) == ["ana"]
+    assert [url for url, _ in notifier.sent] == [ANA]
+
+
+async def test_a_page_still_queued_is_not_counted_as_paged(make_rig: RigFactory) -> None:
+    # Not handed to a send: after the resolution it is suppressed, never sent, so whoever it
+    # names was never paged and is told nothing.
+    rig = await make_rig()
+    [incident_id] = await rig.incidents(1)
+    now = rig.clock.now() + timedelta(minutes=5)
+
+    async def queue_then_resolve(tx: Transaction) -> list[str]:
+        await tx.enqueue(incident_id, [payload(ANA)], now)  # due in five minutes
+        await tx.update_incident(incident_id, now, state=IncidentState.RESOLVED)
+        return await tx.paged_recipients(incident_id)
+
+    assert await rig.store.write(queue_then_resolve) == []
+
+
 # -- noise control ---------------------------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ naming it, as for Alertmanager.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -257,9 +256,8 @@ async def test_grafana_alerts_page_through_apprise_with_their_links_and_resolve(
             async with session.get(f"{url}/api/v1/incidents/{number}",
                                    headers={"Authorization": f"Bearer {API_TOKEN}"}) as got:
                 assert (await got.json())["team"] == "payments"  # routed on a Grafana label
-            # The resolution is told to whoever the timeline says was paged: the sink has the
-            # page a moment before ackd records it, so wait for the record, not the sink.
-            await _recorded(session, f"{url}/api/v1/incidents/{number}", "notification_sent")
+            # Resolved at once, while ackd may not have recorded the page the sink has: a page
+            # in flight counts as paged, so the resolution still reaches its person.
             async with session.post(f"{url}/api/v1/alerts", json=fixture("resolved"),
                                     headers={"Authorization": f"Bearer {TOKEN}"}) as answer:
                 assert (await answer.json())["resolved"] == [number]
@@ -268,13 +266,3 @@ async def test_grafana_alerts_page_through_apprise_with_their_links_and_resolve(
         finally:
             await daemon.stop()
 
-
-async def _recorded(session: aiohttp.ClientSession, incident: str, kind: str) -> None:
-    async with asyncio.timeout(10):
-        while True:
-            async with session.get(
-                incident, headers={"Authorization": f"Bearer {API_TOKEN}"}
-            ) as got:
-                if kind in {e["kind"] for e in (await got.json())["timeline"]}:
-                    return
-            await asyncio.sleep(0.01)

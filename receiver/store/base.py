@@ -93,7 +93,9 @@ class TimelineRecords(Protocol):
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None: ...
 
     async def paged_recipients(self, incident_id: int) -> list[str]:
-        """Users paged for this incident so far, in the order they were first paged."""
+        """Users paged for this incident so far, in the order they were first paged: a page
+        recorded sent, or one in flight (leased to a send whose result is not recorded yet:
+        the person may have it already, so the resolution must reach them too)."""
         ...
 
     async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,6 +107,12 @@ def event_from_row(row: tuple[Any, ...]) -> TimelineEvent:
     return TimelineEvent(
         at=from_us(row[0]), kind=EventKind(row[1]), actor=row[2], detail=loads(row[3])
     )
+
+
+def first_seen(names: Iterable[object]) -> list[str]:
+    """The names in the order each first appears, once each (None, a row without one, left
+    out): the two dialects merge what the timeline and the outbox say was paged alike."""
+    return list(dict.fromkeys(str(n) for n in names if n is not None))
 
 
 def encode_message(message: OutboxMessage) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
-from receiver.store.codec import dumps, to_us
+from receiver.store.codec import dumps, first_seen, to_us
 from receiver.store.postgres.statements import Statements
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
@@ -24,8 +24,10 @@ class TimelineStatements(Statements):
             )
 
     async def paged_recipients(self, incident_id: int) -> list[str]:
-        """Users paged for this incident so far, in the order they were first paged."""
-        rows = await self._all(
+        """Users paged for this incident so far, in the order they were first paged: those a
+        page was recorded sent to, then those whose page is in flight (leased to a send, its
+        result not yet recorded), who may have it already and must hear what follows."""
+        sent = await self._all(
             "SELECT detail::jsonb ->> 'recipient' AS who, min(id) FROM timeline"
             " WHERE incident_id = $1 AND kind = 'notification_sent'"
             " AND detail::jsonb ->> 'recipient_kind' = 'user'"
@@ -33,7 +35,16 @@ class TimelineStatements(Statements):
             " GROUP BY who ORDER BY min(id)",
             incident_id, _PAGES,
         )
-        return [str(r[0]) for r in rows if r[0] is not None]
+        # The keys of store.OutboxMessage, as store/codec.py writes them.
+        in_flight = await self._all(
+            "SELECT payload::jsonb ->> 'recipient' AS who, min(id) FROM outbox"
+            " WHERE incident_id = $1 AND leased_from IS NOT NULL"
+            " AND payload::jsonb ->> 'recipient_kind' = 'user'"
+            " AND payload::jsonb ->> 'reason' = ANY($2::text[])"
+            " GROUP BY who ORDER BY min(id)",
+            incident_id, _PAGES,
+        )
+        return first_seen(r[0] for r in [*sent, *in_flight])
 
     async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
         """Whether a page of this step reached `recipient`, or one is still waiting to go."""

@@ -284,6 +284,34 @@ async def test_an_outbox_row_keeps_the_keys_its_queries_read(store: SqliteStore)
     assert not await reached(1, 0)
 
 
+async def test_paged_recipients_are_those_sent_to_then_those_in_flight(store: Store) -> None:
+    """A page leased to a send counts as paged (its person may have it already); one still
+    queued, a note, a page to a channel do not."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+
+    def page(who: str, kind: str = "user",
+             reason: MessageReason = MessageReason.TRIGGERED) -> OutboxMessage:
+        return OutboxMessage(recipient=who, recipient_kind="user" if kind == "user" else
+                             "channel", contact=0, reason=reason, step=0)
+
+    sent = TimelineEvent(NOW, EventKind.NOTIFICATION_SENT, "ackd",
+                         {"recipient": "zed", "recipient_kind": "user", "reason": "triggered"})
+    await store.write(lambda tx: tx.append(incident_id, [sent]))
+    await store.write(lambda tx: tx.enqueue(incident_id, [
+        page("bo"), page("ana"), page("zed"), page("ops-chat", kind="channel"),
+        page("carl", reason=MessageReason.ACKNOWLEDGED),
+    ], NOW))
+    later = NOW + timedelta(minutes=5)
+    await store.write(lambda tx: tx.enqueue(incident_id, [page("dee")], later))
+
+    async def paged() -> list[str]:
+        return await store.write(lambda tx: tx.paged_recipients(incident_id))
+
+    assert await paged() == ["zed"]  # queued is not paged: it would be suppressed
+    await store.lease_due_notifications(NOW, 100)
+    assert await paged() == ["zed", "bo", "ana"]
+
+
 async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> None:
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     due = NOW + timedelta(minutes=5)

@@ -344,3 +344,25 @@ def test_the_heartbeat_scope_stands_apart_from_the_ranked_ones() -> None:
     assert not Scope.READ.grants(Scope.HEARTBEAT)
     assert Scope.ADMIN.grants(Scope.RESPOND)
     assert Scope.RESPOND.grants(Scope.READ)
+
+
+async def test_an_arrival_another_replica_recorded_keeps_it_from_going_late(
+    start: Start,
+) -> None:
+    """Replicas on one database each wait for each heartbeat: an arrival another one took
+    (written to the store, not seen here) counts when the deadline comes."""
+    api = await start()
+    await watchdog(api)
+    await api.clock.jump(4 * MINUTE)
+    elsewhere = api.clock.now()
+    await api.daemon.store.write(lambda tx: tx.heartbeats_arrived(["watchdog"], elsewhere))
+    await api.clock.jump(2 * MINUTE)  # 6 minutes after the arrival this ackd saw
+    await api.settle()
+    assert await incidents(api) == []
+    assert (await listed(api))["watchdog"]["last_arrival"] is not None
+    await api.clock.jump(3 * MINUTE + timedelta(seconds=1))  # 5 minutes after the other one
+    for _ in range(50):
+        await api.settle()
+        if await incidents(api):
+            break
+    assert len(await incidents(api)) == 1

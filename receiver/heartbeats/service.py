@@ -74,8 +74,12 @@ class Heartbeats:
 
     async def load(self) -> None:
         """At start: the arrivals the store kept, and every heartbeat's deadline armed."""
-        self._last = await self._store.heartbeat_arrivals()
+        self._remember(await self._store.heartbeat_arrivals())
         self.rearm()
+
+    def _remember(self, arrivals: dict[str, datetime]) -> None:
+        for name, at in arrivals.items():
+            self._last[name] = max(self._last.get(name, at), at)
 
     def rearm(self) -> None:
         """Arm each configured heartbeat's deadline (at start and after a reload, which may
@@ -114,7 +118,10 @@ class Heartbeats:
         return [h.name for h in beats]
 
     async def _fire(self, ids: list[int]) -> None:
-        """Deadlines came due: each heartbeat still without an arrival is late."""
+        """Deadlines came due: each heartbeat still without an arrival is late. The store is
+        asked first: another replica on the same database may have taken the arrival."""
+        known = dict(self._last)
+        self._remember(await self._store.heartbeat_arrivals())
         now = self._clock.now()
         configured = self._configured()
         late: list[tuple[Heartbeat, datetime]] = []
@@ -125,6 +132,8 @@ class Heartbeats:
             last = self._last.get(name)
             if domain.state(heartbeat, last, self.started_at, now) is State.LATE:
                 late.append((heartbeat, domain.due(heartbeat.every, last, self.started_at)))
+            elif last != known.get(name):
+                self._arm(heartbeat)  # it arrived through another replica: wait from there
         if not late:
             return
         for heartbeat, since in late:

@@ -1,6 +1,7 @@
 """The web page in a real headless browser against a real ackd fed by the real Alertmanager:
 the incident link in a page delivered to a local sink opens the incident for the person paged,
-who acts with clicks and sees each action on the timeline; and the same on a phone's screen."""
+who acknowledges, takes command, posts a note and resolves with clicks and sees each on the
+timeline; and the same on a phone's screen."""
 
 from __future__ import annotations
 
@@ -56,6 +57,20 @@ async def test_the_paged_phone_follows_the_link_and_works_the_incident(
             await page.get_by_role("button", name="Acknowledge").click()
             await page.wait_for_selector("#state.state-acknowledged")
             assert await _timeline(page, "acknowledged") == "ana"
+
+            # She takes command, then posts a note: as commander, it is a status update.
+            await page.select_option("#role", "commander")
+            await page.select_option("#user", "ana")
+            await page.get_by_role("button", name="Assign").click()
+            await page.wait_for_selector("#timeline tr.event-role_assigned")
+            assert await page.inner_text("#role-commander td:nth-child(2)") == "ana"
+            assert await _timeline(page, "role_assigned") == "ana"
+            await page.fill("#note-text", "Rolled back the deploy; error rate falling")
+            await page.get_by_role("button", name="Post note").click()
+            await page.wait_for_selector("#timeline tr.event-status_update")
+            assert await _timeline(page, "status_update") == "ana"
+            assert "Rolled back the deploy" in await page.inner_text(".note.status_update")
+            assert await _fits_the_screen(page)
 
             await page.get_by_role("button", name="Resolve").click()
             await page.wait_for_selector("#state.state-resolved")

@@ -1,6 +1,6 @@
 """The post-mortem draft: generated from an incident that was triggered, escalated,
-acknowledged and resolved (in-process, on a fake clock, through the API), and read back line
-by line against the incident's own timeline."""
+acknowledged, commanded, handed over, noted and resolved (in-process, on a fake clock, through
+the API), and read back line by line against the incident's own timeline."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.incidents.postmortem import draft, span
-from tests.harness import API_TOKEN, ROOT
+from tests.harness import ANA_TOKEN, API_TOKEN, CY_TOKEN, ROOT
 from tests.test_api import Api, start_api
 from tests.test_reports import PAY_A, _after, _open
 
@@ -45,14 +45,27 @@ def _at(iso: str) -> str:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
 
 
+async def _call(api: Api, after: float, method: str, path: str, body: object, token: str
+                ) -> None:
+    await api.clock.jump(after)
+    status, answer = await api.call(method, path, body, token=token)
+    assert status in (200, 201), answer
+
+
 async def _journey(api: Api) -> int:
-    """Triggered (alert began 60s before), step 2 at +5m, acknowledged at +7m, resolved at
-    +12m."""
+    """Triggered (alert began 60s before), step 2 at +5m, acknowledged at +7m; cy makes ana
+    commander at +8m, ana posts a status update at +9m and hands command to cy at +10m, cy
+    posts one at +11m; resolved at +12m."""
     number = await _open(api, PAY_A, 60)
     await api.clock.jump(300)
     await api.settle()
     await _after(api, 120, "ack", number)
-    await _after(api, 300, "resolve", number)
+    roles, notes = f"/api/v1/incidents/{number}/roles", f"/api/v1/incidents/{number}/notes"
+    await _call(api, 60, "PUT", f"{roles}/commander", {"user": "ana"}, CY_TOKEN)
+    await _call(api, 60, "POST", notes, {"text": "DB failover | started"}, ANA_TOKEN)
+    await _call(api, 60, "PUT", f"{roles}/commander", {"user": "cy"}, ANA_TOKEN)
+    await _call(api, 60, "POST", notes, {"text": "failover done"}, CY_TOKEN)
+    await _after(api, 60, "resolve", number)
     await api.settle()  # the resolution's notes delivered and on the timeline
     return number
 
@@ -80,10 +93,24 @@ async def test_the_draft_follows_the_timeline_line_by_line(api: Api) -> None:
             incident["opened_at"])
         assert cells[1] == f"+{span(since)}"
         assert cells[2] == event["kind"]
-        assert cells[3] == event["actor"]
+        assert cells[3] == event["actor"] + _held_then(timeline, event)
     kinds = [e["kind"] for e in timeline]
-    for kind in ("opened", "step_fired", "acknowledged", "resolved"):
+    for kind in ("opened", "step_fired", "acknowledged", "role_assigned", "status_update",
+                 "resolved"):
         assert kind in kinds
+    notes = [row for row in rows if "| status_update |" in row]
+    assert [n.split(" | ")[3] for n in notes] == ["ana (incident commander)",
+                                                   "cy (incident commander)"]
+    assert notes[0].endswith("| text=DB failover \\| started |")
+
+    handed = [e for e in timeline if e["kind"] == "role_assigned"]
+    assert _section(text, "Roles") == [
+        "| role | held by | from | to | for | assigned by |",
+        "| --- | --- | --- | --- | --- | --- |",
+        f"| incident commander | ana | {_at(handed[0]['at'])} | {_at(handed[1]['at'])} | "
+        "2m 0s | cy |",
+        f"| incident commander | cy | {_at(handed[1]['at'])} | the end | 2m 0s | ana |",
+    ]
 
     assert _section(text, "Summary") == [
         "- Summary: PaymentApiDown",
@@ -113,7 +140,7 @@ async def test_the_draft_follows_the_timeline_line_by_line(api: Api) -> None:
         *(f"| {s['detail']['number']} | 1 | {_at(s['at'])} | {s['detail']['reason']} | "
           f"{', '.join(s['detail']['recipients'])} |" for s in steps),
         f"First acknowledged by e2e at {_at(ack['at'])} after step 2.",
-        "Responders: e2e.",
+        "Responders: e2e, cy, ana.",
     ]
     assert [s["detail"]["recipients"] for s in steps] == [["ana"], ["bo"]]
     assert _section(text, "Recurrence") == ["No earlier incident held any of these alerts."]
@@ -160,6 +187,22 @@ async def test_the_cli_prints_the_same_draft(api: Api) -> None:
     out, err = await process.communicate()
     assert process.returncode == 0, err
     assert "Escalated (needed step 2 or later): 1 of 1 (100.0%)" in out.decode()
+
+
+def _held_then(timeline: list[dict[str, object]], event: dict[str, object]) -> str:
+    """" (incident commander)" when the event's actor was the commander at that moment,
+    worked out from the role events before it."""
+    commander = None
+    for e in timeline:
+        if e is event:
+            break
+        detail = e["detail"]
+        assert isinstance(detail, dict)
+        if e["kind"] == "role_assigned":
+            commander = detail["user"]
+        elif e["kind"] == "role_cleared":
+            commander = None
+    return " (incident commander)" if commander == event["actor"] else ""
 
 
 def test_alert_text_cannot_break_the_tables() -> None:

@@ -329,3 +329,51 @@ async def test_a_reload_that_lowers_a_tokens_scope_applies_to_its_sessions(
     assert "needs the respond scope; ana has read" in page
     _, body = await api.call("GET", f"/api/v1/incidents/{number}")
     assert body["state"] == "triggered"
+
+
+async def test_roles_and_notes_through_forms(api: Api, browser: Browser) -> None:
+    number = await api.fire()
+    await browser.sign_in()
+    _, page = await browser.get(f"/incidents/{number}")
+    csrf = _csrf(page)
+    assert 'id="no-notes"' in page
+    status, where, _ = await browser.post(f"/incidents/{number}/role",
+                                          {"csrf": csrf, "role": "commander", "user": "ana"})
+    assert (status, where) == (303, f"/incidents/{number}")
+    status, _, _ = await browser.post(f"/incidents/{number}/note",
+                                      {"csrf": csrf, "text": "<b>db</b> is slow"})
+    assert status == 303
+    _, page = await browser.get(f"/incidents/{number}")
+    holder = re.search(r'<tr id="role-commander"><td>incident commander</td>\s*<td>(\w+)</td>',
+                       page)
+    assert holder
+    assert holder.group(1) == "ana"
+    assert "&lt;b&gt;db&lt;/b&gt; is slow" in page
+    assert "<b>db" not in page
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    kinds = [(e["kind"], e["actor"]) for e in body["timeline"]]
+    assert ("role_assigned", "e2e") in kinds
+    assert ("note", "e2e") in kinds  # e2e is not the commander: a note, not a status update
+    status, _, _ = await browser.post(f"/incidents/{number}/role",
+                                      {"csrf": csrf, "role": "commander", "user": ""})
+    assert status == 303
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["timeline"][-1]["kind"] == "role_cleared"
+
+
+async def test_bad_role_and_note_forms_name_the_field(api: Api, browser: Browser) -> None:
+    number = await api.fire()
+    await browser.sign_in()
+    _, page = await browser.get(f"/incidents/{number}")
+    csrf = _csrf(page)
+    for action, form, field in [
+        ("role", {"role": "captain", "user": "ana"}, "role"),
+        ("role", {"role": "scribe", "user": "nobody"}, "user"),
+        ("note", {"text": "   "}, "text"),
+    ]:
+        status, _, page = await browser.post(f"/incidents/{number}/{action}",
+                                             {"csrf": csrf, **form})
+        assert status == 400, (action, form)
+        message = re.search(r'id="message">(.*?)<', page, re.S)
+        assert message, page
+        assert message.group(1).startswith(f"{field}: ")

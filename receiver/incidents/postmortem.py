@@ -8,11 +8,13 @@ review for people to fill in. It names what happened and when, never who was at 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from receiver.core.model import Alert, Incident, TimelineEvent
+from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
 from receiver.incidents import facts as facts_module
 from receiver.incidents.facts import Facts
+from receiver.incidents.roles import Role
 
 REVIEW_HEADINGS = (
     ("What happened", "In a few sentences, for someone who was not there."),
@@ -42,6 +44,7 @@ def draft(
         _summary(f, alerts, now),
         _response_times(f),
         _escalation(f),
+        _roles(timeline, f.resolved_at or now),
         _timeline(incident, timeline),
         _recurrence(earlier),
         _review(),
@@ -124,15 +127,79 @@ def _escalation(f: Facts) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclass(frozen=True, slots=True)
+class Tenure:
+    role: str
+    user: str
+    start: datetime
+    end: datetime | None  # None: held to the end
+    by: str
+
+
+def tenures(timeline: Sequence[TimelineEvent]) -> list[Tenure]:
+    """Who held each role and when, from the role events: a hand-over ends one tenure and
+    starts the next."""
+    done: list[Tenure] = []
+    open_: dict[str, Tenure] = {}
+    for event in timeline:
+        if event.kind not in (EventKind.ROLE_ASSIGNED, EventKind.ROLE_CLEARED):
+            continue
+        role = str(event.detail.get("role", ""))
+        held = open_.pop(role, None)
+        if held is not None:
+            done.append(replace(held, end=event.at))
+        if event.kind is EventKind.ROLE_ASSIGNED:
+            open_[role] = Tenure(role, str(event.detail.get("user", "")), event.at, None,
+                                 event.actor)
+    return sorted([*done, *open_.values()], key=lambda t: (t.start, _ROLE_ORDER.get(t.role, 9)))
+
+
+_ROLE_ORDER = {role.value: i for i, role in enumerate(Role)}
+
+
+def _label(role: str) -> str:
+    return Role(role).label if role in _ROLE_ORDER else role
+
+
+def _roles(timeline: Sequence[TimelineEvent], end: datetime) -> str:
+    held = tenures(timeline)
+    lines = ["## Roles\n"]
+    if not held:
+        return "\n".join([*lines, "Nobody took a role."]) + "\n"
+    lines += ["| role | held by | from | to | for | assigned by |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        f"| {_label(t.role)} | {t.user} | {_at(t.start)} | {_at(t.end) or 'the end'} | "
+        f"{span((t.end or end) - t.start)} | {_cell(t.by)} |"
+        for t in held
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _timeline(incident: Incident, timeline: Sequence[TimelineEvent]) -> str:
+    """Every event, its actor with the roles they held at that moment."""
     lines = ["## Timeline\n", "| time (UTC) | since opening | event | by | detail |",
              "| --- | --- | --- | --- | --- |"]
+    held: dict[str, str] = {}  # role -> user
     for event in timeline:
+        by = _cell(event.actor)
+        roles = [_label(role) for role, user in held.items() if user == event.actor]
+        if roles:
+            by += f" ({', '.join(sorted(roles))})"
         lines.append(
             f"| {_at(event.at)} | +{span(event.at - incident.opened_at)} | {event.kind.value} "
-            f"| {_cell(event.actor)} | {_cell(_detail(event))} |"
+            f"| {by} | {_cell(_detail(event))} |"
         )
+        _follow(held, event)
     return "\n".join(lines) + "\n"
+
+
+def _follow(held: dict[str, str], event: TimelineEvent) -> None:
+    role = str(event.detail.get("role", ""))
+    if event.kind is EventKind.ROLE_ASSIGNED:
+        held[role] = str(event.detail.get("user", ""))
+    elif event.kind is EventKind.ROLE_CLEARED:
+        held.pop(role, None)
 
 
 def _detail(event: TimelineEvent) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +24,8 @@ from receiver.core.access import Principal
 from receiver.core.errors import AckdError, InvalidTransition, NotFound, PayloadError
 from receiver.core.inputs import whole_number
 from receiver.core.model import Action
+from receiver.incidents.notes import note_text
+from receiver.incidents.roles import Role
 from receiver.maintenance import domain as maintenance
 from receiver.notify.links import LinkClaim
 from receiver.store import IncidentFilter
@@ -32,7 +35,7 @@ from receiver.web.ui import views
 from receiver.web.ui.session import COOKIE, LINK_SESSION, TOKEN_SESSION, Session, Sessions
 
 LOGIN_COOKIE = "ackd_login"
-WEB_ACTIONS = (Action.ACK, Action.RESOLVE)
+WEB_ACTIONS = (Action.ACK.value, Action.RESOLVE.value, "role", "note")
 OPEN_LIMIT = 200
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
@@ -137,8 +140,11 @@ async def _incident(
         timeline = await s.store.timeline(number)
     except AckdError as exc:
         return _problem(exc, visitor)
+    held = await s.desk.roles(number) if s.desk is not None else {}
     return render("incident.html", status, visitor=visitor, incident=incident, alerts=alerts,
-                  timeline=timeline, now=s.clock.now(), message=message)
+                  timeline=timeline, now=s.clock.now(), message=message,
+                  roles=[(role, held.get(role)) for role in Role],
+                  users=sorted(s.config.users))
 
 
 async def incident_action(request: web.Request) -> web.Response:
@@ -159,13 +165,39 @@ async def incident_action(request: web.Request) -> web.Response:
                       text=f"unknown action {action!r}; one of {', '.join(WEB_ACTIONS)}")
     try:
         number = whole_number(request.match_info["id"], "id")
-        await s.responder.act(number, Action(action), visitor.session.actor, None)
+        await _perform(s, number, action, form, visitor.session.actor)
     except InvalidTransition as exc:
         return await _incident(request, s, visitor, 409, str(exc))
+    except PayloadError as exc:
+        return await _incident(request, s, visitor, 400, f"{exc.field}: {exc.message}")
     except AckdError as exc:
         return _problem(exc, visitor)
     back = str(form.get("back", ""))
     raise web.HTTPSeeOther(back if _local(back) else f"/incidents/{number}", headers=HEADERS)
+
+
+async def _perform(
+    s: Services, number: int, action: str, form: Mapping[str, Any], actor: str
+) -> None:
+    """One form's action, through the same services as the API's."""
+    if action in ("ack", "resolve"):
+        assert s.responder is not None
+        await s.responder.act(number, Action(action), actor, None)
+        return
+    if s.desk is None:
+        raise NotFound("roles and notes are not served here")
+    if action == "note":
+        await s.desk.note(number, note_text({"text": str(form.get("text", ""))}), actor)
+        return
+    try:
+        role = Role(str(form.get("role", "")))
+    except ValueError:
+        raise PayloadError("role", f"one of {', '.join(r.value for r in Role)}") from None
+    user = str(form.get("user", ""))
+    if user:
+        await s.desk.assign(number, role, user, actor)
+    else:
+        await s.desk.clear(number, role, actor)
 
 
 def _refuse_form(

@@ -189,3 +189,15 @@ async def test_the_web_page_shows_the_same_report_as_tables(api: Api) -> None:
         assert "since: not a duration" in page
     finally:
         await browser.session.close()
+
+
+async def test_declared_incidents_count_as_reported(api: Api) -> None:
+    await _open(api, PAY_A, 60)
+    status, body = await api.call("POST", "/api/v1/incidents", {
+        "team": "payments", "severity": "SEV1", "summary": "customers cannot pay"})
+    assert status == 201, body
+    report = await _report(api)
+    assert (report["incidents"], report["detected"], report["reported"]) == (2, 1, 1)
+    [row] = report["by_team_severity"]
+    assert row["incidents"] == 2
+    assert row["mttd"]["count"] == 1  # a declared incident has no alert to detect it by

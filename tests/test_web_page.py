@@ -377,3 +377,37 @@ async def test_bad_role_and_note_forms_name_the_field(api: Api, browser: Browser
         message = re.search(r'id="message">(.*?)<', page, re.S)
         assert message, page
         assert message.group(1).startswith(f"{field}: ")
+
+
+async def test_declare_reassign_page_and_change_severity_through_forms(
+    api: Api, browser: Browser
+) -> None:
+    await browser.sign_in()
+    _, page = await browser.get("/")
+    csrf = _csrf(page)
+    status, where, _ = await browser.post("/declare", {
+        "csrf": csrf, "team": "payments", "severity": "SEV2", "source": "customer",
+        "summary": "Checkout <fails> for customers"})
+    assert status == 303, where
+    number = int(where.rsplit("/", 1)[1])
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert (body["team"], body["severity"], body["summary"]) == (
+        "payments", "SEV2", "Checkout <fails> for customers")
+    _, page = await browser.get(f"/incidents/{number}")
+    assert "Checkout &lt;fails&gt; for customers" in page
+    for action, form in [("severity", {"severity": "SEV1"}), ("responder", {"user": "cy"}),
+                         ("reassign", {"team": "platform", "user": ""})]:
+        status, where, _ = await browser.post(f"/incidents/{number}/{action}",
+                                              {"csrf": csrf, **form})
+        assert (status, where) == (303, f"/incidents/{number}"), action
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert (body["severity"], body["team"]) == ("SEV1", "platform")
+    kinds = [e["kind"] for e in body["timeline"] if e["actor"] == "e2e"]
+    assert kinds == ["opened", "severity_changed", "responder_added", "reassigned"]
+    status, _, page = await browser.post("/declare", {"csrf": csrf, "team": "nobody",
+                                                      "severity": "SEV2", "summary": "x"})
+    assert status == 400
+    assert 'id="message">team: ' in page
+    status, _, page = await browser.post(f"/incidents/{number}/reassign", {"csrf": csrf})
+    assert status == 400
+    assert 'id="message">team: ' in page

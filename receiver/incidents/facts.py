@@ -70,9 +70,9 @@ def is_drill(f: Facts) -> bool:
 
 
 def is_reported(f: Facts) -> bool:
-    """Declared by a person (customer-reported or observed) rather than raised by an alert:
-    it never held an alert."""
-    return not f.fingerprints and not is_drill(f)
+    """Declared by a person (customer-reported or observed; see incidents.declare) rather
+    than raised by an alert."""
+    return f.incident.is_declared
 
 
 def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[TimelineEvent]) -> Facts:

@@ -370,6 +370,8 @@ ROUTES: dict[str, dict[str, Schema]] = {
     },
     "/reports": {"get": _op("the reports as plain tables", {"200": HTML, "303": SEE_OTHER},
                             tag="web page", parameters=[_query("since", "e.g. 30d")])},
+    "/declare": {"post": _op("declare an incident from the list's form (CSRF token required)", {
+        "303": SEE_OTHER, "400": HTML, "403": HTML}, tag="web page")},
     "/login": {
         "get": _op("sign in with an API token", {"200": HTML}, tag="web page"),
         "post": _op("open a session", {"303": SEE_OTHER, "401": HTML, "403": HTML},

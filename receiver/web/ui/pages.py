@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -20,10 +20,14 @@ from urllib.parse import quote
 import jinja2
 from aiohttp import web
 
+from receiver.config.model import Config
 from receiver.core.access import Principal
 from receiver.core.errors import AckdError, InvalidTransition, NotFound, PayloadError
 from receiver.core.inputs import whole_number
 from receiver.core.model import Action
+from receiver.incidents import declare
+from receiver.incidents.assignment import parse_reassignment, parse_responder, parse_severity
+from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.notes import note_text
 from receiver.incidents.roles import Role
 from receiver.maintenance import domain as maintenance
@@ -35,7 +39,8 @@ from receiver.web.ui import views
 from receiver.web.ui.session import COOKIE, LINK_SESSION, TOKEN_SESSION, Session, Sessions
 
 LOGIN_COOKIE = "ackd_login"
-WEB_ACTIONS = (Action.ACK.value, Action.RESOLVE.value, "role", "note")
+WEB_ACTIONS = (Action.ACK.value, Action.RESOLVE.value, "role", "note", "reassign", "responder",
+               "severity")
 OPEN_LIMIT = 200
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
@@ -109,6 +114,11 @@ async def index(request: web.Request) -> web.Response:
     visitor = _visitor(request, s)
     if visitor is None:
         return _to_login(request)
+    return await _index(s, visitor)
+
+
+async def _index(s: Services, visitor: Visitor, status: int = 200, message: str = ""
+                 ) -> web.Response:
     now = s.clock.now()
     try:
         incidents = await s.store.incidents(IncidentFilter(open_only=True, limit=OPEN_LIMIT))
@@ -116,9 +126,11 @@ async def index(request: web.Request) -> web.Response:
     except AckdError as exc:
         return _problem(exc, visitor)
     windows = maintenance.current(s.maintenance.windows(), now) if s.maintenance else []
-    return render("index.html", visitor=visitor, incidents=incidents, now=now,
-                  oncall=_on_call_now(s, now), limit=OPEN_LIMIT,
-                  heartbeats=heartbeats, windows=windows)
+    return render("index.html", status, visitor=visitor, incidents=incidents, now=now,
+                  oncall=_on_call_now(s, now), limit=OPEN_LIMIT, message=message,
+                  heartbeats=heartbeats, windows=windows,
+                  teams=list(s.config.teams), severities=[sv.name for sv in s.config.severities],
+                  sources=declare.SOURCES)
 
 
 async def incident_page(request: web.Request) -> web.Response:
@@ -144,7 +156,8 @@ async def _incident(
     return render("incident.html", status, visitor=visitor, incident=incident, alerts=alerts,
                   timeline=timeline, now=s.clock.now(), message=message,
                   roles=[(role, held.get(role)) for role in Role],
-                  users=sorted(s.config.users))
+                  users=sorted(s.config.users), teams=list(s.config.teams),
+                  severities=[sv.name for sv in s.config.severities])
 
 
 async def incident_action(request: web.Request) -> web.Response:
@@ -186,18 +199,77 @@ async def _perform(
         return
     if s.desk is None:
         raise NotFound("roles and notes are not served here")
-    if action == "note":
-        await s.desk.note(number, note_text({"text": str(form.get("text", ""))}), actor)
-        return
+    await _DESK_FORMS[action](s.desk, s.config, number, _filled(form), actor)
+
+
+def _filled(form: Mapping[str, Any]) -> dict[str, str]:
+    """The form's fields that were filled in, as the API's JSON body would carry them."""
+    return {key: str(value) for key, value in form.items() if key != "csrf" and str(value)}
+
+
+async def _role(desk: IncidentDesk, config: Config, number: int, form: dict[str, str],
+                actor: str) -> None:
     try:
-        role = Role(str(form.get("role", "")))
+        role = Role(form.get("role", ""))
     except ValueError:
         raise PayloadError("role", f"one of {', '.join(r.value for r in Role)}") from None
-    user = str(form.get("user", ""))
-    if user:
-        await s.desk.assign(number, role, user, actor)
+    if "user" in form:
+        await desk.assign(number, role, form["user"], actor)
     else:
-        await s.desk.clear(number, role, actor)
+        await desk.clear(number, role, actor)
+
+
+async def _note(desk: IncidentDesk, config: Config, number: int, form: dict[str, str],
+                actor: str) -> None:
+    await desk.note(number, note_text({"text": form.get("text", "")}), actor)
+
+
+async def _reassign(desk: IncidentDesk, config: Config, number: int, form: dict[str, str],
+                    actor: str) -> None:
+    wanted = {k: v for k, v in form.items() if k in ("team", "user")}
+    await desk.reassign(number, parse_reassignment(wanted, config), actor)
+
+
+async def _responder(desk: IncidentDesk, config: Config, number: int, form: dict[str, str],
+                     actor: str) -> None:
+    await desk.add_responder(number, parse_responder({"user": form.get("user", "")}, config),
+                             actor)
+
+
+async def _severity(desk: IncidentDesk, config: Config, number: int, form: dict[str, str],
+                    actor: str) -> None:
+    wanted = {"severity": form.get("severity", "")}
+    await desk.change_severity(number, parse_severity(wanted, config), actor)
+
+
+_DESK_FORMS: dict[str, Callable[[IncidentDesk, Config, int, dict[str, str], str],
+                                Awaitable[None]]] = {
+    "role": _role, "note": _note, "reassign": _reassign, "responder": _responder,
+    "severity": _severity,
+}
+
+
+async def declare_incident(request: web.Request) -> web.Response:
+    """POST /declare from the list's form: open an incident no alert raised."""
+    s = services(request)
+    visitor = _visitor(request, s)
+    if visitor is None:
+        _to_login(request)
+    form = await request.post()
+    refused = _refuse_form(request, s, visitor, str(form.get("csrf", "")))
+    if refused is not None:
+        return refused
+    assert visitor.session is not None
+    if s.desk is None:
+        return _problem(NotFound("declaring is not served here"), visitor)
+    fields = {k: v for k, v in _filled(form).items() if k != "back"}
+    try:
+        incident = await s.desk.declare(declare.parse(fields, s.config), visitor.session.actor)
+    except PayloadError as exc:
+        return await _index(s, visitor, 400, f"{exc.field}: {exc.message}")
+    except AckdError as exc:
+        return _problem(exc, visitor)
+    raise web.HTTPSeeOther(f"/incidents/{incident.id}", headers=HEADERS)
 
 
 def _refuse_form(
@@ -348,6 +420,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/", index)
     router.add_get("/incidents/{id}", incident_page)
     router.add_get("/reports", reports_page)
+    router.add_post("/declare", declare_incident)
     router.add_post("/incidents/{id}/{action}", incident_action)
     router.add_get("/login", login_form)
     router.add_post("/login", login)

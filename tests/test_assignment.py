@@ -42,8 +42,13 @@ async def test_reassigning_to_a_team_starts_its_policy_over(api: Api) -> None:
     assert (status, body["team"], body["state"]) == (200, "platform", "triggered")
     await api.settle()
     assert api.paged()[-1] == "ana"  # platform's first step: its primary on call
+    page = api.notifier.sent[-1][1]
+    assert page.title.startswith(f"[SEV1] REASSIGNED #{number} platform:")
+    assert "REASSIGNED to team platform by ana (step 1)." in page.body.splitlines()
+    assert "acknowledged earlier" not in page.body
     await _later(api, 5)
     assert api.paged()[-1] == "bo"  # and on, as its policy says
+    assert "REASSIGNED to team platform by ana (step 2)." in api.notifier.sent[-1][1].body
     assert await _events(api, number, "reassigned") == [
         ("ana", {"team": "platform", "user": None, "previous_team": "payments"})]
 
@@ -95,6 +100,10 @@ async def test_raising_the_severity_restarts_escalation_and_lowering_pages_nobod
     assert (status, body["severity"], body["state"]) == (200, "SEV1", "triggered")
     await api.settle()
     assert api.paged()[sent:] == ["ana"]  # the first step of SEV1, at once
+    page = api.notifier.sent[-1][1]
+    assert page.title.startswith(f"[SEV1] SEVERITY RAISED #{number} payments:")
+    assert "SEVERITY RAISED to SEV1 by ana (step 1)." in page.body.splitlines()
+    assert "acknowledged earlier" not in page.body
     await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
     await api.settle()
     sent = len(api.paged())

@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from receiver.core.errors import InvalidTransition
-from receiver.core.model import EventKind, Incident, IncidentState, MessageReason, Severity
+from receiver.core.model import (
+    EventKind,
+    Incident,
+    IncidentState,
+    MessageReason,
+    Severity,
+    TimelineEvent,
+)
 from receiver.escalation.codec import state_from_dict, state_to_dict
 from receiver.escalation.engine import (
     acknowledge,
@@ -25,6 +32,7 @@ from receiver.escalation.engine import (
     on_deadline,
     on_update,
     resolve,
+    restart,
     snooze,
     start,
     unacknowledge,
@@ -36,6 +44,7 @@ from receiver.escalation.plan import (
     EscalationStatus,
     Page,
     Plan,
+    RunCause,
 )
 from receiver.escalation.policy import (
     Channel,
@@ -509,6 +518,37 @@ def test_unacknowledge_starts_a_new_run_now() -> None:
     assert (plan.events[0].kind, plan.events[0].actor) == (EventKind.UNACKNOWLEDGED, "ana")
     sim.fire_next()
     assert sim.pages[-1] == (10, "ana", "re_escalated")
+
+
+CAUSES = [
+    RunCause(MessageReason.REASSIGNED, "cy", "team platform"),
+    RunCause(MessageReason.SEVERITY_RAISED, "cy", "SEV1"),
+]
+
+
+@pytest.mark.parametrize("cause", CAUSES, ids=["reassigned", "severity-raised"])
+def test_a_restart_pages_say_what_a_person_changed_not_re_escalated(cause: RunCause) -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("ack", 1)
+    now = T0 + 10 * MIN
+    event = TimelineEvent(now, EventKind.REASSIGNED, "cy")
+    sim.apply(restart(sim.state, sim.incident, "SEV1", event, now, cause=cause), now)
+    sim.run(until=T0 + 15 * MIN)
+    # Every page of the run the change began names it: the first step, ana's delayed SMS and
+    # the next step alike, each with who changed the incident and to what.
+    assert sim.pages[-3:] == [(10, "ana", cause.reason), (12, "ana", cause.reason),
+                              (15, "bo", cause.reason)]
+    fired = on_deadline(sim.state, sim.incident, SEV1, next(iter(sim.deadlines.values())),
+                        sim.directory, sim.cursors, T0 + 25 * MIN)
+    assert {(p.actor, p.changed_to) for p in fired.pages} == {(cause.actor, cause.to)}
+    assert state_from_dict(json.loads(json.dumps(state_to_dict(sim.state)))) == sim.state
+    # A later run begun by people acting as before is a re-escalation again.
+    sim.act("ack", 30)
+    sim.act("unack", 31)
+    sim.fire_next()
+    assert sim.pages[-1] == (31, "ana", "re_escalated")
+    assert sim.state.cause is None
 
 
 def _in_state(name: str) -> Sim:

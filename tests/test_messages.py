@@ -9,7 +9,14 @@ from typing import Any
 
 import pytest
 
-from receiver.core.model import Alert, AlertStatus, Incident, IncidentState, Severity
+from receiver.core.model import (
+    Alert,
+    AlertStatus,
+    Incident,
+    IncidentState,
+    MessageReason,
+    Severity,
+)
 from receiver.notify.messages import (
     PAGE_REASONS,
     REASONS,
@@ -90,6 +97,12 @@ TEMPLATES = Templates()
         pytest.param(ctx("re_escalated"),
                      "[SEV1] RE-ESCALATED #42 payments: Payment API down (3 alerts)",
                      id="re-escalated"),
+        pytest.param(ctx("reassigned", changed_to="team platform"),
+                     "[SEV1] REASSIGNED #42 payments: Payment API down (3 alerts)",
+                     id="reassigned"),
+        pytest.param(ctx("severity_raised", changed_to="SEV1"),
+                     "[SEV1] SEVERITY RAISED #42 payments: Payment API down (3 alerts)",
+                     id="severity-raised"),
         pytest.param(ctx("acknowledged"), "#42 acknowledged by ana", id="acknowledged"),
         pytest.param(ctx("resolved"), "#42 resolved", id="resolved"),
         pytest.param(ctx("stakeholder_declared"),
@@ -159,6 +172,12 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
                      "REMINDER: still not acknowledged (step 1, round 3).", id="reminder-round"),
         pytest.param(ctx("acknowledged"), "Acknowledged by ana; escalation has stopped.",
                      id="acknowledged"),
+        pytest.param(ctx("reassigned", changed_to="team platform", step=0),
+                     "REASSIGNED to team platform by ana (step 1).", id="reassigned-team"),
+        pytest.param(ctx("reassigned", changed_to="cy", step=0),
+                     "REASSIGNED to cy by ana (step 1).", id="reassigned-person"),
+        pytest.param(ctx("severity_raised", changed_to="SEV1", step=0),
+                     "SEVERITY RAISED to SEV1 by ana (step 1).", id="severity-raised"),
         pytest.param(ctx("resolved", incident=incident(
             state=IncidentState.RESOLVED, resolved_at=AT + timedelta(hours=1, minutes=12))),
             "Resolved by ana after 1h12m.", id="resolved"),
@@ -169,6 +188,16 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
 )
 def test_body_lines(context: MessageContext, line: str) -> None:
     assert line in TEMPLATES.render(context).body.splitlines()
+
+
+@pytest.mark.parametrize("reason", ["reassigned", "severity_raised"])
+def test_a_change_by_a_person_is_not_called_a_re_escalation(reason: str) -> None:
+    message = TEMPLATES.render(ctx(reason, changed_to="SEV1"))
+    assert "RE-ESCALATED" not in message.title
+    assert "acknowledged earlier" not in message.body
+    assert MessageReason(reason).is_page  # the noise gate sends and bundles it as a page
+    short = TEMPLATES.render(ctx(reason, changed_to="SEV1"), short=True).body
+    assert short.startswith(("[SEV1] REASSIGNED #42", "[SEV1] RAISED #42"))
 
 
 def test_long_alert_lists_show_the_first_five() -> None:

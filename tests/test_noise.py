@@ -251,6 +251,8 @@ def test_idle(history: ChannelHistory, now: float, idle: bool) -> None:
         pytest.param("escalated", PAGE, id="escalated"),
         pytest.param("reminder", PAGE, id="reminder"),
         pytest.param("re_escalated", PAGE, id="re_escalated"),
+        pytest.param("reassigned", PAGE, id="reassigned"),
+        pytest.param("severity_raised", PAGE, id="severity_raised"),
         pytest.param("acknowledged", NOTE, id="acknowledged"),
         pytest.param("resolved", NOTE, id="resolved"),
         pytest.param("stakeholder_declared", NOTE, id="stakeholder-declared"),

@@ -121,6 +121,10 @@ class MessageReason(StrEnum):
     STALE = "stale"  # Alertmanager stopped reporting the incident's alerts
     STATUS_DUE = "status_due"  # no status update for the severity's cadence (incidents/)
     RESPONDER_ADDED = "responder_added"  # a person paged into an open incident by another
+    # A new run a person started by changing what the incident is (incidents/assignment.py):
+    # its pages say why, not "acknowledged earlier" as a re_escalated page does.
+    REASSIGNED = "reassigned"  # to another team or a person
+    SEVERITY_RAISED = "severity_raised"  # under the steps of a more severe severity
 
     @property
     def is_page(self) -> bool:
@@ -129,7 +133,8 @@ class MessageReason(StrEnum):
 
 PAGE_REASONS = frozenset({
     MessageReason.TRIGGERED, MessageReason.ESCALATED, MessageReason.REMINDER,
-    MessageReason.RE_ESCALATED, MessageReason.RESPONDER_ADDED,
+    MessageReason.RE_ESCALATED, MessageReason.RESPONDER_ADDED, MessageReason.REASSIGNED,
+    MessageReason.SEVERITY_RAISED,
 })
 
 

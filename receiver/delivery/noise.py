@@ -3,7 +3,8 @@
 A storm of incidents must not become a storm of messages on one phone or in one channel, and
 a page must never wait for a message that only informs. Two kinds of message:
 
-- pages (triggered, escalated, reminder, re_escalated) ask someone to act;
+- pages (triggered, escalated, reminder, re_escalated, responder_added, reassigned,
+  severity_raised: `MessageReason.is_page`) ask someone to act;
 - notes (acknowledged, resolved, stakeholder_declared, stakeholder_resolved, stale) tell what
   happened (model.MessageReason says which is which).
 

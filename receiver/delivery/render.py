@@ -64,6 +64,7 @@ class Renderer:
             incident_url=_incident_url(links, config, incident.id, m, now),
             silence_url=silence_url(incident.external_url, incident.group_labels),
             actor=m.actor,
+            changed_to=m.changed_to,
             recipient=recipient,
             step=m.step,
             cycle=m.cycle,

@@ -8,9 +8,11 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from receiver.core.model import MessageReason
 from receiver.escalation.plan import (
     EscalationState,
     EscalationStatus,
+    RunCause,
 )
 from receiver.escalation.policy import (
     Policy,
@@ -37,6 +39,9 @@ def state_to_dict(state: EscalationState) -> dict[str, Any]:
         "last_fired_step": state.last_fired_step,
         "last_fired_cycle": state.last_fired_cycle,
         "snoozed_until": _iso(state.snoozed_until),
+        "cause": None if state.cause is None else {
+            "reason": state.cause.reason.value, "actor": state.cause.actor,
+            "to": state.cause.to},
     }
 
 
@@ -56,11 +61,18 @@ def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
             last_fired_step=_optional_int(data["last_fired_step"]),
             last_fired_cycle=_optional_int(data["last_fired_cycle"]),
             snoozed_until=_from_iso(data["snoozed_until"]),
+            cause=_cause_from_dict(data.get("cause")),  # states written before it: none
         )
     except KeyError as exc:
         raise ValueError(f"stored escalation state lacks the key {exc}") from exc
     except (TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"stored escalation state is malformed: {exc}") from exc
+
+
+def _cause_from_dict(data: Mapping[str, Any] | None) -> RunCause | None:
+    if data is None:
+        return None
+    return RunCause(MessageReason(data["reason"]), str(data["actor"]), str(data["to"]))
 
 
 def _policy_to_dict(policy: Policy) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from receiver.escalation.plan import (
     EscalationStatus,
     Page,
     Plan,
+    RunCause,
 )
 from receiver.escalation.policy import (
     Directory,
@@ -121,7 +122,7 @@ def _fire_step(
     index = state.next_step
     targets, round_robin_turns = chosen_targets(state.policy, index, cursors)
     recipients, unresolved = reach(targets, directory, now)
-    reason = page_reason(state.policy, severity, state.run, state.cycle, index)
+    reason = page_reason(state.policy, severity, state.run, state.cycle, index, state.cause)
     pages, contacts = pages_for(recipients, state, index, reason, now)
     fired = TimelineEvent(
         now,
@@ -207,10 +208,12 @@ def _fire_contact(
         return Plan(state, events=(TimelineEvent(now, EventKind.NOTIFICATION_FAILED,
                                                  detail=detail),))
     contact = user.contacts[contact_index]
-    reason = page_reason(state.policy, severity, run, cycle, index)
+    reason = page_reason(state.policy, severity, run, cycle, index, state.cause)
+    cause = state.cause
     page = Page(recipient=name, recipient_kind=TargetKind.USER, url=contact.url,
                 short=contact.short, reason=reason, step=index, cycle=cycle, run=run,
-                contact=contact_index)
+                contact=contact_index, actor=cause.actor if cause else "",
+                changed_to=cause.to if cause else "")
     return Plan(state, pages=(page,))
 
 
@@ -232,10 +235,12 @@ def _reack(state: EscalationState, incident: Incident, severity: str, now: datet
 
 
 def _re_escalate(
-    state: EscalationState, severity: str, event: TimelineEvent, now: datetime
+    state: EscalationState, severity: str, event: TimelineEvent, now: datetime,
+    cause: RunCause | None = None,
 ) -> Plan:
-    """Back to TRIGGERED with a new run from the first step: its pages say re_escalated."""
-    plan = _begin_cycle(state, severity, state.run + 1, 0, now, now)
+    """Back to TRIGGERED with a new run from the first step: its pages say re_escalated, or
+    what a person changed (`cause`: a reassignment, a raised severity)."""
+    plan = _begin_cycle(replace(state, cause=cause), severity, state.run + 1, 0, now, now)
     return replace(plan, incident_state=IncidentState.TRIGGERED, events=(event, *plan.events))
 
 
@@ -275,17 +280,18 @@ def unacknowledge(
 
 def restart(
     state: EscalationState, incident: Incident, severity: str, event: TimelineEvent,
-    now: datetime, policy: Policy | None = None,
+    now: datetime, policy: Policy | None = None, cause: RunCause | None = None,
 ) -> Plan:
     """Escalation starts over in a new run, from the first step that applies to `severity`,
-    under `policy` if given (a reassignment) or the one it had (a raised severity). The
-    incident is TRIGGERED again: whoever acknowledged it before answered another question."""
+    under `policy` if given (a reassignment) or the one it had (a raised severity); its pages
+    say `cause`. The incident is TRIGGERED again: whoever acknowledged it before answered
+    another question."""
     _check_now(now)
     if not incident.is_open or _is_resolved(state):
         raise InvalidTransition(f"cannot restart escalation: {_where(incident)}")
     fresh = replace(state, policy=policy or state.policy, snoozed_until=None,
                     last_fired_step=None, last_fired_cycle=None)
-    plan = _re_escalate(fresh, severity, event, now)
+    plan = _re_escalate(fresh, severity, event, now, cause)
     return replace(plan, cancel=(*_PERSON_WAITS, DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 

@@ -47,11 +47,25 @@ class Page:
     recipient_kind: TargetKind
     url: str = field(repr=False)
     short: bool
-    reason: MessageReason  # a page's: triggered, escalated, reminder or re_escalated
+    reason: MessageReason  # a page's (MessageReason.is_page)
     step: int
     cycle: int
     run: int = 0  # so a late failure of an older run's page cannot move the current run
     contact: int = 0  # the index of `url` in the user's contacts or the channel's urls
+    actor: str = ""  # reassigned, severity_raised: who changed the incident
+    changed_to: str = ""  # and to what ("team platform", "cy", "SEV1")
+
+
+@dataclass(frozen=True, slots=True)
+class RunCause:
+    """Why the current run began when a person changed what the incident is: a reassignment
+    (`to` is "team NAME" or a person's name) or a raised severity (`to` is its name). Every
+    page of that run says so; a run begun by an unack, a snooze's end or a reack has none and
+    its pages say re_escalated."""
+
+    reason: MessageReason  # REASSIGNED or SEVERITY_RAISED
+    actor: str
+    to: str
 
 
 class EscalationStatus(StrEnum):
@@ -77,6 +91,7 @@ class EscalationState:
     last_fired_step: int | None = None
     last_fired_cycle: int | None = None
     snoozed_until: datetime | None = None
+    cause: RunCause | None = None  # what began this run, if a person's change did
 
 
 @dataclass(frozen=True, slots=True)

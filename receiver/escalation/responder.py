@@ -38,6 +38,7 @@ from receiver.escalation.plan import (
     EscalationStatus,
     Page,
     Plan,
+    RunCause,
 )
 from receiver.escalation.policy import Channel, Policy, StepMode, TargetKind, User
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
@@ -482,14 +483,15 @@ class Responder:
 
     async def restart(
         self, tx: Transaction, incident: Incident, event: TimelineEvent, now: datetime,
-        policy: Policy | None = None,
+        policy: Policy | None = None, cause: RunCause | None = None,
     ) -> None:
-        """Escalation starts over (a reassignment, a raised severity), in `tx`: the first
-        step that applies pages at once, in this transaction."""
+        """Escalation starts over (a reassignment, a raised severity: `cause`, which its
+        pages name), in `tx`: the first step that applies pages at once, in this
+        transaction."""
         state = await self._state(tx, incident)
         if state is None:
             raise InvalidTransition(f"incident {incident.id} has no escalation to restart")
-        plan = escalation.restart(state, incident, incident.severity, event, now, policy)
+        plan = escalation.restart(state, incident, incident.severity, event, now, policy, cause)
         await self._apply(tx, incident, plan, now)
 
     def arm_after_commit(self, tx: Transaction, armed: list[ArmedDeadline]) -> None:
@@ -623,6 +625,7 @@ def _page_message(page: Page) -> OutboxMessage:
         else "user"
     return OutboxMessage(
         recipient=page.recipient, recipient_kind=kind, contact=page.contact, reason=page.reason,
-        short=page.short, step=page.step, cycle=page.cycle, run=page.run,
+        short=page.short, step=page.step, cycle=page.cycle, run=page.run, actor=page.actor,
+        changed_to=page.changed_to,
     )
 

@@ -15,6 +15,7 @@ from receiver.escalation.plan import (
     DeadlineKind,
     EscalationState,
     Page,
+    RunCause,
 )
 from receiver.escalation.policy import (
     Channel,
@@ -78,13 +79,15 @@ def pages_for(
     now: datetime,
 ) -> tuple[tuple[Page, ...], tuple[Deadline, ...]]:
     """Pages for now, and CONTACT deadlines for each person's delayed contacts."""
+    actor, to = _cause(state, reason)
     pages: list[Page] = []
     later: list[Deadline] = []
     for who in recipients:
         if isinstance(who, Channel):
             pages.extend(
                 Page(recipient=who.name, recipient_kind=TargetKind.CHANNEL, url=url, short=False,
-                     reason=reason, step=index, cycle=state.cycle, run=state.run, contact=i)
+                     reason=reason, step=index, cycle=state.cycle, run=state.run, contact=i,
+                     actor=actor, changed_to=to)
                 for i, url in enumerate(who.urls)
             )
             continue
@@ -96,14 +99,28 @@ def pages_for(
                 pages.append(Page(
                     recipient=who.name, recipient_kind=TargetKind.USER, url=contact.url,
                     short=contact.short, reason=reason, step=index, cycle=state.cycle,
-                    run=state.run, contact=i,
+                    run=state.run, contact=i, actor=actor, changed_to=to,
                 ))
     return tuple(pages), tuple(later)
 
 
-def page_reason(policy: Policy, severity: str, run: int, cycle: int, index: int) -> MessageReason:
+def _cause(state: EscalationState, reason: MessageReason) -> tuple[str, str]:
+    """Who changed the incident, and to what, for the pages of a run a person's change began."""
+    cause = state.cause
+    if cause is None or reason is not cause.reason:
+        return "", ""
+    return cause.actor, cause.to
+
+
+def page_reason(
+    policy: Policy, severity: str, run: int, cycle: int, index: int,
+    cause: RunCause | None = None,
+) -> MessageReason:
+    """Why a step's page goes out. Every page of a later run says what began that run: a
+    reassignment or a raised severity (`cause`), else a re-escalation (unack, snooze over,
+    left alone)."""
     if run > 0:
-        return MessageReason.RE_ESCALATED
+        return MessageReason.RE_ESCALATED if cause is None else cause.reason
     if cycle > 0:
         return MessageReason.REMINDER
     # The first step this incident's severity reaches is its first page, even if it is not 0.

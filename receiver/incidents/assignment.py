@@ -18,7 +18,8 @@ from typing import Any
 
 from receiver.config.model import Config
 from receiver.core.errors import InvalidTransition, PayloadError
-from receiver.core.model import EventKind, Incident, Severity, TimelineEvent
+from receiver.core.model import EventKind, Incident, MessageReason, Severity, TimelineEvent
+from receiver.escalation.plan import RunCause
 from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.incidents.drills import route_for
 
@@ -88,6 +89,17 @@ def reassigned(incident: Incident, to: Reassignment, actor: str, now: datetime
                ) -> TimelineEvent:
     detail = {"team": to.team, "user": to.user, "previous_team": incident.team}
     return TimelineEvent(now, EventKind.REASSIGNED, actor, detail)
+
+
+def reassigned_cause(to: Reassignment, actor: str) -> RunCause:
+    """What the pages of the run a reassignment begins say: "REASSIGNED to team X by ana"."""
+    return RunCause(MessageReason.REASSIGNED, actor,
+                    f"team {to.team}" if to.team is not None else str(to.user))
+
+
+def raised_cause(severity: Severity, actor: str) -> RunCause:
+    """What the pages of the run a raised severity begins say: "SEVERITY RAISED to SEV1"."""
+    return RunCause(MessageReason.SEVERITY_RAISED, actor, severity.name)
 
 
 def person_policy(policy: Policy, user: str) -> Policy:

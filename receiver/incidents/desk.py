@@ -85,7 +85,8 @@ class IncidentDesk:
                 assert to.user is not None
                 policy = assignment.person_policy(
                     config.policy_for(incident.policy, incident.team), to.user)
-            await self._responder.restart(tx, incident, event, now, policy)
+            await self._responder.restart(tx, incident, event, now, policy,
+                                          assignment.reassigned_cause(to, actor))
             return await tx.incident(incident_id)
 
         return await self._store.write(job)
@@ -121,7 +122,8 @@ class IncidentDesk:
             await tx.update_incident(incident_id, now, severity=severity.name)
             incident = await tx.incident(incident_id)
             if change.raised:
-                await self._responder.restart(tx, incident, change.event, now)
+                await self._responder.restart(tx, incident, change.event, now,
+                                              cause=assignment.raised_cause(severity, actor))
             else:
                 await tx.append(incident_id, [change.event])
             await self._arm_cadence(tx, incident, now)

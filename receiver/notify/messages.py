@@ -9,6 +9,8 @@ the default with a logged warning, because a broken template must never lose a p
 Variables a template sees:
     reason, incident, severity, alerts, ack_url, resolve_url, incident_url, silence_url,
     actor, recipient, step, cycle        the MessageContext's fields
+    changed_to                           reassigned, severity_raised: the team ("team X"),
+                                         person or severity a person changed the incident to
     summary                              one line saying what is wrong
     alert_count, firing_count, resolved_count, truncated   (truncated: left out by Alertmanager)
     shown_alerts, more_alerts            the first few alerts, and how many are not shown
@@ -85,6 +87,7 @@ class MessageContext:
     incident_url: str
     silence_url: str
     actor: str = ""
+    changed_to: str = ""  # reassigned, severity_raised: the team, person or severity
     recipient: str = ""
     step: int | None = None
     cycle: int = 0
@@ -159,10 +162,15 @@ _LEADS = {
     "reminder": "REMINDER: still not acknowledged" + _STEP + ".\n",
     "re_escalated": "RE-ESCALATED: acknowledged earlier but still not resolved" + _STEP + ".\n",
     "responder_added": "{{ actor or 'Someone' }} asks you to join this incident.\n",
+    "reassigned": "REASSIGNED to {{ changed_to or 'you' }} by {{ actor or 'someone' }}"
+                  + _STEP + ".\n",
+    "severity_raised": "SEVERITY RAISED to {{ changed_to or severity.name }} by "
+                       "{{ actor or 'someone' }}" + _STEP + ".\n",
 }
 
 _TITLE_TAGS = {"triggered": "", "escalated": "ESCALATED ", "reminder": "REMINDER ",
-               "re_escalated": "RE-ESCALATED ", "responder_added": "JOIN "}
+               "re_escalated": "RE-ESCALATED ", "responder_added": "JOIN ",
+               "reassigned": "REASSIGNED ", "severity_raised": "SEVERITY RAISED "}
 
 DEFAULTS: dict[str, dict[str, str]] = {
     **{
@@ -337,6 +345,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "incident_url": ctx.incident_url,
         "silence_url": silences[0] if silences else "",
         "actor": ctx.actor,
+        "changed_to": ctx.changed_to,
         "recipient": ctx.recipient,
         "step": ctx.step,
         "cycle": ctx.cycle,
@@ -443,7 +452,8 @@ def _tidy(body: str) -> str:
 # -- short bodies ------------------------------------------------------------------------
 
 _SHORT_TAGS = {"triggered": "", "escalated": "ESC ", "reminder": "REMINDER ",
-               "re_escalated": "RE-ESC ", "responder_added": "JOIN "}
+               "re_escalated": "RE-ESC ", "responder_added": "JOIN ",
+               "reassigned": "REASSIGNED ", "severity_raised": "RAISED "}
 
 
 def short_body(ctx: MessageContext) -> str:

@@ -53,7 +53,8 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
     step: int | None = None  # pages only: the index of the policy step that sent it
     cycle: int = 0
     run: int | None = None  # pages only, so a late failure of an older run moves nothing
-    actor: str = ""  # notes: who acknowledged or resolved
+    actor: str = ""  # notes: who acknowledged or resolved; pages: who reassigned or raised
+    changed_to: str = ""  # reassigned, severity_raised pages: the team, person or severity
     stale_after: float | None = None  # stale notes: seconds Alertmanager was silent
     status_every: float | None = None  # status_due notes: the cadence, in seconds
 

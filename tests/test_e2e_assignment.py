@@ -1,0 +1,97 @@
+"""What a responder sees when people change an incident, end to end: the real Alertmanager
+posts to a real ackd, whose pages go through real Apprise to a local sink, with second-scale
+steps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import (
+    ANA_TOKEN,
+    Ackd,
+    Alertmanager,
+    ackd_for,
+    alertmanager_binary,
+    am_alert,
+    wait_until,
+)
+from tests.sinks import HttpSink, SinkRequest
+
+pytestmark = pytest.mark.alertmanager
+
+WARNING = {"alertname": "PaymentApiSlow", "cluster": "eu1", "team": "payments",
+           "severity": "other"}  # SEV2
+
+
+@dataclass
+class Running:
+    ackd: Ackd
+    sink: HttpSink
+    number: int
+
+    def pages(self, path: str) -> list[SinkRequest]:
+        return [r for r in self.sink.requests if r.path == path]
+
+    async def page(self, path: str, text: str, within: float = 15) -> dict[str, Any]:
+        """The first message to `path` whose title or body holds `text`."""
+
+        def found() -> list[dict[str, Any]]:
+            return [r.json for r in self.pages(path)
+                    if text in r.json["title"] or text in r.json["message"]]
+
+        async def arrived() -> bool:
+            return bool(found())
+
+        await wait_until(arrived, within, f"a message to {path} saying {text!r}")
+        return found()[0]
+
+
+@pytest.fixture
+async def running(tmp_path: Path, sink: HttpSink) -> AsyncIterator[Running]:
+    """A SEV2 incident of the payments team, paged to ana (primary) and acknowledged."""
+    alertmanager_binary()
+    ackd = ackd_for(tmp_path, sink.port, step_delay="2s")
+    await ackd.start_ready()
+    am = Alertmanager(tmp_path, ackd.url)
+    try:
+        await am.start_ready()
+        await am.post_alerts([am_alert(WARNING, datetime.now(UTC) - timedelta(minutes=1))])
+
+        async def opened() -> bool:
+            return len(await ackd.incidents()) == 1
+
+        await wait_until(opened, 15, "the incident")
+        [incident] = await ackd.incidents()
+        started = Running(ackd, sink, incident["id"])
+        await started.page("/ana", "PaymentApiSlow")
+        await ackd.call("POST", f"/api/v1/incidents/{started.number}/ack", token=ANA_TOKEN)
+        yield started
+    finally:
+        am.stop()
+        ackd.stop()
+
+
+async def test_a_reassigned_incident_pages_saying_who_reassigned_it(running: Running) -> None:
+    number = running.number
+    await running.ackd.call("POST", f"/api/v1/incidents/{number}/reassign",
+                            {"team": "platform"}, token=ANA_TOKEN)
+    page = await running.page("/ana", "REASSIGNED")
+    assert page["title"].startswith(f"[SEV2] REASSIGNED #{number} platform:")
+    assert "REASSIGNED to team platform by ana (step 1)." in page["message"]
+    assert "acknowledged earlier" not in page["message"]
+
+
+async def test_a_raised_severity_pages_saying_who_raised_it(running: Running) -> None:
+    number = running.number
+    await running.ackd.call("PUT", f"/api/v1/incidents/{number}/severity",
+                            {"severity": "SEV1"}, token=ANA_TOKEN)
+    page = await running.page("/ana", "SEVERITY RAISED")
+    assert page["title"].startswith(f"[SEV1] SEVERITY RAISED #{number} payments:")
+    assert "SEVERITY RAISED to SEV1 by ana (step 1)." in page["message"]
+    assert "acknowledged earlier" not in page["message"]

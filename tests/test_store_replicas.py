@@ -18,7 +18,7 @@ from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
 from receiver.store.postgres.outbox import LEASE
 from receiver.store.postgres.store import PostgresStore
-from receiver.store.records import IncidentFilter, NewIncident, OutboxMessage
+from receiver.store.records import IncidentFilter, NewIncident, OutboxMessage, Shared
 from tests.pgcluster import start_cluster
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -160,6 +160,8 @@ async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_a
         heard: dict[int, asyncio.Event] = {}
         stores[1].deadline_listeners.append(
             lambda i, due: heard.setdefault(i, asyncio.Event()).set())
+        reread: list[Shared] = []
+        stores[1].change_listeners.append(reread.append)
         incident_id = await stores[0].write(
             lambda tx: tx.insert_incident(new_incident("g"), None))
         cluster.halt()
@@ -181,6 +183,8 @@ async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_a
                     await asyncio.sleep(0.2)
             await heard.setdefault(armed[0].id, asyncio.Event()).wait()
         await stores[0].ping()
+        # Changes missed while not listening: every kind of run-time state is read again.
+        assert set(reread) == set(Shared)
     finally:
         for store in stores:
             await store.close()
@@ -217,3 +221,34 @@ async def test_maintenance_windows_on_postgres(replicas: list[PostgresStore]) ->
     assert await replicas[2].write(lambda tx: tx.delete_window(number))
     assert not await replicas[0].write(lambda tx: tx.delete_window(number))
     assert await replicas[1].maintenance_windows() == []
+
+
+async def test_a_commit_that_changes_run_time_state_tells_the_other_replicas(
+    replicas: list[PostgresStore],
+) -> None:
+    """Maintenance windows and on-call overrides: what another replica holds in memory is
+    read again when told; a rolled-back change tells nobody."""
+    from receiver.oncall.overrides import Change, Leg
+
+    heard: asyncio.Queue[Shared] = asyncio.Queue()
+    replicas[1].change_listeners.append(heard.put_nowait)
+    window = Window(NOW, NOW + timedelta(hours=1), "payments", (), "", "ana", created_at=NOW)
+
+    async def rolled_back(tx: Transaction) -> None:
+        await tx.add_window(window)
+        raise RuntimeError("this job fails after adding")
+
+    with pytest.raises(RuntimeError):
+        await replicas[0].write(rolled_back)
+    number = await replicas[0].write(lambda tx: tx.add_window(window))
+    leg = Leg("bo", NOW, NOW + timedelta(hours=1), "primary", None)
+    made = await replicas[2].write(
+        lambda tx: tx.add_overrides("payments", Change((leg,), False, ""), "ana", NOW))
+    await replicas[0].write(lambda tx: tx.delete_overrides([o.id for o in made]))
+    await replicas[0].write(lambda tx: tx.delete_window(number))
+    assert not await replicas[0].write(lambda tx: tx.delete_window(number))  # nothing changed
+    async with asyncio.timeout(5):
+        got = [await heard.get() for _ in range(4)]
+    assert got == [Shared.MAINTENANCE, Shared.ONCALL, Shared.ONCALL, Shared.MAINTENANCE]
+    await asyncio.sleep(0.2)
+    assert heard.empty()  # the rolled-back add and the delete of nothing told nobody

@@ -30,6 +30,7 @@ from receiver.config.coordinator import Coordinator
 from receiver.config.model import Config, example_secrets_in_use
 from receiver.core.clock import Clock, SystemClock
 from receiver.core.errors import ConfigError, ConfigProblem, StartupError
+from receiver.core.refresh import Refresh
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.responder import Responder
 from receiver.heartbeats.service import Heartbeats
@@ -42,6 +43,7 @@ from receiver.oncall.handoffs import HandoffNotices
 from receiver.oncall.service import OnCallService
 from receiver.store import private_dir
 from receiver.store.postgres.store import PostgresStore
+from receiver.store.records import Shared
 from receiver.store.sqlite.owner import StoreOwner
 from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, link_action, link_page, private_links
@@ -225,6 +227,11 @@ class Daemon:
             # page enqueued that this dispatcher may send.
             self.store.deadline_listeners.append(self.responder.scheduler.arm)
             self.store.outbox_listeners.append(self.dispatcher.wake)
+        # What the API changes at run time, read again when another replica changed it.
+        self._refresh = {Shared.MAINTENANCE: Refresh("maintenance windows", self.maintenance.load),
+                         Shared.ONCALL: Refresh("on-call overrides", self._load_roster)}
+        if isinstance(self.store, PostgresStore):
+            self.store.change_listeners.append(lambda what: self._refresh[what]())
         self.handoffs = HandoffNotices(
             self.store, self.clock, self.notifier, self.responder.roster, current)
         self.responder.resolution_listeners.append(self.incidents.held.forget)
@@ -286,8 +293,7 @@ class Daemon:
             ) from exc
         # Run-time on-call changes before anything escalates: a page goes to whoever they
         # put on call.
-        self.responder.roster.load(await self.store.write(
-            lambda tx: tx.current_overrides(self.clock.now())))
+        await self._load_roster()
         # Deadlines that passed while ackd was down are due at once: they fire first.
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
@@ -325,6 +331,10 @@ class Daemon:
             self.config.listen_host, self.port, self._store_kind.describe(self.config),
         )
 
+    async def _load_roster(self) -> None:
+        self.responder.roster.load(await self.store.write(
+            lambda tx: tx.current_overrides(self.clock.now())))
+
     def _maintenance_config(self, config: Config) -> None:
         """Held incidents look again when the file's windows changed: a window it shortened
         or dropped lets go of what it held."""
@@ -348,6 +358,8 @@ class Daemon:
             # Stops accepting, then waits up to SHUTDOWN_TIMEOUT for in-flight requests.
             await self._runner.cleanup()
         self.incidents.close()
+        for refresh in self._refresh.values():
+            await refresh.stop()
         await self.responder.scheduler.stop()
         await self.handoffs.stop()
         await self.heartbeats.timer.stop()

@@ -1,5 +1,7 @@
 """Maintenance windows at the edge: the API's windows in the store and in memory, beside the
-config's; the responder asks `windows()` before it pages (escalation/responder.py)."""
+config's; the responder asks `windows()` before it pages (escalation/responder.py). Replicas
+sharing a store read the windows again when another one changed them (`load`, on its
+NOTIFY), so a window made through any replica holds every replica's pages."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ class Maintenance:
         self.changed = changed
 
     async def load(self) -> None:
+        """Read the API's windows: at start, and when another replica changed them."""
         self._api = await self._store.maintenance_windows()
 
     def windows(self) -> list[Window]:
@@ -48,7 +51,10 @@ class Maintenance:
     async def delete(self, window_id: int) -> Window | None:
         """Remove a window from the API (None if there is no such one); what it held escalates
         from its first step at once if nothing else holds it."""
-        found = next((w for w in self._api if w.id == window_id), None)
+        found = self._find(window_id)
+        if found is None:
+            await self.load()  # made through another replica a moment ago, perhaps
+            found = self._find(window_id)
         if found is None:
             return None
 
@@ -56,7 +62,10 @@ class Maintenance:
             return await tx.delete_window(window_id)
 
         await self._store.write(job)
-        self._api.remove(found)
+        self._api = [w for w in self._api if w.id != window_id]
         if self.changed is not None:
             await self.changed()
         return found
+
+    def _find(self, window_id: int) -> Window | None:
+        return next((w for w in self._api if w.id == window_id), None)

@@ -5,11 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Literal
 
 import msgspec
 
 from receiver.core.model import IncidentState, MessageReason
+
+
+class Shared(StrEnum):
+    """State that the API changes at run time and every replica holds in memory, so that no
+    decision waits for a read: a commit that changes it tells the other replicas sharing the
+    store (PostgreSQL's NOTIFY), which read it again. On SQLite there are no others."""
+
+    MAINTENANCE = "maintenance"  # the API's maintenance windows
+    ONCALL = "oncall"  # run-time on-call overrides and swaps
 
 
 @dataclass(frozen=True, slots=True)

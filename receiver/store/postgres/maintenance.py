@@ -7,8 +7,9 @@ from datetime import datetime
 
 from receiver.maintenance.domain import Window
 from receiver.store.codec import loads, to_us
+from receiver.store.postgres.deadlines import DEADLINES_CHANNEL
 from receiver.store.postgres.statements import Statements
-from receiver.store.records import ArmedDeadline
+from receiver.store.records import ArmedDeadline, Shared
 
 
 class MaintenanceStatements(Statements):
@@ -27,14 +28,20 @@ class MaintenanceStatements(Statements):
             window.team, json.dumps([str(m) for m in window.matchers]),
             to_us(window.starts_at), to_us(window.ends_at), window.comment, window.created_by,
             to_us(window.created_at or window.starts_at))
+        await self._changed(Shared.MAINTENANCE)
         return int(rows[0][0])
 
     async def delete_window(self, window_id: int) -> bool:
         rows = await self._all("DELETE FROM maintenance WHERE id = $1 RETURNING id", window_id)
+        if rows:
+            await self._changed(Shared.MAINTENANCE)
         return bool(rows)
 
     async def bring_forward(self, kind: str, now: datetime) -> list[ArmedDeadline]:
         rows = await self._all(
             "UPDATE deadlines SET due = $1 WHERE kind = $2 AND due > $1"
             " RETURNING id, incident_id, key", to_us(now), kind)
+        for row in rows:  # the other replicas' timers too: this one may be gone by then
+            await self._run("SELECT pg_notify($1, $2)", DEADLINES_CHANNEL,
+                            f"{row[0]}:{to_us(now)}")
         return [ArmedDeadline(int(r[0]), int(r[1]), now, kind, str(r[2])) for r in rows]

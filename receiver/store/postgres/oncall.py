@@ -17,7 +17,7 @@ from receiver.core.model import Incident
 from receiver.oncall.overrides import Change, Leg, RuntimeOverride
 from receiver.store.codec import INCIDENT_COLUMNS, from_us, incident_from_row, opt_from_us, to_us
 from receiver.store.postgres.statements import Statements
-from receiver.store.records import PlannedNotice
+from receiver.store.records import PlannedNotice, Shared
 
 SENT_KEPT = timedelta(weeks=1)
 _COLUMNS = (
@@ -68,6 +68,7 @@ class OnCallStatements(Statements):
             await self._run("UPDATE schedule_overrides SET swap_with = $1 WHERE id = $2",
                             first.id, second.id)
             made = [_paired(first, second.id), _paired(second, first.id)]
+        await self._changed(Shared.ONCALL)
         return made
 
     async def override_with_pair(self, schedule: str, override_id: int) -> list[RuntimeOverride]:
@@ -84,6 +85,7 @@ class OnCallStatements(Statements):
         if ids:
             await self._run("DELETE FROM schedule_overrides WHERE id = ANY($1::bigint[])",
                             list(ids))
+            await self._changed(Shared.ONCALL)
 
     async def current_overrides(self, now: datetime) -> list[RuntimeOverride]:
         """Every override that has not ended: what the schedules are laid with at start."""

@@ -10,6 +10,11 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from receiver.core.model import Incident
+from receiver.store.records import Shared
+
+# The channel on which a commit that changed run-time state tells the other replicas: the
+# Shared member's value ("maintenance", "oncall").
+CHANGES_CHANNEL = "ackd_changes"
 
 # A connection of its own or one lent by the pool: the statements do not care which.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -30,3 +35,8 @@ class Statements:
 
     async def _run(self, sql: str, *params: Any) -> None:
         await self._conn.execute(sql, *params)
+
+    async def _changed(self, what: Shared) -> None:
+        """Tell the other replicas, at commit (a rolled-back NOTIFY is never sent), that
+        `what` changed: they read it again."""
+        await self._run("SELECT pg_notify($1, $2)", CHANGES_CHANNEL, what.value)

@@ -15,11 +15,13 @@ with the connection itself fails the whole batch with StoreUnavailable (503), an
 batch takes a fresh connection.
 
 LISTEN/NOTIFY carries what other replicas need to know at once: a deadline armed
-(`deadline_listeners`, for the timer heap) and an outbox row enqueued (`outbox_listeners`,
-for the dispatcher). Each notification is sent at commit, never for a rolled-back job. The
-listening connection is watched: when it is lost (the database restarted, a network cut) it
-is opened again, and since notifications sent meanwhile are lost, every armed deadline is
-handed to the listeners once more and the dispatcher woken.
+(`deadline_listeners`, for the timer heap), an outbox row enqueued (`outbox_listeners`, for
+the dispatcher), and run-time state the API changed (`change_listeners`: maintenance windows,
+on-call overrides; each replica reads it again). Each notification is sent at commit, never
+for a rolled-back job. The listening connection is watched: when it is lost (the database
+restarted, a network cut) it is opened again, and since notifications sent meanwhile are
+lost, every armed deadline is handed to the listeners once more, the dispatcher woken and
+the run-time state read again.
 """
 
 from __future__ import annotations
@@ -54,9 +56,9 @@ from receiver.store.postgres.deadlines import DEADLINES_CHANNEL
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import OUTBOX_CHANNEL
 from receiver.store.postgres.schema import MIGRATIONS
-from receiver.store.postgres.statements import Connection
+from receiver.store.postgres.statements import CHANGES_CHANNEL, Connection
 from receiver.store.postgres.transaction import PostgresTransaction
-from receiver.store.records import IncidentFilter, OutboxRow, StoreStats
+from receiver.store.records import IncidentFilter, OutboxRow, Shared, StoreStats
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +100,7 @@ class PostgresStore:
         self.stats = StoreStats()
         self.deadline_listeners: list[Callable[[int, datetime], None]] = []
         self.outbox_listeners: list[Callable[[], None]] = []
+        self.change_listeners: list[Callable[[Shared], None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -123,6 +126,7 @@ class PostgresStore:
         try:
             await listener.add_listener(DEADLINES_CHANNEL, self._on_deadline)
             await listener.add_listener(OUTBOX_CHANNEL, self._on_outbox)
+            await listener.add_listener(CHANGES_CHANNEL, self._on_change)
         except BaseException:
             await listener.close()
             raise
@@ -150,6 +154,9 @@ class PostgresStore:
                     on_deadline(deadline_id, due)
             for on_outbox in self.outbox_listeners:
                 on_outbox()
+            for on_change in self.change_listeners:
+                for what in Shared:
+                    on_change(what)
         except StoreUnavailable as exc:
             log.warning("cannot read the deadlines missed while not listening: %s", exc)
         finally:
@@ -203,6 +210,15 @@ class PostgresStore:
     def _on_outbox(self, conn: object, pid: int, channel: str, payload: object) -> None:
         for listener in self.outbox_listeners:
             listener()
+
+    def _on_change(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        try:
+            what = Shared(str(payload))
+        except ValueError:
+            log.warning("ignored a change notification of nothing known (%r)", payload)
+            return
+        for listener in self.change_listeners:
+            listener(what)
 
     # -- writes ---------------------------------------------------------------------------
 

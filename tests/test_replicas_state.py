@@ -1,0 +1,188 @@
+"""What the API changes at run time, seen by every replica on one PostgreSQL database: two
+whole daemons (each its own store, timer loop and dispatcher) on one fake clock and one real
+throwaway cluster. A maintenance window made through one holds the other's pages; an on-call
+override made through one pages its person on the other; and staleness counts the webhooks
+either replica received, with one stale note however many replicas there are."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from receiver.app.daemon import Daemon
+from receiver.config import build as config_module
+from receiver.testing import FakeClock, RecordingNotifier
+from tests.harness import write_config
+from tests.test_api import LABELS, Api
+
+HOUR = timedelta(hours=1)
+# What the other replica may take to hear of a change (NOTIFY, then a read): well under this.
+HEARD_WITHIN = 2.0
+
+Start = Callable[..., Awaitable[list[Api]]]
+
+
+def replica_config(directory: Path, dsn: str, stale: str) -> Path:
+    directory.mkdir()
+    path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m",
+                        extra=f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 4}}}}\n")
+    if stale:
+        path.write_text(path.read_text().replace(
+            "route:\n  team: platform\n", f"route:\n  stale_after: {stale}\n  team: platform\n"))
+    return path
+
+
+@pytest.fixture
+async def start(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Start]:
+    """`start(count, stale="")`: that many replicas on one database and one fake clock."""
+    daemons: list[Daemon] = []
+
+    async def started(count: int = 2, stale: str = "") -> list[Api]:
+        clock = FakeClock()
+        apis = []
+        for n in range(count):
+            path = replica_config(tmp_path / f"replica{n}", pg_dsn, stale)
+            loaded = replace(config_module.load(path), listen_port=0,
+                             data_dir=tmp_path / f"replica{n}" / "data")
+            notifier = RecordingNotifier()
+            daemon = Daemon(loaded, clock=clock, notifier=notifier, config_path=path)
+            await daemon.start()
+            daemons.append(daemon)
+            apis.append(Api(daemon, notifier, clock))
+        return apis
+
+    yield started
+    for daemon in daemons:
+        if not daemon.services.draining:
+            await daemon.stop()
+
+
+async def until(check: Callable[[], Awaitable[bool]], within: float = HEARD_WITHIN) -> bool:
+    """Whether `check` holds within `within` seconds of real time (asked every 20 ms)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
+
+
+async def listed(api: Api, path: str, key: str) -> list[dict[str, Any]]:
+    status, body = await api.call("GET", path)
+    assert status == 200, body
+    return list(body[key])
+
+
+def paged(apis: list[Api]) -> list[str]:
+    return [name for api in apis for name in api.paged()]
+
+
+async def settle(apis: list[Api]) -> None:
+    for api in apis:
+        await api.settle()
+
+
+async def paged_by_either(apis: list[Api], count: int) -> list[str]:
+    """Who was paged once `count` pages went (or 5 s passed), by whichever replica's
+    dispatcher leased them."""
+
+    async def sent() -> bool:
+        await settle(apis)
+        return len(paged(apis)) >= count
+
+    await until(sent, 5)
+    return paged(apis)
+
+
+async def test_a_window_made_through_one_replica_holds_the_others_pages(start: Start) -> None:
+    a, b = await start()
+    status, window = await a.call("POST", "/api/v1/maintenance",
+                                  {"team": "payments", "for": "1h", "comment": "failover"})
+    assert status == 201, window
+
+    async def b_knows() -> bool:
+        return [w["id"] for w in await listed(b, "/api/v1/maintenance", "windows")] == [
+            window["id"]]
+
+    assert await until(b_knows), "replica b never heard of the window"
+    await b.fire()  # the incident opens on b, inside a's window
+    await settle([a, b])
+    assert paged([a, b]) == []
+
+    # Deleted through b: what it held escalates at once, on whichever replica.
+    status, _ = await b.call("DELETE", f"/api/v1/maintenance/{window['id']}")
+    assert status == 200
+
+    async def a_forgot() -> bool:
+        return await listed(a, "/api/v1/maintenance", "windows") == []
+
+    assert await until(a_forgot), "replica a still lists the deleted window"
+
+    assert await paged_by_either([a, b], 1) == ["ana"]
+
+
+async def test_an_override_made_through_one_replica_pages_its_person_on_the_other(
+    start: Start,
+) -> None:
+    a, b = await start()
+    now = a.clock.now()
+    status, answer = await a.call("POST", "/api/v1/schedules/payments/overrides", {
+        "user": "cy", "layer": "primary", "start": (now - HOUR).isoformat(),
+        "end": (now + HOUR).isoformat(), "note": "ana is off sick"})
+    assert status == 201, answer
+    [made] = answer["overrides"]
+
+    async def b_knows() -> bool:
+        found = await listed(b, "/api/v1/schedules/payments/overrides", "overrides")
+        return [o["id"] for o in found] == [made["id"]]
+
+    assert await until(b_knows), "replica b never heard of the override"
+    await b.fire()  # opened on b: its first step pages whoever the override put on call
+    assert await paged_by_either([a, b], 1) == ["cy"]
+
+    # Deleted through b: a's next incident pages the rotation's person again.
+    status, _ = await b.call(
+        "DELETE", f"/api/v1/schedules/payments/overrides/{made['id']}")
+    assert status == 200
+
+    async def a_forgot() -> bool:
+        return await listed(a, "/api/v1/schedules/payments/overrides", "overrides") == []
+
+    assert await until(a_forgot), "replica a still lists the deleted override"
+    await a.fire({**LABELS, "alertname": "Other"})
+    assert sorted(await paged_by_either([a, b], 2)) == ["ana", "cy"]
+
+
+async def test_notices_during_a_read_start_one_more_read_and_a_failed_read_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from receiver.core import refresh as module
+    from receiver.core.errors import StoreUnavailable
+    from receiver.core.refresh import Refresh
+
+    monkeypatch.setattr(module, "RETRY", 0.01)
+    reads: list[int] = []
+    gate = asyncio.Event()
+
+    async def read() -> None:
+        reads.append(len(reads))
+        if len(reads) == 1:
+            await gate.wait()  # the first read is under way while three notices come
+        if len(reads) == 2:
+            raise StoreUnavailable("the database is away")
+
+    again = Refresh("things", read)
+    again()
+    await asyncio.sleep(0)
+    again(), again(), again()
+    gate.set()
+    for _ in range(50):
+        await asyncio.sleep(0.01)
+    assert reads == [0, 1, 2]  # the first, one for the three notices (failed), its retry
+    await again.stop()

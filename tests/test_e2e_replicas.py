@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,7 +31,7 @@ from tests.harness import (
     write_config,
 )
 from tests.pgcluster import Cluster, fresh_database
-from tests.sinks import HttpSink
+from tests.sinks import HttpSink, SinkMode
 
 START = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
 PAYMENTS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
@@ -38,14 +39,15 @@ PAYMENTS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
 STEP = 3.0  # seconds between escalation steps
 
 
-def replicas_of(tmp_path: Path, dsn: str, sink: HttpSink, count: int) -> list[Ackd]:
+def replicas_of(tmp_path: Path, dsn: str, sink: HttpSink, count: int,
+                step: float = STEP) -> list[Ackd]:
     ackds = []
     for n in range(count):
         home = tmp_path / f"replica{n}"
         home.mkdir()
         port = free_port()
         config = write_config(
-            home / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay=f"{STEP:g}s",
+            home / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay=f"{step:g}s",
             external_url=f"http://127.0.0.1:{port}",
             extra=f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 4}}}}\n",
         )
@@ -111,6 +113,58 @@ async def test_three_replicas_page_once_and_survive_a_sigkill_mid_escalation(
             for ackd in ackds:
                 if "Traceback" in ackd.log():
                     print(ackd.log())
+
+
+def replica_number(ackd: Ackd) -> int:
+    """The number a replica holds its advisory lock under, from its start's log line."""
+    found = re.search(r"ackd listening on \S+, store .*, replica (\d+)", ackd.log())
+    assert found is not None, ackd.log()[-2000:]
+    return int(found.group(1))
+
+
+async def test_a_page_in_flight_on_a_killed_replica_is_sent_by_another_within_a_second(
+    tmp_path: Path, pg_cluster: Cluster
+) -> None:
+    """The first delivery hangs at the sink; the replica sending it is SIGKILLed. Its lease
+    named it, its session's lock is gone with it, and another replica sends the page within
+    a second: at least once (the sink saw the first attempt too), as after any crash."""
+    async with HttpSink(SinkMode.HUNG) as sink, fresh_database(pg_cluster) as dsn:
+        ackds = replicas_of(tmp_path, dsn, sink, 3, step=600)
+        try:
+            await asyncio.gather(*(a.start_ready() for a in ackds))
+            numbers = {replica_number(a): a for a in ackds}
+            labels = {**PAYMENTS, "alertname": "InFlight"}
+            alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
+            async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as session, session.post(
+                    f"{ackds[0].url}/api/v1/alerts",
+                    data=json.dumps(build_webhook([alert]))) as r:
+                assert r.status == 200
+            await sink.wait_for(1, within=20)  # the first attempt: it hangs
+            sink.mode = SinkMode.OK
+            conn = await asyncpg.connect(dsn)
+            try:
+                holder = await conn.fetchval("SELECT leased_by FROM outbox")
+                numbers[holder].kill()
+                killed_at = time.time()
+                second = (await sink.wait_for(2, within=10))[1]
+                assert second.path == "/ana"
+                assert second.received_at - killed_at <= 1.0, second.received_at - killed_at
+                async with asyncio.timeout(10):  # the survivor records it, and it is done
+                    while True:
+                        if not await conn.fetchval("SELECT count(*) FROM outbox"):
+                            break
+                        await asyncio.sleep(0.1)
+                sent = await conn.fetchval(
+                    "SELECT count(*) FROM timeline WHERE kind = 'notification_sent'")
+            finally:
+                await conn.close()
+            assert sent == 1
+            await asyncio.sleep(1)
+            assert [r.path for r in sink.requests] == ["/ana", "/ana"]
+        finally:
+            for ackd in ackds:
+                ackd.stop()
 
 
 async def test_a_replica_killed_in_a_webhook_storm_loses_nothing_it_answered(

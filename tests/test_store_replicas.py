@@ -5,10 +5,12 @@ an outbox row go to exactly one, and what one commits reaches the others by NOTI
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
 
 from receiver.alertmanager.matchers import parse_matcher
@@ -17,7 +19,9 @@ from receiver.core.model import MessageReason
 from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
 from receiver.store.postgres.outbox import LEASE
+from receiver.store.postgres.replicas import WATCH, claim
 from receiver.store.postgres.store import PostgresStore
+from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.records import IncidentFilter, NewIncident, OutboxMessage, Shared
 from tests.pgcluster import start_cluster
 
@@ -31,6 +35,14 @@ def new_incident(key: str) -> NewIncident:
         group_key=key, route_id="{}", team="payments", severity="SEV1", policy="standard",
         group_labels={"alertname": "X"}, opened_at=NOW, external_url="", summary="s",
     )
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait for a replica's sweep (every WATCH seconds) to make `condition` true."""
+    while True:
+        if condition():
+            return
+        await asyncio.sleep(WATCH / 2)
 
 
 @pytest.fixture
@@ -107,6 +119,55 @@ async def test_replicas_lease_disjoint_outbox_rows_and_a_lapsed_lease_falls_due(
     # The replica holding these rows died: once the lease has run out, another sends them.
     lapsed = await lease(replicas[2], NOW + LEASE + timedelta(seconds=1))
     assert sorted(lapsed) == sorted(ids)[:10]
+
+
+async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """A replica's lease names it, and its session's advisory lock says it is alive: when
+    that session ends (the process was SIGKILLed: its socket closed), the others' sweep gives
+    its leases back within a fraction of a second, not LEASE later, and wakes its dispatcher
+    to send them."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    woken = asyncio.Event()
+    replicas[1].outbox_listeners.append(woken.set)
+    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 3, NOW))
+    async with asyncio.timeout(5):
+        await woken.wait()  # the enqueue's own notification
+    doomed = await asyncpg.connect(pg_dsn)
+    number = await claim(doomed)
+    async with doomed.transaction():
+        held = await PostgresTransaction(doomed, number).lease_due_outbox(NOW, 10)
+    assert sorted(row.id for row in held) == ids
+    async with asyncio.timeout(5):
+        await until(lambda: len(replicas[1].alive) == 4)  # three stores and the doomed one
+    assert number in replicas[1].alive
+    await asyncio.sleep(2 * WATCH)
+    assert await replicas[1].lease_due_notifications(NOW, 10) == []  # its holder lives
+
+    # Whichever replica sweeps first gives the rows back and wakes its own dispatcher.
+    given_back = asyncio.Event()
+    for store in replicas:
+        store.outbox_listeners.append(given_back.set)
+    doomed.terminate()  # the socket closes, as when the process is killed
+    gone = time.monotonic()
+    async with asyncio.timeout(5):
+        await given_back.wait()
+    taken = [row.id for row, _ in await replicas[1].lease_due_notifications(NOW, 10)]
+    assert sorted(taken) == ids
+    assert time.monotonic() - gone < 1.0
+    async with asyncio.timeout(1):
+        await until(lambda: number not in replicas[1].alive)  # its next sweep sees it too
+    assert len(replicas[1].alive) == 3
+
+
+async def test_the_replicas_alive_share_the_deadlines_each_first_to_one(
+    replicas: list[PostgresStore],
+) -> None:
+    async with asyncio.timeout(5):
+        await until(lambda: all(len(store.alive) == 3 for store in replicas))
+    for deadline_id in range(1, 100):
+        assert sum(store.first_to_try(deadline_id) for store in replicas) == 1
 
 
 async def test_a_commit_tells_the_other_replicas_of_deadlines_and_outbox_rows(

@@ -326,9 +326,11 @@ class Daemon:
         # ingest's instructions; every 100,000, too little to measure (and at most a few MiB
         # of young objects wait for it).
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        replica = (f", replica {self.store.replica}"
+                   if isinstance(self.store, PostgresStore) else "")
         log.info(
-            "ackd listening on %s:%s, store %s",
-            self.config.listen_host, self.port, self._store_kind.describe(self.config),
+            "ackd listening on %s:%s, store %s%s",
+            self.config.listen_host, self.port, self._store_kind.describe(self.config), replica,
         )
 
     async def _load_roster(self) -> None:

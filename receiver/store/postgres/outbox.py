@@ -7,6 +7,10 @@ here ends by itself: the row falls due again LEASE after it was taken, so when t
 that took it dies, another sends it then (at least once, as after any crash). A replica that
 starts does not undo the leases of the others, which are alive. LEASE is well beyond a
 delivery's timeout: a live replica's send ends, and writes its result, long before.
+
+A lease also names the replica that holds it (`leased_by`, its number): when that replica is
+gone, the others give the row back at once (replicas.py's sweep, a fraction of a second
+after its session ended), so LEASE matters only for a replica hung while still connected.
 """
 
 from __future__ import annotations
@@ -58,11 +62,11 @@ class OutboxStatements(Statements):
         lease them until their result is written, release_outbox, or LEASE has passed."""
         rows = await self._all(
             "UPDATE outbox SET leased_from = coalesce(leased_from, next_attempt_at),"
-            " next_attempt_at = $1"
+            " next_attempt_at = $1, leased_by = $4"
             " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= $2"
             " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)"
             " RETURNING id, incident_id, created_at, payload, attempts, leased_from",
-            to_us(now + LEASE), to_us(now), limit,
+            to_us(now + LEASE), to_us(now), limit, self.replica,
         )
         rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
         return [_outbox_row(r) for r in rows]
@@ -70,7 +74,7 @@ class OutboxStatements(Statements):
     async def release_outbox(self, outbox_id: int, due: datetime) -> None:
         """End a lease without a result: the row is due again at `due`."""
         await self._run(
-            "UPDATE outbox SET next_attempt_at = $1, leased_from = NULL"
+            "UPDATE outbox SET next_attempt_at = $1, leased_from = NULL, leased_by = NULL"
             " WHERE id = $2 AND leased_from IS NOT NULL",
             to_us(due), outbox_id,
         )
@@ -80,8 +84,8 @@ class OutboxStatements(Statements):
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
         await self._run(
-            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, leased_from = NULL"
-            " WHERE id = $3",
+            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, leased_from = NULL,"
+            " leased_by = NULL WHERE id = $3",
             attempts, to_us(next_at), outbox_id,
         )
 

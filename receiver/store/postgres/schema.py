@@ -164,4 +164,11 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (incident_id, role)
     );
     """,
+    # 10: which replica holds an outbox row's lease (store/postgres/replicas.py): when that
+    # replica is gone, the others take the row at once rather than when the lease ends. The
+    # index holds only the rows in flight.
+    """
+    ALTER TABLE outbox ADD COLUMN leased_by BIGINT;
+    CREATE INDEX outbox_leased ON outbox(leased_by) WHERE leased_by IS NOT NULL;
+    """,
 )

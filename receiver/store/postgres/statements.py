@@ -29,6 +29,9 @@ class Statements:
         # other replicas write too: every incident read here is read FOR NO KEY UPDATE, so
         # what is remembered stays true until the batch commits.
         self._incidents: dict[int, Incident] = {}
+        # The number of the replica running the batch (store/postgres/replicas.py), which
+        # its leases carry; None outside a replica (tools, some tests).
+        self.replica: int | None = None
 
     async def _all(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         return list(await self._conn.fetch(sql, *params))

@@ -22,6 +22,12 @@ for a rolled-back job. The listening connection is watched: when it is lost (the
 restarted, a network cut) it is opened again, and since notifications sent meanwhile are
 lost, every armed deadline is handed to the listeners once more, the dispatcher woken and
 the run-time state read again.
+
+The listening connection also says that this replica is alive: its session holds the
+replica's advisory lock (replicas.py), and what the replica leases carries its number. A
+watch task looks every WATCH seconds at who is alive: the leases of a replica gone go back
+to the outbox (the dispatcher is woken to send them), and who is alive decides which
+replica tries each due deadline first (`first_to_try`).
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from receiver.store.codec import (
 from receiver.store.postgres.deadlines import DEADLINES_CHANNEL
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import OUTBOX_CHANNEL
+from receiver.store.postgres.replicas import WATCH, Sweep, claim, share, sweep
 from receiver.store.postgres.schema import MIGRATIONS
 from receiver.store.postgres.statements import CHANGES_CHANNEL, Connection
 from receiver.store.postgres.transaction import PostgresTransaction
@@ -95,6 +102,10 @@ class PostgresStore:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._relisten: asyncio.Task[None] | None = None
+        self._watch: asyncio.Task[None] | None = None
+        # This replica's number (its advisory lock), and the numbers of the replicas alive.
+        self.replica: int | None = None
+        self.alive: tuple[int, ...] = ()
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
@@ -120,10 +131,13 @@ class PostgresStore:
         writers = max(1, self._pool_size // 2)
         self._writers = [asyncio.create_task(self._write_loop(), name=f"ackd-pg-writer-{n}")
                          for n in range(writers)]
+        self._watch = asyncio.create_task(self._watch_replicas(), name="ackd-pg-replicas")
 
     async def _listen(self) -> None:
         listener = await asyncpg.connect(self._dsn)
         try:
+            # Before anything is leased: what this replica holds names a lock that is held.
+            self.replica = await claim(listener, self.replica)
             await listener.add_listener(DEADLINES_CHANNEL, self._on_deadline)
             await listener.add_listener(OUTBOX_CHANNEL, self._on_outbox)
             await listener.add_listener(CHANGES_CHANNEL, self._on_change)
@@ -162,6 +176,45 @@ class PostgresStore:
         finally:
             self._relisten = None
 
+    async def _watch_replicas(self) -> None:
+        """Every WATCH seconds: who is alive, and the leases of those gone given back."""
+        failing = False
+        while True:
+            await asyncio.sleep(WATCH)
+            try:
+                found = await self._sweep()
+            except StoreUnavailable as exc:
+                if not failing:
+                    log.warning("cannot see which replicas are alive: %s", exc)
+                failing = True
+                continue
+            except Exception:
+                log.exception("looking at which replicas are alive failed")
+                continue
+            failing = False
+            if found.orphans:
+                log.warning("%d page(s) leased by a replica that is gone are sent again",
+                            found.orphans)
+                for on_outbox in self.outbox_listeners:
+                    on_outbox()
+            if found.alive != self.alive:
+                self.alive = found.alive
+                log.info("replicas alive: %d", len(found.alive))
+
+    async def _sweep(self) -> Sweep:
+        if self._pool is None:
+            raise StoreUnavailable("the store is not open")
+        try:
+            async with self._pool.acquire() as conn:
+                return await sweep(conn)
+        except (*BROKEN, asyncpg.PostgresError) as exc:
+            raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
+
+    def first_to_try(self, deadline_id: int) -> bool:
+        """Whether this replica tries this deadline at its due time; the others try it a
+        little later, should this one not have fired it (see escalation/timer.py)."""
+        return self.replica is None or share(deadline_id, self.alive, self.replica)
+
     async def _prepare_schema(self, conn: Connection) -> None:
         if self._migrate:
             await migrate(conn)
@@ -183,6 +236,11 @@ class PostgresStore:
         await self._close_connections()
 
     async def _close_connections(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+            self._watch = None
         if self._relisten is not None:
             self._relisten.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -248,7 +306,7 @@ class PostgresStore:
         outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         try:
             async with pool.acquire() as conn:
-                tx = PostgresTransaction(conn)
+                tx = PostgresTransaction(conn, self.replica)
                 async with conn.transaction():
                     for job in batch:
                         outcomes.append(await _run_job(conn, tx, job))

@@ -22,8 +22,9 @@ class PostgresTransaction(
 ):
     """One batch's statements: `store.Transaction` on PostgreSQL."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, replica: int | None = None) -> None:
         super().__init__(conn)
+        self.replica = replica  # what this replica's leases carry (replicas.py)
         self._after_commit: list[Callable[[], None]] = []
 
     def after_commit(self, callback: Callable[[], None]) -> None:

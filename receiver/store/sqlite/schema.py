@@ -182,4 +182,10 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (incident_id, role)
     ) WITHOUT ROWID;
     """,
+    # 10: which replica holds an outbox row's lease (PostgreSQL's replicas, see
+    # store/postgres/replicas.py); one SQLite store has one holder, so it stays NULL here.
+    """
+    ALTER TABLE outbox ADD COLUMN leased_by INTEGER;
+    CREATE INDEX outbox_leased ON outbox(leased_by) WHERE leased_by IS NOT NULL;
+    """,
 )

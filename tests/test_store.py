@@ -180,6 +180,8 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     # Take the file back to schema 1, as an ackd of that release left it.
     old = sqlite3.connect(path, isolation_level=None)
     old.execute("DROP INDEX outbox_due")
+    old.execute("DROP INDEX outbox_leased")
+    old.execute("ALTER TABLE outbox DROP COLUMN leased_by")
     old.execute("DROP INDEX outbox_by_incident")
     old.execute("ALTER TABLE alerts DROP COLUMN grafana")
     old.execute("ALTER TABLE outbox DROP COLUMN leased_from")

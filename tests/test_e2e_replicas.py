@@ -55,6 +55,19 @@ def replicas_of(tmp_path: Path, dsn: str, sink: HttpSink, count: int,
     return ackds
 
 
+async def recorded(dsn: str) -> None:
+    """Wait until no page is left in the outbox: each delivery's result is committed."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with asyncio.timeout(10):
+            while True:
+                if not await conn.fetchval("SELECT count(*) FROM outbox"):
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
 def to_all(config_path: Path, ackds: list[Ackd]) -> None:
     """Alertmanager's one receiver posts every notification to each replica."""
     path = config_path
@@ -89,6 +102,7 @@ async def test_three_replicas_page_once_and_survive_a_sigkill_mid_escalation(
 
             # Mid-escalation, the replica that took the webhook first dies.
             await asyncio.sleep(STEP / 3)
+            await recorded(dsn)
             ackds[0].kill()
 
             second = (await sink.wait_for(2, within=STEP + 5))[1]
@@ -96,8 +110,11 @@ async def test_three_replicas_page_once_and_survive_a_sigkill_mid_escalation(
             assert second.path == "/bo"
             assert -0.3 <= late <= 1.0, late  # due STEP after the first page, not later
 
-            # And another: the last replica left fires the last step alone.
+            # And another: the last replica left fires the last step alone. Killed once the
+            # page is recorded: killed while sending it, its page would go again, at least
+            # once (test_a_page_in_flight_on_a_killed_replica_is_sent_by_another...).
             stepped_at = time.monotonic()
+            await recorded(dsn)
             ackds[1].kill()
             third = (await sink.wait_for(3, within=STEP + 5))[2]
             late = time.monotonic() - stepped_at - STEP
@@ -150,11 +167,7 @@ async def test_a_page_in_flight_on_a_killed_replica_is_sent_by_another_within_a_
                 second = (await sink.wait_for(2, within=10))[1]
                 assert second.path == "/ana"
                 assert second.received_at - killed_at <= 1.0, second.received_at - killed_at
-                async with asyncio.timeout(10):  # the survivor records it, and it is done
-                    while True:
-                        if not await conn.fetchval("SELECT count(*) FROM outbox"):
-                            break
-                        await asyncio.sleep(0.1)
+                await recorded(dsn)  # the survivor records it, and it is done
                 sent = await conn.fetchval(
                     "SELECT count(*) FROM timeline WHERE kind = 'notification_sent'")
             finally:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN
+from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN
 from tests.test_api import Api, run_cli, start_api
 
 OTHER = {"alertname": "Disk", "cluster": "eu1", "team": "payments", "severity": "x"}  # SEV2
@@ -48,12 +48,15 @@ async def test_reassigning_to_a_team_starts_its_policy_over(api: Api) -> None:
     assert "acknowledged earlier" not in page.body
     await _later(api, 5)
     assert api.paged()[-1] == "bo"  # and on, as its policy says
-    assert "REASSIGNED to team platform by ana (step 2)." in api.notifier.sent[-1][1].body
+    assert ("REASSIGNED to team platform by ana; nobody has acknowledged yet (step 2)."
+            in api.notifier.sent[-1][1].body)
     assert await _events(api, number, "reassigned") == [
         ("ana", {"team": "platform", "user": None, "previous_team": "payments"})]
 
 
-async def test_reassigning_to_a_person_pages_them_alone(api: Api) -> None:
+async def test_reassigning_to_a_person_pages_them_first_and_the_team_behind_them(
+    api: Api,
+) -> None:
     number = await api.fire()
     await api.settle()
     assert api.paged() == ["ana"]
@@ -61,10 +64,36 @@ async def test_reassigning_to_a_person_pages_them_alone(api: Api) -> None:
                                   {"user": "cy"}, token=ANA_TOKEN)
     assert (status, body["team"]) == (200, "payments")
     await api.settle()
-    await _later(api, 30)
-    assert api.paged() == ["ana", "cy"]  # at once, and nobody else after
+    assert api.paged() == ["ana", "cy"]  # at once, alone
+    assert "REASSIGNED to cy by ana (step 1)." in api.notifier.sent[-1][1].body
+    await _later(api, 4)
+    assert api.paged() == ["ana", "cy"]  # cy has the 5 minutes the policy's first step gets
+    await _later(api, 1)
+    # Unanswered: the team's policy from its first step, as for a new incident.
+    assert api.paged() == ["ana", "cy", "ana"]
+    assert ("REASSIGNED to cy by ana; nobody has acknowledged yet (step 2)."
+            in api.notifier.sent[-1][1].body)
+    await _later(api, 5)
+    assert api.paged() == ["ana", "cy", "ana", "bo"]
     status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack", token=API_TOKEN)
     assert (status, body["state"]) == (200, "acknowledged")
+    await _later(api, 30)
+    assert sorted(api.paged()[4:]) == ["ana", "bo", "cy"]  # the acknowledgement's note, no page
+
+
+async def test_a_person_who_acknowledges_in_time_is_the_only_one_paged(api: Api) -> None:
+    number = await api.fire()
+    await api.settle()
+    await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"user": "cy"},
+                   token=ANA_TOKEN)
+    await api.settle()
+    await _later(api, 3)
+    status, _ = await api.call("POST", f"/api/v1/incidents/{number}/ack", token=CY_TOKEN)
+    assert status == 200
+    await _later(api, 30)
+    assert sorted(api.paged()[2:]) == ["ana", "cy"]  # notes of cy's ack, no pages
+    pages = [m.title for _, m in api.notifier.sent[2:]]
+    assert all("acknowledged by cy" in t for t in pages), pages
 
 
 async def test_a_responder_is_paged_in_and_the_owner_stays(api: Api) -> None:

@@ -95,3 +95,18 @@ async def test_a_raised_severity_pages_saying_who_raised_it(running: Running) ->
     assert page["title"].startswith(f"[SEV1] SEVERITY RAISED #{number} payments:")
     assert "SEVERITY RAISED to SEV1 by ana (step 1)." in page["message"]
     assert "acknowledged earlier" not in page["message"]
+
+
+async def test_a_person_reassigned_to_who_does_not_answer_has_the_team_behind_them(
+    running: Running,
+) -> None:
+    number = running.number
+    await running.ackd.call("POST", f"/api/v1/incidents/{number}/reassign", {"user": "cy"},
+                            token=ANA_TOKEN)
+    first = await running.page("/cy", "REASSIGNED")
+    assert "REASSIGNED to cy by ana (step 1)." in first["message"]
+    # cy does not answer within the 2 s the policy gives its first step: the team's policy
+    # follows from its first step (ana, the primary), then its second (bo).
+    behind = await running.page("/ana", "nobody has acknowledged yet")
+    assert "REASSIGNED to cy by ana; nobody has acknowledged yet (step 2)." in behind["message"]
+    await running.page("/bo", "REASSIGNED to cy by ana; nobody has acknowledged yet (step 3).")

@@ -56,6 +56,7 @@ from receiver.escalation.policy import (
     TargetKind,
     User,
 )
+from receiver.incidents.assignment import answer_window, person_policy
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday, inside working hours
 MIN = timedelta(minutes=1)
@@ -549,6 +550,40 @@ def test_a_restart_pages_say_what_a_person_changed_not_re_escalated(cause: RunCa
     sim.fire_next()
     assert sim.pages[-1] == (31, "ana", "re_escalated")
     assert sim.state.cause is None
+
+
+def test_a_person_reassigned_to_has_the_team_policy_behind_them() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("ack", 1)
+    now = T0 + 10 * MIN
+    policy = person_policy(STANDARD, "cy")
+    assert answer_window(STANDARD) == 5 * MIN  # the first step's time before the second
+    event = TimelineEvent(now, EventKind.REASSIGNED, "dee")
+    cause = RunCause(MessageReason.REASSIGNED, "dee", "cy")
+    sim.apply(restart(sim.state, sim.incident, "SEV1", event, now, policy, cause), now)
+    sim.run(until=T0 + 61 * MIN)
+    # cy alone at once; unanswered for 5 minutes, STANDARD from its first step, its delays
+    # counted from then (ana's SMS 2 minutes after her push); then the whole again, cy first.
+    assert [(m, who) for m, who, _ in sim.pages[1:]] == [
+        (10, "cy"), (15, "ana"), (17, "ana"), (20, "bo"), (30, "dee"), (45, "erin"),
+        (45, "exec-status"), (60, "cy")]
+    assert {reason for _, _, reason in sim.pages[1:]} == {"reassigned"}
+
+
+@pytest.mark.parametrize(
+    ("steps", "repeat_after", "window"),
+    [
+        pytest.param((Step(timedelta(0), (user("a"),)), Step(7 * MIN, (user("b"),))), 15 * MIN,
+                     7 * MIN, id="second-step-after"),
+        pytest.param((Step(MIN, (user("a"),)), Step(3 * MIN, (user("b"),),
+                      relative_to_previous=True)), 15 * MIN, 3 * MIN, id="second-step-delay"),
+        pytest.param((Step(timedelta(0), (user("a"),)),), 9 * MIN, 9 * MIN, id="one-step"),
+    ],
+)
+def test_answer_window(steps: tuple[Step, ...], repeat_after: timedelta, window: timedelta
+                       ) -> None:
+    assert answer_window(Policy("p", steps, repeat_after=repeat_after)) == window
 
 
 def _in_state(name: str) -> Sim:

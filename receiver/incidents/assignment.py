@@ -3,8 +3,11 @@ a person, paging more responders in, raising or lowering its severity. Pure deci
 desk writes them and asks the responder to restart escalation where one is due.
 
 - Reassigning to a team makes that team's policy (its first route's) the incident's, and
-  escalation starts over under it. Reassigning to a person makes them the only one paged:
-  one step, at once, repeated as the policy repeats; reassign to a team to put a policy back.
+  escalation starts over under it. Reassigning to a person pages them first, alone and at
+  once; if they have not acknowledged within the time the incident's policy gives its first
+  step to answer (`answer_window`), the incident's team's policy follows from its first step,
+  as it would for a new incident: a person who is asleep or away does not leave the incident
+  with nobody behind them.
 - Adding a responder pages them at once (their immediate contacts) and changes nothing else.
 - Raising the severity starts escalation over under the steps of the new severity; lowering
   it pages nobody (later steps follow the new severity).
@@ -12,7 +15,7 @@ desk writes them and asks the responder to restart escalation where one is due.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -103,9 +106,34 @@ def raised_cause(severity: Severity, actor: str) -> RunCause:
 
 
 def person_policy(policy: Policy, user: str) -> Policy:
-    """The incident's policy, paging only `user`: one step, at once, repeated as it repeats."""
-    step = Step(timedelta(0), (Target(TargetKind.USER, user),))
-    return Policy(policy.name, (step,), policy.repeat, policy.repeat_after, policy.reack_after)
+    """`user` at once, then, if nobody acknowledged within `answer_window(policy)`, the
+    incident's policy from its first step, its delays counted from then. A repeat runs the
+    whole again, `user` first; reack_after stays the policy's."""
+    wait = answer_window(policy)
+    person = Step(timedelta(0), (Target(TargetKind.USER, user),))
+    behind = tuple(_after(step, wait, first=i == 0) for i, step in enumerate(policy.steps))
+    return Policy(policy.name, (person, *behind), policy.repeat, policy.repeat_after,
+                  policy.reack_after)
+
+
+def answer_window(policy: Policy) -> timedelta:
+    """How long the policy gives whoever its first step pages before it pages anyone else:
+    the delay to its second step, or for a one-step policy the wait before it repeats."""
+    if len(policy.steps) < 2:
+        return policy.repeat_after
+    first, second = policy.steps[0], policy.steps[1]
+    if second.relative_to_previous:
+        return second.delay
+    return max(second.delay - first.delay, timedelta(0))
+
+
+def _after(step: Step, wait: timedelta, first: bool) -> Step:
+    """A step of the policy behind the person, `wait` later. A step timed from the one before
+    it keeps its delay (the one before moved already); the first is timed from the cycle's
+    start, where the person's page is."""
+    if step.relative_to_previous and not first:
+        return step
+    return replace(step, delay=step.delay + wait, relative_to_previous=False)
 
 
 def responder_added(user: str, actor: str, now: datetime) -> TimelineEvent:

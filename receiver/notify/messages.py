@@ -156,6 +156,9 @@ Incident: {{ incident_url }}
 _STEP = "{% if step is not none %} (step {{ step + 1 }}{% if cycle %}, round {{ cycle + 1 }}" \
         "{% endif %}){% endif %}"
 
+# A later step of a run a person's change began: the first step's page went unanswered.
+_NOT_YET = "{% if step %}; nobody has acknowledged yet{% endif %}"
+
 _LEADS = {
     "triggered": "",
     "escalated": "ESCALATED: nobody has acknowledged yet" + _STEP + ".\n",
@@ -163,9 +166,9 @@ _LEADS = {
     "re_escalated": "RE-ESCALATED: acknowledged earlier but still not resolved" + _STEP + ".\n",
     "responder_added": "{{ actor or 'Someone' }} asks you to join this incident.\n",
     "reassigned": "REASSIGNED to {{ changed_to or 'you' }} by {{ actor or 'someone' }}"
-                  + _STEP + ".\n",
+                  + _NOT_YET + _STEP + ".\n",
     "severity_raised": "SEVERITY RAISED to {{ changed_to or severity.name }} by "
-                       "{{ actor or 'someone' }}" + _STEP + ".\n",
+                       "{{ actor or 'someone' }}" + _NOT_YET + _STEP + ".\n",
 }
 
 _TITLE_TAGS = {"triggered": "", "escalated": "ESCALATED ", "reminder": "REMINDER ",

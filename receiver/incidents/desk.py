@@ -68,7 +68,8 @@ class IncidentDesk:
         return incident
 
     async def reassign(self, incident_id: int, to: Reassignment, actor: str) -> Incident:
-        """To a team (its policy) or a person (paged alone); escalation starts over."""
+        """To a team (its policy) or a person (paged first, the policy behind them);
+        escalation starts over."""
         config = self._config()
 
         async def job(tx: Transaction) -> Incident:

@@ -204,7 +204,8 @@ ROUTES: dict[str, dict[str, Schema]] = {
         }, tag="roles", scope="respond", parameters=[ID, ROLE]),
     },
     "/api/v1/incidents/{id}/reassign": {
-        "post": _op("reassign to a team (its policy) or a person (paged alone); escalation "
+        "post": _op("reassign to a team (its policy) or a person (paged first, the policy "
+                    "behind them); escalation "
                     "starts over", {
                         "200": _answer("the incident", _ref("Incident")), "400": BAD,
                         "404": NOT_FOUND, "409": CONFLICT,

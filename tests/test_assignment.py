@@ -4,13 +4,19 @@ API (every error a named 4xx) and the CLI, on the fake clock, each on the timeli
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN
+from receiver.app.daemon import Daemon
+from receiver.config import build as config_module
+from receiver.core.model import EventKind, TimelineEvent
+from receiver.incidents import assignment
+from receiver.testing import FakeClock, RecordingNotifier
+from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, write_config
 from tests.test_api import Api, run_cli, start_api
 
 OTHER = {"alertname": "Disk", "cluster": "eu1", "team": "payments", "severity": "x"}  # SEV2
@@ -150,6 +156,69 @@ async def test_raising_the_severity_restarts_escalation_and_lowering_pages_nobod
     ]
 
 
+ROOMS = """channels:
+  - {name: status-room, urls: [{url: "json://127.0.0.1:9/status-room"}]}
+  - {name: exec-room, urls: [{url: "json://127.0.0.1:9/exec-room"}]}
+severities:
+  - {name: SEV1, stakeholders: [status-room, exec-room]}
+  - {name: SEV2, stakeholders: [status-room]}
+  - {name: SEV3}
+"""
+
+
+@pytest.fixture
+async def rooms(tmp_path: Path) -> AsyncIterator[Api]:
+    """The daemon of `api`, with stakeholder rooms: status-room for SEV2 and SEV1, exec-room
+    for SEV1 only."""
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m", extra=ROOMS)
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(loaded, clock=clock, notifier=notifier)
+    await daemon.start()
+    yield Api(daemon, notifier, clock)
+    await daemon.stop()
+
+
+def _told(api: Api) -> list[tuple[str, str]]:
+    """(room, title) of each message a stakeholder room got."""
+    return [(who, m.title) for who, m in zip(api.paged(), (m for _, m in api.notifier.sent),
+                                              strict=True) if who.endswith("-room")]
+
+
+async def test_raising_the_severity_tells_the_new_stakeholders_once(rooms: Api) -> None:
+    number = await rooms.fire(OTHER)  # SEV2: status-room hears of it
+    await rooms.settle()
+    assert [who for who, _ in _told(rooms)] == ["status-room"]
+    await rooms.call("PUT", f"/api/v1/incidents/{number}/severity", {"severity": "SEV1"},
+                     token=ANA_TOKEN)
+    await rooms.settle()
+    # Only exec-room is new to it; status-room heard already.
+    [(room, title)] = _told(rooms)[1:]
+    assert room == "exec-room"
+    assert title.startswith(f"[SEV1] Incident #{number} raised to SEV1: payments:")
+    assert "Its severity was raised to SEV1 by ana." in rooms.notifier.sent[-1][1].body
+    for severity in ("SEV3", "SEV1", "SEV2", "SEV1"):  # down and up again: nobody new
+        await rooms.call("PUT", f"/api/v1/incidents/{number}/severity",
+                         {"severity": severity}, token=ANA_TOKEN)
+        await rooms.settle()
+    assert len(_told(rooms)) == 2
+
+
+async def test_a_drill_never_reaches_the_stakeholder_rooms(rooms: Api) -> None:
+    status, started = await rooms.call("POST", "/api/v1/drills",
+                                       {"team": "payments", "severity": "SEV2"})
+    assert status == 201, started
+    number = started["incident"]
+    await rooms.settle()
+    assert rooms.paged() == ["ana"]  # the team's real path, and no room
+    await rooms.call("PUT", f"/api/v1/incidents/{number}/severity", {"severity": "SEV1"})
+    await rooms.settle()
+    await rooms.call("POST", f"/api/v1/incidents/{number}/resolve")
+    await rooms.settle()
+    assert _told(rooms) == []
+    assert set(rooms.paged()) == {"ana"}
+
+
 CHANGES = [
     ("POST", "/api/v1/incidents/{id}/reassign", {"team": "platform"}),
     ("POST", "/api/v1/incidents/{id}/responders", {"user": "bo"}),
@@ -224,3 +293,29 @@ async def test_the_cli_reassigns_pages_in_and_changes_severity(api: Api) -> None
     code, out = await run_cli("reassign", str(number), "--user", "zed", *flags)
     assert code == 1
     assert "HTTP 400: user: unknown user 'zed'" in out
+
+
+NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
+STAKEHOLDERS = {"SEV1": ("status", "exec"), "SEV2": ("status",), "SEV3": ()}
+
+
+def _changed(old: str, new: str, raised: bool) -> TimelineEvent:
+    return TimelineEvent(NOW, EventKind.SEVERITY_CHANGED, "ana",
+                         {"from": old, "to": new, "raised": raised})
+
+
+@pytest.mark.parametrize(
+    ("severity", "events", "told"),
+    [
+        pytest.param("SEV2", [], {"status"}, id="opened-sev2"),
+        pytest.param("SEV3", [], set(), id="opened-sev3"),
+        pytest.param("SEV3", [_changed("SEV2", "SEV3", False)], {"status"},
+                     id="opened-sev2-lowered"),
+        pytest.param("SEV3", [_changed("SEV3", "SEV1", True), _changed("SEV1", "SEV3", False)],
+                     {"status", "exec"}, id="raised-to-sev1-and-back"),
+    ],
+)
+def test_the_stakeholders_an_incident_told(
+    severity: str, events: list[TimelineEvent], told: set[str]
+) -> None:
+    assert assignment.stakeholders_told(STAKEHOLDERS, severity, events) == told

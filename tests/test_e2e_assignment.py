@@ -110,3 +110,48 @@ async def test_a_person_reassigned_to_who_does_not_answer_has_the_team_behind_th
     behind = await running.page("/ana", "nobody has acknowledged yet")
     assert "REASSIGNED to cy by ana; nobody has acknowledged yet (step 2)." in behind["message"]
     await running.page("/bo", "REASSIGNED to cy by ana; nobody has acknowledged yet (step 3).")
+
+
+async def test_stakeholder_rooms_hear_of_a_raise_once_and_never_of_a_drill(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    alertmanager_binary()
+    ackd = ackd_for(tmp_path, sink.port, step_delay="1h")
+    config = tmp_path / "ackd.yaml"
+    room = f"json://127.0.0.1:{sink.port}"
+    config.write_text(config.read_text() + f"""channels:
+  - {{name: status-room, urls: [{{url: "{room}/status-room"}}]}}
+  - {{name: exec-room, urls: [{{url: "{room}/exec-room"}}]}}
+severities:
+  - {{name: SEV1, stakeholders: [status-room, exec-room]}}
+  - {{name: SEV2, stakeholders: [status-room]}}
+  - {{name: SEV3}}
+""")
+    await ackd.start_ready()
+    am = Alertmanager(tmp_path, ackd.url)
+    try:
+        drill = await ackd.call("POST", "/api/v1/drills", {"team": "payments"})  # SEV1
+        await am.start_ready()
+        await am.post_alerts([am_alert(WARNING, datetime.now(UTC) - timedelta(minutes=1))])
+        running = Running(ackd, sink, 0)
+        declared = await running.page("/status-room", "PaymentApiSlow")
+        number = int(declared["title"].split("#")[1].split(" ")[0])
+        assert number != drill["incident"]
+        await ackd.call("PUT", f"/api/v1/incidents/{number}/severity", {"severity": "SEV1"},
+                        token=ANA_TOKEN)
+        raised = await running.page("/exec-room", "raised to SEV1")
+        assert raised["title"].startswith(f"[SEV1] Incident #{number} raised to SEV1:")
+        assert "Its severity was raised to SEV1 by ana." in raised["message"]
+        await ackd.call("POST", f"/api/v1/incidents/{number}/resolve", token=ANA_TOKEN)
+        await ackd.call("POST", f"/api/v1/incidents/{drill['incident']}/resolve")
+        await running.page("/exec-room", "resolved")
+        await running.page("/status-room", "resolved")
+        rooms = [(r.path, r.json["title"]) for r in sink.requests if r.path.endswith("-room")]
+        # One declaration, one raise, the resolution to each room; nothing of the drill.
+        assert sorted(path for path, _ in rooms) == [
+            "/exec-room", "/exec-room", "/status-room", "/status-room"], rooms
+        assert not any("DRILL" in title for _, title in rooms)
+        assert [r.path for r in sink.requests if "DRILL" in r.json["title"]][:1] == ["/ana"]
+    finally:
+        am.stop()
+        ackd.stop()

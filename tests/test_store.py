@@ -314,6 +314,18 @@ async def test_paged_recipients_are_those_sent_to_then_those_in_flight(store: St
     assert await paged() == ["zed", "bo", "ana"]
 
 
+async def test_events_since_are_the_incidents_own_from_that_instant(store: Store) -> None:
+    one = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    other = await store.write(lambda tx: tx.insert_incident(new_incident("other"), None))
+    events = [TimelineEvent(NOW + timedelta(minutes=m), EventKind.NOTE, who, {"text": str(m)})
+              for m, who in ((0, "ana"), (5, "bo"), (9, "cy"))]
+    await store.write(lambda tx: tx.append(one, events))
+    await store.write(lambda tx: tx.append(other, [events[2]]))
+    since = await store.write(lambda tx: tx.events_since(one, NOW + timedelta(minutes=5)))
+    assert since == events[1:]
+    assert await store.write(lambda tx: tx.events_since(other, NOW + timedelta(minutes=10))) == []
+
+
 async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> None:
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     due = NOW + timedelta(minutes=5)

@@ -540,10 +540,23 @@ class Responder:
     async def _stakeholders(
         self, tx: Transaction, incident: Incident, reason: MessageReason, now: datetime
     ) -> None:
+        names = self._config().stakeholders.get(incident.severity, ())
+        await self.tell_stakeholders(tx, incident, names, reason, now)
+
+    async def tell_stakeholders(
+        self, tx: Transaction, incident: Incident, names: Iterable[str], reason: MessageReason,
+        now: datetime, *, actor: str = "", changed_to: str = "",
+    ) -> None:
+        """Each URL of these stakeholder channels gets the message, in `tx`. Never for a
+        drill: it tests the team's escalation path, and a status room or an executive told of
+        an outage that is not one learns to ignore the next."""
+        if incident.is_drill:
+            return
         config = self._config()
         messages = [
-            OutboxMessage(recipient=name, recipient_kind="channel", contact=index, reason=reason)
-            for name in config.stakeholders.get(incident.severity, ())
+            OutboxMessage(recipient=name, recipient_kind="channel", contact=index, reason=reason,
+                          actor=actor, changed_to=changed_to)
+            for name in names
             if (channel := config.channels.get(name)) is not None
             for index in range(len(channel.urls))
         ]

@@ -9,12 +9,15 @@ desk writes them and asks the responder to restart escalation where one is due.
   as it would for a new incident: a person who is asleep or away does not leave the incident
   with nobody behind them.
 - Adding a responder pages them at once (their immediate contacts) and changes nothing else.
-- Raising the severity starts escalation over under the steps of the new severity; lowering
-  it pages nobody (later steps follow the new severity).
+- Raising the severity starts escalation over under the steps of the new severity, and tells
+  the new severity's stakeholder channels that no severity of this incident told before
+  (once each: the one it opened with, and every one it was raised to); lowering it pages
+  nobody and tells nobody (later steps follow the new severity).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -144,6 +147,21 @@ def responder_added(user: str, actor: str, now: datetime) -> TimelineEvent:
 class SeverityChange:
     raised: bool
     event: TimelineEvent
+
+
+def stakeholders_told(
+    stakeholders: Mapping[str, tuple[str, ...]], severity: str, events: Iterable[TimelineEvent]
+) -> frozenset[str]:
+    """The stakeholder channels this incident's severities told already: those of the
+    severity it opened with (the first change's `from`, or `severity` if it never changed),
+    and those of each severity it was raised to since."""
+    changes = [e for e in events if e.kind is EventKind.SEVERITY_CHANGED]
+    opened_as = str(changes[0].detail["from"]) if changes else severity
+    told = set(stakeholders.get(opened_as, ()))
+    for event in changes:
+        if event.detail.get("raised"):
+            told.update(stakeholders.get(str(event.detail["to"]), ()))
+    return frozenset(told)
 
 
 def severity_change(

@@ -120,11 +120,18 @@ class IncidentDesk:
                 incident, config.severity(incident.severity), severity, actor, now)
             if change is None:
                 return incident
+            told = assignment.stakeholders_told(
+                config.stakeholders, incident.severity,
+                await tx.events_since(incident_id, incident.opened_at))
             await tx.update_incident(incident_id, now, severity=severity.name)
             incident = await tx.incident(incident_id)
             if change.raised:
                 await self._responder.restart(tx, incident, change.event, now,
                                               cause=assignment.raised_cause(severity, actor))
+                news = [c for c in config.stakeholders.get(severity.name, ()) if c not in told]
+                await self._responder.tell_stakeholders(
+                    tx, incident, news, MessageReason.STAKEHOLDER_DECLARED, now, actor=actor,
+                    changed_to=severity.name)
             else:
                 await tx.append(incident_id, [change.event])
             await self._arm_cadence(tx, incident, now)

@@ -196,9 +196,15 @@ DEFAULTS: dict[str, dict[str, str]] = {
                 "{% if open_for %} after {{ open_for }}{% endif %}.\n"
                 "\nIncident: {{ incident_url }}\n",
     },
+    # Also sent when a person raises an open incident to a severity with stakeholders its
+    # earlier severities did not have (changed_to: the severity, actor: who raised it).
     "stakeholder_declared": {
-        "title": _SEV + "Incident #{{ incident.id }} declared: {{ incident.team }}: {{ summary }}",
+        "title": _SEV + "Incident #{{ incident.id }} "
+                 "{% if changed_to %}raised to {{ changed_to }}{% else %}declared{% endif %}"
+                 ": {{ incident.team }}: {{ summary }}",
         "body": "Incident #{{ incident.id }} is open and the team is being paged.\n"
+                "{% if changed_to %}Its severity was raised to {{ changed_to }} by "
+                "{{ actor or 'someone' }}.\n{% endif %}"
                 + _ABOUT + _ALERTS + "\nIncident: {{ incident_url }}\n",
     },
     "stakeholder_resolved": {
@@ -468,6 +474,9 @@ def short_body(ctx: MessageContext) -> str:
                     f" Resolve: {ctx.resolve_url}")
     if ctx.reason == "resolved":
         return _fit(f"#{i.id} resolved: ", what, "")
+    if ctx.reason == "stakeholder_declared" and ctx.changed_to:
+        return _fit(f"[{ctx.severity.name}] #{i.id} {i.team} raised to "
+                    f"{one_line(ctx.changed_to)}: ", what, "")
     if ctx.reason == "stakeholder_declared":
         return _fit(f"[{ctx.severity.name}] New incident #{i.id} {i.team}: ", what, "")
     if ctx.reason == "stakeholder_resolved":
@@ -588,7 +597,10 @@ def _listed(ids: Sequence[str], shown: int) -> str:
 def _note_line(c: MessageContext) -> str:
     """`#12 payments: Payment API down: resolved by ana after 12m`."""
     i = c.incident
-    what = f"#{i.id} {i.team}: {summary(i, c.alerts)}: {_verb(c.reason)}"
+    verb = _verb(c.reason)
+    if c.reason == "stakeholder_declared" and c.changed_to:
+        verb = f"raised to {one_line(c.changed_to)}"
+    what = f"#{i.id} {i.team}: {summary(i, c.alerts)}: {verb}"
     if c.reason.startswith("stakeholder_"):
         what = f"[{c.severity.name}] {what}"
     if c.actor and c.reason in ("acknowledged", "resolved"):

@@ -98,6 +98,11 @@ class TimelineRecords(Protocol):
         the person may have it already, so the resolution must reach them too)."""
         ...
 
+    async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:
+        """The incident's events from `since` on, oldest first (what the incident layer reads
+        to know whether someone spoke or acted since it messaged them)."""
+        ...
+
     async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
         """Whether a page of this step reached `recipient`, or one is still waiting to go."""
         ...

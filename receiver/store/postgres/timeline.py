@@ -4,9 +4,10 @@ The JSON columns are text, as in SQLite; the queries that look inside read them 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
-from receiver.store.codec import dumps, first_seen, to_us
+from receiver.store.codec import dumps, event_from_row, first_seen, to_us
 from receiver.store.postgres.statements import Statements
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
@@ -22,6 +23,14 @@ class TimelineStatements(Statements):
                 " VALUES ($1, $2, $3, $4, $5)",
                 rows,
             )
+
+    async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:
+        rows = await self._all(
+            "SELECT at, kind, actor, detail FROM timeline WHERE incident_id = $1 AND at >= $2"
+            " ORDER BY id",
+            incident_id, to_us(since),
+        )
+        return [event_from_row(tuple(r)) for r in rows]
 
     async def paged_recipients(self, incident_id: int) -> list[str]:
         """Users paged for this incident so far, in the order they were first paged: those a

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
-from receiver.store.codec import dumps, first_seen, to_us
+from receiver.store.codec import dumps, event_from_row, first_seen, to_us
 from receiver.store.sqlite.statements import Statements
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
@@ -49,6 +50,14 @@ class TimelineStatements(Statements):
             (incident_id, *_PAGES),
         )
         return first_seen(r[0] for r in [*sent, *in_flight])
+
+    async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:
+        rows = await self._all(
+            "SELECT at, kind, actor, detail FROM timeline WHERE incident_id = ? AND at >= ?"
+            " ORDER BY id",
+            (incident_id, to_us(since)),
+        )
+        return [event_from_row(tuple(r)) for r in rows]
 
     async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
         """Whether a page of this step reached `recipient`, or one is still waiting to go."""

@@ -20,6 +20,7 @@ from receiver.config import build as config_module
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import write_config
 from tests.test_api import LABELS, Api
+from tests.test_stale import incident, post, stale_events, stale_messages, the_webhook
 
 HOUR = timedelta(hours=1)
 # What the other replica may take to hear of a change (NOTIFY, then a read): well under this.
@@ -28,10 +29,10 @@ HEARD_WITHIN = 2.0
 Start = Callable[..., Awaitable[list[Api]]]
 
 
-def replica_config(directory: Path, dsn: str, stale: str) -> Path:
+def replica_config(directory: Path, dsn: str, stale: str, extra: str) -> Path:
     directory.mkdir()
     path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m",
-                        extra=f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 4}}}}\n")
+                        extra=f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 4}}}}\n{extra}")
     if stale:
         path.write_text(path.read_text().replace(
             "route:\n  team: platform\n", f"route:\n  stale_after: {stale}\n  team: platform\n"))
@@ -40,14 +41,15 @@ def replica_config(directory: Path, dsn: str, stale: str) -> Path:
 
 @pytest.fixture
 async def start(tmp_path: Path, pg_dsn: str) -> AsyncIterator[Start]:
-    """`start(count, stale="")`: that many replicas on one database and one fake clock."""
+    """`start(count, stale="", extra="")`: that many replicas on one database and one fake
+    clock; `stale` the root route's stale_after, `extra` added to each config."""
     daemons: list[Daemon] = []
 
-    async def started(count: int = 2, stale: str = "") -> list[Api]:
+    async def started(count: int = 2, stale: str = "", extra: str = "") -> list[Api]:
         clock = FakeClock()
         apis = []
         for n in range(count):
-            path = replica_config(tmp_path / f"replica{n}", pg_dsn, stale)
+            path = replica_config(tmp_path / f"replica{n}", pg_dsn, stale, extra)
             loaded = replace(config_module.load(path), listen_port=0,
                              data_dir=tmp_path / f"replica{n}" / "data")
             notifier = RecordingNotifier()
@@ -157,6 +159,73 @@ async def test_an_override_made_through_one_replica_pages_its_person_on_the_othe
     assert await until(a_forgot), "replica a still lists the deleted override"
     await a.fire({**LABELS, "alertname": "Other"})
     assert sorted(await paged_by_either([a, b], 2)) == ["ana", "cy"]
+
+
+async def test_staleness_counts_a_report_that_reached_another_replica(start: Start) -> None:
+    """Behind a load balancer: Alertmanager's resends reach replica a only, and a stops;
+    b, left alone, fires the stale deadline and must count a's reports, not only its own."""
+    a, b = await start(2, stale="3h")
+    body = the_webhook(a)
+    number = await post(a, body)
+    await settle([a, b])
+    await a.clock.jump(2 * HOUR)
+    assert await post(a, body) == number  # reported 2h in, through a alone
+    await settle([a, b])
+    await a.daemon.stop()
+    await b.clock.jump(HOUR + timedelta(seconds=1))  # 3h after the opening, 1h after a report
+    await b.settle()
+    assert stale_events(await incident(b, number)) == []
+    assert stale_messages(b) == []
+
+    await b.clock.jump(2 * HOUR)  # 3h after the last report: stale, told once
+    assert await until(
+        lambda: _stale_count(b, number, 1)), "the stale deadline never fired on b"
+    assert {who for who, _ in stale_messages(b)} <= {"ana", "bo", "cy"}
+
+
+async def test_a_stale_incident_is_told_once_across_three_replicas(start: Start) -> None:
+    """Alertmanager posts every webhook to all three: one stale event, and each holder hears
+    it once, not once per replica."""
+    replicas = await start(3, stale="3h")
+    body = the_webhook(replicas[0])
+    numbers = {await post(api, body) for api in replicas}
+    [number] = numbers
+    await settle(replicas)
+    await replicas[0].clock.jump(HOUR)  # the escalation pages ana, bo, then cy meanwhile
+    await paged_by_either(replicas, 3)
+    await replicas[0].clock.jump(2 * HOUR + timedelta(seconds=1))
+    assert await until(lambda: _stale_count(replicas[1], number, 1))
+    await settle(replicas)
+    await asyncio.sleep(0.3)
+    await settle(replicas)
+    told = [who for api in replicas for who, _ in stale_messages(api)]
+    assert told
+    assert set(told) <= {"ana", "bo", "cy"}
+    assert len(told) == len(set(told)), told  # each holder once, by one replica
+    assert len(stale_events(await incident(replicas[2], number))) == 1
+
+
+async def _stale_count(api: Api, number: int, count: int) -> bool:
+    await api.settle()
+    return len(stale_events(await incident(api, number))) == count
+
+
+async def test_a_heartbeat_that_arrived_through_one_replica_shows_on_the_other(
+    start: Start,
+) -> None:
+    """The API's and /metrics' view of a heartbeat is the store's, not this replica's."""
+    extra = "heartbeats: [{name: backup, every: 1h, team: platform, severity: SEV3}]\n"
+    a, b = await start(2, extra=extra)
+    await a.clock.jump(HOUR / 2)
+    status, body = await a.call("POST", "/api/v1/heartbeats/backup")
+    assert status == 200, body
+    status, body = await b.call("GET", "/api/v1/heartbeats")
+    assert status == 200, body
+    [beat] = body["heartbeats"]
+    assert (beat["last_arrival"], beat["state"]) == (
+        a.clock.now().isoformat().replace("+00:00", "Z"), "ok")
+    status, text = await b.call("GET", "/metrics")
+    assert 'ackd_heartbeat_age_seconds{heartbeat="backup"} 0.0' in text
 
 
 async def test_notices_during_a_read_start_one_more_read_and_a_failed_read_is_retried(

@@ -190,6 +190,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old.execute("DROP TABLE heartbeats")
     old.execute("DROP TABLE maintenance")
     old.execute("DROP TABLE incident_roles")
+    old.execute("DROP TABLE stale_reports")
     old.execute("PRAGMA user_version=1")
     old.close()
     second = SqliteStore(path)
@@ -642,3 +643,14 @@ async def test_incident_roles_are_set_handed_over_and_cleared(store: Store) -> N
     assert held == {Role.COMMANDER: bo, Role.SCRIBE: scribe}
     await store.write(lambda tx: tx.clear_role(incident_id, Role.SCRIBE))
     assert await store.write(lambda tx: tx.roles(incident_id)) == {Role.COMMANDER: bo}
+
+
+async def test_stale_reports_keep_the_latest_until_taken(store: Store) -> None:
+    """Replicas note when Alertmanager last reported an incident (the later instant stays,
+    whichever commits last); the stale check takes it out."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    later = NOW + timedelta(minutes=5)
+    await store.write(lambda tx: tx.note_report(incident_id, later))
+    await store.write(lambda tx: tx.note_report(incident_id, NOW))
+    assert await store.write(lambda tx: tx.take_report(incident_id)) == later
+    assert await store.write(lambda tx: tx.take_report(incident_id)) is None

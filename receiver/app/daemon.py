@@ -206,6 +206,7 @@ class Daemon:
         self.store.stats.on_commit.append(self.metrics.observe_commit)
         current = self.coordinator.current
         self.responder = Responder(self.store, self.clock, self.metrics, current)
+        self.responder.store_reports = kind.shared  # another replica may fire the stale check
         self.incidents = Incidents(
             self.store, self.clock, self.metrics, config, self.responder, self.responder.reports,
         )

@@ -133,6 +133,9 @@ class Responder:
         self.resolution_listeners: list[Callable[[str], None]] = []
         # When a webhook last reached each open incident (the ingest path notes it).
         self.reports = Reports(clock.now())
+        # On a store replicas share, reports are written there too: the replica whose timer
+        # fires the stale deadline may not be the one that took the webhooks.
+        self.store_reports = False
         # Told the group key of each incident found stale, once committed: its next report
         # must take the full ingest path, which arms the stale deadline again.
         self.stale_listeners: list[Callable[[str], None]] = []
@@ -184,6 +187,8 @@ class Responder:
         deadline waits for it (armed once; later reports only move the note in `reports`)."""
         if rule is None:
             return
+        if self.store_reports:
+            await tx.note_report(incident_id, now)
         kind = DeadlineKind.STALE.value
         armed = await tx.arm_once(incident_id, now + rule.after, kind, rule.key)
         if armed is not None:
@@ -247,10 +252,15 @@ class Responder:
         """The stale deadline came due: reported since, it waits again from the last report;
         not, the incident is stale: the timeline says so, whoever holds it is told once, and
         a route that says so has it resolved."""
+        # Reports other replicas took (taken out: the wait armed next, from the last report,
+        # holds what they say).
+        stored = await tx.take_report(incident.id) if self.store_reports else None
         if not incident.is_open:
             return
         rule = StaleRule.from_key(row.key)
         last = self.reports.last(incident.id)
+        if stored is not None:
+            last = max(last, stored)
         again = staleness.check(last, rule, now)
         if again is not None:
             armed = await tx.arm(incident.id, [(again, row.kind, row.key)])

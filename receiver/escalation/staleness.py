@@ -14,6 +14,12 @@ armed when the incident is first seen by a transaction; when it comes due, `chec
 memory: reported since, it is moved to the last report plus `stale_after`; not, the incident is
 stale. After a restart the memory is empty and counts from the start, so a restart can only
 delay the verdict, never bring it early.
+
+Replicas sharing a database (each webhook through a transaction there: their memos are off)
+also write each report to the store (`stale_reports`), since the replica whose timer takes
+the deadline may not be the one a load balancer sent the webhooks to; the check takes the
+stored report out and counts the later of it and the memory. The deadline is taken by one
+replica, so the note is sent once.
 """
 
 from __future__ import annotations

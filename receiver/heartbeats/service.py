@@ -77,6 +77,11 @@ class Heartbeats:
         self._remember(await self._store.heartbeat_arrivals())
         self.rearm()
 
+    async def refresh(self) -> None:
+        """Take the arrivals the store holds: on replicas sharing one, a heartbeat may have
+        arrived through another (what the API and /metrics show must not depend on which)."""
+        self._remember(await self._store.heartbeat_arrivals())
+
     def _remember(self, arrivals: dict[str, datetime]) -> None:
         for name, at in arrivals.items():
             self._last[name] = max(self._last.get(name, at), at)
@@ -152,6 +157,7 @@ class Heartbeats:
 
     async def statuses(self) -> list[Status]:
         """Every configured heartbeat now, in config order."""
+        await self.refresh()
         beats = self._config().heartbeats
         now = self._clock.now()
         keys = [domain.match_of(h).group_key for h in beats]

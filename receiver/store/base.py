@@ -242,9 +242,22 @@ class RoleRecords(Protocol):
     async def clear_role(self, incident_id: int, role: Role) -> None: ...
 
 
+class ReportRecords(Protocol):
+    """When Alertmanager last reported each open incident, for replicas sharing a store: the
+    one that takes a webhook may not be the one that fires its stale deadline."""
+
+    async def note_report(self, incident_id: int, at: datetime) -> None:
+        """Record a report at `at` (a later one already recorded stays)."""
+        ...
+
+    async def take_report(self, incident_id: int) -> datetime | None:
+        """The last report recorded since the last take, removed; None if none was."""
+        ...
+
+
 class Transaction(
     IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords,
-    HeartbeatRecords, MaintenanceRecords, RoleRecords, Protocol,
+    HeartbeatRecords, MaintenanceRecords, RoleRecords, ReportRecords, Protocol,
 ):
     """What one job of `Store.write` may do."""
 

@@ -39,6 +39,8 @@ async def metrics(request: web.Request) -> web.Response:
     with contextlib.suppress(StoreUnavailable):
         s.metrics.set_open(await s.store.count_open(), _open_label_sets(s.config))
     if s.heartbeats is not None:
+        with contextlib.suppress(StoreUnavailable):
+            await s.heartbeats.refresh()
         s.heartbeats.observe()
     memos = (("bodies", s.incidents.bodies.memo), ("groups", s.incidents.held.memo))
     for name, memo in memos:

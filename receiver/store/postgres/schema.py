@@ -171,4 +171,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN leased_by BIGINT;
     CREATE INDEX outbox_leased ON outbox(leased_by) WHERE leased_by IS NOT NULL;
     """,
+    # 11: when Alertmanager last reported an open incident (see store/sqlite/schema.py).
+    """
+    CREATE TABLE stale_reports (
+        incident_id BIGINT  PRIMARY KEY REFERENCES incidents(id),
+        at          BIGINT  NOT NULL
+    );
+    """,
 )

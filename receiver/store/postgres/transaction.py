@@ -11,6 +11,7 @@ from receiver.store.postgres.incidents import IncidentStatements
 from receiver.store.postgres.maintenance import MaintenanceStatements
 from receiver.store.postgres.oncall import OnCallStatements
 from receiver.store.postgres.outbox import OutboxStatements
+from receiver.store.postgres.reports import ReportStatements
 from receiver.store.postgres.roles import RoleStatements
 from receiver.store.postgres.statements import Connection
 from receiver.store.postgres.timeline import TimelineStatements
@@ -19,6 +20,7 @@ from receiver.store.postgres.timeline import TimelineStatements
 class PostgresTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
     OnCallStatements, HeartbeatStatements, MaintenanceStatements, RoleStatements,
+    ReportStatements,
 ):
     """One batch's statements: `store.Transaction` on PostgreSQL."""
 

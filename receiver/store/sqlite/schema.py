@@ -188,4 +188,14 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE outbox ADD COLUMN leased_by INTEGER;
     CREATE INDEX outbox_leased ON outbox(leased_by) WHERE leased_by IS NOT NULL;
     """,
+    # 11: when Alertmanager last reported an open incident, for replicas sharing a store
+    # (escalation/staleness.py): one replica may take the webhooks and another fire the stale
+    # deadline. A row lives from a report until that deadline fires; one ackd alone keeps
+    # this in memory and never writes it.
+    """
+    CREATE TABLE stale_reports (
+        incident_id INTEGER PRIMARY KEY REFERENCES incidents(id),
+        at          INTEGER NOT NULL
+    );
+    """,
 )

@@ -17,6 +17,7 @@ from receiver.store.sqlite.incidents import IncidentStatements
 from receiver.store.sqlite.maintenance import MaintenanceStatements
 from receiver.store.sqlite.oncall import OnCallStatements
 from receiver.store.sqlite.outbox import OutboxStatements
+from receiver.store.sqlite.reports import ReportStatements
 from receiver.store.sqlite.roles import RoleStatements
 from receiver.store.sqlite.timeline import TimelineStatements
 
@@ -24,6 +25,7 @@ from receiver.store.sqlite.timeline import TimelineStatements
 class SqliteTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
     OnCallStatements, HeartbeatStatements, MaintenanceStatements, RoleStatements,
+    ReportStatements,
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 

@@ -155,3 +155,33 @@ severities:
     finally:
         am.stop()
         ackd.stop()
+
+
+async def test_a_responder_paged_in_is_reached_on_their_delayed_contact_too(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    alertmanager_binary()
+    ackd = ackd_for(tmp_path, sink.port, step_delay="1h")
+    config = tmp_path / "ackd.yaml"
+    push = f'{{url: "json://127.0.0.1:{sink.port}/cy"}}'
+    config.write_text(config.read_text().replace(
+        push, f'{push}, {{url: "json://127.0.0.1:{sink.port}/cy-sms", delay: 2s, short: true}}'))
+    await ackd.start_ready()
+    am = Alertmanager(tmp_path, ackd.url)
+    try:
+        await am.start_ready()
+        await am.post_alerts([am_alert(WARNING, datetime.now(UTC) - timedelta(minutes=1))])
+        running = Running(ackd, sink, 0)
+        first = await running.page("/ana", "PaymentApiSlow")
+        number = int(first["title"].split("#")[1].split(" ")[0])
+        await ackd.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        await ackd.call("POST", f"/api/v1/incidents/{number}/responders", {"user": "cy"},
+                        token=ANA_TOKEN)
+        push_page = await running.page("/cy", "JOIN")
+        assert "ana asks you to join this incident." in push_page["message"]
+        sms = await running.page("/cy-sms", "JOIN")  # cy did nothing for 2 s
+        assert sms["message"].startswith(f"[SEV2] JOIN #{number} payments:")
+        assert len(sms["message"]) <= 160
+    finally:
+        am.stop()
+        ackd.stop()

@@ -103,7 +103,7 @@ def on_deadline(
         return _begin_cycle(state, severity.name, run=state.run, cycle=0, start_at=now, now=now)
     if kind is DeadlineKind.SNOOZE:
         return _snooze_ended(state, severity.name, now)
-    if kind in (DeadlineKind.STALE, DeadlineKind.CADENCE):
+    if kind in (DeadlineKind.STALE, DeadlineKind.CADENCE, DeadlineKind.FOLLOW):
         return Plan(state)  # not escalation's to decide (staleness, the incident layer)
     return _reack(state, incident, severity.name, now)
 

@@ -28,6 +28,7 @@ class DeadlineKind(StrEnum):
     STALE = "stale"  # Alertmanager may have stopped reporting the alerts (see staleness.py)
     MAINTENANCE = "maintenance"  # a maintenance window that held the pages ends
     CADENCE = "cadence"  # a status update is due (incidents/cadence.py)
+    FOLLOW = "follow"  # a delayed contact of a person the incident layer messaged (follow.py)
 
 
 @dataclass(frozen=True, slots=True)

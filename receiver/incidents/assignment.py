@@ -8,7 +8,8 @@ desk writes them and asks the responder to restart escalation where one is due.
   step to answer (`answer_window`), the incident's team's policy follows from its first step,
   as it would for a new incident: a person who is asleep or away does not leave the incident
   with nobody behind them.
-- Adding a responder pages them at once (their immediate contacts) and changes nothing else.
+- Adding a responder pages them as a step would (immediate contacts at once, delayed ones
+  later unless they acted meanwhile: follow.py) and changes nothing else.
 - Raising the severity starts escalation over under the steps of the new severity, and tells
   the new severity's stakeholder channels that no severity of this incident told before
   (once each: the one it opened with, and every one it was raised to); lowering it pages

@@ -22,12 +22,12 @@ from receiver.core.clock import Clock
 from receiver.core.model import EventKind, Incident, MessageReason, Severity, TimelineEvent
 from receiver.escalation.plan import DeadlineKind
 from receiver.escalation.responder import Responder
-from receiver.incidents import assignment, cadence, declare, notes, roles
+from receiver.incidents import assignment, cadence, declare, follow, notes, roles
 from receiver.incidents.assignment import Reassignment
 from receiver.incidents.declare import Declaration
 from receiver.incidents.drills import route_for
 from receiver.incidents.roles import Role, RoleChange, RoleHolder
-from receiver.store import ArmedDeadline, OutboxMessage, Store, Transaction
+from receiver.store import ArmedDeadline, Store, Transaction
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
@@ -45,6 +45,7 @@ class IncidentDesk:
         self._metrics = metrics
         responder.opened_hooks.append(self._start_cadence)
         responder.deadline_handlers[DeadlineKind.CADENCE.value] = self._remind
+        responder.deadline_handlers[DeadlineKind.FOLLOW.value] = self._follow
 
     async def declare(self, declaration: Declaration, actor: str) -> Incident:
         """Open an incident no alert raised; it escalates like any other, in the same job."""
@@ -100,8 +101,8 @@ class IncidentDesk:
             assignment.check_open(incident, "add a responder")
             now = self._clock.now()
             await tx.append(incident_id, [assignment.responder_added(user, actor, now)])
-            pages = self._messages(user, MessageReason.RESPONDER_ADDED, None, actor)
-            await self._responder.enqueue(tx, incident, pages, now)
+            await self._reach(tx, incident, user, MessageReason.RESPONDER_ADDED, now,
+                              actor=actor)
             return incident
 
         return await self._store.write(job)
@@ -213,8 +214,8 @@ class IncidentDesk:
             return
         await tx.append(incident.id, [reminder.event])
         if reminder.recipient is not None:
-            await self._responder.enqueue(
-                tx, incident, self._reminders(reminder.recipient, reminder.event), now)
+            await self._reach(tx, incident, reminder.recipient, MessageReason.STATUS_DUE, now,
+                              status_every=float(reminder.event.detail["every"]))
         armed = await tx.arm(
             incident.id, [(reminder.next_due, DeadlineKind.CADENCE.value, cadence.KEY)])
         self._responder.arm_after_commit(tx, armed)
@@ -222,20 +223,41 @@ class IncidentDesk:
                  reminder.recipient or "nobody", extra=fields("status_due", incident.id,
                                                                incident.team))
 
-    def _reminders(self, name: str, event: TimelineEvent) -> list[OutboxMessage]:
-        return self._messages(name, MessageReason.STATUS_DUE, float(event.detail["every"]))
+    # -- reaching a person as a page does ------------------------------------------------
 
-    def _messages(self, name: str, reason: MessageReason, every: float | None,
-                  actor: str = "") -> list[OutboxMessage]:
-        """One message on each of the person's immediate contacts (a delayed one, such as
-        SMS after push, is for a policy's pages left unanswered)."""
-        user = self._config().users[name]
-        indexes = [i for i, c in enumerate(user.contacts) if not c.delay] or [0]
-        return [
-            OutboxMessage(recipient=name, recipient_kind="user", contact=i, reason=reason,
-                          short=user.contacts[i].short, status_every=every, actor=actor)
-            for i in indexes
-        ]
+    async def _reach(
+        self, tx: Transaction, incident: Incident, name: str, reason: MessageReason,
+        now: datetime, *, actor: str = "", status_every: float | None = None,
+    ) -> None:
+        """Message `name` on each immediate contact now, and arm a follow-up for each delayed
+        one (SMS after push), as a step's page does (follow.py)."""
+        user = self._config().users.get(name)
+        if user is None:
+            return
+        reached = follow.reach(user, reason, now, actor=actor, status_every=status_every)
+        await self._responder.enqueue(tx, incident, reached.now, now)
+        armed = await tx.arm(incident.id, [(due, DeadlineKind.FOLLOW.value, later.key())
+                                           for due, later in reached.later])
+        self._responder.arm_after_commit(tx, armed)
+
+    async def _follow(
+        self, tx: Transaction, incident: Incident, row: ArmedDeadline, now: datetime
+    ) -> None:
+        """A delayed contact came due: message it unless the person (or, for a status
+        reminder, anyone) answered since the first message."""
+        config = self._config()
+        later = follow.FollowUp.from_key(row.key)
+        user = config.users.get(later.name)
+        if user is None or not incident.is_open:
+            return
+        if not follow.wanted(later, incident.is_open,
+                             await tx.events_since(incident.id, later.since)):
+            return
+        every = config.severity(incident.severity).status_every
+        message = follow.message(later, user,
+                                 every.total_seconds() if every is not None else None)
+        if message is not None:
+            await self._responder.enqueue(tx, incident, [message], now)
 
     async def _write(
         self, tx: Transaction, incident: Incident, held: dict[Role, RoleHolder],

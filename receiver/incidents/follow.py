@@ -1,0 +1,92 @@
+"""A person the incident layer messages (a status reminder, a responder paged in) is reached as
+a step's page reaches them: on each immediate contact at once, and on each delayed one (SMS
+after push, a call after SMS) once its delay passed, unless they answered meanwhile. Pure: the
+desk arms one `follow` deadline per delayed contact and asks `wanted` when it comes due.
+
+What counts as an answer depends on why they were messaged:
+- a status reminder: a status update posted since, by anyone (what it asked for came);
+- a responder paged in: anything the person did on the incident since (a note, a role, an
+  acknowledgement), which says they joined.
+Either way a resolved incident wants nothing more.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import msgspec
+
+from receiver.core.model import EventKind, MessageReason, TimelineEvent
+from receiver.escalation.policy import User
+from receiver.store.records import OutboxMessage
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """One delayed contact still to message: the deadline's key says all of it, so a restart
+    or a reload in between changes nothing but the contact's address."""
+
+    reason: MessageReason  # status_due or responder_added
+    name: str  # the person
+    contact: int  # the index in their contacts
+    since: datetime  # when the first message went: answers count from here
+    actor: str = ""  # responder_added: who asked them to join
+
+    def key(self) -> str:
+        return msgspec.json.encode(
+            [self.reason.value, self.name, self.contact, self.since.isoformat(), self.actor]
+        ).decode()
+
+    @classmethod
+    def from_key(cls, key: str) -> FollowUp:
+        reason, name, contact, since, actor = msgspec.json.decode(key)
+        return cls(MessageReason(reason), str(name), int(contact),
+                   datetime.fromisoformat(since), str(actor))
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """The messages for now and the follow-ups for later, each with its due time."""
+
+    now: list[OutboxMessage]
+    later: list[tuple[datetime, FollowUp]]
+
+
+def reach(user: User, reason: MessageReason, now: datetime, *, actor: str = "",
+          status_every: float | None = None) -> Reach:
+    """Every contact of `user`: the immediate ones now, the delayed ones as follow-ups. A
+    person whose every contact is delayed gets the first at once: a message that waits for
+    nothing must not wait."""
+    delayed = {i for i, c in enumerate(user.contacts) if c.delay > timedelta(0)}
+    if len(delayed) == len(user.contacts) and user.contacts:
+        delayed.discard(0)
+    messages = [
+        OutboxMessage(recipient=user.name, recipient_kind="user", contact=i, reason=reason,
+                      short=c.short, status_every=status_every, actor=actor)
+        for i, c in enumerate(user.contacts) if i not in delayed
+    ]
+    later = [(now + user.contacts[i].delay, FollowUp(reason, user.name, i, now, actor))
+             for i in sorted(delayed)]
+    return Reach(messages, later)
+
+
+def wanted(follow: FollowUp, open_: bool, events: Iterable[TimelineEvent]) -> bool:
+    """Whether the delayed contact should still be messaged, given the incident's events
+    since the first message."""
+    if not open_:
+        return False
+    if follow.reason is MessageReason.STATUS_DUE:
+        return not any(e.kind is EventKind.STATUS_UPDATE for e in events)
+    return not any(e.actor == follow.name for e in events)
+
+
+def message(follow: FollowUp, user: User, status_every: float | None) -> OutboxMessage | None:
+    """The delayed contact's message, or None if a reload took the contact away."""
+    if follow.contact >= len(user.contacts):
+        return None
+    return OutboxMessage(
+        recipient=user.name, recipient_kind="user", contact=follow.contact,
+        reason=follow.reason, short=user.contacts[follow.contact].short,
+        status_every=status_every, actor=follow.actor)

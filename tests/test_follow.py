@@ -1,0 +1,164 @@
+"""A status reminder and a responder paged in reach the person as a step's page does: the
+immediate contacts at once, a delayed one (SMS two minutes after push) once its delay passed,
+unless they answered meanwhile. Pure rules, then the daemon in-process on the fake clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from receiver.app.daemon import Daemon
+from receiver.config import build as config_module
+from receiver.core.model import EventKind, MessageReason, TimelineEvent
+from receiver.escalation.policy import Contact, User
+from receiver.incidents import follow
+from receiver.incidents.follow import FollowUp
+from receiver.testing import FakeClock, RecordingNotifier
+from tests.harness import ANA_TOKEN, CY_TOKEN, write_config
+from tests.test_api import Api
+
+NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
+PUSH, SMS = Contact("json://x/push"), Contact("json://x/sms", timedelta(minutes=2), short=True)
+
+
+def test_immediate_contacts_now_and_delayed_ones_later() -> None:
+    reached = follow.reach(User("cy", (PUSH, SMS)), MessageReason.RESPONDER_ADDED, NOW,
+                           actor="ana")
+    assert [(m.recipient, m.contact, m.reason, m.actor) for m in reached.now] == [
+        ("cy", 0, MessageReason.RESPONDER_ADDED, "ana")]
+    [(due, later)] = reached.later
+    assert due == NOW + timedelta(minutes=2)
+    assert later == FollowUp(MessageReason.RESPONDER_ADDED, "cy", 1, NOW, "ana")
+    assert FollowUp.from_key(later.key()) == later
+    again = follow.message(later, User("cy", (PUSH, SMS)), None)
+    assert again is not None
+    assert (again.contact, again.short, again.actor) == (1, True, "ana")
+    assert follow.message(later, User("cy", (PUSH,)), None) is None  # a reload took it
+
+
+def test_a_person_with_only_delayed_contacts_gets_the_first_at_once() -> None:
+    reached = follow.reach(User("cy", (SMS, replace(SMS, delay=timedelta(minutes=5)))),
+                           MessageReason.STATUS_DUE, NOW, status_every=900.0)
+    assert [(m.contact, m.status_every) for m in reached.now] == [(0, 900.0)]
+    assert [(due - NOW, f.contact) for due, f in reached.later] == [(timedelta(minutes=5), 1)]
+
+
+def _event(kind: EventKind, actor: str) -> TimelineEvent:
+    return TimelineEvent(NOW, kind, actor)
+
+
+STATUS = FollowUp(MessageReason.STATUS_DUE, "ana", 1, NOW)
+JOIN = FollowUp(MessageReason.RESPONDER_ADDED, "cy", 1, NOW, "ana")
+WANTED = [
+    pytest.param(STATUS, True, [], True, id="reminder-unanswered"),
+    pytest.param(STATUS, True, [_event(EventKind.STATUS_UPDATE, "bo")], False,
+                 id="reminder-someone-updated"),
+    pytest.param(STATUS, True, [_event(EventKind.NOTE, "ana")], True,
+                 id="reminder-a-plain-note-is-no-update"),
+    pytest.param(JOIN, True, [_event(EventKind.NOTE, "bo")], True, id="join-others-spoke"),
+    pytest.param(JOIN, True, [_event(EventKind.NOTE, "cy")], False, id="join-they-spoke"),
+    pytest.param(JOIN, True, [_event(EventKind.ROLE_ASSIGNED, "cy")], False,
+                 id="join-they-took-a-role"),
+    pytest.param(JOIN, False, [], False, id="resolved"),
+]
+
+
+@pytest.mark.parametrize(("later", "open_", "events", "wanted"), WANTED)
+def test_wanted(later: FollowUp, open_: bool, events: list[TimelineEvent], wanted: bool) -> None:
+    assert follow.wanted(later, open_, events) is wanted
+
+
+# -- in-process, on the fake clock ----------------------------------------------------------
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    """ana and cy have an SMS two minutes after their push; SEV1 owes an update every 15m."""
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="1h",
+                        extra="severities:\n  - {name: SEV1, status_every: 15m}\n"
+                              "  - {name: SEV2}\n  - {name: SEV3}\n")
+    text = path.read_text()
+    for name in ("ana", "cy"):
+        push = f'{{url: "json://127.0.0.1:9/{name}"}}'
+        text = text.replace(push, f'{push}, {{url: "json://127.0.0.1:9/{name}-sms", '
+                                  f'delay: 2m, short: true}}')
+    path.write_text(text)
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(loaded, clock=clock, notifier=notifier)
+    await daemon.start()
+    yield Api(daemon, notifier, clock)
+    await daemon.stop()
+
+
+async def _later(api: Api, minutes: float) -> None:
+    await api.clock.jump(timedelta(minutes=minutes))
+    await api.settle()
+
+
+async def _acknowledged(api: Api) -> int:
+    number = await api.fire()
+    await api.settle()
+    await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+    await api.settle()
+    return number
+
+
+@pytest.mark.parametrize("joins", [False, True], ids=["silent", "posts-a-note"])
+async def test_a_responder_paged_in_gets_their_sms_unless_they_join(
+    api: Api, joins: bool
+) -> None:
+    number = await _acknowledged(api)
+    sent = len(api.paged())
+    await api.call("POST", f"/api/v1/incidents/{number}/responders", {"user": "cy"},
+                   token=ANA_TOKEN)
+    await api.settle()
+    assert api.paged()[sent:] == ["cy"]
+    if joins:
+        await _later(api, 1)
+        await api.call("POST", f"/api/v1/incidents/{number}/notes", {"text": "here"},
+                       token=CY_TOKEN)
+    await _later(api, 2)
+    if joins:
+        assert api.paged()[sent:] == ["cy"]
+        return
+    assert api.paged()[sent:] == ["cy", "cy-sms"]
+    sms = api.notifier.sent[-1][1]
+    assert sms.body.startswith(f"[SEV1] JOIN #{number} payments:")
+    assert len(sms.body) <= 160
+
+
+@pytest.mark.parametrize("updated", [False, True], ids=["silent", "status-update"])
+async def test_a_status_reminder_gets_to_the_sms_unless_an_update_came(
+    api: Api, updated: bool
+) -> None:
+    number = await _acknowledged(api)
+    await api.call("PUT", f"/api/v1/incidents/{number}/roles/commander", {"user": "ana"},
+                   token=ANA_TOKEN)
+    sent = len(api.paged())
+    await _later(api, 15)
+    assert api.paged()[sent:] == ["ana"]  # the reminder's push at once
+    if updated:
+        await _later(api, 1)
+        await api.call("POST", f"/api/v1/incidents/{number}/notes", {"text": "mitigating"},
+                       token=ANA_TOKEN)
+    await _later(api, 2)
+    if updated:
+        assert api.paged()[sent:] == ["ana"]
+        return
+    assert api.paged()[sent:] == ["ana", "ana-sms"]
+    assert api.notifier.sent[-1][1].body.startswith(f"#{number} no status update for 15m")
+
+
+async def test_resolving_cancels_the_follow_up(api: Api) -> None:
+    number = await _acknowledged(api)
+    await api.call("POST", f"/api/v1/incidents/{number}/responders", {"user": "cy"},
+                   token=ANA_TOKEN)
+    await api.settle()
+    await api.call("POST", f"/api/v1/incidents/{number}/resolve", token=ANA_TOKEN)
+    await _later(api, 5)
+    assert "cy-sms" not in api.paged()

@@ -6,6 +6,7 @@ visibly, and used by escalation. Errors name the field (400), the schedule (404)
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,14 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
+from receiver.app.daemon import Daemon
+from receiver.config import build as config_module
 from receiver.oncall.calendar import MAX_EVENTS, calendar
 from receiver.oncall.overrides import Actor, Change, Leg, Scope, refusal
 from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit
+from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import ANA_TOKEN, BO_TOKEN, CY_TOKEN, write_config
-from tests.test_api import Api, start_api
+from tests.test_api import Api, run_cli, start_api
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the fake clock's start: ana is primary
 
@@ -307,3 +311,47 @@ async def test_only_a_party_or_an_admin_deletes_an_override(api: Api) -> None:
     assert (status, answer["scope"]) == (403, "admin")
     status, answer = await api.call("DELETE", path, token=CY_TOKEN)  # a party, and an admin
     assert (status, answer["deleted"]) == (200, [made["id"]])
+
+
+@pytest.fixture
+async def late_start(tmp_path: Path) -> AsyncIterator[Api]:
+    """The harness's daemon, but the primary rotation starts a day after the fake clock's
+    start (2026-01-06 09:00 in Amsterdam): nobody is primary until then."""
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+    path.write_text(path.read_text().replace(
+        "users: [ana], shift: 1w, start: 2020-01-06T09:00:00",
+        "users: [ana], shift: 1w, start: 2026-01-06T09:00:00"))
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(loaded, clock=clock, notifier=notifier)
+    await daemon.start()
+    yield Api(daemon, notifier, clock)
+    await daemon.stop()
+
+
+async def test_gap_warnings_see_the_run_time_overrides(late_start: Api) -> None:
+    api = late_start
+    hole = [{"layer": "primary", "from": "2026-01-05T09:00:00Z",
+             "until": "2026-01-06T08:00:00Z"}]
+    status, answer = await api.call("GET", "/api/v1/schedules/payments/gaps")
+    assert (status, answer["gaps"]) == (200, hole)
+    # An override that covers the hole clears the warning...
+    status, made = await api.call("POST", "/api/v1/schedules/payments/overrides", {
+        "user": "cy", "start": iso(timedelta(0)), "end": iso(timedelta(hours=23)),
+        "layer": "primary"})
+    assert (status, made["gaps"]) == (201, [])
+    assert (await api.call("GET", "/api/v1/schedules/payments/gaps"))[1]["gaps"] == []
+    # ...and taking away the only person on call there (deleting it) raises it again.
+    status, gone = await api.call(
+        "DELETE", f"/api/v1/schedules/payments/overrides/{made['overrides'][0]['id']}")
+    assert (status, gone["gaps"]) == (200, hole)
+    # ackd override says so too.
+    flags = ("--url", api.url, "--token", CY_TOKEN)
+    code, out = await run_cli("override", "add", "payments", "bo", "--layer", "primary",
+                              "--from", iso(timedelta(hours=1)), "--to",
+                              iso(timedelta(hours=2)), *flags)
+    assert code == 0, out
+    assert ("warning: nobody is on call in layer 'primary' of schedule 'payments' from "
+            "2026-01-05T09:00:00Z to 2026-01-05T10:00:00Z") in out
+    status, answer = await api.call("GET", "/api/v1/schedules/payments/gaps?weeks=0")
+    assert (status, answer["field"]) == (400, "weeks")

@@ -64,6 +64,7 @@ from receiver.web.learning import get_drill, get_postmortem, get_report, post_dr
 from receiver.web.maintenance import add_window, delete_window, list_windows
 from receiver.web.openapi import openapi
 from receiver.web.schedules import (
+    coverage_gaps,
     create_override,
     delete_override,
     list_overrides,
@@ -113,6 +114,7 @@ def build_web_app(
     app.router.add_post("/api/v1/schedules/{name}/overrides", create_override)
     app.router.add_delete("/api/v1/schedules/{name}/overrides/{id}", delete_override)
     app.router.add_get("/api/v1/schedules/{name}/oncall", who_is_on_call)
+    app.router.add_get("/api/v1/schedules/{name}/gaps", coverage_gaps)
     app.router.add_get("/api/v1/users/{name}.ics", user_calendar)
     app.router.add_get("/api/v1/heartbeats", list_heartbeats)
     app.router.add_post("/api/v1/heartbeats/{name}", heartbeat_arrived)

@@ -504,16 +504,18 @@ def _override(args: argparse.Namespace) -> int:
         return 1
     client = Client(args.url, args.token)
     command = args.override_command
+    gaps: list[dict[str, Any]] = []
     try:
         if command == "list":
             found = asyncio.run(client.overrides(args.schedule))["overrides"]
         elif command == "delete":
-            gone = asyncio.run(client.delete_override(args.schedule, args.id))["deleted"]
-            print("deleted " + ", ".join(f"#{i}" for i in gone))
+            answer = asyncio.run(client.delete_override(args.schedule, args.id))
+            print("deleted " + ", ".join(f"#{i}" for i in answer["deleted"]))
+            _warn_gaps(args.schedule, answer.get("gaps", []))
             return 0
         else:
-            found = asyncio.run(client.add_override(args.schedule, _override_body(args)))[
-                "overrides"]
+            answer = asyncio.run(client.add_override(args.schedule, _override_body(args)))
+            found, gaps = answer["overrides"], answer.get("gaps", [])
     except ApiError as exc:
         print(f"override {command}: {exc}", file=sys.stderr)
         return 1
@@ -522,7 +524,17 @@ def _override(args: argparse.Namespace) -> int:
         return 1
     for o in found:
         print(_override_line(o))
+    _warn_gaps(args.schedule, gaps)
     return 0
+
+
+def _warn_gaps(schedule: str, gaps: list[dict[str, Any]]) -> None:
+    """What the change leaves uncovered in the coming weeks, as check-config words it."""
+    for gap in gaps:
+        span = f"from {gap['from']} to {gap['until']}" if gap["until"] else \
+            f"from {gap['from']} on"
+        print(f"warning: nobody is on call in layer {gap['layer']!r} of schedule "
+              f"{schedule!r} {span}", file=sys.stderr)
 
 
 def _override_body(args: argparse.Namespace) -> dict[str, Any]:

@@ -292,6 +292,13 @@ ROUTES: dict[str, dict[str, Schema]] = {
             "404": _error("no such schedule"),
         }, tag="on-call", scope="read", parameters=[SCHEDULE, _query("at", "an ISO time")]),
     },
+    "/api/v1/schedules/{name}/gaps": {
+        "get": _op("each layer's first span with nobody on call in the next weeks, run-time "
+                   "overrides included", {
+                       "200": _answer("the gaps", {"type": "object"}), "400": BAD,
+                       "404": _error("no such schedule"),
+                   }, tag="on-call", scope="read", parameters=[SCHEDULE, WEEKS]),
+    },
     "/api/v1/schedules/{name}.ics": {
         "get": _op("the schedule's shifts as a calendar", {
             "200": ICS, "400": BAD, "404": _error("no such schedule"),

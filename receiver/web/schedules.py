@@ -4,6 +4,9 @@
     POST   /api/v1/schedules/{name}/overrides        an override, a shift taken, or a swap
     DELETE /api/v1/schedules/{name}/overrides/{id}   (a swap's leg deletes the swap)
     GET    /api/v1/schedules/{name}/oncall?at=ISO    each layer: who, until when, decided by
+    GET    /api/v1/schedules/{name}/gaps?weeks=N     each layer's first span with nobody on
+                                                     call in the next N weeks (4), run-time
+                                                     overrides included
     GET    /api/v1/schedules/{name}.ics?weeks=N      the shifts of the next N weeks (4)
     GET    /api/v1/users/{name}.ics?weeks=N          one person's shifts in every schedule
 """
@@ -14,6 +17,7 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import Any
 
 from aiohttp import web
 
@@ -21,7 +25,7 @@ from receiver.core.errors import AckdError, Forbidden, NotFound, PayloadError
 from receiver.core.inputs import parse_json, whole_number
 from receiver.oncall.calendar import calendar
 from receiver.oncall.overrides import Actor, Scope, overruled
-from receiver.oncall.schedules import Schedule
+from receiver.oncall.schedules import Schedule, first_gap
 from receiver.oncall.service import OnCallService, override_json
 from receiver.web.access import authorise
 from receiver.web.api import error_response
@@ -29,6 +33,7 @@ from receiver.web.responses import error, ok
 from receiver.web.services import Services, services
 
 MAX_WEEKS = 52
+GAP_WEEKS = 4  # as far as `ackd check-config` looks for holes
 CALENDAR = "text/calendar"
 _CALENDARS = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-calendar")
 
@@ -75,7 +80,9 @@ async def create_override(request: web.Request) -> web.Response:
         made = await oncall.create(name, await _body(request), who)
     except AckdError as exc:
         return _answer(exc)
-    return ok({"overrides": [override_json(o, overruled(planned, o.leg)) for o in made]}, 201)
+    gaps = await _gaps(oncall.laid(name), s.clock.now(), s)
+    return ok({"overrides": [override_json(o, overruled(planned, o.leg)) for o in made],
+               "gaps": gaps}, 201)
 
 
 async def delete_override(request: web.Request) -> web.Response:
@@ -85,11 +92,44 @@ async def delete_override(request: web.Request) -> web.Response:
     try:
         override_id = whole_number(request.match_info["id"], "id", 1)
         gone = await _oncall(s).delete(name, override_id, who)
+        laid = _oncall(s).laid(name)
     except NotFound as exc:
         return _answer(exc, "id" if "override" in str(exc) else "schedule")
     except AckdError as exc:
         return _answer(exc)
-    return ok({"deleted": [o.id for o in gone]})
+    return ok({"deleted": [o.id for o in gone], "gaps": await _gaps(laid, s.clock.now(), s)})
+
+
+async def coverage_gaps(request: web.Request) -> web.Response:
+    s = services(request)
+    actor(request, s)  # reading needs the read scope
+    name = request.match_info["name"]
+    try:
+        since, until = _window(request, s)
+        laid = _oncall(s).laid(name)
+    except AckdError as exc:
+        return _answer(exc)
+    return ok({"schedule": name, "since": since, "until": until,
+               "gaps": await _gaps(laid, since, s, until)})
+
+
+async def _gaps(
+    laid: Schedule, since: datetime, s: Services, until: datetime | None = None
+) -> list[dict[str, Any]]:
+    """Each layer's first span with nobody on call between `since` and `until` (4 weeks on),
+    on the schedule with its run-time overrides laid over: an override that fills a hole
+    clears it, one that takes away the only person opens one. On the calendars' thread:
+    walking an hourly rotation's weeks is work the loop should not do."""
+    end = until or since + timedelta(weeks=GAP_WEEKS)
+    found = await asyncio.get_running_loop().run_in_executor(
+        _CALENDARS, partial(_first_gaps, laid, since, end))
+    return [{"layer": layer, "from": start, "until": stop} for layer, start, stop in found]
+
+
+def _first_gaps(laid: Schedule, since: datetime, until: datetime
+                ) -> list[tuple[str, datetime, datetime | None]]:
+    return [(layer.name, *gap) for layer in laid.layers
+            if (gap := first_gap(laid, layer.name, since, until)) is not None]
 
 
 async def who_is_on_call(request: web.Request) -> web.Response:

@@ -49,6 +49,13 @@ from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, link_action, link_page, private_links
 from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
+from receiver.web.feeds import (
+    feed_calendar,
+    revoke_schedule_feed,
+    revoke_user_feed,
+    schedule_feed,
+    user_feed,
+)
 from receiver.web.health import healthy, metrics, ready, reload
 from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
 from receiver.web.incidents import (
@@ -116,6 +123,11 @@ def build_web_app(
     app.router.add_get("/api/v1/schedules/{name}/oncall", who_is_on_call)
     app.router.add_get("/api/v1/schedules/{name}/gaps", coverage_gaps)
     app.router.add_get("/api/v1/users/{name}.ics", user_calendar)
+    app.router.add_get("/api/v1/users/{name}/feed", user_feed)
+    app.router.add_delete("/api/v1/users/{name}/feed", revoke_user_feed)
+    app.router.add_get("/api/v1/schedules/{name}/feed", schedule_feed)
+    app.router.add_delete("/api/v1/schedules/{name}/feed", revoke_schedule_feed)
+    app.router.add_get("/feeds/{token}.ics", feed_calendar)
     app.router.add_get("/api/v1/heartbeats", list_heartbeats)
     app.router.add_post("/api/v1/heartbeats/{name}", heartbeat_arrived)
     app.router.add_get("/api/v1/maintenance", list_windows)

@@ -1,4 +1,5 @@
-"""Signed one-click links: acknowledge or resolve an incident from a page without logging in.
+"""Signed one-click links: acknowledge or resolve an incident from a page without logging in;
+and signed calendar feed addresses (`FeedLinks`, at the end), which calendar apps poll.
 
 A link is `{base_url}/l/{token}`. The token carries everything needed to act (incident id,
 action, who it was sent to, when it expires) plus an HMAC-SHA256 over those bytes, so the
@@ -131,3 +132,75 @@ def _b64decode(token: str) -> bytes:
     if _b64encode(raw) != token:
         raise LinkError(_INVALID)
     return raw
+
+
+# -- calendar feeds ----------------------------------------------------------------------
+
+FEED_KINDS = ("user", "schedule")
+_FEED_VERSION = 1
+_FEED_HEADER = struct.Struct(">BBI")
+_FEED_KEY_LABEL = b"ackd calendar feed v1"
+_NO_FEED = "no such calendar feed"
+
+
+@dataclass(frozen=True, slots=True)
+class FeedClaim:
+    """What a verified feed address names: one person's or one schedule's shifts, at the
+    generation it was issued at (revoking a feed raises its generation in the store)."""
+
+    kind: str  # user or schedule
+    name: str
+    generation: int
+
+
+class FeedLinks:
+    """Signed calendar feed addresses, `{base_url}/feeds/{token}.ics`.
+
+    A calendar app (Google Calendar, Outlook, Apple Calendar) subscribes to an address with a
+    plain GET and sends no header, so the address is the credential: its token is an HMAC, as
+    a link's, over (kind, name, generation), under a key derived from the link secret for
+    feeds alone, so a feed's token never opens a link and no link's opens a feed. It does not
+    expire (a subscription is polled for months); revoking a feed raises its generation, so
+    every address issued before stops, and changing the link secret stops them all."""
+
+    def __init__(self, secret: bytes, base_url: str) -> None:
+        if not secret:
+            raise ValueError("the link secret is empty: set links.secret or links.secret_file")
+        self._key = hmac.new(secret, _FEED_KEY_LABEL, hashlib.sha256).digest()
+        self._base_url = base_url.rstrip("/")
+
+    def url(self, kind: str, name: str, generation: int) -> str:
+        return f"{self._base_url}/feeds/{self.token(kind, name, generation)}.ics"
+
+    def token(self, kind: str, name: str, generation: int) -> str:
+        if kind not in FEED_KINDS:
+            raise ValueError(f"unknown feed kind {kind!r}: expected one of "
+                             f"{', '.join(FEED_KINDS)}")
+        if not 0 <= generation < 2**32:
+            raise ValueError(f"feed generation out of range: {generation}")
+        encoded = name.encode()
+        if len(encoded) > _MAX_RECIPIENT_BYTES:
+            raise ValueError(f"feed name longer than {_MAX_RECIPIENT_BYTES} bytes")
+        payload = _FEED_HEADER.pack(_FEED_VERSION, FEED_KINDS.index(kind), generation) + encoded
+        return _b64encode(payload + self._mac(payload))
+
+    def verify(self, token: str) -> FeedClaim:
+        """What a token names, or LinkError if it is forged or tampered with. Whether its
+        generation is still the feed's is the store's to say."""
+        raw = _b64decode(token)
+        if len(raw) < _FEED_HEADER.size + _MAC_BYTES:
+            raise LinkError(_NO_FEED)
+        payload, mac = raw[:-_MAC_BYTES], raw[-_MAC_BYTES:]
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            raise LinkError(_NO_FEED)
+        version, kind, generation = _FEED_HEADER.unpack_from(payload)
+        if version != _FEED_VERSION or kind >= len(FEED_KINDS):
+            raise LinkError(_NO_FEED)
+        try:
+            name = payload[_FEED_HEADER.size:].decode()
+        except UnicodeDecodeError:
+            raise LinkError(_NO_FEED) from None
+        return FeedClaim(FEED_KINDS[kind], name, generation)
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]

@@ -255,9 +255,22 @@ class ReportRecords(Protocol):
         ...
 
 
+class FeedRecords(Protocol):
+    """Calendar feed generations: a feed address is signed for one (notify/links.FeedLinks),
+    and revoking the feed raises it, so older addresses stop."""
+
+    async def feed_generation(self, kind: str, name: str) -> int:
+        """The feed's generation now; 0 for a feed never revoked."""
+        ...
+
+    async def revoke_feed(self, kind: str, name: str) -> int:
+        """Raise the feed's generation by one; the new one."""
+        ...
+
+
 class Transaction(
     IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords,
-    HeartbeatRecords, MaintenanceRecords, RoleRecords, ReportRecords, Protocol,
+    HeartbeatRecords, MaintenanceRecords, RoleRecords, ReportRecords, FeedRecords, Protocol,
 ):
     """What one job of `Store.write` may do."""
 

@@ -75,6 +75,8 @@ SCHEDULE = _path("name", "a schedule of the config")
 WEEKS = _query("weeks", "how many weeks of shifts (1-52, default 4)",
                {"type": "integer", "minimum": 1, "maximum": 52})
 ICS = _answer("an iCalendar file", {"type": "string"}, "text/calendar")
+FEED = _answer("the feed's address", {"type": "object", "properties": {
+    "url": {"type": "string", "description": "`{external_url}/feeds/{token}.ics`"}}})
 
 SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -308,6 +310,34 @@ ROUTES: dict[str, dict[str, Schema]] = {
         "get": _op("one person's shifts in every schedule as a calendar", {
             "200": ICS, "400": BAD, "404": _error("no such user"),
         }, tag="on-call", scope="read", parameters=[_path("name", "a user"), WEEKS]),
+    },
+    "/api/v1/users/{name}/feed": {
+        "get": _op("the person's calendar feed address: subscribe to it in a calendar app "
+                   "(no header needed)", {
+                       "200": FEED, "404": _error("no such user (`field: user`)"),
+                   }, tag="on-call", scope="read", parameters=[_path("name", "a user")]),
+        "delete": _op("revoke the person's feed: a new address, every earlier one stops (the "
+                      "person themselves, or admin)", {
+                          "200": FEED, "404": _error("no such user (`field: user`)"),
+                      }, tag="on-call", scope="respond", parameters=[_path("name", "a user")]),
+    },
+    "/api/v1/schedules/{name}/feed": {
+        "get": _op("the schedule's calendar feed address (no header needed)", {
+            "200": FEED, "404": _error("no such schedule"),
+        }, tag="on-call", scope="read", parameters=[SCHEDULE]),
+        "delete": _op("revoke the schedule's feed: a new address, every earlier one stops", {
+            "200": FEED, "404": _error("no such schedule"),
+        }, tag="on-call", scope="admin", parameters=[SCHEDULE]),
+    },
+    "/feeds/{token}.ics": {
+        "get": _op("a calendar feed at its signed address, for calendar apps: no "
+                   "Authorization header is read", {
+                       "200": ICS, "400": BAD,
+                       "403": _error("the address was revoked (`field: token`)"),
+                       "404": _error("no such feed: forged, damaged, or its person or "
+                                     "schedule is gone (`field: token`)"),
+                   }, tag="on-call", scope=None, parameters=[
+                       _path("token", "the signed token of the feed's address"), WEEKS]),
     },
     "/api/v1/heartbeats": {
         "get": _op("the heartbeats (dead man's switches) and when each last arrived", {

@@ -46,13 +46,13 @@ def actor(request: web.Request, s: Services) -> Actor:
     return Actor(principal.name, frozenset(x for x in Scope if principal.scope.grants(x)))
 
 
-def _oncall(s: Services) -> OnCallService:
+def on_call_service(s: Services) -> OnCallService:
     if s.oncall is None:
         raise NotFound("on-call changes are not served here")
     return s.oncall
 
 
-def _answer(exc: AckdError, missing: str = "schedule") -> web.Response:
+def answer(exc: AckdError, missing: str = "schedule") -> web.Response:
     if isinstance(exc, Forbidden):
         return error(403, exc.message, "Authorization", scope=exc.scope)
     if isinstance(exc, NotFound):
@@ -65,9 +65,9 @@ async def list_overrides(request: web.Request) -> web.Response:
     actor(request, s)  # reading needs the read scope
     name = request.match_info["name"]
     try:
-        return ok({"schedule": name, "overrides": _oncall(s).listing(name)})
+        return ok({"schedule": name, "overrides": on_call_service(s).listing(name)})
     except AckdError as exc:
-        return _answer(exc)
+        return answer(exc)
 
 
 async def create_override(request: web.Request) -> web.Response:
@@ -75,11 +75,11 @@ async def create_override(request: web.Request) -> web.Response:
     who = actor(request, s)
     name = request.match_info["name"]
     try:
-        oncall = _oncall(s)
+        oncall = on_call_service(s)
         planned = oncall.planned(name)  # an unknown schedule is a 404 before the body is read
         made = await oncall.create(name, await _body(request), who)
     except AckdError as exc:
-        return _answer(exc)
+        return answer(exc)
     gaps = await _gaps(oncall.laid(name), s.clock.now(), s)
     return ok({"overrides": [override_json(o, overruled(planned, o.leg)) for o in made],
                "gaps": gaps}, 201)
@@ -91,12 +91,12 @@ async def delete_override(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     try:
         override_id = whole_number(request.match_info["id"], "id", 1)
-        gone = await _oncall(s).delete(name, override_id, who)
-        laid = _oncall(s).laid(name)
+        gone = await on_call_service(s).delete(name, override_id, who)
+        laid = on_call_service(s).laid(name)
     except NotFound as exc:
-        return _answer(exc, "id" if "override" in str(exc) else "schedule")
+        return answer(exc, "id" if "override" in str(exc) else "schedule")
     except AckdError as exc:
-        return _answer(exc)
+        return answer(exc)
     return ok({"deleted": [o.id for o in gone], "gaps": await _gaps(laid, s.clock.now(), s)})
 
 
@@ -105,10 +105,10 @@ async def coverage_gaps(request: web.Request) -> web.Response:
     actor(request, s)  # reading needs the read scope
     name = request.match_info["name"]
     try:
-        since, until = _window(request, s)
-        laid = _oncall(s).laid(name)
+        since, until = window(request, s)
+        laid = on_call_service(s).laid(name)
     except AckdError as exc:
-        return _answer(exc)
+        return answer(exc)
     return ok({"schedule": name, "since": since, "until": until,
                "gaps": await _gaps(laid, since, s, until)})
 
@@ -138,9 +138,9 @@ async def who_is_on_call(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     try:
         at = _at(request.query.get("at"), s.clock.now())
-        layers = _oncall(s).who(name, at)
+        layers = on_call_service(s).who(name, at)
     except AckdError as exc:
-        return _answer(exc)
+        return answer(exc)
     return ok({"schedule": name, "at": at, "layers": layers})
 
 
@@ -149,11 +149,11 @@ async def schedule_calendar(request: web.Request) -> web.Response:
     actor(request, s)  # reading needs the read scope
     name = request.match_info["name"]
     try:
-        since, until = _window(request, s)
-        laid = _oncall(s).laid(name)
+        since, until = window(request, s)
+        laid = on_call_service(s).laid(name)
     except AckdError as exc:
-        return _answer(exc)
-    return await _calendar(f"on call: {name}", [laid], since, until, s)
+        return answer(exc)
+    return await calendar_response(f"on call: {name}", [laid], since, until, s)
 
 
 async def user_calendar(request: web.Request) -> web.Response:
@@ -163,15 +163,15 @@ async def user_calendar(request: web.Request) -> web.Response:
     if name not in s.config.users:
         return error(404, f"unknown user {name!r}", "user")
     try:
-        since, until = _window(request, s)
-        oncall = _oncall(s)
+        since, until = window(request, s)
+        oncall = on_call_service(s)
         laid = [oncall.laid(schedule) for schedule in s.config.schedules]
     except AckdError as exc:
-        return _answer(exc)
-    return await _calendar(f"on call: {name}", laid, since, until, s, name)
+        return answer(exc)
+    return await calendar_response(f"on call: {name}", laid, since, until, s, name)
 
 
-async def _calendar(
+async def calendar_response(
     title: str, laid: list[Schedule], since: datetime, until: datetime, s: Services,
     user: str | None = None,
 ) -> web.Response:
@@ -182,7 +182,7 @@ async def _calendar(
     return web.Response(body=body, content_type=CALENDAR, charset="utf-8")
 
 
-def _window(request: web.Request, s: Services) -> tuple[datetime, datetime]:
+def window(request: web.Request, s: Services) -> tuple[datetime, datetime]:
     raw = request.query.get("weeks")
     weeks = 4 if raw is None else whole_number(raw, "weeks", 1, MAX_WEEKS)
     now = s.clock.now()

@@ -178,4 +178,13 @@ MIGRATIONS: tuple[str, ...] = (
         at          BIGINT  NOT NULL
     );
     """,
+    # 12: calendar feed generations: a row once a feed was revoked.
+    """
+    CREATE TABLE calendar_feeds (
+        kind       TEXT    NOT NULL,
+        name       TEXT    NOT NULL,
+        generation BIGINT  NOT NULL,
+        PRIMARY KEY (kind, name)
+    );
+    """,
 )

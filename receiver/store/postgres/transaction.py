@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from receiver.store.postgres.deadlines import DeadlineStatements
+from receiver.store.postgres.feeds import FeedStatements
 from receiver.store.postgres.heartbeats import HeartbeatStatements
 from receiver.store.postgres.incidents import IncidentStatements
 from receiver.store.postgres.maintenance import MaintenanceStatements
@@ -21,6 +22,7 @@ class PostgresTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
     OnCallStatements, HeartbeatStatements, MaintenanceStatements, RoleStatements,
     ReportStatements,
+    FeedStatements,
 ):
     """One batch's statements: `store.Transaction` on PostgreSQL."""
 

@@ -198,4 +198,14 @@ MIGRATIONS: tuple[str, ...] = (
         at          INTEGER NOT NULL
     );
     """,
+    # 12: calendar feed generations (notify/links.FeedLinks): a row once a feed was revoked;
+    # an address signed for an older generation stops.
+    """
+    CREATE TABLE calendar_feeds (
+        kind       TEXT    NOT NULL,
+        name       TEXT    NOT NULL,
+        generation INTEGER NOT NULL,
+        PRIMARY KEY (kind, name)
+    ) WITHOUT ROWID;
+    """,
 )

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from receiver.store.sqlite.deadlines import DeadlineStatements
+from receiver.store.sqlite.feeds import FeedStatements
 from receiver.store.sqlite.heartbeats import HeartbeatStatements
 from receiver.store.sqlite.incidents import IncidentStatements
 from receiver.store.sqlite.maintenance import MaintenanceStatements
@@ -26,6 +27,7 @@ class SqliteTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
     OnCallStatements, HeartbeatStatements, MaintenanceStatements, RoleStatements,
     ReportStatements,
+    FeedStatements,
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 

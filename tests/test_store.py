@@ -191,6 +191,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old.execute("DROP TABLE maintenance")
     old.execute("DROP TABLE incident_roles")
     old.execute("DROP TABLE stale_reports")
+    old.execute("DROP TABLE calendar_feeds")
     old.execute("PRAGMA user_version=1")
     old.close()
     second = SqliteStore(path)

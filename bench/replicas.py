@@ -7,14 +7,21 @@ SQLite's synchronous=full), on 127.0.0.1 beside ackd: the same machine, so the r
 database and the load generator share its two cores, as the single instance shares them with
 the load generator alone. The 32 connections are split among the replicas (11, 11, 10), each
 replica's connections playing their own groups, as Alertmanager behind a load balancer.
+
+The timer leg (alone: `--only replica-timers`) seeds 10,000 armed deadlines, brings them due
+at the benchmark's rate and at a quarter of it, and has them fired by the three replicas,
+then by the single SQLite instance from the same seed, in the same run; each deadline must
+fire once (counted).
 """
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sqlite3
 import sys
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,7 +44,8 @@ DATABASE = "ackd_bench"
 
 async def legs(work: Path, config: Path, token: str, rounds: int, duration: float,
                connections: int, seed: int, armed: int, due_count: int,
-               due_rate: float) -> list[tuple[str, str]]:
+               due_rate: float, *, ingest: bool = True) -> list[tuple[str, str]]:
+    """The ingest leg (unless not `ingest`: `--only replica-timers`), then the timer leg."""
     # The tests' cluster helper, from the source tree (bench/ runs with only its own folder
     # and the installed package on the path).
     sys.path.append(str(procs.ROOT))
@@ -45,10 +53,20 @@ async def legs(work: Path, config: Path, token: str, rounds: int, duration: floa
 
     cluster = start_cluster(durable=True)
     try:
-        rows = await _ingest(cluster, work, config, token, rounds, duration, connections, seed)
-        rows.append(await _timers(cluster, work, config, armed, due_count, due_rate))
+        rows = (await _ingest(cluster, work, config, token, rounds, duration, connections,
+                              seed) if ingest else [])
+        rows.extend(await _timer_rows(cluster, work, config, armed, due_count, due_rate))
     finally:
         cluster.stop()
+    return rows
+
+
+async def _timer_rows(cluster: Cluster, work: Path, config: Path, armed: int, due_count: int,
+                     due_rate: float) -> list[tuple[str, str]]:
+    """The timer leg at `due_rate` and at a quarter of it: where lateness stays small."""
+    rows = []
+    for rate in (due_rate, due_rate / 4):
+        rows.extend(await _timers(cluster, work, config, armed, due_count, rate))
     return rows
 
 
@@ -91,29 +109,35 @@ async def _ingest(cluster: Cluster, work: Path, config: Path, token: str, rounds
 
 
 async def _timers(cluster: Cluster, work: Path, config_path: Path, armed: int, due_count: int,
-                  due_rate: float) -> tuple[str, str]:
+                  due_rate: float) -> list[tuple[str, str]]:
     """`armed` open incidents with a step deadline each (seeded as bench/seed.py does, then
     copied into PostgreSQL), `due_count` of them due at `due_rate` per second, fired by
-    whichever of three replicas takes each: lateness = the step's timeline time - due."""
+    whichever of three replicas takes each; then the same seed on one ackd on SQLite, in the
+    same run. Lateness = the step's timeline time - its due time; a deadline fired twice
+    would be two step events."""
     config = config_module.load(config_path)
-    lite = work / "timers-seed" / "ackd.db"
+    tag = f"{due_rate:.0f}"
+    lite = work / f"timers-seed-{tag}" / "ackd.db"
     lite.parent.mkdir(mode=0o700)
     now = datetime.now(UTC)
     await seed.seed(lite, config, armed, now - timedelta(minutes=5), now + timedelta(hours=1))
-    dsn = await _database(cluster, "ackd_timers")
+    single = work / f"timers-single-{tag}"
+    single.mkdir(mode=0o700)
+    shutil.copy(lite, single / "ackd.db")
+    due = min(armed, due_count)
+    dsn = await _database(cluster, f"ackd_timers_{tag}")
     conn = await asyncpg.connect(dsn)
     try:
         await migrate(conn)
         await _copy(lite, conn)
-        due = min(armed, due_count)
         dues = seed.spread(1, due, datetime.now(UTC) + timedelta(seconds=8), due_rate)
         await conn.executemany(
             "UPDATE deadlines SET due = $1 WHERE incident_id = $2 AND key = $3",
             [(at, n, seed.STEP_KEY) for n, at in dues.items()])
-        shared = _postgres_config(config_path, work / "timers.yaml", dsn)
+        shared = _postgres_config(config_path, work / f"timers-{tag}.yaml", dsn)
         replicas = []
         for n in range(REPLICAS):
-            home = work / f"timers{n}"
+            home = work / f"timers-{tag}-{n}"
             home.mkdir()
             replicas.append(procs.ackd(home, shared, home / "data"))
         try:
@@ -126,13 +150,36 @@ async def _timers(cluster: Cluster, work: Path, config_path: Path, armed: int, d
         late, left, twice = await _lateness(conn, dues)
     finally:
         await conn.close()
-    return (
-        f"timers, {REPLICAS} replicas on PostgreSQL: {armed:,} armed, {due:,} due at"
-        f" {due_rate:,.0f}/s: lateness p50 / p99 / max",
-        f"{percentile(late, 50) * 1e3:.0f} / {percentile(late, 99) * 1e3:.0f} /"
-        f" {max(late, default=0) * 1e3:.0f} ms ({len(late):,} fired, {left:,} not fired,"
-        f" {twice:,} fired twice)",
-    )
+    alone = await _single_timers(work, config_path, single, due, due_rate)
+    what = f"{armed:,} armed, {due:,} due at {due_rate:,.0f}/s: lateness p50 / p99 / max"
+    return [
+        (f"timers, {REPLICAS} replicas on PostgreSQL: {what}",
+         _lateness_figures(late, left, twice)),
+        (f"timers, one ackd on SQLite (same run): {what}", alone),
+    ]
+
+
+async def _single_timers(work: Path, config_path: Path, data: Path, due: int,
+                         due_rate: float) -> str:
+    """The same seed on one ackd on SQLite (bench/run.py's timer leg)."""
+    db = data / "ackd.db"
+    dues = seed.spread(1, due, datetime.now(UTC) + timedelta(seconds=6), due_rate)
+    seed.reschedule(db, dues)
+    ackd = procs.ackd(data.parent, config_path, data)
+    await ackd.start_ready()
+    try:
+        await seed.wait_fired(db, dues, 6 + due / due_rate + 60)
+    finally:
+        ackd.stop()
+    late = seed.lateness(db, dues)
+    counts = Counter(seed.fired_incidents(db, dues))
+    return _lateness_figures(late, seed.armed(db, dues), sum(1 for c in counts.values() if c > 1))
+
+
+def _lateness_figures(late: list[float], left: int, twice: int) -> str:
+    return (f"{percentile(late, 50) * 1e3:.0f} / {percentile(late, 99) * 1e3:.0f} /"
+            f" {max(late, default=0) * 1e3:.0f} ms ({len(late):,} fired, {left:,} not fired,"
+            f" {twice:,} fired twice)")
 
 
 async def _copy(lite: Path, conn: asyncpg.Connection) -> None:

@@ -376,11 +376,11 @@ async def bench(args: argparse.Namespace) -> Report:
                                             args.storm_rounds, args.duration,
                                             args.connections, args.seed):
                     report.add(*row)
-            if "replicas" in args.only:
+            if {"replicas", "replica-timers"} & set(args.only):
                 for row in await replicas.legs(
                     work, config, WEBHOOK_TOKEN, args.replica_rounds, args.duration,
                     args.connections, args.seed, 10_000, min(args.due_count, 10_000),
-                    args.due_rate,
+                    args.due_rate, ingest="replicas" in args.only,
                 ):
                     report.add(*row)
         finally:
@@ -418,7 +418,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="alternating rounds of the PostgreSQL leg (the single SQLite"
                         " instance, then three replicas)")
     parser.add_argument("--only", nargs="+",
-                        choices=("ingest", "timers", "memory", "abuse", "storm", "replicas"),
+                        choices=("ingest", "timers", "memory", "abuse", "storm", "replicas",
+                                 "replica-timers"),
                         default=["ingest", "timers", "memory", "abuse", "storm", "replicas"])
     return parser.parse_args(argv)
 

@@ -153,3 +153,16 @@ def lateness(db: Path, dues: Mapping[int, int]) -> list[float]:
     finally:
         conn.close()
     return [(at - dues[n]) / 1e6 for n, at in rows if n in dues]
+
+
+def fired_incidents(db: Path, dues: Mapping[int, int]) -> list[int]:
+    """The incident of each step-1 event of `dues` (an incident twice: fired twice)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        rows = conn.execute(
+            "SELECT incident_id FROM timeline WHERE kind = 'step_fired'"
+            " AND json_extract(detail, '$.step') = 1"
+        ).fetchall()
+    finally:
+        conn.close()
+    return [int(n) for (n,) in rows if n in dues]

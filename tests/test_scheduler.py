@@ -6,7 +6,7 @@ import asyncio
 from datetime import timedelta
 
 from receiver.core.errors import StoreUnavailable
-from receiver.escalation.timer import Scheduler
+from receiver.escalation.timer import GRACE, Scheduler
 from receiver.testing import FakeClock
 
 
@@ -88,4 +88,34 @@ async def test_store_trouble_retries_instead_of_losing(fake_clock: FakeClock) ->
     await fake_clock.jump(1)
     assert attempts == [[1], [1]]
     assert len(scheduler) == 0
+    await scheduler.stop()
+
+
+async def test_a_deadline_another_replica_tries_first_is_tried_a_grace_later(
+    fake_clock: FakeClock,
+) -> None:
+    """Replicas share due deadlines: this one tries the even ids at their due time and the
+    others GRACE later, should their replica not have fired them (it died)."""
+    fired: list[tuple[list[int], float]] = []
+    lateness: list[float] = []
+    start = fake_clock.now()
+
+    async def fire(ids: list[int]) -> None:
+        fired.append((ids, (fake_clock.now() - start).total_seconds()))
+
+    scheduler = Scheduler(fake_clock, fire, lateness.append, first_try=lambda i: i % 2 == 0)
+    scheduler.arm(1, start + timedelta(seconds=10))
+    scheduler.arm(2, start + timedelta(seconds=10))
+    scheduler.load([(3, start), (4, start), (5, start - timedelta(seconds=5))])
+    scheduler.start()
+    await settle()
+    assert fired == [([5, 4], 0.0)]  # passed even with the grace, and this one's own
+    await fake_clock.jump(GRACE)
+    assert fired[1:] == [([3], GRACE.total_seconds())]
+    await fake_clock.jump(timedelta(seconds=10) - GRACE)
+    assert fired[2:] == [([2], 10.0)]
+    await fake_clock.jump(GRACE)
+    assert fired[3:] == [([1], 10.0 + GRACE.total_seconds())]
+    # Lateness against when this timer planned to try each.
+    assert lateness == [(timedelta(seconds=5) - GRACE).total_seconds(), 0.0, 0.0, 0.0, 0.0]
     await scheduler.stop()

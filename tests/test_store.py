@@ -335,11 +335,16 @@ async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> No
     again = await store.write(lambda tx: tx.arm(incident_id, [(due, "step", "0:0")]))
     assert armed[0].id == again[0].id  # the same logical deadline, moved
     # The timer heap still holds the old entry (due NOW): it must not fire the moved deadline.
-    assert await store.write(lambda tx: tx.take_deadline(armed[0].id, NOW)) is None
-    taken = await store.write(lambda tx: tx.take_deadline(armed[0].id, due))
-    assert taken is not None
+    assert await store.write(lambda tx: tx.take_deadlines([armed[0].id], NOW)) == []
+    [taken] = await store.write(lambda tx: tx.take_deadlines([armed[0].id], due))
     assert taken.due == due
-    assert await store.write(lambda tx: tx.take_deadline(armed[0].id, due)) is None
+    assert await store.write(lambda tx: tx.take_deadlines([armed[0].id], due)) == []
+    # Several at once: those due, in the order asked; not those later, nor unknown ids.
+    more = await store.write(lambda tx: tx.arm(incident_id, [
+        (NOW, "step", "1:0"), (NOW, "step", "2:0"), (due, "step", "3:0")]))
+    asked = [more[2].id, 999, more[1].id, more[0].id]
+    taken_now = await store.write(lambda tx: tx.take_deadlines(asked, NOW))
+    assert [d.id for d in taken_now] == [more[1].id, more[0].id]
 
 
 async def test_unwritable_store_answers_unavailable_then_recovers(tmp_path: Path) -> None:

@@ -241,6 +241,8 @@ class Daemon:
             # What other replicas commit: a deadline armed earlier than this timer knows, a
             # page enqueued that this dispatcher may send.
             self.store.deadline_listeners.append(self.responder.scheduler.arm)
+            # Each due step is tried first by one replica alive, the others a moment later.
+            self.responder.scheduler.first_try = self.store.first_to_try
             self.store.outbox_listeners.append(self.dispatcher.wake)
         # What the API changes at run time, read again when another replica changed it.
         self._refresh = {Shared.MAINTENANCE: Refresh("maintenance windows", self.maintenance.load),

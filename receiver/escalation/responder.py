@@ -200,16 +200,15 @@ class Responder:
         """Fire due deadlines: each is taken out of the store with its effects, or not at all."""
 
         async def job(tx: Transaction) -> None:
-            for deadline_id in deadline_ids:
-                await self._fire_one(tx, deadline_id)
+            # One instant: the deadlines are taken, decided and applied at it. Those not
+            # taken were cancelled (acknowledged, resolved), fired already, or moved later.
+            now = self._clock.now()
+            for row in await tx.take_deadlines(deadline_ids, now):
+                await self._fire_one(tx, row, now)
 
         await self._store.write(job)
 
-    async def _fire_one(self, tx: Transaction, deadline_id: int) -> None:
-        now = self._clock.now()  # one instant: the deadline is taken, decided and applied at it
-        row = await tx.take_deadline(deadline_id, now)
-        if row is None:
-            return  # cancelled (acknowledged, resolved) or fired already
+    async def _fire_one(self, tx: Transaction, row: ArmedDeadline, now: datetime) -> None:
         incident = await tx.incident(row.incident_id)
         if row.kind == DeadlineKind.STALE.value:
             await self._fire_stale(tx, incident, row, now)

@@ -6,6 +6,13 @@ takes each row out of the store in the same transaction as its effects: a cancel
 is simply gone from the store and fires nothing (lazy deletion), and one that fired is never
 there to fire again. After a restart, `load` re-arms every stored deadline; those that passed
 while ackd was down are due at once.
+
+Replicas on one database each hold every deadline, and share the work: `first_try` says
+whether this replica is the one to try a deadline at its due time (store/postgres/
+replicas.py deals them out by id among the replicas alive); the others try it GRACE later,
+when it is gone already unless its replica is dead or behind. So each deadline is asked for
+once, not once per replica, and one of a dead replica's is still fired within a second. What
+`on_lateness` observes is the lateness against the time this timer planned to try each.
 """
 
 from __future__ import annotations
@@ -26,6 +33,10 @@ log = logging.getLogger(__name__)
 Fire = Callable[[list[int]], Awaitable[None]]
 MAX_BATCH = 512
 RETRY_AFTER = timedelta(seconds=1)
+# How long after its due time a replica tries a deadline that another replica tries first.
+# Short enough that a dead replica's deadlines fire well within a second of their due time,
+# long enough that a live one has taken its own by then.
+GRACE = timedelta(milliseconds=300)
 
 
 class Scheduler:
@@ -34,10 +45,13 @@ class Scheduler:
         clock: Clock,
         fire: Fire,
         on_lateness: Callable[[float], None] | None = None,
+        first_try: Callable[[int], bool] | None = None,
     ) -> None:
         self._clock = clock
         self._fire = fire
         self._on_lateness = on_lateness
+        # None: this timer alone fires its deadlines, each at its due time.
+        self.first_try = first_try
         self._heap: list[tuple[datetime, int]] = []
         self._wakeup = Wakeup(clock)
         self._task: asyncio.Task[None] | None = None
@@ -46,14 +60,22 @@ class Scheduler:
         return len(self._heap)
 
     def arm(self, deadline_id: int, due: datetime) -> None:
-        heapq.heappush(self._heap, (due, deadline_id))
+        heapq.heappush(self._heap, (self._planned(deadline_id, due), deadline_id))
         if self._heap[0][1] == deadline_id:
             self._wakeup.wake()  # the earliest deadline changed: re-plan the sleep
 
     def load(self, deadlines: Iterable[tuple[int, datetime]]) -> None:
-        self._heap.extend((due, deadline_id) for deadline_id, due in deadlines)
+        self._heap.extend((self._planned(deadline_id, due), deadline_id)
+                          for deadline_id, due in deadlines)
         heapq.heapify(self._heap)
         self._wakeup.wake()
+
+    def _planned(self, deadline_id: int, due: datetime) -> datetime:
+        """When this timer tries the deadline: at its due time, or GRACE later when another
+        replica tries it first."""
+        if self.first_try is None or self.first_try(deadline_id):
+            return due
+        return due + GRACE
 
     def next_due(self) -> datetime | None:
         return self._heap[0][0] if self._heap else None

@@ -19,7 +19,7 @@ What every implementation promises:
   with StoreUnavailable. `write` returns only after the commit is durable.
 - `Transaction.after_commit` callbacks run once the commit is durable, never before, and not
   at all for a job that failed.
-- A deadline is taken (`take_deadline`) in the transaction of its effects, and only when its
+- A deadline is taken (`take_deadlines`) in the transaction of its effects, and only when its
   own stored due time has come: exactly once across crashes.
 - An outbox row is leased by one caller at a time and leaves the outbox only in the commit
   that records its result; leases a stopped process left are undone when the store opens.
@@ -129,8 +129,11 @@ class DeadlineRecords(Protocol):
 
     async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None: ...
 
-    async def take_deadline(self, deadline_id: int, now: datetime) -> ArmedDeadline | None:
-        """Remove and return the deadline if its stored due time has come, else None."""
+    async def take_deadlines(
+        self, deadline_ids: Sequence[int], now: datetime
+    ) -> list[ArmedDeadline]:
+        """Remove and return those of these deadlines whose stored due time has come, in
+        the order asked (the others are left as they are)."""
         ...
 
     async def round_robin(

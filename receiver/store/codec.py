@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +17,7 @@ from receiver.core.model import (
     IncidentState,
     TimelineEvent,
 )
-from receiver.store.records import OutboxMessage
+from receiver.store.records import ArmedDeadline, OutboxMessage
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -61,6 +61,17 @@ def _plain(value: Any) -> Any:
 
 # msgspec, because the store encodes a dozen small objects per webhook.
 _ENCODER = msgspec.json.Encoder(order="sorted", enc_hook=_plain)
+
+
+def deadlines_in_order(
+    deadline_ids: Sequence[int], rows: Iterable[Any]
+) -> list[ArmedDeadline]:
+    """Deadline rows (id, incident_id, due, kind, key) in the order their ids were asked for
+    (a DELETE's RETURNING promises none)."""
+    order = {deadline_id: n for n, deadline_id in enumerate(deadline_ids)}
+    taken = [ArmedDeadline(int(r[0]), int(r[1]), from_us(r[2]), r[3], r[4]) for r in rows]
+    taken.sort(key=lambda d: order[d.id])
+    return taken
 
 
 def incident_from_row(row: tuple[Any, ...]) -> Incident:

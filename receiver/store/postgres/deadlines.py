@@ -2,17 +2,18 @@
 one batch on PostgreSQL.
 
 Every replica keeps every deadline in its timer heap (armed by NOTIFY when another replica
-arms one), so each due deadline is asked for by all of them: the one whose DELETE locks the
+arms one), and each due deadline may be asked for by several of them (its first replica at
+its due time, the others a moment later: escalation/timer.py): the one whose DELETE locks the
 row first takes it, and the others skip the locked row (SKIP LOCKED) and find nothing, at
 once, instead of waiting for the winner's commit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from receiver.store.codec import dumps, from_us, loads, to_us
+from receiver.store.codec import deadlines_in_order, dumps, loads, to_us
 from receiver.store.postgres.statements import Statements
 from receiver.store.records import ArmedDeadline
 
@@ -39,17 +40,18 @@ class DeadlineStatements(Statements):
     async def arm(
         self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]
     ) -> list[ArmedDeadline]:
-        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent)."""
+        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent). Each
+        is announced to the other replicas by the statement that writes it (one round trip,
+        not two: a timer fires thousands a second)."""
         armed: list[ArmedDeadline] = []
         for due, kind, key in deadlines:
             deadline_id = int(await self._conn.fetchval(
                 "INSERT INTO deadlines (incident_id, due, kind, key) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
-                " RETURNING id",
-                incident_id, to_us(due), kind, key,
+                " RETURNING id, pg_notify($5, id || ':' || $2)",
+                incident_id, to_us(due), kind, key, DEADLINES_CHANNEL,
             ))
             armed.append(ArmedDeadline(deadline_id, incident_id, due, kind, key))
-        await self._announce(armed)
         return armed
 
     async def arm_once(
@@ -83,19 +85,19 @@ class DeadlineStatements(Statements):
                 incident_id, wanted,
             )
 
-    async def take_deadline(self, deadline_id: int, now: datetime) -> ArmedDeadline | None:
-        """Remove and return a deadline that is due; None if it was cancelled, fired already,
-        moved later, or another replica is taking it now (its row is locked: skipped)."""
+    async def take_deadlines(
+        self, deadline_ids: Sequence[int], now: datetime
+    ) -> list[ArmedDeadline]:
+        """Remove and return those of these deadlines that are due, in the order asked, in one
+        statement; not those cancelled, fired already, moved later, or that another replica
+        is taking now (their rows are locked: skipped)."""
         rows = await self._all(
-            "DELETE FROM deadlines WHERE id = (SELECT id FROM deadlines"
-            " WHERE id = $1 AND due <= $2 FOR UPDATE SKIP LOCKED)"
+            "DELETE FROM deadlines WHERE id IN (SELECT id FROM deadlines"
+            " WHERE id = ANY($1::bigint[]) AND due <= $2 FOR UPDATE SKIP LOCKED)"
             " RETURNING id, incident_id, due, kind, key",
-            deadline_id, to_us(now),
+            list(deadline_ids), to_us(now),
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return ArmedDeadline(int(row[0]), int(row[1]), from_us(row[2]), row[3], row[4])
+        return deadlines_in_order(deadline_ids, rows)
 
     async def round_robin(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         cursors = dict.fromkeys(keys, 0)

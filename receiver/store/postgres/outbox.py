@@ -43,8 +43,12 @@ class OutboxStatements(Statements):
             " ORDER BY n RETURNING id",
             incident_id, at, payloads,
         )
-        # Other replicas' dispatchers wake at commit (one notification per transaction).
-        await self._run("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+        # Other replicas' dispatchers wake at commit: once per transaction is enough
+        # (PostgreSQL folds the same notification into one anyway), unless the job that
+        # sent it was rolled back (rewind forgets it).
+        if not self._outbox_announced:
+            await self._run("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
+            self._outbox_announced = True
         return sorted(int(r[0]) for r in rows)  # identities rise in the order inserted
 
     async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:

@@ -32,6 +32,8 @@ class Statements:
         # The number of the replica running the batch (store/postgres/replicas.py), which
         # its leases carry; None outside a replica (tools, some tests).
         self.replica: int | None = None
+        # Whether the batch told the other replicas of outbox rows (once is enough).
+        self._outbox_announced = False
 
     async def _all(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         return list(await self._conn.fetch(sql, *params))

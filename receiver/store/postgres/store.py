@@ -124,6 +124,7 @@ class PostgresStore:
             async with self._pool.acquire() as conn:
                 await self._prepare_schema(conn)
             await self._listen()
+            self.alive = (await self._sweep()).alive  # the timer shares deadlines from the start
         except BaseException:
             await self._close_connections()
             raise

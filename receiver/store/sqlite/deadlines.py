@@ -3,11 +3,11 @@ one writer batch."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from receiver.store.codec import dumps, from_us, loads, to_us
+from receiver.store.codec import deadlines_in_order, dumps, loads, to_us
 from receiver.store.records import ArmedDeadline
 from receiver.store.sqlite.statements import Statements
 
@@ -64,20 +64,19 @@ class DeadlineStatements(Statements):
                 (incident_id, *wanted),
             )
 
-    async def take_deadline(self, deadline_id: int, now: datetime) -> ArmedDeadline | None:
-        """Remove and return a deadline that is due; None if it was cancelled, fired already,
-        or moved later. The timer heap may hold a stale entry for this id: SQLite reuses the
-        ids of deleted rows and `arm` moves a deadline in place, so only the row's own due
-        time says whether it may fire."""
+    async def take_deadlines(
+        self, deadline_ids: Sequence[int], now: datetime
+    ) -> list[ArmedDeadline]:
+        """Remove and return those of these deadlines that are due, in the order asked; not
+        those cancelled, fired already, or moved later. The timer heap may hold a stale entry
+        for an id: SQLite reuses the ids of deleted rows and `arm` moves a deadline in place,
+        so only the row's own due time says whether it may fire."""
         rows = await self._all(
-            "DELETE FROM deadlines WHERE id = ? AND due <= ?"
+            "DELETE FROM deadlines WHERE id IN (SELECT value FROM json_each(?)) AND due <= ?"
             " RETURNING id, incident_id, due, kind, key",
-            (deadline_id, to_us(now)),
+            (f"[{','.join(map(str, deadline_ids))}]", to_us(now)),
         )
-        if not rows:
-            return None
-        row = rows[0]
-        return ArmedDeadline(int(row[0]), int(row[1]), from_us(row[2]), row[3], row[4])
+        return deadlines_in_order(deadline_ids, rows)
 
     async def round_robin(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:
         cursors = dict.fromkeys(keys, 0)

@@ -255,3 +255,6 @@ async def test_notices_during_a_read_start_one_more_read_and_a_failed_read_is_re
         await asyncio.sleep(0.01)
     assert reads == [0, 1, 2]  # the first, one for the three notices (failed), its retry
     await again.stop()
+    again()  # told after stop (a NOTIFY while the daemon closes its store): nothing is read
+    await asyncio.sleep(0.05)
+    assert reads == [0, 1, 2]

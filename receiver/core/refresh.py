@@ -28,9 +28,12 @@ class Refresh:
         self._read = read
         self._again = False
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def __call__(self) -> None:
         """Read again soon (once the read under way, if any, has finished)."""
+        if self._stopped:
+            return  # the daemon is stopping: its store is closing, a read would only fail
         self._again = True
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
@@ -47,6 +50,7 @@ class Refresh:
                 await asyncio.sleep(RETRY)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -656,7 +656,9 @@ async def test_stale_reports_keep_the_latest_until_taken(store: Store) -> None:
     whichever commits last); the stale check takes it out."""
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     later = NOW + timedelta(minutes=5)
-    await store.write(lambda tx: tx.note_report(incident_id, later))
-    await store.write(lambda tx: tx.note_report(incident_id, NOW))
+    other = await store.write(lambda tx: tx.insert_incident(new_incident("other"), None))
+    await store.write(lambda tx: tx.note_reports({incident_id: later, other: NOW}))
+    await store.write(lambda tx: tx.note_reports({incident_id: NOW}))
+    assert await store.write(lambda tx: tx.take_report(other)) == NOW
     assert await store.write(lambda tx: tx.take_report(incident_id)) == later
     assert await store.write(lambda tx: tx.take_report(incident_id)) is None

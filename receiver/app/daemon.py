@@ -220,7 +220,8 @@ class Daemon:
         self.store.stats.on_commit.append(self.metrics.observe_commit)
         current = self.coordinator.current
         self.responder = Responder(self.store, self.clock, self.metrics, current)
-        self.responder.store_reports = kind.shared  # another replica may fire the stale check
+        # Another replica may fire the stale check: reports are saved for it.
+        self.responder.store_reports = kind.shared
         self.incidents = Incidents(
             self.store, self.clock, self.metrics, config, self.responder, self.responder.reports,
         )
@@ -277,6 +278,7 @@ class Daemon:
         )
         self._runner: web.AppRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._saving: asyncio.Task[None] | None = None
         self._windows = config.maintenance
         self.port: int | None = None
 
@@ -318,6 +320,9 @@ class Daemon:
         await self.maintenance.load()
         self.heartbeats.timer.start()
         self.dispatcher.start()
+        if self.responder.store_reports:
+            self._saving = asyncio.create_task(
+                self.responder.save_reports_every(), name="ackd-save-reports")
         await self.handoffs.start()
         app = build_web_app(self.services, body_timeout=self._body_timeout)
         self._runner = web.AppRunner(
@@ -384,6 +389,11 @@ class Daemon:
         await self.heartbeats.timer.stop()
         await self.dispatcher.stop()
         await self.notifier.close()
+        if self._saving is not None:
+            self._saving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._saving
+            await self.responder.save_reports()  # the last second's, for the other replicas
         try:
             await self.store.close()
         finally:

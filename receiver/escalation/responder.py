@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
-from receiver.core.errors import InvalidTransition
+from receiver.core.errors import InvalidTransition, StoreUnavailable
 from receiver.core.model import (
     Action,
     EventKind,
@@ -133,8 +133,8 @@ class Responder:
         self.resolution_listeners: list[Callable[[str], None]] = []
         # When a webhook last reached each open incident (the ingest path notes it).
         self.reports = Reports(clock.now())
-        # On a store replicas share, reports are written there too: the replica whose timer
-        # fires the stale deadline may not be the one that took the webhooks.
+        # On a store replicas share, reports are saved there too (`save_reports`): the
+        # replica whose timer fires the stale deadline may not be the one that took them.
         self.store_reports = False
         # Told the group key of each incident found stale, once committed: its next report
         # must take the full ingest path, which arms the stale deadline again.
@@ -188,11 +188,30 @@ class Responder:
         if rule is None:
             return
         if self.store_reports:
-            await tx.note_report(incident_id, now)
+            tx.after_commit(partial(self.reports.to_save, incident_id, now))
         kind = DeadlineKind.STALE.value
         armed = await tx.arm_once(incident_id, now + rule.after, kind, rule.key)
         if armed is not None:
             tx.after_commit(lambda: self._arm_all((armed,)))
+
+    async def save_reports(self) -> None:
+        """Save the reports noted since the last save, for the other replicas' stale checks
+        (one statement for all); kept for the next save if the store is away."""
+        pending = self.reports.unsaved()
+        if not pending:
+            return
+        try:
+            await self._store.write(lambda tx: tx.note_reports(pending))
+        except StoreUnavailable as exc:
+            self.reports.save_failed(pending)
+            log.warning("cannot save %d incident report(s) for the other replicas: %s",
+                        len(pending), exc)
+
+    async def save_reports_every(self, period: timedelta = staleness.SAVE_EVERY) -> None:
+        """The loop that saves reports, on a store replicas share (the daemon runs it)."""
+        while True:
+            await self._clock.sleep_until(self._clock.now() + period)
+            await self.save_reports()
 
     # -- deadlines ------------------------------------------------------------------------
 
@@ -260,7 +279,9 @@ class Responder:
         last = self.reports.last(incident.id)
         if stored is not None:
             last = max(last, stored)
-        again = staleness.check(last, rule, now)
+        # Another replica's latest reports may not be saved yet: give them time to be.
+        grace = staleness.SAVE_GRACE if self.store_reports else timedelta(0)
+        again = staleness.check(last + grace, rule, now)
         if again is not None:
             armed = await tx.arm(incident.id, [(again, row.kind, row.key)])
             tx.after_commit(lambda: self._arm_all(armed))

@@ -27,7 +27,7 @@ What every implementation promises:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
@@ -249,8 +249,8 @@ class ReportRecords(Protocol):
     """When Alertmanager last reported each open incident, for replicas sharing a store: the
     one that takes a webhook may not be the one that fires its stale deadline."""
 
-    async def note_report(self, incident_id: int, at: datetime) -> None:
-        """Record a report at `at` (a later one already recorded stays)."""
+    async def note_reports(self, reports: Mapping[int, datetime]) -> None:
+        """Record each incident's report at its instant (a later one already recorded stays)."""
         ...
 
     async def take_report(self, incident_id: int) -> datetime | None:

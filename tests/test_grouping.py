@@ -346,7 +346,7 @@ def test_held_groups_answer_only_exact_repeats_and_forget() -> None:
     held = HeldGroups()
     state = group(("a", F, T0)).alerts
     held.hold("g1", 1, held_digest(state))
-    assert held.repeated("g1", webhook_digest([alert("a", F)])) == 1
+    assert held.repeated("g1", webhook_digest([alert("a", F)])) == (1, 0)
     assert held.repeated("g1", webhook_digest([alert("a", R)])) is None
     assert held.repeated("g2", webhook_digest([alert("a", F)])) is None
     held.forget("g1")
@@ -355,7 +355,7 @@ def test_held_groups_answer_only_exact_repeats_and_forget() -> None:
 
 def test_held_groups_drop_the_least_recently_held_beyond_the_budget() -> None:
     digest = held_digest(group(("a", F, T0)).alerts)
-    one = _held_bytes("g000", (1, digest))
+    one = _held_bytes("g000", (1, digest, 0))
     held = HeldGroups(100 * one)  # room for a hundred keys of this length
     for n in range(100):
         held.hold(f"g{n:03}", n, digest)
@@ -364,7 +364,8 @@ def test_held_groups_drop_the_least_recently_held_beyond_the_budget() -> None:
     assert (len(held), held.memo.bytes) == (100, 100 * one)
     resend = webhook_digest([alert("a", F)])
     assert held.repeated("g001", resend) is None
-    assert [held.repeated(k, resend) for k in ("g000", "g002", "g100")] == [0, 2, 100]
+    kept = [held.repeated(k, resend) for k in ("g000", "g002", "g100")]
+    assert kept == [(0, 0), (2, 0), (100, 0)]
 
 
 def test_routed_bodies_are_named_by_content_under_a_key_of_their_own() -> None:
@@ -482,6 +483,6 @@ def test_an_entry_too_large_to_be_worth_it_is_not_kept_and_leaves_nothing_stale(
     held.hold("g" * (MIB // MemoBytes.MAX_SHARE), 2, 22)
     assert len(held) == 1
     held.hold("g", 1, 12)  # the new digest is kept; the old one never answers again
-    assert (held.repeated("g", 11), held.repeated("g", 12)) == (None, 1)
+    assert (held.repeated("g", 11), held.repeated("g", 12)) == (None, (1, 0))
     held.memo.resize(0)
     assert (len(held), held.memo.bytes) == (0, 0)

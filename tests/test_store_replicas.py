@@ -5,17 +5,22 @@ an outbox row go to exactly one, and what one commits reaches the others by NOTI
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from receiver.alertmanager.matchers import parse_matcher
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.config import build as config_module
 from receiver.core.errors import StoreUnavailable
-from receiver.core.model import MessageReason
+from receiver.core.model import STALE_ACTOR, Alert, AlertStatus, IncidentState, MessageReason
+from receiver.incidents.service import Incidents
 from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
 from receiver.store.postgres.outbox import LEASE
@@ -23,9 +28,13 @@ from receiver.store.postgres.replicas import WATCH, claim
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.records import IncidentFilter, NewIncident, OutboxMessage, Shared
+from receiver.telemetry.metrics import Metrics
+from receiver.testing import FakeClock
 from tests.pgcluster import start_cluster
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+ROOT = Path(__file__).resolve().parent.parent
+KEY = "{}:{}"  # the one group of tests/config/good/postgres.yaml's route (no group_by)
 PAGE = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
                      reason=MessageReason.TRIGGERED, step=0)
 
@@ -194,20 +203,51 @@ async def test_a_commit_tells_the_other_replicas_of_deadlines_and_outbox_rows(
     assert heard == [(armed[0].id, NOW + timedelta(seconds=5))]  # not the rolled-back one
 
 
-def test_the_webhook_memos_are_off_on_a_shared_store() -> None:
-    """HeldGroups answers resends from what this replica saw committed; another replica's
-    commit can make that wrong, so on PostgreSQL every webhook takes the full path."""
-    from pathlib import Path
+async def test_a_webhook_memo_answers_only_what_no_other_replica_changed(pg_dsn: str) -> None:
+    """Two replicas' webhook memos on one database. A resend is answered from the memo, with
+    no transaction, while the incident's row is as this replica committed it. Another
+    replica's commit that makes the memo's answer wrong (the incident resolved as stale:
+    the same alerts now open a new incident) is seen, and the full path answers; a change
+    that leaves the answer as it was (an acknowledgement) costs one full path, after which
+    the memo answers again."""
+    config = config_module.load(ROOT / "tests/config/good/postgres.yaml")
+    clock = FakeClock(NOW)
+    stores = [PostgresStore(pg_dsn, pool_size=4) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    try:
+        one, other = (Incidents(s, clock, Metrics(), config, shared=True) for s in stores)
+        alert = Alert(fingerprint_of({"alertname": "Disk"}), AlertStatus.FIRING,
+                      {"alertname": "Disk"}, {}, NOW - timedelta(minutes=5), None)
+        body = json.dumps(build_webhook([alert])).encode()
+        (number,) = [i.id for i in (await one.ingest_body(body)).opened]
+        assert (await other.ingest_body(body)).groups == {KEY: number}  # other's memo too
 
-    from receiver.app.daemon import _for_store
-    from receiver.config import build as config
+        async def resend(incidents: Incidents, store: PostgresStore) -> tuple[int, bool]:
+            """The incident the resend reached, and whether it took a transaction."""
+            commits = store.stats.commits
+            result = await incidents.ingest_body(body)
+            assert not result.opened
+            return result.groups[KEY], store.stats.commits > commits
 
-    root = Path(__file__).resolve().parent.parent
-    shared = config.load(root / "tests/config/good/postgres.yaml")
-    alone = config.load(root / "config.example.yaml", environ={})
-    assert shared.memo_bytes > 0
-    assert _for_store(shared).memo_bytes == 0
-    assert _for_store(alone).memo_bytes == alone.memo_bytes
+        assert await resend(one, stores[0]) == (number, False)
+        assert await resend(one, stores[0]) == (number, False)
+        await stores[1].write(lambda tx: tx.update_incident(
+            number, NOW, state=IncidentState.ACKNOWLEDGED, acknowledged_at=NOW))
+        assert await resend(one, stores[0]) == (number, True)  # changed: checked in full
+        assert await resend(one, stores[0]) == (number, False)  # remembered again
+        await stores[1].write(lambda tx: tx.update_incident(
+            number, NOW, state=IncidentState.RESOLVED, resolved_at=NOW,
+            resolved_by=STALE_ACTOR))
+        reopened = await one.ingest_body(body)
+        assert [i.previous_id for i in reopened.opened] == [number]
+        (newer,) = [i.id for i in reopened.opened]
+        # The other replica's memo held the stale incident too: its resend finds the new one.
+        assert await resend(other, stores[1]) == (newer, True)
+        assert await resend(other, stores[1]) == (newer, False)
+    finally:
+        for store in stores:
+            await store.close()
 
 
 async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_again() -> None:

@@ -178,15 +178,6 @@ def _stored_secret(config: Config) -> bytes:
     return path.read_text().strip().encode()
 
 
-def _for_store(config: Config) -> Config:
-    """On a store that other replicas write too, the webhook memos are off (memo_bytes 0):
-    HeldGroups answers a resend from what this replica saw committed, and another replica's
-    commit (an incident resolved as stale, say) can make that answer wrong."""
-    if config.postgres is None or config.memo_bytes == 0:
-        return config
-    return replace(config, memo_bytes=0)
-
-
 class Daemon:
     def __init__(
         self,
@@ -202,7 +193,7 @@ class Daemon:
     ) -> None:
         prepare_data_dir(config.data_dir)
         self.config_path = config_path
-        config = _for_store(with_link_secret(config))
+        config = with_link_secret(config)
         # Every reload goes through it; the components below hear of each new config.
         self.coordinator = Coordinator(config, self._load)
         self._keepalive_timeout = keepalive_timeout
@@ -224,6 +215,7 @@ class Daemon:
         self.responder.store_reports = kind.shared
         self.incidents = Incidents(
             self.store, self.clock, self.metrics, config, self.responder, self.responder.reports,
+            shared=kind.shared,
         )
         settings = config.notifications
         self.notifier = notifier or AppriseNotifier(settings.workers, settings.timeout)
@@ -428,7 +420,7 @@ class Daemon:
         are (they need a restart); secrets that config.example.yaml publishes are refused."""
         fresh = build.load(path)
         running = self.config
-        kept = _for_store(with_link_secret(
+        kept = with_link_secret(
             replace(
                 fresh,
                 listen_host=running.listen_host,
@@ -437,7 +429,7 @@ class Daemon:
                 db_file=running.db_file,
                 postgres=running.postgres,  # the store a daemon opened is the one it keeps
             )
-        ))
+        )
         refused = example_secrets_in_use(kept)
         if refused is not None:
             raise ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])

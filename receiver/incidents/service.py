@@ -81,8 +81,13 @@ class Incidents:
         config: Config,
         lifecycle: Lifecycle | None = None,
         reports: Reports | None = None,
+        *,
+        shared: bool = False,
     ) -> None:
         self._store = store
+        # Other replicas write the store too: a memo answers only after the store confirms
+        # that each incident's row is still at the version remembered (HeldGroups).
+        self._shared = shared
         self._clock = clock
         self._metrics = metrics
         self._config = config
@@ -117,7 +122,7 @@ class Incidents:
         name = self.bodies.name(body)
         routed = self.bodies.get(name)
         if routed is not None:
-            result = self._repeated(routed)
+            result = await self._repeated(routed)
             if result is not None:
                 self._note_reports(result)
                 self._observe(routed.alerts, routed.firing, 0, result)
@@ -163,7 +168,7 @@ class Incidents:
         # carrying a heartbeat must reach it each time, so neither is answered from memory.
         taken = beats is not None and beats.taken > 0
         repeatable = bool(groups) and not message.truncated_alerts and not taken
-        result = self._repeated(routed) if repeatable else None
+        result = await self._repeated(routed) if repeatable else None
         if result is None:
             result = await self._write(config, groups, message)
         if beats is not None and beats.arrived and self.heartbeats is not None:
@@ -200,18 +205,26 @@ class Incidents:
         for incident in result.resolved:
             self.reports.forget(incident.id)
 
-    def _repeated(self, routed: RoutedBody) -> IngestResult | None:
+    async def _repeated(self, routed: RoutedBody) -> IngestResult | None:
         """The result of a webhook that repeats, group by group, what the open incidents hold
         as committed: every alert a duplicate and nothing to write, so no transaction. None
-        when any group may change."""
+        when any group may change. On a shared store, also None unless every incident is
+        still open at the version remembered: another replica's commit may have changed it
+        (one read, no lock: the answer is the one a transaction would have given at that
+        instant, as on SQLite a resend racing a change gets the answer of a moment earlier)."""
         result = IngestResult(alerts=routed.alerts)
+        versions: dict[int, int] = {}
         for key, digest, alerts in routed.groups:
-            incident_id = self.held.repeated(key, digest)
-            if incident_id is None:
+            held = self.held.repeated(key, digest)
+            if held is None:
                 return None
+            incident_id, version = held
             result.groups[key] = incident_id
+            versions[incident_id] = version
             duplicates = result.outcomes.get(AlertOutcome.DUPLICATE, 0)
             result.outcomes[AlertOutcome.DUPLICATE] = duplicates + alerts
+        if self._shared and await self._store.open_versions(list(versions)) != versions:
+            return None
         return result
 
     async def _ingest_group(
@@ -269,7 +282,7 @@ class Incidents:
             tx.after_commit(partial(self.held.forget, key))
             return
         digest = grouping.held_digest(change.held)
-        tx.after_commit(partial(self.held.hold, key, incident_id, digest))
+        tx.after_commit_versioned(incident_id, partial(self.held.hold, key, incident_id, digest))
         if self.lifecycle is not None:
             await self.lifecycle.reported(tx, incident_id, group.match.route.stale, now)
 

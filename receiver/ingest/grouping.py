@@ -233,8 +233,8 @@ def _digest(episodes: frozenset[tuple[str, datetime, AlertStatus]]) -> int:
 
 
 class HeldGroups:
-    """For the groups webhooks reached lately: the open incident and the digest of the alerts it
-    holds, as committed.
+    """For the groups webhooks reached lately: the open incident, the digest of the alerts it
+    holds, as committed, and the incident row's version then (see `Store.open_versions`).
 
     Alertmanager sends every group again each group_interval, and each replica of an HA pair
     does, so most webhooks repeat what is already stored. A group whose webhook digest matches
@@ -242,32 +242,34 @@ class HeldGroups:
     and a webhook whose every group matches needs no transaction at all. Entries are only ever
     set after their transaction committed and dropped when the incident resolves; the oldest
     go first beyond `budget` bytes (an estimate, see MemoBytes), and a missing one only costs
-    the ordinary path.
+    the ordinary path. Where other replicas write the same database, an entry answers only
+    while its incident's row still has the version remembered: every change a resend's answer
+    depends on (its alerts, its state, a stale verdict) writes that row.
     """
 
     def __init__(self, budget: int = DEFAULT_MEMO_BYTES // 2) -> None:
-        self._groups: MemoBytes[str, tuple[int, int]] = MemoBytes(budget, _held_bytes)
+        self._groups: MemoBytes[str, tuple[int, int, int]] = MemoBytes(budget, _held_bytes)
 
     def __len__(self) -> int:
         return len(self._groups)
 
     @property
-    def memo(self) -> MemoBytes[str, tuple[int, int]]:
+    def memo(self) -> MemoBytes[str, tuple[int, int, int]]:
         return self._groups
 
-    def hold(self, group_key: str, incident_id: int, digest: int) -> None:
-        self._groups.put(group_key, (incident_id, digest))
+    def hold(self, group_key: str, incident_id: int, digest: int, version: int = 0) -> None:
+        self._groups.put(group_key, (incident_id, digest, version))
 
     def forget(self, group_key: str) -> None:
         self._groups.pop(group_key)
 
-    def repeated(self, group_key: str, digest: int) -> int | None:
-        """The open incident's id if the alerts whose webhook_digest is `digest` repeat exactly
-        what it holds, else None."""
+    def repeated(self, group_key: str, digest: int) -> tuple[int, int] | None:
+        """The open incident's id and row version if the alerts whose webhook_digest is
+        `digest` repeat exactly what it holds, else None."""
         entry = self._groups.get(group_key)
         if entry is None or entry[1] != digest:
             return None
-        return entry[0]
+        return entry[0], entry[2]
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,7 +324,7 @@ class RoutedBodies:
 # rounds every object up to 16 bytes). A dict slot costs its entry and index, and a dict grows
 # by doubling. tests/test_grouping.py holds each estimate above what tracemalloc measures.
 _SLOT = 64
-_HELD_ENTRY = _SLOT + 64 + 32 + 48  # (incident id, digest) tuple, id, 64-bit digest
+_HELD_ENTRY = _SLOT + 64 + 32 + 48 + 32  # (id, digest, version) tuple, id, digest, version
 _BODY_ENTRY = _SLOT + 64 + 80 + 48 + 2 * 32  # name, RoutedBody, groups tuple, counts
 _BODY_GROUP = 8 + 64 + 48 + 32  # slot in groups, (key, digest, count) tuple, digest, count
 
@@ -331,7 +333,7 @@ def _str_bytes(text: str) -> int:
     return -(-sys.getsizeof(text) // 16) * 16
 
 
-def _held_bytes(group_key: str, _: tuple[int, int]) -> int:
+def _held_bytes(group_key: str, _: tuple[int, int, int]) -> int:
     return _HELD_ENTRY + _str_bytes(group_key)
 
 

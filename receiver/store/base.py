@@ -281,6 +281,12 @@ class Transaction(
         """Run `callback` once the batch is durable (e.g. arm an in-memory timer)."""
         ...
 
+    def after_commit_versioned(self, incident_id: int, callback: Callable[[int], None]) -> None:
+        """Run `callback` once the batch is durable, with the version of the incident's row
+        it committed: what a webhook memo remembers, to be checked with `open_versions`
+        before it answers. SQLite: always 0 (one writer keeps its memos exact)."""
+        ...
+
 
 class Store(Protocol):
     """Durable state: incidents, alerts, timelines, deadlines and the outbox."""
@@ -356,4 +362,11 @@ class Store(Protocol):
 
     async def open_incidents_by_group(self, group_keys: Sequence[str]) -> dict[str, int]:
         """The open incident of each of these groups that has one."""
+        ...
+
+    async def open_versions(self, incident_ids: Sequence[int]) -> dict[int, int]:
+        """The row version of each of these incidents that is still open (a resolved or
+        missing one is left out): a memo entry that remembers another version is out of
+        date. Every write to an incident's row gives it a new version (PostgreSQL's xmin);
+        SQLite answers 0, its memos being kept exact by the one writer."""
         ...

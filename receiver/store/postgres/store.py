@@ -59,6 +59,7 @@ from receiver.store.codec import (
     to_us,
 )
 from receiver.store.postgres.deadlines import DEADLINES_CHANNEL
+from receiver.store.postgres.incidents import VERSIONS
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import OUTBOX_CHANNEL
 from receiver.store.postgres.replicas import WATCH, Sweep, claim, share, sweep
@@ -119,7 +120,7 @@ class PostgresStore:
         try:
             self._pool = await asyncpg.create_pool(
                 self._dsn, min_size=1, max_size=self._pool_size,
-                command_timeout=COMMAND_TIMEOUT,
+                command_timeout=COMMAND_TIMEOUT, reset=_keep_session,
             )
             async with self._pool.acquire() as conn:
                 await self._prepare_schema(conn)
@@ -311,6 +312,7 @@ class PostgresStore:
                 async with conn.transaction():
                     for job in batch:
                         outcomes.append(await _run_job(conn, tx, job))
+                    await tx.read_versions()
         except (*BROKEN, asyncpg.PostgresError) as exc:
             # The connection, the server, or the COMMIT itself failed: nothing of the batch
             # is in the database.
@@ -456,6 +458,14 @@ class PostgresStore:
             " AND group_key = ANY($1::text[])", list(group_keys))
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def open_versions(self, incident_ids: Sequence[int]) -> dict[int, int]:
+        """The row version (xmin) of each of these incidents still open, as committed: one
+        statement, no lock, on a reading connection (see grouping.HeldGroups)."""
+        if not incident_ids:
+            return {}
+        rows = await self._fetch(VERSIONS, list(incident_ids))
+        return {int(r[0]): int(r[1]) for r in rows}
+
     async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
         """Incidents before this one that held any of its alerts (a fingerprint), newest
         first: what a post-mortem lists as recurrence."""
@@ -516,6 +526,14 @@ async def _run_job(
     return job, None, error
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection given back to the pool needs beyond asyncpg's own rollback of an
+    open transaction: nothing. ackd sets no session state on pool connections (no SET,
+    LISTEN, cursors or session advisory locks: the listener has a connection of its own,
+    migrations take a transaction's lock), so asyncpg's default reset (RESET ALL, UNLISTEN,
+    CLOSE ALL, unlocking) was a round trip per batch and per read that undid nothing."""
+
+
 async def _nothing(tx: Transaction) -> None:
     """A job that writes nothing: its batch's commit proves that writes work again."""
 
@@ -543,8 +561,10 @@ def _filter_sql(where: IncidentFilter) -> tuple[list[str], list[Any]]:
 async def _with_incidents(
     tx: Transaction, rows: list[OutboxRow]
 ) -> list[tuple[OutboxRow, Incident | None]]:
-    """Each outbox row with its incident (None if it is gone), the incidents read at once."""
-    incidents = await tx.find_incidents([row.incident_id for row in rows])
+    """Each outbox row with its incident (None if it is gone), the incidents read at once,
+    as committed and not locked (see peek_incidents)."""
+    assert isinstance(tx, PostgresTransaction)
+    incidents = await tx.peek_incidents([row.incident_id for row in rows])
     return [(row, incidents.get(row.incident_id)) for row in rows]
 
 

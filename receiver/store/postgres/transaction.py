@@ -4,6 +4,7 @@ same seams as the SQLite store's: incidents and alerts, timeline, deadlines, out
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from receiver.store.postgres.deadlines import DeadlineStatements
 from receiver.store.postgres.feeds import FeedStatements
@@ -30,10 +31,32 @@ class PostgresTransaction(
         super().__init__(conn)
         self.replica = replica  # what this replica's leases carry (replicas.py)
         self._after_commit: list[Callable[[], None]] = []
+        # The incidents whose row version the batch's commit must report (after_commit_
+        # versioned), and those versions, read once all its jobs ran (read_versions).
+        self._versioned: set[int] = set()
+        self._versions: dict[int, int] = {}
 
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the batch is durable (e.g. arm an in-memory timer)."""
         self._after_commit.append(callback)
+
+    def after_commit_versioned(self, incident_id: int, callback: Callable[[int], None]) -> None:
+        """Run `callback` once the batch is durable with the incident row's xmin as the batch
+        commits it. The row is locked by the batch (read FOR NO KEY UPDATE or written), so no
+        one else changes it between read_versions and the commit."""
+        self._versioned.add(incident_id)
+        self._after_commit.append(partial(self._with_version, incident_id, callback))
+
+    def _with_version(self, incident_id: int, callback: Callable[[int], None]) -> None:
+        version = self._versions.get(incident_id)
+        if version is not None:  # None: the row is gone (a job rolled back its insert)
+            callback(version)
+
+    async def read_versions(self) -> None:
+        """Read the versions after_commit_versioned asked for, in one statement, as the last
+        of the batch before COMMIT (a later job may write the same row again)."""
+        if self._versioned:
+            self._versions = await self._versions_of(sorted(self._versioned))
 
     def mark(self) -> int:
         return len(self._after_commit)

@@ -398,6 +398,17 @@ class SqliteStore:
             f" AND group_key IN ({marks})", list(group_keys))
         return {str(r[0]): int(r[1]) for r in rows}
 
+    async def open_versions(self, incident_ids: Sequence[int]) -> dict[int, int]:
+        """Each of these incidents still open, at version 0 (see Transaction's
+        after_commit_versioned): nothing but this process writes the file."""
+        if not incident_ids:
+            return {}
+        marks = ",".join("?" * len(incident_ids))
+        rows = await self._fetchall(
+            f"SELECT id FROM incidents WHERE state != 'resolved' AND id IN ({marks})",
+            list(incident_ids))
+        return {int(r[0]): 0 for r in rows}
+
     async def due_notifications(
         self, now: datetime, limit: int = 100
     ) -> list[tuple[OutboxRow, Incident | None]]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 
 from receiver.store.sqlite.deadlines import DeadlineStatements
 from receiver.store.sqlite.feeds import FeedStatements
@@ -40,6 +41,11 @@ class SqliteTransaction(
     def after_commit(self, callback: Callable[[], None]) -> None:
         """Run `callback` once the batch is durable (e.g. arm an in-memory timer)."""
         self._after_commit.append(callback)
+
+    def after_commit_versioned(self, incident_id: int, callback: Callable[[int], None]) -> None:
+        """As after_commit; the version is 0: this process is the store's only writer, and
+        its memos are told of every change as it commits."""
+        self._after_commit.append(partial(callback, 0))
 
     def mark(self) -> int:
         return len(self._after_commit)

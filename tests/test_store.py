@@ -106,6 +106,34 @@ async def test_write_then_read_back(store: SqliteStore) -> None:
     assert await store.incidents(IncidentFilter(state=IncidentState.RESOLVED)) == []
 
 
+async def test_many_rows_in_one_write_keep_their_order_and_an_episode_named_twice_its_last(
+    store: Store,
+) -> None:
+    """PostgreSQL writes a job's alerts and events in one statement each (arrays): the
+    events keep the order given, and an episode reported twice in one write ends as the
+    second report says, as two upserts one after the other leave it."""
+    start = NOW - timedelta(minutes=1)
+    firing = [Alert(f"{n:016x}", AlertStatus.FIRING, {"alertname": f"A{n}"}, {}, start, None)
+              for n in range(12)]
+    again = replace(firing[3], status=AlertStatus.RESOLVED, ends_at=NOW,
+                    annotations={"summary": "over"})
+    kinds = [EventKind.OPENED, EventKind.ALERT_ADDED, EventKind.ALERT_RESOLVED] * 5
+
+    async def job(tx: Transaction) -> int:
+        incident_id = await tx.insert_incident(new_incident(), None)
+        await tx.write_alerts(incident_id, [*firing, again], NOW)
+        await tx.append(incident_id, [TimelineEvent(NOW, kind, f"actor{n}")
+                                      for n, kind in enumerate(kinds)])
+        return incident_id
+
+    incident_id = await store.write(job)
+    held = {a.fingerprint: a for a in await store.alerts(incident_id)}
+    assert held == {a.fingerprint: a for a in [*firing[:3], again, *firing[4:]]}
+    events = await store.timeline(incident_id)
+    assert [(e.kind, e.actor) for e in events] == [
+        (kind, f"actor{n}") for n, kind in enumerate(kinds)]
+
+
 async def test_grafana_details_are_kept_with_their_alert(store: SqliteStore) -> None:
     details = GrafanaDetails(silence_url="https://g/silence", dashboard_url="https://g/d",
                              panel_url="https://g/d?viewPanel=2", image_url="https://g/i.png",

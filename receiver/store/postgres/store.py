@@ -40,6 +40,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import asyncpg
@@ -309,10 +310,7 @@ class PostgresStore:
         try:
             async with pool.acquire() as conn:
                 tx = PostgresTransaction(conn, self.replica)
-                async with conn.transaction():
-                    for job in batch:
-                        outcomes.append(await _run_job(conn, tx, job))
-                    await tx.read_versions()
+                await _in_transaction(conn, partial(_run_jobs, conn, tx, batch, outcomes))
         except (*BROKEN, asyncpg.PostgresError) as exc:
             # The connection, the server, or the COMMIT itself failed: nothing of the batch
             # is in the database.
@@ -500,28 +498,55 @@ class PostgresStore:
         return [(i, alerts[i.id], events[i.id]) for i in incidents]
 
 
+async def _in_transaction(conn: Connection, run: Callable[[], Awaitable[None]]) -> None:
+    """BEGIN, run, COMMIT; ROLLBACK when `run` (or the COMMIT) raises. By hand rather than
+    asyncpg's transaction(), so that BEGIN shares a round trip with the first job's
+    savepoint (see _run_jobs)."""
+    await conn.execute("BEGIN; SAVEPOINT job")
+    try:
+        await run()
+        await conn.execute("COMMIT")
+    except BaseException:
+        if not conn.is_closed() and conn.is_in_transaction():
+            with contextlib.suppress(*BROKEN, asyncpg.PostgresError):
+                await conn.execute("ROLLBACK")
+        raise
+
+
+async def _run_jobs(
+    conn: Connection, tx: PostgresTransaction, batch: Sequence[_Job[Any]],
+    outcomes: list[tuple[_Job[Any], Any, BaseException | None]],
+) -> None:
+    """Each job in a savepoint of its own, the first opened with BEGIN, each next one in the
+    round trip that releases the one before (the COMMIT releases the last); then the row
+    versions the batch's memos need (read_versions), as the last statement before COMMIT."""
+    for n, job in enumerate(batch):
+        if n:
+            await conn.execute("RELEASE SAVEPOINT job; SAVEPOINT job")
+        outcomes.append(await _run_job(conn, tx, job))
+    await tx.read_versions()
+
+
 async def _run_job(
     conn: Connection, tx: PostgresTransaction, job: _Job[Any]
 ) -> tuple[_Job[Any], Any, BaseException | None]:
-    """Run a job in a savepoint: released when it succeeds, rolled back when it raises (and
-    run again when it lost a race with another transaction). Errors of the connection
-    propagate and fail the batch."""
+    """Run a job in the savepoint open for it: rolled back to it when the job raises (and
+    run again, in the same savepoint, when it lost a race with another transaction).
+    Errors of the connection propagate and fail the batch."""
     error: BaseException | None = None
     for _ in range(RETRIES):
-        await conn.execute("SAVEPOINT job")
         mark = tx.mark()
         try:
             result = await job.run(tx)
         except BROKEN:
             raise
         except Exception as exc:  # a job's own error must not spoil the others in its batch
-            await conn.execute("ROLLBACK TO SAVEPOINT job; RELEASE SAVEPOINT job")
+            await conn.execute("ROLLBACK TO SAVEPOINT job")  # the savepoint stays open
             tx.rewind(mark)
             error = exc
             if not isinstance(exc, RETRYABLE):
                 break
             continue
-        await conn.execute("RELEASE SAVEPOINT job")
         return job, result, None
     return job, None, error
 

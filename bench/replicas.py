@@ -17,16 +17,20 @@ fire once (counted).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import shutil
 import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import aiohttp
 import asyncpg
 import procs
 import seed
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 
 REPLICAS = 3
 DATABASE = "ackd_bench"
+METRICS_AUTH = {"Authorization": "Bearer bench-api-token"}  # bench/run.py's CONFIG
 
 
 async def legs(work: Path, config: Path, token: str, rounds: int, duration: float,
@@ -92,6 +97,7 @@ async def _ingest(cluster: Cluster, work: Path, config: Path, token: str, rounds
         replicas.append(procs.ackd(home, shared, home / "data"))
     ours: list[LoadResult] = []
     theirs: list[LoadResult] = []
+    ours_cpu, theirs_cpu = Cpu(), Cpu()
     try:
         await single.start_ready()
         for replica in replicas:
@@ -99,13 +105,84 @@ async def _ingest(cluster: Cluster, work: Path, config: Path, token: str, rounds
         for round_ in range(rounds):
             plan = LoadPlan(url="", token=token, connections=connections,
                             duration=duration, seed=seed + round_)
-            theirs.append(await run_load(_at(plan, single.url, connections)))
-            ours.append(await _spread(plan, [r.url for r in replicas]))
+            async with theirs_cpu.measure([single], None):
+                theirs.append(await run_load(_at(plan, single.url, connections)))
+            async with ours_cpu.measure(replicas, cluster):
+                ours.append(await _spread(plan, [r.url for r in replicas]))
     finally:
         single.stop()
         for replica in replicas:
             replica.stop()
-    return _rows(_merge(ours), _merge(theirs), connections)
+    return [*_rows(_merge(ours), _merge(theirs), connections),
+            *_cpu_rows(ours_cpu, theirs_cpu)]
+
+
+@dataclass
+class Cpu:
+    """CPU seconds the ackd processes and PostgreSQL spent while webhooks were posted (warm-up
+    included), and the webhooks they answered meanwhile (ackd_webhooks_total): the CPU one
+    webhook costs, whatever else runs on the machine."""
+
+    ackd: float = 0.0
+    postgres: float = 0.0
+    webhooks: float = 0.0
+
+    @contextlib.asynccontextmanager
+    async def measure(self, children: Sequence[procs.Child],
+                      cluster: Cluster | None) -> AsyncIterator[None]:
+        webhooks = await _webhooks(children)
+        ackd = sum(c.cpu_seconds() for c in children)
+        postgres = _cluster_cpu(cluster) if cluster is not None else 0.0
+        yield
+        self.ackd += sum(c.cpu_seconds() for c in children) - ackd
+        if cluster is not None:
+            self.postgres += _cluster_cpu(cluster) - postgres
+        self.webhooks += await _webhooks(children) - webhooks
+
+    def per_webhook(self) -> float:
+        return (self.ackd + self.postgres) / self.webhooks if self.webhooks else 0.0
+
+
+async def _webhooks(children: Sequence[procs.Child]) -> float:
+    total = 0.0
+    async with aiohttp.ClientSession() as session:
+        for child in children:
+            async with session.get(f"{child.url}/metrics", headers=METRICS_AUTH) as response:
+                for line in (await response.text()).splitlines():
+                    if line.startswith("ackd_webhooks_total"):
+                        total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def _cluster_cpu(cluster: Cluster) -> float:
+    """User + system CPU seconds of the cluster's postmaster and its children (backends, WAL
+    writer, checkpointer...), from /proc."""
+    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(entry.name) == postmaster or int(stat[1]) == postmaster:
+            total += int(stat[11]) + int(stat[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_rows(ours: Cpu, theirs: Cpu) -> list[tuple[str, str]]:
+    cores = os.cpu_count() or 1
+    per = ours.per_webhook()
+    return [
+        (f"CPU per webhook, {REPLICAS} replicas + PostgreSQL (one ackd on SQLite)",
+         f"{ours.ackd / max(ours.webhooks, 1) * 1e6:,.0f} + "
+         f"{ours.postgres / max(ours.webhooks, 1) * 1e6:,.0f} ="
+         f" {per * 1e6:,.0f} µs ({theirs.per_webhook() * 1e6:,.0f} µs)"),
+        (f"webhooks/s {cores} cores could take at that CPU (load generator left out)",
+         f"{cores / per:,.0f} on PostgreSQL, {cores / theirs.per_webhook():,.0f} on SQLite"
+         if per and theirs.per_webhook() else "-"),
+    ]
 
 
 async def _timers(cluster: Cluster, work: Path, config_path: Path, armed: int, due_count: int,

@@ -301,9 +301,6 @@ class Responder:
                 await self._apply(tx, incident, plan, now)
                 await self._stakeholders(tx, incident, MessageReason.STAKEHOLDER_RESOLVED, now)
             return
-        # Written so the row's version moves: other replicas' webhook memos then send the
-        # next report down the full path too, which arms the stale deadline again.
-        await tx.update_incident(incident.id, now)
         for listener in self.stale_listeners:
             tx.after_commit(partial(listener, incident.group_key))
 

@@ -277,19 +277,12 @@ class Incidents:
         now: datetime,
     ) -> None:
         """What the group's incident holds, for resends (HeldGroups), once committed; and for
-        an incident still open, that Alertmanager reported it (its stale deadline).
-
-        Not on a shared store for a route with stale_after: there every report is written in
-        the webhook's transaction (the replica whose timer judges the incident stale may not
-        be the one that took the webhooks), so none may be answered from memory."""
-        if change.resolves or (self._shared and group.match.route.stale is not None):
-            tx.after_commit(partial(self.held.forget, key))
-        else:
-            digest = grouping.held_digest(change.held)
-            tx.after_commit_versioned(
-                incident_id, partial(self.held.hold, key, incident_id, digest))
+        an incident still open, that Alertmanager reported it (its stale deadline)."""
         if change.resolves:
+            tx.after_commit(partial(self.held.forget, key))
             return
+        digest = grouping.held_digest(change.held)
+        tx.after_commit_versioned(incident_id, partial(self.held.hold, key, incident_id, digest))
         if self.lifecycle is not None:
             await self.lifecycle.reported(tx, incident_id, group.match.route.stale, now)
 

@@ -17,7 +17,7 @@ from receiver.core.errors import LinkError
 from receiver.notify.links import FeedClaim, FeedLinks, Links
 from tests.harness import ANA_TOKEN, BO_TOKEN, CY_TOKEN, ackd_for
 from tests.sinks import HttpSink
-from tests.test_api import Api, start_api
+from tests.test_api import Api, run_cli, start_api
 
 SECRET = b"feed-secret"
 # What Google Calendar's fetcher sends: no Authorization, no cookie.
@@ -157,3 +157,19 @@ async def test_a_real_ackd_serves_a_feed_to_a_plain_get(tmp_path: Path, sink: Ht
                 assert (await response.json())["field"] == "token"
     finally:
         ackd.stop()
+
+
+async def test_ackd_feed_prints_the_address_and_revokes_it(api: Api) -> None:
+    flags = ("--url", api.url, "--token", ANA_TOKEN)
+    code, out = await run_cli("feed", "user", "ana", *flags)
+    assert code == 0, out
+    first = out.strip().splitlines()[0]
+    assert "/feeds/" in first
+    assert (await _plain_get(api.url, _path(first)))[0] == 200
+    code, out = await run_cli("feed", "user", "ana", "--revoke", *flags)
+    assert code == 0, out
+    assert out.strip().splitlines()[0] != first
+    assert (await _plain_get(api.url, _path(first)))[0] == 403
+    code, out = await run_cli("feed", "schedule", "payments", "--revoke", *flags)
+    assert code == 1
+    assert "HTTP 403: admin:" in out

@@ -54,6 +54,12 @@ class Client:
     async def note(self, incident_id: int, text: str) -> dict[str, Any]:
         return await self._call("POST", f"/api/v1/incidents/{incident_id}/notes", {"text": text})
 
+    async def feed(self, kind: str, name: str, revoke: bool = False) -> dict[str, Any]:
+        """The signed address of a person's or a schedule's calendar feed; `revoke`: a new
+        one, every earlier one stops."""
+        return await self._call("DELETE" if revoke else "GET",
+                                f"/api/v1/{kind}s/{quote(name)}/feed", None)
+
     async def incidents(self, **query: str) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/incidents", None, query)
 

@@ -184,6 +184,19 @@ def _parser() -> argparse.ArgumentParser:
     for each in (listed, add, swap, delete):
         _api_flags(each)
 
+    feed = sub.add_parser(
+        "feed", help="the address of an on-call calendar to subscribe to",
+        description="Print the signed address of a person's (`user NAME`) or a schedule's "
+        "(`schedule NAME`) on-call calendar. A calendar app (Google Calendar, Outlook, Apple "
+        "Calendar) subscribes to it with no token. --revoke gives a new address and stops "
+        "every earlier one (a person their own feed; admins any).", epilog=EPILOG,
+    )
+    feed.add_argument("kind", choices=("user", "schedule"))
+    feed.add_argument("name")
+    feed.add_argument("--revoke", action="store_true",
+                      help="a new address; every earlier one stops")
+    _api_flags(feed)
+
     for name, text in ACTIONS.items():
         action = sub.add_parser(name, help=text, description=f"{text.capitalize()}.",
                                 epilog=EPILOG)
@@ -281,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {
         "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
-        "override": _override,
+        "override": _override, "feed": _feed,
         "heartbeats": _heartbeats, "maintenance": _maintenance,
         **{action.value: _act for action in ACTIONS},
         "postmortem": _with_token(learning.run_postmortem),
@@ -525,6 +538,22 @@ def _override(args: argparse.Namespace) -> int:
     for o in found:
         print(_override_line(o))
     _warn_gaps(args.schedule, gaps)
+    return 0
+
+
+def _feed(args: argparse.Namespace) -> int:
+    client = Client(args.url, args.token)
+    try:
+        answer = asyncio.run(client.feed(args.kind, args.name, revoke=args.revoke))
+    except ApiError as exc:
+        print(f"feed: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(answer["url"])
+    if args.revoke:
+        print("every earlier address of this feed stops now", file=sys.stderr)
     return 0
 
 

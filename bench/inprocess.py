@@ -32,7 +32,7 @@ import storm
 from load import Script
 
 from receiver.app.daemon import Daemon
-from receiver.config.model import load
+from receiver.config.build import load
 from receiver.store.sqlite.store import SqliteStore
 
 WARM_UP = 100

@@ -268,3 +268,24 @@ async def test_notices_during_a_read_start_one_more_read_and_a_failed_read_is_re
     again()  # told after stop (a NOTIFY while the daemon closes its store): nothing is read
     await asyncio.sleep(0.05)
     assert reads == [0, 1, 2]
+
+
+def test_reports_of_an_incident_with_a_stale_deadline_are_queued_for_the_other_replicas() -> None:
+    """Only incidents a transaction found with a stale rule are saved (their rows are taken
+    by the stale check; others would stay forever); after that, every report is queued,
+    those answered from the memos without a transaction too."""
+    from receiver.escalation.staleness import Reports
+
+    start = FakeClock().now()
+    reports = Reports(start)
+    reports.seen(1, start)  # no stale rule known for it: memory only
+    assert reports.unsaved() == {}
+    reports.save(2, start)  # a transaction armed (or found) its stale deadline
+    reports.seen(2, start + HOUR)  # a resend answered from memory
+    assert reports.unsaved() == {2: start + HOUR}
+    reports.save_failed({2: start})  # an earlier save that failed: the later report stays
+    reports.seen(2, start + 2 * HOUR)
+    assert reports.unsaved() == {2: start + 2 * HOUR}
+    reports.forget(2)  # resolved
+    reports.seen(2, start + 3 * HOUR)
+    assert reports.unsaved() == {}

@@ -188,7 +188,7 @@ class Responder:
         if rule is None:
             return
         if self.store_reports:
-            tx.after_commit(partial(self.reports.to_save, incident_id, now))
+            tx.after_commit(partial(self.reports.save, incident_id, now))
         kind = DeadlineKind.STALE.value
         armed = await tx.arm_once(incident_id, now + rule.after, kind, rule.key)
         if armed is not None:

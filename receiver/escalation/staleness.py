@@ -83,14 +83,19 @@ class Reports:
     def __init__(self, started_at: datetime) -> None:
         self.started_at = started_at
         self._last: dict[int, datetime] = {}
-        # Reports not yet saved to a store other replicas share (only filled there).
+        # Reports not yet saved to a store other replicas share (only filled there), and the
+        # incidents whose reports are saved: those with a stale deadline, once one of their
+        # webhooks went through a transaction here (later resends may be answered from memory).
         self._unsaved: dict[int, datetime] = {}
+        self._saved: set[int] = set()
 
     def __len__(self) -> int:
         return len(self._last)
 
     def seen(self, incident_id: int, at: datetime) -> None:
         self._last[incident_id] = at
+        if incident_id in self._saved:
+            self.to_save(incident_id, at)
 
     def last(self, incident_id: int) -> datetime:
         """The last report, or the start when none came since: after a restart, what came
@@ -100,6 +105,13 @@ class Reports:
     def forget(self, incident_id: int) -> None:
         self._last.pop(incident_id, None)
         self._unsaved.pop(incident_id, None)
+        self._saved.discard(incident_id)
+
+    def save(self, incident_id: int, at: datetime) -> None:
+        """From now on this incident's reports are saved for the other replicas (`seen`
+        queues each); this one too."""
+        self._saved.add(incident_id)
+        self.to_save(incident_id, at)
 
     def to_save(self, incident_id: int, at: datetime) -> None:
         """A report the other replicas should know of (saved by the next `unsaved`)."""

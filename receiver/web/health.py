@@ -21,16 +21,19 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
+    """200 while ackd can take webhooks: started, not stopping, and its store (the SQLite
+    file, or the PostgreSQL database replicas share) reads and takes writes. Else 503, its
+    JSON naming why, so a load balancer sends webhooks to the replicas that can commit."""
     s = services(request)
     if not s.ready or s.draining:
-        return web.Response(status=503, text="not ready\n")
+        return error(503, "not ready: " + ("stopping" if s.draining else "starting"))
     try:
         await s.store.ping()
         # Reads may work while writes fail (a full disk, a damaged page): not ready then.
         await s.store.writable()
     except StoreUnavailable as exc:
-        return web.Response(status=503, text=f"store unavailable: {exc}\n")
-    return web.Response(text="ackd is ready\n")
+        return error(503, f"store unavailable: {exc}")
+    return ok({"status": "ready"})
 
 
 async def metrics(request: web.Request) -> web.Response:

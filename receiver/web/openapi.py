@@ -379,9 +379,11 @@ ROUTES: dict[str, dict[str, Schema]] = {
     },
     "/-/healthy": {"get": _op("liveness", {"200": _answer("alive")}, tag="operations")},
     "/-/ready": {
-        "get": _op("readiness", {"200": _answer("ready"),
-                                 "503": _answer("not ready; the body says why")},
-                   tag="operations"),
+        "get": _op("readiness: started, and the store reads and takes writes", {
+            "200": _answer("ready", {"type": "object", "required": ["status"],
+                                     "properties": {"status": {"const": "ready"}}}),
+            "503": _error("not ready; `error` says why (starting, stopping, the store)")},
+            tag="operations"),
     },
     "/metrics": {
         "get": _op("Prometheus metrics", {

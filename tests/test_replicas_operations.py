@@ -1,0 +1,142 @@
+"""Operating replicas on PostgreSQL, over HTTP as a load balancer and Prometheus see them:
+`/-/ready` follows the database (503 with a JSON reason while it is down, 200 once it is
+back, the process alive throughout), and the metrics of two replicas add up on the
+dashboard: no sample is labelled by replica, the counters count each act once across them,
+and the gauge read from the shared database is taken with max, not summed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.model import Alert, AlertStatus
+from tests.harness import TOKEN, Ackd, free_port, wait_until, write_config
+from tests.pgcluster import Cluster, fresh_database, start_cluster
+from tests.sinks import HttpSink
+from tests.test_e2e_replicas import START, replica_number
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD = ROOT / "deploy/grafana/dashboards/ackd.json"
+# Labels Prometheus itself adds per target, or that would name a process: none of ackd's own.
+PER_PROCESS = {"replica", "instance", "pod", "host", "hostname", "pid", "node", "job"}
+
+
+def replica(tmp_path: Path, name: str, dsn: str, sink: HttpSink) -> Ackd:
+    home = tmp_path / name
+    home.mkdir()
+    port = free_port()
+    config = write_config(
+        home / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay="10m",
+        external_url=f"http://127.0.0.1:{port}",
+        extra=f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 4}}}}\n",
+    )
+    return Ackd(home, config, port)
+
+
+async def readiness(ackd: Ackd) -> tuple[int, dict[str, str]]:
+    async with aiohttp.ClientSession() as session, session.get(
+            f"{ackd.url}/-/ready", timeout=aiohttp.ClientTimeout(total=5)) as answer:
+        return answer.status, json.loads(await answer.text())
+
+
+async def test_ready_follows_the_database_down_and_up_again(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    cluster = start_cluster()  # its own: it is stopped and started again
+    ackd = replica(tmp_path, "replica", cluster.dsn(), sink)
+    try:
+        await ackd.start_ready()
+        assert await readiness(ackd) == (200, {"status": "ready"})
+        cluster.halt()
+        status, body = await readiness(ackd)
+        assert status == 503
+        assert body["error"].startswith("store unavailable: "), body
+        cluster.resume()
+
+        async def ready_again() -> bool:
+            return (await readiness(ackd))[0] == 200
+
+        await wait_until(ready_again, 30, "ready once the database is back")
+        assert ackd.proc is not None
+        assert ackd.proc.poll() is None  # it never exited
+        assert await readiness(ackd) == (200, {"status": "ready"})
+    finally:
+        ackd.stop()
+        cluster.stop()
+
+
+async def scrape(ackd: Ackd) -> list[tuple[str, dict[str, str], float]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{ackd.url}/metrics") as r:
+        text = await r.text()
+    return [(s.name, dict(s.labels), s.value)
+            for family in text_string_to_metric_families(text) for s in family.samples]
+
+
+def total(samples: list[tuple[str, dict[str, str], float]], name: str,
+          **labels: str) -> float:
+    return sum(v for n, ls, v in samples
+               if n == name and all(ls.get(k) == want for k, want in labels.items()))
+
+
+async def test_two_replicas_metrics_add_up_on_the_dashboard(
+    tmp_path: Path, sink: HttpSink, pg_cluster: Cluster
+) -> None:
+    async with fresh_database(pg_cluster) as dsn:
+        ackds = [replica(tmp_path, f"replica{n}", dsn, sink) for n in range(2)]
+        try:
+            await asyncio.gather(*(a.start_ready() for a in ackds))
+            labels = {"alertname": "Scraped", "cluster": "eu1", "team": "payments",
+                      "severity": "critical"}
+            alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
+            async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+                for ackd in ackds:  # Alertmanager posts the group to every replica
+                    async with session.post(f"{ackd.url}/api/v1/alerts",
+                                            data=json.dumps(build_webhook([alert]))) as r:
+                        assert r.status == 200
+            await sink.wait_for(1, within=20)
+
+            async def recorded() -> bool:  # the delivery's result is counted once committed
+                scraped = [s for a in ackds for s in await scrape(a)]
+                return total(scraped, "ackd_notifications_total") > 0
+
+            await wait_until(recorded, 10, "the page's delivery to be counted")
+            scrapes = [await scrape(a) for a in ackds]
+            own = [{str(replica_number(a)), str(a.port), str(a.proc.pid if a.proc else "")}
+                   for a in ackds]
+        finally:
+            for ackd in ackds:
+                ackd.stop()
+    for samples, names in zip(scrapes, own, strict=True):
+        for name, sample_labels, _ in samples:
+            assert not PER_PROCESS & set(sample_labels), (name, sample_labels)
+            assert not names & set(sample_labels.values()), (name, sample_labels)
+    both = [s for samples in scrapes for s in samples]
+    # Counters count each act once across the replicas: sum by (team, severity) is right.
+    opened = "ackd_incidents_opened_total"
+    assert total(both, opened, team="payments", severity="SEV1") == 1
+    assert total(both, "ackd_notifications_total", result="success") == 1
+    # The open incidents are read from the shared database: each replica reports all of
+    # them, so the dashboard takes the max over replicas (a sum would count them twice).
+    gauge = "ackd_open_incidents"
+    each = [total(s, gauge, team="payments", severity="SEV1", state="triggered")
+            for s in scrapes]
+    assert each == [1, 1]
+    exprs = [e for e in expressions(json.loads(DASHBOARD.read_text())) if gauge in e]
+    assert exprs
+    assert all(e.startswith("max by (team, severity, state)") for e in exprs), exprs
+
+
+def expressions(node: object) -> list[str]:
+    """Every query of a Grafana dashboard (its "expr" values, however deep)."""
+    if isinstance(node, dict):
+        found = [node["expr"]] if isinstance(node.get("expr"), str) else []
+        return found + [e for value in node.values() for e in expressions(value)]
+    if isinstance(node, list):
+        return [e for item in node for e in expressions(item)]
+    return []

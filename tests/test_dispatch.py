@@ -568,6 +568,113 @@ async def test_notes_share_the_budget_leave_a_slot_to_pages_and_are_summarised(
         assert (told.detail["reason"], told.detail["held"]) == ("held_back_summary", 3)
 
 
+async def test_a_restart_keeps_the_budget_and_sends_what_was_held_before_it(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """The histories live in the store: after a restart the rate window is the one before
+    it (a page beyond the budget is held back, not sent), and the summary of what was held
+    back before the restart goes out once the window has room."""
+    window = timedelta(minutes=10)
+    config = make_config(bundle_window=timedelta(0), rate_limit=2, rate_window=window)
+    path = tmp_path / "ackd.db"
+    start = fake_clock.now()
+    held: list[int] = []
+    keys = 0
+
+    async def run(notifier: RecordingNotifier, pages: int) -> None:
+        nonlocal keys
+        store = SqliteStore(path)
+        await store.open()
+        dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
+        dispatcher.start()
+        rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher, _keys=keys)
+        try:
+            for _ in range(pages):
+                ids = await rig.incidents(1, [payload(SMS)])
+                await eventually(rig.settled, "the page")
+                if await rig.events(ids[0], EventKind.NOTIFICATION_SUPPRESSED):
+                    held.extend(ids)
+                await fake_clock.jump(timedelta(seconds=1))
+            if not pages:
+                await fake_clock.jump(start + window + timedelta(seconds=1) - fake_clock.now())
+
+                async def summary_sent() -> bool:
+                    return bool(notifier.sent)
+
+                await eventually(summary_sent, "the summary")
+                await eventually(rig.settled, "the summary to be recorded")
+        finally:
+            keys = rig._keys
+            await dispatcher.stop(grace=WAIT)
+            await store.close()
+
+    before, after, later = RecordingNotifier(), RecordingNotifier(), RecordingNotifier()
+    await run(before, 3)
+    assert (len(before.messages(SMS)), len(held)) == (2, 1)
+    await run(after, 1)  # restarted within the window: its budget is spent
+    assert (after.sent, len(held)) == ([], 2)
+    await run(later, 0)  # and once it has room, what both held back is told, once
+    [summary] = later.messages(SMS)
+    listed = ", ".join(f"#{i}" for i in held)
+    assert summary.body == \
+        f"2 notifications were held back in the last 10m (2 pages): incidents {listed}."
+
+
+async def test_two_dispatchers_on_one_store_spend_one_budget(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """Two dispatchers sharing a store (as replicas share a database) gate each URL against
+    one history: together they send at most the budget, and one summary of what they held
+    back goes out, by one of them."""
+    window = timedelta(minutes=10)
+    config = make_config(bundle_window=timedelta(0), rate_limit=3, rate_window=window)
+    store = SqliteStore(tmp_path / "ackd.db")
+    await store.open()
+    notifiers = [RecordingNotifier(), RecordingNotifier()]
+    dispatchers = [Dispatcher(store, n, fake_clock, Metrics(), lambda: config)
+                   for n in notifiers]
+    rigs = [Rig(store, fake_clock, n, Metrics(), config, d)
+            for n, d in zip(notifiers, dispatchers, strict=True)]
+    for dispatcher in dispatchers:
+        dispatcher.start()
+    try:
+        ids: list[int] = []
+        for n in range(10):  # each page woken on one of them in turn
+            rig = rigs[n % 2]
+            rig._keys = n
+            ids += await rig.incidents(1, [payload(SMS)])
+            await eventually(rig.settled, "the page")
+            await fake_clock.jump(timedelta(seconds=1))
+        pages = [m for n in notifiers for m in n.messages(SMS)]
+        assert len(pages) == 3
+        held = [i for i in ids
+                if await rigs[0].events(i, EventKind.NOTIFICATION_SUPPRESSED)]
+        assert len(held) == 7
+        await fake_clock.jump(start_of(ids, fake_clock) + window - fake_clock.now())
+        for dispatcher in dispatchers:
+            dispatcher.wake()
+
+        async def summary_sent() -> bool:
+            return sum(len(n.messages(SMS)) for n in notifiers) == 4
+
+        await eventually(summary_sent, "the summary")
+        for rig in rigs:
+            await eventually(rig.settled, "the summary to be recorded")
+        await asyncio.sleep(0.05)
+        summaries = [m for n in notifiers for m in n.messages(SMS) if "held back" in m.title]
+        assert len(summaries) == 1
+        assert summaries[0].body.startswith("7 notifications were held back")
+    finally:
+        for dispatcher in dispatchers:
+            await dispatcher.stop(grace=WAIT)
+        await store.close()
+
+
+def start_of(ids: list[int], clock: FakeClock) -> datetime:
+    """When the first of these pages went: the clock moved a second after each."""
+    return clock.now() - timedelta(seconds=len(ids)) + timedelta(seconds=1)
+
+
 async def test_storm_of_500_incidents_is_bounded_per_url_and_fully_recorded(
     make_rig: RigFactory,
 ) -> None:

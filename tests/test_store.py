@@ -26,6 +26,7 @@ from receiver.core.model import (
     MessageReason,
     TimelineEvent,
 )
+from receiver.delivery.noise import ChannelHistory, Pending
 from receiver.oncall.overrides import Change, Leg
 from receiver.store import (
     IncidentFilter,
@@ -36,6 +37,7 @@ from receiver.store import (
 )
 from receiver.store.base import Store
 from receiver.store.postgres.store import PostgresStore
+from receiver.store.records import ChannelRecord
 from receiver.store.sqlite.schema import MIGRATIONS
 from tests.pgcluster import fresh_database
 
@@ -220,6 +222,8 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old.execute("DROP TABLE incident_roles")
     old.execute("DROP TABLE stale_reports")
     old.execute("DROP TABLE calendar_feeds")
+    old.execute("DROP TABLE channel_histories")
+    old.execute("ALTER TABLE outbox DROP COLUMN gated")
     old.execute("PRAGMA user_version=1")
     old.close()
     second = SqliteStore(path)
@@ -690,3 +694,74 @@ async def test_stale_reports_keep_the_latest_until_taken(store: Store) -> None:
     assert await store.write(lambda tx: tx.take_report(other)) == NOW
     assert await store.write(lambda tx: tx.take_report(incident_id)) == later
     assert await store.write(lambda tx: tx.take_report(incident_id)) is None
+
+
+async def test_channel_histories_are_kept_found_when_due_and_dropped(store: Store) -> None:
+    """Noise control's records: written, read back by channel, found without being asked for
+    once their held-back summary is due, and forgotten when dropped."""
+    later = NOW + timedelta(minutes=10)
+    quiet = ChannelRecord("a" * 64, ChannelHistory(sent=(NOW,), last_page=NOW))
+    holding = ChannelRecord(
+        "b" * 64,
+        ChannelHistory(sent=(NOW,), held_back=2, held_back_reasons=(("resolved", 2),),
+                       held_back_incidents=(7, 9), held_back_since=NOW,
+                       pending_note=Pending(NOW, False, (3, 4))),
+        OutboxMessage(recipient="ops", recipient_kind="channel", contact=1,
+                      reason=MessageReason.RESOLVED),
+        later,
+    )
+
+    async def lock(channels: list[str], now: datetime) -> list[ChannelRecord]:
+        return await store.write(lambda tx: tx.lock_channels(channels, now))
+
+    assert await lock([quiet.channel], NOW) == []
+    await store.write(lambda tx: tx.save_channels([quiet, holding]))
+    assert await lock([quiet.channel, "c" * 64], NOW) == [quiet]
+    assert await lock([], NOW) == []  # the summary is not due yet
+    assert await lock([], later) == [holding]  # due: found without being asked for
+    assert sorted(await lock([quiet.channel], later), key=lambda r: r.channel) == [
+        quiet, holding]
+    assert await store.write(lambda tx: tx.next_summary_at()) == later
+
+    moved = replace(quiet, history=ChannelHistory(sent=(NOW, later), last_note=later))
+    await store.write(lambda tx: tx.save_channels([moved]))
+    assert await lock([quiet.channel], NOW) == [moved]  # replaced, not added
+    await store.write(lambda tx: tx.drop_channels([holding.channel]))
+    assert await lock([holding.channel], later) == []
+    assert await store.write(lambda tx: tx.next_summary_at()) is None
+
+
+async def test_a_channel_history_that_cannot_be_read_starts_afresh(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = "d" * 64
+    await store.write(lambda tx: tx.save_channels([ChannelRecord(channel, ChannelHistory())]))
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE channel_histories SET history = '{\"sent\": 3}'")
+    else:
+        assert isinstance(store, PostgresStore)
+        conn = await asyncpg.connect(store._dsn)
+        try:
+            await conn.execute("UPDATE channel_histories SET history = '{\"sent\": 3}'")
+        finally:
+            await conn.close()
+    found = await store.write(lambda tx: tx.lock_channels([channel], NOW))
+    assert found == [ChannelRecord(channel, ChannelHistory())]
+    assert "cannot be read, starting afresh" in caplog.text
+
+
+async def test_an_outbox_row_that_passed_the_gate_says_so_when_leased_again(
+    store: Store,
+) -> None:
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.TRIGGERED, step=0)
+    await store.write(lambda tx: tx.enqueue(incident_id, [page, page], NOW))
+    [(first, _), (second, _)] = await store.lease_due_notifications(NOW, 10)
+    assert (first.gated, second.gated) == (False, False)
+    await store.write(lambda tx: tx.passed_gate([first.id]))
+    for row in (first, second):
+        await store.write(lambda tx, row=row: tx.release_outbox(row.id, NOW))
+    again = await store.lease_due_notifications(NOW, 10)
+    assert [(row.id, row.gated) for row, _ in again] == [(first.id, True), (second.id, False)]

@@ -1,6 +1,7 @@
 """Several replicas on one PostgreSQL database, each a PostgresStore of its own: a group taken
 by two at the same moment opens one incident (the unique index decides), a due deadline and
-an outbox row go to exactly one, and what one commits reaches the others by NOTIFY."""
+an outbox row go to exactly one, what one commits reaches the others by NOTIFY, and noise
+control's history of a channel is gated by one replica at a time."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.config import build as config_module
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import STALE_ACTOR, Alert, AlertStatus, IncidentState, MessageReason
+from receiver.delivery.noise import ChannelHistory
 from receiver.incidents.service import Incidents
 from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
@@ -27,7 +29,13 @@ from receiver.store.postgres.outbox import LEASE
 from receiver.store.postgres.replicas import WATCH, claim
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.postgres.transaction import PostgresTransaction
-from receiver.store.records import IncidentFilter, NewIncident, OutboxMessage, Shared
+from receiver.store.records import (
+    ChannelRecord,
+    IncidentFilter,
+    NewIncident,
+    OutboxMessage,
+    Shared,
+)
 from receiver.telemetry.metrics import Metrics
 from receiver.testing import FakeClock
 from tests.pgcluster import start_cluster
@@ -354,3 +362,36 @@ async def test_a_commit_that_changes_run_time_state_tells_the_other_replicas(
     assert got == [Shared.MAINTENANCE, Shared.ONCALL, Shared.ONCALL, Shared.MAINTENANCE]
     await asyncio.sleep(0.2)
     assert heard.empty()  # the rolled-back add and the delete of nothing told nobody
+
+
+async def test_replicas_gating_one_channel_take_turns(replicas: list[PostgresStore]) -> None:
+    """Noise control's histories: a replica that locks a channel (even one with no history
+    yet, its first message) holds it until it commits; another replica's lock of the same
+    channel waits, then reads what the first wrote: one budget, however many replicas. A
+    third replica's other channel does not wait."""
+    channel, other = "e" * 64, "f" * 64
+    spent = ChannelRecord(channel, ChannelHistory(sent=(NOW,), last_page=NOW))
+    locked, go = asyncio.Event(), asyncio.Event()
+    seen: list[object] = []
+
+    async def first(tx: Transaction) -> None:
+        seen.append(("first read", await tx.lock_channels([channel], NOW)))
+        locked.set()
+        await go.wait()
+        await tx.save_channels([spent])
+        seen.append("first wrote")
+
+    async def second(tx: Transaction) -> None:
+        seen.append(("second read", await tx.lock_channels([channel], NOW)))
+
+    holder = asyncio.create_task(replicas[0].write(first))
+    await locked.wait()
+    waiting = asyncio.create_task(replicas[1].write(second))
+    async with asyncio.timeout(5):  # another channel is not held up
+        assert await replicas[2].write(lambda tx: tx.lock_channels([other], NOW)) == []
+    await asyncio.sleep(0.3)
+    assert not waiting.done()
+    go.set()
+    await holder
+    await waiting
+    assert seen == [("first read", []), "first wrote", ("second read", [spent])]

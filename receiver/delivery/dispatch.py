@@ -18,9 +18,10 @@ Every message passes the noise gate (noise.py), pages and notes apart; a bundle 
 one of notes are rendered differently (render.py). A pass is decided purely (plan.py); sends
 wait for their URL's lane (lanes.py); each result's timeline event comes from events.py.
 The gate's histories (what each URL received lately, what waits and what is held back for
-its summary) live in memory: after a restart the bundle and rate windows start afresh, and a
-summary of pages held back before the restart is not sent (their suppression is on their
-timelines).
+its summary) live in the store (channels.py), one per URL, shared by every replica: a pass
+locks those of its URLs, decides, and writes its verdicts and the histories it changed in
+one job, so replicas gating the same URL take turns and spend one budget, and a restart keeps
+the windows. Whichever pass finds a held-back summary due (under that lock) sends it, once.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 
@@ -38,13 +39,14 @@ from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Incident
 from receiver.core.wakeup import Wakeup
+from receiver.delivery.channels import changes, channel_key, held
 from receiver.delivery.events import (
     delivery_event,
     summary_event,
     suppressed_event,
 )
 from receiver.delivery.lanes import Lanes
-from receiver.delivery.noise import ChannelHistory, NoiseGate
+from receiver.delivery.noise import NoiseGate
 from receiver.delivery.plan import Addressed, Outgoing, PassPlan, Summary, backoff, plan_pass
 from receiver.delivery.render import Renderer
 from receiver.notify.contacts import Destination, resolve
@@ -68,6 +70,8 @@ log = logging.getLogger(__name__)
 OnFailed = Callable[[int, OutboxMessage], Awaitable[None]]
 
 BATCH = 256
+UNREAD = datetime.min.replace(tzinfo=UTC)  # not read yet: the next pass asks the store
+NEVER = datetime.max.replace(tzinfo=UTC)  # no summary waits
 # After the store refused a write, the rows involved wait this long before another try.
 STORE_RETRY = timedelta(seconds=5)
 
@@ -91,8 +95,9 @@ class Dispatcher:
         self._metrics = metrics
         self._config = config
         self._on_failed = on_failed
-        self._histories: dict[str, ChannelHistory] = {}
-        self._addressees: dict[str, OutboxMessage] = {}
+        # When the earliest held-back summary may go, as the last pass read it from the
+        # store (the histories live there, shared with other replicas); the first pass reads.
+        self._summary_at = UNREAD
         # Leased rows to give back (a send whose result the store refused, a pass that failed
         # after it leased its rows), each due again at its time.
         self._unreleased: dict[int, datetime] = {}
@@ -155,9 +160,9 @@ class Dispatcher:
     async def _next_wake(self, now: datetime) -> datetime | None:
         """The next time a pass has something to do; None: only a wake() or a send's end.
         `now` is the time the last pass looked at: what was due by then, it saw."""
-        gate = self._gate()
-        times = [t for h in self._histories.values() if (t := gate.summary_at(h, now))]
-        times.extend(self._unreleased.values())
+        times = list(self._unreleased.values())
+        if now < self._summary_at < NEVER:
+            times.append(self._summary_at)  # a held-back summary, this replica's or another's
         # Rows in flight are leased (their end wakes us); a row due by `now` that is not was
         # seen by this pass, so only later ones count.
         due = await self._store.next_outbox_at(now)
@@ -184,14 +189,14 @@ class Dispatcher:
         self._deciding = len(rows)
         try:
             due = await self._addressed(rows, now)
-            plan = plan_pass(self._gate(), self._histories, self._addressees, due, now, urgent)
-            if plan.bookkeeping:
-                await self._store.write(lambda tx: self._write_bookkeeping(tx, plan, now))
+            plan = PassPlan({}, {})
+            if due or self._summary_at <= now:
+                plan, self._summary_at = await self._store.write(
+                    lambda tx: self._decide(tx, due, now, urgent))
         except BaseException:
             self._cool(row.id for row, _ in rows)  # whatever this pass did not settle goes back
             self._deciding = 0
             raise
-        self._histories, self._addressees = plan.histories, plan.addressees
         self._observe_suppressed(plan)
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
@@ -259,6 +264,37 @@ class Dispatcher:
             self._observe("", delivery, retry=False)
             if row.message is not None:
                 await self._final_failure(row.incident_id, row.message)
+
+    async def _decide(
+        self, tx: Transaction, due: list[tuple[Addressed, Incident | None]], now: datetime,
+        urgent: Callable[[Incident], bool],
+    ) -> tuple[PassPlan, datetime]:
+        """The pass's plan, against the histories of its URLs as the store holds them (locked
+        until this job commits: another replica gating the same URL waits, then sees what
+        this pass spent), its verdicts and the histories it changed written in the same job;
+        and when the next held-back summary may go."""
+        gate = self._gate()
+        urls = {row.url for row, _ in due}
+        records = await tx.lock_channels([channel_key(url) for url in urls], now)
+        before = held(records, urls, self._contact_url)
+        plan = plan_pass(gate, before.histories, before.addressees, due, now, urgent)
+        await self._write_bookkeeping(tx, plan, now)
+        gated = [row.id for outgoing in plan.sends for row, _ in outgoing.items
+                 if not (row.attempts or row.row.gated)]
+        if gated:
+            await tx.passed_gate(gated)
+        save, drop = changes(gate, before, plan, now)
+        if save:
+            await tx.save_channels(save)
+        if drop:
+            await tx.drop_channels(drop)
+        return plan, await tx.next_summary_at() or NEVER
+
+    def _contact_url(self, addressee: OutboxMessage) -> str | None:
+        config = self._config()
+        found = resolve(addressee.recipient, addressee.recipient_kind, addressee.contact,
+                        config.users, config.channels)
+        return found.url if isinstance(found, Destination) else None
 
     @staticmethod
     async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:

@@ -91,9 +91,10 @@ def plan_pass(
         elif kind is Kind.PAGE and not _page_wanted(row.message.reason, incident.state):
             plan.suppressed.append((row, incident, f"incident {incident.state.value}"))
         else:
-            # A retry was let through the gate on its first attempt: it is not counted again.
-            (retries if row.attempts else fresh).setdefault((url, kind), []).append(
-                (row, incident))
+            # A retry was let through the gate on its first attempt: it is not counted again;
+            # nor is a message sent again because its result was never written.
+            (retries if row.attempts or row.row.gated else fresh).setdefault(
+                (url, kind), []).append((row, incident))
     plan.sends.extend(Outgoing(url, tuple(items)) for (url, _), items in retries.items())
     for (url, kind), items in fresh.items():
         _gate_rows(gate, plan, url, kind, items, now, urgent)

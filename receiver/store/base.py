@@ -4,7 +4,7 @@ Two protocols. `Store` is the store as a whole: open and close, `write` (run a j
 next commit and return once it is durable), and the reads that need no transaction.
 `Transaction` is what a job gets: the reads and writes of one transaction, grouped by the
 concept each serves, one protocol per seam (incidents, timeline, deadlines, outbox, on-call,
-incident roles).
+incident roles, noise control's channel histories).
 An implementation keeps the same seams (the
 SQLite one has a module per seam under store/sqlite/), so the SQL of a concept stays in one
 place in each dialect.
@@ -37,6 +37,7 @@ from receiver.maintenance.domain import Window
 from receiver.oncall.overrides import Change, RuntimeOverride
 from receiver.store.records import (
     ArmedDeadline,
+    ChannelRecord,
     IncidentFilter,
     NewIncident,
     OutboxMessage,
@@ -271,9 +272,42 @@ class FeedRecords(Protocol):
         ...
 
 
+class ChannelRecords(Protocol):
+    """Noise control's history of each channel URL (delivery/noise.py), shared by every
+    process on the store: the dispatcher reads the histories it gates against, decides, and
+    writes them back in one transaction."""
+
+    async def lock_channels(
+        self, channels: Sequence[str], now: datetime
+    ) -> list[ChannelRecord]:
+        """The records of these channels (those that have one) and of every channel whose
+        held-back summary is due by `now`, each locked until the transaction ends: another
+        process locking one of them waits for this commit and then reads what it wrote. (On
+        SQLite the one writer is the lock.)"""
+        ...
+
+    async def save_channels(self, records: Sequence[ChannelRecord]) -> None:
+        """Write these records, replacing each channel's."""
+        ...
+
+    async def drop_channels(self, channels: Sequence[str]) -> None:
+        """Forget these channels' histories (nothing left in them matters)."""
+        ...
+
+    async def passed_gate(self, outbox_ids: Sequence[int]) -> None:
+        """These outbox rows passed the gate and are being sent: should their result never
+        be written, they go again without being counted twice (OutboxRow.gated)."""
+        ...
+
+    async def next_summary_at(self) -> datetime | None:
+        """When the earliest held-back summary of any channel may go."""
+        ...
+
+
 class Transaction(
     IncidentRecords, TimelineRecords, DeadlineRecords, OutboxRecords, OnCallRecords,
-    HeartbeatRecords, MaintenanceRecords, RoleRecords, ReportRecords, FeedRecords, Protocol,
+    HeartbeatRecords, MaintenanceRecords, RoleRecords, ReportRecords, FeedRecords,
+    ChannelRecords, Protocol,
 ):
     """What one job of `Store.write` may do."""
 

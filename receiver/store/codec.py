@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +18,10 @@ from receiver.core.model import (
     IncidentState,
     TimelineEvent,
 )
-from receiver.store.records import ArmedDeadline, OutboxMessage
+from receiver.delivery.noise import ChannelHistory
+from receiver.store.records import ArmedDeadline, ChannelRecord, OutboxMessage
+
+log = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
@@ -140,3 +144,39 @@ def decode_message(text: str | bytes) -> OutboxMessage | str:
         return _MESSAGE.decode(text)
     except msgspec.DecodeError as exc:  # ValidationError included: it names the field
         return f"its stored payload cannot be read: {exc}"
+
+
+def encode_history(history: ChannelHistory) -> str:
+    """A channel's noise-control history as its column holds it."""
+    return _ENCODER.encode(history).decode()
+
+
+_HISTORY = msgspec.json.Decoder(ChannelHistory)
+
+
+def decode_history(channel: str, text: str | bytes) -> ChannelHistory:
+    """The history a channel's row holds. One that cannot be read starts afresh (with a
+    warning): a broken row must not stop every message to its URL."""
+    try:
+        return _HISTORY.decode(text)
+    except msgspec.DecodeError as exc:
+        log.warning("the noise-control history of channel %s cannot be read, starting afresh:"
+                    " %s", channel[:12], exc)
+        return ChannelHistory()
+
+
+def channel_columns(record: ChannelRecord) -> tuple[str, str, str | None, int | None]:
+    """A record as the columns of its row."""
+    addressee = None if record.addressee is None else encode_message(record.addressee)
+    at = None if record.summary_at is None else to_us(record.summary_at)
+    return record.channel, encode_history(record.history), addressee, at
+
+
+def channel_record(row: Sequence[Any]) -> ChannelRecord:
+    """A row (channel, history, addressee, summary_at) as a record."""
+    addressee = None if row[2] is None else decode_message(row[2])
+    return ChannelRecord(
+        str(row[0]), decode_history(str(row[0]), row[1]),
+        None if isinstance(addressee, str) else addressee,
+        None if row[3] is None else from_us(int(row[3])),
+    )

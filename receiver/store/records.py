@@ -11,6 +11,7 @@ from typing import Literal
 import msgspec
 
 from receiver.core.model import IncidentState, MessageReason
+from receiver.delivery.noise import ChannelHistory
 
 
 class Shared(StrEnum):
@@ -72,7 +73,9 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
 @dataclass(frozen=True, slots=True)
 class OutboxRow:
     """One notification waiting to go out (or to be retried). `message` is None when the
-    stored payload cannot be read; `unreadable` then says why."""
+    stored payload cannot be read; `unreadable` then says why. `gated`: it passed noise
+    control once and counts in its URL's budget already (a send whose result was never
+    written, by a process that stopped or a write the store refused, goes again ungated)."""
 
     id: int
     incident_id: int
@@ -81,6 +84,19 @@ class OutboxRow:
     attempts: int
     next_attempt_at: datetime
     unreadable: str = ""
+    gated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelRecord:
+    """What noise control knows of one channel URL, kept in the store so that every replica
+    gates against one budget (and a restart keeps it). `channel` is a digest of the URL, never
+    the URL: it holds credentials."""
+
+    channel: str
+    history: ChannelHistory
+    addressee: OutboxMessage | None = None  # one of the held-back messages: whom they were to
+    summary_at: datetime | None = None  # when their summary may go; None: nothing held back
 
 
 @dataclass(frozen=True, slots=True)

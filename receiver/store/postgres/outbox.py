@@ -55,7 +55,8 @@ class OutboxStatements(Statements):
         """Rows due by `now`, oldest first, leases left as they are (rows in flight are not
         due until their lease ends)."""
         rows = await self._all(
-            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at FROM outbox"
+            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at, gated"
+            " FROM outbox"
             " WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
             to_us(now), limit,
         )
@@ -69,7 +70,7 @@ class OutboxStatements(Statements):
             " next_attempt_at = $1, leased_by = $4"
             " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= $2"
             " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)"
-            " RETURNING id, incident_id, created_at, payload, attempts, leased_from",
+            " RETURNING id, incident_id, created_at, payload, attempts, leased_from, gated",
             to_us(now + LEASE), to_us(now), limit, self.replica,
         )
         rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
@@ -98,5 +99,6 @@ def _outbox_row(r: asyncpg.Record) -> OutboxRow:
     message = decode_message(r[3])
     if isinstance(message, str):
         return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), None, int(r[4]), from_us(r[5]),
-                         unreadable=message)
-    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), message, int(r[4]), from_us(r[5]))
+                         unreadable=message, gated=bool(r[6]))
+    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), message, int(r[4]), from_us(r[5]),
+                     gated=bool(r[6]))

@@ -187,4 +187,15 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, name)
     );
     """,
+    # 13: noise control's history of each channel URL (see store/sqlite/schema.py).
+    """
+    ALTER TABLE outbox ADD COLUMN gated BOOLEAN NOT NULL DEFAULT false;
+    CREATE TABLE channel_histories (
+        channel    TEXT    PRIMARY KEY,
+        history    TEXT    NOT NULL,
+        addressee  TEXT,
+        summary_at BIGINT
+    );
+    CREATE INDEX channel_histories_by_summary ON channel_histories(summary_at);
+    """,
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from receiver.store.postgres.channels import ChannelStatements
 from receiver.store.postgres.deadlines import DeadlineStatements
 from receiver.store.postgres.feeds import FeedStatements
 from receiver.store.postgres.heartbeats import HeartbeatStatements
@@ -22,8 +23,7 @@ from receiver.store.postgres.timeline import TimelineStatements
 class PostgresTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
     OnCallStatements, HeartbeatStatements, MaintenanceStatements, RoleStatements,
-    ReportStatements,
-    FeedStatements,
+    ReportStatements, FeedStatements, ChannelStatements,
 ):
     """One batch's statements: `store.Transaction` on PostgreSQL."""
 

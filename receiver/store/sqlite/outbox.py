@@ -34,7 +34,8 @@ class OutboxStatements(Statements):
         """Rows due by `now`, oldest first, leases left as they are (rows in flight are not
         due: they are not here)."""
         rows = await self._all(
-            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at FROM outbox"
+            "SELECT id, incident_id, created_at, payload, attempts, next_attempt_at, gated"
+            " FROM outbox"
             " WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
             (to_us(now), limit),
         )
@@ -47,7 +48,7 @@ class OutboxStatements(Statements):
             "UPDATE outbox SET leased_from = next_attempt_at, next_attempt_at = ?"
             " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= ?"
             " ORDER BY next_attempt_at, id LIMIT ?)"
-            " RETURNING id, incident_id, created_at, payload, attempts, leased_from",
+            " RETURNING id, incident_id, created_at, payload, attempts, leased_from, gated",
             (LEASED, to_us(now), limit),
         )
         rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
@@ -76,5 +77,6 @@ def _outbox_row(r: Sequence[Any]) -> OutboxRow:
     message = decode_message(r[3])
     if isinstance(message, str):
         return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), None, int(r[4]), from_us(r[5]),
-                         unreadable=message)
-    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), message, int(r[4]), from_us(r[5]))
+                         unreadable=message, gated=bool(r[6]))
+    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), message, int(r[4]), from_us(r[5]),
+                     gated=bool(r[6]))

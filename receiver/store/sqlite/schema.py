@@ -208,4 +208,20 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (kind, name)
     ) WITHOUT ROWID;
     """,
+    # 13: noise control's history of each channel URL (delivery/noise.py), so replicas share
+    # one budget and a restart keeps it. Keyed by a digest of the URL, never the URL (it holds
+    # credentials); `addressee` names the contact (an outbox message) the held-back summary
+    # goes to, and `summary_at` when it may go, so any replica finds the summaries due. An
+    # outbox row that passed the gate is `gated`: sent again after a crash, it is not counted
+    # (or held back) twice.
+    """
+    ALTER TABLE outbox ADD COLUMN gated INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE channel_histories (
+        channel    TEXT    PRIMARY KEY,
+        history    TEXT    NOT NULL,
+        addressee  TEXT,
+        summary_at INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX channel_histories_by_summary ON channel_histories(summary_at);
+    """,
 )

@@ -12,6 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from functools import partial
 
+from receiver.store.sqlite.channels import ChannelStatements
 from receiver.store.sqlite.deadlines import DeadlineStatements
 from receiver.store.sqlite.feeds import FeedStatements
 from receiver.store.sqlite.heartbeats import HeartbeatStatements
@@ -27,8 +28,7 @@ from receiver.store.sqlite.timeline import TimelineStatements
 class SqliteTransaction(
     IncidentStatements, TimelineStatements, DeadlineStatements, OutboxStatements,
     OnCallStatements, HeartbeatStatements, MaintenanceStatements, RoleStatements,
-    ReportStatements,
-    FeedStatements,
+    ReportStatements, FeedStatements, ChannelStatements,
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 

@@ -223,6 +223,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old.execute("DROP TABLE stale_reports")
     old.execute("DROP TABLE calendar_feeds")
     old.execute("DROP TABLE channel_histories")
+    old.execute("DROP TABLE held_back")
     old.execute("ALTER TABLE outbox DROP COLUMN gated")
     old.execute("PRAGMA user_version=1")
     old.close()
@@ -765,3 +766,23 @@ async def test_an_outbox_row_that_passed_the_gate_says_so_when_leased_again(
         await store.write(lambda tx, row=row: tx.release_outbox(row.id, NOW))
     again = await store.lease_due_notifications(NOW, 10)
     assert [(row.id, row.gated) for row, _ in again] == [(first.id, True), (second.id, False)]
+
+
+async def test_incidents_held_back_from_a_channel_are_listed_in_the_order_first_held(
+    store: Store,
+) -> None:
+    a, b = "a" * 64, "b" * 64
+    later = NOW + timedelta(seconds=1)
+    await store.write(lambda tx: tx.hold_back(a, [9, 3], NOW))
+    await store.write(lambda tx: tx.hold_back(a, [3, 5], later))  # 3 keeps its place
+    await store.write(lambda tx: tx.hold_back(b, [1], NOW))
+
+    async def held(*channels: str) -> dict[str, list[int]]:
+        return await store.write(lambda tx: tx.held_back(channels))
+
+    assert await held(a, b, "c" * 64) == {a: [3, 9, 5], b: [1], "c" * 64: []}
+    await store.write(lambda tx: tx.forget_held_back([a]))
+    assert await held(a, b) == {a: [], b: [1]}
+    await store.write(lambda tx: tx.save_channels([ChannelRecord(b, ChannelHistory())]))
+    await store.write(lambda tx: tx.drop_channels([b]))
+    assert await held(b) == {b: []}  # dropping a channel drops what it held back

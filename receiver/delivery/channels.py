@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from receiver.delivery.noise import ChannelHistory, NoiseGate
@@ -68,16 +68,56 @@ def held(records: Iterable[ChannelRecord], urls: Iterable[str], contact_url: Con
     return found
 
 
-def changes(
-    gate: NoiseGate, before: Held, plan: PassPlan, now: datetime
-) -> tuple[list[ChannelRecord], list[str]]:
-    """The records to write (those the pass changed) and the channels to forget (those
-    whose history went idle, or whose summary has nowhere to go)."""
-    save: list[ChannelRecord] = []
+def fill_held_back(before: Held, held_back: dict[str, list[int]]) -> None:
+    """Put the incidents held back from these channels (read only for the summaries due:
+    nothing else reads them) into their histories."""
+    for url, history in before.histories.items():
+        ids = held_back.get(channel_key(url))
+        if ids:
+            before.histories[url] = replace(history, held_back_incidents=tuple(ids))
+
+
+@dataclass(slots=True)
+class Changes:
+    """What a pass changed in the store's records."""
+
+    save: list[ChannelRecord] = field(default_factory=list)  # records the pass changed
+    drop: list[str] = field(default_factory=list)  # idle, or their summary has no URL now
+    forget: list[str] = field(default_factory=list)  # their summary went
+    hold: list[tuple[str, tuple[int, ...]]] = field(default_factory=list)  # newly held back
+
+
+def changes(gate: NoiseGate, before: Held, plan: PassPlan, now: datetime) -> Changes:
+    """The records to write, forget, and the incidents newly held back. A history is stored
+    without its held-back incidents: those go to a list of their own, one row each, so a
+    storm that holds back thousands does not rewrite them all on every pass."""
+    found = Changes()
+    summarised = {summary.url for summary in plan.summaries}
     for url, history in plan.histories.items():
-        record = ChannelRecord(channel_key(url), history, plan.addressees.get(url),
+        channel = channel_key(url)
+        if url in summarised:
+            found.forget.append(channel)
+            added = history.held_back_incidents
+        else:
+            was = before.histories.get(url)
+            added = history.held_back_incidents[
+                len(was.held_back_incidents) if was is not None else 0:]
+        if added:
+            found.hold.append((channel, added))
+        record = ChannelRecord(channel, _stored(history), plan.addressees.get(url),
                                gate.summary_at(history, now))
         if before.records.get(url) != record:
-            save.append(record)
-    drop = [r.channel for url, r in before.records.items() if url not in plan.histories]
-    return save, [*drop, *before.lost]
+            found.save.append(record)
+    found.drop = [r.channel for url, r in before.records.items() if url not in plan.histories]
+    found.drop.extend(before.lost)
+    return found
+
+
+def _stored(history: ChannelHistory) -> ChannelHistory:
+    """The history as its record keeps it: the held-back incidents are a list of their own,
+    and a note bundle's rows are dropped (only a page bundle can be moved earlier, by a
+    high-urgency page: the gate reads no note bundle's rows)."""
+    note = history.pending_note
+    if note is not None and note.rows:
+        note = replace(note, rows=())
+    return replace(history, held_back_incidents=(), pending_note=note)

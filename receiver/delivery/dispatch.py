@@ -39,7 +39,7 @@ from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Incident
 from receiver.core.wakeup import Wakeup
-from receiver.delivery.channels import changes, channel_key, held
+from receiver.delivery.channels import Changes, changes, channel_key, fill_held_back, held
 from receiver.delivery.events import (
     delivery_event,
     summary_event,
@@ -277,17 +277,17 @@ class Dispatcher:
         urls = {row.url for row, _ in due}
         records = await tx.lock_channels([channel_key(url) for url in urls], now)
         before = held(records, urls, self._contact_url)
+        summaries = [channel_key(url) for url, history in before.histories.items()
+                     if gate.summary_due(history, now)]
+        if summaries:
+            fill_held_back(before, await tx.held_back(summaries))
         plan = plan_pass(gate, before.histories, before.addressees, due, now, urgent)
         await self._write_bookkeeping(tx, plan, now)
         gated = [row.id for outgoing in plan.sends for row, _ in outgoing.items
                  if not (row.attempts or row.row.gated)]
         if gated:
             await tx.passed_gate(gated)
-        save, drop = changes(gate, before, plan, now)
-        if save:
-            await tx.save_channels(save)
-        if drop:
-            await tx.drop_channels(drop)
+        await _write_changes(tx, changes(gate, before, plan, now), now)
         return plan, await tx.next_summary_at() or NEVER
 
     def _contact_url(self, addressee: OutboxMessage) -> str | None:
@@ -442,6 +442,17 @@ class Dispatcher:
         except Exception as exc:
             log.error("could not record the held-back summary to %s: %s", mask(summary.url), exc)
         self._observe(summary.url, delivery, retry=False)
+
+
+async def _write_changes(tx: Transaction, found: Changes, now: datetime) -> None:
+    if found.forget:
+        await tx.forget_held_back(found.forget)
+    for channel, incident_ids in found.hold:
+        await tx.hold_back(channel, incident_ids, now)
+    if found.save:
+        await tx.save_channels(found.save)
+    if found.drop:
+        await tx.drop_channels(found.drop)
 
 
 def _log_delivery(

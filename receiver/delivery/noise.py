@@ -28,8 +28,9 @@ Every message passes the gate, per URL, by these rules:
 Retries are not gated: a message passed the gate once and counts once.
 
 Pure: histories are frozen values, every function takes `now` and returns a new value. The
-dispatcher keeps one ChannelHistory per URL in memory. A history keeps only what the rules
-read: the last `rate_limit` send times, the last page and note, the pending bundles.
+store keeps one ChannelHistory per URL, shared by every replica (channels.py is the adapter).
+A history keeps only what the rules read: the last `rate_limit` send times, the last page and
+note, the pending bundles, what is held back.
 """
 
 from __future__ import annotations

@@ -291,7 +291,20 @@ class ChannelRecords(Protocol):
         ...
 
     async def drop_channels(self, channels: Sequence[str]) -> None:
-        """Forget these channels' histories (nothing left in them matters)."""
+        """Forget these channels' histories and held-back incidents."""
+        ...
+
+    async def hold_back(self, channel: str, incident_ids: Sequence[int], at: datetime) -> None:
+        """Messages about these incidents were held back from the channel at `at` (an
+        incident already held back from it keeps its place)."""
+        ...
+
+    async def held_back(self, channels: Sequence[str]) -> dict[str, list[int]]:
+        """The incidents held back from each of these channels, in the order first held."""
+        ...
+
+    async def forget_held_back(self, channels: Sequence[str]) -> None:
+        """Their summary went: nothing is held back from these channels any more."""
         ...
 
     async def passed_gate(self, outbox_ids: Sequence[int]) -> None:

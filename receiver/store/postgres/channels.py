@@ -20,7 +20,9 @@ from receiver.store.codec import channel_columns, channel_record, opt_from_us, t
 from receiver.store.postgres.statements import Statements
 from receiver.store.records import ChannelRecord
 
-LOCK_SPACE = 0x61636B64  # "ackd": advisory locks of channel histories
+# "ackn" in ASCII: not replicas.py's LOCK_CLASS ("ackd"), whose held locks are the replicas
+# alive.
+LOCK_SPACE = 0x61636B6E
 
 
 class ChannelStatements(Statements):
@@ -59,6 +61,31 @@ class ChannelStatements(Statements):
     async def drop_channels(self, channels: Sequence[str]) -> None:
         if channels:
             await self._run("DELETE FROM channel_histories WHERE channel = ANY($1::text[])",
+                            list(channels))
+            await self.forget_held_back(channels)
+
+    async def hold_back(self, channel: str, incident_ids: Sequence[int], at: datetime) -> None:
+        if incident_ids:
+            await self._run(
+                "INSERT INTO held_back (channel, incident_id, held_at)"
+                " SELECT $1, i, $3 FROM unnest($2::bigint[]) AS i"
+                " ON CONFLICT (channel, incident_id) DO NOTHING",
+                channel, list(incident_ids), to_us(at),
+            )
+
+    async def held_back(self, channels: Sequence[str]) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {c: [] for c in channels}
+        if channels:
+            rows = await self._all(
+                "SELECT channel, incident_id FROM held_back WHERE channel = ANY($1::text[])"
+                " ORDER BY channel, held_at, incident_id", list(channels))
+            for channel, incident_id in rows:
+                found[str(channel)].append(int(incident_id))
+        return found
+
+    async def forget_held_back(self, channels: Sequence[str]) -> None:
+        if channels:
+            await self._run("DELETE FROM held_back WHERE channel = ANY($1::text[])",
                             list(channels))
 
     async def passed_gate(self, outbox_ids: Sequence[int]) -> None:

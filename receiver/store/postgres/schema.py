@@ -197,5 +197,11 @@ MIGRATIONS: tuple[str, ...] = (
         summary_at BIGINT
     );
     CREATE INDEX channel_histories_by_summary ON channel_histories(summary_at);
+    CREATE TABLE held_back (
+        channel     TEXT    NOT NULL,
+        incident_id BIGINT  NOT NULL,
+        held_at     BIGINT  NOT NULL,
+        PRIMARY KEY (channel, incident_id)
+    );
     """,
 )

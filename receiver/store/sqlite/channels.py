@@ -35,6 +35,28 @@ class ChannelStatements(Statements):
     async def drop_channels(self, channels: Sequence[str]) -> None:
         self._cur.executemany("DELETE FROM channel_histories WHERE channel = ?",
                               [(c,) for c in channels])
+        await self.forget_held_back(channels)
+
+    async def hold_back(self, channel: str, incident_ids: Sequence[int], at: datetime) -> None:
+        when = to_us(at)
+        self._cur.executemany(
+            "INSERT OR IGNORE INTO held_back (channel, incident_id, held_at) VALUES (?, ?, ?)",
+            [(channel, i, when) for i in incident_ids],
+        )
+
+    async def held_back(self, channels: Sequence[str]) -> dict[str, list[int]]:
+        found: dict[str, list[int]] = {c: [] for c in channels}
+        rows = await self._all(
+            "SELECT channel, incident_id FROM held_back"
+            " WHERE channel IN (SELECT value FROM json_each(?))"
+            " ORDER BY channel, held_at, incident_id", (json.dumps(list(channels)),))
+        for channel, incident_id in rows:
+            found[str(channel)].append(int(incident_id))
+        return found
+
+    async def forget_held_back(self, channels: Sequence[str]) -> None:
+        self._cur.executemany("DELETE FROM held_back WHERE channel = ?",
+                              [(c,) for c in channels])
 
     async def passed_gate(self, outbox_ids: Sequence[int]) -> None:
         self._cur.execute(

@@ -221,7 +221,15 @@ MIGRATIONS: tuple[str, ...] = (
         history    TEXT    NOT NULL,
         addressee  TEXT,
         summary_at INTEGER
-    ) WITHOUT ROWID;
+    );
     CREATE INDEX channel_histories_by_summary ON channel_histories(summary_at);
+    -- The incidents a channel's held-back messages were about, apart from its history: a
+    -- storm adds thousands within one rate window, and a pass writes only those it adds.
+    CREATE TABLE held_back (
+        channel     TEXT    NOT NULL,
+        incident_id INTEGER NOT NULL,
+        held_at     INTEGER NOT NULL,
+        PRIMARY KEY (channel, incident_id)
+    ) WITHOUT ROWID;
     """,
 )

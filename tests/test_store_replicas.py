@@ -395,3 +395,41 @@ async def test_replicas_gating_one_channel_take_turns(replicas: list[PostgresSto
     await holder
     await waiting
     assert seen == [("first read", []), "first wrote", ("second read", [spent])]
+
+
+async def test_batches_that_lock_rows_in_opposite_orders_both_commit(pg_dsn: str) -> None:
+    """Two replicas' batches, each of two jobs, lock two incidents in opposite orders: a
+    deadlock that PostgreSQL breaks by failing one job. Run again inside its batch, that job
+    would meet the same cycle (the batch's first job still holds its lock), and after its
+    retries answer an error (a 500 for a webhook). The batch is given up instead, its locks
+    released, and its jobs run each in a transaction of its own: every job commits."""
+    stores = [PostgresStore(pg_dsn, pool_size=2) for _ in range(2)]  # one writer each
+    for store in stores:
+        await store.open()
+    try:
+        first = await stores[0].write(lambda tx: tx.insert_incident(new_incident("d1"), None))
+        second = await stores[0].write(lambda tx: tx.insert_incident(new_incident("d2"), None))
+        locked = [asyncio.Event(), asyncio.Event()]
+
+        def lock(incident_id: int, mine: asyncio.Event | None, theirs: asyncio.Event | None):  # type: ignore[no-untyped-def]
+            async def job(tx: Transaction) -> int:
+                if theirs is not None:
+                    await theirs.wait()  # the other batch holds its first row
+                await tx.escalation(incident_id)  # FOR NO KEY UPDATE
+                if mine is not None:
+                    mine.set()
+                return incident_id
+            return job
+
+        batches = [  # each batch: its first job locks one row, its second the other's
+            (lock(first, locked[0], None), lock(second, None, locked[1])),
+            (lock(second, locked[1], None), lock(first, None, locked[0])),
+        ]
+        writes = [store.write(job) for store, jobs in zip(stores, batches, strict=True)
+                  for job in jobs]
+        async with asyncio.timeout(15):
+            done = await asyncio.gather(*writes)
+        assert done == [first, second, second, first]
+    finally:
+        for store in stores:
+            await store.close()

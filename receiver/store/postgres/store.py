@@ -10,7 +10,9 @@ the row locks of all its jobs until it commits, and another replica may be waiti
 
 Replicas meet in the database. A job that loses a race to another replica (the unique index
 on a group's open incident, a deadlock, a serialization failure) is rolled back to its
-savepoint and run again, up to RETRIES times: it then sees what the winner committed. Trouble
+savepoint and run again, up to RETRIES times: it then sees what the winner committed. A
+deadlock in a batch of several jobs is different: the batch's earlier jobs keep their locks,
+so the batch is given up whole and its jobs run again one transaction each. Trouble
 with the connection itself fails the whole batch with StoreUnavailable (503), and the next
 batch takes a fresh connection.
 
@@ -78,6 +80,9 @@ RETRIES = 4
 RETRYABLE = (
     asyncpg.UniqueViolationError, asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
 )
+# Lock-order races: in a batch of several jobs, the earlier jobs keep their row locks, so the
+# job run again in its savepoint meets the same cycle; the batch is run again job by job.
+LOCK_ORDER = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 # Errors of the connection or the server, not of a job: the whole batch fails.
 BROKEN = (
     OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
@@ -311,6 +316,14 @@ class PostgresStore:
             async with pool.acquire() as conn:
                 tx = PostgresTransaction(conn, self.replica)
                 await _in_transaction(conn, partial(_run_jobs, conn, tx, batch, outcomes))
+        except _LockCycle:
+            # Another replica's batch locks some of the same rows in the other order (a group
+            # posted to every replica at once). Giving the whole batch up releases its locks;
+            # alone, each job's retry in its savepoint holds nothing another waits for.
+            log.info("a batch of %d jobs met a lock cycle; its jobs run one by one", len(batch))
+            for job in batch:
+                await self._run_batch([job])
+            return
         except (*BROKEN, asyncpg.PostgresError) as exc:
             # The connection, the server, or the COMMIT itself failed: nothing of the batch
             # is in the database.
@@ -523,12 +536,16 @@ async def _run_jobs(
     for n, job in enumerate(batch):
         if n:
             await conn.execute("RELEASE SAVEPOINT job; SAVEPOINT job")
-        outcomes.append(await _run_job(conn, tx, job))
+        outcomes.append(await _run_job(conn, tx, job, alone=len(batch) == 1))
     await tx.read_versions()
 
 
+class _LockCycle(Exception):
+    """A job of a batch of several lost a lock-order race: run the batch's jobs one by one."""
+
+
 async def _run_job(
-    conn: Connection, tx: PostgresTransaction, job: _Job[Any]
+    conn: Connection, tx: PostgresTransaction, job: _Job[Any], *, alone: bool
 ) -> tuple[_Job[Any], Any, BaseException | None]:
     """Run a job in the savepoint open for it: rolled back to it when the job raises (and
     run again, in the same savepoint, when it lost a race with another transaction).
@@ -541,6 +558,8 @@ async def _run_job(
         except BROKEN:
             raise
         except Exception as exc:  # a job's own error must not spoil the others in its batch
+            if not alone and isinstance(exc, LOCK_ORDER):
+                raise _LockCycle from exc
             await conn.execute("ROLLBACK TO SAVEPOINT job")  # the savepoint stays open
             tx.rewind(mark)
             error = exc

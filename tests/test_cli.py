@@ -53,7 +53,7 @@ def test_every_command_explains_itself(command: str) -> None:
     assert result.stdout.split("\n\n")[1].strip()  # a description, not just the usage line
 
 
-@pytest.mark.parametrize("argv", [("ack", "1"), ("incidents",)])
+@pytest.mark.parametrize("argv", [("ack", "1"), ("incidents",), ("feed", "user", "ana")])
 def test_a_missing_api_token_is_named(argv: tuple[str, ...]) -> None:
     env = {"PATH": "/usr/bin:/bin"}
     result = ackd(*argv, "--url", f"http://127.0.0.1:{free_port()}", env=env)

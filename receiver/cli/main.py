@@ -294,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = {
         "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
-        "override": _override, "feed": _feed,
+        "override": _override, "feed": _with_token(_feed),
         "heartbeats": _heartbeats, "maintenance": _maintenance,
         **{action.value: _act for action in ACTIONS},
         "postmortem": _with_token(learning.run_postmortem),
@@ -543,13 +543,8 @@ def _override(args: argparse.Namespace) -> int:
 
 def _feed(args: argparse.Namespace) -> int:
     client = Client(args.url, args.token)
-    try:
-        answer = asyncio.run(client.feed(args.kind, args.name, revoke=args.revoke))
-    except ApiError as exc:
-        print(f"feed: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+    answer = respond.run_call(args, client.feed(args.kind, args.name, revoke=args.revoke))
+    if answer is None:
         return 1
     print(answer["url"])
     if args.revoke:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -85,7 +86,7 @@ def _role(args: argparse.Namespace) -> int:
         call = client.clear_role(args.incident, args.role)
     else:
         call = client.assign_role(args.incident, args.role, args.user)
-    answer = _run(args, call)
+    answer = run_call(args, call)
     if answer is None:
         return 1
     held = answer["roles"].get(args.role)
@@ -94,7 +95,7 @@ def _role(args: argparse.Namespace) -> int:
 
 
 def _note(args: argparse.Namespace) -> int:
-    answer = _run(args, Client(args.url, args.token).note(args.incident, args.text))
+    answer = run_call(args, Client(args.url, args.token).note(args.incident, args.text))
     if answer is None:
         return 1
     kind = "status update" if answer["kind"] == "status_update" else "note"
@@ -105,7 +106,7 @@ def _note(args: argparse.Namespace) -> int:
 def _declare(args: argparse.Namespace) -> int:
     body = {"team": args.team, "severity": args.severity, "summary": args.summary,
             "source": args.source}
-    answer = _run(args, Client(args.url, args.token).declare(body))
+    answer = run_call(args, Client(args.url, args.token).declare(body))
     if answer is None:
         return 1
     print(f"#{answer['id']} declared: {answer['severity']} {answer['team']}: "
@@ -128,17 +129,23 @@ def _severity(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace, call: Awaitable[dict[str, Any]]) -> int:
     """One line: the incident as it is now."""
-    answer = _run(args, call)
+    answer = run_call(args, call)
     if answer is None:
         return 1
     print(f"#{answer['id']} {answer['state']} {answer['severity']} {answer['team']}")
     return 0
 
 
-def _run(args: argparse.Namespace, call: Awaitable[dict[str, Any]]) -> dict[str, Any] | None:
+def run_call(
+    args: argparse.Namespace, call: Awaitable[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The API's answer, or None once the reason is printed: no token, the API's error, or
+    ackd out of reach."""
     if not args.token:
         print(f"{args.command}: no API token: set ACKD_API_TOKEN or pass --token",
               file=sys.stderr)
+        if inspect.iscoroutine(call):
+            call.close()  # never sent: say so to Python too, not as "never awaited"
         return None
     try:
         return asyncio.run(_await(call))

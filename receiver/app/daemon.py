@@ -31,6 +31,7 @@ from receiver.config.model import Config, example_secrets_in_use
 from receiver.core.clock import Clock, SystemClock
 from receiver.core.errors import ConfigError, ConfigProblem, StartupError
 from receiver.core.refresh import Refresh
+from receiver.core.tasks import cancel
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.responder import Responder
 from receiver.heartbeats.service import Heartbeats
@@ -382,9 +383,7 @@ class Daemon:
         await self.dispatcher.stop()
         await self.notifier.close()
         if self._saving is not None:
-            self._saving.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._saving
+            await cancel(self._saving)
             await self.responder.save_reports()  # the last second's, for the other replicas
         try:
             await self.store.close()

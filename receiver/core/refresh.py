@@ -11,11 +11,11 @@ A read that fails (the database is away) is tried again every RETRY seconds unti
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
 from receiver.core.errors import StoreUnavailable
+from receiver.core.tasks import cancel
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,5 @@ class Refresh:
 
     async def stop(self) -> None:
         self._stopped = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None

@@ -27,7 +27,6 @@ the windows. Whichever pass finds a held-back summary due (under that lock) send
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -38,6 +37,7 @@ from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Incident
+from receiver.core.tasks import cancel
 from receiver.core.wakeup import Wakeup
 from receiver.delivery.channels import Changes, changes, channel_key, fill_held_back, held
 from receiver.delivery.events import (
@@ -124,11 +124,8 @@ class Dispatcher:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking rows; let sends in flight finish and be recorded, for up to `grace` s."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
         if grace is None:
             # One delivery's timeout is as long as a send in flight can take.
             grace = self._config().notifications.timeout.total_seconds() + 1.0

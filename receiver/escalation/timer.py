@@ -18,7 +18,6 @@ once, not once per replica, and one of a dead replica's is still fired within a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import heapq
 import logging
 from collections.abc import Awaitable, Callable, Iterable
@@ -26,6 +25,7 @@ from datetime import datetime, timedelta
 
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
+from receiver.core.tasks import cancel
 from receiver.core.wakeup import Wakeup
 
 log = logging.getLogger(__name__)
@@ -84,11 +84,8 @@ class Scheduler:
         self._task = asyncio.create_task(self._run(), name="ackd-scheduler")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel(self._task)
+        self._task = None
 
     async def _run(self) -> None:
         while True:

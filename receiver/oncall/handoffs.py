@@ -26,6 +26,7 @@ from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
 from receiver.core.oneline import one_line
+from receiver.core.tasks import cancel
 from receiver.escalation.timer import Scheduler
 from receiver.notify.notifier import Message, Notifier, NotifyType
 from receiver.oncall.roster import Roster
@@ -110,10 +111,7 @@ class HandoffNotices:
 
     async def stop(self) -> None:
         await self.timer.stop()
-        if self._replanning is not None:
-            self._replanning.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._replanning
+        await cancel(self._replanning)
         if self._sends:
             await asyncio.wait(self._sends, timeout=5)
 

@@ -50,6 +50,7 @@ import asyncpg
 from receiver.alertmanager.matchers import parse_matcher
 from receiver.core.errors import NotFound, SchemaBehind, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
+from receiver.core.tasks import cancel
 from receiver.maintenance.domain import Window
 from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
@@ -236,24 +237,17 @@ class PostgresStore:
         if self._writers:
             await self._queue.join()
             for task in self._writers:
-                task.cancel()
+                task.cancel()  # all at once, then wait for each
             for task in self._writers:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+                await cancel(task)
             self._writers = []
         await self._close_connections()
 
     async def _close_connections(self) -> None:
-        if self._watch is not None:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
-            self._watch = None
-        if self._relisten is not None:
-            self._relisten.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._relisten
-            self._relisten = None
+        await cancel(self._watch)
+        self._watch = None
+        await cancel(self._relisten)
+        self._relisten = None
         if self._listener is not None:
             listener, self._listener = self._listener, None  # closed on purpose: not lost
             with contextlib.suppress(*BROKEN):

@@ -46,6 +46,7 @@ import aiosqlite
 from receiver.alertmanager.matchers import Matcher, parse_matcher
 from receiver.core.errors import NotFound, SchemaBehind, StoreCorrupt, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
+from receiver.core.tasks import cancel
 from receiver.maintenance.domain import Window
 from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
@@ -177,9 +178,7 @@ class SqliteStore:
         Everything committed is in the WAL; the caller should exit without closing them."""
         if self._task is not None:
             await self._queue.join()
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel(self._task)
             self._task = None
         self._shm.check()
         if self._writer is not None:

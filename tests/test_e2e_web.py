@@ -9,6 +9,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from tests.browser import PHONE, chromium
@@ -116,6 +117,15 @@ async def test_sign_in_once_and_act_from_the_list_on_a_phone(
             oncall = await page.inner_text("#on-call")
             assert "primary" in oncall
             assert "ana" in oncall
+            # The schedule's calendar address, as the page gives it, opens with no session.
+            feed = await page.get_attribute("#calendars a.feed", "href")
+            assert feed is not None
+            assert "/feeds/" in feed
+            async with aiohttp.ClientSession() as plain, plain.get(
+                f"{ackd.url}/feeds/{feed.split('/feeds/', 1)[1]}"
+            ) as calendar:
+                assert calendar.status == 200
+                assert "BEGIN:VCALENDAR" in await calendar.text()
             await page.locator(f"#incident-{number}").get_by_role(
                 "button", name="Acknowledge").click()
             await page.wait_for_selector(f"#incident-{number} .state-acknowledged")

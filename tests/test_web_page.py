@@ -411,3 +411,43 @@ async def test_declare_reassign_page_and_change_severity_through_forms(
     status, _, page = await browser.post(f"/incidents/{number}/reassign", {"csrf": csrf})
     assert status == 400
     assert 'id="message">team: ' in page
+
+
+def _calendars(page: str) -> dict[str, str]:
+    found = re.search(r'<ul id="calendars">(.*?)</ul>', page, re.S)
+    assert found, page
+    return dict(re.findall(r'<li>([^:<]+): <a class="feed" href="([^"]+)"', found.group(1)))
+
+
+async def test_the_page_gives_the_calendar_addresses_the_api_gives(
+    api: Api, browser: Browser
+) -> None:
+    """A person signed in sees their own shifts' address first, then each schedule's; each is
+    the API's current address, and a revocation shows at once."""
+    await browser.sign_in(ANA_TOKEN)
+    _, page = await browser.get("/")
+    calendars = _calendars(page)
+    assert list(calendars) == ["Your shifts", "Schedule payments"]
+    for label, path in (("Your shifts", "/api/v1/users/ana/feed"),
+                        ("Schedule payments", "/api/v1/schedules/payments/feed")):
+        status, answer = await api.call("GET", path, token=ANA_TOKEN)
+        assert status == 200, answer
+        assert calendars[label] == answer["url"]
+    # The addresses carry the configured external URL; the test's ackd listens elsewhere.
+    path = "/feeds/" + calendars["Your shifts"].split("/feeds/", 1)[1]
+    async with browser.session.get(api.url + path) as r:
+        assert (r.status, r.content_type) == (200, "text/calendar")
+        assert "On call: ana (payments primary)" in await r.text()
+
+    status, revoked = await api.call("DELETE", "/api/v1/users/ana/feed", token=ANA_TOKEN)
+    assert status == 200, revoked
+    _, page = await browser.get("/")
+    assert _calendars(page)["Your shifts"] == revoked["url"] != calendars["Your shifts"]
+
+
+async def test_a_token_that_is_no_person_sees_the_schedules_calendars_only(
+    api: Api, browser: Browser
+) -> None:
+    await browser.sign_in()  # the e2e admin token: nobody ackd pages
+    _, page = await browser.get("/")
+    assert list(_calendars(page)) == ["Schedule payments"]

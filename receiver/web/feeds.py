@@ -16,6 +16,7 @@ app shows an error instead of an empty calendar.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from aiohttp import web
@@ -39,11 +40,21 @@ def _known(s: Services, kind: str, name: str) -> bool:
     return name in (s.config.users if kind == "user" else s.config.schedules)
 
 
-async def _generation(s: Services, kind: str, name: str) -> int:
-    async def job(tx: Transaction) -> int:
-        return await tx.feed_generation(kind, name)
+async def _generations(s: Services, feeds: Sequence[tuple[str, str]]) -> list[int]:
+    """The current generation of each (kind, name) feed, in one writer job (a revocation
+    raises it in the writer, so the writer says what it is now)."""
+    async def job(tx: Transaction) -> list[int]:
+        return [await tx.feed_generation(kind, name) for kind, name in feeds]
 
     return await s.store.write(job)
+
+
+async def addresses(s: Services, feeds: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The current address of each (kind, name) feed."""
+    links = _feeds(s)
+    generations = await _generations(s, feeds)
+    return {(kind, name): links.url(kind, name, generation)
+            for (kind, name), generation in zip(feeds, generations, strict=True)}
 
 
 async def user_feed(request: web.Request) -> web.Response:
@@ -69,10 +80,10 @@ async def _address(request: web.Request, kind: str) -> web.Response:
     try:
         if not _known(s, kind, name):
             raise NotFound(f"unknown {kind} {name!r}")
-        generation = await _generation(s, kind, name)
+        url = (await addresses(s, [(kind, name)]))[kind, name]
     except AckdError as exc:
         return answer(exc, kind)
-    return ok({kind: name, "url": _feeds(s).url(kind, name, generation)})
+    return ok({kind: name, "url": url})
 
 
 async def _revoke(request: web.Request, kind: str) -> web.Response:
@@ -110,7 +121,7 @@ async def feed_calendar(request: web.Request) -> web.Response:
     try:
         if not _known(s, claim.kind, claim.name):
             return error(404, _NO_FEED, "token")
-        if claim.generation != await _generation(s, claim.kind, claim.name):
+        if [claim.generation] != await _generations(s, [(claim.kind, claim.name)]):
             return error(403, "this calendar feed address was revoked; ask ackd for the new "
                               f"one (GET /api/v1/{claim.kind}s/NAME/feed)", "token")
         since, until = window(request, s)

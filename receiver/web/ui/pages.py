@@ -33,7 +33,7 @@ from receiver.incidents.roles import Role
 from receiver.maintenance import domain as maintenance
 from receiver.notify.links import LinkClaim
 from receiver.store import IncidentFilter
-from receiver.web import learning
+from receiver.web import feeds, learning
 from receiver.web.services import Services, services
 from receiver.web.ui import views
 from receiver.web.ui.session import COOKIE, LINK_SESSION, TOKEN_SESSION, Session, Sessions
@@ -126,8 +126,13 @@ async def _index(s: Services, visitor: Visitor, status: int = 200, message: str 
     except AckdError as exc:
         return _problem(exc, visitor)
     windows = maintenance.current(s.maintenance.windows(), now) if s.maintenance else []
+    oncall = _on_call_now(s, now)
+    try:
+        calendars = await _calendars(s, visitor, oncall)
+    except AckdError as exc:
+        return _problem(exc, visitor)
     return render("index.html", status, visitor=visitor, incidents=incidents, now=now,
-                  oncall=_on_call_now(s, now), limit=OPEN_LIMIT, message=message,
+                  oncall=oncall, calendars=calendars, limit=OPEN_LIMIT, message=message,
                   heartbeats=heartbeats, windows=windows,
                   teams=list(s.config.teams), severities=[sv.name for sv in s.config.severities],
                   sources=declare.SOURCES)
@@ -425,6 +430,20 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/login", login_form)
     router.add_post("/login", login)
     router.add_post("/logout", logout)
+
+
+async def _calendars(s: Services, visitor: Visitor, oncall: list[views.OnCallRow]
+                     ) -> list[tuple[str, str]]:
+    """(label, address) of the calendar feeds to subscribe to: the visitor's own shifts when
+    they are a person ackd pages, then each schedule shown. The API gives these addresses to
+    any reader, and so does the page."""
+    wanted = [("schedule", name) for name in dict.fromkeys(row.schedule for row in oncall)]
+    session = visitor.session
+    if session is not None and session.name in s.config.users:
+        wanted.insert(0, ("user", session.name))
+    urls = await feeds.addresses(s, wanted)
+    return [("Your shifts" if kind == "user" else f"Schedule {name}", urls[kind, name])
+            for kind, name in wanted]
 
 
 def _on_call_now(s: Services, now: datetime) -> list[views.OnCallRow]:

@@ -23,7 +23,9 @@ from receiver.core.model import (
     EventKind,
     GrafanaDetails,
     IncidentState,
+    KnownAlert,
     MessageReason,
+    OpenGroup,
     TimelineEvent,
 )
 from receiver.delivery.noise import ChannelHistory, Pending
@@ -786,3 +788,87 @@ async def test_incidents_held_back_from_a_channel_are_listed_in_the_order_first_
     await store.write(lambda tx: tx.save_channels([ChannelRecord(b, ChannelHistory())]))
     await store.write(lambda tx: tx.drop_channels([b]))
     assert await held(b) == {b: []}  # dropping a channel drops what it held back
+
+
+async def test_a_groups_open_incident_comes_with_its_row_state_episodes_and_last_id(
+    store: Store,
+) -> None:
+    """What the ingest path reads first (PostgreSQL: one statement, remembered by the batch):
+    the open incident's latest episode of each fingerprint, the incident and its escalation
+    state as stored, and, for a group with none open, the group's last incident (not another
+    group's later one)."""
+    fp1, fp2 = "0123456789abcdef", "fedcba9876543210"
+    t0, t1 = NOW - timedelta(minutes=9), NOW - timedelta(minutes=2)
+
+    async def setup(tx: Transaction) -> tuple[int, int]:
+        old = await tx.insert_incident(new_incident("g"), None)
+        await tx.update_incident(old, NOW, state=IncidentState.RESOLVED, resolved_at=NOW)
+        open_id = await tx.insert_incident(new_incident("g"), old)
+        await tx.write_alerts(open_id, [
+            Alert(fp1, AlertStatus.RESOLVED, {"n": "1"}, {}, t0, t0 + timedelta(minutes=1)),
+            Alert(fp1, AlertStatus.FIRING, {"n": "1"}, {}, t1, None),
+            Alert(fp2, AlertStatus.FIRING, {"n": "2"}, {}, t0, None),
+        ], NOW)
+        await tx.set_escalation(open_id, {"step": 1})
+        closed = await tx.insert_incident(new_incident("h"), None)
+        await tx.update_incident(closed, NOW, state=IncidentState.RESOLVED, resolved_at=NOW)
+        await tx.insert_incident(new_incident("later"), None)  # a higher id, another group
+        return open_id, closed
+
+    open_id, closed = await store.write(setup)
+
+    async def read(tx: Transaction) -> tuple[object, ...]:
+        found = await tx.open_group("g")
+        assert found is not None
+        return (found, await tx.incident(found.incident_id), await tx.escalation(open_id),
+                await tx.open_group("h"), await tx.last_incident_id("h"),
+                await tx.open_group("none"), await tx.last_incident_id("none"))
+
+    found, incident, state, h, last_h, none, last_none = await store.write(read)
+    assert found == OpenGroup(open_id, {
+        fp1: KnownAlert(t1, AlertStatus.FIRING, None),
+        fp2: KnownAlert(t0, AlertStatus.FIRING, None),
+    })
+    assert incident == await store.incident(open_id)
+    assert state == {"step": 1}
+    assert (h, last_h, none, last_none) == (None, closed, None, None)
+
+
+async def test_a_failed_job_leaves_no_remembered_escalation(store: Store) -> None:
+    """The escalation state a batch read with an incident, then changed in a job that failed,
+    is read again as the store holds it, by the batch's next job as by a later batch."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    await store.write(lambda tx: tx.set_escalation(incident_id, {"step": 1}))
+
+    async def failing(tx: Transaction) -> None:
+        await tx.open_group("g")
+        await tx.set_escalation(incident_id, {"step": 2})
+        raise RuntimeError("the job fails after its write")
+
+    async def reader(tx: Transaction) -> object:
+        return await tx.escalation(incident_id)
+
+    results = await asyncio.gather(store.write(failing), store.write(reader),
+                                   return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] == {"step": 1}
+    assert await store.write(lambda tx: tx.escalation(incident_id)) == {"step": 1}
+
+
+async def test_paged_recipients_list_those_sent_to_before_those_in_flight_whatever_the_ids(
+    store: Store,
+) -> None:
+    """Sent first, then in flight, each in the order paged: a page recorded sent late (its
+    timeline id above every outbox row's) still comes before the pages in flight."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    await store.write(lambda tx: tx.enqueue(incident_id, [
+        OutboxMessage(recipient=who, recipient_kind="user", contact=0,
+                      reason=MessageReason.TRIGGERED, step=0) for who in ("bo", "ana")
+    ], NOW))
+    await store.lease_due_notifications(NOW, 100)
+    filler = [TimelineEvent(NOW, EventKind.NOTE, "ana", {"text": str(n)}) for n in range(5)]
+    sent = [TimelineEvent(NOW, EventKind.NOTIFICATION_SENT, "ackd",
+                          {"recipient": who, "recipient_kind": "user", "reason": "triggered"})
+            for who in ("yan", "ana", "yan")]
+    await store.write(lambda tx: tx.append(incident_id, [*filler, *sent]))
+    assert await store.write(lambda tx: tx.paged_recipients(incident_id)) == ["yan", "ana", "bo"]

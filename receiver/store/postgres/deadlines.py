@@ -23,19 +23,22 @@ DEADLINES_CHANNEL = "ackd_deadlines"
 
 class DeadlineStatements(Statements):
     async def escalation(self, incident_id: int) -> dict[str, Any] | None:
-        # FOR NO KEY UPDATE: the state is read to be changed; another replica waits for it.
-        text = await self._conn.fetchval(
-            "SELECT escalation FROM incidents WHERE id = $1 FOR NO KEY UPDATE", incident_id
-        )
+        if incident_id in self._escalations:  # read with the incident (open_group), or set
+            text = self._escalations[incident_id]
+        else:
+            # FOR NO KEY UPDATE: the state is read to be changed; another replica waits for it.
+            text = self._escalations[incident_id] = await self._conn.fetchval(
+                "SELECT escalation FROM incidents WHERE id = $1 FOR NO KEY UPDATE", incident_id
+            )
         if text is None:
             return None
         state: dict[str, Any] = loads(text)
         return state
 
     async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
-        await self._run(
-            "UPDATE incidents SET escalation = $1 WHERE id = $2", dumps(state), incident_id
-        )
+        text = dumps(state)
+        await self._run("UPDATE incidents SET escalation = $1 WHERE id = $2", text, incident_id)
+        self._escalations[incident_id] = text
 
     async def arm(
         self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]

@@ -29,6 +29,11 @@ class Statements:
         # other replicas write too: every incident read here is read FOR NO KEY UPDATE, so
         # what is remembered stays true until the batch commits.
         self._incidents: dict[int, Incident] = {}
+        # Their escalation state as stored (JSON text, None for none), read with the incident
+        # or written by the batch; and, for a group open_group found without an open incident,
+        # the group's last incident, read in the same statement (last_incident_id).
+        self._escalations: dict[int, str | None] = {}
+        self._last_ids: dict[str, int | None] = {}
         # The number of the replica running the batch (store/postgres/replicas.py), which
         # its leases carry; None outside a replica (tools, some tests).
         self.replica: int | None = None

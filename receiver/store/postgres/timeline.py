@@ -40,24 +40,23 @@ class TimelineStatements(Statements):
         """Users paged for this incident so far, in the order they were first paged: those a
         page was recorded sent to, then those whose page is in flight (leased to a send, its
         result not yet recorded), who may have it already and must hear what follows."""
-        sent = await self._all(
-            "SELECT detail::jsonb ->> 'recipient' AS who, min(id) FROM timeline"
+        # One statement for both (the keys of store.OutboxMessage, as store/codec.py writes
+        # them): those recorded sent first, then those in flight, each in the order paged.
+        rows = await self._all(
+            "SELECT who FROM (SELECT detail::jsonb ->> 'recipient' AS who, min(id) AS first,"
+            " 0 AS source FROM timeline"
             " WHERE incident_id = $1 AND kind = 'notification_sent'"
             " AND detail::jsonb ->> 'recipient_kind' = 'user'"
             " AND detail::jsonb ->> 'reason' = ANY($2::text[])"
-            " GROUP BY who ORDER BY min(id)",
-            incident_id, _PAGES,
-        )
-        # The keys of store.OutboxMessage, as store/codec.py writes them.
-        in_flight = await self._all(
-            "SELECT payload::jsonb ->> 'recipient' AS who, min(id) FROM outbox"
+            " GROUP BY 1"
+            " UNION ALL SELECT payload::jsonb ->> 'recipient', min(id), 1 FROM outbox"
             " WHERE incident_id = $1 AND leased_from IS NOT NULL"
             " AND payload::jsonb ->> 'recipient_kind' = 'user'"
             " AND payload::jsonb ->> 'reason' = ANY($2::text[])"
-            " GROUP BY who ORDER BY min(id)",
+            " GROUP BY 1) AS paged ORDER BY source, first",
             incident_id, _PAGES,
         )
-        return first_seen(r[0] for r in [*sent, *in_flight])
+        return first_seen(r[0] for r in rows)
 
     async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
         """Whether a page of this step reached `recipient`, or one is still waiting to go."""

@@ -65,6 +65,8 @@ class PostgresTransaction(
         """A job failed and its writes were rolled back: forget what it did."""
         del self._after_commit[mark:]
         self._incidents.clear()
+        self._escalations.clear()
+        self._last_ids.clear()
         self._outbox_announced = False  # the rolled-back job's notification went with it
 
     def run_after_commit(self) -> None:

@@ -30,6 +30,7 @@ from receiver.core.model import (
     MessageReason,
     TimelineEvent,
 )
+from receiver.delivery.channels import channel_key
 from receiver.delivery.dispatch import Dispatcher
 from receiver.delivery.plan import backoff
 from receiver.notify.notifier import (
@@ -914,10 +915,17 @@ class CountingStore(SqliteStore):
         self.read += len(rows)
         return rows
 
-    async def lease_due_notifications(self, now: datetime, limit: int) -> list[Any]:
-        rows = await super().lease_due_notifications(now, limit)
-        self.read += len(rows)
-        return rows
+    async def lease_and_decide(
+        self, now: datetime, limit: int, decide: Callable[[Transaction, Any], Awaitable[Any]]
+    ) -> Any:
+        async def counted(tx: Transaction, rows: list[Any]) -> Any:
+            self.leased.append(len(rows))  # one entry per try of the job
+            return await decide(tx, rows)
+
+        self.leased: list[int] = []
+        found = await super().lease_and_decide(now, limit, counted)
+        self.read += self.leased[-1]
+        return found
 
 
 async def test_rows_in_flight_are_not_read_again_by_later_passes(
@@ -946,6 +954,41 @@ async def test_rows_in_flight_are_not_read_again_by_later_passes(
         await store.close()
     assert sorted(url for url, _ in notifier.sent) == sorted(url for [url] in users.values())
     assert store.read == len(users)  # each row read once, however many passes ran
+
+
+async def test_a_pass_that_cannot_write_its_verdicts_leaves_its_rows_due_and_unleased(
+    make_rig: RigFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The lease and the verdicts are one commit. A pass whose verdicts the store refuses
+    (here its write of the gate's histories) leaves its rows as they were: due now and
+    leased by nobody (on PostgreSQL another replica takes them at once, not after the lease
+    ends), not gated; once the store takes the write, the page goes once, counted once."""
+    rig = await make_rig()
+    refusing = sqlite3.connect(tmp_path / "ackd0.db")
+    try:
+        refusing.execute("CREATE TRIGGER refuse BEFORE INSERT ON channel_histories"
+                         " BEGIN SELECT RAISE(ABORT, 'refused'); END")
+        refusing.commit()
+        [incident_id] = await rig.incidents(1, [payload(ANA)])
+
+        async def failed() -> bool:
+            return "outbox pass failed" in caplog.text
+
+        await eventually(failed, "the pass to fail")
+        [(row, _)] = await rig.store.due_notifications(rig.clock.now())
+        assert (row.incident_id, row.attempts, row.gated) == (incident_id, 0, False)
+        assert rig.dispatcher.in_flight == 0
+        refusing.execute("DROP TRIGGER refuse")
+        refusing.commit()
+    finally:
+        refusing.close()
+    await rig.clock.jump(timedelta(seconds=5))  # the dispatcher's wait after a failed pass
+    await eventually(rig.settled, "the page to be sent")
+    assert len(rig.sent_to(ANA)) == 1
+    assert len(await rig.events(incident_id, EventKind.NOTIFICATION_SENT)) == 1
+    [record] = await rig.store.write(
+        lambda tx: tx.lock_channels([channel_key(ANA)], rig.clock.now()))
+    assert len(record.history.sent) == 1
 
 
 async def test_a_lease_left_by_a_crash_ends_when_the_store_opens(

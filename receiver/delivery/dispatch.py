@@ -1,10 +1,11 @@
 """The outbox dispatcher: takes due notifications out of the durable outbox and delivers them.
 
 One loop sleeps on the clock until the earliest outbox row is due (or a commit that enqueued
-wakes it), then makes one pass: it leases the due rows (no later pass reads a row again until
-its lease ends, see Transaction.lease_due_outbox), decides what each becomes (sent, bundled,
-deferred, suppressed, held back by the rate limit) and writes the bookkeeping in one job, and
-only then starts the sends, at most `workers` at a time and one per URL (so a hung endpoint
+wakes it), then makes one pass: in one writer job (Store.lease_and_decide) it leases the due
+rows (no later pass reads a row again until its lease ends, see Transaction.lease_due_outbox),
+decides what each becomes (sent, bundled, deferred, suppressed, held back by the rate limit)
+and writes the bookkeeping, so the lease and the verdicts commit together; only then it
+starts the sends, at most `workers` at a time and one per URL (so a hung endpoint
 holds one worker, never all of them). Each send's result is written in one job of its own:
 the timeline event and the outbox row's fate (finished, or retried with backoff) commit
 together, and that ends the row's lease.
@@ -18,9 +19,9 @@ Every message passes the noise gate (noise.py), pages and notes apart; a bundle 
 one of notes are rendered differently (render.py). A pass is decided purely (plan.py); sends
 wait for their URL's lane (lanes.py); each result's timeline event comes from events.py.
 The gate's histories (what each URL received lately, what waits and what is held back for
-its summary) live in the store (channels.py), one per URL, shared by every replica: a pass
-locks those of its URLs, decides, and writes its verdicts and the histories it changed in
-one job, so replicas gating the same URL take turns and spend one budget, and a restart keeps
+its summary) live in the store (channels.py), one per URL, shared by every replica: the
+pass's job locks those of its URLs, decides, and writes its verdicts and the histories it
+changed, so replicas gating the same URL take turns and spend one budget, and a restart keeps
 the windows. Whichever pass finds a held-back summary due (under that lock) sends it, once.
 """
 
@@ -29,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -74,6 +76,20 @@ UNREAD = datetime.min.replace(tzinfo=UTC)  # not read yet: the next pass asks th
 NEVER = datetime.max.replace(tzinfo=UTC)  # no summary waits
 # After the store refused a write, the rows involved wait this long before another try.
 STORE_RETRY = timedelta(seconds=5)
+
+
+# A row that cannot be sent (its contact is gone, its payload unreadable), and why.
+_Lost = tuple[OutboxRow, Incident | None, Delivery]
+
+
+@dataclass(frozen=True, slots=True)
+class _Pass:
+    """What one pass's job leased and decided, for the loop to act on once it committed."""
+
+    leased: int
+    lost: list[_Lost]
+    plan: PassPlan
+    summary_at: datetime
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -176,31 +192,39 @@ class Dispatcher:
         True if the batch was full (more rows may be due)."""
         self._wakeup.clear()
         await self._release()
-        # Leased: rows in flight are not read again by the passes that run until they end.
-        rows = await self._store.lease_due_notifications(now, BATCH)
         config = self._config()
+        summary_at = self._summary_at
 
         def urgent(incident: Incident) -> bool:
             return config.severity(incident.severity).urgency == "high"
 
-        self._deciding = len(rows)
+        async def job(tx: Transaction, rows: list[tuple[OutboxRow, Incident | None]]) -> _Pass:
+            # Leased, decided and written in one job (one commit): a failure leaves the rows
+            # due as they were, and a send starts only for a verdict that is durable.
+            self._deciding = len(rows)
+            due, lost = self._addressed(rows, config)
+            await _write_lost(tx, lost, now)
+            if not due and now < summary_at:
+                return _Pass(len(rows), lost, PassPlan({}, {}), summary_at)
+            plan, next_summary = await self._decide(tx, due, now, urgent)
+            return _Pass(len(rows), lost, plan, next_summary)
+
         try:
-            due = await self._addressed(rows, now)
-            plan = PassPlan({}, {})
-            if due or self._summary_at <= now:
-                plan, self._summary_at = await self._store.write(
-                    lambda tx: self._decide(tx, due, now, urgent))
+            # Leased: rows in flight are not read again by the passes that run until they end.
+            done = await self._store.lease_and_decide(now, BATCH, job)
         except BaseException:
-            self._cool(row.id for row, _ in rows)  # whatever this pass did not settle goes back
             self._deciding = 0
             raise
+        self._summary_at = done.summary_at
+        plan = done.plan
         self._observe_suppressed(plan)
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
         for outgoing in plan.sends:
             self._spawn(self._send(outgoing), [row.id for row, _ in outgoing.items])
         self._deciding = 0
-        return len(rows) >= BATCH
+        await self._lost(done.lost)
+        return done.leased >= BATCH
 
     async def _release(self) -> None:
         """Give back the leases of rows whose send ended without a recorded result."""
@@ -217,19 +241,20 @@ class Dispatcher:
             if self._unreleased.get(row_id) == due:
                 del self._unreleased[row_id]
 
-    async def _addressed(
-        self, due: list[tuple[OutboxRow, Incident | None]], now: datetime
-    ) -> list[tuple[Addressed, Incident | None]]:
-        """The rows with the URL their contact has in the running config. A row whose
-        contact a reload removed, or whose payload cannot be read, fails now, on its
-        timeline, in the log and in the metrics."""
-        config = self._config()
+    @staticmethod
+    def _addressed(
+        due: list[tuple[OutboxRow, Incident | None]], config: Config
+    ) -> tuple[list[tuple[Addressed, Incident | None]], list[_Lost]]:
+        """The rows with the URL their contact has in the running config, and those that
+        cannot be sent: a row whose contact a reload removed, or whose payload cannot be
+        read (it fails now, on its timeline, in the log and in the metrics)."""
         addressed: list[tuple[Addressed, Incident | None]] = []
-        lost: list[tuple[OutboxRow, Incident | None, str]] = []
+        lost: list[_Lost] = []
         for row, incident in due:
             message = row.message
             if message is None:
-                lost.append((row, incident, f"the notification cannot be sent: {row.unreadable}"))
+                why = f"the notification cannot be sent: {row.unreadable}"
+                lost.append((row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, why)))
                 continue
             found = resolve(message.recipient, message.recipient_kind, message.contact,
                             config.users, config.channels)
@@ -237,25 +262,12 @@ class Dispatcher:
                 message = msgspec.structs.replace(message, short=found.short)
                 addressed.append((Addressed(row, message, found.url), incident))
             else:
-                lost.append((row, incident, found))
-        if lost:
-            await self._fail_lost(lost, now)
-        return addressed
+                lost.append((row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, found)))
+        return addressed, lost
 
-    async def _fail_lost(self, lost: list[tuple[OutboxRow, Incident | None, str]],
-                         now: datetime) -> None:
-        failures = [(row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, why))
-                    for row, incident, why in lost]
-
-        async def job(tx: Transaction) -> None:
-            for row, incident, delivery in failures:
-                if incident is not None:
-                    event = delivery_event(row.message, "", row.attempts, delivery, 1, now)
-                    await tx.append(row.incident_id, [event])
-                await tx.finish_outbox(row.id)
-
-        await self._store.write(job)
-        for row, _, delivery in failures:
+    async def _lost(self, lost: list[_Lost]) -> None:
+        """After the commit that failed them: the log, the metrics, the escalation."""
+        for row, _, delivery in lost:
             log.error("notification %d of incident %d cannot be sent: %s",
                       row.id, row.incident_id, delivery.error)
             self._observe("", delivery, retry=False)
@@ -439,6 +451,14 @@ class Dispatcher:
         except Exception as exc:
             log.error("could not record the held-back summary to %s: %s", mask(summary.url), exc)
         self._observe(summary.url, delivery, retry=False)
+
+
+async def _write_lost(tx: Transaction, lost: list[_Lost], now: datetime) -> None:
+    for row, incident, delivery in lost:
+        if incident is not None:
+            event = delivery_event(row.message, "", row.attempts, delivery, 1, now)
+            await tx.append(row.incident_id, [event])
+        await tx.finish_outbox(row.id)
 
 
 async def _write_changes(tx: Transaction, found: Changes, now: datetime) -> None:

@@ -380,6 +380,17 @@ class Store(Protocol):
         caller: no later call returns them until their result is written or released."""
         ...
 
+    async def lease_and_decide(
+        self, now: datetime, limit: int,
+        decide: Callable[[Transaction, list[tuple[OutboxRow, Incident | None]]], Awaitable[T]],
+    ) -> T:
+        """lease_due_notifications and `decide` on the rows it leased, in one writer job: the
+        lease and what `decide` writes about the rows commit together or not at all (a
+        failure, or a crash before the commit, leaves every row as it was, due and unleased).
+        `decide` may run more than once (a job retried after losing a lock race): it reads
+        and writes only through its transaction and returns what it decided."""
+        ...
+
     async def next_outbox_at(self, after: datetime) -> datetime | None:
         """When the earliest row due later than `after` is due (leased rows left out)."""
         ...

@@ -415,8 +415,22 @@ class PostgresStore:
     ) -> list[tuple[OutboxRow, Incident | None]]:
         """Like due_notifications, but each row returned is leased to this replica."""
 
-        async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
-            return await _with_incidents(tx, await tx.lease_due_outbox(now, limit))
+        async def rows(
+            tx: Transaction, leased: list[tuple[OutboxRow, Incident | None]]
+        ) -> list[tuple[OutboxRow, Incident | None]]:
+            return leased
+
+        return await self.lease_and_decide(now, limit, rows)
+
+    async def lease_and_decide(
+        self, now: datetime, limit: int,
+        decide: Callable[[Transaction, list[tuple[OutboxRow, Incident | None]]], Awaitable[T]],
+    ) -> T:
+        """The lease and `decide` on its rows in one job (see store.base.Store)."""
+
+        async def job(tx: Transaction) -> T:
+            leased = await tx.lease_due_outbox(now, limit)
+            return await decide(tx, await _with_incidents(tx, leased))
 
         return await self.write(job)
 

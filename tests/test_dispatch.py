@@ -31,7 +31,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.delivery.channels import channel_key
-from receiver.delivery.dispatch import Dispatcher
+from receiver.delivery.dispatch import BATCH, Dispatcher
 from receiver.delivery.plan import backoff
 from receiver.notify.notifier import (
     AppriseNotifier,
@@ -458,6 +458,32 @@ async def test_a_burst_to_one_url_goes_as_one_message_then_one_bundle(
         assert event.at - start == timedelta(seconds=0 if n == 0 else 30)
     assert rig.metric("ackd_notifications_total", scheme="json", result="success") == 2
     assert rig.metric("ackd_notifications_suppressed_total", reason="bundled") == 3
+
+
+async def test_a_waiting_bundle_split_between_passes_goes_at_its_time_not_a_window_later(
+    make_rig: RigFactory,
+) -> None:
+    """A pass leases at most BATCH rows, so a bundle of more pages is split between two
+    passes at its release (as between two replicas' leases). The second part waited its
+    window too: it goes at once, a second message within the budget, not a window later."""
+    rig = await make_rig(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
+    start = rig.clock.now()
+    await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the first page")
+    await rig.clock.jump(timedelta(seconds=1))
+    ids = await rig.incidents(BATCH + 20, [payload(SMS)])
+    await eventually(rig.settled, "the burst to be deferred")
+    assert len(rig.sent_to(SMS)) == 1
+    assert {r.next_attempt_at - start for r in await rig.outbox()} == {timedelta(seconds=30)}
+
+    await rig.clock.jump(timedelta(seconds=29))
+    await eventually(rig.settled, "the bundle")
+    assert await rig.outbox() == []
+    _, *bundles = rig.sent_to(SMS)
+    assert sorted(m.title.split(" ")[0] for m in bundles) == ["20", str(BATCH)]
+    for incident_id in ids:
+        [event] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert event.at - start == timedelta(seconds=30)
 
 
 async def test_a_burst_of_resolutions_goes_as_one_note_then_one_bundle(

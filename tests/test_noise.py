@@ -107,6 +107,36 @@ def test_decide(
     assert GATE.decide(history, kind, at(now), urgent=urgent) == expected
 
 
+@pytest.mark.parametrize(
+    ("history", "kind", "now", "expected"),
+    [
+        # The bundle released at 30 went (another pass took its mates): a page of it that
+        # comes after goes at once, not a window later.
+        pytest.param(sent(0, 30), PAGE, 30, SEND, id="overdue-page-goes"),
+        pytest.param(sent(0, 30), PAGE, 31, SEND, id="overdue-page-goes-later-too"),
+        pytest.param(waiting(sent(0, 30), PAGE, 60, rows=(9,)), PAGE, 31, SEND,
+                     id="overdue-page-skips-the-next-bundle"),
+        pytest.param(waiting(sent(0, 30), PAGE, 35, urgent=True), PAGE, 31, SEND,
+                     id="overdue-page-skips-an-urgent-bundle"),
+        pytest.param(sent(0, 10, 30), PAGE, 31, HOLD, id="overdue-page-within-the-budget"),
+        # notes only inform: they wait for the next window (the budget is the pages')
+        pytest.param(sent(note=30), NOTE, 31, defer(60), id="overdue-note-waits"),
+    ],
+)
+def test_decide_overdue(
+    history: ChannelHistory, kind: Kind, now: float, expected: Decision
+) -> None:
+    assert GATE.decide(history, kind, at(now), overdue=True) == expected
+
+
+def test_an_overdue_page_sent_leaves_a_later_bundle_waiting() -> None:
+    history = waiting(sent(30), PAGE, 60, rows=(9,))
+    after = GATE.record_sent(history, PAGE, at(31))
+    assert (after.last_page, after.pending_page) == (at(31), Pending(at(60), False, (9,)))
+    # and at its time, the waiting bundle goes (a wait that is over is over)
+    assert GATE.decide(after, PAGE, at(60)) == SEND
+
+
 def test_a_one_message_budget_has_no_reserve() -> None:
     gate = NoiseGate(timedelta(0), 1, timedelta(minutes=1))
     assert gate.decide(ChannelHistory(), NOTE, at(0)) == SEND

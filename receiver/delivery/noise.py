@@ -23,7 +23,10 @@ Every message passes the gate, per URL, by these rules:
 3. A high-urgency page waits at most `max_hold`: the pending bundle it joins goes out by then,
    the pages already in it too (their rows are moved to the earlier time: `reschedule`).
 4. A wait that is over is over: once a pending bundle's time has come, its messages go (budget
-   allowing), whatever was sent meanwhile.
+   allowing), whatever was sent meanwhile. A page that waited for a bundle whose mates
+   another pass already sent (two replicas' leases split the bundle's rows, or more were due
+   than one pass takes) goes at once too (`overdue`), on its own: it does not wait for the
+   next window, and a bundle waiting meanwhile keeps its time.
 
 Retries are not gated: a message passed the gate once and counts once.
 
@@ -101,10 +104,15 @@ class ChannelHistory:
         return replace(self, pending_note=pending)
 
     def with_sent(self, kind: Kind, at: datetime) -> ChannelHistory:
-        """A message of `kind` went at `at`: it is the last, and nothing of its kind waits."""
+        """A message of `kind` went at `at`: it is the last, and the bundle it was goes no
+        more; a bundle still waiting for a later time (an overdue page went on its own) keeps
+        waiting."""
+        pending = self.pending(kind)
+        if pending is not None and pending.release <= at:
+            pending = None
         if kind is Kind.PAGE:
-            return replace(self, last_page=at, pending_page=None)
-        return replace(self, last_note=at, pending_note=None)
+            return replace(self, last_page=at, pending_page=pending)
+        return replace(self, last_note=at, pending_note=pending)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,12 +144,16 @@ class NoiseGate:
         return tuple(t for t in history.sent if t > start)
 
     def decide(
-        self, history: ChannelHistory, kind: Kind, now: datetime, *, urgent: bool = False
+        self, history: ChannelHistory, kind: Kind, now: datetime, *, urgent: bool = False,
+        overdue: bool = False,
     ) -> Decision:
         """SEND now, DEFER to bundle with what follows, or HOLD for the summary: for messages
-        of `kind` due at `now` (`urgent`: at least one is a high-urgency page)."""
+        of `kind` due at `now` (`urgent`: at least one is a high-urgency page; `overdue`: at
+        least one waited for a bundle already, whose time has come)."""
         if len(self.recent(history, now)) >= self.budget(kind):
             return Decision(Verdict.HOLD)
+        if overdue and kind is Kind.PAGE:
+            return Decision(Verdict.SEND)  # rule 4: its wait is over
         pending, last = history.pending(kind), history.last(kind)
         if pending is not None:
             if now >= pending.release:

@@ -35,6 +35,12 @@ class Addressed:
     def attempts(self) -> int:
         return self.row.attempts
 
+    @property
+    def waited(self) -> bool:
+        """The row was due later than it was made: it waited for a bundle already (or was
+        given back after a pass that failed), and that wait is over."""
+        return self.row.next_attempt_at > self.row.created_at
+
 
 @dataclass(frozen=True, slots=True)
 class Outgoing:
@@ -129,7 +135,8 @@ def _gate_rows(
     """First attempts of one kind to one URL: one message, a deferral, or held back, for all."""
     history = _history(plan, url)
     hurry = kind is Kind.PAGE and any(urgent(incident) for _, incident in items)
-    decision = gate.decide(history, kind, now, urgent=hurry)
+    overdue = any(row.waited for row, _ in items)
+    decision = gate.decide(history, kind, now, urgent=hurry, overdue=overdue)
     if decision.verdict is Verdict.SEND:
         plan.sends.append(Outgoing(url, tuple(items)))
         plan.histories[url] = gate.record_sent(history, kind, now)

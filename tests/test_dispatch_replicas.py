@@ -1,0 +1,129 @@
+"""The dispatcher on PostgreSQL, two replicas' dispatchers on one database and a fake clock:
+a waiting bundle whose rows two replicas' leases split goes at its time, both parts.
+
+When a bundle's time comes, every replica's dispatcher wakes and leases the due rows FOR
+UPDATE SKIP LOCKED, so one may take some of the bundle's rows and another the rest. The
+first to lock the channel sends its part; the second finds a page sent an instant ago. Its
+pages waited their window too: they go at once (a second message, within the budget), not
+one more bundle window later (issue 12 point 4: a page waits at most its window, a
+high-urgency one at most max_hold). A transaction of the test's own holds one row locked as
+the other replica's lease does, so the split is certain rather than a race.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import asyncpg
+import pytest
+
+from receiver.core.model import EventKind
+from receiver.delivery.channels import channel_key
+from receiver.delivery.dispatch import Dispatcher
+from receiver.store import Transaction
+from receiver.store.codec import to_us
+from receiver.store.postgres.store import PostgresStore
+from receiver.telemetry.metrics import Metrics
+from receiver.testing import FakeClock, RecordingNotifier
+from tests.test_dispatch import (
+    FAR_FUTURE,
+    SMS,
+    WAIT,
+    alert,
+    eventually,
+    make_config,
+    new_incident,
+    payload,
+)
+
+
+@pytest.fixture
+async def replicas(pg_dsn: str) -> AsyncIterator[list[PostgresStore]]:
+    stores = [PostgresStore(pg_dsn, pool_size=4) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    yield stores
+    for store in stores:
+        await store.close()
+
+
+async def test_a_bundle_split_between_two_replicas_leases_goes_at_its_time(
+    replicas: list[PostgresStore], pg_dsn: str, fake_clock: FakeClock
+) -> None:
+    config = make_config(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
+    notifier = RecordingNotifier()
+    first, second = (Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
+                     for store in replicas)
+    store = replicas[0]
+    start = fake_clock.now()
+    keys = iter(range(10))
+
+    async def page() -> int:
+        now = fake_clock.now()
+        n = next(keys)
+
+        async def job(tx: Transaction) -> int:
+            incident_id = await tx.insert_incident(new_incident(n, now), None)
+            await tx.write_alerts(incident_id, [alert(n, now)], now)
+            await tx.enqueue(incident_id, [payload(SMS)], now)
+            return incident_id
+
+        incident_id = await store.write(job)
+        first.wake()
+        return incident_id
+
+    async def settled() -> bool:
+        due = await store.due_notifications(fake_clock.now())
+        return not due and first.in_flight == second.in_flight == 0
+
+    first.start()
+    other: asyncpg.Connection | None = None
+    try:
+        await page()
+        await eventually(settled, "the first page")
+        await fake_clock.jump(timedelta(seconds=1))
+        ids = [await page(), await page()]
+        await eventually(settled, "the two pages to wait for their bundle")
+        rows = [row for row, _ in await store.due_notifications(start + FAR_FUTURE)]
+        assert {row.next_attempt_at - start for row in rows} == {timedelta(seconds=30)}
+        assert len(notifier.messages(SMS)) == 1
+
+        # The second replica's lease holds the second page's row as the bundle's time comes:
+        # the first replica's pass skips it and sends the first page alone.
+        other = await asyncpg.connect(pg_dsn)
+        lease = other.transaction()
+        await lease.start()
+        await other.execute("SELECT id FROM outbox WHERE incident_id = $1 FOR UPDATE",
+                            ids[1])
+        await fake_clock.jump(timedelta(seconds=29))
+
+        async def first_part() -> bool:
+            return len(notifier.messages(SMS)) == 2 and first.in_flight == 0
+
+        await eventually(first_part, "the first replica's part of the bundle")
+        [(row, _)] = await store.due_notifications(start + FAR_FUTURE)
+        assert row.incident_id == ids[1]
+        await lease.rollback()
+
+        # Now the second replica decides about its part, at the same instant.
+        second.start()
+        second.wake()
+        await eventually(settled, "the second replica's part of the bundle")
+        assert len(notifier.messages(SMS)) == 3
+        assert await store.due_notifications(start + FAR_FUTURE) == []
+        for incident_id in ids:
+            [event] = [e for e in await store.timeline(incident_id)
+                       if e.kind is EventKind.NOTIFICATION_SENT]
+            assert event.at - start == timedelta(seconds=30)
+        # One budget: the three messages are in the channel's shared history.
+        [record] = await store.write(
+            lambda tx: tx.lock_channels([channel_key(SMS)], fake_clock.now()))
+        assert [to_us(t) for t in record.history.sent] == [
+            to_us(start), to_us(start + timedelta(seconds=30)),
+            to_us(start + timedelta(seconds=30))]
+    finally:
+        if other is not None:
+            await other.close()
+        await first.stop(grace=WAIT)
+        await second.stop(grace=WAIT)

@@ -3,6 +3,7 @@ reload state, build info), POST /-/reload and its answers, and `--log-format jso
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -107,6 +108,7 @@ async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
     loaded_at = sample(await scrape(api), "ackd_config_last_reload_success_timestamp_seconds")
     assert loaded_at == api.clock.now().timestamp()
     good = path.read_text()
+    assert sample(await scrape(api), "ackd_config_hash") == _hash_of(good)
     path.write_text(good.replace("policy: standard\n  group_by", "policy: nonesuch\n  group_by"))
 
     status, body = await api.call("POST", "/-/reload")
@@ -119,6 +121,7 @@ async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
     metrics = await scrape(api)
     assert sample(metrics, "ackd_config_last_reload_successful") == 0.0
     assert sample(metrics, "ackd_config_last_reload_success_timestamp_seconds") == loaded_at
+    assert sample(metrics, "ackd_config_hash") == _hash_of(good)  # the file that runs
     await api.fire()  # the running config still routes and pages
     await api.settle()
     assert api.paged() == ["ana"]
@@ -131,6 +134,12 @@ async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
     assert sample(metrics, "ackd_config_last_reload_successful") == 1.0
     assert sample(metrics, "ackd_config_last_reload_success_timestamp_seconds") == \
         api.clock.now().timestamp()
+    assert sample(metrics, "ackd_config_hash") == _hash_of(path.read_text()) != _hash_of(good)
+
+
+def _hash_of(text: str) -> float:
+    """What ackd_config_hash shows for a file: its SHA-256's first 48 bits."""
+    return float(int(hashlib.sha256(text.encode()).hexdigest()[:12], 16))
 
 
 async def test_an_unreadable_file_is_a_refusal_too(api: Api) -> None:

@@ -201,7 +201,7 @@ class Daemon:
         self._body_timeout = body_timeout
         self.clock = clock or SystemClock()
         self.metrics = metrics_ or Metrics()
-        self.metrics.config_loaded(True, self.clock.now().timestamp())
+        self.metrics.config_loaded(True, self.clock.now().timestamp(), config.digest)
         self._store_kind = kind = STORES[config.store_kind]
         self.store = kind.make(
             config, migrate, lambda name, kind, url: index_of(
@@ -407,7 +407,8 @@ class Daemon:
                 [ConfigProblem("(none)", None, "(file)", "ackd was started without a file")])
         else:
             refused = self.coordinator.reload(path)
-        self.metrics.config_loaded(refused is None, self.clock.now().timestamp())
+        self.metrics.config_loaded(refused is None, self.clock.now().timestamp(),
+                                   self.config.digest)
         if refused is not None:
             log.error("reload refused, keeping the running config:\n%s", refused)
         else:

@@ -100,6 +100,9 @@ class Config:
     postgres: PostgresSettings | None = None
     heartbeats: tuple[Heartbeat, ...] = ()
     maintenance: tuple[Window, ...] = ()
+    # SHA-256 (hex) of the file's text as read, before ${VARIABLES} are filled in: replicas
+    # that report different digests run different files (ackd_config_hash).
+    digest: str = ""
 
     @property
     def db_path(self) -> Path:

@@ -46,6 +46,11 @@ class Metrics:
             "ackd_config_last_reload_success_timestamp_seconds",
             "When the running configuration was loaded (Unix time)", registry=r,
         )
+        self.config_hash = Gauge(
+            "ackd_config_hash",
+            "The running configuration file's SHA-256, its first 48 bits as a number: replicas "
+            "that report different values run different files", registry=r,
+        )
         self.build_info = Gauge(
             "ackd_build_info", "Always 1; the labels say which ackd and Python run",
             ["version", "python"], registry=r,
@@ -176,12 +181,15 @@ class Metrics:
         self.store_commit.observe(seconds)
         self.store_batch.observe(jobs)
 
-    def config_loaded(self, ok: bool, at: float) -> None:
-        """A load or reload attempt at Unix time `at`: a refused one keeps the old timestamp,
-        since the old configuration is what runs."""
+    def config_loaded(self, ok: bool, at: float, digest: str) -> None:
+        """A load or reload attempt at Unix time `at`, and the digest (hex SHA-256) of the file
+        that runs after it: a refused one keeps the old timestamp and digest, since the old
+        configuration is what runs."""
         self.reload_successful.set(1 if ok else 0)
         if ok:
             self.reload_timestamp.set(at)
+            # 48 bits: a float64 holds them exactly, so equal files give equal samples.
+            self.config_hash.set(int(digest[:12], 16) if digest else 0)
 
     def set_heartbeats(self, rows: Iterable[tuple[str, float, float]]) -> None:
         """(name, age, every) of each configured heartbeat now; names a reload removed go."""

@@ -13,7 +13,9 @@ daemon and the CLI import this package: everything else is handed a built Config
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 
 from receiver.config import problems as schema_problems
@@ -61,7 +63,7 @@ def parse(file: str, text: str, environ: Mapping[str, str] | None = None) -> Con
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     assert config is not None
-    return config
+    return replace(config, digest=hashlib.sha256(text.encode()).hexdigest())
 
 
 def build(b: Builder) -> Config | None:

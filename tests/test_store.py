@@ -872,3 +872,82 @@ async def test_paged_recipients_list_those_sent_to_before_those_in_flight_whatev
             for who in ("yan", "ana", "yan")]
     await store.write(lambda tx: tx.append(incident_id, [*filler, *sent]))
     assert await store.write(lambda tx: tx.paged_recipients(incident_id)) == ["yan", "ana", "bo"]
+
+
+async def test_a_jobs_writes_land_as_written_whatever_statements_come_between(
+    store: Store,
+) -> None:
+    """PostgreSQL holds a job's alert, timeline and incident writes back and sends them with
+    its next statement, as CTEs that share one snapshot: the later of two writes to a row
+    wins, column by column; events keep their order around a deadline armed, a page enqueued
+    and a read; and a read within the job sees what the job wrote before it."""
+    fp = "0123456789abcdef"
+    start, later = NOW - timedelta(minutes=1), NOW + timedelta(minutes=1)
+    last = NOW + timedelta(minutes=2)
+    firing = Alert(fp, AlertStatus.FIRING, {"alertname": "X"}, {"summary": "s"}, start, None)
+    over = replace(firing, status=AlertStatus.RESOLVED, ends_at=later, annotations={})
+
+    def event(actor: str) -> TimelineEvent:
+        return TimelineEvent(NOW, EventKind.NOTE, actor, {"text": actor})
+
+    async def job(tx: Transaction) -> tuple[int, list[str]]:
+        incident_id = await tx.insert_incident(new_incident("g"), None)
+        await tx.write_alerts(incident_id, [firing], NOW)
+        await tx.append(incident_id, [event("a0")])
+        await tx.update_incident(incident_id, NOW, truncated_alerts=3)
+        await tx.set_escalation(incident_id, {"step": 0})
+        await tx.arm(incident_id, [(NOW + timedelta(minutes=5), "step", "k")])
+        await tx.append(incident_id, [event("a1"), event("a2")])
+        await tx.write_alerts(incident_id, [over], later)
+        await tx.update_incident(incident_id, later, state=IncidentState.ACKNOWLEDGED,
+                                 acknowledged_at=later, acknowledged_by="ana")
+        await tx.set_escalation(incident_id, {"step": 1})
+        seen = [e.actor for e in await tx.events_since(incident_id, NOW)]
+        await tx.enqueue(incident_id, [OutboxMessage(recipient="ana", recipient_kind="user",
+                                                     contact=0, reason=MessageReason.TRIGGERED)],
+                         later)
+        await tx.append(incident_id, [event("a3")])
+        await tx.update_incident(incident_id, last, truncated_alerts=5)
+        return incident_id, seen
+
+    incident_id, seen = await store.write(job)
+    assert seen == ["a0", "a1", "a2"]
+    incident = await store.incident(incident_id)
+    assert (incident.state, incident.acknowledged_at, incident.acknowledged_by,
+            incident.truncated_alerts, incident.updated_at) == (
+        IncidentState.ACKNOWLEDGED, later, "ana", 5, last)
+    assert await store.alerts(incident_id) == [over]
+    assert [e.actor for e in await store.timeline(incident_id)] == ["a0", "a1", "a2", "a3"]
+    assert await store.write(lambda tx: tx.escalation(incident_id)) == {"step": 1}
+    assert [due for _, due in await store.deadlines()] == [NOW + timedelta(minutes=5)]
+
+
+async def test_a_failed_jobs_writes_never_land_with_the_next_jobs_statement(
+    store: Store,
+) -> None:
+    """What a job wrote before it failed is gone, even when the next job of its batch sends a
+    statement that carries held writes (PostgreSQL)."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    alert = Alert("0123456789abcdef", AlertStatus.FIRING, {"alertname": "X"}, {}, NOW, None)
+
+    async def failing(tx: Transaction) -> None:
+        await tx.write_alerts(incident_id, [alert], NOW)
+        await tx.append(incident_id, [TimelineEvent(NOW, EventKind.NOTE, "ana", {})])
+        await tx.update_incident(incident_id, NOW, state=IncidentState.RESOLVED,
+                                 resolved_at=NOW)
+        await tx.set_escalation(incident_id, {"step": 9})
+        raise RuntimeError("the job fails after its writes")
+
+    async def enqueuing(tx: Transaction) -> None:
+        await tx.enqueue(incident_id, [OutboxMessage(recipient="ana", recipient_kind="user",
+                                                     contact=0, reason=MessageReason.TRIGGERED)],
+                         NOW)
+
+    results = await asyncio.gather(store.write(failing), store.write(enqueuing),
+                                   return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] is None
+    assert await store.alerts(incident_id) == []
+    assert await store.timeline(incident_id) == []
+    assert (await store.incident(incident_id)).state is IncidentState.TRIGGERED
+    assert await store.write(lambda tx: tx.escalation(incident_id)) is None

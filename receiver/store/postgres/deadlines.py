@@ -37,7 +37,7 @@ class DeadlineStatements(Statements):
 
     async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
         text = dumps(state)
-        await self._run("UPDATE incidents SET escalation = $1 WHERE id = $2", text, incident_id)
+        self._held.update(incident_id, {"escalation": text})  # sent with the next statement
         self._escalations[incident_id] = text
 
     async def arm(
@@ -48,7 +48,7 @@ class DeadlineStatements(Statements):
         not two: a timer fires thousands a second)."""
         armed: list[ArmedDeadline] = []
         for due, kind, key in deadlines:
-            deadline_id = int(await self._conn.fetchval(
+            deadline_id = int(await self._carry_value(
                 "INSERT INTO deadlines (incident_id, due, kind, key) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
                 " RETURNING id, pg_notify($5, id || ':' || $2)",
@@ -83,7 +83,7 @@ class DeadlineStatements(Statements):
     async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
         wanted = list(kinds)
         if wanted:
-            await self._run(
+            await self._carry_value(
                 "DELETE FROM deadlines WHERE incident_id = $1 AND kind = ANY($2::text[])",
                 incident_id, wanted,
             )

@@ -197,34 +197,17 @@ class IncidentStatements(Statements):
         return {int(r[0]): int(r[1]) for r in rows}
 
     async def write_alerts(self, incident_id: int, alerts: Sequence[Alert], now: datetime) -> None:
-        """Insert or update the alerts, one statement for all (columns as arrays): an
-        executemany is one statement per row on the server, and a new incident writes ten
-        alerts and a dozen events. A report naming one episode twice keeps the last, as
-        one upsert after another would (labels are the fingerprint's own)."""
+        """Insert or update the alerts, held to go with the batch's next statement (held.py):
+        all of them in one statement, as arrays (an executemany is one statement per row on
+        the server). A report naming one episode twice keeps the last, as one upsert after
+        another would (labels are the fingerprint's own)."""
         at = to_us(now)
-        rows = {(a.fingerprint, to_us(a.starts_at)): a for a in alerts}
-        if not rows:
-            return
-        await self._run(
-            "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
-            " annotations, generator_url, updated_at, grafana)"
-            " SELECT $1, fp, starts, ends, status, labels, annotations, url, $2, grafana"
-            " FROM unnest($3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::text[],"
-            " $8::text[], $9::text[], $10::text[])"
-            " AS t(fp, starts, ends, status, labels, annotations, url, grafana)"
-            " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
-            " ends_at = excluded.ends_at, status = excluded.status,"
-            " annotations = excluded.annotations, updated_at = excluded.updated_at,"
-            " grafana = excluded.grafana",
-            incident_id, at,
-            [fp for fp, _ in rows], [starts for _, starts in rows],
-            [None if a.ends_at is None else to_us(a.ends_at) for a in rows.values()],
-            [a.status.value for a in rows.values()],
-            [dumps(a.labels) for a in rows.values()],
-            [dumps(a.annotations) for a in rows.values()],
-            [a.generator_url for a in rows.values()],
-            [grafana_column(a.grafana) for a in rows.values()],
-        )
+        for a in alerts:
+            self._held.alerts[(incident_id, a.fingerprint, to_us(a.starts_at))] = (
+                None if a.ends_at is None else to_us(a.ends_at), a.status.value,
+                dumps(a.labels), dumps(a.annotations), a.generator_url, at,
+                grafana_column(a.grafana),
+            )
 
     async def move_alert_starts(
         self, incident_id: int, moves: Sequence[tuple[str, datetime, datetime]]
@@ -244,14 +227,11 @@ class IncidentStatements(Statements):
         )
 
     async def update_incident(self, incident_id: int, now: datetime, **fields: Any) -> None:
-        """Set columns (datetimes converted) and bump updated_at."""
+        """Set columns (datetimes converted) and bump updated_at: held to go with the batch's
+        next statement (held.py)."""
         values = {k: _column_value(v) for k, v in fields.items()}
         values["updated_at"] = to_us(now)
-        assignments = ", ".join(f"{column} = ${n}" for n, column in enumerate(values, start=1))
-        await self._run(
-            f"UPDATE incidents SET {assignments} WHERE id = ${len(values) + 1}",
-            *values.values(), incident_id,
-        )
+        self._held.update(incident_id, values)
         known = self._incidents.get(incident_id)
         if known is not None:
             self._incidents[incident_id] = replace(known, updated_at=now, **fields)

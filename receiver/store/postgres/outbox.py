@@ -37,7 +37,7 @@ class OutboxStatements(Statements):
         if not payloads:
             return []
         at = to_us(now)  # created now, and due at once
-        rows = await self._all(
+        rows = await self._carry_rows(
             "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
             " SELECT $1, $2, p, $2 FROM unnest($3::text[]) WITH ORDINALITY AS m(p, n)"
             " ORDER BY n RETURNING id",

@@ -4,12 +4,14 @@ batch commits)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from receiver.core.model import Incident
+from receiver.store.postgres.held import Held, carrying
 from receiver.store.records import Shared
 
 # The channel on which a commit that changed run-time state tells the other replicas: the
@@ -20,11 +22,39 @@ CHANGES_CHANNEL = "ackd_changes"
 Connection = asyncpg.Connection | PoolConnectionProxy
 
 
+class Sender:
+    """The batch's connection for a statement that does not carry the held writes: they are
+    sent first (held.py), so that the statement sees them and the order of effects holds."""
+
+    def __init__(self, conn: Connection, send_held: Callable[[], Awaitable[None]]) -> None:
+        self._raw = conn
+        self._send_held = send_held
+
+    async def execute(self, sql: str, *params: Any) -> str:
+        await self._send_held()
+        return str(await self._raw.execute(sql, *params))
+
+    async def executemany(self, sql: str, args: Any) -> None:
+        await self._send_held()
+        await self._raw.executemany(sql, args)
+
+    async def fetch(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        await self._send_held()
+        return list(await self._raw.fetch(sql, *params))
+
+    async def fetchval(self, sql: str, *params: Any) -> Any:
+        await self._send_held()
+        return await self._raw.fetchval(sql, *params)
+
+
 class Statements:
     """The base of the transaction's seams (incidents, timeline, deadlines, outbox)."""
 
     def __init__(self, conn: Connection) -> None:
-        self._conn = conn
+        self._raw = conn  # for the statements that carry the held writes
+        self._conn = Sender(conn, self.send_held)
+        # Alerts, timeline events and incident columns written but not sent yet (held.py).
+        self._held = Held()
         # Incidents as this batch last wrote or read them. Unlike SQLite's single writer,
         # other replicas write too: every incident read here is read FOR NO KEY UPDATE, so
         # what is remembered stays true until the batch commits.
@@ -40,8 +70,27 @@ class Statements:
         # Whether the batch told the other replicas of outbox rows (once is enough).
         self._outbox_announced = False
 
+    async def send_held(self) -> None:
+        """Send the held writes, if any, in a statement of their own (the end of a job)."""
+        if self._held:
+            sql, params = self._held.alone()
+            await self._raw.execute(sql, *params)
+
+    def _carrying(self, sql: str, params: tuple[Any, ...]) -> tuple[str, list[Any]]:
+        """`sql`, a statement that touches none of the held rows, with the held writes in
+        front (when any): one round trip for both."""
+        return carrying(sql, params, self._held) if self._held else (sql, list(params))
+
+    async def _carry_rows(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        sql, args = self._carrying(sql, params)
+        return list(await self._raw.fetch(sql, *args))
+
+    async def _carry_value(self, sql: str, *params: Any) -> Any:
+        sql, args = self._carrying(sql, params)
+        return await self._raw.fetchval(sql, *args)
+
     async def _all(self, sql: str, *params: Any) -> list[asyncpg.Record]:
-        return list(await self._conn.fetch(sql, *params))
+        return await self._conn.fetch(sql, *params)
 
     async def _run(self, sql: str, *params: Any) -> None:
         await self._conn.execute(sql, *params)

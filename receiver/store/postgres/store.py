@@ -563,6 +563,7 @@ async def _run_job(
         mark = tx.mark()
         try:
             result = await job.run(tx)
+            await tx.send_held()  # what the job wrote, in its savepoint (held.py)
         except BROKEN:
             raise
         except Exception as exc:  # a job's own error must not spoil the others in its batch

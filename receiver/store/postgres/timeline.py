@@ -15,18 +15,11 @@ _PAGES = sorted(reason.value for reason in PAGE_REASONS)
 
 class TimelineStatements(Statements):
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
-        """One statement for all the events (columns as arrays, not an executemany: one
-        statement per row on the server), their ids in the order given."""
-        listed = list(events)
-        if listed:
-            await self._run(
-                "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
-                " SELECT $1, at, kind, actor, detail"
-                " FROM unnest($2::bigint[], $3::text[], $4::text[], $5::text[])"
-                " WITH ORDINALITY AS t(at, kind, actor, detail, n) ORDER BY n",
-                incident_id, [to_us(e.at) for e in listed], [e.kind.value for e in listed],
-                [e.actor for e in listed], [dumps(e.detail) for e in listed],
-            )
+        """Held to go with the batch's next statement (held.py), all the batch's events in
+        one, their ids in the order given."""
+        self._held.events.extend(
+            (incident_id, to_us(e.at), e.kind.value, e.actor, dumps(e.detail)) for e in events
+        )
 
     async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:
         rows = await self._all(

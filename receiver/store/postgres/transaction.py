@@ -67,6 +67,7 @@ class PostgresTransaction(
         self._incidents.clear()
         self._escalations.clear()
         self._last_ids.clear()
+        self._held.clear()
         self._outbox_announced = False  # the rolled-back job's notification went with it
 
     def run_after_commit(self) -> None:

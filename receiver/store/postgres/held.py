@@ -1,0 +1,99 @@
+"""Writes a PostgreSQL batch holds back to send with its next statement: every statement is a
+round trip to another process, costing CPU in both, and a webhook's job writes its alerts, its
+timeline events and its incident's row (state, escalation, updated_at) one after the other.
+
+Held are writes whose caller needs no answer: alerts upserted, timeline events appended,
+incident columns set. They go out as data-modifying CTEs in front of the next statement that
+may carry them (one that touches none of their rows: a deadline armed or cancelled, a page
+enqueued), else as a statement of their own before any other statement (a read must see them)
+and at the end of the job (its savepoint must hold them). The sub-statements of one WITH see
+one snapshot and none sees another's effects, so what is held keeps one write per row: an
+alert named twice keeps its last report, an incident set twice keeps one row of columns, the
+later value of each winning, as the statements one after the other would leave them.
+Timeline events keep their order (their ids rise in the order appended)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+_ALERTS = (
+    "held_alerts AS (INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status,"
+    " labels, annotations, generator_url, updated_at, grafana)"
+    " SELECT * FROM unnest({}::bigint[], {}::text[], {}::bigint[], {}::bigint[], {}::text[],"
+    " {}::text[], {}::text[], {}::text[], {}::bigint[], {}::text[])"
+    " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
+    " ends_at = excluded.ends_at, status = excluded.status,"
+    " annotations = excluded.annotations, updated_at = excluded.updated_at,"
+    " grafana = excluded.grafana)"
+)
+_EVENTS = (
+    "held_events AS (INSERT INTO timeline (incident_id, at, kind, actor, detail)"
+    " SELECT incident_id, at, kind, actor, detail"
+    " FROM unnest({}::bigint[], {}::bigint[], {}::text[], {}::text[], {}::text[])"
+    " WITH ORDINALITY AS t(incident_id, at, kind, actor, detail, n) ORDER BY n)"
+)
+
+
+@dataclass(slots=True)
+class Held:
+    # (incident, fingerprint, start) -> (ends, status, labels, annotations, url, updated_at,
+    # grafana): the row's last report.
+    alerts: dict[tuple[int, str, int], tuple[Any, ...]] = field(default_factory=dict)
+    # (incident, at, kind, actor, detail), in the order appended.
+    events: list[tuple[int, int, str, str, str]] = field(default_factory=list)
+    # incident -> column -> value (as stored: microseconds, the state's value, JSON text).
+    updates: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.alerts or self.events or self.updates)
+
+    def clear(self) -> None:
+        self.alerts.clear()
+        self.events.clear()
+        self.updates.clear()
+
+    def update(self, incident_id: int, values: dict[str, Any]) -> None:
+        self.updates.setdefault(incident_id, {}).update(values)
+
+    def ctes(self, first: int) -> tuple[str, list[Any]]:
+        """A WITH of what is held, only the kinds of write held (each CTE costs the server
+        and the client even when empty), its parameters numbered from `first`; then nothing
+        is held. An incident's update names only the columns set, in a stable order: the
+        statement's text repeats, and asyncpg prepares each text once per connection."""
+        params: list[Any] = []
+
+        def numbered(values: list[Any]) -> list[str]:
+            params.extend(values)
+            return [f"${first + len(params) - len(values) + k}" for k in range(len(values))]
+
+        parts = []
+        if self.alerts:
+            rows = list(self.alerts.items())
+            parts.append(_ALERTS.format(*numbered([
+                [k[0] for k, _ in rows], [k[1] for k, _ in rows], [k[2] for k, _ in rows],
+                *([v[c] for _, v in rows] for c in range(7)),
+            ])))
+        if self.events:
+            parts.append(_EVENTS.format(*numbered([[e[c] for e in self.events]
+                                                    for c in range(5)])))
+        for n, (incident_id, values) in enumerate(self.updates.items()):
+            columns = sorted(values)
+            *sets, where = numbered([*(values[c] for c in columns), incident_id])
+            assignments = ", ".join(f"{c} = {v}" for c, v in zip(columns, sets, strict=True))
+            parts.append(f"held_update{n} AS (UPDATE incidents SET {assignments}"
+                         f" WHERE id = {where})")
+        self.clear()
+        return "WITH " + ", ".join(parts) + " ", params
+
+    def alone(self) -> tuple[str, list[Any]]:
+        """A statement of the held writes alone."""
+        sql, params = self.ctes(1)
+        return sql + "SELECT", params
+
+
+def carrying(sql: str, params: tuple[Any, ...], held: Held) -> tuple[str, list[Any]]:
+    """`sql` (a statement that touches none of the held rows) with the held writes in front,
+    their parameters after its own."""
+    ctes, more = held.ctes(len(params) + 1)
+    return ctes + sql, [*params, *more]

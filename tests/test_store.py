@@ -29,6 +29,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.delivery.noise import ChannelHistory, Pending
+from receiver.escalation.plan import DeadlineKind
 from receiver.oncall.overrides import Change, Leg
 from receiver.store import (
     IncidentFilter,
@@ -951,3 +952,79 @@ async def test_a_failed_jobs_writes_never_land_with_the_next_jobs_statement(
     assert await store.timeline(incident_id) == []
     assert (await store.incident(incident_id)).state is IncidentState.TRIGGERED
     assert await store.write(lambda tx: tx.escalation(incident_id)) is None
+
+
+async def test_the_escalation_state_a_batch_reads_is_the_one_it_last_wrote(store: Store) -> None:
+    """The batch remembers the state it read with the open group's row, or wrote; a job that
+    fails forgets what it wrote with its savepoint."""
+    first, second = {"version": 1, "run": 0}, {"version": 1, "run": 1}
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+
+    async def job(tx: Transaction) -> list[object]:
+        seen: list[object] = [await tx.escalation(incident_id)]
+        await tx.set_escalation(incident_id, first)
+        open_group = await tx.open_group(new_incident().group_key)
+        assert open_group is not None
+        assert open_group.incident_id == incident_id
+        seen.append(await tx.escalation(incident_id))
+        await tx.set_escalation(incident_id, second)
+        seen.append(await tx.escalation(incident_id))
+        return seen
+
+    assert await store.write(job) == [None, first, second]
+
+    async def failing(tx: Transaction) -> None:
+        await tx.open_group(new_incident().group_key)
+        await tx.set_escalation(incident_id, first)
+        raise RuntimeError("the job fails after its write")
+
+    async def reader(tx: Transaction) -> object:
+        return await tx.escalation(incident_id)
+
+    results = await asyncio.gather(store.write(failing), store.write(reader),
+                                   return_exceptions=True)
+    assert isinstance(results[0], RuntimeError)
+    assert results[1] == second
+    assert await store.write(reader) == second
+
+
+async def test_the_open_group_and_its_incident_are_read_as_the_batch_left_them(
+    store: Store,
+) -> None:
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    alert = Alert("fp1", AlertStatus.FIRING, {"alertname": "X"}, {}, NOW, None, "")
+    await store.write(lambda tx: tx.write_alerts(incident_id, [alert], NOW))
+    later = NOW + timedelta(minutes=1)
+
+    async def job(tx: Transaction) -> tuple[object, object]:
+        await tx.update_incident(incident_id, later, state=IncidentState.ACKNOWLEDGED,
+                                 acknowledged_by="ana")
+        open_group = await tx.open_group(new_incident().group_key)
+        return open_group, await tx.incident(incident_id)
+
+    open_group, incident = await store.write(job)
+    assert open_group is not None
+    assert open_group.incident_id == incident_id
+    assert list(open_group.alerts) == ["fp1"]
+    assert open_group.alerts["fp1"].starts_at == NOW
+    assert incident == await store.incident(incident_id)
+    assert incident.state is IncidentState.ACKNOWLEDGED
+    assert incident.updated_at == later
+
+
+async def test_cancelling_every_kind_removes_the_incidents_deadlines_and_no_other(
+    store: Store,
+) -> None:
+    first = await store.write(lambda tx: tx.insert_incident(new_incident("a"), None))
+    other = await store.write(lambda tx: tx.insert_incident(new_incident("b"), None))
+    kinds = ["step", "stale", "cadence", "follow"]
+    armed = {}
+    for incident_id in (first, other):
+        armed[incident_id] = await store.write(lambda tx, i=incident_id: tx.arm(
+            i, [(NOW, kind, "k") for kind in kinds]))
+    some = await store.write(lambda tx: tx.arm(first, [(NOW, "contact", "k")]))
+    await store.write(lambda tx: tx.cancel(first, ["contact"]))
+    assert await store.write(lambda tx: tx.take_deadlines([some[0].id], NOW)) == []
+    every = [kind.value for kind in DeadlineKind]
+    await store.write(lambda tx: tx.cancel(first, every))
+    assert {i for i, _ in await store.deadlines()} == {d.id for d in armed[other]}

@@ -20,6 +20,9 @@ class Statements:
         # Incidents as this batch last wrote or read them: a webhook reads its incident again
         # after each step of its change, and only this connection writes.
         self._incidents: dict[int, Incident] = {}
+        # Their escalation state's JSON (None: none yet), where a statement of the batch read
+        # it with the row or wrote it: the responder reads it after the ingest read the row.
+        self._escalations: dict[int, str | None] = {}
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._cur.execute(sql, params).fetchall()

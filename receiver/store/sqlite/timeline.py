@@ -32,24 +32,23 @@ class TimelineStatements(Statements):
         """Users paged for this incident so far, in the order they were first paged: those a
         page was recorded sent to, then those whose page is in flight (leased to a send, its
         result not yet recorded), who may have it already and must hear what follows."""
-        sent = await self._all(
-            "SELECT json_extract(detail, '$.recipient') AS who, min(id) FROM timeline"
+        # One statement: the timeline's, then the outbox's (the keys of store.OutboxMessage,
+        # as store/codec.py writes them).
+        rows = await self._all(
+            "SELECT json_extract(detail, '$.recipient') AS who, 0, min(id) FROM timeline"
             " WHERE incident_id = ? AND kind = 'notification_sent'"
             " AND json_extract(detail, '$.recipient_kind') = 'user'"
             f" AND json_extract(detail, '$.reason') IN ({_PAGE_MARKS})"
-            " GROUP BY who ORDER BY min(id)",
-            (incident_id, *_PAGES),
-        )
-        # The keys of store.OutboxMessage, as store/codec.py writes them.
-        in_flight = await self._all(
-            "SELECT json_extract(payload, '$.recipient') AS who, min(id) FROM outbox"
+            " GROUP BY who"
+            " UNION ALL"
+            " SELECT json_extract(payload, '$.recipient') AS who, 1, min(id) FROM outbox"
             " WHERE incident_id = ? AND leased_from IS NOT NULL"
             " AND json_extract(payload, '$.recipient_kind') = 'user'"
             f" AND json_extract(payload, '$.reason') IN ({_PAGE_MARKS})"
-            " GROUP BY who ORDER BY min(id)",
-            (incident_id, *_PAGES),
+            " GROUP BY who ORDER BY 2, 3",
+            (incident_id, *_PAGES, incident_id, *_PAGES),
         )
-        return first_seen(r[0] for r in [*sent, *in_flight])
+        return first_seen(r[0] for r in rows)
 
     async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:
         rows = await self._all(

@@ -54,6 +54,7 @@ class SqliteTransaction(
         """A job failed and its writes were rolled back: forget what it did."""
         del self._after_commit[mark:]
         self._incidents.clear()
+        self._escalations.clear()
 
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []

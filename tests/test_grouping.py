@@ -6,7 +6,7 @@ import gc
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import example, given
@@ -486,3 +486,14 @@ def test_an_entry_too_large_to_be_worth_it_is_not_kept_and_leaves_nothing_stale(
     assert (held.repeated("g", 11), held.repeated("g", 12)) == (None, (1, 0))
     held.memo.resize(0)
     assert (len(held), held.memo.bytes) == (0, 0)
+
+
+def test_an_events_start_is_the_alerts_start_in_iso_8601_whatever_its_offset() -> None:
+    """The start's text is remembered per UTC instant; an equal instant at another offset
+    (equal as datetimes, so one key) keeps its own text."""
+    plus_two = timezone(timedelta(hours=2))
+    for starts in (T0, T0.astimezone(plus_two), T0, T1):
+        [event] = [e for e in apply([alert("a", F, starts)], group(), {}, NOW).events
+                   if e.kind is EventKind.ALERT_ADDED]
+        assert event.detail["starts_at"] == starts.isoformat()
+

@@ -22,8 +22,9 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Generic, TypeVar
 
 from receiver.core.model import (
@@ -205,12 +206,24 @@ def _event(now: datetime, kind: EventKind, alert: Alert, **more: str) -> Timelin
     detail = {
         "fingerprint": alert.fingerprint,
         "alertname": alert.labels.get("alertname", ""),
-        "starts_at": alert.starts_at.isoformat(),
+        "starts_at": _iso(alert.starts_at),
         **more,
     }
     return TimelineEvent(now, kind, "alertmanager", detail)
 
 
+
+
+def _iso(when: datetime) -> str:
+    """`when.isoformat()`, remembered for UTC instants: the alerts of a group mostly share one
+    start, resent for as long as they fire, and the text of an aware datetime costs as much as
+    the rest of its event."""
+    return _utc_iso(when) if when.tzinfo is UTC else when.isoformat()
+
+
+@lru_cache(maxsize=1024)
+def _utc_iso(when: datetime) -> str:
+    return when.isoformat()
 
 
 def held_digest(held: Mapping[str, KnownAlert]) -> int:

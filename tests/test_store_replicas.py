@@ -147,11 +147,7 @@ async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
     its leases back within a fraction of a second, not LEASE later, and wakes its dispatcher
     to send them."""
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
-    woken = asyncio.Event()
-    replicas[1].outbox_listeners.append(woken.set)
     ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 3, NOW))
-    async with asyncio.timeout(5):
-        await woken.wait()  # the enqueue's own notification
     doomed = await asyncpg.connect(pg_dsn)
     number = await claim(doomed)
     async with doomed.transaction():
@@ -188,12 +184,15 @@ async def test_the_replicas_alive_share_the_deadlines_each_first_to_one(
         assert sum(store.first_to_try(deadline_id) for store in replicas) == 1
 
 
-async def test_a_commit_tells_the_other_replicas_of_deadlines_and_outbox_rows(
+async def test_a_commit_tells_the_other_replicas_of_its_deadlines_not_its_outbox_rows(
     replicas: list[PostgresStore],
 ) -> None:
+    """Deadlines armed are announced once their batch committed (not a rolled-back job's);
+    outbox rows are not announced: the replica that enqueued them sends them, and a commit
+    that notifies waits for the others' (store.py)."""
     heard: list[tuple[int, datetime]] = []
-    woken = asyncio.Event()
-    replicas[1].deadline_listeners.append(lambda i, due: heard.append((i, due)))
+    woken, told = asyncio.Event(), asyncio.Event()
+    replicas[1].deadline_listeners.append(lambda i, due: (heard.append((i, due)), told.set()))
     replicas[1].outbox_listeners.append(woken.set)
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
 
@@ -201,14 +200,61 @@ async def test_a_commit_tells_the_other_replicas_of_deadlines_and_outbox_rows(
         await tx.arm(incident_id, [(NOW, "step", "never")])
         raise RuntimeError("this job fails after arming")
 
+    async def arm_then_fail(tx: Transaction) -> None:
+        await tx.arm(incident_id, [(NOW, "step", "also never")])
+        raise RuntimeError("a job of the same batch fails after arming")
+
     with pytest.raises(RuntimeError):
         await replicas[0].write(rolled_back)
-    armed = await replicas[0].write(
-        lambda tx: tx.arm(incident_id, [(NOW + timedelta(seconds=5), "step", "0:0")]))
+    due = NOW + timedelta(seconds=5)
+    armed, failed = await asyncio.gather(
+        replicas[0].write(lambda tx: tx.arm(incident_id, [(due, "step", "0:0")])),
+        replicas[0].write(arm_then_fail), return_exceptions=True)
+    assert isinstance(failed, RuntimeError)
+    assert not isinstance(armed, BaseException)
     await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], NOW))
     async with asyncio.timeout(5):
-        await woken.wait()  # the enqueue committed last: the arm's notice came before it
-    assert heard == [(armed[0].id, NOW + timedelta(seconds=5))]  # not the rolled-back one
+        await told.wait()
+    await asyncio.sleep(0.2)
+    assert heard == [(armed[0].id, due)]  # not the rolled-back ones
+    assert not woken.is_set()
+
+
+async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """A replica that dies after its COMMIT and before it announced the deadlines it armed
+    (store.py announces them in a statement after the commit), with pages it enqueued and
+    had not leased yet (it announces none): when the others' sweep finds it gone, they read
+    the armed deadlines again and look at the outbox, within a second."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    heard: list[tuple[int, datetime]] = []
+    woken, told = asyncio.Event(), asyncio.Event()
+    replicas[1].deadline_listeners.append(lambda i, due: (heard.append((i, due)), told.set()))
+    replicas[1].outbox_listeners.append(woken.set)
+    doomed = await asyncpg.connect(pg_dsn)
+    number = await claim(doomed)
+    async with asyncio.timeout(5):
+        await until(lambda: number in replicas[1].alive)
+    due = NOW + timedelta(minutes=10)
+    tx = PostgresTransaction(doomed, number)
+    async with doomed.transaction():
+        armed = await tx.arm(incident_id, [(due, "step", "0:1")])
+        ids = await tx.enqueue(incident_id, [PAGE] * 2, NOW)
+    assert tx.announcements  # what it would have announced, had it lived
+    await asyncio.sleep(2 * WATCH)
+    assert heard == []
+    assert not woken.is_set()
+
+    doomed.terminate()  # killed: the socket closes, the announcement never goes
+    gone = time.monotonic()
+    async with asyncio.timeout(5):
+        await woken.wait()
+        await told.wait()
+    assert time.monotonic() - gone < 1.0
+    assert (armed[0].id, due) in heard
+    taken = [row.id for row, _ in await replicas[1].lease_due_notifications(NOW, 10)]
+    assert sorted(taken) == ids
 
 
 async def test_a_webhook_memo_answers_only_what_no_other_replica_changed(pg_dsn: str) -> None:
@@ -270,8 +316,15 @@ async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_a
         heard: dict[int, asyncio.Event] = {}
         stores[1].deadline_listeners.append(
             lambda i, due: heard.setdefault(i, asyncio.Event()).set())
-        reread: list[Shared] = []
-        stores[1].change_listeners.append(reread.append)
+        reread: set[Shared] = set()
+        all_reread = asyncio.Event()
+
+        def changed(what: Shared) -> None:
+            reread.add(what)
+            if reread == set(Shared):
+                all_reread.set()
+
+        stores[1].change_listeners.append(changed)
         incident_id = await stores[0].write(
             lambda tx: tx.insert_incident(new_incident("g"), None))
         cluster.halt()
@@ -292,9 +345,9 @@ async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_a
                 except StoreUnavailable:
                     await asyncio.sleep(0.2)
             await heard.setdefault(armed[0].id, asyncio.Event()).wait()
+            # Changes missed while not listening: every kind of run-time state is read again.
+            await all_reread.wait()
         await stores[0].ping()
-        # Changes missed while not listening: every kind of run-time state is read again.
-        assert set(reread) == set(Shared)
     finally:
         for store in stores:
             await store.close()

@@ -17,9 +17,6 @@ from receiver.store.codec import deadlines_in_order, dumps, loads, to_us
 from receiver.store.postgres.statements import Statements
 from receiver.store.records import ArmedDeadline
 
-# The channel on which a commit that armed deadlines tells the other replicas: "id:due_us".
-DEADLINES_CHANNEL = "ackd_deadlines"
-
 
 class DeadlineStatements(Statements):
     async def escalation(self, incident_id: int) -> dict[str, Any] | None:
@@ -44,17 +41,17 @@ class DeadlineStatements(Statements):
         self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]
     ) -> list[ArmedDeadline]:
         """Insert or move deadlines; the same (kind, key) is one deadline (idempotent). Each
-        is announced to the other replicas by the statement that writes it (one round trip,
-        not two: a timer fires thousands a second)."""
+        is announced to the other replicas once the batch committed (`announce`)."""
         armed: list[ArmedDeadline] = []
         for due, kind, key in deadlines:
             deadline_id = int(await self._carry_value(
                 "INSERT INTO deadlines (incident_id, due, kind, key) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
-                " RETURNING id, pg_notify($5, id || ':' || $2)",
-                incident_id, to_us(due), kind, key, DEADLINES_CHANNEL,
+                " RETURNING id",
+                incident_id, to_us(due), kind, key,
             ))
             armed.append(ArmedDeadline(deadline_id, incident_id, due, kind, key))
+        self.announce(armed)
         return armed
 
     async def arm_once(
@@ -71,14 +68,8 @@ class DeadlineStatements(Statements):
         if found is None:
             return None
         armed = ArmedDeadline(int(found), incident_id, due, kind, key)
-        await self._announce([armed])
+        self.announce([armed])
         return armed
-
-    async def _announce(self, armed: list[ArmedDeadline]) -> None:
-        """Tell the other replicas' timers, at commit (a rolled-back NOTIFY is never sent)."""
-        for deadline in armed:
-            await self._run("SELECT pg_notify($1, $2)", DEADLINES_CHANNEL,
-                            f"{deadline.id}:{to_us(deadline.due)}")
 
     async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
         wanted = list(kinds)

@@ -7,7 +7,6 @@ from datetime import datetime
 
 from receiver.maintenance.domain import Window
 from receiver.store.codec import loads, to_us
-from receiver.store.postgres.deadlines import DEADLINES_CHANNEL
 from receiver.store.postgres.statements import Statements
 from receiver.store.records import ArmedDeadline, Shared
 
@@ -41,7 +40,6 @@ class MaintenanceStatements(Statements):
         rows = await self._all(
             "UPDATE deadlines SET due = $1 WHERE kind = $2 AND due > $1"
             " RETURNING id, incident_id, key", to_us(now), kind)
-        for row in rows:  # the other replicas' timers too: this one may be gone by then
-            await self._run("SELECT pg_notify($1, $2)", DEADLINES_CHANNEL,
-                            f"{row[0]}:{to_us(now)}")
-        return [ArmedDeadline(int(r[0]), int(r[1]), now, kind, str(r[2])) for r in rows]
+        moved = [ArmedDeadline(int(r[0]), int(r[1]), now, kind, str(r[2])) for r in rows]
+        self.announce(moved)  # the other replicas' timers too: this one may be gone by then
+        return moved

@@ -25,7 +25,11 @@ from receiver.store.postgres.statements import Statements
 from receiver.store.records import OutboxMessage, OutboxRow
 
 LEASE = timedelta(seconds=60)
-# The channel on which a commit that enqueued tells the other replicas' dispatchers.
+# The channel on which replicas of earlier releases woke each other's dispatchers at every
+# commit that enqueued. Replicas still listen (one of an earlier release may run beside them
+# during an upgrade) but send nothing on it: the replica that enqueues a row sends it itself
+# (its dispatcher wakes at the commit), and the others look at the outbox when it dies
+# (store.py's watch).
 OUTBOX_CHANNEL = "ackd_outbox"
 
 
@@ -43,12 +47,9 @@ class OutboxStatements(Statements):
             " ORDER BY n RETURNING id",
             incident_id, at, payloads,
         )
-        # Other replicas' dispatchers wake at commit: once per transaction is enough
-        # (PostgreSQL folds the same notification into one anyway), unless the job that
-        # sent it was rolled back (rewind forgets it).
-        if not self._outbox_announced:
-            await self._run("SELECT pg_notify($1, '')", OUTBOX_CHANNEL)
-            self._outbox_announced = True
+        # No NOTIFY: this replica's dispatcher takes the rows (woken after the commit by the
+        # responder); a notifying commit would hold PostgreSQL's notification lock through
+        # its WAL flush, so every such commit of every replica was flushed one after another.
         return sorted(int(r[0]) for r in rows)  # identities rise in the order inserted
 
     async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:

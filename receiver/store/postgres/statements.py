@@ -4,19 +4,24 @@ batch commits)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from receiver.core.model import Incident
+from receiver.store.codec import to_us
 from receiver.store.postgres.held import Held, carrying
-from receiver.store.records import Shared
+from receiver.store.records import ArmedDeadline, Shared
 
 # The channel on which a commit that changed run-time state tells the other replicas: the
 # Shared member's value ("maintenance", "oncall").
 CHANGES_CHANNEL = "ackd_changes"
+
+# The channel on which a batch that armed or moved deadlines tells the other replicas'
+# timers, once it committed: "id:due_us" (see Statements.announce).
+DEADLINES_CHANNEL = "ackd_deadlines"
 
 # A connection of its own or one lent by the pool: the statements do not care which.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -67,8 +72,9 @@ class Statements:
         # The number of the replica running the batch (store/postgres/replicas.py), which
         # its leases carry; None outside a replica (tools, some tests).
         self.replica: int | None = None
-        # Whether the batch told the other replicas of outbox rows (once is enough).
-        self._outbox_announced = False
+        # The deadlines the batch armed, as their notifications' payloads ("id:due_us"):
+        # sent once it committed, in a statement of their own (store.py, `announce`).
+        self.announcements: list[str] = []
 
     async def send_held(self) -> None:
         """Send the held writes, if any, in a statement of their own (the end of a job)."""
@@ -94,6 +100,11 @@ class Statements:
 
     async def _run(self, sql: str, *params: Any) -> None:
         await self._conn.execute(sql, *params)
+
+    def announce(self, armed: Iterable[ArmedDeadline]) -> None:
+        """Tell the other replicas' timers of these deadlines once the batch committed, not
+        in its COMMIT (store.py sends them): a rolled-back job's are forgotten with it."""
+        self.announcements.extend(f"{d.id}:{to_us(d.due)}" for d in armed)
 
     async def _changed(self, what: Shared) -> None:
         """Tell the other replicas, at commit (a rolled-back NOTIFY is never sent), that

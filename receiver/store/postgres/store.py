@@ -17,19 +17,28 @@ with the connection itself fails the whole batch with StoreUnavailable (503), an
 batch takes a fresh connection.
 
 LISTEN/NOTIFY carries what other replicas need to know at once: a deadline armed
-(`deadline_listeners`, for the timer heap), an outbox row enqueued (`outbox_listeners`, for
-the dispatcher), and run-time state the API changed (`change_listeners`: maintenance windows,
-on-call overrides; each replica reads it again). Each notification is sent at commit, never
-for a rolled-back job. The listening connection is watched: when it is lost (the database
-restarted, a network cut) it is opened again, and since notifications sent meanwhile are
-lost, every armed deadline is handed to the listeners once more, the dispatcher woken and
-the run-time state read again.
+(`deadline_listeners`, for the timer heap) and run-time state the API changed
+(`change_listeners`: maintenance windows, on-call overrides; each replica reads it again).
+A commit that sends a NOTIFY holds PostgreSQL's notification lock (one per database) from
+before its commit record until its WAL flush, so every notifying commit of every replica is
+flushed one after another. So the deadlines a batch armed are announced after its COMMIT, in
+one statement of their own (`_announce`) that writes nothing to the WAL and holds the lock
+for microseconds, never for a rolled-back job; and outbox rows are not announced at all: the
+replica that enqueued them sends them (its dispatcher wakes at the commit). Change
+notifications (rare: the API) stay in their commit.
+
+What a replica that dies between its COMMIT and its announcement (or with rows it enqueued
+and had not leased yet) leaves is read by the others when their watch sees it gone: every
+armed deadline is handed to the deadline listeners once more, and the dispatchers are woken
+to look at the outbox (`_catch_up`). The listening connection is watched too: when it is lost
+(the database restarted, a network cut) it is opened again, and since notifications sent
+meanwhile are lost, the same catch-up runs and the run-time state is read again.
 
 The listening connection also says that this replica is alive: its session holds the
 replica's advisory lock (replicas.py), and what the replica leases carries its number. A
 watch task looks every WATCH seconds at who is alive: the leases of a replica gone go back
-to the outbox (the dispatcher is woken to send them), and who is alive decides which
-replica tries each due deadline first (`first_to_try`).
+to the outbox, and who is alive decides which replica tries each due deadline first
+(`first_to_try`).
 """
 
 from __future__ import annotations
@@ -62,13 +71,12 @@ from receiver.store.codec import (
     incident_from_row,
     to_us,
 )
-from receiver.store.postgres.deadlines import DEADLINES_CHANNEL
 from receiver.store.postgres.incidents import VERSIONS
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import OUTBOX_CHANNEL
 from receiver.store.postgres.replicas import WATCH, Sweep, claim, share, sweep
 from receiver.store.postgres.schema import MIGRATIONS
-from receiver.store.postgres.statements import CHANGES_CHANNEL, Connection
+from receiver.store.postgres.statements import CHANGES_CHANNEL, DEADLINES_CHANNEL, Connection
 from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.records import IncidentFilter, OutboxRow, Shared, StoreStats
 
@@ -172,11 +180,7 @@ class PostgresStore:
                     log.warning("cannot listen for other replicas' notifications: %s", exc)
                     await asyncio.sleep(RELISTEN)
             log.info("listening again for other replicas' deadlines and pages")
-            for deadline_id, due in await self.deadlines():
-                for on_deadline in self.deadline_listeners:
-                    on_deadline(deadline_id, due)
-            for on_outbox in self.outbox_listeners:
-                on_outbox()
+            await self._catch_up()
             for on_change in self.change_listeners:
                 for what in Shared:
                     on_change(what)
@@ -185,9 +189,21 @@ class PostgresStore:
         finally:
             self._relisten = None
 
+    async def _catch_up(self) -> None:
+        """What notifications may have missed: every armed deadline handed to the timer
+        again (one already there fires once all the same: the store decides), and the
+        dispatcher woken to look at the outbox."""
+        for deadline_id, due in await self.deadlines():
+            for on_deadline in self.deadline_listeners:
+                on_deadline(deadline_id, due)
+        for on_outbox in self.outbox_listeners:
+            on_outbox()
+
     async def _watch_replicas(self) -> None:
-        """Every WATCH seconds: who is alive, and the leases of those gone given back."""
+        """Every WATCH seconds: who is alive, and the leases of those gone given back; when
+        one is gone, what it armed or enqueued and did not announce is read (_catch_up)."""
         failing = False
+        behind = False  # a replica went and what it left is not read yet
         while True:
             await asyncio.sleep(WATCH)
             try:
@@ -201,14 +217,26 @@ class PostgresStore:
                 log.exception("looking at which replicas are alive failed")
                 continue
             failing = False
-            if found.orphans:
-                log.warning("%d page(s) leased by a replica that is gone are sent again",
-                            found.orphans)
-                for on_outbox in self.outbox_listeners:
-                    on_outbox()
-            if found.alive != self.alive:
-                self.alive = found.alive
-                log.info("replicas alive: %d", len(found.alive))
+            behind = await self._swept(found, behind or bool(set(self.alive) - set(found.alive)))
+
+    async def _swept(self, found: Sweep, behind: bool) -> bool:
+        """Act on a sweep; whether what a replica gone left is still to be read."""
+        if found.orphans:
+            log.warning("%d page(s) leased by a replica that is gone are sent again",
+                        found.orphans)
+        if found.alive != self.alive:
+            self.alive = found.alive
+            log.info("replicas alive: %d", len(found.alive))
+        if behind:
+            try:
+                await self._catch_up()  # wakes the dispatcher for the orphans too
+            except StoreUnavailable as exc:
+                log.warning("cannot read what a replica gone left, next sweep: %s", exc)
+                return True
+        elif found.orphans:
+            for on_outbox in self.outbox_listeners:
+                on_outbox()
+        return False
 
     async def _sweep(self) -> Sweep:
         if self._pool is None:
@@ -323,10 +351,19 @@ class PostgresStore:
             # is in the database.
             self._fail_batch(batch, exc)
             return
+        self._committed(outcomes, time.perf_counter() - started)
+        tx.run_after_commit()
+        if tx.announcements:  # once the callers have their answers
+            await self._announce(tx.announcements)
+
+    def _committed(
+        self, outcomes: Sequence[tuple[_Job[Any], Any, BaseException | None]], took: float
+    ) -> None:
+        """The batch committed: each caller gets its job's result (or its own error)."""
         self.stats.commits += 1
         self.stats.failing = ""
         for observe in self.stats.on_commit:
-            observe(time.perf_counter() - started, len(batch))
+            observe(took, len(outcomes))
         for job, result, error in outcomes:
             if job.future.done():
                 continue
@@ -334,7 +371,19 @@ class PostgresStore:
                 job.future.set_result(result)
             else:
                 job.future.set_exception(error)
-        tx.run_after_commit()
+
+    async def _announce(self, announcements: Sequence[str]) -> None:
+        """Tell the other replicas' timers of the deadlines a batch armed, after its COMMIT,
+        in one statement. It writes nothing, so its commit waits for no WAL flush and it
+        holds the notification lock for microseconds. If it fails, the deadlines stay armed
+        here, and were this replica to die, the others read them (_catch_up): the batch is
+        not failed for it."""
+        try:
+            await self._fetch("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
+                              DEADLINES_CHANNEL, list(announcements))
+        except StoreUnavailable as exc:
+            log.warning("cannot tell the other replicas of %d deadline(s): %s",
+                        len(announcements), exc)
 
     def _fail_batch(self, batch: Sequence[_Job[Any]], exc: BaseException) -> None:
         self.stats.failures += 1

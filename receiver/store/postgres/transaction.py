@@ -58,17 +58,17 @@ class PostgresTransaction(
         if self._versioned:
             self._versions = await self._versions_of(sorted(self._versioned))
 
-    def mark(self) -> int:
-        return len(self._after_commit)
+    def mark(self) -> tuple[int, int]:
+        return len(self._after_commit), len(self.announcements)
 
-    def rewind(self, mark: int) -> None:
+    def rewind(self, mark: tuple[int, int]) -> None:
         """A job failed and its writes were rolled back: forget what it did."""
-        del self._after_commit[mark:]
+        del self._after_commit[mark[0]:]
+        del self.announcements[mark[1]:]  # deadlines it armed are not there to announce
         self._incidents.clear()
         self._escalations.clear()
         self._last_ids.clear()
         self._held.clear()
-        self._outbox_announced = False  # the rolled-back job's notification went with it
 
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []

@@ -1028,3 +1028,25 @@ async def test_cancelling_every_kind_removes_the_incidents_deadlines_and_no_othe
     every = [kind.value for kind in DeadlineKind]
     await store.write(lambda tx: tx.cancel(first, every))
     assert {i for i, _ in await store.deadlines()} == {d.id for d in armed[other]}
+async def test_deadlines_armed_then_cancelled_in_the_job_that_opened_their_incident_are_gone(
+    store: Store,
+) -> None:
+    """PostgreSQL skips cancelling deadlines of an incident its batch inserted unless that
+    kind was armed since: every kind armed (by arm or arm_once) is still cancelled."""
+    due = NOW + timedelta(minutes=5)
+
+    async def job(tx: Transaction) -> list[int]:
+        ids = [await tx.insert_incident(new_incident(f"g{n}"), None) for n in range(3)]
+        await tx.arm(ids[0], [(due, "step", "k"), (due, "cadence", "c")])
+        await tx.cancel(ids[0], ["step"])
+        await tx.arm_once(ids[1], due, "stale", "rule")
+        await tx.cancel(ids[1], ["cadence", "stale"])
+        await tx.cancel(ids[2], ["cadence"])
+        await tx.arm(ids[2], [(due, "cadence", "c")])
+        return ids
+
+    ids = await store.write(job)
+    armed = [deadline_id for deadline_id, _ in await store.deadlines()]
+    left = await store.write(lambda tx: tx.take_deadlines(armed, due))
+    assert sorted((d.incident_id, d.kind) for d in left) == [(ids[0], "cadence"),
+                                                            (ids[2], "cadence")]

@@ -44,6 +44,7 @@ class DeadlineStatements(Statements):
         is announced to the other replicas once the batch committed (`announce`)."""
         armed: list[ArmedDeadline] = []
         for due, kind, key in deadlines:
+            self._armed_kind(incident_id, kind)
             deadline_id = int(await self._carry_value(
                 "INSERT INTO deadlines (incident_id, due, kind, key) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
@@ -59,6 +60,7 @@ class DeadlineStatements(Statements):
     ) -> ArmedDeadline | None:
         """Arm a deadline of this kind unless the incident has one already, whatever its key:
         the armed deadline, or None when one was there."""
+        self._armed_kind(incident_id, kind)
         found = await self._conn.fetchval(
             "INSERT INTO deadlines (incident_id, due, kind, key) SELECT $1, $2, $3, $4"
             " WHERE NOT EXISTS (SELECT 1 FROM deadlines WHERE incident_id = $1 AND kind = $3)"
@@ -71,8 +73,17 @@ class DeadlineStatements(Statements):
         self.announce([armed])
         return armed
 
+    def _armed_kind(self, incident_id: int, kind: str) -> None:
+        """Before a deadline of `kind` may be written: cancel must not skip that kind."""
+        new = self._new_deadlines.get(incident_id)
+        if new is not None:
+            new.add(kind)
+
     async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
         wanted = list(kinds)
+        new = self._new_deadlines.get(incident_id)
+        if new is not None and new.isdisjoint(wanted):
+            return  # inserted by this batch, and none of these kinds armed: nothing to delete
         if wanted:
             await self._carry_value(
                 "DELETE FROM deadlines WHERE incident_id = $1 AND kind = ANY($2::text[])",

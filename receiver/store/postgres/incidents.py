@@ -134,6 +134,7 @@ class IncidentStatements(Statements):
             external_url=new.external_url, summary=new.summary,
         )
         self._escalations[incident_id] = None
+        self._new_deadlines[incident_id] = set()
         return incident_id
 
     async def incident(self, incident_id: int) -> Incident:

@@ -69,6 +69,10 @@ class Statements:
         # the group's last incident, read in the same statement (last_incident_id).
         self._escalations: dict[int, str | None] = {}
         self._last_ids: dict[str, int | None] = {}
+        # The incidents this batch inserted, with the kinds of deadline armed for them since:
+        # cancelling any other kind of theirs has nothing to delete (no other transaction
+        # sees them before the commit), and needs no statement.
+        self._new_deadlines: dict[int, set[str]] = {}
         # The number of the replica running the batch (store/postgres/replicas.py), which
         # its leases carry; None outside a replica (tools, some tests).
         self.replica: int | None = None

@@ -68,6 +68,7 @@ class PostgresTransaction(
         self._incidents.clear()
         self._escalations.clear()
         self._last_ids.clear()
+        self._new_deadlines.clear()
         self._held.clear()
 
     def run_after_commit(self) -> None:

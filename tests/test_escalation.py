@@ -777,6 +777,24 @@ def test_damaged_state_raises_value_error(mutate: Any, message: str) -> None:
         state_from_dict(data)
 
 
+def test_a_policy_snapshot_decodes_once_to_one_immutable_policy() -> None:
+    """States holding the same snapshot (whatever the order of its keys) share one Policy;
+    another snapshot is another policy, and a damaged one is still refused each time."""
+    data = state_to_dict(Sim.open().state)
+    shuffled = json.loads(json.dumps(data))
+    shuffled["policy"] = dict(reversed(list(shuffled["policy"].items())))
+    first, again = state_from_dict(data), state_from_dict(shuffled)
+    assert first.policy is again.policy
+    other = json.loads(json.dumps(data))
+    other["policy"]["repeat"] = 5
+    assert state_from_dict(other).policy == replace(first.policy, repeat=5)
+    damaged = json.loads(json.dumps(data))
+    damaged["policy"]["steps"] = []
+    for _ in range(2):
+        with pytest.raises(ValueError, match="needs at least one step"):
+            state_from_dict(damaged)
+
+
 def test_urls_stay_out_of_reprs() -> None:
     secret = "slack://token-a/token-b"
     things = [

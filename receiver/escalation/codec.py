@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+import msgspec
+
 from receiver.core.model import MessageReason
 from receiver.escalation.plan import (
     EscalationState,
@@ -51,7 +53,7 @@ def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
         if data["version"] != _STATE_VERSION:
             raise ValueError(f"unsupported version {data['version']!r}")
         return EscalationState(
-            policy=_policy_from_dict(data["policy"]),
+            policy=_policy_of(data["policy"]),
             status=EscalationStatus(data["status"]),
             run=int(data["run"]),
             cycle=int(data["cycle"]),
@@ -93,6 +95,24 @@ def _policy_to_dict(policy: Policy) -> dict[str, Any]:
         "repeat_after": policy.repeat_after.total_seconds(),
         "reack_after": _seconds(policy.reack_after),
     }
+
+
+def _policy_of(data: Mapping[str, Any]) -> Policy:
+    """The policy a stored snapshot holds. Every incident of a policy holds the same snapshot
+    and a Policy is immutable, so each is decoded once (by its JSON, keys sorted), not at each
+    deadline and resolution: 8 of the 11 us a state took to decode."""
+    key = _SNAPSHOT_KEY.encode(data)
+    found = _POLICIES.get(key)
+    if found is None:
+        if len(_POLICIES) >= _POLICIES_KEPT:
+            _POLICIES.clear()  # a config that changes its policies this often: start afresh
+        found = _POLICIES[key] = _policy_from_dict(data)
+    return found
+
+
+_SNAPSHOT_KEY = msgspec.json.Encoder(order="deterministic")
+_POLICIES: dict[bytes, Policy] = {}
+_POLICIES_KEPT = 256
 
 
 def _policy_from_dict(data: Mapping[str, Any]) -> Policy:

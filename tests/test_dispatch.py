@@ -486,6 +486,47 @@ async def test_a_waiting_bundle_split_between_passes_goes_at_its_time_not_a_wind
         assert event.at - start == timedelta(seconds=30)
 
 
+class AlertReadingStore(SqliteStore):
+    """Counts the incidents whose alerts are read (rendering reads them)."""
+
+    read: list[int]
+
+    async def alerts(self, incident_id: int) -> list[Alert]:
+        self.read.append(incident_id)
+        return await super().alerts(incident_id)
+
+
+@pytest.mark.parametrize(("reason", "shown"), [("triggered", 5), ("resolved", 10)])
+async def test_a_bundle_reads_the_alerts_of_the_incidents_it_shows_only(
+    tmp_path: Path, fake_clock: FakeClock, reason: str, shown: int
+) -> None:
+    """A storm's bundle carries hundreds of rows; its text names the first few incidents
+    (messages.BUNDLE_SHOWN pages, NOTES_SHOWN notes), so only theirs are read."""
+    config = make_config(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
+    notifier = RecordingNotifier()
+    store = AlertReadingStore(tmp_path / "ackd.db")
+    store.read = []
+    await store.open()
+    dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
+    rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher)
+    dispatcher.start()
+    try:
+        step = None if reason == "resolved" else 0
+        [first] = await rig.incidents(1, [payload(SMS, reason=reason, step=step)])
+        await eventually(rig.settled, "the first message")
+        await rig.clock.jump(timedelta(seconds=1))
+        ids = await rig.incidents(40, [payload(SMS, reason=reason, step=step)])
+        await eventually(rig.settled, "the burst to be deferred")
+        await rig.clock.jump(timedelta(seconds=29))
+        await eventually(rig.settled, "the bundle")
+    finally:
+        await dispatcher.stop(grace=WAIT)
+        await store.close()
+    _, bundle = notifier.messages(SMS)
+    assert bundle.title.startswith("40 incidents")
+    assert store.read == [first, *ids[:shown]]
+
+
 async def test_a_burst_of_resolutions_goes_as_one_note_then_one_bundle(
     make_rig: RigFactory,
 ) -> None:

@@ -15,7 +15,13 @@ from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Action, Incident
 from receiver.delivery.plan import Addressed, Outgoing
 from receiver.notify.links import Links
-from receiver.notify.messages import MessageContext, render_bundle, render_notes
+from receiver.notify.messages import (
+    BUNDLE_SHOWN,
+    NOTES_SHOWN,
+    MessageContext,
+    render_bundle,
+    render_notes,
+)
 from receiver.notify.notifier import Message, mask
 from receiver.store import OutboxMessage, Store
 
@@ -34,9 +40,13 @@ class Renderer:
         config = self._config()
         now = self._clock.now()
         short = outgoing.items[0][0].message.short
+        # A bundle's text names only its first few incidents: only theirs are worth reading
+        # (a storm's bundle carries hundreds of rows; each read is a query).
+        shown = 1 if len(outgoing.items) == 1 else (
+            BUNDLE_SHOWN if outgoing.items[0][0].message.reason.is_page else NOTES_SHOWN)
         try:
-            contexts = [await self._context(row, incident, config, now)
-                        for row, incident in outgoing.items]
+            contexts = [await self._context(row, incident, config, now, alerts=n < shown)
+                        for n, (row, incident) in enumerate(outgoing.items)]
             if len(contexts) == 1:
                 return config.templates.render(contexts[0], short)
             if contexts[0].reason.is_page:
@@ -49,8 +59,11 @@ class Renderer:
             return None
 
     async def _context(
-        self, row: Addressed, incident: Incident, config: Config, now: datetime
+        self, row: Addressed, incident: Incident, config: Config, now: datetime, *,
+        alerts: bool,
     ) -> MessageContext:
+        """The message's context; its incident's alerts only if `alerts` (else none: a
+        bundle's entry that its text does not show)."""
         m = row.message
         recipient = m.recipient
         links = Links(config.link_secret, config.external_url, config.link_ttl)
@@ -58,7 +71,7 @@ class Renderer:
             reason=m.reason,
             incident=incident,
             severity=config.severity(incident.severity),
-            alerts=await self._store.alerts(incident.id),
+            alerts=await self._store.alerts(incident.id) if alerts else (),
             ack_url=links.url(incident.id, Action.ACK, recipient, now),
             resolve_url=links.url(incident.id, Action.RESOLVE, recipient, now),
             incident_url=_incident_url(links, config, incident.id, m, now),

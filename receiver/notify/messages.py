@@ -516,7 +516,8 @@ def _fit(head: str, middle: str, tail: str) -> str:
 
 
 def render_bundle(contexts: Sequence[MessageContext], short: bool) -> Message:
-    """One message for several pages to one person within the bundle window."""
+    """One message for several pages to one person within the bundle window. Only the
+    first BUNDLE_SHOWN contexts' alerts are read (the others' may be empty)."""
     if not contexts:
         raise ValueError("a bundle needs at least one message")
     kind = min((notify_type(c) for c in contexts), key=_urgency)
@@ -567,7 +568,8 @@ def _verb(reason: str) -> str:
 
 def render_notes(contexts: Sequence[MessageContext], short: bool) -> Message:
     """One message for several notes to one URL within the bundle window:
-    `31 incidents resolved: #12, #13, ...`."""
+    `31 incidents resolved: #12, #13, ...`. Only the first NOTES_SHOWN contexts' alerts are
+    read (the others' may be empty)."""
     if not contexts:
         raise ValueError("a bundle needs at least one message")
     kind = min((notify_type(c) for c in contexts), key=_urgency)

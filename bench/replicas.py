@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 REPLICAS = 3
 DATABASE = "ackd_bench"
 METRICS_AUTH = {"Authorization": "Bearer bench-api-token"}  # bench/run.py's CONFIG
+COMMIT_DELAY = 500  # µs (PostgreSQL's default: 0)
+COMMIT_SIBLINGS = 2  # (default: 5)
 
 
 async def legs(work: Path, config: Path, token: str, rounds: int, duration: float,
@@ -58,12 +60,26 @@ async def legs(work: Path, config: Path, token: str, rounds: int, duration: floa
 
     cluster = start_cluster(durable=True)
     try:
+        await _group_commit(cluster)
         rows = (await _ingest(cluster, work, config, token, rounds, duration, connections,
                               seed) if ingest else [])
         rows.extend(await _timer_rows(cluster, work, config, armed, due_count, due_rate))
     finally:
         cluster.stop()
     return rows
+
+
+async def _group_commit(cluster: Cluster) -> None:
+    """PostgreSQL's group commit, as docs/scaling.md recommends for replicas: a commit waits
+    COMMIT_DELAY µs for others to share its WAL flush when COMMIT_SIBLINGS more transactions
+    are open."""
+    admin = await asyncpg.connect(cluster.dsn())
+    try:
+        await admin.execute(f"ALTER SYSTEM SET commit_delay = {COMMIT_DELAY}")
+        await admin.execute(f"ALTER SYSTEM SET commit_siblings = {COMMIT_SIBLINGS}")
+        await admin.execute("SELECT pg_reload_conf()")
+    finally:
+        await admin.close()
 
 
 async def _timer_rows(cluster: Cluster, work: Path, config: Path, armed: int, due_count: int,

@@ -159,10 +159,12 @@ class IncidentStatements(Statements):
             " ends_at = excluded.ends_at, status = excluded.status,"
             " annotations = excluded.annotations, updated_at = excluded.updated_at,"
             " grafana = excluded.grafana",
+            # str() of a StrEnum is its value, without the Python-level descriptor `.value`
+            # goes through on Python 3.11 (a row per alert: 0.5% of the ingest path).
             [
                 (
                     incident_id, a.fingerprint, to_us(a.starts_at),
-                    None if a.ends_at is None else to_us(a.ends_at), a.status.value,
+                    None if a.ends_at is None else to_us(a.ends_at), str(a.status),
                     dumps(a.labels), dumps(a.annotations), a.generator_url, at,
                     grafana_column(a.grafana),
                 )

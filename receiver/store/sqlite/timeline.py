@@ -20,7 +20,8 @@ class TimelineStatements(Statements):
         for e in events:
             if e.at is not at:  # a change's events share one instant: convert it once
                 at, us = e.at, to_us(e.at)
-            rows.append((incident_id, us, e.kind.value, e.actor, dumps(e.detail)))
+            # str(): the StrEnum's value, without `.value`'s descriptor (see write_alerts).
+            rows.append((incident_id, us, str(e.kind), e.actor, dumps(e.detail)))
         if rows:
             self._cur.executemany(
                 "INSERT INTO timeline (incident_id, at, kind, actor, detail)"

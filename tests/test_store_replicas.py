@@ -26,7 +26,7 @@ from receiver.incidents.service import Incidents
 from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
 from receiver.store.postgres.outbox import LEASE
-from receiver.store.postgres.replicas import WATCH, claim
+from receiver.store.postgres.replicas import OVERDUE, WATCH, claim
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.records import (
@@ -146,18 +146,19 @@ async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
     that session ends (the process was SIGKILLed: its socket closed), the others' sweep gives
     its leases back within a fraction of a second, not LEASE later, and wakes its dispatcher
     to send them."""
+    now = datetime.now(UTC)  # the sweep looks for rows overdue by the wall clock
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
-    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 3, NOW))
+    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 3, now))
     doomed = await asyncpg.connect(pg_dsn)
     number = await claim(doomed)
     async with doomed.transaction():
-        held = await PostgresTransaction(doomed, number).lease_due_outbox(NOW, 10)
+        held = await PostgresTransaction(doomed, number).lease_due_outbox(now, 10)
     assert sorted(row.id for row in held) == ids
     async with asyncio.timeout(5):
         await until(lambda: len(replicas[1].alive) == 4)  # three stores and the doomed one
     assert number in replicas[1].alive
     await asyncio.sleep(2 * WATCH)
-    assert await replicas[1].lease_due_notifications(NOW, 10) == []  # its holder lives
+    assert await replicas[1].lease_due_notifications(now, 10) == []  # its holder lives
 
     # Whichever replica sweeps first gives the rows back and wakes its own dispatcher.
     given_back = asyncio.Event()
@@ -167,7 +168,7 @@ async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
     gone = time.monotonic()
     async with asyncio.timeout(5):
         await given_back.wait()
-    taken = [row.id for row, _ in await replicas[1].lease_due_notifications(NOW, 10)]
+    taken = [row.id for row, _ in await replicas[1].lease_due_notifications(now, 10)]
     assert sorted(taken) == ids
     assert time.monotonic() - gone < 1.0
     async with asyncio.timeout(1):
@@ -212,7 +213,8 @@ async def test_a_commit_tells_the_other_replicas_of_its_deadlines_not_its_outbox
         replicas[0].write(arm_then_fail), return_exceptions=True)
     assert isinstance(failed, RuntimeError)
     assert not isinstance(armed, BaseException)
-    await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], NOW))
+    later = datetime.now(UTC) + timedelta(minutes=1)  # not overdue (see the sweep) meanwhile
+    await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], later))
     async with asyncio.timeout(5):
         await told.wait()
     await asyncio.sleep(0.2)
@@ -226,7 +228,8 @@ async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others
     """A replica that dies after its COMMIT and before it announced the deadlines it armed
     (store.py announces them in a statement after the commit), with pages it enqueued and
     had not leased yet (it announces none): when the others' sweep finds it gone, they read
-    the armed deadlines again and look at the outbox, within a second."""
+    the armed deadlines again and look at the outbox, within a second (the pages would wake
+    them anyway once overdue: see the next test)."""
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
     heard: list[tuple[int, datetime]] = []
     woken, told = asyncio.Event(), asyncio.Event()
@@ -240,11 +243,10 @@ async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others
     tx = PostgresTransaction(doomed, number)
     async with doomed.transaction():
         armed = await tx.arm(incident_id, [(due, "step", "0:1")])
-        ids = await tx.enqueue(incident_id, [PAGE] * 2, NOW)
+        ids = await tx.enqueue(incident_id, [PAGE] * 2, datetime.now(UTC))
     assert tx.announcements  # what it would have announced, had it lived
     await asyncio.sleep(2 * WATCH)
     assert heard == []
-    assert not woken.is_set()
 
     doomed.terminate()  # killed: the socket closes, the announcement never goes
     gone = time.monotonic()
@@ -253,8 +255,35 @@ async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others
         await told.wait()
     assert time.monotonic() - gone < 1.0
     assert (armed[0].id, due) in heard
-    taken = [row.id for row, _ in await replicas[1].lease_due_notifications(NOW, 10)]
-    assert sorted(taken) == ids
+    taken = await replicas[1].lease_due_notifications(datetime.now(UTC), 10)
+    assert sorted(row.id for row, _ in taken) == ids
+
+
+async def test_a_page_its_replica_leaves_unleased_wakes_the_others_dispatchers(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """Pages are not announced: the replica that enqueued them sends them. One that does not
+    take them while alive (hung, its session and lock still there) leaves them due and
+    unleased; once overdue (OVERDUE), the others' sweep wakes their dispatchers, which take
+    them: within a second of their due time."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    hung = await asyncpg.connect(pg_dsn)
+    try:
+        number = await claim(hung)
+        woken = asyncio.Event()
+        replicas[1].outbox_listeners.append(woken.set)
+        due = datetime.now(UTC)
+        async with hung.transaction():
+            ids = await PostgresTransaction(hung, number).enqueue(incident_id, [PAGE], due)
+        async with asyncio.timeout(5):
+            await woken.wait()
+        assert datetime.now(UTC) - due < timedelta(seconds=1)
+        assert datetime.now(UTC) - due >= OVERDUE
+        taken = await replicas[1].lease_due_notifications(datetime.now(UTC), 10)
+        assert [row.id for row, _ in taken] == ids
+        assert number in replicas[1].alive  # not taken for a replica gone
+    finally:
+        await hung.close()
 
 
 async def test_a_webhook_memo_answers_only_what_no_other_replica_changed(pg_dsn: str) -> None:

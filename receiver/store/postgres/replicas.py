@@ -13,19 +13,30 @@ replica looks WATCH seconds apart (`sweep`): the numbers locked now, and the lea
 holder holds no lock any more, which go back to the outbox due when they were leased, so the
 next pass of any dispatcher sends them. The number list orders the replicas alive, which the
 timer uses to share due deadlines among them (`share`).
+
+The same statement says whether any outbox row has been due for longer than OVERDUE and is
+not leased. Rows are not announced (the replica that enqueues them sends them), so a row its
+replica did not take, hung while still connected or killed before its pass, would otherwise
+wait for the next thing that wakes another replica's dispatcher: the store wakes its own
+dispatcher then.
 """
 
 from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+from receiver.store.codec import to_us
 from receiver.store.postgres.statements import Connection
 
 # The advisory locks' first key: "ackd" in ASCII. The second is the replica's number.
 LOCK_CLASS = 0x61636B64
 WATCH = 0.2  # seconds between two looks at who is alive
 NUMBERS = 2**31 - 1  # numbers are positive int4s (pg_locks shows the key as an unsigned oid)
+# How long a row may be due and not leased before every replica's dispatcher looks (its own
+# takes it at once; within a second, with WATCH and a pass, if not).
+OVERDUE = timedelta(milliseconds=500)
 
 # The replicas alive: the advisory locks of LOCK_CLASS held in this database.
 _LIVE = (
@@ -42,7 +53,8 @@ SWEEP = (
     "   AND leased_by NOT IN (SELECT replica FROM live) FOR UPDATE SKIP LOCKED)"
     "  RETURNING id)"
     " SELECT (SELECT coalesce(array_agg(replica ORDER BY replica), '{}') FROM live),"
-    " (SELECT count(*) FROM orphans)"
+    " (SELECT count(*) FROM orphans),"
+    " EXISTS (SELECT 1 FROM outbox WHERE next_attempt_at <= $1)"
 )
 
 
@@ -50,6 +62,7 @@ SWEEP = (
 class Sweep:
     alive: tuple[int, ...]  # the numbers of the replicas alive, ascending
     orphans: int  # leases given back, of replicas gone
+    overdue: bool  # a row due for longer than OVERDUE and not leased (a lease moves it later)
 
 
 async def claim(conn: Connection, wanted: int | None = None) -> int:
@@ -64,10 +77,10 @@ async def claim(conn: Connection, wanted: int | None = None) -> int:
         number = 1 + secrets.randbelow(NUMBERS)
 
 
-async def sweep(conn: Connection) -> Sweep:
-    row = await conn.fetchrow(SWEEP)
+async def sweep(conn: Connection, now: datetime) -> Sweep:
+    row = await conn.fetchrow(SWEEP, to_us(now - OVERDUE))
     assert row is not None
-    return Sweep(tuple(int(n) for n in row[0]), int(row[1]))
+    return Sweep(tuple(int(n) for n in row[0]), int(row[1]), bool(row[2]))
 
 
 def share(deadline_id: int, alive: tuple[int, ...], replica: int) -> bool:

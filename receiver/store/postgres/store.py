@@ -37,8 +37,8 @@ meanwhile are lost, the same catch-up runs and the run-time state is read again.
 The listening connection also says that this replica is alive: its session holds the
 replica's advisory lock (replicas.py), and what the replica leases carries its number. A
 watch task looks every WATCH seconds at who is alive: the leases of a replica gone go back
-to the outbox, and who is alive decides which replica tries each due deadline first
-(`first_to_try`).
+to the outbox, a row due and left unleased (replicas.OVERDUE) wakes the dispatcher, and who
+is alive decides which replica tries each due deadline first (`first_to_try`).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -233,7 +233,7 @@ class PostgresStore:
             except StoreUnavailable as exc:
                 log.warning("cannot read what a replica gone left, next sweep: %s", exc)
                 return True
-        elif found.orphans:
+        elif found.orphans or found.overdue:
             for on_outbox in self.outbox_listeners:
                 on_outbox()
         return False
@@ -243,7 +243,7 @@ class PostgresStore:
             raise StoreUnavailable("the store is not open")
         try:
             async with self._pool.acquire() as conn:
-                return await sweep(conn)
+                return await sweep(conn, datetime.now(UTC))
         except (*BROKEN, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 

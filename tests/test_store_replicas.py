@@ -139,6 +139,24 @@ async def test_replicas_lease_disjoint_outbox_rows_and_a_lapsed_lease_falls_due(
     assert sorted(lapsed) == sorted(ids)[:10]
 
 
+async def test_a_lapsed_lease_given_back_late_leaves_the_new_holders_lease(
+    replicas: list[PostgresStore],
+) -> None:
+    """A send that ran past LEASE: another replica has leased the row again meanwhile. The
+    first replica's late give-back (or its retry) must not free the row from under the second,
+    or a third would send it too while the second still is."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    [row_id] = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], NOW))
+    assert [r.id for r, _ in await replicas[0].lease_due_notifications(NOW, 10)] == [row_id]
+    relapse = NOW + LEASE + timedelta(seconds=1)
+    assert [r.id for r, _ in await replicas[1].lease_due_notifications(relapse, 10)] == [row_id]
+    await replicas[0].write(lambda tx: tx.release_outbox(row_id, relapse))
+    await replicas[0].write(lambda tx: tx.retry_outbox(row_id, 1, relapse))
+    assert await replicas[2].lease_due_notifications(relapse, 10) == []  # still the second's
+    await replicas[1].write(lambda tx: tx.release_outbox(row_id, relapse))
+    assert [r.id for r, _ in await replicas[2].lease_due_notifications(relapse, 10)] == [row_id]
+
+
 async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
     replicas: list[PostgresStore], pg_dsn: str
 ) -> None:

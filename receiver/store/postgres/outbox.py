@@ -78,21 +78,24 @@ class OutboxStatements(Statements):
         return [_outbox_row(r) for r in rows]
 
     async def release_outbox(self, outbox_id: int, due: datetime) -> None:
-        """End a lease without a result: the row is due again at `due`."""
+        """End this replica's lease without a result: the row is due again at `due`. A lease
+        that lapsed and another replica took is that replica's now, and stays."""
         await self._run(
             "UPDATE outbox SET next_attempt_at = $1, leased_from = NULL, leased_by = NULL"
-            " WHERE id = $2 AND leased_from IS NOT NULL",
-            to_us(due), outbox_id,
+            " WHERE id = $2 AND leased_from IS NOT NULL AND leased_by = $3",
+            to_us(due), outbox_id, self.replica,
         )
 
     async def finish_outbox(self, outbox_id: int) -> None:
         await self._run("DELETE FROM outbox WHERE id = $1", outbox_id)
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
+        # As release_outbox: a failed attempt whose lease another replica took meanwhile
+        # leaves that replica's attempt, and its result, to be written.
         await self._run(
             "UPDATE outbox SET attempts = $1, next_attempt_at = $2, leased_from = NULL,"
-            " leased_by = NULL WHERE id = $3",
-            attempts, to_us(next_at), outbox_id,
+            " leased_by = NULL WHERE id = $3 AND leased_by = $4",
+            attempts, to_us(next_at), outbox_id, self.replica,
         )
 
 

@@ -840,10 +840,21 @@ async def test_a_failed_job_leaves_no_remembered_escalation(store: Store) -> Non
     is read again as the store holds it, by the batch's next job as by a later batch."""
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
     await store.write(lambda tx: tx.set_escalation(incident_id, {"step": 1}))
+    in_batch, later = await _escalation_after_a_failed_write(store, incident_id, "g",
+                                                             {"step": 2})
+    assert in_batch == {"step": 1}
+    assert later == {"step": 1}
+
+
+async def _escalation_after_a_failed_write(
+    store: Store, incident_id: int, group_key: str, state: dict[str, object]
+) -> tuple[object, object]:
+    """A job reads the open group, writes `state` and fails; the escalation state read by the
+    next job of its batch, and by a later batch."""
 
     async def failing(tx: Transaction) -> None:
-        await tx.open_group("g")
-        await tx.set_escalation(incident_id, {"step": 2})
+        await tx.open_group(group_key)
+        await tx.set_escalation(incident_id, state)
         raise RuntimeError("the job fails after its write")
 
     async def reader(tx: Transaction) -> object:
@@ -852,8 +863,7 @@ async def test_a_failed_job_leaves_no_remembered_escalation(store: Store) -> Non
     results = await asyncio.gather(store.write(failing), store.write(reader),
                                    return_exceptions=True)
     assert isinstance(results[0], RuntimeError)
-    assert results[1] == {"step": 1}
-    assert await store.write(lambda tx: tx.escalation(incident_id)) == {"step": 1}
+    return results[1], await store.write(reader)
 
 
 async def test_paged_recipients_list_those_sent_to_before_those_in_flight_whatever_the_ids(
@@ -972,20 +982,10 @@ async def test_the_escalation_state_a_batch_reads_is_the_one_it_last_wrote(store
         return seen
 
     assert await store.write(job) == [None, first, second]
-
-    async def failing(tx: Transaction) -> None:
-        await tx.open_group(new_incident().group_key)
-        await tx.set_escalation(incident_id, first)
-        raise RuntimeError("the job fails after its write")
-
-    async def reader(tx: Transaction) -> object:
-        return await tx.escalation(incident_id)
-
-    results = await asyncio.gather(store.write(failing), store.write(reader),
-                                   return_exceptions=True)
-    assert isinstance(results[0], RuntimeError)
-    assert results[1] == second
-    assert await store.write(reader) == second
+    in_batch, later = await _escalation_after_a_failed_write(
+        store, incident_id, new_incident().group_key, first)
+    assert in_batch == second
+    assert later == second
 
 
 async def test_the_open_group_and_its_incident_are_read_as_the_batch_left_them(

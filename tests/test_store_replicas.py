@@ -401,6 +401,52 @@ async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_a
         cluster.stop()
 
 
+async def test_an_unexpected_error_in_a_batch_is_a_503_and_the_writer_goes_on(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncpg's own InternalClientError (its protocol in a state it did not expect, seen once
+    with the database stopped while a savepoint was released), neither a job's error nor one
+    of the connection's known ones: the batch's jobs answer StoreUnavailable (a 503 that
+    Alertmanager retries), nothing of the batch is kept, the connection it happened on is
+    closed, and the next batch commits: the writer task lives on. Before, it ended, its
+    callers waited for ever and the replica could not write again."""
+    store = PostgresStore(pg_dsn, pool_size=2)  # one writer task
+    await store.open()
+    try:
+        broken: list[asyncpg.Connection] = []
+        execute = asyncpg.Connection.execute
+
+        async def failing(conn: asyncpg.Connection, query: str, *args: object,
+                          **kwargs: object) -> str:
+            if query.startswith("RELEASE SAVEPOINT") and not broken:
+                broken.append(conn)
+                raise asyncpg.InternalClientError(
+                    "cannot switch to state 12; another operation (2) is in progress")
+            return await execute(conn, query, *args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(asyncpg.Connection, "execute", failing)
+        # Two jobs queued at once make one batch: the second's savepoint opens in the round
+        # trip that releases the first's.
+        first, second = await asyncio.wait_for(asyncio.gather(
+            store.write(lambda tx: tx.insert_incident(new_incident("u1"), None)),
+            store.write(lambda tx: tx.insert_incident(new_incident("u2"), None)),
+            return_exceptions=True), 10)
+        assert broken, "the batch never released a savepoint"
+        assert isinstance(first, StoreUnavailable), first
+        assert isinstance(second, StoreUnavailable), second
+        assert broken[0].is_closed()
+        assert store.stats.failing
+        incident_id = await asyncio.wait_for(
+            store.write(lambda tx: tx.insert_incident(new_incident("u3"), None)), 10)
+        assert not store.stats.failing
+        await store.writable()
+        open_ = await store.incidents(IncidentFilter(open_only=True))
+        assert [i.group_key for i in open_] == ["u3"]
+        assert open_[0].id == incident_id
+    finally:
+        await store.close()
+
+
 async def test_heartbeat_arrivals_from_replicas_keep_the_latest(
     replicas: list[PostgresStore],
 ) -> None:

@@ -14,7 +14,9 @@ savepoint and run again, up to RETRIES times: it then sees what the winner commi
 deadlock in a batch of several jobs is different: the batch's earlier jobs keep their locks,
 so the batch is given up whole and its jobs run again one transaction each. Trouble
 with the connection itself fails the whole batch with StoreUnavailable (503), and the next
-batch takes a fresh connection.
+batch takes a fresh connection. So does any other error outside a job's own code (the
+driver's, as asyncpg's InternalClientError, or a bug): the connection it leaves in a state
+nobody knows is closed, and the writer task goes on with the next batch.
 
 LISTEN/NOTIFY carries what other replicas need to know at once: a deadline armed
 (`deadline_listeners`, for the timer heap) and run-time state the API changed
@@ -98,6 +100,10 @@ BROKEN = (
     asyncpg.OperatorInterventionError, asyncpg.InsufficientResourcesError,
     asyncpg.InternalServerError, TimeoutError,
 )
+# The driver's own state went wrong (asyncpg's InternalClientError, seen once with the database
+# stopped while a savepoint was released): nothing says what the connection holds any more, so
+# it is closed (PostgreSQL rolls back what it held) and the pool opens another.
+UNSOUND = (asyncpg.InternalClientError,)
 COMMAND_TIMEOUT = 30.0
 RELISTEN = 0.5  # seconds between attempts to listen again
 
@@ -325,6 +331,14 @@ class PostgresStore:
                 batch.append(self._queue.get_nowait())
             try:
                 await self._run_batch(batch)
+            except Exception as exc:
+                # Whatever went wrong, the writer goes on (were it to end, the callers of this
+                # batch would wait for ever and this replica write nothing again): the jobs
+                # not answered yet fail with StoreUnavailable, a 503 that Alertmanager retries.
+                log.exception("a store write batch of %d job(s) failed unexpectedly",
+                              len(batch))
+                if not all(job.future.done() for job in batch):
+                    self._fail_batch(batch, exc)
             finally:
                 for _ in batch:
                     self._queue.task_done()
@@ -337,7 +351,17 @@ class PostgresStore:
         try:
             async with pool.acquire() as conn:
                 tx = PostgresTransaction(conn, self.replica)
-                await _in_transaction(conn, partial(_run_jobs, conn, tx, batch, outcomes))
+                try:
+                    await _in_transaction(conn, partial(_run_jobs, conn, tx, batch, outcomes))
+                except (_LockCycle, *BROKEN, asyncpg.PostgresError):
+                    raise
+                except Exception:
+                    # Neither a job's own error (that stays in its savepoint) nor a known
+                    # error of the connection or the server: the driver's (UNSOUND) or a bug
+                    # outside the jobs. What the connection holds is not known: it is closed,
+                    # PostgreSQL rolls the batch back, and the pool opens another.
+                    conn.terminate()
+                    raise
         except _LockCycle:
             # Another replica's batch locks some of the same rows in the other order (a group
             # posted to every replica at once). Giving the whole batch up releases its locks;
@@ -349,6 +373,10 @@ class PostgresStore:
         except (*BROKEN, asyncpg.PostgresError) as exc:
             # The connection, the server, or the COMMIT itself failed: nothing of the batch
             # is in the database.
+            self._fail_batch(batch, exc)
+            return
+        except Exception as exc:
+            log.exception("a store write batch of %d job(s) failed unexpectedly", len(batch))
             self._fail_batch(batch, exc)
             return
         self._committed(outcomes, time.perf_counter() - started)
@@ -406,8 +434,13 @@ class PostgresStore:
         if self._pool is None:
             raise StoreUnavailable("the store is not open")
         try:
-            return list(await self._pool.fetch(sql, *params))
-        except (*BROKEN, asyncpg.PostgresError) as exc:
+            async with self._pool.acquire() as conn:
+                try:
+                    return list(await conn.fetch(sql, *params))
+                except UNSOUND:
+                    conn.terminate()  # see UNSOUND
+                    raise
+        except (*BROKEN, *UNSOUND, asyncpg.PostgresError) as exc:
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     async def ping(self) -> None:
@@ -613,7 +646,7 @@ async def _run_job(
         try:
             result = await job.run(tx)
             await tx.send_held()  # what the job wrote, in its savepoint (held.py)
-        except BROKEN:
+        except (*BROKEN, *UNSOUND):
             raise
         except Exception as exc:  # a job's own error must not spoil the others in its batch
             if not alone and isinstance(exc, LOCK_ORDER):

@@ -23,6 +23,7 @@ from receiver.core.errors import StoreUnavailable
 from receiver.core.model import STALE_ACTOR, Alert, AlertStatus, IncidentState, MessageReason
 from receiver.delivery.noise import ChannelHistory
 from receiver.incidents.service import Incidents
+from receiver.ingest.grouping import AlertOutcome
 from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
 from receiver.store.postgres.outbox import LEASE
@@ -38,6 +39,7 @@ from receiver.store.records import (
 )
 from receiver.telemetry.metrics import Metrics
 from receiver.testing import FakeClock
+from tests.harness import wait_until
 from tests.pgcluster import start_cluster
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -96,6 +98,55 @@ async def test_the_same_group_at_the_same_moment_opens_one_incident(
     assert sorted(runs) == [1, 2, 2]  # the winner once, each loser once more
     found = await replicas[2].incidents(IncidentFilter(open_only=True))
     assert [incident.id for incident in found] == ids[:1]
+
+
+async def test_a_webhook_whose_job_runs_again_after_a_lost_race_counts_once(pg_dsn: str) -> None:
+    """Another replica opens the webhook's group between this one's read of it and its insert:
+    the unique index fails the insert, and the job runs again and adds the alert to the
+    other's incident. The webhook's answer and ackd_alerts_processed count the run that
+    committed, not both."""
+    config = config_module.load(ROOT / "tests/config/good/postgres.yaml")
+    stores = [PostgresStore(pg_dsn, pool_size=2) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    watcher = await asyncpg.connect(pg_dsn)
+    try:
+        metrics = Metrics()
+        incidents = Incidents(stores[0], FakeClock(NOW), metrics, config, shared=True)
+        inserted, release = asyncio.Event(), asyncio.Event()
+
+        async def open_first(tx: Transaction) -> int:
+            number = await tx.insert_incident(new_incident(KEY), None)
+            inserted.set()
+            await release.wait()  # uncommitted until the webhook's insert waits for it
+            return number
+
+        other = asyncio.create_task(stores[1].write(open_first))
+        await inserted.wait()
+        alert = Alert(fingerprint_of({"alertname": "Disk"}), AlertStatus.FIRING,
+                      {"alertname": "Disk"}, {}, NOW - timedelta(minutes=5), None)
+        ingest = asyncio.create_task(
+            incidents.ingest_body(json.dumps(build_webhook([alert])).encode()))
+
+        async def insert_waits() -> bool:
+            return bool(await watcher.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()"))
+
+        await wait_until(insert_waits, 10, "the webhook's insert to wait for the other's")
+        release.set()
+        number = await other
+        result = await ingest
+        assert result.groups == {KEY: number}
+        assert result.opened == []
+        assert result.outcomes == {AlertOutcome.ADDED: 1}
+        processed = metrics.registry.get_sample_value(
+            "ackd_alerts_processed_total", {"outcome": "added"})
+        assert processed == 1.0
+    finally:
+        await watcher.close()
+        for store in stores:
+            await store.close()
 
 
 async def test_a_due_deadline_is_taken_by_exactly_one_replica(

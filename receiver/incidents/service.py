@@ -71,6 +71,15 @@ class IngestResult:
     outcomes: dict[AlertOutcome, int] = field(default_factory=dict)
     groups: dict[str, int] = field(default_factory=dict)  # group key -> incident id
 
+    def add(self, other: IngestResult) -> None:
+        """Take in what another part of the same webhook did (its `alerts` are not added:
+        the whole webhook's count is set once)."""
+        self.opened += other.opened
+        self.resolved += other.resolved
+        for outcome, count in other.outcomes.items():
+            self.outcomes[outcome] = self.outcomes.get(outcome, 0) + count
+        self.groups.update(other.groups)
+
 
 class Incidents:
     def __init__(
@@ -185,16 +194,21 @@ class Incidents:
     ) -> IngestResult:
         """One store job per slice of groups (see _slices), each committed before the next is
         queued: other webhooks' writes come between them. A failure part-way answers 503 and
-        Alertmanager's retry finds the slices before it committed, and changes nothing there."""
+        Alertmanager's retry finds the slices before it committed, and changes nothing there.
+        A store may run a job more than once (PostgreSQL, after a race lost to another
+        replica): each run counts into a result of its own, and only the committed run's is
+        taken in."""
         now = self._clock.now()
         result = IngestResult(alerts=len(message.alerts))
 
-        async def job(tx: Transaction, part: list[tuple[str, RoutedGroup]]) -> None:
+        async def job(tx: Transaction, part: list[tuple[str, RoutedGroup]]) -> IngestResult:
+            done = IngestResult()
             for key, group in part:
-                await self._ingest_group(tx, config, key, group, message, now, result)
+                await self._ingest_group(tx, config, key, group, message, now, done)
+            return done
 
         for part in _slices(groups):
-            await self._store.write(partial(job, part=part))
+            result.add(await self._store.write(partial(job, part=part)))
         return result
 
     def _note_reports(self, result: IngestResult) -> None:

@@ -3,6 +3,7 @@ API (every error a named 4xx) and the CLI, on the fake clock, each on the timeli
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -85,6 +86,30 @@ async def test_reassigning_to_a_person_pages_them_first_and_the_team_behind_them
     assert (status, body["state"]) == (200, "acknowledged")
     await _later(api, 30)
     assert sorted(api.paged()[4:]) == ["ana", "bo", "cy"]  # the acknowledgement's note, no page
+
+
+async def test_a_reassignment_to_a_person_is_no_step_of_the_policy_in_the_metrics(
+    api: Api,
+) -> None:
+    """The person's page counts as step "reassigned"; the policy's steps behind them keep
+    their own numbers: the first is step 0 again, not step 1."""
+    number = await api.fire()
+    assert await api.paged_once(1) == ["ana"]  # the policy's step 0
+    status, _ = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                               {"user": "cy"}, token=ANA_TOKEN)
+    assert status == 200
+    assert await api.paged_once(2) == ["ana", "cy"]
+    await api.clock.jump(timedelta(minutes=5))
+    assert await api.paged_once(3) == ["ana", "cy", "ana"]  # the policy's step 0 behind cy
+    await api.clock.jump(timedelta(minutes=5))
+    assert await api.paged_once(4) == ["ana", "cy", "ana", "bo"]  # and its step 1
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    counted = {
+        step: float(value) for step, value in re.findall(
+            r'ackd_escalation_steps_total\{policy="standard",step="(\w+)",team="payments"\}'
+            r" (\S+)", metrics)
+    }
+    assert counted == {"0": 2.0, "reassigned": 1.0, "1": 1.0}
 
 
 async def test_a_person_who_acknowledges_in_time_is_the_only_one_paged(api: Api) -> None:

@@ -749,9 +749,10 @@ def test_state_round_trips_through_json(name: str) -> None:
 def test_state_round_trip_keeps_every_policy_field() -> None:
     policy = Policy(
         "p",
-        (Step(90 * timedelta(seconds=1), (sched("secondary"), user("bo")), StepMode.ROUND_ROBIN,
-              relative_to_previous=True, severities=frozenset({"SEV1", "SEV2"})),),
-        repeat=3, repeat_after=timedelta(0), reack_after=timedelta(0),
+        (Step(timedelta(0), (user("cy"),)),
+         Step(90 * timedelta(seconds=1), (sched("secondary"), user("bo")), StepMode.ROUND_ROBIN,
+              relative_to_previous=True, severities=frozenset({"SEV1", "SEV2"}))),
+        repeat=3, repeat_after=timedelta(0), reack_after=timedelta(0), ahead=1,
     )
     state = EscalationState(policy, EscalationStatus.SNOOZED, run=2, cycle=1, next_step=0,
                             cycle_started_at=T0, last_fired_at=T0 + MIN, last_fired_step=0,

@@ -78,7 +78,7 @@ def _cause_from_dict(data: Mapping[str, Any] | None) -> RunCause | None:
 
 
 def _policy_to_dict(policy: Policy) -> dict[str, Any]:
-    return {
+    encoded = {
         "name": policy.name,
         "steps": [
             {
@@ -95,6 +95,9 @@ def _policy_to_dict(policy: Policy) -> dict[str, Any]:
         "repeat_after": policy.repeat_after.total_seconds(),
         "reack_after": _seconds(policy.reack_after),
     }
+    if policy.ahead:  # only a reassignment's: every other snapshot stays as it was
+        encoded["ahead"] = policy.ahead
+    return encoded
 
 
 def _policy_of(data: Mapping[str, Any]) -> Policy:
@@ -123,6 +126,7 @@ def _policy_from_dict(data: Mapping[str, Any]) -> Policy:
         repeat=int(data["repeat"]),
         repeat_after=timedelta(seconds=data["repeat_after"]),
         reack_after=timedelta(seconds=reack) if reack is not None else None,
+        ahead=int(data.get("ahead", 0)),  # snapshots written before it: none
     )
 
 

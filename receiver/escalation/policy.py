@@ -83,10 +83,16 @@ class Policy:
     repeat: int = 0  # run the steps this many more times while nobody acknowledges
     repeat_after: timedelta = timedelta(minutes=15)
     reack_after: timedelta | None = None  # an acknowledged incident left alone this long
+    # Steps put ahead of the policy's own: the person a reassignment pages first
+    # (incidents.assignment.person_policy). ackd_escalation_steps counts them apart from the
+    # policy's steps, which keep their own numbers.
+    ahead: int = 0
 
     def __post_init__(self) -> None:
         if not self.steps:
             raise ValueError(f"policy {self.name!r} needs at least one step")
+        if not 0 <= self.ahead < len(self.steps):
+            raise ValueError(f"policy {self.name!r}: {self.ahead} step(s) ahead of its own")
         if self.repeat < 0:
             raise ValueError(f"policy {self.name!r}: repeat cannot be negative")
         if self.repeat_after < timedelta(0):

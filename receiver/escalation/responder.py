@@ -106,7 +106,7 @@ class PlanMetrics:
     fired, and whether it acknowledged (MTTA) or resolved (MTTR) the incident."""
 
     incident: Incident
-    steps: tuple[int, ...]
+    steps: tuple[str, ...]  # step_label of each
     acknowledged: bool
     resolved: bool
 
@@ -505,7 +505,8 @@ class Responder:
         if plan.round_robin_turns:
             await tx.advance_round_robin(plan.round_robin_turns)
         steps = tuple(
-            int(e.detail.get("step", 0)) for e in plan.events if e.kind is EventKind.STEP_FIRED
+            step_label(plan.state.policy, int(e.detail.get("step", 0)))
+            for e in plan.events if e.kind is EventKind.STEP_FIRED
         )
         fresh = await tx.incident(incident.id)
         tx.after_commit(partial(self._observe, PlanMetrics(fresh, steps, acknowledged, resolved)))
@@ -632,13 +633,26 @@ class Responder:
             return  # a drill's response is reported on its own, never in the real figures
         m = self._metrics
         for step in item.steps:
-            m.child(m.escalation_steps, incident.team, incident.policy, str(step)).inc()
+            m.child(m.escalation_steps, incident.team, incident.policy, step).inc()
         if item.acknowledged and incident.acknowledged_at is not None:
             m.child(m.time_to_acknowledge, incident.team, incident.severity).observe(
                 (incident.acknowledged_at - incident.opened_at).total_seconds()
             )
         if item.resolved:
             observe_resolution(m, incident)
+
+
+# ackd_escalation_steps' step for the person a reassignment pages ahead of the policy.
+REASSIGNED_STEP = "reassigned"
+
+
+def step_label(policy: Policy, index: int) -> str:
+    """What ackd_escalation_steps counts a fired step under: the policy's own step, from 0
+    for its first; a step put ahead of the policy's own (the person an incident was
+    reassigned to, paged first) is `reassigned`, not a step of the policy."""
+    if index < policy.ahead:
+        return REASSIGNED_STEP
+    return str(index - policy.ahead)
 
 
 def _default_scheduler(responder: Responder) -> Scheduler:

@@ -117,7 +117,7 @@ def person_policy(policy: Policy, user: str) -> Policy:
     person = Step(timedelta(0), (Target(TargetKind.USER, user),))
     behind = tuple(_after(step, wait, first=i == 0) for i, step in enumerate(policy.steps))
     return Policy(policy.name, (person, *behind), policy.repeat, policy.repeat_after,
-                  policy.reack_after)
+                  policy.reack_after, ahead=1)
 
 
 def answer_window(policy: Policy) -> timedelta:

@@ -330,6 +330,23 @@ def test_round_robin_rotates_across_incidents() -> None:
     assert paged == ["ana", "bo", "cy", "ana"]
 
 
+def test_a_person_reassigned_to_turns_the_policys_own_round_robin() -> None:
+    """The policy's round-robin step behind the person is still its step 0: it reads and
+    turns the cursor the policy's other incidents share."""
+    cursors = {("rr", 0): 1}
+    sim = Sim.open(policy=RR)
+    sim.cursors = cursors
+    sim.fire_next()  # bo, the cursor turns to 2
+    now = T0 + MIN
+    event = TimelineEvent(now, EventKind.REASSIGNED, "dee")
+    cause = RunCause(MessageReason.REASSIGNED, "dee", "erin")
+    sim.apply(restart(sim.state, sim.incident, "SEV1", event, now, person_policy(RR, "erin"),
+                      cause), now)
+    sim.run(until=T0 + 20 * MIN)
+    assert [who for _, who, _ in sim.pages] == ["bo", "erin", "cy"]
+    assert cursors == {("rr", 0): 3}
+
+
 # -- delayed contacts -------------------------------------------------------------------------
 
 

@@ -256,7 +256,7 @@ class Responder:
         config = self._config()
         policy = state.policy
         # Only round-robin steps read their cursor.
-        keys = [(policy.name, i) for i, step in enumerate(policy.steps)
+        keys = [(policy.name, i - policy.ahead) for i, step in enumerate(policy.steps)
                 if step.mode is StepMode.ROUND_ROBIN]
         cursors = await tx.round_robin(keys) if keys else {}
         return escalation.on_deadline(

@@ -34,7 +34,9 @@ def chosen_targets(
     step = policy.steps[index]
     if step.mode is not StepMode.ROUND_ROBIN:
         return step.targets, ()
-    key = (policy.name, index)
+    # The cursor of the policy's own step: shared with its incidents that no reassignment
+    # put a person ahead of (Policy.ahead).
+    key = (policy.name, index - policy.ahead)
     return (step.targets[cursors.get(key, 0) % len(step.targets)],), (key,)
 
 

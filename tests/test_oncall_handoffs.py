@@ -4,18 +4,31 @@ moves the notice with the handoff."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.oncall.handoffs import OpenIncident, next_handoff, notice_message
+from receiver.config.model import Config
+from receiver.oncall.handoffs import (
+    BUSY_RETRY,
+    HandoffNotices,
+    OpenIncident,
+    next_handoff,
+    notice_message,
+)
+from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit, on_call
-from receiver.store import PlannedNotice
+from receiver.store import PlannedNotice, Transaction
+from receiver.store.postgres.store import PostgresStore
 from receiver.testing import FakeClock, RecordingNotifier
-from tests.harness import write_config
+from tests.harness import wait_until, write_config
 from tests.test_api import Api
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # the fake clock's start
@@ -24,7 +37,8 @@ HOURLY = """\
       - {name: primary, rotations: [{users: [ana, bo], shift: 1h, start: 2026-01-05T00:00:00}]}"""
 
 
-def start(directory: Path, clock: FakeClock, notifier: RecordingNotifier) -> Daemon:
+def hourly(directory: Path) -> Config:
+    """The test config with an hourly primary layer that sends handoff notices."""
     directory.mkdir(exist_ok=True)
     path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
     text = path.read_text()
@@ -32,8 +46,11 @@ def start(directory: Path, clock: FakeClock, notifier: RecordingNotifier) -> Dae
     path.write_text(text.replace(weekly, HOURLY).replace(
         "    timezone: Europe/Amsterdam\n", "    timezone: Europe/Amsterdam\n"
         "    handoff_notices: true\n", 1))
-    loaded = replace(config_module.load(path), listen_port=0, data_dir=directory / "data")
-    return Daemon(loaded, clock=clock, notifier=notifier)
+    return replace(config_module.load(path), listen_port=0, data_dir=directory / "data")
+
+
+def start(directory: Path, clock: FakeClock, notifier: RecordingNotifier) -> Daemon:
+    return Daemon(hourly(directory), clock=clock, notifier=notifier)
 
 
 def notices(notifier: RecordingNotifier) -> list[tuple[str, str]]:
@@ -104,6 +121,79 @@ async def test_a_run_time_override_moves_the_notice(tmp_path: Path) -> None:
         assert [who for who, _ in notices(notifier)] == ["cy", "bo"]
     finally:
         await daemon.stop()
+
+
+class Replica(HandoffNotices):
+    """One replica's handoff notices, counting the batches its timer fired."""
+
+    def __init__(self, store: PostgresStore, clock: FakeClock, config: Config) -> None:
+        self.notifier = RecordingNotifier()
+        super().__init__(store, clock, self.notifier, Roster(), lambda: config)
+        self.fired = 0
+
+    async def fire(self, ids: list[int]) -> None:
+        await super().fire(ids)
+        self.fired += 1
+
+
+async def on_clock_until(clock: FakeClock, check: Callable[[], bool], what: str) -> None:
+    """Wait for `check` (10 s at most), the fake clock's sleepers let run at each look."""
+    async def done() -> bool:
+        await clock.jump(0)
+        return check()
+
+    await wait_until(done, 10, what)
+
+
+@pytest.mark.parametrize("commits", [False, True], ids=["rolled-back", "committed"])
+async def test_a_notice_another_replica_was_taking_goes_once(
+    tmp_path: Path, pg_dsn: str, commits: bool,
+) -> None:
+    """Two replicas on one database. At the handoff, one replica's transaction has taken the
+    notice and not committed: the other's take skips it. Rolled back (its replica killed,
+    its connection lost), the notice is the other's to send a moment later; committed, it
+    went, and the other does not send it too."""
+    config = hourly(tmp_path)
+    clock = FakeClock(T0 + timedelta(minutes=59))  # bo's handoff at 10:00 UTC is next
+    stores = [PostgresStore(pg_dsn, pool_size=2) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    other = Replica(stores[1], clock, config)
+    try:
+        await other.start()
+        [notice] = await stores[0].write(lambda tx: tx.unsent_notices())
+        assert (notice.user, notice.at) == ("bo", T0 + timedelta(hours=1))
+        taken, end = asyncio.Event(), asyncio.Event()
+
+        async def taking(tx: Transaction) -> None:
+            assert await tx.take_notice(notice.id, notice.at) is not None
+            taken.set()
+            await end.wait()
+            if not commits:
+                raise RuntimeError("the replica taking the notice is gone")
+
+        first = asyncio.create_task(stores[0].write(taking))
+        await taken.wait()
+        await clock.jump(timedelta(minutes=1))  # the handoff: the other replica's timer fires
+        await on_clock_until(clock, lambda: other.fired > 0, "the other replica's try")
+        assert notices(other.notifier) == []
+        end.set()
+        [outcome] = await asyncio.gather(first, return_exceptions=True)
+        assert (outcome is None) == commits  # else the RuntimeError of the job rolled back
+        await clock.jump(BUSY_RETRY)
+        await on_clock_until(clock, lambda: other.fired > 1, "the other replica's next try")
+        await on_clock_until(clock, lambda: commits or bool(notices(other.notifier)),
+                             "the other replica's notice")
+        assert [who for who, _ in notices(other.notifier)] == ([] if commits else ["bo"])
+        # Sent either way: nobody tries it any more, and ana's 11:00 notice is next.
+        await on_clock_until(clock, lambda: other.timer.next_due() == T0 + timedelta(hours=2),
+                             "only the next notice armed")
+        unsent = await stores[1].write(lambda tx: tx.unsent_notices())
+        assert [(n.user, n.at) for n in unsent] == [("ana", T0 + timedelta(hours=2))]
+    finally:
+        await other.stop()
+        for store in stores:
+            await store.close()
 
 
 def test_next_handoff_skips_a_span_with_nobody() -> None:

@@ -11,6 +11,13 @@ notice is never sent twice, across restarts too (a crash between the commit and 
 loses that one notice, rather than risking it twice). A notice whose handoff no longer
 happens as planned (an override moved it) or that came due while ackd was down and whose
 person is no longer on call, is dropped unsent.
+
+Replicas on one database each plan and arm every notice (the plans are one row), and each
+tries to take it at its time: the first takes it, and the others find it sent. One that
+finds it still unsent but not for the taking (another replica's transaction holds it, not
+yet committed: `take_notice` skips a locked row) tries again BUSY_RETRY later, since that
+transaction may yet roll back (its replica killed, its connection lost), leaving the notice
+to nobody: no other replica arms it again.
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
@@ -39,6 +46,8 @@ log = logging.getLogger(__name__)
 # nobody on call, a hole the check-config warns of, but not without end.
 LOOK_AHEAD = 64
 MAX_LISTED = 20
+# How soon a notice that another replica is taking is looked at again.
+BUSY_RETRY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -151,15 +160,23 @@ class HandoffNotices:
     async def fire(self, ids: list[int]) -> None:
         config, now = self._config(), self._clock.now()
 
-        async def job(tx: Transaction) -> list[tuple[PlannedNotice, Message]]:
+        async def job(tx: Transaction) -> tuple[list[tuple[PlannedNotice, Message]], list[int]]:
             due = []
             for notice_id in ids:
                 taken = await self._take(tx, config, notice_id, now)
                 if taken is not None:
                     due.append(taken)
-            return due
+            if len(due) == len(ids):
+                return due, []
+            # Not taken, yet still unsent and due: another replica is taking it now.
+            asked = set(ids)
+            busy = [n.id for n in await tx.unsent_notices() if n.id in asked and n.at <= now]
+            return due, busy
 
-        for notice, message in await self._store.write(job):
+        due, busy = await self._store.write(job)
+        for notice_id in busy:
+            self.timer.arm(notice_id, self._clock.now() + BUSY_RETRY)
+        for notice, message in due:
             task = asyncio.create_task(self._send(config, notice, message))
             self._sends.add(task)
             task.add_done_callback(self._sends.discard)

@@ -3,7 +3,8 @@
 
 A handoff notice is planned by every replica (each one's timer plans the same handoff) and
 sent by one: the unique (schedule, layer, at) makes the plans one row, and `take_notice`
-marks it sent in the job that sends it, skipping a row another replica is taking."""
+marks it sent in the job that sends it, skipping a row another replica is taking (which
+oncall.handoffs tries again a moment later: that replica's transaction may roll back)."""
 
 from __future__ import annotations
 

@@ -30,8 +30,10 @@ from receiver.escalation.responder import AT_ONCE_LIMIT
 from receiver.ingest.grouping import HeldGroups
 from receiver.notify.notifier import DeliveryStatus
 from receiver.testing import FakeClock, Outcome, RecordingNotifier
-from tests.harness import API_TOKEN, ROOT, TOKEN, write_config
+from tests.harness import API_TOKEN, ROOT, TOKEN, wait_until, write_config
 
+# Looks in a row that must find nothing to do (see Api.idle).
+SETTLED = 3
 LABELS = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
           "severity": "critical"}
 
@@ -67,11 +69,37 @@ class Api:
         number: int = body["incidents"][0]
         return number
 
-    async def settle(self) -> None:
-        """Let the timer loop, the writer and the dispatcher finish what is due now."""
-        for _ in range(5):
+    async def settle(self, within: float = 10) -> None:
+        """Wait until the timer loop, the writer and the dispatcher finished what is due now
+        (`idle` on SETTLED looks in a row), for `within` seconds at most. A fired deadline's
+        write and a page's send run on threads the fake clock cannot wait for, and a loaded
+        machine takes longer than any fixed number of loop turns: a page not sent yet read
+        as one never to be sent."""
+        clean = 0
+
+        async def settled() -> bool:
+            nonlocal clean
             await self.clock.jump(0)
-            await asyncio.sleep(0.02)
+            clean = clean + 1 if await self.idle() else 0
+            return clean >= SETTLED
+
+        await wait_until(settled, within, "ackd to finish what is due now", interval=0.005)
+
+    async def idle(self) -> bool:
+        """Nothing due now is left to do: no deadline due, no outbox row due or being sent,
+        no handoff notice due or being sent. Work moves that way (a deadline taken with the
+        rows it enqueues, a row leased as its send starts), so it is looked for in that
+        order; a send that ends may start more (a failed page escalates at once) between
+        two looks, hence several looks in a row."""
+        daemon, now = self.daemon, self.clock.now()
+        if any(due <= now for _, due in await daemon.store.deadlines()):
+            return False
+        if await daemon.store.due_notifications(now, 1):
+            return False
+        if daemon.dispatcher.in_flight:
+            return False
+        notices = await daemon.store.write(lambda tx: tx.unsent_notices())
+        return not any(notice.at <= now for notice in notices) and not daemon.handoffs.in_flight
 
     def paged(self) -> list[str]:
         return [url.rsplit("/", 1)[1] for url, _ in self.notifier.sent]

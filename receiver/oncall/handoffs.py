@@ -118,6 +118,11 @@ class HandoffNotices:
         self.timer.load((n.id, n.at) for n in unsent)
         self.timer.start()
 
+    @property
+    def in_flight(self) -> int:
+        """Notices taken (marked sent) whose sending has not ended."""
+        return len(self._sends)
+
     async def stop(self) -> None:
         await self.timer.stop()
         await cancel(self._replanning)

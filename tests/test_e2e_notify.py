@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import statistics
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -93,9 +94,13 @@ async def test_hung_and_refusing_sinks_do_not_hold_up_anything(setup: Setup) -> 
     async with aiohttp.ClientSession() as session:
         await post_alert(session, setup.url, "First")
         await setup.hung.wait_for(1, within=5)  # a delivery is now stuck in the hung sink
-        # While it hangs (and the refusing one fails and retries), webhooks stay fast.
+        # While it hangs (and the refusing one fails and retries), webhooks stay fast. Held up
+        # by it, they would wait for what is left of its timeout (1 s, again after each retry),
+        # most of them hundreds of milliseconds; on a loaded machine one may take a scheduling
+        # hiccup of over 100 ms without waiting for anything.
         latencies = [await post_alert(session, setup.url, f"Next{n}") for n in range(10)]
-        assert max(latencies) < 0.1, latencies
+        assert statistics.median(latencies) < 0.1, latencies
+        assert max(latencies) < 0.5, latencies
         # Every incident's good delivery arrives despite its two broken neighbours (pages to
         # one person that are due together may arrive as one bundle).
         async def all_good_delivered() -> bool:

@@ -35,7 +35,6 @@ import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +58,7 @@ from receiver.store.codec import (
     to_us,
 )
 from receiver.store.records import IncidentFilter, OutboxRow, StoreStats
+from receiver.store.sqlite.handoff import WriterThread
 from receiver.store.sqlite.outbox import LEASED
 from receiver.store.sqlite.schema import MIGRATIONS
 from receiver.store.sqlite.shm import ShmGuard
@@ -102,7 +102,7 @@ class SqliteStore:
         self._busy_timeout_ms = busy_timeout_ms
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._io: ThreadPoolExecutor | None = None
+        self._io: WriterThread | None = None
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stats = StoreStats()
@@ -110,8 +110,13 @@ class SqliteStore:
     async def open(self) -> None:
         private_dir(self.path.parent)
         _private_files(self.path)
-        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-store-writer")
-        self._writer = await self._off_loop(self._open_writer)
+        self._io = WriterThread("ackd-store-writer")
+        try:
+            self._writer = await self._off_loop(self._open_writer)
+        except BaseException:
+            self._io.stop()
+            self._io = None
+            raise
         self._shm.open()
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
         for pragma in self._pragmas():
@@ -166,9 +171,8 @@ class SqliteStore:
 
     async def _off_loop(self, call: Callable[..., T], *args: Any) -> T:
         """Run a call that may block (lock wait, fsync) on the writer's thread."""
-        return await asyncio.get_running_loop().run_in_executor(
-            self._io, functools.partial(call, *args)
-        )
+        assert self._io is not None
+        return await self._io.run(functools.partial(call, *args))
 
     async def close(self) -> None:
         """Finish every queued write, then close. Nothing accepted is dropped.
@@ -187,7 +191,7 @@ class SqliteStore:
             await self._reader.close()
         self._shm.close()  # only now: see ShmGuard.close
         if self._io is not None:
-            self._io.shutdown(wait=True)
+            self._io.stop()
         self._writer = self._reader = self._io = None
 
     async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:

@@ -181,6 +181,45 @@ async def test_concurrent_jobs_share_commits_and_fail_alone(store: SqliteStore) 
     assert all(i.group_key != "poison" for i in found)  # the failed job left nothing behind
 
 
+async def test_a_job_alone_in_its_batch_fails_without_a_trace(tmp_path: Path) -> None:
+    """A job alone in its batch runs without a savepoint; when it fails, the transaction it
+    had to itself is rolled back: nothing it wrote stays, nothing counts as a commit, and the
+    writer goes on with the next batch."""
+    store = SqliteStore(tmp_path / "ackd.db")
+    await store.open()
+    try:
+        kept = await store.write(lambda tx: tx.insert_incident(new_incident("kept"), None))
+        alert = Alert("fp1", AlertStatus.FIRING, {"alertname": "X"}, {}, NOW, None, "")
+
+        async def bad(tx: Transaction) -> None:
+            await tx.update_incident(kept, NOW + timedelta(hours=1), summary="changed")
+            poison = await tx.insert_incident(new_incident("poison"), None)
+            await tx.write_alerts(poison, [alert], NOW)
+            raise RuntimeError("this job fails after writing")
+
+        statements: list[str] = []
+        commits = store.stats.commits
+        assert store._writer is not None
+        store._writer.set_trace_callback(statements.append)
+        try:
+            with pytest.raises(RuntimeError):
+                await store.write(bad)
+        finally:
+            store._writer.set_trace_callback(None)
+        assert not [s for s in statements if s.startswith(("SAVEPOINT", "COMMIT"))]
+        assert "ROLLBACK" in statements
+        assert store.stats.commits == commits
+        assert [i.group_key for i in await store.incidents(IncidentFilter(limit=10))] == ["kept"]
+        assert (await store.incident(kept)).summary == new_incident("kept").summary
+        # The next job, alone too, commits as usual, and reads what was committed only.
+        again = await store.write(lambda tx: tx.insert_incident(new_incident("poison"), None))
+        assert (await store.write(lambda tx: tx.find_incident(kept))) == await store.incident(kept)
+        assert await store.alerts(again) == []
+        assert store.stats.commits == commits + 2
+    finally:
+        await store.close()
+
+
 async def test_one_open_incident_per_group_is_enforced(store: SqliteStore) -> None:
     await store.write(lambda tx: tx.insert_incident(new_incident("g"), None))
     with pytest.raises((sqlite3.IntegrityError, asyncpg.UniqueViolationError)):

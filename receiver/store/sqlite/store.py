@@ -3,8 +3,9 @@
 One aiosqlite connection shared by concurrent tasks that each run their own transaction fails
 under load, so every write goes through a single writer task: callers submit a job (an async
 function of a Transaction) and await its result; the writer runs all queued jobs in one
-transaction, each inside its own savepoint so one failing job cannot spoil the others, and
-commits once. A job's future resolves only after that commit: a 200 to Alertmanager means the
+transaction, each inside its own savepoint so one failing job cannot spoil the others (a job
+alone in its batch needs none: its failure rolls the transaction back), and commits once.
+A job's future resolves only after that commit: a 200 to Alertmanager means the
 alerts are on disk. Reads use a second connection, which WAL lets run beside the writer.
 
 The writer's statements run on the event loop, on a plain sqlite3 connection: inside a
@@ -217,7 +218,7 @@ class SqliteStore:
         conn = self._writer
         assert conn is not None
         started = time.perf_counter()
-        tx = SqliteTransaction(conn)
+        tx = SqliteTransaction(conn, alone=len(batch) == 1)
         changes = conn.total_changes
         outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         in_jobs = False
@@ -228,8 +229,10 @@ class SqliteStore:
             for job in batch:
                 outcomes.append(await self._run_job(conn, tx, job))
             in_jobs = False
-            self._shm.check()  # again: the commit is what writes the WAL index most
-            await self._off_loop(conn.execute, "COMMIT")
+            committing = conn.in_transaction  # not if a job alone failed: it rolled back
+            if committing:
+                self._shm.check()  # again: the commit is what writes the WAL index most
+                await self._off_loop(conn.execute, "COMMIT")
         except (sqlite3.Error, StoreUnavailable) as exc:
             # After a damaged page, SQLite fails the rest of the transaction too. The jobs that
             # had not started yet never ran: they get a transaction of their own. (Those that
@@ -240,11 +243,8 @@ class SqliteStore:
             if unstarted:
                 await self._run_batch(unstarted)
             return
-        self.stats.commits += 1
-        if conn.total_changes != changes or any(j.run == self._rewrite_header for j in batch):
-            self.stats.failing = ""  # a batch of reads alone says nothing of writes
-        for observe in self.stats.on_commit:
-            observe(time.perf_counter() - started, len(batch))
+        if committing:
+            self._committed(batch, time.perf_counter() - started, conn.total_changes != changes)
         for job, result, error in outcomes:
             if job.future.done():
                 continue
@@ -254,11 +254,22 @@ class SqliteStore:
                 job.future.set_exception(error)
         tx.run_after_commit()
 
+    def _committed(self, batch: Sequence[_Job[Any]], seconds: float, wrote: bool) -> None:
+        self.stats.commits += 1
+        if wrote or any(j.run == self._rewrite_header for j in batch):
+            self.stats.failing = ""  # a batch of reads alone says nothing of writes
+        for observe in self.stats.on_commit:
+            observe(seconds, len(batch))
+
     @staticmethod
     async def _run_job(
         conn: sqlite3.Connection, tx: SqliteTransaction, job: _Job[Any]
     ) -> tuple[_Job[Any], Any, BaseException | None]:
-        conn.execute("SAVEPOINT job")
+        # A savepoint copies each page the job changes, as it first changes it, to undo the
+        # job alone: two thirds of a webhook's commit. A job alone in its batch does without,
+        # and a failure rolls back the transaction, which holds nothing else.
+        if not tx.alone:
+            conn.execute("SAVEPOINT job")
         mark = tx.mark()
         try:
             result = await job.run(tx)
@@ -273,10 +284,14 @@ class SqliteStore:
         except Exception as exc:  # a job's own error must not spoil the others in its batch
             error = exc
         else:
-            conn.execute("RELEASE job")
+            if not tx.alone:
+                conn.execute("RELEASE job")
             return job, result, None
-        conn.execute("ROLLBACK TO job")
-        conn.execute("RELEASE job")
+        if tx.alone:
+            conn.execute("ROLLBACK")
+        else:
+            conn.execute("ROLLBACK TO job")
+            conn.execute("RELEASE job")
         tx.rewind(mark)
         return job, None, error
 

@@ -32,9 +32,11 @@ class SqliteTransaction(
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, alone: bool = False) -> None:
         super().__init__(conn)
         self._after_commit: list[Callable[[], None]] = []
+        # One job in the batch: it runs without a savepoint of its own (see SqliteStore).
+        self.alone = alone
 
     # -- bookkeeping for the writer -------------------------------------------------------
 

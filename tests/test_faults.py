@@ -165,6 +165,7 @@ async def load_then_kill(ackd: Ackd, round_number: int, kill_after: int) -> dict
     return load.outcomes
 
 
+@pytest.mark.timeout(300)  # four starts of ackd, each up to READY_WITHIN on a loaded machine
 async def test_sigkill_during_webhook_load_keeps_every_200_and_no_half_webhook(
     tmp_path: Path, sink: HttpSink
 ) -> None:
@@ -220,6 +221,7 @@ def incidents_in(request: SinkRequest) -> set[int]:
     return found
 
 
+@pytest.mark.timeout(300)  # six starts of ackd, each up to READY_WITHIN on a loaded machine
 async def test_sigkill_at_random_moments_of_escalation_loses_and_repeats_no_step(
     tmp_path: Path, sink: HttpSink
 ) -> None:

@@ -26,7 +26,16 @@ from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
 from receiver.telemetry.logformat import JsonFormatter, fields
 from receiver.testing import FakeClock, RecordingNotifier
-from tests.harness import TOKEN, Ackd, Process, free_port, http_ok, wait_until, write_config
+from tests.harness import (
+    READY_WITHIN,
+    TOKEN,
+    Ackd,
+    Process,
+    free_port,
+    http_ok,
+    wait_until,
+    write_config,
+)
 from tests.test_api import Api
 
 
@@ -208,7 +217,7 @@ async def test_serve_logs_json_lines_about_incidents_without_secrets(tmp_path: P
     ackd.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        await wait_until(lambda: http_ok(f"{url}/-/ready"), 20, "ackd to be ready")
+        await wait_until(lambda: http_ok(f"{url}/-/ready"), READY_WITHIN, "ackd to be ready")
         await _post_alert(url, {"alertname": "Down\nforged", "team": "payments"})
         await wait_until(lambda: _logged(ackd, "delivery"), 20, "the failed delivery's line")
     finally:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
@@ -25,6 +26,8 @@ from receiver.config import build as config_module
 from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
 from receiver.telemetry.logformat import JsonFormatter, fields
+from receiver.telemetry.loophist import LoopHistogram
+from receiver.telemetry.metrics import FAST_BUCKETS
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import (
     READY_WITHIN,
@@ -74,6 +77,32 @@ async def test_webhook_latency_is_observed_by_result(api: Api) -> None:
         assert sample(metrics, "ackd_webhook_duration_seconds_count", result=result) == 1.0
         assert sample(metrics, "ackd_webhooks_total", result=result) == 1.0
     assert sample(metrics, "ackd_webhook_duration_seconds_count", result="error") is None
+
+
+@pytest.mark.parametrize(
+    ("labelnames", "buckets"),
+    [(("result",), FAST_BUCKETS), ((), (1, 2, 4, 8)), ((), (0.5, float("inf")))],
+)
+def test_a_loop_histogram_reads_as_a_prometheus_histogram(
+    labelnames: tuple[str, ...], buckets: tuple[float, ...],
+) -> None:
+    """The histograms observed on the loop (the webhook's and the commit's) give /metrics the
+    samples prometheus_client's Histogram gives for the same observations, bounds included."""
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    histogram = Histogram("x_seconds", "doc", labelnames, buckets=buckets, registry=theirs)
+    loop = LoopHistogram("x_seconds", "doc", labelnames, buckets=buckets, registry=ours)
+    created = re.compile(r"^(x_seconds_created\S*) \S+$", re.MULTILINE)
+    assert created.sub(r"\1", generate_latest(ours).decode()) == created.sub(
+        r"\1", generate_latest(theirs).decode())
+    values = [0.0, 0.0004, 0.0005, 0.0006, 0.001, 0.3, 1, 1.0, 2, 3.5, 8, 9.99, 10, 400, 1e9]
+    for n, value in enumerate(values):
+        label = ("ok", "bad")[n % 2:n % 2 + 1] if labelnames else ()
+        (histogram.labels(*label) if label else histogram).observe(value)
+        (loop.labels(*label) if label else loop).observe(value)
+    text = generate_latest(ours).decode()
+    assert created.sub(r"\1", text) == created.sub(r"\1", generate_latest(theirs).decode())
+    assert sample(text, "x_seconds_count", **dict(zip(labelnames, ["ok"], strict=False))) == (
+        8.0 if labelnames else 15.0)
 
 
 async def test_build_info_names_the_version(api: Api) -> None:

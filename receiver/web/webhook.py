@@ -48,7 +48,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
     finally:
         s = services(request)
         result = request.get(_RESULT, "error")
-        s.metrics.child(s.metrics.webhook_duration, result).observe(
+        s.metrics.webhook_duration.labels(result).observe(
             time.perf_counter() - started)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
@@ -26,7 +26,7 @@ from receiver.config import build as config_module
 from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
 from receiver.telemetry.logformat import JsonFormatter, fields
-from receiver.telemetry.loophist import LoopHistogram
+from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
 from receiver.telemetry.metrics import FAST_BUCKETS
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import (
@@ -103,6 +103,34 @@ def test_a_loop_histogram_reads_as_a_prometheus_histogram(
     assert created.sub(r"\1", text) == created.sub(r"\1", generate_latest(theirs).decode())
     assert sample(text, "x_seconds_count", **dict(zip(labelnames, ["ok"], strict=False))) == (
         8.0 if labelnames else 15.0)
+
+
+@pytest.mark.parametrize(
+    ("name", "labelnames"), [("x", ("team", "severity")), ("x_total", ()), ("x", ())],
+)
+def test_a_loop_counter_reads_as_a_prometheus_counter(
+    name: str, labelnames: tuple[str, ...],
+) -> None:
+    """The counters moved on the loop give /metrics the samples prometheus_client's Counter
+    gives for the same increments, and refuse what it refuses."""
+    theirs, ours = CollectorRegistry(), CollectorRegistry()
+    counter = Counter(name, "doc", labelnames, registry=theirs)
+    loop = LoopCounter(name, "doc", labelnames, registry=ours)
+    created = re.compile(r"^(x_created\S*) \S+$", re.MULTILINE)
+    assert created.sub(r"\1", generate_latest(ours).decode()) == created.sub(
+        r"\1", generate_latest(theirs).decode())
+    for n, amount in enumerate([1, 1, 2.5, 0, 10]):
+        label = ("payments", ("SEV1", "SEV2")[n % 2]) if labelnames else ()
+        (counter.labels(*label) if label else counter).inc(amount)
+        (loop.labels(*label) if label else loop).inc(amount)
+    text = generate_latest(ours).decode()
+    assert created.sub(r"\1", text) == created.sub(r"\1", generate_latest(theirs).decode())
+    assert sample(text, "x_total", **dict(zip(labelnames, ["payments", "SEV1"], strict=False))) \
+        == (13.5 if labelnames else 14.5)
+    with pytest.raises(ValueError, match="non-negative"):
+        (loop.labels("payments", "SEV1") if labelnames else loop).inc(-1)
+    with pytest.raises(ValueError, match="labels"):
+        loop.labels("payments", "SEV1", "extra")
 
 
 async def test_build_info_names_the_version(api: Api) -> None:

@@ -633,7 +633,7 @@ class Responder:
             return  # a drill's response is reported on its own, never in the real figures
         m = self._metrics
         for step in item.steps:
-            m.child(m.escalation_steps, incident.team, incident.policy, step).inc()
+            m.escalation_steps.labels(incident.team, incident.policy, step).inc()
         if item.acknowledged and incident.acknowledged_at is not None:
             m.child(m.time_to_acknowledge, incident.team, incident.severity).observe(
                 (incident.acknowledged_at - incident.opened_at).total_seconds()

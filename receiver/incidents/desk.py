@@ -58,8 +58,8 @@ class IncidentDesk:
             await tx.append(number, [declare.opened_event(declaration, actor, now)])
             incident = await tx.incident(number)
             await self._responder.opened(tx, incident, now)
-            tx.after_commit(lambda: self._metrics.child(
-                self._metrics.incidents_opened, incident.team, incident.severity).inc())
+            tx.after_commit(lambda: self._metrics.incidents_opened.labels(
+                incident.team, incident.severity).inc())
             return incident
 
         incident = await self._store.write(job)

@@ -381,15 +381,15 @@ class Incidents:
         resolved = alerts - firing
         for status, count in ((AlertStatus.FIRING, firing), (AlertStatus.RESOLVED, resolved)):
             if count:
-                m.child(m.alerts_received, status).inc(count)
+                m.alerts_received.labels(status).inc(count)
         for outcome, count in result.outcomes.items():
-            m.child(m.alerts_processed, outcome).inc(count)
+            m.alerts_processed.labels(outcome).inc(count)
         if duplicates := result.outcomes.get(AlertOutcome.DUPLICATE, 0):
             m.duplicates.inc(duplicates)
         if truncated:
             m.truncated.inc(truncated)
         for incident in result.opened:
-            m.child(m.incidents_opened, incident.team, incident.severity).inc()
+            m.incidents_opened.labels(incident.team, incident.severity).inc()
             log.info("incident #%d opened: %s %s %s", incident.id, incident.severity,
                      incident.team, incident.summary,
                      extra=fields("incident_opened", incident.id, incident.team))
@@ -457,14 +457,14 @@ def observe_resolution(m: Metrics, incident: Incident) -> None:
     if incident.is_drill:
         return  # drills are kept out of the real figures
     labels = (incident.team, incident.severity)
-    m.child(m.incidents_resolved, *labels).inc()
-    m.child(m.time_to_resolve, *labels).observe(
+    m.incidents_resolved.labels(*labels).inc()
+    m.time_to_resolve.labels(*labels).observe(
         (incident.resolved_at - incident.opened_at).total_seconds()
     )
     if incident.acknowledged_at is None:
-        m.child(m.resolved_unacknowledged, *labels).inc()
+        m.resolved_unacknowledged.labels(*labels).inc()
     if incident.resolved_by == staleness.RESOLVED_BY:
-        m.child(m.resolved_stale, *labels).inc()
+        m.resolved_stale.labels(*labels).inc()
 
 
 def _summary(alert: Alert) -> str:

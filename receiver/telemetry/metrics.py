@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
 
 from receiver import __version__
-from receiver.telemetry.loophist import LoopHistogram
+from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
 
 M = TypeVar("M", bound=MetricWrapperBase)
 
@@ -29,10 +29,12 @@ class Metrics:
         self.registry = registry or CollectorRegistry()
         self._children: dict[tuple[int, tuple[str, ...]], MetricWrapperBase] = {}
         r = self.registry
-        self.webhooks = Counter(
+        # Those moved on the loop at every webhook, commit or resolution are counted in plain
+        # Python (loopmetrics): all but the notifications' (the send's outcome), the gauges and
+        # the acknowledgement's.
+        self.webhooks = LoopCounter(
             "ackd_webhooks", "Webhook requests by result", ["result"], registry=r
         )
-        # Observed on the loop at every webhook and commit: counted in plain Python (loophist).
         self.webhook_duration = LoopHistogram(
             "ackd_webhook_duration_seconds",
             "Webhook request latency, from the handler's start to its answer, by result",
@@ -58,28 +60,28 @@ class Metrics:
             ["version", "python"], registry=r,
         )
         self.build_info.labels(__version__, platform.python_version()).set(1)
-        self.alerts_received = Counter(
+        self.alerts_received = LoopCounter(
             "ackd_alerts_received", "Alerts received in webhooks", ["status"], registry=r
         )
-        self.alerts_processed = Counter(
+        self.alerts_processed = LoopCounter(
             "ackd_alerts_processed",
             "Alerts by what they did: added, refired, resolved, merged, duplicate, ignored",
             ["outcome"],
             registry=r,
         )
-        self.duplicates = Counter(
+        self.duplicates = LoopCounter(
             "ackd_alerts_duplicate", "Alert episodes seen again (resends, HA replicas)", registry=r
         )
-        self.truncated = Counter(
+        self.truncated = LoopCounter(
             "ackd_alerts_truncated", "Alerts Alertmanager left out (truncatedAlerts)", registry=r
         )
-        self.incidents_opened = Counter(
+        self.incidents_opened = LoopCounter(
             "ackd_incidents_opened", "Incidents opened", ["team", "severity"], registry=r
         )
-        self.incidents_resolved = Counter(
+        self.incidents_resolved = LoopCounter(
             "ackd_incidents_resolved", "Incidents resolved", ["team", "severity"], registry=r
         )
-        self.resolved_unacknowledged = Counter(
+        self.resolved_unacknowledged = LoopCounter(
             "ackd_incidents_resolved_unacknowledged",
             "Incidents that resolved before anyone acknowledged them (kept out of MTTA)",
             ["team", "severity"],
@@ -91,7 +93,7 @@ class Metrics:
             ["team", "severity", "action"],
             registry=r,
         )
-        self.resolved_stale = Counter(
+        self.resolved_stale = LoopCounter(
             "ackd_incidents_resolved_stale",
             "Incidents resolved as stale (stale_action: resolve), not by Alertmanager or a person",
             ["team", "severity"],
@@ -104,14 +106,14 @@ class Metrics:
             buckets=RESPONSE_BUCKETS,
             registry=r,
         )
-        self.time_to_resolve = Histogram(
+        self.time_to_resolve = LoopHistogram(
             "ackd_time_to_resolve_seconds",
             "From incident open to resolution",
             ["team", "severity"],
             buckets=RESPONSE_BUCKETS,
             registry=r,
         )
-        self.escalation_steps = Counter(
+        self.escalation_steps = LoopCounter(
             "ackd_escalation_steps", "Escalation steps fired", ["team", "policy", "step"],
             registry=r,
         )

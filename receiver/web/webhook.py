@@ -54,7 +54,7 @@ async def receive_alerts(request: web.Request) -> web.Response:
 
 def _count(request: web.Request, s: Services, result: str) -> None:
     request[_RESULT] = result
-    s.metrics.child(s.metrics.webhooks, result).inc()
+    s.metrics.webhooks.labels(result).inc()
 
 
 async def _receive(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ import pytest
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.cli.learning import report_lines
 from receiver.core.model import Alert, AlertStatus
-from tests.harness import TOKEN
+from tests.harness import ANA_TOKEN, CY_TOKEN, TOKEN
 from tests.test_api import Api, start_api
 
 PAY_A = {"alertname": "PaymentApiDown", "cluster": "eu1", "team": "payments",
@@ -144,6 +144,57 @@ async def test_report_and_metrics_agree(api: Api) -> None:
             assert count == row[figure]["count"], (figure, labels)
             assert total == pytest.approx((row[figure]["mean"] or 0) * count), (figure, labels)
         assert _metric(metrics, "ackd_incidents_opened_total", **labels) == row["incidents"]
+
+
+async def _reassign_to_cy(api: Api, labels: dict[str, str]) -> int:
+    """An incident its policy paged ana for (step 1), reassigned to cy a minute later: cy is
+    paged at once, and the policy's step 1 (ana) again 5 minutes after that."""
+    number = await _open(api, labels, 0)
+    await api.clock.jump(60)
+    await api.settle()
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                  {"user": "cy"}, token=ANA_TOKEN)
+    assert status == 200, body
+    await api.settle()
+    return number
+
+
+async def test_a_reassigned_person_who_did_not_answer_is_no_escalation(api: Api) -> None:
+    """As in ackd_escalation_steps: the reassigned person's page is no step of the policy, and
+    the policy's first step behind them is its step 1, not 2. Read as the run's own steps, the
+    first incident was "escalated" (its step 2) and acknowledged "at step 2"."""
+    first = await _reassign_to_cy(api, PAY_A)
+    await _after(api, 300, "ack", first)  # after the policy's step 1 behind cy (ana)
+    await _after(api, 60, "resolve", first)
+    second = await _reassign_to_cy(api, PAY_B)
+    status, body = await api.call("POST", f"/api/v1/incidents/{second}/ack", token=CY_TOKEN)
+    assert status == 200, body
+    _, incident = await api.call("GET", f"/api/v1/incidents/{first}")
+    steps = [e["detail"] for e in incident["timeline"] if e["kind"] == "step_fired"]
+    assert [(s["recipients"], s["number"]) for s in steps] == [
+        (["ana"], 1), (["cy"], 1), (["ana"], 2)]  # the run's own steps
+
+    report = await _report(api)
+    assert report["incidents"] == 2
+    assert report["escalation_rate"] == {"count": 0, "incidents": 2, "rate": 0.0}
+    assert report["acknowledged_by_step"] == {"reassigned": 1, "1": 1}  # cy; ana behind cy
+    assert "Acknowledged at step: reassigned: 1, 1: 1" in report_lines(report)
+    # The metric says the same: no page of the policy's past its first (step "0").
+    _, metrics = await api.call("GET", "/metrics")
+    counted = dict(re.findall(
+        r'ackd_escalation_steps_total\{policy="standard",step="(\w+)",team="payments"\} (\S+)',
+        metrics))
+    assert counted == {"0": "3.0", "reassigned": "2.0"}
+
+    status, text = await api.call("GET", f"/api/v1/incidents/{first}/postmortem")
+    assert status == 200, text
+    # The escalation table's step column (its rows: step, cycle 1, the time fired, ...).
+    assert re.findall(r"^\| (\w+) \| 1 \| \d{4}-", text, re.M) == ["1", "reassigned", "1"]
+    assert re.search(r"^First acknowledged by e2e at .* after step 1\.$", text, re.M), text
+    status, text = await api.call("GET", f"/api/v1/incidents/{second}/postmortem")
+    assert status == 200, text
+    assert re.search(r"^First acknowledged by cy at .* after the reassigned person's page\.$",
+                     text, re.M), text
 
 
 async def test_report_errors_name_the_field(api: Api) -> None:

@@ -124,19 +124,18 @@ def _fire_step(
     recipients, unresolved = reach(targets, directory, now)
     reason = page_reason(state.policy, severity, state.run, state.cycle, index, state.cause)
     pages, contacts = pages_for(recipients, state, index, reason, now)
-    fired = TimelineEvent(
-        now,
-        EventKind.STEP_FIRED,
-        detail={
-            "step": index,
-            "number": index + 1,
-            "cycle": state.cycle,
-            "run": state.run,
-            "reason": reason,
-            "recipients": [r.name for r in recipients],
-            "unresolved": unresolved,
-        },
-    )
+    detail = {
+        "step": index,
+        "number": index + 1,
+        "cycle": state.cycle,
+        "run": state.run,
+        "reason": reason,
+        "recipients": [r.name for r in recipients],
+        "unresolved": unresolved,
+    }
+    if state.policy.ahead:  # a reassignment's run: the reports tell its person from the policy
+        detail["ahead"] = state.policy.ahead
+    fired = TimelineEvent(now, EventKind.STEP_FIRED, detail=detail)
     after = replace(state, last_fired_at=now, last_fired_step=index, last_fired_cycle=state.cycle)
     # A step that reached nobody must not leave the incident waiting on nobody.
     then = _advance(after, severity, at_once=not recipients, now=now)

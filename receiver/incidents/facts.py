@@ -19,13 +19,26 @@ from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
 SYSTEM_ACTORS = frozenset({"ackd", "alertmanager", "stale"})
 
 
+# What a step is called when its page went to the person an incident was reassigned to, paged
+# ahead of the policy's own steps (Policy.ahead): no step of the policy, as in
+# ackd_escalation_steps.
+REASSIGNED = "reassigned"
+
+
 @dataclass(frozen=True, slots=True)
 class StepFired:
     at: datetime
-    number: int  # 1 for the policy's first step
+    # The policy's own step, 1 for its first; None for a page ahead of the policy's steps (the
+    # person an incident was reassigned to), whose steps behind it keep their own numbers.
+    number: int | None
     cycle: int  # 0 the first time through the policy, 1 after it repeated, ...
     reason: str
     recipients: tuple[str, ...]
+
+    @property
+    def name(self) -> str:
+        """The step as the reports name it: its number, or `reassigned`."""
+        return REASSIGNED if self.number is None else str(self.number)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +49,7 @@ class Facts:
     acknowledged_by: str | None
     resolved_at: datetime | None
     steps: tuple[StepFired, ...]
-    ack_step: int | None  # the step whose page was last out when it was first acknowledged
+    ack_step: str | None  # the name of the step whose page was last out at the first ack
     responders: tuple[str, ...]  # people who acted on it, in the order they first did
     fingerprints: frozenset[str]
 
@@ -60,8 +73,10 @@ class Facts:
 
     @property
     def escalated(self) -> bool:
-        """It needed more than the first step: step 2 or later fired, or the policy repeated."""
-        return any(s.number >= 2 or s.cycle > 0 for s in self.steps)
+        """It needed more than the policy's first step: its step 2 or later fired, or the
+        policy repeated. A reassignment to a person is no escalation: their page is ahead of
+        the policy's steps, and the policy's first step behind them is its step 1."""
+        return any((s.number or 0) >= 2 or s.cycle > 0 for s in self.steps)
 
 
 def is_drill(f: Facts) -> bool:
@@ -95,15 +110,18 @@ def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[Timelin
 
 def _step(event: TimelineEvent) -> StepFired:
     d = event.detail
+    # The run's own step: `ahead` of the policy's are the reassigned person's (none in events
+    # written before Policy.ahead, which read as before).
+    number = int(d.get("number", int(d.get("step", 0)) + 1)) - int(d.get("ahead", 0))
     return StepFired(
-        event.at, int(d.get("number", int(d.get("step", 0)) + 1)), int(d.get("cycle", 0)),
+        event.at, number if number >= 1 else None, int(d.get("cycle", 0)),
         str(d.get("reason", "")), tuple(str(r) for r in d.get("recipients", ())),
     )
 
 
-def _ack_step(steps: Sequence[StepFired], at: datetime) -> int | None:
+def _ack_step(steps: Sequence[StepFired], at: datetime) -> str | None:
     before = [s for s in steps if s.at <= at]
-    return before[-1].number if before else None
+    return before[-1].name if before else None
 
 
 def _responders(timeline: Sequence[TimelineEvent]) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
 from receiver.incidents import facts as facts_module
-from receiver.incidents.facts import Facts
+from receiver.incidents.facts import REASSIGNED, Facts
 from receiver.incidents.roles import Role
 
 REVIEW_HEADINGS = (
@@ -112,13 +112,14 @@ def _escalation(f: Facts) -> str:
     else:
         lines += ["| step | cycle | fired at | reason | paged |", "| --- | --- | --- | --- | --- |"]
         lines += [
-            f"| {s.number} | {s.cycle + 1} | {_at(s.at)} | {s.reason} | "
+            f"| {s.name} | {s.cycle + 1} | {_at(s.at)} | {s.reason} | "
             f"{', '.join(s.recipients) or 'nobody'} |"
             for s in f.steps
         ]
     lines.append("")
     if f.acknowledged_at is not None:
-        step = f" after step {f.ack_step}" if f.ack_step is not None else ""
+        step = ("" if f.ack_step is None else " after the reassigned person's page"
+                if f.ack_step == REASSIGNED else f" after step {f.ack_step}")
         lines.append(f"First acknowledged by {f.acknowledged_by} at {_at(f.acknowledged_at)}"
                      f"{step}.")
     else:

@@ -9,8 +9,11 @@
 - Repeat-incident rate: the share of incidents holding an alert (a fingerprint) that an
   earlier incident held, opened at most REPEAT_WINDOW before it.
 - Escalation rate: the share of incidents that needed step 2 or later (or a repeat of the
-  policy). Acknowledgement by step: how many were first acknowledged while each step's page
-  was the last one out.
+  policy). Steps are the policy's own, as ackd_escalation_steps counts them: the page to a
+  person an incident was reassigned to is `reassigned`, no step of the policy, and the policy's
+  steps behind them keep their numbers, so a person who did not answer is no escalation.
+  Acknowledgement by step: how many were first acknowledged while each step's page was the
+  last one out (`reassigned`: the person's).
 - Detected versus reported: raised by an alert, or declared by a person.
 Drills are counted apart and kept out of every figure.
 """
@@ -24,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from receiver.incidents.facts import Facts
+from receiver.incidents.facts import REASSIGNED, Facts
 
 REPEAT_WINDOW = timedelta(days=30)
 
@@ -69,7 +72,7 @@ class Report:
     per_week: dict[str, dict[str, int]]  # ISO week -> severity -> incidents
     repeats: Share
     escalated: Share
-    acknowledged_by_step: dict[int, int]
+    acknowledged_by_step: dict[str, int]  # step name (facts.StepFired.name) -> incidents
     detected: int
     reported: int
     severities: tuple[str, ...] = field(default=())
@@ -118,7 +121,7 @@ def build(
         per_week=_per_week(real),
         repeats=Share(sum(1 for f in real if repeats(f)), len(real)),
         escalated=Share(sum(1 for f in real if f.escalated), len(real)),
-        acknowledged_by_step=dict(sorted(acked.items())),
+        acknowledged_by_step=dict(sorted(acked.items(), key=_step_order)),
         detected=len(real) - reported,
         reported=reported,
         severities=tuple(severity_order),
@@ -142,6 +145,11 @@ def _by_team_severity(
         )
         for team, severity in keys
     )
+
+
+def _step_order(item: tuple[str, int]) -> tuple[int, int]:
+    """The reassigned person first (paged first), then the policy's steps in order."""
+    return (0, 0) if item[0] == REASSIGNED else (1, int(item[0]))
 
 
 def _seconds(lengths: Iterable[timedelta | None]) -> list[float]:
@@ -189,7 +197,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "per_week": report.per_week,
         "repeat_rate": _share(report.repeats),
         "escalation_rate": _share(report.escalated),
-        "acknowledged_by_step": {str(k): v for k, v in report.acknowledged_by_step.items()},
+        "acknowledged_by_step": report.acknowledged_by_step,
         "detected": report.detected,
         "reported": report.reported,
     }

@@ -20,12 +20,21 @@ from receiver.alertmanager.matchers import parse_matcher
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.config import build as config_module
 from receiver.core.errors import StoreUnavailable
-from receiver.core.model import STALE_ACTOR, Alert, AlertStatus, IncidentState, MessageReason
+from receiver.core.model import (
+    STALE_ACTOR,
+    Alert,
+    AlertStatus,
+    EventKind,
+    IncidentState,
+    MessageReason,
+    TimelineEvent,
+)
 from receiver.delivery.noise import ChannelHistory
 from receiver.incidents.service import Incidents
 from receiver.ingest.grouping import AlertOutcome
 from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
+from receiver.store.codec import to_us
 from receiver.store.postgres.outbox import LEASE
 from receiver.store.postgres.replicas import OVERDUE, WATCH, claim
 from receiver.store.postgres.store import PostgresStore
@@ -206,6 +215,76 @@ async def test_a_lapsed_lease_given_back_late_leaves_the_new_holders_lease(
     assert await replicas[2].lease_due_notifications(relapse, 10) == []  # still the second's
     await replicas[1].write(lambda tx: tx.release_outbox(row_id, relapse))
     assert [r.id for r, _ in await replicas[2].lease_due_notifications(relapse, 10)] == [row_id]
+
+
+class _Counting:
+    """A connection that counts the statements sent through it (each a round trip)."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self.conn = conn
+        self.sent: list[str] = []
+
+    async def execute(self, sql: str, *args: object) -> str:
+        self.sent.append(sql)
+        return await self.conn.execute(sql, *args)
+
+    async def fetch(self, sql: str, *args: object) -> list[asyncpg.Record]:
+        self.sent.append(sql)
+        return await self.conn.fetch(sql, *args)
+
+    async def fetchval(self, sql: str, *args: object) -> object:
+        self.sent.append(sql)
+        return await self.conn.fetchval(sql, *args)
+
+
+async def test_the_fates_of_a_jobs_outbox_rows_go_in_one_statement(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """A pass defers a bundle's rows and a delivery's record finishes them, each row by
+    itself: those writes are held (store/postgres/held.py) and go together, here with the
+    job's timeline events, in one statement. They keep the order of effects one statement
+    per row would have had: a row rescheduled and then finished is deleted, one finished and
+    then rescheduled stays deleted; and a reschedule still ends only this replica's lease."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 6, NOW))
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        number = await claim(conn)
+        counting = _Counting(conn)
+        async with conn.transaction():
+            tx = PostgresTransaction(counting, number)  # type: ignore[arg-type]
+            assert sorted(r.id for r in await tx.lease_due_outbox(NOW, 10)) == ids
+        [theirs] = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], NOW))
+        [(row, _)] = await replicas[1].lease_due_notifications(NOW, 10)  # another's lease
+        assert row.id == theirs
+        counting.sent.clear()
+        later = NOW + timedelta(minutes=5)
+        async with conn.transaction():
+            tx = PostgresTransaction(counting, number)  # type: ignore[arg-type]
+            for row_id in ids[:3]:
+                await tx.retry_outbox(row_id, 0, later)  # deferred
+            await tx.append(incident_id, [TimelineEvent(NOW, EventKind.NOTIFICATION_SENT,
+                                                        "ackd", {"recipient": "ana"})])
+            await tx.finish_outbox(ids[2])  # rescheduled, then finished
+            await tx.finish_outbox(ids[3])
+            await tx.finish_outbox(ids[4])
+            await tx.retry_outbox(ids[4], 1, later)  # finished, then rescheduled
+            await tx.retry_outbox(theirs, 1, later)  # another replica's lease now
+            await tx.send_held()
+        assert len(counting.sent) == 1, counting.sent
+        rows = await conn.fetch(
+            "SELECT id, attempts, next_attempt_at, leased_by FROM outbox ORDER BY id")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [
+        (ids[0], 0, to_us(later), None),
+        (ids[1], 0, to_us(later), None),
+        (ids[5], 0, to_us(NOW + LEASE), number),  # still leased, untouched
+        (theirs, 0, to_us(NOW + LEASE), replicas[1].replica),
+    ]
+    [event] = [e for e in await replicas[0].timeline(incident_id)
+               if e.kind is EventKind.NOTIFICATION_SENT]
+    assert event.detail == {"recipient": "ana"}
 
 
 async def test_the_leases_of_a_replica_gone_are_given_back_at_once(

@@ -3,14 +3,18 @@ round trip to another process, costing CPU in both, and a webhook's job writes i
 timeline events and its incident's row (state, escalation, updated_at) one after the other.
 
 Held are writes whose caller needs no answer: alerts upserted, timeline events appended,
-incident columns set. They go out as data-modifying CTEs in front of the next statement that
+incident columns set, and outbox rows finished (deleted) or rescheduled (a retry, a deferral:
+a dispatcher pass defers a bundle's rows, a delivery's record finishes them, one statement
+per row before). They go out as data-modifying CTEs in front of the next statement that
 may carry them (one that touches none of their rows: a deadline armed or cancelled, a page
 enqueued), else as a statement of their own before any other statement (a read must see them)
 and at the end of the job (its savepoint must hold them). The sub-statements of one WITH see
 one snapshot and none sees another's effects, so what is held keeps one write per row: an
 alert named twice keeps its last report, an incident set twice keeps one row of columns, the
-later value of each winning, as the statements one after the other would leave them.
-Timeline events keep their order (their ids rise in the order appended)."""
+later value of each winning, as the statements one after the other would leave them; an
+outbox row finished after it was rescheduled is only deleted, and one rescheduled after it
+was finished stays deleted. Timeline events keep their order (their ids rise in the order
+appended)."""
 
 from __future__ import annotations
 
@@ -33,6 +37,15 @@ _EVENTS = (
     " FROM unnest({}::bigint[], {}::bigint[], {}::text[], {}::text[], {}::text[])"
     " WITH ORDINALITY AS t(incident_id, at, kind, actor, detail, n) ORDER BY n)"
 )
+_FINISHED = "held_finished AS (DELETE FROM outbox WHERE id = ANY({}::bigint[]))"
+# As OutboxStatements.retry_outbox: only a lease this replica holds (a lease that lapsed and
+# another replica took is that replica's, and so is the row's result).
+_RESCHEDULED = (
+    "held_rescheduled AS (UPDATE outbox SET attempts = r.attempts,"
+    " next_attempt_at = r.next_attempt_at, leased_from = NULL, leased_by = NULL"
+    " FROM unnest({}::bigint[], {}::integer[], {}::bigint[])"
+    " AS r(id, attempts, next_attempt_at) WHERE outbox.id = r.id AND outbox.leased_by = {})"
+)
 
 
 @dataclass(slots=True)
@@ -44,17 +57,34 @@ class Held:
     events: list[tuple[int, int, str, str, str]] = field(default_factory=list)
     # incident -> column -> value (as stored: microseconds, the state's value, JSON text).
     updates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Outbox rows deleted (their delivery ended), in the order finished.
+    finished: dict[int, None] = field(default_factory=dict)
+    # Outbox row -> (attempts, next attempt in µs): its lease ended, due again then.
+    rescheduled: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # The replica whose leases a reschedule ends (store/postgres/replicas.py).
+    replica: int | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.alerts or self.events or self.updates)
+        return bool(self.alerts or self.events or self.updates or self.finished
+                    or self.rescheduled)
 
     def clear(self) -> None:
         self.alerts.clear()
         self.events.clear()
         self.updates.clear()
+        self.finished.clear()
+        self.rescheduled.clear()
 
     def update(self, incident_id: int, values: dict[str, Any]) -> None:
         self.updates.setdefault(incident_id, {}).update(values)
+
+    def finish(self, outbox_id: int) -> None:
+        self.rescheduled.pop(outbox_id, None)
+        self.finished[outbox_id] = None
+
+    def reschedule(self, outbox_id: int, attempts: int, next_at: int) -> None:
+        if outbox_id not in self.finished:  # one after the other, it would find no row
+            self.rescheduled[outbox_id] = (attempts, next_at)
 
     def ctes(self, first: int) -> tuple[str, list[Any]]:
         """A WITH of what is held, only the kinds of write held (each CTE costs the server
@@ -83,6 +113,14 @@ class Held:
             assignments = ", ".join(f"{c} = {v}" for c, v in zip(columns, sets, strict=True))
             parts.append(f"held_update{n} AS (UPDATE incidents SET {assignments}"
                          f" WHERE id = {where})")
+        if self.finished:
+            parts.append(_FINISHED.format(*numbered([list(self.finished)])))
+        if self.rescheduled:
+            again = list(self.rescheduled.items())
+            parts.append(_RESCHEDULED.format(*numbered([
+                [k for k, _ in again], [v[0] for _, v in again], [v[1] for _, v in again],
+                self.replica,
+            ])))
         self.clear()
         return "WITH " + ", ".join(parts) + " ", params
 

@@ -87,16 +87,16 @@ class OutboxStatements(Statements):
         )
 
     async def finish_outbox(self, outbox_id: int) -> None:
-        await self._run("DELETE FROM outbox WHERE id = $1", outbox_id)
+        """Held to go with the batch's next statement (held.py): a delivery's record or a
+        pass's verdicts finish several rows, all in one."""
+        self._held.finish(outbox_id)
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
-        # As release_outbox: a failed attempt whose lease another replica took meanwhile
-        # leaves that replica's attempt, and its result, to be written.
-        await self._run(
-            "UPDATE outbox SET attempts = $1, next_attempt_at = $2, leased_from = NULL,"
-            " leased_by = NULL WHERE id = $3 AND leased_by = $4",
-            attempts, to_us(next_at), outbox_id, self.replica,
-        )
+        """Held as finish_outbox (a pass defers a bundle's rows, each of them). As
+        release_outbox: a failed attempt whose lease another replica took meanwhile leaves
+        that replica's attempt, and its result, to be written."""
+        self._held.replica = self.replica
+        self._held.reschedule(outbox_id, attempts, to_us(next_at))
 
 
 def _outbox_row(r: asyncpg.Record) -> OutboxRow:

@@ -481,6 +481,46 @@ async def test_a_webhook_memo_answers_only_what_no_other_replica_changed(pg_dsn:
             await store.close()
 
 
+async def test_memo_version_reads_asked_together_share_one_statement(
+    replicas: list[PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Resends that ask for their incidents' versions at once share one read; but a read in
+    flight when a caller asks is not that caller's: it may have begun before another
+    replica's commit the caller must see. The caller waits for the next read."""
+    store = replicas[0]
+    first = await store.write(lambda tx: tx.insert_incident(new_incident("v1"), None))
+    second = await store.write(lambda tx: tx.insert_incident(new_incident("v2"), None))
+    before = await store.open_versions([first, second])
+    reads: list[list[int]] = []
+    release, read = asyncio.Event(), asyncio.Event()
+    fetch = store._read_versions
+
+    async def held_back(ids: list[int]) -> dict[int, int]:
+        reads.append(ids)
+        found = await fetch(ids)  # read now, answered once released
+        read.set()
+        await release.wait()
+        return found
+
+    monkeypatch.setattr(store._versions, "_fetch", held_back)
+    early = asyncio.create_task(store.open_versions([first]))
+    async with asyncio.timeout(5):
+        await read.wait()
+    # Read already; now another replica acknowledges the first incident.
+    await replicas[1].write(lambda tx: tx.update_incident(
+        first, NOW, state=IncidentState.ACKNOWLEDGED, acknowledged_at=NOW))
+    late = [asyncio.create_task(store.open_versions(ids)) for ids in ([first], [second])]
+    await asyncio.sleep(0.05)
+    assert reads == [[first]]  # the late callers did not start reads of their own
+    release.set()
+    async with asyncio.timeout(5):
+        assert await early == {first: before[first]}
+        changed, unchanged = await asyncio.gather(*late)
+    assert reads == [[first], [first, second]]  # both late callers in one read
+    assert changed[first] != before[first]  # they saw the acknowledgement
+    assert unchanged == {second: before[second]}
+
+
 async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_again() -> None:
     """While PostgreSQL is down, reads and writes raise StoreUnavailable (503, /-/ready too);
     once it is back, writes work again, and the connection that listens for the other

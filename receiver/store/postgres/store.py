@@ -80,6 +80,7 @@ from receiver.store.postgres.replicas import WATCH, Sweep, claim, share, sweep
 from receiver.store.postgres.schema import MIGRATIONS
 from receiver.store.postgres.statements import CHANGES_CHANNEL, DEADLINES_CHANNEL, Connection
 from receiver.store.postgres.transaction import PostgresTransaction
+from receiver.store.postgres.versions import VersionReads
 from receiver.store.records import IncidentFilter, OutboxRow, Shared, StoreStats
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class PostgresStore:
         self.replica: int | None = None
         self.alive: tuple[int, ...] = ()
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
+        self._versions = VersionReads(self._read_versions)
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
         self.deadline_listeners: list[Callable[[int, datetime], None]] = []
@@ -278,6 +280,7 @@ class PostgresStore:
         await self._close_connections()
 
     async def _close_connections(self) -> None:
+        await self._versions.close()
         await cancel(self._watch)
         self._watch = None
         await cancel(self._relisten)
@@ -561,10 +564,14 @@ class PostgresStore:
 
     async def open_versions(self, incident_ids: Sequence[int]) -> dict[int, int]:
         """The row version (xmin) of each of these incidents still open, as committed: one
-        statement, no lock, on a reading connection (see grouping.HeldGroups)."""
+        statement, no lock, on a reading connection (see grouping.HeldGroups), shared with
+        the callers that asked at the same time (versions.py)."""
         if not incident_ids:
             return {}
-        rows = await self._fetch(VERSIONS, list(incident_ids))
+        return await self._versions.read(incident_ids)
+
+    async def _read_versions(self, incident_ids: list[int]) -> dict[int, int]:
+        rows = await self._fetch(VERSIONS, incident_ids)
         return {int(r[0]): int(r[1]) for r in rows}
 
     async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:

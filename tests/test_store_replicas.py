@@ -338,10 +338,13 @@ async def test_a_commit_tells_the_other_replicas_of_its_deadlines_not_its_outbox
 ) -> None:
     """Deadlines armed are announced once their batch committed (not a rolled-back job's);
     outbox rows are not announced: the replica that enqueued them sends them, and a commit
-    that notifies waits for the others' (store.py)."""
+    that notifies waits for the others' (store.py). The replica that armed them does not
+    hear its own announcement: whoever armed them armed its timer after the commit."""
     heard: list[tuple[int, datetime]] = []
+    own: list[int] = []
     woken, told = asyncio.Event(), asyncio.Event()
     replicas[1].deadline_listeners.append(lambda i, due: (heard.append((i, due)), told.set()))
+    replicas[0].deadline_listeners.append(lambda i, due: own.append(i))
     replicas[1].outbox_listeners.append(woken.set)
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
 
@@ -367,6 +370,7 @@ async def test_a_commit_tells_the_other_replicas_of_its_deadlines_not_its_outbox
         await told.wait()
     await asyncio.sleep(0.2)
     assert heard == [(armed[0].id, due)]  # not the rolled-back ones
+    assert own == []
     assert not woken.is_set()
 
 

@@ -134,6 +134,9 @@ class PostgresStore:
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
         self.deadline_listeners: list[Callable[[int, datetime], None]] = []
+        # The server processes of this replica's pool connections: the deadlines they
+        # announce were armed here already, after the commit (see _on_deadline).
+        self._own_backends: set[int] = set()
         self.outbox_listeners: list[Callable[[], None]] = []
         self.change_listeners: list[Callable[[Shared], None]] = []
 
@@ -144,6 +147,7 @@ class PostgresStore:
             self._pool = await asyncpg.create_pool(
                 self._dsn, min_size=1, max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT, reset=_keep_session,
+                init=self._pool_connection,
             )
             async with self._pool.acquire() as conn:
                 await self._prepare_schema(conn)
@@ -294,7 +298,18 @@ class PostgresStore:
                 await asyncio.wait_for(self._pool.close(), 10)
             self._pool = None
 
+    async def _pool_connection(self, conn: asyncpg.Connection) -> None:
+        """A new connection of the pool: its server process is this replica's until it ends."""
+        backend = conn.get_server_pid()
+        self._own_backends.add(backend)
+        conn.add_termination_listener(lambda _: self._own_backends.discard(backend))
+
     def _on_deadline(self, conn: object, pid: int, channel: str, payload: object) -> None:
+        if pid in self._own_backends:
+            # This replica's own announcement: its timer has the deadline since the commit
+            # (armed after it by whoever armed it). Armed again, it would sit in the heap
+            # twice, and be taken and counted late twice.
+            return
         deadline_id, _, due = str(payload).partition(":")
         try:
             armed = (int(deadline_id), from_us(int(due)))

@@ -1,0 +1,262 @@
+"""What a webhook costs on PostgreSQL, in process: `.venv/bin/python bench/pgcost.py`.
+
+bench/run.py's replicas leg measures rates and latencies over HTTP, which move with whatever
+else runs on the shared machine. This counts what one replica asks of PostgreSQL and what
+both spend: a throwaway durable cluster (tests/pgcluster.py, fsync on, group commit as
+bench/replicas.py sets it, pg_stat_statements preloaded) holding `--history` resolved
+incidents and their statistics (a database in use has both: an empty one, as the replicas
+leg starts from, has the planner re-plan the memo's version read at every call and scan
+tables that grew since its plans were made), a Daemon on it in this process with its
+dispatcher sending to a bare sink (another process), and bench/load.py's ingest mix from
+`--connections` scripts (a replica's share of the leg's 32: 11), each posting its webhooks
+one after another through Incidents.ingest_body.
+
+Per webhook, over the measured rounds: statements as the client sent them (counted in
+asyncpg: an executemany is one per row) and as the server ran them (pg_stat_statements:
+"BEGIN; SAVEPOINT job" is two), PostgreSQL's CPU (/proc, its processes) and its statements'
+execution and planning time, and the CPU of the loop thread (time.thread_time) and of the
+whole process. Statement counts repeat from run to run within a few hundredths; CPU moves
+with the machine's load (compare trees in alternating runs). `--top N` lists the statements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import procs
+import run as bench
+from load import Script
+
+from receiver.app.daemon import Daemon
+from receiver.config.build import load
+
+SENT: Counter[str] = Counter()  # statements the client sent, by their first 60 characters
+FIGURES = ("client statements", "server statements", "PostgreSQL CPU µs", "its exec µs",
+           "its planning µs", "loop CPU µs", "process CPU µs", "webhooks/s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=11)
+    parser.add_argument("--warmup", type=int, default=220)
+    parser.add_argument("--round", type=int, default=660, help="webhooks a round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--history", type=int, default=20_000,
+                        help="resolved incidents in the database first")
+    parser.add_argument("--top", type=int, default=0, help="list the N commonest statements")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(measure(args))
+
+
+def _count_statements() -> None:
+    """Count every statement asyncpg sends (its Connection's three ways of sending one)."""
+    conn: Any = asyncpg.connection.Connection
+    execute, run_one, run_many = conn.execute, conn._execute, conn._executemany
+
+    async def execute_counted(self: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+        if not args:  # the simple query protocol; with arguments it goes through _execute
+            SENT[query[:60]] += 1
+        return await execute(self, query, *args, **kwargs)
+
+    async def run_counted(self: Any, query: str, args: Any, *rest: Any, **kwargs: Any) -> Any:
+        SENT[query[:60]] += 1
+        return await run_one(self, query, args, *rest, **kwargs)
+
+    async def many_counted(self: Any, query: str, args: Any, *rest: Any, **kwargs: Any) -> Any:
+        rows = list(args)
+        SENT[query[:60]] += len(rows)
+        return await run_many(self, query, rows, *rest, **kwargs)
+
+    conn.execute, conn._execute, conn._executemany = (
+        execute_counted, run_counted, many_counted)
+
+
+async def measure(args: argparse.Namespace) -> None:
+    _count_statements()
+    sys.path.append(str(procs.ROOT))  # the tests' cluster helper, as bench/replicas.py does
+    from tests.pgcluster import start_cluster
+
+    cluster = start_cluster(durable=True)
+    sink = None
+    try:
+        cluster._options += (" -c shared_preload_libraries=pg_stat_statements"
+                             " -c pg_stat_statements.track_planning=on")
+        cluster.halt()
+        cluster.resume()
+        dsn = await _database(cluster.dsn(), "ackd_pgcost", cluster.dsn("ackd_pgcost"))
+        with tempfile.TemporaryDirectory(prefix="ackd-pgcost-") as tmp:
+            work = Path(tmp)
+            sink = procs.bare(work, "sink")
+            await sink.start_ready()
+            config_path = work / "ackd.yaml"
+            text = bench.CONFIG.format(token=bench.WEBHOOK_TOKEN, synchronous="full",
+                                       sink=sink.url.removeprefix("http://"))
+            text = text.replace("storage: {synchronous: full}",
+                                f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 8}}}}")
+            config_path.write_text(text)
+            config = replace(load(config_path), data_dir=work / "data",
+                             listen_host="127.0.0.1", listen_port=0)
+            daemon = Daemon(config)
+            await daemon.start()
+            try:
+                if args.history:
+                    await _history(dsn, args.history)
+                await _rounds(daemon, dsn, cluster.data, args)
+            finally:
+                await daemon.stop()
+    finally:
+        if sink is not None:
+            sink.stop()
+        cluster.stop()
+
+
+async def _database(admin_dsn: str, name: str, dsn: str) -> str:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute("ALTER SYSTEM SET commit_delay = 500")  # as bench/replicas.py
+        await admin.execute("ALTER SYSTEM SET commit_siblings = 2")
+        await admin.execute("SELECT pg_reload_conf()")
+        await admin.execute(f"CREATE DATABASE {name}")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("CREATE EXTENSION pg_stat_statements")
+    finally:
+        await conn.close()
+    return dsn
+
+
+async def _history(dsn: str, count: int) -> None:
+    """`count` resolved incidents of groups the mix never posts, 10 alerts and 4 timeline rows
+    each, then VACUUM ANALYZE (invalidating the plans the daemon's connections made)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+            " state, opened_at, updated_at, resolved_at, resolved_by, external_url, summary)"
+            " SELECT 'history:' || i, '{}', 'platform', 'SEV2', 'standard',"
+            " '{\"alertname\":\"History' || i || '\"}', 'resolved', 1700000000000000 + i,"
+            " 1700000000000000 + i, 1700000000000000 + i, 'alertmanager', 'http://am', 'old'"
+            " FROM generate_series(1, $1) AS i", count)
+        await conn.execute(
+            "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
+            " annotations, generator_url, updated_at)"
+            " SELECT i.id, lpad(to_hex(i.id * 16 + a), 16, '0'), i.opened_at, i.opened_at + 1,"
+            " 'resolved', '{\"alertname\":\"H\",\"instance\":\"10.0.0.' || a || ':9100\"}',"
+            " '{\"summary\":\"old\"}', 'http://prom/graph', i.opened_at"
+            " FROM incidents i, generate_series(1, 10) AS a WHERE i.group_key LIKE 'history:%'")
+        await conn.execute(
+            "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
+            " SELECT i.id, i.opened_at, k, 'alertmanager', '{}' FROM incidents i,"
+            " unnest(ARRAY['opened', 'step_fired', 'notification_sent', 'resolved']) AS k"
+            " WHERE i.group_key LIKE 'history:%'")
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+async def _server(dsn: str) -> tuple[float, float, float]:
+    """pg_stat_statements' calls, execution and planning milliseconds, all statements."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT coalesce(sum(calls), 0), coalesce(sum(total_exec_time), 0),"
+            " coalesce(sum(total_plan_time), 0) FROM pg_stat_statements"
+            " WHERE query NOT LIKE '%pg_stat_statements%'")
+        return float(row[0]), float(row[1]), float(row[2])
+    finally:
+        await conn.close()
+
+
+def _cluster_cpu(data: Path) -> float:
+    """User + system CPU seconds of the postmaster and its children, from /proc."""
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    total = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(entry.name) == postmaster or int(stat[1]) == postmaster:
+            total += int(stat[11]) + int(stat[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace) -> None:
+    scripts = [Script(c, args.seed, datetime.now(UTC), "mixed")
+               for c in range(args.connections)]
+    failed: Counter[str] = Counter()
+
+    async def play(script: Script, count: int) -> None:
+        for _ in range(count):
+            try:
+                await daemon.incidents.ingest_body(script.next()[1])
+            except Exception as exc:  # counted and shown: a failure spoils the figures
+                failed[type(exc).__name__] += 1
+
+    async def round_(count: int) -> int:
+        each = count // len(scripts)
+        await asyncio.gather(*(play(s, each) for s in scripts))
+        return each * len(scripts)
+
+    await round_(args.warmup)
+    await asyncio.sleep(0.5)  # the warm-up's pages sent
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT pg_stat_statements_reset()")
+    finally:
+        await conn.close()
+    rows: list[tuple[float, ...]] = []
+    sent: Counter[str] = Counter()
+    measured = 0
+    for _ in range(args.rounds):
+        server, before = await _server(dsn), Counter(SENT)
+        pg, loop_, process = _cluster_cpu(data), time.thread_time(), time.process_time()
+        began = time.perf_counter()
+        webhooks = await round_(args.round)
+        await asyncio.sleep(0.3)  # the dispatcher's passes and sends of the round
+        wall = time.perf_counter() - began
+        pg, loop_, process = (_cluster_cpu(data) - pg, time.thread_time() - loop_,
+                              time.process_time() - process)
+        after = await _server(dsn)
+        delta = SENT - before
+        sent += delta
+        measured += webhooks
+        rows.append((sum(delta.values()) / webhooks,
+                     (after[0] - server[0] - 1) / webhooks,  # less the read of them
+                     pg / webhooks * 1e6, (after[1] - server[1]) * 1e3 / webhooks,
+                     (after[2] - server[2]) * 1e3 / webhooks,
+                     loop_ / webhooks * 1e6, process / webhooks * 1e6, webhooks / wall))
+    print(f"{args.rounds} rounds of {args.round} webhooks from {args.connections} connections,"
+          f" {args.history:,} resolved incidents before; failures: {dict(failed) or 'none'}")
+    print("per webhook: all rounds (each round's lowest / median / highest)")
+    for n, name in enumerate(FIGURES):
+        values = [r[n] for r in rows]
+        print(f"  {name:18s} {statistics.fmean(values):9.2f}  ({min(values):.2f} /"
+              f" {statistics.median(values):.2f} / {max(values):.2f})")
+    if args.top:
+        print("statements the client sent, per webhook:")
+        for text, count in sent.most_common(args.top):
+            print(f"  {count / measured:6.3f}  {text}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

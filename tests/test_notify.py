@@ -110,12 +110,16 @@ async def test_hung_endpoint_times_out_without_holding_up_anything_else(
         started = time.monotonic()
         other = await notifier.send(sink.url("json", "/bo"), MESSAGE)
         other_took = time.monotonic() - started
-        lags = [await _loop_lag() for _ in range(20)]
+        lags = sorted([await _loop_lag() for _ in range(20)])
         timed_out = await hanging
 
     assert other.status is DeliveryStatus.SUCCESS
     assert other_took < MARGIN
-    assert max(lags) < 0.1, lags
+    # The loop stays responsive while the delivery hangs: a loop the hung worker starves lags
+    # at every turn (the median), and one held by the hung delivery waits for its timeout,
+    # much longer than half of it; one turn late from a scheduling hiccup is neither.
+    assert lags[len(lags) // 2] < 0.1, lags
+    assert lags[-1] < TIMEOUT.total_seconds() / 2, lags
     assert timed_out.status is DeliveryStatus.TIMEOUT
     assert TIMEOUT.total_seconds() <= timed_out.seconds < TIMEOUT.total_seconds() + MARGIN
 
@@ -215,17 +219,21 @@ async def test_secrets_stay_out_of_errors_and_logs(
 
 
 async def test_close_does_not_wait_for_hung_deliveries() -> None:
-    notifier = AppriseNotifier(workers=2, timeout=TIMEOUT)
+    """close() returns while a delivery hangs. The hung delivery cannot end before its
+    timeout, counted from before it was sent (its worker's socket, 1.25 times that): a close
+    that waited for it, awaiting it or its worker (blocking the loop), returns after that."""
+    timeout = 3 * TIMEOUT  # room for the rest of the test on a loaded machine
+    notifier = AppriseNotifier(workers=2, timeout=timeout)
     async with HttpSink(SinkMode.HUNG) as hung:
+        sent = time.monotonic()
         hanging = asyncio.create_task(notifier.send(hung.url("json"), MESSAGE))
         await hung.wait_for(1)
-        started = time.monotonic()
         await notifier.close()
-        closing_took = time.monotonic() - started
+        closed_after = time.monotonic() - sent
         after = await notifier.send(hung.url("json"), MESSAGE)
         assert (await hanging).status is DeliveryStatus.TIMEOUT
 
-    assert closing_took < 0.1
+    assert closed_after < timeout.total_seconds(), closed_after
     assert after == Delivery(DeliveryStatus.FAILURE, 0.0, "the notifier is closed")
 
 

@@ -308,17 +308,19 @@ async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
     await asyncio.sleep(2 * WATCH)
     assert await replicas[1].lease_due_notifications(now, 10) == []  # its holder lives
 
-    # Whichever replica sweeps first gives the rows back and wakes its own dispatcher.
+    # Whichever replica sweeps first gives the rows back and wakes its own dispatcher: when
+    # it does (its listener's call), not when this test gets to look, is what is timed.
     given_back = asyncio.Event()
+    woken: list[float] = []
     for store in replicas:
-        store.outbox_listeners.append(given_back.set)
+        store.outbox_listeners.append(lambda: (woken.append(time.monotonic()), given_back.set()))
     doomed.terminate()  # the socket closes, as when the process is killed
     gone = time.monotonic()
     async with asyncio.timeout(5):
         await given_back.wait()
+    assert woken[0] - gone < 1.0
     taken = [row.id for row, _ in await replicas[1].lease_due_notifications(now, 10)]
     assert sorted(taken) == ids
-    assert time.monotonic() - gone < 1.0
     async with asyncio.timeout(1):
         await until(lambda: number not in replicas[1].alive)  # its next sweep sees it too
     assert len(replicas[1].alive) == 3
@@ -385,8 +387,20 @@ async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
     heard: list[tuple[int, datetime]] = []
     woken, told = asyncio.Event(), asyncio.Event()
-    replicas[1].deadline_listeners.append(lambda i, due: (heard.append((i, due)), told.set()))
-    replicas[1].outbox_listeners.append(woken.set)
+    # When the replica learnt each (its listeners' calls), not when this test got to look.
+    learnt: dict[str, float] = {}
+
+    def on_deadline(i: int, due: datetime) -> None:
+        heard.append((i, due))
+        learnt.setdefault("deadline", time.monotonic())
+        told.set()
+
+    def on_outbox() -> None:
+        learnt.setdefault("outbox", time.monotonic())
+        woken.set()
+
+    replicas[1].deadline_listeners.append(on_deadline)
+    replicas[1].outbox_listeners.append(on_outbox)
     doomed = await asyncpg.connect(pg_dsn)
     number = await claim(doomed)
     async with asyncio.timeout(5):
@@ -399,13 +413,16 @@ async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others
     assert tx.announcements  # what it would have announced, had it lived
     await asyncio.sleep(2 * WATCH)
     assert heard == []
+    woken.clear()  # from here: what the replica's death brings
+    learnt.clear()
 
     doomed.terminate()  # killed: the socket closes, the announcement never goes
     gone = time.monotonic()
     async with asyncio.timeout(5):
         await woken.wait()
         await told.wait()
-    assert time.monotonic() - gone < 1.0
+    assert learnt.keys() == {"deadline", "outbox"}
+    assert max(learnt.values()) - gone < 1.0, {k: t - gone for k, t in learnt.items()}
     assert (armed[0].id, due) in heard
     taken = await replicas[1].lease_due_notifications(datetime.now(UTC), 10)
     assert sorted(row.id for row, _ in taken) == ids
@@ -423,14 +440,16 @@ async def test_a_page_its_replica_leaves_unleased_wakes_the_others_dispatchers(
     try:
         number = await claim(hung)
         woken = asyncio.Event()
-        replicas[1].outbox_listeners.append(woken.set)
+        woken_at: list[datetime] = []  # when the sweep woke it, not when this test looked
+        replicas[1].outbox_listeners.append(
+            lambda: (woken_at.append(datetime.now(UTC)), woken.set()))
         due = datetime.now(UTC)
         async with hung.transaction():
             ids = await PostgresTransaction(hung, number).enqueue(incident_id, [PAGE], due)
         async with asyncio.timeout(5):
             await woken.wait()
-        assert datetime.now(UTC) - due < timedelta(seconds=1)
-        assert datetime.now(UTC) - due >= OVERDUE
+        assert woken_at[0] - due < timedelta(seconds=1)
+        assert woken_at[0] - due >= OVERDUE
         taken = await replicas[1].lease_due_notifications(datetime.now(UTC), 10)
         assert [row.id for row, _ in taken] == ids
         assert number in replicas[1].alive  # not taken for a replica gone

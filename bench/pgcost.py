@@ -37,6 +37,7 @@ from typing import Any
 
 import asyncpg
 import procs
+import replicas
 import run as bench
 from load import Script
 
@@ -115,7 +116,7 @@ async def measure(args: argparse.Namespace) -> None:
             await daemon.start()
             try:
                 if args.history:
-                    await _history(dsn, args.history)
+                    await replicas.history(dsn, args.history)
                 await _rounds(daemon, dsn, cluster.data, args)
             finally:
                 await daemon.stop()
@@ -140,35 +141,6 @@ async def _database(admin_dsn: str, name: str, dsn: str) -> str:
     finally:
         await conn.close()
     return dsn
-
-
-async def _history(dsn: str, count: int) -> None:
-    """`count` resolved incidents of groups the mix never posts, 10 alerts and 4 timeline rows
-    each, then VACUUM ANALYZE (invalidating the plans the daemon's connections made)."""
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(
-            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
-            " state, opened_at, updated_at, resolved_at, resolved_by, external_url, summary)"
-            " SELECT 'history:' || i, '{}', 'platform', 'SEV2', 'standard',"
-            " '{\"alertname\":\"History' || i || '\"}', 'resolved', 1700000000000000 + i,"
-            " 1700000000000000 + i, 1700000000000000 + i, 'alertmanager', 'http://am', 'old'"
-            " FROM generate_series(1, $1) AS i", count)
-        await conn.execute(
-            "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
-            " annotations, generator_url, updated_at)"
-            " SELECT i.id, lpad(to_hex(i.id * 16 + a), 16, '0'), i.opened_at, i.opened_at + 1,"
-            " 'resolved', '{\"alertname\":\"H\",\"instance\":\"10.0.0.' || a || ':9100\"}',"
-            " '{\"summary\":\"old\"}', 'http://prom/graph', i.opened_at"
-            " FROM incidents i, generate_series(1, 10) AS a WHERE i.group_key LIKE 'history:%'")
-        await conn.execute(
-            "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
-            " SELECT i.id, i.opened_at, k, 'alertmanager', '{}' FROM incidents i,"
-            " unnest(ARRAY['opened', 'step_fired', 'notification_sent', 'resolved']) AS k"
-            " WHERE i.group_key LIKE 'history:%'")
-        await conn.execute("VACUUM ANALYZE")
-    finally:
-        await conn.close()
 
 
 async def _server(dsn: str) -> tuple[float, float, float]:

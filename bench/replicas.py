@@ -7,6 +7,8 @@ SQLite's synchronous=full), on 127.0.0.1 beside ackd: the same machine, so the r
 database and the load generator share its two cores, as the single instance shares them with
 the load generator alone. The 32 connections are split among the replicas (11, 11, 10), each
 replica's connections playing their own groups, as Alertmanager behind a load balancer.
+The database holds 20,000 resolved incidents and their statistics before the leg (`history`),
+as a deployment's does once it has run for a while.
 
 The timer leg (alone: `--only replica-timers`) seeds 10,000 armed deadlines, brings them due
 at the benchmark's rate and at a quarter of it, and has them fired by the three replicas,
@@ -47,6 +49,7 @@ DATABASE = "ackd_bench"
 METRICS_AUTH = {"Authorization": "Bearer bench-api-token"}  # bench/run.py's CONFIG
 COMMIT_DELAY = 500  # µs (PostgreSQL's default: 0)
 COMMIT_SIBLINGS = 2  # (default: 5)
+HISTORY = 20_000  # resolved incidents in the database before the ingest leg (see history)
 
 
 async def legs(work: Path, config: Path, token: str, rounds: int, duration: float,
@@ -91,6 +94,40 @@ async def _timer_rows(cluster: Cluster, work: Path, config: Path, armed: int, du
     return rows
 
 
+async def history(dsn: str, count: int) -> None:
+    """`count` resolved incidents of groups the mix never posts, 10 alerts and 4 timeline rows
+    each, then VACUUM ANALYZE (invalidating the plans the daemons' connections made): a
+    database as a deployment that has run for a while holds it. On an empty one, PostgreSQL
+    plans the first statements for empty tables, and those plans (sequential scans) stay
+    while the tables grow, until autovacuum analyzes them (a minute or more): a leg of
+    seconds would measure that first minute, not the steady state."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+            " state, opened_at, updated_at, resolved_at, resolved_by, external_url, summary)"
+            " SELECT 'history:' || i, '{}', 'platform', 'SEV2', 'standard',"
+            " '{\"alertname\":\"History' || i || '\"}', 'resolved', 1700000000000000 + i,"
+            " 1700000000000000 + i, 1700000000000000 + i, 'alertmanager', 'http://am', 'old'"
+            " FROM generate_series(1, $1) AS i", count)
+        await conn.execute(
+            "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status, labels,"
+            " annotations, generator_url, updated_at)"
+            " SELECT i.id, lpad(to_hex(i.id * 16 + a), 16, '0'), i.opened_at, i.opened_at + 1,"
+            " 'resolved', '{\"alertname\":\"H\",\"instance\":\"10.0.0.' || a || ':9100\"}',"
+            " '{\"summary\":\"old\"}', 'http://prom/graph', i.opened_at"
+            " FROM incidents i, generate_series(1, 10) AS a WHERE i.group_key LIKE 'history:%'")
+        await conn.execute(
+            "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
+            " SELECT i.id, i.opened_at, k, 'alertmanager', '{}' FROM incidents i,"
+            " unnest(ARRAY['opened', 'step_fired', 'notification_sent', 'resolved']) AS k"
+            " WHERE i.group_key LIKE 'history:%'")
+        await conn.execute("VACUUM ANALYZE")
+    finally:
+        await conn.close()
+
+
+
 async def _database(cluster: Cluster, name: str) -> str:
     admin = await asyncpg.connect(cluster.dsn())
     try:
@@ -117,7 +154,8 @@ async def _ingest(cluster: Cluster, work: Path, config: Path, token: str, rounds
     try:
         await single.start_ready()
         for replica in replicas:
-            await replica.start_ready()
+            await replica.start_ready()  # the first one migrated the database
+        await history(dsn, HISTORY)
         for round_ in range(rounds):
             plan = LoadPlan(url="", token=token, connections=connections,
                             duration=duration, seed=seed + round_)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import statistics
 import sys
 import tempfile
@@ -156,22 +155,6 @@ async def _server(dsn: str) -> tuple[float, float, float]:
         await conn.close()
 
 
-def _cluster_cpu(data: Path) -> float:
-    """User + system CPU seconds of the postmaster and its children, from /proc."""
-    postmaster = int((data / "postmaster.pid").read_text().split()[0])
-    total = 0
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # gone meanwhile
-        if int(entry.name) == postmaster or int(stat[1]) == postmaster:
-            total += int(stat[11]) + int(stat[12])
-    return total / os.sysconf("SC_CLK_TCK")
-
-
 async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace) -> None:
     scripts = [Script(c, args.seed, datetime.now(UTC), "mixed")
                for c in range(args.connections)]
@@ -207,12 +190,12 @@ async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace
     for _ in range(args.rounds):
         made = bodies(args.round)
         server, before = await _server(dsn), Counter(SENT)
-        pg, loop_, process = _cluster_cpu(data), time.thread_time(), time.process_time()
+        pg, loop_, process = replicas.cluster_cpu(data), time.thread_time(), time.process_time()
         began = time.perf_counter()
         webhooks = await round_(made)
         await asyncio.sleep(0.3)  # the dispatcher's passes and sends of the round
         wall = time.perf_counter() - began
-        pg, loop_, process = (_cluster_cpu(data) - pg, time.thread_time() - loop_,
+        pg, loop_, process = (replicas.cluster_cpu(data) - pg, time.thread_time() - loop_,
                               time.process_time() - process)
         after = await _server(dsn)
         delta = SENT - before

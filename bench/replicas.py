@@ -186,11 +186,11 @@ class Cpu:
                       cluster: Cluster | None) -> AsyncIterator[None]:
         webhooks = await _webhooks(children)
         ackd = sum(c.cpu_seconds() for c in children)
-        postgres = _cluster_cpu(cluster) if cluster is not None else 0.0
+        postgres = cluster_cpu(cluster.data) if cluster is not None else 0.0
         yield
         self.ackd += sum(c.cpu_seconds() for c in children) - ackd
         if cluster is not None:
-            self.postgres += _cluster_cpu(cluster) - postgres
+            self.postgres += cluster_cpu(cluster.data) - postgres
         self.webhooks += await _webhooks(children) - webhooks
 
     def per_webhook(self) -> float:
@@ -208,10 +208,10 @@ async def _webhooks(children: Sequence[procs.Child]) -> float:
     return total
 
 
-def _cluster_cpu(cluster: Cluster) -> float:
-    """User + system CPU seconds of the cluster's postmaster and its children (backends, WAL
-    writer, checkpointer...), from /proc."""
-    postmaster = int((cluster.data / "postmaster.pid").read_text().split()[0])
+def cluster_cpu(data: Path) -> float:
+    """User + system CPU seconds of the postmaster of the cluster in `data` and its children
+    (backends, WAL writer, checkpointer...), from /proc."""
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
     total = 0
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():

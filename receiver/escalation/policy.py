@@ -76,6 +76,12 @@ class Step:
         return self.severities is None or severity in self.severities
 
 
+# What a step put ahead of a policy's own (Policy.ahead: the person a reassignment pages
+# first) is called where steps are counted or reported (ackd_escalation_steps, the reports):
+# no step of the policy, whose own steps keep their numbers.
+REASSIGNED_STEP = "reassigned"
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     name: str

@@ -40,7 +40,14 @@ from receiver.escalation.plan import (
     Plan,
     RunCause,
 )
-from receiver.escalation.policy import Channel, Policy, StepMode, TargetKind, User
+from receiver.escalation.policy import (
+    REASSIGNED_STEP,
+    Channel,
+    Policy,
+    StepMode,
+    TargetKind,
+    User,
+)
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.incidents.service import observe_resolution
@@ -640,10 +647,6 @@ class Responder:
             )
         if item.resolved:
             observe_resolution(m, incident)
-
-
-# ackd_escalation_steps' step for the person a reassignment pages ahead of the policy.
-REASSIGNED_STEP = "reassigned"
 
 
 def step_label(policy: Policy, index: int) -> str:

@@ -13,16 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
+from receiver.escalation.policy import REASSIGNED_STEP
 
 # Events these record are the machine's (alerts, pages, deliveries, stale checks); any other
 # actor is a person or a person's script, and what it did is a response.
 SYSTEM_ACTORS = frozenset({"ackd", "alertmanager", "stale"})
-
-
-# What a step is called when its page went to the person an incident was reassigned to, paged
-# ahead of the policy's own steps (Policy.ahead): no step of the policy, as in
-# ackd_escalation_steps.
-REASSIGNED = "reassigned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +33,7 @@ class StepFired:
     @property
     def name(self) -> str:
         """The step as the reports name it: its number, or `reassigned`."""
-        return REASSIGNED if self.number is None else str(self.number)
+        return REASSIGNED_STEP if self.number is None else str(self.number)
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
+from receiver.escalation.policy import REASSIGNED_STEP
 from receiver.incidents import facts as facts_module
-from receiver.incidents.facts import REASSIGNED, Facts
+from receiver.incidents.facts import Facts
 from receiver.incidents.roles import Role
 
 REVIEW_HEADINGS = (
@@ -119,7 +120,7 @@ def _escalation(f: Facts) -> str:
     lines.append("")
     if f.acknowledged_at is not None:
         step = ("" if f.ack_step is None else " after the reassigned person's page"
-                if f.ack_step == REASSIGNED else f" after step {f.ack_step}")
+                if f.ack_step == REASSIGNED_STEP else f" after step {f.ack_step}")
         lines.append(f"First acknowledged by {f.acknowledged_by} at {_at(f.acknowledged_at)}"
                      f"{step}.")
     else:

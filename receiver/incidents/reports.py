@@ -27,7 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from receiver.incidents.facts import REASSIGNED, Facts
+from receiver.escalation.policy import REASSIGNED_STEP
+from receiver.incidents.facts import Facts
 
 REPEAT_WINDOW = timedelta(days=30)
 
@@ -149,7 +150,7 @@ def _by_team_severity(
 
 def _step_order(item: tuple[str, int]) -> tuple[int, int]:
     """The reassigned person first (paged first), then the policy's steps in order."""
-    return (0, 0) if item[0] == REASSIGNED else (1, int(item[0]))
+    return (0, 0) if item[0] == REASSIGNED_STEP else (1, int(item[0]))
 
 
 def _seconds(lengths: Iterable[timedelta | None]) -> list[float]:

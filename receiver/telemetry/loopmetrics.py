@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
+
+C = TypeVar("C")  # one label set's child: LoopValue, LoopCounts
 
 
 class LoopValue:
@@ -39,7 +43,37 @@ class LoopValue:
         self.value += amount
 
 
-class LoopCounter(Collector):
+class _LoopFamily(Collector, Generic[C]):
+    """A metric's label sets, each a child made by `make`; one without labels has its one
+    child from the start, as prometheus_client's metrics show theirs."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        registry: CollectorRegistry,
+        make: Callable[[], C],
+    ) -> None:
+        self._name = name
+        self._documentation = documentation
+        self._labelnames = tuple(labelnames)
+        self._make = make
+        self._children: dict[tuple[str, ...], C] = {}
+        if not self._labelnames:
+            self._children[()] = make()
+        registry.register(self)
+
+    def labels(self, *values: str) -> C:
+        found = self._children.get(values)
+        if found is None:
+            if len(values) != len(self._labelnames):
+                raise ValueError(f"{self._name} takes the labels {self._labelnames}")
+            found = self._children[values] = self._make()
+        return found
+
+
+class LoopCounter(_LoopFamily[LoopValue]):
     def __init__(
         self,
         name: str,
@@ -48,21 +82,9 @@ class LoopCounter(Collector):
         *,
         registry: CollectorRegistry,
     ) -> None:
-        self._name = name.removesuffix("_total")  # as prometheus_client's Counter takes it
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], LoopValue] = {}
-        if not self._labelnames:
-            self._children[()] = LoopValue()  # shown from the start, as a Counter's
-        registry.register(self)
-
-    def labels(self, *values: str) -> LoopValue:
-        found = self._children.get(values)
-        if found is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError(f"{self._name} takes the labels {self._labelnames}")
-            found = self._children[values] = LoopValue()
-        return found
+        # The name without `_total`, as prometheus_client's Counter takes it.
+        super().__init__(name.removesuffix("_total"), documentation, labelnames, registry,
+                         LoopValue)
 
     def inc(self, amount: float = 1) -> None:
         """For a counter without labels."""
@@ -92,7 +114,7 @@ class LoopCounts:
         self.sum += amount
 
 
-class LoopHistogram(Collector):
+class LoopHistogram(_LoopFamily[LoopCounts]):
     def __init__(
         self,
         name: str,
@@ -105,24 +127,11 @@ class LoopHistogram(Collector):
         bounds = tuple(float(b) for b in buckets)
         if bounds[-1] != float("inf"):
             bounds = (*bounds, float("inf"))
-        self._name = name
-        self._documentation = documentation
-        self._labelnames = tuple(labelnames)
-        self._bounds = bounds
-        # Prometheus's spelling of each bound (`le`), as a Histogram writes it.
+        # Prometheus's spelling of each bound (`le`), as a Histogram writes it; set before the
+        # registry first reads the family.
         self._les = tuple(floatToGoString(b) for b in bounds)  # type: ignore[no-untyped-call]
-        self._children: dict[tuple[str, ...], LoopCounts] = {}
-        if not self._labelnames:
-            self._children[()] = LoopCounts(bounds)  # shown from the start, as a Histogram's
-        registry.register(self)
-
-    def labels(self, *values: str) -> LoopCounts:
-        found = self._children.get(values)
-        if found is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError(f"{self._name} takes the labels {self._labelnames}")
-            found = self._children[values] = LoopCounts(self._bounds)
-        return found
+        super().__init__(name, documentation, labelnames, registry,
+                         partial(LoopCounts, bounds))
 
     def observe(self, amount: float) -> None:
         """For a histogram without labels."""

@@ -8,11 +8,13 @@ import asyncio
 import re
 import sys
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from receiver.cli.learning import drill_lines
 from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, ROOT, ackd_for
 from tests.sinks import HttpSink
 from tests.test_api import Api, start_api
@@ -113,7 +115,7 @@ async def test_a_drill_pages_like_an_incident_and_reports_itself(api: Api) -> No
     assert status == 201, started
     assert (started["team"], started["severity"], started["policy"]) == (
         "payments", "SEV1", "standard")
-    assert started["steps"] == [{"after_seconds": 0.0, "step": 1, "paged": ["ana"]}]
+    assert started["steps"] == [{"after_seconds": 0.0, "step": "1", "paged": ["ana"]}]
     await api.settle()
     assert api.paged() == ["ana"]
     [(_, message)] = api.notifier.sent
@@ -127,4 +129,31 @@ async def test_a_drill_pages_like_an_incident_and_reports_itself(api: Api) -> No
     assert (report["acknowledged_by"], report["acknowledged_after_seconds"]) == ("e2e", 90.0)
     assert [(r["recipient"], r["channel"], r["step"], r["reason"], r["delivered"])
             for r in report["reached"]] == [
-        ("ana", "json", 1, "triggered", True), ("ana", "json", None, "acknowledged", True)]
+        ("ana", "json", "1", "triggered", True), ("ana", "json", None, "acknowledged", True)]
+
+
+async def test_a_drill_reassigned_to_a_person_names_the_steps_as_the_reports_do(
+    api: Api,
+) -> None:
+    """The person a drill is reassigned to is paged ahead of the policy's steps: the report
+    calls that page "reassigned", and the policy's first step behind them is still step 1."""
+    status, started = await api.call("POST", "/api/v1/drills", {"team": "payments"})
+    assert status == 201, started
+    number = started["incident"]
+    await api.settle()
+    status, _ = await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"user": "cy"},
+                               token=ANA_TOKEN)
+    assert status == 200
+    await api.settle()
+    await api.clock.jump(timedelta(minutes=5))  # cy's time is up: the policy from its step 1
+    await api.settle()
+    assert api.paged() == ["ana", "cy", "ana"]
+    status, report = await api.call("GET", f"/api/v1/drills/{number}")
+    assert status == 200
+    assert [(s["step"], s["paged"]) for s in report["steps"]] == [
+        ("1", ["ana"]), ("reassigned", ["cy"]), ("1", ["ana"])]
+    assert [(r["recipient"], r["step"]) for r in report["reached"]] == [
+        ("ana", "1"), ("cy", "reassigned"), ("ana", "1")]
+    assert drill_lines(report)[1:4] == [
+        "  +0.0s step 1 paged ana", "  +0.0s step reassigned paged cy",
+        "  +300.0s step 1 paged ana"]

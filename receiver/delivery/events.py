@@ -21,7 +21,7 @@ HELD_BACK_SUMMARY = "held_back_summary"
 
 def _channel_detail(message: OutboxMessage | None, url: str) -> dict[str, Any]:
     """The message's facts, with the URL masked: the raw URL never reaches an event."""
-    return {
+    detail = {
         "recipient": message.recipient if message else None,
         "recipient_kind": message.recipient_kind if message else None,
         "reason": message.reason.value if message else None,
@@ -30,6 +30,11 @@ def _channel_detail(message: OutboxMessage | None, url: str) -> dict[str, Any]:
         "url": mask(url) if url else None,  # none: the contact could not be resolved
         "scheme": scheme(url),
     }
+    if message is not None and message.run is not None:
+        # A page's run: with its step, it names the step_fired event that sent it (a drill's
+        # report tells a reassigned person's page from the policy's first step by it).
+        detail["run"] = message.run
+    return detail
 
 
 def delivery_event(

@@ -10,7 +10,7 @@ response-time metrics do not observe them (Incident.is_drill).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,7 @@ from receiver.config.model import Config
 from receiver.core.errors import NotFound, PayloadError
 from receiver.core.model import DRILL_KEY_PREFIX, EventKind, Incident, TimelineEvent
 from receiver.escalation.responder import Responder
+from receiver.incidents.facts import StepFired, step_fired
 from receiver.routing.tree import Route
 from receiver.store import NewIncident, Store, Transaction
 
@@ -28,7 +29,10 @@ class Reached:
     """One page of the drill that a channel took (or refused)."""
 
     after: timedelta  # from the drill's start
-    step: int | None  # 1 for the first step; None for a message outside the steps
+    # The step whose page it was, named as the reports name it (facts.StepFired.name): "1" for
+    # the policy's first, "reassigned" for a person the drill was reassigned to; None for a
+    # message outside the steps (an acknowledgement's note, say).
+    step: str | None
     recipient: str
     channel: str  # the Apprise scheme: json, mailto, slack, ...
     reason: str  # triggered, escalated, ... for pages; acknowledged, resolved for notes
@@ -39,7 +43,7 @@ class Reached:
 @dataclass(frozen=True, slots=True)
 class DrillReport:
     incident: Incident
-    steps: tuple[tuple[timedelta, int, tuple[str, ...]], ...]  # after, number, paged
+    steps: tuple[tuple[timedelta, str, tuple[str, ...]], ...]  # after, step's name, paged
     reached: tuple[Reached, ...]
     acknowledged_by: str | None
     acknowledged_after: timedelta | None
@@ -109,32 +113,49 @@ def report(incident: Incident, timeline: Sequence[TimelineEvent]) -> DrillReport
         raise NotFound(f"incident {incident.id} is not a drill")
     since: Callable[[datetime], timedelta] = lambda at: at - incident.opened_at  # noqa: E731
     acks = [e for e in timeline if e.kind is EventKind.ACKNOWLEDGED]
+    fired = [(e, step_fired(e)) for e in timeline if e.kind is EventKind.STEP_FIRED]
     return DrillReport(
         incident=incident,
-        steps=tuple(
-            (since(e.at), int(e.detail.get("number", 0)),
-             tuple(str(r) for r in e.detail.get("recipients", ())))
-            for e in timeline if e.kind is EventKind.STEP_FIRED
-        ),
-        reached=tuple(_reached(e, since(e.at)) for e in timeline if e.kind in (
+        steps=tuple((since(e.at), step.name, step.recipients) for e, step in fired),
+        reached=tuple(_reached(e, since(e.at), fired) for e in timeline if e.kind in (
             EventKind.NOTIFICATION_SENT, EventKind.NOTIFICATION_FAILED)),
         acknowledged_by=acks[0].actor if acks else None,
         acknowledged_after=since(acks[0].at) if acks else None,
     )
 
 
-def _reached(event: TimelineEvent, after: timedelta) -> Reached:
+def _reached(
+    event: TimelineEvent, after: timedelta, fired: Sequence[tuple[TimelineEvent, StepFired]]
+) -> Reached:
     d = event.detail
-    step = d.get("step")
     return Reached(
         after=after,
-        step=int(step) + 1 if isinstance(step, int) else None,
+        step=_page_step(d, event.at, fired),
         recipient=str(d.get("recipient") or ""),
         channel=str(d.get("scheme") or "unknown"),
         reason=str(d.get("reason") or ""),
         ok=event.kind is EventKind.NOTIFICATION_SENT,
         error=str(d.get("error") or ""),
     )
+
+
+def _page_step(
+    detail: Mapping[str, Any], at: datetime, fired: Sequence[tuple[TimelineEvent, StepFired]]
+) -> str | None:
+    """The name of the step a page was sent for. A page records its step's place in the run
+    that fired it; after a reassignment to a person, place 0 is that person and the policy's
+    step 1 is place 1, so the page takes the name of the step fired at that place in that
+    run (a page recorded before pages carried their run: the last fired there before it)."""
+    index, run = detail.get("step"), detail.get("run")
+    if not isinstance(index, int):
+        return None
+    for event, step in reversed(fired):
+        here = event.detail
+        if here.get("step") == index and (
+            here.get("run") == run if run is not None else event.at <= at
+        ):
+            return step.name
+    return str(index + 1)  # its step's event is not on the timeline: the policy's numbering
 
 
 def to_json(r: DrillReport) -> dict[str, Any]:

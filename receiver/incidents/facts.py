@@ -88,7 +88,7 @@ def is_reported(f: Facts) -> bool:
 def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[TimelineEvent]) -> Facts:
     acks = [e for e in timeline if e.kind is EventKind.ACKNOWLEDGED]
     first_ack = acks[0] if acks else None
-    steps = tuple(_step(e) for e in timeline if e.kind is EventKind.STEP_FIRED)
+    steps = tuple(step_fired(e) for e in timeline if e.kind is EventKind.STEP_FIRED)
     resolved = [e.at for e in timeline if e.kind is EventKind.RESOLVED]
     return Facts(
         incident=incident,
@@ -103,7 +103,8 @@ def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[Timelin
     )
 
 
-def _step(event: TimelineEvent) -> StepFired:
+def step_fired(event: TimelineEvent) -> StepFired:
+    """A STEP_FIRED event as the policy numbers its steps (drills and reports alike)."""
     d = event.detail
     # The run's own step: `ahead` of the policy's are the reassigned person's (none in events
     # written before Policy.ahead, which read as before).

@@ -65,6 +65,18 @@ def new_incident(key: str) -> NewIncident:
     )
 
 
+async def enqueued(
+    tx: Transaction, incident_id: int, messages: list[OutboxMessage], at: datetime
+) -> list[int]:
+    """Enqueue, and the ids of the rows it made: enqueue answers none (the rows go with the
+    batch's next statement, here the read that follows, which sees them)."""
+    assert isinstance(tx, PostgresTransaction)
+    query = "SELECT id FROM outbox WHERE incident_id = $1 ORDER BY id"
+    before = {int(r[0]) for r in await tx._all(query, incident_id)}
+    await tx.enqueue(incident_id, messages, at)
+    return [int(r[0]) for r in await tx._all(query, incident_id) if int(r[0]) not in before]
+
+
 async def until(condition: Callable[[], bool]) -> None:
     """Wait for a replica's sweep (every WATCH seconds) to make `condition` true."""
     while True:
@@ -185,7 +197,7 @@ async def test_replicas_lease_disjoint_outbox_rows_and_a_lapsed_lease_falls_due(
     replicas: list[PostgresStore],
 ) -> None:
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
-    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 60, NOW))
+    ids = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE] * 60, NOW))
 
     async def lease(store: PostgresStore, at: datetime) -> list[int]:
         return [row.id for row, _ in await store.lease_due_notifications(at, 10)]
@@ -206,7 +218,7 @@ async def test_a_lapsed_lease_given_back_late_leaves_the_new_holders_lease(
     first replica's late give-back (or its retry) must not free the row from under the second,
     or a third would send it too while the second still is."""
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
-    [row_id] = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], NOW))
+    [row_id] = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE], NOW))
     assert [r.id for r, _ in await replicas[0].lease_due_notifications(NOW, 10)] == [row_id]
     relapse = NOW + LEASE + timedelta(seconds=1)
     assert [r.id for r, _ in await replicas[1].lease_due_notifications(relapse, 10)] == [row_id]
@@ -237,6 +249,107 @@ class _Counting:
         return await self.conn.fetchval(sql, *args)
 
 
+async def test_a_batch_of_due_steps_is_taken_in_one_statement_and_written_in_one(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """The timer hands due deadlines over in batches. The statement that takes them reads
+    their incidents and escalation states too, and locks the incidents until the commit; each
+    step's writes (its state, its timeline events, its page) are held and go, for every step
+    of the batch, in one statement: two round trips for the batch, where each step made two.
+    The pages' ids rise in the order they were enqueued."""
+    incident_ids = []
+    for n in range(5):
+        incident_id = await replicas[0].write(
+            lambda tx, n=n: tx.insert_incident(new_incident(f"g{n}"), None))
+        await replicas[0].write(lambda tx, i=incident_id: tx.set_escalation(i, {"step": 0}))
+        incident_ids.append(incident_id)
+    armed = [(await replicas[0].write(lambda tx, i=i: tx.arm(i, [(NOW, "step", "0:0:1")])))[0]
+             for i in incident_ids]
+    asked = [d.id for d in reversed(armed)]
+    conn, other = await asyncpg.connect(pg_dsn), await asyncpg.connect(pg_dsn)
+    try:
+        counting = _Counting(conn)
+        async with conn.transaction():
+            tx = PostgresTransaction(counting, None)  # type: ignore[arg-type]
+            taken = await tx.take_deadlines(asked, NOW)
+            assert [d.id for d in taken] == asked  # in the order asked
+            for deadline in taken:
+                incident = await tx.incident(deadline.incident_id)
+                assert incident.group_key == f"g{incident_ids.index(incident.id)}"
+                assert await tx.escalation(incident.id) == {"step": 0}
+                await tx.set_escalation(incident.id, {"step": 1})
+                await tx.append(incident.id, [
+                    TimelineEvent(NOW, EventKind.STEP_FIRED, "ackd", {"step": 1})])
+                await tx.enqueue(incident.id, [PAGE], NOW)
+            with pytest.raises(asyncpg.LockNotAvailableError):  # locked until the commit
+                await other.execute("SELECT 1 FROM incidents WHERE id = $1"
+                                    " FOR NO KEY UPDATE NOWAIT", incident_ids[2])
+            await tx.send_held()
+        assert len(counting.sent) == 2, counting.sent
+        assert await conn.fetchval("SELECT count(*) FROM deadlines") == 0
+        outbox = await conn.fetch("SELECT id, incident_id FROM outbox ORDER BY id")
+    finally:
+        await conn.close()
+        await other.close()
+    assert [r[1] for r in outbox] == [d.incident_id for d in taken]
+    for incident_id in incident_ids:
+        assert await replicas[1].write(lambda tx, i=incident_id: tx.escalation(i)) == {"step": 1}
+        [fired] = [e for e in await replicas[1].timeline(incident_id)
+                   if e.kind is EventKind.STEP_FIRED]
+        assert fired.detail == {"step": 1}
+
+
+async def test_escalation_states_set_alone_and_with_other_columns_go_in_one_statement(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """States set alone go in one UPDATE for all their incidents; a state set on an incident
+    whose other columns are set too goes with them, in its UPDATE (one statement must not
+    write a row twice: one of the two would be lost)."""
+    first, second = [await replicas[0].write(
+        lambda tx, n=n: tx.insert_incident(new_incident(f"g{n}"), None)) for n in range(2)]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        counting = _Counting(conn)
+        async with conn.transaction():
+            tx = PostgresTransaction(counting, None)  # type: ignore[arg-type]
+            await tx.set_escalation(first, {"step": 3})
+            await tx.set_escalation(second, {"step": 4})
+            await tx.update_incident(second, NOW, state=IncidentState.ACKNOWLEDGED,
+                                     acknowledged_by="ana")
+            await tx.send_held()
+        assert len(counting.sent) == 1, counting.sent
+    finally:
+        await conn.close()
+    assert await replicas[1].write(lambda tx: tx.escalation(first)) == {"step": 3}
+    assert await replicas[1].write(lambda tx: tx.escalation(second)) == {"step": 4}
+    acknowledged = await replicas[1].incident(second)
+    assert (acknowledged.state, acknowledged.acknowledged_by) == (
+        IncidentState.ACKNOWLEDGED, "ana")
+
+
+async def test_the_pages_of_a_job_that_failed_are_not_sent_by_the_next_in_its_batch(
+    replicas: list[PostgresStore],
+) -> None:
+    """Enqueued rows wait for the batch's next statement; a job that raises is rolled back
+    to its savepoint, and its rows must go with it, not with the next job's statements."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+
+    async def fails(tx: Transaction) -> None:
+        await tx.enqueue(incident_id, [PAGE], NOW)
+        raise ValueError("the job's own error")
+
+    async def reads(tx: Transaction) -> int:
+        assert isinstance(tx, PostgresTransaction)
+        return int(await tx._conn.fetchval(
+            "SELECT count(*) FROM outbox WHERE incident_id = $1", incident_id))
+
+    failed, seen = await asyncio.gather(replicas[0].write(fails), replicas[0].write(reads),
+                                        return_exceptions=True)
+    assert isinstance(failed, ValueError)
+    assert seen == 0
+    assert await replicas[1].lease_due_notifications(NOW, 10) == []
+
+
 async def test_the_fates_of_a_jobs_outbox_rows_go_in_one_statement(
     replicas: list[PostgresStore], pg_dsn: str
 ) -> None:
@@ -246,7 +359,7 @@ async def test_the_fates_of_a_jobs_outbox_rows_go_in_one_statement(
     per row would have had: a row rescheduled and then finished is deleted, one finished and
     then rescheduled stays deleted; and a reschedule still ends only this replica's lease."""
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
-    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 6, NOW))
+    ids = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE] * 6, NOW))
     conn = await asyncpg.connect(pg_dsn)
     try:
         number = await claim(conn)
@@ -254,7 +367,7 @@ async def test_the_fates_of_a_jobs_outbox_rows_go_in_one_statement(
         async with conn.transaction():
             tx = PostgresTransaction(counting, number)  # type: ignore[arg-type]
             assert sorted(r.id for r in await tx.lease_due_outbox(NOW, 10)) == ids
-        [theirs] = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE], NOW))
+        [theirs] = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE], NOW))
         [(row, _)] = await replicas[1].lease_due_notifications(NOW, 10)  # another's lease
         assert row.id == theirs
         counting.sent.clear()
@@ -296,7 +409,7 @@ async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
     to send them."""
     now = datetime.now(UTC)  # the sweep looks for rows overdue by the wall clock
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
-    ids = await replicas[0].write(lambda tx: tx.enqueue(incident_id, [PAGE] * 3, now))
+    ids = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE] * 3, now))
     doomed = await asyncpg.connect(pg_dsn)
     number = await claim(doomed)
     async with doomed.transaction():
@@ -409,7 +522,7 @@ async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others
     tx = PostgresTransaction(doomed, number)
     async with doomed.transaction():
         armed = await tx.arm(incident_id, [(due, "step", "0:1")])
-        ids = await tx.enqueue(incident_id, [PAGE] * 2, datetime.now(UTC))
+        ids = await enqueued(tx, incident_id, [PAGE] * 2, datetime.now(UTC))
     assert tx.announcements  # what it would have announced, had it lived
     await asyncio.sleep(2 * WATCH)
     assert heard == []
@@ -445,7 +558,7 @@ async def test_a_page_its_replica_leaves_unleased_wakes_the_others_dispatchers(
             lambda: (woken_at.append(datetime.now(UTC)), woken.set()))
         due = datetime.now(UTC)
         async with hung.transaction():
-            ids = await PostgresTransaction(hung, number).enqueue(incident_id, [PAGE], due)
+            ids = await enqueued(PostgresTransaction(hung, number), incident_id, [PAGE], due)
         async with asyncio.timeout(5):
             await woken.wait()
         assert woken_at[0] - due < timedelta(seconds=1)

@@ -149,7 +149,10 @@ class OutboxRecords(Protocol):
 
     async def enqueue(
         self, incident_id: int, messages: Iterable[OutboxMessage], now: datetime
-    ) -> list[int]: ...
+    ) -> None:
+        """Rows created `now` and due at once. No ids: PostgreSQL's go with the batch's next
+        statement (store/postgres/outbox.py)."""
+        ...
 
     async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]: ...
 

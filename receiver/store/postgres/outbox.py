@@ -36,21 +36,15 @@ OUTBOX_CHANNEL = "ackd_outbox"
 class OutboxStatements(Statements):
     async def enqueue(
         self, incident_id: int, messages: Iterable[OutboxMessage], now: datetime
-    ) -> list[int]:
-        payloads = [encode_message(message) for message in messages]
-        if not payloads:
-            return []
-        at = to_us(now)  # created now, and due at once
-        rows = await self._carry_rows(
-            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
-            " SELECT $1, $2, p, $2 FROM unnest($3::text[]) WITH ORDINALITY AS m(p, n)"
-            " ORDER BY n RETURNING id",
-            incident_id, at, payloads,
-        )
+    ) -> None:
+        """Held to go with the batch's next statement, as held.py's writes (statements.py,
+        _writes): all the rows a job enqueued in one INSERT, theirs and the other held
+        writes in one round trip. Created now, and due at once."""
+        at = to_us(now)
+        self._outbox.extend((incident_id, at, encode_message(m)) for m in messages)
         # No NOTIFY: this replica's dispatcher takes the rows (woken after the commit by the
         # responder); a notifying commit would hold PostgreSQL's notification lock through
         # its WAL flush, so every such commit of every replica was flushed one after another.
-        return sorted(int(r[0]) for r in rows)  # identities rise in the order inserted
 
     async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
         """Rows due by `now`, oldest first, leases left as they are (rows in flight are not

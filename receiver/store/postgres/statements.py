@@ -12,7 +12,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from receiver.core.model import Incident
 from receiver.store.codec import to_us
-from receiver.store.postgres.held import Held, carrying
+from receiver.store.postgres.held import Held
 from receiver.store.records import ArmedDeadline, Shared
 
 # The channel on which a commit that changed run-time state tells the other replicas: the
@@ -22,6 +22,20 @@ CHANGES_CHANNEL = "ackd_changes"
 # The channel on which a batch that armed or moved deadlines tells the other replicas'
 # timers, once it committed: "id:due_us" (see Statements.announce).
 DEADLINES_CHANNEL = "ackd_deadlines"
+
+# Escalation states set with no other column of their incidents, all in one UPDATE
+# (Statements._writes).
+_STATES = (
+    "held_states AS (UPDATE incidents SET escalation = s.escalation"
+    " FROM unnest({}::bigint[], {}::text[]) AS s(id, escalation) WHERE incidents.id = s.id)"
+)
+# Outbox rows enqueued, created now and due at once, their identities rising in the order
+# enqueued.
+_OUTBOX = (
+    "held_outbox AS (INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
+    " SELECT i, t, p, t FROM unnest({}::bigint[], {}::bigint[], {}::text[])"
+    " WITH ORDINALITY AS m(i, t, p, n) ORDER BY n)"
+)
 
 # A connection of its own or one lent by the pool: the statements do not care which.
 Connection = asyncpg.Connection | PoolConnectionProxy
@@ -76,20 +90,56 @@ class Statements:
         # The number of the replica running the batch (store/postgres/replicas.py), which
         # its leases carry; None outside a replica (tools, some tests).
         self.replica: int | None = None
+        # Outbox rows enqueued and not sent yet, in order: (incident, created and due in
+        # µs, payload). Sent with the held writes (_writes).
+        self._outbox: list[tuple[int, int, str]] = []
         # The deadlines the batch armed, as their notifications' payloads ("id:due_us"):
         # sent once it committed, in a statement of their own (store.py, `announce`).
         self.announcements: list[str] = []
 
     async def send_held(self) -> None:
         """Send the held writes, if any, in a statement of their own (the end of a job)."""
-        if self._held:
-            sql, params = self._held.alone()
-            await self._raw.execute(sql, *params)
+        if self._held or self._outbox:
+            sql, params = self._writes(1)
+            await self._raw.execute(sql + "SELECT", *params)
 
     def _carrying(self, sql: str, params: tuple[Any, ...]) -> tuple[str, list[Any]]:
         """`sql`, a statement that touches none of the held rows, with the held writes in
         front (when any): one round trip for both."""
-        return carrying(sql, params, self._held) if self._held else (sql, list(params))
+        if not (self._held or self._outbox):
+            return sql, list(params)
+        ctes, more = self._writes(len(params) + 1)
+        return ctes + sql, [*params, *more]
+
+    def _writes(self, first: int) -> tuple[str, list[Any]]:
+        """A WITH of what is held (held.py), of the escalation states set alone in one
+        UPDATE, and of the outbox rows enqueued, its parameters numbered from `first`; then
+        nothing is held. Each kind of write is one sub-statement whatever the number of its
+        rows, so that firing a batch of steps (an escalation state, timeline events and a
+        page each) writes all of them in one statement of a text that repeats (asyncpg
+        prepares each text once per connection): an incident's columns set otherwise are an
+        UPDATE each (held.py), and its escalation state goes with them (one WITH must not
+        write a row twice)."""
+        updates = self._held.updates
+        states = {incident_id: values["escalation"] for incident_id, values in updates.items()
+                  if len(values) == 1 and "escalation" in values}
+        for incident_id in states:
+            del updates[incident_id]
+        parts: list[str] = []
+        params: list[Any] = []
+        if self._held:
+            sql, params = self._held.ctes(first)
+            parts.append(sql.removeprefix("WITH ").rstrip())
+        n = first + len(params)
+        if states:
+            parts.append(_STATES.format(f"${n}", f"${n + 1}"))
+            params.extend((list(states), list(states.values())))
+            n += 2
+        if self._outbox:
+            rows, self._outbox = self._outbox, []
+            parts.append(_OUTBOX.format(f"${n}", f"${n + 1}", f"${n + 2}"))
+            params.extend(([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]))
+        return "WITH " + ", ".join(parts) + " ", params
 
     async def _carry_rows(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         sql, args = self._carrying(sql, params)

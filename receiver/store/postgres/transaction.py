@@ -70,6 +70,7 @@ class PostgresTransaction(
         self._last_ids.clear()
         self._new_deadlines.clear()
         self._held.clear()
+        self._outbox.clear()
 
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []

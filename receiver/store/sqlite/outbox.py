@@ -17,18 +17,14 @@ LEASED = (1 << 62)
 class OutboxStatements(Statements):
     async def enqueue(
         self, incident_id: int, messages: Iterable[OutboxMessage], now: datetime
-    ) -> list[int]:
-        ids: list[int] = []
+    ) -> None:
         at = to_us(now)  # created now, and due at once
         for message in messages:
-            cur = self._cur.execute(
+            self._cur.execute(
                 "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at)"
                 " VALUES (?, ?, ?, ?)",
                 (incident_id, at, encode_message(message), at),
             )
-            assert cur.lastrowid is not None
-            ids.append(int(cur.lastrowid))
-        return ids
 
     async def due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
         """Rows due by `now`, oldest first, leases left as they are (rows in flight are not

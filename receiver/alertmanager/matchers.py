@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from enum import StrEnum
+
+from receiver.core.frozen import frozen
 
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Longest first, so that `=~` is not read as `=` followed by a value starting with `~`.
@@ -30,7 +32,7 @@ class MatchType(StrEnum):
     NOT_REGEX = "!~"
 
 
-@dataclass(frozen=True)
+@frozen
 class Matcher:
     """One condition on one label; the regex is compiled once, when the matcher is made."""
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Annotated, Any, Literal
@@ -25,6 +25,7 @@ from urllib.parse import quote
 import msgspec
 
 from receiver.core.errors import PayloadError
+from receiver.core.frozen import frozen
 from receiver.core.inputs import MAX_INTEGER, parse_json
 from receiver.core.limits import UNLIMITED, WebhookLimits
 from receiver.core.model import ALERT_STATUSES, Alert, AlertStatus, GrafanaDetails
@@ -40,7 +41,7 @@ _SEPARATOR = 0xFF
 _MAX_FINGERPRINT = 64
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class WebhookMessage:
     alerts: tuple[Alert, ...]
     receiver: str = ""

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
 from receiver.config.model import Config
 from receiver.core.errors import StartupError
+from receiver.core.frozen import frozen
 from receiver.store.base import Store
 from receiver.store.postgres.migrate import migrate as migrate_postgres
 from receiver.store.postgres.store import PostgresStore
@@ -23,7 +23,7 @@ from receiver.store.sqlite.store import ContactIndex, SqliteStore, migrate_file
 CONNECT_TIMEOUT = 10.0
 
 
-@dataclass(frozen=True)
+@frozen
 class StoreKind:
     make: Callable[[Config, bool, ContactIndex], Store]  # (config, migrate at open, ...)
     describe: Callable[[Config], str]

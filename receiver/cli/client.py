@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 
+from receiver.core.frozen import frozen
 
-@dataclass(frozen=True)
+
+@frozen
 class ApiError(Exception):
     status: int
     message: str
@@ -19,7 +20,7 @@ class ApiError(Exception):
         return f"HTTP {self.status}: {self.message}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Client:
     base_url: str
     token: str

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from receiver.config.storage import PostgresSettings
 from receiver.core.access import Principal
+from receiver.core.frozen import frozen
 from receiver.core.limits import WebhookLimits
 from receiver.core.model import Severity
 from receiver.escalation.policy import Channel, Policy, Target, User
@@ -47,7 +48,7 @@ EXAMPLE_SECRETS = frozenset({"change-me", "change-me-too", "change-me-link-secre
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
-@dataclass(frozen=True)
+@frozen
 class WebhookAuth:
     bearer_token: str | None = field(default=None, repr=False)
     basic_username: str | None = None
@@ -58,7 +59,7 @@ class WebhookAuth:
         return self.bearer_token is not None or self.basic_username is not None
 
 
-@dataclass(frozen=True)
+@frozen
 class Team:
     name: str
     schedule: str | None = None
@@ -66,7 +67,7 @@ class Team:
     working_hours: WorkingHours | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Config:
     source: str
     listen_host: str

@@ -4,14 +4,16 @@ every repr and error, and logged only through `masked_dsn`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from urllib.parse import urlsplit, urlunsplit
+
+from receiver.core.frozen import frozen
 
 SCHEMES = ("postgresql", "postgres")
 DSN_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
 
 
-@dataclass(frozen=True)
+@frozen
 class PostgresSettings:
     dsn: str = field(repr=False)
     pool_size: int = 10

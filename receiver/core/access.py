@@ -9,7 +9,8 @@ names who did what; a script's named token acts under its name.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from receiver.core.frozen import frozen
 
 
 class Scope(enum.StrEnum):
@@ -36,7 +37,7 @@ class PrincipalKind(enum.StrEnum):
     ANONYMOUS = "anonymous"  # nobody: reads on an ackd with no tokens at all
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Principal:
     """The one acting; `name` is what the timeline records as the actor."""
 

@@ -15,14 +15,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from receiver.core.frozen import frozen
 
 
 class AckdError(Exception):
     """Base of every error ackd raises deliberately."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ConfigProblem:
     """One thing wrong with a configuration file, located precisely enough to fix it."""
 

@@ -13,9 +13,9 @@ receiver's webhook_config) truncates a group to that many alerts instead, and sa
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from receiver.core.errors import PayloadError
+from receiver.core.frozen import frozen
 
 # Measured on a 2-core machine (bench/abuse.py): a new incident's alerts cost the loop about
 # 20 µs each in its store job, and as much again when its page is rendered; 500 alerts of 20
@@ -27,7 +27,7 @@ DEFAULT_MAX_LABELS = 10_000
 DEFAULT_MAX_GROUPS = 500
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class WebhookLimits:
     """`webhook.max_alerts`, `webhook.max_labels` (all alerts together) and
     `webhook.max_groups` (incident groups one webhook reaches)."""

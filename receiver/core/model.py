@@ -7,10 +7,12 @@ Times are timezone-aware UTC datetimes everywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
+
+from receiver.core.frozen import frozen
 
 
 class AlertStatus(StrEnum):
@@ -22,7 +24,7 @@ class AlertStatus(StrEnum):
 ALERT_STATUSES: Mapping[str, AlertStatus] = {status.value: status for status in AlertStatus}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class GrafanaDetails:
     """What Grafana's webhook adds to an alert: where to silence it, the dashboard and panel
     (and a screenshot of it) it comes from, and the query values that made it fire. Kept with
@@ -36,7 +38,7 @@ class GrafanaDetails:
     value_string: str = ""  # the older form: "[ metric='' labels={} value=14151.3 ]"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Alert:
     """One alert as Alertmanager reports it. Its episode is the fingerprint over the range
     from starts_at to ends_at (open while firing); see grouping for when two reports are one."""
@@ -55,7 +57,7 @@ class Alert:
         return (self.fingerprint, self.starts_at)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Severity:
     """A severity level from config; rank 0 is the most severe (SEV1)."""
 
@@ -156,7 +158,7 @@ _DONE = {Action.ACK: "acknowledged", Action.RESOLVE: "resolved", Action.SNOOZE: 
          Action.UNACK: "unacknowledged"}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class TimelineEvent:
     at: datetime
     kind: EventKind
@@ -172,7 +174,7 @@ DRILL_KEY_PREFIX = "drill:"
 DECLARED_KEY_PREFIX = "declared:"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Incident:
     """A group of alerts that share a route and its group_by label values, and its response."""
 
@@ -221,7 +223,7 @@ class Incident:
 STALE_ACTOR = "stale"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class KnownAlert:
     """The current episode of one fingerprint inside an open incident."""
 
@@ -236,7 +238,7 @@ class KnownAlert:
         return self.starts_at if ends_at is None or ends_at < self.starts_at else ends_at
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class OpenGroup:
     """A group's open incident and the episodes it holds, as the store read them."""
 

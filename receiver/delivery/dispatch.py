@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import msgspec
@@ -38,6 +37,7 @@ import msgspec
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
+from receiver.core.frozen import frozen
 from receiver.core.model import Incident
 from receiver.core.tasks import cancel
 from receiver.core.wakeup import Wakeup
@@ -82,7 +82,7 @@ STORE_RETRY = timedelta(seconds=5)
 _Lost = tuple[OutboxRow, Incident | None, Delivery]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class _Pass:
     """What one pass's job leased and decided, for the loop to act on once it committed."""
 

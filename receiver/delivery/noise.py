@@ -38,10 +38,11 @@ note, the pending bundles, what is held back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from receiver.core.frozen import frozen
 from receiver.core.model import MessageReason
 
 NOTE_RESERVE = 1  # slots of each rate window that notes leave to pages
@@ -62,14 +63,14 @@ class Verdict(StrEnum):
     HOLD = "hold"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Decision:
     verdict: Verdict
     until: datetime | None = None  # when a DEFERred message goes out with the others
     reschedule: tuple[int, ...] = ()  # rows already waiting that now go at `until` too
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Pending:
     """Messages of one kind deferred to one URL, to go out together at `release`."""
 
@@ -78,7 +79,7 @@ class Pending:
     rows: tuple[int, ...] = ()  # outbox rows waiting; kept only while `release` may move
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ChannelHistory:
     """What one URL received lately and what is waiting or held back from it."""
 
@@ -115,7 +116,7 @@ class ChannelHistory:
         return replace(self, last_note=at, pending_note=pending)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class NoiseGate:
     bundle_window: timedelta
     rate_limit: int

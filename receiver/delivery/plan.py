@@ -9,12 +9,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from receiver.core.frozen import frozen
 from receiver.core.model import Incident, IncidentState, MessageReason
 from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, kind_of
 from receiver.store.records import OutboxMessage, OutboxRow
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Addressed:
     """A due outbox row with the URL its contact has in the running config, and the message
     with that contact's `short` (in memory only: nothing writes them back to the row)."""
@@ -42,7 +43,7 @@ class Addressed:
         return self.row.next_attempt_at > self.row.created_at
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Outgoing:
     """One message to one URL and the outbox rows it delivers (several when bundled)."""
 
@@ -50,7 +51,7 @@ class Outgoing:
     items: tuple[tuple[Addressed, Incident], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Summary:
     """The one message that tells a URL what the rate limit held back from it."""
 

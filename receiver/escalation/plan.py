@@ -4,10 +4,11 @@ the pages it sends, and the Plan that carries all of one decision to the respond
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 from enum import StrEnum
 
+from receiver.core.frozen import frozen
 from receiver.core.model import (
     IncidentState,
     MessageReason,
@@ -31,7 +32,7 @@ class DeadlineKind(StrEnum):
     FOLLOW = "follow"  # a delayed contact of a person the incident layer messaged (follow.py)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Deadline:
     """The store keeps one deadline per (incident, kind, key): arming it again moves it."""
 
@@ -40,7 +41,7 @@ class Deadline:
     key: str = ""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@frozen(slots=True, kw_only=True)
 class Page:
     """One message to one Apprise URL."""
 
@@ -57,7 +58,7 @@ class Page:
     changed_to: str = ""  # and to what ("team platform", "cy", "SEV1")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RunCause:
     """Why the current run began when a person changed what the incident is: a reassignment
     (`to` is "team NAME" or a person's name) or a raised severity (`to` is its name). Every
@@ -78,7 +79,7 @@ class EscalationStatus(StrEnum):
     RESOLVED = "resolved"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class EscalationState:
     """Where an incident's escalation stands; the pending STEP is (run, cycle, next_step)."""
 
@@ -95,7 +96,7 @@ class EscalationState:
     cause: RunCause | None = None  # what began this run, if a person's change did
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Plan:
     """Everything one decision changes; the store applies `cancel` before `arm`."""
 

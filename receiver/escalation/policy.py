@@ -5,13 +5,15 @@ moment a step fires.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
 
+from receiver.core.frozen import frozen
 
-@dataclass(frozen=True, slots=True)
+
+@frozen(slots=True)
 class Contact:
     """One way to reach a person; `delay` counts from the page, so SMS can follow a push."""
 
@@ -24,13 +26,13 @@ class Contact:
             raise ValueError(f"a contact's delay cannot be negative, got {self.delay}")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class User:
     name: str
     contacts: tuple[Contact, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Channel:
     """A broadcast destination that is not a person: every URL gets every page."""
 
@@ -44,7 +46,7 @@ class TargetKind(StrEnum):
     CHANNEL = "channel"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Target:
     kind: TargetKind
     name: str
@@ -56,7 +58,7 @@ class StepMode(StrEnum):
     ROUND_ROBIN = "round_robin"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Step:
     """Page `targets` `delay` after the cycle starts (or after the previous step fired)."""
 
@@ -82,7 +84,7 @@ class Step:
 REASSIGNED_STEP = "reassigned"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Policy:
     name: str
     steps: tuple[Step, ...]

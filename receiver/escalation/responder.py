@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
@@ -20,6 +20,7 @@ from typing import Any, Literal
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import InvalidTransition, StoreUnavailable
+from receiver.core.frozen import frozen
 from receiver.core.model import (
     Action,
     EventKind,
@@ -96,7 +97,7 @@ class ConfigDirectory:
         return _Hours(found.working_hours)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Hours:
     hours: Any
 
@@ -107,7 +108,7 @@ class _Hours:
         return next_start(self.hours, at)
 
 
-@dataclass(frozen=True)
+@frozen
 class PlanMetrics:
     """What a written Plan tells the metrics once its transaction committed: the steps it
     fired, and whether it acknowledged (MTTA) or resolved (MTTR) the incident."""

@@ -27,10 +27,10 @@ late, so on a shared store an incident is called stale only `SAVE_GRACE` past it
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from receiver.core.frozen import frozen
 from receiver.core.model import STALE_ACTOR
 
 
@@ -46,7 +46,7 @@ SAVE_EVERY = timedelta(seconds=1)
 SAVE_GRACE = 2 * SAVE_EVERY
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class StaleRule:
     """A route's staleness setting, carried in its deadline's key: the incident keeps the rule
     it was armed with, as it keeps its policy."""

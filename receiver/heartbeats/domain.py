@@ -18,13 +18,13 @@ until the heartbeat arrives.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from receiver.alertmanager.matchers import Matcher
 from receiver.alertmanager.webhook import fingerprint_of
 from receiver.core.durations import format_duration
+from receiver.core.frozen import frozen
 from receiver.core.model import Alert, AlertStatus
 from receiver.routing.tree import Match, Route, group_key
 
@@ -39,7 +39,7 @@ class State(StrEnum):
     LATE = "late"
 
 
-@dataclass(frozen=True)
+@frozen
 class Heartbeat:
     """A heartbeat as configured. Without matchers it is fed only by its API endpoint."""
 
@@ -73,7 +73,7 @@ def state(heartbeat: Heartbeat, last: datetime | None, started_at: datetime,
     return State.WAITING if last is None else State.OK
 
 
-@dataclass(frozen=True)
+@frozen
 class Split:
     """A webhook's alerts: the heartbeats they are arrivals of, and every other alert."""
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from receiver.alertmanager.webhook import WebhookMessage
 from receiver.config.model import Config
 from receiver.core.clock import Clock
+from receiver.core.frozen import frozen
 from receiver.core.model import Alert
 from receiver.escalation.timer import Scheduler
 from receiver.heartbeats import domain
@@ -30,7 +30,7 @@ from receiver.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@frozen
 class Status:
     """A heartbeat as the API, the CLI and /metrics show it."""
 

@@ -19,19 +19,20 @@ desk writes them and asks the responder to restart escalation where one is due.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.config.model import Config
 from receiver.core.errors import InvalidTransition, PayloadError
+from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, Incident, MessageReason, Severity, TimelineEvent
 from receiver.escalation.plan import RunCause
 from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.incidents.drills import route_for
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Reassignment:
     team: str | None = None  # exactly one of team and user
     user: str | None = None
@@ -144,7 +145,7 @@ def responder_added(user: str, actor: str, now: datetime) -> TimelineEvent:
     return TimelineEvent(now, EventKind.RESPONDER_ADDED, actor, {"user": user})
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class SeverityChange:
     raised: bool
     event: TimelineEvent

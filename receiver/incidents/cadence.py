@@ -8,16 +8,16 @@ again: a reminder each interval until someone speaks. Pure: the desk holds the d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
+from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, Incident, Severity, TimelineEvent
 from receiver.incidents.roles import Holders, accountable
 
 KEY = "status"  # the one cadence deadline of an incident
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Reminder:
     """What an overdue status update leads to: who to remind (None: nobody is accountable
     yet; the timeline still says it is overdue), the event, and when the next one is due."""

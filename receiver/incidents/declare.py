@@ -8,13 +8,13 @@ counts as reported, not detected (`Incident.detection`, incidents.facts.is_repor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from secrets import token_hex
 from typing import Any
 
 from receiver.config.model import Config
 from receiver.core.errors import PayloadError
+from receiver.core.frozen import frozen
 from receiver.core.model import DECLARED_KEY_PREFIX, EventKind, TimelineEvent
 from receiver.incidents.drills import route_for
 from receiver.store.records import NewIncident
@@ -24,7 +24,7 @@ SOURCES = ("customer", "observed")
 _FIELDS = ("team", "severity", "summary", "source")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Declaration:
     team: str
     severity: str

@@ -11,12 +11,12 @@ response-time metrics do not observe them (Incident.is_drill).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.config.model import Config
 from receiver.core.errors import NotFound, PayloadError
+from receiver.core.frozen import frozen
 from receiver.core.model import DRILL_KEY_PREFIX, EventKind, Incident, TimelineEvent
 from receiver.escalation.responder import Responder
 from receiver.incidents.facts import StepFired, step_fired
@@ -24,7 +24,7 @@ from receiver.routing.tree import Route
 from receiver.store import NewIncident, Store, Transaction
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Reached:
     """One page of the drill that a channel took (or refused)."""
 
@@ -40,7 +40,7 @@ class Reached:
     error: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class DrillReport:
     incident: Incident
     steps: tuple[tuple[timedelta, str, tuple[str, ...]], ...]  # after, step's name, paged

@@ -9,9 +9,9 @@ post-mortem and the reports take their figures from here, so they cannot disagre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from receiver.core.frozen import frozen
 from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
 from receiver.escalation.policy import REASSIGNED_STEP
 
@@ -20,7 +20,7 @@ from receiver.escalation.policy import REASSIGNED_STEP
 SYSTEM_ACTORS = frozenset({"ackd", "alertmanager", "stale"})
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class StepFired:
     at: datetime
     # The policy's own step, 1 for its first; None for a page ahead of the policy's steps (the
@@ -36,7 +36,7 @@ class StepFired:
         return REASSIGNED_STEP if self.number is None else str(self.number)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Facts:
     incident: Incident
     detected_at: datetime | None  # the earliest start of its alerts; None without alerts

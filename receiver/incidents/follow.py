@@ -13,17 +13,17 @@ Either way a resolved incident wants nothing more.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import msgspec
 
+from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, MessageReason, TimelineEvent
 from receiver.escalation.policy import User
 from receiver.store.records import OutboxMessage
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class FollowUp:
     """One delayed contact still to message: the deadline's key says all of it, so a restart
     or a reload in between changes nothing but the contact's address."""
@@ -46,7 +46,7 @@ class FollowUp:
                    datetime.fromisoformat(since), str(actor))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Reach:
     """The messages for now and the follow-ups for later, each with its due time."""
 

@@ -8,9 +8,10 @@ review for people to fill in. It names what happened and when, never who was at 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
+from receiver.core.frozen import frozen
 from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
 from receiver.escalation.policy import REASSIGNED_STEP
 from receiver.incidents import facts as facts_module
@@ -129,7 +130,7 @@ def _escalation(f: Facts) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Tenure:
     role: str
     user: str

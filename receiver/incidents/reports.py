@@ -23,17 +23,18 @@ from __future__ import annotations
 import math
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from receiver.core.frozen import frozen
 from receiver.escalation.policy import REASSIGNED_STEP
 from receiver.incidents.facts import Facts
 
 REPEAT_WINDOW = timedelta(days=30)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Stats:
     """Seconds: how many values, their mean, p50 and p90 (None without values)."""
 
@@ -43,7 +44,7 @@ class Stats:
     p90: float | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class TeamSeverity:
     team: str
     severity: str
@@ -53,7 +54,7 @@ class TeamSeverity:
     resolve: Stats
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Share:
     part: int
     whole: int
@@ -63,7 +64,7 @@ class Share:
         return self.part / self.whole if self.whole else None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Report:
     since: datetime
     until: datetime

@@ -8,11 +8,11 @@ the current holders; the timeline keeps every change with who made it.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
 from receiver.core.errors import InvalidTransition, NotFound, PayloadError
+from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, Incident, TimelineEvent
 
 
@@ -35,7 +35,7 @@ _TITLES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoleHolder:
     role: Role
     user: str
@@ -46,7 +46,7 @@ class RoleHolder:
 Holders = Mapping[Role, RoleHolder]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoleChange:
     """What to write: the new holder (None: the role is cleared) and the timeline event; no
     event when nothing changes (assigning the holder again)."""

@@ -27,6 +27,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Generic, TypeVar
 
+from receiver.core.frozen import frozen
 from receiver.core.model import (
     Alert,
     AlertStatus,
@@ -285,7 +286,7 @@ class HeldGroups:
         return entry[0], entry[2]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class RoutedBody:
     """A webhook body parsed and routed: each group's key, webhook digest and alert count, and
     the webhook's own alert counts. What a resend needs to be answered (see RoutedBodies)."""

@@ -13,13 +13,14 @@ from the API (`POST /api/v1/maintenance`, by number, kept in the store).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 
 from receiver.alertmanager.matchers import Matcher
+from receiver.core.frozen import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Window:
     """A maintenance window. `id` is its number for the API's windows, `name` for the
     config's (the config's have no number: they change only with the file)."""

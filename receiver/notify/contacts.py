@@ -14,12 +14,12 @@ Pure: functions of the config's users and channels.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from receiver.core.frozen import frozen
 from receiver.escalation.policy import Channel, User
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Destination:
     """A reference resolved against the running config: where to send, and how."""
 

@@ -20,10 +20,10 @@ import hashlib
 import hmac
 import re
 import struct
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from receiver.core.errors import LinkError
+from receiver.core.frozen import frozen
 
 # "open" opens the incident page with a short session for the recipient (the web page).
 ACTIONS = ("ack", "resolve", "open")
@@ -37,7 +37,7 @@ _INVALID = "this link is invalid"
 _EXPIRED = "this link has expired"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class LinkClaim:
     """What a verified token allows: `recipient` may take `action` on the incident."""
 
@@ -143,7 +143,7 @@ _FEED_KEY_LABEL = b"ackd calendar feed v1"
 _NO_FEED = "no such calendar feed"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class FeedClaim:
     """What a verified feed address names: one person's or one schedule's shifts, at the
     generation it was issued at (revoking a feed raises its generation in the store)."""

@@ -36,13 +36,13 @@ import functools
 import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
+from receiver.core.frozen import frozen
 from receiver.core.model import (
     Alert,
     AlertStatus,
@@ -74,7 +74,7 @@ _DASHBOARD_KEYS = ("dashboard", "dashboard_url", "grafana_url")
 _ELLIPSIS = "…"
 
 
-@dataclass(frozen=True)
+@frozen
 class MessageContext:
     """Everything one message is about: the incident, why it is sent, and its links."""
 

@@ -18,7 +18,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
@@ -36,6 +36,8 @@ from apprise import (
 from apprise import NotifyType as AppriseNotifyType
 from apprise.plugins import url_to_dict
 
+from receiver.core.frozen import frozen
+
 log = logging.getLogger(__name__)
 
 # Apprise ships py.typed but leaves these two untyped; pin the signatures we rely on.
@@ -50,7 +52,7 @@ with warnings.catch_warnings():
     _plugins().load_modules()
 
 
-@dataclass(frozen=True)
+@frozen
 class NotificationSettings:
     workers: int = 8
     timeout: timedelta = timedelta(seconds=10)
@@ -73,7 +75,7 @@ class NotifyType(StrEnum):
     FAILURE = "failure"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Message:
     title: str
     body: str
@@ -86,7 +88,7 @@ class DeliveryStatus(StrEnum):
     TIMEOUT = "timeout"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Delivery:
     """The outcome of one attempt to deliver one message to one URL."""
 

@@ -8,11 +8,11 @@ the rest of RFC 5545 are its business, not ours).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 import icalendar
 
+from receiver.core.frozen import frozen
 from receiver.oncall.schedules import Schedule, applying, next_change, on_call
 
 PRODID = "-//ackd//on-call schedules//EN"
@@ -22,7 +22,7 @@ PRODID = "-//ackd//on-call schedules//EN"
 MAX_EVENTS = 2000
 
 
-@dataclass(frozen=True)
+@frozen
 class Shift:
     schedule: str
     layer: str

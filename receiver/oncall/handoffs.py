@@ -26,12 +26,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
+from receiver.core.frozen import frozen
 from receiver.core.oneline import one_line
 from receiver.core.tasks import cancel
 from receiver.escalation.timer import Scheduler
@@ -50,7 +50,7 @@ MAX_LISTED = 20
 BUSY_RETRY = timedelta(seconds=1)
 
 
-@dataclass(frozen=True)
+@frozen
 class OpenIncident:
     id: int
     severity: str

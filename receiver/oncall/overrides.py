@@ -15,12 +15,13 @@ in place of `replaces` or of whoever is on call):
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from receiver.core.access import Scope
 from receiver.core.errors import PayloadError
+from receiver.core.frozen import frozen
 from receiver.oncall.schedules import Override, Schedule, instant, next_change, on_call
 
 __all__ = [
@@ -41,7 +42,7 @@ __all__ = [
 ADMIN = frozenset({Scope.READ, Scope.RESPOND, Scope.ADMIN})
 
 
-@dataclass(frozen=True)
+@frozen
 class Actor:
     """Who is asking: a person (their user name) or a named token, with its scopes."""
 
@@ -49,7 +50,7 @@ class Actor:
     scopes: frozenset[Scope]
 
 
-@dataclass(frozen=True)
+@frozen
 class Leg:
     user: str
     start: datetime
@@ -58,7 +59,7 @@ class Leg:
     replaces: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Change:
     """What one request asks for: one leg, or the two legs of a swap."""
 
@@ -71,7 +72,7 @@ class Change:
         return frozenset(p for leg in self.legs for p in (leg.user, leg.replaces) if p)
 
 
-@dataclass(frozen=True)
+@frozen
 class RuntimeOverride:
     """A stored leg: who made it and when; the two legs of a swap name each other."""
 

@@ -21,12 +21,13 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from functools import partial
 from typing import Protocol
 from zoneinfo import ZoneInfo
+
+from receiver.core.frozen import frozen
 
 __all__ = [
     "Layer",
@@ -75,7 +76,7 @@ _UNIT_LENGTH = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class Restriction:
     """A weekly local window; `end <= start` runs past midnight, `start == end` is 24h."""
 
@@ -87,7 +88,7 @@ class Restriction:
         _check_window(self.weekdays, self.start, self.end)
 
 
-@dataclass(frozen=True)
+@frozen
 class Rotation:
     """Users taking turns; `start` and the restrictions are naive local wall-clock times in
     `tz`, the rotation's own zone, or the schedule's when it has none."""
@@ -121,13 +122,13 @@ class Rotation:
         return self.shift_unit in (ShiftUnit.SECONDS, ShiftUnit.MINUTES, ShiftUnit.HOURS)
 
 
-@dataclass(frozen=True)
+@frozen
 class Layer:
     name: str
     rotations: tuple[Rotation, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Override:
     """`user` is on call for start <= at < end, for one layer or all, replacing one user or any.
 
@@ -151,7 +152,7 @@ class Override:
         object.__setattr__(self, "end", _utc(self.end, "an override's end"))
 
 
-@dataclass(frozen=True)
+@frozen
 class Schedule:
     name: str
     tz: ZoneInfo
@@ -160,7 +161,7 @@ class Schedule:
     handoff_notices: bool = False  # tell each incoming person (oncall/handoffs.py)
 
 
-@dataclass(frozen=True)
+@frozen
 class WorkingHours:
     """A team's working week: same window rules as Restriction, in its own zone."""
 
@@ -312,7 +313,7 @@ def first_gap(
     return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class _Span:
     schedule: Schedule
     since: datetime

@@ -9,19 +9,19 @@ can predict where an alert lands. `build` resolves inheritance once, at config l
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 from types import MappingProxyType
 
 from receiver.alertmanager.matchers import Matcher, quote
 from receiver.core.durations import format_duration
+from receiver.core.frozen import frozen
 from receiver.escalation.staleness import StaleAction, StaleRule
 
 # Alertmanager's special `group_by` value: one group per distinct label set.
 GROUP_BY_ALL = "..."
 
 
-@dataclass(frozen=True)
+@frozen
 class SeverityRule:
     """Severity read from a label of the alert, e.g. `severity: critical` -> SEV1."""
 
@@ -37,7 +37,7 @@ class SeverityRule:
         return self.map.get(labels.get(self.label, ""), self.default)
 
 
-@dataclass(frozen=True)
+@frozen
 class RouteSpec:
     """A route as written in the configuration: unset fields are inherited from the parent."""
 
@@ -54,7 +54,7 @@ class RouteSpec:
     stale_action: StaleAction | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Route:
     """A resolved route: every setting filled in; exactly one of severity and severity_rule."""
 
@@ -90,7 +90,7 @@ class Route:
         return {name: labels[name] for name in self.group_by if name in labels}
 
 
-@dataclass(frozen=True)
+@frozen
 class Match:
     """One route an alert landed on, with everything decided for it there."""
 
@@ -102,7 +102,7 @@ class Match:
     group_key: str
 
 
-@dataclass(frozen=True)
+@frozen
 class _Settings:
     """What a route passes down to its children."""
 

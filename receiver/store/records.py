@@ -10,6 +10,7 @@ from typing import Literal
 
 import msgspec
 
+from receiver.core.frozen import frozen
 from receiver.core.model import IncidentState, MessageReason
 from receiver.delivery.noise import ChannelHistory
 
@@ -23,7 +24,7 @@ class Shared(StrEnum):
     ONCALL = "oncall"  # run-time on-call overrides and swaps
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class NewIncident:
     group_key: str
     route_id: str
@@ -37,7 +38,7 @@ class NewIncident:
     truncated_alerts: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ArmedDeadline:
     id: int
     incident_id: int
@@ -70,7 +71,7 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
     status_every: float | None = None  # status_due notes: the cadence, in seconds
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class OutboxRow:
     """One notification waiting to go out (or to be retried). `message` is None when the
     stored payload cannot be read; `unreadable` then says why. `gated`: it passed noise
@@ -87,7 +88,7 @@ class OutboxRow:
     gated: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class ChannelRecord:
     """What noise control knows of one channel URL, kept in the store so that every replica
     gates against one budget (and a restart keeps it). `channel` is a digest of the URL, never
@@ -99,7 +100,7 @@ class ChannelRecord:
     summary_at: datetime | None = None  # when their summary may go; None: nothing held back
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class IncidentFilter:
     state: IncidentState | None = None
     open_only: bool = False
@@ -119,7 +120,7 @@ class StoreStats:
     on_commit: list[Callable[[float, int], None]] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
+@frozen
 class PlannedNotice:
     """A handoff notice: who hears at `at` that they come on call in (schedule, layer)."""
 

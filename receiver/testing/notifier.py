@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import timedelta
 
+from receiver.core.frozen import frozen
 from receiver.notify.notifier import Delivery, DeliveryStatus, Message, mask
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Outcome:
     """How RecordingNotifier answers one attempt: after `delay`, with `status`."""
 
     status: DeliveryStatus = DeliveryStatus.SUCCESS
     delay: timedelta = timedelta(0)
     error: str = ""
+
+
+DELIVERED = Outcome()
 
 
 class RecordingNotifier:
@@ -30,7 +33,7 @@ class RecordingNotifier:
     def __init__(
         self,
         outcomes: Mapping[str, Outcome | Sequence[Outcome]] | None = None,
-        default: Outcome = Outcome(),
+        default: Outcome = DELIVERED,
     ) -> None:
         self.sent: list[tuple[str, Message]] = []
         self.closed = False

@@ -24,9 +24,9 @@ dispatcher then.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from receiver.core.frozen import frozen
 from receiver.store.codec import to_us
 from receiver.store.postgres.statements import Connection
 
@@ -58,7 +58,7 @@ SWEEP = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Sweep:
     alive: tuple[int, ...]  # the numbers of the replicas alive, ascending
     orphans: int  # leases given back, of replicas gone

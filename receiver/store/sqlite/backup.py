@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
 
 from receiver.core.errors import AckdError
+from receiver.core.frozen import frozen
 
 BUSY_TIMEOUT_S = 10.0
 
@@ -26,7 +26,7 @@ class BackupError(AckdError):
     """The backup could not be made; the message says why, in one line."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class BackupResult:
     path: Path
     size: int

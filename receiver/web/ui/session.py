@@ -19,8 +19,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+
+from receiver.core.frozen import frozen
 
 COOKIE = "ackd_session"
 # A token typed into the login form lasts a working day; the session a page's incident link
@@ -31,7 +32,7 @@ _KEY_LABEL = b"ackd web session v1"
 _MAC_CHARS = 43  # unpadded base64 of 32 bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class Session:
     """Who a request acts as. `via` is "token" (signed in with an API token) or "link" (opened
     by the signed incident link sent to that user)."""

@@ -4,11 +4,11 @@ templates only lay out values and the tests read them without a browser."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from receiver.config.model import Config
+from receiver.core.frozen import frozen
 from receiver.core.model import TimelineEvent
 from receiver.incidents.reports import Share
 from receiver.oncall.schedules import Schedule, next_change, on_call
@@ -34,7 +34,7 @@ def stamp(at: datetime | None) -> str:
     return "" if at is None else at.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen(slots=True)
 class OnCallRow:
     team: str
     schedule: str

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
@@ -219,9 +220,11 @@ class IncidentDesk:
         armed = await tx.arm(
             incident.id, [(reminder.next_due, DeadlineKind.CADENCE.value, cadence.KEY)])
         self._responder.arm_after_commit(tx, armed)
-        log.info("incident #%d: status update overdue, reminded %s", incident.id,
-                 reminder.recipient or "nobody", extra=fields("status_due", incident.id,
-                                                               incident.team))
+        # Once committed: the job may run again before it commits (Store.write).
+        tx.after_commit(partial(
+            log.info, "incident #%d: status update overdue, reminded %s", incident.id,
+            reminder.recipient or "nobody", extra=fields("status_due", incident.id,
+                                                          incident.team)))
 
     # -- reaching a person as a page does ------------------------------------------------
 

@@ -27,6 +27,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
@@ -200,8 +201,10 @@ class HandoffNotices:
         if on_call(laid, notice.layer, notice.at) != notice.user or on_call(
             laid, notice.layer, now
         ) != notice.user:
-            log.info("handoff notice to %s for %s %s dropped: no longer on call",
-                     notice.user, notice.schedule, notice.layer)
+            # Once committed (the take with it): the job may run again before (Store.write).
+            tx.after_commit(partial(
+                log.info, "handoff notice to %s for %s %s dropped: no longer on call",
+                notice.user, notice.schedule, notice.layer))
             return None
         teams = [t.name for t in config.teams.values() if t.schedule == notice.schedule]
         incidents = await open_incidents(tx, teams)

@@ -17,6 +17,12 @@ What every implementation promises:
 - A job's writes commit together or not at all; a job that raises is rolled back alone and
   its error goes to its caller; trouble with the store itself fails every job of the batch
   with StoreUnavailable. `write` returns only after the commit is durable.
+- A job may run more than once before its commit, each run in a fresh transaction or rolled
+  back to where it began (SQLite runs a batch again without a job that failed; PostgreSQL
+  runs again a job that lost a race to another replica, or a batch that met a lock cycle).
+  So a job reads and writes through its transaction only, and does what reaches beyond it
+  (memos, timers, metrics, log lines) in `Transaction.after_commit`, which only the run that
+  committed runs.
 - `Transaction.after_commit` callbacks run once the commit is durable, never before, and not
   at all for a job that failed.
 - A deadline is taken (`take_deadlines`) in the transaction of its effects, and only when its
@@ -351,7 +357,9 @@ class Store(Protocol):
         ...
 
     async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
-        """Run `run` inside the next commit; return its result once that is durable."""
+        """Run `run` inside the next commit; return its result once that is durable. `run`
+        may run more than once (see the module's promises): its effects beyond the
+        transaction go through `Transaction.after_commit`."""
         ...
 
     async def writable(self) -> None:
@@ -390,8 +398,9 @@ class Store(Protocol):
         """lease_due_notifications and `decide` on the rows it leased, in one writer job: the
         lease and what `decide` writes about the rows commit together or not at all (a
         failure, or a crash before the commit, leaves every row as it was, due and unleased).
-        `decide` may run more than once (a job retried after losing a lock race): it reads
-        and writes only through its transaction and returns what it decided."""
+        `decide` may run more than once (a job retried after losing a lock race, or its
+        batch run again without a batch-mate that failed): it reads and writes only through
+        its transaction and returns what it decided."""
         ...
 
     async def next_outbox_at(self, after: datetime) -> datetime | None:

@@ -3,8 +3,8 @@
 One aiosqlite connection shared by concurrent tasks that each run their own transaction fails
 under load, so every write goes through a single writer task: callers submit a job (an async
 function of a Transaction) and await its result; the writer runs all queued jobs in one
-transaction, each inside its own savepoint so one failing job cannot spoil the others (a job
-alone in its batch needs none: its failure rolls the transaction back), and commits once.
+transaction and commits once. One failing job cannot spoil the others: the transaction is
+rolled back and the others run again without it, each in a savepoint then (see _run_batch).
 A job's future resolves only after that commit: a 200 to Alertmanager means the
 alerts are on disk. Reads use a second connection, which WAL lets run beside the writer.
 
@@ -81,6 +81,17 @@ _SIDE_FILES = ("", "-wal", "-shm")
 class _Job(Generic[T]):
     run: Callable[[Transaction], Awaitable[T]]
     future: asyncio.Future[T]
+
+
+def _answer(outcomes: Sequence[tuple[_Job[Any], Any, BaseException | None]]) -> None:
+    """Each caller its job's result or error."""
+    for job, result, error in outcomes:
+        if job.future.done():
+            continue
+        if error is None:
+            job.future.set_result(result)
+        else:
+            job.future.set_exception(error)
 
 
 class SqliteStore:
@@ -215,43 +226,69 @@ class SqliteStore:
                     self._queue.task_done()
 
     async def _run_batch(self, batch: Sequence[_Job[Any]]) -> None:
+        """Run the batch's jobs in one transaction and commit it; each caller gets its job's
+        result, or its own error, once the commit is durable.
+
+        The jobs run without savepoints: a savepoint copies each page a job changes, as it
+        first changes it, into its journal, and the jobs of a batch all change the same last
+        pages of the timeline, the alerts and their indexes. When a job fails with its own
+        error, the transaction is rolled back whole and the batch runs again without that
+        job, in a fresh transaction, each job then in a savepoint of its own, so that another
+        failure is rolled back alone and costs no third run: a job runs at most twice. So a
+        job may run more than once before its commit (see Store.write): what it does outside
+        the transaction goes through tx.after_commit, which only the committed run's tx runs.
+        """
         conn = self._writer
         assert conn is not None
         started = time.perf_counter()
-        tx = SqliteTransaction(conn, alone=len(batch) == 1)
-        changes = conn.total_changes
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
-        in_jobs = False
-        try:
-            self._shm.check()
-            await self._begin(conn)
-            in_jobs = True
-            for job in batch:
-                outcomes.append(await self._run_job(conn, tx, job))
+        jobs = batch
+        # id(job): the outcome of a job that failed in a run without savepoints
+        failed: dict[int, tuple[_Job[Any], Any, BaseException | None]] = {}
+        savepoints = False
+        while jobs:
+            tx = SqliteTransaction(conn)  # a run again remembers nothing of the one before
+            changes = conn.total_changes
+            outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+            failing: tuple[_Job[Any], Any, BaseException | None] | None = None
             in_jobs = False
-            committing = conn.in_transaction  # not if a job alone failed: it rolled back
-            if committing:
-                await self._off_loop(self._commit, conn)
-        except (sqlite3.Error, StoreUnavailable) as exc:
-            # After a damaged page, SQLite fails the rest of the transaction too. The jobs that
-            # had not started yet never ran: they get a transaction of their own. (Those that
-            # ran are rolled back with it and fail: a job may not be safe to run twice.)
-            damaged = in_jobs and isinstance(exc, sqlite3.DatabaseError) and _is_damage(exc)
-            unstarted = batch[len(outcomes) + 1:] if damaged else []
-            await self._fail_batch(conn, batch[:len(batch) - len(unstarted)], exc)
-            if unstarted:
-                await self._run_batch(unstarted)
-            return
-        if committing:
-            self._committed(batch, time.perf_counter() - started, conn.total_changes != changes)
-        for job, result, error in outcomes:
-            if job.future.done():
+            try:
+                self._shm.check()
+                await self._begin(conn)
+                in_jobs = True
+                for job in jobs:
+                    outcome = await self._run_job(conn, tx, job, savepoint=savepoints)
+                    outcomes.append(outcome)
+                    if outcome[2] is not None and not savepoints:
+                        failing = outcome  # _run_job rolled the transaction back
+                        break
+                in_jobs = False
+                if failing is None:
+                    await self._off_loop(self._commit, conn)
+            except (sqlite3.Error, StoreUnavailable) as exc:
+                # After a damaged page, SQLite fails the rest of the transaction too. The jobs
+                # of this run that had not started yet never ran: they get a transaction of
+                # their own. (Those that ran are rolled back with it and fail, and so does a
+                # job of the batch that failed with its own error in a run before.)
+                damaged = in_jobs and isinstance(exc, sqlite3.DatabaseError) and _is_damage(exc)
+                unstarted = {id(j) for j in jobs[len(outcomes) + 1:]} if damaged else set()
+                await self._fail_batch(
+                    conn, [j for j in batch if id(j) not in unstarted], exc)
+                if unstarted:
+                    await self._run_batch([j for j in batch if id(j) in unstarted])
+                return
+            if failing is not None:
+                failed[id(failing[0])] = failing
+                jobs = [j for j in jobs if j is not failing[0]]
+                savepoints = True
                 continue
-            if error is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(error)
-        tx.run_after_commit()
+            self._committed(batch, time.perf_counter() - started, conn.total_changes != changes)
+            if failed:  # every job's outcome, in the batch's order
+                ran = {id(outcome[0]): outcome for outcome in outcomes}
+                outcomes = [ran.get(id(job)) or failed[id(job)] for job in batch]
+            _answer(outcomes)
+            tx.run_after_commit()
+            return
+        _answer([failed[id(job)] for job in batch])  # the batch's one job failed: no commit
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         """On the writer's thread: the WAL index checked again (the commit is what writes it
@@ -269,12 +306,11 @@ class SqliteStore:
 
     @staticmethod
     async def _run_job(
-        conn: sqlite3.Connection, tx: SqliteTransaction, job: _Job[Any]
+        conn: sqlite3.Connection, tx: SqliteTransaction, job: _Job[Any], *, savepoint: bool
     ) -> tuple[_Job[Any], Any, BaseException | None]:
-        # A savepoint copies each page the job changes, as it first changes it, to undo the
-        # job alone: two thirds of a webhook's commit. A job alone in its batch does without,
-        # and a failure rolls back the transaction, which holds nothing else.
-        if not tx.alone:
+        """Run a job; on its own error, roll back to its savepoint, or without one the whole
+        transaction (the caller runs the others again)."""
+        if savepoint:
             conn.execute("SAVEPOINT job")
         mark = tx.mark()
         try:
@@ -290,15 +326,15 @@ class SqliteStore:
         except Exception as exc:  # a job's own error must not spoil the others in its batch
             error = exc
         else:
-            if not tx.alone:
+            if savepoint:
                 conn.execute("RELEASE job")
             return job, result, None
-        if tx.alone:
-            conn.execute("ROLLBACK")
-        else:
+        if savepoint:
             conn.execute("ROLLBACK TO job")
             conn.execute("RELEASE job")
-        tx.rewind(mark)
+            tx.rewind(mark)
+        elif conn.in_transaction:
+            conn.execute("ROLLBACK")
         return job, None, error
 
     async def _fail_batch(

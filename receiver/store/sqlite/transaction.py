@@ -32,11 +32,9 @@ class SqliteTransaction(
 ):
     """One writer batch's statements: `store.Transaction` on SQLite."""
 
-    def __init__(self, conn: sqlite3.Connection, *, alone: bool = False) -> None:
+    def __init__(self, conn: sqlite3.Connection) -> None:
         super().__init__(conn)
         self._after_commit: list[Callable[[], None]] = []
-        # One job in the batch: it runs without a savepoint of its own (see SqliteStore).
-        self.alone = alone
 
     # -- bookkeeping for the writer -------------------------------------------------------
 
@@ -53,7 +51,8 @@ class SqliteTransaction(
         return len(self._after_commit)
 
     def rewind(self, mark: int) -> None:
-        """A job failed and its writes were rolled back: forget what it did."""
+        """A job failed and its writes were rolled back to its savepoint: forget what it
+        did. (A batch run again without a failed job takes a new transaction instead.)"""
         del self._after_commit[mark:]
         self._incidents.clear()
         self._escalations.clear()

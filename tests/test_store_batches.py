@@ -1,0 +1,348 @@
+"""A write batch's jobs share one transaction; a job that fails, fails alone.
+
+The SQLite store runs a batch's jobs without savepoints (each would copy every page its job
+changes) and, when one fails with its own error, rolls the transaction back and runs the batch
+again without it, each job in a savepoint then. Whatever the store does inside, what its
+callers see is the interface's promise, checked on both stores: the others commit once (their
+rows once, their after-commit effects once), the failing job gets the error it raised and
+leaves nothing behind, and trouble with the store itself fails the batch with
+StoreUnavailable. On a real SQLite file (and a real PostgreSQL database), nothing mocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.errors import StoreUnavailable
+from receiver.core.model import Alert, AlertStatus, EventKind, TimelineEvent
+from receiver.ingest import grouping
+from receiver.ingest.grouping import AlertOutcome
+from receiver.store import IncidentFilter, SqliteStore, Transaction
+from receiver.store.base import Store
+from receiver.store.postgres.store import PostgresStore
+from tests.pgcluster import fresh_database
+from tests.test_api import LABELS, start_api
+from tests.test_store import NOW, corrupt_page, filled, new_incident
+
+UNIQUE = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
+Job = Callable[[Transaction], Awaitable[object]]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    if request.param == "sqlite":
+        s: Store = SqliteStore(tmp_path / "data" / "ackd.db")
+        await s.open()
+        yield s
+        await s.close()
+        return
+    async with fresh_database(request.getfixturevalue("pg_cluster")) as dsn:
+        s = PostgresStore(dsn)
+        await s.open()
+        yield s
+        await s.close()
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(tmp_path / "data" / "ackd.db")
+    await s.open()
+    yield s
+    await s.close()
+
+
+class Batch:
+    """Jobs written at once (one batch: nothing runs between their `write` calls), each
+    counting its runs and noting, after its commit, that it committed."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.runs: list[int] = []
+        self.committed: list[int] = []  # each job's after-commit effect, in commit order
+        self.sizes: list[int] = []  # the jobs of each commit
+        store.stats.on_commit.append(lambda _, jobs: self.sizes.append(jobs))
+
+    def job(self, body: Callable[[Transaction, int], Awaitable[object]]) -> Job:
+        n = len(self.runs)
+        self.runs.append(0)
+
+        async def run(tx: Transaction) -> object:
+            self.runs[n] += 1
+            result = await body(tx, n)
+            tx.after_commit(lambda: self.committed.append(n))
+            return result
+
+        return run
+
+    async def write(self, jobs: list[Job]) -> list[object]:
+        return await asyncio.gather(*(self.store.write(j) for j in jobs),
+                                    return_exceptions=True)
+
+
+async def opens(tx: Transaction, n: int) -> int:
+    """A job that opens an incident of its own group, with its opening on the timeline."""
+    number = await tx.insert_incident(new_incident(f"g{n}"), None)
+    await tx.append(number, [TimelineEvent(NOW, EventKind.OPENED, f"job{n}")])
+    return number
+
+
+async def groups_and_events(store: Store) -> dict[str, int]:
+    """Each incident's group key with the number of events on its timeline."""
+    found = await store.incidents(IncidentFilter(limit=1000))
+    return {i.group_key: len(await store.timeline(i.id)) for i in found}
+
+
+async def test_a_batch_whose_jobs_all_succeed_runs_them_without_savepoints(
+    sqlite_store: SqliteStore,
+) -> None:
+    """One BEGIN, the jobs, one COMMIT: no savepoint copies the pages each job changes."""
+    batch = Batch(sqlite_store)
+    statements: list[str] = []
+    assert sqlite_store._writer is not None
+    sqlite_store._writer.set_trace_callback(statements.append)
+    try:
+        results = await batch.write([batch.job(opens) for _ in range(5)])
+    finally:
+        sqlite_store._writer.set_trace_callback(None)
+    assert all(isinstance(r, int) for r in results), results
+    assert batch.sizes == [5]
+    assert batch.runs == [1] * 5
+    control = [s for s in statements
+               if s.split(" ")[0] in ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")]
+    assert control == ["BEGIN IMMEDIATE", "COMMIT"]
+
+
+async def test_a_job_failing_in_the_middle_of_a_batch_fails_alone_and_the_others_commit_once(
+    store: Store,
+) -> None:
+    """The failing job changed a row the others read, and raised: every other job reads the
+    row as committed (on SQLite they run again in a new transaction, which remembers nothing
+    of the run before), writes its rows once and sees its after-commit effect run once; the
+    failing one gets the very error it raised, and nothing it wrote stays."""
+    shared = await store.write(lambda tx: tx.insert_incident(new_incident("shared"), None))
+    batch = Batch(store)
+    error = RuntimeError("this job fails after writing")
+
+    async def reads_then_opens(tx: Transaction, n: int) -> tuple[int, str]:
+        summary = (await tx.incident(shared)).summary
+        return await opens(tx, n), summary
+
+    async def fails(tx: Transaction, n: int) -> None:
+        await tx.update_incident(shared, NOW, summary="changed by a job that failed")
+        assert (await tx.incident(shared)).summary == "changed by a job that failed"
+        await opens(tx, n)
+        raise error
+
+    jobs = [batch.job(reads_then_opens) for _ in range(3)]
+    jobs += [batch.job(fails)] + [batch.job(reads_then_opens) for _ in range(3)]
+    commits = store.stats.commits
+    results = await batch.write(jobs)
+    assert results[3] is error
+    assert [r[1] for r in results if isinstance(r, tuple)] == ["s"] * 6
+    assert batch.sizes == [7]
+    assert store.stats.commits == commits + 1
+    assert sorted(batch.committed) == [0, 1, 2, 4, 5, 6]  # once each, the failed one never
+    assert await groups_and_events(store) == {
+        "shared": 0, "g0": 1, "g1": 1, "g2": 1, "g4": 1, "g5": 1, "g6": 1}
+    assert (await store.incident(shared)).summary == "s"
+    if isinstance(store, SqliteStore):
+        # The jobs before the failing one ran twice (the second time without it), the rest
+        # once: the batch ran again once.
+        assert batch.runs == [2, 2, 2, 1, 1, 1, 1]
+
+
+async def test_a_second_open_incident_of_one_group_fails_that_job_alone(store: Store) -> None:
+    """Two jobs of one batch open an incident for the same group: the first commits, the
+    second fails with the unique index's error (as when it was rolled back to its savepoint),
+    and the jobs around them commit once."""
+    batch = Batch(store)
+
+    async def opens_same(tx: Transaction, n: int) -> int:
+        return await tx.insert_incident(new_incident("same"), None)
+
+    jobs = [batch.job(opens), batch.job(opens_same), batch.job(opens),
+            batch.job(opens_same), batch.job(opens)]
+    results = await batch.write(jobs)
+    assert isinstance(results[3], UNIQUE), results[3]
+    assert all(isinstance(r, int) for r in results[:3] + results[4:]), results
+    assert sorted(batch.committed) == [0, 1, 2, 4]
+    assert await groups_and_events(store) == {"g0": 1, "same": 0, "g2": 1, "g4": 1}
+    found = {i.group_key: i.id for i in await store.incidents(IncidentFilter(limit=10))}
+    assert found["same"] == results[1]
+
+
+async def test_several_failing_jobs_each_fail_alone_with_their_own_error(store: Store) -> None:
+    batch = Batch(store)
+    errors = {1: RuntimeError("first"), 4: ValueError("second"), 6: KeyError("third")}
+
+    async def fails(tx: Transaction, n: int) -> None:
+        await opens(tx, n)
+        raise errors[n]
+
+    async def opens_g0_again(tx: Transaction, n: int) -> None:
+        await tx.insert_incident(new_incident("g0"), None)
+
+    jobs = [batch.job(fails if n in errors else opens) for n in range(8)]
+    jobs.append(batch.job(opens_g0_again))
+    commits = store.stats.commits
+    results = await batch.write(jobs)
+    for n, error in errors.items():
+        assert results[n] is error
+    assert isinstance(results[8], UNIQUE), results[8]
+    assert all(isinstance(results[n], int) for n in (0, 2, 3, 5, 7)), results
+    assert store.stats.commits == commits + 1
+    assert sorted(batch.committed) == [0, 2, 3, 5, 7]
+    assert await groups_and_events(store) == {f"g{n}": 1 for n in (0, 2, 3, 5, 7)}
+    if isinstance(store, SqliteStore):
+        assert batch.runs == [2, 1, 1, 1, 1, 1, 1, 1, 1]  # run again once, savepoints then
+
+
+async def test_a_batch_whose_every_job_fails_leaves_nothing(store: Store) -> None:
+    batch = Batch(store)
+    errors = [RuntimeError(str(n)) for n in range(3)]
+
+    async def fails(tx: Transaction, n: int) -> None:
+        await opens(tx, n)
+        raise errors[n]
+
+    results = await batch.write([batch.job(fails) for _ in errors])
+    assert results == errors
+    assert batch.committed == []
+    assert await groups_and_events(store) == {}
+
+
+async def test_the_store_failing_while_the_batch_runs_again_fails_every_job(
+    sqlite_store: SqliteStore,
+) -> None:
+    """A job fails, and while the batch runs again without it the file cannot grow (a full
+    disk, as SQLite's max_page_count makes it): the whole batch fails with StoreUnavailable,
+    the failed job too (as when it was rolled back to its savepoint and the batch failed
+    later), nothing commits, and the store works again once the disk has room."""
+    conn = sqlite_store._writer
+    assert conn is not None
+    batch = Batch(sqlite_store)
+
+    async def fills_the_disk_then_fails(tx: Transaction, n: int) -> None:
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        conn.execute(f"PRAGMA max_page_count={pages}")
+        raise RuntimeError("this job fails")
+
+    async def grows(tx: Transaction, n: int) -> None:
+        for k in range(200):
+            await tx.insert_incident(replace(new_incident(f"big{k}"), summary="s" * 500), None)
+
+    commits, failures = sqlite_store.stats.commits, sqlite_store.stats.failures
+    try:
+        results = await batch.write([batch.job(opens), batch.job(fills_the_disk_then_fails),
+                                     batch.job(grows)])
+    finally:
+        conn.execute("PRAGMA max_page_count=4294967294")
+    assert all(isinstance(r, StoreUnavailable) for r in results), results
+    assert "full" in str(results[0])
+    assert batch.runs == [2, 1, 1]  # the failure came in the batch's second run
+    assert sqlite_store.stats.commits == commits
+    assert sqlite_store.stats.failures == failures + 1
+    assert batch.committed == []
+    assert await groups_and_events(sqlite_store) == {}
+    assert isinstance(await sqlite_store.write(lambda tx: opens(tx, 9)), int)
+
+
+async def test_a_damaged_page_after_a_failed_job_keeps_the_unstarted_jobs_apart(
+    tmp_path: Path,
+) -> None:
+    """A job fails and the batch runs again; then a job reads a damaged page. As with a
+    savepoint per job: the jobs that ran fail with StoreUnavailable (the failed one too),
+    and the one that had not started yet runs in a transaction of its own and commits."""
+    db = tmp_path / "ackd.db"
+    await filled(db, 200)
+    corrupt_page(db)
+    store = SqliteStore(db, check_integrity=False)
+    await store.open()
+    try:
+        batch = Batch(store)
+
+        async def fails(tx: Transaction, n: int) -> None:
+            raise RuntimeError("this job fails")
+
+        async def reads_every_incident(tx: Transaction, n: int) -> None:
+            for number in range(1, 201):
+                await tx.find_incident(number)
+
+        results = await batch.write([batch.job(opens), batch.job(fails),
+                                     batch.job(reads_every_incident), batch.job(opens)])
+        assert [type(r) for r in results[:3]] == [StoreUnavailable] * 3, results
+        assert "malformed" in str(results[2])
+        assert isinstance(results[3], int), results[3]
+        assert batch.committed == [3]
+        assert (await store.incident(results[3])).group_key == "g3"
+        assert batch.runs == [2, 1, 1, 1]
+    finally:
+        await store.close()
+
+
+async def test_webhooks_opening_one_group_in_a_batch_with_a_failing_job(
+    tmp_path: Path,
+) -> None:
+    """Two webhooks of one new group and a job that opens that group's incident too, in one
+    batch. As with a savepoint per job: the first webhook opens the incident, the second adds
+    its alert to it (it sees the first's incident in the same transaction), and the third
+    job fails with the unique index's error. The webhooks ran again on SQLite: still one
+    incident, counted once, its first step paged once, and its resends answered from memory."""
+    api = await start_api(tmp_path)
+    daemon = api.daemon
+    try:
+        starts = api.clock.now() - timedelta(seconds=30)
+        first = Alert(fingerprint_of(LABELS), AlertStatus.FIRING, LABELS, {}, starts, None)
+        other = {**LABELS, "instance": "b"}
+        second = Alert(fingerprint_of(other), AlertStatus.FIRING, other, {}, starts, None)
+        [key] = grouping.partition(daemon.config.route, [first])
+        bodies = [build_webhook([first]), build_webhook([first, second])]
+        sizes: list[int] = []
+        daemon.store.stats.on_commit.append(lambda _, jobs: sizes.append(jobs))
+
+        async def opens_the_group(tx: Transaction) -> int:
+            return await tx.insert_incident(replace(new_incident(key), team="payments"), None)
+
+        one, two, third = await asyncio.gather(
+            daemon.incidents.ingest_body(json.dumps(bodies[0]).encode()),
+            daemon.incidents.ingest_body(json.dumps(bodies[1]).encode()),
+            daemon.store.write(opens_the_group), return_exceptions=True)
+        assert sizes[:1] == [3]
+        assert isinstance(third, UNIQUE), third
+        assert not isinstance(one, BaseException), one
+        assert not isinstance(two, BaseException), two
+        assert [i.id for i in one.opened] == [one.groups[key]]
+        assert two.opened == []
+        assert two.groups == one.groups
+        assert two.outcomes == {AlertOutcome.DUPLICATE: 1, AlertOutcome.ADDED: 1}
+        number = one.groups[key]
+        found = await daemon.store.incidents(IncidentFilter(limit=10))
+        assert [i.id for i in found] == [number]
+        kinds = [e.kind for e in await daemon.store.timeline(number)]
+        assert sorted(kinds) == sorted([EventKind.OPENED, EventKind.STEP_FIRED,
+                                        EventKind.ALERT_ADDED, EventKind.ALERT_ADDED])
+        assert len(await daemon.store.alerts(number)) == 2
+        sample = daemon.metrics.registry.get_sample_value
+        assert sample("ackd_incidents_opened_total",
+                      {"team": "payments", "severity": "SEV1"}) == 1.0
+        assert sample("ackd_alerts_processed_total", {"outcome": "added"}) == 2.0
+        await api.settle()
+        assert api.paged() == ["ana"]  # the first step, once
+        # Committed once into the memo: the resend is answered without a transaction.
+        commits = daemon.store.stats.commits
+        again = await daemon.incidents.ingest_body(json.dumps(bodies[1]).encode())
+        assert again.outcomes == {AlertOutcome.DUPLICATE: 2}
+        assert daemon.store.stats.commits == commits
+    finally:
+        await daemon.stop()
+

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -23,6 +24,8 @@ import asyncpg
 import pytest
 
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
+from receiver.config import build as config_module
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Alert, AlertStatus, EventKind, TimelineEvent
 from receiver.ingest import grouping
@@ -30,8 +33,11 @@ from receiver.ingest.grouping import AlertOutcome
 from receiver.store import IncidentFilter, SqliteStore, Transaction
 from receiver.store.base import Store
 from receiver.store.postgres.store import PostgresStore
+from receiver.testing import FakeClock, RecordingNotifier
+from tests.harness import write_config
 from tests.pgcluster import fresh_database
-from tests.test_api import LABELS, start_api
+from tests.test_api import LABELS, Api, start_api
+from tests.test_cadence import SEVERITIES as CADENCE_SEVERITIES
 from tests.test_store import NOW, corrupt_page, filled, new_incident
 
 UNIQUE = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
@@ -346,3 +352,42 @@ async def test_webhooks_opening_one_group_in_a_batch_with_a_failing_job(
     finally:
         await daemon.stop()
 
+
+
+async def test_a_deadline_fired_again_with_its_batch_logs_its_reminder_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The status cadence runs out in a batch whose other job fails: the deadline's job runs
+    again (on SQLite), and its reminder is on the timeline and in the log once, the log line
+    written after the commit."""
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="1h",
+                        extra=CADENCE_SEVERITIES)
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(loaded, clock=clock, notifier=notifier)
+    await daemon.start()
+    try:
+        api = Api(daemon, notifier, clock)
+        number = await api.fire()  # SEV1: a status update due every 15 minutes
+        await api.settle()
+        await daemon.responder.scheduler.stop()  # the deadline is fired by this test
+        await api.clock.jump(timedelta(minutes=15))
+        now = api.clock.now()
+        due = [i for i, at in await daemon.store.deadlines() if at <= now]
+
+        async def fails(tx: Transaction) -> None:
+            await opens(tx, 0)
+            raise RuntimeError("this job fails")
+
+        caplog.set_level(logging.INFO, logger="receiver.incidents.desk")
+        fired, failed = await asyncio.gather(
+            daemon.responder.fire(due), daemon.store.write(fails), return_exceptions=True)
+        assert fired is None
+        assert isinstance(failed, RuntimeError)
+        overdue = [r for r in caplog.records if "status update overdue" in r.getMessage()]
+        assert [r.getMessage() for r in overdue] == [
+            f"incident #{number}: status update overdue, reminded nobody"]
+        kinds = [e.kind for e in await daemon.store.timeline(number)]
+        assert kinds.count(EventKind.STATUS_DUE) == 1
+    finally:
+        await daemon.stop()

@@ -170,6 +170,24 @@ async def test_a_webhook_whose_job_runs_again_after_a_lost_race_counts_once(pg_d
             await store.close()
 
 
+async def test_a_replica_opens_its_whole_pool_at_start(pg_dsn: str) -> None:
+    """Opening a connection runs the SCRAM handshake on the loop (85 M instructions): the
+    pool's connections are all opened when the store opens, not under load."""
+    store = PostgresStore(pg_dsn, pool_size=4)
+    await store.open()
+    try:
+        conn = await asyncpg.connect(pg_dsn)
+        try:
+            backends = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()")
+        finally:
+            await conn.close()
+        assert backends == 5  # the pool's four and the listening connection
+    finally:
+        await store.close()
+
+
 async def test_a_due_deadline_is_taken_by_exactly_one_replica(
     replicas: list[PostgresStore],
 ) -> None:

@@ -24,8 +24,9 @@ LISTEN/NOTIFY carries what other replicas need to know at once: a deadline armed
 A commit that sends a NOTIFY holds PostgreSQL's notification lock (one per database) from
 before its commit record until its WAL flush, so every notifying commit of every replica is
 flushed one after another. So the deadlines a batch armed are announced after its COMMIT, in
-one statement of their own (`_announce`) that writes nothing to the WAL and holds the lock
-for microseconds, never for a rolled-back job; and outbox rows are not announced at all: the
+a statement of their own (`_announce`, shared by the batches that committed meanwhile:
+announce.py) that writes nothing to the WAL and holds the lock for microseconds, never for
+a rolled-back job; and outbox rows are not announced at all: the
 replica that enqueued them sends them (its dispatcher wakes at the commit). Change
 notifications (rare: the API) stay in their commit.
 
@@ -73,6 +74,7 @@ from receiver.store.codec import (
     incident_from_row,
     to_us,
 )
+from receiver.store.postgres.announce import Announcer
 from receiver.store.postgres.incidents import VERSIONS
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import OUTBOX_CHANNEL
@@ -131,6 +133,7 @@ class PostgresStore:
         self.alive: tuple[int, ...] = ()
         self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
         self._versions = VersionReads(self._read_versions)
+        self._announcer = Announcer(self._announce)
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
         self.deadline_listeners: list[Callable[[int, datetime], None]] = []
@@ -144,8 +147,11 @@ class PostgresStore:
 
     async def open(self) -> None:
         try:
+            # Every connection opened now, not as load comes: opening one runs the SCRAM
+            # handshake (PBKDF2, in asyncpg's Python) on the loop, 85 M instructions, which
+            # under load stalled every request of the replica. asyncpg keeps these open.
             self._pool = await asyncpg.create_pool(
-                self._dsn, min_size=1, max_size=self._pool_size,
+                self._dsn, min_size=self._pool_size, max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT, reset=_keep_session,
                 init=self._pool_connection,
             )
@@ -284,6 +290,7 @@ class PostgresStore:
         await self._close_connections()
 
     async def _close_connections(self) -> None:
+        await self._announcer.close()  # before the pool closes: what is pending goes
         await self._versions.close()
         await cancel(self._watch)
         self._watch = None
@@ -399,8 +406,8 @@ class PostgresStore:
             return
         self._committed(outcomes, time.perf_counter() - started)
         tx.run_after_commit()
-        if tx.announcements:  # once the callers have their answers
-            await self._announce(tx.announcements)
+        if tx.announcements:  # once the callers have their answers, sent by the announcer
+            self._announcer.add(tx.announcements)
 
     def _committed(
         self, outcomes: Sequence[tuple[_Job[Any], Any, BaseException | None]], took: float
@@ -419,11 +426,11 @@ class PostgresStore:
                 job.future.set_exception(error)
 
     async def _announce(self, announcements: Sequence[str]) -> None:
-        """Tell the other replicas' timers of the deadlines a batch armed, after its COMMIT,
-        in one statement. It writes nothing, so its commit waits for no WAL flush and it
-        holds the notification lock for microseconds. If it fails, the deadlines stay armed
-        here, and were this replica to die, the others read them (_catch_up): the batch is
-        not failed for it."""
+        """Tell the other replicas' timers of the deadlines batches armed, after their
+        COMMIT, in one statement (announce.py gathers them). It writes nothing, so its
+        commit waits for no WAL flush and it holds the notification lock for microseconds.
+        If it fails, the deadlines stay armed here, and were this replica to die, the others
+        read them (_catch_up): no batch is failed for it."""
         try:
             await self._fetch("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p",
                               DEADLINES_CHANNEL, list(announcements))

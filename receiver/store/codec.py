@@ -118,10 +118,81 @@ def grafana_column(details: GrafanaDetails | None) -> str | None:
     return None if details is None else _ENCODER.encode(details).decode()
 
 
-def event_from_row(row: tuple[Any, ...]) -> TimelineEvent:
-    return TimelineEvent(
-        at=from_us(row[0]), kind=EventKind(row[1]), actor=row[2], detail=loads(row[3])
-    )
+# The kinds a change writes one event of per alert (ingest/grouping.py): ten alerts opening an
+# incident are ten alert_added events of one instant and actor. A run of them in one append
+# is stored as one row (timeline_rows), its first event's detail carrying the others' under
+# PACKED; every read expands it (events_from_row). An object, not an array, so that an ackd
+# of before (a replica not yet replaced in a rolling deploy, a rollback) still reads the row,
+# as one event whose detail lists the others, and its pages and API show them all. No detail
+# of these kinds holds PACKED otherwise (grouping._event writes them), and a row of one event
+# is as it always was: databases written before need no migration.
+PACKED_KINDS = frozenset({
+    EventKind.ALERT_ADDED, EventKind.ALERT_RESOLVED, EventKind.ALERT_REFIRED,
+    EventKind.ALERT_MERGED,
+})
+PACKED = "packed"
+
+
+def timeline_rows(
+    incident_id: int, events: Iterable[TimelineEvent]
+) -> list[tuple[int, int, str, str, str]]:
+    """The rows (incident, at in µs, kind, actor, detail) of events appended together, in
+    their order: consecutive events of one of PACKED_KINDS that share their instant and actor
+    in one row, every other event in a row of its own."""
+    rows: list[tuple[int, int, str, str, str]] = []
+    head: TimelineEvent | None = None  # the first event of the run being packed
+    packed: list[Mapping[str, Any]] = []  # the details of the run's later events
+    at, us = None, 0
+    for e in events:
+        if head is not None:
+            if e.kind is head.kind and e.at == head.at and e.actor == head.actor:
+                packed.append(_unpacked(e.detail))
+                continue
+            rows.append(_packed_row(incident_id, us, head, packed))
+            head = None
+        if e.at is not at:  # a change's events share one instant: convert it once
+            at, us = e.at, to_us(e.at)
+        if e.kind in PACKED_KINDS:
+            head, packed = e, []
+            _unpacked(e.detail)
+            continue
+        # str(): the StrEnum's value, without `.value`'s descriptor (see write_alerts).
+        rows.append((incident_id, us, str(e.kind), e.actor, dumps(e.detail)))
+    if head is not None:
+        rows.append(_packed_row(incident_id, us, head, packed))
+    return rows
+
+
+def _unpacked(detail: Mapping[str, Any]) -> Mapping[str, Any]:
+    if PACKED in detail:  # it would read back as events of its own
+        raise ValueError(f"a detail of a per-alert event must not hold {PACKED!r}")
+    return detail
+
+
+def _packed_row(
+    incident_id: int, us: int, head: TimelineEvent, packed: list[Mapping[str, Any]]
+) -> tuple[int, int, str, str, str]:
+    detail = {**head.detail, PACKED: packed} if packed else head.detail
+    return (incident_id, us, str(head.kind), head.actor, dumps(detail))
+
+
+def events_from_row(row: Sequence[Any]) -> list[TimelineEvent]:
+    """The events of a row (at, kind, actor, detail): one, or a packed row's, in order."""
+    at, kind, actor, detail = from_us(row[0]), EventKind(row[1]), row[2], loads(row[3])
+    if kind in PACKED_KINDS and PACKED in detail:
+        packed = detail.pop(PACKED)
+        return [TimelineEvent(at, kind, actor, detail),
+                *(TimelineEvent(at, kind, actor, d) for d in packed)]
+    return [TimelineEvent(at, kind, actor, detail)]
+
+
+def events_from_rows(rows: Iterable[Any]) -> list[TimelineEvent]:
+    """The events of timeline rows (at, kind, actor, detail: a tuple, an asyncpg Record) read
+    in the order of their ids."""
+    events: list[TimelineEvent] = []
+    for row in rows:
+        events.extend(events_from_row(row))
+    return events
 
 
 def first_seen(names: Iterable[object]) -> list[str]:

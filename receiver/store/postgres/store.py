@@ -69,7 +69,8 @@ from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
     alert_from_row,
-    event_from_row,
+    events_from_row,
+    events_from_rows,
     from_us,
     incident_from_row,
     to_us,
@@ -500,7 +501,7 @@ class PostgresStore:
             "SELECT at, kind, actor, detail FROM timeline WHERE incident_id = $1 ORDER BY id",
             incident_id,
         )
-        return [event_from_row(tuple(r)) for r in rows]
+        return events_from_rows(rows)
 
     async def deadlines(self) -> list[tuple[int, datetime]]:
         """Every armed deadline (id, due), every replica's: each timer indexes them all."""
@@ -626,7 +627,7 @@ class PostgresStore:
             "SELECT incident_id, at, kind, actor, detail FROM timeline WHERE incident_id IN"
             " (SELECT id FROM incidents WHERE opened_at >= $1)"
             " AND kind NOT LIKE 'notification%' ORDER BY id", start):
-            events.setdefault(int(row[0]), []).append(event_from_row(tuple(row)[1:]))
+            events.setdefault(int(row[0]), []).extend(events_from_row(tuple(row)[1:]))
         return [(i, alerts[i.id], events[i.id]) for i in incidents]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
-from receiver.store.codec import dumps, event_from_row, first_seen, to_us
+from receiver.store.codec import events_from_rows, first_seen, timeline_rows, to_us
 from receiver.store.postgres.statements import Statements
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
@@ -16,10 +16,8 @@ _PAGES = sorted(reason.value for reason in PAGE_REASONS)
 class TimelineStatements(Statements):
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
         """Held to go with the batch's next statement (held.py), all the batch's events in
-        one, their ids in the order given."""
-        self._held.events.extend(
-            (incident_id, to_us(e.at), e.kind.value, e.actor, dumps(e.detail)) for e in events
-        )
+        one, their ids in the order given; a run of per-alert events one row (codec.py)."""
+        self._held.events.extend(timeline_rows(incident_id, events))
 
     async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:
         rows = await self._all(
@@ -27,7 +25,7 @@ class TimelineStatements(Statements):
             " ORDER BY id",
             incident_id, to_us(since),
         )
-        return [event_from_row(tuple(r)) for r in rows]
+        return events_from_rows(rows)
 
     async def paged_recipients(self, incident_id: int) -> list[str]:
         """Users paged for this incident so far, in the order they were first paged: those a

@@ -53,7 +53,8 @@ from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
     alert_from_row,
-    event_from_row,
+    events_from_row,
+    events_from_rows,
     from_us,
     incident_from_row,
     to_us,
@@ -425,7 +426,7 @@ class SqliteStore:
             "SELECT at, kind, actor, detail FROM timeline WHERE incident_id = ? ORDER BY id",
             (incident_id,),
         )
-        return [event_from_row(r) for r in rows]
+        return events_from_rows(rows)
 
     async def deadlines(self) -> list[tuple[int, datetime]]:
         """Every armed deadline (id, due), for the timer loop to index at start."""
@@ -552,7 +553,7 @@ class SqliteStore:
             "SELECT incident_id, at, kind, actor, detail FROM timeline WHERE incident_id IN"
             " (SELECT id FROM incidents WHERE opened_at >= ?)"
             " AND kind NOT LIKE 'notification%' ORDER BY id", (start,)):
-            events.setdefault(int(row[0]), []).append(event_from_row(row[1:]))
+            events.setdefault(int(row[0]), []).extend(events_from_row(row[1:]))
         return [(i, alerts[i.id], events[i.id]) for i in incidents]
 
     async def count_open(self) -> list[tuple[str, str, str, int]]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
-from receiver.store.codec import dumps, event_from_row, first_seen, to_us
+from receiver.store.codec import events_from_rows, first_seen, timeline_rows, to_us
 from receiver.store.sqlite.statements import Statements
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
@@ -15,13 +15,8 @@ _PAGE_MARKS = ", ".join("?" * len(_PAGES))
 
 class TimelineStatements(Statements):
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
-        rows = []
-        at, us = None, 0
-        for e in events:
-            if e.at is not at:  # a change's events share one instant: convert it once
-                at, us = e.at, to_us(e.at)
-            # str(): the StrEnum's value, without `.value`'s descriptor (see write_alerts).
-            rows.append((incident_id, us, str(e.kind), e.actor, dumps(e.detail)))
+        # A run of per-alert events of one instant is one row (codec.timeline_rows).
+        rows = timeline_rows(incident_id, events)
         if rows:
             self._cur.executemany(
                 "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
@@ -57,7 +52,7 @@ class TimelineStatements(Statements):
             " ORDER BY id",
             (incident_id, to_us(since)),
         )
-        return [event_from_row(tuple(r)) for r in rows]
+        return events_from_rows(rows)
 
     async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
         """Whether a page of this step reached `recipient`, or one is still waiting to go."""

@@ -63,7 +63,8 @@ class Held:
     # (incident, fingerprint, start) -> (ends, status, labels, annotations, url, updated_at,
     # grafana): the row's last report.
     alerts: dict[tuple[int, str, int], tuple[Any, ...]] = field(default_factory=dict)
-    # (incident, at, kind, actor, detail), in the order appended.
+    # (incident, at, kind, actor, detail), in the order appended: a row each, a run of
+    # per-alert events packed into one (store/codec.py's timeline_rows).
     events: list[tuple[int, int, str, str, str]] = field(default_factory=list)
     # incident -> column -> value (as stored: microseconds, the state's value, JSON text).
     updates: dict[int, dict[str, Any]] = field(default_factory=dict)

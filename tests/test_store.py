@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -648,6 +649,66 @@ async def _lease_reads_incidents_at_once(store: SqliteStore) -> None:
     assert [(row.incident_id, i.id if i else None) for row, i in leased] == [
         *((n, n) for n in ids), (ids[0], ids[0])]
     assert len([s for s in statements if "FROM incidents" in s]) == 1
+
+
+async def test_a_lease_decides_by_each_incidents_id_state_and_severity(store: Store) -> None:
+    """lease_and_decide hands `decide` each row with its incident's id, state and severity
+    as committed (whatever else the store hands: SQLite a brief, PostgreSQL the incident)."""
+    payload = {"recipient": "ana", "recipient_kind": "user", "contact": 0, "reason": "triggered"}
+
+    async def fill(tx: Transaction) -> list[int]:
+        ids = [await tx.insert_incident(replace(new_incident(f"s{n}"), severity=f"SEV{n}"),
+                                        None) for n in (1, 2)]
+        for incident_id in ids:
+            await tx.enqueue(incident_id, [payload], NOW)
+        return ids
+
+    first, second = await store.write(fill)
+    await store.write(lambda tx: tx.update_incident(second, NOW, state=IncidentState.RESOLVED))
+
+    async def decide(tx: Transaction, rows: list[Any]) -> list[tuple[int, Any, Any, Any]]:
+        return [(row.incident_id, i.id, i.state, i.severity) for row, i in rows]
+
+    assert sorted(await store.lease_and_decide(NOW, 10, decide)) == [
+        (first, first, IncidentState.TRIGGERED, "SEV1"),
+        (second, second, IncidentState.RESOLVED, "SEV2"),
+    ]
+
+
+async def test_a_pass_on_sqlite_reads_three_columns_of_its_incidents(tmp_path: Path) -> None:
+    """Most rows a storm's pass leases wait for a bundle and are never rendered: the lease
+    reads their incidents' id, state and severity in one statement, not the whole rows (a
+    pass reads those of the rows it sends, with find_incidents)."""
+    store = SqliteStore(tmp_path / "data" / "ackd.db")
+    await store.open()
+    try:
+        payload = {"recipient": "ana", "recipient_kind": "user", "contact": 0,
+                   "reason": "triggered"}
+
+        async def fill(tx: Transaction) -> None:
+            for n in range(3):
+                await tx.enqueue(await tx.insert_incident(new_incident(f"t{n}"), None),
+                                 [payload], NOW)
+
+        await store.write(fill)
+        statements: list[str] = []
+        assert store._writer is not None
+        store._writer.set_trace_callback(statements.append)
+        try:
+            found = await store.lease_and_decide(NOW, 10, lambda tx, rows: _list(rows))
+        finally:
+            store._writer.set_trace_callback(None)
+        assert len(found) == 3
+        assert all(type(i).__name__ == "IncidentBrief" for _, i in found)
+        reads = [s for s in statements if "FROM incidents" in s]
+        assert len(reads) == 1
+        assert reads[0].startswith("SELECT id, state, severity FROM incidents")
+    finally:
+        await store.close()
+
+
+async def _list(rows: list[Any]) -> list[Any]:
+    return rows
 
 
 async def test_a_batch_of_reads_alone_does_not_say_that_writes_work(tmp_path: Path) -> None:

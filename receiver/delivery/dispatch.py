@@ -49,7 +49,15 @@ from receiver.delivery.events import (
 )
 from receiver.delivery.lanes import Lanes
 from receiver.delivery.noise import NoiseGate
-from receiver.delivery.plan import Addressed, Outgoing, PassPlan, Summary, backoff, plan_pass
+from receiver.delivery.plan import (
+    Addressed,
+    Outgoing,
+    PassPlan,
+    Send,
+    Summary,
+    backoff,
+    plan_pass,
+)
 from receiver.delivery.render import Renderer
 from receiver.notify.contacts import Destination, resolve
 from receiver.notify.messages import (
@@ -64,6 +72,7 @@ from receiver.notify.notifier import (
     mask,
 )
 from receiver.store import OutboxMessage, OutboxRow, Store, Transaction
+from receiver.store.records import IncidentFacts
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
@@ -79,7 +88,7 @@ STORE_RETRY = timedelta(seconds=5)
 
 
 # A row that cannot be sent (its contact is gone, its payload unreadable), and why.
-_Lost = tuple[OutboxRow, Incident | None, Delivery]
+_Lost = tuple[OutboxRow, IncidentFacts | None, Delivery]
 
 
 @frozen(slots=True)
@@ -89,6 +98,7 @@ class _Pass:
     leased: int
     lost: list[_Lost]
     plan: PassPlan
+    sends: list[Outgoing]  # the plan's, with their rows' whole incidents
     summary_at: datetime
 
 
@@ -195,19 +205,21 @@ class Dispatcher:
         config = self._config()
         summary_at = self._summary_at
 
-        def urgent(incident: Incident) -> bool:
+        def urgent(incident: IncidentFacts) -> bool:
             return config.severity(incident.severity).urgency == "high"
 
-        async def job(tx: Transaction, rows: list[tuple[OutboxRow, Incident | None]]) -> _Pass:
+        async def job(
+            tx: Transaction, rows: list[tuple[OutboxRow, IncidentFacts | None]]
+        ) -> _Pass:
             # Leased, decided and written in one job (one commit): a failure leaves the rows
             # due as they were, and a send starts only for a verdict that is durable.
             self._deciding = len(rows)
             due, lost = self._addressed(rows, config)
             await _write_lost(tx, lost, now)
             if not due and now < summary_at:
-                return _Pass(len(rows), lost, PassPlan({}, {}), summary_at)
+                return _Pass(len(rows), lost, PassPlan({}, {}), [], summary_at)
             plan, next_summary = await self._decide(tx, due, now, urgent)
-            return _Pass(len(rows), lost, plan, next_summary)
+            return _Pass(len(rows), lost, plan, await _whole(tx, plan.sends), next_summary)
 
         try:
             # Leased: rows in flight are not read again by the passes that run until they end.
@@ -220,7 +232,7 @@ class Dispatcher:
         self._observe_suppressed(plan)
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
-        for outgoing in plan.sends:
+        for outgoing in done.sends:
             self._spawn(self._send(outgoing), [row.id for row, _ in outgoing.items])
         self._deciding = 0
         await self._lost(done.lost)
@@ -243,12 +255,12 @@ class Dispatcher:
 
     @staticmethod
     def _addressed(
-        due: list[tuple[OutboxRow, Incident | None]], config: Config
-    ) -> tuple[list[tuple[Addressed, Incident | None]], list[_Lost]]:
+        due: list[tuple[OutboxRow, IncidentFacts | None]], config: Config
+    ) -> tuple[list[tuple[Addressed, IncidentFacts | None]], list[_Lost]]:
         """The rows with the URL their contact has in the running config, and those that
         cannot be sent: a row whose contact a reload removed, or whose payload cannot be
         read (it fails now, on its timeline, in the log and in the metrics)."""
-        addressed: list[tuple[Addressed, Incident | None]] = []
+        addressed: list[tuple[Addressed, IncidentFacts | None]] = []
         lost: list[_Lost] = []
         for row, incident in due:
             message = row.message
@@ -275,8 +287,8 @@ class Dispatcher:
                 await self._final_failure(row.incident_id, row.message)
 
     async def _decide(
-        self, tx: Transaction, due: list[tuple[Addressed, Incident | None]], now: datetime,
-        urgent: Callable[[Incident], bool],
+        self, tx: Transaction, due: list[tuple[Addressed, IncidentFacts | None]],
+        now: datetime, urgent: Callable[[IncidentFacts], bool],
     ) -> tuple[PassPlan, datetime]:
         """The pass's plan, against the histories of its URLs as the store holds them (locked
         until this job commits: another replica gating the same URL waits, then sees what
@@ -451,6 +463,18 @@ class Dispatcher:
         except Exception as exc:
             log.error("could not record the held-back summary to %s: %s", mask(summary.url), exc)
         self._observe(summary.url, delivery, retry=False)
+
+
+async def _whole(tx: Transaction, sends: list[Send]) -> list[Outgoing]:
+    """The plan's sends with their rows' whole incidents (what the message says), read in
+    the pass's job only for the rows it sends: most rows a storm leases wait for a bundle.
+    A store that handed whole incidents already (PostgreSQL) is not asked again."""
+    wanted = sorted({row.incident_id for send in sends for row, incident in send.items
+                     if not isinstance(incident, Incident)})
+    found = await tx.find_incidents(wanted) if wanted else {}
+    return [Outgoing(send.url, tuple(
+        (row, incident if isinstance(incident, Incident) else found[row.incident_id])
+        for row, incident in send.items)) for send in sends]
 
 
 async def _write_lost(tx: Transaction, lost: list[_Lost], now: datetime) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from receiver.core.frozen import frozen
 from receiver.core.model import Incident, IncidentState, MessageReason
 from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, kind_of
-from receiver.store.records import OutboxMessage, OutboxRow
+from receiver.store.records import IncidentFacts, OutboxMessage, OutboxRow
 
 
 @frozen(slots=True)
@@ -44,8 +44,18 @@ class Addressed:
 
 
 @frozen(slots=True)
+class Send:
+    """A message the plan sends to one URL, with the rows it delivers (several when bundled)
+    and what the pass read of their incidents."""
+
+    url: str
+    items: tuple[tuple[Addressed, IncidentFacts], ...]
+
+
+@frozen(slots=True)
 class Outgoing:
-    """One message to one URL and the outbox rows it delivers (several when bundled)."""
+    """One message to one URL and the outbox rows it delivers, with their whole incidents
+    (what the message says), as the pass hands it to a send."""
 
     url: str
     items: tuple[tuple[Addressed, Incident], ...]
@@ -66,10 +76,11 @@ class Summary:
 class PassPlan:
     histories: dict[str, ChannelHistory]
     addressees: dict[str, OutboxMessage]
-    sends: list[Outgoing] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
     summaries: list[Summary] = field(default_factory=list)
     deferred: list[tuple[int, datetime]] = field(default_factory=list)  # first attempts' ids
-    suppressed: list[tuple[Addressed, Incident | None, str]] = field(default_factory=list)
+    suppressed: list[tuple[Addressed, IncidentFacts | None, str]] = field(
+        default_factory=list)
 
     @property
     def bookkeeping(self) -> bool:
@@ -80,17 +91,17 @@ def plan_pass(
     gate: NoiseGate,
     histories: Mapping[str, ChannelHistory],
     addressees: Mapping[str, OutboxMessage],
-    due: Iterable[tuple[Addressed, Incident | None]],
+    due: Iterable[tuple[Addressed, IncidentFacts | None]],
     now: datetime,
-    urgent: Callable[[Incident], bool] = lambda incident: False,
+    urgent: Callable[[IncidentFacts], bool] = lambda incident: False,
 ) -> PassPlan:
     """What to do with the due rows at `now`, and the URL histories that follow from it.
     `urgent` says whether an incident's pages are high urgency (they wait at most max_hold)."""
     plan = PassPlan(dict(histories), dict(addressees))
     _plan_summaries(gate, plan, now)  # a freed slot goes first to what waited longest
     # Pages and notes to one URL are gated, and bundled, apart: a note never delays a page.
-    fresh: dict[tuple[str, Kind], list[tuple[Addressed, Incident]]] = {}
-    retries: dict[tuple[str, Kind], list[tuple[Addressed, Incident]]] = {}
+    fresh: dict[tuple[str, Kind], list[tuple[Addressed, IncidentFacts]]] = {}
+    retries: dict[tuple[str, Kind], list[tuple[Addressed, IncidentFacts]]] = {}
     for row, incident in due:
         url, kind = row.url, kind_of(row.message.reason)
         if incident is None:
@@ -102,7 +113,7 @@ def plan_pass(
             # nor is a message sent again because its result was never written.
             (retries if row.attempts or row.row.gated else fresh).setdefault(
                 (url, kind), []).append((row, incident))
-    plan.sends.extend(Outgoing(url, tuple(items)) for (url, _), items in retries.items())
+    plan.sends.extend(Send(url, tuple(items)) for (url, _), items in retries.items())
     for (url, kind), items in fresh.items():
         _gate_rows(gate, plan, url, kind, items, now, urgent)
     expired = {u: gate.expire(h, now) for u, h in plan.histories.items()}
@@ -129,9 +140,9 @@ def _gate_rows(
     plan: PassPlan,
     url: str,
     kind: Kind,
-    items: list[tuple[Addressed, Incident]],
+    items: list[tuple[Addressed, IncidentFacts]],
     now: datetime,
-    urgent: Callable[[Incident], bool],
+    urgent: Callable[[IncidentFacts], bool],
 ) -> None:
     """First attempts of one kind to one URL: one message, a deferral, or held back, for all."""
     history = _history(plan, url)
@@ -139,7 +150,7 @@ def _gate_rows(
     overdue = any(row.waited for row, _ in items)
     decision = gate.decide(history, kind, now, urgent=hurry, overdue=overdue)
     if decision.verdict is Verdict.SEND:
-        plan.sends.append(Outgoing(url, tuple(items)))
+        plan.sends.append(Send(url, tuple(items)))
         plan.histories[url] = gate.record_sent(history, kind, now)
     elif decision.verdict is Verdict.DEFER:
         until = decision.until

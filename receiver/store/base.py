@@ -44,6 +44,7 @@ from receiver.oncall.overrides import Change, RuntimeOverride
 from receiver.store.records import (
     ArmedDeadline,
     ChannelRecord,
+    IncidentFacts,
     IncidentFilter,
     NewIncident,
     OutboxMessage,
@@ -393,14 +394,19 @@ class Store(Protocol):
 
     async def lease_and_decide(
         self, now: datetime, limit: int,
-        decide: Callable[[Transaction, list[tuple[OutboxRow, Incident | None]]], Awaitable[T]],
+        decide: Callable[
+            [Transaction, list[tuple[OutboxRow, IncidentFacts | None]]], Awaitable[T]],
     ) -> T:
         """lease_due_notifications and `decide` on the rows it leased, in one writer job: the
         lease and what `decide` writes about the rows commit together or not at all (a
         failure, or a crash before the commit, leaves every row as it was, due and unleased).
         `decide` may run more than once (a job retried after losing a lock race, or its
         batch run again without a batch-mate that failed): it reads and writes only through
-        its transaction and returns what it decided."""
+        its transaction and returns what it decided. Each row comes with what `decide` needs
+        of its incident (None if it is gone): the whole Incident (PostgreSQL: read unlocked,
+        see peek_incidents, so a second read could see a later commit), or an IncidentBrief
+        (SQLite: `decide` reads the whole incidents of the rows it sends with find_incidents,
+        in the same transaction)."""
         ...
 
     async def next_outbox_at(self, after: datetime) -> datetime | None:

@@ -84,7 +84,13 @@ from receiver.store.postgres.schema import MIGRATIONS
 from receiver.store.postgres.statements import CHANGES_CHANNEL, DEADLINES_CHANNEL, Connection
 from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.postgres.versions import VersionReads
-from receiver.store.records import IncidentFilter, OutboxRow, Shared, StoreStats
+from receiver.store.records import (
+    IncidentFacts,
+    IncidentFilter,
+    OutboxRow,
+    Shared,
+    StoreStats,
+)
 
 log = logging.getLogger(__name__)
 
@@ -523,22 +529,24 @@ class PostgresStore:
     ) -> list[tuple[OutboxRow, Incident | None]]:
         """Like due_notifications, but each row returned is leased to this replica."""
 
-        async def rows(
-            tx: Transaction, leased: list[tuple[OutboxRow, Incident | None]]
-        ) -> list[tuple[OutboxRow, Incident | None]]:
-            return leased
+        async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
+            return await _with_incidents(tx, await tx.lease_due_outbox(now, limit))
 
-        return await self.lease_and_decide(now, limit, rows)
+        return await self.write(job)
 
     async def lease_and_decide(
         self, now: datetime, limit: int,
-        decide: Callable[[Transaction, list[tuple[OutboxRow, Incident | None]]], Awaitable[T]],
+        decide: Callable[
+            [Transaction, list[tuple[OutboxRow, IncidentFacts | None]]], Awaitable[T]],
     ) -> T:
-        """The lease and `decide` on its rows in one job (see store.base.Store)."""
+        """The lease and `decide` on its rows in one job (see store.base.Store), each with
+        its whole incident, read once: a second read, unlocked, could see a later commit."""
 
         async def job(tx: Transaction) -> T:
             leased = await tx.lease_due_outbox(now, limit)
-            return await decide(tx, await _with_incidents(tx, leased))
+            found: list[tuple[OutboxRow, IncidentFacts | None]] = [
+                *await _with_incidents(tx, leased)]
+            return await decide(tx, found)
 
         return await self.write(job)
 

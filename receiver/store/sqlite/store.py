@@ -59,7 +59,7 @@ from receiver.store.codec import (
     incident_from_row,
     to_us,
 )
-from receiver.store.records import IncidentFilter, OutboxRow, StoreStats
+from receiver.store.records import IncidentFacts, IncidentFilter, OutboxRow, StoreStats
 from receiver.store.sqlite.handoff import WriterThread
 from receiver.store.sqlite.outbox import LEASED
 from receiver.store.sqlite.schema import MIGRATIONS
@@ -494,22 +494,27 @@ class SqliteStore:
         """Like due_notifications, but each row returned is leased to the caller: no later
         call returns it until its result is written or it is released."""
 
-        async def rows(
-            tx: Transaction, leased: list[tuple[OutboxRow, Incident | None]]
-        ) -> list[tuple[OutboxRow, Incident | None]]:
-            return leased
+        async def job(tx: Transaction) -> list[tuple[OutboxRow, Incident | None]]:
+            return await _with_incidents(tx, await tx.lease_due_outbox(now, limit))
 
-        return await self.lease_and_decide(now, limit, rows)
+        return await self.write(job)
 
     async def lease_and_decide(
         self, now: datetime, limit: int,
-        decide: Callable[[Transaction, list[tuple[OutboxRow, Incident | None]]], Awaitable[T]],
+        decide: Callable[
+            [Transaction, list[tuple[OutboxRow, IncidentFacts | None]]], Awaitable[T]],
     ) -> T:
-        """The lease and `decide` on its rows in one job (see store.base.Store)."""
+        """The lease and `decide` on its rows in one job (see store.base.Store), each row
+        with its incident's IncidentBrief: within the writer's transaction a later read of
+        the whole incident sees the same row."""
 
         async def job(tx: Transaction) -> T:
+            assert isinstance(tx, SqliteTransaction)
             leased = await tx.lease_due_outbox(now, limit)
-            return await decide(tx, await _with_incidents(tx, leased))
+            briefs = await tx.incident_briefs([row.incident_id for row in leased])
+            found: list[tuple[OutboxRow, IncidentFacts | None]] = [
+                (row, briefs.get(row.incident_id)) for row in leased]
+            return await decide(tx, found)
 
         return await self.write(job)
 

@@ -2,7 +2,11 @@
 
 The SQLite store runs a batch's jobs without savepoints (each would copy every page its job
 changes) and, when one fails with its own error, rolls the transaction back and runs the batch
-again without it, each job in a savepoint then. Whatever the store does inside, what its
+again without it, each job in a savepoint then. The PostgreSQL store runs them without
+savepoints too (a SAVEPOINT and its RELEASE are a round trip a job) and, when any fails (its
+own error, a race lost to another replica, its held writes refused), rolls back and runs the
+whole batch again each job in a savepoint, as it ran every batch before: the failing job is
+told apart there. Whatever the store does inside, what its
 callers see is the interface's promise, checked on both stores: the others commit once (their
 rows once, their after-commit effects once), the failing job gets the error it raised and
 leaves nothing behind, and trouble with the store itself fails the batch with
@@ -32,7 +36,7 @@ from receiver.ingest import grouping
 from receiver.ingest.grouping import AlertOutcome
 from receiver.store import IncidentFilter, SqliteStore, Transaction
 from receiver.store.base import Store
-from receiver.store.postgres.store import PostgresStore
+from receiver.store.postgres.store import RETRIES, PostgresStore
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import write_config
 from tests.pgcluster import fresh_database
@@ -65,6 +69,36 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await s.open()
     yield s
     await s.close()
+
+
+@pytest.fixture
+async def pg_store(pg_dsn: str) -> AsyncIterator[PostgresStore]:
+    s = PostgresStore(pg_dsn)
+    await s.open()
+    yield s
+    await s.close()
+
+
+CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@pytest.fixture
+def pg_control(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The transaction control statements PostgreSQL writer tasks send, in order (other
+    tasks' statements, reads and the replica watch, are not theirs)."""
+    sent: list[str] = []
+    execute = asyncpg.Connection.execute
+
+    async def recording(conn: asyncpg.Connection, query: str, *args: object,
+                        **kwargs: object) -> str:
+        task = asyncio.current_task()
+        if (task is not None and task.get_name().startswith("ackd-pg-writer")
+                and query.startswith(CONTROL)):
+            sent.append(query)
+        return await execute(conn, query, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(asyncpg.Connection, "execute", recording)
+    return sent
 
 
 class Batch:
@@ -128,6 +162,20 @@ async def test_a_batch_whose_jobs_all_succeed_runs_them_without_savepoints(
     assert control == ["BEGIN IMMEDIATE", "COMMIT"]
 
 
+async def test_a_postgres_batch_whose_jobs_all_succeed_sends_no_savepoint(
+    pg_store: PostgresStore, pg_control: list[str],
+) -> None:
+    """BEGIN, the jobs, COMMIT: no SAVEPOINT, and no RELEASE of it, a round trip each job."""
+    batch = Batch(pg_store)
+    results = await batch.write([batch.job(opens) for _ in range(5)])
+    assert all(isinstance(r, int) for r in results), results
+    assert batch.sizes == [5]
+    assert batch.runs == [1] * 5
+    assert sorted(batch.committed) == [0, 1, 2, 3, 4]
+    assert pg_control == ["BEGIN", "COMMIT"]
+    assert await groups_and_events(pg_store) == {f"g{n}": 1 for n in range(5)}
+
+
 async def test_a_job_failing_in_the_middle_of_a_batch_fails_alone_and_the_others_commit_once(
     store: Store,
 ) -> None:
@@ -165,6 +213,108 @@ async def test_a_job_failing_in_the_middle_of_a_batch_fails_alone_and_the_others
         # The jobs before the failing one ran twice (the second time without it), the rest
         # once: the batch ran again once.
         assert batch.runs == [2, 2, 2, 1, 1, 1, 1]
+    else:
+        # The jobs up to the failing one ran twice (the second time each in a savepoint, the
+        # failing one too, which fails there alone), the rest once.
+        assert batch.runs == [2, 2, 2, 2, 1, 1, 1]
+
+
+RUN_AGAIN = "BEGIN; SAVEPOINT job"
+NEXT = "RELEASE SAVEPOINT job; SAVEPOINT job"
+
+
+async def test_a_postgres_batch_with_a_failing_job_runs_again_each_job_in_a_savepoint(
+    pg_store: PostgresStore, pg_control: list[str],
+) -> None:
+    """The first run, without savepoints, is rolled back at the failure; the batch runs again
+    from its first job, each job in a savepoint, the failing one rolled back to its own, and
+    commits once. The next batch, with no failure, runs without savepoints again."""
+    batch = Batch(pg_store)
+    error = RuntimeError("this job fails")
+
+    async def fails(tx: Transaction, n: int) -> None:
+        await opens(tx, n)
+        raise error
+
+    results = await batch.write([batch.job(opens), batch.job(opens), batch.job(fails),
+                                 batch.job(opens)])
+    assert results[2] is error
+    assert batch.runs == [2, 2, 2, 1]
+    assert sorted(batch.committed) == [0, 1, 3]
+    assert pg_control == ["BEGIN", "ROLLBACK", RUN_AGAIN, NEXT, NEXT,
+                          "ROLLBACK TO SAVEPOINT job", NEXT, "COMMIT"]
+    assert await groups_and_events(pg_store) == {"g0": 1, "g1": 1, "g3": 1}
+    pg_control.clear()
+    later = Batch(pg_store)
+
+    async def opens_another(tx: Transaction, n: int) -> int:
+        return await tx.insert_incident(new_incident(f"later{n}"), None)
+
+    assert all(isinstance(r, int) for r in await later.write(
+        [later.job(opens_another) for _ in range(3)]))
+    assert pg_control == ["BEGIN", "COMMIT"]
+
+
+async def test_a_postgres_job_whose_held_writes_are_refused_fails_alone(
+    pg_store: PostgresStore, pg_control: list[str],
+) -> None:
+    """A job's timeline events are held and sent at its end (store/postgres/held.py): here
+    they name an incident that does not exist, and the foreign key refuses them there, after
+    the job's own code returned. That is the job's failure, as when the events went inside
+    its savepoint: it fails alone with the database's error, the others commit once."""
+    batch = Batch(pg_store)
+
+    async def appends_to_nothing(tx: Transaction, n: int) -> None:
+        await opens(tx, n)
+        await tx.append(10**9, [TimelineEvent(NOW, EventKind.NOTE, "ana", {"text": "?"})])
+
+    results = await batch.write([batch.job(opens), batch.job(appends_to_nothing),
+                                 batch.job(opens)])
+    assert isinstance(results[1], asyncpg.ForeignKeyViolationError), results[1]
+    assert all(isinstance(r, int) for r in (results[0], results[2])), results
+    assert batch.runs == [2, 2, 1]
+    assert sorted(batch.committed) == [0, 2]
+    assert pg_control == ["BEGIN", "ROLLBACK", RUN_AGAIN, NEXT,
+                          "ROLLBACK TO SAVEPOINT job", NEXT, "COMMIT"]
+    assert await groups_and_events(pg_store) == {"g0": 1, "g2": 1}
+
+
+async def test_a_race_lost_to_another_replica_in_a_batch_without_savepoints(
+    pg_store: PostgresStore, pg_dsn: str, pg_control: list[str],
+) -> None:
+    """A job of a batch reads its group, finds no open incident, and before it inserts one
+    another replica commits the group's incident: the unique index refuses the insert. As
+    when the job ran in its savepoint, it runs again and finds the other's incident; its
+    batch-mates commit once, each after-commit effect runs once, nothing of the first run
+    stays, and one incident is open for the group."""
+    other = PostgresStore(pg_dsn, pool_size=2)
+    await other.open()
+    for task in other._writers:
+        task.set_name("the other replica's writer")  # its statements are not recorded
+    try:
+        batch = Batch(pg_store)
+        theirs: list[int] = []
+
+        async def ingests(tx: Transaction, n: int) -> int:
+            found = await tx.open_group("raced")
+            if found is not None:
+                return found.incident_id
+            await tx.append(await opens(tx, 100), [])  # written, then rolled back
+            if not theirs:  # the other replica opens the group now, and commits
+                theirs.append(await other.write(
+                    lambda t: t.insert_incident(new_incident("raced"), None)))
+            return await tx.insert_incident(new_incident("raced"), None)
+
+        results = await batch.write([batch.job(opens), batch.job(ingests), batch.job(opens)])
+        assert results == [results[0], theirs[0], results[2]], results
+        assert batch.runs == [2, 2, 1]
+        assert sorted(batch.committed) == [0, 1, 2]
+        assert batch.sizes == [3]
+        assert pg_control == ["BEGIN", "ROLLBACK", RUN_AGAIN, NEXT, NEXT, "COMMIT"]
+        assert await groups_and_events(pg_store) == {"g0": 1, "raced": 0, "g2": 1}
+        assert await pg_store.open_incidents_by_group(["raced"]) == {"raced": theirs[0]}
+    finally:
+        await other.close()
 
 
 async def test_a_second_open_incident_of_one_group_fails_that_job_alone(store: Store) -> None:
@@ -211,6 +361,10 @@ async def test_several_failing_jobs_each_fail_alone_with_their_own_error(store: 
     assert await groups_and_events(store) == {f"g{n}": 1 for n in (0, 2, 3, 5, 7)}
     if isinstance(store, SqliteStore):
         assert batch.runs == [2, 1, 1, 1, 1, 1, 1, 1, 1]  # run again once, savepoints then
+    else:
+        # Run again once, every job in it; there the unique violation is taken for a race
+        # lost to another replica and run again in its savepoint, RETRIES times in all.
+        assert batch.runs == [2, 2, 1, 1, 1, 1, 1, 1, RETRIES]
 
 
 async def test_a_batch_whose_every_job_fails_leaves_nothing(store: Store) -> None:

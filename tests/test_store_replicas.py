@@ -729,11 +729,12 @@ async def test_an_unexpected_error_in_a_batch_is_a_503_and_the_writer_goes_on(
     pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """asyncpg's own InternalClientError (its protocol in a state it did not expect, seen once
-    with the database stopped while a savepoint was released), neither a job's error nor one
-    of the connection's known ones: the batch's jobs answer StoreUnavailable (a 503 that
-    Alertmanager retries), nothing of the batch is kept, the connection it happened on is
-    closed, and the next batch commits: the writer task lives on. Before, it ended, its
-    callers waited for ever and the replica could not write again."""
+    with the database stopped while a savepoint was released; here at the COMMIT of a batch
+    whose jobs ran without savepoints), neither a job's error nor one of the connection's
+    known ones: the batch's jobs answer StoreUnavailable (a 503 that Alertmanager retries),
+    nothing of the batch is kept, the connection it happened on is closed, and the next
+    batch commits: the writer task lives on. Before, it ended, its callers waited for ever
+    and the replica could not write again."""
     store = PostgresStore(pg_dsn, pool_size=2)  # one writer task
     await store.open()
     try:
@@ -742,20 +743,19 @@ async def test_an_unexpected_error_in_a_batch_is_a_503_and_the_writer_goes_on(
 
         async def failing(conn: asyncpg.Connection, query: str, *args: object,
                           **kwargs: object) -> str:
-            if query.startswith("RELEASE SAVEPOINT") and not broken:
+            if query == "COMMIT" and not broken:
                 broken.append(conn)
                 raise asyncpg.InternalClientError(
                     "cannot switch to state 12; another operation (2) is in progress")
             return await execute(conn, query, *args, **kwargs)  # type: ignore[arg-type]
 
         monkeypatch.setattr(asyncpg.Connection, "execute", failing)
-        # Two jobs queued at once make one batch: the second's savepoint opens in the round
-        # trip that releases the first's.
+        # Two jobs queued at once make one batch, and one COMMIT.
         first, second = await asyncio.wait_for(asyncio.gather(
             store.write(lambda tx: tx.insert_incident(new_incident("u1"), None)),
             store.write(lambda tx: tx.insert_incident(new_incident("u2"), None)),
             return_exceptions=True), 10)
-        assert broken, "the batch never released a savepoint"
+        assert broken, "the batch never committed"
         assert isinstance(first, StoreUnavailable), first
         assert isinstance(second, StoreUnavailable), second
         assert broken[0].is_closed()

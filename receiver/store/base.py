@@ -19,10 +19,11 @@ What every implementation promises:
   with StoreUnavailable. `write` returns only after the commit is durable.
 - A job may run more than once before its commit, each run in a fresh transaction or rolled
   back to where it began (SQLite runs a batch again without a job that failed; PostgreSQL
-  runs again a job that lost a race to another replica, or a batch that met a lock cycle).
-  So a job reads and writes through its transaction only, and does what reaches beyond it
-  (memos, timers, metrics, log lines) in `Transaction.after_commit`, which only the run that
-  committed runs.
+  runs a batch again, each job in a savepoint, after any of its jobs failed, runs again in
+  its savepoint a job that lost a race to another replica, and runs again job by job a
+  batch that met a lock cycle). So a job reads and writes through its transaction only, and
+  does what reaches beyond it (memos, timers, metrics, log lines) in
+  `Transaction.after_commit`, which only the run that committed runs.
 - `Transaction.after_commit` callbacks run once the commit is durable, never before, and not
   at all for a job that failed.
 - A deadline is taken (`take_deadlines`) in the transaction of its effects, and only when its

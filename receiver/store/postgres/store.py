@@ -2,21 +2,24 @@
 
 Writes go as in the SQLite store: callers submit a job (an async function of a Transaction)
 and await its result, which comes only after the commit; queued jobs run in batches, one
-transaction each, every job inside its own savepoint so one failing job cannot spoil the
-others. Unlike SQLite, PostgreSQL lets several transactions write at once: WRITERS tasks
-take batches from the one queue, each on a connection of the pool, and PostgreSQL's own
-group commit shares the WAL flushes among them. Batches are small (MAX_BATCH): a batch holds
-the row locks of all its jobs until it commits, and another replica may be waiting for them.
+transaction each, the jobs without savepoints; when one fails, the transaction is rolled
+back and the batch runs again with every job inside its own savepoint, so one failing job
+cannot spoil the others (see _run_batch). Unlike SQLite, PostgreSQL lets several
+transactions write at once: WRITERS tasks take batches from the one queue, each on a
+connection of the pool, and PostgreSQL's own group commit shares the WAL flushes among them.
+Batches are small (MAX_BATCH): a batch holds the row locks of all its jobs until it commits,
+and another replica may be waiting for them.
 
 Replicas meet in the database. A job that loses a race to another replica (the unique index
-on a group's open incident, a deadlock, a serialization failure) is rolled back to its
-savepoint and run again, up to RETRIES times: it then sees what the winner committed. A
-deadlock in a batch of several jobs is different: the batch's earlier jobs keep their locks,
-so the batch is given up whole and its jobs run again one transaction each. Trouble
-with the connection itself fails the whole batch with StoreUnavailable (503), and the next
-batch takes a fresh connection. So does any other error outside a job's own code (the
-driver's, as asyncpg's InternalClientError, or a bug): the connection it leaves in a state
-nobody knows is closed, and the writer task goes on with the next batch.
+on a group's open incident, a deadlock, a serialization failure) fails its batch's first
+run; in the run again, it is rolled back to its savepoint and run again there, up to
+RETRIES times: it then sees what the winner committed. A deadlock in a batch of several
+jobs is different: the batch's earlier jobs keep their locks, so the batch is given up whole
+and its jobs run again one transaction each. Trouble with the connection itself fails the
+whole batch with StoreUnavailable (503), and the next batch takes a fresh connection. So
+does any other error outside a job's own code (the driver's, as asyncpg's
+InternalClientError, or a bug): the connection it leaves in a state nobody knows is closed,
+and the writer task goes on with the next batch.
 
 LISTEN/NOTIFY carries what other replicas need to know at once: a deadline armed
 (`deadline_listeners`, for the timer heap) and run-time state the API changed
@@ -375,16 +378,37 @@ class PostgresStore:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _run_batch(self, batch: Sequence[_Job[Any]]) -> None:
+    async def _run_batch(self, batch: Sequence[_Job[Any]], *, careful: bool = False) -> None:
+        """Run the batch's jobs in one transaction and commit it; each caller gets its job's
+        result, or its own error, once the commit is durable.
+
+        The jobs run first without savepoints: a SAVEPOINT, and the RELEASE that ends it, are
+        a round trip for every job after the first, and a subtransaction each in PostgreSQL.
+        When any job fails (its own error, a race lost to another replica, its held writes
+        refused), the transaction is rolled back whole and the batch runs again in a fresh
+        transaction the careful way (`careful`): each job in a savepoint of its own, rolled
+        back to it alone, a lost race run again in it. So what a failure does is what it did
+        with a savepoint per job, one run later, and a job may run more than once before its
+        commit (see Store.write): only the committed run's tx runs its after_commit."""
         pool = self._pool
         assert pool is not None
         started = time.perf_counter()
-        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
         try:
             async with pool.acquire() as conn:
-                tx = PostgresTransaction(conn, self.replica)
                 try:
-                    await _in_transaction(conn, partial(_run_jobs, conn, tx, batch, outcomes))
+                    committed = False
+                    if not careful:
+                        tx = PostgresTransaction(conn, self.replica)
+                        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+                        committed = await _in_transaction(
+                            conn, "BEGIN", partial(_run_optimistic, conn, tx, batch, outcomes))
+                    if not committed:
+                        # A run again remembers nothing of the one before (memos, held
+                        # writes, after-commit callbacks, announcements).
+                        tx = PostgresTransaction(conn, self.replica)
+                        outcomes = []
+                        await _in_transaction(conn, "BEGIN; SAVEPOINT job",
+                                              partial(_run_careful, conn, tx, batch, outcomes))
                 except (_LockCycle, *BROKEN, asyncpg.PostgresError):
                     raise
                 except Exception:
@@ -400,7 +424,7 @@ class PostgresStore:
             # alone, each job's retry in its savepoint holds nothing another waits for.
             log.info("a batch of %d jobs met a lock cycle; its jobs run one by one", len(batch))
             for job in batch:
-                await self._run_batch([job])
+                await self._run_batch([job], careful=True)
             return
         except (*BROKEN, asyncpg.PostgresError) as exc:
             # The connection, the server, or the COMMIT itself failed: nothing of the batch
@@ -639,14 +663,20 @@ class PostgresStore:
         return [(i, alerts[i.id], events[i.id]) for i in incidents]
 
 
-async def _in_transaction(conn: Connection, run: Callable[[], Awaitable[None]]) -> None:
-    """BEGIN, run, COMMIT; ROLLBACK when `run` (or the COMMIT) raises. By hand rather than
-    asyncpg's transaction(), so that BEGIN shares a round trip with the first job's
-    savepoint (see _run_jobs)."""
-    await conn.execute("BEGIN; SAVEPOINT job")
+async def _in_transaction(
+    conn: Connection, begin: str, run: Callable[[], Awaitable[bool]]
+) -> bool:
+    """`begin`, run, COMMIT, and True; ROLLBACK and False when `run` says a job failed (a run
+    without savepoints: the caller runs the batch again); ROLLBACK when `run` (or the
+    COMMIT) raises. By hand rather than asyncpg's transaction(), so that BEGIN shares a round
+    trip with the first job's savepoint when there is one (see _run_careful)."""
+    await conn.execute(begin)
     try:
-        await run()
+        if not await run():
+            await conn.execute("ROLLBACK")  # not swallowed: if it fails, so does the batch
+            return False
         await conn.execute("COMMIT")
+        return True
     except BaseException:
         if not conn.is_closed() and conn.is_in_transaction():
             with contextlib.suppress(*BROKEN, asyncpg.PostgresError):
@@ -654,10 +684,35 @@ async def _in_transaction(conn: Connection, run: Callable[[], Awaitable[None]]) 
         raise
 
 
-async def _run_jobs(
+async def _run_optimistic(
     conn: Connection, tx: PostgresTransaction, batch: Sequence[_Job[Any]],
     outcomes: list[tuple[_Job[Any], Any, BaseException | None]],
-) -> None:
+) -> bool:
+    """Each job one after the other with no savepoint, its held writes sent at its end as in
+    _run_job; then the row versions (read_versions). False as soon as a job fails in any way
+    (its own error, a race lost to another replica, its held writes refused): the caller
+    rolls the whole transaction back and runs the batch again with _run_careful, which is
+    where each failure is told apart and answered. A lock cycle in a batch of several is
+    answered as _run_careful answers it (_LockCycle): the cycle is the same."""
+    for job in batch:
+        try:
+            result = await job.run(tx)
+            await tx.send_held()
+        except (*BROKEN, *UNSOUND):
+            raise
+        except Exception as exc:
+            if len(batch) > 1 and isinstance(exc, LOCK_ORDER):
+                raise _LockCycle from exc
+            return False
+        outcomes.append((job, result, None))
+    await tx.read_versions()
+    return True
+
+
+async def _run_careful(
+    conn: Connection, tx: PostgresTransaction, batch: Sequence[_Job[Any]],
+    outcomes: list[tuple[_Job[Any], Any, BaseException | None]],
+) -> bool:
     """Each job in a savepoint of its own, the first opened with BEGIN, each next one in the
     round trip that releases the one before (the COMMIT releases the last); then the row
     versions the batch's memos need (read_versions), as the last statement before COMMIT."""
@@ -666,6 +721,7 @@ async def _run_jobs(
             await conn.execute("RELEASE SAVEPOINT job; SAVEPOINT job")
         outcomes.append(await _run_job(conn, tx, job, alone=len(batch) == 1))
     await tx.read_versions()
+    return True
 
 
 class _LockCycle(Exception):

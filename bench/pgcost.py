@@ -16,7 +16,9 @@ asyncpg: an executemany is one per row) and as the server ran them (pg_stat_stat
 "BEGIN; SAVEPOINT job" is two), PostgreSQL's CPU (/proc, its processes) and its statements'
 execution and planning time, and the CPU of the loop thread (time.thread_time) and of the
 whole process. Statement counts repeat from run to run within a few hundredths; CPU moves
-with the machine's load (compare trees in alternating runs). `--top N` lists the statements.
+with the machine's load (compare trees in alternating runs). `--top N` lists the statements;
+`--plans N` those PostgreSQL planned most, with their calls (plans near calls: the statement's
+plan is not reused).
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def main() -> None:
     parser.add_argument("--history", type=int, default=20_000,
                         help="resolved incidents in the database first")
     parser.add_argument("--top", type=int, default=0, help="list the N commonest statements")
+    parser.add_argument("--plans", type=int, default=0,
+                        help="list the N statements PostgreSQL planned most, with their calls")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(measure(args))
@@ -116,7 +120,9 @@ async def measure(args: argparse.Namespace) -> None:
             try:
                 if args.history:
                     await replicas.history(dsn, args.history)
-                await _rounds(daemon, dsn, cluster.data, args)
+                measured = await _rounds(daemon, dsn, cluster.data, args)
+                if args.plans:
+                    await _plans(dsn, args.plans, measured)
             finally:
                 await daemon.stop()
     finally:
@@ -155,7 +161,8 @@ async def _server(dsn: str) -> tuple[float, float, float]:
         await conn.close()
 
 
-async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace) -> None:
+async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace) -> int:
+    """The measured rounds, their figures printed: the number of webhooks measured."""
     scripts = [Script(c, args.seed, datetime.now(UTC), "mixed")
                for c in range(args.connections)]
     failed: Counter[str] = Counter()
@@ -217,6 +224,26 @@ async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace
         print("statements the client sent, per webhook:")
         for text, count in sent.most_common(args.top):
             print(f"  {count / measured:6.3f}  {text}")
+    return measured
+
+
+async def _plans(dsn: str, count: int, webhooks: int) -> None:
+    """The statements PostgreSQL planned most over the measured rounds: a prepared statement
+    planned at (nearly) every call is not reusing a plan (a custom plan each time, or a text
+    asyncpg prepares again and again)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT calls, plans, total_plan_time, total_exec_time, query"
+            " FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'"
+            " ORDER BY total_plan_time DESC LIMIT $1", count)
+    finally:
+        await conn.close()
+    print("statements planned most: calls, plans, planning and execution µs per webhook")
+    for calls, plans, plan_ms, exec_ms, query in rows:
+        text = " ".join(query.split())
+        print(f"  {calls:7d} {plans:7d} {plan_ms * 1e3 / webhooks:7.1f}"
+              f" {exec_ms * 1e3 / webhooks:7.1f}  {text[:70]} ... {text[-60:]}")
 
 
 if __name__ == "__main__":

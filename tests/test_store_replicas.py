@@ -345,6 +345,45 @@ async def test_escalation_states_set_alone_and_with_other_columns_go_in_one_stat
         IncidentState.ACKNOWLEDGED, "ana")
 
 
+async def test_the_statement_carrying_escalation_states_is_planned_once_per_connection(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """The statement that arms a deadline carrying escalation states set alone has one text
+    for one state or several, and PostgreSQL plans it for its first five executions on a
+    connection, then keeps its generic plan: its cost does not depend on the number of states
+    (a bare unnest of a parameter is costed at 10 rows generic and at its length custom, and
+    the statement was planned at every execution). On a table of a deployment that has run a
+    while: on a small one a scan of the whole table is as cheap as either plan."""
+    incident_ids = [await replicas[0].write(
+        lambda tx, n=n: tx.insert_incident(new_incident(f"g{n}"), None)) for n in range(16)]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+            " state, opened_at, updated_at) SELECT 'old:' || i, '{}', 'payments', 'SEV1',"
+            " 'standard', '{}', 'resolved', i, i FROM generate_series(1, 10000) AS i")
+        await conn.execute("ANALYZE incidents")
+        counting = _Counting(conn)
+        for n in range(8):
+            states = incident_ids[2 * n:2 * n + 1 + n % 2]  # one state, then two
+            async with conn.transaction():
+                tx = PostgresTransaction(counting, None)  # type: ignore[arg-type]
+                for incident_id in states:
+                    await tx.set_escalation(incident_id, {"step": n})
+                await tx.arm(states[0], [(NOW, "step", "0:0:1")])
+        assert len(set(counting.sent)) == 1, counting.sent
+        custom, generic = await conn.fetchrow(
+            "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
+            " WHERE statement = $1", counting.sent[0])
+    finally:
+        await conn.close()
+    assert (custom, generic) == (5, 3)
+    for n in range(8):
+        for incident_id in incident_ids[2 * n:2 * n + 1 + n % 2]:
+            assert await replicas[1].write(
+                lambda tx, i=incident_id: tx.escalation(i)) == {"step": n}
+
+
 async def test_the_pages_of_a_job_that_failed_are_not_sent_by_the_next_in_its_batch(
     replicas: list[PostgresStore],
 ) -> None:

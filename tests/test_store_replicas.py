@@ -384,6 +384,38 @@ async def test_the_statement_carrying_escalation_states_is_planned_once_per_conn
                 lambda tx, i=incident_id: tx.escalation(i)) == {"step": n}
 
 
+async def test_a_dispatcher_passs_read_of_its_incidents_is_planned_once_per_connection(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """The incidents a dispatcher pass reads, one or two, are planned for the first five
+    reads on a connection, then read with the generic plan (`= ANY` of a bare parameter was
+    costed at 10 ids generic and at the ids given custom, and planned at every read)."""
+    incident_ids = [await replicas[0].write(
+        lambda tx, n=n: tx.insert_incident(new_incident(f"g{n}"), None)) for n in range(3)]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute(
+            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+            " state, opened_at, updated_at) SELECT 'old:' || i, '{}', 'payments', 'SEV1',"
+            " 'standard', '{}', 'resolved', i, i FROM generate_series(1, 10000) AS i")
+        await conn.execute("ANALYZE incidents")
+        counting = _Counting(conn)
+        for n in range(8):
+            wanted = incident_ids[n % 2:n % 2 + 1 + n % 2]  # one incident, then two
+            tx = PostgresTransaction(counting, None)  # type: ignore[arg-type]
+            found = await tx.peek_incidents([*wanted, 10**9])  # and one that does not exist
+            assert sorted(found) == wanted
+            assert [found[i].group_key for i in wanted] == [
+                f"g{incident_ids.index(i)}" for i in wanted]
+        assert len(set(counting.sent)) == 1, counting.sent
+        custom, generic = await conn.fetchrow(
+            "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
+            " WHERE statement = $1", counting.sent[0])
+    finally:
+        await conn.close()
+    assert (custom, generic) == (5, 3)
+
+
 async def test_the_pages_of_a_job_that_failed_are_not_sent_by_the_next_in_its_batch(
     replicas: list[PostgresStore],
 ) -> None:

@@ -188,6 +188,21 @@ async def test_a_replica_opens_its_whole_pool_at_start(pg_dsn: str) -> None:
         await store.close()
 
 
+async def test_a_replica_keeps_its_pool_connections_open(pg_dsn: str) -> None:
+    """asyncpg would close a connection idle for 5 minutes and replace one after 50,000
+    queries, each time a new handshake on the loop: the pool is told to do neither. (Read
+    from the pool's own settings: waiting out either takes minutes.)"""
+    store = PostgresStore(pg_dsn, pool_size=2)
+    await store.open()
+    try:
+        pool = store._pool
+        assert pool is not None
+        assert pool._max_inactive_connection_lifetime == 0
+        assert pool._max_queries > 10**12
+    finally:
+        await store.close()
+
+
 async def test_a_due_deadline_is_taken_by_exactly_one_replica(
     replicas: list[PostgresStore],
 ) -> None:

@@ -117,6 +117,9 @@ BROKEN = (
 # stopped while a savepoint was released): nothing says what the connection holds any more, so
 # it is closed (PostgreSQL rolls back what it held) and the pool opens another.
 UNSOUND = (asyncpg.InternalClientError,)
+# Queries a pool connection runs before asyncpg replaces it (its default: 50,000). ackd's
+# statements are a fixed set, so a connection's prepared statements do not pile up.
+POOL_MAX_QUERIES = 1 << 62
 COMMAND_TIMEOUT = 30.0
 RELISTEN = 0.5  # seconds between attempts to listen again
 
@@ -159,11 +162,15 @@ class PostgresStore:
         try:
             # Every connection opened now, not as load comes: opening one runs the SCRAM
             # handshake (PBKDF2, in asyncpg's Python) on the loop, 85 M instructions, which
-            # under load stalled every request of the replica. asyncpg keeps these open.
+            # under load stalled every request of the replica. And kept open: asyncpg would
+            # close a connection idle for 5 minutes (below min_size too) and replace one
+            # after 50,000 queries, so the first webhooks of a storm after a quiet spell, and
+            # a busy replica every minute or so, would pay the handshake again.
             self._pool = await asyncpg.create_pool(
                 self._dsn, min_size=self._pool_size, max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT, reset=_keep_session,
-                init=self._pool_connection,
+                init=self._pool_connection, max_inactive_connection_lifetime=0,
+                max_queries=POOL_MAX_QUERIES,
             )
             async with self._pool.acquire() as conn:
                 await self._prepare_schema(conn)

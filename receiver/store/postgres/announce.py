@@ -27,8 +27,9 @@ GATHER = 0.05  # seconds the sender gathers announcements before it sends them
 
 
 class Announcer:
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, gather: float = GATHER) -> None:
         self._send = send  # never raises StoreUnavailable: it logs what it could not send
+        self._gather = gather
         self._pending: list[str] = []
         self._sender: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()  # set: send what is pending at once
@@ -43,7 +44,7 @@ class Announcer:
         try:
             while self._pending:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), GATHER)
+                    await asyncio.wait_for(self._closing.wait(), self._gather)
                 payloads, self._pending = self._pending, []
                 try:
                     await self._send(payloads)
@@ -57,3 +58,4 @@ class Announcer:
         self._closing.set()
         while self._sender is not None:
             await asyncio.shield(self._sender)
+        self._closing.clear()  # a store opened again gathers again

@@ -28,6 +28,8 @@ from receiver.store.records import ArmedDeadline
 # incidents' rows and escalation state, locked FOR NO KEY UPDATE in id order as find_incidents
 # locks several (two batches never wait on each other in a circle over them). A deadline's
 # incident exists (the foreign key), so the join drops none.
+_TAKEN = 5  # TAKE's columns of the taken deadline, before its incident's
+_INCIDENT_END = _TAKEN + len(INCIDENT_COLUMNS.split(","))  # then the escalation state
 TAKE = (
     "WITH taken AS (DELETE FROM deadlines WHERE id IN (SELECT id FROM deadlines"
     " WHERE id = ANY($1::bigint[]) AND due <= $2 FOR UPDATE SKIP LOCKED)"
@@ -124,8 +126,9 @@ class DeadlineStatements(Statements):
         for row in rows:
             incident_id = int(row[1])
             if incident_id not in self._incidents:  # the batch's own view is newer
-                self._incidents[incident_id] = incident_from_row(tuple(row[5:23]))
-                self._escalations[incident_id] = row[23]
+                self._incidents[incident_id] = incident_from_row(
+                    tuple(row[_TAKEN:_INCIDENT_END]))
+                self._escalations[incident_id] = row[_INCIDENT_END]
         return deadlines_in_order(deadline_ids, rows)
 
     async def round_robin(self, keys: Iterable[tuple[str, int]]) -> dict[tuple[str, int], int]:

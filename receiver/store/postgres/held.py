@@ -3,18 +3,18 @@ round trip to another process, costing CPU in both, and a webhook's job writes i
 timeline events and its incident's row (state, escalation, updated_at) one after the other.
 
 Held are writes whose caller needs no answer: alerts upserted, timeline events appended,
-incident columns set, and outbox rows finished (deleted) or rescheduled (a retry, a deferral:
-a dispatcher pass defers a bundle's rows, a delivery's record finishes them, one statement
-per row before). They go out as data-modifying CTEs in front of the next statement that
-may carry them (one that touches none of their rows: a deadline armed or cancelled, a page
-enqueued), else as a statement of their own before any other statement (a read must see them)
-and at the end of the job (its savepoint must hold them). The sub-statements of one WITH see
-one snapshot and none sees another's effects, so what is held keeps one write per row: an
-alert named twice keeps its last report, an incident set twice keeps one row of columns, the
-later value of each winning, as the statements one after the other would leave them; an
-outbox row finished after it was rescheduled is only deleted, and one rescheduled after it
-was finished stays deleted. Timeline events keep their order (their ids rise in the order
-appended)."""
+incident columns set, and outbox rows finished (deleted) or rescheduled (a retry, a deferral: a
+dispatcher pass defers a bundle's rows, a delivery's record finishes them, one statement per
+row before). They go out as data-modifying CTEs in front of the next statement that may carry
+them (one that touches none of their rows: a deadline armed or cancelled), else as a statement
+of their own before any other statement (a read must see them) and at the end of the job (its
+savepoint, when it has one, must hold them). The pages a job enqueues are held too (outbox.py's
+enqueue), and go out with these in the same round trip. The sub-statements of one WITH see one
+snapshot and none sees another's effects, so what is held keeps one write per row: an alert
+named twice keeps its last report, an incident set twice keeps one row of columns, the later
+value of each winning, as the statements one after the other would leave them; an outbox row
+finished after it was rescheduled is only deleted, and one rescheduled after it was finished
+stays deleted. Timeline events keep their order (their ids rise in the order appended)."""
 
 from __future__ import annotations
 
@@ -132,15 +132,3 @@ class Held:
             ])))
         self.clear()
         return "WITH " + ", ".join(parts) + " ", params
-
-    def alone(self) -> tuple[str, list[Any]]:
-        """A statement of the held writes alone."""
-        sql, params = self.ctes(1)
-        return sql + "SELECT", params
-
-
-def carrying(sql: str, params: tuple[Any, ...], held: Held) -> tuple[str, list[Any]]:
-    """`sql` (a statement that touches none of the held rows) with the held writes in front,
-    their parameters after its own."""
-    ctes, more = held.ctes(len(params) + 1)
-    return ctes + sql, [*params, *more]

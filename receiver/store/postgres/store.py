@@ -55,10 +55,9 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
@@ -78,6 +77,7 @@ from receiver.store.codec import (
     incident_from_row,
     to_us,
 )
+from receiver.store.jobs import Job, Outcome, answer
 from receiver.store.postgres.announce import Announcer
 from receiver.store.postgres.incidents import VERSIONS
 from receiver.store.postgres.migrate import migrate, schema_version
@@ -124,11 +124,6 @@ COMMAND_TIMEOUT = 30.0
 RELISTEN = 0.5  # seconds between attempts to listen again
 
 
-@dataclass(slots=True)
-class _Job(Generic[T]):
-    run: Callable[[Transaction], Awaitable[T]]
-    future: asyncio.Future[T]
-
 
 class PostgresStore:
     def __init__(self, dsn: str, *, pool_size: int = 10, migrate: bool = True,
@@ -144,7 +139,7 @@ class PostgresStore:
         # This replica's number (its advisory lock), and the numbers of the replicas alive.
         self.replica: int | None = None
         self.alive: tuple[int, ...] = ()
-        self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Job[Any]] = asyncio.Queue()
         self._versions = VersionReads(self._read_versions)
         self._announcer = Announcer(self._announce)
         self._writers: list[asyncio.Task[None]] = []
@@ -363,12 +358,12 @@ class PostgresStore:
         if not self._writers or all(task.done() for task in self._writers):
             raise StoreUnavailable("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(run, future))  # unbounded: never waits
+        self._queue.put_nowait(Job(run, future))  # unbounded: never waits
         return await future
 
     async def _write_loop(self) -> None:
         while True:
-            batch: list[_Job[Any]] = [await self._queue.get()]
+            batch: list[Job[Any]] = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -385,7 +380,7 @@ class PostgresStore:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _run_batch(self, batch: Sequence[_Job[Any]], *, careful: bool = False) -> None:
+    async def _run_batch(self, batch: Sequence[Job[Any]], *, careful: bool = False) -> None:
         """Run the batch's jobs in one transaction and commit it; each caller gets its job's
         result, or its own error, once the commit is durable.
 
@@ -406,7 +401,7 @@ class PostgresStore:
                     committed = False
                     if not careful:
                         tx = PostgresTransaction(conn, self.replica)
-                        outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
+                        outcomes: list[Outcome] = []
                         committed = await _in_transaction(
                             conn, "BEGIN", partial(_run_optimistic, conn, tx, batch, outcomes))
                     if not committed:
@@ -448,20 +443,14 @@ class PostgresStore:
             self._announcer.add(tx.announcements)
 
     def _committed(
-        self, outcomes: Sequence[tuple[_Job[Any], Any, BaseException | None]], took: float
+        self, outcomes: Sequence[Outcome], took: float
     ) -> None:
         """The batch committed: each caller gets its job's result (or its own error)."""
         self.stats.commits += 1
         self.stats.failing = ""
         for observe in self.stats.on_commit:
             observe(took, len(outcomes))
-        for job, result, error in outcomes:
-            if job.future.done():
-                continue
-            if error is None:
-                job.future.set_result(result)
-            else:
-                job.future.set_exception(error)
+        answer(outcomes)
 
     async def _announce(self, announcements: Sequence[str]) -> None:
         """Tell the other replicas' timers of the deadlines batches armed, after their
@@ -476,7 +465,7 @@ class PostgresStore:
             log.warning("cannot tell the other replicas of %d deadline(s): %s",
                         len(announcements), exc)
 
-    def _fail_batch(self, batch: Sequence[_Job[Any]], exc: BaseException) -> None:
+    def _fail_batch(self, batch: Sequence[Job[Any]], exc: BaseException) -> None:
         self.stats.failures += 1
         self.stats.last_error = self.stats.failing = str(exc) or type(exc).__name__
         log.error("store write failed, %d job(s) answered 503: %s", len(batch),
@@ -692,8 +681,8 @@ async def _in_transaction(
 
 
 async def _run_optimistic(
-    conn: Connection, tx: PostgresTransaction, batch: Sequence[_Job[Any]],
-    outcomes: list[tuple[_Job[Any], Any, BaseException | None]],
+    conn: Connection, tx: PostgresTransaction, batch: Sequence[Job[Any]],
+    outcomes: list[Outcome],
 ) -> bool:
     """Each job one after the other with no savepoint, its held writes sent at its end as in
     _run_job; then the row versions (read_versions). False as soon as a job fails in any way
@@ -717,8 +706,8 @@ async def _run_optimistic(
 
 
 async def _run_careful(
-    conn: Connection, tx: PostgresTransaction, batch: Sequence[_Job[Any]],
-    outcomes: list[tuple[_Job[Any], Any, BaseException | None]],
+    conn: Connection, tx: PostgresTransaction, batch: Sequence[Job[Any]],
+    outcomes: list[Outcome],
 ) -> bool:
     """Each job in a savepoint of its own, the first opened with BEGIN, each next one in the
     round trip that releases the one before (the COMMIT releases the last); then the row
@@ -736,8 +725,8 @@ class _LockCycle(Exception):
 
 
 async def _run_job(
-    conn: Connection, tx: PostgresTransaction, job: _Job[Any], *, alone: bool
-) -> tuple[_Job[Any], Any, BaseException | None]:
+    conn: Connection, tx: PostgresTransaction, job: Job[Any], *, alone: bool
+) -> Outcome:
     """Run a job in the savepoint open for it: rolled back to it when the job raises (and
     run again, in the same savepoint, when it lost a race with another transaction).
     Errors of the connection propagate and fail the batch."""

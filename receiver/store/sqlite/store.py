@@ -36,10 +36,9 @@ import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
@@ -59,6 +58,7 @@ from receiver.store.codec import (
     incident_from_row,
     to_us,
 )
+from receiver.store.jobs import Job, Outcome, answer
 from receiver.store.records import IncidentFacts, IncidentFilter, OutboxRow, StoreStats
 from receiver.store.sqlite.handoff import WriterThread
 from receiver.store.sqlite.outbox import LEASED
@@ -77,22 +77,6 @@ FILE_MODE = 0o600
 DIR_MODE = 0o700
 _SIDE_FILES = ("", "-wal", "-shm")
 
-
-@dataclass(slots=True)
-class _Job(Generic[T]):
-    run: Callable[[Transaction], Awaitable[T]]
-    future: asyncio.Future[T]
-
-
-def _answer(outcomes: Sequence[tuple[_Job[Any], Any, BaseException | None]]) -> None:
-    """Each caller its job's result or error."""
-    for job, result, error in outcomes:
-        if job.future.done():
-            continue
-        if error is None:
-            job.future.set_result(result)
-        else:
-            job.future.set_exception(error)
 
 
 class SqliteStore:
@@ -116,7 +100,7 @@ class SqliteStore:
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._io: WriterThread | None = None
-        self._queue: asyncio.Queue[_Job[Any]] = asyncio.Queue()
+        self._queue: asyncio.Queue[Job[Any]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.stats = StoreStats()
 
@@ -212,12 +196,12 @@ class SqliteStore:
         if self._task is None or self._task.done():
             raise StoreUnavailable("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Job(run, future))  # unbounded: never waits
+        self._queue.put_nowait(Job(run, future))  # unbounded: never waits
         return await future
 
     async def _write_loop(self) -> None:
         while True:
-            batch: list[_Job[Any]] = [await self._queue.get()]
+            batch: list[Job[Any]] = [await self._queue.get()]
             while len(batch) < MAX_BATCH and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
@@ -226,7 +210,7 @@ class SqliteStore:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _run_batch(self, batch: Sequence[_Job[Any]]) -> None:
+    async def _run_batch(self, batch: Sequence[Job[Any]]) -> None:
         """Run the batch's jobs in one transaction and commit it; each caller gets its job's
         result, or its own error, once the commit is durable.
 
@@ -244,13 +228,13 @@ class SqliteStore:
         started = time.perf_counter()
         jobs = batch
         # id(job): the outcome of a job that failed in a run without savepoints
-        failed: dict[int, tuple[_Job[Any], Any, BaseException | None]] = {}
+        failed: dict[int, Outcome] = {}
         savepoints = False
         while jobs:
             tx = SqliteTransaction(conn)  # a run again remembers nothing of the one before
             changes = conn.total_changes
-            outcomes: list[tuple[_Job[Any], Any, BaseException | None]] = []
-            failing: tuple[_Job[Any], Any, BaseException | None] | None = None
+            outcomes: list[Outcome] = []
+            failing: Outcome | None = None
             in_jobs = False
             try:
                 self._shm.check()
@@ -286,10 +270,10 @@ class SqliteStore:
             if failed:  # every job's outcome, in the batch's order
                 ran = {id(outcome[0]): outcome for outcome in outcomes}
                 outcomes = [ran.get(id(job)) or failed[id(job)] for job in batch]
-            _answer(outcomes)
+            answer(outcomes)
             tx.run_after_commit()
             return
-        _answer([failed[id(job)] for job in batch])  # the batch's one job failed: no commit
+        answer([failed[id(job)] for job in batch])  # the batch's one job failed: no commit
 
     def _commit(self, conn: sqlite3.Connection) -> None:
         """On the writer's thread: the WAL index checked again (the commit is what writes it
@@ -298,7 +282,7 @@ class SqliteStore:
         self._shm.check()
         conn.execute("COMMIT")
 
-    def _committed(self, batch: Sequence[_Job[Any]], seconds: float, wrote: bool) -> None:
+    def _committed(self, batch: Sequence[Job[Any]], seconds: float, wrote: bool) -> None:
         self.stats.commits += 1
         if wrote or any(j.run == self._rewrite_header for j in batch):
             self.stats.failing = ""  # a batch of reads alone says nothing of writes
@@ -307,8 +291,8 @@ class SqliteStore:
 
     @staticmethod
     async def _run_job(
-        conn: sqlite3.Connection, tx: SqliteTransaction, job: _Job[Any], *, savepoint: bool
-    ) -> tuple[_Job[Any], Any, BaseException | None]:
+        conn: sqlite3.Connection, tx: SqliteTransaction, job: Job[Any], *, savepoint: bool
+    ) -> Outcome:
         """Run a job; on its own error, roll back to its savepoint, or without one the whole
         transaction (the caller runs the others again)."""
         if savepoint:
@@ -339,7 +323,7 @@ class SqliteStore:
         return job, None, error
 
     async def _fail_batch(
-        self, conn: sqlite3.Connection, batch: Sequence[_Job[Any]], exc: Exception
+        self, conn: sqlite3.Connection, batch: Sequence[Job[Any]], exc: Exception
     ) -> None:
         self.stats.failures += 1
         self.stats.last_error = self.stats.failing = str(exc)

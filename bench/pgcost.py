@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import statistics
 import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,7 +69,7 @@ def main() -> None:
     asyncio.run(measure(args))
 
 
-def _count_statements() -> None:
+def count_statements() -> None:
     """Count every statement asyncpg sends (its Connection's three ways of sending one)."""
     conn: Any = asyncpg.connection.Connection
     execute, run_one, run_many = conn.execute, conn._execute, conn._executemany
@@ -90,8 +92,12 @@ def _count_statements() -> None:
         execute_counted, run_counted, many_counted)
 
 
-async def measure(args: argparse.Namespace) -> None:
-    _count_statements()
+@contextlib.asynccontextmanager
+async def counted_cluster(name: str) -> AsyncIterator[tuple[Any, str, Path, Path]]:
+    """A throwaway PostgreSQL cluster with pg_stat_statements, its database `name`, a local
+    sink, and the ingest leg's config with its store there; the statements this process sends
+    are counted (SENT). Yields (cluster, dsn, work directory, config path)."""
+    count_statements()
     sys.path.append(str(procs.ROOT))  # the tests' cluster helper, as bench/replicas.py does
     from tests.pgcluster import start_cluster
 
@@ -102,8 +108,8 @@ async def measure(args: argparse.Namespace) -> None:
                              " -c pg_stat_statements.track_planning=on")
         cluster.halt()
         cluster.resume()
-        dsn = await _database(cluster.dsn(), "ackd_pgcost", cluster.dsn("ackd_pgcost"))
-        with tempfile.TemporaryDirectory(prefix="ackd-pgcost-") as tmp:
+        dsn = await _database(cluster.dsn(), name, cluster.dsn(name))
+        with tempfile.TemporaryDirectory(prefix=f"{name}-") as tmp:
             work = Path(tmp)
             sink = procs.bare(work, "sink")
             await sink.start_ready()
@@ -113,22 +119,27 @@ async def measure(args: argparse.Namespace) -> None:
             text = text.replace("storage: {synchronous: full}",
                                 f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 8}}}}")
             config_path.write_text(text)
-            config = replace(load(config_path), data_dir=work / "data",
-                             listen_host="127.0.0.1", listen_port=0)
-            daemon = Daemon(config)
-            await daemon.start()
-            try:
-                if args.history:
-                    await replicas.history(dsn, args.history)
-                measured = await _rounds(daemon, dsn, cluster.data, args)
-                if args.plans:
-                    await _plans(dsn, args.plans, measured)
-            finally:
-                await daemon.stop()
+            yield cluster, dsn, work, config_path
     finally:
         if sink is not None:
             sink.stop()
         cluster.stop()
+
+
+async def measure(args: argparse.Namespace) -> None:
+    async with counted_cluster("ackd_pgcost") as (cluster, dsn, work, config_path):
+        config = replace(load(config_path), data_dir=work / "data",
+                         listen_host="127.0.0.1", listen_port=0)
+        daemon = Daemon(config)
+        await daemon.start()
+        try:
+            if args.history:
+                await replicas.history(dsn, args.history)
+            measured = await _rounds(daemon, dsn, cluster.data, args)
+            if args.plans:
+                await _plans(dsn, args.plans, measured)
+        finally:
+            await daemon.stop()
 
 
 async def _database(admin_dsn: str, name: str, dsn: str) -> str:

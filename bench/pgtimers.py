@@ -23,7 +23,6 @@ import asyncio
 import cProfile
 import logging
 import sys
-import tempfile
 import time
 from collections import Counter
 from dataclasses import replace
@@ -32,9 +31,7 @@ from pathlib import Path
 
 import asyncpg
 import pgcost
-import procs
 import replicas
-import run as bench
 import seed
 from load import percentile
 
@@ -61,44 +58,18 @@ def main() -> None:
 
 
 async def measure(args: argparse.Namespace) -> None:
-    pgcost._count_statements()
-    sys.path.append(str(procs.ROOT))  # the tests' cluster helper, as bench/replicas.py does
-    from tests.pgcluster import start_cluster
-
-    cluster = start_cluster(durable=True)
-    sink = None
-    try:
-        cluster._options += (" -c shared_preload_libraries=pg_stat_statements"
-                             " -c pg_stat_statements.track_planning=on")
-        cluster.halt()
-        cluster.resume()
-        dsn = await pgcost._database(cluster.dsn(), "ackd_pgtimers",
-                                     cluster.dsn("ackd_pgtimers"))
-        with tempfile.TemporaryDirectory(prefix="ackd-pgtimers-") as tmp:
-            work = Path(tmp)
-            sink = procs.bare(work, "sink")
-            await sink.start_ready()
-            config_path = work / "ackd.yaml"
-            text = bench.CONFIG.format(token=bench.WEBHOOK_TOKEN, synchronous="full",
-                                       sink=sink.url.removeprefix("http://"))
-            text = text.replace("storage: {synchronous: full}",
-                                f"storage: {{postgres: {{dsn: '{dsn}', pool_size: 8}}}}")
-            config_path.write_text(text)
-            dues = await _seed(work, config_path, dsn, args)
-            daemons = [Daemon(replace(load(config_path), data_dir=work / f"data{n}",
-                                      listen_host="127.0.0.1", listen_port=0))
-                       for n in range(args.replicas)]
-            try:
-                for daemon in daemons:
-                    await daemon.start()
-                await _firing(dsn, cluster.data, dues, args)
-            finally:
-                for daemon in daemons:
-                    await daemon.stop()
-    finally:
-        if sink is not None:
-            sink.stop()
-        cluster.stop()
+    async with pgcost.counted_cluster("ackd_pgtimers") as (cluster, dsn, work, config_path):
+        dues = await _seed(work, config_path, dsn, args)
+        daemons = [Daemon(replace(load(config_path), data_dir=work / f"data{n}",
+                                  listen_host="127.0.0.1", listen_port=0))
+                   for n in range(args.replicas)]
+        try:
+            for daemon in daemons:
+                await daemon.start()
+            await _firing(dsn, cluster.data, dues, args)
+        finally:
+            for daemon in daemons:
+                await daemon.stop()
 
 
 async def _seed(work: Path, config_path: Path, dsn: str,

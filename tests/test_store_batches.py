@@ -39,28 +39,13 @@ from receiver.store.base import Store
 from receiver.store.postgres.store import RETRIES, PostgresStore
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import write_config
-from tests.pgcluster import fresh_database
 from tests.test_api import LABELS, Api, start_api
 from tests.test_cadence import SEVERITIES as CADENCE_SEVERITIES
 from tests.test_store import NOW, corrupt_page, filled, new_incident
+from tests.test_store import store as store  # both stores, each test on each
 
 UNIQUE = (sqlite3.IntegrityError, asyncpg.UniqueViolationError)
 Job = Callable[[Transaction], Awaitable[object]]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s: Store = SqliteStore(tmp_path / "data" / "ackd.db")
-        await s.open()
-        yield s
-        await s.close()
-        return
-    async with fresh_database(request.getfixturevalue("pg_cluster")) as dsn:
-        s = PostgresStore(dsn)
-        await s.open()
-        yield s
-        await s.close()
 
 
 @pytest.fixture

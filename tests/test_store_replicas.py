@@ -170,6 +170,16 @@ async def test_a_webhook_whose_job_runs_again_after_a_lost_race_counts_once(pg_d
             await store.close()
 
 
+async def _seed_resolved(conn: asyncpg.Connection) -> None:
+    """10,000 resolved incidents, analyzed: a table of a deployment that has run a while,
+    whose plans are not those of a nearly empty one."""
+    await conn.execute(
+        "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
+        " state, opened_at, updated_at) SELECT 'old:' || i, '{}', 'payments', 'SEV1',"
+        " 'standard', '{}', 'resolved', i, i FROM generate_series(1, 10000) AS i")
+    await conn.execute("ANALYZE incidents")
+
+
 async def test_a_replica_opens_its_whole_pool_at_start(pg_dsn: str) -> None:
     """Opening a connection runs the SCRAM handshake on the loop (85 M instructions): the
     pool's connections are all opened when the store opens, not under load."""
@@ -373,11 +383,7 @@ async def test_the_statement_carrying_escalation_states_is_planned_once_per_conn
         lambda tx, n=n: tx.insert_incident(new_incident(f"g{n}"), None)) for n in range(16)]
     conn = await asyncpg.connect(pg_dsn)
     try:
-        await conn.execute(
-            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
-            " state, opened_at, updated_at) SELECT 'old:' || i, '{}', 'payments', 'SEV1',"
-            " 'standard', '{}', 'resolved', i, i FROM generate_series(1, 10000) AS i")
-        await conn.execute("ANALYZE incidents")
+        await _seed_resolved(conn)
         counting = _Counting(conn)
         for n in range(8):
             states = incident_ids[2 * n:2 * n + 1 + n % 2]  # one state, then two
@@ -409,11 +415,7 @@ async def test_a_dispatcher_passs_read_of_its_incidents_is_planned_once_per_conn
         lambda tx, n=n: tx.insert_incident(new_incident(f"g{n}"), None)) for n in range(3)]
     conn = await asyncpg.connect(pg_dsn)
     try:
-        await conn.execute(
-            "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
-            " state, opened_at, updated_at) SELECT 'old:' || i, '{}', 'payments', 'SEV1',"
-            " 'standard', '{}', 'resolved', i, i FROM generate_series(1, 10000) AS i")
-        await conn.execute("ANALYZE incidents")
+        await _seed_resolved(conn)
         counting = _Counting(conn)
         for n in range(8):
             wanted = incident_ids[n % 2:n % 2 + 1 + n % 2]  # one incident, then two

@@ -180,6 +180,16 @@ async def _seed_resolved(conn: asyncpg.Connection) -> None:
     await conn.execute("ANALYZE incidents")
 
 
+async def _plans_of_one_text(conn: asyncpg.Connection, counting: _Counting) -> tuple[int, int]:
+    """The custom and generic plans PostgreSQL made of the statement `counting` saw sent,
+    which must have been one text every time."""
+    assert len(set(counting.sent)) == 1, counting.sent
+    custom, generic = await conn.fetchrow(
+        "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
+        " WHERE statement = $1", counting.sent[0])
+    return int(custom), int(generic)
+
+
 async def test_a_replica_opens_its_whole_pool_at_start(pg_dsn: str) -> None:
     """Opening a connection runs the SCRAM handshake on the loop (85 M instructions): the
     pool's connections are all opened when the store opens, not under load."""
@@ -392,10 +402,7 @@ async def test_the_statement_carrying_escalation_states_is_planned_once_per_conn
                 for incident_id in states:
                     await tx.set_escalation(incident_id, {"step": n})
                 await tx.arm(states[0], [(NOW, "step", "0:0:1")])
-        assert len(set(counting.sent)) == 1, counting.sent
-        custom, generic = await conn.fetchrow(
-            "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
-            " WHERE statement = $1", counting.sent[0])
+        custom, generic = await _plans_of_one_text(conn, counting)
     finally:
         await conn.close()
     assert generic > 0, (custom, generic)  # PostgreSQL tries custom plans first (5 in 15)
@@ -424,10 +431,7 @@ async def test_a_dispatcher_passs_read_of_its_incidents_is_planned_once_per_conn
             assert sorted(found) == wanted
             assert [found[i].group_key for i in wanted] == [
                 f"g{incident_ids.index(i)}" for i in wanted]
-        assert len(set(counting.sent)) == 1, counting.sent
-        custom, generic = await conn.fetchrow(
-            "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
-            " WHERE statement = $1", counting.sent[0])
+        custom, generic = await _plans_of_one_text(conn, counting)
     finally:
         await conn.close()
     assert generic > 0, (custom, generic)  # PostgreSQL tries custom plans first (5 in 15)

@@ -1085,3 +1085,70 @@ async def test_a_lease_left_by_a_crash_ends_when_the_store_opens(
     finally:
         await reopened.close()
     assert (row.id, row.next_attempt_at, row.attempts) == (leased.id, now, 0)
+
+
+class NeighbourFailingStore(SqliteStore):
+    """A store whose dispatcher passes, once `failing` is set, share their batch with a job
+    that fails: the batch runs again without it (Store.write), the pass's job twice."""
+
+    failing = False
+
+    async def lease_and_decide(
+        self, now: datetime, limit: int,
+        decide: Callable[[Transaction, list[tuple[OutboxRow, Any]]], Awaitable[Any]],
+    ) -> Any:
+        if not self.failing:
+            return await super().lease_and_decide(now, limit, decide)
+
+        async def fails(tx: Transaction) -> None:
+            raise RuntimeError("the pass's neighbour fails")
+
+        # Queued right behind the pass's job (the task runs before the writer wakes).
+        neighbour = asyncio.ensure_future(self.write(fails))
+        try:
+            return await super().lease_and_decide(now, limit, decide)
+        finally:
+            with pytest.raises(RuntimeError, match="neighbour"):
+                await neighbour
+
+
+async def test_a_dropped_summary_is_logged_once_when_its_pass_runs_again(
+    tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A summary whose contact a reload removed is dropped by the pass that finds it due,
+    and logged after that pass's commit: once, though its job ran twice in its batch."""
+    window = timedelta(minutes=10)
+    config = make_config(bundle_window=timedelta(0), rate_limit=1, rate_window=window)
+    running = [config]
+    store = NeighbourFailingStore(tmp_path / "ackd.db")
+    await store.open()
+    notifier = RecordingNotifier()
+    dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: running[0])
+    dispatcher.start()
+    rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher)
+    try:
+        start = fake_clock.now()
+        for _ in range(3):
+            await rig.incidents(1, [payload(SMS)])
+            await eventually(rig.settled, "the page")
+            await fake_clock.jump(timedelta(seconds=1))
+        assert len(notifier.messages(SMS)) == 1  # two held back
+        running[0] = make_config({"ana": [ANA]}, bundle_window=timedelta(0), rate_limit=1,
+                                 rate_window=window)  # ana's SMS contact is gone
+        store.failing = True
+        caplog.set_level(logging.WARNING, logger="receiver.delivery.channels")
+        await fake_clock.jump(start + window + timedelta(seconds=1) - fake_clock.now())
+        dispatcher.wake()
+
+        async def dropped() -> bool:
+            return await store.write(lambda tx: tx.next_summary_at()) is None
+
+        await eventually(dropped, "the summary to be dropped")
+        await eventually(rig.settled, "the pass to end")
+    finally:
+        await dispatcher.stop(grace=WAIT)
+        await store.close()
+    logged = [r.getMessage() for r in caplog.records if "dropped the summary" in r.getMessage()]
+    assert logged == ["dropped the summary of 2 held-back message(s) to a contact no longer"
+                      " configured"]
+    assert len(notifier.messages(SMS)) == 1

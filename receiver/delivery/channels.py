@@ -40,13 +40,14 @@ class Held:
     addressees: dict[str, OutboxMessage] = field(default_factory=dict)
     records: dict[str, ChannelRecord] = field(default_factory=dict)
     lost: list[str] = field(default_factory=list)  # channels whose summary has no URL now
+    dropped: list[int] = field(default_factory=list)  # what each lost summary held back
 
 
 def held(records: Iterable[ChannelRecord], urls: Iterable[str], contact_url: ContactUrl) -> Held:
     """The records read for a pass, by URL: that of the pass's rows whose digest it is, else
     the one its summary's addressee has now. A summary whose contact is gone, or has another
     URL now, cannot go: its record is dropped (and the messages it held are on their
-    timelines as suppressed)."""
+    timelines as suppressed), and how many it held is in `dropped`, for log_dropped."""
     known = {channel_key(url): url for url in urls}
     found = Held()
     for record in records:
@@ -57,8 +58,7 @@ def held(records: Iterable[ChannelRecord], urls: Iterable[str], contact_url: Con
                 url = None
         if url is None:
             if record.history.held_back:
-                log.warning("dropped the summary of %d held-back message(s) to a contact no"
-                            " longer configured", record.history.held_back)
+                found.dropped.append(record.history.held_back)
             found.lost.append(record.channel)
             continue
         found.records[url] = record
@@ -66,6 +66,14 @@ def held(records: Iterable[ChannelRecord], urls: Iterable[str], contact_url: Con
         if record.addressee is not None:
             found.addressees[url] = record.addressee
     return found
+
+
+def log_dropped(dropped: Iterable[int]) -> None:
+    """Log the summaries a pass dropped (Held.dropped), after its commit: the pass's job may
+    run more than once before it (Store.write), and only the committed run's are true."""
+    for count in dropped:
+        log.warning("dropped the summary of %d held-back message(s) to a contact no longer"
+                    " configured", count)
 
 
 def fill_held_back(before: Held, held_back: dict[str, list[int]]) -> None:

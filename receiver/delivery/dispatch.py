@@ -31,6 +31,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import msgspec
 
@@ -41,7 +42,14 @@ from receiver.core.frozen import frozen
 from receiver.core.model import Incident
 from receiver.core.tasks import cancel
 from receiver.core.wakeup import Wakeup
-from receiver.delivery.channels import Changes, changes, channel_key, fill_held_back, held
+from receiver.delivery.channels import (
+    Changes,
+    changes,
+    channel_key,
+    fill_held_back,
+    held,
+    log_dropped,
+)
 from receiver.delivery.events import (
     delivery_event,
     summary_event,
@@ -298,6 +306,8 @@ class Dispatcher:
         urls = {row.url for row, _ in due}
         records = await tx.lock_channels([channel_key(url) for url in urls], now)
         before = held(records, urls, self._contact_url)
+        if before.dropped:
+            tx.after_commit(partial(log_dropped, before.dropped))
         summaries = [channel_key(url) for url, history in before.histories.items()
                      if gate.summary_due(history, now)]
         if summaries:

@@ -23,6 +23,7 @@ from receiver.oncall.handoffs import (
     next_handoff,
     notice_message,
 )
+from receiver.oncall.overrides import ADMIN, Actor, parse_change
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit, on_call
 from receiver.store import PlannedNotice, Transaction
@@ -124,11 +125,13 @@ async def test_a_run_time_override_moves_the_notice(tmp_path: Path) -> None:
 
 
 class Replica(HandoffNotices):
-    """One replica's handoff notices, counting the batches its timer fired."""
+    """One replica's handoff notices, counting the batches its timer fired. Its roster is
+    its own, told of nothing another replica commits (as one that has not read it yet)."""
 
     def __init__(self, store: PostgresStore, clock: FakeClock, config: Config) -> None:
         self.notifier = RecordingNotifier()
-        super().__init__(store, clock, self.notifier, Roster(), lambda: config)
+        self.roster = Roster()
+        super().__init__(store, clock, self.notifier, self.roster, lambda: config)
         self.fired = 0
 
     async def fire(self, ids: list[int]) -> None:
@@ -194,6 +197,80 @@ async def test_a_notice_another_replica_was_taking_goes_once(
         await other.stop()
         for store in stores:
             await store.close()
+
+
+# cy covers bo's first hour: the 10:00 UTC handoff is to cy, not bo.
+CY_AT_TEN = {"user": "cy", "layer": "primary", "start": "2026-01-05T10:00:00Z",
+             "end": "2026-01-05T10:30:00Z"}
+
+
+async def test_a_replica_whose_roster_lags_plans_the_handoff_the_store_holds(
+    tmp_path: Path, pg_dsn: str,
+) -> None:
+    """Two replicas on one database. An override made on one gives bo's 10:00 handoff to
+    cy; that replica plans cy's notice. The other plans again (a reload, another notice
+    fired) before it has read the override: it plans from the store's overrides, not from
+    its roster, so it leaves cy's notice as it is, and at 10:00 cy is told, not bo."""
+    config = hourly(tmp_path)
+    clock = FakeClock(T0 + timedelta(minutes=50))
+    stores = [PostgresStore(pg_dsn, pool_size=2) for _ in range(2)]
+    for store in stores:
+        await store.open()
+    current, lagging = Replica(stores[0], clock, config), Replica(stores[1], clock, config)
+    try:
+        for replica in (current, lagging):
+            await replica.start()
+        change = parse_change(CY_AT_TEN, config.schedules["payments"], config.users,
+                              clock.now())
+        made = await stores[0].write(
+            lambda tx: tx.add_overrides("payments", change, "ana", clock.now()))
+        current.roster.added(made)  # as OnCallService does once committed
+        await current.plan()
+        await lagging.plan()  # its roster has not the override
+        unsent = await stores[1].write(lambda tx: tx.unsent_notices())
+        assert [(n.user, n.at) for n in unsent] == [("cy", T0 + timedelta(hours=1))]
+        await clock.jump(timedelta(minutes=10))  # 10:00
+        sent = [current.notifier, lagging.notifier]
+        await on_clock_until(clock, lambda: any(notices(n) for n in sent), "a notice")
+        await on_clock_until(clock, lambda: not (current.in_flight or lagging.in_flight),
+                             "the sends to end")
+        assert [who for n in sent for who, _ in notices(n)] == ["cy"]
+    finally:
+        for replica in (current, lagging):
+            await replica.stop()
+        for store in stores:
+            await store.close()
+
+
+async def test_an_override_committed_while_notices_are_planned_is_planned_for(
+    tmp_path: Path,
+) -> None:
+    """An override commits while a plan of the notices is under way (the plan's job ran
+    first in the same batch): the roster tells of it, and the notices are planned once more
+    after, so cy hears of the 10:00 handoff, not bo."""
+    clock, notifier = FakeClock(T0 + timedelta(minutes=50)), RecordingNotifier()
+    daemon = start(tmp_path, clock, notifier)
+    await daemon.start()
+    api = Api(daemon, notifier, clock)
+    try:
+        await api.settle()
+        daemon.handoffs.replan()
+        await asyncio.sleep(0)  # the plan's job is queued: the override's goes behind it
+        await daemon.services.oncall.create("payments", CY_AT_TEN, Actor("ana", ADMIN))
+        await wait_until(lambda: _planned(daemon, "cy"), 10, "cy's notice planned")
+        await clock.jump(timedelta(minutes=10))
+        for _ in range(100):  # the notice's job and send run on threads: up to ~5 s loaded
+            await api.settle()
+            if notices(notifier):
+                break
+        assert [who for who, _ in notices(notifier)] == ["cy"]
+    finally:
+        await daemon.stop()
+
+
+async def _planned(daemon: Daemon, user: str) -> bool:
+    unsent = await daemon.store.write(lambda tx: tx.unsent_notices())
+    return [(n.user, n.at) for n in unsent] == [(user, T0 + timedelta(hours=1))]
 
 
 def test_next_handoff_skips_a_span_with_nobody() -> None:

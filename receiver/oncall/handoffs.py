@@ -12,6 +12,13 @@ loses that one notice, rather than risking it twice). A notice whose handoff no 
 happens as planned (an override moved it) or that came due while ackd was down and whose
 person is no longer on call, is dropped unsent.
 
+Plans and takes read the run-time overrides from the store, in their own transaction, not
+from the roster: a replica's roster is told of another replica's override only a moment
+after that commit (store NOTIFY, core/refresh.py), and a replica planning meanwhile from its
+roster put back the handoff the override had moved (the person no longer on call would be
+told, or the notice dropped at its time as "no longer on call"). The roster only says when to
+plan again; a change told while a plan runs gets one more plan after it.
+
 Replicas on one database each plan and arm every notice (the plans are one row), and each
 tries to take it at its time: the first takes it, and the others find it sent. One that
 finds it still unsent but not for the taking (another replica's transaction holds it, not
@@ -25,18 +32,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 
 from receiver.config.model import Config
 from receiver.core.clock import Clock
-from receiver.core.errors import StoreUnavailable
 from receiver.core.frozen import frozen
 from receiver.core.oneline import one_line
-from receiver.core.tasks import cancel
+from receiver.core.refresh import Refresh
 from receiver.escalation.timer import Scheduler
 from receiver.notify.notifier import Message, Notifier, NotifyType
+from receiver.oncall.overrides import RuntimeOverride, with_runtime
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import Schedule, next_change, on_call
 from receiver.store import PlannedNotice, Store, Transaction
@@ -106,10 +113,11 @@ class HandoffNotices:
         self._store = store
         self._clock = clock
         self._notifier = notifier
-        self._roster = roster
         self._config = config
         self.timer = Scheduler(clock, self.fire)
-        self._replanning: asyncio.Task[None] | None = None
+        # One plan at a time; asked during one, one more after it (it may have read the
+        # overrides before the change that asked committed).
+        self._replanning = Refresh("handoff notice plans", self.plan)
         self._sends: set[asyncio.Task[None]] = set()
         roster.listeners.append(self.replan)
 
@@ -126,36 +134,30 @@ class HandoffNotices:
 
     async def stop(self) -> None:
         await self.timer.stop()
-        await cancel(self._replanning)
+        await self._replanning.stop()
         if self._sends:
             await asyncio.wait(self._sends, timeout=5)
 
     def replan(self) -> None:
         """Who is on call may have changed (a reload, an override): plan again, soon."""
-        if self._replanning is None or self._replanning.done():
-            with contextlib.suppress(RuntimeError):  # no loop: nothing runs yet to plan for
-                self._replanning = asyncio.get_running_loop().create_task(self._replan())
-
-    async def _replan(self) -> None:
-        try:
-            await self.plan()
-        except StoreUnavailable as exc:
-            log.error("planning handoff notices failed: %s", exc)
+        with contextlib.suppress(RuntimeError):  # no loop: nothing runs yet to plan for
+            self._replanning()
 
     async def plan(self) -> None:
-        """Each notifying layer's next handoff planned (and armed), every other unplanned."""
+        """Each notifying layer's next handoff planned (and armed), every other unplanned,
+        by the schedules with the store's run-time overrides laid over them."""
         config, now = self._config(), self._clock.now()
-        wanted = []
-        for schedule in config.schedules.values():
-            if not schedule.handoff_notices:
-                continue
-            laid = self._roster.schedule(schedule)
-            for layer in laid.layers:
-                upcoming = next_handoff(laid, layer.name, now)
-                at, user = upcoming if upcoming is not None else (None, None)
-                wanted.append((schedule.name, layer.name, at, user))
+        notifying = [s for s in config.schedules.values() if s.handoff_notices]
 
         async def job(tx: Transaction) -> list[PlannedNotice]:
+            overrides = await tx.current_overrides(now) if notifying else []
+            wanted = []
+            for schedule in notifying:
+                laid = _laid(schedule, overrides)
+                for layer in laid.layers:
+                    upcoming = next_handoff(laid, layer.name, now)
+                    at, user = upcoming if upcoming is not None else (None, None)
+                    wanted.append((schedule.name, layer.name, at, user))
             await tx.unplan_others([(s, lay) for s, lay, _, _ in wanted], now)
             planned = [await tx.plan_notice(*w, now) for w in wanted]
             return [p for p in planned if p is not None]
@@ -168,8 +170,14 @@ class HandoffNotices:
 
         async def job(tx: Transaction) -> tuple[list[tuple[PlannedNotice, Message]], list[int]]:
             due = []
+            overrides: list[RuntimeOverride] | None = None  # read once something is taken
             for notice_id in ids:
-                taken = await self._take(tx, config, notice_id, now)
+                notice = await tx.take_notice(notice_id, now)
+                if notice is None:
+                    continue
+                if overrides is None:
+                    overrides = await tx.current_overrides(now)
+                taken = await _taken(tx, config, notice, overrides, now)
                 if taken is not None:
                     due.append(taken)
             if len(due) == len(ids):
@@ -188,29 +196,6 @@ class HandoffNotices:
             task.add_done_callback(self._sends.discard)
         self.replan()
 
-    async def _take(
-        self, tx: Transaction, config: Config, notice_id: int, now: datetime
-    ) -> tuple[PlannedNotice, Message] | None:
-        notice = await tx.take_notice(notice_id, now)
-        if notice is None:
-            return None
-        planned = config.schedules.get(notice.schedule)
-        if planned is None or notice.layer not in {lay.name for lay in planned.layers}:
-            return None
-        laid = self._roster.schedule(planned)
-        if on_call(laid, notice.layer, notice.at) != notice.user or on_call(
-            laid, notice.layer, now
-        ) != notice.user:
-            # Once committed (the take with it): the job may run again before (Store.write).
-            tx.after_commit(partial(
-                log.info, "handoff notice to %s for %s %s dropped: no longer on call",
-                notice.user, notice.schedule, notice.layer))
-            return None
-        teams = [t.name for t in config.teams.values() if t.schedule == notice.schedule]
-        incidents = await open_incidents(tx, teams)
-        until = next_change(laid, notice.layer, now)
-        return notice, notice_message(laid, notice, until, incidents)
-
     async def _send(self, config: Config, notice: PlannedNotice, message: Message) -> None:
         user = config.users.get(notice.user)
         if user is None:
@@ -221,6 +206,35 @@ class HandoffNotices:
             delivery = await self._notifier.send(contact.url, message)
             log.info("handoff notice to %s for %s %s: %s", notice.user, notice.schedule,
                      notice.layer, delivery.status)
+
+
+def _laid(planned: Schedule, overrides: Iterable[RuntimeOverride]) -> Schedule:
+    """`planned` (the running config's) with these run-time overrides of it laid over it."""
+    return with_runtime(planned, [o for o in overrides if o.schedule == planned.name])
+
+
+async def _taken(
+    tx: Transaction, config: Config, notice: PlannedNotice,
+    overrides: Sequence[RuntimeOverride], now: datetime,
+) -> tuple[PlannedNotice, Message] | None:
+    """The message of a notice just taken (marked sent), or None if it is dropped: its
+    schedule or layer is gone, or its person is not on call at its time or now."""
+    planned = config.schedules.get(notice.schedule)
+    if planned is None or notice.layer not in {lay.name for lay in planned.layers}:
+        return None
+    laid = _laid(planned, overrides)
+    if on_call(laid, notice.layer, notice.at) != notice.user or on_call(
+        laid, notice.layer, now
+    ) != notice.user:
+        # Once committed (the take with it): the job may run again before (Store.write).
+        tx.after_commit(partial(
+            log.info, "handoff notice to %s for %s %s dropped: no longer on call",
+            notice.user, notice.schedule, notice.layer))
+        return None
+    teams = [t.name for t in config.teams.values() if t.schedule == notice.schedule]
+    incidents = await open_incidents(tx, teams)
+    until = next_change(laid, notice.layer, now)
+    return notice, notice_message(laid, notice, until, incidents)
 
 
 async def open_incidents(tx: Transaction, teams: Sequence[str]) -> list[OpenIncident]:

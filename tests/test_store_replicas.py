@@ -437,6 +437,55 @@ async def test_a_dispatcher_passs_read_of_its_incidents_is_planned_once_per_conn
     assert generic > 0, (custom, generic)  # PostgreSQL tries custom plans first (5 in 15)
 
 
+async def test_a_jobs_finished_and_rescheduled_pages_are_planned_once_per_connection(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """The outbox rows a job finishes and reschedules, one or two of each, go in one statement
+    (held.py) that PostgreSQL plans for its first five executions on a connection, then
+    runs with its generic plan, on an outbox of some size (`= ANY` and `unnest` of a bare
+    parameter were costed at 10 rows generic and at the rows given custom, and planned at
+    every execution); each row finished or rescheduled as asked, a lease of another replica
+    left alone."""
+    replica, other = replicas[0].replica, replicas[1].replica  # alive: their sweeps keep
+    # the leases
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await _seed_resolved(conn)
+        rows = await conn.fetch(
+            "INSERT INTO outbox (incident_id, created_at, payload, next_attempt_at,"
+            " leased_from, leased_by) SELECT id, 1, '{}', 1, 1, $1 FROM incidents"
+            " ORDER BY id LIMIT 10000 RETURNING id", replica)
+        await conn.execute("ANALYZE outbox")
+        ids = [int(r[0]) for r in rows]
+        theirs = ids[-1]
+        await conn.execute("UPDATE outbox SET leased_by = $1 WHERE id = $2", other, theirs)
+        counting = _Counting(conn)
+        finished: list[int] = []
+        rescheduled: dict[int, int] = {}
+        for n in range(8):
+            async with conn.transaction():
+                tx = PostgresTransaction(counting, replica)  # type: ignore[arg-type]
+                for outbox_id in ids[4 * n:4 * n + 1 + n % 2]:  # one row, then two
+                    await tx.finish_outbox(outbox_id)
+                    finished.append(outbox_id)
+                for outbox_id in ids[4 * n + 2:4 * n + 3 + n % 2]:
+                    await tx.retry_outbox(outbox_id, n + 1, NOW)
+                    rescheduled[outbox_id] = n + 1
+                await tx.retry_outbox(theirs, 99, NOW)  # another replica's lease: stays
+                await tx.send_held()
+        custom, generic = await _plans_of_one_text(conn, counting)
+        left = {int(r[0]): (r[1], r[2], r[3]) for r in await conn.fetch(
+            "SELECT id, attempts, next_attempt_at, leased_by FROM outbox"
+            " WHERE id = ANY($1::bigint[])", [*finished, *rescheduled, theirs])}
+    finally:
+        await conn.close()
+    assert generic > 0, (custom, generic)  # PostgreSQL tries custom plans first (5 in 8)
+    assert left == {
+        **{i: (attempts, to_us(NOW), None) for i, attempts in rescheduled.items()},
+        theirs: (0, 1, other),
+    }
+
+
 async def test_the_pages_of_a_job_that_failed_are_not_sent_by_the_next_in_its_batch(
     replicas: list[PostgresStore],
 ) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -373,30 +376,47 @@ def test_routed_bodies_are_named_by_content_under_a_key_of_their_own() -> None:
     body = b'{"alerts": []}'
     assert bodies.name(body) == bodies.name(bytes(bytearray(body)))
     assert bodies.name(body) != bodies.name(body + b" ")
-    assert len(bodies.name(body)) == 16  # 128 bits: no chance collision in any lifetime
-    assert bodies.name(body) != other.name(body)  # keyed: a name says nothing outside
+    assert 0 <= bodies.name(body) < 2**128  # 128 bits: no chance collision in any lifetime
+    # Keyed, each half: a name says nothing outside, and neither half is the body's alone.
+    assert _differ_in_both_halves(bodies.name(body), bodies.name(body + b" "))
+    assert _differ_in_both_halves(bodies.name(body), other.name(body))
+
+
+def _differ_in_both_halves(one: int, two: int) -> bool:
+    low = 2**64 - 1
+    return one >> 64 != two >> 64 and one & low != two & low
+
+
+def test_routed_bodies_names_are_keyed_even_where_the_hash_seed_is_fixed() -> None:
+    """PYTHONHASHSEED fixes the interpreter's hash key; the memo's own prefixes stay random."""
+    code = ("from receiver.ingest.grouping import RoutedBodies;"
+            " print(RoutedBodies().name(b'{\"alerts\": []}'))")
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    names = [int(subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                                capture_output=True, text=True).stdout) for _ in range(2)]
+    assert _differ_in_both_halves(*names)
 
 
 def test_routed_bodies_are_forgotten_together_when_the_config_changes() -> None:
     """Incidents.use_config clears them: a reload may route the same bytes otherwise."""
     bodies = RoutedBodies()
     routed = [RoutedBody((("g", 1, 1),), 1, 1), RoutedBody((("g", 2, 1),), 1, 0)]
-    bodies.put(b"one", routed[0])
-    bodies.put(b"two", routed[1])
-    assert (len(bodies), bodies.get(b"one")) == (2, routed[0])
+    bodies.put(1, routed[0])
+    bodies.put(2, routed[1])
+    assert (len(bodies), bodies.get(1)) == (2, routed[0])
     bodies.clear()
-    assert (len(bodies), bodies.get(b"one"), bodies.get(b"two")) == (0, None, None)
+    assert (len(bodies), bodies.get(1), bodies.get(2)) == (0, None, None)
     assert bodies.memo.bytes == 0
 
 
 def test_routed_bodies_drop_the_least_recently_put_beyond_the_budget() -> None:
     routed = RoutedBody((("g", 1, 1),), 1, 1)
-    bodies = RoutedBodies(2 * MemoBytes.MAX_SHARE * _routed_bytes(b"", routed))
+    bodies = RoutedBodies(2 * MemoBytes.MAX_SHARE * _routed_bytes(0, routed))
     for n in range(2 * MemoBytes.MAX_SHARE):
-        bodies.put(bytes([n]), routed)
-    bodies.put(b"\x00", routed)  # put again: now the newest
-    bodies.put(b"new", routed)
-    assert [bodies.get(n) is not None for n in (b"\x00", b"\x01", b"new")] == [
+        bodies.put(n, routed)
+    bodies.put(0, routed)  # put again: now the newest
+    bodies.put(2**100, routed)
+    assert [bodies.get(n) is not None for n in (0, 1, 2**100)] == [
         True, False, True
     ]
     assert bodies.memo.bytes <= bodies.memo.budget

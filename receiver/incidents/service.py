@@ -167,7 +167,7 @@ class Incidents:
         config: Config,
         message: WebhookMessage,
         groups: dict[str, RoutedGroup],
-        name: bytes | None,
+        name: int | None,
         beats: heartbeats.Split | None,
     ) -> IngestResult:
         """`name` (RoutedBodies.name of the body) lets a resend of the same bytes skip the

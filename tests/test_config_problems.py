@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -187,3 +188,117 @@ def test_a_bad_schedule_zone_does_not_hide_the_rest_of_the_schedule(tmp_path: Pa
     assert any("schedules[0].timezone: unknown IANA time zone" in p for p in found), found
     assert any("schedules[0].layers[0].rotations[0].users[" in p and "unknown user 'zed'" in p
                for p in found), found
+
+
+def check_config(*argv: str, env: dict[str, str] | None = None,
+                 cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """`ackd check-config` in an environment without the example's ACKD_ variables, plus
+    `env`."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ACKD_")}
+    return subprocess.run(
+        [sys.executable, "-m", "receiver", "check-config", *argv], cwd=cwd,
+        capture_output=True, text=True, check=False, env={**clean, **(env or {})},
+    )
+
+
+REFUSED = ("refusing to listen on 0.0.0.0:9095 with secrets published in config.example.yaml"
+           " (webhook.bearer_token, api token of token 'ops-cli'): set ACKD_WEBHOOK_TOKEN and"
+           " set ACKD_API_TOKEN, or listen on 127.0.0.1")
+SECRETS = {"ACKD_WEBHOOK_TOKEN": "a-webhook-token-of-our-own",
+           "ACKD_API_TOKEN": "an-api-token-of-our-own"}
+
+
+def test_check_config_takes_serves_flags_and_refuses_what_serve_refuses() -> None:
+    """The example's published tokens are refused beyond loopback by `ackd serve`: with the
+    same --listen, check-config fails on them, naming the flag; with the variables that
+    replace them set, it passes."""
+    refused = check_config("config.example.yaml", "--listen", "0.0.0.0:9095",
+                           "--data-dir", "/var/lib/ackd")
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines() == [
+        f"config.example.yaml: --listen: {REFUSED}", "config.example.yaml: 1 problem(s)"]
+    passed = check_config("config.example.yaml", "--listen", "0.0.0.0:9095",
+                          "--data-dir", "/var/lib/ackd", env=SECRETS)
+    assert passed.returncode == 0, passed.stderr
+    assert passed.stdout == "config.example.yaml: OK\n"
+
+
+def test_check_config_names_a_bad_flag_beside_the_files_problems(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "config.example.yaml").read_text().replace(
+        "listen: 127.0.0.1:9095", "listen: 127.0.0.1:port"))
+    result = check_config(str(bad), "config.example.yaml", "--listen", "9095")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        f"{bad}:8: listen: listen must be HOST:PORT, got '127.0.0.1:port'",
+        f"{bad}: --listen: listen must be HOST:PORT, got '9095'",
+        f"{bad}: 2 problem(s)",
+        "config.example.yaml: --listen: listen must be HOST:PORT, got '9095'",
+        "config.example.yaml: 1 problem(s)",
+    ]
+
+
+def test_check_config_refuses_what_serve_refuses_from_the_file_alone(tmp_path: Path) -> None:
+    """Listening beyond loopback set in the file (or by a variable in it): the problem is at
+    the file's `listen`, and names the variable that set it."""
+    text = (ROOT / "config.example.yaml").read_text()
+    wide = tmp_path / "wide.yaml"
+    wide.write_text(text.replace("listen: 127.0.0.1:9095", "listen: 0.0.0.0:9095"))
+    result = check_config(str(wide))
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == f"{wide}:8: listen: {REFUSED}"
+    from_env = tmp_path / "env.yaml"
+    from_env.write_text(text.replace("listen: 127.0.0.1:9095", "listen: ${ACKD_LISTEN}"))
+    result = check_config(str(from_env), env={"ACKD_LISTEN": "0.0.0.0:9095"})
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[0] == \
+        f"{from_env}:8: listen: {REFUSED} (from ${{ACKD_LISTEN}})"
+    assert check_config(str(from_env), env={"ACKD_LISTEN": "127.0.0.1:9095"}).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("line", "environ", "expected"),
+    [
+        ("listen: ${ACKD_LISTEN}", {"ACKD_LISTEN": "nowhere"},
+         "c.yaml:8: listen: listen must be HOST:PORT, got 'nowhere' (from ${ACKD_LISTEN})"),
+        ("listen: ${HOST}:${PORT}", {"HOST": "127.0.0.1", "PORT": "x"},
+         "c.yaml:8: listen: listen must be HOST:PORT, got '127.0.0.1:x' (from ${HOST}, ${PORT})"),
+        ("listen: ${HOST:-127.0.0.1}:x", {},  # a default is the file's own text
+         "c.yaml:8: listen: listen must be HOST:PORT, got '127.0.0.1:x'"),
+        ("listen: ${HOST}:${PORT}", {"HOST": "127.0.0.1"},
+         "c.yaml:8: listen: environment variable PORT is not set"),
+    ],
+    ids=["one variable", "two", "a default", "one unset"],
+)
+def test_a_problem_in_a_value_a_variable_set_names_the_variable(
+    line: str, environ: dict[str, str], expected: str,
+) -> None:
+    text = (ROOT / "config.example.yaml").read_text().replace(
+        "listen: 127.0.0.1:9095", line)
+    with pytest.raises(ConfigError) as caught:
+        config.parse("c.yaml", text, environ={**SECRETS, **environ})
+    assert str(caught.value.problems[0]) == expected
+
+
+def test_check_config_reads_a_secret_file_as_serve_does(tmp_path: Path) -> None:
+    """A *_file key names a file relative to the config's directory: check-config reads it
+    (a missing one is a problem at that key), and a published token in it is refused beyond
+    loopback as an inline one is."""
+    text = (ROOT / "config.example.yaml").read_text().replace(
+        "bearer_token: ${ACKD_WEBHOOK_TOKEN:-change-me}",
+        "bearer_token_file: secrets/webhook-token")
+    (tmp_path / "ackd.yaml").write_text(text)
+    missing = check_config("ackd.yaml", cwd=tmp_path)
+    assert missing.returncode == 1
+    assert missing.stderr.splitlines()[0] == ("ackd.yaml:25: webhook.bearer_token_file: [Errno 2]"
+                                              " No such file or directory: 'secrets/webhook-token'")
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "webhook-token").write_text("change-me\n")
+    assert check_config("ackd.yaml", cwd=tmp_path).returncode == 0  # on loopback
+    wide = check_config("ackd.yaml", "--listen", "[::]:9095", cwd=tmp_path,
+                        env={"ACKD_API_TOKEN": "an-api-token-of-our-own"})
+    assert wide.returncode == 1
+    assert wide.stderr.splitlines()[0] == (
+        "ackd.yaml: --listen: refusing to listen on :::9095 with secrets published in"
+        " config.example.yaml (webhook.bearer_token): set ACKD_WEBHOOK_TOKEN, or listen on"
+        " 127.0.0.1")

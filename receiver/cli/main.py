@@ -12,7 +12,6 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from logging.handlers import QueueHandler, QueueListener
@@ -105,10 +104,16 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser(
         "check-config", help="validate configuration files (exit 1 on errors)",
         description="Validate configuration files: every problem, with file, line and key. "
-        "Exit 1 if any file has one; run it in CI before a config is merged. A schedule "
-        "layer with nobody on call for part of the next 4 weeks is a warning (exit 0).",
+        "Exit 1 if any file has one; run it in CI before a config is merged. Each file is "
+        "checked as `ackd serve` would run it: with the environment's ${VARIABLES}, the "
+        "files its *_file keys name, and the --listen and --data-dir given here as serve "
+        "would be given them (a problem in a flag names the flag; one in a value a variable "
+        "set names the variable). A schedule layer with nobody on call for part of the next "
+        "4 weeks is a warning (exit 0).",
     )
     check.add_argument("files", nargs="+")
+    check.add_argument("--listen", help="HOST:PORT, as `ackd serve --listen` would be given")
+    check.add_argument("--data-dir", help="as `ackd serve --data-dir` would be given")
     check.add_argument(
         "--since", type=_iso_instant, metavar="ISO",
         help="look for on-call gaps from this time (default: now); without a zone, UTC",
@@ -314,21 +319,22 @@ def _load(path: str) -> Config | None:
         return None
 
 
+def _overrides(args: argparse.Namespace) -> config_module.Overrides:
+    """The flags of serve (and of the commands that share some) over the file's keys."""
+    return config_module.Overrides(getattr(args, "listen", None), getattr(args, "data_dir", None))
+
+
 def _serve(args: argparse.Namespace) -> int:
     from receiver.app.daemon import serve
 
     config = _load(args.config)
     if config is None:
         return 1
-    if args.listen:
-        try:
-            host, port = parse_listen(args.listen)
-        except ValueError as exc:
-            print(f"--listen: {exc}", file=sys.stderr)
-            return 2
-        config = replace(config, listen_host=host, listen_port=port)
-    if args.data_dir:
-        config = replace(config, data_dir=Path(args.data_dir))
+    try:
+        config = _overrides(args).apply(config)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     try:
         with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             # uvloop: libuv's event loop and transports in C, the same asyncio API.
@@ -351,8 +357,7 @@ def _migrate(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    if args.data_dir:
-        config = replace(config, data_dir=Path(args.data_dir))
+    config = _overrides(args).apply(config)
     found = config  # the contacts that migration 4 matches older outbox rows against
 
     def contact_index(name: str, kind: str, url: str) -> int | None:
@@ -376,8 +381,7 @@ def _backup(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return 1
-    if args.data_dir:
-        config = replace(config, data_dir=Path(args.data_dir))
+    config = _overrides(args).apply(config)
     try:
         done = backup(config.db_path, Path(args.path))
     except BackupError as exc:
@@ -428,7 +432,7 @@ def _check_config(args: argparse.Namespace) -> int:
     failed = 0
     for file in args.files:
         try:
-            config = config_module.load(file)
+            config = config_module.check(file, _overrides(args))
         except ConfigError as exc:
             failed += 1
             print(exc, file=sys.stderr)

@@ -3,7 +3,8 @@
 Config errors must name the file, the line and the key. PyYAML's composed node tree carries
 marks; we walk it once, building the data and recording where every path came from. `${VAR}`
 and `${VAR:-default}` are expanded in string scalars only (never in keys, never by re-parsing
-text), so an environment value cannot inject YAML structure.
+text), so an environment value cannot inject YAML structure. A problem at a value that a
+variable set says so (`(from ${VAR})`): the file's line alone does not show what was wrong.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ class Located:
     lines: dict[Path, int] = field(default_factory=dict)
     walked: int = 0
     inside: set[int] = field(default_factory=set)  # the collections being walked, by id
+    # The variables whose values a string took, by its path (only those the environment set).
+    variables: dict[Path, tuple[str, ...]] = field(default_factory=dict)
 
     def line(self, path: Path) -> int | None:
         """The line of `path`, or of its nearest ancestor that has one."""
@@ -43,6 +46,9 @@ class Located:
         return self.lines.get((), None)
 
     def problem(self, path: Path, message: str) -> ConfigProblem:
+        names = self.variables.get(path)
+        if names:
+            message += f" (from {', '.join(f'${{{name}}}' for name in names)})"
         return ConfigProblem(self.file, self.line(path), render_path(path), message)
 
 
@@ -132,13 +138,19 @@ def _walk_mapping(
 def _expand(
     value: str, path: Path, out: Located, env: Mapping[str, str], problems: list[ConfigProblem]
 ) -> str:
+    used: list[str] = []
+
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env and (env[name] != "" or default is None):
+            used.append(name)
             return env[name]
         if default is not None:
             return default
         problems.append(out.problem(path, f"environment variable {name} is not set"))
         return ""
 
-    return _ENV.sub(substitute, value)
+    expanded = _ENV.sub(substitute, value)
+    if used:
+        out.variables[path] = tuple(dict.fromkeys(used))
+    return expanded

@@ -9,13 +9,18 @@ what spans the file and builds that section's runtime values, appending every pr
 one Builder: server (listen, auth, tokens, links, limits), people (severities, users,
 channels), schedules (schedules, teams), policies, routes, notifications, storage. Only the
 daemon and the CLI import this package: everything else is handed a built Config.
+
+`ackd serve` runs the file with its command line's overrides (`Overrides`: --listen,
+--data-dir) and refuses at start what config.model.example_secrets_in_use refuses; `check`
+builds the config as serve would and reports those too, so `ackd check-config` given the same
+flags and environment passes exactly what serve would run.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from receiver.config import problems as schema_problems
@@ -31,24 +36,89 @@ from receiver.config.build import (
     storage,
 )
 from receiver.config.build.builder import Builder
-from receiver.config.model import Config
+from receiver.config.model import Config, example_secrets_in_use
+from receiver.config.yamlsource import Located
 from receiver.config.yamlsource import load as load_yaml
 from receiver.core.errors import ConfigError, ConfigProblem
 from receiver.notify.messages import Templates
 
 
+@dataclass(frozen=True, slots=True)
+class Overrides:
+    """What `ackd serve` is given on its command line over the file's keys (an empty value
+    is no override, as for serve)."""
+
+    listen: str | None = None  # --listen HOST:PORT, over `listen`
+    data_dir: str | None = None  # --data-dir DIR, over `data_dir`
+
+    def problems(self, file: str) -> list[ConfigProblem]:
+        """Each bad value, named by its flag, for this file's report."""
+        if self.listen:
+            try:
+                server.parse_listen(self.listen)
+            except ValueError as exc:
+                return [ConfigProblem(file, None, "--listen", str(exc))]
+        return []
+
+    def apply(self, config: Config) -> Config:
+        """The config with these laid over it; ValueError names the flag whose value is bad."""
+        for problem in self.problems(config.source):
+            raise ValueError(f"{problem.key}: {problem.message}")
+        if self.listen:
+            host, port = server.parse_listen(self.listen)
+            config = replace(config, listen_host=host, listen_port=port)
+        if self.data_dir:
+            config = replace(config, data_dir=Path(self.data_dir))
+        return config
+
+
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
+    return _parse(str(path), _read(path), environ)[1]
+
+
+def check(
+    path: str | Path, overrides: Overrides | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """The Config `ackd serve` would run from this file with these overrides, or ConfigError
+    with every problem: the file's (file, line, key), a flag's (named by the flag), and what
+    serve refuses at start: the example's published secrets when it would listen beyond
+    loopback, located at the flag that set where, else at the file's `listen`."""
     file = str(path)
+    overrides = overrides or Overrides()
+    flags = overrides.problems(file)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        located, config = _parse(file, _read(path), environ)
+    except ConfigError as exc:
+        raise ConfigError(exc.problems + flags) from exc
+    if flags:
+        raise ConfigError(flags)
+    config = overrides.apply(config)
+    refused = example_secrets_in_use(config)
+    if refused is not None:
+        where = (ConfigProblem(file, None, "--listen", refused) if overrides.listen
+                 else located.problem(("listen",), refused))
+        raise ConfigError([where])
+    return config
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([ConfigProblem(file, None, "(file)", f"cannot read: {exc}")]) from exc
-    return parse(file, text, environ)
+        unread = ConfigProblem(str(path), None, "(file)", f"cannot read: {exc}")
+        raise ConfigError([unread]) from exc
 
 
 def parse(file: str, text: str, environ: Mapping[str, str] | None = None) -> Config:
     """The Config, or ConfigError with every problem of the file: unset variables, the
     schema's, and the cross-reference checks on what the schema let through."""
+    return _parse(file, text, environ)[1]
+
+
+def _parse(
+    file: str, text: str, environ: Mapping[str, str] | None
+) -> tuple[Located, Config]:
     unset: list[ConfigProblem] = []
     located = load_yaml(file, text, environ, collect=unset)
     spec, problems, pruned = schema_problems.validate(located)
@@ -63,7 +133,7 @@ def parse(file: str, text: str, environ: Mapping[str, str] | None = None) -> Con
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     assert config is not None
-    return replace(config, digest=hashlib.sha256(text.encode()).hexdigest())
+    return located, replace(config, digest=hashlib.sha256(text.encode()).hexdigest())
 
 
 def build(b: Builder) -> Config | None:

@@ -12,9 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import jsonschema
 import pytest
 
 from receiver.cli.learning import drill_lines
+from receiver.web.openapi import SCHEMAS
 from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, ROOT, ackd_for
 from tests.sinks import HttpSink
 from tests.test_api import Api, start_api
@@ -130,6 +132,7 @@ async def test_a_drill_pages_like_an_incident_and_reports_itself(api: Api) -> No
     assert [(r["recipient"], r["channel"], r["step"], r["reason"], r["delivered"])
             for r in report["reached"]] == [
         ("ana", "json", "1", "triggered", True), ("ana", "json", None, "acknowledged", True)]
+    jsonschema.validate(report, SCHEMAS["DrillReport"])  # as the API's document says
 
 
 async def test_a_drill_reassigned_to_a_person_names_the_steps_as_the_reports_do(
@@ -157,3 +160,29 @@ async def test_a_drill_reassigned_to_a_person_names_the_steps_as_the_reports_do(
     assert drill_lines(report)[1:4] == [
         "  +0.0s step 1 paged ana", "  +0.0s step reassigned paged cy",
         "  +300.0s step 1 paged ana"]
+    # As the API's document describes it: steps are strings, a note's step null.
+    jsonschema.validate(report, SCHEMAS["DrillReport"])
+    jsonschema.validate(started, SCHEMAS["DrillReport"])
+
+
+async def test_the_readme_shows_what_a_drill_prints(api: Api) -> None:
+    """README's drill example is a real one: payments' primary ana paged at once, the
+    secondary bo at 5 minutes, ana acknowledging at 6m12s, then the drill resolved."""
+    block = (ROOT / "README.md").read_text().split("$ ackd drill payments\n", 1)[1]
+    shown = block.split("\n```", 1)[0].splitlines()
+    status, started = await api.call("POST", "/api/v1/drills", {"team": "payments"})
+    assert status == 201, started
+    number = started["incident"]
+    assert shown[0] == (f"drill #{number} started for {started['team']} ({started['severity']},"
+                        " policy standard); waiting up to 10m for an acknowledgement")
+    await api.settle()
+    await api.clock.jump(timedelta(minutes=5))
+    await api.settle()
+    await api.clock.jump(timedelta(seconds=72))
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN))[0] == 200
+    await api.settle()
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/resolve"))[0] == 200
+    await api.settle()
+    status, report = await api.call("GET", f"/api/v1/drills/{number}")
+    assert status == 200
+    assert drill_lines(report) == shown[1:]

@@ -78,6 +78,12 @@ ICS = _answer("an iCalendar file", {"type": "string"}, "text/calendar")
 FEED = _answer("the feed's address", {"type": "object", "properties": {
     "url": {"type": "string", "description": "`{external_url}/feeds/{token}.ics`"}}})
 
+# A step as the reports name it (incidents.facts.StepFired.name): the policy's own steps from
+# "1", and "reassigned" for the person an incident was reassigned to, paged ahead of them.
+STEP: Schema = {"type": "string", "pattern": "^([1-9][0-9]*|reassigned)$",
+                "description": "the policy's step from \"1\", or \"reassigned\" for the person"
+                               " the incident was reassigned to, paged ahead of the policy"}
+
 SCHEMAS: dict[str, Schema] = {
     "Error": {
         "type": "object", "required": ["error"],
@@ -125,6 +131,39 @@ SCHEMAS: dict[str, Schema] = {
                        "actor": {"type": "string"}, "detail": {"type": "object"}},
     },
     "Override": {"type": "object", "additionalProperties": True},
+    "DrillReport": {
+        "type": "object",
+        "required": ["incident", "team", "severity", "policy", "state", "started_at", "steps",
+                     "reached", "acknowledged_by", "acknowledged_after_seconds"],
+        "properties": {
+            "incident": {"type": "integer"}, "team": {"type": "string"},
+            "severity": {"type": "string"}, "policy": {"type": "string"},
+            "state": {"type": "string", "enum": ["triggered", "acknowledged", "resolved"]},
+            "started_at": {"type": "string"},
+            "steps": {"type": "array", "description": "the steps fired, in order", "items": {
+                "type": "object", "required": ["after_seconds", "step", "paged"],
+                "properties": {"after_seconds": {"type": "number"}, "step": STEP,
+                               "paged": {"type": "array", "items": {"type": "string"}}},
+            }},
+            "reached": {"type": "array", "description": "every message sent or failed",
+                        "items": {
+                "type": "object",
+                "required": ["after_seconds", "step", "recipient", "channel", "reason",
+                             "delivered"],
+                "properties": {
+                    "after_seconds": {"type": "number"},
+                    "step": {"anyOf": [STEP, {"type": "null"}],
+                             "description": "null: a message outside the steps (a note)"},
+                    "recipient": {"type": "string"},
+                    "channel": {"type": "string", "description": "the URL's scheme"},
+                    "reason": {"type": "string"}, "delivered": {"type": "boolean"},
+                    "error": {"type": "string"},
+                },
+            }},
+            "acknowledged_by": {"type": ["string", "null"]},
+            "acknowledged_after_seconds": {"type": ["number", "null"]},
+        },
+    },
 }
 
 ROUTES: dict[str, dict[str, Schema]] = {
@@ -258,7 +297,7 @@ ROUTES: dict[str, dict[str, Schema]] = {
     },
     "/api/v1/drills": {
         "post": _op("start a drill: a marked test incident through the team's escalation", {
-            "201": _answer("the drill's report", {"type": "object"}), "400": BAD,
+            "201": _answer("the drill's report", _ref("DrillReport")), "400": BAD,
         }, tag="learning", scope="admin", body=_body({
             "type": "object", "required": ["team"],
             "properties": {"team": {"type": "string"}, "severity": {"type": "string"}},
@@ -266,7 +305,7 @@ ROUTES: dict[str, dict[str, Schema]] = {
     },
     "/api/v1/drills/{id}": {
         "get": _op("who a drill reached, how, and how fast it was acknowledged", {
-            "200": _answer("the drill's report", {"type": "object"}), "400": BAD,
+            "200": _answer("the drill's report", _ref("DrillReport")), "400": BAD,
             "404": _error("no such drill"),
         }, tag="learning", scope="read", parameters=[ID]),
     },

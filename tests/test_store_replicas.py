@@ -486,6 +486,85 @@ async def test_a_jobs_finished_and_rescheduled_pages_are_planned_once_per_connec
     }
 
 
+async def test_a_batchs_row_versions_are_known_without_reading_them_again(
+    replicas: list[PostgresStore], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The versions a batch's commit reports for its incidents (what webhook memos hold) are
+    the rows' xmin as committed: for an incident the batch inserted or wrote, its transaction
+    id; for one it only read, the xmin it read (locked, unchanged); for one it resolved, none.
+    A batch without savepoints knows them without a statement; one run again in savepoints
+    (a job failed) reads them, as its rows carry the savepoints' ids."""
+    store = replicas[0]
+    ids = {key: await store.write(lambda tx, k=key: tx.insert_incident(new_incident(k), None))
+           for key in ("read", "written", "resolved")}
+    reads: list[list[int]] = []
+    versions_of = PostgresTransaction._versions_of
+
+    async def counted(tx: PostgresTransaction, incident_ids: list[int]) -> dict[int, int]:
+        reads.append(list(incident_ids))
+        return await versions_of(tx, incident_ids)
+
+    monkeypatch.setattr(PostgresTransaction, "_versions_of", counted)
+
+    async def batch(failing: bool) -> dict[str, int]:
+        reported: dict[str, int] = {}
+
+        def versioned(tx: Transaction, key: str, incident_id: int) -> None:
+            tx.after_commit_versioned(incident_id, lambda v: reported.__setitem__(key, v))
+
+        async def opens(tx: Transaction) -> None:
+            found = await tx.open_group(f"new{len(reads)}{failing}")
+            assert found is None
+            versioned(tx, "new", await tx.insert_incident(
+                new_incident(f"new{len(reads)}{failing}"), None))
+
+        async def reads_only(tx: Transaction) -> None:
+            found = await tx.open_group("read")
+            assert found is not None
+            versioned(tx, "read", found.incident_id)
+
+        async def writes(tx: Transaction) -> None:
+            found = await tx.open_group("written")
+            assert found is not None
+            await tx.update_incident(found.incident_id, NOW, summary=f"w{failing}")
+            versioned(tx, "written", found.incident_id)
+
+        async def resolves(tx: Transaction) -> None:
+            found = await tx.open_group("resolved")
+            assert found is not None
+            await tx.update_incident(found.incident_id, NOW, state=IncidentState.RESOLVED,
+                                     resolved_at=NOW)
+            versioned(tx, "resolved", found.incident_id)
+
+        async def fails(tx: Transaction) -> None:
+            raise RuntimeError("this job fails")
+
+        jobs = [opens, reads_only, writes, resolves] + ([fails] if failing else [])
+        results = await asyncio.gather(*(store.write(j) for j in jobs), return_exceptions=True)
+        assert results == [None] * 4 + ([results[4]] if failing else []), results
+        return reported
+
+    reported = await batch(failing=False)
+    assert reads == []
+    rows = await replicas[1]._fetch(
+        "SELECT group_key, xmin::text::bigint, state FROM incidents ORDER BY id")
+    committed = {r[0]: int(r[1]) for r in rows if r[2] != "resolved"}
+    assert reported == {"new": committed["new0False"], "read": committed["read"],
+                        "written": committed["written"]}
+    assert committed["read"] != committed["written"] == committed["new0False"]
+    # Run again in savepoints: the rows carry the savepoints' ids, read before COMMIT.
+    await store.write(lambda tx: tx.update_incident(ids["read"], NOW, summary="again"))
+    ids["resolved"] = await store.write(
+        lambda tx: tx.insert_incident(new_incident("resolved"), None))
+    reported = await batch(failing=True)
+    assert len(reads) == 1
+    rows = await replicas[1]._fetch(
+        "SELECT group_key, xmin::text::bigint FROM incidents WHERE state != 'resolved'")
+    committed = {r[0]: int(r[1]) for r in rows}
+    assert reported == {"new": committed["new0True"], "read": committed["read"],
+                        "written": committed["written"]}
+
+
 async def test_the_pages_of_a_job_that_failed_are_not_sent_by_the_next_in_its_batch(
     replicas: list[PostgresStore],
 ) -> None:

@@ -58,6 +58,7 @@ class DeadlineStatements(Statements):
     async def set_escalation(self, incident_id: int, state: dict[str, Any]) -> None:
         text = dumps(state)
         self._held.update(incident_id, {"escalation": text})  # sent with the next statement
+        self._written.add(incident_id)
         self._escalations[incident_id] = text
 
     async def arm(

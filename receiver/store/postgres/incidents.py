@@ -63,14 +63,19 @@ PEEK = (
 # incident: one round trip for what the ingest path asks first. The locking read is a CTE of
 # its own so that it locks the incident's row only, not its alerts'; `known` is an aggregate,
 # so there is one row whether or not the group has an open incident.
+#
+# With them, what the batch's commit reports as the incident's row version (transaction.py's
+# read_versions) without reading it again: the row's xmin as locked here, and the batch's
+# own transaction id (its low 32 bits, as xmin shows it), which every row the batch writes
+# will carry.
 OPEN_GROUP = (
-    f"WITH open AS (SELECT {INCIDENT_COLUMNS}, escalation FROM incidents"
+    f"WITH open AS (SELECT {INCIDENT_COLUMNS}, escalation, xmin::text::bigint FROM incidents"
     " WHERE group_key = $1 AND state != 'resolved' FOR NO KEY UPDATE),"
     " known AS (SELECT array_agg(a.fingerprint) AS fps, array_agg(a.starts_at) AS starts,"
     " array_agg(a.status) AS statuses, array_agg(a.ends_at) AS ends"
     " FROM alerts a JOIN open o ON a.incident_id = o.id)"
     " SELECT (SELECT max(id) FROM incidents WHERE group_key = $1), k.fps, k.starts,"
-    " k.statuses, k.ends, o.* FROM known k LEFT JOIN open o ON true"
+    " k.statuses, k.ends, txid_current() & 4294967295, o.* FROM known k LEFT JOIN open o ON true"
 )
 
 
@@ -81,12 +86,14 @@ class IncidentStatements(Statements):
         group's last incident: what the ingest path asks next, answered without a round
         trip (incident(), escalation(), last_incident_id())."""
         row = (await self._all(OPEN_GROUP, group_key))[0]
-        if row[5] is None:  # no open incident: the group's last one is what a new one follows
+        self._xid = int(row[5])
+        if row[6] is None:  # no open incident: the group's last one is what a new one follows
             self._last_ids[group_key] = None if row[0] is None else int(row[0])
             return None
-        incident = incident_from_row(tuple(row[5:23]))
+        incident = incident_from_row(tuple(row[6:24]))
         self._incidents[incident.id] = incident
-        self._escalations[incident.id] = row[23]
+        self._escalations[incident.id] = row[24]
+        self._xmins[incident.id] = int(row[25])
         current: dict[str, KnownAlert] = {}
         for fingerprint, starts_at, status, ends_at in zip(
             row[1] or (), row[2] or (), row[3] or (), row[4] or (), strict=True
@@ -147,6 +154,7 @@ class IncidentStatements(Statements):
         )
         self._escalations[incident_id] = None
         self._new_deadlines[incident_id] = set()
+        self._written.add(incident_id)
         return incident_id
 
     async def incident(self, incident_id: int) -> Incident:
@@ -242,6 +250,7 @@ class IncidentStatements(Statements):
         values = {k: _column_value(v) for k, v in fields.items()}
         values["updated_at"] = to_us(now)
         self._held.update(incident_id, values)
+        self._written.add(incident_id)
         known = self._incidents.get(incident_id)
         if known is not None:
             self._incidents[incident_id] = replace(known, updated_at=now, **fields)

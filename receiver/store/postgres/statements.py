@@ -101,6 +101,16 @@ class Statements:
         # Outbox rows enqueued and not sent yet, in order: (incident, created and due in
         # µs, payload). Sent with the held writes (_writes).
         self._outbox: list[tuple[int, int, str]] = []
+        # What the batch's commit reports as its incidents' row versions (transaction.py's
+        # read_versions): the batch's transaction id (low 32 bits, as xmin shows it), the
+        # xmin of the incidents read by open_group (locked: it stays until the commit unless
+        # the batch writes the row), and the incidents whose row the batch wrote (inserted,
+        # columns set, escalation set). Every statement here that writes an incident's row
+        # adds it; one left out would only cost a read of its version (a version wrong either
+        # way is never one the row has, so a memo holding it is never taken: grouping.py).
+        self._xid: int | None = None
+        self._xmins: dict[int, int] = {}
+        self._written: set[int] = set()
         # The deadlines the batch armed, as their notifications' payloads ("id:due_us"):
         # sent once it committed, in a statement of their own (store.py, `announce`).
         self.announcements: list[str] = []

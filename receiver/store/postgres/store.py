@@ -407,7 +407,7 @@ class PostgresStore:
                     if not committed:
                         # A run again remembers nothing of the one before (memos, held
                         # writes, after-commit callbacks, announcements).
-                        tx = PostgresTransaction(conn, self.replica)
+                        tx = PostgresTransaction(conn, self.replica, savepoints=True)
                         outcomes = []
                         await _in_transaction(conn, "BEGIN; SAVEPOINT job",
                                               partial(_run_careful, conn, tx, batch, outcomes))

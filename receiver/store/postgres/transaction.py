@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from receiver.core.model import IncidentState
 from receiver.store.postgres.channels import ChannelStatements
 from receiver.store.postgres.deadlines import DeadlineStatements
 from receiver.store.postgres.feeds import FeedStatements
@@ -27,9 +28,13 @@ class PostgresTransaction(
 ):
     """One batch's statements: `store.Transaction` on PostgreSQL."""
 
-    def __init__(self, conn: Connection, replica: int | None = None) -> None:
+    def __init__(self, conn: Connection, replica: int | None = None, *,
+                 savepoints: bool = False) -> None:
         super().__init__(conn)
         self.replica = replica  # what this replica's leases carry (replicas.py)
+        # Whether the batch runs its jobs in savepoints: a row a job writes there carries
+        # its savepoint's own transaction id, not the batch's (see read_versions).
+        self._savepoints = savepoints
         self._after_commit: list[Callable[[], None]] = []
         # The incidents whose row version the batch's commit must report (after_commit_
         # versioned), and those versions, read once all its jobs ran (read_versions).
@@ -53,10 +58,33 @@ class PostgresTransaction(
             callback(version)
 
     async def read_versions(self) -> None:
-        """Read the versions after_commit_versioned asked for, in one statement, as the last
-        of the batch before COMMIT (a later job may write the same row again)."""
-        if self._versioned:
-            self._versions = await self._versions_of(sorted(self._versioned))
+        """The versions after_commit_versioned asked for, once all the batch's jobs ran (a
+        later job may write the same row again). In a batch without savepoints they are known
+        without a statement: a row the batch wrote carries its transaction id as xmin, a row
+        it only read keeps the xmin read with it (locked, no one else writes it); an incident
+        the batch resolved has none (it holds no memo), as the read says. Otherwise (a row
+        known neither way, or savepoints) they are read in one statement, the last of the
+        batch before COMMIT."""
+        if not self._versioned:
+            return
+        if not self._savepoints:
+            known: dict[int, int] = {}
+            for incident_id in self._versioned:
+                incident = self._incidents.get(incident_id)
+                if incident is None:
+                    break
+                if incident_id in self._written and self._xid is not None:
+                    version = self._xid
+                elif incident_id not in self._written and incident_id in self._xmins:
+                    version = self._xmins[incident_id]
+                else:
+                    break
+                if incident.state is not IncidentState.RESOLVED:
+                    known[incident_id] = version
+            else:
+                self._versions = known
+                return
+        self._versions = await self._versions_of(sorted(self._versioned))
 
     def mark(self) -> tuple[int, int]:
         return len(self._after_commit), len(self.announcements)

@@ -67,7 +67,9 @@ PEEK = (
 # With them, what the batch's commit reports as the incident's row version (transaction.py's
 # read_versions) without reading it again: the row's xmin as locked here, and the batch's
 # own transaction id (its low 32 bits, as xmin shows it), which every row the batch writes
-# will carry.
+# will carry. Asking for it gives the transaction an id if it had none, as locking the open
+# incident's row does anyway (a row lock records its holder's id): a batch that opens or
+# changes nothing writes its commit record all the same.
 OPEN_GROUP = (
     f"WITH open AS (SELECT {INCIDENT_COLUMNS}, escalation, xmin::text::bigint FROM incidents"
     " WHERE group_key = $1 AND state != 'resolved' FOR NO KEY UPDATE),"

@@ -67,9 +67,10 @@ PEEK = (
 # With them, what the batch's commit reports as the incident's row version (transaction.py's
 # read_versions) without reading it again: the row's xmin as locked here, and the batch's
 # own transaction id (its low 32 bits, as xmin shows it), which every row the batch writes
-# will carry. Asking for it gives the transaction an id if it had none, as locking the open
-# incident's row does anyway (a row lock records its holder's id): a batch that opens or
-# changes nothing writes its commit record all the same.
+# will carry. Asked for only with an open incident: locking its row gives the transaction an
+# id anyway (a row lock records its holder's id), where asking without one would give an id
+# (and a commit record to flush) to a batch that may write nothing (a resend of a group
+# resolved already); an incident inserted brings the id back itself (insert_incident).
 OPEN_GROUP = (
     f"WITH open AS (SELECT {INCIDENT_COLUMNS}, escalation, xmin::text::bigint FROM incidents"
     " WHERE group_key = $1 AND state != 'resolved' FOR NO KEY UPDATE),"
@@ -77,7 +78,8 @@ OPEN_GROUP = (
     " array_agg(a.status) AS statuses, array_agg(a.ends_at) AS ends"
     " FROM alerts a JOIN open o ON a.incident_id = o.id)"
     " SELECT (SELECT max(id) FROM incidents WHERE group_key = $1), k.fps, k.starts,"
-    " k.statuses, k.ends, txid_current() & 4294967295, o.* FROM known k LEFT JOIN open o ON true"
+    " k.statuses, k.ends, CASE WHEN o.id IS NULL THEN NULL ELSE txid_current() & 4294967295 END,"
+    " o.* FROM known k LEFT JOIN open o ON true"
 )
 
 
@@ -88,7 +90,6 @@ class IncidentStatements(Statements):
         group's last incident: what the ingest path asks next, answered without a round
         trip (incident(), escalation(), last_incident_id())."""
         row = (await self._all(OPEN_GROUP, group_key))[0]
-        self._xid = int(row[5])
         if row[6] is None:  # no open incident: the group's last one is what a new one follows
             self._last_ids[group_key] = None if row[0] is None else int(row[0])
             return None
@@ -96,6 +97,7 @@ class IncidentStatements(Statements):
         self._incidents[incident.id] = incident
         self._escalations[incident.id] = row[24]
         self._xmins[incident.id] = int(row[25])
+        self._xid = int(row[5])
         current: dict[str, KnownAlert] = {}
         for fingerprint, starts_at, status, ends_at in zip(
             row[1] or (), row[2] or (), row[3] or (), row[4] or (), strict=True
@@ -139,14 +141,17 @@ class IncidentStatements(Statements):
 
     async def insert_incident(self, new: NewIncident, previous_id: int | None) -> int:
         at = to_us(new.opened_at)
-        incident_id = int(await self._conn.fetchval(
+        # Its xmin is the batch's transaction id (see OPEN_GROUP).
+        row = (await self._conn.fetch(
             "INSERT INTO incidents (group_key, route_id, team, severity, policy, group_labels,"
             " state, opened_at, updated_at, previous_id, truncated_alerts, external_url, summary)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+            " RETURNING id, xmin::text::bigint",
             new.group_key, new.route_id, new.team, new.severity, new.policy,
             dumps(new.group_labels), IncidentState.TRIGGERED.value, at, at, previous_id,
             new.truncated_alerts, new.external_url, new.summary,
-        ))
+        ))[0]
+        incident_id, self._xid = int(row[0]), int(row[1])
         self._incidents[incident_id] = Incident(
             id=incident_id, group_key=new.group_key, route_id=new.route_id, team=new.team,
             severity=new.severity, policy=new.policy, group_labels=dict(new.group_labels),

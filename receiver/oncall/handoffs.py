@@ -117,7 +117,7 @@ class HandoffNotices:
         self.timer = Scheduler(clock, self.fire)
         # One plan at a time; asked during one, one more after it (it may have read the
         # overrides before the change that asked committed).
-        self._replanning = Refresh("handoff notice plans", self.plan)
+        self._replanning = Refresh("on-call overrides for the handoff notices", self.plan)
         self._sends: set[asyncio.Task[None]] = set()
         roster.listeners.append(self.replan)
 

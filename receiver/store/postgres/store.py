@@ -389,28 +389,20 @@ class PostgresStore:
         When any job fails (its own error, a race lost to another replica, its held writes
         refused), the transaction is rolled back whole and the batch runs again in a fresh
         transaction the careful way (`careful`): each job in a savepoint of its own, rolled
-        back to it alone, a lost race run again in it. So what a failure does is what it did
-        with a savepoint per job, one run later, and a job may run more than once before its
-        commit (see Store.write): only the committed run's tx runs its after_commit."""
+        back to it alone, a lost race run again in it. A job that failed with its own error
+        (not a race lost: that one may succeed now) is left out of the run again, as on
+        SQLite, and answered its error: so a job runs at most twice unless it lost a race.
+        What a failure does is what it did with a savepoint per job, one run later, and a job
+        may run more than once before its commit (see Store.write): only the committed run's
+        tx runs its after_commit."""
         pool = self._pool
         assert pool is not None
         started = time.perf_counter()
         try:
             async with pool.acquire() as conn:
                 try:
-                    committed = False
-                    if not careful:
-                        tx = PostgresTransaction(conn, self.replica)
-                        outcomes: list[Outcome] = []
-                        committed = await _in_transaction(
-                            conn, "BEGIN", partial(_run_optimistic, conn, tx, batch, outcomes))
-                    if not committed:
-                        # A run again remembers nothing of the one before (memos, held
-                        # writes, after-commit callbacks, announcements).
-                        tx = PostgresTransaction(conn, self.replica, savepoints=True)
-                        outcomes = []
-                        await _in_transaction(conn, "BEGIN; SAVEPOINT job",
-                                              partial(_run_careful, conn, tx, batch, outcomes))
+                    tx, outcomes = await _run_until_committed(
+                        conn, self.replica, batch, careful=careful)
                 except (_LockCycle, *BROKEN, asyncpg.PostgresError):
                     raise
                 except Exception:
@@ -436,6 +428,9 @@ class PostgresStore:
         except Exception as exc:
             log.exception("a store write batch of %d job(s) failed unexpectedly", len(batch))
             self._fail_batch(batch, exc)
+            return
+        if tx is None:  # the batch's one job failed with its own error: nothing to commit
+            answer(outcomes)
             return
         self._committed(outcomes, time.perf_counter() - started)
         tx.run_after_commit()
@@ -680,16 +675,48 @@ async def _in_transaction(
         raise
 
 
+async def _run_until_committed(
+    conn: Connection, replica: int | None, batch: Sequence[Job[Any]], *, careful: bool,
+) -> tuple[PostgresTransaction | None, list[Outcome]]:
+    """The batch run without savepoints and, when a job failed, again with a savepoint per
+    job, less the job that failed with its own error (see PostgresStore._run_batch); the
+    committed run's transaction (None when no job was left to run) and every job's outcome,
+    in the batch's order."""
+    failed: list[Outcome] = []  # the job that failed with its own error in the first run
+    if not careful:
+        tx = PostgresTransaction(conn, replica)
+        outcomes: list[Outcome] = []
+        if await _in_transaction(
+                conn, "BEGIN", partial(_run_optimistic, conn, tx, batch, outcomes, failed)):
+            return tx, outcomes
+    jobs = [job for job in batch if not failed or job is not failed[0][0]]
+    if not jobs:
+        return None, failed
+    # A run again remembers nothing of the one before (memos, held writes, after-commit
+    # callbacks, announcements).
+    tx = PostgresTransaction(conn, replica, savepoints=True)
+    outcomes = []
+    await _in_transaction(conn, "BEGIN; SAVEPOINT job",
+                          partial(_run_careful, conn, tx, jobs, outcomes))
+    if failed:
+        ran = {id(outcome[0]): outcome for outcome in outcomes}
+        outcomes = [ran.get(id(job)) or failed[0] for job in batch]
+    return tx, outcomes
+
+
 async def _run_optimistic(
     conn: Connection, tx: PostgresTransaction, batch: Sequence[Job[Any]],
-    outcomes: list[Outcome],
+    outcomes: list[Outcome], failed: list[Outcome],
 ) -> bool:
     """Each job one after the other with no savepoint, its held writes sent at its end as in
     _run_job; then the row versions (read_versions). False as soon as a job fails in any way
     (its own error, a race lost to another replica, its held writes refused): the caller
-    rolls the whole transaction back and runs the batch again with _run_careful, which is
-    where each failure is told apart and answered. A lock cycle in a batch of several is
-    answered as _run_careful answers it (_LockCycle): the cycle is the same."""
+    rolls the whole transaction back and runs the batch again with _run_careful. A job that
+    failed with its own error (its held writes, sent at its end, are its own too: nothing of
+    an earlier job is pending once that job ended) is added to `failed`, for the caller to
+    answer and leave out of the run again; a lost race is not (run again, it may succeed). A
+    lock cycle in a batch of several is answered as _run_careful answers it (_LockCycle):
+    the cycle is the same."""
     for job in batch:
         try:
             result = await job.run(tx)
@@ -699,6 +726,8 @@ async def _run_optimistic(
         except Exception as exc:
             if len(batch) > 1 and isinstance(exc, LOCK_ORDER):
                 raise _LockCycle from exc
+            if not isinstance(exc, RETRYABLE):
+                failed.append((job, None, exc))
             return False
         outcomes.append((job, result, None))
     await tx.read_versions()

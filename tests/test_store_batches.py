@@ -297,6 +297,64 @@ async def test_a_race_lost_to_another_replica_in_a_batch_without_savepoints(
         await other.close()
 
 
+async def test_a_deadlock_between_two_replicas_batches_runs_the_losers_jobs_one_by_one(
+    pg_dsn: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Two replicas' batches lock two incidents in the other order (a group posted to every
+    replica at once): each batch's first job locks one and waits until the other batch's
+    first job has locked the other, then each second job asks for the lock the other holds.
+    PostgreSQL breaks the cycle by failing one batch's statement with a deadlock; that batch
+    is given up whole (its locks released) and its jobs run again one transaction each,
+    while the other batch commits as it ran. Every job succeeds, its writes committed once,
+    its after-commit effect once: nothing answered lost, nothing written twice."""
+    replicas = [PostgresStore(pg_dsn, pool_size=2) for _ in range(2)]  # one writer task each
+    for replica in replicas:
+        await replica.open()
+    try:
+        x, y = [await replicas[0].write(lambda tx, k=k: tx.insert_incident(new_incident(k), None))
+                for k in ("x", "y")]
+        locked = {"a": asyncio.Event(), "b": asyncio.Event()}
+        batches = {"a": Batch(replicas[0]), "b": Batch(replicas[1])}
+
+        def locks(name: str, first: int, then: int) -> list[Job]:
+            other = "b" if name == "a" else "a"
+
+            async def locks_first(tx: Transaction, n: int) -> str:
+                await tx.incident(first)  # read FOR NO KEY UPDATE: locked until the commit
+                await tx.append(first, [TimelineEvent(NOW, EventKind.NOTE, f"{name}0", {})])
+                if batches[name].runs[n] == 1:  # the first run: the other locks its own
+                    locked[name].set()
+                    await asyncio.wait_for(locked[other].wait(), 10)
+                return f"{name}0"
+
+            async def locks_then(tx: Transaction, n: int) -> str:
+                await tx.incident(then)  # held by the other batch: the cycle closes here
+                await tx.append(then, [TimelineEvent(NOW, EventKind.NOTE, f"{name}1", {})])
+                return f"{name}1"
+
+            batch = batches[name]
+            return [batch.job(locks_first), batch.job(locks_then)]
+
+        caplog.set_level(logging.INFO, logger="receiver.store.postgres.store")
+        results = await asyncio.gather(
+            batches["a"].write(locks("a", x, y)), batches["b"].write(locks("b", y, x)))
+        assert results == [["a0", "a1"], ["b0", "b1"]], results
+        cycles = [r for r in caplog.records if "met a lock cycle" in r.getMessage()]
+        assert len(cycles) == 1, cycles
+        runs = sorted((batches[n].runs, batches[n].sizes) for n in ("a", "b"))
+        # The winner ran once, as one batch; the loser's batch ran once and was given up,
+        # then each of its jobs ran again alone.
+        assert runs == [([1, 1], [2]), ([2, 2], [1, 1])], runs
+        for name in ("a", "b"):
+            assert sorted(batches[name].committed) == [0, 1]
+        notes = {incident: sorted(e.actor for e in await replicas[1].timeline(incident))
+                 for incident in (x, y)}
+        assert notes == {x: ["a0", "b1"], y: ["a1", "b0"]}
+    finally:
+        for replica in replicas:
+            await replica.close()
+
+
 async def test_a_second_open_incident_of_one_group_fails_that_job_alone(store: Store) -> None:
     """Two jobs of one batch open an incident for the same group: the first commits, the
     second fails with the unique index's error (as when it was rolled back to its savepoint),

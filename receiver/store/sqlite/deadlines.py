@@ -40,6 +40,7 @@ class DeadlineStatements(Statements):
         """Insert or move deadlines; the same (kind, key) is one deadline (idempotent)."""
         armed: list[ArmedDeadline] = []
         for due, kind, key in deadlines:
+            self._armed_kind(incident_id, kind)
             rows = await self._all(
                 "INSERT INTO deadlines (incident_id, due, kind, key) VALUES (?, ?, ?, ?)"
                 " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
@@ -54,6 +55,7 @@ class DeadlineStatements(Statements):
     ) -> ArmedDeadline | None:
         """Arm a deadline of this kind unless the incident has one already, whatever its key:
         the armed deadline, or None when one was there."""
+        self._armed_kind(incident_id, kind)
         rows = await self._all(
             "INSERT INTO deadlines (incident_id, due, kind, key) SELECT ?, ?, ?, ?"
             " WHERE NOT EXISTS (SELECT 1 FROM deadlines WHERE incident_id = ? AND kind = ?)"
@@ -64,8 +66,17 @@ class DeadlineStatements(Statements):
             return None
         return ArmedDeadline(int(rows[0][0]), incident_id, due, kind, key)
 
+    def _armed_kind(self, incident_id: int, kind: str) -> None:
+        """Before a deadline of `kind` may be written: cancel must not skip that kind."""
+        new = self._new_deadlines.get(incident_id)
+        if new is not None:
+            new.add(kind)
+
     async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
         wanted = list(kinds)
+        new = self._new_deadlines.get(incident_id)
+        if new is not None and new.isdisjoint(wanted):
+            return  # inserted by this batch, and none of these kinds armed: nothing to delete
         if _EVERY_KIND.issubset(wanted):
             # Every kind (a resolution): one range of the index, not a look-up per kind, a
             # third of the time.

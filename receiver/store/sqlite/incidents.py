@@ -104,6 +104,7 @@ class IncidentStatements(Statements):
         assert cur.lastrowid is not None
         incident_id = int(cur.lastrowid)
         self._escalations[incident_id] = None
+        self._new_deadlines[incident_id] = set()
         self._incidents[incident_id] = Incident(
             id=incident_id, group_key=new.group_key, route_id=new.route_id, team=new.team,
             severity=new.severity, policy=new.policy, group_labels=dict(new.group_labels),

@@ -33,6 +33,10 @@ class Statements:
         # Their escalation state's JSON (None: none yet), where a statement of the batch read
         # it with the row or wrote it: the responder reads it after the ingest read the row.
         self._escalations: dict[int, str | None] = {}
+        # The incidents this batch inserted, with the kinds of deadline armed for them since:
+        # cancelling any other kind of theirs has nothing to delete, and needs no statement
+        # (as on PostgreSQL).
+        self._new_deadlines: dict[int, set[str]] = {}
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._cur.execute(sql, params).fetchall()

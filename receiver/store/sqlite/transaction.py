@@ -56,6 +56,7 @@ class SqliteTransaction(
         del self._after_commit[mark:]
         self._incidents.clear()
         self._escalations.clear()
+        self._new_deadlines.clear()
 
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []

@@ -31,18 +31,23 @@ from receiver.store.sqlite.statements import Statements
 
 # A state column's member by its text, without the enum's call (a Python function) per row.
 _STATES = {state.value: state for state in IncidentState}
+_RESOLVED = IncidentState.RESOLVED.value
 
 
 class IncidentStatements(Statements):
     async def open_group(self, group_key: str) -> OpenGroup | None:
-        # The row whole, with its escalation state: the change that follows reads them (two
-        # statements fewer when Alertmanager resolves the incident).
+        # The group's last incident, its row whole with its escalation state: the change that
+        # follows reads them (two statements fewer when Alertmanager resolves the incident).
+        # The open one, if any, is the last: one at most is open (incidents_open_group), a new
+        # one is inserted only while none is, and a resolved one stays resolved. When none is
+        # open, the last one's id is what a new incident follows (last_incident_id), read here.
         rows = await self._all(
             f"SELECT {INCIDENT_COLUMNS}, escalation FROM incidents"
-            " WHERE group_key = ? AND state != 'resolved'",
+            " WHERE group_key = ? ORDER BY id DESC LIMIT 1",
             (group_key,),
         )
-        if not rows:
+        if not rows or rows[0][7] == _RESOLVED:  # the state column
+            self._last_ids[group_key] = int(rows[0][0]) if rows else None
             return None
         incident_id = int(rows[0][0])
         self._read_row(rows[0])
@@ -84,6 +89,8 @@ class IncidentStatements(Statements):
         return past
 
     async def last_incident_id(self, group_key: str) -> int | None:
+        if group_key in self._last_ids:  # open_group found none open, and read this with it
+            return self._last_ids.pop(group_key)
         rows = await self._all(
             "SELECT max(id) FROM incidents WHERE group_key = ?", (group_key,)
         )
@@ -105,6 +112,7 @@ class IncidentStatements(Statements):
         incident_id = int(cur.lastrowid)
         self._escalations[incident_id] = None
         self._new_deadlines[incident_id] = set()
+        self._last_ids.pop(new.group_key, None)  # no longer the group's last
         self._incidents[incident_id] = Incident(
             id=incident_id, group_key=new.group_key, route_id=new.route_id, team=new.team,
             severity=new.severity, policy=new.policy, group_labels=dict(new.group_labels),

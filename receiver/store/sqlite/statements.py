@@ -37,6 +37,9 @@ class Statements:
         # cancelling any other kind of theirs has nothing to delete, and needs no statement
         # (as on PostgreSQL).
         self._new_deadlines: dict[int, set[str]] = {}
+        # For a group open_group found without an open incident, the group's last incident,
+        # read in the same statement (last_incident_id).
+        self._last_ids: dict[str, int | None] = {}
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._cur.execute(sql, params).fetchall()

@@ -57,6 +57,7 @@ class SqliteTransaction(
         self._incidents.clear()
         self._escalations.clear()
         self._new_deadlines.clear()
+        self._last_ids.clear()
 
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []

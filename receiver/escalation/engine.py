@@ -15,10 +15,10 @@ an acknowledgement, a snooze or a re-escalation) is recognised as stale and does
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import datetime
 
 from receiver.core.errors import InvalidTransition
+from receiver.core.frozen import replace
 from receiver.core.model import (
     EventKind,
     Incident,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
@@ -20,7 +19,7 @@ from typing import Any, Literal
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import InvalidTransition, StoreUnavailable
-from receiver.core.frozen import frozen
+from receiver.core.frozen import frozen, replace
 from receiver.core.model import (
     Action,
     EventKind,

@@ -20,13 +20,13 @@ import os
 import sys
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from functools import lru_cache
 from typing import Generic, TypeVar
 
-from receiver.core.frozen import frozen
+from receiver.core.frozen import frozen, replace
 from receiver.core.model import (
     Alert,
     AlertStatus,

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from receiver.core.errors import NotFound
+from receiver.core.frozen import replace
 from receiver.core.model import (
     ALERT_STATUSES,
     STALE_ACTOR,

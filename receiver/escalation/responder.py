@@ -499,14 +499,17 @@ class Responder:
             await tx.set_escalation(incident.id, state_to_dict(plan.state))
         if plan.cancel:
             await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
+        # Each part only when the plan has one: a new incident's first plan (its first step,
+        # due at once, fired next) writes nothing here.
         later = [(d.due, d.kind.value, d.key) for d in plan.arm if d is not at_once]
-        armed = await tx.arm(incident.id, later)
-        if armed:
+        if later:
+            armed = await tx.arm(incident.id, later)
             tx.after_commit(lambda: self._arm_all(armed))
         acknowledged = resolved = False
         if plan.incident_state is not None and plan.incident_state is not incident.state:
             acknowledged, resolved = await self._transition(tx, incident, plan, now)
-        await tx.append(incident.id, plan.events)
+        if plan.events:
+            await tx.append(incident.id, plan.events)
         if plan.pages:
             await self._enqueue(tx, incident, [_page_message(p) for p in plan.pages], now)
         if plan.round_robin_turns:
@@ -516,7 +519,9 @@ class Responder:
             for e in plan.events if e.kind is EventKind.STEP_FIRED
         )
         fresh = await tx.incident(incident.id)
-        tx.after_commit(partial(self._observe, PlanMetrics(fresh, steps, acknowledged, resolved)))
+        if steps or acknowledged or resolved:  # what _observe counts
+            tx.after_commit(
+                partial(self._observe, PlanMetrics(fresh, steps, acknowledged, resolved)))
         return fresh
 
     async def restart(

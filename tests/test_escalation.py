@@ -25,7 +25,7 @@ from receiver.core.model import (
     Severity,
     TimelineEvent,
 )
-from receiver.escalation.codec import state_from_dict, state_to_dict
+from receiver.escalation.codec import state_from_dict, state_to_dict, state_to_stored
 from receiver.escalation.engine import (
     acknowledge,
     delivery_failed,
@@ -58,6 +58,7 @@ from receiver.escalation.policy import (
     User,
 )
 from receiver.incidents.assignment import answer_window, person_policy
+from receiver.store.codec import dumps, loads
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday, inside working hours
 MIN = timedelta(minutes=1)
@@ -781,6 +782,35 @@ def test_state_round_trip_keeps_every_policy_field() -> None:
                             cycle_started_at=T0, last_fired_at=T0 + MIN, last_fired_step=0,
                             last_fired_cycle=1, snoozed_until=T0 + 9 * MIN)
     assert state_from_dict(json.loads(json.dumps(state_to_dict(state)))) == state
+
+
+@pytest.mark.parametrize(
+    "name", ["active", "deferred", "acknowledged", "snoozed", "exhausted", "every-field"]
+)
+def test_the_stored_form_writes_the_text_of_state_to_dict(name: str) -> None:
+    """state_to_stored carries the policy's snapshot encoded once per Policy: the store's
+    encoder writes the same text from it as from state_to_dict, the first time and from
+    memory after; another Policy, even one equal but for a field, has its own."""
+    if name == "every-field":
+        policy = Policy(
+            "p",
+            (Step(timedelta(0), (user("cy"),)),
+             Step(90 * timedelta(seconds=1), (sched("secondary"), user("bo")),
+                  StepMode.ROUND_ROBIN, relative_to_previous=True,
+                  severities=frozenset({"SEV1", "SEV2"}))),
+            repeat=3, repeat_after=timedelta(0), reack_after=timedelta(0), ahead=1,
+        )
+        state = EscalationState(policy, EscalationStatus.ACTIVE, cycle_started_at=T0)
+    else:
+        sim = _in_state(name)
+        sim.run(until=T0 + 5 * MIN)
+        state = sim.state
+    for _ in range(2):
+        assert dumps(state_to_stored(state)) == dumps(state_to_dict(state))
+    other = replace(state, policy=replace(state.policy, repeat=state.policy.repeat + 1))
+    assert dumps(state_to_stored(other)) == dumps(state_to_dict(other))
+    assert dumps(state_to_stored(other)) != dumps(state_to_stored(state))
+    assert state_from_dict(loads(dumps(state_to_stored(state)))) == state
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,21 @@ _STATE_VERSION = 1
 
 def state_to_dict(state: EscalationState) -> dict[str, Any]:
     """A JSON-ready form: timedeltas as seconds, datetimes as ISO 8601, the policy inside."""
+    return _state_dict(state, _policy_to_dict(state.policy))
+
+
+def state_to_stored(state: EscalationState) -> dict[str, Any]:
+    """state_to_dict for the store, whose encoder (msgspec, keys sorted) writes the same text
+    from it: the policy snapshot inside is its JSON, encoded once per Policy (msgspec.Raw).
+    Every incident of a policy holds one Policy (Config.policy_for's, or the one _policy_of
+    decoded), and it was built and encoded again at each write of each incident's state."""
+    return _state_dict(state, _policy_json(state.policy))
+
+
+def _state_dict(state: EscalationState, policy: Any) -> dict[str, Any]:
     return {
         "version": _STATE_VERSION,
-        "policy": _policy_to_dict(state.policy),
+        "policy": policy,
         "status": state.status.value,
         "run": state.run,
         "cycle": state.cycle,
@@ -98,6 +110,22 @@ def _policy_to_dict(policy: Policy) -> dict[str, Any]:
     if policy.ahead:  # only a reassignment's: every other snapshot stays as it was
         encoded["ahead"] = policy.ahead
     return encoded
+
+
+def _policy_json(policy: Policy) -> msgspec.Raw:
+    """The policy's snapshot as JSON, keys sorted, remembered by the Policy's identity (the
+    memo holds the Policy, so its id is not another's meanwhile)."""
+    found = _POLICY_JSON.get(id(policy))
+    if found is None or found[0] is not policy:
+        if len(_POLICY_JSON) >= _POLICIES_KEPT:
+            _POLICY_JSON.clear()  # as _POLICIES
+        found = _POLICY_JSON[id(policy)] = (
+            policy, msgspec.Raw(_SORTED.encode(_policy_to_dict(policy))))
+    return found[1]
+
+
+_SORTED = msgspec.json.Encoder(order="sorted")  # the store's order (store/codec.dumps)
+_POLICY_JSON: dict[int, tuple[Policy, msgspec.Raw]] = {}
 
 
 def _policy_of(data: Mapping[str, Any]) -> Policy:

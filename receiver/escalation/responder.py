@@ -30,7 +30,7 @@ from receiver.core.model import (
 )
 from receiver.escalation import engine as escalation
 from receiver.escalation import staleness
-from receiver.escalation.codec import state_from_dict, state_to_dict
+from receiver.escalation.codec import state_from_dict, state_to_stored
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
@@ -496,7 +496,7 @@ class Responder:
         """Write the plan, except the deadline `at_once` and the state it leaves behind (the
         plan of that deadline comes next and writes its own). The incident as it is now."""
         if at_once is None:
-            await tx.set_escalation(incident.id, state_to_dict(plan.state))
+            await tx.set_escalation(incident.id, state_to_stored(plan.state))
         if plan.cancel:
             await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
         # Each part only when the plan has one: a new incident's first plan (its first step,

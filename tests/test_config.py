@@ -105,3 +105,24 @@ def test_check_config_cli_exit_codes() -> None:
     )
     assert bad.returncode == 1
     assert bad.stderr.count("problem(s)") == 2
+
+
+def test_a_check_that_breaks_is_a_problem_of_the_file_not_a_traceback(tmp_path: Path) -> None:
+    """A value that broke a check in a way no check foresaw (a regex nested 5,000 deep was a
+    RecursionError) still ends check-config with the file named and exit 1."""
+    broken = tmp_path / "c.yaml"
+    nested = "(" * 5000 + "a" + ")" * 5000
+    broken.write_text(
+        (ROOT / "tests/config/bad/bad_matcher.yaml").read_text().replace("(unclosed", nested))
+    with pytest.raises(ConfigError) as caught:
+        config.load(broken)
+    assert [p.file for p in caught.value.problems] == [str(broken)]
+    run = subprocess.run(
+        [sys.executable, "-m", "receiver", "check-config", str(broken),
+         relative(ROOT / "tests/config/bad/impossible_date.yaml")],
+        capture_output=True, text=True, check=False,
+    )
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert "impossible_date.yaml:5: schedules[0].layers[0].rotations[0].start: not a valid " \
+        "date: '2026-02-30T09:00:00'" in run.stderr

@@ -23,6 +23,7 @@ from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
+from receiver.config.model import Config
 from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
 from receiver.telemetry.logformat import JsonFormatter, fields
@@ -216,6 +217,41 @@ async def test_an_unreadable_file_is_a_refusal_too(api: Api) -> None:
     assert status == 422
     assert body["problems"][0]["file"] == str(path)
     assert body["problems"][0]["key"] == "(file)"
+
+
+async def test_a_reload_of_an_impossible_date_is_a_422_and_the_gauge_goes_to_0(api: Api) -> None:
+    """A value that YAML reads as a timestamp but no calendar has (2020-02-30) was a ValueError
+    out of the loader: a 500 in text and a gauge still at 1."""
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    good = path.read_text()
+    path.write_text(good.replace("start: 2020-01-06T09:00:00}]}\n      - {name: secondary",
+                                 "start: 2020-02-30T09:00:00}]}\n      - {name: secondary"))
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 422, body
+    [problem] = body["problems"]
+    assert problem["key"] == "schedules[0].layers[0].rotations[0].start"
+    assert problem["line"] == 1 + good[: good.index("{name: primary")].count("\n")
+    assert problem["message"].startswith("not a valid date: '2020-02-30T09:00:00'")
+    assert sample(await scrape(api), "ackd_config_last_reload_successful") == 0.0
+
+
+async def test_any_failure_of_a_reload_is_a_refusal_with_the_gauge_at_0(api: Api) -> None:
+    """Whatever a load raises (here a check broken by an odd value), the reload is refused
+    with a problem naming the file, and /metrics says so."""
+
+    def broken(path: str | Path) -> Config:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    coordinator = api.daemon.coordinator
+    coordinator._load = broken
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 422, body
+    [problem] = body["problems"]
+    assert (problem["file"], problem["key"]) == (str(api.daemon.config_path), "(file)")
+    assert problem["message"] == \
+        "cannot be loaded: RecursionError: maximum recursion depth exceeded"
+    assert sample(await scrape(api), "ackd_config_last_reload_successful") == 0.0
 
 
 # -- JSON logs ---------------------------------------------------------------------------------

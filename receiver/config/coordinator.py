@@ -14,9 +14,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from receiver.config.model import Config
-from receiver.core.errors import ConfigError
+from receiver.core.errors import ConfigError, ConfigProblem
 
 Subscriber = Callable[[Config], None]
+
+
+def unexpected(file: str, exc: BaseException) -> ConfigProblem:
+    """An exception no check foresaw, as a problem of the whole file: a config error is a
+    line of text for the person who wrote the file, never a traceback."""
+    return ConfigProblem(file, None, "(file)",
+                         f"cannot be loaded: {type(exc).__name__}: {exc}"[:500])
 
 
 class Coordinator:
@@ -40,6 +47,8 @@ class Coordinator:
             fresh = self._load(path)
         except ConfigError as exc:
             return exc
+        except Exception as exc:  # whatever broke the load refuses the file, as a problem
+            return ConfigError([unexpected(str(path), exc)])
         self.swap(fresh)
         return None
 

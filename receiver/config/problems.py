@@ -27,7 +27,8 @@ from receiver.core.errors import ConfigProblem
 
 MAX_ROUNDS = 20
 # Builder messages that name a reference: cascades when the name was pruned away.
-_REFERENCE = re.compile(r"^unknown (?:user|team|policy|schedule|channel|severity) '([^']*)'")
+_REFERENCE = re.compile(r"^unknown (?:user|team|policy|schedule|channel|severity) '([^']*)'"
+                        r"|has no layer '([^']*)'")
 
 
 def schema_problems(located: Located, exc: ValidationError) -> list[ConfigProblem]:
@@ -135,8 +136,8 @@ class Pruned:
 
     def cascade(self, problem_message: str) -> bool:
         """Whether a builder message only repeats that a pruned item is missing."""
-        found = _REFERENCE.match(problem_message)
-        return found is not None and found.group(1) in self.names
+        found = _REFERENCE.search(problem_message)
+        return found is not None and (found.group(1) or found.group(2)) in self.names
 
     def prune(self, errors: list[Any]) -> bool:
         """Take out what each error points at; False when nothing could be."""

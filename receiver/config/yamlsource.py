@@ -111,10 +111,23 @@ def _walk(
                     for i, child in enumerate(node.value)]
         finally:
             out.inside.discard(id(node))
-    value = yaml.SafeLoader("").construct_object(node)
+    try:
+        value = yaml.SafeLoader("").construct_object(node)
+    except (ValueError, OverflowError, yaml.YAMLError) as exc:
+        # A scalar that looks like a date or a number and is none (`2026-13-05T09:00:00`).
+        problems.append(out.problem(path, _unreadable(node, exc)))
+        return None
     if isinstance(value, str):
         return _expand(value, path, out, env, problems)
     return value
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    text = str(node.value)
+    shown = repr(text if len(text) <= 60 else text[:60] + "...")
+    what = "date" if node.tag == "tag:yaml.org,2002:timestamp" else "value"
+    reason = getattr(exc, "problem", None) or str(exc)
+    return f"not a valid {what}: {shown} ({reason})"
 
 
 def _walk_mapping(

@@ -36,6 +36,7 @@ from receiver.config.build import (
     storage,
 )
 from receiver.config.build.builder import Builder
+from receiver.config.coordinator import unexpected
 from receiver.config.model import Config, example_secrets_in_use
 from receiver.config.yamlsource import Located
 from receiver.config.yamlsource import load as load_yaml
@@ -117,6 +118,17 @@ def parse(file: str, text: str, environ: Mapping[str, str] | None = None) -> Con
 
 
 def _parse(
+    file: str, text: str, environ: Mapping[str, str] | None
+) -> tuple[Located, Config]:
+    try:
+        return _parse_text(file, text, environ)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a check that broke on an odd value: the file's problem still
+        raise ConfigError([unexpected(file, exc)]) from exc
+
+
+def _parse_text(
     file: str, text: str, environ: Mapping[str, str] | None
 ) -> tuple[Located, Config]:
     unset: list[ConfigProblem] = []

@@ -236,6 +236,23 @@ async def test_a_reload_of_an_impossible_date_is_a_422_and_the_gauge_goes_to_0(a
     assert sample(await scrape(api), "ackd_config_last_reload_successful") == 0.0
 
 
+async def test_a_reload_with_a_zero_duration_where_one_is_needed_is_refused(api: Api) -> None:
+    """`ttl: 0s` passed the schema and raised as the links were rebuilt (a 500, the gauge at
+    1); `timeout: 0s` was "reloaded" and broke the next start."""
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    good = path.read_text()
+    for old, new, key in [("ttl: 1h", "ttl: 0s", "links.ttl"),
+                          ("timeout: 2s", "timeout: 0s", "notifications.timeout"),
+                          ("timeout: 2s", "timeout: false", "notifications.timeout")]:
+        path.write_text(good.replace(old, new))
+        status, body = await api.call("POST", "/-/reload")
+        assert status == 422, body
+        assert [p["key"] for p in body["problems"]] == [key]
+        assert sample(await scrape(api), "ackd_config_last_reload_successful") == 0.0
+    assert api.daemon.config.link_ttl == timedelta(hours=1)
+
+
 async def test_any_failure_of_a_reload_is_a_refusal_with_the_gauge_at_0(api: Api) -> None:
     """Whatever a load raises (here a check broken by an odd value), the reload is refused
     with a problem naming the file, and /metrics says so."""

@@ -11,6 +11,7 @@ from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -26,8 +27,19 @@ from receiver.core.limits import DEFAULT_MAX_ALERTS, DEFAULT_MAX_GROUPS, DEFAULT
 def _duration(value: object) -> object:
     if isinstance(value, str):
         return parse_duration(value)
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, bool):
+        # YAML 1.1 reads an unquoted on/off/yes/no/true/false as a boolean, which pydantic
+        # would take as 1 s or 0 s: `every: on` meant something, but not a second.
+        raise ValueError(f"a duration needs a unit, e.g. 30s or 5m (YAML read this as "
+                         f"{str(value).lower()})")
+    if isinstance(value, int | float):
         raise ValueError("a duration needs a unit, e.g. 30s or 5m")
+    return value
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
     return value
 
 
@@ -40,6 +52,8 @@ def _clock_time(value: object) -> object:
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# What the code divides by or waits on in a loop (a link's life, a delivery's timeout).
+PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
 Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 
@@ -87,7 +101,7 @@ class ApiSpec(Strict):
 class LinksSpec(Strict):
     secret: str | None = None
     secret_file: str | None = None
-    ttl: Duration = timedelta(hours=24)
+    ttl: PositiveDuration = timedelta(hours=24)
 
 
 class PostgresSpec(Strict):
@@ -112,7 +126,7 @@ class RetrySpec(Strict):
 
 class RateLimitSpec(Strict):
     max: Annotated[int, Field(ge=1)] = 10
-    window: Duration = timedelta(minutes=10)
+    window: PositiveDuration = timedelta(minutes=10)
 
 
 class TemplateSpec(Strict):
@@ -122,7 +136,7 @@ class TemplateSpec(Strict):
 
 class NotificationsSpec(Strict):
     workers: Annotated[int, Field(ge=1, le=256)] = 8
-    timeout: Duration = timedelta(seconds=10)
+    timeout: PositiveDuration = timedelta(seconds=10)
     retry: RetrySpec = RetrySpec()
     bundle_window: Duration = timedelta(seconds=30)
     max_hold: Duration = timedelta(seconds=5)
@@ -247,7 +261,7 @@ class PolicySpec(Strict):
     name: Name
     steps: Annotated[list[StepSpec], Field(min_length=1)]
     repeat: Annotated[int, Field(ge=0, le=100)] = 0
-    repeat_after: Duration = timedelta(minutes=15)
+    repeat_after: PositiveDuration = timedelta(minutes=15)
     reack_after: Duration | None = None
 
     @model_validator(mode="after")

@@ -31,7 +31,7 @@ from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.core.errors import StoreUnavailable
-from receiver.core.model import Alert, AlertStatus, EventKind, TimelineEvent
+from receiver.core.model import Alert, AlertStatus, EventKind, IncidentState, TimelineEvent
 from receiver.ingest import grouping
 from receiver.ingest.grouping import AlertOutcome
 from receiver.store import IncidentFilter, SqliteStore, Transaction
@@ -240,9 +240,11 @@ async def test_a_postgres_job_whose_held_writes_are_refused_fails_alone(
 ) -> None:
     """A job's timeline events are held and sent at its end (store/postgres/held.py): here
     they name an incident that does not exist, and the foreign key refuses them there, after
-    the job's own code returned. That is the job's failure, as when the events went inside
-    its savepoint: it fails alone with the database's error, is not run again, and the
-    others commit once."""
+    the job's own code returned, with the next job's first statement (a batch without
+    savepoints sends a job's held writes with the next statement), so the first run cannot
+    tell whose they were: the batch runs again with every job, each in its savepoint, where
+    the events go at their job's end. That is the job's failure, as when the events went
+    inside its savepoint: it fails alone with the database's error, the others commit once."""
     batch = Batch(pg_store)
 
     async def appends_to_nothing(tx: Transaction, n: int) -> None:
@@ -253,10 +255,63 @@ async def test_a_postgres_job_whose_held_writes_are_refused_fails_alone(
                                  batch.job(opens)])
     assert isinstance(results[1], asyncpg.ForeignKeyViolationError), results[1]
     assert all(isinstance(r, int) for r in (results[0], results[2])), results
-    assert batch.runs == [2, 1, 1]
+    assert batch.runs == [2, 2, 2]
     assert sorted(batch.committed) == [0, 2]
-    assert pg_control == ["BEGIN", "ROLLBACK", RUN_AGAIN, NEXT, "COMMIT"]
+    assert pg_control == ["BEGIN", "ROLLBACK", RUN_AGAIN, NEXT,
+                          "ROLLBACK TO SAVEPOINT job", NEXT, "COMMIT"]
     assert await groups_and_events(pg_store) == {"g0": 1, "g2": 1}
+
+
+async def test_a_postgres_jobs_held_writes_go_with_the_next_jobs_read_of_another_group(
+    pg_store: PostgresStore, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without savepoints a job's held writes are not sent at its end: the next job's read of
+    its group carries them when they touch nothing that read reads (another group's incident:
+    the read sees the snapshot before them), one round trip for both. A read of the group
+    whose incident they change goes after them, and sees them."""
+    sent: list[str] = []
+
+    def recorded(method: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[object]]:
+        async def recording(conn: asyncpg.Connection, query: str, *args: object,
+                            **kwargs: object) -> object:
+            task = asyncio.current_task()
+            if task is not None and task.get_name().startswith("ackd-pg-writer"):
+                sent.append(query)
+            return await method(conn, query, *args, **kwargs)
+
+        return recording
+
+    for name in ("fetch", "execute"):
+        monkeypatch.setattr(asyncpg.Connection, name, recorded(getattr(asyncpg.Connection, name)))
+    opened: list[int] = []
+
+    async def opens_a(tx: Transaction) -> int:
+        assert await tx.open_group("a") is None
+        opened.append(await tx.insert_incident(new_incident("a"), None))
+        await tx.append(opened[0], [TimelineEvent(NOW, EventKind.NOTE, "job0", {})])
+        return opened[0]
+
+    async def opens_b_and_resolves_a(tx: Transaction) -> int:
+        assert await tx.open_group("b") is None  # carries job0's event
+        number = await tx.insert_incident(new_incident("b"), None)
+        await tx.update_incident(opened[0], NOW, state=IncidentState.RESOLVED,
+                                 resolved_at=NOW)
+        return number
+
+    async def reads_a(tx: Transaction) -> object:
+        return await tx.open_group("a")  # after a's resolution, which it must see
+
+    results = await asyncio.gather(*(pg_store.write(j) for j in (
+        opens_a, opens_b_and_resolves_a, reads_a)))
+    assert results[2] is None  # a is resolved: no open incident
+    reads = [q for q in sent if "FROM known k LEFT JOIN open o" in q]
+    assert len(reads) == 3
+    assert reads[0].startswith("WITH open AS")  # nothing held
+    assert reads[1].startswith("WITH held_events AS")  # job0's event, carried
+    assert reads[2].startswith("WITH open AS")  # a's resolution went before it
+    assert any(q.startswith("WITH held_update0 AS") and q.endswith("SELECT") for q in sent)
+    assert [e.actor for e in await pg_store.timeline(results[0])] == ["job0"]
+    assert (await pg_store.incident(results[0])).state is IncidentState.RESOLVED
 
 
 async def test_a_race_lost_to_another_replica_in_a_batch_without_savepoints(

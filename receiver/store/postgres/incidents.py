@@ -89,7 +89,10 @@ class IncidentStatements(Statements):
         reads (and the batch remembers) the incident's row and escalation state, and the
         group's last incident: what the ingest path asks next, answered without a round
         trip (incident(), escalation(), last_incident_id())."""
-        row = (await self._all(OPEN_GROUP, group_key))[0]
+        if self._held_apart_from(group_key):
+            row = (await self._carry_into_with(OPEN_GROUP, group_key))[0]
+        else:
+            row = (await self._all(OPEN_GROUP, group_key))[0]
         if row[6] is None:  # no open incident: the group's last one is what a new one follows
             self._last_ids[group_key] = None if row[0] is None else int(row[0])
             return None
@@ -108,6 +111,18 @@ class IncidentStatements(Statements):
                     from_us(starts_at), ALERT_STATUSES[status], opt_from_us(ends_at)
                 )
         return OpenGroup(incident.id, current)
+
+    def _held_apart_from(self, group_key: str) -> bool:
+        """Whether the writes held touch nothing OPEN_GROUP reads of this group (its
+        incidents' rows and the open one's alerts), so that they can go in its statement:
+        its reads see the snapshot from before the statement's own writes. Held alerts,
+        columns and escalation states name incidents of other groups (known to the batch:
+        it wrote or read them); timeline events and outbox rows are not read there."""
+        for incident_id in (*(key[0] for key in self._held.alerts), *self._held.updates):
+            known = self._incidents.get(incident_id)
+            if known is None or known.group_key == group_key:
+                return False
+        return True
 
     async def past_episodes(
         self, group_key: str, fingerprints: Iterable[str]

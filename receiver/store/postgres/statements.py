@@ -111,15 +111,27 @@ class Statements:
         self._xid: int | None = None
         self._xmins: dict[int, int] = {}
         self._written: set[int] = set()
+        # Whether the writes held now include an earlier job's (a batch without savepoints
+        # sends a job's held writes with a later statement, not at the job's end): the
+        # statement that carries them may fail for that job's writes, not for the job
+        # running (store.py's _run_optimistic). Set at each job's start, cleared once the
+        # held writes went out.
+        self.inherited = False
         # The deadlines the batch armed, as their notifications' payloads ("id:due_us"):
         # sent once it committed, in a statement of their own (store.py, `announce`).
         self.announcements: list[str] = []
+
+    @property
+    def holding(self) -> bool:
+        """Whether writes are held, not sent yet."""
+        return bool(self._held or self._outbox)
 
     async def send_held(self) -> None:
         """Send the held writes, if any, in a statement of their own (the end of a job)."""
         if self._held or self._outbox:
             sql, params = self._writes(1)
             await self._raw.execute(sql + "SELECT", *params)
+            self.inherited = False
 
     def _carrying(self, sql: str, params: tuple[Any, ...]) -> tuple[str, list[Any]]:
         """`sql`, a statement that touches none of the held rows, with the held writes in
@@ -161,11 +173,26 @@ class Statements:
 
     async def _carry_rows(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         sql, args = self._carrying(sql, params)
-        return list(await self._raw.fetch(sql, *args))
+        rows = list(await self._raw.fetch(sql, *args))
+        self.inherited = False
+        return rows
 
     async def _carry_value(self, sql: str, *params: Any) -> Any:
         sql, args = self._carrying(sql, params)
-        return await self._raw.fetchval(sql, *args)
+        value = await self._raw.fetchval(sql, *args)
+        self.inherited = False
+        return value
+
+    async def _carry_into_with(self, sql: str, *params: Any) -> list[asyncpg.Record]:
+        """As _carry_rows, for a statement that is a WITH of its own: the held writes join
+        its list of CTEs (a WITH cannot follow another)."""
+        if not (self._held or self._outbox):
+            return list(await self._raw.fetch(sql, *params))
+        ctes, more = self._writes(len(params) + 1)
+        sql = ctes.rstrip() + ", " + sql.removeprefix("WITH ")
+        rows = list(await self._raw.fetch(sql, *params, *more))
+        self.inherited = False
+        return rows
 
     async def _all(self, sql: str, *params: Any) -> list[asyncpg.Record]:
         return await self._conn.fetch(sql, *params)

@@ -708,25 +708,31 @@ async def _run_optimistic(
     conn: Connection, tx: PostgresTransaction, batch: Sequence[Job[Any]],
     outcomes: list[Outcome], failed: list[Outcome],
 ) -> bool:
-    """Each job one after the other with no savepoint, its held writes sent at its end as in
-    _run_job; then the row versions (read_versions). False as soon as a job fails in any way
-    (its own error, a race lost to another replica, its held writes refused): the caller
-    rolls the whole transaction back and runs the batch again with _run_careful. A job that
-    failed with its own error (its held writes, sent at its end, are its own too: nothing of
-    an earlier job is pending once that job ended) is added to `failed`, for the caller to
-    answer and leave out of the run again; a lost race is not (run again, it may succeed). A
-    lock cycle in a batch of several is answered as _run_careful answers it (_LockCycle):
+    """Each job one after the other with no savepoint; then the row versions (read_versions).
+    A job's held writes are not sent at its end, as _run_job sends them, but with the
+    batch's next statement (the next job's first: a group's read carries them when they
+    touch nothing it reads, held.py), and the last job's at its end. False as soon as a job
+    fails in any way (its own error, a race lost to another replica, its held writes
+    refused): the caller rolls the whole transaction back and runs the batch again with
+    _run_careful. A job that failed with its own error is added to `failed`, for the caller
+    to answer and leave out of the run again, unless an earlier job's writes were still held
+    when it failed (`tx.inherited`: the error may be theirs; the run again, each job's writes
+    sent in its savepoint, tells them apart); a lost race is not (run again, it may succeed).
+    A lock cycle in a batch of several is answered as _run_careful answers it (_LockCycle):
     the cycle is the same."""
-    for job in batch:
+    last = len(batch) - 1
+    for n, job in enumerate(batch):
+        tx.inherited = tx.holding
         try:
             result = await job.run(tx)
-            await tx.send_held()
+            if n == last:
+                await tx.send_held()
         except (*BROKEN, *UNSOUND):
             raise
         except Exception as exc:
             if len(batch) > 1 and isinstance(exc, LOCK_ORDER):
                 raise _LockCycle from exc
-            if not isinstance(exc, RETRYABLE):
+            if not isinstance(exc, RETRYABLE) and not tx.inherited:
                 failed.append((job, None, exc))
             return False
         outcomes.append((job, result, None))

@@ -6,10 +6,13 @@ Held are writes whose caller needs no answer: alerts upserted, timeline events a
 incident columns set, and outbox rows finished (deleted) or rescheduled (a retry, a deferral: a
 dispatcher pass defers a bundle's rows, a delivery's record finishes them, one statement per
 row before). They go out as data-modifying CTEs in front of the next statement that may carry
-them (one that touches none of their rows: a deadline armed or cancelled), else as a statement
-of their own before any other statement (a read must see them) and at the end of the job (its
-savepoint, when it has one, must hold them). The pages a job enqueues are held too (outbox.py's
-enqueue), and go out with these in the same round trip. The sub-statements of one WITH see one
+them (one that touches none of their rows: a deadline armed or cancelled, a group's read when
+they touch no incident of that group), else as a statement of their own before any other
+statement (a read must see them), and at the end of the job when it runs in a savepoint (which
+must hold them); without savepoints, a job's writes wait for the batch's next statement (the
+next job's), the last job's going at its end (store.py's _run_optimistic). The pages a job
+enqueues are held too (outbox.py's enqueue), and go out with these in the same round trip. The
+sub-statements of one WITH see one
 snapshot and none sees another's effects, so what is held keeps one write per row: an alert
 named twice keeps its last report, an incident set twice keeps one row of columns, the later
 value of each winning, as the statements one after the other would leave them; an outbox row

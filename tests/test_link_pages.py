@@ -45,10 +45,24 @@ async def test_every_link_answer_is_private(api: Api) -> None:
         ("GET", f"/l/{valid}/x", 404),
         ("GET", "/l", 404),
         ("GET", "/l/", 404),
+        ("DELETE", "/l", 404),
+        ("GET", f"/l%2F{valid}", 404),  # an encoded slash: still under /l/ to request.path
+        ("HEAD", f"/l/{valid}", 200),
         ("PUT", f"/l/{valid}", 405),
+        ("DELETE", f"/l/{valid}", 405),
     ]
     for method, path, expected in answers:
         status, headers = await _headers(api, method, path)
         assert status == expected, (method, path)
         assert headers.get("Cache-Control") == "no-store", (method, path)
         assert headers.get("Referrer-Policy") == "no-referrer", (method, path)
+        if expected == 405:
+            assert headers.get("Allow") == "GET,HEAD,POST", (method, path)
+
+
+async def test_answers_outside_the_links_are_left_alone(api: Api) -> None:
+    for method, path, expected in [("GET", "/lx", 404), ("GET", "/-/healthy", 200),
+                                   ("PUT", "/-/healthy", 405)]:
+        status, headers = await _headers(api, method, path)
+        assert status == expected, (method, path)
+        assert "Referrer-Policy" not in headers, (method, path)

@@ -47,7 +47,7 @@ from receiver.store.postgres.store import PostgresStore
 from receiver.store.records import Shared
 from receiver.store.sqlite.owner import StoreOwner
 from receiver.telemetry.metrics import Metrics
-from receiver.web.actions import act, link_action, link_page, private_links
+from receiver.web.actions import act, add_link_routes
 from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
 from receiver.web.feeds import (
@@ -97,9 +97,7 @@ KEEPALIVE_TIMEOUT = 75.0
 def build_web_app(
     services: Services, *, body_timeout: float = DEFAULT_BODY_TIMEOUT
 ) -> web.Application:
-    app = web.Application(
-        client_max_size=services.config.max_body_bytes + 1, middlewares=[private_links]
-    )
+    app = web.Application(client_max_size=services.config.max_body_bytes + 1)
     app[SERVICES] = services
     app[BODY_TIMEOUT] = body_timeout
     app[THROTTLE] = FailureThrottle()
@@ -134,8 +132,7 @@ def build_web_app(
     app.router.add_get("/api/v1/maintenance", list_windows)
     app.router.add_post("/api/v1/maintenance", add_window)
     app.router.add_delete("/api/v1/maintenance/{id}", delete_window)
-    app.router.add_get("/l/{token}", link_page)
-    app.router.add_post("/l/{token}", link_action)
+    add_link_routes(app.router)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)

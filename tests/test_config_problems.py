@@ -41,8 +41,8 @@ def test_every_problem_in_one_run(monkeypatch: pytest.MonkeyPatch) -> None:
         "17: policies[0].steps[2].notify[0].user: unknown user 'bob'",
         "16: policies[0].steps[1].notify[0].oncall: team 'ops' is on schedule 'ops', which has"
         " no layer 'tertiary': the step would page nobody (route gives it policy 'standard')",
-        "23: route.routes[0].matchers[0]: invalid regex in 'team=~\"(payments\"': missing ),"
-        " unterminated subpattern at position 0",
+        "23: route.routes[0].matchers[0]: invalid regex in 'team=~\"(payments\"': missing ):"
+        " (payments",
         "24: route.routes[0].team: unknown team 'payments'",
     ]
 
@@ -302,3 +302,32 @@ def test_check_config_reads_a_secret_file_as_serve_does(tmp_path: Path) -> None:
         "ackd.yaml: --listen: refusing to listen on :::9095 with secrets published in"
         " config.example.yaml (webhook.bearer_token): set ACKD_WEBHOOK_TOKEN, or listen on"
         " 127.0.0.1")
+
+
+def test_check_config_refuses_regexes_alertmanager_refuses(tmp_path: Path) -> None:
+    """Route matchers are RE2's regexes, as in Alertmanager: a backreference and 5,000 nested
+    groups are problems with their line and key (not a traceback), `(a|aa)*c` is fine."""
+    text = (ROOT / "config.example.yaml").read_text()
+    for old, new in [
+        ("""'alertname=~"Payment.*Down"'""", """'alertname=~"(Pay)ment\\\\1"'"""),
+        ("""'env="prod"'""", "'env=~" + "(" * 5000 + ")" * 5000 + "'"),
+        ("""'namespace=~"kube-.*|monitoring"'""", """'namespace=~"(a|aa)*c"'"""),
+    ]:
+        assert old in text
+        text = text.replace(old, new)
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "(Pay)ment" in row)
+    result = subprocess.run(
+        [sys.executable, "-m", "receiver", "check-config", str(path)], cwd=ROOT,
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert result.returncode == 1, result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[-1] == f"{path}: 2 problem(s)", result.stderr
+    assert any(row.startswith(f"{path}:{line}: ") and "matchers[0]: invalid regex in" in row
+               and row.endswith(": invalid escape sequence: \\1") for row in lines), lines
+    assert any(row.startswith(f"{path}:{line}: ") and "matchers[1]: invalid regex in" in row
+               and row.endswith(": nests too deeply (more than 1000 levels of groups)")
+               for row in lines), lines
+    assert "Traceback" not in result.stderr

@@ -215,6 +215,8 @@ async def test_windows_and_held_incidents_survive_a_restart(start: Start) -> Non
         ({"team": "nobody", "for": "1h"}, "team"),
         ({"for": "1h"}, "team"),
         ({"matchers": ["cluster=~("], "for": "1h"}, "matchers[0]"),
+        ({"matchers": ['a="b"', 'a=~"(a)\\1"'], "for": "1h"}, "matchers[1]"),
+        ({"matchers": ["a=~" + "(" * 5000 + ")" * 5000], "for": "1h"}, "matchers[0]"),
         ({"matchers": "cluster=eu1", "for": "1h"}, "matchers"),
         ({"team": "payments"}, "end"),
         ({"team": "payments", "for": "1h", "end": "2030-01-01T00:00:00Z"}, "end"),
@@ -250,6 +252,9 @@ async def test_bad_windows_are_400s_naming_the_field(
          "maintenance[0].start", "time zone"),
         ("{name: a, matchers: ['a=~('], start: 2026-01-01T00:00:00Z, "
          "end: 2026-01-02T00:00:00Z}", "maintenance[0].matchers[0]", "regex"),
+        ("{name: a, matchers: ['a=~\"(a)\\\\1\"'], start: 2026-01-01T00:00:00Z, "
+         "end: 2026-01-02T00:00:00Z}", "maintenance[0].matchers[0]",
+         "invalid escape sequence: \\1"),
     ],
 )
 def test_config_errors_name_file_line_and_key(

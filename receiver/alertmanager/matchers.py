@@ -3,6 +3,11 @@
 Routes are written in Alertmanager's own syntax so that a team can copy its `matchers:` lists
 from alertmanager.yml unchanged, and they must mean exactly what they mean there: a missing
 label equals "", and regexes match the whole value, never a substring.
+
+Regexes are RE2's, as Go's regexp (Alertmanager's) is: matching takes time linear in the
+value, whatever the pattern, and what RE2 refuses (backreferences, lookarounds, `\\Z`) is
+refused here with RE2's message. Python's backtracking `re` would let one pattern such as
+`(a|aa)*c` hold the event loop for minutes on one label value.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import field
 from enum import StrEnum
 
+import re2
+
 from receiver.core.frozen import frozen
 
 _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -19,6 +26,16 @@ _NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _OPERATORS = ("=~", "!~", "!=", "=")
 _NAME_ENDS = frozenset("=!~\"") | frozenset(" \t\r\n")
 _UNESCAPE = {"n": "\n", '"': '"', "\\": "\\"}
+# Go's regexp refuses patterns nested deeper than 1000 ("expression nests too deeply"); RE2
+# takes more, so ackd counts the groups itself. A length bound keeps RE2's compile of the worst
+# pattern (repetitions of large classes, refused as too large in the end) under half a second.
+_MAX_DEPTH = 1000
+_MAX_LENGTH = 4096
+_OPTIONS = re2.Options()
+_OPTIONS.never_capture = True  # only whether it matches is asked
+_OPTIONS.log_errors = False  # the error is raised as a MatcherError, not logged to stderr
+_BOTH = re2._re2.RE2.Anchor.ANCHOR_BOTH
+_NO_MATCH = (-1, -1)
 
 
 class MatcherError(ValueError):
@@ -39,7 +56,7 @@ class Matcher:
     name: str
     type: MatchType
     value: str
-    regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False, default=None)
+    regex: Regex | None = field(init=False, repr=False, compare=False, default=None)
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -51,13 +68,80 @@ class Matcher:
     def matches(self, labels: Mapping[str, str]) -> bool:
         value = labels.get(self.name, "")
         if self.regex is not None:
-            # fullmatch is Alertmanager's `^(?:re)$` anchoring, without `$` accepting a final \n.
-            return (self.regex.fullmatch(value) is not None) == (self.type is MatchType.REGEX)
+            return self.regex.fullmatch(value) == (self.type is MatchType.REGEX)
         return (value == self.value) == (self.type is MatchType.EQUAL)
 
     def __str__(self) -> str:
         name = self.name if _NAME.fullmatch(self.name) else quote(self.name)
         return f"{name}{self.type}{quote(self.value)}"
+
+
+class Regex:
+    """An RE2 regex that matches whole values: Alertmanager's `^(?:re)$` anchoring."""
+
+    __slots__ = ("_re",)
+
+    def __init__(self, pattern: str) -> None:
+        """Compile `pattern`; raise ValueError with RE2's (or Go's) reason if it is refused."""
+        if _depth(pattern) > _MAX_DEPTH:
+            raise ValueError(f"nests too deeply (more than {_MAX_DEPTH} levels of groups)")
+        if len(pattern) > _MAX_LENGTH:
+            raise ValueError(f"longer than {_MAX_LENGTH} characters")
+        compiled = re2._re2.RE2(pattern.encode("utf-8", "surrogatepass"), _OPTIONS)
+        if not compiled.ok():
+            raise ValueError(compiled.error().decode("utf-8", "replace"))
+        self._re: re2._re2.RE2 = compiled
+
+    def fullmatch(self, value: str) -> bool:
+        """Whether the whole of `value` matches (a final newline is not skipped, as `$` would)."""
+        text = value.encode("utf-8", "surrogatepass")
+        spans: list[tuple[int, int]] = self._re.Match(_BOTH, text, 0, len(text))
+        return spans[0] != _NO_MATCH
+
+
+def _depth(pattern: str) -> int:
+    """How deeply groups nest in `pattern` (escapes, `\\Q...\\E` and classes skipped)."""
+    depth = deepest = i = 0
+    end = len(pattern)
+    while i < end:
+        char = pattern[i]
+        if char == "\\":
+            if pattern.startswith("Q", i + 1):
+                close = pattern.find("\\E", i + 2)
+                i = end if close < 0 else close + 2
+                continue
+            i += 2
+            continue
+        if char == "[":
+            i = _class_end(pattern, i)
+            continue
+        if char == "(":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char == ")":
+            depth = max(depth - 1, 0)
+        i += 1
+    return deepest
+
+
+def _class_end(pattern: str, start: int) -> int:
+    """The index after the character class opening at `start` (the end if it never closes)."""
+    i = start + 1
+    if pattern.startswith("^", i):
+        i += 1
+    if pattern.startswith("]", i):  # a `]` first in a class is a literal
+        i += 1
+    while i < len(pattern):
+        if pattern[i] == "\\":
+            i += 2
+        elif pattern.startswith("[:", i):
+            close = pattern.find(":]", i + 2)
+            i = i + 1 if close < 0 else close + 2
+        elif pattern[i] == "]":
+            return i + 1
+        else:
+            i += 1
+    return i
 
 
 def quote(value: str) -> str:
@@ -93,10 +177,10 @@ def parse_matchers(text: str) -> list[Matcher]:
     return [parse_matcher(item) for item in items]
 
 
-def _compile(value: str, shown: str) -> re.Pattern[str]:
+def _compile(value: str, shown: str) -> Regex:
     try:
-        return re.compile(value)
-    except re.error as exc:
+        return Regex(value)
+    except ValueError as exc:
         raise MatcherError(f"invalid regex in '{shown}': {exc}") from None
 
 

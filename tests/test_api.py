@@ -354,6 +354,28 @@ async def test_the_first_step_pages_in_the_webhook_transaction(api: Api) -> None
     assert api.paged() == ["ana"]
 
 
+async def test_an_incident_is_as_urgent_as_the_most_urgent_of_its_opening_alerts(
+    api: Api,
+) -> None:
+    """A group opened by alerts of several severities takes the most urgent of them, whichever
+    alert carries it (the route maps critical to SEV1, warning to SEV3, no label to SEV2)."""
+    starts = api.clock.now() - timedelta(seconds=30)
+    groups = {"Mixed": ["warning", "critical", None, "warning"], "Unlabelled": ["warning", None],
+              "Warned": ["warning", "warning"]}
+    alerts = [
+        Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, starts, None)
+        for name, severities in groups.items()
+        for n, severity in enumerate(severities)
+        for labels in [{"alertname": name, "cluster": "eu1", "instance": str(n),
+                        **({"severity": severity} if severity else {})}]
+    ]
+    status, body = await api.call("POST", "/api/v1/alerts", build_webhook(alerts), token=TOKEN)
+    assert status == 200, body
+    opened = [(await api.call("GET", f"/api/v1/incidents/{n}"))[1] for n in body["incidents"]]
+    assert {i["group_labels"]["alertname"]: i["severity"] for i in opened} == {
+        "Mixed": "SEV1", "Unlabelled": "SEV2", "Warned": "SEV3"}
+
+
 async def test_steps_that_reach_nobody_run_on_through_the_timer(api: Api) -> None:
     """Every step names nobody, 101 cycles at once: one transaction fires AT_ONCE_LIMIT of
     them, then the timer loop takes over, and the policy still runs to its end exactly."""

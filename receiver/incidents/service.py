@@ -310,12 +310,13 @@ class Incidents:
         now: datetime,
     ) -> NewIncident:
         opening = {a.fingerprint for a in change.writes}
-        severities = [
-            config.severity(s)
-            for a, s in zip(group.alerts, group.severities, strict=True)
+        # The opening alerts' severity names once each, in their order (a group's alerts
+        # mostly share one): the most urgent, the first of them on a tie, as per alert.
+        names = dict.fromkeys(
+            s for a, s in zip(group.alerts, group.severities, strict=True)
             if a.fingerprint in opening
-        ]
-        severity = min(severities, key=lambda s: s.rank)
+        )
+        severity = min((config.severity(name) for name in names), key=lambda s: s.rank)
         first = change.writes[0]
         match = group.match
         return NewIncident(

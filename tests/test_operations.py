@@ -3,6 +3,7 @@ reload state, build info), POST /-/reload and its answers, and `--log-format jso
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -353,6 +354,40 @@ async def _post_alert(url: str, labels: dict[str, str]) -> None:
         headers={"Authorization": f"Bearer {TOKEN}"},
     ) as response:
         assert response.status == 200, await response.text()
+
+
+async def test_a_sighup_before_ackd_is_ready_is_a_reload_not_its_end(tmp_path: Path) -> None:
+    """The default action of SIGHUP ends a process, and ackd installed its handler only after
+    seconds of imports and the config load: `systemctl reload` just after a start killed it.
+    The config here is a FIFO, so the signal comes while ackd reads it; the daemon then
+    reloads (reads the FIFO again) once it is ready."""
+    text = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9").read_text()
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    ackd = Ackd(tmp_path, fifo)
+
+    def feed(hangup: bool) -> None:
+        with fifo.open("w") as out:  # returns once ackd opened the FIFO to read it
+            out.write(text)
+            if hangup:
+                assert ackd.proc is not None
+                ackd.proc.send_signal(signal.SIGHUP)
+
+    ackd.start()
+    try:
+        await asyncio.wait_for(asyncio.to_thread(feed, True), READY_WITHIN)
+
+        async def started() -> bool:
+            return "ackd listening on" in ackd.log()
+
+        await wait_until(started, READY_WITHIN, "ackd to start")
+        await asyncio.wait_for(asyncio.to_thread(feed, False), READY_WITHIN)  # the reload
+        assert ackd.proc is not None
+        await wait_until(lambda: http_ok(f"{ackd.url}/-/ready"), READY_WITHIN, "ackd ready")
+        assert ackd.proc.poll() is None
+        assert "configuration reloaded from" in ackd.log()
+    finally:
+        ackd.stop()
 
 
 async def test_sighup_reloads_the_file_ackd_started_with(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from receiver.app import hangups
 from receiver.app.stores import OPEN_ERRORS, STORES
 from receiver.config import build
 from receiver.config.coordinator import Coordinator
@@ -475,6 +476,8 @@ async def serve(config: Config, config_path: str | Path, *, migrate: bool = True
     loop.add_signal_handler(signal.SIGHUP, daemon.reload)
     try:
         await daemon.start()
+        if hangups.take():  # asked before the handler above was installed
+            daemon.reload()
         try:
             await stop.wait()
         finally:
@@ -484,4 +487,5 @@ async def serve(config: Config, config_path: str | Path, *, migrate: bool = True
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(sig)
+        hangups.defer()  # a reload asked while stopping must not end the process either
     return 0

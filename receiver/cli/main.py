@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 
 import uvloop
 
+from receiver.app import hangups
 from receiver.cli import learning, respond
 from receiver.cli.client import ApiError, Client
 from receiver.config import build as config_module
@@ -292,6 +293,8 @@ def _version() -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command != "serve":
+        hangups.restore()  # held only for the daemon's reload (receiver.app.hangups)
     logging.basicConfig(level=args.log_level.upper())
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter(getattr(args, "log_format", "text")))

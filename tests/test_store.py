@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from receiver.alertmanager.matchers import parse_matcher
 from receiver.core.errors import StoreCorrupt, StoreUnavailable
 from receiver.core.model import (
     Alert,
@@ -31,6 +32,7 @@ from receiver.core.model import (
 )
 from receiver.delivery.noise import ChannelHistory, Pending
 from receiver.escalation.plan import DeadlineKind
+from receiver.maintenance.domain import Window
 from receiver.oncall.overrides import Change, Leg
 from receiver.store import (
     IncidentFilter,
@@ -1150,3 +1152,29 @@ async def test_deadlines_armed_then_cancelled_in_the_job_that_opened_their_incid
     left = await store.write(lambda tx: tx.take_deadlines(armed, due))
     assert sorted((d.incident_id, d.kind) for d in left) == [(ids[0], "cadence"),
                                                             (ids[2], "cadence")]
+
+
+async def test_a_stored_window_whose_matchers_this_release_refuses_is_left_out_with_a_warning(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A window stored by a release on Python's `re` may hold a pattern RE2 refuses (here a
+    backreference): reading the windows back at start must not fail, or the daemon would not
+    start after an upgrade; the window mutes nothing and says so."""
+    kept = Window(NOW, NOW + timedelta(hours=1), "payments",
+                  (parse_matcher('cluster="eu1"'),), "upgrade", "ana", created_at=NOW)
+    old = replace(kept, comment="from an older release")
+    kept_id = await store.write(lambda tx: tx.add_window(kept))
+    old_id = await store.write(lambda tx: tx.add_window(old))
+    text = '["alertname=~\\"(a)\\\\1\\""]'  # alertname=~"(a)\1", as an older release stored it
+    if isinstance(store, SqliteStore):
+        with sqlite3.connect(store.path) as conn:
+            conn.execute("UPDATE maintenance SET matchers = ? WHERE id = ?", (text, old_id))
+    else:
+        assert isinstance(store, PostgresStore)
+        conn = await asyncpg.connect(store._dsn)
+        try:
+            await conn.execute("UPDATE maintenance SET matchers = $1 WHERE id = $2", text, old_id)
+        finally:
+            await conn.close()
+    assert await store.maintenance_windows() == [replace(kept, id=kept_id)]
+    assert f"maintenance window {old_id} is left out" in caplog.text

@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from receiver.alertmanager.matchers import Matcher, MatcherError, parse_matcher
 from receiver.core.model import (
     Alert,
     AlertStatus,
@@ -19,6 +20,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.delivery.noise import ChannelHistory
+from receiver.maintenance.domain import Window
 from receiver.store.records import ArmedDeadline, ChannelRecord, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -251,3 +253,31 @@ def channel_record(row: Sequence[Any]) -> ChannelRecord:
         None if isinstance(addressee, str) else addressee,
         None if row[3] is None else from_us(int(row[3])),
     )
+
+
+# The columns maintenance_windows reads, in the order windows_from_rows takes them.
+WINDOW_COLUMNS = "id, team, matchers, starts_at, ends_at, comment, created_by, created_at"
+
+
+def windows_from_rows(rows: Iterable[Any]) -> list[Window]:
+    """The API's maintenance windows as stored. A window whose matchers this release refuses
+    (a pattern an earlier one took, such as a backreference RE2 does not have) is left out
+    with a warning, not raised: it would otherwise stop the daemon at start, and a window
+    that mutes nothing lets pages through, which is the safe side for a pager."""
+    windows = []
+    for r in rows:
+        matchers = _stored_matchers(int(r[0]), r[2])
+        if matchers is not None:
+            windows.append(Window(from_us(r[3]), from_us(r[4]), r[1], matchers, r[5], r[6],
+                                  int(r[0]), created_at=from_us(r[7])))
+    return windows
+
+
+def _stored_matchers(window_id: int, text: str) -> tuple[Matcher, ...] | None:
+    try:
+        return tuple(parse_matcher(m) for m in msgspec.json.decode(text))
+    except MatcherError as exc:
+        log.warning("maintenance window %d is left out: %s (delete it with"
+                    " DELETE /api/v1/maintenance/%d and add it again)", window_id, exc,
+                    window_id)
+        return None

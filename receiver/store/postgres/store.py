@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -61,7 +60,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
-from receiver.alertmanager.matchers import parse_matcher
 from receiver.core.errors import NotFound, SchemaBehind, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
 from receiver.core.tasks import cancel
@@ -70,12 +68,14 @@ from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
+    WINDOW_COLUMNS,
     alert_from_row,
     events_from_row,
     events_from_rows,
     from_us,
     incident_from_row,
     to_us,
+    windows_from_rows,
 )
 from receiver.store.jobs import Job, Outcome, answer
 from receiver.store.postgres.announce import Announcer
@@ -584,15 +584,8 @@ class PostgresStore:
 
     async def maintenance_windows(self) -> list[Window]:
         """The maintenance windows made through the API, oldest first."""
-        rows = await self._fetch(
-            "SELECT id, team, matchers, starts_at, ends_at, comment, created_by, created_at"
-            " FROM maintenance ORDER BY id")
-        return [
-            Window(from_us(r[3]), from_us(r[4]), r[1],
-                   tuple(parse_matcher(m) for m in json.loads(r[2])), r[5], r[6], int(r[0]),
-                   created_at=from_us(r[7]))
-            for r in rows
-        ]
+        rows = await self._fetch(f"SELECT {WINDOW_COLUMNS} FROM maintenance ORDER BY id")
+        return windows_from_rows(rows)
 
     async def heartbeat_arrivals(self) -> dict[str, datetime]:
         """When each heartbeat last arrived (receiver/heartbeats/)."""

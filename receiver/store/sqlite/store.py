@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import os
 import sqlite3
@@ -42,7 +41,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
-from receiver.alertmanager.matchers import Matcher, parse_matcher
 from receiver.core.errors import NotFound, SchemaBehind, StoreCorrupt, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
 from receiver.core.tasks import cancel
@@ -51,12 +49,14 @@ from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
+    WINDOW_COLUMNS,
     alert_from_row,
     events_from_row,
     events_from_rows,
     from_us,
     incident_from_row,
     to_us,
+    windows_from_rows,
 )
 from receiver.store.jobs import Job, Outcome, answer
 from receiver.store.records import IncidentFacts, IncidentFilter, OutboxRow, StoreStats
@@ -424,14 +424,8 @@ class SqliteStore:
 
     async def maintenance_windows(self) -> list[Window]:
         """The maintenance windows made through the API, oldest first."""
-        rows = await self._fetchall(
-            "SELECT id, team, matchers, starts_at, ends_at, comment, created_by, created_at"
-            " FROM maintenance ORDER BY id")
-        return [
-            Window(from_us(r[3]), from_us(r[4]), r[1], _matchers(r[2]),
-                   r[5], r[6], int(r[0]), created_at=from_us(r[7]))
-            for r in rows
-        ]
+        rows = await self._fetchall(f"SELECT {WINDOW_COLUMNS} FROM maintenance ORDER BY id")
+        return windows_from_rows(rows)
 
     async def open_incidents_by_group(self, group_keys: Sequence[str]) -> dict[str, int]:
         """The open incident of each of these groups that has one."""
@@ -704,6 +698,3 @@ async def _with_incidents(
 if TYPE_CHECKING:  # mypy checks here that the SQLite store implements the interface
     _store: type[Store] = SqliteStore
     _transaction: type[Transaction] = SqliteTransaction
-
-def _matchers(text: str) -> tuple[Matcher, ...]:
-    return tuple(parse_matcher(m) for m in json.loads(text))

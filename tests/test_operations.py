@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
+from receiver.cli.main import _logging_off_the_loop
 from receiver.config import build as config_module
 from receiver.config.model import Config
 from receiver.core.model import Alert, AlertStatus
@@ -413,3 +414,27 @@ async def test_sighup_reloads_the_file_ackd_started_with(tmp_path: Path) -> None
         assert await http_ok(f"{ackd.url}/-/ready")
     finally:
         ackd.stop()
+
+
+def test_the_daemons_records_skip_only_what_no_format_prints() -> None:
+    switches = (logging._srcfile, logging.logThreads, logging.logProcesses,
+                logging.logMultiprocessing)
+    seen: list[logging.LogRecord] = []
+    kept = logging.Handler()
+    kept.emit = seen.append  # type: ignore[method-assign]
+    root = logging.getLogger()
+    root.addHandler(kept)
+    try:
+        with _logging_off_the_loop():
+            logging.getLogger("ackd.test").warning("incident #%d opened", 7,
+                                                   extra=fields("incident_opened", 7, "db"))
+    finally:
+        root.removeHandler(kept)
+    [record] = seen
+    assert (record.funcName, record.lineno, record.thread, record.process) == (
+        "(unknown function)", 0, None, None)
+    assert logging.Formatter("%(levelname)s %(name)s: %(message)s").format(record) == (
+        "WARNING ackd.test: incident #7 opened")
+    assert json.loads(JsonFormatter().format(record))["incident"] == 7
+    assert (logging._srcfile, logging.logThreads, logging.logProcesses,
+            logging.logMultiprocessing) == switches

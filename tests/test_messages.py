@@ -341,6 +341,36 @@ def test_check_says_what_is_wrong(source: str, error: str) -> None:
     assert error in message
 
 
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize(
+    ("source", "error"),
+    [
+        pytest.param("{% for i in range(100000) %}{% for j in range(100000) %}x{% endfor %}"
+                     "{% endfor %}", "loops more than 100000 times", id="nested-loops"),
+        pytest.param("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+                     "{% endfor %}", "loops more than 100000 times", id="silent-loops"),
+        pytest.param("{% for i in range(90000) %}xxxxxxxxxx{% endfor %}",
+                     "writes more than 262144 characters", id="output"),
+        pytest.param("{{ 'x' * 10**12 }}", "a sequence longer than", id="repeat"),
+        pytest.param("{{ 9**99999999 }}", "a number of more than", id="power"),
+    ],
+)
+def test_a_template_without_end_is_refused_not_run_for_ever(source: str, error: str) -> None:
+    """The trial render runs on the event loop (check-config, a reload): a template that
+    loops for ever froze the daemon."""
+    [(_, message)] = Templates.check({"triggered": {"title": source}})
+
+    assert message.startswith("fails on a sample incident: ")
+    assert error in message
+
+
+def test_a_template_within_the_bounds_renders_whole() -> None:
+    source = "{% for i in range(1000) %}{{ i % 10 }}{% endfor %}"
+    templates = Templates({"triggered": {"body": source}})
+    assert Templates.check({"triggered": {"body": source}}) == []
+    assert templates.render(ctx()).body == "0123456789" * 100
+
+
 def test_broken_overrides_are_refused_when_building() -> None:
     with pytest.raises(ValueError, match=r"templates\.triggered\.body: line 1"):
         Templates({"triggered": {"body": "{{ oops"}})

@@ -32,6 +32,7 @@ plugins prepend the title to the body.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import re
@@ -40,7 +41,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
-from jinja2.sandbox import SandboxedEnvironment
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment, safe_range
 
 from receiver.core.frozen import frozen
 from receiver.core.model import (
@@ -284,7 +286,7 @@ class Templates:
         custom = self._custom.get((reason, part))
         if custom is not None:
             try:
-                return custom.render(variables)
+                return bounded_render(custom, variables)
             except Exception as exc:  # any failure of a user's template: the default speaks
                 log.warning("template %s.%s failed, using the default: %s", reason, part, exc)
         return self._defaults[(reason, part)].render(variables)
@@ -312,11 +314,65 @@ def _compiled_defaults() -> dict[tuple[str, str], Template]:
             for p, src in parts.items()}
 
 
+# What one render of a config's template may cost: a template runs on the event loop (the
+# trial at check-config and reload, every page after), and one that loops for ever (two nested
+# range(100000)) froze the daemon. The loop steps that range() hands out, the length of a
+# sequence built by `*`, the size of a number built by `**`, and the text written are bounded.
+MAX_STEPS = 100_000
+MAX_OUTPUT = 256 * 1024
+MAX_POWER_BITS = 4096
+_steps_left: contextvars.ContextVar[list[int]] = contextvars.ContextVar("template_steps")
+
+
+class _BoundedEnvironment(SandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, str | list | tuple) and isinstance(count, int) \
+                        and len(seq) * count > MAX_OUTPUT:
+                    raise SecurityError(f"a sequence longer than {MAX_OUTPUT} items")
+            return left * right
+        if isinstance(left, int) and isinstance(right, int) and right > 0 \
+                and abs(left).bit_length() * right > MAX_POWER_BITS:
+            raise SecurityError(f"a number of more than {MAX_POWER_BITS} bits")
+        return left**right
+
+
+def _bounded_range(*args: int) -> range:
+    steps = safe_range(*args)
+    left = _steps_left.get(None)
+    if left is not None:
+        left[0] -= len(steps)
+        if left[0] < 0:
+            raise SecurityError(f"the template loops more than {MAX_STEPS} times")
+    return steps
+
+
+def bounded_render(template: Template, variables: Mapping[str, Any]) -> str:
+    """A config template's text, or SecurityError once it takes more than MAX_STEPS loop
+    steps or writes more than MAX_OUTPUT characters."""
+    token = _steps_left.set([MAX_STEPS])
+    try:
+        out: list[str] = []
+        size = 0
+        for chunk in template.generate(variables):
+            size += len(chunk)
+            if size > MAX_OUTPUT:
+                raise SecurityError(f"the template writes more than {MAX_OUTPUT} characters")
+            out.append(chunk)
+        return "".join(out)
+    finally:
+        _steps_left.reset(token)
+
+
 def _environment() -> SandboxedEnvironment:
-    env = SandboxedEnvironment(
+    env = _BoundedEnvironment(
         autoescape=False, undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True,
         finalize=one_line_value,
     )
+    env.globals["range"] = _bounded_range
     env.filters["describe"] = describe
     env.filters["labels"] = format_labels
     return env
@@ -328,7 +384,7 @@ def _trial(env: SandboxedEnvironment, source: str, sample: Mapping[str, Any]) ->
     except TemplateSyntaxError as exc:
         return f"line {exc.lineno}: {exc.message}"
     try:
-        template.render(sample)
+        bounded_render(template, sample)
     except Exception as exc:  # whatever a template can raise, report it at config load
         return f"fails on a sample incident: {exc}"
     return ""

@@ -51,6 +51,7 @@ from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, add_link_routes
 from receiver.web.api import get_incident, list_incidents
 from receiver.web.auth import FailureThrottle
+from receiver.web.errors import JsonErrorRunner
 from receiver.web.feeds import (
     feed_calendar,
     revoke_schedule_feed,
@@ -267,7 +268,7 @@ class Daemon:
             lambda _: self.heartbeats.rearm(),  # another `every`, other heartbeats
             self._maintenance_config,
         )
-        self._runner: web.AppRunner | None = None
+        self._runner: JsonErrorRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._saving: asyncio.Task[None] | None = None
         self._windows = config.maintenance
@@ -316,7 +317,7 @@ class Daemon:
                 self.responder.save_reports_every(), name="ackd-save-reports")
         await self.handoffs.start()
         app = build_web_app(self.services, body_timeout=self._body_timeout)
-        self._runner = web.AppRunner(
+        self._runner = JsonErrorRunner(
             app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False,
             keepalive_timeout=self._keepalive_timeout,
             # The webhook inflates a compressed body itself, with a bound (http/encoding.py).

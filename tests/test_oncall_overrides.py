@@ -355,3 +355,19 @@ async def test_gap_warnings_see_the_run_time_overrides(late_start: Api) -> None:
             "2026-01-05T09:00:00Z to 2026-01-05T10:00:00Z") in out
     status, answer = await api.call("GET", "/api/v1/schedules/payments/gaps?weeks=0")
     assert (status, answer["field"]) == (400, "weeks")
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59Z", "9999-12-31T23:00:00-14:00"])
+async def test_a_time_at_the_end_of_the_calendar_is_refused_naming_at(api: Api, at: str) -> None:
+    status, answer = await api.call(
+        "GET", f"/api/v1/schedules/payments/oncall?at={at.replace('+', '%2B')}")
+    assert (status, answer["field"]) == (400, "at"), answer
+
+
+async def test_an_override_to_the_year_9999_still_answers_or_names_at(api: Api) -> None:
+    await override(api, {"user": "cy", "start": iso(timedelta(hours=1)),
+                         "end": "9999-12-31T12:00:00Z", "layer": "primary"})
+    assert (await who(api, timedelta(hours=2)))["primary"]["user"] == "cy"
+    status, answer = await api.call(
+        "GET", "/api/v1/schedules/payments/oncall?at=9999-12-31T10:00:00Z")
+    assert (status, answer["field"]) == (400, "at"), answer

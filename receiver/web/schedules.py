@@ -139,6 +139,11 @@ async def who_is_on_call(request: web.Request) -> web.Response:
     try:
         at = _at(request.query.get("at"), s.clock.now())
         layers = on_call_service(s).who(name, at)
+    except OverflowError:
+        # The answer says until when each layer holds, in the schedule's zone: near the end
+        # of year 9999 that passes the calendar's last day.
+        return answer(PayloadError(
+            "at", "is too near the year 9999 to say who is on call and until when"))
     except AckdError as exc:
         return answer(exc)
     return ok({"schedule": name, "at": at, "layers": layers})
@@ -196,7 +201,11 @@ def _at(raw: str | None, now: datetime) -> datetime:
         at = datetime.fromisoformat(raw)
     except ValueError:
         raise PayloadError("at", f"not an ISO 8601 time: {raw[:64]!r}") from None
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:00:00-14:00 is in the year 10000 in UTC
+        raise PayloadError("at", "is after the year 9999 once in UTC") from None
 
 
 async def _body(request: web.Request) -> object:

@@ -87,10 +87,13 @@ async def test_drill_api_errors(api: Api) -> None:
         ({"team": 3}, "team"),
         ({"team": "payments", "severity": "SEV9"}, "severity"),
         ([], "body"),
+        ({"team": "payments", "x": 1}, "x"),  # refused before anyone is paged
+        ({"team": "payments", "severty": "SEV1"}, "severty"),
     ]
     for body, field in cases:
         status, answer = await api.call("POST", "/api/v1/drills", body)
         assert (status, answer["field"]) == (400, field), body
+    assert (await api.call("GET", "/api/v1/incidents"))[1]["incidents"] == []
     status, _ = await api.call("POST", "/api/v1/drills", {"team": "payments"}, token="no")
     assert status == 401
     for token in (BO_TOKEN, ANA_TOKEN):  # read, respond: drills need admin

@@ -18,6 +18,7 @@ from receiver.web.responses import error, ok
 from receiver.web.services import Services, services
 
 DEFAULT_SINCE = "30d"
+DRILL_FIELDS = frozenset({"team", "severity"})
 
 
 async def get_postmortem(request: web.Request) -> web.Response:
@@ -87,6 +88,9 @@ async def post_drill(request: web.Request) -> web.Response:
         return error(503, "ackd is not serving incidents", "team")
     try:
         body = await _object(request)
+        unknown = sorted(set(body) - DRILL_FIELDS)
+        if unknown:
+            raise PayloadError(unknown[0], "unknown field; known: severity, team")
         team = _text_field(body, "team")
         severity = _text_field(body, "severity") if "severity" in body else None
         incident = await drills.start(s.store, s.responder, s.config, team, severity, actor,

@@ -299,7 +299,7 @@ ROUTES: dict[str, dict[str, Schema]] = {
         "post": _op("start a drill: a marked test incident through the team's escalation", {
             "201": _answer("the drill's report", _ref("DrillReport")), "400": BAD,
         }, tag="learning", scope="admin", body=_body({
-            "type": "object", "required": ["team"],
+            "type": "object", "required": ["team"], "additionalProperties": False,
             "properties": {"team": {"type": "string"}, "severity": {"type": "string"}},
         })),
     },

@@ -12,6 +12,7 @@ import pytest
 from receiver.core.model import (
     Alert,
     AlertStatus,
+    GrafanaDetails,
     Incident,
     IncidentState,
     MessageReason,
@@ -27,6 +28,7 @@ from receiver.notify.messages import (
     render_bundle,
     render_held_back,
     render_notes,
+    web_link,
 )
 from receiver.notify.notifier import NotifyType
 
@@ -216,6 +218,29 @@ def test_empty_sections_leave_no_gaps() -> None:
     assert "\n\n\n" not in body
     assert "Runbook" not in body
     assert body.splitlines()[0] == "SEV3"
+
+
+HOSTILE_URLS = ["javascript:alert(1)", "JavaScript://%0aalert(1)", "data:text/html,<b>x</b>",
+                " https://padded.example.com", "https://", "http://[broken", "vbscript:x",
+                "/relative/path", "https://ok.example.com/a b"]
+
+
+def test_only_web_links_reach_a_page() -> None:
+    hostile = [
+        replace(alert(n, runbook_url=url, dashboard=url), generator_url=url,
+                grafana=GrafanaDetails(silence_url=url, dashboard_url=url, panel_url=url,
+                                       image_url=url))
+        for n, url in enumerate(HOSTILE_URLS, 1)
+    ]
+    body = TEMPLATES.render(ctx(alerts=(*hostile, alert(99)), silence_url="javascript:x")).body
+    kinds = ("Runbook:", "Dashboard:", "Panel:", "Source:", "Silence:")
+    # No alert's own silence link, and the fallback is not a web link either.
+    assert [line for line in body.splitlines() if line.startswith(kinds)] == [
+        "Source: https://prometheus.example.com/graph?g0.expr=errors99"]
+    assert "javascript" not in body.lower()
+    assert not any(web_link(url) for url in HOSTILE_URLS)
+    assert web_link(SILENCE)
+    assert web_link("HTTP://PROM:9090/graph")
 
 
 # -- short bodies ------------------------------------------------------------------------

@@ -17,7 +17,8 @@ Variables a template sees:
     runbooks, dashboards, sources        distinct annotation links and generatorURLs (and
                                          Grafana's dashboardURLs among the dashboards)
     panels, images, silences             Grafana's panelURLs, imageURLs and silenceURLs; where
-                                         no alert has its own, silences is [silence_url]
+                                         no alert has its own, silences is [silence_url];
+                                         every list holds http(s) URLs only
     open_for                             how long the incident was open, once resolved
 Filters: `alert | describe` (name, labels, state) and `mapping | labels` ("k=v, k=v").
 
@@ -39,6 +40,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
 from jinja2.exceptions import SecurityError
@@ -74,6 +76,7 @@ HELD_BACK_SHOWN = 10
 _RUNBOOK_KEYS = ("runbook_url", "runbook")
 _DASHBOARD_KEYS = ("dashboard", "dashboard_url", "grafana_url")
 _ELLIPSIS = "…"
+_WEB_LINK = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
 
 
 @frozen
@@ -397,9 +400,8 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
     alerts = list(ctx.alerts)
     resolved = sum(1 for a in alerts if a.status is AlertStatus.RESOLVED)
     # Grafana links each alert to its own silence form; Alertmanager's is built from labels.
-    silences = _distinct(a.grafana.silence_url for a in alerts if a.grafana) or (
-        [ctx.silence_url] if ctx.silence_url else []
-    )
+    silences = _distinct(a.grafana.silence_url for a in alerts if a.grafana) or _distinct(
+        [ctx.silence_url])
     return {
         "reason": ctx.reason,
         "incident": ctx.incident,
@@ -482,7 +484,20 @@ def _annotation(alert: Alert, keys: Sequence[str]) -> str:
 
 
 def _distinct(values: Iterable[str]) -> list[str]:
-    return list(dict.fromkeys(v for v in values if v))[:LINKS_SHOWN]
+    """The first few distinct links, web links only: an alert's URLs come from whoever wrote
+    the rule or sent the webhook, and a `javascript:` or `data:` URL must not reach a page
+    (HTML-capable channels would make it a link)."""
+    return list(dict.fromkeys(v for v in values if web_link(v)))[:LINKS_SHOWN]
+
+
+def web_link(text: str) -> bool:
+    """An absolute http(s) URL with a host, and no space or control character anywhere."""
+    if _WEB_LINK.fullmatch(text) is None:
+        return False
+    try:
+        return bool(urlsplit(text).hostname)
+    except ValueError:  # "http://[" and the like
+        return False
 
 
 def _open_for(incident: Incident) -> str:

@@ -187,7 +187,34 @@ ACTION_ERRORS = [
      b'{"for": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", 400, "body"),
     ("snooze body with a 5,000-digit number", "POST", "/api/v1/incidents/{id}/snooze",
      b'{"for": ' + b"9" * 5000 + b"}", 400, "for"),
+    # Every action refuses a field it does not read, as the other endpoints do.
+    ("ack with an unknown field", "POST", "/api/v1/incidents/{id}/ack", {"x": 1}, 400, "x"),
+    ("resolve with an unknown field", "POST", "/api/v1/incidents/{id}/resolve",
+     {"comment": "done"}, 400, "comment"),
+    ("unack with an unknown field", "POST", "/api/v1/incidents/{id}/unack", {"x": 1}, 400, "x"),
+    ("snooze with an unknown field", "POST", "/api/v1/incidents/{id}/snooze",
+     {"for": "30m", "reason": "lunch"}, 400, "reason"),
+    ("ack with a body not an object", "POST", "/api/v1/incidents/{id}/ack", [], 400, "body"),
+    ("snooze with both for and until", "POST", "/api/v1/incidents/{id}/snooze",
+     {"for": "30m", "until": "2030-01-01T00:00:00Z"}, 400, "until"),
+    ("snooze until a past time", "POST", "/api/v1/incidents/{id}/snooze",
+     {"until": "2020-01-01T00:00:00Z"}, 400, "until"),
+    ("snooze for a boolean", "POST", "/api/v1/incidents/{id}/snooze", {"for": True}, 400, "for"),
+    ("snooze for null", "POST", "/api/v1/incidents/{id}/snooze", {"for": None}, 400, "for"),
+    ("snooze until a number", "POST", "/api/v1/incidents/{id}/snooze", {"until": 1}, 400,
+     "until"),
 ]
+
+
+@pytest.mark.parametrize(("body", "shown"), [({"for": True}, "not true"),
+                                             ({"for": None}, "not null"),
+                                             ({"until": False}, "not false")])
+async def test_snooze_messages_show_json_values(api: Api, body: Any, shown: str) -> None:
+    number = await api.fire()
+    status, answer = await api.call("POST", f"/api/v1/incidents/{number}/snooze", body)
+    assert status == 400
+    assert shown in answer["error"], answer
+    assert not {"True", "False", "None"} & set(answer["error"].split()), answer
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import html
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from aiohttp import web
 
@@ -43,25 +44,61 @@ async def act(request: web.Request) -> web.Response:
     action = Action(name)
     try:
         number = incident_id(request)
-        until = await _snooze_until(request, s) if action is Action.SNOOZE else None
+        body = await _action_body(request, SNOOZE_FIELDS if action is Action.SNOOZE else ())
+        until = _snooze_until(body, s) if action is Action.SNOOZE else None
         incident = await s.responder.act(number, action, actor.name, until)
     except AckdError as exc:
         return error_response(exc)
     return ok(incident_json(incident))
 
 
-async def _snooze_until(request: web.Request, s: Services) -> datetime:
+SNOOZE_FIELDS = ("for", "until")
+
+
+async def _action_body(request: web.Request, known: tuple[str, ...]) -> dict[str, Any]:
+    """The body as a JSON object (none is {}), refusing a field the action does not read."""
     try:
         body = parse_json((await request.read() or b"{}").decode("utf-8"))
     except UnicodeDecodeError:
         raise PayloadError("body", "not valid UTF-8") from None
     if not isinstance(body, dict):
         raise PayloadError("body", "must be a JSON object")
+    unknown = sorted(set(body) - set(known))
+    if unknown:
+        takes = f"known: {', '.join(known)}" if known else "this action takes no fields"
+        raise PayloadError(unknown[0], f"unknown field; {takes}")
+    return body
+
+
+def _snooze_until(body: dict[str, Any], s: Services) -> datetime:
+    if "for" in body and "until" in body:
+        raise PayloadError("until", "give `for` or `until`, not both")
+    now = s.clock.now()
     if "for" in body:
-        return _snooze_for(str(body["for"]), s.clock.now())
+        return _snooze_for(_text(body, "for", "a duration such as 30m"), now)
     if "until" in body:
-        return _snooze_to(str(body["until"]))
+        until = _snooze_to(_text(body, "until", "an ISO 8601 time with a zone"))
+        if until <= now:
+            raise PayloadError("until", "is already past")
+        return until
     raise PayloadError("for", "give `for` (a duration such as 30m) or `until` (an ISO time)")
+
+
+def _text(body: dict[str, Any], key: str, what: str) -> str:
+    value = body[key]
+    if not isinstance(value, str):
+        raise PayloadError(key, f"must be a string: {what}, not {_json_type(value)}")
+    return value
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return "a number"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def _snooze_for(text: str, now: datetime) -> datetime:

@@ -223,7 +223,9 @@ ROUTES: dict[str, dict[str, Schema]] = {
             ID, _path("action", "ack, resolve, snooze or unack",
                       {"type": "string", "enum": ["ack", "resolve", "snooze", "unack"]}),
         ], body=_body({"type": "object", "description": 'snooze: {"for": "30m"} or '
-                       '{"until": ISO 8601 time with a zone}',
+                       '{"until": ISO 8601 time with a zone, in the future}; ack, resolve '
+                       "and unack take no fields", "additionalProperties": False,
+                       "maxProperties": 1,
                        "properties": {"for": {"type": "string"},
                                       "until": {"type": "string"}}}, required=False)),
     },

@@ -116,3 +116,33 @@ def test_sink_on_a_busy_port_says_so() -> None:
         f"ackd sink: cannot listen on 127.0.0.1:{port}: the address is already in use"
         " (another ackd? choose a free port with --listen)"
     )
+
+
+def test_an_address_that_is_not_a_url_is_named_without_a_traceback() -> None:
+    for url in ("not-a-url", "http://[broken"):
+        result = ackd("ack", "2", "--url", url, "--token", "t")
+        assert result.returncode == 1
+        assert "Traceback" not in result.stderr, result.stderr
+        assert result.stderr.startswith(f"cannot reach ackd at {url}: not a"), result.stderr
+
+
+def test_usage_errors_list_commands_by_name() -> None:
+    result = ackd("--url", "x", "ack", "2")
+    assert result.returncode == 2
+    assert "'ack', 'resolve', 'snooze', 'unack'" in result.stderr
+    assert "Action" not in result.stderr
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    # `ackd oncall payments | head -1`: head exits, ackd's next write meets a closed pipe.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "receiver", "oncall", "payments", "--config",
+         "config.example.yaml"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, stderr = proc.communicate(timeout=30)
+    assert "Traceback" not in stderr, stderr
+    assert "BrokenPipe" not in stderr, stderr
+    assert proc.returncode == 1

@@ -20,6 +20,11 @@ class ApiError(Exception):
         return f"HTTP {self.status}: {self.message}"
 
 
+class Unreachable(OSError):
+    """ackd could not be asked: the URL is not one, or the connection failed. An OSError, as
+    a refused connection is, so every command says "cannot reach ackd at URL: why"."""
+
+
 @frozen
 class Client:
     base_url: str
@@ -91,19 +96,14 @@ class Client:
         return await self._call("GET", f"/api/v1/drills/{incident_id}", None)
 
     async def _text(self, path: str) -> str:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(
-            self.base_url.rstrip("/") + path, headers=headers
-        ) as response:
-            text = await response.text()
-            if response.status >= 400:
-                try:
-                    message = str(json.loads(text).get("error", text))
-                except (json.JSONDecodeError, AttributeError):
-                    message = text[:200]
-                raise ApiError(response.status, message)
-            return text
+        status, text = await self._exchange("GET", path, None, None)
+        if status >= 400:
+            try:
+                message = str(json.loads(text).get("error", text))
+            except (json.JSONDecodeError, AttributeError):
+                message = text[:200]
+            raise ApiError(status, message)
+        return text
 
     async def heartbeats(self) -> dict[str, Any]:
         return await self._call("GET", "/api/v1/heartbeats", None)
@@ -124,20 +124,35 @@ class Client:
         body: dict[str, Any] | None,
         query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
+        status, text = await self._exchange(method, path, body, query)
+        try:
+            data = json.loads(text) if text else {}
+        except json.JSONDecodeError:
+            data = {"error": text[:200]}
+        if status >= 400:
+            message = str(data.get("error", data))
+            # The field (or the scope) the answer names, as the API gives it.
+            named = data.get("scope") or data.get("field")
+            raise ApiError(status, f"{named}: {message}" if named else message)
+        result: dict[str, Any] = data
+        return result
+
+    async def _exchange(
+        self, method: str, path: str, body: dict[str, Any] | None, query: dict[str, str] | None
+    ) -> tuple[int, str]:
+        url = self.base_url.rstrip("/") + path
+        if not url.lower().startswith(("http://", "https://")):
+            raise Unreachable(f"not an http(s) URL: {self.base_url!r} (e.g. http://127.0.0.1:9095)")
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         timeout = aiohttp.ClientTimeout(total=self.timeout)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
-            method, self.base_url.rstrip("/") + path, json=body, params=query, headers=headers
-        ) as response:
-            text = await response.text()
-            try:
-                data = json.loads(text) if text else {}
-            except json.JSONDecodeError:
-                data = {"error": text[:200]}
-            if response.status >= 400:
-                message = str(data.get("error", data))
-                # The field (or the scope) the answer names, as the API gives it.
-                named = data.get("scope") or data.get("field")
-                raise ApiError(response.status, f"{named}: {message}" if named else message)
-            result: dict[str, Any] = data
-            return result
+        try:
+            async with aiohttp.ClientSession(timeout=timeout) as session, session.request(
+                method, url, json=body, params=query, headers=headers
+            ) as response:
+                return response.status, await response.text()
+        except aiohttp.InvalidURL:
+            raise Unreachable(f"not a valid URL: {self.base_url!r}") from None
+        except aiohttp.ClientError as exc:  # the connection broke, or the answer was not HTTP
+            if isinstance(exc, OSError):
+                raise
+            raise Unreachable(f"{type(exc).__name__}: {exc}") from None

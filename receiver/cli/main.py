@@ -204,7 +204,7 @@ def _parser() -> argparse.ArgumentParser:
     _api_flags(feed)
 
     for name, text in ACTIONS.items():
-        action = sub.add_parser(name, help=text, description=f"{text.capitalize()}.",
+        action = sub.add_parser(name.value, help=text, description=f"{text.capitalize()}.",
                                 epilog=EPILOG)
         action.add_argument("incident", type=int, help="its number, as `ackd incidents` shows")
         _api_flags(action)
@@ -310,7 +310,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "drill": _with_token(learning.run_drill),
     }
     run = command.get(args.command) or args.run
-    result: int = run(args)
+    try:
+        result: int = run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader left (`ackd oncall ... | head -1`), having read what it wanted: no
+        # traceback, and stdout on /dev/null so the interpreter's last flush stays quiet too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     return result
 
 

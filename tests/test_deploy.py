@@ -25,6 +25,7 @@ from receiver.cli.main import _parser
 from receiver.config import build as config_module
 from receiver.config.build.server import parse_listen
 from receiver.notify.notifier import channel_kind, validate_url
+from receiver.telemetry.metrics import Metrics
 from tests.harness import ROOT, write_config
 from tests.systemtools import binary
 
@@ -393,3 +394,27 @@ def test_the_prometheus_rule_resource_holds_the_tested_rules() -> None:
     resource = yaml.safe_load((DEPLOY / "kubernetes/ackd-rules.yaml").read_text())
     assert resource["kind"] == "PrometheusRule"
     assert resource["spec"] == yaml.safe_load((DEPLOY / "prometheus/ackd-rules.yml").read_text())
+
+
+# -- the README's metrics table ------------------------------------------------------------------
+
+
+def _metric_rows() -> list[tuple[str, set[str]]]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Monitoring ackd", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:3] for line in section.splitlines()
+            if line.startswith("| `ackd_")]
+    return [(name.removesuffix("_total"), {label.strip() for label in labels.split(",")} - {""})
+            for names, labels in rows for name in re.findall(r"`(ackd_\w+)`", names)]
+
+
+def test_the_readme_gives_each_metric_its_labels() -> None:
+    registered = {
+        family._name: set(family._labelnames)  # noqa: SLF001  # what each metric is built with
+        for family in vars(Metrics()).values() if hasattr(family, "_labelnames")
+    }
+    rows = _metric_rows()
+    assert len(rows) > 20
+    for name, labels in rows:
+        assert name in registered, name
+        assert labels == registered[name], (name, labels, registered[name])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime, time, timedelta
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -348,3 +349,13 @@ class ConfigSpec(Strict):
     route: RouteSpecModel
     heartbeats: list[HeartbeatSpec] = []
     maintenance: list[MaintenanceSpec] = []
+
+    @field_validator("external_url")
+    @classmethod
+    def _absolute_url(cls, value: str) -> str:
+        # Pages carry links under it (`Acknowledge: {external_url}/l/TOKEN`).
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an absolute http(s) URL such as https://ackd.example.com,"
+                             f" got {value!r}")
+        return value

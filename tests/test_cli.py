@@ -64,6 +64,22 @@ def test_a_missing_api_token_is_named(argv: tuple[str, ...]) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (("oncall", "payments", "--config", "config.example.yaml", "--at",
+          "9999-12-31T23:59:59Z"),
+         "--at: 9999-12-31T23:59:59+00:00 is too far from now for the schedule's calendar"),
+        (("check-config", "--since", "9999-12-31T00:00:00Z", "config.example.yaml"),
+         "--since: 9999-12-31T00:00:00+00:00 is too far from now for the schedules' calendar"),
+    ],
+)
+def test_a_time_past_the_calendar_is_a_usage_error(argv: tuple[str, ...], said: str) -> None:
+    result = ackd(*argv)
+    assert "Traceback" not in result.stderr
+    assert (result.returncode, result.stderr.strip().splitlines()[-1]) == (2, said)
+
+
 def test_sink_prints_a_json_page() -> None:
     body = b'{"version": "1.0", "title": "[SEV1] #4 db down", "message": "line 1\\nline 2"}'
     at = datetime(2026, 3, 2, 10, 4, 5)

@@ -469,7 +469,12 @@ def _check_config(args: argparse.Namespace) -> int:
             print(f"{file}: {len(exc.problems)} problem(s)", file=sys.stderr)
         else:
             # Holes in the coming weeks' on-call are worth a look, not a failed deploy.
-            gaps = coverage_gaps(config, args.since or datetime.now(UTC))
+            try:
+                gaps = coverage_gaps(config, args.since or datetime.now(UTC))
+            except OverflowError:
+                print(f"--since: {args.since.isoformat()} is too far from now for the "
+                      "schedules' calendar", file=sys.stderr)
+                return 2
             for gap in gaps:
                 print(gap, file=sys.stderr)
             print(f"{file}: OK" + (f", {len(gaps)} warning(s)" if gaps else ""))
@@ -520,9 +525,14 @@ def _oncall(args: argparse.Namespace) -> int:
             print(line)
         return 0
     for layer in schedule.layers:
-        who = on_call(schedule, layer.name, at) or "nobody"
-        until = next_change(schedule, layer.name, at)
-        when = f"until {until.astimezone(schedule.tz).isoformat()}" if until else "for good"
+        try:
+            who = on_call(schedule, layer.name, at) or "nobody"
+            until = next_change(schedule, layer.name, at)
+            when = f"until {until.astimezone(schedule.tz).isoformat()}" if until else "for good"
+        except OverflowError:
+            print(f"--at: {at.isoformat()} is too far from now for the schedule's calendar",
+                  file=sys.stderr)
+            return 2
         print(f"  {layer.name:<10} {who:<12} {when}")
     print("(the config's plan: give --url or ACKD_URL to include run-time overrides)",
           file=sys.stderr)

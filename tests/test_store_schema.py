@@ -53,19 +53,25 @@ async def describe_postgres(conn: asyncpg.Connection) -> tuple[Columns, Indexes,
     named: set[str] = set()
     for r in await conn.fetch(
         "SELECT t.relname AS tab, i.relname AS ind, ix.indisunique AS uniq,"
-        " array(SELECT a.attname FROM unnest(ix.indkey) WITH ORDINALITY k(attnum, n)"
-        "   JOIN pg_attribute a ON a.attrelid = t.oid AND a.attnum = k.attnum"
-        "   ORDER BY k.n)::text[] AS cols,"
+        # Each key column's name, or its expression's text (md5(group_key)).
+        " array(SELECT pg_get_indexdef(ix.indexrelid, k.n::int, true)"
+        "   FROM generate_series(1, ix.indnkeyatts) AS k(n) ORDER BY k.n)::text[] AS cols,"
         " EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = ix.indexrelid) AS backs"
         " FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid"
         " JOIN pg_class t ON t.oid = ix.indrelid"
         " JOIN pg_namespace ns ON ns.oid = t.relnamespace"
         " WHERE ns.nspname = 'public' AND t.relname <> $1", VERSION_TABLE,
     ):
-        indexes[r["tab"]].add((tuple(r["cols"]), r["uniq"]))
+        indexes[r["tab"]].add((tuple(_keyed(c) for c in r["cols"]), r["uniq"]))
         if not r["backs"]:
             named.add(r["ind"])
     return columns, indexes, named
+
+
+def _keyed(column: str) -> str:
+    """An index column as SQLite's twin names it: PostgreSQL's group indexes hold an MD5 of
+    the key (its B-tree entries are bounded, SQLite's are not), which stands for the key."""
+    return column.removeprefix("md5(").removesuffix(")")
 
 
 TWIN = ("each SQLite migration (receiver/store/schema.py) needs its twin, in PostgreSQL's"

@@ -176,7 +176,7 @@ def _alert_of(raw: _AlertDoc, grafana: bool) -> Alert | None:
     if starts_at is None or (raw.ends_at and "T" not in raw.ends_at):
         return None
     fingerprint = raw.fingerprint or fingerprint_of(raw.labels)
-    if len(fingerprint) > _MAX_FINGERPRINT:
+    if len(fingerprint) > _MAX_FINGERPRINT or "\x00" in fingerprint:
         return None
     status = ALERT_STATUSES[raw.status]
     # Positional, in the order of its fields: one per alert, and keywords cost a webhook 1% of
@@ -269,6 +269,10 @@ def _alert(raw: Any, at: str, grafana: bool) -> Alert:
     if not isinstance(fingerprint, str) or len(fingerprint) > _MAX_FINGERPRINT:
         raise PayloadError(f"{at}.fingerprint", "must be a string of at most 64 characters")
     _unicode(fingerprint, f"{at}.fingerprint")
+    if "\x00" in fingerprint:
+        # Alertmanager's are 16 hex digits. PostgreSQL's text cannot hold NUL, and the store
+        # escapes it where it can (store/postgres/text.py), not in arrays of fingerprints.
+        raise PayloadError(f"{at}.fingerprint", "must not hold NUL (\\u0000)")
     return Alert(
         fingerprint=fingerprint,
         status=status,

@@ -48,11 +48,19 @@ def _filter(request: web.Request) -> IncidentFilter:
     return IncidentFilter(
         state=state,
         open_only=open_only,
-        team=q.get("team"),
-        severity=q.get("severity"),
+        team=_text_param(q.get("team"), "team"),
+        severity=_text_param(q.get("severity"), "severity"),
         limit=_int_param(q.get("limit"), "limit", 100, 1, MAX_LIMIT),
         before_id=_int_param(q.get("before"), "before", None, 1, None),
     )
+
+
+def _text_param(raw: str | None, name: str) -> str | None:
+    """A filter's text. No team or severity holds NUL (the config's names cannot), and
+    PostgreSQL's text refuses one: refused here alike on both stores."""
+    if raw is not None and "\x00" in raw:
+        raise PayloadError(name, "must not hold NUL (%00)")
+    return raw
 
 
 def _int_param(

@@ -7,6 +7,7 @@ from datetime import datetime
 
 from receiver.store.codec import to_us
 from receiver.store.postgres.statements import Statements
+from receiver.store.postgres.text import escape
 
 
 class HeartbeatStatements(Statements):
@@ -27,5 +28,6 @@ class HeartbeatStatements(Statements):
             return {}
         rows = await self._all(
             "SELECT group_key, id FROM incidents WHERE state != 'resolved'"
-            " AND group_key = ANY($1::text[])", keys)
+            " AND md5(group_key) IN (SELECT md5(k) FROM unnest($1::text[]) AS k)"
+            " AND group_key = ANY($1::text[])", [escape(k) for k in keys])
         return {str(r[0]): int(r[1]) for r in rows}

@@ -4,7 +4,9 @@ Two replicas may take the same group at the same moment. The open group's incide
 read FOR NO KEY UPDATE, so the second waits for the first's commit and then sees what it
 wrote; two that both find no open incident both insert, and the unique index
 incidents_open_group refuses the second, whose job the store runs again (it then finds the
-first's incident)."""
+first's incident). A group is found by md5(group_key) = md5($1::text), which the indexes
+hold (a key may be too long for a B-tree entry: schema.py's migration 14), and by
+group_key = $1."""
 
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ from receiver.store.codec import (
     to_us,
 )
 from receiver.store.postgres.statements import Statements
+from receiver.store.postgres.text import escape
 from receiver.store.records import NewIncident
 
 # Each open incident's row version: xmin, the transaction (or savepoint) that wrote the row
@@ -73,11 +76,13 @@ PEEK = (
 # resolved already); an incident inserted brings the id back itself (insert_incident).
 OPEN_GROUP = (
     f"WITH open AS (SELECT {INCIDENT_COLUMNS}, escalation, xmin::text::bigint FROM incidents"
-    " WHERE group_key = $1 AND state != 'resolved' FOR NO KEY UPDATE),"
+    " WHERE md5(group_key) = md5($1::text) AND group_key = $1 AND state != 'resolved'"
+    " FOR NO KEY UPDATE),"
     " known AS (SELECT array_agg(a.fingerprint) AS fps, array_agg(a.starts_at) AS starts,"
     " array_agg(a.status) AS statuses, array_agg(a.ends_at) AS ends"
     " FROM alerts a JOIN open o ON a.incident_id = o.id)"
-    " SELECT (SELECT max(id) FROM incidents WHERE group_key = $1), k.fps, k.starts,"
+    " SELECT (SELECT max(id) FROM incidents WHERE md5(group_key) = md5($1::text)"
+    " AND group_key = $1), k.fps, k.starts,"
     " k.statuses, k.ends, CASE WHEN o.id IS NULL THEN NULL ELSE txid_current() & 4294967295 END,"
     " o.* FROM known k LEFT JOIN open o ON true"
 )
@@ -136,7 +141,8 @@ class IncidentStatements(Statements):
             "SELECT a.fingerprint, a.starts_at, CASE WHEN a.status = 'resolved'"
             " THEN coalesce(a.ends_at, a.starts_at) ELSE i.resolved_at END"
             " FROM alerts a JOIN incidents i ON i.id = a.incident_id"
-            " WHERE i.group_key = $1 AND a.fingerprint = ANY($2::text[])"
+            " WHERE md5(i.group_key) = md5($1::text) AND i.group_key = $1"
+            " AND a.fingerprint = ANY($2::text[])"
             " AND (a.status = 'resolved'"
             "  OR (i.state = 'resolved' AND i.resolved_by IS DISTINCT FROM $3))",
             group_key, wanted, STALE_ACTOR,
@@ -150,7 +156,8 @@ class IncidentStatements(Statements):
         if group_key in self._last_ids:  # open_group found none open, and read this with it
             return self._last_ids.pop(group_key)
         found = await self._conn.fetchval(
-            "SELECT max(id) FROM incidents WHERE group_key = $1", group_key
+            "SELECT max(id) FROM incidents WHERE md5(group_key) = md5($1::text)"
+            " AND group_key = $1", group_key
         )
         return None if found is None else int(found)
 
@@ -245,7 +252,7 @@ class IncidentStatements(Statements):
         for a in alerts:
             self._held.alerts[(incident_id, a.fingerprint, to_us(a.starts_at))] = (
                 None if a.ends_at is None else to_us(a.ends_at), a.status.value,
-                dumps(a.labels), dumps(a.annotations), a.generator_url, at,
+                dumps(a.labels), dumps(a.annotations), escape(a.generator_url), at,
                 grafana_column(a.grafana),
             )
 

@@ -85,6 +85,8 @@ from receiver.store.postgres.outbox import OUTBOX_CHANNEL
 from receiver.store.postgres.replicas import WATCH, Sweep, claim, share, sweep
 from receiver.store.postgres.schema import MIGRATIONS
 from receiver.store.postgres.statements import CHANGES_CHANNEL, DEADLINES_CHANNEL, Connection
+from receiver.store.postgres.text import escape
+from receiver.store.postgres.text import register as register_text
 from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.postgres.versions import VersionReads
 from receiver.store.records import (
@@ -320,6 +322,7 @@ class PostgresStore:
     async def _pool_connection(self, conn: asyncpg.Connection) -> None:
         """A new connection of the pool: its server process is this replica's until it ends."""
         backend = conn.get_server_pid()
+        await register_text(conn)  # NUL in text (text.py)
         self._own_backends.add(backend)
         conn.add_termination_listener(lambda _: self._own_backends.discard(backend))
 
@@ -598,7 +601,8 @@ class PostgresStore:
             return {}
         rows = await self._fetch(
             "SELECT group_key, id FROM incidents WHERE state != 'resolved'"
-            " AND group_key = ANY($1::text[])", list(group_keys))
+            " AND md5(group_key) IN (SELECT md5(k) FROM unnest($1::text[]) AS k)"
+            " AND group_key = ANY($1::text[])", [escape(k) for k in group_keys])
         return {str(r[0]): int(r[1]) for r in rows}
 
     async def open_versions(self, incident_ids: Sequence[int]) -> dict[int, int]:

@@ -1,5 +1,6 @@
 """The timeline inside one batch on PostgreSQL: events appended, and what they say was paged.
-The JSON columns are text, as in SQLite; the queries that look inside read them as jsonb."""
+The JSON columns are text, as in SQLite; the queries that look inside read them as json, not
+jsonb: jsonb refuses a string holding NUL (\\u0000), which a summary or a label may hold."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from datetime import datetime
 from receiver.core.model import PAGE_REASONS, TimelineEvent
 from receiver.store.codec import events_from_rows, first_seen, timeline_rows, to_us
 from receiver.store.postgres.statements import Statements
+from receiver.store.postgres.text import escape
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
 
@@ -16,8 +18,13 @@ _PAGES = sorted(reason.value for reason in PAGE_REASONS)
 class TimelineStatements(Statements):
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
         """Held to go with the batch's next statement (held.py), all the batch's events in
-        one, their ids in the order given; a run of per-alert events one row (codec.py)."""
-        self._held.events.extend(timeline_rows(incident_id, events))
+        one, their ids in the order given; a run of per-alert events one row (codec.py).
+        The actor goes inside held.py's JSON parameter, which the text codec does not
+        reach: escaped here (text.py)."""
+        self._held.events.extend(
+            (i, at, kind, escape(actor), detail)
+            for i, at, kind, actor, detail in timeline_rows(incident_id, events)
+        )
 
     async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:
         rows = await self._all(
@@ -34,16 +41,16 @@ class TimelineStatements(Statements):
         # One statement for both (the keys of store.OutboxMessage, as store/codec.py writes
         # them): those recorded sent first, then those in flight, each in the order paged.
         rows = await self._all(
-            "SELECT who FROM (SELECT detail::jsonb ->> 'recipient' AS who, min(id) AS first,"
+            "SELECT who FROM (SELECT detail::json ->> 'recipient' AS who, min(id) AS first,"
             " 0 AS source FROM timeline"
             " WHERE incident_id = $1 AND kind = 'notification_sent'"
-            " AND detail::jsonb ->> 'recipient_kind' = 'user'"
-            " AND detail::jsonb ->> 'reason' = ANY($2::text[])"
+            " AND detail::json ->> 'recipient_kind' = 'user'"
+            " AND detail::json ->> 'reason' = ANY($2::text[])"
             " GROUP BY 1"
-            " UNION ALL SELECT payload::jsonb ->> 'recipient', min(id), 1 FROM outbox"
+            " UNION ALL SELECT payload::json ->> 'recipient', min(id), 1 FROM outbox"
             " WHERE incident_id = $1 AND leased_from IS NOT NULL"
-            " AND payload::jsonb ->> 'recipient_kind' = 'user'"
-            " AND payload::jsonb ->> 'reason' = ANY($2::text[])"
+            " AND payload::json ->> 'recipient_kind' = 'user'"
+            " AND payload::json ->> 'reason' = ANY($2::text[])"
             " GROUP BY 1) AS paged ORDER BY source, first",
             incident_id, _PAGES,
         )
@@ -53,9 +60,9 @@ class TimelineStatements(Statements):
         """Whether a page of this step reached `recipient`, or one is still waiting to go."""
         sent = await self._conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM timeline WHERE incident_id = $1"
-            " AND kind = 'notification_sent' AND detail::jsonb ->> 'recipient' = $2"
-            " AND detail::jsonb -> 'step' = to_jsonb($3::bigint)"
-            " AND detail::jsonb -> 'cycle' = to_jsonb($4::bigint))",
+            " AND kind = 'notification_sent' AND detail::json ->> 'recipient' = $2"
+            " AND detail::json ->> 'step' = $3::bigint::text"
+            " AND detail::json ->> 'cycle' = $4::bigint::text)",
             incident_id, recipient, step, cycle,
         )
         if sent:
@@ -63,9 +70,9 @@ class TimelineStatements(Statements):
         # The keys of store.OutboxMessage, as store/codec.py writes them.
         pending = await self._conn.fetchval(
             "SELECT EXISTS (SELECT 1 FROM outbox WHERE incident_id = $1"
-            " AND payload::jsonb ->> 'recipient' = $2"
-            " AND payload::jsonb -> 'step' = to_jsonb($3::bigint)"
-            " AND payload::jsonb -> 'cycle' = to_jsonb($4::bigint))",
+            " AND payload::json ->> 'recipient' = $2"
+            " AND payload::json ->> 'step' = $3::bigint::text"
+            " AND payload::json ->> 'cycle' = $4::bigint::text)",
             incident_id, recipient, step, cycle,
         )
         return bool(pending)

@@ -793,6 +793,24 @@ async def test_backup_says_in_one_line_what_is_wrong(tmp_path: Path) -> None:
     assert not (tmp_path / "copy.db").exists()
 
 
+async def test_backup_of_a_postgresql_config_points_at_pg_dump(tmp_path: Path) -> None:
+    """A SQLite file left in data_dir from before the move to PostgreSQL was copied, stale,
+    and reported as backed up."""
+    config = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9")
+    config.write_text(config.read_text()
+                      + "storage: {postgres: {dsn: 'postgresql://ackd@127.0.0.1:9/ackd'}}\n")
+    data = tmp_path / "data"
+    data.mkdir()
+    with contextlib.closing(sqlite3.connect(data / "ackd.db")) as old:
+        old.execute("CREATE TABLE incidents (summary TEXT)")
+    done = run_ackd("backup", str(tmp_path / "copy.db"), "--config", str(config),
+                    "--data-dir", str(data))
+    assert done.returncode == 1
+    assert done.stderr == "ackd backup: the store is PostgreSQL (storage.postgres): back it" \
+        " up with pg_dump; ackd backup copies the embedded SQLite store only\n"
+    assert not (tmp_path / "copy.db").exists()
+
+
 async def _every_summary(ackd: Ackd) -> set[str]:
     """Every incident's summary, through the API a page at a time."""
     found: set[str] = set()

@@ -392,6 +392,12 @@ def _backup(args: argparse.Namespace) -> int:
     if config is None:
         return 1
     config = _overrides(args).apply(config)
+    if config.postgres is not None:
+        # A SQLite file left in data_dir from before the move would be copied, stale, and
+        # a cron backup would say "backed up" every night.
+        print("ackd backup: the store is PostgreSQL (storage.postgres): back it up with"
+              " pg_dump; ackd backup copies the embedded SQLite store only", file=sys.stderr)
+        return 1
     try:
         done = backup(config.db_path, Path(args.path))
     except BackupError as exc:

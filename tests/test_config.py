@@ -126,3 +126,10 @@ def test_a_check_that_breaks_is_a_problem_of_the_file_not_a_traceback(tmp_path: 
     assert "Traceback" not in run.stderr
     assert "impossible_date.yaml:5: schedules[0].layers[0].rotations[0].start: not a valid " \
         "date: '2026-02-30T09:00:00'" in run.stderr
+
+
+def test_an_alias_bomb_is_one_problem_not_one_per_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        config.load("tests/config/bad/alias_bomb.yaml")
+    [problem] = caught.value.problems
+    assert problem.message == "nested deeper than 64 levels or more than 200000 values"

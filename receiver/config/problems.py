@@ -47,8 +47,20 @@ def _message(error: Any) -> str:
         return f"unknown key (did you mean {near[0]!r}?)" if near else "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind in ("model_type", "dict_type"):  # pydantic names its class: say what was found
+        return f"must be a mapping of keys, not {_kind_of(error.get('input'))}"
     # Our own validators' messages are whole sentences; pydantic prefixes them.
     return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+def _kind_of(value: Any) -> str:
+    if value is None:
+        return "an empty value"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return f"the value {value!r}"[:60]
 
 
 def keys_at(loc: Iterable[int | str]) -> list[str]:

@@ -81,6 +81,9 @@ def load(
     located = Located(file, None)
     problems: list[ConfigProblem] = []
     located.data = {} if node is None else _walk(node, (), located, env, problems)
+    if located.walked > MAX_VALUES:
+        # What was left out is None all over: the schema would add a problem per key.
+        raise ConfigError(problems)
     if collect is not None:
         collect.extend(problems)
     elif problems:

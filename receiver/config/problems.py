@@ -20,7 +20,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from receiver.config.schema import ConfigSpec
+from receiver.config.schema import PATTERN_MEANING, ConfigSpec
 from receiver.config.yamlsource import Located
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.core.errors import ConfigProblem
@@ -47,6 +47,10 @@ def _message(error: Any) -> str:
         return f"unknown key (did you mean {near[0]!r}?)" if near else "unknown key"
     if kind == "missing":
         return "required key is missing"
+    if kind == "string_pattern_mismatch":
+        meaning = PATTERN_MEANING.get(str(error.get("ctx", {}).get("pattern")))
+        if meaning is not None:
+            return f"{meaning}, got {error.get('input')!r}"
     if kind in ("model_type", "dict_type"):  # pydantic names its class: say what was found
         return f"must be a mapping of keys, not {_kind_of(error.get('input'))}"
     # Our own validators' messages are whole sentences; pydantic prefixes them.

@@ -56,7 +56,14 @@ Duration = Annotated[timedelta, BeforeValidator(_duration)]
 # What the code divides by or waits on in a loop (a link's life, a delivery's timeout).
 PositiveDuration = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_positive)]
 ClockTime = Annotated[time, BeforeValidator(_clock_time)]
-Name = Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+Name = Annotated[str, Field(min_length=1, pattern=NAME_PATTERN)]
+SHIFT_PATTERN = r"^[1-9][0-9]*(s|m|h|d|w)$"
+# What a key's pattern means, for check-config's message in place of the regex.
+PATTERN_MEANING = {
+    NAME_PATTERN: "a name is letters, digits, '_', '.' and '-', starting with a letter or digit",
+    SHIFT_PATTERN: "a shift is a whole number above 0 and one unit of s, m, h, d, w (e.g. 1w)",
+}
 
 
 class Strict(BaseModel):
@@ -185,7 +192,7 @@ class RestrictionSpec(Strict):
 class RotationSpec(Strict):
     name: str = ""
     users: Annotated[list[str], Field(min_length=1)]
-    shift: Annotated[str, Field(pattern=r"^[1-9][0-9]*(s|m|h|d|w)$")]
+    shift: Annotated[str, Field(pattern=SHIFT_PATTERN)]
     start: datetime
     restrictions: list[RestrictionSpec] = []
     timezone: str | None = None  # the rotation's own zone, for its start and restrictions

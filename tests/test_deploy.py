@@ -146,6 +146,8 @@ def test_the_systemd_unit_is_hardened_and_runs_what_ackd_takes() -> None:
     assert args.data_dir == f"/var/lib/{service['StateDirectory']}"
     assert args.config.startswith(f"/etc/{service['ConfigurationDirectory']}/")
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    # ackd sends READY=1 (tests/test_sdnotify.py); notify-reload needs systemd 253.
+    assert service["Type"] == "notify"
     hardened = {"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
                 "ProtectHome": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": ""}
     for key, value in hardened.items():

@@ -25,6 +25,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver.app import hangups
+from receiver.app.sdnotify import SystemdNotify
 from receiver.app.stores import OPEN_ERRORS, STORES
 from receiver.config import build
 from receiver.config.coordinator import Coordinator
@@ -190,9 +191,13 @@ class Daemon:
         body_timeout: float = DEFAULT_BODY_TIMEOUT,
         config_path: str | Path | None = None,
         migrate: bool = True,
+        systemd: SystemdNotify | None = None,
     ) -> None:
         prepare_data_dir(config.data_dir)
         self.config_path = config_path
+        # Under systemd (Type=notify): told when ackd is ready, reloads and stops.
+        self.systemd = systemd or SystemdNotify(None)
+        self._status = "starting"
         config = with_link_secret(config)
         # Every reload goes through it; the components below hear of each new config.
         self.coordinator = Coordinator(config, self._load)
@@ -342,10 +347,10 @@ class Daemon:
         gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         replica = (f", replica {self.store.replica}"
                    if isinstance(self.store, PostgresStore) else "")
-        log.info(
-            "ackd listening on %s:%s, store %s%s",
-            self.config.listen_host, self.port, self._store_kind.describe(self.config), replica,
-        )
+        self._status = (f"listening on {self.config.listen_host}:{self.port}, store "
+                        f"{self._store_kind.describe(self.config)}{replica}")
+        log.info("ackd %s", self._status)
+        self.systemd.ready(self._status)  # listening, the store open: /-/ready answers 200
 
     async def _load_roster(self) -> None:
         self.responder.roster.load(await self.store.write(
@@ -369,6 +374,7 @@ class Daemon:
         task.add_done_callback(self._tasks.discard)
 
     async def stop(self) -> None:
+        self.systemd.stopping()
         self.services.draining = True
         if self._runner is not None:
             # Stops accepting, then waits up to SHUTDOWN_TIMEOUT for in-flight requests.
@@ -400,6 +406,10 @@ class Daemon:
         file keeps the running config and is returned as the ConfigError naming each problem
         (file, line, key), for the log and for POST /-/reload's answer."""
         path = path if path is not None else self.config_path
+        # systemd hears of reloads between READY=1 and STOPPING=1 only.
+        running = self.services.ready and not self.services.draining
+        if running:
+            self.systemd.reloading()
         refused: ConfigError | None
         if path is None:
             refused = ConfigError(
@@ -412,6 +422,9 @@ class Daemon:
             log.error("reload refused, keeping the running config:\n%s", refused)
         else:
             log.info("configuration reloaded from %s", path)
+        outcome = "configuration reloaded" if refused is None else "reload refused, see the log"
+        if running:
+            self.systemd.ready(f"{self._status}; {outcome}")
         return refused
 
     def _load(self, path: str | Path) -> Config:
@@ -459,7 +472,9 @@ async def serve(config: Config, config_path: str | Path, *, migrate: bool = True
     refused = example_secrets_in_use(config)
     if refused is not None:
         raise StartupError(refused)
-    daemon = Daemon(config, config_path=config_path, migrate=migrate)
+    systemd = SystemdNotify.from_environment()
+    systemd.status("starting: opening the store")
+    daemon = Daemon(config, config_path=config_path, migrate=migrate, systemd=systemd)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     interrupts = 0

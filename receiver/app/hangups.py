@@ -1,11 +1,12 @@
 """SIGHUP before the daemon can answer it: held, not fatal.
 
-`systemctl reload` (ExecReload=kill -HUP) may come as soon as the process exists, and ackd
-installs its reload handler only after its imports and the config load (seconds on a loaded
-machine). The default action of SIGHUP ends the process, and systemd counts that as a clean
-exit and does not restart it. So the entry points note a hangup from their first line, and
-the daemon reloads once for any noted before it was ready. Standard library only: it runs
-before anything else is imported.
+A SIGHUP (`kill -HUP`, `docker kill -s HUP`, and `systemctl reload` under the old
+`Type=exec` unit; the `Type=notify` unit sends none before READY=1, app/sdnotify.py) may come
+as soon as the process exists, and ackd installs its reload handler only after its imports and
+the config load (seconds on a loaded machine). The default action of SIGHUP ends the
+process, and systemd counts that as a clean exit and does not restart it. So the entry points
+note a hangup from their first line, and the daemon reloads once for any noted before it was
+ready. Standard library only: it runs before anything else is imported.
 """
 
 from __future__ import annotations

@@ -98,3 +98,21 @@ async def test_an_api_body_over_the_limit_gets_json_413(daemon: Daemon) -> None:
         "POST", "/api/v1/incidents/1/notes", headers={"Content-Type": "application/json"},
         body=body))
     refusal(answer, 413, "body")
+
+
+@pytest.mark.parametrize(("extra", "status", "field"), [(0, 404, "id"), (1, 413, "body")],
+                         ids=["at the limit", "one byte over"])
+async def test_an_api_body_is_refused_from_one_byte_over_the_limit(
+    daemon: Daemon, extra: int, status: int, field: str
+) -> None:
+    """The limit is exact, as the webhook's: a body of max_body_bytes is read and parsed (the
+    note's incident does not exist: 404 naming the id), one byte more is 413 naming it."""
+    limit = daemon.config.max_body_bytes
+    note = b'{"text": "a note"}'
+    body = note + b" " * (limit + extra - len(note))  # valid JSON either way
+    answer = await exchange(daemon.port or 0, request(
+        "POST", "/api/v1/incidents/1/notes", headers={"Content-Type": "application/json"},
+        body=body))
+    document = refusal(answer, status, field)
+    if status == 413:
+        assert document["error"] == f"the body is larger than {limit} bytes"

@@ -100,7 +100,9 @@ KEEPALIVE_TIMEOUT = 75.0
 def build_web_app(
     services: Services, *, body_timeout: float = DEFAULT_BODY_TIMEOUT
 ) -> web.Application:
-    app = web.Application(client_max_size=services.config.max_body_bytes + 1)
+    # aiohttp refuses a body longer than client_max_size (413, web/errors.py answers it in
+    # JSON): the API's bodies and the web page's forms. The webhook counts its own.
+    app = web.Application(client_max_size=services.config.max_body_bytes)
     app[SERVICES] = services
     app[BODY_TIMEOUT] = body_timeout
     app[THROTTLE] = FailureThrottle()

@@ -47,7 +47,7 @@ def _as_json(request: BaseRequest, exc: web.HTTPException) -> web.Response:
         allowed = ", ".join(sorted(exc.allowed_methods))
         message = f"{exc.method} is not allowed here (allowed: {allowed})"
     elif exc.status == 413:
-        message = f"the body is larger than {request.client_max_size - 1} bytes"
+        message = f"the body is larger than {request.client_max_size} bytes"
     return error(exc.status, message, _FIELDS.get(exc.status, "request"), headers=headers)
 
 

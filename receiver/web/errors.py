@@ -12,6 +12,11 @@ JSON (same status and headers) and logs a bad request as one line quoting nothin
 sent. Not a middleware: a middleware runs, with aiohttp's own one for the current app, around
 every request (20,000 instructions per webhook, see `web/actions.add_link_routes`); this
 costs a request one function call and a comparison.
+
+aiohttp offers no public hook for its own answers to a malformed request, so this subclasses
+its connection handler through undocumented parts (`finish_response`, `handle_error`,
+`AppRunner._make_server`, `Server._kwargs`): pyproject.toml admits only the aiohttp minor
+version the tests run on.
 """
 
 from __future__ import annotations

@@ -1,14 +1,21 @@
 """Drills: a marked test incident through a team's real escalation path, end to end with a
 real ackd process, real Apprise and a local sink, steps two seconds apart; and the API's
-answers to bad requests."""
+answers to bad requests.
+
+The end-to-end drill's times are checked against the events they report: a step against
+the incident's opening (ackd's timer), a delivery against the moment the sink received it,
+the acknowledgement against the test pressing the link. Not against a fixed budget from the
+start: on a loaded machine a delivery (Apprise's threads, HTTP, this test's own loop) alone
+took longer than one."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -17,9 +24,14 @@ import pytest
 
 from receiver.cli.learning import drill_lines
 from receiver.web.openapi import SCHEMAS
-from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, ROOT, ackd_for
+from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, READY_WITHIN, ROOT, ackd_for
 from tests.sinks import HttpSink
 from tests.test_api import Api, start_api
+
+# Both processes read the same wall clock; a store's time is whole microseconds.
+CLOCKS = 0.001
+# From the sink's answer to ackd recording the delivery: milliseconds when quiet.
+RECORDED_WITHIN = 5.0
 
 
 def _link(message: str, label: str) -> str:
@@ -33,33 +45,61 @@ async def test_a_drill_end_to_end(tmp_path: Path, sink: HttpSink) -> None:
     await ackd.start_ready()
     try:
         drill = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "receiver", "drill", "payments", "--wait", "30s",
+            sys.executable, "-m", "receiver", "drill", "payments", "--wait", "2m",
             "--url", ackd.url, "--token", API_TOKEN, cwd=ROOT,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )
         # The team's real path: the primary (ana) at once, the secondary (bo) 2 s later.
-        first = (await sink.wait_for(1, within=15))[0]
+        # The first wait holds the CLI's own start (seconds of imports under load).
+        first = (await sink.wait_for(1, within=READY_WITHIN))[0]
         assert first.path == "/ana"
         assert "DRILL" in first.json["title"]
-        second = (await sink.wait_for(2, within=10))[1]
+        second = (await sink.wait_for(2, within=READY_WITHIN))[1]
         assert second.path == "/bo"
         assert "DRILL" in second.json["title"]
+        pressing = time.time()
         async with aiohttp.ClientSession() as session, session.post(
             _link(second.json["message"], "Acknowledge")
         ) as pressed:
             assert pressed.status == 200
-        out, err = await asyncio.wait_for(drill.communicate(), 30)
+        answered = time.time()
+        out, err = await asyncio.wait_for(drill.communicate(), READY_WITHIN)
         assert drill.returncode == 0, err.decode()
         lines = out.decode().splitlines()
         assert lines[0].startswith("drill #1 started for payments (SEV1, policy standard)")
-        assert lines[1] == "Drill #1 of team payments (SEV1, policy standard):"
-        assert re.fullmatch(r"  \+0\.0s step 1 paged ana", lines[2])
-        assert re.fullmatch(r"  \+(1\.9|2\.\d)s step 2 paged bo", lines[3])
-        assert re.fullmatch(r"  \+0\.\ds reached: ana via json \(step 1 triggered\)", lines[4])
-        assert re.fullmatch(r"  \+2\.\ds reached: bo via json \(step 2 escalated\)", lines[5])
-        acked = re.fullmatch(r"Acknowledged by bo \(link\) after (\d+\.\d)s\.", lines[-1])
-        assert acked, lines
-        assert 2.0 <= float(acked.group(1)) < 15
+        # It prints the drill's report as the API gives it: as of the acknowledgement, so the
+        # report read now may go on with the deliveries of the notes that followed.
+        report = await ackd.get("/api/v1/drills/1")
+        later = drill_lines(report)
+        printed = lines[1:-1]
+        assert printed == later[:len(printed)]
+        assert len(printed) >= 4  # the heading, both steps, at least ana's page reaching her
+        assert printed[0] == "Drill #1 of team payments (SEV1, policy standard):"
+        assert lines[-1] == later[-1]
+
+        opened = datetime.fromisoformat(report["started_at"]).timestamp()
+        [(at_1, step_1, paged_1), (at_2, step_2, paged_2)] = [
+            (s["after_seconds"], s["step"], s["paged"]) for s in report["steps"]]
+        assert (at_1, step_1, paged_1) == (0.0, "1", ["ana"])
+        # Step 2 by ackd's timer, measured from the opening, on ackd's clock.
+        assert (step_2, paged_2) == ("2", ["bo"])
+        assert 1.9 <= at_2 < 3.0, at_2
+        pages = report["reached"][:2]  # then the notes of the acknowledgement and the end
+        assert [(x["recipient"], x["channel"], x["step"], x["reason"], x["delivered"])
+                for x in pages] == [("ana", "json", "1", "triggered", True),
+                                    ("bo", "json", "2", "escalated", True)]
+        # Each delivery is recorded once the sink had it (the sink answers at once), at its
+        # step's page or later; the clock is the machine's for both processes.
+        for reached, got, paged_at in zip(pages, (first, second), (at_1, at_2), strict=True):
+            recorded = opened + reached["after_seconds"]
+            assert reached["after_seconds"] >= paged_at
+            assert got.received_at - CLOCKS <= recorded < got.received_at + RECORDED_WITHIN, (
+                recorded - got.received_at, reached)
+        # The acknowledgement: bo, by the link, at the moment the test pressed it.
+        assert lines[-1] == (f"Acknowledged by bo (link) after "
+                             f"{report['acknowledged_after_seconds']:.1f}s.")
+        acked = opened + report["acknowledged_after_seconds"]
+        assert pressing - CLOCKS <= acked <= answered + CLOCKS, (pressing, acked, answered)
 
         # Kept out of the real figures: reports count it apart, metrics never observed it.
         report = await ackd.get("/api/v1/reports", since="1d")

@@ -332,6 +332,18 @@ def test_a_template_that_fails_at_render_falls_back_to_the_default(
     ("overrides", "keys"),
     [
         pytest.param({"triggered": {"title": "{{ incident.id }}"}}, [], id="fine"),
+        # What depends on the incident is no mistake: the sample has one alert and three
+        # labels, a real incident has its own.
+        pytest.param({"triggered": {"title": "{{ alerts[0].labels.cluster }}",
+                                    "body": "{{ incident.group_labels.service }}"
+                                            " {{ alerts[0].annotations.description }}"}},
+                     [], id="a-label-the-sample-lacks"),
+        pytest.param({"triggered": {"title": "{{ alerts[5].labels.alertname }} {{ panels[0] }}"}},
+                     [], id="an-index-past-the-sample"),
+        pytest.param({"resolved": {"body": "{{ alerts[0].labelz.x }}"}}, ["resolved.body"],
+                     id="misspelt-alert-attribute"),
+        pytest.param({"resolved": {"body": "{{ alerts[0].labels.__class__ }}"}},
+                     ["resolved.body"], id="sandboxed-label-map"),
         pytest.param({"triggred": {"title": "x"}}, ["triggred"], id="unknown-reason"),
         pytest.param({"triggered": {"subject": "x"}}, ["triggered.subject"], id="unknown-part"),
         pytest.param({"resolved": {"body": "{% if %}"}}, ["resolved.body"], id="syntax"),
@@ -350,6 +362,19 @@ def test_check_names_each_broken_template(
     overrides: dict[str, dict[str, str]], keys: list[str]
 ) -> None:
     assert [key for key, _ in Templates.check(overrides)] == keys
+
+
+def test_a_label_an_incident_lacks_sends_the_default_message(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """check-config lets `labels.cluster` through; an incident without it gets the default."""
+    templates = Templates({"triggered": {"title": "{{ alerts[0].labels.cluster }} down"}})
+
+    with caplog.at_level(logging.WARNING, logger="receiver.notify.messages"):
+        message = templates.render(ctx())
+
+    assert message.title == TEMPLATES.render(ctx()).title
+    assert "'cluster'" in caplog.text
 
 
 @pytest.mark.parametrize(

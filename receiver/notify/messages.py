@@ -39,7 +39,7 @@ import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, SupportsIndex, overload
 from urllib.parse import urlsplit
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError
@@ -258,9 +258,11 @@ class Templates:
     @staticmethod
     def check(overrides: Mapping[str, Mapping[str, str]]) -> list[tuple[str, str]]:
         """(key, error) for each override that names an unknown reason or part, does not
-        compile, or fails on a sample incident (a misspelt variable, an unsafe attribute)."""
+        compile, or fails on a sample incident (a misspelt variable, an unsafe attribute).
+        What depends on the incident (a label, an annotation, the sixth alert) is there in
+        the sample, whatever its name: see _sample_variables."""
         env = _environment()
-        sample = _variables(_sample_context())
+        sample = _sample_variables()
         problems: list[tuple[str, str]] = []
         for reason, parts in overrides.items():
             if reason not in REASONS:
@@ -719,21 +721,62 @@ def _held_kinds(reasons: Sequence[tuple[str, int]]) -> str:
 # -- the sample a template is tried on at config load --------------------------------------
 
 
+class _AnyName(dict[str, str]):
+    """The sample's labels and annotations: any name a template reads is there. Real alerts
+    carry labels no sample can guess (`cluster`, `service`), so `alerts[0].labels.cluster` is
+    not a mistake to refuse at config load; on an incident whose alerts lack it, that render
+    fails and the default message goes instead (Templates._part)."""
+
+    def __missing__(self, key: str) -> str:
+        return f"<{key}>"
+
+
+class _AnyIndex(list[Any]):
+    """The sample's lists: any index a template reads is there (the sample has one alert, an
+    incident has as many as Alertmanager sent)."""
+
+    def __init__(self, items: Iterable[Any], filler: Any) -> None:
+        super().__init__(items)
+        self._filler = filler
+
+    @overload
+    def __getitem__(self, index: SupportsIndex) -> Any: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Any]: ...
+
+    def __getitem__(self, index: SupportsIndex | slice) -> Any:
+        if isinstance(index, slice):
+            return super().__getitem__(index)
+        try:
+            return super().__getitem__(index)
+        except IndexError:
+            return self._filler
+
+
+def _sample_variables() -> dict[str, Any]:
+    variables = _variables(_sample_context())
+    for name, value in variables.items():
+        if isinstance(value, list):
+            variables[name] = _AnyIndex(value, value[0] if value else f"<{name}>")
+    return variables
+
+
 def _sample_context() -> MessageContext:
     at = datetime(2024, 1, 1, 3, 0, tzinfo=UTC)
     alert = Alert(
         fingerprint="0123456789abcdef",
         status=AlertStatus.FIRING,
-        labels={"alertname": "HighErrorRate", "instance": "api-1", "job": "api"},
-        annotations={"summary": "Payment API down", "runbook_url": "https://runbooks/api",
-                     "dashboard": "https://grafana/d/api"},
+        labels=_AnyName(alertname="HighErrorRate", instance="api-1", job="api"),
+        annotations=_AnyName(summary="Payment API down", runbook_url="https://runbooks/api",
+                             dashboard="https://grafana/d/api"),
         starts_at=at,
         ends_at=None,
         generator_url="https://prometheus/graph",
     )
     incident = Incident(
         id=42, group_key="{}:{alertname=\"HighErrorRate\"}", route_id="0", team="payments",
-        severity="SEV1", policy="default", group_labels={"alertname": "HighErrorRate"},
+        severity="SEV1", policy="default", group_labels=_AnyName(alertname="HighErrorRate"),
         state=IncidentState.TRIGGERED, opened_at=at, updated_at=at, summary="Payment API down",
     )
     return MessageContext(

@@ -59,6 +59,18 @@ class Api:
             text = await response.text()
             return response.status, json.loads(text) if text.startswith("{") else text
 
+    async def press_link(self, number: int, action: str, recipient: str) -> int:
+        """POST the signed link a page to `recipient` carries, as their phone would (no
+        token); the answer's status."""
+        links = self.daemon.services.links
+        assert links is not None
+        token = links.token(number, action, recipient, self.clock.now())
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{self.url}/l/{token}"
+        ) as response:
+            await response.read()
+            return response.status
+
     async def fire(self, labels: dict[str, str] = LABELS) -> int:
         starts = self.clock.now() - timedelta(seconds=30)
         alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, starts, None)

@@ -141,6 +141,22 @@ async def test_the_cadence_reminds_until_someone_speaks(api: Api) -> None:
         ("ana", 900.0), ("ana", 900.0), ("cy", 900.0)]
 
 
+async def test_whoever_acknowledged_through_the_link_is_reminded(api: Api) -> None:
+    """The link in a page is how a phone acknowledges: its recipient is the acknowledger, as
+    with their own token (an earlier release recorded "ana (link)", whom nobody is)."""
+    start = api.clock.now()
+    number = await api.fire()
+    await api.settle()
+    assert await api.press_link(number, "ack", "ana") == 200
+    await _at(api, start, 15)
+    assert _reminders(api) == ["ana"]
+    assert [d["reminded"] for d in await _due_events(api, number)] == ["ana"]
+    _, found = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert found["acknowledged_by"] == "ana"
+    [acked] = [e for e in found["timeline"] if e["kind"] == "acknowledged"]
+    assert (acked["actor"], acked["detail"]) == ("ana", {"via": "link"})  # how, kept
+
+
 async def test_without_anyone_accountable_the_overdue_update_is_recorded(api: Api) -> None:
     start = api.clock.now()
     labels = {"alertname": "Disk", "cluster": "eu1", "team": "payments", "severity": "x"}

@@ -96,7 +96,7 @@ async def test_a_drill_end_to_end(tmp_path: Path, sink: HttpSink) -> None:
             assert got.received_at - CLOCKS <= recorded < got.received_at + RECORDED_WITHIN, (
                 recorded - got.received_at, reached)
         # The acknowledgement: bo, by the link, at the moment the test pressed it.
-        assert lines[-1] == (f"Acknowledged by bo (link) after "
+        assert lines[-1] == (f"Acknowledged by bo after "
                              f"{report['acknowledged_after_seconds']:.1f}s.")
         acked = opened + report["acknowledged_after_seconds"]
         assert pressing - CLOCKS <= acked <= answered + CLOCKS, (pressing, acked, answered)

@@ -154,6 +154,22 @@ async def test_a_status_reminder_gets_to_the_sms_unless_an_update_came(
     assert api.notifier.sent[-1][1].body.startswith(f"#{number} no status update for 15m")
 
 
+async def test_a_responder_who_acknowledges_through_the_link_has_joined(api: Api) -> None:
+    """Pressing the link in their page is something the person did on the incident: their
+    SMS is not sent (an earlier release recorded "cy (link)", not cy)."""
+    number = await api.fire()
+    await api.settle()
+    sent = len(api.paged())
+    await api.call("POST", f"/api/v1/incidents/{number}/responders", {"user": "cy"},
+                   token=ANA_TOKEN)
+    await api.settle()
+    assert api.paged()[sent:] == ["cy"]
+    await _later(api, 1)
+    assert await api.press_link(number, "ack", "cy") == 200
+    await _later(api, 2)
+    assert "cy-sms" not in api.paged()[sent:]
+
+
 async def test_resolving_cancels_the_follow_up(api: Api) -> None:
     number = await _acknowledged(api)
     await api.call("POST", f"/api/v1/incidents/{number}/responders", {"user": "cy"},

@@ -162,6 +162,21 @@ async def test_stale_action_resolve_resolves_it_as_stale(start: Start) -> None:
     assert api.paged()[paged:] == ["ana"]
 
 
+async def test_whoever_acknowledged_through_the_link_alone_is_asked(start: Start) -> None:
+    """The stale notice goes to whoever holds the incident: bo, who pressed the link in his
+    page, not everyone paged (an earlier release recorded "bo (link)", a name nobody has)."""
+    api = await start("notify")
+    number = await post(api, the_webhook(api))
+    await api.settle()
+    await api.clock.jump(timedelta(minutes=5))  # step 2: bo
+    await api.settle()
+    assert api.paged() == ["ana", "bo"]
+    assert await api.press_link(number, "ack", "bo") == 200
+    await api.clock.jump(3 * HOUR)
+    await api.settle()
+    assert stale_messages(api) == [("bo", f"#{number} not reported for 3h: still firing?")]
+
+
 async def test_the_stale_deadline_survives_a_restart(tmp_path: Path, start: Start) -> None:
     api = await start("notify")
     number = await post(api, the_webhook(api))

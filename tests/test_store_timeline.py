@@ -190,3 +190,45 @@ async def test_a_per_alert_detail_holding_the_packing_key_is_refused(store: Stor
     with pytest.raises(ValueError, match=PACKED):
         await store.write(lambda tx: tx.append(incident_id, bad))
     assert await store.timeline(incident_id) == []
+
+
+async def test_an_earlier_releases_link_actor_reads_as_the_person(store: Store) -> None:
+    """Earlier releases recorded an action through a page's signed link as "NAME (link)",
+    a name nobody has: the cadence reminded nobody and the stale notice paged everyone. Such
+    rows (stored before an upgrade, or written by a replica not yet replaced) read as the
+    person, the event's detail saying how, as the link's actions are recorded now."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    await past_the_store(
+        store, "UPDATE incidents SET state = 'acknowledged', acknowledged_at = {0},"
+        " acknowledged_by = 'ana (link)', resolved_by = 'bo (link)' WHERE id = {1}",
+        to_us(NOW), incident_id)
+    later = NOW + timedelta(minutes=1)
+    await insert_rows(store, incident_id, [
+        (to_us(NOW), "acknowledged", "ana (link)", "{}"),
+        (to_us(later), "resolved", "bo (link)", '{"via": "link"}'),
+        (to_us(later), "note", "e2e", '{"text": "(link)"}'),
+    ])
+    incident = await store.incident(incident_id)
+    assert (incident.acknowledged_by, incident.resolved_by) == ("ana", "bo")
+    read = [TimelineEvent(NOW, EventKind.ACKNOWLEDGED, "ana", {"via": "link"}),
+            TimelineEvent(later, EventKind.RESOLVED, "bo", {"via": "link"}),
+            TimelineEvent(later, EventKind.NOTE, "e2e", {"text": "(link)"})]
+    assert await store.timeline(incident_id) == read
+    since = await store.write(lambda tx: tx.events_since(incident_id, NOW))
+    assert since == read
+    [(held, _, history)] = await store.history(NOW - timedelta(hours=1))
+    assert (held.acknowledged_by, history) == ("ana", read)
+
+
+async def past_the_store(store: Store, sql: str, *args: Any) -> None:
+    """One statement as an earlier release's ackd left its rows: `{0}`, `{1}`... the args."""
+    if isinstance(store, SqliteStore):
+        with closing(sqlite3.connect(store.path)) as db, db:
+            db.execute(sql.format(*("?" * len(args))), args)
+        return
+    assert isinstance(store, PostgresStore)
+    conn = await asyncpg.connect(store._dsn)
+    try:
+        await conn.execute(sql.format(*(f"${n + 1}" for n in range(len(args)))), *args)
+    finally:
+        await conn.close()

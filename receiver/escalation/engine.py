@@ -247,9 +247,12 @@ def _re_escalate(
 
 
 def acknowledge(
-    state: EscalationState, incident: Incident, actor: str, now: datetime
+    state: EscalationState, incident: Incident, actor: str, now: datetime, *, via: str = ""
 ) -> Plan:
-    """Someone took it: stop every pending page, and watch that it is not left alone."""
+    """Someone took it: stop every pending page, and watch that it is not left alone. `via`
+    (any of the people's actions): how the person acted when it was not their own token, such
+    as "link" for a page's signed link; the event's detail says so, and `actor` stays the
+    person, whom every name check (the cadence, the stale notice, a follow-up) looks for."""
     _check_now(now)
     if incident.state is not IncidentState.TRIGGERED or _is_resolved(state):
         raise InvalidTransition(f"cannot acknowledge: {_where(incident)}")
@@ -261,18 +264,18 @@ def acknowledge(
         arm=arm,
         cancel=_PERSON_WAITS,
         incident_state=IncidentState.ACKNOWLEDGED,
-        events=(TimelineEvent(now, EventKind.ACKNOWLEDGED, actor),),
+        events=(TimelineEvent(now, EventKind.ACKNOWLEDGED, actor, _how(via)),),
     )
 
 
 def unacknowledge(
-    state: EscalationState, incident: Incident, actor: str, now: datetime
+    state: EscalationState, incident: Incident, actor: str, now: datetime, *, via: str = ""
 ) -> Plan:
     """The acknowledger hands it back: escalate again from the first step, in a new run."""
     _check_now(now)
     if incident.state is not IncidentState.ACKNOWLEDGED or _is_resolved(state):
         raise InvalidTransition(f"cannot unacknowledge: {_where(incident)}")
-    event = TimelineEvent(now, EventKind.UNACKNOWLEDGED, actor)
+    event = TimelineEvent(now, EventKind.UNACKNOWLEDGED, actor, _how(via))
     plan = _re_escalate(replace(state, snoozed_until=None), incident.severity, event, now)
     return replace(plan, cancel=(DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
@@ -295,7 +298,8 @@ def restart(
 
 
 def snooze(
-    state: EscalationState, incident: Incident, actor: str, until: datetime, now: datetime
+    state: EscalationState, incident: Incident, actor: str, until: datetime, now: datetime,
+    *, via: str = "",
 ) -> Plan:
     """Quiet until `until`, then escalate again; snoozing counts as a person responding."""
     _check_now(now)
@@ -311,11 +315,14 @@ def snooze(
         arm=(Deadline(until, DeadlineKind.SNOOZE),),
         cancel=(*_PERSON_WAITS, DeadlineKind.REACK),
         incident_state=IncidentState.ACKNOWLEDGED,
-        events=(TimelineEvent(now, EventKind.SNOOZED, actor, {"until": until.isoformat()}),),
+        events=(TimelineEvent(now, EventKind.SNOOZED, actor,
+                              {"until": until.isoformat(), **_how(via)}),),
     )
 
 
-def resolve(state: EscalationState, incident: Incident, actor: str, now: datetime) -> Plan:
+def resolve(
+    state: EscalationState, incident: Incident, actor: str, now: datetime, *, via: str = ""
+) -> Plan:
     _check_now(now)
     if not incident.is_open or _is_resolved(state):
         raise InvalidTransition(f"cannot resolve: {_where(incident)}")
@@ -323,8 +330,13 @@ def resolve(state: EscalationState, incident: Incident, actor: str, now: datetim
         replace(state, status=EscalationStatus.RESOLVED, snoozed_until=None),
         cancel=_ALL_KINDS,
         incident_state=IncidentState.RESOLVED,
-        events=(TimelineEvent(now, EventKind.RESOLVED, actor),),
+        events=(TimelineEvent(now, EventKind.RESOLVED, actor, _how(via)),),
     )
+
+
+def _how(via: str) -> dict[str, str]:
+    """A person's event's detail: how they acted, when not through their own token."""
+    return {"via": via} if via else {}
 
 
 def resume(state: EscalationState, severity: str, window: str, now: datetime) -> Plan:

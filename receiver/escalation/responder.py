@@ -424,8 +424,11 @@ class Responder:
         action: Action,
         actor: str,
         until: datetime | None = None,
+        *,
+        via: str = "",
     ) -> Incident:
-        """Acknowledge, resolve, snooze or un-acknowledge; raises InvalidTransition."""
+        """Acknowledge, resolve, snooze or un-acknowledge; raises InvalidTransition. `actor`
+        is the person; `via` how they acted, when not with their own token ("link")."""
 
         async def job(tx: Transaction) -> Incident:
             incident = await tx.incident(incident_id)
@@ -433,7 +436,7 @@ class Responder:
             state = await self._state(tx, incident)
             if state is None:
                 raise InvalidTransition(f"incident {incident_id} has no escalation to act on")
-            plan = self._decide(action, state, incident, actor, until, now)
+            plan = self._decide(action, state, incident, actor, until, now, via)
             await self._apply(tx, incident, plan, now)
             if action is Action.RESOLVE:
                 await self._notify_resolution(tx, incident, actor, now)
@@ -454,16 +457,17 @@ class Responder:
         actor: str,
         until: datetime | None,
         now: datetime,
+        via: str,
     ) -> Plan:
         if action is Action.ACK:
-            return escalation.acknowledge(state, incident, actor, now)
+            return escalation.acknowledge(state, incident, actor, now, via=via)
         if action is Action.RESOLVE:
-            return escalation.resolve(state, incident, actor, now)
+            return escalation.resolve(state, incident, actor, now, via=via)
         if action is Action.UNACK:
-            return escalation.unacknowledge(state, incident, actor, now)
+            return escalation.unacknowledge(state, incident, actor, now, via=via)
         if until is None or until <= now:
             raise InvalidTransition("snooze needs a time in the future")
-        return escalation.snooze(state, incident, actor, until, now)
+        return escalation.snooze(state, incident, actor, until, now, via=via)
 
     # -- applying a plan ------------------------------------------------------------------
 

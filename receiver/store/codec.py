@@ -80,6 +80,22 @@ def deadlines_in_order(
     return taken
 
 
+# Earlier releases recorded an action through a page's signed link with the actor
+# "NAME (link)": an incident's acknowledged_by and resolved_by, its events' actor. Read as
+# the person (and the event's detail {"via": "link"}, as written now), so that an incident
+# an earlier release stored, or that a replica not yet replaced in a rolling deploy writes,
+# counts its acknowledger as the person everywhere a name is checked. A user's name cannot
+# hold a space or a parenthesis (config/schema.NAME_PATTERN), so no name reads otherwise.
+EARLIER_LINK_ACTOR = " (link)"
+
+
+def person(actor: str | None) -> str | None:
+    """The person an incident's acknowledged_by or resolved_by names, in either form."""
+    if actor is None or not actor.endswith(EARLIER_LINK_ACTOR):
+        return actor
+    return actor[:-len(EARLIER_LINK_ACTOR)]
+
+
 def incident_from_row(row: tuple[Any, ...]) -> Incident:
     return Incident(
         id=row[0],
@@ -93,9 +109,9 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         opened_at=from_us(row[8]),
         updated_at=from_us(row[9]),
         acknowledged_at=opt_from_us(row[10]),
-        acknowledged_by=row[11],
+        acknowledged_by=person(row[11]),
         resolved_at=opt_from_us(row[12]),
-        resolved_by=row[13],
+        resolved_by=person(row[13]),
         previous_id=row[14],
         truncated_alerts=row[15],
         external_url=row[16],
@@ -181,6 +197,9 @@ def _packed_row(
 def events_from_row(row: Sequence[Any]) -> list[TimelineEvent]:
     """The events of a row (at, kind, actor, detail): one, or a packed row's, in order."""
     at, kind, actor, detail = from_us(row[0]), EventKind(row[1]), row[2], loads(row[3])
+    if actor.endswith(EARLIER_LINK_ACTOR):
+        actor = actor[:-len(EARLIER_LINK_ACTOR)]
+        detail.setdefault("via", "link")
     if kind in PACKED_KINDS and PACKED in detail:
         packed = detail.pop(PACKED)
         return [TimelineEvent(at, kind, actor, detail),

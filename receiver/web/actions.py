@@ -27,6 +27,7 @@ from receiver.web.services import Services, services
 from receiver.web.ui.pages import open_link
 
 LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
+LINK_VIA = "link"  # an action's timeline event: {"via": "link"}
 # A link's token is a credential in its path: no cache may keep the page, and no page it
 # leads to may learn the URL from a Referer header.
 LINK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
@@ -215,8 +216,11 @@ async def link_action(request: web.Request) -> web.Response:
         raise web.HTTPSeeOther(request.path)
     action = Action(claim.action)
     try:
+        # The person acts, as with their own token: every check of who acknowledged (the
+        # status cadence, the stale notice, a follow-up) looks for their name. The timeline
+        # event says it came through the link.
         incident = await s.responder.act(
-            claim.incident_id, action, f"{claim.recipient} (link)", None
+            claim.incident_id, action, claim.recipient, None, via=LINK_VIA
         )
     except AckdError as exc:
         response = error_response(exc)

@@ -459,6 +459,66 @@ async def test_every_channel_failing_escalates_at_once(api: Api) -> None:
     assert any(d.get("escalating_early") for d in failed)
 
 
+def _swap_policy(api: Api, *steps: Step) -> None:
+    """The policy every new incident takes, swapped in as a reload would."""
+    policy = Policy("standard", steps, repeat=0)
+    api.daemon.coordinator.swap(
+        replace(api.daemon.config, policies={"standard": policy}, team_policies={})
+    )
+
+
+def _url(api: Api, name: str) -> str:
+    return api.daemon.config.users[name].contacts[0].url
+
+
+async def _retries_over(api: Api) -> None:
+    for _ in range(4):  # two attempts with backoff 200 ms, on the fake clock
+        await api.clock.jump(timedelta(milliseconds=300))
+        await api.settle()
+
+
+async def _early(api: Api, number: int) -> list[dict[str, Any]]:
+    timeline = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]
+    return [e["detail"] for e in timeline if e["detail"].get("escalating_early")]
+
+
+async def test_a_step_that_reached_one_of_its_two_people_keeps_its_time(api: Api) -> None:
+    """ana and bo are paged at once, ana's only contact fails on every attempt: bo has the
+    page, so cy (the next step) is paged when the step's 5 minutes are up, not at once."""
+    users = (Target(TargetKind.USER, "ana"), Target(TargetKind.USER, "bo"))
+    _swap_policy(api, Step(timedelta(0), users),
+                 Step(timedelta(minutes=5), (Target(TargetKind.USER, "cy"),)))
+    api.notifier.set_outcome(_url(api, "ana"), Outcome(DeliveryStatus.FAILURE))
+    number = await api.fire()
+    await _retries_over(api)
+    assert sorted(await api.paged_once(3)) == ["ana", "ana", "bo"]
+    assert await _early(api, number) == []
+    await api.clock.jump(timedelta(minutes=5) - timedelta(milliseconds=1300))
+    await api.settle()
+    assert api.paged()[3:] == []
+    await api.clock.jump(timedelta(milliseconds=100))
+    assert (await api.paged_once(4))[3:] == ["cy"]
+
+
+async def test_a_person_reached_in_an_earlier_run_is_escalated_past_when_unreachable_now(
+    api: Api,
+) -> None:
+    """ana had the page of run 0; acknowledged, then handed back (run 1), her contact fails:
+    nobody of run 1's step can be reached, so bo is paged at once."""
+    _swap_policy(api, Step(timedelta(0), (Target(TargetKind.USER, "ana"),)),
+                 Step(timedelta(minutes=5), (Target(TargetKind.USER, "bo"),)))
+    number = await api.fire()
+    assert await api.paged_once(1) == ["ana"]
+    for action in ("ack", "unack"):
+        api.notifier.set_outcome(_url(api, "ana"), Outcome(DeliveryStatus.FAILURE))
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/{action}")
+        assert status == 200, body
+    await _retries_over(api)
+    # ana: run 0's page, then the acknowledged note and run 1's page, twice each.
+    assert sorted(await api.paged_once(6)) == ["ana"] * 5 + ["bo"]
+    assert [(d["run"], d["unreachable"]) for d in await _early(api, number)] == [(1, ["ana"])]
+
+
 async def test_stakeholders_hear_of_a_sev1_declared_and_resolved(tmp_path: Path) -> None:
     loaded = replace(config_module.load(ROOT / "config.example.yaml", environ={}),
                      listen_port=0, data_dir=tmp_path / "data",

@@ -38,12 +38,14 @@ from receiver.escalation.engine import (
     start,
     unacknowledge,
 )
+from receiver.escalation.keys import contact_prefix, parse_contact_key
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
     EscalationState,
     EscalationStatus,
     Page,
+    PageFate,
     Plan,
     RunCause,
 )
@@ -169,6 +171,9 @@ class Sim:
     cursors: dict[tuple[str, int], int] = field(default_factory=dict)
     pages: list[tuple[float, str, str]] = field(default_factory=list)
     events: list[tuple[float, EventKind, dict[str, Any]]] = field(default_factory=list)
+    # What became of each page to a person, as the store records it: by (run, cycle, step,
+    # person), one fate per page, pending until `deliver` says otherwise.
+    fates: dict[tuple[int, int, int, str], list[PageFate]] = field(default_factory=dict)
 
     @classmethod
     def open(
@@ -190,6 +195,10 @@ class Sim:
             self.incident = replace(self.incident, state=plan.incident_state)
         minute = (now - T0) / MIN
         self.pages += [(minute, p.recipient, p.reason) for p in plan.pages]
+        for p in plan.pages:
+            if p.recipient_kind is TargetKind.USER:
+                key = (p.run, p.cycle, p.step, p.recipient)
+                self.fates.setdefault(key, []).append(PageFate.PENDING)
         self.events += [(minute, e.kind, dict(e.detail)) for e in plan.events]
         for key in plan.round_robin_turns:
             self.cursors[key] = self.cursors.get(key, 0) + 1
@@ -222,6 +231,34 @@ class Sim:
             return snooze(self.state, self.incident, "ana", until, now)
         acts = {"ack": acknowledge, "unack": unacknowledge, "resolve": resolve}
         return acts[action](self.state, self.incident, "ana", now)
+
+    def deliver(self, person: str, fate: PageFate, minute: float) -> Plan:
+        """The oldest pending page to `person` was sent, or finally failed, at `minute` (the
+        deadlines due by then fire first); a failure is told to the engine, with what the
+        store would hold of that step's pages (`step_fates`)."""
+        now = T0 + minute * MIN
+        self.run(until=now)
+        key = next(k for k, fates in self.fates.items()
+                   if k[3] == person and PageFate.PENDING in fates)
+        self.fates[key].remove(PageFate.PENDING)
+        self.fates[key].append(fate)
+        if fate is not PageFate.FAILED:
+            return Plan(self.state)
+        run, cycle, step, _ = key
+        fates = self.step_fates(run, cycle, step)
+        return self.apply(delivery_failed(self.state, self.incident, step, cycle, run, fates,
+                                          now), now)
+
+    def step_fates(self, run: int, cycle: int, step: int) -> list[tuple[str, PageFate]]:
+        """As Transaction.step_pages: each person and fate of the step's pages once, a
+        delayed contact still armed pending."""
+        found = {(k[3], fate) for k, fates in self.fates.items() if k[:3] == (run, cycle, step)
+                 for fate in fates}
+        found |= {(parse_contact_key(d.key)[3], PageFate.PENDING)
+                  for d in self.deadlines.values()
+                  if d.kind is DeadlineKind.CONTACT
+                  and d.key.startswith(contact_prefix(run, cycle, step))}
+        return sorted(found)
 
     def kinds(self) -> list[EventKind]:
         return [kind for _, kind, _ in self.events]
@@ -717,10 +754,15 @@ def test_the_same_person_twice_in_a_step_is_paged_once() -> None:
     assert [p.url for p in plan.pages] == ["json://pager/ana"]
 
 
+# Every page of ana's (push and SMS) failed: what the store holds once her SMS failed too.
+ANA_FAILED = [("ana", PageFate.FAILED)]
+
+
 def test_delivery_failed_moves_the_next_step_to_now() -> None:
     sim = Sim.open()
     sim.fire_next()
-    plan = sim.apply(delivery_failed(sim.state, sim.incident, 0, 0, 0, T0 + MIN), T0 + MIN)
+    plan = sim.apply(delivery_failed(sim.state, sim.incident, 0, 0, 0, ANA_FAILED, T0 + MIN),
+                     T0 + MIN)
     assert plan.arm == (Deadline(T0 + MIN, DeadlineKind.STEP, "0:0:1"),)
     assert plan.events[0].kind is EventKind.NOTIFICATION_FAILED
     assert plan.events[0].detail["escalating_early"] is True
@@ -736,14 +778,15 @@ def test_delivery_failed_moves_the_next_step_to_now() -> None:
 def test_delivery_failed_for_another_step_changes_nothing(step: int, cycle: int, run: int) -> None:
     sim = Sim.open()
     sim.fire_next()
-    assert delivery_failed(sim.state, sim.incident, step, cycle, run, T0 + MIN) == Plan(sim.state)
+    failed = delivery_failed(sim.state, sim.incident, step, cycle, run, ANA_FAILED, T0 + MIN)
+    assert failed == Plan(sim.state)
 
 
 def test_delivery_failed_after_the_last_step_starts_the_next_cycle_now() -> None:
     sim = Sim.open("SEV2")
     sim.run(until=T0 + 15 * MIN)  # the last SEV2 step; cycle 1 would start at 30m
-    plan = sim.apply(delivery_failed(sim.state, sim.incident, 2, 0, 0, T0 + 16 * MIN),
-                     T0 + 16 * MIN)
+    plan = sim.apply(delivery_failed(sim.state, sim.incident, 2, 0, 0, [("dee", PageFate.FAILED)],
+                                     T0 + 16 * MIN), T0 + 16 * MIN)
     assert plan.arm == (Deadline(T0 + 16 * MIN, DeadlineKind.STEP, "0:1:0"),)
     sim.run(until=T0 + 21 * MIN)
     assert sim.pages[-2:] == [(18, "ana", "reminder"), (21, "bo", "reminder")]
@@ -753,7 +796,64 @@ def test_delivery_failed_once_acknowledged_changes_nothing() -> None:
     sim = Sim.open()
     sim.fire_next()
     sim.act("ack", 1)
-    assert delivery_failed(sim.state, sim.incident, 0, 0, 0, T0 + MIN) == Plan(sim.state)
+    assert delivery_failed(sim.state, sim.incident, 0, 0, 0, ANA_FAILED, T0 + MIN) == Plan(
+        sim.state)
+
+
+def pair(first: Target) -> Policy:
+    """Two people at once (`first`, and erin), then the lead 10 minutes later."""
+    return Policy("pair", (Step(timedelta(0), (first, user("erin"))),
+                           Step(10 * MIN, (user("dee"),))),
+                  repeat=1, repeat_after=10 * MIN)
+
+
+SENT, FAILED = PageFate.SENT, PageFate.FAILED
+# (first of the pair, what happens: (person, fate, minute) or (action, minute), the pages of
+# the first 10 minutes as (minute, person)). bo is the secondary (a push); ana the primary
+# (a push, and an SMS 2 minutes later); erin a push.
+EARLY_ESCALATION = [
+    ("one-of-two-failed", sched("secondary"),
+     [("bo", SENT, 0.1), ("erin", FAILED, 0.2)],
+     [(0, "bo"), (0, "erin"), (10, "dee")]),
+    ("one-failed-while-the-other-is-in-flight", sched("secondary"),
+     [("erin", FAILED, 0.1), ("bo", SENT, 0.2)],
+     [(0, "bo"), (0, "erin"), (10, "dee")]),
+    ("both-failed", sched("secondary"),
+     [("bo", FAILED, 0.1), ("erin", FAILED, 0.2)],
+     [(0, "bo"), (0, "erin"), (0.2, "dee")]),
+    ("one-failed-the-others-sms-pending-then-sent", sched("primary"),
+     [("ana", FAILED, 0.1), ("erin", FAILED, 0.2), ("ana", SENT, 2.1)],
+     [(0, "ana"), (0, "erin"), (2, "ana"), (10, "dee")]),
+    ("one-failed-the-others-sms-pending-then-failed", sched("primary"),
+     [("ana", FAILED, 0.1), ("erin", FAILED, 0.2), ("ana", FAILED, 2.1)],
+     [(0, "ana"), (0, "erin"), (2, "ana"), (2.1, "dee")]),
+    ("failed-in-run-1-after-sent-in-run-0", sched("secondary"),
+     [("bo", SENT, 0.1), ("erin", SENT, 0.1), ("ack", 1), ("unack", 2),
+      ("bo", FAILED, 2.1), ("erin", FAILED, 2.2)],
+     [(0, "bo"), (0, "erin"), (2, "bo"), (2, "erin"), (2.2, "dee")]),
+]
+
+
+@pytest.mark.parametrize(
+    ("first", "script", "expected"), [case[1:] for case in EARLY_ESCALATION],
+    ids=[case[0] for case in EARLY_ESCALATION],
+)
+def test_a_step_escalates_early_only_when_nobody_it_paged_can_be_reached(
+    first: Target, script: list[tuple[Any, ...]], expected: list[tuple[float, str]]
+) -> None:
+    sim = Sim.open(policy=pair(first))
+    for entry in script:
+        if len(entry) == 3:
+            sim.deliver(*entry)
+        else:
+            sim.run(until=T0 + entry[1] * MIN)
+            sim.act(*entry)
+    sim.run(until=T0 + 10 * MIN)
+    assert [(minute, who) for minute, who, _ in sim.pages] == expected
+    early = [d for _, kind, d in sim.events if d.get("escalating_early")]
+    assert [d["unreachable"] for d in early] == (
+        [] if expected[-1] == (10, "dee") else [["ana", "erin"] if first.layer == "primary"
+                                                else ["bo", "erin"]])
 
 
 # -- persistence and secrets ------------------------------------------------------------------

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import pytest
@@ -30,9 +30,12 @@ from receiver.core.model import (
     OpenGroup,
     TimelineEvent,
 )
+from receiver.delivery.events import delivery_event, suppressed_event
 from receiver.delivery.noise import ChannelHistory, Pending
-from receiver.escalation.plan import DeadlineKind
+from receiver.delivery.plan import Addressed
+from receiver.escalation.plan import DeadlineKind, PageFate
 from receiver.maintenance.domain import Window
+from receiver.notify.notifier import Delivery, DeliveryStatus
 from receiver.oncall.overrides import Change, Leg
 from receiver.store import (
     IncidentFilter,
@@ -43,7 +46,7 @@ from receiver.store import (
 )
 from receiver.store.base import Store
 from receiver.store.postgres.store import PostgresStore
-from receiver.store.records import ChannelRecord
+from receiver.store.records import ChannelRecord, OutboxRow
 from receiver.store.sqlite.schema import MIGRATIONS
 from tests.pgcluster import fresh_database
 
@@ -349,21 +352,59 @@ async def test_an_outbox_row_that_cannot_be_read_says_why(store: SqliteStore) ->
     assert rows[2].unreadable.startswith("its stored payload cannot be read: ")
 
 
-async def test_an_outbox_row_keeps_the_keys_its_queries_read(store: SqliteStore) -> None:
-    """`reached` reads recipient, step and cycle of a waiting row with json_extract."""
+def page(who: str, run: int = 1, cycle: int = 0, step: int = 0,
+         kind: Literal["user", "channel"] = "user") -> OutboxMessage:
+    return OutboxMessage(recipient=who, recipient_kind=kind, contact=0,
+                         reason=MessageReason.RE_ESCALATED, step=step, cycle=cycle, run=run)
+
+
+async def test_a_steps_pages_are_told_by_person_and_fate_of_that_run_and_cycle_only(
+    store: Store,
+) -> None:
+    """What escalation.delivery_failed decides on: the events the dispatcher writes (sent,
+    failed, suppressed), outbox rows and delayed contacts still to go (pending), each person
+    and fate once; a page of another run, cycle or step, to a channel, or an event naming
+    nobody (the escalation's own `escalating_early`), does not count."""
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
-    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
-                         reason=MessageReason.TRIGGERED, step=0)
-    note = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
-                         reason=MessageReason.RESOLVED)
-    await store.write(lambda tx: tx.enqueue(incident_id, [page, note], NOW))
+    sent, failed = Delivery(DeliveryStatus.SUCCESS, 0.1), Delivery(DeliveryStatus.FAILURE, 0.1)
+    held = Addressed(OutboxRow(1, incident_id, NOW, page("bo"), 0, NOW), page("bo"), "json://b")
+    events = [
+        delivery_event(page("ana", run=0), "json://a", 0, sent, 1, NOW),  # run 0
+        delivery_event(page("erin"), "json://e", 0, failed, 1, NOW),
+        delivery_event(page("erin"), "json://e", 1, failed, 1, NOW),  # her retry
+        delivery_event(page("erin", cycle=1), "json://e", 0, sent, 1, NOW),
+        delivery_event(page("fay", step=1), "json://f", 0, sent, 1, NOW),
+        delivery_event(page("ops", kind="channel"), "json://o", 0, sent, 1, NOW),
+        suppressed_event(held, "rate_limited", NOW),
+        TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, "ackd",
+                      {"escalating_early": True, "step": 0, "cycle": 0, "run": 1}),
+    ]
+    await store.write(lambda tx: tx.append(incident_id, events))
+    await store.write(lambda tx: tx.enqueue(incident_id, [
+        page("cy"), page("cy", run=0), page("gus", cycle=1), page("ops", kind="channel"),
+    ], NOW))
+    await store.write(lambda tx: tx.arm(incident_id, [
+        (NOW, "contact", "1:0:0:ana:1"), (NOW, "contact", "1:0:1:dee:1"),
+        (NOW, "contact", "11:0:0:hal:1"), (NOW, "contact", "0:1:0:ivy:1"),
+    ]))
 
-    async def reached(step: int, cycle: int) -> bool:
-        return await store.write(lambda tx: tx.reached(incident_id, "ana", step, cycle))
+    async def fates(run: int, cycle: int, step: int) -> list[tuple[str, PageFate]]:
+        return sorted(await store.write(lambda tx: tx.step_pages(incident_id, run, cycle, step)))
 
-    assert await reached(0, 0)
-    assert not await reached(0, 1)
-    assert not await reached(1, 0)
+    assert await fates(1, 0, 0) == [("ana", PageFate.PENDING), ("bo", PageFate.SUPPRESSED),
+                                    ("cy", PageFate.PENDING), ("erin", PageFate.FAILED)]
+    assert await fates(0, 0, 0) == [("ana", PageFate.SENT), ("cy", PageFate.PENDING)]
+    assert await fates(1, 1, 0) == [("erin", PageFate.SENT), ("gus", PageFate.PENDING)]
+    assert await fates(1, 0, 1) == [("dee", PageFate.PENDING), ("fay", PageFate.SENT)]
+    assert await fates(2, 0, 0) == []
+    # Leased to a send (in flight), a page is still pending; finished, it is not.
+    leased = await store.lease_due_notifications(NOW, 100)
+    assert len(leased) == 4
+    assert ("cy", PageFate.PENDING) in await fates(1, 0, 0)
+    await store.write(lambda tx: tx.cancel(incident_id, ["contact"]))
+    for row, _ in leased:
+        await store.write(lambda tx, row_id=row.id: tx.finish_outbox(row_id))
+    assert await fates(1, 0, 0) == [("bo", PageFate.SUPPRESSED), ("erin", PageFate.FAILED)]
 
 
 async def test_paged_recipients_are_those_sent_to_then_those_in_flight(store: Store) -> None:

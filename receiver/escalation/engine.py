@@ -14,7 +14,7 @@ an acknowledgement, a snooze or a re-escalation) is recognised as stale and does
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from receiver.core.errors import InvalidTransition
@@ -33,6 +33,7 @@ from receiver.escalation.plan import (
     EscalationState,
     EscalationStatus,
     Page,
+    PageFate,
     Plan,
     RunCause,
 )
@@ -366,12 +367,24 @@ def on_update(state: EscalationState, incident: Incident, now: datetime) -> Plan
 
 
 def delivery_failed(
-    state: EscalationState, incident: Incident, step: int, cycle: int, run: int, now: datetime
+    state: EscalationState,
+    incident: Incident,
+    step: int,
+    cycle: int,
+    run: int,
+    fates: Iterable[tuple[str, PageFate]],
+    now: datetime,
 ) -> Plan:
-    """Nobody paged by the step that just fired can be reached: escalate now, not later."""
+    """A page of the step that fired last finally failed. If nobody that step paged can be
+    reached (`unreachable`: every page to every person it paged failed, and none is still to
+    go), escalate now, not later. Otherwise the step keeps its own timing: whoever it reached
+    has the step's whole delay to answer."""
     _check_now(now)
     fired = (run, cycle, step) == (state.run, state.last_fired_cycle, state.last_fired_step)
     if state.status is not EscalationStatus.ACTIVE or not fired:
+        return Plan(state)
+    nobody = unreachable(fates)
+    if not nobody:
         return Plan(state)
     moved = state
     if state.cycle != state.last_fired_cycle:
@@ -379,12 +392,25 @@ def delivery_failed(
         moved = replace(state, cycle_started_at=now)
     key = step_key(state.run, state.cycle, state.next_step)
     detail = {"escalating_early": True, "step": step, "cycle": cycle, "run": run,
-              "next_step": state.next_step}
+              "next_step": state.next_step, "unreachable": nobody}
     return Plan(
         moved,
         arm=(Deadline(now, DeadlineKind.STEP, key),),
         events=(TimelineEvent(now, EventKind.NOTIFICATION_FAILED, detail=detail),),
     )
+
+
+def unreachable(fates: Iterable[tuple[str, PageFate]]) -> list[str]:
+    """The people a step paged, by name, if none of them can be reached: each page of the
+    step to each person (`fates`, one per person and fate the store holds for that step's
+    pages) failed. Empty if any page was sent, was suppressed (held back, not failed) or is
+    still to go (in the outbox, or a delayed contact armed), and if the step paged nobody."""
+    people: set[str] = set()
+    for person, fate in fates:
+        if fate is not PageFate.FAILED:
+            return []
+        people.add(person)
+    return sorted(people)
 
 
 def _is_resolved(state: EscalationState) -> bool:

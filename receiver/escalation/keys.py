@@ -10,7 +10,12 @@ def step_key(run: int, cycle: int, index: int) -> str:
 
 
 def contact_key(run: int, cycle: int, index: int, user: str, contact_index: int) -> str:
-    return f"{run}:{cycle}:{index}:{user}:{contact_index}"
+    return f"{contact_prefix(run, cycle, index)}{user}:{contact_index}"
+
+
+def contact_prefix(run: int, cycle: int, index: int) -> str:
+    """What the keys of every delayed contact of one step of one run and cycle begin with."""
+    return f"{run}:{cycle}:{index}:"
 
 
 def parse_contact_key(key: str) -> tuple[int, int, int, str, int]:

@@ -32,6 +32,18 @@ class DeadlineKind(StrEnum):
     FOLLOW = "follow"  # a delayed contact of a person the incident layer messaged (follow.py)
 
 
+class PageFate(StrEnum):
+    """What became of one page of a step to one person, as the store records it: the facts
+    `engine.delivery_failed` decides on. A page is pending while it is in the outbox (queued,
+    in flight, waiting for a retry) and while a delayed contact of the step waits (a CONTACT
+    deadline); suppressed, it was held back (not failed) and may still reach its person."""
+
+    SENT = "sent"
+    FAILED = "failed"  # an attempt failed; a later one may have been sent or be pending
+    SUPPRESSED = "suppressed"
+    PENDING = "pending"
+
+
 @frozen(slots=True)
 class Deadline:
     """The store keeps one deadline per (incident, kind, key): arming it again moves it."""

@@ -394,24 +394,23 @@ class Responder:
         m.child(m.incidents_stale, incident.team, incident.severity, action.value).inc()
 
     async def delivery_failed(self, incident_id: int, message: OutboxMessage) -> None:
-        """A page finally failed. If nothing of that step reached the person (every channel
-        failed, none is still queued), escalate now rather than wait for a deadline nobody
-        can meet."""
+        """A page finally failed. If nobody its step paged can be reached (every page of that
+        step, run and cycle to every person failed, none is still to go), escalate now rather
+        than wait for a deadline nobody can meet: `escalation.delivery_failed` decides, on
+        what the store holds of the step's pages."""
         step, cycle, run = message.step, message.cycle, message.run
         if message.recipient_kind != "user" or step is None or run is None:
             return
-        recipient = message.recipient
 
         async def job(tx: Transaction) -> None:
             # The failed row is finished in its own commit just before this one runs.
-            if await tx.reached(incident_id, recipient, step, cycle):
-                return
             incident = await tx.incident(incident_id)
             state = await self._state(tx, incident)
             if state is None or not incident.is_open:
                 return
+            fates = await tx.step_pages(incident_id, run, cycle, step)
             now = self._clock.now()
-            plan = escalation.delivery_failed(state, incident, step, cycle, run, now)
+            plan = escalation.delivery_failed(state, incident, step, cycle, run, fates, now)
             await self._apply(tx, incident, plan, now)
 
         await self._store.write(job)

@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
 from receiver.core.model import Alert, Incident, OpenGroup, TimelineEvent
+from receiver.escalation.plan import PageFate
 from receiver.incidents.roles import Role, RoleHolder
 from receiver.maintenance.domain import Window
 from receiver.oncall.overrides import Change, RuntimeOverride
@@ -112,8 +113,14 @@ class TimelineRecords(Protocol):
         to know whether someone spoke or acted since it messaged them)."""
         ...
 
-    async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
-        """Whether a page of this step reached `recipient`, or one is still waiting to go."""
+    async def step_pages(
+        self, incident_id: int, run: int, cycle: int, step: int
+    ) -> list[tuple[str, PageFate]]:
+        """What became of the pages of one step, of one run and cycle, to people (channels
+        left out), once per person and fate: each recorded sent, failed or suppressed, and
+        pending while still in the outbox (queued, in flight, waiting for a retry) or a
+        delayed contact of the step is still armed. What `escalation.delivery_failed`
+        decides on; pages of other runs and cycles are not counted."""
         ...
 
 

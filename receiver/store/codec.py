@@ -20,6 +20,8 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.delivery.noise import ChannelHistory
+from receiver.escalation.keys import parse_contact_key
+from receiver.escalation.plan import PageFate
 from receiver.maintenance.domain import Window
 from receiver.store.records import ArmedDeadline, ChannelRecord, OutboxMessage
 
@@ -220,6 +222,31 @@ def first_seen(names: Iterable[object]) -> list[str]:
     """The names in the order each first appears, once each (None, a row without one, left
     out): the two dialects merge what the timeline and the outbox say was paged alike."""
     return list(dict.fromkeys(str(n) for n in names if n is not None))
+
+
+# The timeline's kinds that record a page's fate, and what each says of it.
+PAGE_FATE_KINDS = {
+    EventKind.NOTIFICATION_SENT.value: PageFate.SENT,
+    EventKind.NOTIFICATION_FAILED.value: PageFate.FAILED,
+    EventKind.NOTIFICATION_SUPPRESSED.value: PageFate.SUPPRESSED,
+}
+# What the two dialects' `step_pages` name a row that is still to go: an outbox row, or a
+# delayed contact's deadline (its key names the person).
+OUTBOX_ROW, CONTACT_DEADLINE = "outbox", "contact"
+
+
+def page_fates(rows: Iterable[Any]) -> list[tuple[str, PageFate]]:
+    """`step_pages` rows (a person, or a contact deadline's key; where the row came from) as
+    (person, fate), once each."""
+    fates: dict[tuple[str, PageFate], None] = {}
+    for who, source in rows:
+        if source == CONTACT_DEADLINE:
+            fates[(parse_contact_key(str(who))[3], PageFate.PENDING)] = None
+        elif source == OUTBOX_ROW:
+            fates[(str(who), PageFate.PENDING)] = None
+        else:
+            fates[(str(who), PAGE_FATE_KINDS[source])] = None
+    return list(fates)
 
 
 def encode_message(message: OutboxMessage) -> str:

@@ -8,11 +8,23 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
-from receiver.store.codec import events_from_rows, first_seen, timeline_rows, to_us
+from receiver.escalation.keys import contact_prefix
+from receiver.escalation.plan import DeadlineKind, PageFate
+from receiver.store.codec import (
+    CONTACT_DEADLINE,
+    OUTBOX_ROW,
+    PAGE_FATE_KINDS,
+    events_from_rows,
+    first_seen,
+    page_fates,
+    timeline_rows,
+    to_us,
+)
 from receiver.store.postgres.statements import Statements
 from receiver.store.postgres.text import escape
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
+_FATE_KINDS = sorted(PAGE_FATE_KINDS)
 
 
 class TimelineStatements(Statements):
@@ -56,23 +68,30 @@ class TimelineStatements(Statements):
         )
         return first_seen(r[0] for r in rows)
 
-    async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
-        """Whether a page of this step reached `recipient`, or one is still waiting to go."""
-        sent = await self._conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM timeline WHERE incident_id = $1"
-            " AND kind = 'notification_sent' AND detail::json ->> 'recipient' = $2"
-            " AND detail::json ->> 'step' = $3::bigint::text"
-            " AND detail::json ->> 'cycle' = $4::bigint::text)",
-            incident_id, recipient, step, cycle,
+    async def step_pages(
+        self, incident_id: int, run: int, cycle: int, step: int
+    ) -> list[tuple[str, PageFate]]:
+        """What became of the pages of one step (of one run and cycle) to people, once per
+        person and fate: recorded sent, failed or suppressed; still in the outbox (queued, in
+        flight, waiting for a retry) or a delayed contact still armed: pending."""
+        # One statement, so its three parts see one snapshot. The keys are those of
+        # store.OutboxMessage, as store/codec.py writes them; delivery events carry them too
+        # (delivery/events.py).
+        rows = await self._all(
+            "SELECT detail::json ->> 'recipient', kind FROM timeline"
+            " WHERE incident_id = $1 AND kind = ANY($2::text[])"
+            " AND detail::json ->> 'recipient_kind' = 'user'"
+            " AND detail::json ->> 'run' = $3::bigint::text"
+            " AND detail::json ->> 'cycle' = $4::bigint::text"
+            " AND detail::json ->> 'step' = $5::bigint::text"
+            " UNION SELECT payload::json ->> 'recipient', $6 FROM outbox"
+            " WHERE incident_id = $1 AND payload::json ->> 'recipient_kind' = 'user'"
+            " AND payload::json ->> 'run' = $3::bigint::text"
+            " AND payload::json ->> 'cycle' = $4::bigint::text"
+            " AND payload::json ->> 'step' = $5::bigint::text"
+            " UNION SELECT key, $7 FROM deadlines WHERE incident_id = $1 AND kind = $8"
+            " AND starts_with(key, $9)",
+            incident_id, _FATE_KINDS, run, cycle, step, OUTBOX_ROW, CONTACT_DEADLINE,
+            DeadlineKind.CONTACT.value, contact_prefix(run, cycle, step),
         )
-        if sent:
-            return True
-        # The keys of store.OutboxMessage, as store/codec.py writes them.
-        pending = await self._conn.fetchval(
-            "SELECT EXISTS (SELECT 1 FROM outbox WHERE incident_id = $1"
-            " AND payload::json ->> 'recipient' = $2"
-            " AND payload::json ->> 'step' = $3::bigint::text"
-            " AND payload::json ->> 'cycle' = $4::bigint::text)",
-            incident_id, recipient, step, cycle,
-        )
-        return bool(pending)
+        return page_fates(rows)

@@ -6,11 +6,24 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
-from receiver.store.codec import events_from_rows, first_seen, timeline_rows, to_us
+from receiver.escalation.keys import contact_prefix
+from receiver.escalation.plan import DeadlineKind, PageFate
+from receiver.store.codec import (
+    CONTACT_DEADLINE,
+    OUTBOX_ROW,
+    PAGE_FATE_KINDS,
+    events_from_rows,
+    first_seen,
+    page_fates,
+    timeline_rows,
+    to_us,
+)
 from receiver.store.sqlite.statements import Statements
 
 _PAGES = sorted(reason.value for reason in PAGE_REASONS)
 _PAGE_MARKS = ", ".join("?" * len(_PAGES))
+_FATE_KINDS = sorted(PAGE_FATE_KINDS)
+_FATE_MARKS = ", ".join("?" * len(_FATE_KINDS))
 
 
 class TimelineStatements(Statements):
@@ -54,21 +67,31 @@ class TimelineStatements(Statements):
         )
         return events_from_rows(rows)
 
-    async def reached(self, incident_id: int, recipient: str, step: int, cycle: int) -> bool:
-        """Whether a page of this step reached `recipient`, or one is still waiting to go."""
-        sent = await self._all(
-            "SELECT 1 FROM timeline WHERE incident_id = ? AND kind = 'notification_sent'"
-            " AND json_extract(detail, '$.recipient') = ? AND json_extract(detail, '$.step') = ?"
-            " AND json_extract(detail, '$.cycle') = ? LIMIT 1",
-            (incident_id, recipient, step, cycle),
+    async def step_pages(
+        self, incident_id: int, run: int, cycle: int, step: int
+    ) -> list[tuple[str, PageFate]]:
+        """What became of the pages of one step (of one run and cycle) to people, once per
+        person and fate: recorded sent, failed or suppressed; still in the outbox (queued, in
+        flight, waiting for a retry) or a delayed contact still armed: pending."""
+        prefix = contact_prefix(run, cycle, step)
+        # One statement, so its three parts are read at one instant. The keys are those of
+        # store.OutboxMessage, as store/codec.py writes them; delivery events carry them too
+        # (delivery/events.py).
+        rows = await self._all(
+            "SELECT json_extract(detail, '$.recipient'), kind FROM timeline"
+            f" WHERE incident_id = ? AND kind IN ({_FATE_MARKS})"
+            " AND json_extract(detail, '$.recipient_kind') = 'user'"
+            " AND json_extract(detail, '$.run') = ? AND json_extract(detail, '$.cycle') = ?"
+            " AND json_extract(detail, '$.step') = ?"
+            " UNION SELECT json_extract(payload, '$.recipient'), ? FROM outbox"
+            " WHERE incident_id = ? AND json_extract(payload, '$.recipient_kind') = 'user'"
+            " AND json_extract(payload, '$.run') = ? AND json_extract(payload, '$.cycle') = ?"
+            " AND json_extract(payload, '$.step') = ?"
+            " UNION SELECT key, ? FROM deadlines WHERE incident_id = ? AND kind = ?"
+            " AND substr(key, 1, ?) = ?",
+            (incident_id, *_FATE_KINDS, run, cycle, step,
+             OUTBOX_ROW, incident_id, run, cycle, step,
+             CONTACT_DEADLINE, incident_id, DeadlineKind.CONTACT.value,
+             len(prefix), prefix),
         )
-        if sent:
-            return True
-        # The keys of store.OutboxMessage, as store/codec.py writes them.
-        pending = await self._all(
-            "SELECT 1 FROM outbox WHERE incident_id = ?"
-            " AND json_extract(payload, '$.recipient') = ? AND json_extract(payload, '$.step') = ?"
-            " AND json_extract(payload, '$.cycle') = ? LIMIT 1",
-            (incident_id, recipient, step, cycle),
-        )
-        return bool(pending)
+        return page_fates(rows)

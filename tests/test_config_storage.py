@@ -3,12 +3,13 @@ and key, and its password never in a repr, an error or a log line."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from receiver.config import build as config
-from receiver.config.storage import dsn_problem, masked_dsn
+from receiver.config.storage import CONNECT_TIMEOUT, address, dsn_problem, masked_dsn
 from receiver.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -90,3 +91,30 @@ def test_both_dsn_and_dsn_file_is_a_problem(tmp_path: Path) -> None:
 def test_the_masked_dsn_hides_every_password(dsn: str, masked: str) -> None:
     assert dsn_problem(dsn) is None
     assert masked_dsn(dsn) == masked
+
+
+def test_the_connect_timeout_is_ten_seconds_unless_set(tmp_path: Path) -> None:
+    path = write(tmp_path, "storage: {postgres: {dsn: 'postgresql://u:pw@db/ackd'}}\n")
+    loaded = config.load(path)
+    assert loaded.postgres is not None
+    assert loaded.postgres.connect_timeout == CONNECT_TIMEOUT == 10.0  # asyncpg's own: 60
+    path = write(tmp_path, "storage: {postgres: {dsn: 'postgresql://u:pw@db/ackd',"
+                           " connect_timeout: 2500ms}}\n")
+    assert config.load(path).postgres == replace(loaded.postgres, connect_timeout=2.5)
+    path = write(tmp_path, "storage: {postgres: {dsn: 'postgresql://u:pw@db/ackd',"
+                           " connect_timeout: 0s}}\n")
+    with pytest.raises(ConfigError, match="storage.postgres.connect_timeout"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "where"),
+    [
+        ("postgresql://ackd:pw@db.example:6432/ackd", "db.example:6432"),
+        ("postgres://ackd:pw@10.0.0.5/ackd", "10.0.0.5:5432"),
+        ("postgresql://ackd:pw@[::1]:5433/ackd", "[::1]:5433"),
+        ("postgresql://ackd@/ackd?host=/run/postgresql&password=pw", "/run/postgresql"),
+    ],
+)
+def test_the_address_a_message_names_holds_no_credentials(dsn: str, where: str) -> None:
+    assert address(dsn) == where

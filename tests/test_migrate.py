@@ -5,12 +5,17 @@ A PostgreSQL DSN's password shows in no output."""
 from __future__ import annotations
 
 import os
+import socket
 import sqlite3
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
+import pytest
 
 from receiver.store.postgres.migrate import schema_version
+from receiver.store.postgres.store import PostgresStore
 from receiver.store.sqlite.schema import MIGRATIONS
 from tests.harness import free_port
 from tests.test_cli import ackd
@@ -123,3 +128,58 @@ def test_serve_with_no_migrate_refuses_a_postgresql_database_never_migrated(
         f"the store {pg_dsn.replace(password, '***')} is at schema migration 0, this ackd"
         f" needs {LATEST}: run `ackd migrate` first (or start without --no-migrate)"
     )
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A port that takes TCP connections and never says a word, as a PostgreSQL behind a
+    firewall that drops its answers, or a hung server: the kernel completes each handshake
+    into the listen backlog, and nobody accepts or answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield int(listener.getsockname()[1])
+
+
+def silent_config(tmp_path: Path, port: int) -> tuple[Path, dict[str, str]]:
+    path = tmp_path / "ackd.yaml"
+    path.write_text("storage: {postgres: {dsn: '${ACKD_DSN}', connect_timeout: 1s}}\n" + BODY)
+    return path, {**os.environ, "ACKD_DSN": f"postgresql://ackd:pw-hunter2@127.0.0.1:{port}/ackd"}
+
+
+def test_serve_on_a_postgresql_that_never_answers_gives_up_and_says_so(
+    tmp_path: Path, silent_port: int
+) -> None:
+    """Before: asyncpg's 60 s, then "cannot open the store ...: " and nothing after the colon
+    (a bare TimeoutError's text)."""
+    config, env = silent_config(tmp_path, silent_port)
+    started = time.monotonic()
+    result = ackd("serve", "--config", str(config), "--listen", f"127.0.0.1:{free_port()}",
+                  "--data-dir", str(tmp_path / "data"), env=env)
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith(
+        f"ackd: cannot open the store postgresql://ackd:***@127.0.0.1:{silent_port}/ackd:"
+        f" timed out after 1 s connecting to 127.0.0.1:{silent_port}"), result.stderr
+    assert "hunter2" not in result.stderr
+    assert time.monotonic() - started < 25  # the process's start-up and 1 s, never 60
+
+
+def test_migrate_on_a_postgresql_that_never_answers_gives_up_and_says_so(
+    tmp_path: Path, silent_port: int
+) -> None:
+    config, env = silent_config(tmp_path, silent_port)
+    result = ackd("migrate", "--config", str(config), env=env)
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"ackd migrate: cannot reach PostgreSQL at postgresql://ackd:***@127.0.0.1:{silent_port}"
+        f"/ackd: timed out after 1 s connecting to 127.0.0.1:{silent_port}\n")
+
+
+async def test_the_store_bounds_opening_its_pool_by_the_connect_timeout(silent_port: int) -> None:
+    store = PostgresStore(f"postgresql://ackd:pw@127.0.0.1:{silent_port}/ackd",
+                          connect_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=(
+            f"^timed out after 0.3 s connecting to 127.0.0.1:{silent_port}$")):
+        await store.open()
+    assert time.monotonic() - started < 5

@@ -26,7 +26,7 @@ from aiohttp import web
 
 from receiver.app import hangups
 from receiver.app.sdnotify import SystemdNotify
-from receiver.app.stores import OPEN_ERRORS, STORES
+from receiver.app.stores import OPEN_ERRORS, STORES, reason
 from receiver.config import build
 from receiver.config.coordinator import Coordinator
 from receiver.config.model import Config, example_secrets_in_use
@@ -307,7 +307,7 @@ class Daemon:
             await self.store.open()
         except OPEN_ERRORS as exc:
             raise StartupError(
-                f"cannot open the store {self._store_kind.describe(self.config)}: {exc}"
+                f"cannot open the store {self._store_kind.describe(self.config)}: {reason(exc)}"
             ) from exc
         # Run-time on-call changes before anything escalates: a page goes to whoever they
         # put on call.

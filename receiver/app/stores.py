@@ -16,11 +16,8 @@ from receiver.core.errors import StartupError
 from receiver.core.frozen import frozen
 from receiver.store.base import Store
 from receiver.store.postgres.migrate import migrate as migrate_postgres
-from receiver.store.postgres.store import PostgresStore
+from receiver.store.postgres.store import PostgresStore, connect
 from receiver.store.sqlite.store import ContactIndex, SqliteStore, migrate_file
-
-# How long `ackd migrate` waits for PostgreSQL to answer before it gives up.
-CONNECT_TIMEOUT = 10.0
 
 
 @frozen
@@ -42,7 +39,7 @@ def _make_postgres(config: Config, migrate: bool, contact_index: ContactIndex) -
     assert settings is not None
     # No contact index: migration 4 rewrote URLs of SQLite rows; no PostgreSQL row had one.
     return PostgresStore(settings.dsn, pool_size=settings.pool_size, migrate=migrate,
-                         name=settings.masked)
+                         name=settings.masked, connect_timeout=settings.connect_timeout)
 
 
 async def _migrate_sqlite(config: Config, contact_index: ContactIndex) -> tuple[int, int]:
@@ -53,7 +50,7 @@ async def _migrate_postgres(config: Config, contact_index: ContactIndex) -> tupl
     settings = config.postgres
     assert settings is not None
     try:
-        conn = await asyncpg.connect(settings.dsn, timeout=CONNECT_TIMEOUT)
+        conn = await connect(settings.dsn, settings.connect_timeout)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise StartupError(
             f"cannot reach PostgreSQL at {settings.masked}: {_without(settings.dsn, exc)}"
@@ -66,7 +63,7 @@ async def _migrate_postgres(config: Config, contact_index: ContactIndex) -> tupl
 
 def _without(dsn: str, exc: BaseException) -> str:
     """The error's text, with the DSN's password masked should a driver ever repeat it."""
-    text = str(exc) or type(exc).__name__
+    text = reason(exc)
     password = urlsplit(dsn).password
     for secret in {password, unquote(password)} if password else set():
         text = text.replace(secret, "***")
@@ -84,6 +81,12 @@ STORES: dict[str, StoreKind] = {
 # What opening a store may raise that names a cause worth one line (StartupError).
 OPEN_ERRORS = (OSError, TimeoutError, sqlite3.Error, asyncpg.PostgresError,
                asyncpg.InterfaceError)
+
+
+def reason(exc: BaseException) -> str:
+    """What a message says went wrong: the error's text, or its name when it has none (a bare
+    TimeoutError would leave nothing after the colon)."""
+    return str(exc) or type(exc).__name__
 
 
 async def migrate(config: Config, contact_index: ContactIndex) -> tuple[str, int, int]:

@@ -117,6 +117,8 @@ class PostgresSpec(Strict):
     dsn_file: str | None = None
     # Connections each replica holds to the database.
     pool_size: Annotated[int, Field(ge=2, le=200)] = 10
+    # How long opening one connection may take (TCP, TLS, authentication) before it fails.
+    connect_timeout: PositiveDuration = timedelta(seconds=10)
 
 
 class StorageSpec(Strict):

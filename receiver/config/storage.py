@@ -11,12 +11,20 @@ from receiver.core.frozen import frozen
 
 SCHEMES = ("postgresql", "postgres")
 DSN_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+DEFAULT_PORT = 5432
+# Seconds one connection may take to open (TCP, TLS, startup, authentication). asyncpg's own
+# default is 60: a database that accepts TCP and never answers (a firewall that drops, a hung
+# server) held `ackd serve` a minute before it exited, and a pool connection replaced while
+# running kept its job waiting as long. A healthy server answers in milliseconds, even a
+# remote one over TLS; failing in 10 s lets systemd's Restart= try again sooner.
+CONNECT_TIMEOUT = 10.0
 
 
 @frozen
 class PostgresSettings:
     dsn: str = field(repr=False)
     pool_size: int = 10
+    connect_timeout: float = CONNECT_TIMEOUT  # seconds
 
     @property
     def masked(self) -> str:
@@ -37,6 +45,19 @@ def dsn_problem(dsn: str) -> str | None:
         return f"names no host: {DSN_FORM} (the value is not shown)"
     del port
     return None
+
+
+def address(dsn: str) -> str:
+    """Where the DSN connects, HOST:PORT (a `?host=` of the query, such as a socket's
+    directory, as given), for a message: no user, no password."""
+    parts = urlsplit(dsn)
+    host = parts.hostname
+    if not host:
+        hosts = [v for k, _, v in (i.partition("=") for i in parts.query.split("&"))
+                 if k == "host"]
+        return hosts[0] if hosts else "?"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{shown}:{parts.port or DEFAULT_PORT}"
 
 
 def masked_dsn(dsn: str) -> str:

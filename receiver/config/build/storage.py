@@ -27,4 +27,4 @@ def postgres(b: Builder, link_secret: str | None) -> PostgresSettings | None:
         # and a link signed by one would be refused by the others.
         b.fail(at, "needs links.secret or links.secret_file beside it: every replica"
                " must sign and check links with the same secret")
-    return PostgresSettings(dsn, spec.pool_size)
+    return PostgresSettings(dsn, spec.pool_size, spec.connect_timeout.total_seconds())

@@ -60,6 +60,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import asyncpg
 
+from receiver.config.storage import CONNECT_TIMEOUT, address
 from receiver.core.errors import NotFound, SchemaBehind, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
 from receiver.core.tasks import cancel
@@ -127,12 +128,29 @@ RELISTEN = 0.5  # seconds between attempts to listen again
 
 
 
+async def connect(dsn: str, within: float) -> asyncpg.Connection:
+    """One connection, opened within `within` seconds (see `timed`)."""
+    return await timed(dsn, within, asyncpg.connect(dsn, timeout=within))
+
+
+async def timed(dsn: str, within: float, opening: Awaitable[T]) -> T:
+    """`opening`, a connection or a pool being opened with asyncpg's `timeout=within`: when
+    that runs out, a TimeoutError that says so. asyncpg's own has no text, and `ackd serve`
+    exited with "cannot open the store ...: " and nothing after the colon."""
+    try:
+        return await opening
+    except TimeoutError as exc:
+        raise TimeoutError(
+            f"timed out after {within:g} s connecting to {address(dsn)}") from exc
+
+
 class PostgresStore:
     def __init__(self, dsn: str, *, pool_size: int = 10, migrate: bool = True,
-                 name: str = "PostgreSQL") -> None:
+                 name: str = "PostgreSQL", connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self._dsn = dsn
         self.name = name  # what messages call it: the DSN with its password masked
         self._pool_size = max(2, pool_size)
+        self._connect_timeout = connect_timeout
         self._migrate = migrate
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
@@ -163,12 +181,14 @@ class PostgresStore:
             # close a connection idle for 5 minutes (below min_size too) and replace one
             # after 50,000 queries, so the first webhooks of a storm after a quiet spell, and
             # a busy replica every minute or so, would pay the handshake again.
-            self._pool = await asyncpg.create_pool(
+            # `timeout` bounds each connection's opening, now and whenever the pool
+            # replaces one.
+            self._pool = await timed(self._dsn, self._connect_timeout, asyncpg.create_pool(
                 self._dsn, min_size=self._pool_size, max_size=self._pool_size,
                 command_timeout=COMMAND_TIMEOUT, reset=_keep_session,
                 init=self._pool_connection, max_inactive_connection_lifetime=0,
-                max_queries=POOL_MAX_QUERIES,
-            )
+                max_queries=POOL_MAX_QUERIES, timeout=self._connect_timeout,
+            ))
             async with self._pool.acquire() as conn:
                 await self._prepare_schema(conn)
             await self._listen()
@@ -183,7 +203,7 @@ class PostgresStore:
         self._watch = asyncio.create_task(self._watch_replicas(), name="ackd-pg-replicas")
 
     async def _listen(self) -> None:
-        listener = await asyncpg.connect(self._dsn)
+        listener = await connect(self._dsn, self._connect_timeout)
         try:
             # Before anything is leased: what this replica holds names a lock that is held.
             self.replica = await claim(listener, self.replica)

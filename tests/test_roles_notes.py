@@ -5,7 +5,8 @@ error a named 4xx."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 
 from receiver.core.errors import InvalidTransition, PayloadError
 from receiver.core.model import Incident, IncidentState
+from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.incidents import roles
 from receiver.incidents.roles import Role, RoleHolder
 from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN
@@ -143,6 +145,56 @@ async def test_notes_from_whoever_speaks_for_the_incident_are_status_updates(api
         ("note", "ana", "the commander's aside"), ("status_update", "cy", "customers told"),
         ("note", "cy", "for the review"),
     ]
+
+
+REACK = timedelta(minutes=10)
+# A person's actions on an acknowledged incident, each 9 minutes after the one before: every
+# one pushes the reack (10 minutes) as a new alert does.
+WORK = [
+    ("POST", "notes", {"text": "looking at the DB"}),
+    ("PUT", "roles/commander", {"user": "ana"}),
+    ("POST", "notes", {"text": "failing over"}),  # the commander's: a status update
+    ("DELETE", "roles/commander", None),
+    ("POST", "responders", {"user": "cy"}),
+    ("PUT", "severity", {"severity": "SEV2"}),  # lowered: escalation does not start over
+    ("POST", "notes", {"text": "still on it"}),
+]
+
+
+async def test_people_working_an_acknowledged_incident_keep_it_from_re_escalating(
+    api: Api,
+) -> None:
+    """Acknowledged, then worked on every 9 minutes (notes, a status update, roles, a
+    responder, a lowered severity): not re-escalated though reack_after (10m) passed seven
+    times over; left alone, it re-escalates once, 10 minutes after the last action."""
+    steps = (Step(timedelta(0), (Target(TargetKind.USER, "ana"),)),
+             Step(timedelta(minutes=5), (Target(TargetKind.USER, "bo"),)))
+    policy = Policy("standard", steps, reack_after=REACK)
+    api.daemon.coordinator.swap(
+        replace(api.daemon.config, policies={"standard": policy}, team_policies={}))
+    number = await api.fire()
+    await api.settle()
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+    assert status == 200, body
+    for method, path, payload in WORK:
+        await api.clock.jump(REACK - timedelta(minutes=1))
+        await api.settle()
+        status, body = await api.call(method, f"/api/v1/incidents/{number}/{path}", payload,
+                                      token=ANA_TOKEN)
+        assert status in (200, 201), (path, body)
+        assert await _events(api, number, "re_escalated") == []
+    last = api.clock.now()
+    await api.clock.jump(REACK - timedelta(seconds=1))
+    await api.settle()
+    assert await _events(api, number, "re_escalated") == []
+    await api.clock.jump(timedelta(seconds=1))
+    await api.settle()
+    await api.clock.jump(timedelta(hours=1))  # the re-escalation's steps run out
+    await api.settle()
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    again = [e for e in body["timeline"] if e["kind"] == "re_escalated"]
+    assert [datetime.fromisoformat(e["at"]) for e in again] == [last + REACK]
+    assert body["state"] == "triggered"
 
 
 ERRORS = [

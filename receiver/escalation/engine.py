@@ -353,12 +353,15 @@ def resume(state: EscalationState, severity: str, window: str, now: datetime) ->
 def moves_on_update(incident: Incident) -> bool:
     """Whether `on_update` can change anything for this incident: only an acknowledged one has
     a reack to push (its escalation is then acknowledged or snoozed). The caller skips reading
-    the escalation state of every other incident that alerts join, the storm's usual case."""
+    the escalation state of every other incident that alerts join (the storm's usual case) or
+    people work on."""
     return incident.state is IncidentState.ACKNOWLEDGED
 
 
 def on_update(state: EscalationState, incident: Incident, now: datetime) -> Plan:
-    """New alerts joined: an acknowledged incident is not "left alone", so push its reack."""
+    """New alerts joined, or a person worked on the incident (a note, a status update, a role,
+    a responder paged in, a lowered severity: incidents/desk.py): an acknowledged incident is
+    not "left alone", so its reack is due `reack_after` from now."""
     _check_now(now)
     after = state.policy.reack_after
     if state.status is not EscalationStatus.ACKNOWLEDGED or after is None:

@@ -169,6 +169,8 @@ class Responder:
             await hook(tx, incident, now)
 
     async def updated(self, tx: Transaction, incident: Incident, now: datetime) -> None:
+        """New alerts joined the incident (the ingest path), or a person worked on it (the
+        incident desk): an acknowledged incident's reack waits `reack_after` from now."""
         if not escalation.moves_on_update(incident):
             return
         state = await self._state(tx, incident)

@@ -5,6 +5,12 @@ Each use case reads the incident and its roles, asks the pure modules (roles.py,
 cadence.py) what to write, and writes it together with its timeline event, so a change and
 its record commit or fail as one. The actor is the principal's name (see core/access.py).
 
+Every change a person makes here to an incident that keeps its acknowledgement (a note or
+status update, a role assigned or cleared, a responder paged in, a severity lowered) counts as
+working it: it pushes the escalation's reack deadline (`Responder.updated`) as a new alert
+does, so an incident people are visibly working is not re-escalated as left alone. A
+reassignment or a raised severity starts escalation over instead.
+
 The status cadence is a durable deadline (kind `cadence`) on the escalation timer: armed in
 the transaction that opens an incident (the responder's opened hook), moved by each status
 update, fired by the responder's timer loop into `_remind` here, and cancelled with the
@@ -104,6 +110,7 @@ class IncidentDesk:
             await tx.append(incident_id, [assignment.responder_added(user, actor, now)])
             await self._reach(tx, incident, user, MessageReason.RESPONDER_ADDED, now,
                               actor=actor)
+            await self._responder.updated(tx, incident, now)  # not left alone
             return incident
 
         return await self._store.write(job)
@@ -136,6 +143,7 @@ class IncidentDesk:
                     changed_to=severity.name)
             else:
                 await tx.append(incident_id, [change.event])
+                await self._responder.updated(tx, incident, now)  # not left alone
             await self._arm_cadence(tx, incident, now)
             return await tx.incident(incident_id)
 
@@ -186,6 +194,7 @@ class IncidentDesk:
             await tx.append(incident_id, [event])
             if event.kind is EventKind.STATUS_UPDATE:
                 await self._arm_cadence(tx, incident, now)  # the clock starts again
+            await self._responder.updated(tx, incident, now)  # not left alone
             return event
 
         return await self._store.write(job)
@@ -273,4 +282,5 @@ class IncidentDesk:
         else:
             await tx.set_role(incident.id, change.holder)
         await tx.append(incident.id, [change.event])
+        await self._responder.updated(tx, incident, change.event.at)  # not left alone
         return roles.applied(held, change)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,43 @@ async def _crash_between_steps(ackd: Ackd, sink: HttpSink) -> None:
 
 async def _arrived(sink: HttpSink, who: str) -> bool:
     return bool(pages_to(sink, who))
+
+
+async def test_a_schedule_renamed_by_a_sighup_between_steps_still_pages_the_secondary(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    """The schedule `payments` renamed `pay-eu` (both teams moved to it, the same people)
+    while an incident waits for its second step: the reload's log names the incident, and
+    the step pages bo through the team's schedule and says so, rather than nobody."""
+    ackd = ackd_for(tmp_path, sink.port, step_delay="5s")
+    config = tmp_path / "ackd.yaml"
+    try:
+        await ackd.start_ready()
+        await _post_alert(ackd.url)
+        await sink.wait_for(1, within=10)  # step 1 paged ana; step 2 is due in 5 s
+        number = (await ackd.incidents())[0]["id"]
+        text = config.read_text()
+        config.write_text(text.replace("  - name: payments\n    timezone",
+                                       "  - name: pay-eu\n    timezone")
+                          .replace("schedule: payments", "schedule: pay-eu"))
+        assert ackd.proc is not None
+        ackd.proc.send_signal(signal.SIGHUP)
+        await wait_until(lambda: _logged(ackd, "which this config removes"), 5, "the reload")
+        assert (f"1 open incident(s) name schedule payments, which this config removes: they"
+                f" page team payments's schedule pay-eu instead (#{number})") in ackd.log()
+        assert pages_to(sink, "bo") == []  # the reload came before step 2
+
+        await wait_until(lambda: _arrived(sink, "bo"), 15, "step 2 after the reload")
+        assert pages_to(sink, "cy") == []  # the lead's step waits its own 5 s
+        incident = await ackd.incident(number)
+        second = [e["detail"] for e in incident["timeline"] if e["kind"] == "step_fired"][1]
+        assert (second["recipients"], second["unresolved"]) == (["bo"], [])
+        await wait_until(lambda: _logged(ackd, f"incident #{number} step 2:"), 5, "the step")
+        assert (f"incident #{number} step 2: schedule payments no longer exists: team"
+                f" payments's schedule pay-eu") in ackd.log()
+    finally:
+        ackd.stop()
+
+
+async def _logged(ackd: Ackd, text: str) -> bool:
+    return text in ackd.log()

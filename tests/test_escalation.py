@@ -119,6 +119,10 @@ class FakeDirectory:
     channels: dict[str, Channel] = field(default_factory=dict)
     on_call_table: dict[tuple[str, str], str] = field(default_factory=dict)
     hours: dict[str, Hours] = field(default_factory=dict)
+    schedules: dict[str, tuple[str, ...]] = field(
+        default_factory=lambda: {"payments": ("primary", "secondary")})
+    teams: dict[str, tuple[str | None, str | None]] = field(  # team -> (schedule, lead)
+        default_factory=lambda: {"payments": ("payments", "dee")})
 
     def user(self, name: str) -> User | None:
         return self.users.get(name)
@@ -128,6 +132,15 @@ class FakeDirectory:
 
     def on_call(self, schedule: str, layer: str, at: datetime) -> str | None:
         return self.on_call_table.get((schedule, layer))
+
+    def schedule_layers(self, schedule: str) -> tuple[str, ...] | None:
+        return self.schedules.get(schedule)
+
+    def team_schedule(self, team: str) -> str | None:
+        return self.teams.get(team, (None, None))[0]
+
+    def team_lead(self, team: str) -> str | None:
+        return self.teams.get(team, (None, None))[1]
 
     def working_hours(self, team: str) -> Hours | None:
         return self.hours.get(team)

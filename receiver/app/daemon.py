@@ -35,7 +35,9 @@ from receiver.core.errors import ConfigError, ConfigProblem, StartupError
 from receiver.core.refresh import Refresh
 from receiver.core.tasks import cancel
 from receiver.delivery.dispatch import Dispatcher
-from receiver.escalation.responder import Responder
+from receiver.escalation.codec import state_from_dict
+from receiver.escalation.responder import ConfigDirectory, Responder
+from receiver.escalation.unreached import reload_lines
 from receiver.heartbeats.service import Heartbeats
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.service import Incidents
@@ -43,11 +45,13 @@ from receiver.maintenance.service import Maintenance
 from receiver.notify.contacts import index_of
 from receiver.notify.notifier import AppriseNotifier, Notifier
 from receiver.oncall.handoffs import HandoffNotices
+from receiver.oncall.schedules import OnCallMemo
 from receiver.oncall.service import OnCallService
 from receiver.store import private_dir
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.records import Shared
 from receiver.store.sqlite.owner import StoreOwner
+from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 from receiver.web.actions import act, add_link_routes
 from receiver.web.api import get_incident, list_incidents
@@ -274,6 +278,8 @@ class Daemon:
             lambda _: self.handoffs.replan(),  # another config: other handoffs, or none
             lambda _: self.heartbeats.rearm(),  # another `every`, other heartbeats
             self._maintenance_config,
+            # What the new file does to the open incidents' policies, in the log.
+            lambda config: self._background(self._look_at_open(config)),
         )
         self._runner: JsonErrorRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -312,6 +318,7 @@ class Daemon:
         # Run-time on-call changes before anything escalates: a page goes to whoever they
         # put on call.
         await self._load_roster()
+        await self._look_at_open(self.config)  # the file may have changed while ackd was down
         # Deadlines that passed while ackd was down are due at once: they fire first.
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
@@ -357,6 +364,22 @@ class Daemon:
     async def _load_roster(self) -> None:
         self.responder.roster.load(await self.store.write(
             lambda tx: tx.current_overrides(self.clock.now())))
+
+    async def _look_at_open(self, config: Config) -> None:
+        """A WARNING for each schedule, layer, lead, user or channel the open incidents'
+        policies name and `config` lacks (escalation/unreached.py). A reload never refuses a
+        file for them (an incident may stay open for days), but the operator hears of them
+        now, not when a step pages nobody."""
+        try:
+            policies = [(number, state_from_dict(raw).policy)
+                        for number, raw in await self.store.open_escalations()]
+            directory = ConfigDirectory(config, OnCallMemo(), self.responder.roster)
+            lines = reload_lines(policies, directory)
+        except Exception as exc:  # only a warning is lost: the reload or start goes on
+            log.warning("cannot look at the open incidents' escalation policies: %s", exc)
+            return
+        for line in lines:
+            log.warning("%s", line, extra=fields("config_unreached"))
 
     def _maintenance_config(self, config: Config) -> None:
         """Held incidents look again when the file's windows changed: a window it shortened

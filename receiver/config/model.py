@@ -174,13 +174,15 @@ def _token_fix(who: Principal) -> str:
 
 
 def bind_policy(policy: Policy, team: Team) -> Policy:
-    """Fill a shared policy's `oncall`/`lead` targets with this team's schedule and lead."""
+    """Fill a shared policy's `oncall`/`lead` targets with this team's schedule and lead. Each
+    keeps the team's name: an incident holds this policy until it is resolved, and should a
+    reload remove the schedule or lead bound here, its steps reach the team's current one."""
 
     def bind(target: Target) -> Target:
         if target.name == TEAM_SCHEDULE and team.schedule is not None:
-            return replace(target, name=team.schedule)
+            return replace(target, name=team.schedule, team=team.name)
         if target.name == TEAM_LEAD and team.lead is not None:
-            return replace(target, name=team.lead)
+            return replace(target, name=team.lead, team=team.name)
         return target
 
     steps = tuple(replace(s, targets=tuple(bind(t) for t in s.targets)) for s in policy.steps)

@@ -95,8 +95,7 @@ def _policy_to_dict(policy: Policy) -> dict[str, Any]:
         "steps": [
             {
                 "delay": s.delay.total_seconds(),
-                "targets": [{"kind": t.kind.value, "name": t.name, "layer": t.layer}
-                            for t in s.targets],
+                "targets": [_target_to_dict(t) for t in s.targets],
                 "mode": s.mode.value,
                 "relative_to_previous": s.relative_to_previous,
                 "severities": sorted(s.severities) if s.severities is not None else None,
@@ -109,6 +108,13 @@ def _policy_to_dict(policy: Policy) -> dict[str, Any]:
     }
     if policy.ahead:  # only a reassignment's: every other snapshot stays as it was
         encoded["ahead"] = policy.ahead
+    return encoded
+
+
+def _target_to_dict(target: Target) -> dict[str, Any]:
+    encoded = {"kind": target.kind.value, "name": target.name, "layer": target.layer}
+    if target.team is not None:  # only a team's own schedule or lead: the others stay as they were
+        encoded["team"] = target.team
     return encoded
 
 
@@ -163,7 +169,8 @@ def _step_from_dict(data: Mapping[str, Any]) -> Step:
     return Step(
         delay=timedelta(seconds=data["delay"]),
         targets=tuple(
-            Target(TargetKind(t["kind"]), str(t["name"]), str(t["layer"]))
+            Target(TargetKind(t["kind"]), str(t["name"]), str(t["layer"]),
+                   _optional_str(t.get("team")))  # snapshots written before it: none
             for t in data["targets"]
         ),
         mode=StepMode(data["mode"]),
@@ -191,3 +198,7 @@ def _from_iso(value: str | None) -> datetime | None:
 
 def _optional_int(value: Any) -> int | None:
     return int(value) if value is not None else None
+
+
+def _optional_str(value: Any) -> str | None:
+    return str(value) if value is not None else None

@@ -7,7 +7,9 @@ clock, so a 30-minute policy is tested in milliseconds by calling on_deadline at
 
 Each incident carries a snapshot of its policy, taken when it opened, so a config reload never
 changes an escalation mid-flight. People and schedules are seen through the `Directory`
-protocol at the moment a step fires, so an on-call handoff or an edited contact takes effect.
+protocol at the moment a step fires, so an on-call handoff or an edited contact takes effect;
+a team's own schedule or lead that a reload removed is read through the team as it is now
+(targets.rebind).
 Every deadline key names its run and cycle, so a deadline left over from an earlier run (after
 an acknowledgement, a snooze or a re-escalation) is recognised as stale and does nothing.
 """
@@ -122,7 +124,7 @@ def _fire_step(
         return Plan(state)
     index = state.next_step
     targets, round_robin_turns = chosen_targets(state.policy, index, cursors)
-    recipients, unresolved = reach(targets, directory, now)
+    recipients, unresolved, rebound = reach(targets, directory, now)
     reason = page_reason(state.policy, severity, state.run, state.cycle, index, state.cause)
     pages, contacts = pages_for(recipients, state, index, reason, now)
     detail = {
@@ -136,6 +138,8 @@ def _fire_step(
     }
     if state.policy.ahead:  # a reassignment's run: the reports tell its person from the policy
         detail["ahead"] = state.policy.ahead
+    if rebound:  # reached through the team: a reload removed the schedule or lead bound
+        detail["rebound"] = rebound
     fired = TimelineEvent(now, EventKind.STEP_FIRED, detail=detail)
     after = replace(state, last_fired_at=now, last_fired_step=index, last_fired_cycle=state.cycle)
     # A step that reached nobody must not leave the incident waiting on nobody.

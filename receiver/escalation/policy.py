@@ -5,6 +5,7 @@ moment a step fires.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -51,6 +52,10 @@ class Target:
     kind: TargetKind
     name: str
     layer: str = "primary"  # only for schedules
+    # The team whose own schedule (`oncall`) or lead this target was bound to when the
+    # incident opened; None for a schedule or user the policy names itself. Should a reload
+    # remove the name bound, the step reaches the team's schedule or lead as it is now.
+    team: str | None = None
 
 
 class StepMode(StrEnum):
@@ -123,5 +128,13 @@ class Directory(Protocol):
     def channel(self, name: str) -> Channel | None: ...
 
     def on_call(self, schedule: str, layer: str, at: datetime) -> str | None: ...
+
+    def schedule_layers(self, schedule: str) -> Collection[str] | None:
+        """The names of the schedule's layers; None when there is no such schedule."""
+        ...
+
+    def team_schedule(self, team: str) -> str | None: ...
+
+    def team_lead(self, team: str) -> str | None: ...
 
     def working_hours(self, team: str) -> WorkingHoursView | None: ...

@@ -50,6 +50,7 @@ from receiver.escalation.policy import (
 )
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
+from receiver.escalation.unreached import step_lines
 from receiver.incidents.service import observe_resolution
 from receiver.maintenance import domain as maintenance
 from receiver.maintenance.domain import Window
@@ -88,6 +89,18 @@ class ConfigDirectory:
         if self._roster is not None:
             found = self._roster.schedule(found)  # run-time overrides and swaps laid over
         return self._on_call.on_call(found, layer, at)
+
+    def schedule_layers(self, schedule: str) -> list[str] | None:
+        found = self._config.schedules.get(schedule)
+        return None if found is None else [layer.name for layer in found.layers]
+
+    def team_schedule(self, team: str) -> str | None:
+        found = self._config.teams.get(team)
+        return None if found is None else found.schedule
+
+    def team_lead(self, team: str) -> str | None:
+        found = self._config.teams.get(team)
+        return None if found is None else found.lead
 
     def working_hours(self, team: str) -> _Hours | None:
         found = self._config.teams.get(team)
@@ -515,6 +528,9 @@ class Responder:
             acknowledged, resolved = await self._transition(tx, incident, plan, now)
         if plan.events:
             await tx.append(incident.id, plan.events)
+            unreached = step_lines(incident.id, plan.events)  # a page to nobody is never silent
+            if unreached:
+                tx.after_commit(partial(_log_lines, incident, unreached))
         if plan.pages:
             await self._enqueue(tx, incident, [_page_message(p) for p in plan.pages], now)
         if plan.round_robin_turns:
@@ -672,6 +688,11 @@ def _default_scheduler(responder: Responder) -> Scheduler:
     return Scheduler(
         responder._clock, responder.fire, responder._metrics.deadline_lateness.observe
     )
+
+
+def _log_lines(incident: Incident, lines: list[tuple[int, str]]) -> None:
+    for level, line in lines:
+        log.log(level, "%s", line, extra=fields("step_unreached", incident.id, incident.team))
 
 
 def _step_due(plan: Plan, now: datetime) -> Deadline | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
+from receiver.core.frozen import replace
 from receiver.core.model import MessageReason
 from receiver.escalation.keys import contact_key
 from receiver.escalation.plan import (
@@ -42,17 +43,36 @@ def chosen_targets(
 
 def reach(
     targets: Sequence[Target], directory: Directory, now: datetime
-) -> tuple[list[User | Channel], list[str]]:
-    """Who the targets name right now, each once, and a description of every dead end."""
+) -> tuple[list[User | Channel], list[str], list[str]]:
+    """Who the targets name right now, each once; a description of every dead end; and a
+    note for each target reached through its team's current schedule or lead (`rebind`)."""
     recipients: dict[tuple[bool, str], User | Channel] = {}
     unresolved: list[str] = []
+    rebound: list[str] = []
     for target in targets:
         found = _reach_one(target, directory, now)
+        if isinstance(found, str) and target.team is not None:
+            found = _through_team(target, directory, now, found, rebound)
         if isinstance(found, str):
             unresolved.append(found)
         else:
             recipients.setdefault((isinstance(found, Channel), found.name), found)
-    return list(recipients.values()), unresolved
+    return list(recipients.values()), unresolved, rebound
+
+
+def _through_team(
+    target: Target, directory: Directory, now: datetime, dead_end: str, rebound: list[str]
+) -> User | Channel | str:
+    """A team's own target that reached nobody: its team's current schedule or lead, when a
+    reload removed the one bound at opening (the note joins `rebound`), else the dead end."""
+    moved, note = rebind(target, directory)
+    if not note:
+        return dead_end
+    found = _reach_one(moved, directory, now)
+    if isinstance(found, str):
+        return f"{note}, where {found}"
+    rebound.append(note)
+    return found
 
 
 def _reach_one(target: Target, directory: Directory, now: datetime) -> User | Channel | str:
@@ -65,12 +85,57 @@ def _reach_one(target: Target, directory: Directory, now: datetime) -> User | Ch
     if target.kind == TargetKind.SCHEDULE:
         on_call = directory.on_call(target.name, target.layer, now)
         if on_call is None:
-            return f"schedule {target.name} layer {target.layer}: nobody on call"
+            gone = dead_end(target, directory)
+            return gone or f"schedule {target.name} layer {target.layer}: nobody on call"
         name = on_call
     user = directory.user(name)
     if user is None:
         return f"unknown user {name}"
     return user if user.contacts else f"user {name} has no contacts"
+
+
+def rebind(target: Target, directory: Directory) -> tuple[Target, str]:
+    """A team's own target (`oncall`, `lead`: Target.team) whose schedule or lead, bound when
+    the incident opened, the running config no longer has: the team's current one, and a note
+    saying so. Any other target as it is, and no note. The team owns the incident, and
+    renaming a schedule or handing a team to another lead must not leave it paging nobody."""
+    team = target.team
+    if team is None or target.kind is TargetKind.CHANNEL:
+        return target, ""
+    if target.kind is TargetKind.SCHEDULE:
+        if directory.schedule_layers(target.name) is not None:
+            return target, ""
+        current, role = directory.team_schedule(team), "schedule"
+        exists = current is not None and directory.schedule_layers(current) is not None
+    else:
+        if directory.user(target.name) is not None:
+            return target, ""
+        current, role = directory.team_lead(team), "lead"
+        exists = current is not None and directory.user(current) is not None
+    if current is None or not exists or current == target.name:
+        return target, ""
+    note = f"{target.kind} {target.name} no longer exists: team {team}'s {role} {current}"
+    return replace(target, name=current), note
+
+
+def dead_end(target: Target, directory: Directory) -> str | None:
+    """Why the target reaches nobody whoever is on call (what the config lacks); None when
+    the config has what it names."""
+    if target.kind == TargetKind.CHANNEL:
+        channel = directory.channel(target.name)
+        if channel is None:
+            return f"unknown channel {target.name}"
+        return None if channel.urls else f"channel {target.name} has no urls"
+    if target.kind == TargetKind.SCHEDULE:
+        layers = directory.schedule_layers(target.name)
+        if layers is None:
+            return f"unknown schedule {target.name}"
+        return None if target.layer in layers else (
+            f"schedule {target.name} has no layer {target.layer}")
+    user = directory.user(target.name)
+    if user is None:
+        return f"unknown user {target.name}"
+    return None if user.contacts else f"user {target.name} has no contacts"
 
 
 def pages_for(

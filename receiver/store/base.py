@@ -425,6 +425,11 @@ class Store(Protocol):
         """(team, severity, state, count) of every open incident (drills left out)."""
         ...
 
+    async def open_escalations(self) -> list[tuple[int, dict[str, Any]]]:
+        """(incident id, escalation state as stored) of every open incident that has one,
+        oldest first: what a reload looks at (escalation/unreached.py)."""
+        ...
+
     async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
         """Incidents before this one that held any of its alerts, newest first."""
         ...

@@ -55,6 +55,7 @@ from receiver.store.codec import (
     events_from_rows,
     from_us,
     incident_from_row,
+    loads,
     to_us,
     windows_from_rows,
 )
@@ -547,6 +548,14 @@ class SqliteStore:
             " GROUP BY team, severity, state"
         )
         return [(r[0], r[1], r[2], int(r[3])) for r in rows]
+
+    async def open_escalations(self) -> list[tuple[int, dict[str, Any]]]:
+        """(incident id, escalation state) of every open incident that has one, oldest first."""
+        rows = await self._fetchall(
+            "SELECT id, escalation FROM incidents"
+            " WHERE state != 'resolved' AND escalation IS NOT NULL ORDER BY id"
+        )
+        return [(int(r[0]), loads(r[1])) for r in rows]
 
 
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:

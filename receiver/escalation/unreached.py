@@ -1,0 +1,90 @@
+"""What the log says when a page reaches nobody, or reaches a team's current schedule or lead
+because a reload removed the one an incident's policy snapshot was bound to: at the step that
+fired (from its timeline events), and at a reload, for every open incident the new config
+affects. A page to nobody is the worst a pager can do, and it must never pass unsaid.
+
+Pure: lines of text from events, or from the open incidents' policies and a `Directory` of
+the new config; the daemon and the responder write them to the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from receiver.core.model import EventKind, TimelineEvent
+from receiver.escalation.policy import Directory, Policy, TargetKind
+from receiver.escalation.targets import dead_end, rebind
+
+# Incident numbers a reload's line names at most; the count says how many in all.
+NAMED = 10
+
+
+def step_lines(incident_id: int, events: Iterable[TimelineEvent]) -> list[tuple[int, str]]:
+    """(level, line) for each step in `events` that reached nobody (ERROR), missed some of
+    its targets (WARNING) or reached one through the team (WARNING), and for each delayed
+    contact a reload removed (WARNING)."""
+    lines: list[tuple[int, str]] = []
+    for event in events:
+        detail = event.detail
+        if event.kind is EventKind.STEP_FIRED:
+            lines.extend(_step(incident_id, detail))
+        elif event.kind is EventKind.NOTIFICATION_FAILED and "error" in detail:
+            lines.append((logging.WARNING, f"incident #{incident_id} step"
+                          f" {int(detail['step']) + 1}: {detail['error']}: not paged"))
+    return lines
+
+
+def _step(incident_id: int, detail: Mapping[str, Any]) -> list[tuple[int, str]]:
+    if not detail.get("unresolved") and not detail.get("rebound"):
+        return []  # the usual case, checked first: a step on every incident of a storm
+    unresolved, rebound = _texts(detail.get("unresolved")), _texts(detail.get("rebound"))
+    cycle = int(detail.get("cycle", 0))
+    step = f"incident #{incident_id} step {detail.get('number')}" + (
+        f" (cycle {cycle + 1})" if cycle else "")
+    lines = [(logging.WARNING, f"{step}: {note}") for note in rebound]
+    if unresolved:
+        reached = _texts(detail.get("recipients"))
+        if reached:
+            lines.append((logging.WARNING, f"{step} paged {', '.join(reached)} but not: "
+                          + "; ".join(unresolved)))
+        else:
+            lines.append((logging.ERROR, f"{step} paged nobody: " + "; ".join(unresolved)))
+    return lines
+
+
+def _texts(value: object) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def reload_lines(open_policies: Sequence[tuple[int, Policy]], directory: Directory) -> list[str]:
+    """One line for each change the config in `directory` makes to the open incidents'
+    policies (incident number, policy snapshot): a schedule or lead it removed that they
+    reach through their team now, and a target that reaches nobody whoever is on call. Every
+    step counts, fired or not: an acknowledged incident may escalate again hours later."""
+    found: dict[str, list[int]] = {}
+    for incident_id, policy in open_policies:
+        for line in _policy_lines(policy, directory):
+            found.setdefault(line, []).append(incident_id)
+    return [_counted(line, numbers) for line, numbers in found.items()]
+
+
+def _policy_lines(policy: Policy, directory: Directory) -> list[str]:
+    lines: list[str] = []
+    for target in {t for step in policy.steps for t in step.targets}:
+        moved, note = rebind(target, directory)
+        if note:
+            role = "schedule" if target.kind is TargetKind.SCHEDULE else "lead"
+            lines.append(f"name {target.kind} {target.name}, which this config removes: they"
+                         f" page team {target.team}'s {role} {moved.name} instead")
+        why = dead_end(moved, directory)
+        if why is not None:
+            lines.append(f"page nobody at a step of their policy after this config: {why}")
+    return sorted(set(lines))  # two targets rebound alike make one line
+
+
+def _counted(line: str, numbers: list[int]) -> str:
+    named = ", ".join(f"#{n}" for n in numbers[:NAMED])
+    more = f" and {len(numbers) - NAMED} more" if len(numbers) > NAMED else ""
+    return f"{len(numbers)} open incident(s) {line} ({named}{more})"

@@ -119,7 +119,7 @@ async def test_a_storm_opened_and_resolved_stays_within_the_budget(tmp_path: Pat
     assert suppressed["rate limited"] > 0  # the budget did hold messages back
     assert set(suppressed) <= {"rate limited", "incident resolved"}, suppressed
     notes = [r.json["title"] for r in sink.requests if r.path == f"/{CHANNEL}"]
-    assert any(" incidents declared: " in title for title in notes), notes  # bundled
+    assert any(" incidents opened: " in title for title in notes), notes  # bundled
 
 
 def _reason(event: dict[str, Any]) -> str:

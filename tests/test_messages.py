@@ -108,8 +108,11 @@ TEMPLATES = Templates()
         pytest.param(ctx("acknowledged"), "#42 acknowledged by ana", id="acknowledged"),
         pytest.param(ctx("resolved"), "#42 resolved", id="resolved"),
         pytest.param(ctx("stakeholder_declared"),
+                     "[SEV1] Incident #42 opened: payments: Payment API down",
+                     id="stakeholder-opened-by-an-alert"),
+        pytest.param(ctx("stakeholder_declared", incident=incident(group_key="declared:7")),
                      "[SEV1] Incident #42 declared: payments: Payment API down",
-                     id="stakeholder-declared"),
+                     id="stakeholder-declared-by-a-person"),
         pytest.param(ctx("stakeholder_resolved"),
                      "Incident #42 resolved: payments: Payment API down",
                      id="stakeholder-resolved"),
@@ -506,10 +509,10 @@ def test_mixed_notes_say_what_happened_to_each() -> None:
     message = render_notes(
         notes(["resolved", "acknowledged", "resolved", "stakeholder_declared"]), short=False)
 
-    assert message.title == "4 incident updates (2 resolved, 1 acknowledged, 1 declared): " \
+    assert message.title == "4 incident updates (2 resolved, 1 acknowledged, 1 opened): " \
                             "#12, #13, #14, #15"
     assert "#13 payments: Problem 1: acknowledged by ana" in message.body.splitlines()
-    assert "[SEV1] #15 payments: Problem 3: declared" in message.body.splitlines()
+    assert "[SEV1] #15 payments: Problem 3: opened" in message.body.splitlines()
     assert message.notify_type is NotifyType.FAILURE  # a declared SEV1 is in it
 
 
@@ -601,3 +604,27 @@ def test_stale_notes_bundle_with_how_long_alertmanager_was_silent() -> None:
     assert message.title == "2 incident updates (1 stale, 1 resolved): #42, #43"
     assert "#42 payments: Payment API down: stale (not reported for 3h), still firing?" \
         in message.body
+
+
+def test_a_page_says_what_the_description_adds_and_since_when() -> None:
+    """Prometheus rules put the figures in `description`; a reminder half an hour in must not
+    read like a new problem."""
+    later = replace(ALERTS[1], starts_at=AT + timedelta(minutes=3))
+    described = replace(ALERTS[0], starts_at=AT + timedelta(minutes=1), annotations={
+        **ALERTS[0].annotations, "description": "5xx ratio 43%\nfor 5m"})
+    body = TEMPLATES.render(ctx(alerts=(later, described, ALERTS[2]))).body.splitlines()
+
+    assert body[body.index("Payment API down") + 1] == "5xx ratio 43% for 5m"
+    assert f"Firing since {(AT + timedelta(minutes=1)):%Y-%m-%d %H:%M:%S} UTC" in body
+
+
+def test_a_description_that_repeats_the_summary_or_runs_long_is_not_doubled() -> None:
+    same = replace(ALERTS[0], annotations={"description": "Payment API down"})
+    long = replace(ALERTS[0], annotations={"description": "x" * 1000})
+
+    body = TEMPLATES.render(ctx(alerts=(same,))).body.splitlines()
+    assert body[body.index("Payment API down") + 1].startswith("Firing since ")
+    shown = next(line for line in TEMPLATES.render(ctx(alerts=(long,))).body.splitlines()
+                 if line.startswith("xxx"))
+    assert len(shown) == 400
+    assert shown.endswith("…")

@@ -69,6 +69,9 @@ SHORT_LIMIT = 160
 ALERTS_SHOWN = 5
 LABELS_SHOWN = 30
 LINKS_SHOWN = 3
+# Prometheus rules put the figures in `description` ("5xx ratio 43% for 5m"); a page shows
+# one, on one line, cut here: the alerts' list and the links must stay in view.
+DESCRIPTION_SHOWN = 400
 BUNDLE_SHOWN = 5
 NOTES_SHOWN = 10
 HELD_BACK_SHOWN = 10
@@ -115,6 +118,10 @@ _ABOUT = """\
 {{ severity.name }}{% if severity.description %} - {{ severity.description }}{% endif +%}
 Team: {{ incident.team }}
 {{ summary }}
+{% if description %}
+{{ description }}
+{% endif %}
+Firing since {{ since }}
 """
 
 _ALERTS = """\
@@ -205,7 +212,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
     # earlier severities did not have (changed_to: the severity, actor: who raised it).
     "stakeholder_declared": {
         "title": _SEV + "Incident #{{ incident.id }} "
-                 "{% if changed_to %}raised to {{ changed_to }}{% else %}declared{% endif %}"
+                 "{% if changed_to %}raised to {{ changed_to }}"
+                 "{% elif incident.detection == 'reported' %}declared{% else %}opened{% endif %}"
                  ": {{ incident.team }}: {{ summary }}",
         "body": "Incident #{{ incident.id }} is open and the team is being paged.\n"
                 "{% if changed_to %}Its severity was raised to {{ changed_to }} by "
@@ -419,6 +427,8 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "step": ctx.step,
         "cycle": ctx.cycle,
         "summary": summary(ctx.incident, alerts),
+        "description": description(ctx.incident, alerts),
+        "since": _since(ctx.incident, alerts),
         "alert_count": len(alerts),
         "firing_count": len(alerts) - resolved,
         "resolved_count": resolved,
@@ -452,6 +462,26 @@ def summary(incident: Incident, alerts: Sequence[Alert]) -> str:
     if incident.group_labels:
         return format_labels(incident.group_labels)
     return f"incident #{incident.id}"
+
+
+def description(incident: Incident, alerts: Sequence[Alert]) -> str:
+    """The first alert's `description` that says more than the summary, on one line."""
+    said = summary(incident, alerts)
+    for alert in alerts:
+        text = _one_line(alert.annotations.get("description", ""))
+        if text and text != said:
+            return text if len(text) <= DESCRIPTION_SHOWN else (
+                text[:DESCRIPTION_SHOWN - 1] + _ELLIPSIS)
+    return ""
+
+
+def _since(incident: Incident, alerts: Sequence[Alert]) -> str:
+    """When the problem began: its earliest firing alert's start (Alertmanager's startsAt,
+    before any group_wait), else the incident's opening. An absolute time, so that a reminder
+    half an hour in does not read like a new problem, and a bundle held a while stays true."""
+    starts = [a.starts_at for a in alerts if a.status is AlertStatus.FIRING]
+    at = min(starts) if starts else incident.opened_at
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 def describe(alert: Alert) -> str:
@@ -632,7 +662,7 @@ def _short_bundle(contexts: Sequence[MessageContext]) -> str:
 # What a note did to its incident, as a bundle or a held-back summary names it.
 _NOTE_VERBS = {"acknowledged": "acknowledged", "resolved": "resolved",
                "status_due": "due a status update",
-               "stakeholder_declared": "declared", "stakeholder_resolved": "resolved"}
+               "stakeholder_declared": "opened", "stakeholder_resolved": "resolved"}
 
 
 def _verb(reason: str) -> str:
@@ -675,6 +705,8 @@ def _note_line(c: MessageContext) -> str:
     verb = _verb(c.reason)
     if c.reason == "stakeholder_declared" and c.changed_to:
         verb = f"raised to {one_line(c.changed_to)}"
+    elif c.reason == "stakeholder_declared" and i.detection == "reported":
+        verb = "declared"  # by a person, not opened by an alert
     what = f"#{i.id} {i.team}: {summary(i, c.alerts)}: {verb}"
     if c.reason.startswith("stakeholder_"):
         what = f"[{c.severity.name}] {what}"

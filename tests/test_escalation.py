@@ -28,12 +28,14 @@ from receiver.core.model import (
 from receiver.escalation.codec import state_from_dict, state_to_dict, state_to_stored
 from receiver.escalation.engine import (
     acknowledge,
+    deferred_until,
     delivery_failed,
     moves_on_update,
     on_deadline,
     on_update,
     resolve,
     restart,
+    resume,
     snooze,
     start,
     unacknowledge,
@@ -242,7 +244,10 @@ class Sim:
         if action == "snooze":
             assert until is not None
             return snooze(self.state, self.incident, "ana", until, now)
-        acts = {"ack": acknowledge, "unack": unacknowledge, "resolve": resolve}
+        if action == "unack":
+            return unacknowledge(self.state, self.incident, "ana", now,
+                                 severity=SEVERITIES[self.incident.severity], hours=self.hours())
+        acts = {"ack": acknowledge, "resolve": resolve}
         return acts[action](self.state, self.incident, "ana", now)
 
     def deliver(self, person: str, fate: PageFate, minute: float) -> Plan:
@@ -272,6 +277,9 @@ class Sim:
                   if d.kind is DeadlineKind.CONTACT
                   and d.key.startswith(contact_prefix(run, cycle, step))}
         return sorted(found)
+
+    def hours(self) -> Hours | None:
+        return self.directory.working_hours(self.incident.team)
 
     def kinds(self) -> list[EventKind]:
         return [kind for _, kind, _ in self.events]
@@ -397,8 +405,8 @@ def test_a_person_reassigned_to_turns_the_policys_own_round_robin() -> None:
     now = T0 + MIN
     event = TimelineEvent(now, EventKind.REASSIGNED, "dee")
     cause = RunCause(MessageReason.REASSIGNED, "dee", "erin")
-    sim.apply(restart(sim.state, sim.incident, "SEV1", event, now, person_policy(RR, "erin"),
-                      cause), now)
+    sim.apply(restart(sim.state, sim.incident, SEV1, event, now, person_policy(RR, "erin"),
+                      cause, hours=sim.hours()), now)
     sim.run(until=T0 + 20 * MIN)
     assert [who for _, who, _ in sim.pages] == ["bo", "erin", "cy"]
     assert cursors == {("rr", 0): 3}
@@ -510,6 +518,107 @@ def test_what_does_not_defer(severity: str, at: datetime, hours: dict[str, Hours
     assert list(sim.deadlines.values()) == [Deadline(at, DeadlineKind.STEP, "0:0:0")]
 
 
+MONDAY_NIGHT = T0.replace(hour=22)
+TUESDAY_NINE = T0.replace(day=6, hour=9)
+
+
+@pytest.mark.parametrize(
+    ("severity", "hours", "at", "expected"),
+    [
+        (SEV3, Hours(), MONDAY_NIGHT, TUESDAY_NINE),
+        (SEV3, Hours(), T0.replace(day=9, hour=18), T0.replace(day=12, hour=9)),  # Friday 18:00
+        (SEV3, Hours(), T0.replace(hour=8, minute=59), T0.replace(hour=9)),
+        (SEV3, Hours(), T0.replace(hour=9), None),  # the start is within
+        (SEV3, None, MONDAY_NIGHT, None),  # a team without working hours
+        (SEV1, Hours(), MONDAY_NIGHT, None),  # high urgency never waits
+    ],
+)
+def test_deferred_until(
+    severity: Severity, hours: Hours | None, at: datetime, expected: datetime | None
+) -> None:
+    assert deferred_until(severity, hours, at) == expected
+
+
+def _acknowledged_sev3(opened: datetime) -> Sim:
+    """A SEV3 opened in hours, first step fired, acknowledged a minute later."""
+    sim = Sim.open("SEV3", at=opened)
+    sim.fire_next()
+    sim.apply(acknowledge(sim.state, sim.incident, "ana", opened + MIN), opened + MIN)
+    return sim
+
+
+def _run_begins(sim: Sim, path: str, now: datetime) -> Plan:
+    """Escalation starts over at `now`, the way `path` starts it."""
+    if path == "reack":
+        reack = sim.deadlines.pop((DeadlineKind.REACK, ""))
+        plan = on_deadline(sim.state, sim.incident, SEV3, replace(reack, due=now),
+                           sim.directory, sim.cursors, now)
+    elif path == "snooze_end":
+        sim.apply(snooze(sim.state, sim.incident, "ana", now, now - MIN), now - MIN)
+        sim.deadlines.clear()
+        plan = on_deadline(sim.state, sim.incident, SEV3, Deadline(now, DeadlineKind.SNOOZE),
+                           sim.directory, sim.cursors, now)
+    elif path == "unack":
+        plan = sim.decide("unack", now, None)
+    elif path == "maintenance_end":
+        # The window held the first run's pages (its steps cancelled); nobody acknowledged.
+        sim.state = replace(sim.state, status=EscalationStatus.ACTIVE)
+        sim.incident = replace(sim.incident, state=IncidentState.TRIGGERED)
+        sim.deadlines.clear()
+        plan = resume(sim.state, SEV3, sim.hours(), "#1", now)
+    else:
+        cause = RunCause(MessageReason.REASSIGNED, "dee", "cy")
+        event = TimelineEvent(now, EventKind.REASSIGNED, "dee")
+        plan = restart(sim.state, sim.incident, SEV3, event, now,
+                       person_policy(STANDARD, "cy"), cause, hours=sim.hours())
+    return sim.apply(plan, now)
+
+
+RUN_PATHS = ["reack", "snooze_end", "unack", "maintenance_end", "reassign"]
+
+
+@pytest.mark.parametrize("path", RUN_PATHS)
+def test_a_low_urgency_run_begun_after_hours_waits_for_them(path: str) -> None:
+    sim = _acknowledged_sev3(T0.replace(hour=17))
+    plan = _run_begins(sim, path, MONDAY_NIGHT)
+    assert plan.pages == ()
+    assert sim.state.status is EscalationStatus.DEFERRED
+    assert sim.incident.state is IncidentState.TRIGGERED
+    run = 0 if path == "maintenance_end" else 1  # a window's end resumes the same run
+    assert sim.state.run == run
+    assert list(sim.deadlines.values()) == [Deadline(TUESDAY_NINE, DeadlineKind.WAKE)]
+    assert sim.events[-1][1:] == (EventKind.ESCALATION_DEFERRED,
+                                  {"until": TUESDAY_NINE.isoformat(), "severity": "SEV3"})
+    # A step deadline of the run before is stale while it waits.
+    stale = Deadline(MONDAY_NIGHT, DeadlineKind.STEP, "0:0:1")
+    assert on_deadline(sim.state, sim.incident, SEV3, stale, sim.directory, sim.cursors,
+                       MONDAY_NIGHT).pages == ()
+    sim.run(until=TUESDAY_NINE)
+    first = {"reassign": ("cy", "reassigned"), "maintenance_end": ("ana", "triggered")}
+    assert sim.pages[-1] == ((TUESDAY_NINE - T0) / MIN, *first.get(path, ("ana",
+                                                                          "re_escalated")))
+    assert sim.state.run == run
+
+
+@pytest.mark.parametrize("path", RUN_PATHS)
+def test_a_low_urgency_run_begun_in_hours_pages_at_once(path: str) -> None:
+    sim = _acknowledged_sev3(T0)
+    now = T0.replace(hour=15)
+    _run_begins(sim, path, now)
+    assert sim.state.status is EscalationStatus.ACTIVE
+    assert list(sim.deadlines.values())[0].due == now
+    assert EventKind.ESCALATION_DEFERRED not in sim.kinds()
+
+
+def test_a_high_urgency_run_after_hours_pages_at_once() -> None:
+    sim = Sim.open("SEV1")
+    sim.fire_next()
+    sim.act("ack", 1)
+    sim.apply(unacknowledge(sim.state, sim.incident, "ana", MONDAY_NIGHT, severity=SEV1,
+                            hours=sim.hours()), MONDAY_NIGHT)
+    assert list(sim.deadlines.values()) == [Deadline(MONDAY_NIGHT, DeadlineKind.STEP, "1:0:0")]
+
+
 # -- people -----------------------------------------------------------------------------------
 
 
@@ -608,7 +717,8 @@ def test_a_restart_pages_say_what_a_person_changed_not_re_escalated(cause: RunCa
     sim.act("ack", 1)
     now = T0 + 10 * MIN
     event = TimelineEvent(now, EventKind.REASSIGNED, "cy")
-    sim.apply(restart(sim.state, sim.incident, "SEV1", event, now, cause=cause), now)
+    sim.apply(restart(sim.state, sim.incident, SEV1, event, now, cause=cause,
+                      hours=sim.hours()), now)
     sim.run(until=T0 + 15 * MIN)
     # Every page of the run the change began names it: the first step, ana's delayed SMS and
     # the next step alike, each with who changed the incident and to what.
@@ -635,7 +745,8 @@ def test_a_person_reassigned_to_has_the_team_policy_behind_them() -> None:
     assert answer_window(STANDARD) == 5 * MIN  # the first step's time before the second
     event = TimelineEvent(now, EventKind.REASSIGNED, "dee")
     cause = RunCause(MessageReason.REASSIGNED, "dee", "cy")
-    sim.apply(restart(sim.state, sim.incident, "SEV1", event, now, policy, cause), now)
+    sim.apply(restart(sim.state, sim.incident, SEV1, event, now, policy, cause,
+                      hours=sim.hours()), now)
     sim.run(until=T0 + 61 * MIN)
     # cy alone at once; unanswered for 5 minutes, STANDARD from its first step, its delays
     # counted from then (ana's SMS 2 minutes after her push); then the whole again, cy first.

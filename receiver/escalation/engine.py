@@ -43,6 +43,7 @@ from receiver.escalation.policy import (
     Directory,
     Policy,
     TargetKind,
+    WorkingHoursView,
 )
 from receiver.escalation.targets import (
     chosen_targets,
@@ -71,14 +72,34 @@ def start(
     """
     _check_now(now)
     state = EscalationState(policy, EscalationStatus.ACTIVE)
-    hours = directory.working_hours(incident.team)
-    if severity.urgency == "low" and hours is not None and not hours.within(now):
-        until = hours.next_start(now)
-        deferred = replace(state, status=EscalationStatus.DEFERRED)
-        detail = {"until": until.isoformat(), "severity": severity.name}
-        event = TimelineEvent(now, EventKind.ESCALATION_DEFERRED, detail=detail)
-        return Plan(deferred, arm=(Deadline(until, DeadlineKind.WAKE),), events=(event,))
-    return _begin_cycle(state, severity.name, run=0, cycle=0, start_at=now, now=now)
+    return _new_run(state, severity, directory.working_hours(incident.team), 0, now)
+
+
+def deferred_until(
+    severity: Severity, hours: WorkingHoursView | None, now: datetime
+) -> datetime | None:
+    """When a run of escalation that begins at `now` may first page: None for at once, else
+    the next start of the team's working hours. Low-urgency severities wait for them: a new
+    incident, and every run that starts escalation over (a reack, a snooze's end, an unack,
+    a maintenance window's end, a reassignment, a raised severity that is still low)."""
+    if severity.urgency != "low" or hours is None or hours.within(now):
+        return None
+    return hours.next_start(now)
+
+
+def _new_run(
+    state: EscalationState, severity: Severity, hours: WorkingHoursView | None, run: int,
+    now: datetime,
+) -> Plan:
+    """Run `run` of escalation begins: its first step now, or a wait for working hours (the
+    WAKE deadline begins the run's first cycle then)."""
+    until = deferred_until(severity, hours, now)
+    if until is None:
+        return _begin_cycle(state, severity.name, run, cycle=0, start_at=now, now=now)
+    deferred = replace(state, status=EscalationStatus.DEFERRED, run=run, cycle=0)
+    detail = {"until": until.isoformat(), "severity": severity.name}
+    event = TimelineEvent(now, EventKind.ESCALATION_DEFERRED, detail=detail)
+    return Plan(deferred, arm=(Deadline(until, DeadlineKind.WAKE),), events=(event,))
 
 
 # -- deadlines --------------------------------------------------------------------------------
@@ -104,11 +125,12 @@ def on_deadline(
         if state.status is not EscalationStatus.DEFERRED:
             return Plan(state)
         return _begin_cycle(state, severity.name, run=state.run, cycle=0, start_at=now, now=now)
+    hours = directory.working_hours(incident.team)
     if kind is DeadlineKind.SNOOZE:
-        return _snooze_ended(state, severity.name, now)
+        return _snooze_ended(state, severity, hours, now)
     if kind in (DeadlineKind.STALE, DeadlineKind.CADENCE, DeadlineKind.FOLLOW):
         return Plan(state)  # not escalation's to decide (staleness, the incident layer)
-    return _reack(state, incident, severity.name, now)
+    return _reack(state, incident, severity, hours, now)
 
 
 def _fire_step(
@@ -221,30 +243,36 @@ def _fire_contact(
     return Plan(state, pages=(page,))
 
 
-def _snooze_ended(state: EscalationState, severity: str, now: datetime) -> Plan:
+def _snooze_ended(
+    state: EscalationState, severity: Severity, hours: WorkingHoursView | None, now: datetime
+) -> Plan:
     if state.status is not EscalationStatus.SNOOZED:
         return Plan(state)
     detail = {"until": state.snoozed_until.isoformat() if state.snoozed_until else None}
     event = TimelineEvent(now, EventKind.SNOOZE_ENDED, detail=detail)
-    return _re_escalate(replace(state, snoozed_until=None), severity, event, now)
+    return _re_escalate(replace(state, snoozed_until=None), severity, hours, event, now)
 
 
-def _reack(state: EscalationState, incident: Incident, severity: str, now: datetime) -> Plan:
+def _reack(
+    state: EscalationState, incident: Incident, severity: Severity,
+    hours: WorkingHoursView | None, now: datetime,
+) -> Plan:
     after = state.policy.reack_after
     acknowledged = incident.state is IncidentState.ACKNOWLEDGED
     if state.status is not EscalationStatus.ACKNOWLEDGED or not acknowledged or after is None:
         return Plan(state)
     event = TimelineEvent(now, EventKind.RE_ESCALATED, detail={"after": after.total_seconds()})
-    return _re_escalate(state, severity, event, now)
+    return _re_escalate(state, severity, hours, event, now)
 
 
 def _re_escalate(
-    state: EscalationState, severity: str, event: TimelineEvent, now: datetime,
-    cause: RunCause | None = None,
+    state: EscalationState, severity: Severity, hours: WorkingHoursView | None,
+    event: TimelineEvent, now: datetime, cause: RunCause | None = None,
 ) -> Plan:
-    """Back to TRIGGERED with a new run from the first step: its pages say re_escalated, or
-    what a person changed (`cause`: a reassignment, a raised severity)."""
-    plan = _begin_cycle(replace(state, cause=cause), severity, state.run + 1, 0, now, now)
+    """Back to TRIGGERED with a new run from the first step (or waiting for working hours):
+    its pages say re_escalated, or what a person changed (`cause`: a reassignment, a raised
+    severity)."""
+    plan = _new_run(replace(state, cause=cause), severity, hours, state.run + 1, now)
     return replace(plan, incident_state=IncidentState.TRIGGERED, events=(event, *plan.events))
 
 
@@ -274,31 +302,34 @@ def acknowledge(
 
 
 def unacknowledge(
-    state: EscalationState, incident: Incident, actor: str, now: datetime, *, via: str = ""
+    state: EscalationState, incident: Incident, actor: str, now: datetime, *,
+    severity: Severity, hours: WorkingHoursView | None, via: str = "",
 ) -> Plan:
-    """The acknowledger hands it back: escalate again from the first step, in a new run."""
+    """The acknowledger hands it back: escalate again from the first step, in a new run
+    (`severity`, the incident's, and its team's `hours` say whether it waits for them)."""
     _check_now(now)
     if incident.state is not IncidentState.ACKNOWLEDGED or _is_resolved(state):
         raise InvalidTransition(f"cannot unacknowledge: {_where(incident)}")
     event = TimelineEvent(now, EventKind.UNACKNOWLEDGED, actor, _how(via))
-    plan = _re_escalate(replace(state, snoozed_until=None), incident.severity, event, now)
+    plan = _re_escalate(replace(state, snoozed_until=None), severity, hours, event, now)
     return replace(plan, cancel=(DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 
 def restart(
-    state: EscalationState, incident: Incident, severity: str, event: TimelineEvent,
-    now: datetime, policy: Policy | None = None, cause: RunCause | None = None,
+    state: EscalationState, incident: Incident, severity: Severity, event: TimelineEvent,
+    now: datetime, policy: Policy | None = None, cause: RunCause | None = None, *,
+    hours: WorkingHoursView | None,
 ) -> Plan:
     """Escalation starts over in a new run, from the first step that applies to `severity`,
     under `policy` if given (a reassignment) or the one it had (a raised severity); its pages
     say `cause`. The incident is TRIGGERED again: whoever acknowledged it before answered
-    another question."""
+    another question. A low-urgency run outside the (new) team's `hours` waits for them."""
     _check_now(now)
     if not incident.is_open or _is_resolved(state):
         raise InvalidTransition(f"cannot restart escalation: {_where(incident)}")
     fresh = replace(state, policy=policy or state.policy, snoozed_until=None,
                     last_fired_step=None, last_fired_cycle=None)
-    plan = _re_escalate(fresh, severity, event, now, cause)
+    plan = _re_escalate(fresh, severity, hours, event, now, cause)
     return replace(plan, cancel=(*_PERSON_WAITS, DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 
@@ -344,12 +375,16 @@ def _how(via: str) -> dict[str, str]:
     return {"via": via} if via else {}
 
 
-def resume(state: EscalationState, severity: str, window: str, now: datetime) -> Plan:
+def resume(
+    state: EscalationState, severity: Severity, hours: WorkingHoursView | None, window: str,
+    now: datetime,
+) -> Plan:
     """The maintenance window that held the incident's pages ended while it still fires and
-    nobody took it: escalate from the first step, as if it had just opened. The same run: the
-    window's hold cancelled every step and contact deadline left."""
+    nobody took it: escalate from the first step (or wait for working hours), as if it had
+    just opened. The same run: the window's hold cancelled every step and contact deadline
+    left."""
     _check_now(now)
-    plan = _begin_cycle(state, severity, state.run, 0, now, now)
+    plan = _new_run(state, severity, hours, state.run, now)
     event = TimelineEvent(now, EventKind.MAINTENANCE_ENDED, detail={"window": window})
     return replace(plan, events=(event, *plan.events))
 

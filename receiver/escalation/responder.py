@@ -26,6 +26,7 @@ from receiver.core.model import (
     Incident,
     IncidentState,
     MessageReason,
+    Severity,
     TimelineEvent,
 )
 from receiver.escalation import engine as escalation
@@ -47,6 +48,7 @@ from receiver.escalation.policy import (
     StepMode,
     TargetKind,
     User,
+    WorkingHoursView,
 )
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
@@ -343,7 +345,8 @@ class Responder:
                                                  EscalationStatus.EXHAUSTED):
             return  # snoozed or deferred: its own deadline starts it again
         await tx.cancel(incident.id, [DeadlineKind.MAINTENANCE.value])
-        plan = escalation.resume(state, incident.severity, row.key, now)
+        severity, hours = self._urgency(incident)
+        plan = escalation.resume(state, severity, hours, row.key, now)
         await self._apply(tx, incident, plan, now)
 
     async def _covering(self, tx: Transaction, incident: Incident, now: datetime) -> Window | None:
@@ -463,8 +466,8 @@ class Responder:
                  extra=fields(f"incident_{action.done}", incident_id, incident.team))
         return incident
 
-    @staticmethod
     def _decide(
+        self,
         action: Action,
         state: EscalationState,
         incident: Incident,
@@ -478,7 +481,9 @@ class Responder:
         if action is Action.RESOLVE:
             return escalation.resolve(state, incident, actor, now, via=via)
         if action is Action.UNACK:
-            return escalation.unacknowledge(state, incident, actor, now, via=via)
+            severity, hours = self._urgency(incident)
+            return escalation.unacknowledge(state, incident, actor, now, severity=severity,
+                                            hours=hours, via=via)
         if until is None or until <= now:
             raise InvalidTransition("snooze needs a time in the future")
         return escalation.snooze(state, incident, actor, until, now, via=via)
@@ -555,8 +560,17 @@ class Responder:
         state = await self._state(tx, incident)
         if state is None:
             raise InvalidTransition(f"incident {incident.id} has no escalation to restart")
-        plan = escalation.restart(state, incident, incident.severity, event, now, policy, cause)
+        severity, hours = self._urgency(incident)
+        plan = escalation.restart(state, incident, severity, event, now, policy, cause,
+                                  hours=hours)
         await self._apply(tx, incident, plan, now)
+
+    def _urgency(self, incident: Incident) -> tuple[Severity, WorkingHoursView | None]:
+        """What decides whether a new run of the incident's escalation waits for working
+        hours: its severity and its team's hours, as the running config has them."""
+        config = self._config()
+        directory = ConfigDirectory(config, self._on_call, self.roster)
+        return config.severity(incident.severity), directory.working_hours(incident.team)
 
     def arm_after_commit(self, tx: Transaction, armed: list[ArmedDeadline]) -> None:
         """Put deadlines written in `tx` on the timer once it commits."""

@@ -257,6 +257,7 @@ class Daemon:
             self.store, self.clock, self.notifier, self.responder.roster, current)
         self.responder.resolution_listeners.append(self.incidents.held.forget)
         self.responder.stale_listeners.append(self.incidents.held.forget)
+        desk = IncidentDesk(self.store, self.clock, current, self.responder, self.metrics)
         self.services = Services(
             config=config,
             store=self.store,
@@ -270,8 +271,10 @@ class Daemon:
                 self.store, self.clock, self.responder.roster, current),
             heartbeats=self.heartbeats,
             maintenance=self.maintenance,
-            desk=IncidentDesk(self.store, self.clock, current, self.responder, self.metrics),
+            desk=desk,
         )
+        # A more urgent alert joining an open incident raises it as a person would.
+        self.incidents.raise_severity = desk.set_severity
         self.coordinator.subscribe(
             self.incidents.use_config,
             self.services.use_config,

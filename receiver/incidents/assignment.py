@@ -14,6 +14,7 @@ desk writes them and asks the responder to restart escalation where one is due.
   the new severity's stakeholder channels that no severity of this incident told before
   (once each: the one it opened with, and every one it was raised to); lowering it pages
   nobody and tells nobody (later steps follow the new severity).
+- Alerts raise it too, the same way (actor alertmanager): see severity.py.
 """
 
 from __future__ import annotations
@@ -175,3 +176,4 @@ def severity_change(
     raised = new.rank < old.rank
     detail = {"from": old.name, "to": new.name, "raised": raised}
     return SeverityChange(raised, TimelineEvent(now, EventKind.SEVERITY_CHANGED, actor, detail))
+

@@ -119,35 +119,41 @@ class IncidentDesk:
                               ) -> Incident:
         """Raised: escalation starts over under the new severity's steps. Lowered: no page.
         The status cadence follows the new severity from now."""
-        config = self._config()
 
         async def job(tx: Transaction) -> Incident:
             incident = await tx.incident(incident_id)
             assignment.check_open(incident, "change the severity")
-            now = self._clock.now()
-            change = assignment.severity_change(
-                incident, config.severity(incident.severity), severity, actor, now)
-            if change is None:
-                return incident
-            told = assignment.stakeholders_told(
-                config.stakeholders, incident.severity,
-                await tx.events_since(incident_id, incident.opened_at))
-            await tx.update_incident(incident_id, now, severity=severity.name)
-            incident = await tx.incident(incident_id)
-            if change.raised:
-                await self._responder.restart(tx, incident, change.event, now,
-                                              cause=assignment.raised_cause(severity, actor))
-                news = [c for c in config.stakeholders.get(severity.name, ()) if c not in told]
-                await self._responder.tell_stakeholders(
-                    tx, incident, news, MessageReason.STAKEHOLDER_DECLARED, now, actor=actor,
-                    changed_to=severity.name)
-            else:
-                await tx.append(incident_id, [change.event])
-                await self._responder.updated(tx, incident, now)  # not left alone
-            await self._arm_cadence(tx, incident, now)
-            return await tx.incident(incident_id)
+            return await self.set_severity(tx, incident, severity, actor, self._clock.now())
 
         return await self._store.write(job)
+
+    async def set_severity(self, tx: Transaction, incident: Incident, severity: Severity,
+                           actor: str, now: datetime) -> Incident:
+        """Change an open incident's severity in `tx`, as `change_severity` says: a person's
+        change, or the ingest path's when a more urgent alert joins (actor alertmanager)."""
+        config = self._config()
+        change = assignment.severity_change(
+            incident, config.severity(incident.severity), severity, actor, now)
+        if change is None:
+            return incident
+        incident_id = incident.id
+        told = assignment.stakeholders_told(
+            config.stakeholders, incident.severity,
+            await tx.events_since(incident_id, incident.opened_at))
+        await tx.update_incident(incident_id, now, severity=severity.name)
+        incident = await tx.incident(incident_id)
+        if change.raised:
+            await self._responder.restart(tx, incident, change.event, now,
+                                          cause=assignment.raised_cause(severity, actor))
+            news = [c for c in config.stakeholders.get(severity.name, ()) if c not in told]
+            await self._responder.tell_stakeholders(
+                tx, incident, news, MessageReason.STAKEHOLDER_DECLARED, now, actor=actor,
+                changed_to=severity.name)
+        else:
+            await tx.append(incident_id, [change.event])
+            await self._responder.updated(tx, incident, now)  # not left alone
+        await self._arm_cadence(tx, incident, now)
+        return await tx.incident(incident_id)
 
     async def roles(self, incident_id: int) -> dict[Role, RoleHolder]:
         """The roles held now; NotFound for an unknown incident."""

@@ -26,11 +26,13 @@ from receiver.core.model import (
     Incident,
     IncidentState,
     OpenGroup,
+    Severity,
     TimelineEvent,
 )
 from receiver.escalation import staleness
 from receiver.escalation.staleness import Reports, StaleRule
 from receiver.heartbeats import domain as heartbeats
+from receiver.incidents import severity
 from receiver.ingest import grouping
 from receiver.ingest.grouping import (
     AlertOutcome,
@@ -45,6 +47,9 @@ from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+
+RaiseSeverity = Callable[[Transaction, Incident, Severity, str, datetime], Awaitable[Incident]]
 
 
 class Lifecycle(Protocol):
@@ -108,6 +113,9 @@ class Incidents:
         self.bodies = RoutedBodies(budget - budget // 2)
         # Told the heartbeats that arrived in a webhook, before it is answered (heartbeats/).
         self.heartbeats: Callable[[frozenset[str]], Awaitable[object]] | None = None
+        # Raises an open incident's severity in the ingest transaction, as a person's change
+        # does (the incident desk's set_severity), when a more urgent alert joins it.
+        self.raise_severity: RaiseSeverity | None = None
         # One thread: a large body's parsing and routing wait for it rather than add threads
         # that would each take the GIL from the loop.
         self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ackd-webhook")
@@ -276,10 +284,28 @@ class Incidents:
         if change.resolves:
             await self._resolve(tx, incident, "alertmanager", now)
             result.resolved.append(await tx.incident(incident_id))
-        elif not change.opens and self.lifecycle is not None:
-            await self.lifecycle.updated(tx, incident, now)
+        elif not change.opens:
+            await self._updated(tx, config, incident, group, change, now)
         if change.opens and self.lifecycle is not None and not change.resolves:
             await self.lifecycle.opened(tx, incident, now)
+
+    async def _updated(
+        self,
+        tx: Transaction,
+        config: Config,
+        incident: Incident,
+        group: RoutedGroup,
+        change: GroupChange,
+        now: datetime,
+    ) -> None:
+        """Alerts changed an open incident: one more urgent than it raises it (severity.py);
+        otherwise escalation hears of the change."""
+        raised = _raised(config, incident, group, change)
+        if raised is not None and self.raise_severity is not None:
+            # Escalation starts over under it: no reack to push as `updated` would.
+            await self.raise_severity(tx, incident, raised, "alertmanager", now)
+        elif self.lifecycle is not None:
+            await self.lifecycle.updated(tx, incident, now)
 
     async def _remember(
         self,
@@ -451,6 +477,17 @@ async def _change(
         unsettled = grouping.unsettled_episodes(alerts, open_group)
         past = await tx.past_episodes(key, unsettled)
     return grouping.apply(alerts, open_group, past, now)
+
+
+def _raised(
+    config: Config, incident: Incident, group: RoutedGroup, change: GroupChange
+) -> Severity | None:
+    """The severity the alerts that began firing in `change` raise the open incident to."""
+    names = severity.began(group.alerts, group.severities, change)
+    if not names:
+        return None
+    return severity.raised_by_alerts(
+        config.severity(incident.severity), [config.severity(name) for name in names])
 
 
 def observe_resolution(m: Metrics, incident: Incident) -> None:

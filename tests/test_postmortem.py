@@ -129,7 +129,8 @@ async def test_the_draft_follows_the_timeline_line_by_line(api: Api) -> None:
     assert _section(text, "Response times")[2:] == [
         f"| Time to detect | earliest alert start {_at(incident['alerts'][0]['startsAt'])} | "
         f"incident opened {opened} | 1m 0s |",
-        f"| Time to acknowledge | incident opened {opened} | first acknowledgement "
+        f"| Time to first page | incident opened {opened} | first page {opened} | 0s |",
+        f"| Time to acknowledge | first page {opened} | first acknowledgement "
         f"{_at(ack['at'])} | 7m 0s |",
         f"| Time to resolve | incident opened {opened} | resolved "
         f"{_at(incident['resolved_at'])} | 12m 0s |",

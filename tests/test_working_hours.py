@@ -14,6 +14,8 @@ import pytest
 
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
+from receiver.core.model import EventKind, TimelineEvent
+from receiver.incidents.facts import first_page, time_to_acknowledge
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import ANA_TOKEN, write_config
 from tests.test_api import LABELS, Api
@@ -139,3 +141,120 @@ async def test_a_new_run_in_hours_pages_at_once(start: Start, path: str) -> None
     assert (await api.paged_once(paged + 1))[paged:] == [first]
     _, body = await api.call("GET", f"/api/v1/incidents/{number}")
     assert [e for e in body["timeline"] if e["kind"] == "escalation_deferred"] == []
+
+
+# -- MTTA: how long people took once asked ------------------------------------------------------
+
+FRIDAY_SEVEN_PM = datetime(2026, 1, 9, 19, tzinfo=UTC)
+MONDAY_NINE = datetime(2026, 1, 12, 9, tzinfo=UTC)
+
+
+async def mtta(api: Api, severity: str) -> tuple[float, float, dict[str, Any]]:
+    """The histogram's count and sum for payments at `severity`, and the report's MTTA."""
+    _, metrics = await api.call("GET", "/metrics")
+    found = {"count": 0.0, "sum": 0.0}
+    for line in metrics.splitlines():
+        for part in found:
+            if line.startswith(f"ackd_time_to_acknowledge_seconds_{part}{{") and \
+                    f'severity="{severity}"' in line and 'team="payments"' in line:
+                found[part] = float(line.rsplit(" ", 1)[1])
+    status, report = await api.call("GET", "/api/v1/reports?since=30d")
+    assert status == 200, report
+    [row] = [r["mtta"] for r in report["by_team_severity"] if r["severity"] == severity]
+    return found["count"], found["sum"], row
+
+
+async def test_mtta_of_a_deferred_incident_counts_from_its_first_page(start: Start) -> None:
+    api = await start(FRIDAY_SEVEN_PM)
+    number = await api.fire(LOW)
+    await api.settle()
+    assert api.paged() == []  # the weekend passes: nobody asked
+    await api.clock.jump(MONDAY_NINE - api.clock.now())
+    assert await api.paged_once(1) == ["ana"]
+    await api.clock.jump(10)
+    await act(api, number, "POST", "/ack")
+    count, total, report = await mtta(api, "SEV3")
+    assert (count, total) == (1, 10.0)  # not the ~62 h since Friday
+    assert report == {"count": 1, "mean": 10.0, "p50": 10.0, "p90": 10.0}
+    status, text = await api.call("GET", f"/api/v1/incidents/{number}/postmortem")
+    assert status == 200
+    assert ("| Time to first page | incident opened 2026-01-09 19:00:00 | first page"
+            " 2026-01-12 09:00:00 | 2d 14h 0m |") in text, text
+    assert ("| Time to acknowledge | first page 2026-01-12 09:00:00 | first acknowledgement"
+            " 2026-01-12 09:00:10 | 10s |") in text, text
+
+
+async def test_mtta_leaves_out_the_time_a_maintenance_window_held_the_pages(
+    start: Start,
+) -> None:
+    api = await start(MONDAY.replace(hour=10))
+    status, answer = await api.call("POST", "/api/v1/maintenance",
+                                    {"team": "payments", "for": "1h"})
+    assert status == 201, answer
+    number = await api.fire()  # SEV1: its pages held, not sent
+    await api.clock.jump(30 * 60)
+    await api.settle()
+    assert api.paged() == []
+    await api.clock.jump(30 * 60)  # the window ends: the first step pages ana
+    assert await api.paged_once(1) == ["ana"]
+    await api.clock.jump(10)
+    await act(api, number, "POST", "/ack")
+    count, total, report = await mtta(api, "SEV1")
+    assert (count, total, report["mean"]) == (1, 10.0, 10.0)
+
+
+async def test_an_incident_acknowledged_before_anyone_was_paged_is_not_in_mtta(
+    start: Start,
+) -> None:
+    api = await start(FRIDAY_SEVEN_PM)
+    number = await api.fire(LOW)  # deferred to Monday; someone takes it from the dashboard
+    await api.clock.jump(600)
+    await act(api, number, "POST", "/ack")
+    await api.settle()
+    assert api.paged() == []
+    count, total, report = await mtta(api, "SEV3")
+    assert (count, total, report["count"]) == (0, 0.0, 0)
+
+
+def _at(minute: int) -> datetime:
+    return MONDAY + timedelta(minutes=minute)
+
+
+def _fired(minute: int, step: int, *recipients: str) -> TimelineEvent:
+    return TimelineEvent(_at(minute), EventKind.STEP_FIRED, "ackd",
+                         {"step": step, "recipients": list(recipients)})
+
+
+HELD = TimelineEvent(_at(1), EventKind.PAGE_SUPPRESSED, "maintenance",
+                     {"recipient": "ana", "step": 0, "window": "#1"})
+FIRST_PAGES = [
+    ("paged-at-once", [_fired(0, 0, "ana")], _at(0)),
+    ("deferred-then-paged", [TimelineEvent(_at(0), EventKind.ESCALATION_DEFERRED, "ackd",
+                                           {"until": _at(600).isoformat()}),
+                             _fired(600, 0, "ana")], _at(600)),
+    ("held-by-a-window-then-paged", [_fired(1, 0, "ana"), HELD, _fired(61, 0, "ana")],
+     _at(61)),
+    ("a-step-that-reached-nobody", [_fired(0, 0), _fired(0, 1, "bo")], _at(0)),
+    ("a-channel-the-policy-pages", [_fired(3, 0, "payments-room")], _at(3)),
+    ("a-person-paged-in", [TimelineEvent(_at(7), EventKind.RESPONDER_ADDED, "cy",
+                                         {"user": "bo"}), _fired(600, 0, "ana")], _at(7)),
+    ("nobody-yet", [HELD], None),
+]
+
+
+@pytest.mark.parametrize(("events", "expected"), [c[1:] for c in FIRST_PAGES],
+                         ids=[c[0] for c in FIRST_PAGES])
+def test_first_page(events: list[TimelineEvent], expected: datetime | None) -> None:
+    assert first_page(events) == expected
+
+
+@pytest.mark.parametrize(
+    ("paged", "acknowledged", "expected"),
+    [(_at(600), _at(600) + timedelta(seconds=10), timedelta(seconds=10)),
+     (_at(600), _at(10), None),  # taken before anyone was asked: not in MTTA
+     (None, _at(10), None), (_at(0), None, None)],
+)
+def test_time_to_acknowledge(
+    paged: datetime | None, acknowledged: datetime | None, expected: timedelta | None
+) -> None:
+    assert time_to_acknowledge(paged, acknowledged) == expected

@@ -53,6 +53,7 @@ from receiver.escalation.policy import (
 from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.escalation.unreached import step_lines
+from receiver.incidents import facts
 from receiver.incidents.service import observe_resolution
 from receiver.maintenance import domain as maintenance
 from receiver.maintenance.domain import Window
@@ -125,12 +126,14 @@ class _Hours:
 @frozen
 class PlanMetrics:
     """What a written Plan tells the metrics once its transaction committed: the steps it
-    fired, and whether it acknowledged (MTTA) or resolved (MTTR) the incident."""
+    fired, and whether it acknowledged (MTTA, from `first_paged_at`) or resolved (MTTR) the
+    incident."""
 
     incident: Incident
     steps: tuple[str, ...]  # step_label of each
     acknowledged: bool
     resolved: bool
+    first_paged_at: datetime | None  # read only when it acknowledged: facts.first_page
 
 
 class Responder:
@@ -546,8 +549,11 @@ class Responder:
         )
         fresh = await tx.incident(incident.id)
         if steps or acknowledged or resolved:  # what _observe counts
-            tx.after_commit(
-                partial(self._observe, PlanMetrics(fresh, steps, acknowledged, resolved)))
+            # MTTA counts from the first page, which the timeline holds (once per incident).
+            paged = facts.first_page(await tx.events_since(incident.id, incident.opened_at)) \
+                if acknowledged else None
+            tx.after_commit(partial(
+                self._observe, PlanMetrics(fresh, steps, acknowledged, resolved, paged)))
         return fresh
 
     async def restart(
@@ -681,10 +687,10 @@ class Responder:
         m = self._metrics
         for step in item.steps:
             m.escalation_steps.labels(incident.team, incident.policy, step).inc()
-        if item.acknowledged and incident.acknowledged_at is not None:
+        took = facts.time_to_acknowledge(item.first_paged_at, incident.acknowledged_at)
+        if item.acknowledged and took is not None:
             m.child(m.time_to_acknowledge, incident.team, incident.severity).observe(
-                (incident.acknowledged_at - incident.opened_at).total_seconds()
-            )
+                took.total_seconds())
         if item.resolved:
             observe_resolution(m, incident)
 

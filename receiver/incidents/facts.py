@@ -1,7 +1,8 @@
 """What an incident's record says happened, read once for post-mortems and reports alike.
 
 A pure reading of an incident, its alerts and its timeline: when its alerts began, when it
-opened, was first acknowledged and resolved, which escalation steps fired and whom they paged,
+opened, first paged someone, was first acknowledged and resolved, which escalation steps fired
+and whom they paged,
 who responded, whether it was declared by hand and whether it was a drill. Both the draft
 post-mortem and the reports take their figures from here, so they cannot disagree.
 """
@@ -40,6 +41,7 @@ class StepFired:
 class Facts:
     incident: Incident
     detected_at: datetime | None  # the earliest start of its alerts; None without alerts
+    first_paged_at: datetime | None  # when ackd first asked someone to act (first_page)
     acknowledged_at: datetime | None  # the first acknowledgement
     acknowledged_by: str | None
     resolved_at: datetime | None
@@ -56,9 +58,8 @@ class Facts:
 
     @property
     def time_to_acknowledge(self) -> timedelta | None:
-        if self.acknowledged_at is None:
-            return None
-        return self.acknowledged_at - self.incident.opened_at
+        """MTTA's observation: from the first page to the first acknowledgement."""
+        return time_to_acknowledge(self.first_paged_at, self.acknowledged_at)
 
     @property
     def time_to_resolve(self) -> timedelta | None:
@@ -93,6 +94,7 @@ def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[Timelin
     return Facts(
         incident=incident,
         detected_at=min((a.starts_at for a in alerts), default=None),
+        first_paged_at=first_page(timeline),
         acknowledged_at=first_ack.at if first_ack else None,
         acknowledged_by=first_ack.actor if first_ack else None,
         resolved_at=resolved[-1] if resolved else incident.resolved_at,
@@ -101,6 +103,34 @@ def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[Timelin
         responders=_responders(timeline),
         fingerprints=frozenset(a.fingerprint for a in alerts),
     )
+
+
+def first_page(timeline: Sequence[TimelineEvent]) -> datetime | None:
+    """When ackd first asked someone to act on the incident: the first escalation step that
+    paged anyone (a person, or a channel the policy pages) and that no maintenance window
+    held back, or the first person paged in by another (`responders`). Before it nobody was
+    asked: a low-urgency incident waiting for working hours, a window holding its pages, a
+    first step with a delay, a step that reached nobody."""
+    held = {(e.at, e.detail.get("step")) for e in timeline if e.kind is EventKind.PAGE_SUPPRESSED}
+    return min(
+        (e.at for e in timeline
+         if (e.kind is EventKind.STEP_FIRED and e.detail.get("recipients")
+             and (e.at, e.detail.get("step")) not in held)
+         or e.kind is EventKind.RESPONDER_ADDED),
+        default=None,
+    )
+
+
+def time_to_acknowledge(
+    first_paged_at: datetime | None, acknowledged_at: datetime | None
+) -> timedelta | None:
+    """How long people took to acknowledge once asked (MTTA's observation, in the reports and
+    ackd_time_to_acknowledge_seconds alike). None without an acknowledgement, and for one
+    that came before any page: nobody was asked, so it tells nothing of how fast people
+    answer (as an incident resolved before anyone acknowledged it is kept out)."""
+    if first_paged_at is None or acknowledged_at is None or acknowledged_at < first_paged_at:
+        return None
+    return acknowledged_at - first_paged_at
 
 
 def step_fired(event: TimelineEvent) -> StepFired:

@@ -93,7 +93,9 @@ def _response_times(f: Facts) -> str:
     rows = [
         ("Time to detect", "earliest alert start", f.detected_at, "incident opened",
          f.incident.opened_at, f.time_to_detect),
-        ("Time to acknowledge", "incident opened", f.incident.opened_at,
+        ("Time to first page", "incident opened", f.incident.opened_at, "first page",
+         f.first_paged_at, _between(f.incident.opened_at, f.first_paged_at)),
+        ("Time to acknowledge", "first page", f.first_paged_at,
          "first acknowledgement", f.acknowledged_at, f.time_to_acknowledge),
         ("Time to resolve", "incident opened", f.incident.opened_at, "resolved",
          f.resolved_at, f.time_to_resolve),
@@ -105,6 +107,10 @@ def _response_times(f: Facts) -> str:
             f"{_at(end) or '(not yet)'} | {span(length) if length is not None else '-'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _between(start: datetime, end: datetime | None) -> timedelta | None:
+    return None if end is None else end - start
 
 
 def _escalation(f: Facts) -> str:

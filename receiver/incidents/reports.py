@@ -2,8 +2,10 @@
 
 - MTTD, MTTA and MTTR per team and severity, each as mean, p50 and p90 in seconds: time to
   detect runs from the earliest alert start to the incident's opening (incidents raised by
-  alerts only), to acknowledge from opening to the first acknowledgement, to resolve from
-  opening to resolution. Percentiles are nearest-rank: p90 of n values is the
+  alerts only), to acknowledge from the first page to the first acknowledgement (facts.first_page:
+  a low-urgency incident's wait for working hours and a maintenance window's hold are nobody's
+  response time; one acknowledged before any page is left out), to resolve from opening to
+  resolution. Percentiles are nearest-rank: p90 of n values is the
   ceil(0.9 n)-th smallest, always a value that occurred.
 - Incidents per severity per ISO week (UTC).
 - Repeat-incident rate: the share of incidents holding an alert (a fingerprint) that an

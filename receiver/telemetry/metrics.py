@@ -101,7 +101,7 @@ class Metrics:
         )
         self.time_to_acknowledge = Histogram(
             "ackd_time_to_acknowledge_seconds",
-            "From incident open to first acknowledgement",
+            "From the incident's first page to its first acknowledgement",
             ["team", "severity"],
             buckets=RESPONSE_BUCKETS,
             registry=r,

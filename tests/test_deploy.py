@@ -341,6 +341,10 @@ def test_the_kubernetes_replicas_share_postgresql_and_a_link_secret(
     assert deployment["replicas"] == 3
     assert k["PodDisruptionBudget"]["spec"]["minAvailable"] < deployment["replicas"]
     pod = deployment["template"]["spec"]
+    # Spread over nodes: one node's failure must not take every replica with it.
+    spread = {c["topologyKey"]: c for c in pod["topologySpreadConstraints"]}
+    assert spread["kubernetes.io/hostname"]["labelSelector"]["matchLabels"] == \
+        deployment["selector"]["matchLabels"]
     [container] = pod["containers"]
     args = serve_args(container["args"])
     for probe, path in (("livenessProbe", "/-/healthy"), ("readinessProbe", "/-/ready")):

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import yaml
 
 from receiver.config import build as config_module
 from receiver.config.model import EXAMPLE_SECRETS, example_secrets_in_use
@@ -162,6 +163,27 @@ def test_every_secret_default_in_the_example_is_known() -> None:
                           EXAMPLE.read_text())
     assert defaults
     assert set(defaults) <= EXAMPLE_SECRETS
+
+
+@pytest.mark.parametrize("manifest", ["ackd.yaml", "ackd-replicas.yaml"])
+def test_the_kubernetes_placeholders_are_refused_beyond_loopback(manifest: str) -> None:
+    """The manifests' Secrets ship `replace-with-...` values: applied as they are, a pod on
+    0.0.0.0 would take webhooks, API calls and signed links anybody can forge."""
+    docs = list(yaml.safe_load_all((ROOT / "deploy/kubernetes" / manifest).read_text()))
+    [secret] = [doc["stringData"] for doc in docs if doc["kind"] == "Secret"]
+    tokens = {"ACKD_WEBHOOK_TOKEN": "w-9f2c", "ACKD_API_TOKEN": "a-77e1"}
+    for key, value in secret.items():
+        if key not in tokens:
+            continue
+        loaded = replace(config_module.load(EXAMPLE, environ={**tokens, key: value}),
+                         listen_host="0.0.0.0")
+        refused = example_secrets_in_use(loaded)
+        assert refused is not None, key
+        assert "deploy/" in refused
+    if "ACKD_LINK_SECRET" in secret:
+        loaded = replace(config_module.load(EXAMPLE, environ=tokens), listen_host="0.0.0.0",
+                         link_secret=secret["ACKD_LINK_SECRET"].encode())
+        assert "links.secret" in (example_secrets_in_use(loaded) or "")
 
 
 def test_the_earlier_examples_link_secret_is_refused_too() -> None:

@@ -45,6 +45,9 @@ DEFAULT_SEVERITIES = (
 # examples), so known to anyone who read it. Good enough on a loopback address (the quick
 # start), nowhere else.
 EXAMPLE_SECRETS = frozenset({"change-me", "change-me-too", "change-me-link-secret"})
+# The placeholders deploy/kubernetes's Secrets ship ("replace-with-a-long-random-token"): as
+# public as the example's, and a pod listens on 0.0.0.0.
+PLACEHOLDER_PREFIX = "replace-with-"
 LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain", "ip6-localhost"})
 
 
@@ -156,15 +159,23 @@ def example_secrets_in_use(config: Config) -> str | None:
         ("links.secret", config.link_secret.decode(errors="replace"),
          "remove links.secret (ackd keeps a random one in data_dir)"),
     ]
-    known = [(key, fix) for key, value, fix in secrets if value in EXAMPLE_SECRETS]
+    known = [(key, fix) for key, value, fix in secrets if published(value)]
     if not known:
         return None
     keys = ", ".join(key for key, _ in known)
     fixes = " and ".join(dict.fromkeys(fix for _, fix in known))
     return (
         f"refusing to listen on {config.listen_host}:{config.listen_port} with secrets "
-        f"published in config.example.yaml ({keys}): {fixes}, or listen on 127.0.0.1"
+        f"published in config.example.yaml or deploy/ ({keys}): {fixes}, or listen on "
+        f"127.0.0.1"
     )
+
+
+def published(secret: str | None) -> bool:
+    """A secret anybody can read in this repository: the example's, or a manifest's
+    placeholder."""
+    return secret is not None and (secret in EXAMPLE_SECRETS
+                                   or secret.startswith(PLACEHOLDER_PREFIX))
 
 
 def _token_fix(who: Principal) -> str:

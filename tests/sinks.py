@@ -14,13 +14,16 @@ loop stays free to serve these sinks while a test awaits a delivery.
         [mail] = await smtp.wait_for(1)
         assert mail.subject == message.title
 
-`HttpSink(SinkMode.HUNG)` accepts requests and never answers; `SinkMode.ERROR` answers 500;
-`SinkMode.REFUSING` holds a port with no listener, so connections are refused.
+`HttpSink(SinkMode.HUNG)` accepts requests and never answers; `SinkMode.SLOW` holds each
+one `hold` seconds, then answers 200 (a real gateway's send takes that long);
+`SinkMode.ERROR` answers 500; `SinkMode.REFUSING` holds a port with no listener, so
+connections are refused.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import time
@@ -68,6 +71,7 @@ class Arrivals(Generic[T]):
 class SinkMode(StrEnum):
     OK = "ok"  # answer 200 at once
     HUNG = "hung"  # read the request, then never answer
+    SLOW = "slow"  # read the request, wait `hold` seconds, then answer 200
     ERROR = "error"  # answer 500
     REFUSING = "refusing"  # no listener on the port: connections are refused
 
@@ -89,8 +93,9 @@ class SinkRequest:
 class HttpSink:
     """An aiohttp server on 127.0.0.1 that records every request (see the module docstring)."""
 
-    def __init__(self, mode: SinkMode = SinkMode.OK) -> None:
+    def __init__(self, mode: SinkMode = SinkMode.OK, hold: float = 1.0) -> None:
         self.mode = mode
+        self.hold = hold  # seconds a SLOW sink holds each request
         self.port = 0
         self._arrivals: Arrivals[SinkRequest] = Arrivals()
         self._runner: web.AppRunner | None = None
@@ -148,6 +153,9 @@ class HttpSink:
         if self.mode is SinkMode.HUNG:
             await self._release.wait()
             return web.Response(status=503, text="sink stopped")
+        if self.mode is SinkMode.SLOW:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._release.wait(), self.hold)
         if self.mode is SinkMode.ERROR:
             return web.Response(status=500, text="sink says no")
         return web.Response(status=200, text="ok")

@@ -22,6 +22,7 @@ import yaml
 
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.core.model import Alert, AlertStatus
+from receiver.store.postgres.replicas import GRACE
 from tests.harness import (
     TOKEN,
     Ackd,
@@ -149,12 +150,14 @@ def replica_number(ackd: Ackd) -> int:
     return int(found.group(1))
 
 
-async def test_a_page_in_flight_on_a_killed_replica_is_sent_by_another_within_a_second(
+async def test_a_page_in_flight_on_a_killed_replica_is_sent_by_another_after_the_grace(
     tmp_path: Path, pg_cluster: Cluster
 ) -> None:
     """The first delivery hangs at the sink; the replica sending it is SIGKILLed. Its lease
-    named it, its session's lock is gone with it, and another replica sends the page within
-    a second: at least once (the sink saw the first attempt too), as after any crash."""
+    named it, its session's lock is gone with it, and once its number has stayed unlocked for
+    replicas.GRACE (not a database restart, which every replica rides out), another replica
+    sends the page within a second more: at least once (the sink saw the first attempt too),
+    as after any crash."""
     async with HttpSink(SinkMode.HUNG) as sink, fresh_database(pg_cluster) as dsn:
         ackds = replicas_of(tmp_path, dsn, sink, 3, step=600)
         try:
@@ -174,9 +177,10 @@ async def test_a_page_in_flight_on_a_killed_replica_is_sent_by_another_within_a_
                 holder = await conn.fetchval("SELECT leased_by FROM outbox")
                 numbers[holder].kill()
                 killed_at = time.time()
-                second = (await sink.wait_for(2, within=10))[1]
+                second = (await sink.wait_for(2, within=10 + GRACE))[1]
                 assert second.path == "/ana"
-                assert second.received_at - killed_at <= 1.0, second.received_at - killed_at
+                took = second.received_at - killed_at
+                assert GRACE <= took <= GRACE + 1.0, took
                 await recorded(dsn)  # the survivor records it, and it is done
                 sent = await conn.fetchval(
                     "SELECT count(*) FROM timeline WHERE kind = 'notification_sent'")

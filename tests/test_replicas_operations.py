@@ -11,14 +11,16 @@ import json
 from pathlib import Path
 
 import aiohttp
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.core.model import Alert, AlertStatus
+from receiver.store.postgres.replicas import GRACE
 from tests.harness import TOKEN, Ackd, free_port, wait_until, write_config
 from tests.pgcluster import Cluster, fresh_database, start_cluster
-from tests.sinks import HttpSink
-from tests.test_e2e_replicas import START, replica_number
+from tests.sinks import HttpSink, SinkMode
+from tests.test_e2e_replicas import PAYMENTS, START, replica_number, replicas_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy/grafana/dashboards/ackd.json"
@@ -68,6 +70,69 @@ async def test_ready_follows_the_database_down_and_up_again(
     finally:
         ackd.stop()
         cluster.stop()
+
+
+async def test_a_database_restart_sends_each_page_in_flight_once(tmp_path: Path) -> None:
+    """A routine PostgreSQL restart while each of three replicas sends a page to a slow
+    gateway: every session ends, the replicas' advisory locks with them, yet no replica died,
+    so no page goes twice. The replica whose listener comes back first sees the others'
+    numbers unlocked until they claim them again: it gives a number's leases back only once
+    that number has stayed unlocked for replicas.GRACE. And each sender records its delivery
+    once the database is back, on connections the pool opened again."""
+    cluster = start_cluster()  # its own: it is restarted
+    try:
+        async with HttpSink(SinkMode.SLOW, hold=3) as sink:
+            ackds = replicas_of(tmp_path, cluster.dsn(), sink, 3, step=600)
+            for n in range(3):  # a send outlasts the restart (a real gateway's may)
+                config = tmp_path / f"replica{n}" / "ackd.yaml"
+                config.write_text(config.read_text().replace("{timeout: 2s,", "{timeout: 10s,"))
+            try:
+                await asyncio.gather(*(a.start_ready() for a in ackds))
+                async with aiohttp.ClientSession(
+                        headers={"Authorization": f"Bearer {TOKEN}"}) as session:
+                    for n, ackd in enumerate(ackds):  # each replica sends the page it took
+                        labels = {**PAYMENTS, "alertname": f"Restart{n}"}
+                        alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {},
+                                      START, None)
+                        async with session.post(f"{ackd.url}/api/v1/alerts",
+                                                data=json.dumps(build_webhook([alert]))) as r:
+                            assert r.status == 200
+                await sink.wait_for(3, within=20)  # all three held by the gateway
+                cluster.halt()  # pg_ctl restart -m fast
+                cluster.resume()
+                await _sent_once_recorded(cluster.dsn())
+                await asyncio.sleep(GRACE + 2)  # a lease given back would have gone again
+                sent = await _sent_once_recorded(cluster.dsn())
+                logs = [a.log() for a in ackds]
+            finally:
+                for ackd in ackds:
+                    ackd.stop()
+            paths = [r.path for r in sink.requests]
+    finally:
+        cluster.stop()
+    assert paths == ["/ana"] * 3, (paths, [log[-3000:] for log in logs])
+    assert sorted(sent.values()) == [1, 1, 1], sent
+
+
+async def _sent_once_recorded(dsn: str) -> dict[int, int]:
+    """Once the outbox is empty (every delivery's result committed): the notification_sent
+    events of each incident."""
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                conn = await asyncpg.connect(dsn)
+            except (OSError, asyncpg.PostgresError):
+                await asyncio.sleep(0.2)
+                continue
+            try:
+                if not await conn.fetchval("SELECT count(*) FROM outbox"):
+                    rows = await conn.fetch(
+                        "SELECT incident_id, count(*) FROM timeline"
+                        " WHERE kind = 'notification_sent' GROUP BY incident_id")
+                    return {int(r[0]): int(r[1]) for r in rows}
+            finally:
+                await conn.close()
+            await asyncio.sleep(0.2)
 
 
 async def scrape(ackd: Ackd) -> list[tuple[str, dict[str, str], float]]:

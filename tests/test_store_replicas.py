@@ -36,8 +36,9 @@ from receiver.ingest.grouping import AlertOutcome
 from receiver.maintenance.domain import Window
 from receiver.store.base import Transaction
 from receiver.store.codec import to_us
+from receiver.store.postgres import replicas as replicas_module
 from receiver.store.postgres.outbox import LEASE
-from receiver.store.postgres.replicas import OVERDUE, WATCH, claim
+from receiver.store.postgres.replicas import GRACE, OVERDUE, WATCH, claim
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.records import (
@@ -642,13 +643,15 @@ async def test_the_fates_of_a_jobs_outbox_rows_go_in_one_statement(
     assert event.detail == {"recipient": "ana"}
 
 
-async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
-    replicas: list[PostgresStore], pg_dsn: str
+async def test_the_leases_of_a_replica_gone_are_given_back_after_the_grace(
+    replicas: list[PostgresStore], pg_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A replica's lease names it, and its session's advisory lock says it is alive: when
-    that session ends (the process was SIGKILLed: its socket closed), the others' sweep gives
-    its leases back within a fraction of a second, not LEASE later, and wakes its dispatcher
-    to send them."""
+    that session ends (the process was SIGKILLed: its socket closed) and its number stays
+    unlocked for GRACE, the others' sweep gives its leases back, not LEASE later, and wakes
+    their dispatchers to send them; not before GRACE (a database restart ends every session
+    of replicas that live on: see the next test)."""
+    monkeypatch.setattr(replicas_module, "GRACE", 1.0)
     now = datetime.now(UTC)  # the sweep looks for rows overdue by the wall clock
     incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
     ids = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE] * 3, now))
@@ -663,22 +666,60 @@ async def test_the_leases_of_a_replica_gone_are_given_back_at_once(
     await asyncio.sleep(2 * WATCH)
     assert await replicas[1].lease_due_notifications(now, 10) == []  # its holder lives
 
-    # Whichever replica sweeps first gives the rows back and wakes its own dispatcher: when
-    # it does (its listener's call), not when this test gets to look, is what is timed.
-    given_back = asyncio.Event()
-    woken: list[float] = []
-    for store in replicas:
-        store.outbox_listeners.append(lambda: (woken.append(time.monotonic()), given_back.set()))
     doomed.terminate()  # the socket closes, as when the process is killed
     gone = time.monotonic()
     async with asyncio.timeout(5):
-        await given_back.wait()
-    assert woken[0] - gone < 1.0
+        await until(lambda: number not in replicas[1].alive)  # seen gone at once
+    assert await replicas[1].lease_due_notifications(now, 10) == []  # its leases wait
+    async def none_leased() -> bool:
+        return not await replicas[1]._fetch("SELECT 1 FROM outbox WHERE leased_by IS NOT NULL")
+
+    await wait_until(none_leased, 5, "the leases given back", interval=WATCH / 4)
+    given_back = time.monotonic()
+    assert 1.0 <= given_back - gone < 1.0 + 1.0, given_back - gone
     taken = [row.id for row, _ in await replicas[1].lease_due_notifications(now, 10)]
     assert sorted(taken) == ids
-    async with asyncio.timeout(1):
-        await until(lambda: number not in replicas[1].alive)  # its next sweep sees it too
     assert len(replicas[1].alive) == 3
+
+
+async def test_a_replica_listening_again_keeps_its_number_and_its_leases(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """A replica's listening connection ends (a database restart, a failover, a network blip:
+    here pg_terminate_backend) while it holds leases: the others see its number unlocked
+    until it listens again (RELISTEN), takes the same number, and keeps its leases: nobody
+    gives them back, and its own record of the delivery still finds them its own."""
+    now = datetime.now(UTC)
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    ids = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE] * 2, now))
+    leased = await replicas[0].lease_due_notifications(now, 10)
+    assert sorted(row.id for row, _ in leased) == ids
+    number = replicas[0].replica
+    assert number is not None
+    async with asyncio.timeout(5):
+        await until(lambda: all(len(store.alive) == 3 for store in replicas))
+    listener = replicas[0]._listener
+    assert listener is not None
+    listen = replicas[0]._listen
+
+    async def listen_late() -> None:  # the database takes a second to accept it again
+        await asyncio.sleep(1.0)
+        await listen()
+
+    replicas[0]._listen = listen_late  # type: ignore[method-assign]
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        await conn.execute("SELECT pg_terminate_backend($1)", listener.get_server_pid())
+        async with asyncio.timeout(5):
+            await until(lambda: number not in replicas[1].alive)
+            await until(lambda: number in replicas[1].alive)  # listening again, same number
+        assert replicas[0].replica == number
+        await asyncio.sleep(GRACE + 4 * WATCH)
+        holders = await conn.fetch("SELECT DISTINCT leased_by FROM outbox")
+        assert [r[0] for r in holders] == [number]
+        assert await replicas[1].lease_due_notifications(datetime.now(UTC), 10) == []
+    finally:
+        await conn.close()
 
 
 async def test_the_replicas_alive_share_the_deadlines_each_first_to_one(

@@ -9,10 +9,19 @@ expiry to wait for. (A replica hung but still connected keeps its lock: the outb
 lease is the backstop for that.)
 
 What a replica holds names it: an outbox row's lease carries the number (`leased_by`). Every
-replica looks WATCH seconds apart (`sweep`): the numbers locked now, and the leases whose
-holder holds no lock any more, which go back to the outbox due when they were leased, so the
-next pass of any dispatcher sends them. The number list orders the replicas alive, which the
-timer uses to share due deadlines among them (`share`).
+replica looks WATCH seconds apart (`sweep`): the numbers locked now, and the numbers that hold
+leases but no lock. A number unlocked is not yet a replica gone: a restart of PostgreSQL (or a
+failover, or a network blip between one replica and the database) ends every session and so
+every lock, and the replicas take their numbers again as their listeners come back (store.py),
+one after another. So a number's leases go back to the outbox, due when they were leased, only
+once this replica has seen that number unlocked in every sweep for GRACE seconds (`Unlocked`),
+and the next pass of any dispatcher sends them: a page in flight when the database restarts
+is sent once, and one in flight on a replica that died goes again GRACE (and a sweep) after
+its death. A replica never gives its own number's leases back. The number list orders the
+replicas alive, at once (no grace), which the timer uses to share due deadlines among them
+(`share`): a deadline is taken by one replica whatever the list says, so a list short of a
+replica for a moment costs nothing, and a replica gone has its deadlines tried by the others
+within a second.
 
 The same statement says whether any outbox row has been due for longer than OVERDUE and is
 not leased. Rows are not announced (the replica that enqueues them sends them), so a row its
@@ -24,6 +33,8 @@ dispatcher then.
 from __future__ import annotations
 
 import secrets
+import time
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from receiver.core.frozen import frozen
@@ -33,6 +44,10 @@ from receiver.store.postgres.statements import Connection
 # The advisory locks' first key: "ackd" in ASCII. The second is the replica's number.
 LOCK_CLASS = 0x61636B64
 WATCH = 0.2  # seconds between two looks at who is alive
+# Seconds a number holding leases stays unlocked before its leases are given back: well over
+# the time replicas take to listen again after PostgreSQL restarted (store.RELISTEN apart,
+# the restart itself a second or two), well under the lease (outbox.LEASE).
+GRACE = 5.0
 NUMBERS = 2**31 - 1  # numbers are positive int4s (pg_locks shows the key as an unsigned oid)
 # How long a row may be due and not leased before every replica's dispatcher looks (its own
 # takes it at once; within a second, with WATCH and a pass, if not).
@@ -44,17 +59,22 @@ _LIVE = (
     f" AND classid = {LOCK_CLASS} AND objsubid = 2 AND granted"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
-# One statement: who is alive, and every lease held by one who is not given back, due when
-# it was taken (leased_from). SKIP LOCKED: a row another replica is changing is its business.
+# One statement: who is alive; the leases of the numbers given ($2: unlocked for GRACE) that
+# are still unlocked given back, due when they were taken (leased_from); and the numbers other
+# than this replica's ($3) that hold leases and no lock now (the sub-selects see the outbox as
+# it was before the give-back). SKIP LOCKED: a row another replica is changing is its business.
 SWEEP = (
     f"WITH live AS ({_LIVE}),"
     " orphans AS (UPDATE outbox SET next_attempt_at = leased_from, leased_by = NULL"
-    "  WHERE id IN (SELECT id FROM outbox WHERE leased_by IS NOT NULL"
+    "  WHERE id IN (SELECT id FROM outbox WHERE leased_by = ANY($2::bigint[])"
     "   AND leased_by NOT IN (SELECT replica FROM live) FOR UPDATE SKIP LOCKED)"
     "  RETURNING id)"
     " SELECT (SELECT coalesce(array_agg(replica ORDER BY replica), '{}') FROM live),"
     " (SELECT count(*) FROM orphans),"
-    " EXISTS (SELECT 1 FROM outbox WHERE next_attempt_at <= $1)"
+    " EXISTS (SELECT 1 FROM outbox WHERE next_attempt_at <= $1),"
+    " (SELECT coalesce(array_agg(DISTINCT leased_by), '{}') FROM outbox"
+    "  WHERE leased_by IS NOT NULL AND leased_by NOT IN (SELECT replica FROM live)"
+    "  AND leased_by IS DISTINCT FROM $3)"
 )
 
 
@@ -63,6 +83,26 @@ class Sweep:
     alive: tuple[int, ...]  # the numbers of the replicas alive, ascending
     orphans: int  # leases given back, of replicas gone
     overdue: bool  # a row due for longer than OVERDUE and not leased (a lease moves it later)
+    unlocked: tuple[int, ...] = ()  # other numbers holding leases and no lock, as swept
+
+
+class Unlocked:
+    """Since when this replica has seen each number hold leases and no lock, sweep after
+    sweep (monotonic seconds); which of them have been so for GRACE."""
+
+    def __init__(self) -> None:
+        self._since: dict[int, float] = {}
+
+    def expired(self, now: float) -> list[int]:
+        return [n for n, since in self._since.items() if now - since >= GRACE]
+
+    def seen(self, numbers: Iterable[int], now: float) -> None:
+        """A sweep's numbers: a number not among them was locked again (or holds nothing)."""
+        self._since = {n: self._since.get(n, now) for n in numbers}
+
+    def forget(self) -> None:
+        """A sweep failed: what was not seen is not known to have lasted."""
+        self._since.clear()
 
 
 async def claim(conn: Connection, wanted: int | None = None) -> int:
@@ -77,10 +117,19 @@ async def claim(conn: Connection, wanted: int | None = None) -> int:
         number = 1 + secrets.randbelow(NUMBERS)
 
 
-async def sweep(conn: Connection, now: datetime) -> Sweep:
-    row = await conn.fetchrow(SWEEP, to_us(now - OVERDUE))
+async def sweep(
+    conn: Connection, now: datetime, expired: Iterable[int] = (), own: int | None = None,
+    unlocked: Unlocked | None = None,
+) -> Sweep:
+    """Who is alive, and the leases of the `expired` numbers still unlocked given back; the
+    numbers holding leases and no lock go to `unlocked` (this replica's `own` never does)."""
+    row = await conn.fetchrow(SWEEP, to_us(now - OVERDUE), list(expired), own)
     assert row is not None
-    return Sweep(tuple(int(n) for n in row[0]), int(row[1]), bool(row[2]))
+    found = Sweep(tuple(int(n) for n in row[0]), int(row[1]), bool(row[2]),
+                  tuple(int(n) for n in row[3]))
+    if unlocked is not None:
+        unlocked.seen(found.unlocked, time.monotonic())
+    return found
 
 
 def share(deadline_id: int, alive: tuple[int, ...], replica: int) -> bool:

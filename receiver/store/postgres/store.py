@@ -41,10 +41,12 @@ to look at the outbox (`_catch_up`). The listening connection is watched too: wh
 meanwhile are lost, the same catch-up runs and the run-time state is read again.
 
 The listening connection also says that this replica is alive: its session holds the
-replica's advisory lock (replicas.py), and what the replica leases carries its number. A
-watch task looks every WATCH seconds at who is alive: the leases of a replica gone go back
-to the outbox, a row due and left unleased (replicas.OVERDUE) wakes the dispatcher, and who
-is alive decides which replica tries each due deadline first (`first_to_try`).
+replica's advisory lock (replicas.py), and what the replica leases carries its number; a
+listener opened again takes the same number, so a restart of PostgreSQL leaves every replica
+its leases. A watch task looks every WATCH seconds at who is alive: the leases of a number
+unlocked for replicas.GRACE go back to the outbox, a row due and left unleased
+(replicas.OVERDUE) wakes the dispatcher, and who is alive decides which replica tries each
+due deadline first (`first_to_try`).
 """
 
 from __future__ import annotations
@@ -84,7 +86,7 @@ from receiver.store.postgres.announce import Announcer
 from receiver.store.postgres.incidents import VERSIONS
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import OUTBOX_CHANNEL
-from receiver.store.postgres.replicas import WATCH, Sweep, claim, share, sweep
+from receiver.store.postgres.replicas import GRACE, WATCH, Sweep, Unlocked, claim, share, sweep
 from receiver.store.postgres.schema import MIGRATIONS
 from receiver.store.postgres.statements import CHANGES_CHANNEL, DEADLINES_CHANNEL, Connection
 from receiver.store.postgres.text import escape
@@ -160,6 +162,7 @@ class PostgresStore:
         # This replica's number (its advisory lock), and the numbers of the replicas alive.
         self.replica: int | None = None
         self.alive: tuple[int, ...] = ()
+        self._unlocked = Unlocked()  # since when numbers holding leases were seen unlocked
         self._queue: asyncio.Queue[Job[Any]] = asyncio.Queue()
         self._versions = VersionReads(self._read_versions)
         self._announcer = Announcer(self._announce)
@@ -207,7 +210,17 @@ class PostgresStore:
         listener = await connect(self._dsn, self._connect_timeout)
         try:
             # Before anything is leased: what this replica holds names a lock that is held.
-            self.replica = await claim(listener, self.replica)
+            # Listening again, it takes its number again, and keeps its leases (the others
+            # give them back only after GRACE: replicas.py).
+            number = await claim(listener, self.replica)
+            if self.replica is not None and number != self.replica:
+                # Its number is still locked: the session that held it lingers on the server
+                # (a network cut it never saw). What this replica leased moves to its new one.
+                await listener.execute("UPDATE outbox SET leased_by = $1 WHERE leased_by = $2",
+                                       number, self.replica)
+                log.warning("listening again as replica %d: replica %d's session lingers",
+                            number, self.replica)
+            self.replica = number
             await listener.add_listener(DEADLINES_CHANNEL, self._on_deadline)
             await listener.add_listener(OUTBOX_CHANNEL, self._on_outbox)
             await listener.add_listener(CHANGES_CHANNEL, self._on_change)
@@ -253,8 +266,9 @@ class PostgresStore:
             on_outbox()
 
     async def _watch_replicas(self) -> None:
-        """Every WATCH seconds: who is alive, and the leases of those gone given back; when
-        one is gone, what it armed or enqueued and did not announce is read (_catch_up)."""
+        """Every WATCH seconds: who is alive, and the leases of those gone (unlocked for
+        GRACE) given back; when one is gone, what it armed or enqueued and did not announce
+        is read (_catch_up)."""
         failing = False
         behind = False  # a replica went and what it left is not read yet
         while True:
@@ -275,8 +289,8 @@ class PostgresStore:
     async def _swept(self, found: Sweep, behind: bool) -> bool:
         """Act on a sweep; whether what a replica gone left is still to be read."""
         if found.orphans:
-            log.warning("%d page(s) leased by a replica that is gone are sent again",
-                        found.orphans)
+            log.warning("%d page(s) leased by a replica gone for %gs are sent again",
+                        found.orphans, GRACE)
         if found.alive != self.alive:
             self.alive = found.alive
             log.info("replicas alive: %d", len(found.alive))
@@ -296,8 +310,15 @@ class PostgresStore:
             raise StoreUnavailable("the store is not open")
         try:
             async with self._pool.acquire() as conn:
-                return await sweep(conn, datetime.now(UTC))
-        except (*BROKEN, asyncpg.PostgresError) as exc:
+                try:
+                    return await sweep(conn, datetime.now(UTC),
+                                       self._unlocked.expired(time.monotonic()), self.replica,
+                                       self._unlocked)
+                except UNSOUND:
+                    conn.terminate()  # see UNSOUND
+                    raise
+        except (*BROKEN, *UNSOUND, asyncpg.PostgresError) as exc:
+            self._unlocked.forget()
             raise StoreUnavailable(str(exc) or type(exc).__name__) from exc
 
     def first_to_try(self, deadline_id: int) -> bool:

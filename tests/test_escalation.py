@@ -326,6 +326,42 @@ def test_unacknowledged_policy_pages_in_order(
     assert sim.deadlines == {}
 
 
+def test_a_step_armed_for_a_severity_lowered_since_is_skipped_when_due() -> None:
+    """SEV1 lowered to SEV2 at minute 20, with the SEV1-only step armed for minute 30: it
+    pages nobody, says so on the timeline, and the rest runs as SEV2's would have (the
+    repeat 15 minutes after dee's step, not after the skipped one)."""
+    sim = Sim.open("SEV1")
+    sim.run(until=T0 + 20 * MIN)
+    sim.incident = replace(sim.incident, severity="SEV2")
+    sim.run()
+    assert sim.pages == SEV2_RUN
+    skipped = [(at, detail) for at, kind, detail in sim.events if kind is EventKind.STEP_SKIPPED]
+    assert skipped == [(30, {"step": 3, "number": 4, "cycle": 0, "run": 0,
+                             "severity": "SEV2", "severities": ["SEV1"]})]
+    assert sim.events[-1][:2] == (45, EventKind.ESCALATION_EXHAUSTED)
+
+
+def test_a_skipped_step_times_the_next_from_the_step_before_it() -> None:
+    """A step timed from the one before follows the last step that fired, as if the skipped
+    one had been skipped when it was armed: bo at 0 + 7, not 5 + 7. After it, SEV2's steps
+    as usual (the SEV1-only step at 20 passed over when bo fires, cy 4 after bo)."""
+    policy = Policy("p", (
+        Step(timedelta(0), (user("ana"),)),
+        Step(5 * MIN, (user("erin"),), relative_to_previous=True,
+             severities=frozenset({"SEV1"})),
+        Step(7 * MIN, (user("bo"),), relative_to_previous=True),
+        Step(20 * MIN, (user("erin"),), severities=frozenset({"SEV1"})),
+        Step(4 * MIN, (user("cy"),), relative_to_previous=True),
+    ))
+    sim = Sim.open("SEV1", policy=policy)
+    sim.run(until=T0 + MIN)
+    sim.incident = replace(sim.incident, severity="SEV2")
+    sim.run()
+    assert sim.pages == [(0, "ana", "triggered"), (2, "ana", "triggered"),
+                         (7, "bo", "escalated"), (11, "cy", "escalated")]
+    assert [at for at, kind, _ in sim.events if kind is EventKind.STEP_SKIPPED] == [5]
+
+
 def test_step_fired_event_describes_the_step() -> None:
     sim = Sim.open()
     sim.fire_next()

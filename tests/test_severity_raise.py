@@ -2,7 +2,8 @@
 80% and {severity="critical"} at 95% shares its group, and the critical one must not wait in
 the warning's low-urgency incident. The decision in tables (incidents/severity.py), then the
 daemon in-process on a fake clock, on SQLite and on PostgreSQL: the raise is the one a person
-makes (timeline, escalation over under the new severity, its stakeholders told)."""
+makes (timeline, escalation over under the new severity, its stakeholders told). And a
+lowered incident skips a step armed for the old severity only."""
 
 from __future__ import annotations
 
@@ -111,9 +112,11 @@ async def api(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[A
             yield started
 
 
-async def _api(tmp_path: Path, storage: str) -> AsyncIterator[Api]:
+async def _api(tmp_path: Path, storage: str, before_secondary: str = "") -> AsyncIterator[Api]:
     path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m",
                         extra=ROOMS + storage)
+    secondary = "      - {delay: 5m, notify: [{oncall: secondary}]}\n"
+    path.write_text(path.read_text().replace(secondary, before_secondary + secondary))
     path.write_text(path.read_text().replace(
         "{name: payments, schedule: payments, lead: cy}",
         f"{{name: payments, schedule: payments, lead: cy, {HOURS}}}"))
@@ -196,3 +199,34 @@ async def test_alerts_never_lower_and_a_new_urgent_alert_raises_what_a_person_lo
         ("ana", {"from": "SEV1", "to": "SEV2", "raised": False}),
         ("alertmanager", {"from": "SEV2", "to": "SEV1", "raised": True}),
     ]
+
+
+@pytest.fixture
+async def sev1_step(tmp_path: Path) -> AsyncIterator[Api]:
+    """The daemon on SQLite, its policy with a step for SEV1 only (cy, 3 minutes in) between
+    the primary's and the secondary's (5 minutes after the step that fired before it)."""
+    step = "      - {after: 3m, severities: [SEV1], notify: [{user: cy}]}\n"
+    async for started in _api(tmp_path, "", step):
+        yield started
+
+
+async def test_a_step_for_the_old_severity_only_is_skipped_after_a_lowering(
+    sev1_step: Api,
+) -> None:
+    api = sev1_step
+    [number] = await _post(api, CRITICAL)
+    assert sorted(api.paged()) == ["ana", "exec-room", "status-room"]
+    await api.clock.jump(timedelta(minutes=1))
+    status, body = await api.call("PUT", f"/api/v1/incidents/{number}/severity",
+                                  {"severity": "SEV2"}, token=ANA_TOKEN)
+    assert (status, body["severity"]) == (200, "SEV2")
+    await api.clock.jump(timedelta(minutes=2))
+    await api.settle()
+    assert api.paged()[3:] == []  # cy's step is SEV1's only
+    skipped = [e["detail"] for e in (await _incident(api, number))["timeline"]
+               if e["kind"] == "step_skipped"]
+    assert skipped == [{"step": 1, "number": 2, "cycle": 0, "run": 0, "severity": "SEV2",
+                        "severities": ["SEV1"]}]
+    await api.clock.jump(timedelta(minutes=2))  # 5 minutes after ana's step, as for a SEV2
+    await api.settle()
+    assert api.paged()[3:] == ["bo"]

@@ -90,6 +90,8 @@ class EventKind(StrEnum):
     SNOOZED = "snoozed"
     SNOOZE_ENDED = "snooze_ended"
     STEP_FIRED = "step_fired"
+    # A step came due for severities the incident no longer has (lowered since it was armed).
+    STEP_SKIPPED = "step_skipped"
     ESCALATION_EXHAUSTED = "escalation_exhausted"
     ESCALATION_DEFERRED = "escalation_deferred"  # low urgency outside working hours
     RE_ESCALATED = "re_escalated"  # acknowledged but left alone too long

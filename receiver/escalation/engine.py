@@ -145,6 +145,8 @@ def _fire_step(
     if state.status is not EscalationStatus.ACTIVE or key != current:
         return Plan(state)
     index = state.next_step
+    if not state.policy.steps[index].applies_to(severity):
+        return _skip_step(state, severity, index, now)
     targets, round_robin_turns = chosen_targets(state.policy, index, cursors)
     recipients, unresolved, rebound = reach(targets, directory, now)
     reason = page_reason(state.policy, severity, state.run, state.cycle, index, state.cause)
@@ -175,19 +177,36 @@ def _fire_step(
     )
 
 
-def _advance(state: EscalationState, severity: str, at_once: bool, now: datetime) -> Plan:
-    """Arm whatever follows the step that just fired: the next step, a new cycle, or nothing."""
+def _skip_step(state: EscalationState, severity: str, index: int, now: datetime) -> Plan:
+    """The step came due for severities the incident no longer has (lowered since the step
+    was armed): it pages nobody, and what follows is timed as if next_applicable had skipped
+    it when it was armed, from the step of this cycle that fired last (or the cycle's start)."""
+    step = state.policy.steps[index]
+    detail = {"step": index, "number": index + 1, "cycle": state.cycle, "run": state.run,
+              "severity": severity, "severities": sorted(step.severities or ())}
+    skipped = TimelineEvent(now, EventKind.STEP_SKIPPED, detail=detail)
+    start, last = state.cycle_started_at, state.last_fired_at
+    since = last if last is not None and (start is None or last >= start) else start
+    then = _advance(state, severity, at_once=False, now=now, since=since)
+    return replace(then, events=(skipped, *then.events))
+
+
+def _advance(state: EscalationState, severity: str, at_once: bool, now: datetime,
+             since: datetime | None = None) -> Plan:
+    """Arm whatever follows the step that just fired (at `since`, if not now): the next
+    step, a new cycle, or nothing."""
     policy = state.policy
+    fired_at = now if since is None else since
     following = next_applicable(policy, severity, after=state.next_step)
     if following is not None:
         step = policy.steps[following]
-        base = now if step.relative_to_previous else (state.cycle_started_at or now)
+        base = fired_at if step.relative_to_previous else (state.cycle_started_at or now)
         due = now if at_once else max(base + step.delay, now)
         key = step_key(state.run, state.cycle, following)
         armed = Deadline(due, DeadlineKind.STEP, key)
         return Plan(replace(state, next_step=following), arm=(armed,))
     if state.cycle < policy.repeat:
-        start_at = now if at_once else now + policy.repeat_after
+        start_at = now if at_once else fired_at + policy.repeat_after
         return _begin_cycle(state, severity, state.run, state.cycle + 1, start_at, now)
     return _exhausted(state, now, "every step fired and nobody acknowledged")
 

@@ -102,8 +102,7 @@ async def until_run(api: Api, number: int, path: str) -> int:
     return paged
 
 
-PATHS = ["reack", "snooze_end", "unack", "maintenance_end", "reassign_team", "reassign_user",
-         "severity_raised"]
+PATHS = ["reack", "snooze_end", "unack", "maintenance_end", "reassign_team", "severity_raised"]
 
 
 async def fire_before(api: Api, path: str, begins: datetime) -> int:
@@ -131,7 +130,22 @@ async def test_a_new_run_after_hours_waits_for_them(start: Start, path: str) -> 
     assert (await api.paged_once(paged + 1))[paged:] == [first]
 
 
-@pytest.mark.parametrize("path", PATHS)
+async def test_a_person_named_by_a_reassignment_is_paged_at_once_at_any_hour(
+    start: Start,
+) -> None:
+    """Reassigning to cy by name at night means "page cy now", as paging her in does; if she
+    does not answer, the team's policy behind her follows."""
+    api = await start(MONDAY.replace(hour=8))
+    number = await fire_before(api, "reassign_user", AFTER_HOURS)
+    paged = await until_run(api, number, "reassign_user")
+    assert api.clock.now() == AFTER_HOURS
+    assert (await api.paged_once(paged + 1))[paged:] == ["cy"]
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert [e for e in body["timeline"] if e["kind"] == "escalation_deferred"
+            and datetime.fromisoformat(e["at"]) >= AFTER_HOURS] == []
+
+
+@pytest.mark.parametrize("path", [*PATHS, "reassign_user"])
 async def test_a_new_run_in_hours_pages_at_once(start: Start, path: str) -> None:
     api = await start(MONDAY.replace(hour=8))
     number = await fire_before(api, path, IN_HOURS)

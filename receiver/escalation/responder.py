@@ -558,15 +558,18 @@ class Responder:
 
     async def restart(
         self, tx: Transaction, incident: Incident, event: TimelineEvent, now: datetime,
-        policy: Policy | None = None, cause: RunCause | None = None,
+        policy: Policy | None = None, cause: RunCause | None = None, *, at_once: bool = False,
     ) -> None:
         """Escalation starts over (a reassignment, a raised severity: `cause`, which its
         pages name), in `tx`: the first step that applies pages at once, in this
-        transaction."""
+        transaction; a low-urgency run outside working hours waits for them, unless
+        `at_once` (a person named by whoever reassigned: their choice, at any hour)."""
         state = await self._state(tx, incident)
         if state is None:
             raise InvalidTransition(f"incident {incident.id} has no escalation to restart")
         severity, hours = self._urgency(incident)
+        if at_once:
+            hours = None
         plan = escalation.restart(state, incident, severity, event, now, policy, cause,
                                   hours=hours)
         await self._apply(tx, incident, plan, now)

@@ -94,8 +94,11 @@ class IncidentDesk:
                 assert to.user is not None
                 policy = assignment.person_policy(
                     config.policy_for(incident.policy, incident.team), to.user)
+            # A person named by whoever reassigned is paged now, at any hour, as a responder
+            # paged in is: the name is their choice. A team's policy waits for its hours.
             await self._responder.restart(tx, incident, event, now, policy,
-                                          assignment.reassigned_cause(to, actor))
+                                          assignment.reassigned_cause(to, actor),
+                                          at_once=to.user is not None)
             return await tx.incident(incident_id)
 
         return await self._store.write(job)

@@ -91,6 +91,38 @@ async def test_store_trouble_retries_instead_of_losing(fake_clock: FakeClock) ->
     await scheduler.stop()
 
 
+async def test_one_deadline_that_fails_neither_drops_nor_holds_the_others(
+    fake_clock: FakeClock,
+) -> None:
+    """A deadline whose firing raises (a bug, a state it cannot read) failed its whole batch's
+    job, and every deadline of the batch was dropped from the heap until a restart: 511 steps
+    lost for one. Now the others fire at once, each alone, and the faulty one is tried again
+    a minute later, for as long as it fails."""
+    attempts: list[list[int]] = []
+    broken = {2}
+
+    async def fire(ids: list[int]) -> None:
+        attempts.append(ids)
+        if broken & set(ids):
+            raise ValueError("cannot read the escalation state")
+
+    scheduler = Scheduler(fake_clock, fire)
+    scheduler.load([(1, fake_clock.now()), (2, fake_clock.now()), (3, fake_clock.now())])
+    scheduler.start()
+    await settle()
+    assert attempts == [[1, 2, 3], [1], [2], [3]]
+    assert len(scheduler) == 1  # the faulty one, armed again
+    await fake_clock.jump(59)
+    assert attempts[4:] == []
+    await fake_clock.jump(1)
+    assert attempts[4:] == [[2]]
+    broken.clear()  # fixed (a reload, a transient fault gone)
+    await fake_clock.jump(60)
+    assert attempts[4:] == [[2], [2]]
+    assert len(scheduler) == 0
+    await scheduler.stop()
+
+
 async def test_a_deadline_another_replica_tries_first_is_tried_a_grace_later(
     fake_clock: FakeClock,
 ) -> None:

@@ -33,6 +33,10 @@ log = logging.getLogger(__name__)
 Fire = Callable[[list[int]], Awaitable[None]]
 MAX_BATCH = 512
 RETRY_AFTER = timedelta(seconds=1)
+# A deadline whose firing raised an error of its own (a bug, a state it cannot read) is tried
+# again this much later, for as long as it fails: an escalation step is never dropped, and a
+# step that keeps failing costs one log line a minute, not a busy loop.
+FAILED_RETRY = timedelta(minutes=1)
 # How long after its due time a replica tries a deadline that another replica tries first.
 # Short enough that a dead replica's deadlines fire well within a second of their due time,
 # long enough that a live one has taken its own by then.
@@ -111,11 +115,23 @@ class Scheduler:
         except StoreUnavailable as exc:
             # Not lost: the rows are still in the store; try again shortly.
             log.error("firing %d deadline(s) failed, retrying: %s", len(batch), exc)
-            retry_at = self._clock.now() + RETRY_AFTER
-            for _, deadline_id in batch:
-                heapq.heappush(self._heap, (retry_at, deadline_id))
+            self._again(batch, RETRY_AFTER)
         except Exception:
-            log.exception("firing deadlines %s failed", [d for _, d in batch])
+            if len(batch) > 1:
+                # One deadline's error rolled back the whole batch's job: fire each alone,
+                # so that the others' steps go now and only the faulty one waits.
+                for one in batch:
+                    await self._fire_batch([one])
+                return
+            log.exception("firing deadline %d failed, trying it again in %s", batch[0][1],
+                          FAILED_RETRY)
+            self._again(batch, FAILED_RETRY)
+
+    def _again(self, batch: list[tuple[datetime, int]], after: timedelta) -> None:
+        """The rows are still in the store (the failed job took none): arm them again."""
+        retry_at = self._clock.now() + after
+        for _, deadline_id in batch:
+            heapq.heappush(self._heap, (retry_at, deadline_id))
 
     async def _sleep(self) -> None:
         self._wakeup.clear()

@@ -41,6 +41,7 @@ from receiver.escalation.unreached import reload_lines
 from receiver.heartbeats.service import Heartbeats
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.service import Incidents
+from receiver.ingest.regroup import regroup_line, regrouped
 from receiver.maintenance.service import Maintenance
 from receiver.notify.contacts import index_of
 from receiver.notify.notifier import AppriseNotifier, Notifier
@@ -370,9 +371,11 @@ class Daemon:
 
     async def _look_at_open(self, config: Config) -> None:
         """A WARNING for each schedule, layer, lead, user or channel the open incidents'
-        policies name and `config` lacks (escalation/unreached.py). A reload never refuses a
-        file for them (an incident may stay open for days), but the operator hears of them
-        now, not when a step pages nobody."""
+        policies name and `config` lacks (escalation/unreached.py), and one for the open
+        incidents whose alerts `config` groups elsewhere (ingest/regroup.py). A reload never
+        refuses a file for them (an incident may stay open for days), but the operator hears
+        of them now, not when a step pages nobody or an alert pages twice."""
+        await self._look_at_groups(config)
         try:
             policies = [(number, state_from_dict(raw).policy)
                         for number, raw in await self.store.open_escalations()]
@@ -383,6 +386,15 @@ class Daemon:
             return
         for line in lines:
             log.warning("%s", line, extra=fields("config_unreached"))
+
+    async def _look_at_groups(self, config: Config) -> None:
+        try:
+            moved = regrouped(await self.store.open_firing_alerts(), config.route)
+        except Exception as exc:  # only a warning is lost: the reload or start goes on
+            log.warning("cannot look at the open incidents' alerts: %s", exc)
+            return
+        if moved:
+            log.warning("%s", regroup_line(moved), extra=fields("config_regrouped"))
 
     def _maintenance_config(self, config: Config) -> None:
         """Held incidents look again when the file's windows changed: a window it shortened

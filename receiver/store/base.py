@@ -430,6 +430,11 @@ class Store(Protocol):
         oldest first: what a reload looks at (escalation/unreached.py)."""
         ...
 
+    async def open_firing_alerts(self) -> list[tuple[int, str, dict[str, str]]]:
+        """(incident id, group key, labels) of each firing alert of every open incident,
+        by incident: what a reload routes again (ingest/regroup.py)."""
+        ...
+
     async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
         """Incidents before this one that held any of its alerts, newest first."""
         ...

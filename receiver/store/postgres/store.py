@@ -635,6 +635,15 @@ class PostgresStore:
         )
         return [(int(r[0]), loads(r[1])) for r in rows]
 
+    async def open_firing_alerts(self) -> list[tuple[int, str, dict[str, str]]]:
+        """(incident id, group key, labels) of each firing alert of every open incident."""
+        rows = await self._fetch(
+            "SELECT i.id, i.group_key, a.labels FROM incidents i"
+            " JOIN alerts a ON a.incident_id = i.id"
+            " WHERE i.state != 'resolved' AND a.status = 'firing' ORDER BY i.id"
+        )
+        return [(int(r[0]), r[1], loads(r[2])) for r in rows]
+
     async def maintenance_windows(self) -> list[Window]:
         """The maintenance windows made through the API, oldest first."""
         rows = await self._fetch(f"SELECT {WINDOW_COLUMNS} FROM maintenance ORDER BY id")

@@ -557,6 +557,15 @@ class SqliteStore:
         )
         return [(int(r[0]), loads(r[1])) for r in rows]
 
+    async def open_firing_alerts(self) -> list[tuple[int, str, dict[str, str]]]:
+        """(incident id, group key, labels) of each firing alert of every open incident."""
+        rows = await self._fetchall(
+            "SELECT i.id, i.group_key, a.labels FROM incidents i"
+            " JOIN alerts a ON a.incident_id = i.id"
+            " WHERE i.state != 'resolved' AND a.status = 'firing' ORDER BY i.id"
+        )
+        return [(int(r[0]), r[1], loads(r[2])) for r in rows]
+
 
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
     """Refuse a damaged file at start: a bad page otherwise fails, forever, every write that

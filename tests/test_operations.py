@@ -4,7 +4,6 @@ reload state, build info), POST /-/reload and its answers, and `--log-format jso
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import os
@@ -207,8 +206,9 @@ async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
 
 
 def _hash_of(text: str) -> float:
-    """What ackd_config_hash shows for a file: its SHA-256's first 48 bits."""
-    return float(int(hashlib.sha256(text.encode()).hexdigest()[:12], 16))
+    """What ackd_config_hash shows for a file (no variables, no `*_file`s): the first 48 bits
+    of its published digest (tests/test_config_digest.py holds what that covers)."""
+    return float(int(config_module.parse("ackd.yaml", text).published_digest()[:12], 16))
 
 
 async def test_an_unreadable_file_is_a_refusal_too(api: Api) -> None:

@@ -212,7 +212,8 @@ class Daemon:
         self._body_timeout = body_timeout
         self.clock = clock or SystemClock()
         self.metrics = metrics_ or Metrics()
-        self.metrics.config_loaded(True, self.clock.now().timestamp(), config.digest)
+        self.metrics.config_loaded(True, self.clock.now().timestamp(),
+                                   config.published_digest())
         self._store_kind = kind = STORES[config.store_kind]
         self.store = kind.make(
             config, migrate, lambda name, kind, url: index_of(
@@ -457,7 +458,7 @@ class Daemon:
         else:
             refused = self.coordinator.reload(path)
         self.metrics.config_loaded(refused is None, self.clock.now().timestamp(),
-                                   self.config.digest)
+                                   self.config.published_digest())
         if refused is not None:
             log.error("reload refused, keeping the running config:\n%s", refused)
         else:

@@ -10,6 +10,8 @@ out of every repr so they never reach a log.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import field, replace
@@ -104,9 +106,21 @@ class Config:
     postgres: PostgresSettings | None = None
     heartbeats: tuple[Heartbeat, ...] = ()
     maintenance: tuple[Window, ...] = ()
-    # SHA-256 (hex) of the file's text as read, before ${VARIABLES} are filled in: replicas
-    # that report different digests run different files (ackd_config_hash).
+    # SHA-256 (hex) of what this config runs with: the file's text, the values its
+    # ${VARIABLES} took and the contents of its `*_file`s (config/build._digest). It holds
+    # the secrets: show only published_digest().
     digest: str = ""
+
+    def published_digest(self) -> str:
+        """What ackd_config_hash shows (hex): `digest` under HMAC-SHA256 keyed by the link
+        secret. Replicas that run the same file, environment and secret files show the same
+        value, and a changed token, contact URL or DSN changes it; a different link secret
+        changes it too (itself an inconsistency: links signed by one replica fail on the
+        others). Keyed, so that the metric is no oracle for guessing a secret offline (a
+        phone number in an SMS URL has far fewer than 48 bits): without the link secret
+        no guess can be checked, and the link secret is no more exposed than by any link
+        it signs."""
+        return hmac.new(self.link_secret, self.digest.encode(), hashlib.sha256).hexdigest()
 
     @property
     def db_path(self) -> Path:

@@ -52,8 +52,9 @@ class Metrics:
         )
         self.config_hash = Gauge(
             "ackd_config_hash",
-            "The running configuration file's SHA-256, its first 48 bits as a number: replicas "
-            "that report different values run different files", registry=r,
+            "The running configuration's digest (the file, its variables' values and its "
+            "*_file contents, keyed by the link secret), its first 48 bits as a number: "
+            "replicas that report different values run different configurations", registry=r,
         )
         self.build_info = Gauge(
             "ackd_build_info", "Always 1; the labels say which ackd and Python run",
@@ -186,9 +187,9 @@ class Metrics:
         self.store_batch.observe(jobs)
 
     def config_loaded(self, ok: bool, at: float, digest: str) -> None:
-        """A load or reload attempt at Unix time `at`, and the digest (hex SHA-256) of the file
-        that runs after it: a refused one keeps the old timestamp and digest, since the old
-        configuration is what runs."""
+        """A load or reload attempt at Unix time `at`, and the published digest (hex, see
+        Config.published_digest) of the config that runs after it: a refused one keeps the
+        old timestamp and digest, since the old configuration is what runs."""
         self.reload_successful.set(1 if ok else 0)
         if ok:
             self.reload_timestamp.set(at)

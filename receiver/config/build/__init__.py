@@ -19,6 +19,8 @@ flags and environment passes exactly what serve would run.
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -132,12 +134,15 @@ def _parse_text(
     file: str, text: str, environ: Mapping[str, str] | None
 ) -> tuple[Located, Config]:
     unset: list[ConfigProblem] = []
-    located = load_yaml(file, text, environ, collect=unset)
+    env = os.environ if environ is None else environ
+    located = load_yaml(file, text, env, collect=unset)
     spec, problems, pruned = schema_problems.validate(located)
     config = None
+    files: dict[str, str] = {}
     if spec is not None:
         builder = Builder(located, spec, Path(file).parent, pruned.original)
         config = build(builder)
+        files = builder.files
         problems += [p for p in builder.problems if not pruned.cascade(p.message)]
     # An unset variable reads as "": what that empty value breaks is the same problem.
     said = {p.key for p in unset}
@@ -145,7 +150,20 @@ def _parse_text(
     if problems:
         raise ConfigError(list(dict.fromkeys(problems)))
     assert config is not None
-    return located, replace(config, digest=hashlib.sha256(text.encode()).hexdigest())
+    return located, replace(config, digest=_digest(text, located, env, files))
+
+
+def _digest(
+    text: str, located: Located, env: Mapping[str, str], files: Mapping[str, str]
+) -> str:
+    """SHA-256 (hex) of what the config runs with: the file's text, the value of each
+    `${VARIABLE}` the environment set for it, and the contents of each `*_file` read. It
+    holds secrets (a guess at one can be checked against it): never shown as it is, see
+    Config.published_digest."""
+    names = sorted({name for used in located.variables.values() for name in used})
+    material = {"text": text, "variables": {name: env[name] for name in names},
+                "files": dict(files)}
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 
 def build(b: Builder) -> Config | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from receiver.config.schema import ConfigSpec
-from receiver.config.yamlsource import Located
+from receiver.config.yamlsource import Located, render_path
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.core.errors import ConfigProblem
 from receiver.escalation.policy import User
@@ -34,6 +34,9 @@ class Builder:
         # (config.problems.Pruned): `origin` turns its paths back into the file's.
         self.origin = origin or (lambda path: path)
         self.problems: list[ConfigProblem] = []
+        # The contents of the `*_file`s read, by key (`links.secret_file`): part of what the
+        # config runs with, so part of its digest (Config.digest).
+        self.files: dict[str, str] = {}
 
     def fail(self, path: KeyPath, message: str) -> None:
         self.problems.append(self.located.problem(self.origin(path), message))
@@ -57,7 +60,10 @@ class Builder:
         if file is None:
             return inline
         path = (self.base_dir / file) if not Path(file).is_absolute() else Path(file)
-        return self.attempt((*at, f"{key}_file"), lambda: _read_secret(path))
+        value = self.attempt((*at, f"{key}_file"), lambda: _read_secret(path))
+        if value is not None:
+            self.files[render_path(self.origin((*at, f"{key}_file")))] = value
+        return value
 
     def unique(self, at: KeyPath, names: Sequence[str]) -> None:
         seen: set[str] = set()

@@ -118,3 +118,54 @@ def test_the_connect_timeout_is_ten_seconds_unless_set(tmp_path: Path) -> None:
 )
 def test_the_address_a_message_names_holds_no_credentials(dsn: str, where: str) -> None:
     assert address(dsn) == where
+
+
+# The password of tester-ha's report, as an operator pastes it: '@', '/', '#', '%', ':'.
+RAW = "postgresql://sp:p@ss/w#rd%:x@127.0.0.1:15532/ackd"
+ENCODED = "postgresql://sp:p%40ss%2Fw%23rd%25%3Ax@127.0.0.1:15532/ackd"
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        pytest.param(RAW, id="at-slash-hash"),
+        pytest.param("postgresql://sp:p@ss@db/ackd", id="at"),
+        pytest.param("postgresql://sp:pa#ss@db/ackd", id="hash"),
+        pytest.param("postgresql://sp:pa/ss@db/ackd", id="slash"),
+        pytest.param("postgresql://sp:100%sure@db/ackd", id="percent"),
+        pytest.param("postgresql://sp:p@ss@db/ackd?application_name=a@b", id="at-and-query"),
+    ],
+)
+def test_a_dsn_whose_password_holds_raw_reserved_characters_is_refused_unshown(
+    tmp_path: Path, dsn: str
+) -> None:
+    """urlsplit (asyncpg's, libpq's) reads such a DSN's host out of the password: check-config
+    said OK, and serve printed most of the password. Refused at load, by file, line and key,
+    saying to percent-encode; not a character of the password shown."""
+    (tmp_path / "dsn").write_text(dsn + "\n")
+    path = write(tmp_path, "storage:\n  postgres:\n    dsn_file: dsn\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(path)
+    text = str(caught.value)
+    assert f"{path}:3: storage.postgres.dsn_file: holds a raw" in text, text
+    assert "percent-encode" in text
+    assert "'@' is %40" in text
+    password = dsn.partition("sp:")[2].rpartition("@")[0].partition("?")[0]
+    for piece in (password, password[1:4], "ss/w", "rd%", "100%"):
+        assert piece not in text, piece
+
+
+def test_the_mask_covers_a_raw_password_up_to_the_last_at_before_the_host() -> None:
+    assert masked_dsn(RAW) == "postgresql://sp:***@127.0.0.1:15532/ackd"
+    assert masked_dsn("postgresql://sp:p@ss@db/ackd?password=x&application_name=a@b") == (
+        "postgresql://sp:***@db/ackd?password=***&application_name=a@b")
+
+
+def test_a_percent_encoded_password_is_taken(tmp_path: Path) -> None:
+    assert dsn_problem(ENCODED) is None
+    assert masked_dsn(ENCODED) == "postgresql://sp:***@127.0.0.1:15532/ackd"
+    assert dsn_problem("postgresql://ackd@db/ackd?application_name=a@b") is None
+    (tmp_path / "dsn").write_text(ENCODED + "\n")
+    loaded = config.load(write(tmp_path, "storage:\n  postgres:\n    dsn_file: dsn\n"))
+    assert loaded.postgres is not None
+    assert loaded.postgres.dsn == ENCODED

@@ -4,14 +4,21 @@ every repr and error, and logged only through `masked_dsn`."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 from receiver.core.frozen import frozen
 
 SCHEMES = ("postgresql", "postgres")
 DSN_FORM = "postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
 DEFAULT_PORT = 5432
+ENCODE = ("percent-encode the user and password: '@' is %40, '/' %2F, '#' %23, '?' %3F,"
+          " '%' %25, ':' in the user %3A")
+# What a user or password must not hold raw: urlsplit (asyncpg's) and libpq read the host out
+# of the password then, and a check would pass a DSN whose message shows most of it.
+_RESERVED = "@/#?"
+_RAW_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # Seconds one connection may take to open (TCP, TLS, startup, authentication). asyncpg's own
 # default is 60: a database that accepts TCP and never answers (a firewall that drops, a hung
 # server) held `ackd serve` a minute before it exited, and a pool connection replaced while
@@ -33,11 +40,17 @@ class PostgresSettings:
 
 def dsn_problem(dsn: str) -> str | None:
     """Why `dsn` is no DSN asyncpg can use, without repeating it (it may hold a password)."""
+    userinfo = _userinfo(dsn)
+    if userinfo is not None and (
+            any(c in userinfo for c in _RESERVED) or _RAW_PERCENT.search(userinfo)):
+        return (f"holds a raw '@', '/', '#', '?' or '%' in its user or password: {ENCODE}"
+                " (the value is not shown)")
     try:
         parts = urlsplit(dsn)
         port = parts.port  # raises on a port that is no number or out of range
     except ValueError as exc:
-        return f"is not a DSN of the form {DSN_FORM} ({exc}; the value is not shown)"
+        return (f"is not a DSN of the form {DSN_FORM} ({exc}; if the password holds"
+                f" reserved characters, {ENCODE}; the value is not shown)")
     if parts.scheme not in SCHEMES:
         return (f"must be a URL of the form {DSN_FORM} (scheme postgresql or postgres;"
                 " the value is not shown)")
@@ -61,15 +74,27 @@ def address(dsn: str) -> str:
 
 
 def masked_dsn(dsn: str) -> str:
-    """The DSN with its password (in the address or as ?password=) replaced by ***."""
-    parts = urlsplit(dsn)
-    netloc = parts.netloc
-    if parts.password is not None:
-        userinfo, _, hostinfo = netloc.rpartition("@")
-        user = userinfo.partition(":")[0]
-        netloc = f"{user}:***@{hostinfo}"
-    query = "&".join(
-        "password=***" if item.partition("=")[0] == "password" else item
-        for item in parts.query.split("&")
-    ) if parts.query else ""
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The DSN with its password (everything between `://USER:` and the last `@` before the
+    host, and ?password=) replaced by ***: an unencoded '@', '/' or '#' in the password is
+    masked too, though dsn_problem refuses such a DSN."""
+    scheme, sep, rest = dsn.partition("://")
+    userinfo = _userinfo(dsn)
+    if userinfo is not None:
+        hostinfo = rest[len(userinfo) + 1:]
+        user, colon, _ = userinfo.partition(":")
+        rest = f"{user}:***@{hostinfo}" if colon else f"{userinfo}@{hostinfo}"
+    base, question, query = rest.partition("?")
+    if query:
+        query = "&".join("password=***" if item.partition("=")[0] == "password" else item
+                         for item in query.split("&"))
+    return f"{scheme}{sep}{base}{question}{query}"
+
+
+def _userinfo(dsn: str) -> str | None:
+    """What the DSN holds between `://` and the last `@` before its host, or None. An '@'
+    after a '?' with none before it is the query's (a value may hold one)."""
+    _, sep, rest = dsn.partition("://")
+    query = rest.find("?")
+    head = rest[:query] if query >= 0 else rest
+    userinfo, at, _ = head.rpartition("@")
+    return userinfo if sep and at else None

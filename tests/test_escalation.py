@@ -40,7 +40,7 @@ from receiver.escalation.engine import (
     start,
     unacknowledge,
 )
-from receiver.escalation.keys import contact_prefix, parse_contact_key
+from receiver.escalation.keys import contact_key, contact_prefix, parse_contact_key
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
@@ -451,11 +451,15 @@ def test_a_person_reassigned_to_turns_the_policys_own_round_robin() -> None:
 # -- delayed contacts -------------------------------------------------------------------------
 
 
+SMS = Contact("json://pager/ana-sms", 2 * MIN, True)
+SMS_KEY = contact_key(0, 0, 0, "ana", 1, SMS.url)
+
+
 def test_delayed_contact_is_armed_not_paged() -> None:
     sim = Sim.open()
     plan = sim.fire_next()
     assert [(p.url, p.short) for p in plan.pages] == [("json://pager/ana", False)]
-    assert Deadline(T0 + 2 * MIN, DeadlineKind.CONTACT, "0:0:0:ana:1") in plan.arm
+    assert Deadline(T0 + 2 * MIN, DeadlineKind.CONTACT, SMS_KEY) in plan.arm
     sim.run(until=T0 + 2 * MIN)
     assert sim.pages[-1] == (2, "ana", "triggered")
 
@@ -463,7 +467,7 @@ def test_delayed_contact_is_armed_not_paged() -> None:
 def test_acknowledging_cancels_the_delayed_contact() -> None:
     sim = Sim.open()
     sim.fire_next()
-    contact = sim.deadlines[(DeadlineKind.CONTACT, "0:0:0:ana:1")]
+    contact = sim.deadlines[(DeadlineKind.CONTACT, SMS_KEY)]
     plan = sim.act("ack", 1)
     assert set(plan.cancel) >= {DeadlineKind.STEP, DeadlineKind.CONTACT, DeadlineKind.WAKE}
     assert [k for k, _ in sim.deadlines] == [DeadlineKind.REACK]
@@ -488,6 +492,45 @@ def test_contact_gone_after_reload_records_a_failure() -> None:
     sim.run(until=T0 + 2 * MIN)
     assert sim.pages == [(0, "ana", "triggered")]
     assert sim.events[-1][1] is EventKind.NOTIFICATION_FAILED
+
+
+VOICE = Contact("json://pager/ana-voice", 10 * MIN)
+
+
+@pytest.mark.parametrize(
+    ("contacts", "sent"),
+    [
+        ((SMS, push("ana")), [(SMS.url, True, 0)]),
+        ((VOICE, push("ana"), SMS), [(SMS.url, True, 2)]),
+        ((VOICE, push("ana")), []),
+    ],
+    ids=["reordered", "inserted", "removed"],
+)
+def test_a_reload_that_moves_contacts_leaves_the_delayed_one_its_url(
+    contacts: tuple[Contact, ...], sent: list[tuple[str, bool, int]]
+) -> None:
+    """ana's SMS waits its 2 minutes; a reload moves it (or removes it, and another contact
+    takes its place): it goes to the SMS URL wherever it is now, or fails visibly, never to
+    the contact now at its old position."""
+    sim = Sim.open()
+    sim.fire_next()
+    sim.directory.users["ana"] = User("ana", contacts)
+    contact = sim.deadlines[(DeadlineKind.CONTACT, SMS_KEY)]
+    plan = on_deadline(sim.state, sim.incident, SEV1, contact, sim.directory, {}, contact.due)
+    assert [(p.url, p.short, p.contact) for p in plan.pages] == sent
+    failed = [e.detail["error"] for e in plan.events if e.kind is EventKind.NOTIFICATION_FAILED]
+    assert failed == ([] if sent else ["user ana no longer has contact 2"])
+
+
+def test_a_contact_deadline_armed_before_digests_goes_by_its_index() -> None:
+    """A key an earlier release armed (RUN:CYCLE:STEP:USER:INDEX) still fires, as before."""
+    sim = Sim.open()
+    sim.fire_next()
+    old = Deadline(T0 + 2 * MIN, DeadlineKind.CONTACT, "0:0:0:ana:1")
+    plan = on_deadline(sim.state, sim.incident, SEV1, old, sim.directory, {}, old.due)
+    assert [(p.url, p.short, p.contact) for p in plan.pages] == [(SMS.url, True, 1)]
+    assert parse_contact_key("0:0:0:ana:1") == (0, 0, 0, "ana", 1, "")
+    assert parse_contact_key(SMS_KEY)[3:5] == ("ana", 1)
 
 
 # -- stale deadlines --------------------------------------------------------------------------

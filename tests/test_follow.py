@@ -14,6 +14,7 @@ import pytest
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.core.model import EventKind, MessageReason, TimelineEvent
+from receiver.escalation.keys import contact_digest
 from receiver.escalation.policy import Contact, User
 from receiver.incidents import follow
 from receiver.incidents.follow import FollowUp
@@ -32,12 +33,45 @@ def test_immediate_contacts_now_and_delayed_ones_later() -> None:
         ("cy", 0, MessageReason.RESPONDER_ADDED, "ana")]
     [(due, later)] = reached.later
     assert due == NOW + timedelta(minutes=2)
-    assert later == FollowUp(MessageReason.RESPONDER_ADDED, "cy", 1, NOW, "ana")
+    assert later == FollowUp(MessageReason.RESPONDER_ADDED, "cy", 1, NOW, "ana",
+                             contact_digest(SMS.url))
     assert FollowUp.from_key(later.key()) == later
     again = follow.message(later, User("cy", (PUSH, SMS)), None)
     assert again is not None
     assert (again.contact, again.short, again.actor) == (1, True, "ana")
     assert follow.message(later, User("cy", (PUSH,)), None) is None  # a reload took it
+
+
+VOICE = Contact("json://x/voice", timedelta(minutes=5))
+
+
+@pytest.mark.parametrize(
+    ("contacts", "contact"),
+    [((SMS, PUSH), 0), ((VOICE, PUSH, SMS), 2), ((VOICE, PUSH), None)],
+    ids=["reordered", "inserted", "removed"],
+)
+def test_a_reload_that_moves_contacts_leaves_the_follow_up_its_url(
+    contacts: tuple[Contact, ...], contact: int | None
+) -> None:
+    """The SMS follow-up finds the SMS wherever a reload moved it; one the reload removed is
+    not sent, not the contact now at its place."""
+    [(_, later)] = follow.reach(User("cy", (PUSH, SMS)), MessageReason.STATUS_DUE, NOW).later
+    again = follow.message(FollowUp.from_key(later.key()), User("cy", contacts), None)
+    if contact is None:
+        assert again is None
+    else:
+        assert again is not None
+        assert (again.contact, again.url_digest, again.short) == (
+            contact, contact_digest(SMS.url), True)
+
+
+def test_a_follow_up_armed_before_digests_goes_by_its_index() -> None:
+    old = '["status_due","cy",1,"2026-01-05T09:00:00+00:00",""]'
+    later = FollowUp.from_key(old)
+    assert later == FollowUp(MessageReason.STATUS_DUE, "cy", 1, NOW)
+    again = follow.message(later, User("cy", (PUSH, SMS)), None)
+    assert again is not None
+    assert (again.contact, again.short) == (1, True)
 
 
 def test_a_person_with_only_delayed_contacts_gets_the_first_at_once() -> None:

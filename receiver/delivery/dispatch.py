@@ -277,7 +277,7 @@ class Dispatcher:
                 lost.append((row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, why)))
                 continue
             found = resolve(message.recipient, message.recipient_kind, message.contact,
-                            config.users, config.channels)
+                            config.users, config.channels, message.url_digest)
             if isinstance(found, Destination):
                 message = msgspec.structs.replace(message, short=found.short)
                 addressed.append((Addressed(row, message, found.url), incident))
@@ -324,7 +324,7 @@ class Dispatcher:
     def _contact_url(self, addressee: OutboxMessage) -> str | None:
         config = self._config()
         found = resolve(addressee.recipient, addressee.recipient_kind, addressee.contact,
-                        config.users, config.channels)
+                        config.users, config.channels, addressee.url_digest)
         return found.url if isinstance(found, Destination) else None
 
     @staticmethod

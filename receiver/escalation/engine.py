@@ -28,7 +28,7 @@ from receiver.core.model import (
     Severity,
     TimelineEvent,
 )
-from receiver.escalation.keys import parse_contact_key, step_key
+from receiver.escalation.keys import find_contact, parse_contact_key, step_key
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
@@ -241,23 +241,26 @@ def _fire_contact(
     directory: Directory,
     now: datetime,
 ) -> Plan:
-    run, cycle, index, name, contact_index = parse_contact_key(key)
+    run, cycle, index, name, contact_index, digest = parse_contact_key(key)
     waiting = state.status in (EscalationStatus.ACTIVE, EscalationStatus.EXHAUSTED)
     if run != state.run or not waiting or incident.state is not IncidentState.TRIGGERED:
         return Plan(state)
     user = directory.user(name)
-    if user is None or contact_index >= len(user.contacts):
-        # The config was reloaded since the step fired and this contact is gone: say so.
+    found = None if user is None else find_contact(
+        [c.url for c in user.contacts], contact_index, digest)
+    if user is None or found is None:
+        # The config was reloaded since the step fired and this contact is gone (not moved:
+        # the digest of its URL finds it wherever it is now): say so.
         detail = {"recipient": name, "recipient_kind": str(TargetKind.USER), "step": index,
                   "error": f"user {name} no longer has contact {contact_index + 1}"}
         return Plan(state, events=(TimelineEvent(now, EventKind.NOTIFICATION_FAILED,
                                                  detail=detail),))
-    contact = user.contacts[contact_index]
+    contact = user.contacts[found]
     reason = page_reason(state.policy, severity, run, cycle, index, state.cause)
     cause = state.cause
     page = Page(recipient=name, recipient_kind=TargetKind.USER, url=contact.url,
                 short=contact.short, reason=reason, step=index, cycle=cycle, run=run,
-                contact=contact_index, actor=cause.actor if cause else "",
+                contact=found, actor=cause.actor if cause else "",
                 changed_to=cause.to if cause else "")
     return Plan(state, pages=(page,))
 

@@ -32,6 +32,7 @@ from receiver.core.model import (
 from receiver.escalation import engine as escalation
 from receiver.escalation import staleness
 from receiver.escalation.codec import state_from_dict, state_to_stored
+from receiver.escalation.keys import contact_digest
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
@@ -641,11 +642,12 @@ class Responder:
             return
         config = self._config()
         messages = [
-            OutboxMessage(recipient=name, recipient_kind="channel", contact=index, reason=reason,
-                          actor=actor, changed_to=changed_to)
+            OutboxMessage(recipient=name, recipient_kind="channel", contact=index,
+                          url_digest=contact_digest(url), reason=reason, actor=actor,
+                          changed_to=changed_to)
             for name in names
             if (channel := config.channels.get(name)) is not None
-            for index in range(len(channel.urls))
+            for index, url in enumerate(channel.urls)
         ]
         if messages:
             await self._enqueue(tx, incident, messages, now)
@@ -669,7 +671,8 @@ class Responder:
             user = config.users.get(name)
             if user is not None and user.contacts:
                 messages.append(OutboxMessage(
-                    recipient=name, recipient_kind="user", contact=0, reason=reason,
+                    recipient=name, recipient_kind="user", contact=0,
+                    url_digest=contact_digest(user.contacts[0].url), reason=reason,
                     short=user.contacts[0].short, actor=actor, stale_after=stale_after,
                 ))
         if messages:
@@ -738,8 +741,9 @@ def _page_message(page: Page) -> OutboxMessage:
     kind: Literal["user", "channel"] = "channel" if page.recipient_kind is TargetKind.CHANNEL \
         else "user"
     return OutboxMessage(
-        recipient=page.recipient, recipient_kind=kind, contact=page.contact, reason=page.reason,
-        short=page.short, step=page.step, cycle=page.cycle, run=page.run, actor=page.actor,
+        recipient=page.recipient, recipient_kind=kind, contact=page.contact,
+        url_digest=contact_digest(page.url), reason=page.reason, short=page.short,
+        step=page.step, cycle=page.cycle, run=page.run, actor=page.actor,
         changed_to=page.changed_to,
     )
 

@@ -160,7 +160,7 @@ def pages_for(
             continue
         for i, contact in enumerate(who.contacts):
             if contact.delay > timedelta(0):
-                key = contact_key(state.run, state.cycle, index, who.name, i)
+                key = contact_key(state.run, state.cycle, index, who.name, i, contact.url)
                 later.append(Deadline(now + contact.delay, DeadlineKind.CONTACT, key))
             else:
                 pages.append(Page(

@@ -19,6 +19,7 @@ import msgspec
 
 from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, MessageReason, TimelineEvent
+from receiver.escalation.keys import contact_digest, find_contact
 from receiver.escalation.policy import User
 from receiver.store.records import OutboxMessage
 
@@ -26,24 +27,25 @@ from receiver.store.records import OutboxMessage
 @frozen(slots=True)
 class FollowUp:
     """One delayed contact still to message: the deadline's key says all of it, so a restart
-    or a reload in between changes nothing but the contact's address."""
+    in between changes nothing, and a reload that moves the contact among the person's
+    contacts nothing either (its URL's digest finds it)."""
 
     reason: MessageReason  # status_due or responder_added
     name: str  # the person
     contact: int  # the index in their contacts
     since: datetime  # when the first message went: answers count from here
     actor: str = ""  # responder_added: who asked them to join
+    digest: str = ""  # the contact's URL's digest; "" in keys armed before digests
 
     def key(self) -> str:
-        return msgspec.json.encode(
-            [self.reason.value, self.name, self.contact, self.since.isoformat(), self.actor]
-        ).decode()
+        return msgspec.json.encode([self.reason.value, self.name, self.contact,
+                                    self.since.isoformat(), self.actor, self.digest]).decode()
 
     @classmethod
     def from_key(cls, key: str) -> FollowUp:
-        reason, name, contact, since, actor = msgspec.json.decode(key)
+        reason, name, contact, since, actor, *digest = msgspec.json.decode(key)
         return cls(MessageReason(reason), str(name), int(contact),
-                   datetime.fromisoformat(since), str(actor))
+                   datetime.fromisoformat(since), str(actor), str(digest[0]) if digest else "")
 
 
 @frozen(slots=True)
@@ -63,11 +65,13 @@ def reach(user: User, reason: MessageReason, now: datetime, *, actor: str = "",
     if len(delayed) == len(user.contacts) and user.contacts:
         delayed.discard(0)
     messages = [
-        OutboxMessage(recipient=user.name, recipient_kind="user", contact=i, reason=reason,
-                      short=c.short, status_every=status_every, actor=actor)
+        OutboxMessage(recipient=user.name, recipient_kind="user", contact=i,
+                      url_digest=contact_digest(c.url), reason=reason, short=c.short,
+                      status_every=status_every, actor=actor)
         for i, c in enumerate(user.contacts) if i not in delayed
     ]
-    later = [(now + user.contacts[i].delay, FollowUp(reason, user.name, i, now, actor))
+    later = [(now + user.contacts[i].delay,
+              FollowUp(reason, user.name, i, now, actor, contact_digest(user.contacts[i].url)))
              for i in sorted(delayed)]
     return Reach(messages, later)
 
@@ -83,10 +87,13 @@ def wanted(follow: FollowUp, open_: bool, events: Iterable[TimelineEvent]) -> bo
 
 
 def message(follow: FollowUp, user: User, status_every: float | None) -> OutboxMessage | None:
-    """The delayed contact's message, or None if a reload took the contact away."""
-    if follow.contact >= len(user.contacts):
+    """The delayed contact's message, or None if a reload took the contact away (one that
+    moved it is followed: the message names it where it is now)."""
+    found = find_contact([c.url for c in user.contacts], follow.contact, follow.digest)
+    if found is None:
         return None
+    contact = user.contacts[found]
     return OutboxMessage(
-        recipient=user.name, recipient_kind="user", contact=follow.contact,
-        reason=follow.reason, short=user.contacts[follow.contact].short,
+        recipient=user.name, recipient_kind="user", contact=found,
+        url_digest=contact_digest(contact.url), reason=follow.reason, short=contact.short,
         status_every=status_every, actor=follow.actor)

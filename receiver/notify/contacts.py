@@ -2,11 +2,12 @@
 
 An Apprise URL carries credentials (a mail password, a Slack webhook token, a `+header`
 value). Written into an outbox row, it would stay on disk long after the row was deleted:
-in SQLite's free pages and in the WAL. So a row holds a reference, the recipient, its kind
-and the contact's index (a user's `contacts`, a channel's `urls`), and the dispatcher looks
-the URL up in the config it runs with when the row is sent. A reload that removed the
-contact makes the reference dangle: that row fails, with the reason on its timeline, never
-silently and never to somebody else's address.
+in SQLite's free pages and in the WAL. So a row holds a reference, the recipient, its kind,
+the contact's index (a user's `contacts`, a channel's `urls`) and its URL's digest, and the
+dispatcher looks the URL up in the config it runs with when the row is sent: the digest finds
+the contact wherever a reload moved it. A reload that removed the contact makes the reference
+dangle: that row fails, with the reason on its timeline, never silently and never to
+somebody else's address (nor to another contact of the same person).
 
 Pure: functions of the config's users and channels.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from receiver.core.frozen import frozen
+from receiver.escalation.keys import find_contact
 from receiver.escalation.policy import Channel, User
 
 
@@ -33,25 +35,29 @@ def resolve(
     index: int | None,
     users: Mapping[str, User],
     channels: Mapping[str, Channel],
+    digest: str = "",
 ) -> Destination | str:
-    """Where contact `index` of `name` (a user or a channel) goes, or why it names none (safe
-    to show: no URL)."""
+    """Where contact `index` of `name` (a user or a channel), whose URL has `digest`, goes
+    now, or why it names none (safe to show: no URL). An empty digest (a row from before
+    digests) goes by the index alone."""
     if index is None or index < 0:
         return f"the notification names no contact of {kind} {name}"
     if kind == "channel":
         channel = channels.get(name)
         if channel is None:
             return f"channel {name} is no longer configured"
-        if index >= len(channel.urls):
+        found = find_contact(channel.urls, index, digest)
+        if found is None:
             return f"channel {name} no longer has url {index + 1}"
-        return Destination(channel.urls[index], False)
+        return Destination(channel.urls[found], False)
     if kind == "user":
         user = users.get(name)
         if user is None:
             return f"user {name} is no longer configured"
-        if index >= len(user.contacts):
+        found = find_contact([c.url for c in user.contacts], index, digest)
+        if found is None:
             return f"user {name} no longer has contact {index + 1}"
-        contact = user.contacts[index]
+        contact = user.contacts[found]
         return Destination(contact.url, contact.short)
     return f"unknown recipient kind {kind!r}"
 

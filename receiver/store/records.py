@@ -77,14 +77,17 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
 
     Written by the responder, read by the dispatcher; store/codec.py is the one place that
     encodes and decodes it. It names the contact (the index in the user's `contacts` or the
-    channel's `urls`), never its URL: a URL carries credentials (see notify's contacts). The
-    keys are those of the JSON ackd has always written: rows of every earlier release decode,
-    a key they lack takes its default, a key no longer used is ignored.
+    channel's `urls`, and its URL's digest), never its URL: a URL carries credentials (see
+    notify's contacts). The keys are those of the JSON ackd has always written: rows of every
+    earlier release decode, a key they lack takes its default, a key no longer used is ignored.
     """
 
     recipient: str
     recipient_kind: Literal["user", "channel"]
     contact: int | None = None  # None: a row from before contacts whose URL was not found
+    # The contact's URL's digest (escalation.keys.contact_digest): a reload that moves the
+    # contact leaves the row its contact; "" in rows from before, which go by `contact`.
+    url_digest: str = ""
     reason: MessageReason
     short: bool = False
     step: int | None = None  # pages only: the index of the policy step that sent it

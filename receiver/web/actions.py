@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from receiver.core.access import Scope
-from receiver.core.durations import parse_duration
+from receiver.core.durations import format_duration, parse_duration
 from receiver.core.errors import AckdError, LinkError, PayloadError
 from receiver.core.inputs import parse_json
 from receiver.core.model import Action
@@ -54,6 +54,9 @@ async def act(request: web.Request) -> web.Response:
 
 
 SNOOZE_FIELDS = ("for", "until")
+# A week: a snooze stops escalation and the reack, so one longer than the quiet anybody means
+# (a weekend, a holiday) is a mistake that silences a firing incident for good.
+MAX_SNOOZE = timedelta(days=7)
 
 
 async def _action_body(request: web.Request, known: tuple[str, ...]) -> dict[str, Any]:
@@ -76,13 +79,23 @@ def _snooze_until(body: dict[str, Any], s: Services) -> datetime:
         raise PayloadError("until", "give `for` or `until`, not both")
     now = s.clock.now()
     if "for" in body:
-        return _snooze_for(_text(body, "for", "a duration such as 30m"), now)
+        return _within_limit("for", _snooze_for(_text(body, "for", "a duration such as 30m"),
+                                                now), now)
     if "until" in body:
         until = _snooze_to(_text(body, "until", "an ISO 8601 time with a zone"))
         if until <= now:
             raise PayloadError("until", "is already past")
-        return until
+        return _within_limit("until", until, now)
     raise PayloadError("for", "give `for` (a duration such as 30m) or `until` (an ISO time)")
+
+
+def _within_limit(key: str, until: datetime, now: datetime) -> datetime:
+    """A snooze ends within MAX_SNOOZE: it stops escalation and the reack, so `5000w` (a slip
+    of the keyboard) silenced a firing incident for good."""
+    if until - now > MAX_SNOOZE:
+        raise PayloadError(key, f"at most {format_duration(MAX_SNOOZE)} ahead: a longer quiet "
+                                "belongs in an Alertmanager silence or a maintenance window")
+    return until
 
 
 def _text(body: dict[str, Any], key: str, what: str) -> str:

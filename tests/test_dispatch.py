@@ -33,6 +33,7 @@ from receiver.core.model import (
 from receiver.delivery.channels import channel_key
 from receiver.delivery.dispatch import BATCH, Dispatcher
 from receiver.delivery.plan import backoff
+from receiver.notify.links import Links
 from receiver.notify.notifier import (
     AppriseNotifier,
     Delivery,
@@ -628,12 +629,78 @@ async def test_notes_share_the_budget_leave_a_slot_to_pages_and_are_summarised(
     await eventually(rig.settled, "the summary to be recorded")
     summary = rig.sent_to(CHAT)[-1]
     listed = ", ".join(f"#{i}" for i in notes[2:])
-    assert summary.body == \
-        f"3 notifications were held back in the last 10m (3 resolved): incidents {listed}."
+    # each held incident by severity and headline; no acknowledge link, as no page was held
+    assert summary.body.splitlines() == [
+        f"3 notifications were held back in the last 10m (3 resolved): incidents {listed}.",
+        *(f"[SEV2] #{incident_id} ops: Down{incident_id - 1}" for incident_id in notes[2:]),
+    ]
     assert len(rig.sent_to(CHAT)) == 4
     for incident_id in notes[2:]:
         [told] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
         assert (told.detail["reason"], told.detail["held"]) == ("held_back_summary", 3)
+
+
+async def test_high_urgency_pages_beyond_the_budget_go_and_the_summary_says_what_was_held(
+    make_rig: RigFactory,
+) -> None:
+    """A page is never dropped for noise: beyond the URL's budget, every page of a
+    high-urgency incident still goes (bundled, counted in the budget), any step of it;
+    low-urgency pages and notes are held back, and their summary names each incident's
+    severity and headline, with the acknowledge link of those that still wait for one."""
+    window = timedelta(minutes=10)
+    rig = await make_rig(bundle_window=timedelta(0), rate_limit=2, rate_window=window)
+    start = rig.clock.now()
+
+    async def at(second: int) -> None:
+        await eventually(rig.settled, "the pass")
+        await rig.clock.jump(start + timedelta(seconds=second) - rig.clock.now())
+
+    [low1] = await rig.incidents(1, [payload(SMS)], severity="SEV3")
+    await at(1)
+    [low2] = await rig.incidents(1, [payload(SMS)], severity="SEV3")
+    await at(2)
+    [low3] = await rig.incidents(1, [payload(SMS)], severity="SEV3")  # the budget is spent
+    await at(3)
+    urgent = await rig.incidents(2, [payload(SMS)], severity="SEV1")  # one bundle
+    await at(4)
+    urgent += await rig.incidents(1, [payload(SMS)], severity="SEV1")
+    await at(5)
+    await rig.set_state(low1, IncidentState.RESOLVED)
+    await rig.enqueue(low1, payload(SMS, reason="resolved", step=None))
+    await at(6)
+    await rig.enqueue(urgent[0], payload(SMS, reason="escalated", step=1))  # its next step
+    await at(7)
+
+    titles = [m.title for m in rig.sent_to(SMS)]
+    assert len(titles) == 5, titles
+    assert titles[2] == f"2 incidents need you: #{urgent[0]}, #{urgent[1]}"
+    for incident_id in urgent:
+        assert not await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
+    assert len(await rig.events(urgent[0], EventKind.NOTIFICATION_SENT)) == 2
+    for incident_id, reason in ((low3, "triggered"), (low1, "resolved")):
+        [held] = await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
+        assert (held.detail["reason"], held.detail["message_reason"]) == \
+            ("rate limited", reason)
+    assert [i for i in (low1, low2)
+            if await rig.events(i, EventKind.NOTIFICATION_SENT)] == [low1, low2]
+
+    await rig.clock.jump(start + timedelta(seconds=6) + window - rig.clock.now())
+    rig.dispatcher.wake()
+
+    async def summary_sent() -> bool:
+        return rig.sent_to(SMS)[-1].title.endswith("held back")
+
+    await eventually(summary_sent, "the summary")
+    await eventually(rig.settled, "the summary to be recorded")
+    first, *rest = rig.sent_to(SMS)[-1].body.splitlines()
+    assert first == ("2 notifications were held back in the last 10m (1 page, 1 resolved):"
+                     f" incidents #{low3}, #{low1}.")
+    ack, = (line for line in rest if line.startswith("  Acknowledge: http://ackd.example/l/"))
+    assert rest == [f"[SEV3] #{low3} ops: Down2", ack, f"[SEV3] #{low1} ops: Down0"]
+    links = Links(rig.config.link_secret, rig.config.external_url, rig.config.link_ttl)
+    claim = links.verify(ack.rpartition("/l/")[2], rig.clock.now())
+    assert (claim.incident_id, claim.action, claim.recipient) == (low3, "ack", "ana")
+    assert len(rig.sent_to(SMS)) == 6
 
 
 async def test_a_restart_keeps_the_budget_and_sends_what_was_held_before_it(
@@ -657,8 +724,8 @@ async def test_a_restart_keeps_the_budget_and_sends_what_was_held_before_it(
         dispatcher.start()
         rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher, _keys=keys)
         try:
-            for _ in range(pages):
-                ids = await rig.incidents(1, [payload(SMS)])
+            for _ in range(pages):  # low urgency: a high-urgency page is never held
+                ids = await rig.incidents(1, [payload(SMS)], severity="SEV3")
                 await eventually(rig.settled, "the page")
                 if await rig.events(ids[0], EventKind.NOTIFICATION_SUPPRESSED):
                     held.extend(ids)
@@ -684,7 +751,7 @@ async def test_a_restart_keeps_the_budget_and_sends_what_was_held_before_it(
     await run(later, 0)  # and once it has room, what both held back is told, once
     [summary] = later.messages(SMS)
     listed = ", ".join(f"#{i}" for i in held)
-    assert summary.body == \
+    assert summary.body.splitlines()[0] == \
         f"2 notifications were held back in the last 10m (2 pages): incidents {listed}."
 
 
@@ -710,7 +777,7 @@ async def test_two_dispatchers_on_one_store_spend_one_budget(
         for n in range(10):  # each page woken on one of them in turn
             rig = rigs[n % 2]
             rig._keys = n
-            ids += await rig.incidents(1, [payload(SMS)])
+            ids += await rig.incidents(1, [payload(SMS)], severity="SEV3")
             await eventually(rig.settled, "the page")
             await fake_clock.jump(timedelta(seconds=1))
         pages = [m for n in notifiers for m in n.messages(SMS)]
@@ -753,7 +820,7 @@ async def test_storm_of_500_incidents_is_bounded_per_url_and_fully_recorded(
     start = rig.clock.now()
     ids: list[int] = []
     for _ in range(25):  # 500 incidents in 5 seconds, each paging ana's two contacts
-        ids += await rig.incidents(20, [payload(SMS), payload(CHAT)])
+        ids += await rig.incidents(20, [payload(SMS), payload(CHAT)], severity="SEV3")
         await eventually(rig.settled, "the storm's batch to be handled")
         await rig.clock.jump(timedelta(seconds=0.2))
     await rig.clock.jump(start + rate_window + timedelta(seconds=10) - rig.clock.now())
@@ -1129,7 +1196,7 @@ async def test_a_dropped_summary_is_logged_once_when_its_pass_runs_again(
     try:
         start = fake_clock.now()
         for _ in range(3):
-            await rig.incidents(1, [payload(SMS)])
+            await rig.incidents(1, [payload(SMS)], severity="SEV3")
             await eventually(rig.settled, "the page")
             await fake_clock.jump(timedelta(seconds=1))
         assert len(notifier.messages(SMS)) == 1  # two held back

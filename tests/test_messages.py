@@ -22,9 +22,11 @@ from receiver.notify.messages import (
     PAGE_REASONS,
     REASONS,
     SHORT_LIMIT,
+    HeldIncident,
     MessageContext,
     Templates,
     format_duration,
+    held_pages,
     render_bundle,
     render_held_back,
     render_notes,
@@ -556,6 +558,34 @@ def test_held_back_summary_says_what_was_held() -> None:
 
     assert message.body == ("10 notifications were held back in the last 10m (3 pages, "
                             "6 resolved, 1 acknowledged): incidents #1, #2.")
+
+
+def test_held_back_summary_names_each_incident_and_its_ack_link() -> None:
+    held = [HeldIncident(58, "SEV1", "pay", "Payment API down\nsince 9", "http://x/l/58"),
+            HeldIncident(59, "SEV3", "pay", "Disk 80% full")]
+    message = render_held_back(3, timedelta(seconds=40), [58, 59],
+                               [("triggered", 2), ("resolved", 1)], held)
+
+    assert message.body.splitlines() == [
+        "3 notifications were held back in the last 40s (2 pages, 1 resolved):"
+        " incidents #58, #59.",
+        "[SEV1] #58 pay: Payment API down since 9",
+        "  Acknowledge: http://x/l/58",
+        "[SEV3] #59 pay: Disk 80% full",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reasons", "paged"),
+    [
+        pytest.param([("triggered", 1)], True, id="page"),
+        pytest.param([("resolved", 3), ("reminder", 1)], True, id="mixed"),
+        pytest.param([("resolved", 3), ("stakeholder_declared", 1)], False, id="notes"),
+        pytest.param([], False, id="unknown"),
+    ],
+)
+def test_held_pages(reasons: list[tuple[str, int]], paged: bool) -> None:
+    assert held_pages(reasons) is paged
 
 
 @pytest.mark.parametrize(

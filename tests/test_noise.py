@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from receiver.core.model import MessageReason
+from receiver.core.model import IncidentState, MessageReason
 from receiver.delivery.noise import (
     ChannelHistory,
     Decision,
@@ -16,6 +17,8 @@ from receiver.delivery.noise import (
     Verdict,
     kind_of,
 )
+from receiver.delivery.plan import Addressed, plan_pass
+from receiver.store.records import IncidentBrief, IncidentFacts, OutboxMessage, OutboxRow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GATE = NoiseGate(
@@ -87,7 +90,22 @@ def defer(until: float, *moved: int) -> Decision:
                      id="note-bundle-time-came"),
         # the budget: every kind counts; notes leave the last slot to a page
         pytest.param(sent(0, 40, 80), PAGE, 120, False, HOLD, id="rate-limit-reached"),
-        pytest.param(sent(0, 40, 80), PAGE, 85, True, HOLD, id="hold-beats-defer"),
+        pytest.param(sent(0, 40, 80), PAGE, 85, False, HOLD, id="hold-beats-defer"),
+        # a high-urgency page is never held back: over the budget it is only bundled
+        pytest.param(sent(0, 40, 80), PAGE, 120, True, SEND, id="urgent-page-over-budget-goes"),
+        pytest.param(sent(0, 40, 80), PAGE, 85, True, defer(90),
+                     id="urgent-page-over-budget-waits-max-hold"),
+        pytest.param(sent(0, 40, 80), PAGE, 109, True, defer(110),
+                     id="urgent-page-over-budget-waits-the-window"),
+        pytest.param(waiting(sent(0, 40, 80), PAGE, 90, urgent=True), PAGE, 86, True,
+                     defer(90), id="urgent-page-over-budget-joins-its-bundle"),
+        pytest.param(waiting(sent(0, 10, 20), PAGE, 30, urgent=True), PAGE, 30, True, SEND,
+                     id="urgent-bundle-due-over-budget-goes"),
+        pytest.param(waiting(sent(0, 40, 80), PAGE, 90, urgent=True), PAGE, 86, False, HOLD,
+                     id="low-page-over-budget-is-held-beside-an-urgent-bundle"),
+        pytest.param(sent(0, note=40), NOTE, 120, True, HOLD, id="no-note-is-exempt"),
+        pytest.param(sent(0, 40, 80, note=100), PAGE, 101, True, defer(106),
+                     id="urgent-page-after-notes-over-budget"),
         pytest.param(sent(0, 40, 80), PAGE, 600, False, SEND, id="oldest-slid-out"),
         pytest.param(sent(0, 40, 80), PAGE, 599, False, HOLD, id="oldest-still-in"),
         pytest.param(sent(0, note=40), PAGE, 120, False, SEND, id="page-takes-the-last-slot"),
@@ -127,6 +145,36 @@ def test_decide_overdue(
     history: ChannelHistory, kind: Kind, now: float, expected: Decision
 ) -> None:
     assert GATE.decide(history, kind, at(now), overdue=True) == expected
+
+
+def test_an_overdue_urgent_page_over_the_budget_goes() -> None:
+    assert GATE.decide(sent(0, 10, 30), PAGE, at(31), urgent=True, overdue=True) == SEND
+
+
+def test_a_high_urgency_page_counts_against_the_budget_but_is_never_held() -> None:
+    """Counted, never held: the budget stays meaningful for notes and low-urgency pages."""
+    history = sent(0)
+    steps: list[tuple[float, Kind, bool, Decision]] = [
+        (100, PAGE, True, SEND),  # 2 of 3 spent
+        (200, NOTE, False, HOLD),  # notes leave the last slot to a page
+        (300, PAGE, False, SEND),  # 3 of 3: a low-urgency page takes the last slot
+        (400, PAGE, False, HOLD),  # and the next is held back
+        (401, PAGE, True, SEND),  # a high-urgency one goes all the same (window 30s is over)
+        (402, PAGE, True, defer(407)),  # bundled, not held: at most max_hold
+        (403, PAGE, False, HOLD),  # a low-urgency one is still held back
+    ]
+    for second, kind, urgent, expected in steps:
+        decision = GATE.decide(history, kind, at(second), urgent=urgent)
+        assert decision == expected, second
+        if decision.verdict is Verdict.SEND:
+            history = GATE.record_sent(history, kind, at(second))
+        elif decision.verdict is Verdict.HOLD:
+            history = GATE.record_held_back(history, kind, at(second), (1,), ("x",))
+        else:
+            assert decision.until is not None
+            history = GATE.record_deferred(history, kind, decision.until, (9,), urgent=urgent)
+    assert len(history.sent) == GATE.rate_limit  # trimmed to what the rules read
+    assert history.held_back == 3
 
 
 def test_an_overdue_page_sent_leaves_a_later_bundle_waiting() -> None:
@@ -348,3 +396,56 @@ def test_a_bundle_whose_rows_were_all_suppressed_lets_no_page_skip_the_window() 
     history = GATE.record_deferred(sent(0), PAGE, at(6), (1,), urgent=True)
     history = GATE.expire(history, at(6))
     assert GATE.decide(history, PAGE, at(10), urgent=True) == defer(15)
+
+
+# -- a pass over one URL's due rows (plan.py) --------------------------------------------------
+
+
+URL = "json://127.0.0.1:9/ana"
+
+
+def due_row(
+    row_id: int, severity: str, reason: str = "triggered"
+) -> tuple[Addressed, IncidentBrief]:
+    """Row `row_id` of incident `row_id`, first attempt, made at T0 and due at once."""
+    message = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                            reason=MessageReason(reason), step=0)
+    row = OutboxRow(row_id, row_id, T0, message, 0, T0)
+    return Addressed(row, message, URL), IncidentBrief(row_id, IncidentState.TRIGGERED, severity)
+
+
+def high(incident: IncidentFacts) -> bool:
+    return incident.severity == "SEV1"
+
+
+@pytest.mark.parametrize(
+    ("history", "rows", "now", "sent", "deferred", "held"),
+    [
+        pytest.param(sent(0, 40, 80), [(1, "SEV1"), (2, "SEV1")], 120, [1, 2], [], [],
+                     id="urgent-pages-over-budget-go-together"),
+        pytest.param(sent(0, 40, 80), [(1, "SEV3"), (2, "SEV1"), (3, "SEV3")], 120, [2], [],
+                     [1, 3], id="low-pages-beside-them-are-held"),
+        pytest.param(sent(0, 40, 100), [(1, "SEV3"), (2, "SEV1")], 101, [], [2], [1],
+                     id="the-urgent-one-bundled-the-low-one-held"),
+        pytest.param(sent(0, 40), [(1, "SEV3"), (2, "SEV1")], 120, [1, 2], [], [],
+                     id="within-budget-they-go-together"),
+        pytest.param(sent(0, 40, 80), [(1, "SEV3")], 120, [], [], [1],
+                     id="a-low-page-alone-is-held"),
+        pytest.param(sent(0, 40, 80), [(1, "SEV1", "resolved")], 120, [], [], [1],
+                     id="a-note-of-an-urgent-incident-is-held"),
+    ],
+)
+def test_plan_pass_never_holds_a_high_urgency_page(
+    history: ChannelHistory, rows: list[tuple[Any, ...]], now: float, sent: list[int],
+    deferred: list[int], held: list[int],
+) -> None:
+    due = [due_row(*row) for row in rows]
+    plan = plan_pass(GATE, {URL: history}, {}, due, at(now), high)
+    assert [row.id for send in plan.sends for row, _ in send.items] == sent
+    assert len(plan.sends) == (1 if sent else 0)  # one message, bundled
+    assert [row_id for row_id, _ in plan.deferred] == deferred
+    assert [(row.id, why) for row, _, why in plan.suppressed] == \
+        [(row_id, "rate limited") for row_id in held]
+    after = plan.histories[URL]
+    assert after.held_back == len(held)
+    assert after.held_back_incidents == tuple(held)

@@ -458,8 +458,15 @@ class Dispatcher:
     # -- the held-back summary -----------------------------------------------------------------
 
     async def _send_summary(self, summary: Summary) -> None:
-        window = self._config().notifications.rate_window
-        message = render_held_back(summary.count, window, summary.incident_ids, summary.reasons)
+        try:
+            message = await self._renderer.held_back(summary)
+        except StoreUnavailable as exc:
+            # The incidents could not be read: the count still goes, not nothing.
+            log.error("cannot read the incidents of the summary to %s: %s",
+                      mask(summary.url), exc)
+            window = self._config().notifications.rate_window
+            message = render_held_back(summary.count, window, summary.incident_ids,
+                                       summary.reasons)
         delivery = await self._deliver(summary.url, message)
         now = self._clock.now()
         event = summary_event(summary, delivery, now)

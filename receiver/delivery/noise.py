@@ -15,7 +15,11 @@ Every message passes the gate, per URL, by these rules:
    they are suppressed on their timelines, counted, and once the window has room one summary
    of what was held goes out, using a slot like any message. Notes, and summaries, leave the
    last slot of the window to a page (NOTE_RESERVE): a storm of resolutions must not spend
-   what the next page needs. HOLD is checked first.
+   what the next page needs. HOLD is checked first. A high-urgency page is never held back
+   (a page is never dropped for noise): it counts against the budget like any message, so
+   the notes and low-urgency pages after it are held sooner, but over the budget it is only
+   bundled (rules 2 and 3: it waits at most `max_hold`). The low-urgency pages due beside it
+   are held back as they would be alone (plan.py splits them off).
 2. Bundling, each kind apart: a page goes at once (SEND) unless a page went to the URL within
    `bundle_window`; then it waits (DEFER) for the window to close and goes out together with
    every page that arrived meanwhile, as one message. Notes the same, after the last note. A
@@ -139,6 +143,10 @@ class NoiseGate:
             return self.rate_limit - NOTE_RESERVE
         return self.rate_limit
 
+    def over_budget(self, history: ChannelHistory, kind: Kind, now: datetime) -> bool:
+        """The window's budget for `kind` is spent: what is not exempt is held back."""
+        return len(self.recent(history, now)) >= self.budget(kind)
+
     def recent(self, history: ChannelHistory, now: datetime) -> tuple[datetime, ...]:
         """Send times still inside the sliding rate window ending at `now`."""
         start = now - self.rate_window
@@ -151,8 +159,8 @@ class NoiseGate:
         """SEND now, DEFER to bundle with what follows, or HOLD for the summary: for messages
         of `kind` due at `now` (`urgent`: at least one is a high-urgency page; `overdue`: at
         least one waited for a bundle already, whose time has come)."""
-        if len(self.recent(history, now)) >= self.budget(kind):
-            return Decision(Verdict.HOLD)
+        if self.over_budget(history, kind, now) and not (urgent and kind is Kind.PAGE):
+            return Decision(Verdict.HOLD)  # rule 1: a high-urgency page is never held
         if overdue and kind is Kind.PAGE:
             return Decision(Verdict.SEND)  # rule 4: its wait is over
         pending, last = history.pending(kind), history.last(kind)

@@ -144,9 +144,17 @@ def _gate_rows(
     now: datetime,
     urgent: Callable[[IncidentFacts], bool],
 ) -> None:
-    """First attempts of one kind to one URL: one message, a deferral, or held back, for all."""
+    """First attempts of one kind to one URL: one message, a deferral, or held back, for all;
+    except that over the budget the high-urgency pages go on (bundled) and the low-urgency
+    ones beside them are held back, as they would be without them."""
     history = _history(plan, url)
     hurry = kind is Kind.PAGE and any(urgent(incident) for _, incident in items)
+    if hurry and gate.over_budget(history, kind, now):
+        low = [item for item in items if not urgent(item[1])]
+        if low:
+            _hold(gate, plan, url, kind, low, now)
+            items = [item for item in items if urgent(item[1])]
+            history = _history(plan, url)
     overdue = any(row.waited for row, _ in items)
     decision = gate.decide(history, kind, now, urgent=hurry, overdue=overdue)
     if decision.verdict is Verdict.SEND:
@@ -160,11 +168,19 @@ def _gate_rows(
         rows = tuple(row.id for row, _ in items)
         plan.histories[url] = gate.record_deferred(history, kind, until, rows, urgent=hurry)
     else:
-        plan.suppressed.extend((row, incident, "rate limited") for row, incident in items)
-        ids = tuple(incident.id for _, incident in items)
-        reasons = tuple(row.message.reason.value for row, _ in items)
-        plan.histories[url] = gate.record_held_back(history, kind, now, ids, reasons)
-        plan.addressees[url] = items[0][0].message
+        _hold(gate, plan, url, kind, items, now)
+
+
+def _hold(
+    gate: NoiseGate, plan: PassPlan, url: str, kind: Kind,
+    items: list[tuple[Addressed, IncidentFacts]], now: datetime,
+) -> None:
+    """These messages are held back by the rate limit, for the URL's summary."""
+    plan.suppressed.extend((row, incident, "rate limited") for row, incident in items)
+    ids = tuple(incident.id for _, incident in items)
+    reasons = tuple(row.message.reason.value for row, _ in items)
+    plan.histories[url] = gate.record_held_back(_history(plan, url), kind, now, ids, reasons)
+    plan.addressees[url] = items[0][0].message
 
 
 def _page_wanted(reason: MessageReason, state: IncidentState) -> bool:

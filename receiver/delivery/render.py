@@ -11,16 +11,21 @@ from datetime import datetime, timedelta
 from receiver.alertmanager.webhook import silence_url
 from receiver.config.model import Config
 from receiver.core.clock import Clock
-from receiver.core.errors import StoreUnavailable
-from receiver.core.model import Action, Incident
-from receiver.delivery.plan import Addressed, Outgoing
+from receiver.core.errors import NotFound, StoreUnavailable
+from receiver.core.model import Action, Incident, IncidentState
+from receiver.delivery.plan import Addressed, Outgoing, Summary
 from receiver.notify.links import Links
 from receiver.notify.messages import (
     BUNDLE_SHOWN,
+    HELD_BACK_SHOWN,
     NOTES_SHOWN,
+    HeldIncident,
     MessageContext,
+    held_pages,
     render_bundle,
+    render_held_back,
     render_notes,
+    summary,
 )
 from receiver.notify.notifier import Message, mask
 from receiver.store import OutboxMessage, Store
@@ -57,6 +62,30 @@ class Renderer:
         except Exception:
             log.exception("rendering a message for %s failed", mask(outgoing.url))
             return None
+
+    async def held_back(self, held: Summary) -> Message:
+        """The summary of what the rate limit held back from one URL: the count, and for each
+        of the first incidents its severity and headline, with the acknowledge link while it
+        waits for one if pages of it were held. Store trouble raises: nothing was tried."""
+        config = self._config()
+        now = self._clock.now()
+        links = Links(config.link_secret, config.external_url, config.link_ttl)
+        recipient = held.addressee.recipient if held.addressee is not None else None
+        paged = held_pages(held.reasons)
+        incidents: list[HeldIncident] = []
+        for incident_id in list(dict.fromkeys(held.incident_ids))[:HELD_BACK_SHOWN]:
+            try:
+                incident = await self._store.incident(incident_id)
+            except NotFound:
+                continue
+            alerts = () if incident.summary else await self._store.alerts(incident_id)
+            ack = (links.url(incident_id, Action.ACK, recipient, now)
+                   if paged and recipient and incident.state is IncidentState.TRIGGERED
+                   else None)
+            incidents.append(HeldIncident(incident_id, config.severity(incident.severity).name,
+                                          incident.team, summary(incident, alerts), ack))
+        window = config.notifications.rate_window
+        return render_held_back(held.count, window, held.incident_ids, held.reasons, incidents)
 
     async def _context(
         self, row: Addressed, incident: Incident, config: Config, now: datetime, *,

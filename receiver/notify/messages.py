@@ -721,12 +721,26 @@ def _note_line(c: MessageContext) -> str:
     return what
 
 
+@frozen(slots=True)
+class HeldIncident:
+    """What a held-back summary says of one incident it names: its severity and headline,
+    and the acknowledge link when pages of it were held and it still waits for one."""
+
+    id: int
+    severity: str
+    team: str
+    headline: str
+    ack_url: str | None = None
+
+
 def render_held_back(
     count: int, window: timedelta, incident_ids: Sequence[int],
-    reasons: Sequence[tuple[str, int]] = (),
+    reasons: Sequence[tuple[str, int]] = (), incidents: Sequence[HeldIncident] = (),
 ) -> Message:
     """The one summary sent when a rate-limit window ends with notifications held back;
-    `reasons`: how many of each message reason (pages, resolutions...) were held."""
+    `reasons`: how many of each message reason (pages, resolutions...) were held;
+    `incidents`: the first HELD_BACK_SHOWN incidents' facts, one entry each under the count
+    (the count alone tells nobody what they missed)."""
     if count < 1:
         raise ValueError(f"held-back count must be at least 1, got {count}")
     ids = list(dict.fromkeys(incident_ids))
@@ -734,9 +748,18 @@ def render_held_back(
     noun = "notification was" if count == 1 else "notifications were"
     title = f"{count} {noun} held back"
     about = f": incident{'' if len(ids) == 1 else 's'} {listed}" if ids else ""
-    body = f"{count} {noun} held back in the last {format_duration(window)}" \
-           f"{_held_kinds(reasons)}{about}."
-    return Message(title, body, NotifyType.WARNING)
+    lines = [f"{count} {noun} held back in the last {format_duration(window)}"
+             f"{_held_kinds(reasons)}{about}."]
+    for held in incidents[:HELD_BACK_SHOWN]:
+        lines.append(f"[{held.severity}] #{held.id} {held.team}: {_one_line(held.headline)}")
+        if held.ack_url:
+            lines.append(f"  Acknowledge: {held.ack_url}")
+    return Message(title, "\n".join(lines), NotifyType.WARNING)
+
+
+def held_pages(reasons: Sequence[tuple[str, int]]) -> bool:
+    """Pages were among the held-back messages (their summary carries acknowledge links)."""
+    return any(reason in PAGE_REASONS and n for reason, n in reasons)
 
 
 def _held_kinds(reasons: Sequence[tuple[str, int]]) -> str:

@@ -112,6 +112,9 @@ async def test_a_database_restart_sends_each_page_in_flight_once(tmp_path: Path)
         cluster.stop()
     assert paths == ["/ana"] * 3, (paths, [log[-3000:] for log in logs])
     assert sorted(sent.values()) == [1, 1, 1], sent
+    for log in logs:  # an expected event: warnings of one line, no "unexpected" traceback
+        assert "Traceback" not in log, log[-6000:]
+        assert "unexpected" not in log, log[-6000:]
 
 
 async def _sent_once_recorded(dsn: str) -> dict[int, int]:

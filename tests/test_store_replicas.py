@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
@@ -940,10 +941,15 @@ async def test_memo_version_reads_asked_together_share_one_statement(
     assert unchanged == {second: before[second]}
 
 
-async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_again() -> None:
+async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """While PostgreSQL is down, reads and writes raise StoreUnavailable (503, /-/ready too);
     once it is back, writes work again, and the connection that listens for the other
-    replicas is opened again and catches up on the deadlines armed meanwhile."""
+    replicas is opened again and catches up on the deadlines armed meanwhile. All of it is
+    expected in operation: one line each, no traceback (asyncpg's pool logged one for every
+    attempt to open a lost connection again)."""
+    caplog.set_level(logging.INFO)
     cluster = start_cluster()
     stores = [PostgresStore(cluster.dsn(), pool_size=2) for _ in range(2)]
     try:
@@ -988,18 +994,25 @@ async def test_a_database_that_goes_away_is_a_503_and_replicas_hear_each_other_a
         for store in stores:
             await store.close()
         cluster.stop()
+    noisy = [f"{r.name}: {r.getMessage()}" for r in caplog.records
+             if r.exc_info or "unexpected" in r.getMessage()]
+    assert noisy == []
+    lost = [r for r in caplog.records if "was lost" in r.getMessage()]
+    assert lost
+    assert all(r.levelno == logging.WARNING for r in lost)
 
 
-async def test_an_unexpected_error_in_a_batch_is_a_503_and_the_writer_goes_on(
-    pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+async def test_asyncpgs_internal_client_error_in_a_batch_is_a_503_and_the_writer_goes_on(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """asyncpg's own InternalClientError (its protocol in a state it did not expect, seen once
-    with the database stopped while a savepoint was released; here at the COMMIT of a batch
-    whose jobs ran without savepoints), neither a job's error nor one of the connection's
-    known ones: the batch's jobs answer StoreUnavailable (a 503 that Alertmanager retries),
-    nothing of the batch is kept, the connection it happened on is closed, and the next
-    batch commits: the writer task lives on. Before, it ended, its callers waited for ever
-    and the replica could not write again."""
+    """asyncpg's own InternalClientError (its protocol in a state it did not expect, seen
+    with the database restarted while a batch ran; here at the COMMIT of a batch whose jobs
+    ran without savepoints), neither a job's error nor one of the connection's known ones:
+    the batch's jobs answer StoreUnavailable (a 503 that Alertmanager retries), nothing of the
+    batch is kept, the connection it happened on is closed, and the next batch commits: the
+    writer task lives on. Before, it ended, its callers waited for ever and the replica could
+    not write again. Logged as a lost connection, one WARNING line: not an "unexpected"
+    ERROR with asyncpg's traceback."""
     store = PostgresStore(pg_dsn, pool_size=2)  # one writer task
     await store.open()
     try:
@@ -1032,6 +1045,9 @@ async def test_an_unexpected_error_in_a_batch_is_a_503_and_the_writer_goes_on(
         open_ = await store.incidents(IncidentFilter(open_only=True))
         assert [i.group_key for i in open_] == ["u3"]
         assert open_[0].id == incident_id
+        failed = [r for r in caplog.records if "store write" in r.getMessage()]
+        assert [(r.levelno, bool(r.exc_info)) for r in failed] == [(logging.WARNING, False)]
+        assert "InternalClientError: cannot switch to state 12" in failed[0].getMessage()
     finally:
         await store.close()
 

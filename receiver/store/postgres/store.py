@@ -130,6 +130,23 @@ COMMAND_TIMEOUT = 30.0
 RELISTEN = 0.5  # seconds between attempts to listen again
 
 
+class _OneLine(logging.Filter):
+    """asyncpg's pool logs each failed attempt to open a lost connection again with a whole
+    traceback ("Failed to restore the pool connection floor"), a dozen lines for what a
+    restart of PostgreSQL does each time: one line, the error's name and text."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (*BROKEN, *UNSOUND, asyncpg.PostgresError)):
+            record.msg = f"{record.getMessage()}: {type(error).__name__}: {error}"
+            record.args = ()
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+logging.getLogger("asyncpg.pool").addFilter(_OneLine())
+
 
 async def connect(dsn: str, within: float) -> asyncpg.Connection:
     """One connection, opened within `within` seconds (see `timed`)."""
@@ -465,9 +482,9 @@ class PostgresStore:
             for job in batch:
                 await self._run_batch([job], careful=True)
             return
-        except (*BROKEN, asyncpg.PostgresError) as exc:
+        except (*BROKEN, *UNSOUND, asyncpg.PostgresError) as exc:
             # The connection, the server, or the COMMIT itself failed: nothing of the batch
-            # is in the database.
+            # is in the database. (UNSOUND: its connection was closed above.)
             self._fail_batch(batch, exc)
             return
         except Exception as exc:
@@ -508,8 +525,15 @@ class PostgresStore:
     def _fail_batch(self, batch: Sequence[Job[Any]], exc: BaseException) -> None:
         self.stats.failures += 1
         self.stats.last_error = self.stats.failing = str(exc) or type(exc).__name__
-        log.error("store write failed, %d job(s) answered 503: %s", len(batch),
-                  self.stats.failing)
+        if isinstance(exc, (*BROKEN, *UNSOUND)):
+            # The database restarted, failed over, or the network cut: expected in operation,
+            # one line; the callers answer 503 and Alertmanager sends again.
+            log.warning("store write failed, the connection to PostgreSQL was lost: %d job(s)"
+                        " answered 503, to be sent again: %s: %s", len(batch),
+                        type(exc).__name__, self.stats.failing)
+        else:
+            log.error("store write failed, %d job(s) answered 503: %s", len(batch),
+                      self.stats.failing)
         for job in batch:
             if not job.future.done():
                 job.future.set_exception(StoreUnavailable(self.stats.failing))

@@ -154,3 +154,19 @@ def test_check_config_warns_of_a_gap_with_file_line_schedule_and_layer(tmp_path:
     )
     result = ackd("check-config", str(path), "--since", "2026-04-01T12:00:00+02:00")
     assert (result.returncode, result.stdout, result.stderr) == (0, f"{path}: OK\n", "")
+
+
+def test_check_config_warns_of_a_team_no_route_leads_to(tmp_path: Path) -> None:
+    """Declaring an incident or a drill for it is refused at run time; check-config says so
+    before the night it is needed."""
+    path = tmp_path / "ackd.yaml"
+    path.write_text(CONFIG.replace("  - {name: ops, schedule: sun}",
+                                   "  - {name: ops, schedule: sun}\n"
+                                   "  - {name: dba, schedule: sun}"))
+    result = ackd("check-config", str(path), "--since", "2026-04-01T12:00:00+02:00")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{path}: OK, 1 warning(s)\n"
+    assert result.stderr.startswith(f"{path}:")
+    assert result.stderr.endswith(
+        ": teams[1].name: warning: no route leads to team 'dba': no alert reaches it, and an "
+        "incident declared or a drill started for it is refused\n")

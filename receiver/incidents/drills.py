@@ -10,7 +10,7 @@ response-time metrics do not observe them (Incident.is_drill).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,7 +20,7 @@ from receiver.core.frozen import frozen
 from receiver.core.model import DRILL_KEY_PREFIX, EventKind, Incident, TimelineEvent
 from receiver.escalation.responder import Responder
 from receiver.incidents.facts import StepFired, step_fired
-from receiver.routing.tree import Route
+from receiver.routing.tree import Route, walk
 from receiver.store import NewIncident, Store, Transaction
 
 
@@ -54,16 +54,10 @@ def route_for(config: Config, team: str) -> Route:
     real escalation path."""
     if team not in config.teams:
         raise PayloadError("team", f"unknown team {team!r}; teams: {', '.join(config.teams)}")
-    found = next((r for r in _walk(config.route) if r.team == team), None)
+    found = next((r for r in walk(config.route) if r.team == team), None)
     if found is None:
         raise PayloadError("team", f"no route leads to team {team!r}, so it has no path")
     return found
-
-
-def _walk(route: Route) -> Iterator[Route]:
-    yield route
-    for child in route.routes:
-        yield from _walk(child)
 
 
 def severity_for(config: Config, given: str | None) -> str:

@@ -8,7 +8,7 @@ can predict where an alert lands. `build` resolves inheritance once, at config l
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -127,6 +127,13 @@ def build(spec: RouteSpec) -> Route:
         )
     nothing = _Settings("", "", None, None, (), group_by_all=False)
     return _resolve(spec, nothing, _matcher_set(spec.matchers))
+
+
+def walk(root: Route) -> Iterator[Route]:
+    """Every route of the tree, depth first, in the file's order."""
+    yield root
+    for child in root.routes:
+        yield from walk(child)
 
 
 def route(root: Route, labels: Mapping[str, str]) -> list[Match]:

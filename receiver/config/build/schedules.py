@@ -17,6 +17,7 @@ from receiver.config.yamlsource import load as load_yaml
 from receiver.core.errors import ConfigProblem
 from receiver.escalation.policy import User
 from receiver.oncall import schedules as sched
+from receiver.routing.tree import walk
 
 GAP_LOOKAHEAD = timedelta(weeks=4)
 _SHIFT_UNITS = {s.value: s for s in sched.ShiftUnit}
@@ -122,6 +123,21 @@ def coverage_gaps(
                     _gap_message(schedule, layer["name"], gap, within),
                 ))
     return warnings
+
+
+def unrouted_teams(config: Config) -> list[ConfigProblem]:
+    """A warning for each team no route leads to: no alert reaches it, and declaring an
+    incident or starting a drill for it is refused at run time ("no route leads to team"),
+    likely the night it is needed. A warning, not an error: a team may be added before its
+    route."""
+    routed = {r.team for r in walk(config.route)}
+    text = Path(config.source).read_text(encoding="utf-8")
+    data = load_yaml(config.source, text, collect=[])
+    return [data.problem(("teams", i, "name"), f"warning: no route leads to team "
+                         f"{spec['name']!r}: no alert reaches it, and an incident declared "
+                         "or a drill started for it is refused")
+            for i, spec in enumerate(data.data.get("teams") or [])
+            if spec["name"] not in routed]
 
 
 def _gap_message(

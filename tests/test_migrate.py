@@ -14,11 +14,16 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from receiver.store.postgres.migrate import schema_version
+from receiver.store.postgres.migrate import migrate, schema_version
+from receiver.store.postgres.schema import MIGRATIONS as PG_MIGRATIONS
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.sqlite.schema import MIGRATIONS
 from tests.harness import free_port
+from tests.pgcluster import SUPERUSER, Cluster, fresh_database
 from tests.test_cli import ackd
+from tests.test_store_replicas import new_incident
+
+NEW = new_incident("dml")
 
 LATEST = len(MIGRATIONS)
 BODY = """\
@@ -183,3 +188,59 @@ async def test_the_store_bounds_opening_its_pool_by_the_connect_timeout(silent_p
             f"^timed out after 0.3 s connecting to 127.0.0.1:{silent_port}$")):
         await store.open()
     assert time.monotonic() - started < 5
+
+
+async def test_a_dml_only_user_serves_an_up_to_date_schema_and_migrate_says_why_not_in_a_line(
+    tmp_path: Path, pg_cluster: Cluster
+) -> None:
+    """Migrate as the schema's owner, run as a user with DML only (README's grants): the
+    replica reads the schema's version first and needs no DDL when nothing is pending (it
+    ran CREATE TABLE IF NOT EXISTS ackd_schema first, and exited 1 "permission denied for
+    schema public" unless given --no-migrate); `ackd migrate` as that user with a migration
+    pending is one line saying who may migrate, not asyncpg's traceback."""
+    role = f"ackd_dml_{os.getpid()}"
+    config = postgres_config(tmp_path)
+    async with fresh_database(pg_cluster) as owner_dsn:
+        dml_dsn = owner_dsn.replace(f"{SUPERUSER}:{pg_cluster.password}@",
+                                    f"{role}:dml-hunter2@")
+        conn = await asyncpg.connect(owner_dsn)
+        try:
+            await migrate(conn, upto=len(PG_MIGRATIONS) - 1)  # the newest one pending
+            await conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'dml-hunter2'")
+            await conn.execute("REVOKE CREATE ON SCHEMA public FROM PUBLIC")
+            await conn.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
+            grants = (
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role};"
+                f" GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+            await conn.execute(grants)
+            refused = ackd("migrate", "--config", str(config),
+                           env={**os.environ, "ACKD_DSN": dml_dsn})
+            assert refused.returncode == 1
+            assert "Traceback" not in refused.stderr, refused.stderr
+            assert "dml-hunter2" not in refused.stderr
+            last = refused.stderr.strip().splitlines()[-1]
+            masked = dml_dsn.replace("dml-hunter2", "***")
+            assert last.startswith(f"ackd migrate: cannot migrate {masked}: "), last
+            assert "run `ackd migrate` as the schema's owner" in last, last
+            assert await schema_version(conn) == len(PG_MIGRATIONS) - 1
+
+            await migrate(conn)  # the owner migrates; new tables would need grants again
+            await conn.execute(grants)
+            store = PostgresStore(dml_dsn, pool_size=2)  # as `ackd serve`, migrating
+            await store.open()
+            try:
+                incident_id = await store.write(lambda tx: tx.insert_incident(NEW, None))
+                assert (await store.incident(incident_id)).group_key == NEW.group_key
+            finally:
+                await store.close()
+            again = ackd("migrate", "--config", str(config),
+                         env={**os.environ, "ACKD_DSN": dml_dsn})
+            assert again.returncode == 0, again.stderr
+            assert again.stdout.endswith("nothing to do\n")
+        finally:
+            await conn.close()
+    admin = await asyncpg.connect(pg_cluster.dsn())
+    try:
+        await admin.execute(f"DROP ROLE IF EXISTS {role}")
+    finally:
+        await admin.close()

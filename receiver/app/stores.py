@@ -57,6 +57,15 @@ async def _migrate_postgres(config: Config, contact_index: ContactIndex) -> tupl
         ) from exc
     try:
         return await migrate_postgres(conn)
+    except asyncpg.InsufficientPrivilegeError as exc:
+        raise StartupError(
+            f"cannot migrate {settings.masked}: {_without(settings.dsn, exc)}: run `ackd"
+            " migrate` as the schema's owner (a user with CREATE on it); the replicas may run"
+            " as a user with SELECT, INSERT, UPDATE, DELETE on its tables (README)"
+        ) from exc
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise StartupError(
+            f"cannot migrate {settings.masked}: {_without(settings.dsn, exc)}") from exc
     finally:
         await conn.close()
 

@@ -33,8 +33,15 @@ async def schema_version(conn: Connection) -> int:
 
 
 async def migrate(conn: Connection, upto: int | None = None) -> tuple[int, int]:
-    """Apply every migration not applied yet (or those up to `upto`); (before, after)."""
+    """Apply every migration not applied yet (or those up to `upto`); (before, after).
+    The version is read first: with nothing pending, nothing else runs, so a replica whose
+    user may only read and write rows (no CREATE on the schema) starts on a schema its owner
+    migrated."""
     target = len(MIGRATIONS) if upto is None else upto
+    current = await schema_version(conn)
+    if current >= target:
+        _newer(current)
+        return current, current
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
         await conn.execute(
@@ -50,7 +57,11 @@ async def migrate(conn: Connection, upto: int | None = None) -> tuple[int, int]:
                 f"INSERT INTO {VERSION_TABLE} (version, applied_at) VALUES ($1, $2)",
                 number, time.time_ns() // 1000,
             )
-    if before > len(MIGRATIONS):
-        log.warning("the database is at schema migration %d, this ackd knows %d: a newer ackd"
-                    " migrated it", before, len(MIGRATIONS))
+    _newer(before)
     return before, max(before, target)
+
+
+def _newer(version: int) -> None:
+    if version > len(MIGRATIONS):
+        log.warning("the database is at schema migration %d, this ackd knows %d: a newer ackd"
+                    " migrated it", version, len(MIGRATIONS))

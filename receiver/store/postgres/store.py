@@ -63,7 +63,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from receiver.config.storage import CONNECT_TIMEOUT, address
-from receiver.core.errors import NotFound, SchemaBehind, StoreUnavailable
+from receiver.core.errors import NotFound, SchemaBehind, StartupError, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
 from receiver.core.tasks import cancel
 from receiver.maintenance.domain import Window
@@ -345,7 +345,13 @@ class PostgresStore:
 
     async def _prepare_schema(self, conn: Connection) -> None:
         if self._migrate:
-            await migrate(conn)
+            try:
+                await migrate(conn)  # no DDL when nothing is pending
+            except asyncpg.InsufficientPrivilegeError as exc:
+                raise StartupError(
+                    f"the store {self.name} has schema migrations pending and its user may not"
+                    f" apply them ({exc}): run `ackd migrate` as the schema's owner first"
+                ) from exc
             return
         version = await schema_version(conn)
         if version < len(MIGRATIONS):

@@ -16,12 +16,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from receiver.config.build import parse
 from receiver.config.model import Config
+from receiver.core.errors import StoreUnavailable
 from receiver.core.model import (
     Alert,
     AlertStatus,
@@ -955,6 +956,65 @@ async def test_a_result_the_store_refuses_is_sent_again_not_lost(
         assert len(await reopened.timeline(incident_id)) == 1
     finally:
         await reopened.close()
+
+
+T = TypeVar("T")
+
+
+class RefusingStore(SqliteStore):
+    """Refuses its next `refuse` writes, as PostgreSQL does while it restarts."""
+
+    refuse = 0
+
+    async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
+        if self.refuse:
+            self.refuse -= 1
+            raise StoreUnavailable("connection was closed in the middle of operation")
+        return await super().write(run)
+
+
+class RestartDuringSendNotifier:
+    """Delivers; meanwhile the database restarted: the store refuses the next two writes."""
+
+    def __init__(self, store: RefusingStore) -> None:
+        self.store = store
+        self.sent: list[str] = []
+
+    async def send(self, url: str, message: Message) -> Delivery:
+        self.sent.append(url)
+        self.store.refuse = 2
+        return Delivery(DeliveryStatus.SUCCESS, 0.01)
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_result_the_store_refuses_for_a_moment_is_written_again_and_sent_once(
+    tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The message went out while the database restarted: its result is written again
+    (RECORD_AGAIN), the row leased to this replica meanwhile, rather than given back at
+    once to be sent a second time."""
+    store = RefusingStore(tmp_path / "ackd.db")
+    await store.open()
+    notifier = RestartDuringSendNotifier(store)
+    dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), make_config)
+    rig = Rig(store, fake_clock, notifier, Metrics(), make_config(), dispatcher)
+    [incident_id] = await rig.incidents(1, [payload(ANA)])
+    dispatcher.start()
+    try:
+        async def recorded() -> bool:
+            return bool(await rig.events(incident_id, EventKind.NOTIFICATION_SENT))
+
+        await eventually(recorded, "the result written once the store takes it again")
+        await eventually(rig.settled, "the delivery to end")
+        assert await rig.outbox() == []
+    finally:
+        await dispatcher.stop(grace=WAIT)
+        await store.close()
+    assert notifier.sent == [ANA]
+    assert caplog.text.count("trying again in") == 2
+    assert "it will be sent again" not in caplog.text
 
 
 # -- a contact a reload removed ---------------------------------------------------------------

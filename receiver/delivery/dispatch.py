@@ -11,9 +11,11 @@ the timeline event and the outbox row's fate (finished, or retried with backoff)
 together, and that ends the row's lease.
 
 Delivery is at-least-once: a row leaves the outbox only in the commit that records its
-result. If ackd stops, or the store refuses that commit, after the message went out, the row
-is still there and the message goes again later. A delivery is never reported as sent when
-it was not: NOTIFICATION_SENT is written only for a Delivery that said SUCCESS.
+result. If ackd stops, or the store refuses that commit for longer than RECORD_AGAIN (a
+database restarting refuses it for a moment: the commit is tried again, the row still
+leased), after the message went out, the row is still there and the message goes again.
+A delivery is never reported as sent when it was not: NOTIFICATION_SENT is written only for
+a Delivery that said SUCCESS.
 
 Every message passes the noise gate (noise.py), pages and notes apart; a bundle of pages and
 one of notes are rendered differently (render.py). A pass is decided purely (plan.py); sends
@@ -28,6 +30,7 @@ the windows. Whichever pass finds a held-back summary due (under that lock) send
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -93,6 +96,11 @@ UNREAD = datetime.min.replace(tzinfo=UTC)  # not read yet: the next pass asks th
 NEVER = datetime.max.replace(tzinfo=UTC)  # no summary waits
 # After the store refused a write, the rows involved wait this long before another try.
 STORE_RETRY = timedelta(seconds=5)
+# A delivery's result the store refused is written again this many seconds apart before its
+# rows are given back (to be sent again): the message went out, and a database that restarts
+# or fails over refuses writes for a few seconds. 15.5 s in all, well inside a lease
+# (PostgreSQL's: 60 s), so no other replica takes the rows meanwhile.
+RECORD_AGAIN = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 
 # A row that cannot be sent (its contact is gone, its payload unreadable), and why.
@@ -138,11 +146,13 @@ class Dispatcher:
         self._deciding = 0  # rows the running pass leased and has not handed to sends yet
         self._sends: set[asyncio.Task[None]] = set()
         self._wakeup = Wakeup(clock)
+        self._stopping = asyncio.Event()  # a result being written again gives up at once
         self._lanes: Lanes | None = None
         self._renderer = Renderer(store, clock, config)
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._stopping.clear()
         self._lanes = Lanes(self._config().notifications.workers)
         self._task = asyncio.create_task(self._run(), name="ackd-dispatcher")
 
@@ -158,6 +168,7 @@ class Dispatcher:
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop taking rows; let sends in flight finish and be recorded, for up to `grace` s."""
+        self._stopping.set()
         await cancel(self._task)
         self._task = None
         if grace is None:
@@ -418,17 +429,28 @@ class Dispatcher:
         job: Callable[[Transaction], Awaitable[None]],
         delivery: Delivery,
     ) -> bool:
-        try:
-            await self._store.write(job)
-        except Exception as exc:
-            # The rows stay in the outbox: the message goes again (at-least-once).
-            log.error(
-                "could not record a %s delivery to %s for outbox row(s) %s, it will be sent"
-                " again: %s", delivery.status.value, mask(url), [r.id for r in rows], exc,
-            )
-            self._cool(r.id for r in rows)
-            return False
-        return True
+        ids = [r.id for r in rows]
+        for wait in (*RECORD_AGAIN, None):
+            try:
+                await self._store.write(job)
+                return True
+            except StoreUnavailable as exc:
+                if wait is None or self._stopping.is_set():
+                    error: Exception = exc
+                    break
+                # The rows stay leased to this replica meanwhile: nobody sends them again.
+                log.warning("could not record a %s delivery to %s for outbox row(s) %s, trying"
+                            " again in %gs: %s", delivery.status.value, mask(url), ids, wait, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), wait)
+            except Exception as exc:
+                error = exc
+                break
+        # The rows stay in the outbox: the message goes again (at-least-once).
+        log.error("could not record a %s delivery to %s for outbox row(s) %s, it will be sent"
+                  " again: %s", delivery.status.value, mask(url), ids, error)
+        self._cool(ids)
+        return False
 
     def _cool(self, row_ids: Iterable[int]) -> None:
         """These leased rows go back to the outbox, due again in STORE_RETRY (the next pass

@@ -283,6 +283,38 @@ async def test_policy_runs_on_the_fake_clock_until_acknowledged(api: Api) -> Non
     assert (status, body["field"]) == (409, "state")
 
 
+def lateness_count(metrics: str) -> float:
+    found = re.search(r"^ackd_deadline_lateness_seconds_count (\S+)$", metrics, re.M)
+    assert found is not None, metrics
+    return float(found.group(1))
+
+
+async def test_deadline_lateness_is_observed_where_the_deadline_is_taken(api: Api) -> None:
+    """ackd_deadline_lateness_seconds counts a deadline once, where it fired, against its
+    due time. A deadline another replica took (here: taken from the store behind this
+    replica's back) is not counted when this replica's timer comes to it: every replica's
+    timer holds every deadline, and each counted every one (three replicas, three counts)."""
+    await api.fire()
+    await api.settle()
+    armed = await api.daemon.store.deadlines()
+    assert armed  # the next step's
+    taken = await api.daemon.store.write(
+        lambda tx: tx.take_deadlines([i for i, _ in armed], max(due for _, due in armed)))
+    assert len(taken) == len(armed)
+    await api.clock.jump(timedelta(minutes=5))
+    await api.settle()
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    assert lateness_count(metrics) == 0
+    assert api.paged() == ["ana"]  # the other replica fired it (here: nobody)
+
+    await api.fire({**LABELS, "alertname": "Another"})
+    await api.settle()
+    await api.clock.jump(timedelta(minutes=5))
+    await api.settle()
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    assert lateness_count(metrics) == 1
+
+
 async def test_a_compressed_api_body_that_does_not_inflate_is_a_named_400(api: Api) -> None:
     # aiohttp's parser inflated request bodies itself: gzip that was not gzip surfaced while
     # the handler read the body, as a 500 with a traceback.

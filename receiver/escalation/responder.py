@@ -248,12 +248,24 @@ class Responder:
 
         async def job(tx: Transaction) -> None:
             # One instant: the deadlines are taken, decided and applied at it. Those not
-            # taken were cancelled (acknowledged, resolved), fired already, or moved later.
+            # taken were cancelled (acknowledged, resolved), fired already (by another
+            # replica, maybe), or moved later.
             now = self._clock.now()
-            for row in await tx.take_deadlines(deadline_ids, now):
+            rows = await tx.take_deadlines(deadline_ids, now)
+            if rows:
+                # Counted here, once, by the replica that took each, against its due time
+                # (every replica's timer holds every deadline: a count there was one per
+                # replica, and against the time that timer planned to try it).
+                late = [(now - row.due).total_seconds() for row in rows]
+                tx.after_commit(partial(self._observe_lateness, late))
+            for row in rows:
                 await self._fire_one(tx, row, now)
 
         await self._store.write(job)
+
+    def _observe_lateness(self, late: list[float]) -> None:
+        for seconds in late:
+            self._metrics.deadline_lateness.observe(seconds)
 
     async def _fire_one(self, tx: Transaction, row: ArmedDeadline, now: datetime) -> None:
         incident = await tx.incident(row.incident_id)
@@ -711,9 +723,7 @@ def step_label(policy: Policy, index: int) -> str:
 
 
 def _default_scheduler(responder: Responder) -> Scheduler:
-    return Scheduler(
-        responder._clock, responder.fire, responder._metrics.deadline_lateness.observe
-    )
+    return Scheduler(responder._clock, responder.fire)  # lateness: counted in fire
 
 
 def _log_lines(incident: Incident, lines: list[tuple[int, str]]) -> None:

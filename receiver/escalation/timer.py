@@ -12,7 +12,9 @@ whether this replica is the one to try a deadline at its due time (store/postgre
 replicas.py deals them out by id among the replicas alive); the others try it GRACE later,
 when it is gone already unless its replica is dead or behind. So each deadline is asked for
 once, not once per replica, and one of a dead replica's is still fired within a second. What
-`on_lateness` observes is the lateness against the time this timer planned to try each.
+`on_lateness` observes is the lateness against the time this timer planned to try each, for
+each it pops, taken or not: ackd's timers pass none (the responder counts each escalation
+deadline where it is taken, against its due time).
 """
 
 from __future__ import annotations

@@ -410,6 +410,32 @@ async def test_oncall_cli(at: str, who: str) -> None:
     assert "until" in primary
 
 
+async def test_oncall_cli_asks_a_running_ackd_without_a_config(api: Api) -> None:
+    """`--url` alone is enough: the running ackd knows the team's schedule and zone, so a
+    responder without the config file (a laptop, ACKD_URL set) can ask who is on call."""
+    flags = ("--url", api.url, "--token", API_TOKEN)
+    at = "2026-03-02T10:00:00+00:00"
+    code, out = await run_cli("oncall", "platform", "--at", at, *flags)
+    assert code == 0, out
+    head, primary, secondary = out.splitlines()
+    assert head == f"platform (schedule payments, Europe/Amsterdam) at {at}:"
+    assert primary.split()[:2] == ["primary", "ana"]
+    assert secondary.split()[:2] == ["secondary", "bo"]
+    assert primary.endswith("for good")  # a rotation of one person never changes hands
+    code, out = await run_cli("oncall", "nope", *flags)
+    assert code == 1
+    assert "HTTP 404: team: unknown team 'nope'; teams: payments, platform" in out
+    status, body = await api.call("GET", "/api/v1/teams/payments/oncall?at=2026-03-02T10:00Z")
+    assert status == 200, body
+    assert (body["team"], body["schedule"], body["tz"]) == (
+        "payments", "payments", "Europe/Amsterdam")
+    assert [layer["user"] for layer in body["layers"]] == ["ana", "bo"]
+    # Neither a config nor a running ackd to ask: a usage error naming both.
+    code, out = await run_cli("oncall", "platform")
+    assert code == 2
+    assert "give --config FILE or --url URL (or ACKD_URL)" in out
+
+
 async def test_routes_test_cli() -> None:
     code, out = await run_cli(
         "routes", "test", "--config", "config.example.yaml",

@@ -85,6 +85,7 @@ from receiver.web.schedules import (
     delete_override,
     list_overrides,
     schedule_calendar,
+    team_on_call,
     user_calendar,
     who_is_on_call,
 )
@@ -131,6 +132,7 @@ def build_web_app(
     app.router.add_delete("/api/v1/schedules/{name}/overrides/{id}", delete_override)
     app.router.add_get("/api/v1/schedules/{name}/oncall", who_is_on_call)
     app.router.add_get("/api/v1/schedules/{name}/gaps", coverage_gaps)
+    app.router.add_get("/api/v1/teams/{name}/oncall", team_on_call)
     app.router.add_get("/api/v1/users/{name}.ics", user_calendar)
     app.router.add_get("/api/v1/users/{name}/feed", user_feed)
     app.router.add_delete("/api/v1/users/{name}/feed", revoke_user_feed)

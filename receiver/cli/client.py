@@ -79,9 +79,10 @@ class Client:
         return await self._call(
             "DELETE", f"/api/v1/schedules/{quote(schedule)}/overrides/{override_id}", None)
 
-    async def oncall(self, schedule: str, at: str) -> dict[str, Any]:
-        return await self._call(
-            "GET", f"/api/v1/schedules/{quote(schedule)}/oncall", None, {"at": at})
+    async def oncall(self, team: str, at: str) -> dict[str, Any]:
+        """Who is on call for `team` at `at`, per layer, with its schedule's name and zone."""
+        return await self._call("GET", f"/api/v1/teams/{quote(team)}/oncall", None, {"at": at})
+
     async def postmortem(self, incident_id: int) -> str:
         return await self._text(f"/api/v1/incidents/{incident_id}/postmortem")
 

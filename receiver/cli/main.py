@@ -138,12 +138,12 @@ def _parser() -> argparse.ArgumentParser:
         description="Who is on call for a team in each layer of its schedule, and until when.",
     )
     oncall.add_argument("team")
-    oncall.add_argument("--config", required=True)
+    oncall.add_argument("--config", help="the config file: its plan alone, when no --url")
     oncall.add_argument("--at", help="ISO time (default: now); without a zone, UTC")
     oncall.add_argument(
         "--url", default=os.environ.get("ACKD_URL"),
         help="a running ackd (env ACKD_URL): its answer includes run-time overrides and "
-        "swaps; without it, the config file's plan alone",
+        "swaps, and needs no config file; without it, the --config file's plan alone",
     )
     oncall.add_argument("--token", default=os.environ.get("ACKD_API_TOKEN", ""),
                         help="an API token (env ACKD_API_TOKEN)")
@@ -505,6 +505,17 @@ def _routes_test(args: argparse.Namespace) -> int:
 
 
 def _oncall(args: argparse.Namespace) -> int:
+    try:
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        print(f"--at: not an ISO time: {args.at!r}", file=sys.stderr)
+        return 2
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if args.url:
+        return _oncall_asked(args, at)
+    if args.config is None:
+        print("oncall: give --config FILE or --url URL (or ACKD_URL)", file=sys.stderr)
+        return 2
     config = _load(args.config)
     if config is None:
         return 1
@@ -515,23 +526,8 @@ def _oncall(args: argparse.Namespace) -> int:
     if team.schedule is None:
         print(f"team {team.name!r} has no on-call schedule", file=sys.stderr)
         return 1
-    try:
-        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    except ValueError:
-        print(f"--at: not an ISO time: {args.at!r}", file=sys.stderr)
-        return 2
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
     schedule = config.schedules[team.schedule]
     print(f"{team.name} (schedule {schedule.name}, {schedule.tz.key}) at {at.isoformat()}:")
-    if args.url:
-        try:
-            answer = asyncio.run(Client(args.url, args.token).oncall(schedule.name, at.isoformat()))
-        except (ApiError, OSError) as exc:
-            print(f"oncall: asking ackd at {args.url}: {exc}", file=sys.stderr)
-            return 1
-        for line in oncall_lines(answer["layers"], schedule.tz):
-            print(line)
-        return 0
     for layer in schedule.layers:
         try:
             who = on_call(schedule, layer.name, at) or "nobody"
@@ -544,6 +540,21 @@ def _oncall(args: argparse.Namespace) -> int:
         print(f"  {layer.name:<10} {who:<12} {when}")
     print("(the config's plan: give --url or ACKD_URL to include run-time overrides)",
           file=sys.stderr)
+    return 0
+
+
+def _oncall_asked(args: argparse.Namespace, at: datetime) -> int:
+    """Ask the running ackd: it knows the team's schedule and zone, so no config file is
+    needed, and its answer includes the run-time overrides and swaps."""
+    try:
+        answer = asyncio.run(Client(args.url, args.token).oncall(args.team, at.isoformat()))
+    except (ApiError, OSError) as exc:
+        print(f"oncall: asking ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    tz = ZoneInfo(answer["tz"])
+    print(f"{answer['team']} (schedule {answer['schedule']}, {tz.key}) at {at.isoformat()}:")
+    for line in oncall_lines(answer["layers"], tz):
+        print(line)
     return 0
 
 

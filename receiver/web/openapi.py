@@ -72,6 +72,7 @@ SEE_OTHER = _answer("redirect to the page to show next")
 ROLE = _path("role", "commander, tech_lead, comms_lead or scribe",
              {"type": "string", "enum": ["commander", "tech_lead", "comms_lead", "scribe"]})
 SCHEDULE = _path("name", "a schedule of the config")
+TEAM = _path("name", "a team of the config")
 WEEKS = _query("weeks", "how many weeks of shifts (1-52, default 4)",
                {"type": "integer", "minimum": 1, "maximum": 52})
 ICS = _answer("an iCalendar file", {"type": "string"}, "text/calendar")
@@ -334,6 +335,14 @@ ROUTES: dict[str, dict[str, Schema]] = {
             "200": _answer("the layers", {"type": "object"}), "400": BAD,
             "404": _error("no such schedule"),
         }, tag="on-call", scope="read", parameters=[SCHEDULE, _query("at", "an ISO time")]),
+    },
+    "/api/v1/teams/{name}/oncall": {
+        "get": _op("who is on call for a team in each layer of its schedule, until when, "
+                   "decided by what; naming the schedule and its zone", {
+                       "200": _answer("the team, schedule, zone and layers", {"type": "object"}),
+                       "400": BAD, "404": _error("no such team, or it has no schedule"),
+                   }, tag="on-call", scope="read",
+                   parameters=[TEAM, _query("at", "an ISO time")]),
     },
     "/api/v1/schedules/{name}/gaps": {
         "get": _op("each layer's first span with nobody on call in the next weeks, run-time "

@@ -4,6 +4,8 @@
     POST   /api/v1/schedules/{name}/overrides        an override, a shift taken, or a swap
     DELETE /api/v1/schedules/{name}/overrides/{id}   (a swap's leg deletes the swap)
     GET    /api/v1/schedules/{name}/oncall?at=ISO    each layer: who, until when, decided by
+    GET    /api/v1/teams/{name}/oncall?at=ISO        the same for the team's schedule, naming
+                                                     it and its zone (`ackd oncall --url`)
     GET    /api/v1/schedules/{name}/gaps?weeks=N     each layer's first span with nobody on
                                                      call in the next N weeks (4), run-time
                                                      overrides included
@@ -140,13 +142,39 @@ async def who_is_on_call(request: web.Request) -> web.Response:
         at = _at(request.query.get("at"), s.clock.now())
         layers = on_call_service(s).who(name, at)
     except OverflowError:
-        # The answer says until when each layer holds, in the schedule's zone: near the end
-        # of year 9999 that passes the calendar's last day.
-        return answer(PayloadError(
-            "at", "is too near the year 9999 to say who is on call and until when"))
+        return _too_near_the_end()
     except AckdError as exc:
         return answer(exc)
     return ok({"schedule": name, "at": at, "layers": layers})
+
+
+async def team_on_call(request: web.Request) -> web.Response:
+    """Who is on call for a team: its schedule's answer, with the schedule's name and zone,
+    so a client without the config file (`ackd oncall TEAM --url`) can say it all."""
+    s = services(request)
+    actor(request, s)  # reading needs the read scope
+    name = request.match_info["name"]
+    team = s.config.teams.get(name)
+    if team is None:
+        return error(404, f"unknown team {name!r}; teams: {', '.join(s.config.teams)}", "team")
+    if team.schedule is None:
+        return error(404, f"team {name!r} has no on-call schedule", "team")
+    try:
+        at = _at(request.query.get("at"), s.clock.now())
+        layers = on_call_service(s).who(team.schedule, at)
+    except OverflowError:
+        return _too_near_the_end()
+    except AckdError as exc:
+        return answer(exc)
+    tz = s.config.schedules[team.schedule].tz.key
+    return ok({"team": name, "schedule": team.schedule, "tz": tz, "at": at, "layers": layers})
+
+
+def _too_near_the_end() -> web.Response:
+    # The answer says until when each layer holds, in the schedule's zone: near the end of
+    # year 9999 that passes the calendar's last day.
+    return answer(PayloadError(
+        "at", "is too near the year 9999 to say who is on call and until when"))
 
 
 async def schedule_calendar(request: web.Request) -> web.Response:

@@ -202,7 +202,8 @@ def check_config(*argv: str, env: dict[str, str] | None = None,
 
 
 REFUSED = ("refusing to listen on 0.0.0.0:9095 with secrets published in config.example.yaml"
-           " (webhook.bearer_token, api token of token 'ops-cli'): set ACKD_WEBHOOK_TOKEN and"
+           " or deploy/ (webhook.bearer_token, api token of token 'ops-cli'): set"
+           " ACKD_WEBHOOK_TOKEN and"
            " set ACKD_API_TOKEN, or listen on 127.0.0.1")
 SECRETS = {"ACKD_WEBHOOK_TOKEN": "a-webhook-token-of-our-own",
            "ACKD_API_TOKEN": "an-api-token-of-our-own"}
@@ -290,8 +291,10 @@ def test_check_config_reads_a_secret_file_as_serve_does(tmp_path: Path) -> None:
     (tmp_path / "ackd.yaml").write_text(text)
     missing = check_config("ackd.yaml", cwd=tmp_path)
     assert missing.returncode == 1
-    assert missing.stderr.splitlines()[0] == ("ackd.yaml:25: webhook.bearer_token_file: [Errno 2]"
-                                              " No such file or directory: 'secrets/webhook-token'")
+    line = 1 + text.splitlines().index("  bearer_token_file: secrets/webhook-token")
+    assert missing.stderr.splitlines()[0] == (f"ackd.yaml:{line}: webhook.bearer_token_file: "
+                                              "[Errno 2] No such file or directory: "
+                                              "'secrets/webhook-token'")
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / "webhook-token").write_text("change-me\n")
     assert check_config("ackd.yaml", cwd=tmp_path).returncode == 0  # on loopback
@@ -300,8 +303,8 @@ def test_check_config_reads_a_secret_file_as_serve_does(tmp_path: Path) -> None:
     assert wide.returncode == 1
     assert wide.stderr.splitlines()[0] == (
         "ackd.yaml: --listen: refusing to listen on :::9095 with secrets published in"
-        " config.example.yaml (webhook.bearer_token): set ACKD_WEBHOOK_TOKEN, or listen on"
-        " 127.0.0.1")
+        " config.example.yaml or deploy/ (webhook.bearer_token): set ACKD_WEBHOOK_TOKEN, or"
+        " listen on 127.0.0.1")
 
 
 def test_check_config_refuses_regexes_alertmanager_refuses(tmp_path: Path) -> None:

@@ -72,7 +72,9 @@ async def test_a_window_holds_real_pages_until_it_ends(tmp_path: Path, sink: Htt
         await wait_until(paged, WINDOW + 10, "the page after the window")
         assert loop.time() >= end - 0.5  # not before the window's end
         [page] = sink.requests
-        assert page.json["title"].startswith(f"[SEV1] #{by_name['PaymentApiDown']['id']}")
+        assert page.json["title"].startswith(
+            f"[SEV1] AFTER MAINTENANCE #{by_name['PaymentApiDown']['id']}")
+        assert page.json["message"].startswith("AFTER MAINTENANCE: held by maintenance window #")
         number = by_name["PaymentApiDown"]["id"]
 
         async def recorded() -> bool:  # the sink may hear it before ackd records the send

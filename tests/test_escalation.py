@@ -673,7 +673,7 @@ def test_a_low_urgency_run_begun_after_hours_waits_for_them(path: str) -> None:
     assert on_deadline(sim.state, sim.incident, SEV3, stale, sim.directory, sim.cursors,
                        MONDAY_NIGHT).pages == ()
     sim.run(until=TUESDAY_NINE)
-    first = {"reassign": ("cy", "reassigned"), "maintenance_end": ("ana", "triggered")}
+    first = {"reassign": ("cy", "reassigned"), "maintenance_end": ("ana", "after_maintenance")}
     assert sim.pages[-1] == ((TUESDAY_NINE - T0) / MIN, *first.get(path, ("ana",
                                                                           "re_escalated")))
     assert sim.state.run == run

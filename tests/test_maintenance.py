@@ -108,7 +108,12 @@ async def test_a_window_holds_pages_on_the_timeline_and_its_end_escalates_from_t
 
     await api.clock.jump(30 * MINUTE)  # the window ends: the first step, then the second
     assert await api.paged_once(1) == ["ana"]
-    assert "[SEV1] #1" in api.notifier.sent[0][1].title
+    # Her first page, saying why it comes an hour after the alert began firing.
+    page = api.notifier.sent[0][1]
+    assert page.title.startswith("[SEV1] AFTER MAINTENANCE #1 payments")
+    assert page.body.splitlines()[0] == (
+        "AFTER MAINTENANCE: held by maintenance window #1 since "
+        f"{START.strftime('%Y-%m-%d %H:%M:%S UTC')} (step 1).")
     events = await timeline(api, number)
     assert [e["detail"]["window"] for e in kinds(events, "maintenance_ended")] == ["#1"]
     await api.clock.jump(5 * MINUTE)
@@ -131,9 +136,10 @@ async def test_a_config_window_with_matchers_holds_only_what_all_match(start: St
     assert kinds(await timeline(api, paged), "page_suppressed") == []
     await api.clock.jump(60 * MINUTE)
     await api.settle()
-    # The held one's first page, as a new incident's (the other escalated on meanwhile).
-    [first] = [m.title for _, m in api.notifier.sent if f"#{held} " in m.title]
-    assert first.startswith(f"[SEV1] #{held} payments")
+    # The held one's first page, naming the window (the other escalated on meanwhile).
+    [first] = [m for _, m in api.notifier.sent if f"#{held} " in m.title]
+    assert first.title.startswith(f"[SEV1] AFTER MAINTENANCE #{held} payments")
+    assert first.body.startswith("AFTER MAINTENANCE: held by maintenance window eu1-upgrade")
     assert kinds(await timeline(api, held), "maintenance_ended")
 
 
@@ -149,6 +155,19 @@ async def test_a_window_opened_mid_escalation_holds_the_next_step(start: Start) 
     assert (event["detail"]["recipient"], event["detail"]["step"]) == ("bo", 1)
     await api.clock.jump(15 * MINUTE)  # the end: from the first step again
     assert await api.paged_once(2) == ["ana", "ana"]
+    # ana's second page is not her first one again: it says what held it, and since when
+    # (bo's step, the first page the window held).
+    first, again = (message for _, message in api.notifier.sent)
+    assert not first.body.startswith("AFTER MAINTENANCE")
+    assert again.title.startswith(f"[SEV1] AFTER MAINTENANCE #{number} payments: ")
+    held_since = (START + 5 * MINUTE).strftime("%Y-%m-%d %H:%M:%S UTC")
+    assert again.body.splitlines()[0] == (
+        f"AFTER MAINTENANCE: held by maintenance window #1 since {held_since} (step 1).")
+    await api.clock.jump(5 * MINUTE)  # bo's step of that run says so too
+    assert await api.paged_once(3) == ["ana", "ana", "bo"]
+    assert api.notifier.sent[2][1].body.splitlines()[0] == (
+        f"AFTER MAINTENANCE: held by maintenance window #1 since {held_since}; nobody has "
+        "acknowledged yet (step 2).")
 
 
 async def test_what_resolved_or_was_taken_during_the_window_pages_nobody_at_its_end(

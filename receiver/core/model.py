@@ -129,6 +129,9 @@ class MessageReason(StrEnum):
     # its pages say why, not "acknowledged earlier" as a re_escalated page does.
     REASSIGNED = "reassigned"  # to another team or a person
     SEVERITY_RAISED = "severity_raised"  # under the steps of a more severe severity
+    # The steps again from the first once a maintenance window that held the pages ended:
+    # its pages say which window held them and since when, not a first page's nothing.
+    AFTER_MAINTENANCE = "after_maintenance"
 
     @property
     def is_page(self) -> bool:
@@ -138,7 +141,7 @@ class MessageReason(StrEnum):
 PAGE_REASONS = frozenset({
     MessageReason.TRIGGERED, MessageReason.ESCALATED, MessageReason.REMINDER,
     MessageReason.RE_ESCALATED, MessageReason.RESPONDER_ADDED, MessageReason.REASSIGNED,
-    MessageReason.SEVERITY_RAISED,
+    MessageReason.SEVERITY_RAISED, MessageReason.AFTER_MAINTENANCE,
 })
 
 

@@ -25,6 +25,7 @@ from receiver.core.model import (
     EventKind,
     Incident,
     IncidentState,
+    MessageReason,
     Severity,
     TimelineEvent,
 )
@@ -402,11 +403,14 @@ def resume(
     now: datetime,
 ) -> Plan:
     """The maintenance window that held the incident's pages ended while it still fires and
-    nobody took it: escalate from the first step (or wait for working hours), as if it had
-    just opened. The same run: the window's hold cancelled every step and contact deadline
-    left."""
+    nobody took it: escalate from the first step (or wait for working hours). The same run:
+    the window's hold cancelled every step and contact deadline left. Its pages say what held
+    them and since when (the step whose pages were held first fired last: the hold cancelled
+    the later ones), so a person paged before the window does not read a first page again."""
     _check_now(now)
-    plan = _new_run(state, severity, hours, state.run, now)
+    held_since = state.last_fired_at.isoformat() if state.last_fired_at else ""
+    cause = RunCause(MessageReason.AFTER_MAINTENANCE, window, held_since)
+    plan = _new_run(replace(state, cause=cause), severity, hours, state.run, now)
     event = TimelineEvent(now, EventKind.MAINTENANCE_ENDED, detail={"window": window})
     return replace(plan, events=(event, *plan.events))
 

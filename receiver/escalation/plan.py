@@ -73,11 +73,13 @@ class Page:
 @frozen(slots=True)
 class RunCause:
     """Why the current run began when a person changed what the incident is: a reassignment
-    (`to` is "team NAME" or a person's name) or a raised severity (`to` is its name). Every
-    page of that run says so; a run begun by an unack, a snooze's end or a reack has none and
-    its pages say re_escalated."""
+    (`to` is "team NAME" or a person's name) or a raised severity (`to` is its name); or why
+    it began again from its first step: the end of a maintenance window that held its pages
+    (`actor` is the window's label, `to` when the hold began, ISO 8601, or ""). Every page of
+    that run says so; a run begun by an unack, a snooze's end or a reack has none and its
+    pages say re_escalated."""
 
-    reason: MessageReason  # REASSIGNED or SEVERITY_RAISED
+    reason: MessageReason  # REASSIGNED, SEVERITY_RAISED or AFTER_MAINTENANCE
     actor: str
     to: str
 

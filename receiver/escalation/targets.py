@@ -183,11 +183,13 @@ def page_reason(
     policy: Policy, severity: str, run: int, cycle: int, index: int,
     cause: RunCause | None = None,
 ) -> MessageReason:
-    """Why a step's page goes out. Every page of a later run says what began that run: a
-    reassignment or a raised severity (`cause`), else a re-escalation (unack, snooze over,
-    left alone)."""
+    """Why a step's page goes out. Every page of a run something began says what: a
+    reassignment, a raised severity or a maintenance window's end (`cause`); else a later
+    run's is a re-escalation (unack, snooze over, left alone)."""
+    if cause is not None:
+        return cause.reason
     if run > 0:
-        return MessageReason.RE_ESCALATED if cause is None else cause.reason
+        return MessageReason.RE_ESCALATED
     if cycle > 0:
         return MessageReason.REMINDER
     # The first step this incident's severity reaches is its first page, even if it is not 0.

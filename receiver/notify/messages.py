@@ -10,7 +10,10 @@ Variables a template sees:
     reason, incident, severity, alerts, ack_url, resolve_url, incident_url, silence_url,
     actor, recipient, step, cycle        the MessageContext's fields
     changed_to                           reassigned, severity_raised: the team ("team X"),
-                                         person or severity a person changed the incident to
+                                         person or severity a person changed the incident to;
+                                         after_maintenance: when the hold began (ISO 8601)
+    held_since                           after_maintenance: that time, as `since` shows one
+                                         (actor is the window: "#3" or the config's name)
     summary                              one line saying what is wrong
     alert_count, firing_count, resolved_count, truncated   (truncated: left out by Alertmanager)
     shown_alerts, more_alerts            the first few alerts, and how many are not shown
@@ -181,11 +184,17 @@ _LEADS = {
                   + _NOT_YET + _STEP + ".\n",
     "severity_raised": "SEVERITY RAISED to {{ changed_to or severity.name }} by "
                        "{{ actor or 'someone' }}" + _NOT_YET + _STEP + ".\n",
+    "after_maintenance": "AFTER MAINTENANCE: held by "
+                         "{% if actor %}maintenance window {{ actor }}"
+                         "{% else %}a maintenance window{% endif %}"
+                         "{% if held_since %} since {{ held_since }}{% endif %}"
+                         + _NOT_YET + _STEP + ".\n",
 }
 
 _TITLE_TAGS = {"triggered": "", "escalated": "ESCALATED ", "reminder": "REMINDER ",
                "re_escalated": "RE-ESCALATED ", "responder_added": "JOIN ",
-               "reassigned": "REASSIGNED ", "severity_raised": "SEVERITY RAISED "}
+               "reassigned": "REASSIGNED ", "severity_raised": "SEVERITY RAISED ",
+               "after_maintenance": "AFTER MAINTENANCE "}
 
 DEFAULTS: dict[str, dict[str, str]] = {
     **{
@@ -429,6 +438,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "summary": summary(ctx.incident, alerts),
         "description": description(ctx.incident, alerts),
         "since": _since(ctx.incident, alerts),
+        "held_since": _held_since(ctx),
         "alert_count": len(alerts),
         "firing_count": len(alerts) - resolved,
         "resolved_count": resolved,
@@ -481,7 +491,22 @@ def _since(incident: Incident, alerts: Sequence[Alert]) -> str:
     half an hour in does not read like a new problem, and a bundle held a while stays true."""
     starts = [a.starts_at for a in alerts if a.status is AlertStatus.FIRING]
     at = min(starts) if starts else incident.opened_at
+    return _utc(at)
+
+
+def _utc(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _held_since(ctx: MessageContext) -> str:
+    """When a maintenance window began holding the pages of an after_maintenance page."""
+    if ctx.reason != MessageReason.AFTER_MAINTENANCE or not ctx.changed_to:
+        return ""
+    try:
+        at = datetime.fromisoformat(ctx.changed_to)
+    except ValueError:
+        return ""
+    return _utc(at)
 
 
 def describe(alert: Alert) -> str:
@@ -565,7 +590,8 @@ def _tidy(body: str) -> str:
 
 _SHORT_TAGS = {"triggered": "", "escalated": "ESC ", "reminder": "REMINDER ",
                "re_escalated": "RE-ESC ", "responder_added": "JOIN ",
-               "reassigned": "REASSIGNED ", "severity_raised": "RAISED "}
+               "reassigned": "REASSIGNED ", "severity_raised": "RAISED ",
+               "after_maintenance": "AFTER MAINT "}
 
 
 def short_body(ctx: MessageContext) -> str:

@@ -273,6 +273,7 @@ async def test_a_database_of_an_earlier_schema_is_migrated_and_keeps_its_rows(
     old.execute("DROP TABLE channel_histories")
     old.execute("DROP TABLE held_back")
     old.execute("ALTER TABLE outbox DROP COLUMN gated")
+    old.execute("DROP INDEX deadlines_due")
     old.execute("PRAGMA user_version=1")
     old.close()
     second = SqliteStore(path)

@@ -219,4 +219,10 @@ MIGRATIONS: tuple[str, ...] = (
     DROP INDEX incidents_by_group;
     CREATE INDEX incidents_by_group ON incidents(md5(group_key), id);
     """,
+    # 15: deadlines by due time, for the replicas' sweep (store/postgres/late.py): every 200 ms
+    # each replica asks for the deadlines due for a while and still there, which only a replica
+    # hung after its commit leaves; without the index, a scan of every armed deadline.
+    """
+    CREATE INDEX deadlines_due ON deadlines(due);
+    """,
 )

@@ -84,6 +84,7 @@ from receiver.store.codec import (
 from receiver.store.jobs import Job, Outcome, answer
 from receiver.store.postgres.announce import Announcer
 from receiver.store.postgres.incidents import VERSIONS
+from receiver.store.postgres.late import LATE, LATE_DEADLINES, LIMIT, LateDeadlines
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import OUTBOX_CHANNEL
 from receiver.store.postgres.replicas import GRACE, WATCH, Sweep, Unlocked, claim, share, sweep
@@ -186,6 +187,7 @@ class PostgresStore:
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
         self.deadline_listeners: list[Callable[[int, datetime], None]] = []
+        self._late = LateDeadlines()  # the overdue deadlines handed to them (late.py)
         # The server processes of this replica's pool connections: the deadlines they
         # announce were armed here already, after the commit (see _on_deadline).
         self._own_backends: set[int] = set()
@@ -302,6 +304,24 @@ class PostgresStore:
                 continue
             failing = False
             behind = await self._swept(found, behind or bool(set(self.alive) - set(found.alive)))
+            await self._hand_late()
+
+    async def _hand_late(self) -> None:
+        """The deadlines due LATE ago and still armed, handed to the timer once: those a
+        replica hung right after its commit holds, known to no other (late.py)."""
+        try:
+            rows = await self._fetch(
+                LATE_DEADLINES, to_us(datetime.now(UTC) - LATE), LIMIT)
+        except StoreUnavailable:
+            return  # the next sweep's turn (a database away is logged by the sweep)
+        late = self._late.due_to_hand((int(r[0]), int(r[1])) for r in rows)
+        if late:
+            log.warning("%d deadline(s) due %gs ago or more and taken by no replica are"
+                        " tried now (a replica hung, or its announcement failed)",
+                        len(late), LATE.total_seconds())
+        for deadline_id, due in late:
+            for on_deadline in self.deadline_listeners:
+                on_deadline(deadline_id, due)
 
     async def _swept(self, found: Sweep, behind: bool) -> bool:
         """Act on a sweep; whether what a replica gone left is still to be read."""

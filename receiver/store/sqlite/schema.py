@@ -236,4 +236,10 @@ MIGRATIONS: tuple[str, ...] = (
     # most 2,704 bytes, and a group label may be longer: see store/postgres/schema.py). A
     # SQLite index holds a key of any length, and these stay as they are.
     "",
+    # 15: deadlines by due time: PostgreSQL's replicas look for deadlines left overdue there
+    # (store/postgres/late.py). One SQLite process holds every deadline in its timer and asks
+    # no such thing: the index is here so that both dialects keep the same indexes.
+    """
+    CREATE INDEX deadlines_due ON deadlines(due);
+    """,
 )

@@ -1,0 +1,210 @@
+"""A replica hung right after its commit (SIGSTOP, a blocked loop, a paused VM: its session
+and advisory lock alive) holds deadlines no other replica heard of: it announces them after
+the commit (store/postgres/announce.py), and the others read every deadline again only when a
+replica goes. The others' sweep finds such deadlines once overdue (store/postgres/late.py)
+and fires them within a second of their due time, once. On the stores with real timers, and
+end to end with three ackd processes, one SIGSTOPped after its 200 with its announcement held
+back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+import pytest
+
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.clock import SystemClock
+from receiver.core.model import Alert, AlertStatus
+from receiver.escalation.timer import Scheduler
+from receiver.store.codec import to_us
+from receiver.store.postgres.late import AGAIN, LATE, LateDeadlines
+from receiver.store.postgres.replicas import WATCH, claim
+from receiver.store.postgres.store import PostgresStore
+from receiver.store.postgres.transaction import PostgresTransaction
+from tests.harness import TOKEN
+from tests.pgcluster import Cluster, fresh_database
+from tests.sinks import HttpSink
+from tests.test_e2e_replicas import PAYMENTS, START, fired_at, recorded, replicas_of
+from tests.test_store_replicas import new_incident, until
+
+Fired = list[tuple[int, int, datetime]]  # (replica, deadline id, when its timer took it)
+
+
+@pytest.fixture
+async def timed_replicas(pg_dsn: str) -> AsyncIterator[tuple[list[PostgresStore], Fired]]:
+    """Three stores, each with a timer wired as the daemon wires it (every deadline heard
+    armed in it, the first try shared by the replicas alive), whose firing takes the due
+    deadlines (SKIP LOCKED) and records which replica took which."""
+    stores = [PostgresStore(pg_dsn, pool_size=4) for _ in range(3)]
+    fired: Fired = []
+    timers: list[Scheduler] = []
+    for n, store in enumerate(stores):
+        await store.open()
+
+        async def fire(ids: list[int], store: PostgresStore = store, n: int = n) -> None:
+            now = datetime.now(UTC)
+            taken = await store.write(lambda tx: tx.take_deadlines(ids, now))
+            fired.extend((n, deadline.id, now) for deadline in taken)
+
+        timer = Scheduler(SystemClock(), fire, first_try=store.first_to_try)
+        store.deadline_listeners.append(timer.arm)
+        timer.start()
+        timers.append(timer)
+    yield stores, fired
+    for timer in timers:
+        await timer.stop()
+    for store in stores:
+        await store.close()
+
+
+async def hung_replica(pg_dsn: str, stores: list[PostgresStore]) -> tuple[asyncpg.Connection, int]:
+    """A replica's session holding its lock, seen alive by the others, that does nothing."""
+    conn = await asyncpg.connect(pg_dsn)
+    number = await claim(conn)
+    async with asyncio.timeout(5):
+        await until(lambda: all(number in store.alive for store in stores))
+    return conn, number
+
+
+async def test_a_deadline_a_hung_replica_armed_fires_on_another_within_a_second_once(
+    timed_replicas: tuple[list[PostgresStore], Fired], pg_dsn: str
+) -> None:
+    """The hung replica commits a deadline and never announces it (as SIGSTOPped right
+    after its COMMIT): another replica's timer takes it within a second of its due time,
+    and only one does."""
+    stores, fired = timed_replicas
+    incident_id = await stores[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    hung, number = await hung_replica(pg_dsn, stores)
+    try:
+        due = datetime.now(UTC) + timedelta(milliseconds=300)
+        tx = PostgresTransaction(hung, number)
+        async with hung.transaction():
+            [armed] = await tx.arm(incident_id, [(due, "step", "0:1")])
+        assert tx.announcements  # what it would announce, were it not hung
+        async with asyncio.timeout(10):
+            await until(lambda: bool(fired))
+        await asyncio.sleep(1.0)  # every timer has tried it by now: one took it
+        [(_, deadline_id, at)] = fired
+        assert deadline_id == armed.id
+        assert LATE <= at - due < timedelta(seconds=1), at - due
+        assert await stores[1].deadlines() == []
+        assert number in stores[1].alive  # not taken for a replica gone
+    finally:
+        await hung.close()
+
+
+async def test_a_late_deadline_is_handed_to_the_timer_once_then_again_after_a_while(
+    timed_replicas: tuple[list[PostgresStore], Fired], pg_dsn: str
+) -> None:
+    """A late deadline locked by a replica hung while taking it (its transaction open) is
+    skipped by the others' takes: it is handed to their timers once, not every sweep; once
+    the lock goes and nothing took it, it is handed again AGAIN later, and fires once."""
+    stores, fired = timed_replicas
+    handed: list[tuple[int, int]] = []  # (replica, deadline id) as each sweep hands it
+    for n, store in enumerate(stores):
+        store.deadline_listeners.append(
+            lambda deadline_id, due, n=n: handed.append((n, deadline_id)))
+    incident_id = await stores[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    hung, number = await hung_replica(pg_dsn, stores)
+    try:
+        due = datetime.now(UTC)
+        async with hung.transaction():
+            [armed] = await PostgresTransaction(hung, number).arm(
+                incident_id, [(due, "step", "0:1")])
+        taking = hung.transaction()
+        await taking.start()
+        await hung.execute("SELECT id FROM deadlines WHERE id = $1 FOR UPDATE", armed.id)
+        await asyncio.sleep((LATE + timedelta(seconds=1)).total_seconds())
+        assert sorted(handed) == [(n, armed.id) for n in range(3)]  # once, over 5 sweeps
+        assert fired == []  # locked: skipped by every take
+        await taking.rollback()  # the taker's transaction ends, having fired nothing
+        async with asyncio.timeout(AGAIN + 5):
+            await until(lambda: bool(fired))
+        await asyncio.sleep(2 * WATCH)
+        assert [deadline_id for _, deadline_id, _ in fired] == [armed.id]
+        assert len(handed) > 3  # handed again; the first to do so took it
+    finally:
+        await hung.close()
+
+
+def test_a_deadline_is_handed_when_first_late_again_after_AGAIN_and_anew_when_moved() -> None:
+    late = LateDeadlines()
+    due = datetime(2026, 12, 1, 19, 0, tzinfo=UTC)
+    assert late.due_to_hand([(1, to_us(due)), (2, to_us(due))], now=100.0) == [
+        (1, due), (2, due)]
+    assert late.due_to_hand([(1, to_us(due)), (2, to_us(due))], now=100.2) == []
+    moved = due + timedelta(seconds=3)
+    assert late.due_to_hand([(1, to_us(due)), (2, to_us(moved))], now=100.4) == [(2, moved)]
+    assert late.due_to_hand([(1, to_us(due))], now=100.0 + AGAIN) == [(1, due)]
+    assert late.due_to_hand([], now=101.0 + AGAIN) == []
+    assert late.due_to_hand([(1, to_us(due))], now=101.2 + AGAIN) == [(1, due)]  # late anew
+
+
+# `ackd serve` with its deadline announcements held back for ten minutes: what a replica
+# hung between its commit and its announcement leaves, whenever the SIGSTOP lands.
+HELD_BACK = (
+    "import runpy, sys\n"
+    "from receiver.store.postgres import announce\n"
+    "announce.Announcer.__init__.__defaults__ = (600.0,)\n"
+    "sys.argv[0] = 'ackd'\n"
+    "runpy.run_module('receiver', run_name='__main__', alter_sys=True)\n"
+)
+STEP = 3.0
+
+
+async def test_a_replica_stopped_after_opening_an_incident_delays_no_step(
+    tmp_path: Path, sink: HttpSink, pg_cluster: Cluster
+) -> None:
+    """Three ackd replicas; the one that takes the webhook announces nothing and is
+    SIGSTOPped after its 200. Its first page goes from another (the outbox's OVERDUE), step
+    2 fires on another within a second of its due time (not when the stopped one resumes),
+    step 3 on time; after SIGCONT nothing fires twice."""
+    async with fresh_database(pg_cluster) as dsn:
+        ackds = replicas_of(tmp_path, dsn, sink, 3, step=STEP)
+        stopped = ackds[0]
+        assert stopped.argv[1:3] == ["-m", "receiver"]
+        stopped.argv[1:3] = ["-c", HELD_BACK]
+        try:
+            await asyncio.gather(*(a.start_ready() for a in ackds))
+            labels = {**PAYMENTS, "alertname": "HungAfterCommit"}
+            alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
+            async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as session, session.post(
+                    f"{stopped.url}/api/v1/alerts",
+                    data=json.dumps(build_webhook([alert]))) as r:
+                assert r.status == 200
+            assert stopped.proc is not None
+            stopped.proc.send_signal(signal.SIGSTOP)
+            try:
+                pages = await sink.wait_for(3, within=3 * STEP + 10)
+                await recorded(dsn)
+                [incident] = await ackds[1].incidents()
+                fired = fired_at(await ackds[1].incident(incident["id"]))
+            finally:
+                stopped.proc.send_signal(signal.SIGCONT)
+            await asyncio.sleep(STEP)  # the resumed replica's timer finds them taken
+            assert [p.path for p in sink.requests] == ["/ana", "/bo", "/cy"]
+            [incident] = await ackds[2].incidents()
+            timeline = (await ackds[2].incident(incident["id"]))["timeline"]
+            steps = [e["detail"]["step"] for e in timeline if e["kind"] == "step_fired"]
+            assert sorted(steps) == [0, 1, 2]  # each once
+            # Step 2 found late (LATE), within a sweep (WATCH), and a pass; step 3 on time.
+            bound = (LATE.total_seconds() + WATCH + 0.5, 1.0)
+            for step in (1, 2):
+                late = (fired[step] - fired[step - 1]).total_seconds() - STEP
+                assert 0 <= round(late, 3) <= bound[step - 1], (step, late)
+            assert pages[1].received_at - fired[1].timestamp() <= 1.0
+        finally:
+            for ackd in ackds:
+                ackd.stop()
+            for ackd in ackds:
+                if "Traceback" in ackd.log():
+                    print(ackd.log(), file=sys.stderr)

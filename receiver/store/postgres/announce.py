@@ -10,7 +10,8 @@ writer waits for them. The other replicas hear of each deadline up to GATHER lat
 only a deadline due that soon after it was armed could notice (its first try on another
 replica, escalation/timer.py, at most GATHER late); the replica that armed it holds it in its
 own timer from its commit on, and should it die before announcing, the others read every
-armed deadline (store.py's _catch_up).
+armed deadline (store.py's _catch_up); should it hang (or the statement fail), the others
+find each such deadline once it is overdue (late.py).
 """
 
 from __future__ import annotations

@@ -38,7 +38,10 @@ and had not leased yet) leaves is read by the others when their watch sees it go
 armed deadline is handed to the deadline listeners once more, and the dispatchers are woken
 to look at the outbox (`_catch_up`). The listening connection is watched too: when it is lost
 (the database restarted, a network cut) it is opened again, and since notifications sent
-meanwhile are lost, the same catch-up runs and the run-time state is read again.
+meanwhile are lost, the same catch-up runs and the run-time state is read again. A replica
+hung there instead, still connected (SIGSTOP, a blocked loop, a paused VM), looks alive: the
+watch finds its deadlines once they are overdue and still armed, and hands them to the timer
+(late.py), so its steps fire elsewhere within a second of their due time.
 
 The listening connection also says that this replica is alive: its session holds the
 replica's advisory lock (replicas.py), and what the replica leases carries its number; a
@@ -304,7 +307,10 @@ class PostgresStore:
                 continue
             failing = False
             behind = await self._swept(found, behind or bool(set(self.alive) - set(found.alive)))
-            await self._hand_late()
+            try:
+                await self._hand_late()
+            except Exception:  # the watch goes on: who is alive matters more
+                log.exception("looking for deadlines no replica took failed")
 
     async def _hand_late(self) -> None:
         """The deadlines due LATE ago and still armed, handed to the timer once: those a

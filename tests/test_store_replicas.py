@@ -757,7 +757,7 @@ async def test_a_commit_tells_the_other_replicas_of_its_deadlines_not_its_outbox
 
     with pytest.raises(RuntimeError):
         await replicas[0].write(rolled_back)
-    due = NOW + timedelta(seconds=5)
+    due = datetime.now(UTC) + timedelta(minutes=1)  # not overdue (late.py) meanwhile
     armed, failed = await asyncio.gather(
         replicas[0].write(lambda tx: tx.arm(incident_id, [(due, "step", "0:0")])),
         replicas[0].write(arm_then_fail), return_exceptions=True)
@@ -802,7 +802,7 @@ async def test_what_a_replica_killed_before_it_announced_left_reaches_the_others
     number = await claim(doomed)
     async with asyncio.timeout(5):
         await until(lambda: number in replicas[1].alive)
-    due = NOW + timedelta(minutes=10)
+    due = datetime.now(UTC) + timedelta(minutes=10)  # not overdue (late.py)
     tx = PostgresTransaction(doomed, number)
     async with doomed.transaction():
         armed = await tx.arm(incident_id, [(due, "step", "0:1")])

@@ -30,7 +30,7 @@ from receiver.escalation.responder import AT_ONCE_LIMIT
 from receiver.ingest.grouping import HeldGroups
 from receiver.notify.notifier import DeliveryStatus
 from receiver.testing import FakeClock, Outcome, RecordingNotifier
-from tests.harness import API_TOKEN, ROOT, TOKEN, wait_until, write_config
+from tests.harness import ANA_TOKEN, API_TOKEN, ROOT, TOKEN, wait_until, write_config
 
 # Looks in a row that must find nothing to do (see Api.idle).
 SETTLED = 3
@@ -745,3 +745,25 @@ async def test_the_memos_show_their_size_on_metrics_and_take_their_budget_on_rel
     assert set(gauges.values()) == {0.0}
     assert (await api.call("POST", "/api/v1/alerts", webhook, token=TOKEN))[0] == 200
     assert (len(api.daemon.incidents.bodies), len(api.daemon.incidents.held)) == (0, 0)
+
+
+@pytest.mark.parametrize("how", ["token", "link"])
+async def test_the_acknowledger_is_not_sent_their_own_acknowledged_note(
+    api: Api, how: str
+) -> None:
+    """ana acknowledges on the phone she was paged on: bo, paged too, is told; ana, who has
+    just acted, is not (with her own token or through her page's signed link alike)."""
+    number = await api.fire()
+    assert await api.paged_once(1) == ["ana"]
+    await api.clock.jump(timedelta(minutes=5))
+    assert await api.paged_once(2) == ["ana", "bo"]
+    if how == "token":
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack",
+                                      token=ANA_TOKEN)
+        assert status == 200, body
+    else:
+        assert await api.press_link(number, "ack", "ana") == 200
+    assert await api.paged_once(3) == ["ana", "bo", "bo"]
+    await api.settle()
+    assert api.paged() == ["ana", "bo", "bo"]
+    assert api.notifier.sent[2][1].title == f"#{number} acknowledged by ana"

@@ -474,7 +474,9 @@ class Responder:
             if action is Action.RESOLVE:
                 await self._notify_resolution(tx, incident, actor, now)
             elif action is Action.ACK:
-                await self._notify_paged(tx, incident, MessageReason.ACKNOWLEDGED, actor, now)
+                # Not to the acknowledger: the phone that just acted needs no note of it.
+                await self._notify_paged(tx, incident, MessageReason.ACKNOWLEDGED, actor, now,
+                                         leave_out=actor)
             return await tx.incident(incident_id)
 
         incident = await self._store.write(job)
@@ -666,10 +668,11 @@ class Responder:
 
     async def _notify_paged(
         self, tx: Transaction, incident: Incident, reason: MessageReason, actor: str,
-        now: datetime,
+        now: datetime, *, leave_out: str | None = None,
     ) -> None:
-        """Tell everyone who was paged for this incident (first contact each) what happened."""
-        paged = await tx.paged_recipients(incident.id)
+        """Tell everyone who was paged for this incident (first contact each) what happened,
+        but `leave_out`."""
+        paged = [name for name in await tx.paged_recipients(incident.id) if name != leave_out]
         await self._notify_users(tx, incident, paged, reason, actor, now)
 
     async def _notify_users(

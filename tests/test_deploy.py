@@ -148,6 +148,9 @@ def test_the_systemd_unit_is_hardened_and_runs_what_ackd_takes() -> None:
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     # ackd sends READY=1 (tests/test_sdnotify.py); notify-reload needs systemd 253.
     assert service["Type"] == "notify"
+    # and WATCHDOG=1 every half of WatchdogSec (tests/test_sdnotify.py); hung, it restarts.
+    assert service["WatchdogSec"] == "30s"
+    assert service["Restart"] == "on-failure"
     hardened = {"DynamicUser": "yes", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
                 "ProtectHome": "yes", "PrivateTmp": "yes", "CapabilityBoundingSet": ""}
     for key, value in hardened.items():

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from receiver.app.sdnotify import SystemdNotify, socket_address
+from receiver.app.sdnotify import SystemdNotify, socket_address, watchdog_every
 from tests.harness import API_TOKEN, READY_WITHIN, Ackd, write_config
 
 
@@ -126,3 +126,78 @@ def test_a_missing_socket_is_logged_not_fatal(tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
     SystemdNotify(str(tmp_path / "gone")).ready("up")
     assert "could not tell systemd READY=1" in caplog.text
+
+
+async def _watchdog_pings(sock: socket.socket, count: int) -> list[float]:
+    """When each of the next `count` datagrams came (monotonic), each a lone WATCHDOG=1."""
+    times = []
+    for _ in range(count):
+        assert await _message(sock) == {"WATCHDOG": "1"}
+        times.append(time.monotonic())
+    return times
+
+
+def _pending(sock: socket.socket) -> list[bytes]:
+    found = []
+    while True:
+        try:
+            found.append(sock.recv(4096))
+        except BlockingIOError:
+            return found
+
+
+async def test_ackd_serve_keeps_systemds_watchdog_fed_from_its_loop_and_not_when_stopped(
+    tmp_path: Path,
+) -> None:
+    """Under WatchdogSec (WATCHDOG_USEC), WATCHDOG=1 every half of it from READY=1 on; a
+    process SIGSTOPped (a replica hung) sends none, so systemd would abort and restart it,
+    and sends again once resumed."""
+    config = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9")
+    with _datagram_socket(str(tmp_path / "notify")) as notify:
+        ackd = Ackd(tmp_path, config)
+        ackd.env["NOTIFY_SOCKET"] = str(tmp_path / "notify")
+        ackd.env["WATCHDOG_USEC"] = "600000"  # pings every 0.3 s
+        ackd.start()
+        try:
+            assert (await _message(notify))["STATUS"].startswith("starting")
+            assert (await _message(notify))["READY"] == "1"
+            pings = await _watchdog_pings(notify, 4)
+            gaps = [b - a for a, b in zip(pings, pings[1:], strict=False)]
+            assert all(0.15 < gap < 1.5 for gap in gaps), gaps  # 0.3 s, on a loaded machine
+
+            assert ackd.proc is not None
+            ackd.proc.send_signal(signal.SIGSTOP)
+            await asyncio.sleep(0.2)
+            _pending(notify)  # a ping sent before the stop took effect
+            await asyncio.sleep(1.5)  # five intervals: systemd would have given up
+            assert _pending(notify) == []
+            ackd.proc.send_signal(signal.SIGCONT)
+            await _watchdog_pings(notify, 2)
+
+            ackd.proc.send_signal(signal.SIGTERM)
+            while "STOPPING" not in (stopping := await _message(notify)):
+                assert stopping == {"WATCHDOG": "1"}  # fed until the stop is done
+            assert ackd.proc.wait(timeout=20) == 0
+        finally:
+            if ackd.proc is not None:
+                ackd.proc.send_signal(signal.SIGCONT)
+            ackd.stop()
+
+
+@pytest.mark.parametrize(("usec", "pid", "every"), [
+    (None, None, None),
+    ("", None, None),
+    ("30000000", None, 15.0),
+    ("30000000", "4242", 15.0),  # this process's pid
+    ("30000000", "1", None),  # meant for another process
+    ("0", None, None),
+    ("soon", None, None),
+])
+def test_the_watchdog_interval_is_half_of_watchdog_usec_for_this_process(
+    usec: str | None, pid: str | None, every: float | None
+) -> None:
+    assert watchdog_every(usec, pid, 4242) == every
+
+
+def test_without_notify_socket_no_watchdog_is_fed() -> None:
+    assert SystemdNotify(None, 15.0).watchdog_every is None

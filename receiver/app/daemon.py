@@ -291,6 +291,8 @@ class Daemon:
         self._runner: JsonErrorRunner | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._saving: asyncio.Task[None] | None = None
+        # WATCHDOG=1 to systemd from this loop, from READY=1 until the stop has finished.
+        self._watchdog: asyncio.Task[None] | None = None
         self._windows = config.maintenance
         self.port: int | None = None
 
@@ -367,6 +369,7 @@ class Daemon:
                         f"{self._store_kind.describe(self.config)}{replica}")
         log.info("ackd %s", self._status)
         self.systemd.ready(self._status)  # listening, the store open: /-/ready answers 200
+        self._watchdog = asyncio.create_task(self.systemd.keep_alive(), name="ackd-watchdog")
 
     async def _load_roster(self) -> None:
         self.responder.roster.load(await self.store.write(
@@ -438,6 +441,8 @@ class Daemon:
         finally:
             if self.owner is not None:
                 self.owner.release()
+            await cancel(self._watchdog)
+            self._watchdog = None
         log.info("ackd stopped")
 
     def reload(self, path: str | Path | None = None) -> bool:

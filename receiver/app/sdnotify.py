@@ -7,6 +7,11 @@ for `systemctl status`. Each is one datagram of `KEY=VALUE` lines to the Unix so
 NOTIFY_SOCKET names (a path, or `@name` for an abstract socket); without NOTIFY_SOCKET (not
 under systemd) nothing is sent.
 
+With `WatchdogSec=` (WATCHDOG_USEC), WATCHDOG=1 every half of it from the event loop
+(`keep_alive`): a process stopped (SIGSTOP, a paused VM) or a loop blocked sends none, and
+systemd aborts and restarts it. A replica hung while still connected otherwise kept its
+leased pages for the lease's 60 s, and a lone ackd hung held every escalation for good.
+
 Ours rather than a library's: the protocol is one sendto, and PyPI's packages are either
 unmaintained since 2017 (sdnotify) or bindings of libsystemd in C (systemd-python, cysystemd:
 a compiler and libsystemd's headers at install, for one datagram).
@@ -14,6 +19,7 @@ a compiler and libsystemd's headers at install, for one datagram).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -29,14 +35,19 @@ SEND_TIMEOUT = 1.0
 class SystemdNotify:
     """Tells systemd the daemon's state; does nothing when `address` is None."""
 
-    def __init__(self, address: str | None) -> None:
+    def __init__(self, address: str | None, watchdog_every: float | None = None) -> None:
         self.address = socket_address(address)
+        # Seconds between two WATCHDOG=1; None: systemd watches for none.
+        self.watchdog_every = watchdog_every if self.address is not None else None
 
     @classmethod
     def from_environment(cls) -> SystemdNotify:
-        """NOTIFY_SOCKET's, taken out of the environment as sd_notify(3) advises: a child
-        process (an Apprise plugin's) must not speak for ackd."""
-        return cls(os.environ.pop("NOTIFY_SOCKET", None))
+        """NOTIFY_SOCKET's and the watchdog's, taken out of the environment as sd_notify(3)
+        advises: a child process (an Apprise plugin's) must not speak for ackd."""
+        address = os.environ.pop("NOTIFY_SOCKET", None)
+        usec = os.environ.pop("WATCHDOG_USEC", None)
+        pid = os.environ.pop("WATCHDOG_PID", None)
+        return cls(address, watchdog_every(usec, pid, os.getpid()))
 
     def status(self, status: str) -> None:
         self._send(_status(status))
@@ -53,6 +64,15 @@ class SystemdNotify:
 
     def stopping(self) -> None:
         self._send("STOPPING=1", _status("stopping: finishing in-flight requests"))
+
+    async def keep_alive(self) -> None:
+        """WATCHDOG=1 every `watchdog_every` seconds, for as long as the event loop runs
+        this task (until cancelled); nothing without a watchdog."""
+        if self.watchdog_every is None:
+            return
+        while True:
+            self._send("WATCHDOG=1")
+            await asyncio.sleep(self.watchdog_every)
 
     def _send(self, *lines: str) -> None:
         if self.address is None:
@@ -76,6 +96,23 @@ def socket_address(value: str | None) -> str | None:
         return "\0" + value[1:]
     log.warning("NOTIFY_SOCKET=%r is neither a path nor @name: systemd is not told", value)
     return None
+
+
+def watchdog_every(usec: str | None, pid: str | None, own_pid: int) -> float | None:
+    """Half of WatchdogSec (WATCHDOG_USEC, µs), as sd_watchdog_enabled(3) advises; None when
+    unset, not a positive integer (logged), or meant for another process (WATCHDOG_PID)."""
+    if not usec:
+        return None
+    if pid and pid.strip() != str(own_pid):
+        return None
+    try:
+        value = int(usec)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        log.warning("WATCHDOG_USEC=%r is not a positive number of µs: no watchdog", usec)
+        return None
+    return value / 2_000_000
 
 
 def _status(text: str) -> str:

@@ -12,6 +12,7 @@ the other replica's lease does, so the split is certain rather than a race.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
@@ -21,8 +22,10 @@ import pytest
 from receiver.core.model import EventKind
 from receiver.delivery.channels import channel_key
 from receiver.delivery.dispatch import Dispatcher
+from receiver.notify.notifier import Delivery, Message
 from receiver.store import Transaction
 from receiver.store.codec import to_us
+from receiver.store.postgres.outbox import LEASE
 from receiver.store.postgres.store import PostgresStore
 from receiver.telemetry.metrics import Metrics
 from receiver.testing import FakeClock, RecordingNotifier
@@ -125,5 +128,112 @@ async def test_a_bundle_split_between_two_replicas_leases_goes_at_its_time(
     finally:
         if other is not None:
             await other.close()
+        await first.stop(grace=WAIT)
+        await second.stop(grace=WAIT)
+
+
+class HeldNotifier(RecordingNotifier):
+    """Records a send only once it is let through: until `release`, every send waits, as a
+    slow channel's does, and the sends queued behind it in the URL's lane wait too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = 0
+        self._go = asyncio.Event()
+
+    def release(self) -> None:
+        self._go.set()
+
+    async def send(self, url: str, message: Message) -> Delivery:
+        self.waiting += 1
+        try:
+            await self._go.wait()
+        finally:
+            self.waiting -= 1
+        return await super().send(url, message)
+
+
+@pytest.mark.parametrize("others", [1, 0], ids=["another-replica-takes-it", "alone"])
+async def test_a_page_queued_behind_a_slow_send_past_its_lease_goes_once(
+    replicas: list[PostgresStore], pg_dsn: str, fake_clock: FakeClock, others: int
+) -> None:
+    """A replica's sends to one URL go one at a time; a page queued behind a slow one waits
+    in the lane while its lease runs. Once the lease lapsed, another replica may take the
+    row and send it: the page still goes once in all. The replica that queued it sends it
+    only if it still holds the row when its turn comes (it renews the lease then), and its
+    own later pass, finding the lapsed row due, does not send it a second time."""
+    config = make_config(bundle_window=timedelta(0))
+    slow, other = HeldNotifier(), RecordingNotifier()
+    first = Dispatcher(replicas[0], slow, fake_clock, Metrics(), lambda: config)
+    second = Dispatcher(replicas[1], other, fake_clock, Metrics(), lambda: config)
+    store = replicas[0]
+    start = fake_clock.now()
+    keys = iter(range(10))
+
+    async def page() -> int:
+        now = fake_clock.now()
+        n = next(keys)
+
+        async def job(tx: Transaction) -> int:
+            incident_id = await tx.insert_incident(new_incident(n, now), None)
+            await tx.write_alerts(incident_id, [alert(n, now)], now)
+            await tx.enqueue(incident_id, [payload(SMS)], now)
+            return incident_id
+
+        incident_id = await store.write(job)
+        first.wake()
+        return incident_id
+
+    async def leased(count: int) -> bool:
+        due = await store.due_notifications(fake_clock.now())
+        return not due and first.in_flight == count
+
+    first.start()
+    conn: asyncpg.Connection | None = None
+    try:
+        ids = [await page()]
+        await eventually(lambda: leased(1), "the first page's send to start")
+        await fake_clock.jump(timedelta(seconds=1))
+        ids.append(await page())
+        await eventually(lambda: leased(2), "the second page to queue behind it")
+        assert slow.waiting == 1  # the second waits for the lane, not in the channel
+
+        # The first page's send is slow, not hung (virtual time jumps past its timeout): its
+        # lease must not lapse in this test, so the test moves it on, past the jump.
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute("UPDATE outbox SET next_attempt_at = $1 WHERE incident_id = $2",
+                           to_us(start + 3 * LEASE), ids[0])
+        await fake_clock.jump(LEASE + timedelta(seconds=5))  # the second's lease lapsed
+        if others:
+            second.start()
+            second.wake()
+        first.wake()
+
+        async def second_page_taken() -> bool:
+            due = await store.due_notifications(fake_clock.now())
+            return not due and second.in_flight == 0
+
+        # Whichever replica's pass takes the lapsed row first: the second sends it at once,
+        # or the first leaves it to the send it queued.
+        await eventually(second_page_taken, "a replica to take the lapsed lease")
+        slow.release()
+
+        async def all_sent() -> bool:
+            rows = await store.due_notifications(fake_clock.now() + FAR_FUTURE)
+            return not rows and first.in_flight == second.in_flight == 0
+
+        await eventually(all_sent, "every page to be sent and recorded")
+        await asyncio.sleep(0.05)  # a second send of the second page would have started
+        assert first.in_flight == 0
+        titles = [m.title for n in (slow, other) for m in n.messages(SMS)]
+        for incident_id in ids:
+            assert sum(f"#{incident_id} " in t for t in titles) == 1, (incident_id, titles)
+            sent = [e for e in await store.timeline(incident_id)
+                    if e.kind is EventKind.NOTIFICATION_SENT]
+            assert len(sent) == 1, (incident_id, sent)
+    finally:
+        if conn is not None:
+            await conn.close()
+        slow.release()
         await first.stop(grace=WAIT)
         await second.stop(grace=WAIT)

@@ -915,6 +915,27 @@ async def test_an_outbox_row_that_passed_the_gate_says_so_when_leased_again(
     assert [(row.id, row.gated) for row, _ in again] == [(first.id, True), (second.id, False)]
 
 
+async def test_renewing_leases_keeps_only_the_rows_still_leased(store: Store) -> None:
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.TRIGGERED, step=0)
+    await store.write(lambda tx: tx.enqueue(incident_id, [page, page, page], NOW))
+    [(a, _), (b, _), (c, _)] = await store.lease_due_notifications(NOW, 10)
+    await store.write(lambda tx: tx.finish_outbox(b.id))  # its result was written
+    await store.write(lambda tx: tx.release_outbox(c.id, NOW))  # given back
+    later = NOW + timedelta(seconds=30)
+    assert await store.write(lambda tx: tx.renew_outbox([a.id, b.id, c.id], later)) == [a.id]
+    assert await store.write(lambda tx: tx.renew_outbox([], later)) == []
+    lease = store.outbox_lease
+    if lease is None:  # one process: a lease never lapses
+        assert isinstance(store, SqliteStore)
+        far = later + timedelta(days=365)
+        assert [r.id for r, _ in await store.due_notifications(far)] == [c.id]
+    else:  # renewed from `later`, not from the lease
+        assert [r.id for r, _ in await store.due_notifications(later + lease)] == [c.id, a.id]
+        assert [r.id for r, _ in await store.due_notifications(NOW + lease)] == [c.id]
+
+
 async def test_incidents_held_back_from_a_channel_are_listed_in_the_order_first_held(
     store: Store,
 ) -> None:

@@ -288,6 +288,24 @@ async def test_a_lapsed_lease_given_back_late_leaves_the_new_holders_lease(
     assert [r.id for r, _ in await replicas[2].lease_due_notifications(relapse, 10)] == [row_id]
 
 
+async def test_a_lease_is_renewed_only_by_the_replica_that_holds_it(
+    replicas: list[PostgresStore],
+) -> None:
+    """A send queued past its lease renews it as its turn comes: while no other replica took
+    the row, the lease is its replica's again, for LEASE from then; once another took it, the
+    row is that one's, and the first sends nothing of it."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    a, b = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE, PAGE], NOW))
+    assert sorted(r.id for r, _ in await replicas[0].lease_due_notifications(NOW, 10)) == [a, b]
+    lapsed = NOW + LEASE + timedelta(seconds=1)
+    assert await replicas[0].write(lambda tx: tx.renew_outbox([a], lapsed)) == [a]
+    assert [r.id for r, _ in await replicas[1].lease_due_notifications(lapsed, 10)] == [b]
+    assert await replicas[0].write(lambda tx: tx.renew_outbox([a, b], lapsed)) == [a]
+    assert await replicas[1].write(lambda tx: tx.renew_outbox([a, b], lapsed)) == [b]
+    assert await replicas[2].lease_due_notifications(lapsed + LEASE - timedelta(seconds=1),
+                                                     10) == []
+
+
 class _Counting:
     """A connection that counts the statements sent through it (each a round trip)."""
 

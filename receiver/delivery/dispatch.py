@@ -10,6 +10,13 @@ holds one worker, never all of them). Each send's result is written in one job o
 the timeline event and the outbox row's fate (finished, or retried with backoff) commit
 together, and that ends the row's lease.
 
+On PostgreSQL a lease lapses (Store.outbox_lease, 60 s), so that another replica sends the
+rows of one that hung; but a send may wait in its URL's lane behind the replica's earlier
+sends to that URL (a slow channel) for longer than that. So a send whose lease is nearly
+spent when its turn comes renews it first, in one write, and sends only the rows it still
+holds: a row another replica took meanwhile is that replica's to send (and a pass of this
+replica that finds such a row due again leaves it to the send that queued it).
+
 Delivery is at-least-once: a row leaves the outbox only in the commit that records its
 result. If ackd stops, or the store refuses that commit for longer than RECORD_AGAIN (a
 database restarting refuses it for a moment: the commit is tried again, the row still
@@ -101,6 +108,9 @@ STORE_RETRY = timedelta(seconds=5)
 # or fails over refuses writes for a few seconds. 15.5 s in all, well inside a lease
 # (PostgreSQL's: 60 s), so no other replica takes the rows meanwhile.
 RECORD_AGAIN = (0.5, 1.0, 2.0, 4.0, 8.0)
+# A send renews its rows' leases before it goes unless they outlast its timeout by this much:
+# the tries to write its result (RECORD_AGAIN), and 5 s.
+LEASE_SPARE = timedelta(seconds=5 + sum(RECORD_AGAIN))
 
 
 # A row that cannot be sent (its contact is gone, its payload unreadable), and why.
@@ -144,6 +154,10 @@ class Dispatcher:
         # after it leased its rows), each due again at its time.
         self._unreleased: dict[int, datetime] = {}
         self._deciding = 0  # rows the running pass leased and has not handed to sends yet
+        # Rows handed to sends whose results are not written yet (queued in a lane, or
+        # going): a pass that finds one due again (its lease lapsed while it was queued)
+        # leaves it to its send, which holds it still, or finds it taken (_still_held).
+        self._queued: set[int] = set()
         self._sends: set[asyncio.Task[None]] = set()
         self._wakeup = Wakeup(clock)
         self._stopping = asyncio.Event()  # a result being written again gives up at once
@@ -232,13 +246,15 @@ class Dispatcher:
         ) -> _Pass:
             # Leased, decided and written in one job (one commit): a failure leaves the rows
             # due as they were, and a send starts only for a verdict that is durable.
+            leased = len(rows)
+            rows = [item for item in rows if item[0].id not in self._queued]
             self._deciding = len(rows)
             due, lost = self._addressed(rows, config)
             await _write_lost(tx, lost, now)
             if not due and now < summary_at:
-                return _Pass(len(rows), lost, PassPlan({}, {}), [], summary_at)
+                return _Pass(leased, lost, PassPlan({}, {}), [], summary_at)
             plan, next_summary = await self._decide(tx, due, now, urgent)
-            return _Pass(len(rows), lost, plan, await _whole(tx, plan.sends), next_summary)
+            return _Pass(leased, lost, plan, await _whole(tx, plan.sends), next_summary)
 
         try:
             # Leased: rows in flight are not read again by the passes that run until they end.
@@ -252,7 +268,7 @@ class Dispatcher:
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
         for outgoing in done.sends:
-            self._spawn(self._send(outgoing), [row.id for row, _ in outgoing.items])
+            self._spawn(self._send(outgoing, now), [row.id for row, _ in outgoing.items])
         self._deciding = 0
         await self._lost(done.lost)
         return done.leased >= BATCH
@@ -357,6 +373,7 @@ class Dispatcher:
 
     def _spawn(self, work: Awaitable[None], rows: Iterable[int]) -> None:
         leased = list(rows)
+        self._queued.update(leased)
 
         async def run() -> None:
             try:
@@ -365,6 +382,7 @@ class Dispatcher:
                 log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
                 self._cool(leased)
             finally:
+                self._queued.difference_update(leased)
                 self._wakeup.wake()  # its rows are finished or rescheduled: re-plan the sleep
 
         task = asyncio.create_task(run(), name="ackd-delivery")
@@ -373,23 +391,78 @@ class Dispatcher:
 
     # -- one message --------------------------------------------------------------------------
 
-    async def _send(self, outgoing: Outgoing) -> None:
+    async def _send(self, outgoing: Outgoing, leased_at: datetime) -> None:
+        """Render, wait for the URL's lane, send what this replica still holds (its rows were
+        leased at `leased_at`), record the result."""
+        rendered = await self._render(outgoing)
+        if rendered is None:
+            return
+        message = rendered[0]
+        assert self._lanes is not None
+        async with self._lanes.turn(outgoing.url):
+            held = await self._still_held(outgoing, leased_at)
+            if held is None:
+                return
+            if held is not outgoing:
+                rendered = await self._render(held)  # fewer rows: another message
+                if rendered is None:
+                    return
+                outgoing, message = held, rendered[0]
+            delivery = await self._send_now(outgoing.url, message)
+        await self._record(outgoing, delivery)
+
+    async def _render(self, outgoing: Outgoing) -> tuple[Message | None] | None:
+        """The message (None: it cannot be built, a failed delivery); None if the store could
+        not be read (the rows are given back, to go again later)."""
         try:
-            message = await self._renderer.render(outgoing)
+            return (await self._renderer.render(outgoing),)
         except StoreUnavailable as exc:
             log.error("cannot render for %s, trying again later: %s", mask(outgoing.url), exc)
             self._cool([row.id for row, _ in outgoing.items])
-            return
-        delivery = await self._deliver(outgoing.url, message)
-        await self._record(outgoing, delivery)
+            return None
+
+    async def _still_held(self, outgoing: Outgoing, leased_at: datetime) -> Outgoing | None:
+        """As the send's turn comes: `outgoing` with the rows this replica still holds, their
+        leases renewed if they were nearly spent (they may have lapsed while the send waited
+        behind the URL's earlier ones); None if it holds none of them, or the store could
+        not say (the rows are given back)."""
+        lease = self._store.outbox_lease
+        now = self._clock.now()
+        spare = self._config().notifications.timeout + LEASE_SPARE
+        if lease is None or now + spare < leased_at + lease:
+            return outgoing  # the lease outlasts the send
+        ids = [row.id for row, _ in outgoing.items]
+        try:
+            kept = set(await self._store.write(lambda tx: tx.renew_outbox(ids, now)))
+        except Exception as exc:
+            log.error("cannot renew the leases of outbox row(s) %s to %s, they wait %s: %s",
+                      ids, mask(outgoing.url), STORE_RETRY, exc)
+            self._cool(ids)
+            return None
+        if len(kept) == len(ids):
+            return outgoing
+        log.warning(
+            "outbox row(s) %s to %s waited %.0fs behind the URL's earlier sends; their lease"
+            " lapsed and another replica took them: not sent here",
+            [i for i in ids if i not in kept], mask(outgoing.url),
+            (now - leased_at).total_seconds())
+        if not kept:
+            return None
+        return Outgoing(outgoing.url, tuple(item for item in outgoing.items
+                                            if item[0].id in kept))
 
     async def _deliver(self, url: str, message: Message | None) -> Delivery:
-        """Every send goes through here: at most one in flight per URL, `workers` in all."""
-        if message is None:
-            return Delivery(DeliveryStatus.FAILURE, 0.0, "the message could not be rendered")
+        """A message that no outbox row stands for (a summary): at most one in flight per URL,
+        `workers` in all, as every send."""
         assert self._lanes is not None
         async with self._lanes.turn(url):
-            delivery = await self._notifier.send(url, message)
+            return await self._send_now(url, message)
+
+    async def _send_now(self, url: str, message: Message | None) -> Delivery:
+        """Every send goes through here, inside the URL's turn."""
+        if message is None:
+            return Delivery(DeliveryStatus.FAILURE, 0.0, "the message could not be rendered")
+        delivery = await self._notifier.send(url, message)
         if url in delivery.error:  # belt and braces: an error text must not leak the URL
             delivery = Delivery(delivery.status, delivery.seconds,
                                 delivery.error.replace(url, mask(url)))

@@ -35,7 +35,7 @@ What every implementation promises:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from receiver.core.model import Alert, Incident, OpenGroup, TimelineEvent
@@ -176,6 +176,12 @@ class OutboxRecords(Protocol):
         ...
 
     async def release_outbox(self, outbox_id: int, due: datetime) -> None: ...
+
+    async def renew_outbox(self, outbox_ids: Sequence[int], now: datetime) -> list[int]:
+        """Of these rows, those whose lease the caller still holds, each leased anew from
+        `now` (a row whose lease lapsed and another replica took, or that is gone, is not):
+        a send that waited in its URL's lane sends only these (Store.outbox_lease)."""
+        ...
 
     async def finish_outbox(self, outbox_id: int) -> None: ...
 
@@ -358,6 +364,12 @@ class Store(Protocol):
 
     @property
     def stats(self) -> StoreStats: ...
+
+    @property
+    def outbox_lease(self) -> timedelta | None:
+        """How long a lease on an outbox row lasts before the row is due again, for any
+        replica to take; None: a lease lasts until its result is written (one process)."""
+        ...
 
     async def open(self) -> None: ...
 

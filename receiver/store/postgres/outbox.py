@@ -15,7 +15,7 @@ after its session ended), so LEASE matters only for a replica hung while still c
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -79,6 +79,18 @@ class OutboxStatements(Statements):
             " WHERE id = $2 AND leased_from IS NOT NULL AND leased_by = $3",
             to_us(due), outbox_id, self.replica,
         )
+
+    async def renew_outbox(self, outbox_ids: Sequence[int], now: datetime) -> list[int]:
+        """Of these rows, those this replica still leases, leased anew until now + LEASE: a
+        lease that lapsed is renewed while no other replica took the row (taking it names
+        that replica; its result, or a release, names none)."""
+        rows = await self._all(
+            "UPDATE outbox SET next_attempt_at = $1"
+            " WHERE id = ANY($2::bigint[]) AND leased_from IS NOT NULL AND leased_by = $3"
+            " RETURNING id",
+            to_us(now + LEASE), list(outbox_ids), self.replica,
+        )
+        return sorted(int(r[0]) for r in rows)
 
     async def finish_outbox(self, outbox_id: int) -> None:
         """Held to go with the batch's next statement (held.py): a delivery's record or a

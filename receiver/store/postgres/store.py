@@ -59,7 +59,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -89,7 +89,7 @@ from receiver.store.postgres.announce import Announcer
 from receiver.store.postgres.incidents import VERSIONS
 from receiver.store.postgres.late import LATE, LATE_DEADLINES, LIMIT, LateDeadlines
 from receiver.store.postgres.migrate import migrate, schema_version
-from receiver.store.postgres.outbox import OUTBOX_CHANNEL
+from receiver.store.postgres.outbox import LEASE, OUTBOX_CHANNEL
 from receiver.store.postgres.replicas import GRACE, WATCH, Sweep, Unlocked, claim, share, sweep
 from receiver.store.postgres.schema import MIGRATIONS
 from receiver.store.postgres.statements import CHANGES_CHANNEL, DEADLINES_CHANNEL, Connection
@@ -189,6 +189,7 @@ class PostgresStore:
         self._announcer = Announcer(self._announce)
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
+        self.outbox_lease: timedelta | None = LEASE  # a lease lapses: see outbox.py
         self.deadline_listeners: list[Callable[[int, datetime], None]] = []
         self._late = LateDeadlines()  # the overdue deadlines handed to them (late.py)
         # The server processes of this replica's pool connections: the deadlines they

@@ -58,6 +58,18 @@ class OutboxStatements(Statements):
             (to_us(due), outbox_id),
         )
 
+    async def renew_outbox(self, outbox_ids: Sequence[int], now: datetime) -> list[int]:
+        """Of these rows, those still leased (a lease here lasts until its result is written
+        or it is released: there is nothing to renew, and no other process to take it)."""
+        if not outbox_ids:
+            return []
+        marks = ", ".join("?" * len(outbox_ids))
+        rows = await self._all(
+            f"SELECT id FROM outbox WHERE id IN ({marks}) AND leased_from IS NOT NULL",
+            list(outbox_ids),
+        )
+        return sorted(int(r[0]) for r in rows)
+
     async def finish_outbox(self, outbox_id: int) -> None:
         self._cur.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
 

@@ -35,7 +35,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -98,6 +98,8 @@ class SqliteStore:
         self._shm = ShmGuard(path)
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
+        # One process: a lease lasts until its result is written (LEASED), never lapses.
+        self.outbox_lease: timedelta | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._io: WriterThread | None = None

@@ -575,6 +575,18 @@ def test_held_back_summary_names_each_incident_and_its_ack_link() -> None:
     ]
 
 
+def test_a_short_held_back_summary_carries_the_ack_links_that_fit() -> None:
+    held = [HeldIncident(n, "SEV3", "pay", f"Down{n}", f"http://ackd.example/l/{'x' * 40}{n}")
+            for n in (58, 59, 60)] + [HeldIncident(61, "SEV3", "pay", "Resolved", None)]
+    message = render_held_back(5, timedelta(minutes=10), [58, 59, 60, 61],
+                               [("triggered", 4), ("resolved", 1)], held, short=True)
+
+    assert message.title == ""
+    assert message.body == ("5 notifications were held back: incidents #58, #59, #60, #61."
+                            f" #58 Ack: http://ackd.example/l/{'x' * 40}58")
+    assert len(message.body) <= SHORT_LIMIT
+
+
 @pytest.mark.parametrize(
     ("reasons", "paged"),
     [

@@ -85,7 +85,9 @@ class Renderer:
             incidents.append(HeldIncident(incident_id, config.severity(incident.severity).name,
                                           incident.team, summary(incident, alerts), ack))
         window = config.notifications.rate_window
-        return render_held_back(held.count, window, held.incident_ids, held.reasons, incidents)
+        short = held.addressee is not None and held.addressee.short
+        return render_held_back(held.count, window, held.incident_ids, held.reasons, incidents,
+                                short)
 
     async def _context(
         self, row: Addressed, incident: Incident, config: Config, now: datetime, *,

@@ -762,11 +762,13 @@ class HeldIncident:
 def render_held_back(
     count: int, window: timedelta, incident_ids: Sequence[int],
     reasons: Sequence[tuple[str, int]] = (), incidents: Sequence[HeldIncident] = (),
+    short: bool = False,
 ) -> Message:
     """The one summary sent when a rate-limit window ends with notifications held back;
     `reasons`: how many of each message reason (pages, resolutions...) were held;
     `incidents`: the first HELD_BACK_SHOWN incidents' facts, one entry each under the count
-    (the count alone tells nobody what they missed)."""
+    (the count alone tells nobody what they missed); `short`: one text for an SMS-like
+    contact, the count and as many acknowledge links as fit (the first one always)."""
     if count < 1:
         raise ValueError(f"held-back count must be at least 1, got {count}")
     ids = list(dict.fromkeys(incident_ids))
@@ -774,6 +776,14 @@ def render_held_back(
     noun = "notification was" if count == 1 else "notifications were"
     title = f"{count} {noun} held back"
     about = f": incident{'' if len(ids) == 1 else 's'} {listed}" if ids else ""
+    if short:
+        body = f"{title}{about}."
+        acks = [f" #{held.id} Ack: {held.ack_url}" for held in incidents if held.ack_url]
+        for shown, entry in enumerate(acks):
+            if shown and len(body) + len(entry) > SHORT_LIMIT:
+                break
+            body += entry
+        return Message("", body, NotifyType.WARNING)
     lines = [f"{count} {noun} held back in the last {format_duration(window)}"
              f"{_held_kinds(reasons)}{about}."]
     for held in incidents[:HELD_BACK_SHOWN]:

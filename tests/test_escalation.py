@@ -431,6 +431,45 @@ def test_round_robin_rotates_across_incidents() -> None:
     assert paged == ["ana", "bo", "cy", "ana"]
 
 
+RR_REPEAT = Policy("rr", (
+    Step(timedelta(0), (user("ana"), user("bo"), user("cy")), mode=StepMode.ROUND_ROBIN),
+    Step(timedelta(minutes=5), (user("dee"),))), repeat=1, repeat_after=timedelta(minutes=10))
+
+
+def test_a_round_robin_repeat_reminds_the_person_whose_turn_it_was() -> None:
+    """Round robin hands each incident to the next person; a repeat of the steps is a
+    reminder, so it goes to whoever got the first page (not to the next person, reminding
+    them of a page they never got), and the shared cursor turns once per incident."""
+    cursors: dict[tuple[str, int], int] = {}
+    sim = Sim.open(policy=RR_REPEAT)
+    sim.cursors = cursors
+    sim.run()
+    assert sim.pages == [(0, "ana", "triggered"), (2, "ana", "triggered"),  # push, then SMS
+                         (5, "dee", "escalated"),
+                         (15, "ana", "reminder"), (17, "ana", "reminder"), (20, "dee", "reminder")]
+    assert cursors == {("rr", 0): 1}
+    following = Sim.open(policy=RR_REPEAT)
+    following.cursors = cursors
+    following.run()
+    assert [who for _, who, _ in following.pages] == ["bo", "dee", "bo", "dee"]
+    # A new run (an unack) is a new turn.
+    following.act("ack", 30)
+    following.act("unack", 31)
+    following.run(until=T0 + 31 * MIN)
+    assert following.pages[-1] == (31, "cy", "re_escalated")
+
+
+def test_a_round_robin_turn_that_reached_nobody_is_not_kept() -> None:
+    """The person whose turn it was has no contact left (a reload): the repeat takes the
+    next turn rather than page nobody again."""
+    cursors: dict[tuple[str, int], int] = {}
+    users = {**directory().users, "ana": User("ana", ())}
+    sim = Sim.open(policy=RR_REPEAT, users=users)
+    sim.cursors = cursors
+    sim.run()
+    assert [who for _, who, _ in sim.pages] == ["dee", "bo", "dee"]
+
+
 def test_a_person_reassigned_to_turns_the_policys_own_round_robin() -> None:
     """The policy's round-robin step behind the person is still its step 0: it reads and
     turns the cursor the policy's other incidents share."""
@@ -1083,8 +1122,11 @@ def test_state_round_trip_keeps_every_policy_field() -> None:
     )
     state = EscalationState(policy, EscalationStatus.SNOOZED, run=2, cycle=1, next_step=0,
                             cycle_started_at=T0, last_fired_at=T0 + MIN, last_fired_step=0,
-                            last_fired_cycle=1, snoozed_until=T0 + 9 * MIN)
+                            last_fired_cycle=1, snoozed_until=T0 + 9 * MIN, turns=((1, 1),))
     assert state_from_dict(json.loads(json.dumps(state_to_dict(state)))) == state
+    # A state stored before round-robin turns were kept has none.
+    older = {k: v for k, v in state_to_dict(state).items() if k != "turns"}
+    assert state_from_dict(older) == replace(state, turns=())
 
 
 @pytest.mark.parametrize(
@@ -1103,7 +1145,8 @@ def test_the_stored_form_writes_the_text_of_state_to_dict(name: str) -> None:
                   severities=frozenset({"SEV1", "SEV2"}))),
             repeat=3, repeat_after=timedelta(0), reack_after=timedelta(0), ahead=1,
         )
-        state = EscalationState(policy, EscalationStatus.ACTIVE, cycle_started_at=T0)
+        state = EscalationState(policy, EscalationStatus.ACTIVE, cycle_started_at=T0,
+                                turns=((1, 0),))
     else:
         sim = _in_state(name)
         sim.run(until=T0 + 5 * MIN)

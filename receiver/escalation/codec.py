@@ -56,6 +56,7 @@ def _state_dict(state: EscalationState, policy: Any) -> dict[str, Any]:
         "cause": None if state.cause is None else {
             "reason": state.cause.reason.value, "actor": state.cause.actor,
             "to": state.cause.to},
+        "turns": [list(turn) for turn in state.turns],
     }
 
 
@@ -76,6 +77,8 @@ def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
             last_fired_cycle=_optional_int(data["last_fired_cycle"]),
             snoozed_until=_from_iso(data["snoozed_until"]),
             cause=_cause_from_dict(data.get("cause")),  # states written before it: none
+            turns=tuple((int(step), int(target))  # states written before them: none
+                        for step, target in data.get("turns", ())),
         )
     except KeyError as exc:
         raise ValueError(f"stored escalation state lacks the key {exc}") from exc

@@ -94,6 +94,8 @@ def _new_run(
 ) -> Plan:
     """Run `run` of escalation begins: its first step now, or a wait for working hours (the
     WAKE deadline begins the run's first cycle then)."""
+    if run != state.run:
+        state = replace(state, turns=())  # a new run takes new round-robin turns
     until = deferred_until(severity, hours, now)
     if until is None:
         return _begin_cycle(state, severity.name, run, cycle=0, start_at=now, now=now)
@@ -148,7 +150,7 @@ def _fire_step(
     index = state.next_step
     if not state.policy.steps[index].applies_to(severity):
         return _skip_step(state, severity, index, now)
-    targets, round_robin_turns = chosen_targets(state.policy, index, cursors)
+    targets, round_robin_turns, turn = chosen_targets(state.policy, index, cursors, state.turns)
     recipients, unresolved, rebound = reach(targets, directory, now)
     reason = page_reason(state.policy, severity, state.run, state.cycle, index, state.cause)
     pages, contacts = pages_for(recipients, state, index, reason, now)
@@ -167,6 +169,8 @@ def _fire_step(
         detail["rebound"] = rebound
     fired = TimelineEvent(now, EventKind.STEP_FIRED, detail=detail)
     after = replace(state, last_fired_at=now, last_fired_step=index, last_fired_cycle=state.cycle)
+    if round_robin_turns and recipients and turn is not None:  # one that reached nobody: not kept
+        after = replace(after, turns=(*after.turns, (index, turn)))
     # A step that reached nobody must not leave the incident waiting on nobody.
     then = _advance(after, severity, at_once=not recipients, now=now)
     return replace(

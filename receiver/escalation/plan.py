@@ -108,6 +108,10 @@ class EscalationState:
     last_fired_cycle: int | None = None
     snoozed_until: datetime | None = None
     cause: RunCause | None = None  # what began this run, if a person's change did
+    # This run's round-robin turns, as (step index, target index): each incident takes one
+    # turn per step per run, and a repeat cycle pages the person whose turn it is again (a
+    # reminder of their page), not the next one. A new run takes a new turn.
+    turns: tuple[tuple[int, int], ...] = ()
 
 
 @frozen(slots=True)

@@ -30,15 +30,23 @@ from receiver.escalation.policy import (
 
 
 def chosen_targets(
-    policy: Policy, index: int, cursors: Mapping[tuple[str, int], int]
-) -> tuple[tuple[Target, ...], tuple[tuple[str, int], ...]]:
+    policy: Policy, index: int, cursors: Mapping[tuple[str, int], int],
+    turns: Sequence[tuple[int, int]] = (),
+) -> tuple[tuple[Target, ...], tuple[tuple[str, int], ...], int | None]:
+    """The step's targets; the round-robin cursors they turn; and, for a round-robin step,
+    the target whose turn this is. A turn the run took already (`turns`: a repeat cycle)
+    is the same person again, and turns no cursor."""
     step = policy.steps[index]
     if step.mode is not StepMode.ROUND_ROBIN:
-        return step.targets, ()
+        return step.targets, (), None
+    taken = dict(turns).get(index)
+    if taken is not None and taken < len(step.targets):
+        return (step.targets[taken],), (), taken
     # The cursor of the policy's own step: shared with its incidents that no reassignment
     # put a person ahead of (Policy.ahead).
     key = (policy.name, index - policy.ahead)
-    return (step.targets[cursors.get(key, 0) % len(step.targets)],), (key,)
+    turn = cursors.get(key, 0) % len(step.targets)
+    return (step.targets[turn],), (key,), turn
 
 
 def reach(

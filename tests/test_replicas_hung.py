@@ -23,7 +23,7 @@ import pytest
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.core.clock import SystemClock
 from receiver.core.model import Alert, AlertStatus
-from receiver.escalation.timer import Scheduler
+from receiver.escalation.timer import GRACE, Scheduler
 from receiver.store.codec import to_us
 from receiver.store.postgres.late import AGAIN, LATE, LateDeadlines
 from receiver.store.postgres.replicas import WATCH, claim
@@ -208,3 +208,9 @@ async def test_a_replica_stopped_after_opening_an_incident_delays_no_step(
             for ackd in ackds:
                 if "Traceback" in ackd.log():
                     print(ackd.log(), file=sys.stderr)
+
+
+def test_a_deadline_is_late_only_once_every_live_timer_has_tried_it() -> None:
+    """store/postgres/late.py cannot import the timer (a layer above the store)."""
+    assert GRACE + timedelta(milliseconds=200) <= LATE
+    assert timedelta(seconds=1) > LATE

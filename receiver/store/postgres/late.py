@@ -25,13 +25,14 @@ import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from receiver.escalation.timer import GRACE
 from receiver.store.codec import from_us
 
-# Past GRACE, when every live timer holding the deadline has tried it; short of a second, the
-# promise a replica's death keeps too. A live replica's deadline found late (its batch slow)
-# costs one more try that finds nothing.
-LATE = GRACE + timedelta(milliseconds=200)
+# Past the timer's GRACE (escalation/timer.py, 300 ms: a layer above the store, so not
+# imported; tests/test_replicas_hung.py holds the two together), when every live timer
+# holding the deadline has tried it, plus 200 ms; short of a second, the promise a replica's
+# death keeps too. A live replica's deadline found late (its batch slow) costs one more try
+# that finds nothing.
+LATE = timedelta(milliseconds=500)
 LIMIT = 512  # deadlines read at a time (the timer's batch); the next ones once these are taken
 AGAIN = 5.0  # seconds before a deadline still late is handed again
 LATE_DEADLINES = "SELECT id, due FROM deadlines WHERE due <= $1 ORDER BY due LIMIT $2"

@@ -127,17 +127,23 @@ class Api:
         return self.paged()
 
 
-def _daemon(directory: Path) -> tuple[Daemon, RecordingNotifier, FakeClock]:
+def _daemon(
+    directory: Path, reloadable: bool = False
+) -> tuple[Daemon, RecordingNotifier, FakeClock]:
     directory.mkdir(exist_ok=True)
     path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
     loaded = config_module.load(path)
     loaded = replace(loaded, listen_port=0, data_dir=directory / "data")
     clock, notifier = FakeClock(), RecordingNotifier()
-    return Daemon(loaded, clock=clock, notifier=notifier), notifier, clock
+    # reloadable: started with its file, as `ackd serve` is (reloads read it again);
+    # without, a reload is refused (test_access's 422).
+    daemon = Daemon(loaded, clock=clock, notifier=notifier,
+                    config_path=path if reloadable else None)
+    return daemon, notifier, clock
 
 
-async def start_api(directory: Path) -> Api:
-    daemon, notifier, clock = _daemon(directory)
+async def start_api(directory: Path, *, reloadable: bool = False) -> Api:
+    daemon, notifier, clock = _daemon(directory, reloadable)
     await daemon.start()
     return Api(daemon, notifier, clock)
 

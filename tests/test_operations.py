@@ -11,7 +11,6 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
-from receiver.app.daemon import Daemon
 from receiver.cli.main import _logging_off_the_loop
 from receiver.config import build as config_module
 from receiver.config.model import Config
@@ -30,7 +28,6 @@ from receiver.core.oneline import EscapeArgs
 from receiver.telemetry.logformat import JsonFormatter, fields
 from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
 from receiver.telemetry.metrics import FAST_BUCKETS
-from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import (
     READY_WITHIN,
     TOKEN,
@@ -41,18 +38,14 @@ from tests.harness import (
     wait_until,
     write_config,
 )
-from tests.test_api import Api
+from tests.test_api import Api, start_api
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
-    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
-    clock, notifier = FakeClock(), RecordingNotifier()
-    daemon = Daemon(loaded, clock=clock, notifier=notifier, config_path=path)
-    await daemon.start()
-    yield Api(daemon, notifier, clock)
-    await daemon.stop()
+    started = await start_api(tmp_path, reloadable=True)
+    yield started
+    await started.daemon.stop()
 
 
 def sample(metrics: str, name: str, **labels: str) -> float | None:

@@ -22,20 +22,16 @@ from receiver.store import Transaction
 from receiver.store.base import Store
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import write_config
-from tests.test_api import LABELS, Api
+from tests.test_api import LABELS, Api, start_api
 from tests.test_reload_targets import NOW, Edit, logged, new_incident, reload, rewrite
 from tests.test_reload_targets import store as store  # noqa: F401  (both stores, a fixture)
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
-    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
-    clock, notifier = FakeClock(), RecordingNotifier()
-    daemon = Daemon(loaded, clock=clock, notifier=notifier, config_path=path)
-    await daemon.start()
-    yield Api(daemon, notifier, clock)
-    await daemon.stop()
+    started = await start_api(tmp_path, reloadable=True)
+    yield started
+    await started.daemon.stop()
 
 
 def by_alertname(text: str) -> str:

@@ -6,7 +6,7 @@ contact now at its old position."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -25,12 +25,12 @@ from receiver.store.records import OutboxMessage
 from receiver.testing import FakeClock, Outcome, RecordingNotifier
 from tests.harness import write_config
 from tests.test_api import Api
+from tests.test_reload_targets import Edit, reload, rewrite
 
 SINK = "127.0.0.1:9"
 PUSH = f'{{url: "json://{SINK}/ana"}}'
 SMS = f'{{url: "json://{SINK}/ana-sms", delay: 5s, short: true}}'
 VOICE = f'{{url: "json://{SINK}/ana-voice", delay: 30s}}'
-Edit = Callable[[str], str]
 
 
 def contacts(*specs: str) -> Edit:
@@ -57,18 +57,6 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     await daemon.start()
     yield Api(daemon, notifier, clock)
     await daemon.stop()
-
-
-def rewrite(path: Path, edit: Edit) -> None:
-    path.write_text(edit(path.read_text()))
-
-
-async def reload(api: Api, edit: Edit) -> None:
-    rewrite(Path(str(api.daemon.config_path)), edit)
-    assert api.daemon.reload()
-    await api.settle()
-    for task in list(api.daemon._tasks):  # the reload's look at the open incidents
-        await task
 
 
 async def failures(api: Api, number: int) -> list[str]:

@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-from receiver.app.daemon import Daemon
-from receiver.config import build as config_module
 from receiver.config.model import TEAM_LEAD, TEAM_SCHEDULE, Team, bind_policy
 from receiver.core.model import EventKind, IncidentState, TimelineEvent
 from receiver.escalation.codec import state_from_dict, state_to_stored
@@ -27,10 +25,8 @@ from receiver.store import NewIncident, SqliteStore, Transaction
 from receiver.store.base import Store
 from receiver.store.codec import dumps, loads
 from receiver.store.postgres.store import PostgresStore
-from receiver.testing import FakeClock, RecordingNotifier
-from tests.harness import write_config
 from tests.pgcluster import fresh_database
-from tests.test_api import Api
+from tests.test_api import Api, start_api
 from tests.test_escalation import Sim, directory
 
 STEP = timedelta(minutes=5)
@@ -59,13 +55,9 @@ def lead_replaced(text: str) -> str:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
-    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
-    clock, notifier = FakeClock(), RecordingNotifier()
-    daemon = Daemon(loaded, clock=clock, notifier=notifier, config_path=path)
-    await daemon.start()
-    yield Api(daemon, notifier, clock)
-    await daemon.stop()
+    started = await start_api(tmp_path, reloadable=True)
+    yield started
+    await started.daemon.stop()
 
 
 def rewrite(path: Path, edit: Edit) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import asyncpg
 import pytest
@@ -51,6 +51,21 @@ async def replicas(pg_dsn: str) -> AsyncIterator[list[PostgresStore]]:
         await store.close()
 
 
+async def open_and_page(store: PostgresStore, dispatcher: Dispatcher, now: datetime,
+                        n: int) -> int:
+    """Incident n, opened with one alert and an SMS page queued; `dispatcher` woken for it."""
+
+    async def job(tx: Transaction) -> int:
+        incident_id = await tx.insert_incident(new_incident(n, now), None)
+        await tx.write_alerts(incident_id, [alert(n, now)], now)
+        await tx.enqueue(incident_id, [payload(SMS)], now)
+        return incident_id
+
+    incident_id = await store.write(job)
+    dispatcher.wake()
+    return incident_id
+
+
 async def test_a_bundle_split_between_two_replicas_leases_goes_at_its_time(
     replicas: list[PostgresStore], pg_dsn: str, fake_clock: FakeClock
 ) -> None:
@@ -63,18 +78,7 @@ async def test_a_bundle_split_between_two_replicas_leases_goes_at_its_time(
     keys = iter(range(10))
 
     async def page() -> int:
-        now = fake_clock.now()
-        n = next(keys)
-
-        async def job(tx: Transaction) -> int:
-            incident_id = await tx.insert_incident(new_incident(n, now), None)
-            await tx.write_alerts(incident_id, [alert(n, now)], now)
-            await tx.enqueue(incident_id, [payload(SMS)], now)
-            return incident_id
-
-        incident_id = await store.write(job)
-        first.wake()
-        return incident_id
+        return await open_and_page(store, first, fake_clock.now(), next(keys))
 
     async def settled() -> bool:
         due = await store.due_notifications(fake_clock.now())
@@ -171,18 +175,7 @@ async def test_a_page_queued_behind_a_slow_send_past_its_lease_goes_once(
     keys = iter(range(10))
 
     async def page() -> int:
-        now = fake_clock.now()
-        n = next(keys)
-
-        async def job(tx: Transaction) -> int:
-            incident_id = await tx.insert_incident(new_incident(n, now), None)
-            await tx.write_alerts(incident_id, [alert(n, now)], now)
-            await tx.enqueue(incident_id, [payload(SMS)], now)
-            return incident_id
-
-        incident_id = await store.write(job)
-        first.wake()
-        return incident_id
+        return await open_and_page(store, first, fake_clock.now(), next(keys))
 
     async def leased(count: int) -> bool:
         due = await store.due_notifications(fake_clock.now())

@@ -24,7 +24,7 @@ from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import write_config
 from tests.test_api import LABELS, Api, start_api
 from tests.test_reload_targets import NOW, Edit, logged, new_incident, reload, rewrite
-from tests.test_reload_targets import store as store  # noqa: F401  (both stores, a fixture)
+from tests.test_store import store as store  # noqa: F401  (both stores, a fixture)
 
 
 @pytest.fixture

@@ -21,13 +21,12 @@ from receiver.escalation.plan import EscalationState, EscalationStatus
 from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.escalation.targets import reach
 from receiver.escalation.unreached import reload_lines, step_lines
-from receiver.store import NewIncident, SqliteStore, Transaction
+from receiver.store import NewIncident, Transaction
 from receiver.store.base import Store
 from receiver.store.codec import dumps, loads
-from receiver.store.postgres.store import PostgresStore
-from tests.pgcluster import fresh_database
 from tests.test_api import Api, start_api
 from tests.test_escalation import Sim, directory
+from tests.test_store import store as store  # noqa: F401  (both stores, a fixture)
 
 STEP = timedelta(minutes=5)
 Edit = Callable[[str], str]
@@ -292,21 +291,6 @@ def test_a_reload_line_counts_the_incidents_and_names_the_first_ones() -> None:
 
 
 # -- what a reload reads: the open incidents' escalation states, on both stores ---------------
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
-        s: Store = SqliteStore(tmp_path / "data" / "ackd.db")
-        await s.open()
-        yield s
-        await s.close()
-        return
-    async with fresh_database(request.getfixturevalue("pg_cluster")) as dsn:
-        s = PostgresStore(dsn)
-        await s.open()
-        yield s
-        await s.close()
 
 
 async def test_the_store_gives_every_open_incidents_escalation_state(store: Store) -> None:

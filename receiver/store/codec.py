@@ -301,6 +301,25 @@ def channel_record(row: Sequence[Any]) -> ChannelRecord:
     )
 
 
+# What a reload (and a start) reads of the open incidents to say what a new config does to
+# them (app/daemon.py): one statement on both stores, decoded alike.
+OPEN_ESCALATIONS = ("SELECT id, escalation FROM incidents"
+                    " WHERE state != 'resolved' AND escalation IS NOT NULL ORDER BY id")
+OPEN_FIRING_ALERTS = ("SELECT i.id, i.group_key, a.labels FROM incidents i"
+                      " JOIN alerts a ON a.incident_id = i.id"
+                      " WHERE i.state != 'resolved' AND a.status = 'firing' ORDER BY i.id")
+
+
+def escalations_from_rows(rows: Iterable[Any]) -> list[tuple[int, dict[str, Any]]]:
+    """OPEN_ESCALATIONS' rows: (incident id, escalation state)."""
+    return [(int(r[0]), loads(r[1])) for r in rows]
+
+
+def firing_alerts_from_rows(rows: Iterable[Any]) -> list[tuple[int, str, dict[str, str]]]:
+    """OPEN_FIRING_ALERTS' rows: (incident id, group key, labels)."""
+    return [(int(r[0]), r[1], loads(r[2])) for r in rows]
+
+
 # The columns maintenance_windows reads, in the order windows_from_rows takes them.
 WINDOW_COLUMNS = "id, team, matchers, starts_at, ends_at, comment, created_by, created_at"
 

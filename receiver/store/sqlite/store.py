@@ -49,13 +49,16 @@ from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
+    OPEN_ESCALATIONS,
+    OPEN_FIRING_ALERTS,
     WINDOW_COLUMNS,
     alert_from_row,
+    escalations_from_rows,
     events_from_row,
     events_from_rows,
+    firing_alerts_from_rows,
     from_us,
     incident_from_row,
-    loads,
     to_us,
     windows_from_rows,
 )
@@ -553,20 +556,11 @@ class SqliteStore:
 
     async def open_escalations(self) -> list[tuple[int, dict[str, Any]]]:
         """(incident id, escalation state) of every open incident that has one, oldest first."""
-        rows = await self._fetchall(
-            "SELECT id, escalation FROM incidents"
-            " WHERE state != 'resolved' AND escalation IS NOT NULL ORDER BY id"
-        )
-        return [(int(r[0]), loads(r[1])) for r in rows]
+        return escalations_from_rows(await self._fetchall(OPEN_ESCALATIONS))
 
     async def open_firing_alerts(self) -> list[tuple[int, str, dict[str, str]]]:
         """(incident id, group key, labels) of each firing alert of every open incident."""
-        rows = await self._fetchall(
-            "SELECT i.id, i.group_key, a.labels FROM incidents i"
-            " JOIN alerts a ON a.incident_id = i.id"
-            " WHERE i.state != 'resolved' AND a.status = 'firing' ORDER BY i.id"
-        )
-        return [(int(r[0]), r[1], loads(r[2])) for r in rows]
+        return firing_alerts_from_rows(await self._fetchall(OPEN_FIRING_ALERTS))
 
 
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:

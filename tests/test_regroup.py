@@ -104,6 +104,8 @@ async def test_a_start_on_a_file_that_regroups_names_the_incidents(
     second = daemon()
     await second.start()
     try:
+        for task in list(second._tasks):  # the start's look at the open incidents
+            await task
         assert logged(caplog, logging.WARNING) == [warned(str(number))]
     finally:
         await second.stop()

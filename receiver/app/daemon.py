@@ -327,7 +327,6 @@ class Daemon:
         # Run-time on-call changes before anything escalates: a page goes to whoever they
         # put on call.
         await self._load_roster()
-        await self._look_at_open(self.config)  # the file may have changed while ackd was down
         # Deadlines that passed while ackd was down are due at once: they fire first.
         self.responder.scheduler.load(await self.store.deadlines())
         self.responder.scheduler.start()
@@ -354,6 +353,7 @@ class Daemon:
             raise StartupError(f"cannot listen on {host}:{port}: {bind_failure(exc)}") from exc
         self.port = _bound_port(self._runner)
         self.services.ready = True
+        self._background(self._look_at_open(self.config))  # changed while ackd was down?
         # Everything built at start lives as long as the daemon: keep it out of the garbage
         # collector's full passes, which otherwise stall every connection at once (~40 ms).
         gc.freeze()
@@ -380,27 +380,21 @@ class Daemon:
         policies name and `config` lacks (escalation/unreached.py), and one for the open
         incidents whose alerts `config` groups elsewhere (ingest/regroup.py). A reload never
         refuses a file for them (an incident may stay open for days), but the operator hears
-        of them now, not when a step pages nobody or an alert pages twice."""
-        await self._look_at_groups(config)
+        of them now, not when a step pages nobody or an alert pages twice. In the background
+        after each reload and start, the decoding and routing on a thread of their own: with
+        100,000 open incidents they take seconds, which held /-/ready (12.7 s against 1.9 s)
+        and the overdue steps behind them."""
         try:
-            policies = [(number, state_from_dict(raw).policy)
-                        for number, raw in await self.store.open_escalations()]
+            escalations = await self.store.open_escalations()
+            alerts = await self.store.open_firing_alerts()
             directory = ConfigDirectory(config, OnCallMemo(), self.responder.roster)
-            lines = reload_lines(policies, directory)
+            lines = await asyncio.to_thread(_open_warnings, escalations, alerts, config,
+                                            directory)
         except Exception as exc:  # only a warning is lost: the reload or start goes on
-            log.warning("cannot look at the open incidents' escalation policies: %s", exc)
+            log.warning("cannot look at the open incidents: %s", exc)
             return
-        for line in lines:
-            log.warning("%s", line, extra=fields("config_unreached"))
-
-    async def _look_at_groups(self, config: Config) -> None:
-        try:
-            moved = regrouped(await self.store.open_firing_alerts(), config.route)
-        except Exception as exc:  # only a warning is lost: the reload or start goes on
-            log.warning("cannot look at the open incidents' alerts: %s", exc)
-            return
-        if moved:
-            log.warning("%s", regroup_line(moved), extra=fields("config_regrouped"))
+        for line, event in lines:
+            log.warning("%s", line, extra=fields(event))
 
     def _maintenance_config(self, config: Config) -> None:
         """Held incidents look again when the file's windows changed: a window it shortened
@@ -553,3 +547,16 @@ async def serve(config: Config, config_path: str | Path, *, migrate: bool = True
                 loop.remove_signal_handler(sig)
         hangups.defer()  # a reload asked while stopping must not end the process either
     return 0
+
+
+def _open_warnings(
+    escalations: list[tuple[int, dict[str, Any]]],
+    alerts: list[tuple[int, str, dict[str, str]]],
+    config: Config,
+    directory: ConfigDirectory,
+) -> list[tuple[str, str]]:
+    """(line, event) for what `config` does to the open incidents (Daemon._look_at_open)."""
+    moved = regrouped(alerts, config.route)
+    lines = [(regroup_line(moved), "config_regrouped")] if moved else []
+    policies = [(number, state_from_dict(raw).policy) for number, raw in escalations]
+    return lines + [(line, "config_unreached") for line in reload_lines(policies, directory)]

@@ -96,6 +96,8 @@ from receiver.web.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, r
 log = logging.getLogger(__name__)
 
 GC_YOUNG_THRESHOLD = 100_000
+# Open incidents the start looks at for what the config does to them (Daemon._look_at_open).
+START_LOOK_LIMIT = 10_000
 SHUTDOWN_TIMEOUT = 10.0
 # aiohttp's AppRunner keeps a connection that has not sent a whole request for an hour by
 # default; this is web.run_app's default instead. It is also what bounds a client that sends
@@ -353,7 +355,8 @@ class Daemon:
             raise StartupError(f"cannot listen on {host}:{port}: {bind_failure(exc)}") from exc
         self.port = _bound_port(self._runner)
         self.services.ready = True
-        self._background(self._look_at_open(self.config))  # changed while ackd was down?
+        # The file may have changed while ackd was down.
+        self._background(self._look_at_open(self.config, at_start=True))
         # Everything built at start lives as long as the daemon: keep it out of the garbage
         # collector's full passes, which otherwise stall every connection at once (~40 ms).
         gc.freeze()
@@ -375,7 +378,7 @@ class Daemon:
         self.responder.roster.load(await self.store.write(
             lambda tx: tx.current_overrides(self.clock.now())))
 
-    async def _look_at_open(self, config: Config) -> None:
+    async def _look_at_open(self, config: Config, at_start: bool = False) -> None:
         """A WARNING for each schedule, layer, lead, user or channel the open incidents'
         policies name and `config` lacks (escalation/unreached.py), and one for the open
         incidents whose alerts `config` groups elsewhere (ingest/regroup.py). A reload never
@@ -383,8 +386,18 @@ class Daemon:
         of them now, not when a step pages nobody or an alert pages twice. In the background
         after each reload and start, the decoding and routing on a thread of their own: with
         100,000 open incidents they take seconds, which held /-/ready (12.7 s against 1.9 s)
-        and the overdue steps behind them."""
+        and the overdue steps behind them. At start, only up to START_LOOK_LIMIT open
+        incidents: past it, even in the background, the look cost 500 MiB of RSS and made
+        100,000 overdue steps seconds late (bench/run.py's restart and timer legs); a reload
+        then looks."""
         try:
+            if at_start:
+                count = sum(n for *_, n in await self.store.count_open())
+                if count > START_LOOK_LIMIT:
+                    log.info("not looking at %d open incidents at start for what the config"
+                             " does to them (more than %d): a reload (SIGHUP) does",
+                             count, START_LOOK_LIMIT)
+                    return
             escalations = await self.store.open_escalations()
             alerts = await self.store.open_firing_alerts()
             directory = ConfigDirectory(config, OnCallMemo(), self.responder.roster)

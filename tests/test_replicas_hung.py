@@ -148,12 +148,18 @@ def test_a_deadline_is_handed_when_first_late_again_after_AGAIN_and_anew_when_mo
     assert late.due_to_hand([(1, to_us(due))], now=101.2 + AGAIN) == [(1, due)]  # late anew
 
 
-# `ackd serve` with its deadline announcements held back for ten minutes: what a replica
-# hung between its commit and its announcement leaves, whenever the SIGSTOP lands.
+# `ackd serve` with its deadline announcements, and its dispatcher's passes, held back for
+# ten minutes: what a replica hung between its commit and both leaves, whenever the SIGSTOP
+# lands. (A replica hung after its dispatcher leased the first page, and before it sent it,
+# holds that page until the lease lapses, outbox.LEASE: a page delayed, never doubled. With
+# only the announcements held back the SIGSTOP sometimes landed there, on a loaded machine.)
 HELD_BACK = (
-    "import runpy, sys\n"
+    "import asyncio, runpy, sys\n"
     "from receiver.store.postgres import announce\n"
+    "from receiver.store.postgres.store import PostgresStore\n"
     "announce.Announcer.__init__.__defaults__ = (600.0,)\n"
+    "async def held(*args, **kwargs): await asyncio.sleep(600)\n"
+    "PostgresStore.lease_and_decide = held\n"
     "sys.argv[0] = 'ackd'\n"
     "runpy.run_module('receiver', run_name='__main__', alter_sys=True)\n"
 )
@@ -163,10 +169,10 @@ STEP = 3.0
 async def test_a_replica_stopped_after_opening_an_incident_delays_no_step(
     tmp_path: Path, sink: HttpSink, pg_cluster: Cluster
 ) -> None:
-    """Three ackd replicas; the one that takes the webhook announces nothing and is
-    SIGSTOPped after its 200. Its first page goes from another (the outbox's OVERDUE), step
-    2 fires on another within a second of its due time (not when the stopped one resumes),
-    step 3 on time; after SIGCONT nothing fires twice."""
+    """Three ackd replicas; the one that takes the webhook announces nothing, leases
+    nothing, and is SIGSTOPped after its 200. Its first page goes from another (the outbox's
+    OVERDUE), step 2 fires on another within a second of its due time (not when the stopped
+    one resumes), step 3 on time; after SIGCONT nothing fires twice."""
     async with fresh_database(pg_cluster) as dsn:
         ackds = replicas_of(tmp_path, dsn, sink, 3, step=STEP)
         stopped = ackds[0]

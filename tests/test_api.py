@@ -773,3 +773,28 @@ async def test_the_acknowledger_is_not_sent_their_own_acknowledged_note(
     await api.settle()
     assert api.paged() == ["ana", "bo", "bo"]
     assert api.notifier.sent[2][1].title == f"#{number} acknowledged by ana"
+
+
+@pytest.mark.parametrize("how", ["token", "link"])
+async def test_who_resolves_by_hand_is_not_sent_their_own_resolved_note(
+    api: Api, how: str
+) -> None:
+    """ana resolves on the phone she was paged on: bo, paged too, is told who resolved it;
+    ana, who has just acted, is not (her own token or her page's signed link alike). The
+    acknowledgement's rule, for the resolution."""
+    number = await api.fire()
+    assert await api.paged_once(1) == ["ana"]
+    await api.clock.jump(timedelta(minutes=5))
+    assert await api.paged_once(2) == ["ana", "bo"]
+    if how == "token":
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/resolve",
+                                      token=ANA_TOKEN)
+        assert status == 200, body
+    else:
+        assert await api.press_link(number, "resolve", "ana") == 200
+    assert await api.paged_once(3) == ["ana", "bo", "bo"]
+    await api.settle()
+    assert api.paged() == ["ana", "bo", "bo"]
+    resolved = api.notifier.sent[2][1]
+    assert resolved.title == f"#{number} resolved"
+    assert "Resolved by ana after 5m" in resolved.body

@@ -144,7 +144,25 @@ async def test_a_responder_is_paged_in_and_the_owner_stays(api: Api) -> None:
     sent = len(api.paged())
     await api.call("POST", f"/api/v1/incidents/{number}/resolve", token=ANA_TOKEN)
     await api.settle()
-    assert sorted(api.paged()[sent:]) == ["ana", "bo"]  # both hear it is resolved
+    assert api.paged()[sent:] == ["bo"]  # bo hears it is resolved; ana resolved it
+
+
+async def test_who_adds_themselves_as_a_responder_is_not_paged_to_join(api: Api) -> None:
+    """cy joins by her own hand: she is a responder on the timeline, and no page asks her
+    to join what she just joined (nor the SMS after it)."""
+    number = await api.fire()
+    await api.settle()
+    assert api.paged() == ["ana"]
+    status, _ = await api.call("POST", f"/api/v1/incidents/{number}/responders",
+                               {"user": "cy"}, token=CY_TOKEN)
+    assert status == 200
+    await _later(api, 1)
+    assert api.paged() == ["ana"]
+    assert await _events(api, number, "responder_added") == [("cy", {"user": "cy"})]
+    status, _ = await api.call("POST", f"/api/v1/incidents/{number}/responders",
+                               {"user": "bo"}, token=CY_TOKEN)
+    await api.settle()
+    assert api.paged() == ["ana", "bo"]  # another person added is paged, as before
 
 
 async def test_raising_the_severity_restarts_escalation_and_lowering_pages_nobody(

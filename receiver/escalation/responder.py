@@ -471,10 +471,10 @@ class Responder:
                 raise InvalidTransition(f"incident {incident_id} has no escalation to act on")
             plan = self._decide(action, state, incident, actor, until, now, via)
             await self._apply(tx, incident, plan, now)
+            # Not to the person who acted: the phone that just acted needs no note of it.
             if action is Action.RESOLVE:
-                await self._notify_resolution(tx, incident, actor, now)
+                await self._notify_resolution(tx, incident, actor, now, leave_out=actor)
             elif action is Action.ACK:
-                # Not to the acknowledger: the phone that just acted needs no note of it.
                 await self._notify_paged(tx, incident, MessageReason.ACKNOWLEDGED, actor, now,
                                          leave_out=actor)
             return await tx.incident(incident_id)
@@ -694,9 +694,13 @@ class Responder:
             await self._enqueue(tx, incident, messages, now)
 
     async def _notify_resolution(
-        self, tx: Transaction, incident: Incident, actor: str, now: datetime
+        self, tx: Transaction, incident: Incident, actor: str, now: datetime, *,
+        leave_out: str | None = None,
     ) -> None:
-        await self._notify_paged(tx, incident, MessageReason.RESOLVED, actor, now)
+        """Everyone paged but `leave_out` (a person who resolved it by hand) is told, and
+        the severity's stakeholder channels."""
+        await self._notify_paged(tx, incident, MessageReason.RESOLVED, actor, now,
+                                 leave_out=leave_out)
         await self._stakeholders(tx, incident, MessageReason.STAKEHOLDER_RESOLVED, now)
 
     # -- metrics, after commit ------------------------------------------------------------

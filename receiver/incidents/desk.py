@@ -111,8 +111,9 @@ class IncidentDesk:
             assignment.check_open(incident, "add a responder")
             now = self._clock.now()
             await tx.append(incident_id, [assignment.responder_added(user, actor, now)])
-            await self._reach(tx, incident, user, MessageReason.RESPONDER_ADDED, now,
-                              actor=actor)
+            if user != actor:  # who joins by their own hand needs no page asking them to
+                await self._reach(tx, incident, user, MessageReason.RESPONDER_ADDED, now,
+                                  actor=actor)
             await self._responder.updated(tx, incident, now)  # not left alone
             return incident
 

@@ -4,10 +4,11 @@ unless they answered meanwhile. Pure rules, then the daemon in-process on the fa
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +22,7 @@ from receiver.incidents.follow import FollowUp
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import ANA_TOKEN, CY_TOKEN, write_config
 from tests.test_api import Api
+from tests.test_reload_targets import reload
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
 PUSH, SMS = Contact("json://x/push"), Contact("json://x/sms", timedelta(minutes=2), short=True)
@@ -63,6 +65,17 @@ def test_a_reload_that_moves_contacts_leaves_the_follow_up_its_url(
         assert again is not None
         assert (again.contact, again.url_digest, again.short) == (
             contact, contact_digest(SMS.url), True)
+
+
+def test_a_lost_follow_up_names_the_message_the_person_and_the_contact() -> None:
+    later = FollowUp(MessageReason.STATUS_DUE, "cy", 1, NOW)
+    gone = follow.lost(later, User("cy", (PUSH,)), NOW + timedelta(minutes=2))
+    assert (gone.at, gone.kind, gone.actor) == (
+        NOW + timedelta(minutes=2), EventKind.NOTIFICATION_FAILED, "ackd")
+    assert dict(gone.detail) == {
+        "recipient": "cy", "recipient_kind": "user", "reason": "status_due", "step": None,
+        "contact": 2, "since": NOW.isoformat(), "error": "user cy no longer has contact 2"}
+    assert follow.lost(later, None, NOW).detail["error"] == "user cy is no longer configured"
 
 
 def test_a_follow_up_armed_before_digests_goes_by_its_index() -> None:
@@ -123,7 +136,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     path.write_text(text)
     loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
     clock, notifier = FakeClock(), RecordingNotifier()
-    daemon = Daemon(loaded, clock=clock, notifier=notifier)
+    daemon = Daemon(loaded, clock=clock, notifier=notifier, config_path=path)  # reloadable
     await daemon.start()
     yield Api(daemon, notifier, clock)
     await daemon.stop()
@@ -212,3 +225,52 @@ async def test_resolving_cancels_the_follow_up(api: Api) -> None:
     await api.call("POST", f"/api/v1/incidents/{number}/resolve", token=ANA_TOKEN)
     await _later(api, 5)
     assert "cy-sms" not in api.paged()
+
+
+def _without_sms(name: str) -> Callable[[str], str]:
+    def edit(text: str) -> str:
+        sms = f', {{url: "json://127.0.0.1:9/{name}-sms", delay: 2m, short: true}}'
+        assert sms in text
+        return text.replace(sms, "")
+    return edit
+
+
+async def _failed(api: Api, number: int) -> list[tuple[str, dict[str, Any]]]:
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    return [(e["actor"], e["detail"]) for e in body["timeline"]
+            if e["kind"] == "notification_failed"]
+
+
+@pytest.mark.parametrize("reason", ["responder_added", "status_due"])
+async def test_a_follow_up_whose_contact_a_reload_removed_is_recorded_not_dropped(
+    api: Api, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cy's SMS (a responder paged in) or ana's (a status reminder) waits its two minutes; a
+    reload takes it away meanwhile: nothing goes to what is left, and the timeline and a
+    WARNING line name the message, the person and the contact that is gone."""
+    number = await _acknowledged(api)
+    who = "cy" if reason == "responder_added" else "ana"
+    if reason == "responder_added":
+        await api.call("POST", f"/api/v1/incidents/{number}/responders", {"user": "cy"},
+                       token=ANA_TOKEN)
+        await api.settle()
+    else:
+        await api.call("PUT", f"/api/v1/incidents/{number}/roles/commander", {"user": "ana"},
+                       token=ANA_TOKEN)
+        await _later(api, 15)
+    sent = len(api.paged())
+    assert api.paged()[-1] == who  # the push at once; the SMS armed two minutes on
+    await reload(api, _without_sms(who))
+    caplog.clear()
+    await _later(api, 2)
+    assert api.paged()[sent:] == []
+    [(actor, detail)] = await _failed(api, number)
+    assert actor == "ackd"
+    assert {k: detail[k] for k in ("recipient", "reason", "contact", "error")} == {
+        "recipient": who, "reason": reason, "contact": 2,
+        "error": f"user {who} no longer has contact 2"}
+    [line] = [r for r in caplog.records if "delayed contact" in r.getMessage()]
+    assert line.levelname == "WARNING"
+    assert line.getMessage() == (
+        f"incident #{number}: the {reason} message to {who}'s delayed contact 2 was not sent:"
+        f" user {who} no longer has contact 2")

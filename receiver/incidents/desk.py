@@ -269,17 +269,24 @@ class IncidentDesk:
         reminder, anyone) answered since the first message."""
         config = self._config()
         later = follow.FollowUp.from_key(row.key)
+        if not incident.is_open or not follow.wanted(
+                later, incident.is_open, await tx.events_since(incident.id, later.since)):
+            return
         user = config.users.get(later.name)
-        if user is None or not incident.is_open:
-            return
-        if not follow.wanted(later, incident.is_open,
-                             await tx.events_since(incident.id, later.since)):
-            return
         every = config.severity(incident.severity).status_every
-        message = follow.message(later, user,
-                                 every.total_seconds() if every is not None else None)
+        message = None if user is None else follow.message(
+            later, user, every.total_seconds() if every is not None else None)
         if message is not None:
             await self._responder.enqueue(tx, incident, [message], now)
+            return
+        # A reload took the contact (or the person) away: on the timeline and in the log,
+        # as a step's delayed contact would be, never dropped unsaid.
+        event = follow.lost(later, user, now)
+        await tx.append(incident.id, [event])
+        tx.after_commit(partial(
+            log.warning, "incident #%d: the %s message to %s's delayed contact %d was not"
+            " sent: %s", incident.id, later.reason.value, later.name, later.contact + 1,
+            event.detail["error"], extra=fields("follow_up_lost", incident.id, incident.team)))
 
     async def _write(
         self, tx: Transaction, incident: Incident, held: dict[Role, RoleHolder],

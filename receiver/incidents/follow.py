@@ -1,7 +1,8 @@
 """A person the incident layer messages (a status reminder, a responder paged in) is reached as
 a step's page reaches them: on each immediate contact at once, and on each delayed one (SMS
 after push, a call after SMS) once its delay passed, unless they answered meanwhile. Pure: the
-desk arms one `follow` deadline per delayed contact and asks `wanted` when it comes due.
+desk arms one `follow` deadline per delayed contact and asks `wanted` when it comes due; one
+a reload took away (the contact or the person) is recorded as `lost`, never dropped unsaid.
 
 What counts as an answer depends on why they were messaged:
 - a status reminder: a status update posted since, by anyone (what it asked for came);
@@ -84,6 +85,18 @@ def wanted(follow: FollowUp, open_: bool, events: Iterable[TimelineEvent]) -> bo
     if follow.reason is MessageReason.STATUS_DUE:
         return not any(e.kind is EventKind.STATUS_UPDATE for e in events)
     return not any(e.actor == follow.name for e in events)
+
+
+def lost(follow: FollowUp, user: User | None, now: datetime) -> TimelineEvent:
+    """The timeline's record of a follow-up that cannot go: a reload removed its contact, or
+    the person. A `notification_failed` event, as escalation records a step's delayed contact
+    a reload removed: whom, which message (`reason`) and which contact (from 1), and why."""
+    why = (f"user {follow.name} is no longer configured" if user is None
+           else f"user {follow.name} no longer has contact {follow.contact + 1}")
+    detail = {"recipient": follow.name, "recipient_kind": "user", "reason": follow.reason.value,
+              "step": None, "contact": follow.contact + 1, "since": follow.since.isoformat(),
+              "error": why}
+    return TimelineEvent(now, EventKind.NOTIFICATION_FAILED, detail=detail)
 
 
 def message(follow: FollowUp, user: User, status_every: float | None) -> OutboxMessage | None:

@@ -18,6 +18,7 @@ from receiver.core.model import (
     MessageReason,
     Severity,
 )
+from receiver.notify.earlier import EarlierPage, PagedBefore
 from receiver.notify.messages import (
     PAGE_REASONS,
     REASONS,
@@ -295,6 +296,38 @@ def test_a_short_summary_is_kept_whole() -> None:
 
 
 # -- overrides ---------------------------------------------------------------------------
+
+
+PAGED_BEFORE = PagedBefore((
+    EarlierPage("cy", 1, AT + timedelta(minutes=5), timedelta(minutes=1)),
+    EarlierPage("ana", 0, AT, timedelta(minutes=6), timedelta(minutes=2), failed=True),
+), more=2)
+
+
+def test_a_later_step_says_who_was_paged_before_under_its_lead() -> None:
+    lines = TEMPLATES.render(ctx("escalated", step=2, paged_before=PAGED_BEFORE)).body
+    assert lines.splitlines()[:6] == [
+        "ESCALATED: nobody has acknowledged yet (step 3).",
+        "Paged before, not acknowledged:",
+        "- cy (step 2) at 2024-03-10 03:05:00 UTC, 1m ago",
+        "- ana (step 1) at 2024-03-10 03:00:00 UTC, 6m ago, again 2m ago; the page to them"
+        " failed",
+        "- and 2 more",
+        "",
+    ]
+    # Nobody before (a first page): not a word of it. An SMS has no room for it.
+    assert "Paged before" not in TEMPLATES.render(ctx("escalated")).body
+    short = TEMPLATES.render(ctx("escalated", paged_before=PAGED_BEFORE), short=True).body
+    assert "cy" not in short
+
+
+def test_overrides_see_who_was_paged_before() -> None:
+    source = ("{% for p in paged_before %}{{ p.name }}@{{ p.step }} {{ p.ago }}"
+              "{{ ' failed' if p.failed else '' }}; {% endfor %}+{{ paged_before_more }}")
+    assert Templates.check({"escalated": {"body": source}}) == []
+    templates = Templates({"escalated": {"body": source}})
+    assert templates.render(ctx("escalated", paged_before=PAGED_BEFORE)).body == (
+        "cy@2 1m; ana@1 6m failed; +2")
 
 
 def test_overrides_replace_only_what_they_name() -> None:

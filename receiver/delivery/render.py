@@ -12,8 +12,9 @@ from receiver.alertmanager.webhook import silence_url
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import NotFound, StoreUnavailable
-from receiver.core.model import Action, Incident, IncidentState
+from receiver.core.model import Action, Incident, IncidentState, MessageReason
 from receiver.delivery.plan import Addressed, Outgoing, Summary
+from receiver.notify.earlier import NOBODY, PagedBefore, paged_before
 from receiver.notify.links import Links
 from receiver.notify.messages import (
     BUNDLE_SHOWN,
@@ -49,8 +50,12 @@ class Renderer:
         # (a storm's bundle carries hundreds of rows; each read is a query).
         shown = 1 if len(outgoing.items) == 1 else (
             BUNDLE_SHOWN if outgoing.items[0][0].message.reason.is_page else NOTES_SHOWN)
+        # Whom the run paged before: only a message of its own says so (a bundle's entries
+        # and a short text have no room for it).
+        alone = len(outgoing.items) == 1 and not short
         try:
-            contexts = [await self._context(row, incident, config, now, alerts=n < shown)
+            contexts = [await self._context(row, incident, config, now, alerts=n < shown,
+                                            earlier=alone)
                         for n, (row, incident) in enumerate(outgoing.items)]
             if len(contexts) == 1:
                 return config.templates.render(contexts[0], short)
@@ -91,10 +96,11 @@ class Renderer:
 
     async def _context(
         self, row: Addressed, incident: Incident, config: Config, now: datetime, *,
-        alerts: bool,
+        alerts: bool, earlier: bool = False,
     ) -> MessageContext:
         """The message's context; its incident's alerts only if `alerts` (else none: a
-        bundle's entry that its text does not show)."""
+        bundle's entry that its text does not show); if `earlier`, whom the earlier steps
+        of a page's run paged (`_paged_before`)."""
         m = row.message
         recipient = m.recipient
         links = Links(config.link_secret, config.external_url, config.link_ttl)
@@ -114,7 +120,23 @@ class Renderer:
             cycle=m.cycle,
             stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
             status_every=None if m.status_every is None else timedelta(seconds=m.status_every),
+            paged_before=await self._paged_before(m, incident.id, now) if earlier else NOBODY,
         )
+
+    async def _paged_before(
+        self, message: OutboxMessage, incident_id: int, now: datetime
+    ) -> PagedBefore:
+        """Whom the steps of the page's run before its own paged, from the timeline. A first
+        page has no earlier step: the timeline is read only for the others (an escalated
+        page, a reminder, a later step of a run a person or a window began), which are few
+        beside the first pages of a storm."""
+        step, run = message.step, message.run
+        if (not message.reason.is_page or step is None or run is None
+                or message.reason is MessageReason.TRIGGERED or (step, message.cycle) == (0, 0)):
+            return NOBODY
+        return paged_before(await self._store.timeline(incident_id), run=run,
+                            cycle=message.cycle, step=step, recipient=message.recipient,
+                            now=now)
 
 
 

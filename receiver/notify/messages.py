@@ -23,6 +23,11 @@ Variables a template sees:
                                          no alert has its own, silences is [silence_url];
                                          every list holds http(s) URLs only
     open_for                             how long the incident was open, once resolved
+    paged_before, paged_before_more      pages of a later step: whom the earlier steps of the
+                                         run paged, the latest first (each: name, step (from
+                                         1), at, ago, again (how long since the last page to
+                                         them, if paged again), failed (no delivery to them
+                                         went out)), and how many more
 Filters: `alert | describe` (name, labels, state) and `mapping | labels` ("k=v, k=v").
 
 Every value a template prints is shown on one line, its control characters escaped
@@ -60,6 +65,7 @@ from receiver.core.model import (
     Severity,
 )
 from receiver.core.oneline import one_line, one_line_value
+from receiver.notify.earlier import NOBODY, EarlierPage, PagedBefore
 from receiver.notify.notifier import Message, NotifyType
 
 log = logging.getLogger(__name__)
@@ -104,6 +110,7 @@ class MessageContext:
     cycle: int = 0
     stale_after: timedelta | None = None  # a stale message: how long Alertmanager was silent
     status_every: timedelta | None = None  # a status_due message: the severity's cadence
+    paged_before: PagedBefore = NOBODY  # a later step's page: whom the run paged before
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -174,6 +181,23 @@ _STEP = "{% if step is not none %} (step {{ step + 1 }}{% if cycle %}, round {{ 
 # A later step of a run a person's change began: the first step's page went unanswered.
 _NOT_YET = "{% if step %}; nobody has acknowledged yet{% endif %}"
 
+# Whom the run's earlier steps paged, so the person escalated to can call them or take it.
+_EARLIER = """\
+{% if paged_before %}
+Paged before, not acknowledged:
+{% for p in paged_before %}
+- {{ p.name }} (step {{ p.step }}) at {{ p.at }}, {{ p.ago }} ago\
+{% if p.again %}, again {{ p.again }} ago{% endif %}\
+{% if p.failed %}; the page to them failed{% endif %}
+
+{% endfor %}
+{% if paged_before_more %}
+- and {{ paged_before_more }} more
+{% endif %}
+
+{% endif %}
+"""
+
 _LEADS = {
     "triggered": "",
     "escalated": "ESCALATED: nobody has acknowledged yet" + _STEP + ".\n",
@@ -200,7 +224,7 @@ DEFAULTS: dict[str, dict[str, str]] = {
     **{
         reason: {
             "title": _SEV + tag + _HEADLINE,
-            "body": _LEADS[reason] + _ABOUT + _ALERTS + _WHERE + _ACT,
+            "body": _LEADS[reason] + _EARLIER + _ABOUT + _ALERTS + _WHERE + _ACT,
         }
         for reason, tag in _TITLE_TAGS.items()
     },
@@ -457,7 +481,16 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "open_for": _open_for(ctx.incident),
         "stale_after": format_duration(ctx.stale_after) if ctx.stale_after else "",
         "status_every": format_duration(ctx.status_every) if ctx.status_every else "",
+        "paged_before": [_earlier(p) for p in ctx.paged_before.shown],
+        "paged_before_more": ctx.paged_before.more,
     }
+
+
+def _earlier(page: EarlierPage) -> dict[str, Any]:
+    return {"name": page.name, "step": page.step + 1, "at": _utc(page.at),
+            "ago": format_duration(page.ago),
+            "again": format_duration(page.again_ago) if page.again_ago is not None else "",
+            "failed": page.failed}
 
 
 def summary(incident: Incident, alerts: Sequence[Alert]) -> str:
@@ -875,4 +908,5 @@ def _sample_context() -> MessageContext:
         alerts=(alert,), ack_url="https://ackd/l/ack", resolve_url="https://ackd/l/resolve",
         incident_url="https://ackd/incidents/42", silence_url="https://am/#/silences/new",
         actor="ana", recipient="ana", step=0, cycle=0,
+        paged_before=PagedBefore((EarlierPage("bo", 0, at, timedelta(minutes=5)),)),
     )

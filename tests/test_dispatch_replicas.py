@@ -230,3 +230,72 @@ async def test_a_page_queued_behind_a_slow_send_past_its_lease_goes_once(
         slow.release()
         await first.stop(grace=WAIT)
         await second.stop(grace=WAIT)
+
+
+async def test_a_send_whose_turn_comes_after_the_handover_sends_only_what_it_still_holds(
+    replicas: list[PostgresStore], pg_dsn: str, fake_clock: FakeClock
+) -> None:
+    """The others take the leases of a replica they see hung (its listener silent for
+    Store.outbox_handover, replicas.HUNG) once they are that old. A replica hung while its
+    page waited (SIGSTOP, a paused VM; here: a page queued behind a slow send while the
+    clock runs on) checks when its send's turn comes, past the handover time and long before
+    the lease lapses, that it still holds the row; the others took it and sent it: not sent
+    a second time."""
+    config = make_config(bundle_window=timedelta(0))
+    slow, other = HeldNotifier(), RecordingNotifier()
+    first = Dispatcher(replicas[0], slow, fake_clock, Metrics(), lambda: config)
+    second = Dispatcher(replicas[1], other, fake_clock, Metrics(), lambda: config)
+    store = replicas[0]
+    handover = store.outbox_handover
+    assert handover is not None
+    assert handover + timedelta(seconds=1) < LEASE
+    keys = iter(range(10))
+
+    async def page() -> int:
+        return await open_and_page(store, first, fake_clock.now(), next(keys))
+
+    async def leased(count: int) -> bool:
+        due = await store.due_notifications(fake_clock.now())
+        return not due and first.in_flight == count
+
+    first.start()
+    conn: asyncpg.Connection | None = None
+    try:
+        ids = [await page()]
+        await eventually(lambda: leased(1), "the first page's send to start")
+        ids.append(await page())
+        await eventually(lambda: leased(2), "the second page to queue behind it")
+        assert slow.waiting == 1
+        await fake_clock.jump(handover + timedelta(seconds=1))
+        # What the others' sweep does to the leases of a replica it sees hung
+        # (tests/test_store_replicas.py): given back, due when they were taken.
+        conn = await asyncpg.connect(pg_dsn)
+        await conn.execute("UPDATE outbox SET next_attempt_at = leased_from, leased_by = NULL"
+                           " WHERE incident_id = $1", ids[1])
+        second.start()
+        second.wake()
+
+        async def sent_by_the_other() -> bool:
+            return len(other.messages(SMS)) == 1 and second.in_flight == 0
+
+        await eventually(sent_by_the_other, "the other replica to send the second page")
+        slow.release()
+
+        async def all_recorded() -> bool:
+            rows = await store.due_notifications(fake_clock.now() + FAR_FUTURE)
+            return not rows and first.in_flight == second.in_flight == 0
+
+        await eventually(all_recorded, "every page to be sent and recorded")
+        await asyncio.sleep(0.05)  # a second send of the second page would have started
+        titles = [m.title for n in (slow, other) for m in n.messages(SMS)]
+        for incident_id in ids:
+            assert sum(f"#{incident_id} " in t for t in titles) == 1, (incident_id, titles)
+            sent = [e for e in await store.timeline(incident_id)
+                    if e.kind is EventKind.NOTIFICATION_SENT]
+            assert len(sent) == 1, (incident_id, sent)
+    finally:
+        if conn is not None:
+            await conn.close()
+        slow.release()
+        await first.stop(grace=WAIT)
+        await second.stop(grace=WAIT)

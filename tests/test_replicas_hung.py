@@ -4,7 +4,8 @@ the commit (store/postgres/announce.py), and the others read every deadline agai
 replica goes. The others' sweep finds such deadlines once overdue (store/postgres/late.py)
 and fires them within a second of their due time, once. On the stores with real timers, and
 end to end with three ackd processes, one SIGSTOPped after its 200 with its announcement held
-back."""
+back. A page it leased before it froze goes from another once its listener has been silent
+for HUNG (replicas.py), and not again when it resumes."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import asyncio
 import json
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,10 +28,10 @@ from receiver.core.model import Alert, AlertStatus
 from receiver.escalation.timer import GRACE, Scheduler
 from receiver.store.codec import to_us
 from receiver.store.postgres.late import AGAIN, LATE, LateDeadlines
-from receiver.store.postgres.replicas import WATCH, claim
+from receiver.store.postgres.replicas import HUNG, WATCH, claim
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.postgres.transaction import PostgresTransaction
-from tests.harness import TOKEN
+from tests.harness import TOKEN, wait_until
 from tests.pgcluster import Cluster, fresh_database
 from tests.sinks import HttpSink
 from tests.test_e2e_replicas import PAYMENTS, START, fired_at, recorded, replicas_of
@@ -150,9 +152,10 @@ def test_a_deadline_is_handed_when_first_late_again_after_AGAIN_and_anew_when_mo
 
 # `ackd serve` with its deadline announcements, and its dispatcher's passes, held back for
 # ten minutes: what a replica hung between its commit and both leaves, whenever the SIGSTOP
-# lands. (A replica hung after its dispatcher leased the first page, and before it sent it,
-# holds that page until the lease lapses, outbox.LEASE: a page delayed, never doubled. With
-# only the announcements held back the SIGSTOP sometimes landed there, on a loaded machine.)
+# lands. (Hung after its dispatcher leased the first page, and before it sent it, it holds
+# that page until the others see it hung, replicas.HUNG after the lease, a path of its own:
+# test_a_page_a_replica_leased_and_froze_on_goes_from_another_once. With only the
+# announcements held back the SIGSTOP sometimes landed there, on a loaded machine.)
 HELD_BACK = (
     "import asyncio, runpy, sys\n"
     "from receiver.store.postgres import announce\n"
@@ -209,6 +212,71 @@ async def test_a_replica_stopped_after_opening_an_incident_delays_no_step(
                 assert 0 <= round(late, 3) <= bound[step - 1], (step, late)
             assert pages[1].received_at - fired[1].timestamp() <= 1.0
         finally:
+            for ackd in ackds:
+                ackd.stop()
+            for ackd in ackds:
+                if "Traceback" in ackd.log():
+                    print(ackd.log(), file=sys.stderr)
+
+
+# `ackd serve` whose sends wait 3 s when their turn comes, before they check their lease: the
+# test SIGSTOPs it in that gap, after its dispatcher leased the first page.
+HELD_SEND = (
+    "import asyncio, runpy, sys\n"
+    "from receiver.delivery.dispatch import Dispatcher\n"
+    "still_held = Dispatcher._still_held\n"
+    "async def held(self, *args): await asyncio.sleep(3.0); return await still_held(self, *args)\n"
+    "Dispatcher._still_held = held\n"
+    "sys.argv[0] = 'ackd'\n"
+    "runpy.run_module('receiver', run_name='__main__', alter_sys=True)\n"
+)
+
+
+async def test_a_page_a_replica_leased_and_froze_on_goes_from_another_once(
+    tmp_path: Path, sink: HttpSink, pg_cluster: Cluster
+) -> None:
+    """Three ackd replicas; the one that takes the webhook leases the first page and is
+    SIGSTOPped before sending it. Its listening connection stops beating: the others take
+    the page HUNG after its lease (not the 60 s lease later) and send it; resumed, the
+    stopped replica finds the page taken and does not send it again."""
+    async with fresh_database(pg_cluster) as dsn:
+        ackds = replicas_of(tmp_path, dsn, sink, 3, step=60.0)
+        stopped = ackds[0]
+        stopped.argv[1:3] = ["-c", HELD_SEND]
+        conn = await asyncpg.connect(dsn)
+        try:
+            await asyncio.gather(*(a.start_ready() for a in ackds))
+            labels = {**PAYMENTS, "alertname": "FrozenWithALease"}
+            alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
+            async with aiohttp.ClientSession(
+                    headers={"Authorization": f"Bearer {TOKEN}"}) as session, session.post(
+                    f"{stopped.url}/api/v1/alerts",
+                    data=json.dumps(build_webhook([alert]))) as r:
+                assert r.status == 200
+
+            async def leased() -> bool:
+                return bool(await conn.fetchval(
+                    "SELECT count(*) FROM outbox WHERE leased_by IS NOT NULL"))
+
+            await wait_until(leased, 2.5, "the stopped replica to lease its page", 0.02)
+            assert stopped.proc is not None
+            stopped.proc.send_signal(signal.SIGSTOP)
+            frozen = time.time()
+            try:
+                [page] = await sink.wait_for(1, within=HUNG + 5)
+                await recorded(dsn)
+            finally:
+                stopped.proc.send_signal(signal.SIGCONT)
+            assert page.path == "/ana"
+            assert page.received_at - frozen <= HUNG + 2.0, page.received_at - frozen
+            await asyncio.sleep(4.0)  # the resumed replica's send checks its lease
+            assert [p.path for p in sink.requests] == ["/ana"]
+            [incident] = await ackds[1].incidents()
+            timeline = (await ackds[1].incident(incident["id"]))["timeline"]
+            assert [e["kind"] for e in timeline].count("notification_sent") == 1
+            assert "another replica took them: not sent here" in stopped.log()
+        finally:
+            await conn.close()
             for ackd in ackds:
                 ackd.stop()
             for ackd in ackds:

@@ -31,6 +31,7 @@ from receiver.core.model import (
     MessageReason,
     TimelineEvent,
 )
+from receiver.core.tasks import cancel
 from receiver.delivery.noise import ChannelHistory
 from receiver.incidents.service import Incidents
 from receiver.ingest.grouping import AlertOutcome
@@ -39,7 +40,7 @@ from receiver.store.base import Transaction
 from receiver.store.codec import to_us
 from receiver.store.postgres import replicas as replicas_module
 from receiver.store.postgres.outbox import LEASE
-from receiver.store.postgres.replicas import GRACE, OVERDUE, WATCH, claim
+from receiver.store.postgres.replicas import GRACE, LISTENER_NAME, OVERDUE, WATCH, claim
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.postgres.transaction import PostgresTransaction
 from receiver.store.records import (
@@ -699,6 +700,78 @@ async def test_the_leases_of_a_replica_gone_are_given_back_after_the_grace(
     taken = [row.id for row, _ in await replicas[1].lease_due_notifications(now, 10)]
     assert sorted(taken) == ids
     assert len(replicas[1].alive) == 3
+
+
+async def hung_listener(pg_dsn: str) -> tuple[asyncpg.Connection, int]:
+    """A replica's listening connection as store.py opens it (named, holding its number)."""
+    conn = await asyncpg.connect(pg_dsn)
+    await conn.execute(f"SET application_name = '{LISTENER_NAME}'")
+    return conn, await claim(conn)
+
+
+async def test_the_leases_of_a_replica_hung_while_connected_go_to_the_others(
+    replicas: list[PostgresStore], pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica hung while connected (SIGSTOP, a paused VM) keeps its lock, so it looks
+    alive; but its listening connection stops beating. Once that has been idle for HUNG,
+    the others give back the leases it took HUNG ago or more (not LEASE later), and wake
+    their dispatchers; a lease it renewed (on another connection, as its pool does) is kept
+    until HUNG after the renewal. A replica whose listener beats keeps its leases however
+    long they run."""
+    monkeypatch.setattr(replicas_module, "HUNG", 1.0)
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    hung, number = await hung_listener(pg_dsn)
+    beating, beats = await hung_listener(pg_dsn)
+    renewer = await asyncpg.connect(pg_dsn)
+
+    async def lease(conn: asyncpg.Connection, replica: int, count: int) -> list[int]:
+        now = datetime.now(UTC)
+        await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE] * count, now))
+        async with conn.transaction():
+            rows = await PostgresTransaction(conn, replica).lease_due_outbox(now, count)
+        return sorted(row.id for row in rows)
+
+    async def beat() -> None:
+        while True:
+            await beating.execute("SELECT 1")
+            await asyncio.sleep(WATCH)
+
+    beater = asyncio.create_task(beat())
+    try:
+        kept = await lease(beating, beats, 1)
+        leased_at = time.monotonic()
+        taken = await lease(hung, number, 2)
+        await asyncio.sleep(0.5)
+        renewed_at = time.monotonic()
+        assert await PostgresTransaction(renewer, number).renew_outbox(
+            taken[1:], datetime.now(UTC)) == taken[1:]
+        async with asyncio.timeout(5):
+            await until(lambda: number in replicas[1].alive and beats in replicas[1].alive)
+
+        async def holder(row_id: int) -> int | None:
+            value = await renewer.fetchval("SELECT leased_by FROM outbox WHERE id = $1", row_id)
+            return None if value is None else int(value)
+
+        async def given_back(row_id: int) -> float:
+            async def free() -> bool:
+                return await holder(row_id) is None
+
+            await wait_until(free, 10, f"row {row_id} given back", interval=WATCH / 4)
+            return time.monotonic()
+
+        first = await given_back(taken[0])
+        second = await given_back(taken[1])
+        assert 1.0 <= first - leased_at < 1.0 + 1.5, first - leased_at
+        assert 1.0 <= second - renewed_at < 1.0 + 1.5, second - renewed_at
+        assert number in replicas[1].alive  # hung, not gone
+        assert await holder(kept[0]) == beats  # a live replica's lease stays its own
+        found = [row.id for row, _ in
+                 await replicas[1].lease_due_notifications(datetime.now(UTC), 10)]
+        assert sorted(found) == taken
+    finally:
+        await cancel(beater)
+        for conn in (hung, beating, renewer):
+            await conn.close()
 
 
 async def test_a_replica_listening_again_keeps_its_number_and_its_leases(

@@ -10,12 +10,14 @@ holds one worker, never all of them). Each send's result is written in one job o
 the timeline event and the outbox row's fate (finished, or retried with backoff) commit
 together, and that ends the row's lease.
 
-On PostgreSQL a lease lapses (Store.outbox_lease, 60 s), so that another replica sends the
-rows of one that hung; but a send may wait in its URL's lane behind the replica's earlier
-sends to that URL (a slow channel) for longer than that. So a send whose lease is nearly
-spent when its turn comes renews it first, in one write, and sends only the rows it still
-holds: a row another replica took meanwhile is that replica's to send (and a pass of this
-replica that finds such a row due again leaves it to the send that queued it).
+On PostgreSQL a lease lapses (Store.outbox_lease, 60 s), and the others take it sooner from a
+replica they see hung (Store.outbox_handover, 5 s after the lease: its listening connection
+silent); but a send may wait in its URL's lane behind the replica's earlier sends to that URL
+(a slow channel), or the replica itself may have been the one hung (SIGSTOP, a paused VM), for
+longer than that. So a send whose turn comes after the handover time, or whose lease is
+nearly spent, renews its lease first, in one write, and sends only the rows it still holds: a
+row another replica took meanwhile is that replica's to send (and a pass of this replica that
+finds such a row due again leaves it to the send that queued it).
 
 Delivery is at-least-once: a row leaves the outbox only in the commit that records its
 result. If ackd stops, or the store refuses that commit for longer than RECORD_AGAIN (a
@@ -426,11 +428,12 @@ class Dispatcher:
         leases renewed if they were nearly spent (they may have lapsed while the send waited
         behind the URL's earlier ones); None if it holds none of them, or the store could
         not say (the rows are given back)."""
-        lease = self._store.outbox_lease
+        lease, handover = self._store.outbox_lease, self._store.outbox_handover
         now = self._clock.now()
         spare = self._config().notifications.timeout + LEASE_SPARE
-        if lease is None or now + spare < leased_at + lease:
-            return outgoing  # the lease outlasts the send
+        if lease is None or (now + spare < leased_at + lease
+                             and (handover is None or now < leased_at + handover)):
+            return outgoing  # the lease outlasts the send, and nobody may have taken it
         ids = [row.id for row, _ in outgoing.items]
         try:
             kept = set(await self._store.write(lambda tx: tx.renew_outbox(ids, now)))
@@ -442,8 +445,9 @@ class Dispatcher:
         if len(kept) == len(ids):
             return outgoing
         log.warning(
-            "outbox row(s) %s to %s waited %.0fs behind the URL's earlier sends; their lease"
-            " lapsed and another replica took them: not sent here",
+            "outbox row(s) %s to %s were leased %.0fs ago (they waited behind the URL's"
+            " earlier sends, or this replica was hung) and another replica took them: not"
+            " sent here",
             [i for i in ids if i not in kept], mask(outgoing.url),
             (now - leased_at).total_seconds())
         if not kept:

@@ -371,6 +371,12 @@ class Store(Protocol):
         replica to take; None: a lease lasts until its result is written (one process)."""
         ...
 
+    @property
+    def outbox_handover(self) -> timedelta | None:
+        """How long after a lease the others may take its rows from a replica they see hung
+        (PostgreSQL: replicas.HUNG); None: nobody else takes them (one process)."""
+        ...
+
     async def open(self) -> None: ...
 
     async def close(self) -> None:

@@ -5,8 +5,15 @@ connection it keeps for as long as it runs: (LOCK_CLASS, its number). The number
 random and taken with pg_try_advisory_lock, so no two live replicas share one. When a replica
 dies, even by SIGKILL, its socket closes, PostgreSQL ends that session at once and the lock
 goes with it: a lock in pg_locks is a replica alive, without a heartbeat to write or an
-expiry to wait for. (A replica hung but still connected keeps its lock: the outbox's long
-lease is the backstop for that.)
+expiry to wait for. A replica hung but still connected (SIGSTOP, a blocked loop, a paused
+VM) keeps its lock; its listening connection says it is hung: the replica sends a statement on
+it every BEAT seconds (store.py), and PostgreSQL keeps, in pg_stat_activity, when that session
+last changed state, by the database's own clock (no replica's clock is read, and a database
+restart ends the session, so no beat is ever judged across one). A listener idle for HUNG
+seconds is a replica hung: the others give back the leases it took more than HUNG ago (a
+lease it renewed later is never taken from it), and send those pages. The outbox's long lease
+stays the backstop where pg_stat_activity cannot say (another database role without
+pg_read_all_stats sees no state; a replica of an earlier release does not mark its listener).
 
 What a replica holds names it: an outbox row's lease carries the number (`leased_by`). Every
 replica looks WATCH seconds apart (`sweep`): the numbers locked now, and the numbers that hold
@@ -22,6 +29,10 @@ replicas alive, at once (no grace), which the timer uses to share due deadlines 
 (`share`): a deadline is taken by one replica whatever the list says, so a list short of a
 replica for a moment costs nothing, and a replica gone has its deadlines tried by the others
 within a second.
+
+When the hung replica resumes, a send of its own that starts HUNG or more after its lease
+checks first that it still holds the rows (delivery/dispatch.py), so what the others took is
+not sent twice.
 
 The same statement says whether any outbox row has been due for longer than OVERDUE and is
 not leased. Rows are not announced (the replica that enqueues them sends them), so a row its
@@ -39,6 +50,7 @@ from datetime import datetime, timedelta
 
 from receiver.core.frozen import frozen
 from receiver.store.codec import to_us
+from receiver.store.postgres.outbox import LEASE
 from receiver.store.postgres.statements import Connection
 
 # The advisory locks' first key: "ackd" in ASCII. The second is the replica's number.
@@ -52,6 +64,13 @@ NUMBERS = 2**31 - 1  # numbers are positive int4s (pg_locks shows the key as an 
 # How long a row may be due and not leased before every replica's dispatcher looks (its own
 # takes it at once; within a second, with WATCH and a pass, if not).
 OVERDUE = timedelta(milliseconds=500)
+# A replica's listening connection runs a statement every BEAT seconds; one idle for HUNG
+# seconds is a replica hung, and the leases it took HUNG ago or more go to the others. As
+# GRACE for a replica gone: a page of a replica hung or dead goes about 5 s late, once.
+BEAT = 1.0
+HUNG = 5.0
+# The listening connection's application_name: the sessions whose silence says something.
+LISTENER_NAME = "ackd-listener"
 
 # The replicas alive: the advisory locks of LOCK_CLASS held in this database.
 _LIVE = (
@@ -59,22 +78,42 @@ _LIVE = (
     f" AND classid = {LOCK_CLASS} AND objsubid = 2 AND granted"
     " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
 )
+# The replicas other than this one ($3) whose listening connection has been idle for $4
+# seconds: hung, still connected.
+_HUNG = (
+    "SELECT l.objid::bigint AS replica FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    f" WHERE l.locktype = 'advisory' AND l.classid = {LOCK_CLASS} AND l.objsubid = 2"
+    " AND l.granted"
+    " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    f" AND a.application_name = '{LISTENER_NAME}' AND a.state = 'idle'"
+    " AND a.state_change < now() - make_interval(secs => $4::float8)"
+    " AND l.objid::bigint IS DISTINCT FROM $3"
+)
 # One statement: who is alive; the leases of the numbers given ($2: unlocked for GRACE) that
-# are still unlocked given back, due when they were taken (leased_from); and the numbers other
-# than this replica's ($3) that hold leases and no lock now (the sub-selects see the outbox as
-# it was before the give-back). SKIP LOCKED: a row another replica is changing is its business.
+# are still unlocked given back, due when they were taken (leased_from); the leases of the
+# replicas hung that end before $5 (taken or renewed $4 seconds ago or more) given back so too;
+# and the numbers other than this replica's ($3) that hold leases and no lock now (the
+# sub-selects see the outbox as it was before the give-back). SKIP LOCKED: a row another
+# replica is changing is its business (and a row a hung replica renews as it resumes is
+# checked again once that commits: its lease then ends after $5, and it keeps it).
 SWEEP = (
-    f"WITH live AS ({_LIVE}),"
+    f"WITH live AS ({_LIVE}), hung AS ({_HUNG}),"
     " orphans AS (UPDATE outbox SET next_attempt_at = leased_from, leased_by = NULL"
     "  WHERE id IN (SELECT id FROM outbox WHERE leased_by = ANY($2::bigint[])"
     "   AND leased_by NOT IN (SELECT replica FROM live) FOR UPDATE SKIP LOCKED)"
+    "  RETURNING id),"
+    " stalled AS (UPDATE outbox SET next_attempt_at = leased_from, leased_by = NULL"
+    "  WHERE id IN (SELECT id FROM outbox WHERE leased_by IN (SELECT replica FROM hung)"
+    "   AND leased_from IS NOT NULL AND next_attempt_at < $5 FOR UPDATE SKIP LOCKED)"
     "  RETURNING id)"
     " SELECT (SELECT coalesce(array_agg(replica ORDER BY replica), '{}') FROM live),"
     " (SELECT count(*) FROM orphans),"
     " EXISTS (SELECT 1 FROM outbox WHERE next_attempt_at <= $1),"
     " (SELECT coalesce(array_agg(DISTINCT leased_by), '{}') FROM outbox"
     "  WHERE leased_by IS NOT NULL AND leased_by NOT IN (SELECT replica FROM live)"
-    "  AND leased_by IS DISTINCT FROM $3)"
+    "  AND leased_by IS DISTINCT FROM $3),"
+    " (SELECT count(*) FROM stalled),"
+    " (SELECT coalesce(array_agg(replica ORDER BY replica), '{}') FROM hung)"
 )
 
 
@@ -84,6 +123,8 @@ class Sweep:
     orphans: int  # leases given back, of replicas gone
     overdue: bool  # a row due for longer than OVERDUE and not leased (a lease moves it later)
     unlocked: tuple[int, ...] = ()  # other numbers holding leases and no lock, as swept
+    stalled: int = 0  # leases given back, of replicas hung (their listener silent for HUNG)
+    hung: tuple[int, ...] = ()  # the numbers of the replicas hung, ascending
 
 
 class Unlocked:
@@ -123,10 +164,11 @@ async def sweep(
 ) -> Sweep:
     """Who is alive, and the leases of the `expired` numbers still unlocked given back; the
     numbers holding leases and no lock go to `unlocked` (this replica's `own` never does)."""
-    row = await conn.fetchrow(SWEEP, to_us(now - OVERDUE), list(expired), own)
+    row = await conn.fetchrow(SWEEP, to_us(now - OVERDUE), list(expired), own, HUNG,
+                              to_us(now + LEASE - timedelta(seconds=HUNG)))
     assert row is not None
     found = Sweep(tuple(int(n) for n in row[0]), int(row[1]), bool(row[2]),
-                  tuple(int(n) for n in row[3]))
+                  tuple(int(n) for n in row[3]), int(row[4]), tuple(int(n) for n in row[5]))
     if unlocked is not None:
         unlocked.seen(found.unlocked, time.monotonic())
     return found

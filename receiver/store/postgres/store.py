@@ -49,7 +49,9 @@ listener opened again takes the same number, so a restart of PostgreSQL leaves e
 its leases. A watch task looks every WATCH seconds at who is alive: the leases of a number
 unlocked for replicas.GRACE go back to the outbox, a row due and left unleased
 (replicas.OVERDUE) wakes the dispatcher, and who is alive decides which replica tries each
-due deadline first (`first_to_try`).
+due deadline first (`first_to_try`). A beat task runs a statement on the listening connection
+every replicas.BEAT seconds, so that the others can tell this replica from one hung while
+connected (its listener idle for replicas.HUNG: they take the pages it leased and froze).
 """
 
 from __future__ import annotations
@@ -93,7 +95,18 @@ from receiver.store.postgres.incidents import VERSIONS
 from receiver.store.postgres.late import LATE, LATE_DEADLINES, LIMIT, LateDeadlines
 from receiver.store.postgres.migrate import migrate, schema_version
 from receiver.store.postgres.outbox import LEASE, OUTBOX_CHANNEL
-from receiver.store.postgres.replicas import GRACE, WATCH, Sweep, Unlocked, claim, share, sweep
+from receiver.store.postgres.replicas import (
+    BEAT,
+    GRACE,
+    HUNG,
+    LISTENER_NAME,
+    WATCH,
+    Sweep,
+    Unlocked,
+    claim,
+    share,
+    sweep,
+)
 from receiver.store.postgres.schema import MIGRATIONS
 from receiver.store.postgres.statements import CHANGES_CHANNEL, DEADLINES_CHANNEL, Connection
 from receiver.store.postgres.text import escape
@@ -183,6 +196,7 @@ class PostgresStore:
         self._listener: asyncpg.Connection | None = None
         self._relisten: asyncio.Task[None] | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._beat: asyncio.Task[None] | None = None
         # This replica's number (its advisory lock), and the numbers of the replicas alive.
         self.replica: int | None = None
         self.alive: tuple[int, ...] = ()
@@ -193,6 +207,8 @@ class PostgresStore:
         self._writers: list[asyncio.Task[None]] = []
         self.stats = StoreStats()
         self.outbox_lease: timedelta | None = LEASE  # a lease lapses: see outbox.py
+        # A replica silent for HUNG loses what it leased as long ago (replicas.py).
+        self.outbox_handover: timedelta | None = timedelta(seconds=HUNG)
         self.deadline_listeners: list[Callable[[int, datetime], None]] = []
         self._late = LateDeadlines()  # the overdue deadlines handed to them (late.py)
         # The server processes of this replica's pool connections: the deadlines they
@@ -231,10 +247,13 @@ class PostgresStore:
         self._writers = [asyncio.create_task(self._write_loop(), name=f"ackd-pg-writer-{n}")
                          for n in range(writers)]
         self._watch = asyncio.create_task(self._watch_replicas(), name="ackd-pg-replicas")
+        self._beat = asyncio.create_task(self._beat_on_listener(), name="ackd-pg-beat")
 
     async def _listen(self) -> None:
         listener = await connect(self._dsn, self._connect_timeout)
         try:
+            # What the others read this session's silence by (replicas.HUNG).
+            await listener.execute(f"SET application_name = '{LISTENER_NAME}'")
             # Before anything is leased: what this replica holds names a lock that is held.
             # Listening again, it takes its number again, and keeps its leases (the others
             # give them back only after GRACE: replicas.py).
@@ -316,6 +335,22 @@ class PostgresStore:
             except Exception:  # the watch goes on: who is alive matters more
                 log.exception("looking for deadlines no replica took failed")
 
+    async def _beat_on_listener(self) -> None:
+        """A statement on the listening connection every BEAT seconds: its session's state
+        changes, which is how the others know this replica is not hung (replicas.HUNG). A
+        beat that fails is not retried: the listener's loss is handled where it is seen."""
+        while True:
+            await asyncio.sleep(BEAT)
+            listener = self._listener
+            if listener is None or listener.is_closed():
+                continue
+            try:
+                await listener.execute("SELECT 1", timeout=COMMAND_TIMEOUT)
+            except (*BROKEN, *UNSOUND, asyncpg.PostgresError) as exc:
+                log.debug("a beat on the listening connection failed: %s", exc)
+            except Exception:  # the beat goes on: silent, this replica would look hung
+                log.exception("a beat on the listening connection failed")
+
     async def _hand_late(self) -> None:
         """The deadlines due LATE ago and still armed, handed to the timer once: those a
         replica hung right after its commit holds, known to no other (late.py)."""
@@ -338,6 +373,10 @@ class PostgresStore:
         if found.orphans:
             log.warning("%d page(s) leased by a replica gone for %gs are sent again",
                         found.orphans, GRACE)
+        if found.stalled:
+            log.warning("%d page(s) leased by replica(s) %s, silent on PostgreSQL for %gs or"
+                        " more (hung, still connected), are sent by the others",
+                        found.stalled, ", ".join(map(str, found.hung)), HUNG)
         if found.alive != self.alive:
             self.alive = found.alive
             log.info("replicas alive: %d", len(found.alive))
@@ -347,7 +386,7 @@ class PostgresStore:
             except StoreUnavailable as exc:
                 log.warning("cannot read what a replica gone left, next sweep: %s", exc)
                 return True
-        elif found.orphans or found.overdue:
+        elif found.orphans or found.stalled or found.overdue:
             for on_outbox in self.outbox_listeners:
                 on_outbox()
         return False
@@ -403,6 +442,8 @@ class PostgresStore:
         await self._versions.close()
         await cancel(self._watch)
         self._watch = None
+        await cancel(self._beat)  # before the listener closes: a beat may be running on it
+        self._beat = None
         await cancel(self._relisten)
         self._relisten = None
         if self._listener is not None:

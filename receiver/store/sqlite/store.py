@@ -103,6 +103,7 @@ class SqliteStore:
         self._busy_timeout_ms = busy_timeout_ms
         # One process: a lease lasts until its result is written (LEASED), never lapses.
         self.outbox_lease: timedelta | None = None
+        self.outbox_handover: timedelta | None = None
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._io: WriterThread | None = None

@@ -304,7 +304,8 @@ SEV2_RUN = [  # the SEV1-only step is skipped, so cycle 1 starts at 15m + 15m
 
 @pytest.mark.parametrize(
     ("severity", "expected", "exhausted_at"),
-    [("SEV1", SEV1_RUN, 75), ("SEV2", SEV2_RUN, 45)],
+    # the last step's wait (repeat_after, 15m) after it fired: 75 + 15, 45 + 15
+    [("SEV1", SEV1_RUN, 90), ("SEV2", SEV2_RUN, 60)],
     ids=["sev1-all-steps", "sev2-skips-sev1-only-step"],
 )
 def test_unacknowledged_policy_pages_in_order(
@@ -338,7 +339,7 @@ def test_a_step_armed_for_a_severity_lowered_since_is_skipped_when_due() -> None
     skipped = [(at, detail) for at, kind, detail in sim.events if kind is EventKind.STEP_SKIPPED]
     assert skipped == [(30, {"step": 3, "number": 4, "cycle": 0, "run": 0,
                              "severity": "SEV2", "severities": ["SEV1"]})]
-    assert sim.events[-1][:2] == (45, EventKind.ESCALATION_EXHAUSTED)
+    assert sim.events[-1][:2] == (60, EventKind.ESCALATION_EXHAUSTED)
 
 
 def test_a_skipped_step_times_the_next_from_the_step_before_it() -> None:
@@ -516,10 +517,13 @@ def test_acknowledging_cancels_the_delayed_contact() -> None:
 
 
 def test_delayed_contact_still_pages_once_exhausted() -> None:
-    one_step = Policy("p", (Step(timedelta(0), (sched("primary"),)),))
+    # ana's SMS is 2 minutes after her push, the step's wait 1 minute: exhausted first.
+    one_step = Policy("p", (Step(timedelta(0), (sched("primary"),)),), repeat_after=MIN)
     sim = Sim.open(policy=one_step)
     sim.fire_next()
+    sim.fire_next()
     assert sim.state.status is EscalationStatus.EXHAUSTED
+    assert sim.events[-1][:2] == (1, EventKind.ESCALATION_EXHAUSTED)
     sim.run()
     assert sim.pages == [(0, "ana", "triggered"), (2, "ana", "triggered")]
 
@@ -1226,3 +1230,124 @@ def test_impossible_policies_are_rejected(make: Any, message: str) -> None:
 def test_naive_now_is_rejected() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         start(STANDARD, incident(), SEV1, directory(), T0.replace(tzinfo=None))
+
+
+# -- the escalation runs out ------------------------------------------------------------------
+
+ONE_STEP = Policy("p", (Step(timedelta(0), (user("bo"),)),), repeat_after=10 * MIN)
+END = Deadline(T0 + 10 * MIN, DeadlineKind.STEP, "0:0:end")
+
+
+def exhausted(sim: Sim) -> list[tuple[float, dict[str, Any]]]:
+    return [(at, d) for at, k, d in sim.events if k is EventKind.ESCALATION_EXHAUSTED]
+
+
+def test_exhaustion_waits_for_the_last_steps_wait_then_fires_once() -> None:
+    """The last step fired is not the end: its person has the policy's `repeat_after` to
+    answer. Unanswered then, the escalation is exhausted, once, and waits on nothing."""
+    sim = Sim.open(policy=ONE_STEP)
+    sim.fire_next()
+    assert sim.state.status is EscalationStatus.ACTIVE
+    assert list(sim.deadlines.values()) == [END]
+    sim.run(until=T0 + 10 * MIN - timedelta(microseconds=1))
+    assert exhausted(sim) == []
+    sim.run()
+    assert exhausted(sim) == [(10, {"run": 0, "cycle": 0, "steps": 1, "repeats": 0,
+                                    "why": "every step fired and nobody acknowledged"})]
+    assert sim.state.status is EscalationStatus.EXHAUSTED
+    assert sim.deadlines == {}
+    # The same deadline again (a second replica's timer, a stale heap entry): nothing.
+    again = on_deadline(sim.state, sim.incident, SEV1, END, sim.directory, {}, END.due)
+    assert again == Plan(sim.state)
+
+
+def test_exhaustion_survives_the_store_codec_midway() -> None:
+    """The state waiting past the last step is stored as any other and read back the same."""
+    sim = Sim.open(policy=ONE_STEP)
+    sim.fire_next()
+    stored = state_from_dict(loads(dumps(state_to_stored(sim.state))))
+    assert stored == sim.state
+    plan = on_deadline(stored, sim.incident, SEV1, END, sim.directory, {}, END.due)
+    assert plan.state.status is EscalationStatus.EXHAUSTED
+
+
+def test_an_acknowledgement_before_the_end_cancels_it() -> None:
+    sim = Sim.open(policy=ONE_STEP)
+    sim.fire_next()
+    plan = sim.act("ack", 9)
+    assert DeadlineKind.STEP in plan.cancel
+    assert sim.deadlines == {}
+    # Even if the store still held it, the end of an acknowledged escalation is nothing.
+    late = on_deadline(sim.state, sim.incident, SEV1, END, sim.directory, {}, END.due)
+    assert late == Plan(sim.state)
+
+
+def test_an_acknowledgement_after_exhaustion_still_acknowledges() -> None:
+    sim = Sim.open(policy=ONE_STEP)
+    sim.run()
+    plan = sim.act("ack", 30)
+    assert plan.incident_state is IncidentState.ACKNOWLEDGED
+    assert sim.state.status is EscalationStatus.ACKNOWLEDGED
+    assert sim.kinds()[-2:] == [EventKind.ESCALATION_EXHAUSTED, EventKind.ACKNOWLEDGED]
+
+
+def test_a_repeating_policy_is_exhausted_only_after_its_last_repeat() -> None:
+    policy = replace(ONE_STEP, repeat=2, repeat_after=5 * MIN)
+    sim = Sim.open(policy=policy)
+    sim.run()
+    # bo at 0, again at 5 and 10 (two repeats), and 5 minutes for the last of them.
+    assert sim.pages == [(0, "bo", "triggered"), (5, "bo", "reminder"), (10, "bo", "reminder")]
+    assert exhausted(sim) == [(15, {"run": 0, "cycle": 2, "steps": 1, "repeats": 2,
+                                    "why": "every step fired and nobody acknowledged"})]
+
+
+def test_a_last_step_nobody_could_be_reached_at_is_exhausted_at_once() -> None:
+    sim = Sim.open(policy=replace(ONE_STEP, steps=(Step(timedelta(0), (user("zed"),)),)))
+    sim.run()
+    assert sim.pages == []
+    assert [at for at, _ in exhausted(sim)] == [0]
+
+
+def test_the_last_steps_pages_all_failed_exhausts_now() -> None:
+    sim = Sim.open(policy=ONE_STEP)
+    sim.fire_next()
+    plan = sim.deliver("bo", PageFate.FAILED, 3)
+    assert plan.arm == (Deadline(T0 + 3 * MIN, DeadlineKind.STEP, "0:0:end"),)
+    sim.run()
+    assert [at for at, _ in exhausted(sim)] == [3]
+    assert sim.pages == [(0, "bo", "triggered")]  # the last step is not paged again
+
+
+@pytest.mark.parametrize("how", ["restart", "reack"])
+def test_a_new_run_after_exhaustion_runs_out_again_on_its_own(how: str) -> None:
+    """A reassignment or raised severity (restart), or an acknowledged incident left alone
+    (reack), starts a new run: escalation active again, to be exhausted at its own end."""
+    sim = Sim.open(policy=replace(ONE_STEP, reack_after=60 * MIN))
+    sim.run()
+    assert sim.state.status is EscalationStatus.EXHAUSTED
+    if how == "restart":
+        now = T0 + 20 * MIN
+        event = TimelineEvent(now, EventKind.SEVERITY_CHANGED, "cy")
+        cause = RunCause(MessageReason.SEVERITY_RAISED, "cy", "SEV1")
+        sim.apply(restart(sim.state, sim.incident, SEV1, event, now, cause=cause,
+                          hours=sim.hours()), now)
+    else:
+        sim.act("ack", 20)
+        sim.fire_next()  # the reack, at 80
+    assert sim.state.status is EscalationStatus.ACTIVE
+    sim.run()
+    begun = 20 if how == "restart" else 80
+    assert [(at, d["run"]) for at, d in exhausted(sim)] == [(10, 0), (begun + 10, 1)]
+
+
+def test_a_restart_before_the_end_leaves_the_old_end_stale() -> None:
+    sim = Sim.open(policy=ONE_STEP)
+    sim.fire_next()
+    now = T0 + 5 * MIN
+    event = TimelineEvent(now, EventKind.REASSIGNED, "cy")
+    plan = sim.apply(restart(sim.state, sim.incident, SEV1, event, now, hours=sim.hours()), now)
+    assert DeadlineKind.STEP in plan.cancel
+    old = on_deadline(sim.state, sim.incident, SEV1, END, sim.directory, {}, END.due)
+    assert old == Plan(sim.state)
+    sim.run()
+    assert [(at, d["run"]) for at, d in exhausted(sim)] == [(15, 1)]

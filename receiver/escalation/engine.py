@@ -12,6 +12,13 @@ a team's own schedule or lead that a reload removed is read through the team as 
 (targets.rebind).
 Every deadline key names its run and cycle, so a deadline left over from an earlier run (after
 an acknowledgement, a snooze or a re-escalation) is recognised as stale and does nothing.
+
+The last step of the last cycle (the policy's repeats included) is followed by one more STEP
+deadline, the end of its wait (`keys.end_key`, `repeat_after` after it fired, as long as the
+policy would wait before a repeat): still unacknowledged then, the escalation is exhausted
+(`escalation_exhausted` on the timeline; the responder logs, counts and tells the severity's
+stakeholders). It is a STEP deadline so that everything that stops or restarts the steps (an
+acknowledgement, a snooze, a new run, a maintenance window's hold) stops it too.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from receiver.core.model import (
     Severity,
     TimelineEvent,
 )
-from receiver.escalation.keys import find_contact, parse_contact_key, step_key
+from receiver.escalation.keys import end_key, find_contact, parse_contact_key, step_key
 from receiver.escalation.plan import (
     Deadline,
     DeadlineKind,
@@ -144,10 +151,11 @@ def _fire_step(
     cursors: Mapping[tuple[str, int], int],
     now: datetime,
 ) -> Plan:
-    current = step_key(state.run, state.cycle, state.next_step)
-    if state.status is not EscalationStatus.ACTIVE or key != current:
+    if state.status is not EscalationStatus.ACTIVE or key != pending_key(state):
         return Plan(state)
     index = state.next_step
+    if index == len(state.policy.steps):  # the last step's wait ended: nobody acknowledged
+        return _exhausted(state, now, "every step fired and nobody acknowledged")
     if not state.policy.steps[index].applies_to(severity):
         return _skip_step(state, severity, index, now)
     targets, round_robin_turns, turn = chosen_targets(state.policy, index, cursors, state.turns)
@@ -199,7 +207,8 @@ def _skip_step(state: EscalationState, severity: str, index: int, now: datetime)
 def _advance(state: EscalationState, severity: str, at_once: bool, now: datetime,
              since: datetime | None = None) -> Plan:
     """Arm whatever follows the step that just fired (at `since`, if not now): the next
-    step, a new cycle, or nothing."""
+    step, a new cycle, or the end of the last step's wait (`repeat_after`, as long as a
+    repeat would wait; at once when the step reached nobody)."""
     policy = state.policy
     fired_at = now if since is None else since
     following = next_applicable(policy, severity, after=state.next_step)
@@ -213,7 +222,18 @@ def _advance(state: EscalationState, severity: str, at_once: bool, now: datetime
     if state.cycle < policy.repeat:
         start_at = now if at_once else fired_at + policy.repeat_after
         return _begin_cycle(state, severity, state.run, state.cycle + 1, start_at, now)
-    return _exhausted(state, now, "every step fired and nobody acknowledged")
+    end = len(policy.steps)
+    due = now if at_once else max(fired_at + policy.repeat_after, now)
+    armed = Deadline(due, DeadlineKind.STEP, end_key(state.run, state.cycle))
+    return Plan(replace(state, next_step=end), arm=(armed,))
+
+
+def pending_key(state: EscalationState) -> str:
+    """The key of the STEP deadline the state waits for: the next step's, or past the last
+    step (`next_step` is then the number of steps) the end of its wait."""
+    if state.next_step == len(state.policy.steps):
+        return end_key(state.run, state.cycle)
+    return step_key(state.run, state.cycle, state.next_step)
 
 
 def _begin_cycle(
@@ -233,7 +253,12 @@ def _begin_cycle(
 
 
 def _exhausted(state: EscalationState, now: datetime, why: str) -> Plan:
-    detail = {"run": state.run, "cycle": state.cycle, "why": why}
+    """Nothing is left to page: the escalation ran out with nobody acknowledging. The event
+    says how far it went (the policy's own steps, the repeats run); the responder adds who
+    this run paged."""
+    policy = state.policy
+    detail = {"run": state.run, "cycle": state.cycle, "why": why,
+              "steps": len(policy.steps) - policy.ahead, "repeats": state.cycle}
     event = TimelineEvent(now, EventKind.ESCALATION_EXHAUSTED, detail=detail)
     return Plan(replace(state, status=EscalationStatus.EXHAUSTED), events=(event,))
 
@@ -462,7 +487,7 @@ def delivery_failed(
     if state.cycle != state.last_fired_cycle:
         # The pending step opens the next cycle: its later steps count from when it really starts.
         moved = replace(state, cycle_started_at=now)
-    key = step_key(state.run, state.cycle, state.next_step)
+    key = pending_key(state)  # past the last step: exhausted now, nobody could be reached
     detail = {"escalating_early": True, "step": step, "cycle": cycle, "run": run,
               "next_step": state.next_step, "unreachable": nobody}
     return Plan(

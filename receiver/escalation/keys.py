@@ -17,6 +17,13 @@ def step_key(run: int, cycle: int, index: int) -> str:
     return f"{run}:{cycle}:{index}"
 
 
+def end_key(run: int, cycle: int) -> str:
+    """The STEP deadline past a policy's last step: its wait ends (engine: exhaustion). Not an
+    index, so a release before it, whose key for the pending step is always one, finds it
+    stale and does nothing with it."""
+    return f"{run}:{cycle}:end"
+
+
 def contact_digest(url: str) -> str:
     """What a key or an outbox row knows a contact's URL by: 16 hex digits of its SHA-256,
     enough to tell one recipient's contacts apart; the URL holds credentials and is never

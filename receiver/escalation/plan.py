@@ -89,13 +89,15 @@ class EscalationStatus(StrEnum):
     ACTIVE = "active"  # a STEP deadline is armed
     ACKNOWLEDGED = "acknowledged"
     SNOOZED = "snoozed"
-    EXHAUSTED = "exhausted"  # every step of every cycle fired and nobody acknowledged
+    # Every step of every cycle fired and nobody acknowledged within the last one's wait.
+    EXHAUSTED = "exhausted"
     RESOLVED = "resolved"
 
 
 @frozen(slots=True)
 class EscalationState:
-    """Where an incident's escalation stands; the pending STEP is (run, cycle, next_step)."""
+    """Where an incident's escalation stands; the pending STEP is (run, cycle, next_step),
+    and `next_step` equal to the number of steps is the end of the last one's wait."""
 
     policy: Policy
     status: EscalationStatus

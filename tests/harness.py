@@ -232,10 +232,12 @@ def am_alert(
 
 
 def write_config(
-    path: Path, sink: str, *, step_delay: str = "2s", external_url: str = "", extra: str = ""
+    path: Path, sink: str, *, step_delay: str = "2s", external_url: str = "", extra: str = "",
+    repeat_after: str = "15m",
 ) -> Path:
     """An ackd config for end-to-end tests: tokens known to the tests, steps seconds apart,
-    every contact a json:// URL on the test's local sink."""
+    every contact a json:// URL on the test's local sink. The escalation runs out
+    `repeat_after` after its last step (the lead) paged."""
     base = f"external_url: {external_url}" if external_url else ""
     path.write_text(f"""{base}
 webhook: {{bearer_token: {TOKEN}}}
@@ -262,6 +264,7 @@ policies:
       - {{after: 0s, notify: [{{oncall: primary}}]}}
       - {{delay: {step_delay}, notify: [{{oncall: secondary}}]}}
       - {{delay: {step_delay}, notify: [{{lead: true}}]}}
+    repeat_after: {repeat_after}
 route:
   team: platform
   policy: standard
@@ -274,12 +277,12 @@ route:
     return path
 
 
-def ackd_for(tmp_path: Path, sink_port: int, step_delay: str) -> Ackd:
+def ackd_for(tmp_path: Path, sink_port: int, step_delay: str, repeat_after: str = "15m") -> Ackd:
     """An ackd process whose pages go to the sink and whose links point at itself."""
     port = free_port()
     config = write_config(
         tmp_path / "ackd.yaml", f"127.0.0.1:{sink_port}", step_delay=step_delay,
-        external_url=f"http://127.0.0.1:{port}",
+        external_url=f"http://127.0.0.1:{port}", repeat_after=repeat_after,
     )
     return Ackd(tmp_path, config, port)
 

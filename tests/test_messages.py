@@ -116,6 +116,9 @@ TEMPLATES = Templates()
         pytest.param(ctx("stakeholder_declared", incident=incident(group_key="declared:7")),
                      "[SEV1] Incident #42 declared: payments: Payment API down",
                      id="stakeholder-declared-by-a-person"),
+        pytest.param(ctx("stakeholder_exhausted"),
+                     "[SEV1] Incident #42 unanswered: escalation ran out: payments:"
+                     " Payment API down", id="stakeholder-exhausted"),
         pytest.param(ctx("stakeholder_resolved"),
                      "Incident #42 resolved: payments: Payment API down",
                      id="stakeholder-resolved"),
@@ -284,9 +287,10 @@ def test_every_short_body_fits(reason: str) -> None:
 
     assert len(body) <= SHORT_LIMIT
     assert "#42" in body
-    # The link to act on (a status reminder's: the incident's page) never gives way.
+    # The link to act on (a status reminder's and an exhausted escalation's stakeholder
+    # note's: the incident's page) never gives way.
     assert body.endswith("…") or RESOLVE in body or ACK in body or (
-        reason == "status_due" and body.endswith(INCIDENT_URL))
+        reason in ("status_due", "stakeholder_exhausted") and body.endswith(INCIDENT_URL))
 
 
 def test_a_short_summary_is_kept_whole() -> None:
@@ -703,3 +707,12 @@ def test_a_description_that_repeats_the_summary_or_runs_long_is_not_doubled() ->
                  if line.startswith("xxx"))
     assert len(shown) == 400
     assert shown.endswith("…")
+
+
+def test_an_exhausted_escalations_note_says_whom_it_paged_and_links_the_incident() -> None:
+    body = TEMPLATES.render(ctx("stakeholder_exhausted", paged=("ana", "bo", "cy"))).body
+    assert body.startswith("Nobody has acknowledged incident #42: every step of its escalation"
+                           " has paged (ana, bo, cy) and nobody answered. Find someone to take"
+                           " it.\n")
+    assert body.endswith(f"Incident: {INCIDENT_URL}")
+    assert ACK not in body  # a channel's stakeholders are told, not asked to act as one

@@ -335,6 +335,7 @@ def test_idle(history: ChannelHistory, now: float, idle: bool) -> None:
         pytest.param("resolved", NOTE, id="resolved"),
         pytest.param("stakeholder_declared", NOTE, id="stakeholder-declared"),
         pytest.param("stakeholder_resolved", NOTE, id="stakeholder-resolved"),
+        pytest.param("stakeholder_exhausted", NOTE, id="stakeholder-exhausted"),
         pytest.param("stale", NOTE, id="stale"),
     ],
 )

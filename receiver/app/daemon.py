@@ -281,7 +281,9 @@ class Daemon:
         )
         # A more urgent alert joining an open incident raises it as a person would.
         self.incidents.raise_severity = desk.set_severity
+        self._count_exhaustions(config)
         self.coordinator.subscribe(
+            self._count_exhaustions,
             self.incidents.use_config,
             self.services.use_config,
             lambda _: self.handoffs.replan(),  # another config: other handoffs, or none
@@ -297,6 +299,9 @@ class Daemon:
         self._watchdog: asyncio.Task[None] | None = None
         self._windows = config.maintenance
         self.port: int | None = None
+
+    def _count_exhaustions(self, config: Config) -> None:
+        self.metrics.teams_and_severities(config.teams, (s.name for s in config.severities))
 
     @property
     def config(self) -> Config:

@@ -122,6 +122,9 @@ class MessageReason(StrEnum):
     RESOLVED = "resolved"
     STAKEHOLDER_DECLARED = "stakeholder_declared"
     STAKEHOLDER_RESOLVED = "stakeholder_resolved"
+    # The escalation ran out: every step (and repeat) of the policy fired, and nobody
+    # acknowledged within the last one's wait.
+    STAKEHOLDER_EXHAUSTED = "stakeholder_exhausted"
     STALE = "stale"  # Alertmanager stopped reporting the incident's alerts
     STATUS_DUE = "status_due"  # no status update for the severity's cadence (incidents/)
     RESPONDER_ADDED = "responder_added"  # a person paged into an open incident by another

@@ -5,8 +5,8 @@ a page must never wait for a message that only informs. Two kinds of message:
 
 - pages (triggered, escalated, reminder, re_escalated, responder_added, reassigned,
   severity_raised: `MessageReason.is_page`) ask someone to act;
-- notes (acknowledged, resolved, stakeholder_declared, stakeholder_resolved, stale) tell what
-  happened (model.MessageReason says which is which).
+- notes (acknowledged, resolved, stakeholder_declared, stakeholder_resolved,
+  stakeholder_exhausted, stale) tell what happened (model.MessageReason says which is which).
 
 Every message passes the gate, per URL, by these rules:
 

@@ -121,6 +121,7 @@ class Renderer:
             stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
             status_every=None if m.status_every is None else timedelta(seconds=m.status_every),
             paged_before=await self._paged_before(m, incident.id, now) if earlier else NOBODY,
+            paged=m.paged,
         )
 
     async def _paged_before(

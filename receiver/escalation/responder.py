@@ -11,7 +11,7 @@ deleted in that same transaction, a step fires exactly once however ackd is stop
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Literal
@@ -550,10 +550,7 @@ class Responder:
         if plan.incident_state is not None and plan.incident_state is not incident.state:
             acknowledged, resolved = await self._transition(tx, incident, plan, now)
         if plan.events:
-            await tx.append(incident.id, plan.events)
-            unreached = step_lines(incident.id, plan.events)  # a page to nobody is never silent
-            if unreached:
-                tx.after_commit(partial(_log_lines, incident, unreached))
+            plan = await self._append(tx, incident, plan, now)
         if plan.pages:
             await self._enqueue(tx, incident, [_page_message(p) for p in plan.pages], now)
         if plan.round_robin_turns:
@@ -570,6 +567,49 @@ class Responder:
             tx.after_commit(partial(
                 self._observe, PlanMetrics(fresh, steps, acknowledged, resolved, paged)))
         return fresh
+
+    async def _append(
+        self, tx: Transaction, incident: Incident, plan: Plan, now: datetime
+    ) -> Plan:
+        """The plan's events onto the timeline; an exhaustion among them told (`_ran_out`),
+        a step that paged nobody logged. The plan with the events as written."""
+        ran_out = next((e for e in plan.events if e.kind is EventKind.ESCALATION_EXHAUSTED),
+                       None)
+        if ran_out is not None:
+            plan = await self._ran_out(tx, incident, plan, ran_out, now)
+        await tx.append(incident.id, plan.events)
+        unreached = step_lines(incident.id, plan.events)  # a page to nobody is never silent
+        if unreached:
+            tx.after_commit(partial(_log_lines, incident, unreached))
+        return plan
+
+    async def _ran_out(
+        self, tx: Transaction, incident: Incident, plan: Plan, event: TimelineEvent,
+        now: datetime,
+    ) -> Plan:
+        """The escalation ran out (the end of the last step's wait, nobody acknowledging): its
+        event names whom this run paged, the severity's stakeholder channels are told in this
+        transaction, and once it commits a WARNING line and ackd_escalations_exhausted_total
+        say so. The deadline taken in this transaction makes it once, on any replica."""
+        timeline = await tx.events_since(incident.id, incident.opened_at)
+        paged = facts.paged_in_run(timeline, plan.state.run)
+        told = replace(event, detail={**event.detail, "paged": paged})
+        names = self._config().stakeholders.get(incident.severity, ())
+        await self.tell_stakeholders(tx, incident, names, MessageReason.STAKEHOLDER_EXHAUSTED,
+                                     now, paged=tuple(paged))
+        tx.after_commit(partial(self._observe_exhausted, incident, told.detail))
+        return replace(plan, events=tuple(told if e is event else e for e in plan.events))
+
+    def _observe_exhausted(self, incident: Incident, detail: Mapping[str, Any]) -> None:
+        log.warning(
+            "incident #%d (team %s, %s): escalation exhausted: %s (policy %s, %d step(s),"
+            " %d repeat(s)); paged: %s",
+            incident.id, incident.team, incident.severity, detail["why"], incident.policy,
+            detail["steps"], detail["repeats"], ", ".join(detail["paged"]) or "nobody",
+            extra=fields("escalation_exhausted", incident.id, incident.team))
+        if not incident.is_drill:  # a drill's report says who answered; no alert for it
+            m = self._metrics
+            m.child(m.escalations_exhausted, incident.team, incident.severity).inc()
 
     async def restart(
         self, tx: Transaction, incident: Incident, event: TimelineEvent, now: datetime,
@@ -647,7 +687,7 @@ class Responder:
 
     async def tell_stakeholders(
         self, tx: Transaction, incident: Incident, names: Iterable[str], reason: MessageReason,
-        now: datetime, *, actor: str = "", changed_to: str = "",
+        now: datetime, *, actor: str = "", changed_to: str = "", paged: tuple[str, ...] = (),
     ) -> None:
         """Each URL of these stakeholder channels gets the message, in `tx`. Never for a
         drill: it tests the team's escalation path, and a status room or an executive told of
@@ -658,7 +698,7 @@ class Responder:
         messages = [
             OutboxMessage(recipient=name, recipient_kind="channel", contact=index,
                           url_digest=contact_digest(url), reason=reason, actor=actor,
-                          changed_to=changed_to)
+                          changed_to=changed_to, paged=paged)
             for name in names
             if (channel := config.channels.get(name)) is not None
             for index, url in enumerate(channel.urls)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from receiver.core.frozen import frozen
-from receiver.core.model import Alert, EventKind, Incident, TimelineEvent
+from receiver.core.model import Alert, EventKind, Incident, IncidentState, TimelineEvent
 from receiver.escalation.policy import REASSIGNED_STEP
 
 # Events these record are the machine's (alerts, pages, deliveries, stale checks); any other
@@ -143,6 +143,43 @@ def step_fired(event: TimelineEvent) -> StepFired:
         event.at, number if number >= 1 else None, int(d.get("cycle", 0)),
         str(d.get("reason", "")), tuple(str(r) for r in d.get("recipients", ())),
     )
+
+
+def paged_in_run(timeline: Sequence[TimelineEvent], run: int) -> list[str]:
+    """Whom the steps of escalation run `run` paged (people and channels), in the order each
+    was first paged: what an `escalation_exhausted` event names."""
+    paged: dict[str, None] = {}
+    for event in timeline:
+        if event.kind is EventKind.STEP_FIRED and event.detail.get("run", 0) == run:
+            paged.update(dict.fromkeys(str(r) for r in event.detail.get("recipients", ())))
+    return list(paged)
+
+
+# After these, an exhaustion no longer stands: a step fired or a new run began (a person's
+# change, a reack, a snooze's end, a window's end; a low-urgency run waiting for working
+# hours), or a person took or closed the incident.
+_AFTER_EXHAUSTION = frozenset({
+    EventKind.STEP_FIRED, EventKind.ESCALATION_DEFERRED, EventKind.ACKNOWLEDGED,
+    EventKind.SNOOZED, EventKind.UNACKNOWLEDGED, EventKind.SNOOZE_ENDED,
+    EventKind.RE_ESCALATED, EventKind.REASSIGNED, EventKind.MAINTENANCE_ENDED,
+    EventKind.RESOLVED,
+})
+
+
+def exhausted(incident: Incident, timeline: Sequence[TimelineEvent]) -> TimelineEvent | None:
+    """The `escalation_exhausted` event that still stands: the incident is triggered and its
+    escalation ran out with nothing since that started it again or took it (a raised
+    severity starts a new run; a lowered one pages nobody and changes nothing here). None
+    otherwise: the API's `escalation.exhausted_at` and the web page read it."""
+    if incident.state is not IncidentState.TRIGGERED:
+        return None
+    for event in reversed(timeline):
+        if event.kind is EventKind.ESCALATION_EXHAUSTED:
+            return event
+        if event.kind in _AFTER_EXHAUSTION or (
+                event.kind is EventKind.SEVERITY_CHANGED and event.detail.get("raised")):
+            return None
+    return None
 
 
 def _ack_step(steps: Sequence[StepFired], at: datetime) -> str | None:

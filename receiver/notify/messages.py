@@ -111,6 +111,7 @@ class MessageContext:
     stale_after: timedelta | None = None  # a stale message: how long Alertmanager was silent
     status_every: timedelta | None = None  # a status_due message: the severity's cadence
     paged_before: PagedBefore = NOBODY  # a later step's page: whom the run paged before
+    paged: Sequence[str] = ()  # stakeholder_exhausted: whom the escalation paged
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -258,6 +259,16 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "body": "Incident #{{ incident.id }} ({{ severity.name }}, {{ incident.team }}) is "
                 "resolved{% if open_for %} after {{ open_for }}{% endif %}.\n{{ summary }}\n"
                 "\nIncident: {{ incident_url }}\n",
+    },
+    # The severity's stakeholder channels, when an incident's escalation ran out: every step
+    # and repeat paged and nobody acknowledged (paged: whom it paged).
+    "stakeholder_exhausted": {
+        "title": _SEV + "Incident #{{ incident.id }} unanswered: escalation ran out: "
+                 "{{ incident.team }}: {{ summary }}",
+        "body": "Nobody has acknowledged incident #{{ incident.id }}: every step of its "
+                "escalation has paged{% if paged %} ({{ paged | join(', ') }}){% endif %}"
+                " and nobody answered. Find someone to take it.\n"
+                + _ABOUT + _ALERTS + "\nIncident: {{ incident_url }}\n",
     },
     # Whoever is accountable for an open incident's status updates, when one is overdue.
     "status_due": {
@@ -483,6 +494,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "status_every": format_duration(ctx.status_every) if ctx.status_every else "",
         "paged_before": [_earlier(p) for p in ctx.paged_before.shown],
         "paged_before_more": ctx.paged_before.more,
+        "paged": list(ctx.paged),
     }
 
 
@@ -643,6 +655,9 @@ def short_body(ctx: MessageContext) -> str:
         return _fit(f"[{ctx.severity.name}] New incident #{i.id} {i.team}: ", what, "")
     if ctx.reason == "stakeholder_resolved":
         return _fit(f"Incident #{i.id} resolved: {i.team}: ", what, "")
+    if ctx.reason == "stakeholder_exhausted":
+        return _fit(f"[{ctx.severity.name}] #{i.id} {i.team} UNANSWERED, escalation ran out: ",
+                    what, f" {ctx.incident_url}")
     if ctx.reason == "stale":
         return _short_stale(ctx, what)
     if ctx.reason == "status_due":
@@ -721,7 +736,8 @@ def _short_bundle(contexts: Sequence[MessageContext]) -> str:
 # What a note did to its incident, as a bundle or a held-back summary names it.
 _NOTE_VERBS = {"acknowledged": "acknowledged", "resolved": "resolved",
                "status_due": "due a status update",
-               "stakeholder_declared": "opened", "stakeholder_resolved": "resolved"}
+               "stakeholder_declared": "opened", "stakeholder_resolved": "resolved",
+               "stakeholder_exhausted": "unanswered (escalation ran out)"}
 
 
 def _verb(reason: str) -> str:
@@ -907,6 +923,6 @@ def _sample_context() -> MessageContext:
         reason=MessageReason.TRIGGERED, incident=incident, severity=Severity("SEV1", 0, "Critical"),
         alerts=(alert,), ack_url="https://ackd/l/ack", resolve_url="https://ackd/l/resolve",
         incident_url="https://ackd/incidents/42", silence_url="https://am/#/silences/new",
-        actor="ana", recipient="ana", step=0, cycle=0,
+        actor="ana", recipient="ana", step=0, cycle=0, paged=("ana", "bo"),
         paged_before=PagedBefore((EarlierPage("bo", 0, at, timedelta(minutes=5)),)),
     )

@@ -118,6 +118,12 @@ class Metrics:
             "ackd_escalation_steps", "Escalation steps fired", ["team", "policy", "step"],
             registry=r,
         )
+        self.escalations_exhausted = Counter(
+            "ackd_escalations_exhausted",
+            "Escalations that ran out: every step and repeat paged, nobody acknowledged",
+            ["team", "severity"],
+            registry=r,
+        )
         self.open_incidents = Gauge(
             "ackd_open_incidents", "Open incidents", ["team", "severity", "state"], registry=r
         )
@@ -181,6 +187,15 @@ class Metrics:
         if found is None:
             found = self._children[key] = metric.labels(*values)
         return found  # type: ignore[return-value]
+
+    def teams_and_severities(self, teams: Iterable[str], severities: Iterable[str]) -> None:
+        """Every team and severity of the config has its ackd_escalations_exhausted_total
+        series from the start, at 0: a series that first appears at 1 is no increase to
+        Prometheus's increase(), and the alert rule on it would miss the first one."""
+        names = list(severities)
+        for team in teams:
+            for severity in names:
+                self.child(self.escalations_exhausted, team, severity)
 
     def observe_commit(self, seconds: float, jobs: int) -> None:
         self.store_commit.observe(seconds)

@@ -22,6 +22,7 @@ from receiver.web.access import authorise
 from receiver.web.responses import (
     alert_json,
     error,
+    escalation_json,
     event_json,
     incident_json,
     ok,
@@ -100,6 +101,7 @@ async def get_incident(request: web.Request) -> web.Response:
     body["roles"] = roles_json(held)
     body["alerts"] = [alert_json(a) for a in alerts]
     body["timeline"] = [event_json(e) for e in timeline]
+    body["escalation"] = escalation_json(incident, timeline)
     return ok(body)
 
 

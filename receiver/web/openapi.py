@@ -114,6 +114,14 @@ SCHEMAS: dict[str, Schema] = {
                 "alerts": {"type": "array", "items": {"type": "object"}},
                 "roles": _ref("Roles"),
                 "timeline": {"type": "array", "items": _ref("Event")},
+                "escalation": {
+                    "type": "object", "required": ["exhausted_at", "paged"],
+                    "description": "exhausted_at: when the escalation ran out (every step"
+                                   " and repeat paged, nobody acknowledged), while that"
+                                   " stands; paged: whom it paged",
+                    "properties": {"exhausted_at": {"type": ["string", "null"]},
+                                   "paged": {"type": "array", "items": {"type": "string"}}},
+                },
             },
         }],
     },

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -10,6 +10,7 @@ import msgspec
 from aiohttp import web
 
 from receiver.core.model import Alert, GrafanaDetails, Incident, TimelineEvent
+from receiver.incidents import facts
 from receiver.incidents.roles import Role, RoleHolder
 
 
@@ -90,6 +91,16 @@ def _grafana_json(details: GrafanaDetails) -> dict[str, Any]:
 
 def event_json(event: TimelineEvent) -> dict[str, Any]:
     return {"at": event.at, "kind": event.kind, "actor": event.actor, "detail": dict(event.detail)}
+
+
+def escalation_json(incident: Incident, timeline: Sequence[TimelineEvent]) -> dict[str, Any]:
+    """Where the incident's escalation stands, as its timeline says: `exhausted_at` when it
+    ran out (every step and repeat paged, nobody acknowledged) and still stands, with whom it
+    paged; null once a person took it or a new run began."""
+    ran_out = facts.exhausted(incident, timeline)
+    if ran_out is None:
+        return {"exhausted_at": None, "paged": []}
+    return {"exhausted_at": ran_out.at, "paged": list(ran_out.detail.get("paged", ()))}
 
 
 def roles_json(held: Mapping[Role, RoleHolder]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from receiver.core.access import Principal
 from receiver.core.errors import AckdError, InvalidTransition, NotFound, PayloadError
 from receiver.core.inputs import whole_number
 from receiver.core.model import Action
-from receiver.incidents import declare
+from receiver.incidents import declare, facts
 from receiver.incidents.assignment import parse_reassignment, parse_responder, parse_severity
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.notes import note_text
@@ -160,6 +160,7 @@ async def _incident(
     held = await s.desk.roles(number) if s.desk is not None else {}
     return render("incident.html", status, visitor=visitor, incident=incident, alerts=alerts,
                   timeline=timeline, now=s.clock.now(), message=message,
+                  exhausted=facts.exhausted(incident, timeline),
                   roles=[(role, held.get(role)) for role in Role],
                   users=sorted(s.config.users), teams=list(s.config.teams),
                   severities=[sv.name for sv in s.config.severities])

@@ -22,6 +22,8 @@ import pytest
 
 from receiver.escalation.policy import Channel
 from tests.test_api import Api, start_api
+from tests.test_replicas_state import Start, paged_by_either, settle
+from tests.test_replicas_state import start as start  # noqa: F401  (replicas, a fixture)
 from tests.test_web_page import Browser
 
 MIN = timedelta(minutes=1)
@@ -80,7 +82,8 @@ async def counted(api: Api, team: str = "payments") -> float | None:
 
 
 def room(api: Api) -> list[str]:
-    return [m.title for url, m in api.notifier.sent if url == ROOM]
+    """The titles of what this daemon sent the status room."""
+    return [m.title for url, m in api.notifier.sent if url.endswith("/status-room")]
 
 
 def people(api: Api) -> list[str]:
@@ -197,3 +200,65 @@ async def test_the_incident_page_shows_the_escalation_ran_out_until_someone_take
         assert 'id="exhausted"' not in page
     finally:
         await browser.session.close()
+
+
+async def test_a_maintenance_window_holding_the_last_step_holds_the_end_too(api: Api) -> None:
+    """cy's page at minute 10 is held by a window (5 to 65): nobody was asked, so nothing
+    runs out at 25. When the window ends the steps start again from the first, and that run
+    runs out 15 minutes after its own last page."""
+    it = await opened(api)
+    await it.at_minute(5)
+    status, window = await api.call("POST", "/api/v1/maintenance",
+                                    {"team": "payments", "for": "1h", "comment": "failover"})
+    assert status == 201, window
+    for minute in (10, 25, 40, 64):
+        await it.at_minute(minute)
+    body = await incident(api, it.number)
+    assert [e["detail"]["recipient"] for e in body["timeline"]
+            if e["kind"] == "page_suppressed"] == ["cy"]
+    assert exhausted_events(body) == []
+    for minute in (65, 70, 75, 89.99):
+        await it.at_minute(minute)
+    assert exhausted_events(await incident(api, it.number)) == []
+    await it.at_minute(90)
+    body = await incident(api, it.number)
+    assert [(e["at"], e["detail"]["run"]) for e in exhausted_events(body)] == [
+        (it.stamp(90), 0)]
+    assert people(api) == ["ana", "bo", "ana", "bo", "cy"]
+
+
+# -- on PostgreSQL, three replicas ------------------------------------------------------------
+
+STAKEHOLDERS = """
+channels:
+  - {name: status-room, urls: [{url: "json://127.0.0.1:9/status-room"}]}
+severities:
+  - {name: SEV1, stakeholders: [status-room]}
+  - {name: SEV2}
+  - {name: SEV3, urgency: low}
+"""
+
+
+async def test_three_replicas_run_out_once(start: Start) -> None:
+    """Every replica's timer holds the end of the last step's wait; the one that takes it
+    tells: one event, one count, one note to the room, however many replicas."""
+    replicas = await start(3, extra=STAKEHOLDERS)
+    first = replicas[0]
+    t0 = first.clock.now()
+    number = await first.fire()
+    await settle(replicas)
+    for minute in (5, 10, 30, 90):  # bo, the lead cy, past the end (25), long past it
+        await first.clock.jump(t0 + minute * MIN - first.clock.now())
+        await settle(replicas)
+    await paged_by_either(replicas, 5)  # ana, bo, cy; the room: opened, ran out
+    body = await incident(first, number)
+    [event] = exhausted_events(body)
+    assert event["at"] == (t0 + 25 * MIN).isoformat().replace("+00:00", "Z")
+    assert event["detail"]["paged"] == ["ana", "bo", "cy"]
+    counts = [await counted(api) for api in replicas]
+    assert sorted(counts) == [0, 0, 1], counts
+    room_notes = [title for api in replicas for title in room(api)
+                  if "unanswered" in title]
+    assert len(room_notes) == 1, room_notes
+    for api in replicas:  # each replica's API reads it from the one store
+        assert (await incident(api, number))["escalation"]["exhausted_at"] == event["at"]

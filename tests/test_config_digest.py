@@ -16,6 +16,7 @@ from prometheus_client import generate_latest
 
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
+from receiver.config.coordinator import Reloaded
 from receiver.config.model import Config
 from receiver.telemetry.metrics import Metrics
 from receiver.testing import FakeClock, RecordingNotifier
@@ -127,11 +128,16 @@ async def test_a_reload_after_a_secret_changed_shows_a_new_hash(
     """A replica reloaded (or restarted) after its Secret changed reports another value than
     one still running with the old Secret, though the file is the same."""
     before = sample(await scrape(api), "ackd_config_hash")
-    assert api.daemon.try_reload() is None
+    same = api.daemon.try_reload()
+    assert isinstance(same, Reloaded)
+    assert not same.changed
     assert sample(await scrape(api), "ackd_config_hash") == before  # nothing changed
 
     monkeypatch.setenv("ANA_URL", "json://127.0.0.1:9/ana-new-phone")
-    assert api.daemon.try_reload() is None
+    other = api.daemon.try_reload()
+    assert isinstance(other, Reloaded)
+    assert other.changed
+    assert (other.before, other.after) == (same.after, api.daemon.config.published_digest())
     assert api.daemon.config.users["ana"].contacts[0].url.endswith("ana-new-phone")
     after = sample(await scrape(api), "ackd_config_hash")
     assert after is not None

@@ -13,6 +13,7 @@ import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -23,11 +24,13 @@ from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.cli.main import _logging_off_the_loop
 from receiver.config import build as config_module
 from receiver.config.model import Config
+from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
 from receiver.telemetry.logformat import JsonFormatter, fields
 from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
 from receiver.telemetry.metrics import FAST_BUCKETS
+from receiver.web import health
 from tests.harness import (
     READY_WITHIN,
     TOKEN,
@@ -174,11 +177,10 @@ async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
 
     status, body = await api.call("POST", "/-/reload")
     assert status == 422, body
-    assert body["error"] == "reload refused, the running config is kept"
-    [problem] = body["problems"]
     line = 1 + good[: good.index("policy: standard\n  group_by")].count("\n")
-    assert (problem["file"], problem["line"], problem["key"]) == (str(path), line, "route.policy")
-    assert "nonesuch" in problem["message"]
+    assert body == {"error": "reload refused, the running config is kept", "problems": [
+        {"file": str(path), "line": line, "key": "route.policy",
+         "message": "unknown policy 'nonesuch'"}]}
     metrics = await scrape(api)
     assert sample(metrics, "ackd_config_last_reload_successful") == 0.0
     assert sample(metrics, "ackd_config_last_reload_success_timestamp_seconds") == loaded_at
@@ -189,7 +191,8 @@ async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
 
     await api.clock.jump(timedelta(minutes=1))
     path.write_text(good.replace("name: ana,", "name: anna,").replace("[ana]", "[anna]"))
-    assert await api.call("POST", "/-/reload") == (200, {"status": "reloaded"})
+    status, body = await api.call("POST", "/-/reload")
+    assert (status, body["status"], body["changed"]) == (200, "reloaded", True)
     assert "anna" in api.daemon.config.users
     metrics = await scrape(api)
     assert sample(metrics, "ackd_config_last_reload_successful") == 1.0
@@ -202,6 +205,121 @@ def _hash_of(text: str) -> float:
     """What ackd_config_hash shows for a file (no variables, no `*_file`s): the first 48 bits
     of its published digest (tests/test_config_digest.py holds what that covers)."""
     return float(int(config_module.parse("ackd.yaml", text).published_digest()[:12], 16))
+
+
+async def test_a_reload_of_the_same_file_says_nothing_changed(api: Api) -> None:
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    digest = api.daemon.config.published_digest()
+    assert body == {"status": "reloaded", "changed": False,
+                    "config_hash": {"before": digest, "after": digest},
+                    "warnings": [], "open_incidents": {"status": "checked"}}
+    # The hash is the one /metrics shows (its first 48 bits).
+    assert sample(await scrape(api), "ackd_config_hash") == float(int(digest[:12], 16))
+
+
+def _renamed_without_payments_route(text: str) -> str:
+    """Schedule `payments` renamed `pay-eu` (both teams moved to it), and the payments route
+    removed: its alerts fall to the root route, team payments is reached by none."""
+    text = text.replace("  - name: payments\n    timezone", "  - name: pay-eu\n    timezone")
+    text = text.replace("schedule: payments", "schedule: pay-eu")
+    route = """  routes:\n    - matchers: ['team="payments"']\n      team: payments\n"""
+    return text.replace(route, "")
+
+
+async def test_a_changed_reload_answers_every_warning_it_logs(
+    api: Api, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the file warns of (check-config's: a team no route leads to) and what it does to
+    the open incidents (their alerts grouped elsewhere, their schedule read through the team)
+    are in the answer, located as a refusal's problems are, each as the log says it."""
+    number = await api.fire()
+    await api.settle()
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    before = api.daemon.config.published_digest()
+    text = _renamed_without_payments_route(path.read_text())
+    path.write_text(text)
+    caplog.set_level(logging.INFO)
+
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    after = api.daemon.config.published_digest()
+    assert (body["status"], body["changed"]) == ("reloaded", True)
+    assert body["config_hash"] == {"before": before, "after": after}
+    assert before != after
+    assert body["open_incidents"] == {"status": "checked"}
+    team_line = 1 + text[: text.index("  - {name: payments, schedule")].count("\n")
+    by_kind = {w["kind"]: w for w in body["warnings"]}
+    assert sorted(by_kind) == ["config_regrouped", "config_unreached", "unrouted_team"]
+    assert len(body["warnings"]) == 3
+    assert by_kind["unrouted_team"] == {
+        "kind": "unrouted_team", "file": str(path), "line": team_line, "key": "teams[0].name",
+        "message": "warning: no route leads to team 'payments': no alert reaches it, and an"
+                   " incident declared or a drill started for it is refused"}
+    assert by_kind["config_unreached"] == {
+        "kind": "config_unreached", "file": str(path), "line": None, "key": "(open incidents)",
+        "message": f"1 open incident(s) name schedule payments, which this config removes:"
+                   f" they page team payments's schedule pay-eu instead (#{number})",
+        "incidents": [number], "incident_count": 1}
+    regrouped = by_kind["config_regrouped"]
+    assert (regrouped["line"], regrouped["key"]) == (None, "(open incidents)")
+    assert (regrouped["incidents"], regrouped["incident_count"]) == ([number], 1)
+    assert regrouped["message"].startswith("1 open incident(s) hold firing alerts this config"
+                                           " groups under another key")
+    # The log says each of them, as before the answer did.
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert sorted(logged) == sorted([
+        f"{path}:{team_line}: teams[0].name: {by_kind['unrouted_team']['message']}",
+        by_kind["config_unreached"]["message"], regrouped["message"]])
+
+
+async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
+    api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With many open incidents the look takes seconds: the answer does not wait past
+    LOOK_WAIT for it, says it is running and where its warnings go, and they go there."""
+    number = await api.fire()
+    await api.settle()
+    store, release = api.daemon.store, asyncio.Event()
+    read = store.open_firing_alerts
+
+    async def slow() -> list[tuple[int, str, dict[str, str]]]:
+        await release.wait()
+        return await read()
+
+    monkeypatch.setattr(store, "open_firing_alerts", slow)
+    monkeypatch.setattr(health, "LOOK_WAIT", 0.05)
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    path.write_text(_renamed_without_payments_route(path.read_text()))
+    caplog.set_level(logging.INFO)
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    assert body["open_incidents"] == {"status": "running", "message": (
+        "still looking at the open incidents after 0.05 s: what it finds goes to the log as"
+        " WARNING lines (events config_regrouped and config_unreached)")}
+    assert [w["kind"] for w in body["warnings"]] == ["unrouted_team"]  # the file's own: known
+    release.set()
+    for task in list(api.daemon._tasks):
+        await task
+    events = [getattr(r, "event", "") for r in caplog.records if r.levelno == logging.WARNING]
+    assert sorted(events) == ["config_regrouped", "config_unreached", "unrouted_team"]
+    assert any(f"(#{number})" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_look_that_fails_is_answered_as_failed(
+    api: Api, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def unavailable() -> list[tuple[int, dict[str, Any]]]:
+        raise StoreUnavailable("database is locked")
+
+    monkeypatch.setattr(api.daemon.store, "open_escalations", unavailable)
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    assert (body["changed"], body["warnings"]) == (False, [])
+    assert body["open_incidents"] == {
+        "status": "failed", "message": "cannot look at the open incidents, see the log"}
 
 
 async def test_an_unreadable_file_is_a_refusal_too(api: Api) -> None:

@@ -323,7 +323,7 @@ async def test_a_reload_that_lowers_a_tokens_scope_applies_to_its_sessions(
     text = config.read_text()
     assert f"token: {ANA_TOKEN}," in text
     config.write_text(text.replace(f"token: {ANA_TOKEN},", f"token: {ANA_TOKEN}, scope: read,"))
-    assert api.daemon.try_reload(config) is None
+    assert api.daemon.reload(config)
     status, _, page = await browser.post(f"/incidents/{number}/ack", {"csrf": csrf})
     assert status == 403
     assert "needs the respond scope; ana has read" in page

@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -28,8 +28,9 @@ from receiver.app import hangups
 from receiver.app.sdnotify import SystemdNotify
 from receiver.app.stores import OPEN_ERRORS, STORES, reason
 from receiver.config import build
-from receiver.config.coordinator import Coordinator
+from receiver.config.coordinator import Coordinator, Reloaded, ReloadWarning
 from receiver.config.model import Config, example_secrets_in_use
+from receiver.config.yamlsource import Located
 from receiver.core.clock import Clock, SystemClock
 from receiver.core.errors import ConfigError, ConfigProblem, StartupError
 from receiver.core.refresh import Refresh
@@ -37,7 +38,7 @@ from receiver.core.tasks import cancel
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.codec import state_from_dict
 from receiver.escalation.responder import ConfigDirectory, Responder
-from receiver.escalation.unreached import reload_lines
+from receiver.escalation.unreached import reload_findings
 from receiver.heartbeats.service import Heartbeats
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.service import Incidents
@@ -94,6 +95,7 @@ from receiver.web.ui.pages import add_routes as add_ui_routes
 from receiver.web.webhook import BODY_TIMEOUT, DEFAULT_BODY_TIMEOUT, THROTTLE, receive_alerts
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 GC_YOUNG_THRESHOLD = 100_000
 # Open incidents the start looks at for what the config does to them (Daemon._look_at_open).
@@ -289,15 +291,15 @@ class Daemon:
             lambda _: self.handoffs.replan(),  # another config: other handoffs, or none
             lambda _: self.heartbeats.rearm(),  # another `every`, other heartbeats
             self._maintenance_config,
-            # What the new file does to the open incidents' policies, in the log.
-            lambda config: self._background(self._look_at_open(config)),
         )
         self._runner: JsonErrorRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._saving: asyncio.Task[None] | None = None
         # WATCHDOG=1 to systemd from this loop, from READY=1 until the stop has finished.
         self._watchdog: asyncio.Task[None] | None = None
         self._windows = config.maintenance
+        # The document a reload's file was read into (Daemon._load), until try_reload takes it.
+        self._loaded: Located | None = None
         self.port: int | None = None
 
     def _count_exhaustions(self, config: Config) -> None:
@@ -383,7 +385,9 @@ class Daemon:
         self.responder.roster.load(await self.store.write(
             lambda tx: tx.current_overrides(self.clock.now())))
 
-    async def _look_at_open(self, config: Config, at_start: bool = False) -> None:
+    async def _look_at_open(
+        self, config: Config, at_start: bool = False
+    ) -> list[ReloadWarning] | None:
         """A WARNING for each schedule, layer, lead, user or channel the open incidents'
         policies name and `config` lacks (escalation/unreached.py), and one for the open
         incidents whose alerts `config` groups elsewhere (ingest/regroup.py). A reload never
@@ -402,17 +406,33 @@ class Daemon:
                     log.info("not looking at %d open incidents at start for what the config"
                              " does to them (more than %d): a reload (SIGHUP) does",
                              count, START_LOOK_LIMIT)
-                    return
+                    return []
             escalations = await self.store.open_escalations()
             alerts = await self.store.open_firing_alerts()
             directory = ConfigDirectory(config, OnCallMemo(), self.responder.roster)
-            lines = await asyncio.to_thread(_open_warnings, escalations, alerts, config,
+            found = await asyncio.to_thread(_open_warnings, escalations, alerts, config,
                                             directory)
         except Exception as exc:  # only a warning is lost: the reload or start goes on
             log.warning("cannot look at the open incidents: %s", exc)
-            return
-        for line, event in lines:
-            log.warning("%s", line, extra=fields(event))
+            return None
+        for warning in found:
+            log.warning("%s", warning.message, extra=fields(warning.kind))
+        return found
+
+    async def _check_file(
+        self, config: Config, located: Located | None
+    ) -> list[ReloadWarning]:
+        """The warnings `ackd check-config` gives for a reloaded file (teams no route leads
+        to, holes in the coming weeks' on-call), logged and returned. On a thread: the
+        schedules' weeks take ~0.1 s for config.example.yaml, more for hourly rotations."""
+        try:
+            found = await asyncio.to_thread(build.warnings, config, self.clock.now(), located)
+        except Exception as exc:  # a check broken by an odd value: said, not raised
+            found = [ReloadWarning("unchecked", config.source, None, "(file)",
+                                   f"cannot check for warnings: {type(exc).__name__}: {exc}")]
+        for warning in found:
+            log.warning("%s", warning, extra=fields(warning.kind))
+        return found
 
     def _maintenance_config(self, config: Config) -> None:
         """Held incidents look again when the file's windows changed: a window it shortened
@@ -421,15 +441,16 @@ class Daemon:
             self._windows = config.maintenance
             self._background(self.responder.maintenance_changed())
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+    def _background(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T] | None:
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:  # reloaded outside the daemon's loop (a test): nothing is held
             work.close()
-            return
+            return None
         task = loop.create_task(work)
         self._tasks.add(task)  # held until done: the loop keeps only a weak reference
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def stop(self) -> None:
         self.systemd.stopping()
@@ -459,13 +480,17 @@ class Daemon:
 
     def reload(self, path: str | Path | None = None) -> bool:
         """SIGHUP's reload: True if the file was swapped in."""
-        return self.try_reload(path) is None
+        return isinstance(self.try_reload(path), Reloaded)
 
-    def try_reload(self, path: str | Path | None = None) -> ConfigError | None:
+    def try_reload(self, path: str | Path | None = None) -> ConfigError | Reloaded:
         """Load `path` (default: the file ackd started with) and swap it in whole; a refused
         file keeps the running config and is returned as the ConfigError naming each problem
-        (file, line, key), for the log and for POST /-/reload's answer."""
+        (file, line, key), for the log and for POST /-/reload's answer. A file swapped in
+        gives what it changed and the looks that follow the swap (config.coordinator's
+        Reloaded): the file's warnings, and what it does to the open incidents (in the
+        background: with 100,000 open incidents that takes seconds), both logged."""
         path = path if path is not None else self.config_path
+        before = self.config.published_digest()
         # systemd hears of reloads between READY=1 and STOPPING=1 only.
         running = self.services.ready and not self.services.draining
         if running:
@@ -476,21 +501,26 @@ class Daemon:
                 [ConfigProblem("(none)", None, "(file)", "ackd was started without a file")])
         else:
             refused = self.coordinator.reload(path)
-        self.metrics.config_loaded(refused is None, self.clock.now().timestamp(),
-                                   self.config.published_digest())
+        after = self.config.published_digest()
+        self.metrics.config_loaded(refused is None, self.clock.now().timestamp(), after)
         if refused is not None:
             log.error("reload refused, keeping the running config:\n%s", refused)
         else:
-            log.info("configuration reloaded from %s", path)
+            log.info("configuration reloaded from %s (%s)", path,
+                     "changed" if after != before else "unchanged")
         outcome = "configuration reloaded" if refused is None else "reload refused, see the log"
         if running:
             self.systemd.ready(f"{self._status}; {outcome}")
-        return refused
+        if refused is not None:
+            return refused
+        config, located, self._loaded = self.config, self._loaded, None
+        return Reloaded(before, after, self._background(self._check_file(config, located)),
+                        self._background(self._look_at_open(config)))
 
     def _load(self, path: str | Path) -> Config:
         """A reload's file, built whole: where ackd listens and keeps its data stay as they
         are (they need a restart); secrets that config.example.yaml publishes are refused."""
-        fresh = build.load(path)
+        located, fresh = build.load_located(path)
         running = self.config
         kept = with_link_secret(
             replace(
@@ -505,6 +535,7 @@ class Daemon:
         refused = example_secrets_in_use(kept)
         if refused is not None:
             raise ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])
+        self._loaded = located  # for the reload's warnings (try_reload), the lines it read
         return kept
 
 
@@ -572,9 +603,13 @@ def _open_warnings(
     alerts: list[tuple[int, str, dict[str, str]]],
     config: Config,
     directory: ConfigDirectory,
-) -> list[tuple[str, str]]:
-    """(line, event) for what `config` does to the open incidents (Daemon._look_at_open)."""
+) -> list[ReloadWarning]:
+    """What `config` does to the open incidents (Daemon._look_at_open), each warning with the
+    incidents it is about."""
+    where = config.source, None, "(open incidents)"
     moved = regrouped(alerts, config.route)
-    lines = [(regroup_line(moved), "config_regrouped")] if moved else []
+    found = [ReloadWarning("config_regrouped", *where, regroup_line(moved), tuple(moved))
+             ] if moved else []
     policies = [(number, state_from_dict(raw).policy) for number, raw in escalations]
-    return lines + [(line, "config_unreached") for line in reload_lines(policies, directory)]
+    return found + [ReloadWarning("config_unreached", *where, line, tuple(numbers))
+                    for line, numbers in reload_findings(policies, directory)]

@@ -25,7 +25,6 @@ from receiver.app import hangups
 from receiver.cli import learning, respond
 from receiver.cli.client import ApiError, Client
 from receiver.config import build as config_module
-from receiver.config.build.schedules import coverage_gaps, unrouted_teams
 from receiver.config.build.server import parse_listen
 from receiver.config.model import Config
 from receiver.core.errors import ConfigError, StartupError, StoreUnavailable
@@ -477,8 +476,7 @@ def _check_config(args: argparse.Namespace) -> int:
             # Holes in the coming weeks' on-call, and teams nothing reaches, are worth a
             # look, not a failed deploy.
             try:
-                gaps = unrouted_teams(config) + coverage_gaps(
-                    config, args.since or datetime.now(UTC))
+                gaps = config_module.warnings(config, args.since or datetime.now(UTC))
             except OverflowError:
                 print(f"--since: {args.since.isoformat()} is too far from now for the "
                       "schedules' calendar", file=sys.stderr)

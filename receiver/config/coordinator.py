@@ -6,17 +6,65 @@ Config; those that read it as they act (the responder, the dispatcher) read `cur
 hands over the function that loads a file (receiver.config.build, which the config's own layers
 never import). A file that does not build changes nothing and reaches no subscriber; one that
 does becomes `current` and is handed to every subscriber, in the order they subscribed.
+
+What a reload that took tells whoever asked for it (`Reloaded`: the config's published digest
+before and after, and the warnings of the file and of the look at the open incidents, which
+the daemon finds off the loop after the swap) is defined here, below the web layer that
+answers POST /-/reload with it and the daemon that makes it.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from receiver.config.model import Config
 from receiver.core.errors import ConfigError, ConfigProblem
 
 Subscriber = Callable[[Config], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadWarning:
+    """One thing a reload found worth a warning, located as a refused file's problems are
+    (file, line, key; line None and a key in brackets where no line says it), with what kind
+    of finding it is (the `event` of its log line) and the open incidents it is about."""
+
+    kind: str  # unrouted_team, coverage_gap, config_regrouped, config_unreached, unchecked
+    file: str
+    line: int | None
+    key: str
+    message: str
+    incidents: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, kind: str, problem: ConfigProblem) -> ReloadWarning:
+        return cls(kind, problem.file, problem.line, problem.key, problem.message)
+
+    def __str__(self) -> str:
+        return str(ConfigProblem(self.file, self.line, self.key, self.message))
+
+
+@dataclass(frozen=True, slots=True)
+class Reloaded:
+    """A reload that took. `before` and `after` are the running config's published digests
+    (Config.published_digest, what ackd_config_hash shows): equal when the file, its
+    variables and its `*_file`s are as they were. `checks` gives the file's own warnings
+    (what `ackd check-config` warns of); `look` what the new config does to the open
+    incidents, None when the look failed (the log says why). Both run after the swap, off
+    the loop, and log what they find whether or not anyone awaits them; they are None when
+    the reload ran outside the daemon's loop (a test)."""
+
+    before: str
+    after: str
+    checks: asyncio.Future[list[ReloadWarning]] | None = None
+    look: asyncio.Future[list[ReloadWarning] | None] | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
 
 
 def unexpected(file: str, exc: BaseException) -> ConfigProblem:

@@ -63,11 +63,18 @@ def reload_lines(open_policies: Sequence[tuple[int, Policy]], directory: Directo
     policies (incident number, policy snapshot): a schedule or lead it removed that they
     reach through their team now, and a target that reaches nobody whoever is on call. Every
     step counts, fired or not: an acknowledged incident may escalate again hours later."""
+    return [line for line, _ in reload_findings(open_policies, directory)]
+
+
+def reload_findings(
+    open_policies: Sequence[tuple[int, Policy]], directory: Directory
+) -> list[tuple[str, list[int]]]:
+    """`reload_lines`' lines, each with the numbers of every incident it counts."""
     found: dict[str, list[int]] = {}
     for incident_id, policy in open_policies:
         for line in _policy_lines(policy, directory):
             found.setdefault(line, []).append(incident_id)
-    return [_counted(line, numbers) for line, numbers in found.items()]
+    return [(_counted(line, numbers), numbers) for line, numbers in found.items()]
 
 
 def _policy_lines(policy: Policy, directory: Directory) -> list[str]:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from receiver.config.coordinator import ReloadWarning
 from receiver.config.model import Config
 from receiver.core.access import Scope
-from receiver.core.errors import StoreUnavailable
+from receiver.core.errors import ConfigError, StoreUnavailable
 from receiver.core.model import IncidentState
 from receiver.web.access import authorise
 from receiver.web.responses import error, ok
@@ -59,21 +62,70 @@ def _open_label_sets(config: Config) -> list[tuple[str, str, str]]:
             for severity in config.severities for state in states]
 
 
+# How long POST /-/reload waits for the look at the open incidents before it answers without
+# it (the look goes on, and logs what it finds). Measured: see LOOK_WAIT in README's reload.
+LOOK_WAIT = 5.0
+# Incident numbers one warning lists at most; `incident_count` says how many in all.
+LISTED = 1000
+
+
 async def reload(request: web.Request) -> web.Response:
     """Alertmanager's reload endpoint, behind an API token: unlike Alertmanager's, ackd's
     listen address often faces the network (the webhook), and a reload can change who gets
     paged. A refused file keeps the running config; the answer lists every problem with its
     file, line and key, as `ackd check-config` does. 422: the request was fine, the file
-    was not, and sending the same request again changes nothing until it is fixed."""
+    was not, and sending the same request again changes nothing until it is fixed.
+
+    A file that took is answered with whether it changed anything (the published config
+    hash before and after) and every warning the reload found, in the shape of the 422's
+    problems: the file's own (check-config's) and what the new config does to the open
+    incidents. That look runs in the background after the swap; the answer waits for it up
+    to LOOK_WAIT seconds, and past that says it is still running and that its warnings go
+    to the log, so a deploy script is never held for as long as 100,000 open incidents
+    take."""
     s = services(request)
     authorise(request, Scope.ADMIN)
     if s.reload is None:
         return error(409, "this ackd was started without a config file to reload")
-    refused = s.reload()
-    if refused is None:
-        return ok({"status": "reloaded"})
-    problems = [
-        {"file": p.file, "line": p.line, "key": p.key, "message": p.message}
-        for p in refused.problems
-    ]
-    return error(422, "reload refused, the running config is kept", problems=problems)
+    outcome = s.reload()
+    if isinstance(outcome, ConfigError):
+        problems = [
+            {"file": p.file, "line": p.line, "key": p.key, "message": p.message}
+            for p in outcome.problems
+        ]
+        return error(422, "reload refused, the running config is kept", problems=problems)
+    warnings = [] if outcome.checks is None else await asyncio.shield(outcome.checks)
+    looked: dict[str, str]
+    if outcome.look is None:
+        looked = {"status": "failed", "message": "the open incidents were not looked at"}
+    else:
+        try:
+            found = await asyncio.wait_for(asyncio.shield(outcome.look), LOOK_WAIT)
+        except TimeoutError:
+            looked = {"status": "running", "message": (
+                f"still looking at the open incidents after {LOOK_WAIT:g} s: what it finds"
+                " goes to the log as WARNING lines (events config_regrouped and"
+                " config_unreached)")}
+        else:
+            if found is None:
+                looked = {"status": "failed", "message": "cannot look at the open incidents,"
+                          " see the log"}
+            else:
+                looked = {"status": "checked"}
+                warnings = warnings + found
+    return ok({
+        "status": "reloaded",
+        "changed": outcome.changed,
+        "config_hash": {"before": outcome.before, "after": outcome.after},
+        "warnings": [_warning(w) for w in warnings],
+        "open_incidents": looked,
+    })
+
+
+def _warning(warning: ReloadWarning) -> dict[str, Any]:
+    answer: dict[str, Any] = {"file": warning.file, "line": warning.line, "key": warning.key,
+                              "message": warning.message, "kind": warning.kind}
+    if warning.incidents:
+        answer["incidents"] = list(warning.incidents[:LISTED])
+        answer["incident_count"] = len(warning.incidents)
+    return answer

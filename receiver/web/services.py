@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from receiver.config.coordinator import Reloaded
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import ConfigError
@@ -37,8 +38,9 @@ class Services:
     links: Links | None = None
     oncall: OnCallService | None = None
     desk: IncidentDesk | None = None  # roles, notes (the incident layer)
-    # Reloads the config file ackd started with: None, or the ConfigError that refused it.
-    reload: Callable[[], ConfigError | None] | None = None
+    # Reloads the config file ackd started with: what it changed and found, or the
+    # ConfigError that refused it.
+    reload: Callable[[], ConfigError | Reloaded] | None = None
     heartbeats: Heartbeats | None = None
     maintenance: Maintenance | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)

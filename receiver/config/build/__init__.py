@@ -23,6 +23,7 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 from pathlib import Path
 
 from receiver.config import problems as schema_problems
@@ -38,7 +39,7 @@ from receiver.config.build import (
     storage,
 )
 from receiver.config.build.builder import Builder
-from receiver.config.coordinator import unexpected
+from receiver.config.coordinator import ReloadWarning, unexpected
 from receiver.config.model import Config, example_secrets_in_use
 from receiver.config.yamlsource import Located
 from receiver.config.yamlsource import load as load_yaml
@@ -76,7 +77,15 @@ class Overrides:
 
 
 def load(path: str | Path, environ: Mapping[str, str] | None = None) -> Config:
-    return _parse(str(path), _read(path), environ)[1]
+    return load_located(path, environ)[1]
+
+
+def load_located(
+    path: str | Path, environ: Mapping[str, str] | None = None
+) -> tuple[Located, Config]:
+    """`load`, with the document it read (its data and lines), for `warnings`: the file is
+    read once (it may be a pipe, or change again before it would be read twice)."""
+    return _parse(str(path), _read(path), environ)
 
 
 def check(
@@ -103,6 +112,20 @@ def check(
                  else located.problem(("listen",), refused))
         raise ConfigError([where])
     return config
+
+
+def warnings(
+    config: Config, since: datetime, source: Located | None = None
+) -> list[ReloadWarning]:
+    """What a file that builds is still worth a look for, not a failed deploy: each team no
+    route leads to, and each schedule layer's first hole in the coming weeks from `since`.
+    `ackd check-config` prints them, a reload logs them and answers them. `source` is the
+    document `config` was built from (`load_located`), else config.source is read again for
+    the lines. OverflowError when `since` is too far from now for the schedules' calendar."""
+    return ([ReloadWarning.of("unrouted_team", p)
+             for p in schedules.unrouted_teams(config, source)]
+            + [ReloadWarning.of("coverage_gap", p)
+               for p in schedules.coverage_gaps(config, since, source=source)])
 
 
 def _read(path: str | Path) -> str:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from receiver.config.build.builder import Builder
 from receiver.config.model import Config, Team
 from receiver.config.schema import RestrictionSpec, ScheduleSpec, WorkingHoursSpec
+from receiver.config.yamlsource import Located
 from receiver.config.yamlsource import Path as KeyPath
 from receiver.config.yamlsource import load as load_yaml
 from receiver.core.errors import ConfigProblem
@@ -105,13 +106,14 @@ def teams(b: Builder, users: Mapping[str, User]) -> dict[str, Team]:
 
 
 def coverage_gaps(
-    config: Config, since: datetime, within: timedelta = GAP_LOOKAHEAD
+    config: Config, since: datetime, within: timedelta = GAP_LOOKAHEAD,
+    source: Located | None = None,
 ) -> list[ConfigProblem]:
     """A warning for each schedule layer with nobody on call for part of `within` from
     `since`, naming the layer's file and line and its first uncovered span. Not an error: a
-    hole may be meant (office hours only), but it is rarely meant silently."""
-    text = Path(config.source).read_text(encoding="utf-8")
-    data = load_yaml(config.source, text, collect=[])
+    hole may be meant (office hours only), but it is rarely meant silently. `source` is the
+    document `config` was built from (else config.source is read again for its lines)."""
+    data = source or _located(config)
     warnings = []
     for si, spec in enumerate(data.data.get("schedules") or []):
         schedule = config.schedules[spec["name"]]
@@ -125,19 +127,23 @@ def coverage_gaps(
     return warnings
 
 
-def unrouted_teams(config: Config) -> list[ConfigProblem]:
+def unrouted_teams(config: Config, source: Located | None = None) -> list[ConfigProblem]:
     """A warning for each team no route leads to: no alert reaches it, and declaring an
     incident or starting a drill for it is refused at run time ("no route leads to team"),
     likely the night it is needed. A warning, not an error: a team may be added before its
     route."""
     routed = {r.team for r in walk(config.route)}
-    text = Path(config.source).read_text(encoding="utf-8")
-    data = load_yaml(config.source, text, collect=[])
+    data = source or _located(config)
     return [data.problem(("teams", i, "name"), f"warning: no route leads to team "
                          f"{spec['name']!r}: no alert reaches it, and an incident declared "
                          "or a drill started for it is refused")
             for i, spec in enumerate(data.data.get("teams") or [])
             if spec["name"] not in routed]
+
+
+def _located(config: Config) -> Located:
+    text = Path(config.source).read_text(encoding="utf-8")
+    return load_yaml(config.source, text, collect=[])
 
 
 def _gap_message(

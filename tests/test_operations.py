@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jsonschema
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -27,12 +28,17 @@ from receiver.config.model import Config
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
+from receiver.ingest.regroup import regroup_line
 from receiver.telemetry.logformat import JsonFormatter, fields
 from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
 from receiver.telemetry.metrics import FAST_BUCKETS
 from receiver.web import health
+from receiver.web.openapi import SCHEMAS
 from tests.harness import (
+    ANA_TOKEN,
+    API_TOKEN,
     READY_WITHIN,
+    ROOT,
     TOKEN,
     Ackd,
     Process,
@@ -181,6 +187,7 @@ async def test_a_refused_reload_names_file_line_and_key_and_keeps_the_config(
     assert body == {"error": "reload refused, the running config is kept", "problems": [
         {"file": str(path), "line": line, "key": "route.policy",
          "message": "unknown policy 'nonesuch'"}]}
+    jsonschema.validate(body, SCHEMAS["ReloadRefused"])  # as the API's document says
     metrics = await scrape(api)
     assert sample(metrics, "ackd_config_last_reload_successful") == 0.0
     assert sample(metrics, "ackd_config_last_reload_success_timestamp_seconds") == loaded_at
@@ -214,6 +221,7 @@ async def test_a_reload_of_the_same_file_says_nothing_changed(api: Api) -> None:
     assert body == {"status": "reloaded", "changed": False,
                     "config_hash": {"before": digest, "after": digest},
                     "warnings": [], "open_incidents": {"status": "checked"}}
+    jsonschema.validate(body, SCHEMAS["Reloaded"])
     # The hash is the one /metrics shows (its first 48 bits).
     assert sample(await scrape(api), "ackd_config_hash") == float(int(digest[:12], 16))
 
@@ -253,6 +261,7 @@ async def test_a_changed_reload_answers_every_warning_it_logs(
     by_kind = {w["kind"]: w for w in body["warnings"]}
     assert sorted(by_kind) == ["config_regrouped", "config_unreached", "unrouted_team"]
     assert len(body["warnings"]) == 3
+    jsonschema.validate(body, SCHEMAS["Reloaded"])
     assert by_kind["unrouted_team"] == {
         "kind": "unrouted_team", "file": str(path), "line": team_line, "key": "teams[0].name",
         "message": "warning: no route leads to team 'payments': no alert reaches it, and an"
@@ -300,6 +309,7 @@ async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
         "still looking at the open incidents after 0.05 s: what it finds goes to the log as"
         " WARNING lines (events config_regrouped and config_unreached)")}
     assert [w["kind"] for w in body["warnings"]] == ["unrouted_team"]  # the file's own: known
+    jsonschema.validate(body, SCHEMAS["Reloaded"])
     release.set()
     for task in list(api.daemon._tasks):
         await task
@@ -320,6 +330,50 @@ async def test_a_look_that_fails_is_answered_as_failed(
     assert (body["changed"], body["warnings"]) == (False, [])
     assert body["open_incidents"] == {
         "status": "failed", "message": "cannot look at the open incidents, see the log"}
+    jsonschema.validate(body, SCHEMAS["Reloaded"])
+
+
+async def _reload_cli(api: Api, token: str = API_TOKEN) -> tuple[int, str, str]:
+    """`ackd reload` against the running ackd: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "receiver", "reload", "--url", api.url, "--token", token,
+        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+async def test_ackd_reload_prints_the_warnings_and_fails_only_on_a_refusal(api: Api) -> None:
+    digest = api.daemon.config.published_digest()[:12]
+    assert await _reload_cli(api) == (0, f"reloaded, unchanged (config hash {digest} ->"
+                                         f" {digest})\n", "")
+
+    number = await api.fire()
+    await api.settle()
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    good = path.read_text()
+    text = _renamed_without_payments_route(good)
+    path.write_text(text)
+    code, out, err = await _reload_cli(api)
+    after = api.daemon.config.published_digest()[:12]
+    assert (code, out) == (0, f"reloaded, changed (config hash {digest} -> {after}), 3"
+                              f" warning(s)\n")
+    team_line = 1 + text[: text.index("  - {name: payments, schedule")].count("\n")
+    assert sorted(err.splitlines()) == sorted([
+        f"{path}:{team_line}: teams[0].name: warning: no route leads to team 'payments': no"
+        " alert reaches it, and an incident declared or a drill started for it is refused",
+        f"{path}: (open incidents): 1 open incident(s) name schedule payments, which this"
+        f" config removes: they page team payments's schedule pay-eu instead (#{number})",
+        f"{path}: (open incidents): " + regroup_line([number])])
+
+    path.write_text(text.replace("policy: standard\n  group_by", "policy: nonesuch\n  group_by"))
+    line = 1 + text[: text.index("policy: standard\n  group_by")].count("\n")
+    assert await _reload_cli(api) == (1, "", (
+        f"{path}:{line}: route.policy: unknown policy 'nonesuch'\n"
+        "reload refused, the running config is kept: 1 problem(s)\n"))
+    code, out, err = await _reload_cli(api, token=ANA_TOKEN)  # a user of scope respond
+    assert (code, out) == (1, "")
+    assert err.startswith("reload: HTTP 403: admin: ")
 
 
 async def test_an_unreadable_file_is_a_refusal_too(api: Api) -> None:

@@ -118,6 +118,15 @@ class Client:
     async def delete_maintenance(self, window_id: int) -> dict[str, Any]:
         return await self._call("DELETE", f"/api/v1/maintenance/{window_id}", None)
 
+    async def reload(self) -> tuple[bool, dict[str, Any]]:
+        """POST /-/reload: (True, what the reload changed and found) or (False, the refusal,
+        whose `problems` are the answer); ApiError for any other failure."""
+        status, text = await self._exchange("POST", "/-/reload", None, None)
+        data = _decoded(text)
+        if status == 422 and isinstance(data.get("problems"), list):
+            return False, data
+        return True, _checked(status, data)
+
     async def _call(
         self,
         method: str,
@@ -126,17 +135,7 @@ class Client:
         query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         status, text = await self._exchange(method, path, body, query)
-        try:
-            data = json.loads(text) if text else {}
-        except json.JSONDecodeError:
-            data = {"error": text[:200]}
-        if status >= 400:
-            message = str(data.get("error", data))
-            # The field (or the scope) the answer names, as the API gives it.
-            named = data.get("scope") or data.get("field")
-            raise ApiError(status, f"{named}: {message}" if named else message)
-        result: dict[str, Any] = data
-        return result
+        return _checked(status, _decoded(text))
 
     async def _exchange(
         self, method: str, path: str, body: dict[str, Any] | None, query: dict[str, str] | None
@@ -157,3 +156,20 @@ class Client:
             if isinstance(exc, OSError):
                 raise
             raise Unreachable(f"{type(exc).__name__}: {exc}") from None
+
+
+def _decoded(text: str) -> dict[str, Any]:
+    try:
+        data = json.loads(text) if text else {}
+    except json.JSONDecodeError:
+        return {"error": text[:200]}
+    return data if isinstance(data, dict) else {"error": str(data)[:200]}
+
+
+def _checked(status: int, data: dict[str, Any]) -> dict[str, Any]:
+    if status >= 400:
+        message = str(data.get("error", data))
+        # The field (or the scope) the answer names, as the API gives it.
+        named = data.get("scope") or data.get("field")
+        raise ApiError(status, f"{named}: {message}" if named else message)
+    return data

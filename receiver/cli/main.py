@@ -231,6 +231,15 @@ def _parser() -> argparse.ArgumentParser:
         "when it is late without one, and the incident open for it.", epilog=EPILOG,
     )
     _api_flags(beats)
+    reload = sub.add_parser(
+        "reload", help="reload the running ackd's config file (exit 1 if it is refused)",
+        description="Ask the running ackd to read its config file again (POST /-/reload, a "
+        "token of scope admin), as SIGHUP does. Prints whether the config changed and every "
+        "warning the reload found, with file, line and key (the file's own, as check-config "
+        "warns, and what it does to the open incidents); exit 0. A refused file is kept out, "
+        "the running config stays, its problems are printed: exit 1.", epilog=EPILOG,
+    )
+    _api_flags(reload)
     _maintenance_parser(sub)
     respond.add_parsers(sub, _api_flags, EPILOG)  # each sets its own `run`
     return parser
@@ -302,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
         "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
         "override": _override, "feed": _with_token(_feed),
-        "heartbeats": _heartbeats, "maintenance": _maintenance,
+        "heartbeats": _heartbeats, "maintenance": _maintenance, "reload": _reload,
         **{action.value: _act for action in ACTIONS},
         "postmortem": _with_token(learning.run_postmortem),
         "report": _with_token(learning.run_report),
@@ -728,6 +737,48 @@ def _heartbeats(args: argparse.Namespace) -> int:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
               .rstrip())
     return 0
+
+
+# The answer waits up to 5 s for the look at the open incidents (web/health.py's LOOK_WAIT),
+# after the file's load: more than the API client's usual 10 s would be a hung ackd.
+RELOAD_TIMEOUT = 30.0
+
+
+def _reload(args: argparse.Namespace) -> int:
+    """Warnings and problems on stderr, as check-config prints them; what changed on stdout.
+    A deploy script fails on a refusal, never on a warning."""
+    if _no_token(args):
+        return 1
+    try:
+        took, answer = asyncio.run(Client(args.url, args.token, RELOAD_TIMEOUT).reload())
+    except (ApiError, OSError) as exc:
+        print(f"reload: {exc}", file=sys.stderr)
+        return 1
+    if not took:
+        for problem in answer["problems"]:
+            print(_located(problem), file=sys.stderr)
+        print(f"reload refused, the running config is kept: {len(answer['problems'])}"
+              " problem(s)", file=sys.stderr)
+        return 1
+    for warning in answer.get("warnings", []):
+        print(_located(warning), file=sys.stderr)
+    looked = answer.get("open_incidents", {})
+    if looked.get("status") != "checked":
+        print(f"open incidents: {looked.get('status')}: {looked.get('message')}",
+              file=sys.stderr)
+    hashes = answer.get("config_hash", {})
+    state = "changed" if answer.get("changed") else "unchanged"
+    print(f"reloaded, {state} (config hash {str(hashes.get('before'))[:12]} ->"
+          f" {str(hashes.get('after'))[:12]})" + (
+              f", {len(answer['warnings'])} warning(s)" if answer.get("warnings") else ""))
+    return 0
+
+
+def _located(found: dict[str, Any]) -> str:
+    """A problem or warning of the API's answer as `ackd check-config` prints one."""
+    line = found.get("line")
+    where = f"{found.get('file')}:{line}" if line is not None else str(found.get("file"))
+    return f"{where}: {found.get('key')}: {found.get('message')}"
 
 
 def _maintenance(args: argparse.Namespace) -> int:

@@ -85,7 +85,73 @@ STEP: Schema = {"type": "string", "pattern": "^([1-9][0-9]*|reassigned)$",
                 "description": "the policy's step from \"1\", or \"reassigned\" for the person"
                                " the incident was reassigned to, paged ahead of the policy"}
 
+# Where a config file is at fault or worth a look: a refusal's problems, a reload's warnings.
+_LOCATED: Schema = {
+    "file": {"type": "string"},
+    "line": {"type": ["integer", "null"], "description": "null where no line says it"},
+    "key": {"type": "string", "description": "the key's path (`route.policy`,"
+            " `teams[0].name`), or in brackets what no key names: `(file)`, `(secrets)`,"
+            " `(open incidents)`"},
+    "message": {"type": "string"},
+}
+
 SCHEMAS: dict[str, Schema] = {
+    "ReloadRefused": {
+        "type": "object", "additionalProperties": False, "required": ["error", "problems"],
+        "properties": {
+            "error": {"const": "reload refused, the running config is kept"},
+            "problems": {"type": "array", "items": {
+                "type": "object", "additionalProperties": False,
+                "required": ["file", "line", "key", "message"], "properties": _LOCATED}},
+        },
+    },
+    "Reloaded": {
+        "type": "object", "additionalProperties": False,
+        "required": ["status", "changed", "config_hash", "warnings", "open_incidents"],
+        "properties": {
+            "status": {"const": "reloaded"},
+            "changed": {"type": "boolean", "description": "the file, the variables it reads"
+                        " or its `*_file`s changed: the hashes differ"},
+            "config_hash": {
+                "type": "object", "additionalProperties": False,
+                "required": ["before", "after"],
+                "description": "the running config's hash (hex SHA-256, keyed by the link"
+                               " secret) before and after; `ackd_config_hash` shows its"
+                               " first 48 bits",
+                "properties": {"before": {"type": "string"}, "after": {"type": "string"}},
+            },
+            "warnings": {"type": "array", "description": "what the file took with is worth a"
+                         " look, each also logged as a WARNING", "items": {
+                             "type": "object", "additionalProperties": False,
+                             "required": ["file", "line", "key", "message", "kind"],
+                             "properties": {
+                                 **_LOCATED,
+                                 "kind": {"type": "string", "enum": [
+                                     "unrouted_team", "coverage_gap", "unchecked",
+                                     "config_regrouped", "config_unreached"],
+                                     "description": "the log line's `event`: the file's own"
+                                     " (as `ackd check-config` warns), or what it does to"
+                                     " the open incidents (config_*)"},
+                                 "incidents": {"type": "array", "items": {"type": "integer"},
+                                               "maxItems": 1000,
+                                               "description": "the open incidents it is"
+                                               " about, the first 1,000"},
+                                 "incident_count": {"type": "integer",
+                                                    "description": "how many in all"},
+                             }}},
+            "open_incidents": {
+                "type": "object", "additionalProperties": False, "required": ["status"],
+                "description": "the look at what the new config does to the open incidents:"
+                               " `checked` (its warnings are in `warnings`), `running` (past"
+                               " 5 s: its warnings go to the log only), `failed` (the log"
+                               " says why)",
+                "properties": {
+                    "status": {"type": "string", "enum": ["checked", "running", "failed"]},
+                    "message": {"type": "string"},
+                },
+            },
+        },
+    },
     "Error": {
         "type": "object", "required": ["error"],
         "properties": {
@@ -450,9 +516,11 @@ ROUTES: dict[str, dict[str, Schema]] = {
     },
     "/-/reload": {
         "post": _op("reload the config file, as SIGHUP does", {
-            "200": _answer("reloaded", {"type": "object"}),
+            "200": _answer("the file took: whether it changed anything, and every warning"
+                           " the reload found", _ref("Reloaded")),
             "409": _error("started without a config file"),
-            "422": _error("the file was refused; `problems` lists file, line and key"),
+            "422": _answer("the file was refused, the running config kept; `problems` lists"
+                           " file, line and key", _ref("ReloadRefused")),
         }, tag="operations", scope="admin"),
     },
     "/": {"get": _op("the web page: open incidents and who is on call", {

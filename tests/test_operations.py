@@ -307,7 +307,7 @@ async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
     assert status == 200, body
     assert body["open_incidents"] == {"status": "running", "message": (
         "still looking at the open incidents after 0.05 s: what it finds goes to the log as"
-        " WARNING lines (events config_regrouped and config_unreached)")}
+        " WARNING lines (events config_regrouped, config_unreached and config_contact_lost)")}
     assert [w["kind"] for w in body["warnings"]] == ["unrouted_team"]  # the file's own: known
     jsonschema.validate(body, SCHEMAS["Reloaded"])
     release.set()

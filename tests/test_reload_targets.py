@@ -17,10 +17,11 @@ import pytest
 from receiver.config.model import TEAM_LEAD, TEAM_SCHEDULE, Team, bind_policy
 from receiver.core.model import EventKind, IncidentState, TimelineEvent
 from receiver.escalation.codec import state_from_dict, state_to_stored
+from receiver.escalation.keys import contact_key
 from receiver.escalation.plan import EscalationState, EscalationStatus
 from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.escalation.targets import reach
-from receiver.escalation.unreached import reload_lines, step_lines
+from receiver.escalation.unreached import lost_contacts, reload_lines, step_lines
 from receiver.store import NewIncident, Transaction
 from receiver.store.base import Store
 from receiver.store.codec import dumps, loads
@@ -290,6 +291,79 @@ def test_a_reload_line_counts_the_incidents_and_names_the_first_ones() -> None:
     ]
 
 
+async def test_a_reload_that_drops_a_waiting_delayed_contact_answers_and_logs_it(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """ana's SMS follows her push by 10 minutes; a reload that changes its URL while it
+    waits means it is not sent: the reload's answer and log say so then, not 10 minutes on."""
+    push = 'contacts: [{url: "json://127.0.0.1:9/ana"}'
+    path = Path(str(api.daemon.config_path))
+    rewrite(path, lambda text: text.replace(
+        push, push + ', {url: "json://127.0.0.1:9/ana-sms", delay: 10m}'))
+    assert (await api.call("POST", "/-/reload"))[1]["warnings"] == []
+    number = await api.fire()
+    assert await api.paged_once(1) == ["ana"]
+    rewrite(path, lambda text: text.replace("/ana-sms", "/ana-new-sms"))
+    caplog.set_level(logging.INFO)
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    line = ("1 open incident(s) wait to page ana through a delayed contact (contact 2) that"
+            f" this config removes or gives another URL: it will not be sent (#{number})")
+    assert body["warnings"] == [{
+        "kind": "config_contact_lost", "file": str(path), "line": None,
+        "key": "(open incidents)", "message": line, "incidents": [number],
+        "incident_count": 1}]
+    assert logged(caplog, logging.WARNING) == [line]
+
+    api.clock.advance(timedelta(minutes=10))  # as foretold
+    await api.settle()
+    assert api.paged().count("ana") == 1  # her push; no SMS (bo's step came at 5 minutes)
+    _, incident = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert [e["detail"]["error"] for e in incident["timeline"]
+            if e["kind"] == "notification_failed"] == ["user ana no longer has contact 2"]
+
+
+SMS = "json://pager/ana-sms"  # ana's second contact in test_escalation's directory, delayed
+
+
+@pytest.mark.parametrize(("key", "runs", "lines"), [
+    # Her delayed contact is still hers (at its place, or moved: the digest finds it).
+    (contact_key(0, 0, 0, "ana", 1, SMS), {7: 0}, []),
+    (contact_key(0, 0, 0, "ana", 4, SMS), {7: 0}, []),
+    # Its URL changed, or the contact was removed: the digest finds none.
+    (contact_key(0, 0, 0, "ana", 1, "json://pager/ana-old-sms"), {7: 0}, [
+        "1 open incident(s) wait to page ana through a delayed contact (contact 2) that this"
+        " config removes or gives another URL: it will not be sent (#7)"]),
+    # Her person removed.
+    (contact_key(0, 0, 0, "zed", 0, SMS), {7: 0}, [
+        "1 open incident(s) wait to page zed, whom this config removes, through a delayed"
+        " contact: it will not be sent (#7)"]),
+    # An earlier run's contact, or an escalation that no longer waits: it does nothing anyway.
+    (contact_key(0, 0, 0, "ana", 1, "json://pager/ana-old-sms"), {7: 1}, []),
+    (contact_key(0, 0, 0, "ana", 1, "json://pager/ana-old-sms"), {}, []),
+    # Armed before digests: named by index, as the engine reads it.
+    ("0:0:0:ana:1", {7: 0}, []),
+    ("0:0:0:ana:2", {7: 0}, [
+        "1 open incident(s) wait to page ana through a delayed contact (contact 3) that this"
+        " config removes or gives another URL: it will not be sent (#7)"]),
+    ("not a contact key", {7: 0}, []),
+])
+def test_a_waiting_delayed_contact_the_config_drops_is_named(
+    key: str, runs: dict[int, int], lines: list[str],
+) -> None:
+    assert [line for line, _ in lost_contacts([(7, key)], runs, directory())] == lines
+
+
+def test_lost_contacts_count_each_incident_once() -> None:
+    gone = contact_key(0, 0, 1, "ana", 1, "json://pager/ana-old-sms")
+    waiting = [(7, gone), (7, contact_key(0, 0, 2, "ana", 1, "json://pager/ana-old-sms")),
+               (8, gone)]
+    [(line, numbers)] = lost_contacts(waiting, {7: 0, 8: 0}, directory())
+    assert numbers == [7, 8]
+    assert line.startswith("2 open incident(s) wait to page ana")
+    assert line.endswith("(#7, #8)")
+
+
 # -- what a reload reads: the open incidents' escalation states, on both stores ---------------
 
 
@@ -310,3 +384,25 @@ async def test_the_store_gives_every_open_incidents_escalation_state(store: Stor
 
     a, _, c, _ = await store.write(job)
     assert await store.open_escalations() == [(a, loads(dumps(state))), (c, loads(dumps(state)))]
+
+
+async def test_the_store_gives_the_delayed_contacts_of_triggered_incidents(
+    store: Store,  # noqa: F811
+) -> None:
+    later = NOW + timedelta(minutes=10)
+
+    async def job(tx: Transaction) -> list[int]:
+        numbers = [await tx.insert_incident(new_incident(k), None) for k in ("a", "b", "c", "d")]
+        for number in numbers:
+            await tx.arm(number, [(later, "contact", f"0:0:0:ana:1.{number}"),
+                                  (later, "step", "0:0:1")])
+        await tx.arm(numbers[0], [(later, "contact", "0:0:0:bo:1.x")])
+        await tx.update_incident(numbers[1], NOW, state=IncidentState.RESOLVED,
+                                 resolved_at=NOW, resolved_by="ana")
+        await tx.update_incident(numbers[2], NOW, state=IncidentState.ACKNOWLEDGED,
+                                 acknowledged_at=NOW, acknowledged_by="ana")
+        return numbers
+
+    a, _, _, d = await store.write(job)
+    assert await store.open_contacts() == [
+        (a, f"0:0:0:ana:1.{a}"), (a, "0:0:0:bo:1.x"), (d, f"0:0:0:ana:1.{d}")]

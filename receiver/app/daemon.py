@@ -37,8 +37,9 @@ from receiver.core.refresh import Refresh
 from receiver.core.tasks import cancel
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.codec import state_from_dict
+from receiver.escalation.plan import EscalationStatus
 from receiver.escalation.responder import ConfigDirectory, Responder
-from receiver.escalation.unreached import reload_findings
+from receiver.escalation.unreached import lost_contacts, reload_findings
 from receiver.heartbeats.service import Heartbeats
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.service import Incidents
@@ -98,6 +99,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 GC_YOUNG_THRESHOLD = 100_000
+# An escalation whose delayed contacts are still sent when due (escalation.engine).
+WAITING = (EscalationStatus.ACTIVE, EscalationStatus.EXHAUSTED)
 # Open incidents the start looks at for what the config does to them (Daemon._look_at_open).
 START_LOOK_LIMIT = 10_000
 SHUTDOWN_TIMEOUT = 10.0
@@ -409,9 +412,10 @@ class Daemon:
                     return []
             escalations = await self.store.open_escalations()
             alerts = await self.store.open_firing_alerts()
+            contacts = await self.store.open_contacts()
             directory = ConfigDirectory(config, OnCallMemo(), self.responder.roster)
-            found = await asyncio.to_thread(_open_warnings, escalations, alerts, config,
-                                            directory)
+            found = await asyncio.to_thread(_open_warnings, escalations, alerts, contacts,
+                                            config, directory)
         except Exception as exc:  # only a warning is lost: the reload or start goes on
             log.warning("cannot look at the open incidents: %s", exc)
             return None
@@ -601,6 +605,7 @@ async def serve(config: Config, config_path: str | Path, *, migrate: bool = True
 def _open_warnings(
     escalations: list[tuple[int, dict[str, Any]]],
     alerts: list[tuple[int, str, dict[str, str]]],
+    contacts: list[tuple[int, str]],
     config: Config,
     directory: ConfigDirectory,
 ) -> list[ReloadWarning]:
@@ -610,6 +615,10 @@ def _open_warnings(
     moved = regrouped(alerts, config.route)
     found = [ReloadWarning("config_regrouped", *where, regroup_line(moved), tuple(moved))
              ] if moved else []
-    policies = [(number, state_from_dict(raw).policy) for number, raw in escalations]
-    return found + [ReloadWarning("config_unreached", *where, line, tuple(numbers))
-                    for line, numbers in reload_findings(policies, directory)]
+    states = [(number, state_from_dict(raw)) for number, raw in escalations]
+    found += [ReloadWarning("config_unreached", *where, line, tuple(numbers))
+              for line, numbers in reload_findings(
+                  [(number, state.policy) for number, state in states], directory)]
+    runs = {number: state.run for number, state in states if state.status in WAITING}
+    return found + [ReloadWarning("config_contact_lost", *where, line, tuple(numbers))
+                    for line, numbers in lost_contacts(contacts, runs, directory)]

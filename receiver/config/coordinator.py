@@ -32,7 +32,9 @@ class ReloadWarning:
     (file, line, key; line None and a key in brackets where no line says it), with what kind
     of finding it is (the `event` of its log line) and the open incidents it is about."""
 
-    kind: str  # unrouted_team, coverage_gap, config_regrouped, config_unreached, unchecked
+    # unrouted_team, coverage_gap, unchecked (the file's); config_regrouped, config_unreached,
+    # config_contact_lost (the open incidents')
+    kind: str
     file: str
     line: int | None
     key: str

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from receiver.core.model import EventKind, TimelineEvent
+from receiver.escalation.keys import find_contact, parse_contact_key
 from receiver.escalation.policy import Directory, Policy, TargetKind
 from receiver.escalation.targets import dead_end, rebind
 
@@ -89,6 +90,38 @@ def _policy_lines(policy: Policy, directory: Directory) -> list[str]:
         if why is not None:
             lines.append(f"page nobody at a step of their policy after this config: {why}")
     return sorted(set(lines))  # two targets rebound alike make one line
+
+
+def lost_contacts(
+    waiting: Iterable[tuple[int, str]], runs: Mapping[int, int], directory: Directory
+) -> list[tuple[str, list[int]]]:
+    """A line, with its incidents, for each delayed contact still waiting (incident number,
+    its CONTACT deadline's key) that the config in `directory` no longer has: its person is
+    gone, or none of their contacts has its URL now (the URL's digest names a contact, so a
+    changed URL is another contact). When it comes due it is not sent, and the timeline and
+    the step's log line say so then; the reload says so now. `runs` holds the run of each
+    incident whose escalation still waits on its steps: a contact of another run, or of an
+    incident not waiting, does nothing anyway (escalation.engine's `_fire_contact`)."""
+    found: dict[str, list[int]] = {}
+    for number, key in waiting:
+        try:
+            run, _, _, name, index, digest = parse_contact_key(key)
+        except ValueError:
+            continue  # not a key this release arms: the engine ignores it too
+        if runs.get(number) != run:
+            continue
+        user = directory.user(name)
+        if user is None:
+            line = f"wait to page {name}, whom this config removes, through a delayed contact"
+        elif find_contact([c.url for c in user.contacts], index, digest) is None:
+            line = (f"wait to page {name} through a delayed contact (contact {index + 1}) that"
+                    " this config removes or gives another URL")
+        else:
+            continue
+        numbers = found.setdefault(line + ": it will not be sent", [])
+        if not numbers or numbers[-1] != number:
+            numbers.append(number)
+    return [(_counted(line, numbers), numbers) for line, numbers in found.items()]
 
 
 def _counted(line: str, numbers: list[int]) -> str:

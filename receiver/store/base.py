@@ -453,6 +453,11 @@ class Store(Protocol):
         by incident: what a reload routes again (ingest/regroup.py)."""
         ...
 
+    async def open_contacts(self) -> list[tuple[int, str]]:
+        """(incident id, deadline key) of each delayed contact still waiting of every
+        triggered incident, by incident: what a reload looks up (escalation/unreached.py)."""
+        ...
+
     async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:
         """Incidents before this one that held any of its alerts, newest first."""
         ...

@@ -310,6 +310,13 @@ OPEN_FIRING_ALERTS = ("SELECT i.id, i.group_key, a.labels FROM incidents i"
                       " WHERE i.state != 'resolved' AND a.status = 'firing' ORDER BY i.id")
 
 
+# The delayed contacts (SMS after a push) still waiting of every triggered incident: what a
+# reload looks up in the new config (escalation/unreached.py's lost_contacts).
+OPEN_CONTACTS = ("SELECT d.incident_id, d.key FROM deadlines d"
+                 " JOIN incidents i ON i.id = d.incident_id"
+                 " WHERE d.kind = 'contact' AND i.state = 'triggered' ORDER BY d.incident_id, d.id")
+
+
 def escalations_from_rows(rows: Iterable[Any]) -> list[tuple[int, dict[str, Any]]]:
     """OPEN_ESCALATIONS' rows: (incident id, escalation state)."""
     return [(int(r[0]), loads(r[1])) for r in rows]

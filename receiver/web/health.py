@@ -104,8 +104,8 @@ async def reload(request: web.Request) -> web.Response:
         except TimeoutError:
             looked = {"status": "running", "message": (
                 f"still looking at the open incidents after {LOOK_WAIT:g} s: what it finds"
-                " goes to the log as WARNING lines (events config_regrouped and"
-                " config_unreached)")}
+                " goes to the log as WARNING lines (events config_regrouped,"
+                " config_unreached and config_contact_lost)")}
         else:
             if found is None:
                 looked = {"status": "failed", "message": "cannot look at the open incidents,"

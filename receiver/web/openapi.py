@@ -128,7 +128,8 @@ SCHEMAS: dict[str, Schema] = {
                                  **_LOCATED,
                                  "kind": {"type": "string", "enum": [
                                      "unrouted_team", "coverage_gap", "unchecked",
-                                     "config_regrouped", "config_unreached"],
+                                     "config_regrouped", "config_unreached",
+                                     "config_contact_lost"],
                                      "description": "the log line's `event`: the file's own"
                                      " (as `ackd check-config` warns), or what it does to"
                                      " the open incidents (config_*)"},

@@ -49,6 +49,7 @@ from receiver.store.base import Store, Transaction
 from receiver.store.codec import (
     ALERT_COLUMNS,
     INCIDENT_COLUMNS,
+    OPEN_CONTACTS,
     OPEN_ESCALATIONS,
     OPEN_FIRING_ALERTS,
     WINDOW_COLUMNS,
@@ -562,6 +563,10 @@ class SqliteStore:
     async def open_firing_alerts(self) -> list[tuple[int, str, dict[str, str]]]:
         """(incident id, group key, labels) of each firing alert of every open incident."""
         return firing_alerts_from_rows(await self._fetchall(OPEN_FIRING_ALERTS))
+
+    async def open_contacts(self) -> list[tuple[int, str]]:
+        """(incident id, deadline key) of each delayed contact waiting, triggered incidents."""
+        return [(int(r[0]), str(r[1])) for r in await self._fetchall(OPEN_CONTACTS)]
 
 
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:

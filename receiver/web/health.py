@@ -63,7 +63,9 @@ def _open_label_sets(config: Config) -> list[tuple[str, str, str]]:
 
 
 # How long POST /-/reload waits for the look at the open incidents before it answers without
-# it (the look goes on, and logs what it finds). Measured: see LOOK_WAIT in README's reload.
+# it (the look goes on, and logs what it finds). Measured (README, Reloading): 10,000 open
+# incidents are looked at in 0.8 to 1.8 s, 100,000 in 11 to 20 s: a deploy script waits for
+# the first, never for the second.
 LOOK_WAIT = 5.0
 # Incident numbers one warning lists at most; `incident_count` says how many in all.
 LISTED = 1000

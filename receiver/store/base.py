@@ -38,6 +38,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from receiver.core.clockskew import Offset
 from receiver.core.model import Alert, Incident, OpenGroup, TimelineEvent
 from receiver.escalation.plan import PageFate
 from receiver.incidents.roles import Role, RoleHolder
@@ -375,6 +376,13 @@ class Store(Protocol):
     def outbox_handover(self) -> timedelta | None:
         """How long after a lease the others may take its rows from a replica they see hung
         (PostgreSQL: replicas.HUNG); None: nobody else takes them (one process)."""
+        ...
+
+    @property
+    def clock_offset(self) -> Offset | None:
+        """This replica's clock minus the database's, as last measured (PostgreSQL, whose
+        replicas share deadlines by their own clocks: core/clockskew.py); None before the
+        first measurement and where there is no other clock (SQLite: one process)."""
         ...
 
     async def open(self) -> None: ...

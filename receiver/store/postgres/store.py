@@ -52,6 +52,11 @@ unlocked for replicas.GRACE go back to the outbox, a row due and left unleased
 due deadline first (`first_to_try`). A beat task runs a statement on the listening connection
 every replicas.BEAT seconds, so that the others can tell this replica from one hung while
 connected (its listener idle for replicas.HUNG: they take the pages it leased and froze).
+That statement is `SELECT clock_timestamp()`, read between two looks at this replica's own
+clock (`wall`): how far this replica's clock is from the database's (core/clockskew.py), the
+best of the last ten beats, as `clock_offset`, for /metrics and /-/ready, and a WARNING when
+it passes a second and when it is back. The replicas share deadlines by their own clocks, so
+one clock fast fires every replica's steps early: nothing corrects it, but it is seen.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -68,6 +74,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import asyncpg
 
 from receiver.config.storage import CONNECT_TIMEOUT, address
+from receiver.core.clockskew import SAMPLES, Change, Offset, Sample, SkewWatch, estimate
 from receiver.core.errors import NotFound, SchemaBehind, StartupError, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
 from receiver.core.tasks import cancel
@@ -185,10 +192,21 @@ async def timed(dsn: str, within: float, opening: Awaitable[T]) -> T:
             f"timed out after {within:g} s connecting to {address(dsn)}") from exc
 
 
+def _system_now() -> datetime:
+    return datetime.now(UTC)
+
+
 class PostgresStore:
     def __init__(self, dsn: str, *, pool_size: int = 10, migrate: bool = True,
-                 name: str = "PostgreSQL", connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                 name: str = "PostgreSQL", connect_timeout: float = CONNECT_TIMEOUT,
+                 wall: Callable[[], datetime] = _system_now) -> None:
         self._dsn = dsn
+        # This replica's wall clock, what its timer compares deadlines with (the daemon's is
+        # the system's; a test passes one set off to see the skew measured).
+        self._wall = wall
+        self._samples: deque[Sample] = deque(maxlen=SAMPLES)
+        self._skew = SkewWatch()
+        self.clock_offset: Offset | None = None  # this replica's clock minus the database's
         self.name = name  # what messages call it: the DSN with its password masked
         self._pool_size = max(2, pool_size)
         self._connect_timeout = connect_timeout
@@ -346,18 +364,44 @@ class PostgresStore:
             if listener is None or listener.is_closed():
                 continue
             try:
-                await listener.execute("SELECT 1", timeout=COMMAND_TIMEOUT)
+                sent = self._wall()
+                server = await listener.fetchval("SELECT clock_timestamp()",
+                                                 timeout=COMMAND_TIMEOUT)
+                self._sampled(Sample(sent, server, self._wall()))
             except (*BROKEN, *UNSOUND, asyncpg.PostgresError) as exc:
                 log.debug("a beat on the listening connection failed: %s", exc)
             except Exception:  # the beat goes on: silent, this replica would look hung
                 log.exception("a beat on the listening connection failed")
+
+    def _sampled(self, sample: Sample) -> None:
+        """A beat's reading of the database's clock: the offset of the best of the last
+        SAMPLES, and a WARNING when it passes clockskew.THRESHOLD or is back under
+        clockskew.RECOVERED (once each, not every beat)."""
+        self._samples.append(sample)
+        offset = estimate(self._samples)
+        if offset is None:
+            return
+        self.clock_offset = offset
+        change = self._skew.observe(offset)
+        if change is Change.SKEWED:
+            log.warning(
+                "this replica's clock is %+.3f s (± %.3f s) off PostgreSQL's: %s; replicas"
+                " share deadlines by their own clocks: run NTP (chrony, systemd-timesyncd)"
+                " on every node", offset.seconds, offset.uncertainty,
+                "ahead, it fires escalation steps that early for every replica"
+                if offset.seconds > 0 else
+                "behind, the steps it should fire first go late, from the others")
+        elif change is Change.RECOVERED:
+            log.warning("this replica's clock is back within %.3f s of PostgreSQL's"
+                        " (%+.3f s ± %.3f s)", self._skew.recovered, offset.seconds,
+                        offset.uncertainty)
 
     async def _hand_late(self) -> None:
         """The deadlines due LATE ago and still armed, handed to the timer once: those a
         replica hung right after its commit holds, known to no other (late.py)."""
         try:
             rows = await self._fetch(
-                LATE_DEADLINES, to_us(datetime.now(UTC) - LATE), LIMIT)
+                LATE_DEADLINES, to_us(self._wall() - LATE), LIMIT)
         except StoreUnavailable:
             return  # the next sweep's turn (a database away is logged by the sweep)
         late = self._late.due_to_hand((int(r[0]), int(r[1])) for r in rows)
@@ -398,7 +442,7 @@ class PostgresStore:
         try:
             async with self._pool.acquire() as conn:
                 try:
-                    return await sweep(conn, datetime.now(UTC),
+                    return await sweep(conn, self._wall(),
                                        self._unlocked.expired(time.monotonic()), self.replica,
                                        self._unlocked)
                 except UNSOUND:

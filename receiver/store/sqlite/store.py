@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
+from receiver.core.clockskew import Offset
 from receiver.core.errors import NotFound, SchemaBehind, StoreCorrupt, StoreUnavailable
 from receiver.core.model import Alert, Incident, TimelineEvent
 from receiver.core.tasks import cancel
@@ -105,6 +106,7 @@ class SqliteStore:
         # One process: a lease lasts until its result is written (LEASED), never lapses.
         self.outbox_lease: timedelta | None = None
         self.outbox_handover: timedelta | None = None
+        self.clock_offset: Offset | None = None  # one process: no other clock to be off from
         self._writer: sqlite3.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._io: WriterThread | None = None

@@ -1,0 +1,88 @@
+"""Each PostgreSQL replica measures its clock against the database's on its listener's beat
+(store.py, core/clockskew.py): a replica whose clock runs 5 s fast says so, as an offset
+within its uncertainty of 5 s and one WARNING, and one more when its clock is back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from receiver.store.postgres import store as store_module
+from receiver.store.postgres.store import PostgresStore
+from tests.harness import wait_until
+
+BEAT = 0.05  # seconds between beats here (1 s in the daemon): ten samples in half a second
+
+
+async def until(condition: Callable[[], bool], what: str) -> None:
+    async def check() -> bool:
+        return condition()
+
+    await wait_until(check, 10, what)
+
+
+async def test_a_replica_measures_its_clock_against_the_databases(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(store_module, "BEAT", BEAT)
+    caplog.set_level(logging.INFO, logger=store_module.__name__)
+    skew = [timedelta(seconds=5)]
+    fast = PostgresStore(pg_dsn, pool_size=2, wall=lambda: datetime.now(UTC) + skew[0])
+    right = PostgresStore(pg_dsn, pool_size=2)  # the system's clock, as the daemon passes
+    assert fast.clock_offset is None
+    await fast.open()
+    await right.open()
+    try:
+        await until(lambda: fast.clock_offset is not None and right.clock_offset is not None,
+                    "a first measurement")
+        await asyncio.sleep(BEAT * 12)  # more beats: the warning is not repeated
+        offset, beside = fast.clock_offset, right.clock_offset
+        assert offset is not None
+        assert beside is not None
+        # The database runs on this machine's clock: the true offsets are 5 s and 0, and each
+        # estimate lies within its uncertainty of it (and the clock's microseconds).
+        assert abs(offset.seconds - 5.0) <= offset.uncertainty + 1e-5
+        assert abs(beside.seconds) <= beside.uncertainty + 1e-5
+        assert offset.uncertainty < 0.05  # half a round trip on loopback
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING
+                  and "clock" in r.getMessage()]
+        assert len(warned) == 1, [r.getMessage() for r in warned]
+        assert warned[0].getMessage().startswith("this replica's clock is +5.0")
+        assert "ahead, it fires escalation steps that early for every replica" in (
+            warned[0].getMessage())
+
+        skew[0] = timedelta(0)  # NTP set it right: within SAMPLES beats, the estimate follows
+        await until(lambda: fast.clock_offset is not None
+                    and abs(fast.clock_offset.seconds) < 0.1, "the clock back")
+        await asyncio.sleep(BEAT * 12)
+        back = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+                and "clock" in r.getMessage()][1:]
+        assert len(back) == 1, back
+        assert back[0].startswith("this replica's clock is back within 0.500 s of PostgreSQL's")
+    finally:
+        await fast.close()
+        await right.close()
+
+
+async def test_a_replica_behind_says_so(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(store_module, "BEAT", BEAT)
+    caplog.set_level(logging.WARNING, logger=store_module.__name__)
+    slow = PostgresStore(pg_dsn, pool_size=2,
+                         wall=lambda: datetime.now(UTC) - timedelta(seconds=40))
+    await slow.open()
+    try:
+        await until(lambda: slow.clock_offset is not None, "a measurement")
+        assert slow.clock_offset is not None
+        assert abs(slow.clock_offset.seconds + 40) <= slow.clock_offset.uncertainty + 1e-5
+        warned = [r.getMessage() for r in caplog.records if "clock" in r.getMessage()]
+        assert warned
+        assert warned[0].startswith("this replica's clock is -40.0")
+        assert "behind, the steps it should fire first go late, from the others" in warned[0]
+    finally:
+        await slow.close()

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -40,6 +42,15 @@ def replica(tmp_path: Path, name: str, dsn: str, sink: HttpSink) -> Ackd:
     return Ackd(home, config, port)
 
 
+def assert_clock_on_time(clock: Any) -> None:
+    """/-/ready's measurement of this replica's clock against the database's, which runs on
+    the same machine's clock: within its uncertainty of 0."""
+    assert set(clock) == {"offset_seconds", "uncertainty_seconds", "measured_at"}
+    assert abs(clock["offset_seconds"]) <= clock["uncertainty_seconds"] + 1e-5
+    assert clock["uncertainty_seconds"] < 0.5
+    datetime.fromisoformat(clock["measured_at"])
+
+
 async def readiness(ackd: Ackd) -> tuple[int, dict[str, str]]:
     async with aiohttp.ClientSession() as session, session.get(
             f"{ackd.url}/-/ready", timeout=aiohttp.ClientTimeout(total=5)) as answer:
@@ -53,7 +64,11 @@ async def test_ready_follows_the_database_down_and_up_again(
     ackd = replica(tmp_path, "replica", cluster.dsn(), sink)
     try:
         await ackd.start_ready()
-        assert await readiness(ackd) == (200, {"status": "ready"})
+        status, body = await readiness(ackd)
+        assert status == 200
+        assert body["status"] == "ready"
+        assert set(body) == {"status", "clock"}  # measured at start (store.open)
+        assert_clock_on_time(body["clock"])
         cluster.halt()
         status, body = await readiness(ackd)
         assert status == 503
@@ -66,7 +81,9 @@ async def test_ready_follows_the_database_down_and_up_again(
         await wait_until(ready_again, 30, "ready once the database is back")
         assert ackd.proc is not None
         assert ackd.proc.poll() is None  # it never exited
-        assert await readiness(ackd) == (200, {"status": "ready"})
+        status, body = await readiness(ackd)
+        assert status == 200
+        assert body["status"] == "ready"
     finally:
         ackd.stop()
         cluster.stop()
@@ -184,6 +201,12 @@ async def test_two_replicas_metrics_add_up_on_the_dashboard(
         for name, sample_labels, _ in samples:
             assert not PER_PROCESS & set(sample_labels), (name, sample_labels)
             assert not names & set(sample_labels.values()), (name, sample_labels)
+    for samples in scrapes:  # one series each, told apart by Prometheus' instance label
+        clock = {n: v for n, _, v in samples if n.startswith("ackd_clock_offset")}
+        assert set(clock) == {"ackd_clock_offset_seconds",
+                              "ackd_clock_offset_uncertainty_seconds"}
+        assert abs(clock["ackd_clock_offset_seconds"]) <= (
+            clock["ackd_clock_offset_uncertainty_seconds"] + 1e-5)
     both = [s for samples in scrapes for s in samples]
     # Counters count each act once across the replicas: sum by (team, severity) is right.
     opened = "ackd_incidents_opened_total"

@@ -10,9 +10,12 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from receiver.store.postgres import store as store_module
 from receiver.store.postgres.store import PostgresStore
+from receiver.telemetry.metrics import Metrics
 from tests.harness import wait_until
 
 BEAT = 0.05  # seconds between beats here (1 s in the daemon): ten samples in half a second
@@ -48,6 +51,9 @@ async def test_a_replica_measures_its_clock_against_the_databases(
         assert abs(offset.seconds - 5.0) <= offset.uncertainty + 1e-5
         assert abs(beside.seconds) <= beside.uncertainty + 1e-5
         assert offset.uncertainty < 0.05  # half a round trip on loopback
+        assert exposed(offset_of(fast)) == {
+            "ackd_clock_offset_seconds": offset.seconds,
+            "ackd_clock_offset_uncertainty_seconds": offset.uncertainty}
         warned = [r for r in caplog.records if r.levelno == logging.WARNING
                   and "clock" in r.getMessage()]
         assert len(warned) == 1, [r.getMessage() for r in warned]
@@ -86,3 +92,25 @@ async def test_a_replica_behind_says_so(
         assert "behind, the steps it should fire first go late, from the others" in warned[0]
     finally:
         await slow.close()
+
+
+def offset_of(store: PostgresStore) -> Metrics:
+    """The registry as /metrics fills it from the store at a scrape (web/health.py)."""
+    metrics = Metrics()
+    metrics.clock_offset.offset = store.clock_offset
+    return metrics
+
+
+def exposed(metrics: Metrics) -> dict[str, float]:
+    """The clock samples /metrics shows: one each, no label (Prometheus adds `instance`)."""
+    text = generate_latest(metrics.registry).decode()
+    samples = [s for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name.startswith("ackd_clock_")]
+    assert all(not s.labels for s in samples), samples
+    return {s.name: s.value for s in samples}
+
+
+def test_no_clock_sample_before_a_measurement_nor_on_sqlite() -> None:
+    """Nothing measured (SQLite never measures: one process, no other clock) is no sample,
+    not a 0 that would claim the clock was checked."""
+    assert exposed(Metrics()) == {}

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from receiver import __version__
+from receiver.core.clockskew import Offset
 from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
 
 M = TypeVar("M", bound=MetricWrapperBase)
@@ -22,6 +25,30 @@ FAST_BUCKETS = (
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
     float("inf"),
 )
+
+
+class ClockOffset(Collector):
+    """`ackd_clock_offset_seconds` and its uncertainty: this replica's clock minus the
+    database's (core/clockskew.py), as the store last measured it. No sample at all until
+    then, nor ever on SQLite (one process, no other clock): a 0 would claim a measurement.
+    No label: each process is one series, which Prometheus' `instance` already tells apart."""
+
+    def __init__(self) -> None:
+        self.offset: Offset | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        if self.offset is None:
+            return
+        yield GaugeMetricFamily(
+            "ackd_clock_offset_seconds",
+            "This replica's clock minus the PostgreSQL server's, measured on the listening"
+            " connection every second (the best of the last ten): replicas share deadlines"
+            " by their own clocks, so one ahead fires every replica's steps that early",
+            value=self.offset.seconds)
+        yield GaugeMetricFamily(
+            "ackd_clock_offset_uncertainty_seconds",
+            "Half the round trip of the measurement ackd_clock_offset_seconds comes from: the"
+            " true offset lies within it", value=self.offset.uncertainty)
 
 
 class Metrics:
@@ -178,6 +205,8 @@ class Metrics:
             "Each configured heartbeat's `every`: it is late once its age passes this",
             ["heartbeat"], registry=r,
         )
+        self.clock_offset = ClockOffset()
+        r.register(self.clock_offset)
 
     def child(self, metric: M, *values: str) -> M:
         """`metric.labels(*values)`, looked up once: labels() takes a lock and checks every

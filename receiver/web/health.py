@@ -36,7 +36,12 @@ async def ready(request: web.Request) -> web.Response:
         await s.store.writable()
     except StoreUnavailable as exc:
         return error(503, f"store unavailable: {exc}")
-    return ok({"status": "ready"})
+    # Replicas on PostgreSQL: how far this one's clock is from the database's. Shown, never
+    # a reason to refuse webhooks (a replica with a clock off still commits them).
+    offset = s.store.clock_offset
+    if offset is None:
+        return ok({"status": "ready"})
+    return ok({"status": "ready", "clock": offset.to_json()})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -48,6 +53,7 @@ async def metrics(request: web.Request) -> web.Response:
         with contextlib.suppress(StoreUnavailable):
             await s.heartbeats.refresh()
         s.heartbeats.observe()
+    s.metrics.clock_offset.offset = s.store.clock_offset
     memos = (("bodies", s.incidents.bodies.memo), ("groups", s.incidents.held.memo))
     for name, memo in memos:
         s.metrics.memo_bytes.labels(name).set(memo.bytes)

@@ -258,6 +258,8 @@ class PostgresStore:
                 await self._prepare_schema(conn)
             await self._listen()
             self.alive = (await self._sweep()).alive  # the timer shares deadlines from the start
+            if self._listener is not None:  # a clock off is told at start, not a beat later
+                await self._measure(self._listener)
         except BaseException:
             await self._close_connections()
             raise
@@ -364,14 +366,17 @@ class PostgresStore:
             if listener is None or listener.is_closed():
                 continue
             try:
-                sent = self._wall()
-                server = await listener.fetchval("SELECT clock_timestamp()",
-                                                 timeout=COMMAND_TIMEOUT)
-                self._sampled(Sample(sent, server, self._wall()))
+                await self._measure(listener)
             except (*BROKEN, *UNSOUND, asyncpg.PostgresError) as exc:
                 log.debug("a beat on the listening connection failed: %s", exc)
             except Exception:  # the beat goes on: silent, this replica would look hung
                 log.exception("a beat on the listening connection failed")
+
+    async def _measure(self, listener: asyncpg.Connection) -> None:
+        """The database's clock read between two looks at this replica's (clockskew.py)."""
+        sent = self._wall()
+        server = await listener.fetchval("SELECT clock_timestamp()", timeout=COMMAND_TIMEOUT)
+        self._sampled(Sample(sent, server, self._wall()))
 
     def _sampled(self, sample: Sample) -> None:
         """A beat's reading of the database's clock: the offset of the best of the last

@@ -505,8 +505,14 @@ ROUTES: dict[str, dict[str, Schema]] = {
     "/-/healthy": {"get": _op("liveness", {"200": _answer("alive")}, tag="operations")},
     "/-/ready": {
         "get": _op("readiness: started, and the store reads and takes writes", {
-            "200": _answer("ready", {"type": "object", "required": ["status"],
-                                     "properties": {"status": {"const": "ready"}}}),
+            "200": _answer("ready; on PostgreSQL, `clock`: this replica's clock minus the"
+                           " database's (never a reason to be unready)", {
+                "type": "object", "required": ["status"], "properties": {
+                    "status": {"const": "ready"},
+                    "clock": {"type": "object", "properties": {
+                        "offset_seconds": {"type": "number"},
+                        "uncertainty_seconds": {"type": "number"},
+                        "measured_at": {"type": "string", "format": "date-time"}}}}}),
             "503": _error("not ready; `error` says why (starting, stopping, the store)")},
             tag="operations"),
     },

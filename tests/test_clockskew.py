@@ -68,3 +68,11 @@ def test_the_watch_does_not_flap_at_the_threshold() -> None:
     seen = [watch.observe(offset(s)) for s in (1.01, 0.99, 1.01, 0.99, 1.02, 0.98)]
     assert seen == [Change.SKEWED, None, None, None, None, None]
     assert watch.skewed
+
+
+def test_a_loose_estimate_past_the_threshold_is_not_a_clock_off() -> None:
+    """A round trip of 3 s (the loop blocked as the answer came) puts the midpoint 1.5 s
+    after the database's reading: 1.5 s ± 1.5 s says nothing of the clock."""
+    watch = SkewWatch()
+    assert watch.observe(Offset(seconds=1.5, uncertainty=1.5, at=T0)) is None
+    assert watch.observe(Offset(seconds=1.5, uncertainty=0.4, at=T0)) is Change.SKEWED

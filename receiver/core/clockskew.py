@@ -16,8 +16,9 @@ is kept (NTP's clock filter does the same). A round trip that went backwards (th
 stepped during it) says nothing and is left out.
 
 `SkewWatch` turns the estimates into the two moments worth a log line: the offset passing
-THRESHOLD, and coming back under RECOVERED (lower, so an offset hovering at the threshold
-does not log a line a second).
+THRESHOLD by more than its uncertainty (ten round trips each stretched past two seconds, a
+loop blocked that long, are not a clock off), and coming back under RECOVERED (lower, so an
+offset hovering at the threshold does not log a line a second).
 """
 
 from __future__ import annotations
@@ -89,7 +90,7 @@ class SkewWatch:
 
     def observe(self, offset: Offset) -> Change | None:
         size = abs(offset.seconds)
-        if not self.skewed and size > self.threshold:
+        if not self.skewed and size - offset.uncertainty > self.threshold:
             self.skewed = True
             return Change.SKEWED
         if self.skewed and size < self.recovered:

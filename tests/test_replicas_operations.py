@@ -47,7 +47,7 @@ def assert_clock_on_time(clock: Any) -> None:
     the same machine's clock: within its uncertainty of 0."""
     assert set(clock) == {"offset_seconds", "uncertainty_seconds", "measured_at"}
     assert abs(clock["offset_seconds"]) <= clock["uncertainty_seconds"] + 1e-5
-    assert clock["uncertainty_seconds"] < 0.5
+    assert clock["uncertainty_seconds"] < 2  # half a round trip: loopback, a loaded machine
     datetime.fromisoformat(clock["measured_at"])
 
 

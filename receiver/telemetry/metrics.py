@@ -33,22 +33,27 @@ class ClockOffset(Collector):
     then, nor ever on SQLite (one process, no other clock): a 0 would claim a measurement.
     No label: each process is one series, which Prometheus' `instance` already tells apart."""
 
+    OFFSET = ("ackd_clock_offset_seconds",
+              "This replica's clock minus the PostgreSQL server's, measured on the listening"
+              " connection every second (the best of the last ten): replicas share deadlines"
+              " by their own clocks, so one ahead fires every replica's steps that early")
+    UNCERTAINTY = ("ackd_clock_offset_uncertainty_seconds",
+                   "Half the round trip of the measurement ackd_clock_offset_seconds comes"
+                   " from: the true offset lies within it")
+
     def __init__(self) -> None:
         self.offset: Offset | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        """The families, without samples: what the registry checks names against."""
+        yield GaugeMetricFamily(*self.OFFSET, labels=[])
+        yield GaugeMetricFamily(*self.UNCERTAINTY, labels=[])
 
     def collect(self) -> Iterator[Metric]:
         if self.offset is None:
             return
-        yield GaugeMetricFamily(
-            "ackd_clock_offset_seconds",
-            "This replica's clock minus the PostgreSQL server's, measured on the listening"
-            " connection every second (the best of the last ten): replicas share deadlines"
-            " by their own clocks, so one ahead fires every replica's steps that early",
-            value=self.offset.seconds)
-        yield GaugeMetricFamily(
-            "ackd_clock_offset_uncertainty_seconds",
-            "Half the round trip of the measurement ackd_clock_offset_seconds comes from: the"
-            " true offset lies within it", value=self.offset.uncertainty)
+        yield GaugeMetricFamily(*self.OFFSET, value=self.offset.seconds)
+        yield GaugeMetricFamily(*self.UNCERTAINTY, value=self.offset.uncertainty)
 
 
 class Metrics:

@@ -20,6 +20,7 @@ from receiver.core.model import (
 )
 from receiver.notify.earlier import EarlierPage, PagedBefore
 from receiver.notify.messages import (
+    DEFAULTS,
     PAGE_REASONS,
     REASONS,
     SHORT_LIMIT,
@@ -323,6 +324,25 @@ def test_a_later_step_says_who_was_paged_before_under_its_lead() -> None:
     assert "Paged before" not in TEMPLATES.render(ctx("escalated")).body
     short = TEMPLATES.render(ctx("escalated", paged_before=PAGED_BEFORE), short=True).body
     assert "cy" not in short
+
+
+@pytest.mark.parametrize("reason", REASONS)
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({}, id="plain"),
+        pytest.param({"step": 2, "paged_before": PAGED_BEFORE}, id="paged-before"),
+        pytest.param({"step": None, "actor": None, "changed_to": "team platform"}, id="no-step"),
+        pytest.param({"alerts": (alert(1, description="5xx ratio 43% for 5m"),)},
+                     id="description"),
+        pytest.param({"alerts": tuple(alert(n) for n in range(8)), "cycle": 2}, id="many"),
+    ],
+)
+def test_the_compiled_defaults_render_their_text(reason: str, changes: dict[str, Any]) -> None:
+    # The pages' shared body is compiled once and included after each lead (a start's
+    # cost): what a page says is still exactly what its text in DEFAULTS says.
+    context = ctx(reason, **changes)
+    assert TEMPLATES.render(context) == Templates(DEFAULTS).render(context)
 
 
 def test_overrides_see_who_was_paged_before() -> None:

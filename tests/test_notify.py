@@ -266,6 +266,15 @@ def test_validate_url_accepts_what_apprise_can_use(url: str) -> None:
     assert validate_url(url) is None
 
 
+def test_validate_url_parses_a_contact_once(caplog: pytest.LogCaptureFixture) -> None:
+    # Every contact is validated at each config load (a start, a reload): the plugin built to
+    # learn its URL's secrets is the one that says Apprise can use it, not a second parse.
+    caplog.set_level(logging.DEBUG, logger="apprise")
+    assert validate_url("json://127.0.0.1:8080/validated-once") is None
+    loaded = [r for r in caplog.records if r.getMessage().startswith("Loaded JSON URL")]
+    assert len(loaded) == 1
+
+
 @pytest.mark.parametrize(
     ("url", "expected"),
     [

@@ -146,8 +146,7 @@ def channel_kind(url: str) -> str:
 
 def validate_url(url: str) -> str | None:
     """None if Apprise can send to `url`, else a short reason that never quotes the URL."""
-    learn_secrets(url)
-    if _instantiate(url, AppriseAsset()) is not None:
+    if _learn_secrets(url) is not None:
         return None
     match = _SCHEME.match(url)
     if match is None:
@@ -165,8 +164,7 @@ def mask(url: str) -> str:
     """`url` with its credentials hidden, safe for logs, API output and the timeline.
     Cached: masking builds an Apprise plugin (about 0.5 ms), and the same few URLs are masked
     for every delivery; the URLs come from config, so the cache stays small."""
-    learn_secrets(url)
-    plugin = _instantiate(url, AppriseAsset())
+    plugin = _learn_secrets(url)
     if plugin is None:
         return f"{scheme(url)}://***"
     return _masked(plugin)
@@ -273,10 +271,18 @@ for _name in ("apprise", *(n for n in list(logging.root.manager.loggerDict)
 def learn_secrets(url: str) -> None:
     """From now on, the pieces of `url` that its masked form hides never reach a log line.
     Every URL ackd validates, masks or sends to passes here first. Cached: once is enough."""
+    _learn_secrets(url)
+
+
+def _learn_secrets(url: str) -> Any:
+    """learn_secrets, returning the Apprise plugin for `url` (or None) it built to learn them:
+    validate_url and mask need that very plugin, and building it again cost each contact a
+    second parse of its URL at every config load (about 0.5 ms a contact)."""
     with _SECRETS.holding(_hidden_pieces(url, f"{scheme(url)}://")):
         plugin = _instantiate(url, AppriseAsset())
         masked = _masked(plugin) if plugin is not None else f"{scheme(url)}://***"
         _SECRETS.learn(_hidden_pieces(url, masked))
+    return plugin
 
 
 # -- the Apprise adapter ---------------------------------------------------------------------

@@ -339,8 +339,8 @@ def test_a_later_step_says_who_was_paged_before_under_its_lead() -> None:
     ],
 )
 def test_the_compiled_defaults_render_their_text(reason: str, changes: dict[str, Any]) -> None:
-    # The pages' shared body is compiled once and included after each lead (a start's
-    # cost): what a page says is still exactly what its text in DEFAULTS says.
+    # The pages' shared body is compiled once for every reason, the lead chosen by reason (a
+    # start's cost): what a page says is still exactly what its text in DEFAULTS says.
     context = ctx(reason, **changes)
     assert TEMPLATES.render(context) == Templates(DEFAULTS).render(context)
 

@@ -22,7 +22,7 @@ import pytest
 
 from receiver.escalation.policy import Channel
 from tests.test_api import Api, start_api
-from tests.test_replicas_state import Start, paged_by_either, settle
+from tests.test_replicas_state import Start, paged_by_either, settle, until
 from tests.test_replicas_state import start as start  # noqa: F401  (replicas, a fixture)
 from tests.test_web_page import Browser
 
@@ -138,6 +138,10 @@ async def test_an_escalation_that_runs_out_is_told_once(
     told = room(api)[1:]
     assert told == [f"[SEV1] Incident #{number} unanswered: escalation ran out: payments:"
                     " PaymentApiDown"]
+    [note] = [m.body for url, m in api.notifier.sent
+              if url.endswith("/status-room") and "unanswered" in m.title]
+    assert note.startswith(f"Nobody has acknowledged incident #{number}: every step of its"
+                           " escalation has paged (ana, bo, cy) and nobody answered.")
     assert people(api) == ["ana", "bo", "cy"]  # nobody paged again
 
 
@@ -255,6 +259,13 @@ async def test_three_replicas_run_out_once(start: Start) -> None:
         await first.clock.jump(t0 + minute * MIN - first.clock.now())
         await settle(replicas)
     await paged_by_either(replicas, 5)  # ana, bo, cy; the room: opened, ran out
+
+    async def told() -> bool:  # three timers on a loaded machine: give them real time
+        await settle(replicas)
+        notes = [t for api in replicas for t in room(api) if "unanswered" in t]
+        return bool(notes and exhausted_events(await incident(first, number)))
+
+    assert await until(told, 10), "nobody told the room that the escalation ran out"
     body = await incident(first, number)
     [event] = exhausted_events(body)
     # 15 minutes after cy's step fired, never before; on whichever replica's timer took it,

@@ -12,7 +12,7 @@ from receiver.alertmanager.webhook import silence_url
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import NotFound, StoreUnavailable
-from receiver.core.model import Action, Incident, IncidentState, MessageReason
+from receiver.core.model import Action, EventKind, Incident, IncidentState, MessageReason
 from receiver.delivery.plan import Addressed, Outgoing, Summary
 from receiver.notify.earlier import NOBODY, PagedBefore, paged_before
 from receiver.notify.links import Links
@@ -121,8 +121,19 @@ class Renderer:
             stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
             status_every=None if m.status_every is None else timedelta(seconds=m.status_every),
             paged_before=await self._paged_before(m, incident.id, now) if earlier else NOBODY,
-            paged=m.paged,
+            paged=await self._exhausted_paged(m, incident.id),
         )
+
+    async def _exhausted_paged(self, message: OutboxMessage, incident_id: int) -> list[str]:
+        """Whom an escalation that ran out paged, for its stakeholders' note: from its
+        `escalation_exhausted` event (the latest), read only for that note (the outbox row
+        does not carry it: a key more in every page's payload)."""
+        if message.reason is not MessageReason.STAKEHOLDER_EXHAUSTED:
+            return []
+        timeline = await self._store.timeline(incident_id)
+        ran_out = next((e for e in reversed(timeline)
+                        if e.kind is EventKind.ESCALATION_EXHAUSTED), None)
+        return [] if ran_out is None else [str(p) for p in ran_out.detail.get("paged", ())]
 
     async def _paged_before(
         self, message: OutboxMessage, incident_id: int, now: datetime

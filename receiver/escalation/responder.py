@@ -596,7 +596,7 @@ class Responder:
         told = replace(event, detail={**event.detail, "paged": paged})
         names = self._config().stakeholders.get(incident.severity, ())
         await self.tell_stakeholders(tx, incident, names, MessageReason.STAKEHOLDER_EXHAUSTED,
-                                     now, paged=tuple(paged))
+                                     now)
         tx.after_commit(partial(self._observe_exhausted, incident, told.detail))
         return replace(plan, events=tuple(told if e is event else e for e in plan.events))
 
@@ -687,7 +687,7 @@ class Responder:
 
     async def tell_stakeholders(
         self, tx: Transaction, incident: Incident, names: Iterable[str], reason: MessageReason,
-        now: datetime, *, actor: str = "", changed_to: str = "", paged: tuple[str, ...] = (),
+        now: datetime, *, actor: str = "", changed_to: str = "",
     ) -> None:
         """Each URL of these stakeholder channels gets the message, in `tx`. Never for a
         drill: it tests the team's escalation path, and a status room or an executive told of
@@ -698,7 +698,7 @@ class Responder:
         messages = [
             OutboxMessage(recipient=name, recipient_kind="channel", contact=index,
                           url_digest=contact_digest(url), reason=reason, actor=actor,
-                          changed_to=changed_to, paged=paged)
+                          changed_to=changed_to)
             for name in names
             if (channel := config.channels.get(name)) is not None
             for index, url in enumerate(channel.urls)

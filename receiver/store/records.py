@@ -97,7 +97,6 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
     changed_to: str = ""  # reassigned, severity_raised pages: the team, person or severity
     stale_after: float | None = None  # stale notes: seconds Alertmanager was silent
     status_every: float | None = None  # status_due notes: the cadence, in seconds
-    paged: tuple[str, ...] = ()  # stakeholder_exhausted notes: whom the escalation paged
 
 
 @frozen(slots=True)

@@ -194,3 +194,14 @@ def test_the_earlier_examples_link_secret_is_refused_too() -> None:
     refused = example_secrets_in_use(loaded)
     assert refused is not None
     assert "links.secret" in refused
+
+
+def test_the_daemon_starts_without_what_only_a_calendar_needs() -> None:
+    # A restart is when the pager is blind: the calendar's library is imported when a
+    # calendar is asked for (receiver/oncall/calendar.py), not on the way to /-/ready.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, receiver.cli.main, receiver.app.daemon;"
+         " print(sorted(m for m in ('icalendar', 'dateutil') if m in sys.modules))"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
+    )
+    assert loaded.stdout.strip() == "[]"

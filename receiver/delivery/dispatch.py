@@ -11,7 +11,7 @@ the timeline event and the outbox row's fate (finished, or retried with backoff)
 together, and that ends the row's lease.
 
 On PostgreSQL a lease lapses (Store.outbox_lease, 60 s), and the others take it sooner from a
-replica they see hung (Store.outbox_handover, 5 s after the lease: its listening connection
+replica they see hung (Store.outbox_handover, 10 s after the lease: its listening connection
 silent); but a send may wait in its URL's lane behind the replica's earlier sends to that URL
 (a slow channel), or the replica itself may have been the one hung (SIGSTOP, a paused VM), for
 longer than that. So a send whose turn comes after the handover time, or whose lease is

@@ -269,12 +269,14 @@ async def test_a_page_a_replica_leased_and_froze_on_goes_from_another_once(
                 stopped.proc.send_signal(signal.SIGCONT)
             assert page.path == "/ana"
             assert page.received_at - frozen <= HUNG + 2.0, page.received_at - frozen
-            await asyncio.sleep(4.0)  # the resumed replica's send checks its lease
+            async def checked() -> bool:  # the resumed replica's send, its lease checked
+                return "another replica took them: not sent here" in stopped.log()
+
+            await wait_until(checked, 10, "the resumed replica to find its page taken")
             assert [p.path for p in sink.requests] == ["/ana"]
             [incident] = await ackds[1].incidents()
             timeline = (await ackds[1].incident(incident["id"]))["timeline"]
             assert [e["kind"] for e in timeline].count("notification_sent") == 1
-            assert "another replica took them: not sent here" in stopped.log()
         finally:
             await conn.close()
             for ackd in ackds:

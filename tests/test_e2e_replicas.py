@@ -57,6 +57,17 @@ def replicas_of(tmp_path: Path, dsn: str, sink: HttpSink, count: int,
     return ackds
 
 
+async def fire(ackd: Ackd, alertname: str) -> None:
+    """Alertmanager's webhook of one firing alert of team payments named `alertname`, posted
+    to `ackd`, which answers 200."""
+    labels = {**PAYMENTS, "alertname": alertname}
+    alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
+    async with aiohttp.ClientSession(
+            headers={"Authorization": f"Bearer {TOKEN}"}) as session, session.post(
+            f"{ackd.url}/api/v1/alerts", data=json.dumps(build_webhook([alert]))) as r:
+        assert r.status == 200
+
+
 async def recorded(dsn: str) -> None:
     """Wait until no page is left in the outbox: each delivery's result is committed."""
     conn = await asyncpg.connect(dsn)
@@ -163,13 +174,7 @@ async def test_a_page_in_flight_on_a_killed_replica_is_sent_by_another_after_the
         try:
             await asyncio.gather(*(a.start_ready() for a in ackds))
             numbers = {replica_number(a): a for a in ackds}
-            labels = {**PAYMENTS, "alertname": "InFlight"}
-            alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
-            async with aiohttp.ClientSession(
-                    headers={"Authorization": f"Bearer {TOKEN}"}) as session, session.post(
-                    f"{ackds[0].url}/api/v1/alerts",
-                    data=json.dumps(build_webhook([alert]))) as r:
-                assert r.status == 200
+            await fire(ackds[0], "InFlight")
             await sink.wait_for(1, within=20)  # the first attempt: it hangs
             sink.mode = SinkMode.OK
             conn = await asyncpg.connect(dsn)

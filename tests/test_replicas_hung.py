@@ -10,7 +10,6 @@ for HUNG (replicas.py), and not again when it resumes."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import sys
 import time
@@ -18,23 +17,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import aiohttp
 import asyncpg
 import pytest
 
-from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.core.clock import SystemClock
-from receiver.core.model import Alert, AlertStatus
 from receiver.escalation.timer import GRACE, Scheduler
 from receiver.store.codec import to_us
 from receiver.store.postgres.late import AGAIN, LATE, LateDeadlines
 from receiver.store.postgres.replicas import HUNG, WATCH, claim
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.postgres.transaction import PostgresTransaction
-from tests.harness import TOKEN, wait_until
+from tests.harness import wait_until
 from tests.pgcluster import Cluster, fresh_database
 from tests.sinks import HttpSink
-from tests.test_e2e_replicas import PAYMENTS, START, fired_at, recorded, replicas_of
+from tests.test_e2e_replicas import fire, fired_at, recorded, replicas_of
 from tests.test_store_replicas import new_incident, until
 
 Fired = list[tuple[int, int, datetime]]  # (replica, deadline id, when its timer took it)
@@ -183,13 +179,7 @@ async def test_a_replica_stopped_after_opening_an_incident_delays_no_step(
         stopped.argv[1:3] = ["-c", HELD_BACK]
         try:
             await asyncio.gather(*(a.start_ready() for a in ackds))
-            labels = {**PAYMENTS, "alertname": "HungAfterCommit"}
-            alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
-            async with aiohttp.ClientSession(
-                    headers={"Authorization": f"Bearer {TOKEN}"}) as session, session.post(
-                    f"{stopped.url}/api/v1/alerts",
-                    data=json.dumps(build_webhook([alert]))) as r:
-                assert r.status == 200
+            await fire(stopped, "HungAfterCommit")
             assert stopped.proc is not None
             stopped.proc.send_signal(signal.SIGSTOP)
             try:
@@ -246,13 +236,7 @@ async def test_a_page_a_replica_leased_and_froze_on_goes_from_another_once(
         conn = await asyncpg.connect(dsn)
         try:
             await asyncio.gather(*(a.start_ready() for a in ackds))
-            labels = {**PAYMENTS, "alertname": "FrozenWithALease"}
-            alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {}, START, None)
-            async with aiohttp.ClientSession(
-                    headers={"Authorization": f"Bearer {TOKEN}"}) as session, session.post(
-                    f"{stopped.url}/api/v1/alerts",
-                    data=json.dumps(build_webhook([alert]))) as r:
-                assert r.status == 200
+            await fire(stopped, "FrozenWithALease")
 
             async def leased() -> bool:
                 return bool(await conn.fetchval(

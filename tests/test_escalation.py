@@ -984,13 +984,28 @@ def test_step_that_reaches_nobody_escalates_at_once(
     assert sim.pages[-1] == (5, "dee", "escalated")
 
 
-def test_last_step_that_reaches_nobody_starts_the_next_cycle_at_once() -> None:
+def test_a_repeat_after_a_last_step_that_reached_nobody_waits_repeat_after() -> None:
+    """The repeat reminds bo, whom step 1 paged: a missing layer behind him is no reason to
+    remind him sooner. The end of the last cycle's wait is at once: nobody it paged waits."""
     policy = Policy("p", (Step(timedelta(0), (user("bo"),)), Step(5 * MIN, (sched("tertiary"),))),
                     repeat=1, repeat_after=15 * MIN)
     sim = Sim.open(policy=policy)
     sim.run()
-    assert sim.pages == [(0, "bo", "triggered"), (5, "bo", "reminder")]
-    assert sim.events[-1][:2] == (10, EventKind.ESCALATION_EXHAUSTED)
+    assert sim.pages == [(0, "bo", "triggered"), (20, "bo", "reminder")]
+    assert sim.events[-1][:2] == (25, EventKind.ESCALATION_EXHAUSTED)
+
+
+def test_repeats_behind_a_last_step_that_reaches_nobody_do_not_page_in_one_burst() -> None:
+    """Both steps due at once and the second reaching nobody: each repeat began at once, and
+    bo got all four pages in the same second (in one transaction: the responder fires steps
+    due at once in it)."""
+    policy = Policy("p", (Step(timedelta(0), (user("bo"),)), Step(timedelta(0), (user("zed"),))),
+                    repeat=3, repeat_after=15 * MIN)
+    sim = Sim.open(policy=policy)
+    sim.run()
+    assert [(at, who) for at, who, _ in sim.pages] == [(0, "bo"), (15, "bo"), (30, "bo"),
+                                                       (45, "bo")]
+    assert [at for at, _ in exhausted(sim)] == [45]
 
 
 def test_the_same_person_twice_in_a_step_is_paged_once() -> None:

@@ -208,7 +208,12 @@ def _advance(state: EscalationState, severity: str, at_once: bool, now: datetime
              since: datetime | None = None) -> Plan:
     """Arm whatever follows the step that just fired (at `since`, if not now): the next
     step, a new cycle, or the end of the last step's wait (`repeat_after`, as long as a
-    repeat would wait; at once when the step reached nobody)."""
+    repeat would wait; at once when the step reached nobody).
+
+    A new cycle begins `repeat_after` after the last step even when that step reached
+    nobody: a repeat reminds the people the earlier steps paged, who are still within their
+    wait, and begun at once it reminded them early; with steps due at once it paged the
+    same person once per repeat in the same second."""
     policy = state.policy
     fired_at = now if since is None else since
     following = next_applicable(policy, severity, after=state.next_step)
@@ -220,7 +225,7 @@ def _advance(state: EscalationState, severity: str, at_once: bool, now: datetime
         armed = Deadline(due, DeadlineKind.STEP, key)
         return Plan(replace(state, next_step=following), arm=(armed,))
     if state.cycle < policy.repeat:
-        start_at = now if at_once else fired_at + policy.repeat_after
+        start_at = fired_at + policy.repeat_after
         return _begin_cycle(state, severity, state.run, state.cycle + 1, start_at, now)
     end = len(policy.steps)
     due = now if at_once else max(fired_at + policy.repeat_after, now)

@@ -741,6 +741,126 @@ def test_a_high_urgency_run_after_hours_pages_at_once() -> None:
     assert list(sim.deadlines.values()) == [Deadline(MONDAY_NIGHT, DeadlineKind.STEP, "1:0:0")]
 
 
+# A low-urgency run's later steps: whatever comes due outside working hours is held.
+
+def _minutes(pages: list[tuple[float, str, str]]) -> list[tuple[str, str]]:
+    """Pages as (day HH:MM, recipient): the clock an SRE reads."""
+    return [((T0 + at * MIN).strftime("%a %H:%M"), who) for at, who, _ in pages]
+
+
+def _held(sim: Sim) -> list[tuple[str, dict[str, Any]]]:
+    return [((T0 + at * MIN).strftime("%a %H:%M"), d) for at, kind, d in sim.events
+            if kind is EventKind.ESCALATION_DEFERRED]
+
+
+REMINDING = Policy("p", (Step(timedelta(0), (user("bo"),)),), repeat=3,
+                   repeat_after=15 * MIN)
+
+
+@pytest.mark.parametrize(
+    ("severity", "expected"),
+    [("SEV3", [("Mon 17:55", "bo"), ("Tue 09:00", "bo"), ("Tue 09:15", "bo"),
+               ("Tue 09:30", "bo")]),
+     ("SEV2", [("Mon 17:55", "bo"), ("Mon 18:10", "bo"), ("Mon 18:25", "bo"),
+               ("Mon 18:40", "bo")])],
+    ids=["low-urgency-held", "high-urgency-at-night"],
+)
+def test_a_low_urgency_repeat_due_after_hours_waits_for_them(
+    severity: str, expected: list[tuple[str, str]]
+) -> None:
+    """First paged at 17:55: the reminder due at 18:10 waits for Tuesday 09:00 and the
+    repeats go on from there, one reminder at the start, not one for each missed."""
+    sim = Sim.open(severity, policy=REMINDING, at=T0.replace(hour=17, minute=55))
+    sim.run(until=MONDAY_NIGHT)
+    if severity == "SEV3":
+        assert sim.state.status is EscalationStatus.DEFERRED
+        assert list(sim.deadlines.values()) == [Deadline(TUESDAY_NINE, DeadlineKind.WAKE,
+                                                         "0:1:0")]
+        assert _held(sim) == [("Mon 18:10", {
+            "until": TUESDAY_NINE.isoformat(), "severity": "SEV3", "run": 0, "cycle": 1,
+            "held": "step", "step": 0, "number": 1})]
+        # Held across a restart of the daemon: the state is stored and read back as it was.
+        assert state_from_dict(loads(dumps(state_to_stored(sim.state)))) == sim.state
+    sim.run()
+    assert _minutes(sim.pages) == expected
+    assert [(T0 + at * MIN).strftime("%a %H:%M") for at, _ in exhausted(sim)] == [
+        "Tue 09:45" if severity == "SEV3" else "Mon 18:55"]
+    assert sim.pages[1][2] == "reminder"
+
+
+def test_a_later_step_held_overnight_keeps_the_spacing_of_those_after_it() -> None:
+    """Opened 17:50: ana, her SMS and bo before 18:00; dee's step (15m after the start) is
+    due at 18:05 and waits for 09:00; the repeat then begins its 15m after dee's page."""
+    sim = Sim.open("SEV3", at=T0.replace(hour=17, minute=50))
+    sim.run()
+    assert _minutes(sim.pages) == [
+        ("Mon 17:50", "ana"), ("Mon 17:52", "ana"), ("Mon 17:55", "bo"),
+        ("Tue 09:00", "dee"),
+        ("Tue 09:15", "ana"), ("Tue 09:17", "ana"), ("Tue 09:20", "bo"), ("Tue 09:30", "dee")]
+    assert [(at, d.get("step")) for at, d in _held(sim)] == [("Mon 18:05", 2)]
+    assert [(T0 + at * MIN).strftime("%a %H:%M") for at, _ in exhausted(sim)] == ["Tue 09:45"]
+
+
+def test_the_end_of_the_last_wait_after_hours_is_held_too() -> None:
+    """bo paged 17:50 and his 15m end at 18:05: the escalation runs out (its stakeholders
+    told) when the hours begin, not at night."""
+    sim = Sim.open("SEV3", policy=replace(REMINDING, repeat=0), at=T0.replace(hour=17, minute=50))
+    sim.run(until=MONDAY_NIGHT)
+    assert exhausted(sim) == []
+    assert _held(sim) == [("Mon 18:05", {"until": TUESDAY_NINE.isoformat(), "severity": "SEV3",
+                                         "run": 0, "cycle": 0, "held": "end"})]
+    sim.run()
+    assert [(T0 + at * MIN).strftime("%a %H:%M") for at, _ in exhausted(sim)] == ["Tue 09:00"]
+    assert sim.state.status is EscalationStatus.EXHAUSTED
+
+
+def test_a_severity_raised_to_high_urgency_while_held_pages_at_once() -> None:
+    sim = Sim.open("SEV3", policy=REMINDING, at=T0.replace(hour=17, minute=55))
+    sim.run(until=MONDAY_NIGHT)
+    assert sim.state.status is EscalationStatus.DEFERRED
+    held = sim.deadlines[(DeadlineKind.WAKE, "0:1:0")]
+    event = TimelineEvent(MONDAY_NIGHT, EventKind.SEVERITY_CHANGED, "cy")
+    cause = RunCause(MessageReason.SEVERITY_RAISED, "cy", "SEV1")
+    sim.incident = replace(sim.incident, severity="SEV1")
+    plan = sim.apply(restart(sim.state, sim.incident, SEV1, event, MONDAY_NIGHT, cause=cause,
+                             hours=sim.hours()), MONDAY_NIGHT)
+    assert DeadlineKind.WAKE in plan.cancel
+    sim.run(until=MONDAY_NIGHT)
+    assert sim.pages[-1] == ((MONDAY_NIGHT - T0) / MIN, "bo", "severity_raised")
+    # The held reminder's wake, were it still armed, belongs to the run before: nothing.
+    assert on_deadline(sim.state, sim.incident, SEV1, held, sim.directory, sim.cursors,
+                       held.due) == Plan(sim.state)
+
+
+def test_an_acknowledgement_while_held_cancels_the_wake() -> None:
+    sim = Sim.open("SEV3", policy=REMINDING, at=T0.replace(hour=17, minute=55))
+    sim.run(until=MONDAY_NIGHT)
+    plan = sim.apply(acknowledge(sim.state, sim.incident, "ana", MONDAY_NIGHT), MONDAY_NIGHT)
+    assert DeadlineKind.WAKE in plan.cancel
+    sim.run(until=TUESDAY_NINE.replace(hour=12))
+    assert _minutes(sim.pages) == [("Mon 17:55", "bo")]
+
+
+def test_a_person_named_at_night_is_paged_with_the_policy_behind_them_at_any_hour() -> None:
+    """A reassignment to cy at once (the responder's `at_once`): whoever named her chose the
+    hour, for her page and the team's steps behind it; the run after it waits again."""
+    sim = _acknowledged_sev3(T0.replace(hour=17))
+    cause = RunCause(MessageReason.REASSIGNED, "dee", "cy")
+    event = TimelineEvent(MONDAY_NIGHT, EventKind.REASSIGNED, "dee")
+    sim.apply(restart(sim.state, sim.incident, SEV3, event, MONDAY_NIGHT,
+                      person_policy(STANDARD, "cy"), cause, hours=sim.hours(), any_hour=True),
+              MONDAY_NIGHT)
+    assert sim.state.any_hour
+    sim.run(until=MONDAY_NIGHT + 10 * MIN)
+    assert _minutes(sim.pages)[1:] == [("Mon 22:00", "cy"), ("Mon 22:05", "ana"),
+                                       ("Mon 22:07", "ana"), ("Mon 22:10", "bo")]
+    assert _held(sim) == []
+    sim.act("ack", (MONDAY_NIGHT - T0) / MIN + 11)
+    sim.act("unack", (MONDAY_NIGHT - T0) / MIN + 12)
+    assert not sim.state.any_hour
+    assert sim.state.status is EscalationStatus.DEFERRED
+
+
 # -- people -----------------------------------------------------------------------------------
 
 
@@ -1165,7 +1285,7 @@ def test_the_stored_form_writes_the_text_of_state_to_dict(name: str) -> None:
             repeat=3, repeat_after=timedelta(0), reack_after=timedelta(0), ahead=1,
         )
         state = EscalationState(policy, EscalationStatus.ACTIVE, cycle_started_at=T0,
-                                turns=((1, 0),))
+                                turns=((1, 0),), any_hour=True)
     else:
         sim = _in_state(name)
         sim.run(until=T0 + 5 * MIN)

@@ -30,27 +30,28 @@ REACK = timedelta(hours=5)
 LEAD = timedelta(hours=4)  # from the incident's opening (in hours) to the new run
 
 
-def hours_config(directory: Path) -> Path:
+def hours_config(directory: Path, repeat: int = 0) -> Path:
     path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
     text = path.read_text()
     for team in ("payments", "platform"):
         text = text.replace(f"{{name: {team}, schedule: payments, lead: cy}}",
                             f"{{name: {team}, schedule: payments, lead: cy, "
                             f"working_hours: {HOURS}}}")
-    text = text.replace("  - name: standard\n", "  - name: standard\n    reack_after: 5h\n")
+    text = text.replace("  - name: standard\n",
+                        f"  - name: standard\n    reack_after: 5h\n    repeat: {repeat}\n")
     path.write_text(text)
     return path
 
 
-Start = Callable[[datetime], Awaitable[Api]]
+Start = Callable[..., Awaitable[Api]]
 
 
 @pytest.fixture
 async def start(tmp_path: Path) -> AsyncIterator[Start]:
     daemons: list[Daemon] = []
 
-    async def started(at: datetime) -> Api:
-        loaded = config_module.load(hours_config(tmp_path))
+    async def started(at: datetime, repeat: int = 0) -> Api:
+        loaded = config_module.load(hours_config(tmp_path, repeat))
         loaded = replace(loaded, listen_port=0, data_dir=tmp_path / "data")
         clock = FakeClock(at)
         daemon = Daemon(loaded, clock=clock, notifier=RecordingNotifier())
@@ -155,6 +156,32 @@ async def test_a_new_run_in_hours_pages_at_once(start: Start, path: str) -> None
     assert (await api.paged_once(paged + 1))[paged:] == [first]
     _, body = await api.call("GET", f"/api/v1/incidents/{number}")
     assert [e for e in body["timeline"] if e["kind"] == "escalation_deferred"] == []
+
+
+async def test_reminders_due_after_hours_wait_for_them_and_resume_one_at_a_time(
+    start: Start,
+) -> None:
+    """A SEV3 paged 17:40-17:50 (ana, bo, the lead cy): its repeat, due 18:05, is held all
+    night (an `escalation_deferred` event says until when) and begins at 09:00 with one
+    page, the rest of the cycle its 5 minutes apart."""
+    api = await start(MONDAY.replace(hour=17, minute=40), repeat=2)
+    number = await api.fire(LOW)
+    for paged in (2, 3):  # the next step's delay counts from when the step before fired
+        await api.clock.jump(5 * 60)
+        await api.paged_once(paged)
+    assert api.paged() == ["ana", "bo", "cy"]
+    await api.clock.jump(MONDAY.replace(hour=23) - api.clock.now())
+    await api.settle()
+    assert api.paged() == ["ana", "bo", "cy"]
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    held = [(e["at"], e["detail"]) for e in body["timeline"] if e["kind"] == "escalation_deferred"]
+    assert held == [(MONDAY.replace(hour=18, minute=5).isoformat().replace("+00:00", "Z"), {
+        "until": TUESDAY_NINE.isoformat(), "severity": "SEV3", "run": 0, "cycle": 1,
+        "held": "step", "step": 0, "number": 1})]
+    await api.clock.jump(TUESDAY_NINE - api.clock.now())
+    assert await api.paged_once(4) == ["ana", "bo", "cy", "ana"]
+    await api.clock.jump(5 * 60)
+    assert await api.paged_once(5) == ["ana", "bo", "cy", "ana", "bo"]
 
 
 # -- MTTA: how long people took once asked ------------------------------------------------------

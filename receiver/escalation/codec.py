@@ -57,6 +57,7 @@ def _state_dict(state: EscalationState, policy: Any) -> dict[str, Any]:
             "reason": state.cause.reason.value, "actor": state.cause.actor,
             "to": state.cause.to},
         "turns": [list(turn) for turn in state.turns],
+        "any_hour": state.any_hour,
     }
 
 
@@ -79,6 +80,7 @@ def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
             cause=_cause_from_dict(data.get("cause")),  # states written before it: none
             turns=tuple((int(step), int(target))  # states written before them: none
                         for step, target in data.get("turns", ())),
+            any_hour=bool(data.get("any_hour", False)),  # states written before it: no
         )
     except KeyError as exc:
         raise ValueError(f"stored escalation state lacks the key {exc}") from exc

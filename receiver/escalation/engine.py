@@ -19,6 +19,11 @@ policy would wait before a repeat): still unacknowledged then, the escalation is
 (`escalation_exhausted` on the timeline; the responder logs, counts and tells the severity's
 stakeholders). It is a STEP deadline so that everything that stops or restarts the steps (an
 acknowledgement, a snooze, a new run, a maintenance window's hold) stops it too.
+
+A low-urgency run pages only within its team's working hours: it begins waiting for them
+(`deferred_until`), and any later STEP deadline of it (a step, a repeat, the end of the last
+step's wait) that comes due outside them is held (`_hold`) until their next start, where it
+fires and the steps after it keep their spacing from it.
 """
 
 from __future__ import annotations
@@ -89,7 +94,8 @@ def deferred_until(
     """When a run of escalation that begins at `now` may first page: None for at once, else
     the next start of the team's working hours. Low-urgency severities wait for them: a new
     incident, and every run that starts escalation over (a reack, a snooze's end, an unack,
-    a maintenance window's end, a reassignment, a raised severity that is still low)."""
+    a maintenance window's end, a reassignment, a raised severity that is still low); and
+    within a run, each step that comes due (`_hold`)."""
     if severity.urgency != "low" or hours is None or hours.within(now):
         return None
     return hours.next_start(now)
@@ -97,13 +103,15 @@ def deferred_until(
 
 def _new_run(
     state: EscalationState, severity: Severity, hours: WorkingHoursView | None, run: int,
-    now: datetime,
+    now: datetime, any_hour: bool = False,
 ) -> Plan:
     """Run `run` of escalation begins: its first step now, or a wait for working hours (the
-    WAKE deadline begins the run's first cycle then)."""
+    WAKE deadline begins the run's first cycle then). `any_hour`: it never waits for them."""
     if run != state.run:
         state = replace(state, turns=())  # a new run takes new round-robin turns
-    until = deferred_until(severity, hours, now)
+    if any_hour != state.any_hour:
+        state = replace(state, any_hour=any_hour)
+    until = None if any_hour else deferred_until(severity, hours, now)
     if until is None:
         return _begin_cycle(state, severity.name, run, cycle=0, start_at=now, now=now)
     deferred = replace(state, status=EscalationStatus.DEFERRED, run=run, cycle=0)
@@ -128,13 +136,11 @@ def on_deadline(
     _check_now(now)
     kind = deadline.kind
     if kind is DeadlineKind.STEP:
-        return _fire_step(state, severity.name, deadline.key, directory, cursors, now)
+        return _fire_step(state, severity, incident.team, deadline.key, directory, cursors, now)
     if kind is DeadlineKind.CONTACT:
         return _fire_contact(state, incident, severity.name, deadline.key, directory, now)
     if kind is DeadlineKind.WAKE:
-        if state.status is not EscalationStatus.DEFERRED:
-            return Plan(state)
-        return _begin_cycle(state, severity.name, run=state.run, cycle=0, start_at=now, now=now)
+        return _wake(state, severity, incident.team, deadline.key, directory, cursors, now)
     hours = directory.working_hours(incident.team)
     if kind is DeadlineKind.SNOOZE:
         return _snooze_ended(state, severity, hours, now)
@@ -143,9 +149,31 @@ def on_deadline(
     return _reack(state, incident, severity, hours, now)
 
 
+def _wake(
+    state: EscalationState,
+    severity: Severity,
+    team: str,
+    key: str,
+    directory: Directory,
+    cursors: Mapping[tuple[str, int], int],
+    now: datetime,
+) -> Plan:
+    """Working hours began for a deferred low-urgency run: a run that waited to begin (no
+    key) begins its first cycle; a held STEP deadline (its key) fires now."""
+    if state.status is not EscalationStatus.DEFERRED:
+        return Plan(state)
+    if not key:
+        return _begin_cycle(state, severity.name, run=state.run, cycle=0, start_at=now, now=now)
+    if key != pending_key(state):
+        return Plan(state)
+    active = replace(state, status=EscalationStatus.ACTIVE)
+    return _fire_step(active, severity, team, key, directory, cursors, now)
+
+
 def _fire_step(
     state: EscalationState,
-    severity: str,
+    severity: Severity,
+    team: str,
     key: str,
     directory: Directory,
     cursors: Mapping[tuple[str, int], int],
@@ -153,14 +181,19 @@ def _fire_step(
 ) -> Plan:
     if state.status is not EscalationStatus.ACTIVE or key != pending_key(state):
         return Plan(state)
-    index = state.next_step
-    if index == len(state.policy.steps):  # the last step's wait ended: nobody acknowledged
+    index, name = state.next_step, severity.name
+    last = index == len(state.policy.steps)  # the last step's wait ended: nobody acknowledged
+    if not last and not state.policy.steps[index].applies_to(name):
+        return _skip_step(state, name, index, now)
+    if severity.urgency == "low" and not state.any_hour:  # only then are the hours read
+        until = deferred_until(severity, directory.working_hours(team), now)
+        if until is not None:
+            return _hold(state, severity, key, until, now)
+    if last:
         return _exhausted(state, now, "every step fired and nobody acknowledged")
-    if not state.policy.steps[index].applies_to(severity):
-        return _skip_step(state, severity, index, now)
     targets, round_robin_turns, turn = chosen_targets(state.policy, index, cursors, state.turns)
     recipients, unresolved, rebound = reach(targets, directory, now)
-    reason = page_reason(state.policy, severity, state.run, state.cycle, index, state.cause)
+    reason = page_reason(state.policy, name, state.run, state.cycle, index, state.cause)
     pages, contacts = pages_for(recipients, state, index, reason, now)
     detail = {
         "step": index,
@@ -180,7 +213,7 @@ def _fire_step(
     if round_robin_turns and recipients and turn is not None:  # one that reached nobody: not kept
         after = replace(after, turns=(*after.turns, (index, turn)))
     # A step that reached nobody must not leave the incident waiting on nobody.
-    then = _advance(after, severity, at_once=not recipients, now=now)
+    then = _advance(after, name, at_once=not recipients, now=now)
     return replace(
         then,
         arm=contacts + then.arm,
@@ -188,6 +221,27 @@ def _fire_step(
         pages=pages,
         round_robin_turns=round_robin_turns,
     )
+
+
+def _hold(
+    state: EscalationState, severity: Severity, key: str, until: datetime, now: datetime
+) -> Plan:
+    """A STEP deadline of a low-urgency run came due outside the team's working hours: it
+    waits for their next start (`until`, a WAKE deadline with its key), as a run's first
+    step does. The cycle's start moves on by the wait, so the steps after the held one keep
+    their spacing from it: one page at the hours' start, not every step missed overnight."""
+    index = state.next_step
+    start = state.cycle_started_at
+    held = replace(state, status=EscalationStatus.DEFERRED,
+                   cycle_started_at=None if start is None else start + (until - now))
+    detail: dict[str, object] = {"until": until.isoformat(), "severity": severity.name,
+                                 "run": state.run, "cycle": state.cycle}
+    if index == len(state.policy.steps):
+        detail["held"] = "end"  # the end of the last step's wait: its exhaustion
+    else:
+        detail.update(held="step", step=index, number=index + 1)
+    event = TimelineEvent(now, EventKind.ESCALATION_DEFERRED, detail=detail)
+    return Plan(held, arm=(Deadline(until, DeadlineKind.WAKE, key),), events=(event,))
 
 
 def _skip_step(state: EscalationState, severity: str, index: int, now: datetime) -> Plan:
@@ -324,12 +378,12 @@ def _reack(
 
 def _re_escalate(
     state: EscalationState, severity: Severity, hours: WorkingHoursView | None,
-    event: TimelineEvent, now: datetime, cause: RunCause | None = None,
+    event: TimelineEvent, now: datetime, cause: RunCause | None = None, any_hour: bool = False,
 ) -> Plan:
     """Back to TRIGGERED with a new run from the first step (or waiting for working hours):
     its pages say re_escalated, or what a person changed (`cause`: a reassignment, a raised
     severity)."""
-    plan = _new_run(replace(state, cause=cause), severity, hours, state.run + 1, now)
+    plan = _new_run(replace(state, cause=cause), severity, hours, state.run + 1, now, any_hour)
     return replace(plan, incident_state=IncidentState.TRIGGERED, events=(event, *plan.events))
 
 
@@ -375,18 +429,20 @@ def unacknowledge(
 def restart(
     state: EscalationState, incident: Incident, severity: Severity, event: TimelineEvent,
     now: datetime, policy: Policy | None = None, cause: RunCause | None = None, *,
-    hours: WorkingHoursView | None,
+    hours: WorkingHoursView | None, any_hour: bool = False,
 ) -> Plan:
     """Escalation starts over in a new run, from the first step that applies to `severity`,
     under `policy` if given (a reassignment) or the one it had (a raised severity); its pages
     say `cause`. The incident is TRIGGERED again: whoever acknowledged it before answered
-    another question. A low-urgency run outside the (new) team's `hours` waits for them."""
+    another question. A low-urgency run outside the (new) team's `hours` waits for them,
+    and holds a step that comes due outside them, unless `any_hour` (a person named by
+    whoever reassigned: their choice, at any hour, and the policy behind them with it)."""
     _check_now(now)
     if not incident.is_open or _is_resolved(state):
         raise InvalidTransition(f"cannot restart escalation: {_where(incident)}")
     fresh = replace(state, policy=policy or state.policy, snoozed_until=None,
                     last_fired_step=None, last_fired_cycle=None)
-    plan = _re_escalate(fresh, severity, hours, event, now, cause)
+    plan = _re_escalate(fresh, severity, hours, event, now, cause, any_hour)
     return replace(plan, cancel=(*_PERSON_WAITS, DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 
@@ -444,7 +500,8 @@ def resume(
     _check_now(now)
     held_since = state.last_fired_at.isoformat() if state.last_fired_at else ""
     cause = RunCause(MessageReason.AFTER_MAINTENANCE, window, held_since)
-    plan = _new_run(replace(state, cause=cause), severity, hours, state.run, now)
+    plan = _new_run(replace(state, cause=cause), severity, hours, state.run, now,
+                    state.any_hour)  # the same run, as it began
     event = TimelineEvent(now, EventKind.MAINTENANCE_ENDED, detail={"window": window})
     return replace(plan, events=(event, *plan.events))
 

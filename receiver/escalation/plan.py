@@ -23,7 +23,7 @@ from receiver.escalation.policy import (
 class DeadlineKind(StrEnum):
     STEP = "step"  # the next escalation step is due
     CONTACT = "contact"  # a delayed contact (SMS after push) of a paged person is due
-    WAKE = "wake"  # a deferred low-urgency incident's working hours began
+    WAKE = "wake"  # working hours began: a deferred run starts, or the STEP held (its key) fires
     SNOOZE = "snooze"  # a snooze ended
     REACK = "reack"  # an acknowledged incident was left alone too long
     STALE = "stale"  # Alertmanager may have stopped reporting the alerts (see staleness.py)
@@ -114,6 +114,9 @@ class EscalationState:
     # turn per step per run, and a repeat cycle pages the person whose turn it is again (a
     # reminder of their page), not the next one. A new run takes a new turn.
     turns: tuple[tuple[int, int], ...] = ()
+    # This run pages at any hour: a person named by a reassignment was paged at once, and
+    # the policy behind them follows as it began, none of its steps held for working hours.
+    any_hour: bool = False
 
 
 @frozen(slots=True)

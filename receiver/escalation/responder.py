@@ -618,15 +618,14 @@ class Responder:
         """Escalation starts over (a reassignment, a raised severity: `cause`, which its
         pages name), in `tx`: the first step that applies pages at once, in this
         transaction; a low-urgency run outside working hours waits for them, unless
-        `at_once` (a person named by whoever reassigned: their choice, at any hour)."""
+        `at_once` (a person named by whoever reassigned: their choice, at any hour, and
+        the policy behind them with it: `EscalationState.any_hour`)."""
         state = await self._state(tx, incident)
         if state is None:
             raise InvalidTransition(f"incident {incident.id} has no escalation to restart")
         severity, hours = self._urgency(incident)
-        if at_once:
-            hours = None
         plan = escalation.restart(state, incident, severity, event, now, policy, cause,
-                                  hours=hours)
+                                  hours=hours, any_hour=at_once)
         await self._apply(tx, incident, plan, now)
 
     def _urgency(self, incident: Incident) -> tuple[Severity, WorkingHoursView | None]:

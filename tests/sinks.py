@@ -17,7 +17,8 @@ loop stays free to serve these sinks while a test awaits a delivery.
 `HttpSink(SinkMode.HUNG)` accepts requests and never answers; `SinkMode.SLOW` holds each
 one `hold` seconds, then answers 200 (a real gateway's send takes that long);
 `SinkMode.ERROR` answers 500; `SinkMode.REFUSING` holds a port with no listener, so
-connections are refused.
+connections are refused. `pause()` holds every request that arrives (after recording it)
+until `resume()`, then it is answered as its mode says: a send whose end the test chooses.
 """
 
 from __future__ import annotations
@@ -102,6 +103,8 @@ class HttpSink:
         self._placeholder: socket.socket | None = None
         # Set on stop, so hung handlers return and the server can shut down promptly.
         self._release = asyncio.Event()
+        self._open = asyncio.Event()  # cleared while paused
+        self._open.set()
 
     @property
     def requests(self) -> list[SinkRequest]:
@@ -116,6 +119,13 @@ class HttpSink:
     async def wait_for(self, count: int = 1, within: float = DEFAULT_WAIT) -> list[SinkRequest]:
         """The first `count` requests, once they arrived."""
         return await self._arrivals.wait_for(count, within)
+
+    def pause(self) -> None:
+        """Hold every request from now on until resume() (or stop)."""
+        self._open.clear()
+
+    def resume(self) -> None:
+        self._open.set()
 
     async def start(self) -> Self:
         if self.mode is SinkMode.REFUSING:
@@ -133,6 +143,7 @@ class HttpSink:
 
     async def stop(self) -> None:
         self._release.set()
+        self._open.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -150,6 +161,7 @@ class HttpSink:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self._arrivals.add(await _record(request))
+        await self._open.wait()
         if self.mode is SinkMode.HUNG:
             await self._release.wait()
             return web.Response(status=503, text="sink stopped")

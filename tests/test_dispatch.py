@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -897,6 +898,52 @@ async def test_hung_and_refusing_sinks_do_not_delay_a_good_one(make_rig: RigFact
     for result in ("success", "timeout", "failure"):
         assert rig.metric("ackd_notifications_total", scheme="json", result=result) == 1
     assert await rig.outbox() == []
+
+
+async def test_pages_queued_behind_a_slow_send_go_as_one_message_when_it_ends(
+    make_rig: RigFactory,
+) -> None:
+    """A slow but working channel (each POST takes HOLD s, under the timeout): the SEV1 pages
+    to one person that queue behind the send in progress go out as one bundle when it ends,
+    not one after another, so the last waits for that send and its own, not for six."""
+    hold = 0.3
+    async with HttpSink(SinkMode.SLOW, hold=hold) as sink:
+        url = sink.url("json", "/dee")
+        users = {**USERS, "dee": [url]}
+        page = payload(url, recipient="dee", users=users)
+        timeout = timedelta(seconds=5)
+        rig = await make_rig(AppriseNotifier(4, timeout), users=users, timeout=timeout,
+                             bundle_window=timedelta(0))
+        sink.pause()  # the first send stays in progress until the others queued behind it
+        ids = await rig.incidents(1, [page], severity="SEV1")
+        await sink.wait_for(1)
+        for _ in range(5):  # each its own commit and pass: one message each, as before
+            ids += await rig.incidents(1, [page], severity="SEV1")
+
+            async def queued(count: int = len(ids)) -> bool:
+                due = await rig.store.due_notifications(rig.clock.now())
+                return not due and rig.dispatcher.in_flight == count
+
+            await eventually(queued, "the page to queue in the URL's lane")
+        resumed = time.time()
+        sink.resume()
+        await eventually(rig.settled, "the queued pages to be sent")
+
+    first, bundle = sink.requests  # two messages reached the channel, not six
+    assert first.json["title"].startswith(f"[SEV1] #{ids[0]} ")
+    assert bundle.json["title"].startswith("5 incidents need you")
+    for incident_id in ids[1:]:
+        assert f"#{incident_id}" in bundle.json["message"]
+    # The send in progress ends `hold` after it is resumed; the bundle's is next. Old: the
+    # last page waited behind four more sends (4 * hold after that).
+    assert bundle.received_at - resumed < 3 * hold
+    for n, incident_id in enumerate(ids):
+        [sent] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert (sent.detail["result"], sent.detail.get("bundled")) == \
+            ("success", None if n == 0 else 5)
+    assert await rig.outbox() == []
+    assert rig.metric("ackd_notifications_total", scheme="json", result="success") == 2
+    assert rig.metric("ackd_notifications_suppressed_total", reason="bundled") == 4
 
 
 # -- the store refusing the result -----------------------------------------------------------

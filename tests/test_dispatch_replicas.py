@@ -299,3 +299,67 @@ async def test_a_send_whose_turn_comes_after_the_handover_sends_only_what_it_sti
         slow.release()
         await first.stop(grace=WAIT)
         await second.stop(grace=WAIT)
+
+
+async def test_pages_queued_behind_a_slow_send_go_as_one_with_the_rows_still_held(
+    replicas: list[PostgresStore], pg_dsn: str, fake_clock: FakeClock
+) -> None:
+    """Pages queued behind a slow send to one URL go as one message when it ends; on
+    PostgreSQL that message renews the leases of every row it joins (the earliest leased
+    decides) and carries only those this replica still holds: one the others took past the
+    handover is theirs, sent once, by them, and the bundle is the others."""
+    config = make_config(bundle_window=timedelta(0))
+    slow, other = HeldNotifier(), RecordingNotifier()
+    first = Dispatcher(replicas[0], slow, fake_clock, Metrics(), lambda: config)
+    second = Dispatcher(replicas[1], other, fake_clock, Metrics(), lambda: config)
+    store = replicas[0]
+    handover = store.outbox_handover
+    assert handover is not None
+    keys = iter(range(10))
+
+    async def leased(count: int) -> bool:
+        due = await store.due_notifications(fake_clock.now())
+        return not due and first.in_flight == count
+
+    first.start()
+    conn: asyncpg.Connection | None = None
+    try:
+        ids: list[int] = []
+        for count in range(1, 5):  # each its own pass: one message each, queued in the lane
+            ids.append(await open_and_page(store, first, fake_clock.now(), next(keys)))
+            await eventually(lambda count=count: leased(count), f"page {count} to be leased")
+        assert slow.waiting == 1
+        await fake_clock.jump(handover + timedelta(seconds=1))
+        conn = await asyncpg.connect(pg_dsn)  # the others' sweep gives the third page back
+        await conn.execute("UPDATE outbox SET next_attempt_at = leased_from, leased_by = NULL"
+                           " WHERE incident_id = $1", ids[2])
+        second.start()
+        second.wake()
+
+        async def sent_by_the_other() -> bool:
+            return len(other.messages(SMS)) == 1 and second.in_flight == 0
+
+        await eventually(sent_by_the_other, "the other replica to send the third page")
+        slow.release()
+
+        async def all_recorded() -> bool:
+            rows = await store.due_notifications(fake_clock.now() + FAR_FUTURE)
+            return not rows and first.in_flight == second.in_flight == 0
+
+        await eventually(all_recorded, "every page to be sent and recorded")
+        alone, bundle = slow.messages(SMS)
+        assert f"#{ids[0]} " in alone.title
+        assert bundle.title.startswith("2 incidents need you")
+        assert [f"#{i}" in bundle.body for i in ids] == [False, True, False, True]
+        [theirs] = other.messages(SMS)
+        assert f"#{ids[2]} " in theirs.title
+        for n, incident_id in enumerate(ids):
+            [sent] = [e for e in await store.timeline(incident_id)
+                      if e.kind is EventKind.NOTIFICATION_SENT]
+            assert sent.detail.get("bundled") == (2 if n in (1, 3) else None), n
+    finally:
+        if conn is not None:
+            await conn.close()
+        slow.release()
+        await first.stop(grace=WAIT)
+        await second.stop(grace=WAIT)

@@ -17,7 +17,7 @@ from receiver.delivery.noise import (
     Verdict,
     kind_of,
 )
-from receiver.delivery.plan import Addressed, plan_pass
+from receiver.delivery.plan import Addressed, Outgoing, Send, joined, lane_bundle, plan_pass
 from receiver.store.records import IncidentBrief, IncidentFacts, OutboxMessage, OutboxRow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -450,3 +450,42 @@ def test_plan_pass_never_holds_a_high_urgency_page(
     after = plan.histories[URL]
     assert after.held_back == len(held)
     assert after.held_back_incidents == tuple(held)
+
+
+# -- what goes when a busy URL's lane frees (plan.lane_bundle) ---------------------------------
+
+
+def queued(*rows: tuple[int, str]) -> Send:
+    """One message queued in URL's lane: these rows (id, reason), one pass's."""
+    return Send(URL, tuple(due_row(row_id, "SEV1", reason) for row_id, reason in rows))
+
+
+P, N = "triggered", "resolved"
+
+
+@pytest.mark.parametrize(
+    ("waiting", "taken"),
+    [
+        pytest.param([], (), id="nothing-queued"),
+        pytest.param([queued((1, P))], (0,), id="one-page"),
+        pytest.param([queued((1, P)), queued((2, P), (3, P)), queued((4, "escalated"))],
+                     (0, 1, 2), id="every-page-queued-goes-as-one"),
+        pytest.param([queued((1, N)), queued((2, P)), queued((3, N)), queued((4, P))],
+                     (1, 3), id="pages-first-the-notes-wait"),
+        pytest.param([queued((1, N)), queued((2, "acknowledged"))], (0, 1),
+                     id="then-every-note-as-one"),
+    ],
+)
+def test_lane_bundle(waiting: list[Send], taken: tuple[int, ...]) -> None:
+    assert lane_bundle(waiting) == taken
+
+
+def test_joined_carries_every_row_in_order_to_one_url() -> None:
+    first, second = (Outgoing(URL, send.items) for send in (queued((1, P)), queued((2, P),
+                                                                                    (3, P))))
+    assert joined([first]) is first
+    assert [row.id for row, _ in joined([second, first]).items] == [2, 3, 1]
+    with pytest.raises(ValueError, match="one URL"):
+        joined([first, Outgoing("json://127.0.0.1:9/bo", second.items)])
+    with pytest.raises(ValueError, match="one URL"):
+        joined([])

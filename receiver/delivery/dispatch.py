@@ -6,7 +6,11 @@ rows (no later pass reads a row again until its lease ends, see Transaction.leas
 decides what each becomes (sent, bundled, deferred, suppressed, held back by the rate limit)
 and writes the bookkeeping, so the lease and the verdicts commit together; only then it
 starts the sends, at most `workers` at a time and one per URL (so a hung endpoint
-holds one worker, never all of them). Each send's result is written in one job of its own:
+holds one worker, never all of them). A send waits in its URL's lane behind the one in
+progress; when the lane frees, every page that queued in it meanwhile goes out as one
+message, a bundle (plan.lane_bundle: pages first, then the notes, apart), so a page to a
+slow but working channel waits at most for the send in progress and its own, not behind
+every earlier page to the same person. Each send's result is written in one job of its own:
 the timeline event and the outbox row's fate (finished, or retried with backoff) commit
 together, and that ends the row's lease.
 
@@ -76,6 +80,8 @@ from receiver.delivery.plan import (
     Send,
     Summary,
     backoff,
+    joined,
+    lane_bundle,
     plan_pass,
 )
 from receiver.delivery.render import Renderer
@@ -130,6 +136,14 @@ class _Pass:
     summary_at: datetime
 
 
+@frozen(slots=True)
+class _Queued:
+    """A message waiting in its URL's lane, and when its rows were leased."""
+
+    outgoing: Outgoing
+    leased_at: datetime
+
+
 # -- the loop ---------------------------------------------------------------------------------
 
 
@@ -160,6 +174,9 @@ class Dispatcher:
         # going): a pass that finds one due again (its lease lapsed while it was queued)
         # leaves it to its send, which holds it still, or finds it taken (_still_held).
         self._queued: set[int] = set()
+        # The messages waiting in each URL's lane, oldest first: the send whose turn comes
+        # takes what goes next (lane_bundle), its own message or not.
+        self._waiting: dict[str, list[_Queued]] = {}
         self._sends: set[asyncio.Task[None]] = set()
         self._wakeup = Wakeup(clock)
         self._stopping = asyncio.Event()  # a result being written again gives up at once
@@ -270,7 +287,7 @@ class Dispatcher:
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
         for outgoing in done.sends:
-            self._spawn(self._send(outgoing, now), [row.id for row, _ in outgoing.items])
+            self._queue(outgoing, now)
         self._deciding = 0
         await self._lost(done.lost)
         return done.leased >= BATCH
@@ -393,25 +410,81 @@ class Dispatcher:
 
     # -- one message --------------------------------------------------------------------------
 
-    async def _send(self, outgoing: Outgoing, leased_at: datetime) -> None:
-        """Render, wait for the URL's lane, send what this replica still holds (its rows were
-        leased at `leased_at`), record the result."""
-        rendered = await self._render(outgoing)
-        if rendered is None:
-            return
-        message = rendered[0]
+    def _queue(self, outgoing: Outgoing, leased_at: datetime) -> None:
+        """Queue `outgoing` (its rows leased at `leased_at`) in its URL's lane, with a task
+        that waits for the lane's next turn and sends then what goes next: this message, with
+        those queued beside it, or nothing if an earlier turn took it along. Each turn takes
+        at least one message, so a turn is left for every message still queued."""
+        entry = _Queued(outgoing, leased_at)
+        self._waiting.setdefault(outgoing.url, []).append(entry)
+        self._queued.update(row.id for row, _ in outgoing.items)
+        taken: list[_Queued] = []
+
+        async def run() -> None:
+            try:
+                await self._send(outgoing.url, taken)
+            except asyncio.CancelledError:
+                self._unqueue(entry)  # stopped while it waited: its rows stay leased
+                raise
+            except Exception:
+                log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
+                self._cool(_row_ids(taken))
+            finally:
+                self._queued.difference_update(_row_ids(taken))
+                self._wakeup.wake()  # its rows are finished or rescheduled: re-plan the sleep
+
+        task = asyncio.create_task(run(), name="ackd-delivery")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    def _unqueue(self, entry: _Queued) -> None:
+        url = entry.outgoing.url
+        queue = self._waiting.get(url, [])
+        if any(queued is entry for queued in queue):
+            queue[:] = [queued for queued in queue if queued is not entry]
+            if not queue:
+                del self._waiting[url]
+            self._queued.difference_update(_row_ids([entry]))
+
+    def _take(self, url: str, taken: list[_Queued]) -> tuple[Outgoing, datetime] | None:
+        """What of the URL's queue goes now as one message (into `taken`), and the earliest
+        time its rows were leased; None if nothing waits."""
+        queue = self._waiting.pop(url, [])
+        chosen = set(lane_bundle([queued.outgoing for queued in queue]))
+        taken.extend(queued for n, queued in enumerate(queue) if n in chosen)
+        rest = [queued for n, queued in enumerate(queue) if n not in chosen]
+        if rest:
+            self._waiting[url] = rest
+        if not taken:
+            return None
+        if len(taken) > 1:
+            rows = sum(len(queued.outgoing.items) for queued in taken)
+            log.info("%d messages (%d row(s)) to %s queued behind its send in progress: they go"
+                     " as one", len(taken), rows, mask(url).partition("?")[0])
+            self._metrics.notifications_suppressed.labels("bundled").inc(len(taken) - 1)
+        return (joined([queued.outgoing for queued in taken]),
+                min(queued.leased_at for queued in taken))
+
+    async def _send(self, url: str, taken: list[_Queued]) -> None:
+        """At the lane's turn: take what goes next (into `taken`), send what of it this
+        replica still holds, record the result."""
         assert self._lanes is not None
-        async with self._lanes.turn(outgoing.url):
-            held = await self._still_held(outgoing, leased_at)
-            if held is None:
-                return
-            if held is not outgoing:
-                rendered = await self._render(held)  # fewer rows: another message
+        async with self._lanes.lane(url):
+            if not self._waiting.get(url):
+                return  # an earlier turn took this task's message along
+            async with self._lanes.worker():
+                took = self._take(url, taken)
+                if took is None:
+                    return
+                outgoing, leased_at = took
+                held = await self._still_held(outgoing, leased_at)
+                if held is None:
+                    return
+                rendered = await self._render(held)
                 if rendered is None:
                     return
-                outgoing, message = held, rendered[0]
-            delivery = await self._send_now(outgoing.url, message)
-        await self._record(outgoing, delivery)
+                delivery = await self._send_now(url, rendered[0])
+        await self._record(held, delivery)
 
     async def _render(self, outgoing: Outgoing) -> tuple[Message | None] | None:
         """The message (None: it cannot be built, a failed delivery); None if the store could
@@ -579,6 +652,10 @@ class Dispatcher:
         except Exception as exc:
             log.error("could not record the held-back summary to %s: %s", mask(summary.url), exc)
         self._observe(summary.url, delivery, retry=False)
+
+
+def _row_ids(queued: Iterable[_Queued]) -> list[int]:
+    return [row.id for entry in queued for row, _ in entry.outgoing.items]
 
 
 async def _whole(tx: Transaction, sends: list[Send]) -> list[Outgoing]:

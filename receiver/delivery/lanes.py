@@ -1,6 +1,7 @@
 """Per-URL lanes: at most one delivery in flight per URL, and `workers` in all. A hung
 endpoint holds one worker and queues only its own messages, instead of taking every worker
-and starving the endpoints that work."""
+and starving the endpoints that work. What queued in a lane while it was busy goes out as
+one message when it frees (plan.lane_bundle; the dispatcher holds the queue)."""
 
 from __future__ import annotations
 
@@ -17,11 +18,18 @@ class Lanes:
     @contextlib.asynccontextmanager
     async def turn(self, url: str) -> AsyncIterator[None]:
         """Wait for the URL's lane, then for a worker; both are kept until the block ends."""
-        async with self._lane(url), self._slots:
+        async with self.lane(url), self.worker():
             yield
 
     @contextlib.asynccontextmanager
-    async def _lane(self, url: str) -> AsyncIterator[None]:
+    async def worker(self) -> AsyncIterator[None]:
+        """One of the `workers`: take it inside the URL's lane, just before sending."""
+        async with self._slots:
+            yield
+
+    @contextlib.asynccontextmanager
+    async def lane(self, url: str) -> AsyncIterator[None]:
+        """The URL's lane alone (waiters get it in the order they asked)."""
         lock, users = self._lanes.get(url, (asyncio.Lock(), 0))
         self._lanes[url] = (lock, users + 1)
         try:

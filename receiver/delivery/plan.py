@@ -1,11 +1,12 @@
 """One dispatcher pass decided purely: which due rows go now (alone or bundled), which wait,
-which are suppressed, and the held-back summaries due, as a PassPlan the loop applies; and
+which are suppressed, and the held-back summaries due, as a PassPlan the loop applies; what
+of the messages queued behind a URL's send in progress goes next, as one (lane_bundle); and
 the backoff between attempts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -189,6 +190,28 @@ def _page_wanted(reason: MessageReason, state: IncidentState) -> bool:
     if reason is MessageReason.RESPONDER_ADDED:
         return state is not IncidentState.RESOLVED
     return state is IncidentState.TRIGGERED
+
+
+def lane_bundle(queued: Sequence[Outgoing]) -> tuple[int, ...]:
+    """Which of the messages queued for one URL (oldest first) go out as its next message when
+    its lane frees: every page queued, as one bundle, so a page waits at most for the send in
+    progress and its own, however many queued beside it; when no page waits, every note.
+    Pages and notes go apart, as the gate bundles them, and pages first: a note never delays
+    a page. Each passed the gate, and was counted against the URL's budget, in its own pass;
+    together they are one message, so the budget is never exceeded (it may be spent early)."""
+    pages = tuple(n for n, outgoing in enumerate(queued)
+                  if kind_of(outgoing.items[0][0].message.reason) is Kind.PAGE)
+    return pages or tuple(range(len(queued)))
+
+
+def joined(outgoings: Sequence[Outgoing]) -> Outgoing:
+    """One message to their URL that delivers every row of `outgoings`, in their order."""
+    if not outgoings or len({outgoing.url for outgoing in outgoings}) != 1:
+        raise ValueError("a joined message needs messages to one URL")
+    if len(outgoings) == 1:
+        return outgoings[0]
+    return Outgoing(outgoings[0].url,
+                    tuple(item for outgoing in outgoings for item in outgoing.items))
 
 
 def backoff(base: timedelta, cap: timedelta, attempts: int) -> timedelta:

@@ -34,6 +34,11 @@ Every message passes the gate, per URL, by these rules:
 
 Retries are not gated: a message passed the gate once and counts once.
 
+Past the gate, a replica sends one message per URL at a time; what queues for a URL behind
+its send in progress goes as one message when it ends, pages first (plan.lane_bundle): each
+message it joins was counted here, so the budget holds (a joined message may have spent
+more than one slot).
+
 Pure: histories are frozen values, every function takes `now` and returns a new value. The
 store keeps one ChannelHistory per URL, shared by every replica (channels.py is the adapter).
 A history keeps only what the rules read: the last `rate_limit` send times, the last page and

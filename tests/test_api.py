@@ -492,10 +492,11 @@ async def test_an_incident_is_as_urgent_as_the_most_urgent_of_its_opening_alerts
 
 
 async def test_steps_that_reach_nobody_run_on_through_the_timer(api: Api) -> None:
-    """Every step names nobody, 101 cycles at once: one transaction fires AT_ONCE_LIMIT of
-    them, then the timer loop takes over, and the policy still runs to its end exactly."""
+    """101 steps due at once, each naming nobody: one transaction fires AT_ONCE_LIMIT of
+    them, then the timer loop takes over, and the policy still runs to its end exactly.
+    (Steps, not repeats: a repeat waits `repeat_after` even after a step that reached nobody.)"""
     ghost = Step(timedelta(0), (Target(TargetKind.USER, "ghost"),))
-    policy = Policy("standard", (ghost,), repeat=100, repeat_after=timedelta(minutes=1))
+    policy = Policy("standard", (ghost,) * 101, repeat=0, repeat_after=timedelta(minutes=1))
     # Swapped in as a reload would; the routed pairs were bound to the old policy.
     api.daemon.coordinator.swap(
         replace(api.daemon.config, policies={"standard": policy}, team_policies={})

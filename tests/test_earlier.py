@@ -14,6 +14,7 @@ from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.core.model import EventKind, TimelineEvent
 from receiver.notify.earlier import SHOWN, EarlierPage, PagedBefore, paged_before
+from receiver.notify.messages import SHORT_LIMIT
 from receiver.testing import FakeClock
 from tests.harness import write_config
 from tests.sinks import HttpSink, SinkMode
@@ -94,14 +95,19 @@ def test_a_person_no_page_reached_is_said_to_have_failed(
 # -- the page bo gets, through real Apprise ---------------------------------------------------
 
 
-async def _daemon(tmp_path: Path, sink: HttpSink, broken: HttpSink | None = None) -> Api:
+async def _daemon(tmp_path: Path, sink: HttpSink, broken: HttpSink | None = None, *,
+                  short: str = "") -> Api:
     """The harness's policy: ana (primary) at once, bo (secondary) 5 minutes on, then cy, the
-    lead; every contact a json:// URL on the sink (ana's on `broken`, if given), sent by
-    ackd's own Apprise notifier. Nothing records the pages but the sinks."""
+    lead; every contact a json:// URL on the sink (ana's on `broken`, if given; `short`'s
+    an SMS-sized one), sent by ackd's own Apprise notifier. Nothing records the pages but
+    the sinks."""
     path = write_config(tmp_path / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay="5m")
     if broken is not None:
         path.write_text(path.read_text().replace(f"json://127.0.0.1:{sink.port}/ana",
                                                  f"json://127.0.0.1:{broken.port}/ana"))
+    if short:
+        url = f'url: "json://127.0.0.1:{sink.port}/{short}"'
+        path.write_text(path.read_text().replace(url, f"{url}, short: true"))
     loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
     clock = FakeClock(T0)
     daemon = Daemon(loaded, clock=clock)  # no notifier given: the real Apprise adapter
@@ -167,3 +173,25 @@ async def test_an_escalated_page_says_when_the_page_before_never_reached_its_per
             ]
         finally:
             await api.daemon.stop()
+
+
+async def test_an_escalated_sms_names_who_was_paged_before(
+    tmp_path: Path, sink: HttpSink
+) -> None:
+    """bo's contact is SMS-sized: his step-2 page still says ana was paged before him, in
+    the room its summary and link leave."""
+    api = await _daemon(tmp_path, sink, short="bo")
+    try:
+        number = await api.fire(LABELS)
+        await api.settle()
+        await sink.wait_for(1)
+        await api.clock.jump(5 * MIN)
+        await api.settle()
+        [_, page] = await sink.wait_for(2)
+        assert page.path == "/bo"
+        body = page.json["message"]
+        assert body.startswith(f"[SEV1] ESC #{number} payments: PaymentApiDown"
+                               " (paged before: ana) Ack: http")
+        assert len(body) <= SHORT_LIMIT
+    finally:
+        await api.daemon.stop()

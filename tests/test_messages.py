@@ -320,10 +320,54 @@ def test_a_later_step_says_who_was_paged_before_under_its_lead() -> None:
         "- and 2 more",
         "",
     ]
-    # Nobody before (a first page): not a word of it. An SMS has no room for it.
+    # Nobody before (a first page): not a word of it, long or short.
     assert "Paged before" not in TEMPLATES.render(ctx("escalated")).body
+    assert "paged before" not in TEMPLATES.render(ctx("escalated"), short=True).body
+
+
+def test_a_later_steps_sms_names_who_was_paged_before_where_it_fits() -> None:
     short = TEMPLATES.render(ctx("escalated", paged_before=PAGED_BEFORE), short=True).body
-    assert "cy" not in short
+    assert short == ("[SEV1] ESC #42 payments: Payment API down (paged before: cy, ana +2)"
+                     f" Ack: {ACK}")
+
+
+# An SMS page's fixed parts around its summary: "[SEV1] ESC #42 payments: " and the link.
+_FIXED = len("[SEV1] ESC #42 payments: ") + len(f" Ack: {ACK}")
+_NAMES = " (paged before: cy, ana +2)"
+_ONE = " (paged before: cy +3)"
+_COUNT = " (4 paged before)"
+
+
+@pytest.mark.parametrize(
+    ("spare", "earlier"),
+    [
+        pytest.param(len(_NAMES), _NAMES, id="names-fit-exactly"),
+        pytest.param(len(_NAMES) - 1, _ONE, id="one-name-fewer"),
+        pytest.param(len(_ONE), _ONE, id="one-name-fits-exactly"),
+        pytest.param(len(_ONE) - 1, _COUNT, id="the-count"),
+        pytest.param(len(_COUNT), _COUNT, id="the-count-fits-exactly"),
+        pytest.param(len(_COUNT) - 1, "", id="no-room"),
+        pytest.param(0, "", id="the-summary-fills-it"),
+    ],
+)
+def test_who_was_paged_before_takes_only_the_room_an_sms_page_leaves(
+    spare: int, earlier: str
+) -> None:
+    """The summary and the link come first: "paged before" takes what room they leave over
+    the 160 characters, in the longest form that fits, and never shortens the summary."""
+    what = "x" * (SHORT_LIMIT - _FIXED - spare)
+    context = ctx("escalated", incident=incident(summary=what), paged_before=PAGED_BEFORE)
+    body = TEMPLATES.render(context, short=True).body
+    assert body == f"[SEV1] ESC #42 payments: {what}{earlier} Ack: {ACK}"
+    assert len(body) == SHORT_LIMIT - spare + len(earlier) <= SHORT_LIMIT
+
+
+def test_a_summary_too_long_for_an_sms_leaves_no_room_for_who_was_paged_before() -> None:
+    what = "x" * (SHORT_LIMIT - _FIXED + 1)
+    context = ctx("escalated", incident=incident(summary=what), paged_before=PAGED_BEFORE)
+    body = TEMPLATES.render(context, short=True).body
+    assert body == f"[SEV1] ESC #42 payments: {what[:-2]}… Ack: {ACK}"
+    assert len(body) == SHORT_LIMIT
 
 
 @pytest.mark.parametrize("reason", REASONS)

@@ -51,8 +51,8 @@ class Renderer:
         shown = 1 if len(outgoing.items) == 1 else (
             BUNDLE_SHOWN if outgoing.items[0][0].message.reason.is_page else NOTES_SHOWN)
         # Whom the run paged before: only a message of its own says so (a bundle's entries
-        # and a short text have no room for it).
-        alone = len(outgoing.items) == 1 and not short
+        # have no room for it; a short text, in what room its summary and link leave).
+        alone = len(outgoing.items) == 1
         try:
             contexts = [await self._context(row, incident, config, now, alerts=n < shown,
                                             earlier=alone)

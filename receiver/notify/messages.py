@@ -36,7 +36,8 @@ alert's label or annotation cannot add lines of its own, such as a forged `Ackno
 
 Short messages (a per-contact `short: true`, for SMS gateways) are built here, not templated:
 one body of at most 160 characters that always keeps its link, and no title, because SMS
-plugins prepend the title to the body.
+plugins prepend the title to the body. A later step's short page names whom the run paged
+before in what room the whole summary and the link leave (`short_paged_before`).
 """
 
 from __future__ import annotations
@@ -675,9 +676,28 @@ def short_body(ctx: MessageContext) -> str:
         every = format_duration(ctx.status_every) if ctx.status_every else "a while"
         return _fit(f"#{i.id} no status update for {every}: ", what, f" {ctx.incident_url}")
     head = f"[{ctx.severity.name}] {_SHORT_TAGS[ctx.reason]}#{i.id} {i.team}: "
-    if len(head) + len(f" Ack: {ctx.ack_url}") > SHORT_LIMIT - 1:
+    tail = f" Ack: {ctx.ack_url}"
+    if len(head) + len(tail) > SHORT_LIMIT - 1:
         head = f"#{i.id} "
-    return _fit(head, what, f" Ack: {ctx.ack_url}")
+    earlier = short_paged_before(ctx.paged_before,
+                                 SHORT_LIMIT - len(head) - len(what) - len(tail))
+    return _fit(head, what + earlier, tail)
+
+
+def short_paged_before(paged: PagedBefore, room: int) -> str:
+    """Whom the run paged before, in at most `room` characters, for a short page: the
+    names (the latest first) and how many more, " (paged before: bo, ana +2)"; fewer names
+    and a larger count where they do not fit; the count alone, " (4 paged before)"; or
+    nothing. It only ever takes room left over: the summary and the link come first."""
+    names = [one_line(p.name) for p in paged.shown]
+    total = len(names) + paged.more
+    for count in range(len(names), 0, -1):
+        rest = total - count
+        text = f" (paged before: {', '.join(names[:count])}{f' +{rest}' if rest else ''})"
+        if len(text) <= room:
+            return text
+    text = f" ({total} paged before)" if total else ""
+    return text if len(text) <= room else ""
 
 
 def _short_stale(ctx: MessageContext, what: str) -> str:

@@ -18,6 +18,7 @@ from receiver.core.model import EventKind, TimelineEvent
 from receiver.incidents import assignment
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, write_config
+from tests.sinks import HttpSink
 from tests.test_api import Api, run_cli, start_api
 
 OTHER = {"alertname": "Disk", "cluster": "eu1", "team": "payments", "severity": "x"}  # SEV2
@@ -163,6 +164,82 @@ async def test_who_adds_themselves_as_a_responder_is_not_paged_to_join(api: Api)
                                {"user": "bo"}, token=CY_TOKEN)
     await api.settle()
     assert api.paged() == ["ana", "bo"]  # another person added is paged, as before
+
+
+async def _through_apprise(tmp_path: Path, sink: HttpSink) -> Api:
+    """The daemon of `api`, its pages sent by ackd's own Apprise notifier to `sink`: where
+    a page's absence is the point, nothing but the sink records them."""
+    path = write_config(tmp_path / "ackd.yaml", f"127.0.0.1:{sink.port}", step_delay="5m")
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    clock = FakeClock()
+    daemon = Daemon(loaded, clock=clock)  # no notifier given: the real Apprise adapter
+    await daemon.start()
+    return Api(daemon, None, clock)  # type: ignore[arg-type]
+
+
+def _mtta(metrics: str) -> tuple[float, float]:
+    """ackd_time_to_acknowledge_seconds' count and sum for payments' SEV1."""
+    found = dict(re.findall(r'^ackd_time_to_acknowledge_seconds_(count|sum)'
+                            r'\{severity="SEV1",team="payments"\} (\S+)$', metrics, re.M))
+    return float(found.get("count", 0)), float(found.get("sum", 0))
+
+
+async def test_who_reassigns_an_unacknowledged_incident_to_themselves_takes_it_unpaged(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """ana was paged, then bo; ana takes it herself: no page asks her to take what she just
+    took. On an unacknowledged incident, taking it is acknowledging it ("take it" on a
+    page): the timeline says she reassigned it to herself and acknowledged it, MTTA counts
+    the 5 minutes since her page, and bo is told she took it, as of any acknowledgement."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await api.clock.jump(timedelta(minutes=5))
+        await api.settle()
+        assert [r.path for r in await sink.wait_for(2)] == ["/ana", "/bo"]
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                      {"user": "ana"}, token=ANA_TOKEN)
+        assert (status, body["state"], body["acknowledged_by"]) == (200, "acknowledged", "ana")
+        await api.settle()
+        [told] = (await sink.wait_for(3))[2:]
+        assert (told.path, told.json["title"]) == ("/bo", f"#{number} acknowledged by ana")
+        await _later(api, 30)  # nothing left to page: the run is in ana's hands
+        assert [r.path for r in sink.requests] == ["/ana", "/bo", "/bo"]
+        _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+        assert [(e["kind"], e["actor"]) for e in body["timeline"]
+                if e["kind"] in ("reassigned", "acknowledged")] == [
+            ("reassigned", "ana"), ("acknowledged", "ana")]
+        assert _mtta((await api.call("GET", "/metrics", token=None))[1]) == (1.0, 300.0)
+    finally:
+        await api.daemon.stop()
+
+
+async def test_who_reassigns_an_acknowledged_incident_to_themselves_holds_it_unpaged(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """ana acknowledged; cy takes it over herself: no page to her, none to ana, and no
+    acknowledgement of cy's (ana's stays MTTA's and the first on record); cy holds it now,
+    whom the status cadence and the stale notice ask."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await sink.wait_for(1)
+        await api.clock.jump(timedelta(minutes=1))
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                      {"user": "cy"}, token=CY_TOKEN)
+        assert (status, body["state"], body["acknowledged_by"]) == (200, "acknowledged", "cy")
+        await _later(api, 30)
+        assert [r.path for r in sink.requests] == ["/ana"]
+        _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+        assert [(e["kind"], e["actor"]) for e in body["timeline"]
+                if e["kind"] in ("reassigned", "acknowledged")] == [
+            ("acknowledged", "ana"), ("reassigned", "cy")]
+        assert _mtta((await api.call("GET", "/metrics", token=None))[1]) == (1.0, 60.0)
+    finally:
+        await api.daemon.stop()
 
 
 async def test_raising_the_severity_restarts_escalation_and_lowering_pages_nobody(

@@ -38,6 +38,7 @@ from receiver.escalation.engine import (
     resume,
     snooze,
     start,
+    take,
     unacknowledge,
 )
 from receiver.escalation.keys import contact_key, contact_prefix, parse_contact_key
@@ -996,6 +997,59 @@ def test_a_person_reassigned_to_has_the_team_policy_behind_them() -> None:
         (10, "cy"), (15, "ana"), (17, "ana"), (20, "bo"), (30, "dee"), (45, "erin"),
         (45, "exec-status"), (60, "cy")]
     assert {reason for _, _, reason in sim.pages[1:]} == {"reassigned"}
+
+
+def _take(sim: Sim, minute: float, who: str = "cy") -> Plan:
+    """`who` reassigns the incident to themselves at `minute`."""
+    now = T0 + minute * MIN
+    event = TimelineEvent(now, EventKind.REASSIGNED, who, {"user": who})
+    cause = RunCause(MessageReason.REASSIGNED, who, who)
+    return sim.apply(take(sim.state, sim.incident, event, now, person_policy(STANDARD, who),
+                          who, cause), now)
+
+
+def test_who_takes_an_unacknowledged_incident_acknowledges_it_and_is_not_paged() -> None:
+    """ana and bo were paged; cy takes it herself at 7m: no page to her or anyone, her
+    acknowledgement after the reassignment, every step stopped, the reack due 4h on. Left
+    alone that long, the run is hers: she is paged first, the team's policy behind her."""
+    sim = Sim.open()
+    sim.run(until=T0 + 6 * MIN)
+    assert [who for _, who, _ in sim.pages] == ["ana", "ana", "bo"]
+    plan = _take(sim, 7)
+    assert plan.pages == ()
+    assert [(e.kind, e.actor) for e in plan.events] == [
+        (EventKind.REASSIGNED, "cy"), (EventKind.ACKNOWLEDGED, "cy")]
+    assert plan.incident_state is IncidentState.ACKNOWLEDGED
+    assert sim.state.status is EscalationStatus.ACKNOWLEDGED
+    assert list(sim.deadlines.values()) == [Deadline(T0 + 247 * MIN, DeadlineKind.REACK)]
+    sim.fire_next()
+    sim.run(until=T0 + 252 * MIN)
+    assert sim.pages[3:] == [(247, "cy", "re_escalated"), (252, "ana", "re_escalated")]
+
+
+@pytest.mark.parametrize("before", ["ack", "snooze"])
+def test_who_takes_an_acknowledged_incident_holds_it_with_no_acknowledgement_of_their_own(
+    before: str,
+) -> None:
+    """ana acknowledged (or snoozed) it; cy takes it at 10m: the reassignment alone, no
+    page, no second acknowledgement (ana's stays MTTA's), the snooze over, the reack 4h
+    from cy's taking."""
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act(before, 1, until=T0 + 60 * MIN)
+    plan = _take(sim, 10)
+    assert (plan.pages, [e.kind for e in plan.events]) == ((), [EventKind.REASSIGNED])
+    assert plan.incident_state is IncidentState.ACKNOWLEDGED
+    assert (sim.state.status, sim.state.snoozed_until) == (EscalationStatus.ACKNOWLEDGED, None)
+    assert list(sim.deadlines.values()) == [Deadline(T0 + 250 * MIN, DeadlineKind.REACK)]
+
+
+def test_a_resolved_incident_cannot_be_taken() -> None:
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("resolve", 1)
+    with pytest.raises(InvalidTransition):
+        _take(sim, 2)
 
 
 @pytest.mark.parametrize(

@@ -413,6 +413,25 @@ async def test_declare_reassign_page_and_change_severity_through_forms(
     assert 'id="message">team: ' in page
 
 
+async def test_taking_an_incident_through_the_form_acknowledges_it_unpaged(
+    api: Api, browser: Browser
+) -> None:
+    """The person signed in is the actor: ana reassigning her page's incident to herself on
+    the web page takes it (acknowledged by her), and no page asks her to."""
+    number = await api.fire()
+    await api.settle()
+    assert api.paged() == ["ana"]
+    await browser.sign_in(ANA_TOKEN)
+    _, page = await browser.get(f"/incidents/{number}")
+    status, where, _ = await browser.post(f"/incidents/{number}/reassign",
+                                          {"csrf": _csrf(page), "team": "", "user": "ana"})
+    assert (status, where) == (303, f"/incidents/{number}")
+    await api.settle()
+    assert api.paged() == ["ana"]
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert (body["state"], body["acknowledged_by"]) == ("acknowledged", "ana")
+
+
 def _calendars(page: str) -> dict[str, str]:
     found = re.search(r'<ul id="calendars">(.*?)</ul>', page, re.S)
     assert found, page

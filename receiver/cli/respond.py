@@ -54,7 +54,8 @@ def add_parsers(sub: Any, api_flags: ApiFlags, epilog: str) -> None:
     reassign = sub.add_parser(
         "reassign", help="reassign an incident to a team or a person", epilog=epilog,
         description="Reassign to a team (its escalation policy takes over) or a person (paged "
-        "alone); escalation starts over either way.",
+        "alone); escalation starts over either way. Reassigning to yourself takes it: no page, "
+        "and acknowledged by you if nobody had.",
     )
     reassign.add_argument("incident", type=int)
     to = reassign.add_mutually_exclusive_group(required=True)

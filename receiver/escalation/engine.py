@@ -446,6 +446,35 @@ def restart(
     return replace(plan, cancel=(*_PERSON_WAITS, DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 
+def take(
+    state: EscalationState, incident: Incident, event: TimelineEvent, now: datetime,
+    policy: Policy, actor: str, cause: RunCause | None = None,
+) -> Plan:
+    """`actor` reassigned the incident to themselves (`event`): a new run under `policy`
+    that pages nobody, in their hands from its start. Taking an unacknowledged incident is
+    acknowledging it, as "take it" means on a page: an `acknowledged` event after `event`,
+    which MTTA counts as any first acknowledgement. One acknowledged already (by them or
+    another, or snoozed) is theirs from now with no acknowledgement of its own: the person
+    who first answered stays MTTA's. Either way its reack is due `reack_after` from now, and
+    a run begun after it (a reack, an unack) pages under `policy`."""
+    _check_now(now)
+    if not incident.is_open or _is_resolved(state):
+        raise InvalidTransition(f"cannot reassign: {_where(incident)}")
+    taken = replace(state, policy=policy, status=EscalationStatus.ACKNOWLEDGED,
+                    run=state.run + 1, cycle=0, next_step=0, cycle_started_at=now,
+                    snoozed_until=None, last_fired_step=None, last_fired_cycle=None,
+                    cause=cause, turns=(), any_hour=False)
+    arm: tuple[Deadline, ...] = ()
+    if policy.reack_after is not None:
+        arm = (Deadline(now + policy.reack_after, DeadlineKind.REACK),)
+    events: tuple[TimelineEvent, ...] = (event,)
+    if incident.state is IncidentState.TRIGGERED:
+        events += (TimelineEvent(now, EventKind.ACKNOWLEDGED, actor),)
+    return Plan(taken, arm=arm,
+                cancel=(*_PERSON_WAITS, DeadlineKind.REACK, DeadlineKind.SNOOZE),
+                incident_state=IncidentState.ACKNOWLEDGED, events=events)
+
+
 def snooze(
     state: EscalationState, incident: Incident, actor: str, until: datetime, now: datetime,
     *, via: str = "",

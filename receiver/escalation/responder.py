@@ -628,6 +628,29 @@ class Responder:
                                   hours=hours, any_hour=at_once)
         await self._apply(tx, incident, plan, now)
 
+    async def take(
+        self, tx: Transaction, incident: Incident, event: TimelineEvent, now: datetime,
+        policy: Policy, actor: str, cause: RunCause | None = None,
+    ) -> bool:
+        """`actor` reassigned the incident to themselves (`event`), in `tx`: a new run under
+        `policy` that pages nobody (`escalation.take`). Unacknowledged, it is their
+        acknowledgement: MTTA observed once committed, and everyone else paged told who took
+        it, as `act` tells them of an acknowledgement. Acknowledged already, it is theirs from
+        now (`acknowledged_by`, whom the status cadence and the stale notice ask). True when
+        it acknowledged the incident."""
+        state = await self._state(tx, incident)
+        if state is None:
+            raise InvalidTransition(f"incident {incident.id} has no escalation to reassign")
+        plan = escalation.take(state, incident, event, now, policy, actor, cause)
+        await self._apply(tx, incident, plan, now)
+        if incident.state is IncidentState.TRIGGERED:
+            await self._notify_paged(tx, incident, MessageReason.ACKNOWLEDGED, actor, now,
+                                     leave_out=actor)
+            return True
+        if incident.acknowledged_by != actor:
+            await tx.update_incident(incident.id, now, acknowledged_by=actor)
+        return False
+
     def _urgency(self, incident: Incident) -> tuple[Severity, WorkingHoursView | None]:
         """What decides whether a new run of the incident's escalation waits for working
         hours: its severity and its team's hours, as the running config has them."""

@@ -7,7 +7,9 @@ desk writes them and asks the responder to restart escalation where one is due.
   once; if they have not acknowledged within the time the incident's policy gives its first
   step to answer (`answer_window`), the incident's team's policy follows from its first step,
   as it would for a new incident: a person who is asleep or away does not leave the incident
-  with nobody behind them.
+  with nobody behind them. Reassigning it to yourself takes it: nobody is paged, the run is
+  in your hands from its start (an acknowledgement if nobody's was: `engine.take`), and its
+  reack pages you first, the policy behind you.
 - Adding a responder pages them as a step would (immediate contacts at once, delayed ones
   later unless they acted meanwhile: follow.py) and changes nothing else.
 - Raising the severity starts escalation over under the steps of the new severity, and tells

@@ -9,7 +9,9 @@ Every change a person makes here to an incident that keeps its acknowledgement (
 status update, a role assigned or cleared, a responder paged in, a severity lowered) counts as
 working it: it pushes the escalation's reack deadline (`Responder.updated`) as a new alert
 does, so an incident people are visibly working is not re-escalated as left alone. A
-reassignment or a raised severity starts escalation over instead.
+reassignment or a raised severity starts escalation over instead; a reassignment to the
+person making it is theirs at once (`Responder.take`: no page; their acknowledgement if
+nobody's was).
 
 The status cadence is a durable deadline (kind `cadence`) on the escalation timer: armed in
 the transaction that opens an incident (the responder's opened hook), moved by each status
@@ -77,10 +79,11 @@ class IncidentDesk:
 
     async def reassign(self, incident_id: int, to: Reassignment, actor: str) -> Incident:
         """To a team (its policy) or a person (paged first, the policy behind them);
-        escalation starts over."""
+        escalation starts over. A person who reassigns it to themselves is not paged: it is
+        in their hands (their acknowledgement, if nobody's was)."""
         config = self._config()
 
-        async def job(tx: Transaction) -> Incident:
+        async def job(tx: Transaction) -> tuple[Incident, bool]:
             incident = await tx.incident(incident_id)
             assignment.check_open(incident, "reassign")
             now = self._clock.now()
@@ -94,14 +97,25 @@ class IncidentDesk:
                 assert to.user is not None
                 policy = assignment.person_policy(
                     config.policy_for(incident.policy, incident.team), to.user)
+            cause = assignment.reassigned_cause(to, actor)
+            if to.user == actor:
+                # Who takes it by their own hand is not paged to take what they just took:
+                # the run is in their hands from its start. Its reack, or an unack, pages
+                # them first, the team's policy behind them, as for anyone reassigned to.
+                acked = await self._responder.take(tx, incident, event, now, policy, actor,
+                                                   cause)
+                return await tx.incident(incident_id), acked
             # A person named by whoever reassigned is paged now, at any hour, as a responder
             # paged in is: the name is their choice. A team's policy waits for its hours.
-            await self._responder.restart(tx, incident, event, now, policy,
-                                          assignment.reassigned_cause(to, actor),
+            await self._responder.restart(tx, incident, event, now, policy, cause,
                                           at_once=to.user is not None)
-            return await tx.incident(incident_id)
+            return await tx.incident(incident_id), False
 
-        return await self._store.write(job)
+        incident, acked = await self._store.write(job)
+        if acked:
+            log.info("incident #%d acknowledged by %s (reassigned to themselves)", incident_id,
+                     actor, extra=fields("incident_acknowledged", incident_id, incident.team))
+        return incident
 
     async def add_responder(self, incident_id: int, user: str, actor: str) -> Incident:
         """Page `user` into the incident now; who owns it does not change."""

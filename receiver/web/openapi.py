@@ -324,8 +324,8 @@ ROUTES: dict[str, dict[str, Schema]] = {
     },
     "/api/v1/incidents/{id}/reassign": {
         "post": _op("reassign to a team (its policy) or a person (paged first, the policy "
-                    "behind them); escalation "
-                    "starts over", {
+                    "behind them); escalation starts over. To yourself: no page, the "
+                    "incident acknowledged by you (if nobody had) and yours", {
                         "200": _answer("the incident", _ref("Incident")), "400": BAD,
                         "404": NOT_FOUND, "409": CONFLICT,
                     }, tag="incidents", scope="respond", parameters=[ID], body=_body({

@@ -279,6 +279,9 @@ FIRST_PAGES = [
     ("a-channel-the-policy-pages", [_fired(3, 0, "payments-room")], _at(3)),
     ("a-person-paged-in", [TimelineEvent(_at(7), EventKind.RESPONDER_ADDED, "cy",
                                          {"user": "bo"}), _fired(600, 0, "ana")], _at(7)),
+    ("someone-joined-by-their-own-hand", [TimelineEvent(_at(7), EventKind.RESPONDER_ADDED,
+                                                        "bo", {"user": "bo"}),
+                                          _fired(600, 0, "ana")], _at(600)),
     ("nobody-yet", [HELD], None),
 ]
 

@@ -110,13 +110,14 @@ def first_page(timeline: Sequence[TimelineEvent]) -> datetime | None:
     paged anyone (a person, or a channel the policy pages) and that no maintenance window
     held back, or the first person paged in by another (`responders`). Before it nobody was
     asked: a low-urgency incident waiting for working hours, a window holding its pages, a
-    first step with a delay, a step that reached nobody."""
+    first step with a delay, a step that reached nobody, someone who joined by their own
+    hand (nobody pages them)."""
     held = {(e.at, e.detail.get("step")) for e in timeline if e.kind is EventKind.PAGE_SUPPRESSED}
     return min(
         (e.at for e in timeline
          if (e.kind is EventKind.STEP_FIRED and e.detail.get("recipients")
              and (e.at, e.detail.get("step")) not in held)
-         or e.kind is EventKind.RESPONDER_ADDED),
+         or (e.kind is EventKind.RESPONDER_ADDED and e.detail.get("user") != e.actor)),
         default=None,
     )
 

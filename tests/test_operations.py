@@ -220,10 +220,54 @@ async def test_a_reload_of_the_same_file_says_nothing_changed(api: Api) -> None:
     digest = api.daemon.config.published_digest()
     assert body == {"status": "reloaded", "changed": False,
                     "config_hash": {"before": digest, "after": digest},
-                    "warnings": [], "open_incidents": {"status": "checked"}}
+                    "warnings": [], "open_incidents": {"status": "unchanged", "message": (
+                        "the file is the running config: nothing was swapped in, and the"
+                        " open incidents were not looked at again")}}
     jsonschema.validate(body, SCHEMAS["Reloaded"])
     # The hash is the one /metrics shows (its first 48 bits).
     assert sample(await scrape(api), "ackd_config_hash") == float(int(digest[:12], 16))
+
+
+async def test_a_reload_of_the_same_file_swaps_nothing_in_and_nothing_reacts(
+    api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A deploy pipeline reloads on every run: when the file, its variables and its
+    `*_file`s are as they were, the running Config stays (the same object), no subscriber
+    hears of it (the memos, the handoffs' plan, the heartbeats' timers), and neither the
+    file's checks nor the look at the open incidents run, by POST /-/reload or by SIGHUP."""
+    await api.fire()
+    await api.settle()
+    running = api.daemon.config
+    heard: list[Config] = []
+    api.daemon.coordinator.subscribe(heard.append)
+    looked: list[str] = []
+    store = api.daemon.store
+    for read in ("open_escalations", "open_firing_alerts", "open_contacts", "count_open"):
+        monkeypatch.setattr(store, read, lambda name=read: looked.append(name))
+    monkeypatch.setattr(config_module, "warnings", lambda *_: looked.append("warnings"))
+    caplog.set_level(logging.INFO)
+
+    status, body = await api.call("POST", "/-/reload")
+    assert (status, body["changed"], body["open_incidents"]["status"]) == (200, False,
+                                                                           "unchanged")
+    assert api.daemon.reload()  # SIGHUP's: the file took, as it was
+    assert api.daemon._tasks == set()  # nothing was started in the background
+    assert api.daemon.config is running
+    assert (heard, looked) == ([], [])
+    digest = running.published_digest()[:12]
+    said = [(r.levelname, r.getMessage(), getattr(r, "event", None)) for r in caplog.records
+            if r.name == "receiver.app.daemon"]
+    line = (f"configuration reloaded from {api.daemon.config_path}: unchanged (config hash"
+            f" {digest}), the running config is kept and nothing is looked at again")
+    assert said == [("INFO", line, "config_unchanged")] * 2
+
+    monkeypatch.undo()
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    path.write_text(path.read_text() + "# edited\n")  # another file, if alike: swapped in
+    assert api.daemon.reload()
+    assert api.daemon.config is not running
+    assert heard == [api.daemon.config]
 
 
 def _renamed_without_payments_route(text: str) -> str:
@@ -325,9 +369,12 @@ async def test_a_look_that_fails_is_answered_as_failed(
         raise StoreUnavailable("database is locked")
 
     monkeypatch.setattr(api.daemon.store, "open_escalations", unavailable)
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    path.write_text(path.read_text() + "# edited\n")  # changed: the look runs
     status, body = await api.call("POST", "/-/reload")
     assert status == 200, body
-    assert (body["changed"], body["warnings"]) == (False, [])
+    assert (body["changed"], body["warnings"]) == (True, [])
     assert body["open_incidents"] == {
         "status": "failed", "message": "cannot look at the open incidents, see the log"}
     jsonschema.validate(body, SCHEMAS["Reloaded"])

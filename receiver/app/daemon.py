@@ -507,17 +507,23 @@ class Daemon:
             refused = self.coordinator.reload(path)
         after = self.config.published_digest()
         self.metrics.config_loaded(refused is None, self.clock.now().timestamp(), after)
+        config, located, self._loaded = self.config, self._loaded, None
         if refused is not None:
             log.error("reload refused, keeping the running config:\n%s", refused)
+        elif after == before:
+            log.info("configuration reloaded from %s: unchanged (config hash %s), the running"
+                     " config is kept and nothing is looked at again", path, after[:12],
+                     extra=fields("config_unchanged"))
         else:
-            log.info("configuration reloaded from %s (%s)", path,
-                     "changed" if after != before else "unchanged")
+            log.info("configuration reloaded from %s: changed (config hash %s -> %s)", path,
+                     before[:12], after[:12], extra=fields("config_changed"))
         outcome = "configuration reloaded" if refused is None else "reload refused, see the log"
         if running:
             self.systemd.ready(f"{self._status}; {outcome}")
         if refused is not None:
             return refused
-        config, located, self._loaded = self.config, self._loaded, None
+        if after == before:  # the running config, not swapped in (config.coordinator)
+            return Reloaded(before, after)
         return Reloaded(before, after, self._background(self._check_file(config, located)),
                         self._background(self._look_at_open(config)))
 

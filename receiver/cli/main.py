@@ -763,7 +763,7 @@ def _reload(args: argparse.Namespace) -> int:
     for warning in answer.get("warnings", []):
         print(_located(warning), file=sys.stderr)
     looked = answer.get("open_incidents", {})
-    if looked.get("status") != "checked":
+    if looked.get("status") not in ("checked", "unchanged"):
         print(f"open incidents: {looked.get('status')}: {looked.get('message')}",
               file=sys.stderr)
     hashes = answer.get("config_hash", {})

@@ -4,8 +4,11 @@ As Alertmanager's config coordinator: each component that derives something from
 (the ingest memos, the web's links) subscribes once with a function that takes the whole new
 Config; those that read it as they act (the responder, the dispatcher) read `current`. The app
 hands over the function that loads a file (receiver.config.build, which the config's own layers
-never import). A file that does not build changes nothing and reaches no subscriber; one that
-does becomes `current` and is handed to every subscriber, in the order they subscribed.
+never import). A file that does not build changes nothing and reaches no subscriber; nor does
+one that builds into the running config again (the same published digest: the file, its
+variables and its `*_file`s as they were), so a deploy that reloads on every run costs nothing
+when nothing changed. Any other becomes `current` and is handed to every subscriber, in the
+order they subscribed.
 
 What a reload that took tells whoever asked for it (`Reloaded`: the config's published digest
 before and after, and the warnings of the file and of the look at the open incidents, which
@@ -57,7 +60,8 @@ class Reloaded:
     (what `ackd check-config` warns of); `look` what the new config does to the open
     incidents, None when the look failed (the log says why). Both run after the swap, off
     the loop, and log what they find whether or not anyone awaits them; they are None when
-    the reload ran outside the daemon's loop (a test)."""
+    the reload ran outside the daemon's loop (a test), and when nothing `changed`: nothing
+    was swapped in, so neither runs."""
 
     before: str
     after: str
@@ -92,14 +96,16 @@ class Coordinator:
 
     def reload(self, path: str | Path) -> ConfigError | None:
         """Load `path` and swap it in whole: None, or the ConfigError that refused it (the
-        running config stays)."""
+        running config stays). A file that builds into the running config's published digest
+        is the running config: it is not swapped in, and no subscriber hears of it."""
         try:
             fresh = self._load(path)
         except ConfigError as exc:
             return exc
         except Exception as exc:  # whatever broke the load refuses the file, as a problem
             return ConfigError([unexpected(str(path), exc)])
-        self.swap(fresh)
+        if fresh.published_digest() != self._config.published_digest():
+            self.swap(fresh)
         return None
 
     def swap(self, config: Config) -> None:

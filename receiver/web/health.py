@@ -90,7 +90,8 @@ async def reload(request: web.Request) -> web.Response:
     incidents. That look runs in the background after the swap; the answer waits for it up
     to LOOK_WAIT seconds, and past that says it is still running and that its warnings go
     to the log, so a deploy script is never held for as long as 100,000 open incidents
-    take."""
+    take. A file that changed nothing (the same published digest) is not swapped in: no
+    warning, no look (`unchanged`)."""
     s = services(request)
     authorise(request, Scope.ADMIN)
     if s.reload is None:
@@ -104,7 +105,10 @@ async def reload(request: web.Request) -> web.Response:
         return error(422, "reload refused, the running config is kept", problems=problems)
     warnings = [] if outcome.checks is None else await asyncio.shield(outcome.checks)
     looked: dict[str, str]
-    if outcome.look is None:
+    if not outcome.changed:
+        looked = {"status": "unchanged", "message": "the file is the running config: nothing"
+                  " was swapped in, and the open incidents were not looked at again"}
+    elif outcome.look is None:
         looked = {"status": "failed", "message": "the open incidents were not looked at"}
     else:
         try:

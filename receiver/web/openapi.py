@@ -145,9 +145,11 @@ SCHEMAS: dict[str, Schema] = {
                 "description": "the look at what the new config does to the open incidents:"
                                " `checked` (its warnings are in `warnings`), `running` (past"
                                " 5 s: its warnings go to the log only), `failed` (the log"
-                               " says why)",
+                               " says why), `unchanged` (the file is the running config:"
+                               " nothing swapped in, nothing looked at, no warning)",
                 "properties": {
-                    "status": {"type": "string", "enum": ["checked", "running", "failed"]},
+                    "status": {"type": "string",
+                               "enum": ["checked", "running", "failed", "unchanged"]},
                     "message": {"type": "string"},
                 },
             },

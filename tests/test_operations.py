@@ -11,6 +11,7 @@ import re
 import signal
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
 from receiver.cli.main import _logging_off_the_loop
 from receiver.config import build as config_module
 from receiver.config.model import Config
@@ -32,6 +34,7 @@ from receiver.ingest.regroup import regroup_line
 from receiver.telemetry.logformat import JsonFormatter, fields
 from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
 from receiver.telemetry.metrics import FAST_BUCKETS
+from receiver.testing import FakeClock, RecordingNotifier
 from receiver.web import health
 from receiver.web.openapi import SCHEMAS
 from tests.harness import (
@@ -327,6 +330,45 @@ async def test_a_changed_reload_answers_every_warning_it_logs(
         by_kind["config_unreached"]["message"], regrouped["message"]])
 
 
+async def test_the_files_warnings_are_logged_at_start_as_a_reload_logs_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """check-config's warnings (here a team no route leads to) were logged at reloads only: a
+    daemon started with such a file said nothing until its first reload. The start logs the
+    same lines with the same fields, from the document the file was read into."""
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+    path.write_text(_renamed_without_payments_route(path.read_text()))
+    located, loaded = config_module.load_located(path)
+    daemon = Daemon(replace(loaded, listen_port=0, data_dir=tmp_path / "data"),
+                    clock=FakeClock(), notifier=RecordingNotifier(), config_path=path,
+                    source=located)
+    caplog.set_level(logging.INFO)
+
+    def warned() -> list[tuple[str, str, str]]:
+        return [(r.name, r.getMessage(), getattr(r, "event", "")) for r in caplog.records
+                if r.levelno == logging.WARNING]
+
+    await daemon.start()
+    try:
+        for task in list(daemon._tasks):
+            await task
+        text = path.read_text()
+        line = 1 + text[: text.index("  - {name: payments, schedule")].count("\n")
+        at_start = warned()
+        assert at_start == [("receiver.app.daemon", (
+            f"{path}:{line}: teams[0].name: warning: no route leads to team 'payments': no"
+            " alert reaches it, and an incident declared or a drill started for it is"
+            " refused"), "unrouted_team")]
+        caplog.clear()
+        path.write_text(text + "# edited\n")
+        assert daemon.reload()
+        for task in list(daemon._tasks):
+            await task
+        assert warned() == at_start
+    finally:
+        await daemon.stop()
+
+
 async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
     api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -528,12 +570,14 @@ def test_an_exception_is_one_escaped_field() -> None:
 
 async def test_serve_logs_json_lines_about_incidents_without_secrets(tmp_path: Path) -> None:
     """The real command: every line it writes is a JSON object; the incident's lines name it
-    and its team; the contact's secret never appears (the delivery fails: nothing listens)."""
+    and its team; the contact's secret never appears (the delivery fails: nothing listens);
+    the file's warning (team billing, which no route reaches) is logged at start."""
     secret = "s3cr3t-hook-path-xyz"
     dead = free_port()
     config = write_config(tmp_path / "ackd.yaml", f"127.0.0.1:{dead}")
     config.write_text(config.read_text().replace(
-        f'json://127.0.0.1:{dead}/ana', f'json://user:{secret}@127.0.0.1:{dead}/ana'))
+        f'json://127.0.0.1:{dead}/ana', f'json://user:{secret}@127.0.0.1:{dead}/ana').replace(
+        "teams:\n", "teams:\n  - {name: billing, schedule: payments, lead: cy}\n"))
     port = free_port()
     argv = [sys.executable, "-m", "receiver", "serve", "--config", str(config), "--listen",
             f"127.0.0.1:{port}", "--data-dir", str(tmp_path / "data"), "--log-format", "json"]
@@ -544,9 +588,15 @@ async def test_serve_logs_json_lines_about_incidents_without_secrets(tmp_path: P
         await wait_until(lambda: http_ok(f"{url}/-/ready"), READY_WITHIN, "ackd to be ready")
         await _post_alert(url, {"alertname": "Down\nforged", "team": "payments"})
         await wait_until(lambda: _logged(ackd, "delivery"), 20, "the failed delivery's line")
+        await wait_until(lambda: _logged(ackd, "unrouted_team"), 10, "the file's warning")
     finally:
         ackd.stop()
     lines = [json.loads(line) for line in ackd.log().splitlines()]
+    # check-config's warning, logged at start as at a reload (the file's line, its event).
+    warned = [x for x in lines if x.get("event") == "unrouted_team"]
+    assert [(x["level"], x["message"].split(": ", 1)[1]) for x in warned] == [
+        ("warning", "teams[0].name: warning: no route leads to team 'billing': no alert"
+         " reaches it, and an incident declared or a drill started for it is refused")]
     assert secret not in ackd.log()
     opened = [x for x in lines if x.get("event") == "incident_opened"]
     assert [(x["incident"], x["team"]) for x in opened] == [(1, "payments")]

@@ -208,7 +208,10 @@ class Daemon:
         config_path: str | Path | None = None,
         migrate: bool = True,
         systemd: SystemdNotify | None = None,
+        source: Located | None = None,
     ) -> None:
+        """`source`: the document `config` was built from (build.load_located), for the file's
+        warnings at start; without it (a Config built otherwise) the start checks none."""
         prepare_data_dir(config.data_dir)
         self.config_path = config_path
         # Under systemd (Type=notify): told when ackd is ready, reloads and stops.
@@ -301,8 +304,9 @@ class Daemon:
         # WATCHDOG=1 to systemd from this loop, from READY=1 until the stop has finished.
         self._watchdog: asyncio.Task[None] | None = None
         self._windows = config.maintenance
-        # The document a reload's file was read into (Daemon._load), until try_reload takes it.
-        self._loaded: Located | None = None
+        # The document the running file was read into (at start, then Daemon._load's), until
+        # the start or try_reload takes it for the file's warnings.
+        self._loaded: Located | None = source
         self.port: int | None = None
 
     def _count_exhaustions(self, config: Config) -> None:
@@ -365,7 +369,11 @@ class Daemon:
             raise StartupError(f"cannot listen on {host}:{port}: {bind_failure(exc)}") from exc
         self.port = _bound_port(self._runner)
         self.services.ready = True
-        # The file may have changed while ackd was down.
+        # What check-config warns of, logged as a reload logs it; and the file may have
+        # changed while ackd was down.
+        located, self._loaded = self._loaded, None
+        if located is not None:
+            self._background(self._check_file(self.config, located))
         self._background(self._look_at_open(self.config, at_start=True))
         # Everything built at start lives as long as the daemon: keep it out of the garbage
         # collector's full passes, which otherwise stall every connection at once (~40 ms).
@@ -426,9 +434,10 @@ class Daemon:
     async def _check_file(
         self, config: Config, located: Located | None
     ) -> list[ReloadWarning]:
-        """The warnings `ackd check-config` gives for a reloaded file (teams no route leads
-        to, holes in the coming weeks' on-call), logged and returned. On a thread: the
-        schedules' weeks take ~0.1 s for config.example.yaml, more for hourly rotations."""
+        """The warnings `ackd check-config` gives for the file ackd starts with or reloads
+        (teams no route leads to, holes in the coming weeks' on-call), logged and returned.
+        On a thread: the schedules' weeks take ~0.1 s for config.example.yaml, more for
+        hourly rotations."""
         try:
             found = await asyncio.to_thread(build.warnings, config, self.clock.now(), located)
         except Exception as exc:  # a check broken by an odd value: said, not raised
@@ -567,15 +576,20 @@ def _bound_port(runner: web.AppRunner) -> int | None:
     return None
 
 
-async def serve(config: Config, config_path: str | Path, *, migrate: bool = True) -> int:
+async def serve(
+    config: Config, config_path: str | Path, *, migrate: bool = True,
+    source: Located | None = None,
+) -> int:
     """Run until SIGTERM or SIGINT. A start that fails raises (StartupError for the causes we
-    can name) after stopping whatever had started."""
+    can name) after stopping whatever had started. `source`: the document the file was read
+    into, whose warnings (check-config's) the start logs."""
     refused = example_secrets_in_use(config)
     if refused is not None:
         raise StartupError(refused)
     systemd = SystemdNotify.from_environment()
     systemd.status("starting: opening the store")
-    daemon = Daemon(config, config_path=config_path, migrate=migrate, systemd=systemd)
+    daemon = Daemon(config, config_path=config_path, migrate=migrate, systemd=systemd,
+                    source=source)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     interrupts = 0

@@ -345,8 +345,12 @@ def _overrides(args: argparse.Namespace) -> config_module.Overrides:
 def _serve(args: argparse.Namespace) -> int:
     from receiver.app.daemon import serve
 
-    config = _load(args.config)
-    if config is None:
+    try:
+        # The document too: the start logs the file's warnings from it, never reading the
+        # file twice (it may be a pipe).
+        located, config = config_module.load_located(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
         return 1
     try:
         config = _overrides(args).apply(config)
@@ -356,7 +360,8 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             # uvloop: libuv's event loop and transports in C, the same asyncio API.
-            return runner.run(serve(config, args.config, migrate=args.migrate))
+            return runner.run(serve(config, args.config, migrate=args.migrate,
+                                    source=located))
     except StartupError as exc:
         print(f"ackd: {exc}", file=sys.stderr)
         return 1

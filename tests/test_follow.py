@@ -22,7 +22,7 @@ from receiver.incidents.follow import FollowUp
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import ANA_TOKEN, CY_TOKEN, write_config
 from tests.test_api import Api
-from tests.test_reload_targets import reload
+from tests.test_reload_targets import reload, rewrite
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
 PUSH, SMS = Contact("json://x/push"), Contact("json://x/sms", timedelta(minutes=2), short=True)
@@ -274,3 +274,35 @@ async def test_a_follow_up_whose_contact_a_reload_removed_is_recorded_not_droppe
     assert line.getMessage() == (
         f"incident #{number}: the {reason} message to {who}'s delayed contact 2 was not sent:"
         f" user {who} no longer has contact 2")
+
+
+async def test_a_reload_names_the_follow_ups_and_reminders_it_leaves_without_a_recipient(
+    api: Api,
+) -> None:
+    """cy, paged in, waits for his SMS; bo commands, so the next status reminder is his. A
+    reload that gives cy's SMS another URL and removes bo (and his layer) answers both now,
+    not when they come due."""
+    number = await _acknowledged(api)
+    await api.call("POST", f"/api/v1/incidents/{number}/responders", {"user": "cy"},
+                   token=ANA_TOKEN)
+    status, _ = await api.call("PUT", f"/api/v1/incidents/{number}/roles/commander",
+                               {"user": "bo"}, token=ANA_TOKEN)
+    assert status == 200
+    await api.settle()
+
+    def edit(text: str) -> str:
+        text = text.replace("/cy-sms", "/cy-new-sms")
+        lines = [line for line in text.splitlines() if "name: bo," not in line
+                 and "name: secondary" not in line and "oncall: secondary" not in line]
+        return "\n".join(lines) + "\n"
+
+    rewrite(Path(str(api.daemon.config_path)), edit)
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    assert [w["message"] for w in body["warnings"] if w["kind"] == "config_message_lost"] == [
+        "1 open incident(s) wait to send cy the responder_added message through a delayed"
+        " contact (contact 2) that this config removes or gives another URL: it will not be"
+        f" sent (#{number})",
+        "1 open incident(s) owe status updates, and bo (their commander), whom their reminder"
+        f" goes to, is no user of this config: it will remind nobody (#{number})"]
+    assert {w["incident_count"] for w in body["warnings"]} == {1}

@@ -245,7 +245,8 @@ async def test_a_reload_of_the_same_file_swaps_nothing_in_and_nothing_reacts(
     api.daemon.coordinator.subscribe(heard.append)
     looked: list[str] = []
     store = api.daemon.store
-    for read in ("open_escalations", "open_firing_alerts", "open_contacts", "count_open"):
+    for read in ("open_escalations", "open_firing_alerts", "open_contacts", "count_open",
+                 "waiting_messages"):
         monkeypatch.setattr(store, read, lambda name=read: looked.append(name))
     monkeypatch.setattr(config_module, "warnings", lambda *_: looked.append("warnings"))
     caplog.set_level(logging.INFO)
@@ -393,7 +394,8 @@ async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
     assert status == 200, body
     assert body["open_incidents"] == {"status": "running", "message": (
         "still looking at the open incidents after 0.05 s: what it finds goes to the log as"
-        " WARNING lines (events config_regrouped, config_unreached and config_contact_lost)")}
+        " WARNING lines (events config_regrouped, config_unreached, config_contact_lost,"
+        " config_message_lost and config_queued_lost)")}
     assert [w["kind"] for w in body["warnings"]] == ["unrouted_team"]  # the file's own: known
     jsonschema.validate(body, SCHEMAS["Reloaded"])
     release.set()

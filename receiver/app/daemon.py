@@ -41,18 +41,19 @@ from receiver.escalation.plan import EscalationStatus
 from receiver.escalation.responder import ConfigDirectory, Responder
 from receiver.escalation.unreached import lost_contacts, reload_findings
 from receiver.heartbeats.service import Heartbeats
+from receiver.incidents import cadence, follow
 from receiver.incidents.desk import IncidentDesk
 from receiver.incidents.service import Incidents
 from receiver.ingest.regroup import regroup_line, regrouped
 from receiver.maintenance.service import Maintenance
-from receiver.notify.contacts import index_of
+from receiver.notify.contacts import index_of, unsendable
 from receiver.notify.notifier import AppriseNotifier, Notifier
 from receiver.oncall.handoffs import HandoffNotices
 from receiver.oncall.schedules import OnCallMemo
 from receiver.oncall.service import OnCallService
 from receiver.store import private_dir
 from receiver.store.postgres.store import PostgresStore
-from receiver.store.records import Shared
+from receiver.store.records import Shared, Waiting
 from receiver.store.sqlite.owner import StoreOwner
 from receiver.telemetry.logformat import fields
 from receiver.telemetry.metrics import Metrics
@@ -400,8 +401,11 @@ class Daemon:
         self, config: Config, at_start: bool = False
     ) -> list[ReloadWarning] | None:
         """A WARNING for each schedule, layer, lead, user or channel the open incidents'
-        policies name and `config` lacks (escalation/unreached.py), and one for the open
-        incidents whose alerts `config` groups elsewhere (ingest/regroup.py). A reload never
+        policies name and `config` lacks (escalation/unreached.py), one for the open
+        incidents whose alerts `config` groups elsewhere (ingest/regroup.py), and one for
+        each recipient `config` lacks of what still waits to be sent: a delayed contact, a
+        follow-up or status reminder of the incident layer, a queued notification
+        (_waiting_warnings). A reload never
         refuses a file for them (an incident may stay open for days), but the operator hears
         of them now, not when a step pages nobody or an alert pages twice. In the background
         after each reload and start, the decoding and routing on a thread of their own: with
@@ -421,9 +425,11 @@ class Daemon:
             escalations = await self.store.open_escalations()
             alerts = await self.store.open_firing_alerts()
             contacts = await self.store.open_contacts()
+            waiting = await self.store.waiting_messages()
             directory = ConfigDirectory(config, OnCallMemo(), self.responder.roster)
             found = await asyncio.to_thread(_open_warnings, escalations, alerts, contacts,
                                             config, directory)
+            found += await asyncio.to_thread(_waiting_warnings, waiting, config)
         except Exception as exc:  # only a warning is lost: the reload or start goes on
             log.warning("cannot look at the open incidents: %s", exc)
             return None
@@ -642,3 +648,22 @@ def _open_warnings(
     runs = {number: state.run for number, state in states if state.status in WAITING}
     return found + [ReloadWarning("config_contact_lost", *where, line, tuple(numbers))
                     for line, numbers in lost_contacts(contacts, runs, directory)]
+
+
+def _waiting_warnings(waiting: Waiting, config: Config) -> list[ReloadWarning]:
+    """What `config` does to the messages still to go that name their recipient: the
+    incident layer's delayed ones (a follow-up's person or contact gone, a status reminder's
+    person gone: `config_message_lost`) and the queued notifications whose contact it
+    removes or gives another URL (`config_queued_lost`: they fail at their turn, never go to
+    another URL), each warning with the incidents it is about."""
+    where = config.source, None, "(open incidents)"
+    tokens = frozenset(p.name for p in config.api_tokens.values() if not p.is_user)
+    lost = (follow.lost_at_reload(waiting.follow_ups, config.users)
+            + cadence.unreminded(waiting.reminders, config.severity, frozenset(config.users),
+                                 tokens))
+    queued = [(number, m.recipient, m.recipient_kind, m.contact, m.url_digest)
+              for number, m in waiting.queued]
+    return ([ReloadWarning("config_message_lost", *where, line, tuple(numbers))
+             for line, numbers in lost]
+            + [ReloadWarning("config_queued_lost", *where, line, tuple(numbers))
+               for line, numbers in unsendable(queued, config.users, config.channels)])

@@ -75,7 +75,7 @@ def reload_findings(
     for incident_id, policy in open_policies:
         for line in _policy_lines(policy, directory):
             found.setdefault(line, []).append(incident_id)
-    return [(_counted(line, numbers), numbers) for line, numbers in found.items()]
+    return [(counted(line, numbers), numbers) for line, numbers in found.items()]
 
 
 def _policy_lines(policy: Policy, directory: Directory) -> list[str]:
@@ -118,13 +118,19 @@ def lost_contacts(
                     " this config removes or gives another URL")
         else:
             continue
-        numbers = found.setdefault(line + ": it will not be sent", [])
-        if not numbers or numbers[-1] != number:
-            numbers.append(number)
-    return [(_counted(line, numbers), numbers) for line, numbers in found.items()]
+        found_once(found, line + ": it will not be sent", number)
+    return [(counted(line, numbers), numbers) for line, numbers in found.items()]
 
 
-def _counted(line: str, numbers: list[int]) -> str:
+def counted(line: str, numbers: list[int], of: str = "open incident(s)") -> str:
+    """A reload's line: how many incidents it is about, what of them, the first few."""
     named = ", ".join(f"#{n}" for n in numbers[:NAMED])
     more = f" and {len(numbers) - NAMED} more" if len(numbers) > NAMED else ""
-    return f"{len(numbers)} open incident(s) {line} ({named}{more})"
+    return f"{len(numbers)} {of} {line} ({named}{more})"
+
+
+def found_once(found: dict[str, list[int]], line: str, number: int) -> None:
+    """`number` under `line`, once: the waiting things come by incident."""
+    numbers = found.setdefault(line, [])
+    if not numbers or numbers[-1] != number:
+        numbers.append(number)

@@ -8,11 +8,13 @@ again: a reminder each interval until someone speaks. Pure: the desk holds the d
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, Incident, Severity, TimelineEvent
-from receiver.incidents.roles import Holders, accountable
+from receiver.escalation.unreached import counted, found_once
+from receiver.incidents.roles import Holders, accountable, accountable_of
 
 KEY = "status"  # the one cadence deadline of an incident
 
@@ -55,3 +57,26 @@ def remind(
               "reminded": who}
     event = TimelineEvent(now, EventKind.STATUS_DUE, "ackd", detail)
     return Reminder(who, event, now + every)
+
+
+def unreminded(
+    armed: Iterable[tuple[int, str, str | None, str | None]],
+    severity: Callable[[str], Severity],
+    known_users: frozenset[str],
+    token_names: frozenset[str],
+) -> list[tuple[str, list[int]]]:
+    """A line, with its incidents, for each person whom the armed cadences of open incidents
+    (incident, severity, commander, whoever acknowledged) would remind, and whom a config of
+    these users no longer has: `remind` then reminds nobody. A named token that acknowledged
+    (a script) was never reminded, and an incident whose severity has no cadence now is
+    reminded of nothing: neither is a change."""
+    found: dict[str, list[int]] = {}
+    for number, severity_name, commander, acknowledged_by in armed:
+        who = accountable_of(commander, acknowledged_by)
+        if (who is None or who in known_users or who in token_names
+                or severity(severity_name).status_every is None):
+            continue
+        role = "their commander" if commander is not None else "who acknowledged them"
+        found_once(found, f"owe status updates, and {who} ({role}), whom their reminder goes"
+                   " to, is no user of this config: it will remind nobody", number)
+    return [(counted(line, numbers), numbers) for line, numbers in found.items()]

@@ -13,7 +13,7 @@ Either way a resolved incident wants nothing more.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
 import msgspec
@@ -22,6 +22,7 @@ from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, MessageReason, TimelineEvent
 from receiver.escalation.keys import contact_digest, find_contact
 from receiver.escalation.policy import User
+from receiver.escalation.unreached import counted, found_once
 from receiver.store.records import OutboxMessage
 
 
@@ -110,3 +111,31 @@ def message(follow: FollowUp, user: User, status_every: float | None) -> OutboxM
         recipient=user.name, recipient_kind="user", contact=found,
         url_digest=contact_digest(contact.url), reason=follow.reason, short=contact.short,
         status_every=status_every, actor=follow.actor)
+
+
+def lost_at_reload(
+    waiting: Iterable[tuple[int, str]], users: Mapping[str, User]
+) -> list[tuple[str, list[int]]]:
+    """A line, with its incidents, for each follow-up still waiting (open incident, its
+    FOLLOW deadline's key) that a config with these `users` cannot send: its person is gone,
+    or none of their contacts has its URL now (`message` finds none). When it comes due it is
+    recorded as `lost`; the reload says so now. A key this release cannot read is left out:
+    it is not sent either way, and the config changes nothing of it."""
+    found: dict[str, list[int]] = {}
+    for number, key in waiting:
+        try:
+            later = FollowUp.from_key(key)
+        except (ValueError, TypeError, msgspec.DecodeError):
+            continue
+        what = f"the {later.reason.value} message"
+        user = users.get(later.name)
+        if user is None:
+            line = (f"wait to send {later.name}, whom this config removes, {what} through a"
+                    " delayed contact")
+        elif find_contact([c.url for c in user.contacts], later.contact, later.digest) is None:
+            line = (f"wait to send {later.name} {what} through a delayed contact (contact"
+                    f" {later.contact + 1}) that this config removes or gives another URL")
+        else:
+            continue
+        found_once(found, line + ": it will not be sent", number)
+    return [(counted(line, numbers), numbers) for line, numbers in found.items()]

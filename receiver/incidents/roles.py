@@ -120,9 +120,13 @@ def accountable(incident: Incident, holders: Holders) -> str | None:
     """Who is reminded that a status update is due: the commander, else whoever
     acknowledged the incident, else nobody."""
     commander = holders.get(Role.COMMANDER)
-    if commander is not None:
-        return commander.user
-    return incident.acknowledged_by
+    return accountable_of(None if commander is None else commander.user,
+                          incident.acknowledged_by)
+
+
+def accountable_of(commander: str | None, acknowledged_by: str | None) -> str | None:
+    """`accountable`, from the commander's name and whoever acknowledged."""
+    return commander if commander is not None else acknowledged_by
 
 
 def _check_open(incident: Incident, what: str) -> None:

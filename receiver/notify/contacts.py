@@ -14,11 +14,12 @@ Pure: functions of the config's users and channels.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from receiver.core.frozen import frozen
 from receiver.escalation.keys import find_contact
 from receiver.escalation.policy import Channel, User
+from receiver.escalation.unreached import counted, found_once
 
 
 @frozen(slots=True)
@@ -60,6 +61,31 @@ def resolve(
         contact = user.contacts[found]
         return Destination(contact.url, contact.short)
     return f"unknown recipient kind {kind!r}"
+
+
+def unsendable(
+    queued: Iterable[tuple[int, str, str, int | None, str]],
+    users: Mapping[str, User],
+    channels: Mapping[str, Channel],
+) -> list[tuple[str, list[int]]]:
+    """A line, with its incidents, for each reference queued in the outbox (incident,
+    recipient, its kind, contact index, URL digest) that these users and channels no longer
+    resolve: the person or channel is gone, or none of its contacts has the URL now (a
+    changed URL is another contact). The dispatcher fails such a row when its turn comes, on
+    its incident's timeline, and never sends it to another URL; the reload says so now. A row
+    that names no contact fails whatever the config: it is left out."""
+    found: dict[str, list[int]] = {}
+    for number, name, kind, index, digest in queued:
+        if index is None:
+            continue
+        why = resolve(name, kind, index, users, channels, digest)
+        if isinstance(why, Destination):
+            continue
+        if name in (channels if kind == "channel" else users):
+            why += " (removed, or its URL changed)"  # they are there: the contact is not
+        found_once(found, f"have notification(s) queued that this config cannot send, as"
+                   f" {why}: each fails at its turn, on its incident's timeline", number)
+    return [(counted(line, numbers, "incident(s)"), numbers) for line, numbers in found.items()]
 
 
 def index_of(

@@ -54,6 +54,7 @@ from receiver.store.records import (
     OutboxRow,
     PlannedNotice,
     StoreStats,
+    Waiting,
 )
 
 T = TypeVar("T")
@@ -464,6 +465,12 @@ class Store(Protocol):
     async def open_contacts(self) -> list[tuple[int, str]]:
         """(incident id, deadline key) of each delayed contact still waiting of every
         triggered incident, by incident: what a reload looks up (escalation/unreached.py)."""
+        ...
+
+    async def waiting_messages(self) -> Waiting:
+        """The messages still to go that name their recipient: the incident layer's delayed
+        ones (follow-ups, status reminders) of every open incident, and every outbox row, in
+        one read: what a reload looks up in the new config."""
         ...
 
     async def earlier_incidents(self, incident_id: int, limit: int = 20) -> list[Incident]:

@@ -23,7 +23,7 @@ from receiver.delivery.noise import ChannelHistory
 from receiver.escalation.keys import parse_contact_key
 from receiver.escalation.plan import PageFate
 from receiver.maintenance.domain import Window
-from receiver.store.records import ArmedDeadline, ChannelRecord, OutboxMessage
+from receiver.store.records import ArmedDeadline, ChannelRecord, OutboxMessage, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -315,6 +315,36 @@ OPEN_FIRING_ALERTS = ("SELECT i.id, i.group_key, a.labels FROM incidents i"
 OPEN_CONTACTS = ("SELECT d.incident_id, d.key FROM deadlines d"
                  " JOIN incidents i ON i.id = d.incident_id"
                  " WHERE d.kind = 'contact' AND i.state = 'triggered' ORDER BY d.incident_id, d.id")
+
+
+# What is still to be sent and names its recipient, for a reload to look up in the new config
+# (incidents/follow.py, incidents/cadence.py, notify/contacts.py): the incident layer's
+# delayed messages of every open incident (a follow-up's key names its person and contact; a
+# status reminder goes to the commander, else whoever acknowledged), and every outbox row.
+# One statement on both stores, decoded alike (waiting_from_rows).
+WAITING_MESSAGES = (
+    "SELECT d.incident_id, d.kind, d.key, i.severity, r.\"user\", i.acknowledged_by, d.id"
+    " FROM deadlines d JOIN incidents i ON i.id = d.incident_id"
+    " LEFT JOIN incident_roles r ON r.incident_id = d.incident_id AND r.role = 'commander'"
+    " WHERE d.kind IN ('follow', 'cadence') AND i.state != 'resolved'"
+    " UNION ALL SELECT incident_id, 'outbox', payload, NULL, NULL, NULL, id FROM outbox"
+    " ORDER BY 1, 2, 7")
+
+
+def waiting_from_rows(rows: Iterable[Any]) -> Waiting:
+    """WAITING_MESSAGES' rows; an outbox row whose payload cannot be read is left out (it
+    fails at its turn whatever the config)."""
+    found = Waiting()
+    for number, kind, key, severity, commander, acknowledged_by, _ in rows:
+        if kind == "follow":
+            found.follow_ups.append((int(number), str(key)))
+        elif kind == "cadence":
+            found.reminders.append((int(number), str(severity), commander, acknowledged_by))
+        else:
+            message = decode_message(key)
+            if not isinstance(message, str):
+                found.queued.append((int(number), message))
+    return found
 
 
 def escalations_from_rows(rows: Iterable[Any]) -> list[tuple[int, dict[str, Any]]]:

@@ -100,6 +100,21 @@ class OutboxMessage(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @frozen(slots=True)
+class Waiting:
+    """What a reload looks up in the new config of the messages still to go that name their
+    recipient (Store.waiting_messages, read by the daemon's look at the open incidents)."""
+
+    # (incident, its FOLLOW deadline's key) of every open incident: a person the incident
+    # layer messaged, whose delayed contact waits (incidents/follow.py)
+    follow_ups: list[tuple[int, str]] = field(default_factory=list)
+    # (incident, severity, commander, acknowledged_by) of every open incident whose status
+    # cadence is armed: whom its next reminder goes to (incidents/cadence.py)
+    reminders: list[tuple[int, str, str | None, str | None]] = field(default_factory=list)
+    # (incident, message) of every outbox row, in flight or not, whose payload reads
+    queued: list[tuple[int, OutboxMessage]] = field(default_factory=list)
+
+
+@frozen(slots=True)
 class OutboxRow:
     """One notification waiting to go out (or to be retried). `message` is None when the
     stored payload cannot be read; `unreadable` then says why. `gated`: it passed noise

@@ -117,7 +117,8 @@ async def reload(request: web.Request) -> web.Response:
             looked = {"status": "running", "message": (
                 f"still looking at the open incidents after {LOOK_WAIT:g} s: what it finds"
                 " goes to the log as WARNING lines (events config_regrouped,"
-                " config_unreached and config_contact_lost)")}
+                " config_unreached, config_contact_lost, config_message_lost and"
+                " config_queued_lost)")}
         else:
             if found is None:
                 looked = {"status": "failed", "message": "cannot look at the open incidents,"

@@ -129,14 +129,16 @@ SCHEMAS: dict[str, Schema] = {
                                  "kind": {"type": "string", "enum": [
                                      "unrouted_team", "coverage_gap", "unchecked",
                                      "config_regrouped", "config_unreached",
-                                     "config_contact_lost"],
+                                     "config_contact_lost", "config_message_lost",
+                                     "config_queued_lost"],
                                      "description": "the log line's `event`: the file's own"
                                      " (as `ackd check-config` warns), or what it does to"
                                      " the open incidents (config_*)"},
                                  "incidents": {"type": "array", "items": {"type": "integer"},
                                                "maxItems": 1000,
-                                               "description": "the open incidents it is"
-                                               " about, the first 1,000"},
+                                               "description": "the incidents it is"
+                                               " about (open ones, but for a queued"
+                                               " notification's), the first 1,000"},
                                  "incident_count": {"type": "integer",
                                                     "description": "how many in all"},
                              }}},

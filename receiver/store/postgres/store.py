@@ -86,6 +86,7 @@ from receiver.store.codec import (
     OPEN_CONTACTS,
     OPEN_ESCALATIONS,
     OPEN_FIRING_ALERTS,
+    WAITING_MESSAGES,
     WINDOW_COLUMNS,
     alert_from_row,
     escalations_from_rows,
@@ -95,6 +96,7 @@ from receiver.store.codec import (
     from_us,
     incident_from_row,
     to_us,
+    waiting_from_rows,
     windows_from_rows,
 )
 from receiver.store.jobs import Job, Outcome, answer
@@ -127,6 +129,7 @@ from receiver.store.records import (
     OutboxRow,
     Shared,
     StoreStats,
+    Waiting,
 )
 
 log = logging.getLogger(__name__)
@@ -794,6 +797,11 @@ class PostgresStore:
     async def open_contacts(self) -> list[tuple[int, str]]:
         """(incident id, deadline key) of each delayed contact waiting, triggered incidents."""
         return [(int(r[0]), str(r[1])) for r in await self._fetch(OPEN_CONTACTS)]
+
+    async def waiting_messages(self) -> Waiting:
+        """The messages still to go that name their recipient, decoded on a thread (an
+        outbox of a storm holds thousands of rows)."""
+        return await asyncio.to_thread(waiting_from_rows, await self._fetch(WAITING_MESSAGES))
 
     async def maintenance_windows(self) -> list[Window]:
         """The maintenance windows made through the API, oldest first."""

@@ -53,6 +53,7 @@ from receiver.store.codec import (
     OPEN_CONTACTS,
     OPEN_ESCALATIONS,
     OPEN_FIRING_ALERTS,
+    WAITING_MESSAGES,
     WINDOW_COLUMNS,
     alert_from_row,
     escalations_from_rows,
@@ -62,10 +63,17 @@ from receiver.store.codec import (
     from_us,
     incident_from_row,
     to_us,
+    waiting_from_rows,
     windows_from_rows,
 )
 from receiver.store.jobs import Job, Outcome, answer
-from receiver.store.records import IncidentFacts, IncidentFilter, OutboxRow, StoreStats
+from receiver.store.records import (
+    IncidentFacts,
+    IncidentFilter,
+    OutboxRow,
+    StoreStats,
+    Waiting,
+)
 from receiver.store.sqlite.handoff import WriterThread
 from receiver.store.sqlite.outbox import LEASED
 from receiver.store.sqlite.schema import MIGRATIONS
@@ -574,6 +582,11 @@ class SqliteStore:
     async def open_contacts(self) -> list[tuple[int, str]]:
         """(incident id, deadline key) of each delayed contact waiting, triggered incidents."""
         return [(int(r[0]), str(r[1])) for r in await self._fetchall(OPEN_CONTACTS)]
+
+    async def waiting_messages(self) -> Waiting:
+        """The messages still to go that name their recipient, decoded on a thread (an
+        outbox of a storm holds thousands of rows)."""
+        return await asyncio.to_thread(waiting_from_rows, await self._fetchall(WAITING_MESSAGES))
 
 
 def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:

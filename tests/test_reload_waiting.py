@@ -1,0 +1,212 @@
+"""What a reload says of the messages still waiting to go that name their recipient: the
+incident layer's delayed ones (a follow-up's contact, a status reminder's person) and the
+queued notifications (outbox rows) whose contact the new file removes or gives another URL.
+Pure rules as tables, the store's one read on both stores, and a queued page in-process on
+the fake clock: named at the reload, failed (never sent to the new URL) at its turn."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from receiver.core.model import IncidentState, MessageReason, Severity
+from receiver.escalation.keys import contact_digest
+from receiver.escalation.policy import Channel, Contact, User
+from receiver.incidents import cadence, follow
+from receiver.incidents.follow import FollowUp
+from receiver.incidents.roles import Role, RoleHolder
+from receiver.notify.contacts import unsendable
+from receiver.notify.notifier import DeliveryStatus
+from receiver.store import OutboxMessage, Transaction
+from receiver.store.base import Store
+from receiver.testing import Outcome
+from tests.test_api import Api, start_api
+from tests.test_reload_targets import new_incident, rewrite
+from tests.test_store import insert_outbox_payloads
+from tests.test_store import store as store  # noqa: F401  (both stores, a fixture)
+
+NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
+PUSH, SMS = "json://x/push", "json://x/sms"
+USERS = {"cy": User("cy", (Contact(PUSH), Contact(SMS, timedelta(minutes=2))))}
+
+
+def _follow(name: str = "cy", contact: int = 1, url: str = SMS) -> str:
+    return FollowUp(MessageReason.RESPONDER_ADDED, name, contact, NOW, "ana",
+                    contact_digest(url)).key()
+
+
+@pytest.mark.parametrize(("key", "lines"), [
+    # Still hers to send: at its place, or moved (the digest finds it).
+    (_follow(), []),
+    (_follow(contact=0), []),
+    # Its URL changed, or the contact removed.
+    (_follow(url="json://x/old-sms"), [
+        "1 open incident(s) wait to send cy the responder_added message through a delayed"
+        " contact (contact 2) that this config removes or gives another URL: it will not be"
+        " sent (#7)"]),
+    # The person removed.
+    (_follow(name="zed"), [
+        "1 open incident(s) wait to send zed, whom this config removes, the responder_added"
+        " message through a delayed contact: it will not be sent (#7)"]),
+    # Armed before digests: by its index.
+    ('["status_due","cy",1,"2026-01-05T09:00:00+00:00",""]', []),
+    ('["status_due","cy",2,"2026-01-05T09:00:00+00:00",""]', [
+        "1 open incident(s) wait to send cy the status_due message through a delayed contact"
+        " (contact 3) that this config removes or gives another URL: it will not be sent"
+        " (#7)"]),
+    ("not a follow-up's key", []),
+], ids=["kept", "moved", "url-changed", "person-removed", "old-key", "old-key-gone", "unread"])
+def test_a_waiting_follow_up_the_config_drops_is_named(key: str, lines: list[str]) -> None:
+    assert [line for line, _ in follow.lost_at_reload([(7, key)], USERS)] == lines
+
+
+def test_follow_ups_lost_alike_make_one_line_counting_each_incident_once() -> None:
+    gone = _follow(url="json://x/old-sms")
+    found = follow.lost_at_reload([(7, gone), (7, gone), (8, gone), (9, _follow())], USERS)
+    assert [numbers for _, numbers in found] == [[7, 8]]
+    assert found[0][0].startswith("2 open incident(s) wait to send cy")
+
+
+SEVERITIES = {"SEV1": Severity("SEV1", 0, status_every=timedelta(minutes=15)),
+              "SEV3": Severity("SEV3", 2)}
+
+
+@pytest.mark.parametrize(("armed", "lines"), [
+    # The commander, or whoever acknowledged, still a user: reminded.
+    ((7, "SEV1", "cy", None), []),
+    ((7, "SEV1", None, "cy"), []),
+    # A commander the config removes: the reminder reminds nobody.
+    ((7, "SEV1", "zed", "cy"), [
+        "1 open incident(s) owe status updates, and zed (their commander), whom their"
+        " reminder goes to, is no user of this config: it will remind nobody (#7)"]),
+    ((7, "SEV1", None, "zed"), [
+        "1 open incident(s) owe status updates, and zed (who acknowledged them), whom their"
+        " reminder goes to, is no user of this config: it will remind nobody (#7)"]),
+    # A script's token acknowledged: never reminded, so nothing changed.
+    ((7, "SEV1", None, "deploy-bot"), []),
+    # Nobody accountable yet, or a severity without a cadence now: nothing to lose.
+    ((7, "SEV1", None, None), []),
+    ((7, "SEV3", "zed", None), []),
+], ids=["commander", "acknowledger", "commander-gone", "acknowledger-gone", "token",
+        "nobody", "no-cadence"])
+def test_a_status_reminder_whose_person_the_config_drops_is_named(
+    armed: tuple[int, str, str | None, str | None], lines: list[str],
+) -> None:
+    found = cadence.unreminded([armed], SEVERITIES.__getitem__, frozenset({"cy"}),
+                               frozenset({"deploy-bot"}))
+    assert [line for line, _ in found] == lines
+
+
+CHANNELS = {"ops": Channel("ops", ("json://chat/ops",))}
+
+
+@pytest.mark.parametrize(("queued", "lines"), [
+    ((7, "cy", "user", 1, contact_digest(SMS)), []),
+    ((7, "cy", "user", 0, contact_digest(SMS)), []),  # moved: the digest finds it
+    ((7, "ops", "channel", 0, contact_digest("json://chat/ops")), []),
+    ((7, "cy", "user", 1, contact_digest("json://x/old-sms")), [
+        "1 incident(s) have notification(s) queued that this config cannot send, as user cy"
+        " no longer has contact 2 (removed, or its URL changed): each fails at its turn, on"
+        " its incident's timeline (#7)"]),
+    ((7, "zed", "user", 0, contact_digest(PUSH)), [
+        "1 incident(s) have notification(s) queued that this config cannot send, as user zed"
+        " is no longer configured: each fails at its turn, on its incident's timeline (#7)"]),
+    ((7, "ops", "channel", 0, contact_digest("json://chat/old-ops")), [
+        "1 incident(s) have notification(s) queued that this config cannot send, as channel"
+        " ops no longer has url 1 (removed, or its URL changed): each fails at its turn, on"
+        " its incident's timeline (#7)"]),
+    ((7, "war-room", "channel", 0, ""), [
+        "1 incident(s) have notification(s) queued that this config cannot send, as channel"
+        " war-room is no longer configured: each fails at its turn, on its incident's"
+        " timeline (#7)"]),
+    ((7, "cy", "user", None, ""), []),  # names no contact: it fails whatever the config
+], ids=["kept", "moved", "channel-kept", "url-changed", "person-removed", "channel-url-changed",
+        "channel-removed", "no-contact"])
+def test_a_queued_notification_the_config_cannot_send_is_named(
+    queued: tuple[int, str, str, int | None, str], lines: list[str],
+) -> None:
+    assert [line for line, _ in unsendable([queued], USERS, CHANNELS)] == lines
+
+
+async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
+    store: Store,  # noqa: F811
+) -> None:
+    """Follow-ups and armed cadences of open incidents (with whom a reminder goes to), and
+    every outbox row whose payload reads, by incident."""
+    later = NOW + timedelta(minutes=10)
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0, url_digest="d",
+                         reason=MessageReason.TRIGGERED, step=0, run=0)
+    note = OutboxMessage(recipient="ops", recipient_kind="channel", contact=0,
+                         reason=MessageReason.STAKEHOLDER_RESOLVED)
+
+    async def job(tx: Transaction) -> list[int]:
+        numbers = [await tx.insert_incident(new_incident(k), None) for k in ("a", "b", "c")]
+        a, b, c = numbers
+        await tx.arm(a, [(later, "follow", "fa"), (later, "cadence", "status"),
+                         (later, "contact", "0:0:0:ana:1.x"), (later, "step", "0:0:1")])
+        await tx.arm(b, [(later, "follow", "fb"), (later, "cadence", "status")])
+        await tx.arm(c, [(later, "cadence", "status")])
+        await tx.set_role(a, RoleHolder(Role.COMMANDER, "cy", NOW, "ana"))
+        await tx.set_role(c, RoleHolder(Role.SCRIBE, "cy", NOW, "ana"))
+        await tx.update_incident(b, NOW, state=IncidentState.RESOLVED, resolved_at=NOW,
+                                 resolved_by="ana")
+        await tx.update_incident(c, NOW, state=IncidentState.ACKNOWLEDGED,
+                                 acknowledged_at=NOW, acknowledged_by="bo")
+        await tx.enqueue(a, [page], NOW)
+        await tx.enqueue(b, [note], NOW)  # a resolved incident's note still goes
+        return numbers
+
+    a, b, c = await store.write(job)
+    await insert_outbox_payloads(store, a, ["{not json"])  # fails at its turn regardless
+    waiting = await store.waiting_messages()
+    assert waiting.follow_ups == [(a, "fa")]
+    assert waiting.reminders == [(a, "SEV1", "cy", None), (c, "SEV1", None, "bo")]
+    assert waiting.queued == [(a, page), (b, note)]
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    started = await start_api(tmp_path, reloadable=True)
+    yield started
+    await started.daemon.stop()
+
+
+async def test_a_queued_page_whose_url_a_reload_changes_is_named_then_failed_not_redirected(
+    api: Api, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ana's page failed once and waits for its retry when a reload gives her push another
+    URL. The answer names it; at its turn it is not sent (neither to the URL it was queued
+    for nor to the new one): it fails on the timeline, and the step, which reached nobody,
+    escalates at once rather than at its 5 minutes."""
+    old, new = "json://127.0.0.1:9/ana", "json://127.0.0.1:9/ana-new"
+    api.notifier.set_outcome(old, Outcome(DeliveryStatus.FAILURE))
+    number = await api.fire()
+    assert await api.paged_once(1) == ["ana"]  # failed; its retry is due in 200 ms
+    path = Path(str(api.daemon.config_path))
+    rewrite(path, lambda text: text.replace(f'"{old}"', f'"{new}"'))
+    caplog.set_level(logging.WARNING)
+
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    line = ("1 incident(s) have notification(s) queued that this config cannot send, as user"
+            " ana no longer has contact 1 (removed, or its URL changed): each fails at its"
+            f" turn, on its incident's timeline (#{number})")
+    assert body["warnings"] == [{
+        "kind": "config_queued_lost", "file": str(path), "line": None,
+        "key": "(open incidents)", "message": line, "incidents": [number],
+        "incident_count": 1}]
+    assert [(r.getMessage(), getattr(r, "event", "")) for r in caplog.records
+            if r.name == "receiver.app.daemon"] == [(line, "config_queued_lost")]
+
+    api.clock.advance(timedelta(seconds=1))  # the retry's turn
+    await api.settle()
+    assert [u for u, _ in api.notifier.sent] == [old, "json://127.0.0.1:9/bo"]
+    _, incident = await api.call("GET", f"/api/v1/incidents/{number}")
+    failed = [e["detail"] for e in incident["timeline"] if e["kind"] == "notification_failed"]
+    assert [d.get("error") for d in failed if d.get("recipient") == "ana"] == [
+        "simulated failure", "user ana no longer has contact 1"]
+    assert any(d.get("escalating_early") for d in failed)

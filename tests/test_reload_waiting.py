@@ -6,6 +6,7 @@ the fake clock: named at the reload, failed (never sent to the new URL) at its t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -20,11 +21,12 @@ from receiver.incidents import cadence, follow
 from receiver.incidents.follow import FollowUp
 from receiver.incidents.roles import Role, RoleHolder
 from receiver.notify.contacts import unsendable
-from receiver.notify.notifier import DeliveryStatus
+from receiver.notify.notifier import Delivery, DeliveryStatus, Message
 from receiver.store import OutboxMessage, Transaction
 from receiver.store.base import Store
 from receiver.testing import Outcome
-from tests.test_api import Api, start_api
+from tests.harness import wait_until
+from tests.test_api import LABELS, Api, start_api
 from tests.test_reload_targets import new_incident, rewrite
 from tests.test_store import insert_outbox_payloads
 from tests.test_store import store as store  # noqa: F401  (both stores, a fixture)
@@ -210,3 +212,44 @@ async def test_a_queued_page_whose_url_a_reload_changes_is_named_then_failed_not
     assert [d.get("error") for d in failed if d.get("recipient") == "ana"] == [
         "simulated failure", "user ana no longer has contact 1"]
     assert any(d.get("escalating_early") for d in failed)
+
+
+async def test_a_page_waiting_for_its_urls_turn_is_not_sent_to_a_url_a_reload_replaced(
+    api: Api, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A send waits for its URL's turn behind the one before it (a slow endpoint). ana's
+    second page, leased and rendered for her push's URL, is waiting so when a reload gives
+    the push another URL: at its turn it is not sent there, but decided again, and fails on
+    its timeline as the queued one does (it went to the old URL before this release)."""
+    old = "json://127.0.0.1:9/ana"
+    release = asyncio.Event()
+    send = api.notifier.send
+
+    async def slow(url: str, message: Message) -> Delivery:
+        delivery = await send(url, message)
+        await release.wait()  # the first page's endpoint hangs until the test lets it go
+        return delivery
+
+    monkeypatch.setattr(api.notifier, "send", slow)
+    first = await api.fire()
+    await wait_until(lambda: _true(len(api.notifier.sent) == 1), 5, "the first page's send")
+    second = await api.fire({**LABELS, "alertname": "PaymentQueueStuck"})
+    await wait_until(lambda: _true(api.daemon.dispatcher.in_flight == 2), 5,
+                     "the second page waiting for its turn")
+    rewrite(Path(str(api.daemon.config_path)), lambda text: text.replace(
+        f'"{old}"', f'"{old}-new"'))
+    assert api.daemon.reload()
+    release.set()
+    await api.settle()
+    # The first, already on its way; then bo: the second's step reached nobody, it goes on.
+    assert [u for u, _ in api.notifier.sent] == [old, "json://127.0.0.1:9/bo"]
+    _, incident = await api.call("GET", f"/api/v1/incidents/{second}")
+    assert [e["detail"].get("error") for e in incident["timeline"]
+            if e["kind"] == "notification_failed" and e["detail"].get("recipient") == "ana"
+            ] == ["user ana no longer has contact 1"]
+    _, incident = await api.call("GET", f"/api/v1/incidents/{first}")
+    assert "notification_sent" in [e["kind"] for e in incident["timeline"]]
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -138,10 +138,12 @@ class _Pass:
 
 @frozen(slots=True)
 class _Queued:
-    """A message waiting in its URL's lane, and when its rows were leased."""
+    """A message waiting in its URL's lane, when its rows were leased, and the config its
+    pass read their URL from."""
 
     outgoing: Outgoing
     leased_at: datetime
+    decided: Config
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -287,7 +289,7 @@ class Dispatcher:
         for summary in plan.summaries:
             self._spawn(self._send_summary(summary), ())
         for outgoing in done.sends:
-            self._queue(outgoing, now)
+            self._queue(outgoing, now, config)
         self._deciding = 0
         await self._lost(done.lost)
         return done.leased >= BATCH
@@ -410,12 +412,12 @@ class Dispatcher:
 
     # -- one message --------------------------------------------------------------------------
 
-    def _queue(self, outgoing: Outgoing, leased_at: datetime) -> None:
+    def _queue(self, outgoing: Outgoing, leased_at: datetime, decided: Config) -> None:
         """Queue `outgoing` (its rows leased at `leased_at`) in its URL's lane, with a task
         that waits for the lane's next turn and sends then what goes next: this message, with
         those queued beside it, or nothing if an earlier turn took it along. Each turn takes
         at least one message, so a turn is left for every message still queued."""
-        entry = _Queued(outgoing, leased_at)
+        entry = _Queued(outgoing, leased_at, decided)
         self._waiting.setdefault(outgoing.url, []).append(entry)
         self._queued.update(row.id for row, _ in outgoing.items)
         taken: list[_Queued] = []
@@ -478,6 +480,8 @@ class Dispatcher:
                     return
                 outgoing, leased_at = took
                 held = await self._still_held(outgoing, leased_at)
+                if held is not None:
+                    held = self._still_addressed(held, [queued.decided for queued in taken])
                 if held is None:
                     return
                 rendered = await self._render(held)
@@ -527,6 +531,36 @@ class Dispatcher:
             return None
         return Outgoing(outgoing.url, tuple(item for item in outgoing.items
                                             if item[0].id in kept))
+
+    def _still_addressed(self, outgoing: Outgoing, decided: list[Config]) -> Outgoing | None:
+        """As the send's turn comes: `outgoing` less the rows whose contact a reload since
+        their passes (which read their URL from `decided`) removed or gave another URL: a
+        message waits in its URL's lane behind the send in progress. Those are given back,
+        due now: the next pass decides them with the config running then, which fails them
+        on their timeline; none goes to a URL the running config no longer has for it. None
+        if no row is left. An unchanged reload keeps the Config object (config.coordinator),
+        so this looks at rows only after a real change."""
+        config = self._config()
+        if all(before is config for before in decided):
+            return outgoing
+        kept, moved = [], []
+        for item in outgoing.items:
+            m = item[0].message
+            found = resolve(m.recipient, m.recipient_kind, m.contact, config.users,
+                            config.channels, m.url_digest)
+            if isinstance(found, Destination) and found.url == outgoing.url:
+                kept.append(item)
+            else:
+                moved.append(item[0].id)
+        if not moved:
+            return outgoing
+        log.warning("outbox row(s) %s to %s were not sent: a reload changed their contact"
+                    " while they waited for their turn; they are decided again", moved,
+                    mask(outgoing.url))
+        now = self._clock.now()
+        for row_id in moved:
+            self._unreleased[row_id] = now
+        return Outgoing(outgoing.url, tuple(kept)) if kept else None
 
     async def _deliver(self, url: str, message: Message | None) -> Delivery:
         """A message that no outbox row stands for (a summary): at most one in flight per URL,

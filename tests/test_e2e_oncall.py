@@ -52,10 +52,11 @@ async def test_a_swapped_in_person_gets_the_page(tmp_path: Path, sink: HttpSink)
         assert second.startswith("#2 ana on call")
         assert "in place of bo (swap with #1)" in second
 
-        # Kept across a restart and a reload.
+        # Kept across a restart and a reload (of another file: the same one is not swapped in).
         ackd.stop()
         await ackd.start_ready()
         assert ackd.proc is not None
+        _touch(config)
         ackd.proc.send_signal(signal.SIGHUP)
         code, out, err = await cli(ackd, "override", "list", "payments")
         assert (code, len(out.splitlines())) == (0, 2), err
@@ -106,3 +107,9 @@ async def test_override_cli_errors_name_the_field_and_the_schedule(
             1, "override list: HTTP 404: schedule: unknown schedule 'nope'; schedules: payments")
     finally:
         ackd.stop()
+
+
+def _touch(path: str) -> None:
+    """Another file to reload, alike but for a comment."""
+    with open(path, "a") as out:
+        out.write("# reloaded\n")

@@ -129,8 +129,12 @@ async def test_overrides_survive_a_restart_and_a_reload(tmp_path: Path) -> None:
         status, listing = await again.call("GET", "/api/v1/schedules/payments/overrides")
         assert [o["id"] for o in listing["overrides"]] == [made["id"]]
         # A reload brings new schedule objects: the run-time overrides are laid over them.
-        write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
-        assert again.daemon.reload(tmp_path / "ackd.yaml")
+        # (another file than the running one: the same file again is not swapped in)
+        path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+        path.write_text(path.read_text() + "# reloaded\n")
+        before = again.daemon.config
+        assert again.daemon.reload(path)
+        assert again.daemon.config is not before
         assert (await who(again))["primary"]["user"] == "bo"
         await again.fire()
         await again.settle()

@@ -6,8 +6,6 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from receiver.core.frozen import frozen
 
 
@@ -144,6 +142,11 @@ class Client:
         if not url.lower().startswith(("http://", "https://")):
             raise Unreachable(f"not an http(s) URL: {self.base_url!r} (e.g. http://127.0.0.1:9095)")
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        # Imported at the first call, not with this module: the parser's modules (respond,
+        # learning) import this one, and aiohttp's client (about 0.3 s of CPU) is for the
+        # commands that call ackd, not for `ackd --help` (tests/test_cli_imports.py).
+        import aiohttp
+
         timeout = aiohttp.ClientTimeout(total=self.timeout)
         try:
             async with aiohttp.ClientSession(timeout=timeout) as session, session.request(

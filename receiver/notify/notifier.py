@@ -21,35 +21,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import field
 from datetime import timedelta
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote
-
-from apprise import (
-    Apprise,
-    AppriseAsset,
-    AppriseResult,
-    AppriseResultStatus,
-    NotificationManager,
-    NotifyFormat,
-    NotifyLogEntry,
-)
-from apprise import NotifyType as AppriseNotifyType
-from apprise.plugins import url_to_dict
 
 from receiver.core.frozen import frozen
 
+if TYPE_CHECKING:
+    from apprise import AppriseAsset, AppriseResult, NotifyLogEntry
+
 log = logging.getLogger(__name__)
-
-# Apprise ships py.typed but leaves these two untyped; pin the signatures we rely on.
-_url_to_dict: Callable[..., dict[str, Any] | None] = url_to_dict
-_plugins: Callable[[], Any] = NotificationManager
-
-# Apprise imports its plugins on first use, from whichever thread gets there first. Do it once
-# here instead, on import, where changing the warning filters is safe: the e-mail plugin pulls
-# in the stdlib's deprecated imghdr, whose DeprecationWarning says nothing about our code.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    _plugins().load_modules()
 
 
 @frozen
@@ -137,7 +117,7 @@ def channel_kind(url: str) -> str:
     kind = scheme(url)
     if kind not in ("http", "https"):
         return kind
-    plugin = _instantiate(url, AppriseAsset())
+    plugin = _instantiate(url)
     names = plugin and (plugin.secure_protocol or plugin.protocol)
     if isinstance(names, tuple | list):
         names = names[0] if names else None
@@ -174,16 +154,25 @@ def _masked(plugin: Any) -> str:
     return _VERBATIM_PARAMS.sub(r"\1***", str(plugin.url(privacy=True)))
 
 
-def _instantiate(url: str, asset: AppriseAsset, socket_timeout: float | None = None) -> Any:
-    """Apprise's plugin for `url`, or None. `socket_timeout` fills in cto/rto the URL omits."""
+def _instantiate(
+    url: str, asset: AppriseAsset | None = None, socket_timeout: float | None = None
+) -> Any:
+    """Apprise's plugin for `url`, or None. `socket_timeout` fills in cto/rto the URL omits;
+    without `asset`, Apprise's default one."""
+    _load_apprise()
+    from apprise import Apprise, AppriseAsset
+    from apprise.plugins import url_to_dict
+
+    # Apprise ships py.typed but leaves this one untyped; pin the signature we rely on.
+    to_dict: Callable[..., dict[str, Any] | None] = url_to_dict
     try:
-        results = _url_to_dict(url, secure_logging=True)
+        results = to_dict(url, secure_logging=True)
         if results is None:
             return None
         if socket_timeout is not None:
             for key in ("cto", "rto"):
                 results.setdefault(key, str(socket_timeout))
-        return Apprise.instantiate(results, asset=asset)
+        return Apprise.instantiate(results, asset=AppriseAsset() if asset is None else asset)
     except Exception:  # a plugin that crashes on this URL cannot use it
         return None
 
@@ -261,10 +250,54 @@ def _with_quoted(pieces: Iterable[str]) -> set[str]:
 
 
 _SECRETS = _SecretsFilter()
-# Apprise logs through one logger; urllib3 through one per module, none through its parent.
-for _name in ("apprise", *(n for n in list(logging.root.manager.loggerDict)
-                           if n == "urllib3" or n.startswith("urllib3."))):
-    logging.getLogger(_name).addFilter(_SECRETS)
+
+
+# -- Apprise, loaded on first use ------------------------------------------------------------
+
+_loading = threading.Lock()
+_loaded = False
+
+
+def _load_apprise() -> None:
+    """Import Apprise and all its plugins, once, before anything here touches it.
+
+    Not on this module's import: Apprise with its 130 plugins (requests, urllib3, oauthlib...)
+    is most of a second of CPU, which the commands that check no URL (`ackd ack 12`, a
+    config without contacts) need not pay; the config loader reaches it at its first contact,
+    the daemon when it makes its AppriseNotifier, before any worker thread exists. Apprise
+    would import its plugins on first use from whichever thread gets there first: here it is
+    under a lock, with the warning filters changed, which the e-mail plugin needs (it pulls
+    in the stdlib's deprecated imghdr, whose DeprecationWarning says nothing about our code).
+    Then the secrets filter goes on the loggers Apprise and urllib3 brought."""
+    global _loaded
+    if _loaded:
+        return
+    with _loading:
+        if _loaded:
+            return
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _manager().load_modules()
+        # Apprise logs through one logger; urllib3 through one per module, none through its
+        # parent.
+        for name in ("apprise", *(n for n in list(logging.root.manager.loggerDict)
+                                  if n == "urllib3" or n.startswith("urllib3."))):
+            logging.getLogger(name).addFilter(_SECRETS)
+        _loaded = True
+
+
+def _plugins() -> Any:
+    """Apprise's plugins by scheme, all loaded."""
+    _load_apprise()
+    return _manager()
+
+
+def _manager() -> Any:
+    """Apprise's NotificationManager (a singleton), which Apprise leaves untyped."""
+    from apprise import NotificationManager
+
+    manager: Callable[[], Any] = NotificationManager
+    return manager()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -279,7 +312,7 @@ def _learn_secrets(url: str) -> Any:
     validate_url and mask need that very plugin, and building it again cost each contact a
     second parse of its URL at every config load (about 0.5 ms a contact)."""
     with _SECRETS.holding(_hidden_pieces(url, f"{scheme(url)}://")):
-        plugin = _instantiate(url, AppriseAsset())
+        plugin = _instantiate(url)
         masked = _masked(plugin) if plugin is not None else f"{scheme(url)}://***"
         _SECRETS.learn(_hidden_pieces(url, masked))
     return plugin
@@ -310,6 +343,9 @@ class AppriseNotifier:
         self._timeout = timeout.total_seconds()
         self._socket_timeout = round(self._timeout * _SOCKET_TIMEOUT_FACTOR, 3)
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ackd-notify")
+        _load_apprise()  # here, on the daemon's thread, not in the first worker that sends
+        from apprise import AppriseAsset
+
         self._asset = AppriseAsset(service_timeout=0, async_mode=False)
         self._closed = False
 
@@ -339,6 +375,9 @@ class AppriseNotifier:
 
     def _deliver(self, url: str, message: Message) -> tuple[DeliveryStatus, str]:
         """One blocking Apprise delivery, on a worker thread."""
+        from apprise import Apprise, NotifyFormat  # loaded since __init__
+        from apprise import NotifyType as AppriseNotifyType
+
         learn_secrets(url)
         plugin = _instantiate(url, self._asset, self._socket_timeout)
         if plugin is None:
@@ -360,6 +399,8 @@ class AppriseNotifier:
 
 def _outcome(result: AppriseResult) -> tuple[DeliveryStatus, str]:
     """Our status for the one URL in `result`, with Apprise's reason when it failed."""
+    from apprise import AppriseResultStatus  # loaded: `result` is Apprise's
+
     services = list(result)
     if not services:
         reason = _last_problem(result.call_logs()) or f"status {result.status.name}"

@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
-from receiver.cli.main import _logging_off_the_loop
+from receiver.cli.local import _logging_off_the_loop
 from receiver.config import build as config_module
 from receiver.config.model import Config
 from receiver.core.errors import StoreUnavailable

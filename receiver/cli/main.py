@@ -1,40 +1,31 @@
-"""The `ackd` command line. It only builds a Config and calls into the daemon or the API."""
+"""The `ackd` command line: its parser, and the dispatch to each command's module.
+
+A command imports what it needs once it is chosen, from its module: `local` (the commands
+that read a config file here, and serve), `remote` (those that ask a running ackd through its
+API), `learning` and `respond`. So `ackd --help` and every command's --help import almost
+nothing, `ackd ack 12` the API client alone, `ackd check-config` the config builder, and only
+serve the daemon (tests/test_cli_imports.py holds this). The parser's own imports stay small.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
+import importlib
 import logging
 import os
-import queue
-import sqlite3
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
-from logging.handlers import QueueHandler, QueueListener
-from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
-
-import uvloop
 
 from receiver.app import hangups
 from receiver.cli import learning, respond
-from receiver.cli.client import ApiError, Client
-from receiver.config import build as config_module
-from receiver.config.build.server import parse_listen
-from receiver.config.model import Config
-from receiver.core.errors import ConfigError, StartupError, StoreUnavailable
 from receiver.core.model import Action
 from receiver.core.oneline import EscapeArgs
-from receiver.oncall.schedules import next_change, on_call
-from receiver.routing.tree import describe, route
 from receiver.telemetry.logformat import FORMATS, formatter
 
 log = logging.getLogger("ackd")
+
 
 # What `ackd --help` says: written for the person at the terminal, not for developers.
 USAGE = """\
@@ -56,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="ackd", description=USAGE, epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--version", action="version", version=f"ackd {_version()}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -292,11 +283,37 @@ def _api_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+class _Version(argparse._VersionAction):
+    """argparse's --version, with the version looked up when it is asked for: the lookup's
+    importlib.metadata (email, zipfile, csv: 0.08 s of CPU) is for --version alone."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        self.version = f"ackd {_version()}"
+        super().__call__(parser, namespace, values, option_string)
+
+
 def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("ackd")
     except PackageNotFoundError:  # run from a source tree that was never installed
         return "(not installed)"
+
+
+
+
+# Each command's handler, as "module:function" in receiver.cli, imported once chosen (the
+# commands of respond set their own `run`).
+COMMANDS = {
+    "serve": "local:serve", "backup": "local:backup", "migrate": "local:migrate",
+    "check-config": "local:check_config", "routes": "local:routes_test", "sink": "local:sink",
+    "incidents": "remote:incidents", "override": "remote:override", "feed": "remote:feed",
+    "heartbeats": "remote:heartbeats", "maintenance": "remote:maintenance",
+    "reload": "remote:reload", **{action.value: "remote:act" for action in ACTIONS},
+    "postmortem": "remote:postmortem", "report": "remote:report", "drill": "remote:drill",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -307,17 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:
         handler.setFormatter(formatter(getattr(args, "log_format", "text")))
         handler.addFilter(EscapeArgs())  # outside text cannot start a log line of its own
-    command = {
-        "serve": _serve, "backup": _backup, "migrate": _migrate, "check-config": _check_config,
-        "routes": _routes_test, "oncall": _oncall, "incidents": _incidents, "sink": _sink,
-        "override": _override, "feed": _with_token(_feed),
-        "heartbeats": _heartbeats, "maintenance": _maintenance, "reload": _reload,
-        **{action.value: _act for action in ACTIONS},
-        "postmortem": _with_token(learning.run_postmortem),
-        "report": _with_token(learning.run_report),
-        "drill": _with_token(learning.run_drill),
-    }
-    run = command.get(args.command) or args.run
+    run = _oncall if args.command == "oncall" else (
+        _handler(COMMANDS[args.command]) if args.command in COMMANDS else args.run)
     try:
         result: int = run(args)
         sys.stdout.flush()
@@ -329,144 +337,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
-def _load(path: str) -> Config | None:
+def _handler(where: str) -> Callable[..., int]:
+    """The function of COMMANDS' "module:function", its module imported now."""
+    module, _, name = where.partition(":")
+    run: Callable[..., int] = getattr(importlib.import_module(f"receiver.cli.{module}"), name)
+    return run
+
+
+def _oncall(args: argparse.Namespace) -> int:
+    """A running ackd's answer with --url (or ACKD_URL), else the --config file's plan."""
     try:
-        return config_module.load(path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return None
-
-
-def _overrides(args: argparse.Namespace) -> config_module.Overrides:
-    """The flags of serve (and of the commands that share some) over the file's keys."""
-    return config_module.Overrides(getattr(args, "listen", None), getattr(args, "data_dir", None))
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from receiver.app.daemon import serve
-
-    try:
-        # The document too: the start logs the file's warnings from it, never reading the
-        # file twice (it may be a pipe).
-        located, config = config_module.load_located(args.config)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
-    try:
-        config = _overrides(args).apply(config)
-    except ValueError as exc:
-        print(exc, file=sys.stderr)
+        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
+    except ValueError:
+        print(f"--at: not an ISO time: {args.at!r}", file=sys.stderr)
         return 2
-    try:
-        with _logging_off_the_loop(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            # uvloop: libuv's event loop and transports in C, the same asyncio API.
-            return runner.run(serve(config, args.config, migrate=args.migrate,
-                                    source=located))
-    except StartupError as exc:
-        print(f"ackd: {exc}", file=sys.stderr)
-        return 1
-    except StoreUnavailable as exc:
-        # The store could not be closed safely (SqliteStore.close): leave without closing it,
-        # as the interpreter's exit would; what was committed is in the WAL.
-        print(f"ackd: stopped without closing the store: {exc}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(1)
-
-
-def _migrate(args: argparse.Namespace) -> int:
-    from receiver.app.stores import migrate
-    from receiver.notify.contacts import index_of
-
-    config = _load(args.config)
-    if config is None:
-        return 1
-    config = _overrides(args).apply(config)
-    found = config  # the contacts that migration 4 matches older outbox rows against
-
-    def contact_index(name: str, kind: str, url: str) -> int | None:
-        return index_of(url, name, kind, found.users, found.channels)
-
-    try:
-        store, before, after = asyncio.run(migrate(config, contact_index))
-    except (StartupError, OSError, sqlite3.Error) as exc:
-        print(f"ackd migrate: {exc}", file=sys.stderr)
-        return 1
-    if before == after:
-        print(f"{store}: at schema migration {after}, nothing to do")
-    else:
-        print(f"{store}: migrated from schema migration {before} to {after}")
-    return 0
-
-
-def _backup(args: argparse.Namespace) -> int:
-    from receiver.store.sqlite.backup import BackupError, backup
-
-    config = _load(args.config)
-    if config is None:
-        return 1
-    config = _overrides(args).apply(config)
-    if config.postgres is not None:
-        # A SQLite file left in data_dir from before the move would be copied, stale, and
-        # a cron backup would say "backed up" every night.
-        print("ackd backup: the store is PostgreSQL (storage.postgres): back it up with"
-              " pg_dump; ackd backup copies the embedded SQLite store only", file=sys.stderr)
-        return 1
-    try:
-        done = backup(config.db_path, Path(args.path))
-    except BackupError as exc:
-        print(f"ackd backup: {exc}", file=sys.stderr)
-        return 1
-    print(f"backed up {config.db_path} to {done.path}: {done.incidents} incidents,"
-          f" {done.size / 1024:,.0f} KiB")
-    return 0
-
-
-class _Handoff(QueueHandler):
-    """Queues the record as it is, to be formatted once, on the log thread. The stdlib's
-    handler formats and copies it first, on the loop, so that arguments changed after the call
-    cannot change the line; ours are numbers, strings and exceptions, which do not change."""
-
-    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
-        return record
-
-
-@contextmanager
-def _logging_off_the_loop() -> Iterator[None]:
-    """The daemon's log lines are written by a thread of their own: a slow stderr (a pipe to a
-    busy journald) must not stall the event loop, and with it every webhook.
-
-    Records are made without what neither format prints (`logformat`: time, level, logger,
-    message and the record's fields): the calling function and line, which logging finds by
-    walking the stack, and the thread's and the process's ids and names (the switches the
-    logging docs give for this, under Optimization). A record made on the loop cost 59,000
-    instructions with them and 42,000 without; the ingest mix logs half a line a webhook."""
-    root = logging.getLogger()
-    handlers = root.handlers[:]
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    listener = QueueListener(records, *handlers, respect_handler_level=True)
-    for handler in handlers:
-        root.removeHandler(handler)
-    root.addHandler(_Handoff(records))
-    switches = _record_switches(None, False, False, False)
-    listener.start()
-    try:
-        yield
-    finally:
-        listener.stop()  # writes what is still queued
-        root.handlers[:] = handlers
-        _record_switches(*switches)
-
-
-def _record_switches(
-    srcfile: str | None, threads: bool, processes: bool, multiprocessing: bool
-) -> tuple[str | None, bool, bool, bool]:
-    """Set what every LogRecord looks up as it is made; the settings it replaced."""
-    before = (logging._srcfile, logging.logThreads, logging.logProcesses,
-              logging.logMultiprocessing)
-    logging._srcfile = srcfile
-    logging.logThreads, logging.logProcesses = threads, processes
-    logging.logMultiprocessing = multiprocessing
-    return before
+    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    if args.url:
+        return _handler("remote:oncall_asked")(args, at)
+    if args.config is None:
+        print("oncall: give --config FILE or --url URL (or ACKD_URL)", file=sys.stderr)
+        return 2
+    return _handler("local:oncall_planned")(args, at)
 
 
 def _iso_instant(text: str) -> datetime:
@@ -475,339 +366,6 @@ def _iso_instant(text: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not an ISO time: {text!r}") from None
     return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-
-
-def _check_config(args: argparse.Namespace) -> int:
-    failed = 0
-    for file in args.files:
-        try:
-            config = config_module.check(file, _overrides(args))
-        except ConfigError as exc:
-            failed += 1
-            print(exc, file=sys.stderr)
-            print(f"{file}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        else:
-            # Holes in the coming weeks' on-call, and teams nothing reaches, are worth a
-            # look, not a failed deploy.
-            try:
-                gaps = config_module.warnings(config, args.since or datetime.now(UTC))
-            except OverflowError:
-                print(f"--since: {args.since.isoformat()} is too far from now for the "
-                      "schedules' calendar", file=sys.stderr)
-                return 2
-            for gap in gaps:
-                print(gap, file=sys.stderr)
-            print(f"{file}: OK" + (f", {len(gaps)} warning(s)" if gaps else ""))
-    return 1 if failed else 0
-
-
-def _routes_test(args: argparse.Namespace) -> int:
-    config = _load(args.config)
-    if config is None:
-        return 1
-    labels: dict[str, str] = {}
-    for pair in args.labels:
-        name, sep, value = pair.partition("=")
-        if not sep or not name:
-            print(f"not a label: {pair!r} (use name=value)", file=sys.stderr)
-            return 2
-        labels[name] = value.strip('"')
-    print(describe(route(config.route, labels)))
-    return 0
-
-
-def _oncall(args: argparse.Namespace) -> int:
-    try:
-        at = datetime.fromisoformat(args.at) if args.at else datetime.now(UTC)
-    except ValueError:
-        print(f"--at: not an ISO time: {args.at!r}", file=sys.stderr)
-        return 2
-    at = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
-    if args.url:
-        return _oncall_asked(args, at)
-    if args.config is None:
-        print("oncall: give --config FILE or --url URL (or ACKD_URL)", file=sys.stderr)
-        return 2
-    config = _load(args.config)
-    if config is None:
-        return 1
-    team = config.teams.get(args.team)
-    if team is None:
-        print(f"unknown team {args.team!r}; teams: {', '.join(config.teams)}", file=sys.stderr)
-        return 2
-    if team.schedule is None:
-        print(f"team {team.name!r} has no on-call schedule", file=sys.stderr)
-        return 1
-    schedule = config.schedules[team.schedule]
-    print(f"{team.name} (schedule {schedule.name}, {schedule.tz.key}) at {at.isoformat()}:")
-    for layer in schedule.layers:
-        try:
-            who = on_call(schedule, layer.name, at) or "nobody"
-            until = next_change(schedule, layer.name, at)
-            when = f"until {until.astimezone(schedule.tz).isoformat()}" if until else "for good"
-        except OverflowError:
-            print(f"--at: {at.isoformat()} is too far from now for the schedule's calendar",
-                  file=sys.stderr)
-            return 2
-        print(f"  {layer.name:<10} {who:<12} {when}")
-    print("(the config's plan: give --url or ACKD_URL to include run-time overrides)",
-          file=sys.stderr)
-    return 0
-
-
-def _oncall_asked(args: argparse.Namespace, at: datetime) -> int:
-    """Ask the running ackd: it knows the team's schedule and zone, so no config file is
-    needed, and its answer includes the run-time overrides and swaps."""
-    try:
-        answer = asyncio.run(Client(args.url, args.token).oncall(args.team, at.isoformat()))
-    except (ApiError, OSError) as exc:
-        print(f"oncall: asking ackd at {args.url}: {exc}", file=sys.stderr)
-        return 1
-    tz = ZoneInfo(answer["tz"])
-    print(f"{answer['team']} (schedule {answer['schedule']}, {tz.key}) at {at.isoformat()}:")
-    for line in oncall_lines(answer["layers"], tz):
-        print(line)
-    return 0
-
-
-def oncall_lines(layers: list[dict[str, Any]], tz: ZoneInfo) -> list[str]:
-    """ackd's answer per layer, saying what decided it: a run-time override names itself and
-    the config override it overrules (run time wins)."""
-    lines = []
-    for layer in layers:
-        until = layer["until"]
-        when = (f"until {datetime.fromisoformat(until).astimezone(tz).isoformat()}"
-                if until else "for good")
-        line = f"  {layer['layer']:<10} {layer['user'] or 'nobody':<12} {when}"
-        if layer["by"]:
-            line += f"  ({layer['by']}"
-            line += "".join(f"; overrules the config's {o['user']}" for o in layer["overrules"])
-            line += ")"
-        lines.append(line)
-    return lines
-
-
-def _override(args: argparse.Namespace) -> int:
-    if _no_token(args):
-        return 1
-    client = Client(args.url, args.token)
-    command = args.override_command
-    gaps: list[dict[str, Any]] = []
-    try:
-        if command == "list":
-            found = asyncio.run(client.overrides(args.schedule))["overrides"]
-        elif command == "delete":
-            answer = asyncio.run(client.delete_override(args.schedule, args.id))
-            print("deleted " + ", ".join(f"#{i}" for i in answer["deleted"]))
-            _warn_gaps(args.schedule, answer.get("gaps", []))
-            return 0
-        else:
-            answer = asyncio.run(client.add_override(args.schedule, _override_body(args)))
-            found, gaps = answer["overrides"], answer.get("gaps", [])
-    except ApiError as exc:
-        print(f"override {command}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
-        return 1
-    for o in found:
-        print(_override_line(o))
-    _warn_gaps(args.schedule, gaps)
-    return 0
-
-
-def _feed(args: argparse.Namespace) -> int:
-    client = Client(args.url, args.token)
-    answer = respond.run_call(args, client.feed(args.kind, args.name, revoke=args.revoke))
-    if answer is None:
-        return 1
-    print(answer["url"])
-    if args.revoke:
-        print("every earlier address of this feed stops now", file=sys.stderr)
-    return 0
-
-
-def _warn_gaps(schedule: str, gaps: list[dict[str, Any]]) -> None:
-    """What the change leaves uncovered in the coming weeks, as check-config words it."""
-    for gap in gaps:
-        span = f"from {gap['from']} to {gap['until']}" if gap["until"] else \
-            f"from {gap['from']} on"
-        print(f"warning: nobody is on call in layer {gap['layer']!r} of schedule "
-              f"{schedule!r} {span}", file=sys.stderr)
-
-
-def _override_body(args: argparse.Namespace) -> dict[str, Any]:
-    if args.override_command == "swap":
-        shifts = [{"user": getattr(args, f"user{n}"), "start": getattr(args, f"from{n}"),
-                   "end": getattr(args, f"to{n}")} for n in ("1", "2")]
-        body: dict[str, Any] = {"swap": shifts}
-    else:
-        body = {"user": args.user, "start": args.start, "end": args.end}
-        if args.replaces:
-            body["replaces"] = args.replaces
-    if args.layer:
-        body["layer"] = args.layer
-    if args.note:
-        body["note"] = args.note
-    return body
-
-
-def _override_line(o: dict[str, Any]) -> str:
-    line = (f"#{o['id']} {o['user']} on call {o['start']} to {o['end']}"
-            f" in {o['layer'] or 'every layer'}")
-    if o["replaces"]:
-        line += f" in place of {o['replaces']}"
-    if o["swap_with"]:
-        line += f" (swap with #{o['swap_with']})"
-    line += f", by {o['created_by']}"
-    line += "".join(f"; overrules the config's {c['user']} {c['start']} to {c['end']}"
-                    for c in o["overrules"])
-    return line
-
-
-def _sink(args: argparse.Namespace) -> int:
-    from receiver.cli import sink
-
-    try:
-        host, port = parse_listen(args.listen)
-    except ValueError as exc:
-        print(f"--listen: {exc}", file=sys.stderr)
-        return 2
-    from receiver.app.daemon import bind_failure
-
-    try:
-        asyncio.run(sink.run(host, port))
-    except OSError as exc:
-        print(f"ackd sink: cannot listen on {host}:{port}: {bind_failure(exc)}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def _no_token(args: argparse.Namespace) -> bool:
-    if args.token:
-        return False
-    print(f"{args.command}: no API token: set ACKD_API_TOKEN to one of the config's api.tokens "
-          "(config.example.yaml: change-me-too), or pass --token", file=sys.stderr)
-    return True
-
-
-def _with_token(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    return lambda args: 1 if _no_token(args) else run(args)
-
-
-def _act(args: argparse.Namespace) -> int:
-    if _no_token(args):
-        return 1
-    body = {"for": args.length} if args.command == "snooze" else None
-    client = Client(args.url, args.token)
-    try:
-        incident = asyncio.run(client.act(args.incident, args.command, body))
-    except ApiError as exc:
-        print(f"{args.command} #{args.incident}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
-        return 1
-    print(f"#{incident['id']} {incident['state']}")
-    return 0
-
-
-def _incidents(args: argparse.Namespace) -> int:
-    if _no_token(args):
-        return 1
-    query = {k: v for k in ("state", "team", "severity") if (v := getattr(args, k))}
-    try:
-        found = asyncio.run(Client(args.url, args.token).incidents(**query))
-    except (ApiError, OSError) as exc:
-        print(f"incidents: {exc}", file=sys.stderr)
-        return 1
-    for i in found["incidents"]:
-        print(json.dumps({k: i[k] for k in ("id", "state", "severity", "team", "summary")}))
-    return 0
-
-
-def _heartbeats(args: argparse.Namespace) -> int:
-    if _no_token(args):
-        return 1
-    try:
-        found = asyncio.run(Client(args.url, args.token).heartbeats())
-    except (ApiError, OSError) as exc:
-        print(f"heartbeats: {exc}", file=sys.stderr)
-        return 1
-    rows = [("NAME", "STATE", "LAST ARRIVAL", "LATE AT", "INCIDENT")]
-    rows += [(h["name"], h["state"], h["last_arrival"] or "never", h["due"],
-              f"#{h['incident']}" if h["incident"] else "-") for h in found["heartbeats"]]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip())
-    return 0
-
-
-# The answer waits up to 5 s for the look at the open incidents (web/health.py's LOOK_WAIT),
-# after the file's load: more than the API client's usual 10 s would be a hung ackd.
-RELOAD_TIMEOUT = 30.0
-
-
-def _reload(args: argparse.Namespace) -> int:
-    """Warnings and problems on stderr, as check-config prints them; what changed on stdout.
-    A deploy script fails on a refusal, never on a warning."""
-    if _no_token(args):
-        return 1
-    try:
-        took, answer = asyncio.run(Client(args.url, args.token, RELOAD_TIMEOUT).reload())
-    except (ApiError, OSError) as exc:
-        print(f"reload: {exc}", file=sys.stderr)
-        return 1
-    if not took:
-        for problem in answer["problems"]:
-            print(_located(problem), file=sys.stderr)
-        print(f"reload refused, the running config is kept: {len(answer['problems'])}"
-              " problem(s)", file=sys.stderr)
-        return 1
-    for warning in answer.get("warnings", []):
-        print(_located(warning), file=sys.stderr)
-    looked = answer.get("open_incidents", {})
-    if looked.get("status") not in ("checked", "unchanged"):
-        print(f"open incidents: {looked.get('status')}: {looked.get('message')}",
-              file=sys.stderr)
-    hashes = answer.get("config_hash", {})
-    state = "changed" if answer.get("changed") else "unchanged"
-    print(f"reloaded, {state} (config hash {str(hashes.get('before'))[:12]} ->"
-          f" {str(hashes.get('after'))[:12]})" + (
-              f", {len(answer['warnings'])} warning(s)" if answer.get("warnings") else ""))
-    return 0
-
-
-def _located(found: dict[str, Any]) -> str:
-    """A problem or warning of the API's answer as `ackd check-config` prints one."""
-    line = found.get("line")
-    where = f"{found.get('file')}:{line}" if line is not None else str(found.get("file"))
-    return f"{where}: {found.get('key')}: {found.get('message')}"
-
-
-def _maintenance(args: argparse.Namespace) -> int:
-    if _no_token(args):
-        return 1
-    client = Client(args.url, args.token)
-    try:
-        if args.maintenance_command == "add":
-            body = {k: v for k, v in (("team", args.team), ("start", args.start),
-                                      ("end", args.end), ("for", args.length)) if v}
-            body.update(matchers=args.matchers, comment=args.comment)
-            window = asyncio.run(client.add_maintenance(body))
-            print(f"maintenance window #{window['id']} from {window['start']} to {window['end']}")
-        elif args.maintenance_command == "delete":
-            asyncio.run(client.delete_maintenance(args.id))
-            print(f"maintenance window #{args.id} deleted")
-        else:
-            for w in asyncio.run(client.maintenance())["windows"]:
-                print(json.dumps({k: w[k] for k in ("id", "name", "team", "matchers", "start",
-                                                     "end", "active", "comment")}))
-    except (ApiError, OSError) as exc:
-        print(f"maintenance: {exc}", file=sys.stderr)
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

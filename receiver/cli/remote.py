@@ -1,0 +1,266 @@
+"""The commands that ask a running ackd, through its API (receiver.cli.client): ack, resolve,
+snooze, unack, incidents, heartbeats, reload, maintenance, override, feed, `oncall --url`, and
+the token check of postmortem, report and drill (receiver.cli.learning).
+
+Nothing here builds a config: these commands import the client and what they print, not the
+config builder, Apprise or the daemon (tests/test_cli_imports.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from receiver.cli import learning, respond
+from receiver.cli.client import ApiError, Client
+
+
+def oncall_asked(args: argparse.Namespace, at: datetime) -> int:
+    """Ask the running ackd: it knows the team's schedule and zone, so no config file is
+    needed, and its answer includes the run-time overrides and swaps."""
+    try:
+        answer = asyncio.run(Client(args.url, args.token).oncall(args.team, at.isoformat()))
+    except (ApiError, OSError) as exc:
+        print(f"oncall: asking ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    tz = ZoneInfo(answer["tz"])
+    print(f"{answer['team']} (schedule {answer['schedule']}, {tz.key}) at {at.isoformat()}:")
+    for line in oncall_lines(answer["layers"], tz):
+        print(line)
+    return 0
+
+
+def oncall_lines(layers: list[dict[str, Any]], tz: ZoneInfo) -> list[str]:
+    """ackd's answer per layer, saying what decided it: a run-time override names itself and
+    the config override it overrules (run time wins)."""
+    lines = []
+    for layer in layers:
+        until = layer["until"]
+        when = (f"until {datetime.fromisoformat(until).astimezone(tz).isoformat()}"
+                if until else "for good")
+        line = f"  {layer['layer']:<10} {layer['user'] or 'nobody':<12} {when}"
+        if layer["by"]:
+            line += f"  ({layer['by']}"
+            line += "".join(f"; overrules the config's {o['user']}" for o in layer["overrules"])
+            line += ")"
+        lines.append(line)
+    return lines
+
+
+def override(args: argparse.Namespace) -> int:
+    if no_token(args):
+        return 1
+    client = Client(args.url, args.token)
+    command = args.override_command
+    gaps: list[dict[str, Any]] = []
+    try:
+        if command == "list":
+            found = asyncio.run(client.overrides(args.schedule))["overrides"]
+        elif command == "delete":
+            answer = asyncio.run(client.delete_override(args.schedule, args.id))
+            print("deleted " + ", ".join(f"#{i}" for i in answer["deleted"]))
+            _warn_gaps(args.schedule, answer.get("gaps", []))
+            return 0
+        else:
+            answer = asyncio.run(client.add_override(args.schedule, _override_body(args)))
+            found, gaps = answer["overrides"], answer.get("gaps", [])
+    except ApiError as exc:
+        print(f"override {command}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    for o in found:
+        print(_override_line(o))
+    _warn_gaps(args.schedule, gaps)
+    return 0
+
+
+def _feed(args: argparse.Namespace) -> int:
+    client = Client(args.url, args.token)
+    answer = respond.run_call(args, client.feed(args.kind, args.name, revoke=args.revoke))
+    if answer is None:
+        return 1
+    print(answer["url"])
+    if args.revoke:
+        print("every earlier address of this feed stops now", file=sys.stderr)
+    return 0
+
+
+def _warn_gaps(schedule: str, gaps: list[dict[str, Any]]) -> None:
+    """What the change leaves uncovered in the coming weeks, as check-config words it."""
+    for gap in gaps:
+        span = f"from {gap['from']} to {gap['until']}" if gap["until"] else \
+            f"from {gap['from']} on"
+        print(f"warning: nobody is on call in layer {gap['layer']!r} of schedule "
+              f"{schedule!r} {span}", file=sys.stderr)
+
+
+def _override_body(args: argparse.Namespace) -> dict[str, Any]:
+    if args.override_command == "swap":
+        shifts = [{"user": getattr(args, f"user{n}"), "start": getattr(args, f"from{n}"),
+                   "end": getattr(args, f"to{n}")} for n in ("1", "2")]
+        body: dict[str, Any] = {"swap": shifts}
+    else:
+        body = {"user": args.user, "start": args.start, "end": args.end}
+        if args.replaces:
+            body["replaces"] = args.replaces
+    if args.layer:
+        body["layer"] = args.layer
+    if args.note:
+        body["note"] = args.note
+    return body
+
+
+def _override_line(o: dict[str, Any]) -> str:
+    line = (f"#{o['id']} {o['user']} on call {o['start']} to {o['end']}"
+            f" in {o['layer'] or 'every layer'}")
+    if o["replaces"]:
+        line += f" in place of {o['replaces']}"
+    if o["swap_with"]:
+        line += f" (swap with #{o['swap_with']})"
+    line += f", by {o['created_by']}"
+    line += "".join(f"; overrules the config's {c['user']} {c['start']} to {c['end']}"
+                    for c in o["overrules"])
+    return line
+
+
+def no_token(args: argparse.Namespace) -> bool:
+    if args.token:
+        return False
+    print(f"{args.command}: no API token: set ACKD_API_TOKEN to one of the config's api.tokens "
+          "(config.example.yaml: change-me-too), or pass --token", file=sys.stderr)
+    return True
+
+
+def with_token(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    return lambda args: 1 if no_token(args) else run(args)
+
+
+def act(args: argparse.Namespace) -> int:
+    if no_token(args):
+        return 1
+    body = {"for": args.length} if args.command == "snooze" else None
+    client = Client(args.url, args.token)
+    try:
+        incident = asyncio.run(client.act(args.incident, args.command, body))
+    except ApiError as exc:
+        print(f"{args.command} #{args.incident}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+        return 1
+    print(f"#{incident['id']} {incident['state']}")
+    return 0
+
+
+def incidents(args: argparse.Namespace) -> int:
+    if no_token(args):
+        return 1
+    query = {k: v for k in ("state", "team", "severity") if (v := getattr(args, k))}
+    try:
+        found = asyncio.run(Client(args.url, args.token).incidents(**query))
+    except (ApiError, OSError) as exc:
+        print(f"incidents: {exc}", file=sys.stderr)
+        return 1
+    for i in found["incidents"]:
+        print(json.dumps({k: i[k] for k in ("id", "state", "severity", "team", "summary")}))
+    return 0
+
+
+def heartbeats(args: argparse.Namespace) -> int:
+    if no_token(args):
+        return 1
+    try:
+        found = asyncio.run(Client(args.url, args.token).heartbeats())
+    except (ApiError, OSError) as exc:
+        print(f"heartbeats: {exc}", file=sys.stderr)
+        return 1
+    rows = [("NAME", "STATE", "LAST ARRIVAL", "LATE AT", "INCIDENT")]
+    rows += [(h["name"], h["state"], h["last_arrival"] or "never", h["due"],
+              f"#{h['incident']}" if h["incident"] else "-") for h in found["heartbeats"]]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+              .rstrip())
+    return 0
+
+
+# The answer waits up to 5 s for the look at the open incidents (web/health.py's LOOK_WAIT),
+# after the file's load: more than the API client's usual 10 s would be a hung ackd.
+RELOAD_TIMEOUT = 30.0
+
+
+def reload(args: argparse.Namespace) -> int:
+    """Warnings and problems on stderr, as check-config prints them; what changed on stdout.
+    A deploy script fails on a refusal, never on a warning."""
+    if no_token(args):
+        return 1
+    try:
+        took, answer = asyncio.run(Client(args.url, args.token, RELOAD_TIMEOUT).reload())
+    except (ApiError, OSError) as exc:
+        print(f"reload: {exc}", file=sys.stderr)
+        return 1
+    if not took:
+        for problem in answer["problems"]:
+            print(_located(problem), file=sys.stderr)
+        print(f"reload refused, the running config is kept: {len(answer['problems'])}"
+              " problem(s)", file=sys.stderr)
+        return 1
+    for warning in answer.get("warnings", []):
+        print(_located(warning), file=sys.stderr)
+    looked = answer.get("open_incidents", {})
+    if looked.get("status") not in ("checked", "unchanged"):
+        print(f"open incidents: {looked.get('status')}: {looked.get('message')}",
+              file=sys.stderr)
+    hashes = answer.get("config_hash", {})
+    state = "changed" if answer.get("changed") else "unchanged"
+    print(f"reloaded, {state} (config hash {str(hashes.get('before'))[:12]} ->"
+          f" {str(hashes.get('after'))[:12]})" + (
+              f", {len(answer['warnings'])} warning(s)" if answer.get("warnings") else ""))
+    return 0
+
+
+def _located(found: dict[str, Any]) -> str:
+    """A problem or warning of the API's answer as `ackd check-config` prints one."""
+    line = found.get("line")
+    where = f"{found.get('file')}:{line}" if line is not None else str(found.get("file"))
+    return f"{where}: {found.get('key')}: {found.get('message')}"
+
+
+def maintenance(args: argparse.Namespace) -> int:
+    if no_token(args):
+        return 1
+    client = Client(args.url, args.token)
+    try:
+        if args.maintenance_command == "add":
+            body = {k: v for k, v in (("team", args.team), ("start", args.start),
+                                      ("end", args.end), ("for", args.length)) if v}
+            body.update(matchers=args.matchers, comment=args.comment)
+            window = asyncio.run(client.add_maintenance(body))
+            print(f"maintenance window #{window['id']} from {window['start']} to {window['end']}")
+        elif args.maintenance_command == "delete":
+            asyncio.run(client.delete_maintenance(args.id))
+            print(f"maintenance window #{args.id} deleted")
+        else:
+            for w in asyncio.run(client.maintenance())["windows"]:
+                print(json.dumps({k: w[k] for k in ("id", "name", "team", "matchers", "start",
+                                                     "end", "active", "comment")}))
+    except (ApiError, OSError) as exc:
+        print(f"maintenance: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+
+# The commands that say which token is missing, and where to find one, before they start.
+feed = with_token(_feed)
+postmortem = with_token(learning.run_postmortem)
+report = with_token(learning.run_report)
+drill = with_token(learning.run_drill)

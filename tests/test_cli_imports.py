@@ -26,8 +26,8 @@ DAEMON = ("receiver.app.daemon", "receiver.store", "receiver.web", "aiohttp.web"
 found = {}
 from receiver.cli import main
 main._parser().parse_args(["ack", "12"])
-found["parser"] = present("aiohttp", "apprise", "pydantic", "jinja2", "yaml", "receiver.config",
-                          "receiver.notify", "importlib.metadata", *DAEMON)
+found["parser"] = present("asyncio", "aiohttp", "apprise", "pydantic", "jinja2", "yaml",
+                          "receiver.config", "receiver.notify", "importlib.metadata", *DAEMON)
 with contextlib.redirect_stderr(io.StringIO()) as said:
     code = main.main(["ack", "12", "--url", "http://127.0.0.1:1", "--token", "t"])
 assert code == 1 and "cannot reach ackd at http://127.0.0.1:1" in said.getvalue(), said.getvalue()

@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from receiver.core.frozen import frozen
+
+T = TypeVar("T")
+
+
+def run_async(call: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(call), asyncio imported now: the modules that build the parser (respond,
+    learning) import this one, and asyncio (with ssl and subprocess) was half of what `ackd
+    --help` imported."""
+    import asyncio
+
+    return asyncio.run(call)
 
 
 @frozen

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from receiver.cli.client import ApiError, Client
+from receiver.cli.client import ApiError, Client, run_async
 from receiver.core.durations import parse_duration
 
 POLL_SECONDS = 0.5
@@ -51,7 +50,7 @@ def add_commands(
 
 def run_postmortem(args: argparse.Namespace) -> int:
     try:
-        text = asyncio.run(Client(args.url, args.token).postmortem(args.incident))
+        text = run_async(Client(args.url, args.token).postmortem(args.incident))
     except (ApiError, OSError) as exc:
         print(f"postmortem #{args.incident}: {exc}", file=sys.stderr)
         return 1
@@ -61,7 +60,7 @@ def run_postmortem(args: argparse.Namespace) -> int:
 
 def run_report(args: argparse.Namespace) -> int:
     try:
-        report = asyncio.run(Client(args.url, args.token).report(args.since))
+        report = run_async(Client(args.url, args.token).report(args.since))
     except (ApiError, OSError) as exc:
         print(f"report: {exc}", file=sys.stderr)
         return 1
@@ -76,7 +75,7 @@ def run_drill(args: argparse.Namespace) -> int:
         print(f"--wait: {exc}", file=sys.stderr)
         return 2
     try:
-        report = asyncio.run(_drill(Client(args.url, args.token), args, wait))
+        report = run_async(_drill(Client(args.url, args.token), args, wait))
     except (ApiError, OSError) as exc:
         print(f"drill {args.team}: {exc}", file=sys.stderr)
         return 1
@@ -85,6 +84,8 @@ def run_drill(args: argparse.Namespace) -> int:
 
 
 async def _drill(client: Client, args: argparse.Namespace, wait: float) -> dict[str, Any]:
+    import asyncio  # imported by now (run_async); not with this module, which builds the parser
+
     started = await client.drill(args.team, args.severity)
     number = started["incident"]
     print(f"drill #{number} started for {started['team']} ({started['severity']}, policy "

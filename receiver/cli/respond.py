@@ -8,13 +8,11 @@ what is now true; an API error prints the status, the field or scope it names, a
 from __future__ import annotations
 
 import argparse
-import asyncio
-import inspect
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from receiver.cli.client import ApiError, Client
+from receiver.cli.client import ApiError, Client, run_async
 from receiver.incidents.roles import Role
 
 ApiFlags = Callable[[argparse.ArgumentParser], None]
@@ -145,11 +143,11 @@ def run_call(
     if not args.token:
         print(f"{args.command}: no API token: set ACKD_API_TOKEN or pass --token",
               file=sys.stderr)
-        if inspect.iscoroutine(call):
+        if isinstance(call, Coroutine):
             call.close()  # never sent: say so to Python too, not as "never awaited"
         return None
     try:
-        return asyncio.run(_await(call))
+        return run_async(_await(call))
     except ApiError as exc:
         what = f" #{args.incident}" if hasattr(args, "incident") else ""
         print(f"{args.command}{what}: {exc}", file=sys.stderr)

@@ -61,8 +61,10 @@ from receiver.escalation.policy import (
     Target,
     TargetKind,
     User,
+    answer_window,
+    own_policy,
+    person_policy,
 )
-from receiver.incidents.assignment import answer_window, person_policy
 from receiver.store.codec import dumps, loads
 
 T0 = datetime(2026, 1, 5, 10, 0, tzinfo=UTC)  # a Monday, inside working hours
@@ -1050,6 +1052,92 @@ def test_a_resolved_incident_cannot_be_taken() -> None:
     sim.act("resolve", 1)
     with pytest.raises(InvalidTransition):
         _take(sim, 2)
+
+
+def _unack(sim: Sim, minute: float, who: str) -> Plan:
+    now = T0 + minute * MIN
+    return sim.apply(unacknowledge(sim.state, sim.incident, who, now, severity=SEV1,
+                                   hours=sim.hours()), now)
+
+
+def test_who_hands_back_what_they_took_is_not_paged_first_the_team_policy_is_at_once() -> None:
+    """cy took it at 7m and hands it back at 10m: the team's own policy from its first step,
+    at once (ana, the on-call, at 10m, not after cy's 5-minute answer window), nobody ahead
+    of it and never cy first; the event says to what policy it went back."""
+    sim = Sim.open()
+    sim.run(until=T0 + 6 * MIN)
+    _take(sim, 7)
+    plan = _unack(sim, 10, "cy")
+    assert [(e.actor, e.detail) for e in plan.events[:1]] == [
+        ("cy", {"handed_back_to": "standard"})]
+    assert sim.state.policy == STANDARD
+    sim.run(until=T0 + 25 * MIN)
+    assert [(m, who) for m, who, _ in sim.pages[3:]] == [
+        (10, "ana"), (12, "ana"), (15, "bo"), (25, "dee")]
+    fired = [d for _, kind, d in sim.events if kind is EventKind.STEP_FIRED][-3:]
+    assert [(d["number"], d["recipients"], "ahead" in d) for d in fired] == [
+        (1, ["ana"], False), (2, ["bo"], False), (3, ["dee"], False)]
+
+
+def test_someone_else_handing_back_a_taken_incident_keeps_its_assignee_first() -> None:
+    """dee (the lead) un-acknowledges what cy took: she gives it back to cy, who is paged
+    first and at once, the team's policy behind cy after the answer window."""
+    sim = Sim.open()
+    sim.run(until=T0 + 6 * MIN)
+    _take(sim, 7)
+    plan = _unack(sim, 10, "dee")
+    assert plan.events[0].detail == {}
+    sim.run(until=T0 + 20 * MIN)
+    assert [(m, who) for m, who, _ in sim.pages[3:]] == [(10, "cy"), (15, "ana"), (17, "ana"),
+                                                          (20, "bo")]
+
+
+@pytest.mark.parametrize("policy", [
+    STANDARD,
+    Policy("rel", (Step(MIN, (user("a"),)), Step(3 * MIN, (user("b"),),
+                                                 relative_to_previous=True),
+                   Step(20 * MIN, (user("c"),)))),
+    Policy("one", (Step(2 * MIN, (user("a"),)),), repeat_after=9 * MIN),
+    Policy("early", (Step(5 * MIN, (user("a"),)), Step(2 * MIN, (user("b"),)))),
+], ids=["standard", "relative", "one-step", "second-before-first"])
+def test_own_policy_undoes_person_policy(policy: Policy) -> None:
+    assert own_policy(person_policy(policy, "cy")) == policy
+    assert own_policy(policy) is policy
+
+
+def _raise(sim: Sim, minute: float, who: str) -> Plan:
+    now = T0 + minute * MIN
+    event = TimelineEvent(now, EventKind.SEVERITY_CHANGED, who, {"raised": True})
+    sim.incident = replace(sim.incident, severity="SEV1")
+    return sim.apply(restart(sim.state, sim.incident, SEV1, event, now,
+                             cause=RunCause(MessageReason.SEVERITY_RAISED, who, "SEV1"),
+                             hours=sim.hours()), now)
+
+
+def test_who_raises_the_severity_is_not_paged_by_it_and_the_next_step_keeps_its_time() -> None:
+    """ana (the on-call, step 1's only person) raises the SEV2 to SEV1 at 1m: step 1 fires
+    and pages nobody (neither her push nor her SMS later), on the timeline as reaching her
+    unpaged; bo's step follows on its own time (6m), not at once as after a step that
+    reached nobody. A repeat reminds her as everyone: she has not acknowledged."""
+    sim = Sim.open("SEV2")
+    sim.fire_next()  # ana, 0m
+    _raise(sim, 1, "ana")
+    sim.run(until=T0 + 46 * MIN)
+    assert [(m, who) for m, who, _ in sim.pages[1:]] == [
+        (6, "bo"), (16, "dee"), (31, "erin"), (31, "exec-status"), (46, "ana")]
+    fired = next(d for m, kind, d in sim.events if kind is EventKind.STEP_FIRED and m == 1)
+    assert (fired["recipients"], fired["not_paged"]) == (
+        [], {"user": "ana", "why": "raised the severity"})
+
+
+def test_who_raises_the_severity_is_left_out_of_a_later_step_of_that_run_only() -> None:
+    """bo (step 2's person) raises it: ana at once; step 2 reaches bo unpaged; dee after."""
+    sim = Sim.open("SEV2")
+    sim.fire_next()
+    plan = _raise(sim, 1, "bo")
+    assert [p.recipient for p in plan.pages] == []  # armed; fired next, as the timer does
+    sim.run(until=T0 + 16 * MIN)
+    assert [(m, who) for m, who, _ in sim.pages[1:]] == [(1, "ana"), (3, "ana"), (16, "dee")]
 
 
 @pytest.mark.parametrize(

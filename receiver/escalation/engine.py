@@ -53,10 +53,13 @@ from receiver.escalation.plan import (
     RunCause,
 )
 from receiver.escalation.policy import (
+    Channel,
     Directory,
     Policy,
     TargetKind,
     WorkingHoursView,
+    ahead_people,
+    own_policy,
 )
 from receiver.escalation.targets import (
     chosen_targets,
@@ -194,16 +197,20 @@ def _fire_step(
     targets, round_robin_turns, turn = chosen_targets(state.policy, index, cursors, state.turns)
     recipients, unresolved, rebound = reach(targets, directory, now)
     reason = page_reason(state.policy, name, state.run, state.cycle, index, state.cause)
-    pages, contacts = pages_for(recipients, state, index, reason, now)
+    knows = _knows(state)
+    paged = [r for r in recipients if r.name != knows or isinstance(r, Channel)]
+    pages, contacts = pages_for(paged, state, index, reason, now)
     detail = {
         "step": index,
         "number": index + 1,
         "cycle": state.cycle,
         "run": state.run,
         "reason": reason,
-        "recipients": [r.name for r in recipients],
+        "recipients": [r.name for r in paged],
         "unresolved": unresolved,
     }
+    if len(paged) < len(recipients):  # reached, and knows already: see _knows
+        detail["not_paged"] = {"user": knows, "why": "raised the severity"}
     if state.policy.ahead:  # a reassignment's run: the reports tell its person from the policy
         detail["ahead"] = state.policy.ahead
     if rebound:  # reached through the team: a reload removed the schedule or lead bound
@@ -221,6 +228,18 @@ def _fire_step(
         pages=pages,
         round_robin_turns=round_robin_turns,
     )
+
+
+def _knows(state: EscalationState) -> str | None:
+    """The person this step need not page: who raised the severity that began the run knows
+    of it (a self-added responder and a take page nobody for their actor either). Only in
+    the run's first cycle: a repeat reminds everyone the steps reach that nobody has
+    acknowledged yet, them too. A step that reaches only them is no step that reached nobody:
+    what follows it keeps its own time (they were told, by their own hand)."""
+    cause = state.cause
+    if cause is None or cause.reason is not MessageReason.SEVERITY_RAISED or state.cycle:
+        return None
+    return cause.actor
 
 
 def _hold(
@@ -416,13 +435,25 @@ def unacknowledge(
     state: EscalationState, incident: Incident, actor: str, now: datetime, *,
     severity: Severity, hours: WorkingHoursView | None, via: str = "",
 ) -> Plan:
-    """The acknowledger hands it back: escalate again from the first step, in a new run
-    (`severity`, the incident's, and its team's `hours` say whether it waits for them)."""
+    """Someone hands it back: escalate again from the first step, in a new run (`severity`,
+    the incident's, and its team's `hours` say whether it waits for them).
+
+    The person the incident was reassigned to (or who took it) handing it back is giving it
+    up: the new run is the team's own policy (`own_policy`), its first step at once, with
+    nobody ahead of it, never them first ("handed_back_to" on the event names the policy).
+    Anyone else handing it back (a lead giving it back to the assignee, say) leaves the run
+    as it was: the assignee first, the policy behind them."""
     _check_now(now)
     if incident.state is not IncidentState.ACKNOWLEDGED or _is_resolved(state):
         raise InvalidTransition(f"cannot unacknowledge: {_where(incident)}")
-    event = TimelineEvent(now, EventKind.UNACKNOWLEDGED, actor, _how(via))
-    plan = _re_escalate(replace(state, snoozed_until=None), severity, hours, event, now)
+    detail: dict[str, str] = _how(via)
+    handed = replace(state, snoozed_until=None)
+    if actor in ahead_people(state.policy):
+        own = own_policy(state.policy)
+        handed = replace(handed, policy=own, last_fired_step=None, last_fired_cycle=None)
+        detail["handed_back_to"] = own.name
+    event = TimelineEvent(now, EventKind.UNACKNOWLEDGED, actor, detail)
+    plan = _re_escalate(handed, severity, hours, event, now)
     return replace(plan, cancel=(DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 

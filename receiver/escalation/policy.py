@@ -6,7 +6,7 @@ moment a step fires.
 from __future__ import annotations
 
 from collections.abc import Collection
-from dataclasses import field
+from dataclasses import field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Protocol
@@ -112,6 +112,64 @@ class Policy:
             raise ValueError(f"policy {self.name!r}: repeat_after cannot be negative")
         if self.reack_after is not None and self.reack_after < timedelta(0):
             raise ValueError(f"policy {self.name!r}: reack_after cannot be negative")
+
+
+# -- a person ahead of a policy (a reassignment to them) ------------------------------------
+
+
+def person_policy(policy: Policy, user: str) -> Policy:
+    """`user` at once, then, if nobody acknowledged within `answer_window(policy)`, the
+    incident's policy from its first step, its delays counted from then. A repeat runs the
+    whole again, `user` first; reack_after stays the policy's. `own_policy` undoes it."""
+    wait = answer_window(policy)
+    person = Step(timedelta(0), (Target(TargetKind.USER, user),))
+    behind = tuple(_after(step, wait, first=i == 0) for i, step in enumerate(policy.steps))
+    return Policy(policy.name, (person, *behind), policy.repeat, policy.repeat_after,
+                  policy.reack_after, ahead=1)
+
+
+def answer_window(policy: Policy) -> timedelta:
+    """How long the policy gives whoever its first step pages before it pages anyone else:
+    the delay to its second step, or for a one-step policy the wait before it repeats."""
+    if len(policy.steps) < 2:
+        return policy.repeat_after
+    first, second = policy.steps[0], policy.steps[1]
+    if second.relative_to_previous:
+        return second.delay
+    return max(second.delay - first.delay, timedelta(0))
+
+
+def _after(step: Step, wait: timedelta, first: bool) -> Step:
+    """A step of the policy behind the person, `wait` later. A step timed from the one before
+    it keeps its delay (the one before moved already); the first is timed from the cycle's
+    start, where the person's page is."""
+    if step.relative_to_previous and not first:
+        return step
+    return replace(step, delay=step.delay + wait, relative_to_previous=False)
+
+
+def ahead_people(policy: Policy) -> frozenset[str]:
+    """The people a reassignment put ahead of the policy's own steps (none for a policy as
+    the config has it)."""
+    return frozenset(t.name for step in policy.steps[:policy.ahead] for t in step.targets
+                     if t.kind is TargetKind.USER)
+
+
+def own_policy(policy: Policy) -> Policy:
+    """The policy without the person a reassignment put ahead of it: `person_policy`
+    undone, its steps at their own delays again. The wait it added is the answer window of
+    the steps behind the person (a step timed from the one before kept its delay, every
+    other got the wait added), so the snapshot alone says it. The first step's
+    `relative_to_previous` comes back False: a cycle's first step is timed from its start
+    whichever it says."""
+    if not policy.ahead:
+        return policy
+    own = Policy(policy.name, policy.steps[policy.ahead:], policy.repeat, policy.repeat_after,
+                 policy.reack_after)
+    wait = answer_window(own)
+    steps = tuple(step if step.relative_to_previous else replace(step, delay=step.delay - wait)
+                  for step in own.steps)
+    return replace(own, steps=steps)
 
 
 class WorkingHoursView(Protocol):

@@ -636,8 +636,8 @@ class Responder:
         `policy` that pages nobody (`escalation.take`). Unacknowledged, it is their
         acknowledgement: MTTA observed once committed, and everyone else paged told who took
         it, as `act` tells them of an acknowledgement. Acknowledged already, it is theirs from
-        now (`acknowledged_by`, whom the status cadence and the stale notice ask). True when
-        it acknowledged the incident."""
+        now (`acknowledged_by` and `acknowledged_at`: whom the status cadence and the stale
+        notice ask, since when). True when it acknowledged the incident."""
         state = await self._state(tx, incident)
         if state is None:
             raise InvalidTransition(f"incident {incident.id} has no escalation to reassign")
@@ -647,8 +647,9 @@ class Responder:
             await self._notify_paged(tx, incident, MessageReason.ACKNOWLEDGED, actor, now,
                                      leave_out=actor)
             return True
-        if incident.acknowledged_by != actor:
-            await tx.update_incident(incident.id, now, acknowledged_by=actor)
+        # Theirs from now: acknowledged_by and acknowledged_at say who holds it and since
+        # when, together (the first acknowledgement stays MTTA's, on the timeline).
+        await tx.update_incident(incident.id, now, acknowledged_by=actor, acknowledged_at=now)
         return False
 
     def _urgency(self, incident: Incident) -> tuple[Severity, WorkingHoursView | None]:
@@ -683,9 +684,10 @@ class Responder:
         fields: dict[str, Any] = {"state": target}
         first_ack = target is IncidentState.ACKNOWLEDGED and incident.acknowledged_at is None
         if target is IncidentState.ACKNOWLEDGED:
-            fields["acknowledged_by"] = actor
-            if first_ack:
-                fields["acknowledged_at"] = now  # MTTA counts the first acknowledgement
+            # Who holds it and since when, together: an acknowledgement after an unack is
+            # its own. MTTA counts the first (`first_ack`, observed once committed from this
+            # very time); the timeline keeps it for the post-mortem and the reports.
+            fields.update(acknowledged_by=actor, acknowledged_at=now)
         if target is IncidentState.RESOLVED:
             fields.update(resolved_at=now, resolved_by=actor)
             for listener in self.resolution_listeners:

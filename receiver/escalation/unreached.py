@@ -47,6 +47,9 @@ def _step(incident_id: int, detail: Mapping[str, Any]) -> list[tuple[int, str]]:
     lines = [(logging.WARNING, f"{step}: {note}") for note in rebound]
     if unresolved:
         reached = _texts(detail.get("recipients"))
+        knows = detail.get("not_paged")
+        if isinstance(knows, dict):  # reached, not paged: they raised the severity
+            reached.append(f"{knows.get('user')} (not paged: {knows.get('why')})")
         if reached:
             lines.append((logging.WARNING, f"{step} paged {', '.join(reached)} but not: "
                           + "; ".join(unresolved)))

@@ -22,8 +22,7 @@ desk writes them and asks the responder to restart escalation where one is due.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from receiver.config.model import Config
@@ -31,7 +30,6 @@ from receiver.core.errors import InvalidTransition, PayloadError
 from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, Incident, MessageReason, Severity, TimelineEvent
 from receiver.escalation.plan import RunCause
-from receiver.escalation.policy import Policy, Step, Target, TargetKind
 from receiver.incidents.drills import route_for
 
 
@@ -111,37 +109,6 @@ def reassigned_cause(to: Reassignment, actor: str) -> RunCause:
 def raised_cause(severity: Severity, actor: str) -> RunCause:
     """What the pages of the run a raised severity begins say: "SEVERITY RAISED to SEV1"."""
     return RunCause(MessageReason.SEVERITY_RAISED, actor, severity.name)
-
-
-def person_policy(policy: Policy, user: str) -> Policy:
-    """`user` at once, then, if nobody acknowledged within `answer_window(policy)`, the
-    incident's policy from its first step, its delays counted from then. A repeat runs the
-    whole again, `user` first; reack_after stays the policy's."""
-    wait = answer_window(policy)
-    person = Step(timedelta(0), (Target(TargetKind.USER, user),))
-    behind = tuple(_after(step, wait, first=i == 0) for i, step in enumerate(policy.steps))
-    return Policy(policy.name, (person, *behind), policy.repeat, policy.repeat_after,
-                  policy.reack_after, ahead=1)
-
-
-def answer_window(policy: Policy) -> timedelta:
-    """How long the policy gives whoever its first step pages before it pages anyone else:
-    the delay to its second step, or for a one-step policy the wait before it repeats."""
-    if len(policy.steps) < 2:
-        return policy.repeat_after
-    first, second = policy.steps[0], policy.steps[1]
-    if second.relative_to_previous:
-        return second.delay
-    return max(second.delay - first.delay, timedelta(0))
-
-
-def _after(step: Step, wait: timedelta, first: bool) -> Step:
-    """A step of the policy behind the person, `wait` later. A step timed from the one before
-    it keeps its delay (the one before moved already); the first is timed from the cycle's
-    start, where the person's page is."""
-    if step.relative_to_previous and not first:
-        return step
-    return replace(step, delay=step.delay + wait, relative_to_previous=False)
 
 
 def responder_added(user: str, actor: str, now: datetime) -> TimelineEvent:

@@ -30,6 +30,7 @@ from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.model import EventKind, Incident, MessageReason, Severity, TimelineEvent
 from receiver.escalation.plan import DeadlineKind
+from receiver.escalation.policy import person_policy
 from receiver.escalation.responder import Responder
 from receiver.incidents import assignment, cadence, declare, follow, notes, roles
 from receiver.incidents.assignment import Reassignment
@@ -95,7 +96,7 @@ class IncidentDesk:
                 policy = config.policy_for(route.policy, to.team)
             else:
                 assert to.user is not None
-                policy = assignment.person_policy(
+                policy = person_policy(
                     config.policy_for(incident.policy, incident.team), to.user)
             cause = assignment.reassigned_cause(to, actor)
             if to.user == actor:

@@ -228,9 +228,13 @@ async def test_who_reassigns_an_acknowledged_incident_to_themselves_holds_it_unp
         await sink.wait_for(1)
         await api.clock.jump(timedelta(minutes=1))
         await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        await api.clock.jump(timedelta(minutes=1))
+        taken_at = api.clock.now()
         status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
                                       {"user": "cy"}, token=CY_TOKEN)
         assert (status, body["state"], body["acknowledged_by"]) == (200, "acknowledged", "cy")
+        # Who holds it and since when, together: cy since her taking, not since ana's ack.
+        assert datetime.fromisoformat(body["acknowledged_at"]) == taken_at
         await _later(api, 30)
         assert [r.path for r in sink.requests] == ["/ana"]
         _, body = await api.call("GET", f"/api/v1/incidents/{number}")
@@ -238,6 +242,72 @@ async def test_who_reassigns_an_acknowledged_incident_to_themselves_holds_it_unp
                 if e["kind"] in ("reassigned", "acknowledged")] == [
             ("acknowledged", "ana"), ("reassigned", "cy")]
         assert _mtta((await api.call("GET", "/metrics", token=None))[1]) == (1.0, 60.0)
+    finally:
+        await api.daemon.stop()
+
+
+async def test_who_hands_back_what_they_took_leaves_it_to_the_on_call_at_once(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """cy takes ana's incident, then un-acknowledges it: she is giving it up, so the team's
+    policy pages ana (the on-call) at once, and cy not at all: not first (5 minutes before
+    ana, as the run she took had it), nor when the policy's lead step comes (she is its
+    lead; the policy pages her there as it would anyone)."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await sink.wait_for(1)
+        await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"user": "cy"},
+                       token=CY_TOKEN)
+        await api.settle()
+        await sink.wait_for(2)  # ana told cy took it
+        await api.clock.jump(timedelta(minutes=1))
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/unack",
+                                      token=CY_TOKEN)
+        assert (status, body["state"]) == (200, "triggered")
+        await api.settle()
+        [page] = (await sink.wait_for(3))[2:]
+        assert (page.path, page.json["title"].split(" #")[0]) == ("/ana", "[SEV1] RE-ESCALATED")
+        await _later(api, 4.9)
+        assert [r.path for r in sink.requests] == ["/ana", "/ana", "/ana"]
+        await _later(api, 0.1)
+        assert [r.path for r in await sink.wait_for(4)][3:] == ["/bo"]
+        assert [d for _, d in await _events(api, number, "unacknowledged")] == [
+            {"handed_back_to": "standard"}]
+        fired = [d for _, d in await _events(api, number, "step_fired")]
+        assert [(d["number"], d["recipients"], d.get("ahead")) for d in fired[1:]] == [
+            (1, ["ana"], None), (2, ["bo"], None)]
+    finally:
+        await api.daemon.stop()
+
+
+async def test_who_raises_the_severity_is_not_paged_by_it(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """ana, the on-call, raises her acknowledged SEV2 to SEV1: the new run's first step
+    reaches only her, and she knows, so nothing is sent to her; the timeline says she was
+    not paged, and bo's step comes on its own time, 5 minutes later."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire(OTHER)
+        await api.settle()
+        await sink.wait_for(1)
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        status, body = await api.call("PUT", f"/api/v1/incidents/{number}/severity",
+                                      {"severity": "SEV1"}, token=ANA_TOKEN)
+        assert (status, body["state"]) == (200, "triggered")
+        await _later(api, 4.9)
+        assert [r.path for r in sink.requests] == ["/ana"]
+        await _later(api, 0.1)
+        [page] = (await sink.wait_for(2))[1:]
+        assert page.path == "/bo"
+        assert page.json["message"].splitlines()[0] == (
+            "SEVERITY RAISED to SEV1 by ana; nobody has acknowledged yet (step 2).")
+        assert "aged before" not in page.json["message"]  # ana was not paged in this run
+        fired = [d for _, d in await _events(api, number, "step_fired")]
+        assert [(d["number"], d["recipients"], d.get("not_paged")) for d in fired[1:]] == [
+            (1, [], {"user": "ana", "why": "raised the severity"}), (2, ["bo"], None)]
     finally:
         await api.daemon.stop()
 
@@ -251,13 +321,13 @@ async def test_raising_the_severity_restarts_escalation_and_lowering_pages_nobod
     await api.settle()
     sent = len(api.paged())
     status, body = await api.call("PUT", f"/api/v1/incidents/{number}/severity",
-                                  {"severity": "SEV1"}, token=ANA_TOKEN)
+                                  {"severity": "SEV1"}, token=CY_TOKEN)
     assert (status, body["severity"], body["state"]) == (200, "SEV1", "triggered")
     await api.settle()
     assert api.paged()[sent:] == ["ana"]  # the first step of SEV1, at once
     page = api.notifier.sent[-1][1]
     assert page.title.startswith(f"[SEV1] SEVERITY RAISED #{number} payments:")
-    assert "SEVERITY RAISED to SEV1 by ana (step 1)." in page.body.splitlines()
+    assert "SEVERITY RAISED to SEV1 by cy (step 1)." in page.body.splitlines()
     assert "acknowledged earlier" not in page.body
     await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
     await api.settle()

@@ -9,10 +9,15 @@ desk writes them and asks the responder to restart escalation where one is due.
   as it would for a new incident: a person who is asleep or away does not leave the incident
   with nobody behind them. Reassigning it to yourself takes it: nobody is paged, the run is
   in your hands from its start (an acknowledgement if nobody's was: `engine.take`), and its
-  reack pages you first, the policy behind you.
+  reack pages you first, the policy behind you. The person a reassignment named (or who
+  took it) un-acknowledging it gives it up: the team's own policy runs at once, nobody
+  ahead (`engine.unacknowledge`, `own_policy`); anyone else's unack keeps them first.
+  `person_policy` and `own_policy` live in escalation/policy.py, where the engine reads
+  them.
 - Adding a responder pages them as a step would (immediate contacts at once, delayed ones
   later unless they acted meanwhile: follow.py) and changes nothing else.
-- Raising the severity starts escalation over under the steps of the new severity, and tells
+- Raising the severity starts escalation over under the steps of the new severity (its
+  raiser unpaged by the run's first cycle: they know, `engine._knows`), and tells
   the new severity's stakeholder channels that no severity of this incident told before
   (once each: the one it opened with, and every one it was raised to); lowering it pages
   nobody and tells nobody (later steps follow the new severity).

@@ -101,8 +101,9 @@ class IncidentDesk:
             cause = assignment.reassigned_cause(to, actor)
             if to.user == actor:
                 # Who takes it by their own hand is not paged to take what they just took:
-                # the run is in their hands from its start. Its reack, or an unack, pages
-                # them first, the team's policy behind them, as for anyone reassigned to.
+                # the run is in their hands from its start. Its reack pages them first,
+                # the team's policy behind them, as for anyone reassigned to; their unack
+                # hands it back to the team's policy at once (engine.unacknowledge).
                 acked = await self._responder.take(tx, incident, event, now, policy, actor,
                                                    cause)
                 return await tx.incident(incident_id), acked

@@ -174,7 +174,12 @@ SCHEMAS: dict[str, Schema] = {
             "state": {"type": "string", "enum": ["triggered", "acknowledged", "resolved"]},
             "summary": {"type": "string"}, "opened_at": {"type": "string"},
             "detection": {"type": "string", "enum": ["detected", "reported", "drill"]},
-            "acknowledged_by": {"type": ["string", "null"]},
+            "acknowledged_by": {"type": ["string", "null"],
+                                "description": "who holds it: the last acknowledgement or"
+                                               " takeover (the first, MTTA's, is on the"
+                                               " timeline)"},
+            "acknowledged_at": {"type": ["string", "null"],
+                                "description": "since when acknowledged_by holds it"},
             "resolved_by": {"type": ["string", "null"]},
         },
     },

@@ -17,7 +17,7 @@ from receiver.config import build as config_module
 from receiver.core.model import EventKind, TimelineEvent
 from receiver.incidents.facts import first_page, time_to_acknowledge
 from receiver.testing import FakeClock, RecordingNotifier
-from tests.harness import ANA_TOKEN, write_config
+from tests.harness import ANA_TOKEN, CY_TOKEN, write_config
 from tests.test_api import LABELS, Api
 
 HOURS = '{timezone: UTC, days: mon-fri, start: "09:00", end: "18:00"}'
@@ -65,9 +65,10 @@ async def start(tmp_path: Path) -> AsyncIterator[Start]:
         await daemon.stop()
 
 
-async def act(api: Api, number: int, method: str, path: str, body: Any = None) -> None:
+async def act(api: Api, number: int, method: str, path: str, body: Any = None,
+              token: str = ANA_TOKEN) -> None:
     status, answer = await api.call(method, f"/api/v1/incidents/{number}{path}", body,
-                                    token=ANA_TOKEN)
+                                    token=token)
     assert status == 200, answer
 
 
@@ -94,7 +95,8 @@ async def until_run(api: Api, number: int, path: str) -> int:
             "reassign_team": ("POST", "/reassign", {"team": "platform"}),
             "reassign_user": ("POST", "/reassign", {"user": "cy"}),
         }[path]
-        await act(api, number, *done)
+        # cy raises it: the raise pages the on-call, ana (whoever raises it is not paged).
+        await act(api, number, *done, token=CY_TOKEN if path == "severity_raised" else ANA_TOKEN)
     else:
         await api.settle()
         paged = len(api.paged())

@@ -263,11 +263,16 @@ STEP_LINES = [
         "recipient": "ana", "step": 0, "error": "user ana no longer has contact 2"})],
      [(logging.WARNING, "incident #7 step 1: user ana no longer has contact 2: not paged")]),
     ([TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, detail={"escalating_early": True})], []),
+    ([fired(unresolved=["unknown user zed"],
+            not_paged={"user": "ana", "why": "raised the severity"})],
+     [(logging.WARNING, "incident #7 step 2 paged nobody (ana, who raised the severity, was"
+       " not paged) and missed: unknown user zed")]),
 ]
 
 
 @pytest.mark.parametrize(("events", "lines"), STEP_LINES,
-                         ids=["reached", "nobody", "some", "rebound", "contact-gone", "failed"])
+                         ids=["reached", "nobody", "some", "rebound", "contact-gone", "failed",
+                              "raiser-not-paged"])
 def test_a_step_that_misses_anyone_is_a_log_line(
     events: list[TimelineEvent], lines: list[tuple[int, str]]
 ) -> None:

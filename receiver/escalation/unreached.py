@@ -48,9 +48,11 @@ def _step(incident_id: int, detail: Mapping[str, Any]) -> list[tuple[int, str]]:
     if unresolved:
         reached = _texts(detail.get("recipients"))
         knows = detail.get("not_paged")
-        if isinstance(knows, dict):  # reached, not paged: they raised the severity
-            reached.append(f"{knows.get('user')} (not paged: {knows.get('why')})")
-        if reached:
+        if isinstance(knows, dict):  # reached, and not paged: they raised the severity
+            lines.append((logging.WARNING, f"{step} paged {', '.join(reached) or 'nobody'}"
+                          f" ({knows.get('user')}, who {knows.get('why')}, was not paged) and"
+                          " missed: " + "; ".join(unresolved)))
+        elif reached:
             lines.append((logging.WARNING, f"{step} paged {', '.join(reached)} but not: "
                           + "; ".join(unresolved)))
         else:

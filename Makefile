@@ -36,8 +36,19 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check receiver tests $(wildcard bench)
 	$(VENV)/bin/mypy receiver
 
+# Two pytest processes at once, one for the modules that start real processes and time them
+# (`serial`, tests/conftest.py), one for the rest; each writes its log, shown when both ended.
+# Either failing fails the target.
 test: $(VENV)/.installed system-deps lint
-	$(VENV)/bin/pytest
+	@rm -f .pytest-serial.log .pytest-rest.log
+	@$(VENV)/bin/pytest -p no:cacheprovider -m serial > .pytest-serial.log 2>&1 & serial=$$!; \
+	$(VENV)/bin/pytest -p no:cacheprovider -m 'not serial' > .pytest-rest.log 2>&1; rest=$$?; \
+	wait $$serial; serial=$$?; \
+	echo "== tests that start processes and time them (-m serial): exit $$serial"; \
+	cat .pytest-serial.log; \
+	echo "== the rest (-m 'not serial'): exit $$rest"; \
+	cat .pytest-rest.log; \
+	[ $$serial -eq 0 ] && [ $$rest -eq 0 ]
 
 bench: $(VENV)/.installed
 	$(PY) bench/run.py

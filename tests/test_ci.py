@@ -27,3 +27,20 @@ def test_nothing_is_killed_by_name(path: str) -> None:
 )
 def test_ci_installs_what_the_suite_needs(package: str) -> None:
     assert re.search(rf"missing\+=\({re.escape(package)}\)", (ROOT / ".ci/run").read_text())
+
+
+# Modules that start an ackd process but assert nothing on real time: hypothesis against its
+# answers (test_fuzz), what its log lines say (test_oneline). They run beside the serial ones.
+UNTIMED_STARTERS = {"test_fuzz.py", "test_oneline.py"}
+STARTS_A_PROCESS = re.compile(r"\bAckd\(|\backd_for\(|\bAlertmanager\(|\bPrometheus\(")
+
+
+def test_every_module_that_starts_processes_runs_serially() -> None:
+    """make test runs `-m serial` beside the rest (tests/conftest.py): a new end-to-end module
+    missing from SERIAL would share the cores with another and see its timers late."""
+    from tests.conftest import SERIAL
+
+    modules = {path.name: path.read_text() for path in (ROOT / "tests").glob("test_*.py")}
+    assert modules.keys() >= SERIAL, SERIAL - modules.keys()
+    starters = {name for name, text in modules.items() if STARTS_A_PROCESS.search(text)}
+    assert starters - UNTIMED_STARTERS <= SERIAL, (starters - UNTIMED_STARTERS) - SERIAL

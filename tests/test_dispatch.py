@@ -1326,3 +1326,58 @@ async def test_a_dropped_summary_is_logged_once_when_its_pass_runs_again(
     assert logged == ["dropped the summary of 2 held-back message(s) to a contact no longer"
                       " configured"]
     assert len(notifier.messages(SMS)) == 1
+
+
+# -- a failed page's escalation: the next step's pages ---------------------------------------
+
+
+async def test_the_next_steps_pages_go_after_a_bundled_page_to_them_all_finally_fails(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """The tester's reproduction (session 11): four incidents' pages to ana go as one bundle to
+    a URL that answers 500; when the last attempt fails, each incident escalates at once (here
+    its own commit enqueues a page to bo, as the escalation does) and bo must get all four.
+    The failed rows were the outbox's last: their ids were taken again by bo's rows, which a
+    pass woken by those commits leased and then left, leased for ever, as the failed send's
+    own (still in memory as queued until its escalations returned)."""
+    async with HttpSink(SinkMode.ERROR) as down, HttpSink() as up:
+        users = {"ana": [down.url("json", "/ana")], "bo": [up.url("json", "/bo")]}
+        config = make_config(users, retry_attempts=2, retry_backoff=timedelta(seconds=1),
+                             bundle_window=timedelta(0))
+        store = SqliteStore(tmp_path / "ackd.db")
+        await store.open()
+        metrics = Metrics()
+        escalated: list[int] = []
+
+        async def on_failed(incident_id: int, page: OutboxMessage) -> None:
+            escalated.append(incident_id)  # escalating early: the next step pages bo
+            await rig.enqueue(incident_id, payload(users["bo"][0], recipient="bo",
+                                                   step=1, users=users))
+
+        notifier = AppriseNotifier(4, timedelta(seconds=5))
+        dispatcher = Dispatcher(store, notifier, fake_clock, metrics, lambda: config, on_failed)
+        rig = Rig(store, fake_clock, notifier, metrics, config, dispatcher)
+        dispatcher.start()
+        try:
+            ids = await rig.incidents(4, [payload(users["ana"][0], users=users)],
+                                      severity="SEV1")
+            await down.wait_for(1)
+            await eventually(rig.settled, "the first attempt to be recorded")
+            await fake_clock.jump(timedelta(seconds=1))
+            await down.wait_for(2)
+
+            async def paged_bo() -> bool:
+                sent = [await rig.events(n, EventKind.NOTIFICATION_SENT) for n in ids]
+                return all(sent) and await rig.outbox() == []
+
+            await eventually(paged_bo, "bo's pages to be sent and the outbox to empty")
+            for incident_id in ids:
+                [sent] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+                assert sent.detail["recipient"] == "bo"
+        finally:
+            await dispatcher.stop(grace=WAIT)
+            await notifier.close()
+            await store.close()
+    assert sorted(escalated) == ids
+    assert len(down.requests) == 2  # one bundle, two attempts
+    assert all(f"#{n}" in str([r.json for r in up.requests]) for n in ids)

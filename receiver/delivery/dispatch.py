@@ -173,9 +173,13 @@ class Dispatcher:
         self._unreleased: dict[int, datetime] = {}
         self._deciding = 0  # rows the running pass leased and has not handed to sends yet
         # Rows handed to sends whose results are not written yet (queued in a lane, or
-        # going): a pass that finds one due again (its lease lapsed while it was queued)
-        # leaves it to its send, which holds it still, or finds it taken (_still_held).
-        self._queued: set[int] = set()
+        # going), each with the message that queued it: a pass that finds one due again (its
+        # lease lapsed while it was queued) leaves it to its send, which holds it still, or
+        # finds it taken (_still_held). A row leaves as its lease ends (its result committed,
+        # given back, taken by another replica), never later: a row that is due again then
+        # is a pass's to take, and a send that ends later forgets only the rows it holds.
+        self._queued: dict[int, _Queued] = {}
+        self._check_at = UNREAD  # when the next self-check (_check_leases) runs
         # The messages waiting in each URL's lane, oldest first: the send whose turn comes
         # takes what goes next (lane_bundle), its own message or not.
         self._waiting: dict[str, list[_Queued]] = {}
@@ -287,7 +291,7 @@ class Dispatcher:
         plan = done.plan
         self._observe_suppressed(plan)
         for summary in plan.summaries:
-            self._spawn(self._send_summary(summary), ())
+            self._spawn(self._send_summary(summary))
         for outgoing in done.sends:
             self._queue(outgoing, now, config)
         self._deciding = 0
@@ -392,19 +396,14 @@ class Dispatcher:
             if len(outgoing.items) > 1:
                 m.labels("bundled").inc(len(outgoing.items) - 1)
 
-    def _spawn(self, work: Awaitable[None], rows: Iterable[int]) -> None:
-        leased = list(rows)
-        self._queued.update(leased)
+    def _spawn(self, work: Awaitable[None]) -> None:
+        """A send that no outbox row stands for (a held-back summary)."""
 
         async def run() -> None:
             try:
                 await work
             except Exception:
-                log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
-                self._cool(leased)
-            finally:
-                self._queued.difference_update(leased)
-                self._wakeup.wake()  # its rows are finished or rescheduled: re-plan the sleep
+                log.exception("a delivery task failed")
 
         task = asyncio.create_task(run(), name="ackd-delivery")
         self._sends.add(task)
@@ -419,7 +418,8 @@ class Dispatcher:
         at least one message, so a turn is left for every message still queued."""
         entry = _Queued(outgoing, leased_at, decided)
         self._waiting.setdefault(outgoing.url, []).append(entry)
-        self._queued.update(row.id for row, _ in outgoing.items)
+        for row, _ in outgoing.items:
+            self._queued[row.id] = entry
         taken: list[_Queued] = []
 
         async def run() -> None:
@@ -430,9 +430,9 @@ class Dispatcher:
                 raise
             except Exception:
                 log.exception("a delivery task failed; its rows wait %s", STORE_RETRY)
-                self._cool(_row_ids(taken))
+                self._cool(self._held_by(taken))
             finally:
-                self._queued.difference_update(_row_ids(taken))
+                self._forget(taken)
                 self._wakeup.wake()  # its rows are finished or rescheduled: re-plan the sleep
 
         task = asyncio.create_task(run(), name="ackd-delivery")
@@ -446,7 +446,24 @@ class Dispatcher:
             queue[:] = [queued for queued in queue if queued is not entry]
             if not queue:
                 del self._waiting[url]
-            self._queued.difference_update(_row_ids([entry]))
+            self._forget([entry])
+
+    def _held_by(self, entries: Iterable[_Queued]) -> list[int]:
+        """The rows these queued messages still hold: not those whose lease ended since (a
+        row finished, or given back and queued again by a later pass, is not theirs)."""
+        return [row.id for entry in entries for row, _ in entry.outgoing.items
+                if self._queued.get(row.id) is entry]
+
+    def _forget(self, entries: Iterable[_Queued]) -> None:
+        """The rows these queued messages still hold are held no longer (their send ended)."""
+        for row_id in self._held_by(entries):
+            del self._queued[row_id]
+
+    def _let_go(self, row_ids: Iterable[int]) -> None:
+        """These rows' leases ended (their result committed, given back, or another replica
+        took them): no send of this process holds them any more."""
+        for row_id in row_ids:
+            self._queued.pop(row_id, None)
 
     def _take(self, url: str, taken: list[_Queued]) -> tuple[Outgoing, datetime] | None:
         """What of the URL's queue goes now as one message (into `taken`), and the earliest
@@ -521,6 +538,7 @@ class Dispatcher:
             return None
         if len(kept) == len(ids):
             return outgoing
+        self._let_go(i for i in ids if i not in kept)
         log.warning(
             "outbox row(s) %s to %s were leased %.0fs ago (they waited behind the URL's"
             " earlier sends, or this replica was hung) and another replica took them: not"
@@ -557,9 +575,7 @@ class Dispatcher:
         log.warning("outbox row(s) %s to %s were not sent: a reload changed their contact"
                     " while they waited for their turn; they are decided again", moved,
                     mask(outgoing.url))
-        now = self._clock.now()
-        for row_id in moved:
-            self._unreleased[row_id] = now
+        self._give_back(moved, self._clock.now())
         return Outgoing(outgoing.url, tuple(kept)) if kept else None
 
     async def _deliver(self, url: str, message: Message | None) -> Delivery:
@@ -598,6 +614,9 @@ class Dispatcher:
                     wait = backoff(settings.retry_backoff, settings.retry_max_backoff,
                                    row.attempts + 1)
                     await tx.retry_outbox(row.id, row.attempts + 1, now + wait)
+            # The leases end with this commit, before anything that follows it (the failed
+            # pages' escalations enqueue, and wake a pass): a row due again is a pass's.
+            tx.after_commit(partial(self._let_go, [row.id for row in rows]))
 
         committed = await self._write_result(outgoing.url, rows, job, delivery)
         self._observe(outgoing.url, delivery, retry=any(r.attempts for r in rows))
@@ -639,9 +658,14 @@ class Dispatcher:
     def _cool(self, row_ids: Iterable[int]) -> None:
         """These leased rows go back to the outbox, due again in STORE_RETRY (the next pass
         writes that; if the store refuses, the lease ends when ackd starts again)."""
-        until = self._clock.now() + STORE_RETRY
+        self._give_back(row_ids, self._clock.now() + STORE_RETRY)
+
+    def _give_back(self, row_ids: Iterable[int], due: datetime) -> None:
+        """These leased rows go back to the outbox, due at `due`: from now on the next pass
+        holds them (it writes the release, _release), no send."""
         for row_id in row_ids:
-            self._unreleased[row_id] = until
+            self._queued.pop(row_id, None)
+            self._unreleased[row_id] = due
 
     async def _final_failure(self, incident_id: int, message: OutboxMessage) -> None:
         if self._on_failed is None or message.recipient_kind != "user":
@@ -686,10 +710,6 @@ class Dispatcher:
         except Exception as exc:
             log.error("could not record the held-back summary to %s: %s", mask(summary.url), exc)
         self._observe(summary.url, delivery, retry=False)
-
-
-def _row_ids(queued: Iterable[_Queued]) -> list[int]:
-    return [row.id for entry in queued for row, _ in entry.outgoing.items]
 
 
 async def _whole(tx: Transaction, sends: list[Send]) -> list[Outgoing]:

@@ -242,4 +242,33 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX deadlines_due ON deadlines(due);
     """,
+    # 16: outbox ids are never given again (AUTOINCREMENT), as PostgreSQL's sequence never
+    # gives one again: a row's id names that row for as long as anything holds it (a send's
+    # rows in the dispatcher's memory, a pending bundle's rows in a channel history, a log
+    # line). Without it a row took the id of the last row just deleted: a failed page's
+    # escalation enqueued rows with its ids, which a pass took for the failed send's still
+    # queued rows and left leased, never sent (session 11). SQLite cannot add AUTOINCREMENT
+    # to a table: the outbox is copied into a new one, ids, rows and leases as they were.
+    """
+    CREATE TABLE outbox_new (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        incident_id     INTEGER NOT NULL REFERENCES incidents(id),
+        created_at      INTEGER NOT NULL,
+        payload         TEXT    NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        leased_from     INTEGER,
+        leased_by       INTEGER,
+        gated           INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO outbox_new (id, incident_id, created_at, payload, attempts, next_attempt_at,
+                            leased_from, leased_by, gated)
+        SELECT id, incident_id, created_at, payload, attempts, next_attempt_at,
+               leased_from, leased_by, gated FROM outbox;
+    DROP TABLE outbox;
+    ALTER TABLE outbox_new RENAME TO outbox;
+    CREATE INDEX outbox_due ON outbox(next_attempt_at, id);
+    CREATE INDEX outbox_by_incident ON outbox(incident_id);
+    CREATE INDEX outbox_leased ON outbox(leased_by) WHERE leased_by IS NOT NULL;
+    """,
 )

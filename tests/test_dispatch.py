@@ -33,7 +33,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.delivery.channels import channel_key
-from receiver.delivery.dispatch import BATCH, Dispatcher
+from receiver.delivery.dispatch import BATCH, SELF_CHECK, Dispatcher
 from receiver.delivery.plan import backoff
 from receiver.notify.links import Links
 from receiver.notify.notifier import (
@@ -1381,3 +1381,34 @@ async def test_the_next_steps_pages_go_after_a_bundled_page_to_them_all_finally_
     assert sorted(escalated) == ids
     assert len(down.requests) == 2  # one bundle, two attempts
     assert all(f"#{n}" in str([r.json for r in up.requests]) for n in ids)
+
+
+async def test_a_row_leased_to_no_send_is_given_back_by_the_self_check_and_sent(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should a row ever be left leased to this process with no send holding it (the lost
+    lease of session 11), the dispatcher's self-check finds it within SELF_CHECK, gives it
+    back and sends it, and says so; meanwhile the gauge of the oldest due row grows."""
+    rig = await make_rig()
+    start = rig.clock.now()
+    [incident_id] = await rig.incidents(1, [])
+    await eventually(rig.settled, "the first pass and its self-check")
+    await rig.store.write(lambda tx: tx.enqueue(incident_id, [payload(ANA)], start))
+    [(row, _)] = await rig.store.lease_due_notifications(start, 10)  # behind its back
+    rig.dispatcher.wake()
+    await eventually(rig.settled, "a pass that finds nothing due")
+    assert rig.sent_to(ANA) == []
+    await rig.clock.jump(SELF_CHECK - timedelta(seconds=1))
+    assert await rig.store.oldest_due_outbox(rig.clock.now()) == start
+    rig.metrics.set_oldest_due(start, rig.clock.now())
+    assert rig.metric("ackd_outbox_oldest_due_seconds") == 59
+    await rig.clock.jump(timedelta(seconds=1))
+
+    async def sent() -> bool:
+        return bool(rig.sent_to(ANA)) and await rig.outbox() == []
+
+    await eventually(sent, "the self-check to give the row back and a pass to send it")
+    assert f"outbox row(s) [{row.id}] were leased to this process but no send held them" \
+        in caplog.text
+    assert rig.metric("ackd_outbox_leases_recovered_total") == 1
+    assert await rig.store.oldest_due_outbox(rig.clock.now()) is None

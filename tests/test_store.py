@@ -956,6 +956,31 @@ async def test_an_outbox_row_that_passed_the_gate_says_so_when_leased_again(
     assert [(row.id, row.gated) for row, _ in again] == [(first.id, True), (second.id, False)]
 
 
+async def test_the_oldest_due_row_counts_from_when_it_fell_due_taken_or_not(
+    store: Store,
+) -> None:
+    """oldest_due_outbox (ackd_outbox_oldest_due_seconds): a row due and not taken, or taken
+    and its result not written, counts from its due time; a row due later, one retried
+    (due again later) and one finished do not."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.TRIGGERED, step=0)
+    assert await store.oldest_due_outbox(NOW) is None
+    await store.write(lambda tx: tx.enqueue(incident_id, [page], NOW))
+    await store.write(lambda tx: tx.enqueue(incident_id, [page], NOW + timedelta(seconds=9)))
+    assert await store.oldest_due_outbox(NOW - timedelta(seconds=1)) is None
+    assert await store.oldest_due_outbox(NOW + timedelta(seconds=20)) == NOW
+    later = NOW + timedelta(seconds=10)
+    [(a, _), (b, _)] = await store.lease_due_notifications(later, 10)
+    assert await store.oldest_due_outbox(later) == NOW  # leased: in flight since NOW
+    await store.write(lambda tx: tx.finish_outbox(a.id))
+    assert await store.oldest_due_outbox(later) == NOW + timedelta(seconds=9)
+    await store.write(lambda tx: tx.retry_outbox(b.id, 1, later + timedelta(seconds=2)))
+    assert await store.oldest_due_outbox(later) is None
+    assert await store.oldest_due_outbox(later + timedelta(seconds=3)) == \
+        later + timedelta(seconds=2)
+
+
 async def test_renewing_leases_keeps_only_the_rows_still_leased(store: Store) -> None:
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,

@@ -271,6 +271,34 @@ async def test_replicas_lease_disjoint_outbox_rows_and_a_lapsed_lease_falls_due(
     assert sorted(lapsed) == sorted(ids)[:10]
 
 
+async def test_each_replica_holds_the_leases_it_took_and_the_oldest_due_counts_them_all(
+    replicas: list[PostgresStore],
+) -> None:
+    """held_outbox (the dispatcher's self-check) names the rows leased by the asking replica,
+    and no longer one whose lapsed lease another took; oldest_due_outbox (the gauge) counts a
+    row from when it fell due, taken or not, whichever replica holds it."""
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    assert await replicas[0].oldest_due_outbox(NOW) is None
+    a, b, c = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE] * 3, NOW))
+    assert await replicas[1].oldest_due_outbox(NOW) == NOW
+    assert await replicas[1].oldest_due_outbox(NOW - timedelta(seconds=1)) is None
+    later = NOW + timedelta(seconds=5)
+    assert [r.id for r, _ in await replicas[0].lease_due_notifications(later, 2)] == [a, b]
+    assert [r.id for r, _ in await replicas[1].lease_due_notifications(later, 2)] == [c]
+    assert await replicas[0].write(lambda tx: tx.held_outbox()) == [a, b]
+    assert await replicas[1].write(lambda tx: tx.held_outbox()) == [c]
+    assert await replicas[2].write(lambda tx: tx.held_outbox()) == []
+    assert await replicas[2].oldest_due_outbox(later) == NOW  # in flight since NOW
+    lapsed = later + LEASE + timedelta(seconds=1)
+    assert [r.id for r, _ in await replicas[2].lease_due_notifications(lapsed, 1)] == [a]
+    assert sorted(await replicas[0].write(lambda tx: tx.held_outbox())) == [b]
+    assert await replicas[2].write(lambda tx: tx.held_outbox()) == [a]
+    assert await replicas[0].oldest_due_outbox(lapsed) == NOW  # taken again: still NOW's
+    for row_id in (a, b, c):
+        await replicas[0].write(lambda tx, row_id=row_id: tx.finish_outbox(row_id))
+    assert await replicas[0].oldest_due_outbox(lapsed) is None
+
+
 async def test_a_lapsed_lease_given_back_late_leaves_the_new_holders_lease(
     replicas: list[PostgresStore],
 ) -> None:

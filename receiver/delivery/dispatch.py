@@ -119,6 +119,9 @@ RECORD_AGAIN = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A send renews its rows' leases before it goes unless they outlast its timeout by this much:
 # the tries to write its result (RECORD_AGAIN), and 5 s.
 LEASE_SPARE = timedelta(seconds=5 + sum(RECORD_AGAIN))
+# How often the loop checks that every row leased to this process is held by one of its sends
+# (or waits to be given back): a row leased and held by none is never sent (_check_leases).
+SELF_CHECK = timedelta(seconds=60)
 
 
 # A row that cannot be sent (its contact is gone, its payload unreadable), and why.
@@ -226,6 +229,8 @@ class Dispatcher:
         while True:
             try:
                 now = self._clock.now()
+                if now >= self._check_at:
+                    await self._check_leases(now)
                 if await self._pass(now):
                     await asyncio.sleep(0)
                     continue  # the batch was full: more rows are due
@@ -238,10 +243,33 @@ class Dispatcher:
                 wake_at = self._clock.now() + STORE_RETRY
             await self._wakeup.sleep(wake_at)
 
+    async def _check_leases(self, now: datetime) -> None:
+        """The self-check: a row leased to this process that none of its sends holds and
+        that is not waiting to be given back would stay leased, never sent (on SQLite until
+        ackd restarts; on PostgreSQL until its lease lapses). Nothing should leave one (the
+        rows' bookkeeping follows their leases); should something, the row is given back,
+        due now, and the loss is logged and counted. Runs between passes, in one job: no
+        pass is deciding, and a send's result commits before or after it, whole."""
+        self._check_at = now + SELF_CHECK
+
+        async def job(tx: Transaction) -> list[int]:
+            lost = [row_id for row_id in await tx.held_outbox()
+                    if row_id not in self._queued and row_id not in self._unreleased]
+            for row_id in lost:
+                await tx.release_outbox(row_id, now)
+            return lost
+
+        lost = await self._store.write(job)
+        if lost:
+            log.error("outbox row(s) %s were leased to this process but no send held them:"
+                      " given back, to be sent now", lost)
+            self._metrics.outbox_leases_recovered.inc(len(lost))
+
     async def _next_wake(self, now: datetime) -> datetime | None:
         """The next time a pass has something to do; None: only a wake() or a send's end.
         `now` is the time the last pass looked at: what was due by then, it saw."""
         times = list(self._unreleased.values())
+        times.append(self._check_at)
         if now < self._summary_at < NEVER:
             times.append(self._summary_at)  # a held-back summary, this replica's or another's
         # Rows in flight are leased (their end wakes us); a row due by `now` that is not was

@@ -185,6 +185,11 @@ class OutboxRecords(Protocol):
         a send that waited in its URL's lane sends only these (Store.outbox_lease)."""
         ...
 
+    async def held_outbox(self) -> list[int]:
+        """The rows whose lease the caller holds (a replica: those leased by its number; one
+        SQLite process: every leased row), for the dispatcher's self-check."""
+        ...
+
     async def finish_outbox(self, outbox_id: int) -> None: ...
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None: ...
@@ -450,6 +455,12 @@ class Store(Protocol):
 
     async def count_open(self) -> list[tuple[str, str, str, int]]:
         """(team, severity, state, count) of every open incident (drills left out)."""
+        ...
+
+    async def oldest_due_outbox(self, now: datetime) -> datetime | None:
+        """When the oldest row still waiting for its result fell due: a row due by `now`
+        and not taken, or taken (in flight, or its lease lapsed) and its result not written;
+        None if there is none. The gauge ackd_outbox_oldest_due_seconds."""
         ...
 
     async def open_escalations(self) -> list[tuple[int, dict[str, Any]]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Iterable, Iterator
+from datetime import datetime
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -192,6 +193,18 @@ class Metrics:
         self.notifications_suppressed = Counter(
             "ackd_notifications_suppressed", "Notifications held back", ["reason"], registry=r
         )
+        self.outbox_oldest_due = Gauge(
+            "ackd_outbox_oldest_due_seconds",
+            "Seconds since the oldest notification still waiting for its result fell due (due"
+            " and not taken, or taken and its result not written); 0 when none waits. A send"
+            " ends within its timeout: a value that keeps growing is a notification lost",
+            registry=r,
+        )
+        self.outbox_leases_recovered = Counter(
+            "ackd_outbox_leases_recovered",
+            "Outbox rows the dispatcher's self-check found leased to this process with no send"
+            " holding them, given back to be sent (a bug: each is logged)", registry=r,
+        )
         self.memo_bytes = Gauge(
             "ackd_memo_bytes", "Estimated bytes of the webhook memos (config webhook.memo_bytes)",
             ["memo"], registry=r,
@@ -252,6 +265,9 @@ class Metrics:
         for name, age, every in rows:
             self.heartbeat_age.labels(name).set(age)
             self.heartbeat_interval.labels(name).set(every)
+
+    def set_oldest_due(self, due: datetime | None, now: datetime) -> None:
+        self.outbox_oldest_due.set(0.0 if due is None else max(0.0, (now - due).total_seconds()))
 
     def set_open(
         self, counts: Iterable[tuple[str, str, str, int]],

@@ -49,6 +49,9 @@ async def metrics(request: web.Request) -> web.Response:
     # On store trouble, serve the last known gauge values rather than nothing.
     with contextlib.suppress(StoreUnavailable):
         s.metrics.set_open(await s.store.count_open(), _open_label_sets(s.config))
+    with contextlib.suppress(StoreUnavailable):
+        now = s.clock.now()
+        s.metrics.set_oldest_due(await s.store.oldest_due_outbox(now), now)
     if s.heartbeats is not None:
         with contextlib.suppress(StoreUnavailable):
             await s.heartbeats.refresh()

@@ -92,6 +92,16 @@ class OutboxStatements(Statements):
         )
         return sorted(int(r[0]) for r in rows)
 
+    async def held_outbox(self) -> list[int]:
+        """The rows leased by this replica's number (none outside a replica)."""
+        if self.replica is None:
+            return []
+        rows = await self._all(
+            "SELECT id FROM outbox WHERE leased_by = $1 AND leased_from IS NOT NULL",
+            self.replica,
+        )
+        return [int(r[0]) for r in rows]
+
     async def finish_outbox(self, outbox_id: int) -> None:
         """Held to go with the batch's next statement (held.py): a delivery's record or a
         pass's verdicts finish several rows, all in one."""

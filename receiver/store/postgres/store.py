@@ -772,6 +772,17 @@ class PostgresStore:
         )
         return None if not rows or rows[0][0] is None else from_us(rows[0][0])
 
+    async def oldest_due_outbox(self, now: datetime) -> datetime | None:
+        """See Store.oldest_due_outbox: leased_from is when a taken row first fell due (a
+        renewal keeps it)."""
+        rows = await self._fetch(
+            "SELECT least((SELECT min(coalesce(leased_from, next_attempt_at)) FROM outbox"
+            " WHERE next_attempt_at <= $1),"
+            " (SELECT min(leased_from) FROM outbox WHERE leased_by IS NOT NULL))",
+            to_us(now),
+        )
+        return None if not rows or rows[0][0] is None else from_us(rows[0][0])
+
     async def count_open(self) -> list[tuple[str, str, str, int]]:
         """(team, severity, state, count) of every open incident, for the gauge."""
         rows = await self._fetch(

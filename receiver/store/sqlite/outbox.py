@@ -70,6 +70,11 @@ class OutboxStatements(Statements):
         )
         return sorted(int(r[0]) for r in rows)
 
+    async def held_outbox(self) -> list[int]:
+        """Every leased row: one process holds them all."""
+        rows = await self._all("SELECT id FROM outbox WHERE next_attempt_at = ?", (LEASED,))
+        return [int(r[0]) for r in rows]
+
     async def finish_outbox(self, outbox_id: int) -> None:
         self._cur.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
 

@@ -557,6 +557,17 @@ class SqliteStore:
             events.setdefault(int(row[0]), []).extend(events_from_row(row[1:]))
         return [(i, alerts[i.id], events[i.id]) for i in incidents]
 
+    async def oldest_due_outbox(self, now: datetime) -> datetime | None:
+        """See Store.oldest_due_outbox: a leased row's leased_from is when it fell due. Two
+        reads along the due index (the rows due, the leased ones), not a scan."""
+        rows = await self._fetchall(
+            "SELECT min(t) FROM (SELECT min(next_attempt_at) AS t FROM outbox"
+            " WHERE next_attempt_at <= ? UNION ALL"
+            " SELECT min(leased_from) FROM outbox WHERE next_attempt_at = ?)",
+            (to_us(now), LEASED),
+        )
+        return None if not rows or rows[0][0] is None else from_us(rows[0][0])
+
     async def count_open(self) -> list[tuple[str, str, str, int]]:
         """(team, severity, state, count) of every open incident, for the gauge."""
         rows = await self._fetchall(

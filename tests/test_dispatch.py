@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -1412,3 +1413,48 @@ async def test_a_row_leased_to_no_send_is_given_back_by_the_self_check_and_sent(
         in caplog.text
     assert rig.metric("ackd_outbox_leases_recovered_total") == 1
     assert await rig.store.oldest_due_outbox(rig.clock.now()) is None
+
+
+async def test_pages_queued_behind_a_slow_send_are_suppressed_if_handled_meanwhile(
+    make_rig: RigFactory,
+) -> None:
+    """A page waiting in its URL's lane behind a slow send whose incident is acknowledged
+    (or taken) or resolved meanwhile is suppressed at its turn, as the pass suppresses one
+    waiting for a bundle: recorded on its timeline, counted, not sent (tester11 finding 3).
+    A page still wanted and a note go, the page reading the incident as it is then."""
+    async with HttpSink(SinkMode.SLOW, hold=0.1) as sink:
+        url = sink.url("json", "/dee")
+        users = {**USERS, "dee": [url]}
+        page = payload(url, recipient="dee", users=users)
+        rig = await make_rig(AppriseNotifier(4, timedelta(seconds=5)), users=users,
+                             bundle_window=timedelta(0))
+        sink.pause()  # the first send stays in progress until the others queued behind it
+        ids = await rig.incidents(1, [page], severity="SEV1")
+        await sink.wait_for(1)
+        ids += await rig.incidents(3, [page], severity="SEV1")
+
+        async def queued(count: int = 2) -> bool:
+            due = await rig.store.due_notifications(rig.clock.now())
+            return not due and rig.dispatcher.in_flight == count
+
+        await eventually(queued, "the pages to queue in the URL's lane")
+        await rig.set_state(ids[1], IncidentState.ACKNOWLEDGED)
+        await rig.set_state(ids[2], IncidentState.RESOLVED)
+        await rig.enqueue(ids[1], payload(url, "acknowledged", recipient="dee", users=users))
+        await eventually(partial(queued, 3), "the note to queue in the URL's lane")
+        sink.resume()
+        await eventually(rig.settled, "the queued messages to be sent or suppressed")
+    first, second, note = (r.json for r in sink.requests)
+    assert first["title"].startswith(f"[SEV1] #{ids[0]} ")
+    assert second["title"].startswith(f"[SEV1] #{ids[3]} ")  # alone: the others were handled
+    assert f"#{ids[1]}" in note["title"]
+    for incident_id, why in ((ids[1], "incident acknowledged"), (ids[2], "incident resolved")):
+        [event] = await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
+        assert event.detail["reason"] == why
+        sent = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert [e.detail["reason"] for e in sent] == (
+            ["acknowledged"] if incident_id == ids[1] else [])
+    assert await rig.outbox() == []
+    assert rig.metric("ackd_notifications_suppressed_total", reason="incident acknowledged") == 1
+    assert rig.metric("ackd_notifications_suppressed_total", reason="incident resolved") == 1
+    assert rig.metric("ackd_notifications_total", scheme="json", result="success") == 3

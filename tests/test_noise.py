@@ -17,7 +17,15 @@ from receiver.delivery.noise import (
     Verdict,
     kind_of,
 )
-from receiver.delivery.plan import Addressed, Outgoing, Send, joined, lane_bundle, plan_pass
+from receiver.delivery.plan import (
+    Addressed,
+    Outgoing,
+    Send,
+    joined,
+    lane_bundle,
+    plan_pass,
+    unwanted_pages,
+)
 from receiver.store.records import IncidentBrief, IncidentFacts, OutboxMessage, OutboxRow
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -489,3 +497,33 @@ def test_joined_carries_every_row_in_order_to_one_url() -> None:
         joined([first, Outgoing("json://127.0.0.1:9/bo", second.items)])
     with pytest.raises(ValueError, match="one URL"):
         joined([])
+
+
+# -- what of a message that waited in its lane is still wanted at its turn ---------------------
+
+T, A, R = IncidentState.TRIGGERED, IncidentState.ACKNOWLEDGED, IncidentState.RESOLVED
+
+
+@pytest.mark.parametrize(
+    ("rows", "states", "dropped"),
+    [
+        pytest.param([(1, P)], {1: T}, [], id="still-triggered-goes"),
+        pytest.param([(1, P), (2, "escalated"), (3, "reminder")], {1: A, 2: R, 3: T},
+                     [(1, "incident acknowledged"), (2, "incident resolved")],
+                     id="handled-meanwhile-suppressed-as-a-pass-would"),
+        pytest.param([(1, P), (2, N)], {}, [(1, "incident not found")],
+                     id="gone-a-page-is-dropped-a-note-left-to-fail-on-its-own"),
+        pytest.param([(1, "acknowledged"), (2, N)], {1: A, 2: R}, [], id="notes-still-go"),
+        pytest.param([(1, "responder_added"), (2, "responder_added")], {1: A, 2: R},
+                     [(2, "incident resolved")], id="a-responder-is-wanted-until-resolved"),
+    ],
+)
+def test_unwanted_pages(
+    rows: list[tuple[int, str]], states: dict[int, IncidentState],
+    dropped: list[tuple[int, str]],
+) -> None:
+    items = [due_row(row_id, "SEV1", reason) for row_id, reason in rows]
+    now = {i: IncidentBrief(i, state, "SEV1") for i, state in states.items()}
+    found = unwanted_pages(items, now)
+    assert [(row.id, why) for row, _, why in found] == dropped
+    assert all(incident is now.get(row.incident_id) for row, incident, _ in found)

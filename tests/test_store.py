@@ -47,8 +47,8 @@ from receiver.store import (
     Transaction,
 )
 from receiver.store.base import Store
-from receiver.store.postgres.store import PostgresStore
 from receiver.store.codec import encode_message
+from receiver.store.postgres.store import PostgresStore
 from receiver.store.records import ChannelRecord, OutboxRow
 from receiver.store.sqlite.schema import MIGRATIONS
 from tests.pgcluster import fresh_database

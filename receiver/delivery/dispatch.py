@@ -83,6 +83,7 @@ from receiver.delivery.plan import (
     joined,
     lane_bundle,
     plan_pass,
+    unwanted_pages,
 )
 from receiver.delivery.render import Renderer
 from receiver.notify.contacts import Destination, resolve
@@ -126,6 +127,8 @@ SELF_CHECK = timedelta(seconds=60)
 
 # A row that cannot be sent (its contact is gone, its payload unreadable), and why.
 _Lost = tuple[OutboxRow, IncidentFacts | None, Delivery]
+# A page no longer wanted as its turn came, its incident as read then (None: gone), and why.
+_Dropped = tuple[Addressed, IncidentFacts | None, str]
 
 
 @frozen(slots=True)
@@ -141,12 +144,13 @@ class _Pass:
 
 @frozen(slots=True)
 class _Queued:
-    """A message waiting in its URL's lane, when its rows were leased, and the config its
-    pass read their URL from."""
+    """A message waiting in its URL's lane, when its rows were leased, the config its pass
+    read their URL from, and whether it queued behind another send to the URL."""
 
     outgoing: Outgoing
     leased_at: datetime
     decided: Config
+    behind: bool = False
 
 
 # -- the loop ---------------------------------------------------------------------------------
@@ -444,7 +448,9 @@ class Dispatcher:
         that waits for the lane's next turn and sends then what goes next: this message, with
         those queued beside it, or nothing if an earlier turn took it along. Each turn takes
         at least one message, so a turn is left for every message still queued."""
-        entry = _Queued(outgoing, leased_at, decided)
+        assert self._lanes is not None
+        behind = outgoing.url in self._waiting or self._lanes.busy(outgoing.url)
+        entry = _Queued(outgoing, leased_at, decided, behind)
         self._waiting.setdefault(outgoing.url, []).append(entry)
         for row, _ in outgoing.items:
             self._queued[row.id] = entry
@@ -519,6 +525,7 @@ class Dispatcher:
         async with self._lanes.lane(url):
             if not self._waiting.get(url):
                 return  # an earlier turn took this task's message along
+            waited = self._lanes.workers_busy()
             async with self._lanes.worker():
                 took = self._take(url, taken)
                 if took is None:
@@ -527,6 +534,8 @@ class Dispatcher:
                 held = await self._still_held(outgoing, leased_at)
                 if held is not None:
                     held = self._still_addressed(held, [queued.decided for queued in taken])
+                if held is not None and (waited or any(queued.behind for queued in taken)):
+                    held = await self._still_wanted(held)
                 if held is None:
                     return
                 rendered = await self._render(held)
@@ -605,6 +614,47 @@ class Dispatcher:
                     mask(outgoing.url))
         self._give_back(moved, self._clock.now())
         return Outgoing(outgoing.url, tuple(kept)) if kept else None
+
+    async def _still_wanted(self, outgoing: Outgoing) -> Outgoing | None:
+        """As the turn comes of a message that waited (behind the URL's send in progress, or
+        for a worker): `outgoing` less the pages no longer wanted (plan.unwanted_pages: the
+        incident acknowledged, taken or resolved while the page waited), each suppressed as
+        a pass suppresses it (notification_suppressed on its timeline, the row finished, the
+        metric), in one job that also reads the incidents afresh for what the message says.
+        None if nothing is left, or the store could not say (the rows are given back)."""
+        now = self._clock.now()
+        wanted = sorted({row.incident_id for row, _ in outgoing.items})
+
+        async def job(tx: Transaction) -> tuple[dict[int, Incident], list[_Dropped]]:
+            found = await tx.find_incidents(wanted)
+            dropped = unwanted_pages(outgoing.items, found)
+            for row, incident, why in dropped:
+                if incident is not None:
+                    await tx.append(row.incident_id, [suppressed_event(row, why, now)])
+                await tx.finish_outbox(row.id)
+            if dropped:
+                tx.after_commit(partial(self._let_go, [row.id for row, _, _ in dropped]))
+            return found, dropped
+
+        ids = [row.id for row, _ in outgoing.items]
+        try:
+            found, dropped = await self._store.write(job)
+        except Exception as exc:
+            log.error("cannot read the incidents of outbox row(s) %s to %s, they wait %s: %s",
+                      ids, mask(outgoing.url), STORE_RETRY, exc)
+            self._cool(ids)
+            return None
+        if dropped:
+            for _, _, why in dropped:
+                self._metrics.notifications_suppressed.labels(why).inc()
+            log.info("%d page(s) to %s were not sent: their incidents were handled while they"
+                     " waited for their turn (%s)", len(dropped),
+                     mask(outgoing.url).partition("?")[0],
+                     ", ".join(f"#{row.incident_id} {why}" for row, _, why in dropped))
+        gone = {row.id for row, _, _ in dropped}
+        kept = tuple((row, found.get(row.incident_id, incident))
+                     for row, incident in outgoing.items if row.id not in gone)
+        return Outgoing(outgoing.url, kept) if kept else None
 
     async def _deliver(self, url: str, message: Message | None) -> Delivery:
         """A message that no outbox row stands for (a summary): at most one in flight per URL,

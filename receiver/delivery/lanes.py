@@ -21,6 +21,14 @@ class Lanes:
         async with self.lane(url), self.worker():
             yield
 
+    def busy(self, url: str) -> bool:
+        """A send to `url` holds its lane, or waits for it: one asking now waits."""
+        return url in self._lanes
+
+    def workers_busy(self) -> bool:
+        """Every worker is taken: one asking now waits."""
+        return self._slots.locked()
+
     @contextlib.asynccontextmanager
     async def worker(self) -> AsyncIterator[None]:
         """One of the `workers`: take it inside the URL's lane, just before sending."""

@@ -105,11 +105,11 @@ def plan_pass(
     retries: dict[tuple[str, Kind], list[tuple[Addressed, IncidentFacts]]] = {}
     for row, incident in due:
         url, kind = row.url, kind_of(row.message.reason)
-        if incident is None:
-            plan.suppressed.append((row, None, "incident not found"))
-        elif kind is Kind.PAGE and not _page_wanted(row.message.reason, incident.state):
-            plan.suppressed.append((row, incident, f"incident {incident.state.value}"))
+        why = _unwanted(row, incident)
+        if why is not None:
+            plan.suppressed.append((row, incident, why))
         else:
+            assert incident is not None
             # A retry was let through the gate on its first attempt: it is not counted again;
             # nor is a message sent again because its result was never written.
             (retries if row.attempts or row.row.gated else fresh).setdefault(
@@ -182,6 +182,34 @@ def _hold(
     reasons = tuple(row.message.reason.value for row, _ in items)
     plan.histories[url] = gate.record_held_back(_history(plan, url), kind, now, ids, reasons)
     plan.addressees[url] = items[0][0].message
+
+
+def _unwanted(row: Addressed, incident: IncidentFacts | None) -> str | None:
+    """Why the row is not to be sent (the reason it is suppressed with), or None: its
+    incident is gone, or it is a page and someone handled the incident since."""
+    if incident is None:
+        return "incident not found"
+    if kind_of(row.message.reason) is Kind.PAGE and not _page_wanted(row.message.reason,
+                                                                     incident.state):
+        return f"incident {incident.state.value}"
+    return None
+
+
+def unwanted_pages(
+    items: Iterable[tuple[Addressed, IncidentFacts]], now: Mapping[int, IncidentFacts],
+) -> list[tuple[Addressed, IncidentFacts | None, str]]:
+    """Of a message's rows as its turn in its URL's lane comes, the pages no longer wanted,
+    by their incidents `now` (by id; one missing is gone): acknowledged, taken or resolved
+    while the message waited behind the send in progress, as the pass would have found
+    them. Notes go: they tell of what happened."""
+    found = []
+    for row, _ in items:
+        if kind_of(row.message.reason) is Kind.PAGE:
+            incident = now.get(row.incident_id)
+            why = _unwanted(row, incident)
+            if why is not None:
+                found.append((row, incident, why))
+    return found
 
 
 def _page_wanted(reason: MessageReason, state: IncidentState) -> bool:

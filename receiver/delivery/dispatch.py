@@ -10,9 +10,14 @@ holds one worker, never all of them). A send waits in its URL's lane behind the 
 progress; when the lane frees, every page that queued in it meanwhile goes out as one
 message, a bundle (plan.lane_bundle: pages first, then the notes, apart), so a page to a
 slow but working channel waits at most for the send in progress and its own, not behind
-every earlier page to the same person. Each send's result is written in one job of its own:
-the timeline event and the outbox row's fate (finished, or retried with backoff) commit
-together, and that ends the row's lease.
+every earlier page to the same person. A message that waited so is checked again at its
+turn: a page whose incident was handled meanwhile is suppressed, as the pass would have.
+Each send's result is written in one job of its own: the timeline event and the outbox
+row's fate (finished, or retried with backoff) commit together, and that ends the row's
+lease. The rows a send holds (`_queued`) follow the leases exactly: a row leaves as its
+lease ends, before anything that commit's follow-ups enqueue can be leased; and a
+self-check every SELF_CHECK gives back, logged and counted, a row leased to this process
+that no send holds, which would otherwise never be sent.
 
 On PostgreSQL a lease lapses (Store.outbox_lease, 60 s), and the others take it sooner from a
 replica they see hung (Store.outbox_handover, 10 s after the lease: its listening connection

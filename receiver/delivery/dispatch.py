@@ -258,7 +258,9 @@ class Dispatcher:
         ackd restarts; on PostgreSQL until its lease lapses). Nothing should leave one (the
         rows' bookkeeping follows their leases); should something, the row is given back,
         due now, and the loss is logged and counted. Runs between passes, in one job: no
-        pass is deciding, and a send's result commits before or after it, whole."""
+        pass is deciding, and a send's result commits before or after it, whole. It takes
+        this dispatcher for the only one leasing as this process (one daemon a SQLite store,
+        one dispatcher a replica's number), as the daemon runs it."""
         self._check_at = now + SELF_CHECK
 
         async def job(tx: Transaction) -> list[int]:

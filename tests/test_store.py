@@ -47,7 +47,7 @@ from receiver.store import (
     Transaction,
 )
 from receiver.store.base import Store
-from receiver.store.codec import encode_message
+from receiver.store.codec import encode_message, to_us
 from receiver.store.postgres.store import PostgresStore
 from receiver.store.records import ChannelRecord, OutboxRow
 from receiver.store.sqlite.schema import MIGRATIONS
@@ -564,6 +564,54 @@ async def test_a_failed_job_leaves_no_remembered_incident(store: SqliteStore) ->
                                    return_exceptions=True)
     assert isinstance(results[0], RuntimeError)
     assert results[1] is IncidentState.TRIGGERED
+
+
+async def test_a_row_the_batch_read_is_updated_in_place_and_an_unknown_one_upserted(
+    tmp_path: Path,
+) -> None:
+    """SQLite: a resolution of an alert whose row open_group read in the batch is an UPDATE
+    (no labels bound); a report of another episode, or of a row the batch has not read, goes
+    through the upsert; and a row believed read but missing is still written."""
+    store = SqliteStore(tmp_path / "ackd.db")
+    await store.open()
+    try:
+        start = NOW - timedelta(minutes=5)
+        a = Alert("00000000000000aa", AlertStatus.FIRING, {"alertname": "A"}, {"n": "1"},
+                  start, None, "http://a")
+        b = replace(a, fingerprint="00000000000000bb", labels={"alertname": "B"})
+        c = replace(a, fingerprint="00000000000000cc", labels={"alertname": "C"})
+
+        async def opened(tx: Transaction) -> int:
+            incident_id = await tx.insert_incident(new_incident("g"), None)
+            await tx.write_alerts(incident_id, [a, b], NOW)
+            return incident_id
+
+        incident_id = await store.write(opened)
+        resolved_a = replace(a, status=AlertStatus.RESOLVED, ends_at=NOW, annotations={"n": "2"})
+        later_b = replace(b, starts_at=NOW)  # another episode of b: a row of its own
+        statements: list[str] = []
+        assert store._writer is not None
+        store._writer.set_trace_callback(statements.append)
+
+        async def resolve(tx: Transaction) -> None:
+            assert await tx.open_group("g") is not None
+            await tx.write_alerts(incident_id, [resolved_a, later_b], NOW)
+            # A key the batch believes it read, with no row behind it: written all the same.
+            tx._alert_keys[incident_id].add((c.fingerprint, to_us(c.starts_at)))  # type: ignore[attr-defined]
+            await tx.write_alerts(incident_id, [c], NOW)
+
+        await store.write(resolve)
+        store._writer.set_trace_callback(None)
+        writes = [s.split(" (")[0].split(" SET")[0] for s in statements
+                  if s.startswith(("INSERT INTO alerts", "UPDATE alerts"))]
+        # resolved_a updated; later_b inserted; c tried as an update, then upserted
+        assert writes == ["UPDATE alerts", "INSERT INTO alerts", "UPDATE alerts",
+                          "INSERT INTO alerts"]
+        held = await store.alerts(incident_id)
+        assert sorted(held, key=lambda x: (x.fingerprint, x.starts_at)) == [
+            resolved_a, b, later_b, c]
+    finally:
+        await store.close()
 
 
 async def test_a_moved_start_keeps_one_row_and_the_past_knows_every_closed_episode(

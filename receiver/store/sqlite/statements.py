@@ -40,6 +40,11 @@ class Statements:
         # For a group open_group found without an open incident, the group's last incident,
         # read in the same statement (last_incident_id).
         self._last_ids: dict[str, int | None] = {}
+        # By incident, the keys (fingerprint, starts_at in µs) of alert rows this batch knows
+        # exist: those open_group read (moved since, where moved). A known row is changed by
+        # an UPDATE, without the labels an insert would need (write_alerts). Alert rows are
+        # never deleted, but by a move onto their key.
+        self._alert_keys: dict[int, set[tuple[str, int]]] = {}
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._cur.execute(sql, params).fetchall()

@@ -58,6 +58,7 @@ class SqliteTransaction(
         self._escalations.clear()
         self._new_deadlines.clear()
         self._last_ids.clear()
+        self._alert_keys.clear()
 
     def run_after_commit(self) -> None:
         callbacks, self._after_commit = self._after_commit, []

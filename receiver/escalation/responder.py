@@ -538,11 +538,13 @@ class Responder:
         plan of that deadline comes next and writes its own). The incident as it is now."""
         if at_once is None:
             await tx.set_escalation(incident.id, state_to_stored(plan.state))
+        # str() of a StrEnum is its value, without `.value`'s Python-level descriptor (a
+        # resolution cancels every kind of deadline).
         if plan.cancel:
-            await tx.cancel(incident.id, [kind.value for kind in plan.cancel])
+            await tx.cancel(incident.id, [str(kind) for kind in plan.cancel])
         # Each part only when the plan has one: a new incident's first plan (its first step,
         # due at once, fired next) writes nothing here.
-        later = [(d.due, d.kind.value, d.key) for d in plan.arm if d is not at_once]
+        later = [(d.due, str(d.kind), d.key) for d in plan.arm if d is not at_once]
         if later:
             armed = await tx.arm(incident.id, later)
             tx.after_commit(lambda: self._arm_all(armed))

@@ -98,6 +98,11 @@ def person(actor: str | None) -> str | None:
     return actor[:-len(EARLIER_LINK_ACTOR)]
 
 
+# A state column's member by its text, without the enum's call (Python functions) per row
+# (incident_from_row: a text that is none still raises as IncidentState() does).
+INCIDENT_STATES = {state.value: state for state in IncidentState}
+
+
 def incident_from_row(row: tuple[Any, ...]) -> Incident:
     return Incident(
         id=row[0],
@@ -107,7 +112,7 @@ def incident_from_row(row: tuple[Any, ...]) -> Incident:
         severity=row[4],
         policy=row[5],
         group_labels=loads(row[6]),
-        state=IncidentState(row[7]),
+        state=INCIDENT_STATES.get(row[7]) or IncidentState(row[7]),
         opened_at=from_us(row[8]),
         updated_at=from_us(row[9]),
         acknowledged_at=opt_from_us(row[10]),

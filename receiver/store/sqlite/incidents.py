@@ -19,6 +19,7 @@ from receiver.core.model import (
 )
 from receiver.store.codec import (
     INCIDENT_COLUMNS,
+    INCIDENT_STATES,
     dumps,
     from_us,
     grafana_column,
@@ -29,8 +30,6 @@ from receiver.store.codec import (
 from receiver.store.records import IncidentBrief, NewIncident
 from receiver.store.sqlite.statements import Statements
 
-# A state column's member by its text, without the enum's call (a Python function) per row.
-_STATES = {state.value: state for state in IncidentState}
 _RESOLVED = IncidentState.RESOLVED.value
 
 
@@ -169,7 +168,7 @@ class IncidentStatements(Statements):
             (f"[{','.join(map(str, wanted))}]",),
         )
         for incident_id, state, severity in rows:
-            found[incident_id] = IncidentBrief(incident_id, _STATES[state], severity)
+            found[incident_id] = IncidentBrief(incident_id, INCIDENT_STATES[state], severity)
         return found
 
     async def find_incidents(self, incident_ids: Sequence[int]) -> dict[int, Incident]:
@@ -208,21 +207,22 @@ class IncidentStatements(Statements):
         end: datetime | None = None
         starts_at, ends_at = 0, None
         # str() of a StrEnum is its value, without the Python-level descriptor `.value` goes
-        # through on Python 3.11 (a row per alert: 0.5% of the ingest path).
+        # through on Python 3.11 (a row per alert: 0.5% of the ingest path); a Grafana column
+        # is encoded only for an alert that has one.
         for a in alerts:
             if a.starts_at is not start:
                 start, starts_at = a.starts_at, to_us(a.starts_at)
             if a.ends_at is not end:
                 end, ends_at = a.ends_at, None if a.ends_at is None else to_us(a.ends_at)
+            grafana = None if a.grafana is None else grafana_column(a.grafana)
             if known is not None and (a.fingerprint, starts_at) in known:
-                updates.append((ends_at, str(a.status), dumps(a.annotations), at,
-                                grafana_column(a.grafana), incident_id, a.fingerprint,
-                                starts_at))
+                updates.append((ends_at, str(a.status), dumps(a.annotations), at, grafana,
+                                incident_id, a.fingerprint, starts_at))
                 updated.append(a)
             else:
                 inserts.append((incident_id, a.fingerprint, starts_at, ends_at, str(a.status),
                                 dumps(a.labels), dumps(a.annotations), a.generator_url, at,
-                                grafana_column(a.grafana)))
+                                grafana))
         if updates:
             self._cur.executemany(
                 "UPDATE alerts SET ends_at = ?, status = ?, annotations = ?, updated_at = ?,"
@@ -234,8 +234,8 @@ class IncidentStatements(Statements):
                 # the upsert (which changes a row that exists as the UPDATE did) takes them all.
                 inserts.extend(
                     (incident_id, fp, starts_at, ends_at, status, dumps(a.labels), annotations,
-                     a.generator_url, at, grafana)
-                    for a, (ends_at, status, annotations, _, grafana, _, fp, starts_at)
+                     a.generator_url, at, details)
+                    for a, (ends_at, status, annotations, _, details, _, fp, starts_at)
                     in zip(updated, updates, strict=True))
         if inserts:
             self._cur.executemany(

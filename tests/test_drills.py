@@ -22,7 +22,7 @@ import aiohttp
 import jsonschema
 import pytest
 
-from receiver.cli.learning import drill_lines
+from receiver.cli.learning import ACKNOWLEDGED_UNPAGED, drill_exit, drill_lines
 from receiver.web.openapi import SCHEMAS
 from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, CY_TOKEN, READY_WITHIN, ROOT, ackd_for
 from tests.sinks import HttpSink
@@ -172,10 +172,38 @@ async def test_a_drill_pages_like_an_incident_and_reports_itself(api: Api) -> No
     await api.settle()  # the acknowledgement's note to ana delivered too
     status, report = await api.call("GET", f"/api/v1/drills/{started['incident']}")
     assert (report["acknowledged_by"], report["acknowledged_after_seconds"]) == ("e2e", 90.0)
+    # A script's token, which the drill never paged: no answer to its pages.
+    assert (report["paged"], report["answered"]) == (["ana"], False)
     assert [(r["recipient"], r["channel"], r["step"], r["reason"], r["delivered"])
             for r in report["reached"]] == [
         ("ana", "json", "1", "triggered", True), ("ana", "json", None, "acknowledged", True)]
     jsonschema.validate(report, SCHEMAS["DrillReport"])  # as the API's document says
+
+
+async def test_a_drill_taken_by_someone_it_never_paged_is_no_answer(api: Api) -> None:
+    """cy takes the drill that paged ana (reassigns it to themselves): acknowledged, but by
+    nobody the drill asked, so it shows nothing of the path and does not pass."""
+    status, started = await api.call("POST", "/api/v1/drills", {"team": "payments"})
+    assert status == 201, started
+    number = started["incident"]
+    await api.settle()
+    await api.clock.jump(4)
+    status, _ = await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"user": "cy"},
+                               token=CY_TOKEN)
+    assert status == 200
+    await api.settle()
+    assert set(api.paged()) == {"ana"}  # her page, then the note that cy took it; none to cy
+    status, report = await api.call("GET", f"/api/v1/drills/{number}")
+    assert status == 200
+    assert (report["acknowledged_by"], report["paged"], report["answered"]) == (
+        "cy", ["ana"], False)
+    assert drill_lines(report)[-1] == (
+        "Acknowledged by cy after 4.0s, whom the drill never paged (it paged: ana): "
+        "no answer to its pages.")
+    assert drill_exit(report) == ACKNOWLEDGED_UNPAGED
+    jsonschema.validate(report, SCHEMAS["DrillReport"])
+    # Unanswered, it is the failure it always was.
+    assert drill_exit({**report, "acknowledged_by": None, "answered": False}) == 1
 
 
 async def test_a_drill_reassigned_to_a_person_names_the_steps_as_the_reports_do(
@@ -229,3 +257,4 @@ async def test_the_readme_shows_what_a_drill_prints(api: Api) -> None:
     status, report = await api.call("GET", f"/api/v1/drills/{number}")
     assert status == 200
     assert drill_lines(report) == shown[1:]
+    assert (report["paged"], report["answered"], drill_exit(report)) == (["ana", "bo"], True, 0)

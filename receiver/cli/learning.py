@@ -39,8 +39,11 @@ def add_commands(
         description="Start a drill: a test incident, marked DRILL in every page, sent through "
         "the team's real escalation policy. Waits until someone acknowledges it (or --wait "
         "runs out), resolves it, and prints who was reached, through which channel and how "
-        "fast they acknowledged. Exit 1 if nobody acknowledged. Drills are kept out of the "
-        "reports' figures and the response-time metrics.", epilog=epilog,
+        "fast they acknowledged. Exit 0 when someone the drill paged acknowledged it; 1 when "
+        "nobody acknowledged it (or ackd could not be asked); 3 when it was acknowledged only "
+        "by someone the drill never paged (a take, a script's token): that answers none of "
+        "its pages, so it shows nothing of the path. Drills are kept out of the reports' "
+        "figures and the response-time metrics.", epilog=epilog,
     )
     drill.add_argument("team")
     drill.add_argument("--severity", help="default: the most severe, which pages at any hour")
@@ -80,7 +83,20 @@ def run_drill(args: argparse.Namespace) -> int:
         print(f"drill {args.team}: {exc}", file=sys.stderr)
         return 1
     print("\n".join(drill_lines(report)))
-    return 0 if report["acknowledged_by"] else 1
+    return drill_exit(report)
+
+
+# `ackd drill`'s exit when someone acknowledged the drill who was never paged by it: not 0,
+# since the drill showed nothing of the path, and not 1, nobody answering, for a script that
+# tells a failed drill from one to run again.
+ACKNOWLEDGED_UNPAGED = 3
+
+
+def drill_exit(r: Mapping[str, Any]) -> int:
+    if not r["acknowledged_by"]:
+        return 1
+    # An ackd from before `answered` reports no such field: its acknowledgement counts.
+    return 0 if r.get("answered", True) else ACKNOWLEDGED_UNPAGED
 
 
 async def _drill(client: Client, args: argparse.Namespace, wait: float) -> dict[str, Any]:
@@ -112,7 +128,12 @@ def drill_lines(r: Mapping[str, Any]) -> list[str]:
         what = f"step {x['step']} {x['reason']}" if x["step"] else x["reason"]
         lines.append(f"  +{x['after_seconds']:.1f}s {how}: {x['recipient']} via "
                      f"{x['channel']} ({what})")
-    if r["acknowledged_by"]:
+    if r["acknowledged_by"] and not r.get("answered", True):
+        paged = ", ".join(r["paged"]) or "nobody"
+        lines.append(f"Acknowledged by {r['acknowledged_by']} after "
+                     f"{r['acknowledged_after_seconds']:.1f}s, whom the drill never paged "
+                     f"(it paged: {paged}): no answer to its pages.")
+    elif r["acknowledged_by"]:
         lines.append(f"Acknowledged by {r['acknowledged_by']} after "
                      f"{r['acknowledged_after_seconds']:.1f}s.")
     else:

@@ -6,6 +6,10 @@ join it; its summary says DRILL, so every page it sends says so in its headline.
 like any incident, through the policy the team's first route in the tree gives it, and is
 kept out of the real figures: reports count drills apart (incidents.facts.is_drill), and the
 response-time metrics do not observe them (Incident.is_drill).
+
+A drill tests that its pages reach the people they are for and that one of them answers: an
+acknowledgement by someone the drill never paged (a lead taking it from the web page, a
+script's token) answers nothing it asked, and its report says so (`answered` false).
 """
 
 from __future__ import annotations
@@ -47,6 +51,15 @@ class DrillReport:
     reached: tuple[Reached, ...]
     acknowledged_by: str | None
     acknowledged_after: timedelta | None
+    # Everyone the drill had paged by its acknowledgement (by then, if nobody acknowledged):
+    # its steps' recipients and the people paged in by another, in the order first paged.
+    paged: tuple[str, ...]
+
+    @property
+    def answered(self) -> bool:
+        """Whoever acknowledged was one of those the drill paged: what a drill sets out to
+        show. False for nobody, and for someone it never paged."""
+        return self.acknowledged_by is not None and self.acknowledged_by in self.paged
 
 
 def route_for(config: Config, team: str) -> Route:
@@ -108,6 +121,7 @@ def report(incident: Incident, timeline: Sequence[TimelineEvent]) -> DrillReport
     since: Callable[[datetime], timedelta] = lambda at: at - incident.opened_at  # noqa: E731
     acks = [e for e in timeline if e.kind is EventKind.ACKNOWLEDGED]
     fired = [(e, step_fired(e)) for e in timeline if e.kind is EventKind.STEP_FIRED]
+    until = acks[0].at if acks else None
     return DrillReport(
         incident=incident,
         steps=tuple((since(e.at), step.name, step.recipients) for e, step in fired),
@@ -115,7 +129,24 @@ def report(incident: Incident, timeline: Sequence[TimelineEvent]) -> DrillReport
             EventKind.NOTIFICATION_SENT, EventKind.NOTIFICATION_FAILED)),
         acknowledged_by=acks[0].actor if acks else None,
         acknowledged_after=since(acks[0].at) if acks else None,
+        paged=_paged(timeline, until),
     )
+
+
+def _paged(timeline: Sequence[TimelineEvent], until: datetime | None) -> tuple[str, ...]:
+    """Whom the drill paged up to `until` (all of it when None): the recipients of its steps
+    that no maintenance window held back, and the people paged in by another (as
+    facts.first_page counts a page). A raiser left out of a step is not among them."""
+    held = {(e.at, e.detail.get("step")) for e in timeline if e.kind is EventKind.PAGE_SUPPRESSED}
+    paged: dict[str, None] = {}
+    for e in timeline:
+        if until is not None and e.at > until:
+            continue
+        if e.kind is EventKind.STEP_FIRED and (e.at, e.detail.get("step")) not in held:
+            paged.update(dict.fromkeys(str(r) for r in e.detail.get("recipients", ())))
+        elif e.kind is EventKind.RESPONDER_ADDED and e.detail.get("user") != e.actor:
+            paged.setdefault(str(e.detail.get("user")))
+    return tuple(paged)
 
 
 def _reached(
@@ -169,4 +200,6 @@ def to_json(r: DrillReport) -> dict[str, Any]:
         "acknowledged_by": r.acknowledged_by,
         "acknowledged_after_seconds": (r.acknowledged_after.total_seconds()
                                        if r.acknowledged_after is not None else None),
+        "paged": list(r.paged),
+        "answered": r.answered,
     }

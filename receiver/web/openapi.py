@@ -219,7 +219,8 @@ SCHEMAS: dict[str, Schema] = {
     "DrillReport": {
         "type": "object",
         "required": ["incident", "team", "severity", "policy", "state", "started_at", "steps",
-                     "reached", "acknowledged_by", "acknowledged_after_seconds"],
+                     "reached", "acknowledged_by", "acknowledged_after_seconds", "paged",
+                     "answered"],
         "properties": {
             "incident": {"type": "integer"}, "team": {"type": "string"},
             "severity": {"type": "string"}, "policy": {"type": "string"},
@@ -247,6 +248,11 @@ SCHEMAS: dict[str, Schema] = {
             }},
             "acknowledged_by": {"type": ["string", "null"]},
             "acknowledged_after_seconds": {"type": ["number", "null"]},
+            "paged": {"type": "array", "items": {"type": "string"},
+                      "description": "everyone the drill paged by its acknowledgement"},
+            "answered": {"type": "boolean", "description":
+                         "someone the drill paged acknowledged it: false when nobody did, "
+                         "and when whoever acknowledged was never paged by it"},
         },
     },
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import socket
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from importlib.metadata import version
 import aiohttp
 import pytest
 
-from receiver.cli import sink
+from receiver.cli import main, sink
 from tests.harness import ROOT, free_port
 
 COMMANDS = ["serve", "migrate", "check-config", "routes", "oncall", "ack", "resolve", "snooze",
@@ -44,6 +45,23 @@ def test_help_is_written_for_users() -> None:
     assert "ACKD_API_TOKEN" in text
     for command in COMMANDS:
         assert command in text
+
+
+# Every command that asks a running ackd through its API (with --url and --token).
+TALKING = ["ack", "declare", "drill", "feed", "heartbeats", "incidents", "maintenance", "note",
+           "oncall", "override", "postmortem", "reassign", "reload", "report", "resolve",
+           "responder", "role", "severity", "snooze", "unack"]
+
+
+def test_help_names_every_command_that_talks_to_a_running_ackd() -> None:
+    """In-process: the parser's help is what `ackd --help` prints (the subprocess above)."""
+    text = main._parser().format_help()
+    epilog = " ".join(text.split("\n\n")[-1].split())
+    listed = epilog.split("talk to a running ackd: ", 1)[1].split(". ", 1)[0]
+    assert listed.split(", ") == TALKING
+    assert "ACKD_URL" in epilog
+    assert "ACKD_API_TOKEN" in epilog
+    assert "change-me-too" in epilog
 
 
 @pytest.mark.parametrize("command", COMMANDS)
@@ -84,8 +102,18 @@ def test_sink_prints_a_json_page() -> None:
     body = b'{"version": "1.0", "title": "[SEV1] #4 db down", "message": "line 1\\nline 2"}'
     at = datetime(2026, 3, 2, 10, 4, 5)
     assert sink.describe("/ana", body, at) == (
-        "--- 10:04:05 page to /ana\n[SEV1] #4 db down\n    line 1\n    line 2\n"
+        "--- 10:04:05 message to /ana\n[SEV1] #4 db down\n    line 1\n    line 2\n"
     )
+
+
+def test_sink_calls_a_note_no_page() -> None:
+    """What Apprise posts does not say whether it is a page or a note (its `type` is a colour,
+    "failure" for a SEV1's stakeholder note as for its page): each is a message."""
+    for title, kind in (("#1 acknowledged by ops-cli", "info"),
+                        ("[SEV1] Incident #1 opened: payments: db down", "failure")):
+        body = json.dumps({"version": "1.0", "title": title, "message": "m", "type": kind})
+        printed = sink.describe("/bo", body.encode(), datetime(2026, 1, 1))
+        assert printed == f"--- 00:00:00 message to /bo\n{title}\n    m\n"
 
 
 def test_sink_escapes_control_characters() -> None:
@@ -98,7 +126,7 @@ def test_sink_escapes_control_characters() -> None:
 
 def test_sink_prints_other_bodies_as_they_came() -> None:
     printed = sink.describe("/form", b"title=a&message=b", datetime(2026, 1, 1))
-    assert printed.endswith("page to /form\ntitle=a&message=b\n")
+    assert printed.endswith("message to /form\ntitle=a&message=b\n")
 
 
 async def test_sink_answers_200_and_prints_each_delivery() -> None:
@@ -118,7 +146,7 @@ async def test_sink_answers_200_and_prints_each_delivery() -> None:
     finally:
         stop.set()
         await server
-    assert "page to /bo\nt\n    m\n" in out.getvalue()
+    assert "message to /bo\nt\n    m\n" in out.getvalue()
 
 
 def test_sink_on_a_busy_port_says_so() -> None:

@@ -136,8 +136,12 @@ def test_the_readme_quick_start_pages_and_acknowledges(tmp_path: Path) -> None:
     story = f"--- steps\n{steps}\n--- make run\n{daemon}\n--- sink\n{sink}"
     assert code == 0, story
     # The on-call person's page with its links reached the sink, then the acknowledgement.
-    assert re.search(r"--- .* page to /\w+\n\[SEV1\] #1 payments: Payment API is down", sink), story
+    assert re.search(r"--- .* message to /\w+\n\[SEV1\] #1 payments: Payment API is down",
+                     sink), story
     assert "Acknowledge: http://127.0.0.1:9095/l/" in sink, story
+    # The SEV1's note to the example's stakeholder channel, as the README says.
+    assert ("message to /exec-status\n[SEV1] Incident #1 opened: payments: Payment API is down"
+            in sink), story
     assert "#1 acknowledged by ops-cli" in sink, story
     assert "#1 acknowledged" in steps.splitlines(), story
     # ackd's log, as the README says: two lines per delivery (Apprise's, and ackd's naming

@@ -14,6 +14,7 @@ import importlib
 import logging
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,17 +35,19 @@ escalates until somebody acknowledges, and measures how long that took.
 
 Start the daemon with `ackd serve --config FILE`; `ackd COMMAND --help` explains each command.
 """
-EPILOG = """\
-The commands that act on incidents (ack, resolve, snooze, unack, incidents) talk to a running
-ackd: they read its address from ACKD_URL (default http://127.0.0.1:9095) and an API token
-from ACKD_API_TOKEN (one of the config's api.tokens; with config.example.yaml, change-me-too),
-or take --url and --token.
-"""
+# How the commands that ask a running ackd find it: the end of their --help, and of
+# `ackd --help` after their names (_talking reads them from the parser: each has --url).
+REACHING = (
+    "Its address comes from ACKD_URL (default http://127.0.0.1:9095) and the API token from "
+    "ACKD_API_TOKEN (one of the config's api.tokens, or a user's own token; with "
+    "config.example.yaml, change-me-too), unless --url and --token are given."
+)
+EPILOG = f"This command talks to a running ackd. {REACHING}"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="ackd", description=USAGE, epilog=EPILOG,
+        prog="ackd", description=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action=_Version)
@@ -201,10 +204,11 @@ def _parser() -> argparse.ArgumentParser:
         if name == "snooze":
             action.add_argument("--for", dest="length", required=True, help="e.g. 30m, 2h")
     sink = sub.add_parser(
-        "sink", help="print the pages sent to 127.0.0.1:9099 (the example's contacts)",
-        description="Listen on a local address and print every page posted to it. "
-        "config.example.yaml pages people at json://127.0.0.1:9099/NAME: run this beside "
-        "`make run` to watch the pages arrive. Ctrl-C stops it.",
+        "sink", help="print the messages sent to 127.0.0.1:9099 (the example's contacts)",
+        description="Listen on a local address and print every message posted to it: pages "
+        "and notes alike, each as 'message to PATH' (what arrives does not say which it "
+        "is). config.example.yaml reaches people at json://127.0.0.1:9099/NAME: run this "
+        "beside `make run` to watch the messages arrive. Ctrl-C stops it.",
     )
     sink.add_argument("--listen", default="127.0.0.1:9099", help="HOST:PORT (127.0.0.1:9099)")
     listing = sub.add_parser(
@@ -233,7 +237,25 @@ def _parser() -> argparse.ArgumentParser:
     _api_flags(reload)
     _maintenance_parser(sub)
     respond.add_parsers(sub, _api_flags, EPILOG)  # each sets its own `run`
+    parser.epilog = _wrap(
+        f"These commands talk to a running ackd: {', '.join(_talking(sub))}. {REACHING} "
+        "oncall asks it only given --url (or ACKD_URL); otherwise it reads --config."
+    )
     return parser
+
+
+def _talking(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> list[str]:
+    """The commands that ask a running ackd, by name: those with --url, themselves or in a
+    command of theirs (`ackd override add`)."""
+    def asks(parser: argparse.ArgumentParser) -> bool:
+        return any("--url" in a.option_strings or (
+            isinstance(a, argparse._SubParsersAction) and any(map(asks, a.choices.values())))
+            for a in parser._actions)
+    return sorted(name for name, parser in sub.choices.items() if asks(parser))
+
+
+def _wrap(text: str) -> str:
+    return textwrap.fill(text, width=92, break_on_hyphens=False) + "\n"
 
 
 def _maintenance_parser(sub: Any) -> None:

@@ -1,4 +1,5 @@
-"""`ackd sink`: a local listener that prints every page posted to it, to watch ackd at work.
+"""`ackd sink`: a local listener that prints every message posted to it (pages, and the notes
+that follow them), to watch ackd at work.
 
 The example configuration's contacts are `json://127.0.0.1:9099/NAME` URLs, so nothing leaves
 the machine. Apprise's json:// plugin POSTs each message as a JSON object with `title` and
@@ -6,6 +7,11 @@ the machine. Apprise's json:// plugin POSTs each message as a JSON object with `
 so every delivery succeeds (a plain file server answers POST with 501, and ackd would count
 every page as failed and escalate to the end). It shows what would have been sent; it is not
 a notification channel.
+
+Each arrival is headed "message to PATH", not "page to": what Apprise posts does not say
+whether ackd sent a page or a note. Its `type` is Apprise's colour (info, success, warning,
+failure), and a stakeholder channel's note on a SEV1 is a "failure" as the page is; only the
+title's wording, which templates change, would tell them apart.
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ def safe(text: str) -> str:
 def describe(path: str, body: bytes, at: datetime) -> str:
     """One delivery as a block of text: a header line naming the time and the path (the
     recipient, in the example's URLs), then the title and the message."""
-    header = f"--- {at:%H:%M:%S} page to {safe(path)}"
+    header = f"--- {at:%H:%M:%S} message to {safe(path)}"
     try:
         payload = json.loads(body)
     except (UnicodeDecodeError, ValueError):
@@ -69,7 +75,7 @@ async def run(
     stop = stop or asyncio.Event()
     try:
         await web.TCPSite(runner, host, port).start()
-        out.write(f"ackd sink: printing every page posted to http://{host}:{port}/ "
+        out.write(f"ackd sink: printing every message posted to http://{host}:{port}/ "
                   "(Ctrl-C stops)\n")
         out.flush()
         for sig in signals:

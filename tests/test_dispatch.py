@@ -1387,17 +1387,21 @@ async def test_the_next_steps_pages_go_after_a_bundled_page_to_them_all_finally_
 async def test_a_row_leased_to_no_send_is_given_back_by_the_self_check_and_sent(
     make_rig: RigFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Should a row ever be left leased to this process with no send holding it (the lost
-    lease of session 11), the dispatcher's self-check finds it within SELF_CHECK, gives it
-    back and sends it, and says so; meanwhile the gauge of the oldest due row grows."""
+    """Should a pass ever leave a row leased to this process with no send holding it (the
+    lost lease of session 11: the pass took it for one of its sends'), the dispatcher's
+    self-check finds it SELF_CHECK after that pass, gives it back and sends it, and says so;
+    meanwhile the gauge of the oldest due row grows."""
     rig = await make_rig()
     start = rig.clock.now()
     [incident_id] = await rig.incidents(1, [])
     await eventually(rig.settled, "the first pass and its self-check")
     await rig.store.write(lambda tx: tx.enqueue(incident_id, [payload(ANA)], start))
-    [(row, _)] = await rig.store.lease_due_notifications(start, 10)  # behind its back
+    [row] = await rig.outbox()
+    # The pass leases the row and skips it as a send's: the bookkeeping gone wrong.
+    rig.dispatcher._queued[row.id] = None  # type: ignore[assignment]
     rig.dispatcher.wake()
-    await eventually(rig.settled, "a pass that finds nothing due")
+    await eventually(rig.settled, "a pass that leases the row and sends nothing")
+    del rig.dispatcher._queued[row.id]
     assert rig.sent_to(ANA) == []
     await rig.clock.jump(SELF_CHECK - timedelta(seconds=1))
     assert await rig.store.oldest_due_outbox(rig.clock.now()) == start

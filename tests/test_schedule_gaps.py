@@ -5,13 +5,21 @@ and Lord Howe, against the hand-written offset table of test_schedules_dst, and 
 from __future__ import annotations
 
 import textwrap
+import time as time_module
 from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from receiver.oncall.schedules import Layer, Restriction, Rotation, Schedule, ShiftUnit, first_gap
+from receiver.oncall.schedules import (
+    Layer,
+    Restriction,
+    Rotation,
+    Schedule,
+    ShiftUnit,
+    first_gap,
+)
 from tests.test_cli import ackd
 from tests.test_schedules_dst import BY_NAME, DAY, RefZone
 
@@ -170,3 +178,20 @@ def test_check_config_warns_of_a_team_no_route_leads_to(tmp_path: Path) -> None:
     assert result.stderr.endswith(
         ": teams[1].name: warning: no route leads to team 'dba': no alert reaches it, and an "
         "incident declared or a drill started for it is refused\n")
+
+
+def test_the_walk_stops_after_its_handoffs() -> None:
+    """A rotation of seconds has 2.4 million handoffs in four weeks: the walk stops after
+    GAP_WALK of them (it kept the start's warning thread, and so the stop, busy for minutes).
+    A hole further on than the walk is not reported."""
+    seconds = Rotation(("ana", "bo"), 4, ShiftUnit.SECONDS, datetime(2026, 1, 1))
+    schedule = Schedule("s", ZoneInfo(AMS), (Layer("l", (seconds,)),))
+    since = local(AMS, 2026, 2, 1, 12)
+    started = time_module.monotonic()
+    assert first_gap(schedule, "l", since, since + timedelta(weeks=4)) is None
+    assert time_module.monotonic() - started < 30
+    office = Schedule("s", ZoneInfo(AMS), (Layer("l", (cover(AMS, 8, 20), cover(NYC, 14, 2))),))
+    march = local(AMS, 2026, 3, 1, 12)
+    assert first_gap(office, "l", march, march + timedelta(weeks=4), walk=3) is None
+    assert first_gap(office, "l", march, march + timedelta(weeks=4), walk=100) == (
+        local(NYC, 2026, 3, 9, 2), local(AMS, 2026, 3, 9, 8))

@@ -125,8 +125,9 @@ RECORD_AGAIN = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A send renews its rows' leases before it goes unless they outlast its timeout by this much:
 # the tries to write its result (RECORD_AGAIN), and 5 s.
 LEASE_SPARE = timedelta(seconds=5 + sum(RECORD_AGAIN))
-# How often the loop checks that every row leased to this process is held by one of its sends
-# (or waits to be given back): a row leased and held by none is never sent (_check_leases).
+# How long after a pass leases rows the loop checks that every row leased to this process is
+# held by one of its sends (or waits to be given back): a row leased and held by none is never
+# sent (_check_leases).
 SELF_CHECK = timedelta(seconds=60)
 
 
@@ -261,7 +262,10 @@ class Dispatcher:
         pass is deciding, and a send's result commits before or after it, whole. It takes
         this dispatcher for the only one leasing as this process (one daemon a SQLite store,
         one dispatcher a replica's number), as the daemon runs it."""
-        self._check_at = now + SELF_CHECK
+        # The next one comes SELF_CHECK after a pass leases rows again (_pass): a row is lost,
+        # if ever, by the pass that leased it, and an idle dispatcher wakes for nothing (on a
+        # fake clock, a wake every minute of an hour's jump was a store job at each).
+        self._check_at = NEVER
 
         async def job(tx: Transaction) -> list[int]:
             lost = [row_id for row_id in await tx.held_outbox()
@@ -280,7 +284,8 @@ class Dispatcher:
         """The next time a pass has something to do; None: only a wake() or a send's end.
         `now` is the time the last pass looked at: what was due by then, it saw."""
         times = list(self._unreleased.values())
-        times.append(self._check_at)
+        if self._check_at < NEVER:
+            times.append(self._check_at)
         if now < self._summary_at < NEVER:
             times.append(self._summary_at)  # a held-back summary, this replica's or another's
         # Rows in flight are leased (their end wakes us); a row due by `now` that is not was
@@ -327,6 +332,8 @@ class Dispatcher:
             self._deciding = 0
             raise
         self._summary_at = done.summary_at
+        if done.leased and self._check_at == NEVER:
+            self._check_at = now + SELF_CHECK
         plan = done.plan
         self._observe_suppressed(plan)
         for summary in plan.summaries:

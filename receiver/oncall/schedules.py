@@ -295,15 +295,22 @@ def _settled(schedule: Schedule, layer: Layer, at: datetime) -> datetime:
     return latest + timedelta(seconds=math.lcm(*seconds)) + _YEAR
 
 
+# How many handoffs `first_gap` walks at most: four weeks of 15-minute shifts is 2,688; a
+# rotation of seconds (a test's, a typo's) would otherwise keep a thread busy for minutes.
+GAP_WALK = 10_000
+
+
 def first_gap(
-    schedule: Schedule, layer: str, since: datetime, until: datetime
+    schedule: Schedule, layer: str, since: datetime, until: datetime, walk: int = GAP_WALK
 ) -> tuple[datetime, datetime | None] | None:
     """The first span from `since` on, starting before `until`, when nobody is on call in
-    `layer`: (start, end) in UTC, end None when nobody ever is again; None if there is none.
-    Restrictions that leave a hole, a rotation not started yet, and rotations in different
-    zones drifting apart across DST changes all show here."""
+    `layer`: (start, end) in UTC, end None when nobody ever is again; None if there is none
+    within `walk` handoffs of `since`. Restrictions that leave a hole, a rotation not started
+    yet, and rotations in different zones drifting apart across DST changes all show here."""
     at, until = _utc(since, "`since`"), _utc(until, "`until`")
-    while at < until:
+    for _ in range(walk):
+        if at >= until:
+            return None
         change = next_change(schedule, layer, at)
         if on_call(schedule, layer, at) is None:
             return at, change

@@ -139,6 +139,33 @@ def validate_url(url: str) -> str | None:
     return f"Apprise cannot use this URL: {service} rejected its host, path or parameters"
 
 
+# Ten 160-character segments: the longest text SMS gateways join into one message (Twilio's
+# limit). Apprise gives SMS plugins a body limit up to this (160 mostly; SMSEagle 1200).
+_SMS_MAXLEN = 1600
+
+
+@functools.lru_cache(maxsize=4096)
+def sms_limit(url: str) -> int | None:
+    """The most characters Apprise sends to `url` in one message when `url` is a text
+    message to a phone (SMS), else None. Decided from Apprise's own metadata for the plugin
+    as built for this URL (Twilio, Amazon SNS and Notifyre send SMS or another kind by the
+    URL's form): it addresses phone numbers (a `target_phone...` template token), it sends
+    no title (title_maxlen 0: Apprise folds the title into the body) and its body_maxlen is
+    at most ten SMS segments. WhatsApp's plugins answer to this too: a contact that sets
+    `short: false` says which it wants. Cached like `mask`: the URLs come from config."""
+    plugin = _learn_secrets(url)
+    if plugin is None:
+        return None
+    tokens = getattr(plugin, "template_tokens", None) or {}
+    if not any(str(name).startswith("target_phone") for name in tokens):
+        return None
+    try:
+        title, body = int(plugin.title_maxlen), int(plugin.body_maxlen)
+    except (TypeError, ValueError):
+        return None
+    return body if title == 0 and 0 < body <= _SMS_MAXLEN else None
+
+
 @functools.lru_cache(maxsize=4096)
 def mask(url: str) -> str:
     """`url` with its credentials hidden, safe for logs, API output and the timeline.

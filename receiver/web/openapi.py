@@ -127,8 +127,8 @@ SCHEMAS: dict[str, Schema] = {
                              "properties": {
                                  **_LOCATED,
                                  "kind": {"type": "string", "enum": [
-                                     "unrouted_team", "coverage_gap", "unchecked",
-                                     "config_regrouped", "config_unreached",
+                                     "unrouted_team", "coverage_gap", "sms_not_short",
+                                     "unchecked", "config_regrouped", "config_unreached",
                                      "config_contact_lost", "config_message_lost",
                                      "config_queued_lost"],
                                      "description": "the log line's `event`: the file's own"

@@ -118,14 +118,19 @@ def warnings(
     config: Config, since: datetime, source: Located | None = None
 ) -> list[ReloadWarning]:
     """What a file that builds is still worth a look for, not a failed deploy: each team no
-    route leads to, and each schedule layer's first hole in the coming weeks from `since`.
-    `ackd check-config` prints them, a reload logs them and answers them. `source` is the
-    document `config` was built from (`load_located`), else config.source is read again for
-    the lines. OverflowError when `since` is too far from now for the schedules' calendar."""
+    route leads to, each schedule layer's first hole in the coming weeks from `since`, and
+    each SMS contact that does not set `short`. `ackd check-config` prints them, the start
+    and a reload log them, a reload answers them. `source` is the document `config` was
+    built from (`load_located`), else config.source is read again for the lines.
+    OverflowError when `since` is too far from now for the schedules' calendar."""
+    if source is None:
+        source = schedules.located(config)
     return ([ReloadWarning.of("unrouted_team", p)
              for p in schedules.unrouted_teams(config, source)]
             + [ReloadWarning.of("coverage_gap", p)
-               for p in schedules.coverage_gaps(config, since, source=source)])
+               for p in schedules.coverage_gaps(config, since, source=source)]
+            + [ReloadWarning.of("sms_not_short", p)
+               for p in people.sms_not_short(config, source)])
 
 
 def _read(path: str | Path) -> str:

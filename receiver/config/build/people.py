@@ -1,5 +1,6 @@
 """Who and where: severities and their stakeholders, users and their contacts, channels. An
-Apprise URL that Apprise cannot load is a problem here, not a failed page later."""
+Apprise URL that Apprise cannot load is a problem here, not a failed page later; an SMS
+contact that would get the full page is a warning (`sms_not_short`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from datetime import timedelta
 from typing import Any
 
 from receiver.config.build.builder import Builder
-from receiver.config.model import DEFAULT_SEVERITIES
+from receiver.config.model import DEFAULT_SEVERITIES, Config
 from receiver.config.schema import ContactSpec
+from receiver.config.yamlsource import Located
 from receiver.config.yamlsource import Path as KeyPath
+from receiver.core.errors import ConfigProblem
 from receiver.core.model import Severity
 from receiver.escalation.policy import Channel, Contact, User
-from receiver.notify.notifier import validate_url
+from receiver.notify.notifier import scheme, sms_limit, validate_url
 
 
 def severities(b: Builder) -> tuple[Severity, ...]:
@@ -73,3 +76,31 @@ def _contacts(b: Builder, at: KeyPath, specs: Sequence[ContactSpec]) -> tuple[Co
             continue
         contacts.append(Contact(url, c.delay, c.short))
     return tuple(contacts)
+
+
+def sms_not_short(config: Config, source: Located) -> list[ConfigProblem]:
+    """A warning for each person's contact whose URL sends SMS (notifier.sms_limit: Apprise's
+    own metadata for its plugin) and that does not say `short`: it would get the full page,
+    600 to 700 characters, five or more SMS segments (ten and more in Unicode), each paid for
+    and arriving in pieces. A warning, not an error: the file still loads as before, and
+    `short: false` says the full text is meant (a WhatsApp number, say). `source` is the
+    document `config` was built from: whether the key is written is the document's."""
+    found = []
+    for i, spec in enumerate(source.data.get("users") or []):
+        user = config.users.get(spec["name"])
+        if user is None:
+            continue
+        for j, (raw, contact) in enumerate(zip(spec["contacts"], user.contacts, strict=False)):
+            if "short" in raw:
+                continue
+            limit = sms_limit(contact.url)
+            if limit is None:
+                continue
+            key = "url" if "url" in raw else "url_file"
+            found.append(source.problem(
+                ("users", i, "contacts", j, key),
+                f"warning: this {scheme(contact.url)}:// contact sends SMS (Apprise: at most "
+                f"{limit} characters a message, no title) and does not set short: each page "
+                "goes as the full text, 600 to 700 characters, 5 or more SMS; set short: true "
+                "for one SMS with the acknowledge link, or short: false to keep the full text"))
+    return found

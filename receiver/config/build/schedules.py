@@ -113,7 +113,7 @@ def coverage_gaps(
     `since`, naming the layer's file and line and its first uncovered span. Not an error: a
     hole may be meant (office hours only), but it is rarely meant silently. `source` is the
     document `config` was built from (else config.source is read again for its lines)."""
-    data = source or _located(config)
+    data = source or located(config)
     warnings = []
     for si, spec in enumerate(data.data.get("schedules") or []):
         schedule = config.schedules[spec["name"]]
@@ -133,7 +133,7 @@ def unrouted_teams(config: Config, source: Located | None = None) -> list[Config
     likely the night it is needed. A warning, not an error: a team may be added before its
     route."""
     routed = {r.team for r in walk(config.route)}
-    data = source or _located(config)
+    data = source or located(config)
     return [data.problem(("teams", i, "name"), f"warning: no route leads to team "
                          f"{spec['name']!r}: no alert reaches it, and an incident declared "
                          "or a drill started for it is refused")
@@ -141,7 +141,8 @@ def unrouted_teams(config: Config, source: Located | None = None) -> list[Config
             if spec["name"] not in routed]
 
 
-def _located(config: Config) -> Located:
+def located(config: Config) -> Located:
+    """The document `config` was built from, read again (for the lines of its warnings)."""
     text = Path(config.source).read_text(encoding="utf-8")
     return load_yaml(config.source, text, collect=[])
 

@@ -73,6 +73,10 @@ def parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
 
 
+# A high-urgency escalation never waits for working hours.
+NOT_DEFERRED = {"deferred_until": None, "held": None, "held_step": None, "held_cycle": None}
+
+
 def exhausted_events(body: dict[str, Any]) -> list[dict[str, Any]]:
     return [e for e in body["timeline"] if e["kind"] == "escalation_exhausted"]
 
@@ -113,7 +117,7 @@ async def test_an_escalation_that_runs_out_is_told_once(
     body = await incident(api, number)
     # cy, the last step, still has the rest of the policy's wait to answer.
     assert exhausted_events(body) == []
-    assert body["escalation"] == {"exhausted_at": None, "paged": []}
+    assert body["escalation"] == {"exhausted_at": None, "paged": [], **NOT_DEFERRED}
     # Every team and severity of the config has its series from the start, at 0: one that
     # first appeared at 1 would be no increase to the alert rule's increase().
     assert (await counted(api), await counted(api, "platform")) == (0, 0)
@@ -129,7 +133,8 @@ async def test_an_escalation_that_runs_out_is_told_once(
                                "why": "every step fired and nobody acknowledged",
                                "paged": ["ana", "bo", "cy"]}
     assert body["state"] == "triggered"
-    assert body["escalation"] == {"exhausted_at": event["at"], "paged": ["ana", "bo", "cy"]}
+    assert body["escalation"] == {"exhausted_at": event["at"], "paged": ["ana", "bo", "cy"],
+                                  **NOT_DEFERRED}
     assert await counted(api) == 1
     [line] = [r.getMessage() for r in caplog.records if "exhausted" in r.getMessage()]
     assert line == (f"incident #{number} (team payments, SEV1): escalation exhausted: every step"
@@ -155,7 +160,7 @@ async def test_an_acknowledgement_after_exhaustion_acknowledges_and_counts_mtta(
     status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack")
     assert (status, body["state"]) == (200, "acknowledged")
     body = await incident(api, number)
-    assert body["escalation"] == {"exhausted_at": None, "paged": []}
+    assert body["escalation"] == {"exhausted_at": None, "paged": [], **NOT_DEFERRED}
     metrics = (await api.call("GET", "/metrics", token=None))[1]
     # From ana's first page at minute 0 to the acknowledgement at minute 30.
     assert re.search(r'^ackd_time_to_acknowledge_seconds_sum\{severity="SEV1",'

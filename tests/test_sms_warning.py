@@ -87,7 +87,7 @@ def _write(tmp_path: Path) -> Path:
 def test_an_sms_contact_without_short_is_warned_of_with_file_line_and_key(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The SMSEagle contact without `short` (line 6) and bo's two SMS contacts, one from a
+    """The SMSEagle contact without `short` (line 5) and bo's two SMS contacts, one from a
     file, one from a variable; not the push, not `short: true`, not `short: false` (the full
     text is meant)."""
     monkeypatch.setenv("BO_SMS", "vonage://apikey:secret@15551234567/15557654321")
@@ -95,9 +95,9 @@ def test_an_sms_contact_without_short_is_warned_of_with_file_line_and_key(
     located, config = config_module.load_located(path)
     found = config_module.warnings(config, SINCE, located)
     assert [(w.kind, w.file, w.line, w.key) for w in found] == [
-        ("sms_not_short", str(path), 6, "users[0].contacts[1].url"),
-        ("sms_not_short", str(path), 15, "users[1].contacts[0].url_file"),
-        ("sms_not_short", str(path), 16, "users[1].contacts[1].url"),
+        ("sms_not_short", str(path), 5, "users[0].contacts[1].url"),
+        ("sms_not_short", str(path), 13, "users[1].contacts[0].url_file"),
+        ("sms_not_short", str(path), 14, "users[1].contacts[1].url"),
     ]
     assert found[0].message == (
         "warning: this smseagle:// contact sends SMS (Apprise: at most 1200 characters a "
@@ -121,5 +121,5 @@ def test_check_config_prints_the_warning_and_passes(
     out, err = capsys.readouterr()
     assert out == f"{path}: OK, 2 warning(s)\n"
     assert err.splitlines()[0].startswith(
-        f"{path}:6: users[0].contacts[1].url: warning: this smseagle:// contact sends SMS")
-    assert err.splitlines()[1].startswith(f"{path}:15: users[1].contacts[0].url_file: warning:")
+        f"{path}:5: users[0].contacts[1].url: warning: this smseagle:// contact sends SMS")
+    assert err.splitlines()[1].startswith(f"{path}:13: users[1].contacts[0].url_file: warning:")

@@ -4,6 +4,7 @@ reassignment, a raised severity that is still low). Through the daemon, on the f
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -11,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
 
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
-from receiver.core.model import EventKind, TimelineEvent
-from receiver.incidents.facts import first_page, time_to_acknowledge
+from receiver.core.model import EventKind, Incident, IncidentState, TimelineEvent
+from receiver.incidents.facts import Hold, deferred, first_page, time_to_acknowledge
 from receiver.testing import FakeClock, RecordingNotifier
+from receiver.web.openapi import DOCUMENT
 from tests.harness import ANA_TOKEN, CY_TOKEN, write_config
 from tests.test_api import LABELS, Api
+from tests.test_web_page import Browser
 
 HOURS = '{timezone: UTC, days: mon-fri, start: "09:00", end: "18:00"}'
 LOW = {**LABELS, "severity": "warning"}  # SEV3: low urgency
@@ -180,10 +184,58 @@ async def test_reminders_due_after_hours_wait_for_them_and_resume_one_at_a_time(
     assert held == [(MONDAY.replace(hour=18, minute=5).isoformat().replace("+00:00", "Z"), {
         "until": TUESDAY_NINE.isoformat(), "severity": "SEV3", "run": 0, "cycle": 1,
         "held": "step", "step": 0, "number": 1})]
+    assert escalation(body) == {"exhausted_at": None, "paged": [], "deferred_until": NINE,
+                                "held": "step", "held_step": 1, "held_cycle": 1}
     await api.clock.jump(TUESDAY_NINE - api.clock.now())
     assert await api.paged_once(4) == ["ana", "bo", "cy", "ana"]
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert escalation(body)["deferred_until"] is None
     await api.clock.jump(5 * 60)
     assert await api.paged_once(5) == ["ana", "bo", "cy", "ana", "bo"]
+
+
+NINE = TUESDAY_NINE.isoformat().replace("+00:00", "Z")
+_ESCALATION = Draft202012Validator(
+    DOCUMENT["components"]["schemas"]["IncidentDetail"]["allOf"][1]["properties"]["escalation"])
+
+
+def escalation(body: dict[str, Any]) -> dict[str, Any]:
+    """The incident's `escalation`, checked against what the OpenAPI document says of it."""
+    _ESCALATION.validate(body["escalation"])
+    return body["escalation"]  # type: ignore[no-any-return]
+
+
+def shown(page: str) -> str | None:
+    found = re.search(r'<dd id="deferred"[^>]*>(.*?)</dd>', page, re.S)
+    return " ".join(found.group(1).split()) if found else None
+
+
+async def test_the_api_and_the_page_say_an_incident_waits_for_working_hours(
+    start: Start,
+) -> None:
+    """A SEV3 opened at 20:30 is triggered and pages nobody: `escalation.deferred_until` and
+    the incident's page say until when and what waits, until the first page goes at 09:00."""
+    api = await start(AFTER_HOURS)
+    number = await api.fire(LOW)
+    await api.settle()
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert body["state"] == "triggered"
+    assert escalation(body) == {"exhausted_at": None, "paged": [], "deferred_until": NINE,
+                                "held": "start", "held_step": None, "held_cycle": None}
+    browser = Browser(api)
+    try:
+        await browser.sign_in()
+        _, page = await browser.get(f"/incidents/{number}")
+        assert shown(page) == ("waiting for working hours until 2026-01-06 09:00:00 UTC (in"
+                               " 12h 30m): the first page goes then")
+        await api.clock.jump(TUESDAY_NINE - api.clock.now())
+        assert await api.paged_once(1) == ["ana"]
+        _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+        assert escalation(body)["deferred_until"] is None
+        _, page = await browser.get(f"/incidents/{number}")
+        assert shown(page) is None
+    finally:
+        await browser.session.close()
 
 
 # -- MTTA: how long people took once asked ------------------------------------------------------
@@ -304,3 +356,50 @@ def test_time_to_acknowledge(
     paged: datetime | None, acknowledged: datetime | None, expected: timedelta | None
 ) -> None:
     assert time_to_acknowledge(paged, acknowledged) == expected
+
+
+# -- what a wait for working hours holds, as the API and the page read it ----------------------
+
+def _deferred(minute: int, **detail: Any) -> TimelineEvent:
+    return TimelineEvent(_at(minute), EventKind.ESCALATION_DEFERRED, "ackd",
+                         {"until": (MONDAY + timedelta(hours=9)).isoformat(), **detail})
+
+
+AMSTERDAM_NINE = "2026-01-05T09:00:00+01:00"  # a team in another zone: read back in UTC
+HOLDS = [
+    ("start", [_deferred(0)], Hold(_at(0), MONDAY.replace(hour=9), "start")),
+    ("a-step", [_fired(0, 0, "ana"), _deferred(5, held="step", step=1, number=2, cycle=0)],
+     Hold(_at(5), MONDAY.replace(hour=9), "step", 2, 0)),
+    ("the-end", [_deferred(5, held="end", cycle=2)],
+     Hold(_at(5), MONDAY.replace(hour=9), "end", None, 2)),
+    ("its-zone", [TimelineEvent(_at(0), EventKind.ESCALATION_DEFERRED, "ackd",
+                                {"until": AMSTERDAM_NINE})],
+     Hold(_at(0), MONDAY.replace(hour=8), "start")),
+    ("fired", [_deferred(0), _fired(540, 0, "ana")], None),
+    ("ran-out", [_deferred(0, held="end", cycle=0),
+                 TimelineEvent(_at(540), EventKind.ESCALATION_EXHAUSTED, "ackd", {})], None),
+    ("raised", [_deferred(0), TimelineEvent(_at(3), EventKind.SEVERITY_CHANGED, "cy",
+                                            {"raised": True})], None),
+    ("lowered", [_deferred(0), TimelineEvent(_at(3), EventKind.SEVERITY_CHANGED, "cy",
+                                             {"raised": False})],
+     Hold(_at(0), MONDAY.replace(hour=9), "start")),
+    ("a-note", [_deferred(0), TimelineEvent(_at(3), EventKind.NOTE, "cy", {"text": "x"})],
+     Hold(_at(0), MONDAY.replace(hour=9), "start")),
+    ("never", [_fired(0, 0, "ana")], None),
+]
+
+
+@pytest.mark.parametrize(("events", "expected"), [c[1:] for c in HOLDS],
+                         ids=[c[0] for c in HOLDS])
+def test_what_a_deferred_escalation_holds(
+    events: list[TimelineEvent], expected: Hold | None
+) -> None:
+    incident = Incident(1, "g", "r", "payments", "SEV3", "standard", {},
+                        IncidentState.TRIGGERED, MONDAY, MONDAY)
+    assert deferred(incident, events) == expected
+
+
+def test_an_acknowledged_incident_waits_for_nothing() -> None:
+    incident = Incident(1, "g", "r", "payments", "SEV3", "standard", {},
+                        IncidentState.ACKNOWLEDGED, MONDAY, MONDAY)
+    assert deferred(incident, [_deferred(0)]) is None

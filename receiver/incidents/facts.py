@@ -10,7 +10,7 @@ post-mortem and the reports take their figures from here, so they cannot disagre
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from receiver.core.frozen import frozen
 from receiver.core.model import Alert, EventKind, Incident, IncidentState, TimelineEvent
@@ -181,6 +181,53 @@ def exhausted(incident: Incident, timeline: Sequence[TimelineEvent]) -> Timeline
                 event.kind is EventKind.SEVERITY_CHANGED and event.detail.get("raised")):
             return None
     return None
+
+
+# After these, a wait for working hours no longer stands: what it held fired (a step, or the
+# end of the run's last wait), a new run began, or a person took or closed the incident. A
+# new run that waits again says so in an event of its own.
+_AFTER_DEFERRAL = (_AFTER_EXHAUSTION - {EventKind.ESCALATION_DEFERRED}) | {
+    EventKind.ESCALATION_EXHAUSTED}
+
+
+@frozen(slots=True)
+class Hold:
+    """A low-urgency escalation waiting for its team's working hours, and what waits: the
+    run's first page (`start`: a new incident, or a run started over), a step that came due
+    outside them (`step`, with its `number` and `cycle`: 0 the first pass through the
+    policy, 1 its first repeat...) or the end of the run's last wait (`end`, its exhaustion)."""
+
+    since: datetime  # when it began to wait
+    until: datetime  # the hours' start, in UTC
+    held: str  # start, step or end
+    step: int | None = None  # the held step's number, 1 for the policy's first
+    cycle: int | None = None
+
+
+def deferred(incident: Incident, timeline: Sequence[TimelineEvent]) -> Hold | None:
+    """The wait for working hours that still stands (its `escalation_deferred` event): the
+    incident is triggered, and nothing since fired what it held, started escalation over
+    or took the incident. None otherwise: the API's `escalation.deferred_until` and the
+    incident's web page read it."""
+    if incident.state is not IncidentState.TRIGGERED:
+        return None
+    for event in reversed(timeline):
+        if event.kind is EventKind.ESCALATION_DEFERRED:
+            return _hold(event)
+        if event.kind in _AFTER_DEFERRAL or (
+                event.kind is EventKind.SEVERITY_CHANGED and event.detail.get("raised")):
+            return None
+    return None
+
+
+def _hold(event: TimelineEvent) -> Hold:
+    d = event.detail
+    until = datetime.fromisoformat(str(d["until"])).astimezone(UTC)
+    held = str(d.get("held", "start"))  # a run's first page holds no key
+    number, cycle = d.get("number"), d.get("cycle")
+    return Hold(event.at, until, held,
+                None if number is None or held != "step" else int(number),
+                None if cycle is None or held == "start" else int(cycle))
 
 
 def _ack_step(steps: Sequence[StepFired], at: datetime) -> str | None:

@@ -191,12 +191,24 @@ SCHEMAS: dict[str, Schema] = {
                 "roles": _ref("Roles"),
                 "timeline": {"type": "array", "items": _ref("Event")},
                 "escalation": {
-                    "type": "object", "required": ["exhausted_at", "paged"],
+                    "type": "object",
+                    "required": ["exhausted_at", "paged", "deferred_until", "held",
+                                 "held_step", "held_cycle"],
                     "description": "exhausted_at: when the escalation ran out (every step"
                                    " and repeat paged, nobody acknowledged), while that"
-                                   " stands; paged: whom it paged",
-                    "properties": {"exhausted_at": {"type": ["string", "null"]},
-                                   "paged": {"type": "array", "items": {"type": "string"}}},
+                                   " stands; paged: whom it paged. deferred_until: while a"
+                                   " low-urgency escalation waits for the team's working"
+                                   " hours, when they begin; held: what waits (start: the"
+                                   " run's first page; step: held_step of held_cycle, 0 the"
+                                   " first pass; end: the end of the last step's wait)",
+                    "properties": {
+                        "exhausted_at": {"type": ["string", "null"]},
+                        "paged": {"type": "array", "items": {"type": "string"}},
+                        "deferred_until": {"type": ["string", "null"]},
+                        "held": {"enum": ["start", "step", "end", None]},
+                        "held_step": {"type": ["integer", "null"], "minimum": 1},
+                        "held_cycle": {"type": ["integer", "null"], "minimum": 0},
+                    },
                 },
             },
         }],

@@ -96,11 +96,20 @@ def event_json(event: TimelineEvent) -> dict[str, Any]:
 def escalation_json(incident: Incident, timeline: Sequence[TimelineEvent]) -> dict[str, Any]:
     """Where the incident's escalation stands, as its timeline says: `exhausted_at` when it
     ran out (every step and repeat paged, nobody acknowledged) and still stands, with whom it
-    paged; null once a person took it or a new run began."""
+    paged; null once a person took it or a new run began. `deferred_until` while a
+    low-urgency escalation waits for the team's working hours, with what it holds (`held`:
+    `start`, the run's first page; `step`, `held_step` of `held_cycle`; `end`, the end of
+    the last step's wait); null once it fired, started over or was taken."""
     ran_out = facts.exhausted(incident, timeline)
-    if ran_out is None:
-        return {"exhausted_at": None, "paged": []}
-    return {"exhausted_at": ran_out.at, "paged": list(ran_out.detail.get("paged", ()))}
+    hold = facts.deferred(incident, timeline)
+    return {
+        "exhausted_at": None if ran_out is None else ran_out.at,
+        "paged": [] if ran_out is None else list(ran_out.detail.get("paged", ())),
+        "deferred_until": None if hold is None else hold.until,
+        "held": None if hold is None else hold.held,
+        "held_step": None if hold is None else hold.step,
+        "held_cycle": None if hold is None else hold.cycle,
+    }
 
 
 def roles_json(held: Mapping[Role, RoleHolder]) -> dict[str, Any]:

@@ -161,6 +161,7 @@ async def _incident(
     return render("incident.html", status, visitor=visitor, incident=incident, alerts=alerts,
                   timeline=timeline, now=s.clock.now(), message=message,
                   exhausted=facts.exhausted(incident, timeline),
+                  deferred=facts.deferred(incident, timeline),
                   roles=[(role, held.get(role)) for role in Role],
                   users=sorted(s.config.users), teams=list(s.config.teams),
                   severities=[sv.name for sv in s.config.severities])

@@ -1389,8 +1389,8 @@ async def test_a_row_leased_to_no_send_is_given_back_by_the_self_check_and_sent(
 ) -> None:
     """Should a pass ever leave a row leased to this process with no send holding it (the
     lost lease of session 11: the pass took it for one of its sends'), the dispatcher's
-    self-check finds it SELF_CHECK after that pass, gives it back and sends it, and says so;
-    meanwhile the gauge of the oldest due row grows."""
+    self-check finds it at the loop's first wake SELF_CHECK after that pass, gives it back
+    and sends it, and says so; meanwhile the gauge of the oldest due row grows."""
     rig = await make_rig()
     start = rig.clock.now()
     [incident_id] = await rig.incidents(1, [])
@@ -1408,6 +1408,7 @@ async def test_a_row_leased_to_no_send_is_given_back_by_the_self_check_and_sent(
     rig.metrics.set_oldest_due(start, rig.clock.now())
     assert rig.metric("ackd_outbox_oldest_due_seconds") == 59
     await rig.clock.jump(timedelta(seconds=1))
+    rig.dispatcher.wake()  # a commit that enqueues, a send's end: the loop's next wake
 
     async def sent() -> bool:
         return bool(rig.sent_to(ANA)) and await rig.outbox() == []

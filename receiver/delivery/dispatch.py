@@ -16,8 +16,9 @@ Each send's result is written in one job of its own: the timeline event and the 
 row's fate (finished, or retried with backoff) commit together, and that ends the row's
 lease. The rows a send holds (`_queued`) follow the leases exactly: a row leaves as its
 lease ends, before anything that commit's follow-ups enqueue can be leased; and a
-self-check every SELF_CHECK gives back, logged and counted, a row leased to this process
-that no send holds, which would otherwise never be sent.
+self-check, at the loop's first wake SELF_CHECK after a pass leased rows, gives back, logged
+and counted, a row leased to this process that no send holds, which would otherwise never be
+sent.
 
 On PostgreSQL a lease lapses (Store.outbox_lease, 60 s), and the others take it sooner from a
 replica they see hung (Store.outbox_handover, 10 s after the lease: its listening connection
@@ -125,9 +126,9 @@ RECORD_AGAIN = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A send renews its rows' leases before it goes unless they outlast its timeout by this much:
 # the tries to write its result (RECORD_AGAIN), and 5 s.
 LEASE_SPARE = timedelta(seconds=5 + sum(RECORD_AGAIN))
-# How long after a pass leases rows the loop checks that every row leased to this process is
-# held by one of its sends (or waits to be given back): a row leased and held by none is never
-# sent (_check_leases).
+# How long after a pass leases rows the loop, at its next wake, checks that every row leased to
+# this process is held by one of its sends (or waits to be given back): a row leased and held
+# by none is never sent (_check_leases).
 SELF_CHECK = timedelta(seconds=60)
 
 
@@ -262,9 +263,12 @@ class Dispatcher:
         pass is deciding, and a send's result commits before or after it, whole. It takes
         this dispatcher for the only one leasing as this process (one daemon a SQLite store,
         one dispatcher a replica's number), as the daemon runs it."""
-        # The next one comes SELF_CHECK after a pass leases rows again (_pass): a row is lost,
-        # if ever, by the pass that leased it, and an idle dispatcher wakes for nothing (on a
-        # fake clock, a wake every minute of an hour's jump was a store job at each).
+        # The next one is due SELF_CHECK after a pass leases rows again (_pass): a row is lost,
+        # if ever, by the pass that leased it. It runs at the first wake of the loop from then
+        # (a commit that enqueues, a send's end, a row or summary due), never a wake of its
+        # own: on the fake clock, a store job at a wake of its own let a timer's deadline in
+        # the same jump be taken at a later virtual time; the gauge and AckdNotificationsStuck
+        # tell of a row that waits meanwhile.
         self._check_at = NEVER
 
         async def job(tx: Transaction) -> list[int]:
@@ -284,8 +288,6 @@ class Dispatcher:
         """The next time a pass has something to do; None: only a wake() or a send's end.
         `now` is the time the last pass looked at: what was due by then, it saw."""
         times = list(self._unreleased.values())
-        if self._check_at < NEVER:
-            times.append(self._check_at)
         if now < self._summary_at < NEVER:
             times.append(self._summary_at)  # a held-back summary, this replica's or another's
         # Rows in flight are leased (their end wakes us); a row due by `now` that is not was

@@ -134,7 +134,8 @@ SELF_CHECK = timedelta(seconds=60)
 
 # A row that cannot be sent (its contact is gone, its payload unreadable), and why.
 _Lost = tuple[OutboxRow, IncidentFacts | None, Delivery]
-# A page no longer wanted as its turn came, its incident as read then (None: gone), and why.
+# A row not sent (suppressed by a pass, or a page no longer wanted as its turn came), its
+# incident as read then (None: gone), and why.
 _Dropped = tuple[Addressed, IncidentFacts | None, str]
 
 
@@ -431,15 +432,16 @@ class Dispatcher:
     async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:
         for row_id, until in plan.deferred:
             await tx.retry_outbox(row_id, 0, until)  # waiting is not an attempt
-        for row, incident, why in plan.suppressed:
-            if incident is not None:
-                await tx.append(row.incident_id, [suppressed_event(row, why, now)])
-            await tx.finish_outbox(row.id)
+        await _write_suppressed(tx, plan.suppressed, now)
+
+    def _count_suppressed(self, suppressed: Iterable[_Dropped]) -> None:
+        m = self._metrics.notifications_suppressed
+        for _, _, why in suppressed:
+            m.labels(why).inc()
 
     def _observe_suppressed(self, plan: PassPlan) -> None:
+        self._count_suppressed(plan.suppressed)
         m = self._metrics.notifications_suppressed
-        for _, _, why in plan.suppressed:
-            m.labels(why).inc()
         for outgoing in plan.sends:
             if len(outgoing.items) > 1:
                 m.labels("bundled").inc(len(outgoing.items) - 1)
@@ -616,10 +618,7 @@ class Dispatcher:
             return outgoing
         kept, moved = [], []
         for item in outgoing.items:
-            m = item[0].message
-            found = resolve(m.recipient, m.recipient_kind, m.contact, config.users,
-                            config.channels, m.url_digest)
-            if isinstance(found, Destination) and found.url == outgoing.url:
+            if self._contact_url(item[0].message) == outgoing.url:
                 kept.append(item)
             else:
                 moved.append(item[0].id)
@@ -644,10 +643,7 @@ class Dispatcher:
         async def job(tx: Transaction) -> tuple[dict[int, Incident], list[_Dropped]]:
             found = await tx.find_incidents(wanted)
             dropped = unwanted_pages(outgoing.items, found)
-            for row, incident, why in dropped:
-                if incident is not None:
-                    await tx.append(row.incident_id, [suppressed_event(row, why, now)])
-                await tx.finish_outbox(row.id)
+            await _write_suppressed(tx, dropped, now)
             if dropped:
                 tx.after_commit(partial(self._let_go, [row.id for row, _, _ in dropped]))
             return found, dropped
@@ -661,8 +657,7 @@ class Dispatcher:
             self._cool(ids)
             return None
         if dropped:
-            for _, _, why in dropped:
-                self._metrics.notifications_suppressed.labels(why).inc()
+            self._count_suppressed(dropped)
             log.info("%d page(s) to %s were not sent: their incidents were handled while they"
                      " waited for their turn (%s)", len(dropped),
                      mask(outgoing.url).partition("?")[0],
@@ -823,6 +818,17 @@ async def _write_lost(tx: Transaction, lost: list[_Lost], now: datetime) -> None
         if incident is not None:
             event = delivery_event(row.message, "", row.attempts, delivery, 1, now)
             await tx.append(row.incident_id, [event])
+        await tx.finish_outbox(row.id)
+
+
+async def _write_suppressed(
+    tx: Transaction, suppressed: Iterable[_Dropped], now: datetime
+) -> None:
+    """Rows not sent (a pass's verdict, or a page unwanted at its turn): the event on their
+    incident's timeline, where it still exists, and the row finished."""
+    for row, incident, why in suppressed:
+        if incident is not None:
+            await tx.append(row.incident_id, [suppressed_event(row, why, now)])
         await tx.finish_outbox(row.id)
 
 

@@ -409,6 +409,14 @@ def _re_escalate(
 # -- people act -------------------------------------------------------------------------------
 
 
+def _reack_watch(policy: Policy, now: datetime) -> tuple[Deadline, ...]:
+    """The REACK deadline that watches an acknowledged incident is not left alone, if the
+    policy has one."""
+    if policy.reack_after is None:
+        return ()
+    return (Deadline(now + policy.reack_after, DeadlineKind.REACK),)
+
+
 def acknowledge(
     state: EscalationState, incident: Incident, actor: str, now: datetime, *, via: str = ""
 ) -> Plan:
@@ -419,12 +427,9 @@ def acknowledge(
     _check_now(now)
     if incident.state is not IncidentState.TRIGGERED or _is_resolved(state):
         raise InvalidTransition(f"cannot acknowledge: {_where(incident)}")
-    arm: tuple[Deadline, ...] = ()
-    if state.policy.reack_after is not None:
-        arm = (Deadline(now + state.policy.reack_after, DeadlineKind.REACK),)
     return Plan(
         replace(state, status=EscalationStatus.ACKNOWLEDGED),
-        arm=arm,
+        arm=_reack_watch(state.policy, now),
         cancel=_PERSON_WAITS,
         incident_state=IncidentState.ACKNOWLEDGED,
         events=(TimelineEvent(now, EventKind.ACKNOWLEDGED, actor, _how(via)),),
@@ -495,13 +500,10 @@ def take(
                     run=state.run + 1, cycle=0, next_step=0, cycle_started_at=now,
                     snoozed_until=None, last_fired_step=None, last_fired_cycle=None,
                     cause=cause, turns=(), any_hour=False)
-    arm: tuple[Deadline, ...] = ()
-    if policy.reack_after is not None:
-        arm = (Deadline(now + policy.reack_after, DeadlineKind.REACK),)
     events: tuple[TimelineEvent, ...] = (event,)
     if incident.state is IncidentState.TRIGGERED:
         events += (TimelineEvent(now, EventKind.ACKNOWLEDGED, actor),)
-    return Plan(taken, arm=arm,
+    return Plan(taken, arm=_reack_watch(policy, now),
                 cancel=(*_PERSON_WAITS, DeadlineKind.REACK, DeadlineKind.SNOOZE),
                 incident_state=IncidentState.ACKNOWLEDGED, events=events)
 

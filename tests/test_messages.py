@@ -291,8 +291,45 @@ def test_every_short_body_fits(reason: str) -> None:
     assert "#42" in body
     # The link to act on (a status reminder's and an exhausted escalation's stakeholder
     # note's: the incident's page) never gives way.
-    assert body.endswith("…") or RESOLVE in body or ACK in body or (
+    assert body.endswith("...") or RESOLVE in body or ACK in body or (
         reason in ("status_due", "stakeholder_exhausted") and body.endswith(INCIDENT_URL))
+
+
+# GSM 03.38: the basic character set, and the extension table (each of its characters
+# takes two of a segment's 160 septets). A text with any other character goes as UCS-2.
+GSM7_BASIC = ("@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+              "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà")
+GSM7_EXTENSION = "\f^{}\\[~]|€"
+
+
+def is_gsm7(text: str) -> bool:
+    return all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text)
+
+
+def test_the_gsm7_check_knows_the_alphabet() -> None:
+    assert len(GSM7_BASIC) == 128
+    assert is_gsm7("[SEV1] #42 payments: 5xx at 40% (eu-west-1) Ack: https://a.b/l/x_y-z")
+    assert not is_gsm7("cut here…")
+    assert not is_gsm7("Zahlungs-API “down”")
+
+
+@pytest.mark.parametrize("reason", REASONS)
+def test_a_cut_sms_stays_in_the_gsm7_alphabet(reason: str) -> None:
+    """A summary cut to fit ends in "...": one character outside GSM-7 (an ellipsis) would
+    send the whole text as UCS-2, 70 characters a segment instead of 160."""
+    context = ctx(reason, incident=incident(summary=LONG_SUMMARY))
+
+    body = TEMPLATES.render(context, short=True).body
+
+    assert "..." in body  # the summary was cut
+    assert is_gsm7(body)
+
+
+def test_a_cut_short_note_bundle_stays_in_the_gsm7_alphabet() -> None:
+    body = render_notes(notes(["stakeholder_resolved"] * 200), short=True).body
+
+    assert body.endswith("...")
+    assert is_gsm7(body)
 
 
 def test_a_short_summary_is_kept_whole() -> None:
@@ -367,7 +404,7 @@ def test_a_summary_too_long_for_an_sms_leaves_no_room_for_who_was_paged_before()
     what = "x" * (SHORT_LIMIT - _FIXED + 1)
     context = ctx("escalated", incident=incident(summary=what), paged_before=PAGED_BEFORE)
     body = TEMPLATES.render(context, short=True).body
-    assert body == f"[SEV1] ESC #42 payments: {what[:-2]}… Ack: {ACK}"
+    assert body == f"[SEV1] ESC #42 payments: {what[:-4]}... Ack: {ACK}"
     assert len(body) == SHORT_LIMIT
 
 
@@ -778,7 +815,8 @@ def test_a_description_that_repeats_the_summary_or_runs_long_is_not_doubled() ->
     shown = next(line for line in TEMPLATES.render(ctx(alerts=(long,))).body.splitlines()
                  if line.startswith("xxx"))
     assert len(shown) == 400
-    assert shown.endswith("…")
+    assert shown.endswith("...")
+    assert is_gsm7(shown)
 
 
 def test_an_exhausted_escalations_note_says_whom_it_paged_and_links_the_incident() -> None:

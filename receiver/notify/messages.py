@@ -88,7 +88,10 @@ HELD_BACK_SHOWN = 10
 
 _RUNBOOK_KEYS = ("runbook_url", "runbook")
 _DASHBOARD_KEYS = ("dashboard", "dashboard_url", "grafana_url")
-_ELLIPSIS = "…"
+# A cut text ends in three dots, not "…": an SMS keeps to the GSM-7 alphabet to go as 160
+# characters a segment, and one character outside it (the ellipsis is one) sends the whole
+# text as UCS-2, 70 characters a segment. A full page can reach an SMS too (`short: false`).
+_ELLIPSIS = "..."
 _WEB_LINK = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
 
 
@@ -538,7 +541,7 @@ def description(incident: Incident, alerts: Sequence[Alert]) -> str:
         text = _one_line(alert.annotations.get("description", ""))
         if text and text != said:
             return text if len(text) <= DESCRIPTION_SHOWN else (
-                text[:DESCRIPTION_SHOWN - 1] + _ELLIPSIS)
+                text[:DESCRIPTION_SHOWN - len(_ELLIPSIS)] + _ELLIPSIS)
     return ""
 
 

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from receiver.core.model import IncidentState, MessageReason, Severity
+from receiver.delivery.channels import channel_key, lost_summaries
+from receiver.delivery.noise import ChannelHistory
 from receiver.escalation.keys import contact_digest
 from receiver.escalation.policy import Channel, Contact, User
 from receiver.incidents import cadence, follow
@@ -24,6 +26,7 @@ from receiver.notify.contacts import unsendable
 from receiver.notify.notifier import Delivery, DeliveryStatus, Message
 from receiver.store import OutboxMessage, Transaction
 from receiver.store.base import Store
+from receiver.store.records import ChannelRecord
 from receiver.testing import Outcome
 from tests.harness import wait_until
 from tests.test_api import LABELS, Api, start_api
@@ -134,6 +137,51 @@ def test_a_queued_notification_the_config_cannot_send_is_named(
     assert [line for line, _ in unsendable([queued], USERS, CHANNELS)] == lines
 
 
+def _addressee(name: str = "cy", kind: str = "user", contact: int | None = 1,
+               url: str = SMS) -> OutboxMessage:
+    return OutboxMessage(recipient=name, recipient_kind=kind, contact=contact,
+                         url_digest=contact_digest(url) if url else "",
+                         reason=MessageReason.TRIGGERED, step=0, run=0)
+
+
+_HELD = ("1 incident(s) have notification(s) held back by the rate limit whose summary this"
+         " config cannot send, as ")
+
+
+@pytest.mark.parametrize(("summary", "lines"), [
+    ((7, channel_key(SMS), _addressee()), []),
+    ((7, channel_key(SMS), _addressee(contact=0)), []),  # moved: the digest finds it
+    ((7, channel_key("json://chat/ops"), _addressee("ops", "channel", 0, "json://chat/ops")),
+     []),
+    ((7, channel_key("json://x/old-sms"), _addressee(url="json://x/old-sms")), [
+        _HELD + "user cy no longer has contact 2 (removed, or its URL changed): the summary"
+        " is dropped at its turn (#7)"]),
+    ((7, channel_key(PUSH), _addressee("zed", contact=0, url=PUSH)), [
+        _HELD + "user zed is no longer configured: the summary is dropped at its turn (#7)"]),
+    ((7, channel_key("json://chat/old"), _addressee("ops", "channel", 0, "json://chat/old")), [
+        _HELD + "channel ops no longer has url 1 (removed, or its URL changed): the summary"
+        " is dropped at its turn (#7)"]),
+    # Addressed before digests: by its index, and the channel's digest says the URL changed.
+    ((7, channel_key("json://x/old-sms"), _addressee(url="")), [
+        _HELD + "user cy has another URL for contact 2: the summary is dropped at its turn"
+        " (#7)"]),
+    ((7, channel_key(SMS), _addressee(url="")), []),
+], ids=["kept", "moved", "channel-kept", "url-changed", "person-removed", "channel-url-changed",
+        "old-addressee-url-changed", "old-addressee-kept"])
+def test_a_held_back_summary_the_config_cannot_send_is_named(
+    summary: tuple[int, str, OutboxMessage], lines: list[str],
+) -> None:
+    assert [line for line, _ in lost_summaries([summary], USERS, CHANNELS)] == lines
+
+
+def test_a_summary_holding_back_several_incidents_is_one_line_naming_each() -> None:
+    gone = channel_key("json://x/old-sms"), _addressee(url="json://x/old-sms")
+    found = lost_summaries([(7, *gone), (8, *gone), (9, channel_key(SMS), _addressee())],
+                           USERS, CHANNELS)
+    assert [numbers for _, numbers in found] == [[7, 8]]
+    assert found[0][0].startswith("2 incident(s) have notification(s) held back")
+
+
 async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
     store: Store,  # noqa: F811
 ) -> None:
@@ -160,6 +208,13 @@ async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
                                  acknowledged_at=NOW, acknowledged_by="bo")
         await tx.enqueue(a, [page], NOW)
         await tx.enqueue(b, [note], NOW)  # a resolved incident's note still goes
+        # The rate limit held back messages about c, then a, from ana's URL: its summary
+        # waits, addressed to her; a channel with nothing held back names nobody.
+        await tx.save_channels([
+            ChannelRecord("held", ChannelHistory(held_back=2), page, later),
+            ChannelRecord("quiet", ChannelHistory(), note, None)])
+        await tx.hold_back("held", [c], NOW)
+        await tx.hold_back("held", [a], later)
         return numbers
 
     a, b, c = await store.write(job)
@@ -168,6 +223,7 @@ async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
     assert waiting.follow_ups == [(a, "fa")]
     assert waiting.reminders == [(a, "SEV1", "cy", None), (c, "SEV1", None, "bo")]
     assert waiting.queued == [(a, page), (b, note)]
+    assert waiting.summaries == [(a, "held", page), (c, "held", page)]
 
 
 @pytest.fixture
@@ -253,3 +309,33 @@ async def test_a_page_waiting_for_its_urls_turn_is_not_sent_to_a_url_a_reload_re
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_a_held_back_summary_whose_url_a_reload_changes_is_named(api: Api) -> None:
+    """The rate limit held back messages about an incident from ana's push; their summary
+    waits for its turn when a reload gives the push another URL. The reload's answer names
+    it, as it names the queued notifications it cannot send."""
+    old = "json://127.0.0.1:9/ana"
+    number = await api.fire()
+    await api.settle()
+    now = api.clock.now()
+    addressee = _addressee("ana", contact=0, url=old)
+
+    async def held(tx: Transaction) -> None:
+        await tx.save_channels([ChannelRecord(channel_key(old), ChannelHistory(held_back=3),
+                                              addressee, now + timedelta(minutes=10))])
+        await tx.hold_back(channel_key(old), [number], now)
+
+    await api.daemon.store.write(held)
+    path = Path(str(api.daemon.config_path))
+    rewrite(path, lambda text: text.replace(f'"{old}"', f'"{old}-new"'))
+
+    status, body = await api.call("POST", "/-/reload")
+    assert status == 200, body
+    assert [w for w in body["warnings"] if w["kind"] == "config_queued_lost"] == [{
+        "kind": "config_queued_lost", "file": str(path), "line": None,
+        "key": "(open incidents)", "incidents": [number], "incident_count": 1,
+        "message": "1 incident(s) have notification(s) held back by the rate limit whose"
+                   " summary this config cannot send, as user ana no longer has contact 1"
+                   " (removed, or its URL changed): the summary is dropped at its turn"
+                   f" (#{number})"}]

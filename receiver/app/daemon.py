@@ -35,6 +35,7 @@ from receiver.core.clock import Clock, SystemClock
 from receiver.core.errors import ConfigError, ConfigProblem, StartupError
 from receiver.core.refresh import Refresh
 from receiver.core.tasks import cancel
+from receiver.delivery.channels import lost_summaries
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.codec import state_from_dict
 from receiver.escalation.plan import EscalationStatus
@@ -655,7 +656,8 @@ def _waiting_warnings(waiting: Waiting, config: Config) -> list[ReloadWarning]:
     incident layer's delayed ones (a follow-up's person or contact gone, a status reminder's
     person gone: `config_message_lost`) and the queued notifications whose contact it
     removes or gives another URL (`config_queued_lost`: they fail at their turn, never go to
-    another URL), each warning with the incidents it is about."""
+    another URL), and so the rate limit's held-back summaries (`config_queued_lost` too: they
+    are dropped at their turn), each warning with the incidents it is about."""
     where = config.source, None, "(open incidents)"
     tokens = frozenset(p.name for p in config.api_tokens.values() if not p.is_user)
     lost = (follow.lost_at_reload(waiting.follow_ups, config.users)
@@ -666,4 +668,5 @@ def _waiting_warnings(waiting: Waiting, config: Config) -> list[ReloadWarning]:
     return ([ReloadWarning("config_message_lost", *where, line, tuple(numbers))
              for line, numbers in lost]
             + [ReloadWarning("config_queued_lost", *where, line, tuple(numbers))
-               for line, numbers in unsendable(queued, config.users, config.channels)])
+               for line, numbers in unsendable(queued, config.users, config.channels)
+               + lost_summaries(waiting.summaries, config.users, config.channels)])

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from receiver.delivery.noise import ChannelHistory, NoiseGate
 from receiver.delivery.plan import PassPlan
+from receiver.escalation.policy import Channel, User
+from receiver.escalation.unreached import counted, found_once
+from receiver.notify.contacts import Destination, resolve
 from receiver.store.records import ChannelRecord, OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -74,6 +77,32 @@ def log_dropped(dropped: Iterable[int]) -> None:
     for count in dropped:
         log.warning("dropped the summary of %d held-back message(s) to a contact no longer"
                     " configured", count)
+
+
+def lost_summaries(
+    summaries: Iterable[tuple[int, str, OutboxMessage]],
+    users: Mapping[str, User],
+    channels: Mapping[str, Channel],
+) -> list[tuple[str, list[int]]]:
+    """A line, with its incidents, for each reason these users and channels cannot send the
+    held-back summaries waiting (incident held back, channel, addressee: Waiting.summaries):
+    the addressee's contact is gone, or has another URL now than the channel's, so that at
+    its turn the summary is dropped (`held`), never sent to the new URL. For a reload to say
+    so beforehand, as it names the queued notifications it cannot send."""
+    found: dict[str, list[int]] = {}
+    for number, channel, addressee in summaries:
+        name, kind = addressee.recipient, addressee.recipient_kind
+        why = resolve(name, kind, addressee.contact, users, channels, addressee.url_digest)
+        if isinstance(why, Destination):
+            if channel_key(why.url) == channel:
+                continue
+            why = f"{kind} {name} has another URL for contact {(addressee.contact or 0) + 1}"
+        elif name in (channels if kind == "channel" else users):
+            why += " (removed, or its URL changed)"  # they are there: the contact is not
+        found_once(found, f"have notification(s) held back by the rate limit whose summary"
+                   f" this config cannot send, as {why}: the summary is dropped at its turn",
+                   number)
+    return [(counted(line, numbers, "incident(s)"), numbers) for line, numbers in found.items()]
 
 
 def fill_held_back(before: Held, held_back: dict[str, list[int]]) -> None:

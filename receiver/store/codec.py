@@ -325,20 +325,25 @@ OPEN_CONTACTS = ("SELECT d.incident_id, d.key FROM deadlines d"
 # What is still to be sent and names its recipient, for a reload to look up in the new config
 # (incidents/follow.py, incidents/cadence.py, notify/contacts.py): the incident layer's
 # delayed messages of every open incident (a follow-up's key names its person and contact; a
-# status reminder goes to the commander, else whoever acknowledged), and every outbox row.
-# One statement on both stores, decoded alike (waiting_from_rows).
+# status reminder goes to the commander, else whoever acknowledged), every outbox row, and
+# each incident held back from a channel whose summary waits (its addressee, and in the
+# fourth column the channel's digest). One statement on both stores, decoded alike
+# (waiting_from_rows).
 WAITING_MESSAGES = (
     "SELECT d.incident_id, d.kind, d.key, i.severity, r.\"user\", i.acknowledged_by, d.id"
     " FROM deadlines d JOIN incidents i ON i.id = d.incident_id"
     " LEFT JOIN incident_roles r ON r.incident_id = d.incident_id AND r.role = 'commander'"
     " WHERE d.kind IN ('follow', 'cadence') AND i.state != 'resolved'"
     " UNION ALL SELECT incident_id, 'outbox', payload, NULL, NULL, NULL, id FROM outbox"
+    " UNION ALL SELECT h.incident_id, 'summary', c.addressee, c.channel, NULL, NULL, h.held_at"
+    " FROM held_back h JOIN channel_histories c ON c.channel = h.channel"
+    " WHERE c.addressee IS NOT NULL"
     " ORDER BY 1, 2, 7")
 
 
 def waiting_from_rows(rows: Iterable[Any]) -> Waiting:
-    """WAITING_MESSAGES' rows; an outbox row whose payload cannot be read is left out (it
-    fails at its turn whatever the config)."""
+    """WAITING_MESSAGES' rows; an outbox row or a summary's addressee that cannot be read is
+    left out (the row fails at its turn whatever the config; the summary is dropped)."""
     found = Waiting()
     for number, kind, key, severity, commander, acknowledged_by, _ in rows:
         if kind == "follow":
@@ -347,7 +352,11 @@ def waiting_from_rows(rows: Iterable[Any]) -> Waiting:
             found.reminders.append((int(number), str(severity), commander, acknowledged_by))
         else:
             message = decode_message(key)
-            if not isinstance(message, str):
+            if isinstance(message, str):
+                continue
+            if kind == "summary":
+                found.summaries.append((int(number), str(severity), message))
+            else:
                 found.queued.append((int(number), message))
     return found
 

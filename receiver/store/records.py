@@ -112,6 +112,10 @@ class Waiting:
     reminders: list[tuple[int, str, str | None, str | None]] = field(default_factory=list)
     # (incident, message) of every outbox row, in flight or not, whose payload reads
     queued: list[tuple[int, OutboxMessage]] = field(default_factory=list)
+    # (incident, channel, addressee) of each incident held back from a channel URL by the
+    # rate limit, whose summary waits for its turn: the addressee is whom it goes to, and
+    # the channel the digest of the URL it goes to (delivery/channels.py)
+    summaries: list[tuple[int, str, OutboxMessage]] = field(default_factory=list)
 
 
 @frozen(slots=True)

@@ -282,6 +282,36 @@ async def test_who_hands_back_what_they_took_leaves_it_to_the_on_call_at_once(
         await api.daemon.stop()
 
 
+async def test_who_unacknowledges_is_not_paged_by_the_run_it_begins(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """ana, the on-call, acknowledged, then un-acknowledges it ("not me, not handled"): the
+    new run's first step reaches only her, and she is not paged by it; the timeline says so,
+    and bo's step comes on its own time, 5 minutes later, not at once."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await sink.wait_for(1)
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        await api.clock.jump(timedelta(minutes=1))
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/unack",
+                                      token=ANA_TOKEN)
+        assert (status, body["state"]) == (200, "triggered")
+        await _later(api, 4.9)
+        assert [r.path for r in sink.requests] == ["/ana"]
+        await _later(api, 0.1)
+        [page] = (await sink.wait_for(2))[1:]
+        assert (page.path, page.json["title"].split(" #")[0]) == ("/bo", "[SEV1] RE-ESCALATED")
+        assert [d for _, d in await _events(api, number, "unacknowledged")] == [{}]
+        fired = [d for _, d in await _events(api, number, "step_fired")]
+        assert [(d["run"], d["number"], d["recipients"], d.get("not_paged")) for d in fired] == [
+            (0, 1, ["ana"], None),
+            (1, 1, [], {"user": "ana", "why": "un-acknowledged it"}), (1, 2, ["bo"], None)]
+    finally:
+        await api.daemon.stop()
+
+
 async def test_who_raises_the_severity_is_not_paged_by_it(
     tmp_path: Path, sink: HttpSink,
 ) -> None:

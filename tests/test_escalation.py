@@ -237,21 +237,23 @@ class Sim:
     def next_due(self) -> datetime:
         return min(d.due for d in self.deadlines.values())
 
-    def act(self, action: str, minute: float, until: datetime | None = None) -> Plan:
+    def act(self, action: str, minute: float, until: datetime | None = None,
+            who: str = "ana") -> Plan:
         now = T0 + minute * MIN
-        return self.apply(self.decide(action, now, until), now)
+        return self.apply(self.decide(action, now, until, who), now)
 
-    def decide(self, action: str, now: datetime, until: datetime | None) -> Plan:
+    def decide(self, action: str, now: datetime, until: datetime | None,
+               who: str = "ana") -> Plan:
         if action == "update":
             return on_update(self.state, self.incident, now)
         if action == "snooze":
             assert until is not None
-            return snooze(self.state, self.incident, "ana", until, now)
+            return snooze(self.state, self.incident, who, until, now)
         if action == "unack":
-            return unacknowledge(self.state, self.incident, "ana", now,
+            return unacknowledge(self.state, self.incident, who, now,
                                  severity=SEVERITIES[self.incident.severity], hours=self.hours())
         acts = {"ack": acknowledge, "resolve": resolve}
-        return acts[action](self.state, self.incident, "ana", now)
+        return acts[action](self.state, self.incident, who, now)
 
     def deliver(self, person: str, fate: PageFate, minute: float) -> Plan:
         """The oldest pending page to `person` was sent, or finally failed, at `minute` (the
@@ -684,7 +686,7 @@ def _run_begins(sim: Sim, path: str, now: datetime) -> Plan:
         plan = on_deadline(sim.state, sim.incident, SEV3, Deadline(now, DeadlineKind.SNOOZE),
                            sim.directory, sim.cursors, now)
     elif path == "unack":
-        plan = sim.decide("unack", now, None)
+        plan = sim.decide("unack", now, None, who="cy")  # not ana: who unacks is not paged
     elif path == "maintenance_end":
         # The window held the first run's pages (its steps cancelled); nobody acknowledged.
         sim.state = replace(sim.state, status=EscalationStatus.ACTIVE)
@@ -940,13 +942,40 @@ def test_unacknowledge_starts_a_new_run_now() -> None:
     sim = Sim.open()
     sim.fire_next()
     sim.act("ack", 1)
-    plan = sim.act("unack", 10)
+    plan = sim.act("unack", 10, who="cy")
     assert plan.incident_state is IncidentState.TRIGGERED
     assert set(plan.cancel) == {DeadlineKind.REACK, DeadlineKind.SNOOZE}
     assert list(sim.deadlines.values()) == [Deadline(T0 + 10 * MIN, DeadlineKind.STEP, "1:0:0")]
-    assert (plan.events[0].kind, plan.events[0].actor) == (EventKind.UNACKNOWLEDGED, "ana")
+    assert (plan.events[0].kind, plan.events[0].actor) == (EventKind.UNACKNOWLEDGED, "cy")
     sim.fire_next()
     assert sim.pages[-1] == (10, "ana", "re_escalated")
+
+
+def test_who_unacknowledges_is_not_paged_by_the_run_it_begins() -> None:
+    """ana, the on-call, acknowledged, then handed it back ("not me"): the new run's first
+    step reaches only her, and she is not paged by it (not_paged on the step); it still
+    reached someone, so bo's step comes on its own time, 5 minutes later, and the repeat
+    reminds her as everyone. The state says so across the store."""
+    sim = Sim.open("SEV2")
+    sim.fire_next()
+    sim.act("ack", 1)
+    sim.act("unack", 10)
+    assert sim.state.unacked_by == "ana"
+    assert state_from_dict(json.loads(json.dumps(state_to_dict(sim.state)))) == sim.state
+    sim.run(until=T0 + 60 * MIN)
+    assert sim.pages[1:] == [(15, "bo", "re_escalated"), (25, "dee", "re_escalated"),
+                             (40, "ana", "re_escalated"), (42, "ana", "re_escalated"),
+                             (45, "bo", "re_escalated"), (55, "dee", "re_escalated")]
+    fired = [d for _, kind, d in sim.events if kind is EventKind.STEP_FIRED][1:]
+    assert [(d["number"], d["cycle"], d["recipients"], d.get("not_paged")) for d in fired] == [
+        (1, 0, [], {"user": "ana", "why": "un-acknowledged it"}), (2, 0, ["bo"], None),
+        (3, 0, ["dee"], None), (1, 1, ["ana"], None), (2, 1, ["bo"], None),
+        (3, 1, ["dee"], None)]
+    # Any later run pages her again: the next acknowledgement's reack, say.
+    sim.act("ack", 61)
+    sim.run(until=T0 + 301 * MIN)
+    assert sim.state.unacked_by == ""
+    assert sim.pages[-2:] == [(55, "dee", "re_escalated"), (301, "ana", "re_escalated")]
 
 
 CAUSES = [
@@ -975,7 +1004,7 @@ def test_a_restart_pages_say_what_a_person_changed_not_re_escalated(cause: RunCa
     assert state_from_dict(json.loads(json.dumps(state_to_dict(sim.state)))) == sim.state
     # A later run begun by people acting as before is a re-escalation again.
     sim.act("ack", 30)
-    sim.act("unack", 31)
+    sim.act("unack", 31, who="cy")  # not ana, whom her own unack does not page
     sim.fire_next()
     assert sim.pages[-1] == (31, "ana", "re_escalated")
     assert sim.state.cause is None

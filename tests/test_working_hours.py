@@ -99,8 +99,9 @@ async def until_run(api: Api, number: int, path: str) -> int:
             "reassign_team": ("POST", "/reassign", {"team": "platform"}),
             "reassign_user": ("POST", "/reassign", {"user": "cy"}),
         }[path]
-        # cy raises it: the raise pages the on-call, ana (whoever raises it is not paged).
-        await act(api, number, *done, token=CY_TOKEN if path == "severity_raised" else ANA_TOKEN)
+        # cy raises or un-acknowledges it: the run pages the on-call, ana (whoever raises
+        # or un-acknowledges it is not paged by it); ana names cy (cy naming herself takes it).
+        await act(api, number, *done, token=ANA_TOKEN if path == "reassign_user" else CY_TOKEN)
     else:
         await api.settle()
         paged = len(api.paged())

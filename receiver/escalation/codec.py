@@ -42,7 +42,7 @@ def state_to_stored(state: EscalationState) -> dict[str, Any]:
 
 
 def _state_dict(state: EscalationState, policy: Any) -> dict[str, Any]:
-    return {
+    encoded: dict[str, Any] = {
         "version": _STATE_VERSION,
         "policy": policy,
         "status": state.status.value,
@@ -60,6 +60,9 @@ def _state_dict(state: EscalationState, policy: Any) -> dict[str, Any]:
         "turns": [list(turn) for turn in state.turns],
         "any_hour": state.any_hour,
     }
+    if state.unacked_by:  # only an unack's run: every other state stays as it was
+        encoded["unacked_by"] = state.unacked_by
+    return encoded
 
 
 def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
@@ -82,6 +85,7 @@ def state_from_dict(data: Mapping[str, Any]) -> EscalationState:
             turns=tuple((int(step), int(target))  # states written before them: none
                         for step, target in data.get("turns", ())),
             any_hour=bool(data.get("any_hour", False)),  # states written before it: no
+            unacked_by=str(data.get("unacked_by", "")),  # states written before it: nobody
         )
     except KeyError as exc:
         raise ValueError(f"stored escalation state lacks the key {exc}") from exc

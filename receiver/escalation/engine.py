@@ -197,7 +197,7 @@ def _fire_step(
     targets, round_robin_turns, turn = chosen_targets(state.policy, index, cursors, state.turns)
     recipients, unresolved, rebound = reach(targets, directory, now)
     reason = page_reason(state.policy, name, state.run, state.cycle, index, state.cause)
-    knows = _knows(state)
+    knows, why = _knows(state)
     paged = [r for r in recipients if r.name != knows or isinstance(r, Channel)]
     pages, contacts = pages_for(paged, state, index, reason, now)
     detail = {
@@ -210,7 +210,7 @@ def _fire_step(
         "unresolved": unresolved,
     }
     if len(paged) < len(recipients):  # reached, and knows already: see _knows
-        detail["not_paged"] = {"user": knows, "why": "raised the severity"}
+        detail["not_paged"] = {"user": knows, "why": why}
     if state.policy.ahead:  # a reassignment's run: the reports tell its person from the policy
         detail["ahead"] = state.policy.ahead
     if rebound:  # reached through the team: a reload removed the schedule or lead bound
@@ -230,16 +230,23 @@ def _fire_step(
     )
 
 
-def _knows(state: EscalationState) -> str | None:
-    """The person this step need not page: who raised the severity that began the run knows
-    of it (a self-added responder and a take page nobody for their actor either). Only in
-    the run's first cycle: a repeat reminds everyone the steps reach that nobody has
-    acknowledged yet, them too. A step that reaches only them is no step that reached nobody:
-    what follows it keeps its own time (they were told, by their own hand)."""
+def _knows(state: EscalationState) -> tuple[str | None, str]:
+    """The person this step need not page, and why, as `not_paged` says it ("ana, who WHY,
+    was not paged"): whoever began the run by their own hand knows of it. That is who raised
+    the severity, and who un-acknowledged it (`unacked_by`, "not me, not handled"; an
+    assignee handing it back is not: their run is the team's own policy, as for anyone).
+    A self-added responder and a take page nobody for their actor either. Only in the run's
+    first cycle: a repeat reminds everyone the steps reach that nobody has acknowledged yet,
+    them too. A step that reaches only them is no step that reached nobody: what follows it
+    keeps its own time (they were told, by their own hand)."""
+    if state.cycle:
+        return None, ""
     cause = state.cause
-    if cause is None or cause.reason is not MessageReason.SEVERITY_RAISED or state.cycle:
-        return None
-    return cause.actor
+    if cause is not None and cause.reason is MessageReason.SEVERITY_RAISED:
+        return cause.actor, "raised the severity"
+    if state.unacked_by:
+        return state.unacked_by, "un-acknowledged it"
+    return None, ""
 
 
 def _hold(
@@ -398,11 +405,13 @@ def _reack(
 def _re_escalate(
     state: EscalationState, severity: Severity, hours: WorkingHoursView | None,
     event: TimelineEvent, now: datetime, cause: RunCause | None = None, any_hour: bool = False,
+    unacked_by: str = "",
 ) -> Plan:
     """Back to TRIGGERED with a new run from the first step (or waiting for working hours):
     its pages say re_escalated, or what a person changed (`cause`: a reassignment, a raised
-    severity)."""
-    plan = _new_run(replace(state, cause=cause), severity, hours, state.run + 1, now, any_hour)
+    severity); `unacked_by`: who un-acknowledged it, whom its first cycle does not page."""
+    begun = replace(state, cause=cause, unacked_by=unacked_by)
+    plan = _new_run(begun, severity, hours, state.run + 1, now, any_hour)
     return replace(plan, incident_state=IncidentState.TRIGGERED, events=(event, *plan.events))
 
 
@@ -441,7 +450,9 @@ def unacknowledge(
     severity: Severity, hours: WorkingHoursView | None, via: str = "",
 ) -> Plan:
     """Someone hands it back: escalate again from the first step, in a new run (`severity`,
-    the incident's, and its team's `hours` say whether it waits for them).
+    the incident's, and its team's `hours` say whether it waits for them). Who handed it
+    back said it is not handled: the run's first cycle does not page them (`unacked_by`,
+    `_knows`), and a step that reached only them keeps the next step's time.
 
     The person the incident was reassigned to (or who took it) handing it back is giving it
     up: the new run is the team's own policy (`own_policy`), its first step at once, with
@@ -453,12 +464,14 @@ def unacknowledge(
         raise InvalidTransition(f"cannot unacknowledge: {_where(incident)}")
     detail: dict[str, str] = _how(via)
     handed = replace(state, snoozed_until=None)
+    unacked_by = actor
     if actor in ahead_people(state.policy):
         own = own_policy(state.policy)
         handed = replace(handed, policy=own, last_fired_step=None, last_fired_cycle=None)
         detail["handed_back_to"] = own.name
+        unacked_by = ""  # the team's own policy, as it would page anyone
     event = TimelineEvent(now, EventKind.UNACKNOWLEDGED, actor, detail)
-    plan = _re_escalate(handed, severity, hours, event, now)
+    plan = _re_escalate(handed, severity, hours, event, now, unacked_by=unacked_by)
     return replace(plan, cancel=(DeadlineKind.REACK, DeadlineKind.SNOOZE))
 
 
@@ -499,7 +512,7 @@ def take(
     taken = replace(state, policy=policy, status=EscalationStatus.ACKNOWLEDGED,
                     run=state.run + 1, cycle=0, next_step=0, cycle_started_at=now,
                     snoozed_until=None, last_fired_step=None, last_fired_cycle=None,
-                    cause=cause, turns=(), any_hour=False)
+                    cause=cause, turns=(), any_hour=False, unacked_by="")
     events: tuple[TimelineEvent, ...] = (event,)
     if incident.state is IncidentState.TRIGGERED:
         events += (TimelineEvent(now, EventKind.ACKNOWLEDGED, actor),)

@@ -117,6 +117,10 @@ class EscalationState:
     # This run pages at any hour: a person named by a reassignment was paged at once, and
     # the policy behind them follows as it began, none of its steps held for working hours.
     any_hour: bool = False
+    # Who un-acknowledged the incident, beginning this run (not an assignee handing it back:
+    # that run is the team's own policy): they said it is not handled, and the run's first
+    # cycle does not page them for it (engine._knows).
+    unacked_by: str = ""
 
 
 @frozen(slots=True)

@@ -48,7 +48,7 @@ def _step(incident_id: int, detail: Mapping[str, Any]) -> list[tuple[int, str]]:
     if unresolved:
         reached = _texts(detail.get("recipients"))
         knows = detail.get("not_paged")
-        if isinstance(knows, dict):  # reached, and not paged: they raised the severity
+        if isinstance(knows, dict):  # reached, and not paged: they raised it, unacked it...
             lines.append((logging.WARNING, f"{step} paged {', '.join(reached) or 'nobody'}"
                           f" ({knows.get('user')}, who {knows.get('why')}, was not paged) and"
                           " missed: " + "; ".join(unresolved)))

@@ -4,11 +4,14 @@ when the API token is missing, and `ackd sink`, which prints the pages it receiv
 from __future__ import annotations
 
 import asyncio
+import http.server
 import io
 import json
 import socket
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 from datetime import datetime
 from importlib.metadata import version
 
@@ -190,3 +193,65 @@ def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
     assert "Traceback" not in stderr, stderr
     assert "BrokenPipe" not in stderr, stderr
     assert proc.returncode == 1
+
+
+# Every command that asks a running ackd, and what its error line starts with (the command,
+# and what it was about) when the API refuses it.
+ASKING = [
+    (["ack", "12"], "ack #12"), (["snooze", "12", "--for", "10m"], "snooze #12"),
+    (["incidents"], "incidents"), (["heartbeats"], "heartbeats"), (["reload"], "reload"),
+    (["maintenance", "list"], "maintenance"), (["maintenance", "delete", "3"], "maintenance"),
+    (["override", "list", "payments"], "override list"),
+    (["override", "delete", "payments", "3"], "override delete"),
+    (["oncall", "payments"], "oncall: asking ackd at {url}"), (["feed", "user", "ana"], "feed"),
+    (["postmortem", "12"], "postmortem #12"), (["report"], "report"),
+    (["drill", "payments"], "drill payments"), (["note", "12", "hi"], "note #12"),
+    (["declare", "payments", "SEV1", "down"], "declare"),
+]
+
+
+class _Refusing(http.server.BaseHTTPRequestHandler):
+    """An ackd that refuses every request for want of the admin scope."""
+
+    def _refuse(self) -> None:
+        body = json.dumps({"error": "needs scope 'admin'", "scope": "admin"}).encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _refuse
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def refusing() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize(("argv", "what"), ASKING, ids=[" ".join(a) for a, _ in ASKING])
+def test_every_command_asking_ackd_says_why_it_could_not_in_one_line(
+    argv: list[str], what: str, refusing: str, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """One wrapper (client.ask) answers for them all: ackd out of reach is "cannot reach ackd
+    at URL: why"; the API's refusal is the command and what it was about, then the status and
+    the reason."""
+    closed = "http://127.0.0.1:1"
+    assert main.main([*argv, "--url", closed, "--token", "t"]) == 1
+    said = capsys.readouterr()
+    assert said.err.startswith(f"cannot reach ackd at {closed}: "), said.err
+    assert (said.out, said.err.count("\n")) == ("", 1)
+
+    assert main.main([*argv, "--url", refusing, "--token", "t"]) == 1
+    said = capsys.readouterr()
+    assert said.err.startswith(f"{what.format(url=refusing)}: HTTP 403: "), said.err
+    assert said.err.endswith("needs scope 'admin'\n"), said.err
+    assert (said.out, said.err.count("\n")) == ("", 1)

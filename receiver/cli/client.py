@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -19,6 +20,19 @@ def run_async(call: Coroutine[Any, Any, T]) -> T:
     import asyncio
 
     return asyncio.run(call)
+
+
+def ask(call: Coroutine[Any, Any, T], what: str, url: str) -> T | None:
+    """The answer to `call`, asked of the ackd at `url` now; or None once the reason is on
+    stderr: the API's error after `what` (the command, and what it was about), or "cannot
+    reach ackd at URL: why". Every command that asks a running ackd answers through this."""
+    try:
+        return run_async(call)
+    except ApiError as exc:
+        print(f"{what}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        print(f"cannot reach ackd at {url}: {exc}", file=sys.stderr)
+    return None
 
 
 @frozen

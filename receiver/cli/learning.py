@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from receiver.cli.client import ApiError, Client, run_async
+from receiver.cli.client import Client, ask
 from receiver.core.durations import parse_duration
 
 POLL_SECONDS = 0.5
@@ -52,20 +52,17 @@ def add_commands(
 
 
 def run_postmortem(args: argparse.Namespace) -> int:
-    try:
-        text = run_async(Client(args.url, args.token).postmortem(args.incident))
-    except (ApiError, OSError) as exc:
-        print(f"postmortem #{args.incident}: {exc}", file=sys.stderr)
+    text = ask(Client(args.url, args.token).postmortem(args.incident),
+               f"postmortem #{args.incident}", args.url)
+    if text is None:
         return 1
     sys.stdout.write(text)
     return 0
 
 
 def run_report(args: argparse.Namespace) -> int:
-    try:
-        report = run_async(Client(args.url, args.token).report(args.since))
-    except (ApiError, OSError) as exc:
-        print(f"report: {exc}", file=sys.stderr)
+    report = ask(Client(args.url, args.token).report(args.since), "report", args.url)
+    if report is None:
         return 1
     print("\n".join(report_lines(report)))
     return 0
@@ -77,10 +74,9 @@ def run_drill(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"--wait: {exc}", file=sys.stderr)
         return 2
-    try:
-        report = run_async(_drill(Client(args.url, args.token), args, wait))
-    except (ApiError, OSError) as exc:
-        print(f"drill {args.team}: {exc}", file=sys.stderr)
+    report = ask(_drill(Client(args.url, args.token), args, wait), f"drill {args.team}",
+                 args.url)
+    if report is None:
         return 1
     print("\n".join(drill_lines(report)))
     return drill_exit(report)
@@ -100,7 +96,7 @@ def drill_exit(r: Mapping[str, Any]) -> int:
 
 
 async def _drill(client: Client, args: argparse.Namespace, wait: float) -> dict[str, Any]:
-    import asyncio  # imported by now (run_async); not with this module, which builds the parser
+    import asyncio  # imported by now (ask); not with this module, which builds the parser
 
     started = await client.drill(args.team, args.severity)
     number = started["incident"]

@@ -9,7 +9,6 @@ config builder, Apprise or the daemon (tests/test_cli_imports.py).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Callable
@@ -18,16 +17,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from receiver.cli import learning, respond
-from receiver.cli.client import ApiError, Client
+from receiver.cli.client import Client, ask
 
 
 def oncall_asked(args: argparse.Namespace, at: datetime) -> int:
     """Ask the running ackd: it knows the team's schedule and zone, so no config file is
     needed, and its answer includes the run-time overrides and swaps."""
-    try:
-        answer = asyncio.run(Client(args.url, args.token).oncall(args.team, at.isoformat()))
-    except (ApiError, OSError) as exc:
-        print(f"oncall: asking ackd at {args.url}: {exc}", file=sys.stderr)
+    answer = ask(Client(args.url, args.token).oncall(args.team, at.isoformat()),
+                 f"oncall: asking ackd at {args.url}", args.url)
+    if answer is None:
         return 1
     tz = ZoneInfo(answer["tz"])
     print(f"{answer['team']} (schedule {answer['schedule']}, {tz.key}) at {at.isoformat()}:")
@@ -58,27 +56,20 @@ def override(args: argparse.Namespace) -> int:
         return 1
     client = Client(args.url, args.token)
     command = args.override_command
-    gaps: list[dict[str, Any]] = []
-    try:
-        if command == "list":
-            found = asyncio.run(client.overrides(args.schedule))["overrides"]
-        elif command == "delete":
-            answer = asyncio.run(client.delete_override(args.schedule, args.id))
-            print("deleted " + ", ".join(f"#{i}" for i in answer["deleted"]))
-            _warn_gaps(args.schedule, answer.get("gaps", []))
-            return 0
-        else:
-            answer = asyncio.run(client.add_override(args.schedule, _override_body(args)))
-            found, gaps = answer["overrides"], answer.get("gaps", [])
-    except ApiError as exc:
-        print(f"override {command}: {exc}", file=sys.stderr)
+    if command == "list":
+        call = client.overrides(args.schedule)
+    elif command == "delete":
+        call = client.delete_override(args.schedule, args.id)
+    else:
+        call = client.add_override(args.schedule, _override_body(args))
+    answer = ask(call, f"override {command}", args.url)
+    if answer is None:
         return 1
-    except OSError as exc:
-        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
-        return 1
-    for o in found:
+    if command == "delete":
+        print("deleted " + ", ".join(f"#{i}" for i in answer["deleted"]))
+    for o in answer.get("overrides", []):
         print(_override_line(o))
-    _warn_gaps(args.schedule, gaps)
+    _warn_gaps(args.schedule, answer.get("gaps", []))  # what a change leaves uncovered
     return 0
 
 
@@ -147,14 +138,9 @@ def act(args: argparse.Namespace) -> int:
     if no_token(args):
         return 1
     body = {"for": args.length} if args.command == "snooze" else None
-    client = Client(args.url, args.token)
-    try:
-        incident = asyncio.run(client.act(args.incident, args.command, body))
-    except ApiError as exc:
-        print(f"{args.command} #{args.incident}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
+    incident = ask(Client(args.url, args.token).act(args.incident, args.command, body),
+                   f"{args.command} #{args.incident}", args.url)
+    if incident is None:
         return 1
     print(f"#{incident['id']} {incident['state']}")
     return 0
@@ -164,10 +150,8 @@ def incidents(args: argparse.Namespace) -> int:
     if no_token(args):
         return 1
     query = {k: v for k in ("state", "team", "severity") if (v := getattr(args, k))}
-    try:
-        found = asyncio.run(Client(args.url, args.token).incidents(**query))
-    except (ApiError, OSError) as exc:
-        print(f"incidents: {exc}", file=sys.stderr)
+    found = ask(Client(args.url, args.token).incidents(**query), "incidents", args.url)
+    if found is None:
         return 1
     for i in found["incidents"]:
         print(json.dumps({k: i[k] for k in ("id", "state", "severity", "team", "summary")}))
@@ -177,10 +161,8 @@ def incidents(args: argparse.Namespace) -> int:
 def heartbeats(args: argparse.Namespace) -> int:
     if no_token(args):
         return 1
-    try:
-        found = asyncio.run(Client(args.url, args.token).heartbeats())
-    except (ApiError, OSError) as exc:
-        print(f"heartbeats: {exc}", file=sys.stderr)
+    found = ask(Client(args.url, args.token).heartbeats(), "heartbeats", args.url)
+    if found is None:
         return 1
     rows = [("NAME", "STATE", "LAST ARRIVAL", "LATE AT", "INCIDENT")]
     rows += [(h["name"], h["state"], h["last_arrival"] or "never", h["due"],
@@ -202,11 +184,10 @@ def reload(args: argparse.Namespace) -> int:
     A deploy script fails on a refusal, never on a warning."""
     if no_token(args):
         return 1
-    try:
-        took, answer = asyncio.run(Client(args.url, args.token, RELOAD_TIMEOUT).reload())
-    except (ApiError, OSError) as exc:
-        print(f"reload: {exc}", file=sys.stderr)
+    asked = ask(Client(args.url, args.token, RELOAD_TIMEOUT).reload(), "reload", args.url)
+    if asked is None:
         return 1
+    took, answer = asked
     if not took:
         for problem in answer["problems"]:
             print(_located(problem), file=sys.stderr)
@@ -238,23 +219,27 @@ def maintenance(args: argparse.Namespace) -> int:
     if no_token(args):
         return 1
     client = Client(args.url, args.token)
-    try:
-        if args.maintenance_command == "add":
-            body = {k: v for k, v in (("team", args.team), ("start", args.start),
-                                      ("end", args.end), ("for", args.length)) if v}
-            body.update(matchers=args.matchers, comment=args.comment)
-            window = asyncio.run(client.add_maintenance(body))
-            print(f"maintenance window #{window['id']} from {window['start']} to {window['end']}")
-        elif args.maintenance_command == "delete":
-            asyncio.run(client.delete_maintenance(args.id))
-            print(f"maintenance window #{args.id} deleted")
-        else:
-            for w in asyncio.run(client.maintenance())["windows"]:
-                print(json.dumps({k: w[k] for k in ("id", "name", "team", "matchers", "start",
-                                                     "end", "active", "comment")}))
-    except (ApiError, OSError) as exc:
-        print(f"maintenance: {exc}", file=sys.stderr)
+    command = args.maintenance_command
+    if command == "add":
+        body = {k: v for k, v in (("team", args.team), ("start", args.start),
+                                  ("end", args.end), ("for", args.length)) if v}
+        body.update(matchers=args.matchers, comment=args.comment)
+        call = client.add_maintenance(body)
+    elif command == "delete":
+        call = client.delete_maintenance(args.id)
+    else:
+        call = client.maintenance()
+    answer = ask(call, "maintenance", args.url)
+    if answer is None:
         return 1
+    if command == "add":
+        print(f"maintenance window #{answer['id']} from {answer['start']} to {answer['end']}")
+    elif command == "delete":
+        print(f"maintenance window #{args.id} deleted")
+    else:
+        for w in answer["windows"]:
+            print(json.dumps({k: w[k] for k in ("id", "name", "team", "matchers", "start",
+                                                 "end", "active", "comment")}))
     return 0
 
 

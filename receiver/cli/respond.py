@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from receiver.cli.client import ApiError, Client, run_async
+from receiver.cli.client import Client, ask
 from receiver.incidents.roles import Role
 
 ApiFlags = Callable[[argparse.ArgumentParser], None]
@@ -146,14 +146,8 @@ def run_call(
         if isinstance(call, Coroutine):
             call.close()  # never sent: say so to Python too, not as "never awaited"
         return None
-    try:
-        return run_async(_await(call))
-    except ApiError as exc:
-        what = f" #{args.incident}" if hasattr(args, "incident") else ""
-        print(f"{args.command}{what}: {exc}", file=sys.stderr)
-    except OSError as exc:
-        print(f"cannot reach ackd at {args.url}: {exc}", file=sys.stderr)
-    return None
+    what = f" #{args.incident}" if hasattr(args, "incident") else ""
+    return ask(_await(call), f"{args.command}{what}", args.url)
 
 
 async def _await(call: Awaitable[dict[str, Any]]) -> dict[str, Any]:

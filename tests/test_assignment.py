@@ -46,20 +46,20 @@ async def test_reassigning_to_a_team_starts_its_policy_over(api: Api) -> None:
     await api.settle()
     await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
     status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
-                                  {"team": "platform"}, token=ANA_TOKEN)
+                                  {"team": "platform"}, token=CY_TOKEN)
     assert (status, body["team"], body["state"]) == (200, "platform", "triggered")
     await api.settle()
     assert api.paged()[-1] == "ana"  # platform's first step: its primary on call
     page = api.notifier.sent[-1][1]
     assert page.title.startswith(f"[SEV1] REASSIGNED #{number} platform:")
-    assert "REASSIGNED to team platform by ana (step 1)." in page.body.splitlines()
+    assert "REASSIGNED to team platform by cy (step 1)." in page.body.splitlines()
     assert "acknowledged earlier" not in page.body
     await _later(api, 5)
     assert api.paged()[-1] == "bo"  # and on, as its policy says
-    assert ("REASSIGNED to team platform by ana; nobody has acknowledged yet (step 2)."
+    assert ("REASSIGNED to team platform by cy; nobody has acknowledged yet (step 2)."
             in api.notifier.sent[-1][1].body)
     assert await _events(api, number, "reassigned") == [
-        ("ana", {"team": "platform", "user": None, "previous_team": "payments"})]
+        ("cy", {"team": "platform", "user": None, "previous_team": "payments"})]
 
 
 async def test_reassigning_to_a_person_pages_them_first_and_the_team_behind_them(
@@ -308,6 +308,35 @@ async def test_who_unacknowledges_is_not_paged_by_the_run_it_begins(
         assert [(d["run"], d["number"], d["recipients"], d.get("not_paged")) for d in fired] == [
             (0, 1, ["ana"], None),
             (1, 1, [], {"user": "ana", "why": "un-acknowledged it"}), (1, 2, ["bo"], None)]
+    finally:
+        await api.daemon.stop()
+
+
+async def test_who_reassigns_to_a_team_they_are_on_call_for_is_not_paged_by_it(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """ana, the on-call, reassigns her acknowledged incident to platform, whose on-call she
+    is too: the new run's first step reaches only her, and she is not paged by her own
+    change; the timeline says so, and bo's step comes on its own time, 5 minutes later."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await sink.wait_for(1)
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                      {"team": "platform"}, token=ANA_TOKEN)
+        assert (status, body["team"], body["state"]) == (200, "platform", "triggered")
+        await _later(api, 4.9)
+        assert [r.path for r in sink.requests] == ["/ana"]
+        await _later(api, 0.1)
+        [page] = (await sink.wait_for(2))[1:]
+        assert page.path == "/bo"
+        assert page.json["message"].splitlines()[0] == (
+            "REASSIGNED to team platform by ana; nobody has acknowledged yet (step 2).")
+        fired = [d for _, d in await _events(api, number, "step_fired")]
+        assert [(d["number"], d["recipients"], d.get("not_paged")) for d in fired[1:]] == [
+            (1, [], {"user": "ana", "why": "reassigned it"}), (2, ["bo"], None)]
     finally:
         await api.daemon.stop()
 

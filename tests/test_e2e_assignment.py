@@ -81,10 +81,10 @@ async def running(tmp_path: Path, sink: HttpSink) -> AsyncIterator[Running]:
 async def test_a_reassigned_incident_pages_saying_who_reassigned_it(running: Running) -> None:
     number = running.number
     await running.ackd.call("POST", f"/api/v1/incidents/{number}/reassign",
-                            {"team": "platform"}, token=ANA_TOKEN)
+                            {"team": "platform"}, token=CY_TOKEN)  # not paged by it
     page = await running.page("/ana", "REASSIGNED")
     assert page["title"].startswith(f"[SEV2] REASSIGNED #{number} platform:")
-    assert "REASSIGNED to team platform by ana (step 1)." in page["message"]
+    assert "REASSIGNED to team platform by cy (step 1)." in page["message"]
     assert "acknowledged earlier" not in page["message"]
 
 

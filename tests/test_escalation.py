@@ -1030,6 +1030,29 @@ def test_a_person_reassigned_to_has_the_team_policy_behind_them() -> None:
     assert {reason for _, _, reason in sim.pages[1:]} == {"reassigned"}
 
 
+def test_who_reassigns_to_a_team_is_not_paged_by_the_first_cycle_it_begins() -> None:
+    """dee reassigns the incident to a team whose policy reaches her at step 3: her own
+    change does not page her (not_paged); the step still reached someone, so erin's comes on
+    its own time, and the repeat reminds dee as everyone. (Reassigning it to another person,
+    she is paged by the policy behind them: above, that person did not answer.)"""
+    sim = Sim.open()
+    sim.fire_next()
+    sim.act("ack", 1)
+    now = T0 + 10 * MIN
+    event = TimelineEvent(now, EventKind.REASSIGNED, "dee")
+    cause = RunCause(MessageReason.REASSIGNED, "dee", "team platform")
+    sim.apply(restart(sim.state, sim.incident, SEV1, event, now, STANDARD, cause,
+                      hours=sim.hours()), now)
+    sim.run(until=T0 + 70 * MIN)
+    assert [(m, who) for m, who, _ in sim.pages[1:]] == [
+        (10, "ana"), (12, "ana"), (15, "bo"), (40, "erin"), (40, "exec-status"), (55, "ana"),
+        (57, "ana"), (60, "bo"), (70, "dee")]
+    fired = [d for _, kind, d in sim.events if kind is EventKind.STEP_FIRED][1:]
+    assert [(d["number"], d["cycle"], d.get("not_paged")) for d in fired] == [
+        (1, 0, None), (2, 0, None), (3, 0, {"user": "dee", "why": "reassigned it"}),
+        (4, 0, None), (1, 1, None), (2, 1, None), (3, 1, None)]
+
+
 def _take(sim: Sim, minute: float, who: str = "cy") -> Plan:
     """`who` reassigns the incident to themselves at `minute`."""
     now = T0 + minute * MIN

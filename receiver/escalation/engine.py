@@ -233,9 +233,12 @@ def _fire_step(
 def _knows(state: EscalationState) -> tuple[str | None, str]:
     """The person this step need not page, and why, as `not_paged` says it ("ana, who WHY,
     was not paged"): whoever began the run by their own hand knows of it. That is who raised
-    the severity, and who un-acknowledged it (`unacked_by`, "not me, not handled"; an
-    assignee handing it back is not: their run is the team's own policy, as for anyone).
-    A self-added responder and a take page nobody for their actor either. Only in the run's
+    the severity, who reassigned it to a team (the new team's on-call, or its lead, may be
+    them), and who un-acknowledged it (`unacked_by`, "not me, not handled"; an assignee
+    handing it back is not: their run is the team's own policy, as for anyone). Who
+    reassigned it to another person is paged by the policy behind that person, which
+    follows only if that person did not answer: news to them. A self-added responder and a
+    take page nobody for their actor either. Only in the run's
     first cycle: a repeat reminds everyone the steps reach that nobody has acknowledged yet,
     them too. A step that reaches only them is no step that reached nobody: what follows it
     keeps its own time (they were told, by their own hand)."""
@@ -244,6 +247,8 @@ def _knows(state: EscalationState) -> tuple[str | None, str]:
     cause = state.cause
     if cause is not None and cause.reason is MessageReason.SEVERITY_RAISED:
         return cause.actor, "raised the severity"
+    if cause is not None and cause.reason is MessageReason.REASSIGNED and not state.policy.ahead:
+        return cause.actor, "reassigned it"
     if state.unacked_by:
         return state.unacked_by, "un-acknowledged it"
     return None, ""

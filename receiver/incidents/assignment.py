@@ -3,17 +3,18 @@ a person, paging more responders in, raising or lowering its severity. Pure deci
 desk writes them and asks the responder to restart escalation where one is due.
 
 - Reassigning to a team makes that team's policy (its first route's) the incident's, and
-  escalation starts over under it. Reassigning to a person pages them first, alone and at
-  once; if they have not acknowledged within the time the incident's policy gives its first
-  step to answer (`answer_window`), the incident's team's policy follows from its first step,
-  as it would for a new incident: a person who is asleep or away does not leave the incident
-  with nobody behind them. Reassigning it to yourself takes it: nobody is paged, the run is
-  in your hands from its start (an acknowledgement if nobody's was: `engine.take`), and its
-  reack pages you first, the policy behind you. The person a reassignment named (or who
-  took it) un-acknowledging it gives it up: the team's own policy runs at once, nobody
-  ahead (`engine.unacknowledge`, `own_policy`); anyone else's unack keeps them first.
-  `person_policy` and `own_policy` live in escalation/policy.py, where the engine reads
-  them.
+  escalation starts over under it (whoever reassigned it unpaged by the run's first cycle,
+  as the new team's on-call say: `engine._knows`). Reassigning to a person pages them first,
+  alone and at once; if they have not acknowledged within the time the incident's policy
+  gives its first step to answer (`answer_window`), the incident's team's policy follows
+  from its first step, as it would for a new incident: a person who is asleep or away does
+  not leave the incident with nobody behind them. Reassigning it to yourself takes it:
+  nobody is paged, the run is in your hands from its start (an acknowledgement if nobody's
+  was: `engine.take`), and its reack pages you first, the policy behind you. The person a
+  reassignment named (or who took it) un-acknowledging it gives it up: the team's own policy
+  runs at once, nobody ahead (`engine.unacknowledge`, `own_policy`); anyone else's unack
+  keeps them first. `person_policy` and `own_policy` live in escalation/policy.py, where the
+  engine reads them.
 - Adding a responder pages them as a step would (immediate contacts at once, delayed ones
   later unless they acted meanwhile: follow.py) and changes nothing else.
 - Raising the severity starts escalation over under the steps of the new severity (its

@@ -306,23 +306,32 @@ def is_gsm7(text: str) -> bool:
     return all(char in GSM7_BASIC or char in GSM7_EXTENSION for char in text)
 
 
+def septets(text: str) -> int:
+    """How much of an SMS segment (160 septets) a GSM-7 text takes."""
+    return sum(2 if char in GSM7_EXTENSION else 1 for char in text)
+
+
 def test_the_gsm7_check_knows_the_alphabet() -> None:
     assert len(GSM7_BASIC) == 128
     assert is_gsm7("[SEV1] #42 payments: 5xx at 40% (eu-west-1) Ack: https://a.b/l/x_y-z")
     assert not is_gsm7("cut here…")
     assert not is_gsm7("Zahlungs-API “down”")
+    assert septets("[SEV1] a") == 10
 
 
 @pytest.mark.parametrize("reason", REASONS)
-def test_a_cut_sms_stays_in_the_gsm7_alphabet(reason: str) -> None:
+def test_a_cut_sms_stays_one_gsm7_sms(reason: str) -> None:
     """A summary cut to fit ends in "...": one character outside GSM-7 (an ellipsis) would
-    send the whole text as UCS-2, 70 characters a segment instead of 160."""
+    send the whole text as UCS-2, 70 characters a segment instead of 160. And it is cut to
+    160 septets, not characters: "[" and "]" take two each, so a 160-character page that
+    starts "[SEV1]" would be two SMS."""
     context = ctx(reason, incident=incident(summary=LONG_SUMMARY))
 
     body = TEMPLATES.render(context, short=True).body
 
     assert "..." in body  # the summary was cut
     assert is_gsm7(body)
+    assert septets(body) in (SHORT_LIMIT - 1, SHORT_LIMIT)  # full: a space may be cut too
 
 
 def test_a_cut_short_note_bundle_stays_in_the_gsm7_alphabet() -> None:
@@ -330,6 +339,14 @@ def test_a_cut_short_note_bundle_stays_in_the_gsm7_alphabet() -> None:
 
     assert body.endswith("...")
     assert is_gsm7(body)
+    assert septets(body) <= SHORT_LIMIT
+
+
+def test_a_short_page_bundle_stays_one_gsm7_sms() -> None:
+    body = render_bundle(bundle(40, SEV1), short=True).body
+    assert body.endswith(" and 39 more")
+    assert is_gsm7(body)
+    assert septets(body) <= SHORT_LIMIT
 
 
 def test_a_short_summary_is_kept_whole() -> None:
@@ -369,8 +386,9 @@ def test_a_later_steps_sms_names_who_was_paged_before_where_it_fits() -> None:
                      f" Ack: {ACK}")
 
 
-# An SMS page's fixed parts around its summary: "[SEV1] ESC #42 payments: " and the link.
-_FIXED = len("[SEV1] ESC #42 payments: ") + len(f" Ack: {ACK}")
+# An SMS page's fixed parts around its summary: "[SEV1] ESC #42 payments: " and the link, in
+# septets (each bracket takes two).
+_FIXED = septets("[SEV1] ESC #42 payments: ") + septets(f" Ack: {ACK}")
 _NAMES = " (paged before: cy, ana +2)"
 _ONE = " (paged before: cy +3)"
 _COUNT = " (4 paged before)"
@@ -392,12 +410,12 @@ def test_who_was_paged_before_takes_only_the_room_an_sms_page_leaves(
     spare: int, earlier: str
 ) -> None:
     """The summary and the link come first: "paged before" takes what room they leave over
-    the 160 characters, in the longest form that fits, and never shortens the summary."""
+    the 160 septets, in the longest form that fits, and never shortens the summary."""
     what = "x" * (SHORT_LIMIT - _FIXED - spare)
     context = ctx("escalated", incident=incident(summary=what), paged_before=PAGED_BEFORE)
     body = TEMPLATES.render(context, short=True).body
     assert body == f"[SEV1] ESC #42 payments: {what}{earlier} Ack: {ACK}"
-    assert len(body) == SHORT_LIMIT - spare + len(earlier) <= SHORT_LIMIT
+    assert septets(body) == SHORT_LIMIT - spare + len(earlier) <= SHORT_LIMIT
 
 
 def test_a_summary_too_long_for_an_sms_leaves_no_room_for_who_was_paged_before() -> None:
@@ -405,7 +423,7 @@ def test_a_summary_too_long_for_an_sms_leaves_no_room_for_who_was_paged_before()
     context = ctx("escalated", incident=incident(summary=what), paged_before=PAGED_BEFORE)
     body = TEMPLATES.render(context, short=True).body
     assert body == f"[SEV1] ESC #42 payments: {what[:-4]}... Ack: {ACK}"
-    assert len(body) == SHORT_LIMIT
+    assert septets(body) == SHORT_LIMIT
 
 
 @pytest.mark.parametrize("reason", REASONS)

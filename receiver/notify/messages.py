@@ -35,8 +35,9 @@ Every value a template prints is shown on one line, its control characters escap
 alert's label or annotation cannot add lines of its own, such as a forged `Acknowledge:` link.
 
 Short messages (a per-contact `short: true`, for SMS gateways) are built here, not templated:
-one body of at most 160 characters that always keeps its link, and no title, because SMS
-plugins prepend the title to the body. A later step's short page names whom the run paged
+one body that fits one SMS, 160 GSM-7 septets (`sms_length`: the brackets of "[SEV1]" take
+two each), that always keeps its link, and no title, because SMS plugins prepend the title to
+the body. A later step's short page names whom the run paged
 before in what room the whole summary and the link leave (`short_paged_before`).
 """
 
@@ -92,6 +93,9 @@ _DASHBOARD_KEYS = ("dashboard", "dashboard_url", "grafana_url")
 # characters a segment, and one character outside it (the ellipsis is one) sends the whole
 # text as UCS-2, 70 characters a segment. A full page can reach an SMS too (`short: false`).
 _ELLIPSIS = "..."
+# GSM 03.38's extension table: GSM-7 writes each of these as an escape and the character, two
+# of a segment's 160 septets, so a 160-character text holding "[SEV1]" would be two SMS.
+_GSM7_ESCAPED = frozenset("^{}\\[~]|€\f")
 _WEB_LINK = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
 
 
@@ -655,7 +659,8 @@ _SHORT_TAGS = {"triggered": "", "escalated": "ESC ", "reminder": "REMINDER ",
 
 
 def short_body(ctx: MessageContext) -> str:
-    """At most SHORT_LIMIT characters; the summary gives way, the link never does."""
+    """One SMS (SHORT_LIMIT septets, `sms_length`); the summary gives way, the link never
+    does."""
     what = summary(ctx.incident, ctx.alerts)
     i = ctx.incident
     if ctx.reason == "acknowledged":
@@ -680,15 +685,15 @@ def short_body(ctx: MessageContext) -> str:
         return _fit(f"#{i.id} no status update for {every}: ", what, f" {ctx.incident_url}")
     head = f"[{ctx.severity.name}] {_SHORT_TAGS[ctx.reason]}#{i.id} {i.team}: "
     tail = f" Ack: {ctx.ack_url}"
-    if len(head) + len(tail) > SHORT_LIMIT - 1:
+    if sms_length(head) + sms_length(tail) > SHORT_LIMIT - 1:
         head = f"#{i.id} "
-    earlier = short_paged_before(ctx.paged_before,
-                                 SHORT_LIMIT - len(head) - len(what) - len(tail))
+    earlier = short_paged_before(
+        ctx.paged_before, SHORT_LIMIT - sms_length(head) - sms_length(what) - sms_length(tail))
     return _fit(head, what + earlier, tail)
 
 
 def short_paged_before(paged: PagedBefore, room: int) -> str:
-    """Whom the run paged before, in at most `room` characters, for a short page: the
+    """Whom the run paged before, in at most `room` septets, for a short page: the
     names (the latest first) and how many more, " (paged before: bo, ana +2)"; fewer names
     and a larger count where they do not fit; the count alone, " (4 paged before)"; or
     nothing. It only ever takes room left over: the summary and the link come first."""
@@ -697,10 +702,10 @@ def short_paged_before(paged: PagedBefore, room: int) -> str:
     for count in range(len(names), 0, -1):
         rest = total - count
         text = f" (paged before: {', '.join(names[:count])}{f' +{rest}' if rest else ''})"
-        if len(text) <= room:
+        if sms_length(text) <= room:
             return text
     text = f" ({total} paged before)" if total else ""
-    return text if len(text) <= room else ""
+    return text if sms_length(text) <= room else ""
 
 
 def _short_stale(ctx: MessageContext, what: str) -> str:
@@ -713,14 +718,32 @@ def _short_stale(ctx: MessageContext, what: str) -> str:
 
 
 def _fit(head: str, middle: str, tail: str) -> str:
-    """head + middle + tail in SHORT_LIMIT characters, shortening middle (then head) only."""
-    room = SHORT_LIMIT - len(head) - len(tail)
-    if room >= len(middle):
+    """head + middle + tail in one SMS (SHORT_LIMIT septets), shortening middle (then head)
+    only."""
+    room = SHORT_LIMIT - sms_length(head) - sms_length(tail)
+    if room >= sms_length(middle):
         return head + middle + tail
     if room > len(_ELLIPSIS):
-        return head + middle[: room - len(_ELLIPSIS)].rstrip() + _ELLIPSIS + tail
+        return head + _cut(middle, room - len(_ELLIPSIS)).rstrip() + _ELLIPSIS + tail
     # The link alone fills the limit: send what fits of the head, and the whole link.
-    return (head[: max(0, SHORT_LIMIT - len(tail))].rstrip() + tail).strip()
+    return (_cut(head, max(0, SHORT_LIMIT - sms_length(tail))).rstrip() + tail).strip()
+
+
+def sms_length(text: str) -> int:
+    """How many of an SMS segment's septets `text` takes in GSM-7: one a character, two for
+    one of the extension table's. (A text holding a character GSM-7 lacks goes as UCS-2, 70
+    characters a segment, whatever this says: the short texts keep to GSM-7 where they can.)"""
+    return len(text) + sum(1 for char in text if char in _GSM7_ESCAPED)
+
+
+def _cut(text: str, room: int) -> str:
+    """The longest start of `text` that takes at most `room` septets."""
+    used = 0
+    for n, char in enumerate(text):
+        used += 2 if char in _GSM7_ESCAPED else 1
+        if used > room:
+            return text[:n]
+    return text
 
 
 # -- bundles and summaries ---------------------------------------------------------------
@@ -761,7 +784,7 @@ def _short_bundle(contexts: Sequence[MessageContext]) -> str:
         left = len(contexts) - shown - 1
         tail = f" and {left} more" if left else ""
         # The first entry goes in regardless: a bundle without one ack link is useless.
-        if shown and len(body) + len(entry) + len(tail) > SHORT_LIMIT:
+        if shown and sms_length(body + entry + tail) > SHORT_LIMIT:
             return body + f" and {len(contexts) - shown} more"
         body += entry
     return body
@@ -863,7 +886,7 @@ def render_held_back(
         body = f"{title}{about}."
         acks = [f" #{held.id} Ack: {held.ack_url}" for held in incidents if held.ack_url]
         for shown, entry in enumerate(acks):
-            if shown and len(body) + len(entry) > SHORT_LIMIT:
+            if shown and sms_length(body + entry) > SHORT_LIMIT:
                 break
             body += entry
         return Message("", body, NotifyType.WARNING)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -749,6 +750,47 @@ def test_a_short_held_back_summary_carries_the_ack_links_that_fit() -> None:
     assert message.body == ("5 notifications were held back: incidents #58, #59, #60, #61."
                             f" #58 Ack: http://ackd.example/l/{'x' * 40}58")
     assert len(message.body) <= SHORT_LIMIT
+
+
+_HELD_HEAD = re.compile(r"(\d+) notifications? (?:was|were) held back"
+                        r"(?:: incidents? ((?:#\d+, )*#\d+)(?: \+(\d+))?|: (\d+) incidents?)?\.")
+
+
+@pytest.mark.parametrize("count", range(1, 61))
+def test_a_short_held_back_summary_is_one_sms(count: int) -> None:
+    """The count, the first acknowledge link whole, and as many incident numbers as fit
+    beside them, the others counted ("+N"): one GSM-7 SMS whatever the count (ten numbers
+    and the link made 177 characters for 40 incidents)."""
+    ids = [1000 + n for n in range(count)]
+    held = [HeldIncident(i, "SEV1", "payments", "Payment API down", f"{ACK}{i}")
+            for i in ids[:10]]
+
+    body = render_held_back(2 * count, timedelta(minutes=10), ids, [("triggered", 2 * count)],
+                            held, short=True).body
+
+    assert is_gsm7(body)
+    assert septets(body) <= SHORT_LIMIT
+    head, link, _ = body.partition(f" #1000 Ack: {ACK}1000")
+    assert link  # the first acknowledge link, whole
+    match = _HELD_HEAD.fullmatch(head)
+    assert match is not None, head
+    assert match[1] == str(2 * count)
+    listed = match[2].split(", ")
+    assert listed == [f"#{i}" for i in ids[:len(listed)]]
+    assert len(listed) + int(match[3] or 0) == count
+    if match[3]:  # cut: one more number would not have fitted
+        assert septets(body) + len(f", #{ids[len(listed)]}") > SHORT_LIMIT
+
+
+def test_a_short_held_back_summary_leaves_out_a_link_too_long_to_fit() -> None:
+    long_ack = f"https://ackd.example.com/{'x' * 120}/l/{'y' * 44}"
+    held = [HeldIncident(7, "SEV1", "pay", "Down", long_ack)]
+
+    body = render_held_back(40, timedelta(minutes=10), list(range(7, 47)),
+                            [("triggered", 40)], held, short=True).body
+
+    assert body == ("40 notifications were held back: incidents #7, #8, #9, #10, #11, #12, "
+                    "#13, #14, #15, #16 +30.")
 
 
 @pytest.mark.parametrize(

@@ -874,22 +874,16 @@ def render_held_back(
     `reasons`: how many of each message reason (pages, resolutions...) were held;
     `incidents`: the first HELD_BACK_SHOWN incidents' facts, one entry each under the count
     (the count alone tells nobody what they missed); `short`: one text for an SMS-like
-    contact, the count and as many acknowledge links as fit (the first one always)."""
+    contact (`_short_held_back`)."""
     if count < 1:
         raise ValueError(f"held-back count must be at least 1, got {count}")
     ids = list(dict.fromkeys(incident_ids))
-    listed = _listed([f"#{i}" for i in ids], HELD_BACK_SHOWN)
     noun = "notification was" if count == 1 else "notifications were"
     title = f"{count} {noun} held back"
-    about = f": incident{'' if len(ids) == 1 else 's'} {listed}" if ids else ""
     if short:
-        body = f"{title}{about}."
-        acks = [f" #{held.id} Ack: {held.ack_url}" for held in incidents if held.ack_url]
-        for shown, entry in enumerate(acks):
-            if shown and sms_length(body + entry) > SHORT_LIMIT:
-                break
-            body += entry
-        return Message("", body, NotifyType.WARNING)
+        return Message("", _short_held_back(title, ids, incidents), NotifyType.WARNING)
+    listed = _listed([f"#{i}" for i in ids], HELD_BACK_SHOWN)
+    about = f": incident{'' if len(ids) == 1 else 's'} {listed}" if ids else ""
     lines = [f"{count} {noun} held back in the last {format_duration(window)}"
              f"{_held_kinds(reasons)}{about}."]
     for held in incidents[:HELD_BACK_SHOWN]:
@@ -897,6 +891,44 @@ def render_held_back(
         if held.ack_url:
             lines.append(f"  Acknowledge: {held.ack_url}")
     return Message(title, "\n".join(lines), NotifyType.WARNING)
+
+
+def _short_held_back(title: str, ids: Sequence[int], incidents: Sequence[HeldIncident]) -> str:
+    """The held-back summary as one SMS (SHORT_LIMIT septets, `sms_length`): the count; the
+    first acknowledge link, whole, if it fits beside the count; as many of the first
+    HELD_BACK_SHOWN incident numbers as then fit, the others counted ("#41, #42 +38", or
+    "40 incidents" when none fits); then further acknowledge links while they fit. The link
+    comes before the numbers: it is what the reader can act on."""
+    acks = [f" #{held.id} Ack: {held.ack_url}" for held in incidents if held.ack_url]
+    body = _short_held_head(title, ids, acks[0]) if acks else None
+    if body is None:  # no link, or one too long even beside the count alone: none is cut
+        return _short_held_head(title, ids, "") or title
+    for entry in acks[1:]:
+        if sms_length(body + entry) > SHORT_LIMIT:
+            break
+        body += entry
+    return body
+
+
+def _short_held_head(title: str, ids: Sequence[int], link: str) -> str | None:
+    """The count, the most incident numbers that fit beside `link`, and `link`; None if
+    `link` does not fit even beside the count alone."""
+    for shown in range(min(len(ids), HELD_BACK_SHOWN), -1, -1):
+        body = f"{title}{_short_ids(ids, shown)}.{link}"
+        if sms_length(body) <= SHORT_LIMIT:
+            return body
+    return None
+
+
+def _short_ids(ids: Sequence[int], shown: int) -> str:
+    """`: incidents #41, #42 +38`, `: 40 incidents` (none shown), or nothing (no ids)."""
+    if not ids:
+        return ""
+    noun = "incident" if len(ids) == 1 else "incidents"
+    if not shown:
+        return f": {len(ids)} {noun}"
+    rest = len(ids) - shown
+    return f": {noun} {', '.join(f'#{i}' for i in ids[:shown])}" + (f" +{rest}" if rest else "")
 
 
 def held_pages(reasons: Sequence[tuple[str, int]]) -> bool:

@@ -3,6 +3,7 @@ API (every error a named 4xx) and the CLI, on the fake clock, each on the timeli
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -216,11 +217,12 @@ async def test_who_reassigns_an_unacknowledged_incident_to_themselves_takes_it_u
 
 
 async def test_who_reassigns_an_acknowledged_incident_to_themselves_holds_it_unpaged(
-    tmp_path: Path, sink: HttpSink,
+    tmp_path: Path, sink: HttpSink, caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """ana acknowledged; cy takes it over herself: no page to her, none to ana, and no
-    acknowledgement of cy's (ana's stays MTTA's and the first on record); cy holds it now,
-    whom the status cadence and the stale notice ask."""
+    """ana acknowledged; cy takes it over herself: no page to her, and no acknowledgement
+    of cy's (ana's stays MTTA's and the first on record); cy holds it now, whom the status
+    cadence and the stale notice ask; ana, who held it, is told so once, and the log says
+    so."""
     api = await _through_apprise(tmp_path, sink)
     try:
         number = await api.fire()
@@ -230,18 +232,58 @@ async def test_who_reassigns_an_acknowledged_incident_to_themselves_holds_it_unp
         await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
         await api.clock.jump(timedelta(minutes=1))
         taken_at = api.clock.now()
-        status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
-                                      {"user": "cy"}, token=CY_TOKEN)
+        with caplog.at_level(logging.INFO, logger="receiver.incidents.desk"):
+            status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                          {"user": "cy"}, token=CY_TOKEN)
         assert (status, body["state"], body["acknowledged_by"]) == (200, "acknowledged", "cy")
         # Who holds it and since when, together: cy since her taking, not since ana's ack.
         assert datetime.fromisoformat(body["acknowledged_at"]) == taken_at
+        await api.settle()
+        [told] = (await sink.wait_for(2))[1:]
+        assert (told.path, told.json["title"]) == ("/ana", f"#{number} taken over by cy")
+        assert told.json["message"].splitlines()[1] == "Taken over by cy; you no longer hold it."
+        assert (f"incident #{number} taken over by cy from ana, who held it (told)"
+                in caplog.messages)
         await _later(api, 30)
-        assert [r.path for r in sink.requests] == ["/ana"]
+        assert [r.path for r in sink.requests] == ["/ana", "/ana"]
         _, body = await api.call("GET", f"/api/v1/incidents/{number}")
         assert [(e["kind"], e["actor"]) for e in body["timeline"]
                 if e["kind"] in ("reassigned", "acknowledged")] == [
             ("acknowledged", "ana"), ("reassigned", "cy")]
         assert _mtta((await api.call("GET", "/metrics", token=None))[1]) == (1.0, 60.0)
+    finally:
+        await api.daemon.stop()
+
+
+async def test_who_held_an_incident_reassigned_to_another_person_is_told(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """ana acknowledged; cy reassigns it to her: she is paged, and told nothing besides.
+    She acknowledges again, and cy reassigns it to bo: bo is paged, and ana, who held it, is
+    told once that it is not hers now."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await sink.wait_for(1)
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"user": "ana"},
+                       token=CY_TOKEN)
+        await api.settle()
+        [page] = (await sink.wait_for(2))[1:]
+        assert (page.path, page.json["title"].split(" #")[0]) == ("/ana", "[SEV1] REASSIGNED")
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                      {"user": "bo"}, token=CY_TOKEN)
+        assert (status, body["state"]) == (200, "triggered")
+        await api.settle()
+        arrived = sorted((await sink.wait_for(4))[2:], key=lambda r: r.path)
+        assert [(r.path, r.json["title"].split(" #")[0]) for r in arrived] == [
+            ("/ana", f"#{number} reassigned to bo by cy"), ("/bo", "[SEV1] REASSIGNED")]
+        assert arrived[0].json["message"].splitlines()[1] == (
+            "Reassigned to bo by cy; you no longer hold it.")
+        await _later(api, 1)
+        assert len(sink.requests) == 4
     finally:
         await api.daemon.stop()
 

@@ -113,6 +113,10 @@ TEMPLATES = Templates()
                      id="severity-raised"),
         pytest.param(ctx("acknowledged"), "#42 acknowledged by ana", id="acknowledged"),
         pytest.param(ctx("resolved"), "#42 resolved", id="resolved"),
+        pytest.param(ctx("taken_over", actor="cy", changed_to="cy"), "#42 taken over by cy",
+                     id="taken-over"),
+        pytest.param(ctx("taken_over", actor="cy", changed_to="bo"),
+                     "#42 reassigned to bo by cy", id="taken-over-by-a-reassignment"),
         pytest.param(ctx("stakeholder_declared"),
                      "[SEV1] Incident #42 opened: payments: Payment API down",
                      id="stakeholder-opened-by-an-alert"),
@@ -293,7 +297,26 @@ def test_every_short_body_fits(reason: str) -> None:
     # The link to act on (a status reminder's and an exhausted escalation's stakeholder
     # note's: the incident's page) never gives way.
     assert body.endswith("...") or RESOLVE in body or ACK in body or (
-        reason in ("status_due", "stakeholder_exhausted") and body.endswith(INCIDENT_URL))
+        reason in ("status_due", "stakeholder_exhausted", "taken_over")
+        and body.endswith(INCIDENT_URL))
+
+
+@pytest.mark.parametrize(
+    ("changed_to", "said", "short"),
+    [("cy", "Taken over by cy", "#42 taken over by cy: "),
+     ("bo", "Reassigned to bo by cy", "#42 reassigned to bo by cy: ")],
+    ids=["taken", "reassigned"],
+)
+def test_a_takeover_note_tells_whoever_held_it_that_it_is_not_theirs(
+    changed_to: str, said: str, short: str,
+) -> None:
+    context = ctx("taken_over", actor="cy", changed_to=changed_to)
+    body = TEMPLATES.render(context).body
+    assert body.splitlines()[:2] == ["#42 payments: Payment API down",
+                                     f"{said}; you no longer hold it."]
+    assert body.endswith(f"Incident: {INCIDENT_URL}")
+    assert TEMPLATES.render(context, short=True).body == (
+        f"{short}Payment API down {INCIDENT_URL}")
 
 
 # GSM 03.38: the basic character set, and the extension table (each of its characters

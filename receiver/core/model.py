@@ -135,6 +135,9 @@ class MessageReason(StrEnum):
     # The steps again from the first once a maintenance window that held the pages ended:
     # its pages say which window held them and since when, not a first page's nothing.
     AFTER_MAINTENANCE = "after_maintenance"
+    # A note to whoever held an acknowledged incident that another person took over (took it
+    # themselves, actor = changed_to) or reassigned to a person (changed_to): not theirs now.
+    TAKEN_OVER = "taken_over"
 
     @property
     def is_page(self) -> bool:

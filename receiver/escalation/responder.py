@@ -741,9 +741,17 @@ class Responder:
         paged = [name for name in await tx.paged_recipients(incident.id) if name != leave_out]
         await self._notify_users(tx, incident, paged, reason, actor, now)
 
+    async def tell_users(
+        self, tx: Transaction, incident: Incident, names: Iterable[str], reason: MessageReason,
+        actor: str, now: datetime, *, changed_to: str = "",
+    ) -> None:
+        """One note to each of these people, on their first contact, in `tx` (a takeover's
+        to whoever held the incident: incidents/desk.py)."""
+        await self._notify_users(tx, incident, names, reason, actor, now, changed_to=changed_to)
+
     async def _notify_users(
         self, tx: Transaction, incident: Incident, names: Iterable[str], reason: MessageReason,
-        actor: str, now: datetime, stale_after: float | None = None,
+        actor: str, now: datetime, stale_after: float | None = None, changed_to: str = "",
     ) -> None:
         """One message to each of these people, on their first contact."""
         config = self._config()
@@ -755,6 +763,7 @@ class Responder:
                     recipient=name, recipient_kind="user", contact=0,
                     url_digest=contact_digest(user.contacts[0].url), reason=reason,
                     short=user.contacts[0].short, actor=actor, stale_after=stale_after,
+                    changed_to=changed_to,
                 ))
         if messages:
             await self._enqueue(tx, incident, messages, now)

@@ -10,7 +10,8 @@ desk writes them and asks the responder to restart escalation where one is due.
   from its first step, as it would for a new incident: a person who is asleep or away does
   not leave the incident with nobody behind them. Reassigning it to yourself takes it:
   nobody is paged, the run is in your hands from its start (an acknowledgement if nobody's
-  was: `engine.take`), and its reack pages you first, the policy behind you. The person a
+  was: `engine.take`), and its reack pages you first, the policy behind you. Whoever held
+  it acknowledged is told once when it goes to another person (`taken_from`). The person a
   reassignment named (or who took it) un-acknowledging it gives it up: the team's own policy
   runs at once, nobody ahead (`engine.unacknowledge`, `own_policy`); anyone else's unack
   keeps them first. `person_policy` and `own_policy` live in escalation/policy.py, where the
@@ -34,7 +35,14 @@ from typing import Any
 from receiver.config.model import Config
 from receiver.core.errors import InvalidTransition, PayloadError
 from receiver.core.frozen import frozen
-from receiver.core.model import EventKind, Incident, MessageReason, Severity, TimelineEvent
+from receiver.core.model import (
+    EventKind,
+    Incident,
+    IncidentState,
+    MessageReason,
+    Severity,
+    TimelineEvent,
+)
 from receiver.escalation.plan import RunCause
 from receiver.incidents.drills import route_for
 
@@ -104,6 +112,17 @@ def reassigned(incident: Incident, to: Reassignment, actor: str, now: datetime
                ) -> TimelineEvent:
     detail = {"team": to.team, "user": to.user, "previous_team": incident.team}
     return TimelineEvent(now, EventKind.REASSIGNED, actor, detail)
+
+
+def taken_from(incident: Incident, to: Reassignment, actor: str) -> str | None:
+    """Who is told that `actor`'s reassignment took the incident from them: whoever holds it
+    acknowledged (`acknowledged_by`), when it goes to another person (`actor` taking it,
+    or another they named) and they neither did it nor are that person (paged, or holding
+    it still). A reassignment to a team pages its policy: not a takeover."""
+    holder = incident.acknowledged_by
+    if to.user is None or incident.state is not IncidentState.ACKNOWLEDGED or holder is None:
+        return None
+    return None if holder in (to.user, actor) else holder
 
 
 def reassigned_cause(to: Reassignment, actor: str) -> RunCause:

@@ -11,7 +11,8 @@ working it: it pushes the escalation's reack deadline (`Responder.updated`) as a
 does, so an incident people are visibly working is not re-escalated as left alone. A
 reassignment or a raised severity starts escalation over instead; a reassignment to the
 person making it is theirs at once (`Responder.take`: no page; their acknowledgement if
-nobody's was).
+nobody's was); whoever held it acknowledged is told once when it goes to another person
+(`assignment.taken_from`: a `taken_over` note).
 
 The status cadence is a durable deadline (kind `cadence`) on the escalation timer: armed in
 the transaction that opens an incident (the responder's opened hook), moved by each status
@@ -84,11 +85,20 @@ class IncidentDesk:
         in their hands (their acknowledgement, if nobody's was)."""
         config = self._config()
 
-        async def job(tx: Transaction) -> tuple[Incident, bool]:
+        async def job(tx: Transaction) -> tuple[Incident, bool, str | None]:
             incident = await tx.incident(incident_id)
             assignment.check_open(incident, "reassign")
             now = self._clock.now()
             event = assignment.reassigned(incident, to, actor, now)
+            # Whoever held it acknowledged is told once that it is not theirs now: they
+            # would go on thinking it was (the status cadence and the stale notice no
+            # longer ask them), and nothing else tells them.
+            held = assignment.taken_from(incident, to, actor)
+            if held not in config.users:
+                held = None  # an API token's name, say: nobody to tell
+            if held is not None:
+                await self._responder.tell_users(tx, incident, [held], MessageReason.TAKEN_OVER,
+                                                 actor, now, changed_to=str(to.user))
             if to.team is not None:
                 route = route_for(config, to.team)
                 await tx.update_incident(incident_id, now, team=to.team, policy=route.policy)
@@ -106,17 +116,22 @@ class IncidentDesk:
                 # hands it back to the team's policy at once (engine.unacknowledge).
                 acked = await self._responder.take(tx, incident, event, now, policy, actor,
                                                    cause)
-                return await tx.incident(incident_id), acked
+                return await tx.incident(incident_id), acked, held
             # A person named by whoever reassigned is paged now, at any hour, as a responder
             # paged in is: the name is their choice. A team's policy waits for its hours.
             await self._responder.restart(tx, incident, event, now, policy, cause,
                                           at_once=to.user is not None)
-            return await tx.incident(incident_id), False
+            return await tx.incident(incident_id), False, held
 
-        incident, acked = await self._store.write(job)
+        incident, acked, held = await self._store.write(job)
         if acked:
             log.info("incident #%d acknowledged by %s (reassigned to themselves)", incident_id,
                      actor, extra=fields("incident_acknowledged", incident_id, incident.team))
+        if held is not None:
+            taken = "taken over" if to.user == actor else f"reassigned to {to.user}"
+            log.info("incident #%d %s by %s from %s, who held it (told)", incident_id, taken,
+                     actor, held, extra=fields("incident_taken_over", incident_id,
+                                               incident.team))
         return incident
 
     async def add_responder(self, incident_id: int, user: str, actor: str) -> Incident:

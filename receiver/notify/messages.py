@@ -229,6 +229,9 @@ _TITLE_TAGS = {"triggered": "", "escalated": "ESCALATED ", "reminder": "REMINDER
                "reassigned": "REASSIGNED ", "severity_raised": "SEVERITY RAISED ",
                "after_maintenance": "AFTER MAINTENANCE "}
 
+# A takeover's note: "taken over by cy" (she took it), or "reassigned to bo by cy".
+_REASSIGNED_TO = "{% if changed_to and changed_to != actor %}"
+
 # What every page's body says after its lead: the same text for each reason in _LEADS.
 _PAGE = _EARLIER + _ABOUT + _ALERTS + _WHERE + _ACT
 
@@ -245,6 +248,16 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "body": "#{{ incident.id }} {{ incident.team }}: {{ summary }}\n"
                 "Acknowledged by {{ actor or 'someone' }}; escalation has stopped.\n"
                 "\nResolve: {{ resolve_url }}\nIncident: {{ incident_url }}\n",
+    },
+    # Whoever held it, when another took it over (actor) or reassigned it to a person.
+    "taken_over": {
+        "title": "#{{ incident.id }} " + _REASSIGNED_TO + "reassigned to {{ changed_to }} by "
+                 "{{ actor or 'someone' }}{% else %}taken over by {{ actor or 'someone' }}"
+                 "{% endif %}",
+        "body": "#{{ incident.id }} {{ incident.team }}: {{ summary }}\n"
+                + _REASSIGNED_TO + "Reassigned to {{ changed_to }} by {{ actor or 'someone' }}"
+                "{% else %}Taken over by {{ actor or 'someone' }}{% endif %}"
+                "; you no longer hold it.\n\nIncident: {{ incident_url }}\n",
     },
     "resolved": {
         "title": "#{{ incident.id }} resolved",
@@ -663,9 +676,8 @@ def short_body(ctx: MessageContext) -> str:
     does."""
     what = summary(ctx.incident, ctx.alerts)
     i = ctx.incident
-    if ctx.reason == "acknowledged":
-        return _fit(f"#{i.id} ack'd by {one_line(ctx.actor) or 'someone'}: ", what,
-                    f" Resolve: {ctx.resolve_url}")
+    if ctx.reason in ("acknowledged", "taken_over"):
+        return _short_held(ctx, what)
     if ctx.reason == "resolved":
         return _fit(f"#{i.id} resolved: ", what, "")
     if ctx.reason == "stakeholder_declared" and ctx.changed_to:
@@ -690,6 +702,18 @@ def short_body(ctx: MessageContext) -> str:
     earlier = short_paged_before(
         ctx.paged_before, SHORT_LIMIT - sms_length(head) - sms_length(what) - sms_length(tail))
     return _fit(head, what + earlier, tail)
+
+
+def _short_held(ctx: MessageContext, what: str) -> str:
+    """Who holds it now: an acknowledgement (to the others paged), or a takeover (to whoever
+    held it, as its default template says it)."""
+    i, actor = ctx.incident, one_line(ctx.actor) or "someone"
+    if ctx.reason == "acknowledged":
+        return _fit(f"#{i.id} ack'd by {actor}: ", what, f" Resolve: {ctx.resolve_url}")
+    if ctx.changed_to and ctx.changed_to != ctx.actor:
+        return _fit(f"#{i.id} reassigned to {one_line(ctx.changed_to)} by {actor}: ", what,
+                    f" {ctx.incident_url}")
+    return _fit(f"#{i.id} taken over by {actor}: ", what, f" {ctx.incident_url}")
 
 
 def short_paged_before(paged: PagedBefore, room: int) -> str:
@@ -792,6 +816,7 @@ def _short_bundle(contexts: Sequence[MessageContext]) -> str:
 
 # What a note did to its incident, as a bundle or a held-back summary names it.
 _NOTE_VERBS = {"acknowledged": "acknowledged", "resolved": "resolved",
+               "taken_over": "taken over from you",
                "status_due": "due a status update",
                "stakeholder_declared": "opened", "stakeholder_resolved": "resolved",
                "stakeholder_exhausted": "unanswered (escalation ran out)"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import re
 import sqlite3
 import sys
@@ -567,6 +568,40 @@ async def test_a_step_that_reached_one_of_its_two_people_keeps_its_time(api: Api
     assert api.paged()[3:] == []
     await api.clock.jump(timedelta(milliseconds=100))
     assert (await api.paged_once(4))[3:] == ["cy"]
+
+
+async def test_a_repeat_after_a_last_step_nobody_could_be_reached_at_keeps_its_time(
+    api: Api, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """ana at once, bo 5 minutes later (the last step), the repeat 15 minutes after that;
+    bo's contact fails on every attempt. Nobody of the last step can be reached, but ana,
+    whom step 1 paged, is within her wait: the repeat reminds her at 20 minutes, as after a
+    last step that reached nobody, not at once (5 minutes and a second in)."""
+    steps = (Step(timedelta(0), (Target(TargetKind.USER, "ana"),)),
+             Step(timedelta(minutes=5), (Target(TargetKind.USER, "bo"),)))
+    policy = Policy("standard", steps, repeat=1, repeat_after=timedelta(minutes=15))
+    api.daemon.coordinator.swap(
+        replace(api.daemon.config, policies={"standard": policy}, team_policies={}))
+    api.notifier.set_outcome(_url(api, "bo"), Outcome(DeliveryStatus.FAILURE))
+    opened = api.clock.now()
+    number = await api.fire()
+    assert await api.paged_once(1) == ["ana"]
+    await api.clock.jump(timedelta(minutes=5))
+    await api.settle()
+    with caplog.at_level(logging.WARNING, logger="receiver.escalation.responder"):
+        await _retries_over(api)
+        assert await api.paged_once(3) == ["ana", "bo", "bo"]
+    assert any(f"incident #{number} step 2: every page to bo failed" in line
+               and "the repeat keeps its time" in line for line in caplog.messages)
+    timeline = (await api.call("GET", f"/api/v1/incidents/{number}"))[1]["timeline"]
+    assert [e["detail"] for e in timeline if "unreachable" in e["detail"]] == [{
+        "escalating_early": False, "step": 1, "cycle": 0, "run": 0, "next_step": 0,
+        "unreachable": ["bo"], "repeat_at": (opened + timedelta(minutes=20)).isoformat()}]
+    await api.clock.jump(timedelta(minutes=15) - timedelta(milliseconds=1300))
+    await api.settle()
+    assert api.paged()[3:] == []
+    await api.clock.jump(timedelta(milliseconds=100))
+    assert (await api.paged_once(4))[3:] == ["ana"]
 
 
 async def test_a_person_reached_in_an_earlier_run_is_escalated_past_when_unreachable_now(

@@ -1357,14 +1357,23 @@ def test_delivery_failed_for_another_step_changes_nothing(step: int, cycle: int,
     assert failed == Plan(sim.state)
 
 
-def test_delivery_failed_after_the_last_step_starts_the_next_cycle_now() -> None:
+def test_a_repeat_after_a_last_step_whose_pages_all_failed_waits_repeat_after() -> None:
+    """dee, the last SEV2 step (15m), cannot be reached: every page to her failed by 16m.
+    The repeat still begins at 30m, `repeat_after` after the step, as after a last step that
+    reached nobody when it fired: it reminds ana and bo, whom the earlier steps paged and
+    who are within their wait (begun at once, it re-paged them at 16m). The timeline says
+    why nothing moved."""
     sim = Sim.open("SEV2")
-    sim.run(until=T0 + 15 * MIN)  # the last SEV2 step; cycle 1 would start at 30m
+    sim.run(until=T0 + 15 * MIN)
     plan = sim.apply(delivery_failed(sim.state, sim.incident, 2, 0, 0, [("dee", PageFate.FAILED)],
                                      T0 + 16 * MIN), T0 + 16 * MIN)
-    assert plan.arm == (Deadline(T0 + 16 * MIN, DeadlineKind.STEP, "0:1:0"),)
-    sim.run(until=T0 + 21 * MIN)
-    assert sim.pages[-2:] == [(18, "ana", "reminder"), (21, "bo", "reminder")]
+    assert (plan.arm, plan.cancel) == ((), ())
+    assert [(e.kind, e.detail) for e in plan.events] == [(EventKind.NOTIFICATION_FAILED, {
+        "escalating_early": False, "step": 2, "cycle": 0, "run": 0, "next_step": 0,
+        "unreachable": ["dee"], "repeat_at": (T0 + 30 * MIN).isoformat()})]
+    sim.run(until=T0 + 35 * MIN)
+    assert sim.pages[-4:] == [(15, "dee", "escalated"), (30, "ana", "reminder"),
+                              (32, "ana", "reminder"), (35, "bo", "reminder")]
 
 
 def test_delivery_failed_once_acknowledged_changes_nothing() -> None:

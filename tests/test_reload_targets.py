@@ -263,6 +263,16 @@ STEP_LINES = [
         "recipient": "ana", "step": 0, "error": "user ana no longer has contact 2"})],
      [(logging.WARNING, "incident #7 step 1: user ana no longer has contact 2: not paged")]),
     ([TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, detail={"escalating_early": True})], []),
+    ([TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, detail={
+        "escalating_early": True, "step": 0, "cycle": 0, "unreachable": ["ana", "bo"]})],
+     [(logging.WARNING, "incident #7 step 1: every page to ana, bo failed, nobody it paged"
+       " can be reached: escalating now")]),
+    ([TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, detail={
+        "escalating_early": False, "step": 2, "cycle": 1, "unreachable": ["dee"],
+        "repeat_at": "2026-01-05T10:30:00+00:00"})],
+     [(logging.WARNING, "incident #7 step 3 (cycle 2): every page to dee failed, nobody it"
+       " paged can be reached; the repeat keeps its time (2026-01-05T10:30:00+00:00): it"
+       " reminds those the earlier steps paged")]),
     ([fired(unresolved=["unknown user zed"],
             not_paged={"user": "ana", "why": "raised the severity"})],
      [(logging.WARNING, "incident #7 step 2 paged nobody (ana, who raised the severity, was"
@@ -272,7 +282,7 @@ STEP_LINES = [
 
 @pytest.mark.parametrize(("events", "lines"), STEP_LINES,
                          ids=["reached", "nobody", "some", "rebound", "contact-gone", "failed",
-                              "raiser-not-paged"])
+                              "unreachable-early", "unreachable-repeat", "raiser-not-paged"])
 def test_a_step_that_misses_anyone_is_a_log_line(
     events: list[TimelineEvent], lines: list[tuple[int, str]]
 ) -> None:

@@ -617,7 +617,13 @@ def delivery_failed(
     """A page of the step that fired last finally failed. If nobody that step paged can be
     reached (`unreachable`: every page to every person it paged failed, and none is still to
     go), escalate now, not later. Otherwise the step keeps its own timing: whoever it reached
-    has the step's whole delay to answer."""
+    has the step's whole delay to answer.
+
+    The last step of a cycle that could reach nobody is followed by the repeat on its own
+    time (`repeat_after` after the step), as one that reached nobody when it fired
+    (`_advance`): the repeat reminds the people the cycle's earlier steps paged, who are
+    still within their wait. The event says so (`escalating_early` false, `repeat_at`).
+    The end of the last cycle's wait comes at once: nobody it paged waits."""
     _check_now(now)
     fired = (run, cycle, step) == (state.run, state.last_fired_cycle, state.last_fired_step)
     if state.status is not EscalationStatus.ACTIVE or not fired:
@@ -625,15 +631,18 @@ def delivery_failed(
     nobody = unreachable(fates)
     if not nobody:
         return Plan(state)
-    moved = state
-    if state.cycle != state.last_fired_cycle:
-        # The pending step opens the next cycle: its later steps count from when it really starts.
-        moved = replace(state, cycle_started_at=now)
-    key = pending_key(state)  # past the last step: exhausted now, nobody could be reached
     detail = {"escalating_early": True, "step": step, "cycle": cycle, "run": run,
               "next_step": state.next_step, "unreachable": nobody}
+    if state.cycle != state.last_fired_cycle:  # the pending step opens the repeat
+        start = state.cycle_started_at
+        repeat_at = None if start is None else start + state.policy.steps[state.next_step].delay
+        detail.update(escalating_early=False,
+                      repeat_at=None if repeat_at is None else repeat_at.isoformat())
+        return Plan(state, events=(TimelineEvent(now, EventKind.NOTIFICATION_FAILED,
+                                                 detail=detail),))
+    key = pending_key(state)  # past the last step: exhausted now, nobody could be reached
     return Plan(
-        moved,
+        state,
         arm=(Deadline(now, DeadlineKind.STEP, key),),
         events=(TimelineEvent(now, EventKind.NOTIFICATION_FAILED, detail=detail),),
     )

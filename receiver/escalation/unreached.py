@@ -24,8 +24,9 @@ NAMED = 10
 
 def step_lines(incident_id: int, events: Iterable[TimelineEvent]) -> list[tuple[int, str]]:
     """(level, line) for each step in `events` that reached nobody (ERROR), missed some of
-    its targets (WARNING) or reached one through the team (WARNING), and for each delayed
-    contact a reload removed (WARNING)."""
+    its targets (WARNING) or reached one through the team (WARNING), for each delayed
+    contact a reload removed (WARNING), and for each step whose every page failed
+    (WARNING: `engine.delivery_failed`, escalating now or the repeat on its time)."""
     lines: list[tuple[int, str]] = []
     for event in events:
         detail = event.detail
@@ -34,7 +35,20 @@ def step_lines(incident_id: int, events: Iterable[TimelineEvent]) -> list[tuple[
         elif event.kind is EventKind.NOTIFICATION_FAILED and "error" in detail:
             lines.append((logging.WARNING, f"incident #{incident_id} step"
                           f" {int(detail['step']) + 1}: {detail['error']}: not paged"))
+        elif event.kind is EventKind.NOTIFICATION_FAILED and detail.get("unreachable"):
+            lines.append((logging.WARNING, _unreachable(incident_id, detail)))
     return lines
+
+
+def _unreachable(incident_id: int, detail: Mapping[str, Any]) -> str:
+    cycle = int(detail.get("cycle", 0))
+    step = f"incident #{incident_id} step {int(detail.get('step', 0)) + 1}" + (
+        f" (cycle {cycle + 1})" if cycle else "")
+    failed = f"{step}: every page to {', '.join(_texts(detail.get('unreachable')))} failed"
+    if detail.get("escalating_early"):
+        return f"{failed}, nobody it paged can be reached: escalating now"
+    return (f"{failed}, nobody it paged can be reached; the repeat keeps its time"
+            f" ({detail.get('repeat_at')}): it reminds those the earlier steps paged")
 
 
 def _step(incident_id: int, detail: Mapping[str, Any]) -> list[tuple[int, str]]:

@@ -56,6 +56,7 @@ REMINDED = [
     (IncidentState.ACKNOWLEDGED, "bo", None, "bo"),
     (IncidentState.ACKNOWLEDGED, "bo", "cy", "cy"),
     (IncidentState.TRIGGERED, None, "cy", "cy"),
+    (IncidentState.TRIGGERED, "bo", None, None),  # bo un-acknowledged it: "not me"
     (IncidentState.ACKNOWLEDGED, "e2e", None, None),  # a script's token is not a person
 ]
 

@@ -58,9 +58,18 @@ def test_who_speaks_for_an_incident(held: dict[str, str], author: str, speaks: b
 
 
 def test_the_commander_is_reminded_else_whoever_acknowledged() -> None:
-    assert roles.accountable(_incident(by="bo"), _held(commander="ana")) == "ana"
-    assert roles.accountable(_incident(by="bo"), _held(scribe="cy")) == "bo"
+    acknowledged = _incident(IncidentState.ACKNOWLEDGED, by="bo")
+    assert roles.accountable(acknowledged, _held(commander="ana")) == "ana"
+    assert roles.accountable(acknowledged, _held(scribe="cy")) == "bo"
     assert roles.accountable(_incident(), {}) is None
+
+
+def test_whoever_un_acknowledged_is_not_reminded() -> None:
+    """Triggered again after an unack, the incident keeps who acknowledged it last; they
+    said "not me": nobody holds it, and only a commander is reminded."""
+    handed_back = _incident(IncidentState.TRIGGERED, by="bo")
+    assert roles.accountable(handed_back, {}) is None
+    assert roles.accountable(handed_back, _held(commander="ana")) == "ana"
 
 
 def test_a_hand_over_names_both_and_the_same_holder_changes_nothing() -> None:

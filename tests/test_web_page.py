@@ -139,6 +139,39 @@ async def test_acknowledge_and_resolve_through_forms(api: Api, browser: Browser)
     assert message.group(1) == f"cannot resolve: incident #{number} is already resolved (by e2e)"
 
 
+async def test_triggered_again_claims_no_acknowledgement(api: Api, browser: Browser) -> None:
+    """After an unack the incident is triggered again and nobody holds it: neither its page
+    nor the API says "acknowledged by"; MTTA keeps the first acknowledgement, on the
+    timeline, and a later one is shown as the holder's."""
+    number = await api.fire()
+    await api.settle()
+    await browser.sign_in()
+    _, page = await browser.get(f"/incidents/{number}")
+    await browser.post(f"/incidents/{number}/ack", {"csrf": _csrf(page)})
+    assert "<dt>Acknowledged</dt>" in (await browser.get(f"/incidents/{number}"))[1]
+    await api.clock.jump(timedelta(minutes=1))
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/unack"))[0] == 200
+
+    _, page = await browser.get(f"/incidents/{number}")
+    assert re.search(r'id="state"[^>]*>triggered<', page)
+    assert "<dt>Acknowledged</dt>" not in page
+    _, body = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert (body["state"], body["acknowledged_by"], body["acknowledged_at"]) == (
+        "triggered", None, None)
+    _, listing = await api.call("GET", "/api/v1/incidents?state=triggered")
+    assert [(i["id"], i["acknowledged_by"]) for i in listing["incidents"]] == [(number, None)]
+    assert [e["actor"] for e in body["timeline"] if e["kind"] == "acknowledged"] == ["e2e"]
+
+    await api.clock.jump(timedelta(minutes=1))
+    status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+    assert (status, body["acknowledged_by"]) == (200, "ana")
+    _, page = await browser.get(f"/incidents/{number}")
+    assert re.search(r"<dt>Acknowledged</dt><dd>[^<]* by ana</dd>", page), page
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    assert 'ackd_time_to_acknowledge_seconds_count{severity="SEV1",team="payments"} 1.0' \
+        in metrics
+
+
 async def test_a_session_carries_its_tokens_scope_and_name(api: Api, browser: Browser) -> None:
     number = await api.fire()
     await browser.sign_in(BO_TOKEN)  # bo's own token reads only

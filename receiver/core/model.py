@@ -213,6 +213,14 @@ class Incident:
         return self.state is not IncidentState.RESOLVED
 
     @property
+    def acknowledgement_stands(self) -> bool:
+        """Whether `acknowledged_by` and `acknowledged_at` still say who holds the incident,
+        since when: not while it is triggered again (after an unack, a snooze's end, an
+        acknowledgement that ran out), when nobody holds it. The fields keep the last
+        acknowledgement even then; the first, MTTA's, is on the timeline."""
+        return self.acknowledged_by is not None and self.state is not IncidentState.TRIGGERED
+
+    @property
     def is_drill(self) -> bool:
         return self.group_key.startswith(DRILL_KEY_PREFIX)
 

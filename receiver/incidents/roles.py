@@ -117,11 +117,12 @@ def speaks_for(holders: Holders, author: str) -> bool:
 
 
 def accountable(incident: Incident, holders: Holders) -> str | None:
-    """Who is reminded that a status update is due: the commander, else whoever
-    acknowledged the incident, else nobody."""
+    """Who is reminded that a status update is due: the commander, else whoever holds the
+    incident's acknowledgement (not once it is triggered again: an unack says "not me"),
+    else nobody."""
     commander = holders.get(Role.COMMANDER)
     return accountable_of(None if commander is None else commander.user,
-                          incident.acknowledged_by)
+                          incident.acknowledged_by if incident.acknowledgement_stands else None)
 
 
 def accountable_of(commander: str | None, acknowledged_by: str | None) -> str | None:

@@ -325,12 +325,14 @@ OPEN_CONTACTS = ("SELECT d.incident_id, d.key FROM deadlines d"
 # What is still to be sent and names its recipient, for a reload to look up in the new config
 # (incidents/follow.py, incidents/cadence.py, notify/contacts.py): the incident layer's
 # delayed messages of every open incident (a follow-up's key names its person and contact; a
-# status reminder goes to the commander, else whoever acknowledged), every outbox row, and
+# status reminder goes to the commander, else whoever holds the acknowledgement: nobody once
+# it is triggered again, roles.accountable), every outbox row, and
 # each incident held back from a channel whose summary waits (its addressee, and in the
 # fourth column the channel's digest). One statement on both stores, decoded alike
 # (waiting_from_rows).
 WAITING_MESSAGES = (
-    "SELECT d.incident_id, d.kind, d.key, i.severity, r.\"user\", i.acknowledged_by, d.id"
+    "SELECT d.incident_id, d.kind, d.key, i.severity, r.\"user\","
+    " CASE WHEN i.state = 'acknowledged' THEN i.acknowledged_by END, d.id"
     " FROM deadlines d JOIN incidents i ON i.id = d.incident_id"
     " LEFT JOIN incident_roles r ON r.incident_id = d.incident_id AND r.role = 'commander'"
     " WHERE d.kind IN ('follow', 'cadence') AND i.state != 'resolved'"

@@ -176,8 +176,9 @@ SCHEMAS: dict[str, Schema] = {
             "detection": {"type": "string", "enum": ["detected", "reported", "drill"]},
             "acknowledged_by": {"type": ["string", "null"],
                                 "description": "who holds it: the last acknowledgement or"
-                                               " takeover (the first, MTTA's, is on the"
-                                               " timeline)"},
+                                               " takeover; null while triggered (again,"
+                                               " after an unack: nobody holds it). The"
+                                               " first, MTTA's, is on the timeline"},
             "acknowledged_at": {"type": ["string", "null"],
                                 "description": "since when acknowledged_by holds it"},
             "resolved_by": {"type": ["string", "null"]},

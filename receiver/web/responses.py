@@ -61,7 +61,10 @@ _ENCODER = msgspec.json.Encoder(enc_hook=_default)
 
 def incident_json(incident: Incident) -> dict[str, Any]:
     # detected (an alert raised it), reported (declared by a person) or drill
-    return {**asdict(incident), "detection": incident.detection}
+    body = {**asdict(incident), "detection": incident.detection}
+    if not incident.acknowledgement_stands:  # triggered again: nobody holds it
+        body["acknowledged_by"] = body["acknowledged_at"] = None
+    return body
 
 
 def alert_json(alert: Alert) -> dict[str, Any]:

@@ -92,6 +92,18 @@ def test_a_person_no_page_reached_is_said_to_have_failed(
     assert ana.failed is failed
 
 
+def test_a_step_whose_every_page_failed_marks_nobody_by_its_account() -> None:
+    """Escalation's account of a step whose every page failed (engine.delivery_failed) names
+    the people in `unreachable` and no recipient: it marks nobody. It used to mark "None",
+    the name of a person called None as failed, whose own page was still to go."""
+    account = TimelineEvent(T0, EventKind.NOTIFICATION_FAILED, detail={
+        "escalating_early": True, "step": 0, "cycle": 0, "run": 0, "next_step": 1,
+        "unreachable": ["ana"]})
+    events = [fired(T0, 0, "ana", "None"), delivery(T0, "ana", 0, False), account]
+    shown = {page.name: page.failed for page in before(events).shown}
+    assert shown == {"ana": True, "None": False}
+
+
 # -- the page bo gets, through real Apprise ---------------------------------------------------
 
 

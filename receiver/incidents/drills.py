@@ -125,8 +125,7 @@ def report(incident: Incident, timeline: Sequence[TimelineEvent]) -> DrillReport
     return DrillReport(
         incident=incident,
         steps=tuple((since(e.at), step.name, step.recipients) for e, step in fired),
-        reached=tuple(_reached(e, since(e.at), fired) for e in timeline if e.kind in (
-            EventKind.NOTIFICATION_SENT, EventKind.NOTIFICATION_FAILED)),
+        reached=tuple(_reached(e, since(e.at), fired) for e in timeline if _delivery(e)),
         acknowledged_by=acks[0].actor if acks else None,
         acknowledged_after=since(acks[0].at) if acks else None,
         paged=_paged(timeline, until),
@@ -147,6 +146,15 @@ def _paged(timeline: Sequence[TimelineEvent], until: datetime | None) -> tuple[s
         elif e.kind is EventKind.RESPONDER_ADDED and e.detail.get("user") != e.actor:
             paged.setdefault(str(e.detail.get("user")))
     return tuple(paged)
+
+
+def _delivery(event: TimelineEvent) -> bool:
+    """A message's fate: sent or failed. Not escalation's account of a step whose every page
+    failed (`engine.delivery_failed`: `unreachable` names the people, no `recipient`): each
+    of those pages has its own failed row, and the account is no message to anyone."""
+    if event.kind is EventKind.NOTIFICATION_SENT:
+        return True
+    return event.kind is EventKind.NOTIFICATION_FAILED and "unreachable" not in event.detail
 
 
 def _reached(

@@ -69,8 +69,10 @@ def paged_before(
             fired.append((event, d))
         elif event.kind is EventKind.NOTIFICATION_SENT:
             delivered.add(str(d.get("recipient")))
-        elif event.kind is EventKind.NOTIFICATION_FAILED:
-            failed.add(str(d.get("recipient")))
+        elif event.kind is EventKind.NOTIFICATION_FAILED and d.get("recipient") is not None:
+            # Escalation's account of a step whose every page failed names no recipient
+            # (engine.delivery_failed): its pages' own events say whom.
+            failed.add(str(d["recipient"]))
     first: dict[str, tuple[datetime, int]] = {}
     last: dict[str, datetime] = {}
     for event, d in fired:

@@ -236,8 +236,9 @@ async def test_a_reload_of_the_same_file_swaps_nothing_in_and_nothing_reacts(
 ) -> None:
     """A deploy pipeline reloads on every run: when the file, its variables and its
     `*_file`s are as they were, the running Config stays (the same object), no subscriber
-    hears of it (the memos, the handoffs' plan, the heartbeats' timers), and neither the
-    file's checks nor the look at the open incidents run, by POST /-/reload or by SIGHUP."""
+    hears of it (the memos, the handoffs' plan, the heartbeats' timers), and the look at the
+    open incidents does not run, by POST /-/reload or by SIGHUP; the file's own checks do
+    (test_an_unchanged_reload_warns_of_a_coverage_gap_come_nearer)."""
     await api.fire()
     await api.settle()
     running = api.daemon.config
@@ -248,21 +249,23 @@ async def test_a_reload_of_the_same_file_swaps_nothing_in_and_nothing_reacts(
     for read in ("open_escalations", "open_firing_alerts", "open_contacts", "count_open",
                  "waiting_messages"):
         monkeypatch.setattr(store, read, lambda name=read: looked.append(name))
-    monkeypatch.setattr(config_module, "warnings", lambda *_: looked.append("warnings"))
+    monkeypatch.setattr(config_module, "warnings",
+                        lambda *_: looked.append("warnings") or [])
     caplog.set_level(logging.INFO)
 
     status, body = await api.call("POST", "/-/reload")
     assert (status, body["changed"], body["open_incidents"]["status"]) == (200, False,
                                                                            "unchanged")
     assert api.daemon.reload()  # SIGHUP's: the file took, as it was
-    assert api.daemon._tasks == set()  # nothing was started in the background
+    await asyncio.gather(*api.daemon._tasks)  # the file's checks, nothing else
     assert api.daemon.config is running
-    assert (heard, looked) == ([], [])
+    assert (heard, looked) == ([], ["warnings", "warnings"])
     digest = running.published_digest()[:12]
     said = [(r.levelname, r.getMessage(), getattr(r, "event", None)) for r in caplog.records
             if r.name == "receiver.app.daemon"]
     line = (f"configuration reloaded from {api.daemon.config_path}: unchanged (config hash"
-            f" {digest}), the running config is kept and nothing is looked at again")
+            f" {digest}), the running config is kept and the open incidents are not looked"
+            " at again")
     assert said == [("INFO", line, "config_unchanged")] * 2
 
     monkeypatch.undo()
@@ -272,6 +275,47 @@ async def test_a_reload_of_the_same_file_swaps_nothing_in_and_nothing_reacts(
     assert api.daemon.reload()
     assert api.daemon.config is not running
     assert heard == [api.daemon.config]
+
+
+# A layer of the payments schedule whose first hole is on 2026-03-09, 07:00 to 08:00 in
+# Amsterdam: bo's evenings follow New York's clocks, which move an hour three weeks before
+# Amsterdam's (tests/test_schedule_gaps.py's "follow").
+FOLLOW_LAYER = (
+    "      - {name: follow, rotations: [\n"
+    "          {users: [ana], shift: 1w, start: 2026-01-01T00:00:00,\n"
+    "           restrictions: [{start: '08:00', end: '20:00'}]},\n"
+    "          {users: [bo], shift: 1w, start: 2026-01-01T00:00:00,\n"
+    "           timezone: America/New_York, restrictions: [{start: '14:00', end: '02:00'}]}]}\n")
+
+
+async def test_an_unchanged_reload_warns_of_a_coverage_gap_come_nearer(api: Api) -> None:
+    """A schedule's hole more than 4 weeks ahead is no warning when the file is loaded; the
+    same file reloaded once it is within 4 weeks is not swapped in (nothing changed), but
+    its answer warns of the hole, as check-config would then."""
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    text = path.read_text()
+    secondary = text.index("      - {name: secondary")
+    secondary = text.index("\n", secondary) + 1
+    path.write_text(text[:secondary] + FOLLOW_LAYER + text[secondary:])
+    status, body = await api.call("POST", "/-/reload")
+    assert (status, body["changed"], body["warnings"]) == (200, True, []), body
+    running = api.daemon.config
+
+    api.clock.set(datetime(2026, 2, 20, 9, tzinfo=UTC))  # 17 days before the hole
+    status, body = await api.call("POST", "/-/reload")
+
+    assert (status, body["changed"], body["open_incidents"]["status"]) == (
+        200, False, "unchanged")
+    assert api.daemon.config is running
+    line = 1 + text[:secondary].count("\n")
+    assert body["warnings"] == [{
+        "file": str(path), "line": line, "key": "schedules[0].layers[2]",
+        "kind": "coverage_gap",
+        "message": "warning: nobody is on call in layer 'follow' of schedule 'payments' from"
+                   " 2026-03-09T07:00:00+01:00 to 2026-03-09T08:00:00+01:00 (the first"
+                   " uncovered span in the next 28 days)"}]
+    jsonschema.validate(body, SCHEMAS["Reloaded"])
 
 
 def _renamed_without_payments_route(text: str) -> str:

@@ -508,7 +508,10 @@ class Daemon:
         (file, line, key), for the log and for POST /-/reload's answer. A file swapped in
         gives what it changed and the looks that follow the swap (config.coordinator's
         Reloaded): the file's warnings, and what it does to the open incidents (in the
-        background: with 100,000 open incidents that takes seconds), both logged."""
+        background: with 100,000 open incidents that takes seconds), both logged. A file
+        whose published digest is the running config's is not swapped in and the open
+        incidents are not looked at again, but its own warnings are given as check-config
+        would give them now: a coverage gap of a schedule comes nearer as time passes."""
         path = path if path is not None else self.config_path
         before = self.config.published_digest()
         # systemd hears of reloads between READY=1 and STOPPING=1 only.
@@ -528,8 +531,8 @@ class Daemon:
             log.error("reload refused, keeping the running config:\n%s", refused)
         elif after == before:
             log.info("configuration reloaded from %s: unchanged (config hash %s), the running"
-                     " config is kept and nothing is looked at again", path, after[:12],
-                     extra=fields("config_unchanged"))
+                     " config is kept and the open incidents are not looked at again", path,
+                     after[:12], extra=fields("config_unchanged"))
         else:
             log.info("configuration reloaded from %s: changed (config hash %s -> %s)", path,
                      before[:12], after[:12], extra=fields("config_changed"))
@@ -538,8 +541,9 @@ class Daemon:
             self.systemd.ready(f"{self._status}; {outcome}")
         if refused is not None:
             return refused
-        if after == before:  # the running config, not swapped in (config.coordinator)
-            return Reloaded(before, after)
+        if after == before:  # the running config, not swapped in (config.coordinator): the
+            # file's text is the running one's, so its warnings are the running config's
+            return Reloaded(before, after, self._background(self._check_file(config, located)))
         return Reloaded(before, after, self._background(self._check_file(config, located)),
                         self._background(self._look_at_open(config)))
 

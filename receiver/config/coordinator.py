@@ -61,8 +61,9 @@ class Reloaded:
     (what `ackd check-config` warns of); `look` what the new config does to the open
     incidents, None when the look failed (the log says why). Both run after the swap, off
     the loop, and log what they find whether or not anyone awaits them; they are None when
-    the reload ran outside the daemon's loop (a test), and when nothing `changed`: nothing
-    was swapped in, so neither runs."""
+    the reload ran outside the daemon's loop (a test). When nothing `changed`, nothing was
+    swapped in and `look` is None; `checks` still runs (a coverage gap comes nearer with
+    time, as check-config would say)."""
 
     before: str
     after: str

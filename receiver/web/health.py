@@ -93,8 +93,9 @@ async def reload(request: web.Request) -> web.Response:
     incidents. That look runs in the background after the swap; the answer waits for it up
     to LOOK_WAIT seconds, and past that says it is still running and that its warnings go
     to the log, so a deploy script is never held for as long as 100,000 open incidents
-    take. A file that changed nothing (the same published digest) is not swapped in: no
-    warning, no look (`unchanged`)."""
+    take. A file that changed nothing (the same published digest) is not swapped in and
+    the open incidents are not looked at (`unchanged`); its own warnings are answered, as
+    check-config would give them now."""
     s = services(request)
     authorise(request, Scope.ADMIN)
     if s.reload is None:

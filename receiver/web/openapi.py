@@ -148,7 +148,8 @@ SCHEMAS: dict[str, Schema] = {
                                " `checked` (its warnings are in `warnings`), `running` (past"
                                " 5 s: its warnings go to the log only), `failed` (the log"
                                " says why), `unchanged` (the file is the running config:"
-                               " nothing swapped in, nothing looked at, no warning)",
+                               " nothing swapped in, the open incidents not looked at;"
+                               " `warnings` holds the file's own)",
                 "properties": {
                     "status": {"type": "string",
                                "enum": ["checked", "running", "failed", "unchanged"]},

@@ -288,6 +288,56 @@ async def test_who_held_an_incident_reassigned_to_another_person_is_told(
         await api.daemon.stop()
 
 
+async def test_who_held_an_incident_reassigned_to_a_team_is_told_unless_paged_by_it(
+    tmp_path: Path, sink: HttpSink, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """cy acknowledged ana's page; ana reassigns it to team platform: cy, who held it, is told
+    once, and the log says so (ana, platform's on call, is not paged: she did it). cy holds
+    it again and reassigns it to payments herself: nobody is told (ana is paged). ana holds
+    it and cy reassigns it to platform, whose run pages ana at once: its page says so, and
+    no note comes beside it."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await sink.wait_for(1)
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=CY_TOKEN)
+        await api.settle()
+        await sink.wait_for(2)  # ana told cy acknowledged it
+        with caplog.at_level(logging.INFO, logger="receiver.incidents.desk"):
+            status, body = await api.call("POST", f"/api/v1/incidents/{number}/reassign",
+                                          {"team": "platform"}, token=ANA_TOKEN)
+        assert (status, body["team"], body["state"]) == (200, "platform", "triggered")
+        await api.settle()
+        [told] = (await sink.wait_for(3))[2:]
+        assert (told.path, told.json["title"]) == (
+            "/cy", f"#{number} reassigned to team platform by ana")
+        assert told.json["message"].splitlines()[1] == (
+            "Reassigned to team platform by ana; you no longer hold it.")
+        assert (f"incident #{number} reassigned to team platform by ana from cy, who held it"
+                " (told)" in caplog.messages)
+
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=CY_TOKEN)
+        await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"team": "payments"},
+                       token=CY_TOKEN)
+        await api.settle()
+        await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
+        await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"team": "platform"},
+                       token=CY_TOKEN)
+        await api.settle()
+        # ana told cy acknowledged it again; then ana paged by payments' run, and platform's.
+        arrived = (await sink.wait_for(6))[3:]
+        assert [(r.path, r.json["title"].split(" #")[0]) for r in arrived] == [
+            ("/ana", f"#{number} acknowledged by cy"), ("/ana", "[SEV1] REASSIGNED"),
+            ("/ana", "[SEV1] REASSIGNED")]
+        assert "REASSIGNED to team platform by cy (step 1)." in (
+            arrived[2].json["message"].splitlines())
+        await _later(api, 1)
+        assert len(sink.requests) == 6
+    finally:
+        await api.daemon.stop()
+
+
 async def test_who_hands_back_what_they_took_leaves_it_to_the_on_call_at_once(
     tmp_path: Path, sink: HttpSink,
 ) -> None:
@@ -610,3 +660,22 @@ def test_the_stakeholders_an_incident_told(
     severity: str, events: list[TimelineEvent], told: set[str]
 ) -> None:
     assert assignment.stakeholders_told(STAKEHOLDERS, severity, events) == told
+
+
+def _step(run: int, step: int, *names: str) -> TimelineEvent:
+    return TimelineEvent(NOW, EventKind.STEP_FIRED, detail={
+        "step": step, "number": step + 1, "cycle": 0, "run": run, "recipients": list(names)})
+
+
+def test_whom_the_run_a_reassignment_began_paged_at_once() -> None:
+    """Only the steps after the reassignment (an earlier run's step at the same instant is
+    another story), less the pages a maintenance window held."""
+    events = [
+        _step(0, 0, "ana"),
+        TimelineEvent(NOW, EventKind.REASSIGNED, "cy", {"team": "platform"}),
+        _step(1, 0, "bo", "dee"), _step(1, 1, "erin"),
+        TimelineEvent(NOW, EventKind.PAGE_SUPPRESSED, "maintenance",
+                      {"recipient": "dee", "step": 0, "window": "#1"}),
+    ]
+    assert assignment.paged_by_run(events) == {"bo", "erin"}
+    assert assignment.paged_by_run(events[:2]) == set()

@@ -136,7 +136,8 @@ class MessageReason(StrEnum):
     # its pages say which window held them and since when, not a first page's nothing.
     AFTER_MAINTENANCE = "after_maintenance"
     # A note to whoever held an acknowledged incident that another person took over (took it
-    # themselves, actor = changed_to) or reassigned to a person (changed_to): not theirs now.
+    # themselves, actor = changed_to) or reassigned to a person or a team (changed_to: the
+    # person, or "team X"): not theirs now.
     TAKEN_OVER = "taken_over"
 
     @property

@@ -11,7 +11,8 @@ desk writes them and asks the responder to restart escalation where one is due.
   not leave the incident with nobody behind them. Reassigning it to yourself takes it:
   nobody is paged, the run is in your hands from its start (an acknowledgement if nobody's
   was: `engine.take`), and its reack pages you first, the policy behind you. Whoever held
-  it acknowledged is told once when it goes to another person (`taken_from`). The person a
+  it acknowledged is told once when it goes to another person or a team (`taken_from`),
+  unless the run it begins pages them at once (`paged_by_run`). The person a
   reassignment named (or who took it) un-acknowledging it gives it up: the team's own policy
   runs at once, nobody ahead (`engine.unacknowledge`, `own_policy`); anyone else's unack
   keeps them first. `person_policy` and `own_policy` live in escalation/policy.py, where the
@@ -28,7 +29,7 @@ desk writes them and asks the responder to restart escalation where one is due.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -117,12 +118,29 @@ def reassigned(incident: Incident, to: Reassignment, actor: str, now: datetime
 def taken_from(incident: Incident, to: Reassignment, actor: str) -> str | None:
     """Who is told that `actor`'s reassignment took the incident from them: whoever holds it
     acknowledged (`acknowledged_by`), when it goes to another person (`actor` taking it,
-    or another they named) and they neither did it nor are that person (paged, or holding
-    it still). A reassignment to a team pages its policy: not a takeover."""
+    or another they named) or to a team, and they neither did it nor are the person named
+    (paged, or holding it still). The desk leaves out one the run it begins paged at once
+    (`paged_by_run`): "REASSIGNED to team X by cy" on their page says it."""
     holder = incident.acknowledged_by
-    if to.user is None or incident.state is not IncidentState.ACKNOWLEDGED or holder is None:
+    if incident.state is not IncidentState.ACKNOWLEDGED or holder is None:
         return None
     return None if holder in (to.user, actor) else holder
+
+
+def paged_by_run(events: Sequence[TimelineEvent]) -> set[str]:
+    """Whom the run a reassignment began paged in its own transaction: `events` are the
+    incident's since the reassignment's instant, in the order written; the steps fired
+    after the last `reassigned` among them, less the pages a maintenance window held."""
+    start = max((i for i, e in enumerate(events) if e.kind is EventKind.REASSIGNED),
+                default=len(events))
+    paged: set[str] = set()
+    held: set[str] = set()
+    for event in events[start:]:
+        if event.kind is EventKind.STEP_FIRED:
+            paged.update(str(name) for name in event.detail.get("recipients", ()))
+        elif event.kind is EventKind.PAGE_SUPPRESSED:
+            held.add(str(event.detail.get("recipient")))
+    return paged - held
 
 
 def reassigned_cause(to: Reassignment, actor: str) -> RunCause:

@@ -11,8 +11,9 @@ working it: it pushes the escalation's reack deadline (`Responder.updated`) as a
 does, so an incident people are visibly working is not re-escalated as left alone. A
 reassignment or a raised severity starts escalation over instead; a reassignment to the
 person making it is theirs at once (`Responder.take`: no page; their acknowledgement if
-nobody's was); whoever held it acknowledged is told once when it goes to another person
-(`assignment.taken_from`: a `taken_over` note).
+nobody's was); whoever held it acknowledged is told once when it goes to another person or
+a team (`assignment.taken_from`: a `taken_over` note), unless the run it begins pages them
+at once (`assignment.paged_by_run`: that page says so).
 
 The status cadence is a durable deadline (kind `cadence`) on the escalation timer: armed in
 the transaction that opens an incident (the responder's opened hook), moved by each status
@@ -90,15 +91,9 @@ class IncidentDesk:
             assignment.check_open(incident, "reassign")
             now = self._clock.now()
             event = assignment.reassigned(incident, to, actor, now)
-            # Whoever held it acknowledged is told once that it is not theirs now: they
-            # would go on thinking it was (the status cadence and the stale notice no
-            # longer ask them), and nothing else tells them.
             held = assignment.taken_from(incident, to, actor)
             if held not in config.users:
                 held = None  # an API token's name, say: nobody to tell
-            if held is not None:
-                await self._responder.tell_users(tx, incident, [held], MessageReason.TAKEN_OVER,
-                                                 actor, now, changed_to=str(to.user))
             if to.team is not None:
                 route = route_for(config, to.team)
                 await tx.update_incident(incident_id, now, team=to.team, policy=route.policy)
@@ -116,19 +111,31 @@ class IncidentDesk:
                 # hands it back to the team's policy at once (engine.unacknowledge).
                 acked = await self._responder.take(tx, incident, event, now, policy, actor,
                                                    cause)
-                return await tx.incident(incident_id), acked, held
-            # A person named by whoever reassigned is paged now, at any hour, as a responder
-            # paged in is: the name is their choice. A team's policy waits for its hours.
-            await self._responder.restart(tx, incident, event, now, policy, cause,
-                                          at_once=to.user is not None)
-            return await tx.incident(incident_id), False, held
+            else:
+                # A person named by whoever reassigned is paged now, at any hour, as a
+                # responder paged in is: the name is their choice. A team's policy waits for
+                # its hours.
+                acked = False
+                await self._responder.restart(tx, incident, event, now, policy, cause,
+                                              at_once=to.user is not None)
+                if held is not None and held in assignment.paged_by_run(
+                        await tx.events_since(incident_id, now)):
+                    held = None  # the new team's on call: the run's page says it, at once
+            # Whoever held it acknowledged is told once that it is not theirs now: they
+            # would go on thinking it was (the status cadence and the stale notice no
+            # longer ask them), and nothing else tells them.
+            if held is not None:
+                await self._responder.tell_users(tx, incident, [held], MessageReason.TAKEN_OVER,
+                                                 actor, now, changed_to=cause.to)
+            return await tx.incident(incident_id), acked, held
 
         incident, acked, held = await self._store.write(job)
         if acked:
             log.info("incident #%d acknowledged by %s (reassigned to themselves)", incident_id,
                      actor, extra=fields("incident_acknowledged", incident_id, incident.team))
         if held is not None:
-            taken = "taken over" if to.user == actor else f"reassigned to {to.user}"
+            taken = ("taken over" if to.user == actor
+                     else f"reassigned to {assignment.reassigned_cause(to, actor).to}")
             log.info("incident #%d %s by %s from %s, who held it (told)", incident_id, taken,
                      actor, held, extra=fields("incident_taken_over", incident_id,
                                                incident.team))

@@ -9,8 +9,9 @@ the default with a logged warning, because a broken template must never lose a p
 Variables a template sees:
     reason, incident, severity, alerts, ack_url, resolve_url, incident_url, silence_url,
     actor, recipient, step, cycle        the MessageContext's fields
-    changed_to                           reassigned, severity_raised: the team ("team X"),
-                                         person or severity a person changed the incident to;
+    changed_to                           reassigned, severity_raised, taken_over: the team
+                                         ("team X"), person or severity a person changed the
+                                         incident to;
                                          after_maintenance: when the hold began (ISO 8601)
     held_since                           after_maintenance: that time, as `since` shows one
                                          (actor is the window: "#3" or the config's name)
@@ -229,7 +230,8 @@ _TITLE_TAGS = {"triggered": "", "escalated": "ESCALATED ", "reminder": "REMINDER
                "reassigned": "REASSIGNED ", "severity_raised": "SEVERITY RAISED ",
                "after_maintenance": "AFTER MAINTENANCE "}
 
-# A takeover's note: "taken over by cy" (she took it), or "reassigned to bo by cy".
+# A takeover's note: "taken over by cy" (she took it), "reassigned to bo by cy" or
+# "reassigned to team platform by cy".
 _REASSIGNED_TO = "{% if changed_to and changed_to != actor %}"
 
 # What every page's body says after its lead: the same text for each reason in _LEADS.
@@ -249,7 +251,8 @@ DEFAULTS: dict[str, dict[str, str]] = {
                 "Acknowledged by {{ actor or 'someone' }}; escalation has stopped.\n"
                 "\nResolve: {{ resolve_url }}\nIncident: {{ incident_url }}\n",
     },
-    # Whoever held it, when another took it over (actor) or reassigned it to a person.
+    # Whoever held it, when another took it over (actor) or reassigned it to a person or a
+    # team (changed_to: "team X").
     "taken_over": {
         "title": "#{{ incident.id }} " + _REASSIGNED_TO + "reassigned to {{ changed_to }} by "
                  "{{ actor or 'someone' }}{% else %}taken over by {{ actor or 'someone' }}"

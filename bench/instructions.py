@@ -1,7 +1,7 @@
 """The event loop's instructions per webhook, under callgrind: deterministic, so 1% shows.
 
 `.venv/bin/python bench/instructions.py [--mix mixed] [--webhooks 400] [--in-flight 1]
-[--dispatcher] [TREE ...]`
+[--dispatcher [--storm] [--pace 1.1]] [TREE ...]`
 
 CPU time on the shared 2-core machine moves with whatever else runs there; instructions do not.
 This runs the path of bench/inprocess.py (a Daemon in process, bench/load.py's bodies through
@@ -23,6 +23,13 @@ sink (bench/bare_server.py in a process of its own, outside callgrind, answering
 leg's sink does), not to the config's closed port, whose failures would be retried and
 escalated as the leg's deliveries never are. Without it the figures stay comparable with the
 earlier sessions'.
+
+`--storm` plays the storm leg's config (bench/storm.py: SEV1 incidents also tell the
+`exec-status` channel), and `--pace` sets the virtual time a webhook takes (the storm leg runs
+at about 500 a second over HTTP: 2 ms). With `--mix new --in-flight 8 --dispatcher --storm
+--pace 2 --webhooks 3000` the measured 6 s of virtual time hold what the leg's 6 s hold: the
+first page and note, the deferrals, the page bundle released at `max_hold` (5 s) and sent in
+passes of BATCH rows, the rate limit's holds, the stakeholder notes deferred.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from pathlib import Path
 
 WARM_UP = 100
 # With --dispatcher, the time a webhook takes (the ingest leg: 850-900 a second over HTTP).
-PACE = timedelta(milliseconds=1.1)
+PACE_MS = 1.1
 
 
 def main() -> None:
@@ -51,27 +58,38 @@ def main() -> None:
     parser.add_argument("--in-flight", type=int, default=1, help="webhooks in flight at once")
     parser.add_argument("--dispatcher", action="store_true",
                         help="leave the dispatcher running, delivering to a local sink")
+    parser.add_argument("--storm", action="store_true",
+                        help="the storm leg's config: SEV1 incidents tell a stakeholder channel")
+    parser.add_argument("--pace", type=float, default=PACE_MS,
+                        help="with --dispatcher, the virtual ms a webhook takes")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        asyncio.run(_ingest(args.mix, args.webhooks, args.in_flight, args.dispatcher))
+        asyncio.run(_ingest(args.mix, args.webhooks, args.in_flight, args.dispatcher,
+                            args.storm, timedelta(milliseconds=args.pace)))
         return
+    extra = [*(["--storm"] if args.storm else []), "--pace", str(args.pace)]
     for tree in args.trees:
         counted = _count(Path(tree).resolve(), args.mix, args.webhooks, args.in_flight,
-                         args.dispatcher)
+                         args.dispatcher, extra)
         dispatcher = ", dispatcher running" if args.dispatcher else ""
+        if args.dispatcher:
+            dispatcher += f" at {args.pace:g} ms a webhook"
+        if args.storm:
+            dispatcher += ", storm config"
         print(f"{tree}: {counted:,.0f} instructions per webhook ({args.mix}, {args.webhooks}"
               f" after {WARM_UP}, {args.in_flight} in flight{dispatcher})")
 
 
-def _count(tree: Path, mix: str, webhooks: int, in_flight: int, dispatcher: bool) -> float:
+def _count(tree: Path, mix: str, webhooks: int, in_flight: int, dispatcher: bool,
+           extra: list[str]) -> float:
     with tempfile.TemporaryDirectory(prefix="ackd-instructions-") as tmp:
         out = Path(tmp) / "callgrind.out"
         subprocess.run(
             ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--separate-threads=yes",
              f"--callgrind-out-file={out}", sys.executable, str(Path(__file__).resolve()),
              "--child", "--mix", mix, "--webhooks", str(webhooks),
-             "--in-flight", str(in_flight), *(["--dispatcher"] if dispatcher else [])],
+             "--in-flight", str(in_flight), *(["--dispatcher"] if dispatcher else []), *extra],
             cwd=tree, env={**os.environ, "PYTHONPATH": str(tree), "PYTHONHASHSEED": "0"},
             check=True, capture_output=True,
         )
@@ -80,7 +98,8 @@ def _count(tree: Path, mix: str, webhooks: int, in_flight: int, dispatcher: bool
         return int(totals) / (in_flight * -(-webhooks // in_flight))  # as many as were played
 
 
-async def _ingest(mix: str, webhooks: int, in_flight: int, dispatcher: bool) -> None:
+async def _ingest(mix: str, webhooks: int, in_flight: int, dispatcher: bool, storm: bool,
+                  pace: timedelta) -> None:
     sys.path.insert(0, str(Path.cwd() / "bench"))  # the measured tree's own load script
     import procs
 
@@ -88,20 +107,21 @@ async def _ingest(mix: str, webhooks: int, in_flight: int, dispatcher: bool) -> 
     with tempfile.TemporaryDirectory(prefix="ackd-instructions-") as tmp:
         work = Path(tmp)
         if not dispatcher:
-            await _play(work, "127.0.0.1:9", mix, webhooks, in_flight, dispatcher=False)
+            await _play(work, "127.0.0.1:9", mix, webhooks, in_flight, dispatcher=False,
+                        storm=storm, pace=pace)
             return
         # valgrind does not follow children: the sink's instructions are not counted.
         sink = procs.bare(work, "sink")
         await sink.start_ready()
         try:
             await _play(work, sink.url.removeprefix("http://"), mix, webhooks, in_flight,
-                        dispatcher=True)
+                        dispatcher=True, storm=storm, pace=pace)
         finally:
             sink.stop()
 
 
 async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, *,
-                dispatcher: bool) -> None:
+                dispatcher: bool, storm: bool, pace: timedelta) -> None:
     import run as bench
     from load import Script
 
@@ -110,8 +130,12 @@ async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, 
     from receiver.testing.clock import FakeClock
 
     config_path = work / "ackd.yaml"
-    config_path.write_text(bench.CONFIG.format(
-        token=bench.WEBHOOK_TOKEN, synchronous="normal", sink=sink))
+    text = bench.CONFIG.format(token=bench.WEBHOOK_TOKEN, synchronous="normal", sink=sink)
+    if storm:
+        import storm as storm_leg
+
+        text += storm_leg.STAKEHOLDERS.replace("SINK", sink)
+    config_path.write_text(text)
     config = replace(load(config_path), data_dir=work / "data", listen_host="127.0.0.1",
                      listen_port=0)
     # A fixed start, so that every run sends the same bytes; one script per connection.
@@ -122,7 +146,7 @@ async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, 
     warm = -(-WARM_UP // in_flight)
     # The dispatcher's work depends on the time (bundle windows, holds, backoff): on the
     # wall clock, under callgrind's slowdown, windows would end fifty times as often per
-    # webhook as over HTTP, and at a different webhook in every run. So time moves by PACE a
+    # webhook as over HTTP, and at a different webhook in every run. So time moves by `pace` a
     # webhook, as in the ingest leg.
     clock = FakeClock(start) if dispatcher else None
     daemon = Daemon(config, clock=clock)
@@ -135,7 +159,7 @@ async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, 
             for body in bodies:
                 await daemon.incidents.ingest_body(body)
                 if clock is not None:
-                    clock.advance(PACE)
+                    clock.advance(pace)
 
         await asyncio.gather(*(play(stream[:warm]) for stream in streams))
         _instrument("on")

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,6 +30,7 @@ from receiver.core.model import (
     Alert,
     AlertStatus,
     EventKind,
+    Incident,
     IncidentState,
     MessageReason,
     TimelineEvent,
@@ -46,6 +48,8 @@ from receiver.notify.notifier import (
     mask,
 )
 from receiver.store import NewIncident, OutboxMessage, OutboxRow, SqliteStore, Transaction
+from receiver.store.codec import incident_from_row
+from receiver.store.sqlite import incidents as sqlite_incidents
 from receiver.telemetry.metrics import Metrics
 from receiver.testing import FakeClock, Outcome, RecordingNotifier
 from tests.sinks import HttpSink, SinkMode
@@ -502,10 +506,32 @@ class AlertReadingStore(SqliteStore):
 
 @pytest.mark.parametrize(("reason", "shown"), [("triggered", 5), ("resolved", 10)])
 async def test_a_bundle_reads_the_alerts_of_the_incidents_it_shows_only(
-    tmp_path: Path, fake_clock: FakeClock, reason: str, shown: int
+    tmp_path: Path, fake_clock: FakeClock, reason: str, shown: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A storm's bundle carries hundreds of rows; its text names the first few incidents
-    (messages.BUNDLE_SHOWN pages, NOTES_SHOWN notes), so only theirs are read."""
+    (messages.BUNDLE_SHOWN pages, NOTES_SHOWN notes), so only theirs are read (whole, and
+    their alerts), and only their links signed."""
+    signed: list[int] = []
+    token = Links.token
+
+    def counted(self: Links, incident_id: int, *args: Any) -> str:
+        signed.append(incident_id)
+        return token(self, incident_id, *args)
+
+    monkeypatch.setattr(Links, "token", counted)
+    decoded: list[int] = []  # incidents a pass's job read whole (not the test's own reads)
+
+    def whole(row: tuple[Any, ...]) -> Incident:
+        frame = sys._getframe(1)
+        while frame is not None and not frame.f_code.co_qualname.startswith(
+                "SqliteStore.lease_and_decide"):
+            frame = frame.f_back  # type: ignore[assignment]
+        if frame is not None:
+            decoded.append(row[0])
+        return incident_from_row(row)
+
+    monkeypatch.setattr(sqlite_incidents, "incident_from_row", whole)
     config = make_config(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
     notifier = RecordingNotifier()
     store = AlertReadingStore(tmp_path / "ackd.db")
@@ -521,6 +547,7 @@ async def test_a_bundle_reads_the_alerts_of_the_incidents_it_shows_only(
         await rig.clock.jump(timedelta(seconds=1))
         ids = await rig.incidents(40, [payload(SMS, reason=reason, step=step)])
         await eventually(rig.settled, "the burst to be deferred")
+        decoded.clear()
         await rig.clock.jump(timedelta(seconds=29))
         await eventually(rig.settled, "the bundle")
     finally:
@@ -529,6 +556,8 @@ async def test_a_bundle_reads_the_alerts_of_the_incidents_it_shows_only(
     _, bundle = notifier.messages(SMS)
     assert bundle.title.startswith("40 incidents")
     assert store.read == [first, *ids[:shown]]
+    assert set(signed) == {first, *ids[:shown]}
+    assert decoded == ids[:shown]  # the bundle's pass read those whole, and no other
 
 
 async def test_a_burst_of_resolutions_goes_as_one_note_then_one_bundle(

@@ -22,13 +22,16 @@ from receiver.core.model import (
 )
 from receiver.notify.earlier import EarlierPage, PagedBefore
 from receiver.notify.messages import (
+    BUNDLE_SHOWN,
     DEFAULTS,
+    NOTES_SHOWN,
     PAGE_REASONS,
     REASONS,
     SHORT_LIMIT,
     HeldIncident,
     MessageContext,
     Templates,
+    Unshown,
     format_duration,
     held_pages,
     render_bundle,
@@ -668,6 +671,25 @@ def test_a_bundle_takes_the_most_urgent_type() -> None:
 
     assert render_bundle(mixed, short=False).notify_type is NotifyType.FAILURE
     assert render_bundle(bundle(2, SEV3), short=False).notify_type is NotifyType.WARNING
+
+
+def unshown(contexts: list[MessageContext]) -> list[Unshown]:
+    return [Unshown(c.incident.id, c.reason, c.severity) for c in contexts]
+
+
+@pytest.mark.parametrize("short", [False, True])
+@pytest.mark.parametrize("count", [6, 8, 40])
+def test_a_bundle_past_what_it_shows_reads_only_ids_reasons_and_severities(
+    count: int, short: bool
+) -> None:
+    """A storm's bundle carries hundreds of rows and shows its first few: the others are
+    handed as Unshown (no incident, alerts or links), and the message is the same."""
+    pages = bundle(count - 1, SEV3) + [ctx("escalated", severity=SEV2)]  # the last colours it
+    assert (render_bundle(pages[:BUNDLE_SHOWN], short, unshown(pages[BUNDLE_SHOWN:]))
+            == render_bundle(pages, short))
+    every = notes(["resolved", "acknowledged"] * count)
+    assert (render_notes(every[:NOTES_SHOWN], short, unshown(every[NOTES_SHOWN:]))
+            == render_notes(every, short))
 
 
 def test_an_empty_bundle_is_refused() -> None:

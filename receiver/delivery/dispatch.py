@@ -91,7 +91,7 @@ from receiver.delivery.plan import (
     plan_pass,
     unwanted_pages,
 )
-from receiver.delivery.render import Renderer
+from receiver.delivery.render import Renderer, shown_of
 from receiver.notify.contacts import Destination, resolve
 from receiver.notify.messages import (
     render_held_back,
@@ -371,19 +371,26 @@ class Dispatcher:
         read (it fails now, on its timeline, in the log and in the metrics)."""
         addressed: list[tuple[Addressed, IncidentFacts | None]] = []
         lost: list[_Lost] = []
+        # Each distinct message is resolved once (a storm's rows say the same few things:
+        # its contact's URL digest checked, its `short` set), with what it becomes.
+        seen: dict[OutboxMessage, tuple[OutboxMessage, str] | str] = {}
         for row, incident in due:
             message = row.message
             if message is None:
                 why = f"the notification cannot be sent: {row.unreadable}"
                 lost.append((row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, why)))
                 continue
-            found = resolve(message.recipient, message.recipient_kind, message.contact,
-                            config.users, config.channels, message.url_digest)
-            if isinstance(found, Destination):
-                message = msgspec.structs.replace(message, short=found.short)
-                addressed.append((Addressed(row, message, found.url), incident))
+            to = seen.get(message)
+            if to is None:
+                found = resolve(message.recipient, message.recipient_kind, message.contact,
+                                config.users, config.channels, message.url_digest)
+                to = seen[message] = (
+                    (msgspec.structs.replace(message, short=found.short), found.url)
+                    if isinstance(found, Destination) else found)
+            if isinstance(to, str):
+                lost.append((row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, to)))
             else:
-                lost.append((row, incident, Delivery(DeliveryStatus.FAILURE, 0.0, found)))
+                addressed.append((Addressed(row, *to), incident))
         return addressed, lost
 
     async def _lost(self, lost: list[_Lost]) -> None:
@@ -802,15 +809,17 @@ class Dispatcher:
 
 
 async def _whole(tx: Transaction, sends: list[Send]) -> list[Outgoing]:
-    """The plan's sends with their rows' whole incidents (what the message says), read in
-    the pass's job only for the rows it sends: most rows a storm leases wait for a bundle.
-    A store that handed whole incidents already (PostgreSQL) is not asked again."""
-    wanted = sorted({row.incident_id for send in sends for row, incident in send.items
+    """The plan's sends with the whole incidents of the rows their text shows (what the
+    message says; render.shown_of), read in the pass's job only for those: most rows a storm
+    leases wait for a bundle, and a bundle shows its first few of hundreds. A store that
+    handed whole incidents already (PostgreSQL) is not asked again."""
+    wanted = sorted({row.incident_id for send in sends
+                     for row, incident in send.items[:shown_of(send.items)]
                      if not isinstance(incident, Incident)})
     found = await tx.find_incidents(wanted) if wanted else {}
     return [Outgoing(send.url, tuple(
-        (row, incident if isinstance(incident, Incident) else found[row.incident_id])
-        for row, incident in send.items)) for send in sends]
+        (row, found.get(row.incident_id, incident)) for row, incident in send.items))
+        for send in sends]
 
 
 async def _write_lost(tx: Transaction, lost: list[_Lost], now: datetime) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from receiver.core.frozen import frozen
-from receiver.core.model import Incident, IncidentState, MessageReason
+from receiver.core.model import IncidentState, MessageReason
 from receiver.delivery.noise import ChannelHistory, Kind, NoiseGate, Verdict, kind_of
 from receiver.store.records import IncidentFacts, OutboxMessage, OutboxRow
 
@@ -55,11 +55,13 @@ class Send:
 
 @frozen(slots=True)
 class Outgoing:
-    """One message to one URL and the outbox rows it delivers, with their whole incidents
-    (what the message says), as the pass hands it to a send."""
+    """One message to one URL and the outbox rows it delivers, with their incidents, as the
+    pass hands it to a send: whole (an Incident) for the rows its text shows (render.shown_of:
+    a bundle's first few), what the pass read of them for the others (counted, coloured and
+    listed by id, never read whole: a storm's bundle carries hundreds)."""
 
     url: str
-    items: tuple[tuple[Addressed, Incident], ...]
+    items: tuple[tuple[Addressed, IncidentFacts], ...]
 
 
 @frozen(slots=True)

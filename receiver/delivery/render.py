@@ -5,7 +5,7 @@ carries several rows)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from receiver.alertmanager.webhook import silence_url
@@ -22,6 +22,7 @@ from receiver.notify.messages import (
     NOTES_SHOWN,
     HeldIncident,
     MessageContext,
+    Unshown,
     held_pages,
     render_bundle,
     render_held_back,
@@ -30,6 +31,7 @@ from receiver.notify.messages import (
 )
 from receiver.notify.notifier import Message, mask
 from receiver.store import OutboxMessage, Store
+from receiver.store.records import IncidentFacts
 
 log = logging.getLogger(__name__)
 
@@ -46,27 +48,38 @@ class Renderer:
         config = self._config()
         now = self._clock.now()
         short = outgoing.items[0][0].message.short
-        # A bundle's text names only its first few incidents: only theirs are worth reading
-        # (a storm's bundle carries hundreds of rows; each read is a query).
-        shown = 1 if len(outgoing.items) == 1 else (
-            BUNDLE_SHOWN if outgoing.items[0][0].message.reason.is_page else NOTES_SHOWN)
+        # A bundle's text names only its first few incidents (shown): only theirs are worth
+        # reading whole and signing links for (a storm's bundle carries hundreds of rows;
+        # each entry's incident is a row to decode, its alerts a query, its links four
+        # signatures); the others are counted, coloured and listed by their incident's id.
+        shown = shown_of(outgoing.items)
         # Whom the run paged before: only a message of its own says so (a bundle's entries
         # have no room for it; a short text, in what room its summary and link leave).
         alone = len(outgoing.items) == 1
         try:
-            contexts = [await self._context(row, incident, config, now, alerts=n < shown,
+            contexts = [await self._context(row, await self._whole(incident), config, now,
                                             earlier=alone)
-                        for n, (row, incident) in enumerate(outgoing.items)]
-            if len(contexts) == 1:
+                        for row, incident in outgoing.items[:shown]]
+            unshown = [Unshown(incident.id, row.message.reason,
+                               config.severity(incident.severity))
+                       for row, incident in outgoing.items[shown:]]
+            if alone:
                 return config.templates.render(contexts[0], short)
             if contexts[0].reason.is_page:
-                return render_bundle(contexts, short)
-            return render_notes(contexts, short)
+                return render_bundle(contexts, short, unshown)
+            return render_notes(contexts, short, unshown)
         except StoreUnavailable:
             raise
         except Exception:
             log.exception("rendering a message for %s failed", mask(outgoing.url))
             return None
+
+    async def _whole(self, incident: IncidentFacts) -> Incident:
+        """The whole incident (a pass reads it whole for the entries a message shows:
+        dispatch._whole; read here should one come without)."""
+        if isinstance(incident, Incident):
+            return incident
+        return await self._store.incident(incident.id)
 
     async def held_back(self, held: Summary) -> Message:
         """The summary of what the rate limit held back from one URL: the count, and for each
@@ -96,11 +109,10 @@ class Renderer:
 
     async def _context(
         self, row: Addressed, incident: Incident, config: Config, now: datetime, *,
-        alerts: bool, earlier: bool = False,
+        earlier: bool = False,
     ) -> MessageContext:
-        """The message's context; its incident's alerts only if `alerts` (else none: a
-        bundle's entry that its text does not show); if `earlier`, whom the earlier steps
-        of a page's run paged (`_paged_before`)."""
+        """The message's context; if `earlier`, whom the earlier steps of a page's run paged
+        (`_paged_before`)."""
         m = row.message
         recipient = m.recipient
         links = Links(config.link_secret, config.external_url, config.link_ttl)
@@ -108,7 +120,7 @@ class Renderer:
             reason=m.reason,
             incident=incident,
             severity=config.severity(incident.severity),
-            alerts=await self._store.alerts(incident.id) if alerts else (),
+            alerts=await self._store.alerts(incident.id),
             ack_url=links.url(incident.id, Action.ACK, recipient, now),
             resolve_url=links.url(incident.id, Action.RESOLVE, recipient, now),
             incident_url=_incident_url(links, config, incident.id, m, now),
@@ -150,6 +162,14 @@ class Renderer:
                             cycle=message.cycle, step=step, recipient=message.recipient,
                             now=now)
 
+
+
+def shown_of(items: Sequence[tuple[Addressed, IncidentFacts]]) -> int:
+    """How many of a message's rows its text shows: a message of its own, its one; a bundle,
+    its first BUNDLE_SHOWN (pages) or NOTES_SHOWN (notes)."""
+    if len(items) == 1:
+        return 1
+    return BUNDLE_SHOWN if items[0][0].message.reason.is_page else NOTES_SHOWN
 
 
 def _incident_url(

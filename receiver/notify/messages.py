@@ -128,6 +128,17 @@ class MessageContext:
                              f"expected one of {', '.join(REASONS)}")
 
 
+@frozen(slots=True)
+class Unshown:
+    """A bundle's entry past those its text shows (BUNDLE_SHOWN pages, NOTES_SHOWN notes): the
+    bundle counts it, colours by it and lists its incident's number; nothing else of it is
+    read, so its incident, alerts and links need not be."""
+
+    incident_id: int
+    reason: MessageReason
+    severity: Severity
+
+
 # -- default templates -------------------------------------------------------------------
 
 _SEV = "[{{ severity.name }}] "
@@ -376,7 +387,7 @@ class Templates:
         return self._defaults[(reason, part)].render(variables)
 
 
-def notify_type(ctx: MessageContext) -> NotifyType:
+def notify_type(ctx: MessageContext | Unshown) -> NotifyType:
     """Apprise's colour for the message: failure for SEV1/SEV2 pages, warning below them."""
     if ctx.reason == "acknowledged":
         return NotifyType.INFO
@@ -776,18 +787,22 @@ def _cut(text: str, room: int) -> str:
 # -- bundles and summaries ---------------------------------------------------------------
 
 
-def render_bundle(contexts: Sequence[MessageContext], short: bool) -> Message:
-    """One message for several pages to one person within the bundle window. Only the
-    first BUNDLE_SHOWN contexts' alerts are read (the others' may be empty)."""
+def render_bundle(
+    contexts: Sequence[MessageContext], short: bool, unshown: Sequence[Unshown] = ()
+) -> Message:
+    """One message for several pages to one person within the bundle window: `contexts`,
+    then `unshown`, the entries past the BUNDLE_SHOWN its text shows. Only the first
+    BUNDLE_SHOWN contexts' alerts are read (the others' may be empty)."""
     if not contexts:
         raise ValueError("a bundle needs at least one message")
-    kind = min((notify_type(c) for c in contexts), key=_urgency)
+    every: list[MessageContext | Unshown] = [*contexts, *unshown]
+    kind = min((notify_type(c) for c in every), key=_urgency)
+    total = len(every)
     if short:
-        return Message("", _short_bundle(contexts), kind)
-    ids = ", ".join(f"#{c.incident.id}" for c in contexts[:BUNDLE_SHOWN])
-    more = len(contexts) - BUNDLE_SHOWN
-    title = f"{len(contexts)} incidents need you: {ids}" + (f" and {more} more" if more > 0
-                                                            else "")
+        return Message("", _short_bundle(contexts, total), kind)
+    ids = ", ".join(f"#{i}" for i in _ids(contexts, unshown)[:BUNDLE_SHOWN])
+    more = total - BUNDLE_SHOWN
+    title = f"{total} incidents need you: {ids}" + (f" and {more} more" if more > 0 else "")
     lines = []
     for c in contexts[:BUNDLE_SHOWN]:
         what = summary(c.incident, c.alerts)
@@ -804,17 +819,24 @@ def _urgency(kind: NotifyType) -> int:
     return order.index(kind)
 
 
-def _short_bundle(contexts: Sequence[MessageContext]) -> str:
-    body = f"{len(contexts)} incidents need you:"
-    for shown, c in enumerate(contexts):
+def _ids(contexts: Sequence[MessageContext], unshown: Sequence[Unshown]) -> list[int]:
+    return [c.incident.id for c in contexts] + [u.incident_id for u in unshown]
+
+
+def _short_bundle(contexts: Sequence[MessageContext], total: int) -> str:
+    """`total` pages, of which `contexts` come first: as many ack links as fit, never more
+    than BUNDLE_SHOWN (a link alone is over 40 characters: no more fit in SHORT_LIMIT)."""
+    body = f"{total} incidents need you:"
+    for shown, c in enumerate(contexts[:BUNDLE_SHOWN]):
         entry = f" #{c.incident.id} Ack: {c.ack_url}"
-        left = len(contexts) - shown - 1
+        left = total - shown - 1
         tail = f" and {left} more" if left else ""
         # The first entry goes in regardless: a bundle without one ack link is useless.
         if shown and sms_length(body + entry + tail) > SHORT_LIMIT:
-            return body + f" and {len(contexts) - shown} more"
+            return body + f" and {total - shown} more"
         body += entry
-    return body
+    shown = min(len(contexts), BUNDLE_SHOWN)
+    return body + (f" and {total - shown} more" if total > shown else "")
 
 
 # What a note did to its incident, as a bundle or a held-back summary names it.
@@ -829,28 +851,32 @@ def _verb(reason: str) -> str:
     return _NOTE_VERBS.get(reason, reason)
 
 
-def render_notes(contexts: Sequence[MessageContext], short: bool) -> Message:
+def render_notes(
+    contexts: Sequence[MessageContext], short: bool, unshown: Sequence[Unshown] = ()
+) -> Message:
     """One message for several notes to one URL within the bundle window:
-    `31 incidents resolved: #12, #13, ...`. Only the first NOTES_SHOWN contexts' alerts are
-    read (the others' may be empty)."""
+    `31 incidents resolved: #12, #13, ...`: `contexts`, then `unshown`, the entries past the
+    NOTES_SHOWN its text describes. Only the first NOTES_SHOWN contexts' alerts are read (the
+    others' may be empty)."""
     if not contexts:
         raise ValueError("a bundle needs at least one message")
-    kind = min((notify_type(c) for c in contexts), key=_urgency)
-    verbs = dict.fromkeys(_verb(c.reason) for c in contexts)
+    every: list[MessageContext | Unshown] = [*contexts, *unshown]
+    kind = min((notify_type(c) for c in every), key=_urgency)
+    verbs = dict.fromkeys(_verb(c.reason) for c in every)
     if len(verbs) == 1:
-        head = f"{len(contexts)} incidents {next(iter(verbs))}"
+        head = f"{len(every)} incidents {next(iter(verbs))}"
     else:
-        counts = {v: sum(1 for c in contexts if _verb(c.reason) == v) for v in verbs}
+        counts = {v: sum(1 for c in every if _verb(c.reason) == v) for v in verbs}
         parts = ", ".join(f"{n} {verb}" for verb, n in counts.items())
-        head = f"{len(contexts)} incident updates ({parts})"
-    ids = [f"#{c.incident.id}" for c in contexts]
+        head = f"{len(every)} incident updates ({parts})"
+    ids = [f"#{i}" for i in _ids(contexts, unshown)]
     if short:
         return Message("", _fit(f"{head}: ", _listed(ids, len(ids)), ""), kind)
     lines = []
     for c in contexts[:NOTES_SHOWN]:
         lines += [f"{_note_line(c)}", f"  Incident: {c.incident_url}"]
-    if len(contexts) > NOTES_SHOWN:
-        lines.append(f"and {len(contexts) - NOTES_SHOWN} more")
+    if len(every) > NOTES_SHOWN:
+        lines.append(f"and {len(every) - NOTES_SHOWN} more")
     return Message(f"{head}: {_listed(ids, NOTES_SHOWN)}", _tidy("\n".join(lines)), kind)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from receiver.store.codec import decode_message, encode_message, from_us, to_us
@@ -86,8 +87,15 @@ class OutboxStatements(Statements):
         )
 
 
+# A payload's message, decoded once for its text: a storm's rows say the same few things (the
+# first page to the on-call person, the note to a stakeholder channel: the incident is the
+# row's, not the payload's), and each is leased two or three times (deferred to its bundle,
+# then sent). The message is a frozen value; the texts held are a few hundred bytes each.
+_decoded = lru_cache(maxsize=256)(decode_message)
+
+
 def _outbox_row(r: Sequence[Any]) -> OutboxRow:
-    message = decode_message(r[3])
+    message = _decoded(r[3])
     if isinstance(message, str):
         return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), None, int(r[4]), from_us(r[5]),
                          unreadable=message, gated=bool(r[6]))

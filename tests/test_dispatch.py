@@ -36,7 +36,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.delivery.channels import channel_key
-from receiver.delivery.dispatch import BATCH, SELF_CHECK, Dispatcher
+from receiver.delivery.dispatch import BATCH, RECORD_ROWS, SELF_CHECK, Dispatcher
 from receiver.delivery.plan import backoff
 from receiver.notify.links import Links
 from receiver.notify.notifier import (
@@ -558,6 +558,66 @@ async def test_a_bundle_reads_the_alerts_of_the_incidents_it_shows_only(
     assert store.read == [first, *ids[:shown]]
     assert set(signed) == {first, *ids[:shown]}
     assert decoded == ids[:shown]  # the bundle's pass read those whole, and no other
+
+
+class FinishCountingStore(SqliteStore):
+    """Counts the outbox rows each write job finishes."""
+
+    finished: list[int]
+
+    async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
+        async def counted(tx: Transaction) -> T:
+            rows = 0
+            finish = tx.finish_outbox
+
+            async def finishing(outbox_id: int) -> None:
+                nonlocal rows
+                rows += 1
+                await finish(outbox_id)
+
+            tx.finish_outbox = finishing  # type: ignore[method-assign]
+            try:
+                return await run(tx)
+            finally:
+                if rows:
+                    self.finished.append(rows)
+
+        return await super().write(counted)
+
+
+async def test_a_big_bundles_results_are_written_a_part_at_a_time(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """A storm's bundle delivers hundreds of rows: their results go in jobs of RECORD_ROWS
+    rows, so that no one job holds the loop (and the webhooks batched with it) for long;
+    every row's result is on its timeline and the outbox is empty."""
+    config = make_config(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
+    notifier = RecordingNotifier()
+    store = FinishCountingStore(tmp_path / "ackd.db")
+    store.finished = []
+    await store.open()
+    dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
+    rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher)
+    dispatcher.start()
+    try:
+        await rig.incidents(1, [payload(SMS)])
+        await eventually(rig.settled, "the first page")
+        await rig.clock.jump(timedelta(seconds=1))
+        ids = await rig.incidents(150, [payload(SMS)])
+        await eventually(rig.settled, "the burst to be deferred")
+        store.finished.clear()
+        await rig.clock.jump(timedelta(seconds=29))
+        await eventually(rig.settled, "the bundle")
+        _, bundle = notifier.messages(SMS)
+        assert bundle.title.startswith("150 incidents")
+        assert store.finished == [RECORD_ROWS, RECORD_ROWS, 150 - 2 * RECORD_ROWS]
+        for incident_id in ids:
+            [sent] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+            assert sent.detail["bundled"] == 150
+        assert await rig.outbox() == []
+    finally:
+        await dispatcher.stop(grace=WAIT)
+        await store.close()
 
 
 async def test_a_burst_of_resolutions_goes_as_one_note_then_one_bundle(

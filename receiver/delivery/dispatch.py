@@ -12,13 +12,13 @@ message, a bundle (plan.lane_bundle: pages first, then the notes, apart), so a p
 slow but working channel waits at most for the send in progress and its own, not behind
 every earlier page to the same person. A message that waited so is checked again at its
 turn: a page whose incident was handled meanwhile is suppressed, as the pass would have.
-Each send's result is written in one job of its own: the timeline event and the outbox
-row's fate (finished, or retried with backoff) commit together, and that ends the row's
-lease. The rows a send holds (`_queued`) follow the leases exactly: a row leaves as its
-lease ends, before anything that commit's follow-ups enqueue can be leased; and a
-self-check, at the loop's first wake SELF_CHECK after a pass leased rows, gives back, logged
-and counted, a row leased to this process that no send holds, which would otherwise never be
-sent.
+Each send's result is written in jobs of its own, RECORD_ROWS rows each (a storm's bundle
+delivers hundreds): a row's timeline event and its fate (finished, or retried with backoff)
+commit together, and that ends the row's lease. The rows a send holds (`_queued`) follow
+the leases exactly: a row leaves as its lease ends, before anything that commit's follow-ups
+enqueue can be leased; and a self-check, at the loop's first wake SELF_CHECK after a pass
+leased rows, gives back, logged and counted, a row leased to this process that no send
+holds, which would otherwise never be sent.
 
 On PostgreSQL a lease lapses (Store.outbox_lease, 60 s), and the others take it sooner from a
 replica they see hung (Store.outbox_handover, 10 s after the lease: its listening connection
@@ -126,6 +126,8 @@ RECORD_AGAIN = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A send renews its rows' leases before it goes unless they outlast its timeout by this much:
 # the tries to write its result (RECORD_AGAIN), and 5 s.
 LEASE_SPARE = timedelta(seconds=5 + sum(RECORD_AGAIN))
+# A delivery's result is written this many rows a job (a storm's bundle carries hundreds).
+RECORD_ROWS = 64
 # How long after a pass leases rows the loop, at its next wake, checks that every row leased to
 # this process is held by one of its sends (or waits to be given back): a row leased and held
 # by none is never sent (_check_leases).
@@ -692,34 +694,47 @@ class Dispatcher:
         return delivery
 
     async def _record(self, outgoing: Outgoing, delivery: Delivery) -> None:
-        """The result and each row's fate in one job; metrics and on_failed after it."""
+        """The result and each row's fate, RECORD_ROWS rows a job; metrics and on_failed
+        after them."""
         settings = self._config().notifications
         now = self._clock.now()
         rows = [row for row, _ in outgoing.items]
         finals = [r for r in rows if delivery.ok or r.attempts + 1 >= settings.retry_attempts]
         final_ids = {r.id for r in finals}
 
-        async def job(tx: Transaction) -> None:
-            for row in rows:
-                event = delivery_event(row.message, row.url, row.attempts, delivery, len(rows),
-                                       now)
-                await tx.append(row.incident_id, [event])
-                if row.id in final_ids:
-                    await tx.finish_outbox(row.id)
-                else:
-                    wait = backoff(settings.retry_backoff, settings.retry_max_backoff,
-                                   row.attempts + 1)
-                    await tx.retry_outbox(row.id, row.attempts + 1, now + wait)
-            # The leases end with this commit, before anything that follows it (the failed
-            # pages' escalations enqueue, and wake a pass): a row due again is a pass's.
-            tx.after_commit(partial(self._let_go, [row.id for row in rows]))
+        def job(part: list[Addressed]) -> Callable[[Transaction], Awaitable[None]]:
+            async def run(tx: Transaction) -> None:
+                for row in part:
+                    event = delivery_event(row.message, row.url, row.attempts, delivery,
+                                           len(rows), now)
+                    await tx.append(row.incident_id, [event])
+                    if row.id in final_ids:
+                        await tx.finish_outbox(row.id)
+                    else:
+                        wait = backoff(settings.retry_backoff, settings.retry_max_backoff,
+                                       row.attempts + 1)
+                        await tx.retry_outbox(row.id, row.attempts + 1, now + wait)
+                # The leases end with this commit, before anything that follows it (the
+                # failed pages' escalations enqueue, and wake a pass): a row due again is a
+                # pass's.
+                tx.after_commit(partial(self._let_go, [row.id for row in part]))
 
-        committed = await self._write_result(outgoing.url, rows, job, delivery)
+            return run
+
+        # A storm's bundle delivers hundreds of rows, each an event and its row's fate to
+        # write: in parts, each its own job (each row's event and fate still commit
+        # together), so no one job holds the loop and the webhooks batched with it for long.
+        recorded: set[int] = set()
+        for start in range(0, len(rows), RECORD_ROWS):
+            part = rows[start:start + RECORD_ROWS]
+            if await self._write_result(outgoing.url, part, job(part), delivery):
+                recorded.update(row.id for row in part)
         self._observe(outgoing.url, delivery, retry=any(r.attempts for r in rows))
         _log_delivery(outgoing.url, rows, delivery, retried=len(finals) < len(rows))
-        if committed and not delivery.ok:
+        if not delivery.ok:
             for row in finals:
-                await self._final_failure(row.incident_id, row.message)
+                if row.id in recorded:
+                    await self._final_failure(row.incident_id, row.message)
 
     async def _write_result(
         self,

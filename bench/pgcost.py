@@ -64,6 +64,8 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=0, help="list the N commonest statements")
     parser.add_argument("--plans", type=int, default=0,
                         help="list the N statements PostgreSQL planned most, with their calls")
+    parser.add_argument("--exec", type=int, default=0,
+                        help="list the N statements PostgreSQL spent most execution time on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(measure(args))
@@ -137,7 +139,9 @@ async def measure(args: argparse.Namespace) -> None:
                 await replicas.history(dsn, args.history)
             measured = await _rounds(daemon, dsn, cluster.data, args)
             if args.plans:
-                await _plans(dsn, args.plans, measured)
+                await _plans(dsn, args.plans, measured, "total_plan_time")
+            if args.exec:
+                await _plans(dsn, args.exec, measured, "total_exec_time")
         finally:
             await daemon.stop()
 
@@ -238,19 +242,20 @@ async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace
     return measured
 
 
-async def _plans(dsn: str, count: int, webhooks: int) -> None:
-    """The statements PostgreSQL planned most over the measured rounds: a prepared statement
-    planned at (nearly) every call is not reusing a plan (a custom plan each time, or a text
-    asyncpg prepares again and again)."""
+async def _plans(dsn: str, count: int, webhooks: int, order: str) -> None:
+    """The statements PostgreSQL planned most (or, by `order`, spent most execution time on)
+    over the measured rounds: a prepared statement planned at (nearly) every call is not
+    reusing a plan (a custom plan each time, or a text asyncpg prepares again and again)."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
             "SELECT calls, plans, total_plan_time, total_exec_time, query"
             " FROM pg_stat_statements WHERE query NOT LIKE '%pg_stat_statements%'"
-            " ORDER BY total_plan_time DESC LIMIT $1", count)
+            f" ORDER BY {order} DESC LIMIT $1", count)
     finally:
         await conn.close()
-    print("statements planned most: calls, plans, planning and execution µs per webhook")
+    what = "planned most" if order == "total_plan_time" else "executed longest"
+    print(f"statements {what}: calls, plans, planning and execution µs per webhook")
     for calls, plans, plan_ms, exec_ms, query in rows:
         text = " ".join(query.split())
         print(f"  {calls:7d} {plans:7d} {plan_ms * 1e3 / webhooks:7.1f}"

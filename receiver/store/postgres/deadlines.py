@@ -67,6 +67,9 @@ class DeadlineStatements(Statements):
         """Insert or move deadlines; the same (kind, key) is one deadline (idempotent). Each
         is announced to the other replicas once the batch committed (`announce`)."""
         armed: list[ArmedDeadline] = []
+        deadlines = list(deadlines)
+        if not self._held.cancelled.get(incident_id, set()).isdisjoint(k for _, k, _ in deadlines):
+            await self.send_held()  # not in the upsert's WITH: one row deleted and upserted
         for due, kind, key in deadlines:
             self._armed_kind(incident_id, kind)
             deadline_id = int(await self._carry_value(
@@ -104,15 +107,15 @@ class DeadlineStatements(Statements):
             new.add(kind)
 
     async def cancel(self, incident_id: int, kinds: Iterable[str]) -> None:
+        """Held to go with the batch's next statement (held.py): nothing waits for the
+        deadlines' deletion, and a resolution's next statement (its paged recipients' read)
+        can carry it."""
         wanted = list(kinds)
         new = self._new_deadlines.get(incident_id)
         if new is not None and new.isdisjoint(wanted):
             return  # inserted by this batch, and none of these kinds armed: nothing to delete
         if wanted:
-            await self._carry_value(
-                "DELETE FROM deadlines WHERE incident_id = $1 AND kind = ANY($2::text[])",
-                incident_id, wanted,
-            )
+            self._held.cancel(incident_id, wanted)
 
     async def take_deadlines(
         self, deadline_ids: Sequence[int], now: datetime

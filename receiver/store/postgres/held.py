@@ -3,11 +3,13 @@ round trip to another process, costing CPU in both, and a webhook's job writes i
 timeline events and its incident's row (state, escalation, updated_at) one after the other.
 
 Held are writes whose caller needs no answer: alerts upserted, timeline events appended,
-incident columns set, and outbox rows finished (deleted) or rescheduled (a retry, a deferral: a
-dispatcher pass defers a bundle's rows, a delivery's record finishes them, one statement per
-row before). They go out as data-modifying CTEs in front of the next statement that may carry
-them (one that touches none of their rows: a deadline armed or cancelled, a group's read when
-they touch no incident of that group), else as a statement of their own before any other
+incident columns set, deadlines cancelled (a resolution's, an acknowledgement's), and outbox
+rows finished (deleted) or rescheduled (a retry, a deferral: a dispatcher pass defers a
+bundle's rows, a delivery's record finishes them, one statement per row before). They go
+out as data-modifying CTEs in front of the next statement that may carry them (one that
+touches none of their rows: a deadline armed of a kind not cancelled, a group's read when they
+touch no incident of that group, the paged recipients' read when no page's fate is held),
+else as a statement of their own before any other
 statement (a read must see them), and at the end of the job when it runs in a savepoint (which
 must hold them); without savepoints, a job's writes wait for the batch's next statement (the
 next job's), the last job's going at its end (store.py's _run_optimistic). The pages a job
@@ -58,6 +60,14 @@ _JSON = msgspec.json.Encoder()
 _FINISHED = (
     "held_finished AS (DELETE FROM outbox WHERE id = ANY((SELECT {}::bigint[])::bigint[]))"
 )
+# Deadlines cancelled: an incident's of some kinds, (incident, kind) pairs through sub-selects
+# (as above). A statement that writes deadlines of an incident with a cancel held does not
+# carry it (deadlines.py sends it first): one WITH must not delete and upsert one row.
+_CANCELLED = (
+    "held_cancelled AS (DELETE FROM deadlines USING unnest((SELECT {}::bigint[]),"
+    " (SELECT {}::text[])) AS c(incident_id, kind)"
+    " WHERE deadlines.incident_id = c.incident_id AND deadlines.kind = c.kind)"
+)
 # As OutboxStatements.retry_outbox: only a lease this replica holds (a lease that lapsed and
 # another replica took is that replica's, and so is the row's result).
 _RESCHEDULED = (
@@ -78,6 +88,8 @@ class Held:
     events: list[tuple[int, int, str, str, str]] = field(default_factory=list)
     # incident -> column -> value (as stored: microseconds, the state's value, JSON text).
     updates: dict[int, dict[str, Any]] = field(default_factory=dict)
+    # Deadlines cancelled: incident -> the kinds whose deadlines are deleted.
+    cancelled: dict[int, set[str]] = field(default_factory=dict)
     # Outbox rows deleted (their delivery ended), in the order finished.
     finished: dict[int, None] = field(default_factory=dict)
     # Outbox row -> (attempts, next attempt in µs): its lease ended, due again then.
@@ -86,18 +98,22 @@ class Held:
     replica: int | None = None
 
     def __bool__(self) -> bool:
-        return bool(self.alerts or self.events or self.updates or self.finished
-                    or self.rescheduled)
+        return bool(self.alerts or self.events or self.updates or self.cancelled
+                    or self.finished or self.rescheduled)
 
     def clear(self) -> None:
         self.alerts.clear()
         self.events.clear()
         self.updates.clear()
+        self.cancelled.clear()
         self.finished.clear()
         self.rescheduled.clear()
 
     def update(self, incident_id: int, values: dict[str, Any]) -> None:
         self.updates.setdefault(incident_id, {}).update(values)
+
+    def cancel(self, incident_id: int, kinds: list[str]) -> None:
+        self.cancelled.setdefault(incident_id, set()).update(kinds)
 
     def finish(self, outbox_id: int) -> None:
         self.rescheduled.pop(outbox_id, None)
@@ -132,6 +148,10 @@ class Held:
             assignments = ", ".join(f"{c} = {v}" for c, v in zip(columns, sets, strict=True))
             parts.append(f"held_update{n} AS (UPDATE incidents SET {assignments}"
                          f" WHERE id = {where})")
+        if self.cancelled:
+            pairs = [(i, kind) for i, kinds in self.cancelled.items() for kind in sorted(kinds)]
+            parts.append(_CANCELLED.format(*numbered(
+                [[i for i, _ in pairs], [kind for _, kind in pairs]])))
         if self.finished:
             parts.append(_FINISHED.format(*numbered([list(self.finished)])))
         if self.rescheduled:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from receiver.core.model import PAGE_REASONS, TimelineEvent
+from receiver.core.model import PAGE_REASONS, EventKind, TimelineEvent
 from receiver.escalation.keys import contact_prefix
 from receiver.escalation.plan import DeadlineKind, PageFate
 from receiver.store.codec import (
@@ -52,7 +52,17 @@ class TimelineStatements(Statements):
         result not yet recorded), who may have it already and must hear what follows."""
         # One statement for both (the keys of store.OutboxMessage, as store/codec.py writes
         # them): those recorded sent first, then those in flight, each in the order paged.
-        rows = await self._all(
+        # It carries the held writes (a resolution's alerts, events, columns and cancelled
+        # deadlines: one round trip, not two) unless one could change its answer, which it
+        # would not see (one snapshot for a WITH): a page recorded sent, an outbox row
+        # finished or rescheduled. Outbox rows enqueued are not leased yet: not read here.
+        sent = EventKind.NOTIFICATION_SENT.value
+        held = self._held
+        if held.finished or held.rescheduled or any(e[2] == sent for e in held.events):
+            read = self._all
+        else:
+            read = self._carry_rows
+        rows = await read(
             "SELECT who FROM (SELECT detail::json ->> 'recipient' AS who, min(id) AS first,"
             " 0 AS source FROM timeline"
             " WHERE incident_id = $1 AND kind = 'notification_sent'"

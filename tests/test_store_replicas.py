@@ -8,18 +8,21 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 
 from receiver.alertmanager.matchers import parse_matcher
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import (
@@ -51,8 +54,8 @@ from receiver.store.records import (
     Shared,
 )
 from receiver.telemetry.metrics import Metrics
-from receiver.testing import FakeClock
-from tests.harness import wait_until
+from receiver.testing import FakeClock, RecordingNotifier
+from tests.harness import wait_until, write_config
 from tests.pgcluster import start_cluster
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -175,6 +178,69 @@ async def test_a_webhook_whose_job_runs_again_after_a_lost_race_counts_once(pg_d
         await watcher.close()
         for store in stores:
             await store.close()
+
+
+async def test_a_webhook_that_opens_a_group_and_one_that_resolves_it_send_what_they_must(
+    pg_dsn: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What a webhook's batch sends, statement by statement (the daemon's dispatcher and
+    timer stopped: their batches are not the webhook's). Opening a group: its read, the
+    incident's insert, and the arming of its next step, which carries everything else
+    (alerts, events, escalation state, the first step's page): the plan's deadlines are
+    written last (escalation/responder.py), where the step's events and page went in a
+    statement of their own after them. Resolving it: its read, and the paged recipients'
+    read, which carries the job's writes with the deadlines' cancel (held.py), where the
+    cancel was a statement of its own (nobody was paged yet: no notes)."""
+    path = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9", step_delay="1h",
+                        extra=f"storage: {{postgres: {{dsn: '{pg_dsn}', pool_size: 2}}}}\n")
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    daemon = Daemon(loaded, clock=FakeClock(NOW), notifier=RecordingNotifier())
+    await daemon.start()
+    sent: list[str] = []
+
+    def recorded(method: Callable[..., Any]) -> Callable[..., Any]:
+        async def recording(conn: asyncpg.Connection, query: str, *args: object,
+                            **kwargs: object) -> object:
+            task = asyncio.current_task()
+            if task is not None and task.get_name().startswith("ackd-pg-writer"):
+                sent.append(query)
+            return await method(conn, query, *args, **kwargs)
+
+        return recording
+
+    def heads() -> list[str]:
+        """Each statement as the writes it carries and what it is, in order."""
+        marks = {"BEGIN": "BEGIN", "COMMIT": "COMMIT", "FROM known k": "group's read",
+                 "INSERT INTO incidents": "incident's insert",
+                 "INSERT INTO deadlines": "deadline's arming", "SELECT who": "paged read"}
+        return [" ".join([*re.findall(r"(held_\w+) AS \(", q),
+                          *[m for k, m in marks.items() if k in q]]) for q in sent]
+
+    try:
+        await daemon.dispatcher.stop()
+        await daemon.responder.scheduler.stop()
+        for name in ("fetch", "fetchval", "execute"):
+            monkeypatch.setattr(asyncpg.Connection, name,
+                                recorded(getattr(asyncpg.Connection, name)))
+        labels = {"alertname": "Disk", "cluster": "a"}
+        alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {},
+                      NOW - timedelta(minutes=5), None)
+        opened = await daemon.incidents.ingest_body(json.dumps(build_webhook([alert])).encode())
+        [incident] = opened.opened
+        assert heads() == [
+            "BEGIN", "group's read", "incident's insert",
+            "held_alerts held_events held_states held_outbox deadline's arming", "COMMIT"]
+        sent.clear()
+        resolved = replace(alert, status=AlertStatus.RESOLVED, ends_at=NOW)
+        await daemon.incidents.ingest_body(json.dumps(build_webhook([resolved])).encode())
+        assert heads() == [
+            "BEGIN", "group's read", "held_alerts held_events held_update0 held_cancelled"
+            " paged read", "COMMIT"]
+        assert (await daemon.store.incident(incident.id)).state is IncidentState.RESOLVED
+        assert await daemon.store.deadlines() == []
+    finally:
+        monkeypatch.undo()
+        await daemon.stop()
 
 
 async def _seed_resolved(conn: asyncpg.Connection) -> None:
@@ -689,6 +755,43 @@ async def test_the_fates_of_a_jobs_outbox_rows_go_in_one_statement(
     [event] = [e for e in await replicas[0].timeline(incident_id)
                if e.kind is EventKind.NOTIFICATION_SENT]
     assert event.detail == {"recipient": "ana"}
+
+
+async def test_a_resolutions_cancel_and_its_paged_read_go_in_one_statement(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """A resolution cancels its incident's deadlines and reads who was paged: the cancel is
+    held (store/postgres/held.py) and goes, with the job's other writes, in the read's round
+    trip, where it went in one of its own. What the read answers is as the statements one
+    after the other would answer it: a page recorded sent in the same job is seen (the held
+    writes then go first). A cancel held and an arm of the same incident both happen, in
+    their order."""
+    ids = [await replicas[0].write(lambda tx, k=k: tx.insert_incident(new_incident(k), None))
+           for k in ("a", "b")]
+    due = datetime.now(UTC) + timedelta(hours=1)  # not late: the replicas' sweep leaves it
+    await replicas[0].write(lambda tx: tx.arm(ids[0], [(due, "escalate", ""), (due, "stale", "")]))
+    await replicas[0].write(lambda tx: tx.arm(ids[1], [(due, "escalate", "")]))
+    sent = TimelineEvent(NOW, EventKind.NOTIFICATION_SENT, "ackd",
+                         {"recipient": "ana", "recipient_kind": "user", "reason": "triggered"})
+    await replicas[0].write(lambda tx: tx.append(ids[0], [sent]))
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        counting = _Counting(conn)
+        async with conn.transaction():
+            tx = PostgresTransaction(counting, None)  # type: ignore[arg-type]
+            await tx.append(ids[0], [TimelineEvent(NOW, EventKind.RESOLVED, "am", {})])
+            await tx.cancel(ids[0], ["escalate"])
+            await tx.cancel(ids[1], ["escalate"])
+            assert await tx.paged_recipients(ids[0]) == ["ana"]
+            assert len(counting.sent) == 1, counting.sent
+            await tx.cancel(ids[0], ["stale"])
+            await tx.arm(ids[0], [(due, "stale", "")])  # after the cancel: armed again
+            await tx.append(ids[1], [replace(sent, detail={**sent.detail, "recipient": "bo"})])
+            assert await tx.paged_recipients(ids[1]) == ["bo"]  # the held page recorded
+        rows = await conn.fetch("SELECT incident_id, kind FROM deadlines ORDER BY incident_id")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [(ids[0], "stale")]
 
 
 async def test_the_leases_of_a_replica_gone_are_given_back_after_the_grace(

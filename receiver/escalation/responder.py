@@ -544,10 +544,6 @@ class Responder:
             await tx.cancel(incident.id, [str(kind) for kind in plan.cancel])
         # Each part only when the plan has one: a new incident's first plan (its first step,
         # due at once, fired next) writes nothing here.
-        later = [(d.due, str(d.kind), d.key) for d in plan.arm if d is not at_once]
-        if later:
-            armed = await tx.arm(incident.id, later)
-            tx.after_commit(lambda: self._arm_all(armed))
         acknowledged = resolved = False
         if plan.incident_state is not None and plan.incident_state is not incident.state:
             acknowledged, resolved = await self._transition(tx, incident, plan, now)
@@ -555,6 +551,13 @@ class Responder:
             plan = await self._append(tx, incident, plan, now)
         if plan.pages:
             await self._enqueue(tx, incident, [_page_message(p) for p in plan.pages], now)
+        # The deadlines last: arming one answers its id, so on PostgreSQL it is a round trip,
+        # and it carries what the plan wrote before it (held: the state, events, pages), where
+        # a fired step's events and page went in a statement of their own after it.
+        later = [(d.due, str(d.kind), d.key) for d in plan.arm if d is not at_once]
+        if later:
+            armed = await tx.arm(incident.id, later)
+            tx.after_commit(lambda: self._arm_all(armed))
         if plan.round_robin_turns:
             await tx.advance_round_robin(plan.round_robin_turns)
         steps = tuple(

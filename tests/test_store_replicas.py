@@ -1370,6 +1370,40 @@ async def test_replicas_gating_one_channel_take_turns(replicas: list[PostgresSto
     assert seen == [("first read", []), "first wrote", ("second read", [spent])]
 
 
+async def test_a_passs_channels_are_locked_with_the_due_summaries_and_its_end_carries_its_writes(
+    replicas: list[PostgresStore], pg_dsn: str
+) -> None:
+    """A dispatcher pass locks its channels with those whose held-back summary is due, found
+    in the same statement, then reads their histories: two round trips, where the due
+    summaries were a third. When the next summary is due is read in the round trip that
+    carries the pass's held writes (its deferrals), not after it."""
+    asked, due, later = "a" * 64, "b" * 64, NOW + timedelta(minutes=5)
+    await replicas[0].write(lambda tx: tx.save_channels([
+        ChannelRecord(asked, ChannelHistory(sent=(NOW,))),
+        ChannelRecord(due, ChannelHistory(sent=(NOW,)), None, NOW),
+        ChannelRecord("c" * 64, ChannelHistory(sent=(NOW,)), None, later)]))
+    incident_id = await replicas[0].write(lambda tx: tx.insert_incident(new_incident("g"), None))
+    [row_id] = await replicas[0].write(lambda tx: enqueued(tx, incident_id, [PAGE], NOW))
+    conn = await asyncpg.connect(pg_dsn)
+    try:
+        number = await claim(conn)
+        counting = _Counting(conn)
+        async with conn.transaction():
+            tx = PostgresTransaction(counting, number)  # type: ignore[arg-type]
+            await tx.lease_due_outbox(NOW, 10)
+            counting.sent.clear()
+            records = await tx.lock_channels([asked], NOW)
+            assert sorted(r.channel for r in records) == [asked, due]
+            assert len(counting.sent) == 2, counting.sent
+            await tx.retry_outbox(row_id, 0, later)  # a deferral, held
+            assert await tx.next_summary_at() == NOW
+            assert len(counting.sent) == 3, counting.sent
+        assert await conn.fetchval(
+            "SELECT next_attempt_at FROM outbox WHERE id = $1", row_id) == to_us(later)
+    finally:
+        await conn.close()
+
+
 async def test_batches_that_lock_rows_in_opposite_orders_both_commit(pg_dsn: str) -> None:
     """Two replicas' batches, each of two jobs, lock two incidents in opposite orders: a
     deadlock that PostgreSQL breaks by failing one job. Run again inside its batch, that job

@@ -29,16 +29,18 @@ class ChannelStatements(Statements):
     async def lock_channels(
         self, channels: Sequence[str], now: datetime
     ) -> list[ChannelRecord]:
-        due = await self._all(
-            "SELECT channel FROM channel_histories WHERE summary_at <= $1", to_us(now))
-        wanted = sorted({*channels, *(str(r[0]) for r in due)})
+        # The channels asked for and those whose held-back summary is due, each locked, in
+        # order (two passes locking several never wait on each other in a circle), in one
+        # statement: the summaries' read is unlocked, as it was in a round trip of its own.
+        locked = await self._all(
+            "SELECT c, pg_advisory_xact_lock($1, hashtext(c)) FROM (SELECT c"
+            " FROM unnest($2::text[]) AS c UNION SELECT channel FROM channel_histories"
+            " WHERE summary_at <= $3 ORDER BY 1) AS ordered",
+            LOCK_SPACE, sorted(set(channels)), to_us(now),
+        )
+        wanted = [str(r[0]) for r in locked]
         if not wanted:
             return []
-        await self._run(
-            "SELECT pg_advisory_xact_lock($1, hashtext(c))"
-            " FROM (SELECT c FROM unnest($2::text[]) AS c ORDER BY c) AS ordered",
-            LOCK_SPACE, wanted,
-        )
         # Read after the locks (READ COMMITTED: a statement sees every commit before it), so
         # what a replica that held them wrote is here.
         rows = await self._all(
@@ -93,5 +95,7 @@ class ChannelStatements(Statements):
                         list(outbox_ids))
 
     async def next_summary_at(self) -> datetime | None:
-        rows = await self._all("SELECT min(summary_at) FROM channel_histories")
+        """When the next held-back summary is due. It carries the held writes (a pass's
+        deferrals, held.py), none of which is a channel's history: a round trip, not two."""
+        rows = await self._carry_rows("SELECT min(summary_at) FROM channel_histories")
         return opt_from_us(rows[0][0]) if rows else None

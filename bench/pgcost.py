@@ -18,7 +18,9 @@ execution and planning time, and the CPU of the loop thread (time.thread_time) a
 whole process. Statement counts repeat from run to run within a few hundredths; CPU moves
 with the machine's load (compare trees in alternating runs). `--top N` lists the statements;
 `--plans N` those PostgreSQL planned most, with their calls (plans near calls: the statement's
-plan is not reused).
+plan is not reused); `--exec N` those it spent most execution time on. The Daemon runs in this
+process: it is the `receiver` Python imports, which an editable install may point at another
+tree than this script's (set PYTHONPATH to the tree measured).
 """
 
 from __future__ import annotations

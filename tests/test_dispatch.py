@@ -36,7 +36,7 @@ from receiver.core.model import (
     TimelineEvent,
 )
 from receiver.delivery.channels import channel_key
-from receiver.delivery.dispatch import BATCH, RECORD_ROWS, SELF_CHECK, Dispatcher
+from receiver.delivery.dispatch import BATCH, RECORD_ROWS, SELF_CHECK, STORE_RETRY, Dispatcher
 from receiver.delivery.plan import backoff
 from receiver.notify.links import Links
 from receiver.notify.notifier import (
@@ -1552,3 +1552,148 @@ async def test_pages_queued_behind_a_slow_send_are_suppressed_if_handled_meanwhi
     assert rig.metric("ackd_notifications_suppressed_total", reason="incident acknowledged") == 1
     assert rig.metric("ackd_notifications_suppressed_total", reason="incident resolved") == 1
     assert rig.metric("ackd_notifications_total", scheme="json", result="success") == 3
+
+
+class GatedNotifier(RecordingNotifier):
+    """Records as RecordingNotifier does; the first send stays in progress until `gate` is
+    set, so that the messages after it queue in its URL's lane."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+
+    async def send(self, url: str, message: Message) -> Delivery:
+        first = not self.sent
+        delivery = await super().send(url, message)
+        if first:
+            await self.gate.wait()
+        return delivery
+
+
+class ReadCountingStore(SqliteStore):
+    """Records the incident ids each write job reads whole (find_incidents), one list a job;
+    `refuse` (counting from 1) names the job reading whole whose commit the store refuses."""
+
+    reads: list[list[int]]
+    refuse: int | None = None
+
+    async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
+        read: list[int] = []
+
+        async def counted(tx: Transaction) -> T:
+            find = tx.find_incidents
+
+            async def finding(ids: Sequence[int]) -> dict[int, Incident]:
+                read.extend(ids)
+                return await find(ids)
+
+            tx.find_incidents = finding  # type: ignore[method-assign]
+            outcome = await run(tx)
+            if read:
+                self.reads.append(read)
+                if len(self.reads) == self.refuse:
+                    raise StoreUnavailable("the database is restarting")
+            return outcome
+
+        return await super().write(counted)
+
+
+async def _queued_behind(
+    tmp_path: Path, fake_clock: FakeClock, refuse: int | None
+) -> tuple[Rig, ReadCountingStore, GatedNotifier, list[int]]:
+    """A page in progress to SMS, and a bundle of 150 pages queued behind it; three of those
+    incidents handled while it waits (ids[3] acknowledged, ids[100] resolved, ids[149]
+    acknowledged)."""
+    config = make_config(bundle_window=timedelta(0), rate_limit=1000)
+    notifier = GatedNotifier()
+    store = ReadCountingStore(tmp_path / "ackd.db")
+    store.reads = []
+    await store.open()
+    dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
+    rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher)
+    dispatcher.start()
+    await rig.incidents(1, [payload(SMS)])
+
+    async def sending() -> bool:
+        return len(notifier.sent) == 1
+
+    await eventually(sending, "the first page to be in progress")
+    ids = await rig.incidents(150, [payload(SMS)])
+
+    async def queued() -> bool:
+        return not await rig.store.due_notifications(rig.clock.now()) and \
+            dispatcher.in_flight == 2
+
+    await eventually(queued, "the bundle to queue behind it")
+    for incident_id, state in ((ids[3], IncidentState.ACKNOWLEDGED),
+                               (ids[100], IncidentState.RESOLVED),
+                               (ids[149], IncidentState.ACKNOWLEDGED)):
+        await rig.set_state(incident_id, state)
+    store.reads.clear()
+    store.refuse = refuse
+    notifier.gate.set()
+    return rig, store, notifier, ids
+
+
+async def test_a_big_bundle_at_its_turn_is_checked_a_part_at_a_time(
+    tmp_path: Path, fake_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """At a storm's release the passes queued behind the first send join into one message of
+    thousands of rows, checked again at its turn: its incidents are read (and the pages no
+    longer wanted suppressed) RECORD_ROWS incidents a job, so no one job holds the loop for
+    them all; what is suppressed and what goes is as in one job. The delivery's log line
+    names its first incidents and how many more, not all of them."""
+    caplog.set_level(logging.INFO, "receiver.delivery.dispatch")
+    rig, store, notifier, ids = await _queued_behind(tmp_path, fake_clock, None)
+    try:
+        await eventually(rig.settled, "the bundle")
+        handled = {ids[3], ids[100], ids[149]}
+        # The turn's jobs: every queued incident read whole once, RECORD_ROWS a job.
+        assert store.reads == [ids[:RECORD_ROWS], ids[RECORD_ROWS:2 * RECORD_ROWS],
+                               ids[2 * RECORD_ROWS:]]
+        _, bundle = notifier.messages(SMS)
+        assert bundle.title.startswith("147 incidents")
+        for incident_id in ids:
+            sent = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+            suppressed = await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
+            assert (len(sent), len(suppressed)) == ((0, 1) if incident_id in handled else (1, 0))
+        assert await rig.outbox() == []
+        kept = [n for n in ids if n not in handled]
+        delivered = [r.getMessage() for r in caplog.records
+                     if "delivered in" in r.getMessage() and f"#{kept[0]}," in r.getMessage()]
+        assert [line.partition(" triggered")[0] for line in delivered] == [
+            "incident " + ", ".join(f"#{n}" for n in kept[:5]) + " and 142 more"]
+    finally:
+        await rig.dispatcher.stop(grace=WAIT)
+        await store.close()
+
+
+async def test_a_big_bundle_the_store_refuses_part_way_through_its_check_suppresses_once(
+    tmp_path: Path, fake_clock: FakeClock
+) -> None:
+    """The store refuses the second part of the check at the bundle's turn: the first part's
+    suppression committed and stands; nothing is sent, every other row is given back and
+    decided again by a later pass (which suppresses the pages handled since); no page is
+    suppressed twice, none is lost."""
+    rig, store, notifier, ids = await _queued_behind(tmp_path, fake_clock, 2)
+    try:
+        await eventually(rig.settled, "the check to fail")
+        assert store.reads[:2] == [ids[:RECORD_ROWS], ids[RECORD_ROWS:2 * RECORD_ROWS]]
+        assert len(notifier.messages(SMS)) == 1
+        [event] = await rig.events(ids[3], EventKind.NOTIFICATION_SUPPRESSED)
+        assert event.detail["reason"] == "incident acknowledged"
+        assert len(await rig.outbox()) == 149
+        await rig.clock.jump(STORE_RETRY)
+        rig.dispatcher.wake()
+        await eventually(rig.settled, "the rows given back to be decided again")
+        _, bundle = notifier.messages(SMS)
+        assert bundle.title.startswith("147 incidents")
+        for incident_id in ids:
+            sent = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+            suppressed = await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
+            handled = incident_id in (ids[3], ids[100], ids[149])
+            assert (len(sent), len(suppressed)) == ((0, 1) if handled else (1, 0))
+        assert await rig.outbox() == []
+    finally:
+        await rig.dispatcher.stop(grace=WAIT)
+        await store.close()

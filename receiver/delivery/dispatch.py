@@ -11,7 +11,8 @@ progress; when the lane frees, every page that queued in it meanwhile goes out a
 message, a bundle (plan.lane_bundle: pages first, then the notes, apart), so a page to a
 slow but working channel waits at most for the send in progress and its own, not behind
 every earlier page to the same person. A message that waited so is checked again at its
-turn: a page whose incident was handled meanwhile is suppressed, as the pass would have.
+turn (RECORD_ROWS incidents a job): a page whose incident was handled meanwhile is
+suppressed, as the pass would have.
 Each send's result is written in jobs of its own, RECORD_ROWS rows each (a storm's bundle
 delivers hundreds): a row's timeline event and its fate (finished, or retried with backoff)
 commit together, and that ends the row's lease. The rows a send holds (`_queued`) follow
@@ -126,8 +127,11 @@ RECORD_AGAIN = (0.5, 1.0, 2.0, 4.0, 8.0)
 # A send renews its rows' leases before it goes unless they outlast its timeout by this much:
 # the tries to write its result (RECORD_AGAIN), and 5 s.
 LEASE_SPARE = timedelta(seconds=5 + sum(RECORD_AGAIN))
-# A delivery's result is written this many rows a job (a storm's bundle carries hundreds).
+# A delivery's result is written this many rows a job (a storm's bundle carries hundreds), and
+# a message checked again at its turn reads (and suppresses) this many incidents a job.
 RECORD_ROWS = 64
+# A log line names at most this many of a message's incidents (or rows), and how many more.
+LOGGED = 5
 # How long after a pass leases rows the loop, at its next wake, checks that every row leased to
 # this process is held by one of its sends (or waits to be given back): a row leased and held
 # by none is never sent (_check_leases).
@@ -644,34 +648,57 @@ class Dispatcher:
         for a worker): `outgoing` less the pages no longer wanted (plan.unwanted_pages: the
         incident acknowledged, taken or resolved while the page waited), each suppressed as
         a pass suppresses it (notification_suppressed on its timeline, the row finished, the
-        metric), in one job that also reads the incidents afresh for what the message says.
-        None if nothing is left, or the store could not say (the rows are given back)."""
+        metric), in jobs that also read the incidents afresh for what the message says,
+        RECORD_ROWS incidents a job: at a storm's release the passes queued behind the first
+        send join into one message of thousands of rows, and one job reading all their
+        incidents held the loop (and the webhooks batched with it) for all of them. None if
+        nothing is left, or the store could not say: then the suppressions already committed
+        stand, and every other row is given back (decided again by a later pass)."""
         now = self._clock.now()
-        wanted = sorted({row.incident_id for row, _ in outgoing.items})
+        by_incident: dict[int, list[tuple[Addressed, IncidentFacts]]] = {}
+        for item in outgoing.items:
+            by_incident.setdefault(item[0].incident_id, []).append(item)
+        wanted = sorted(by_incident)
 
-        async def job(tx: Transaction) -> tuple[dict[int, Incident], list[_Dropped]]:
-            found = await tx.find_incidents(wanted)
-            dropped = unwanted_pages(outgoing.items, found)
-            await _write_suppressed(tx, dropped, now)
-            if dropped:
-                tx.after_commit(partial(self._let_go, [row.id for row, _, _ in dropped]))
-            return found, dropped
+        def job(part: list[int]) -> Callable[
+            [Transaction], Awaitable[tuple[dict[int, Incident], list[_Dropped]]]
+        ]:
+            async def run(tx: Transaction) -> tuple[dict[int, Incident], list[_Dropped]]:
+                found = await tx.find_incidents(part)
+                dropped = unwanted_pages(
+                    [item for n in part for item in by_incident[n]], found)
+                await _write_suppressed(tx, dropped, now)
+                if dropped:
+                    tx.after_commit(partial(self._let_go, [row.id for row, _, _ in dropped]))
+                return found, dropped
 
-        ids = [row.id for row, _ in outgoing.items]
-        try:
-            found, dropped = await self._store.write(job)
-        except Exception as exc:
-            log.error("cannot read the incidents of outbox row(s) %s to %s, they wait %s: %s",
-                      ids, mask(outgoing.url), STORE_RETRY, exc)
-            self._cool(ids)
-            return None
+            return run
+
+        found: dict[int, Incident] = {}
+        dropped: list[_Dropped] = []
+        error: Exception | None = None
+        for start in range(0, len(wanted), RECORD_ROWS):
+            try:
+                part_found, part_dropped = await self._store.write(
+                    job(wanted[start:start + RECORD_ROWS]))
+            except Exception as exc:
+                error = exc
+                break
+            found.update(part_found)
+            dropped.extend(part_dropped)
         if dropped:
             self._count_suppressed(dropped)
             log.info("%d page(s) to %s were not sent: their incidents were handled while they"
                      " waited for their turn (%s)", len(dropped),
                      mask(outgoing.url).partition("?")[0],
-                     ", ".join(f"#{row.incident_id} {why}" for row, _, why in dropped))
+                     _few([f"#{row.incident_id} {why}" for row, _, why in dropped]))
         gone = {row.id for row, _, _ in dropped}
+        if error is not None:
+            ids = [row.id for row, _ in outgoing.items if row.id not in gone]
+            log.error("cannot read the incidents of outbox row(s) %s to %s, they wait %s: %s",
+                      _few([str(i) for i in ids]), mask(outgoing.url), STORE_RETRY, error)
+            self._cool(ids)
+            return None
         kept = tuple((row, found.get(row.incident_id, incident))
                      for row, incident in outgoing.items if row.id not in gone)
         return Outgoing(outgoing.url, kept) if kept else None
@@ -870,9 +897,10 @@ async def _write_changes(tx: Transaction, found: Changes, now: datetime) -> None
 def _log_delivery(
     url: str, rows: list[Addressed], delivery: Delivery, *, retried: bool
 ) -> None:
-    """One line per delivery: which incidents, to whom, through which (masked) URL, and how it
-    went, so an operator can follow every page in the log."""
-    incidents = ", ".join(f"#{n}" for n in sorted({r.incident_id for r in rows}))
+    """One line per delivery: which incidents (a storm's bundle: the first LOGGED and how many
+    more; each row's timeline has its own event), to whom, through which (masked) URL, and how
+    it went, so an operator can follow every page in the log."""
+    incidents = _few([f"#{n}" for n in sorted({r.incident_id for r in rows})])
     reasons = "/".join(sorted({r.message.reason.value for r in rows}))
     recipient = rows[0].message.recipient or "?"
     where = mask(url).partition("?")[0]  # Apprise's privacy form lists every default option
@@ -885,3 +913,10 @@ def _log_delivery(
         then = "will retry" if retried else "gave up"
         log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
                     then, delivery.error, extra=extra)
+
+def _few(items: list[str]) -> str:
+    """The first LOGGED of `items`, and how many more: a log line names what a storm's bundle
+    of thousands holds without being thousands of ids long."""
+    if len(items) <= LOGGED:
+        return ", ".join(items)
+    return f"{', '.join(items[:LOGGED])} and {len(items) - LOGGED:,} more"

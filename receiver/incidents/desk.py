@@ -85,6 +85,7 @@ class IncidentDesk:
         escalation starts over. A person who reassigns it to themselves is not paged: it is
         in their hands (their acknowledgement, if nobody's was)."""
         config = self._config()
+        cause = assignment.reassigned_cause(to, actor)
 
         async def job(tx: Transaction) -> tuple[Incident, bool, str | None]:
             incident = await tx.incident(incident_id)
@@ -103,7 +104,6 @@ class IncidentDesk:
                 assert to.user is not None
                 policy = person_policy(
                     config.policy_for(incident.policy, incident.team), to.user)
-            cause = assignment.reassigned_cause(to, actor)
             if to.user == actor:
                 # Who takes it by their own hand is not paged to take what they just took:
                 # the run is in their hands from its start. Its reack pages them first,
@@ -135,7 +135,7 @@ class IncidentDesk:
                      actor, extra=fields("incident_acknowledged", incident_id, incident.team))
         if held is not None:
             taken = ("taken over" if to.user == actor
-                     else f"reassigned to {assignment.reassigned_cause(to, actor).to}")
+                     else f"reassigned to {cause.to}")
             log.info("incident #%d %s by %s from %s, who held it (told)", incident_id, taken,
                      actor, held, extra=fields("incident_taken_over", incident_id,
                                                incident.team))

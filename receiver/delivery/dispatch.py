@@ -914,6 +914,7 @@ def _log_delivery(
         log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
                     then, delivery.error, extra=extra)
 
+
 def _few(items: list[str]) -> str:
     """The first LOGGED of `items`, and how many more: a log line names what a storm's bundle
     of thousands holds without being thousands of ids long."""

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import sys
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -223,7 +224,8 @@ async def test_a_reload_of_the_same_file_says_nothing_changed(api: Api) -> None:
     digest = api.daemon.config.published_digest()
     assert body == {"status": "reloaded", "changed": False,
                     "config_hash": {"before": digest, "after": digest},
-                    "warnings": [], "open_incidents": {"status": "unchanged", "message": (
+                    "warnings": [], "file_checks": {"status": "checked"},
+                    "open_incidents": {"status": "unchanged", "message": (
                         "the file is the running config: nothing was swapped in, and the"
                         " open incidents were not looked at again")}}
     jsonschema.validate(body, SCHEMAS["Reloaded"])
@@ -418,7 +420,7 @@ async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
     api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """With many open incidents the look takes seconds: the answer does not wait past
-    LOOK_WAIT for it, says it is running and where its warnings go, and they go there."""
+    REPLY_WAIT for it, says it is running and where its warnings go, and they go there."""
     number = await api.fire()
     await api.settle()
     store, release = api.daemon.store, asyncio.Event()
@@ -429,7 +431,7 @@ async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
         return await read()
 
     monkeypatch.setattr(store, "open_firing_alerts", slow)
-    monkeypatch.setattr(health, "LOOK_WAIT", 0.05)
+    monkeypatch.setattr(health, "REPLY_WAIT", 0.05)
     path = api.daemon.config_path
     assert isinstance(path, Path)
     path.write_text(_renamed_without_payments_route(path.read_text()))
@@ -437,9 +439,8 @@ async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
     status, body = await api.call("POST", "/-/reload")
     assert status == 200, body
     assert body["open_incidents"] == {"status": "running", "message": (
-        "still looking at the open incidents after 0.05 s: what it finds goes to the log as"
-        " WARNING lines (events config_regrouped, config_unreached, config_contact_lost,"
-        " config_message_lost and config_queued_lost)")}
+        "still looking at the open incidents: what it finds goes to the log as WARNING lines,"
+        " to GET /-/reload (ackd reload --status) and to ackd_config_warnings")}
     assert [w["kind"] for w in body["warnings"]] == ["unrouted_team"]  # the file's own: known
     jsonschema.validate(body, SCHEMAS["Reloaded"])
     release.set()
@@ -448,6 +449,143 @@ async def test_a_look_past_its_bound_is_answered_as_running_and_logged(
     events = [getattr(r, "event", "") for r in caplog.records if r.levelno == logging.WARNING]
     assert sorted(events) == ["config_regrouped", "config_unreached", "unrouted_team"]
     assert any(f"(#{number})" in r.getMessage() for r in caplog.records)
+
+
+async def _answered(api: Api, method: str = "POST") -> dict[str, Any]:
+    """/-/reload's answer, which must come within a second (REPLY_WAIT is 0.05 s here)."""
+    status, body = await asyncio.wait_for(api.call(method, "/-/reload"), 1.0)
+    assert status == 200, body
+    jsonschema.validate(body, SCHEMAS["Reloaded"])
+    return dict(body)
+
+
+def _held(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """The file's checks (config.build.warnings, on their thread) held until the event."""
+    release, check = threading.Event(), config_module.warnings
+
+    def held(*args: Any) -> list[Any]:
+        release.wait(10)
+        return check(*args)
+
+    monkeypatch.setattr(config_module, "warnings", held)
+    return release
+
+
+async def test_a_reload_answers_within_its_bound_while_the_files_checks_run(
+    api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The answer waited for the file's checks with no bound (hourly rotations' weeks take
+    seconds). It comes within REPLY_WAIT with what is done (the look: checked), the file's
+    checks `running`; the file is swapped in whole meanwhile; once they end, their warning
+    is logged, GET /-/reload (and `ackd reload --status`) gives it and
+    ackd_config_warnings counts it."""
+    number = await api.fire()
+    await api.settle()
+    monkeypatch.setattr(health, "REPLY_WAIT", 0.05)
+    release = _held(monkeypatch)
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    path.write_text(_renamed_without_payments_route(path.read_text()))
+    caplog.set_level(logging.INFO)
+    try:
+        body = await _answered(api)
+        # Swapped in whole before anything was awaited: every reader has the new config.
+        running = api.daemon.config
+        assert body["config_hash"]["after"] == running.published_digest()
+        assert api.daemon.services.config is running
+        assert "pay-eu" in running.schedules
+        assert "payments" not in running.schedules
+        assert body["file_checks"] == {"status": "running", "message": (
+            "still checking the file as check-config does: what it finds goes to the log as"
+            " WARNING lines, to GET /-/reload (ackd reload --status) and to"
+            " ackd_config_warnings")}
+        assert body["open_incidents"] == {"status": "checked"}
+        assert sorted(w["kind"] for w in body["warnings"]) == ["config_regrouped",
+                                                                "config_unreached"]
+        assert (await _answered(api, "GET"))["file_checks"]["status"] == "running"
+        metrics = await scrape(api)
+        assert sample(metrics, "ackd_config_warnings", kind="config_unreached") == 1.0
+        assert sample(metrics, "ackd_config_warnings", kind="unrouted_team") is None
+    finally:
+        release.set()
+    await asyncio.gather(*api.daemon._tasks)
+
+    later = await _answered(api, "GET")
+    assert later["at"] == api.clock.now().isoformat()
+    assert later["file_checks"] == {"status": "checked"}
+    assert sorted(w["kind"] for w in later["warnings"]) == [
+        "config_regrouped", "config_unreached", "unrouted_team"]
+    assert {k: later[k] for k in ("changed", "config_hash", "open_incidents")} == {
+        k: body[k] for k in ("changed", "config_hash", "open_incidents")}
+    assert sample(await scrape(api), "ackd_config_warnings", kind="unrouted_team") == 1.0
+    assert "unrouted_team" in [getattr(r, "event", "") for r in caplog.records
+                               if r.levelno == logging.WARNING]
+    code, out, err = await _reload_cli(api, API_TOKEN, "--status")
+    after = api.daemon.config.published_digest()[:12]
+    assert (code, out) == (0, f"last reload at {later['at']}, changed (config hash"
+                              f" {body['config_hash']['before'][:12]} -> {after}),"
+                              " 3 warning(s)\n")
+    assert f"(#{number})" in err
+    assert "teams[0].name: warning: no route leads" in err
+
+
+async def test_a_reload_while_a_look_runs_swaps_at_once_and_looks_after_it(
+    api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A second reload while the first's look at the open incidents runs (11-20 s at
+    100,000): its config is swapped in at once, whole; its look waits for the running one
+    (one thread at a time), whose findings, about a config no longer running, are neither
+    logged nor given nor counted (`superseded`); an unchanged reload meanwhile answers with
+    the running config's look. Each answer says so, within its bound."""
+    number = await api.fire()
+    await api.settle()
+    store, release = api.daemon.store, asyncio.Event()
+    read, reads = store.open_firing_alerts, []
+
+    async def slow() -> list[tuple[int, str, dict[str, str]]]:
+        reads.append(api.daemon.config.published_digest())
+        await release.wait()
+        return await read()
+
+    monkeypatch.setattr(store, "open_firing_alerts", slow)
+    monkeypatch.setattr(health, "REPLY_WAIT", 0.05)
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    original = path.read_text()
+    path.write_text(_renamed_without_payments_route(original))
+    caplog.set_level(logging.INFO)
+    first = await _answered(api)
+    assert first["open_incidents"]["status"] == "running"
+    moved = first["config_hash"]["after"]
+
+    path.write_text(original + "# edited\n")  # the incident's schedule and route are back
+    second = await _answered(api)
+    assert api.daemon.config.published_digest() == second["config_hash"]["after"]
+    assert "payments" in api.daemon.services.config.schedules  # the whole file, at once
+    assert second["open_incidents"] == {"status": "running", "message": (
+        f"the look under config hash {moved[:12]}, begun by an earlier reload, was still"
+        " running at this one: the look under this config follows it; what it finds goes to"
+        " the log as WARNING lines, to GET /-/reload (ackd reload --status) and to"
+        " ackd_config_warnings")}
+    third = await _answered(api)  # the same file again: not swapped in, its look is this one
+    assert (third["changed"], third["open_incidents"]["status"]) == (False, "running")
+    assert reads == [moved]  # one look at a time: the second has not begun
+
+    release.set()
+    await asyncio.gather(*api.daemon._tasks)
+    assert reads == [moved, second["config_hash"]["after"]]
+    now = await _answered(api, "GET")
+    assert (now["changed"], now["open_incidents"], now["warnings"]) == (
+        False, {"status": "checked"}, [])
+    events = [(r.levelname, getattr(r, "event", "")) for r in caplog.records
+              if r.name == "receiver.app.daemon"]
+    assert ("INFO", "config_look_queued") in events
+    assert ("INFO", "config_look_superseded") in events
+    assert [e for level, e in events if level == "WARNING"] == ["unrouted_team"]  # the file's
+    metrics = await scrape(api)
+    assert sample(metrics, "ackd_config_warnings", kind="config_unreached") is None
+    assert sample(metrics, "ackd_config_warnings", kind="unrouted_team") is None
+    assert number  # the incident the first file's look would have named
 
 
 async def test_a_look_that_fails_is_answered_as_failed(
@@ -468,11 +606,13 @@ async def test_a_look_that_fails_is_answered_as_failed(
     jsonschema.validate(body, SCHEMAS["Reloaded"])
 
 
-async def _reload_cli(api: Api, token: str = API_TOKEN) -> tuple[int, str, str]:
+async def _reload_cli(
+    api: Api, token: str = API_TOKEN, *flags: str
+) -> tuple[int, str, str]:
     """`ackd reload` against the running ackd: exit code, stdout, stderr."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "receiver", "reload", "--url", api.url, "--token", token,
-        cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        *flags, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     return proc.returncode or 0, out.decode(), err.decode()
 

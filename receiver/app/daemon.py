@@ -17,6 +17,7 @@ import os
 import secrets
 import signal
 import tempfile
+from collections import Counter
 from collections.abc import Coroutine
 from dataclasses import replace
 from pathlib import Path
@@ -28,7 +29,7 @@ from receiver.app import hangups
 from receiver.app.sdnotify import SystemdNotify
 from receiver.app.stores import OPEN_ERRORS, STORES, reason
 from receiver.config import build
-from receiver.config.coordinator import Coordinator, Reloaded, ReloadWarning
+from receiver.config.coordinator import Coordinator, Looked, Reloaded, ReloadWarning
 from receiver.config.model import Config, example_secrets_in_use
 from receiver.config.yamlsource import Located
 from receiver.core.clock import Clock, SystemClock
@@ -69,7 +70,7 @@ from receiver.web.feeds import (
     schedule_feed,
     user_feed,
 )
-from receiver.web.health import healthy, metrics, ready, reload
+from receiver.web.health import healthy, last_reload, metrics, ready, reload
 from receiver.web.heartbeats import heartbeat_arrived, list_heartbeats
 from receiver.web.incidents import (
     add_responder,
@@ -158,6 +159,7 @@ def build_web_app(
     app.router.add_get("/-/ready", ready)
     app.router.add_get("/metrics", metrics)
     app.router.add_post("/-/reload", reload)
+    app.router.add_get("/-/reload", last_reload)
     app.router.add_get("/api/v1/incidents/{id}/postmortem", get_postmortem)
     app.router.add_get("/api/v1/reports", get_report)
     app.router.add_post("/api/v1/drills", post_drill)
@@ -283,6 +285,7 @@ class Daemon:
             responder=self.responder,
             links=links_for(config),
             reload=self.try_reload,
+            last_reload=lambda: self.reloaded,
             oncall=OnCallService(
                 self.store, self.clock, self.responder.roster, current),
             heartbeats=self.heartbeats,
@@ -310,6 +313,13 @@ class Daemon:
         # the start or try_reload takes it for the file's warnings.
         self._loaded: Located | None = source
         self.port: int | None = None
+        # The looks at what a config does to the open incidents, one at a time
+        # (_look_at_open), and the digest of the one running.
+        self._looking = asyncio.Lock()
+        self._looking_at: str | None = None
+        # The last reload that took, for GET /-/reload (web/health.py).
+        self.reloaded: Reloaded | None = None
+        self._warned: dict[str, Counter[str]] = {}
 
     def _count_exhaustions(self, config: Config) -> None:
         self.metrics.teams_and_severities(config.teams, (s.name for s in config.severities))
@@ -398,9 +408,7 @@ class Daemon:
         self.responder.roster.load(await self.store.write(
             lambda tx: tx.current_overrides(self.clock.now())))
 
-    async def _look_at_open(
-        self, config: Config, at_start: bool = False
-    ) -> list[ReloadWarning] | None:
+    async def _look_at_open(self, config: Config, at_start: bool = False) -> Looked:
         """A WARNING for each schedule, layer, lead, user or channel the open incidents'
         policies name and `config` lacks (escalation/unreached.py), one for the open
         incidents whose alerts `config` groups elsewhere (ingest/regroup.py), and one for
@@ -414,7 +422,28 @@ class Daemon:
         and the overdue steps behind them. At start, only up to START_LOOK_LIMIT open
         incidents: past it, even in the background, the look cost 500 MiB of RSS and made
         100,000 overdue steps seconds late (bench/run.py's restart and timer legs); a reload
-        then looks."""
+        then looks.
+
+        One look at a time (`_looking`): a reload while a look runs swaps its config in at
+        once, and its look follows the running one's (a thread cannot be stopped, and two
+        at 100,000 open incidents would share the cores and double the memory); a look
+        whose config a later reload replaced, before it began or while it ran, is
+        `superseded`: its findings are about a config no longer running, so they are
+        neither logged as warnings nor counted (one INFO line says so)."""
+        async with self._looking:
+            if config is not self.config:
+                log.info("not looking at the open incidents under config hash %s: a later"
+                         " reload swapped in %s, whose look follows",
+                         config.published_digest()[:12], self.config.published_digest()[:12],
+                         extra=fields("config_look_superseded"))
+                return Looked("superseded")
+            self._looking_at = config.published_digest()
+            try:
+                return await self._look(config, at_start)
+            finally:
+                self._looking_at = None
+
+    async def _look(self, config: Config, at_start: bool) -> Looked:
         try:
             if at_start:
                 count = sum(n for *_, n in await self.store.count_open())
@@ -422,7 +451,7 @@ class Daemon:
                     log.info("not looking at %d open incidents at start for what the config"
                              " does to them (more than %d): a reload (SIGHUP) does",
                              count, START_LOOK_LIMIT)
-                    return []
+                    return Looked("checked")
             escalations = await self.store.open_escalations()
             alerts = await self.store.open_firing_alerts()
             contacts = await self.store.open_contacts()
@@ -433,10 +462,24 @@ class Daemon:
             found += await asyncio.to_thread(_waiting_warnings, waiting, config)
         except Exception as exc:  # only a warning is lost: the reload or start goes on
             log.warning("cannot look at the open incidents: %s", exc)
-            return None
+            return Looked("failed")
+        if config is not self.config:
+            log.info("the look at the open incidents under config hash %s ended after a later"
+                     " reload swapped in %s: its %d finding(s) are not given, the look under"
+                     " the running config follows", config.published_digest()[:12],
+                     self.config.published_digest()[:12], len(found),
+                     extra=fields("config_look_superseded"))
+            return Looked("superseded")
         for warning in found:
             log.warning("%s", warning.message, extra=fields(warning.kind))
-        return found
+        self._count_warnings("open_incidents", found)
+        return Looked("checked", tuple(found))
+
+    def _count_warnings(self, source: str, found: list[ReloadWarning]) -> None:
+        """ackd_config_warnings: the running config's, its file's (`file`) and what it does
+        to the open incidents (`open_incidents`), each replaced by its latest check."""
+        self._warned[source] = Counter(warning.kind for warning in found)
+        self.metrics.config_warnings(sum(self._warned.values(), Counter()))
 
     async def _check_file(
         self, config: Config, located: Located | None
@@ -452,6 +495,8 @@ class Daemon:
                                    f"cannot check for warnings: {type(exc).__name__}: {exc}")]
         for warning in found:
             log.warning("%s", warning, extra=fields(warning.kind))
+        if config is self.config:  # not a file a later reload replaced meanwhile
+            self._count_warnings("file", found)
         return found
 
     def _maintenance_config(self, config: Config) -> None:
@@ -541,11 +586,23 @@ class Daemon:
             self.systemd.ready(f"{self._status}; {outcome}")
         if refused is not None:
             return refused
+        checks = self._background(self._check_file(config, located))
+        behind, previous = self._looking_at, self.reloaded
         if after == before:  # the running config, not swapped in (config.coordinator): the
-            # file's text is the running one's, so its warnings are the running config's
-            return Reloaded(before, after, self._background(self._check_file(config, located)))
-        return Reloaded(before, after, self._background(self._check_file(config, located)),
-                        self._background(self._look_at_open(config)))
+            # file's text is the running one's, so its warnings are the running config's;
+            # the open incidents' are those of the look a reload began for it, if it runs
+            look = (previous.look if previous is not None and previous.after == after
+                    and previous.look is not None and not previous.look.done() else None)
+            self.reloaded = Reloaded(before, after, checks, look, at=self.clock.now())
+        else:
+            if behind is not None:
+                log.info("configuration %s swapped in while the look at the open incidents"
+                         " under %s runs: its own look follows that one", after[:12],
+                         behind[:12], extra=fields("config_look_queued"))
+            self.reloaded = Reloaded(before, after, checks,
+                                     self._background(self._look_at_open(config)),
+                                     behind=behind, at=self.clock.now())
+        return self.reloaded
 
     def _load(self, path: str | Path) -> Config:
         """A reload's file, built whole: where ackd listens and keeps its data stay as they

@@ -151,6 +151,10 @@ class Client:
             return False, data
         return True, _checked(status, data)
 
+    async def last_reload(self) -> dict[str, Any]:
+        """GET /-/reload: the last reload that took, its checks as they stand now."""
+        return await self._call("GET", "/-/reload", None)
+
     async def _call(
         self,
         method: str,

@@ -231,8 +231,15 @@ def _parser() -> argparse.ArgumentParser:
         description="Ask the running ackd to read its config file again (POST /-/reload, a "
         "token of scope admin), as SIGHUP does. Prints whether the config changed and every "
         "warning the reload found, with file, line and key (the file's own, as check-config "
-        "warns, and what it does to the open incidents); exit 0. A refused file is kept out, "
-        "the running config stays, its problems are printed: exit 1.", epilog=EPILOG,
+        "warns, and what it does to the open incidents) within 5 s, and which checks still "
+        "run past that; exit 0. A refused file is kept out, the running config stays, its "
+        "problems are printed: exit 1. With --status, reload nothing: print the last reload "
+        "that took with its checks as they stand now (GET /-/reload).", epilog=EPILOG,
+    )
+    reload.add_argument(
+        "--status", action="store_true",
+        help="reload nothing: the last reload and its checks now, those that ran past its "
+        "answer included",
     )
     _api_flags(reload)
     _maintenance_parser(sub)

@@ -174,17 +174,25 @@ def heartbeats(args: argparse.Namespace) -> int:
     return 0
 
 
-# The answer waits up to 5 s for the look at the open incidents (web/health.py's LOOK_WAIT),
+# The answer waits up to 5 s for the checks after the swap (web/health.py's REPLY_WAIT),
 # after the file's load: more than the API client's usual 10 s would be a hung ackd.
 RELOAD_TIMEOUT = 30.0
 
 
 def reload(args: argparse.Namespace) -> int:
     """Warnings and problems on stderr, as check-config prints them; what changed on stdout.
-    A deploy script fails on a refusal, never on a warning."""
+    A deploy script fails on a refusal, never on a warning. --status: the last reload that
+    took, its checks as they stand now, printed the same way."""
     if no_token(args):
         return 1
-    asked = ask(Client(args.url, args.token, RELOAD_TIMEOUT).reload(), "reload", args.url)
+    client = Client(args.url, args.token, RELOAD_TIMEOUT)
+    if args.status:
+        last = ask(client.last_reload(), "reload --status", args.url)
+        if last is None:
+            return 1
+        _print_reloaded(last, f"last reload at {last.get('at')}")
+        return 0
+    asked = ask(client.reload(), "reload", args.url)
     if asked is None:
         return 1
     took, answer = asked
@@ -194,18 +202,23 @@ def reload(args: argparse.Namespace) -> int:
         print(f"reload refused, the running config is kept: {len(answer['problems'])}"
               " problem(s)", file=sys.stderr)
         return 1
+    _print_reloaded(answer, "reloaded")
+    return 0
+
+
+def _print_reloaded(answer: dict[str, Any], head: str) -> None:
     for warning in answer.get("warnings", []):
         print(_located(warning), file=sys.stderr)
-    looked = answer.get("open_incidents", {})
-    if looked.get("status") not in ("checked", "unchanged"):
-        print(f"open incidents: {looked.get('status')}: {looked.get('message')}",
-              file=sys.stderr)
+    for part, name in (("file_checks", "file checks"), ("open_incidents", "open incidents")):
+        checked = answer.get(part, {})
+        if checked.get("status") not in ("checked", "unchanged", None):
+            print(f"{name}: {checked.get('status')}: {checked.get('message')}",
+                  file=sys.stderr)
     hashes = answer.get("config_hash", {})
     state = "changed" if answer.get("changed") else "unchanged"
-    print(f"reloaded, {state} (config hash {str(hashes.get('before'))[:12]} ->"
+    print(f"{head}, {state} (config hash {str(hashes.get('before'))[:12]} ->"
           f" {str(hashes.get('after'))[:12]})" + (
               f", {len(answer['warnings'])} warning(s)" if answer.get("warnings") else ""))
-    return 0
 
 
 def _located(found: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from receiver.config.model import Config
@@ -54,21 +55,39 @@ class ReloadWarning:
 
 
 @dataclass(frozen=True, slots=True)
+class Looked:
+    """How a look at what a config does to the open incidents ended: `checked` (its
+    `warnings`, each logged), `failed` (the log says why), or `superseded`: a later reload
+    swapped another config in before it began or while it ran, so what it found is about a
+    config no longer running and is neither logged nor given (the running config's look
+    follows it)."""
+
+    status: str
+    warnings: tuple[ReloadWarning, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class Reloaded:
     """A reload that took. `before` and `after` are the running config's published digests
     (Config.published_digest, what ackd_config_hash shows): equal when the file, its
     variables and its `*_file`s are as they were. `checks` gives the file's own warnings
     (what `ackd check-config` warns of); `look` what the new config does to the open
-    incidents, None when the look failed (the log says why). Both run after the swap, off
-    the loop, and log what they find whether or not anyone awaits them; they are None when
-    the reload ran outside the daemon's loop (a test). When nothing `changed`, nothing was
-    swapped in and `look` is None; `checks` still runs (a coverage gap comes nearer with
-    time, as check-config would say)."""
+    incidents. Both run after the swap, off the loop, and log what they find whether or not
+    anyone awaits them (the answer waits for them a bounded time, then says what still
+    runs; the daemon keeps the last Reloaded for GET /-/reload); they are None when the
+    reload ran outside the daemon's loop (a test). When nothing `changed`, nothing was
+    swapped in and `look` is the running config's own look when a reload that swapped it in
+    is still looking, else None; `checks` still runs (a coverage gap comes nearer with time,
+    as check-config would say). `behind`: the config hash whose look was still running when
+    this one swapped its config in (looks run one at a time: this one follows it). `at`:
+    when the reload was asked (the clock's now)."""
 
     before: str
     after: str
     checks: asyncio.Future[list[ReloadWarning]] | None = None
-    look: asyncio.Future[list[ReloadWarning] | None] | None = None
+    look: asyncio.Future[Looked] | None = None
+    behind: str | None = None
+    at: datetime | None = None
 
     @property
     def changed(self) -> bool:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import platform
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import TypeVar
 
@@ -88,6 +88,12 @@ class Metrics:
             "The running configuration's digest (the file, its variables' values and its "
             "*_file contents, keyed by the link secret), its first 48 bits as a number: "
             "replicas that report different values run different configurations", registry=r,
+        )
+        self.config_warning_count = Gauge(
+            "ackd_config_warnings",
+            "Warnings about the running configuration by kind (the log line's event): its "
+            "file's, as ackd check-config gives them, and what it does to the open incidents, "
+            "each as its latest check at start or reload found them", ["kind"], registry=r,
         )
         self.build_info = Gauge(
             "ackd_build_info", "Always 1; the labels say which ackd and Python run",
@@ -257,6 +263,13 @@ class Metrics:
             self.reload_timestamp.set(at)
             # 48 bits: a float64 holds them exactly, so equal files give equal samples.
             self.config_hash.set(int(digest[:12], 16) if digest else 0)
+
+    def config_warnings(self, kinds: Mapping[str, int]) -> None:
+        """How many warnings of each kind the running config's latest checks found; kinds
+        none of them found any more go."""
+        self.config_warning_count.clear()
+        for kind, count in kinds.items():
+            self.config_warning_count.labels(kind).set(count)
 
     def set_heartbeats(self, rows: Iterable[tuple[str, float, float]]) -> None:
         """(name, age, every) of each configured heartbeat now; names a reload removed go."""

@@ -107,7 +107,8 @@ SCHEMAS: dict[str, Schema] = {
     },
     "Reloaded": {
         "type": "object", "additionalProperties": False,
-        "required": ["status", "changed", "config_hash", "warnings", "open_incidents"],
+        "required": ["status", "changed", "config_hash", "warnings", "file_checks",
+                     "open_incidents"],
         "properties": {
             "status": {"const": "reloaded"},
             "changed": {"type": "boolean", "description": "the file, the variables it reads"
@@ -142,20 +143,36 @@ SCHEMAS: dict[str, Schema] = {
                                  "incident_count": {"type": "integer",
                                                     "description": "how many in all"},
                              }}},
+            "file_checks": {
+                "type": "object", "additionalProperties": False, "required": ["status"],
+                "description": "the file's own checks (check-config's warnings): `checked`"
+                               " (its warnings are in `warnings`), `running` (past the"
+                               " answer's 5 s: its warnings go to the log, GET /-/reload"
+                               " and `ackd_config_warnings` once done)",
+                "properties": {
+                    "status": {"type": "string", "enum": ["checked", "running"]},
+                    "message": {"type": "string"},
+                },
+            },
             "open_incidents": {
                 "type": "object", "additionalProperties": False, "required": ["status"],
                 "description": "the look at what the new config does to the open incidents:"
                                " `checked` (its warnings are in `warnings`), `running` (past"
-                               " 5 s: its warnings go to the log only), `failed` (the log"
-                               " says why), `unchanged` (the file is the running config:"
-                               " nothing swapped in, the open incidents not looked at;"
-                               " `warnings` holds the file's own)",
+                               " the answer's 5 s, or behind an earlier reload's look: its"
+                               " warnings go to the log, GET /-/reload and"
+                               " `ackd_config_warnings` once done), `failed` (the log says"
+                               " why), `unchanged` (the file is the running config: nothing"
+                               " swapped in, the open incidents not looked at; `warnings`"
+                               " holds the file's own), `superseded` (a later reload swapped"
+                               " in another config before this look ended)",
                 "properties": {
-                    "status": {"type": "string",
-                               "enum": ["checked", "running", "failed", "unchanged"]},
+                    "status": {"type": "string", "enum": [
+                        "checked", "running", "failed", "unchanged", "superseded"]},
                     "message": {"type": "string"},
                 },
             },
+            "at": {"type": "string", "format": "date-time",
+                   "description": "GET only: when the reload was asked"},
         },
     },
     "Error": {
@@ -552,11 +569,17 @@ ROUTES: dict[str, dict[str, Schema]] = {
     },
     "/-/reload": {
         "post": _op("reload the config file, as SIGHUP does", {
-            "200": _answer("the file took: whether it changed anything, and every warning"
-                           " the reload found", _ref("Reloaded")),
+            "200": _answer("the file took (swapped in whole): whether it changed anything,"
+                           " and every warning its checks found within 5 s; what still runs"
+                           " says so", _ref("Reloaded")),
             "409": _error("started without a config file"),
             "422": _answer("the file was refused, the running config kept; `problems` lists"
                            " file, line and key", _ref("ReloadRefused")),
+        }, tag="operations", scope="admin"),
+        "get": _op("the last reload that took, its checks as they stand now", {
+            "200": _answer("as POST answered it, with the checks that ran past its answer"
+                           " done or still running, and `at`", _ref("Reloaded")),
+            "404": _error("no reload has taken since ackd started"),
         }, tag="operations", scope="admin"),
     },
     "/": {"get": _op("the web page: open incidents and who is on call", {

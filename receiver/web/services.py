@@ -41,6 +41,8 @@ class Services:
     # Reloads the config file ackd started with: what it changed and found, or the
     # ConfigError that refused it.
     reload: Callable[[], ConfigError | Reloaded] | None = None
+    # The last reload that took (GET /-/reload): its checks as they stand now.
+    last_reload: Callable[[], Reloaded | None] | None = None
     heartbeats: Heartbeats | None = None
     maintenance: Maintenance | None = None
     throttle: FailureThrottle = field(default_factory=FailureThrottle)

@@ -3,6 +3,7 @@ reload state, build info), POST /-/reload and its answers, and `--log-format jso
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
@@ -25,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
+from receiver.cli import remote
 from receiver.cli.local import _logging_off_the_loop
 from receiver.config import build as config_module
 from receiver.config.model import Config
@@ -473,12 +475,15 @@ def _held(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
 async def test_a_reload_answers_within_its_bound_while_the_files_checks_run(
     api: Api, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """The answer waited for the file's checks with no bound (hourly rotations' weeks take
     seconds). It comes within REPLY_WAIT with what is done (the look: checked), the file's
     checks `running`; the file is swapped in whole meanwhile; once they end, their warning
     is logged, GET /-/reload (and `ackd reload --status`) gives it and
     ackd_config_warnings counts it."""
+    status, body = await api.call("GET", "/-/reload")
+    assert (status, body) == (404, {"error": "no reload has taken since ackd started"})
     number = await api.fire()
     await api.settle()
     monkeypatch.setattr(health, "REPLY_WAIT", 0.05)
@@ -520,7 +525,10 @@ async def test_a_reload_answers_within_its_bound_while_the_files_checks_run(
     assert sample(await scrape(api), "ackd_config_warnings", kind="unrouted_team") == 1.0
     assert "unrouted_team" in [getattr(r, "event", "") for r in caplog.records
                                if r.levelno == logging.WARNING]
-    code, out, err = await _reload_cli(api, API_TOKEN, "--status")
+    # `ackd reload --status`, in process (on a thread: the command runs its own loop).
+    asked = argparse.Namespace(url=api.url, token=API_TOKEN, status=True)
+    code = await asyncio.to_thread(remote.reload, asked)
+    out, err = capsys.readouterr()
     after = api.daemon.config.published_digest()[:12]
     assert (code, out) == (0, f"last reload at {later['at']}, changed (config hash"
                               f" {body['config_hash']['before'][:12]} -> {after}),"

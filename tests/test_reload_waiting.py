@@ -185,8 +185,10 @@ def test_a_summary_holding_back_several_incidents_is_one_line_naming_each() -> N
 async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
     store: Store,  # noqa: F811
 ) -> None:
-    """Follow-ups and armed cadences of open incidents (with whom a reminder goes to), and
-    every outbox row whose payload reads, by incident."""
+    """Follow-ups and armed cadences of open incidents (with whom a reminder goes to, read
+    as the person where an earlier release stored an acknowledgement through a link as
+    "eve (link)": a reload warned that "eve (link)" was no user), and every outbox row whose
+    payload reads, by incident."""
     later = NOW + timedelta(minutes=10)
     page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0, url_digest="d",
                          reason=MessageReason.TRIGGERED, step=0, run=0)
@@ -194,13 +196,14 @@ async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
                          reason=MessageReason.STAKEHOLDER_RESOLVED)
 
     async def job(tx: Transaction) -> list[int]:
-        numbers = [await tx.insert_incident(new_incident(k), None) for k in "abcd"]
-        a, b, c, d = numbers
+        numbers = [await tx.insert_incident(new_incident(k), None) for k in "abcde"]
+        a, b, c, d, e = numbers
         await tx.arm(a, [(later, "follow", "fa"), (later, "cadence", "status"),
                          (later, "contact", "0:0:0:ana:1.x"), (later, "step", "0:0:1")])
         await tx.arm(b, [(later, "follow", "fb"), (later, "cadence", "status")])
         await tx.arm(c, [(later, "cadence", "status")])
         await tx.arm(d, [(later, "cadence", "status")])
+        await tx.arm(e, [(later, "cadence", "status")])
         await tx.set_role(a, RoleHolder(Role.COMMANDER, "cy", NOW, "ana"))
         await tx.set_role(c, RoleHolder(Role.SCRIBE, "cy", NOW, "ana"))
         await tx.update_incident(b, NOW, state=IncidentState.RESOLVED, resolved_at=NOW,
@@ -209,6 +212,8 @@ async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
                                  acknowledged_at=NOW, acknowledged_by="bo")
         # d was acknowledged by dan, who un-acknowledged it: nobody holds it.
         await tx.update_incident(d, NOW, acknowledged_at=NOW, acknowledged_by="dan")
+        await tx.update_incident(e, NOW, state=IncidentState.ACKNOWLEDGED,
+                                 acknowledged_at=NOW, acknowledged_by="eve (link)")
         await tx.enqueue(a, [page], NOW)
         await tx.enqueue(b, [note], NOW)  # a resolved incident's note still goes
         # The rate limit held back messages about c, then a, from ana's URL: its summary
@@ -220,12 +225,12 @@ async def test_the_store_gives_what_waits_to_be_sent_in_one_read(
         await tx.hold_back("held", [a], later)
         return numbers
 
-    a, b, c, d = await store.write(job)
+    a, b, c, d, e = await store.write(job)
     await insert_outbox_payloads(store, a, ["{not json"])  # fails at its turn regardless
     waiting = await store.waiting_messages()
     assert waiting.follow_ups == [(a, "fa")]
     assert waiting.reminders == [(a, "SEV1", "cy", None), (c, "SEV1", None, "bo"),
-                                 (d, "SEV1", None, None)]
+                                 (d, "SEV1", None, None), (e, "SEV1", None, "eve")]
     assert waiting.queued == [(a, page), (b, note)]
     assert waiting.summaries == [(a, "held", page), (c, "held", page)]
 

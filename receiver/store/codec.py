@@ -351,7 +351,9 @@ def waiting_from_rows(rows: Iterable[Any]) -> Waiting:
         if kind == "follow":
             found.follow_ups.append((int(number), str(key)))
         elif kind == "cadence":
-            found.reminders.append((int(number), str(severity), commander, acknowledged_by))
+            # An earlier release's "ana (link)" is ana, as incident_from_row reads it.
+            found.reminders.append((int(number), str(severity), commander,
+                                    person(acknowledged_by)))
         else:
             message = decode_message(key)
             if isinstance(message, str):

@@ -4,6 +4,7 @@ are raised by webhooks and answered through the API, as in life."""
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -252,3 +253,85 @@ async def test_declared_incidents_count_as_reported(api: Api) -> None:
     [row] = report["by_team_severity"]
     assert row["incidents"] == 2
     assert row["mttd"]["count"] == 1  # a declared incident has no alert to detect it by
+
+
+async def test_an_incident_let_go_and_resolved_counts_as_resolved_unacknowledged_everywhere(
+    api: Api, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Acknowledged, un-acknowledged, then resolved with nobody holding it (by a person; by
+    Alertmanager): the API and the page name no acknowledger, /metrics and the report count
+    it as resolved unacknowledged, MTTA keeps its first acknowledgement, the post-mortem says
+    both, and so does the resolution's log line. One still held when resolved is none of it."""
+    a = await _open(api, PAY_A, 30)
+    await _after(api, 60, "ack", a)
+    await _after(api, 60, "unack", a)
+    b = await _open(api, PAY_B, 30)
+    await _after(api, 60, "ack", b)
+    await _after(api, 60, "unack", b)
+    c = await _open(api, DISK, 30)
+    await _after(api, 60, "ack", c)
+    await api.clock.jump(60)
+    with caplog.at_level(logging.INFO, logger="receiver"):
+        status, body = await api.call("POST", f"/api/v1/incidents/{a}/resolve", token=ANA_TOKEN)
+        assert (status, body["acknowledged_by"], body["acknowledged_at"]) == (200, None, None)
+        starts = api.clock.now() - timedelta(minutes=10)
+        ended = Alert(fingerprint_of(PAY_B), AlertStatus.RESOLVED, PAY_B, {}, starts,
+                      api.clock.now())
+        status, _ = await api.call("POST", "/api/v1/alerts", build_webhook([ended]),
+                                   token=TOKEN)
+        assert status == 200
+        await api.settle()
+        await _after(api, 0, "resolve", c)
+    unheld = " while nobody held it (unacknowledged)"
+    assert f"incident #{a} resolved by ana{unheld}" in caplog.messages
+    assert f"incident #{b} resolved by alertmanager{unheld}" in caplog.messages
+    assert f"incident #{c} resolved by e2e" in caplog.messages
+
+    for number, resolved_by in ((a, "ana"), (b, "alertmanager")):
+        _, found = await api.call("GET", f"/api/v1/incidents/{number}")
+        assert (found["state"], found["resolved_by"], found["acknowledged_by"],
+                found["acknowledged_at"]) == ("resolved", resolved_by, None, None)
+        assert [e["actor"] for e in found["timeline"] if e["kind"] == "acknowledged"] == [
+            "e2e"]
+        _, listing = await api.call("GET", "/api/v1/incidents?state=resolved")
+        assert {i["id"]: i["acknowledged_by"] for i in listing["incidents"]} == {
+            a: None, b: None, c: "e2e"}
+        status, text = await api.call("GET", f"/api/v1/incidents/{number}/postmortem")
+        assert status == 200, text
+        assert re.search(r"^First acknowledged by e2e at .* after step 1\.$", text, re.M), text
+        assert "\nNobody held it when it was resolved: the acknowledgement had been let go" \
+            in text
+    _, found = await api.call("GET", f"/api/v1/incidents/{c}")
+    assert (found["acknowledged_by"], found["resolved_by"]) == ("e2e", "e2e")
+    status, text = await api.call("GET", f"/api/v1/incidents/{c}/postmortem")
+    assert "Nobody held it" not in text
+
+    metrics = (await api.call("GET", "/metrics", token=None))[1]
+    assert 'ackd_incidents_resolved_unacknowledged_total{severity="SEV1",team="payments"} 2.0' \
+        in metrics
+    assert 'ackd_incidents_resolved_unacknowledged_total{severity="SEV3"' not in metrics
+    assert 'ackd_time_to_acknowledge_seconds_count{severity="SEV1",team="payments"} 2.0' \
+        in metrics
+    report = await _report(api)
+    assert report["resolved_unacknowledged"] == {"count": 2, "incidents": 3,
+                                                 "rate": pytest.approx(2 / 3)}
+    [payments, _] = report["by_team_severity"]
+    assert payments["mtta"]["count"] == 2  # the first acknowledgements, as in /metrics
+    assert "Resolved unacknowledged (nobody held it when resolved): 2 of 3 (66.7%)" in \
+        report_lines(report)
+
+    from tests.test_web_page import Browser
+
+    browser = Browser(api)
+    try:
+        await browser.sign_in()
+        _, page = await browser.get(f"/incidents/{a}")
+        assert re.search(r'id="state"[^>]*>resolved<', page), page
+        assert "<dt>Acknowledged</dt>" not in page
+        _, page = await browser.get(f"/incidents/{c}")
+        assert "<dt>Acknowledged</dt>" in page
+        _, page = await browser.get("/reports?since=30d")
+        assert re.search(r"Resolved unacknowledged \(nobody held it when resolved\)</th>"
+                         r"<td>2 of 3 \(66\.7%\)</td>", page), page
+    finally:
+        await browser.session.close()

@@ -549,6 +549,34 @@ async def test_incidents_a_batch_remembers_are_what_the_store_holds(store: Sqlit
                                acknowledged_at=None, acknowledged_by=None, truncated_alerts=0)
 
 
+async def test_a_resolution_nobody_held_clears_the_let_go_acknowledgement(store: Store) -> None:
+    """Acknowledged, then triggered again (an unack), then resolved: the store holds no
+    acknowledger, in the batch that wrote it and in a fresh read (NULLs through PostgreSQL's
+    held update too); one resolved while held keeps its holder."""
+    later = NOW + timedelta(minutes=3)
+
+    async def job(tx: Transaction) -> tuple[int, int]:
+        let_go = await tx.insert_incident(new_incident("{}:{a}"), None)
+        held = await tx.insert_incident(new_incident("{}:{b}"), None)
+        for number in (let_go, held):
+            await tx.update_incident(number, NOW, state=IncidentState.ACKNOWLEDGED,
+                                     acknowledged_at=NOW, acknowledged_by="ana")
+        await tx.update_incident(let_go, NOW, state=IncidentState.TRIGGERED)
+        for number in (let_go, held):
+            incident = await tx.incident(number)
+            await tx.update_incident(number, later, **incident.resolution("bo", later))
+        return let_go, held
+
+    let_go, held = await store.write(job)
+    found = await store.incident(let_go)
+    assert (found.state, found.resolved_by, found.resolved_at, found.acknowledged_by,
+            found.acknowledged_at) == (IncidentState.RESOLVED, "bo", later, None, None)
+    assert (found.resolved_unacknowledged, found.acknowledgement_stands) == (True, False)
+    found = await store.incident(held)
+    assert (found.acknowledged_by, found.acknowledged_at) == ("ana", NOW)
+    assert (found.resolved_unacknowledged, found.acknowledgement_stands) == (False, True)
+
+
 async def test_a_failed_job_leaves_no_remembered_incident(store: SqliteStore) -> None:
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
 

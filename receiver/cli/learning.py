@@ -155,6 +155,8 @@ def report_lines(r: Mapping[str, Any]) -> list[str]:
     lines += [
         f"Repeat incidents (alerts seen within 30 days): {share(r['repeat_rate'])}",
         f"Escalated (needed step 2 or later): {share(r['escalation_rate'])}",
+        "Resolved unacknowledged (nobody held it when resolved): "
+        f"{share(r['resolved_unacknowledged'])}",
         "Acknowledged at step: " + (", ".join(
             f"{step}: {n}" for step, n in r["acknowledged_by_step"].items()) or "none"),
         f"Detected by monitoring: {r['detected']}, reported by people: {r['reported']}",

@@ -221,6 +221,25 @@ class Incident:
         acknowledgement even then; the first, MTTA's, is on the timeline."""
         return self.acknowledged_by is not None and self.state is not IncidentState.TRIGGERED
 
+    def resolution(self, actor: str, now: datetime) -> dict[str, Any]:
+        """The fields its resolution by `actor` at `now` sets. Resolved while triggered
+        (never acknowledged, or let go since: an unack, a snooze's end, an acknowledgement
+        that ran out), nobody held it: its acknowledgement fields are cleared too, so that
+        the resolved incident names no holder (`acknowledgement_stands`, the API, the page)
+        and counts as resolved unacknowledged (ackd_incidents_resolved_unacknowledged_total,
+        the reports), the last holder's ack having stood only until they let it go. The
+        first acknowledgement, MTTA's, stays on the timeline."""
+        fields: dict[str, Any] = {
+            "state": IncidentState.RESOLVED, "resolved_at": now, "resolved_by": actor}
+        if self.state is IncidentState.TRIGGERED and self.acknowledged_by is not None:
+            fields.update(acknowledged_by=None, acknowledged_at=None)
+        return fields
+
+    @property
+    def resolved_unacknowledged(self) -> bool:
+        """Resolved while nobody held it (see `resolution`)."""
+        return self.state is IncidentState.RESOLVED and self.acknowledged_at is None
+
     @property
     def is_drill(self) -> bool:
         return self.group_key.startswith(DRILL_KEY_PREFIX)

@@ -55,7 +55,7 @@ from receiver.escalation.staleness import Reports, StaleAction, StaleRule
 from receiver.escalation.timer import Scheduler
 from receiver.escalation.unreached import step_lines
 from receiver.incidents import facts
-from receiver.incidents.service import observe_resolution
+from receiver.incidents.service import UNHELD, observe_resolution
 from receiver.maintenance import domain as maintenance
 from receiver.maintenance.domain import Window
 from receiver.oncall.roster import Roster
@@ -480,7 +480,8 @@ class Responder:
             return await tx.incident(incident_id)
 
         incident = await self._store.write(job)
-        log.info("incident #%d %s by %s", incident_id, action.done, actor,
+        log.info("incident #%d %s by %s%s", incident_id, action.done, actor,
+                 UNHELD if incident.resolved_unacknowledged else "",
                  extra=fields(f"incident_{action.done}", incident_id, incident.team))
         return incident
 
@@ -694,7 +695,8 @@ class Responder:
             # very time); the timeline keeps it for the post-mortem and the reports.
             fields.update(acknowledged_by=actor, acknowledged_at=now)
         if target is IncidentState.RESOLVED:
-            fields.update(resolved_at=now, resolved_by=actor)
+            # Resolved while nobody held it: no acknowledger named (Incident.resolution).
+            fields = incident.resolution(actor, now)
             for listener in self.resolution_listeners:
                 tx.after_commit(partial(listener, incident.group_key))
             tx.after_commit(partial(self.reports.forget, incident.id))

@@ -130,6 +130,10 @@ def _escalation(f: Facts) -> str:
                 if f.ack_step == REASSIGNED_STEP else f" after step {f.ack_step}")
         lines.append(f"First acknowledged by {f.acknowledged_by} at {_at(f.acknowledged_at)}"
                      f"{step}.")
+        if f.incident.resolved_unacknowledged:
+            # Let go since (an unack, a snooze's end, an acknowledgement that ran out).
+            lines.append("Nobody held it when it was resolved: the acknowledgement had been "
+                         "let go (see the timeline), so it counts as resolved unacknowledged.")
     else:
         lines.append("Nobody acknowledged it.")
     lines.append(f"Responders: {', '.join(f.responders) or 'none'}.")

@@ -16,6 +16,9 @@
   steps behind them keep their numbers, so a person who did not answer is no escalation.
   Acknowledgement by step: how many were first acknowledged while each step's page was the
   last one out (`reassigned`: the person's).
+- Resolved unacknowledged: the share of resolved incidents that nobody held when they were
+  resolved (never acknowledged, or let go since: Incident.resolution), as
+  ackd_incidents_resolved_unacknowledged_total counts them.
 - Detected versus reported: raised by an alert, or declared by a person.
 Drills are counted apart and kept out of every figure.
 """
@@ -76,6 +79,7 @@ class Report:
     per_week: dict[str, dict[str, int]]  # ISO week -> severity -> incidents
     repeats: Share
     escalated: Share
+    resolved_unacknowledged: Share  # of the resolved ones
     acknowledged_by_step: dict[str, int]  # step name (facts.StepFired.name) -> incidents
     detected: int
     reported: int
@@ -116,6 +120,7 @@ def build(
     repeats = _repeat_test([f for f in records if not is_drill(f)])
     acked = Counter(f.ack_step for f in real if f.ack_step is not None)
     reported = sum(1 for f in real if is_reported(f))
+    resolved = [f.incident for f in real if not f.incident.is_open]
     return Report(
         since=since,
         until=until,
@@ -125,6 +130,8 @@ def build(
         per_week=_per_week(real),
         repeats=Share(sum(1 for f in real if repeats(f)), len(real)),
         escalated=Share(sum(1 for f in real if f.escalated), len(real)),
+        resolved_unacknowledged=Share(
+            sum(1 for i in resolved if i.resolved_unacknowledged), len(resolved)),
         acknowledged_by_step=dict(sorted(acked.items(), key=_step_order)),
         detected=len(real) - reported,
         reported=reported,
@@ -201,6 +208,7 @@ def to_json(report: Report) -> dict[str, Any]:
         "per_week": report.per_week,
         "repeat_rate": _share(report.repeats),
         "escalation_rate": _share(report.escalated),
+        "resolved_unacknowledged": _share(report.resolved_unacknowledged),
         "acknowledged_by_step": report.acknowledged_by_step,
         "detected": report.detected,
         "reported": report.reported,

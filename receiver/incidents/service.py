@@ -24,7 +24,6 @@ from receiver.core.model import (
     AlertStatus,
     EventKind,
     Incident,
-    IncidentState,
     OpenGroup,
     Severity,
     TimelineEvent,
@@ -396,9 +395,7 @@ class Incidents:
         actor: str,
         now: datetime,
     ) -> None:
-        await tx.update_incident(
-            incident.id, now, state=IncidentState.RESOLVED, resolved_at=now, resolved_by=actor
-        )
+        await tx.update_incident(incident.id, now, **incident.resolution(actor, now))
         if self.lifecycle is not None:
             await self.lifecycle.resolved(tx, incident, actor, now)
 
@@ -422,7 +419,8 @@ class Incidents:
                      extra=fields("incident_opened", incident.id, incident.team))
         for incident in result.resolved:
             observe_resolution(m, incident)
-            log.info("incident #%d resolved by %s", incident.id, incident.resolved_by,
+            log.info("incident #%d resolved by %s%s", incident.id, incident.resolved_by,
+                     UNHELD if incident.resolved_unacknowledged else "",
                      extra=fields("incident_resolved", incident.id, incident.team))
 
 
@@ -490,6 +488,11 @@ def _raised(
         config.severity(incident.severity), [config.severity(name) for name in names])
 
 
+# What a resolution's log line adds when nobody held the incident (never acknowledged, or
+# let go since): it counts as resolved unacknowledged.
+UNHELD = " while nobody held it (unacknowledged)"
+
+
 def observe_resolution(m: Metrics, incident: Incident) -> None:
     assert incident.resolved_at is not None
     if incident.is_drill:
@@ -499,7 +502,7 @@ def observe_resolution(m: Metrics, incident: Incident) -> None:
     m.time_to_resolve.labels(*labels).observe(
         (incident.resolved_at - incident.opened_at).total_seconds()
     )
-    if incident.acknowledged_at is None:
+    if incident.resolved_unacknowledged:
         m.resolved_unacknowledged.labels(*labels).inc()
     if incident.resolved_by == staleness.RESOLVED_BY:
         m.resolved_stale.labels(*labels).inc()

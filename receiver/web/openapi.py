@@ -195,8 +195,10 @@ SCHEMAS: dict[str, Schema] = {
             "acknowledged_by": {"type": ["string", "null"],
                                 "description": "who holds it: the last acknowledgement or"
                                                " takeover; null while triggered (again,"
-                                               " after an unack: nobody holds it). The"
-                                               " first, MTTA's, is on the timeline"},
+                                               " after an unack: nobody holds it), and"
+                                               " once resolved while triggered (resolved"
+                                               " unacknowledged). The first, MTTA's, is on"
+                                               " the timeline"},
             "acknowledged_at": {"type": ["string", "null"],
                                 "description": "since when acknowledged_by holds it"},
             "resolved_by": {"type": ["string", "null"]},

@@ -116,9 +116,19 @@ async def _drill(client: Client, args: argparse.Namespace, wait: float) -> dict[
 def drill_lines(r: Mapping[str, Any]) -> list[str]:
     lines = [f"Drill #{r['incident']} of team {r['team']} ({r['severity']}, policy "
              f"{r['policy']}):"]
-    for step in r["steps"]:
-        lines.append(f"  +{step['after_seconds']:.1f}s step {step['step']} paged "
-                     f"{', '.join(step['paged']) or 'nobody'}")
+    steps = [[(step["after_seconds"], f"step {step['step']} paged "
+               f"{', '.join(step['paged']) or 'nobody'}")] for step in r["steps"]]
+    # A step that reached nobody: its line under the step's last firing by then (an ackd
+    # from before `unreached` reports none).
+    for u in r.get("unreached", ()):
+        fired = [i for i, step in enumerate(r["steps"])
+                 if step["step"] == u["step"] and step["after_seconds"] <= u["after_seconds"]]
+        line = (u["after_seconds"], f"step {u['step']} REACHED NOBODY: {u['why']}")
+        if fired:
+            steps[fired[-1]].append(line)
+        else:
+            steps.append([line])
+    lines += [f"  +{after:.1f}s {text}" for group in steps for after, text in group]
     for x in r["reached"]:
         how = "reached" if x["delivered"] else f"NOT reached ({x.get('error', '')})"
         what = f"step {x['step']} {x['reason']}" if x["step"] else x["reason"]

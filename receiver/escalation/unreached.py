@@ -44,11 +44,29 @@ def _unreachable(incident_id: int, detail: Mapping[str, Any]) -> str:
     cycle = int(detail.get("cycle", 0))
     step = f"incident #{incident_id} step {int(detail.get('step', 0)) + 1}" + (
         f" (cycle {cycle + 1})" if cycle else "")
-    failed = f"{step}: every page to {', '.join(_texts(detail.get('unreachable')))} failed"
+    return f"{step}: {all_failed(detail)}"
+
+
+def all_failed(detail: Mapping[str, Any]) -> str:
+    """What escalation's account of a step whose every page failed (`engine.delivery_failed`'s
+    `notification_failed` with `unreachable`) says: whose pages failed, and what follows (the
+    next step now, or the repeat on its time). The log line's and a drill report's words."""
+    failed = f"every page to {', '.join(_texts(detail.get('unreachable')))} failed"
     if detail.get("escalating_early"):
         return f"{failed}, nobody it paged can be reached: escalating now"
     return (f"{failed}, nobody it paged can be reached; the repeat keeps its time"
             f" ({detail.get('repeat_at')}): it reminds those the earlier steps paged")
+
+
+def paged_nobody(detail: Mapping[str, Any]) -> str | None:
+    """What a `step_fired` event that reached nobody says of it ("paged nobody: " and its dead
+    ends: nobody on call, a user without contacts, an unknown channel...), as its ERROR line
+    does; None for a step that reached someone, or only the person who needed no page
+    (`not_paged`: they began the run by their own hand)."""
+    if detail.get("recipients") or isinstance(detail.get("not_paged"), dict):
+        return None
+    ends = _texts(detail.get("unresolved"))
+    return "paged nobody" + (": " + "; ".join(ends) if ends else "")
 
 
 def _step(incident_id: int, detail: Mapping[str, Any]) -> list[tuple[int, str]]:
@@ -70,7 +88,7 @@ def _step(incident_id: int, detail: Mapping[str, Any]) -> list[tuple[int, str]]:
             lines.append((logging.WARNING, f"{step} paged {', '.join(reached)} but not: "
                           + "; ".join(unresolved)))
         else:
-            lines.append((logging.ERROR, f"{step} paged nobody: " + "; ".join(unresolved)))
+            lines.append((logging.ERROR, f"{step} {paged_nobody(detail)}"))
     return lines
 
 

@@ -9,7 +9,9 @@ response-time metrics do not observe them (Incident.is_drill).
 
 A drill tests that its pages reach the people they are for and that one of them answers: an
 acknowledgement by someone the drill never paged (a lead taking it from the web page, a
-script's token) answers nothing it asked, and its report says so (`answered` false).
+script's token) answers nothing it asked, and its report says so (`answered` false). A step
+that reached nobody (nobody on call, every page failed) is what a drill is there to find: the
+report gives it a line of its own (`unreached`), in the words of the incident's log.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from receiver.core.errors import NotFound, PayloadError
 from receiver.core.frozen import frozen
 from receiver.core.model import DRILL_KEY_PREFIX, EventKind, Incident, TimelineEvent
 from receiver.escalation.responder import Responder
+from receiver.escalation.unreached import all_failed, paged_nobody
 from receiver.incidents.facts import StepFired, step_fired
 from receiver.routing.tree import Route, walk
 from receiver.store import NewIncident, Store, Transaction
@@ -45,10 +48,24 @@ class Reached:
 
 
 @frozen(slots=True)
+class Unreached:
+    """A step of the drill that reached nobody, as the timeline has it: it paged nobody (its
+    `step_fired` event names no recipient: nobody on call, a user without contacts...), or
+    every page it sent failed (escalation's account of it, `notification_failed` with
+    `unreachable`, when the last one failed)."""
+
+    after: timedelta  # from the drill's start: when it fired, or when its last page failed
+    step: str  # named as the reports name it (facts.StepFired.name)
+    why: str  # unreached.paged_nobody or unreached.all_failed: the log line's words
+    failed: tuple[str, ...]  # whose every page failed; empty for a step that paged nobody
+
+
+@frozen(slots=True)
 class DrillReport:
     incident: Incident
     steps: tuple[tuple[timedelta, str, tuple[str, ...]], ...]  # after, step's name, paged
     reached: tuple[Reached, ...]
+    unreached: tuple[Unreached, ...]
     acknowledged_by: str | None
     acknowledged_after: timedelta | None
     # Everyone the drill had paged by its acknowledgement (by then, if nobody acknowledged):
@@ -126,6 +143,7 @@ def report(incident: Incident, timeline: Sequence[TimelineEvent]) -> DrillReport
         incident=incident,
         steps=tuple((since(e.at), step.name, step.recipients) for e, step in fired),
         reached=tuple(_reached(e, since(e.at), fired) for e in timeline if _delivery(e)),
+        unreached=tuple(_unreached(timeline, since, fired)),
         acknowledged_by=acks[0].actor if acks else None,
         acknowledged_after=since(acks[0].at) if acks else None,
         paged=_paged(timeline, until),
@@ -155,6 +173,24 @@ def _delivery(event: TimelineEvent) -> bool:
     if event.kind is EventKind.NOTIFICATION_SENT:
         return True
     return event.kind is EventKind.NOTIFICATION_FAILED and "unreachable" not in event.detail
+
+
+def _unreached(
+    timeline: Sequence[TimelineEvent], since: Callable[[datetime], timedelta],
+    fired: Sequence[tuple[TimelineEvent, StepFired]],
+) -> list[Unreached]:
+    """The steps that reached nobody, in the timeline's order."""
+    found: list[Unreached] = []
+    for event in timeline:
+        d = event.detail
+        if event.kind is EventKind.STEP_FIRED and (why := paged_nobody(d)) is not None:
+            name = _page_step(d, event.at, fired) or str(d.get("number", ""))
+            found.append(Unreached(since(event.at), name, why, ()))
+        elif event.kind is EventKind.NOTIFICATION_FAILED and d.get("unreachable"):
+            failed = tuple(str(name) for name in d["unreachable"])
+            found.append(Unreached(since(event.at), _page_step(d, event.at, fired) or "",
+                                   all_failed(d), failed))
+    return found
 
 
 def _reached(
@@ -205,6 +241,8 @@ def to_json(r: DrillReport) -> dict[str, Any]:
                      "recipient": x.recipient, "channel": x.channel, "reason": x.reason,
                      "delivered": x.ok,
                      **({"error": x.error} if x.error else {})} for x in r.reached],
+        "unreached": [{"after_seconds": u.after.total_seconds(), "step": u.step, "why": u.why,
+                       "failed": list(u.failed)} for u in r.unreached],
         "acknowledged_by": r.acknowledged_by,
         "acknowledged_after_seconds": (r.acknowledged_after.total_seconds()
                                        if r.acknowledged_after is not None else None),

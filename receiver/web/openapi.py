@@ -252,7 +252,8 @@ SCHEMAS: dict[str, Schema] = {
     "DrillReport": {
         "type": "object",
         "required": ["incident", "team", "severity", "policy", "state", "started_at", "steps",
-                     "reached", "acknowledged_by", "acknowledged_after_seconds", "paged",
+                     "reached", "unreached", "acknowledged_by", "acknowledged_after_seconds",
+                     "paged",
                      "answered"],
         "properties": {
             "incident": {"type": "integer"}, "team": {"type": "string"},
@@ -277,6 +278,17 @@ SCHEMAS: dict[str, Schema] = {
                     "channel": {"type": "string", "description": "the URL's scheme"},
                     "reason": {"type": "string"}, "delivered": {"type": "boolean"},
                     "error": {"type": "string"},
+                },
+            }},
+            "unreached": {"type": "array", "description": "each step that reached nobody: it"
+                          " paged nobody, or every page it sent failed", "items": {
+                "type": "object", "required": ["after_seconds", "step", "why", "failed"],
+                "properties": {
+                    "after_seconds": {"type": "number"}, "step": STEP,
+                    "why": {"type": "string", "description": "as the incident's log says it"},
+                    "failed": {"type": "array", "items": {"type": "string"},
+                               "description": "whose every page failed; empty when the"
+                                              " step paged nobody"},
                 },
             }},
             "acknowledged_by": {"type": ["string", "null"]},

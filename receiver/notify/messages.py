@@ -37,9 +37,11 @@ alert's label or annotation cannot add lines of its own, such as a forged `Ackno
 
 Short messages (a per-contact `short: true`, for SMS gateways) are built here, not templated:
 one body that fits one SMS, 160 GSM-7 septets (`sms_length`: the brackets of "[SEV1]" take
-two each), that always keeps its link, and no title, because SMS plugins prepend the title to
-the body. A later step's short page names whom the run paged
-before in what room the whole summary and the link leave (`short_paged_before`).
+two each), or 70 UCS-2 units for a summary in a script GSM-7 lacks where the link leaves it
+room (else spelled in GSM-7's letters: notify/sms.py), that always keeps its link, and no
+title, because SMS plugins prepend the title to the body. A later step's short page names
+whom the run paged before in what room the whole summary and the link leave
+(`short_paged_before`).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ from receiver.core.model import (
     Severity,
 )
 from receiver.core.oneline import one_line, one_line_value
+from receiver.notify import sms
 from receiver.notify.earlier import NOBODY, EarlierPage, PagedBefore
 from receiver.notify.notifier import Message, NotifyType
 
@@ -94,9 +97,6 @@ _DASHBOARD_KEYS = ("dashboard", "dashboard_url", "grafana_url")
 # characters a segment, and one character outside it (the ellipsis is one) sends the whole
 # text as UCS-2, 70 characters a segment. A full page can reach an SMS too (`short: false`).
 _ELLIPSIS = "..."
-# GSM 03.38's extension table: GSM-7 writes each of these as an escape and the character, two
-# of a segment's 160 septets, so a 160-character text holding "[SEV1]" would be two SMS.
-_GSM7_ESCAPED = frozenset("^{}\\[~]|€\f")
 _WEB_LINK = re.compile(r"https?://[^\s\x00-\x1f\x7f]+", re.IGNORECASE)
 
 
@@ -713,8 +713,11 @@ def short_body(ctx: MessageContext) -> str:
     tail = f" Ack: {ctx.ack_url}"
     if sms_length(head) + sms_length(tail) > SHORT_LIMIT - 1:
         head = f"#{i.id} "
-    earlier = short_paged_before(
-        ctx.paged_before, SHORT_LIMIT - sms_length(head) - sms_length(what) - sms_length(tail))
+    # The summary as it will go (spelled in GSM-7's letters if UCS-2 leaves it no room), so
+    # that whom the run paged before takes only the room it leaves in that alphabet.
+    head, what, tail = sms.as_sent(head, what, tail)
+    text = head + what + tail
+    earlier = short_paged_before(ctx.paged_before, sms.limit(text) - sms.length(text))
     return _fit(head, what + earlier, tail)
 
 
@@ -756,32 +759,30 @@ def _short_stale(ctx: MessageContext, what: str) -> str:
 
 
 def _fit(head: str, middle: str, tail: str) -> str:
-    """head + middle + tail in one SMS (SHORT_LIMIT septets), shortening middle (then head)
-    only."""
-    room = SHORT_LIMIT - sms_length(head) - sms_length(tail)
-    if room >= sms_length(middle):
+    """head + middle + tail in one SMS, shortening middle (then head) only: SHORT_LIMIT
+    septets in GSM-7; in a script GSM-7 lacks (a Cyrillic or CJK summary), one UCS-2
+    segment, 70 units, where that leaves the summary room, else GSM-7 with it spelled in
+    GSM-7's letters (notify/sms.py's `as_sent`)."""
+    head, middle, tail = sms.as_sent(head, middle, tail)
+    gsm7 = sms.is_gsm7(head + middle + tail)
+    # A cut in UCS-2 may end in "…": one unit, where GSM-7 needs three dots.
+    limit, ellipsis = (SHORT_LIMIT, _ELLIPSIS) if gsm7 else (sms.UCS2_LIMIT, "…")
+    room = limit - sms_length(head, gsm7) - sms_length(tail, gsm7)
+    if room >= sms_length(middle, gsm7):
         return head + middle + tail
-    if room > len(_ELLIPSIS):
-        return head + _cut(middle, room - len(_ELLIPSIS)).rstrip() + _ELLIPSIS + tail
+    if room > len(ellipsis):
+        return (head + sms.cut(middle, room - len(ellipsis), gsm7=gsm7).rstrip() + ellipsis
+                + tail)
     # The link alone fills the limit: send what fits of the head, and the whole link.
-    return (_cut(head, max(0, SHORT_LIMIT - sms_length(tail))).rstrip() + tail).strip()
+    return (sms.cut(head, max(0, limit - sms_length(tail, gsm7)), gsm7=gsm7).rstrip()
+            + tail).strip()
 
 
-def sms_length(text: str) -> int:
-    """How many of an SMS segment's septets `text` takes in GSM-7: one a character, two for
-    one of the extension table's. (A text holding a character GSM-7 lacks goes as UCS-2, 70
-    characters a segment, whatever this says: the short texts keep to GSM-7 where they can.)"""
-    return len(text) + sum(1 for char in text if char in _GSM7_ESCAPED)
-
-
-def _cut(text: str, room: int) -> str:
-    """The longest start of `text` that takes at most `room` septets."""
-    used = 0
-    for n, char in enumerate(text):
-        used += 2 if char in _GSM7_ESCAPED else 1
-        if used > room:
-            return text[:n]
-    return text
+def sms_length(text: str, gsm7: bool = True) -> int:
+    """How many of an SMS segment's septets `text` takes in GSM-7 (one a character, two for
+    one of the extension table's), or with `gsm7` false its UTF-16 units in UCS-2, the
+    alphabet of a text that holds a character GSM-7 lacks (notify/sms.py)."""
+    return sms.septets(text) if gsm7 else sms.ucs2_units(text)
 
 
 # -- bundles and summaries ---------------------------------------------------------------

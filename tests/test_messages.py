@@ -150,6 +150,8 @@ def test_titles(context: MessageContext, title: str) -> None:
         pytest.param("triggered", SEV3, NotifyType.WARNING, id="sev3"),
         pytest.param("stakeholder_declared", SEV3, NotifyType.WARNING, id="stakeholder-sev3"),
         pytest.param("acknowledged", SEV1, NotifyType.INFO, id="acknowledged"),
+        pytest.param("taken_over", SEV1, NotifyType.INFO, id="taken-over-sev1"),
+        pytest.param("taken_over", SEV3, NotifyType.INFO, id="taken-over-sev3"),
         pytest.param("resolved", SEV1, NotifyType.SUCCESS, id="resolved"),
         pytest.param("stakeholder_resolved", SEV2, NotifyType.SUCCESS, id="stakeholder-resolved"),
     ],

@@ -21,6 +21,7 @@ from receiver.incidents.facts import Hold, deferred, first_page, time_to_acknowl
 from receiver.testing import FakeClock, RecordingNotifier
 from receiver.web.openapi import DOCUMENT
 from tests.harness import ANA_TOKEN, CY_TOKEN, write_config
+from tests.sinks import HttpSink
 from tests.test_api import LABELS, Api
 from tests.test_web_page import Browser
 
@@ -155,6 +156,51 @@ async def test_a_person_named_by_a_reassignment_is_paged_at_once_at_any_hour(
     _, body = await api.call("GET", f"/api/v1/incidents/{number}")
     assert [e for e in body["timeline"] if e["kind"] == "escalation_deferred"
             and datetime.fromisoformat(e["at"]) >= AFTER_HOURS] == []
+
+
+async def test_after_hours_the_holders_takeover_note_goes_at_once_as_every_note_and_is_no_page(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """Through ackd's own Apprise: two SEV3 incidents that ana was paged for and acknowledged
+    in hours. At 19:00 cy reassigns the first to team platform, whose run waits for working
+    hours (nobody paged), and resolves the second. ana is told of both at once, as ackd tells
+    every note at any hour for any urgency (informational: only pages wait for the hours):
+    the takeover typed `info` as an acknowledgement's note is (it was `warning`, a SEV3
+    page's type), the resolution `success`. Platform's page waits for 09:00."""
+    path = hours_config(tmp_path)
+    path.write_text(path.read_text().replace("127.0.0.1:9", f"127.0.0.1:{sink.port}"))
+    loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
+    clock = FakeClock(IN_HOURS)
+    daemon = Daemon(loaded, clock=clock)  # no notifier given: the real Apprise adapter
+    await daemon.start()
+    api = Api(daemon, None, clock)  # type: ignore[arg-type]
+    try:
+        reassigned = await api.fire(LOW)
+        resolved = await api.fire({**LOW, "alertname": "Other"})
+        await api.settle()
+        pages = await sink.wait_for(2)
+        assert [(r.path, r.json["type"]) for r in pages] == [("/ana", "warning")] * 2
+        for number in (reassigned, resolved):
+            await act(api, number, "POST", "/ack")
+        # 19:00: after hours, before the acknowledgements' reack (5h) gives them back.
+        await api.clock.jump(MONDAY.replace(hour=19) - api.clock.now())
+        await act(api, reassigned, "POST", "/reassign", {"team": "platform"}, token=CY_TOKEN)
+        await act(api, resolved, "POST", "/resolve", token=CY_TOKEN)
+        await api.settle()
+        notes = sorted((await sink.wait_for(4))[2:], key=lambda r: r.json["title"])
+        assert [(r.path, r.json["title"], r.json["type"]) for r in notes] == [
+            ("/ana", f"#{reassigned} reassigned to team platform by cy", "info"),
+            ("/ana", f"#{resolved} resolved", "success")]
+        await api.clock.jump(TUESDAY_NINE - timedelta(minutes=1) - api.clock.now())
+        await api.settle()
+        assert len(sink.requests) == 4  # platform's run waits for its hours
+        await api.clock.jump(timedelta(minutes=1))
+        await api.settle()
+        [page] = (await sink.wait_for(5))[4:]
+        assert (page.path, page.json["type"]) == ("/ana", "warning")
+        assert page.json["title"].startswith(f"[SEV3] REASSIGNED #{reassigned} platform:")
+    finally:
+        await daemon.stop()
 
 
 @pytest.mark.parametrize("path", [*PATHS, "reassign_user"])

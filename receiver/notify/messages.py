@@ -388,8 +388,10 @@ class Templates:
 
 
 def notify_type(ctx: MessageContext | Unshown) -> NotifyType:
-    """Apprise's colour for the message: failure for SEV1/SEV2 pages, warning below them."""
-    if ctx.reason == "acknowledged":
+    """Apprise's colour for the message: failure for SEV1/SEV2 pages, warning below them;
+    info for a note of who holds it now (acknowledged, taken over: no page, whatever the
+    severity), success for a resolution."""
+    if ctx.reason in ("acknowledged", "taken_over"):
         return NotifyType.INFO
     if ctx.reason in ("resolved", "stakeholder_resolved"):
         return NotifyType.SUCCESS

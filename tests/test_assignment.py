@@ -78,10 +78,17 @@ async def test_reassigning_to_a_person_pages_them_first_and_the_team_behind_them
     await _later(api, 4)
     assert api.paged() == ["ana", "cy"]  # cy has the 5 minutes the policy's first step gets
     await _later(api, 1)
-    # Unanswered: the team's policy from its first step, as for a new incident.
+    # Unanswered: the team's policy from its first step, as for a new incident. ana, who
+    # reassigned it, is paged there like anyone (no `not_paged`, unlike who un-acknowledges
+    # or reassigns to a team: engine._knows): that step follows only if cy did not answer,
+    # news to her, and her page says whom it was handed to and when.
     assert api.paged() == ["ana", "cy", "ana"]
-    assert ("REASSIGNED to cy by ana; nobody has acknowledged yet (step 2)."
-            in api.notifier.sent[-1][1].body)
+    lines = api.notifier.sent[-1][1].body.splitlines()
+    assert "REASSIGNED to cy by ana; nobody has acknowledged yet (step 2)." in lines
+    assert lines[lines.index("Paged before, not acknowledged:") + 1].startswith("- cy (step 1) at ")
+    fired = [d for _, d in await _events(api, number, "step_fired")]
+    assert [(d["recipients"], "not_paged" in d) for d in fired] == [
+        (["ana"], False), (["cy"], False), (["ana"], False)]
     await _later(api, 5)
     assert api.paged() == ["ana", "cy", "ana", "bo"]
     status, body = await api.call("POST", f"/api/v1/incidents/{number}/ack", token=API_TOKEN)

@@ -535,6 +535,14 @@ async def test_a_reload_answers_within_its_bound_while_the_files_checks_run(
                               " 3 warning(s)\n")
     assert f"(#{number})" in err
     assert "teams[0].name: warning: no route leads" in err
+    # SIGHUP's reload, whose answer is the log: GET /-/reload gives it too.
+    path.write_text(path.read_text() + "# by SIGHUP\n")
+    assert api.daemon.reload()
+    await asyncio.gather(*api.daemon._tasks)
+    hup = await _answered(api, "GET")
+    assert hup["config_hash"] == {"before": body["config_hash"]["after"],
+                                  "after": api.daemon.config.published_digest()}
+    assert (hup["changed"], hup["open_incidents"]) == (True, {"status": "checked"})
 
 
 async def test_a_reload_while_a_look_runs_swaps_at_once_and_looks_after_it(

@@ -62,7 +62,7 @@ def port_of(args: argparse.Namespace, default: int = 9095) -> int:
 # -- Prometheus rules ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("rules", "count"), [("ackd-rules.yml", 10), ("watchdog-rules.yml", 1)])
+@pytest.mark.parametrize(("rules", "count"), [("ackd-rules.yml", 11), ("watchdog-rules.yml", 1)])
 def test_the_rules_pass_promtool_check(rules: str, count: int) -> None:
     done = run(binary("promtool", "prometheus"), "check", "rules", f"prometheus/{rules}")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -178,7 +178,7 @@ async def test_every_panel_query_returns_data_from_a_real_prometheus(
         rules = await prometheus.api("rules")
         loaded = [r for group in rules["groups"] for r in group["rules"]]
         assert {r["health"] for r in loaded} == {"ok"}, loaded
-        assert len(loaded) == 10
+        assert len(loaded) == 11
         # Pages that fail and are retried leave no notification due for long.
         assert {r["name"]: r["state"] for r in loaded}["AckdNotificationsStuck"] == "inactive"
         # One ackd runs one file: the replicas' consistency rule reads its hash and holds.

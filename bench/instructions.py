@@ -41,6 +41,8 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,13 +64,29 @@ def main() -> None:
                         help="the storm leg's config: SEV1 incidents tell a stakeholder channel")
     parser.add_argument("--pace", type=float, default=PACE_MS,
                         help="with --dispatcher, the virtual ms a webhook takes")
+    parser.add_argument("--http", action="store_true",
+                        help="post the bodies over HTTP, as `ackd serve` answers them")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        asyncio.run(_ingest(args.mix, args.webhooks, args.in_flight, args.dispatcher,
-                            args.storm, timedelta(milliseconds=args.pace)))
+    if args.client is not None:
+        asyncio.run(_client(args.client, args.mix, args.webhooks, args.in_flight))
         return
-    extra = [*(["--storm"] if args.storm else []), "--pace", str(args.pace)]
+    if args.child:
+        ingest = _ingest(args.mix, args.webhooks, args.in_flight, args.dispatcher,
+                         args.storm, timedelta(milliseconds=args.pace), args.http)
+        if args.http:
+            import uvloop  # as `ackd serve` runs
+
+            with _serve_logging(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as run:
+                run.run(ingest)
+        else:
+            asyncio.run(ingest)
+        return
+    if args.http and args.dispatcher:
+        parser.error("--http plays without the dispatcher")
+    extra = [*(["--storm"] if args.storm else []), *(["--http"] if args.http else []),
+             "--pace", str(args.pace)]
     for tree in args.trees:
         counted = _count(Path(tree).resolve(), args.mix, args.webhooks, args.in_flight,
                          args.dispatcher, extra)
@@ -77,6 +95,8 @@ def main() -> None:
             dispatcher += f" at {args.pace:g} ms a webhook"
         if args.storm:
             dispatcher += ", storm config"
+        if args.http:
+            dispatcher += ", over HTTP"
         print(f"{tree}: {counted:,.0f} instructions per webhook ({args.mix}, {args.webhooks}"
               f" after {WARM_UP}, {args.in_flight} in flight{dispatcher})")
 
@@ -99,16 +119,17 @@ def _count(tree: Path, mix: str, webhooks: int, in_flight: int, dispatcher: bool
 
 
 async def _ingest(mix: str, webhooks: int, in_flight: int, dispatcher: bool, storm: bool,
-                  pace: timedelta) -> None:
+                  pace: timedelta, http: bool = False) -> None:
     sys.path.insert(0, str(Path.cwd() / "bench"))  # the measured tree's own load script
     import procs
 
-    logging.basicConfig(level=logging.ERROR)
+    if not http:
+        logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="ackd-instructions-") as tmp:
         work = Path(tmp)
         if not dispatcher:
             await _play(work, "127.0.0.1:9", mix, webhooks, in_flight, dispatcher=False,
-                        storm=storm, pace=pace)
+                        storm=storm, pace=pace, http=http)
             return
         # valgrind does not follow children: the sink's instructions are not counted.
         sink = procs.bare(work, "sink")
@@ -121,9 +142,8 @@ async def _ingest(mix: str, webhooks: int, in_flight: int, dispatcher: bool, sto
 
 
 async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, *,
-                dispatcher: bool, storm: bool, pace: timedelta) -> None:
+                dispatcher: bool, storm: bool, pace: timedelta, http: bool = False) -> None:
     import run as bench
-    from load import Script
 
     from receiver.app.daemon import Daemon
     from receiver.config.build import load
@@ -138,11 +158,8 @@ async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, 
     config_path.write_text(text)
     config = replace(load(config_path), data_dir=work / "data", listen_host="127.0.0.1",
                      listen_port=0)
-    # A fixed start, so that every run sends the same bytes; one script per connection.
     start = datetime(2026, 12, 1, tzinfo=UTC)
-    scripts = [Script(n, 1, start, mix) for n in range(in_flight)]
-    streams = [[s.next()[1] for _ in range(-(-(WARM_UP + webhooks) // in_flight))]
-               for s in scripts]
+    streams = _streams(mix, webhooks, in_flight)
     warm = -(-WARM_UP // in_flight)
     # The dispatcher's work depends on the time (bundle windows, holds, backoff): on the
     # wall clock, under callgrind's slowdown, windows would end fifty times as often per
@@ -154,6 +171,9 @@ async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, 
     try:
         if not dispatcher:
             await daemon.dispatcher.stop()
+        if http:
+            await _over_http(daemon.port, mix, webhooks, in_flight)
+            return
 
         async def play(bodies: list[bytes]) -> None:
             for body in bodies:
@@ -168,6 +188,89 @@ async def _play(work: Path, sink: str, mix: str, webhooks: int, in_flight: int, 
         _instrument("off")
     finally:
         await daemon.stop()
+
+
+def _streams(mix: str, webhooks: int, in_flight: int) -> list[list[bytes]]:
+    """Each connection's bodies, warm-up first: the same bytes in every run."""
+    from load import Script
+
+    # A fixed start, so that every run sends the same bytes; one script per connection.
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    scripts = [Script(n, 1, start, mix) for n in range(in_flight)]
+    return [[s.next()[1] for _ in range(-(-(WARM_UP + webhooks) // in_flight))]
+            for s in scripts]
+
+
+@contextmanager
+def _serve_logging() -> Iterator[None]:
+    """INFO lines to a file through the log thread, as `ackd serve` writes them: the loop
+    makes the records."""
+    from receiver.cli.local import _logging_off_the_loop
+    from receiver.telemetry.logformat import formatter
+
+    with tempfile.TemporaryDirectory(prefix="ackd-instructions-log-") as tmp:
+        handler = logging.FileHandler(Path(tmp) / "ackd.log")
+        handler.setFormatter(formatter("text"))
+        logging.basicConfig(level=logging.INFO, handlers=[handler])
+        try:
+            with _logging_off_the_loop():
+                yield
+        finally:
+            handler.close()
+
+
+async def _over_http(port: int | None, mix: str, webhooks: int, in_flight: int) -> None:
+    """The bodies posted by a client process of their own (valgrind does not follow it), one
+    keep-alive connection per script; counted from its warm-up's end to its last answer."""
+    client = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--client", str(port), "--mix", mix,
+        "--webhooks", str(webhooks), "--in-flight", str(in_flight),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    assert client.stdin is not None
+    assert client.stdout is not None
+    if await client.stdout.readline() != b"warm\n":
+        raise RuntimeError("the client failed in its warm-up")
+    _instrument("on")
+    client.stdin.write(b"go\n")
+    done = await client.stdout.readline()
+    _instrument("off")
+    if done != b"done\n" or await client.wait() != 0:
+        raise RuntimeError("the client failed")
+
+
+async def _client(port: int, mix: str, webhooks: int, in_flight: int) -> None:
+    sys.path.insert(0, str(Path.cwd() / "bench"))
+    import run as bench
+
+    streams = _streams(mix, webhooks, in_flight)
+    warm = -(-WARM_UP // in_flight)
+    # The headers bench/load.py's aiohttp client sends.
+    head = ("POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            "Authorization: Bearer {token}\r\nContent-Type: application/json\r\n"
+            "Accept: */*\r\nAccept-Encoding: gzip, deflate\r\n"
+            "User-Agent: Python/3.11 aiohttp/3.14.5\r\nContent-Length: {length}\r\n\r\n")
+    connections = [await asyncio.open_connection("127.0.0.1", port) for _ in streams]
+
+    async def post(conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+                   bodies: list[bytes]) -> None:
+        reader, writer = conn
+        for body in bodies:
+            writer.write(head.format(port=port, token=bench.WEBHOOK_TOKEN,
+                                     length=len(body)).encode() + body)
+            answer = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in answer.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            if not answer.startswith(b"HTTP/1.1 200 "):
+                raise RuntimeError(answer.decode())
+
+    await asyncio.gather(*(post(c, s[:warm]) for c, s in zip(connections, streams, strict=True)))
+    print("warm", flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    await asyncio.gather(*(post(c, s[warm:]) for c, s in zip(connections, streams, strict=True)))
+    print("done", flush=True)
+    for _, writer in connections:
+        writer.close()
 
 
 def _instrument(state: str) -> None:

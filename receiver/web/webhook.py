@@ -37,94 +37,85 @@ log = logging.getLogger(__name__)
 DEFAULT_BODY_TIMEOUT = 30.0
 BODY_TIMEOUT = web.AppKey("webhook_body_timeout", float)
 THROTTLE = web.AppKey("webhook_throttle", FailureThrottle)
-# The result the handler counted, for the latency histogram's label.
-_RESULT = web.RequestKey("webhook_result", str)
 
 
 async def receive_alerts(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    try:
-        return await _receive(request)
-    finally:
-        s = services(request)
-        result = request.get(_RESULT, "error")
-        s.metrics.webhook_duration.labels(result).observe(
-            time.perf_counter() - started)
-
-
-def _count(request: web.Request, s: Services, result: str) -> None:
-    request[_RESULT] = result
-    s.metrics.webhooks.labels(result).inc()
-
-
-async def _receive(request: web.Request) -> web.Response:
     s = services(request)
-    refusal = _refuse_early(request, s)
+    result = "error"  # an exception no refusal names: aiohttp answers 500
+    try:
+        result, response = await _receive(request, s)
+        s.metrics.webhooks.labels(result).inc()
+        return response
+    finally:
+        s.metrics.webhook_duration.labels(result).observe(time.perf_counter() - started)
+
+
+async def _receive(request: web.Request, s: Services) -> tuple[str, web.Response]:
+    """The result to count (the metrics' label) and the answer."""
+    limit = s.config.max_body_bytes
+    encoding = encoding_of(request)
+    refusal = _refuse_early(request, s, limit, encoding)
     if refusal is not None:
         return refusal
     timeout = request.app[BODY_TIMEOUT]
     try:
-        body = await _body_in_time(request, s.config.max_body_bytes, timeout)
+        body = await _body_in_time(request, limit, timeout)
     except TimeoutError:
-        _count(request, s, "slow_body")
         slow = error(503, f"the body did not arrive within {timeout:g}s, retry", "body")
         slow.force_close()  # the rest of a body this slow is not worth waiting for
-        return slow
+        return "slow_body", slow
     try:
-        body = body and inflate(body, encoding_of(request), s.config.max_body_bytes)
+        body = body and inflate(body, encoding, limit)
     except PayloadError as exc:
-        return _rejected(request, s, exc)
+        return _rejected(exc)
     if body is None:
-        _count(request, s, "too_large")
-        return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
+        return "too_large", error(413, f"body exceeds {limit} bytes", "body")
     try:
-        result = await s.incidents.ingest_body(body)
+        ingested = await s.incidents.ingest_body(body)
     except PayloadError as exc:
-        return _rejected(request, s, exc)
+        return _rejected(exc)
     except StoreUnavailable as exc:
-        _count(request, s, "unavailable")
         s.metrics.store_errors.inc()
-        return error(503, f"store unavailable, retry: {exc}")
-    _count(request, s, "accepted")
-    return ok(
+        return "unavailable", error(503, f"store unavailable, retry: {exc}")
+    return "accepted", ok(
         {
             "status": "accepted",
-            "alerts": result.alerts,
-            "incidents": sorted(set(result.groups.values())),
-            "opened": [i.id for i in result.opened],
-            "resolved": [i.id for i in result.resolved],
-            "outcomes": {k.value: v for k, v in result.outcomes.items()},
+            "alerts": ingested.alerts,
+            "incidents": sorted(set(ingested.groups.values())),
+            "opened": [i.id for i in ingested.opened],
+            "resolved": [i.id for i in ingested.resolved],
+            # msgspec writes an AlertOutcome key as its value
+            "outcomes": ingested.outcomes,
         }
     )
 
 
-def _rejected(request: web.Request, s: Services, exc: PayloadError) -> web.Response:
-    _count(request, s, "bad_request")
+def _rejected(exc: PayloadError) -> tuple[str, web.Response]:
     log.warning("webhook rejected: %s", exc)
-    return error(400, exc.message, exc.field)
+    return "bad_request", error(400, exc.message, exc.field)
 
 
-def _refuse_early(request: web.Request, s: Services) -> web.Response | None:
+def _refuse_early(
+    request: web.Request, s: Services, limit: int, encoding: str
+) -> tuple[str, web.Response] | None:
     if s.config.webhook_auth.required:
         refusal = _authenticate(request, s)
         if refusal is not None:
             return refusal
     if not s.ready or s.draining:
-        _count(request, s, "unavailable")
-        return error(503, "not ready")
-    if request.content_length is not None and request.content_length > s.config.max_body_bytes:
-        _count(request, s, "too_large")
-        return error(413, f"body exceeds {s.config.max_body_bytes} bytes", "body")
-    if not supported(encoding := encoding_of(request)):
-        _count(request, s, "bad_request")
+        return "unavailable", error(503, "not ready")
+    if request.content_length is not None and request.content_length > limit:
+        return "too_large", error(413, f"body exceeds {limit} bytes", "body")
+    if not supported(encoding):
         refused = error(415, f"cannot read a body encoded {encoding!r}: send it as it is, or"
                         " gzip or deflate it", ENCODING)
         refused.force_close()  # none of it will be read
-        return refused
+        return "bad_request", refused
     return None
 
 
-def _authenticate(request: web.Request, s: Services) -> web.Response | None:
+def _authenticate(request: web.Request, s: Services) -> tuple[str, web.Response] | None:
     if webhook_allowed(request, s.config.webhook_auth):
         return None  # valid credentials are never throttled, whoever shares the address
     throttle = request.app[THROTTLE]
@@ -133,15 +124,13 @@ def _authenticate(request: web.Request, s: Services) -> web.Response | None:
     throttle.record(client)
     s.metrics.auth_failures.labels("webhook").inc()
     if wait > 0:
-        _count(request, s, "throttled")
-        return error(
+        return "throttled", error(
             503,
             "too many failed authentication attempts from this address, retry later",
             "Authorization",
             headers={"Retry-After": str(math.ceil(wait))},
         )
-    _count(request, s, "unauthorized")
-    return unauthorized("missing or wrong credentials")
+    return "unauthorized", unauthorized("missing or wrong credentials")
 
 
 async def _body_in_time(request: web.Request, limit: int, seconds: float) -> bytes | None:

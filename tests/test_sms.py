@@ -1,6 +1,7 @@
 """A short text whose summary is in a script GSM-7 lacks (Cyrillic, CJK, a curly quote) is one
 SMS segment too: 70 UTF-16 units in UCS-2 where that leaves the summary room, else 160
-septets in GSM-7 with the summary spelled in GSM-7's letters; the link whole either way.
+septets in GSM-7 with the summary spelled in GSM-7's letters (anyascii for what GSM-7
+lacks); the link whole either way.
 Checked against tests/test_messages.py's own GSM 03.38 table, and once through real Apprise
 to the local sink."""
 
@@ -23,6 +24,7 @@ CYRILLIC = "Платёжный API недоступен: доля ошибок 5
 CJK = "支付服务不可用，错误率超过百分之四十，已持续十分钟，影响所有欧洲客户的结账流程"
 QUOTED = "Payment “API” returns 5xx – 40% of requests… in eu-west-1 " * 3
 EMOJI = "🔥 checkout down 🔥 " * 8
+GREEK = "Σφάλμα πληρωμών: το API δεν αποκρίνεται στο eu-west-1 εδώ και δέκα λεπτά"
 UCS2_LIMIT = 70
 _URL = re.compile(r"https://\S+")
 
@@ -36,8 +38,8 @@ def _one_segment(body: str) -> bool:
     return septets(body) <= SHORT_LIMIT if is_gsm7(body) else _utf16_units(body) <= UCS2_LIMIT
 
 
-@pytest.mark.parametrize("summary", [CYRILLIC, CJK, QUOTED, EMOJI, "Сбой", "障害"],
-                         ids=["cyrillic", "cjk", "quoted", "emoji", "short-cyrillic",
+@pytest.mark.parametrize("summary", [CYRILLIC, CJK, QUOTED, EMOJI, GREEK, "Сбой", "障害"],
+                         ids=["cyrillic", "cjk", "quoted", "emoji", "greek", "short-cyrillic",
                               "short-cjk"])
 @pytest.mark.parametrize("reason", REASONS)
 def test_a_short_text_in_another_script_is_one_segment_with_its_link_whole(
@@ -53,17 +55,27 @@ def test_a_short_text_in_another_script_is_one_segment_with_its_link_whole(
     assert _URL.findall(body) == _URL.findall(plain.body)  # every link, whole
 
 
-def test_a_page_spells_a_cyrillic_summary_in_gsm7_and_keeps_its_link() -> None:
+def test_a_page_spells_a_summary_in_another_script_in_gsm7_and_keeps_its_link() -> None:
     """The acknowledge link alone is about 80 characters: UCS-2's 70 leave the summary none,
-    so the page goes in GSM-7, the summary transliterated."""
+    so the page goes in GSM-7, the summary transliterated: Cyrillic, CJK in pinyin (it read
+    "?"), an emoji by its name."""
     body = TEMPLATES.render(ctx(incident=incident(summary="Платёжный API недоступен")),
                             short=True).body
-    assert body == f"[SEV1] #42 payments: Platyozhnyy API nedostupen Ack: {ACK}"
+    assert body == f"[SEV1] #42 payments: Platezhnyy API nedostupen Ack: {ACK}"
 
     long = TEMPLATES.render(ctx(incident=incident(summary=CYRILLIC)), short=True).body
-    assert long == ("[SEV1] #42 payments: Platyozhnyy API nedostupen: dolya oshibok 5xx vyshe"
+    assert long == ("[SEV1] #42 payments: Platezhnyy API nedostupen: dolya oshibok 5xx vyshe"
                     f" 40%... Ack: {ACK}")
-    assert (is_gsm7(long), septets(long)) == (True, SHORT_LIMIT)
+    # Cut at the space after "40%", which the cut drops: one septet short of the limit.
+    assert (is_gsm7(long), septets(long)) == (True, SHORT_LIMIT - 1)
+
+    cjk = TEMPLATES.render(ctx(incident=incident(summary="支付失败 on db-1")), short=True).body
+    assert cjk == f"[SEV1] #42 payments: ZhiFuShiBai on db-1 Ack: {ACK}"
+
+    emoji = TEMPLATES.render(ctx("acknowledged", incident=incident(summary="disk 🔥 full")),
+                             short=True).body
+    assert emoji.startswith("#42 ack'd by ana: disk :fire: full Resolve: https://")
+    assert is_gsm7(emoji)
 
 
 def test_a_note_without_a_link_keeps_its_script_in_one_ucs2_segment() -> None:
@@ -84,17 +96,33 @@ def test_a_note_without_a_link_keeps_its_script_in_one_ucs2_segment() -> None:
 
 
 @pytest.mark.parametrize(("text", "spelled"), [
-    ("Щука и ёж", "Shchuka i yozh"),
-    ("Ґанок, Єва, їжак", "Ganok, Yeva, yizhak"),
+    ("Щука и ёж", "Shchuka i ezh"),
+    ("Ґанок, Єва, їжак, Київ", "Ganok, Ieva, izhak, Kiiv"),
     ("“quoted” ‘single’ – dash — long… ", "\"quoted\" 'single' - dash - long... "),
+    # What GSM-7 has stays as it is (ß, Æ, é, its Greek capitals); only the rest is spelled.
     ("Straße Ærø é ç ł ô", "Straße Ærø é c l o"),
-    ("支付，服务 down 错误。", "? down ?"),
-    ("disk 🔥 full", "disk ? full"),
+    ("ΣΦΑΛΜΑ σφάλμα", "ΣΦAΛMA sfalma"),
+    ("支付，服务 down 错误。", "ZhiFu,FuWu down CuoWu."),
+    ("disk 🔥 full, ⚠️ hot", "disk :fire: full, :warning: hot"),
     ("Ａｌｅｒｔ①", "Alert1"),
+    # ASCII GSM-7 lacks: the grave accent as an apostrophe, a tab as a space, a bell nothing.
+    ("a`b\tc\x07d", "a'b cd"),
+    # Spelled as nothing: an accent or a zero-width space vanishes; a visible character
+    # anyascii cannot spell (private use) leaves a "?", unless its run spelled otherwise.
+    ("e\u0301 a\u200bb", "e ab"),
+    ("x\ue000y \ue000", "x?y ?"),
+    ("支\ue000付", "ZhiFu"),
 ])
 def test_a_summary_is_spelled_in_gsm7s_letters(text: str, spelled: str) -> None:
     assert sms.spelled(text) == spelled
     assert is_gsm7(spelled)
+
+
+def test_whatever_anyascii_spells_is_gsm7() -> None:
+    """anyascii answers in ASCII, which GSM-7 has but for "`" and the controls: every
+    character of the first 12,288 (Latin to CJK's punctuation) and of the emoji blocks."""
+    text = "".join(map(chr, [*range(0x3000), *range(0x1F300, 0x1FB00)]))
+    assert is_gsm7(sms.spelled(text))
 
 
 def test_the_alphabets_agree_with_the_gsm_table() -> None:
@@ -117,7 +145,7 @@ async def test_an_sms_page_with_a_cyrillic_alert_name_arrives_as_one_gsm7_segmen
         [page] = await sink.wait_for(1)
         assert page.path == "/ana"
         text = page.json["message"]
-        assert text.startswith(f"[SEV1] #{number} payments: Platyozhnyy API nedostupen Ack: ")
+        assert text.startswith(f"[SEV1] #{number} payments: Platezhnyy API nedostupen Ack: ")
         assert is_gsm7(text)
         assert septets(text) <= SHORT_LIMIT
     finally:

@@ -10,15 +10,18 @@ A short page keeps its acknowledge link whole, about 80 characters with " Ack: "
 UCS-2 text has no room left for the summary. So a short text is UCS-2 only when its summary
 keeps at least UCS2_LEAST units of room there (a note without a link, one with the
 incident's address); otherwise it goes in GSM-7 with the summary `spelled` in GSM-7's
-letters: Cyrillic transliterated, quotes and dashes as their ASCII kin, accented Latin
-letters GSM-7 lacks without their accents, and each run of what has no spelling (CJK,
-Arabic...) as one "?".
+letters: each character GSM-7 has kept as it is (é, ß, Ä, Δ), each run of those it lacks
+as the anyascii library spells it in ASCII (Cyrillic and Greek transliterated, CJK in
+pinyin or romaji, an emoji as its :name:, quotes and dashes as their ASCII kin), and a
+visible run anyascii has no spelling for (a private-use character) as one "?".
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
+
+from anyascii import anyascii
 
 GSM7_LIMIT = 160
 UCS2_LIMIT = 70
@@ -34,28 +37,21 @@ _GSM7_BASIC = frozenset(
 GSM7_ESCAPED = frozenset("^{}\\[~]|€\f")
 _GSM7 = _GSM7_BASIC | GSM7_ESCAPED
 
-# Cyrillic (Russian, Ukrainian, Belarusian) in Latin letters, as a reader of either expects
-# from a passport or a road sign; the capital is the first letter's.
-_CYRILLIC = dict(zip(
-    "абвгдеёжзийклмнопрстуфхцчшщъыьэюяєіїґў",
-    ["a", "b", "v", "g", "d", "e", "yo", "zh", "z", "i", "y", "k", "l", "m", "n", "o", "p",
-     "r", "s", "t", "u", "f", "kh", "ts", "ch", "sh", "shch", "", "y", "", "e", "yu", "ya",
-     "ye", "i", "yi", "g", "u"], strict=True))
-_PUNCTUATION = {
-    "\u2018": "'", "\u2019": "'", "\u201a": "'", "\u2032": "'", "`": "'", "\u00b4": "'",
-    "\u201c": '"', "\u201d": '"', "\u201e": '"', "\u00ab": '"', "\u00bb": '"', "\u2033": '"',
-    "\u2010": "-", "\u2011": "-", "\u2012": "-", "\u2013": "-", "\u2014": "-", "\u2212": "-",
-    "\u2026": "...", "\u00a0": " ", "\u2009": " ", "\u202f": " ", "\u2022": "*", "\u00b7": ".",
-    "\u2192": "->", "\u2190": "<-", "\u2265": ">=", "\u2264": "<=", "\u00d7": "x",
-    "\u0142": "l", "\u0141": "L", "\u0111": "d", "\u0110": "D", "\u0131": "i",
-}
-# A run of characters with no spelling, with the spaces and punctuation between them (CJK's
-# full-width commas spell as commas): one "?".
 # One pass in C each: a short text is measured several times as it is fitted.
 _NOT_GSM7 = re.compile("[^" + re.escape("".join(sorted(_GSM7))) + "]")
+_NOT_GSM7_RUN = re.compile(_NOT_GSM7.pattern + "+")
 _ESCAPED = re.compile("[" + re.escape("".join(sorted(GSM7_ESCAPED))) + "]")
 _ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
-_UNSPELLED = re.compile(r"\x00(?:[\s,.;:!?]*\x00)*")
+# anyascii spells in ASCII, of which GSM-7 lacks only the grave accent and the control
+# characters: the accent as an apostrophe, a control that spaces (a tab) as a space, and
+# nothing for the others (a bell, an escape).
+_ASCII_LEFT = {ord(char): "'" if char == "`" else " " if char.isspace() else None
+               for char in map(chr, range(0x80)) if char not in _GSM7}
+# What may vanish unsaid when anyascii spells it as nothing: combining marks (an accent
+# after a letter GSM-7 has), format characters (zero-width joiners, emoji variation
+# selectors), spaces and controls. Any other character (a private-use one, one anyascii
+# does not know) leaves a "?" where its run was.
+_INVISIBLE = frozenset({"Mn", "Me", "Cf", "Cc", "Zs", "Zl", "Zp"})
 
 
 def is_gsm7(text: str) -> bool:
@@ -115,21 +111,19 @@ def as_sent(head: str, middle: str, tail: str) -> tuple[str, str, str]:
 
 
 def spelled(text: str) -> str:
-    """`text` in GSM-7's letters: its own where GSM-7 has them, Cyrillic transliterated,
-    punctuation as its ASCII kin, a letter GSM-7 lacks without its accents (NFKD), and each
-    run of characters with no spelling as one "?"."""
+    """`text` in GSM-7's letters: every character GSM-7 has as it is, each run of those it
+    lacks as anyascii spells it (Cyrillic and Greek transliterated, CJK in pinyin or
+    romaji, an emoji as its :name:, punctuation as its ASCII kin), a run anyascii spells as
+    nothing as one "?" unless it was invisible (`_INVISIBLE`)."""
     if is_gsm7(text):
         return text
-    return _UNSPELLED.sub("?", "".join(_spelled(char) for char in text))
+    return _NOT_GSM7_RUN.sub(_spelled_run, text)
 
 
-def _spelled(char: str) -> str:
-    if char in _GSM7:
-        return char
-    latin = _CYRILLIC.get(char.lower())
-    if latin is not None:
-        return latin.capitalize() if char != char.lower() else latin
-    if char in _PUNCTUATION:
-        return _PUNCTUATION[char]
-    kept = "".join(c for c in unicodedata.normalize("NFKD", char) if c in _GSM7)
-    return kept or "\x00"
+def _spelled_run(run: re.Match[str]) -> str:
+    spelling = anyascii(run[0])
+    if not is_gsm7(spelling):  # rare: str.translate looks up every character in Python
+        spelling = spelling.translate(_ASCII_LEFT)
+    if spelling or all(unicodedata.category(char) in _INVISIBLE for char in run[0]):
+        return spelling
+    return "?"

@@ -31,6 +31,9 @@ from receiver.store.records import IncidentBrief, NewIncident
 from receiver.store.sqlite.statements import Statements
 
 _RESOLVED = IncidentState.RESOLVED.value
+# Bound where a column is to be NULL, in a statement that reads it through `nullif(?, '')`
+# (write_alerts): never a value of those columns (an integer time, a JSON object's text).
+NO_VALUE = ""
 
 
 class IncidentStatements(Statements):
@@ -195,7 +198,12 @@ class IncidentStatements(Statements):
         open_group read in this batch (_alert_keys: a resolution's, mostly) is changed by an
         UPDATE, which binds neither its labels nor its generator URL: the upsert's labels'
         JSON cost about 4,000 instructions a row, and its attempt to insert more than the
-        UPDATE's work. Any other goes through the upsert."""
+        UPDATE's work. Any other goes through the upsert.
+
+        A missing end (a firing alert) and a missing Grafana column are bound as NO_VALUE,
+        which the statements turn into NULL (`nullif`): sqlite3 binds a None only through
+        the adapter registry, a Python call (statements._null), about 1,400 instructions a
+        NULL, and most rows have two."""
         at = to_us(now)
         known = self._alert_keys.get(incident_id)
         inserts: list[tuple[Any, ...]] = []
@@ -205,7 +213,8 @@ class IncidentStatements(Statements):
         # reads a time's text once): each converted once (timeline_rows does the same).
         start: datetime | None = None
         end: datetime | None = None
-        starts_at, ends_at = 0, None
+        starts_at: int = 0
+        ends_at: int | str = NO_VALUE
         # str() of a StrEnum is its value, without the Python-level descriptor `.value` goes
         # through on Python 3.11 (a row per alert: 0.5% of the ingest path); a Grafana column
         # is encoded only for an alert that has one.
@@ -213,8 +222,8 @@ class IncidentStatements(Statements):
             if a.starts_at is not start:
                 start, starts_at = a.starts_at, to_us(a.starts_at)
             if a.ends_at is not end:
-                end, ends_at = a.ends_at, None if a.ends_at is None else to_us(a.ends_at)
-            grafana = None if a.grafana is None else grafana_column(a.grafana)
+                end, ends_at = a.ends_at, NO_VALUE if a.ends_at is None else to_us(a.ends_at)
+            grafana = NO_VALUE if a.grafana is None else grafana_column(a.grafana)
             if known is not None and (a.fingerprint, starts_at) in known:
                 updates.append((ends_at, str(a.status), dumps(a.annotations), at, grafana,
                                 incident_id, a.fingerprint, starts_at))
@@ -225,8 +234,9 @@ class IncidentStatements(Statements):
                                 grafana))
         if updates:
             self._cur.executemany(
-                "UPDATE alerts SET ends_at = ?, status = ?, annotations = ?, updated_at = ?,"
-                " grafana = ? WHERE incident_id = ? AND fingerprint = ? AND starts_at = ?",
+                "UPDATE alerts SET ends_at = nullif(?, ''), status = ?, annotations = ?,"
+                " updated_at = ?, grafana = nullif(?, '')"
+                " WHERE incident_id = ? AND fingerprint = ? AND starts_at = ?",
                 updates,
             )
             if self._cur.rowcount != len(updates):
@@ -241,7 +251,7 @@ class IncidentStatements(Statements):
             self._cur.executemany(
                 "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status,"
                 " labels, annotations, generator_url, updated_at, grafana)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " VALUES (?, ?, ?, nullif(?, ''), ?, ?, ?, ?, ?, nullif(?, ''))"
                 " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
                 " ends_at = excluded.ends_at, status = excluded.status,"
                 " annotations = excluded.annotations, updated_at = excluded.updated_at,"

@@ -508,6 +508,29 @@ async def test_deadlines_are_idempotent_and_taken_once(store: SqliteStore) -> No
     assert [d.id for d in taken_now] == [more[1].id, more[0].id]
 
 
+async def test_deadlines_armed_in_the_job_that_opened_their_incident_are_one_per_kind_and_key(
+    store: Store,
+) -> None:
+    """SQLite inserts the first deadline of a kind for an incident its batch inserted without
+    the upsert: arming the same (kind, key) again in that job moves it, under the same id."""
+    due = NOW + timedelta(minutes=5)
+
+    async def job(tx: Transaction) -> list[Any]:
+        incident_id = await tx.insert_incident(new_incident(), None)
+        first = await tx.arm(incident_id, [(NOW, "step", "0:0"), (NOW, "stale", "r")])
+        again = await tx.arm(incident_id, [(due, "step", "0:0"), (NOW, "step", "1:0")])
+        return [*first, *again]
+
+    step, stale, moved, other = await store.write(job)
+    assert (moved.id, moved.due) == (step.id, due)
+    assert len({step.id, stale.id, other.id}) == 3
+    assert sorted(await store.deadlines()) == sorted(
+        [(step.id, due), (stale.id, NOW), (other.id, NOW)])
+    taken = await store.write(lambda tx: tx.take_deadlines([step.id, stale.id, other.id], NOW))
+    assert [(d.id, d.kind, d.key) for d in taken] == [(stale.id, "stale", "r"),
+                                                      (other.id, "step", "1:0")]
+
+
 async def test_unwritable_store_answers_unavailable_then_recovers(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "ackd.db", busy_timeout_ms=50)
     await store.open()

@@ -37,17 +37,33 @@ class DeadlineStatements(Statements):
     async def arm(
         self, incident_id: int, deadlines: Iterable[tuple[datetime, str, str]]
     ) -> list[ArmedDeadline]:
-        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent)."""
+        """Insert or move deadlines; the same (kind, key) is one deadline (idempotent).
+
+        The first deadline of a kind armed for an incident this batch inserted has no row to
+        move: a plain INSERT, its id the row's (`lastrowid`). The upsert's RETURNING (SQLite
+        runs it as a subprogram and buffers its rows) cost as much again: a new incident's
+        first step arms one."""
         armed: list[ArmedDeadline] = []
+        new = self._new_deadlines.get(incident_id)
         for due, kind, key in deadlines:
-            self._armed_kind(incident_id, kind)
-            rows = await self._all(
-                "INSERT INTO deadlines (incident_id, due, kind, key) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
-                " RETURNING id",
-                (incident_id, to_us(due), kind, key),
-            )
-            armed.append(ArmedDeadline(int(rows[0][0]), incident_id, due, kind, key))
+            if new is not None and kind not in new:
+                new.add(kind)
+                cur = self._cur.execute(
+                    "INSERT INTO deadlines (incident_id, due, kind, key) VALUES (?, ?, ?, ?)",
+                    (incident_id, to_us(due), kind, key),
+                )
+                assert cur.lastrowid is not None
+                deadline_id = int(cur.lastrowid)
+            else:
+                self._armed_kind(incident_id, kind)
+                rows = await self._all(
+                    "INSERT INTO deadlines (incident_id, due, kind, key) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (incident_id, kind, key) DO UPDATE SET due = excluded.due"
+                    " RETURNING id",
+                    (incident_id, to_us(due), kind, key),
+                )
+                deadline_id = int(rows[0][0])
+            armed.append(ArmedDeadline(deadline_id, incident_id, due, kind, key))
         return armed
 
     async def arm_once(

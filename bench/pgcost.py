@@ -18,7 +18,10 @@ execution and planning time, and the CPU of the loop thread (time.thread_time) a
 whole process. Statement counts repeat from run to run within a few hundredths; CPU moves
 with the machine's load (compare trees in alternating runs). `--top N` lists the statements;
 `--plans N` those PostgreSQL planned most, with their calls (plans near calls: the statement's
-plan is not reused); `--exec N` those it spent most execution time on. The Daemon runs in this
+plan is not reused); `--exec N` those it spent most execution time on; `--perf` samples
+PostgreSQL's processes with `perf record` over the measured rounds and says where their CPU
+went (planning, execution, commit, the referential checks' triggers...: the first of PERF's
+kinds whose functions are on a sample's stack). The Daemon runs in this
 process: it is the `receiver` Python imports, which an editable install may point at another
 tree than this script's (set PYTHONPATH to the tree measured).
 """
@@ -29,7 +32,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,6 +56,29 @@ from receiver.app.daemon import Daemon
 from receiver.config.build import load
 
 SENT: Counter[str] = Counter()  # statements the client sent, by their first 60 characters
+# What a sample of PostgreSQL's CPU was spent on: the first kind (in this order) one of whose
+# functions is on its stack (perf's call graph, with the symbols postgres exports).
+PERF: tuple[tuple[str, frozenset[str]], ...] = tuple(
+    (kind, frozenset(names.split())) for kind, names in (
+    ("autovacuum", "AutoVacWorkerMain do_autovacuum autovacuum_do_vac_analyze"),
+    ("background (WAL writer, checkpointer...)",
+     "WalWriterMain BackgroundWriterMain CheckpointerMain AutoVacLauncherMain"),
+    # The schema has no triggers but the foreign keys': every AFTER trigger run is theirs.
+    ("foreign keys' checks (RI triggers)", "AfterTriggerEndQuery SPI_execute_snapshot"),
+    ("commit: WAL flush", "XLogFlush"),
+    ("commit: the rest", "CommitTransactionCommand CommitTransaction"),
+    ("transaction start", "StartTransactionCommand start_xact_command"),
+    ("planning", "pg_plan_queries pg_plan_query standard_planner BuildCachedPlan"),
+    ("parse analysis (a prepare or a plan invalidated)",
+     "RevalidateCachedQuery pg_analyze_and_rewrite_varparams pg_analyze_and_rewrite_fixedparams"
+     " pg_parse_query raw_parser"),
+    ("executor start", "standard_ExecutorStart PortalStart"),
+    ("executor end", "standard_ExecutorEnd PortalDrop"),
+    ("execution", "standard_ExecutorRun standard_ExecutorFinish PortalRun"),
+    ("bind: parameters", "exec_bind_message"),
+    ("socket reads and waits", "pq_getbyte pq_getmessage secure_read pq_recvbuf WaitEventSetWait"),
+    ("socket writes", "pq_flush internal_flush secure_write socket_flush"),
+))
 FIGURES = ("client statements", "server statements", "PostgreSQL CPU µs", "its exec µs",
            "its planning µs", "loop CPU µs", "process CPU µs", "webhooks/s")
 
@@ -68,6 +97,10 @@ def main() -> None:
                         help="list the N statements PostgreSQL planned most, with their calls")
     parser.add_argument("--exec", type=int, default=0,
                         help="list the N statements PostgreSQL spent most execution time on")
+    parser.add_argument("--tables", action="store_true",
+                        help="rows each table gained, changed (HOT or not) and lost")
+    parser.add_argument("--perf", action="store_true",
+                        help="say where PostgreSQL's CPU went (perf record, as root)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     asyncio.run(measure(args))
@@ -136,9 +169,12 @@ async def measure(args: argparse.Namespace) -> None:
                          listen_host="127.0.0.1", listen_port=0)
         daemon = Daemon(config)
         await daemon.start()
+        tables: dict[str, tuple[int, ...]] | None = None
         try:
             if args.history:
                 await replicas.history(dsn, args.history)
+            if args.tables:
+                tables = await _tables(dsn)
             measured = await _rounds(daemon, dsn, cluster.data, args)
             if args.plans:
                 await _plans(dsn, args.plans, measured, "total_plan_time")
@@ -146,6 +182,10 @@ async def measure(args: argparse.Namespace) -> None:
                 await _plans(dsn, args.exec, measured, "total_exec_time")
         finally:
             await daemon.stop()
+        if tables is not None:
+            await asyncio.sleep(0.5)  # the daemon's sessions ended: their statistics written
+            warmup = args.warmup // args.connections * args.connections
+            _table_report(tables, await _tables(dsn), warmup + measured)
 
 
 async def _database(admin_dsn: str, name: str, dsn: str) -> str:
@@ -211,6 +251,7 @@ async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace
     rows: list[tuple[float, ...]] = []
     sent: Counter[str] = Counter()
     measured = 0
+    sampling = _perf_start(data) if args.perf else None
     for _ in range(args.rounds):
         made = bodies(args.round)
         server, before = await _server(dsn), Counter(SENT)
@@ -230,18 +271,95 @@ async def _rounds(daemon: Daemon, dsn: str, data: Path, args: argparse.Namespace
                      pg / webhooks * 1e6, (after[1] - server[1]) * 1e3 / webhooks,
                      (after[2] - server[2]) * 1e3 / webhooks,
                      loop_ / webhooks * 1e6, process / webhooks * 1e6, webhooks / wall))
+    kinds = _perf_stop(*sampling) if sampling is not None else None
+    _summary(args, rows, dict(failed), sent, measured, kinds)
+    return measured
+
+
+def _summary(args: argparse.Namespace, rows: list[tuple[float, ...]], failed: dict[str, int],
+             sent: Counter[str], measured: int, kinds: Counter[str] | None) -> None:
     print(f"{args.rounds} rounds of {args.round} webhooks from {args.connections} connections,"
-          f" {args.history:,} resolved incidents before; failures: {dict(failed) or 'none'}")
+          f" {args.history:,} resolved incidents before; failures: {failed or 'none'}")
     print("per webhook: all rounds (each round's lowest / median / highest)")
     for n, name in enumerate(FIGURES):
         values = [r[n] for r in rows]
         print(f"  {name:18s} {statistics.fmean(values):9.2f}  ({min(values):.2f} /"
               f" {statistics.median(values):.2f} / {max(values):.2f})")
+    if kinds is not None:
+        _perf_report(kinds)
     if args.top:
         print("statements the client sent, per webhook:")
         for text, count in sent.most_common(args.top):
             print(f"  {count / measured:6.3f}  {text}")
-    return measured
+
+
+def _perf_start(data: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """`perf record` of the cluster's processes now (its postmaster and every child: the
+    daemon's connections are open, and children forked later, autovacuum's workers, are
+    followed), sampling their stacks."""
+    postmaster = int((data / "postmaster.pid").read_text().split()[0])
+    pids = [postmaster, *(int(p) for p in subprocess.run(
+        ["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout.split())]
+    out = Path(tempfile.mkdtemp(prefix="pgcost-perf-")) / "perf.data"
+    process = subprocess.Popen(
+        ["perf", "record", "-q", "-F", "999", "-g", "-o", str(out),
+         "-p", ",".join(map(str, pids))],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)  # attached
+    return process, out
+
+
+def _perf_stop(process: subprocess.Popen[bytes], out: Path) -> Counter[str]:
+    """Stop the sampling; PostgreSQL's samples by kind."""
+    process.send_signal(signal.SIGINT)
+    process.wait()
+    script = subprocess.run(["perf", "script", "-i", str(out), "-F", "ip,sym"],
+                            capture_output=True, text=True, check=True).stdout
+    kinds: Counter[str] = Counter()
+    for stack in script.split("\n\n"):
+        frames = {line.split()[1].split("+")[0] for line in stack.strip().splitlines()
+                  if len(line.split()) > 1}
+        if not frames:
+            continue
+        kinds[next((kind for kind, names in PERF if frames & names), "other")] += 1
+    os.unlink(out)
+    os.rmdir(out.parent)
+    return kinds
+
+
+def _perf_report(kinds: Counter[str]) -> None:
+    total = sum(kinds.values())
+    print(f"PostgreSQL's CPU by kind (perf, {total:,} samples over the measured rounds):")
+    for kind, count in kinds.most_common():
+        print(f"  {count / total * 100:5.1f}%  {kind}")
+
+
+async def _tables(dsn: str) -> dict[str, tuple[int, ...]]:
+    """Each table's rows inserted, updated, updated HOT and deleted so far (what sessions
+    still open have not written yet excepted: PostgreSQL writes a session's statistics at
+    most every second, and at its end)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {str(r[0]): tuple(int(v) for v in r[1:]) for r in await conn.fetch(
+            "SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_tup_del"
+            " FROM pg_stat_user_tables")}
+    finally:
+        await conn.close()
+
+
+def _table_report(before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]],
+                  webhooks: int) -> None:
+    """Rows per webhook posted (the warm-up's included: its sessions' statistics are
+    written with the measured rounds'), by table: an update that is not HOT (heap-only)
+    writes a new entry in every index of its table."""
+    print(f"rows per webhook ({webhooks:,} webhooks, warm-up included): inserted, updated,"
+          " of which HOT, deleted")
+    for name, now in sorted(after.items()):
+        ins, upd, hot, dele = (v - b for v, b in zip(now, before.get(name, (0,) * 4),
+                                                       strict=True))
+        if ins or upd or dele:
+            print(f"  {name:20s} {ins / webhooks:6.3f} {upd / webhooks:6.3f}"
+                  f" {hot / webhooks:6.3f} {dele / webhooks:6.3f}")
 
 
 async def _plans(dsn: str, count: int, webhooks: int, order: str) -> None:

@@ -15,14 +15,15 @@ Per webhook, over the measured rounds: statements as the client sent them (count
 asyncpg: an executemany is one per row) and as the server ran them (pg_stat_statements:
 "BEGIN; SAVEPOINT job" is two), PostgreSQL's CPU (/proc, its processes) and its statements'
 execution and planning time, and the CPU of the loop thread (time.thread_time) and of the
-whole process. Statement counts repeat from run to run within a few hundredths; CPU moves
-with the machine's load (compare trees in alternating runs). `--top N` lists the statements;
-`--plans N` those PostgreSQL planned most, with their calls (plans near calls: the statement's
-plan is not reused); `--exec N` those it spent most execution time on; `--perf` samples
-PostgreSQL's processes with `perf record` over the measured rounds and says where their CPU
-went (planning, execution, commit, the referential checks' triggers...: the first of PERF's
-kinds whose functions are on a sample's stack). The Daemon runs in this
-process: it is the `receiver` Python imports, which an editable install may point at another
+whole process (on uvloop, as `ackd serve` runs). Statement counts repeat from run to run
+within a few hundredths; CPU moves with the machine's load (compare trees in alternating
+runs). `--top N` lists the statements; `--plans N` those PostgreSQL planned most, with their
+calls (plans near calls: the statement's plan is not reused); `--exec N` those it spent most
+execution time on; `--tables` each table's rows inserted, updated (HOT or not) and deleted;
+`--perf` samples PostgreSQL's processes with `perf record` over the measured rounds and says
+where their CPU went (planning, execution, commit, the foreign keys' triggers...: the first
+of PERF's kinds whose functions are on a sample's stack). The Daemon runs in this process:
+it is the `receiver` Python imports, which an editable install may point at another
 tree than this script's (set PYTHONPATH to the tree measured).
 """
 
@@ -50,6 +51,7 @@ import asyncpg
 import procs
 import replicas
 import run as bench
+import uvloop
 from load import Script
 
 from receiver.app.daemon import Daemon
@@ -103,7 +105,10 @@ def main() -> None:
                         help="say where PostgreSQL's CPU went (perf record, as root)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    asyncio.run(measure(args))
+    # On uvloop, as `ackd serve` runs (cli/local.py): asyncio's own loop and transports, in
+    # Python, cost a round trip about half as much again on the loop.
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(measure(args))
 
 
 def count_statements() -> None:

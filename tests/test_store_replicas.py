@@ -605,6 +605,68 @@ async def test_a_jobs_finished_and_rescheduled_pages_are_planned_once_per_connec
     }
 
 
+async def test_a_replicas_statements_ask_the_server_for_no_type_once_it_opened(
+    pg_dsn: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """asyncpg knows text[] and oid[] on every new connection and asks the server for any
+    other type a statement's parameters or columns hold, once per connection, when one first
+    does: a query of the catalog that costs PostgreSQL about 20 ms of planning, and two more
+    round trips, in the way of a batch. Each pool connection learns bigint[] as it opens, and
+    every kind of write a job holds (held.py), with the reads that carry them, needs no other
+    type: the attempts of a page rescheduled went as an integer[]."""
+    asked: list[object] = []
+    introspect = asyncpg.Connection._introspect_types
+
+    async def recording(conn: asyncpg.Connection, types: object, *rest: object) -> object:
+        asked.append(types)
+        return await introspect(conn, types, *rest)
+
+    monkeypatch.setattr(asyncpg.Connection, "_introspect_types", recording)
+    store = PostgresStore(pg_dsn, pool_size=4)  # more than its start itself uses
+    await store.open()
+    asked.clear()
+    alert = Alert(fingerprint="f", status=AlertStatus.FIRING, labels={"a": "b"},
+                  annotations={}, starts_at=NOW, ends_at=None, generator_url="")
+    due = datetime.now(UTC) + timedelta(hours=1)  # not late: the sweep leaves it
+
+    async def opens(tx: Transaction) -> int:
+        assert await tx.open_group("g") is None
+        incident_id = await tx.insert_incident(new_incident("g"), None)
+        await tx.write_alerts(incident_id, [alert], NOW)
+        await tx.append(incident_id, [TimelineEvent(NOW, EventKind.OPENED, "am", {})])
+        await tx.set_escalation(incident_id, {"step": 0})
+        await tx.enqueue(incident_id, [PAGE, PAGE], NOW)
+        await tx.arm(incident_id, [(due, "escalate", "")])
+        return incident_id
+
+    async def delivers(tx: Transaction, incident_id: int) -> list[int]:
+        leased = [row.id for row in await tx.lease_due_outbox(NOW, 10)]
+        await tx.finish_outbox(leased[0])
+        await tx.retry_outbox(leased[1], 2, NOW)
+        await tx.update_incident(incident_id, NOW, summary="t")
+        await tx.cancel(incident_id, ["escalate"])
+        await tx.paged_recipients(incident_id)
+        assert await tx.open_group("g") is not None
+        return leased
+
+    try:
+        for _ in range(2):  # each pool connection, whichever the writers take
+            incident_id = await store.write(opens)
+            leased = await store.write(lambda tx, i=incident_id: delivers(tx, i))
+            await store.write(lambda tx, i=incident_id: tx.update_incident(
+                i, NOW, state=IncidentState.RESOLVED, resolved_at=NOW))
+        rows = await store._fetch("SELECT attempts FROM outbox WHERE id = $1", leased[1])
+        assert store._pool is not None
+        every = [await store._pool.acquire() for _ in range(4)]
+        for conn in every:
+            await conn.fetch("SELECT id FROM incidents WHERE id = ANY($1::bigint[])", [1])
+            await store._pool.release(conn)
+    finally:
+        await store.close()
+    assert asked == []
+    assert rows[0][0] == 2
+
+
 async def test_a_batchs_row_versions_are_known_without_reading_them_again(
     replicas: list[PostgresStore], monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -509,9 +509,15 @@ class PostgresStore:
             self._pool = None
 
     async def _pool_connection(self, conn: asyncpg.Connection) -> None:
-        """A new connection of the pool: its server process is this replica's until it ends."""
+        """A new connection of the pool: its server process is this replica's until it ends.
+        It learns the codec of bigint[] now, as it opens: asyncpg knows text[] and oid[] on
+        every connection and asks the server for any other type a statement's parameters or
+        columns hold, once per connection, when one first does (its type introspection: a
+        query of the catalog that costs PostgreSQL about 20 ms of planning, and two more round
+        trips, in the way of the batch that sent it). The store's statements hold no other."""
         backend = conn.get_server_pid()
         await register_text(conn)  # NUL in text (text.py)
+        await conn.fetchval("SELECT NULL::bigint[]")
         self._own_backends.add(backend)
         conn.add_termination_listener(lambda _: self._own_backends.discard(backend))
 

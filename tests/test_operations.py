@@ -605,21 +605,39 @@ async def test_a_reload_while_a_look_runs_swaps_at_once_and_looks_after_it(
 
 
 async def test_a_look_that_fails_is_answered_as_failed(
-    api: Api, monkeypatch: pytest.MonkeyPatch,
+    api: Api, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """A look that cannot read the store is answered `failed`; ackd_config_warnings counts
+    it as `unchecked` (as a file whose checks broke), not as what the previous config's look
+    found: those findings were about a config no longer running."""
+    await api.fire()
+    await api.settle()
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    original = path.read_text()
+    path.write_text(_renamed_without_payments_route(original))
+    assert (await _answered(api))["open_incidents"] == {"status": "checked"}
+    assert sample(await scrape(api), "ackd_config_warnings", kind="config_unreached") == 1.0
+
     async def unavailable() -> list[tuple[int, dict[str, Any]]]:
         raise StoreUnavailable("database is locked")
 
     monkeypatch.setattr(api.daemon.store, "open_escalations", unavailable)
-    path = api.daemon.config_path
-    assert isinstance(path, Path)
-    path.write_text(path.read_text() + "# edited\n")  # changed: the look runs
+    path.write_text(original + "# edited\n")  # changed: the look runs
+    caplog.clear()
     status, body = await api.call("POST", "/-/reload")
     assert status == 200, body
     assert (body["changed"], body["warnings"]) == (True, [])
     assert body["open_incidents"] == {
         "status": "failed", "message": "cannot look at the open incidents, see the log"}
     jsonschema.validate(body, SCHEMAS["Reloaded"])
+    metrics = await scrape(api)
+    assert sample(metrics, "ackd_config_warnings", kind="config_unreached") is None
+    assert sample(metrics, "ackd_config_warnings", kind="config_regrouped") is None
+    assert sample(metrics, "ackd_config_warnings", kind="unchecked") == 1.0
+    assert [(r.getMessage(), getattr(r, "event", "")) for r in caplog.records
+            if r.levelno == logging.WARNING] == [
+        ("cannot look at the open incidents: database is locked", "unchecked")]
 
 
 async def _reload_cli(

@@ -461,7 +461,11 @@ class Daemon:
                                             config, directory)
             found += await asyncio.to_thread(_waiting_warnings, waiting, config)
         except Exception as exc:  # only a warning is lost: the reload or start goes on
-            log.warning("cannot look at the open incidents: %s", exc)
+            failed = ReloadWarning("unchecked", config.source, None, "(open incidents)",
+                                   f"cannot look at the open incidents: {exc}")
+            log.warning("%s", failed.message, extra=fields(failed.kind))
+            if config is self.config:  # what the previous config's look found holds no more
+                self._count_warnings("open_incidents", [failed])
             return Looked("failed")
         if config is not self.config:
             log.info("the look at the open incidents under config hash %s ended after a later"

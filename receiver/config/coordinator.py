@@ -38,7 +38,7 @@ class ReloadWarning:
 
     # unrouted_team, coverage_gap, sms_not_short, unchecked (the file's); config_regrouped,
     # config_unreached, config_contact_lost, config_message_lost, config_queued_lost (the open
-    # incidents', and what waits to be sent)
+    # incidents', and what waits to be sent), unchecked (a look that could not read them)
     kind: str
     file: str
     line: int | None

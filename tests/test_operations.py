@@ -309,8 +309,9 @@ async def test_an_unchanged_reload_warns_of_a_coverage_gap_come_nearer(api: Api)
     api.clock.set(datetime(2026, 2, 20, 9, tzinfo=UTC))  # 17 days before the hole
     status, body = await api.call("POST", "/-/reload")
 
+    # Not looked at again: the look of the reload that swapped it in (nothing open) stands.
     assert (status, body["changed"], body["open_incidents"]["status"]) == (
-        200, False, "unchanged")
+        200, False, "checked")
     assert api.daemon.config is running
     line = 1 + text[:secondary].count("\n")
     assert body["warnings"] == [{
@@ -377,6 +378,34 @@ async def test_a_changed_reload_answers_every_warning_it_logs(
     assert sorted(logged) == sorted([
         f"{path}:{team_line}: teams[0].name: {by_kind['unrouted_team']['message']}",
         by_kind["config_unreached"]["message"], regrouped["message"]])
+
+
+async def test_an_unchanged_reload_keeps_giving_what_the_running_configs_look_found(
+    api: Api,
+) -> None:
+    """A deploy pipeline reloads on every run. The reload that swapped the running config
+    in found open incidents it leaves paging elsewhere (ackd_config_warnings counts them,
+    AckdConfigWarnings points to `ackd reload --status`); an unchanged reload after its look
+    ended answered, and GET /-/reload then gave, the file's warning alone: what the look
+    found was only in the log. It gives that look's findings, as it did while it ran."""
+    await api.fire()
+    await api.settle()
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    path.write_text(_renamed_without_payments_route(path.read_text()))
+    changed = await _answered(api)
+    found = sorted(w["kind"] for w in changed["warnings"])
+    assert found == ["config_regrouped", "config_unreached", "unrouted_team"]
+
+    unchanged = await _answered(api)
+    assert unchanged["changed"] is False
+    assert unchanged["open_incidents"] == {"status": "checked", "message": (
+        "the file is the running config: nothing was swapped in; what the look at the open"
+        " incidents found when the reload that swapped it in began it is in `warnings`")}
+    assert sorted(w["kind"] for w in unchanged["warnings"]) == found
+    now = await _answered(api, "GET")
+    assert (now["changed"], sorted(w["kind"] for w in now["warnings"])) == (False, found)
+    assert sample(await scrape(api), "ackd_config_warnings", kind="config_unreached") == 1.0
 
 
 async def test_the_files_warnings_are_logged_at_start_as_a_reload_logs_them(
@@ -591,8 +620,8 @@ async def test_a_reload_while_a_look_runs_swaps_at_once_and_looks_after_it(
     await asyncio.gather(*api.daemon._tasks)
     assert reads == [moved, second["config_hash"]["after"]]
     now = await _answered(api, "GET")
-    assert (now["changed"], now["open_incidents"], now["warnings"]) == (
-        False, {"status": "checked"}, [])
+    assert (now["changed"], now["open_incidents"]["status"], now["warnings"]) == (
+        False, "checked", [])
     events = [(r.levelname, getattr(r, "event", "")) for r in caplog.records
               if r.name == "receiver.app.daemon"]
     assert ("INFO", "config_look_queued") in events

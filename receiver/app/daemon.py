@@ -594,9 +594,11 @@ class Daemon:
         behind, previous = self._looking_at, self.reloaded
         if after == before:  # the running config, not swapped in (config.coordinator): the
             # file's text is the running one's, so its warnings are the running config's;
-            # the open incidents' are those of the look a reload began for it, if it runs
+            # the open incidents' are those of the look the reload that swapped it in began,
+            # running or done (ackd_config_warnings counts them until another look ends):
+            # an unchanged reload must not hide them from GET /-/reload
             look = (previous.look if previous is not None and previous.after == after
-                    and previous.look is not None and not previous.look.done() else None)
+                    else None)
             self.reloaded = Reloaded(before, after, checks, look, at=self.clock.now())
         else:
             if behind is not None:

@@ -101,8 +101,9 @@ async def reload(request: web.Request) -> web.Response:
     `open_incidents`), whose warnings then go to the log, GET /-/reload and
     ackd_config_warnings: a deploy script is never held for as long as 100,000 open
     incidents take. A file that changed nothing (the same published digest) is not swapped
-    in and the open incidents are not looked at (`unchanged`), unless an earlier reload's
-    look at them under this same config still runs: then that look is this one's too."""
+    in and the open incidents are not looked at again: the look the reload that swapped in
+    this same config began, running or done, is this one's too (`unchanged` when ackd
+    started with it: no reload began one)."""
     s = services(request)
     authorise(request, Scope.ADMIN)
     if s.reload is None:
@@ -183,6 +184,11 @@ def _look_status(outcome: Reloaded) -> dict[str, str]:
         return {"status": "superseded", "message": (
             "a later reload swapped in another config before this look ended: what it found"
             " is not given; GET /-/reload gives the running config's")}
+    if not outcome.changed:
+        return {"status": "checked", "message": (
+            "the file is the running config: nothing was swapped in; what the look at the"
+            " open incidents found when the reload that swapped it in began it is in"
+            " `warnings`")}
     return {"status": "checked"}
 
 

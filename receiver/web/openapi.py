@@ -161,10 +161,12 @@ SCHEMAS: dict[str, Schema] = {
                                " the answer's 5 s, or behind an earlier reload's look: its"
                                " warnings go to the log, GET /-/reload and"
                                " `ackd_config_warnings` once done), `failed` (the log says"
-                               " why), `unchanged` (the file is the running config: nothing"
-                               " swapped in, the open incidents not looked at; `warnings`"
-                               " holds the file's own), `superseded` (a later reload swapped"
-                               " in another config before this look ended)",
+                               " why), `unchanged` (the file is the running config, which"
+                               " ackd started with: nothing swapped in, the open incidents"
+                               " not looked at; `warnings` holds the file's own; when a"
+                               " reload swapped it in, its look is this one's), `superseded`"
+                               " (a later reload swapped in another config before this look"
+                               " ended)",
                 "properties": {
                     "status": {"type": "string", "enum": [
                         "checked", "running", "failed", "unchanged", "superseded"]},

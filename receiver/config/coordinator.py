@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from receiver.config.model import Config
 from receiver.core.errors import ConfigError, ConfigProblem
@@ -62,7 +63,7 @@ class Looked:
     config no longer running and is neither logged nor given (the running config's look
     follows it)."""
 
-    status: str
+    status: Literal["checked", "failed", "superseded"]
     warnings: tuple[ReloadWarning, ...] = ()
 
 

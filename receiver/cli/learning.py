@@ -162,11 +162,13 @@ def report_lines(r: Mapping[str, Any]) -> list[str]:
         [week, *(str(counts.get(sev, 0)) for sev in severities)]
         for week, counts in r["per_week"].items()]
     lines += table(weeks) + [""]
+    # An ackd from before `resolved_unacknowledged` (a CLI upgraded first) reports none.
+    unheld = r.get("resolved_unacknowledged")
     lines += [
         f"Repeat incidents (alerts seen within 30 days): {share(r['repeat_rate'])}",
         f"Escalated (needed step 2 or later): {share(r['escalation_rate'])}",
-        "Resolved unacknowledged (nobody held it when resolved): "
-        f"{share(r['resolved_unacknowledged'])}",
+        *([f"Resolved unacknowledged (nobody held it when resolved): {share(unheld)}"]
+          if unheld is not None else []),
         "Acknowledged at step: " + (", ".join(
             f"{step}: {n}" for step, n in r["acknowledged_by_step"].items()) or "none"),
         f"Detected by monitoring: {r['detected']}, reported by people: {r['reported']}",

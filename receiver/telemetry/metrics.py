@@ -123,7 +123,8 @@ class Metrics:
         )
         self.resolved_unacknowledged = LoopCounter(
             "ackd_incidents_resolved_unacknowledged",
-            "Incidents that resolved before anyone acknowledged them (kept out of MTTA)",
+            "Incidents resolved while nobody held them: never acknowledged, or acknowledged"
+            " and let go since (an unack, a snooze's end)",
             ["team", "severity"],
             registry=r,
         )

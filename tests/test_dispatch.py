@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import sqlite3
 import sys
 import time
@@ -39,6 +40,7 @@ from receiver.delivery.channels import channel_key
 from receiver.delivery.dispatch import BATCH, RECORD_ROWS, SELF_CHECK, STORE_RETRY, Dispatcher
 from receiver.delivery.plan import backoff
 from receiver.notify.links import Links
+from receiver.notify.messages import BUNDLE_SHOWN
 from receiver.notify.notifier import (
     AppriseNotifier,
     Delivery,
@@ -49,6 +51,7 @@ from receiver.notify.notifier import (
 )
 from receiver.store import NewIncident, OutboxMessage, OutboxRow, SqliteStore, Transaction
 from receiver.store.codec import incident_from_row
+from receiver.store.records import IncidentBrief
 from receiver.store.sqlite import incidents as sqlite_incidents
 from receiver.telemetry.metrics import Metrics
 from receiver.testing import FakeClock, Outcome, RecordingNotifier
@@ -1571,27 +1574,38 @@ class GatedNotifier(RecordingNotifier):
 
 
 class ReadCountingStore(SqliteStore):
-    """Records the incident ids each write job reads whole (find_incidents), one list a job;
-    `refuse` (counting from 1) names the job reading whole whose commit the store refuses."""
+    """Records the incident ids each write job reads whole (find_incidents, into `reads`)
+    and reads the id, state and severity of (incident_briefs, into `briefs`), one list a
+    job that read any; `refuse` (counting from 1) names the job reading briefs whose commit
+    the store refuses."""
 
     reads: list[list[int]]
+    briefs: list[list[int]]
     refuse: int | None = None
 
     async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
         read: list[int] = []
+        briefed: list[int] = []
 
         async def counted(tx: Transaction) -> T:
-            find = tx.find_incidents
+            find, brief = tx.find_incidents, tx.incident_briefs
 
             async def finding(ids: Sequence[int]) -> dict[int, Incident]:
                 read.extend(ids)
                 return await find(ids)
 
+            async def briefing(ids: Sequence[int]) -> dict[int, IncidentBrief]:
+                briefed.extend(ids)
+                return await brief(ids)
+
             tx.find_incidents = finding  # type: ignore[method-assign]
+            tx.incident_briefs = briefing  # type: ignore[method-assign]
             outcome = await run(tx)
             if read:
                 self.reads.append(read)
-                if len(self.reads) == self.refuse:
+            if briefed:
+                self.briefs.append(briefed)
+                if len(self.briefs) == self.refuse:
                     raise StoreUnavailable("the database is restarting")
             return outcome
 
@@ -1607,7 +1621,7 @@ async def _queued_behind(
     config = make_config(bundle_window=timedelta(0), rate_limit=1000)
     notifier = GatedNotifier()
     store = ReadCountingStore(tmp_path / "ackd.db")
-    store.reads = []
+    store.reads, store.briefs = [], []
     await store.open()
     dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
     rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher)
@@ -1630,6 +1644,7 @@ async def _queued_behind(
                                (ids[149], IncidentState.ACKNOWLEDGED)):
         await rig.set_state(incident_id, state)
     store.reads.clear()
+    store.briefs.clear()
     store.refuse = refuse
     notifier.gate.set()
     return rig, store, notifier, ids
@@ -1641,24 +1656,32 @@ async def test_a_big_bundle_at_its_turn_is_checked_a_part_at_a_time(
     """At a storm's release the passes queued behind the first send join into one message of
     thousands of rows, checked again at its turn: its incidents are read (and the pages no
     longer wanted suppressed) RECORD_ROWS incidents a job, so no one job holds the loop for
-    them all; what is suppressed and what goes is as in one job. The delivery's log line
+    them all; what is suppressed and what goes is as in one job. Only the incidents the
+    bundle's text shows are read whole (the others' id, state and severity are all it needs);
+    the row shown in place of one handled is read as it is rendered. The delivery's log line
     names its first incidents and how many more, not all of them."""
     caplog.set_level(logging.INFO, "receiver.delivery.dispatch")
     rig, store, notifier, ids = await _queued_behind(tmp_path, fake_clock, None)
     try:
         await eventually(rig.settled, "the bundle")
         handled = {ids[3], ids[100], ids[149]}
-        # The turn's jobs: every queued incident read whole once, RECORD_ROWS a job.
-        assert store.reads == [ids[:RECORD_ROWS], ids[RECORD_ROWS:2 * RECORD_ROWS],
-                               ids[2 * RECORD_ROWS:]]
+        kept = [n for n in ids if n not in handled]
+        # The turn's jobs: every queued incident's state read once, RECORD_ROWS a job; read
+        # whole, only those of the first BUNDLE_SHOWN rows still wanted.
+        assert store.briefs == [ids[:RECORD_ROWS], ids[RECORD_ROWS:2 * RECORD_ROWS],
+                                ids[2 * RECORD_ROWS:]]
+        assert store.reads == [[ids[0], ids[1], ids[2], ids[4]]]
         _, bundle = notifier.messages(SMS)
         assert bundle.title.startswith("147 incidents")
+        # Each shown entry whole (its team, headline and links), ids[5]'s too.
+        entries = re.findall(r"^\[SEV\d\] #(\d+) (\w+): .* \(1 alert\)\n  Acknowledge: http",
+                             bundle.body, re.M)
+        assert entries == [(str(n), "ops") for n in kept[:BUNDLE_SHOWN]]
         for incident_id in ids:
             sent = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
             suppressed = await rig.events(incident_id, EventKind.NOTIFICATION_SUPPRESSED)
             assert (len(sent), len(suppressed)) == ((0, 1) if incident_id in handled else (1, 0))
         assert await rig.outbox() == []
-        kept = [n for n in ids if n not in handled]
         delivered = [r.getMessage() for r in caplog.records
                      if "delivered in" in r.getMessage() and f"#{kept[0]}," in r.getMessage()]
         assert [line.partition(" triggered")[0] for line in delivered] == [
@@ -1678,7 +1701,7 @@ async def test_a_big_bundle_the_store_refuses_part_way_through_its_check_suppres
     rig, store, notifier, ids = await _queued_behind(tmp_path, fake_clock, 2)
     try:
         await eventually(rig.settled, "the check to fail")
-        assert store.reads[:2] == [ids[:RECORD_ROWS], ids[RECORD_ROWS:2 * RECORD_ROWS]]
+        assert store.briefs[:2] == [ids[:RECORD_ROWS], ids[RECORD_ROWS:2 * RECORD_ROWS]]
         assert len(notifier.messages(SMS)) == 1
         [event] = await rig.events(ids[3], EventKind.NOTIFICATION_SUPPRESSED)
         assert event.detail["reason"] == "incident acknowledged"

@@ -859,6 +859,32 @@ async def test_a_lease_decides_by_each_incidents_id_state_and_severity(store: St
     ]
 
 
+async def test_incident_briefs_are_the_id_state_and_severity_as_the_job_sees_them(
+    store: Store,
+) -> None:
+    """A message checked at its turn decides on its incidents' id, state and severity
+    (incident_briefs), read as find_incidents reads them: those that exist, as committed or
+    as this job changed them; an id of none is left out."""
+
+    async def fill(tx: Transaction) -> list[int]:
+        return [await tx.insert_incident(replace(new_incident(f"b{n}"), severity=f"SEV{n}"),
+                                         None) for n in (1, 2, 3)]
+
+    first, second, third = await store.write(fill)
+    await store.write(lambda tx: tx.update_incident(second, NOW, state=IncidentState.RESOLVED))
+
+    async def read(tx: Transaction) -> list[tuple[int, IncidentState, str]]:
+        await tx.update_incident(third, NOW, state=IncidentState.ACKNOWLEDGED)
+        found = await tx.incident_briefs([third, first, second, third + 100])
+        return sorted((n, i.state, i.severity) for n, i in found.items())
+
+    assert await store.write(read) == [
+        (first, IncidentState.TRIGGERED, "SEV1"),
+        (second, IncidentState.RESOLVED, "SEV2"),
+        (third, IncidentState.ACKNOWLEDGED, "SEV3"),
+    ]
+
+
 async def test_a_pass_on_sqlite_reads_three_columns_of_its_incidents(tmp_path: Path) -> None:
     """Most rows a storm's pass leases wait for a bundle and are never rendered: the lease
     reads their incidents' id, state and severity in one statement, not the whole rows (a

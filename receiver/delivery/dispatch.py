@@ -651,7 +651,9 @@ class Dispatcher:
         metric), in jobs that also read the incidents afresh for what the message says,
         RECORD_ROWS incidents a job: at a storm's release the passes queued behind the first
         send join into one message of thousands of rows, and one job reading all their
-        incidents held the loop (and the webhooks batched with it) for all of them. None if
+        incidents held the loop (and the webhooks batched with it) for all of them. Only the
+        incidents of the rows its text shows are read whole; of the others, their id, state
+        and severity (tx.incident_briefs), all the check and the text need. None if
         nothing is left, or the store could not say: then the suppressions already committed
         stand, and every other row is given back (decided again by a later pass)."""
         now = self._clock.now()
@@ -659,14 +661,24 @@ class Dispatcher:
         for item in outgoing.items:
             by_incident.setdefault(item[0].incident_id, []).append(item)
         wanted = sorted(by_incident)
+        # The incidents of the rows the text shows (render.shown_of) are read whole; the
+        # others' id, state and severity are all the check and the text need of them. Should
+        # a shown row be dropped, the row shown in its place is read whole as it is rendered.
+        shown = {row.id for row, _ in outgoing.items[:shown_of(outgoing.items)]}
 
         def job(part: list[int]) -> Callable[
-            [Transaction], Awaitable[tuple[dict[int, Incident], list[_Dropped]]]
+            [Transaction], Awaitable[tuple[dict[int, IncidentFacts], list[_Dropped]]]
         ]:
-            async def run(tx: Transaction) -> tuple[dict[int, Incident], list[_Dropped]]:
-                found = await tx.find_incidents(part)
-                dropped = unwanted_pages(
-                    [item for n in part for item in by_incident[n]], found)
+            async def run(tx: Transaction) -> tuple[dict[int, IncidentFacts], list[_Dropped]]:
+                items = [item for n in part for item in by_incident[n]]
+                found: dict[int, IncidentFacts] = {**await tx.incident_briefs(part)}
+                dropped = unwanted_pages(items, found)
+                gone = {row.id for row, _, _ in dropped}
+                whole = sorted({row.incident_id for row, _ in items
+                                if row.id in shown and row.id not in gone
+                                and row.incident_id in found})
+                if whole:
+                    found.update(await tx.find_incidents(whole))
                 await _write_suppressed(tx, dropped, now)
                 if dropped:
                     tx.after_commit(partial(self._let_go, [row.id for row, _, _ in dropped]))
@@ -674,7 +686,7 @@ class Dispatcher:
 
             return run
 
-        found: dict[int, Incident] = {}
+        found: dict[int, IncidentFacts] = {}
         dropped: list[_Dropped] = []
         error: Exception | None = None
         for start in range(0, len(wanted), RECORD_ROWS):

@@ -47,6 +47,7 @@ from receiver.oncall.overrides import Change, RuntimeOverride
 from receiver.store.records import (
     ArmedDeadline,
     ChannelRecord,
+    IncidentBrief,
     IncidentFacts,
     IncidentFilter,
     NewIncident,
@@ -86,6 +87,13 @@ class IncidentRecords(Protocol):
     async def find_incidents(self, incident_ids: Sequence[int]) -> dict[int, Incident]:
         """The incidents of these ids that exist, by id, read at once (a dispatcher pass
         needs those of hundreds of outbox rows)."""
+        ...
+
+    async def incident_briefs(self, incident_ids: Sequence[int]) -> dict[int, IncidentBrief]:
+        """The id, state and severity of the incidents of these ids that exist, by id, read at
+        once as find_incidents reads them (PostgreSQL locks them as it does), without the
+        rest of the row: a storm's message checked again at its turn decides on these for
+        its thousands of rows, and reads whole only the incidents its text shows."""
         ...
 
     async def write_alerts(

@@ -27,6 +27,7 @@ from receiver.core.model import (
 )
 from receiver.store.codec import (
     INCIDENT_COLUMNS,
+    INCIDENT_STATES,
     dumps,
     from_us,
     grafana_column,
@@ -36,7 +37,7 @@ from receiver.store.codec import (
 )
 from receiver.store.postgres.statements import Statements
 from receiver.store.postgres.text import escape
-from receiver.store.records import NewIncident
+from receiver.store.records import IncidentBrief, NewIncident
 
 # Each open incident's row version: xmin, the transaction (or savepoint) that wrote the row
 # last. Every UPDATE writes a new row version with the writer's own xmin, so the value
@@ -58,6 +59,13 @@ VERSIONS = (
 PEEK = (
     f"SELECT {INCIDENT_COLUMNS} FROM incidents"
     " WHERE id = ANY((SELECT $1::bigint[])::bigint[])"
+)
+
+# The id, state and severity of incidents by id, locked as find_incidents locks them (in id
+# order), their ids through a sub-select as PEEK's.
+BRIEFS = (
+    "SELECT id, state, severity FROM incidents"
+    " WHERE id = ANY((SELECT $1::bigint[])::bigint[]) ORDER BY id FOR NO KEY UPDATE"
 )
 
 
@@ -222,6 +230,18 @@ class IncidentStatements(Statements):
             incident = incident_from_row(tuple(row))
             found[incident.id] = self._incidents[incident.id] = incident
             self._escalations[incident.id] = row[18]
+        return found
+
+    async def incident_briefs(self, incident_ids: Sequence[int]) -> dict[int, IncidentBrief]:
+        """find_incidents' read of only the id, state and severity (see store.base), locked
+        as it locks; an incident this batch holds already is not read again."""
+        found = {i: IncidentBrief(i, known.state, known.severity)
+                 for i in incident_ids if (known := self._incidents.get(i))}
+        wanted = sorted({i for i in incident_ids if i not in found})
+        if wanted:
+            for incident_id, state, severity in await self._all(BRIEFS, wanted):
+                found[incident_id] = IncidentBrief(
+                    incident_id, INCIDENT_STATES.get(state) or IncidentState(state), severity)
         return found
 
     async def peek_incidents(self, incident_ids: Sequence[int]) -> dict[int, Incident]:

@@ -573,10 +573,10 @@ class FinishCountingStore(SqliteStore):
             rows = 0
             finish = tx.finish_outbox
 
-            async def finishing(outbox_id: int) -> None:
+            async def finishing(outbox_ids: Sequence[int]) -> None:
                 nonlocal rows
-                rows += 1
-                await finish(outbox_id)
+                rows += len(outbox_ids)
+                await finish(outbox_ids)
 
             tx.finish_outbox = finishing  # type: ignore[method-assign]
             try:
@@ -621,6 +621,39 @@ async def test_a_big_bundles_results_are_written_a_part_at_a_time(
     finally:
         await dispatcher.stop(grace=WAIT)
         await store.close()
+
+
+async def test_a_storms_deferrals_and_finished_rows_are_written_a_statement_at_a_time(
+    make_rig: RigFactory,
+) -> None:
+    """A storm's pass defers every page it leases but the first to their bundle's one time,
+    and a bundle's record finishes RECORD_ROWS rows a job: each is one statement over the
+    rows' ids (SQLite's statements traced), not one a row; the rows are deferred and sent as
+    before."""
+    rig = await make_rig(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
+    assert rig.store._writer is not None
+    statements: list[str] = []
+    rig.store._writer.set_trace_callback(statements.append)
+    await rig.incidents(1, [payload(SMS)])
+    await eventually(rig.settled, "the first page")
+    await rig.clock.jump(timedelta(seconds=1))
+    ids = await rig.incidents(150, [payload(SMS)])
+    await eventually(rig.settled, "the burst to be deferred")
+    leases = [s for s in statements if s.startswith("UPDATE outbox SET leased_from")]
+    deferrals = [s for s in statements if s.startswith("UPDATE outbox SET attempts")]
+    assert len(deferrals) <= len(leases) < 150
+    due = {r.next_attempt_at for r in await rig.outbox()}
+    assert due == {rig.clock.now() + timedelta(seconds=29)}
+    statements.clear()
+    await rig.clock.jump(timedelta(seconds=29))
+    await eventually(rig.settled, "the bundle")
+    rig.store._writer.set_trace_callback(None)
+    _, bundle = rig.sent_to(SMS)
+    assert bundle.title.startswith("150 incidents")
+    assert len([s for s in statements if s.startswith("DELETE FROM outbox")]) == 3
+    for incident_id in ids:
+        assert len(await rig.events(incident_id, EventKind.NOTIFICATION_SENT)) == 1
+    assert await rig.outbox() == []
 
 
 async def test_a_burst_of_resolutions_goes_as_one_note_then_one_bundle(

@@ -275,10 +275,10 @@ async def test_an_outbox_id_is_never_given_again_also_after_migration_16(
         rows = [row for row, _ in await store.due_notifications(NOW)]
         assert [(r.id, r.attempts, r.gated, r.message) for r in rows] == \
             [(1, 1, True, page), (2, 2, True, page)]
-        await store.write(lambda tx: tx.finish_outbox(2))
+        await store.write(lambda tx: tx.finish_outbox([2]))
         await store.write(lambda tx: tx.enqueue(1, [page, page], NOW))
         assert [row.id for row, _ in await store.due_notifications(NOW)] == [1, 3, 4]
-        await store.write(lambda tx: tx.finish_outbox(4))
+        await store.write(lambda tx: tx.finish_outbox([4]))
         await store.write(lambda tx: tx.enqueue(1, [page], NOW))
         assert [row.id for row, _ in await store.due_notifications(NOW)] == [1, 3, 5]
     finally:
@@ -445,7 +445,7 @@ async def test_a_steps_pages_are_told_by_person_and_fate_of_that_run_and_cycle_o
     assert ("cy", PageFate.PENDING) in await fates(1, 0, 0)
     await store.write(lambda tx: tx.cancel(incident_id, ["contact"]))
     for row, _ in leased:
-        await store.write(lambda tx, row_id=row.id: tx.finish_outbox(row_id))
+        await store.write(lambda tx, row_id=row.id: tx.finish_outbox([row_id]))
     assert await fates(1, 0, 0) == [("bo", PageFate.SUPPRESSED), ("erin", PageFate.FAILED)]
 
 
@@ -1098,12 +1098,36 @@ async def test_the_oldest_due_row_counts_from_when_it_fell_due_taken_or_not(
     later = NOW + timedelta(seconds=10)
     [(a, _), (b, _)] = await store.lease_due_notifications(later, 10)
     assert await store.oldest_due_outbox(later) == NOW  # leased: in flight since NOW
-    await store.write(lambda tx: tx.finish_outbox(a.id))
+    await store.write(lambda tx: tx.finish_outbox([a.id]))
     assert await store.oldest_due_outbox(later) == NOW + timedelta(seconds=9)
     await store.write(lambda tx: tx.retry_outbox(b.id, 1, later + timedelta(seconds=2)))
     assert await store.oldest_due_outbox(later) is None
     assert await store.oldest_due_outbox(later + timedelta(seconds=3)) == \
         later + timedelta(seconds=2)
+
+
+async def test_deferred_rows_wait_for_their_time_unattempted_and_finished_ones_leave(
+    store: Store,
+) -> None:
+    """A pass defers the pages of a bundle to its time in one write (defer_outbox): each
+    lease ends, each row is due again then with no attempt counted; finish_outbox takes
+    several rows out at once and leaves the others."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.TRIGGERED, step=0)
+    await store.write(lambda tx: tx.enqueue(incident_id, [page] * 5, NOW))
+    [(a, _), (b, _), (c, _), (d, _), (e, _)] = await store.lease_due_notifications(NOW, 10)
+    await store.write(lambda tx: tx.retry_outbox(a.id, 2, NOW))  # a retry's attempts...
+    [(a, _)] = await store.lease_due_notifications(NOW, 10)
+    later = NOW + timedelta(seconds=30)
+    await store.write(lambda tx: tx.defer_outbox([a.id, b.id, c.id], later))
+    await store.write(lambda tx: tx.finish_outbox([d.id, e.id]))
+    await store.write(lambda tx: tx.finish_outbox([]))
+    await store.write(lambda tx: tx.defer_outbox([], later))
+    assert await store.due_notifications(later - timedelta(microseconds=1)) == []
+    due = [row for row, _ in await store.due_notifications(later)]
+    assert [(r.id, r.attempts, r.next_attempt_at) for r in due] == [
+        (a.id, 0, later), (b.id, 0, later), (c.id, 0, later)]  # ...no longer counted
 
 
 async def test_renewing_leases_keeps_only_the_rows_still_leased(store: Store) -> None:
@@ -1112,7 +1136,7 @@ async def test_renewing_leases_keeps_only_the_rows_still_leased(store: Store) ->
                          reason=MessageReason.TRIGGERED, step=0)
     await store.write(lambda tx: tx.enqueue(incident_id, [page, page, page], NOW))
     [(a, _), (b, _), (c, _)] = await store.lease_due_notifications(NOW, 10)
-    await store.write(lambda tx: tx.finish_outbox(b.id))  # its result was written
+    await store.write(lambda tx: tx.finish_outbox([b.id]))  # its result was written
     await store.write(lambda tx: tx.release_outbox(c.id, NOW))  # given back
     later = NOW + timedelta(seconds=30)
     assert await store.write(lambda tx: tx.renew_outbox([a.id, b.id, c.id], later)) == [a.id]

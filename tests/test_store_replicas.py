@@ -361,7 +361,7 @@ async def test_each_replica_holds_the_leases_it_took_and_the_oldest_due_counts_t
     assert await replicas[2].write(lambda tx: tx.held_outbox()) == [a]
     assert await replicas[0].oldest_due_outbox(lapsed) == NOW  # taken again: still NOW's
     for row_id in (a, b, c):
-        await replicas[0].write(lambda tx, row_id=row_id: tx.finish_outbox(row_id))
+        await replicas[0].write(lambda tx, row_id=row_id: tx.finish_outbox([row_id]))
     assert await replicas[0].oldest_due_outbox(lapsed) is None
 
 
@@ -585,7 +585,7 @@ async def test_a_jobs_finished_and_rescheduled_pages_are_planned_once_per_connec
             async with conn.transaction():
                 tx = PostgresTransaction(counting, replica)  # type: ignore[arg-type]
                 for outbox_id in ids[4 * n:4 * n + 1 + n % 2]:  # one row, then two
-                    await tx.finish_outbox(outbox_id)
+                    await tx.finish_outbox([outbox_id])
                     finished.append(outbox_id)
                 for outbox_id in ids[4 * n + 2:4 * n + 3 + n % 2]:
                     await tx.retry_outbox(outbox_id, n + 1, NOW)
@@ -641,7 +641,7 @@ async def test_a_replicas_statements_ask_the_server_for_no_type_once_it_opened(
 
     async def delivers(tx: Transaction, incident_id: int) -> list[int]:
         leased = [row.id for row in await tx.lease_due_outbox(NOW, 10)]
-        await tx.finish_outbox(leased[0])
+        await tx.finish_outbox([leased[0]])
         await tx.retry_outbox(leased[1], 2, NOW)
         await tx.update_incident(incident_id, NOW, summary="t")
         await tx.cancel(incident_id, ["escalate"])
@@ -797,9 +797,9 @@ async def test_the_fates_of_a_jobs_outbox_rows_go_in_one_statement(
                 await tx.retry_outbox(row_id, 0, later)  # deferred
             await tx.append(incident_id, [TimelineEvent(NOW, EventKind.NOTIFICATION_SENT,
                                                         "ackd", {"recipient": "ana"})])
-            await tx.finish_outbox(ids[2])  # rescheduled, then finished
-            await tx.finish_outbox(ids[3])
-            await tx.finish_outbox(ids[4])
+            await tx.finish_outbox([ids[2]])  # rescheduled, then finished
+            await tx.finish_outbox([ids[3]])
+            await tx.finish_outbox([ids[4]])
             await tx.retry_outbox(ids[4], 1, later)  # finished, then rescheduled
             await tx.retry_outbox(theirs, 1, later)  # another replica's lease now
             await tx.send_held()

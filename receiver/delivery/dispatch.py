@@ -443,8 +443,13 @@ class Dispatcher:
 
     @staticmethod
     async def _write_bookkeeping(tx: Transaction, plan: PassPlan, now: datetime) -> None:
-        for row_id, until in plan.deferred:
-            await tx.retry_outbox(row_id, 0, until)  # waiting is not an attempt
+        # The rows deferred to each time, in one write each (a storm's pass defers dozens of
+        # pages to their bundle's one time); a row deferred twice waits for its later verdict.
+        waiting: dict[datetime, list[int]] = {}
+        for row_id, until in dict(plan.deferred).items():
+            waiting.setdefault(until, []).append(row_id)
+        for until, row_ids in waiting.items():
+            await tx.defer_outbox(row_ids, until)
         await _write_suppressed(tx, plan.suppressed, now)
 
     def _count_suppressed(self, suppressed: Iterable[_Dropped]) -> None:
@@ -747,12 +752,11 @@ class Dispatcher:
                     event = delivery_event(row.message, row.url, row.attempts, delivery,
                                            len(rows), now)
                     await tx.append(row.incident_id, [event])
-                    if row.id in final_ids:
-                        await tx.finish_outbox(row.id)
-                    else:
+                    if row.id not in final_ids:
                         wait = backoff(settings.retry_backoff, settings.retry_max_backoff,
                                        row.attempts + 1)
                         await tx.retry_outbox(row.id, row.attempts + 1, now + wait)
+                await tx.finish_outbox([row.id for row in part if row.id in final_ids])
                 # The leases end with this commit, before anything that follows it (the
                 # failed pages' escalations enqueue, and wake a pass): a row due again is a
                 # pass's.
@@ -881,7 +885,7 @@ async def _write_lost(tx: Transaction, lost: list[_Lost], now: datetime) -> None
         if incident is not None:
             event = delivery_event(row.message, "", row.attempts, delivery, 1, now)
             await tx.append(row.incident_id, [event])
-        await tx.finish_outbox(row.id)
+    await tx.finish_outbox([row.id for row, _, _ in lost])
 
 
 async def _write_suppressed(
@@ -889,10 +893,12 @@ async def _write_suppressed(
 ) -> None:
     """Rows not sent (a pass's verdict, or a page unwanted at its turn): the event on their
     incident's timeline, where it still exists, and the row finished."""
+    finished = []
     for row, incident, why in suppressed:
         if incident is not None:
             await tx.append(row.incident_id, [suppressed_event(row, why, now)])
-        await tx.finish_outbox(row.id)
+        finished.append(row.id)
+    await tx.finish_outbox(finished)
 
 
 async def _write_changes(tx: Transaction, found: Changes, now: datetime) -> None:

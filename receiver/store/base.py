@@ -198,9 +198,18 @@ class OutboxRecords(Protocol):
         SQLite process: every leased row), for the dispatcher's self-check."""
         ...
 
-    async def finish_outbox(self, outbox_id: int) -> None: ...
+    async def finish_outbox(self, outbox_ids: Sequence[int]) -> None:
+        """These rows' results are written: they leave the outbox, all in one statement (a
+        storm's pass suppresses dozens, a bundle's record finishes RECORD_ROWS at a time)."""
+        ...
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None: ...
+
+    async def defer_outbox(self, outbox_ids: Sequence[int], until: datetime) -> None:
+        """These rows wait for their bundle: due again at `until`, their leases ended, no
+        attempt counted (retry_outbox with 0 attempts, for all of them in one statement: a
+        storm's pass defers every page it leases but the first)."""
+        ...
 
 
 class OnCallRecords(Protocol):

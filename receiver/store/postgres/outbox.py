@@ -102,10 +102,11 @@ class OutboxStatements(Statements):
         )
         return [int(r[0]) for r in rows]
 
-    async def finish_outbox(self, outbox_id: int) -> None:
+    async def finish_outbox(self, outbox_ids: Sequence[int]) -> None:
         """Held to go with the batch's next statement (held.py): a delivery's record or a
         pass's verdicts finish several rows, all in one."""
-        self._held.finish(outbox_id)
+        for outbox_id in outbox_ids:
+            self._held.finish(outbox_id)
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
         """Held as finish_outbox (a pass defers a bundle's rows, each of them). As
@@ -113,6 +114,13 @@ class OutboxStatements(Statements):
         that replica's attempt, and its result, to be written."""
         self._held.replica = self.replica
         self._held.reschedule(outbox_id, attempts, to_us(next_at))
+
+    async def defer_outbox(self, outbox_ids: Sequence[int], until: datetime) -> None:
+        """Held as retry_outbox, with no attempt counted."""
+        self._held.replica = self.replica
+        at = to_us(until)
+        for outbox_id in outbox_ids:
+            self._held.reschedule(outbox_id, 0, at)
 
 
 def _outbox_row(r: asyncpg.Record) -> OutboxRow:

@@ -76,8 +76,12 @@ class OutboxStatements(Statements):
         rows = await self._all("SELECT id FROM outbox WHERE next_attempt_at = ?", (LEASED,))
         return [int(r[0]) for r in rows]
 
-    async def finish_outbox(self, outbox_id: int) -> None:
-        self._cur.execute("DELETE FROM outbox WHERE id = ?", (outbox_id,))
+    async def finish_outbox(self, outbox_ids: Sequence[int]) -> None:
+        if outbox_ids:
+            self._cur.execute(
+                "DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?))",
+                (_ids(outbox_ids),),
+            )
 
     async def retry_outbox(self, outbox_id: int, attempts: int, next_at: datetime) -> None:
         self._cur.execute(
@@ -85,6 +89,20 @@ class OutboxStatements(Statements):
             " WHERE id = ?",
             (attempts, to_us(next_at), outbox_id),
         )
+
+    async def defer_outbox(self, outbox_ids: Sequence[int], until: datetime) -> None:
+        if outbox_ids:
+            self._cur.execute(
+                "UPDATE outbox SET attempts = 0, next_attempt_at = ?, leased_from = NULL"
+                " WHERE id IN (SELECT value FROM json_each(?))",
+                (to_us(until), _ids(outbox_ids)),
+            )
+
+
+def _ids(outbox_ids: Sequence[int]) -> str:
+    """Ids as one JSON array: the statement's text, and SQLite's prepared statement, is the
+    same whatever their number."""
+    return f"[{','.join(map(str, outbox_ids))}]"
 
 
 # A payload's message, decoded once for its text: a storm's rows say the same few things (the

@@ -55,7 +55,7 @@ class OutboxStatements(Statements):
             " WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
             to_us(now), limit,
         )
-        return [_outbox_row(r) for r in rows]
+        return _outbox_rows(rows)
 
     async def lease_due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
         """Take the rows due by `now`, oldest first, that no other replica is taking, and
@@ -69,7 +69,7 @@ class OutboxStatements(Statements):
             to_us(now + LEASE), to_us(now), limit, self.replica,
         )
         rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
-        return [_outbox_row(r) for r in rows]
+        return _outbox_rows(rows)
 
     async def release_outbox(self, outbox_id: int, due: datetime) -> None:
         """End this replica's lease without a result: the row is due again at `due`. A lease
@@ -123,10 +123,19 @@ class OutboxStatements(Statements):
             self._held.reschedule(outbox_id, 0, at)
 
 
-def _outbox_row(r: asyncpg.Record) -> OutboxRow:
-    message = decode_message(r[3])
-    if isinstance(message, str):
-        return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), None, int(r[4]), from_us(r[5]),
-                         unreadable=message, gated=bool(r[6]))
-    return OutboxRow(int(r[0]), int(r[1]), from_us(r[2]), message, int(r[4]), from_us(r[5]),
-                     gated=bool(r[6]))
+def _outbox_rows(rows: Iterable[asyncpg.Record]) -> list[OutboxRow]:
+    """The rows read, each distinct time converted once (as SQLite's: a fresh row falls due
+    as it is made, the rows deferred to one bundle at its one time)."""
+    times: dict[int, datetime] = {}
+    found = []
+    for r in rows:
+        created = times.get(r[2]) or times.setdefault(r[2], from_us(r[2]))
+        due = times.get(r[5]) or times.setdefault(r[5], from_us(r[5]))
+        message = decode_message(r[3])
+        if isinstance(message, str):
+            found.append(OutboxRow(int(r[0]), int(r[1]), created, None, int(r[4]), due,
+                                   unreadable=message, gated=bool(r[6])))
+        else:
+            found.append(OutboxRow(int(r[0]), int(r[1]), created, message, int(r[4]), due,
+                                   gated=bool(r[6])))
+    return found

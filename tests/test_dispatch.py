@@ -36,6 +36,8 @@ from receiver.core.model import (
     MessageReason,
     TimelineEvent,
 )
+from receiver.delivery import dispatch
+from receiver.delivery import events as delivery_events
 from receiver.delivery.channels import channel_key
 from receiver.delivery.dispatch import BATCH, RECORD_ROWS, SELF_CHECK, STORE_RETRY, Dispatcher
 from receiver.delivery.plan import backoff
@@ -624,12 +626,20 @@ async def test_a_big_bundles_results_are_written_a_part_at_a_time(
 
 
 async def test_a_storms_deferrals_and_finished_rows_are_written_a_statement_at_a_time(
-    make_rig: RigFactory,
+    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A storm's pass defers every page it leases but the first to their bundle's one time,
     and a bundle's record finishes RECORD_ROWS rows a job: each is one statement over the
-    rows' ids (SQLite's statements traced), not one a row; the rows are deferred and sent as
-    before."""
+    rows' ids (SQLite's statements traced), not one a row; the record's rows, which say one
+    thing to one URL, share one event a job (each incident's timeline has it). The rows are
+    deferred and sent as before."""
+    made: list[int] = []
+
+    def delivery_event(*args: Any) -> TimelineEvent:
+        made.append(args[4])
+        return delivery_events.delivery_event(*args)
+
+    monkeypatch.setattr(dispatch, "delivery_event", delivery_event)
     rig = await make_rig(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
     assert rig.store._writer is not None
     statements: list[str] = []
@@ -645,14 +655,17 @@ async def test_a_storms_deferrals_and_finished_rows_are_written_a_statement_at_a
     due = {r.next_attempt_at for r in await rig.outbox()}
     assert due == {rig.clock.now() + timedelta(seconds=29)}
     statements.clear()
+    made.clear()
     await rig.clock.jump(timedelta(seconds=29))
     await eventually(rig.settled, "the bundle")
     rig.store._writer.set_trace_callback(None)
     _, bundle = rig.sent_to(SMS)
     assert bundle.title.startswith("150 incidents")
     assert len([s for s in statements if s.startswith("DELETE FROM outbox")]) == 3
+    assert made == [150, 150, 150]  # one event a part of RECORD_ROWS rows
     for incident_id in ids:
-        assert len(await rig.events(incident_id, EventKind.NOTIFICATION_SENT)) == 1
+        [sent] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
+        assert (sent.detail["bundled"], sent.detail["recipient"]) == (150, "ana")
     assert await rig.outbox() == []
 
 

@@ -1166,6 +1166,37 @@ async def test_a_lease_converts_each_distinct_time_of_its_rows_once(
     assert sorted(converted) == [to_us(earlier), to_us(NOW), to_us(later)]
 
 
+async def test_one_event_to_each_of_several_incidents_is_encoded_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """append_each: one event to each of several incidents, in their order, in one write (a
+    bundle's record); an event given for several is converted and encoded once, and each
+    incident's timeline reads it back as its own, beside what was appended one by one."""
+    encoded: list[object] = []
+
+    def dumps(value: Any) -> str:
+        encoded.append(value)
+        return codec._ENCODER.encode(value).decode()
+
+    monkeypatch.setattr(codec, "dumps", dumps)
+
+    async def fill(tx: Transaction) -> list[int]:
+        return [await tx.insert_incident(new_incident(f"e{n}"), None) for n in range(3)]
+
+    first, second, third = await store.write(fill)
+    sent = TimelineEvent(NOW, EventKind.NOTIFICATION_SENT, "ackd", {"recipient": "ana"})
+    alone = TimelineEvent(NOW, EventKind.NOTIFICATION_SUPPRESSED, "ackd", {"why": "x"})
+    added = TimelineEvent(NOW, EventKind.ALERT_ADDED, "ackd", {"fingerprint": "f"})
+    encoded.clear()
+    await store.write(lambda tx: tx.append_each(
+        [(first, sent), (second, sent), (third, alone), (third, sent), (first, added)]))
+    await store.write(lambda tx: tx.append_each([]))
+    assert encoded.count(sent.detail) == 1
+    timelines = [await store.timeline(n) for n in (first, second, third)]
+    assert [[e for e in t if e.kind is not EventKind.OPENED] for t in timelines] == [
+        [sent, added], [sent], [alone, sent]]
+
+
 async def test_renewing_leases_keeps_only_the_rows_still_leased(store: Store) -> None:
     incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
     page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,

@@ -52,9 +52,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from datetime import UTC, datetime, timedelta
 from functools import partial
+from typing import TypeVar
 
 import msgspec
 
@@ -62,7 +63,7 @@ from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import StoreUnavailable
 from receiver.core.frozen import frozen
-from receiver.core.model import Incident
+from receiver.core.model import Incident, TimelineEvent
 from receiver.core.tasks import cancel
 from receiver.core.wakeup import Wakeup
 from receiver.delivery.channels import (
@@ -113,6 +114,7 @@ from receiver.telemetry.metrics import Metrics
 log = logging.getLogger(__name__)
 
 OnFailed = Callable[[int, OutboxMessage], Awaitable[None]]
+K = TypeVar("K", bound=Hashable)
 
 BATCH = 256
 UNREAD = datetime.min.replace(tzinfo=UTC)  # not read yet: the next pass asks the store
@@ -748,10 +750,10 @@ class Dispatcher:
 
         def job(part: list[Addressed]) -> Callable[[Transaction], Awaitable[None]]:
             async def run(tx: Transaction) -> None:
+                await tx.append_each(_one_each(
+                    ((row.incident_id, (row.message, row.url, row.attempts)) for row in part),
+                    lambda key: delivery_event(*key, delivery, len(rows), now)))
                 for row in part:
-                    event = delivery_event(row.message, row.url, row.attempts, delivery,
-                                           len(rows), now)
-                    await tx.append(row.incident_id, [event])
                     if row.id not in final_ids:
                         wait = backoff(settings.retry_backoff, settings.retry_max_backoff,
                                        row.attempts + 1)
@@ -893,12 +895,29 @@ async def _write_suppressed(
 ) -> None:
     """Rows not sent (a pass's verdict, or a page unwanted at its turn): the event on their
     incident's timeline, where it still exists, and the row finished."""
-    finished = []
-    for row, incident, why in suppressed:
-        if incident is not None:
-            await tx.append(row.incident_id, [suppressed_event(row, why, now)])
-        finished.append(row.id)
-    await tx.finish_outbox(finished)
+    dropped = list(suppressed)
+    rows = {(row.message, row.url): row for row, _, _ in dropped}
+    await tx.append_each(_one_each(
+        ((row.incident_id, (row.message, row.url, why))
+         for row, incident, why in dropped if incident is not None),
+        lambda key: suppressed_event(rows[key[0], key[1]], key[2], now)))
+    await tx.finish_outbox([row.id for row, _, _ in dropped])
+
+
+def _one_each(
+    keyed: Iterable[tuple[int, K]], make: Callable[[K], TimelineEvent]
+) -> list[tuple[int, TimelineEvent]]:
+    """One event to each incident, made once for each distinct key (what the event says):
+    a bundle's rows mostly say one thing to one URL, and the store encodes an event given
+    for several incidents once (Transaction.append_each)."""
+    made: dict[K, TimelineEvent] = {}
+    each = []
+    for incident_id, key in keyed:
+        event = made.get(key)
+        if event is None:
+            event = made[key] = make(key)
+        each.append((incident_id, event))
+    return each
 
 
 async def _write_changes(tx: Transaction, found: Changes, now: datetime) -> None:

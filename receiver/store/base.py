@@ -112,6 +112,12 @@ class TimelineRecords(Protocol):
 
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None: ...
 
+    async def append_each(self, events: Sequence[tuple[int, TimelineEvent]]) -> None:
+        """One event to each of several incidents, in their order, in one statement: a
+        delivery's rows each get its result, a pass's suppressed rows each the reason (a
+        storm's bundle: hundreds). An event given for several incidents is encoded once."""
+        ...
+
     async def paged_recipients(self, incident_id: int) -> list[str]:
         """Users paged for this incident so far, in the order they were first paged: a page
         recorded sent, or one in flight (leased to a send whose result is not recorded yet:

@@ -188,6 +188,29 @@ def timeline_rows(
     return rows
 
 
+def each_rows(
+    events: Sequence[tuple[int, TimelineEvent]]
+) -> list[tuple[int, int, str, str, str]]:
+    """The rows of one event to each of several incidents (TimelineRecords.append_each), in
+    their order: an event object given for several incidents (a bundle's rows share their
+    result's) is converted and encoded once, its instant too."""
+    rows: list[tuple[int, int, str, str, str]] = []
+    # By id(): `events` holds each event until the end, so no id is given again meanwhile.
+    made: dict[int, tuple[int, str, str, str]] = {}
+    at, us = None, 0
+    for incident_id, e in events:
+        if e.kind in PACKED_KINDS:
+            rows.extend(timeline_rows(incident_id, [e]))
+            continue
+        row = made.get(id(e))
+        if row is None:
+            if e.at is not at:
+                at, us = e.at, to_us(e.at)
+            row = made[id(e)] = (us, str(e.kind), e.actor, dumps(e.detail))
+        rows.append((incident_id, *row))
+    return rows
+
+
 def _unpacked(detail: Mapping[str, Any]) -> Mapping[str, Any]:
     if PACKED in detail:  # it would read back as events of its own
         raise ValueError(f"a detail of a per-alert event must not hold {PACKED!r}")

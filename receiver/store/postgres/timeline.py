@@ -4,7 +4,7 @@ jsonb: jsonb refuses a string holding NUL (\\u0000), which a summary or a label 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, EventKind, TimelineEvent
@@ -14,6 +14,7 @@ from receiver.store.codec import (
     CONTACT_DEADLINE,
     OUTBOX_ROW,
     PAGE_FATE_KINDS,
+    each_rows,
     events_from_rows,
     first_seen,
     page_fates,
@@ -36,6 +37,13 @@ class TimelineStatements(Statements):
         self._held.events.extend(
             (i, at, kind, escape(actor), detail)
             for i, at, kind, actor, detail in timeline_rows(incident_id, events)
+        )
+
+    async def append_each(self, events: Sequence[tuple[int, TimelineEvent]]) -> None:
+        """Held as append's."""
+        self._held.events.extend(
+            (i, at, kind, escape(actor), detail)
+            for i, at, kind, actor, detail in each_rows(events)
         )
 
     async def events_since(self, incident_id: int, since: datetime) -> list[TimelineEvent]:

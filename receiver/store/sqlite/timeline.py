@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from receiver.core.model import PAGE_REASONS, TimelineEvent
@@ -12,6 +12,7 @@ from receiver.store.codec import (
     CONTACT_DEADLINE,
     OUTBOX_ROW,
     PAGE_FATE_KINDS,
+    each_rows,
     events_from_rows,
     first_seen,
     page_fates,
@@ -34,6 +35,15 @@ class TimelineStatements(Statements):
     async def append(self, incident_id: int, events: Iterable[TimelineEvent]) -> None:
         # A run of per-alert events of one instant is one row (codec.timeline_rows).
         rows = timeline_rows(incident_id, events)
+        if rows:
+            self._cur.executemany(
+                "INSERT INTO timeline (incident_id, at, kind, actor, detail)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    async def append_each(self, events: Sequence[tuple[int, TimelineEvent]]) -> None:
+        rows = each_rows(events)
         if rows:
             self._cur.executemany(
                 "INSERT INTO timeline (incident_id, at, kind, actor, detail)"

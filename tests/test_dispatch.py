@@ -591,16 +591,29 @@ class FinishCountingStore(SqliteStore):
 
 
 async def test_a_big_bundles_results_are_written_a_part_at_a_time(
-    tmp_path: Path, fake_clock: FakeClock
+    tmp_path: Path, fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A storm's bundle delivers hundreds of rows: their results go in jobs of RECORD_ROWS
     rows, so that no one job holds the loop (and the webhooks batched with it) for long;
-    every row's result is on its timeline and the outbox is empty."""
+    every row's result is on its timeline and the outbox is empty. The pass that deferred
+    them wrote each deferral to the bundle's one time, and each job its finished rows, in
+    one statement over the rows' ids (SQLite's statements traced), not one a row; the
+    record's rows, which say one thing to one URL, share one event a job."""
+    made: list[int] = []
+
+    def delivery_event(*args: Any) -> TimelineEvent:
+        made.append(args[4])
+        return delivery_events.delivery_event(*args)
+
+    monkeypatch.setattr(dispatch, "delivery_event", delivery_event)
     config = make_config(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
     notifier = RecordingNotifier()
     store = FinishCountingStore(tmp_path / "ackd.db")
     store.finished = []
     await store.open()
+    assert store._writer is not None
+    statements: list[str] = []
+    store._writer.set_trace_callback(statements.append)
     dispatcher = Dispatcher(store, notifier, fake_clock, Metrics(), lambda: config)
     rig = Rig(store, fake_clock, notifier, Metrics(), config, dispatcher)
     dispatcher.start()
@@ -610,63 +623,29 @@ async def test_a_big_bundles_results_are_written_a_part_at_a_time(
         await rig.clock.jump(timedelta(seconds=1))
         ids = await rig.incidents(150, [payload(SMS)])
         await eventually(rig.settled, "the burst to be deferred")
+        leases = [s for s in statements if s.startswith("UPDATE outbox SET leased_from")]
+        deferrals = [s for s in statements if s.startswith("UPDATE outbox SET attempts")]
+        assert len(deferrals) <= len(leases) < 150
+        due = {r.next_attempt_at for r in await rig.outbox()}
+        assert due == {rig.clock.now() + timedelta(seconds=29)}
         store.finished.clear()
+        statements.clear()
+        made.clear()
         await rig.clock.jump(timedelta(seconds=29))
         await eventually(rig.settled, "the bundle")
         _, bundle = notifier.messages(SMS)
         assert bundle.title.startswith("150 incidents")
         assert store.finished == [RECORD_ROWS, RECORD_ROWS, 150 - 2 * RECORD_ROWS]
+        assert len([s for s in statements if s.startswith("DELETE FROM outbox")]) == 3
+        assert made == [150, 150, 150]  # one event a part of RECORD_ROWS rows
         for incident_id in ids:
             [sent] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
-            assert sent.detail["bundled"] == 150
+            assert (sent.detail["bundled"], sent.detail["recipient"]) == (150, "ana")
         assert await rig.outbox() == []
     finally:
+        store._writer.set_trace_callback(None)
         await dispatcher.stop(grace=WAIT)
         await store.close()
-
-
-async def test_a_storms_deferrals_and_finished_rows_are_written_a_statement_at_a_time(
-    make_rig: RigFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A storm's pass defers every page it leases but the first to their bundle's one time,
-    and a bundle's record finishes RECORD_ROWS rows a job: each is one statement over the
-    rows' ids (SQLite's statements traced), not one a row; the record's rows, which say one
-    thing to one URL, share one event a job (each incident's timeline has it). The rows are
-    deferred and sent as before."""
-    made: list[int] = []
-
-    def delivery_event(*args: Any) -> TimelineEvent:
-        made.append(args[4])
-        return delivery_events.delivery_event(*args)
-
-    monkeypatch.setattr(dispatch, "delivery_event", delivery_event)
-    rig = await make_rig(bundle_window=timedelta(seconds=30), max_hold=timedelta(minutes=1))
-    assert rig.store._writer is not None
-    statements: list[str] = []
-    rig.store._writer.set_trace_callback(statements.append)
-    await rig.incidents(1, [payload(SMS)])
-    await eventually(rig.settled, "the first page")
-    await rig.clock.jump(timedelta(seconds=1))
-    ids = await rig.incidents(150, [payload(SMS)])
-    await eventually(rig.settled, "the burst to be deferred")
-    leases = [s for s in statements if s.startswith("UPDATE outbox SET leased_from")]
-    deferrals = [s for s in statements if s.startswith("UPDATE outbox SET attempts")]
-    assert len(deferrals) <= len(leases) < 150
-    due = {r.next_attempt_at for r in await rig.outbox()}
-    assert due == {rig.clock.now() + timedelta(seconds=29)}
-    statements.clear()
-    made.clear()
-    await rig.clock.jump(timedelta(seconds=29))
-    await eventually(rig.settled, "the bundle")
-    rig.store._writer.set_trace_callback(None)
-    _, bundle = rig.sent_to(SMS)
-    assert bundle.title.startswith("150 incidents")
-    assert len([s for s in statements if s.startswith("DELETE FROM outbox")]) == 3
-    assert made == [150, 150, 150]  # one event a part of RECORD_ROWS rows
-    for incident_id in ids:
-        [sent] = await rig.events(incident_id, EventKind.NOTIFICATION_SENT)
-        assert (sent.detail["bundled"], sent.detail["recipient"]) == (150, "ana")
-    assert await rig.outbox() == []
 
 
 async def test_a_burst_of_resolutions_goes_as_one_note_then_one_bundle(

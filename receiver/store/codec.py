@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 import msgspec
 
@@ -168,18 +168,24 @@ def timeline_rows(
     head: TimelineEvent | None = None  # the first event of the run being packed
     packed: list[Mapping[str, Any]] = []  # the details of the run's later events
     at, us = None, 0
+    # A change's events share one instant, one datetime: `is` before `==` (an aware
+    # datetime's comparison asks both for their offsets), its µs converted once.
     for e in events:
         if head is not None:
-            if e.kind is head.kind and e.at == head.at and e.actor == head.actor:
-                packed.append(_unpacked(e.detail))
+            if e.kind is head.kind and (e.at is head.at or e.at == head.at) \
+                    and e.actor == head.actor:
+                if PACKED in e.detail:
+                    _refuse_packed()
+                packed.append(e.detail)
                 continue
             rows.append(_packed_row(incident_id, us, head, packed))
             head = None
-        if e.at is not at:  # a change's events share one instant: convert it once
+        if e.at is not at:
             at, us = e.at, to_us(e.at)
         if e.kind in PACKED_KINDS:
+            if PACKED in e.detail:
+                _refuse_packed()
             head, packed = e, []
-            _unpacked(e.detail)
             continue
         # str(): the StrEnum's value, without `.value`'s descriptor (see write_alerts).
         rows.append((incident_id, us, str(e.kind), e.actor, dumps(e.detail)))
@@ -211,10 +217,9 @@ def each_rows(
     return rows
 
 
-def _unpacked(detail: Mapping[str, Any]) -> Mapping[str, Any]:
-    if PACKED in detail:  # it would read back as events of its own
-        raise ValueError(f"a detail of a per-alert event must not hold {PACKED!r}")
-    return detail
+def _refuse_packed() -> NoReturn:
+    # A per-alert event's detail holding PACKED would read back as events of its own.
+    raise ValueError(f"a detail of a per-alert event must not hold {PACKED!r}")
 
 
 def _packed_row(

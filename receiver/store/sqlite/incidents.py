@@ -31,6 +31,7 @@ from receiver.store.records import IncidentBrief, NewIncident
 from receiver.store.sqlite.statements import Statements
 
 _RESOLVED = IncidentState.RESOLVED.value
+_TRIGGERED = IncidentState.TRIGGERED.value
 # Bound where a column is to be NULL, in a statement that reads it through `nullif(?, '')`
 # (write_alerts): never a value of those columns (an integer time, a JSON object's text).
 NO_VALUE = ""
@@ -118,7 +119,7 @@ class IncidentStatements(Statements):
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 new.group_key, new.route_id, new.team, new.severity, new.policy,
-                dumps(new.group_labels), IncidentState.TRIGGERED.value, at, at, previous_id,
+                dumps(new.group_labels), _TRIGGERED, at, at, previous_id,
                 new.truncated_alerts, new.external_url, new.summary,
             ),
         )
@@ -137,7 +138,9 @@ class IncidentStatements(Statements):
         return incident_id
 
     async def incident(self, incident_id: int) -> Incident:
-        found = await self.find_incident(incident_id)
+        # As the batch knows it, mostly (a webhook reads its incident after each step): a
+        # coroutine fewer than asking find_incident.
+        found = self._incidents.get(incident_id) or await self.find_incident(incident_id)
         if found is None:
             raise NotFound(f"incident {incident_id} does not exist")
         return found

@@ -99,13 +99,11 @@ def _rejected(exc: PayloadError) -> tuple[str, web.Response]:
 def _refuse_early(
     request: web.Request, s: Services, limit: int, encoding: str
 ) -> tuple[str, web.Response] | None:
-    if s.config.webhook_auth.required:
-        refusal = _authenticate(request, s)
-        if refusal is not None:
-            return refusal
+    if not webhook_allowed(request, s.config.webhook_auth):
+        return _refuse_credentials(request, s)
     if not s.ready or s.draining:
         return "unavailable", error(503, "not ready")
-    if request.content_length is not None and request.content_length > limit:
+    if (length := request.content_length) is not None and length > limit:
         return "too_large", error(413, f"body exceeds {limit} bytes", "body")
     if not supported(encoding):
         refused = error(415, f"cannot read a body encoded {encoding!r}: send it as it is, or"
@@ -115,9 +113,8 @@ def _refuse_early(
     return None
 
 
-def _authenticate(request: web.Request, s: Services) -> tuple[str, web.Response] | None:
-    if webhook_allowed(request, s.config.webhook_auth):
-        return None  # valid credentials are never throttled, whoever shares the address
+def _refuse_credentials(request: web.Request, s: Services) -> tuple[str, web.Response]:
+    # Valid credentials are never throttled, whoever shares the address: only failures.
     throttle = request.app[THROTTLE]
     client = request.remote or "unknown"
     wait = throttle.retry_after(client)

@@ -8,6 +8,7 @@ import asyncio
 import json
 import logging
 import os
+import queue
 import re
 import signal
 import sys
@@ -27,7 +28,7 @@ from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
 from receiver.app.daemon import Daemon
 from receiver.cli import remote
-from receiver.cli.local import _logging_off_the_loop
+from receiver.cli.local import _Handoff, _logging_off_the_loop
 from receiver.config import build as config_module
 from receiver.config.model import Config
 from receiver.core.errors import StoreUnavailable
@@ -952,3 +953,15 @@ def test_the_daemons_records_skip_only_what_no_format_prints() -> None:
     assert json.loads(JsonFormatter().format(record))["incident"] == 7
     assert (logging._srcfile, logging.logThreads, logging.logProcesses,
             logging.logMultiprocessing) == switches
+
+
+def test_the_log_handoff_queues_only_what_its_filters_pass() -> None:
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    handoff = _Handoff(records)
+    handoff.addFilter(lambda record: record.levelno >= logging.WARNING)
+    info, warning = (logging.LogRecord("ackd.test", level, "", 0, "line", (), None)
+                     for level in (logging.INFO, logging.WARNING))
+    assert handoff.handle(info) is False
+    assert handoff.handle(warning) is True
+    assert records.get_nowait() is warning
+    assert records.empty()

@@ -1133,6 +1133,30 @@ async def test_deferred_rows_wait_for_their_time_unattempted_and_finished_ones_l
         (a.id, 0, later), (b.id, 0, later), (c.id, 0, later)]  # ...no longer counted
 
 
+async def test_a_bundle_pulled_earlier_moves_the_rows_already_waiting_for_it(
+    store: Store,
+) -> None:
+    """A high-urgency page joins a pending bundle and caps its time (noise.py's rule 3): the
+    pass defers the page and the rows already waiting for the bundle (not leased: a pass
+    before deferred them) to the earlier time in one write, so they all go out together."""
+    incident_id = await store.write(lambda tx: tx.insert_incident(new_incident(), None))
+    page = OutboxMessage(recipient="ana", recipient_kind="user", contact=0,
+                         reason=MessageReason.TRIGGERED, step=0)
+    await store.write(lambda tx: tx.enqueue(incident_id, [page] * 2, NOW))
+    [(a, _), (b, _)] = await store.lease_due_notifications(NOW, 10)
+    bundle = NOW + timedelta(seconds=30)
+    await store.write(lambda tx: tx.defer_outbox([a.id, b.id], bundle))  # waiting, unleased
+    urgent_at = NOW + timedelta(seconds=1)
+    await store.write(lambda tx: tx.enqueue(incident_id, [page], urgent_at))
+    [(c, _)] = await store.lease_due_notifications(urgent_at, 10)
+    capped = urgent_at + timedelta(seconds=5)
+    await store.write(lambda tx: tx.defer_outbox([a.id, b.id, c.id], capped))
+    assert await store.due_notifications(capped - timedelta(microseconds=1)) == []
+    due = [row for row, _ in await store.due_notifications(capped)]
+    assert [(r.id, r.attempts, r.next_attempt_at) for r in due] == [
+        (a.id, 0, capped), (b.id, 0, capped), (c.id, 0, capped)]
+
+
 async def test_a_lease_converts_each_distinct_time_of_its_rows_once(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,7 +69,11 @@ _CANCELLED = (
     " WHERE deadlines.incident_id = c.incident_id AND deadlines.kind = c.kind)"
 )
 # As OutboxStatements.retry_outbox: only a lease this replica holds (a lease that lapsed and
-# another replica took is that replica's, and so is the row's result). The attempts go as a
+# another replica took is that replica's, and so is the row's result); and, for a deferral (no
+# attempt counted: defer_outbox), a row no one leases that was never attempted: a row already
+# waiting for a bundle whose time a high-urgency page pulled earlier (noise.py's rule 3, its
+# `reschedule`) is moved with it, as on SQLite (the pass holds the URL's history locked, and a
+# waiting row is not due, so no other replica takes it meanwhile). The attempts go as a
 # bigint[] (the column is an integer: assigned, it is cast): asyncpg knows the codecs of
 # bigint[] and text[] on every connection, not that of integer[], which it asked each pool
 # connection's server for before the first reschedule it sent (its type introspection, about
@@ -78,7 +82,8 @@ _RESCHEDULED = (
     "held_rescheduled AS (UPDATE outbox SET attempts = r.attempts,"
     " next_attempt_at = r.next_attempt_at, leased_from = NULL, leased_by = NULL"
     " FROM unnest((SELECT {}::bigint[]), (SELECT {}::bigint[]), (SELECT {}::bigint[]))"
-    " AS r(id, attempts, next_attempt_at) WHERE outbox.id = r.id AND outbox.leased_by = {})"
+    " AS r(id, attempts, next_attempt_at) WHERE outbox.id = r.id AND (outbox.leased_by = {}"
+    " OR (r.attempts = 0 AND outbox.leased_from IS NULL AND outbox.attempts = 0)))"
 )
 
 

@@ -116,7 +116,9 @@ class OutboxStatements(Statements):
         self._held.reschedule(outbox_id, attempts, to_us(next_at))
 
     async def defer_outbox(self, outbox_ids: Sequence[int], until: datetime) -> None:
-        """Held as retry_outbox, with no attempt counted."""
+        """Held as retry_outbox, with no attempt counted; a row no one leases and never
+        attempted is moved too (one already waiting for the bundle whose time a high-urgency
+        page pulled earlier: noise.py's `reschedule`), as on SQLite (held.py)."""
         self._held.replica = self.replica
         at = to_us(until)
         for outbox_id in outbox_ids:

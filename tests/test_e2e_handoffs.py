@@ -10,6 +10,7 @@ this process's loop took more than the bound by themselves."""
 from __future__ import annotations
 
 import sqlite3
+import time
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,21 +51,26 @@ async def test_the_incoming_person_gets_the_notice_at_the_handoff(
         await wait_until(lambda: _paged(sink), 30, "the page")
         paged = next(r.received_at for r in sink.requests if not _notice(r))
         await wait_until(lambda: _notices_after(sink, paged, 1), SHIFT + 5, "a notice")
-        ackd.stop()  # between handoffs: what went out is not sent again
+        down = time.time()
+        ackd.stop()  # what went out is not sent again
         await ackd.start_ready()
+        up = time.time()
         await wait_until(lambda: _notices_after(sink, paged, 3), 2 * SHIFT + 5, "two more")
     finally:
         am.stop()
         ackd.stop()
 
     # What ackd sent, by its record: one row per handoff (none twice), each on the SHIFT grid,
-    # taken within 1.5 s of its moment, for the person whose shift begins then.
+    # taken within 1.5 s of its moment, for the person whose shift begins then. A handoff
+    # that came while ackd was down (a restart slower than SHIFT, on a loaded machine) is
+    # taken as it starts again: within 1.5 s of its being ready.
     sent = _sent_notices(tmp_path / "data" / config_module.load(config).db_file)
     begun = int(start.timestamp()) * US
     for at, user, sent_at in sent:
         index, offset = divmod(at - begun, SHIFT * US)
         assert offset == 0, (at, begun)
-        assert 0 <= sent_at - at < 1.5 * US, ((sent_at - at) / US, user)
+        due = int(up * US) if down * US <= at <= up * US else at
+        assert at <= sent_at < due + 1.5 * US, ((sent_at - at) / US, user)
         assert user == ("ana", "bo")[index % 2]
     # The sink got exactly those, in order, each after its handoff; those after the page
     # list the open incident.

@@ -18,9 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-import asyncpg
-
-from receiver.store.codec import decode_message, encode_message, from_us, to_us
+from receiver.store.codec import encode_message, outbox_rows, to_us
 from receiver.store.postgres.statements import Statements
 from receiver.store.records import OutboxMessage, OutboxRow
 
@@ -55,7 +53,7 @@ class OutboxStatements(Statements):
             " WHERE next_attempt_at <= $1 ORDER BY next_attempt_at, id LIMIT $2",
             to_us(now), limit,
         )
-        return _outbox_rows(rows)
+        return outbox_rows(rows)
 
     async def lease_due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
         """Take the rows due by `now`, oldest first, that no other replica is taking, and
@@ -69,7 +67,7 @@ class OutboxStatements(Statements):
             to_us(now + LEASE), to_us(now), limit, self.replica,
         )
         rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
-        return _outbox_rows(rows)
+        return outbox_rows(rows)
 
     async def release_outbox(self, outbox_id: int, due: datetime) -> None:
         """End this replica's lease without a result: the row is due again at `due`. A lease
@@ -123,21 +121,3 @@ class OutboxStatements(Statements):
         at = to_us(until)
         for outbox_id in outbox_ids:
             self._held.reschedule(outbox_id, 0, at)
-
-
-def _outbox_rows(rows: Iterable[asyncpg.Record]) -> list[OutboxRow]:
-    """The rows read, each distinct time converted once (as SQLite's: a fresh row falls due
-    as it is made, the rows deferred to one bundle at its one time)."""
-    times: dict[int, datetime] = {}
-    found = []
-    for r in rows:
-        created = times.get(r[2]) or times.setdefault(r[2], from_us(r[2]))
-        due = times.get(r[5]) or times.setdefault(r[5], from_us(r[5]))
-        message = decode_message(r[3])
-        if isinstance(message, str):
-            found.append(OutboxRow(int(r[0]), int(r[1]), created, None, int(r[4]), due,
-                                   unreadable=message, gated=bool(r[6])))
-        else:
-            found.append(OutboxRow(int(r[0]), int(r[1]), created, message, int(r[4]), due,
-                                   gated=bool(r[6])))
-    return found

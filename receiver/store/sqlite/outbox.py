@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
 
-from receiver.store.codec import decode_message, encode_message, from_us, to_us
+from receiver.store.codec import decode_message, encode_message, outbox_rows, to_us
 from receiver.store.records import OutboxMessage, OutboxRow
 from receiver.store.sqlite.statements import Statements
 
@@ -36,7 +35,7 @@ class OutboxStatements(Statements):
             " WHERE next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?",
             (to_us(now), limit),
         )
-        return _outbox_rows(rows)
+        return outbox_rows(rows, _decoded)
 
     async def lease_due_outbox(self, now: datetime, limit: int) -> list[OutboxRow]:
         """Take the rows due by `now`, oldest first, and lease them: until their result is
@@ -49,7 +48,7 @@ class OutboxStatements(Statements):
             (LEASED, to_us(now), limit),
         )
         rows.sort(key=lambda r: (r[5], r[0]))  # RETURNING promises no order
-        return _outbox_rows(rows)
+        return outbox_rows(rows, _decoded)
 
     async def release_outbox(self, outbox_id: int, due: datetime) -> None:
         """End a lease without a result: the row is due again at `due`."""
@@ -110,23 +109,3 @@ def _ids(outbox_ids: Sequence[int]) -> str:
 # row's, not the payload's), and each is leased two or three times (deferred to its bundle,
 # then sent). The message is a frozen value; the texts held are a few hundred bytes each.
 _decoded = lru_cache(maxsize=256)(decode_message)
-
-
-def _outbox_rows(rows: Iterable[Sequence[Any]]) -> list[OutboxRow]:
-    """The rows read, each distinct time converted once (a conversion is about 4,000
-    instructions): a fresh row falls due as it is made, and the rows deferred to one bundle
-    fall due at its one time, so a storm's lease holds about one distinct time a row, not
-    two."""
-    times: dict[int, datetime] = {}
-    found = []
-    for r in rows:
-        created = times.get(r[2]) or times.setdefault(r[2], from_us(r[2]))
-        due = times.get(r[5]) or times.setdefault(r[5], from_us(r[5]))
-        message = _decoded(r[3])
-        if isinstance(message, str):
-            found.append(OutboxRow(int(r[0]), int(r[1]), created, None, int(r[4]), due,
-                                   unreadable=message, gated=bool(r[6])))
-        else:
-            found.append(OutboxRow(int(r[0]), int(r[1]), created, message, int(r[4]), due,
-                                   gated=bool(r[6])))
-    return found

@@ -13,6 +13,7 @@ PostgreSQL skips locally and fails under CI=true, where .ci/run installs Debian'
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import glob
 import itertools
@@ -22,7 +23,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,3 +188,26 @@ async def pg_dsn(pg_cluster: Cluster) -> AsyncIterator[str]:
     """A DSN of a new, empty database of the session's cluster, dropped after the test."""
     async with fresh_database(pg_cluster) as dsn:
         yield dsn
+
+
+def record_writer_statements(
+    monkeypatch: pytest.MonkeyPatch, methods: tuple[str, ...] = ("fetch", "execute")
+) -> list[str]:
+    """The statements the PostgreSQL store's writer tasks (`ackd-pg-writer...`) send through
+    these asyncpg.Connection methods from now on, in order, as the list returned; the
+    replicas' other statements (timers, leases, the dispatcher's own) are not recorded."""
+    sent: list[str] = []
+
+    def recorded(method: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[object]]:
+        async def recording(conn: asyncpg.Connection, query: str, *args: object,
+                            **kwargs: object) -> object:
+            task = asyncio.current_task()
+            if task is not None and task.get_name().startswith("ackd-pg-writer"):
+                sent.append(query)
+            return await method(conn, query, *args, **kwargs)
+
+        return recording
+
+    for name in methods:
+        monkeypatch.setattr(asyncpg.Connection, name, recorded(getattr(asyncpg.Connection, name)))
+    return sent

@@ -39,6 +39,7 @@ from receiver.store.base import Store
 from receiver.store.postgres.store import RETRIES, PostgresStore
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import write_config
+from tests.pgcluster import record_writer_statements
 from tests.test_api import LABELS, Api, start_api
 from tests.test_cadence import SEVERITIES as CADENCE_SEVERITIES
 from tests.test_store import NOW, corrupt_page, filled, new_incident
@@ -269,20 +270,7 @@ async def test_a_postgres_jobs_held_writes_go_with_the_next_jobs_read_of_another
     its group carries them when they touch nothing that read reads (another group's incident:
     the read sees the snapshot before them), one round trip for both. A read of the group
     whose incident they change goes after them, and sees them."""
-    sent: list[str] = []
-
-    def recorded(method: Callable[..., Awaitable[object]]) -> Callable[..., Awaitable[object]]:
-        async def recording(conn: asyncpg.Connection, query: str, *args: object,
-                            **kwargs: object) -> object:
-            task = asyncio.current_task()
-            if task is not None and task.get_name().startswith("ackd-pg-writer"):
-                sent.append(query)
-            return await method(conn, query, *args, **kwargs)
-
-        return recording
-
-    for name in ("fetch", "execute"):
-        monkeypatch.setattr(asyncpg.Connection, name, recorded(getattr(asyncpg.Connection, name)))
+    sent = record_writer_statements(monkeypatch)
     opened: list[int] = []
 
     async def opens_a(tx: Transaction) -> int:

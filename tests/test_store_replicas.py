@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -56,7 +55,7 @@ from receiver.store.records import (
 from receiver.telemetry.metrics import Metrics
 from receiver.testing import FakeClock, RecordingNotifier
 from tests.harness import wait_until, write_config
-from tests.pgcluster import start_cluster
+from tests.pgcluster import record_writer_statements, start_cluster
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parent.parent
@@ -196,17 +195,6 @@ async def test_a_webhook_that_opens_a_group_and_one_that_resolves_it_send_what_t
     loaded = replace(config_module.load(path), listen_port=0, data_dir=tmp_path / "data")
     daemon = Daemon(loaded, clock=FakeClock(NOW), notifier=RecordingNotifier())
     await daemon.start()
-    sent: list[str] = []
-
-    def recorded(method: Callable[..., Any]) -> Callable[..., Any]:
-        async def recording(conn: asyncpg.Connection, query: str, *args: object,
-                            **kwargs: object) -> object:
-            task = asyncio.current_task()
-            if task is not None and task.get_name().startswith("ackd-pg-writer"):
-                sent.append(query)
-            return await method(conn, query, *args, **kwargs)
-
-        return recording
 
     def heads() -> list[str]:
         """Each statement as the writes it carries and what it is, in order."""
@@ -219,9 +207,7 @@ async def test_a_webhook_that_opens_a_group_and_one_that_resolves_it_send_what_t
     try:
         await daemon.dispatcher.stop()
         await daemon.responder.scheduler.stop()
-        for name in ("fetch", "fetchval", "execute"):
-            monkeypatch.setattr(asyncpg.Connection, name,
-                                recorded(getattr(asyncpg.Connection, name)))
+        sent = record_writer_statements(monkeypatch, ("fetch", "fetchval", "execute"))
         labels = {"alertname": "Disk", "cluster": "a"}
         alert = Alert(fingerprint_of(labels), AlertStatus.FIRING, labels, {},
                       NOW - timedelta(minutes=5), None)

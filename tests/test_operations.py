@@ -13,7 +13,7 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +26,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from receiver import __version__
 from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.app import daemon as daemon_module
 from receiver.app.daemon import Daemon
 from receiver.cli import remote
 from receiver.cli.local import _Handoff, _logging_off_the_loop
@@ -228,9 +229,10 @@ async def test_a_reload_of_the_same_file_says_nothing_changed(api: Api) -> None:
     assert body == {"status": "reloaded", "changed": False,
                     "config_hash": {"before": digest, "after": digest},
                     "warnings": [], "file_checks": {"status": "checked"},
-                    "open_incidents": {"status": "unchanged", "message": (
-                        "the file is the running config: nothing was swapped in, and the"
-                        " open incidents were not looked at again")}}
+                    "open_incidents": {"status": "checked", "message": (
+                        "the file is the running config: nothing was swapped in; what the"
+                        " look at the open incidents found when ackd started with it is in"
+                        " `warnings`")}}
     jsonschema.validate(body, SCHEMAS["Reloaded"])
     # The hash is the one /metrics shows (its first 48 bits).
     assert sample(await scrape(api), "ackd_config_hash") == float(int(digest[:12], 16))
@@ -260,7 +262,7 @@ async def test_a_reload_of_the_same_file_swaps_nothing_in_and_nothing_reacts(
 
     status, body = await api.call("POST", "/-/reload")
     assert (status, body["changed"], body["open_incidents"]["status"]) == (200, False,
-                                                                           "unchanged")
+                                                                           "checked")
     assert api.daemon.reload()  # SIGHUP's: the file took, as it was
     await asyncio.gather(*api.daemon._tasks)  # the file's checks, nothing else
     assert api.daemon.config is running
@@ -448,6 +450,161 @@ async def test_the_files_warnings_are_logged_at_start_as_a_reload_logs_them(
         await daemon.stop()
 
 
+async def _served(
+    directory: Path, edit: Callable[[str], str] = lambda text: text,
+    before: Callable[[Daemon], object] = lambda daemon: None,
+) -> Api:
+    """A daemon started as `ackd serve` starts one: from its file, which it reloads, and the
+    document the file was read into, whose warnings the start checks. `edit` changes the
+    test's file first, `before` the daemon before it starts; the store is the directory's,
+    kept across daemons."""
+    daemon, notifier, clock = _built(directory, edit)
+    before(daemon)
+    await daemon.start()
+    return Api(daemon, notifier, clock)
+
+
+def _built(
+    directory: Path, edit: Callable[[str], str]
+) -> tuple[Daemon, RecordingNotifier, FakeClock]:
+    directory.mkdir(exist_ok=True)
+    path = write_config(directory / "ackd.yaml", "127.0.0.1:9", step_delay="5m")
+    path.write_text(edit(path.read_text()))
+    located, loaded = config_module.load_located(path)
+    clock, notifier = FakeClock(), RecordingNotifier()
+    daemon = Daemon(replace(loaded, listen_port=0, data_dir=directory / "data"), clock=clock,
+                    notifier=notifier, config_path=path, source=located)
+    return daemon, notifier, clock
+
+
+async def _open_one(directory: Path) -> int:
+    """An incident opened under the test's file, left open in the directory's store."""
+    first = await _served(directory)
+    try:
+        number = await first.fire()
+        await first.settle()
+    finally:
+        await first.daemon.stop()
+    return number
+
+
+async def test_before_any_reload_get_reload_gives_what_the_start_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The start runs a reload's checks (the file's own, the look at the open incidents) and
+    ackd_config_warnings counts what they find, but GET /-/reload answered 404 until a
+    reload took and `ackd reload --status` said nothing was reloaded: what the last check of
+    the running config found was in the log alone. It gives the start's checks, said to be
+    the start's (`started`), and an unchanged reload gives the start's look as its own."""
+    number = await _open_one(tmp_path)
+    api = await _served(tmp_path, _renamed_without_payments_route)
+    try:
+        await asyncio.gather(*api.daemon._tasks)
+        digest = api.daemon.config.published_digest()
+        started = await _answered(api, "GET")
+        assert {k: v for k, v in started.items() if k != "warnings"} == {
+            "status": "started", "changed": False,
+            "config_hash": {"before": digest, "after": digest},
+            "file_checks": {"status": "checked"}, "open_incidents": {"status": "checked"},
+            "at": api.clock.now().isoformat()}
+        found = sorted(w["kind"] for w in started["warnings"])
+        assert found == ["config_regrouped", "config_unreached", "unrouted_team"]
+        metrics = await scrape(api)
+        assert [sample(metrics, "ackd_config_warnings", kind=kind) for kind in found] == [1.0] * 3
+        asked = argparse.Namespace(url=api.url, token=API_TOKEN, status=True)
+        code = await asyncio.to_thread(remote.reload, asked)
+        out, err = capsys.readouterr()
+        assert (code, out) == (0, f"no reload since ackd started at {started['at']}, config"
+                                  f" hash {digest[:12]}, 3 warning(s)\n")
+        assert f"(#{number})" in err
+        assert "teams[0].name: warning: no route leads" in err
+
+        unchanged = await _answered(api)
+        assert (unchanged["status"], unchanged["changed"]) == ("reloaded", False)
+        assert unchanged["open_incidents"] == {"status": "checked", "message": (
+            "the file is the running config: nothing was swapped in; what the look at the"
+            " open incidents found when ackd started with it is in `warnings`")}
+        assert sorted(w["kind"] for w in unchanged["warnings"]) == found
+    finally:
+        await api.daemon.stop()
+
+
+async def test_a_start_look_past_its_limit_is_skipped_and_the_next_reload_looks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Past START_LOOK_LIMIT open incidents the start does not look at them, and its log line
+    says a reload does; the look was recorded `checked`, as if it had found nothing, and a
+    reload of the same file did not look either. It is `skipped`, saying why, and the next
+    reload looks, an unchanged file's too."""
+    number = await _open_one(tmp_path)
+    monkeypatch.setattr(daemon_module, "START_LOOK_LIMIT", 0)
+    caplog.set_level(logging.INFO)
+    api = await _served(tmp_path, _renamed_without_payments_route)
+    try:
+        await asyncio.gather(*api.daemon._tasks)
+        why = ("1 open incident(s) at start, more than the 0 the start looks at: the next"
+               " reload (SIGHUP, ackd reload) looks at them")
+        started = await _answered(api, "GET")
+        assert started["open_incidents"] == {"status": "skipped", "message": why}
+        assert [w["kind"] for w in started["warnings"]] == ["unrouted_team"]  # the file's
+        assert [(r.levelname, r.getMessage()) for r in caplog.records
+                if getattr(r, "event", "") == "config_look_skipped"] == [
+            ("INFO", "not looking at what the config does to the open incidents: " + why)]
+
+        unchanged = await _answered(api)
+        assert unchanged["changed"] is False
+        assert [r.getMessage() for r in caplog.records
+                if getattr(r, "event", "") == "config_unchanged"] == [
+            f"configuration reloaded from {api.daemon.config_path}: unchanged (config hash"
+            f" {unchanged['config_hash']['after'][:12]}), the running config is kept; the"
+            " start did not look at the open incidents, this reload does"]
+        await asyncio.gather(*api.daemon._tasks)
+        looked = await _answered(api, "GET")
+        assert looked["open_incidents"]["status"] == "checked"
+        assert sorted(w["kind"] for w in looked["warnings"]) == [
+            "config_regrouped", "config_unreached", "unrouted_team"]
+        assert any(f"(#{number})" in w["message"] for w in looked["warnings"])
+        assert sample(await scrape(api), "ackd_config_warnings",
+                      kind="config_unreached") == 1.0
+    finally:
+        await api.daemon.stop()
+
+
+async def test_a_reload_behind_the_starts_look_says_the_start_began_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A changed reload while the start's look still runs waits for it; its answer said the
+    look it waits for was "begun by an earlier reload"."""
+    release = asyncio.Event()
+
+    def hold(daemon: Daemon) -> None:
+        read = daemon.store.open_firing_alerts
+
+        async def held() -> list[tuple[int, str, dict[str, str]]]:
+            await release.wait()
+            return await read()
+
+        monkeypatch.setattr(daemon.store, "open_firing_alerts", held)
+
+    monkeypatch.setattr(health, "REPLY_WAIT", 0.05)
+    api = await _served(tmp_path, before=hold)
+    try:
+        started = api.daemon.config.published_digest()
+        path = api.daemon.config_path
+        assert isinstance(path, Path)
+        path.write_text(path.read_text() + "# edited\n")
+        body = await _answered(api)
+        assert body["open_incidents"] == {"status": "running", "message": (
+            f"the look under config hash {started[:12]}, begun when ackd started, was still"
+            " running at this reload: the look under this config follows it; what it finds"
+            " goes to the log as WARNING lines, to GET /-/reload (ackd reload --status) and"
+            " to ackd_config_warnings")}
+    finally:
+        release.set()
+        await asyncio.gather(*api.daemon._tasks)
+        await api.daemon.stop()
+
+
 def _slow_look(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> tuple[asyncio.Event, list[str]]:
@@ -523,7 +680,7 @@ async def test_a_reload_answers_within_its_bound_while_the_files_checks_run(
     is logged, GET /-/reload (and `ackd reload --status`) gives it and
     ackd_config_warnings counts it."""
     status, body = await api.call("GET", "/-/reload")
-    assert (status, body) == (404, {"error": "no reload has taken since ackd started"})
+    assert (status, body["status"]) == (200, "started")  # no reload yet: the start's checks
     number = await api.fire()
     await api.settle()
     monkeypatch.setattr(health, "REPLY_WAIT", 0.05)

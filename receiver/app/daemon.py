@@ -29,7 +29,7 @@ from receiver.app import hangups
 from receiver.app.sdnotify import SystemdNotify
 from receiver.app.stores import OPEN_ERRORS, STORES, reason
 from receiver.config import build
-from receiver.config.coordinator import Coordinator, Looked, Reloaded, ReloadWarning
+from receiver.config.coordinator import Asker, Coordinator, Looked, Reloaded, ReloadWarning
 from receiver.config.model import Config, example_secrets_in_use
 from receiver.config.yamlsource import Located
 from receiver.core.clock import Clock, SystemClock
@@ -317,7 +317,9 @@ class Daemon:
         # (_look_at_open), and the digest of the one running.
         self._looking = asyncio.Lock()
         self._looking_at: str | None = None
-        # The last reload that took, for GET /-/reload (web/health.py).
+        self._looking_by: Asker = "start"
+        # The last reload that took, else the start's checks, for GET /-/reload
+        # (web/health.py).
         self.reloaded: Reloaded | None = None
         self._warned: dict[str, Counter[str]] = {}
 
@@ -382,11 +384,15 @@ class Daemon:
         self.port = _bound_port(self._runner)
         self.services.ready = True
         # What check-config warns of, logged as a reload logs it; and the file may have
-        # changed while ackd was down.
+        # changed while ackd was down. GET /-/reload gives them until a reload takes: what
+        # the last check of the running config found, which ackd_config_warnings counts.
         located, self._loaded = self._loaded, None
-        if located is not None:
-            self._background(self._check_file(self.config, located))
-        self._background(self._look_at_open(self.config, at_start=True))
+        checks = (None if located is None
+                  else self._background(self._check_file(self.config, located)))
+        digest = self.config.published_digest()
+        look = self._background(self._look_at_open(self.config, at_start=True))
+        self.reloaded = Reloaded(digest, digest, checks, look, at=self.clock.now(),
+                                 by="start", look_by="start")
         # Everything built at start lives as long as the daemon: keep it out of the garbage
         # collector's full passes, which otherwise stall every connection at once (~40 ms).
         gc.freeze()
@@ -421,8 +427,8 @@ class Daemon:
         100,000 open incidents they take seconds, which held /-/ready (12.7 s against 1.9 s)
         and the overdue steps behind them. At start, only up to START_LOOK_LIMIT open
         incidents: past it, even in the background, the look cost 500 MiB of RSS and made
-        100,000 overdue steps seconds late (bench/run.py's restart and timer legs); a reload
-        then looks.
+        100,000 overdue steps seconds late (bench/run.py's restart and timer legs): the look
+        is `skipped`, and the next reload looks (an unchanged file's too, try_reload).
 
         One look at a time (`_looking`): a reload while a look runs swaps its config in at
         once, and its look follows the running one's (a thread cannot be stopped, and two
@@ -438,6 +444,7 @@ class Daemon:
                          extra=fields("config_look_superseded"))
                 return Looked("superseded")
             self._looking_at = config.published_digest()
+            self._looking_by = "start" if at_start else "reload"
             try:
                 return await self._look(config, at_start)
             finally:
@@ -448,10 +455,12 @@ class Daemon:
             if at_start:
                 count = sum(n for *_, n in await self.store.count_open())
                 if count > START_LOOK_LIMIT:
-                    log.info("not looking at %d open incidents at start for what the config"
-                             " does to them (more than %d): a reload (SIGHUP) does",
-                             count, START_LOOK_LIMIT)
-                    return Looked("checked")
+                    why = (f"{count} open incident(s) at start, more than the"
+                           f" {START_LOOK_LIMIT} the start looks at: the next reload (SIGHUP,"
+                           " ackd reload) looks at them")
+                    log.info("not looking at what the config does to the open incidents: %s",
+                             why, extra=fields("config_look_skipped"))
+                    return Looked("skipped", why=why)
             escalations = await self.store.open_escalations()
             alerts = await self.store.open_firing_alerts()
             contacts = await self.store.open_contacts()
@@ -559,8 +568,9 @@ class Daemon:
         Reloaded): the file's warnings, and what it does to the open incidents (in the
         background: with 100,000 open incidents that takes seconds), both logged. A file
         whose published digest is the running config's is not swapped in and the open
-        incidents are not looked at again, but its own warnings are given as check-config
-        would give them now: a coverage gap of a schedule comes nearer as time passes."""
+        incidents are not looked at again (unless the start skipped its look: _look), but its
+        own warnings are given as check-config would give them now: a coverage gap of a
+        schedule comes nearer as time passes."""
         path = path if path is not None else self.config_path
         before = self.config.published_digest()
         # systemd hears of reloads between READY=1 and STOPPING=1 only.
@@ -576,30 +586,30 @@ class Daemon:
         after = self.config.published_digest()
         self.metrics.config_loaded(refused is None, self.clock.now().timestamp(), after)
         config, located, self._loaded = self.config, self._loaded, None
-        if refused is not None:
-            log.error("reload refused, keeping the running config:\n%s", refused)
-        elif after == before:
-            log.info("configuration reloaded from %s: unchanged (config hash %s), the running"
-                     " config is kept and the open incidents are not looked at again", path,
-                     after[:12], extra=fields("config_unchanged"))
-        else:
-            log.info("configuration reloaded from %s: changed (config hash %s -> %s)", path,
-                     before[:12], after[:12], extra=fields("config_changed"))
+        previous = self.reloaded
+        # The running config's look, the reload's that swapped it in or the start's: an
+        # unchanged reload's own (none when ackd ran outside its loop, in a test)
+        look, look_by = ((previous.look, previous.look_by)
+                         if previous is not None and previous.after == after
+                         else (None, "reload"))
+        _log_reload(path, refused, before, after, _skipped(look))
         outcome = "configuration reloaded" if refused is None else "reload refused, see the log"
         if running:
             self.systemd.ready(f"{self._status}; {outcome}")
         if refused is not None:
             return refused
         checks = self._background(self._check_file(config, located))
-        behind, previous = self._looking_at, self.reloaded
+        behind, behind_by = self._looking_at, self._looking_by
         if after == before:  # the running config, not swapped in (config.coordinator): the
             # file's text is the running one's, so its warnings are the running config's;
-            # the open incidents' are those of the look the reload that swapped it in began,
-            # running or done (ackd_config_warnings counts them until another look ends):
-            # an unchanged reload must not hide them from GET /-/reload
-            look = (previous.look if previous is not None and previous.after == after
-                    else None)
-            self.reloaded = Reloaded(before, after, checks, look, at=self.clock.now())
+            # the open incidents' are those of the look the reload that swapped it in (or
+            # the start) began, running or done (ackd_config_warnings counts them until
+            # another look ends): an unchanged reload must not hide them from GET /-/reload
+            if _skipped(look):  # the start did not look (too many open incidents): its log
+                # line and answer said the next reload would
+                look, look_by = self._background(self._look_at_open(config)), "reload"
+            self.reloaded = Reloaded(before, after, checks, look, at=self.clock.now(),
+                                     look_by=look_by)
         else:
             if behind is not None:
                 log.info("configuration %s swapped in while the look at the open incidents"
@@ -607,7 +617,8 @@ class Daemon:
                          behind[:12], extra=fields("config_look_queued"))
             self.reloaded = Reloaded(before, after, checks,
                                      self._background(self._look_at_open(config)),
-                                     behind=behind, at=self.clock.now())
+                                     behind=behind, at=self.clock.now(),
+                                     behind_by=behind_by)
         return self.reloaded
 
     def _load(self, path: str | Path) -> Config:
@@ -630,6 +641,32 @@ class Daemon:
             raise ConfigError([ConfigProblem(str(path), None, "(secrets)", refused)])
         self._loaded = located  # for the reload's warnings (try_reload), the lines it read
         return kept
+
+
+def _log_reload(
+    path: str | Path | None, refused: ConfigError | None, before: str, after: str,
+    skipped: bool,
+) -> None:
+    """A reload's log line; `skipped`: the running config's look was the start's, skipped."""
+    if refused is not None:
+        log.error("reload refused, keeping the running config:\n%s", refused)
+    elif after == before and skipped:
+        log.info("configuration reloaded from %s: unchanged (config hash %s), the running"
+                 " config is kept; the start did not look at the open incidents, this reload"
+                 " does", path, after[:12], extra=fields("config_unchanged"))
+    elif after == before:
+        log.info("configuration reloaded from %s: unchanged (config hash %s), the running"
+                 " config is kept and the open incidents are not looked at again", path,
+                 after[:12], extra=fields("config_unchanged"))
+    else:
+        log.info("configuration reloaded from %s: changed (config hash %s -> %s)", path,
+                 before[:12], after[:12], extra=fields("config_changed"))
+
+
+def _skipped(look: asyncio.Future[Looked] | None) -> bool:
+    """The look ended `skipped` (the start's, past START_LOOK_LIMIT)."""
+    return (look is not None and look.done() and not look.cancelled()
+            and look.exception() is None and look.result().status == "skipped")
 
 
 def bind_failure(exc: OSError) -> str:

@@ -234,7 +234,8 @@ def _parser() -> argparse.ArgumentParser:
         "warns, and what it does to the open incidents) within 5 s, and which checks still "
         "run past that; exit 0. A refused file is kept out, the running config stays, its "
         "problems are printed: exit 1. With --status, reload nothing: print the last reload "
-        "that took with its checks as they stand now (GET /-/reload).", epilog=EPILOG,
+        "that took (before any, the start's checks of the config ackd started with) with its "
+        "checks as they stand now (GET /-/reload).", epilog=EPILOG,
     )
     reload.add_argument(
         "--status", action="store_true",

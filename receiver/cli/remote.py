@@ -182,7 +182,8 @@ RELOAD_TIMEOUT = 30.0
 def reload(args: argparse.Namespace) -> int:
     """Warnings and problems on stderr, as check-config prints them; what changed on stdout.
     A deploy script fails on a refusal, never on a warning. --status: the last reload that
-    took, its checks as they stand now, printed the same way."""
+    took (else the start's checks of the config ackd started with), its checks as they
+    stand now, printed the same way."""
     if no_token(args):
         return 1
     client = Client(args.url, args.token, RELOAD_TIMEOUT)
@@ -190,7 +191,10 @@ def reload(args: argparse.Namespace) -> int:
         last = ask(client.last_reload(), "reload --status", args.url)
         if last is None:
             return 1
-        _print_reloaded(last, f"last reload at {last.get('at')}")
+        if last.get("status") == "started":
+            _print_reloaded(last, f"no reload since ackd started at {last.get('at')}")
+        else:
+            _print_reloaded(last, f"last reload at {last.get('at')}")
         return 0
     asked = ask(client.reload(), "reload", args.url)
     if asked is None:
@@ -216,9 +220,12 @@ def _print_reloaded(answer: dict[str, Any], head: str) -> None:
                   file=sys.stderr)
     hashes = answer.get("config_hash", {})
     state = "changed" if answer.get("changed") else "unchanged"
-    print(f"{head}, {state} (config hash {str(hashes.get('before'))[:12]} ->"
-          f" {str(hashes.get('after'))[:12]})" + (
-              f", {len(answer['warnings'])} warning(s)" if answer.get("warnings") else ""))
+    config = (f"config hash {str(hashes.get('after'))[:12]}"
+              if answer.get("status") == "started"
+              else f"{state} (config hash {str(hashes.get('before'))[:12]} ->"
+                   f" {str(hashes.get('after'))[:12]})")
+    print(f"{head}, {config}" + (
+        f", {len(answer['warnings'])} warning(s)" if answer.get("warnings") else ""))
 
 
 def _located(found: dict[str, Any]) -> str:

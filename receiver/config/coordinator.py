@@ -58,13 +58,19 @@ class ReloadWarning:
 @dataclass(frozen=True, slots=True)
 class Looked:
     """How a look at what a config does to the open incidents ended: `checked` (its
-    `warnings`, each logged), `failed` (the log says why), or `superseded`: a later reload
+    `warnings`, each logged), `failed` (the log says why), `superseded`: a later reload
     swapped another config in before it began or while it ran, so what it found is about a
     config no longer running and is neither logged nor given (the running config's look
-    follows it)."""
+    follows it), or `skipped`: the start did not look, `why` says why (too many open
+    incidents: the next reload looks)."""
 
-    status: Literal["checked", "failed", "superseded"]
+    status: Literal["checked", "failed", "superseded", "skipped"]
     warnings: tuple[ReloadWarning, ...] = ()
+    why: str = ""
+
+
+# Who asked for a Reloaded, or began a look: a reload that took, or the start.
+Asker = Literal["reload", "start"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +87,14 @@ class Reloaded:
     is still looking, else None; `checks` still runs (a coverage gap comes nearer with time,
     as check-config would say). `behind`: the config hash whose look was still running when
     this one swapped its config in (looks run one at a time: this one follows it). `at`:
-    when the reload was asked (the clock's now)."""
+    when the reload was asked (the clock's now).
+
+    `by` `start`: not a reload but the start's own checks of the config ackd started with
+    (`before` equals `after`), which the daemon keeps until a reload takes, so that GET
+    /-/reload gives what the last check of the running config found; `checks` is None when
+    the start had no document to check (a Daemon built without `source`, in a test).
+    `look_by` says who began `look` (an unchanged reload's is the start's when ackd started
+    with the running config), `behind_by` who began the look `behind`."""
 
     before: str
     after: str
@@ -89,6 +102,9 @@ class Reloaded:
     look: asyncio.Future[Looked] | None = None
     behind: str | None = None
     at: datetime | None = None
+    by: Asker = "reload"
+    look_by: Asker = "reload"
+    behind_by: Asker = "reload"
 
     @property
     def changed(self) -> bool:

@@ -124,12 +124,15 @@ async def reload(request: web.Request) -> web.Response:
 async def last_reload(request: web.Request) -> web.Response:
     """GET /-/reload: the last reload that took, answered as POST /-/reload answered it but
     with its checks as they stand now (those that ran past the answer's bound are done, or
-    still `running`), and when it was asked (`at`). 404 before any reload took."""
+    still `running`), and when it was asked (`at`). Before any reload took, the start's
+    checks of the config ackd started with, which ran the same way (`status` `started`,
+    `at` the start): what the last check of the running config found, as
+    ackd_config_warnings counts it. 404 only from a web app no daemon started."""
     s = services(request)
     authorise(request, Scope.ADMIN)
     outcome = None if s.last_reload is None else s.last_reload()
     if outcome is None:
-        return error(404, "no reload has taken since ackd started")
+        return error(404, "ackd has not started: no check of its config has begun")
     answer = reload_answer(outcome)
     if outcome.at is not None:
         answer["at"] = outcome.at.isoformat()
@@ -148,7 +151,7 @@ def reload_answer(outcome: Reloaded) -> dict[str, Any]:
         file_checks = {"status": "checked"}
         warnings += [] if checks is None else checks.result()
     return {
-        "status": "reloaded",
+        "status": "started" if outcome.by == "start" else "reloaded",
         "changed": outcome.changed,
         "config_hash": {"before": outcome.before, "after": outcome.after},
         "warnings": [_warning(w) for w in warnings + _looked(outcome)],
@@ -165,30 +168,36 @@ def _looked(outcome: Reloaded) -> list[ReloadWarning]:
 def _look_status(outcome: Reloaded) -> dict[str, str]:
     look = outcome.look
     if look is None:
-        if not outcome.changed:
+        if not outcome.changed and outcome.by == "reload":
             return {"status": "unchanged", "message": "the file is the running config:"
                     " nothing was swapped in, and the open incidents were not looked at"
                     " again"}
         return {"status": "failed", "message": "the open incidents were not looked at"}
     if not look.done():
         if outcome.behind is not None:
+            begun = ("begun by an earlier reload, was still running at this one"
+                     if outcome.behind_by == "reload"
+                     else "begun when ackd started, was still running at this reload")
             return {"status": "running", "message": (
-                f"the look under config hash {outcome.behind[:12]}, begun by an earlier"
-                " reload, was still running at this one: the look under this config follows"
-                " it; " + LATER)}
+                f"the look under config hash {outcome.behind[:12]}, {begun}: the look under"
+                " this config follows it; " + LATER)}
         return {"status": "running", "message": "still looking at the open incidents: " + LATER}
-    status = look.result().status
+    looked = look.result()
+    status = looked.status
+    if status == "skipped":
+        return {"status": "skipped", "message": looked.why}
     if status == "failed":
         return {"status": "failed", "message": "cannot look at the open incidents, see the log"}
     if status == "superseded":
         return {"status": "superseded", "message": (
             "a later reload swapped in another config before this look ended: what it found"
             " is not given; GET /-/reload gives the running config's")}
-    if not outcome.changed:
+    if not outcome.changed and outcome.by == "reload":
+        began = ("when ackd started with it" if outcome.look_by == "start"
+                 else "when the reload that swapped it in began it")
         return {"status": "checked", "message": (
             "the file is the running config: nothing was swapped in; what the look at the"
-            " open incidents found when the reload that swapped it in began it is in"
-            " `warnings`")}
+            f" open incidents found {began} is in `warnings`")}
     return {"status": "checked"}
 
 

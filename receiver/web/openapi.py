@@ -110,7 +110,9 @@ SCHEMAS: dict[str, Schema] = {
         "required": ["status", "changed", "config_hash", "warnings", "file_checks",
                      "open_incidents"],
         "properties": {
-            "status": {"const": "reloaded"},
+            "status": {"type": "string", "enum": ["reloaded", "started"],
+                       "description": "`started` (GET only, before any reload took): the"
+                       " start's checks of the config ackd started with, `changed` false"},
             "changed": {"type": "boolean", "description": "the file, the variables it reads"
                         " or its `*_file`s changed: the hashes differ"},
             "config_hash": {
@@ -158,23 +160,27 @@ SCHEMAS: dict[str, Schema] = {
                 "type": "object", "additionalProperties": False, "required": ["status"],
                 "description": "the look at what the new config does to the open incidents:"
                                " `checked` (its warnings are in `warnings`), `running` (past"
-                               " the answer's 5 s, or behind an earlier reload's look: its"
-                               " warnings go to the log, GET /-/reload and"
+                               " the answer's 5 s, or behind an earlier reload's or the"
+                               " start's look: its warnings go to the log, GET /-/reload and"
                                " `ackd_config_warnings` once done), `failed` (the log says"
-                               " why), `unchanged` (the file is the running config, which"
-                               " ackd started with: nothing swapped in, the open incidents"
-                               " not looked at; `warnings` holds the file's own; when a"
-                               " reload swapped it in, its look is this one's), `superseded`"
-                               " (a later reload swapped in another config before this look"
-                               " ended)",
+                               " why), `unchanged` (the file is the running config and no"
+                               " look of it is known: nothing swapped in, the open incidents"
+                               " not looked at; `warnings` holds the file's own; else the"
+                               " look of the reload that swapped it in, or of the start, is"
+                               " this one's), `superseded` (a later reload swapped in"
+                               " another config before this look ended), `skipped` (the"
+                               " start did not look, `message` says why: more open incidents"
+                               " than it looks at; the next reload looks)",
                 "properties": {
                     "status": {"type": "string", "enum": [
-                        "checked", "running", "failed", "unchanged", "superseded"]},
+                        "checked", "running", "failed", "unchanged", "superseded",
+                        "skipped"]},
                     "message": {"type": "string"},
                 },
             },
             "at": {"type": "string", "format": "date-time",
-                   "description": "GET only: when the reload was asked"},
+                   "description": "GET only: when the reload was asked (`started`: when"
+                   " ackd started)"},
         },
     },
     "Error": {
@@ -592,10 +598,13 @@ ROUTES: dict[str, dict[str, Schema]] = {
             "422": _answer("the file was refused, the running config kept; `problems` lists"
                            " file, line and key", _ref("ReloadRefused")),
         }, tag="operations", scope="admin"),
-        "get": _op("the last reload that took, its checks as they stand now", {
+        "get": _op("the last reload that took (before any, the start's checks), its checks as"
+                   " they stand now", {
             "200": _answer("as POST answered it, with the checks that ran past its answer"
-                           " done or still running, and `at`", _ref("Reloaded")),
-            "404": _error("no reload has taken since ackd started"),
+                           " done or still running, and `at`; before any reload took, the"
+                           " start's checks of the config ackd started with (`status`"
+                           " `started`)", _ref("Reloaded")),
+            "404": _error("ackd has not started"),
         }, tag="operations", scope="admin"),
     },
     "/": {"get": _op("the web page: open incidents and who is on call", {

@@ -333,9 +333,10 @@ async def test_an_incident_let_go_and_resolved_counts_as_resolved_unacknowledged
         await browser.sign_in()
         _, page = await browser.get(f"/incidents/{a}")
         assert re.search(r'id="state"[^>]*>resolved<', page), page
-        assert "<dt>Acknowledged</dt>" not in page
+        assert "<dt>Acknowledged</dt><dd>" not in page  # names no holder: says why
+        assert '<dt>Acknowledged</dt><dd id="unheld">first ' in page
         _, page = await browser.get(f"/incidents/{c}")
-        assert "<dt>Acknowledged</dt>" in page
+        assert "<dt>Acknowledged</dt><dd>" in page
         _, page = await browser.get("/reports?since=30d")
         assert re.search(r"Resolved unacknowledged \(nobody held it when resolved\)</th>"
                          r"<td>2 of 3 \(66\.7%\)</td>", page), page

@@ -172,6 +172,38 @@ async def test_triggered_again_claims_no_acknowledgement(api: Api, browser: Brow
         in metrics
 
 
+async def test_resolved_while_nobody_held_it_says_who_first_acknowledged_it(
+    api: Api, browser: Browser,
+) -> None:
+    """An incident acknowledged, let go and then resolved names no holder (its resolution
+    clears the acknowledgement): its page dropped the "Acknowledged" line without a word of
+    why. It says nobody held it when it was resolved, and who first acknowledged it and when,
+    as the post-mortem does; one never acknowledged says that."""
+    number = await api.fire()
+    await api.settle()
+    await api.clock.jump(timedelta(minutes=1))
+    acknowledged_at = api.clock.now()
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN))[0] == 200
+    await api.clock.jump(timedelta(minutes=1))
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/unack",
+                           token=ANA_TOKEN))[0] == 200
+    assert (await api.call("POST", f"/api/v1/incidents/{number}/resolve"))[0] == 200
+    never = await api.fire({**LABELS, "alertname": "DiskFull"})
+    assert (await api.call("POST", f"/api/v1/incidents/{never}/resolve"))[0] == 200
+    await browser.sign_in()
+
+    def unheld(page: str) -> str:
+        found = re.search(r'<dt>Acknowledged</dt><dd id="unheld">(.*?)</dd>', page, re.S)
+        assert found, page
+        return " ".join(found.group(1).split())
+
+    assert unheld((await browser.get(f"/incidents/{number}"))[1]) == (
+        f"first {acknowledged_at:%Y-%m-%d %H:%M:%S} UTC by ana, let go since (see the"
+        " timeline): nobody held it when it was resolved (resolved unacknowledged)")
+    assert unheld((await browser.get(f"/incidents/{never}"))[1]) == (
+        "never: nobody acknowledged it (resolved unacknowledged)")
+
+
 async def test_a_session_carries_its_tokens_scope_and_name(api: Api, browser: Browser) -> None:
     number = await api.fire()
     await browser.sign_in(BO_TOKEN)  # bo's own token reads only

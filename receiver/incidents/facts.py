@@ -87,8 +87,7 @@ def is_reported(f: Facts) -> bool:
 
 
 def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[TimelineEvent]) -> Facts:
-    acks = [e for e in timeline if e.kind is EventKind.ACKNOWLEDGED]
-    first_ack = acks[0] if acks else None
+    first_ack = first_acknowledgement(timeline)
     steps = tuple(step_fired(e) for e in timeline if e.kind is EventKind.STEP_FIRED)
     resolved = [e.at for e in timeline if e.kind is EventKind.RESOLVED]
     return Facts(
@@ -103,6 +102,12 @@ def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[Timelin
         responders=_responders(timeline),
         fingerprints=frozenset(a.fingerprint for a in alerts),
     )
+
+
+def first_acknowledgement(timeline: Sequence[TimelineEvent]) -> TimelineEvent | None:
+    """The incident's first acknowledgement (MTTA's): who, and when. It stays on the timeline
+    when the incident no longer names it, let go before it was resolved (Incident.resolution)."""
+    return next((e for e in timeline if e.kind is EventKind.ACKNOWLEDGED), None)
 
 
 def first_page(timeline: Sequence[TimelineEvent]) -> datetime | None:

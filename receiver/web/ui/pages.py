@@ -162,6 +162,9 @@ async def _incident(
                   timeline=timeline, now=s.clock.now(), message=message,
                   exhausted=facts.exhausted(incident, timeline),
                   deferred=facts.deferred(incident, timeline),
+                  # Resolved while nobody held it: who first did, as the post-mortem says.
+                  first_ack=(facts.first_acknowledgement(timeline)
+                             if incident.resolved_unacknowledged else None),
                   roles=[(role, held.get(role)) for role in Role],
                   users=sorted(s.config.users), teams=list(s.config.teams),
                   severities=[sv.name for sv in s.config.severities])

@@ -13,7 +13,13 @@ import pytest
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.core.model import EventKind, TimelineEvent
-from receiver.notify.earlier import SHOWN, EarlierPage, PagedBefore, paged_before
+from receiver.notify.earlier import (
+    SHOWN,
+    EarlierPage,
+    PagedBefore,
+    ahead_in_run,
+    paged_before,
+)
 from receiver.notify.messages import SHORT_LIMIT
 from receiver.testing import FakeClock
 from tests.harness import write_config
@@ -48,7 +54,7 @@ def before(events: list[TimelineEvent], step: int = 1, cycle: int = 0, run: int 
 
 def test_the_person_escalated_to_reads_who_was_paged_before_and_how_long_ago() -> None:
     got = before([fired(T0, 0, "ana"), delivery(T0, "ana", 0, True), fired(T0 + 5 * MIN, 1, "bo")])
-    assert got == PagedBefore((EarlierPage("ana", 0, T0, 5 * MIN),))
+    assert got == PagedBefore((EarlierPage("ana", 1, T0, 5 * MIN),))
 
 
 def test_a_first_page_has_nobody_before_it() -> None:
@@ -68,7 +74,20 @@ def test_a_person_paged_again_is_named_once_from_their_first_page() -> None:
     events = [fired(T0, 0, "ana"), fired(T0 + 5 * MIN, 1, "bo"),
               fired(T0 + 10 * MIN, 0, "ana", cycle=1)]
     got = before(events, step=1, cycle=1, now=T0 + 15 * MIN)
-    assert got == PagedBefore((EarlierPage("ana", 0, T0, 15 * MIN, 5 * MIN),))
+    assert got == PagedBefore((EarlierPage("ana", 1, T0, 15 * MIN, 5 * MIN),))
+
+
+def test_steps_behind_a_reassigned_person_are_numbered_as_the_reports_number_them() -> None:
+    """A reassignment to cy put her ahead of the policy's steps: the run's events say `ahead`.
+    bo's page at the policy's step 2 names ana at the policy's step 1 (the page said "step 2",
+    her place in the run) and cy by no step number (it said "step 1"), as the reports and
+    drills name them: "1" and "reassigned"."""
+    events = [replace(e, detail={**e.detail, "ahead": 1}) for e in (
+        fired(T0, 0, "cy", run=1), fired(T0 + 5 * MIN, 1, "ana", run=1))]
+    got = before(events, step=2, run=1, now=T0 + 10 * MIN)
+    assert got == PagedBefore((EarlierPage("ana", 1, T0 + 5 * MIN, 5 * MIN),
+                               EarlierPage("cy", None, T0, 10 * MIN)))
+    assert (ahead_in_run(events, 1), ahead_in_run(events, 0)) == (1, 0)
 
 
 def test_other_runs_and_pages_a_window_held_are_left_out() -> None:

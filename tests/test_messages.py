@@ -197,8 +197,15 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
                      id="acknowledged"),
         pytest.param(ctx("reassigned", changed_to="team platform", step=0),
                      "REASSIGNED to team platform by ana (step 1).", id="reassigned-team"),
-        pytest.param(ctx("reassigned", changed_to="cy", step=0),
-                     "REASSIGNED to cy by ana (step 1).", id="reassigned-person"),
+        # The person a reassignment put ahead of the policy is no step of it (the reports
+        # name their page `reassigned`); the policy's first step behind them is step 1.
+        pytest.param(ctx("reassigned", changed_to="cy", step=0, ahead=1),
+                     "REASSIGNED to cy by ana.", id="reassigned-person"),
+        pytest.param(ctx("reassigned", changed_to="cy", step=0, cycle=1, ahead=1),
+                     "REASSIGNED to cy by ana (round 2).", id="reassigned-person-round"),
+        pytest.param(ctx("reassigned", changed_to="cy", step=1, ahead=1),
+                     "REASSIGNED to cy by ana; nobody has acknowledged yet (step 1).",
+                     id="behind-reassigned-person"),
         pytest.param(ctx("severity_raised", changed_to="SEV1", step=0),
                      "SEVERITY RAISED to SEV1 by ana (step 1).", id="severity-raised"),
         pytest.param(ctx("resolved", incident=incident(
@@ -388,8 +395,8 @@ def test_a_short_summary_is_kept_whole() -> None:
 
 
 PAGED_BEFORE = PagedBefore((
-    EarlierPage("cy", 1, AT + timedelta(minutes=5), timedelta(minutes=1)),
-    EarlierPage("ana", 0, AT, timedelta(minutes=6), timedelta(minutes=2), failed=True),
+    EarlierPage("cy", 2, AT + timedelta(minutes=5), timedelta(minutes=1)),
+    EarlierPage("ana", 1, AT, timedelta(minutes=6), timedelta(minutes=2), failed=True),
 ), more=2)
 
 
@@ -404,6 +411,11 @@ def test_a_later_step_says_who_was_paged_before_under_its_lead() -> None:
         "- and 2 more",
         "",
     ]
+    # The person a reassignment put ahead of the policy is named as the reports name them.
+    behind = PagedBefore((EarlierPage("cy", None, AT, timedelta(minutes=5)),))
+    assert TEMPLATES.render(ctx("reassigned", step=1, ahead=1, paged_before=behind)).body \
+        .splitlines()[1:3] == ["Paged before, not acknowledged:",
+                               "- cy (reassigned) at 2024-03-10 03:00:00 UTC, 5m ago"]
     # Nobody before (a first page): not a word of it, long or short.
     assert "Paged before" not in TEMPLATES.render(ctx("escalated")).body
     assert "paged before" not in TEMPLATES.render(ctx("escalated"), short=True).body

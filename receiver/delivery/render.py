@@ -14,7 +14,7 @@ from receiver.core.clock import Clock
 from receiver.core.errors import NotFound, StoreUnavailable
 from receiver.core.model import Action, EventKind, Incident, IncidentState, MessageReason
 from receiver.delivery.plan import Addressed, Outgoing, Summary
-from receiver.notify.earlier import NOBODY, PagedBefore, paged_before
+from receiver.notify.earlier import NOBODY, PagedBefore, ahead_in_run, paged_before
 from receiver.notify.links import Links
 from receiver.notify.messages import (
     BUNDLE_SHOWN,
@@ -112,10 +112,11 @@ class Renderer:
         earlier: bool = False,
     ) -> MessageContext:
         """The message's context; if `earlier`, whom the earlier steps of a page's run paged
-        (`_paged_before`)."""
+        and the steps a reassignment put ahead of the policy's in it (`_run`)."""
         m = row.message
         recipient = m.recipient
         links = Links(config.link_secret, config.external_url, config.link_ttl)
+        before, ahead = await self._run(m, incident.id, now) if earlier else (NOBODY, 0)
         return MessageContext(
             reason=m.reason,
             incident=incident,
@@ -130,9 +131,10 @@ class Renderer:
             recipient=recipient,
             step=m.step,
             cycle=m.cycle,
+            ahead=ahead,
             stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
             status_every=None if m.status_every is None else timedelta(seconds=m.status_every),
-            paged_before=await self._paged_before(m, incident.id, now) if earlier else NOBODY,
+            paged_before=before,
             paged=await self._exhausted_paged(m, incident.id),
         )
 
@@ -147,20 +149,28 @@ class Renderer:
                         if e.kind is EventKind.ESCALATION_EXHAUSTED), None)
         return [] if ran_out is None else [str(p) for p in ran_out.detail.get("paged", ())]
 
-    async def _paged_before(
+    async def _run(
         self, message: OutboxMessage, incident_id: int, now: datetime
-    ) -> PagedBefore:
-        """Whom the steps of the page's run before its own paged, from the timeline. A first
-        page has no earlier step: the timeline is read only for the others (an escalated
-        page, a reminder, a later step of a run a person or a window began), which are few
-        beside the first pages of a storm."""
-        step, run = message.step, message.run
-        if (not message.reason.is_page or step is None or run is None
-                or message.reason is MessageReason.TRIGGERED or (step, message.cycle) == (0, 0)):
-            return NOBODY
-        return paged_before(await self._store.timeline(incident_id), run=run,
-                            cycle=message.cycle, step=step, recipient=message.recipient,
-                            now=now)
+    ) -> tuple[PagedBefore, int]:
+        """Whom the steps of the page's run before its own paged, and how many steps a
+        reassignment to a person put ahead of the policy's own in that run (so the page
+        numbers its step as the reports do), from the timeline. A first page has no earlier
+        step, and only a reassignment's run puts anyone ahead: the timeline is read only for
+        a reassignment's first page and the later pages (an escalated page, a reminder, a
+        later step of a run a person or a window began), which are few beside the first
+        pages of a storm."""
+        step, run, reason = message.step, message.run, message.reason
+        if not reason.is_page or step is None or run is None or reason is MessageReason.TRIGGERED:
+            return NOBODY, 0
+        first = (step, message.cycle) == (0, 0)
+        if first and reason is not MessageReason.REASSIGNED:
+            return NOBODY, 0
+        timeline = await self._store.timeline(incident_id)
+        ahead = ahead_in_run(timeline, run)
+        if first:
+            return NOBODY, ahead
+        return paged_before(timeline, run=run, cycle=message.cycle, step=step,
+                            recipient=message.recipient, now=now), ahead
 
 
 

@@ -8,6 +8,10 @@ and instant says a maintenance window held that person's page, so they were not 
 delivery events (`notification_sent`, `notification_failed`) of the run's earlier steps say
 whether any page to them went out. Steps of earlier runs (before an unacknowledgement, a
 reassignment, a raised severity, a window's end) are another story and are left out.
+
+Steps are numbered as the reports and drills number them (incidents.facts.step_fired): the
+policy's own from 1, the person a reassignment put ahead of the policy (`ahead` on the run's
+events) by no number, so the policy's first step behind them is still step 1.
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ class EarlierPage:
     whether every delivery to them failed so far (`failed`: none went out, one failed)."""
 
     name: str
-    step: int  # the policy step's index, as a page's `step` (shown from 1)
+    # The policy's own step, 1 for its first; None for the person a reassignment put ahead
+    # of the policy's steps, whose steps behind them keep their own numbers.
+    step: int | None
     at: datetime
     ago: timedelta
     again_ago: timedelta | None = None
@@ -73,13 +79,13 @@ def paged_before(
             # Escalation's account of a step whose every page failed names no recipient
             # (engine.delivery_failed): its pages' own events say whom.
             failed.add(str(d["recipient"]))
-    first: dict[str, tuple[datetime, int]] = {}
+    first: dict[str, tuple[datetime, int | None]] = {}
     last: dict[str, datetime] = {}
     for event, d in fired:
         for name in (str(n) for n in d.get("recipients") or ()):
             if name == recipient or (event.at, d.get("step"), name) in held:
                 continue
-            first.setdefault(name, (event.at, int(d.get("step", 0))))
+            first.setdefault(name, (event.at, policy_step(d)))
             last[name] = event.at
     latest = sorted(first, key=lambda name: last[name], reverse=True)
     pages = tuple(
@@ -91,6 +97,21 @@ def paged_before(
         for name in latest[:shown]
     )
     return PagedBefore(pages, max(0, len(latest) - shown))
+
+
+def policy_step(detail: Mapping[str, Any]) -> int | None:
+    """The policy's own step a `step_fired` event's detail is of, 1 for its first; None for
+    the person a reassignment put ahead of the policy (as incidents.facts.step_fired)."""
+    number = int(detail.get("number", int(detail.get("step", 0)) + 1)) - int(
+        detail.get("ahead", 0))
+    return number if number >= 1 else None
+
+
+def ahead_in_run(events: Iterable[TimelineEvent], run: int) -> int:
+    """How many steps a reassignment put ahead of the policy's own in escalation run `run`
+    (its `step_fired` events say; 0 when none fired yet, or none was put ahead)."""
+    return next((int(e.detail.get("ahead", 0)) for e in events
+                 if e.kind is EventKind.STEP_FIRED and e.detail.get("run") == run), 0)
 
 
 def _before(detail: Mapping[str, Any], cycle: int, step: int) -> bool:

@@ -8,7 +8,12 @@ the default with a logged warning, because a broken template must never lose a p
 
 Variables a template sees:
     reason, incident, severity, alerts, ack_url, resolve_url, incident_url, silence_url,
-    actor, recipient, step, cycle        the MessageContext's fields
+    actor, recipient, step, cycle        the MessageContext's fields (step: the page's place
+                                         in its escalation run, from 0; cycle: its round)
+    number                               the page's step as the reports number it: the
+                                         policy's own, from 1; none outside a step, and for
+                                         the person a reassignment put ahead of the policy
+                                         (the policy's first step behind them is 1)
     changed_to                           reassigned, severity_raised, taken_over: the team
                                          ("team X"), person or severity a person changed the
                                          incident to;
@@ -25,10 +30,11 @@ Variables a template sees:
                                          every list holds http(s) URLs only
     open_for                             how long the incident was open, once resolved
     paged_before, paged_before_more      pages of a later step: whom the earlier steps of the
-                                         run paged, the latest first (each: name, step (from
-                                         1), at, ago, again (how long since the last page to
-                                         them, if paged again), failed (no delivery to them
-                                         went out)), and how many more
+                                         run paged, the latest first (each: name, step (as
+                                         `number`: from 1, none for the person a reassignment
+                                         put ahead), at, ago, again (how long since the last
+                                         page to them, if paged again), failed (no delivery
+                                         to them went out)), and how many more
 Filters: `alert | describe` (name, labels, state) and `mapping | labels` ("k=v, k=v").
 
 Every value a template prints is shown on one line, its control characters escaped
@@ -117,6 +123,9 @@ class MessageContext:
     recipient: str = ""
     step: int | None = None
     cycle: int = 0
+    # Steps a reassignment to a person put ahead of the policy's own in the page's run (the
+    # renderer reads them from the run's events): the reports' step number is step - ahead + 1.
+    ahead: int = 0
     stale_after: timedelta | None = None  # a stale message: how long Alertmanager was silent
     status_every: timedelta | None = None  # a status_due message: the severity's cadence
     paged_before: PagedBefore = NOBODY  # a later step's page: whom the run paged before
@@ -196,8 +205,8 @@ Resolve: {{ resolve_url }}
 Incident: {{ incident_url }}
 """
 
-_STEP = "{% if step is not none %} (step {{ step + 1 }}{% if cycle %}, round {{ cycle + 1 }}" \
-        "{% endif %}){% endif %}"
+_STEP = "{% if number is not none %} (step {{ number }}{% if cycle %}, round {{ cycle + 1 }}" \
+        "{% endif %}){% elif step is not none and cycle %} (round {{ cycle + 1 }}){% endif %}"
 
 # A later step of a run a person's change began: the first step's page went unanswered.
 _NOT_YET = "{% if step %}; nobody has acknowledged yet{% endif %}"
@@ -207,7 +216,8 @@ _EARLIER = """\
 {% if paged_before %}
 Paged before, not acknowledged:
 {% for p in paged_before %}
-- {{ p.name }} (step {{ p.step }}) at {{ p.at }}, {{ p.ago }} ago\
+- {{ p.name }} ({% if p.step is none %}reassigned{% else %}step {{ p.step }}{% endif %})\
+ at {{ p.at }}, {{ p.ago }} ago\
 {% if p.again %}, again {{ p.again }} ago{% endif %}\
 {% if p.failed %}; the page to them failed{% endif %}
 
@@ -518,6 +528,8 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "recipient": ctx.recipient,
         "step": ctx.step,
         "cycle": ctx.cycle,
+        "number": (None if ctx.step is None or ctx.step < ctx.ahead
+                   else ctx.step - ctx.ahead + 1),
         "summary": summary(ctx.incident, alerts),
         "description": description(ctx.incident, alerts),
         "since": _since(ctx.incident, alerts),
@@ -547,7 +559,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
 
 
 def _earlier(page: EarlierPage) -> dict[str, Any]:
-    return {"name": page.name, "step": page.step + 1, "at": _utc(page.at),
+    return {"name": page.name, "step": page.step, "at": _utc(page.at),
             "ago": format_duration(page.ago),
             "again": format_duration(page.again_ago) if page.again_ago is not None else "",
             "failed": page.failed}
@@ -1070,5 +1082,5 @@ def _sample_context() -> MessageContext:
         alerts=(alert,), ack_url="https://ackd/l/ack", resolve_url="https://ackd/l/resolve",
         incident_url="https://ackd/incidents/42", silence_url="https://am/#/silences/new",
         actor="ana", recipient="ana", step=0, cycle=0, paged=("ana", "bo"),
-        paged_before=PagedBefore((EarlierPage("bo", 0, at, timedelta(minutes=5)),)),
+        paged_before=PagedBefore((EarlierPage("bo", 1, at, timedelta(minutes=5)),)),
     )

@@ -553,6 +553,10 @@ async def test_a_start_look_past_its_limit_is_skipped_and_the_next_reload_looks(
 
         unchanged = await _answered(api)
         assert unchanged["changed"] is False
+        assert unchanged["open_incidents"] == {"status": "checked", "message": (
+            "the file is the running config: nothing was swapped in; what the look at the"
+            " open incidents found when a reload of it began it, the start having skipped its"
+            " look (more open incidents than it looks at) is in `warnings`")}
         assert [r.getMessage() for r in caplog.records
                 if getattr(r, "event", "") == "config_unchanged"] == [
             f"configuration reloaded from {api.daemon.config_path}: unchanged (config hash"

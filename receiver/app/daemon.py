@@ -607,7 +607,7 @@ class Daemon:
             # another look ends): an unchanged reload must not hide them from GET /-/reload
             if _skipped(look):  # the start did not look (too many open incidents): its log
                 # line and answer said the next reload would
-                look, look_by = self._background(self._look_at_open(config)), "reload"
+                look, look_by = self._background(self._look_at_open(config)), "unchanged"
             self.reloaded = Reloaded(before, after, checks, look, at=self.clock.now(),
                                      look_by=look_by)
         else:

@@ -71,6 +71,9 @@ class Looked:
 
 # Who asked for a Reloaded, or began a look: a reload that took, or the start.
 Asker = Literal["reload", "start"]
+# Who began the look a Reloaded gives: the reload that swapped its config in, the start, or
+# an unchanged reload after the start skipped its look (Looked `skipped`).
+LookBegun = Literal["reload", "start", "unchanged"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +97,8 @@ class Reloaded:
     /-/reload gives what the last check of the running config found; `checks` is None when
     the start had no document to check (a Daemon built without `source`, in a test).
     `look_by` says who began `look` (an unchanged reload's is the start's when ackd started
-    with the running config), `behind_by` who began the look `behind`."""
+    with the running config, or an unchanged reload's when the start skipped its look),
+    `behind_by` who began the look `behind`."""
 
     before: str
     after: str
@@ -103,7 +107,7 @@ class Reloaded:
     behind: str | None = None
     at: datetime | None = None
     by: Asker = "reload"
-    look_by: Asker = "reload"
+    look_by: LookBegun = "reload"
     behind_by: Asker = "reload"
 
     @property

@@ -193,11 +193,13 @@ def _look_status(outcome: Reloaded) -> dict[str, str]:
             "a later reload swapped in another config before this look ended: what it found"
             " is not given; GET /-/reload gives the running config's")}
     if not outcome.changed and outcome.by == "reload":
-        began = ("when ackd started with it" if outcome.look_by == "start"
-                 else "when the reload that swapped it in began it")
+        began = {"start": "when ackd started with it",
+                 "reload": "when the reload that swapped it in began it",
+                 "unchanged": ("when a reload of it began it, the start having skipped its"
+                               " look (more open incidents than it looks at)")}
         return {"status": "checked", "message": (
             "the file is the running config: nothing was swapped in; what the look at the"
-            f" open incidents found {began} is in `warnings`")}
+            f" open incidents found {began[outcome.look_by]} is in `warnings`")}
     return {"status": "checked"}
 
 

@@ -694,3 +694,27 @@ def test_whom_the_run_a_reassignment_began_paged_at_once() -> None:
     ]
     assert assignment.paged_by_run(events) == {"bo", "erin"}
     assert assignment.paged_by_run(events[:2]) == set()
+
+
+async def test_a_later_run_that_pages_the_reassigned_person_first_numbers_no_step(
+    api: Api,
+) -> None:
+    """A raised severity keeps the run's policy, cy ahead of it: her page of the new run is
+    no step of the policy either (the reports call it `reassigned`; the renderer read the
+    run's `ahead` for a reassignment's first page only, and said "(step 1)"); the policy's
+    first step behind her is still step 1."""
+    number = await api.fire(OTHER)
+    await api.settle()
+    await api.call("POST", f"/api/v1/incidents/{number}/reassign", {"user": "cy"},
+                   token=ANA_TOKEN)
+    await api.settle()
+    status, _ = await api.call("PUT", f"/api/v1/incidents/{number}/severity",
+                               {"severity": "SEV1"}, token=API_TOKEN)  # as "e2e"
+    assert status == 200
+    await api.settle()
+    assert api.paged()[-1] == "cy"
+    assert "SEVERITY RAISED to SEV1 by e2e." in api.notifier.sent[-1][1].body.splitlines()
+    await _later(api, 5)
+    assert api.paged()[-1] == "ana"
+    assert ("SEVERITY RAISED to SEV1 by e2e; nobody has acknowledged yet (step 1)."
+            in api.notifier.sent[-1][1].body.splitlines())

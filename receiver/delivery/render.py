@@ -155,15 +155,16 @@ class Renderer:
         """Whom the steps of the page's run before its own paged, and how many steps a
         reassignment to a person put ahead of the policy's own in that run (so the page
         numbers its step as the reports do), from the timeline. A first page has no earlier
-        step, and only a reassignment's run puts anyone ahead: the timeline is read only for
-        a reassignment's first page and the later pages (an escalated page, a reminder, a
-        later step of a run a person or a window began), which are few beside the first
-        pages of a storm."""
+        step, and only a reassignment puts anyone ahead, in a later run (its own, and those
+        that keep its policy: a raised severity, an unack by someone else, a snooze's or a
+        window's end): the timeline is read only for the first page of a later run and the
+        later pages (an escalated page, a reminder, a later step of a run a person or a
+        window began), which are few beside the first pages of a storm (run 0)."""
         step, run, reason = message.step, message.run, message.reason
         if not reason.is_page or step is None or run is None or reason is MessageReason.TRIGGERED:
             return NOBODY, 0
         first = (step, message.cycle) == (0, 0)
-        if first and reason is not MessageReason.REASSIGNED:
+        if first and run == 0:
             return NOBODY, 0
         timeline = await self._store.timeline(incident_id)
         ahead = ahead_in_run(timeline, run)
@@ -171,7 +172,6 @@ class Renderer:
             return NOBODY, ahead
         return paged_before(timeline, run=run, cycle=message.cycle, step=step,
                             recipient=message.recipient, now=now), ahead
-
 
 
 def shown_of(items: Sequence[tuple[Addressed, IncidentFacts]]) -> int:

@@ -22,6 +22,7 @@ from typing import Any
 
 from receiver.core.frozen import frozen
 from receiver.core.model import EventKind, TimelineEvent
+from receiver.incidents.facts import step_fired
 
 # How many of the people paged before a page names (the latest first); the rest are counted.
 SHOWN = 3
@@ -85,7 +86,7 @@ def paged_before(
         for name in (str(n) for n in d.get("recipients") or ()):
             if name == recipient or (event.at, d.get("step"), name) in held:
                 continue
-            first.setdefault(name, (event.at, policy_step(d)))
+            first.setdefault(name, (event.at, step_fired(event).number))
             last[name] = event.at
     latest = sorted(first, key=lambda name: last[name], reverse=True)
     pages = tuple(
@@ -97,14 +98,6 @@ def paged_before(
         for name in latest[:shown]
     )
     return PagedBefore(pages, max(0, len(latest) - shown))
-
-
-def policy_step(detail: Mapping[str, Any]) -> int | None:
-    """The policy's own step a `step_fired` event's detail is of, 1 for its first; None for
-    the person a reassignment put ahead of the policy (as incidents.facts.step_fired)."""
-    number = int(detail.get("number", int(detail.get("step", 0)) + 1)) - int(
-        detail.get("ahead", 0))
-    return number if number >= 1 else None
 
 
 def ahead_in_run(events: Iterable[TimelineEvent], run: int) -> int:

@@ -86,9 +86,10 @@ class Reloaded:
     anyone awaits them (the answer waits for them a bounded time, then says what still
     runs; the daemon keeps the last Reloaded for GET /-/reload); they are None when the
     reload ran outside the daemon's loop (a test). When nothing `changed`, nothing was
-    swapped in and `look` is the running config's own look when a reload that swapped it in
-    is still looking, else None; `checks` still runs (a coverage gap comes nearer with time,
-    as check-config would say). `behind`: the config hash whose look was still running when
+    swapped in and `look` is the running config's own look, running or done: the one the
+    reload that swapped it in began, or the start's (a new one when the start skipped its
+    look); `checks` still runs (a coverage gap comes nearer with time, as check-config
+    would say). `behind`: the config hash whose look was still running when
     this one swapped its config in (looks run one at a time: this one follows it). `at`:
     when the reload was asked (the clock's now).
 

@@ -102,8 +102,8 @@ async def reload(request: web.Request) -> web.Response:
     ackd_config_warnings: a deploy script is never held for as long as 100,000 open
     incidents take. A file that changed nothing (the same published digest) is not swapped
     in and the open incidents are not looked at again: the look the reload that swapped in
-    this same config began, running or done, is this one's too (`unchanged` when ackd
-    started with it: no reload began one)."""
+    this same config began, or the start's when ackd started with it, running or done, is
+    this one's too (unless the start skipped its look: then this reload looks)."""
     s = services(request)
     authorise(request, Scope.ADMIN)
     if s.reload is None:

@@ -31,8 +31,8 @@ from receiver.store.records import ArmedDeadline
 _TAKEN = 5  # TAKE's columns of the taken deadline, before its incident's
 _INCIDENT_END = _TAKEN + len(INCIDENT_COLUMNS.split(","))  # then the escalation state
 TAKE = (
-    "WITH taken AS (DELETE FROM deadlines WHERE id IN (SELECT id FROM deadlines"
-    " WHERE id = ANY($1::bigint[]) AND due <= $2 FOR UPDATE SKIP LOCKED)"
+    "WITH taken AS (DELETE FROM deadlines WHERE id = ANY(ARRAY(SELECT id FROM deadlines"
+    " WHERE id = ANY($1::bigint[]) AND due <= $2 FOR UPDATE SKIP LOCKED))"
     " RETURNING id, incident_id, due, kind, key)"
     " SELECT t.id, t.incident_id, t.due, t.kind, t.key,"
     f" {', '.join('i.' + c.strip() for c in INCIDENT_COLUMNS.split(','))}, i.escalation"

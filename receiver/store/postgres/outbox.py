@@ -61,8 +61,8 @@ class OutboxStatements(Statements):
         rows = await self._all(
             "UPDATE outbox SET leased_from = coalesce(leased_from, next_attempt_at),"
             " next_attempt_at = $1, leased_by = $4"
-            " WHERE id IN (SELECT id FROM outbox WHERE next_attempt_at <= $2"
-            " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)"
+            " WHERE id = ANY(ARRAY(SELECT id FROM outbox WHERE next_attempt_at <= $2"
+            " ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED))"
             " RETURNING id, incident_id, created_at, payload, attempts, leased_from, gated",
             to_us(now + LEASE), to_us(now), limit, self.replica,
         )

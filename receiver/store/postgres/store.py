@@ -224,6 +224,7 @@ class PostgresStore:
         self.alive: tuple[int, ...] = ()
         self._unlocked = Unlocked()  # since when numbers holding leases were seen unlocked
         self._queue: asyncio.Queue[Job[Any]] = asyncio.Queue()
+        self._alone: asyncio.Queue[Job[Any]] = asyncio.Queue()  # see _write_alone
         self._versions = VersionReads(self._read_versions)
         self._announcer = Announcer(self._announce)
         self._writers: list[asyncio.Task[None]] = []
@@ -268,8 +269,11 @@ class PostgresStore:
             raise
         # Half the pool writes; the rest serves reads (the API, /metrics, the timer's load).
         writers = max(1, self._pool_size // 2)
-        self._writers = [asyncio.create_task(self._write_loop(), name=f"ackd-pg-writer-{n}")
-                         for n in range(writers)]
+        self._writers = [
+            *(asyncio.create_task(self._write_loop(self._queue, MAX_BATCH),
+                                  name=f"ackd-pg-writer-{n}") for n in range(writers)),
+            asyncio.create_task(self._write_loop(self._alone, 1), name="ackd-pg-writer-alone"),
+        ]
         self._watch = asyncio.create_task(self._watch_replicas(), name="ackd-pg-replicas")
         self._beat = asyncio.create_task(self._beat_on_listener(), name="ackd-pg-beat")
 
@@ -483,6 +487,7 @@ class PostgresStore:
         """Finish every queued write, then close. Nothing accepted is dropped."""
         if self._writers:
             await self._queue.join()
+            await self._alone.join()
             for task in self._writers:
                 task.cancel()  # all at once, then wait for each
             for task in self._writers:
@@ -553,17 +558,30 @@ class PostgresStore:
 
     async def write(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
         """Run `run` inside the next batch's transaction; return once it committed."""
+        return await self._submit(self._queue, run)
+
+    async def _write_alone(self, run: Callable[[Transaction], Awaitable[T]]) -> T:
+        """Run `run` in a transaction of its own, taken by a writer of its own: a job that
+        takes locks every replica's same job waits for (a dispatcher pass's channel locks)
+        would otherwise make the webhooks batched with it wait behind another replica's pass
+        until that one's batch committed, and hold its locks, the others' passes waiting,
+        until its batch-mates' statements were done too."""
+        return await self._submit(self._alone, run)
+
+    async def _submit(
+        self, queue: asyncio.Queue[Job[Any]], run: Callable[[Transaction], Awaitable[T]]
+    ) -> T:
         if not self._writers or all(task.done() for task in self._writers):
             raise StoreUnavailable("the store is not open")
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(Job(run, future))  # unbounded: never waits
+        queue.put_nowait(Job(run, future))  # unbounded: never waits
         return await future
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, queue: asyncio.Queue[Job[Any]], most: int) -> None:
         while True:
-            batch: list[Job[Any]] = [await self._queue.get()]
-            while len(batch) < MAX_BATCH and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
+            batch: list[Job[Any]] = [await queue.get()]
+            while len(batch) < most and not queue.empty():
+                batch.append(queue.get_nowait())
             try:
                 await self._run_batch(batch)
             except Exception as exc:
@@ -576,7 +594,7 @@ class PostgresStore:
                     self._fail_batch(batch, exc)
             finally:
                 for _ in batch:
-                    self._queue.task_done()
+                    queue.task_done()
 
     async def _run_batch(self, batch: Sequence[Job[Any]], *, careful: bool = False) -> None:
         """Run the batch's jobs in one transaction and commit it; each caller gets its job's
@@ -768,7 +786,7 @@ class PostgresStore:
                 *await _with_incidents(tx, leased)]
             return await decide(tx, found)
 
-        return await self.write(job)
+        return await self._write_alone(job)  # its channel locks (channels.py)
 
     async def next_outbox_at(self, after: datetime) -> datetime | None:
         """When the earliest row due later than `after` is due; a row in flight is due when

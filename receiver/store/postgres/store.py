@@ -8,7 +8,8 @@ cannot spoil the others (see _run_batch). Unlike SQLite, PostgreSQL lets several
 transactions write at once: WRITERS tasks take batches from the one queue, each on a
 connection of the pool, and PostgreSQL's own group commit shares the WAL flushes among them.
 Batches are small (MAX_BATCH): a batch holds the row locks of all its jobs until it commits,
-and another replica may be waiting for them.
+and another replica may be waiting for them. A dispatcher pass, whose channel locks every
+replica's pass to the same URL waits for, runs alone, on a writer of its own (_write_alone).
 
 Replicas meet in the database. A job that loses a race to another replica (the unique index
 on a group's open incident, a deadlock, a serialization failure) fails its batch's first

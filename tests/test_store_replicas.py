@@ -1582,3 +1582,50 @@ async def test_a_write_queued_with_a_pass_waiting_for_a_channel_does_not_wait_wi
         go.set()
         await held
     assert await waiting == [spent]
+
+
+async def test_a_small_pool_keeps_a_connection_for_reads_while_a_pass_waits(
+    pg_dsn: str,
+) -> None:
+    """In a pool of 2, a pass waiting for another replica's channel lock and a batch of
+    webhooks must not hold both connections: the passes go with the webhooks' batches there
+    (PASSES_ALONE_FROM), and a read (the API, /-/ready, the timer's load) still gets one."""
+    holding, small = PostgresStore(pg_dsn, pool_size=4), PostgresStore(pg_dsn, pool_size=2)
+    for store in (holding, small):
+        await store.open()
+    channel = "f" * 64
+    locked, writing, go = asyncio.Event(), asyncio.Event(), asyncio.Event()
+
+    async def holder(tx: Transaction) -> None:
+        await tx.lock_channels([channel], NOW)
+        locked.set()
+        await go.wait()
+
+    async def decide(tx: Transaction, rows: object) -> list[ChannelRecord]:
+        return await tx.lock_channels([channel], NOW)
+
+    async def slow_webhook(tx: Transaction) -> int:
+        number = await tx.insert_incident(new_incident("small"), None)
+        writing.set()
+        await go.wait()
+        return number
+
+    held = asyncio.create_task(holding.write(holder))
+    await locked.wait()
+    waiting = asyncio.create_task(small.lease_and_decide(NOW, 10, decide))
+    await asyncio.sleep(0.2)  # the pass has its connection and waits for the lock
+    webhook = asyncio.create_task(small.write(slow_webhook))
+    try:
+        async with asyncio.timeout(5):
+            # Batched with the pass, the webhook waits its turn; on a writer of its own, it
+            # holds the pool's other connection while it runs.
+            await asyncio.wait([asyncio.ensure_future(writing.wait()), waiting],
+                               timeout=0.5)
+            assert await small.incidents(IncidentFilter(limit=1)) == []
+    finally:
+        go.set()
+        await held
+        await waiting
+        await webhook
+        for store in (holding, small):
+            await store.close()

@@ -137,6 +137,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_BATCH = 32
+# The smallest pool whose passes get a writer of their own (_write_alone): with half of it
+# writing, two connections or more are left for reads.
+PASSES_ALONE_FROM = 4
 RETRIES = 4
 # Errors of a job that lost a race with another transaction: run it again.
 RETRYABLE = (
@@ -226,6 +229,7 @@ class PostgresStore:
         self._unlocked = Unlocked()  # since when numbers holding leases were seen unlocked
         self._queue: asyncio.Queue[Job[Any]] = asyncio.Queue()
         self._alone: asyncio.Queue[Job[Any]] = asyncio.Queue()  # see _write_alone
+        self._passes_alone = True  # the pool's size decides at open
         self._versions = VersionReads(self._read_versions)
         self._announcer = Announcer(self._announce)
         self._writers: list[asyncio.Task[None]] = []
@@ -268,14 +272,19 @@ class PostgresStore:
         except BaseException:
             await self._close_connections()
             raise
-        # Half the pool writes; the rest serves reads (the API, /metrics, the timer's load).
-        writers = max(1, self._pool_size // 2)
+        # Half the pool writes, the passes' writer among them; the rest serves reads (the API,
+        # /metrics, the timer's load). A pool too small to spare the passes a writer of their
+        # own (PASSES_ALONE_FROM) batches them with the webhooks, as every pool did before:
+        # else a pass waiting for another replica's channel lock and a batch would hold every
+        # connection, and reads would have none.
+        self._passes_alone = self._pool_size >= PASSES_ALONE_FROM
+        writers = max(1, self._pool_size // 2 - self._passes_alone)
         self._writers = [
-            *(asyncio.create_task(self._write_loop(self._queue, MAX_BATCH),
-                                  name=f"ackd-pg-writer-{n}") for n in range(writers)),
-            # Not "ackd-pg-writer-...": tests/pgcluster.py records the batches by that name.
-            asyncio.create_task(self._write_loop(self._alone, 1), name="ackd-pg-passes"),
-        ]
+            asyncio.create_task(self._write_loop(self._queue, MAX_BATCH),
+                                name=f"ackd-pg-writer-{n}") for n in range(writers)]
+        if self._passes_alone:
+            self._writers.append(asyncio.create_task(
+                self._write_loop(self._alone, 1), name="ackd-pg-writer-passes"))
         self._watch = asyncio.create_task(self._watch_replicas(), name="ackd-pg-replicas")
         self._beat = asyncio.create_task(self._beat_on_listener(), name="ackd-pg-beat")
 
@@ -567,8 +576,9 @@ class PostgresStore:
         takes locks every replica's same job waits for (a dispatcher pass's channel locks)
         would otherwise make the webhooks batched with it wait behind another replica's pass
         until that one's batch committed, and hold its locks, the others' passes waiting,
-        until its batch-mates' statements were done too."""
-        return await self._submit(self._alone, run)
+        until its batch-mates' statements were done too. In a pool too small for that writer
+        (PASSES_ALONE_FROM), a batch's job like any other."""
+        return await self._submit(self._alone if self._passes_alone else self._queue, run)
 
     async def _submit(
         self, queue: asyncio.Queue[Job[Any]], run: Callable[[Transaction], Awaitable[T]]

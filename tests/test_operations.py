@@ -35,6 +35,7 @@ from receiver.config.model import Config
 from receiver.core.errors import StoreUnavailable
 from receiver.core.model import Alert, AlertStatus
 from receiver.core.oneline import EscapeArgs
+from receiver.escalation.keys import contact_digest
 from receiver.ingest.regroup import regroup_line
 from receiver.telemetry.logformat import JsonFormatter, fields
 from receiver.telemetry.loopmetrics import LoopCounter, LoopHistogram
@@ -283,6 +284,21 @@ async def test_a_reload_of_the_same_file_swaps_nothing_in_and_nothing_reacts(
     assert api.daemon.config is not running
     assert heard == [api.daemon.config]
 
+
+
+async def test_a_reload_forgets_the_contact_urls_remembered_for_their_digests(
+    api: Api,
+) -> None:
+    """escalation.keys.contact_digest remembers the URLs it was asked of, credentials and
+    all: a config swapped in empties it, so a URL a reload rotated away is not kept."""
+    await api.fire()
+    await api.settle()
+    assert contact_digest.cache_info().currsize > 0  # the page asked it
+    path = api.daemon.config_path
+    assert isinstance(path, Path)
+    path.write_text(path.read_text() + "# rotated\n")
+    assert api.daemon.reload()
+    assert contact_digest.cache_info().currsize == 0
 
 # A layer of the payments schedule whose first hole is on 2026-03-09, 07:00 to 08:00 in
 # Amsterdam: bo's evenings follow New York's clocks, which move an hour three weeks before

@@ -39,6 +39,7 @@ from receiver.core.tasks import cancel
 from receiver.delivery.channels import lost_summaries
 from receiver.delivery.dispatch import Dispatcher
 from receiver.escalation.codec import state_from_dict
+from receiver.escalation.keys import contact_digest
 from receiver.escalation.plan import EscalationStatus
 from receiver.escalation.responder import ConfigDirectory, Responder
 from receiver.escalation.unreached import lost_contacts, reload_findings
@@ -302,6 +303,8 @@ class Daemon:
             lambda _: self.handoffs.replan(),  # another config: other handoffs, or none
             lambda _: self.heartbeats.rearm(),  # another `every`, other heartbeats
             self._maintenance_config,
+            # Its memo of contact URLs holds their credentials: none a reload rotated away.
+            lambda _: contact_digest.cache_clear(),
         )
         self._runner: JsonErrorRunner | None = None
         self._tasks: set[asyncio.Task[Any]] = set()

@@ -31,7 +31,8 @@ def contact_digest(url: str) -> str:
     enough to tell one recipient's contacts apart; the URL holds credentials and is never
     stored. Remembered: every page, stakeholder note and delivery asks it of one of the
     config's few URLs, and OpenSSL's SHA-256 of a short text costs 7,000 instructions (the
-    look-up here a few hundred)."""
+    look-up here a few hundred). The daemon empties it whenever a config is swapped in, so
+    a URL a reload rotated away, credentials and all, is not kept."""
     return hashlib.sha256(url.encode()).hexdigest()[:16]
 
 

@@ -394,9 +394,7 @@ def _merge(results: list[LoadResult], seconds: float | None = None) -> LoadResul
     total = LoadResult(seconds=seconds if seconds is not None
                        else sum(r.seconds for r in results))
     for result in results:
-        total.latencies.extend(result.latencies)
-        total.statuses.update(result.statuses)
-        total.unconfirmed += result.unconfirmed
+        total.add(result)
     return total
 
 
@@ -404,7 +402,7 @@ def _rows(ours: LoadResult, theirs: LoadResult, connections: int) -> list[Line]:
     def figures(r: LoadResult) -> str:
         failed = sum(v for code, v in r.statuses.items() if code != 200)
         return (f"{r.rps:,.0f} req/s, p50 {r.percentile(50) * 1e3:.1f} ms,"
-                f" p99 {r.percentile(99) * 1e3:.1f} ms, {failed} not 200")
+                f" p99 {r.percentile(99) * 1e3:.1f} ms ({r.by_kind_p99()}), {failed} not 200")
 
     failed = sum(v for code, v in ours.statuses.items() if code != 200)
     return [

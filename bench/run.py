@@ -155,13 +155,7 @@ async def _measure(
 def _combined(runs: Sequence[tuple[LoadResult, float]]) -> tuple[LoadResult, float]:
     total = LoadResult(seconds=sum(r.seconds for r, _ in runs))
     for result, _ in runs:
-        total.latencies.extend(result.latencies)
-        total.statuses.update(result.statuses)
-        total.kinds.update(result.kinds)
-        total.unconfirmed += result.unconfirmed
-        total.expected.opened += result.expected.opened
-        total.expected.resolved += result.expected.resolved
-        total.expected.alerts += result.expected.alerts
+        total.add(result)
     cpu = sum(c * r.seconds for r, c in runs) / total.seconds if total.seconds else 0.0
     return total, cpu
 
@@ -185,6 +179,7 @@ def _ingest_rows(
     report.add("webhook latency p50 / p99, ackd",
                f"{a.percentile(50) * 1e3:.1f} ms / {p99 * 1e3:.1f} ms",
                f"p99 < {MAX_P99_LATENCY * 1e3:.0f} ms", p99 < MAX_P99_LATENCY)
+    report.add("webhook latency p99 by kind, ackd", a.by_kind_p99())
     report.add("bare parse latency p50 / p99",
                f"{b.percentile(50) * 1e3:.1f} ms / {b.percentile(99) * 1e3:.1f} ms")
     mix = ", ".join(f"{k} {v}" for k, v in sorted(a.kinds.items()))

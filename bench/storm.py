@@ -135,8 +135,7 @@ async def legs(work: Path, base_config: Path, sink: str, token: str, rounds: int
 def _merged(results: list[LoadResult]) -> LoadResult:
     total = LoadResult(seconds=sum(r.seconds for r in results))
     for r in results:
-        total.latencies.extend(r.latencies)
-        total.statuses.update(r.statuses)
+        total.add(r)
     return total
 
 

@@ -201,8 +201,22 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
         # name their page `reassigned`); the policy's first step behind them is step 1.
         pytest.param(ctx("reassigned", changed_to="cy", step=0, ahead=1),
                      "REASSIGNED to cy by ana.", id="reassigned-person"),
+        # Its repeat names it as every other repeat names its step, and says it went
+        # unanswered, as every later page of the run does.
         pytest.param(ctx("reassigned", changed_to="cy", step=0, cycle=1, ahead=1),
-                     "REASSIGNED to cy by ana (round 2).", id="reassigned-person-round"),
+                     "REASSIGNED to cy by ana; nobody has acknowledged yet (reassigned, round 2).",
+                     id="reassigned-person-round"),
+        pytest.param(ctx("reassigned", changed_to="team platform", step=0, cycle=1),
+                     "REASSIGNED to team platform by ana; nobody has acknowledged yet"
+                     " (step 1, round 2).", id="reassigned-team-round"),
+        # A later run that keeps the person ahead (an unack by someone else) names their
+        # page too: its lead does not.
+        pytest.param(ctx("re_escalated", step=0, ahead=1),
+                     "RE-ESCALATED: acknowledged earlier but still not resolved (reassigned).",
+                     id="re-escalated-reassigned-person"),
+        pytest.param(ctx("re_escalated", step=0, cycle=2, ahead=1),
+                     "RE-ESCALATED: acknowledged earlier but still not resolved"
+                     " (reassigned, round 3).", id="re-escalated-reassigned-person-round"),
         pytest.param(ctx("reassigned", changed_to="cy", step=1, ahead=1),
                      "REASSIGNED to cy by ana; nobody has acknowledged yet (step 1).",
                      id="behind-reassigned-person"),

@@ -205,11 +205,18 @@ Resolve: {{ resolve_url }}
 Incident: {{ incident_url }}
 """
 
-_STEP = "{% if number is not none %} (step {{ number }}{% if cycle %}, round {{ cycle + 1 }}" \
-        "{% endif %}){% elif step is not none and cycle %} (round {{ cycle + 1 }}){% endif %}"
+# The page's step as the reports and drills name it: the policy's own by its number, the
+# person a reassignment put ahead of the policy as "reassigned" (as "Paged before" lists
+# them), with the round once the policy repeats. A reassignment's first page to that person
+# names no step: its lead says it ("REASSIGNED to cy by ana."); its repeat does, as every
+# other repeat does ("(reassigned, round 2)", not a bare "(round 2)").
+_ROUND = "{% if cycle %}, round {{ cycle + 1 }}{% endif %}"
+_STEP = ("{% if number is not none %} (step {{ number }}" + _ROUND + ")"
+         "{% elif step is not none and (cycle or reason != 'reassigned') %} (reassigned"
+         + _ROUND + "){% endif %}")
 
-# A later step of a run a person's change began: the first step's page went unanswered.
-_NOT_YET = "{% if step %}; nobody has acknowledged yet{% endif %}"
+# A later step, or a repeat, of a run a person's change began: a page went unanswered.
+_NOT_YET = "{% if step or cycle %}; nobody has acknowledged yet{% endif %}"
 
 # Whom the run's earlier steps paged, so the person escalated to can call them or take it.
 _EARLIER = """\

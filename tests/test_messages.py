@@ -209,10 +209,9 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
         pytest.param(ctx("reassigned", changed_to="team platform", step=0, cycle=1),
                      "REASSIGNED to team platform by ana; nobody has acknowledged yet"
                      " (step 1, round 2).", id="reassigned-team-round"),
-        # A later run that keeps the person ahead (an unack by someone else) names their
-        # page too: its lead does not.
+        # A later run that keeps the person ahead (an unack by someone else): the same.
         pytest.param(ctx("re_escalated", step=0, ahead=1),
-                     "RE-ESCALATED: acknowledged earlier but still not resolved (reassigned).",
+                     "RE-ESCALATED: acknowledged earlier but still not resolved.",
                      id="re-escalated-reassigned-person"),
         pytest.param(ctx("re_escalated", step=0, cycle=2, ahead=1),
                      "RE-ESCALATED: acknowledged earlier but still not resolved"

@@ -205,15 +205,14 @@ Resolve: {{ resolve_url }}
 Incident: {{ incident_url }}
 """
 
-# The page's step as the reports and drills name it: the policy's own by its number, the
-# person a reassignment put ahead of the policy as "reassigned" (as "Paged before" lists
-# them), with the round once the policy repeats. A reassignment's first page to that person
-# names no step: its lead says it ("REASSIGNED to cy by ana."); its repeat does, as every
-# other repeat does ("(reassigned, round 2)", not a bare "(round 2)").
-_ROUND = "{% if cycle %}, round {{ cycle + 1 }}{% endif %}"
-_STEP = ("{% if number is not none %} (step {{ number }}" + _ROUND + ")"
-         "{% elif step is not none and (cycle or reason != 'reassigned') %} (reassigned"
-         + _ROUND + "){% endif %}")
+# The page's step as the reports and drills name it: the policy's own by its number, with
+# the round once the policy repeats. The person a reassignment put ahead of the policy is no
+# step of it: their first page names none ("REASSIGNED to cy by ana."); a repeat of it is
+# named as "Paged before" and the reports name it, "(reassigned, round 2)", as every other
+# repeat names its step (a bare "(round 2)" said neither whose page it was nor why).
+_STEP = "{% if number is not none %} (step {{ number }}{% if cycle %}, round {{ cycle + 1 }}" \
+        "{% endif %}){% elif step is not none and cycle %} (reassigned, round {{ cycle + 1 }})" \
+        "{% endif %}"
 
 # A later step, or a repeat, of a run a person's change began: a page went unanswered.
 _NOT_YET = "{% if step or cycle %}; nobody has acknowledged yet{% endif %}"

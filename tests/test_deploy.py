@@ -28,6 +28,7 @@ from receiver.notify.notifier import channel_kind, validate_url
 from receiver.telemetry.metrics import Metrics
 from tests.harness import ROOT, write_config
 from tests.systemtools import binary
+from tests.test_prometheus import metric_names
 
 DEPLOY = ROOT / "deploy"
 
@@ -399,6 +400,46 @@ def test_the_channel_kind_is_the_services_scheme_never_https(url: str, kind: str
     assert channel_kind(url) == kind
 
 
+# Prometheus' own series a rule may read beside ackd's: whether the scrape succeeded.
+PROMETHEUS_SERIES = {"up"}
+SUFFIXES = {"counter": ("_total", "_created"), "gauge": ("",),
+            "histogram": ("_bucket", "_sum", "_count", "_created")}
+
+
+def exported() -> set[str]:
+    """Every sample name ackd's /metrics can carry, from its collectors' families (those
+    with no sample yet too: a labelled family before its first child, the clock offset on
+    SQLite)."""
+    metrics = Metrics()
+    families = [*metrics.registry.collect(), *metrics.clock_offset.describe()]
+    return {f"{family.name}{suffix}" for family in families for suffix in SUFFIXES[family.type]}
+
+
+def rule_expressions(path: Path) -> list[tuple[str, str]]:
+    groups = yaml.safe_load(path.read_text())["groups"]
+    return [(rule.get("alert") or rule["record"], rule["expr"])
+            for group in groups for rule in group["rules"]]
+
+
+@pytest.mark.parametrize("rules", ["ackd-rules.yml", "watchdog-rules.yml"])
+def test_every_metric_a_rule_reads_is_one_ackd_exports(rules: str) -> None:
+    """promtool's unit tests feed the series they name, so a rule reading a metric ackd
+    never had (or no longer has) passes them: checked here against the collectors."""
+    known = exported() | PROMETHEUS_SERIES
+    for alert, expr in rule_expressions(DEPLOY / "prometheus" / rules):
+        unknown = metric_names(expr) - known
+        assert not unknown, f"{rules}: {alert} reads metrics ackd does not export: {unknown}"
+
+
+def test_the_exported_names_are_the_samples_names() -> None:
+    names = exported()
+    assert {"ackd_notifications_total", "ackd_webhook_duration_seconds_bucket",
+            "ackd_open_incidents", "ackd_clock_offset_seconds"} <= names
+    assert "ackd_notifications" not in names  # a counter's samples end in _total
+    assert metric_names("rate(ackd_notification_total[5m]) > 0") - names == {
+        "ackd_notification_total"}
+
+
 def test_the_prometheus_rule_resource_holds_the_tested_rules() -> None:
     resource = yaml.safe_load((DEPLOY / "kubernetes/ackd-rules.yaml").read_text())
     assert resource["kind"] == "PrometheusRule"
@@ -430,3 +471,5 @@ def test_the_readme_gives_each_metric_its_labels() -> None:
     for name, labels in rows:
         assert name in registered, name
         assert labels == registered[name], (name, labels, registered[name])
+    missing = sorted(set(registered) - {name for name, _ in rows})
+    assert not missing, f"README's metrics table lacks: {missing}"

@@ -193,6 +193,11 @@ async def _through_apprise(tmp_path: Path, sink: HttpSink) -> Api:
     return Api(daemon, None, clock)  # type: ignore[arg-type]
 
 
+def _utc(at: datetime) -> str:
+    """A time as a page prints it."""
+    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _mtta(metrics: str) -> tuple[float, float]:
     """ackd_time_to_acknowledge_seconds' count and sum for payments' SEV1."""
     found = dict(re.findall(r'^ackd_time_to_acknowledge_seconds_(count|sum)'
@@ -369,6 +374,7 @@ async def test_who_hands_back_what_they_took_leaves_it_to_the_on_call_at_once(
                        token=CY_TOKEN)
         await api.settle()
         await sink.wait_for(2)  # ana told cy took it
+        took = api.clock.now()
         await api.clock.jump(timedelta(minutes=1))
         status, body = await api.call("POST", f"/api/v1/incidents/{number}/unack",
                                       token=CY_TOKEN)
@@ -376,6 +382,10 @@ async def test_who_hands_back_what_they_took_leaves_it_to_the_on_call_at_once(
         await api.settle()
         [page] = (await sink.wait_for(3))[2:]
         assert (page.path, page.json["title"].split(" #")[0]) == ("/ana", "[SEV1] RE-ESCALATED")
+        # Taking it was cy's acknowledgement: the page says whose it was and who let it go.
+        assert page.json["message"].splitlines()[0] == (
+            f"RE-ESCALATED: acknowledged by cy at {_utc(took)}, unacknowledged by cy at"
+            f" {_utc(took + timedelta(minutes=1))} (step 1).")
         await _later(api, 4.9)
         assert [r.path for r in sink.requests] == ["/ana", "/ana", "/ana"]
         await _later(api, 0.1)
@@ -400,6 +410,7 @@ async def test_who_unacknowledges_is_not_paged_by_the_run_it_begins(
         number = await api.fire()
         await api.settle()
         await sink.wait_for(1)
+        acked = api.clock.now()
         await api.call("POST", f"/api/v1/incidents/{number}/ack", token=ANA_TOKEN)
         await api.clock.jump(timedelta(minutes=1))
         status, body = await api.call("POST", f"/api/v1/incidents/{number}/unack",
@@ -410,6 +421,9 @@ async def test_who_unacknowledges_is_not_paged_by_the_run_it_begins(
         await _later(api, 0.1)
         [page] = (await sink.wait_for(2))[1:]
         assert (page.path, page.json["title"].split(" #")[0]) == ("/bo", "[SEV1] RE-ESCALATED")
+        assert page.json["message"].splitlines()[0] == (
+            f"RE-ESCALATED: acknowledged by ana at {_utc(acked)}, unacknowledged by ana at"
+            f" {_utc(acked + timedelta(minutes=1))} (step 2).")
         assert [d for _, d in await _events(api, number, "unacknowledged")] == [{}]
         fired = [d for _, d in await _events(api, number, "step_fired")]
         assert [(d["run"], d["number"], d["recipients"], d.get("not_paged")) for d in fired] == [

@@ -13,6 +13,7 @@ import pytest
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.core.model import EventKind, TimelineEvent
+from receiver.incidents.facts import LetGo, let_go
 from receiver.notify.earlier import (
     SHOWN,
     EarlierPage,
@@ -96,6 +97,56 @@ def test_other_runs_and_pages_a_window_held_are_left_out() -> None:
     events = [fired(T0, 0, "ana"), fired(T0 + MIN, 0, "cy", "dan", run=1),
               held(T0 + MIN, "dan", 0)]
     assert [p.name for p in before(events, run=1).shown] == ["cy"]
+
+
+# -- whose acknowledgement a re-escalation let go (incidents/facts.let_go) ------------------
+
+
+def person(at: datetime, kind: EventKind, actor: str) -> TimelineEvent:
+    return TimelineEvent(at, kind, actor)
+
+
+ACK_ANA = person(T0 + MIN, EventKind.ACKNOWLEDGED, "ana")
+UNACK_BO = person(T0 + 20 * MIN, EventKind.UNACKNOWLEDGED, "bo")
+RUN_1 = fired(T0 + 20 * MIN, 0, "ana", run=1)
+
+
+@pytest.mark.parametrize(
+    ("events", "run", "expected"),
+    [
+        pytest.param([fired(T0, 0, "ana"), ACK_ANA, UNACK_BO, RUN_1],
+                     1, LetGo(ACK_ANA, UNACK_BO), id="unack"),
+        # Left alone past reack_after: nobody let go of it, and the run says so.
+        pytest.param([fired(T0, 0, "ana"), ACK_ANA,
+                      TimelineEvent(T0 + 30 * MIN, EventKind.RE_ESCALATED, detail={"after": 1800}),
+                      fired(T0 + 30 * MIN, 0, "ana", run=1)],
+                     1, LetGo(ACK_ANA), id="left-alone"),
+        # ana let go of it herself, bo took it again and cy let go of his: bo's is the one.
+        pytest.param([fired(T0, 0, "ana"), ACK_ANA,
+                      person(T0 + 2 * MIN, EventKind.UNACKNOWLEDGED, "ana"),
+                      fired(T0 + 2 * MIN, 0, "ana", run=1),
+                      person(T0 + 3 * MIN, EventKind.ACKNOWLEDGED, "bo"), UNACK_BO,
+                      fired(T0 + 20 * MIN, 0, "ana", run=2)],
+                     2, LetGo(person(T0 + 3 * MIN, EventKind.ACKNOWLEDGED, "bo"), UNACK_BO),
+                     id="the-latest"),
+        # The run after bo's unack paged, then cy snoozed it unacknowledged: the run its end
+        # begins let go of nobody's acknowledgement.
+        pytest.param([fired(T0, 0, "ana"), ACK_ANA, UNACK_BO, RUN_1,
+                      person(T0 + 21 * MIN, EventKind.SNOOZED, "cy"),
+                      TimelineEvent(T0 + 51 * MIN, EventKind.SNOOZE_ENDED),
+                      fired(T0 + 51 * MIN, 0, "ana", run=2)],
+                     2, None, id="a-snooze-unacknowledged"),
+        # Read as the run's first step found it: what came after is another run's story.
+        pytest.param([fired(T0, 0, "ana"), ACK_ANA, UNACK_BO, RUN_1,
+                      person(T0 + 22 * MIN, EventKind.ACKNOWLEDGED, "cy")],
+                     1, LetGo(ACK_ANA, UNACK_BO), id="as-the-run-began"),
+        pytest.param([fired(T0, 0, "ana")], 0, None, id="the-first-run"),
+    ],
+)
+def test_a_re_escalation_knows_whose_acknowledgement_it_let_go(
+    events: list[TimelineEvent], run: int, expected: LetGo | None
+) -> None:
+    assert let_go(events, run) == expected
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,15 @@ import pytest
 from receiver.core.model import (
     Alert,
     AlertStatus,
+    EventKind,
     GrafanaDetails,
     Incident,
     IncidentState,
     MessageReason,
     Severity,
+    TimelineEvent,
 )
+from receiver.incidents.facts import LetGo
 from receiver.notify.earlier import EarlierPage, PagedBefore
 from receiver.notify.messages import (
     BUNDLE_SHOWN,
@@ -221,6 +224,20 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
                      id="behind-reassigned-person"),
         pytest.param(ctx("severity_raised", changed_to="SEV1", step=0),
                      "SEVERITY RAISED to SEV1 by ana (step 1).", id="severity-raised"),
+        # A re-escalation names whose acknowledgement it let go, and when, as the other
+        # runs' leads name whose change began them.
+        pytest.param(ctx("re_escalated", step=0, let_go=LetGo(
+            TimelineEvent(AT + timedelta(minutes=2), EventKind.ACKNOWLEDGED, "ana"),
+            TimelineEvent(AT + timedelta(minutes=31), EventKind.UNACKNOWLEDGED, "bo"))),
+            "RE-ESCALATED: acknowledged by ana at 2024-03-10 03:02:00 UTC, unacknowledged by"
+            " bo at 2024-03-10 03:31:00 UTC (step 1).", id="re-escalated-after-an-unack"),
+        pytest.param(ctx("re_escalated", step=1, let_go=LetGo(
+            TimelineEvent(AT + timedelta(minutes=2), EventKind.ACKNOWLEDGED, "ana"))),
+            "RE-ESCALATED: acknowledged by ana at 2024-03-10 03:02:00 UTC but still not"
+            " resolved (step 2).", id="re-escalated-left-alone"),
+        pytest.param(ctx("re_escalated", step=0),
+                     "RE-ESCALATED: acknowledged earlier but still not resolved (step 1).",
+                     id="re-escalated-nobody-known"),
         pytest.param(ctx("resolved", incident=incident(
             state=IncidentState.RESOLVED, resolved_at=AT + timedelta(hours=1, minutes=12))),
             "Resolved by ana after 1h12m.", id="resolved"),
@@ -490,6 +507,9 @@ def test_a_summary_too_long_for_an_sms_leaves_no_room_for_who_was_paged_before()
         pytest.param({"alerts": (alert(1, description="5xx ratio 43% for 5m"),)},
                      id="description"),
         pytest.param({"alerts": tuple(alert(n) for n in range(8)), "cycle": 2}, id="many"),
+        pytest.param({"let_go": LetGo(TimelineEvent(AT, EventKind.ACKNOWLEDGED, "ana"),
+                                      TimelineEvent(AT, EventKind.UNACKNOWLEDGED, "bo"))},
+                     id="let-go"),
     ],
 )
 def test_the_compiled_defaults_render_their_text(reason: str, changes: dict[str, Any]) -> None:
@@ -513,6 +533,18 @@ def test_overrides_see_who_was_paged_before() -> None:
     templates = Templates({"escalated": {"body": source}})
     assert templates.render(ctx("escalated", paged_before=PAGED_BEFORE)).body == (
         "cy@2 1m; ana@1 6m failed; +2")
+
+
+def test_overrides_see_whose_acknowledgement_a_re_escalation_let_go() -> None:
+    source = ("{{ acknowledged_by }}@{{ acknowledged_at }} "
+              "{{ unacknowledged_by }}@{{ unacknowledged_at }}")
+    assert Templates.check({"re_escalated": {"body": source}}) == []
+    templates = Templates({"re_escalated": {"body": source}})
+    let_go = LetGo(TimelineEvent(AT, EventKind.ACKNOWLEDGED, "ana"),
+                   TimelineEvent(AT + timedelta(minutes=1), EventKind.UNACKNOWLEDGED, "bo"))
+    assert templates.render(ctx("re_escalated", let_go=let_go)).body == (
+        "ana@2024-03-10 03:00:00 UTC bo@2024-03-10 03:01:00 UTC")
+    assert templates.render(ctx("re_escalated")).body == "@ @"
 
 
 def test_overrides_replace_only_what_they_name() -> None:

@@ -12,8 +12,11 @@ from receiver.alertmanager.webhook import silence_url
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.errors import NotFound, StoreUnavailable
+from receiver.core.frozen import frozen
 from receiver.core.model import Action, EventKind, Incident, IncidentState, MessageReason
 from receiver.delivery.plan import Addressed, Outgoing, Summary
+from receiver.incidents import facts
+from receiver.incidents.facts import LetGo
 from receiver.notify.earlier import NOBODY, PagedBefore, ahead_in_run, paged_before
 from receiver.notify.links import Links
 from receiver.notify.messages import (
@@ -116,7 +119,7 @@ class Renderer:
         m = row.message
         recipient = m.recipient
         links = Links(config.link_secret, config.external_url, config.link_ttl)
-        before, ahead = await self._run(m, incident.id, now) if earlier else (NOBODY, 0)
+        run = await self._run(m, incident.id, now) if earlier else _FIRST
         return MessageContext(
             reason=m.reason,
             incident=incident,
@@ -131,11 +134,12 @@ class Renderer:
             recipient=recipient,
             step=m.step,
             cycle=m.cycle,
-            ahead=ahead,
+            ahead=run.ahead,
             stale_after=None if m.stale_after is None else timedelta(seconds=m.stale_after),
             status_every=None if m.status_every is None else timedelta(seconds=m.status_every),
-            paged_before=before,
+            paged_before=run.before,
             paged=await self._exhausted_paged(m, incident.id),
+            let_go=run.let_go,
         )
 
     async def _exhausted_paged(self, message: OutboxMessage, incident_id: int) -> list[str]:
@@ -149,29 +153,43 @@ class Renderer:
                         if e.kind is EventKind.ESCALATION_EXHAUSTED), None)
         return [] if ran_out is None else [str(p) for p in ran_out.detail.get("paged", ())]
 
-    async def _run(
-        self, message: OutboxMessage, incident_id: int, now: datetime
-    ) -> tuple[PagedBefore, int]:
-        """Whom the steps of the page's run before its own paged, and how many steps a
-        reassignment to a person put ahead of the policy's own in that run (so the page
-        numbers its step as the reports do), from the timeline. A first page has no earlier
-        step, and only a reassignment puts anyone ahead, in a later run (its own, and those
-        that keep its policy: a raised severity, an unack by someone else, a snooze's or a
-        window's end): the timeline is read only for the first page of a later run and the
-        later pages (an escalated page, a reminder, a later step of a run a person or a
-        window began), which are few beside the first pages of a storm (run 0)."""
+    async def _run(self, message: OutboxMessage, incident_id: int, now: datetime) -> Run:
+        """What the timeline says of the page's run: whom its steps before the page's own
+        paged, how many steps a reassignment to a person put ahead of the policy's own in it
+        (so the page numbers its step as the reports do), and for a re-escalation whose
+        acknowledgement it let go (`facts.let_go`). A first page has no earlier step, and only
+        a reassignment puts anyone ahead, in a later run (its own, and those that keep its
+        policy: a raised severity, an unack by someone else, a snooze's or a window's end):
+        the timeline is read only for the first page of a later run and the later pages (an
+        escalated page, a reminder, a later step of a run a person or a window began), which
+        are few beside the first pages of a storm (run 0)."""
         step, run, reason = message.step, message.run, message.reason
         if not reason.is_page or step is None or run is None or reason is MessageReason.TRIGGERED:
-            return NOBODY, 0
+            return _FIRST
         first = (step, message.cycle) == (0, 0)
         if first and run == 0:
-            return NOBODY, 0
+            return _FIRST
         timeline = await self._store.timeline(incident_id)
         ahead = ahead_in_run(timeline, run)
+        let_go = (facts.let_go(timeline, run) if reason is MessageReason.RE_ESCALATED
+                  else None)
         if first:
-            return NOBODY, ahead
-        return paged_before(timeline, run=run, cycle=message.cycle, step=step,
-                            recipient=message.recipient, now=now), ahead
+            return Run(NOBODY, ahead, let_go)
+        return Run(paged_before(timeline, run=run, cycle=message.cycle, step=step,
+                                recipient=message.recipient, now=now), ahead, let_go)
+
+
+@frozen(slots=True)
+class Run:
+    """What a page says of its escalation run (`Renderer._run`)."""
+
+    before: PagedBefore
+    ahead: int
+    let_go: LetGo | None = None
+
+
+# A run's first page, or a page in a bundle: no timeline read.
+_FIRST = Run(NOBODY, 0)
 
 
 def shown_of(items: Sequence[tuple[Addressed, IncidentFacts]]) -> int:

@@ -110,6 +110,35 @@ def first_acknowledgement(timeline: Sequence[TimelineEvent]) -> TimelineEvent | 
     return next((e for e in timeline if e.kind is EventKind.ACKNOWLEDGED), None)
 
 
+@frozen(slots=True)
+class LetGo:
+    """The acknowledgement a later escalation run began after, and the unack that let it go
+    (None when none did: it was left alone past `reack_after`, or a snooze over it ended)."""
+
+    acknowledged: TimelineEvent
+    unacknowledged: TimelineEvent | None = None
+
+
+def let_go(timeline: Sequence[TimelineEvent], run: int) -> LetGo | None:
+    """Who acknowledged the incident before escalation run `run` began, and who unacknowledged
+    it, as they stood when the run's first step fired, for the run's pages ("acknowledged by
+    ana at ..., unacknowledged by bo at ..."). The latest acknowledgement, not the first (the
+    web page's): the one the unack let go. None if a step fired after it, before the run: that
+    step's run began with nobody holding it (a snooze without an acknowledgement, say)."""
+    held: TimelineEvent | None = None
+    released: TimelineEvent | None = None
+    for event in timeline:
+        if event.kind is EventKind.STEP_FIRED:
+            if event.detail.get("run", 0) == run:
+                break
+            held = released = None
+        elif event.kind is EventKind.ACKNOWLEDGED:
+            held, released = event, None
+        elif event.kind is EventKind.UNACKNOWLEDGED and held is not None:
+            released = event
+    return None if held is None else LetGo(held, released)
+
+
 def first_page(timeline: Sequence[TimelineEvent]) -> datetime | None:
     """When ackd first asked someone to act on the incident: the first escalation step that
     paged anyone (a person, or a channel the policy pages) and that no maintenance window

@@ -29,6 +29,9 @@ Variables a template sees:
                                          no alert has its own, silences is [silence_url];
                                          every list holds http(s) URLs only
     open_for                             how long the incident was open, once resolved
+    acknowledged_by, acknowledged_at     re_escalated: who acknowledged it before its run
+    unacknowledged_by, unacknowledged_at began, and who unacknowledged it (empty when nobody
+                                         did: left alone, a snooze ended), times as `since`
     paged_before, paged_before_more      pages of a later step: whom the earlier steps of the
                                          run paged, the latest first (each: name, step (as
                                          `number`: from 1, none for the person a reassignment
@@ -76,6 +79,7 @@ from receiver.core.model import (
     Severity,
 )
 from receiver.core.oneline import one_line, one_line_value
+from receiver.incidents.facts import LetGo
 from receiver.notify import sms
 from receiver.notify.earlier import NOBODY, EarlierPage, PagedBefore
 from receiver.notify.notifier import Message, NotifyType
@@ -130,6 +134,8 @@ class MessageContext:
     status_every: timedelta | None = None  # a status_due message: the severity's cadence
     paged_before: PagedBefore = NOBODY  # a later step's page: whom the run paged before
     paged: Sequence[str] = ()  # stakeholder_exhausted: whom the escalation paged
+    # re_escalated: the acknowledgement its run began after, and the unack that let it go
+    let_go: LetGo | None = None
 
     def __post_init__(self) -> None:
         if self.reason not in REASONS:
@@ -235,11 +241,20 @@ Paged before, not acknowledged:
 {% endif %}
 """
 
+# Whose acknowledgement a re-escalation let go, as the other leads name whose change began
+# their run: an unack's ("acknowledged by ana at ..., unacknowledged by bo at ..."), else one
+# left alone past reack_after or a snooze's end ("acknowledged by ana at ... but still not
+# resolved"); "acknowledged earlier" where the renderer read no timeline (a bundle's entry).
+_LET_GO = ("{% if acknowledged_by %}acknowledged by {{ acknowledged_by }} at {{ acknowledged_at }}"
+           "{% if unacknowledged_by %}, unacknowledged by {{ unacknowledged_by }} at "
+           "{{ unacknowledged_at }}{% else %} but still not resolved{% endif %}"
+           "{% else %}acknowledged earlier but still not resolved{% endif %}")
+
 _LEADS = {
     "triggered": "",
     "escalated": "ESCALATED: nobody has acknowledged yet" + _STEP + ".\n",
     "reminder": "REMINDER: still not acknowledged" + _STEP + ".\n",
-    "re_escalated": "RE-ESCALATED: acknowledged earlier but still not resolved" + _STEP + ".\n",
+    "re_escalated": "RE-ESCALATED: " + _LET_GO + _STEP + ".\n",
     "responder_added": "{{ actor or 'Someone' }} asks you to join this incident.\n",
     "reassigned": "REASSIGNED to {{ changed_to or 'you' }} by {{ actor or 'someone' }}"
                   + _NOT_YET + _STEP + ".\n",
@@ -561,7 +576,17 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "paged_before": [_earlier(p) for p in ctx.paged_before.shown],
         "paged_before_more": ctx.paged_before.more,
         "paged": list(ctx.paged),
+        **_let_go(ctx.let_go),
     }
+
+
+def _let_go(let_go: LetGo | None) -> dict[str, str]:
+    acked = let_go.acknowledged if let_go else None
+    unacked = let_go.unacknowledged if let_go else None
+    return {"acknowledged_by": acked.actor if acked else "",
+            "acknowledged_at": _utc(acked.at) if acked else "",
+            "unacknowledged_by": unacked.actor if unacked else "",
+            "unacknowledged_at": _utc(unacked.at) if unacked else ""}
 
 
 def _earlier(page: EarlierPage) -> dict[str, Any]:

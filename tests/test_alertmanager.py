@@ -108,6 +108,22 @@ def test_bad_payloads_name_the_field(raw: bytes, field: str) -> None:
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("version", "says"),
+    [
+        (4, "must be a string, '4' (Alertmanager) or '1' (Grafana), not the number 4"),
+        (None, "must be a string, '4' (Alertmanager) or '1' (Grafana), not null"),
+        ({"v": 4}, "must be a string, '4' (Alertmanager) or '1' (Grafana), not an object"),
+        ("3", "unsupported webhook version '3': expected '4' (Alertmanager) or '1' (Grafana)"),
+    ],
+)
+def test_a_version_that_is_not_a_string_says_so(version: Any, says: str) -> None:
+    # A curl by hand with "version": 4 was told "unsupported webhook version 4: expected '4'".
+    with pytest.raises(PayloadError) as caught:
+        parse_webhook(body({**REAL, "version": version}))
+    assert (caught.value.field, caught.value.message) == ("version", says)
+
+
 def test_missing_fingerprint_is_computed() -> None:
     raw = with_alert()
     del raw["alerts"][0]["fingerprint"]

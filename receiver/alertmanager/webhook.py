@@ -215,6 +215,12 @@ def _parse_carefully(body: bytes, limits: WebhookLimits = UNLIMITED) -> WebhookM
 
 def _message(data: dict[str, Any], limits: WebhookLimits) -> WebhookMessage:
     version = data.get("version", SUPPORTED_VERSION)
+    if not isinstance(version, str):
+        # A hand-written `"version": 4` read "unsupported webhook version 4: expected '4'".
+        raise PayloadError(
+            "version",
+            f"must be a string, '4' (Alertmanager) or '1' (Grafana), not {_json_kind(version)}",
+        )
     if version not in _VERSIONS:
         raise PayloadError(
             "version",
@@ -342,6 +348,16 @@ def _unicode(text: str, at: str, what: str = "") -> str:
     except UnicodeEncodeError:
         raise PayloadError(at, f"{what}contains an unpaired surrogate (\\ud800-\\udfff)") from None
     return text
+
+
+def _json_kind(value: Any) -> str:
+    """How a JSON value that is not a string reads in a message: its kind, a short one as
+    written (the number 4), never a long one whole."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, int | float):
+        return f"the number {json.dumps(value)[:24]}"
+    return "an object" if isinstance(value, dict) else "a list"
 
 
 def _optional_str(raw: Mapping[str, Any], key: str, at: str) -> str:

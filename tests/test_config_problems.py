@@ -334,3 +334,23 @@ def test_check_config_refuses_regexes_alertmanager_refuses(tmp_path: Path) -> No
                and row.endswith(": nests too deeply (more than 1000 levels of groups)")
                for row in lines), lines
     assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_value_is_shown_but_never_a_secret_written_as_a_number(tmp_path: Path) -> None:
+    """pydantic's own messages get what the line said (", got 'maybe'"), except where the key
+    wants text: a token written as a number stays out of CI logs."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "teams: [{name: ops}]\n"
+        "api: {tokens: [{name: x, token: 987654321}]}\n"
+        "notifications: {workers: 0}\n"
+        "severities: [{name: SEV1, urgency: hgih}]\n"
+        "users: [{name: ana, contacts: [{url: 'json://127.0.0.1:1/a'}]}]\n"
+        "policies: [{name: p, steps: [{notify: [{user: ana}]}]}]\n"
+        "route: {team: ops, policy: p, severity: SEV1}\n"
+    )
+    found = problems(path)
+    assert "3: notifications.workers: Input should be greater than or equal to 1, got 0" in found
+    assert "4: severities[0].urgency: Input should be 'high' or 'low', got 'hgih'" in found
+    assert "2: api.tokens[0].token: Input should be a valid string" in found
+    assert not any("987654321" in p for p in found), found

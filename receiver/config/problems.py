@@ -53,8 +53,29 @@ def _message(error: Any) -> str:
             return f"{meaning}, got {error.get('input')!r}"
     if kind in ("model_type", "dict_type"):  # pydantic names its class: say what was found
         return f"must be a mapping of keys, not {_kind_of(error.get('input'))}"
+    message = str(error["msg"])
+    if kind in _SHOWS_INPUT:
+        # "Input should be 'high' or 'low'" left the reader to find what the line said.
+        return f"{message}, got {_shown(error.get('input'))}"
     # Our own validators' messages are whole sentences; pydantic prefixes them.
-    return str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+
+
+# pydantic's own messages that do not say what they were given, for keys whose values are
+# choices, numbers or flags. Not string_type: a token written as a number would be shown.
+_SHOWS_INPUT = frozenset({
+    "literal_error", "enum", "int_parsing", "int_type", "int_from_float", "float_parsing",
+    "float_type", "bool_parsing", "bool_type", "greater_than", "greater_than_equal",
+    "less_than", "less_than_equal",
+})
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, bool | int | float):
+        return str(value).lower() if isinstance(value, bool) else str(value)
+    if isinstance(value, str):
+        return repr(value[:40] + "..." if len(value) > 40 else value)
+    return _kind_of(value)
 
 
 def _kind_of(value: Any) -> str:

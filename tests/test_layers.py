@@ -10,6 +10,7 @@ package must be placed here once. docs/architecture.md draws the same order.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -253,3 +254,49 @@ def test_a_module_in_no_layer_is_reported() -> None:
 def test_the_real_tree_is_read(module: str) -> None:
     edges = graph(read_tree())
     assert edges[module], f"{module} imports nothing of receiver?"
+
+
+def diagram(text: str) -> list[str]:
+    """The layer diagram of docs/architecture.md's Modules section: each layer's text (its
+    number's line and the indented lines that follow it), lowest first."""
+    block = text.split("\n## Modules\n", 1)[1].split("```\n", 2)[1]
+    layers: dict[int, str] = {}
+    number = -1
+    for line in block.splitlines():
+        head = re.match(r"\s*(\d+)\s+(.*)", line)
+        if head:
+            number = int(head[1])
+            layers[number] = head[2]
+        elif number >= 0:
+            layers[number] += " " + line.strip()
+    return [layers[n] for n in sorted(layers)]
+
+
+def drawn(entry: str, layer: str) -> bool:
+    """A LAYERS entry is drawn in its layer when the layer's text names it whole, or names
+    its package first (the layer's heading, as `config data`) and then its module."""
+    def word(name: str) -> bool:
+        return re.search(rf"(?<![\w.]){re.escape(name)}(?!\w)", layer) is not None
+
+    package, _, module = entry.rpartition(".")
+    return word(entry) or bool(package) and layer.startswith(package) and word(module)
+
+
+def test_the_architecture_diagram_draws_every_layer_entry() -> None:
+    text = (ROOT.parent / "docs/architecture.md").read_text()
+    drawn_layers = diagram(text)
+    assert len(drawn_layers) == len(LAYERS)
+    missing = [f"layer {level}: {entry}" for level, entries in enumerate(LAYERS)
+               for entry in entries if entry and not drawn(entry, drawn_layers[level])]
+    assert not missing, f"docs/architecture.md's layer diagram lacks: {missing}"
+
+
+def test_the_diagram_reader_tells_a_drawn_entry_from_a_missing_one() -> None:
+    layers = diagram("\n## Modules\n\n```\n  1  config data  yamlsource, schema\n"
+                     "  0  services     incidents.service,\n      oncall.service\n```\n")
+    assert layers == ["services     incidents.service, oncall.service",
+                      "config data  yamlsource, schema"]
+    assert drawn("config.schema", layers[1])
+    assert drawn("oncall.service", layers[0])
+    assert not drawn("heartbeats.service", layers[0])
+    assert not drawn("service", layers[1])

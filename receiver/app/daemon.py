@@ -375,7 +375,7 @@ class Daemon:
         self._runner = JsonErrorRunner(
             app, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, handle_signals=False,
             keepalive_timeout=self._keepalive_timeout,
-            # The webhook inflates a compressed body itself, with a bound (http/encoding.py).
+            # The webhook inflates a compressed body itself, with a bound (web/encoding.py).
             auto_decompress=False,
         )
         await self._runner.setup()

@@ -1,7 +1,7 @@
 """The YAML schema of ackd's configuration, as pydantic models.
 
 These mirror the file exactly (key names, nesting, optionality) and reject unknown keys and
-wrong types; config.py turns them into the domain's frozen dataclasses after the checks that
+wrong types; config/build/ turns them into the domain's frozen dataclasses after the checks that
 span the whole file (references between sections, matcher syntax, Apprise URLs).
 """
 
@@ -83,7 +83,7 @@ class WebhookSpec(Strict):
     max_body_bytes: Annotated[int, Field(gt=0)] = 1024 * 1024
     # The memory that remembering webhooks seen before may take (grouping.MemoBytes).
     memo_bytes: Annotated[int, Field(ge=0)] = 64 * 1024 * 1024
-    # What one webhook may ask of the event loop (receiver/limits.py); past them, a 400.
+    # What one webhook may ask of the event loop (receiver/core/limits.py); past them, a 400.
     max_alerts: Annotated[int, Field(gt=0)] = DEFAULT_MAX_ALERTS
     max_labels: Annotated[int, Field(gt=0)] = DEFAULT_MAX_LABELS
     max_groups: Annotated[int, Field(gt=0)] = DEFAULT_MAX_GROUPS

@@ -8,7 +8,7 @@ message stays what the human format prints, so the two formats say the same thin
 
 Nothing here reveals more than the human format: the message is built from the same record
 after the same handler filters (`oneline.EscapeArgs`) and logger filters (the Apprise URL
-masking in `notify.py`) ran, and a traceback is `oneline.format_exception`'s.
+masking in `notify/notifier.py`) ran, and a traceback is `oneline.format_exception`'s.
 """
 
 from __future__ import annotations

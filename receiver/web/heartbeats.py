@@ -31,7 +31,7 @@ def status_json(status: Status) -> dict[str, Any]:
 
 
 def _heartbeats(s: Services) -> Heartbeats:
-    assert s.heartbeats is not None, "app.py builds the heartbeats with the routes"
+    assert s.heartbeats is not None, "app/daemon.py builds the heartbeats with the routes"
     return s.heartbeats
 
 

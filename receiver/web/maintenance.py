@@ -39,7 +39,7 @@ def window_json(window: Window, now: datetime) -> dict[str, Any]:
 
 
 def _maintenance(s: Services) -> Maintenance:
-    assert s.maintenance is not None, "app.py builds the maintenance windows with the routes"
+    assert s.maintenance is not None, "app/daemon.py builds the maintenance windows with the routes"
     return s.maintenance
 
 

@@ -17,8 +17,11 @@ def listen(b: Builder) -> tuple[str, int] | None:
 
 def parse_listen(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not port.isascii() or not port.isdigit():
         raise ValueError(f"listen must be HOST:PORT, got {text!r}")
+    if not 0 < int(port) < 65536:
+        # 127.0.0.1:99999 is HOST:PORT to whoever wrote it: say what is wrong with it.
+        raise ValueError(f"listen must be HOST:PORT with a port from 1 to 65535, got {text!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
 
 

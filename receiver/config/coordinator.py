@@ -37,9 +37,10 @@ class ReloadWarning:
     (file, line, key; line None and a key in brackets where no line says it), with what kind
     of finding it is (the `event` of its log line) and the open incidents it is about."""
 
-    # unrouted_team, coverage_gap, sms_not_short, unchecked (the file's); config_regrouped,
-    # config_unreached, config_contact_lost, config_message_lost, config_queued_lost (the open
-    # incidents', and what waits to be sent), unchecked (a look that could not read them)
+    # unrouted_team, coverage_gap, sms_not_short, template_step_number, unchecked (the
+    # file's); config_regrouped, config_unreached, config_contact_lost, config_message_lost,
+    # config_queued_lost (the open incidents', and what waits to be sent), unchecked (a look
+    # that could not read them)
     kind: str
     file: str
     line: int | None

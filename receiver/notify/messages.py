@@ -13,7 +13,9 @@ Variables a template sees:
     number                               the page's step as the reports number it: the
                                          policy's own, from 1; none outside a step, and for
                                          the person a reassignment put ahead of the policy
-                                         (the policy's first step behind them is 1)
+                                         (the policy's first step behind them is 1); a
+                                         template printing step + 1 is warned of at
+                                         check-config (config/build/notifications.py)
     changed_to                           reassigned, severity_raised, taken_over: the team
                                          ("team X"), person or severity a person changed the
                                          incident to;

@@ -131,7 +131,8 @@ SCHEMAS: dict[str, Schema] = {
                                  **_LOCATED,
                                  "kind": {"type": "string", "enum": [
                                      "unrouted_team", "coverage_gap", "sms_not_short",
-                                     "unchecked", "config_regrouped", "config_unreached",
+                                     "template_step_number", "unchecked",
+                                     "config_regrouped", "config_unreached",
                                      "config_contact_lost", "config_message_lost",
                                      "config_queued_lost"],
                                      "description": "the log line's `event`: the file's own"

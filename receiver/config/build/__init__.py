@@ -118,8 +118,9 @@ def warnings(
     config: Config, since: datetime, source: Located | None = None
 ) -> list[ReloadWarning]:
     """What a file that builds is still worth a look for, not a failed deploy: each team no
-    route leads to, each schedule layer's first hole in the coming weeks from `since`, and
-    each SMS contact that does not set `short`. `ackd check-config` prints them, the start
+    route leads to, each schedule layer's first hole in the coming weeks from `since`,
+    each SMS contact that does not set `short`, and each template that prints `step + 1`
+    (`number` is the step as the reports name it). `ackd check-config` prints them, the start
     and a reload log them, a reload answers them. `source` is the document `config` was
     built from (`load_located`), else config.source is read again for the lines.
     OverflowError when `since` is too far from now for the schedules' calendar."""
@@ -130,7 +131,9 @@ def warnings(
             + [ReloadWarning.of("coverage_gap", p)
                for p in schedules.coverage_gaps(config, since, source=source)]
             + [ReloadWarning.of("sms_not_short", p)
-               for p in people.sms_not_short(config, source)])
+               for p in people.sms_not_short(config, source)]
+            + [ReloadWarning.of("template_step_number", p)
+               for p in notifications.step_plus_one(source)])
 
 
 def _read(path: str | Path) -> str:

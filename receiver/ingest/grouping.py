@@ -218,8 +218,10 @@ def _event(now: datetime, kind: EventKind, alert: Alert, **more: str) -> Timelin
 
 def _iso(when: datetime) -> str:
     """`when.isoformat()`, remembered for UTC instants: the alerts of a group mostly share one
-    start, resent for as long as they fire, and the text of an aware datetime costs as much as
-    the rest of its event."""
+    start, resent for as long as they fire, and the text of an aware datetime costs about
+    10,000 instructions, as much as the rest of its event. Measured when it came (131043c):
+    3% of the loop's instructions on the ingest path, where runs of one tree agree within
+    0.2%. escalation/codec.py keeps a memo of its own for the states' times."""
     return _utc_iso(when) if when.tzinfo is UTC else when.isoformat()
 
 

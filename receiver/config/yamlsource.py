@@ -77,6 +77,12 @@ def load(
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        context, begun = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        unclosed = context is not None and ("flow" in context or "quoted" in context)
+        if unclosed and begun is not None and begun.line + 1 != line:
+            # An unclosed [, { or quote is found lines later, at the next key (or the end of
+            # the file): say where it began. A block mapping's start would only be noise.
+            problem = f"{problem} ({context} that began on line {begun.line + 1})"
         raise ConfigError([ConfigProblem(file, line, "(syntax)", problem)]) from exc
     located = Located(file, None)
     problems: list[ConfigProblem] = []

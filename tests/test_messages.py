@@ -489,6 +489,38 @@ def test_who_was_paged_before_takes_only_the_room_an_sms_page_leaves(
     assert septets(body) == SHORT_LIMIT - spare + len(earlier) <= SHORT_LIMIT
 
 
+UNACKED = LetGo(TimelineEvent(AT, EventKind.ACKNOWLEDGED, "ana"),
+               TimelineEvent(AT + timedelta(minutes=9), EventKind.UNACKNOWLEDGED, "bo"))
+_RE_ESC = "[SEV1] RE-ESC #42 payments: "
+
+
+@pytest.mark.parametrize(
+    ("spare", "note"),
+    [
+        pytest.param(None, " (ack'd by ana, unack'd by bo)", id="room-for-both"),
+        pytest.param(len(" (unack'd by bo)"), " (unack'd by bo)", id="who-let-go-fits-exactly"),
+        pytest.param(len(" (unack'd by bo)") - 1, "", id="no-room"),
+    ],
+)
+def test_a_re_escalated_sms_says_whose_acknowledgement_an_unack_let_go(
+    spare: int | None, note: str
+) -> None:
+    """In the room the summary and the link leave, as the long page's lead says it: who
+    acknowledged and who let it go, else who let it go, else nothing."""
+    what = ("Payment API down" if spare is None else
+            "x" * (SHORT_LIMIT - septets(_RE_ESC) - septets(f" Ack: {ACK}") - spare))
+    context = ctx("re_escalated", incident=incident(summary=what), let_go=UNACKED)
+    body = TEMPLATES.render(context, short=True).body
+    assert body == f"{_RE_ESC}{what}{note} Ack: {ACK}"
+    assert septets(body) <= SHORT_LIMIT
+    # It comes before whom the run paged before, who get what room it leaves (none here);
+    # left alone (nobody let go of it), not a word.
+    both = TEMPLATES.render(replace(context, paged_before=PAGED_BEFORE), short=True).body
+    assert both == body
+    alone = replace(context, let_go=LetGo(UNACKED.acknowledged))
+    assert TEMPLATES.render(alone, short=True).body == f"{_RE_ESC}{what} Ack: {ACK}"
+
+
 def test_a_summary_too_long_for_an_sms_leaves_no_room_for_who_was_paged_before() -> None:
     what = "x" * (SHORT_LIMIT - _FIXED + 1)
     context = ctx("escalated", incident=incident(summary=what), paged_before=PAGED_BEFORE)

@@ -52,7 +52,8 @@ two each), or 70 UCS-2 units for a summary in a script GSM-7 lacks where the lin
 room (else spelled in GSM-7's letters: notify/sms.py), that always keeps its link, and no
 title, because SMS plugins prepend the title to the body. A later step's short page names
 whom the run paged before in what room the whole summary and the link leave
-(`short_paged_before`).
+(`short_paged_before`); a re-escalated one after an unack, before them, whose
+acknowledgement it let go (`short_let_go`).
 """
 
 from __future__ import annotations
@@ -764,8 +765,25 @@ def short_body(ctx: MessageContext) -> str:
     # that whom the run paged before takes only the room it leaves in that alphabet.
     head, what, tail = sms.as_sent(head, what, tail)
     text = head + what + tail
-    earlier = short_paged_before(ctx.paged_before, sms.limit(text) - sms.length(text))
-    return _fit(head, what + earlier, tail)
+    room = sms.limit(text) - sms.length(text)
+    # Why the run began comes before whom it paged: an unack is why this page comes at all.
+    released = short_let_go(ctx.let_go, room)
+    earlier = short_paged_before(ctx.paged_before, room - sms_length(released))
+    return _fit(head, what + released + earlier, tail)
+
+
+def short_let_go(let_go: LetGo | None, room: int) -> str:
+    """Whose acknowledgement an unack let go, in at most `room` septets, for a short
+    re-escalated page: " (ack'd by ana, unack'd by bo)", else " (unack'd by bo)", else
+    nothing; nothing either when nobody let go of it (its "RE-ESC" says acknowledged). It
+    only ever takes room left over: the summary and the link come first."""
+    if let_go is None or let_go.unacknowledged is None:
+        return ""
+    acked, unacked = one_line(let_go.acknowledged.actor), one_line(let_go.unacknowledged.actor)
+    for text in (f" (ack'd by {acked}, unack'd by {unacked})", f" (unack'd by {unacked})"):
+        if sms_length(text) <= room:
+            return text
+    return ""
 
 
 def _short_held(ctx: MessageContext, what: str) -> str:

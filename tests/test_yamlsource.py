@@ -44,7 +44,8 @@ def test_empty_variable_takes_the_default() -> None:
     [
         ("a: ${NOPE}\n", "c.yaml:1: a: environment variable NOPE is not set"),
         ("a: 1\na: 2\n", "c.yaml:2: a: duplicate key"),
-        ("a: [1, 2\n", "c.yaml:2: (syntax): expected ',' or ']', but got '<stream end>'"),
+        ("a: [1, 2\n", "c.yaml:2: (syntax): expected ',' or ']', but got '<stream end>'"
+         " (while parsing a flow sequence that began on line 1)"),
     ],
 )
 def test_errors_name_file_line_and_key(text: str, expected: str) -> None:

@@ -440,6 +440,14 @@ def test_the_exported_names_are_the_samples_names() -> None:
         "ackd_notification_total"}
 
 
+def test_the_readme_names_every_alert_rule_and_only_those() -> None:
+    rules = {alert for alert, _ in rule_expressions(DEPLOY / "prometheus/ackd-rules.yml")}
+    section = (ROOT / "README.md").read_text().split("**Alert rules**", 1)[1].split("\n## ")[0]
+    named = set(re.findall(r"`(Ackd\w+)`", section))
+    assert len(rules) > 10
+    assert named == rules, (sorted(rules - named), sorted(named - rules))
+
+
 def test_the_prometheus_rule_resource_holds_the_tested_rules() -> None:
     resource = yaml.safe_load((DEPLOY / "kubernetes/ackd-rules.yaml").read_text())
     assert resource["kind"] == "PrometheusRule"

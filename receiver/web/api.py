@@ -1,4 +1,4 @@
-"""The incidents API: read incidents and their timelines; act on them (ack, resolve, ...)."""
+"""The incidents API's reads: incidents and their timelines (acting on them is actions.py)."""
 
 from __future__ import annotations
 

@@ -859,3 +859,34 @@ def test_inflating_never_makes_more_than_the_limit_and_one_byte() -> None:
     assert inflate(bomb, "deflate", 1_048_576) is None
     assert inflate(zlib.compress(b"{}"), "deflate", 2) == b"{}"
     assert inflate(zlib.compress(b"{} "), "deflate", 2) is None
+
+
+async def test_refused_credentials_and_bodies_are_logged_with_the_address(
+    start_daemon: Callable[..., Any], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Alertmanager drops a 4xx for good: ackd's log must say a webhook was refused, and from
+    where. Wrong credentials: one line per address and quiet spell, however many follow."""
+    daemon: Daemon = await start_daemon()
+    url = f"http://{HOST}:{daemon.port}/api/v1/alerts"
+    caplog.set_level("WARNING", logger="receiver.web.webhook")
+    for _ in range(3):
+        status, _, _ = await send(url, firing("Rotated"), token="the-old-token")
+        assert status == 401
+    status, _, _ = await send(url, {"version": "4", "alerts": {}})
+    assert status == 400
+    lines = [r.getMessage() for r in caplog.records if r.name == "receiver.web.webhook"]
+    assert lines == [
+        f"webhook refused from {HOST}: missing or wrong credentials. Alertmanager drops a"
+        " refused notification: check its credentials against ackd's webhook.bearer_token"
+        " (or basic_auth). Further failures from this address within 60s are only counted"
+        " (ackd_auth_failures_total)",
+        f"webhook rejected: alerts: required, must be a list (from {HOST})",
+    ]
+
+
+def test_throttle_quiet_after_its_window() -> None:
+    throttle = FailureThrottle()
+    assert throttle.quiet("10.0.0.1", now=0.0)
+    throttle.record("10.0.0.1", now=0.0)
+    assert not throttle.quiet("10.0.0.1", now=59.0)
+    assert throttle.quiet("10.0.0.1", now=60.0)

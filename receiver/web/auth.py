@@ -96,6 +96,14 @@ class FailureThrottle:
         # Unblocked once enough of the oldest failures have left the window.
         return failures[len(failures) - self.limit] + self.window - at
 
+    def quiet(self, client: str, now: float | None = None) -> bool:
+        """No failure from `client` within the window."""
+        failures = self._failures.get(client)
+        if failures is None:
+            return True
+        self._prune(failures, time.monotonic() if now is None else now)
+        return not failures
+
     def record(self, client: str, now: float | None = None) -> None:
         if len(self._failures) >= self.max_clients and client not in self._failures:
             self._failures.pop(next(iter(self._failures)))  # bounded memory under a spray

@@ -68,13 +68,13 @@ async def _receive(request: web.Request, s: Services) -> tuple[str, web.Response
     try:
         body = body and inflate(body, encoding, limit)
     except PayloadError as exc:
-        return _rejected(exc)
+        return _rejected(request, exc)
     if body is None:
         return "too_large", error(413, f"body exceeds {limit} bytes", "body")
     try:
         ingested = await s.incidents.ingest_body(body)
     except PayloadError as exc:
-        return _rejected(exc)
+        return _rejected(request, exc)
     except StoreUnavailable as exc:
         s.metrics.store_errors.inc()
         return "unavailable", error(503, f"store unavailable, retry: {exc}")
@@ -91,8 +91,9 @@ async def _receive(request: web.Request, s: Services) -> tuple[str, web.Response
     )
 
 
-def _rejected(exc: PayloadError) -> tuple[str, web.Response]:
-    log.warning("webhook rejected: %s", exc)
+def _rejected(request: web.Request, exc: PayloadError) -> tuple[str, web.Response]:
+    # The address says which of several Alertmanagers (or which script) sends it.
+    log.warning("webhook rejected: %s (from %s)", exc, request.remote or "unknown")
     return "bad_request", error(400, exc.message, exc.field)
 
 
@@ -118,6 +119,16 @@ def _refuse_credentials(request: web.Request, s: Services) -> tuple[str, web.Res
     throttle = request.app[THROTTLE]
     client = request.remote or "unknown"
     wait = throttle.retry_after(client)
+    if throttle.quiet(client):
+        # Alertmanager drops a refused notification for good and only its own log says so: a
+        # token rotated on one side loses every alert. One line per address and quiet spell
+        # (the throttle's window), so a guesser does not fill the log; the metric counts all.
+        log.warning(
+            "webhook refused from %s: missing or wrong credentials. Alertmanager drops a"
+            " refused notification: check its credentials against ackd's"
+            " webhook.bearer_token (or basic_auth). Further failures from this address"
+            " within %gs are only counted (ackd_auth_failures_total)", client, throttle.window,
+        )
     throttle.record(client)
     s.metrics.auth_failures.labels("webhook").inc()
     if wait > 0:

@@ -44,3 +44,14 @@ def test_every_module_that_starts_processes_runs_serially() -> None:
     assert modules.keys() >= SERIAL, SERIAL - modules.keys()
     starters = {name for name, text in modules.items() if STARTS_A_PROCESS.search(text)}
     assert starters - UNTIMED_STARTERS <= SERIAL, (starters - UNTIMED_STARTERS) - SERIAL
+
+
+def test_the_readme_set_up_names_the_packages_make_run_and_the_quick_start_need() -> None:
+    """A fresh Debian 12 has python3 but not ensurepip: `make run` failed at `python3 -m venv`
+    for a reader who installed only what the heading named (Python, make)."""
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("## Set up")
+    section = readme[start:readme.index("\n## ", start + 1)]
+    install = re.search(r"apt-get install ([a-z0-9 .-]+)`", section)
+    assert install is not None, section
+    assert set(install[1].split()) >= {"make", "python3-venv", "curl"}

@@ -247,7 +247,8 @@ Paged before, not acknowledged:
 # Whose acknowledgement a re-escalation let go, as the other leads name whose change began
 # their run: an unack's ("acknowledged by ana at ..., unacknowledged by bo at ..."), else one
 # left alone past reack_after or a snooze's end ("acknowledged by ana at ... but still not
-# resolved"); "acknowledged earlier" where the renderer read no timeline (a bundle's entry).
+# resolved"); "acknowledged earlier" where no acknowledgement stood when its run began (a
+# snooze's end on an incident snoozed unacknowledged).
 _LET_GO = ("{% if acknowledged_by %}acknowledged by {{ acknowledged_by }} at {{ acknowledged_at }}"
            "{% if unacknowledged_by %}, unacknowledged by {{ unacknowledged_by }} at "
            "{{ unacknowledged_at }}{% else %} but still not resolved{% endif %}"

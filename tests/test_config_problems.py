@@ -354,3 +354,13 @@ def test_a_wrong_value_is_shown_but_never_a_secret_written_as_a_number(tmp_path:
     assert "4: severities[0].urgency: Input should be 'high' or 'low', got 'hgih'" in found
     assert "2: api.tokens[0].token: Input should be a valid string" in found
     assert not any("987654321" in p for p in found), found
+
+
+def test_check_config_reports_an_unusable_url_once() -> None:
+    result = check_config("tests/config/bad/bad_apprise_url.yaml")
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "tests/config/bad/bad_apprise_url.yaml:5: users[0].contacts[0].url: Apprise cannot use"
+        " this URL: unknown scheme 'nosuchscheme'",
+        "tests/config/bad/bad_apprise_url.yaml: 1 problem(s)",
+    ]

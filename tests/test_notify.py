@@ -276,6 +276,19 @@ def test_validate_url_parses_a_contact_once(caplog: pytest.LogCaptureFixture) ->
 
 
 @pytest.mark.parametrize(
+    "url", ["nosuchscheme://whatever", "mailto://u:s3cretpw@example.com?mode=x"],
+)
+def test_a_url_apprise_cannot_use_leaves_apprise_silent(
+    url: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # check-config names the URL's file, line and key; Apprise's own "ERROR apprise:
+    # Unparseable URL ..." printed before it, a second and unlocated report of one mistake.
+    caplog.set_level(logging.DEBUG, logger="apprise")
+    assert validate_url(url) is not None
+    assert [r.getMessage() for r in caplog.records if r.name == "apprise"] == []
+
+
+@pytest.mark.parametrize(
     ("url", "expected"),
     [
         pytest.param("nosuchscheme://whatever",

@@ -124,9 +124,46 @@ def channel_kind(url: str) -> str:
     return str(names).lower() if names else kind
 
 
+class _HeldWhileChecking(logging.Filter):
+    """Holds Apprise's records from a thread that is checking a config's URL. Its "ERROR
+    apprise: Unparseable URL ..." came before check-config's own line, which names the file,
+    line and key: a URL found unusable drops them; a usable one lets them out afterwards (a
+    warning about a URL that works is Apprise's to give). A delivery on another thread at
+    that moment (a reload) logs as ever."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.held = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        held: list[logging.LogRecord] | None = getattr(self.held, "records", None)
+        if held is None:
+            return True
+        held.append(record)
+        return False
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[list[logging.LogRecord]]:
+        records: list[logging.LogRecord] = []
+        self.held.records = records
+        try:
+            yield records
+        finally:
+            self.held.records = None
+
+
+_APPRISE_LOG = logging.getLogger("apprise")
+_HELD = _HeldWhileChecking()
+_APPRISE_LOG.addFilter(_HELD)
+
+
 def validate_url(url: str) -> str | None:
     """None if Apprise can send to `url`, else a short reason that never quotes the URL."""
-    if _learn_secrets(url) is not None:
+    with _HELD.holding() as records:
+        plugin = _learn_secrets(url)
+    if plugin is not None:
+        for record in records:
+            _APPRISE_LOG.handle(record)
         return None
     match = _SCHEME.match(url)
     if match is None:

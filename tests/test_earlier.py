@@ -109,6 +109,7 @@ def person(at: datetime, kind: EventKind, actor: str) -> TimelineEvent:
 ACK_ANA = person(T0 + MIN, EventKind.ACKNOWLEDGED, "ana")
 UNACK_BO = person(T0 + 20 * MIN, EventKind.UNACKNOWLEDGED, "bo")
 RUN_1 = fired(T0 + 20 * MIN, 0, "ana", run=1)
+SNOOZE_CY = person(T0 + 21 * MIN, EventKind.SNOOZED, "cy")
 
 
 @pytest.mark.parametrize(
@@ -130,12 +131,20 @@ RUN_1 = fired(T0 + 20 * MIN, 0, "ana", run=1)
                      2, LetGo(person(T0 + 3 * MIN, EventKind.ACKNOWLEDGED, "bo"), UNACK_BO),
                      id="the-latest"),
         # The run after bo's unack paged, then cy snoozed it unacknowledged: the run its end
-        # begins let go of nobody's acknowledgement.
+        # begins let go of nobody's acknowledgement, only of cy's snooze.
         pytest.param([fired(T0, 0, "ana"), ACK_ANA, UNACK_BO, RUN_1,
-                      person(T0 + 21 * MIN, EventKind.SNOOZED, "cy"),
-                      TimelineEvent(T0 + 51 * MIN, EventKind.SNOOZE_ENDED),
+                      SNOOZE_CY, TimelineEvent(T0 + 51 * MIN, EventKind.SNOOZE_ENDED),
                       fired(T0 + 51 * MIN, 0, "ana", run=2)],
-                     2, None, id="a-snooze-unacknowledged"),
+                     2, LetGo(None, snoozed=SNOOZE_CY), id="a-snooze-unacknowledged"),
+        # Acknowledged, then snoozed: the acknowledgement stood when the snooze ended.
+        pytest.param([fired(T0, 0, "ana"), ACK_ANA, SNOOZE_CY,
+                      TimelineEvent(T0 + 51 * MIN, EventKind.SNOOZE_ENDED),
+                      fired(T0 + 51 * MIN, 0, "ana", run=1)],
+                     1, LetGo(ACK_ANA, snoozed=SNOOZE_CY), id="acknowledged-then-snoozed"),
+        # A snooze the last run's steps came after is that run's story, not this one's.
+        pytest.param([fired(T0, 0, "ana"), SNOOZE_CY, RUN_1,
+                      fired(T0 + 40 * MIN, 0, "ana", run=2)],
+                     2, None, id="a-snooze-before-the-run-before"),
         # Read as the run's first step found it: what came after is another run's story.
         pytest.param([fired(T0, 0, "ana"), ACK_ANA, UNACK_BO, RUN_1,
                       person(T0 + 22 * MIN, EventKind.ACKNOWLEDGED, "cy")],

@@ -238,6 +238,11 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
         pytest.param(ctx("re_escalated", step=0),
                      "RE-ESCALATED: acknowledged earlier but still not resolved (step 1).",
                      id="re-escalated-nobody-known"),
+        # A snooze over an incident nobody acknowledged ended: it was never acknowledged.
+        pytest.param(ctx("re_escalated", step=0, let_go=LetGo(None, snoozed=TimelineEvent(
+            AT + timedelta(minutes=21), EventKind.SNOOZED, "cy"))),
+            "RE-ESCALATED: snoozed by cy at 2024-03-10 03:21:00 UTC without an acknowledgement;"
+            " the snooze is over (step 1).", id="re-escalated-after-a-snooze-unacknowledged"),
         pytest.param(ctx("resolved", incident=incident(
             state=IncidentState.RESOLVED, resolved_at=AT + timedelta(hours=1, minutes=12))),
             "Resolved by ana after 1h12m.", id="resolved"),

@@ -113,30 +113,37 @@ def first_acknowledgement(timeline: Sequence[TimelineEvent]) -> TimelineEvent | 
 @frozen(slots=True)
 class LetGo:
     """The acknowledgement a later escalation run began after, and the unack that let it go
-    (None when none did: it was left alone past `reack_after`, or a snooze over it ended)."""
+    (None when none did: it was left alone past `reack_after`, or a snooze over it ended);
+    and the snooze whose end began it. A snooze holds an incident as an acknowledgement does
+    but is none (engine.snooze records no `acknowledged`), so an incident snoozed
+    unacknowledged has a snooze here and no acknowledgement."""
 
-    acknowledged: TimelineEvent
+    acknowledged: TimelineEvent | None
     unacknowledged: TimelineEvent | None = None
+    snoozed: TimelineEvent | None = None
 
 
 def let_go(timeline: Sequence[TimelineEvent], run: int) -> LetGo | None:
     """Who acknowledged the incident before escalation run `run` began, and who unacknowledged
     it, as they stood when the run's first step fired, for the run's pages ("acknowledged by
     ana at ..., unacknowledged by bo at ..."). The latest acknowledgement, not the first (the
-    web page's): the one the unack let go. None if a step fired after it, before the run: that
-    step's run began with nobody holding it (a snooze without an acknowledgement, say)."""
+    web page's): the one the unack let go; and the latest snooze since the last step before
+    the run. None if neither came after that step: the run began with nobody holding it."""
     held: TimelineEvent | None = None
     released: TimelineEvent | None = None
+    snoozed: TimelineEvent | None = None
     for event in timeline:
         if event.kind is EventKind.STEP_FIRED:
             if event.detail.get("run", 0) == run:
                 break
-            held = released = None
+            held = released = snoozed = None
         elif event.kind is EventKind.ACKNOWLEDGED:
             held, released = event, None
         elif event.kind is EventKind.UNACKNOWLEDGED and held is not None:
             released = event
-    return None if held is None else LetGo(held, released)
+        elif event.kind is EventKind.SNOOZED:
+            snoozed = event
+    return None if held is None and snoozed is None else LetGo(held, released, snoozed)
 
 
 def first_page(timeline: Sequence[TimelineEvent]) -> datetime | None:

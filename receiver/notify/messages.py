@@ -34,6 +34,8 @@ Variables a template sees:
     acknowledged_by, acknowledged_at     re_escalated: who acknowledged it before its run
     unacknowledged_by, unacknowledged_at began, and who unacknowledged it (empty when nobody
                                          did: left alone, a snooze ended), times as `since`
+    snoozed_by, snoozed_at               re_escalated: who snoozed it, if a snooze's end
+                                         began the run
     paged_before, paged_before_more      pages of a later step: whom the earlier steps of the
                                          run paged, the latest first (each: name, step (as
                                          `number`: from 1, none for the person a reassignment
@@ -247,11 +249,14 @@ Paged before, not acknowledged:
 # Whose acknowledgement a re-escalation let go, as the other leads name whose change began
 # their run: an unack's ("acknowledged by ana at ..., unacknowledged by bo at ..."), else one
 # left alone past reack_after or a snooze's end ("acknowledged by ana at ... but still not
-# resolved"); "acknowledged earlier" where no acknowledgement stood when its run began (a
-# snooze's end on an incident snoozed unacknowledged).
+# resolved"); who snoozed it where a snooze over an incident nobody acknowledged ended ("snoozed
+# by cy at ... without an acknowledgement; the snooze is over"); "acknowledged earlier" where
+# the context knows neither (an override's test, a context built by hand).
 _LET_GO = ("{% if acknowledged_by %}acknowledged by {{ acknowledged_by }} at {{ acknowledged_at }}"
            "{% if unacknowledged_by %}, unacknowledged by {{ unacknowledged_by }} at "
            "{{ unacknowledged_at }}{% else %} but still not resolved{% endif %}"
+           "{% elif snoozed_by %}snoozed by {{ snoozed_by }} at {{ snoozed_at }} without an"
+           " acknowledgement; the snooze is over"
            "{% else %}acknowledged earlier but still not resolved{% endif %}")
 
 _LEADS = {
@@ -585,12 +590,15 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
 
 
 def _let_go(let_go: LetGo | None) -> dict[str, str]:
-    acked = let_go.acknowledged if let_go else None
-    unacked = let_go.unacknowledged if let_go else None
-    return {"acknowledged_by": acked.actor if acked else "",
-            "acknowledged_at": _utc(acked.at) if acked else "",
-            "unacknowledged_by": unacked.actor if unacked else "",
-            "unacknowledged_at": _utc(unacked.at) if unacked else ""}
+    """acknowledged_by and _at, unacknowledged_by and _at, snoozed_by and _at: each empty
+    where that did not happen."""
+    found = let_go or LetGo(None)
+    variables: dict[str, str] = {}
+    for what, event in (("acknowledged", found.acknowledged),
+                        ("unacknowledged", found.unacknowledged), ("snoozed", found.snoozed)):
+        variables[f"{what}_by"] = event.actor if event else ""
+        variables[f"{what}_at"] = _utc(event.at) if event else ""
+    return variables
 
 
 def _earlier(page: EarlierPage) -> dict[str, Any]:
@@ -778,7 +786,7 @@ def short_let_go(let_go: LetGo | None, room: int) -> str:
     re-escalated page: " (ack'd by ana, unack'd by bo)", else " (unack'd by bo)", else
     nothing; nothing either when nobody let go of it (its "RE-ESC" says acknowledged). It
     only ever takes room left over: the summary and the link come first."""
-    if let_go is None or let_go.unacknowledged is None:
+    if let_go is None or let_go.acknowledged is None or let_go.unacknowledged is None:
         return ""
     acked, unacked = one_line(let_go.acknowledged.actor), one_line(let_go.unacknowledged.actor)
     for text in (f" (ack'd by {acked}, unack'd by {unacked})", f" (unack'd by {unacked})"):

@@ -153,7 +153,10 @@ PAGE_REASONS = frozenset({
 
 
 class Action(StrEnum):
-    """What a person does to an incident, through the API, a signed link or the CLI."""
+    """What a person does to an incident: the one list of the responder's action names. The
+    API's route and its OpenAPI document, the signed links (notify/links), the web page's
+    buttons (web/ui/pages) and the CLI's commands take their names from here, each the part
+    of it that it offers, so none can offer a name the responder does not know."""
 
     ACK = "ack"
     RESOLVE = "resolve"
@@ -161,13 +164,24 @@ class Action(StrEnum):
     UNACK = "unack"
 
     @property
+    def verb(self) -> str:
+        """The action as a verb, for whatever offers it: a link's button, the API's summary."""
+        return _WORDS[self][0]
+
+    @property
     def done(self) -> str:
-        """The action in the past tense, for the log."""
-        return _DONE[self]
+        """The action in the past tense, for the log and the page a link's action ends on."""
+        return _WORDS[self][1]
 
 
-_DONE = {Action.ACK: "acknowledged", Action.RESOLVE: "resolved", Action.SNOOZE: "snoozed",
-         Action.UNACK: "unacknowledged"}
+# (verb, past tense) beside the names, so an action added without its words fails at once.
+# "un-acknowledge" but "unacknowledged": the API's summary and the log have long said so.
+_WORDS: Mapping[Action, tuple[str, str]] = {
+    Action.ACK: ("acknowledge", "acknowledged"),
+    Action.RESOLVE: ("resolve", "resolved"),
+    Action.SNOOZE: ("snooze", "snoozed"),
+    Action.UNACK: ("un-acknowledge", "unacknowledged"),
+}
 
 
 @frozen(slots=True)

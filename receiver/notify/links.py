@@ -21,12 +21,19 @@ import hmac
 import re
 import struct
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from receiver.core.errors import LinkError
 from receiver.core.frozen import frozen
+from receiver.core.model import Action
 
-# "open" opens the incident page with a short session for the recipient (the web page).
-ACTIONS = ("ack", "resolve", "open")
+# A link does one of the responder's actions (core/model.Action), or opens the incident page
+# with a short session for the recipient (the web page), which acts on nothing.
+OPEN: Literal["open"] = "open"
+LinkAction = Action | Literal["open"]
+# What a link can do, each written in a token as its position here: tokens already sent out
+# carry these numbers, so an action is only ever added at the end.
+ACTIONS: tuple[LinkAction, ...] = (Action.ACK, Action.RESOLVE, OPEN)
 
 _VERSION = 1
 _HEADER = struct.Struct(">BBIQ")
@@ -42,7 +49,7 @@ class LinkClaim:
     """What a verified token allows: `recipient` may take `action` on the incident."""
 
     incident_id: int
-    action: str
+    action: LinkAction
     recipient: str
     expires: datetime
 
@@ -59,11 +66,11 @@ class Links:
         self._base_url = base_url.rstrip("/")
         self._ttl = ttl
 
-    def url(self, incident_id: int, action: str, recipient: str, now: datetime) -> str:
+    def url(self, incident_id: int, action: LinkAction, recipient: str, now: datetime) -> str:
         """The link that lets `recipient` take `action` on the incident until now + ttl."""
         return f"{self._base_url}/l/{self.token(incident_id, action, recipient, now)}"
 
-    def token(self, incident_id: int, action: str, recipient: str, now: datetime) -> str:
+    def token(self, incident_id: int, action: LinkAction, recipient: str, now: datetime) -> str:
         payload = _pack(incident_id, action, recipient, _unix(now + self._ttl))
         return _b64encode(payload + self._mac(payload))
 
@@ -85,7 +92,7 @@ class Links:
         return hmac.new(self._secret, payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
 
-def _pack(incident_id: int, action: str, recipient: str, expires: int) -> bytes:
+def _pack(incident_id: int, action: LinkAction, recipient: str, expires: int) -> bytes:
     if action not in ACTIONS:
         raise ValueError(f"unknown link action {action!r}: expected one of {', '.join(ACTIONS)}")
     if not 0 <= incident_id < 2**64:

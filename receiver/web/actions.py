@@ -19,14 +19,13 @@ from receiver.core.durations import format_duration, parse_duration
 from receiver.core.errors import AckdError, LinkError, PayloadError
 from receiver.core.inputs import parse_json
 from receiver.core.model import Action
-from receiver.notify.links import LinkClaim
+from receiver.notify.links import OPEN, LinkClaim
 from receiver.web.access import authorise
 from receiver.web.api import error_response, incident_id
 from receiver.web.responses import error, incident_json, ok
 from receiver.web.services import Services, services
 from receiver.web.ui.pages import open_link
 
-LINK_ACTIONS = {"ack": "Acknowledge", "resolve": "Resolve"}
 LINK_VIA = "link"  # an action's timeline event: {"via": "link"}
 # A link's token is a credential in its path: no cache may keep the page, and no page it
 # leads to may learn the URL from a Referer header.
@@ -200,13 +199,13 @@ async def link_page(request: web.Request) -> web.Response:
     claim = _claim(request, s)
     if isinstance(claim, web.Response):
         return claim
-    if claim.action == "open":
+    if claim.action == OPEN:
         return open_link(request, claim)
     try:
         incident = await s.store.incident(claim.incident_id)
     except AckdError as exc:
         return error_response(exc)
-    verb = LINK_ACTIONS.get(claim.action, claim.action)
+    verb = Action(claim.action).verb.capitalize()
     text = (
         f"{html.escape(incident.severity)} #{incident.id} {html.escape(incident.team)}: "
         f"{html.escape(incident.summary)}<br>State: {html.escape(incident.state.value)}"
@@ -225,7 +224,7 @@ async def link_action(request: web.Request) -> web.Response:
     if isinstance(claim, web.Response):
         return claim
     assert s.responder is not None
-    if claim.action == "open":  # opening the page acts on nothing: show the page instead
+    if claim.action == OPEN:  # opening the page acts on nothing: show the page instead
         raise web.HTTPSeeOther(request.path)
     action = Action(claim.action)
     try:

@@ -1,0 +1,100 @@
+"""The responder's action names have one definition, core/model.Action. The API's route and its
+OpenAPI document, the signed links, the web page's forms and the CLI's commands each offer a
+part of it and no name outside it; a link sent out before keeps what it does; and the words
+each shows for an action are the ones it always showed."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from receiver.core.model import Action
+from receiver.notify.links import ACTIONS, OPEN, LinkAction, LinkClaim, Links
+from tests.test_api import Api, start_api
+
+
+@pytest.mark.parametrize(
+    ("action", "verb", "done"),
+    [
+        (Action.ACK, "acknowledge", "acknowledged"),
+        (Action.RESOLVE, "resolve", "resolved"),
+        (Action.SNOOZE, "snooze", "snoozed"),
+        (Action.UNACK, "un-acknowledge", "unacknowledged"),
+    ],
+)
+def test_each_action_has_its_words(action: Action, verb: str, done: str) -> None:
+    assert (action.verb, action.done) == (verb, done)
+
+
+def test_every_action_has_words() -> None:
+    # An action added to the enum without its words would fail wherever it is shown.
+    for action in Action:
+        assert action.verb, action
+        assert action.done, action
+
+
+def test_a_link_does_an_action_of_the_definition_or_opens_the_page() -> None:
+    assert all(isinstance(action, Action) or action == OPEN for action in ACTIONS), ACTIONS
+    assert OPEN not in set(Action), "a link's `open` would shadow an action of that name"
+    assert len(set(ACTIONS)) == len(ACTIONS)
+
+
+# Tokens made by ackd before the link actions were taken from core/model.Action (the same
+# secret and times): pages already delivered carry such tokens, and each must still do what
+# it did. Each action is written in a token as its position in links.ACTIONS.
+SECRET = b"0123456789abcdef0123456789abcdef"
+ISSUED = datetime(2024, 3, 10, 3, 17, 42, tzinfo=UTC)
+SENT_OUT = [
+    ("AQBl7nfWAAAAAAAAACphbmE1RIufk3wH_mKolgZy0oBa", Action.ACK),
+    ("AQFl7nfWAAAAAAAAACphbmGuAxLBANKQf6GzWTsMsI2C", Action.RESOLVE),
+    ("AQJl7nfWAAAAAAAAACphbmEltMpSjNCu7od8uW45YYuI", OPEN),
+]
+
+
+@pytest.mark.parametrize(("token", "action"), SENT_OUT, ids=[a for _, a in SENT_OUT])
+def test_a_link_sent_out_before_does_what_it_did(token: str, action: LinkAction) -> None:
+    links = Links(SECRET, "https://ackd.example.com", timedelta(hours=24))
+
+    claim = links.verify(token, ISSUED + timedelta(hours=1))
+
+    assert claim == LinkClaim(42, action, "ana", ISSUED + timedelta(hours=24))
+    assert type(claim.action) is type(action)
+    assert links.token(42, action, "ana", ISSUED) == token
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    started = await start_api(tmp_path)
+    yield started
+    await started.daemon.stop()
+
+
+async def _page(method: str, url: str) -> tuple[int, str]:
+    async with aiohttp.ClientSession() as session, session.request(method, url) as response:
+        return response.status, await response.text()
+
+
+@pytest.mark.parametrize(("action", "verb", "done"), [
+    (Action.ACK, "Acknowledge", "acknowledged"),
+    (Action.RESOLVE, "Resolve", "resolved"),
+])
+async def test_a_links_pages_name_its_action(
+    api: Api, action: Action, verb: str, done: str
+) -> None:
+    number = await api.fire()
+    links = api.daemon.services.links
+    assert links is not None
+    url = f"{api.url}/l/{links.token(number, action, 'ana', api.clock.now())}"
+
+    status, asked = await _page("GET", url)
+    assert status == 200
+    assert f"<title>{verb} incident #{number}?</title>" in asked
+    assert f'font-size:1.5em">{verb} incident #{number}</button>' in asked
+
+    status, answered = await _page("POST", url)
+    assert status == 200
+    assert f"<h1>Incident #{number} {done}</h1><p>Thank you, ana.</p>" in answered

@@ -5,6 +5,7 @@ each shows for an action are the ones it always showed."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,11 @@ import pytest
 
 from receiver.core.model import Action
 from receiver.notify.links import ACTIONS, OPEN, LinkAction, LinkClaim, Links
+from receiver.web.ui.pages import PAGE_ACTIONS, WEB_ACTIONS
+from tests.harness import ROOT
 from tests.test_api import Api, start_api
+
+TEMPLATES = ROOT / "receiver" / "web" / "ui" / "templates"
 
 
 @pytest.mark.parametrize(
@@ -64,6 +69,24 @@ def test_a_link_sent_out_before_does_what_it_did(token: str, action: LinkAction)
     assert claim == LinkClaim(42, action, "ana", ISSUED + timedelta(hours=24))
     assert type(claim.action) is type(action)
     assert links.token(42, action, "ana", ISSUED) == token
+
+
+def test_the_page_offers_only_actions_of_the_definition() -> None:
+    assert all(isinstance(action, Action) for action in PAGE_ACTIONS), PAGE_ACTIONS
+    # The names the page's forms take that are actions are exactly the ones it sends to the
+    # responder: a desk form named after an action would take it past the responder.
+    assert [n for n in WEB_ACTIONS if n in set(Action)] == [a.value for a in PAGE_ACTIONS]
+    assert len(set(WEB_ACTIONS)) == len(WEB_ACTIONS)
+
+
+def test_every_form_of_the_page_posts_an_action_it_takes() -> None:
+    posted = {
+        match.group(1)
+        for template in TEMPLATES.glob("*.html")
+        for match in re.finditer(r'action="/incidents/\{\{[^}]*\}\}/([^"]+)"',
+                                 template.read_text(encoding="utf-8"))
+    }
+    assert posted == set(WEB_ACTIONS)
 
 
 @pytest.fixture

@@ -39,8 +39,9 @@ from receiver.web.ui import views
 from receiver.web.ui.session import COOKIE, LINK_SESSION, TOKEN_SESSION, Session, Sessions
 
 LOGIN_COOKIE = "ackd_login"
-WEB_ACTIONS = (Action.ACK.value, Action.RESOLVE.value, "role", "note", "reassign", "responder",
-               "severity")
+# The responder's actions (core/model.Action) the page offers a button for: it snoozes and
+# un-acknowledges nothing. The page's other forms go to the incident desk (_DESK_FORMS).
+PAGE_ACTIONS = (Action.ACK, Action.RESOLVE)
 OPEN_LIMIT = 200
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; "
@@ -203,7 +204,7 @@ async def _perform(
     s: Services, number: int, action: str, form: Mapping[str, Any], actor: str
 ) -> None:
     """One form's action, through the same services as the API's."""
-    if action in ("ack", "resolve"):
+    if action in PAGE_ACTIONS:
         assert s.responder is not None
         await s.responder.act(number, Action(action), actor, None)
         return
@@ -257,6 +258,8 @@ _DESK_FORMS: dict[str, Callable[[IncidentDesk, Config, int, dict[str, str], str]
     "role": _role, "note": _note, "reassign": _reassign, "responder": _responder,
     "severity": _severity,
 }
+# What POST /incidents/{id}/{action} takes, in the order its 404 lists them.
+WEB_ACTIONS = (*(action.value for action in PAGE_ACTIONS), *_DESK_FORMS)
 
 
 async def declare_incident(request: web.Request) -> web.Response:

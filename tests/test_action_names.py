@@ -15,6 +15,7 @@ import pytest
 
 from receiver.core.model import Action
 from receiver.notify.links import ACTIONS, OPEN, LinkAction, LinkClaim, Links
+from receiver.web.openapi import DOCUMENT
 from receiver.web.ui.pages import PAGE_ACTIONS, WEB_ACTIONS
 from tests.harness import ROOT
 from tests.test_api import Api, start_api
@@ -94,6 +95,26 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
     started = await start_api(tmp_path)
     yield started
     await started.daemon.stop()
+
+
+def _documented_actions() -> list[str]:
+    operation = DOCUMENT["paths"]["/api/v1/incidents/{id}/{action}"]["post"]
+    [parameter] = [p for p in operation["parameters"] if p["name"] == "action"]
+    enum: list[str] = parameter["schema"]["enum"]
+    return enum
+
+
+async def test_the_openapi_enum_is_what_the_api_serves(api: Api) -> None:
+    assert _documented_actions() == [action.value for action in Action]
+    status, body = await api.call("POST", "/api/v1/incidents/1/shrug")
+    assert (status, body["field"]) == (404, "action")
+    served = body["error"].split("; one of ")[1].split(", ")
+    assert served == _documented_actions()
+    for name in _documented_actions():
+        # A name the API knows gets past the action's check to the incident, which is none.
+        fields = {"for": "30m"} if name == Action.SNOOZE else None
+        status, body = await api.call("POST", f"/api/v1/incidents/999/{name}", fields)
+        assert (status, body["field"]) == (404, "id"), name
 
 
 async def _page(method: str, url: str) -> tuple[int, str]:

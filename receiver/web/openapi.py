@@ -7,10 +7,12 @@ the other way round) and checks it against the OpenAPI schema.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
 
+from receiver.core.model import Action
 from receiver.web.responses import ok
 
 JSON = "application/json"
@@ -40,6 +42,12 @@ def _path(name: str, description: str, schema: Schema | None = None) -> Schema:
 def _query(name: str, description: str, schema: Schema | None = None) -> Schema:
     return {"name": name, "in": "query", "required": False, "description": description,
             "schema": schema or {"type": "string"}}
+
+
+def _listed(words: Iterable[str], last: str) -> str:
+    """`a, b, c or d` (`last` "or") or `a, b and c` ("and"), as the summaries write a list."""
+    *rest, final = words
+    return f"{', '.join(rest)} {last} {final}" if rest else final
 
 
 def _body(schema: Schema, required: bool = True) -> Schema:
@@ -361,15 +369,18 @@ ROUTES: dict[str, dict[str, Schema]] = {
         }, tag="incidents", scope="read", parameters=[ID]),
     },
     "/api/v1/incidents/{id}/{action}": {
-        "post": _op("acknowledge, resolve, snooze or un-acknowledge", {
+        # Every action the responder knows (web/actions.act serves them all), named here
+        # from the one list of them.
+        "post": _op(_listed((action.verb for action in Action), "or"), {
             "200": _answer("the incident as it is now", _ref("Incident")), "400": BAD,
             "404": _error("no such incident or action"), "409": CONFLICT,
         }, tag="incidents", scope="respond", parameters=[
-            ID, _path("action", "ack, resolve, snooze or unack",
-                      {"type": "string", "enum": ["ack", "resolve", "snooze", "unack"]}),
+            ID, _path("action", _listed(Action, "or"),
+                      {"type": "string", "enum": [action.value for action in Action]}),
         ], body=_body({"type": "object", "description": 'snooze: {"for": "30m"} or '
-                       '{"until": ISO 8601 time with a zone, in the future}; ack, resolve '
-                       "and unack take no fields", "additionalProperties": False,
+                       '{"until": ISO 8601 time with a zone, in the future}; '
+                       f"{_listed((a for a in Action if a is not Action.SNOOZE), 'and')} "
+                       "take no fields", "additionalProperties": False,
                        "maxProperties": 1,
                        "properties": {"for": {"type": "string"},
                                       "until": {"type": "string"}}}, required=False)),

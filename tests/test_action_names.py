@@ -13,6 +13,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from receiver.cli import main
 from receiver.core.model import Action
 from receiver.notify.links import ACTIONS, OPEN, LinkAction, LinkClaim, Links
 from receiver.web.openapi import DOCUMENT
@@ -88,6 +89,14 @@ def test_every_form_of_the_page_posts_an_action_it_takes() -> None:
                                  template.read_text(encoding="utf-8"))
     }
     assert posted == set(WEB_ACTIONS)
+
+
+def test_the_cli_has_a_command_for_every_action() -> None:
+    assert set(main.ACTIONS) == set(Action)
+    for action in Action:
+        extra = ["--for", "30m"] if action is Action.SNOOZE else []
+        args = main._parser().parse_args([action.value, "12", *extra])
+        assert (args.command, main.COMMANDS[args.command]) == (action.value, "remote:act")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import Any
 
 from receiver.cli.client import Client, ask
 from receiver.core.durations import parse_duration
+from receiver.core.model import Action
 
 POLL_SECONDS = 0.5
 
@@ -108,7 +109,7 @@ async def _drill(client: Client, args: argparse.Namespace, wait: float) -> dict[
         await asyncio.sleep(POLL_SECONDS)
         report = await client.drill_report(number)
     # Over either way: the drill stops paging; what its pages did is in the report.
-    await client.act(number, "resolve")
+    await client.act(number, Action.RESOLVE)
     await asyncio.sleep(POLL_SECONDS)  # the resolution's own notes, for the record
     return await client.drill_report(number)
 

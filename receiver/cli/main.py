@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -196,12 +196,13 @@ def _parser() -> argparse.ArgumentParser:
                       help="a new address; every earlier one stops")
     _api_flags(feed)
 
-    for name, text in ACTIONS.items():
+    for name in Action:  # every action a command: one added without its help fails here
+        text = ACTIONS[name]
         action = sub.add_parser(name.value, help=text, description=f"{text.capitalize()}.",
                                 epilog=EPILOG)
         action.add_argument("incident", type=int, help="its number, as `ackd incidents` shows")
         _api_flags(action)
-        if name == "snooze":
+        if name is Action.SNOOZE:
             action.add_argument("--for", dest="length", required=True, help="e.g. 30m, 2h")
     sink = sub.add_parser(
         "sink", help="print the messages sent to 127.0.0.1:9099 (the example's contacts)",
@@ -294,7 +295,8 @@ def _maintenance_parser(sub: Any) -> None:
     _api_flags(delete)
 
 
-ACTIONS = {
+# The help of each action's command (`ackd ack 42`), one per core/model.Action.
+ACTIONS: Mapping[Action, str] = {
     Action.ACK: "acknowledge an incident",
     Action.RESOLVE: "resolve an incident",
     Action.SNOOZE: "snooze an incident",
@@ -341,7 +343,7 @@ COMMANDS = {
     "check-config": "local:check_config", "routes": "local:routes_test", "sink": "local:sink",
     "incidents": "remote:incidents", "override": "remote:override", "feed": "remote:feed",
     "heartbeats": "remote:heartbeats", "maintenance": "remote:maintenance",
-    "reload": "remote:reload", **{action.value: "remote:act" for action in ACTIONS},
+    "reload": "remote:reload", **{action.value: "remote:act" for action in Action},
     "postmortem": "remote:postmortem", "report": "remote:report", "drill": "remote:drill",
 }
 

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from receiver.cli import learning, respond
 from receiver.cli.client import Client, ask
+from receiver.core.model import Action
 
 
 def oncall_asked(args: argparse.Namespace, at: datetime) -> int:
@@ -137,7 +138,7 @@ def with_token(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.N
 def act(args: argparse.Namespace) -> int:
     if no_token(args):
         return 1
-    body = {"for": args.length} if args.command == "snooze" else None
+    body = {"for": args.length} if args.command == Action.SNOOZE else None
     incident = ask(Client(args.url, args.token).act(args.incident, args.command, body),
                    f"{args.command} #{args.incident}", args.url)
     if incident is None:

@@ -99,8 +99,7 @@ def teams(b: Builder, users: Mapping[str, User]) -> dict[str, Team]:
             b.known_users(("teams", i, "lead"), [t.lead], users)
         hours = None
         if t.working_hours is not None:
-            hours = b.attempt(("teams", i, "working_hours"),
-                              partial(_working_hours, t.working_hours))
+            hours = _working_hours(b, ("teams", i, "working_hours"), t.working_hours)
         built[t.name] = Team(t.name, t.schedule, t.lead, hours)
     return built
 
@@ -161,9 +160,14 @@ def _restriction(spec: RestrictionSpec) -> sched.Restriction:
     return sched.Restriction(sched.parse_weekdays(spec.days), spec.start, spec.end)
 
 
-def _working_hours(spec: WorkingHoursSpec) -> sched.WorkingHours:
-    return sched.WorkingHours(zone(spec.timezone), sched.parse_weekdays(spec.days), spec.start,
-                              spec.end)
+def _working_hours(b: Builder, at: KeyPath, spec: WorkingHoursSpec) -> sched.WorkingHours | None:
+    # Each part at its own key, as a schedule's timezone and a restriction's days are: a
+    # misspelt zone read "teams[0].working_hours: unknown IANA time zone ...".
+    tz = b.attempt((*at, "timezone"), partial(zone, spec.timezone))
+    days = b.attempt((*at, "days"), partial(sched.parse_weekdays, spec.days))
+    if tz is None or days is None:
+        return None
+    return b.attempt(at, lambda: sched.WorkingHours(tz, days, spec.start, spec.end))
 
 
 def zone(name: str) -> ZoneInfo:

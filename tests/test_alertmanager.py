@@ -124,6 +124,21 @@ def test_a_version_that_is_not_a_string_says_so(version: Any, says: str) -> None
     assert (caught.value.field, caught.value.message) == ("version", says)
 
 
+@pytest.mark.parametrize(
+    ("starts_at", "says"),
+    [
+        (None, "required for every alert"),
+        ("", "required for every alert"),
+        ("0001-01-01T00:00:00Z",
+         "must be when the alert began, not Go's zero time '0001-01-01T00:00:00Z'"),
+    ],
+)
+def test_a_start_that_is_absent_or_go_zero_time_says_which(starts_at: Any, says: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_webhook(body(with_alert(startsAt=starts_at)))
+    assert (caught.value.field, caught.value.message) == ("alerts[0].startsAt", says)
+
+
 def test_missing_fingerprint_is_computed() -> None:
     raw = with_alert()
     del raw["alerts"][0]["fingerprint"]

@@ -267,7 +267,12 @@ def _alert(raw: Any, at: str, grafana: bool) -> Alert:
     labels = _labels(raw.get("labels"), f"{at}.labels")
     if not labels:
         raise PayloadError(f"{at}.labels", "an alert needs at least one label")
-    starts_at = _time(raw.get("startsAt"), f"{at}.startsAt")
+    given = raw.get("startsAt")
+    starts_at = _time(given, f"{at}.startsAt")
+    if starts_at is None and given:
+        # Go's zero time passed for absent, and "required" puzzled whoever had sent one.
+        raise PayloadError(f"{at}.startsAt", f"must be when the alert began, not Go's zero"
+                           f" time {given[:40]!r}")
     if starts_at is None:
         raise PayloadError(f"{at}.startsAt", "required for every alert")
     ends_at = _time(raw.get("endsAt"), f"{at}.endsAt")

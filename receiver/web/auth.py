@@ -80,6 +80,7 @@ class FailureThrottle:
         self.window = window
         self.max_clients = max_clients
         self._failures: dict[str, deque[float]] = {}
+        self._logged: dict[str, float] = {}  # when each address's last line was logged
 
     def blocked(self, client: str, now: float | None = None) -> bool:
         return self.retry_after(client, now) > 0
@@ -96,13 +97,18 @@ class FailureThrottle:
         # Unblocked once enough of the oldest failures have left the window.
         return failures[len(failures) - self.limit] + self.window - at
 
-    def quiet(self, client: str, now: float | None = None) -> bool:
-        """No failure from `client` within the window."""
-        failures = self._failures.get(client)
-        if failures is None:
-            return True
-        self._prune(failures, time.monotonic() if now is None else now)
-        return not failures
+    def log_due(self, client: str, now: float | None = None) -> bool:
+        """Whether a failure from `client` now earns a log line: its first, then one a window
+        for as long as they go on. Once per quiet spell logged a steady stream once, ever: a
+        rotated token keeps Alertmanager failing, and the line was hours back in the log."""
+        at = time.monotonic() if now is None else now
+        last = self._logged.get(client)
+        if last is not None and at - last < self.window:
+            return False
+        if len(self._logged) >= self.max_clients and client not in self._logged:
+            self._logged.pop(next(iter(self._logged)))  # bounded memory under a spray
+        self._logged[client] = at
+        return True
 
     def record(self, client: str, now: float | None = None) -> None:
         if len(self._failures) >= self.max_clients and client not in self._failures:

@@ -119,15 +119,16 @@ def _refuse_credentials(request: web.Request, s: Services) -> tuple[str, web.Res
     throttle = request.app[THROTTLE]
     client = request.remote or "unknown"
     wait = throttle.retry_after(client)
-    if throttle.quiet(client):
+    if throttle.log_due(client):
         # Alertmanager drops a refused notification for good and only its own log says so: a
-        # token rotated on one side loses every alert. One line per address and quiet spell
-        # (the throttle's window), so a guesser does not fill the log; the metric counts all.
+        # token rotated on one side loses every alert. One line per address and window while
+        # failures go on, so a guesser does not fill the log; the metric counts all.
         log.warning(
             "webhook refused from %s: missing or wrong credentials. Alertmanager drops a"
             " refused notification: check its credentials against ackd's"
             " webhook.bearer_token (or basic_auth). Further failures from this address"
-            " within %gs are only counted (ackd_auth_failures_total)", client, throttle.window,
+            " are logged once every %gs (all counted in ackd_auth_failures_total)",
+            client, throttle.window,
         )
     throttle.record(client)
     s.metrics.auth_failures.labels("webhook").inc()

@@ -364,3 +364,30 @@ def test_check_config_reports_an_unusable_url_once() -> None:
         " this URL: unknown scheme 'nosuchscheme'",
         "tests/config/bad/bad_apprise_url.yaml: 1 problem(s)",
     ]
+
+
+def test_a_secret_in_the_wrong_place_is_not_echoed(tmp_path: Path) -> None:
+    """A DSN, user:password, a bare password or a URL written where a mapping or a list
+    belongs: check-config's output goes to CI logs, so the problem says what kind of value the
+    line holds, never the value."""
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "storage:\n"
+        "  postgres: postgresql://ackd:hunter1secret@db/ackd\n"
+        "webhook:\n"
+        "  basic_auth: hunter2secret\n"
+        "links: 12345678\n"
+        "teams: [{name: ops}]\n"
+        "channels: [{name: c, urls: 'slack://T1/B2/hunter3secret'}]\n"
+        "users: [{name: ana, contacts: [{url: 'json://127.0.0.1:1/a'}]}]\n"
+        "policies: [{name: p, steps: [{notify: [{user: ana}]}]}]\n"
+        "route: {team: ops, policy: p, severity: SEV1}\n"
+    )
+    found = problems(path)
+    assert found == [
+        "2: storage.postgres: must be a mapping of keys, not a single text value",
+        "4: webhook.basic_auth: must be a mapping of keys, not a single text value",
+        "5: links: must be a mapping of keys, not a number",
+        "7: channels[0].urls: must be a list, not a single text value (one item is [item])",
+    ]
+    assert not any("hunter" in p or "12345678" in p for p in found)

@@ -53,6 +53,8 @@ def _message(error: Any) -> str:
             return f"{meaning}, got {error.get('input')!r}"
     if kind in ("model_type", "dict_type"):  # pydantic names its class: say what was found
         return f"must be a mapping of keys, not {_kind_of(error.get('input'))}"
+    if kind == "list_type":
+        return f"must be a list, not {_kind_of(error.get('input'))} (one item is [item])"
     message = str(error["msg"])
     if kind in _SHOWS_INPUT:
         # "Input should be 'high' or 'low'" left the reader to find what the line said.
@@ -74,7 +76,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, bool | int | float):
         return str(value).lower() if isinstance(value, bool) else str(value)
     if isinstance(value, str):
-        return repr(value[:40] + "..." if len(value) > 40 else value)
+        return _text(value)
     return _kind_of(value)
 
 
@@ -83,9 +85,27 @@ def _kind_of(value: Any) -> str:
         return "an empty value"
     if isinstance(value, list):
         return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
     if isinstance(value, str):
-        return f"the text {value[:40]!r}"
-    return f"the value {value!r}"[:60]
+        # Never quoted: a DSN, a URL, user:password or a bare password written where a
+        # mapping belongs ("postgres: postgresql://ackd:PASSWORD@db/ackd") was echoed into
+        # the CI log that runs check-config; the problem's line points at it.
+        return "a single text value"
+    if isinstance(value, bool):
+        return "a yes/no value"
+    return "a number" if isinstance(value, int | float) else f"a {type(value).__name__}"
+
+
+# For a choice, a number or a flag a word is quoted back; other text is not, in case it is
+# a secret in the wrong place.
+_HARMLESS = re.compile(r"[\w.+-]{1,40}")
+
+
+def _text(value: str) -> str:
+    if _HARMLESS.fullmatch(value):
+        return repr(value)
+    return f"a text of {len(value)} characters (not shown: it may hold a credential)"
 
 
 def keys_at(loc: Iterable[int | str]) -> list[str]:

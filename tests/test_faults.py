@@ -795,6 +795,21 @@ async def test_backup_says_in_one_line_what_is_wrong(tmp_path: Path) -> None:
     assert not (tmp_path / "copy.db").exists()
 
 
+async def test_backup_into_a_missing_directory_names_the_directory(tmp_path: Path) -> None:
+    """It named the hidden file it writes first: "No such file or directory:
+    '.../.copy.db.partial'"."""
+    config = write_config(tmp_path / "ackd.yaml", "127.0.0.1:9")
+    data = tmp_path / "data"
+    data.mkdir()
+    with contextlib.closing(sqlite3.connect(data / "ackd.db")) as store:
+        store.execute("CREATE TABLE incidents (summary TEXT)")
+    done = run_ackd("backup", str(tmp_path / "nowhere" / "copy.db"), "--config", str(config),
+                    "--data-dir", str(data))
+    assert done.returncode == 1
+    assert done.stderr == f"ackd backup: {tmp_path / 'nowhere'} is not a directory: create it," \
+        " or give a path in an existing one\n"
+
+
 async def test_backup_of_a_postgresql_config_points_at_pg_dump(tmp_path: Path) -> None:
     """A SQLite file left in data_dir from before the move to PostgreSQL was copied, stale,
     and reported as backed up."""

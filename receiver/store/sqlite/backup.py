@@ -38,6 +38,11 @@ def backup(db: Path, target: Path) -> BackupResult:
         raise BackupError(f"no store at {db} (check data_dir and storage.path in the config)")
     if target.is_dir():
         raise BackupError(f"{target} is a directory: give the path of the file to write")
+    if not target.parent.is_dir():
+        # Else the error named the hidden file written first: "No such file or directory:
+        # '/var/backups/ackd/.ackd.db.partial'".
+        raise BackupError(f"{target.parent} is not a directory: create it, or give a path in"
+                          " an existing one")
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     try:

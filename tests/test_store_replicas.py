@@ -915,9 +915,14 @@ async def test_the_leases_of_a_replica_hung_while_connected_go_to_the_others(
             await beating.execute("SELECT 1")
             await asyncio.sleep(WATCH)
 
-    beater = asyncio.create_task(beat())
+    beater: asyncio.Task[None] | None = None
     try:
+        # The live replica's lease taken before its beats start: a connection runs one
+        # statement at a time, and a beat sent while the lease's transaction ran (its enqueue
+        # slower than WATCH under load) failed the beats' task (asyncpg: another operation is
+        # in progress), which left that listener silent, hung, and its lease given back.
         kept = await lease(beating, beats, 1)
+        beater = asyncio.create_task(beat())
         leased_at = time.monotonic()
         taken = await lease(hung, number, 2)
         await asyncio.sleep(0.5)

@@ -57,8 +57,11 @@ def _message(error: Any) -> str:
         return f"must be a list, not {_kind_of(error.get('input'))} (one item is [item])"
     message = str(error["msg"])
     if kind in _SHOWS_INPUT:
-        # "Input should be 'high' or 'low'" left the reader to find what the line said.
-        return f"{message}, got {_shown(error.get('input'))}"
+        # "Input should be 'high' or 'low'" left the reader to find what the line said. A
+        # message that says what it got already ("got a number with a fractional part")
+        # gets the value after a colon, not a second "got".
+        joined = ": " if ", got " in message else ", got "
+        return f"{message}{joined}{_shown(error.get('input'))}"
     # Our own validators' messages are whole sentences; pydantic prefixes them.
     return message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
 

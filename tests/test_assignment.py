@@ -433,6 +433,35 @@ async def test_who_unacknowledges_is_not_paged_by_the_run_it_begins(
         await api.daemon.stop()
 
 
+async def test_a_snooze_unacknowledged_before_it_ran_out_is_named_so(
+    tmp_path: Path, sink: HttpSink,
+) -> None:
+    """ana snoozes the incident without acknowledging it, then un-acknowledges it a minute
+    later (a snooze sets it acknowledged): the new run's page says who snoozed it and who
+    ended the snooze, not that the snooze is over (it had 29 minutes to go)."""
+    api = await _through_apprise(tmp_path, sink)
+    try:
+        number = await api.fire()
+        await api.settle()
+        await sink.wait_for(1)
+        snoozed = api.clock.now()
+        status, _ = await api.call("POST", f"/api/v1/incidents/{number}/snooze",
+                                   {"for": "30m"}, token=ANA_TOKEN)
+        assert status == 200
+        await api.clock.jump(timedelta(minutes=1))
+        status, body = await api.call("POST", f"/api/v1/incidents/{number}/unack",
+                                      token=ANA_TOKEN)
+        assert (status, body["state"]) == (200, "triggered")
+        await _later(api, 5)
+        [page] = (await sink.wait_for(2))[1:]
+        assert (page.path, page.json["title"].split(" #")[0]) == ("/bo", "[SEV1] RE-ESCALATED")
+        assert page.json["message"].splitlines()[0] == (
+            f"RE-ESCALATED: snoozed by ana at {_utc(snoozed)} without an acknowledgement,"
+            f" unacknowledged by ana at {_utc(snoozed + timedelta(minutes=1))} (step 2).")
+    finally:
+        await api.daemon.stop()
+
+
 async def test_who_reassigns_to_a_team_they_are_on_call_for_is_not_paged_by_it(
     tmp_path: Path, sink: HttpSink,
 ) -> None:

@@ -136,6 +136,13 @@ SNOOZE_CY = person(T0 + 21 * MIN, EventKind.SNOOZED, "cy")
                       SNOOZE_CY, TimelineEvent(T0 + 51 * MIN, EventKind.SNOOZE_ENDED),
                       fired(T0 + 51 * MIN, 0, "ana", run=2)],
                      2, LetGo(None, snoozed=SNOOZE_CY), id="a-snooze-unacknowledged"),
+        # Snoozed unacknowledged, and bo un-acknowledged it before the snooze ran out (a
+        # snooze sets the incident acknowledged): the run names bo's unack, not a snooze over.
+        pytest.param([fired(T0, 0, "ana"), SNOOZE_CY,
+                      person(T0 + 25 * MIN, EventKind.UNACKNOWLEDGED, "bo"),
+                      fired(T0 + 25 * MIN, 0, "ana", run=1)],
+                     1, LetGo(None, person(T0 + 25 * MIN, EventKind.UNACKNOWLEDGED, "bo"),
+                              SNOOZE_CY), id="a-snooze-unacknowledged-early"),
         # Acknowledged, then snoozed: the acknowledgement stood when the snooze ended.
         pytest.param([fired(T0, 0, "ana"), ACK_ANA, SNOOZE_CY,
                       TimelineEvent(T0 + 51 * MIN, EventKind.SNOOZE_ENDED),

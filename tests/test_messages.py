@@ -243,6 +243,13 @@ def test_page_bodies_carry_what_a_responder_needs(reason: str, line: str) -> Non
             AT + timedelta(minutes=21), EventKind.SNOOZED, "cy"))),
             "RE-ESCALATED: snoozed by cy at 2024-03-10 03:21:00 UTC without an acknowledgement;"
             " the snooze is over (step 1).", id="re-escalated-after-a-snooze-unacknowledged"),
+        # Such a snooze un-acknowledged before it ran out: whoever ended it, not "over".
+        pytest.param(ctx("re_escalated", step=0, let_go=LetGo(
+            None, TimelineEvent(AT + timedelta(minutes=25), EventKind.UNACKNOWLEDGED, "bo"),
+            TimelineEvent(AT + timedelta(minutes=21), EventKind.SNOOZED, "cy"))),
+            "RE-ESCALATED: snoozed by cy at 2024-03-10 03:21:00 UTC without an acknowledgement,"
+            " unacknowledged by bo at 2024-03-10 03:25:00 UTC (step 1).",
+            id="re-escalated-after-a-snooze-unacknowledged-early"),
         pytest.param(ctx("resolved", incident=incident(
             state=IncidentState.RESOLVED, resolved_at=AT + timedelta(hours=1, minutes=12))),
             "Resolved by ana after 1h12m.", id="resolved"),
@@ -524,6 +531,21 @@ def test_a_re_escalated_sms_says_whose_acknowledgement_an_unack_let_go(
     assert both == body
     alone = replace(context, let_go=LetGo(UNACKED.acknowledged))
     assert TEMPLATES.render(alone, short=True).body == f"{_RE_ESC}{what} Ack: {ACK}"
+
+
+def test_a_re_escalated_sms_says_who_unacknowledged_a_snooze_before_it_ran_out() -> None:
+    """A snooze sets the incident acknowledged, so an unack may end one nobody acknowledged:
+    the short page names the snooze it let go, as the long page's lead does; a snooze that
+    ran out is let go by nobody, and the short page adds nothing."""
+    snoozed = TimelineEvent(AT, EventKind.SNOOZED, "cy")
+    unacked = LetGo(None, TimelineEvent(AT + timedelta(minutes=4), EventKind.UNACKNOWLEDGED,
+                                        "bo"), snoozed)
+    context = ctx("re_escalated", incident=incident(summary="Payment API down"), let_go=unacked)
+    assert TEMPLATES.render(context, short=True).body == (
+        f"{_RE_ESC}Payment API down (snoozed by cy, unack'd by bo) Ack: {ACK}")
+    ran_out = replace(context, let_go=LetGo(None, snoozed=snoozed))
+    assert TEMPLATES.render(ran_out, short=True).body == (
+        f"{_RE_ESC}Payment API down Ack: {ACK}")
 
 
 def test_a_summary_too_long_for_an_sms_leaves_no_room_for_who_was_paged_before() -> None:

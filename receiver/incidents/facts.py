@@ -114,9 +114,9 @@ def first_acknowledgement(timeline: Sequence[TimelineEvent]) -> TimelineEvent | 
 class LetGo:
     """The acknowledgement a later escalation run began after, and the unack that let it go
     (None when none did: it was left alone past `reack_after`, or a snooze over it ended);
-    and the snooze whose end began it. A snooze holds an incident as an acknowledgement does
-    but is none (engine.snooze records no `acknowledged`), so an incident snoozed
-    unacknowledged has a snooze here and no acknowledgement."""
+    and the snooze whose end (or an unack of it) began it. A snooze holds an incident as an
+    acknowledgement does but is none (engine.snooze records no `acknowledged`), so an
+    incident snoozed unacknowledged has a snooze here and no acknowledgement."""
 
     acknowledged: TimelineEvent | None
     unacknowledged: TimelineEvent | None = None
@@ -139,7 +139,9 @@ def let_go(timeline: Sequence[TimelineEvent], run: int) -> LetGo | None:
             held = released = snoozed = None
         elif event.kind is EventKind.ACKNOWLEDGED:
             held, released = event, None
-        elif event.kind is EventKind.UNACKNOWLEDGED and held is not None:
+        elif event.kind is EventKind.UNACKNOWLEDGED and (held is not None or snoozed is not None):
+            # A snooze sets the incident acknowledged, so an unack may end one early: the
+            # run it begins names who did, not a snooze that ran out.
             released = event
         elif event.kind is EventKind.SNOOZED:
             snoozed = event

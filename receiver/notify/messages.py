@@ -35,7 +35,7 @@ Variables a template sees:
     unacknowledged_by, unacknowledged_at began, and who unacknowledged it (empty when nobody
                                          did: left alone, a snooze ended), times as `since`
     snoozed_by, snoozed_at               re_escalated: who snoozed it, if a snooze's end
-                                         began the run
+                                         (or an unack of it) began the run
     paged_before, paged_before_more      pages of a later step: whom the earlier steps of the
                                          run paged, the latest first (each: name, step (as
                                          `number`: from 1, none for the person a reassignment
@@ -250,13 +250,16 @@ Paged before, not acknowledged:
 # their run: an unack's ("acknowledged by ana at ..., unacknowledged by bo at ..."), else one
 # left alone past reack_after or a snooze's end ("acknowledged by ana at ... but still not
 # resolved"); who snoozed it where a snooze over an incident nobody acknowledged ended ("snoozed
-# by cy at ... without an acknowledgement; the snooze is over"); "acknowledged earlier" where
-# the context knows neither (an override's test, a context built by hand).
+# by cy at ... without an acknowledgement; the snooze is over") or an unack ended it early
+# ("snoozed by cy at ... without an acknowledgement, unacknowledged by bo at ..."); and
+# "acknowledged earlier" where the context knows neither (an override's test, a context
+# built by hand).
 _LET_GO = ("{% if acknowledged_by %}acknowledged by {{ acknowledged_by }} at {{ acknowledged_at }}"
            "{% if unacknowledged_by %}, unacknowledged by {{ unacknowledged_by }} at "
            "{{ unacknowledged_at }}{% else %} but still not resolved{% endif %}"
            "{% elif snoozed_by %}snoozed by {{ snoozed_by }} at {{ snoozed_at }} without an"
-           " acknowledgement; the snooze is over"
+           " acknowledgement{% if unacknowledged_by %}, unacknowledged by {{ unacknowledged_by }}"
+           " at {{ unacknowledged_at }}{% else %}; the snooze is over{% endif %}"
            "{% else %}acknowledged earlier but still not resolved{% endif %}")
 
 _LEADS = {
@@ -782,14 +785,19 @@ def short_body(ctx: MessageContext) -> str:
 
 
 def short_let_go(let_go: LetGo | None, room: int) -> str:
-    """Whose acknowledgement an unack let go, in at most `room` septets, for a short
-    re-escalated page: " (ack'd by ana, unack'd by bo)", else " (unack'd by bo)", else
-    nothing; nothing either when nobody let go of it (its "RE-ESC" says acknowledged). It
-    only ever takes room left over: the summary and the link come first."""
-    if let_go is None or let_go.acknowledged is None or let_go.unacknowledged is None:
+    """Whose acknowledgement (or snooze) an unack let go, in at most `room` septets, for a
+    short re-escalated page: " (ack'd by ana, unack'd by bo)" or " (snoozed by cy, unack'd by
+    bo)", else " (unack'd by bo)", else nothing; nothing either when nobody let go of it
+    (left alone, or a snooze that ran out). It only ever takes room left over: the summary
+    and the link come first."""
+    if let_go is None or let_go.unacknowledged is None:
         return ""
-    acked, unacked = one_line(let_go.acknowledged.actor), one_line(let_go.unacknowledged.actor)
-    for text in (f" (ack'd by {acked}, unack'd by {unacked})", f" (unack'd by {unacked})"):
+    unacked = one_line(let_go.unacknowledged.actor)
+    # What the unack let go: an acknowledgement, or a snooze nobody acknowledged.
+    held = (f"ack'd by {one_line(let_go.acknowledged.actor)}" if let_go.acknowledged
+            else f"snoozed by {one_line(let_go.snoozed.actor)}" if let_go.snoozed else "")
+    both = [f" ({held}, unack'd by {unacked})"] if held else []
+    for text in (*both, f" (unack'd by {unacked})"):
         if sms_length(text) <= room:
             return text
     return ""

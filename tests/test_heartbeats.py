@@ -366,3 +366,24 @@ async def test_an_arrival_another_replica_recorded_keeps_it_from_going_late(
         if await incidents(api):
             break
     assert len(await incidents(api)) == 1
+
+
+async def test_the_late_line_says_never_or_when_it_last_arrived(
+    start: Start, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """It said "nothing since" ackd's start, to the microsecond, for a heartbeat that never
+    came, while its incident said "never arrived"."""
+    caplog.set_level("WARNING", logger="receiver.heartbeats.service")
+    api = await start()
+    started = api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    await api.clock.jump(5 * MINUTE)
+    await api.settle()
+    await api.clock.jump(MINUTE)
+    await watchdog(api)
+    arrived = api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ")
+    await api.clock.jump(5 * MINUTE)
+    await api.settle()
+    lines = [r.getMessage() for r in caplog.records if "is late" in r.getMessage()]
+    assert f"heartbeat watchdog is late: never arrived since ackd started at {started}," \
+        " expected every 5m" in lines
+    assert f"heartbeat watchdog is late: last arrived at {arrived}, expected every 5m" in lines

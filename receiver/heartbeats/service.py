@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from receiver.alertmanager.webhook import WebhookMessage
 from receiver.config.model import Config
 from receiver.core.clock import Clock
+from receiver.core.durations import format_duration
 from receiver.core.frozen import frozen
 from receiver.core.model import Alert
 from receiver.escalation.timer import Scheduler
@@ -143,10 +144,17 @@ class Heartbeats:
                 self._arm(heartbeat)  # it arrived through another replica: wait from there
         if not late:
             return
-        for heartbeat, since in late:
-            log.warning("heartbeat %s is late: nothing since %s", heartbeat.name,
-                        since - heartbeat.every,
-                        extra=fields("heartbeat_late", None, heartbeat.team))
+        for heartbeat, _ in late:
+            # It said "nothing since" ackd's start, to the microsecond, for one that never
+            # came, while the incident said "never arrived".
+            last = self._last.get(heartbeat.name)
+            log.warning(
+                "heartbeat %s is late: %s, expected every %s", heartbeat.name,
+                f"never arrived since ackd started at {_second(self.started_at)}"
+                if last is None else f"last arrived at {_second(last)}",
+                format_duration(heartbeat.every),
+                extra=fields("heartbeat_late", None, heartbeat.team),
+            )
         alerts = [domain.missing_alert(h, since, self._last.get(h.name)) for h, since in late]
         await self._report(alerts, [h for h, _ in late])
 
@@ -182,3 +190,7 @@ class Heartbeats:
              h.every.total_seconds())
             for h in self._config().heartbeats
         )
+
+
+def _second(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

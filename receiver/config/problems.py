@@ -106,6 +106,8 @@ _HARMLESS = re.compile(r"[\w.+-]{1,40}")
 
 
 def _text(value: str) -> str:
+    if not value:  # `scope: ""` read "a text of 0 characters (not shown: ...)"
+        return "an empty value"
     if _HARMLESS.fullmatch(value):
         return repr(value)
     return f"a text of {len(value)} characters (not shown: it may hold a credential)"

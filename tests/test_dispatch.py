@@ -312,6 +312,45 @@ async def test_failures_retry_with_backoff_on_the_clock(
     assert rig.metric("ackd_notification_retries_total", scheme="json") == len(kinds) - 1
 
 
+async def test_a_refused_page_logs_one_warning_an_attempt_and_one_error_when_given_up(
+    make_rig: RigFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Real Apprise to a port nothing listens on, 3 attempts: each failed attempt is one
+    WARNING line (incident, recipient, contact kind, attempt, reason), the last one, given up
+    for good, one ERROR line, and nothing else at WARNING or above (Apprise's own warnings,
+    the notifier's, said the same thing twice more). An SRE greps for ERROR when pages do not
+    arrive; the password never shows."""
+    caplog.set_level(logging.DEBUG)
+    async with HttpSink(SinkMode.REFUSING) as refusing:
+        url = refusing.url("json", "/ana").replace("json://", "json://ana:hunter2@")
+        users = {"ana": [url]}
+        notifier = AppriseNotifier(2, timedelta(seconds=5))
+        rig = await make_rig(notifier, users=users)
+        start = rig.clock.now()
+        [incident_id] = await rig.incidents(1, [payload(url, users=users)])
+        for count, offset in enumerate([0, 2, 5], start=1):
+            await rig.clock.jump(start + timedelta(seconds=offset) - rig.clock.now())
+
+            async def attempted(count: int = count) -> bool:
+                failed = await rig.events(incident_id, EventKind.NOTIFICATION_FAILED)
+                return len(failed) == count
+
+            await eventually(attempted, f"attempt {count}")
+        await eventually(rig.settled, "the last attempt to be recorded")
+
+    loud = [(r.levelno, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [level for level, _ in loud] == [logging.WARNING, logging.WARNING, logging.ERROR]
+    for n, (_, line) in enumerate(loud, start=1):
+        assert f"incident #{incident_id} " in line
+        assert "to ana via json" in line
+        assert f"attempt {n} of 3" in line
+        assert "Connection error" in line  # Apprise's reason
+        assert "hunter2" not in line
+    assert "will retry" in loud[0][1]
+    assert "gave up" in loud[2][1]
+    assert "hunter2" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("attempts_before", "expected"),
     [

@@ -37,8 +37,8 @@ async def test_deliveries_and_actions_are_logged(
     assert (await api.call("POST", f"/api/v1/incidents/{number}/resolve"))[0] == 200
     await api.settle()
     deliveries = lines(caplog, "receiver.delivery.dispatch")
-    assert f"incident #{number} triggered to ana via json://127.0.0.1:9/ana: failure after " \
-           "0.00s, will retry: connection refused" in deliveries
+    assert f"incident #{number} triggered to ana via json (json://127.0.0.1:9/ana), attempt" \
+           " 1 of 2: failure after 0.00s: connection refused; will retry" in deliveries
     actions = lines(caplog, "receiver.escalation.responder")
     assert f"incident #{number} acknowledged by e2e" in actions
     assert f"incident #{number} resolved by e2e" in actions

@@ -5,6 +5,7 @@ moves the notice with the handoff."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ import pytest
 from receiver.app.daemon import Daemon
 from receiver.config import build as config_module
 from receiver.config.model import Config
+from receiver.notify.notifier import DeliveryStatus
 from receiver.oncall.handoffs import (
     BUSY_RETRY,
     HandoffNotices,
@@ -28,7 +30,7 @@ from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import Layer, Rotation, Schedule, ShiftUnit, on_call
 from receiver.store import PlannedNotice, Transaction
 from receiver.store.postgres.store import PostgresStore
-from receiver.testing import FakeClock, RecordingNotifier
+from receiver.testing import FakeClock, Outcome, RecordingNotifier
 from tests.harness import wait_until, write_config
 from tests.test_api import Api
 
@@ -97,6 +99,32 @@ async def test_the_incoming_person_hears_once_with_the_open_incidents(tmp_path: 
         assert [who for who, _ in notices(notifier)] == ["ana"]
     finally:
         await again.stop()
+
+
+async def test_a_failed_notice_is_a_warning_line(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The notifier logs nothing of its own: a notice that did not arrive is the handoff's
+    WARNING line, with the contact kind and the reason, not an INFO one."""
+    clock, notifier = FakeClock(T0), RecordingNotifier()
+    notifier.set_outcome("json://127.0.0.1:9/bo",
+                         Outcome(DeliveryStatus.FAILURE, error="connection refused"))
+    daemon = start(tmp_path, clock, notifier)
+    await daemon.start()
+    api = Api(daemon, notifier, clock)
+    try:
+        await clock.jump(timedelta(hours=1))  # 11:00 in Amsterdam: bo's hour
+        for _ in range(100):  # the notice's job and send run on threads: up to ~5 s loaded
+            await api.settle()
+            if notices(notifier):
+                break
+        assert [who for who, _ in notices(notifier)] == ["bo"]
+    finally:
+        await daemon.stop()
+    assert [(r.levelno, r.getMessage()) for r in caplog.records
+            if r.name == "receiver.oncall.handoffs"] == [
+        (logging.WARNING, "handoff notice to bo for payments primary via json: failure after"
+         " 0.00s: connection refused")]
 
 
 async def test_a_run_time_override_moves_the_notice(tmp_path: Path) -> None:

@@ -265,12 +265,12 @@ STEP_LINES = [
     ([TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, detail={"escalating_early": True})], []),
     ([TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, detail={
         "escalating_early": True, "step": 0, "cycle": 0, "unreachable": ["ana", "bo"]})],
-     [(logging.WARNING, "incident #7 step 1: every page to ana, bo failed, nobody it paged"
+     [(logging.ERROR, "incident #7 step 1: every page to ana, bo failed, nobody it paged"
        " can be reached: escalating now")]),
     ([TimelineEvent(NOW, EventKind.NOTIFICATION_FAILED, detail={
         "escalating_early": False, "step": 2, "cycle": 1, "unreachable": ["dee"],
         "repeat_at": "2026-01-05T10:30:00+00:00"})],
-     [(logging.WARNING, "incident #7 step 3 (cycle 2): every page to dee failed, nobody it"
+     [(logging.ERROR, "incident #7 step 3 (cycle 2): every page to dee failed, nobody it"
        " paged can be reached; the repeat keeps its time (2026-01-05T10:30:00+00:00): it"
        " reminds those the earlier steps paged")]),
     ([fired(unresolved=["unknown user zed"],

@@ -775,7 +775,7 @@ class Dispatcher:
             if await self._write_result(outgoing.url, part, job(part), delivery):
                 recorded.update(row.id for row in part)
         self._observe(outgoing.url, delivery, retry=any(r.attempts for r in rows))
-        _log_delivery(outgoing.url, rows, delivery, retried=len(finals) < len(rows))
+        _log_delivery(outgoing.url, rows, delivery, final_ids, settings.retry_attempts)
         if not delivery.ok:
             for row in finals:
                 if row.id in recorded:
@@ -932,24 +932,38 @@ async def _write_changes(tx: Transaction, found: Changes, now: datetime) -> None
 
 
 def _log_delivery(
-    url: str, rows: list[Addressed], delivery: Delivery, *, retried: bool
+    url: str, rows: list[Addressed], delivery: Delivery, final_ids: set[int], attempts: int
 ) -> None:
     """One line per delivery: which incidents (a storm's bundle: the first LOGGED and how many
-    more; each row's timeline has its own event), to whom, through which (masked) URL, and how
-    it went, so an operator can follow every page in the log."""
+    more; each row's timeline has its own event), to whom, through which kind of contact and
+    (masked) URL, which attempt, and how it went, so an operator can follow every page in the
+    log. A failed attempt that goes again is a WARNING; one after which the message is given
+    up for good (`final_ids`: its retries are spent) is an ERROR: nobody gets that message,
+    and an SRE whose pages do not arrive greps the log for ERROR. A bundle whose rows stand
+    at different attempts may be both: a line for each."""
+    if delivery.ok:
+        _log_rows(logging.INFO, url, rows, attempts, f"delivered in {delivery.seconds:.2f}s")
+        return
+    failed = f"{delivery.status.value} after {delivery.seconds:.2f}s: {delivery.error}"
+    again = [r for r in rows if r.id not in final_ids]
+    if again:
+        _log_rows(logging.WARNING, url, again, attempts, f"{failed}; will retry")
+    given_up = [r for r in rows if r.id in final_ids]
+    if given_up:
+        _log_rows(logging.ERROR, url, given_up, attempts, f"{failed}; gave up, not delivered")
+
+
+def _log_rows(level: int, url: str, rows: list[Addressed], attempts: int, how: str) -> None:
     incidents = _few([f"#{n}" for n in sorted({r.incident_id for r in rows})])
     reasons = "/".join(sorted({r.message.reason.value for r in rows}))
     recipient = rows[0].message.recipient or "?"
     where = mask(url).partition("?")[0]  # Apprise's privacy form lists every default option
-    what = f"incident {incidents} {reasons} to {recipient} via {where}"
+    tries = "/".join(str(n) for n in sorted({r.attempts + 1 for r in rows}))
+    what = (f"incident {incidents} {reasons} to {recipient} via {channel_kind(url)} ({where}),"
+            f" attempt {tries} of {attempts}")
     numbers = {r.incident_id for r in rows}
     extra = fields("delivery", numbers.pop() if len(numbers) == 1 else None)
-    if delivery.ok:
-        log.info("%s: delivered in %.2fs", what, delivery.seconds, extra=extra)
-    else:
-        then = "will retry" if retried else "gave up"
-        log.warning("%s: %s after %.2fs, %s: %s", what, delivery.status.value, delivery.seconds,
-                    then, delivery.error, extra=extra)
+    log.log(level, "%s: %s", what, how, extra=extra)
 
 
 def _few(items: list[str]) -> str:

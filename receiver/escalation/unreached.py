@@ -26,7 +26,7 @@ def step_lines(incident_id: int, events: Iterable[TimelineEvent]) -> list[tuple[
     """(level, line) for each step in `events` that reached nobody (ERROR), missed some of
     its targets (WARNING) or reached one through the team (WARNING), for each delayed
     contact a reload removed (WARNING), and for each step whose every page failed
-    (WARNING: `engine.delivery_failed`, escalating now or the repeat on its time)."""
+    (ERROR: `engine.delivery_failed`, escalating now or the repeat on its time)."""
     lines: list[tuple[int, str]] = []
     for event in events:
         detail = event.detail
@@ -36,7 +36,8 @@ def step_lines(incident_id: int, events: Iterable[TimelineEvent]) -> list[tuple[
             lines.append((logging.WARNING, f"incident #{incident_id} step"
                           f" {int(detail['step']) + 1}: {detail['error']}: not paged"))
         elif event.kind is EventKind.NOTIFICATION_FAILED and detail.get("unreachable"):
-            lines.append((logging.WARNING, _unreachable(incident_id, detail)))
+            # Every page of the step failed: it reached nobody, as one that paged nobody.
+            lines.append((logging.ERROR, _unreachable(incident_id, detail)))
     return lines
 
 

@@ -29,7 +29,6 @@ from receiver.core.frozen import frozen
 if TYPE_CHECKING:
     from apprise import AppriseAsset, AppriseResult, NotifyLogEntry
 
-log = logging.getLogger(__name__)
 
 
 @frozen
@@ -427,10 +426,9 @@ class AppriseNotifier:
         except RuntimeError:
             # The pool was shut down between the check above and the submit.
             status, error = DeliveryStatus.FAILURE, "the notifier is closed"
-        seconds = time.monotonic() - started
-        if status is not DeliveryStatus.SUCCESS:
-            log.warning("delivery to %s: %s after %.2fs: %s", mask(url), status, seconds, error)
-        return Delivery(status, seconds, error)
+        # Not logged here: the caller's line names what the delivery was for (the incident,
+        # the person, the attempt), which a second line from here could not.
+        return Delivery(status, time.monotonic() - started, error)
 
     async def close(self) -> None:
         """Stop taking deliveries; queued ones are cancelled, hung workers are not awaited."""
@@ -446,36 +444,61 @@ class AppriseNotifier:
         plugin = _instantiate(url, self._asset, self._socket_timeout)
         if plugin is None:
             return DeliveryStatus.FAILURE, f"Apprise cannot use this URL ({scheme(url)}://)"
-        try:
-            apprise = Apprise(asset=self._asset)
-            apprise.add(plugin)
-            with apprise.notify(
-                body=message.body,
-                title=message.title,
-                notify_type=AppriseNotifyType(message.notify_type.value),
-                body_format=NotifyFormat.TEXT,
-            ) as result:
-                status, error = _outcome(result)
-        except Exception as exc:  # a crashing plugin is a failed delivery
-            status, error = DeliveryStatus.FAILURE, f"{type(exc).__name__}: {exc}"
+        # Apprise logs a failure as a WARNING of its own, and the dispatcher's line for the
+        # attempt carries Apprise's reason (`_outcome`): held here, they would say it twice.
+        with _HELD.holding() as records:
+            try:
+                apprise = Apprise(asset=self._asset)
+                apprise.add(plugin)
+                with apprise.notify(
+                    body=message.body,
+                    title=message.title,
+                    notify_type=AppriseNotifyType(message.notify_type.value),
+                    body_format=NotifyFormat.TEXT,
+                ) as result:
+                    status, error = _outcome(result, _last_held_problem(records))
+            except Exception as exc:  # a crashing plugin is a failed delivery
+                status, error = DeliveryStatus.FAILURE, f"{type(exc).__name__}: {exc}"
+        _let_out(records, failed=status is not DeliveryStatus.SUCCESS)
         return status, _scrub(error, url, _masked(plugin))
 
 
-def _outcome(result: AppriseResult) -> tuple[DeliveryStatus, str]:
-    """Our status for the one URL in `result`, with Apprise's reason when it failed."""
+def _let_out(records: list[logging.LogRecord], *, failed: bool) -> None:
+    """Apprise's log lines of one delivery, held while it ran: as they were, except that a
+    failed delivery's warnings and errors go at DEBUG, for whoever wants Apprise's detail.
+    The caller's one line for the attempt says why it failed (`_outcome` takes Apprise's
+    last problem); three WARNING lines for one refused POST buried the one that mattered.
+    They pass the secrets filter now, as they go out (handle() runs the filters again)."""
+    for record in records:
+        if failed and record.levelno >= logging.WARNING:
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+        if _APPRISE_LOG.isEnabledFor(record.levelno):
+            _APPRISE_LOG.handle(record)
+
+
+def _outcome(result: AppriseResult, held: str = "") -> tuple[DeliveryStatus, str]:
+    """Our status for the one URL in `result`, with Apprise's reason when it failed: from
+    the logs Apprise captured for it, or else `held`, the last problem Apprise logged while
+    its lines were held (its capture sits behind the hold and sees none of them)."""
     from apprise import AppriseResultStatus  # loaded: `result` is Apprise's
 
     services = list(result)
     if not services:
-        reason = _last_problem(result.call_logs()) or f"status {result.status.name}"
+        reason = (_last_problem(result.call_logs()) or held
+                  or f"status {result.status.name}")
         return DeliveryStatus.FAILURE, f"Apprise did not send: {reason}"
     service = services[0]
     if service.status == AppriseResultStatus.SUCCESS:
         return DeliveryStatus.SUCCESS, ""
     if service.status == AppriseResultStatus.TIMEOUT:
         return DeliveryStatus.TIMEOUT, f"{service.name}: Apprise stopped waiting"
-    reason = _last_problem(service.logs()) or "reported failure"
+    reason = _last_problem(service.logs()) or held or "reported failure"
     return DeliveryStatus.FAILURE, f"{service.name}: {reason}"
+
+
+def _last_held_problem(records: list[logging.LogRecord]) -> str:
+    problems = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+    return problems[-1] if problems else ""
 
 
 def _last_problem(entries: Iterable[NotifyLogEntry]) -> str:

@@ -42,7 +42,7 @@ from receiver.core.frozen import frozen
 from receiver.core.oneline import one_line
 from receiver.core.refresh import Refresh
 from receiver.escalation.timer import Scheduler
-from receiver.notify.notifier import Message, Notifier, NotifyType
+from receiver.notify.notifier import Message, Notifier, NotifyType, channel_kind
 from receiver.oncall.overrides import RuntimeOverride, with_runtime
 from receiver.oncall.roster import Roster
 from receiver.oncall.schedules import Schedule, next_change, on_call
@@ -204,8 +204,15 @@ class HandoffNotices:
         contacts = [c for c in user.contacts if not c.delay] or list(user.contacts[:1])
         for contact in contacts:
             delivery = await self._notifier.send(contact.url, message)
-            log.info("handoff notice to %s for %s %s: %s", notice.user, notice.schedule,
-                     notice.layer, delivery.status)
+            # The notifier logs nothing itself: a failed notice is this line's to tell.
+            if delivery.ok:
+                log.info("handoff notice to %s for %s %s: %s", notice.user, notice.schedule,
+                         notice.layer, delivery.status)
+            else:
+                log.warning("handoff notice to %s for %s %s via %s: %s after %.2fs: %s",
+                            notice.user, notice.schedule, notice.layer,
+                            channel_kind(contact.url), delivery.status, delivery.seconds,
+                            delivery.error)
 
 
 def _laid(planned: Schedule, overrides: Iterable[RuntimeOverride]) -> Schedule:

@@ -100,22 +100,31 @@ TEMPLATES = Templates()
 @pytest.mark.parametrize(
     ("context", "title"),
     [
-        pytest.param(ctx("triggered"), "[SEV1] #42 payments: Payment API down (3 alerts)",
+        pytest.param(ctx("triggered"),
+                     "[SEV1] #42 payments: Payment API down (2 firing, 1 resolved)",
                      id="triggered"),
         pytest.param(ctx("triggered", alerts=ALERTS[:1]),
                      "[SEV1] #42 payments: Payment API down (1 alert)", id="one-alert"),
-        pytest.param(ctx("escalated"), "[SEV1] ESCALATED #42 payments: Payment API down (3 alerts)",
+        pytest.param(ctx("triggered", alerts=ALERTS[:2]),
+                     "[SEV1] #42 payments: Payment API down (2 alerts)", id="all-firing"),
+        pytest.param(ctx("reminder", alerts=tuple(replace(a, status=AlertStatus.RESOLVED)
+                                                  for a in ALERTS)),
+                     "[SEV1] REMINDER #42 payments: Payment API down (0 firing, 3 resolved)",
+                     id="all-resolved"),
+        pytest.param(ctx("escalated"),
+                     "[SEV1] ESCALATED #42 payments: Payment API down (2 firing, 1 resolved)",
                      id="escalated"),
-        pytest.param(ctx("reminder"), "[SEV1] REMINDER #42 payments: Payment API down (3 alerts)",
+        pytest.param(ctx("reminder"),
+                     "[SEV1] REMINDER #42 payments: Payment API down (2 firing, 1 resolved)",
                      id="reminder"),
         pytest.param(ctx("re_escalated"),
-                     "[SEV1] RE-ESCALATED #42 payments: Payment API down (3 alerts)",
+                     "[SEV1] RE-ESCALATED #42 payments: Payment API down (2 firing, 1 resolved)",
                      id="re-escalated"),
         pytest.param(ctx("reassigned", changed_to="team platform"),
-                     "[SEV1] REASSIGNED #42 payments: Payment API down (3 alerts)",
+                     "[SEV1] REASSIGNED #42 payments: Payment API down (2 firing, 1 resolved)",
                      id="reassigned"),
         pytest.param(ctx("severity_raised", changed_to="SEV1"),
-                     "[SEV1] SEVERITY RAISED #42 payments: Payment API down (3 alerts)",
+                     "[SEV1] SEVERITY RAISED #42 payments: Payment API down (2 firing, 1 resolved)",
                      id="severity-raised"),
         pytest.param(ctx("acknowledged"), "#42 acknowledged by ana", id="acknowledged"),
         pytest.param(ctx("resolved"), "#42 resolved", id="resolved"),
@@ -136,9 +145,11 @@ TEMPLATES = Templates()
                      "Incident #42 resolved: payments: Payment API down",
                      id="stakeholder-resolved"),
         pytest.param(ctx(incident=incident(summary="")),
-                     "[SEV1] #42 payments: HighErrorRate (3 alerts)", id="summary-from-alert"),
+                     "[SEV1] #42 payments: HighErrorRate (2 firing, 1 resolved)",
+                     id="summary-from-alert"),
         pytest.param(ctx(incident=incident(summary="line one\n  line two")),
-                     "[SEV1] #42 payments: line one line two (3 alerts)", id="one-line"),
+                     "[SEV1] #42 payments: line one line two (2 firing, 1 resolved)",
+                     id="one-line"),
     ],
 )
 def test_titles(context: MessageContext, title: str) -> None:
@@ -618,12 +629,14 @@ def test_overrides_replace_only_what_they_name() -> None:
 
 def test_overrides_see_the_documented_variables() -> None:
     source = ("{{ alert_count }}/{{ firing_count }}/{{ resolved_count }} {{ summary }} "
+              "({{ alerts_counted }}) "
               "{{ shown_alerts[0] | describe }} {{ incident.group_labels | labels }} "
               "{{ runbooks | join(',') }} {{ more_alerts }} {{ ack_url }}")
     templates = Templates({"triggered": {"body": source}})
 
+    assert Templates.check({"triggered": {"body": source}}) == []
     assert templates.render(ctx()).body == (
-        "3/2/1 Payment API down HighErrorRate (instance=api-1, job=api) "
+        "3/2/1 Payment API down (2 firing, 1 resolved) HighErrorRate (instance=api-1, job=api) "
         f"alertname=HighErrorRate https://runbooks.example.com/api 0 {ACK}"
     )
 
@@ -637,7 +650,7 @@ def test_a_template_that_fails_at_render_falls_back_to_the_default(
     with caplog.at_level(logging.WARNING, logger="receiver.notify.messages"):
         message = templates.render(ctx(step=None))
 
-    assert message.title == "[SEV1] #42 payments: Payment API down (3 alerts)"
+    assert message.title == "[SEV1] #42 payments: Payment API down (2 firing, 1 resolved)"
     assert "template triggered.title failed, using the default" in caplog.text
     assert templates.render(ctx(step=2)).title == "step 3"
 
@@ -761,7 +774,7 @@ def test_a_bundle_lists_each_incident_with_its_ack_link() -> None:
 
     assert message.title == "3 incidents need you: #41, #42, #43"
     for n in range(3):
-        assert f"[SEV1] #{41 + n} payments: Problem {n} (3 alerts)" in message.body
+        assert f"[SEV1] #{41 + n} payments: Problem {n} (2 firing, 1 resolved)" in message.body
         assert f"  Acknowledge: {ACK}{n}" in message.body.splitlines()
     assert message.notify_type is NotifyType.FAILURE
 

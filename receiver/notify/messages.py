@@ -24,6 +24,8 @@ Variables a template sees:
                                          (actor is the window: "#3" or the config's name)
     summary                              one line saying what is wrong
     alert_count, firing_count, resolved_count, truncated   (truncated: left out by Alertmanager)
+    alerts_counted                       the headline's count: "3 alerts", or "2 firing, 1
+                                         resolved" where any is resolved (`counted_alerts`)
     shown_alerts, more_alerts            the first few alerts, and how many are not shown
     runbooks, dashboards, sources        distinct annotation links and generatorURLs (and
                                          Grafana's dashboardURLs among the dashboards)
@@ -163,7 +165,7 @@ class Unshown:
 
 _SEV = "[{{ severity.name }}] "
 _HEADLINE = ("#{{ incident.id }} {{ incident.team }}: {{ summary }} "
-             "({{ alert_count }} alert{{ '' if alert_count == 1 else 's' }})")
+             "({{ alerts_counted }})")
 
 _ABOUT = """\
 {{ severity.name }}{% if severity.description %} - {{ severity.description }}{% endif +%}
@@ -570,6 +572,7 @@ def _variables(ctx: MessageContext) -> dict[str, Any]:
         "alert_count": len(alerts),
         "firing_count": len(alerts) - resolved,
         "resolved_count": resolved,
+        "alerts_counted": counted_alerts(alerts),
         "truncated": ctx.incident.truncated_alerts,
         "shown_alerts": alerts[:ALERTS_SHOWN],
         "more_alerts": max(0, len(alerts) - ALERTS_SHOWN),
@@ -623,6 +626,16 @@ def summary(incident: Incident, alerts: Sequence[Alert]) -> str:
     if incident.group_labels:
         return format_labels(incident.group_labels)
     return f"incident #{incident.id}"
+
+
+def counted_alerts(alerts: Sequence[Alert]) -> str:
+    """How many alerts a headline counts: "3 alerts" while all fire, else the firing and the
+    resolved apart ("2 firing, 1 resolved"): a page's count is read as what is wrong now, and
+    Alertmanager keeps the group's resolved alerts in it until they age out."""
+    resolved = sum(1 for a in alerts if a.status is AlertStatus.RESOLVED)
+    if resolved:
+        return f"{len(alerts) - resolved} firing, {resolved} resolved"
+    return f"{len(alerts)} alert{'' if len(alerts) == 1 else 's'}"
 
 
 def description(incident: Incident, alerts: Sequence[Alert]) -> str:
@@ -890,7 +903,7 @@ def render_bundle(
     for c in contexts[:BUNDLE_SHOWN]:
         what = summary(c.incident, c.alerts)
         lines += [f"[{c.severity.name}] #{c.incident.id} {c.incident.team}: {what} "
-                  f"({len(c.alerts)} alert{'' if len(c.alerts) == 1 else 's'})",
+                  f"({counted_alerts(c.alerts)})",
                   f"  Acknowledge: {c.ack_url}", f"  Incident: {c.incident_url}", ""]
     if more > 0:
         lines.append(f"and {more} more")

@@ -181,11 +181,16 @@ async def test_a_page_queued_behind_a_slow_send_past_its_lease_goes_once(
         due = await store.due_notifications(fake_clock.now())
         return not due and first.in_flight == count
 
+    async def in_channel() -> bool:
+        # In flight is not yet in the channel: the send checks its lease first, which under
+        # load took longer than the test took to look (slow.waiting was 0).
+        return await leased(1) and slow.waiting == 1
+
     first.start()
     conn: asyncpg.Connection | None = None
     try:
         ids = [await page()]
-        await eventually(lambda: leased(1), "the first page's send to start")
+        await eventually(in_channel, "the first page's send to start")
         await fake_clock.jump(timedelta(seconds=1))
         ids.append(await page())
         await eventually(lambda: leased(2), "the second page to queue behind it")
@@ -258,11 +263,16 @@ async def test_a_send_whose_turn_comes_after_the_handover_sends_only_what_it_sti
         due = await store.due_notifications(fake_clock.now())
         return not due and first.in_flight == count
 
+    async def in_channel() -> bool:
+        # In flight is not yet in the channel: the send checks its lease first, which under
+        # load took longer than the test took to look (slow.waiting was 0).
+        return await leased(1) and slow.waiting == 1
+
     first.start()
     conn: asyncpg.Connection | None = None
     try:
         ids = [await page()]
-        await eventually(lambda: leased(1), "the first page's send to start")
+        await eventually(in_channel, "the first page's send to start")
         ids.append(await page())
         await eventually(lambda: leased(2), "the second page to queue behind it")
         assert slow.waiting == 1
@@ -321,6 +331,11 @@ async def test_pages_queued_behind_a_slow_send_go_as_one_with_the_rows_still_hel
         due = await store.due_notifications(fake_clock.now())
         return not due and first.in_flight == count
 
+    async def in_channel() -> bool:
+        # In flight is not yet in the channel: the send checks its lease first, which under
+        # load took longer than the test took to look (slow.waiting was 0).
+        return await leased(1) and slow.waiting == 1
+
     first.start()
     conn: asyncpg.Connection | None = None
     try:
@@ -328,6 +343,8 @@ async def test_pages_queued_behind_a_slow_send_go_as_one_with_the_rows_still_hel
         for count in range(1, 5):  # each its own pass: one message each, queued in the lane
             ids.append(await open_and_page(store, first, fake_clock.now(), next(keys)))
             await eventually(lambda count=count: leased(count), f"page {count} to be leased")
+            if count == 1:
+                await eventually(in_channel, "the first page's send to start")
         assert slow.waiting == 1
         await fake_clock.jump(handover + timedelta(seconds=1))
         conn = await asyncpg.connect(pg_dsn)  # the others' sweep gives the third page back

@@ -342,3 +342,40 @@ async def test_an_incident_let_go_and_resolved_counts_as_resolved_unacknowledged
                          r"<td>2 of 3 \(66\.7%\)</td>", page), page
     finally:
         await browser.session.close()
+
+
+async def test_time_to_resolve_ends_when_alertmanager_says_the_alerts_ended(api: Api) -> None:
+    """Alertmanager sends a resolution at the group's next group_interval: the alert ended
+    3m 6s after the incident opened, its resolution came 4m 45s later. MTTR's observation
+    ends at the alert's end, in /metrics, the report and the post-mortem alike; the incident
+    keeps the arrival as its resolution (the timeline stays in the order ackd learned it)."""
+    number = await _open(api, PAY_A, 60)
+    opened = api.clock.now()
+    await api.clock.jump(186)
+    ended = api.clock.now()
+    await api.clock.jump(285)
+    arrived = api.clock.now()
+    fired = Alert(fingerprint_of(PAY_A), AlertStatus.RESOLVED, PAY_A, {},
+                  opened - timedelta(seconds=60), ended)
+    status, body = await api.call("POST", "/api/v1/alerts", build_webhook([fired]),
+                                  token=TOKEN)
+    assert status == 200, body
+    await api.settle()
+    _, incident = await api.call("GET", f"/api/v1/incidents/{number}")
+    assert (incident["state"], incident["resolved_by"]) == ("resolved", "alertmanager")
+    assert incident["resolved_at"].startswith(arrived.strftime("%Y-%m-%dT%H:%M:%S"))
+
+    [row] = (await _report(api))["by_team_severity"]
+    assert row["mttr"] == _stats(1, 186.0, 186.0, 186.0)
+    _, metrics = await api.call("GET", "/metrics")
+    labels = {"team": "payments", "severity": "SEV1"}
+    assert _metric(metrics, "ackd_time_to_resolve_seconds_count", **labels) == 1
+    assert _metric(metrics, "ackd_time_to_resolve_seconds_sum", **labels) == 186.0
+
+    status, text = await api.call("GET", f"/api/v1/incidents/{number}/postmortem")
+    assert status == 200, text
+    at = "%Y-%m-%d %H:%M:%S"
+    assert (f"- Resolved: {arrived:{at}} by alertmanager (alerts ended {ended:{at}};"
+            f" Alertmanager reported it {arrived:{at}})") in text, text
+    assert (f"| Time to resolve | incident opened {opened:{at}} | alerts ended {ended:{at}}"
+            " | 3m 6s |") in text, text

@@ -271,6 +271,10 @@ class Incident:
         return "reported" if self.is_declared else "detected"
 
 
+# The actor of what Alertmanager's webhooks did: an incident resolved because it reported every
+# alert resolved (its time to resolve ends at the alerts' end: incidents.facts.problem_ended).
+ALERTMANAGER_ACTOR = "alertmanager"
+
 # The actor of a resolution nobody made: Alertmanager stopped reporting the incident's alerts
 # (see escalation's staleness), so nobody judged its episodes over.
 STALE_ACTOR = "stale"

@@ -797,7 +797,9 @@ class Responder:
             m.child(m.time_to_acknowledge, incident.team, incident.severity).observe(
                 took.total_seconds())
         if item.resolved:
-            observe_resolution(m, incident)
+            # A person's resolution or a stale one: it ends when it was made, not at an
+            # alert's end (facts.problem_ended).
+            observe_resolution(m, incident, ())
 
 
 def step_label(policy: Policy, index: int) -> str:

@@ -9,16 +9,23 @@ post-mortem and the reports take their figures from here, so they cannot disagre
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from receiver.core.frozen import frozen
-from receiver.core.model import Alert, EventKind, Incident, IncidentState, TimelineEvent
+from receiver.core.model import (
+    ALERTMANAGER_ACTOR,
+    Alert,
+    EventKind,
+    Incident,
+    IncidentState,
+    TimelineEvent,
+)
 from receiver.escalation.policy import REASSIGNED_STEP
 
 # Events these record are the machine's (alerts, pages, deliveries, stale checks); any other
 # actor is a person or a person's script, and what it did is a response.
-SYSTEM_ACTORS = frozenset({"ackd", "alertmanager", "stale"})
+SYSTEM_ACTORS = frozenset({"ackd", ALERTMANAGER_ACTOR, "stale"})
 
 
 @frozen(slots=True)
@@ -44,7 +51,10 @@ class Facts:
     first_paged_at: datetime | None  # when ackd first asked someone to act (first_page)
     acknowledged_at: datetime | None  # the first acknowledgement
     acknowledged_by: str | None
-    resolved_at: datetime | None
+    resolved_at: datetime | None  # when ackd learned it was resolved (the timeline's order)
+    # When the problem ended, where time to resolve stops (see `problem_ended`): the alerts'
+    # end for a resolution Alertmanager reported, otherwise `resolved_at`.
+    ended_at: datetime | None
     steps: tuple[StepFired, ...]
     ack_step: str | None  # the name of the step whose page was last out at the first ack
     responders: tuple[str, ...]  # people who acted on it, in the order they first did
@@ -63,9 +73,10 @@ class Facts:
 
     @property
     def time_to_resolve(self) -> timedelta | None:
-        if self.resolved_at is None:
+        """MTTR's observation: from the incident's opening to the problem's end."""
+        if self.ended_at is None:
             return None
-        return self.resolved_at - self.incident.opened_at
+        return self.ended_at - self.incident.opened_at
 
     @property
     def escalated(self) -> bool:
@@ -89,14 +100,18 @@ def is_reported(f: Facts) -> bool:
 def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[TimelineEvent]) -> Facts:
     first_ack = first_acknowledgement(timeline)
     steps = tuple(step_fired(e) for e in timeline if e.kind is EventKind.STEP_FIRED)
-    resolved = [e.at for e in timeline if e.kind is EventKind.RESOLVED]
+    resolved = [e for e in timeline if e.kind is EventKind.RESOLVED]
+    resolved_at = resolved[-1].at if resolved else incident.resolved_at
+    resolved_by = resolved[-1].actor if resolved else incident.resolved_by
     return Facts(
         incident=incident,
         detected_at=min((a.starts_at for a in alerts), default=None),
         first_paged_at=first_page(timeline),
         acknowledged_at=first_ack.at if first_ack else None,
         acknowledged_by=first_ack.actor if first_ack else None,
-        resolved_at=resolved[-1] if resolved else incident.resolved_at,
+        resolved_at=resolved_at,
+        ended_at=None if resolved_at is None else problem_ended(
+            incident.opened_at, resolved_at, resolved_by, (a.ends_at for a in alerts)),
         steps=steps,
         ack_step=_ack_step(steps, first_ack.at) if first_ack else None,
         responders=_responders(timeline),
@@ -175,6 +190,43 @@ def time_to_acknowledge(
     if first_paged_at is None or acknowledged_at is None or acknowledged_at < first_paged_at:
         return None
     return acknowledged_at - first_paged_at
+
+
+def problem_ended(
+    opened_at: datetime,
+    resolved_at: datetime,
+    resolved_by: str | None,
+    alert_ends: Iterable[datetime | None],
+) -> datetime:
+    """When a resolved incident's problem ended: where its time to resolve (MTTR's
+    observation, in ackd_time_to_resolve_seconds, the reports and the post-mortem alike)
+    stops. Resolved by Alertmanager, it is the latest end (endsAt) of its alerts: Alertmanager
+    sends a resolution only at the group's next group_interval, so `resolved_at`, its arrival,
+    is up to a group_interval late. Never before the incident opened (an alert that ended
+    before ackd heard of it), never after the arrival (a sender's clock ahead of ours), and
+    the arrival itself when an alert's end is unknown (an odd sender omits it: it may have
+    ended any time before). Resolved by a person or as stale, it is `resolved_at`: a person
+    judged it over then, and a stale incident's alerts never reported an end."""
+    if resolved_by != ALERTMANAGER_ACTOR:
+        return resolved_at
+    latest: datetime | None = None
+    for end in alert_ends:
+        if end is None:
+            return resolved_at
+        latest = end if latest is None else max(latest, end)
+    if latest is None:
+        return resolved_at
+    return min(resolved_at, max(opened_at, latest))
+
+
+def time_to_resolve(
+    opened_at: datetime,
+    resolved_at: datetime,
+    resolved_by: str | None,
+    alert_ends: Iterable[datetime | None],
+) -> timedelta:
+    """MTTR's observation: from the incident's opening to its problem's end (problem_ended)."""
+    return problem_ended(opened_at, resolved_at, resolved_by, alert_ends) - opened_at
 
 
 def step_fired(event: TimelineEvent) -> StepFired:

@@ -76,13 +76,24 @@ def _summary(f: Facts, alerts: Sequence[Alert], now: datetime) -> str:
         f"- Severity: {i.severity}",
         f"- State: {i.state.value}",
         f"- Opened: {_at(i.opened_at)}",
-        f"- Resolved: {_at(f.resolved_at)} by {i.resolved_by}" if f.resolved_at
-        else "- Resolved: not yet",
+        _resolved_line(f),
         f"- Duration: {span(end - i.opened_at)}" + ("" if f.resolved_at else " so far"),
         f"- Alerts: {len(alerts)}",
     ]
     lines += [f"  - {_alert_line(a)}" for a in alerts]
     return "\n".join(lines) + "\n"
+
+
+def _resolved_line(f: Facts) -> str:
+    if f.resolved_at is None:
+        return "- Resolved: not yet"
+    line = f"- Resolved: {_at(f.resolved_at)} by {f.incident.resolved_by}"
+    if f.ended_at is not None and f.ended_at != f.resolved_at:
+        # Alertmanager reports a resolution only at the group's next group_interval: say
+        # both, so the time to resolve (to the alerts' end) reads true beside the arrival.
+        line += (f" (alerts ended {_at(f.ended_at)}; Alertmanager reported it"
+                 f" {_at(f.resolved_at)})")
+    return line
 
 
 def _alert_line(alert: Alert) -> str:
@@ -100,8 +111,9 @@ def _response_times(f: Facts) -> str:
          f.first_paged_at, _between(f.incident.opened_at, f.first_paged_at)),
         ("Time to acknowledge", "first page", f.first_paged_at,
          "first acknowledgement", f.acknowledged_at, f.time_to_acknowledge),
-        ("Time to resolve", "incident opened", f.incident.opened_at, "resolved",
-         f.resolved_at, f.time_to_resolve),
+        ("Time to resolve", "incident opened", f.incident.opened_at,
+         "resolved" if f.ended_at == f.resolved_at else "alerts ended",
+         f.ended_at, f.time_to_resolve),
     ]
     lines = ["## Response times\n", "| measure | from | to | time |", "| --- | --- | --- | --- |"]
     for name, start_name, start, end_name, end, length in rows:

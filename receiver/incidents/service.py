@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,6 +20,7 @@ from receiver.alertmanager.webhook import WebhookMessage, parse_webhook
 from receiver.config.model import Config
 from receiver.core.clock import Clock
 from receiver.core.model import (
+    ALERTMANAGER_ACTOR,
     Alert,
     AlertStatus,
     EventKind,
@@ -31,7 +32,7 @@ from receiver.core.model import (
 from receiver.escalation import staleness
 from receiver.escalation.staleness import Reports, StaleRule
 from receiver.heartbeats import domain as heartbeats
-from receiver.incidents import severity
+from receiver.incidents import facts, severity
 from receiver.ingest import grouping
 from receiver.ingest.grouping import (
     AlertOutcome,
@@ -72,6 +73,9 @@ class IngestResult:
     alerts: int = 0
     opened: list[Incident] = field(default_factory=list)
     resolved: list[Incident] = field(default_factory=list)
+    # The ends (endsAt) of each resolved incident's alerts, by incident id: its time to
+    # resolve ends at the latest (facts.problem_ended), not at this webhook's arrival.
+    alert_ends: dict[int, list[datetime | None]] = field(default_factory=dict)
     outcomes: dict[AlertOutcome, int] = field(default_factory=dict)
     groups: dict[str, int] = field(default_factory=dict)  # group key -> incident id
 
@@ -80,6 +84,7 @@ class IngestResult:
         the whole webhook's count is set once)."""
         self.opened += other.opened
         self.resolved += other.resolved
+        self.alert_ends.update(other.alert_ends)
         for outcome, count in other.outcomes.items():
             self.outcomes[outcome] = self.outcomes.get(outcome, 0) + count
         self.groups.update(other.groups)
@@ -281,8 +286,9 @@ class Incidents:
         if change.opens:
             result.opened.append(incident)
         if change.resolves:
-            await self._resolve(tx, incident, "alertmanager", now)
+            await self._resolve(tx, incident, ALERTMANAGER_ACTOR, now)
             result.resolved.append(await tx.incident(incident_id))
+            result.alert_ends[incident_id] = [k.ends_at for k in change.held.values()]
         elif not change.opens:
             await self._updated(tx, config, incident, group, change, now)
         if change.opens and self.lifecycle is not None and not change.resolves:
@@ -418,7 +424,7 @@ class Incidents:
                      incident.team, incident.summary,
                      extra=fields("incident_opened", incident.id, incident.team))
         for incident in result.resolved:
-            observe_resolution(m, incident)
+            observe_resolution(m, incident, result.alert_ends.get(incident.id, ()))
             log.info("incident #%d resolved by %s%s", incident.id, incident.resolved_by,
                      UNHELD if incident.resolved_unacknowledged else "",
                      extra=fields("incident_resolved", incident.id, incident.team))
@@ -493,14 +499,20 @@ def _raised(
 UNHELD = " while nobody held it (unacknowledged)"
 
 
-def observe_resolution(m: Metrics, incident: Incident) -> None:
+def observe_resolution(
+    m: Metrics, incident: Incident, alert_ends: Iterable[datetime | None]
+) -> None:
+    """Count a resolution and observe its time to resolve, which ends where the reports' and
+    the post-mortem's do (facts.time_to_resolve): at the latest of `alert_ends` (its alerts'
+    endsAt) when Alertmanager resolved it, at its resolution otherwise."""
     assert incident.resolved_at is not None
     if incident.is_drill:
         return  # drills are kept out of the real figures
     labels = (incident.team, incident.severity)
     m.incidents_resolved.labels(*labels).inc()
     m.time_to_resolve.labels(*labels).observe(
-        (incident.resolved_at - incident.opened_at).total_seconds()
+        facts.time_to_resolve(incident.opened_at, incident.resolved_at, incident.resolved_by,
+                              alert_ends).total_seconds()
     )
     if incident.resolved_unacknowledged:
         m.resolved_unacknowledged.labels(*labels).inc()

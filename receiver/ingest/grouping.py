@@ -28,6 +28,7 @@ from typing import Generic, TypeVar
 
 from receiver.core.frozen import frozen, replace
 from receiver.core.model import (
+    ALERTMANAGER_ACTOR,
     Alert,
     AlertStatus,
     EventKind,
@@ -125,7 +126,7 @@ def apply(
     has_incident = open_group is not None or change.opens
     if has_incident and change.changed and _all_resolved(current):
         change.resolves = True
-        change.events.append(TimelineEvent(now, EventKind.RESOLVED, "alertmanager"))
+        change.events.append(TimelineEvent(now, EventKind.RESOLVED, ALERTMANAGER_ACTOR))
     change.held = current
     return change
 

@@ -12,8 +12,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from receiver.alertmanager.webhook import build_webhook, fingerprint_of
+from receiver.core.model import Alert, AlertStatus
 from receiver.web.ui.session import COOKIE, LINK_SESSION, Sessions
-from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN
+from tests.harness import ANA_TOKEN, API_TOKEN, BO_TOKEN, TOKEN
 from tests.test_api import LABELS, Api, start_api
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
@@ -137,6 +139,35 @@ async def test_acknowledge_and_resolve_through_forms(api: Api, browser: Browser)
     message = re.search(r'id="message">(.*?)<', page, re.S)
     assert message, page
     assert message.group(1) == f"cannot resolve: incident #{number} is already resolved (by e2e)"
+    # A person's resolution ends its time to resolve: no alert end to show beside it.
+    _, page = await browser.get(f"/incidents/{number}")
+    assert "<dt>Resolved</dt>" in page
+    assert 'id="ended"' not in page
+
+
+async def test_a_resolution_alertmanager_reported_late_shows_when_the_alerts_ended(
+    api: Api, browser: Browser
+) -> None:
+    """Alertmanager reports a resolution at the group's next group_interval: the page says
+    both when the alert ended (where the time to resolve stops) and when the report came."""
+    number = await api.fire()
+    await api.settle()
+    starts = api.clock.now() - timedelta(seconds=30)
+    await api.clock.jump(timedelta(minutes=2))
+    ended = api.clock.now()
+    await api.clock.jump(timedelta(minutes=4, seconds=45))
+    arrived = api.clock.now()
+    alert = Alert(fingerprint_of(LABELS), AlertStatus.RESOLVED, LABELS, {}, starts, ended)
+    status, body = await api.call("POST", "/api/v1/alerts", build_webhook([alert]), token=TOKEN)
+    assert status == 200, body
+    await api.settle()
+    await browser.sign_in()
+    _, page = await browser.get(f"/incidents/{number}")
+    at = "%Y-%m-%d %H:%M:%S UTC"
+    shown = re.search(r'<span id="ended">(.*?)</span>', page, re.S)
+    assert shown, page
+    assert " ".join(shown.group(1).split()) == (
+        f"(alerts ended {ended:{at}}; Alertmanager reported it {arrived:{at}})")
 
 
 async def test_triggered_again_claims_no_acknowledgement(api: Api, browser: Browser) -> None:

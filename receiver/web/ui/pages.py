@@ -163,6 +163,12 @@ async def _incident(
                   timeline=timeline, now=s.clock.now(), message=message,
                   exhausted=facts.exhausted(incident, timeline),
                   deferred=facts.deferred(incident, timeline),
+                  # Where its time to resolve ends: the alerts' end when Alertmanager
+                  # resolved it (up to a group_interval before its report came).
+                  ended_at=(facts.problem_ended(incident.opened_at, incident.resolved_at,
+                                                incident.resolved_by,
+                                                (a.ends_at for a in alerts))
+                            if incident.resolved_at is not None else None),
                   # Resolved while nobody held it: who first did, as the post-mortem says.
                   first_ack=(facts.first_acknowledgement(timeline)
                              if incident.resolved_unacknowledged else None),

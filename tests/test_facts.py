@@ -6,7 +6,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from receiver.core.model import ALERTMANAGER_ACTOR, STALE_ACTOR
+from receiver.core.model import (
+    ALERTMANAGER_ACTOR,
+    STALE_ACTOR,
+    Alert,
+    AlertStatus,
+    EventKind,
+    Incident,
+    IncidentState,
+    TimelineEvent,
+)
 from receiver.incidents import facts
 
 OPENED = datetime(2026, 12, 2, 13, 0, 0, tzinfo=UTC)
@@ -48,3 +57,34 @@ def test_where_the_time_to_resolve_ends(
 ) -> None:
     assert facts.problem_ended(OPENED, ARRIVED, resolved_by, ends) == expected
     assert facts.time_to_resolve(OPENED, ARRIVED, resolved_by, iter(ends)) == expected - OPENED
+
+
+def _alert(fingerprint: str, starts: float, ends: float | None) -> Alert:
+    return Alert(fingerprint, AlertStatus.RESOLVED, {"alertname": fingerprint}, {},
+                 _at(starts), None if ends is None else _at(ends))
+
+
+def _resolved(by: str) -> tuple[Incident, list[TimelineEvent]]:
+    incident = Incident(1, "g", "r", "payments", "SEV1", "standard", {},
+                        IncidentState.RESOLVED, OPENED, ARRIVED, resolved_at=ARRIVED,
+                        resolved_by=by)
+    return incident, [TimelineEvent(OPENED, EventKind.OPENED, ALERTMANAGER_ACTOR),
+                      TimelineEvent(ARRIVED, EventKind.RESOLVED, by)]
+
+
+def test_facts_end_an_alertmanager_resolution_at_its_alerts_latest_episodes() -> None:
+    """The incident keeps the arrival as its resolution; its time to resolve ends at the
+    latest end of each fingerprint's latest episode (an earlier episode of `a`, its end
+    unknown, is over: the webhook that resolved the incident held only the later one)."""
+    incident, timeline = _resolved(ALERTMANAGER_ACTOR)
+    alerts = [_alert("a", -1, None), _alert("a", 1, 3), _alert("b", 0, 2)]
+    f = facts.read(incident, alerts, timeline)
+    assert (f.resolved_at, f.ended_at) == (ARRIVED, _at(3))
+    assert f.time_to_resolve == timedelta(minutes=3)
+
+
+def test_facts_keep_a_persons_resolution() -> None:
+    incident, timeline = _resolved("ana")
+    f = facts.read(incident, [_alert("a", 0, 3)], timeline)
+    assert (f.resolved_at, f.ended_at) == (ARRIVED, ARRIVED)
+    assert f.time_to_resolve == ARRIVED - OPENED

@@ -111,12 +111,25 @@ def read(incident: Incident, alerts: Sequence[Alert], timeline: Sequence[Timelin
         acknowledged_by=first_ack.actor if first_ack else None,
         resolved_at=resolved_at,
         ended_at=None if resolved_at is None else problem_ended(
-            incident.opened_at, resolved_at, resolved_by, (a.ends_at for a in alerts)),
+            incident.opened_at, resolved_at, resolved_by,
+            (a.ends_at for a in _latest_episodes(alerts))),
         steps=steps,
         ack_step=_ack_step(steps, first_ack.at) if first_ack else None,
         responders=_responders(timeline),
         fingerprints=frozenset(a.fingerprint for a in alerts),
     )
+
+
+def _latest_episodes(alerts: Sequence[Alert]) -> list[Alert]:
+    """Each fingerprint's latest episode: what the resolving webhook held (store.open_group
+    reads the same), so the reports end a time to resolve where the histogram did. An
+    earlier episode of a fingerprint ended before its next began."""
+    latest: dict[str, Alert] = {}
+    for alert in alerts:
+        held = latest.get(alert.fingerprint)
+        if held is None or alert.starts_at > held.starts_at:
+            latest[alert.fingerprint] = alert
+    return list(latest.values())
 
 
 def first_acknowledgement(timeline: Sequence[TimelineEvent]) -> TimelineEvent | None:

@@ -371,6 +371,9 @@ async def test_time_to_resolve_ends_when_alertmanager_says_the_alerts_ended(api:
     labels = {"team": "payments", "severity": "SEV1"}
     assert _metric(metrics, "ackd_time_to_resolve_seconds_count", **labels) == 1
     assert _metric(metrics, "ackd_time_to_resolve_seconds_sum", **labels) == 186.0
+    # Its help says where it ends too: a dashboard's reader sees no resolution time in it.
+    assert "# HELP ackd_time_to_resolve_seconds From incident open to the end of its problem: " \
+        "its alerts' endsAt when Alertmanager resolved it" in metrics
 
     status, text = await api.call("GET", f"/api/v1/incidents/{number}/postmortem")
     assert status == 200, text

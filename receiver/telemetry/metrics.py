@@ -149,7 +149,8 @@ class Metrics:
         )
         self.time_to_resolve = LoopHistogram(
             "ackd_time_to_resolve_seconds",
-            "From incident open to resolution",
+            "From incident open to the end of its problem: its alerts' endsAt when Alertmanager"
+            " resolved it, the resolution when a person or stale did",
             ["team", "severity"],
             buckets=RESPONSE_BUCKETS,
             registry=r,

@@ -176,7 +176,7 @@ class LoadResult:
         self.expected.alerts += other.expected.alerts
 
     def by_kind_p99(self) -> str:
-        """"new 25.1 / resend 18.3 ms ...": each kind's p99, in the mix's order."""
+        """"new 25.1 / resend 18.3 ms ...": each kind's p99, kinds by name."""
         return " / ".join(f"{kind} {percentile(latencies, 99) * 1e3:.1f}"
                           for kind, latencies in sorted(self.by_kind.items())) + " ms"
 

@@ -61,6 +61,15 @@ def notices(notifier: RecordingNotifier) -> list[tuple[str, str]]:
             if m.title.startswith("On call now")]
 
 
+async def settle_until_noticed(api: Api, notifier: RecordingNotifier) -> None:
+    """Settle until a notice was sent: its job and its send run on threads, up to ~5 s on a
+    loaded machine; the caller asserts who heard."""
+    for _ in range(100):
+        await api.settle()
+        if notices(notifier):
+            return
+
+
 async def test_the_incoming_person_hears_once_with_the_open_incidents(tmp_path: Path) -> None:
     clock, notifier = FakeClock(T0), RecordingNotifier()
     daemon = start(tmp_path, clock, notifier)
@@ -74,10 +83,7 @@ async def test_the_incoming_person_hears_once_with_the_open_incidents(tmp_path: 
         await api.settle()
         assert notices(notifier) == []
         await clock.jump(timedelta(seconds=1))  # 11:00 in Amsterdam: bo's hour
-        for _ in range(100):  # the notice's job and send run on threads: up to ~5 s loaded
-            await api.settle()
-            if notices(notifier):
-                break
+        await settle_until_noticed(api, notifier)
         [(who, body)] = notices(notifier)
         assert who == "bo"
         assert body.startswith("You are on call now for payments primary, until Mon 05 Jan"
@@ -114,10 +120,7 @@ async def test_a_failed_notice_is_a_warning_line(
     api = Api(daemon, notifier, clock)
     try:
         await clock.jump(timedelta(hours=1))  # 11:00 in Amsterdam: bo's hour
-        for _ in range(100):  # the notice's job and send run on threads: up to ~5 s loaded
-            await api.settle()
-            if notices(notifier):
-                break
+        await settle_until_noticed(api, notifier)
         assert [who for who, _ in notices(notifier)] == ["bo"]
     finally:
         await daemon.stop()
@@ -287,10 +290,7 @@ async def test_an_override_committed_while_notices_are_planned_is_planned_for(
         await daemon.services.oncall.create("payments", CY_AT_TEN, Actor("ana", ADMIN))
         await wait_until(lambda: _planned(daemon, "cy"), 10, "cy's notice planned")
         await clock.jump(timedelta(minutes=10))
-        for _ in range(100):  # the notice's job and send run on threads: up to ~5 s loaded
-            await api.settle()
-            if notices(notifier):
-                break
+        await settle_until_noticed(api, notifier)
         assert [who for who, _ in notices(notifier)] == ["cy"]
     finally:
         await daemon.stop()

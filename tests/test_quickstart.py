@@ -146,8 +146,8 @@ def test_the_readme_quick_start_pages_and_acknowledges(tmp_path: Path) -> None:
     assert "#1 acknowledged" in steps.splitlines(), story
     # ackd's log, as the README says: two lines per delivery (Apprise's, and ackd's naming
     # incident, recipient and result) and one for the ack.
-    assert re.search(r"incident #1 triggered to \w+ via json://127\.0\.0\.1:9099/\S+: "
-                     r"delivered in", daemon), story
+    assert re.search(r"incident #1 triggered to \w+ via json \(json://127\.0\.0\.1:9099/\S+\),"
+                     r" attempt 1 of \d+: delivered in", daemon), story
     assert "Sent JSON POST notification." in daemon, story
     assert "incident #1 acknowledged by ops-cli" in daemon, story
 

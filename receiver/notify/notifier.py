@@ -123,12 +123,13 @@ def channel_kind(url: str) -> str:
     return str(names).lower() if names else kind
 
 
-class _HeldWhileChecking(logging.Filter):
-    """Holds Apprise's records from a thread that is checking a config's URL. Its "ERROR
-    apprise: Unparseable URL ..." came before check-config's own line, which names the file,
-    line and key: a URL found unusable drops them; a usable one lets them out afterwards (a
-    warning about a URL that works is Apprise's to give). A delivery on another thread at
-    that moment (a reload) logs as ever."""
+class _HeldPerThread(logging.Filter):
+    """Holds Apprise's records from a thread inside `holding()`; other threads log as ever.
+    Checking a config's URL: its "ERROR apprise: Unparseable URL ..." came before
+    check-config's own line, which names the file, line and key, so a URL found unusable
+    drops them and a usable one lets them out afterwards (a warning about a URL that works is
+    Apprise's to give). A delivery: its caller's one line for the attempt carries Apprise's
+    reason, so a failed delivery's records go out at DEBUG (`_let_out`)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -152,7 +153,7 @@ class _HeldWhileChecking(logging.Filter):
 
 
 _APPRISE_LOG = logging.getLogger("apprise")
-_HELD = _HeldWhileChecking()
+_HELD = _HeldPerThread()
 _APPRISE_LOG.addFilter(_HELD)
 
 
